@@ -1,0 +1,53 @@
+#pragma once
+/* Sandboxed Lua states for workflow files, prompt functions and policies:
+ * an allow-listed environment, text chunks only, a memory budget per state,
+ * an instruction budget per call, and the one helper through which C calls
+ * into Lua. Talks to nothing else. */
+
+#include "engine/util/err.h"
+
+#include <lua.h>
+#include <stddef.h>
+
+typedef struct fr_lua_limits {
+    size_t mem_bytes;  /* per state; 0 = 64 MiB */
+    long instructions; /* per call through fr_lua_call; 0 = 10 million */
+} fr_lua_limits;
+
+/* Returns a new state (owned; fr_sandbox_free) whose registry holds the
+ * sandbox environment: copies of string, table, math, utf8; os.time,
+ * os.clock, os.date; print routed to fr_log with component `log_name`
+ * (borrowed, copied); pairs, ipairs, type, tostring, tonumber, select, next,
+ * error, assert, pcall, rawequal, rawlen, rawget, setmetatable,
+ * getmetatable (the string metatable is protected). No io, os.execute,
+ * require, load, dofile, loadfile, debug, collectgarbage. NULL on OOM. */
+lua_State *fr_sandbox_new(const fr_lua_limits *lim, const char *log_name);
+
+/* Frees a state from fr_sandbox_new; NULL is fine. */
+void fr_sandbox_free(lua_State *L);
+
+/* Pushes the sandbox environment table. [-0, +1] */
+void fr_sandbox_push_env(lua_State *L);
+
+/* Loads the text chunk in file `path` (borrowed) with the sandbox
+ * environment as its _ENV, and pushes the function. Bytecode is refused.
+ * Errors: FR_ENOENT (cannot read), FR_ESYNTAX (err has file and line). */
+int fr_sandbox_load_file(lua_State *L, const char *path, fr_error *err);
+
+/* Like fr_sandbox_load_file for a string `code` of `len` bytes named `name`. */
+int fr_sandbox_load_string(lua_State *L, const char *code, size_t len, const char *name,
+                           fr_error *err);
+
+/* The one way C calls Lua: calls the function below `nargs` arguments on the
+ * stack with a traceback handler and the instruction budget, like lua_pcall.
+ * An exhausted budget cannot be swallowed by a pcall inside the callee: it
+ * keeps failing until the call returns, and the call fails. On success
+ * leaves `nresults` values; on failure leaves nothing and returns FR_ELUA
+ * (runtime error), FR_ELIMIT (instructions or memory) with `err` carrying
+ * the source:line of the failure; `what` (borrowed) names the call for the
+ * message, e.g. "prompt of task 'api'". */
+int fr_lua_call(lua_State *L, int nargs, int nresults, const char *what, fr_error *err);
+
+/* Extracts "source" and line from a Lua error message "file:12: text" into
+ * `err` with `code`. Returns `code`. */
+int fr_lua_error_from_msg(fr_error *err, int code, const char *msg);

@@ -1,0 +1,23 @@
+#pragma once
+/* {{placeholder}} templates in prompts: checked against a task's deps and
+ * the workflow's vars at load time, expanded from a context object at run
+ * time. Pure C over jansson; no Lua. */
+
+#include "engine/util/err.h"
+
+#include <jansson.h>
+#include <stddef.h>
+
+/* Checks every placeholder of `tmpl` (borrowed): each must be {{dep}},
+ * {{dep.text}}, {{dep.json}} or {{dep.json.path...}} for a name in `deps`
+ * (borrowed array of `ndeps` names), or {{var.name}} for a key of `vars`
+ * (borrowed object, may be NULL). Returns FR_OK, or FR_EWORKFLOW with
+ * err->msg naming the placeholder (source/line are left for the caller). */
+int fr_template_check(const char *tmpl, const char *const *deps, size_t ndeps,
+                      const json_t *vars, fr_error *err);
+
+/* Expands `tmpl` with `ctx` (borrowed; shape as in fr_workflow_render_prompt).
+ * JSON values that are not strings are written as compact JSON. On FR_OK
+ * *out is an owned string; otherwise FR_EWORKFLOW with err->msg naming the
+ * placeholder that could not be resolved (for example a missing field). */
+int fr_template_render(const char *tmpl, const json_t *ctx, char **out, fr_error *err);

@@ -1,0 +1,135 @@
+#pragma once
+/* A loaded, validated workflow: agents, tasks and endpoints as plain C data
+ * (read-only once loaded), plus the sandboxed Lua state that keeps the
+ * workflow's prompt functions alive. Produced by dsl/load; read by engine. */
+
+#include "engine/util/err.h"
+#include "engine/util/kinds.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct fr_price {
+    double input;        /* USD per million input tokens */
+    double output;       /* USD per million output tokens */
+    double cached_input; /* USD per million cached input tokens */
+    bool set;            /* false when the file gave no price */
+} fr_price;
+
+typedef struct fr_timeouts {
+    double connect_s;    /* default 10 */
+    double first_byte_s; /* default 0 = none */
+    double idle_s;       /* stream idle; default 60 */
+} fr_timeouts;
+
+typedef struct fr_endpoint_spec {
+    char *name;
+    fr_tier tier; /* FR_TIER_LOCAL or FR_TIER_CLOUD, never ANY */
+    fr_protocol protocol;
+    char *url; /* may be NULL only when the protocol has a default */
+    char *model;
+    char *api_key_env; /* name of the variable, NULL for none; never the key */
+    int max_parallel;  /* >= 1; default 1 local, 4 cloud */
+    long context;      /* tokens; 0 = unknown */
+    double quality;    /* 0..1; default 0.5 */
+    char **tags;
+    size_t ntags;
+    fr_price price;
+    bool stream; /* default true */
+    fr_timeouts timeouts;
+    char *file; /* where it was declared */
+    int line;
+} fr_endpoint_spec;
+
+typedef struct fr_agent_spec {
+    char *name;
+    char *system; /* may be NULL */
+    char *type;   /* may be NULL */
+    char *file;
+    int line;
+} fr_agent_spec;
+
+typedef struct fr_task_spec {
+    char *name;
+    size_t agent;      /* index into fr_workflow.agents */
+    char *prompt;      /* template text; NULL when the prompt is a function */
+    char **deps;       /* names, in the order written */
+    size_t *dep_index; /* indices into fr_workflow.tasks, same order */
+    size_t ndeps;
+    double complexity; /* 0..1; default 0.5 */
+    char *type;        /* the task's or else its agent's, may be NULL */
+    int priority;      /* 1..10; default 5; higher runs first */
+    bool is_private;   /* never leaves the local tier */
+    double timeout_s;  /* whole task; default workflow.defaults.timeout (300) */
+    int retries;       /* per endpoint; default workflow.defaults.retries (2) */
+    int max_tokens;    /* default workflow.defaults.max_tokens (2048) */
+    double temperature; /* default workflow.defaults.temperature (0.2) */
+    double budget_usd; /* 0 = no task cap */
+    json_t *schema;    /* owned JSON Schema subset, or NULL */
+    bool has_check;    /* a check function was given */
+    double min_quality; /* 0..1; default 0 */
+    bool approve;
+    char *save;        /* path relative to the workflow's directory, or NULL */
+    char *endpoint;    /* pin by name, or NULL */
+    fr_tier tier;      /* pin by tier, FR_TIER_ANY if none */
+    char *file;
+    int line;
+} fr_task_spec;
+
+typedef struct fr_workflow_lua fr_workflow_lua;
+
+typedef struct fr_workflow {
+    char *name;   /* workflow{name=}, else the file's base name without .lua */
+    char *path;   /* the workflow file as given */
+    char *dir;    /* its directory: relative paths (save, policy) resolve here */
+    char *policy; /* workflow{policy=}: a built-in name or a path; NULL = default */
+    struct {
+        double usd;         /* 0 = no run cap */
+        double alert;       /* fraction, default 0.8 */
+        double monthly_usd; /* 0 = no monthly cap */
+    } budget;
+    json_t *vars; /* object name -> string: workflow{vars=} overridden by --var */
+    fr_agent_spec *agents;
+    size_t nagents;
+    fr_task_spec *tasks;
+    size_t ntasks;
+    fr_endpoint_spec *endpoints;
+    size_t nendpoints;
+    char *baseline; /* endpoint name or NULL */
+    fr_workflow_lua *lua; /* private to dsl/ */
+} fr_workflow;
+
+typedef struct fr_load_opts {
+    const char *endpoints_path; /* --endpoints; NULL: ./endpoints.lua, then
+                                   $XDG_CONFIG_HOME/flowrun/endpoints.lua, if present */
+    const char *const *vars;    /* "name=value" strings from --var */
+    size_t nvars;
+} fr_load_opts;
+
+/* Loads and validates the workflow at `path` (borrowed) with `opts`
+ * (borrowed, may be NULL). On FR_OK *out receives an owned workflow
+ * (fr_workflow_free). On failure returns FR_EWORKFLOW (or FR_ESYNTAX,
+ * FR_ENOENT, FR_ECONFIG) with `err` naming the file and line. Checks names,
+ * types, ranges, unknown fields (with a did-you-mean), unknown agents and
+ * dependencies, duplicates and placeholders; it does not look for cycles
+ * (engine/graph does). Sends nothing. */
+int fr_workflow_load(const char *path, const fr_load_opts *opts, fr_workflow **out,
+                     fr_error *err);
+
+/* Frees a workflow and its Lua state; NULL is fine. */
+void fr_workflow_free(fr_workflow *wf);
+
+/* Renders the prompt of task `task` with `ctx` (borrowed), an object
+ * { "<dep>": { "text": "...", "json": <value or null> }, ..., "var": {...} }.
+ * String prompts expand {{dep}}, {{dep.text}}, {{dep.json.a.b}} and
+ * {{var.name}}; function prompts are called with ctx as a Lua table, under
+ * the sandbox's limits. On FR_OK *out is an owned string. Errors (a missing
+ * JSON field, a function that fails or returns a non-string) return FR_ELUA
+ * or FR_EWORKFLOW with `err` filled. */
+int fr_workflow_render_prompt(fr_workflow *wf, size_t task, const json_t *ctx, char **out,
+                              fr_error *err);
+
+/* Returns the index of the task/endpoint/agent named `name`, or -1. */
+long fr_workflow_find_task(const fr_workflow *wf, const char *name);
+long fr_workflow_find_endpoint(const fr_workflow *wf, const char *name);

@@ -1,0 +1,63 @@
+#pragma once
+/* HTTP on the event loop: libcurl's multi interface driven by libuv socket
+ * polls and one timer. Moves bytes only; adapters (providers/) read them.
+ * The scheduler does admission control: fr_http never queues transfers. */
+
+#include "providers/provider.h"
+
+#include <stddef.h>
+#include <uv.h>
+
+typedef struct fr_http fr_http;
+typedef struct fr_xfer fr_xfer;
+
+typedef struct fr_http_opts {
+    size_t max_response;   /* cap on body bytes; 0 = 8 MiB */
+    long connect_timeout_ms;    /* 0 = 10 s */
+    long first_byte_timeout_ms; /* from submit to the first body byte; 0 = none */
+    long idle_timeout_ms;       /* longest gap between body bytes; 0 = none */
+    long total_timeout_ms;      /* whole transfer; 0 = none */
+} fr_http_opts;
+
+typedef struct fr_http_result {
+    int rc;              /* FR_OK when a full response arrived (any status) */
+    long status;         /* HTTP status, 0 if none */
+    double retry_after_s; /* parsed Retry-After header (seconds or date), -1 if absent */
+    double ttfb_ms;      /* submit to first body byte, -1 if none arrived */
+    double total_ms;     /* submit to completion */
+    size_t bytes;        /* body bytes delivered */
+    const char *error;   /* borrowed description when rc != FR_OK, else NULL */
+} fr_http_result;
+
+/* Called for each piece of the body, from inside curl's write callback: do
+ * not call into fr_http from here. Return FR_OK to go on, or a negative code
+ * to abort the transfer (done then reports that code). */
+typedef int (*fr_http_data_fn)(void *ud, long status, const char *data, size_t len);
+/* Called once per transfer when it ends, from a libuv callback (never from
+ * inside curl); may submit new transfers. `res` is borrowed for the call. */
+typedef void (*fr_http_done_fn)(void *ud, const fr_http_result *res);
+
+/* Returns a new HTTP engine on `loop` (borrowed, must outlive it), or NULL
+ * if curl cannot be initialised. */
+fr_http *fr_http_new(uv_loop_t *loop);
+
+/* Starts a transfer of `req` (borrowed, copied) with `opts` (borrowed, may be
+ * NULL). `ud` is passed back to both callbacks. On FR_OK, *out (optional)
+ * receives a borrowed handle valid until done is called or it is cancelled.
+ * Errors: FR_EINVAL for a bad request, FR_ENOMEM. */
+int fr_http_submit(fr_http *h, const fr_request *req, const fr_http_opts *opts,
+                   fr_http_data_fn on_data, fr_http_done_fn on_done, void *ud, fr_xfer **out);
+
+/* Aborts a transfer; its done callback is not called. Must not be called
+ * from inside an fr_http_data_fn. */
+void fr_http_cancel(fr_http *h, fr_xfer *x);
+
+/* Number of transfers in flight. */
+size_t fr_http_active(const fr_http *h);
+/* Number of new TCP connections opened so far (connection reuse keeps it low). */
+long fr_http_connections(const fr_http *h);
+
+/* Cancels every transfer (no done callbacks), cleans up curl and closes all
+ * libuv handles. The memory is released in the last close callback, so the
+ * caller must run the loop afterwards until it is empty. NULL is fine. */
+void fr_http_free(fr_http *h);

@@ -1,0 +1,34 @@
+#pragma once
+/* The one logger: every line of diagnostic output goes through fr_log, as
+ * key=value text on stderr or, with FR_LOG_JSON, one JSON object per line.
+ * Secrets never reach it: callers pass names of key variables, never values. */
+
+#include <stdarg.h>
+#include <stdio.h>
+
+typedef enum {
+    FR_LOG_ERROR = 0,
+    FR_LOG_WARN,
+    FR_LOG_INFO,
+    FR_LOG_DEBUG,
+    FR_LOG_TRACE
+} fr_log_level;
+
+typedef enum { FR_LOG_TEXT = 0, FR_LOG_JSON } fr_log_format;
+
+/* Sets the most verbose level that is printed (default FR_LOG_WARN). */
+void fr_log_set_level(fr_log_level level);
+/* Returns the current level. */
+fr_log_level fr_log_get_level(void);
+/* Chooses text or JSON lines. */
+void fr_log_set_format(fr_log_format fmt);
+/* Redirects output (borrowed stream; default stderr). */
+void fr_log_set_stream(FILE *f);
+/* Parses "error", "warn", "info", "debug", "trace"; returns -1 if unknown. */
+int fr_log_level_parse(const char *s);
+
+/* Logs one line: `component` names the module ("sched", "http", "lua:policy"),
+ * `fmt` is the message, usually key=value pairs. */
+void fr_log(fr_log_level level, const char *component, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void fr_vlog(fr_log_level level, const char *component, const char *fmt, va_list ap);

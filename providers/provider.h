@@ -1,0 +1,86 @@
+#pragma once
+/* The one interface every wire protocol adapter implements: build an HTTP
+ * request from a call, feed it the bytes of the reply as they arrive, and
+ * finish into a reply. Adapters never know the graph or the scheduler, and
+ * never touch the network: engine/http moves the bytes. */
+
+#include "engine/util/err.h"
+#include "engine/util/kinds.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+/* What to ask one model. Every pointer is borrowed for the duration of
+ * fr_adapter_new, which copies what it keeps. */
+typedef struct fr_call {
+    const char *base_url; /* e.g. "http://127.0.0.1:8000/v1"; required */
+    const char *model;
+    const char *system; /* NULL or "" when the agent has none */
+    const char *prompt;
+    int max_tokens;
+    double temperature;
+    bool stream;
+    const json_t *schema; /* NULL unless structured output is asked */
+    const char *api_key;  /* NULL for none; never logged, never echoed */
+} fr_call;
+
+typedef struct fr_usage {
+    long input;
+    long output;
+    long cached;
+    bool estimated; /* true when the reply carried no usage and it was counted from text */
+} fr_usage;
+
+/* A finished reply. Owned by whoever filled it; release with fr_reply_close. */
+typedef struct fr_reply {
+    char *text;          /* the assistant text, "" if none; never NULL after finish */
+    json_t *json;        /* parsed JSON when a schema was asked, else NULL */
+    char *finish_reason; /* "stop", "length", ... or NULL */
+    char *model;         /* the model that answered, as the server names it, or NULL */
+    fr_usage usage;
+} fr_reply;
+
+/* An HTTP request to send. Owned by whoever filled it; fr_request_close frees. */
+typedef struct fr_request {
+    char *url;
+    char **headers; /* "Name: value" lines, owned */
+    size_t nheaders;
+    char *body; /* NUL-terminated JSON */
+} fr_request;
+
+typedef struct fr_adapter fr_adapter;
+
+/* Returns a new adapter (owned; fr_adapter_free) for one attempt of `call`
+ * (borrowed, copied) in protocol `proto`. Never NULL (aborts on OOM). */
+fr_adapter *fr_adapter_new(fr_protocol proto, const fr_call *call);
+
+/* Fills `out` (owned by the caller) with the request to send. Returns FR_OK,
+ * or FR_ECONFIG with `err` filled when the call cannot be expressed (bad URL). */
+int fr_adapter_request(fr_adapter *a, fr_request *out, fr_error *err);
+
+/* Feeds `len` bytes (borrowed) of the reply body as they arrive, with the
+ * HTTP status known so far. Returns FR_OK to go on, or a negative code (for
+ * example FR_EPROTO on an error event mid-stream, FR_ETOOBIG past the reply
+ * cap) after which the caller aborts the transfer and calls finish. */
+int fr_adapter_feed(fr_adapter *a, long http_status, const char *data, size_t len);
+
+/* Ends the attempt: `http_status` is the final status (0 if no response).
+ * On success fills `out` (owned by the caller) and returns FR_OK. Otherwise
+ * returns FR_EHTTP (non-2xx; err->msg carries the server's error message),
+ * FR_ETRUNCATED (a stream without its terminator), FR_EPROTO (malformed
+ * reply) and fills `err`; `out` is then left empty. */
+int fr_adapter_finish(fr_adapter *a, long http_status, fr_reply *out, fr_error *err);
+
+/* Frees the adapter; NULL is fine. */
+void fr_adapter_free(fr_adapter *a);
+
+/* Releases what a reply owns and zeroes it; NULL-safe on members. */
+void fr_reply_close(fr_reply *r);
+/* Releases what a request owns and zeroes it. */
+void fr_request_close(fr_request *r);
+
+/* Estimates the token count of `text` (borrowed) the way flowrun does when a
+ * reply carries no usage: about one token per four bytes, at least 1 for
+ * non-empty text. */
+long fr_estimate_tokens(const char *text);
