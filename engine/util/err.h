@@ -4,6 +4,7 @@
  * problem is (file, line) and a message a user can act on. */
 
 #include <stdarg.h>
+#include <stddef.h>
 
 #define FR_ERRORS(X)                                                                     \
     X(FR_OK, 0, "success")                                                               \

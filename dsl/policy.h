@@ -1,0 +1,44 @@
+#pragma once
+/* The policy host: loads a routing policy (a Lua file returning a table
+ * with `route` and optional `on_result`) into its own sandboxed state and
+ * calls it with copies of the task, the candidates and the run. Decides
+ * nothing itself: the scheduler owns the fallback when a policy fails. */
+
+#include "dsl/sandbox.h"
+#include "engine/util/err.h"
+
+#include <jansson.h>
+
+typedef struct fr_policy fr_policy;
+
+/* Resolves `spec` (borrowed): a built-in name such as "balanced" becomes
+ * <lua dir>/policies/<name>.lua (the lua dir is $FLOWRUN_LUA_DIR, else the
+ * one the binary was built with); anything else is a path, relative to
+ * `base_dir` (borrowed, may be NULL) unless absolute. On FR_OK *path is
+ * owned. FR_ENOENT with `err` filled when no such file exists (for a name,
+ * the message lists the built-in names). */
+int fr_policy_resolve(const char *spec, const char *base_dir, char **path, fr_error *err);
+
+/* Loads the policy file `path` (borrowed) into a fresh state with `lim`
+ * (borrowed, may be NULL) and checks that it returns a table with a
+ * function `route` (and `on_result`, if present, is a function). `version`
+ * is recorded for decisions. On FR_OK *out is owned (fr_policy_free);
+ * otherwise FR_ESYNTAX/FR_ELUA/FR_ELIMIT/FR_EPOLICY with `err` filled. */
+int fr_policy_load(const char *path, const fr_lua_limits *lim, int version, fr_policy **out,
+                   fr_error *err);
+
+/* Frees a policy and its state; NULL is fine. */
+void fr_policy_free(fr_policy *p);
+
+/* The policy's name (the file's base name without .lua) and version. Borrowed. */
+const char *fr_policy_name(const fr_policy *p);
+int fr_policy_version(const fr_policy *p);
+
+/* Calls route(task, candidates, run) with Lua copies of the three JSON
+ * values (borrowed; `candidates` is an array of objects with "name").
+ * On FR_OK *choice is the owned name of the chosen candidate, or NULL when
+ * the policy returned nil (wait for capacity). A return that is neither a
+ * candidate table, a candidate's name nor nil is FR_EPOLICY; a Lua error or
+ * an exhausted limit is FR_ELUA/FR_ELIMIT; `err` carries file:line. */
+int fr_policy_route(fr_policy *p, const json_t *task, const json_t *candidates,
+                    const json_t *run, char **choice, fr_error *err);

@@ -1,0 +1,266 @@
+#include "engine/sched.h"
+
+#include "engine/util/mem.h"
+
+#include <stdlib.h>
+
+typedef struct slot {
+    int cap, used, peak;
+} slot;
+
+struct fr_sched {
+    const fr_graph *g;
+    size_t n;
+    int *priority;
+    fr_task_state *state;
+    size_t *waiting; /* deps not yet succeeded */
+    size_t *heap;
+    size_t nheap;
+    slot *slots;
+    size_t nslots;
+    size_t unfinished;
+};
+
+static const char *const state_names[] = {"pending", "ready",   "running", "ok",
+                                          "failed",  "skipped", "budget",  "cancelled"};
+
+const char *fr_task_state_name(fr_task_state st)
+{
+    return (unsigned)st < sizeof state_names / sizeof *state_names ? state_names[st] : "?";
+}
+
+bool fr_task_state_terminal(fr_task_state st)
+{
+    return st >= FR_TASK_OK;
+}
+
+/* True when task a should run before task b. */
+static bool before(const fr_sched *s, size_t a, size_t b)
+{
+    if (s->priority[a] != s->priority[b])
+        return s->priority[a] > s->priority[b];
+    size_t ra = fr_graph_rank(s->g, a), rb = fr_graph_rank(s->g, b);
+    if (ra != rb)
+        return ra > rb;
+    return a < b;
+}
+
+static void heap_push(fr_sched *s, size_t t)
+{
+    size_t i = s->nheap++;
+    s->heap[i] = t;
+    while (i > 0) {
+        size_t parent = (i - 1) / 2;
+        if (!before(s, s->heap[i], s->heap[parent]))
+            break;
+        size_t tmp = s->heap[i];
+        s->heap[i] = s->heap[parent];
+        s->heap[parent] = tmp;
+        i = parent;
+    }
+}
+
+static size_t heap_pop(fr_sched *s)
+{
+    size_t top = s->heap[0];
+    s->heap[0] = s->heap[--s->nheap];
+    size_t i = 0;
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, best = i;
+        if (l < s->nheap && before(s, s->heap[l], s->heap[best]))
+            best = l;
+        if (r < s->nheap && before(s, s->heap[r], s->heap[best]))
+            best = r;
+        if (best == i)
+            break;
+        size_t tmp = s->heap[i];
+        s->heap[i] = s->heap[best];
+        s->heap[best] = tmp;
+        i = best;
+    }
+    return top;
+}
+
+fr_sched *fr_sched_new(const fr_graph *g, const int *priority, size_t nendpoints,
+                       const int *max_parallel)
+{
+    fr_sched *s = fr_xcalloc(1, sizeof *s);
+    s->g = g;
+    s->n = fr_graph_size(g);
+    s->priority = fr_xcalloc(s->n, sizeof *s->priority);
+    s->state = fr_xcalloc(s->n, sizeof *s->state);
+    s->waiting = fr_xcalloc(s->n, sizeof *s->waiting);
+    s->heap = fr_xcalloc(s->n, sizeof *s->heap);
+    s->slots = fr_xcalloc(nendpoints, sizeof *s->slots);
+    s->nslots = nendpoints;
+    s->unfinished = s->n;
+    for (size_t e = 0; e < nendpoints; e++)
+        s->slots[e].cap = max_parallel[e] > 0 ? max_parallel[e] : 1;
+    for (size_t t = 0; t < s->n; t++) {
+        s->priority[t] = priority ? priority[t] : 5;
+        s->waiting[t] = fr_graph_ndeps(g, t);
+    }
+    for (size_t t = 0; t < s->n; t++)
+        if (s->waiting[t] == 0) {
+            s->state[t] = FR_TASK_READY;
+            heap_push(s, t);
+        }
+    return s;
+}
+
+void fr_sched_free(fr_sched *s)
+{
+    if (!s)
+        return;
+    free(s->priority);
+    free(s->state);
+    free(s->waiting);
+    free(s->heap);
+    free(s->slots);
+    free(s);
+}
+
+bool fr_sched_pop(fr_sched *s, size_t *task)
+{
+    if (s->nheap == 0)
+        return false;
+    *task = heap_pop(s);
+    s->state[*task] = FR_TASK_RUNNING;
+    return true;
+}
+
+void fr_sched_requeue(fr_sched *s, size_t task)
+{
+    if (fr_task_state_terminal(s->state[task]) || s->state[task] == FR_TASK_READY)
+        return;
+    s->state[task] = FR_TASK_READY;
+    heap_push(s, task);
+}
+
+size_t fr_sched_ready(const fr_sched *s)
+{
+    return s->nheap;
+}
+
+bool fr_sched_take_slot(fr_sched *s, size_t ep)
+{
+    slot *sl = &s->slots[ep];
+    if (sl->used >= sl->cap)
+        return false;
+    if (++sl->used > sl->peak)
+        sl->peak = sl->used;
+    return true;
+}
+
+void fr_sched_release_slot(fr_sched *s, size_t ep)
+{
+    if (s->slots[ep].used > 0)
+        s->slots[ep].used--;
+}
+
+int fr_sched_in_flight(const fr_sched *s, size_t ep)
+{
+    return s->slots[ep].used;
+}
+
+int fr_sched_free_slots(const fr_sched *s, size_t ep)
+{
+    return s->slots[ep].cap - s->slots[ep].used;
+}
+
+int fr_sched_peak(const fr_sched *s, size_t ep)
+{
+    return s->slots[ep].peak;
+}
+
+int fr_sched_capacity(const fr_sched *s, size_t ep)
+{
+    return s->slots[ep].cap;
+}
+
+int fr_sched_total_free(const fr_sched *s)
+{
+    int n = 0;
+    for (size_t e = 0; e < s->nslots; e++)
+        n += fr_sched_free_slots(s, e);
+    return n;
+}
+
+/* Removes `task` from the ready heap if it is there (rare: a task ended
+ * while queued, e.g. by a deadline). */
+static void heap_remove(fr_sched *s, size_t task)
+{
+    for (size_t i = 0; i < s->nheap; i++)
+        if (s->heap[i] == task) {
+            size_t *rest = fr_xmalloc(s->nheap * sizeof *rest);
+            size_t n = 0;
+            for (size_t k = 0; k < s->nheap; k++)
+                if (k != i)
+                    rest[n++] = s->heap[k];
+            s->nheap = 0;
+            for (size_t k = 0; k < n; k++)
+                heap_push(s, rest[k]);
+            free(rest);
+            return;
+        }
+}
+
+static void end_task(fr_sched *s, size_t task, fr_task_state state)
+{
+    if (s->state[task] == FR_TASK_READY)
+        heap_remove(s, task);
+    s->state[task] = state;
+    s->unfinished--;
+}
+
+static void skip_dependents(fr_sched *s, size_t task, fr_sched_skip_fn on_skip, void *ud)
+{
+    size_t n;
+    const size_t *deps = fr_graph_dependents(s->g, task, &n);
+    for (size_t k = 0; k < n; k++) {
+        size_t d = deps[k];
+        if (fr_task_state_terminal(s->state[d]))
+            continue;
+        end_task(s, d, FR_TASK_SKIPPED);
+        if (on_skip)
+            on_skip(ud, d, task);
+        skip_dependents(s, d, on_skip, ud);
+    }
+}
+
+void fr_sched_finish(fr_sched *s, size_t task, fr_task_state state, fr_sched_skip_fn on_skip,
+                     void *ud)
+{
+    if (fr_task_state_terminal(s->state[task]))
+        return;
+    end_task(s, task, state);
+    if (state != FR_TASK_OK) {
+        skip_dependents(s, task, on_skip, ud);
+        return;
+    }
+    size_t n;
+    const size_t *deps = fr_graph_dependents(s->g, task, &n);
+    for (size_t k = 0; k < n; k++) {
+        size_t d = deps[k];
+        if (--s->waiting[d] == 0 && s->state[d] == FR_TASK_PENDING) {
+            s->state[d] = FR_TASK_READY;
+            heap_push(s, d);
+        }
+    }
+}
+
+void fr_sched_abandon(fr_sched *s, size_t task, fr_task_state state)
+{
+    if (!fr_task_state_terminal(s->state[task]))
+        end_task(s, task, state);
+}
+
+fr_task_state fr_sched_state(const fr_sched *s, size_t task)
+{
+    return s->state[task];
+}
+
+size_t fr_sched_unfinished(const fr_sched *s)
+{
+    return s->unfinished;
+}

@@ -1,0 +1,73 @@
+#pragma once
+/* The scheduler's state, without I/O: task states, dependency counters, the
+ * ready queue (priority, then longest remaining path, then declaration
+ * order) and per-endpoint slots. engine/run drives it from the loop. */
+
+#include "engine/graph.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef enum {
+    FR_TASK_PENDING = 0, /* waiting for dependencies */
+    FR_TASK_READY,       /* in the ready queue */
+    FR_TASK_RUNNING,     /* routed: an attempt in flight or a retry scheduled */
+    FR_TASK_OK,
+    FR_TASK_FAILED,
+    FR_TASK_SKIPPED,
+    FR_TASK_BUDGET,
+    FR_TASK_CANCELLED
+} fr_task_state;
+
+typedef struct fr_sched fr_sched;
+
+/* Called for each task skipped because `cause` did not succeed. */
+typedef void (*fr_sched_skip_fn)(void *ud, size_t task, size_t cause);
+
+/* Returns a new scheduler (owned; fr_sched_free) over the sorted graph `g`
+ * (borrowed, must outlive it), with task priorities `priority` (borrowed
+ * array, copied; higher first) and `nendpoints` endpoints whose slot counts
+ * are `max_parallel` (borrowed, copied). Tasks without deps are ready. */
+fr_sched *fr_sched_new(const fr_graph *g, const int *priority, size_t nendpoints,
+                       const int *max_parallel);
+/* Frees a scheduler; NULL is fine. */
+void fr_sched_free(fr_sched *s);
+
+/* Takes the best ready task: returns true and sets *task, or false if none.
+ * The task's state becomes RUNNING; put it back with fr_sched_requeue. */
+bool fr_sched_pop(fr_sched *s, size_t *task);
+/* Puts a popped (or retrying) task back in the ready queue. */
+void fr_sched_requeue(fr_sched *s, size_t task);
+/* Number of tasks in the ready queue. */
+size_t fr_sched_ready(const fr_sched *s);
+
+/* Takes a slot of endpoint `ep`: true on success, false when it is full. */
+bool fr_sched_take_slot(fr_sched *s, size_t ep);
+/* Gives a slot back. */
+void fr_sched_release_slot(fr_sched *s, size_t ep);
+/* Slots of `ep` in use, free, the most ever in use, and the capacity. */
+int fr_sched_in_flight(const fr_sched *s, size_t ep);
+int fr_sched_free_slots(const fr_sched *s, size_t ep);
+int fr_sched_peak(const fr_sched *s, size_t ep);
+int fr_sched_capacity(const fr_sched *s, size_t ep);
+/* Free slots over all endpoints. */
+int fr_sched_total_free(const fr_sched *s);
+
+/* Ends a task in a terminal `state`. On FR_TASK_OK, dependents whose deps
+ * have all succeeded become ready. Otherwise every dependent not yet ended,
+ * transitively, becomes SKIPPED and `on_skip` (may be NULL) is told, with
+ * the direct failed dependency as the cause. */
+void fr_sched_finish(fr_sched *s, size_t task, fr_task_state state, fr_sched_skip_fn on_skip,
+                     void *ud);
+/* Marks a not-yet-ended task with a terminal state (cancel, budget) without
+ * touching dependents; used when a whole run stops. */
+void fr_sched_abandon(fr_sched *s, size_t task, fr_task_state state);
+
+fr_task_state fr_sched_state(const fr_sched *s, size_t task);
+/* Number of tasks not in a terminal state. */
+size_t fr_sched_unfinished(const fr_sched *s);
+/* Returns a static name: "pending", "ready", "running", "ok", "failed",
+ * "skipped", "budget", "cancelled". */
+const char *fr_task_state_name(fr_task_state st);
+/* True for ok, failed, skipped, budget and cancelled. */
+bool fr_task_state_terminal(fr_task_state st);

@@ -1,0 +1,142 @@
+/* Scheduler state: ready order, slots, and what a failure does downstream. */
+#include "engine/sched.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include <cmocka.h>
+
+static void test_order_priority_then_longest_path(void **state)
+{
+    (void)state;
+    /* 0: short branch; 1 -> 2 -> 3: long branch; 4: high priority, short. */
+    fr_graph *g = fr_graph_new(5);
+    fr_graph_add_edge(g, 1, 2);
+    fr_graph_add_edge(g, 2, 3);
+    assert_int_equal(fr_graph_sort(g, NULL, NULL), FR_OK);
+    int prio[5] = {5, 5, 5, 5, 9};
+    int cap[1] = {1};
+    fr_sched *s = fr_sched_new(g, prio, 1, cap);
+    assert_int_equal(fr_sched_ready(s), 3);
+    size_t t;
+    assert_true(fr_sched_pop(s, &t));
+    assert_int_equal(t, 4); /* priority first */
+    assert_true(fr_sched_pop(s, &t));
+    assert_int_equal(t, 1); /* then the head of the longest remaining path */
+    assert_true(fr_sched_pop(s, &t));
+    assert_int_equal(t, 0);
+    assert_false(fr_sched_pop(s, &t));
+    /* A popped task that could not be placed goes back in order. */
+    fr_sched_requeue(s, 0);
+    fr_sched_requeue(s, 1);
+    assert_true(fr_sched_pop(s, &t));
+    assert_int_equal(t, 1);
+    fr_sched_free(s);
+    fr_graph_free(g);
+}
+
+static void test_slots_never_exceed_capacity(void **state)
+{
+    (void)state;
+    fr_graph *g = fr_graph_new(1);
+    assert_int_equal(fr_graph_sort(g, NULL, NULL), FR_OK);
+    int cap[2] = {3, 1};
+    fr_sched *s = fr_sched_new(g, NULL, 2, cap);
+    assert_int_equal(fr_sched_total_free(s), 4);
+    for (int i = 0; i < 3; i++)
+        assert_true(fr_sched_take_slot(s, 0));
+    assert_false(fr_sched_take_slot(s, 0));
+    assert_int_equal(fr_sched_in_flight(s, 0), 3);
+    assert_int_equal(fr_sched_free_slots(s, 0), 0);
+    fr_sched_release_slot(s, 0);
+    assert_true(fr_sched_take_slot(s, 0));
+    assert_int_equal(fr_sched_peak(s, 0), 3);
+    assert_true(fr_sched_take_slot(s, 1));
+    assert_false(fr_sched_take_slot(s, 1));
+    assert_int_equal(fr_sched_total_free(s), 0);
+    fr_sched_free(s);
+    fr_graph_free(g);
+}
+
+static size_t skipped[8], causes[8], nskipped;
+
+static void on_skip(void *ud, size_t task, size_t cause)
+{
+    (void)ud;
+    skipped[nskipped] = task;
+    causes[nskipped++] = cause;
+}
+
+static void test_failure_skips_dependents_only(void **state)
+{
+    (void)state;
+    /* 0 -> 1 -> 2; 0 -> 3; 4 independent; 5 depends on 4 and 1. */
+    fr_graph *g = fr_graph_new(6);
+    fr_graph_add_edge(g, 0, 1);
+    fr_graph_add_edge(g, 1, 2);
+    fr_graph_add_edge(g, 0, 3);
+    fr_graph_add_edge(g, 4, 5);
+    fr_graph_add_edge(g, 1, 5);
+    assert_int_equal(fr_graph_sort(g, NULL, NULL), FR_OK);
+    int cap[1] = {2};
+    fr_sched *s = fr_sched_new(g, NULL, 1, cap);
+    size_t t;
+    nskipped = 0;
+    assert_true(fr_sched_pop(s, &t));
+    assert_true(fr_sched_pop(s, &t));
+    fr_sched_finish(s, 0, FR_TASK_OK, on_skip, NULL);
+    assert_int_equal(fr_sched_state(s, 1), FR_TASK_READY);
+    assert_int_equal(fr_sched_state(s, 3), FR_TASK_READY);
+    assert_true(fr_sched_pop(s, &t));
+    assert_int_equal(t, 1); /* longer remaining path than 3 */
+    fr_sched_finish(s, 1, FR_TASK_FAILED, on_skip, NULL);
+    assert_int_equal(nskipped, 2);
+    assert_int_equal(fr_sched_state(s, 2), FR_TASK_SKIPPED);
+    assert_int_equal(fr_sched_state(s, 5), FR_TASK_SKIPPED);
+    assert_int_equal(causes[0], 1);
+    assert_int_equal(causes[1], 1);
+    /* The independent branch goes on. */
+    assert_int_equal(fr_sched_state(s, 3), FR_TASK_READY);
+    fr_sched_finish(s, 4, FR_TASK_OK, on_skip, NULL);
+    assert_int_equal(fr_sched_state(s, 5), FR_TASK_SKIPPED);
+    assert_true(fr_sched_pop(s, &t));
+    assert_int_equal(t, 3);
+    fr_sched_finish(s, 3, FR_TASK_OK, on_skip, NULL);
+    assert_int_equal(fr_sched_unfinished(s), 0);
+    fr_sched_free(s);
+    fr_graph_free(g);
+}
+
+static void test_join_waits_for_all_deps(void **state)
+{
+    (void)state;
+    fr_graph *g = fr_graph_new(3);
+    fr_graph_add_edge(g, 0, 2);
+    fr_graph_add_edge(g, 1, 2);
+    assert_int_equal(fr_graph_sort(g, NULL, NULL), FR_OK);
+    int cap[1] = {1};
+    fr_sched *s = fr_sched_new(g, NULL, 1, cap);
+    size_t t;
+    assert_true(fr_sched_pop(s, &t));
+    fr_sched_finish(s, t, FR_TASK_OK, NULL, NULL);
+    assert_int_equal(fr_sched_state(s, 2), FR_TASK_PENDING);
+    assert_true(fr_sched_pop(s, &t));
+    fr_sched_finish(s, t, FR_TASK_OK, NULL, NULL);
+    assert_int_equal(fr_sched_state(s, 2), FR_TASK_READY);
+    fr_sched_free(s);
+    fr_graph_free(g);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_order_priority_then_longest_path),
+        cmocka_unit_test(test_slots_never_exceed_capacity),
+        cmocka_unit_test(test_failure_skips_dependents_only),
+        cmocka_unit_test(test_join_waits_for_all_deps),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
