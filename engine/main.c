@@ -1,0 +1,221 @@
+/* flowrun's command line: parses arguments, loads the workflow, runs it and
+ * prints the summary and report. Everything else lives in flowrun_core. */
+#include "dsl/workflow.h"
+#include "engine/run.h"
+#include "engine/util/err.h"
+#include "engine/util/log.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+enum {
+    EXIT_USAGE = 2,
+    EXIT_INVALID = 65,
+    EXIT_CONFIG = 78,
+};
+
+static const char usage[] =
+    "usage: flowrun [run] WORKFLOW.lua [options]\n"
+    "\n"
+    "Runs every task of a workflow as soon as its dependencies are done, in\n"
+    "parallel, on the endpoint the routing policy picks.\n"
+    "\n"
+    "options (before or after the workflow file):\n"
+    "  --sim                 rehearse on the built-in simulator: every endpoint is\n"
+    "                        replaced by a simulated one of the same tier, capacity\n"
+    "                        and price; nothing is sent anywhere, nothing is spent\n"
+    "  --sim-latency MS      simulated time to first token (default 150 local, 300 cloud)\n"
+    "  --sim-tps N           simulated tokens per second (default 400 local, 800 cloud;\n"
+    "                        0 = instant)\n"
+    "  --out DIR             where task outputs go (default .flowrun/out/<run>/)\n"
+    "  --json                print the machine-readable report on stdout\n"
+    "  --policy NAME|FILE    routing policy (default: the workflow's, else balanced)\n"
+    "  --endpoints FILE      endpoints file (default ./endpoints.lua, then\n"
+    "                        $XDG_CONFIG_HOME/flowrun/endpoints.lua)\n"
+    "  --var NAME=VALUE      set a workflow variable, {{var.NAME}} (repeatable)\n"
+    "  --budget USD          cap on this run's spend\n"
+    "  --baseline ENDPOINT   endpoint to compare the spend against\n"
+    "  --progress            a line per task as it finishes\n"
+    "  --log-level LEVEL     error, warn (default), info, debug, trace\n"
+    "  --log-format FORMAT   text (default) or json\n"
+    "  -v, --verbose         same as --log-level info\n"
+    "  -q, --quiet           no summary on stderr\n"
+    "  --no-color            no colors (also when NO_COLOR is set)\n"
+    "  -h, --help            this help\n"
+    "  --version             print the version\n"
+    "\n"
+    "exit codes: 0 all tasks succeeded, 1 a task failed, 2 usage, 3 budget stopped\n"
+    "the run, 65 invalid workflow, 78 configuration error, 130 interrupted.\n"
+    "Documentation: docs/cli.md, docs/dsl.md, docs/report.md.\n";
+
+typedef struct args {
+    const char *workflow;
+    const char *endpoints;
+    const char **vars;
+    size_t nvars;
+    bool json, quiet, no_color;
+    fr_run_opts run;
+} args;
+
+static int usage_error(const char *fmt, const char *what)
+{
+    fprintf(stderr, "flowrun: ");
+    fprintf(stderr, fmt, what);
+    fprintf(stderr, "\nTry 'flowrun --help'.\n");
+    return EXIT_USAGE;
+}
+
+static int parse_number(const char *opt, const char *s, double *out)
+{
+    char *end;
+    double v = strtod(s, &end);
+    if (!*s || *end || v < 0) {
+        fprintf(stderr, "flowrun: %s expects a number >= 0, got '%s'\nTry 'flowrun --help'.\n",
+                opt, s);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+/* Parses argv into `a`. Returns -1 to go on, or an exit code. */
+static int parse_args(int argc, char **argv, args *a)
+{
+    a->run.sim_latency_ms = -1;
+    a->run.sim_tps = -1;
+    a->vars = calloc((size_t)argc, sizeof *a->vars);
+    for (int i = 1; i < argc; i++) {
+        const char *s = argv[i];
+        const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+#define NEED_VALUE()                                                                     \
+    do {                                                                                 \
+        if (!val)                                                                        \
+            return usage_error("option %s needs a value", s);                            \
+        i++;                                                                             \
+    } while (0)
+        if (strcmp(s, "-h") == 0 || strcmp(s, "--help") == 0) {
+            fputs(usage, stdout);
+            return 0;
+        } else if (strcmp(s, "--version") == 0) {
+            printf("flowrun %s\n", FLOWRUN_VERSION);
+            return 0;
+        } else if (strcmp(s, "--sim") == 0) {
+            a->run.sim = true;
+        } else if (strcmp(s, "--sim-latency") == 0) {
+            NEED_VALUE();
+            if (parse_number(s, val, &a->run.sim_latency_ms))
+                return EXIT_USAGE;
+        } else if (strcmp(s, "--sim-tps") == 0) {
+            NEED_VALUE();
+            if (parse_number(s, val, &a->run.sim_tps))
+                return EXIT_USAGE;
+        } else if (strcmp(s, "--out") == 0) {
+            NEED_VALUE();
+            a->run.out_dir = val;
+        } else if (strcmp(s, "--json") == 0) {
+            a->json = true;
+        } else if (strcmp(s, "--policy") == 0) {
+            NEED_VALUE();
+            a->run.policy = val;
+        } else if (strcmp(s, "--endpoints") == 0) {
+            NEED_VALUE();
+            a->endpoints = val;
+        } else if (strcmp(s, "--var") == 0) {
+            NEED_VALUE();
+            a->vars[a->nvars++] = val;
+        } else if (strcmp(s, "--budget") == 0) {
+            NEED_VALUE();
+            if (parse_number(s, val, &a->run.budget_usd))
+                return EXIT_USAGE;
+        } else if (strcmp(s, "--baseline") == 0) {
+            NEED_VALUE();
+            a->run.baseline = val;
+        } else if (strcmp(s, "--progress") == 0) {
+            a->run.progress = true;
+        } else if (strcmp(s, "--log-level") == 0) {
+            NEED_VALUE();
+            int lvl = fr_log_level_parse(val);
+            if (lvl < 0)
+                return usage_error("unknown log level '%s' (error, warn, info, debug, trace)",
+                                   val);
+            fr_log_set_level((fr_log_level)lvl);
+        } else if (strcmp(s, "--log-format") == 0) {
+            NEED_VALUE();
+            if (strcmp(val, "json") == 0)
+                fr_log_set_format(FR_LOG_JSON);
+            else if (strcmp(val, "text") == 0)
+                fr_log_set_format(FR_LOG_TEXT);
+            else
+                return usage_error("unknown log format '%s' (text, json)", val);
+        } else if (strcmp(s, "-v") == 0 || strcmp(s, "--verbose") == 0) {
+            fr_log_set_level(FR_LOG_INFO);
+        } else if (strcmp(s, "-q") == 0 || strcmp(s, "--quiet") == 0) {
+            a->quiet = true;
+        } else if (strcmp(s, "--no-color") == 0) {
+            a->no_color = true;
+        } else if (s[0] == '-' && s[1]) {
+            return usage_error("unknown option '%s'", s);
+        } else if (strcmp(s, "run") == 0 && !a->workflow && i == 1) {
+            continue; /* `flowrun run WORKFLOW` is `flowrun WORKFLOW` */
+        } else if (!a->workflow) {
+            a->workflow = s;
+        } else {
+            return usage_error("unexpected argument '%s' (one workflow file per run)", s);
+        }
+#undef NEED_VALUE
+    }
+    if (!a->workflow)
+        return usage_error("%s", "no workflow file given");
+    return -1;
+}
+
+static int exit_code_for_load_error(int code)
+{
+    return code == FR_ECONFIG ? EXIT_CONFIG : EXIT_INVALID;
+}
+
+int main(int argc, char **argv)
+{
+    args a = {0};
+    fr_workflow *wf = NULL;
+    fr_run *run = NULL;
+    fr_error err = {0};
+    char msg[1600];
+    int code = parse_args(argc, argv, &a);
+    if (code >= 0)
+        goto cleanup;
+
+    fr_load_opts lo = {.endpoints_path = a.endpoints, .vars = a.vars, .nvars = a.nvars};
+    int rc = fr_workflow_load(a.workflow, &lo, &wf, &err);
+    if (rc != FR_OK) {
+        fprintf(stderr, "flowrun: %s\n", fr_error_format(&err, msg, sizeof msg));
+        code = exit_code_for_load_error(rc);
+        goto cleanup;
+    }
+    rc = fr_run_new(wf, &a.run, &run, &err);
+    if (rc != FR_OK) {
+        fprintf(stderr, "flowrun: %s\n", fr_error_format(&err, msg, sizeof msg));
+        code = rc == FR_ECYCLE ? EXIT_INVALID : EXIT_CONFIG;
+        goto cleanup;
+    }
+    code = fr_run_execute(run);
+    if (!a.quiet) {
+        bool color = !a.no_color && !getenv("NO_COLOR") && isatty(STDERR_FILENO);
+        fr_run_print_summary(run, stderr, color);
+    }
+    if (a.json) {
+        json_t *report = fr_run_report(run);
+        json_dumpf(report, stdout, JSON_INDENT(2));
+        fputc('\n', stdout);
+        json_decref(report);
+    }
+cleanup:
+    fr_run_free(run);
+    fr_workflow_free(wf);
+    free(a.vars);
+    return code;
+}

@@ -1,0 +1,215 @@
+/* The run's report: the JSON contract of DESIGN.md section 9 and the
+ * human summary printed at the end of a run. Reads the run's state only. */
+#include "engine/run_int.h"
+
+#include "engine/util/mem.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The q-quantile (0..1) of the successful tasks' latencies, -1 if none. */
+static double latency_quantile(const fr_run *r, double q)
+{
+    size_t n = 0;
+    double *v = fr_xmalloc((r->wf->ntasks ? r->wf->ntasks : 1) * sizeof *v);
+    for (size_t t = 0; t < r->wf->ntasks; t++)
+        if (fr_sched_state(r->sched, t) == FR_TASK_OK)
+            v[n++] = r->tasks[t].latency_ms;
+    double out = -1;
+    if (n) {
+        qsort(v, n, sizeof *v, cmp_double);
+        size_t i = (size_t)(q * (double)(n - 1) + 0.5);
+        out = v[i];
+    }
+    free(v);
+    return out;
+}
+
+typedef struct totals {
+    double makespan_ms, critical_ms, cost, baseline_cost, local_share;
+    long tokens_local, tokens_all;
+    size_t ok;
+} totals;
+
+static totals compute_totals(const fr_run *r)
+{
+    totals tt = {0};
+    size_t n = r->wf->ntasks;
+    double *w = fr_xcalloc(n ? n : 1, sizeof *w);
+    for (size_t t = 0; t < n; t++) {
+        const task_rt *tr = &r->tasks[t];
+        tt.cost += tr->cost;
+        if (fr_sched_state(r->sched, t) != FR_TASK_OK)
+            continue;
+        tt.ok++;
+        w[t] = (double)(tr->end_ns - tr->start_ns) / 1e6;
+        long tokens = tr->usage.input + tr->usage.output;
+        tt.tokens_all += tokens;
+        if (r->eps[tr->ep].spec->tier == FR_TIER_LOCAL)
+            tt.tokens_local += tokens;
+        if (r->baseline >= 0)
+            tt.baseline_cost += fr_run_cost(&r->wf->endpoints[r->baseline], &tr->usage);
+    }
+    tt.critical_ms = fr_graph_longest_path(r->g, w);
+    free(w);
+    if (r->end_ns > r->start_ns)
+        tt.makespan_ms = (double)(r->end_ns - r->start_ns) / 1e6;
+    tt.local_share = tt.tokens_all ? (double)tt.tokens_local / (double)tt.tokens_all : 0;
+    return tt;
+}
+
+static json_t *num_or_null(double v, bool present)
+{
+    return present ? json_real(v) : json_null();
+}
+
+static json_t *task_report(const fr_run *r, size_t t)
+{
+    const task_rt *tr = &r->tasks[t];
+    const fr_task_spec *ts = &r->wf->tasks[t];
+    fr_task_state st = fr_sched_state(r->sched, t);
+    bool ok = st == FR_TASK_OK;
+    const ep_rt *e = tr->ep >= 0 ? &r->eps[tr->ep] : NULL;
+    json_t *o = json_object();
+    json_object_set_new(o, "name", json_string(ts->name));
+    json_object_set_new(o, "status", json_string(fr_task_state_name(st)));
+    json_object_set_new(o, "reason", tr->reason ? json_string(tr->reason) : json_null());
+    json_object_set_new(o, "endpoint", e ? json_string(e->spec->name) : json_null());
+    json_object_set_new(o, "tier", e ? json_string(fr_tier_name(e->spec->tier)) : json_null());
+    const char *model = ok && tr->reply.model ? tr->reply.model : e ? e->model : NULL;
+    json_object_set_new(o, "model", model ? json_string(model) : json_null());
+    json_object_set_new(o, "attempts", json_integer(tr->attempts));
+    json_object_set_new(o, "cached", json_false());
+    json_object_set_new(o, "latency_ms", num_or_null(tr->latency_ms, ok));
+    json_object_set_new(o, "ttft_ms", num_or_null(tr->ttft_ms, ok && tr->ttft_ms >= 0));
+    json_object_set_new(o, "cost_usd", json_real(tr->cost));
+    json_object_set_new(o, "usage_estimated", json_boolean(ok && tr->usage.estimated));
+    json_object_set_new(o, "tokens",
+                        json_pack("{s:I, s:I, s:I}", "input", (json_int_t)tr->usage.input,
+                                  "output", (json_int_t)tr->usage.output, "cached",
+                                  (json_int_t)tr->usage.cached));
+    json_object_set_new(o, "output", ok ? json_string(tr->reply.text) : json_null());
+    json_object_set_new(o, "json", ok && tr->reply.json ? json_incref(tr->reply.json)
+                                                       : json_null());
+    json_object_set_new(o, "decisions", json_incref(tr->decisions));
+    return o;
+}
+
+json_t *fr_run_report(const fr_run *r)
+{
+    totals tt = compute_totals(r);
+    json_t *o = json_object();
+    const char *status = r->interrupted ? "interrupted" : r->exit_code == 0 ? "ok" : "failed";
+    json_object_set_new(o, "run", json_string(r->run_id));
+    json_object_set_new(o, "workflow", json_string(r->wf->name));
+    json_object_set_new(o, "status", json_string(status));
+    json_object_set_new(o, "exit_code", json_integer(r->exit_code));
+    json_object_set_new(o, "sim", json_boolean(r->opts.sim));
+    json_object_set_new(o, "policy", json_string(fr_policy_name(r->policy)));
+    json_object_set_new(o, "out_dir", json_string(r->out_dir));
+    json_object_set_new(o, "makespan_ms", json_real(tt.makespan_ms));
+    json_object_set_new(o, "critical_path_ms", json_real(tt.critical_ms));
+    json_object_set_new(o, "cost_usd", json_real(tt.cost));
+    json_object_set_new(o, "budget_usd", num_or_null(r->budget_usd, r->budget_usd > 0));
+    bool has_base = r->baseline >= 0;
+    json_object_set_new(o, "baseline",
+                        has_base ? json_string(r->wf->endpoints[r->baseline].name)
+                                 : json_null());
+    json_object_set_new(o, "baseline_cost_usd", num_or_null(tt.baseline_cost, has_base));
+    json_object_set_new(o, "savings_pct",
+                        num_or_null(100.0 * (tt.baseline_cost - tt.cost) / tt.baseline_cost,
+                                    has_base && tt.baseline_cost > 0));
+    json_object_set_new(o, "local_token_share", json_real(tt.local_share));
+    double p50 = latency_quantile(r, 0.5), p95 = latency_quantile(r, 0.95);
+    json_object_set_new(o, "latency_ms",
+                        json_pack("{s:o, s:o}", "p50", num_or_null(p50, p50 >= 0), "p95",
+                                  num_or_null(p95, p95 >= 0)));
+    json_object_set_new(o, "policy_errors", json_integer(r->policy_errors));
+    json_t *tasks = json_array();
+    for (size_t t = 0; t < r->wf->ntasks; t++)
+        json_array_append_new(tasks, task_report(r, t));
+    json_object_set_new(o, "tasks", tasks);
+    json_object_set_new(o, "policy_reloads", json_array());
+    json_t *eps = json_object();
+    for (size_t e = 0; e < r->neps; e++)
+        json_object_set_new(
+            eps, r->eps[e].spec->name,
+            json_pack("{s:s, s:I, s:I, s:i, s:i}", "tier", fr_tier_name(r->eps[e].spec->tier),
+                      "requests", (json_int_t)r->eps[e].requests, "failures",
+                      (json_int_t)r->eps[e].failures, "peak_in_flight",
+                      fr_sched_peak(r->sched, e), "max_parallel",
+                      fr_sched_capacity(r->sched, e)));
+    json_object_set_new(o, "endpoints", eps);
+    return o;
+}
+
+static void fmt_ms(char *buf, size_t n, double ms)
+{
+    if (ms < 0)
+        snprintf(buf, n, "-");
+    else if (ms < 1000)
+        snprintf(buf, n, "%.0fms", ms);
+    else
+        snprintf(buf, n, "%.2fs", ms / 1000);
+}
+
+void fr_run_print_summary(const fr_run *r, FILE *f, bool color)
+{
+    totals tt = compute_totals(r);
+    const char *bold = color ? "\033[1m" : "", *red = color ? "\033[31m" : "",
+               *green = color ? "\033[32m" : "", *off = color ? "\033[0m" : "";
+    size_t w = 4;
+    for (size_t t = 0; t < r->wf->ntasks; t++)
+        if (strlen(r->wf->tasks[t].name) > w)
+            w = strlen(r->wf->tasks[t].name);
+    if (w > 32)
+        w = 32;
+    fprintf(f, "\n%s%-*s  %-9s %-16s %-5s %3s %9s %15s %10s%s\n", bold, (int)w, "TASK", "STATUS",
+            "ENDPOINT", "TIER", "ATT", "LATENCY", "TOKENS IN/OUT", "COST", off);
+    for (size_t t = 0; t < r->wf->ntasks; t++) {
+        const task_rt *tr = &r->tasks[t];
+        fr_task_state st = fr_sched_state(r->sched, t);
+        bool ok = st == FR_TASK_OK;
+        const ep_rt *e = tr->ep >= 0 ? &r->eps[tr->ep] : NULL;
+        char lat[32], tokens[48];
+        fmt_ms(lat, sizeof lat, ok ? tr->latency_ms : -1);
+        snprintf(tokens, sizeof tokens, ok ? "%ld/%ld%s" : "-", tr->usage.input,
+                 tr->usage.output, tr->usage.estimated ? "~" : "");
+        fprintf(f, "%-*.*s  %s%-9s%s %-16.16s %-5s %3d %9s %15s %10.4f\n", (int)w, (int)w,
+                r->wf->tasks[t].name, ok ? green : red, fr_task_state_name(st), off,
+                e ? e->spec->name : "-", e ? fr_tier_name(e->spec->tier) : "-", tr->attempts,
+                lat, tokens, tr->cost);
+    }
+    for (size_t t = 0; t < r->wf->ntasks; t++)
+        if (r->tasks[t].reason)
+            fprintf(f, "  %s: %s\n", r->wf->tasks[t].name, r->tasks[t].reason);
+    char mk[32], cp[32], p50s[32], p95s[32];
+    fmt_ms(mk, sizeof mk, tt.makespan_ms);
+    fmt_ms(cp, sizeof cp, tt.critical_ms);
+    fmt_ms(p50s, sizeof p50s, latency_quantile(r, 0.5));
+    fmt_ms(p95s, sizeof p95s, latency_quantile(r, 0.95));
+    fprintf(f, "\n%sdone %zu/%zu%s  makespan %s (critical path %s)  latency p50 %s p95 %s\n",
+            bold, tt.ok, r->wf->ntasks, off, mk, cp, p50s, p95s);
+    fprintf(f, "spend $%.4f", tt.cost);
+    if (r->budget_usd > 0)
+        fprintf(f, " of $%.2f cap", r->budget_usd);
+    if (r->opts.sim)
+        fprintf(f, " (rehearsal on flowrun-sim: nothing was spent)");
+    if (r->baseline >= 0) {
+        fprintf(f, "  baseline %s $%.4f", r->wf->endpoints[r->baseline].name,
+                tt.baseline_cost);
+        if (tt.baseline_cost > 0)
+            fprintf(f, " (saves %.1f%%)", 100.0 * (tt.baseline_cost - tt.cost) / tt.baseline_cost);
+    }
+    fprintf(f, "  local tokens %.0f%%\n", 100.0 * tt.local_share);
+    if (r->policy_errors)
+        fprintf(f, "policy %s failed %d decision(s); the built-in default decided those\n",
+                fr_policy_name(r->policy), r->policy_errors);
+    fprintf(f, "outputs in %s/\n", r->out_dir);
+}

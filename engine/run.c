@@ -1,0 +1,1008 @@
+#include "engine/run_int.h"
+
+#include "engine/output.h"
+#include "engine/util/buf.h"
+#include "engine/util/log.h"
+#include "engine/util/mem.h"
+
+#include <assert.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* A hard cap on attempts per task, over all endpoints: ends ping-pong. */
+#define MAX_ATTEMPTS 10
+/* How many waiting tasks one pass over the ready queue may look at. */
+#define MAX_WAITERS_PER_PASS 256
+/* Backoff between retries on one endpoint. */
+#define BACKOFF_BASE_MS 250.0
+#define BACKOFF_MAX_MS 8000.0
+#define MAX_RESPONSE_BYTES (8u << 20)
+
+static void pump(fr_run *r);
+static void maybe_finish(fr_run *r);
+
+static uint64_t now_ns(void)
+{
+    return uv_hrtime();
+}
+
+double fr_run_cost(const fr_endpoint_spec *spec, const fr_usage *u)
+{
+    const fr_price *p = &spec->price;
+    long cached = u->cached > u->input ? u->input : u->cached;
+    double cached_price = p->cached_input > 0 ? p->cached_input : p->input;
+    return ((double)(u->input - cached) * p->input + (double)cached * cached_price +
+            (double)u->output * p->output) /
+           1e6;
+}
+
+/* ---- setup ------------------------------------------------------------ */
+
+static char *make_run_id(void)
+{
+    char stamp[32];
+    time_t t = time(NULL);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    unsigned suffix = (unsigned)((now_ns() ^ ((uint64_t)getpid() << 16)) & 0xffff);
+    return fr_xasprintf("%s-%04x", stamp, suffix);
+}
+
+/* Sets up the runtime view of endpoint `i`: in a rehearsal the simulator
+ * stands in with the same tier, capacity and price. */
+static void init_endpoint(fr_run *r, size_t i)
+{
+    ep_rt *e = &r->eps[i];
+    const fr_endpoint_spec *s = &r->wf->endpoints[i];
+    e->spec = s;
+    e->usable = true;
+    if (r->opts.sim) {
+        e->protocol = FR_PROTO_OPENAI;
+        e->model = fr_xstrdup(s->name);
+        e->url = NULL; /* set once the simulator listens */
+        return;
+    }
+    e->protocol = s->protocol;
+    e->url = fr_xstrdup(s->url);
+    e->model = fr_xstrdup(s->model);
+    if (s->api_key_env) {
+        const char *key = getenv(s->api_key_env);
+        if (key && *key) {
+            e->api_key = fr_xstrdup(key);
+        } else {
+            e->usable = false;
+            e->unusable = fr_xasprintf("environment variable %s is not set", s->api_key_env);
+        }
+    }
+}
+
+/* Checks that every task has at least one endpoint it could ever use, so a
+ * configuration problem stops the run before anything is sent. */
+static int check_reachable(fr_run *r, fr_error *err)
+{
+    const fr_workflow *wf = r->wf;
+    for (size_t t = 0; t < wf->ntasks; t++) {
+        const fr_task_spec *ts = &wf->tasks[t];
+        const char *why = NULL;
+        bool any = false;
+        for (size_t e = 0; e < r->neps && !any; e++) {
+            const fr_endpoint_spec *es = &wf->endpoints[e];
+            if (ts->endpoint && strcmp(ts->endpoint, es->name) != 0)
+                continue;
+            if (ts->tier != FR_TIER_ANY && es->tier != ts->tier)
+                continue;
+            if (ts->is_private && es->tier != FR_TIER_LOCAL)
+                continue;
+            if (!r->eps[e].usable) {
+                why = r->eps[e].unusable;
+                continue;
+            }
+            any = true;
+        }
+        if (any)
+            continue;
+        if (why)
+            return fr_error_set(err, FR_ECONFIG, ts->file, ts->line,
+                                "task '%s' has no usable endpoint: %s", ts->name, why);
+        /* Private tasks without a local endpoint fail at run time with a
+         * clear reason; the rest of the workflow still runs. */
+    }
+    return FR_OK;
+}
+
+int fr_run_new(fr_workflow *wf, const fr_run_opts *opts, fr_run **out, fr_error *err)
+{
+    int rc;
+    char *policy_path = NULL;
+    fr_run *r = fr_xcalloc(1, sizeof *r);
+    r->wf = wf;
+    r->opts = *opts;
+    r->baseline = -1;
+    r->run_id = make_run_id();
+    rc = fr_graph_from_workflow(wf, &r->g, err);
+    if (rc != FR_OK)
+        goto cleanup;
+    r->neps = wf->nendpoints;
+    r->eps = fr_xcalloc(r->neps ? r->neps : 1, sizeof *r->eps);
+    for (size_t i = 0; i < r->neps; i++)
+        init_endpoint(r, i);
+    rc = check_reachable(r, err);
+    if (rc != FR_OK)
+        goto cleanup;
+    const char *baseline = opts->baseline ? opts->baseline : wf->baseline;
+    if (baseline) {
+        r->baseline = fr_workflow_find_endpoint(wf, baseline);
+        if (r->baseline < 0) {
+            rc = fr_error_set(err, FR_ECONFIG, "--baseline", 0, "no endpoint named '%s'",
+                              baseline);
+            goto cleanup;
+        }
+    }
+    r->budget_usd = opts->budget_usd > 0 ? opts->budget_usd : wf->budget.usd;
+
+    const char *spec = opts->policy ? opts->policy : wf->policy ? wf->policy : "balanced";
+    rc = fr_policy_resolve(spec, opts->policy ? NULL : wf->dir, &policy_path, err);
+    if (rc == FR_OK)
+        rc = fr_policy_load(policy_path, NULL, 1, &r->policy, err);
+    if (rc != FR_OK)
+        goto cleanup;
+
+    int *prio = fr_xcalloc(wf->ntasks ? wf->ntasks : 1, sizeof *prio);
+    int *cap = fr_xcalloc(r->neps ? r->neps : 1, sizeof *cap);
+    for (size_t t = 0; t < wf->ntasks; t++)
+        prio[t] = wf->tasks[t].priority;
+    for (size_t e = 0; e < r->neps; e++)
+        cap[e] = wf->endpoints[e].max_parallel;
+    r->sched = fr_sched_new(r->g, prio, r->neps, cap);
+    free(prio);
+    free(cap);
+
+    r->tasks = fr_xcalloc(wf->ntasks ? wf->ntasks : 1, sizeof *r->tasks);
+    for (size_t t = 0; t < wf->ntasks; t++) {
+        task_rt *tr = &r->tasks[t];
+        tr->run = r;
+        tr->idx = t;
+        tr->ep = tr->retry_ep = -1;
+        tr->route_reason = "first";
+        tr->tried = fr_xcalloc(r->neps ? r->neps : 1, 1);
+        tr->decisions = json_array();
+    }
+
+    r->out_dir = opts->out_dir ? fr_xstrdup(opts->out_dir)
+                               : fr_xasprintf(".flowrun/out/%s", r->run_id);
+    rc = fr_output_mkdirs(r->out_dir, err);
+    for (size_t t = 0; rc == FR_OK && t < wf->ntasks; t++)
+        if (wf->tasks[t].save) {
+            char *p = wf->tasks[t].save[0] == '/'
+                          ? fr_xstrdup(wf->tasks[t].save)
+                          : fr_xasprintf("%s/%s", wf->dir, wf->tasks[t].save);
+            rc = fr_output_mkparents(p, err);
+            free(p);
+        }
+    if (rc != FR_OK)
+        goto cleanup;
+    *out = r;
+    r = NULL;
+cleanup:
+    free(policy_path);
+    fr_run_free(r);
+    return rc;
+}
+
+const char *fr_run_id(const fr_run *r)
+{
+    return r->run_id;
+}
+
+const char *fr_run_out_dir(const fr_run *r)
+{
+    return r->out_dir;
+}
+
+/* ---- task ends ---------------------------------------------------------- */
+
+static void on_skip(void *ud, size_t task, size_t cause)
+{
+    fr_run *r = ud;
+    task_rt *t = &r->tasks[task];
+    free(t->reason);
+    t->reason = fr_xasprintf("dependency '%s' did not succeed", r->wf->tasks[cause].name);
+    t->end_ns = now_ns();
+    if (r->opts.progress)
+        fr_log(FR_LOG_WARN, "sched", "task=%s status=skipped reason=\"%s\"",
+               r->wf->tasks[task].name, t->reason);
+}
+
+static void stop_task_timers(task_rt *t)
+{
+    if (!t->timers_init)
+        return;
+    uv_timer_stop(&t->deadline);
+    if (t->retry_armed) {
+        uv_timer_stop(&t->retry_timer);
+        t->retry_armed = false;
+        t->run->retries_armed--;
+    }
+}
+
+/* Ends task `t` without success: records why, skips its dependents. */
+static void task_end(task_rt *t, fr_task_state state, const char *reason)
+{
+    fr_run *r = t->run;
+    stop_task_timers(t);
+    free(t->reason);
+    t->reason = reason ? fr_xstrdup(reason) : NULL;
+    t->end_ns = now_ns();
+    if (r->opts.progress)
+        fr_log(FR_LOG_WARN, "sched", "task=%s status=%s reason=\"%s\"",
+               r->wf->tasks[t->idx].name, fr_task_state_name(state), reason ? reason : "");
+    fr_sched_finish(r->sched, t->idx, state, on_skip, r);
+}
+
+static void on_written(void *ud, int rc, const char *path)
+{
+    fr_run *r = ud;
+    if (rc != FR_OK) {
+        r->write_errors++;
+        fr_log(FR_LOG_ERROR, "output", "path=%s error=\"cannot write the output\"", path);
+    }
+}
+
+static void write_outputs(task_rt *t)
+{
+    fr_run *r = t->run;
+    const fr_task_spec *ts = &r->wf->tasks[t->idx];
+    char *json_text = NULL;
+    const char *data = t->reply.text;
+    if (t->reply.json) {
+        json_text = json_dumps(t->reply.json, JSON_INDENT(2) | JSON_ENCODE_ANY);
+        data = json_text;
+    }
+    char *path = fr_xasprintf("%s/%s.%s", r->out_dir, ts->name, json_text ? "json" : "txt");
+    if (fr_output_write(&r->loop, path, data, strlen(data), on_written, r) != FR_OK)
+        on_written(r, FR_EIO, path);
+    free(path);
+    if (ts->save) {
+        path = ts->save[0] == '/' ? fr_xstrdup(ts->save)
+                                  : fr_xasprintf("%s/%s", r->wf->dir, ts->save);
+        if (fr_output_write(&r->loop, path, data, strlen(data), on_written, r) != FR_OK)
+            on_written(r, FR_EIO, path);
+        free(path);
+    }
+    free(json_text);
+}
+
+static void task_ok(task_rt *t)
+{
+    fr_run *r = t->run;
+    stop_task_timers(t);
+    t->end_ns = now_ns();
+    write_outputs(t);
+    if (r->opts.progress) {
+        const ep_rt *e = &r->eps[t->ep];
+        fr_log(FR_LOG_WARN, "sched",
+               "task=%s status=ok endpoint=%s tier=%s latency_ms=%.0f tokens_in=%ld "
+               "tokens_out=%ld",
+               r->wf->tasks[t->idx].name, e->spec->name, fr_tier_name(e->spec->tier),
+               t->latency_ms, t->usage.input, t->usage.output);
+    }
+    fr_sched_finish(r->sched, t->idx, FR_TASK_OK, on_skip, r);
+}
+
+/* ---- routing ------------------------------------------------------------ */
+
+static double p50(const ep_rt *e)
+{
+    if (e->nlat == 0)
+        return -1;
+    double *v = fr_xmalloc(e->nlat * sizeof *v);
+    memcpy(v, e->lat, e->nlat * sizeof *v);
+    /* Small arrays: insertion sort keeps this simple and allocation-light. */
+    for (size_t i = 1; i < e->nlat; i++)
+        for (size_t k = i; k > 0 && v[k - 1] > v[k]; k--) {
+            double tmp = v[k];
+            v[k] = v[k - 1];
+            v[k - 1] = tmp;
+        }
+    double m = v[e->nlat / 2];
+    free(v);
+    return m;
+}
+
+static double est_cost(const fr_endpoint_spec *s, long input, int max_tokens)
+{
+    return ((double)input * s->price.input + (double)max_tokens * s->price.output) / 1e6;
+}
+
+/* Whether task `t` may ever use endpoint `e` (ignoring capacity and
+ * cooldown); when not, *why says so. */
+static bool allowed(const fr_run *r, const task_rt *t, size_t e, const char **why)
+{
+    const fr_task_spec *ts = &r->wf->tasks[t->idx];
+    const ep_rt *ep = &r->eps[e];
+    if (!ep->usable)
+        return *why = "its key variable is not set", false;
+    if (ts->is_private && ep->spec->tier != FR_TIER_LOCAL)
+        return *why = "the task is private and may only run on a local endpoint", false;
+    if (ts->endpoint && strcmp(ts->endpoint, ep->spec->name) != 0)
+        return *why = "the task is pinned to another endpoint", false;
+    if (ts->tier != FR_TIER_ANY && ts->tier != ep->spec->tier)
+        return *why = "the task is pinned to another tier", false;
+    if (ep->spec->context > 0 && t->est_input + ts->max_tokens > ep->spec->context)
+        return *why = "the prompt and max_tokens exceed its context window", false;
+    if (t->tried[e])
+        return *why = "it already failed this task", false;
+    return true;
+}
+
+static json_t *candidate_json(const fr_run *r, const task_rt *t, size_t e)
+{
+    const ep_rt *ep = &r->eps[e];
+    const fr_endpoint_spec *s = ep->spec;
+    json_t *tags = json_array();
+    for (size_t i = 0; i < s->ntags; i++)
+        json_array_append_new(tags, json_string(s->tags[i]));
+    double lat = p50(ep);
+    return json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:o, s:o, s:I}",
+                     "name", s->name, "tier", fr_tier_name(s->tier), "protocol",
+                     fr_protocol_name(ep->protocol), "model", ep->model, "in_flight",
+                     fr_sched_in_flight(r->sched, e), "max_parallel",
+                     fr_sched_capacity(r->sched, e), "free", fr_sched_free_slots(r->sched, e),
+                     "quality", s->quality, "price_in", s->price.input, "price_out",
+                     s->price.output, "est_cost",
+                     est_cost(s, t->est_input, r->wf->tasks[t->idx].max_tokens), "latency_p50",
+                     lat >= 0 ? json_real(lat) : json_null(), "tags", tags, "context",
+                     (json_int_t)s->context);
+}
+
+static json_t *task_json(const fr_run *r, const task_rt *t)
+{
+    const fr_task_spec *ts = &r->wf->tasks[t->idx];
+    json_t *tried = json_array();
+    for (size_t e = 0; e < r->neps; e++)
+        if (t->tried[e])
+            json_array_append_new(tried, json_string(r->eps[e].spec->name));
+    return json_pack("{s:s, s:s, s:o, s:f, s:i, s:b, s:i, s:s, s:o, s:I, s:i}", "name",
+                     ts->name, "agent", r->wf->agents[ts->agent].name, "type",
+                     ts->type ? json_string(ts->type) : json_null(), "complexity",
+                     ts->complexity, "priority", ts->priority, "private", ts->is_private,
+                     "attempt", t->attempts + 1, "reason", t->route_reason, "tried", tried,
+                     "est_input_tokens", (json_int_t)t->est_input, "max_tokens",
+                     ts->max_tokens);
+}
+
+static double spent(const fr_run *r)
+{
+    double s = 0;
+    for (size_t t = 0; t < r->wf->ntasks; t++)
+        s += r->tasks[t].cost;
+    return s;
+}
+
+static json_t *run_json(const fr_run *r)
+{
+    size_t done = 0;
+    for (size_t t = 0; t < r->wf->ntasks; t++)
+        done += fr_task_state_terminal(fr_sched_state(r->sched, t));
+    double s = spent(r);
+    return json_pack("{s:o, s:f, s:f, s:o, s:f, s:I, s:I}", "budget",
+                     r->budget_usd > 0 ? json_real(r->budget_usd) : json_null(), "spent", s,
+                     "reserved", 0.0, "remaining",
+                     r->budget_usd > 0 ? json_real(r->budget_usd - s) : json_null(), "elapsed",
+                     (double)(now_ns() - r->start_ns) / 1e9, "done", (json_int_t)done, "total",
+                     (json_int_t)r->wf->ntasks);
+}
+
+/* The built-in choice when the policy cannot decide: a free candidate that
+ * covers the task's complexity, local before cloud, then the cheapest. */
+static long default_choice(const fr_run *r, const task_rt *t, const long *cands, size_t n)
+{
+    const fr_task_spec *ts = &r->wf->tasks[t->idx];
+    long best = -1;
+    double best_score = 0;
+    for (size_t i = 0; i < n; i++) {
+        const ep_rt *e = &r->eps[cands[i]];
+        if (fr_sched_free_slots(r->sched, (size_t)cands[i]) <= 0)
+            continue;
+        double score = -est_cost(e->spec, t->est_input, ts->max_tokens) * 100;
+        if (e->spec->quality < ts->complexity)
+            score -= (ts->complexity - e->spec->quality) * 10;
+        if (e->spec->tier == FR_TIER_LOCAL)
+            score += 2;
+        if (best < 0 || score > best_score) {
+            best = cands[i];
+            best_score = score;
+        }
+    }
+    return best;
+}
+
+static void record_decision(task_rt *t, const char *policy, int version, const char *reason,
+                            size_t ep)
+{
+    json_array_append_new(
+        t->decisions,
+        json_pack("{s:s, s:i, s:s, s:s, s:i, s:n}", "policy", policy, "version", version,
+                  "reason", reason, "endpoint", t->run->eps[ep].spec->name, "attempt",
+                  t->attempts + 1, "outcome"));
+}
+
+static void set_decision_outcome(task_rt *t, const char *outcome)
+{
+    size_t n = json_array_size(t->decisions);
+    if (n)
+        json_object_set_new(json_array_get(t->decisions, n - 1), "outcome",
+                            json_string(outcome));
+}
+
+static void on_wake(uv_timer_t *timer)
+{
+    pump(timer->data);
+}
+
+static void arm_wake(fr_run *r, double at_ms)
+{
+    double now = (double)uv_now(&r->loop);
+    uint64_t delay = at_ms > now ? (uint64_t)(at_ms - now) + 1 : 1;
+    uint64_t due = uv_timer_get_due_in(&r->wake);
+    if (!uv_is_active((uv_handle_t *)&r->wake) || delay < due)
+        uv_timer_start(&r->wake, on_wake, delay, 0);
+}
+
+/* ---- attempts ----------------------------------------------------------- */
+
+static void dispatch(task_rt *t, size_t ep);
+
+static bool retryable(int rc, long status)
+{
+    switch (rc) {
+    case FR_ECONNECT:
+    case FR_ETIMEDOUT:
+    case FR_ETRUNCATED:
+    case FR_EIO:
+    case FR_EPROTO:
+        return true;
+    case FR_EHTTP:
+        return status == 408 || status == 409 || status == 425 || status == 429 ||
+               status >= 500;
+    default:
+        return false;
+    }
+}
+
+static void on_retry_timer(uv_timer_t *timer)
+{
+    task_rt *t = timer->data;
+    t->retry_armed = false;
+    t->run->retries_armed--;
+    fr_sched_requeue(t->run->sched, t->idx);
+    pump(t->run);
+}
+
+static void on_deadline(uv_timer_t *timer)
+{
+    task_rt *t = timer->data;
+    fr_run *r = t->run;
+    const fr_task_spec *ts = &r->wf->tasks[t->idx];
+    if (t->xfer) {
+        fr_http_cancel(r->http, t->xfer);
+        t->xfer = NULL;
+        fr_sched_release_slot(r->sched, (size_t)t->ep);
+        set_decision_outcome(t, "timeout");
+    }
+    fr_adapter_free(t->adapter);
+    t->adapter = NULL;
+    char *why = fr_xasprintf("timed out after %g s (task timeout)", ts->timeout_s);
+    task_end(t, FR_TASK_FAILED, why);
+    free(why);
+    maybe_finish(r);
+    pump(r);
+}
+
+/* After a failed attempt: retry on the same endpoint, fall back to another
+ * through the policy, or give up. */
+static void attempt_failed(task_rt *t, int rc, long status, double retry_after_s,
+                           const char *msg)
+{
+    fr_run *r = t->run;
+    const fr_task_spec *ts = &r->wf->tasks[t->idx];
+    ep_rt *e = &r->eps[t->ep];
+    e->failures++;
+    free(t->last_error);
+    t->last_error = fr_xasprintf("%s: %s", e->spec->name, msg);
+    fr_log(FR_LOG_INFO, "sched", "task=%s endpoint=%s attempt=%d error=\"%s\"", ts->name,
+           e->spec->name, t->attempts, msg);
+    if (retry_after_s >= 0 && (status == 429 || status == 503)) {
+        double until = (double)uv_now(&r->loop) + retry_after_s * 1000.0;
+        if (until > e->cooldown_until)
+            e->cooldown_until = until;
+    }
+    if (t->attempts >= MAX_ATTEMPTS) {
+        char *why = fr_xasprintf("gave up after %d attempts; last error: %s", t->attempts,
+                                 t->last_error);
+        task_end(t, FR_TASK_FAILED, why);
+        free(why);
+        return;
+    }
+    if (retryable(rc, status) && t->ep_attempts <= ts->retries) {
+        double delay = BACKOFF_BASE_MS * pow(2.0, t->ep_attempts - 1);
+        delay *= 0.8 + 0.4 * ((double)rand() / RAND_MAX); /* jitter spreads retries */
+        if (delay > BACKOFF_MAX_MS)
+            delay = BACKOFF_MAX_MS;
+        if (retry_after_s >= 0 && retry_after_s * 1000.0 > delay)
+            delay = retry_after_s * 1000.0;
+        t->retry_ep = t->ep;
+        t->retry_armed = true;
+        r->retries_armed++;
+        uv_timer_start(&t->retry_timer, on_retry_timer, (uint64_t)delay, 0);
+        return;
+    }
+    /* This endpoint is spent for the task: ask the policy for another. */
+    t->tried[t->ep] = 1;
+    t->retry_ep = -1;
+    t->route_reason = "error";
+    fr_sched_requeue(r->sched, t->idx);
+}
+
+static int on_data(void *ud, long status, const char *data, size_t len)
+{
+    task_rt *t = ud;
+    return fr_adapter_feed(t->adapter, status, data, len);
+}
+
+static void on_done(void *ud, const fr_http_result *res)
+{
+    task_rt *t = ud;
+    fr_run *r = t->run;
+    ep_rt *e = &r->eps[t->ep];
+    t->xfer = NULL;
+    fr_sched_release_slot(r->sched, (size_t)t->ep);
+
+    fr_error err = {0};
+    fr_reply reply = {0};
+    int rc = res->rc;
+    if (rc == FR_OK || rc == FR_EPROTO || rc == FR_ETOOBIG) {
+        int frc = fr_adapter_finish(t->adapter, res->status, &reply, &err);
+        if (rc == FR_OK)
+            rc = frc;
+    } else {
+        fr_error_set(&err, rc, NULL, 0, "%s", res->error ? res->error : fr_strerror(rc));
+    }
+    if (rc != FR_OK && !err.msg[0])
+        fr_error_set(&err, rc, NULL, 0, "%s", res->error ? res->error : fr_strerror(rc));
+    fr_adapter_free(t->adapter);
+    t->adapter = NULL;
+
+    if (rc == FR_OK) {
+        set_decision_outcome(t, "ok");
+        fr_reply_close(&t->reply);
+        t->reply = reply;
+        t->usage = reply.usage;
+        t->cost = fr_run_cost(e->spec, &reply.usage);
+        t->latency_ms = res->total_ms;
+        t->ttft_ms = res->ttfb_ms;
+        if (e->nlat == e->caplat) {
+            e->caplat = e->caplat ? e->caplat * 2 : 16;
+            e->lat = fr_xrealloc(e->lat, e->caplat * sizeof *e->lat);
+        }
+        e->lat[e->nlat++] = res->total_ms;
+        task_ok(t);
+    } else {
+        set_decision_outcome(t, fr_err_name(rc));
+        attempt_failed(t, rc, res->status, res->retry_after_s, err.msg);
+    }
+    maybe_finish(r);
+    pump(r);
+}
+
+static void dispatch(task_rt *t, size_t ep)
+{
+    fr_run *r = t->run;
+    const fr_task_spec *ts = &r->wf->tasks[t->idx];
+    ep_rt *e = &r->eps[ep];
+    bool taken = fr_sched_take_slot(r->sched, ep);
+    (void)taken;
+    assert(taken);
+    if ((long)ep != t->ep)
+        t->ep_attempts = 0;
+    t->ep = (long)ep;
+    t->retry_ep = -1;
+    t->attempts++;
+    t->ep_attempts++;
+    e->requests++;
+    if (!t->timers_init) {
+        uv_timer_init(&r->loop, &t->deadline);
+        uv_timer_init(&r->loop, &t->retry_timer);
+        t->deadline.data = t->retry_timer.data = t;
+        t->timers_init = true;
+    }
+    if (t->start_ns == 0) {
+        t->start_ns = now_ns();
+        uv_timer_start(&t->deadline, on_deadline, (uint64_t)(ts->timeout_s * 1000.0), 0);
+    }
+    const fr_agent_spec *ag = &r->wf->agents[ts->agent];
+    fr_call call = {
+        .base_url = e->url,
+        .model = e->model,
+        .system = ag->system,
+        .prompt = t->prompt,
+        .max_tokens = ts->max_tokens,
+        .temperature = ts->temperature,
+        .stream = e->spec->stream,
+        .schema = ts->schema,
+        .api_key = e->api_key,
+    };
+    fr_log(FR_LOG_INFO, "sched", "task=%s endpoint=%s tier=%s attempt=%d dispatch", ts->name,
+           e->spec->name, fr_tier_name(e->spec->tier), t->attempts);
+    t->adapter = fr_adapter_new(e->protocol, &call);
+    fr_request req = {0};
+    fr_error err = {0};
+    int rc = fr_adapter_request(t->adapter, &req, &err);
+    if (rc == FR_OK) {
+        double elapsed_ms = (double)(now_ns() - t->start_ns) / 1e6;
+        double left_ms = ts->timeout_s * 1000.0 - elapsed_ms;
+        fr_http_opts ho = {
+            .max_response = MAX_RESPONSE_BYTES,
+            .connect_timeout_ms = (long)(e->spec->timeouts.connect_s * 1000.0),
+            .first_byte_timeout_ms = (long)(e->spec->timeouts.first_byte_s * 1000.0),
+            .idle_timeout_ms = (long)(e->spec->timeouts.idle_s * 1000.0),
+            .total_timeout_ms = left_ms > 1 ? (long)left_ms : 1,
+        };
+        rc = fr_http_submit(r->http, &req, &ho, on_data, on_done, t, &t->xfer);
+        if (rc != FR_OK)
+            fr_error_set(&err, rc, NULL, 0, "could not start the request: %s",
+                         fr_strerror(rc));
+    }
+    fr_request_close(&req);
+    if (rc != FR_OK) {
+        fr_adapter_free(t->adapter);
+        t->adapter = NULL;
+        fr_sched_release_slot(r->sched, ep);
+        set_decision_outcome(t, fr_err_name(rc));
+        attempt_failed(t, rc, 0, -1, err.msg);
+    }
+}
+
+/* Renders the task's prompt from its dependencies' outputs, once. */
+static int render_prompt(fr_run *r, task_rt *t, fr_error *err)
+{
+    if (t->prompt)
+        return FR_OK;
+    const fr_task_spec *ts = &r->wf->tasks[t->idx];
+    json_t *ctx = json_object();
+    for (size_t d = 0; d < ts->ndeps; d++) {
+        const task_rt *dep = &r->tasks[ts->dep_index[d]];
+        json_object_set_new(ctx, ts->deps[d],
+                            json_pack("{s:s, s:O}", "text", dep->reply.text ? dep->reply.text : "",
+                                      "json", dep->reply.json ? dep->reply.json : json_null()));
+    }
+    json_object_set_new(ctx, "var", r->wf->vars ? json_incref(r->wf->vars) : json_object());
+    int rc = fr_workflow_render_prompt(r->wf, t->idx, ctx, &t->prompt, err);
+    json_decref(ctx);
+    if (rc != FR_OK)
+        return rc;
+    const char *sys = r->wf->agents[ts->agent].system;
+    t->est_input = fr_estimate_tokens(t->prompt) + (sys ? fr_estimate_tokens(sys) : 0);
+    return FR_OK;
+}
+
+/* Tries to place one ready task. Returns true when the task left the
+ * queue (dispatched or ended), false when it must wait. */
+static bool place(fr_run *r, task_rt *t)
+{
+    const fr_task_spec *ts = &r->wf->tasks[t->idx];
+    double now = (double)uv_now(&r->loop);
+    if (t->retry_ep >= 0) {
+        size_t ep = (size_t)t->retry_ep;
+        if (r->eps[ep].cooldown_until > now) {
+            arm_wake(r, r->eps[ep].cooldown_until);
+            return false;
+        }
+        if (fr_sched_free_slots(r->sched, ep) <= 0)
+            return false;
+        dispatch(t, ep);
+        return true;
+    }
+    fr_error err = {0};
+    if (render_prompt(r, t, &err) != FR_OK) {
+        char msg[1400];
+        task_end(t, FR_TASK_FAILED, fr_error_format(&err, msg, sizeof msg));
+        return true;
+    }
+    long *cands = fr_xmalloc((r->neps ? r->neps : 1) * sizeof *cands);
+    size_t n = 0, nfree = 0;
+    const char *why = "no endpoint is declared";
+    double soonest = 0;
+    bool cooling = false;
+    for (size_t e = 0; e < r->neps; e++) {
+        if (!allowed(r, t, e, &why))
+            continue;
+        if (r->eps[e].cooldown_until > now) {
+            if (!cooling || r->eps[e].cooldown_until < soonest)
+                soonest = r->eps[e].cooldown_until;
+            cooling = true;
+            continue;
+        }
+        cands[n++] = (long)e;
+        nfree += fr_sched_free_slots(r->sched, e) > 0;
+    }
+    bool placed = false;
+    if (n == 0 && !cooling) {
+        char *msg;
+        if (t->last_error)
+            msg = fr_xasprintf("every usable endpoint failed; last error: %s", t->last_error);
+        else if (ts->is_private)
+            msg = fr_xstrdup("private task: no usable local endpoint (private work never "
+                             "leaves the local tier)");
+        else
+            msg = fr_xasprintf("no endpoint can take this task: %s", why);
+        task_end(t, FR_TASK_FAILED, msg);
+        free(msg);
+        placed = true;
+        goto done;
+    }
+    if (n == 0) {
+        arm_wake(r, soonest);
+        goto done;
+    }
+    if (nfree == 0)
+        goto done; /* every candidate is full: wait without asking */
+
+    json_t *cj = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(cj, candidate_json(r, t, (size_t)cands[i]));
+    json_t *tj = task_json(r, t);
+    json_t *rj = run_json(r);
+    char *choice = NULL;
+    fr_error perr = {0};
+    int rc = fr_policy_route(r->policy, tj, cj, rj, &choice, &perr);
+    json_decref(cj);
+    json_decref(tj);
+    json_decref(rj);
+    long ep = -1;
+    const char *decided_by = fr_policy_name(r->policy);
+    if (rc != FR_OK) {
+        char msg[1400];
+        fr_error_format(&perr, msg, sizeof msg);
+        r->policy_errors++;
+        if (!r->last_policy_error || strcmp(r->last_policy_error, msg) != 0) {
+            fr_log(FR_LOG_WARN, "policy", "task=%s error=\"%s\"; the built-in default decides",
+                   ts->name, msg);
+            free(r->last_policy_error);
+            r->last_policy_error = fr_xstrdup(msg);
+        }
+        ep = default_choice(r, t, cands, n);
+        decided_by = "default";
+    } else if (choice) {
+        ep = fr_workflow_find_endpoint(r->wf, choice);
+        free(choice);
+        if (ep >= 0 && fr_sched_free_slots(r->sched, (size_t)ep) <= 0)
+            ep = -1; /* the policy chose a full endpoint: wait for it */
+    }
+    if (ep >= 0) {
+        record_decision(t, decided_by, fr_policy_version(r->policy), t->route_reason,
+                        (size_t)ep);
+        dispatch(t, (size_t)ep);
+        placed = true;
+    }
+done:
+    free(cands);
+    return placed;
+}
+
+/* Places ready tasks while endpoints have free slots. When nothing is in
+ * flight and nothing is scheduled, a policy that keeps waiting would stall
+ * the run: the built-in default then places the first waiting task. */
+static void pump(fr_run *r)
+{
+    if (r->stopping)
+        return;
+    size_t waiters_cap = MAX_WAITERS_PER_PASS;
+    size_t *waiters = fr_xmalloc(waiters_cap * sizeof *waiters);
+    size_t nw = 0, t;
+    while (nw < waiters_cap && fr_sched_total_free(r->sched) > 0 && fr_sched_pop(r->sched, &t)) {
+        if (!place(r, &r->tasks[t]))
+            waiters[nw++] = t;
+    }
+    for (size_t i = 0; i < nw; i++)
+        fr_sched_requeue(r->sched, waiters[i]);
+    free(waiters);
+
+    if (!r->stopping && fr_http_active(r->http) == 0 && r->retries_armed == 0 &&
+        !uv_is_active((uv_handle_t *)&r->wake) && fr_sched_ready(r->sched) > 0 &&
+        fr_sched_pop(r->sched, &t)) {
+        task_rt *tr = &r->tasks[t];
+        long *cands = fr_xmalloc((r->neps ? r->neps : 1) * sizeof *cands);
+        size_t n = 0;
+        const char *why = "";
+        for (size_t e = 0; e < r->neps; e++)
+            if (allowed(r, tr, e, &why))
+                cands[n++] = (long)e;
+        long ep = tr->retry_ep >= 0 ? tr->retry_ep : default_choice(r, tr, cands, n);
+        free(cands);
+        if (!r->warned_stall) {
+            fr_log(FR_LOG_WARN, "policy",
+                   "task=%s the policy keeps waiting while nothing runs; the built-in "
+                   "default decides",
+                   r->wf->tasks[t].name);
+            r->warned_stall = true;
+        }
+        if (ep >= 0 && tr->retry_ep < 0)
+            record_decision(tr, "default", 0, tr->route_reason, (size_t)ep);
+        if (ep >= 0)
+            dispatch(tr, (size_t)ep);
+        else
+            task_end(tr, FR_TASK_FAILED, "no endpoint can take this task");
+    }
+    maybe_finish(r);
+}
+
+/* ---- lifecycle ---------------------------------------------------------- */
+
+static void close_all(fr_run *r)
+{
+    r->stopping = true;
+    r->end_ns = now_ns();
+    for (size_t t = 0; t < r->wf->ntasks; t++) {
+        task_rt *tr = &r->tasks[t];
+        if (tr->timers_init) {
+            stop_task_timers(tr);
+            uv_close((uv_handle_t *)&tr->deadline, NULL);
+            uv_close((uv_handle_t *)&tr->retry_timer, NULL);
+            tr->timers_init = false;
+        }
+    }
+    uv_close((uv_handle_t *)&r->wake, NULL);
+    uv_close((uv_handle_t *)&r->sigint, NULL);
+    uv_close((uv_handle_t *)&r->sigterm, NULL);
+    fr_http_free(r->http);
+    r->http = NULL;
+    fr_sim_free(r->sim);
+    r->sim = NULL;
+}
+
+static void maybe_finish(fr_run *r)
+{
+    if (!r->stopping && fr_sched_unfinished(r->sched) == 0)
+        close_all(r);
+}
+
+static void on_signal(uv_signal_t *sig, int signum)
+{
+    fr_run *r = sig->data;
+    if (r->stopping)
+        return;
+    fr_log(FR_LOG_WARN, "run", "signal=%d stopping: running tasks are cancelled", signum);
+    r->interrupted = true;
+    for (size_t t = 0; t < r->wf->ntasks; t++) {
+        task_rt *tr = &r->tasks[t];
+        if (fr_task_state_terminal(fr_sched_state(r->sched, t)))
+            continue;
+        if (tr->xfer) {
+            fr_http_cancel(r->http, tr->xfer);
+            tr->xfer = NULL;
+            fr_sched_release_slot(r->sched, (size_t)tr->ep);
+            set_decision_outcome(tr, "cancelled");
+        }
+        fr_adapter_free(tr->adapter);
+        tr->adapter = NULL;
+        stop_task_timers(tr);
+        free(tr->reason);
+        tr->reason = fr_xstrdup("interrupted");
+        tr->end_ns = now_ns();
+        fr_sched_abandon(r->sched, t, FR_TASK_CANCELLED);
+    }
+    close_all(r);
+}
+
+static int start_sim(fr_run *r)
+{
+    fr_error err = {0};
+    r->sim = fr_sim_new(&r->loop, "127.0.0.1", 0, &err);
+    if (!r->sim) {
+        char msg[1400];
+        fr_log(FR_LOG_ERROR, "sim", "error=\"%s\"", fr_error_format(&err, msg, sizeof msg));
+        return FR_EIO;
+    }
+    for (size_t i = 0; i < r->neps; i++) {
+        ep_rt *e = &r->eps[i];
+        bool local = e->spec->tier == FR_TIER_LOCAL;
+        fr_sim_model m = {
+            .name = e->model,
+            .latency_ms = r->opts.sim_latency_ms >= 0 ? r->opts.sim_latency_ms
+                                                      : (local ? 150 : 300),
+            .tokens_per_s = r->opts.sim_tps >= 0 ? r->opts.sim_tps : (local ? 400 : 800),
+            .max_concurrent = e->spec->max_parallel,
+        };
+        fr_sim_set_model(r->sim, &m);
+        free(e->url);
+        e->url = fr_xasprintf("http://127.0.0.1:%d/v1", fr_sim_port(r->sim));
+    }
+    return FR_OK;
+}
+
+int fr_run_execute(fr_run *r)
+{
+    if (uv_loop_init(&r->loop) != 0) {
+        fr_log(FR_LOG_ERROR, "run", "error=\"cannot start the event loop\"");
+        return 1;
+    }
+    r->handles_init = true;
+    uv_timer_init(&r->loop, &r->wake);
+    r->wake.data = r;
+    uv_signal_init(&r->loop, &r->sigint);
+    uv_signal_init(&r->loop, &r->sigterm);
+    r->sigint.data = r->sigterm.data = r;
+    uv_signal_start(&r->sigint, on_signal, SIGINT);
+    uv_signal_start(&r->sigterm, on_signal, SIGTERM);
+    uv_unref((uv_handle_t *)&r->sigint);
+    uv_unref((uv_handle_t *)&r->sigterm);
+    r->http = fr_http_new(&r->loop);
+    r->start_ns = now_ns();
+    if (!r->http || (r->opts.sim && start_sim(r) != FR_OK)) {
+        for (size_t t = 0; t < r->wf->ntasks; t++)
+            if (!fr_task_state_terminal(fr_sched_state(r->sched, t))) {
+                r->tasks[t].reason = fr_xstrdup("the run could not start");
+                fr_sched_abandon(r->sched, t, FR_TASK_FAILED);
+            }
+        close_all(r);
+    } else {
+        maybe_finish(r); /* an empty workflow ends at once */
+        pump(r);
+    }
+    uv_run(&r->loop, UV_RUN_DEFAULT);
+    if (uv_loop_close(&r->loop) != 0)
+        fr_log(FR_LOG_ERROR, "run", "error=\"handles left open at exit\"");
+    r->handles_init = false;
+
+    bool failed = false;
+    for (size_t t = 0; t < r->wf->ntasks; t++)
+        failed |= fr_sched_state(r->sched, t) != FR_TASK_OK;
+    if (r->interrupted)
+        r->exit_code = 130;
+    else if (failed || r->write_errors)
+        r->exit_code = 1;
+    else
+        r->exit_code = 0;
+    return r->exit_code;
+}
+
+void fr_run_free(fr_run *r)
+{
+    if (!r)
+        return;
+    for (size_t i = 0; r->eps && i < r->neps; i++) {
+        ep_rt *e = &r->eps[i];
+        if (e->api_key) {
+            memset(e->api_key, 0, strlen(e->api_key));
+            free(e->api_key);
+        }
+        free(e->url);
+        free(e->model);
+        free(e->unusable);
+        free(e->lat);
+    }
+    free(r->eps);
+    for (size_t t = 0; r->tasks && t < r->wf->ntasks; t++) {
+        task_rt *tr = &r->tasks[t];
+        free(tr->reason);
+        free(tr->tried);
+        free(tr->prompt);
+        free(tr->last_error);
+        fr_adapter_free(tr->adapter);
+        fr_reply_close(&tr->reply);
+        json_decref(tr->decisions);
+    }
+    free(r->tasks);
+    fr_sched_free(r->sched);
+    fr_graph_free(r->g);
+    fr_policy_free(r->policy);
+    free(r->run_id);
+    free(r->out_dir);
+    free(r->last_policy_error);
+    free(r);
+}

@@ -1,0 +1,50 @@
+#pragma once
+/* One run of a workflow: owns the loop, the HTTP engine, the scheduler and
+ * the policy; routes and dispatches every task as soon as it is ready,
+ * retries and falls back on failure, writes outputs, and builds the report.
+ * Talks to dsl/ (prompts, policy), providers/ (adapters) and engine/http. */
+
+#include "dsl/workflow.h"
+#include "engine/util/err.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdio.h>
+
+typedef struct fr_run fr_run;
+
+typedef struct fr_run_opts {
+    const char *out_dir;   /* NULL: .flowrun/out/<run id> under the current directory */
+    const char *policy;    /* --policy; NULL: the workflow's, else "balanced" */
+    const char *baseline;  /* --baseline; NULL: the workflow's */
+    double budget_usd;     /* --budget; 0: the workflow's */
+    bool sim;              /* replace every endpoint by an in-process flowrun-sim */
+    double sim_latency_ms; /* < 0: per-tier defaults */
+    double sim_tps;        /* < 0: per-tier defaults */
+    bool progress;         /* one line per task event on stderr */
+} fr_run_opts;
+
+/* Prepares a run of `wf` (borrowed; must outlive the run) with `opts`
+ * (borrowed, copied). Builds the graph (cycles are FR_ECYCLE), loads the
+ * policy, resolves endpoint keys from the environment (a task that can only
+ * use endpoints whose key variable is unset is FR_ECONFIG), and creates the
+ * output directories. Sends nothing. On FR_OK *out is owned (fr_run_free). */
+int fr_run_new(fr_workflow *wf, const fr_run_opts *opts, fr_run **out, fr_error *err);
+
+/* Runs the workflow to the end on the run's own loop; returns when every
+ * task has ended and every handle is closed. Returns the process exit code
+ * of DESIGN.md section 7 (0, 1, 3 or 130). */
+int fr_run_execute(fr_run *r);
+
+/* Returns the JSON report (owned) of a finished run. */
+json_t *fr_run_report(const fr_run *r);
+
+/* Prints the human summary of a finished run to `f` (borrowed). */
+void fr_run_print_summary(const fr_run *r, FILE *f, bool color);
+
+/* The run's id and output directory (borrowed). */
+const char *fr_run_id(const fr_run *r);
+const char *fr_run_out_dir(const fr_run *r);
+
+/* Frees a run; NULL is fine. */
+void fr_run_free(fr_run *r);

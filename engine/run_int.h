@@ -1,0 +1,89 @@
+#pragma once
+/* The run's internal state, shared by engine/run.c (execution) and
+ * engine/report.c (report and summary). Not part of any public contract. */
+
+#include "dsl/policy.h"
+#include "engine/graph.h"
+#include "engine/http.h"
+#include "engine/run.h"
+#include "engine/sched.h"
+#include "providers/provider.h"
+#include "tests/sim/sim.h"
+
+#include <stdint.h>
+#include <uv.h>
+
+typedef struct ep_rt {
+    const fr_endpoint_spec *spec;
+    char *url;
+    char *model;
+    char *api_key; /* owned, wiped before free; NULL for none */
+    fr_protocol protocol;
+    bool usable;
+    char *unusable; /* why not, when !usable */
+    double cooldown_until; /* uv_now() ms */
+    long requests;
+    long failures;
+    double *lat; /* latencies of successful attempts, ms */
+    size_t nlat, caplat;
+} ep_rt;
+
+typedef struct task_rt {
+    struct fr_run *run;
+    size_t idx;
+    char *reason; /* why it did not succeed */
+    long ep;      /* endpoint of the current or last attempt, -1 */
+    long retry_ep; /* endpoint a scheduled retry goes back to, -1 */
+    int attempts;
+    int ep_attempts;
+    unsigned char *tried; /* per endpoint: its retries are spent */
+    const char *route_reason; /* "first" or "error" */
+    char *prompt;
+    long est_input;
+    fr_adapter *adapter;
+    fr_xfer *xfer;
+    uv_timer_t retry_timer;
+    uv_timer_t deadline;
+    bool timers_init;
+    bool retry_armed;
+    fr_reply reply;
+    double cost;
+    fr_usage usage; /* of the successful attempt */
+    uint64_t start_ns, end_ns; /* first dispatch to end */
+    double latency_ms, ttft_ms; /* of the successful attempt */
+    json_t *decisions;
+    char *last_error;
+} task_rt;
+
+struct fr_run {
+    fr_workflow *wf;
+    fr_run_opts opts;
+    fr_graph *g;
+    fr_sched *sched;
+    fr_policy *policy;
+    uv_loop_t loop;
+    fr_http *http;
+    fr_sim *sim;
+    uv_signal_t sigint, sigterm;
+    uv_timer_t wake;
+    bool handles_init;
+    ep_rt *eps;
+    size_t neps;
+    task_rt *tasks;
+    char *run_id;
+    char *out_dir;
+    long baseline; /* endpoint index or -1 */
+    double budget_usd;
+    uint64_t start_ns, end_ns;
+    bool interrupted;
+    bool stopping;
+    int retries_armed;
+    int policy_errors;
+    char *last_policy_error;
+    bool warned_stall;
+    int write_errors;
+    int exit_code;
+};
+
+/* Cost in USD of `u` at the prices of `spec` (borrowed). */
+double fr_run_cost(const fr_endpoint_spec *spec, const fr_usage *u);
