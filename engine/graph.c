@@ -98,8 +98,12 @@ static void find_cycle(const fr_graph *g, const size_t *indeg, size_t **cycle, s
     size_t first = (size_t)seen_at[cur];
     size_t n = len - first;
     size_t *c = fr_xmalloc(n * sizeof *c);
+    size_t low = 0; /* start at the lowest index: the first declared task */
     for (size_t i = 0; i < n; i++)
-        c[i] = path[len - 1 - i];
+        if (path[len - 1 - i] < path[len - 1 - low])
+            low = i;
+    for (size_t i = 0; i < n; i++)
+        c[i] = path[len - 1 - (i + low) % n];
     free(path);
     free(seen_at);
     *cycle = c;

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs what flowrun needs to build and test on Debian 12, if missing.
+set -euo pipefail
+pkgs=(build-essential cmake pkg-config liblua5.4-dev libjansson-dev libuv1-dev
+      libcurl4-openssl-dev libsqlite3-dev libcmocka-dev curl jq)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "installing: ${missing[*]}"
+  $sudo apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Every example workflow runs to exit 0 against the simulator, writes an
+# output per task and its save paths.
+source "$(dirname "$0")/lib.bash"
+for wf in "$SRC"/workflows/*.lua; do
+  name=$(basename "$wf" .lua)
+  cp -r "$SRC/workflows" "$WORK/wf-$name"
+  run_flowrun "$WORK/wf-$name/$name.lua" --sim --sim-latency 20 --sim-tps 0 --out "$WORK/out-$name" --json
+  expect_rc 0 "$name"
+  tasks=$(jqr '.tasks | length')
+  files=$(ls "$WORK/out-$name" | wc -l)
+  [ "$files" -eq "$tasks" ] || fail "$name: $files output files for $tasks tasks"
+  [ "$(jqr '[.tasks[] | select(.status != "ok")] | length')" = 0 ] || fail "$name: a task did not succeed"
+  [ "$(jqr .sim)" = true ] || fail "$name: not a rehearsal"
+  for save in $(grep -o 'save = "[^"]*"' "$wf" | sed 's/save = "\(.*\)"/\1/'); do
+    [ -s "$WORK/wf-$name/$save" ] || fail "$name: save path $save not written"
+  done
+  pass "$name runs with --sim: $tasks tasks ok"
+done
