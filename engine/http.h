@@ -15,7 +15,8 @@ typedef struct fr_http_opts {
     size_t max_response;   /* cap on body bytes; 0 = 8 MiB */
     long connect_timeout_ms;    /* 0 = 10 s */
     long first_byte_timeout_ms; /* from submit to the first body byte; 0 = none */
-    long idle_timeout_ms;       /* longest gap between body bytes; 0 = none */
+    long idle_timeout_ms;       /* longest gap between body bytes, counted from the end of
+                                   the response headers; 0 = none */
     long total_timeout_ms;      /* whole transfer; 0 = none */
 } fr_http_opts;
 

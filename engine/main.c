@@ -6,6 +6,7 @@
 #include "engine/util/log.h"
 
 #include <jansson.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -185,6 +186,8 @@ int main(int argc, char **argv)
     fr_run *run = NULL;
     fr_error err = {0};
     char msg[1600];
+    /* A peer that hangs up must fail one transfer, never kill the process. */
+    signal(SIGPIPE, SIG_IGN);
     int code = parse_args(argc, argv, &a);
     if (code >= 0)
         goto cleanup;

@@ -1,0 +1,852 @@
+/* HTTP on the event loop: one curl multi handle driven by libuv. curl tells us
+ * which sockets to watch (socket callback -> one uv_poll per socket) and when
+ * to call it back (timer callback -> one uv_timer); we call
+ * curl_multi_socket_action from those libuv callbacks and, after every call,
+ * drain curl's completion messages. Per-transfer deadlines (first byte, idle,
+ * total) are one uv_timer per transfer. libcurl is never called from inside
+ * one of its own callbacks: work that must touch curl from there (a cancel, a
+ * shutdown) is marked and done once curl_multi_socket_action has returned. */
+
+#include "engine/http.h"
+
+#include "engine/util/err.h"
+#include "engine/util/log.h"
+#include "engine/util/mem.h"
+
+#include <ctype.h>
+#include <curl/curl.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#define DEFAULT_MAX_RESPONSE ((size_t)8 * 1024 * 1024)
+#define DEFAULT_CONNECT_MS   10000L
+#define MAX_CACHED_CONNS     256L
+#define RETRY_AFTER_MAX      64
+
+#ifndef CURL_WRITEFUNC_ERROR
+#define CURL_WRITEFUNC_ERROR 0
+#endif
+
+/* One watched socket. Owned by fr_http while it is in `socks`; once closing it
+ * belongs to libuv and is freed in its close callback. */
+typedef struct sock_ctx {
+    uv_poll_t poll; /* poll.data points back to this struct */
+    fr_http *h;
+    curl_socket_t fd;
+    int events; /* UV_READABLE | UV_WRITABLE that curl asked for */
+    bool closing;
+} sock_ctx;
+
+typedef enum { DEADLINE_NONE = 0, DEADLINE_FIRST, DEADLINE_IDLE, DEADLINE_TOTAL } deadline_kind;
+
+struct fr_xfer {
+    fr_http *h;
+    fr_xfer *prev, *next; /* in h->xfers while the easy handle is live */
+    unsigned long id;     /* for log lines only */
+    CURL *easy;
+    struct curl_slist *headers;
+    char *body;
+    fr_http_data_fn on_data;
+    fr_http_done_fn on_done;
+    void *ud;
+
+    uv_timer_t timer;     /* deadlines; timer.data points back; frees the xfer on close */
+    uint64_t start_ms;    /* uv_now at submit */
+    uint64_t activity_ms; /* uv_now at the end of headers or the last body chunk */
+    uint64_t start_ns;    /* uv_hrtime at submit */
+    uint64_t first_ns;    /* uv_hrtime at the first body byte */
+    long first_byte_ms, idle_ms, total_ms;
+    size_t max_response;
+
+    long status;       /* parsed from the status line, for on_data */
+    bool headers_done; /* final (non-1xx) headers complete */
+    bool got_body;     /* at least one body byte arrived */
+    bool cancelled;    /* cancel asked from inside curl; removed after socket_action */
+    bool finished;     /* done delivered or cancelled; memory waits for the close cb */
+    int abort_rc;      /* why the write callback stopped the transfer, 0 if it did not */
+    size_t bytes;
+
+    char retry_after[RETRY_AFTER_MAX]; /* raw header value of the latest response */
+    char errbuf[CURL_ERROR_SIZE];      /* CURLOPT_ERRORBUFFER */
+    char msg[160];                     /* our own error text */
+};
+
+struct fr_http {
+    uv_loop_t *loop;
+    CURLM *multi;
+    uv_timer_t timer; /* curl's timeout; timer.data points back */
+    bool timer_closed;
+
+    sock_ctx **socks; /* live contexts indexed by fd; closing ones are not here */
+    size_t nsocks;
+
+    fr_xfer *xfers;    /* live transfers */
+    size_t active;     /* transfers neither done nor cancelled */
+    size_t ncancelled; /* cancelled from inside curl, still to remove */
+    long connects;
+    unsigned long next_id;
+
+    int depth;    /* nesting of our own uv callbacks that dispatch */
+    bool in_curl; /* inside curl_multi_socket_action: no curl calls now */
+    bool closing; /* fr_http_free was called */
+    bool shut;    /* shutdown ran; memory goes with the last close callback */
+    int open_handles;
+};
+
+static bool g_curl_ready;
+
+static void http_shutdown(fr_http *h);
+
+/* ---- memory and handle lifetimes ---------------------------------------- */
+
+static void http_release_memory(fr_http *h)
+{
+    free(h->socks);
+    free(h);
+}
+
+static void handle_closed(fr_http *h)
+{
+    h->open_handles--;
+    if (h->shut && h->open_handles == 0)
+        http_release_memory(h);
+}
+
+static void on_timer_closed(uv_handle_t *handle)
+{
+    handle_closed(handle->data);
+}
+
+static void on_sock_closed(uv_handle_t *handle)
+{
+    sock_ctx *c = handle->data;
+    fr_http *h = c->h;
+    free(c);
+    handle_closed(h);
+}
+
+static void on_xfer_timer_closed(uv_handle_t *handle)
+{
+    fr_xfer *x = handle->data;
+    fr_http *h = x->h;
+    free(x);
+    handle_closed(h);
+}
+
+/* ---- sockets -------------------------------------------------------------- */
+
+static sock_ctx *sock_find(const fr_http *h, curl_socket_t fd)
+{
+    if (fd < 0 || (size_t)fd >= h->nsocks)
+        return NULL;
+    return h->socks[fd];
+}
+
+static void sock_close(fr_http *h, sock_ctx *c)
+{
+    /* Forget the fd first: curl may hand out the same number again for a new
+     * socket before libuv has run our close callback. */
+    if (h->socks[c->fd] == c)
+        h->socks[c->fd] = NULL;
+    c->closing = true;
+    uv_close((uv_handle_t *)&c->poll, on_sock_closed);
+}
+
+static void sock_action(fr_http *h, curl_socket_t fd, int flags);
+
+static void on_poll(uv_poll_t *p, int status, int events)
+{
+    sock_ctx *c = p->data;
+    fr_http *h = c->h;
+    int flags = 0;
+    if (status < 0) {
+        flags = CURL_CSELECT_ERR;
+    } else {
+        if (events & UV_READABLE)
+            flags |= CURL_CSELECT_IN;
+        if (events & UV_WRITABLE)
+            flags |= CURL_CSELECT_OUT;
+    }
+    /* c stays allocated until its close callback, which cannot run before we
+     * return, so it is safe to look at it after sock_action. */
+    sock_action(h, c->fd, flags);
+    /* libuv stops a poll handle that reported an error. If curl still wants
+     * the socket (it did not remove it), watch it again rather than hang. */
+    if (status < 0 && !c->closing && !h->shut && c->events)
+        uv_poll_start(&c->poll, c->events, on_poll);
+}
+
+static sock_ctx *sock_new(fr_http *h, curl_socket_t fd)
+{
+    if ((size_t)fd >= h->nsocks) {
+        size_t n = h->nsocks ? h->nsocks : 64;
+        while (n <= (size_t)fd)
+            n *= 2;
+        h->socks = fr_xrealloc(h->socks, n * sizeof *h->socks);
+        memset(h->socks + h->nsocks, 0, (n - h->nsocks) * sizeof *h->socks);
+        h->nsocks = n;
+    }
+    sock_ctx *c = fr_xcalloc(1, sizeof *c);
+    if (uv_poll_init_socket(h->loop, &c->poll, fd) != 0) {
+        free(c);
+        return NULL;
+    }
+    c->poll.data = c;
+    c->h = h;
+    c->fd = fd;
+    h->socks[fd] = c;
+    h->open_handles++;
+    return c;
+}
+
+/* CURLMOPT_SOCKETFUNCTION: runs inside curl. Only libuv calls here. */
+static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
+{
+    (void)easy;
+    (void)socketp;
+    fr_http *h = userp;
+    sock_ctx *c = sock_find(h, fd);
+    if (what == CURL_POLL_REMOVE) {
+        if (c)
+            sock_close(h, c);
+        return 0;
+    }
+    if (h->closing)
+        return 0;
+    if (!c) {
+        c = sock_new(h, fd);
+        if (!c)
+            return -1;
+    }
+    int events = 0;
+    if (what & CURL_POLL_IN)
+        events |= UV_READABLE;
+    if (what & CURL_POLL_OUT)
+        events |= UV_WRITABLE;
+    c->events = events;
+    if (!events)
+        return uv_poll_stop(&c->poll) == 0 ? 0 : -1;
+    return uv_poll_start(&c->poll, events, on_poll) == 0 ? 0 : -1;
+}
+
+/* ---- curl's timer --------------------------------------------------------- */
+
+static void on_multi_timeout(uv_timer_t *t)
+{
+    fr_http *h = t->data;
+    sock_action(h, CURL_SOCKET_TIMEOUT, 0);
+}
+
+/* CURLMOPT_TIMERFUNCTION: runs inside curl. Only libuv calls here. */
+static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
+{
+    (void)multi;
+    fr_http *h = userp;
+    if (h->timer_closed)
+        return 0;
+    if (timeout_ms < 0)
+        uv_timer_stop(&h->timer);
+    else
+        uv_timer_start(&h->timer, on_multi_timeout, (uint64_t)timeout_ms, 0);
+    return 0;
+}
+
+/* ---- per-transfer deadlines ----------------------------------------------- */
+
+static uint64_t next_deadline(const fr_xfer *x, deadline_kind *kind)
+{
+    uint64_t best = UINT64_MAX;
+    *kind = DEADLINE_NONE;
+    if (x->first_byte_ms > 0 && !x->got_body && x->start_ms + (uint64_t)x->first_byte_ms < best) {
+        best = x->start_ms + (uint64_t)x->first_byte_ms;
+        *kind = DEADLINE_FIRST;
+    }
+    if (x->idle_ms > 0 && x->headers_done && x->activity_ms + (uint64_t)x->idle_ms < best) {
+        best = x->activity_ms + (uint64_t)x->idle_ms;
+        *kind = DEADLINE_IDLE;
+    }
+    if (x->total_ms > 0 && x->start_ms + (uint64_t)x->total_ms < best) {
+        best = x->start_ms + (uint64_t)x->total_ms;
+        *kind = DEADLINE_TOTAL;
+    }
+    return best;
+}
+
+static void on_xfer_timer(uv_timer_t *t);
+
+/* Arms the transfer's timer for its earliest deadline. Body bytes only move
+ * deadlines later, so the write callback does not re-arm: the timer fires,
+ * finds the deadline moved, and re-arms itself. */
+static void xfer_arm(fr_xfer *x)
+{
+    deadline_kind kind;
+    uint64_t due = next_deadline(x, &kind);
+    if (kind == DEADLINE_NONE) {
+        uv_timer_stop(&x->timer);
+        return;
+    }
+    uint64_t now = uv_now(x->h->loop);
+    uv_timer_start(&x->timer, on_xfer_timer, due > now ? due - now : 0, 0);
+}
+
+/* ---- transfers ------------------------------------------------------------ */
+
+static void xfer_unlink(fr_http *h, fr_xfer *x)
+{
+    if (x->prev)
+        x->prev->next = x->next;
+    else
+        h->xfers = x->next;
+    if (x->next)
+        x->next->prev = x->prev;
+    x->prev = x->next = NULL;
+}
+
+/* Removes the easy handle from curl and frees what curl used; the struct
+ * itself lives until its timer's close callback. Never call from inside curl. */
+static void xfer_release(fr_xfer *x)
+{
+    fr_http *h = x->h;
+    long n = 0;
+    if (curl_easy_getinfo(x->easy, CURLINFO_NUM_CONNECTS, &n) == CURLE_OK && n > 0)
+        h->connects += n;
+    curl_multi_remove_handle(h->multi, x->easy);
+    curl_easy_cleanup(x->easy);
+    x->easy = NULL;
+    curl_slist_free_all(x->headers);
+    x->headers = NULL;
+    free(x->body);
+    x->body = NULL;
+    xfer_unlink(h, x);
+    if (!x->finished && !x->cancelled)
+        h->active--;
+    if (x->cancelled)
+        h->ncancelled--;
+    x->finished = true;
+    uv_close((uv_handle_t *)&x->timer, on_xfer_timer_closed);
+}
+
+/* Retry-After is delta-seconds or an HTTP date; returns seconds from now
+ * (0 for a date in the past), or -1 when absent or unreadable. */
+static double parse_retry_after(const char *v)
+{
+    if (!v[0])
+        return -1;
+    if (isdigit((unsigned char)v[0])) {
+        char *end = NULL;
+        double d = strtod(v, &end);
+        while (*end == ' ' || *end == '\t')
+            end++;
+        return (*end == '\0' && isfinite(d) && d >= 0) ? d : -1;
+    }
+    time_t when = curl_getdate(v, NULL);
+    if (when == (time_t)-1)
+        return -1;
+    double d = difftime(when, time(NULL));
+    return d > 0 ? d : 0;
+}
+
+static int map_curl_error(CURLcode cc)
+{
+    switch (cc) {
+    case CURLE_OK:
+        return FR_OK;
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_SSL_CONNECT_ERROR:
+        return FR_ECONNECT;
+    case CURLE_OPERATION_TIMEDOUT:
+        return FR_ETIMEDOUT;
+    case CURLE_FILESIZE_EXCEEDED:
+        return FR_ETOOBIG;
+    default:
+        return FR_EIO;
+    }
+}
+
+/* Releases the transfer and delivers its result. `rc` and `error` (borrowed,
+ * may point into x) describe the outcome. Runs outside curl callbacks. */
+static void xfer_finish(fr_xfer *x, int rc, const char *error)
+{
+    fr_http_result res = {
+        .rc = rc,
+        .status = 0,
+        .retry_after_s = parse_retry_after(x->retry_after),
+        .ttfb_ms = x->got_body ? (double)(x->first_ns - x->start_ns) / 1e6 : -1,
+        .total_ms = (double)(uv_hrtime() - x->start_ns) / 1e6,
+        .bytes = x->bytes,
+        .error = rc == FR_OK ? NULL : error,
+    };
+    if (curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &res.status) != CURLE_OK)
+        res.status = 0;
+    xfer_release(x);
+    fr_log(FR_LOG_DEBUG, "http", "xfer=%lu status=%ld rc=%s bytes=%zu ttfb_ms=%.1f total_ms=%.1f",
+           x->id, res.status, fr_err_name(rc), res.bytes, res.ttfb_ms, res.total_ms);
+    if (x->on_done)
+        x->on_done(x->ud, &res);
+}
+
+static void xfer_complete(fr_xfer *x, CURLcode cc)
+{
+    int rc = map_curl_error(cc);
+    const char *error = x->errbuf[0] ? x->errbuf : curl_easy_strerror(cc);
+    if (x->abort_rc != 0) {
+        rc = x->abort_rc;
+        error = x->msg;
+    } else if (cc == CURLE_FILESIZE_EXCEEDED) {
+        snprintf(x->msg, sizeof x->msg, "reply larger than %zu bytes", x->max_response);
+        error = x->msg;
+    }
+    xfer_finish(x, rc, error);
+}
+
+static void on_xfer_timer(uv_timer_t *t)
+{
+    fr_xfer *x = t->data;
+    fr_http *h = x->h;
+    deadline_kind kind;
+    uint64_t due = next_deadline(x, &kind);
+    if (kind == DEADLINE_NONE || x->finished || x->cancelled)
+        return;
+    if (due > uv_now(h->loop)) {
+        xfer_arm(x);
+        return;
+    }
+    switch (kind) {
+    case DEADLINE_FIRST:
+        snprintf(x->msg, sizeof x->msg, "no first byte after %ld ms", x->first_byte_ms);
+        break;
+    case DEADLINE_IDLE:
+        snprintf(x->msg, sizeof x->msg, "stream idle for %ld ms", x->idle_ms);
+        break;
+    default:
+        snprintf(x->msg, sizeof x->msg, "total timeout of %ld ms exceeded", x->total_ms);
+        break;
+    }
+    h->depth++;
+    xfer_finish(x, FR_ETIMEDOUT, x->msg);
+    h->depth--;
+    if (h->closing && h->depth == 0)
+        http_shutdown(h);
+}
+
+/* CURLOPT_HEADERFUNCTION: runs inside curl. Tracks the status line, the end
+ * of the final headers and Retry-After of the latest response. */
+static size_t on_header(char *line, size_t size, size_t nitems, void *ud)
+{
+    fr_xfer *x = ud;
+    size_t len = size * nitems;
+    if (x->cancelled)
+        return 0;
+    if (len >= 5 && memcmp(line, "HTTP/", 5) == 0) {
+        size_t i = 5;
+        while (i < len && line[i] != ' ')
+            i++;
+        while (i < len && line[i] == ' ')
+            i++;
+        long status = 0;
+        for (int k = 0; k < 3 && i < len && isdigit((unsigned char)line[i]); k++, i++)
+            status = status * 10 + (line[i] - '0');
+        x->status = status;
+        x->retry_after[0] = '\0';
+        x->headers_done = false;
+    } else if (len <= 2 && (len == 0 || line[0] == '\r' || line[0] == '\n')) {
+        if (x->status >= 200 && !x->headers_done) {
+            x->headers_done = true;
+            x->activity_ms = uv_now(x->h->loop);
+            xfer_arm(x);
+        }
+    } else if (len > 12 && strncasecmp(line, "Retry-After:", 12) == 0) {
+        size_t i = 12, end = len;
+        while (i < end && (line[i] == ' ' || line[i] == '\t'))
+            i++;
+        while (end > i && isspace((unsigned char)line[end - 1]))
+            end--;
+        size_t n = end - i < sizeof x->retry_after - 1 ? end - i : sizeof x->retry_after - 1;
+        memcpy(x->retry_after, line + i, n);
+        x->retry_after[n] = '\0';
+    }
+    return len;
+}
+
+/* CURLOPT_WRITEFUNCTION: runs inside curl. Enforces the reply cap (curl does
+ * not for bodies of unknown length) and hands bytes to the reader. */
+static size_t on_write(char *data, size_t size, size_t nmemb, void *ud)
+{
+    fr_xfer *x = ud;
+    size_t len = size * nmemb;
+    if (x->cancelled || x->h->closing) {
+        x->abort_rc = FR_ECANCELED;
+        snprintf(x->msg, sizeof x->msg, "cancelled");
+        return CURL_WRITEFUNC_ERROR;
+    }
+    if (len > x->max_response - x->bytes) {
+        x->abort_rc = FR_ETOOBIG;
+        snprintf(x->msg, sizeof x->msg, "reply larger than %zu bytes", x->max_response);
+        return CURL_WRITEFUNC_ERROR;
+    }
+    if (len == 0)
+        return 0;
+    if (!x->got_body) {
+        x->got_body = true;
+        x->first_ns = uv_hrtime();
+    }
+    x->activity_ms = uv_now(x->h->loop);
+    x->bytes += len;
+    if (x->on_data) {
+        int rc = x->on_data(x->ud, x->status, data, len);
+        if (rc != FR_OK) {
+            x->abort_rc = rc;
+            snprintf(x->msg, sizeof x->msg, "reply reader stopped: %s", fr_strerror(rc));
+            return CURL_WRITEFUNC_ERROR;
+        }
+        if (x->cancelled) /* cancelled from inside on_data after all */
+            return CURL_WRITEFUNC_ERROR;
+    }
+    return len;
+}
+
+/* ---- dispatch ------------------------------------------------------------- */
+
+/* Removes transfers whose cancel arrived while curl was running. */
+static void reap_cancelled(fr_http *h)
+{
+    fr_xfer *x = h->xfers;
+    while (h->ncancelled > 0 && x) {
+        fr_xfer *next = x->next;
+        if (x->cancelled)
+            xfer_release(x);
+        x = next;
+    }
+}
+
+/* Completes every finished transfer. Reads one message at a time, because a
+ * done callback may cancel (which drops that transfer's message) or submit. */
+static void drain(fr_http *h)
+{
+    CURLMsg *msg;
+    int left = 0;
+    while (!h->closing && (msg = curl_multi_info_read(h->multi, &left)) != NULL) {
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        CURLcode cc = msg->data.result;
+        char *priv = NULL;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &priv);
+        fr_xfer *x = (fr_xfer *)(void *)priv;
+        if (x->cancelled)
+            xfer_release(x);
+        else
+            xfer_complete(x, cc);
+    }
+}
+
+static void sock_action(fr_http *h, curl_socket_t fd, int flags)
+{
+    if (h->shut)
+        return;
+    int running = 0;
+    h->depth++;
+    h->in_curl = true;
+    curl_multi_socket_action(h->multi, fd, flags, &running);
+    h->in_curl = false;
+    if (!h->closing) {
+        reap_cancelled(h);
+        drain(h);
+    }
+    h->depth--;
+    if (h->closing && h->depth == 0)
+        http_shutdown(h);
+}
+
+/* Cancels all transfers, closes every handle and cleans up curl. The memory
+ * goes with the last close callback. */
+static void http_shutdown(fr_http *h)
+{
+    if (h->shut)
+        return;
+    h->shut = true;
+    while (h->xfers)
+        xfer_release(h->xfers); /* never calls done */
+    /* Stop watching before curl closes the sockets of its cached connections. */
+    for (size_t fd = 0; fd < h->nsocks; fd++)
+        if (h->socks[fd])
+            sock_close(h, h->socks[fd]);
+    h->timer_closed = true;
+    uv_close((uv_handle_t *)&h->timer, on_timer_closed);
+    curl_multi_cleanup(h->multi);
+    h->multi = NULL;
+}
+
+/* ---- public API ----------------------------------------------------------- */
+
+/* Returns a new engine on `loop` (borrowed; it must outlive the engine and be
+ * run after fr_http_free until empty). Initialises libcurl's global state
+ * once per process (not thread-safe: call from the loop thread). Returns NULL
+ * when curl cannot be initialised. */
+fr_http *fr_http_new(uv_loop_t *loop)
+{
+    if (!loop)
+        return NULL;
+    if (!g_curl_ready) {
+        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+            return NULL;
+        g_curl_ready = true;
+    }
+    CURLM *multi = curl_multi_init();
+    if (!multi)
+        return NULL;
+    fr_http *h = fr_xcalloc(1, sizeof *h);
+    h->loop = loop;
+    h->multi = multi;
+    curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
+    curl_multi_setopt(multi, CURLMOPT_SOCKETDATA, h);
+    curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
+    curl_multi_setopt(multi, CURLMOPT_TIMERDATA, h);
+    /* Admission is the scheduler's job: curl must never hold a transfer back. */
+    curl_multi_setopt(multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, 0L);
+    curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS, 0L);
+    curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, MAX_CACHED_CONNS);
+    curl_multi_setopt(multi, CURLMOPT_PIPELINING, (long)CURLPIPE_NOTHING);
+    uv_timer_init(loop, &h->timer);
+    h->timer.data = h;
+    h->open_handles = 1;
+    return h;
+}
+
+static bool valid_url(const char *url)
+{
+    if (!url || !url[0])
+        return false;
+    bool ok = false;
+    char *scheme = NULL;
+    CURLU *u = curl_url();
+    if (!u)
+        goto cleanup;
+    if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK)
+        goto cleanup;
+    if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK)
+        goto cleanup;
+    ok = strcasecmp(scheme, "http") == 0 || strcasecmp(scheme, "https") == 0;
+cleanup:
+    curl_free(scheme);
+    curl_url_cleanup(u);
+    return ok;
+}
+
+/* A header line must be "Name: value" on one line: no CR or LF smuggling. */
+static bool valid_header(const char *line)
+{
+    if (!line)
+        return false;
+    const char *colon = strchr(line, ':');
+    if (!colon || colon == line)
+        return false;
+    for (const char *p = line; p < colon; p++)
+        if (*p == ' ' || *p == '\t')
+            return false;
+    return strpbrk(line, "\r\n") == NULL;
+}
+
+static bool has_header(const fr_request *req, const char *name)
+{
+    size_t n = strlen(name);
+    for (size_t i = 0; i < req->nheaders; i++)
+        if (strncasecmp(req->headers[i], name, n) == 0 && req->headers[i][n] == ':')
+            return true;
+    return false;
+}
+
+static int build_headers(const fr_request *req, struct curl_slist **out)
+{
+    struct curl_slist *list = NULL, *next;
+    int rc = FR_ENOMEM;
+    for (size_t i = 0; i < req->nheaders; i++) {
+        if (!(next = curl_slist_append(list, req->headers[i])))
+            goto cleanup;
+        list = next;
+    }
+    /* The body is JSON; without this curl would label it a form. */
+    if (!has_header(req, "Content-Type")) {
+        if (!(next = curl_slist_append(list, "Content-Type: application/json")))
+            goto cleanup;
+        list = next;
+    }
+    /* An empty value removes the header curl would add: no 100-continue round trip. */
+    if (!(next = curl_slist_append(list, "Expect:")))
+        goto cleanup;
+    list = next;
+    *out = list;
+    list = NULL;
+    rc = FR_OK;
+cleanup:
+    curl_slist_free_all(list);
+    return rc;
+}
+
+static int setup_easy(fr_xfer *x, const fr_request *req, size_t body_len, long connect_ms)
+{
+    CURL *e = x->easy;
+    CURLcode cc = CURLE_OK;
+#define SET(opt, val)                                                                              \
+    do {                                                                                           \
+        if (cc == CURLE_OK)                                                                        \
+            cc = curl_easy_setopt(e, opt, val);                                                    \
+    } while (0)
+    SET(CURLOPT_URL, req->url);
+    SET(CURLOPT_PROTOCOLS_STR, "http,https");
+    SET(CURLOPT_HTTPHEADER, x->headers);
+    SET(CURLOPT_POST, 1L);
+    SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+    SET(CURLOPT_POSTFIELDS, x->body);
+    SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+    SET(CURLOPT_NOSIGNAL, 1L);
+    SET(CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
+    SET(CURLOPT_TCP_KEEPALIVE, 1L);
+    SET(CURLOPT_TCP_KEEPIDLE, 30L);
+    SET(CURLOPT_TCP_KEEPINTVL, 15L);
+    SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)x->max_response);
+    SET(CURLOPT_ERRORBUFFER, x->errbuf);
+    SET(CURLOPT_WRITEFUNCTION, on_write);
+    SET(CURLOPT_WRITEDATA, x);
+    SET(CURLOPT_HEADERFUNCTION, on_header);
+    SET(CURLOPT_HEADERDATA, x);
+    SET(CURLOPT_PRIVATE, x);
+#undef SET
+    if (cc == CURLE_OUT_OF_MEMORY)
+        return FR_ENOMEM;
+    return cc == CURLE_OK ? FR_OK : FR_EINVAL;
+}
+
+/* Starts a POST of `req` (borrowed; url, headers and body are copied) with
+ * `opts` (borrowed, NULL for defaults). The transfer goes to curl at once:
+ * nothing is queued here. `ud` goes back to `on_data` (may be NULL) and
+ * `on_done` (may be NULL). *out (optional) receives a borrowed handle valid
+ * until done is called or the transfer is cancelled. Returns FR_OK, FR_EINVAL
+ * (no URL, a scheme other than http/https, a malformed header line, called
+ * from inside on_data or after fr_http_free) or FR_ENOMEM. */
+int fr_http_submit(fr_http *h, const fr_request *req, const fr_http_opts *opts,
+                   fr_http_data_fn on_data, fr_http_done_fn on_done, void *ud, fr_xfer **out)
+{
+    static const fr_http_opts no_opts;
+    int rc = FR_EINVAL;
+    fr_xfer *x = NULL;
+    if (!h || !req || h->closing || h->in_curl || !valid_url(req->url))
+        goto cleanup;
+    if (req->nheaders > 0 && !req->headers)
+        goto cleanup;
+    for (size_t i = 0; i < req->nheaders; i++)
+        if (!valid_header(req->headers[i]))
+            goto cleanup;
+    if (!opts)
+        opts = &no_opts;
+
+    x = fr_xcalloc(1, sizeof *x);
+    x->h = h;
+    x->on_data = on_data;
+    x->on_done = on_done;
+    x->ud = ud;
+    x->max_response = opts->max_response ? opts->max_response : DEFAULT_MAX_RESPONSE;
+    x->first_byte_ms = opts->first_byte_timeout_ms;
+    x->idle_ms = opts->idle_timeout_ms;
+    x->total_ms = opts->total_timeout_ms;
+    const char *body = req->body ? req->body : "";
+    size_t body_len = strlen(body);
+    x->body = fr_xstrndup(body, body_len);
+    rc = build_headers(req, &x->headers);
+    if (rc != FR_OK)
+        goto cleanup;
+    rc = FR_ENOMEM;
+    if (!(x->easy = curl_easy_init()))
+        goto cleanup;
+    long connect_ms = opts->connect_timeout_ms > 0 ? opts->connect_timeout_ms : DEFAULT_CONNECT_MS;
+    rc = setup_easy(x, req, body_len, connect_ms);
+    if (rc != FR_OK)
+        goto cleanup;
+    CURLMcode mc = curl_multi_add_handle(h->multi, x->easy);
+    if (mc != CURLM_OK) {
+        rc = mc == CURLM_OUT_OF_MEMORY ? FR_ENOMEM : FR_EINVAL;
+        goto cleanup;
+    }
+
+    /* From here on the transfer is live and owns a uv handle. */
+    uv_timer_init(h->loop, &x->timer);
+    x->timer.data = x;
+    h->open_handles++;
+    x->id = ++h->next_id;
+    x->start_ms = uv_now(h->loop);
+    x->start_ns = uv_hrtime();
+    x->next = h->xfers;
+    if (h->xfers)
+        h->xfers->prev = x;
+    h->xfers = x;
+    h->active++;
+    xfer_arm(x);
+    fr_log(FR_LOG_DEBUG, "http", "xfer=%lu submit body_bytes=%zu active=%zu", x->id, body_len,
+           h->active);
+    if (out)
+        *out = x;
+    x = NULL;
+    rc = FR_OK;
+cleanup:
+    if (x) {
+        if (x->easy)
+            curl_easy_cleanup(x->easy);
+        curl_slist_free_all(x->headers);
+        free(x->body);
+        free(x);
+    }
+    return rc;
+}
+
+/* Aborts transfer `x` (borrowed; NULL, an already finished transfer, or any
+ * transfer after fr_http_free are ignored) without calling its done
+ * callback. Removes the easy handle at once, or, when called from inside an
+ * on_data callback, as soon as curl returns. */
+void fr_http_cancel(fr_http *h, fr_xfer *x)
+{
+    if (!h || !x || h->closing || x->finished || x->cancelled)
+        return;
+    h->active--;
+    if (h->in_curl) {
+        x->cancelled = true;
+        h->ncancelled++;
+        return;
+    }
+    x->finished = true;
+    xfer_release(x);
+}
+
+/* Returns the number of transfers submitted and neither done nor cancelled. */
+size_t fr_http_active(const fr_http *h)
+{
+    return h ? h->active : 0;
+}
+
+/* Returns how many TCP connections the finished or cancelled transfers
+ * opened (CURLINFO_NUM_CONNECTS summed); reused connections count once. */
+long fr_http_connections(const fr_http *h)
+{
+    return h ? h->connects : 0;
+}
+
+/* Cancels every transfer without done callbacks, cleans up curl and closes
+ * every libuv handle; the struct is freed in the last close callback, so the
+ * caller runs the loop until it is empty. Safe from a done callback or a uv
+ * callback of ours (the work then happens when that callback returns).
+ * NULL is fine; a second call does nothing. */
+void fr_http_free(fr_http *h)
+{
+    if (!h || h->closing)
+        return;
+    h->closing = true;
+    if (h->depth == 0)
+        http_shutdown(h);
+}

@@ -1,0 +1,427 @@
+#include "providers/openai.h"
+
+#include "engine/util/buf.h"
+#include "engine/util/mem.h"
+#include "providers/sse.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PROTO "openai"
+
+/* How the body is read. Decided at the first byte, from the status and the
+ * body itself: a server may ignore "stream": true and answer plain JSON. */
+typedef enum { MODE_UNKNOWN = 0, MODE_SSE, MODE_BODY, MODE_ERROR } read_mode;
+
+typedef struct oai {
+    const fr_call *call; /* borrowed from the fr_adapter, which outlives us */
+    long status;         /* the status seen by the first feed */
+    read_mode mode;
+    fr_sse sse;
+    fr_buf body; /* MODE_BODY: the whole reply; MODE_ERROR: its first bytes */
+    fr_buf text; /* MODE_SSE: the content deltas so far */
+    char *model;
+    char *finish_reason;
+    fr_usage usage;
+    bool have_usage;
+    bool done;         /* saw data: [DONE] */
+    bool server_error; /* the stream carried an error event */
+    size_t events;     /* data events parsed */
+    int rc;            /* sticky feed error */
+    char *error;       /* owned message for rc */
+} oai;
+
+/* Records the first error and its message (takes `msg_owned`, freed when an
+ * earlier error already won). Returns the sticky code. */
+static int fail(oai *o, int rc, char *msg_owned)
+{
+    if (o->rc == FR_OK) {
+        o->rc = rc;
+        o->error = msg_owned;
+    } else {
+        free(msg_owned);
+    }
+    return o->rc;
+}
+
+static void *oai_create(const fr_call *call)
+{
+    oai *o = fr_xcalloc(1, sizeof *o);
+    o->call = call;
+    fr_buf_init(&o->body, FR_PROVIDER_MAX_REPLY);
+    fr_buf_init(&o->text, FR_PROVIDER_MAX_REPLY);
+    return o;
+}
+
+static void oai_destroy(void *self)
+{
+    oai *o = self;
+    if (o->mode == MODE_SSE)
+        fr_sse_close(&o->sse);
+    fr_buf_close(&o->body);
+    fr_buf_close(&o->text);
+    free(o->model);
+    free(o->finish_reason);
+    free(o->error);
+    free(o);
+}
+
+/* Returns the chat.completions body (owned). max_tokens <= 0 and a negative
+ * temperature are left out, so the server's defaults apply. */
+static json_t *build_body(const fr_call *c)
+{
+    json_t *body = json_object();
+    json_t *msgs = json_array();
+    if (c->system && c->system[0])
+        json_array_append_new(msgs, json_pack("{s:s,s:o}", "role", "system", "content",
+                                              fr_provider_json_string(c->system)));
+    json_array_append_new(msgs, json_pack("{s:s,s:o}", "role", "user", "content",
+                                          fr_provider_json_string(c->prompt)));
+    json_object_set_new(body, "model", fr_provider_json_string(c->model));
+    json_object_set_new(body, "messages", msgs);
+    if (c->max_tokens > 0)
+        json_object_set_new(body, "max_tokens", json_integer(c->max_tokens));
+    if (c->temperature >= 0)
+        json_object_set_new(body, "temperature", json_real(c->temperature));
+    json_object_set_new(body, "stream", json_boolean(c->stream));
+    if (c->stream)
+        json_object_set_new(body, "stream_options", json_pack("{s:b}", "include_usage", 1));
+    if (c->schema)
+        json_object_set_new(body, "response_format",
+                            json_pack("{s:s,s:{s:s,s:O,s:b}}", "type", "json_schema", "json_schema",
+                                      "name", "output", "schema", c->schema, "strict", 1));
+    return body;
+}
+
+static int oai_request(void *self, fr_request *out, fr_error *err)
+{
+    oai *o = self;
+    const fr_call *c = o->call;
+    json_t *body = NULL;
+    int rc = fr_provider_join_url(PROTO, c->base_url, "/chat/completions", &out->url, err);
+    if (rc != FR_OK)
+        goto cleanup;
+    rc = FR_ECONFIG;
+    if (!c->model || !c->model[0]) {
+        fr_error_set(err, rc, PROTO, 0, "the endpoint has no model");
+        goto cleanup;
+    }
+    if (fr_provider_has_ctl(c->api_key)) {
+        /* Never echo the key, not even part of it. */
+        fr_error_set(err, rc, PROTO, 0, "the API key contains a line break or control character");
+        goto cleanup;
+    }
+    fr_request_add_header(out, "Content-Type: application/json");
+    if (c->stream)
+        fr_request_add_header(out, "Accept: text/event-stream");
+    if (c->api_key && c->api_key[0])
+        fr_request_add_header(out, "Authorization: Bearer %s", c->api_key);
+    body = build_body(c);
+    out->body = json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(15));
+    rc = out->body ? FR_OK : FR_ENOMEM;
+    if (rc != FR_OK)
+        fr_error_set(err, rc, PROTO, 0, "cannot serialise the request body");
+cleanup:
+    json_decref(body);
+    return rc;
+}
+
+/* Picks choices[] entry with index 0 (or the first entry without index). */
+static json_t *first_choice(json_t *obj)
+{
+    json_t *choices = json_object_get(obj, "choices");
+    size_t i;
+    json_t *ch;
+    json_array_foreach(choices, i, ch)
+    {
+        json_t *idx = json_object_get(ch, "index");
+        if (!idx || json_integer_value(idx) == 0)
+            return json_is_object(ch) ? ch : NULL;
+    }
+    return NULL;
+}
+
+static long int_field(json_t *obj, const char *key)
+{
+    json_t *v = json_object_get(obj, key);
+    if (json_is_integer(v))
+        return (long)json_integer_value(v);
+    if (json_is_real(v)) {
+        /* Range-checked: converting an out-of-range double is undefined. */
+        double d = json_real_value(v);
+        return d >= 0 && d < (double)LONG_MAX ? (long)d : 0;
+    }
+    return 0;
+}
+
+/* Reads what every chat.completion(.chunk) may carry: model, usage and the
+ * finish reason of the first choice. */
+static void read_common(oai *o, json_t *obj, json_t *choice)
+{
+    const char *model = json_string_value(json_object_get(obj, "model"));
+    if (model && model[0]) {
+        free(o->model);
+        o->model = fr_xstrdup(model);
+    }
+    json_t *usage = json_object_get(obj, "usage");
+    if (json_is_object(usage)) {
+        /* Later chunks win: servers that repeat usage send running totals. */
+        o->usage.input = int_field(usage, "prompt_tokens");
+        o->usage.output = int_field(usage, "completion_tokens");
+        o->usage.cached =
+            int_field(json_object_get(usage, "prompt_tokens_details"), "cached_tokens");
+        o->have_usage = true;
+    }
+    const char *fin = json_string_value(json_object_get(choice, "finish_reason"));
+    if (fin) {
+        free(o->finish_reason);
+        o->finish_reason = fr_xstrdup(fin);
+    }
+}
+
+static char *server_error_msg(json_t *error)
+{
+    const char *m = fr_provider_error_message(error);
+    fr_buf b;
+    fr_buf_init(&b, 0);
+    fr_buf_puts(&b, "the server reported an error mid-stream: ");
+    if (m) {
+        fr_provider_append_line(&b, m, strlen(m), 800);
+    } else {
+        char *dump = json_dumps(error, JSON_COMPACT | JSON_ENCODE_ANY);
+        if (dump)
+            fr_provider_append_line(&b, dump, strlen(dump), 200);
+        free(dump);
+    }
+    return fr_buf_take(&b);
+}
+
+static bool blank(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r' && s[i] != '\n')
+            return false;
+    return true;
+}
+
+/* The terminator, tolerating stray whitespace around it. */
+static bool is_done(const char *s, size_t n)
+{
+    while (n > 0 && blank(s, 1)) {
+        s++;
+        n--;
+    }
+    while (n > 0 && blank(s + n - 1, 1))
+        n--;
+    return n == 6 && memcmp(s, "[DONE]", 6) == 0;
+}
+
+static int on_event(void *ud, const fr_sse_event *ev)
+{
+    oai *o = ud;
+    if (o->done || blank(ev->data, ev->data_len))
+        return FR_OK;
+    if (is_done(ev->data, ev->data_len)) {
+        o->done = true;
+        return FR_OK;
+    }
+    json_error_t je;
+    json_t *obj = json_loadb(ev->data, ev->data_len, 0, &je);
+    int rc = FR_OK;
+    if (!json_is_object(obj)) {
+        if (strcmp(ev->event, "error") == 0) {
+            fr_buf b;
+            fr_buf_init(&b, 0);
+            fr_buf_puts(&b, "the server reported an error mid-stream: ");
+            fr_provider_append_line(&b, ev->data, ev->data_len, 200);
+            o->server_error = true;
+            rc = fail(o, FR_EPROTO, fr_buf_take(&b));
+        } else {
+            fr_error e;
+            char what[64];
+            snprintf(what, sizeof what, "malformed JSON in stream event %zu", o->events + 1);
+            if (obj)
+                fr_error_set(&e, FR_EPROTO, PROTO, 0, "%s (not an object)", what);
+            else
+                fr_provider_json_error(&e, PROTO, &je, what);
+            rc = fail(o, FR_EPROTO, fr_xstrdup(e.msg));
+        }
+        goto cleanup;
+    }
+    o->events++;
+    json_t *error = json_object_get(obj, "error");
+    if (!error && strcmp(ev->event, "error") == 0)
+        error = obj;
+    if (error && !json_is_null(error)) {
+        o->server_error = true;
+        rc = fail(o, FR_EPROTO, server_error_msg(error));
+        goto cleanup;
+    }
+    json_t *choice = first_choice(obj);
+    const char *delta =
+        json_string_value(json_object_get(json_object_get(choice, "delta"), "content"));
+    if (delta && fr_buf_puts(&o->text, delta) != FR_OK) {
+        rc = fail(o, FR_ETOOBIG,
+                  fr_xasprintf("the reply text exceeds %u bytes", (unsigned)FR_PROVIDER_MAX_REPLY));
+        goto cleanup;
+    }
+    read_common(o, obj, choice);
+cleanup:
+    json_decref(obj);
+    return rc;
+}
+
+static int oai_feed(void *self, long http_status, const char *data, size_t len)
+{
+    oai *o = self;
+    if (o->mode == MODE_UNKNOWN) {
+        o->status = http_status;
+        if (!fr_provider_status_ok(http_status)) {
+            o->mode = MODE_ERROR;
+            o->body.limit = FR_PROVIDER_MAX_ERROR_BODY;
+        } else if (!o->call->stream) {
+            o->mode = MODE_BODY;
+        } else {
+            /* Sniff past leading whitespace: SSE never starts with '{'. */
+            while (len > 0 && blank(data, 1)) {
+                data++;
+                len--;
+            }
+            if (len == 0)
+                return FR_OK;
+            if (*data == '{') {
+                o->mode = MODE_BODY;
+            } else {
+                o->mode = MODE_SSE;
+                fr_sse_init(&o->sse, FR_PROVIDER_MAX_REPLY, on_event, o);
+            }
+        }
+    }
+    switch (o->mode) {
+    case MODE_SSE: {
+        int rc = fr_sse_feed(&o->sse, data, len);
+        if (rc == FR_ETOOBIG)
+            fail(
+                o, rc,
+                fr_xasprintf("one stream event exceeds %u bytes", (unsigned)FR_PROVIDER_MAX_REPLY));
+        return rc;
+    }
+    case MODE_ERROR: {
+        /* Only the start of an error body matters; the rest is dropped. */
+        size_t room = o->body.limit - o->body.len;
+        fr_buf_append(&o->body, data, len < room ? len : room);
+        return FR_OK;
+    }
+    case MODE_BODY:
+    case MODE_UNKNOWN: /* decided above */
+    default:
+        if (fr_buf_append(&o->body, data, len) != FR_OK)
+            return fail(
+                o, FR_ETOOBIG,
+                fr_xasprintf("the reply body exceeds %u bytes", (unsigned)FR_PROVIDER_MAX_REPLY));
+        return FR_OK;
+    }
+}
+
+/* Parses a whole chat.completion object from o->body. */
+static int parse_body(oai *o, fr_error *err)
+{
+    json_error_t je;
+    json_t *obj = NULL;
+    int rc = FR_EPROTO;
+    if (o->body.len == 0) {
+        fr_error_set(err, rc, PROTO, 0, "the reply body is empty");
+        goto cleanup;
+    }
+    obj = json_loadb(o->body.data, o->body.len, 0, &je);
+    if (!obj) {
+        fr_provider_json_error(err, PROTO, &je, "the reply is not valid JSON");
+        goto cleanup;
+    }
+    if (!json_is_object(obj)) {
+        fr_error_set(err, rc, PROTO, 0, "the reply is not a JSON object");
+        goto cleanup;
+    }
+    json_t *error = json_object_get(obj, "error");
+    if (error && !json_is_null(error)) {
+        const char *m = fr_provider_error_message(error);
+        fr_buf b;
+        fr_buf_init(&b, 0);
+        if (m)
+            fr_provider_append_line(&b, m, strlen(m), 800);
+        fr_error_set(err, rc, PROTO, 0, "the server reported an error: %s",
+                     b.len ? fr_buf_str(&b) : "(no message)");
+        fr_buf_close(&b);
+        goto cleanup;
+    }
+    json_t *choice = first_choice(obj);
+    if (!choice) {
+        fr_error_set(err, rc, PROTO, 0, "the reply has no choices");
+        goto cleanup;
+    }
+    /* content is null when the model only refused or called tools. */
+    const char *content =
+        json_string_value(json_object_get(json_object_get(choice, "message"), "content"));
+    fr_buf_reset(&o->text);
+    fr_buf_puts(&o->text, content ? content : "");
+    read_common(o, obj, choice);
+    rc = FR_OK;
+cleanup:
+    json_decref(obj);
+    return rc;
+}
+
+static int oai_finish(void *self, long http_status, fr_reply *out, fr_error *err)
+{
+    oai *o = self;
+    long status = http_status ? http_status : o->status;
+    int rc;
+    if (!fr_provider_status_ok(status)) {
+        const char *body = o->mode == MODE_ERROR ? fr_buf_str(&o->body) : "";
+        return fr_provider_http_error(PROTO, status, body, strlen(body), err);
+    }
+    if (o->rc != FR_OK)
+        return fr_error_set(err, o->rc, PROTO, 0, "%s", o->error);
+
+    if (o->mode == MODE_BODY) {
+        rc = parse_body(o, err);
+        if (rc != FR_OK)
+            return rc;
+    } else if (o->call->stream) {
+        if (o->mode == MODE_SSE && !o->done) {
+            /* A server may omit the blank line after its last event. */
+            fr_sse_flush(&o->sse);
+            if (o->server_error)
+                return fr_error_set(err, o->rc, PROTO, 0, "%s", o->error);
+        }
+        if (!o->done)
+            return fr_error_set(err, FR_ETRUNCATED, PROTO, 0,
+                                "the stream ended before 'data: [DONE]' (after %zu events)",
+                                o->events);
+    } else {
+        return fr_error_set(err, FR_EPROTO, PROTO, 0, "the reply body is empty");
+    }
+
+    out->text = fr_buf_take(&o->text);
+    out->finish_reason = fr_xstrdup(o->finish_reason);
+    out->model = fr_xstrdup(o->model);
+    out->usage = o->usage;
+    fr_provider_fill_usage(out, o->call, o->have_usage);
+    if (o->call->schema) {
+        rc = fr_provider_parse_json_text(PROTO, out->text, &out->json, err);
+        if (rc != FR_OK)
+            return rc; /* fr_adapter_finish empties out */
+    }
+    return FR_OK;
+}
+
+const fr_adapter_ops fr_openai_ops = {
+    .name = PROTO,
+    .create = oai_create,
+    .request = oai_request,
+    .feed = oai_feed,
+    .finish = oai_finish,
+    .destroy = oai_destroy,
+};

@@ -1,0 +1,9 @@
+#pragma once
+/* The OpenAI-compatible adapter (`POST <base>/chat/completions`), used for
+ * vLLM, llama.cpp, LM Studio, OpenRouter, Together and OpenAI itself.
+ * Streams over SSE (providers/sse); reached only through providers/provider. */
+
+#include "providers/provider_int.h"
+
+/* The vtable fr_adapter_new picks for FR_PROTO_OPENAI. */
+extern const fr_adapter_ops fr_openai_ops;

@@ -1,0 +1,486 @@
+#include "providers/provider.h"
+
+#include "engine/util/buf.h"
+#include "engine/util/mem.h"
+#include "providers/openai.h"
+#include "providers/provider_int.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* Adapters by protocol; NULL marks a protocol whose adapter is not built
+ * yet, which fails cleanly with FR_ECONFIG instead of crashing. */
+static const fr_adapter_ops *const adapters[] = {
+    [FR_PROTO_OPENAI] = &fr_openai_ops,
+    [FR_PROTO_OLLAMA] = NULL,
+    [FR_PROTO_ANTHROPIC] = NULL,
+};
+
+struct fr_adapter {
+    fr_protocol proto;
+    const fr_adapter_ops *ops; /* NULL when the protocol is not supported */
+    void *impl;
+    int feed_rc;  /* sticky: the first error a feed returned */
+    fr_call call; /* a view of the owned copies below, lent to the adapter */
+    char *base_url;
+    char *model;
+    char *system;
+    char *prompt;
+    char *api_key;
+    json_t *schema;
+};
+
+/* Overwrites a secret before its memory goes back to the allocator. */
+static void wipe(char *s)
+{
+    if (!s)
+        return;
+    volatile char *v = s;
+    while (*v)
+        *v++ = '\0';
+}
+
+fr_adapter *fr_adapter_new(fr_protocol proto, const fr_call *call)
+{
+    fr_adapter *a = fr_xcalloc(1, sizeof *a);
+    a->proto = proto;
+    a->ops = (unsigned)proto < sizeof adapters / sizeof adapters[0] ? adapters[proto] : NULL;
+    a->base_url = fr_xstrdup(call->base_url);
+    a->model = fr_xstrdup(call->model);
+    a->system = fr_xstrdup(call->system);
+    a->prompt = fr_xstrdup(call->prompt);
+    a->api_key = fr_xstrdup(call->api_key);
+    if (call->schema) {
+        a->schema = json_deep_copy(call->schema);
+        if (!a->schema) {
+            fprintf(stderr, "flowrun: out of memory (copying a schema)\n");
+            abort();
+        }
+    }
+    a->call = *call;
+    a->call.base_url = a->base_url;
+    a->call.model = a->model;
+    a->call.system = a->system;
+    a->call.prompt = a->prompt;
+    a->call.api_key = a->api_key;
+    a->call.schema = a->schema;
+    if (a->ops)
+        a->impl = a->ops->create(&a->call);
+    return a;
+}
+
+/* The shortest run of the key's first bytes that counts as a leak: long
+ * enough to leave a key's public prefix ("sk-proj-") alone when quoted on
+ * its own, short enough to catch a key cut off at the end of a snippet. */
+#define REDACT_MIN_PREFIX 12
+
+/* Replaces in the fixed buffer `s` of `size` bytes every occurrence of `key`
+ * and every run of at least REDACT_MIN_PREFIX of its first bytes (a key a
+ * server echoed and a snippet then cut). No server echo or adapter slip
+ * can show the key this way. */
+static void redact_in(char *s, size_t size, const char *key)
+{
+    size_t klen = strlen(key);
+    size_t min = klen < REDACT_MIN_PREFIX ? klen : REDACT_MIN_PREFIX;
+    fr_buf b;
+    fr_buf_init(&b, 0);
+    bool hit = false;
+    for (const char *p = s; *p;) {
+        size_t n = 0;
+        while (n < klen && p[n] == key[n])
+            n++;
+        if (n >= min) {
+            fr_buf_puts(&b, "[REDACTED]");
+            p += n;
+            hit = true;
+        } else {
+            fr_buf_append(&b, p, 1);
+            p++;
+        }
+    }
+    if (hit)
+        snprintf(s, size, "%s", fr_buf_str(&b));
+    fr_buf_close(&b);
+}
+
+/* Every error leaving the layer passes here: it gets a message if the
+ * adapter left none, and loses any copy of the key. */
+static int seal_error(const fr_adapter *a, int rc, fr_error *err)
+{
+    if (rc == FR_OK || !err)
+        return rc;
+    if (err->code != rc || !err->msg[0])
+        fr_error_set(err, rc, fr_protocol_name(a->proto), 0, "%s", fr_strerror(rc));
+    if (a->api_key && a->api_key[0]) {
+        redact_in(err->msg, sizeof err->msg, a->api_key);
+        redact_in(err->source, sizeof err->source, a->api_key);
+    }
+    return rc;
+}
+
+static int unsupported(const fr_adapter *a, fr_error *err)
+{
+    return fr_error_set(err, FR_ECONFIG, fr_protocol_name(a->proto), 0,
+                        "protocol '%s' is not supported yet", fr_protocol_name(a->proto));
+}
+
+int fr_adapter_request(fr_adapter *a, fr_request *out, fr_error *err)
+{
+    int rc;
+    memset(out, 0, sizeof *out);
+    if (err)
+        memset(err, 0, sizeof *err);
+    if (!a->ops)
+        rc = unsupported(a, err);
+    else
+        rc = a->ops->request(a->impl, out, err);
+    if (rc != FR_OK)
+        fr_request_close(out);
+    return seal_error(a, rc, err);
+}
+
+int fr_adapter_feed(fr_adapter *a, long http_status, const char *data, size_t len)
+{
+    if (a->feed_rc != FR_OK)
+        return a->feed_rc;
+    if (!a->ops)
+        a->feed_rc = FR_ECONFIG;
+    else if (len > 0)
+        a->feed_rc = a->ops->feed(a->impl, http_status, data, len);
+    return a->feed_rc;
+}
+
+int fr_adapter_finish(fr_adapter *a, long http_status, fr_reply *out, fr_error *err)
+{
+    int rc;
+    memset(out, 0, sizeof *out);
+    if (err)
+        memset(err, 0, sizeof *err);
+    if (!a->ops)
+        rc = unsupported(a, err);
+    else
+        rc = a->ops->finish(a->impl, http_status, out, err);
+    if (rc != FR_OK)
+        fr_reply_close(out);
+    else if (!out->text)
+        out->text = fr_xstrdup("");
+    return seal_error(a, rc, err);
+}
+
+void fr_adapter_free(fr_adapter *a)
+{
+    if (!a)
+        return;
+    if (a->ops && a->impl)
+        a->ops->destroy(a->impl);
+    wipe(a->api_key);
+    free(a->api_key);
+    free(a->base_url);
+    free(a->model);
+    free(a->system);
+    free(a->prompt);
+    json_decref(a->schema);
+    free(a);
+}
+
+void fr_reply_close(fr_reply *r)
+{
+    if (!r)
+        return;
+    free(r->text);
+    json_decref(r->json);
+    free(r->finish_reason);
+    free(r->model);
+    memset(r, 0, sizeof *r);
+}
+
+void fr_request_close(fr_request *r)
+{
+    if (!r)
+        return;
+    free(r->url);
+    for (size_t i = 0; i < r->nheaders; i++) {
+        /* A header may carry the key: do not leave it in freed memory. */
+        wipe(r->headers[i]);
+        free(r->headers[i]);
+    }
+    free(r->headers);
+    free(r->body);
+    memset(r, 0, sizeof *r);
+}
+
+long fr_estimate_tokens(const char *text)
+{
+    if (!text || !text[0])
+        return 0;
+    size_t n = strlen(text);
+    return (long)((n + 3) / 4);
+}
+
+/* Shared helpers (provider_int.h). */
+
+bool fr_provider_status_ok(long http_status)
+{
+    return http_status == 0 || (http_status >= 200 && http_status < 300);
+}
+
+bool fr_provider_has_ctl(const char *s)
+{
+    if (!s)
+        return false;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        if (*p < 0x20 || *p == 0x7f)
+            return true;
+    return false;
+}
+
+int fr_provider_join_url(const char *proto, const char *base_url, const char *path, char **out,
+                         fr_error *err)
+{
+    *out = NULL;
+    if (!base_url || !base_url[0])
+        return fr_error_set(err, FR_ECONFIG, proto, 0, "the endpoint has no URL");
+    for (const unsigned char *p = (const unsigned char *)base_url; *p; p++)
+        if (*p <= 0x20 || *p == 0x7f)
+            return fr_error_set(err, FR_ECONFIG, proto, 0,
+                                "endpoint URL contains whitespace or control characters");
+    size_t skip;
+    if (strncasecmp(base_url, "http://", 7) == 0)
+        skip = 7;
+    else if (strncasecmp(base_url, "https://", 8) == 0)
+        skip = 8;
+    else
+        return fr_error_set(err, FR_ECONFIG, proto, 0,
+                            "endpoint URL must start with http:// or https://");
+    const char *host = base_url + skip;
+    if (!host[0] || strchr("/?#", host[0]))
+        return fr_error_set(err, FR_ECONFIG, proto, 0, "endpoint URL has no host");
+    size_t n = strlen(base_url);
+    while (n > skip && base_url[n - 1] == '/')
+        n--;
+    *out = fr_xasprintf("%.*s%s", (int)n, base_url, path);
+    return FR_OK;
+}
+
+void fr_request_add_header(fr_request *r, const char *fmt, ...)
+{
+    fr_buf b;
+    fr_buf_init(&b, 0);
+    va_list ap;
+    va_start(ap, fmt);
+    fr_buf_vprintf(&b, fmt, ap);
+    va_end(ap);
+    r->headers = fr_xrealloc(r->headers, (r->nheaders + 1) * sizeof *r->headers);
+    r->headers[r->nheaders++] = fr_buf_take(&b);
+}
+
+/* Returns the length of the valid UTF-8 sequence at `p` (`n` bytes left),
+ * or 0 when the bytes there are not one (overlong, surrogate, cut short). */
+static size_t utf8_len(const unsigned char *p, size_t n)
+{
+    unsigned c = p[0];
+    size_t len;
+    unsigned long cp;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xC2 && c <= 0xDF) {
+        len = 2;
+        cp = c & 0x1F;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        len = 3;
+        cp = c & 0x0F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        len = 4;
+        cp = c & 0x07;
+    } else {
+        return 0;
+    }
+    if (n < len)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((p[i] & 0xC0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (p[i] & 0x3F);
+    }
+    if (len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF)))
+        return 0;
+    if (len == 4 && (cp < 0x10000 || cp > 0x10FFFF))
+        return 0;
+    return len;
+}
+
+json_t *fr_provider_json_string(const char *s)
+{
+    if (!s)
+        s = "";
+    json_t *v = json_string(s);
+    if (!v) {
+        /* Not valid UTF-8: keep every valid sequence, mark the rest. */
+        fr_buf b;
+        fr_buf_init(&b, 0);
+        const unsigned char *p = (const unsigned char *)s;
+        size_t n = strlen(s);
+        while (n > 0) {
+            size_t k = utf8_len(p, n);
+            if (k == 0) {
+                fr_buf_puts(&b, "\xEF\xBF\xBD");
+                k = 1;
+            } else {
+                fr_buf_append(&b, p, k);
+            }
+            p += k;
+            n -= k;
+        }
+        v = json_stringn(fr_buf_str(&b), b.len);
+        fr_buf_close(&b);
+    }
+    if (!v) {
+        fprintf(stderr, "flowrun: out of memory (building a JSON string)\n");
+        abort();
+    }
+    return v;
+}
+
+void fr_provider_append_line(fr_buf *out, const char *s, size_t n, size_t max)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    const unsigned char *end = p + n;
+    size_t start = out->len;
+    size_t used = 0;
+    while (p < end && (*p <= 0x20 || *p == 0x7f))
+        p++;
+    while (p < end) {
+        size_t k = utf8_len(p, (size_t)(end - p));
+        if (used + (k ? k : 1) > max)
+            break;
+        if (k == 0) {
+            fr_buf_append(out, "?", 1);
+            k = 1;
+        } else if (k == 1 && (*p < 0x20 || *p == 0x7f)) {
+            fr_buf_append(out, " ", 1);
+        } else {
+            fr_buf_append(out, p, k);
+        }
+        p += k;
+        used += k;
+    }
+    while (out->len > start && out->data[out->len - 1] == ' ')
+        out->data[--out->len] = '\0';
+}
+
+const char *fr_provider_error_message(const json_t *v)
+{
+    if (json_is_string(v))
+        return json_string_value(v);
+    if (!json_is_object(v))
+        return NULL;
+    static const char *const keys[] = {"message", "error", "detail"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        const json_t *f = json_object_get(v, keys[i]);
+        const char *m = json_is_object(f) ? fr_provider_error_message(f) : json_string_value(f);
+        if (m && m[0])
+            return m;
+    }
+    return NULL;
+}
+
+/* Parses an error body as JSON, or as the first `data:` line of an SSE
+ * stream when a streaming server answered its error that way. */
+static json_t *load_error_body(const char *body, size_t len)
+{
+    json_t *root = json_loadb(body, len, 0, NULL);
+    if (root)
+        return root;
+    const char *end = body + len;
+    for (const char *p = body; p < end;) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *stop = nl ? nl : end;
+        if (stop - p > 5 && memcmp(p, "data:", 5) == 0)
+            return json_loadb(p + 5, (size_t)(stop - p - 5), 0, NULL);
+        p = nl ? nl + 1 : end;
+    }
+    return NULL;
+}
+
+int fr_provider_http_error(const char *proto, long http_status, const char *body, size_t len,
+                           fr_error *err)
+{
+    fr_buf msg;
+    fr_buf_init(&msg, 0);
+    json_t *root = len ? load_error_body(body, len) : NULL;
+    const char *m = root ? fr_provider_error_message(root) : NULL;
+    if (m)
+        fr_provider_append_line(&msg, m, strlen(m), 800);
+    else if (len)
+        fr_provider_append_line(&msg, body, len, 200);
+    fr_error_set(err, FR_EHTTP, proto, 0, "HTTP %ld: %s", http_status,
+                 msg.len ? fr_buf_str(&msg) : "(empty body)");
+    json_decref(root);
+    fr_buf_close(&msg);
+    return FR_EHTTP;
+}
+
+int fr_provider_json_error(fr_error *err, const char *proto, const json_error_t *je,
+                           const char *what)
+{
+    /* jansson appends " near '<token>'", which quotes the server's bytes
+     * (a key it echoed, say); the position is enough to find the fault. */
+    const char *near = strstr(je->text, " near '");
+    int n = near ? (int)(near - je->text) : (int)strlen(je->text);
+    return fr_error_set(err, FR_EPROTO, proto, 0, "%s (line %d, column %d: %.*s)", what, je->line,
+                        je->column, n, je->text);
+}
+
+static int load_text(const char *proto, const char *s, size_t n, json_t **out, fr_error *err)
+{
+    json_error_t je;
+    *out = json_loadb(s, n, JSON_DECODE_ANY, &je);
+    if (*out)
+        return FR_OK;
+    return fr_provider_json_error(err, proto, &je, "the reply is not valid JSON");
+}
+
+int fr_provider_parse_json_text(const char *proto, const char *text, json_t **out, fr_error *err)
+{
+    *out = NULL;
+    /* Whole text first: a JSON string value may itself hold a ``` fence. */
+    int rc = load_text(proto, text, strlen(text), out, err);
+    if (rc == FR_OK)
+        return rc;
+    const char *open = strstr(text, "```");
+    if (!open)
+        return rc;
+    const char *start = strchr(open + 3, '\n');
+    if (!start)
+        return rc;
+    start++;
+    const char *close = strstr(start, "```");
+    size_t n = close ? (size_t)(close - start) : strlen(start);
+    return load_text(proto, start, n, out, err);
+}
+
+void fr_provider_fill_usage(fr_reply *r, const fr_call *call, bool have_usage)
+{
+    long in = fr_estimate_tokens(call->system) + fr_estimate_tokens(call->prompt);
+    long out = fr_estimate_tokens(r->text);
+    if (!have_usage) {
+        r->usage.input = in;
+        r->usage.output = out;
+        r->usage.cached = 0;
+        r->usage.estimated = true;
+        return;
+    }
+    if (r->usage.input <= 0 && in > 0) {
+        r->usage.input = in;
+        r->usage.estimated = true;
+    }
+    if (r->usage.output <= 0 && out > 0) {
+        r->usage.output = out;
+        r->usage.estimated = true;
+    }
+    if (r->usage.cached < 0)
+        r->usage.cached = 0;
+}

@@ -1,0 +1,90 @@
+#pragma once
+/* Inside the provider layer: the vtable each protocol adapter fills, and the
+ * helpers adapters share (URL joining, error bodies, JSON in text, usage
+ * estimates). Only the adapters in providers/ include it; the engine sees
+ * provider.h. */
+
+#include "engine/util/buf.h"
+#include "providers/provider.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* Bodies and assembled text are capped at this many bytes (FR_ETOOBIG). */
+#define FR_PROVIDER_MAX_REPLY (8u * 1024u * 1024u)
+/* Error bodies (non-2xx) keep at most this much; the rest is dropped. */
+#define FR_PROVIDER_MAX_ERROR_BODY (64u * 1024u)
+
+/* One protocol. `create` gets the adapter's own copy of the call, which
+ * outlives the state, so adapters borrow its strings instead of copying.
+ * The other entries mirror fr_adapter_request/feed/finish/free; fr_adapter
+ * makes feed errors sticky and redacts the API key from every error, so
+ * adapters need do neither. */
+typedef struct fr_adapter_ops {
+    const char *name;
+    void *(*create)(const fr_call *call); /* returns owned state, never NULL */
+    int (*request)(void *self, fr_request *out, fr_error *err);
+    int (*feed)(void *self, long http_status, const char *data, size_t len);
+    int (*finish)(void *self, long http_status, fr_reply *out, fr_error *err);
+    void (*destroy)(void *self);
+} fr_adapter_ops;
+
+/* Returns true for a 2xx status. Status 0 (not known yet) counts as success
+ * so that the body decides. */
+bool fr_provider_status_ok(long http_status);
+
+/* Joins `base_url` (borrowed; trailing slashes dropped) and `path` (borrowed,
+ * starting with '/') into *out (owned by the caller). Returns FR_OK, or
+ * FR_ECONFIG with `err` filled (source `proto`) when the URL is missing, is
+ * not http(s), has no host or contains whitespace or control characters.
+ * Messages never echo the URL, which may carry credentials. */
+int fr_provider_join_url(const char *proto, const char *base_url, const char *path, char **out,
+                         fr_error *err);
+
+/* Appends "Name: value" built from `fmt` to the request's header list. */
+void fr_request_add_header(fr_request *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Returns a new JSON string (owned) holding `s` (borrowed, may be NULL for
+ * ""). Bytes that are not valid UTF-8 become U+FFFD instead of making the
+ * whole value vanish, as json_string would. Never NULL (aborts on OOM). */
+json_t *fr_provider_json_string(const char *s);
+
+/* Appends to `out` at most `max` bytes of `s` (borrowed, `n` bytes) on one
+ * line: control characters become spaces, invalid UTF-8 becomes '?', and no
+ * UTF-8 sequence is cut. Leading and trailing whitespace is dropped. */
+void fr_provider_append_line(fr_buf *out, const char *s, size_t n, size_t max);
+
+/* Returns true when `s` (borrowed, may be NULL) contains a CR, LF or other
+ * control character, which would let it break out of an HTTP header. */
+bool fr_provider_has_ctl(const char *s);
+
+/* Fills `err` with FR_EHTTP and "HTTP <status>: <message>", where message is
+ * the error message found in `body` (borrowed, `len` bytes, JSON or an SSE
+ * data line; error.message, error as a string, message or detail), else its
+ * first 200 bytes on one line. Returns FR_EHTTP. */
+int fr_provider_http_error(const char *proto, long http_status, const char *body, size_t len,
+                           fr_error *err);
+
+/* Returns the human message of a JSON error value (borrowed): an object's
+ * "message" (or its "error"/"detail"), or the string itself. The result is
+ * borrowed from `v`; NULL when none is found. */
+const char *fr_provider_error_message(const json_t *v);
+
+/* Fills `err` with FR_EPROTO: `what` (borrowed), then where jansson's
+ * parse failed (`je`, borrowed) and why, without the bytes it quotes.
+ * Returns FR_EPROTO. */
+int fr_provider_json_error(fr_error *err, const char *proto, const json_error_t *je,
+                           const char *what);
+
+/* Parses `text` (borrowed) as JSON into *out (owned by the caller), after
+ * stripping surrounding whitespace and one ``` fenced block (```json or
+ * bare ```) when the text has one. Returns FR_OK, or FR_EPROTO with `err`
+ * filled. */
+int fr_provider_parse_json_text(const char *proto, const char *text, json_t **out, fr_error *err);
+
+/* Makes sure `r` (borrowed) never books a non-empty exchange as free: when
+ * the reply had no usage (`have_usage` false) both sides are counted from
+ * `call`'s system and prompt and from r->text; a side the server reported as
+ * zero despite non-empty text is counted too. Either sets r->usage.estimated. */
+void fr_provider_fill_usage(fr_reply *r, const fr_call *call, bool have_usage);

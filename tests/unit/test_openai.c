@@ -1,0 +1,835 @@
+/* Tests for the OpenAI-compatible adapter through the public provider API:
+ * the request a server receives, and the reply a caller gets however the
+ * body is cut into pieces. */
+
+#include "engine/util/buf.h"
+#include "engine/util/err.h"
+#include "providers/provider.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#define KEY "sk-test-SECRET-0123456789abcdef"
+
+static fr_call make_call(bool stream)
+{
+    fr_call c = {
+        .base_url = "http://127.0.0.1:8000/v1",
+        .model = "qwen2.5-coder",
+        .system = "You are terse.",
+        .prompt = "Say hello to the world.",
+        .max_tokens = 64,
+        .temperature = 0.2,
+        .stream = stream,
+    };
+    return c;
+}
+
+/* Returns the value of header `name` in `r` (borrowed), or NULL. */
+static const char *header(const fr_request *r, const char *name)
+{
+    size_t n = strlen(name);
+    for (size_t i = 0; i < r->nheaders; i++)
+        if (strncmp(r->headers[i], name, n) == 0 && r->headers[i][n] == ':')
+            return r->headers[i] + n + 2;
+    return NULL;
+}
+
+/* Feeds `body` to a fresh adapter for `call` with `status`, cut at `cuts`
+ * (ascending offsets), then finishes. Returns finish's code; *feed_rc gets
+ * the first failing feed's code (or FR_OK). Feeding stops at the first
+ * error, as engine/http aborts the transfer then. */
+static int run(const fr_call *call, long status, const char *body, size_t len, const size_t *cuts,
+               size_t ncuts, fr_reply *out, fr_error *err, int *feed_rc)
+{
+    fr_adapter *a = fr_adapter_new(FR_PROTO_OPENAI, call);
+    int frc = FR_OK;
+    size_t at = 0;
+    for (size_t i = 0; i <= ncuts && frc == FR_OK; i++) {
+        size_t next = i < ncuts ? cuts[i] : len;
+        frc = fr_adapter_feed(a, status, body + at, next - at);
+        at = next;
+    }
+    if (feed_rc)
+        *feed_rc = frc;
+    int rc = fr_adapter_finish(a, status, out, err);
+    fr_adapter_free(a);
+    return rc;
+}
+
+static int run_whole(const fr_call *call, long status, const char *body, fr_reply *out,
+                     fr_error *err, int *feed_rc)
+{
+    return run(call, status, body, strlen(body), NULL, 0, out, err, feed_rc);
+}
+
+/* Request building */
+
+static void test_url_joining(void **state)
+{
+    (void)state;
+    static const char *const good[][2] = {
+        {"http://127.0.0.1:8000/v1", "http://127.0.0.1:8000/v1/chat/completions"},
+        {"http://127.0.0.1:8000/v1/", "http://127.0.0.1:8000/v1/chat/completions"},
+        {"https://openrouter.ai/api/v1//", "https://openrouter.ai/api/v1/chat/completions"},
+        {"HTTPS://example.com/v1", "HTTPS://example.com/v1/chat/completions"},
+        {"http://localhost:1234", "http://localhost:1234/chat/completions"},
+    };
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        fr_call c = make_call(true);
+        c.base_url = good[i][0];
+        fr_adapter *a = fr_adapter_new(FR_PROTO_OPENAI, &c);
+        fr_request req;
+        fr_error err;
+        assert_int_equal(fr_adapter_request(a, &req, &err), FR_OK);
+        assert_string_equal(req.url, good[i][1]);
+        fr_request_close(&req);
+        assert_null(req.url);
+        fr_adapter_free(a);
+    }
+
+    static const char *const bad[] = {
+        "ftp://example.com/v1",
+        "example.com:8000/v1",
+        "",
+        NULL,
+        "http://",
+        "http:///v1",
+        "http://host /v1",
+        "http://host\r\n/v1",
+        "file:///etc/passwd",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        fr_call c = make_call(true);
+        c.base_url = bad[i];
+        fr_adapter *a = fr_adapter_new(FR_PROTO_OPENAI, &c);
+        fr_request req;
+        fr_error err;
+        assert_int_equal(fr_adapter_request(a, &req, &err), FR_ECONFIG);
+        assert_int_equal(err.code, FR_ECONFIG);
+        assert_true(strlen(err.msg) > 0);
+        assert_null(req.url);
+        assert_null(req.body);
+        assert_int_equal(req.nheaders, 0);
+        fr_adapter_free(a);
+    }
+}
+
+static void test_headers(void **state)
+{
+    (void)state;
+    fr_call c = make_call(true);
+    fr_request req;
+    fr_error err;
+
+    /* Streaming, no key. */
+    fr_adapter *a = fr_adapter_new(FR_PROTO_OPENAI, &c);
+    assert_int_equal(fr_adapter_request(a, &req, &err), FR_OK);
+    assert_string_equal(header(&req, "Content-Type"), "application/json");
+    assert_string_equal(header(&req, "Accept"), "text/event-stream");
+    assert_null(header(&req, "Authorization"));
+    fr_request_close(&req);
+    fr_adapter_free(a);
+
+    /* Not streaming, with a key (the adapter copies it: the caller's
+     * buffer may change after fr_adapter_new). */
+    char key[] = KEY;
+    c.stream = false;
+    c.api_key = key;
+    a = fr_adapter_new(FR_PROTO_OPENAI, &c);
+    memset(key, 'x', sizeof key - 1);
+    assert_int_equal(fr_adapter_request(a, &req, &err), FR_OK);
+    assert_string_equal(header(&req, "Authorization"), "Bearer " KEY);
+    assert_string_equal(header(&req, "Content-Type"), "application/json");
+    assert_null(header(&req, "Accept"));
+    assert_null(strstr(req.url, KEY));
+    assert_null(strstr(req.body, KEY));
+    fr_request_close(&req);
+    fr_adapter_free(a);
+
+    /* An empty key sends no header at all. */
+    c.api_key = "";
+    a = fr_adapter_new(FR_PROTO_OPENAI, &c);
+    assert_int_equal(fr_adapter_request(a, &req, &err), FR_OK);
+    assert_null(header(&req, "Authorization"));
+    fr_request_close(&req);
+    fr_adapter_free(a);
+
+    /* A key that would inject a header is refused without being echoed. */
+    c.api_key = KEY "\r\nX-Evil: 1";
+    a = fr_adapter_new(FR_PROTO_OPENAI, &c);
+    assert_int_equal(fr_adapter_request(a, &req, &err), FR_ECONFIG);
+    assert_null(strstr(err.msg, "sk-test"));
+    assert_int_equal(req.nheaders, 0);
+    fr_adapter_free(a);
+}
+
+static json_t *request_body(const fr_call *c)
+{
+    fr_adapter *a = fr_adapter_new(FR_PROTO_OPENAI, c);
+    fr_request req;
+    fr_error err;
+    assert_int_equal(fr_adapter_request(a, &req, &err), FR_OK);
+    json_t *body = json_loads(req.body, 0, NULL);
+    assert_non_null(body);
+    fr_request_close(&req);
+    fr_adapter_free(a);
+    return body;
+}
+
+static void test_body_fields(void **state)
+{
+    (void)state;
+    fr_call c = make_call(true);
+    json_t *b = request_body(&c);
+    assert_string_equal(json_string_value(json_object_get(b, "model")), "qwen2.5-coder");
+    json_t *msgs = json_object_get(b, "messages");
+    assert_int_equal(json_array_size(msgs), 2);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(msgs, 0), "role")),
+                        "system");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(msgs, 0), "content")),
+                        "You are terse.");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(msgs, 1), "role")),
+                        "user");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(msgs, 1), "content")),
+                        "Say hello to the world.");
+    assert_int_equal(json_integer_value(json_object_get(b, "max_tokens")), 64);
+    assert_float_equal(json_number_value(json_object_get(b, "temperature")), 0.2, 1e-12);
+    assert_true(json_is_true(json_object_get(b, "stream")));
+    assert_true(
+        json_is_true(json_object_get(json_object_get(b, "stream_options"), "include_usage")));
+    assert_null(json_object_get(b, "response_format"));
+    json_decref(b);
+
+    /* No system message when the agent has none; no stream_options when
+     * not streaming; temperature 0 is sent, not dropped. */
+    c.system = "";
+    c.stream = false;
+    c.temperature = 0.0;
+    b = request_body(&c);
+    msgs = json_object_get(b, "messages");
+    assert_int_equal(json_array_size(msgs), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(msgs, 0), "role")),
+                        "user");
+    assert_true(json_is_false(json_object_get(b, "stream")));
+    assert_null(json_object_get(b, "stream_options"));
+    assert_true(json_is_number(json_object_get(b, "temperature")));
+    assert_float_equal(json_number_value(json_object_get(b, "temperature")), 0.0, 0);
+    json_decref(b);
+
+    /* A NULL system and invalid UTF-8 in the prompt still give a valid
+     * message; the bad byte becomes U+FFFD rather than dropping the prompt. */
+    c.system = NULL;
+    c.prompt = "caf\xe9 ok";
+    b = request_body(&c);
+    msgs = json_object_get(b, "messages");
+    assert_int_equal(json_array_size(msgs), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(msgs, 0), "content")),
+                        "caf\xef\xbf\xbd ok");
+    json_decref(b);
+}
+
+static void test_body_response_format(void **state)
+{
+    (void)state;
+    json_t *schema = json_loads("{\"type\":\"object\",\"required\":[\"files\"],"
+                                "\"properties\":{\"files\":{\"type\":\"array\","
+                                "\"items\":{\"type\":\"string\"}}}}",
+                                0, NULL);
+    fr_call c = make_call(true);
+    c.schema = schema;
+    json_t *b = request_body(&c);
+    json_t *rf = json_object_get(b, "response_format");
+    assert_string_equal(json_string_value(json_object_get(rf, "type")), "json_schema");
+    json_t *js = json_object_get(rf, "json_schema");
+    assert_string_equal(json_string_value(json_object_get(js, "name")), "output");
+    assert_true(json_is_true(json_object_get(js, "strict")));
+    assert_true(json_equal(json_object_get(js, "schema"), schema));
+    json_decref(b);
+    json_decref(schema);
+}
+
+/* Streaming */
+
+/* A stream as vLLM/OpenRouter send it: a role chunk, content split over
+ * chunks (one with a raw multi-byte character, one with an escape), a
+ * processing comment, a finish chunk, then usage with empty choices. */
+// clang-format off
+#define CHUNK(delta, fin)                                                                   \
+    "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,"      \
+    "\"model\":\"qwen2.5-coder-7b\",\"choices\":[{\"index\":0,\"delta\":" delta             \
+    ",\"logprobs\":null,\"finish_reason\":" fin "}]}\n\n"
+
+static const char *const STREAM =
+    ": OPENROUTER PROCESSING\n\n"
+    CHUNK("{\"role\":\"assistant\",\"content\":\"\"}", "null")
+    CHUNK("{\"content\":\"Hello\"}", "null")
+    ": keep-alive\n\n"
+    CHUNK("{\"content\":\", w\xc3\xb6rld\"}", "null")
+    CHUNK("{\"content\":\"! \\u2603\"}", "null")
+    CHUNK("{}", "\"stop\"")
+    "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,"
+    "\"model\":\"qwen2.5-coder-7b\",\"choices\":[],\"usage\":{\"prompt_tokens\":12,"
+    "\"completion_tokens\":5,\"total_tokens\":17,"
+    "\"prompt_tokens_details\":{\"cached_tokens\":3}}}\n\n"
+    "data: [DONE]\n\n";
+// clang-format on
+
+#define TEXT "Hello, w\xc3\xb6rld! \xe2\x98\x83"
+
+static void check_stream_reply(const fr_reply *r)
+{
+    assert_string_equal(r->text, TEXT);
+    assert_string_equal(r->finish_reason, "stop");
+    assert_string_equal(r->model, "qwen2.5-coder-7b");
+    assert_int_equal(r->usage.input, 12);
+    assert_int_equal(r->usage.output, 5);
+    assert_int_equal(r->usage.cached, 3);
+    assert_false(r->usage.estimated);
+    assert_null(r->json);
+}
+
+/* Returns `s` with "\n" replaced by "\r\n" (owned). */
+static char *crlf(const char *s)
+{
+    fr_buf b;
+    fr_buf_init(&b, 0);
+    for (; *s; s++)
+        fr_buf_puts(&b, *s == '\n' ? "\r\n" : (char[]){*s, '\0'});
+    return fr_buf_take(&b);
+}
+
+static void check_every_split(const char *s)
+{
+    fr_call c = make_call(true);
+    size_t len = strlen(s);
+    for (size_t i = 0; i <= len; i++) {
+        fr_reply r;
+        fr_error err;
+        int frc;
+        size_t cut[1] = {i};
+        int rc = run(&c, 200, s, len, cut, 1, &r, &err, &frc);
+        if (rc != FR_OK)
+            fail_msg("split at %zu: %s", i, err.msg);
+        assert_int_equal(frc, FR_OK);
+        check_stream_reply(&r);
+        fr_reply_close(&r);
+    }
+    size_t *cuts = calloc(len, sizeof *cuts);
+    for (size_t i = 0; i < len; i++)
+        cuts[i] = i + 1;
+    fr_reply r;
+    fr_error err;
+    assert_int_equal(run(&c, 200, s, len, cuts, len - 1, &r, &err, NULL), FR_OK);
+    check_stream_reply(&r);
+    fr_reply_close(&r);
+    free(cuts);
+}
+
+static void test_stream_every_split(void **state)
+{
+    (void)state;
+    check_every_split(STREAM);
+    char *s = crlf(STREAM);
+    check_every_split(s);
+    free(s);
+}
+
+static void test_stream_usage_on_chunk_with_choices(void **state)
+{
+    (void)state;
+    const char *s = CHUNK(
+        "{\"content\":\"Hi\"}",
+        "null") "data: {\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"!\"},"
+                "\"finish_reason\":\"length\"}],\"usage\":{\"prompt_tokens\":40,"
+                "\"completion_tokens\":2,\"prompt_tokens_details\":null}}\n\n"
+                "data: [DONE]\n\n";
+    fr_call c = make_call(true);
+    fr_reply r;
+    fr_error err;
+    assert_int_equal(run_whole(&c, 200, s, &r, &err, NULL), FR_OK);
+    assert_string_equal(r.text, "Hi!");
+    assert_string_equal(r.finish_reason, "length");
+    assert_string_equal(r.model, "m");
+    assert_int_equal(r.usage.input, 40);
+    assert_int_equal(r.usage.output, 2);
+    assert_int_equal(r.usage.cached, 0);
+    assert_false(r.usage.estimated);
+    fr_reply_close(&r);
+}
+
+static void test_stream_without_usage_is_estimated(void **state)
+{
+    (void)state;
+    const char *s =
+        CHUNK("{\"content\":\"A reply of some length.\"}", "\"stop\"") "data: [DONE]\n\n";
+    fr_call c = make_call(true);
+    fr_reply r;
+    fr_error err;
+    assert_int_equal(run_whole(&c, 200, s, &r, &err, NULL), FR_OK);
+    assert_true(r.usage.estimated);
+    assert_int_equal(r.usage.input, fr_estimate_tokens(c.system) + fr_estimate_tokens(c.prompt));
+    assert_int_equal(r.usage.output, fr_estimate_tokens("A reply of some length."));
+    assert_true(r.usage.output > 0);
+    fr_reply_close(&r);
+
+    /* Usage that books a non-empty reply as zero output is not trusted. */
+    s = CHUNK(
+        "{\"content\":\"Some text\"}",
+        "\"stop\"") "data: "
+                    "{\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":0}}\n\n"
+                    "data: [DONE]\n\n";
+    assert_int_equal(run_whole(&c, 200, s, &r, &err, NULL), FR_OK);
+    assert_int_equal(r.usage.input, 9);
+    assert_int_equal(r.usage.output, fr_estimate_tokens("Some text"));
+    assert_true(r.usage.estimated);
+    fr_reply_close(&r);
+}
+
+static void test_stream_missing_done_is_truncated(void **state)
+{
+    (void)state;
+    fr_call c = make_call(true);
+    const char *done = strstr(STREAM, "data: [DONE]");
+    size_t upto = (size_t)(done - STREAM);
+    /* Cut anywhere before the terminator is complete, even right after a
+     * finish_reason "stop": never a short answer. */
+    for (size_t n = 0; n <= upto + strlen("data: [DONE]"); n++) {
+        fr_reply r;
+        fr_error err;
+        int frc;
+        int rc = run(&c, 200, STREAM, n, NULL, 0, &r, &err, &frc);
+        assert_int_equal(frc, FR_OK);
+        if (rc != FR_ETRUNCATED)
+            fail_msg("cut at %zu gave %s", n, fr_err_name(rc));
+        assert_int_equal(err.code, FR_ETRUNCATED);
+        assert_null(r.text);
+        assert_null(r.model);
+    }
+}
+
+/* Some servers end with "data: [DONE]\n" and no blank line. */
+static void test_stream_done_without_blank_line(void **state)
+{
+    (void)state;
+    fr_call c = make_call(true);
+    size_t len = strlen(STREAM) - 1;
+    fr_reply r;
+    fr_error err;
+    assert_int_equal(run(&c, 200, STREAM, len, NULL, 0, &r, &err, NULL), FR_OK);
+    check_stream_reply(&r);
+    fr_reply_close(&r);
+
+    /* Stray spaces around the terminator, CRLF, no blank line. */
+    fr_buf b;
+    fr_buf_init(&b, 0);
+    fr_buf_append(&b, STREAM, strlen(STREAM) - strlen("data: [DONE]\n\n"));
+    fr_buf_puts(&b, "data:  [DONE] \r\n");
+    assert_int_equal(run_whole(&c, 200, fr_buf_str(&b), &r, &err, NULL), FR_OK);
+    check_stream_reply(&r);
+    fr_reply_close(&r);
+    fr_buf_close(&b);
+}
+
+static void test_stream_error_event(void **state)
+{
+    (void)state;
+    const char *s = CHUNK("{\"content\":\"Hel\"}",
+                          "null") "data: {\"error\":{\"message\":\"Provider returned "
+                                  "error\",\"code\":502}}\n\n" CHUNK("{\"content\":\"lo\"}",
+                                                                     "null") "data: [DONE]\n\n";
+    fr_call c = make_call(true);
+    fr_adapter *a = fr_adapter_new(FR_PROTO_OPENAI, &c);
+    assert_int_equal(fr_adapter_feed(a, 200, s, strlen(s)), FR_EPROTO);
+    /* Sticky until the caller aborts. */
+    assert_int_equal(fr_adapter_feed(a, 200, "data: [DONE]\n\n", 14), FR_EPROTO);
+    fr_reply r;
+    fr_error err;
+    assert_int_equal(fr_adapter_finish(a, 200, &r, &err), FR_EPROTO);
+    assert_non_null(strstr(err.msg, "Provider returned error"));
+    assert_null(r.text);
+    fr_adapter_free(a);
+
+    /* An `event: error` with a plain-text payload is an error too. */
+    s = "event: error\ndata: upstream overloaded\n\n";
+    int frc;
+    assert_int_equal(run_whole(&c, 200, s, &r, &err, &frc), FR_EPROTO);
+    assert_int_equal(frc, FR_EPROTO);
+    assert_non_null(strstr(err.msg, "upstream overloaded"));
+}
+
+static void test_stream_malformed_json(void **state)
+{
+    (void)state;
+    const char *s = CHUNK("{\"content\":\"ok\"}", "null") "data: {\"choices\": [\n\n"
+                                                          "data: [DONE]\n\n";
+    fr_call c = make_call(true);
+    fr_reply r;
+    fr_error err;
+    int frc;
+    assert_int_equal(run_whole(&c, 200, s, &r, &err, &frc), FR_EPROTO);
+    assert_int_equal(frc, FR_EPROTO);
+    assert_non_null(strstr(err.msg, "malformed JSON"));
+
+    /* JSON that is not an object is malformed for this protocol too. */
+    assert_int_equal(run_whole(&c, 200, "data: [1,2]\n\ndata: [DONE]\n\n", &r, &err, &frc),
+                     FR_EPROTO);
+}
+
+/* A server that ignores "stream": true and answers one JSON object. */
+static void test_stream_answered_as_json(void **state)
+{
+    (void)state;
+    const char *s = "\n{\"object\":\"chat.completion\",\"model\":\"m\",\"choices\":[{\"index\":0,"
+                    "\"message\":{\"role\":\"assistant\",\"content\":\"plain\"},"
+                    "\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":3,"
+                    "\"completion_tokens\":1}}";
+    fr_call c = make_call(true);
+    fr_reply r;
+    fr_error err;
+    assert_int_equal(run_whole(&c, 200, s, &r, &err, NULL), FR_OK);
+    assert_string_equal(r.text, "plain");
+    assert_int_equal(r.usage.output, 1);
+    fr_reply_close(&r);
+}
+
+/* Non-streaming */
+
+static const char *const COMPLETION =
+    "{\"id\":\"chatcmpl-9\",\"object\":\"chat.completion\",\"created\":1,"
+    "\"model\":\"deepseek/deepseek-chat\",\"choices\":[{\"index\":0,\"message\":{\"role\":"
+    "\"assistant\",\"content\":\"Line one\\nLine two\"},\"logprobs\":null,"
+    "\"finish_reason\":\"length\"}],\"usage\":{\"prompt_tokens\":20,\"completion_tokens\":8,"
+    "\"total_tokens\":28,\"prompt_tokens_details\":{\"cached_tokens\":16}}}";
+
+static void test_non_stream(void **state)
+{
+    (void)state;
+    fr_call c = make_call(false);
+    size_t len = strlen(COMPLETION);
+    for (size_t i = 0; i <= len; i += 7) {
+        size_t cut[1] = {i};
+        fr_reply r;
+        fr_error err;
+        assert_int_equal(run(&c, 200, COMPLETION, len, cut, 1, &r, &err, NULL), FR_OK);
+        assert_string_equal(r.text, "Line one\nLine two");
+        assert_string_equal(r.finish_reason, "length");
+        assert_string_equal(r.model, "deepseek/deepseek-chat");
+        assert_int_equal(r.usage.input, 20);
+        assert_int_equal(r.usage.output, 8);
+        assert_int_equal(r.usage.cached, 16);
+        assert_false(r.usage.estimated);
+        fr_reply_close(&r);
+    }
+}
+
+static void test_non_stream_edge_cases(void **state)
+{
+    (void)state;
+    fr_call c = make_call(false);
+    fr_reply r;
+    fr_error err;
+
+    /* content null (a refusal or tool call): empty text, never NULL. */
+    assert_int_equal(run_whole(&c, 200,
+                               "{\"choices\":[{\"index\":0,\"message\":{\"content\":null},"
+                               "\"finish_reason\":\"stop\"}]}",
+                               &r, &err, NULL),
+                     FR_OK);
+    assert_string_equal(r.text, "");
+    assert_true(r.usage.estimated);
+    assert_int_equal(r.usage.output, 0);
+    assert_null(r.model);
+    fr_reply_close(&r);
+
+    assert_int_equal(run_whole(&c, 200, "{\"choices\":[]}", &r, &err, NULL), FR_EPROTO);
+    assert_non_null(strstr(err.msg, "no choices"));
+    assert_int_equal(run_whole(&c, 200, "{\"choices\":[{\"mess", &r, &err, NULL), FR_EPROTO);
+    assert_int_equal(run_whole(&c, 200, "", &r, &err, NULL), FR_EPROTO);
+    assert_int_equal(
+        run_whole(&c, 200, "{\"error\":{\"message\":\"model not loaded\"}}", &r, &err, NULL),
+        FR_EPROTO);
+    assert_non_null(strstr(err.msg, "model not loaded"));
+}
+
+static void test_non_stream_too_big(void **state)
+{
+    (void)state;
+    fr_call c = make_call(false);
+    fr_adapter *a = fr_adapter_new(FR_PROTO_OPENAI, &c);
+    size_t piece = 64 * 1024;
+    char *junk = malloc(piece);
+    memset(junk, ' ', piece);
+    int rc = FR_OK;
+    size_t fed = 0;
+    while (rc == FR_OK && fed <= 9u * 1024 * 1024) {
+        rc = fr_adapter_feed(a, 200, junk, piece);
+        fed += piece;
+    }
+    assert_int_equal(rc, FR_ETOOBIG);
+    assert_true(fed > 8u * 1024 * 1024);
+    fr_reply r;
+    fr_error err;
+    assert_int_equal(fr_adapter_finish(a, 200, &r, &err), FR_ETOOBIG);
+    assert_null(r.text);
+    free(junk);
+    fr_adapter_free(a);
+}
+
+/* HTTP errors */
+
+static void test_http_errors(void **state)
+{
+    (void)state;
+    fr_call c = make_call(true);
+    fr_reply r;
+    fr_error err;
+
+    assert_int_equal(run_whole(&c, 429,
+                               "{\"error\":{\"message\":\"Rate limit reached for requests\","
+                               "\"type\":\"requests\",\"code\":\"rate_limit_exceeded\"}}",
+                               &r, &err, NULL),
+                     FR_EHTTP);
+    assert_string_equal(err.msg, "HTTP 429: Rate limit reached for requests");
+    assert_null(r.text);
+
+    /* A proxy's HTML page: its first 200 bytes, on one line. */
+    fr_buf b;
+    fr_buf_init(&b, 0);
+    fr_buf_puts(&b, "<html>\r\n<head><title>500 Internal Server Error</title></head>\n");
+    for (int i = 0; i < 20; i++)
+        fr_buf_puts(&b, "<p>padding padding padding</p>\n");
+    assert_int_equal(run_whole(&c, 500, fr_buf_str(&b), &r, &err, NULL), FR_EHTTP);
+    assert_memory_equal(err.msg, "HTTP 500: <html>  <head><title>500", 34);
+    assert_null(strchr(err.msg, '\n'));
+    assert_true(strlen(err.msg) <= strlen("HTTP 500: ") + 200);
+    assert_true(strlen(err.msg) > strlen("HTTP 500: ") + 190);
+    fr_buf_close(&b);
+
+    /* Other shapes servers use: error as a string, FastAPI's detail. */
+    assert_int_equal(run_whole(&c, 404, "{\"error\":\"model 'x' not found\"}", &r, &err, NULL),
+                     FR_EHTTP);
+    assert_string_equal(err.msg, "HTTP 404: model 'x' not found");
+    assert_int_equal(run_whole(&c, 400, "{\"detail\":\"max_tokens too large\"}", &r, &err, NULL),
+                     FR_EHTTP);
+    assert_string_equal(err.msg, "HTTP 400: max_tokens too large");
+    /* An error sent as an SSE event. */
+    assert_int_equal(
+        run_whole(&c, 503, "data: {\"error\":{\"message\":\"overloaded\"}}\n\n", &r, &err, NULL),
+        FR_EHTTP);
+    assert_string_equal(err.msg, "HTTP 503: overloaded");
+    assert_int_equal(run_whole(&c, 502, "", &r, &err, NULL), FR_EHTTP);
+    assert_string_equal(err.msg, "HTTP 502: (empty body)");
+
+    /* A cut multi-byte character is not split in the message. */
+    fr_buf_init(&b, 0);
+    fr_buf_puts(&b, "x");
+    for (int i = 0; i < 150; i++)
+        fr_buf_puts(&b, "\xc3\xa9");
+    assert_int_equal(run_whole(&c, 500, fr_buf_str(&b), &r, &err, NULL), FR_EHTTP);
+    json_t *valid = json_string(err.msg); /* NULL when not valid UTF-8 */
+    assert_non_null(valid);
+    json_decref(valid);
+    fr_buf_close(&b);
+}
+
+#define PAD10 "padding.. "
+#define PAD180                                                                                     \
+    PAD10 PAD10 PAD10 PAD10 PAD10 PAD10 PAD10 PAD10 PAD10 PAD10 PAD10 PAD10 PAD10 PAD10 PAD10      \
+        PAD10 PAD10 PAD10
+
+/* The key may come back from a server (an echoing proxy, a "bad key: sk-..."
+ * message); it must not reach any error message however it arrives. */
+static void test_key_never_in_errors(void **state)
+{
+    (void)state;
+    fr_call c = make_call(true);
+    c.api_key = KEY;
+    fr_reply r;
+    fr_error err;
+    static const struct {
+        long status;
+        bool stream;
+        const char *body;
+    } cases[] = {
+        {401, true, "{\"error\":{\"message\":\"Incorrect API key provided: " KEY "\"}}"},
+        {500, true, "Authorization: Bearer " KEY},
+        {200, true, "data: {\"error\":{\"message\":\"bad key " KEY "\"}}\n\n"},
+        {200, true, "data: {\"x\": " KEY "}\n\n"},
+        {200, true, "event: error\ndata: " KEY "\n\n"},
+        {200, false, "{\"error\":\"" KEY "\"}"},
+        {200, false, KEY},
+        /* jansson quotes the token it choked on: here, part of the key. */
+        {200, false, "{\"choices\": \"" KEY "\\q\"}"},
+        /* The 200-byte snippet cuts the key in half. */
+        {502, true, PAD180 "Bearer " KEY},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        c.stream = cases[i].stream;
+        int rc = run_whole(&c, cases[i].status, cases[i].body, &r, &err, NULL);
+        assert_true(rc < 0);
+        if (strstr(err.msg, "SECRET") || strstr(err.source, "SECRET"))
+            fail_msg("case %zu leaks the key: %s", i, err.msg);
+        if (cases[i].status >= 400 && !strstr(err.msg, "[REDACTED]"))
+            fail_msg("case %zu: the echo was not marked: %s", i, err.msg);
+    }
+
+    /* A schema reply that is not JSON quotes nothing of the key either. */
+    json_t *schema = json_pack("{s:s}", "type", "object");
+    c.schema = schema;
+    c.stream = false;
+    assert_int_equal(run_whole(&c, 200, "{\"choices\":[{\"message\":{\"content\":\"" KEY "\"}}]}",
+                               &r, &err, NULL),
+                     FR_EPROTO);
+    assert_null(strstr(err.msg, "SECRET"));
+    json_decref(schema);
+
+    /* Nor do configuration errors. */
+    c.schema = NULL;
+    c.base_url = "ftp://" KEY "@host/v1";
+    fr_adapter *a = fr_adapter_new(FR_PROTO_OPENAI, &c);
+    fr_request req;
+    assert_int_equal(fr_adapter_request(a, &req, &err), FR_ECONFIG);
+    assert_null(strstr(err.msg, "SECRET"));
+    fr_adapter_free(a);
+}
+
+/* Structured output */
+
+static void test_schema_reply_is_parsed(void **state)
+{
+    (void)state;
+    json_t *schema = json_pack("{s:s}", "type", "object");
+    fr_call c = make_call(false);
+    c.schema = schema;
+    static const char *const contents[] = {
+        "{\\\"files\\\":[\\\"a.c\\\"]}",
+        "  {\\\"files\\\": [\\\"a.c\\\"]}\\n",
+        "```json\\n{\\\"files\\\":[\\\"a.c\\\"]}\\n```",
+        "Here you go:\\n```\\n{\\\"files\\\":[\\\"a.c\\\"]}\\n```\\nDone.",
+    };
+    for (size_t i = 0; i < sizeof contents / sizeof contents[0]; i++) {
+        char *body = NULL;
+        fr_buf b;
+        fr_buf_init(&b, 0);
+        fr_buf_printf(&b, "{\"choices\":[{\"message\":{\"content\":\"%s\"}}]}", contents[i]);
+        body = fr_buf_take(&b);
+        fr_reply r;
+        fr_error err;
+        int rc = run_whole(&c, 200, body, &r, &err, NULL);
+        if (rc != FR_OK)
+            fail_msg("content %zu: %s", i, err.msg);
+        assert_non_null(r.json);
+        json_t *want = json_pack("{s:[s]}", "files", "a.c");
+        assert_true(json_equal(r.json, want));
+        json_decref(want);
+        fr_reply_close(&r);
+        assert_null(r.json);
+        free(body);
+    }
+
+    /* A JSON string holding a fence is parsed whole, not cut at the fence. */
+    fr_reply r;
+    fr_error err;
+    assert_int_equal(run_whole(&c, 200,
+                               "{\"choices\":[{\"message\":{\"content\":"
+                               "\"{\\\"code\\\":\\\"```c\\\\nint x;\\\\n```\\\"}\"}}]}",
+                               &r, &err, NULL),
+                     FR_OK);
+    assert_string_equal(json_string_value(json_object_get(r.json, "code")), "```c\nint x;\n```");
+    fr_reply_close(&r);
+
+    /* Not JSON: a quality problem the caller sees as FR_EPROTO, reply empty. */
+    assert_int_equal(run_whole(&c, 200,
+                               "{\"choices\":[{\"message\":{\"content\":\"Sorry, I can't.\"}}]}",
+                               &r, &err, NULL),
+                     FR_EPROTO);
+    assert_non_null(strstr(err.msg, "not valid JSON"));
+    assert_null(r.text);
+    assert_null(r.json);
+
+    /* Without a schema the text is left alone. */
+    c.schema = NULL;
+    assert_int_equal(run_whole(&c, 200, COMPLETION, &r, &err, NULL), FR_OK);
+    assert_null(r.json);
+    fr_reply_close(&r);
+    json_decref(schema);
+}
+
+/* Dispatch and helpers */
+
+static void test_unsupported_protocols(void **state)
+{
+    (void)state;
+    static const struct {
+        fr_protocol proto;
+        const char *msg;
+    } cases[] = {
+        {FR_PROTO_OLLAMA, "protocol 'ollama' is not supported yet"},
+        {FR_PROTO_ANTHROPIC, "protocol 'anthropic' is not supported yet"},
+    };
+    for (size_t i = 0; i < 2; i++) {
+        fr_call c = make_call(true);
+        c.api_key = KEY;
+        fr_adapter *a = fr_adapter_new(cases[i].proto, &c);
+        assert_non_null(a);
+        fr_request req;
+        fr_error err;
+        assert_int_equal(fr_adapter_request(a, &req, &err), FR_ECONFIG);
+        assert_string_equal(err.msg, cases[i].msg);
+        assert_null(req.url);
+        assert_int_equal(fr_adapter_feed(a, 200, "x", 1), FR_ECONFIG);
+        fr_reply r;
+        assert_int_equal(fr_adapter_finish(a, 200, &r, &err), FR_ECONFIG);
+        assert_string_equal(err.msg, cases[i].msg);
+        assert_null(r.text);
+        fr_adapter_free(a);
+    }
+    fr_adapter_free(NULL);
+    fr_reply_close(NULL);
+    fr_request_close(NULL);
+}
+
+static void test_estimate_tokens(void **state)
+{
+    (void)state;
+    assert_int_equal(fr_estimate_tokens(NULL), 0);
+    assert_int_equal(fr_estimate_tokens(""), 0);
+    assert_int_equal(fr_estimate_tokens("a"), 1);
+    assert_int_equal(fr_estimate_tokens("abcd"), 1);
+    assert_int_equal(fr_estimate_tokens("abcde"), 2);
+    assert_int_equal(fr_estimate_tokens("0123456789012345678901234567890123456789"), 10);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_url_joining),
+        cmocka_unit_test(test_headers),
+        cmocka_unit_test(test_body_fields),
+        cmocka_unit_test(test_body_response_format),
+        cmocka_unit_test(test_stream_every_split),
+        cmocka_unit_test(test_stream_usage_on_chunk_with_choices),
+        cmocka_unit_test(test_stream_without_usage_is_estimated),
+        cmocka_unit_test(test_stream_missing_done_is_truncated),
+        cmocka_unit_test(test_stream_done_without_blank_line),
+        cmocka_unit_test(test_stream_error_event),
+        cmocka_unit_test(test_stream_malformed_json),
+        cmocka_unit_test(test_stream_answered_as_json),
+        cmocka_unit_test(test_non_stream),
+        cmocka_unit_test(test_non_stream_edge_cases),
+        cmocka_unit_test(test_non_stream_too_big),
+        cmocka_unit_test(test_http_errors),
+        cmocka_unit_test(test_key_never_in_errors),
+        cmocka_unit_test(test_schema_reply_is_parsed),
+        cmocka_unit_test(test_unsupported_protocols),
+        cmocka_unit_test(test_estimate_tokens),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
