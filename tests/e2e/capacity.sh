@@ -25,7 +25,7 @@ for m in m1 m2; do
 done
 total=$(echo "$stats" | jq '[.models[].requests] | add')
 [ "$total" -eq 40 ] || fail "$total requests for 40 tasks"
-[ "$(jqr '.endpoints.e1.peak_in_flight')" -le 3 ] || fail "flowrun's own peak"
+[ "$(jqr '.endpoints["e1"].peak_in_flight')" -le 3 ] || fail "flowrun's own peak"
 for i in 1 17 40; do [ "$(cat "$WORK/out/t$i.txt")" = "r$i" ] || fail "t$i output"; done
 pass "40 tasks, 2 x 3 slots: peak 3 per endpoint, 40 requests, every output right"
 

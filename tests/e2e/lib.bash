@@ -4,6 +4,9 @@ set -euo pipefail
 : "${SRC:=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
 : "${FLOWRUN:=$SRC/build/flowrun}"
 : "${FLOWRUN_SIM:=$SRC/build/flowrun-sim}"
+FLOWRUN=$(realpath "$FLOWRUN")
+FLOWRUN_SIM=$(realpath "$FLOWRUN_SIM")
+SRC=$(realpath "$SRC")
 export FLOWRUN_LUA_DIR="$SRC/lua"
 WORK=$(mktemp -d)
 SIM_PID=""

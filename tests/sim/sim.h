@@ -6,6 +6,7 @@
 
 #include "engine/util/err.h"
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <uv.h>
 
@@ -19,7 +20,11 @@ typedef struct fr_sim_model {
 } fr_sim_model;
 
 /* Returns a new simulator listening on `host`:`port` (port 0 picks a free
- * one) on `loop` (borrowed). NULL with `err` filled if it cannot listen. */
+ * one) on `loop` (borrowed). NULL with `err` filled if it cannot listen.
+ * `host` is a numeric IPv4/IPv6 address or "localhost" (= 127.0.0.1). The
+ * socket is bound before any handle is made, so a failure leaves nothing on
+ * the loop. If SIGPIPE still has its default action it is set to ignored, so
+ * a client that closes mid-reply cannot kill the hosting process. */
 fr_sim *fr_sim_new(uv_loop_t *loop, const char *host, int port, fr_error *err);
 
 /* The port it listens on. */
@@ -31,8 +36,28 @@ void fr_sim_set_model(fr_sim *s, const fr_sim_model *m);
 
 /* Peak number of requests for `model` open at once (counted before the
  * concurrency check, so it shows what a client sent), or -1 if the model
- * has had no request. */
+ * has had no request (since the last reset). */
 int fr_sim_peak(const fr_sim *s, const char *model);
+
+/* Returns the counters as a new JSON object (owned by the caller; NULL when
+ * `s` is NULL), the same document GET /sim/stats serves:
+ *   {"connections":N,"models":{"<model>":{"requests":N,"peak_in_flight":N,
+ *                                         "rejected":N,"in_flight":N}}}
+ * `connections` counts TCP connections accepted; `requests` counts valid chat
+ * requests, 429s included; models with no request since the last reset (and
+ * none in flight) are left out. Models appear in first-seen order. */
+json_t *fr_sim_stats(const fr_sim *s);
+
+/* Zeroes the counters (connections, requests, rejected). Requests still in
+ * flight stay counted in `in_flight`, and `peak_in_flight` restarts from that
+ * number (0 when idle). Same as POST /sim/reset. */
+void fr_sim_reset(fr_sim *s);
+
+/* Returns the reply text the simulator gives for `model` (borrowed) and
+ * `messages` (borrowed JSON array of {role, content}) before any max_tokens
+ * cut, as a new string owned by the caller. Lets tests predict replies.
+ * Never NULL. */
+char *fr_sim_reply_text(const char *model, const json_t *messages);
 
 /* Closes the listener and all connections. Memory is released in the last
  * close callback: the caller runs the loop until it is empty. NULL is fine. */

@@ -1,0 +1,275 @@
+/* flowrun-sim: the stand-alone simulator. Parses the command line, hosts an
+ * fr_sim on the default loop, prints its URL and serves until SIGINT or
+ * SIGTERM. */
+
+#include "tests/sim/sim.h"
+
+#include "engine/util/log.h"
+#include "engine/util/mem.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define EXIT_USAGE 2
+
+typedef struct model_spec {
+    char *name; /* owned copy of the argument, cut at the options' ':' */
+    char *opts; /* "latency=..,tps=..,max=.." or NULL; points into `name` */
+} model_spec;
+
+typedef struct app {
+    uv_loop_t *loop;
+    fr_sim *sim;
+    uv_signal_t sigint;
+    uv_signal_t sigterm;
+} app;
+
+static void usage(FILE *f)
+{
+    fputs("Usage: flowrun-sim [options]\n"
+          "\n"
+          "An OpenAI-compatible chat completions server on loopback with deterministic\n"
+          "replies, for tests, examples and benchmarks. Prints its base URL on one line,\n"
+          "then serves until SIGINT or SIGTERM.\n"
+          "\n"
+          "Options:\n"
+          "  --host ADDR        numeric address to listen on (default 127.0.0.1)\n"
+          "  --port N           port; 0 or none picks a free one\n"
+          "  --latency MS       default model: delay before the first token (default 50)\n"
+          "  --tps N            default model: output tokens per second, 0 = instant\n"
+          "                     (default 200)\n"
+          "  --max N            default model: requests in flight before 429, 0 = unlimited\n"
+          "                     (default 0)\n"
+          "  --model NAME[:latency=MS,tps=N,max=N]\n"
+          "                     set one model (repeatable); keys left out take the default\n"
+          "                     model's values. The options follow the last ':' in the\n"
+          "                     argument, so names such as qwen2.5:7b work.\n"
+          "  --log-level LEVEL  error, warn, info, debug or trace (default warn)\n"
+          "  -h, --help         show this help\n"
+          "\n"
+          "Endpoints: POST /v1/chat/completions (or /chat/completions), GET /v1/models,\n"
+          "GET /sim/stats, POST /sim/reset.\n",
+          f);
+}
+
+__attribute__((format(printf, 1, 2))) static int bad_usage(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("flowrun-sim: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputs("\nTry 'flowrun-sim --help'.\n", stderr);
+    va_end(ap);
+    return EXIT_USAGE;
+}
+
+static int parse_number(const char *s, double max, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || *end || errno || !isfinite(v) || v < 0 || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_int(const char *s, int max, int *out)
+{
+    double v;
+    if (parse_number(s, max, &v) < 0 || v != floor(v))
+        return -1;
+    *out = (int)v;
+    return 0;
+}
+
+/* Fills `m` from the spec on top of the defaults in `m`. Returns 0 or exit 2. */
+static int apply_spec(const model_spec *spec, fr_sim_model *m)
+{
+    m->name = spec->name;
+    if (!*spec->name)
+        return bad_usage("%s", "--model needs a model name before the ':'");
+    if (!spec->opts)
+        return 0;
+    char *save = NULL;
+    for (char *kv = strtok_r(spec->opts, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(kv, '=');
+        if (!eq)
+            return bad_usage("--model option '%s' is not key=value", kv);
+        *eq = '\0';
+        const char *val = eq + 1;
+        int rc = 0;
+        if (strcmp(kv, "latency") == 0)
+            rc = parse_number(val, 86400000.0, &m->latency_ms);
+        else if (strcmp(kv, "tps") == 0)
+            rc = parse_number(val, 1e9, &m->tokens_per_s);
+        else if (strcmp(kv, "max") == 0)
+            rc = parse_int(val, 1000000, &m->max_concurrent);
+        else
+            return bad_usage("unknown --model key '%s' (use latency, tps or max)", kv);
+        if (rc < 0)
+            return bad_usage("bad --model value '%s'", val);
+    }
+    return 0;
+}
+
+/* Splits a copy of "name[:k=v,...]" at the last ':' when what follows holds
+ * a '='. The spec owns the copy. */
+static model_spec split_spec(const char *arg)
+{
+    model_spec spec = {fr_xstrdup(arg), NULL};
+    char *colon = strrchr(spec.name, ':');
+    if (colon && strchr(colon + 1, '=')) {
+        *colon = '\0';
+        spec.opts = colon + 1;
+    }
+    return spec;
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    (void)h;
+}
+
+static void on_signal(uv_signal_t *sig, int signum)
+{
+    app *a = sig->data;
+    fr_log(FR_LOG_INFO, "sim", "signal=%d shutting down", signum);
+    fr_sim_free(a->sim);
+    a->sim = NULL;
+    if (!uv_is_closing((uv_handle_t *)&a->sigint))
+        uv_close((uv_handle_t *)&a->sigint, on_handle_closed);
+    if (!uv_is_closing((uv_handle_t *)&a->sigterm))
+        uv_close((uv_handle_t *)&a->sigterm, on_handle_closed);
+}
+
+int main(int argc, char **argv)
+{
+    enum { OPT_HOST = 1, OPT_PORT, OPT_LATENCY, OPT_TPS, OPT_MAX, OPT_MODEL, OPT_LOG, OPT_HELP };
+    static const struct option options[] = {
+        {"host", required_argument, NULL, OPT_HOST},
+        {"port", required_argument, NULL, OPT_PORT},
+        {"latency", required_argument, NULL, OPT_LATENCY},
+        {"tps", required_argument, NULL, OPT_TPS},
+        {"max", required_argument, NULL, OPT_MAX},
+        {"model", required_argument, NULL, OPT_MODEL},
+        {"log-level", required_argument, NULL, OPT_LOG},
+        {"help", no_argument, NULL, OPT_HELP},
+        {NULL, 0, NULL, 0},
+    };
+    const char *host = "127.0.0.1";
+    int port = 0;
+    fr_sim_model dflt = {NULL, 50.0, 200.0, 0};
+    model_spec *specs = NULL;
+    fr_sim_model *models = NULL;
+    int nspecs = 0;
+    int rc = 0;
+    app a;
+    memset(&a, 0, sizeof a);
+
+    opterr = 0;
+    int opt;
+    while ((opt = getopt_long(argc, argv, ":h", options, NULL)) != -1) {
+        switch (opt) {
+        case OPT_HOST:
+            host = optarg;
+            break;
+        case OPT_PORT:
+            if (parse_int(optarg, 65535, &port) < 0)
+                rc = bad_usage("bad --port '%s' (want 0..65535)", optarg);
+            break;
+        case OPT_LATENCY:
+            if (parse_number(optarg, 86400000.0, &dflt.latency_ms) < 0)
+                rc = bad_usage("bad --latency '%s' (want milliseconds >= 0)", optarg);
+            break;
+        case OPT_TPS:
+            if (parse_number(optarg, 1e9, &dflt.tokens_per_s) < 0)
+                rc = bad_usage("bad --tps '%s' (want tokens per second >= 0)", optarg);
+            break;
+        case OPT_MAX:
+            if (parse_int(optarg, 1000000, &dflt.max_concurrent) < 0)
+                rc = bad_usage("bad --max '%s' (want an integer >= 0)", optarg);
+            break;
+        case OPT_MODEL: {
+            specs = fr_xrealloc(specs, (size_t)(nspecs + 1) * sizeof *specs);
+            specs[nspecs++] = split_spec(optarg);
+            break;
+        }
+        case OPT_LOG: {
+            int level = fr_log_level_parse(optarg);
+            if (level < 0)
+                rc = bad_usage("bad --log-level '%s'", optarg);
+            else
+                fr_log_set_level((fr_log_level)level);
+            break;
+        }
+        case 'h':
+        case OPT_HELP:
+            usage(stdout);
+            goto cleanup;
+        case ':':
+            rc = bad_usage("option '%s' needs a value", argv[optind - 1]);
+            break;
+        default:
+            rc = bad_usage("unknown option '%s'", argv[optind - 1]);
+            break;
+        }
+        if (rc)
+            goto cleanup;
+    }
+    if (optind < argc) {
+        rc = bad_usage("unexpected argument '%s'", argv[optind]);
+        goto cleanup;
+    }
+
+    models = fr_xcalloc((size_t)nspecs + 1, sizeof *models);
+    for (int i = 0; i < nspecs; i++) {
+        models[i] = dflt;
+        rc = apply_spec(&specs[i], &models[i]);
+        if (rc)
+            goto cleanup;
+    }
+
+    a.loop = uv_default_loop();
+    fr_error err = {0};
+    a.sim = fr_sim_new(a.loop, host, port, &err);
+    if (!a.sim) {
+        fprintf(stderr, "flowrun-sim: %s\n", err.msg);
+        rc = err.code == FR_EINVAL ? EXIT_USAGE : 1;
+        goto cleanup;
+    }
+    fr_sim_set_model(a.sim, &dflt);
+    for (int i = 0; i < nspecs; i++)
+        fr_sim_set_model(a.sim, &models[i]);
+
+    uv_signal_init(a.loop, &a.sigint);
+    uv_signal_init(a.loop, &a.sigterm);
+    a.sigint.data = &a;
+    a.sigterm.data = &a;
+    uv_signal_start(&a.sigint, on_signal, SIGINT);
+    uv_signal_start(&a.sigterm, on_signal, SIGTERM);
+
+    if (strchr(host, ':'))
+        printf("http://[%s]:%d\n", host, fr_sim_port(a.sim));
+    else
+        printf("http://%s:%d\n", strcmp(host, "localhost") == 0 ? "127.0.0.1" : host,
+               fr_sim_port(a.sim));
+    fflush(stdout);
+
+    uv_run(a.loop, UV_RUN_DEFAULT);
+    if (uv_loop_close(a.loop) != 0) {
+        fprintf(stderr, "flowrun-sim: handles left open at exit\n");
+        rc = 1;
+    }
+cleanup:
+    free(models);
+    for (int i = 0; i < nspecs; i++)
+        free(specs[i].name);
+    free(specs);
+    return rc;
+}
