@@ -295,22 +295,22 @@ static void task_ok(task_rt *t)
 
 /* ---- routing ------------------------------------------------------------ */
 
+/* The median of the endpoint's recent latencies, -1 before any. */
 static double p50(const ep_rt *e)
 {
-    if (e->nlat == 0)
+    size_t cap = sizeof e->lat / sizeof *e->lat;
+    size_t n = e->nlat < cap ? e->nlat : cap;
+    if (n == 0)
         return -1;
-    double *v = fr_xmalloc(e->nlat * sizeof *v);
-    memcpy(v, e->lat, e->nlat * sizeof *v);
-    /* Small arrays: insertion sort keeps this simple and allocation-light. */
-    for (size_t i = 1; i < e->nlat; i++)
+    double v[sizeof e->lat / sizeof *e->lat];
+    memcpy(v, e->lat, n * sizeof *v);
+    for (size_t i = 1; i < n; i++)
         for (size_t k = i; k > 0 && v[k - 1] > v[k]; k--) {
             double tmp = v[k];
             v[k] = v[k - 1];
             v[k - 1] = tmp;
         }
-    double m = v[e->nlat / 2];
-    free(v);
-    return m;
+    return v[n / 2];
 }
 
 static double est_cost(const fr_endpoint_spec *s, long input, int max_tokens)
@@ -375,20 +375,10 @@ static json_t *task_json(const fr_run *r, const task_rt *t)
                      ts->max_tokens);
 }
 
-static double spent(const fr_run *r)
-{
-    double s = 0;
-    for (size_t t = 0; t < r->wf->ntasks; t++)
-        s += r->tasks[t].cost;
-    return s;
-}
-
 static json_t *run_json(const fr_run *r)
 {
-    size_t done = 0;
-    for (size_t t = 0; t < r->wf->ntasks; t++)
-        done += fr_task_state_terminal(fr_sched_state(r->sched, t));
-    double s = spent(r);
+    size_t done = r->wf->ntasks - fr_sched_unfinished(r->sched);
+    double s = r->spent_usd;
     return json_pack("{s:o, s:f, s:f, s:o, s:f, s:I, s:I}", "budget",
                      r->budget_usd > 0 ? json_real(r->budget_usd) : json_null(), "spent", s,
                      "reserved", 0.0, "remaining",
@@ -585,11 +575,8 @@ static void on_done(void *ud, const fr_http_result *res)
         t->cost = fr_run_cost(e->spec, &reply.usage);
         t->latency_ms = res->total_ms;
         t->ttft_ms = res->ttfb_ms;
-        if (e->nlat == e->caplat) {
-            e->caplat = e->caplat ? e->caplat * 2 : 16;
-            e->lat = fr_xrealloc(e->lat, e->caplat * sizeof *e->lat);
-        }
-        e->lat[e->nlat++] = res->total_ms;
+        r->spent_usd += t->cost;
+        e->lat[e->nlat++ % (sizeof e->lat / sizeof *e->lat)] = res->total_ms;
         task_ok(t);
     } else {
         set_decision_outcome(t, fr_err_name(rc));
@@ -984,7 +971,6 @@ void fr_run_free(fr_run *r)
         free(e->url);
         free(e->model);
         free(e->unusable);
-        free(e->lat);
     }
     free(r->eps);
     for (size_t t = 0; r->tasks && t < r->wf->ntasks; t++) {

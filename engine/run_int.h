@@ -24,8 +24,8 @@ typedef struct ep_rt {
     double cooldown_until; /* uv_now() ms */
     long requests;
     long failures;
-    double *lat; /* latencies of successful attempts, ms */
-    size_t nlat, caplat;
+    double lat[64]; /* the most recent successful latencies, ms (a ring) */
+    size_t nlat;     /* samples ever recorded; the ring holds the last 64 */
 } ep_rt;
 
 typedef struct task_rt {
@@ -83,6 +83,7 @@ struct fr_run {
     bool warned_stall;
     int write_errors;
     int exit_code;
+    double spent_usd; /* sum of the cost of every settled attempt */
 };
 
 /* Cost in USD of `u` at the prices of `spec` (borrowed). */
