@@ -44,10 +44,26 @@ int fr_sandbox_load_string(lua_State *L, const char *code, size_t len, const cha
  * keeps failing until the call returns, and the call fails. On success
  * leaves `nresults` values; on failure leaves nothing and returns FR_ELUA
  * (runtime error), FR_ELIMIT (instructions or memory) with `err` carrying
- * the source:line of the failure; `what` (borrowed) names the call for the
- * message, e.g. "prompt of task 'api'". */
+ * the source:line of the failure; `what` (borrowed, may be NULL for no
+ * prefix) names the call for the message, e.g. "prompt of task 'api'".
+ * Nested calls share the outermost call's instruction budget. */
 int fr_lua_call(lua_State *L, int nargs, int nresults, const char *what, fr_error *err);
 
 /* Extracts "source" and line from a Lua error message "file:12: text" into
  * `err` with `code`. Returns `code`. */
 int fr_lua_error_from_msg(fr_error *err, int code, const char *msg);
+
+/* Pops the top value and returns a registry reference to it (LUA_REFNIL for
+ * nil). Protected mode only (may raise a memory error). The one struct that
+ * stores the reference owns it and releases it with fr_sandbox_unref. */
+int fr_sandbox_ref(lua_State *L);
+
+/* Releases a reference from fr_sandbox_ref; LUA_NOREF/LUA_REFNIL are ignored. */
+void fr_sandbox_unref(lua_State *L, int ref);
+
+/* Returns how many fr_sandbox_ref references are live over all states; tests
+ * check that it returns to 0 once everything is freed. */
+long fr_sandbox_live_refs(void);
+
+/* Returns the bytes the state's allocator currently holds. */
+size_t fr_sandbox_mem_used(lua_State *L);

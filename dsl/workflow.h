@@ -105,6 +105,9 @@ typedef struct fr_load_opts {
                                    $XDG_CONFIG_HOME/flowrun/endpoints.lua, if present */
     const char *const *vars;    /* "name=value" strings from --var */
     size_t nvars;
+    const struct fr_lua_limits *limits; /* per-state memory and per-call
+                                           instruction budgets (dsl/sandbox.h);
+                                           NULL = defaults */
 } fr_load_opts;
 
 /* Loads and validates the workflow at `path` (borrowed) with `opts`

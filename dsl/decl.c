@@ -1,0 +1,920 @@
+/* The declaration functions a workflow file calls: workflow{}, agent, task,
+ * endpoint and baseline. Each checks its fields as it runs (unknown names,
+ * types, ranges) and copies them into the fr_workflow being built; checks
+ * that need the whole file (agents, deps, pins) run afterwards in load.c.
+ *
+ * Errors are sticky: the first one is kept in the load context and every
+ * later declaration raises again, so a script that wraps a declaration in
+ * pcall cannot hide it. */
+
+#include "dsl/load_int.h"
+
+#include "dsl/sandbox.h"
+#include "dsl/suggest.h"
+#include "engine/util/mem.h"
+
+#include <lauxlib.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define N(a) (sizeof(a) / sizeof *(a))
+
+static const char ctx_key = 'C';
+
+static const char *const kind_names[] = {"task", "agent", "endpoint"};
+
+static const char *const task_fields[] = {
+    "agent",       "prompt",  "deps",       "complexity",  "type",   "priority", "private",
+    "timeout",     "retries", "max_tokens", "temperature", "budget", "schema",   "check",
+    "min_quality", "approve", "save",       "endpoint",    "tier",
+};
+static const char *const agent_fields[] = {"system", "type"};
+static const char *const endpoint_fields[] = {
+    "tier",    "protocol", "url",  "model", "api_key_env", "max_parallel",
+    "context", "quality",  "tags", "price", "stream",      "timeouts",
+};
+static const char *const price_fields[] = {"input", "output", "cached_input"};
+static const char *const timeouts_fields[] = {"connect", "first_byte", "idle"};
+static const char *const workflow_fields[] = {"name", "policy", "budget", "defaults", "vars"};
+static const char *const budget_fields[] = {"usd", "alert", "monthly_usd"};
+static const char *const defaults_fields[] = {"timeout", "retries", "max_tokens", "temperature"};
+
+/* What a declaration's messages need: where it is and how to name it. */
+typedef struct decl {
+    lua_State *L;
+    fr_load_ctx *c;
+    int line;
+    char where[300]; /* "task 'b'", "workflow" */
+    char in[320];    /* for unknown fields: "task 'b'", "workflow budget" */
+    char prefix[32]; /* "" or "budget." */
+} decl;
+
+enum { REQUIRED = 1, NONEMPTY = 2 };
+enum { INTEGER = 1, LO_OPEN = 2 };
+
+/*
+ * Initialises `c` to run `file` (borrowed, must outlive the context) into
+ * `wf` (borrowed). Declaration errors get `code`; `endpoints_only` limits
+ * the file to endpoint and baseline. Task defaults start at the documented
+ * values (300 s, 2 retries, 2048 tokens, temperature 0.2).
+ */
+void fr_load_ctx_init(fr_load_ctx *c, fr_workflow *wf, const char *file, int code,
+                      bool endpoints_only)
+{
+    memset(c, 0, sizeof *c);
+    c->wf = wf;
+    c->file = file;
+    c->code = code;
+    c->endpoints_only = endpoints_only;
+    c->defaults.timeout_s = 300;
+    c->defaults.retries = 2;
+    c->defaults.max_tokens = 2048;
+    c->defaults.temperature = 0.2;
+}
+
+/* Frees what the context owns (agent names of tasks, pending names), not
+ * the workflow; the context can be initialised again afterwards. */
+void fr_load_ctx_close(fr_load_ctx *c)
+{
+    for (size_t i = 0; i < c->ntask_agents; i++)
+        free(c->task_agents[i]);
+    free(c->task_agents);
+    for (size_t i = 0; i < c->npending; i++)
+        free(c->pending[i].name);
+    free(c->pending);
+    c->task_agents = NULL;
+    c->pending = NULL;
+    c->ntask_agents = c->npending = 0;
+}
+
+/* Returns true when `s` (borrowed, may be NULL) is non-empty and made only
+ * of letters, digits, '_', '.' and '-'. */
+bool fr_load_valid_name(const char *s)
+{
+    if (!s || !*s)
+        return false;
+    for (; *s; s++) {
+        char ch = *s;
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '_' || ch == '.' || ch == '-'))
+            return false;
+    }
+    return true;
+}
+
+/* Raises the context's stored error as a Lua error. */
+_Noreturn static void raise_stored(lua_State *L, fr_load_ctx *c)
+{
+    lua_pushstring(L, c->err.msg);
+    lua_error(L);
+    abort(); /* lua_error does not return */
+}
+
+/* Records the first error at `line` and raises it. */
+_Noreturn static void failc(lua_State *L, fr_load_ctx *c, int line, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+_Noreturn static void failc(lua_State *L, fr_load_ctx *c, int line, const char *fmt, ...)
+{
+    if (c->err.code == 0) {
+        char msg[sizeof c->err.msg];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        va_end(ap);
+        fr_error_set(&c->err, c->code, c->file, line, "%s", msg);
+    }
+    raise_stored(L, c);
+}
+
+#define fail(d, ...) failc((d)->L, (d)->c, (d)->line, __VA_ARGS__)
+
+/* Returns the load context, or raises when the file is no longer loading
+ * (a function kept in a prompt and called at run time). */
+static fr_load_ctx *ctx_get(lua_State *L, const char *fname)
+{
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &ctx_key); /* [ctx?] */
+    fr_load_ctx *c = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    if (!c) {
+        luaL_where(L, 1); /* [where] the Lua caller of the declaration */
+        lua_pushfstring(L, "%s() can only be used while a workflow file loads", fname);
+        lua_concat(L, 2); /* [msg] */
+        lua_error(L);
+    }
+    if (c->err.code != 0)
+        raise_stored(L, c);
+    return c;
+}
+
+/* The line of the nearest Lua function up the stack. */
+static int caller_line(lua_State *L)
+{
+    lua_Debug ar;
+    for (int level = 1; lua_getstack(L, level, &ar); level++)
+        if (lua_getinfo(L, "l", &ar) && ar.currentline > 0)
+            return ar.currentline;
+    return 0;
+}
+
+static void decl_init(decl *d, lua_State *L, fr_load_ctx *c, int line, const char *where)
+{
+    d->L = L;
+    d->c = c;
+    d->line = line;
+    snprintf(d->where, sizeof d->where, "%s", where);
+    snprintf(d->in, sizeof d->in, "%s", where);
+    d->prefix[0] = '\0';
+}
+
+/* Describes the value on top for "got ...": its value for scalars. */
+static const char *got_value(lua_State *L, char *buf, size_t n)
+{
+    switch (lua_type(L, -1)) {
+    case LUA_TNUMBER:
+        if (lua_isinteger(L, -1))
+            snprintf(buf, n, "%lld", (long long)lua_tointeger(L, -1));
+        else
+            snprintf(buf, n, "%.14g", (double)lua_tonumber(L, -1));
+        return buf;
+    case LUA_TSTRING:
+        snprintf(buf, n, "'%.60s'", lua_tostring(L, -1));
+        return buf;
+    case LUA_TBOOLEAN:
+        return lua_toboolean(L, -1) ? "true" : "false";
+    default:
+        return luaL_typename(L, -1);
+    }
+}
+
+/* The value on top has the wrong type. */
+_Noreturn static void fail_type(decl *d, const char *f, const char *desc)
+{
+    fail(d, "%s: field '%s%s' must be %s, got %s", d->where, d->prefix, f, desc,
+         luaL_typename(d->L, -1));
+}
+
+/* The value on top has the right type but a bad value. */
+_Noreturn static void fail_value(decl *d, const char *f, const char *desc)
+{
+    char buf[96];
+    fail(d, "%s: field '%s%s' must be %s, got %s", d->where, d->prefix, f, desc,
+         got_value(d->L, buf, sizeof buf));
+}
+
+static bool known(const char *k, const char *const *names, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(k, names[i]) == 0)
+            return true;
+    return false;
+}
+
+/* Fails on a key of the table at `t` that is not a string in `names`,
+ * suggesting the closest one; the alphabetically first offender is named so
+ * the message does not depend on Lua's hash order. */
+static void check_fields(decl *d, int t, const char *const *names, size_t n)
+{
+    lua_State *L = d->L;
+    const char *bad = NULL;
+    bool unnamed = false;
+    lua_pushnil(L); /* [nil] */
+    while (lua_next(L, t)) {
+        /* [k, v] */
+        if (lua_type(L, -2) != LUA_TSTRING) {
+            unnamed = true;
+        } else {
+            const char *k = lua_tostring(L, -2);
+            if (!known(k, names, n) && (!bad || strcmp(k, bad) < 0))
+                bad = k; /* stays alive: the table holds it */
+        }
+        lua_pop(L, 1); /* [k] */
+    }
+    if (bad) {
+        const char *s = fr_suggest(bad, names, n);
+        fail(d, "unknown field '%s' in %s%s%s%s", bad, d->in, s ? "; did you mean '" : "",
+             s ? s : "", s ? "'?" : "");
+    }
+    if (unnamed)
+        fail(d, "%s: found a value without a field name; write name = value", d->in);
+}
+
+/* Pushes t[f] without metamethods and returns its type. [-0, +1] */
+static int push_field(decl *d, int t, const char *f)
+{
+    lua_pushstring(d->L, f);    /* [f] */
+    return lua_rawget(d->L, t); /* [v] */
+}
+
+/* Reads string field `f` into *out (freeing what was there). Returns false
+ * when absent. */
+static bool read_str(decl *d, int t, const char *f, int flags, char **out)
+{
+    lua_State *L = d->L;
+    int ty = push_field(d, t, f); /* [v] */
+    if (ty == LUA_TNIL) {
+        lua_pop(L, 1);
+        if (flags & REQUIRED)
+            fail(d, "%s: missing required field '%s%s'", d->where, d->prefix, f);
+        return false;
+    }
+    const char *desc = flags & NONEMPTY ? "a non-empty string" : "a string";
+    if (ty != LUA_TSTRING)
+        fail_type(d, f, desc);
+    const char *s = lua_tostring(L, -1);
+    if ((flags & NONEMPTY) && !*s)
+        fail_value(d, f, desc);
+    free(*out);
+    *out = fr_xstrdup(s);
+    lua_pop(L, 1); /* [] */
+    return true;
+}
+
+/* Reads number field `f` into *out when it is in [lo, hi] (lo excluded with
+ * LO_OPEN, integral with INTEGER). `desc` says so in the message. */
+static bool read_num(decl *d, int t, const char *f, double lo, double hi, int flags,
+                     const char *desc, double *out)
+{
+    lua_State *L = d->L;
+    int ty = push_field(d, t, f); /* [v] */
+    if (ty == LUA_TNIL) {
+        lua_pop(L, 1);
+        return false;
+    }
+    if (ty != LUA_TNUMBER)
+        fail_type(d, f, desc);
+    double v = (double)lua_tonumber(L, -1);
+    if ((flags & INTEGER) && !lua_isinteger(L, -1) && v != floor(v))
+        fail_value(d, f, desc);
+    if (!isfinite(v) || v < lo || ((flags & LO_OPEN) && v <= lo) || v > hi)
+        fail_value(d, f, desc);
+    *out = v;
+    lua_pop(L, 1); /* [] */
+    return true;
+}
+
+static bool read_int(decl *d, int t, const char *f, int lo, int hi, const char *desc, int *out)
+{
+    double v;
+    if (!read_num(d, t, f, lo, hi, INTEGER, desc, &v))
+        return false;
+    *out = (int)v;
+    return true;
+}
+
+static bool read_bool(decl *d, int t, const char *f, bool *out)
+{
+    int ty = push_field(d, t, f); /* [v] */
+    if (ty == LUA_TNIL) {
+        lua_pop(d->L, 1);
+        return false;
+    }
+    if (ty != LUA_TBOOLEAN)
+        fail_type(d, f, "a boolean (true or false)");
+    *out = lua_toboolean(d->L, -1);
+    lua_pop(d->L, 1);
+    return true;
+}
+
+/* Reads an array of strings; *out is attached (with NULL entries) before it
+ * is filled. */
+static bool read_str_array(decl *d, int t, const char *f, char ***out, size_t *n)
+{
+    lua_State *L = d->L;
+    int ty = push_field(d, t, f); /* [arr] */
+    if (ty == LUA_TNIL) {
+        lua_pop(L, 1);
+        return false;
+    }
+    const char *desc = "an array of strings, as in { \"a\", \"b\" }";
+    if (ty != LUA_TTABLE)
+        fail_type(d, f, desc);
+    int a = lua_gettop(L);
+    size_t len = lua_rawlen(L, a), count = 0;
+    bool seq = true;
+    lua_pushnil(L); /* [arr, nil] */
+    while (lua_next(L, a)) {
+        /* [arr, k, v] */
+        count++;
+        if (!lua_isinteger(L, -2) || lua_tointeger(L, -2) < 1 || (size_t)lua_tointeger(L, -2) > len)
+            seq = false;
+        lua_pop(L, 1); /* [arr, k] */
+    }
+    if (!seq || count != len)
+        fail(d, "%s: field '%s%s' must be %s, got a table with named fields or gaps", d->where,
+             d->prefix, f, desc);
+    *out = fr_xcalloc(len ? len : 1, sizeof **out);
+    *n = len;
+    for (size_t i = 0; i < len; i++) {
+        lua_rawgeti(L, a, (lua_Integer)i + 1); /* [arr, v] */
+        if (lua_type(L, -1) != LUA_TSTRING || !*lua_tostring(L, -1))
+            fail(d, "%s: field '%s%s' must be %s, got %s at position %zu", d->where, d->prefix, f,
+                 desc, lua_type(L, -1) == LUA_TSTRING ? "an empty string" : luaL_typename(L, -1),
+                 i + 1);
+        (*out)[i] = fr_xstrdup(lua_tostring(L, -1));
+        lua_pop(L, 1); /* [arr] */
+    }
+    lua_pop(L, 1); /* [] */
+    return true;
+}
+
+/* Pushes sub-table field `f` and prepares `sub` for its fields, returning
+ * true, or pushes nothing and returns false when absent. [-0, +(0|1)] */
+static bool push_sub(decl *d, int t, const char *f, decl *sub)
+{
+    int ty = push_field(d, t, f); /* [v] */
+    if (ty == LUA_TNIL) {
+        lua_pop(d->L, 1);
+        return false;
+    }
+    if (ty != LUA_TTABLE)
+        fail_type(d, f, "a table");
+    *sub = *d;
+    snprintf(sub->prefix, sizeof sub->prefix, "%s.", f);
+    snprintf(sub->in, sizeof sub->in, "%s %s", d->where, f);
+    return true;
+}
+
+/* Returns the index of the first pending declaration of `kind` named
+ * `name`, or -1. */
+static long find_pending(const fr_load_ctx *c, int kind, const char *name)
+{
+    for (size_t i = 0; i < c->npending; i++)
+        if (c->pending[i].kind == kind && strcmp(c->pending[i].name, name) == 0)
+            return (long)i;
+    return -1;
+}
+
+/* Validates the name at stack index 1 and records it as pending. */
+static size_t declare(lua_State *L, fr_load_ctx *c, int kind, int line)
+{
+    const char *kn = kind_names[kind];
+    if (lua_type(L, 1) != LUA_TSTRING)
+        failc(L, c, line, "%s needs a name first, as in %s \"name\" { ... }, got %s", kn, kn,
+              luaL_typename(L, 1));
+    const char *name = lua_tostring(L, 1);
+    if (!*name)
+        failc(L, c, line, "%s name must not be empty", kn);
+    if (!fr_load_valid_name(name))
+        failc(L, c, line, "invalid %s name '%.80s': use letters, digits, '_', '.' and '-'", kn,
+              name);
+    if (kind == FR_DECL_TASK && (strcmp(name, "var") == 0 || strncmp(name, "var.", 4) == 0))
+        failc(L, c, line, "task name '%s' is reserved: {{var.NAME}} refers to workflow vars", name);
+    long prev = find_pending(c, kind, name);
+    if (prev >= 0)
+        failc(L, c, line, "duplicate %s '%s' (first declared at %s:%d)", kn, name, c->file,
+              c->pending[prev].line);
+    c->pending = fr_xrealloc(c->pending, (c->npending + 1) * sizeof *c->pending);
+    c->pending[c->npending] = (fr_pending){kind, fr_xstrdup(name), line, false};
+    return c->npending++;
+}
+
+/* ---- task ---- */
+
+static size_t append_task(fr_load_ctx *c, const fr_pending *p)
+{
+    fr_workflow *wf = c->wf;
+    size_t i = wf->ntasks;
+    wf->tasks = fr_xrealloc(wf->tasks, (i + 1) * sizeof *wf->tasks);
+    wf->lua->tasks = fr_xrealloc(wf->lua->tasks, (i + 1) * sizeof *wf->lua->tasks);
+    c->task_agents = fr_xrealloc(c->task_agents, (i + 1) * sizeof *c->task_agents);
+    fr_task_spec *t = &wf->tasks[i];
+    memset(t, 0, sizeof *t);
+    t->name = fr_xstrdup(p->name);
+    t->file = fr_xstrdup(c->file);
+    t->line = p->line;
+    t->complexity = 0.5;
+    t->priority = 5;
+    t->timeout_s = -1; /* unset: workflow defaults apply after the run */
+    t->retries = -1;
+    t->max_tokens = -1;
+    t->temperature = -1;
+    t->tier = FR_TIER_ANY;
+    wf->lua->tasks[i] = (fr_task_lua){LUA_NOREF, 0, LUA_NOREF};
+    c->task_agents[i] = NULL;
+    c->ntask_agents = i + 1;
+    wf->ntasks = i + 1;
+    return i;
+}
+
+static void task_body(lua_State *L, fr_load_ctx *c, size_t p, int t)
+{
+    char where[300];
+    snprintf(where, sizeof where, "task '%s'", c->pending[p].name);
+    decl d;
+    decl_init(&d, L, c, c->pending[p].line, where);
+    if (lua_type(L, t) != LUA_TTABLE)
+        fail(&d, "%s: expected a table of fields, as in task \"%s\" { ... }, got %s", where,
+             c->pending[p].name, luaL_typename(L, t));
+    check_fields(&d, t, task_fields, N(task_fields));
+    c->pending[p].done = true;
+    size_t i = append_task(c, &c->pending[p]);
+    fr_task_spec *ts = &c->wf->tasks[i];
+    fr_task_lua *tl = &c->wf->lua->tasks[i];
+
+    read_str(&d, t, "agent", REQUIRED | NONEMPTY, &c->task_agents[i]);
+
+    int ty = push_field(&d, t, "prompt"); /* [prompt] */
+    if (ty == LUA_TNIL) {
+        fail(&d, "%s: missing required field 'prompt'", where);
+    } else if (ty == LUA_TSTRING) {
+        ts->prompt = fr_xstrdup(lua_tostring(L, -1));
+        lua_pop(L, 1);
+    } else if (ty == LUA_TFUNCTION) {
+        lua_Debug ar;
+        lua_pushvalue(L, -1);      /* [prompt, prompt] */
+        lua_getinfo(L, ">S", &ar); /* [prompt] */
+        tl->prompt_line = ar.linedefined > 0 ? ar.linedefined : ts->line;
+        tl->prompt_ref = fr_sandbox_ref(L); /* [] */
+    } else {
+        fail_type(&d, "prompt", "a string or a function of ctx");
+    }
+
+    read_str_array(&d, t, "deps", &ts->deps, &ts->ndeps);
+    read_num(&d, t, "complexity", 0, 1, 0, "a number from 0 to 1", &ts->complexity);
+    read_str(&d, t, "type", NONEMPTY, &ts->type);
+    read_int(&d, t, "priority", 1, 10, "an integer from 1 to 10", &ts->priority);
+    read_bool(&d, t, "private", &ts->is_private);
+    read_num(&d, t, "timeout", 0, HUGE_VAL, LO_OPEN, "a number of seconds > 0", &ts->timeout_s);
+    read_int(&d, t, "retries", 0, 100, "an integer from 0 to 100", &ts->retries);
+    read_int(&d, t, "max_tokens", 1, INT_MAX, "an integer >= 1", &ts->max_tokens);
+    read_num(&d, t, "temperature", 0, 2, 0, "a number from 0 to 2", &ts->temperature);
+    read_num(&d, t, "budget", 0, HUGE_VAL, 0, "a number of USD >= 0", &ts->budget_usd);
+    read_num(&d, t, "min_quality", 0, 1, 0, "a number from 0 to 1", &ts->min_quality);
+    read_bool(&d, t, "approve", &ts->approve);
+    read_str(&d, t, "save", NONEMPTY, &ts->save);
+    read_str(&d, t, "endpoint", NONEMPTY, &ts->endpoint);
+
+    ty = push_field(&d, t, "tier"); /* [tier] */
+    if (ty != LUA_TNIL) {
+        if (ty != LUA_TSTRING)
+            fail_type(&d, "tier", "\"local\" or \"cloud\"");
+        if (fr_tier_parse(lua_tostring(L, -1), &ts->tier) != 0)
+            fail_value(&d, "tier", "\"local\" or \"cloud\"");
+    }
+    lua_pop(L, 1); /* [] */
+
+    ty = push_field(&d, t, "schema"); /* [schema] */
+    if (ty != LUA_TNIL) {
+        char why[512];
+        if (ty != LUA_TTABLE)
+            fail_type(&d, "schema", "a table (a JSON Schema)");
+        if (fr_lua_table_to_json(L, -1, &ts->schema, why, sizeof why) != 0)
+            fail(&d, "%s: field 'schema' cannot be converted to JSON: %s", where, why);
+        if (fr_schema_check(ts->schema, "", why, sizeof why) != 0)
+            fail(&d, "%s: field 'schema' is not a valid JSON Schema: %s", where, why);
+    }
+    lua_pop(L, 1); /* [] */
+
+    ty = push_field(&d, t, "check"); /* [check] */
+    if (ty == LUA_TFUNCTION) {
+        tl->check_ref = fr_sandbox_ref(L); /* [] */
+        ts->has_check = true;
+    } else if (ty != LUA_TNIL) {
+        fail_type(&d, "check", "a function of the output");
+    } else {
+        lua_pop(L, 1); /* [] */
+    }
+}
+
+/* ---- agent ---- */
+
+static void agent_body(lua_State *L, fr_load_ctx *c, size_t p, int t)
+{
+    char where[300];
+    snprintf(where, sizeof where, "agent '%s'", c->pending[p].name);
+    decl d;
+    decl_init(&d, L, c, c->pending[p].line, where);
+    if (lua_type(L, t) != LUA_TTABLE)
+        fail(&d, "%s: expected a table of fields, as in agent \"%s\" { ... }, got %s", where,
+             c->pending[p].name, luaL_typename(L, t));
+    check_fields(&d, t, agent_fields, N(agent_fields));
+    c->pending[p].done = true;
+    fr_workflow *wf = c->wf;
+    wf->agents = fr_xrealloc(wf->agents, (wf->nagents + 1) * sizeof *wf->agents);
+    fr_agent_spec *a = &wf->agents[wf->nagents];
+    memset(a, 0, sizeof *a);
+    a->name = fr_xstrdup(c->pending[p].name);
+    a->file = fr_xstrdup(c->file);
+    a->line = c->pending[p].line;
+    wf->nagents++;
+    read_str(&d, t, "system", 0, &a->system);
+    read_str(&d, t, "type", NONEMPTY, &a->type);
+}
+
+/* ---- endpoint ---- */
+
+static bool is_var_name(const char *s)
+{
+    if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || *s == '_'))
+        return false;
+    for (s++; *s; s++)
+        if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') ||
+              *s == '_'))
+            return false;
+    return true;
+}
+
+/* True when `s` looks like a secret rather than the name of a variable:
+ * a known key prefix, not a variable name at all, or a long token mixing
+ * cases or without any underscore (names of variables are SNAKE_CASE). */
+static bool looks_like_key(const char *s)
+{
+    size_t len = strlen(s);
+    if (strncmp(s, "sk-", 3) == 0 || strncmp(s, "sk_", 3) == 0 || !is_var_name(s))
+        return true;
+    if (len <= 40)
+        return false;
+    bool lower = false, upper = false, underscore = false;
+    for (const char *p = s; *p; p++) {
+        lower |= *p >= 'a' && *p <= 'z';
+        upper |= *p >= 'A' && *p <= 'Z';
+        underscore |= *p == '_';
+    }
+    return (lower && upper) || !underscore;
+}
+
+static bool is_http_url(const char *s)
+{
+    return (strncmp(s, "http://", 7) == 0 && s[7]) || (strncmp(s, "https://", 8) == 0 && s[8]);
+}
+
+static void endpoint_body(lua_State *L, fr_load_ctx *c, size_t p, int t)
+{
+    char where[300];
+    snprintf(where, sizeof where, "endpoint '%s'", c->pending[p].name);
+    decl d;
+    decl_init(&d, L, c, c->pending[p].line, where);
+    if (lua_type(L, t) != LUA_TTABLE)
+        fail(&d, "%s: expected a table of fields, as in endpoint \"%s\" { ... }, got %s", where,
+             c->pending[p].name, luaL_typename(L, t));
+    check_fields(&d, t, endpoint_fields, N(endpoint_fields));
+    c->pending[p].done = true;
+    fr_workflow *wf = c->wf;
+    wf->endpoints = fr_xrealloc(wf->endpoints, (wf->nendpoints + 1) * sizeof *wf->endpoints);
+    fr_endpoint_spec *e = &wf->endpoints[wf->nendpoints];
+    memset(e, 0, sizeof *e);
+    e->name = fr_xstrdup(c->pending[p].name);
+    e->file = fr_xstrdup(c->file);
+    e->line = c->pending[p].line;
+    e->protocol = FR_PROTO_OPENAI;
+    e->quality = 0.5;
+    e->stream = true;
+    e->timeouts = (fr_timeouts){10, 0, 60};
+    wf->nendpoints++;
+
+    int ty = push_field(&d, t, "tier"); /* [tier] */
+    if (ty == LUA_TNIL)
+        fail(&d, "%s: missing required field 'tier' (\"local\" or \"cloud\")", where);
+    if (ty != LUA_TSTRING)
+        fail_type(&d, "tier", "\"local\" or \"cloud\"");
+    if (fr_tier_parse(lua_tostring(L, -1), &e->tier) != 0)
+        fail_value(&d, "tier", "\"local\" or \"cloud\"");
+    lua_pop(L, 1); /* [] */
+
+    ty = push_field(&d, t, "protocol"); /* [protocol] */
+    if (ty != LUA_TNIL) {
+        const char *desc = "\"openai\", \"ollama\" or \"anthropic\"";
+        if (ty != LUA_TSTRING)
+            fail_type(&d, "protocol", desc);
+        if (fr_protocol_parse(lua_tostring(L, -1), &e->protocol) != 0)
+            fail_value(&d, "protocol", desc);
+    }
+    lua_pop(L, 1); /* [] */
+
+    if (read_str(&d, t, "url", NONEMPTY, &e->url)) {
+        if (!is_http_url(e->url)) {
+            push_field(&d, t, "url"); /* [url] for the message */
+            fail_value(&d, "url", "a URL starting with http:// or https://");
+        }
+    } else if (e->protocol == FR_PROTO_OPENAI) {
+        const char *env = getenv("OPENAI_BASE_URL");
+        if (!env || !*env)
+            fail(&d,
+                 "%s: missing required field 'url' (protocol \"openai\" has no default; set url "
+                 "or the OPENAI_BASE_URL environment variable)",
+                 where);
+        if (!is_http_url(env))
+            fail(&d, "%s: OPENAI_BASE_URL must start with http:// or https://", where);
+        e->url = fr_xstrdup(env);
+    }
+    read_str(&d, t, "model", REQUIRED | NONEMPTY, &e->model);
+
+    ty = push_field(&d, t, "api_key_env"); /* [name] */
+    if (ty != LUA_TNIL) {
+        if (ty != LUA_TSTRING)
+            fail_type(&d, "api_key_env", "the name of an environment variable");
+        /* Never echo the value: it may be a secret. */
+        if (looks_like_key(lua_tostring(L, -1)))
+            fail(&d,
+                 "%s: field 'api_key_env' must be the NAME of an environment variable (such as "
+                 "OPENROUTER_API_KEY), not a key; keys are only read from environment variables",
+                 where);
+        e->api_key_env = fr_xstrdup(lua_tostring(L, -1));
+    }
+    lua_pop(L, 1); /* [] */
+
+    e->max_parallel = e->tier == FR_TIER_CLOUD ? 4 : 1;
+    read_int(&d, t, "max_parallel", 1, 1000000, "an integer >= 1", &e->max_parallel);
+    double ctxlen;
+    if (read_num(&d, t, "context", 0, 1e12, INTEGER, "an integer number of tokens >= 0", &ctxlen))
+        e->context = (long)ctxlen;
+    read_num(&d, t, "quality", 0, 1, 0, "a number from 0 to 1", &e->quality);
+    read_str_array(&d, t, "tags", &e->tags, &e->ntags);
+    read_bool(&d, t, "stream", &e->stream);
+
+    decl sub;
+    if (push_sub(&d, t, "price", &sub)) {
+        int pt = lua_gettop(L); /* [price] */
+        check_fields(&sub, pt, price_fields, N(price_fields));
+        const char *desc = "a number of USD per million tokens >= 0";
+        read_num(&sub, pt, "input", 0, HUGE_VAL, 0, desc, &e->price.input);
+        read_num(&sub, pt, "output", 0, HUGE_VAL, 0, desc, &e->price.output);
+        read_num(&sub, pt, "cached_input", 0, HUGE_VAL, 0, desc, &e->price.cached_input);
+        e->price.set = true;
+        lua_pop(L, 1); /* [] */
+    }
+    if (push_sub(&d, t, "timeouts", &sub)) {
+        int tt = lua_gettop(L); /* [timeouts] */
+        check_fields(&sub, tt, timeouts_fields, N(timeouts_fields));
+        const char *desc = "a number of seconds > 0";
+        read_num(&sub, tt, "connect", 0, HUGE_VAL, LO_OPEN, desc, &e->timeouts.connect_s);
+        read_num(&sub, tt, "first_byte", 0, HUGE_VAL, LO_OPEN, desc, &e->timeouts.first_byte_s);
+        read_num(&sub, tt, "idle", 0, HUGE_VAL, LO_OPEN, desc, &e->timeouts.idle_s);
+        lua_pop(L, 1); /* [] */
+    }
+}
+
+/* ---- workflow ---- */
+
+static void read_vars(decl *d, int t)
+{
+    lua_State *L = d->L;
+    fr_workflow *wf = d->c->wf;
+    lua_pushnil(L); /* [nil] */
+    while (lua_next(L, t)) {
+        /* [k, v] */
+        if (lua_type(L, -2) != LUA_TSTRING)
+            fail(d, "workflow: field 'vars' must map names to values; found a key of type %s",
+                 luaL_typename(L, -2));
+        const char *k = lua_tostring(L, -2);
+        if (!fr_load_valid_name(k))
+            fail(d,
+                 "workflow: invalid variable name '%.80s' in vars: use letters, digits, "
+                 "'_', '.' and '-'",
+                 k);
+        json_t *v = NULL;
+        if (lua_type(L, -1) == LUA_TSTRING) {
+            size_t len;
+            const char *s = lua_tolstring(L, -1, &len);
+            v = json_stringn(s, len);
+            if (!v)
+                fail(d, "workflow: field 'vars.%s' is not valid UTF-8", k);
+        } else if (lua_type(L, -1) == LUA_TNUMBER) {
+            char buf[64];
+            if (lua_isinteger(L, -1))
+                snprintf(buf, sizeof buf, "%lld", (long long)lua_tointeger(L, -1));
+            else
+                snprintf(buf, sizeof buf, "%.14g", (double)lua_tonumber(L, -1));
+            v = json_string(buf);
+        } else {
+            fail(d, "workflow: field 'vars.%s' must be a string or a number, got %s", k,
+                 luaL_typename(L, -1));
+        }
+        json_object_set_new(wf->vars, k, v);
+        lua_pop(L, 1); /* [k] */
+    }
+}
+
+static int l_workflow(lua_State *L)
+{
+    fr_load_ctx *c = ctx_get(L, "workflow");
+    decl d;
+    decl_init(&d, L, c, caller_line(L), "workflow");
+    if (lua_type(L, 1) != LUA_TTABLE)
+        fail(&d, "workflow takes a table, as in workflow { name = \"...\" }, got %s",
+             luaL_typename(L, 1));
+    if (c->workflow_line)
+        fail(&d, "workflow {} declared twice (first at %s:%d)", c->file, c->workflow_line);
+    c->workflow_line = d.line;
+    lua_settop(L, 1); /* [tbl] */
+    check_fields(&d, 1, workflow_fields, N(workflow_fields));
+    fr_workflow *wf = c->wf;
+    read_str(&d, 1, "name", NONEMPTY, &wf->name);
+    read_str(&d, 1, "policy", NONEMPTY, &wf->policy);
+    decl sub;
+    if (push_sub(&d, 1, "budget", &sub)) {
+        check_fields(&sub, 2, budget_fields, N(budget_fields)); /* [tbl, budget] */
+        read_num(&sub, 2, "usd", 0, HUGE_VAL, 0, "a number of USD >= 0", &wf->budget.usd);
+        read_num(&sub, 2, "alert", 0, 1, 0, "a fraction from 0 to 1", &wf->budget.alert);
+        read_num(&sub, 2, "monthly_usd", 0, HUGE_VAL, 0, "a number of USD >= 0",
+                 &wf->budget.monthly_usd);
+        lua_pop(L, 1); /* [tbl] */
+    }
+    if (push_sub(&d, 1, "defaults", &sub)) {
+        check_fields(&sub, 2, defaults_fields, N(defaults_fields)); /* [tbl, defaults] */
+        read_num(&sub, 2, "timeout", 0, HUGE_VAL, LO_OPEN, "a number of seconds > 0",
+                 &c->defaults.timeout_s);
+        read_int(&sub, 2, "retries", 0, 100, "an integer from 0 to 100", &c->defaults.retries);
+        read_int(&sub, 2, "max_tokens", 1, INT_MAX, "an integer >= 1", &c->defaults.max_tokens);
+        read_num(&sub, 2, "temperature", 0, 2, 0, "a number from 0 to 2", &c->defaults.temperature);
+        lua_pop(L, 1); /* [tbl] */
+    }
+    if (push_sub(&d, 1, "vars", &sub)) {
+        read_vars(&sub, 2); /* [tbl, vars] */
+        lua_pop(L, 1);      /* [tbl] */
+    }
+    return 0;
+}
+
+/* ---- baseline ---- */
+
+static int l_baseline(lua_State *L)
+{
+    fr_load_ctx *c = ctx_get(L, "baseline");
+    int line = caller_line(L);
+    if (lua_type(L, 1) != LUA_TSTRING || !*lua_tostring(L, 1))
+        failc(L, c, line, "baseline needs an endpoint name, as in baseline \"sonnet\", got %s",
+              luaL_typename(L, 1));
+    if (c->baseline_line)
+        failc(L, c, line, "baseline declared twice (first at %s:%d)", c->file, c->baseline_line);
+    c->baseline_line = line;
+    free(c->wf->baseline);
+    c->wf->baseline = fr_xstrdup(lua_tostring(L, 1));
+    return 0;
+}
+
+/* ---- the curried declarations: kind "name" { ... } ---- */
+
+static void body(lua_State *L, fr_load_ctx *c, int kind, size_t p, int t)
+{
+    if (kind == FR_DECL_TASK)
+        task_body(L, c, p, t);
+    else if (kind == FR_DECL_AGENT)
+        agent_body(L, c, p, t);
+    else
+        endpoint_body(L, c, p, t);
+}
+
+/* The function that `kind "name"` returns; upvalues: pending index, kind. */
+static int l_body(lua_State *L)
+{
+    size_t p = (size_t)lua_tointeger(L, lua_upvalueindex(1));
+    int kind = (int)lua_tointeger(L, lua_upvalueindex(2));
+    fr_load_ctx *c = ctx_get(L, kind_names[kind]);
+    if (c->pending[p].done)
+        failc(L, c, caller_line(L), "duplicate %s '%s' (first declared at %s:%d)", kind_names[kind],
+              c->pending[p].name, c->file, c->pending[p].line);
+    lua_settop(L, 1); /* [tbl] */
+    body(L, c, kind, p, 1);
+    lua_pushstring(L, c->pending[p].name); /* [tbl, name] */
+    return 1;
+}
+
+/* kind("name") returns the body function; kind("name", tbl) declares at
+ * once. Both return the name, so `local d = task "d" {...}` works. */
+static int declare_kind(lua_State *L, int kind)
+{
+    fr_load_ctx *c = ctx_get(L, kind_names[kind]);
+    size_t p = declare(L, c, kind, caller_line(L));
+    if (lua_gettop(L) >= 2) {
+        lua_settop(L, 2); /* [name, tbl] */
+        body(L, c, kind, p, 2);
+        lua_settop(L, 1); /* [name] */
+        return 1;
+    }
+    lua_pushinteger(L, (lua_Integer)p); /* [name, p] */
+    lua_pushinteger(L, kind);           /* [name, p, kind] */
+    lua_pushcclosure(L, l_body, 2);     /* [name, body] */
+    return 1;
+}
+
+static int l_task(lua_State *L)
+{
+    return declare_kind(L, FR_DECL_TASK);
+}
+
+static int l_agent(lua_State *L)
+{
+    return declare_kind(L, FR_DECL_AGENT);
+}
+
+static int l_endpoint(lua_State *L)
+{
+    return declare_kind(L, FR_DECL_ENDPOINT);
+}
+
+/* Installs the context (arg 1, light userdata) and the declaration
+ * functions into the sandbox environment. */
+static int install(lua_State *L)
+{
+    fr_load_ctx *c = lua_touserdata(L, 1);
+    lua_settop(L, 1);                            /* [ctx] */
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &ctx_key); /* [] */
+    fr_sandbox_push_env(L);                      /* [env] */
+    static const luaL_Reg all[] = {{"workflow", l_workflow}, {"agent", l_agent},
+                                   {"task", l_task},         {"endpoint", l_endpoint},
+                                   {"baseline", l_baseline}, {NULL, NULL}};
+    for (const luaL_Reg *r = all; r->name; r++) {
+        if (c->endpoints_only && strcmp(r->name, "endpoint") != 0 &&
+            strcmp(r->name, "baseline") != 0)
+            continue;
+        lua_pushcfunction(L, r->func); /* [env, fn] */
+        lua_setfield(L, -2, r->name);  /* [env] */
+    }
+    return 0;
+}
+
+/*
+ * Runs c->file in `L` with the declarations installed. The context is
+ * detached afterwards, so a declaration function kept by the script fails
+ * cleanly if called later. Returns FR_OK or an error with `err` filled:
+ * the stored declaration error first, else the Lua error mapped to c->code
+ * (FR_ELIMIT, FR_ESYNTAX and FR_ENOENT are kept).
+ */
+int fr_load_run(lua_State *L, fr_load_ctx *c, fr_error *err)
+{
+    int rc;
+    lua_pushcfunction(L, install);        /* [install] */
+    lua_pushlightuserdata(L, c);          /* [install, ctx] */
+    rc = fr_lua_call(L, 1, 0, NULL, err); /* [] */
+    if (rc != FR_OK)
+        goto cleanup;
+    rc = fr_sandbox_load_file(L, c->file, err); /* [chunk] */
+    if (rc != FR_OK)
+        goto cleanup;
+    rc = fr_lua_call(L, 0, 0, NULL, err); /* [] */
+    if (c->err.code != 0) {
+        rc = c->err.code;
+        if (err)
+            *err = c->err;
+        goto cleanup;
+    }
+    if (rc == FR_ELUA) {
+        rc = c->code;
+        if (err)
+            err->code = rc;
+    }
+    if (rc != FR_OK) {
+        if (err && !err->source[0])
+            snprintf(err->source, sizeof err->source, "%s", c->file);
+        goto cleanup;
+    }
+    for (size_t i = 0; i < c->npending; i++) {
+        const fr_pending *p = &c->pending[i];
+        if (!p->done) {
+            rc = fr_error_set(err, c->code, c->file, p->line,
+                              "%s '%s' has no body; write %s \"%s\" { ... }", kind_names[p->kind],
+                              p->name, kind_names[p->kind], p->name);
+            goto cleanup;
+        }
+    }
+cleanup:
+    lua_pushnil(L);                              /* [nil] */
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &ctx_key); /* [] */
+    return rc;
+}

@@ -1,0 +1,460 @@
+/* Loading a workflow: runs the workflow file and the endpoints file in
+ * their own sandboxes (dsl/decl.c fills the structs), merges endpoints,
+ * applies --var, then checks what needs the whole picture: agents, deps,
+ * placeholders, pins, the baseline and that some endpoint exists. */
+
+#include "dsl/load_int.h"
+
+#include "dsl/sandbox.h"
+#include "dsl/suggest.h"
+#include "dsl/template.h"
+#include "engine/util/mem.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void endpoint_close(fr_endpoint_spec *e)
+{
+    free(e->name);
+    free(e->url);
+    free(e->model);
+    free(e->api_key_env);
+    for (size_t i = 0; i < e->ntags; i++)
+        free(e->tags[i]);
+    free(e->tags);
+    free(e->file);
+}
+
+static void task_close(fr_task_spec *t)
+{
+    free(t->name);
+    free(t->prompt);
+    for (size_t i = 0; i < t->ndeps; i++)
+        free(t->deps[i]);
+    free(t->deps);
+    free(t->dep_index);
+    free(t->type);
+    json_decref(t->schema);
+    free(t->save);
+    free(t->endpoint);
+    free(t->file);
+}
+
+/*
+ * Frees `wf` (NULL is fine): its specs, vars, and its Lua state after
+ * releasing the task references held in it.
+ */
+void fr_workflow_free(fr_workflow *wf)
+{
+    if (!wf)
+        return;
+    if (wf->lua) {
+        for (size_t i = 0; wf->lua->tasks && i < wf->ntasks; i++) {
+            fr_sandbox_unref(wf->lua->L, wf->lua->tasks[i].prompt_ref);
+            fr_sandbox_unref(wf->lua->L, wf->lua->tasks[i].check_ref);
+        }
+        fr_sandbox_free(wf->lua->L);
+        free(wf->lua->tasks);
+        free(wf->lua);
+    }
+    for (size_t i = 0; i < wf->ntasks; i++)
+        task_close(&wf->tasks[i]);
+    free(wf->tasks);
+    for (size_t i = 0; i < wf->nagents; i++) {
+        free(wf->agents[i].name);
+        free(wf->agents[i].system);
+        free(wf->agents[i].type);
+        free(wf->agents[i].file);
+    }
+    free(wf->agents);
+    for (size_t i = 0; i < wf->nendpoints; i++)
+        endpoint_close(&wf->endpoints[i]);
+    free(wf->endpoints);
+    json_decref(wf->vars);
+    free(wf->name);
+    free(wf->path);
+    free(wf->dir);
+    free(wf->policy);
+    free(wf->baseline);
+    free(wf);
+}
+
+/* Returns the index of the task named `name` (borrowed), or -1. */
+long fr_workflow_find_task(const fr_workflow *wf, const char *name)
+{
+    for (size_t i = 0; i < wf->ntasks; i++)
+        if (strcmp(wf->tasks[i].name, name) == 0)
+            return (long)i;
+    return -1;
+}
+
+/* Returns the index of the endpoint named `name` (borrowed), or -1. */
+long fr_workflow_find_endpoint(const fr_workflow *wf, const char *name)
+{
+    for (size_t i = 0; i < wf->nendpoints; i++)
+        if (strcmp(wf->endpoints[i].name, name) == 0)
+            return (long)i;
+    return -1;
+}
+
+static long find_agent(const fr_workflow *wf, const char *name)
+{
+    for (size_t i = 0; i < wf->nagents; i++)
+        if (strcmp(wf->agents[i].name, name) == 0)
+            return (long)i;
+    return -1;
+}
+
+/* A fresh workflow for `path`: name from the file, dir, empty vars. */
+static fr_workflow *workflow_new(const char *path)
+{
+    fr_workflow *wf = fr_xcalloc(1, sizeof *wf);
+    wf->path = fr_xstrdup(path);
+    const char *slash = strrchr(path, '/');
+    wf->dir =
+        slash ? fr_xstrndup(path, slash == path ? 1 : (size_t)(slash - path)) : fr_xstrdup(".");
+    const char *base = slash ? slash + 1 : path;
+    size_t bl = strlen(base);
+    if (bl > 4 && strcmp(base + bl - 4, ".lua") == 0)
+        bl -= 4;
+    wf->name = fr_xstrndup(base, bl);
+    wf->budget.alert = 0.8;
+    wf->vars = json_object();
+    return wf;
+}
+
+/* The user's endpoints file under XDG_CONFIG_HOME (or ~/.config); owned. */
+static char *xdg_endpoints_path(void)
+{
+    const char *xdg = getenv("XDG_CONFIG_HOME");
+    if (xdg && xdg[0] == '/')
+        return fr_xasprintf("%s/flowrun/endpoints.lua", xdg);
+    const char *home = getenv("HOME");
+    return fr_xasprintf("%s/.config/flowrun/endpoints.lua", home ? home : "");
+}
+
+/* Picks the endpoints file: --endpoints (must exist), ./endpoints.lua, the
+ * XDG one. *out is an owned path or NULL when there is none. */
+static int find_endpoints_file(const fr_load_opts *opts, char **out, fr_error *err)
+{
+    *out = NULL;
+    if (opts && opts->endpoints_path) {
+        if (access(opts->endpoints_path, R_OK) != 0)
+            return fr_error_set(err, FR_ECONFIG, opts->endpoints_path, 0,
+                                "cannot read the endpoints file given with --endpoints");
+        *out = fr_xstrdup(opts->endpoints_path);
+        return FR_OK;
+    }
+    if (access("endpoints.lua", R_OK) == 0) {
+        *out = fr_xstrdup("endpoints.lua");
+        return FR_OK;
+    }
+    char *xdg = xdg_endpoints_path();
+    if (access(xdg, R_OK) == 0) {
+        *out = xdg;
+        return FR_OK;
+    }
+    free(xdg);
+    return FR_OK;
+}
+
+/* Moves the endpoints of `from` into `wf`: one with the name of an inline
+ * endpoint replaces it in place, the others are appended. */
+static void merge_endpoints(fr_workflow *wf, fr_workflow *from)
+{
+    for (size_t i = 0; i < from->nendpoints; i++) {
+        fr_endpoint_spec *e = &from->endpoints[i];
+        long at = fr_workflow_find_endpoint(wf, e->name);
+        if (at >= 0) {
+            endpoint_close(&wf->endpoints[at]);
+            wf->endpoints[at] = *e;
+        } else {
+            wf->endpoints =
+                fr_xrealloc(wf->endpoints, (wf->nendpoints + 1) * sizeof *wf->endpoints);
+            wf->endpoints[wf->nendpoints++] = *e;
+        }
+    }
+    from->nendpoints = 0;
+}
+
+/* Runs the endpoints file (if any) in its own sandbox and merges it. The
+ * workflow's baseline wins over the file's; *bl_file and *bl_line say where the
+ * chosen one was declared. */
+static int load_endpoints(fr_workflow *wf, const fr_load_opts *opts, const fr_lua_limits *lim,
+                          char **bl_file, int *bl_line, fr_error *err)
+{
+    int rc;
+    char *path = NULL;
+    lua_State *L = NULL;
+    fr_workflow *scratch = fr_xcalloc(1, sizeof *scratch);
+    fr_load_ctx c;
+    fr_load_ctx_init(&c, scratch, "", FR_ECONFIG, true);
+    rc = find_endpoints_file(opts, &path, err);
+    if (rc != FR_OK || !path)
+        goto cleanup;
+    c.file = path;
+    L = fr_sandbox_new(lim, "endpoints");
+    if (!L) {
+        rc = fr_error_set(err, FR_ELIMIT, path, 0,
+                          "cannot create a Lua state within the memory limit");
+        goto cleanup;
+    }
+    rc = fr_load_run(L, &c, err);
+    if (rc == FR_ENOENT)
+        rc = err ? (err->code = FR_ECONFIG) : FR_ECONFIG;
+    if (rc != FR_OK)
+        goto cleanup;
+    merge_endpoints(wf, scratch);
+    if (!wf->baseline && scratch->baseline) {
+        wf->baseline = scratch->baseline;
+        scratch->baseline = NULL;
+        free(*bl_file);
+        *bl_file = fr_xstrdup(path);
+        *bl_line = c.baseline_line;
+    }
+cleanup:
+    fr_load_ctx_close(&c);
+    fr_sandbox_free(L);
+    fr_workflow_free(scratch);
+    free(path);
+    return rc;
+}
+
+/* Applies --var name=value strings over workflow{vars=}. */
+static int apply_vars(fr_workflow *wf, const fr_load_opts *opts, fr_error *err)
+{
+    for (size_t i = 0; opts && i < opts->nvars; i++) {
+        const char *s = opts->vars[i];
+        const char *eq = s ? strchr(s, '=') : NULL;
+        char *name = eq ? fr_xstrndup(s, (size_t)(eq - s)) : NULL;
+        if (!name || !fr_load_valid_name(name)) {
+            free(name);
+            return fr_error_set(err, FR_EWORKFLOW, "--var", 0,
+                                "malformed --var '%s': expected name=value, with a name of "
+                                "letters, digits, '_', '.' and '-'",
+                                s ? s : "(null)");
+        }
+        json_t *v = json_string(eq + 1);
+        if (!v) {
+            free(name);
+            return fr_error_set(err, FR_EWORKFLOW, "--var", 0,
+                                "--var '%s': the value is not valid UTF-8", s);
+        }
+        json_object_set_new(wf->vars, name, v);
+        free(name);
+    }
+    return FR_OK;
+}
+
+static const char **task_names(const fr_workflow *wf)
+{
+    const char **names = fr_xcalloc(wf->ntasks + 1, sizeof *names);
+    for (size_t i = 0; i < wf->ntasks; i++)
+        names[i] = wf->tasks[i].name;
+    return names;
+}
+
+/* Formats "; did you mean 'x'?" for `word` among `names`, or "". */
+static void suggestion(char *buf, size_t n, const char *word, const char *const *names,
+                       size_t count)
+{
+    const char *s = fr_suggest(word, names, count);
+    if (s)
+        snprintf(buf, n, "; did you mean '%s'?", s);
+    else
+        buf[0] = '\0';
+}
+
+static int resolve_agent(fr_workflow *wf, fr_load_ctx *c, size_t i, fr_error *err)
+{
+    fr_task_spec *t = &wf->tasks[i];
+    const char *name = c->task_agents[i];
+    long a = find_agent(wf, name);
+    if (a < 0) {
+        const char **names = fr_xcalloc(wf->nagents + 1, sizeof *names);
+        for (size_t k = 0; k < wf->nagents; k++)
+            names[k] = wf->agents[k].name;
+        char sug[300];
+        suggestion(sug, sizeof sug, name, names, wf->nagents);
+        free(names);
+        return fr_error_set(err, FR_EWORKFLOW, t->file, t->line, "task '%s': unknown agent '%s'%s",
+                            t->name, name, sug);
+    }
+    t->agent = (size_t)a;
+    if (!t->type && wf->agents[a].type)
+        t->type = fr_xstrdup(wf->agents[a].type);
+    return FR_OK;
+}
+
+static int resolve_deps(fr_workflow *wf, size_t i, const char **names, fr_error *err)
+{
+    fr_task_spec *t = &wf->tasks[i];
+    t->dep_index = fr_xcalloc(t->ndeps ? t->ndeps : 1, sizeof *t->dep_index);
+    for (size_t k = 0; k < t->ndeps; k++) {
+        const char *dep = t->deps[k];
+        if (strcmp(dep, t->name) == 0)
+            return fr_error_set(err, FR_EWORKFLOW, t->file, t->line, "task '%s' depends on itself",
+                                t->name);
+        for (size_t j = 0; j < k; j++)
+            if (strcmp(t->deps[j], dep) == 0)
+                return fr_error_set(err, FR_EWORKFLOW, t->file, t->line,
+                                    "task '%s': dependency '%s' is listed twice", t->name, dep);
+        long d = fr_workflow_find_task(wf, dep);
+        if (d < 0) {
+            char sug[300];
+            suggestion(sug, sizeof sug, dep, names, wf->ntasks);
+            return fr_error_set(err, FR_EWORKFLOW, t->file, t->line,
+                                "task '%s': depends on unknown task '%s'%s", t->name, dep, sug);
+        }
+        t->dep_index[k] = (size_t)d;
+    }
+    return FR_OK;
+}
+
+static int resolve_pins(fr_workflow *wf, size_t i, fr_error *err)
+{
+    fr_task_spec *t = &wf->tasks[i];
+    if (t->is_private && t->tier == FR_TIER_CLOUD)
+        return fr_error_set(err, FR_EWORKFLOW, t->file, t->line,
+                            "task '%s' is private but pinned to tier 'cloud'; private tasks "
+                            "never leave the local tier",
+                            t->name);
+    if (!t->endpoint)
+        return FR_OK;
+    long e = fr_workflow_find_endpoint(wf, t->endpoint);
+    if (e < 0) {
+        const char **names = fr_xcalloc(wf->nendpoints + 1, sizeof *names);
+        for (size_t k = 0; k < wf->nendpoints; k++)
+            names[k] = wf->endpoints[k].name;
+        char sug[300];
+        suggestion(sug, sizeof sug, t->endpoint, names, wf->nendpoints);
+        free(names);
+        return fr_error_set(err, FR_EWORKFLOW, t->file, t->line,
+                            "task '%s': field 'endpoint' names unknown endpoint '%s'%s", t->name,
+                            t->endpoint, sug);
+    }
+    const fr_endpoint_spec *ep = &wf->endpoints[e];
+    if (t->is_private && ep->tier == FR_TIER_CLOUD)
+        return fr_error_set(err, FR_EWORKFLOW, t->file, t->line,
+                            "task '%s' is private but pinned to cloud endpoint '%s'; private "
+                            "tasks never leave the local tier",
+                            t->name, ep->name);
+    if (t->tier != FR_TIER_ANY && t->tier != ep->tier)
+        return fr_error_set(err, FR_EWORKFLOW, t->file, t->line,
+                            "task '%s' is pinned to tier '%s' and to endpoint '%s', which is %s",
+                            t->name, fr_tier_name(t->tier), ep->name, fr_tier_name(ep->tier));
+    return FR_OK;
+}
+
+/* Cross-checks every task, in declaration order, and fills defaults. */
+static int resolve_tasks(fr_workflow *wf, fr_load_ctx *c, fr_error *err)
+{
+    int rc = FR_OK;
+    const char **names = task_names(wf);
+    for (size_t i = 0; i < wf->ntasks && rc == FR_OK; i++) {
+        fr_task_spec *t = &wf->tasks[i];
+        if (t->timeout_s < 0)
+            t->timeout_s = c->defaults.timeout_s;
+        if (t->retries < 0)
+            t->retries = c->defaults.retries;
+        if (t->max_tokens < 0)
+            t->max_tokens = c->defaults.max_tokens;
+        if (t->temperature < 0)
+            t->temperature = c->defaults.temperature;
+        rc = resolve_agent(wf, c, i, err);
+        if (rc == FR_OK)
+            rc = resolve_deps(wf, i, names, err);
+        if (rc == FR_OK && t->prompt) {
+            fr_error terr = {0};
+            rc = fr_template_check(t->prompt, (const char *const *)t->deps, t->ndeps, wf->vars,
+                                   &terr);
+            if (rc != FR_OK)
+                fr_error_set(err, rc, t->file, t->line, "task '%s': %s", t->name, terr.msg);
+        }
+        if (rc == FR_OK)
+            rc = resolve_pins(wf, i, err);
+    }
+    free(names);
+    return rc;
+}
+
+static int check_baseline(fr_workflow *wf, const char *file, int line, fr_error *err)
+{
+    if (!wf->baseline || fr_workflow_find_endpoint(wf, wf->baseline) >= 0)
+        return FR_OK;
+    const char **names = fr_xcalloc(wf->nendpoints + 1, sizeof *names);
+    for (size_t k = 0; k < wf->nendpoints; k++)
+        names[k] = wf->endpoints[k].name;
+    char sug[300];
+    suggestion(sug, sizeof sug, wf->baseline, names, wf->nendpoints);
+    free(names);
+    return fr_error_set(err, FR_EWORKFLOW, file, line, "baseline names unknown endpoint '%s'%s",
+                        wf->baseline, sug);
+}
+
+static int check_has_endpoints(const fr_workflow *wf, fr_error *err)
+{
+    if (wf->ntasks == 0 || wf->nendpoints > 0)
+        return FR_OK;
+    char *xdg = xdg_endpoints_path();
+    int rc = fr_error_set(err, FR_ECONFIG, wf->path, 0,
+                          "the workflow has %zu task%s but no endpoints; declare them with "
+                          "endpoint \"name\" { ... } in the workflow or in an endpoints file: "
+                          "--endpoints FILE, else ./endpoints.lua, else %s",
+                          wf->ntasks, wf->ntasks == 1 ? "" : "s", xdg);
+    free(xdg);
+    return rc;
+}
+
+/*
+ * Loads and checks the workflow at `path` (borrowed) with `opts` (borrowed,
+ * may be NULL). On FR_OK *out is an owned workflow. Errors: FR_ENOENT (the
+ * workflow file cannot be read), FR_ESYNTAX, FR_EWORKFLOW (a declaration or
+ * cross-check; a runtime error in the file), FR_ECONFIG (anything wrong in
+ * or about the endpoints file, or no endpoints at all), FR_ELIMIT (the file
+ * ran out of instructions or memory); `err` holds file:line and message.
+ */
+int fr_workflow_load(const char *path, const fr_load_opts *opts, fr_workflow **out, fr_error *err)
+{
+    int rc;
+    char *bl_file = NULL;
+    int bl_line = 0;
+    const fr_lua_limits *lim = opts ? opts->limits : NULL;
+    fr_workflow *wf = workflow_new(path);
+    fr_load_ctx c;
+    fr_load_ctx_init(&c, wf, wf->path, FR_EWORKFLOW, false);
+    wf->lua = fr_xcalloc(1, sizeof *wf->lua);
+    wf->lua->L = fr_sandbox_new(lim, wf->name);
+    if (!wf->lua->L) {
+        rc = fr_error_set(err, FR_ELIMIT, path, 0,
+                          "cannot create a Lua state within the memory limit");
+        goto cleanup;
+    }
+    rc = fr_load_run(wf->lua->L, &c, err);
+    if (rc != FR_OK)
+        goto cleanup;
+    if (wf->baseline) {
+        bl_file = fr_xstrdup(path);
+        bl_line = c.baseline_line;
+    }
+    rc = load_endpoints(wf, opts, lim, &bl_file, &bl_line, err);
+    if (rc == FR_OK)
+        rc = apply_vars(wf, opts, err);
+    if (rc == FR_OK)
+        rc = resolve_tasks(wf, &c, err);
+    if (rc == FR_OK)
+        rc = check_baseline(wf, bl_file, bl_line, err);
+    if (rc == FR_OK)
+        rc = check_has_endpoints(wf, err);
+    if (rc != FR_OK)
+        goto cleanup;
+    *out = wf;
+    wf = NULL;
+cleanup:
+    free(bl_file);
+    fr_load_ctx_close(&c);
+    fr_workflow_free(wf);
+    return rc;
+}

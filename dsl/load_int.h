@@ -1,0 +1,92 @@
+#pragma once
+/* Internal to dsl/: the Lua side of a loaded workflow (registry refs of
+ * prompt and check functions) and the load context that the declaration
+ * functions (workflow, agent, task, endpoint, baseline) fill while a
+ * workflow or endpoints file runs. */
+
+#include "dsl/workflow.h"
+
+#include <jansson.h>
+#include <lua.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+/* Lua references of one task; owned by fr_workflow_lua. */
+typedef struct fr_task_lua {
+    int prompt_ref;  /* the prompt function, LUA_NOREF for a string prompt */
+    int prompt_line; /* the line where the prompt function was defined */
+    int check_ref;   /* the check function, LUA_NOREF without one */
+} fr_task_lua;
+
+/* The workflow's Lua state and the references into it. */
+struct fr_workflow_lua {
+    lua_State *L;       /* owned (fr_sandbox_free) */
+    fr_task_lua *tasks; /* parallel to fr_workflow.tasks */
+};
+
+/* A name given to task/agent/endpoint whose body may not have come yet. */
+typedef struct fr_pending {
+    int kind; /* FR_DECL_* */
+    char *name;
+    int line;
+    bool done;
+} fr_pending;
+
+enum { FR_DECL_TASK, FR_DECL_AGENT, FR_DECL_ENDPOINT };
+
+/* Everything one file's run fills. Heap data hangs off `wf` or the context
+ * as soon as it is allocated, so a Lua error raised at any point leaves
+ * nothing unreachable. */
+typedef struct fr_load_ctx {
+    fr_workflow *wf;     /* borrowed: the workflow (or scratch) being built */
+    const char *file;    /* borrowed: the file being run */
+    int code;            /* FR_EWORKFLOW, or FR_ECONFIG for the endpoints file */
+    bool endpoints_only; /* only endpoint and baseline exist */
+    fr_error err;        /* the first declaration error; err.code != 0 once set */
+    int workflow_line;   /* line of workflow{}, 0 if none */
+    int baseline_line;   /* line of baseline, 0 if none */
+    struct {
+        double timeout_s;
+        int retries;
+        int max_tokens;
+        double temperature;
+    } defaults;         /* from workflow{defaults=}, else the documented ones */
+    char **task_agents; /* agent name of each task, resolved after the run */
+    size_t ntask_agents;
+    fr_pending *pending;
+    size_t npending;
+} fr_load_ctx;
+
+/* Initialises `c` for running `file` (borrowed) into `wf` (borrowed; for
+ * the workflow file wf->lua must be set). `code` is the error code of
+ * declaration errors. */
+void fr_load_ctx_init(fr_load_ctx *c, fr_workflow *wf, const char *file, int code,
+                      bool endpoints_only);
+
+/* Releases the context's own memory (not `wf`). */
+void fr_load_ctx_close(fr_load_ctx *c);
+
+/* Runs c->file in `L` (borrowed sandbox) with the declaration functions
+ * installed, then checks that every declared name got its body. Returns
+ * FR_OK, the context's code or FR_ESYNTAX/FR_ELIMIT/FR_ENOENT with `err` at
+ * the file and line. */
+int fr_load_run(lua_State *L, fr_load_ctx *c, fr_error *err);
+
+/* Returns true when `s` (borrowed) is a valid task/agent/endpoint/variable
+ * name: non-empty, only [A-Za-z0-9_.-]. */
+bool fr_load_valid_name(const char *s);
+
+/* Converts the table at `idx` to JSON, strictly: a table whose keys are
+ * exactly 1..n is an array; an empty table or one with only string keys is
+ * an object (keys inserted in sorted order); mixed keys, functions,
+ * userdata, non-finite numbers and invalid UTF-8 are refused. The root is
+ * stored in *slot (owned by the caller) before it is filled, so a Lua
+ * memory error raised midway (protected mode only) leaks nothing. Returns 0,
+ * or -1 with `why` (`whylen` bytes) naming the path, e.g.
+ * "properties.files: a function has no JSON form". */
+int fr_lua_table_to_json(lua_State *L, int idx, json_t **slot, char *why, size_t whylen);
+
+/* Checks that `s` (borrowed) looks like a JSON Schema (known `type` names,
+ * `required` strings, nested schemas likewise). Returns 0, or -1 with `why`
+ * (`n` bytes) naming the location under `path`. */
+int fr_schema_check(const json_t *s, const char *path, char *why, size_t n);

@@ -1,0 +1,82 @@
+/* Rendering a task's prompt: string templates through dsl/template,
+ * functions through the workflow's sandbox with ctx copied in as a table. */
+
+#include "dsl/load_int.h"
+
+#include "dsl/luajson.h"
+#include "dsl/sandbox.h"
+#include "dsl/template.h"
+#include "engine/util/mem.h"
+
+#include <lauxlib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Pushes a Lua copy of the JSON context passed as light userdata. */
+static int push_ctx(lua_State *L)
+{
+    const json_t *ctx = lua_touserdata(L, 1);
+    fr_lua_push_json(L, ctx); /* [ud, ctx] */
+    return 1;
+}
+
+static int render_function(fr_workflow *wf, size_t task, const json_t *ctx, char **out,
+                           fr_error *err)
+{
+    const fr_task_spec *t = &wf->tasks[task];
+    const fr_task_lua *tl = &wf->lua->tasks[task];
+    lua_State *L = wf->lua->L;
+    int top = lua_gettop(L);
+    char what[300];
+    snprintf(what, sizeof what, "prompt of task '%s'", t->name);
+    if (!lua_checkstack(L, 4))
+        return fr_error_set(err, FR_ELIMIT, t->file, t->line, "%s: Lua stack exhausted", what);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, tl->prompt_ref); /* [fn] */
+    lua_pushcfunction(L, push_ctx);                    /* [fn, push_ctx] */
+    lua_pushlightuserdata(L, (void *)ctx);             /* [fn, push_ctx, ud] */
+    int rc = fr_lua_call(L, 1, 1, what, err);          /* [fn, ctx] */
+    if (rc == FR_OK)
+        rc = fr_lua_call(L, 1, 1, what, err); /* [result] */
+    if (rc != FR_OK) {
+        if (err && !err->source[0]) {
+            snprintf(err->source, sizeof err->source, "%s", t->file);
+            err->line = tl->prompt_line;
+        }
+        goto cleanup;
+    }
+    if (lua_type(L, -1) != LUA_TSTRING) {
+        rc = fr_error_set(err, FR_ELUA, t->file, tl->prompt_line,
+                          "the prompt function of task '%s' must return a string, got %s", t->name,
+                          luaL_typename(L, -1));
+        goto cleanup;
+    }
+    size_t len;
+    const char *s = lua_tolstring(L, -1, &len);
+    *out = fr_xstrndup(s, len);
+cleanup:
+    lua_settop(L, top);
+    return rc;
+}
+
+/*
+ * Renders the prompt of task index `task` of `wf` (borrowed) with `ctx`
+ * (borrowed object). On FR_OK *out is an owned string. Template errors are
+ * FR_EWORKFLOW at the task's declaration; a prompt function's errors are
+ * FR_ELUA/FR_ELIMIT at the failing line, or at the function's definition
+ * when it returns something other than a string. FR_EINVAL for a bad index.
+ */
+int fr_workflow_render_prompt(fr_workflow *wf, size_t task, const json_t *ctx, char **out,
+                              fr_error *err)
+{
+    if (!wf || task >= wf->ntasks)
+        return fr_error_set(err, FR_EINVAL, "", 0, "no task with index %zu", task);
+    const fr_task_spec *t = &wf->tasks[task];
+    if (!t->prompt)
+        return render_function(wf, task, ctx, out, err);
+    fr_error terr = {0};
+    int rc = fr_template_render(t->prompt, ctx, out, &terr);
+    if (rc != FR_OK)
+        fr_error_set(err, rc, t->file, t->line, "prompt of task '%s': %s", t->name, terr.msg);
+    return rc;
+}
