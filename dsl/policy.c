@@ -167,16 +167,16 @@ static long find_candidate(const json_t *candidates, const char *name)
     return -1;
 }
 
-int fr_policy_route(fr_policy *p, const json_t *task, const json_t *candidates,
-                    const json_t *run, char **choice, fr_error *err)
+int fr_policy_route(fr_policy *p, const json_t *task, const json_t *candidates, const json_t *run,
+                    char **choice, fr_error *err)
 {
     lua_State *L = p->L;
     *choice = NULL;
     lua_rawgeti(L, LUA_REGISTRYINDEX, p->route_ref); /* [route] */
-    fr_lua_push_json(L, task);                        /* [route, task] */
-    fr_lua_push_json(L, candidates);                  /* [route, task, cands] */
-    fr_lua_push_json(L, run);                         /* [route, task, cands, run] */
-    int rc = fr_lua_call(L, 3, 1, "route", err);      /* [ret] */
+    fr_lua_push_json(L, task);                       /* [route, task] */
+    fr_lua_push_json(L, candidates);                 /* [route, task, cands] */
+    fr_lua_push_json(L, run);                        /* [route, task, cands, run] */
+    int rc = fr_lua_call(L, 3, 1, "route", err);     /* [ret] */
     if (rc != FR_OK)
         return rc;
     const char *name = NULL;

@@ -40,5 +40,5 @@ int fr_policy_version(const fr_policy *p);
  * the policy returned nil (wait for capacity). A return that is neither a
  * candidate table, a candidate's name nor nil is FR_EPOLICY; a Lua error or
  * an exhausted limit is FR_ELUA/FR_ELIMIT; `err` carries file:line. */
-int fr_policy_route(fr_policy *p, const json_t *task, const json_t *candidates,
-                    const json_t *run, char **choice, fr_error *err);
+int fr_policy_route(fr_policy *p, const json_t *task, const json_t *candidates, const json_t *run,
+                    char **choice, fr_error *err);

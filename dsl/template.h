@@ -13,8 +13,8 @@
  * (borrowed array of `ndeps` names), or {{var.name}} for a key of `vars`
  * (borrowed object, may be NULL). Returns FR_OK, or FR_EWORKFLOW with
  * err->msg naming the placeholder (source/line are left for the caller). */
-int fr_template_check(const char *tmpl, const char *const *deps, size_t ndeps,
-                      const json_t *vars, fr_error *err);
+int fr_template_check(const char *tmpl, const char *const *deps, size_t ndeps, const json_t *vars,
+                      fr_error *err);
 
 /* Expands `tmpl` with `ctx` (borrowed; shape as in fr_workflow_render_prompt).
  * JSON values that are not strings are written as compact JSON. On FR_OK

@@ -57,22 +57,22 @@ typedef struct fr_task_spec {
     char **deps;       /* names, in the order written */
     size_t *dep_index; /* indices into fr_workflow.tasks, same order */
     size_t ndeps;
-    double complexity; /* 0..1; default 0.5 */
-    char *type;        /* the task's or else its agent's, may be NULL */
-    int priority;      /* 1..10; default 5; higher runs first */
-    bool is_private;   /* never leaves the local tier */
-    double timeout_s;  /* whole task; default workflow.defaults.timeout (300) */
-    int retries;       /* per endpoint; default workflow.defaults.retries (2) */
-    int max_tokens;    /* default workflow.defaults.max_tokens (2048) */
+    double complexity;  /* 0..1; default 0.5 */
+    char *type;         /* the task's or else its agent's, may be NULL */
+    int priority;       /* 1..10; default 5; higher runs first */
+    bool is_private;    /* never leaves the local tier */
+    double timeout_s;   /* whole task; default workflow.defaults.timeout (300) */
+    int retries;        /* per endpoint; default workflow.defaults.retries (2) */
+    int max_tokens;     /* default workflow.defaults.max_tokens (2048) */
     double temperature; /* default workflow.defaults.temperature (0.2) */
-    double budget_usd; /* 0 = no task cap */
-    json_t *schema;    /* owned JSON Schema subset, or NULL */
-    bool has_check;    /* a check function was given */
+    double budget_usd;  /* 0 = no task cap */
+    json_t *schema;     /* owned JSON Schema subset, or NULL */
+    bool has_check;     /* a check function was given */
     double min_quality; /* 0..1; default 0 */
     bool approve;
-    char *save;        /* path relative to the workflow's directory, or NULL */
-    char *endpoint;    /* pin by name, or NULL */
-    fr_tier tier;      /* pin by tier, FR_TIER_ANY if none */
+    char *save;     /* path relative to the workflow's directory, or NULL */
+    char *endpoint; /* pin by name, or NULL */
+    fr_tier tier;   /* pin by tier, FR_TIER_ANY if none */
     char *file;
     int line;
 } fr_task_spec;
@@ -96,7 +96,7 @@ typedef struct fr_workflow {
     size_t ntasks;
     fr_endpoint_spec *endpoints;
     size_t nendpoints;
-    char *baseline; /* endpoint name or NULL */
+    char *baseline;       /* endpoint name or NULL */
     fr_workflow_lua *lua; /* private to dsl/ */
 } fr_workflow;
 
@@ -117,8 +117,7 @@ typedef struct fr_load_opts {
  * types, ranges, unknown fields (with a did-you-mean), unknown agents and
  * dependencies, duplicates and placeholders; it does not look for cycles
  * (engine/graph does). Sends nothing. */
-int fr_workflow_load(const char *path, const fr_load_opts *opts, fr_workflow **out,
-                     fr_error *err);
+int fr_workflow_load(const char *path, const fr_load_opts *opts, fr_workflow **out, fr_error *err);
 
 /* Frees a workflow and its Lua state; NULL is fine. */
 void fr_workflow_free(fr_workflow *wf);

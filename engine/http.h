@@ -12,7 +12,7 @@ typedef struct fr_http fr_http;
 typedef struct fr_xfer fr_xfer;
 
 typedef struct fr_http_opts {
-    size_t max_response;   /* cap on body bytes; 0 = 8 MiB */
+    size_t max_response;        /* cap on body bytes; 0 = 8 MiB */
     long connect_timeout_ms;    /* 0 = 10 s */
     long first_byte_timeout_ms; /* from submit to the first body byte; 0 = none */
     long idle_timeout_ms;       /* longest gap between body bytes, counted from the end of
@@ -21,13 +21,13 @@ typedef struct fr_http_opts {
 } fr_http_opts;
 
 typedef struct fr_http_result {
-    int rc;              /* FR_OK when a full response arrived (any status) */
-    long status;         /* HTTP status, 0 if none */
+    int rc;               /* FR_OK when a full response arrived (any status) */
+    long status;          /* HTTP status, 0 if none */
     double retry_after_s; /* parsed Retry-After header (seconds or date), -1 if absent */
-    double ttfb_ms;      /* submit to first body byte, -1 if none arrived */
-    double total_ms;     /* submit to completion */
-    size_t bytes;        /* body bytes delivered */
-    const char *error;   /* borrowed description when rc != FR_OK, else NULL */
+    double ttfb_ms;       /* submit to first body byte, -1 if none arrived */
+    double total_ms;      /* submit to completion */
+    size_t bytes;         /* body bytes delivered */
+    const char *error;    /* borrowed description when rc != FR_OK, else NULL */
 } fr_http_result;
 
 /* Called for each piece of the body, from inside curl's write callback: do

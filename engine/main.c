@@ -75,8 +75,8 @@ static int parse_number(const char *opt, const char *s, double *out)
     char *end;
     double v = strtod(s, &end);
     if (!*s || *end || v < 0) {
-        fprintf(stderr, "flowrun: %s expects a number >= 0, got '%s'\nTry 'flowrun --help'.\n",
-                opt, s);
+        fprintf(stderr, "flowrun: %s expects a number >= 0, got '%s'\nTry 'flowrun --help'.\n", opt,
+                s);
         return -1;
     }
     *out = v;
@@ -92,11 +92,11 @@ static int parse_args(int argc, char **argv, args *a)
     for (int i = 1; i < argc; i++) {
         const char *s = argv[i];
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
-#define NEED_VALUE()                                                                     \
-    do {                                                                                 \
-        if (!val)                                                                        \
-            return usage_error("option %s needs a value", s);                            \
-        i++;                                                                             \
+#define NEED_VALUE()                                                                               \
+    do {                                                                                           \
+        if (!val)                                                                                  \
+            return usage_error("option %s needs a value", s);                                      \
+        i++;                                                                                       \
     } while (0)
         if (strcmp(s, "-h") == 0 || strcmp(s, "--help") == 0) {
             fputs(usage, stdout);
@@ -141,8 +141,7 @@ static int parse_args(int argc, char **argv, args *a)
             NEED_VALUE();
             int lvl = fr_log_level_parse(val);
             if (lvl < 0)
-                return usage_error("unknown log level '%s' (error, warn, info, debug, trace)",
-                                   val);
+                return usage_error("unknown log level '%s' (error, warn, info, debug, trace)", val);
             fr_log_set_level((fr_log_level)lvl);
         } else if (strcmp(s, "--log-format") == 0) {
             NEED_VALUE();

@@ -25,13 +25,13 @@ int fr_output_mkdirs(const char *dir, fr_error *err)
 {
     char *p = fr_xstrdup(dir);
     int rc = FR_OK;
-    for (char *s = p + 1; ; s++) {
+    for (char *s = p + 1;; s++) {
         if (*s == '/' || *s == '\0') {
             char c = *s;
             *s = '\0';
             if (mkdir(p, 0755) != 0 && errno != EEXIST) {
-                rc = fr_error_set(err, FR_EIO, p, 0, "cannot create directory: %s",
-                                  strerror(errno));
+                rc =
+                    fr_error_set(err, FR_EIO, p, 0, "cannot create directory: %s", strerror(errno));
                 break;
             }
             *s = c;

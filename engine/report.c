@@ -91,12 +91,12 @@ static json_t *task_report(const fr_run *r, size_t t)
     json_object_set_new(o, "cost_usd", json_real(tr->cost));
     json_object_set_new(o, "usage_estimated", json_boolean(ok && tr->usage.estimated));
     json_object_set_new(o, "tokens",
-                        json_pack("{s:I, s:I, s:I}", "input", (json_int_t)tr->usage.input,
-                                  "output", (json_int_t)tr->usage.output, "cached",
+                        json_pack("{s:I, s:I, s:I}", "input", (json_int_t)tr->usage.input, "output",
+                                  (json_int_t)tr->usage.output, "cached",
                                   (json_int_t)tr->usage.cached));
     json_object_set_new(o, "output", ok ? json_string(tr->reply.text) : json_null());
-    json_object_set_new(o, "json", ok && tr->reply.json ? json_incref(tr->reply.json)
-                                                       : json_null());
+    json_object_set_new(o, "json",
+                        ok && tr->reply.json ? json_incref(tr->reply.json) : json_null());
     json_object_set_new(o, "decisions", json_incref(tr->decisions));
     return o;
 }
@@ -119,8 +119,7 @@ json_t *fr_run_report(const fr_run *r)
     json_object_set_new(o, "budget_usd", num_or_null(r->budget_usd, r->budget_usd > 0));
     bool has_base = r->baseline >= 0;
     json_object_set_new(o, "baseline",
-                        has_base ? json_string(r->wf->endpoints[r->baseline].name)
-                                 : json_null());
+                        has_base ? json_string(r->wf->endpoints[r->baseline].name) : json_null());
     json_object_set_new(o, "baseline_cost_usd", num_or_null(tt.baseline_cost, has_base));
     json_object_set_new(o, "savings_pct",
                         num_or_null(100.0 * (tt.baseline_cost - tt.cost) / tt.baseline_cost,
@@ -142,9 +141,8 @@ json_t *fr_run_report(const fr_run *r)
             eps, r->eps[e].spec->name,
             json_pack("{s:s, s:I, s:I, s:i, s:i}", "tier", fr_tier_name(r->eps[e].spec->tier),
                       "requests", (json_int_t)r->eps[e].requests, "failures",
-                      (json_int_t)r->eps[e].failures, "peak_in_flight",
-                      fr_sched_peak(r->sched, e), "max_parallel",
-                      fr_sched_capacity(r->sched, e)));
+                      (json_int_t)r->eps[e].failures, "peak_in_flight", fr_sched_peak(r->sched, e),
+                      "max_parallel", fr_sched_capacity(r->sched, e)));
     json_object_set_new(o, "endpoints", eps);
     return o;
 }
@@ -179,12 +177,12 @@ void fr_run_print_summary(const fr_run *r, FILE *f, bool color)
         const ep_rt *e = tr->ep >= 0 ? &r->eps[tr->ep] : NULL;
         char lat[32], tokens[48];
         fmt_ms(lat, sizeof lat, ok ? tr->latency_ms : -1);
-        snprintf(tokens, sizeof tokens, ok ? "%ld/%ld%s" : "-", tr->usage.input,
-                 tr->usage.output, tr->usage.estimated ? "~" : "");
+        snprintf(tokens, sizeof tokens, ok ? "%ld/%ld%s" : "-", tr->usage.input, tr->usage.output,
+                 tr->usage.estimated ? "~" : "");
         fprintf(f, "%-*.*s  %s%-9s%s %-16.16s %-5s %3d %9s %15s %10.4f\n", (int)w, (int)w,
                 r->wf->tasks[t].name, ok ? green : red, fr_task_state_name(st), off,
-                e ? e->spec->name : "-", e ? fr_tier_name(e->spec->tier) : "-", tr->attempts,
-                lat, tokens, tr->cost);
+                e ? e->spec->name : "-", e ? fr_tier_name(e->spec->tier) : "-", tr->attempts, lat,
+                tokens, tr->cost);
     }
     for (size_t t = 0; t < r->wf->ntasks; t++)
         if (r->tasks[t].reason)
@@ -194,16 +192,15 @@ void fr_run_print_summary(const fr_run *r, FILE *f, bool color)
     fmt_ms(cp, sizeof cp, tt.critical_ms);
     fmt_ms(p50s, sizeof p50s, latency_quantile(r, 0.5));
     fmt_ms(p95s, sizeof p95s, latency_quantile(r, 0.95));
-    fprintf(f, "\n%sdone %zu/%zu%s  makespan %s (critical path %s)  latency p50 %s p95 %s\n",
-            bold, tt.ok, r->wf->ntasks, off, mk, cp, p50s, p95s);
+    fprintf(f, "\n%sdone %zu/%zu%s  makespan %s (critical path %s)  latency p50 %s p95 %s\n", bold,
+            tt.ok, r->wf->ntasks, off, mk, cp, p50s, p95s);
     fprintf(f, "spend $%.4f", tt.cost);
     if (r->budget_usd > 0)
         fprintf(f, " of $%.2f cap", r->budget_usd);
     if (r->opts.sim)
         fprintf(f, " (rehearsal on flowrun-sim: nothing was spent)");
     if (r->baseline >= 0) {
-        fprintf(f, "  baseline %s $%.4f", r->wf->endpoints[r->baseline].name,
-                tt.baseline_cost);
+        fprintf(f, "  baseline %s $%.4f", r->wf->endpoints[r->baseline].name, tt.baseline_cost);
         if (tt.baseline_cost > 0)
             fprintf(f, " (saves %.1f%%)", 100.0 * (tt.baseline_cost - tt.cost) / tt.baseline_cost);
     }

@@ -17,8 +17,8 @@
 /* How many waiting tasks one pass over the ready queue may look at. */
 #define MAX_WAITERS_PER_PASS 256
 /* Backoff between retries on one endpoint. */
-#define BACKOFF_BASE_MS 250.0
-#define BACKOFF_MAX_MS 8000.0
+#define BACKOFF_BASE_MS    250.0
+#define BACKOFF_MAX_MS     8000.0
 #define MAX_RESPONSE_BYTES (8u << 20)
 
 static void pump(fr_run *r);
@@ -137,8 +137,7 @@ int fr_run_new(fr_workflow *wf, const fr_run_opts *opts, fr_run **out, fr_error 
     if (baseline) {
         r->baseline = fr_workflow_find_endpoint(wf, baseline);
         if (r->baseline < 0) {
-            rc = fr_error_set(err, FR_ECONFIG, "--baseline", 0, "no endpoint named '%s'",
-                              baseline);
+            rc = fr_error_set(err, FR_ECONFIG, "--baseline", 0, "no endpoint named '%s'", baseline);
             goto cleanup;
         }
     }
@@ -172,8 +171,8 @@ int fr_run_new(fr_workflow *wf, const fr_run_opts *opts, fr_run **out, fr_error 
         tr->decisions = json_array();
     }
 
-    r->out_dir = opts->out_dir ? fr_xstrdup(opts->out_dir)
-                               : fr_xasprintf(".flowrun/out/%s", r->run_id);
+    r->out_dir =
+        opts->out_dir ? fr_xstrdup(opts->out_dir) : fr_xasprintf(".flowrun/out/%s", r->run_id);
     rc = fr_output_mkdirs(r->out_dir, err);
     for (size_t t = 0; rc == FR_OK && t < wf->ntasks; t++)
         if (wf->tasks[t].save) {
@@ -238,8 +237,8 @@ static void task_end(task_rt *t, fr_task_state state, const char *reason)
     t->reason = reason ? fr_xstrdup(reason) : NULL;
     t->end_ns = now_ns();
     if (r->opts.progress)
-        fr_log(FR_LOG_WARN, "sched", "task=%s status=%s reason=\"%s\"",
-               r->wf->tasks[t->idx].name, fr_task_state_name(state), reason ? reason : "");
+        fr_log(FR_LOG_WARN, "sched", "task=%s status=%s reason=\"%s\"", r->wf->tasks[t->idx].name,
+               fr_task_state_name(state), reason ? reason : "");
     fr_sched_finish(r->sched, t->idx, state, on_skip, r);
 }
 
@@ -267,8 +266,8 @@ static void write_outputs(task_rt *t)
         on_written(r, FR_EIO, path);
     free(path);
     if (ts->save) {
-        path = ts->save[0] == '/' ? fr_xstrdup(ts->save)
-                                  : fr_xasprintf("%s/%s", r->wf->dir, ts->save);
+        path =
+            ts->save[0] == '/' ? fr_xstrdup(ts->save) : fr_xasprintf("%s/%s", r->wf->dir, ts->save);
         if (fr_output_write(&r->loop, path, data, strlen(data), on_written, r) != FR_OK)
             on_written(r, FR_EIO, path);
         free(path);
@@ -287,8 +286,8 @@ static void task_ok(task_rt *t)
         fr_log(FR_LOG_WARN, "sched",
                "task=%s status=ok endpoint=%s tier=%s latency_ms=%.0f tokens_in=%ld "
                "tokens_out=%ld",
-               r->wf->tasks[t->idx].name, e->spec->name, fr_tier_name(e->spec->tier),
-               t->latency_ms, t->usage.input, t->usage.output);
+               r->wf->tasks[t->idx].name, e->spec->name, fr_tier_name(e->spec->tier), t->latency_ms,
+               t->usage.input, t->usage.output);
     }
     fr_sched_finish(r->sched, t->idx, FR_TASK_OK, on_skip, r);
 }
@@ -347,16 +346,14 @@ static json_t *candidate_json(const fr_run *r, const task_rt *t, size_t e)
     for (size_t i = 0; i < s->ntags; i++)
         json_array_append_new(tags, json_string(s->tags[i]));
     double lat = p50(ep);
-    return json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:o, s:o, s:I}",
-                     "name", s->name, "tier", fr_tier_name(s->tier), "protocol",
-                     fr_protocol_name(ep->protocol), "model", ep->model, "in_flight",
-                     fr_sched_in_flight(r->sched, e), "max_parallel",
-                     fr_sched_capacity(r->sched, e), "free", fr_sched_free_slots(r->sched, e),
-                     "quality", s->quality, "price_in", s->price.input, "price_out",
-                     s->price.output, "est_cost",
-                     est_cost(s, t->est_input, r->wf->tasks[t->idx].max_tokens), "latency_p50",
-                     lat >= 0 ? json_real(lat) : json_null(), "tags", tags, "context",
-                     (json_int_t)s->context);
+    return json_pack(
+        "{s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:o, s:o, s:I}", "name", s->name,
+        "tier", fr_tier_name(s->tier), "protocol", fr_protocol_name(ep->protocol), "model",
+        ep->model, "in_flight", fr_sched_in_flight(r->sched, e), "max_parallel",
+        fr_sched_capacity(r->sched, e), "free", fr_sched_free_slots(r->sched, e), "quality",
+        s->quality, "price_in", s->price.input, "price_out", s->price.output, "est_cost",
+        est_cost(s, t->est_input, r->wf->tasks[t->idx].max_tokens), "latency_p50",
+        lat >= 0 ? json_real(lat) : json_null(), "tags", tags, "context", (json_int_t)s->context);
 }
 
 static json_t *task_json(const fr_run *r, const task_rt *t)
@@ -366,13 +363,12 @@ static json_t *task_json(const fr_run *r, const task_rt *t)
     for (size_t e = 0; e < r->neps; e++)
         if (t->tried[e])
             json_array_append_new(tried, json_string(r->eps[e].spec->name));
-    return json_pack("{s:s, s:s, s:o, s:f, s:i, s:b, s:i, s:s, s:o, s:I, s:i}", "name",
-                     ts->name, "agent", r->wf->agents[ts->agent].name, "type",
-                     ts->type ? json_string(ts->type) : json_null(), "complexity",
-                     ts->complexity, "priority", ts->priority, "private", ts->is_private,
-                     "attempt", t->attempts + 1, "reason", t->route_reason, "tried", tried,
-                     "est_input_tokens", (json_int_t)t->est_input, "max_tokens",
-                     ts->max_tokens);
+    return json_pack("{s:s, s:s, s:o, s:f, s:i, s:b, s:i, s:s, s:o, s:I, s:i}", "name", ts->name,
+                     "agent", r->wf->agents[ts->agent].name, "type",
+                     ts->type ? json_string(ts->type) : json_null(), "complexity", ts->complexity,
+                     "priority", ts->priority, "private", ts->is_private, "attempt",
+                     t->attempts + 1, "reason", t->route_reason, "tried", tried, "est_input_tokens",
+                     (json_int_t)t->est_input, "max_tokens", ts->max_tokens);
 }
 
 static json_t *run_json(const fr_run *r)
@@ -414,19 +410,17 @@ static long default_choice(const fr_run *r, const task_rt *t, const long *cands,
 static void record_decision(task_rt *t, const char *policy, int version, const char *reason,
                             size_t ep)
 {
-    json_array_append_new(
-        t->decisions,
-        json_pack("{s:s, s:i, s:s, s:s, s:i, s:n}", "policy", policy, "version", version,
-                  "reason", reason, "endpoint", t->run->eps[ep].spec->name, "attempt",
-                  t->attempts + 1, "outcome"));
+    json_array_append_new(t->decisions, json_pack("{s:s, s:i, s:s, s:s, s:i, s:n}", "policy",
+                                                  policy, "version", version, "reason", reason,
+                                                  "endpoint", t->run->eps[ep].spec->name, "attempt",
+                                                  t->attempts + 1, "outcome"));
 }
 
 static void set_decision_outcome(task_rt *t, const char *outcome)
 {
     size_t n = json_array_size(t->decisions);
     if (n)
-        json_object_set_new(json_array_get(t->decisions, n - 1), "outcome",
-                            json_string(outcome));
+        json_object_set_new(json_array_get(t->decisions, n - 1), "outcome", json_string(outcome));
 }
 
 static void on_wake(uv_timer_t *timer)
@@ -457,8 +451,7 @@ static bool retryable(int rc, long status)
     case FR_EPROTO:
         return true;
     case FR_EHTTP:
-        return status == 408 || status == 409 || status == 425 || status == 429 ||
-               status >= 500;
+        return status == 408 || status == 409 || status == 425 || status == 429 || status >= 500;
     default:
         return false;
     }
@@ -495,8 +488,7 @@ static void on_deadline(uv_timer_t *timer)
 
 /* After a failed attempt: retry on the same endpoint, fall back to another
  * through the policy, or give up. */
-static void attempt_failed(task_rt *t, int rc, long status, double retry_after_s,
-                           const char *msg)
+static void attempt_failed(task_rt *t, int rc, long status, double retry_after_s, const char *msg)
 {
     fr_run *r = t->run;
     const fr_task_spec *ts = &r->wf->tasks[t->idx];
@@ -512,8 +504,8 @@ static void attempt_failed(task_rt *t, int rc, long status, double retry_after_s
             e->cooldown_until = until;
     }
     if (t->attempts >= MAX_ATTEMPTS) {
-        char *why = fr_xasprintf("gave up after %d attempts; last error: %s", t->attempts,
-                                 t->last_error);
+        char *why =
+            fr_xasprintf("gave up after %d attempts; last error: %s", t->attempts, t->last_error);
         task_end(t, FR_TASK_FAILED, why);
         free(why);
         return;
@@ -641,8 +633,7 @@ static void dispatch(task_rt *t, size_t ep)
         };
         rc = fr_http_submit(r->http, &req, &ho, on_data, on_done, t, &t->xfer);
         if (rc != FR_OK)
-            fr_error_set(&err, rc, NULL, 0, "could not start the request: %s",
-                         fr_strerror(rc));
+            fr_error_set(&err, rc, NULL, 0, "could not start the request: %s", fr_strerror(rc));
     }
     fr_request_close(&req);
     if (rc != FR_OK) {
@@ -771,8 +762,7 @@ static bool place(fr_run *r, task_rt *t)
             ep = -1; /* the policy chose a full endpoint: wait for it */
     }
     if (ep >= 0) {
-        record_decision(t, decided_by, fr_policy_version(r->policy), t->route_reason,
-                        (size_t)ep);
+        record_decision(t, decided_by, fr_policy_version(r->policy), t->route_reason, (size_t)ep);
         dispatch(t, (size_t)ep);
         placed = true;
     }
@@ -900,8 +890,8 @@ static int start_sim(fr_run *r)
         bool local = e->spec->tier == FR_TIER_LOCAL;
         fr_sim_model m = {
             .name = e->model,
-            .latency_ms = r->opts.sim_latency_ms >= 0 ? r->opts.sim_latency_ms
-                                                      : (local ? 150 : 300),
+            .latency_ms =
+                r->opts.sim_latency_ms >= 0 ? r->opts.sim_latency_ms : (local ? 150 : 300),
             .tokens_per_s = r->opts.sim_tps >= 0 ? r->opts.sim_tps : (local ? 400 : 800),
             .max_concurrent = e->spec->max_parallel,
         };

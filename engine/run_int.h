@@ -20,23 +20,23 @@ typedef struct ep_rt {
     char *api_key; /* owned, wiped before free; NULL for none */
     fr_protocol protocol;
     bool usable;
-    char *unusable; /* why not, when !usable */
+    char *unusable;        /* why not, when !usable */
     double cooldown_until; /* uv_now() ms */
     long requests;
     long failures;
     double lat[64]; /* the most recent successful latencies, ms (a ring) */
-    size_t nlat;     /* samples ever recorded; the ring holds the last 64 */
+    size_t nlat;    /* samples ever recorded; the ring holds the last 64 */
 } ep_rt;
 
 typedef struct task_rt {
     struct fr_run *run;
     size_t idx;
-    char *reason; /* why it did not succeed */
-    long ep;      /* endpoint of the current or last attempt, -1 */
+    char *reason;  /* why it did not succeed */
+    long ep;       /* endpoint of the current or last attempt, -1 */
     long retry_ep; /* endpoint a scheduled retry goes back to, -1 */
     int attempts;
     int ep_attempts;
-    unsigned char *tried; /* per endpoint: its retries are spent */
+    unsigned char *tried;     /* per endpoint: its retries are spent */
     const char *route_reason; /* "first" or "error" */
     char *prompt;
     long est_input;
@@ -48,8 +48,8 @@ typedef struct task_rt {
     bool retry_armed;
     fr_reply reply;
     double cost;
-    fr_usage usage; /* of the successful attempt */
-    uint64_t start_ns, end_ns; /* first dispatch to end */
+    fr_usage usage;             /* of the successful attempt */
+    uint64_t start_ns, end_ns;  /* first dispatch to end */
     double latency_ms, ttft_ms; /* of the successful attempt */
     json_t *decisions;
     char *last_error;

@@ -6,8 +6,8 @@
 const char *fr_err_name(int code)
 {
     switch (code) {
-#define FR_ERR_NAME(name, val, msg)                                                      \
-    case val:                                                                            \
+#define FR_ERR_NAME(name, val, msg)                                                                \
+    case val:                                                                                      \
         return #name;
         FR_ERRORS(FR_ERR_NAME)
 #undef FR_ERR_NAME
@@ -18,8 +18,8 @@ const char *fr_err_name(int code)
 const char *fr_strerror(int code)
 {
     switch (code) {
-#define FR_ERR_MSG(name, val, msg)                                                       \
-    case val:                                                                            \
+#define FR_ERR_MSG(name, val, msg)                                                                 \
+    case val:                                                                                      \
         return msg;
         FR_ERRORS(FR_ERR_MSG)
 #undef FR_ERR_MSG

@@ -6,31 +6,31 @@
 #include <stdarg.h>
 #include <stddef.h>
 
-#define FR_ERRORS(X)                                                                     \
-    X(FR_OK, 0, "success")                                                               \
-    X(FR_ENOMEM, -1, "out of memory")                                                    \
-    X(FR_EINVAL, -2, "invalid argument")                                                 \
-    X(FR_EIO, -3, "input/output error")                                                  \
-    X(FR_ENOENT, -4, "no such file or entry")                                            \
-    X(FR_ESYNTAX, -5, "syntax error")                                                    \
-    X(FR_EWORKFLOW, -6, "invalid workflow")                                              \
-    X(FR_ECYCLE, -7, "dependency cycle")                                                 \
-    X(FR_ECONFIG, -8, "configuration error")                                             \
-    X(FR_ELUA, -9, "Lua error")                                                          \
-    X(FR_ELIMIT, -10, "resource limit exceeded")                                         \
-    X(FR_ECONNECT, -11, "connection failed")                                             \
-    X(FR_ETIMEDOUT, -12, "timed out")                                                    \
-    X(FR_EHTTP, -13, "HTTP error status")                                                \
-    X(FR_EPROTO, -14, "malformed reply")                                                 \
-    X(FR_ETOOBIG, -15, "reply too large")                                                \
-    X(FR_ECANCELED, -16, "cancelled")                                                    \
-    X(FR_ETRUNCATED, -17, "stream ended before its terminator")                          \
-    X(FR_EPOLICY, -18, "routing policy error")                                           \
-    X(FR_ENOROUTE, -19, "no endpoint can take this task")                                \
-    X(FR_EUSAGE, -20, "usage error")                                                     \
-    X(FR_EBUDGET, -21, "budget exhausted")                                               \
-    X(FR_EQUALITY, -22, "reply failed its quality gate")                                 \
-    X(FR_EDEP, -23, "a dependency failed")                                               \
+#define FR_ERRORS(X)                                                                               \
+    X(FR_OK, 0, "success")                                                                         \
+    X(FR_ENOMEM, -1, "out of memory")                                                              \
+    X(FR_EINVAL, -2, "invalid argument")                                                           \
+    X(FR_EIO, -3, "input/output error")                                                            \
+    X(FR_ENOENT, -4, "no such file or entry")                                                      \
+    X(FR_ESYNTAX, -5, "syntax error")                                                              \
+    X(FR_EWORKFLOW, -6, "invalid workflow")                                                        \
+    X(FR_ECYCLE, -7, "dependency cycle")                                                           \
+    X(FR_ECONFIG, -8, "configuration error")                                                       \
+    X(FR_ELUA, -9, "Lua error")                                                                    \
+    X(FR_ELIMIT, -10, "resource limit exceeded")                                                   \
+    X(FR_ECONNECT, -11, "connection failed")                                                       \
+    X(FR_ETIMEDOUT, -12, "timed out")                                                              \
+    X(FR_EHTTP, -13, "HTTP error status")                                                          \
+    X(FR_EPROTO, -14, "malformed reply")                                                           \
+    X(FR_ETOOBIG, -15, "reply too large")                                                          \
+    X(FR_ECANCELED, -16, "cancelled")                                                              \
+    X(FR_ETRUNCATED, -17, "stream ended before its terminator")                                    \
+    X(FR_EPOLICY, -18, "routing policy error")                                                     \
+    X(FR_ENOROUTE, -19, "no endpoint can take this task")                                          \
+    X(FR_EUSAGE, -20, "usage error")                                                               \
+    X(FR_EBUDGET, -21, "budget exhausted")                                                         \
+    X(FR_EQUALITY, -22, "reply failed its quality gate")                                           \
+    X(FR_EDEP, -23, "a dependency failed")                                                         \
     X(FR_EINTERNAL, -24, "internal error")
 
 typedef enum {
