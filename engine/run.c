@@ -122,6 +122,7 @@ int fr_run_new(fr_workflow *wf, const fr_run_opts *opts, fr_run **out, fr_error 
     r->wf = wf;
     r->opts = *opts;
     r->baseline = -1;
+    r->policy_sites = json_object();
     r->run_id = make_run_id();
     rc = fr_graph_from_workflow(wf, &r->g, err);
     if (rc != FR_OK)
@@ -747,11 +748,13 @@ static bool place(fr_run *r, task_rt *t)
         char msg[1400];
         fr_error_format(&perr, msg, sizeof msg);
         r->policy_errors++;
-        if (!r->last_policy_error || strcmp(r->last_policy_error, msg) != 0) {
+        /* Log each failure site once, however many decisions it costs. */
+        char site[700];
+        snprintf(site, sizeof site, "%s:%d:%d", perr.source, perr.line, perr.code);
+        if (!json_object_get(r->policy_sites, site)) {
+            json_object_set_new(r->policy_sites, site, json_true());
             fr_log(FR_LOG_WARN, "policy", "task=%s error=\"%s\"; the built-in default decides",
                    ts->name, msg);
-            free(r->last_policy_error);
-            r->last_policy_error = fr_xstrdup(msg);
         }
         ep = default_choice(r, t, cands, n);
         decided_by = "default";
@@ -979,6 +982,6 @@ void fr_run_free(fr_run *r)
     fr_policy_free(r->policy);
     free(r->run_id);
     free(r->out_dir);
-    free(r->last_policy_error);
+    json_decref(r->policy_sites);
     free(r);
 }

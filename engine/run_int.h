@@ -79,7 +79,7 @@ struct fr_run {
     bool stopping;
     int retries_armed;
     int policy_errors;
-    char *last_policy_error;
+    json_t *policy_sites; /* set of "file:line:code" already logged */
     bool warned_stall;
     int write_errors;
     int exit_code;

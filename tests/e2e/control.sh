@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Control: a task timeout cancels a slow request; SIGINT cancels the run with
+# exit 130 and keeps what finished; a broken policy costs only its decisions.
+source "$(dirname "$0")/lib.bash"
+start_sim --latency 5 --tps 0 --model slow:latency=30000,tps=0
+
+# A task timeout fails the task, its dependents are skipped, the rest finishes.
+cat >"$WORK/timeout.lua" <<LUA
+endpoint "slow" { tier = "local", url = "$SIM_URL/v1", model = "slow", max_parallel = 2 }
+endpoint "fast" { tier = "local", url = "$SIM_URL/v1", model = "fast", max_parallel = 2 }
+agent "a" {}
+task "stuck" { agent = "a", endpoint = "slow", timeout = 0.3, prompt = "REPLY: late" }
+task "after" { agent = "a", endpoint = "fast", deps = { "stuck" }, prompt = "REPLY: {{stuck}}" }
+task "quick" { agent = "a", endpoint = "fast", prompt = "REPLY: quick" }
+LUA
+run_flowrun "$WORK/timeout.lua" --out "$WORK/out1" --json
+expect_rc 1 "task timeout"
+[ "$(jqr '.tasks[] | select(.name=="stuck") | .status')" = failed ] || fail "stuck status"
+jqr '.tasks[] | select(.name=="stuck") | .reason' | grep -q "timed out after 0.3 s" || fail "stuck reason: $(jqr '.tasks[0].reason')"
+[ "$(jqr '.tasks[] | select(.name=="after") | .status')" = skipped ] || fail "after status"
+[ "$(cat "$WORK/out1/quick.txt")" = quick ] || fail "quick output"
+[ "$(curl -sf "$SIM_URL/sim/stats" | jq '.models.slow.in_flight')" -eq 0 ] || fail "the slow request was not cancelled"
+pass "a task timeout cancels its request, fails the task and skips its dependents"
+
+# SIGINT: running requests are cancelled, finished outputs are kept, exit 130.
+cat >"$WORK/interrupt.lua" <<LUA
+endpoint "slow" { tier = "local", url = "$SIM_URL/v1", model = "slow", max_parallel = 2 }
+endpoint "fast" { tier = "local", url = "$SIM_URL/v1", model = "fast", max_parallel = 2 }
+agent "a" {}
+task "done_first" { agent = "a", endpoint = "fast", prompt = "REPLY: kept" }
+task "hang1" { agent = "a", endpoint = "slow", deps = { "done_first" }, prompt = "REPLY: x" }
+task "hang2" { agent = "a", endpoint = "slow", deps = { "done_first" }, prompt = "REPLY: y" }
+LUA
+curl -sf -X POST "$SIM_URL/sim/reset" >/dev/null
+"$FLOWRUN" "$WORK/interrupt.lua" --out "$WORK/out2" --json >"$WORK/stdout" 2>"$WORK/stderr" &
+pid=$!
+for _ in $(seq 1 200); do
+  [ "$(curl -sf "$SIM_URL/sim/stats" | jq '.models.slow.in_flight // 0')" -ge 2 ] && break
+  sleep 0.05
+done
+[ "$(curl -sf "$SIM_URL/sim/stats" | jq '.models.slow.in_flight // 0')" -ge 2 ] || fail "the slow tasks never started"
+kill -INT "$pid"
+set +e; wait "$pid"; RC=$?; set -e
+expect_rc 130 "SIGINT"
+[ "$(jqr .status)" = interrupted ] || fail "report status $(jqr .status)"
+[ "$(jqr '.tasks[] | select(.name=="hang1") | .status')" = cancelled ] || fail "hang1 status"
+[ "$(cat "$WORK/out2/done_first.txt")" = kept ] || fail "finished output lost"
+for _ in $(seq 1 100); do
+  [ "$(curl -sf "$SIM_URL/sim/stats" | jq '.models.slow.in_flight')" -eq 0 ] && break
+  sleep 0.05
+done
+[ "$(curl -sf "$SIM_URL/sim/stats" | jq '.models.slow.in_flight')" -eq 0 ] || fail "requests left open"
+pass "SIGINT cancels running requests, keeps finished outputs and exits 130"
+
+# A policy that errors on some tasks: the default decides those, the run
+# finishes, the report counts them and says who decided.
+cat >"$WORK/flaky.lua" <<'LUA'
+return { route = function(task, candidates, run)
+  if task.name:find("odd") then error("cannot route " .. task.name) end
+  if task.name == "bogus" then return "no-such-endpoint" end
+  return candidates[1]
+end }
+LUA
+cat >"$WORK/policy.lua" <<LUA
+endpoint "fast" { tier = "local", url = "$SIM_URL/v1", model = "fast", max_parallel = 2 }
+agent "a" {}
+task "even1" { agent = "a", prompt = "REPLY: e1" }
+task "odd1" { agent = "a", prompt = "REPLY: o1" }
+task "odd2" { agent = "a", prompt = "REPLY: o2" }
+task "bogus" { agent = "a", prompt = "REPLY: b" }
+LUA
+run_flowrun "$WORK/policy.lua" --policy "$WORK/flaky.lua" --out "$WORK/out3" --json
+expect_rc 0 "broken policy"
+[ "$(jqr .policy_errors)" = 3 ] || fail "policy_errors $(jqr .policy_errors)"
+[ "$(jqr '.tasks[] | select(.name=="odd1") | .decisions[0].policy')" = default ] || fail "odd1 decided by"
+[ "$(jqr '.tasks[] | select(.name=="even1") | .decisions[0].policy')" = flaky ] || fail "even1 decided by"
+[ "$(grep -c "cannot route" "$WORK/stderr")" -eq 1 ] || fail "one failing line of the policy was logged more than once"
+expect_stderr "flaky.lua:2:"
+expect_stderr "not one of the candidates"
+pass "a failing policy costs only its decisions; the error is logged once with file:line"
