@@ -21,7 +21,7 @@ typedef struct oai {
     read_mode mode;
     fr_sse sse;
     fr_buf body; /* MODE_BODY: the whole reply; MODE_ERROR: its first bytes */
-    fr_buf text; /* MODE_SSE: the content deltas so far */
+    fr_text_acc text; /* MODE_SSE: the content deltas so far */
     char *model;
     char *finish_reason;
     fr_usage usage;
@@ -51,7 +51,7 @@ static void *oai_create(const fr_call *call)
     oai *o = fr_xcalloc(1, sizeof *o);
     o->call = call;
     fr_buf_init(&o->body, FR_PROVIDER_MAX_REPLY);
-    fr_buf_init(&o->text, FR_PROVIDER_MAX_REPLY);
+    fr_text_acc_init(&o->text);
     return o;
 }
 
@@ -61,7 +61,7 @@ static void oai_destroy(void *self)
     if (o->mode == MODE_SSE)
         fr_sse_close(&o->sse);
     fr_buf_close(&o->body);
-    fr_buf_close(&o->text);
+    fr_text_acc_close(&o->text);
     free(o->model);
     free(o->finish_reason);
     free(o->error);
@@ -88,7 +88,9 @@ static json_t *build_body(const fr_call *c)
     json_object_set_new(body, "stream", json_boolean(c->stream));
     if (c->stream)
         json_object_set_new(body, "stream_options", json_pack("{s:b}", "include_usage", 1));
-    if (c->schema)
+    if (c->schema && json_is_string(c->schema))
+        json_object_set_new(body, "response_format", json_pack("{s:s}", "type", "json_object"));
+    else if (c->schema)
         json_object_set_new(body, "response_format",
                             json_pack("{s:s,s:{s:s,s:O,s:b}}", "type", "json_schema", "json_schema",
                                       "name", "output", "schema", c->schema, "strict", 1));
@@ -262,10 +264,13 @@ static int on_event(void *ud, const fr_sse_event *ev)
     json_t *choice = first_choice(obj);
     const char *delta =
         json_string_value(json_object_get(json_object_get(choice, "delta"), "content"));
-    if (delta && fr_buf_puts(&o->text, delta) != FR_OK) {
-        rc = fail(o, FR_ETOOBIG,
-                  fr_xasprintf("the reply text exceeds %u bytes", (unsigned)FR_PROVIDER_MAX_REPLY));
-        goto cleanup;
+    if (delta) {
+        char *msg = NULL;
+        int arc = fr_text_acc_add(&o->text, delta, strlen(delta), &msg);
+        if (arc != FR_OK) {
+            rc = fail(o, arc, msg);
+            goto cleanup;
+        }
     }
     read_common(o, obj, choice);
 cleanup:
@@ -364,8 +369,8 @@ static int parse_body(oai *o, fr_error *err)
     /* content is null when the model only refused or called tools. */
     const char *content =
         json_string_value(json_object_get(json_object_get(choice, "message"), "content"));
-    fr_buf_reset(&o->text);
-    fr_buf_puts(&o->text, content ? content : "");
+    fr_buf_reset(&o->text.text);
+    fr_buf_puts(&o->text.text, content ? content : "");
     read_common(o, obj, choice);
     rc = FR_OK;
 cleanup:
@@ -404,7 +409,7 @@ static int oai_finish(void *self, long http_status, fr_reply *out, fr_error *err
         return fr_error_set(err, FR_EPROTO, PROTO, 0, "the reply body is empty");
     }
 
-    out->text = fr_buf_take(&o->text);
+    out->text = fr_buf_take(&o->text.text);
     out->finish_reason = fr_xstrdup(o->finish_reason);
     out->model = fr_xstrdup(o->model);
     out->usage = o->usage;
@@ -417,6 +422,12 @@ static int oai_finish(void *self, long http_status, fr_reply *out, fr_error *err
     return FR_OK;
 }
 
+static bool oai_started(const void *self)
+{
+    const oai *o = self;
+    return o->text.text.len > 0;
+}
+
 const fr_adapter_ops fr_openai_ops = {
     .name = PROTO,
     .create = oai_create,
@@ -424,4 +435,5 @@ const fr_adapter_ops fr_openai_ops = {
     .feed = oai_feed,
     .finish = oai_finish,
     .destroy = oai_destroy,
+    .started = oai_started,
 };

@@ -484,3 +484,48 @@ void fr_provider_fill_usage(fr_reply *r, const fr_call *call, bool have_usage)
     if (r->usage.cached < 0)
         r->usage.cached = 0;
 }
+
+void fr_text_acc_init(fr_text_acc *a)
+{
+    memset(a, 0, sizeof *a);
+    fr_buf_init(&a->text, FR_PROVIDER_MAX_REPLY);
+}
+
+void fr_text_acc_close(fr_text_acc *a)
+{
+    fr_buf_close(&a->text);
+    free(a->last);
+    a->last = NULL;
+}
+
+int fr_text_acc_add(fr_text_acc *a, const char *s, size_t n, char **err_msg)
+{
+    if (n == 0)
+        return FR_OK;
+    if (a->last && a->last_len == n && memcmp(a->last, s, n) == 0) {
+        if (++a->repeats >= FR_PROVIDER_MAX_REPEATS - 1) {
+            if (err_msg)
+                *err_msg = fr_xasprintf("the model repeated the same chunk %d times in a row; "
+                                        "the stream was cut",
+                                        FR_PROVIDER_MAX_REPEATS);
+            return FR_EPROTO;
+        }
+    } else {
+        free(a->last);
+        a->last = fr_xstrndup(s, n);
+        a->last_len = n;
+        a->repeats = 0;
+    }
+    if (fr_buf_append(&a->text, s, n) != FR_OK) {
+        if (err_msg)
+            *err_msg = fr_xasprintf("the reply text exceeds %u bytes",
+                                    (unsigned)FR_PROVIDER_MAX_REPLY);
+        return FR_ETOOBIG;
+    }
+    return FR_OK;
+}
+
+bool fr_adapter_started(const fr_adapter *a)
+{
+    return a->ops && a->ops->started && a->ops->started(a->impl);
+}

@@ -21,7 +21,9 @@ typedef struct fr_call {
     int max_tokens;
     double temperature;
     bool stream;
-    const json_t *schema; /* NULL unless structured output is asked */
+    const json_t *schema; /* NULL unless structured output is asked: a JSON
+                             Schema object, or the string "json" for any
+                             JSON object without a schema */
     const char *api_key;  /* NULL for none; never logged, never echoed */
 } fr_call;
 
@@ -71,6 +73,10 @@ int fr_adapter_feed(fr_adapter *a, long http_status, const char *data, size_t le
  * FR_ETRUNCATED (a stream without its terminator), FR_EPROTO (malformed
  * reply) and fills `err`; `out` is then left empty. */
 int fr_adapter_finish(fr_adapter *a, long http_status, fr_reply *out, fr_error *err);
+
+/* Returns true once the reply's first content has arrived (the engine's
+ * time to first token); false for adapters that cannot tell. */
+bool fr_adapter_started(const fr_adapter *a);
 
 /* Frees the adapter; NULL is fine. */
 void fr_adapter_free(fr_adapter *a);

@@ -27,7 +27,34 @@ typedef struct fr_adapter_ops {
     int (*feed)(void *self, long http_status, const char *data, size_t len);
     int (*finish)(void *self, long http_status, fr_reply *out, fr_error *err);
     void (*destroy)(void *self);
+    /* Optional: true once the reply's first content (text or structured
+     * output) has arrived; the engine times the first token by it. */
+    bool (*started)(const void *self);
 } fr_adapter_ops;
+
+/* Consecutive identical non-empty deltas after which a stream is cut: a
+ * model stuck repeating itself would otherwise stream until a cap. */
+#define FR_PROVIDER_MAX_REPEATS 256
+
+/* The text of a streamed reply, assembled from deltas, with the reply cap
+ * and the repetition cut applied. Every adapter uses it for streamed text
+ * (and for streamed tool input). Embedded by value. */
+typedef struct fr_text_acc {
+    fr_buf text;
+    char *last; /* the previous delta, owned */
+    size_t last_len;
+    int repeats;
+} fr_text_acc;
+
+/* Initialises an empty accumulator capped at FR_PROVIDER_MAX_REPLY. */
+void fr_text_acc_init(fr_text_acc *a);
+/* Releases its memory. */
+void fr_text_acc_close(fr_text_acc *a);
+/* Appends `n` bytes of `s` (borrowed). Returns FR_OK, FR_ETOOBIG past the
+ * cap, or FR_EPROTO when the same non-empty delta arrived
+ * FR_PROVIDER_MAX_REPEATS times in a row; `err_msg` (may be NULL) then
+ * receives an owned message for the user. */
+int fr_text_acc_add(fr_text_acc *a, const char *s, size_t n, char **err_msg);
 
 /* Returns true for a 2xx status. Status 0 (not known yet) counts as success
  * so that the body decides. */
