@@ -26,7 +26,8 @@ typedef struct fr_call {
                              JSON object without a schema */
     const char *api_key;  /* NULL for none; never logged, never echoed */
     long context;           /* the endpoint's context window in tokens; 0 = unknown */
-    long seed;              /* sampling seed; -1 = none */
+    bool has_seed;          /* send `seed` (zero-initialised calls send none) */
+    long seed;
     const char *keep_alive; /* Ollama: how long to keep the model loaded ("5m"); NULL = default */
 } fr_call;
 
