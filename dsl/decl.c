@@ -30,12 +30,12 @@ static const char *const kind_names[] = {"task", "agent", "endpoint"};
 static const char *const task_fields[] = {
     "agent",       "prompt",  "deps",       "complexity",  "type",   "priority", "private",
     "timeout",     "retries", "max_tokens", "temperature", "budget", "schema",   "check",
-    "min_quality", "approve", "save",       "endpoint",    "tier",
+    "min_quality", "approve", "save",       "endpoint",    "tier",   "seed",
 };
 static const char *const agent_fields[] = {"system", "type"};
 static const char *const endpoint_fields[] = {
     "tier",    "protocol", "url",  "model", "api_key_env", "max_parallel",
-    "context", "quality",  "tags", "price", "stream",      "timeouts",
+    "context", "quality",  "tags", "price", "stream",      "timeouts", "keep_alive",
 };
 static const char *const price_fields[] = {"input", "output", "cached_input"};
 static const char *const timeouts_fields[] = {"connect", "first_byte", "idle"};
@@ -498,11 +498,21 @@ static void task_body(lua_State *L, fr_load_ctx *c, size_t p, int t)
     }
     lua_pop(L, 1); /* [] */
 
+    double seed;
+    if (read_num(&d, t, "seed", -9.2e18, 9.2e18, INTEGER, "an integer", &seed)) {
+        ts->has_seed = true;
+        ts->seed = (long)seed;
+    }
+
     ty = push_field(&d, t, "schema"); /* [schema] */
-    if (ty != LUA_TNIL) {
+    if (ty == LUA_TSTRING) {
+        if (strcmp(lua_tostring(L, -1), "json") != 0)
+            fail_value(&d, "schema", "a table (a JSON Schema) or \"json\" (any JSON object)");
+        ts->schema = json_string("json");
+    } else if (ty != LUA_TNIL) {
         char why[512];
         if (ty != LUA_TTABLE)
-            fail_type(&d, "schema", "a table (a JSON Schema)");
+            fail_type(&d, "schema", "a table (a JSON Schema) or \"json\"");
         if (fr_lua_table_to_json(L, -1, &ts->schema, why, sizeof why) != 0)
             fail(&d, "%s: field 'schema' cannot be converted to JSON: %s", where, why);
         if (fr_schema_check(ts->schema, "", why, sizeof why) != 0)
@@ -519,6 +529,33 @@ static void task_body(lua_State *L, fr_load_ctx *c, size_t p, int t)
     } else {
         lua_pop(L, 1); /* [] */
     }
+}
+
+/* The URL of an Ollama endpoint that names none: OLLAMA_HOST as Ollama
+ * itself reads it (host, host:port or a URL; 0.0.0.0 means this machine),
+ * else the local default. Returns an owned string. */
+static char *ollama_default_url(void)
+{
+    const char *env = getenv("OLLAMA_HOST");
+    if (!env || !*env)
+        return fr_xstrdup("http://127.0.0.1:11434");
+    const char *scheme = "http://";
+    const char *rest = env;
+    if (strncmp(env, "http://", 7) == 0 || strncmp(env, "https://", 8) == 0) {
+        scheme = env[4] == 's' ? "https://" : "http://";
+        rest = strstr(env, "://") + 3;
+    }
+    size_t hostlen = strcspn(rest, ":/");
+    const char *tail = rest + hostlen; /* ":port/..." or "/..." or "" */
+    char host[256];
+    snprintf(host, sizeof host, "%.*s", (int)(hostlen < 255 ? hostlen : 255), rest);
+    if (strcmp(host, "0.0.0.0") == 0 || host[0] == '\0')
+        snprintf(host, sizeof host, "127.0.0.1");
+    size_t taillen = strlen(tail);
+    while (taillen > 0 && tail[taillen - 1] == '/')
+        taillen--;
+    return fr_xasprintf("%s%s%s%.*s", scheme, host, tail[0] == ':' ? "" : ":11434",
+                        (int)taillen, tail);
 }
 
 /* ---- agent ---- */
@@ -631,6 +668,13 @@ static void endpoint_body(lua_State *L, fr_load_ctx *c, size_t p, int t)
             push_field(&d, t, "url"); /* [url] for the message */
             fail_value(&d, "url", "a URL starting with http:// or https://");
         }
+    } else if (e->protocol == FR_PROTO_OLLAMA) {
+        e->url = ollama_default_url();
+    } else if (e->protocol == FR_PROTO_ANTHROPIC) {
+        const char *env = getenv("ANTHROPIC_BASE_URL");
+        if (env && *env && !is_http_url(env))
+            fail(&d, "%s: ANTHROPIC_BASE_URL must start with http:// or https://", where);
+        e->url = fr_xstrdup(env && *env ? env : "https://api.anthropic.com");
     } else if (e->protocol == FR_PROTO_OPENAI) {
         const char *env = getenv("OPENAI_BASE_URL");
         if (!env || !*env)
@@ -666,6 +710,15 @@ static void endpoint_body(lua_State *L, fr_load_ctx *c, size_t p, int t)
     read_num(&d, t, "quality", 0, 1, 0, "a number from 0 to 1", &e->quality);
     read_str_array(&d, t, "tags", &e->tags, &e->ntags);
     read_bool(&d, t, "stream", &e->stream);
+
+    ty = push_field(&d, t, "keep_alive"); /* [keep_alive] */
+    if (ty == LUA_TSTRING && lua_rawlen(L, -1) > 0)
+        e->keep_alive = fr_xstrdup(lua_tostring(L, -1));
+    else if (ty == LUA_TNUMBER && lua_isinteger(L, -1))
+        e->keep_alive = fr_xasprintf("%lld", (long long)lua_tointeger(L, -1));
+    else if (ty != LUA_TNIL)
+        fail_type(&d, "keep_alive", "a duration such as \"5m\" or an integer of seconds");
+    lua_pop(L, 1); /* [] */
 
     decl sub;
     if (push_sub(&d, t, "price", &sub)) {

@@ -21,6 +21,7 @@ static void endpoint_close(fr_endpoint_spec *e)
     free(e->url);
     free(e->model);
     free(e->api_key_env);
+    free(e->keep_alive);
     for (size_t i = 0; i < e->ntags; i++)
         free(e->tags[i]);
     free(e->tags);

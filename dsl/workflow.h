@@ -36,7 +36,8 @@ typedef struct fr_endpoint_spec {
     char **tags;
     size_t ntags;
     fr_price price;
-    bool stream; /* default true */
+    bool stream;      /* default true */
+    char *keep_alive; /* Ollama keep_alive ("5m", or seconds), NULL for the server's default */
     fr_timeouts timeouts;
     char *file; /* where it was declared */
     int line;
@@ -66,7 +67,10 @@ typedef struct fr_task_spec {
     int max_tokens;     /* default workflow.defaults.max_tokens (2048) */
     double temperature; /* default workflow.defaults.temperature (0.2) */
     double budget_usd;  /* 0 = no task cap */
-    json_t *schema;     /* owned JSON Schema subset, or NULL */
+    json_t *schema;     /* owned JSON Schema subset, the string "json" (any JSON object),
+                           or NULL */
+    bool has_seed;      /* a sampling seed was given */
+    long seed;
     bool has_check;     /* a check function was given */
     double min_quality; /* 0..1; default 0 */
     bool approve;

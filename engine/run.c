@@ -1,6 +1,7 @@
 #include "engine/run_int.h"
 
 #include "engine/output.h"
+#include "engine/validate.h"
 #include "engine/util/buf.h"
 #include "engine/util/log.h"
 #include "engine/util/mem.h"
@@ -61,7 +62,7 @@ static void init_endpoint(fr_run *r, size_t i)
     e->spec = s;
     e->usable = true;
     if (r->opts.sim) {
-        e->protocol = FR_PROTO_OPENAI;
+        e->protocol = s->protocol;
         e->model = fr_xstrdup(s->name);
         e->url = NULL; /* set once the simulator listens */
         return;
@@ -417,11 +418,17 @@ static void record_decision(task_rt *t, const char *policy, int version, const c
                                                   t->attempts + 1, "outcome"));
 }
 
-static void set_decision_outcome(task_rt *t, const char *outcome)
+/* Sets the outcome of the task's latest decision: "ok", "quality", "error",
+ * "timeout" or "cancelled", with the error message (borrowed, may be NULL). */
+static void set_decision_outcome(task_rt *t, const char *outcome, const char *error)
 {
     size_t n = json_array_size(t->decisions);
-    if (n)
-        json_object_set_new(json_array_get(t->decisions, n - 1), "outcome", json_string(outcome));
+    if (!n)
+        return;
+    json_t *d = json_array_get(t->decisions, n - 1);
+    json_object_set_new(d, "outcome", json_string(outcome));
+    if (error)
+        json_object_set_new(d, "error", json_string(error));
 }
 
 static void on_wake(uv_timer_t *timer)
@@ -476,7 +483,7 @@ static void on_deadline(uv_timer_t *timer)
         fr_http_cancel(r->http, t->xfer);
         t->xfer = NULL;
         fr_sched_release_slot(r->sched, (size_t)t->ep);
-        set_decision_outcome(t, "timeout");
+        set_decision_outcome(t, "timeout", "task timeout");
     }
     fr_adapter_free(t->adapter);
     t->adapter = NULL;
@@ -511,6 +518,17 @@ static void attempt_failed(task_rt *t, int rc, long status, double retry_after_s
         free(why);
         return;
     }
+    if (rc == FR_EQUALITY) {
+        /* The endpoint answered, but not well enough: ask the policy for a
+         * stronger one rather than asking the same model again. */
+        free(t->last_error);
+        t->last_error = fr_xasprintf("quality: %s: %s", e->spec->name, msg);
+        t->tried[t->ep] = 1;
+        t->retry_ep = -1;
+        t->route_reason = "quality";
+        fr_sched_requeue(r->sched, t->idx);
+        return;
+    }
     if (retryable(rc, status) && t->ep_attempts <= ts->retries) {
         double delay = BACKOFF_BASE_MS * pow(2.0, t->ep_attempts - 1);
         delay *= 0.8 + 0.4 * ((double)rand() / RAND_MAX); /* jitter spreads retries */
@@ -534,7 +552,25 @@ static void attempt_failed(task_rt *t, int rc, long status, double retry_after_s
 static int on_data(void *ud, long status, const char *data, size_t len)
 {
     task_rt *t = ud;
-    return fr_adapter_feed(t->adapter, status, data, len);
+    int rc = fr_adapter_feed(t->adapter, status, data, len);
+    if (t->attempt_ttft_ms < 0 && fr_adapter_started(t->adapter))
+        t->attempt_ttft_ms = (double)(now_ns() - t->attempt_ns) / 1e6;
+    return rc;
+}
+
+/* The quality gate of structured output: a reply whose JSON does not match
+ * the task's schema failed, and is never passed to dependents. */
+static int check_quality(const fr_task_spec *ts, const fr_reply *reply, fr_error *err)
+{
+    if (!ts->schema)
+        return FR_OK;
+    char msg[600];
+    if (!reply->json)
+        return fr_error_set(err, FR_EQUALITY, NULL, 0, "the reply carries no JSON");
+    if (fr_validate_json(ts->schema, reply->json, msg, sizeof msg) != FR_OK)
+        return fr_error_set(err, FR_EQUALITY, NULL, 0, "the reply does not match the schema: %s",
+                            msg);
+    return FR_OK;
 }
 
 static void on_done(void *ud, const fr_http_result *res)
@@ -555,24 +591,29 @@ static void on_done(void *ud, const fr_http_result *res)
     } else {
         fr_error_set(&err, rc, NULL, 0, "%s", res->error ? res->error : fr_strerror(rc));
     }
+    if (rc == FR_OK) {
+        rc = check_quality(&r->wf->tasks[t->idx], &reply, &err);
+        if (rc != FR_OK)
+            fr_reply_close(&reply);
+    }
     if (rc != FR_OK && !err.msg[0])
         fr_error_set(&err, rc, NULL, 0, "%s", res->error ? res->error : fr_strerror(rc));
     fr_adapter_free(t->adapter);
     t->adapter = NULL;
 
     if (rc == FR_OK) {
-        set_decision_outcome(t, "ok");
+        set_decision_outcome(t, "ok", NULL);
         fr_reply_close(&t->reply);
         t->reply = reply;
         t->usage = reply.usage;
         t->cost = fr_run_cost(e->spec, &reply.usage);
         t->latency_ms = res->total_ms;
-        t->ttft_ms = res->ttfb_ms;
+        t->ttft_ms = t->attempt_ttft_ms >= 0 ? t->attempt_ttft_ms : res->total_ms;
         r->spent_usd += t->cost;
         e->lat[e->nlat++ % (sizeof e->lat / sizeof *e->lat)] = res->total_ms;
         task_ok(t);
     } else {
-        set_decision_outcome(t, fr_err_name(rc));
+        set_decision_outcome(t, rc == FR_EQUALITY ? "quality" : "error", err.msg);
         attempt_failed(t, rc, res->status, res->retry_after_s, err.msg);
     }
     maybe_finish(r);
@@ -615,7 +656,13 @@ static void dispatch(task_rt *t, size_t ep)
         .stream = e->spec->stream,
         .schema = ts->schema,
         .api_key = e->api_key,
+        .context = e->spec->context,
+        .has_seed = ts->has_seed,
+        .seed = ts->seed,
+        .keep_alive = e->spec->keep_alive,
     };
+    t->attempt_ns = now_ns();
+    t->attempt_ttft_ms = -1;
     fr_log(FR_LOG_INFO, "sched", "task=%s endpoint=%s tier=%s attempt=%d dispatch", ts->name,
            e->spec->name, fr_tier_name(e->spec->tier), t->attempts);
     t->adapter = fr_adapter_new(e->protocol, &call);
@@ -641,7 +688,7 @@ static void dispatch(task_rt *t, size_t ep)
         fr_adapter_free(t->adapter);
         t->adapter = NULL;
         fr_sched_release_slot(r->sched, ep);
-        set_decision_outcome(t, fr_err_name(rc));
+        set_decision_outcome(t, "error", err.msg);
         attempt_failed(t, rc, 0, -1, err.msg);
     }
 }
@@ -712,7 +759,10 @@ static bool place(fr_run *r, task_rt *t)
     bool placed = false;
     if (n == 0 && !cooling) {
         char *msg;
-        if (t->last_error)
+        if (t->last_error && strcmp(t->route_reason, "quality") == 0)
+            msg = fr_xasprintf("no endpoint left after a failed quality gate; %s",
+                               t->last_error);
+        else if (t->last_error)
             msg = fr_xasprintf("every usable endpoint failed; last error: %s", t->last_error);
         else if (ts->is_private)
             msg = fr_xstrdup("private task: no usable local endpoint (private work never "
@@ -866,7 +916,7 @@ static void on_signal(uv_signal_t *sig, int signum)
             fr_http_cancel(r->http, tr->xfer);
             tr->xfer = NULL;
             fr_sched_release_slot(r->sched, (size_t)tr->ep);
-            set_decision_outcome(tr, "cancelled");
+            set_decision_outcome(tr, "cancelled", NULL);
         }
         fr_adapter_free(tr->adapter);
         tr->adapter = NULL;
@@ -900,7 +950,9 @@ static int start_sim(fr_run *r)
         };
         fr_sim_set_model(r->sim, &m);
         free(e->url);
-        e->url = fr_xasprintf("http://127.0.0.1:%d/v1", fr_sim_port(r->sim));
+        /* Each protocol's base URL as its real servers have it. */
+        e->url = fr_xasprintf("http://127.0.0.1:%d%s", fr_sim_port(r->sim),
+                              e->protocol == FR_PROTO_OPENAI ? "/v1" : "");
     }
     return FR_OK;
 }

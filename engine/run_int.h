@@ -51,6 +51,8 @@ typedef struct task_rt {
     fr_usage usage;             /* of the successful attempt */
     uint64_t start_ns, end_ns;  /* first dispatch to end */
     double latency_ms, ttft_ms; /* of the successful attempt */
+    uint64_t attempt_ns;        /* when the current attempt was sent */
+    double attempt_ttft_ms;     /* its first content, -1 until it arrives */
     json_t *decisions;
     char *last_error;
 } task_rt;

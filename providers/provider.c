@@ -2,6 +2,8 @@
 
 #include "engine/util/buf.h"
 #include "engine/util/mem.h"
+#include "providers/anthropic.h"
+#include "providers/ollama.h"
 #include "providers/openai.h"
 #include "providers/provider_int.h"
 
@@ -15,8 +17,8 @@
  * yet, which fails cleanly with FR_ECONFIG instead of crashing. */
 static const fr_adapter_ops *const adapters[] = {
     [FR_PROTO_OPENAI] = &fr_openai_ops,
-    [FR_PROTO_OLLAMA] = NULL,
-    [FR_PROTO_ANTHROPIC] = NULL,
+    [FR_PROTO_OLLAMA] = &fr_ollama_ops,
+    [FR_PROTO_ANTHROPIC] = &fr_anthropic_ops,
 };
 
 struct fr_adapter {
@@ -440,7 +442,12 @@ static int load_text(const char *proto, const char *s, size_t n, json_t **out, f
     *out = json_loadb(s, n, JSON_DECODE_ANY, &je);
     if (*out)
         return FR_OK;
-    return fr_provider_json_error(err, proto, &je, "the reply is not valid JSON");
+    /* Structured output that does not parse failed its quality gate: the
+     * protocol worked, the model did not deliver. */
+    fr_provider_json_error(err, proto, &je, "the reply is not valid JSON");
+    if (err)
+        err->code = FR_EQUALITY;
+    return FR_EQUALITY;
 }
 
 int fr_provider_parse_json_text(const char *proto, const char *text, json_t **out, fr_error *err)

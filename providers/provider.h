@@ -74,6 +74,7 @@ int fr_adapter_feed(fr_adapter *a, long http_status, const char *data, size_t le
 /* Ends the attempt: `http_status` is the final status (0 if no response).
  * On success fills `out` (owned by the caller) and returns FR_OK. Otherwise
  * returns FR_EHTTP (non-2xx; err->msg carries the server's error message),
+ * FR_EQUALITY (structured output asked, and the reply is not JSON),
  * FR_ETRUNCATED (a stream without its terminator), FR_EPROTO (malformed
  * reply) and fills `err`; `out` is then left empty. */
 int fr_adapter_finish(fr_adapter *a, long http_status, fr_reply *out, fr_error *err);

@@ -106,8 +106,8 @@ int fr_provider_json_error(fr_error *err, const char *proto, const json_error_t 
 
 /* Parses `text` (borrowed) as JSON into *out (owned by the caller), after
  * stripping surrounding whitespace and one ``` fenced block (```json or
- * bare ```) when the text has one. Returns FR_OK, or FR_EPROTO with `err`
- * filled. */
+ * bare ```) when the text has one. Returns FR_OK, or FR_EQUALITY (the
+ * structured output failed its quality gate) with `err` filled. */
 int fr_provider_parse_json_text(const char *proto, const char *text, json_t **out, fr_error *err);
 
 /* Makes sure `r` (borrowed) never books a non-empty exchange as free: when

@@ -1,8 +1,10 @@
 #pragma once
-/* flowrun-sim: an OpenAI-compatible server on loopback for tests, examples
- * and benchmarks. Deterministic replies, per-model latency, token rate and
- * concurrency limit, and counters a test can read. Runs on a caller's loop,
- * so `flowrun --sim` hosts it in-process and flowrun-sim wraps it in a main. */
+/* flowrun-sim: an inference server on loopback for tests, examples and
+ * benchmarks. Speaks the OpenAI-compatible, Ollama and Anthropic protocols
+ * with the same deterministic replies, per-model latency, token rate,
+ * concurrency limit and scripted faults, and keeps counters a test can read.
+ * Runs on a caller's loop, so `flowrun --sim` hosts it in-process and
+ * flowrun-sim wraps it in a main. */
 
 #include "engine/util/err.h"
 
@@ -17,6 +19,10 @@ typedef struct fr_sim_model {
     double latency_ms;   /* before the first token */
     double tokens_per_s; /* output rate after the first token; 0 = instant */
     int max_concurrent;  /* requests beyond it get 429 + Retry-After; 0 = unlimited */
+    const char *faults;  /* "KIND+KIND+..." consumed in order by the model's successive
+                            requests, then normal; NULL or "" = none; borrowed, copied.
+                            Kinds: ok 429 500 503 529 cut hang badjson nousage badutf8
+                            error repeat badschema (docs/testing.md) */
 } fr_sim_model;
 
 /* Returns a new simulator listening on `host`:`port` (port 0 picks a free
@@ -31,8 +37,11 @@ fr_sim *fr_sim_new(uv_loop_t *loop, const char *host, int port, fr_error *err);
 int fr_sim_port(const fr_sim *s);
 
 /* Sets the behaviour of one model (by name), or of every model not set
- * explicitly when m->name is NULL. May be called while serving. */
-void fr_sim_set_model(fr_sim *s, const fr_sim_model *m);
+ * explicitly when m->name is NULL (each such model then gets its own copy of
+ * the fault script). Setting a model restarts its fault script. May be
+ * called while serving. Returns FR_OK, or FR_EINVAL when `m->faults` names
+ * an unknown kind (nothing is changed then). */
+int fr_sim_set_model(fr_sim *s, const fr_sim_model *m);
 
 /* Peak number of requests for `model` open at once (counted before the
  * concurrency check, so it shows what a client sent), or -1 if the model
@@ -42,22 +51,35 @@ int fr_sim_peak(const fr_sim *s, const char *model);
 /* Returns the counters as a new JSON object (owned by the caller; NULL when
  * `s` is NULL), the same document GET /sim/stats serves:
  *   {"connections":N,"models":{"<model>":{"requests":N,"peak_in_flight":N,
- *                                         "rejected":N,"in_flight":N}}}
+ *     "rejected":N,"in_flight":N,"faults":N,"input_tokens":N,"output_tokens":N}}}
  * `connections` counts TCP connections accepted; `requests` counts valid chat
- * requests, 429s included; models with no request since the last reset (and
- * none in flight) are left out. Models appear in first-seen order. */
+ * requests of every protocol, 429s included; `rejected` the 429s of the
+ * concurrency limit; `faults` the faults injected (kind `ok` is none);
+ * `input_tokens`/`output_tokens` sum the usage the simulator reported in
+ * replies that completed (a `nousage` reply reports none). Models with no
+ * request since the last reset (and none in flight) are left out. Models
+ * appear in first-seen order. */
 json_t *fr_sim_stats(const fr_sim *s);
 
-/* Zeroes the counters (connections, requests, rejected). Requests still in
- * flight stay counted in `in_flight`, and `peak_in_flight` restarts from that
- * number (0 when idle). Same as POST /sim/reset. */
+/* Zeroes the counters (connections, requests, rejected, faults, tokens).
+ * Requests still in flight stay counted in `in_flight`, and `peak_in_flight`
+ * restarts from that number (0 when idle). Fault scripts go on where they
+ * were. Same as POST /sim/reset. */
 void fr_sim_reset(fr_sim *s);
 
 /* Returns the reply text the simulator gives for `model` (borrowed) and
- * `messages` (borrowed JSON array of {role, content}) before any max_tokens
- * cut, as a new string owned by the caller. Lets tests predict replies.
- * Never NULL. */
+ * `messages` (borrowed JSON array of {role, content}; a system prompt is a
+ * message with role "system", wherever the protocol carries it) before any
+ * max_tokens cut, as a new string owned by the caller. Lets tests predict
+ * replies. Never NULL. */
 char *fr_sim_reply_text(const char *model, const json_t *messages);
+
+/* Returns the structured reply the simulator gives for `model` and
+ * `messages` when a request asks for JSON, as new compact JSON text owned by
+ * the caller: the REPLY: line when there is one, else a value generated from
+ * `schema` (borrowed JSON Schema object), or {"result": "<words>"} when
+ * `schema` is NULL (OpenAI json_object, Ollama "json"). Never NULL. */
+char *fr_sim_reply_json(const char *model, const json_t *messages, const json_t *schema);
 
 /* Closes the listener and all connections. Memory is released in the last
  * close callback: the caller runs the loop until it is empty. NULL is fine. */

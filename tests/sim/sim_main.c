@@ -19,7 +19,7 @@
 
 typedef struct model_spec {
     char *name; /* owned copy of the argument, cut at the options' ':' */
-    char *opts; /* "latency=..,tps=..,max=.." or NULL; points into `name` */
+    char *opts; /* "latency=..,tps=..,max=..,faults=.." or NULL; points into `name` */
 } model_spec;
 
 typedef struct app {
@@ -33,9 +33,10 @@ static void usage(FILE *f)
 {
     fputs("Usage: flowrun-sim [options]\n"
           "\n"
-          "An OpenAI-compatible chat completions server on loopback with deterministic\n"
-          "replies, for tests, examples and benchmarks. Prints its base URL on one line,\n"
-          "then serves until SIGINT or SIGTERM.\n"
+          "An inference server on loopback that speaks the OpenAI-compatible, Ollama and\n"
+          "Anthropic protocols with deterministic replies and scripted faults, for tests,\n"
+          "examples and benchmarks. Prints its base URL on one line, then serves until\n"
+          "SIGINT or SIGTERM.\n"
           "\n"
           "Options:\n"
           "  --host ADDR        numeric address to listen on (default 127.0.0.1)\n"
@@ -45,15 +46,20 @@ static void usage(FILE *f)
           "                     (default 200)\n"
           "  --max N            default model: requests in flight before 429, 0 = unlimited\n"
           "                     (default 0)\n"
-          "  --model NAME[:latency=MS,tps=N,max=N]\n"
+          "  --model NAME[:latency=MS,tps=N,max=N,faults=KIND+KIND+...]\n"
           "                     set one model (repeatable); keys left out take the default\n"
           "                     model's values. The options follow the last ':' in the\n"
-          "                     argument, so names such as qwen2.5:7b work.\n"
+          "                     argument, so names such as qwen2.5:7b work. `faults` is a\n"
+          "                     script its successive requests consume in order, then\n"
+          "                     normal replies: ok 429 500 503 529 cut hang badjson nousage\n"
+          "                     badutf8 error repeat badschema (e.g. faults=500+500+ok).\n"
+          "                     A line 'FAULT: KIND' in a prompt does the same per request.\n"
           "  --log-level LEVEL  error, warn, info, debug or trace (default warn)\n"
           "  -h, --help         show this help\n"
           "\n"
-          "Endpoints: POST /v1/chat/completions (or /chat/completions), GET /v1/models,\n"
-          "GET /sim/stats, POST /sim/reset.\n",
+          "Endpoints: POST /v1/chat/completions (OpenAI), POST /api/chat (Ollama),\n"
+          "POST /v1/messages (Anthropic), GET /v1/models, GET /api/tags, GET /sim/stats,\n"
+          "POST /sim/reset.\n",
           f);
 }
 
@@ -110,8 +116,10 @@ static int apply_spec(const model_spec *spec, fr_sim_model *m)
             rc = parse_number(val, 1e9, &m->tokens_per_s);
         else if (strcmp(kv, "max") == 0)
             rc = parse_int(val, 1000000, &m->max_concurrent);
+        else if (strcmp(kv, "faults") == 0)
+            m->faults = val; /* checked when the model is set */
         else
-            return bad_usage("unknown --model key '%s' (use latency, tps or max)", kv);
+            return bad_usage("unknown --model key '%s' (use latency, tps, max or faults)", kv);
         if (rc < 0)
             return bad_usage("bad --model value '%s'", val);
     }
@@ -164,7 +172,7 @@ int main(int argc, char **argv)
     };
     const char *host = "127.0.0.1";
     int port = 0;
-    fr_sim_model dflt = {NULL, 50.0, 200.0, 0};
+    fr_sim_model dflt = {.latency_ms = 50.0, .tokens_per_s = 200.0};
     model_spec *specs = NULL;
     fr_sim_model *models = NULL;
     int nspecs = 0;
@@ -244,8 +252,17 @@ int main(int argc, char **argv)
         goto cleanup;
     }
     fr_sim_set_model(a.sim, &dflt);
-    for (int i = 0; i < nspecs; i++)
-        fr_sim_set_model(a.sim, &models[i]);
+    for (int i = 0; i < nspecs; i++) {
+        if (fr_sim_set_model(a.sim, &models[i]) != FR_OK) {
+            rc = bad_usage("bad --model faults '%s' (kinds: ok 429 500 503 529 cut hang "
+                           "badjson nousage badutf8 error repeat badschema, joined by '+')",
+                           models[i].faults);
+            fr_sim_free(a.sim);
+            uv_run(a.loop, UV_RUN_DEFAULT);
+            uv_loop_close(a.loop);
+            goto cleanup;
+        }
+    }
 
     uv_signal_init(a.loop, &a.sigint);
     uv_signal_init(a.loop, &a.sigterm);

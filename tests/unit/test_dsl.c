@@ -38,6 +38,8 @@ static int setup_env(void **state)
     /* No user configuration may leak into the tests. */
     setenv("XDG_CONFIG_HOME", "/nonexistent/flowrun-test-xdg", 1);
     unsetenv("OPENAI_BASE_URL");
+    unsetenv("OLLAMA_HOST");
+    unsetenv("ANTHROPIC_BASE_URL");
     assert_non_null(getcwd(g_root, sizeof g_root));
     return 0;
 }
@@ -244,7 +246,7 @@ static void test_full_fields(void **state)
     const fr_endpoint_spec *sonnet = &wf->endpoints[fr_workflow_find_endpoint(wf, "sonnet")];
     assert_int_equal(sonnet->tier, FR_TIER_CLOUD);
     assert_int_equal(sonnet->protocol, FR_PROTO_ANTHROPIC);
-    assert_null(sonnet->url);
+    assert_string_equal(sonnet->url, "https://api.anthropic.com"); /* the default */
     assert_string_equal(sonnet->api_key_env, "ANTHROPIC_API_KEY");
     assert_true(sonnet->price.set && sonnet->price.input == 3 && sonnet->price.output == 15 &&
                 sonnet->price.cached_input == 0.3);
@@ -333,7 +335,7 @@ static void test_minimal_defaults(void **state)
     assert_string_equal(t->prompt, "Say hello.");
     const fr_endpoint_spec *e = &wf->endpoints[0];
     assert_int_equal(e->protocol, FR_PROTO_OLLAMA);
-    assert_null(e->url); /* ollama has a default */
+    assert_string_equal(e->url, "http://127.0.0.1:11434"); /* Ollama's default */
     assert_null(e->api_key_env);
     assert_int_equal(e->max_parallel, 1);
     assert_int_equal(e->context, 0);
@@ -439,6 +441,57 @@ static void test_openai_base_url(void **state)
     fr_error err;
     assert_int_equal(load_err(FIX "/needs_base_url.lua", NULL, &err), FR_EWORKFLOW);
     assert_non_null(strstr(err.msg, "missing required field 'url'"));
+}
+
+/* Loads default_urls.lua with OLLAMA_HOST set to `host` (NULL: unset) and
+ * returns the Ollama endpoint's URL (owned). */
+static char *ollama_url(const char *host)
+{
+    if (host)
+        setenv("OLLAMA_HOST", host, 1);
+    else
+        unsetenv("OLLAMA_HOST");
+    fr_workflow *wf = load_ok(FIX "/default_urls.lua", NULL);
+    char *url = strdup(wf->endpoints[0].url);
+    fr_workflow_free(wf);
+    unsetenv("OLLAMA_HOST");
+    return url;
+}
+
+static void test_default_urls(void **state)
+{
+    (void)state;
+    static const char *const cases[][2] = {
+        {NULL, "http://127.0.0.1:11434"},
+        {"0.0.0.0", "http://127.0.0.1:11434"},
+        {"0.0.0.0:9999", "http://127.0.0.1:9999"},
+        {"gpu.lan", "http://gpu.lan:11434"},
+        {"https://gpu.lan:8443/", "https://gpu.lan:8443"},
+        {"http://10.0.0.4", "http://10.0.0.4:11434"},
+        {"http://box/ollama", "http://box:11434/ollama"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *url = ollama_url(cases[i][0]);
+        assert_string_equal(url, cases[i][1]);
+        free(url);
+    }
+    unsetenv("ANTHROPIC_BASE_URL");
+    fr_workflow *wf = load_ok(FIX "/default_urls.lua", NULL);
+    assert_string_equal(wf->endpoints[2].url, "https://api.anthropic.com");
+    assert_string_equal(wf->endpoints[0].keep_alive, "10m");
+    assert_string_equal(wf->endpoints[1].keep_alive, "300");
+    assert_null(wf->endpoints[2].keep_alive);
+    assert_true(wf->tasks[0].has_seed);
+    assert_int_equal(wf->tasks[0].seed, 42);
+    assert_false(wf->tasks[1].has_seed);
+    assert_true(json_is_string(wf->tasks[0].schema));
+    assert_string_equal(json_string_value(wf->tasks[0].schema), "json");
+    fr_workflow_free(wf);
+    setenv("ANTHROPIC_BASE_URL", "http://127.0.0.1:4000", 1);
+    wf = load_ok(FIX "/default_urls.lua", NULL);
+    assert_string_equal(wf->endpoints[2].url, "http://127.0.0.1:4000");
+    fr_workflow_free(wf);
+    unsetenv("ANTHROPIC_BASE_URL");
 }
 
 static void test_var_override(void **state)
@@ -854,6 +907,7 @@ int main(void)
         cmocka_unit_test(test_endpoints_file_errors),
         cmocka_unit_test(test_endpoints_search),
         cmocka_unit_test(test_openai_base_url),
+        cmocka_unit_test(test_default_urls),
         cmocka_unit_test(test_var_override),
         cmocka_unit_test(test_render_function_prompt),
         cmocka_unit_test(test_render_string_prompt),

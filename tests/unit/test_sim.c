@@ -74,7 +74,7 @@ static fixture *fixture_new(void)
     fx->sim = fr_sim_new(&fx->loop, "127.0.0.1", 0, &err);
     assert_non_null(fx->sim);
     assert_true(fr_sim_port(fx->sim) > 0);
-    fr_sim_model dflt = {NULL, 0, 0, 0}; /* instant, so tests never wait on time */
+    fr_sim_model dflt = {NULL, 0, 0, 0, NULL}; /* instant, so tests never wait on time */
     fr_sim_set_model(fx->sim, &dflt);
     return fx;
 }
@@ -92,6 +92,7 @@ static void fixture_free(fixture *fx)
 
 static void on_client_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf)
 {
+    (void)h;
     buf->base = fr_xmalloc(size);
     buf->len = size;
 }
@@ -153,6 +154,7 @@ static void client_close(client *c)
 
 static void on_client_write(uv_write_t *req, int status)
 {
+    (void)status;
     free(req->data);
     free(req);
 }
@@ -430,6 +432,7 @@ static void events_free(events *ev)
 
 static void test_scripted_reply(void **state)
 {
+    (void)state;
     fixture *fx = fixture_new();
     const char *prompt = "Please answer.\nREPLY: hello world\nREPLY: not this one";
     json_t *doc = chat(fx, "gpt-sim", prompt, NULL);
@@ -528,6 +531,7 @@ static char *stream_chat(fixture *fx, const char *model, const char *content, bo
 
 static void test_stream(void **state)
 {
+    (void)state;
     fixture *fx = fixture_new();
     int chunks = 0;
     json_t *usage = NULL;
@@ -563,6 +567,7 @@ static void test_stream(void **state)
 
 static void test_generated_text(void **state)
 {
+    (void)state;
     fixture *fx = fixture_new();
     json_t *a1 = chat(fx, "model-a", "What is the capital of France?", NULL);
     json_t *a2 = chat(fx, "model-a", "What is the capital of France?", NULL);
@@ -624,8 +629,9 @@ static bool in_flight_is(void *arg)
 
 static void test_concurrency_limit(void **state)
 {
+    (void)state;
     fixture *fx = fixture_new();
-    fr_sim_model lim = {"lim", 600000, 0, 2}; /* replies never come during the test */
+    fr_sim_model lim = {"lim", 600000, 0, 2, NULL}; /* replies never come during the test */
     fr_sim_set_model(fx->sim, &lim);
     char *body = chat_body("lim", "REPLY: ok", NULL);
     client *c1 = client_open(fx);
@@ -673,7 +679,7 @@ static void test_concurrency_limit(void **state)
 
     /* The same for a stream cut after its first chunk: 1 token/s, so the
      * rest would take seconds. */
-    fr_sim_model slow = {"slow", 0, 1, 0};
+    fr_sim_model slow = {"slow", 0, 1, 0, NULL};
     fr_sim_set_model(fx->sim, &slow);
     body = chat_body("slow", "REPLY: w1 w2 w3 w4 w5 w6 w7 w8 w9", "{\"stream\":true}");
     client *c4 = client_open(fx);
@@ -690,6 +696,7 @@ static void test_concurrency_limit(void **state)
 
 static void test_keep_alive(void **state)
 {
+    (void)state;
     fixture *fx = fixture_new();
     char *b1 = chat_body("m", "REPLY: first", NULL);
     char *b2 = chat_body("m", "REPLY: second", NULL);
@@ -768,6 +775,7 @@ static void expect_error(fixture *fx, client *c, int status, const char *type)
 
 static void test_errors(void **state)
 {
+    (void)state;
     fixture *fx = fixture_new();
     client *c = client_open(fx);
     /* All of these keep the connection open. */
@@ -824,6 +832,7 @@ static bool got_continue(void *arg)
 
 static void test_partial_reads(void **state)
 {
+    (void)state;
     fixture *fx = fixture_new();
     char *body = chat_body("m", "REPLY: pieces", NULL);
     char *req = request_text("POST", "/v1/chat/completions", "", body);
@@ -873,6 +882,7 @@ static void test_partial_reads(void **state)
 
 static void test_stats_and_reset(void **state)
 {
+    (void)state;
     fixture *fx = fixture_new();
     json_decref(chat(fx, "alpha", "REPLY: x", NULL));
     json_decref(chat(fx, "alpha", "REPLY: y", NULL));
@@ -904,8 +914,9 @@ static void test_stats_and_reset(void **state)
 
 static void test_latency_lower_bound(void **state)
 {
+    (void)state;
     fixture *fx = fixture_new();
-    fr_sim_model m = {"lat", 40, 100, 0}; /* 40 ms + 5 tokens at 100/s = 90 ms */
+    fr_sim_model m = {"lat", 40, 100, 0, NULL}; /* 40 ms + 5 tokens at 100/s = 90 ms */
     fr_sim_set_model(fx->sim, &m);
     uint64_t t0 = uv_hrtime();
     json_t *doc = chat(fx, "lat", "REPLY: a b c d e", NULL);
@@ -917,6 +928,7 @@ static void test_latency_lower_bound(void **state)
 
 static void test_bind_failure(void **state)
 {
+    (void)state;
     fixture *fx = fixture_new();
     fr_error err = {0};
     fr_sim *dup = fr_sim_new(&fx->loop, "127.0.0.1", fr_sim_port(fx->sim), &err);
@@ -932,8 +944,9 @@ static void test_bind_failure(void **state)
 
 static void test_free_with_open_connections(void **state)
 {
+    (void)state;
     fixture *fx = fixture_new();
-    fr_sim_model m = {"hang", 600000, 0, 0};
+    fr_sim_model m = {"hang", 600000, 0, 0, NULL};
     fr_sim_set_model(fx->sim, &m);
     char *body = chat_body("hang", "REPLY: never", "{\"stream\":true}");
     client *c = client_open(fx);

@@ -1,0 +1,676 @@
+#include "providers/anthropic.h"
+
+#include "engine/util/buf.h"
+#include "engine/util/mem.h"
+#include "providers/sse.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PROTO       "anthropic"
+#define API_VERSION "2023-06-01"
+/* The Messages API requires max_tokens; this is sent when the task set none. */
+#define DEFAULT_MAX_TOKENS 4096
+/* The forced tool whose input is the structured output. */
+#define TOOL_NAME "output"
+/* A tool's input_schema must describe an object: any other schema is sent
+ * as the one required property of this name, and unwrapped from the reply. */
+#define WRAP_KEY "value"
+
+/* How the body is read. Decided at the first byte, from the status and the
+ * body itself: a server may ignore "stream": true and answer plain JSON. */
+typedef enum { MODE_UNKNOWN = 0, MODE_SSE, MODE_BODY, MODE_ERROR } read_mode;
+
+typedef struct anth {
+    const fr_call *call; /* borrowed from the fr_adapter, which outlives us */
+    bool wrapped;        /* the schema was sent under WRAP_KEY */
+    long status;         /* the status seen by the first feed */
+    read_mode mode;
+    fr_sse sse;
+    fr_buf body;         /* MODE_BODY: the whole reply; MODE_ERROR: its first bytes */
+    fr_text_acc text;    /* the text of every text block, in order */
+    fr_text_acc tool;    /* MODE_SSE: input_json_delta pieces of the chosen tool block */
+    json_t *tool_input;  /* the chosen tool block's `input` as given whole, or NULL */
+    bool have_tool;      /* a tool_use block was chosen */
+    bool tool_is_output; /* ... and it is named TOOL_NAME */
+    long tool_index;     /* the chosen block's index */
+    long cur_index;      /* the index of the block started last */
+    char *model;
+    char *finish_reason;
+    long in, cache_write, cache_read, out; /* usage as Anthropic counts it */
+    bool have_usage;
+    bool done;     /* saw message_stop */
+    size_t events; /* data events parsed */
+    int rc;        /* sticky feed error */
+    char *error;   /* owned message for rc */
+} anth;
+
+/* Records the first error and its message (takes `msg_owned`, freed when an
+ * earlier error already won). Returns the sticky code. */
+static int fail(anth *o, int rc, char *msg_owned)
+{
+    if (o->rc == FR_OK) {
+        o->rc = rc;
+        o->error = msg_owned;
+    } else {
+        free(msg_owned);
+    }
+    return o->rc;
+}
+
+/* True when the schema cannot be a tool's input_schema as it is. */
+static bool needs_wrap(const json_t *schema)
+{
+    if (!schema || json_is_string(schema))
+        return false;
+    const char *type = json_string_value(json_object_get(schema, "type"));
+    return !type || strcmp(type, "object") != 0;
+}
+
+static void *anth_create(const fr_call *call)
+{
+    anth *o = fr_xcalloc(1, sizeof *o);
+    o->call = call;
+    o->wrapped = needs_wrap(call->schema);
+    o->cur_index = -1;
+    fr_buf_init(&o->body, FR_PROVIDER_MAX_REPLY);
+    fr_text_acc_init(&o->text);
+    fr_text_acc_init(&o->tool);
+    return o;
+}
+
+static void anth_destroy(void *self)
+{
+    anth *o = self;
+    if (o->mode == MODE_SSE)
+        fr_sse_close(&o->sse);
+    fr_buf_close(&o->body);
+    fr_text_acc_close(&o->text);
+    fr_text_acc_close(&o->tool);
+    json_decref(o->tool_input);
+    free(o->model);
+    free(o->finish_reason);
+    free(o->error);
+    free(o);
+}
+
+/* Returns `v` (owned), aborting when jansson ran out of memory building it:
+ * a request silently missing its tools would be worse than no request. */
+static json_t *must(json_t *v)
+{
+    if (!v) {
+        fprintf(stderr, "flowrun: out of memory (building a request)\n");
+        abort();
+    }
+    return v;
+}
+
+/* Returns the input_schema of the forced tool (owned). */
+static json_t *input_schema(const anth *o)
+{
+    const json_t *schema = o->call->schema;
+    if (json_is_string(schema))
+        return must(json_pack("{s:s}", "type", "object"));
+    if (o->wrapped)
+        return must(json_pack("{s:s,s:{s:O},s:[s]}", "type", "object", "properties", WRAP_KEY,
+                              schema, "required", WRAP_KEY));
+    return must(json_deep_copy(schema));
+}
+
+/* Returns the Messages body (owned). max_tokens is required by the API, so
+ * it is always sent; temperature is clamped to Anthropic's 0..1 and left out
+ * when negative, so the server's default applies. */
+static json_t *build_body(const anth *o)
+{
+    const fr_call *c = o->call;
+    json_t *body = must(json_object());
+    json_object_set_new(body, "model", fr_provider_json_string(c->model));
+    json_object_set_new(body, "max_tokens",
+                        json_integer(c->max_tokens > 0 ? c->max_tokens : DEFAULT_MAX_TOKENS));
+    if (c->system && c->system[0])
+        json_object_set_new(body, "system", fr_provider_json_string(c->system));
+    json_object_set_new(body, "messages",
+                        must(json_pack("[{s:s,s:o}]", "role", "user", "content",
+                                       fr_provider_json_string(c->prompt))));
+    if (c->temperature >= 0)
+        json_object_set_new(body, "temperature",
+                            json_real(c->temperature > 1.0 ? 1.0 : c->temperature));
+    json_object_set_new(body, "stream", json_boolean(c->stream));
+    if (c->schema) {
+        json_object_set_new(body, "tools",
+                            must(json_pack("[{s:s,s:s,s:o}]", "name", TOOL_NAME, "description",
+                                           "Return the result as this tool's input.",
+                                           "input_schema", input_schema(o))));
+        json_object_set_new(body, "tool_choice",
+                            must(json_pack("{s:s,s:s}", "type", "tool", "name", TOOL_NAME)));
+    }
+    return body;
+}
+
+/* True when the path of `base` (borrowed) already ends with /v1, as in
+ * "http://127.0.0.1:8080/v1/": then only /messages is appended. */
+static bool has_v1(const char *base)
+{
+    const char *host = base ? strstr(base, "://") : NULL;
+    const char *path = host ? strchr(host + 3, '/') : NULL;
+    if (!path)
+        return false;
+    size_t n = strlen(path);
+    while (n > 0 && path[n - 1] == '/')
+        n--;
+    return n >= 3 && strncmp(path + n - 3, "/v1", 3) == 0;
+}
+
+static int anth_request(void *self, fr_request *out, fr_error *err)
+{
+    anth *o = self;
+    const fr_call *c = o->call;
+    json_t *body = NULL;
+    int rc = fr_provider_join_url(
+        PROTO, c->base_url, has_v1(c->base_url) ? "/messages" : "/v1/messages", &out->url, err);
+    if (rc != FR_OK)
+        goto cleanup;
+    rc = FR_ECONFIG;
+    if (!c->model || !c->model[0]) {
+        fr_error_set(err, rc, PROTO, 0, "the endpoint has no model");
+        goto cleanup;
+    }
+    if (fr_provider_has_ctl(c->api_key)) {
+        /* Never echo the key, not even part of it. */
+        fr_error_set(err, rc, PROTO, 0, "the API key contains a line break or control character");
+        goto cleanup;
+    }
+    fr_request_add_header(out, "Content-Type: application/json");
+    fr_request_add_header(out, "anthropic-version: %s", API_VERSION);
+    if (c->stream)
+        fr_request_add_header(out, "Accept: text/event-stream");
+    if (c->api_key && c->api_key[0])
+        fr_request_add_header(out, "x-api-key: %s", c->api_key);
+    body = build_body(o);
+    out->body = json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(15));
+    rc = out->body ? FR_OK : FR_ENOMEM;
+    if (rc != FR_OK)
+        fr_error_set(err, rc, PROTO, 0, "cannot serialise the request body");
+cleanup:
+    json_decref(body);
+    return rc;
+}
+
+/* Reads a non-negative count; absent, null or garbage leaves *dst alone so
+ * that a later event's partial usage does not erase an earlier total. */
+static void read_count(json_t *usage, const char *key, long *dst)
+{
+    json_t *v = json_object_get(usage, key);
+    if (json_is_integer(v)) {
+        json_int_t i = json_integer_value(v);
+        *dst = i < 0 ? 0 : i > LONG_MAX ? LONG_MAX : (long)i;
+    } else if (json_is_real(v)) {
+        /* Range-checked: converting an out-of-range double is undefined. */
+        double d = json_real_value(v);
+        *dst = d >= 0 && d < (double)LONG_MAX ? (long)d : 0;
+    }
+}
+
+/* Reads a usage object (message_start's, message_delta's or the whole
+ * reply's). Counts are cumulative: the latest value of each field wins. */
+static void read_usage(anth *o, json_t *usage)
+{
+    if (!json_is_object(usage))
+        return;
+    read_count(usage, "input_tokens", &o->in);
+    read_count(usage, "cache_creation_input_tokens", &o->cache_write);
+    read_count(usage, "cache_read_input_tokens", &o->cache_read);
+    read_count(usage, "output_tokens", &o->out);
+    o->have_usage = true;
+}
+
+static void read_model(anth *o, json_t *msg)
+{
+    const char *model = json_string_value(json_object_get(msg, "model"));
+    if (model && model[0]) {
+        free(o->model);
+        o->model = fr_xstrdup(model);
+    }
+}
+
+static void read_stop_reason(anth *o, json_t *obj)
+{
+    const char *stop = json_string_value(json_object_get(obj, "stop_reason"));
+    if (stop) {
+        free(o->finish_reason);
+        o->finish_reason = fr_xstrdup(stop);
+    }
+}
+
+/* Considers a tool_use block (borrowed) at `index` as the structured output:
+ * the first block named TOOL_NAME wins, else the first tool_use block. */
+static void consider_tool(anth *o, json_t *block, long index)
+{
+    const char *name = json_string_value(json_object_get(block, "name"));
+    bool is_output = name && strcmp(name, TOOL_NAME) == 0;
+    if (o->have_tool && (o->tool_is_output || !is_output))
+        return;
+    o->have_tool = true;
+    o->tool_is_output = is_output;
+    o->tool_index = index;
+    fr_text_acc_close(&o->tool);
+    fr_text_acc_init(&o->tool);
+    json_decref(o->tool_input);
+    o->tool_input = json_incref(json_object_get(block, "input"));
+}
+
+/* Appends a text piece (borrowed JSON string, may be NULL). */
+static int add_text(anth *o, fr_text_acc *acc, json_t *s)
+{
+    if (!json_is_string(s))
+        return FR_OK;
+    char *msg = NULL;
+    int rc = fr_text_acc_add(acc, json_string_value(s), json_string_length(s), &msg);
+    return rc == FR_OK ? FR_OK : fail(o, rc, msg);
+}
+
+/* The index a content block event names, else the block started last. */
+static long block_index(const anth *o, json_t *obj)
+{
+    json_t *v = json_object_get(obj, "index");
+    return json_is_integer(v) ? (long)json_integer_value(v) : o->cur_index;
+}
+
+static int on_block_start(anth *o, json_t *obj)
+{
+    json_t *v = json_object_get(obj, "index");
+    o->cur_index = json_is_integer(v) ? (long)json_integer_value(v) : o->cur_index + 1;
+    json_t *block = json_object_get(obj, "content_block");
+    const char *type = json_string_value(json_object_get(block, "type"));
+    if (!type)
+        return FR_OK;
+    if (strcmp(type, "tool_use") == 0)
+        consider_tool(o, block, o->cur_index);
+    else if (strcmp(type, "text") == 0)
+        return add_text(o, &o->text, json_object_get(block, "text"));
+    return FR_OK;
+}
+
+static int on_block_delta(anth *o, json_t *obj)
+{
+    json_t *delta = json_object_get(obj, "delta");
+    const char *type = json_string_value(json_object_get(delta, "type"));
+    if (!type)
+        return FR_OK;
+    if (strcmp(type, "text_delta") == 0)
+        return add_text(o, &o->text, json_object_get(delta, "text"));
+    if (strcmp(type, "input_json_delta") == 0 && o->have_tool &&
+        block_index(o, obj) == o->tool_index)
+        return add_text(o, &o->tool, json_object_get(delta, "partial_json"));
+    return FR_OK; /* thinking, signatures, citations, other tools */
+}
+
+/* Returns the user's message for an Anthropic error value (borrowed; the
+ * whole {"type":"error","error":{...}} or just its error), owned:
+ * "<type>: <message>", or whichever of the two is there. */
+static char *error_text(json_t *v)
+{
+    json_t *e = json_object_get(v, "error");
+    if (!json_is_object(e))
+        e = v;
+    const char *type = json_string_value(json_object_get(e, "type"));
+    const char *msg = fr_provider_error_message(e);
+    fr_buf b;
+    fr_buf_init(&b, 0);
+    if (type && type[0] && strcmp(type, "error") != 0)
+        fr_provider_append_line(&b, type, strlen(type), 100);
+    if (msg && msg[0]) {
+        if (b.len)
+            fr_buf_puts(&b, ": ");
+        fr_provider_append_line(&b, msg, strlen(msg), 800);
+    }
+    if (!b.len) {
+        char *dump = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+        if (dump)
+            fr_provider_append_line(&b, dump, strlen(dump), 200);
+        free(dump);
+    }
+    if (!b.len)
+        fr_buf_puts(&b, "the server reported an error");
+    return fr_buf_take(&b);
+}
+
+static bool blank(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r' && s[i] != '\n')
+            return false;
+    return true;
+}
+
+/* Events whose data is read; any other named event (ping, content_block_stop,
+ * types added to the API later) is skipped unparsed. */
+static bool read_event(const char *name)
+{
+    static const char *const names[] = {"message_start", "content_block_start",
+                                        "content_block_delta", "message_delta", "error"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strcmp(name, names[i]) == 0)
+            return true;
+    return false;
+}
+
+static int on_event(void *ud, const fr_sse_event *ev)
+{
+    anth *o = ud;
+    int rc = FR_OK;
+    json_t *obj = NULL;
+    /* Without an `event:` line the type comes from the data. */
+    bool named = strcmp(ev->event, "message") != 0;
+    if (o->done || blank(ev->data, ev->data_len))
+        goto cleanup;
+    if (named && strcmp(ev->event, "message_stop") == 0) {
+        o->done = true;
+        goto cleanup;
+    }
+    if (named && !read_event(ev->event))
+        goto cleanup;
+    json_error_t je;
+    obj = json_loadb(ev->data, ev->data_len, 0, &je);
+    if (!json_is_object(obj)) {
+        if (named && strcmp(ev->event, "error") == 0) {
+            fr_buf b;
+            fr_buf_init(&b, 0);
+            fr_buf_puts(&b, "the server reported an error mid-stream: ");
+            fr_provider_append_line(&b, ev->data, ev->data_len, 200);
+            rc = fail(o, FR_EPROTO, fr_buf_take(&b));
+        } else {
+            fr_error e;
+            char what[64];
+            snprintf(what, sizeof what, "malformed JSON in stream event %zu", o->events + 1);
+            if (obj)
+                fr_error_set(&e, FR_EPROTO, PROTO, 0, "%s (not an object)", what);
+            else
+                fr_provider_json_error(&e, PROTO, &je, what);
+            rc = fail(o, FR_EPROTO, fr_xstrdup(e.msg));
+        }
+        goto cleanup;
+    }
+    o->events++;
+    const char *type = named ? ev->event : json_string_value(json_object_get(obj, "type"));
+    if (!type)
+        goto cleanup;
+    if (strcmp(type, "message_start") == 0) {
+        json_t *msg = json_object_get(obj, "message");
+        read_model(o, msg);
+        read_usage(o, json_object_get(msg, "usage"));
+        read_stop_reason(o, msg);
+    } else if (strcmp(type, "content_block_start") == 0) {
+        rc = on_block_start(o, obj);
+    } else if (strcmp(type, "content_block_delta") == 0) {
+        rc = on_block_delta(o, obj);
+    } else if (strcmp(type, "message_delta") == 0) {
+        read_stop_reason(o, json_object_get(obj, "delta"));
+        read_usage(o, json_object_get(obj, "usage"));
+    } else if (strcmp(type, "message_stop") == 0) {
+        o->done = true;
+    } else if (strcmp(type, "error") == 0) {
+        rc = fail(o, FR_EPROTO, error_text(obj));
+    }
+cleanup:
+    json_decref(obj);
+    return rc;
+}
+
+static int anth_feed(void *self, long http_status, const char *data, size_t len)
+{
+    anth *o = self;
+    if (o->mode == MODE_UNKNOWN) {
+        o->status = http_status;
+        if (!fr_provider_status_ok(http_status)) {
+            o->mode = MODE_ERROR;
+            o->body.limit = FR_PROVIDER_MAX_ERROR_BODY;
+        } else if (!o->call->stream) {
+            o->mode = MODE_BODY;
+        } else {
+            /* Sniff past leading whitespace: SSE never starts with '{'. */
+            while (len > 0 && blank(data, 1)) {
+                data++;
+                len--;
+            }
+            if (len == 0)
+                return FR_OK;
+            if (*data == '{') {
+                o->mode = MODE_BODY;
+            } else {
+                o->mode = MODE_SSE;
+                fr_sse_init(&o->sse, FR_PROVIDER_MAX_REPLY, on_event, o);
+            }
+        }
+    }
+    switch (o->mode) {
+    case MODE_SSE: {
+        int rc = fr_sse_feed(&o->sse, data, len);
+        if (rc == FR_ETOOBIG)
+            fail(
+                o, rc,
+                fr_xasprintf("one stream event exceeds %u bytes", (unsigned)FR_PROVIDER_MAX_REPLY));
+        return rc;
+    }
+    case MODE_ERROR: {
+        /* Only the start of an error body matters; the rest is dropped. */
+        size_t room = o->body.limit - o->body.len;
+        fr_buf_append(&o->body, data, len < room ? len : room);
+        return FR_OK;
+    }
+    case MODE_BODY:
+    case MODE_UNKNOWN: /* decided above */
+    default:
+        if (fr_buf_append(&o->body, data, len) != FR_OK)
+            return fail(
+                o, FR_ETOOBIG,
+                fr_xasprintf("the reply body exceeds %u bytes", (unsigned)FR_PROVIDER_MAX_REPLY));
+        return FR_OK;
+    }
+}
+
+/* Parses a whole message object from o->body into the same state a stream
+ * fills. */
+static int parse_body(anth *o, fr_error *err)
+{
+    json_error_t je;
+    json_t *obj = NULL;
+    int rc = FR_EPROTO;
+    if (o->body.len == 0) {
+        fr_error_set(err, rc, PROTO, 0, "the reply body is empty");
+        goto cleanup;
+    }
+    obj = json_loadb(o->body.data, o->body.len, 0, &je);
+    if (!obj) {
+        fr_provider_json_error(err, PROTO, &je, "the reply is not valid JSON");
+        goto cleanup;
+    }
+    if (!json_is_object(obj)) {
+        fr_error_set(err, rc, PROTO, 0, "the reply is not a JSON object");
+        goto cleanup;
+    }
+    const char *type = json_string_value(json_object_get(obj, "type"));
+    if ((type && strcmp(type, "error") == 0) || json_is_object(json_object_get(obj, "error"))) {
+        char *m = error_text(obj);
+        fr_error_set(err, rc, PROTO, 0, "the server reported an error: %s", m);
+        free(m);
+        goto cleanup;
+    }
+    json_t *content = json_object_get(obj, "content");
+    if (!json_is_array(content)) {
+        fr_error_set(err, rc, PROTO, 0, "the reply has no content");
+        goto cleanup;
+    }
+    size_t i;
+    json_t *block;
+    json_array_foreach(content, i, block)
+    {
+        const char *btype = json_string_value(json_object_get(block, "type"));
+        if (!btype)
+            continue;
+        if (strcmp(btype, "tool_use") == 0) {
+            consider_tool(o, block, (long)i);
+        } else if (strcmp(btype, "text") == 0) {
+            json_t *t = json_object_get(block, "text");
+            /* The body is capped already, so is its text: no cut needed. */
+            if (json_is_string(t))
+                fr_buf_append(&o->text.text, json_string_value(t), json_string_length(t));
+        }
+    }
+    read_model(o, obj);
+    read_stop_reason(o, obj);
+    read_usage(o, json_object_get(obj, "usage"));
+    rc = FR_OK;
+cleanup:
+    json_decref(obj);
+    return rc;
+}
+
+/* Fills out->json and out->text with the structured output: the chosen
+ * tool block's input (compact JSON as the text), else the text parsed as
+ * JSON for a model that answered in prose. Returns FR_OK, or FR_EQUALITY
+ * with `err` filled when the output is not the JSON asked for. */
+static int structured_reply(anth *o, fr_reply *out, fr_error *err)
+{
+    json_t *input = NULL;
+    int rc = FR_EQUALITY; /* output that does not fit failed the quality gate */
+    if (!o->have_tool) {
+        out->text = fr_buf_take(&o->text.text);
+        return fr_provider_parse_json_text(PROTO, out->text, &out->json, err);
+    }
+    if (o->tool.text.len > 0) {
+        json_error_t je;
+        input = json_loadb(o->tool.text.data, o->tool.text.len, 0, &je);
+        if (!input) {
+            bool cut = o->finish_reason && strcmp(o->finish_reason, "max_tokens") == 0;
+            fr_provider_json_error(err, PROTO, &je,
+                                   cut ? "the tool input is not valid JSON (cut at max_tokens)"
+                                       : "the tool input is not valid JSON");
+            if (err)
+                err->code = rc; /* the model's fault, not the protocol's */
+            goto cleanup;
+        }
+    } else {
+        input = o->tool_input ? json_incref(o->tool_input) : json_object();
+    }
+    if (!json_is_object(input)) {
+        fr_error_set(err, rc, PROTO, 0, "the tool input is not a JSON object");
+        goto cleanup;
+    }
+    if (o->wrapped) {
+        json_t *v = json_incref(json_object_get(input, WRAP_KEY));
+        if (!v) {
+            fr_error_set(err, rc, PROTO, 0, "the tool input has no '" WRAP_KEY "'");
+            goto cleanup;
+        }
+        json_decref(input);
+        input = v;
+    }
+    out->text = json_dumps(input, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (!out->text) {
+        rc = fr_error_set(err, FR_ENOMEM, PROTO, 0, "cannot serialise the tool input");
+        goto cleanup;
+    }
+    out->json = input;
+    input = NULL;
+    rc = FR_OK;
+cleanup:
+    json_decref(input);
+    return rc;
+}
+
+/* Returns a + b, saturated: a server's counts are not trusted not to wrap. */
+static long add_sat(long a, long b)
+{
+    return a > LONG_MAX - b ? LONG_MAX : a + b;
+}
+
+/* Fills `err` for a non-2xx reply. Anthropic's error body is
+ * {"type":"error","error":{"type":...,"message":...}}: both go in the
+ * message; any other body is left to the shared reader. */
+static int http_error(long status, const char *body, size_t len, fr_error *err)
+{
+    json_t *root = len ? json_loadb(body, len, 0, NULL) : NULL;
+    json_t *e = json_object_get(root, "error");
+    const char *type = json_string_value(json_object_get(e, "type"));
+    const char *msg = json_string_value(json_object_get(e, "message"));
+    int rc;
+    if (type && type[0] && msg && msg[0]) {
+        char *text = error_text(root);
+        rc = fr_error_set(err, FR_EHTTP, PROTO, 0, "HTTP %ld: %s", status, text);
+        free(text);
+    } else {
+        rc = fr_provider_http_error(PROTO, status, body, len, err);
+    }
+    json_decref(root);
+    return rc;
+}
+
+static int anth_finish(void *self, long http_status, fr_reply *out, fr_error *err)
+{
+    anth *o = self;
+    long status = http_status ? http_status : o->status;
+    int rc;
+    if (!fr_provider_status_ok(status)) {
+        const char *body = o->mode == MODE_ERROR ? fr_buf_str(&o->body) : "";
+        return http_error(status, body, strlen(body), err);
+    }
+    if (o->rc != FR_OK)
+        return fr_error_set(err, o->rc, PROTO, 0, "%s", o->error);
+
+    if (o->mode == MODE_BODY) {
+        rc = parse_body(o, err);
+        if (rc != FR_OK)
+            return rc;
+    } else if (o->call->stream) {
+        if (o->mode == MODE_SSE && !o->done) {
+            /* A server may omit the blank line after its last event. */
+            fr_sse_flush(&o->sse);
+            if (o->rc != FR_OK)
+                return fr_error_set(err, o->rc, PROTO, 0, "%s", o->error);
+        }
+        if (!o->done)
+            return fr_error_set(err, FR_ETRUNCATED, PROTO, 0,
+                                "the stream ended before message_stop (after %zu events)",
+                                o->events);
+    } else {
+        return fr_error_set(err, FR_EPROTO, PROTO, 0, "the reply body is empty");
+    }
+
+    out->finish_reason = fr_xstrdup(o->finish_reason);
+    out->model = fr_xstrdup(o->model);
+    if (o->call->schema) {
+        rc = structured_reply(o, out, err);
+        if (rc != FR_OK)
+            return rc; /* fr_adapter_finish empties out */
+    } else {
+        out->text = fr_buf_take(&o->text.text);
+    }
+    /* Anthropic's input_tokens leaves out the tokens written to and read
+     * from the prompt cache; flowrun's input counts every prompt token. */
+    out->usage.input = add_sat(add_sat(o->in, o->cache_write), o->cache_read);
+    out->usage.cached = o->cache_read;
+    out->usage.output = o->out;
+    fr_provider_fill_usage(out, o->call, o->have_usage);
+    return FR_OK;
+}
+
+static bool anth_started(const void *self)
+{
+    const anth *o = self;
+    return o->text.text.len > 0 || o->tool.text.len > 0;
+}
+
+/* The vtable: the functions above, borrowed by fr_adapter for the life of
+ * the program. */
+const fr_adapter_ops fr_anthropic_ops = {
+    .name = PROTO,
+    .create = anth_create,
+    .request = anth_request,
+    .feed = anth_feed,
+    .finish = anth_finish,
+    .destroy = anth_destroy,
+    .started = anth_started,
+};

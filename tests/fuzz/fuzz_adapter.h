@@ -1,0 +1,203 @@
+#pragma once
+/* Shared by the protocol adapter fuzz targets (fuzz_openai.c, fuzz_ollama.c,
+ * fuzz_anthropic.c): one attempt through the public fr_adapter interface,
+ * from the request to the finished reply, with the reply body taken from
+ * the fuzzer's input, and the invariants every adapter owes the engine.
+ *
+ * Input: [flags][mode][seed][status] then the reply body.
+ *   flags bit 0     stream (else a plain JSON reply is asked)
+ *   flags bits 1-2  structured output: 1 the string "json", 2 a schema
+ *                   object, 0 or 3 none
+ *   flags bit 3     the status is statuses[status & 15] (else 200)
+ *   flags bit 4     finish with status 0, as when the final status is lost
+ *   mode, seed      how the body is cut into chunks (fuzz_split.h)
+ *
+ * Every input runs twice, body fed whole and body cut; both runs must end
+ * the same way, because the network decides the cut, not the server. */
+
+#include "engine/util/err.h"
+#include "engine/util/kinds.h"
+#include "engine/util/mem.h"
+#include "fuzz_split.h"
+#include "providers/provider.h"
+
+#include <jansson.h>
+#include <string.h>
+
+/* A key that must never appear in an error message. */
+#define FUZZ_KEY "sk-fuzz-0123456789abcdefSECRET"
+
+static const long fuzz_statuses[16] = {200, 200, 201, 204, 400, 401, 403, 404,
+                                       408, 429, 500, 503, 529, 0,   302, 100};
+
+typedef struct outcome {
+    int feed_rc;
+    int rc;
+    bool started;
+    char *text; /* owned copies of the reply, NULL when absent */
+    char *json;
+    char *finish_reason;
+    char *model;
+    fr_usage usage;
+    char msg[1024];
+} outcome;
+
+static void outcome_close(outcome *o)
+{
+    free(o->text);
+    free(o->json);
+    free(o->finish_reason);
+    free(o->model);
+}
+
+static bool same_str(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+static bool has_ctl(const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        if (*p < 0x20 || *p == 0x7f)
+            return true;
+    return false;
+}
+
+static bool is_2xx(long status)
+{
+    return status >= 200 && status < 300;
+}
+
+/* Checks the request the adapter built: a URL, headers on one line each, a
+ * body that is a JSON object. */
+static void check_request(const fr_request *req)
+{
+    FUZZ_CHECK(req->url && req->body);
+    for (size_t i = 0; i < req->nheaders; i++)
+        FUZZ_CHECK(req->headers[i] && !has_ctl(req->headers[i]));
+    json_t *body = json_loads(req->body, 0, NULL);
+    FUZZ_CHECK(json_is_object(body));
+    json_decref(body);
+}
+
+/* One attempt: request, feed `n` bytes of `body` cut as `mode`/`seed` say
+ * at `status`, finish at `final_status`. Fills `o` (owned by the caller,
+ * released with outcome_close) and checks every invariant. */
+static void attempt(fr_protocol proto, const char *base_url, uint8_t flags, long status,
+                    long final_status, uint8_t mode, uint8_t seed, const uint8_t *body, size_t n,
+                    outcome *o)
+{
+    json_t *schema = NULL;
+    if (((flags >> 1) & 3) == 1)
+        schema = json_string("json");
+    else if (((flags >> 1) & 3) == 2)
+        schema = json_pack("{s:s,s:{s:{s:s}},s:[s]}", "type", "object", "properties", "files",
+                           "type", "array", "required", "files");
+    fr_call call = {
+        .base_url = base_url,
+        .model = "fuzz-model",
+        .system = "You answer briefly.",
+        .prompt = "Say hello.",
+        .max_tokens = 64,
+        .temperature = 0.2,
+        .stream = flags & 1,
+        .schema = schema,
+        .api_key = FUZZ_KEY,
+    };
+    memset(o, 0, sizeof *o);
+    fr_adapter *a = fr_adapter_new(proto, &call);
+    fr_request req;
+    fr_error err;
+    FUZZ_CHECK(fr_adapter_request(a, &req, &err) == FR_OK);
+    check_request(&req);
+    fr_request_close(&req);
+
+    split sp;
+    split_init(&sp, mode, seed, body, n);
+    const uint8_t *chunk;
+    size_t len;
+    while (o->feed_rc == FR_OK && split_next(&sp, &chunk, &len)) {
+        o->feed_rc = fr_adapter_feed(a, status, (const char *)chunk, len);
+        FUZZ_CHECK(o->feed_rc <= 0);
+    }
+    o->started = fr_adapter_started(a);
+
+    fr_reply r;
+    o->rc = fr_adapter_finish(a, final_status, &r, &err);
+    /* The status that decides: a finish without one falls back on the status
+     * the feeds carried, if any byte was fed. */
+    long eff = final_status ? final_status : n > 0 ? status : 0;
+    switch (o->rc) {
+    case FR_OK:
+        FUZZ_CHECK(eff == 0 || is_2xx(eff));
+        FUZZ_CHECK(r.text);
+        FUZZ_CHECK(r.usage.input >= 0 && r.usage.output >= 0 && r.usage.cached >= 0);
+        /* Never booked as free: text means output tokens. */
+        FUZZ_CHECK(!r.text[0] || r.usage.output > 0);
+        FUZZ_CHECK(!schema || r.json);
+        o->text = fr_xstrdup(r.text);
+        o->json =
+            r.json ? json_dumps(r.json, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY) : NULL;
+        o->finish_reason = r.finish_reason ? fr_xstrdup(r.finish_reason) : NULL;
+        o->model = r.model ? fr_xstrdup(r.model) : NULL;
+        o->usage = r.usage;
+        break;
+    case FR_EHTTP:
+    case FR_ETRUNCATED:
+    case FR_EPROTO:
+    case FR_ETOOBIG:
+    case FR_EQUALITY:
+        FUZZ_CHECK(o->rc == FR_EHTTP || eff == 0 || is_2xx(eff));
+        FUZZ_CHECK(err.code == o->rc && err.msg[0]);
+        FUZZ_CHECK(!r.text && !r.json && !r.finish_reason && !r.model);
+        /* One line for the log, and never the key. */
+        FUZZ_CHECK(!has_ctl(err.msg));
+        FUZZ_CHECK(!strstr(err.msg, FUZZ_KEY) && !strstr(err.source, FUZZ_KEY));
+        snprintf(o->msg, sizeof o->msg, "%s", err.msg);
+        break;
+    default:
+        fprintf(stderr, "unexpected finish code %s: %s\n", fr_err_name(o->rc), err.msg);
+        abort();
+    }
+    fr_reply_close(&r);
+    fr_adapter_free(a);
+    json_decref(schema);
+}
+
+/* Runs one fuzz input through protocol `proto`'s adapter, whole and cut,
+ * and checks both runs end the same way. */
+static int fuzz_adapter(fr_protocol proto, const char *base_url, const uint8_t *data, size_t size)
+{
+    if (size < 4)
+        return 0;
+    uint8_t flags = data[0];
+    long status = (flags & 8) ? fuzz_statuses[data[3] & 15] : 200;
+    long final_status = (flags & 0x10) ? 0 : status;
+    outcome whole, cut;
+    attempt(proto, base_url, flags, status, final_status, 0, data[2], data + 4, size - 4, &whole);
+    attempt(proto, base_url, flags, status, final_status, data[1], data[2], data + 4, size - 4,
+            &cut);
+    if (whole.rc != cut.rc || whole.feed_rc != cut.feed_rc || !same_str(whole.text, cut.text) ||
+        !same_str(whole.json, cut.json) || !same_str(whole.finish_reason, cut.finish_reason) ||
+        !same_str(whole.model, cut.model) || whole.usage.input != cut.usage.input ||
+        whole.usage.output != cut.usage.output || whole.usage.cached != cut.usage.cached ||
+        whole.usage.estimated != cut.usage.estimated || whole.started != cut.started ||
+        strcmp(whole.msg, cut.msg) != 0) {
+        fprintf(stderr, "whole: %s feed=%s '%s'\ncut:   %s feed=%s '%s'\n", fr_err_name(whole.rc),
+                fr_err_name(whole.feed_rc), whole.msg, fr_err_name(cut.rc),
+                fr_err_name(cut.feed_rc), cut.msg);
+        FUZZ_CHECK(!"the cut body ended differently from the whole body");
+    }
+    /* FUZZ_VERBOSE=1 shows how each input ends, to check what a seed reaches. */
+    static int verbose = -1;
+    if (verbose < 0)
+        verbose = getenv("FUZZ_VERBOSE") != NULL;
+    if (verbose)
+        fprintf(stderr, "[%s] %s text='%.60s' json=%.60s usage=%ld/%ld%s %s\n",
+                fr_protocol_name(proto), fr_err_name(whole.rc), whole.text ? whole.text : "",
+                whole.json ? whole.json : "-", whole.usage.input, whole.usage.output,
+                whole.usage.estimated ? " (estimated)" : "", whole.msg);
+    outcome_close(&whole);
+    outcome_close(&cut);
+    return 0;
+}

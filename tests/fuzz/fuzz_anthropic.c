@@ -1,0 +1,13 @@
+/* libFuzzer target for the Anthropic Messages adapter (providers/anthropic.c): SSE streams from
+ * message_start to message_stop, tool_use input_json_delta, error events
+ * and error bodies.
+ * The input layout and the invariants are in fuzz_adapter.h. */
+
+#include "fuzz_adapter.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    return fuzz_adapter(FR_PROTO_ANTHROPIC, "http://127.0.0.1:9", data, size);
+}

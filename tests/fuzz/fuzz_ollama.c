@@ -1,0 +1,12 @@
+/* libFuzzer target for the Ollama adapter (providers/ollama.c): NDJSON streams ending in a
+ * done line, plain /api/chat bodies and error bodies.
+ * The input layout and the invariants are in fuzz_adapter.h. */
+
+#include "fuzz_adapter.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    return fuzz_adapter(FR_PROTO_OLLAMA, "http://127.0.0.1:9", data, size);
+}

@@ -1,0 +1,411 @@
+/* flowrun-sim: one chat reply, whatever the protocol. Admits a request
+ * against its model's limit, picks its fault (prompt line or the model's
+ * script), makes the reply content and its token counts, and paces it on
+ * the connection's timer; sim_proto.c decides how each part looks. */
+
+#include "tests/sim/sim_int.h"
+
+#include "engine/util/log.h"
+#include "engine/util/mem.h"
+
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define FAULT_PREFIX "FAULT: "
+#define REPLY_PREFIX "REPLY: "
+
+typedef fr_sim_conn conn;
+typedef fr_sim_reply reply;
+
+/* Gives back the reply's slot and memory; idempotent. */
+void fr_sim_reply_release(reply *r)
+{
+    if (r->active && r->model)
+        r->model->in_flight--;
+    free(r->text);
+    free(r->tool);
+    memset(r, 0, sizeof *r);
+}
+
+static void finish_reply(conn *c)
+{
+    bool keep_alive = c->rep.keep_alive;
+    fr_sim_reply_release(&c->rep);
+    if (!keep_alive)
+        fr_sim_conn_drain(c);
+}
+
+/* Adds a completed reply's reported usage to its model's totals. */
+static void account(const reply *r)
+{
+    if (r->fault == FR_SIM_FAULT_NOUSAGE)
+        return;
+    r->model->input_tokens += r->prompt_tokens;
+    r->model->output_tokens += r->completion_tokens;
+}
+
+static void send_full_reply(conn *c)
+{
+    reply *r = &c->rep;
+    if (r->fault == FR_SIM_FAULT_ERROR) {
+        fr_sim_proto_send_error(c, r->proto, 500,
+                                "The server had an error while generating the reply "
+                                "(simulated fault).",
+                                r->keep_alive);
+        finish_reply(c);
+        return;
+    }
+    size_t len;
+    char *body = fr_sim_proto_full(r, uv_now(c->sim->loop), &len);
+    if (r->fault == FR_SIM_FAULT_CUT) {
+        /* The head promises the whole body; half of it comes, then the close. */
+        fr_buf out;
+        fr_buf_init(&out, 0);
+        fr_buf_printf(&out,
+                      "HTTP/1.1 200 OK\r\nServer: flowrun-sim\r\nContent-Type: application/json\r\n"
+                      "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+                      len);
+        fr_buf_append(&out, body, len / 2);
+        fr_sim_conn_write_buf(c, &out);
+        r->keep_alive = false;
+    } else if (r->fault == FR_SIM_FAULT_BADJSON) {
+        fr_sim_send(c, 200, "", "application/json", body, len / 2, r->keep_alive);
+    } else {
+        fr_sim_send(c, 200, "", "application/json", body, len, r->keep_alive);
+        account(r);
+    }
+    free(body);
+    finish_reply(c);
+}
+
+static void next_piece(reply *r)
+{
+    long words;
+    r->piece_end = fr_sim_scan_words(r->text, r->limit, r->pos, FR_SIM_PIECE_WORDS, &words);
+    r->piece_words = (int)words;
+}
+
+static void on_reply_timer(uv_timer_t *t);
+
+/* Ends a stream by its fault: cut (close before the terminator), an error
+ * event, or the protocol's normal close. */
+static void stream_end(conn *c, fr_buf *out)
+{
+    reply *r = &c->rep;
+    if (r->fault == FR_SIM_FAULT_CUT) {
+        fr_sim_conn_write_buf(c, out);
+        r->keep_alive = false;
+        finish_reply(c);
+        return;
+    }
+    if (r->fault == FR_SIM_FAULT_ERROR) {
+        fr_sim_proto_stream_error(r, out);
+    } else {
+        fr_sim_proto_stream_close(r, uv_now(c->sim->loop), out);
+        if (r->fault != FR_SIM_FAULT_BADJSON)
+            account(r);
+    }
+    if (r->chunked)
+        fr_buf_puts(out, "0\r\n\r\n");
+    fr_sim_conn_write_buf(c, out);
+    finish_reply(c); /* without chunked framing, keep_alive is false: this closes */
+}
+
+/* Sends the pending piece, then every piece already due; arms the timer for
+ * the next one, or ends the stream. */
+static void stream_pump(conn *c)
+{
+    reply *r = &c->rep;
+    fr_buf out;
+    fr_buf_init(&out, 0);
+    for (;;) {
+        bool first = !r->started;
+        int copies = first && r->fault == FR_SIM_FAULT_REPEAT ? FR_SIM_REPEATS : 1;
+        if (first) {
+            r->first_words = r->piece_words;
+            r->started = true;
+        }
+        for (int k = 0; k < copies; k++)
+            fr_sim_proto_stream_piece(r, &out, r->text + r->pos, r->piece_end - r->pos, first);
+        r->words_done += r->piece_words;
+        r->pos = r->piece_end;
+        if (r->fault == FR_SIM_FAULT_BADJSON && !r->badjson_sent) {
+            fr_sim_proto_stream_badjson(r, &out);
+            r->badjson_sent = true;
+        }
+        if (r->pos >= r->limit)
+            break;
+        next_piece(r);
+        double due = 0;
+        if (r->tokens_per_s > 0)
+            due = r->latency_ms + 1000.0 *
+                                      (double)(r->words_done + r->piece_words - r->first_words) /
+                                      r->tokens_per_s;
+        uint64_t at = r->t0 + (uint64_t)ceil(due);
+        uint64_t now = uv_now(c->sim->loop);
+        if (at > now) {
+            fr_sim_conn_write_buf(c, &out);
+            uv_timer_start(&c->timer, on_reply_timer, at - now, 0);
+            return;
+        }
+    }
+    stream_end(c, &out);
+}
+
+static void on_reply_timer(uv_timer_t *t)
+{
+    conn *c = t->data;
+    if (c->closing || !c->rep.active)
+        return;
+    if (c->rep.stream)
+        stream_pump(c);
+    else
+        send_full_reply(c);
+    if (!c->closing && !c->draining)
+        fr_sim_conn_process(c);
+}
+
+/* Reads the FAULT: line of the request into `*fault` (-1 when none).
+ * Returns false for an unknown kind, with `msg` filled. */
+static bool prompt_fault(const json_t *messages, int *fault, char *msg, size_t msg_size)
+{
+    *fault = -1;
+    char *line = fr_sim_prompt_line(messages, FAULT_PREFIX);
+    if (!line)
+        return true;
+    const char *p = line;
+    size_t n = strlen(p);
+    while (n && (*p == ' ' || *p == '\t')) {
+        p++;
+        n--;
+    }
+    while (n && (p[n - 1] == ' ' || p[n - 1] == '\t'))
+        n--;
+    *fault = fr_sim_fault_parse(p, n);
+    if (*fault < 0)
+        snprintf(msg, msg_size,
+                 "Unknown FAULT kind '%.*s' (use ok, 429, 500, 503, 529, cut, hang, badjson, "
+                 "nousage, badutf8, error, repeat or badschema).",
+                 (int)(n > 64 ? 64 : n), p);
+    free(line);
+    return *fault >= 0;
+}
+
+/* Answers a status fault at once, in the protocol's error shape. */
+static void send_status_fault(conn *c, fr_sim_proto proto, fr_sim_fault f)
+{
+    switch (f) {
+    case FR_SIM_FAULT_429:
+        fr_sim_proto_send_error(c, proto, 429,
+                                "Rate limit reached (simulated fault). Please try again in 1s.",
+                                c->keep_alive);
+        break;
+    case FR_SIM_FAULT_503:
+        fr_sim_proto_send_error(c, proto, 503,
+                                "The server is temporarily unavailable (simulated fault).",
+                                c->keep_alive);
+        break;
+    case FR_SIM_FAULT_529:
+        fr_sim_proto_send_error(c, proto, 529, "Overloaded (simulated fault).", c->keep_alive);
+        break;
+    default:
+        fr_sim_proto_send_error(c, proto, 500,
+                                "The server had an error processing your request (simulated "
+                                "fault).",
+                                c->keep_alive);
+        break;
+    }
+}
+
+static bool is_status_fault(fr_sim_fault f)
+{
+    return f == FR_SIM_FAULT_429 || f == FR_SIM_FAULT_500 || f == FR_SIM_FAULT_503 ||
+           f == FR_SIM_FAULT_529;
+}
+
+/* Puts the marker of the bad bytes after the first letter of the text (so
+ * inside a word, and inside a string of JSON). */
+static void insert_bad_utf8(reply *r)
+{
+    size_t at = 0;
+    while (at < r->len && !((r->text[at] | 0x20) >= 'a' && (r->text[at] | 0x20) <= 'z'))
+        at++;
+    at = at < r->len ? at + 1 : 0;
+    size_t ml = sizeof FR_SIM_BADUTF8_MARK - 1;
+    char *t = fr_xmalloc(r->len + ml + 1);
+    memcpy(t, r->text, at);
+    memcpy(t + at, FR_SIM_BADUTF8_MARK, ml);
+    memcpy(t + at + ml, r->text + at, r->len - at + 1);
+    free(r->text);
+    r->text = t;
+    r->len += ml;
+}
+
+/* Makes the content and its counts for request `q` under fault `f`. */
+static void make_content(reply *r, const fr_sim_req *q)
+{
+    size_t prompt_bytes = 0;
+    size_t i;
+    const json_t *m;
+    json_array_foreach(q->messages, i, m)
+    {
+        prompt_bytes += fr_sim_content_text(json_object_get(m, "content"), NULL);
+    }
+    r->prompt_tokens = (long)((prompt_bytes + 3) / 4);
+    r->structured = q->format != FR_SIM_TEXT;
+    if (!r->structured)
+        r->text = fr_sim_reply_text(q->model, q->messages);
+    else if (!(r->text = fr_sim_prompt_line(q->messages, REPLY_PREFIX))) /* used as is */
+        r->text = fr_sim_gen_json(q->model, q->messages, q->schema,
+                                  r->fault == FR_SIM_FAULT_BADSCHEMA);
+    r->tool = fr_xstrdup(q->tool);
+    r->len = strlen(r->text);
+    long words;
+    size_t end = fr_sim_scan_words(r->text, r->len, 0,
+                                   q->max_tokens > 0 ? (long)q->max_tokens : LONG_MAX, &words);
+    if (end < r->len) {
+        r->len = end;
+        r->text[end] = '\0';
+        r->length_cut = true;
+    }
+    r->completion_tokens = words > 0 ? words : 1;
+    r->paced_words = r->completion_tokens;
+    if (r->fault == FR_SIM_FAULT_REPEAT) {
+        long first;
+        fr_sim_scan_words(r->text, r->len, 0, FR_SIM_PIECE_WORDS, &first);
+        r->completion_tokens += first * (FR_SIM_REPEATS - 1);
+        if (!r->stream) { /* the same text a stream adds up to */
+            size_t plen = fr_sim_scan_words(r->text, r->len, 0, FR_SIM_PIECE_WORDS, &first);
+            fr_buf t;
+            fr_buf_init(&t, 0);
+            for (int k = 0; k < FR_SIM_REPEATS; k++)
+                fr_buf_append(&t, r->text, plen);
+            fr_buf_append(&t, r->text + plen, r->len - plen);
+            free(r->text);
+            r->len = t.len;
+            r->text = fr_buf_take(&t);
+        }
+    }
+    if (r->fault == FR_SIM_FAULT_BADUTF8)
+        insert_bad_utf8(r);
+    r->limit = r->len;
+    if (r->fault == FR_SIM_FAULT_CUT || r->fault == FR_SIM_FAULT_ERROR) {
+        r->limit = r->len / 2;
+        while (r->limit > 0 && ((unsigned char)r->text[r->limit] & 0xC0) == 0x80)
+            r->limit--; /* not inside a UTF-8 sequence */
+    }
+}
+
+/* Handles one chat request; see sim_int.h. */
+bool fr_sim_chat_handle(conn *c, fr_sim_proto proto, const char *body, size_t len)
+{
+    fr_sim *s = c->sim;
+    fr_sim_req q = {0};
+    bool pending = false;
+    char msg[512];
+    json_error_t jerr;
+    json_t *doc = json_loadb(body, len, 0, &jerr);
+    if (!doc) {
+        snprintf(msg, sizeof msg, "We could not parse the JSON body of your request: %s",
+                 jerr.text);
+        fr_sim_proto_send_error(c, proto, 400, msg, c->keep_alive);
+        goto cleanup;
+    }
+    int pf;
+    if (fr_sim_proto_parse(proto, doc, &q, msg, sizeof msg) != 0 ||
+        !prompt_fault(q.messages, &pf, msg, sizeof msg)) {
+        fr_sim_proto_send_error(c, proto, 400, msg, c->keep_alive);
+        goto cleanup;
+    }
+
+    fr_sim_entry *e = fr_sim_entry_get(s, q.model);
+    double latency = e->configured ? e->latency_ms : s->dflt_latency_ms;
+    double tps = e->configured ? e->tokens_per_s : s->dflt_tokens_per_s;
+    int max_conc = e->configured ? e->max_concurrent : s->dflt_max_concurrent;
+    e->requests++;
+    e->in_flight++;
+    if (e->in_flight > e->peak)
+        e->peak = e->in_flight;
+    if (max_conc > 0 && e->in_flight > max_conc) {
+        e->in_flight--;
+        e->rejected++;
+        fr_log(FR_LOG_DEBUG, "sim", "reject conn=%lu model=%s in_flight=%ld max=%d", c->id,
+               q.model, e->in_flight, max_conc);
+        snprintf(msg, sizeof msg,
+                 "Rate limit reached for %.200s: %d requests in flight allowed. Please try "
+                 "again in 1s.",
+                 q.model, max_conc);
+        fr_sim_proto_send_error(c, proto, 429, msg, c->keep_alive);
+        goto cleanup;
+    }
+    fr_sim_fault fault = fr_sim_entry_next_fault(e);
+    if (pf >= 0)
+        fault = (fr_sim_fault)pf;
+    if (fault == FR_SIM_FAULT_BADSCHEMA && q.format == FR_SIM_TEXT)
+        fault = FR_SIM_FAULT_OK; /* nothing to violate */
+    if (fault != FR_SIM_FAULT_OK)
+        e->faults++;
+    if (is_status_fault(fault)) {
+        e->in_flight--;
+        fr_log(FR_LOG_DEBUG, "sim", "fault conn=%lu model=%s fault=%s", c->id, q.model,
+               fr_sim_fault_name(fault));
+        send_status_fault(c, proto, fault);
+        goto cleanup;
+    }
+
+    reply *r = &c->rep;
+    memset(r, 0, sizeof *r);
+    r->active = true;
+    r->model = e;
+    r->proto = proto;
+    r->fault = fault;
+    r->stream = q.stream;
+    r->include_usage = q.include_usage;
+    r->chunked = c->minor >= 1;
+    r->keep_alive = c->keep_alive && (!r->stream || r->chunked);
+    r->latency_ms = latency > 0 ? latency : 0;
+    r->tokens_per_s = tps > 0 ? tps : 0;
+    r->t0 = uv_now(s->loop);
+    r->created = (long long)time(NULL);
+    snprintf(r->id, sizeof r->id, "%s%llu",
+             proto == FR_SIM_ANTHROPIC ? "msg_sim" : "chatcmpl-sim", ++s->next_reply_id);
+    make_content(r, &q);
+    fr_log(FR_LOG_DEBUG, "sim",
+           "request conn=%lu id=%s model=%s stream=%d prompt_tokens=%ld completion_tokens=%ld "
+           "length_cut=%d fault=%s",
+           c->id, r->id, q.model, r->stream, r->prompt_tokens, r->completion_tokens,
+           r->length_cut, fr_sim_fault_name(fault));
+    pending = true;
+    if (fault == FR_SIM_FAULT_HANG)
+        goto cleanup; /* no answer and no timer: the slot is held until the client leaves */
+
+    uint64_t delay;
+    if (r->stream) {
+        fr_buf head;
+        fr_buf_init(&head, 0);
+        fr_buf_printf(&head,
+                      "HTTP/1.1 200 OK\r\nServer: flowrun-sim\r\nContent-Type: %s\r\n"
+                      "Cache-Control: no-cache\r\n%sConnection: %s\r\n\r\n",
+                      fr_sim_proto_stream_type(proto),
+                      r->chunked ? "Transfer-Encoding: chunked\r\n" : "",
+                      r->keep_alive ? "keep-alive" : "close");
+        fr_sim_proto_stream_open(r, &head);
+        fr_sim_conn_write_buf(c, &head);
+        next_piece(r);
+        delay = (uint64_t)ceil(r->latency_ms);
+    } else {
+        double ms = r->latency_ms;
+        if (r->tokens_per_s > 0)
+            ms += 1000.0 * (double)r->paced_words / r->tokens_per_s;
+        delay = (uint64_t)ceil(ms);
+    }
+    uv_timer_start(&c->timer, on_reply_timer, delay, 0);
+cleanup:
+    json_decref(q.messages);
+    json_decref(doc);
+    return pending;
+}
