@@ -245,7 +245,7 @@ static void insert_bad_utf8(reply *r)
     r->len += ml;
 }
 
-/* Makes the content and its counts for request `q` under fault `f`. */
+/* Makes the content and its counts for request `q` under the reply's fault. */
 static void make_content(reply *r, const fr_sim_req *q)
 {
     size_t prompt_bytes = 0;
@@ -256,12 +256,11 @@ static void make_content(reply *r, const fr_sim_req *q)
         prompt_bytes += fr_sim_content_text(json_object_get(m, "content"), NULL);
     }
     r->prompt_tokens = (long)((prompt_bytes + 3) / 4);
-    r->structured = q->format != FR_SIM_TEXT;
-    if (!r->structured)
+    if (q->format == FR_SIM_TEXT)
         r->text = fr_sim_reply_text(q->model, q->messages);
     else if (!(r->text = fr_sim_prompt_line(q->messages, REPLY_PREFIX))) /* used as is */
-        r->text = fr_sim_gen_json(q->model, q->messages, q->schema,
-                                  r->fault == FR_SIM_FAULT_BADSCHEMA);
+        r->text =
+            fr_sim_gen_json(q->model, q->messages, q->schema, r->fault == FR_SIM_FAULT_BADSCHEMA);
     r->tool = fr_xstrdup(q->tool);
     r->len = strlen(r->text);
     long words;
@@ -276,10 +275,9 @@ static void make_content(reply *r, const fr_sim_req *q)
     r->paced_words = r->completion_tokens;
     if (r->fault == FR_SIM_FAULT_REPEAT) {
         long first;
-        fr_sim_scan_words(r->text, r->len, 0, FR_SIM_PIECE_WORDS, &first);
+        size_t plen = fr_sim_scan_words(r->text, r->len, 0, FR_SIM_PIECE_WORDS, &first);
         r->completion_tokens += first * (FR_SIM_REPEATS - 1);
         if (!r->stream) { /* the same text a stream adds up to */
-            size_t plen = fr_sim_scan_words(r->text, r->len, 0, FR_SIM_PIECE_WORDS, &first);
             fr_buf t;
             fr_buf_init(&t, 0);
             for (int k = 0; k < FR_SIM_REPEATS; k++)
@@ -333,8 +331,8 @@ bool fr_sim_chat_handle(conn *c, fr_sim_proto proto, const char *body, size_t le
     if (max_conc > 0 && e->in_flight > max_conc) {
         e->in_flight--;
         e->rejected++;
-        fr_log(FR_LOG_DEBUG, "sim", "reject conn=%lu model=%s in_flight=%ld max=%d", c->id,
-               q.model, e->in_flight, max_conc);
+        fr_log(FR_LOG_DEBUG, "sim", "reject conn=%lu model=%s in_flight=%ld max=%d", c->id, q.model,
+               e->in_flight, max_conc);
         snprintf(msg, sizeof msg,
                  "Rate limit reached for %.200s: %d requests in flight allowed. Please try "
                  "again in 1s.",
@@ -371,14 +369,14 @@ bool fr_sim_chat_handle(conn *c, fr_sim_proto proto, const char *body, size_t le
     r->tokens_per_s = tps > 0 ? tps : 0;
     r->t0 = uv_now(s->loop);
     r->created = (long long)time(NULL);
-    snprintf(r->id, sizeof r->id, "%s%llu",
-             proto == FR_SIM_ANTHROPIC ? "msg_sim" : "chatcmpl-sim", ++s->next_reply_id);
+    snprintf(r->id, sizeof r->id, "%s%llu", proto == FR_SIM_ANTHROPIC ? "msg_sim" : "chatcmpl-sim",
+             ++s->next_reply_id);
     make_content(r, &q);
     fr_log(FR_LOG_DEBUG, "sim",
            "request conn=%lu id=%s model=%s stream=%d prompt_tokens=%ld completion_tokens=%ld "
            "length_cut=%d fault=%s",
-           c->id, r->id, q.model, r->stream, r->prompt_tokens, r->completion_tokens,
-           r->length_cut, fr_sim_fault_name(fault));
+           c->id, r->id, q.model, r->stream, r->prompt_tokens, r->completion_tokens, r->length_cut,
+           fr_sim_fault_name(fault));
     pending = true;
     if (fault == FR_SIM_FAULT_HANG)
         goto cleanup; /* no answer and no timer: the slot is held until the client leaves */

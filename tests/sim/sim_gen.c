@@ -401,10 +401,28 @@ static json_t *gen_string(gen *g, const json_t *schema)
 
 static json_t *gen_value(gen *g, const json_t *schema, int depth);
 
+/* A free-form object: {"result": "<3..8 words>"}. OpenAI json_object, Ollama
+ * "json" and a tool whose schema is just {"type": "object"} all get it, so
+ * "any JSON" looks the same under every protocol. */
+static json_t *any_object(gen *g)
+{
+    fr_buf words;
+    fr_buf_init(&words, 0);
+    int n = 3 + (int)pick(&g->state, 6);
+    for (int i = 0; i < n; i++)
+        fr_buf_printf(&words, "%s%s", i ? " " : "", vocabulary[pick(&g->state, NVOCAB)]);
+    json_t *v = json_pack("{s:s}", "result", fr_buf_str(&words));
+    fr_buf_close(&words);
+    return v;
+}
+
 static json_t *gen_object(gen *g, const json_t *schema, int depth)
 {
-    json_t *obj = json_object();
     const json_t *props = json_object_get(schema, "properties");
+    if (json_object_size(props) == 0 && json_array_size(json_object_get(schema, "required")) == 0 &&
+        !json_is_false(json_object_get(schema, "additionalProperties")))
+        return any_object(g);
+    json_t *obj = json_object();
     const char *key;
     const json_t *sub;
     json_object_foreach((json_t *)props, key, sub)
@@ -538,15 +556,12 @@ char *fr_sim_gen_json(const char *model, const json_t *messages, const json_t *s
         if (bad)
             v = violate(&g, v, schema);
     } else {
-        /* Any object: {"result": "<3..8 words>"}; an array when it must break the rule. */
-        fr_buf words;
-        fr_buf_init(&words, 0);
-        int n = 3 + (int)pick(&g.state, 6);
-        for (int i = 0; i < n; i++)
-            fr_buf_printf(&words, "%s%s", i ? " " : "", vocabulary[pick(&g.state, NVOCAB)]);
-        v = bad ? json_pack("[s]", fr_buf_str(&words))
-                : json_pack("{s:s}", "result", fr_buf_str(&words));
-        fr_buf_close(&words);
+        v = any_object(&g);
+        if (bad) { /* an array where an object was asked */
+            json_t *arr = json_pack("[O]", json_object_get(v, "result"));
+            json_decref(v);
+            v = arr;
+        }
     }
     char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(15));
     json_decref(v);

@@ -160,8 +160,8 @@ const char *fr_sim_status_text(int status)
 }
 
 /* Sends a complete response; see sim_int.h. */
-void fr_sim_send(conn *c, int status, const char *extra, const char *content_type,
-                 const char *body, size_t len, bool keep_alive)
+void fr_sim_send(conn *c, int status, const char *extra, const char *content_type, const char *body,
+                 size_t len, bool keep_alive)
 {
     fr_buf out;
     fr_buf_init(&out, 0);
@@ -190,8 +190,8 @@ void fr_sim_send_json(conn *c, int status, const char *extra, json_t *doc, bool 
 static void send_error(conn *c, int status, const char *extra, const char *code,
                        const char *message, bool keep_alive)
 {
-    json_t *err = json_pack("{s:s,s:s,s:n}", "message", message, "type", "invalid_request_error",
-                            "param");
+    json_t *err =
+        json_pack("{s:s,s:s,s:n}", "message", message, "type", "invalid_request_error", "param");
     json_object_set_new(err, "code", code ? json_string(code) : json_null());
     fr_sim_send_json(c, status, extra, json_pack("{s:o}", "error", err), keep_alive);
 }
@@ -216,10 +216,10 @@ static void handle_tags(conn *c)
     json_t *data = json_array();
     for (const fr_sim_entry *m = c->sim->models; m; m = m->next)
         if (m->configured)
-            json_array_append_new(
-                data, json_pack("{s:s,s:s,s:s,s:i,s:s,s:{s:s,s:s}}", "name", m->name, "model",
-                                m->name, "modified_at", "2024-01-01T00:00:00Z", "size", 0,
-                                "digest", "", "details", "format", "sim", "family", "sim"));
+            json_array_append_new(data, json_pack("{s:s,s:s,s:s,s:i,s:s,s:{s:s,s:s}}", "name",
+                                                  m->name, "model", m->name, "modified_at",
+                                                  "2024-01-01T00:00:00Z", "size", 0, "digest", "",
+                                                  "details", "format", "sim", "family", "sim"));
     fr_sim_send_json(c, 200, "", json_pack("{s:o}", "models", data), c->keep_alive);
 }
 
@@ -254,8 +254,7 @@ static bool dispatch(conn *c, const char *body, size_t len)
     bool get = strcmp(c->method, "GET") == 0;
     bool post = strcmp(c->method, "POST") == 0;
     if (!get && !post) {
-        send_error(c, 405, "Allow: GET, POST\r\n", NULL, "Only GET and POST are supported.",
-                   false);
+        send_error(c, 405, "Allow: GET, POST\r\n", NULL, "Only GET and POST are supported.", false);
         return false;
     }
     const struct route *rt = NULL;

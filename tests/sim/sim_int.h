@@ -91,8 +91,7 @@ typedef struct fr_sim_reply {
     bool badjson_sent; /* the malformed chunk of a `badjson` stream went out */
     fr_sim_proto proto;
     fr_sim_fault fault;
-    bool structured; /* the text is JSON */
-    char *tool;      /* Anthropic forced tool name (owned), or NULL */
+    char *tool; /* Anthropic forced tool name (owned), or NULL */
     fr_sim_entry *model;
     char *text; /* the (possibly cut) reply text */
     size_t len;
@@ -194,8 +193,7 @@ const char *fr_sim_status_text(int status);
 void fr_sim_send(fr_sim_conn *c, int status, const char *extra, const char *content_type,
                  const char *body, size_t len, bool keep_alive);
 /* Sends `doc` (taken) as an application/json response. */
-void fr_sim_send_json(fr_sim_conn *c, int status, const char *extra, json_t *doc,
-                      bool keep_alive);
+void fr_sim_send_json(fr_sim_conn *c, int status, const char *extra, json_t *doc, bool keep_alive);
 
 /* ---- sim_chat.c: the protocol-neutral reply ---- */
 
@@ -211,10 +209,9 @@ void fr_sim_reply_release(fr_sim_reply *r);
 /* Reads the protocol's request `doc` (borrowed; `q` borrows from it) into
  * `q`; q->messages is owned by the caller afterwards, also on failure.
  * Returns 0, or 400 with `msg` filled. */
-int fr_sim_proto_parse(fr_sim_proto proto, json_t *doc, fr_sim_req *q, char *msg,
-                       size_t msg_size);
+int fr_sim_proto_parse(fr_sim_proto proto, json_t *doc, fr_sim_req *q, char *msg, size_t msg_size);
 /* Sends an error response in the protocol's shape. 429 and 503 carry
- * Retry-After: 1. */
+ * Retry-After: 1; 405 (a chat path asked with GET) carries Allow: POST. */
 void fr_sim_proto_send_error(fr_sim_conn *c, fr_sim_proto proto, int status, const char *msg,
                              bool keep_alive);
 /* Returns the whole non-streamed response body as owned text; `*len` gets

@@ -122,8 +122,8 @@ static const char *parse_ollama(json_t *doc, fr_sim_req *q)
 
 static const char *parse_anthropic(json_t *doc, fr_sim_req *q, char *msg, size_t msg_size)
 {
-    const char *bad = check_common(doc, "model: Field required",
-                                   "messages: List should have at least 1 item");
+    const char *bad =
+        check_common(doc, "model: Field required", "messages: List should have at least 1 item");
     if (bad)
         return bad;
     const json_t *mt = json_object_get(doc, "max_tokens");
@@ -139,8 +139,7 @@ static const char *parse_anthropic(json_t *doc, fr_sim_req *q, char *msg, size_t
     {
         const char *role = json_string_value(json_object_get(m, "role"));
         if (!role || (strcmp(role, "user") != 0 && strcmp(role, "assistant") != 0)) {
-            snprintf(msg, msg_size, "messages.%zu.role: Input should be 'user' or 'assistant'",
-                     i);
+            snprintf(msg, msg_size, "messages.%zu.role: Input should be 'user' or 'assistant'", i);
             return msg;
         }
     }
@@ -184,8 +183,7 @@ static const char *parse_anthropic(json_t *doc, fr_sim_req *q, char *msg, size_t
 }
 
 /* Reads a request; see sim_int.h. */
-int fr_sim_proto_parse(fr_sim_proto proto, json_t *doc, fr_sim_req *q, char *msg,
-                       size_t msg_size)
+int fr_sim_proto_parse(fr_sim_proto proto, json_t *doc, fr_sim_req *q, char *msg, size_t msg_size)
 {
     memset(q, 0, sizeof *q);
     const char *bad;
@@ -250,7 +248,9 @@ static json_t *anthropic_error(int status, const char *message)
 void fr_sim_proto_send_error(fr_sim_conn *c, fr_sim_proto proto, int status, const char *msg,
                              bool keep_alive)
 {
-    const char *extra = status == 429 || status == 503 ? "Retry-After: 1\r\n" : "";
+    const char *extra = status == 429 || status == 503 ? "Retry-After: 1\r\n"
+                        : status == 405                ? "Allow: POST\r\n" /* chat is POST only */
+                                                       : "";
     json_t *doc;
     switch (proto) {
     case FR_SIM_OLLAMA:
@@ -298,8 +298,7 @@ static char *dump(const reply *r, json_t *doc, size_t *len)
 
 /* Appends one frame: an SSE event ("data:", with "event:" for Anthropic) or
  * an NDJSON line, inside an HTTP chunk when the reply is chunked. */
-static void put_frame(const reply *r, fr_buf *out, const char *event, const char *payload,
-                      size_t n)
+static void put_frame(const reply *r, fr_buf *out, const char *event, const char *payload, size_t n)
 {
     fr_buf f;
     fr_buf_init(&f, 0);
@@ -366,13 +365,13 @@ static const char *finish_reason(const reply *r, bool tool_block)
 
 static json_t *openai_full(const reply *r)
 {
-    json_t *msg = json_pack("{s:s,s:o}", "role", "assistant", "content",
-                            text_json(r->text, r->len));
+    json_t *msg =
+        json_pack("{s:s,s:o}", "role", "assistant", "content", text_json(r->text, r->len));
     json_t *choice = json_pack("{s:i,s:o,s:n,s:s}", "index", 0, "message", msg, "logprobs",
                                "finish_reason", finish_reason(r, false));
-    json_t *doc = json_pack("{s:s,s:s,s:I,s:s,s:[o]}", "id", r->id, "object", "chat.completion",
-                            "created", (json_int_t)r->created, "model", r->model->name,
-                            "choices", choice);
+    json_t *doc =
+        json_pack("{s:s,s:s,s:I,s:s,s:[o]}", "id", r->id, "object", "chat.completion", "created",
+                  (json_int_t)r->created, "model", r->model->name, "choices", choice);
     if (!no_usage(r))
         json_object_set_new(doc, "usage", openai_usage(r));
     return doc;
@@ -430,10 +429,9 @@ static json_t *anthropic_usage(const reply *r, long output)
 
 static json_t *anthropic_message(const reply *r, json_t *content, const char *stop, long output)
 {
-    json_t *doc = json_pack("{s:s,s:s,s:s,s:s,s:o,s:o,s:n}", "id", r->id, "type", "message",
-                            "role", "assistant", "model", r->model->name, "content", content,
-                            "stop_reason", stop ? json_string(stop) : json_null(),
-                            "stop_sequence");
+    json_t *doc = json_pack("{s:s,s:s,s:s,s:s,s:o,s:o,s:n}", "id", r->id, "type", "message", "role",
+                            "assistant", "model", r->model->name, "content", content, "stop_reason",
+                            stop ? json_string(stop) : json_null(), "stop_sequence");
     if (!no_usage(r))
         json_object_set_new(doc, "usage", anthropic_usage(r, output));
     return doc;
@@ -443,8 +441,8 @@ static json_t *anthropic_tool_block(const reply *r, json_t *input)
 {
     char id[64];
     snprintf(id, sizeof id, "toolu_sim%s", r->id + strlen("msg_sim"));
-    return json_pack("{s:s,s:s,s:s,s:o}", "type", "tool_use", "id", id, "name", r->tool,
-                     "input", input);
+    return json_pack("{s:s,s:s,s:s,s:o}", "type", "tool_use", "id", id, "name", r->tool, "input",
+                     input);
 }
 
 static json_t *anthropic_full(const reply *r)
@@ -501,8 +499,8 @@ void fr_sim_proto_stream_open(const reply *r, fr_buf *out)
     json_t *block = r->tool ? anthropic_tool_block(r, json_object())
                             : json_pack("{s:s,s:s}", "type", "text", "text", "");
     put_json(r, out, "content_block_start",
-             json_pack("{s:s,s:i,s:o}", "type", "content_block_start", "index", 0,
-                       "content_block", block));
+             json_pack("{s:s,s:i,s:o}", "type", "content_block_start", "index", 0, "content_block",
+                       block));
     put_json(r, out, "ping", json_pack("{s:s}", "type", "ping"));
 }
 
@@ -514,13 +512,13 @@ void fr_sim_proto_stream_piece(const reply *r, fr_buf *out, const char *p, size_
         put_json(r, out, NULL, ollama_line(r, p, n, false));
         break;
     case FR_SIM_ANTHROPIC: {
-        json_t *delta = r->tool ? json_pack("{s:s,s:o}", "type", "input_json_delta",
-                                            "partial_json", text_json(p, n))
-                                : json_pack("{s:s,s:o}", "type", "text_delta", "text",
-                                            text_json(p, n));
-        put_json(r, out, "content_block_delta",
-                 json_pack("{s:s,s:i,s:o}", "type", "content_block_delta", "index", 0, "delta",
-                           delta));
+        json_t *delta = r->tool
+                            ? json_pack("{s:s,s:o}", "type", "input_json_delta", "partial_json",
+                                        text_json(p, n))
+                            : json_pack("{s:s,s:o}", "type", "text_delta", "text", text_json(p, n));
+        put_json(
+            r, out, "content_block_delta",
+            json_pack("{s:s,s:i,s:o}", "type", "content_block_delta", "index", 0, "delta", delta));
         break;
     }
     default: {
@@ -546,12 +544,11 @@ void fr_sim_proto_stream_close(const reply *r, uint64_t now_ms, fr_buf *out)
     case FR_SIM_ANTHROPIC: {
         put_json(r, out, "content_block_stop",
                  json_pack("{s:s,s:i}", "type", "content_block_stop", "index", 0));
-        json_t *md = json_pack("{s:s,s:{s:s,s:n}}", "type", "message_delta", "delta",
-                               "stop_reason", finish_reason(r, r->tool != NULL), "stop_sequence");
+        json_t *md = json_pack("{s:s,s:{s:s,s:n}}", "type", "message_delta", "delta", "stop_reason",
+                               finish_reason(r, r->tool != NULL), "stop_sequence");
         if (!no_usage(r))
-            json_object_set_new(md, "usage",
-                                json_pack("{s:I}", "output_tokens",
-                                          (json_int_t)r->completion_tokens));
+            json_object_set_new(
+                md, "usage", json_pack("{s:I}", "output_tokens", (json_int_t)r->completion_tokens));
         put_json(r, out, "message_delta", md);
         put_json(r, out, "message_stop", json_pack("{s:s}", "type", "message_stop"));
         break;
@@ -577,8 +574,9 @@ void fr_sim_proto_stream_error(const reply *r, fr_buf *out)
     switch (r->proto) {
     case FR_SIM_OLLAMA:
         put_json(r, out, NULL,
-                 json_pack("{s:s}", "error", "an error was encountered while running the model "
-                                             "(simulated fault)"));
+                 json_pack("{s:s}", "error",
+                           "an error was encountered while running the model "
+                           "(simulated fault)"));
         break;
     case FR_SIM_ANTHROPIC:
         put_json(r, out, "error", anthropic_error(529, "Overloaded (simulated fault)"));
@@ -597,7 +595,8 @@ void fr_sim_proto_stream_badjson(const reply *r, fr_buf *out)
 {
     static const char openai[] = "{\"choices\": [";
     static const char ollama[] = "{\"message\": {\"role\": \"assistant\", \"content\": ";
-    static const char anthropic[] = "{\"type\": \"content_block_delta\", \"index\": 0, \"delta\": {";
+    static const char anthropic[] =
+        "{\"type\": \"content_block_delta\", \"index\": 0, \"delta\": {";
     switch (r->proto) {
     case FR_SIM_OLLAMA:
         put_frame(r, out, NULL, ollama, sizeof ollama - 1);

@@ -965,6 +965,1240 @@ static void test_free_with_open_connections(void **state)
     fixture_free(fx);
 }
 
+/* ---- the three protocols ------------------------------------------------------ */
+
+typedef enum proto { P_OPENAI, P_OLLAMA, P_ANTHROPIC } proto;
+static const char *const proto_paths[] = {"/v1/chat/completions", "/api/chat", "/v1/messages"};
+
+/* What a client gets from one request, whatever the protocol. */
+typedef struct result {
+    int status;
+    char *head;
+    char *raw;    /* the body as received (de-chunked) */
+    char *text;   /* assembled content; a tool_use block's input as compact JSON */
+    long in, out; /* usage as reported; -1 when absent */
+    char *finish; /* finish_reason, done_reason or stop_reason */
+    bool tool;    /* the content was an Anthropic tool_use block */
+    int pieces;   /* streamed content pieces */
+} result;
+
+static void result_free(result *r)
+{
+    free(r->head);
+    free(r->raw);
+    free(r->text);
+    free(r->finish);
+    memset(r, 0, sizeof *r);
+}
+
+/* Returns an owned request body for `p`: the system prompt (may be NULL)
+ * where the protocol carries it, one user message, `stream` set explicitly,
+ * Anthropic's required max_tokens, and `extra` (JSON text, may be NULL)
+ * merged on top. */
+static char *proto_body(proto p, const char *model, const char *system, const char *user,
+                        bool stream, const char *extra)
+{
+    json_t *msgs = json_array();
+    json_t *doc = json_pack("{s:s,s:b}", "model", model, "stream", stream);
+    if (system && p == P_ANTHROPIC)
+        json_object_set_new(doc, "system", json_string(system));
+    else if (system)
+        json_array_append_new(msgs, json_pack("{s:s,s:s}", "role", "system", "content", system));
+    json_array_append_new(msgs, json_pack("{s:s,s:s}", "role", "user", "content", user));
+    json_object_set_new(doc, "messages", msgs);
+    if (p == P_ANTHROPIC)
+        json_object_set_new(doc, "max_tokens", json_integer(400));
+    if (p == P_OPENAI && stream)
+        json_object_set_new(doc, "stream_options", json_pack("{s:b}", "include_usage", 1));
+    if (extra) {
+        json_t *more = json_loads(extra, 0, NULL);
+        assert_non_null(more);
+        json_object_update(doc, more);
+        json_decref(more);
+    }
+    char *text = json_dumps(doc, JSON_COMPACT);
+    json_decref(doc);
+    return text;
+}
+
+static long int_member(const json_t *obj, const char *key)
+{
+    const json_t *v = json_object_get(obj, key);
+    return json_is_integer(v) ? (long)json_integer_value(v) : -1;
+}
+
+static void set_finish(result *out, const json_t *v)
+{
+    if (json_is_string(v)) {
+        free(out->finish);
+        out->finish = fr_xstrdup(json_string_value(v));
+    }
+}
+
+/* One SSE event: its "event:" name (NULL when none) and its data. */
+typedef struct sse_event {
+    char *name;
+    char *data;
+} sse_event;
+
+typedef struct sse_events {
+    sse_event *items;
+    int n;
+} sse_events;
+
+static void parse_sse(const char *body, sse_events *ev)
+{
+    ev->items = NULL;
+    ev->n = 0;
+    const char *p = body;
+    while (*p) {
+        const char *sep = strstr(p, "\n\n");
+        assert_non_null(sep); /* every event ends with a blank line */
+        sse_event e = {NULL, NULL};
+        if (strncmp(p, "event: ", 7) == 0) {
+            const char *nl = strchr(p, '\n');
+            e.name = fr_xstrndup(p + 7, (size_t)(nl - p - 7));
+            p = nl + 1;
+        }
+        assert_memory_equal(p, "data: ", 6);
+        e.data = fr_xstrndup(p + 6, (size_t)(sep - p - 6));
+        ev->items = fr_xrealloc(ev->items, (size_t)(ev->n + 1) * sizeof *ev->items);
+        ev->items[ev->n++] = e;
+        p = sep + 2;
+    }
+}
+
+static void sse_free(sse_events *ev)
+{
+    for (int i = 0; i < ev->n; i++) {
+        free(ev->items[i].name);
+        free(ev->items[i].data);
+    }
+    free(ev->items);
+    ev->n = 0;
+}
+
+static json_t *must_parse(const char *text)
+{
+    json_error_t jerr;
+    json_t *doc = json_loads(text, 0, &jerr);
+    if (!doc)
+        fail_msg("not JSON (%s): %s", jerr.text, text);
+    return doc;
+}
+
+static void parse_openai_stream(const char *body, result *out)
+{
+    sse_events ev;
+    parse_sse(body, &ev);
+    fr_buf text;
+    fr_buf_init(&text, 0);
+    assert_true(ev.n >= 2);
+    assert_string_equal(ev.items[ev.n - 1].data, "[DONE]");
+    for (int i = 0; i < ev.n - 1; i++) {
+        assert_null(ev.items[i].name);
+        json_t *doc = must_parse(ev.items[i].data);
+        assert_string_equal(json_string_value(json_object_get(doc, "object")),
+                            "chat.completion.chunk");
+        json_t *usage = json_object_get(doc, "usage");
+        if (json_is_object(usage)) {
+            out->in = int_member(usage, "prompt_tokens");
+            out->out = int_member(usage, "completion_tokens");
+        }
+        json_t *choice = json_array_get(json_object_get(doc, "choices"), 0);
+        const char *piece =
+            json_string_value(json_object_get(json_object_get(choice, "delta"), "content"));
+        if (piece) {
+            fr_buf_puts(&text, piece);
+            out->pieces++;
+        }
+        set_finish(out, json_object_get(choice, "finish_reason"));
+        json_decref(doc);
+    }
+    out->text = fr_buf_take(&text);
+    sse_free(&ev);
+}
+
+static void parse_ollama_stream(const char *body, result *out)
+{
+    fr_buf text;
+    fr_buf_init(&text, 0);
+    bool done = false;
+    for (const char *p = body; *p;) {
+        const char *nl = strchr(p, '\n');
+        assert_non_null(nl); /* every object is one line */
+        assert_false(done);  /* nothing after the done line */
+        char *line = fr_xstrndup(p, (size_t)(nl - p));
+        json_t *doc = must_parse(line);
+        free(line);
+        assert_non_null(json_string_value(json_object_get(doc, "model")));
+        assert_non_null(json_string_value(json_object_get(doc, "created_at")));
+        json_t *msg = json_object_get(doc, "message");
+        assert_string_equal(json_string_value(json_object_get(msg, "role")), "assistant");
+        const char *piece = json_string_value(json_object_get(msg, "content"));
+        assert_non_null(piece);
+        done = json_is_true(json_object_get(doc, "done"));
+        if (done) {
+            assert_string_equal(piece, "");
+            set_finish(out, json_object_get(doc, "done_reason"));
+            out->in = int_member(doc, "prompt_eval_count");
+            out->out = int_member(doc, "eval_count");
+            assert_true(int_member(doc, "total_duration") > 0);
+        } else {
+            assert_true(json_is_false(json_object_get(doc, "done")));
+            fr_buf_puts(&text, piece);
+            out->pieces++;
+        }
+        json_decref(doc);
+        p = nl + 1;
+    }
+    assert_true(done);
+    out->text = fr_buf_take(&text);
+}
+
+/* Checks the Anthropic event order: message_start, content_block_start,
+ * ping, content_block_delta..., content_block_stop, message_delta,
+ * message_stop, each event named as its data's type. */
+static void parse_anthropic_stream(const char *body, result *out)
+{
+    static const char *const order[] = {
+        "message_start",      "content_block_start", "ping",        "content_block_delta",
+        "content_block_stop", "message_delta",       "message_stop"};
+    sse_events ev;
+    parse_sse(body, &ev);
+    fr_buf text;
+    fr_buf_init(&text, 0);
+    size_t stage = 0;
+    for (int i = 0; i < ev.n; i++) {
+        json_t *doc = must_parse(ev.items[i].data);
+        const char *type = json_string_value(json_object_get(doc, "type"));
+        assert_non_null(ev.items[i].name);
+        assert_string_equal(ev.items[i].name, type);
+        while (stage < 7 && strcmp(order[stage], type) != 0) {
+            assert_int_equal(stage, 3); /* only the deltas may be absent */
+            stage++;
+        }
+        assert_true(stage < 7);
+        if (stage == 0) {
+            json_t *msg = json_object_get(doc, "message");
+            assert_string_equal(json_string_value(json_object_get(msg, "role")), "assistant");
+            assert_int_equal(json_array_size(json_object_get(msg, "content")), 0);
+            json_t *usage = json_object_get(msg, "usage");
+            if (usage) {
+                out->in = int_member(usage, "input_tokens");
+                assert_int_equal(int_member(usage, "output_tokens"), 1);
+            }
+        } else if (stage == 1) {
+            json_t *block = json_object_get(doc, "content_block");
+            out->tool = strcmp(json_string_value(json_object_get(block, "type")), "tool_use") == 0;
+            if (out->tool)
+                assert_int_equal(json_object_size(json_object_get(block, "input")), 0);
+        } else if (stage == 3) {
+            json_t *delta = json_object_get(doc, "delta");
+            const char *dt = json_string_value(json_object_get(delta, "type"));
+            assert_string_equal(dt, out->tool ? "input_json_delta" : "text_delta");
+            fr_buf_puts(&text, json_string_value(
+                                   json_object_get(delta, out->tool ? "partial_json" : "text")));
+            out->pieces++;
+        } else if (stage == 5) {
+            set_finish(out, json_object_get(json_object_get(doc, "delta"), "stop_reason"));
+            json_t *usage = json_object_get(doc, "usage");
+            if (usage)
+                out->out = int_member(usage, "output_tokens");
+        }
+        if (stage != 3) /* every other event comes once */
+            stage++;
+        json_decref(doc);
+    }
+    assert_int_equal(stage, 7);
+    out->text = fr_buf_take(&text);
+    sse_free(&ev);
+}
+
+static void parse_full(proto p, const json_t *doc, result *out)
+{
+    if (p == P_OPENAI) {
+        out->text = fr_xstrdup(content_of(doc));
+        set_finish(out, json_object_get(json_array_get(json_object_get(doc, "choices"), 0),
+                                        "finish_reason"));
+        json_t *usage = json_object_get(doc, "usage");
+        out->in = int_member(usage, "prompt_tokens");
+        out->out = int_member(usage, "completion_tokens");
+    } else if (p == P_OLLAMA) {
+        assert_true(json_is_true(json_object_get(doc, "done")));
+        json_t *msg = json_object_get(doc, "message");
+        assert_string_equal(json_string_value(json_object_get(msg, "role")), "assistant");
+        out->text = fr_xstrdup(json_string_value(json_object_get(msg, "content")));
+        set_finish(out, json_object_get(doc, "done_reason"));
+        out->in = int_member(doc, "prompt_eval_count");
+        out->out = int_member(doc, "eval_count");
+    } else {
+        assert_string_equal(json_string_value(json_object_get(doc, "type")), "message");
+        assert_true(strncmp(json_string_value(json_object_get(doc, "id")), "msg_", 4) == 0);
+        assert_true(json_is_null(json_object_get(doc, "stop_sequence")));
+        json_t *content = json_object_get(doc, "content");
+        assert_int_equal(json_array_size(content), 1);
+        json_t *block = json_array_get(content, 0);
+        const char *type = json_string_value(json_object_get(block, "type"));
+        if (strcmp(type, "tool_use") == 0) {
+            out->tool = true;
+            assert_true(strncmp(json_string_value(json_object_get(block, "id")), "toolu_", 6) == 0);
+            out->text = json_dumps(json_object_get(block, "input"), JSON_COMPACT);
+        } else {
+            assert_string_equal(type, "text");
+            out->text = fr_xstrdup(json_string_value(json_object_get(block, "text")));
+        }
+        set_finish(out, json_object_get(doc, "stop_reason"));
+        json_t *usage = json_object_get(doc, "usage");
+        out->in = int_member(usage, "input_tokens");
+        out->out = int_member(usage, "output_tokens");
+        if (usage) {
+            assert_int_equal(int_member(usage, "cache_creation_input_tokens"), 0);
+            assert_int_equal(int_member(usage, "cache_read_input_tokens"), 0);
+        }
+    }
+}
+
+/* Sends one request of protocol `p` on a fresh connection and reads the
+ * reply into `out`, checking its framing; error replies keep only status,
+ * head and raw body. */
+static void ask_body(fixture *fx, proto p, bool stream, const char *body, result *out)
+{
+    memset(out, 0, sizeof *out);
+    out->in = out->out = -1;
+    response r = {0};
+    roundtrip(fx, "POST", proto_paths[p], body, &r);
+    out->status = r.status;
+    out->head = r.head;
+    out->raw = r.body;
+    if (r.status != 200)
+        return;
+    if (!stream) {
+        assert_true(header_is(r.head, "Content-Type", "application/json"));
+        json_t *doc = body_json(&r);
+        parse_full(p, doc, out);
+        json_decref(doc);
+        return;
+    }
+    assert_true(header_is(r.head, "Transfer-Encoding", "chunked"));
+    if (p == P_OLLAMA) {
+        assert_true(header_is(r.head, "Content-Type", "application/x-ndjson"));
+        parse_ollama_stream(r.body, out);
+    } else {
+        assert_true(header_is(r.head, "Content-Type", "text/event-stream"));
+        if (p == P_OPENAI)
+            parse_openai_stream(r.body, out);
+        else
+            parse_anthropic_stream(r.body, out);
+    }
+}
+
+static void ask(fixture *fx, proto p, bool stream, const char *model, const char *system,
+                const char *user, const char *extra, result *out)
+{
+    char *body = proto_body(p, model, system, user, stream, extra);
+    ask_body(fx, p, stream, body, out);
+    free(body);
+}
+
+static long prompt_tokens_of(const char *system, const char *user)
+{
+    size_t bytes = (system ? strlen(system) : 0) + strlen(user);
+    return (long)((bytes + 3) / 4);
+}
+
+static void test_protocols_agree(void **state)
+{
+    (void)state;
+    fixture *fx = fixture_new();
+    const char *prompts[] = {"Summarise the plan in a line.", "REPLY: one two three four five"};
+    const char *systems[] = {"Be brief.", NULL};
+    for (int k = 0; k < 2; k++) {
+        const char *system = systems[k];
+        result ref;
+        ask(fx, P_OPENAI, false, "agree", system, prompts[k], NULL, &ref);
+        assert_int_equal(ref.status, 200);
+        assert_string_equal(ref.finish, "stop");
+        assert_int_equal(ref.in, prompt_tokens_of(system, prompts[k]));
+        assert_int_equal(ref.out, count_words(ref.text));
+        for (int p = P_OPENAI; p <= P_ANTHROPIC; p++) {
+            for (int stream = 0; stream < 2; stream++) {
+                result r;
+                ask(fx, (proto)p, stream, "agree", system, prompts[k], NULL, &r);
+                assert_int_equal(r.status, 200);
+                assert_string_equal(r.text, ref.text);
+                assert_int_equal(r.in, ref.in);
+                assert_int_equal(r.out, ref.out);
+                assert_false(r.tool);
+                assert_string_equal(r.finish, p == P_ANTHROPIC ? "end_turn" : "stop");
+                if (stream && k == 0)
+                    assert_true(r.pieces >= 3); /* generated text is 14+ words */
+                result_free(&r);
+            }
+        }
+        result_free(&ref);
+    }
+
+    /* The token limit of each protocol cuts the same words. */
+    const char *limits[] = {"{\"max_tokens\":4}", "{\"options\":{\"num_predict\":4}}",
+                            "{\"max_tokens\":4}"};
+    for (int p = P_OPENAI; p <= P_ANTHROPIC; p++) {
+        for (int stream = 0; stream < 2; stream++) {
+            result r;
+            ask(fx, (proto)p, stream, "agree", "sys", "REPLY: a b c d e f", limits[p], &r);
+            assert_string_equal(r.text, "a b c d");
+            assert_int_equal(r.out, 4);
+            assert_string_equal(r.finish, p == P_ANTHROPIC ? "max_tokens" : "length");
+            result_free(&r);
+        }
+    }
+
+    /* Ollama streams when "stream" is absent, and num_predict -1 means no limit. */
+    response raw = {0};
+    roundtrip(fx, "POST", "/api/chat",
+              "{\"model\":\"agree\",\"options\":{\"num_predict\":-1},"
+              "\"messages\":[{\"role\":\"user\",\"content\":\"REPLY: x y\"}]}",
+              &raw);
+    assert_int_equal(raw.status, 200);
+    assert_true(header_is(raw.head, "Content-Type", "application/x-ndjson"));
+    result r = {0};
+    parse_ollama_stream(raw.body, &r);
+    assert_string_equal(r.text, "x y");
+    assert_string_equal(r.finish, "stop");
+    result_free(&r);
+    response_free(&raw);
+    fixture_free(fx);
+}
+
+static void test_anthropic_wire(void **state)
+{
+    (void)state;
+    fixture *fx = fixture_new();
+    /* Event order and usage, checked by parse_anthropic_stream. */
+    result r;
+    ask(fx, P_ANTHROPIC, true, "claude-sim", "Be brief.", "REPLY: w1 w2 w3 w4 w5 w6 w7", NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.text, "w1 w2 w3 w4 w5 w6 w7");
+    assert_int_equal(r.pieces, 3);
+    assert_int_equal(r.out, 7);
+    assert_int_equal(r.in, prompt_tokens_of("Be brief.", "REPLY: w1 w2 w3 w4 w5 w6 w7"));
+    result_free(&r);
+
+    /* A system prompt as a list of text blocks counts the same. */
+    char *body = proto_body(P_ANTHROPIC, "claude-sim", NULL, "REPLY: hi", false,
+                            "{\"system\":[{\"type\":\"text\",\"text\":\"Be brief.\"}]}");
+    ask_body(fx, P_ANTHROPIC, false, body, &r);
+    assert_int_equal(r.in, prompt_tokens_of("Be brief.", "REPLY: hi"));
+    result_free(&r);
+    free(body);
+
+    /* Errors have Anthropic's shape: max_tokens is required, roles are
+     * user and assistant, and the JSON must parse. */
+    const char *bad[] = {
+        "{\"model\":\"claude-sim\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}",
+        "{\"model\":\"claude-sim\",\"max_tokens\":5,\"messages\":[{\"role\":\"system\","
+        "\"content\":\"x\"}]}",
+        "{\"model\":\"claude-sim\",\"max_tokens\":5,\"messages\":[",
+        "{\"model\":\"claude-sim\",\"max_tokens\":5,\"messages\":[{\"role\":\"user\","
+        "\"content\":\"x\"}],\"tools\":[],\"tool_choice\":{\"type\":\"tool\",\"name\":\"t\"}}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ask_body(fx, P_ANTHROPIC, false, bad[i], &r);
+        assert_int_equal(r.status, 400);
+        json_t *doc = must_parse(r.raw);
+        assert_string_equal(json_string_value(json_object_get(doc, "type")), "error");
+        json_t *err = json_object_get(doc, "error");
+        assert_string_equal(json_string_value(json_object_get(err, "type")),
+                            "invalid_request_error");
+        assert_non_null(json_string_value(json_object_get(err, "message")));
+        json_decref(doc);
+        result_free(&r);
+    }
+    assert_int_equal(fr_sim_peak(fx->sim, "claude-sim"), 1);
+    fixture_free(fx);
+}
+
+static void test_ollama_wire(void **state)
+{
+    (void)state;
+    fixture *fx = fixture_new();
+    result r;
+    ask(fx, P_OLLAMA, true, "qwen2.5:7b", "Be brief.", "REPLY: a b c d e f g", NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.text, "a b c d e f g");
+    assert_int_equal(r.pieces, 3);
+    assert_int_equal(r.in, prompt_tokens_of("Be brief.", "REPLY: a b c d e f g"));
+    assert_int_equal(r.out, 7);
+    assert_string_equal(r.finish, "stop");
+    result_free(&r);
+
+    /* Every line is one JSON object ending in "\n"; the raw body shows it. */
+    ask(fx, P_OLLAMA, true, "qwen2.5:7b", NULL, "REPLY: p q", NULL, &r);
+    assert_int_equal(r.raw[strlen(r.raw) - 1], '\n');
+    assert_non_null(strstr(r.raw, "\"done\":false}\n{"));
+    result_free(&r);
+
+    /* Errors are {"error": "..."}. */
+    const char *bad[] = {
+        "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}",
+        "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"format\":7}",
+        "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"stream\":\"y\"}",
+        "{\"model\":\"m\",\"messages\":[]}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ask_body(fx, P_OLLAMA, false, bad[i], &r);
+        assert_int_equal(r.status, 400);
+        json_t *doc = must_parse(r.raw);
+        assert_non_null(json_string_value(json_object_get(doc, "error")));
+        assert_int_equal(json_object_size(doc), 1);
+        json_decref(doc);
+        result_free(&r);
+    }
+
+    /* Wrong method: 405 with Allow, in Ollama's shape. */
+    response raw = {0};
+    roundtrip(fx, "GET", "/api/chat", NULL, &raw);
+    assert_int_equal(raw.status, 405);
+    assert_true(header_is(raw.head, "Allow", "POST"));
+    json_t *doc = body_json(&raw);
+    assert_non_null(json_string_value(json_object_get(doc, "error")));
+    json_decref(doc);
+    response_free(&raw);
+
+    /* GET /api/tags lists the configured models. */
+    fr_sim_model m = {.name = "llama3.2"};
+    assert_int_equal(fr_sim_set_model(fx->sim, &m), FR_OK);
+    roundtrip(fx, "GET", "/api/tags", NULL, &raw);
+    assert_int_equal(raw.status, 200);
+    doc = body_json(&raw);
+    json_t *first = json_array_get(json_object_get(doc, "models"), 0);
+    assert_string_equal(json_string_value(json_object_get(first, "name")), "llama3.2");
+    json_decref(doc);
+    response_free(&raw);
+    fixture_free(fx);
+}
+
+/* ---- structured output ----------------------------------------------------------- */
+
+static const char *const test_schema =
+    "{\"type\":\"object\",\"properties\":{"
+    "\"title\":{\"type\":\"string\",\"minLength\":5,\"maxLength\":12},"
+    "\"level\":{\"type\":\"string\",\"enum\":[\"low\",\"mid\",\"high\"]},"
+    "\"score\":{\"type\":\"integer\",\"minimum\":3,\"maximum\":7},"
+    "\"ratio\":{\"type\":\"number\",\"exclusiveMinimum\":0,\"maximum\":1},"
+    "\"tags\":{\"type\":\"array\",\"items\":{\"type\":\"string\",\"maxLength\":8},"
+    "\"minItems\":2,\"maxItems\":4},"
+    "\"points\":{\"type\":\"array\",\"items\":{\"type\":\"integer\",\"minimum\":-5,"
+    "\"maximum\":-1}},"
+    "\"flag\":{\"type\":\"boolean\"},"
+    "\"owner\":{\"$ref\":\"#/$defs/person\"}},"
+    "\"required\":[\"title\",\"level\",\"score\",\"tags\"],"
+    "\"additionalProperties\":false,"
+    "\"$defs\":{\"person\":{\"type\":\"object\",\"properties\":{"
+    "\"name\":{\"type\":\"string\"},\"age\":{\"type\":\"integer\",\"minimum\":18,"
+    "\"maximum\":99}},\"required\":[\"name\",\"age\"],\"additionalProperties\":false}}}";
+
+static bool type_matches(const json_t *v, const char *type)
+{
+    if (strcmp(type, "object") == 0)
+        return json_is_object(v);
+    if (strcmp(type, "array") == 0)
+        return json_is_array(v);
+    if (strcmp(type, "string") == 0)
+        return json_is_string(v);
+    if (strcmp(type, "integer") == 0)
+        return json_is_integer(v);
+    if (strcmp(type, "number") == 0)
+        return json_is_number(v);
+    if (strcmp(type, "boolean") == 0)
+        return json_is_boolean(v);
+    return json_is_null(v);
+}
+
+/* A small validator for the keywords test_schema uses. */
+static bool conforms(const json_t *v, const json_t *schema, const json_t *root)
+{
+    const char *ref = json_string_value(json_object_get(schema, "$ref"));
+    if (ref) {
+        assert_true(strncmp(ref, "#/$defs/", 8) == 0);
+        return conforms(v, json_object_get(json_object_get(root, "$defs"), ref + 8), root);
+    }
+    const char *type = json_string_value(json_object_get(schema, "type"));
+    if (type && !type_matches(v, type))
+        return false;
+    const json_t *en = json_object_get(schema, "enum");
+    if (en) {
+        bool found = false;
+        size_t i;
+        const json_t *e;
+        json_array_foreach(en, i, e)
+        {
+            found = found || json_equal(e, v);
+        }
+        if (!found)
+            return false;
+    }
+    const json_t *k;
+    if (json_is_string(v)) {
+        long len = (long)json_string_length(v);
+        if ((k = json_object_get(schema, "minLength")) && len < json_integer_value(k))
+            return false;
+        if ((k = json_object_get(schema, "maxLength")) && len > json_integer_value(k))
+            return false;
+    }
+    if (json_is_number(v)) {
+        double x = json_number_value(v);
+        if ((k = json_object_get(schema, "minimum")) && x < json_number_value(k))
+            return false;
+        if ((k = json_object_get(schema, "maximum")) && x > json_number_value(k))
+            return false;
+        if ((k = json_object_get(schema, "exclusiveMinimum")) && x <= json_number_value(k))
+            return false;
+    }
+    if (json_is_array(v)) {
+        long n = (long)json_array_size(v);
+        if ((k = json_object_get(schema, "minItems")) && n < json_integer_value(k))
+            return false;
+        if ((k = json_object_get(schema, "maxItems")) && n > json_integer_value(k))
+            return false;
+        size_t i;
+        const json_t *item;
+        json_array_foreach(v, i, item)
+        {
+            if (!conforms(item, json_object_get(schema, "items"), root))
+                return false;
+        }
+    }
+    if (json_is_object(v)) {
+        const json_t *props = json_object_get(schema, "properties");
+        size_t i;
+        const json_t *name;
+        json_array_foreach(json_object_get(schema, "required"), i, name)
+        {
+            if (!json_object_get(v, json_string_value(name)))
+                return false;
+        }
+        const char *key;
+        const json_t *val;
+        json_object_foreach((json_t *)v, key, val)
+        {
+            const json_t *sub = json_object_get(props, key);
+            if (!sub && json_is_false(json_object_get(schema, "additionalProperties")))
+                return false;
+            if (sub && !conforms(val, sub, root))
+                return false;
+        }
+    }
+    return true;
+}
+
+/* The structured-output part of a request for `p` (schema NULL: any JSON object). */
+static char *structured_extra(proto p, const char *schema)
+{
+    if (p == P_OPENAI)
+        return schema ? fr_xasprintf("{\"response_format\":{\"type\":\"json_schema\","
+                                     "\"json_schema\":{\"name\":\"out\",\"strict\":true,"
+                                     "\"schema\":%s}}}",
+                                     schema)
+                      : fr_xstrdup("{\"response_format\":{\"type\":\"json_object\"}}");
+    if (p == P_OLLAMA)
+        return schema ? fr_xasprintf("{\"format\":%s}", schema)
+                      : fr_xstrdup("{\"format\":\"json\"}");
+    return fr_xasprintf("{\"tools\":[{\"name\":\"other\",\"input_schema\":{\"type\":\"object\"}},"
+                        "{\"name\":\"emit\",\"description\":\"d\",\"input_schema\":%s}],"
+                        "\"tool_choice\":{\"type\":\"tool\",\"name\":\"emit\"}}",
+                        schema ? schema : "{\"type\":\"object\"}");
+}
+
+static void test_structured_output(void **state)
+{
+    (void)state;
+    fixture *fx = fixture_new();
+    json_t *schema = must_parse(test_schema);
+
+    /* Many seeds: every generated value conforms. */
+    for (int i = 0; i < 200; i++) {
+        char prompt[64];
+        snprintf(prompt, sizeof prompt, "Describe item %d.", i);
+        json_t *msgs = json_pack("[{s:s,s:s}]", "role", "user", "content", prompt);
+        char *text = fr_sim_reply_json("gen", msgs, schema);
+        json_t *v = must_parse(text);
+        if (!conforms(v, schema, schema))
+            fail_msg("does not conform: %s", text);
+        json_decref(v);
+        free(text);
+        json_decref(msgs);
+    }
+
+    /* The same JSON under every protocol, streamed or not, with the same
+     * counts: output tokens are the words of the compact JSON text. */
+    const char *prompt = "List the findings.";
+    json_t *msgs = json_pack("[{s:s,s:s},{s:s,s:s}]", "role", "system", "content", "Be exact.",
+                             "role", "user", "content", prompt);
+    char *expect = fr_sim_reply_json("structured", msgs, schema);
+    json_decref(msgs);
+    json_t *want = must_parse(expect);
+    assert_true(conforms(want, schema, schema));
+    for (int p = P_OPENAI; p <= P_ANTHROPIC; p++) {
+        char *extra = structured_extra((proto)p, test_schema);
+        for (int stream = 0; stream < 2; stream++) {
+            result r;
+            ask(fx, (proto)p, stream, "structured", "Be exact.", prompt, extra, &r);
+            assert_int_equal(r.status, 200);
+            json_t *got = must_parse(r.text);
+            assert_true(json_equal(got, want));
+            json_decref(got);
+            if (p != P_ANTHROPIC || stream)
+                assert_string_equal(r.text, expect);
+            assert_int_equal(r.out, count_words(expect));
+            assert_int_equal(r.in, prompt_tokens_of("Be exact.", prompt));
+            assert_int_equal(r.tool, p == P_ANTHROPIC);
+            assert_string_equal(r.finish, p == P_ANTHROPIC ? "tool_use" : "stop");
+            result_free(&r);
+        }
+        free(extra);
+    }
+    json_decref(want);
+    free(expect);
+
+    /* A REPLY: line is passed through as is; "any JSON" asks get an object. */
+    const char *given = "{\"title\": \"exact text\", \"n\": [1, 2]}";
+    char *user = fr_xasprintf("Go.\nREPLY: %s", given);
+    char *any = NULL;
+    for (int p = P_OPENAI; p <= P_ANTHROPIC; p++) {
+        char *extra = structured_extra((proto)p, test_schema);
+        result r;
+        ask(fx, (proto)p, false, "structured", NULL, user, extra, &r);
+        if (p == P_ANTHROPIC) { /* the input object, re-serialised */
+            json_t *a = must_parse(r.text), *b = must_parse(given);
+            assert_true(json_equal(a, b));
+            json_decref(a);
+            json_decref(b);
+        } else {
+            assert_string_equal(r.text, given);
+        }
+        assert_int_equal(r.out, count_words(given));
+        result_free(&r);
+        free(extra);
+
+        /* Any JSON object (Anthropic: a tool whose schema is {"type":"object"}). */
+        extra = structured_extra((proto)p, NULL);
+        ask(fx, (proto)p, true, "structured", NULL, "Anything.", extra, &r);
+        json_t *v = must_parse(r.text);
+        assert_true(json_is_string(json_object_get(v, "result")));
+        assert_int_equal(json_object_size(v), 1);
+        json_decref(v);
+        if (!any)
+            any = fr_xstrdup(r.text);
+        assert_string_equal(r.text, any);
+        result_free(&r);
+        free(extra);
+    }
+    free(any);
+    free(user);
+    json_decref(schema);
+    fixture_free(fx);
+}
+
+/* ---- faults ------------------------------------------------------------------------ */
+
+/* Sends `body` to `path` and waits until the server closes; returns the raw
+ * bytes received (owned). */
+static char *send_until_eof(fixture *fx, const char *path, const char *body, size_t *len)
+{
+    client *c = client_open(fx);
+    client_send(c, "POST", path, "", body);
+    run_until(fx, got_eof, c);
+    *len = c->in.len;
+    char *raw = fr_xstrndup(fr_buf_str(&c->in), c->in.len);
+    client_close(c);
+    return raw;
+}
+
+/* De-chunks the complete chunks after the head of `raw`; sets `*terminated`
+ * when the zero chunk came. Returns the owned body. */
+static char *dechunk(const char *raw, bool *terminated)
+{
+    const char *p = strstr(raw, "\r\n\r\n");
+    assert_non_null(p);
+    p += 4;
+    fr_buf body;
+    fr_buf_init(&body, 0);
+    *terminated = false;
+    for (;;) {
+        const char *eol = strstr(p, "\r\n");
+        if (!eol)
+            break;
+        size_t n = strtoul(p, NULL, 16);
+        if (n == 0) {
+            *terminated = eol != p && strcmp(eol, "\r\n\r\n") == 0;
+            break;
+        }
+        if (strlen(eol + 2) < n + 2)
+            break;
+        fr_buf_append(&body, eol + 2, n);
+        p = eol + 2 + n + 2;
+    }
+    return fr_buf_take(&body);
+}
+
+static char *fault_prompt(const char *kind, const char *reply)
+{
+    return fr_xasprintf("Do it.\nFAULT: %s\nREPLY: %s", kind, reply);
+}
+
+#define LONG_REPLY "alpha beta gamma delta epsilon zeta eta theta iota kappa"
+
+static void test_fault_status(void **state)
+{
+    (void)state;
+    fixture *fx = fixture_new();
+    struct {
+        const char *kind;
+        proto p;
+        int status;
+        bool retry_after;
+        const char *type; /* OpenAI error.type or Anthropic error.type; NULL for Ollama */
+    } cases[] = {
+        {"429", P_OLLAMA, 429, true, NULL},
+        {"429", P_ANTHROPIC, 429, true, "rate_limit_error"},
+        {"500", P_OPENAI, 500, false, "server_error"},
+        {"500", P_ANTHROPIC, 500, false, "api_error"},
+        {"503", P_OPENAI, 503, true, "server_error"},
+        {"503", P_OLLAMA, 503, true, NULL},
+        {"529", P_ANTHROPIC, 529, false, "overloaded_error"},
+        {"529", P_OPENAI, 529, false, "server_error"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *user = fault_prompt(cases[i].kind, "never");
+        result r;
+        ask(fx, cases[i].p, i % 2 == 0, "flt", NULL, user, NULL, &r);
+        assert_int_equal(r.status, cases[i].status);
+        char *ra = header(r.head, "Retry-After");
+        if (cases[i].retry_after)
+            assert_string_equal(ra, "1");
+        else
+            assert_null(ra);
+        free(ra);
+        json_t *doc = must_parse(r.raw);
+        json_t *err = json_object_get(doc, "error");
+        if (cases[i].p == P_OLLAMA) {
+            assert_non_null(json_string_value(err));
+        } else {
+            assert_string_equal(json_string_value(json_object_get(err, "type")), cases[i].type);
+            assert_non_null(json_string_value(json_object_get(err, "message")));
+        }
+        if (cases[i].p == P_ANTHROPIC)
+            assert_string_equal(json_string_value(json_object_get(doc, "type")), "error");
+        json_decref(doc);
+        result_free(&r);
+        free(user);
+    }
+    /* Counted as requests and as faults; none stays in flight. */
+    assert_int_equal(model_stat(fx->sim, "flt", "requests"), 8);
+    assert_int_equal(model_stat(fx->sim, "flt", "faults"), 8);
+    assert_int_equal(model_stat(fx->sim, "flt", "in_flight"), 0);
+    assert_int_equal(model_stat(fx->sim, "flt", "output_tokens"), 0);
+
+    /* An unknown kind is the client's mistake. */
+    result r;
+    ask(fx, P_OPENAI, false, "flt", NULL, "FAULT: sometimes", NULL, &r);
+    assert_int_equal(r.status, 400);
+    assert_non_null(strstr(r.raw, "FAULT"));
+    result_free(&r);
+    fixture_free(fx);
+}
+
+static void test_fault_cut(void **state)
+{
+    (void)state;
+    fixture *fx = fixture_new();
+    for (int p = P_OPENAI; p <= P_ANTHROPIC; p++) {
+        /* Streamed: about half the content, then the close, without the
+         * chunked terminator or the protocol's own end. */
+        char *user = fault_prompt("cut", LONG_REPLY);
+        char *body = proto_body((proto)p, "cut", NULL, user, true, NULL);
+        size_t len;
+        char *raw = send_until_eof(fx, proto_paths[p], body, &len);
+        bool terminated;
+        char *data = dechunk(raw, &terminated);
+        assert_false(terminated);
+        assert_null(strstr(data, "[DONE]"));
+        assert_null(strstr(data, "message_stop"));
+        assert_null(strstr(data, "\"done\":true"));
+        assert_non_null(strstr(data, "alpha"));
+        assert_null(strstr(data, "kappa"));
+        free(data);
+        free(raw);
+        free(body);
+
+        /* Not streamed: a Content-Length, half the body, the close. */
+        body = proto_body((proto)p, "cut", NULL, user, false, NULL);
+        raw = send_until_eof(fx, proto_paths[p], body, &len);
+        const char *sep = strstr(raw, "\r\n\r\n");
+        char *head = fr_xstrndup(raw, (size_t)(sep - raw) + 2);
+        char *cl = header(head, "Content-Length");
+        size_t got = len - (size_t)(sep + 4 - raw);
+        assert_true(got > 0 && got < strtoul(cl, NULL, 10));
+        assert_true(header_is(head, "Connection", "close"));
+        free(cl);
+        free(head);
+        free(raw);
+        free(body);
+        free(user);
+    }
+    assert_int_equal(model_stat(fx->sim, "cut", "faults"), 6);
+    assert_int_equal(model_stat(fx->sim, "cut", "in_flight"), 0);
+    assert_int_equal(model_stat(fx->sim, "cut", "input_tokens"), 0); /* none completed */
+    fixture_free(fx);
+}
+
+static void test_fault_hang(void **state)
+{
+    (void)state;
+    fixture *fx = fixture_new();
+    char *user = fault_prompt("hang", "never");
+    char *body = proto_body(P_OLLAMA, "hang", NULL, user, true, NULL);
+    client *c = client_open(fx);
+    client_send(c, "POST", "/api/chat", "", body);
+    flight_wait w = {fx->sim, "hang", 1};
+    run_until(fx, in_flight_is, &w);
+    for (int i = 0; i < 5; i++) /* nothing comes back */
+        uv_run(&fx->loop, UV_RUN_NOWAIT);
+    assert_int_equal(c->in.len, 0);
+    assert_false(c->eof);
+    /* The client gives up: its slot comes back. */
+    client_close(c);
+    w.want = 0;
+    run_until(fx, in_flight_is, &w);
+    assert_int_equal(model_stat(fx->sim, "hang", "faults"), 1);
+
+    /* One more left hanging when the simulator is freed: the loop still
+     * ends with every handle closed (fixture_free checks it). */
+    client *c2 = client_open(fx);
+    client_send(c2, "POST", "/api/chat", "", body);
+    w.want = 1;
+    run_until(fx, in_flight_is, &w);
+    fr_sim_free(fx->sim);
+    fx->sim = NULL;
+    run_until(fx, got_eof, c2);
+    client_close(c2);
+    free(body);
+    free(user);
+    fixture_free(fx);
+}
+
+static void test_fault_content(void **state)
+{
+    (void)state;
+    fixture *fx = fixture_new();
+    result r;
+
+    /* badjson, streamed (Ollama): one line does not parse; the stream still
+     * ends with its done line. */
+    char *user = fault_prompt("badjson", LONG_REPLY);
+    ask(fx, P_OLLAMA, false, "bad", NULL, "REPLY: warm", NULL, &r); /* a normal one first */
+    assert_int_equal(r.status, 200);
+    result_free(&r);
+    char *body = proto_body(P_OLLAMA, "bad", NULL, user, true, NULL);
+    response raw = {0};
+    roundtrip(fx, "POST", "/api/chat", body, &raw);
+    free(body);
+    int bad_lines = 0, lines = 0;
+    for (const char *p = raw.body; *p;) {
+        const char *nl = strchr(p, '\n');
+        assert_non_null(nl);
+        json_t *doc = json_loadb(p, (size_t)(nl - p), 0, NULL);
+        bad_lines += doc == NULL;
+        lines++;
+        json_decref(doc);
+        p = nl + 1;
+    }
+    assert_int_equal(bad_lines, 1);
+    assert_true(lines >= 3);
+    assert_non_null(strstr(raw.body, "\"done\":true"));
+    response_free(&raw);
+
+    /* badjson, not streamed (OpenAI): a 200 whose body is cut JSON. */
+    body = proto_body(P_OPENAI, "bad", NULL, user, false, NULL);
+    roundtrip(fx, "POST", "/v1/chat/completions", body, &raw);
+    assert_int_equal(raw.status, 200);
+    assert_null(json_loadb(raw.body, raw.body_len, 0, NULL));
+    response_free(&raw);
+    free(body);
+    free(user);
+
+    /* nousage: no usage field anywhere, under every protocol. */
+    user = fault_prompt("nousage", "a b c");
+    for (int p = P_OPENAI; p <= P_ANTHROPIC; p++) {
+        for (int stream = 0; stream < 2; stream++) {
+            ask(fx, (proto)p, stream, "bad", NULL, user, NULL, &r);
+            assert_int_equal(r.status, 200);
+            assert_string_equal(r.text, "a b c");
+            assert_int_equal(r.in, -1);
+            assert_int_equal(r.out, -1);
+            assert_null(strstr(r.raw, "usage"));
+            assert_null(strstr(r.raw, "eval_count"));
+            result_free(&r);
+        }
+    }
+    free(user);
+
+    /* badutf8: invalid bytes inside the content, the rest intact. */
+    user = fault_prompt("badutf8", "hello world");
+    body = proto_body(P_OPENAI, "bad", NULL, user, false, NULL);
+    roundtrip(fx, "POST", "/v1/chat/completions", body, &raw);
+    assert_int_equal(raw.status, 200);
+    assert_non_null(strstr(raw.body, "\"h\xff\xfe"
+                                     "ello world\""));
+    assert_null(json_loadb(raw.body, raw.body_len, 0, NULL)); /* jansson rejects it */
+    response_free(&raw);
+    free(body);
+    body = proto_body(P_ANTHROPIC, "bad", NULL, user, true, NULL);
+    roundtrip(fx, "POST", "/v1/messages", body, &raw);
+    assert_non_null(strstr(raw.body, "\xff\xfe"));
+    assert_non_null(strstr(raw.body, "message_stop"));
+    response_free(&raw);
+    free(body);
+    free(user);
+
+    /* error mid-stream: some content, then the protocol's error event. */
+    user = fault_prompt("error", LONG_REPLY);
+    body = proto_body(P_ANTHROPIC, "bad", NULL, user, true, NULL);
+    roundtrip(fx, "POST", "/v1/messages", body, &raw);
+    sse_events ev;
+    parse_sse(raw.body, &ev);
+    assert_string_equal(ev.items[ev.n - 1].name, "error");
+    json_t *doc = must_parse(ev.items[ev.n - 1].data);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(doc, "error"), "type")),
+                        "overloaded_error");
+    json_decref(doc);
+    assert_string_equal(ev.items[ev.n - 2].name, "content_block_delta");
+    sse_free(&ev);
+    assert_null(strstr(raw.body, "message_stop"));
+    response_free(&raw);
+    free(body);
+    body = proto_body(P_OPENAI, "bad", NULL, user, true, NULL);
+    roundtrip(fx, "POST", "/v1/chat/completions", body, &raw);
+    parse_sse(raw.body, &ev);
+    assert_string_equal(ev.items[ev.n - 1].data, "[DONE]");
+    doc = must_parse(ev.items[ev.n - 2].data);
+    assert_non_null(json_object_get(doc, "error"));
+    json_decref(doc);
+    assert_true(ev.n >= 3); /* content came first */
+    sse_free(&ev);
+    response_free(&raw);
+    free(body);
+    body = proto_body(P_OLLAMA, "bad", NULL, user, true, NULL);
+    roundtrip(fx, "POST", "/api/chat", body, &raw);
+    const char *last = raw.body + strlen(raw.body) - 1;
+    while (last > raw.body && last[-1] != '\n')
+        last--;
+    assert_memory_equal(last, "{\"error\":", 9);
+    response_free(&raw);
+    free(body);
+    ask(fx, P_OLLAMA, false, "bad", NULL, user, NULL, &r); /* not streamed: a 500 */
+    assert_int_equal(r.status, 500);
+    assert_non_null(strstr(r.raw, "\"error\""));
+    result_free(&r);
+    free(user);
+
+    /* repeat: the first chunk 300 times in a row, then the rest as usual;
+     * usage counts what was sent. */
+    user = fault_prompt("repeat", "one two three four");
+    body = proto_body(P_OPENAI, "bad", NULL, user, true, NULL);
+    roundtrip(fx, "POST", "/v1/chat/completions", body, &raw);
+    parse_sse(raw.body, &ev);
+    int same = 0;
+    for (int i = 1; i < ev.n; i++)
+        same += strcmp(ev.items[i].data, ev.items[0].data) == 0;
+    assert_int_equal(same, 299);
+    sse_free(&ev);
+    result rr = {0};
+    rr.in = rr.out = -1;
+    parse_openai_stream(raw.body, &rr);
+    assert_int_equal(rr.out, 4 + 3 * 299);
+    assert_string_equal(rr.finish, "stop");
+    result_free(&rr);
+    response_free(&raw);
+    free(body);
+    ask(fx, P_ANTHROPIC, false, "bad", NULL, user, NULL, &r);
+    assert_int_equal(r.out, 4 + 3 * 299);
+    assert_int_equal(strlen(r.text), 300 * strlen("one two three") + strlen(" four"));
+    result_free(&r);
+    free(user);
+    fixture_free(fx);
+}
+
+static void test_fault_badschema(void **state)
+{
+    (void)state;
+    fixture *fx = fixture_new();
+    json_t *schema = must_parse(test_schema);
+    char *user = fault_prompt("badschema", "x");
+    user[strlen(user) - strlen("\nREPLY: x")] = '\0'; /* no REPLY: generated JSON */
+    for (int p = P_OPENAI; p <= P_ANTHROPIC; p++) {
+        char *extra = structured_extra((proto)p, test_schema);
+        result r;
+        ask(fx, (proto)p, p == P_OLLAMA, "bs", NULL, user, extra, &r);
+        assert_int_equal(r.status, 200);
+        json_t *v = must_parse(r.text);            /* valid JSON... */
+        assert_false(conforms(v, schema, schema)); /* ...that breaks the schema */
+        json_decref(v);
+        result_free(&r);
+        free(extra);
+    }
+    /* A plain request with badschema is a normal reply. */
+    result r;
+    ask(fx, P_OPENAI, false, "bs", NULL, "FAULT: badschema\nREPLY: fine", NULL, &r);
+    assert_string_equal(r.text, "fine");
+    result_free(&r);
+    assert_int_equal(model_stat(fx->sim, "bs", "faults"), 3);
+    free(user);
+    json_decref(schema);
+    fixture_free(fx);
+}
+
+static void test_fault_script(void **state)
+{
+    (void)state;
+    fixture *fx = fixture_new();
+    fr_sim_model m = {.name = "scripted", .faults = "500+429+ok+cut+503"};
+    assert_int_equal(fr_sim_set_model(fx->sim, &m), FR_OK);
+    fr_sim_model bad = {.name = "scripted", .faults = "500+sometimes"};
+    assert_int_equal(fr_sim_set_model(fx->sim, &bad), FR_EINVAL); /* and nothing changes */
+    fr_sim_model empty = {.name = "scripted", .faults = "500++ok"};
+    assert_int_equal(fr_sim_set_model(fx->sim, &empty), FR_EINVAL);
+
+    const int want[] = {500, 429, 200, 0 /* cut */, 503, 200, 200};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        proto p = (proto)(i % 3);
+        char *body = proto_body(p, "scripted", NULL, "REPLY: a b c d e f g h", false, NULL);
+        if (want[i] == 0) {
+            size_t len;
+            char *raw = send_until_eof(fx, proto_paths[p], body, &len);
+            const char *sep = strstr(raw, "\r\n\r\n");
+            char *head = fr_xstrndup(raw, (size_t)(sep - raw) + 2);
+            char *cl = header(head, "Content-Length");
+            assert_true(len - (size_t)(sep + 4 - raw) < strtoul(cl, NULL, 10));
+            free(cl);
+            free(head);
+            free(raw);
+        } else {
+            result r;
+            ask_body(fx, p, false, body, &r);
+            assert_int_equal(r.status, want[i]);
+            result_free(&r);
+        }
+        free(body);
+    }
+    assert_int_equal(model_stat(fx->sim, "scripted", "faults"), 4);
+    assert_int_equal(model_stat(fx->sim, "scripted", "requests"), 7);
+
+    /* A FAULT: line overrides the script entry it consumes. */
+    fr_sim_model again = {.name = "scripted", .faults = "500"};
+    assert_int_equal(fr_sim_set_model(fx->sim, &again), FR_OK);
+    result r;
+    ask(fx, P_OPENAI, false, "scripted", NULL, "FAULT: ok\nREPLY: fine", NULL, &r);
+    assert_int_equal(r.status, 200);
+    result_free(&r);
+    ask(fx, P_OPENAI, false, "scripted", NULL, "REPLY: fine", NULL, &r);
+    assert_int_equal(r.status, 200);
+    result_free(&r);
+
+    /* The default script: each model not set explicitly gets its own copy. */
+    fr_sim_model dflt = {.faults = "529"};
+    assert_int_equal(fr_sim_set_model(fx->sim, &dflt), FR_OK);
+    for (int i = 0; i < 2; i++) {
+        ask(fx, P_ANTHROPIC, false, i ? "other-b" : "other-a", NULL, "REPLY: x", NULL, &r);
+        assert_int_equal(r.status, 529);
+        result_free(&r);
+    }
+    ask(fx, P_ANTHROPIC, false, "other-a", NULL, "REPLY: x", NULL, &r);
+    assert_int_equal(r.status, 200);
+    result_free(&r);
+    ask(fx, P_ANTHROPIC, false, "scripted", NULL, "REPLY: x", NULL, &r);
+    assert_int_equal(r.status, 200); /* set explicitly: the default script does not apply */
+    result_free(&r);
+    fixture_free(fx);
+}
+
+static void test_limit_all_protocols(void **state)
+{
+    (void)state;
+    fixture *fx = fixture_new();
+    fr_sim_model lim = {.name = "one", .latency_ms = 600000, .max_concurrent = 1};
+    fr_sim_set_model(fx->sim, &lim);
+    char *body = proto_body(P_OPENAI, "one", NULL, "REPLY: ok", false, NULL);
+    client *busy = client_open(fx);
+    client_send(busy, "POST", "/v1/chat/completions", "", body);
+    free(body);
+    flight_wait w = {fx->sim, "one", 1};
+    run_until(fx, in_flight_is, &w);
+    for (int p = P_OLLAMA; p <= P_ANTHROPIC; p++) {
+        result r;
+        ask(fx, (proto)p, true, "one", NULL, "REPLY: ok", NULL, &r);
+        assert_int_equal(r.status, 429);
+        assert_true(header_is(r.head, "Retry-After", "1"));
+        json_t *doc = must_parse(r.raw);
+        if (p == P_OLLAMA)
+            assert_non_null(json_string_value(json_object_get(doc, "error")));
+        else
+            assert_string_equal(
+                json_string_value(json_object_get(json_object_get(doc, "error"), "type")),
+                "rate_limit_error");
+        json_decref(doc);
+        result_free(&r);
+    }
+    assert_int_equal(model_stat(fx->sim, "one", "rejected"), 2);
+    assert_int_equal(model_stat(fx->sim, "one", "peak_in_flight"), 2);
+    assert_int_equal(model_stat(fx->sim, "one", "faults"), 0);
+    client_close(busy);
+    w.want = 0;
+    run_until(fx, in_flight_is, &w);
+    fixture_free(fx);
+}
+
+static void test_stats_tokens(void **state)
+{
+    (void)state;
+    fixture *fx = fixture_new();
+    long in = 0, out = 0;
+    for (int p = P_OPENAI; p <= P_ANTHROPIC; p++) {
+        for (int stream = 0; stream < 2; stream++) {
+            result r;
+            ask(fx, (proto)p, stream, "count", "Sys.", "How many?", NULL, &r);
+            assert_int_equal(r.status, 200);
+            in += r.in;
+            out += r.out;
+            result_free(&r);
+        }
+    }
+    /* Replies that report no usage, or do not complete, add nothing. */
+    result r;
+    ask(fx, P_OPENAI, false, "count", NULL, "FAULT: nousage\nREPLY: a b", NULL, &r);
+    result_free(&r);
+    ask(fx, P_OLLAMA, false, "count", NULL, "FAULT: 500", NULL, &r);
+    result_free(&r);
+    ask(fx, P_ANTHROPIC, false, "count", NULL, "FAULT: error", NULL, &r);
+    result_free(&r);
+    json_t *doc = fr_sim_stats(fx->sim);
+    json_t *m = json_object_get(json_object_get(doc, "models"), "count");
+    assert_int_equal(int_member(m, "input_tokens"), in);
+    assert_int_equal(int_member(m, "output_tokens"), out);
+    assert_int_equal(int_member(m, "requests"), 9);
+    assert_int_equal(int_member(m, "faults"), 3);
+    assert_int_equal(int_member(m, "in_flight"), 0);
+    json_decref(doc);
+    fr_sim_reset(fx->sim);
+    ask(fx, P_OLLAMA, false, "count", NULL, "REPLY: a b c", NULL, &r);
+    assert_int_equal(model_stat(fx->sim, "count", "output_tokens"), 3);
+    assert_int_equal(model_stat(fx->sim, "count", "input_tokens"), r.in);
+    assert_int_equal(model_stat(fx->sim, "count", "faults"), 0);
+    result_free(&r);
+    fixture_free(fx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -979,6 +2213,18 @@ int main(void)
         cmocka_unit_test(test_latency_lower_bound),
         cmocka_unit_test(test_bind_failure),
         cmocka_unit_test(test_free_with_open_connections),
+        cmocka_unit_test(test_protocols_agree),
+        cmocka_unit_test(test_anthropic_wire),
+        cmocka_unit_test(test_ollama_wire),
+        cmocka_unit_test(test_structured_output),
+        cmocka_unit_test(test_fault_status),
+        cmocka_unit_test(test_fault_cut),
+        cmocka_unit_test(test_fault_hang),
+        cmocka_unit_test(test_fault_content),
+        cmocka_unit_test(test_fault_badschema),
+        cmocka_unit_test(test_fault_script),
+        cmocka_unit_test(test_limit_all_protocols),
+        cmocka_unit_test(test_stats_tokens),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
