@@ -588,6 +588,17 @@ static void on_done(void *ud, const fr_http_result *res)
         int frc = fr_adapter_finish(t->adapter, res->status, &reply, &err);
         if (rc == FR_OK)
             rc = frc;
+    } else if (rc == FR_EIO && res->status >= 200 && res->status < 300 && res->bytes > 0) {
+        /* The connection broke mid-reply: the adapter can say what was
+         * missing ("the stream ended before 'data: [DONE]'"). */
+        int frc = fr_adapter_finish(t->adapter, res->status, &reply, &err);
+        if (frc == FR_OK)
+            fr_reply_close(&reply); /* a reply cut in transit is never accepted */
+        if (frc == FR_ETRUNCATED)
+            rc = frc;
+        else
+            fr_error_set(&err, rc, NULL, 0, "the connection closed before the reply ended (%s)",
+                         res->error ? res->error : fr_strerror(rc));
     } else {
         fr_error_set(&err, rc, NULL, 0, "%s", res->error ? res->error : fr_strerror(rc));
     }
@@ -760,8 +771,7 @@ static bool place(fr_run *r, task_rt *t)
     if (n == 0 && !cooling) {
         char *msg;
         if (t->last_error && strcmp(t->route_reason, "quality") == 0)
-            msg = fr_xasprintf("no endpoint left after a failed quality gate; %s",
-                               t->last_error);
+            msg = fr_xasprintf("no endpoint left after a failed quality gate; %s", t->last_error);
         else if (t->last_error)
             msg = fr_xasprintf("every usable endpoint failed; last error: %s", t->last_error);
         else if (ts->is_private)

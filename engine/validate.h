@@ -16,8 +16,10 @@
  *     schemas true and false.
  * Every other keyword is ignored, in particular pattern, format, anyOf,
  * oneOf, allOf, not, $ref, prefixItems, uniqueItems and dependencies: a
- * schema that relies on them accepts more than it says. A keyword whose
- * value has the wrong shape (a string minimum, say) is ignored too. */
+ * schema that relies on them accepts more than it says (and, since
+ * patternProperties is ignored too, additionalProperties: false counts the
+ * properties it would match as extra). A keyword whose value has the wrong
+ * shape (a string minimum, say) is ignored too. */
 
 #include <jansson.h>
 #include <stddef.h>
