@@ -76,10 +76,43 @@ static char *base_name(const char *path)
     return fr_xstrndup(b, n);
 }
 
-int fr_policy_load(const char *path, const fr_lua_limits *lim, int version, fr_policy **out,
-                   fr_error *err)
+/* Loads the chunk on top of the stack (pushed by the caller) as policy
+ * `p`: runs it, checks what it returns, keeps references to its functions. */
+static int adopt_module(fr_policy *p, fr_error *err)
 {
-    int rc = FR_ENOMEM;
+    lua_State *L = p->L;
+    int rc = fr_lua_call(L, 0, 1, "policy file", err); /* [module] */
+    if (rc != FR_OK)
+        return rc;
+    rc = FR_EPOLICY;
+    if (!lua_istable(L, -1)) {
+        fr_error_set(err, rc, p->path, 0, "a policy file must return a table with a route function");
+        lua_pop(L, 1);
+        return rc;
+    }
+    lua_getfield(L, -1, "route"); /* [module, route] */
+    if (!lua_isfunction(L, -1)) {
+        fr_error_set(err, rc, p->path, 0, "the returned table has no function 'route'");
+        lua_pop(L, 2);
+        return rc;
+    }
+    p->route_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* [module] */
+    lua_getfield(L, -1, "on_result");              /* [module, on_result] */
+    if (!lua_isnil(L, -1) && !lua_isfunction(L, -1)) {
+        fr_error_set(err, rc, p->path, 0, "'on_result' must be a function when present");
+        lua_pop(L, 2);
+        return rc;
+    }
+    if (lua_isfunction(L, -1))
+        p->on_result_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* [module] */
+    else
+        lua_pop(L, 1);
+    lua_pop(L, 1); /* [] */
+    return FR_OK;
+}
+
+static fr_policy *policy_new(const char *path, const fr_lua_limits *lim, int version)
+{
     fr_policy *p = fr_xcalloc(1, sizeof *p);
     p->route_ref = p->on_result_ref = LUA_NOREF;
     p->version = version;
@@ -88,42 +121,42 @@ int fr_policy_load(const char *path, const fr_lua_limits *lim, int version, fr_p
     char *log_name = fr_xasprintf("policy:%s", p->name);
     p->L = fr_sandbox_new(lim, log_name);
     free(log_name);
+    return p;
+}
+
+int fr_policy_load(const char *path, const fr_lua_limits *lim, int version, fr_policy **out,
+                   fr_error *err)
+{
+    int rc = FR_ENOMEM;
+    fr_policy *p = policy_new(path, lim, version);
     if (!p->L)
         goto cleanup;
-    lua_State *L = p->L;
-    rc = fr_sandbox_load_file(L, path, err); /* [chunk] */
+    rc = fr_sandbox_load_file(p->L, path, err); /* [chunk] */
+    if (rc == FR_OK)
+        rc = adopt_module(p, err);
     if (rc != FR_OK)
         goto cleanup;
-    rc = fr_lua_call(L, 0, 1, "policy file", err); /* [module] */
-    if (rc != FR_OK)
-        goto cleanup;
-    rc = FR_EPOLICY;
-    if (!lua_istable(L, -1)) {
-        fr_error_set(err, rc, path, 0, "a policy file must return a table with a route function");
-        lua_pop(L, 1);
-        goto cleanup;
-    }
-    lua_getfield(L, -1, "route"); /* [module, route] */
-    if (!lua_isfunction(L, -1)) {
-        fr_error_set(err, rc, path, 0, "the returned table has no function 'route'");
-        lua_pop(L, 2);
-        goto cleanup;
-    }
-    p->route_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* [module] */
-    lua_getfield(L, -1, "on_result");              /* [module, on_result] */
-    if (!lua_isnil(L, -1) && !lua_isfunction(L, -1)) {
-        fr_error_set(err, rc, path, 0, "'on_result' must be a function when present");
-        lua_pop(L, 2);
-        goto cleanup;
-    }
-    if (lua_isfunction(L, -1))
-        p->on_result_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* [module] */
-    else
-        lua_pop(L, 1);
-    lua_pop(L, 1); /* [] */
     *out = p;
     p = NULL;
-    rc = FR_OK;
+cleanup:
+    fr_policy_free(p);
+    return rc;
+}
+
+int fr_policy_load_string(const char *path, const char *code, size_t len,
+                          const fr_lua_limits *lim, int version, fr_policy **out, fr_error *err)
+{
+    int rc = FR_ENOMEM;
+    fr_policy *p = policy_new(path, lim, version);
+    if (!p->L)
+        goto cleanup;
+    rc = fr_sandbox_load_string(p->L, code, len, path, err); /* [chunk] */
+    if (rc == FR_OK)
+        rc = adopt_module(p, err);
+    if (rc != FR_OK)
+        goto cleanup;
+    *out = p;
+    p = NULL;
 cleanup:
     fr_policy_free(p);
     return rc;
@@ -205,5 +238,74 @@ int fr_policy_route(fr_policy *p, const json_t *task, const json_t *candidates, 
     else
         *choice = fr_xstrdup(name);
     lua_pop(L, 1);
+    return rc;
+}
+
+bool fr_policy_has_on_result(const fr_policy *p)
+{
+    return p->on_result_ref != LUA_NOREF && p->on_result_ref != LUA_REFNIL;
+}
+
+int fr_policy_on_result(fr_policy *p, const json_t *task, const json_t *result, const json_t *run,
+                        fr_verdict *verdict, fr_error *err)
+{
+    *verdict = FR_VERDICT_ACCEPT;
+    if (!fr_policy_has_on_result(p))
+        return FR_OK;
+    lua_State *L = p->L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, p->on_result_ref); /* [fn] */
+    fr_lua_push_json(L, task);
+    fr_lua_push_json(L, result);
+    fr_lua_push_json(L, run);                              /* [fn, task, result, run] */
+    int rc = fr_lua_call(L, 3, 1, "on_result", err);       /* [ret] */
+    if (rc != FR_OK)
+        return rc;
+    const char *s = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+    if (lua_isnil(L, -1) || (s && strcmp(s, "accept") == 0))
+        *verdict = FR_VERDICT_ACCEPT;
+    else if (s && strcmp(s, "retry") == 0)
+        *verdict = FR_VERDICT_RETRY;
+    else if (s && strcmp(s, "escalate") == 0)
+        *verdict = FR_VERDICT_ESCALATE;
+    else
+        rc = fr_error_set(err, FR_EPOLICY, p->path, 0,
+                          "on_result returned %s; expected \"accept\", \"retry\" or \"escalate\"",
+                          s ? s : luaL_typename(L, -1));
+    lua_pop(L, 1);
+    return rc;
+}
+
+int fr_policy_check(fr_policy *p, fr_error *err)
+{
+    json_t *task = json_pack(
+        "{s:s, s:s, s:s, s:f, s:i, s:b, s:i, s:s, s:[], s:i, s:i}", "name", "self-check",
+        "agent", "self-check", "type", "code", "complexity", 0.5, "priority", 5, "private", 0,
+        "attempt", 1, "reason", "first", "tried", "est_input_tokens", 100, "max_tokens", 256);
+    json_t *cands = json_pack(
+        "[{s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:n, s:[], s:i},"
+        " {s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:n, s:[], s:i}]",
+        "name", "self-check-local", "tier", "local", "protocol", "openai", "model", "m",
+        "in_flight", 0, "max_parallel", 2, "free", 2, "quality", 0.6, "price_in", 0.0,
+        "price_out", 0.0, "est_cost", 0.0, "latency_p50", "tags", "context", 32768, "name",
+        "self-check-cloud", "tier", "cloud", "protocol", "openai", "model", "m", "in_flight", 0,
+        "max_parallel", 4, "free", 4, "quality", 0.9, "price_in", 3.0, "price_out", 15.0,
+        "est_cost", 0.004, "latency_p50", "tags", "context", 200000);
+    json_t *run = json_pack("{s:n, s:f, s:f, s:n, s:f, s:i, s:i}", "budget", "spent", 0.0,
+                            "reserved", 0.0, "remaining", "elapsed", 0.0, "done", 0, "total", 1);
+    json_t *result = json_pack("{s:s, s:s, s:s, s:n, s:f, s:{s:i, s:i}, s:f, s:i}", "endpoint",
+                               "self-check-local", "tier", "local", "text", "ok", "json",
+                               "latency_ms", 100.0, "tokens", "input", 100, "output", 10,
+                               "cost_usd", 0.0, "attempt", 1);
+    char *choice = NULL;
+    int rc = fr_policy_route(p, task, cands, run, &choice, err);
+    free(choice);
+    if (rc == FR_OK) {
+        fr_verdict v;
+        rc = fr_policy_on_result(p, task, result, run, &v, err);
+    }
+    json_decref(task);
+    json_decref(cands);
+    json_decref(run);
+    json_decref(result);
     return rc;
 }

@@ -8,6 +8,8 @@
 #include "engine/util/err.h"
 
 #include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
 
 typedef struct fr_policy fr_policy;
 
@@ -27,6 +29,17 @@ int fr_policy_resolve(const char *spec, const char *base_dir, char **path, fr_er
 int fr_policy_load(const char *path, const fr_lua_limits *lim, int version, fr_policy **out,
                    fr_error *err);
 
+/* Like fr_policy_load, from `len` bytes of `code` (borrowed) read from
+ * `path` (borrowed; names the policy and its error messages). */
+int fr_policy_load_string(const char *path, const char *code, size_t len,
+                          const fr_lua_limits *lim, int version, fr_policy **out, fr_error *err);
+
+/* The self-check a new version passes before it is swapped in: calls route
+ * with a made-up task and two candidates (one local, one cloud, both free)
+ * and, when present, on_result with a made-up result; each must return a
+ * valid answer within the limits. Returns FR_OK or the failure with `err`. */
+int fr_policy_check(fr_policy *p, fr_error *err);
+
 /* Frees a policy and its state; NULL is fine. */
 void fr_policy_free(fr_policy *p);
 
@@ -42,3 +55,15 @@ int fr_policy_version(const fr_policy *p);
  * an exhausted limit is FR_ELUA/FR_ELIMIT; `err` carries file:line. */
 int fr_policy_route(fr_policy *p, const json_t *task, const json_t *candidates, const json_t *run,
                     char **choice, fr_error *err);
+
+typedef enum { FR_VERDICT_ACCEPT = 0, FR_VERDICT_RETRY, FR_VERDICT_ESCALATE } fr_verdict;
+
+/* Returns true when the policy has an on_result function. */
+bool fr_policy_has_on_result(const fr_policy *p);
+
+/* Calls on_result(task, result, run) with copies of the JSON values
+ * (borrowed). On FR_OK *verdict is the answer ("accept" or nil: accept,
+ * "retry", "escalate"). Anything else is FR_EPOLICY; Lua errors and
+ * exhausted limits are FR_ELUA/FR_ELIMIT; `err` carries file:line. */
+int fr_policy_on_result(fr_policy *p, const json_t *task, const json_t *result, const json_t *run,
+                        fr_verdict *verdict, fr_error *err);

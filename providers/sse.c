@@ -93,7 +93,10 @@ static int process_line(fr_sse *s, const char *line, size_t n)
     } else if (flen == 5 && memcmp(line, "event", 5) == 0) {
         fr_buf_reset(&s->event);
         fr_buf_append(&s->event, value, vlen);
-        s->has_event = true;
+        /* A name holding a NUL cannot be handed out as a C string: cut short
+         * it could pass for another name ("message_stop\0x"), or for none.
+         * Such an event counts as unnamed. */
+        s->has_event = !memchr(value, '\0', vlen);
     } else if (flen == 2 && memcmp(line, "id", 2) == 0) {
         if (!memchr(value, '\0', vlen)) {
             fr_buf_reset(&s->id);

@@ -6,6 +6,8 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/* Called by libFuzzer once per input: `data` (borrowed, `size` bytes) as the
+ * file comment lays it out. Returns 0; a broken invariant aborts. */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     return fuzz_adapter(FR_PROTO_OLLAMA, "http://127.0.0.1:9", data, size);

@@ -79,6 +79,8 @@ static int frame(run *r, uint8_t flags, uint8_t mode, uint8_t seed, const uint8_
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/* Called by libFuzzer once per input: `data` (borrowed, `size` bytes) as the
+ * file comment lays it out. Returns 0; a broken invariant aborts. */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 3)

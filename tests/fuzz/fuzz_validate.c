@@ -39,6 +39,8 @@ static void check_message(int rc, const char *msg)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/* Called by libFuzzer once per input: `data` (borrowed, `size` bytes) as the
+ * file comment lays it out. Returns 0; a broken invariant aborts. */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 2)
