@@ -223,7 +223,8 @@ static bool is_schema_type(const json_t *v)
  * Checks that `s` (borrowed) looks like a JSON Schema: `type` a known type
  * name or an array of them, `required` an array of strings, `properties` a
  * table of schemas, `enum` an array, and the nested schemas (properties,
- * items, not, additionalProperties, anyOf/oneOf/allOf) likewise. `path`
+ * items, additionalProperties) likewise; keywords the quality gate cannot
+ * enforce (anyOf, pattern, $ref, ...) are refused. `path`
  * (borrowed) prefixes locations. Returns 0, or -1 with `why` (`n` bytes)
  * saying where and what, e.g. "at properties.files: 'type' must be ...".
  */
@@ -284,32 +285,29 @@ int fr_schema_check(const json_t *s, const char *path, char *why, size_t n)
                 return -1;
         }
     }
-    static const char *const single[] = {"items", "not", "additionalProperties"};
+    /* The quality gate (engine/validate) enforces a subset; a keyword it
+     * would ignore must not look enforced, so it is refused here. */
+    static const char *const unchecked[] = {
+        "anyOf", "oneOf", "allOf", "not", "$ref", "pattern", "patternProperties", "if", "then",
+        "else", "contains", "uniqueItems", "multipleOf", "dependentRequired", "dependentSchemas",
+        "propertyNames"};
+    for (size_t i = 0; i < N(unchecked); i++)
+        if (json_object_get(s, unchecked[i])) {
+            snprintf(why, n,
+                     "at %s: flowrun cannot check '%s' (it checks type, properties, required, "
+                     "additionalProperties, items, minItems, maxItems, enum, const, minimum, "
+                     "maximum, exclusiveMinimum, exclusiveMaximum, minLength, maxLength)",
+                     at, unchecked[i]);
+            return -1;
+        }
+    static const char *const single[] = {"items", "additionalProperties"};
     for (size_t i = 0; i < N(single); i++) {
         const json_t *v = json_object_get(s, single[i]);
-        if (!v || (i == 2 && json_is_boolean(v)))
+        if (!v || (i == 1 && json_is_boolean(v)))
             continue;
         snprintf(sub, sizeof sub, "%s%s%s", path, path[0] ? "." : "", single[i]);
         if (fr_schema_check(v, sub, why, n) != 0)
             return -1;
-    }
-    static const char *const lists[] = {"anyOf", "oneOf", "allOf"};
-    for (size_t i = 0; i < N(lists); i++) {
-        const json_t *v = json_object_get(s, lists[i]);
-        if (!v)
-            continue;
-        if (!json_is_array(v)) {
-            snprintf(why, n, "at %s: '%s' must be an array of schemas", at, lists[i]);
-            return -1;
-        }
-        size_t j;
-        const json_t *e;
-        json_array_foreach(v, j, e)
-        {
-            snprintf(sub, sizeof sub, "%s%s%s[%zu]", path, path[0] ? "." : "", lists[i], j + 1);
-            if (fr_schema_check(e, sub, why, n) != 0)
-                return -1;
-        }
     }
     const json_t *en = json_object_get(s, "enum");
     if (en && !json_is_array(en)) {

@@ -247,6 +247,24 @@ static void test_fields(void **state)
     fr_buf_close(&r.log);
 }
 
+/* Found by fuzz_sse: an event name holding a NUL must not reach adapters
+ * as a shorter name ("message_stop\0x" passing for the terminator). */
+static void test_event_name_with_nul(void **state)
+{
+    (void)state;
+    rec r;
+    rec_init(&r);
+    fr_sse sse;
+    fr_sse_init(&sse, 0, on_event, &r);
+    static const char s[] = "event: message_stop\0x\ndata: {}\n\n"
+                            "event: \0\ndata: a\n\n";
+    assert_int_equal(fr_sse_feed(&sse, s, sizeof s - 1), FR_OK);
+    assert_string_equal(fr_buf_str(&r.log), "message||{}\x1e"
+                                            "message||a\x1e");
+    fr_sse_close(&sse);
+    fr_buf_close(&r.log);
+}
+
 static void test_pending_and_flush(void **state)
 {
     (void)state;
@@ -385,6 +403,7 @@ int main(void)
         cmocka_unit_test(test_mixed_line_endings),
         cmocka_unit_test(test_bom),
         cmocka_unit_test(test_fields),
+        cmocka_unit_test(test_event_name_with_nul),
         cmocka_unit_test(test_pending_and_flush),
         cmocka_unit_test(test_oversize),
         cmocka_unit_test(test_callback_stops),
