@@ -86,7 +86,8 @@ static int adopt_module(fr_policy *p, fr_error *err)
         return rc;
     rc = FR_EPOLICY;
     if (!lua_istable(L, -1)) {
-        fr_error_set(err, rc, p->path, 0, "a policy file must return a table with a route function");
+        fr_error_set(err, rc, p->path, 0,
+                     "a policy file must return a table with a route function");
         lua_pop(L, 1);
         return rc;
     }
@@ -143,8 +144,8 @@ cleanup:
     return rc;
 }
 
-int fr_policy_load_string(const char *path, const char *code, size_t len,
-                          const fr_lua_limits *lim, int version, fr_policy **out, fr_error *err)
+int fr_policy_load_string(const char *path, const char *code, size_t len, const fr_lua_limits *lim,
+                          int version, fr_policy **out, fr_error *err)
 {
     int rc = FR_ENOMEM;
     fr_policy *p = policy_new(path, lim, version);
@@ -256,8 +257,8 @@ int fr_policy_on_result(fr_policy *p, const json_t *task, const json_t *result, 
     lua_rawgeti(L, LUA_REGISTRYINDEX, p->on_result_ref); /* [fn] */
     fr_lua_push_json(L, task);
     fr_lua_push_json(L, result);
-    fr_lua_push_json(L, run);                              /* [fn, task, result, run] */
-    int rc = fr_lua_call(L, 3, 1, "on_result", err);       /* [ret] */
+    fr_lua_push_json(L, run);                        /* [fn, task, result, run] */
+    int rc = fr_lua_call(L, 3, 1, "on_result", err); /* [ret] */
     if (rc != FR_OK)
         return rc;
     const char *s = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
@@ -277,25 +278,25 @@ int fr_policy_on_result(fr_policy *p, const json_t *task, const json_t *result, 
 
 int fr_policy_check(fr_policy *p, fr_error *err)
 {
-    json_t *task = json_pack(
-        "{s:s, s:s, s:s, s:f, s:i, s:b, s:i, s:s, s:[], s:i, s:i}", "name", "self-check",
-        "agent", "self-check", "type", "code", "complexity", 0.5, "priority", 5, "private", 0,
-        "attempt", 1, "reason", "first", "tried", "est_input_tokens", 100, "max_tokens", 256);
-    json_t *cands = json_pack(
-        "[{s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:n, s:[], s:i},"
-        " {s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:n, s:[], s:i}]",
-        "name", "self-check-local", "tier", "local", "protocol", "openai", "model", "m",
-        "in_flight", 0, "max_parallel", 2, "free", 2, "quality", 0.6, "price_in", 0.0,
-        "price_out", 0.0, "est_cost", 0.0, "latency_p50", "tags", "context", 32768, "name",
-        "self-check-cloud", "tier", "cloud", "protocol", "openai", "model", "m", "in_flight", 0,
-        "max_parallel", 4, "free", 4, "quality", 0.9, "price_in", 3.0, "price_out", 15.0,
-        "est_cost", 0.004, "latency_p50", "tags", "context", 200000);
+    json_t *task = json_pack("{s:s, s:s, s:s, s:f, s:i, s:b, s:i, s:s, s:[], s:i, s:i}", "name",
+                             "self-check", "agent", "self-check", "type", "code", "complexity", 0.5,
+                             "priority", 5, "private", 0, "attempt", 1, "reason", "first", "tried",
+                             "est_input_tokens", 100, "max_tokens", 256);
+    json_t *cands =
+        json_pack("[{s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:n, s:[], s:i},"
+                  " {s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:n, s:[], s:i}]",
+                  "name", "self-check-local", "tier", "local", "protocol", "openai", "model", "m",
+                  "in_flight", 0, "max_parallel", 2, "free", 2, "quality", 0.6, "price_in", 0.0,
+                  "price_out", 0.0, "est_cost", 0.0, "latency_p50", "tags", "context", 32768,
+                  "name", "self-check-cloud", "tier", "cloud", "protocol", "openai", "model", "m",
+                  "in_flight", 0, "max_parallel", 4, "free", 4, "quality", 0.9, "price_in", 3.0,
+                  "price_out", 15.0, "est_cost", 0.004, "latency_p50", "tags", "context", 200000);
     json_t *run = json_pack("{s:n, s:f, s:f, s:n, s:f, s:i, s:i}", "budget", "spent", 0.0,
                             "reserved", 0.0, "remaining", "elapsed", 0.0, "done", 0, "total", 1);
-    json_t *result = json_pack("{s:s, s:s, s:s, s:n, s:f, s:{s:i, s:i}, s:f, s:i}", "endpoint",
-                               "self-check-local", "tier", "local", "text", "ok", "json",
-                               "latency_ms", 100.0, "tokens", "input", 100, "output", 10,
-                               "cost_usd", 0.0, "attempt", 1);
+    json_t *result =
+        json_pack("{s:s, s:s, s:s, s:n, s:f, s:{s:i, s:i}, s:f, s:i}", "endpoint",
+                  "self-check-local", "tier", "local", "text", "ok", "json", "latency_ms", 100.0,
+                  "tokens", "input", 100, "output", 10, "cost_usd", 0.0, "attempt", 1);
     char *choice = NULL;
     int rc = fr_policy_route(p, task, cands, run, &choice, err);
     free(choice);

@@ -31,8 +31,8 @@ int fr_policy_load(const char *path, const fr_lua_limits *lim, int version, fr_p
 
 /* Like fr_policy_load, from `len` bytes of `code` (borrowed) read from
  * `path` (borrowed; names the policy and its error messages). */
-int fr_policy_load_string(const char *path, const char *code, size_t len,
-                          const fr_lua_limits *lim, int version, fr_policy **out, fr_error *err);
+int fr_policy_load_string(const char *path, const char *code, size_t len, const fr_lua_limits *lim,
+                          int version, fr_policy **out, fr_error *err);
 
 /* The self-check a new version passes before it is swapped in: calls route
  * with a made-up task and two candidates (one local, one cloud, both free)

@@ -80,3 +80,81 @@ int fr_workflow_render_prompt(fr_workflow *wf, size_t task, const json_t *ctx, c
         fr_error_set(err, rc, t->file, t->line, "prompt of task '%s': %s", t->name, terr.msg);
     return rc;
 }
+
+/* Pushes the check's arguments: the output text and its JSON. Runs in
+ * protected mode, so a memory error while copying is caught. */
+static int push_check_args(lua_State *L)
+{
+    const char *text = lua_touserdata(L, 1);
+    const json_t *json = lua_touserdata(L, 2);
+    lua_pushstring(L, text);   /* [ud, ud, text] */
+    fr_lua_push_json(L, json); /* [ud, ud, text, json] */
+    return 2;
+}
+
+int fr_workflow_check(fr_workflow *wf, size_t task, const char *text, const json_t *json,
+                      double *score, char **reason, fr_error *err)
+{
+    *score = 1.0;
+    *reason = NULL;
+    if (!wf || task >= wf->ntasks)
+        return fr_error_set(err, FR_EINVAL, "", 0, "no task with index %zu", task);
+    const fr_task_spec *t = &wf->tasks[task];
+    const fr_task_lua *tl = &wf->lua->tasks[task];
+    if (!t->has_check)
+        return FR_OK;
+    lua_State *L = wf->lua->L;
+    int top = lua_gettop(L);
+    char what[300];
+    snprintf(what, sizeof what, "check of task '%s'", t->name);
+    if (!lua_checkstack(L, 6))
+        return fr_error_set(err, FR_ELIMIT, t->file, t->line, "%s: Lua stack exhausted", what);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, tl->check_ref); /* [fn] */
+    lua_pushcfunction(L, push_check_args);            /* [fn, push] */
+    lua_pushlightuserdata(L, (void *)text);
+    lua_pushlightuserdata(L, (void *)json);   /* [fn, push, ud, ud] */
+    int rc = fr_lua_call(L, 2, 2, what, err); /* [fn, text, json] */
+    if (rc == FR_OK)
+        rc = fr_lua_call(L, 2, 2, what, err); /* [result, reason] */
+    if (rc != FR_OK) {
+        if (err && !err->source[0]) {
+            snprintf(err->source, sizeof err->source, "%s", t->file);
+            err->line = t->line;
+        }
+        goto cleanup;
+    }
+    if (lua_type(L, -1) == LUA_TSTRING)
+        *reason = fr_xstrdup(lua_tostring(L, -1));
+    switch (lua_type(L, -2)) {
+    case LUA_TNUMBER: {
+        double v = lua_tonumber(L, -2);
+        if (!(v >= 0 && v <= 1)) {
+            rc = fr_error_set(err, FR_ELUA, t->file, t->line,
+                              "the check of task '%s' returned %g; a score must be from 0 to 1",
+                              t->name, v);
+            goto cleanup;
+        }
+        *score = v;
+        break;
+    }
+    case LUA_TBOOLEAN:
+        *score = lua_toboolean(L, -2) ? 1.0 : 0.0;
+        break;
+    case LUA_TNIL:
+        *score = 0.0;
+        break;
+    default:
+        rc = fr_error_set(err, FR_ELUA, t->file, t->line,
+                          "the check of task '%s' must return a score from 0 to 1, true, or "
+                          "false and a reason; got %s",
+                          t->name, luaL_typename(L, -2));
+        goto cleanup;
+    }
+cleanup:
+    if (rc != FR_OK) {
+        free(*reason);
+        *reason = NULL;
+    }
+    lua_settop(L, top);
+    return rc;
+}

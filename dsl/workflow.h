@@ -136,6 +136,15 @@ void fr_workflow_free(fr_workflow *wf);
 int fr_workflow_render_prompt(fr_workflow *wf, size_t task, const json_t *ctx, char **out,
                               fr_error *err);
 
+/* Runs task `task`'s check function on its output: check(text, json) with
+ * `text` and `json` (borrowed; json may be NULL), under the sandbox's
+ * limits. The check returns a score from 0 to 1, true (1), or false/nil (0),
+ * optionally followed by a reason. On FR_OK *score is set and *reason is an
+ * owned string or NULL; a task without a check scores 1. A check that fails
+ * or returns something else is FR_ELUA/FR_ELIMIT with `err` at its file:line. */
+int fr_workflow_check(fr_workflow *wf, size_t task, const char *text, const json_t *json,
+                      double *score, char **reason, fr_error *err);
+
 /* Returns the index of the task/endpoint/agent named `name`, or -1. */
 long fr_workflow_find_task(const fr_workflow *wf, const char *name);
 long fr_workflow_find_endpoint(const fr_workflow *wf, const char *name);

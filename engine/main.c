@@ -21,9 +21,12 @@ enum {
 
 static const char usage[] =
     "usage: flowrun [run] WORKFLOW.lua [options]\n"
+    "       flowrun plan WORKFLOW.lua [options]\n"
     "\n"
     "Runs every task of a workflow as soon as its dependencies are done, in\n"
-    "parallel, on the endpoint the routing policy picks.\n"
+    "parallel, on the endpoint the routing policy picks. `plan` sends nothing:\n"
+    "it shows the order, the endpoint each task would get, the expected times\n"
+    "and costs, using the same policy and capacities on a simulated clock.\n"
     "\n"
     "options (before or after the workflow file):\n"
     "  --sim                 rehearse on the built-in simulator: every endpoint is\n"
@@ -41,6 +44,8 @@ static const char usage[] =
     "  --budget USD          cap on this run's spend\n"
     "  --baseline ENDPOINT   endpoint to compare the spend against\n"
     "  --progress            a line per task as it finishes\n"
+    "  --explain             print each routing decision as it is made: the\n"
+    "                        policy, its version, why, the candidates\n"
     "  --log-level LEVEL     error, warn (default), info, debug, trace\n"
     "  --log-format FORMAT   text (default) or json\n"
     "  -v, --verbose         same as --log-level info\n"
@@ -137,6 +142,8 @@ static int parse_args(int argc, char **argv, args *a)
             a->run.baseline = val;
         } else if (strcmp(s, "--progress") == 0) {
             a->run.progress = true;
+        } else if (strcmp(s, "--explain") == 0) {
+            a->run.explain = true;
         } else if (strcmp(s, "--log-level") == 0) {
             NEED_VALUE();
             int lvl = fr_log_level_parse(val);
@@ -161,6 +168,8 @@ static int parse_args(int argc, char **argv, args *a)
             return usage_error("unknown option '%s'", s);
         } else if (strcmp(s, "run") == 0 && !a->workflow && i == 1) {
             continue; /* `flowrun run WORKFLOW` is `flowrun WORKFLOW` */
+        } else if (strcmp(s, "plan") == 0 && !a->workflow && i == 1) {
+            a->run.plan = true;
         } else if (!a->workflow) {
             a->workflow = s;
         } else {
@@ -205,7 +214,10 @@ int main(int argc, char **argv)
         goto cleanup;
     }
     code = fr_run_execute(run);
-    if (!a.quiet) {
+    if (a.run.plan) {
+        if (!a.json)
+            fr_run_print_plan(run, stdout);
+    } else if (!a.quiet) {
         bool color = !a.no_color && !getenv("NO_COLOR") && isatty(STDERR_FILENO);
         fr_run_print_summary(run, stderr, color);
     }

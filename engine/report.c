@@ -90,6 +90,7 @@ static json_t *task_report(const fr_run *r, size_t t)
     json_object_set_new(o, "ttft_ms", num_or_null(tr->ttft_ms, ok && tr->ttft_ms >= 0));
     json_object_set_new(o, "cost_usd", json_real(tr->cost));
     json_object_set_new(o, "usage_estimated", json_boolean(ok && tr->usage.estimated));
+    json_object_set_new(o, "check_score", num_or_null(tr->check_score, ok && tr->check_score >= 0));
     json_object_set_new(o, "tokens",
                         json_pack("{s:I, s:I, s:I}", "input", (json_int_t)tr->usage.input, "output",
                                   (json_int_t)tr->usage.output, "cached",
@@ -98,6 +99,14 @@ static json_t *task_report(const fr_run *r, size_t t)
     json_object_set_new(o, "json",
                         ok && tr->reply.json ? json_incref(tr->reply.json) : json_null());
     json_object_set_new(o, "decisions", json_incref(tr->decisions));
+    if (r->plan) {
+        /* A plan's estimates: when the task would run and its worst case. */
+        json_object_set_new(o, "output", json_null());
+        json_object_set_new(o, "level", json_integer((json_int_t)fr_graph_level(r->g, t)));
+        json_object_set_new(o, "start_ms", num_or_null((double)tr->start_ns / 1e6, ok));
+        json_object_set_new(o, "end_ms", num_or_null((double)tr->end_ns / 1e6, ok));
+        json_object_set_new(o, "worst_cost_usd", json_real(tr->worst_cost));
+    }
     return o;
 }
 
@@ -105,7 +114,10 @@ json_t *fr_run_report(const fr_run *r)
 {
     totals tt = compute_totals(r);
     json_t *o = json_object();
-    const char *status = r->interrupted ? "interrupted" : r->exit_code == 0 ? "ok" : "failed";
+    const char *status = r->interrupted      ? "interrupted"
+                         : r->exit_code != 0 ? "failed"
+                         : r->plan           ? "planned"
+                                             : "ok";
     json_object_set_new(o, "run", json_string(r->run_id));
     json_object_set_new(o, "workflow", json_string(r->wf->name));
     json_object_set_new(o, "status", json_string(status));
@@ -130,6 +142,13 @@ json_t *fr_run_report(const fr_run *r)
                         json_pack("{s:o, s:o}", "p50", num_or_null(p50, p50 >= 0), "p95",
                                   num_or_null(p95, p95 >= 0)));
     json_object_set_new(o, "policy_errors", json_integer(r->policy_errors));
+    json_object_set_new(o, "plan", json_boolean(r->plan));
+    if (r->plan) {
+        double worst = 0;
+        for (size_t t = 0; t < r->wf->ntasks; t++)
+            worst += r->tasks[t].worst_cost;
+        json_object_set_new(o, "worst_case_usd", json_real(worst));
+    }
     json_t *tasks = json_array();
     for (size_t t = 0; t < r->wf->ntasks; t++)
         json_array_append_new(tasks, task_report(r, t));

@@ -25,9 +25,16 @@
 static void pump(fr_run *r);
 static void maybe_finish(fr_run *r);
 
-static uint64_t now_ns(void)
+/* The run's clock: real time, or the virtual time of a plan. */
+static uint64_t now_ns(const fr_run *r)
 {
-    return uv_hrtime();
+    return r && r->plan ? (uint64_t)(r->vnow_ms * 1e6) : uv_hrtime();
+}
+
+/* The loop's millisecond clock for scheduling (cooldowns), or the plan's. */
+static double clock_ms(fr_run *r)
+{
+    return r->plan ? r->vnow_ms : (double)uv_now(&r->loop);
 }
 
 double fr_run_cost(const fr_endpoint_spec *spec, const fr_usage *u)
@@ -49,7 +56,7 @@ static char *make_run_id(void)
     struct tm tm;
     gmtime_r(&t, &tm);
     strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    unsigned suffix = (unsigned)((now_ns() ^ ((uint64_t)getpid() << 16)) & 0xffff);
+    unsigned suffix = (unsigned)((now_ns(NULL) ^ ((uint64_t)getpid() << 16)) & 0xffff);
     return fr_xasprintf("%s-%04x", stamp, suffix);
 }
 
@@ -61,7 +68,7 @@ static void init_endpoint(fr_run *r, size_t i)
     const fr_endpoint_spec *s = &r->wf->endpoints[i];
     e->spec = s;
     e->usable = true;
-    if (r->opts.sim) {
+    if (r->opts.sim || r->opts.plan) {
         e->protocol = s->protocol;
         e->model = fr_xstrdup(s->name);
         e->url = NULL; /* set once the simulator listens */
@@ -169,14 +176,16 @@ int fr_run_new(fr_workflow *wf, const fr_run_opts *opts, fr_run **out, fr_error 
         tr->idx = t;
         tr->ep = tr->retry_ep = -1;
         tr->route_reason = "first";
+        tr->check_score = -1;
         tr->tried = fr_xcalloc(r->neps ? r->neps : 1, 1);
         tr->decisions = json_array();
     }
 
+    r->plan = opts->plan;
     r->out_dir =
         opts->out_dir ? fr_xstrdup(opts->out_dir) : fr_xasprintf(".flowrun/out/%s", r->run_id);
-    rc = fr_output_mkdirs(r->out_dir, err);
-    for (size_t t = 0; rc == FR_OK && t < wf->ntasks; t++)
+    rc = r->plan ? FR_OK : fr_output_mkdirs(r->out_dir, err);
+    for (size_t t = 0; rc == FR_OK && !r->plan && t < wf->ntasks; t++)
         if (wf->tasks[t].save) {
             char *p = wf->tasks[t].save[0] == '/'
                           ? fr_xstrdup(wf->tasks[t].save)
@@ -212,7 +221,7 @@ static void on_skip(void *ud, size_t task, size_t cause)
     task_rt *t = &r->tasks[task];
     free(t->reason);
     t->reason = fr_xasprintf("dependency '%s' did not succeed", r->wf->tasks[cause].name);
-    t->end_ns = now_ns();
+    t->end_ns = now_ns(t->run);
     if (r->opts.progress)
         fr_log(FR_LOG_WARN, "sched", "task=%s status=skipped reason=\"%s\"",
                r->wf->tasks[task].name, t->reason);
@@ -237,7 +246,7 @@ static void task_end(task_rt *t, fr_task_state state, const char *reason)
     stop_task_timers(t);
     free(t->reason);
     t->reason = reason ? fr_xstrdup(reason) : NULL;
-    t->end_ns = now_ns();
+    t->end_ns = now_ns(t->run);
     if (r->opts.progress)
         fr_log(FR_LOG_WARN, "sched", "task=%s status=%s reason=\"%s\"", r->wf->tasks[t->idx].name,
                fr_task_state_name(state), reason ? reason : "");
@@ -281,8 +290,9 @@ static void task_ok(task_rt *t)
 {
     fr_run *r = t->run;
     stop_task_timers(t);
-    t->end_ns = now_ns();
-    write_outputs(t);
+    t->end_ns = now_ns(t->run);
+    if (!r->plan)
+        write_outputs(t);
     if (r->opts.progress) {
         const ep_rt *e = &r->eps[t->ep];
         fr_log(FR_LOG_WARN, "sched",
@@ -381,7 +391,7 @@ static json_t *run_json(const fr_run *r)
                      r->budget_usd > 0 ? json_real(r->budget_usd) : json_null(), "spent", s,
                      "reserved", 0.0, "remaining",
                      r->budget_usd > 0 ? json_real(r->budget_usd - s) : json_null(), "elapsed",
-                     (double)(now_ns() - r->start_ns) / 1e9, "done", (json_int_t)done, "total",
+                     (double)(now_ns(r) - r->start_ns) / 1e9, "done", (json_int_t)done, "total",
                      (json_int_t)r->wf->ntasks);
 }
 
@@ -409,13 +419,57 @@ static long default_choice(const fr_run *r, const task_rt *t, const long *cands,
     return best;
 }
 
+/* Appends a routing decision to the task's log: who decided (the policy,
+ * or "default"), its version, why it was asked, the endpoint, and the
+ * candidates it saw (`cands`, borrowed: their free slots and estimated
+ * costs). With --explain it is printed as it happens. */
 static void record_decision(task_rt *t, const char *policy, int version, const char *reason,
-                            size_t ep)
+                            size_t ep, const json_t *cands)
 {
-    json_array_append_new(t->decisions, json_pack("{s:s, s:i, s:s, s:s, s:i, s:n}", "policy",
-                                                  policy, "version", version, "reason", reason,
-                                                  "endpoint", t->run->eps[ep].spec->name, "attempt",
-                                                  t->attempts + 1, "outcome"));
+    fr_run *r = t->run;
+    json_t *seen = json_array();
+    size_t i;
+    json_t *c;
+    json_array_foreach(cands, i, c)
+    {
+        json_array_append_new(seen, json_pack("{s:O, s:O, s:O}", "name", json_object_get(c, "name"),
+                                              "free", json_object_get(c, "free"), "est_cost",
+                                              json_object_get(c, "est_cost")));
+    }
+    json_t *d = json_pack("{s:s, s:i, s:s, s:s, s:i, s:n, s:o}", "policy", policy, "version",
+                          version, "reason", reason, "endpoint", r->eps[ep].spec->name, "attempt",
+                          t->attempts + 1, "outcome", "candidates", seen);
+    json_array_append_new(t->decisions, d);
+    if (!r->opts.explain)
+        return;
+    fr_buf line;
+    fr_buf_init(&line, 0);
+    fr_buf_printf(&line, "explain: %s -> %s  (%s v%d, %s; candidates:", r->wf->tasks[t->idx].name,
+                  r->eps[ep].spec->name, policy, version, reason);
+    json_array_foreach(seen, i, c)
+    {
+        fr_buf_printf(&line, " %s free=%lld est=$%.4f",
+                      json_string_value(json_object_get(c, "name")),
+                      (long long)json_integer_value(json_object_get(c, "free")),
+                      json_number_value(json_object_get(c, "est_cost")));
+    }
+    fr_buf_puts(&line, ")");
+    fprintf(stderr, "%s\n", fr_buf_str(&line));
+    fr_buf_close(&line);
+}
+
+/* Counts a decision the policy failed to make and logs its failure site
+ * once, however many decisions it costs. */
+static void policy_failed(fr_run *r, const char *task, const fr_error *perr)
+{
+    char msg[1400], site[700];
+    fr_error_format(perr, msg, sizeof msg);
+    r->policy_errors++;
+    snprintf(site, sizeof site, "%s:%d:%d", perr->source, perr->line, perr->code);
+    if (json_object_get(r->policy_sites, site))
+        return;
+    json_object_set_new(r->policy_sites, site, json_true());
+    fr_log(FR_LOG_WARN, "policy", "task=%s error=\"%s\"; the built-in default decides", task, msg);
 }
 
 /* Sets the outcome of the task's latest decision: "ok", "quality", "error",
@@ -438,7 +492,7 @@ static void on_wake(uv_timer_t *timer)
 
 static void arm_wake(fr_run *r, double at_ms)
 {
-    double now = (double)uv_now(&r->loop);
+    double now = clock_ms(r);
     uint64_t delay = at_ms > now ? (uint64_t)(at_ms - now) + 1 : 1;
     uint64_t due = uv_timer_get_due_in(&r->wake);
     if (!uv_is_active((uv_handle_t *)&r->wake) || delay < due)
@@ -457,6 +511,7 @@ static bool retryable(int rc, long status)
     case FR_ETRUNCATED:
     case FR_EIO:
     case FR_EPROTO:
+    case FR_ERETRY:
         return true;
     case FR_EHTTP:
         return status == 408 || status == 409 || status == 425 || status == 429 || status >= 500;
@@ -507,7 +562,7 @@ static void attempt_failed(task_rt *t, int rc, long status, double retry_after_s
     fr_log(FR_LOG_INFO, "sched", "task=%s endpoint=%s attempt=%d error=\"%s\"", ts->name,
            e->spec->name, t->attempts, msg);
     if (retry_after_s >= 0 && (status == 429 || status == 503)) {
-        double until = (double)uv_now(&r->loop) + retry_after_s * 1000.0;
+        double until = clock_ms(r) + retry_after_s * 1000.0;
         if (until > e->cooldown_until)
             e->cooldown_until = until;
     }
@@ -518,6 +573,8 @@ static void attempt_failed(task_rt *t, int rc, long status, double retry_after_s
         free(why);
         return;
     }
+    if (rc == FR_ERETRY && t->ep_attempts > ts->retries)
+        rc = FR_EQUALITY; /* no retries left here: escalate instead */
     if (rc == FR_EQUALITY) {
         /* The endpoint answered, but not well enough: ask the policy for a
          * stronger one rather than asking the same model again. */
@@ -554,7 +611,7 @@ static int on_data(void *ud, long status, const char *data, size_t len)
     task_rt *t = ud;
     int rc = fr_adapter_feed(t->adapter, status, data, len);
     if (t->attempt_ttft_ms < 0 && fr_adapter_started(t->adapter))
-        t->attempt_ttft_ms = (double)(now_ns() - t->attempt_ns) / 1e6;
+        t->attempt_ttft_ms = (double)(now_ns(t->run) - t->attempt_ns) / 1e6;
     return rc;
 }
 
@@ -570,6 +627,66 @@ static int check_quality(const fr_task_spec *ts, const fr_reply *reply, fr_error
     if (fr_validate_json(ts->schema, reply->json, msg, sizeof msg) != FR_OK)
         return fr_error_set(err, FR_EQUALITY, NULL, 0, "the reply does not match the schema: %s",
                             msg);
+    return FR_OK;
+}
+
+/* The task's own check function and min_quality: a low score is a quality
+ * failure, like a schema mismatch. */
+static int run_check(fr_run *r, task_rt *t, const fr_reply *reply, fr_error *err)
+{
+    const fr_task_spec *ts = &r->wf->tasks[t->idx];
+    if (!ts->has_check)
+        return FR_OK;
+    double score;
+    char *why = NULL;
+    fr_error cerr = {0};
+    int rc = fr_workflow_check(r->wf, t->idx, reply->text, reply->json, &score, &why, &cerr);
+    if (rc != FR_OK) {
+        char msg[1400];
+        rc = fr_error_set(err, FR_EQUALITY, NULL, 0, "the check failed to run: %s",
+                          fr_error_format(&cerr, msg, sizeof msg));
+    } else if (score < ts->min_quality || (score <= 0 && ts->min_quality <= 0)) {
+        rc = fr_error_set(err, FR_EQUALITY, NULL, 0, "the check scored %.2f (min_quality %.2f)%s%s",
+                          score, ts->min_quality, why ? ": " : "", why ? why : "");
+    } else {
+        t->check_score = score;
+    }
+    free(why);
+    return rc;
+}
+
+/* Asks the policy's on_result about a reply that passed its gates: FR_OK
+ * to accept, FR_ERETRY to ask the same endpoint again, FR_EQUALITY to
+ * escalate. A policy that fails here accepts (and is counted). */
+static int ask_on_result(fr_run *r, task_rt *t, const fr_reply *reply, const fr_http_result *res,
+                         double cost, fr_error *err)
+{
+    if (!fr_policy_has_on_result(r->policy))
+        return FR_OK;
+    const ep_rt *e = &r->eps[t->ep];
+    json_t *tj = task_json(r, t);
+    json_t *rj = run_json(r);
+    json_t *result =
+        json_pack("{s:s, s:s, s:s, s:O, s:f, s:{s:I, s:I}, s:f, s:i}", "endpoint", e->spec->name,
+                  "tier", fr_tier_name(e->spec->tier), "text", reply->text, "json",
+                  reply->json ? reply->json : json_null(), "latency_ms", res->total_ms, "tokens",
+                  "input", (json_int_t)reply->usage.input, "output",
+                  (json_int_t)reply->usage.output, "cost_usd", cost, "attempt", t->attempts);
+    fr_verdict v = FR_VERDICT_ACCEPT;
+    fr_error perr = {0};
+    if (fr_policy_on_result(r->policy, tj, result, rj, &v, &perr) != FR_OK) {
+        policy_failed(r, r->wf->tasks[t->idx].name, &perr);
+        v = FR_VERDICT_ACCEPT;
+    }
+    json_decref(tj);
+    json_decref(rj);
+    json_decref(result);
+    if (v == FR_VERDICT_RETRY)
+        return fr_error_set(err, FR_ERETRY, NULL, 0, "on_result of policy %s asked for a retry",
+                            fr_policy_name(r->policy));
+    if (v == FR_VERDICT_ESCALATE)
+        return fr_error_set(err, FR_EQUALITY, NULL, 0, "on_result of policy %s asked to escalate",
+                            fr_policy_name(r->policy));
     return FR_OK;
 }
 
@@ -603,7 +720,15 @@ static void on_done(void *ud, const fr_http_result *res)
         fr_error_set(&err, rc, NULL, 0, "%s", res->error ? res->error : fr_strerror(rc));
     }
     if (rc == FR_OK) {
+        /* Whatever happens next, this reply was billed. */
+        double cost = fr_run_cost(e->spec, &reply.usage);
+        t->cost += cost;
+        r->spent_usd += cost;
         rc = check_quality(&r->wf->tasks[t->idx], &reply, &err);
+        if (rc == FR_OK)
+            rc = run_check(r, t, &reply, &err);
+        if (rc == FR_OK)
+            rc = ask_on_result(r, t, &reply, res, cost, &err);
         if (rc != FR_OK)
             fr_reply_close(&reply);
     }
@@ -617,23 +742,67 @@ static void on_done(void *ud, const fr_http_result *res)
         fr_reply_close(&t->reply);
         t->reply = reply;
         t->usage = reply.usage;
-        t->cost = fr_run_cost(e->spec, &reply.usage);
         t->latency_ms = res->total_ms;
         t->ttft_ms = t->attempt_ttft_ms >= 0 ? t->attempt_ttft_ms : res->total_ms;
-        r->spent_usd += t->cost;
         e->lat[e->nlat++ % (sizeof e->lat / sizeof *e->lat)] = res->total_ms;
         task_ok(t);
     } else {
-        set_decision_outcome(t, rc == FR_EQUALITY ? "quality" : "error", err.msg);
+        set_decision_outcome(t,
+                             rc == FR_EQUALITY ? "quality"
+                             : rc == FR_ERETRY ? "retry"
+                                               : "error",
+                             err.msg);
         attempt_failed(t, rc, res->status, res->retry_after_s, err.msg);
     }
     maybe_finish(r);
     pump(r);
 }
 
+/* A plan's attempt: the slot is taken for the expected latency, and the
+ * reply is what the plan expects (input as estimated, a quarter of
+ * max_tokens out). */
+static void plan_dispatch(task_rt *t, size_t ep)
+{
+    fr_run *r = t->run;
+    const fr_task_spec *ts = &r->wf->tasks[t->idx];
+    ep_rt *e = &r->eps[ep];
+    bool taken = fr_sched_take_slot(r->sched, ep);
+    (void)taken;
+    assert(taken);
+    t->ep = (long)ep;
+    t->attempts++;
+    e->requests++;
+    t->start_ns = now_ns(r);
+    double latency, tps;
+    fr_run_expected_speed(r, e, &latency, &tps);
+    long out = fr_plan_expected_output(ts);
+    t->usage = (fr_usage){.input = t->est_input, .output = out, .estimated = true};
+    t->latency_ms = latency + (tps > 0 ? (double)out / tps * 1000.0 : 0);
+    t->worst_cost = est_cost(e->spec, t->est_input, ts->max_tokens);
+    fr_plan_push(r, t->idx, r->vnow_ms + t->latency_ms);
+}
+
+/* A plan's attempt ends as expected. */
+static void plan_complete(fr_run *r, size_t task)
+{
+    task_rt *t = &r->tasks[task];
+    fr_sched_release_slot(r->sched, (size_t)t->ep);
+    t->cost = fr_run_cost(r->eps[t->ep].spec, &t->usage);
+    r->spent_usd += t->cost;
+    t->ttft_ms = t->latency_ms;
+    fr_reply_close(&t->reply);
+    t->reply.text = fr_xstrdup("");
+    set_decision_outcome(t, "ok", NULL);
+    task_ok(t);
+}
+
 static void dispatch(task_rt *t, size_t ep)
 {
     fr_run *r = t->run;
+    if (r->plan) {
+        plan_dispatch(t, ep);
+        return;
+    }
     const fr_task_spec *ts = &r->wf->tasks[t->idx];
     ep_rt *e = &r->eps[ep];
     bool taken = fr_sched_take_slot(r->sched, ep);
@@ -653,7 +822,7 @@ static void dispatch(task_rt *t, size_t ep)
         t->timers_init = true;
     }
     if (t->start_ns == 0) {
-        t->start_ns = now_ns();
+        t->start_ns = now_ns(t->run);
         uv_timer_start(&t->deadline, on_deadline, (uint64_t)(ts->timeout_s * 1000.0), 0);
     }
     const fr_agent_spec *ag = &r->wf->agents[ts->agent];
@@ -672,7 +841,7 @@ static void dispatch(task_rt *t, size_t ep)
         .seed = ts->seed,
         .keep_alive = e->spec->keep_alive,
     };
-    t->attempt_ns = now_ns();
+    t->attempt_ns = now_ns(t->run);
     t->attempt_ttft_ms = -1;
     fr_log(FR_LOG_INFO, "sched", "task=%s endpoint=%s tier=%s attempt=%d dispatch", ts->name,
            e->spec->name, fr_tier_name(e->spec->tier), t->attempts);
@@ -681,7 +850,7 @@ static void dispatch(task_rt *t, size_t ep)
     fr_error err = {0};
     int rc = fr_adapter_request(t->adapter, &req, &err);
     if (rc == FR_OK) {
-        double elapsed_ms = (double)(now_ns() - t->start_ns) / 1e6;
+        double elapsed_ms = (double)(now_ns(t->run) - t->start_ns) / 1e6;
         double left_ms = ts->timeout_s * 1000.0 - elapsed_ms;
         fr_http_opts ho = {
             .max_response = MAX_RESPONSE_BYTES,
@@ -707,9 +876,19 @@ static void dispatch(task_rt *t, size_t ep)
 /* Renders the task's prompt from its dependencies' outputs, once. */
 static int render_prompt(fr_run *r, task_rt *t, fr_error *err)
 {
+    const fr_task_spec *ts = &r->wf->tasks[t->idx];
+    if (r->plan) {
+        /* No outputs exist yet: the prompt is its template plus what the
+         * dependencies are expected to produce. */
+        const char *sys = r->wf->agents[ts->agent].system;
+        t->est_input = (ts->prompt ? fr_estimate_tokens(ts->prompt) : 16) +
+                       (sys ? fr_estimate_tokens(sys) : 0);
+        for (size_t d = 0; d < ts->ndeps; d++)
+            t->est_input += fr_plan_expected_output(&r->wf->tasks[ts->dep_index[d]]);
+        return FR_OK;
+    }
     if (t->prompt)
         return FR_OK;
-    const fr_task_spec *ts = &r->wf->tasks[t->idx];
     json_t *ctx = json_object();
     for (size_t d = 0; d < ts->ndeps; d++) {
         const task_rt *dep = &r->tasks[ts->dep_index[d]];
@@ -732,7 +911,7 @@ static int render_prompt(fr_run *r, task_rt *t, fr_error *err)
 static bool place(fr_run *r, task_rt *t)
 {
     const fr_task_spec *ts = &r->wf->tasks[t->idx];
-    double now = (double)uv_now(&r->loop);
+    double now = clock_ms(r);
     if (t->retry_ep >= 0) {
         size_t ep = (size_t)t->retry_ep;
         if (r->eps[ep].cooldown_until > now) {
@@ -799,23 +978,12 @@ static bool place(fr_run *r, task_rt *t)
     char *choice = NULL;
     fr_error perr = {0};
     int rc = fr_policy_route(r->policy, tj, cj, rj, &choice, &perr);
-    json_decref(cj);
     json_decref(tj);
     json_decref(rj);
     long ep = -1;
     const char *decided_by = fr_policy_name(r->policy);
     if (rc != FR_OK) {
-        char msg[1400];
-        fr_error_format(&perr, msg, sizeof msg);
-        r->policy_errors++;
-        /* Log each failure site once, however many decisions it costs. */
-        char site[700];
-        snprintf(site, sizeof site, "%s:%d:%d", perr.source, perr.line, perr.code);
-        if (!json_object_get(r->policy_sites, site)) {
-            json_object_set_new(r->policy_sites, site, json_true());
-            fr_log(FR_LOG_WARN, "policy", "task=%s error=\"%s\"; the built-in default decides",
-                   ts->name, msg);
-        }
+        policy_failed(r, ts->name, &perr);
         ep = default_choice(r, t, cands, n);
         decided_by = "default";
     } else if (choice) {
@@ -825,10 +993,12 @@ static bool place(fr_run *r, task_rt *t)
             ep = -1; /* the policy chose a full endpoint: wait for it */
     }
     if (ep >= 0) {
-        record_decision(t, decided_by, fr_policy_version(r->policy), t->route_reason, (size_t)ep);
+        record_decision(t, decided_by, fr_policy_version(r->policy), t->route_reason, (size_t)ep,
+                        cj);
         dispatch(t, (size_t)ep);
         placed = true;
     }
+    json_decref(cj);
 done:
     free(cands);
     return placed;
@@ -852,9 +1022,10 @@ static void pump(fr_run *r)
         fr_sched_requeue(r->sched, waiters[i]);
     free(waiters);
 
-    if (!r->stopping && fr_http_active(r->http) == 0 && r->retries_armed == 0 &&
-        !uv_is_active((uv_handle_t *)&r->wake) && fr_sched_ready(r->sched) > 0 &&
-        fr_sched_pop(r->sched, &t)) {
+    size_t in_flight = r->plan ? r->nevents : fr_http_active(r->http);
+    bool waking = !r->plan && uv_is_active((uv_handle_t *)&r->wake);
+    if (!r->stopping && in_flight == 0 && r->retries_armed == 0 && !waking &&
+        fr_sched_ready(r->sched) > 0 && fr_sched_pop(r->sched, &t)) {
         task_rt *tr = &r->tasks[t];
         long *cands = fr_xmalloc((r->neps ? r->neps : 1) * sizeof *cands);
         size_t n = 0;
@@ -871,8 +1042,13 @@ static void pump(fr_run *r)
                    r->wf->tasks[t].name);
             r->warned_stall = true;
         }
-        if (ep >= 0 && tr->retry_ep < 0)
-            record_decision(tr, "default", 0, tr->route_reason, (size_t)ep);
+        if (ep >= 0 && tr->retry_ep < 0) {
+            json_t *cj = json_array();
+            json_array_append_new(cj, candidate_json(r, tr, (size_t)ep));
+            record_decision(tr, "default", fr_policy_version(r->policy), tr->route_reason,
+                            (size_t)ep, cj);
+            json_decref(cj);
+        }
         if (ep >= 0)
             dispatch(tr, (size_t)ep);
         else
@@ -886,7 +1062,9 @@ static void pump(fr_run *r)
 static void close_all(fr_run *r)
 {
     r->stopping = true;
-    r->end_ns = now_ns();
+    r->end_ns = now_ns(r);
+    if (r->plan)
+        return; /* a plan opens no handles */
     for (size_t t = 0; t < r->wf->ntasks; t++) {
         task_rt *tr = &r->tasks[t];
         if (tr->timers_init) {
@@ -933,7 +1111,7 @@ static void on_signal(uv_signal_t *sig, int signum)
         stop_task_timers(tr);
         free(tr->reason);
         tr->reason = fr_xstrdup("interrupted");
-        tr->end_ns = now_ns();
+        tr->end_ns = now_ns(r);
         fr_sched_abandon(r->sched, t, FR_TASK_CANCELLED);
     }
     close_all(r);
@@ -950,14 +1128,8 @@ static int start_sim(fr_run *r)
     }
     for (size_t i = 0; i < r->neps; i++) {
         ep_rt *e = &r->eps[i];
-        bool local = e->spec->tier == FR_TIER_LOCAL;
-        fr_sim_model m = {
-            .name = e->model,
-            .latency_ms =
-                r->opts.sim_latency_ms >= 0 ? r->opts.sim_latency_ms : (local ? 150 : 300),
-            .tokens_per_s = r->opts.sim_tps >= 0 ? r->opts.sim_tps : (local ? 400 : 800),
-            .max_concurrent = e->spec->max_parallel,
-        };
+        fr_sim_model m = {.name = e->model, .max_concurrent = e->spec->max_parallel};
+        fr_run_expected_speed(r, e, &m.latency_ms, &m.tokens_per_s);
         fr_sim_set_model(r->sim, &m);
         free(e->url);
         /* Each protocol's base URL as its real servers have it. */
@@ -967,8 +1139,45 @@ static int start_sim(fr_run *r)
     return FR_OK;
 }
 
+void fr_run_expected_speed(const fr_run *r, const ep_rt *e, double *latency_ms, double *tps)
+{
+    bool local = e->spec->tier == FR_TIER_LOCAL;
+    *latency_ms = r->opts.sim_latency_ms >= 0 ? r->opts.sim_latency_ms : (local ? 150 : 300);
+    *tps = r->opts.sim_tps >= 0 ? r->opts.sim_tps : (local ? 400 : 800);
+}
+
+long fr_plan_expected_output(const fr_task_spec *ts)
+{
+    return ts->max_tokens / 4 > 0 ? ts->max_tokens / 4 : 1;
+}
+
+/* Runs a plan: the same routing and scheduling as a run, on a virtual
+ * clock that jumps from one expected completion to the next. */
+static int execute_plan(fr_run *r)
+{
+    size_t task;
+    double at;
+    r->start_ns = 0;
+    maybe_finish(r);
+    pump(r);
+    while (!r->stopping && fr_plan_pop(r, &task, &at)) {
+        r->vnow_ms = at;
+        plan_complete(r, task);
+        maybe_finish(r);
+        pump(r);
+    }
+    r->end_ns = now_ns(r);
+    bool failed = false;
+    for (size_t t = 0; t < r->wf->ntasks; t++)
+        failed |= fr_sched_state(r->sched, t) != FR_TASK_OK;
+    r->exit_code = failed ? 1 : 0;
+    return r->exit_code;
+}
+
 int fr_run_execute(fr_run *r)
 {
+    if (r->plan)
+        return execute_plan(r);
     if (uv_loop_init(&r->loop) != 0) {
         fr_log(FR_LOG_ERROR, "run", "error=\"cannot start the event loop\"");
         return 1;
@@ -984,7 +1193,7 @@ int fr_run_execute(fr_run *r)
     uv_unref((uv_handle_t *)&r->sigint);
     uv_unref((uv_handle_t *)&r->sigterm);
     r->http = fr_http_new(&r->loop);
-    r->start_ns = now_ns();
+    r->start_ns = now_ns(r);
     if (!r->http || (r->opts.sim && start_sim(r) != FR_OK)) {
         for (size_t t = 0; t < r->wf->ntasks; t++)
             if (!fr_task_state_terminal(fr_sched_state(r->sched, t))) {
@@ -1039,6 +1248,7 @@ void fr_run_free(fr_run *r)
         json_decref(tr->decisions);
     }
     free(r->tasks);
+    free(r->events);
     fr_sched_free(r->sched);
     fr_graph_free(r->g);
     fr_policy_free(r->policy);

@@ -22,6 +22,8 @@ typedef struct fr_run_opts {
     double sim_latency_ms; /* < 0: per-tier defaults */
     double sim_tps;        /* < 0: per-tier defaults */
     bool progress;         /* one line per task event on stderr */
+    bool explain;          /* print each routing decision as it is made */
+    bool plan;             /* send nothing: simulate the run with expected latencies */
 } fr_run_opts;
 
 /* Prepares a run of `wf` (borrowed; must outlive the run) with `opts`
@@ -41,6 +43,11 @@ json_t *fr_run_report(const fr_run *r);
 
 /* Prints the human summary of a finished run to `f` (borrowed). */
 void fr_run_print_summary(const fr_run *r, FILE *f, bool color);
+
+/* Prints a finished plan (fr_run_opts.plan) to `f` (borrowed): the levels,
+ * each task's endpoint and expected times and costs, the makespan estimate,
+ * the worst-case and expected cost and the baseline's. */
+void fr_run_print_plan(const fr_run *r, FILE *f);
 
 /* The run's id and output directory (borrowed). */
 const char *fr_run_id(const fr_run *r);

@@ -54,6 +54,8 @@ typedef struct task_rt {
     uint64_t attempt_ns;        /* when the current attempt was sent */
     double attempt_ttft_ms;     /* its first content, -1 until it arrives */
     json_t *decisions;
+    double check_score; /* the check function's score of the accepted reply, -1 without one */
+    double worst_cost;  /* a plan's worst case for this task: max_tokens at its endpoint */
     char *last_error;
 } task_rt;
 
@@ -86,7 +88,33 @@ struct fr_run {
     int write_errors;
     int exit_code;
     double spent_usd; /* sum of the cost of every settled attempt */
+    /* flowrun plan: virtual time, and the completions still to come. */
+    bool plan;
+    double vnow_ms;
+    struct plan_event *events;
+    size_t nevents, capevents;
+    long event_seq;
 };
+
+/* A plan's completion of `task` at virtual time `at_ms`. */
+typedef struct plan_event {
+    double at_ms;
+    long seq;
+    size_t task;
+} plan_event;
+
+/* The plan's event queue (engine/plan.c): push a completion; pop the
+ * earliest (ties in push order). */
+void fr_plan_push(fr_run *r, size_t task, double at_ms);
+bool fr_plan_pop(fr_run *r, size_t *task, double *at_ms);
+
+/* The latency a plan or a rehearsal expects from endpoint `e`: the time to
+ * the first token and the token rate (0 = instant), from --sim-latency and
+ * --sim-tps or the tier's defaults. */
+void fr_run_expected_speed(const fr_run *r, const ep_rt *e, double *latency_ms, double *tps);
+
+/* Output tokens a plan expects from a task: a quarter of max_tokens. */
+long fr_plan_expected_output(const fr_task_spec *ts);
 
 /* Cost in USD of `u` at the prices of `spec` (borrowed). */
 double fr_run_cost(const fr_endpoint_spec *spec, const fr_usage *u);

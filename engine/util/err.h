@@ -31,7 +31,8 @@
     X(FR_EBUDGET, -21, "budget exhausted")                                                         \
     X(FR_EQUALITY, -22, "reply failed its quality gate")                                           \
     X(FR_EDEP, -23, "a dependency failed")                                                         \
-    X(FR_EINTERNAL, -24, "internal error")
+    X(FR_EINTERNAL, -24, "internal error")                                               \
+    X(FR_ERETRY, -25, "the routing policy asked for a retry")
 
 typedef enum {
 #define FR_ERR_ENUM(name, val, msg) name = val,
