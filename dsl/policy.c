@@ -308,5 +308,10 @@ int fr_policy_check(fr_policy *p, fr_error *err)
     json_decref(cands);
     json_decref(run);
     json_decref(result);
+    if (rc != FR_OK && err) {
+        char msg[sizeof err->msg];
+        snprintf(msg, sizeof msg, "self-check failed: %s", err->msg);
+        memcpy(err->msg, msg, sizeof msg);
+    }
     return rc;
 }

@@ -153,7 +153,7 @@ json_t *fr_run_report(const fr_run *r)
     for (size_t t = 0; t < r->wf->ntasks; t++)
         json_array_append_new(tasks, task_report(r, t));
     json_object_set_new(o, "tasks", tasks);
-    json_object_set_new(o, "policy_reloads", json_array());
+    json_object_set_new(o, "policy_reloads", json_incref(r->reloads));
     json_t *eps = json_object();
     for (size_t e = 0; e < r->neps; e++)
         json_object_set_new(

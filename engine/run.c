@@ -2,6 +2,7 @@
 
 #include "engine/output.h"
 #include "engine/validate.h"
+#include "engine/watch.h"
 #include "engine/util/buf.h"
 #include "engine/util/log.h"
 #include "engine/util/mem.h"
@@ -158,6 +159,10 @@ int fr_run_new(fr_workflow *wf, const fr_run_opts *opts, fr_run **out, fr_error 
         rc = fr_policy_load(policy_path, NULL, 1, &r->policy, err);
     if (rc != FR_OK)
         goto cleanup;
+    r->policy_path = policy_path;
+    policy_path = NULL;
+    r->policy_versions = 1;
+    r->reloads = json_array();
 
     int *prio = fr_xcalloc(wf->ntasks ? wf->ntasks : 1, sizeof *prio);
     int *cap = fr_xcalloc(r->neps ? r->neps : 1, sizeof *cap);
@@ -1074,6 +1079,8 @@ static void close_all(fr_run *r)
             tr->timers_init = false;
         }
     }
+    fr_watch_free(r->watch);
+    r->watch = NULL;
     uv_close((uv_handle_t *)&r->wake, NULL);
     uv_close((uv_handle_t *)&r->sigint, NULL);
     uv_close((uv_handle_t *)&r->sigterm, NULL);
@@ -1115,6 +1122,45 @@ static void on_signal(uv_signal_t *sig, int signum)
         fr_sched_abandon(r->sched, t, FR_TASK_CANCELLED);
     }
     close_all(r);
+}
+
+/* The policy file changed on disk: the new version is loaded into a fresh
+ * state beside the live one and swapped in only if it loads and passes its
+ * self-check. Tasks already routed keep their decision; every decision
+ * records the version that made it. */
+static void on_policy_change(void *ud, const char *content, size_t len, const char *error)
+{
+    fr_run *r = ud;
+    double at_ms = (double)(now_ns(r) - r->start_ns) / 1e6;
+    fr_error err = {0};
+    char msg[1400];
+    if (error) {
+        fr_log(FR_LOG_WARN, "policy", "path=%s reload=refused error=\"%s\"; version %d stays",
+               r->policy_path, error, fr_policy_version(r->policy));
+        json_array_append_new(r->reloads, json_pack("{s:n, s:b, s:f, s:s}", "version", "ok", 0,
+                                                    "at_ms", at_ms, "error", error));
+        return;
+    }
+    int version = ++r->policy_versions;
+    fr_policy *next = NULL;
+    int rc = fr_policy_load_string(r->policy_path, content, len, NULL, version, &next, &err);
+    if (rc == FR_OK)
+        rc = fr_policy_check(next, &err);
+    if (rc != FR_OK) {
+        fr_policy_free(next);
+        fr_error_format(&err, msg, sizeof msg);
+        fr_log(FR_LOG_WARN, "policy", "version=%d reload=refused error=\"%s\"; version %d stays",
+               version, msg, fr_policy_version(r->policy));
+        json_array_append_new(r->reloads, json_pack("{s:i, s:b, s:f, s:s}", "version", version,
+                                                    "ok", 0, "at_ms", at_ms, "error", msg));
+        return;
+    }
+    fr_policy_free(r->policy);
+    r->policy = next;
+    fr_log(FR_LOG_INFO, "policy", "version=%d reload=ok path=%s", version, r->policy_path);
+    json_array_append_new(r->reloads, json_pack("{s:i, s:b, s:f, s:n}", "version", version, "ok", 1,
+                                                "at_ms", at_ms, "error"));
+    pump(r); /* the new version may place tasks the old one kept waiting */
 }
 
 static int start_sim(fr_run *r)
@@ -1194,6 +1240,13 @@ int fr_run_execute(fr_run *r)
     uv_unref((uv_handle_t *)&r->sigterm);
     r->http = fr_http_new(&r->loop);
     r->start_ns = now_ns(r);
+    fr_error werr = {0};
+    r->watch = fr_watch_new(&r->loop, r->policy_path, 0, on_policy_change, r, &werr);
+    if (!r->watch) {
+        char msg[1400];
+        fr_log(FR_LOG_WARN, "policy", "error=\"%s\"; the policy will not be reloaded",
+               fr_error_format(&werr, msg, sizeof msg));
+    }
     if (!r->http || (r->opts.sim && start_sim(r) != FR_OK)) {
         for (size_t t = 0; t < r->wf->ntasks; t++)
             if (!fr_task_state_terminal(fr_sched_state(r->sched, t))) {
@@ -1253,6 +1306,8 @@ void fr_run_free(fr_run *r)
     fr_graph_free(r->g);
     fr_policy_free(r->policy);
     free(r->run_id);
+    free(r->policy_path);
+    json_decref(r->reloads);
     free(r->out_dir);
     json_decref(r->policy_sites);
     free(r);

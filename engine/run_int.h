@@ -65,6 +65,10 @@ struct fr_run {
     fr_graph *g;
     fr_sched *sched;
     fr_policy *policy;
+    char *policy_path;
+    struct fr_watch *watch; /* the policy file, for hot reload */
+    json_t *reloads;        /* the report's policy_reloads */
+    int policy_versions;    /* versions seen, the live one included */
     uv_loop_t loop;
     fr_http *http;
     fr_sim *sim;
