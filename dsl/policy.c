@@ -309,9 +309,13 @@ int fr_policy_check(fr_policy *p, fr_error *err)
     json_decref(run);
     json_decref(result);
     if (rc != FR_OK && err) {
-        char msg[sizeof err->msg];
-        snprintf(msg, sizeof msg, "self-check failed: %s", err->msg);
-        memcpy(err->msg, msg, sizeof msg);
+        static const char prefix[] = "self-check failed: ";
+        size_t keep = sizeof err->msg - sizeof prefix; /* room left for the old message */
+        char old[sizeof err->msg];
+        memcpy(old, err->msg, sizeof old);
+        old[keep] = '\0';
+        memcpy(err->msg, prefix, sizeof prefix - 1);
+        memcpy(err->msg + sizeof prefix - 1, old, strlen(old) + 1);
     }
     return rc;
 }

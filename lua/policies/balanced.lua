@@ -1,37 +1,54 @@
 -- balanced: the default routing policy.
 --
--- Keeps routine work on local endpoints while they have free slots, sends
--- work whose complexity is beyond the local models to a stronger endpoint,
--- and overflows to the cloud only when the cheaper choice is full.
+-- Scores every candidate on three things at once: keeping work on local
+-- hardware, a model strong enough for the task, and the money it may cost;
+-- the highest score wins. Routine work stays local while local endpoints
+-- have room, work beyond the local models goes to a stronger endpoint, and
+-- a reply that failed its quality gate is retried on a stronger model.
+-- Pick it when you want all three traded off without thinking about it.
 --
--- route(task, candidates, run) is called for every decision. `candidates`
--- holds only endpoints this task may use (privacy, pins and context window
--- already applied by flowrun). Return a candidate, its name, or nil to wait
--- for a slot to free up.
+-- Copy it, change the weights, and run it with `--policy ./my-policy.lua`.
 
--- How much a shortfall of quality against the task's complexity costs.
-local QUALITY_WEIGHT = 10
--- The bonus for keeping work on your own hardware.
+-- Scores are in "cents": a cent of worst-case spend (est_cost) lowers the
+-- score by 1, and every weight below is what that preference is worth.
+local CENTS_PER_USD = 100
+-- Keeping a task on your own hardware is worth 2 cents.
 local LOCAL_BONUS = 2
--- Dollars are scored in cents, so a cent of expected spend weighs 1.
-local CENTS = 100
+-- Each 0.1 that a model's quality falls short of the task's complexity
+-- costs 2 cents, so a local model 0.1 short already loses its bonus.
+local SHORTFALL_WEIGHT = 20
+-- An endpoint with all its slots free earns 0.5, so load spreads evenly.
+local FREE_WEIGHT = 0.5
+-- An endpoint tagged with the task's type ("code", "review", ...) earns 0.5.
+local TAG_BONUS = 0.5
+-- Waiting for a full endpoint costs 3 cents: worth it for a much better
+-- fit, not to save a cloud call on routine work.
+local WAIT_PENALTY = 3
+-- After a quality failure, a model no stronger than the one that failed
+-- would likely fail again: 10 cents against it.
+local NO_STEP_UP_PENALTY = 10
 
-local function score(task, c)
-  local s = 0
-  local gap = task.complexity - c.quality
-  if gap > 0 then
-    s = s - gap * QUALITY_WEIGHT
-  end
+-- The quality of every endpoint seen so far, by name. An endpoint that failed
+-- a task is no longer among its candidates, so we remember it here.
+local seen_quality = {}
+
+local function score(task, c, floor)
+  local s = -c.est_cost * CENTS_PER_USD
   if c.tier == "local" then
     s = s + LOCAL_BONUS
   end
-  s = s - c.est_cost * CENTS
-  -- Prefer the emptier endpoint, so load spreads across equals.
-  s = s + 0.5 * c.free / c.max_parallel
-  -- An endpoint tagged for this kind of task is a better fit.
-  for _, tag in ipairs(c.tags) do
+  s = s - math.max(task.complexity - c.quality, 0) * SHORTFALL_WEIGHT
+  if floor and c.quality <= floor then
+    s = s - NO_STEP_UP_PENALTY
+  end
+  if c.free > 0 then
+    s = s + FREE_WEIGHT * c.free / math.max(c.max_parallel, 1)
+  else
+    s = s - WAIT_PENALTY
+  end
+  for _, tag in ipairs(c.tags or {}) do
     if tag == task.type then
-      s = s + 0.5
+      s = s + TAG_BONUS
     end
   end
   return s
@@ -39,15 +56,30 @@ end
 
 return {
   route = function(task, candidates, run)
-    local best, best_score
     for _, c in ipairs(candidates) do
-      if c.free > 0 then
-        local s = score(task, c)
-        if best_score == nil or s > best_score then
-          best, best_score = c, s
-        end
+      seen_quality[c.name] = c.quality
+    end
+    -- After a quality failure, the quality to beat: the best that failed, or
+    -- the complexity when we never saw the endpoints that were tried.
+    local floor
+    if task.reason == "quality" then
+      floor = task.complexity
+      for _, name in ipairs(task.tried) do
+        floor = math.max(floor, seen_quality[name] or floor)
       end
     end
-    return best -- nil when every candidate is full: wait for a slot
+    local best, best_score
+    for _, c in ipairs(candidates) do
+      local s = score(task, c, floor)
+      if best == nil or s > best_score then
+        best, best_score = c, s
+      end
+    end
+    -- The best may be full: then wait (nil) and decide again when a slot
+    -- frees, rather than settle for a worse fit now.
+    if best and best.free == 0 then
+      return nil
+    end
+    return best
   end,
 }
