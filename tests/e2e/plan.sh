@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# flowrun plan sends nothing, and on every example it gives each task the
+# endpoint a --sim run with the same latencies then gives it.
+source "$(dirname "$0")/lib.bash"
+start_sim
+
+for wf in "$SRC"/workflows/*.lua; do
+  name=$(basename "$wf" .lua)
+  cp -r "$SRC/workflows" "$WORK/wf-$name"
+  before=$(find "$WORK/wf-$name" | sort)
+  run_flowrun plan "$WORK/wf-$name/$name.lua" --sim-latency 40 --sim-tps 0 --json
+  expect_rc 0 "plan $name"
+  cp "$WORK/stdout" "$WORK/plan-$name.json"
+  [ "$(jq -r .status "$WORK/plan-$name.json")" = planned ] || fail "$name: plan status"
+  [ "$(jq -r .plan "$WORK/plan-$name.json")" = true ] || fail "$name: plan flag"
+  [ "$(find "$WORK/wf-$name" | sort)" = "$before" ] || fail "$name: the plan wrote files"
+  [ ! -e "$WORK/.flowrun" ] || fail "$name: the plan made an output directory"
+  jq -e '.worst_case_usd >= .cost_usd and .makespan_ms > 0' "$WORK/plan-$name.json" >/dev/null ||
+    fail "$name: plan figures"
+  run_flowrun "$WORK/wf-$name/$name.lua" --sim --sim-latency 40 --sim-tps 0 --out "$WORK/out-$name" --json
+  expect_rc 0 "run $name"
+  planned=$(jq -r '[.tasks[] | "\(.name)=\(.endpoint)"] | join(" ")' "$WORK/plan-$name.json")
+  ran=$(jqr '[.tasks[] | "\(.name)=\(.endpoint)"] | join(" ")')
+  [ "$planned" = "$ran" ] || fail "$name: plan [$planned] but the run [$ran]"
+  pass "$name: the plan's endpoints are the run's ($planned)"
+done
+
+# The text plan lists levels, endpoints and the cost lines; nothing reaches
+# an endpoint (the workflow points at the simulator, which sees nothing).
+cat >"$WORK/p.lua" <<LUA
+endpoint "e" { tier = "local", url = "$SIM_URL/v1", model = "m", max_parallel = 1 }
+endpoint "c" { tier = "cloud", url = "$SIM_URL/v1", model = "c", api_key_env = "UNSET_PLAN_KEY",
+               price = { input = 1, output = 2 } }
+baseline "c"
+agent "a" {}
+task "x" { agent = "a", prompt = "hello" }
+task "y" { agent = "a", deps = { "x" }, prompt = "{{x}}" }
+LUA
+run_flowrun plan "$WORK/p.lua"
+expect_rc 0 "text plan"
+grep -q "makespan estimate" "$WORK/stdout" || fail "no makespan line"
+grep -q "worst case" "$WORK/stdout" || fail "no worst case"
+grep -q "baseline c" "$WORK/stdout" || fail "no baseline"
+grep -qE "^ +1  y " "$WORK/stdout" || fail "y is not on level 1: $(cat "$WORK/stdout")"
+[ "$(sim_stats | jq '[.models[].requests] | add // 0')" = 0 ] || fail "the plan sent a request"
+pass "the text plan shows levels, makespan, costs and baseline, and sends nothing"
