@@ -157,6 +157,8 @@ int fr_run_new(fr_workflow *wf, const fr_run_opts *opts, fr_run **out, fr_error 
     rc = fr_policy_resolve(spec, opts->policy ? NULL : wf->dir, &policy_path, err);
     if (rc == FR_OK)
         rc = fr_policy_load(policy_path, NULL, 1, &r->policy, err);
+    if (rc == FR_OK)
+        rc = fr_policy_check(r->policy, err);
     if (rc != FR_OK)
         goto cleanup;
     r->policy_path = policy_path;
@@ -1010,8 +1012,8 @@ done:
 }
 
 /* Places ready tasks while endpoints have free slots. When nothing is in
- * flight and nothing is scheduled, a policy that keeps waiting would stall
- * the run: the built-in default then places the first waiting task. */
+ * flight and nothing is scheduled, a task the policy still keeps waiting
+ * would stall the run forever: it fails with that reason instead. */
 static void pump(fr_run *r)
 {
     if (r->stopping)
@@ -1031,33 +1033,19 @@ static void pump(fr_run *r)
     bool waking = !r->plan && uv_is_active((uv_handle_t *)&r->wake);
     if (!r->stopping && in_flight == 0 && r->retries_armed == 0 && !waking &&
         fr_sched_ready(r->sched) > 0 && fr_sched_pop(r->sched, &t)) {
+        /* Nothing runs and nothing is scheduled, so nothing the policy
+         * sees will change: a task it keeps waiting is a task it refuses. A
+         * retry waiting for its endpoint goes ahead (all slots are free). */
         task_rt *tr = &r->tasks[t];
-        long *cands = fr_xmalloc((r->neps ? r->neps : 1) * sizeof *cands);
-        size_t n = 0;
-        const char *why = "";
-        for (size_t e = 0; e < r->neps; e++)
-            if (allowed(r, tr, e, &why))
-                cands[n++] = (long)e;
-        long ep = tr->retry_ep >= 0 ? tr->retry_ep : default_choice(r, tr, cands, n);
-        free(cands);
-        if (!r->warned_stall) {
-            fr_log(FR_LOG_WARN, "policy",
-                   "task=%s the policy keeps waiting while nothing runs; the built-in "
-                   "default decides",
-                   r->wf->tasks[t].name);
-            r->warned_stall = true;
+        if (tr->retry_ep >= 0) {
+            dispatch(tr, (size_t)tr->retry_ep);
+        } else {
+            char *why = fr_xasprintf("policy %s keeps the task waiting while nothing else runs: "
+                                     "it accepts none of the endpoints the task may use",
+                                     fr_policy_name(r->policy));
+            task_end(tr, FR_TASK_FAILED, why);
+            free(why);
         }
-        if (ep >= 0 && tr->retry_ep < 0) {
-            json_t *cj = json_array();
-            json_array_append_new(cj, candidate_json(r, tr, (size_t)ep));
-            record_decision(tr, "default", fr_policy_version(r->policy), tr->route_reason,
-                            (size_t)ep, cj);
-            json_decref(cj);
-        }
-        if (ep >= 0)
-            dispatch(tr, (size_t)ep);
-        else
-            task_end(tr, FR_TASK_FAILED, "no endpoint can take this task");
     }
     maybe_finish(r);
 }

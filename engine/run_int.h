@@ -88,7 +88,6 @@ struct fr_run {
     int retries_armed;
     int policy_errors;
     json_t *policy_sites; /* set of "file:line:code" already logged */
-    bool warned_stall;
     int write_errors;
     int exit_code;
     double spent_usd; /* sum of the cost of every settled attempt */

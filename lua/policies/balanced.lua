@@ -14,9 +14,10 @@
 local CENTS_PER_USD = 100
 -- Keeping a task on your own hardware is worth 2 cents.
 local LOCAL_BONUS = 2
--- Each 0.1 that a model's quality falls short of the task's complexity
--- costs 2 cents, so a local model 0.1 short already loses its bonus.
-local SHORTFALL_WEIGHT = 20
+-- Each 0.05 that a model's quality falls short of the task's complexity
+-- costs 2 cents: a local model 0.05 short has already lost its bonus, since
+-- a weak answer costs a retry (time, and maybe a cloud call after all).
+local SHORTFALL_WEIGHT = 40
 -- An endpoint with all its slots free earns 0.5, so load spreads evenly.
 local FREE_WEIGHT = 0.5
 -- An endpoint tagged with the task's type ("code", "review", ...) earns 0.5.
@@ -32,16 +33,19 @@ local NO_STEP_UP_PENALTY = 10
 -- a task is no longer among its candidates, so we remember it here.
 local seen_quality = {}
 
+-- The score of candidate `c` for `task`; `floor` is set after a quality
+-- failure (the quality to beat). Higher is better.
 local function score(task, c, floor)
-  local s = -c.est_cost * CENTS_PER_USD
+  local s = -c.est_cost * CENTS_PER_USD -- what it may cost, in cents
   if c.tier == "local" then
     s = s + LOCAL_BONUS
   end
+  -- Falling short of the complexity costs; exceeding it earns nothing.
   s = s - math.max(task.complexity - c.quality, 0) * SHORTFALL_WEIGHT
   if floor and c.quality <= floor then
     s = s - NO_STEP_UP_PENALTY
   end
-  if c.free > 0 then
+  if c.free > 0 then -- the share of free slots, so load spreads
     s = s + FREE_WEIGHT * c.free / math.max(c.max_parallel, 1)
   else
     s = s - WAIT_PENALTY
@@ -56,7 +60,7 @@ end
 
 return {
   route = function(task, candidates, run)
-    for _, c in ipairs(candidates) do
+    for _, c in ipairs(candidates) do -- remember what each endpoint is worth
       seen_quality[c.name] = c.quality
     end
     -- After a quality failure, the quality to beat: the best that failed, or

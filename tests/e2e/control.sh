@@ -78,3 +78,21 @@ expect_rc 0 "broken policy"
 expect_stderr "flaky.lua:2:"
 expect_stderr "not one of the candidates"
 pass "a failing policy costs only its decisions; the error is logged once with file:line"
+
+# A policy that keeps a task waiting while nothing else runs refuses it: the
+# task fails with that reason instead of stalling the run, and local-only
+# never lets it reach the cloud.
+cat >"$WORK/localonly.lua" <<LUA
+endpoint "l" { tier = "local", url = "$SIM_URL/v1", model = "lo-local" }
+endpoint "c" { tier = "cloud", url = "$SIM_URL/v1", model = "lo-cloud" }
+agent "a" {}
+task "cloud_pinned" { agent = "a", tier = "cloud", prompt = "REPLY: x" }
+task "routine" { agent = "a", prompt = "REPLY: y" }
+LUA
+run_flowrun "$WORK/localonly.lua" --policy local-only --out "$WORK/out4" --json
+expect_rc 1 "local-only with a cloud-only task"
+[ "$(jqr '.tasks[] | select(.name=="cloud_pinned") | .status')" = failed ] || fail "cloud_pinned status"
+jqr '.tasks[] | select(.name=="cloud_pinned") | .reason' | grep -q "local-only keeps the task waiting" || fail "reason"
+[ "$(jqr '.tasks[] | select(.name=="routine") | .endpoint')" = l ] || fail "routine endpoint"
+[ "$(curl -sf "$SIM_URL/sim/stats" | jq '.models."lo-cloud".requests // 0')" = 0 ] || fail "local-only reached the cloud"
+pass "a task the policy never accepts fails with the reason; local-only never reaches the cloud"
