@@ -34,13 +34,13 @@ static const char *const task_fields[] = {
 };
 static const char *const agent_fields[] = {"system", "type"};
 static const char *const endpoint_fields[] = {
-    "tier",    "protocol", "url",  "model", "api_key_env", "max_parallel",
-    "context", "quality",  "tags", "price", "stream",      "timeouts", "keep_alive",
+    "tier",    "protocol", "url",   "model",  "api_key_env", "max_parallel", "context",
+    "quality", "tags",     "price", "stream", "timeouts",    "keep_alive",
 };
 static const char *const price_fields[] = {"input", "output", "cached_input"};
 static const char *const timeouts_fields[] = {"connect", "first_byte", "idle"};
 static const char *const workflow_fields[] = {"name", "policy", "budget", "defaults", "vars"};
-static const char *const budget_fields[] = {"usd", "alert", "monthly_usd"};
+static const char *const budget_fields[] = {"usd", "alert", "monthly_usd", "allow_unpriced"};
 static const char *const defaults_fields[] = {"timeout", "retries", "max_tokens", "temperature"};
 
 /* What a declaration's messages need: where it is and how to name it. */
@@ -554,8 +554,8 @@ static char *ollama_default_url(void)
     size_t taillen = strlen(tail);
     while (taillen > 0 && tail[taillen - 1] == '/')
         taillen--;
-    return fr_xasprintf("%s%s%s%.*s", scheme, host, tail[0] == ':' ? "" : ":11434",
-                        (int)taillen, tail);
+    return fr_xasprintf("%s%s%s%.*s", scheme, host, tail[0] == ':' ? "" : ":11434", (int)taillen,
+                        tail);
 }
 
 /* ---- agent ---- */
@@ -806,6 +806,7 @@ static int l_workflow(lua_State *L)
         read_num(&sub, 2, "alert", 0, 1, 0, "a fraction from 0 to 1", &wf->budget.alert);
         read_num(&sub, 2, "monthly_usd", 0, HUGE_VAL, 0, "a number of USD >= 0",
                  &wf->budget.monthly_usd);
+        read_bool(&sub, 2, "allow_unpriced", &wf->budget.allow_unpriced);
         lua_pop(L, 1); /* [tbl] */
     }
     if (push_sub(&d, 1, "defaults", &sub)) {

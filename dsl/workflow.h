@@ -92,6 +92,7 @@ typedef struct fr_workflow {
         double usd;         /* 0 = no run cap */
         double alert;       /* fraction, default 0.8 */
         double monthly_usd; /* 0 = no monthly cap */
+        bool allow_unpriced; /* a cloud endpoint without a price may be used under a cap */
     } budget;
     json_t *vars; /* object name -> string: workflow{vars=} overridden by --var */
     fr_agent_spec *agents;

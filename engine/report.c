@@ -89,6 +89,11 @@ static json_t *task_report(const fr_run *r, size_t t)
     json_object_set_new(o, "latency_ms", num_or_null(tr->latency_ms, ok));
     json_object_set_new(o, "ttft_ms", num_or_null(tr->ttft_ms, ok && tr->ttft_ms >= 0));
     json_object_set_new(o, "cost_usd", json_real(tr->cost));
+    json_object_set_new(o, "baseline_cost_usd",
+                        num_or_null(r->baseline >= 0 && ok
+                                        ? fr_run_cost(&r->wf->endpoints[r->baseline], &tr->usage)
+                                        : 0,
+                                    r->baseline >= 0 && ok));
     json_object_set_new(o, "usage_estimated", json_boolean(ok && tr->usage.estimated));
     json_object_set_new(o, "check_score", num_or_null(tr->check_score, ok && tr->check_score >= 0));
     json_object_set_new(o, "tokens",
@@ -115,6 +120,7 @@ json_t *fr_run_report(const fr_run *r)
     totals tt = compute_totals(r);
     json_t *o = json_object();
     const char *status = r->interrupted      ? "interrupted"
+                         : r->exit_code == 3 ? "budget"
                          : r->exit_code != 0 ? "failed"
                          : r->plan           ? "planned"
                                              : "ok";
@@ -142,6 +148,7 @@ json_t *fr_run_report(const fr_run *r)
                         json_pack("{s:o, s:o}", "p50", num_or_null(p50, p50 >= 0), "p95",
                                   num_or_null(p95, p95 >= 0)));
     json_object_set_new(o, "policy_errors", json_integer(r->policy_errors));
+    json_object_set_new(o, "budget_alerts", json_incref(r->alerts));
     json_object_set_new(o, "plan", json_boolean(r->plan));
     if (r->plan) {
         double worst = 0;

@@ -22,6 +22,8 @@
 #define BACKOFF_BASE_MS    250.0
 #define BACKOFF_MAX_MS     8000.0
 #define MAX_RESPONSE_BYTES (8u << 20)
+/* Tokens a chat template may add around the messages (role markers). */
+#define TEMPLATE_TOKENS 32
 
 static void pump(fr_run *r);
 static void maybe_finish(fr_run *r);
@@ -152,6 +154,8 @@ int fr_run_new(fr_workflow *wf, const fr_run_opts *opts, fr_run **out, fr_error 
         }
     }
     r->budget_usd = opts->budget_usd > 0 ? opts->budget_usd : wf->budget.usd;
+    r->budget = fr_budget_new(r->budget_usd, -1, wf->budget.alert);
+    r->alerts = json_array();
 
     const char *spec = opts->policy ? opts->policy : wf->policy ? wf->policy : "balanced";
     rc = fr_policy_resolve(spec, opts->policy ? NULL : wf->dir, &policy_path, err);
@@ -357,6 +361,73 @@ static bool allowed(const fr_run *r, const task_rt *t, size_t e, const char **wh
     return true;
 }
 
+enum { BUDGET_FITS = 0, BUDGET_WAIT, BUDGET_NEVER };
+
+/* Whether the worst case of task `t` on endpoint `e` fits the caps now
+ * (BUDGET_FITS), may fit once requests in flight settle (BUDGET_WAIT), or
+ * never will (BUDGET_NEVER, with *why). An endpoint without a price cannot
+ * be checked, so it is kept out under a cap unless the workflow allows it. */
+static int budget_check(const fr_run *r, const task_rt *t, size_t e, char **why)
+{
+    const fr_task_spec *ts = &r->wf->tasks[t->idx];
+    const fr_endpoint_spec *s = r->eps[e].spec;
+    double worst = est_cost(s, t->worst_input, ts->max_tokens);
+    bool capped = fr_budget_capped(r->budget) || ts->budget_usd > 0;
+    if (capped && s->tier == FR_TIER_CLOUD && !s->price.set && !r->wf->budget.allow_unpriced) {
+        if (why && !*why)
+            *why = fr_xasprintf("endpoint '%s' has no price, so a cap cannot be checked on it "
+                                "(give it a price, or set budget.allow_unpriced)",
+                                s->name);
+        return BUDGET_NEVER;
+    }
+    if (ts->budget_usd > 0 && t->cost + worst > ts->budget_usd + 1e-8) {
+        if (why && !*why)
+            *why = fr_xasprintf("the worst case on '%s' ($%.4f) does not fit the task's cap "
+                                "($%.4f, $%.4f spent)",
+                                s->name, worst, ts->budget_usd, t->cost);
+        return BUDGET_NEVER;
+    }
+    if (fr_budget_fits(r->budget, worst))
+        return BUDGET_FITS;
+    if (fr_budget_may_fit(r->budget, worst))
+        return BUDGET_WAIT;
+    if (why && !*why) {
+        fr_cap_kind k =
+            fr_budget_cap(r->budget, FR_CAP_RUN) > 0 &&
+                    fr_budget_spent(r->budget) + worst > fr_budget_cap(r->budget, FR_CAP_RUN)
+                ? FR_CAP_RUN
+                : FR_CAP_MONTH;
+        *why = fr_xasprintf("the worst case on '%s' ($%.4f) does not fit the %s cap ($%.4f of "
+                            "$%.4f spent)",
+                            s->name, worst, k == FR_CAP_RUN ? "run" : "monthly",
+                            fr_budget_spent(r->budget), fr_budget_cap(r->budget, k));
+    }
+    return BUDGET_NEVER;
+}
+
+/* Books what an attempt cost (`charge`, USD) and releases its reservation;
+ * reports each cap's alert threshold the first time spend crosses it. */
+static void settle(task_rt *t, double charge)
+{
+    fr_run *r = t->run;
+    fr_budget_settle(r->budget, t->reserved, charge);
+    t->reserved = 0;
+    t->cost += charge;
+    r->spent_usd += charge;
+    int k;
+    while ((k = fr_budget_next_alert(r->budget)) >= 0) {
+        double cap = fr_budget_cap(r->budget, (fr_cap_kind)k);
+        fr_log(FR_LOG_WARN, "budget", "alert: $%.4f spent, %.0f%% of the %s cap of $%.4f",
+               fr_budget_spent(r->budget), 100 * fr_budget_alert(r->budget),
+               k == FR_CAP_RUN ? "run" : "monthly", cap);
+        json_array_append_new(r->alerts,
+                              json_pack("{s:s, s:f, s:f, s:f, s:f}", "cap", fr_cap_name(k),
+                                        "cap_usd", cap, "fraction", fr_budget_alert(r->budget),
+                                        "spent_usd", fr_budget_spent(r->budget), "at_ms",
+                                        (double)(now_ns(r) - r->start_ns) / 1e6));
+    }
+}
+
 static json_t *candidate_json(const fr_run *r, const task_rt *t, size_t e)
 {
     const ep_rt *ep = &r->eps[e];
@@ -393,13 +464,14 @@ static json_t *task_json(const fr_run *r, const task_rt *t)
 static json_t *run_json(const fr_run *r)
 {
     size_t done = r->wf->ntasks - fr_sched_unfinished(r->sched);
-    double s = r->spent_usd;
+    double s = fr_budget_spent(r->budget);
     return json_pack("{s:o, s:f, s:f, s:o, s:f, s:I, s:I}", "budget",
                      r->budget_usd > 0 ? json_real(r->budget_usd) : json_null(), "spent", s,
-                     "reserved", 0.0, "remaining",
-                     r->budget_usd > 0 ? json_real(r->budget_usd - s) : json_null(), "elapsed",
-                     (double)(now_ns(r) - r->start_ns) / 1e9, "done", (json_int_t)done, "total",
-                     (json_int_t)r->wf->ntasks);
+                     "reserved", fr_budget_reserved(r->budget), "remaining",
+                     r->budget_usd > 0 ? json_real(fr_budget_remaining(r->budget, FR_CAP_RUN))
+                                       : json_null(),
+                     "elapsed", (double)(now_ns(r) - r->start_ns) / 1e9, "done", (json_int_t)done,
+                     "total", (json_int_t)r->wf->ntasks);
 }
 
 /* The built-in choice when the policy cannot decide: a free candidate that
@@ -545,6 +617,7 @@ static void on_deadline(uv_timer_t *timer)
         fr_http_cancel(r->http, t->xfer);
         t->xfer = NULL;
         fr_sched_release_slot(r->sched, (size_t)t->ep);
+        settle(t, t->reserved); /* it may have been billed: keep the worst case */
         set_decision_outcome(t, "timeout", "task timeout");
     }
     fr_adapter_free(t->adapter);
@@ -726,11 +799,11 @@ static void on_done(void *ud, const fr_http_result *res)
     } else {
         fr_error_set(&err, rc, NULL, 0, "%s", res->error ? res->error : fr_strerror(rc));
     }
+    double cost = 0;
     if (rc == FR_OK) {
         /* Whatever happens next, this reply was billed. */
-        double cost = fr_run_cost(e->spec, &reply.usage);
-        t->cost += cost;
-        r->spent_usd += cost;
+        cost = fr_run_cost(e->spec, &reply.usage);
+        settle(t, cost);
         rc = check_quality(&r->wf->tasks[t->idx], &reply, &err);
         if (rc == FR_OK)
             rc = run_check(r, t, &reply, &err);
@@ -743,6 +816,14 @@ static void on_done(void *ud, const fr_http_result *res)
         fr_error_set(&err, rc, NULL, 0, "%s", res->error ? res->error : fr_strerror(rc));
     fr_adapter_free(t->adapter);
     t->adapter = NULL;
+    if (t->reserved > 0) {
+        /* A reply that broke off after the server started answering may
+         * have been billed: it keeps its worst case, a conservative charge.
+         * One refused before any answer (a status error, no connection)
+         * costs nothing. */
+        bool billed = res->status >= 200 && res->status < 300 && res->bytes > 0;
+        settle(t, billed ? t->reserved : 0);
+    }
 
     if (rc == FR_OK) {
         set_decision_outcome(t, "ok", NULL);
@@ -780,12 +861,14 @@ static void plan_dispatch(task_rt *t, size_t ep)
     t->attempts++;
     e->requests++;
     t->start_ns = now_ns(r);
+    t->reserved = est_cost(e->spec, t->worst_input, ts->max_tokens);
+    fr_budget_reserve(r->budget, t->reserved);
     double latency, tps;
     fr_run_expected_speed(r, e, &latency, &tps);
     long out = fr_plan_expected_output(ts);
     t->usage = (fr_usage){.input = t->est_input, .output = out, .estimated = true};
     t->latency_ms = latency + (tps > 0 ? (double)out / tps * 1000.0 : 0);
-    t->worst_cost = est_cost(e->spec, t->est_input, ts->max_tokens);
+    t->worst_cost = est_cost(e->spec, t->worst_input, ts->max_tokens);
     fr_plan_push(r, t->idx, r->vnow_ms + t->latency_ms);
 }
 
@@ -794,8 +877,7 @@ static void plan_complete(fr_run *r, size_t task)
 {
     task_rt *t = &r->tasks[task];
     fr_sched_release_slot(r->sched, (size_t)t->ep);
-    t->cost = fr_run_cost(r->eps[t->ep].spec, &t->usage);
-    r->spent_usd += t->cost;
+    settle(t, fr_run_cost(r->eps[t->ep].spec, &t->usage));
     t->ttft_ms = t->latency_ms;
     fr_reply_close(&t->reply);
     t->reply.text = fr_xstrdup("");
@@ -817,6 +899,9 @@ static void dispatch(task_rt *t, size_t ep)
     assert(taken);
     if ((long)ep != t->ep)
         t->ep_attempts = 0;
+    /* The worst case is held against every cap until the attempt settles. */
+    t->reserved = est_cost(e->spec, t->worst_input, ts->max_tokens);
+    fr_budget_reserve(r->budget, t->reserved);
     t->ep = (long)ep;
     t->retry_ep = -1;
     t->attempts++;
@@ -875,6 +960,7 @@ static void dispatch(task_rt *t, size_t ep)
         fr_adapter_free(t->adapter);
         t->adapter = NULL;
         fr_sched_release_slot(r->sched, ep);
+        settle(t, 0); /* nothing was sent */
         set_decision_outcome(t, "error", err.msg);
         attempt_failed(t, rc, 0, -1, err.msg);
     }
@@ -892,6 +978,7 @@ static int render_prompt(fr_run *r, task_rt *t, fr_error *err)
                        (sys ? fr_estimate_tokens(sys) : 0);
         for (size_t d = 0; d < ts->ndeps; d++)
             t->est_input += fr_plan_expected_output(&r->wf->tasks[ts->dep_index[d]]);
+        t->worst_input = 4 * t->est_input + TEMPLATE_TOKENS;
         return FR_OK;
     }
     if (t->prompt)
@@ -910,6 +997,7 @@ static int render_prompt(fr_run *r, task_rt *t, fr_error *err)
         return rc;
     const char *sys = r->wf->agents[ts->agent].system;
     t->est_input = fr_estimate_tokens(t->prompt) + (sys ? fr_estimate_tokens(sys) : 0);
+    t->worst_input = (long)(strlen(t->prompt) + (sys ? strlen(sys) : 0)) + TEMPLATE_TOKENS;
     return FR_OK;
 }
 
@@ -927,8 +1015,14 @@ static bool place(fr_run *r, task_rt *t)
         }
         if (fr_sched_free_slots(r->sched, ep) <= 0)
             return false;
-        dispatch(t, ep);
-        return true;
+        char *why = NULL;
+        int b = budget_check(r, t, ep, &why);
+        if (b == BUDGET_FITS)
+            dispatch(t, ep);
+        else if (b == BUDGET_NEVER)
+            task_end(t, FR_TASK_BUDGET, why);
+        free(why);
+        return b != BUDGET_WAIT;
     }
     fr_error err = {0};
     if (render_prompt(r, t, &err) != FR_OK) {
@@ -940,10 +1034,16 @@ static bool place(fr_run *r, task_rt *t)
     size_t n = 0, nfree = 0;
     const char *why = "no endpoint is declared";
     double soonest = 0;
-    bool cooling = false;
+    bool cooling = false, budget_wait = false;
+    char *budget_why = NULL;
     for (size_t e = 0; e < r->neps; e++) {
         if (!allowed(r, t, e, &why))
             continue;
+        int b = budget_check(r, t, e, &budget_why);
+        if (b != BUDGET_FITS) {
+            budget_wait |= b == BUDGET_WAIT;
+            continue;
+        }
         if (r->eps[e].cooldown_until > now) {
             if (!cooling || r->eps[e].cooldown_until < soonest)
                 soonest = r->eps[e].cooldown_until;
@@ -954,6 +1054,15 @@ static bool place(fr_run *r, task_rt *t)
         nfree += fr_sched_free_slots(r->sched, e) > 0;
     }
     bool placed = false;
+    if (n == 0 && !cooling && budget_wait)
+        goto done; /* requests in flight may settle below their worst case */
+    if (n == 0 && !cooling && budget_why) {
+        char *msg = fr_xasprintf("budget: %s", budget_why);
+        task_end(t, FR_TASK_BUDGET, msg);
+        free(msg);
+        placed = true;
+        goto done;
+    }
     if (n == 0 && !cooling) {
         char *msg;
         if (t->last_error && strcmp(t->route_reason, "quality") == 0)
@@ -1007,6 +1116,7 @@ static bool place(fr_run *r, task_rt *t)
     }
     json_decref(cj);
 done:
+    free(budget_why);
     free(cands);
     return placed;
 }
@@ -1099,6 +1209,7 @@ static void on_signal(uv_signal_t *sig, int signum)
             fr_http_cancel(r->http, tr->xfer);
             tr->xfer = NULL;
             fr_sched_release_slot(r->sched, (size_t)tr->ep);
+            settle(tr, tr->reserved); /* it may have been billed: keep the worst case */
             set_decision_outcome(tr, "cancelled", NULL);
         }
         fr_adapter_free(tr->adapter);
@@ -1251,11 +1362,15 @@ int fr_run_execute(fr_run *r)
         fr_log(FR_LOG_ERROR, "run", "error=\"handles left open at exit\"");
     r->handles_init = false;
 
-    bool failed = false;
-    for (size_t t = 0; t < r->wf->ntasks; t++)
+    bool failed = false, budget = false;
+    for (size_t t = 0; t < r->wf->ntasks; t++) {
         failed |= fr_sched_state(r->sched, t) != FR_TASK_OK;
+        budget |= fr_sched_state(r->sched, t) == FR_TASK_BUDGET;
+    }
     if (r->interrupted)
         r->exit_code = 130;
+    else if (budget)
+        r->exit_code = 3;
     else if (failed || r->write_errors)
         r->exit_code = 1;
     else
@@ -1290,6 +1405,8 @@ void fr_run_free(fr_run *r)
     }
     free(r->tasks);
     free(r->events);
+    fr_budget_free(r->budget);
+    json_decref(r->alerts);
     fr_sched_free(r->sched);
     fr_graph_free(r->g);
     fr_policy_free(r->policy);

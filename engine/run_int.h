@@ -3,6 +3,7 @@
  * engine/report.c (report and summary). Not part of any public contract. */
 
 #include "dsl/policy.h"
+#include "engine/budget.h"
 #include "engine/graph.h"
 #include "engine/http.h"
 #include "engine/run.h"
@@ -39,7 +40,8 @@ typedef struct task_rt {
     unsigned char *tried;     /* per endpoint: its retries are spent */
     const char *route_reason; /* "first" or "error" */
     char *prompt;
-    long est_input;
+    long est_input;   /* expected input tokens: about a quarter of the bytes */
+    long worst_input; /* at most one token per byte, plus the chat template's */
     fr_adapter *adapter;
     fr_xfer *xfer;
     uv_timer_t retry_timer;
@@ -55,6 +57,7 @@ typedef struct task_rt {
     double attempt_ttft_ms;     /* its first content, -1 until it arrives */
     json_t *decisions;
     double check_score; /* the check function's score of the accepted reply, -1 without one */
+    double reserved;    /* the worst case held against the caps while an attempt is out */
     double worst_cost;  /* a plan's worst case for this task: max_tokens at its endpoint */
     char *last_error;
 } task_rt;
@@ -91,6 +94,8 @@ struct fr_run {
     int write_errors;
     int exit_code;
     double spent_usd; /* sum of the cost of every settled attempt */
+    fr_budget *budget;
+    json_t *alerts; /* the report's budget alerts */
     /* flowrun plan: virtual time, and the completions still to come. */
     bool plan;
     double vnow_ms;
