@@ -116,3 +116,17 @@ const char *fr_cap_name(fr_cap_kind kind)
 {
     return kind == FR_CAP_RUN ? "run" : "month";
 }
+
+void fr_budget_add_allowance(fr_budget *b, double usd)
+{
+    if (has_cap(b, FR_CAP_MONTH) && usd > 0)
+        b->cap[FR_CAP_MONTH] += usd;
+}
+
+double fr_budget_month_shortfall(const fr_budget *b, double amount)
+{
+    if (!has_cap(b, FR_CAP_MONTH))
+        return 0;
+    double need = b->spent + b->reserved + amount - b->cap[FR_CAP_MONTH];
+    return need > 0 ? need : 0;
+}

@@ -44,6 +44,12 @@ double fr_budget_reserved(const fr_budget *b);
 double fr_budget_cap(const fr_budget *b, fr_cap_kind kind);
 double fr_budget_remaining(const fr_budget *b, fr_cap_kind kind);
 
+/* Adds `usd` to the month's allowance (a lease taken from the state store). */
+void fr_budget_add_allowance(fr_budget *b, double usd);
+/* How much more month allowance `amount` would need to fit now; 0 when it
+ * fits the month, or there is no monthly cap. */
+double fr_budget_month_shortfall(const fr_budget *b, double amount);
+
 /* Returns the next cap whose alert threshold has been crossed by spend and
  * not yet reported, marking it reported; -1 when none. */
 int fr_budget_next_alert(fr_budget *b);

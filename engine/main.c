@@ -2,8 +2,10 @@
  * prints the summary and report. Everything else lives in flowrun_core. */
 #include "dsl/workflow.h"
 #include "engine/run.h"
+#include "engine/store.h"
 #include "engine/util/err.h"
 #include "engine/util/log.h"
+#include "engine/util/mem.h"
 
 #include <jansson.h>
 #include <signal.h>
@@ -15,6 +17,7 @@
 
 enum {
     EXIT_USAGE = 2,
+    EXIT_IOERR = 74,
     EXIT_INVALID = 65,
     EXIT_CONFIG = 78,
 };
@@ -22,11 +25,13 @@ enum {
 static const char usage[] =
     "usage: flowrun [run] WORKFLOW.lua [options]\n"
     "       flowrun plan WORKFLOW.lua [options]\n"
+    "       flowrun spend [--month YYYY-MM] [--state DIR] [--sim] [--json]\n"
     "\n"
     "Runs every task of a workflow as soon as its dependencies are done, in\n"
     "parallel, on the endpoint the routing policy picks. `plan` sends nothing:\n"
     "it shows the order, the endpoint each task would get, the expected times\n"
     "and costs, using the same policy and capacities on a simulated clock.\n"
+    "`spend` prints the cost ledger by month, endpoint, tier and workflow.\n"
     "\n"
     "options (before or after the workflow file):\n"
     "  --sim                 rehearse on the built-in simulator: every endpoint is\n"
@@ -43,6 +48,8 @@ static const char usage[] =
     "  --var NAME=VALUE      set a workflow variable, {{var.NAME}} (repeatable)\n"
     "  --budget USD          cap on this run's spend\n"
     "  --baseline ENDPOINT   endpoint to compare the spend against\n"
+    "  --state DIR           state directory (default $FLOWRUN_STATE, else .flowrun\n"
+    "                        beside the workflow): runs, attempts, the cost ledger\n"
     "  --progress            a line per task as it finishes\n"
     "  --explain             print each routing decision as it is made: the\n"
     "                        policy, its version, why, the candidates\n"
@@ -55,7 +62,8 @@ static const char usage[] =
     "  --version             print the version\n"
     "\n"
     "exit codes: 0 all tasks succeeded, 1 a task failed, 2 usage, 3 budget stopped\n"
-    "the run, 65 invalid workflow, 78 configuration error, 130 interrupted.\n"
+    "the run, 65 invalid workflow, 74 state store error, 78 configuration error,\n"
+    "130 interrupted.\n"
     "Documentation: docs/cli.md, docs/dsl.md, docs/report.md.\n";
 
 typedef struct args {
@@ -137,6 +145,9 @@ static int parse_args(int argc, char **argv, args *a)
             NEED_VALUE();
             if (parse_number(s, val, &a->run.budget_usd))
                 return EXIT_USAGE;
+        } else if (strcmp(s, "--state") == 0) {
+            NEED_VALUE();
+            a->run.state_dir = val;
         } else if (strcmp(s, "--baseline") == 0) {
             NEED_VALUE();
             a->run.baseline = val;
@@ -187,6 +198,82 @@ static int exit_code_for_load_error(int code)
     return code == FR_ECONFIG ? EXIT_CONFIG : EXIT_INVALID;
 }
 
+static void print_groups(const char *title, const json_t *groups)
+{
+    const char *k;
+    const json_t *g;
+    printf("  %-12s", title);
+    json_object_foreach((json_t *)groups, k, g)
+    {
+        printf(" %s $%.4f (%lld)", k, json_number_value(json_object_get(g, "cost_usd")),
+               (long long)json_integer_value(json_object_get(g, "attempts")));
+    }
+    printf("\n");
+}
+
+/* flowrun spend: the ledger by month, endpoint, tier and workflow. */
+static int spend_main(int argc, char **argv)
+{
+    const char *month = NULL, *state_dir = NULL;
+    bool json = false, sim = false;
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--json") == 0)
+            json = true;
+        else if (strcmp(argv[i], "--month") == 0 && i + 1 < argc)
+            month = argv[++i];
+        else if (strcmp(argv[i], "--state") == 0 && i + 1 < argc)
+            state_dir = argv[++i];
+        else if (strcmp(argv[i], "--sim") == 0)
+            sim = true;
+        else
+            return usage_error("spend: unexpected argument '%s'", argv[i]);
+    }
+    char *path = fr_run_state_path(state_dir, ".");
+    if (sim) {
+        char *p = fr_xasprintf("%.*ssim.db", (int)(strlen(path) - strlen("state.db")), path);
+        free(path);
+        path = p;
+    }
+    fr_store *st = NULL;
+    json_t *out = NULL;
+    fr_error err = {0};
+    char msg[1600];
+    int code = 0;
+    if (fr_store_open(path, &st, &err) != FR_OK || fr_store_spend(st, month, &out, &err) != FR_OK) {
+        fprintf(stderr, "flowrun: %s\n", fr_error_format(&err, msg, sizeof msg));
+        code = err.code == FR_EINVAL ? EXIT_USAGE : EXIT_IOERR;
+        goto cleanup;
+    }
+    if (json) {
+        json_dumpf(out, stdout, JSON_INDENT(2));
+        fputc('\n', stdout);
+        goto cleanup;
+    }
+    size_t i;
+    json_t *m;
+    if (json_array_size(json_object_get(out, "months")) == 0)
+        printf("no spend recorded in %s\n", path);
+    json_array_foreach(json_object_get(out, "months"), i, m)
+    {
+        const json_t *tok = json_object_get(m, "tokens");
+        printf("%s: $%.4f in %lld attempts (%lld in, %lld out tokens; %lld estimated)\n",
+               json_string_value(json_object_get(m, "month")),
+               json_number_value(json_object_get(m, "cost_usd")),
+               (long long)json_integer_value(json_object_get(m, "attempts")),
+               (long long)json_integer_value(json_object_get(tok, "input")),
+               (long long)json_integer_value(json_object_get(tok, "output")),
+               (long long)json_integer_value(json_object_get(m, "usage_estimated")));
+        print_groups("by tier", json_object_get(m, "by_tier"));
+        print_groups("by endpoint", json_object_get(m, "by_endpoint"));
+        print_groups("by workflow", json_object_get(m, "by_workflow"));
+    }
+cleanup:
+    json_decref(out);
+    fr_store_close(st);
+    free(path);
+    return code;
+}
+
 int main(int argc, char **argv)
 {
     args a = {0};
@@ -196,6 +283,8 @@ int main(int argc, char **argv)
     char msg[1600];
     /* A peer that hangs up must fail one transfer, never kill the process. */
     signal(SIGPIPE, SIG_IGN);
+    if (argc > 1 && strcmp(argv[1], "spend") == 0)
+        return spend_main(argc, argv);
     int code = parse_args(argc, argv, &a);
     if (code >= 0)
         goto cleanup;
@@ -210,7 +299,9 @@ int main(int argc, char **argv)
     rc = fr_run_new(wf, &a.run, &run, &err);
     if (rc != FR_OK) {
         fprintf(stderr, "flowrun: %s\n", fr_error_format(&err, msg, sizeof msg));
-        code = rc == FR_ECYCLE ? EXIT_INVALID : EXIT_CONFIG;
+        code = rc == FR_ECYCLE                                         ? EXIT_INVALID
+               : rc == FR_ESTORE || rc == FR_ESTOREVER || rc == FR_EIO ? EXIT_IOERR
+                                                                       : EXIT_CONFIG;
         goto cleanup;
     }
     code = fr_run_execute(run);

@@ -193,6 +193,29 @@ int fr_run_new(fr_workflow *wf, const fr_run_opts *opts, fr_run **out, fr_error 
     }
 
     r->plan = opts->plan;
+    if (!r->plan) {
+        char *state = fr_run_state_path(opts->state_dir, wf->dir);
+        if (opts->sim) {
+            /* A rehearsal spends nothing: it keeps its own ledger, so its
+             * pretend costs never count against a monthly cap. */
+            size_t n = strlen(state);
+            char *sim = fr_xasprintf("%.*ssim.db", (int)(n - strlen("state.db")), state);
+            free(state);
+            state = sim;
+        }
+        rc = fr_store_open(state, &r->store, err);
+        free(state);
+        if (rc != FR_OK)
+            goto cleanup;
+        time_t now = time(NULL);
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        strftime(r->month, sizeof r->month, "%Y-%m", &tm);
+        if (wf->budget.monthly_usd > 0) {
+            fr_budget_free(r->budget);
+            r->budget = fr_budget_new(r->budget_usd, 0, wf->budget.alert);
+        }
+    }
     r->out_dir =
         opts->out_dir ? fr_xstrdup(opts->out_dir) : fr_xasprintf(".flowrun/out/%s", r->run_id);
     rc = r->plan ? FR_OK : fr_output_mkdirs(r->out_dir, err);
@@ -212,6 +235,16 @@ cleanup:
     free(policy_path);
     fr_run_free(r);
     return rc;
+}
+
+char *fr_run_state_path(const char *state_dir, const char *workflow_dir)
+{
+    const char *env = getenv("FLOWRUN_STATE");
+    if (state_dir && *state_dir)
+        return fr_xasprintf("%s/state.db", state_dir);
+    if (env && *env)
+        return fr_xasprintf("%s/state.db", env);
+    return fr_xasprintf("%s/.flowrun/state.db", workflow_dir && *workflow_dir ? workflow_dir : ".");
 }
 
 const char *fr_run_id(const fr_run *r)
@@ -367,7 +400,32 @@ enum { BUDGET_FITS = 0, BUDGET_WAIT, BUDGET_NEVER };
  * (BUDGET_FITS), may fit once requests in flight settle (BUDGET_WAIT), or
  * never will (BUDGET_NEVER, with *why). An endpoint without a price cannot
  * be checked, so it is kept out under a cap unless the workflow allows it. */
-static int budget_check(const fr_run *r, const task_rt *t, size_t e, char **why)
+/* Takes more of the monthly cap from the state store when `amount` does not
+ * fit this run's share of the month: the shortfall, or a tenth of the cap
+ * when that is more, so the store is not asked at every request. */
+static void grow_month_lease(fr_run *r, double amount)
+{
+    double need = fr_budget_month_shortfall(r->budget, amount);
+    if (need <= 0 || !r->store || r->wf->budget.monthly_usd <= 0)
+        return;
+    double want = need > r->wf->budget.monthly_usd / 10 ? need : r->wf->budget.monthly_usd / 10;
+    double granted = 0;
+    fr_error err = {0};
+    fr_store_month(r->store, r->month); /* a run may cross into a new month */
+    if (fr_store_lease(r->store, r->month, r->wf->budget.monthly_usd, want, r->run_id, &granted,
+                       &err) != FR_OK) {
+        if (!r->lease_failed) {
+            char msg[1400];
+            fr_log(FR_LOG_ERROR, "budget", "error=\"%s\"; no more of the monthly cap is taken",
+                   fr_error_format(&err, msg, sizeof msg));
+            r->lease_failed = true;
+        }
+        return;
+    }
+    fr_budget_add_allowance(r->budget, granted);
+}
+
+static int budget_check(fr_run *r, const task_rt *t, size_t e, char **why)
 {
     const fr_task_spec *ts = &r->wf->tasks[t->idx];
     const fr_endpoint_spec *s = r->eps[e].spec;
@@ -387,6 +445,8 @@ static int budget_check(const fr_run *r, const task_rt *t, size_t e, char **why)
                                 s->name, worst, ts->budget_usd, t->cost);
         return BUDGET_NEVER;
     }
+    if (!fr_budget_fits(r->budget, worst))
+        grow_month_lease(r, worst);
     if (fr_budget_fits(r->budget, worst))
         return BUDGET_FITS;
     if (fr_budget_may_fit(r->budget, worst))
@@ -551,6 +611,43 @@ static void policy_failed(fr_run *r, const char *task, const fr_error *perr)
     fr_log(FR_LOG_WARN, "policy", "task=%s error=\"%s\"; the built-in default decides", task, msg);
 }
 
+/* Books one attempt in the state store: what it used, cost and how it
+ * ended. A failure to write is logged once and the run stops admitting
+ * work: a run never goes on without durability. */
+static void book_attempt(task_rt *t, const char *outcome, const char *error, const fr_usage *u,
+                         double cost, double latency_ms)
+{
+    fr_run *r = t->run;
+    if (!r->store || t->ep < 0)
+        return;
+    const ep_rt *e = &r->eps[t->ep];
+    static const fr_usage none = {0};
+    if (!u)
+        u = &none;
+    fr_attempt_rec a = {
+        .run_id = r->run_id,
+        .task = r->wf->tasks[t->idx].name,
+        .endpoint = e->spec->name,
+        .tier = fr_tier_name(e->spec->tier),
+        .model = e->model,
+        .outcome = strcmp(outcome, "retry") == 0 ? "quality" : outcome,
+        .error = error,
+        .attempt = t->attempts,
+        .input = u->input,
+        .output = u->output,
+        .cached = u->cached,
+        .estimated = u->estimated,
+        .cost_usd = cost,
+        .latency_ms = latency_ms,
+    };
+    fr_error err = {0};
+    if (fr_store_add_attempt(r->store, &a, &err) != FR_OK && !r->store_failed) {
+        char msg[1400];
+        fr_log(FR_LOG_ERROR, "store", "error=\"%s\"", fr_error_format(&err, msg, sizeof msg));
+        r->store_failed = true;
+    }
+}
+
 /* Sets the outcome of the task's latest decision: "ok", "quality", "error",
  * "timeout" or "cancelled", with the error message (borrowed, may be NULL). */
 static void set_decision_outcome(task_rt *t, const char *outcome, const char *error)
@@ -617,7 +714,10 @@ static void on_deadline(uv_timer_t *timer)
         fr_http_cancel(r->http, t->xfer);
         t->xfer = NULL;
         fr_sched_release_slot(r->sched, (size_t)t->ep);
-        settle(t, t->reserved); /* it may have been billed: keep the worst case */
+        double charge = t->reserved;
+        settle(t, charge); /* it may have been billed: keep the worst case */
+        book_attempt(t, "timeout", "task timeout", NULL, charge,
+                     (double)(now_ns(r) - t->attempt_ns) / 1e6);
         set_decision_outcome(t, "timeout", "task timeout");
     }
     fr_adapter_free(t->adapter);
@@ -800,8 +900,10 @@ static void on_done(void *ud, const fr_http_result *res)
         fr_error_set(&err, rc, NULL, 0, "%s", res->error ? res->error : fr_strerror(rc));
     }
     double cost = 0;
+    fr_usage used = {0};
     if (rc == FR_OK) {
         /* Whatever happens next, this reply was billed. */
+        used = reply.usage;
         cost = fr_run_cost(e->spec, &reply.usage);
         settle(t, cost);
         rc = check_quality(&r->wf->tasks[t->idx], &reply, &err);
@@ -822,9 +924,15 @@ static void on_done(void *ud, const fr_http_result *res)
          * One refused before any answer (a status error, no connection)
          * costs nothing. */
         bool billed = res->status >= 200 && res->status < 300 && res->bytes > 0;
-        settle(t, billed ? t->reserved : 0);
+        cost = billed ? t->reserved : 0;
+        settle(t, cost);
     }
 
+    const char *outcome = rc == FR_OK         ? "ok"
+                          : rc == FR_EQUALITY ? "quality"
+                          : rc == FR_ERETRY   ? "retry"
+                                              : "error";
+    book_attempt(t, outcome, rc == FR_OK ? NULL : err.msg, &used, cost, res->total_ms);
     if (rc == FR_OK) {
         set_decision_outcome(t, "ok", NULL);
         fr_reply_close(&t->reply);
@@ -835,11 +943,7 @@ static void on_done(void *ud, const fr_http_result *res)
         e->lat[e->nlat++ % (sizeof e->lat / sizeof *e->lat)] = res->total_ms;
         task_ok(t);
     } else {
-        set_decision_outcome(t,
-                             rc == FR_EQUALITY ? "quality"
-                             : rc == FR_ERETRY ? "retry"
-                                               : "error",
-                             err.msg);
+        set_decision_outcome(t, outcome, err.msg);
         attempt_failed(t, rc, res->status, res->retry_after_s, err.msg);
     }
     maybe_finish(r);
@@ -961,6 +1065,7 @@ static void dispatch(task_rt *t, size_t ep)
         t->adapter = NULL;
         fr_sched_release_slot(r->sched, ep);
         settle(t, 0); /* nothing was sent */
+        book_attempt(t, "error", err.msg, NULL, 0, 0);
         set_decision_outcome(t, "error", err.msg);
         attempt_failed(t, rc, 0, -1, err.msg);
     }
@@ -1128,9 +1233,18 @@ static void pump(fr_run *r)
 {
     if (r->stopping)
         return;
+    size_t t;
+    if (r->store_failed) {
+        /* No durability, no new work: what runs finishes, the rest fails. */
+        while (fr_sched_pop(r->sched, &t))
+            task_end(&r->tasks[t], FR_TASK_FAILED,
+                     "the state store cannot be written; no new work is started");
+        maybe_finish(r);
+        return;
+    }
     size_t waiters_cap = MAX_WAITERS_PER_PASS;
     size_t *waiters = fr_xmalloc(waiters_cap * sizeof *waiters);
-    size_t nw = 0, t;
+    size_t nw = 0;
     while (nw < waiters_cap && fr_sched_total_free(r->sched) > 0 && fr_sched_pop(r->sched, &t)) {
         if (!place(r, &r->tasks[t]))
             waiters[nw++] = t;
@@ -1209,7 +1323,10 @@ static void on_signal(uv_signal_t *sig, int signum)
             fr_http_cancel(r->http, tr->xfer);
             tr->xfer = NULL;
             fr_sched_release_slot(r->sched, (size_t)tr->ep);
-            settle(tr, tr->reserved); /* it may have been billed: keep the worst case */
+            double charge = tr->reserved;
+            settle(tr, charge); /* it may have been billed: keep the worst case */
+            book_attempt(tr, "cancelled", "interrupted", NULL, charge,
+                         (double)(now_ns(r) - tr->attempt_ns) / 1e6);
             set_decision_outcome(tr, "cancelled", NULL);
         }
         fr_adapter_free(tr->adapter);
@@ -1339,6 +1456,12 @@ int fr_run_execute(fr_run *r)
     uv_unref((uv_handle_t *)&r->sigterm);
     r->http = fr_http_new(&r->loop);
     r->start_ns = now_ns(r);
+    fr_error serr = {0};
+    if (fr_store_run_begin(r->store, r->run_id, r->wf->name, r->wf->path, &serr) != FR_OK) {
+        char msg[1400];
+        fr_log(FR_LOG_ERROR, "store", "error=\"%s\"", fr_error_format(&serr, msg, sizeof msg));
+        r->store_failed = true;
+    }
     fr_error werr = {0};
     r->watch = fr_watch_new(&r->loop, r->policy_path, 0, on_policy_change, r, &werr);
     if (!r->watch) {
@@ -1369,12 +1492,29 @@ int fr_run_execute(fr_run *r)
     }
     if (r->interrupted)
         r->exit_code = 130;
+    else if (r->store_failed)
+        r->exit_code = 74;
     else if (budget)
         r->exit_code = 3;
     else if (failed || r->write_errors)
         r->exit_code = 1;
     else
         r->exit_code = 0;
+    if (r->store) {
+        fr_error err = {0};
+        char msg[1400];
+        const char *status = r->exit_code == 0     ? "ok"
+                             : r->exit_code == 3   ? "budget"
+                             : r->exit_code == 130 ? "interrupted"
+                                                   : "failed";
+        if (fr_store_run_end(r->store, r->run_id, status, r->exit_code, r->spent_usd, &err) !=
+                FR_OK ||
+            fr_store_release(r->store, r->run_id, &err) != FR_OK) {
+            fr_log(FR_LOG_ERROR, "store", "error=\"%s\"", fr_error_format(&err, msg, sizeof msg));
+            if (r->exit_code == 0)
+                r->exit_code = 74;
+        }
+    }
     return r->exit_code;
 }
 
@@ -1406,6 +1546,7 @@ void fr_run_free(fr_run *r)
     free(r->tasks);
     free(r->events);
     fr_budget_free(r->budget);
+    fr_store_close(r->store);
     json_decref(r->alerts);
     fr_sched_free(r->sched);
     fr_graph_free(r->g);

@@ -24,13 +24,16 @@ typedef struct fr_run_opts {
     bool progress;         /* one line per task event on stderr */
     bool explain;          /* print each routing decision as it is made */
     bool plan;             /* send nothing: simulate the run with expected latencies */
+    const char *state_dir; /* --state; NULL: $FLOWRUN_STATE, else .flowrun beside the workflow */
 } fr_run_opts;
 
 /* Prepares a run of `wf` (borrowed; must outlive the run) with `opts`
  * (borrowed, copied). Builds the graph (cycles are FR_ECYCLE), loads the
  * policy, resolves endpoint keys from the environment (a task that can only
- * use endpoints whose key variable is unset is FR_ECONFIG), and creates the
- * output directories. Sends nothing. On FR_OK *out is owned (fr_run_free). */
+ * use endpoints whose key variable is unset is FR_ECONFIG), opens the state
+ * store (FR_ESTORE/FR_ESTOREVER: it must be writable, a run is never made
+ * without durability) and creates the output directories. Sends nothing. On
+ * FR_OK *out is owned (fr_run_free). */
 int fr_run_new(fr_workflow *wf, const fr_run_opts *opts, fr_run **out, fr_error *err);
 
 /* Runs the workflow to the end on the run's own loop; returns when every
@@ -55,3 +58,7 @@ const char *fr_run_out_dir(const fr_run *r);
 
 /* Frees a run; NULL is fine. */
 void fr_run_free(fr_run *r);
+
+/* Returns the path of the state database for `state_dir` (borrowed, may be
+ * NULL: $FLOWRUN_STATE, else .flowrun beside `workflow_dir`), owned. */
+char *fr_run_state_path(const char *state_dir, const char *workflow_dir);

@@ -8,6 +8,7 @@
 #include "engine/http.h"
 #include "engine/run.h"
 #include "engine/sched.h"
+#include "engine/store.h"
 #include "providers/provider.h"
 #include "tests/sim/sim.h"
 
@@ -95,6 +96,10 @@ struct fr_run {
     int exit_code;
     double spent_usd; /* sum of the cost of every settled attempt */
     fr_budget *budget;
+    fr_store *store;  /* NULL for a plan */
+    char month[8];    /* the month this run books into, "YYYY-MM" */
+    bool lease_failed; /* the store could not lease: logged once */
+    bool store_failed; /* a write failed: the run stops admitting work, exit 74 */
     json_t *alerts; /* the report's budget alerts */
     /* flowrun plan: virtual time, and the completions still to come. */
     bool plan;

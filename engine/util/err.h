@@ -32,7 +32,9 @@
     X(FR_EQUALITY, -22, "reply failed its quality gate")                                           \
     X(FR_EDEP, -23, "a dependency failed")                                                         \
     X(FR_EINTERNAL, -24, "internal error")                                               \
-    X(FR_ERETRY, -25, "the routing policy asked for a retry")
+    X(FR_ERETRY, -25, "the routing policy asked for a retry")                                      \
+    X(FR_ESTORE, -26, "state store error")                                                         \
+    X(FR_ESTOREVER, -27, "state database from a newer flowrun")
 
 typedef enum {
 #define FR_ERR_ENUM(name, val, msg) name = val,

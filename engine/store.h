@@ -1,0 +1,135 @@
+#pragma once
+/* The state store: one SQLite database holding runs, attempts (which are the
+ * cost ledger), the leases that make a monthly cap hold across processes, and
+ * the result cache table. engine/run talks to it; it talks to nothing else.
+ * Calls are synchronous and short (one small transaction each). */
+
+#include "engine/util/err.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <time.h>
+
+/* The schema version this build writes and understands. */
+#define FR_STORE_SCHEMA_VERSION 1
+
+/* How long a call waits for another process's write lock, in milliseconds. */
+#define FR_STORE_BUSY_MS 5000
+
+/* Size of a month buffer: "YYYY-MM" and its NUL. */
+#define FR_STORE_MONTH_LEN 8
+
+typedef struct fr_store fr_store;
+
+/* One attempt of a task, as booked in the ledger. Every string is borrowed
+ * for the call. `run_id`, `task`, `endpoint`, `tier` ("local" or "cloud") and
+ * `outcome` ("ok", "quality", "error", "timeout", "cancelled", "budget") are
+ * required; `model` and `error` may be NULL. `attempt` counts from 1, tokens
+ * and costs are >= 0, `estimated` says the usage was estimated rather than
+ * reported by the provider. There is deliberately no field for a prompt, a
+ * reply or a key: none of them is ever stored here. */
+typedef struct fr_attempt_rec {
+    const char *run_id, *task, *endpoint, *tier, *model, *outcome, *error;
+    int attempt;
+    long input, output, cached;
+    bool estimated;
+    double cost_usd, latency_ms;
+} fr_attempt_rec;
+
+/* Opens the database at `path` (borrowed, copied), creating it and any missing
+ * directory of its path (mode 0700: the cache will hold replies). Sets WAL
+ * mode, synchronous=NORMAL, foreign keys and a busy timeout of
+ * FR_STORE_BUSY_MS, then creates or migrates the schema in one transaction.
+ * On FR_OK *out is the owned store (fr_store_close).
+ *
+ * Errors, each with `path` as err->source: FR_EINVAL for a NULL or empty path;
+ * FR_ESTOREVER when the database was written by a newer flowrun (err says both
+ * versions and to upgrade); FR_ESTORE for a directory that cannot be created,
+ * a file that cannot be opened for writing (read-only file or directory, disk
+ * full), a file that is not a SQLite database or a SQLite database that is not
+ * flowrun's, and any other SQLite failure (err carries sqlite3_errmsg).
+ *
+ * A store belongs to the process that opened it: after fork(), the child opens
+ * its own; a parent's store used in a child fails with FR_ESTORE. */
+int fr_store_open(const char *path, fr_store **out, fr_error *err);
+
+/* Closes the database and frees the store; NULL is fine. Called in a forked
+ * child on its parent's store, it frees only the store's own memory and leaves
+ * SQLite alone, which would not be safe there. */
+void fr_store_close(fr_store *st);
+
+/* Sets the clock every timestamp and month is taken from: `now` in unix
+ * seconds, or 0 to go back to the real clock (the default). For tests, which
+ * book attempts in chosen months. */
+void fr_store_set_clock(fr_store *st, time_t now);
+
+/* Writes the current month ("YYYY-MM", UTC, by the store's clock) into `out`,
+ * which holds FR_STORE_MONTH_LEN bytes. Returns `out`. */
+char *fr_store_month(const fr_store *st, char out[FR_STORE_MONTH_LEN]);
+
+/* Records the start of run `run_id` of `workflow`, loaded from `wf_path`
+ * (all borrowed; wf_path may be NULL), status "running", started now.
+ * FR_EINVAL for a missing argument or a run id already recorded, FR_ESTORE
+ * for a database failure. */
+int fr_store_run_begin(fr_store *st, const char *run_id, const char *workflow, const char *wf_path,
+                       fr_error *err);
+
+/* Records the end of run `run_id` (borrowed): now, `status` (borrowed, e.g.
+ * "ok", "failed", "budget", "cancelled"), the process exit code and the run's
+ * cost. Does not release the run's lease (fr_store_release does). FR_EINVAL
+ * for a missing argument, a negative or non-finite cost, or an unknown run;
+ * FR_ESTORE for a database failure. */
+int fr_store_run_end(fr_store *st, const char *run_id, const char *status, int exit_code,
+                     double cost_usd, fr_error *err);
+
+/* Books attempt `a` (borrowed) at the store's clock, in its UTC month. Its
+ * cost counts against the month from now on, inside or outside a lease.
+ * FR_EINVAL for a missing or invalid field (see fr_attempt_rec) or a run that
+ * was not begun; FR_ESTORE for a database failure. */
+int fr_store_add_attempt(fr_store *st, const fr_attempt_rec *a, fr_error *err);
+
+/* What `month` ("YYYY-MM", borrowed) of the monthly cap is used, as other
+ * processes see it from here: the cost of every attempt booked in the month,
+ * plus the unspent part of each open lease held by another live process (this
+ * process's leases are its own business; leases of dead processes count only
+ * what their attempts spent). Sets *used. FR_EINVAL for a malformed month,
+ * FR_ESTORE for a database failure. */
+int fr_store_month_used(fr_store *st, const char *month, double *used, fr_error *err);
+
+/* Leases up to `want` USD more of `month`'s cap `cap` for run `run_id` (both
+ * borrowed) and this process, in one BEGIN IMMEDIATE transaction, so two
+ * processes leasing at once are served one after the other. First closes the
+ * open leases of dead processes (the pid is gone or a zombie, its start time
+ * differs, or it was recorded in another boot of the host): they keep only
+ * what their attempts spent. Then
+ *   granted = min(want, cap - spent - outstanding), never negative,
+ * where spent is every attempt of the month and outstanding the unspent part
+ * (lease minus what its run spent in the month) of every open lease, this
+ * run's own included. The grant is added to the run's open lease for the
+ * month, which is created when there is none. Sets *granted (0 when the cap
+ * is used up). The run may then spend up to its whole lease.
+ * FR_EINVAL for a malformed month, a negative or non-finite cap or want, a run
+ * that was not begun, or a run whose lease is held by another live process;
+ * FR_ESTORE for a database failure (the transaction is rolled back). */
+int fr_store_lease(fr_store *st, const char *month, double cap, double want, const char *run_id,
+                   double *granted, fr_error *err);
+
+/* Closes every open lease this process holds for run `run_id` (borrowed):
+ * what the run spent stays in the ledger, the unspent rest is free for others.
+ * A run without an open lease is fine (FR_OK). FR_EINVAL for a NULL run id,
+ * FR_ESTORE for a database failure. */
+int fr_store_release(fr_store *st, const char *run_id, fr_error *err);
+
+/* Spend by month, endpoint, tier and workflow, for `month` ("YYYY-MM",
+ * borrowed) or every month with attempts when `month` is NULL, oldest first.
+ * On FR_OK *out is an owned JSON object:
+ *   {"months": [{"month": "2026-11", "cost_usd": 1.25, "attempts": 12,
+ *                "usage_estimated": 1,
+ *                "tokens": {"input": .., "output": .., "cached": ..},
+ *                "by_endpoint": {"<endpoint>": GROUP, ...},
+ *                "by_tier": {"local": GROUP, "cloud": GROUP},
+ *                "by_workflow": {"<workflow>": GROUP, ...}}]}
+ * where GROUP is {"cost_usd", "attempts", "tokens": {...}}. A month asked for
+ * by name is listed even without attempts (all zero); by_tier always has both
+ * tiers. FR_EINVAL for a malformed month, FR_ESTORE for a database failure. */
+int fr_store_spend(fr_store *st, const char *month, json_t **out, fr_error *err);
