@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -520,8 +521,23 @@ static int connect_db(fr_store *st, fr_error *err)
     rc = schema_version(st, &version, err);
     if (rc != FR_OK)
         goto cleanup;
-    if (sqlite3_prepare_v2(st->db, "PRAGMA journal_mode=WAL", -1, &s, NULL) != SQLITE_OK ||
-        sqlite3_step(s) != SQLITE_ROW) {
+    /* Switching to WAL needs a moment alone with a new database, and SQLite
+     * does not wait for it (the busy handler is not called): when another
+     * flowrun opens the same new file at once, retry for the busy timeout.
+     * This runs before the loop starts, so the wait blocks nothing. */
+    int step = SQLITE_BUSY;
+    for (int waited = 0; waited <= FR_STORE_BUSY_MS; waited += 10) {
+        if (sqlite3_prepare_v2(st->db, "PRAGMA journal_mode=WAL", -1, &s, NULL) != SQLITE_OK)
+            break;
+        step = sqlite3_step(s);
+        if ((step & 0xff) != SQLITE_BUSY && (step & 0xff) != SQLITE_LOCKED)
+            break;
+        sqlite3_finalize(s);
+        s = NULL;
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    if (!s || step != SQLITE_ROW) {
         rc = db_error(st, err, "cannot switch the state database to WAL mode");
         goto cleanup;
     }

@@ -25,7 +25,7 @@ p1=$!
 p2=$!
 set +e; wait $p1; rc1=$?; wait $p2; rc2=$?; set -e
 [ "$rc1" = 3 ] || [ "$rc2" = 3 ] || fail "neither run was stopped by the cap ($rc1, $rc2)"
-for rc in $rc1 $rc2; do [ "$rc" = 0 ] || [ "$rc" = 3 ] || fail "exit code $rc"; done
+for rc in $rc1 $rc2; do [ "$rc" = 0 ] || [ "$rc" = 3 ] || { cat "$WORK/e1" "$WORK/e2" >&2; fail "exit code $rc"; }; done
 served=$(sim_stats | jq '(.models.paid.input_tokens * 200 + .models.paid.output_tokens * 1000) / 1e6')
 awk -v s="$served" -v c="$cap" 'BEGIN { exit !(s <= c + 1e-12) }' ||
   fail "two processes spent \$$served against a monthly cap of \$$cap"
