@@ -48,6 +48,8 @@ static const char usage[] =
     "  --var NAME=VALUE      set a workflow variable, {{var.NAME}} (repeatable)\n"
     "  --budget USD          cap on this run's spend\n"
     "  --baseline ENDPOINT   endpoint to compare the spend against\n"
+    "  --no-cache            send every request, even when a stored result fits\n"
+    "  --fresh TASK          do not reuse the stored result of TASK (repeatable)\n"
     "  --state DIR           state directory (default $FLOWRUN_STATE, else .flowrun\n"
     "                        beside the workflow): runs, attempts, the cost ledger\n"
     "  --progress            a line per task as it finishes\n"
@@ -71,6 +73,8 @@ typedef struct args {
     const char *endpoints;
     const char **vars;
     size_t nvars;
+    const char **fresh;
+    size_t nfresh;
     bool json, quiet, no_color;
     fr_run_opts run;
 } args;
@@ -102,6 +106,7 @@ static int parse_args(int argc, char **argv, args *a)
     a->run.sim_latency_ms = -1;
     a->run.sim_tps = -1;
     a->vars = calloc((size_t)argc, sizeof *a->vars);
+    a->fresh = calloc((size_t)argc, sizeof *a->fresh);
     for (int i = 1; i < argc; i++) {
         const char *s = argv[i];
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -145,6 +150,11 @@ static int parse_args(int argc, char **argv, args *a)
             NEED_VALUE();
             if (parse_number(s, val, &a->run.budget_usd))
                 return EXIT_USAGE;
+        } else if (strcmp(s, "--no-cache") == 0) {
+            a->run.no_cache = true;
+        } else if (strcmp(s, "--fresh") == 0) {
+            NEED_VALUE();
+            a->fresh[a->nfresh++] = val;
         } else if (strcmp(s, "--state") == 0) {
             NEED_VALUE();
             a->run.state_dir = val;
@@ -190,6 +200,8 @@ static int parse_args(int argc, char **argv, args *a)
     }
     if (!a->workflow)
         return usage_error("%s", "no workflow file given");
+    a->run.fresh = a->fresh;
+    a->run.nfresh = a->nfresh;
     return -1;
 }
 
@@ -322,5 +334,6 @@ cleanup:
     fr_run_free(run);
     fr_workflow_free(wf);
     free(a.vars);
+    free(a.fresh);
     return code;
 }

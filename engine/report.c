@@ -3,6 +3,7 @@
 #include "engine/run_int.h"
 
 #include "engine/util/mem.h"
+#include "engine/util/redact.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -69,6 +70,40 @@ static json_t *num_or_null(double v, bool present)
     return present ? json_real(v) : json_null();
 }
 
+/* Returns a new JSON string of `s` (borrowed) without secrets, or null for
+ * NULL. Reasons and errors quote servers, which may echo a key. */
+static json_t *redacted_string(const char *s)
+{
+    if (!s)
+        return json_null();
+    char *clean = fr_redact(s);
+    json_t *v = json_string(clean);
+    free(clean);
+    /* Not UTF-8 once a key was cut inside a character: say only that. */
+    return v ? v : json_string(FR_REDACTED);
+}
+
+/* Returns a new array of the objects of `arr` (borrowed) with their "error"
+ * strings redacted; everything else is shared with `arr`. */
+static json_t *redact_errors(const json_t *arr)
+{
+    json_t *out = json_array();
+    size_t i;
+    json_t *o;
+    json_array_foreach(arr, i, o)
+    {
+        const char *error = json_string_value(json_object_get(o, "error"));
+        if (!error) {
+            json_array_append(out, o);
+            continue;
+        }
+        json_t *copy = json_copy(o);
+        json_object_set_new(copy, "error", redacted_string(error));
+        json_array_append_new(out, copy);
+    }
+    return out;
+}
+
 static json_t *task_report(const fr_run *r, size_t t)
 {
     const task_rt *tr = &r->tasks[t];
@@ -79,13 +114,13 @@ static json_t *task_report(const fr_run *r, size_t t)
     json_t *o = json_object();
     json_object_set_new(o, "name", json_string(ts->name));
     json_object_set_new(o, "status", json_string(fr_task_state_name(st)));
-    json_object_set_new(o, "reason", tr->reason ? json_string(tr->reason) : json_null());
+    json_object_set_new(o, "reason", redacted_string(tr->reason));
     json_object_set_new(o, "endpoint", e ? json_string(e->spec->name) : json_null());
     json_object_set_new(o, "tier", e ? json_string(fr_tier_name(e->spec->tier)) : json_null());
     const char *model = ok && tr->reply.model ? tr->reply.model : e ? e->model : NULL;
     json_object_set_new(o, "model", model ? json_string(model) : json_null());
     json_object_set_new(o, "attempts", json_integer(tr->attempts));
-    json_object_set_new(o, "cached", json_false());
+    json_object_set_new(o, "cached", json_boolean(tr->cached));
     json_object_set_new(o, "latency_ms", num_or_null(tr->latency_ms, ok));
     json_object_set_new(o, "ttft_ms", num_or_null(tr->ttft_ms, ok && tr->ttft_ms >= 0));
     json_object_set_new(o, "cost_usd", json_real(tr->cost));
@@ -103,7 +138,7 @@ static json_t *task_report(const fr_run *r, size_t t)
     json_object_set_new(o, "output", ok ? json_string(tr->reply.text) : json_null());
     json_object_set_new(o, "json",
                         ok && tr->reply.json ? json_incref(tr->reply.json) : json_null());
-    json_object_set_new(o, "decisions", json_incref(tr->decisions));
+    json_object_set_new(o, "decisions", redact_errors(tr->decisions));
     if (r->plan) {
         /* A plan's estimates: when the task would run and its worst case. */
         json_object_set_new(o, "output", json_null());
@@ -160,7 +195,7 @@ json_t *fr_run_report(const fr_run *r)
     for (size_t t = 0; t < r->wf->ntasks; t++)
         json_array_append_new(tasks, task_report(r, t));
     json_object_set_new(o, "tasks", tasks);
-    json_object_set_new(o, "policy_reloads", json_incref(r->reloads));
+    json_object_set_new(o, "policy_reloads", redact_errors(r->reloads));
     json_t *eps = json_object();
     for (size_t e = 0; e < r->neps; e++)
         json_object_set_new(
@@ -210,9 +245,13 @@ void fr_run_print_summary(const fr_run *r, FILE *f, bool color)
                 e ? e->spec->name : "-", e ? fr_tier_name(e->spec->tier) : "-", tr->attempts, lat,
                 tokens, tr->cost);
     }
-    for (size_t t = 0; t < r->wf->ntasks; t++)
-        if (r->tasks[t].reason)
-            fprintf(f, "  %s: %s\n", r->wf->tasks[t].name, r->tasks[t].reason);
+    for (size_t t = 0; t < r->wf->ntasks; t++) {
+        if (!r->tasks[t].reason)
+            continue;
+        char *reason = fr_redact(r->tasks[t].reason);
+        fprintf(f, "  %s: %s\n", r->wf->tasks[t].name, reason);
+        free(reason);
+    }
     char mk[32], cp[32], p50s[32], p95s[32];
     fmt_ms(mk, sizeof mk, tt.makespan_ms);
     fmt_ms(cp, sizeof cp, tt.critical_ms);

@@ -1,6 +1,7 @@
 #include "engine/run_int.h"
 
 #include "engine/output.h"
+#include "engine/cache.h"
 #include "engine/validate.h"
 #include "engine/watch.h"
 #include "engine/util/buf.h"
@@ -933,6 +934,15 @@ static void on_done(void *ud, const fr_http_result *res)
                           : rc == FR_ERETRY   ? "retry"
                                               : "error";
     book_attempt(t, outcome, rc == FR_OK ? NULL : err.msg, &used, cost, res->total_ms);
+    if (rc == FR_OK && r->store && t->cache_key) {
+        fr_error cerr = {0};
+        if (fr_store_cache_put(r->store, t->cache_key, e->spec->name, &reply, &cerr) != FR_OK &&
+            !r->store_failed) {
+            char msg[1400];
+            fr_log(FR_LOG_ERROR, "store", "error=\"%s\"", fr_error_format(&cerr, msg, sizeof msg));
+            r->store_failed = true;
+        }
+    }
     if (rc == FR_OK) {
         set_decision_outcome(t, "ok", NULL);
         fr_reply_close(&t->reply);
@@ -948,6 +958,86 @@ static void on_done(void *ud, const fr_http_result *res)
     }
     maybe_finish(r);
     pump(r);
+}
+
+/* The call task `t` makes to endpoint `ep`: the one place it is built, so
+ * the request and its cache key always agree. Borrows from r and t. */
+static fr_call make_call(const fr_run *r, const task_rt *t, size_t ep)
+{
+    const fr_task_spec *ts = &r->wf->tasks[t->idx];
+    const ep_rt *e = &r->eps[ep];
+    return (fr_call){
+        .base_url = e->url,
+        .model = e->model,
+        .system = r->wf->agents[ts->agent].system,
+        .prompt = t->prompt,
+        .max_tokens = ts->max_tokens,
+        .temperature = ts->temperature,
+        .stream = e->spec->stream,
+        .schema = ts->schema,
+        .api_key = e->api_key,
+        .context = e->spec->context,
+        .has_seed = ts->has_seed,
+        .seed = ts->seed,
+        .keep_alive = e->spec->keep_alive,
+    };
+}
+
+/* Whether the cache may answer task `t`: not for plans, --no-cache, or a
+ * task named by --fresh. */
+static bool cache_allowed(const fr_run *r, const task_rt *t)
+{
+    if (r->plan || !r->store || r->opts.no_cache)
+        return false;
+    for (size_t i = 0; i < r->opts.nfresh; i++)
+        if (strcmp(r->opts.fresh[i], r->wf->tasks[t->idx].name) == 0)
+            return false;
+    return true;
+}
+
+/* Looks for a stored result of this exact request on any endpoint the task
+ * may use; on a hit the task is done without a request and without cost.
+ * Returns true on a hit. This is how a run resumes after a crash. */
+static bool try_cache(fr_run *r, task_rt *t)
+{
+    if (!cache_allowed(r, t))
+        return false;
+    for (size_t e = 0; e < r->neps; e++) {
+        const char *why;
+        if (!allowed(r, t, e, &why))
+            continue;
+        fr_call call = make_call(r, t, e);
+        char *key = fr_cache_key(r->wf->name, r->wf->tasks[t->idx].name, r->eps[e].spec->name,
+                                 r->eps[e].protocol, &call);
+        fr_reply reply = {0};
+        bool hit = false;
+        fr_error err = {0};
+        if (fr_store_cache_get(r->store, key, &reply, &hit, &err) != FR_OK) {
+            char msg[1400];
+            fr_log(FR_LOG_WARN, "cache", "error=\"%s\"", fr_error_format(&err, msg, sizeof msg));
+        }
+        free(key);
+        if (!hit)
+            continue;
+        t->ep = (long)e;
+        t->cached = true;
+        fr_reply_close(&t->reply);
+        t->reply = reply;
+        t->usage = reply.usage;
+        t->latency_ms = t->ttft_ms = 0;
+        t->start_ns = now_ns(r);
+        json_array_append_new(t->decisions,
+                              json_pack("{s:s, s:i, s:s, s:s, s:i, s:s}", "policy", "cache",
+                                        "version", fr_policy_version(r->policy), "reason",
+                                        t->route_reason, "endpoint", r->eps[e].spec->name,
+                                        "attempt", t->attempts + 1, "outcome", "cached"));
+        if (r->opts.explain)
+            fprintf(stderr, "explain: %s -> %s  (cached result, no request)\n",
+                    r->wf->tasks[t->idx].name, r->eps[e].spec->name);
+        task_ok(t);
+        return true;
+    }
+    return false;
 }
 
 /* A plan's attempt: the slot is taken for the expected latency, and the
@@ -1021,22 +1111,9 @@ static void dispatch(task_rt *t, size_t ep)
         t->start_ns = now_ns(t->run);
         uv_timer_start(&t->deadline, on_deadline, (uint64_t)(ts->timeout_s * 1000.0), 0);
     }
-    const fr_agent_spec *ag = &r->wf->agents[ts->agent];
-    fr_call call = {
-        .base_url = e->url,
-        .model = e->model,
-        .system = ag->system,
-        .prompt = t->prompt,
-        .max_tokens = ts->max_tokens,
-        .temperature = ts->temperature,
-        .stream = e->spec->stream,
-        .schema = ts->schema,
-        .api_key = e->api_key,
-        .context = e->spec->context,
-        .has_seed = ts->has_seed,
-        .seed = ts->seed,
-        .keep_alive = e->spec->keep_alive,
-    };
+    fr_call call = make_call(r, t, ep);
+    free(t->cache_key);
+    t->cache_key = fr_cache_key(r->wf->name, ts->name, e->spec->name, e->protocol, &call);
     t->attempt_ns = now_ns(t->run);
     t->attempt_ttft_ms = -1;
     fr_log(FR_LOG_INFO, "sched", "task=%s endpoint=%s tier=%s attempt=%d dispatch", ts->name,
@@ -1135,6 +1212,8 @@ static bool place(fr_run *r, task_rt *t)
         task_end(t, FR_TASK_FAILED, fr_error_format(&err, msg, sizeof msg));
         return true;
     }
+    if (t->attempts == 0 && try_cache(r, t))
+        return true;
     long *cands = fr_xmalloc((r->neps ? r->neps : 1) * sizeof *cands);
     size_t n = 0, nfree = 0;
     const char *why = "no endpoint is declared";
@@ -1539,6 +1618,7 @@ void fr_run_free(fr_run *r)
         free(tr->tried);
         free(tr->prompt);
         free(tr->last_error);
+        free(tr->cache_key);
         fr_adapter_free(tr->adapter);
         fr_reply_close(&tr->reply);
         json_decref(tr->decisions);

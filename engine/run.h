@@ -25,6 +25,9 @@ typedef struct fr_run_opts {
     bool explain;          /* print each routing decision as it is made */
     bool plan;             /* send nothing: simulate the run with expected latencies */
     const char *state_dir; /* --state; NULL: $FLOWRUN_STATE, else .flowrun beside the workflow */
+    bool no_cache;         /* --no-cache: send every request, even when a result is stored */
+    const char *const *fresh; /* --fresh TASK: tasks whose stored results are not used */
+    size_t nfresh;
 } fr_run_opts;
 
 /* Prepares a run of `wf` (borrowed; must outlive the run) with `opts`

@@ -59,6 +59,8 @@ typedef struct task_rt {
     json_t *decisions;
     double check_score; /* the check function's score of the accepted reply, -1 without one */
     double reserved;    /* the worst case held against the caps while an attempt is out */
+    char *cache_key;    /* the cache key of the current attempt's request */
+    bool cached;        /* the result came from the cache: no request, no cost */
     double worst_cost;  /* a plan's worst case for this task: max_tokens at its endpoint */
     char *last_error;
 } task_rt;

@@ -6,6 +6,8 @@
 
 #include "engine/util/err.h"
 
+#include "providers/provider.h"
+
 #include <jansson.h>
 #include <stdbool.h>
 #include <time.h>
@@ -133,3 +135,15 @@ int fr_store_release(fr_store *st, const char *run_id, fr_error *err);
  * by name is listed even without attempts (all zero); by_tier always has both
  * tiers. FR_EINVAL for a malformed month, FR_ESTORE for a database failure. */
 int fr_store_spend(fr_store *st, const char *month, json_t **out, fr_error *err);
+
+/* Looks up the result stored under `key` (borrowed). On a hit fills `out`
+ * (owned by the caller: fr_reply_close) with the text, JSON, model and
+ * usage, and sets *hit. A damaged entry is a miss. FR_ESTORE on a database
+ * failure. */
+int fr_store_cache_get(fr_store *st, const char *key, fr_reply *out, bool *hit, fr_error *err);
+
+/* Stores the successful reply `r` (borrowed) of endpoint `endpoint` under
+ * `key`, replacing any entry. Only replies that passed every gate are
+ * stored. FR_ESTORE on a database failure. */
+int fr_store_cache_put(fr_store *st, const char *key, const char *endpoint, const fr_reply *r,
+                       fr_error *err);

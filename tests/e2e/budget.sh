@@ -29,7 +29,7 @@ for round in $(seq 1 20); do
   tps=$(( round % 3 == 0 ? 0 : round * 50 ))
   start_sim --latency "$latency" --tps "$tps"
   sed -e "s#SIM_URL#$SIM_URL#" -e "s#CAP#$cap#" "$WORK/template.lua" >"$WORK/flow.lua"
-  run_flowrun "$WORK/flow.lua" --out "$WORK/out-$round" --json
+  run_flowrun "$WORK/flow.lua" --state "$WORK/state-$round" --out "$WORK/out-$round" --json
   expect_rc 3 "round $round"
   stats=$(sim_stats)
   spent=$(echo "$stats" | jq '(.models.paid.input_tokens * 200 + .models.paid.output_tokens * 1000) / 1e6')

@@ -32,7 +32,7 @@ for proto in openai ollama anthropic; do
       echo '  schema = { type = "object", required = { "x" }, properties = { x = { type = "string" } } } }'
       echo 'task "after_badschema" { agent = "a", deps = { "fbadschema" }, prompt = "REPLY: {{fbadschema}}" }'
     } >"$WORK/faults.lua"
-    run_flowrun "$WORK/faults.lua" --out "$WORK/out-$proto-$stream" --json
+    run_flowrun "$WORK/faults.lua" --no-cache --out "$WORK/out-$proto-$stream" --json
     expect_rc 1 "$proto stream=$stream"
     for k in "${!want[@]}"; do
       # Non-streamed replies have no mid-stream events: some faults look different.
