@@ -73,9 +73,10 @@ struct fr_xfer {
     int abort_rc;      /* why the write callback stopped the transfer, 0 if it did not */
     size_t bytes;
 
-    char retry_after[RETRY_AFTER_MAX]; /* raw header value of the latest response */
-    char errbuf[CURL_ERROR_SIZE];      /* CURLOPT_ERRORBUFFER */
-    char msg[160];                     /* our own error text */
+    char retry_after[RETRY_AFTER_MAX];    /* raw header value of the latest response */
+    char retry_after_ms[RETRY_AFTER_MAX]; /* retry-after-ms (OpenAI, Azure), same response */
+    char errbuf[CURL_ERROR_SIZE];         /* CURLOPT_ERRORBUFFER */
+    char msg[160];                        /* our own error text */
 };
 
 struct fr_http {
@@ -333,6 +334,21 @@ static void xfer_release(fr_xfer *x)
     uv_close((uv_handle_t *)&x->timer, on_xfer_timer_closed);
 }
 
+static double parse_retry_after(const char *v);
+
+/* The wait the server asked for: retry-after-ms when it sent a valid one
+ * (it is the more precise), else Retry-After; -1 when neither. */
+static double retry_after_seconds(const fr_xfer *x)
+{
+    if (x->retry_after_ms[0] && isdigit((unsigned char)x->retry_after_ms[0])) {
+        char *end = NULL;
+        double ms = strtod(x->retry_after_ms, &end);
+        if (*end == '\0' && isfinite(ms) && ms >= 0)
+            return ms / 1000.0;
+    }
+    return parse_retry_after(x->retry_after);
+}
+
 /* Retry-After is delta-seconds or an HTTP date; returns seconds from now
  * (0 for a date in the past), or -1 when absent or unreadable. */
 static double parse_retry_after(const char *v)
@@ -379,7 +395,7 @@ static void xfer_finish(fr_xfer *x, int rc, const char *error)
     fr_http_result res = {
         .rc = rc,
         .status = 0,
-        .retry_after_s = parse_retry_after(x->retry_after),
+        .retry_after_s = retry_after_seconds(x),
         .ttfb_ms = x->got_body ? (double)(x->first_ns - x->start_ns) / 1e6 : -1,
         .total_ms = (double)(uv_hrtime() - x->start_ns) / 1e6,
         .bytes = x->bytes,
@@ -457,6 +473,7 @@ static size_t on_header(char *line, size_t size, size_t nitems, void *ud)
             status = status * 10 + (line[i] - '0');
         x->status = status;
         x->retry_after[0] = '\0';
+        x->retry_after_ms[0] = '\0';
         x->headers_done = false;
     } else if (len <= 2 && (len == 0 || line[0] == '\r' || line[0] == '\n')) {
         if (x->status >= 200 && !x->headers_done) {
@@ -464,15 +481,18 @@ static size_t on_header(char *line, size_t size, size_t nitems, void *ud)
             x->activity_ms = uv_now(x->h->loop);
             xfer_arm(x);
         }
-    } else if (len > 12 && strncasecmp(line, "Retry-After:", 12) == 0) {
-        size_t i = 12, end = len;
+    } else if ((len > 12 && strncasecmp(line, "Retry-After:", 12) == 0) ||
+               (len > 15 && strncasecmp(line, "Retry-After-Ms:", 15) == 0)) {
+        bool ms = line[11] != ':';
+        char *dst = ms ? x->retry_after_ms : x->retry_after;
+        size_t i = ms ? 15 : 12, end = len;
         while (i < end && (line[i] == ' ' || line[i] == '\t'))
             i++;
         while (end > i && isspace((unsigned char)line[end - 1]))
             end--;
-        size_t n = end - i < sizeof x->retry_after - 1 ? end - i : sizeof x->retry_after - 1;
-        memcpy(x->retry_after, line + i, n);
-        x->retry_after[n] = '\0';
+        size_t n = end - i < RETRY_AFTER_MAX - 1 ? end - i : RETRY_AFTER_MAX - 1;
+        memcpy(dst, line + i, n);
+        dst[n] = '\0';
     }
     return len;
 }

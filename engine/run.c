@@ -730,6 +730,57 @@ static void on_deadline(uv_timer_t *timer)
     pump(r);
 }
 
+/* A 429 that says the account's quota or spending limit is used up: waiting
+ * does not help, so it is not retried. */
+static bool quota_exhausted(long status, const char *msg)
+{
+    return status == 429 && msg &&
+           (strstr(msg, "insufficient_quota") || strstr(msg, "quota") ||
+            strstr(msg, "spending limit") || strstr(msg, "billing"));
+}
+
+/* Endpoint health after a failed attempt, for every task: a refused key or
+ * an exhausted quota takes the endpoint out of the run (the message names
+ * the key's variable, never the key); a 429/503 cools it down for its
+ * Retry-After, and one without it, or a connection failure, for a cooldown
+ * that doubles with each failure in a row (1 s up to 60 s), so a saturated
+ * or rebooting server is not hammered and no policy is offered it meanwhile. */
+static void cool_down(fr_run *r, ep_rt *e, int rc, long status, double retry_after_s,
+                      const char *msg)
+{
+    if (rc == FR_EHTTP && (status == 401 || status == 403 || quota_exhausted(status, msg))) {
+        if (!e->usable)
+            return;
+        e->usable = false;
+        free(e->unusable);
+        if (status == 401 || status == 403)
+            e->unusable = fr_xasprintf("HTTP %ld: its key was refused; check the key in %s", status,
+                                       e->spec->api_key_env ? e->spec->api_key_env
+                                                            : "(no api_key_env is set)");
+        else
+            e->unusable = fr_xstrdup("its quota or spending limit is used up (HTTP 429)");
+        fr_log(FR_LOG_ERROR, "endpoint", "endpoint=%s disabled for this run: %s", e->spec->name,
+               e->unusable);
+        return;
+    }
+    bool overload = rc == FR_EHTTP && (status == 429 || status == 503);
+    if (!overload && rc != FR_ECONNECT)
+        return;
+    double wait_ms;
+    if (overload && retry_after_s >= 0) {
+        wait_ms = retry_after_s * 1000.0;
+    } else {
+        wait_ms = 1000.0 * pow(2.0, e->strikes);
+        if (wait_ms > 60000)
+            wait_ms = 60000;
+        e->strikes++;
+    }
+    double until = clock_ms(r) + wait_ms;
+    if (until > e->cooldown_until)
+        e->cooldown_until = until;
+    fr_log(FR_LOG_INFO, "endpoint", "endpoint=%s cooldown_ms=%.0f", e->spec->name, wait_ms);
+}
+
 /* After a failed attempt: retry on the same endpoint, fall back to another
  * through the policy, or give up. */
 static void attempt_failed(task_rt *t, int rc, long status, double retry_after_s, const char *msg)
@@ -742,11 +793,7 @@ static void attempt_failed(task_rt *t, int rc, long status, double retry_after_s
     t->last_error = fr_xasprintf("%s: %s", e->spec->name, msg);
     fr_log(FR_LOG_INFO, "sched", "task=%s endpoint=%s attempt=%d error=\"%s\"", ts->name,
            e->spec->name, t->attempts, msg);
-    if (retry_after_s >= 0 && (status == 429 || status == 503)) {
-        double until = clock_ms(r) + retry_after_s * 1000.0;
-        if (until > e->cooldown_until)
-            e->cooldown_until = until;
-    }
+    cool_down(r, e, rc, status, retry_after_s, msg);
     if (t->attempts >= MAX_ATTEMPTS) {
         char *why =
             fr_xasprintf("gave up after %d attempts; last error: %s", t->attempts, t->last_error);
@@ -767,11 +814,14 @@ static void attempt_failed(task_rt *t, int rc, long status, double retry_after_s
         fr_sched_requeue(r->sched, t->idx);
         return;
     }
-    if (retryable(rc, status) && t->ep_attempts <= ts->retries) {
-        double delay = BACKOFF_BASE_MS * pow(2.0, t->ep_attempts - 1);
-        delay *= 0.8 + 0.4 * ((double)rand() / RAND_MAX); /* jitter spreads retries */
-        if (delay > BACKOFF_MAX_MS)
-            delay = BACKOFF_MAX_MS;
+    if (e->usable && retryable(rc, status) && !quota_exhausted(status, msg) &&
+        t->ep_attempts <= ts->retries) {
+        /* Exponential backoff with full jitter: a random wait up to the
+         * exponential bound, so retries of many tasks do not line up. */
+        double bound = BACKOFF_BASE_MS * pow(2.0, t->ep_attempts);
+        if (bound > BACKOFF_MAX_MS)
+            bound = BACKOFF_MAX_MS;
+        double delay = bound * ((double)rand() / RAND_MAX);
         if (retry_after_s >= 0 && retry_after_s * 1000.0 > delay)
             delay = retry_after_s * 1000.0;
         t->retry_ep = t->ep;
@@ -951,6 +1001,7 @@ static void on_done(void *ud, const fr_http_result *res)
         t->latency_ms = res->total_ms;
         t->ttft_ms = t->attempt_ttft_ms >= 0 ? t->attempt_ttft_ms : res->total_ms;
         e->lat[e->nlat++ % (sizeof e->lat / sizeof *e->lat)] = res->total_ms;
+        e->strikes = 0;
         task_ok(t);
     } else {
         set_decision_outcome(t, outcome, err.msg);
@@ -1394,6 +1445,7 @@ static void on_signal(uv_signal_t *sig, int signum)
         return;
     fr_log(FR_LOG_WARN, "run", "signal=%d stopping: running tasks are cancelled", signum);
     r->interrupted = true;
+    r->signum = signum;
     for (size_t t = 0; t < r->wf->ntasks; t++) {
         task_rt *tr = &r->tasks[t];
         if (fr_task_state_terminal(fr_sched_state(r->sched, t)))
@@ -1570,7 +1622,7 @@ int fr_run_execute(fr_run *r)
         budget |= fr_sched_state(r->sched, t) == FR_TASK_BUDGET;
     }
     if (r->interrupted)
-        r->exit_code = 130;
+        r->exit_code = 128 + (r->signum ? r->signum : SIGINT); /* 130 SIGINT, 143 SIGTERM */
     else if (r->store_failed)
         r->exit_code = 74;
     else if (budget)
@@ -1582,10 +1634,10 @@ int fr_run_execute(fr_run *r)
     if (r->store) {
         fr_error err = {0};
         char msg[1400];
-        const char *status = r->exit_code == 0     ? "ok"
-                             : r->exit_code == 3   ? "budget"
-                             : r->exit_code == 130 ? "interrupted"
-                                                   : "failed";
+        const char *status = r->exit_code == 0   ? "ok"
+                             : r->exit_code == 3 ? "budget"
+                             : r->interrupted    ? "interrupted"
+                                                 : "failed";
         if (fr_store_run_end(r->store, r->run_id, status, r->exit_code, r->spent_usd, &err) !=
                 FR_OK ||
             fr_store_release(r->store, r->run_id, &err) != FR_OK) {

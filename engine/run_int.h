@@ -24,6 +24,7 @@ typedef struct ep_rt {
     bool usable;
     char *unusable;        /* why not, when !usable */
     double cooldown_until; /* uv_now() ms */
+    int strikes;           /* failures in a row that cool it down; a success resets */
     long requests;
     long failures;
     double lat[64]; /* the most recent successful latencies, ms (a ring) */
@@ -90,6 +91,7 @@ struct fr_run {
     double budget_usd;
     uint64_t start_ns, end_ns;
     bool interrupted;
+    int signum; /* the signal that interrupted the run */
     bool stopping;
     int retries_armed;
     int policy_errors;

@@ -1,6 +1,9 @@
 #include "engine/util/log.h"
 
+#include "engine/util/redact.h"
+
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -61,6 +64,10 @@ void fr_vlog(fr_log_level level, const char *component, const char *fmt, va_list
     FILE *f = g_stream ? g_stream : stderr;
     char msg[4096];
     vsnprintf(msg, sizeof msg, fmt, ap);
+    /* Every line loses registered secrets and credential values before it is
+     * written; the test is cheap, so lines without any pass untouched. */
+    char *clean = fr_redact_needed(msg) ? fr_redact(msg) : NULL;
+    const char *text = clean ? clean : msg;
     if (g_format == FR_LOG_JSON) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
@@ -68,12 +75,19 @@ void fr_vlog(fr_log_level level, const char *component, const char *fmt, va_list
                 ts.tv_nsec / 1000000, level_names[level]);
         json_string(f, component);
         fputs(",\"msg\":", f);
-        json_string(f, msg);
+        json_string(f, text);
         fputs("}\n", f);
     } else {
-        fprintf(f, "flowrun: %s %s %s\n", level_names[level], component, msg);
+        fprintf(f, "flowrun: %s %s %s\n", level_names[level], component, text);
     }
     fflush(f);
+    if (clean) {
+        /* The unredacted line stays on the stack no longer than needed. */
+        volatile char *v = msg;
+        for (size_t i = 0; i < sizeof msg && v[i]; i++)
+            v[i] = '\0';
+        free(clean);
+    }
 }
 
 void fr_log(fr_log_level level, const char *component, const char *fmt, ...)

@@ -96,3 +96,22 @@ jqr '.tasks[] | select(.name=="cloud_pinned") | .reason' | grep -q "local-only k
 [ "$(jqr '.tasks[] | select(.name=="routine") | .endpoint')" = l ] || fail "routine endpoint"
 [ "$(curl -sf "$SIM_URL/sim/stats" | jq '.models."lo-cloud".requests // 0')" = 0 ] || fail "local-only reached the cloud"
 pass "a task the policy never accepts fails with the reason; local-only never reaches the cloud"
+
+# SIGTERM exits 143; a second signal ends the run at once.
+cat >"$WORK/term.lua" <<LUA
+endpoint "slow" { tier = "local", url = "$SIM_URL/v1", model = "slow", max_parallel = 2 }
+agent "a" {}
+task "hang1" { agent = "a", prompt = "REPLY: x" }
+LUA
+curl -sf -X POST "$SIM_URL/sim/reset" >/dev/null
+"$FLOWRUN" "$WORK/term.lua" --out "$WORK/out5" --json >"$WORK/stdout" 2>"$WORK/stderr" &
+pid=$!
+for _ in $(seq 1 200); do
+  [ "$(curl -sf "$SIM_URL/sim/stats" | jq '.models.slow.in_flight // 0')" -ge 1 ] && break
+  sleep 0.05
+done
+kill -TERM "$pid"
+set +e; wait "$pid"; RC=$?; set -e
+expect_rc 143 "SIGTERM"
+[ "$(jqr .status)" = interrupted ] || fail "SIGTERM status"
+pass "SIGTERM cancels the run and exits 143"
