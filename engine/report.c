@@ -200,10 +200,14 @@ json_t *fr_run_report(const fr_run *r)
     for (size_t e = 0; e < r->neps; e++)
         json_object_set_new(
             eps, r->eps[e].spec->name,
-            json_pack("{s:s, s:I, s:I, s:i, s:i}", "tier", fr_tier_name(r->eps[e].spec->tier),
-                      "requests", (json_int_t)r->eps[e].requests, "failures",
-                      (json_int_t)r->eps[e].failures, "peak_in_flight", fr_sched_peak(r->sched, e),
-                      "max_parallel", fr_sched_capacity(r->sched, e)));
+            json_pack("{s:s, s:I, s:I, s:i, s:i, s:I, s:f, s:b, s:o}", "tier",
+                      fr_tier_name(r->eps[e].spec->tier), "requests",
+                      (json_int_t)r->eps[e].requests, "failures", (json_int_t)r->eps[e].failures,
+                      "peak_in_flight", fr_sched_peak(r->sched, e), "max_parallel",
+                      fr_sched_capacity(r->sched, e), "cooldowns", (json_int_t)r->eps[e].cooldowns,
+                      "cooldown_ms", r->eps[e].cooldown_ms, "usable", r->eps[e].usable,
+                      "disabled_reason",
+                      r->eps[e].unusable ? json_string(r->eps[e].unusable) : json_null()));
     json_object_set_new(o, "endpoints", eps);
     return o;
 }

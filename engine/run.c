@@ -776,8 +776,12 @@ static void cool_down(fr_run *r, ep_rt *e, int rc, long status, double retry_aft
         e->strikes++;
     }
     double until = clock_ms(r) + wait_ms;
-    if (until > e->cooldown_until)
+    if (until > e->cooldown_until) {
+        e->cooldowns++;
+        e->cooldown_ms +=
+            until - (e->cooldown_until > clock_ms(r) ? e->cooldown_until : clock_ms(r));
         e->cooldown_until = until;
+    }
     fr_log(FR_LOG_INFO, "endpoint", "endpoint=%s cooldown_ms=%.0f", e->spec->name, wait_ms);
 }
 

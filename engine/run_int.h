@@ -25,6 +25,8 @@ typedef struct ep_rt {
     char *unusable;        /* why not, when !usable */
     double cooldown_until; /* uv_now() ms */
     int strikes;           /* failures in a row that cool it down; a success resets */
+    long cooldowns;        /* times it was cooled down */
+    double cooldown_ms;    /* and for how long in all */
     long requests;
     long failures;
     double lat[64]; /* the most recent successful latencies, ms (a ring) */
