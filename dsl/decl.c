@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define N(a) (sizeof(a) / sizeof *(a))
 
@@ -531,6 +532,25 @@ static void task_body(lua_State *L, fr_load_ctx *c, size_t p, int t)
     }
 }
 
+/* True when `url` (borrowed) carries a credential: userinfo before the
+ * host, or a key/api_key query parameter. The URL is never echoed. */
+static bool url_holds_key(const char *url)
+{
+    const char *host = strstr(url, "://");
+    host = host ? host + 3 : url;
+    size_t authority = strcspn(host, "/?#");
+    if (memchr(host, '@', authority))
+        return true;
+    const char *q = strchr(url, '?');
+    for (const char *p = q; p && *p; p = strchr(p + 1, '&')) {
+        const char *name = p + 1;
+        if (strncasecmp(name, "key=", 4) == 0 || strncasecmp(name, "api_key=", 8) == 0 ||
+            strncasecmp(name, "apikey=", 7) == 0)
+            return true;
+    }
+    return false;
+}
+
 /* The URL of an Ollama endpoint that names none: OLLAMA_HOST as Ollama
  * itself reads it (host, host:port or a URL; 0.0.0.0 means this machine),
  * else the local default. Returns an owned string. */
@@ -668,6 +688,11 @@ static void endpoint_body(lua_State *L, fr_load_ctx *c, size_t p, int t)
             push_field(&d, t, "url"); /* [url] for the message */
             fail_value(&d, "url", "a URL starting with http:// or https://");
         }
+        if (url_holds_key(e->url))
+            fail(&d,
+                 "%s: field 'url' carries a credential (user:password@ or a key= parameter); "
+                 "keys are only read from environment variables: use api_key_env",
+                 where);
     } else if (e->protocol == FR_PROTO_OLLAMA) {
         e->url = ollama_default_url();
     } else if (e->protocol == FR_PROTO_ANTHROPIC) {

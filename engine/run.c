@@ -7,6 +7,7 @@
 #include "engine/util/buf.h"
 #include "engine/util/log.h"
 #include "engine/util/mem.h"
+#include "engine/util/redact.h"
 
 #include <assert.h>
 #include <math.h>
@@ -85,6 +86,7 @@ static void init_endpoint(fr_run *r, size_t i)
         const char *key = getenv(s->api_key_env);
         if (key && *key) {
             e->api_key = fr_xstrdup(key);
+            fr_redact_add(key); /* never in any log, report or row */
         } else {
             e->usable = false;
             e->unusable = fr_xasprintf("environment variable %s is not set", s->api_key_env);
@@ -641,8 +643,12 @@ static void book_attempt(task_rt *t, const char *outcome, const char *error, con
         .cost_usd = cost,
         .latency_ms = latency_ms,
     };
+    char *clean_error = fr_redact(error); /* a server may echo the key */
+    a.error = clean_error;
     fr_error err = {0};
-    if (fr_store_add_attempt(r->store, &a, &err) != FR_OK && !r->store_failed) {
+    int rc = fr_store_add_attempt(r->store, &a, &err);
+    free(clean_error);
+    if (rc != FR_OK && !r->store_failed) {
         char msg[1400];
         fr_log(FR_LOG_ERROR, "store", "error=\"%s\"", fr_error_format(&err, msg, sizeof msg));
         r->store_failed = true;
@@ -1668,6 +1674,7 @@ void fr_run_free(fr_run *r)
         free(e->unusable);
     }
     free(r->eps);
+    fr_redact_clear();
     for (size_t t = 0; r->tasks && t < r->wf->ntasks; t++) {
         task_rt *tr = &r->tasks[t];
         free(tr->reason);

@@ -8,11 +8,42 @@ FLOWRUN=$(realpath "$FLOWRUN")
 FLOWRUN_SIM=$(realpath "$FLOWRUN_SIM")
 SRC=$(realpath "$SRC")
 export FLOWRUN_LUA_DIR="$SRC/lua"
+# Every test runs with a sentinel in each variable a key may come from; it
+# must appear nowhere in what flowrun writes: captured stdout and stderr,
+# reports, outputs, state databases (checked after each run_flowrun and,
+# for every file left in $WORK, at exit). The first 12 bytes count too: a
+# key cut off in a snippet is still a leak.
+FLOWRUN_SENTINEL_KEY=sk-flowrun-sentinel-DO-NOT-LEAK-3f9c2a7e1b
+SENTINEL_PREFIX=${FLOWRUN_SENTINEL_KEY:0:12}
+for _v in FLOWRUN_SENTINEL_KEY OPENAI_API_KEY ANTHROPIC_API_KEY OPENROUTER_API_KEY \
+  TOGETHER_API_KEY GEMINI_API_KEY GOOGLE_API_KEY GROQ_API_KEY MISTRAL_API_KEY SIM_TEST_KEY; do
+  export "$_v=$FLOWRUN_SENTINEL_KEY"
+done
+unset _v
 WORK=$(mktemp -d)
 SIM_PID=""
+# leak_check PATH...: returns 1, saying where (key masked), if the sentinel
+# key or its first 12 bytes is in a file under PATH (binary files too).
+leak_check() {
+  local files f
+  files=$(grep -r -a -l -F -e "$SENTINEL_PREFIX" -- "$@" 2>/dev/null) || return 0
+  echo "LEAK: the sentinel API key appears in:" >&2
+  while IFS= read -r f; do
+    LC_ALL=C grep -a -o -E ".{0,100}${SENTINEL_PREFIX}[A-Za-z0-9-]*.{0,100}" -- "$f" | head -5 |
+      LC_ALL=C sed -e "s/${SENTINEL_PREFIX}[A-Za-z0-9-]*/<SENTINEL KEY>/g" -e 's/[^[:print:]]/./g' \
+        -e "s|^|  $f: |" >&2
+  done <<<"$files"
+  return 1
+}
 cleanup() {
+  local rc=$?
   if [ -n "$SIM_PID" ]; then kill "$SIM_PID" 2>/dev/null || true; wait "$SIM_PID" 2>/dev/null || true; fi
+  if ! leak_check "$WORK"; then
+    echo "FAIL: the sentinel API key leaked (see above)" >&2
+    rc=1
+  fi
   rm -rf "$WORK"
+  exit "$rc"
 }
 trap cleanup EXIT
 cd "$WORK"
@@ -37,6 +68,7 @@ run_flowrun() {
   "$FLOWRUN" "$@" >"$WORK/stdout" 2>"$WORK/stderr"
   RC=$?
   set -e
+  leak_check "$WORK/stdout" "$WORK/stderr" || fail "flowrun $*: the sentinel API key leaked"
 }
 
 expect_rc() {

@@ -31,7 +31,7 @@ task "echo" { agent = "writer", deps = { "use", "plan" },
               prompt = "REPLY: {{plan.json.title}} / {{plan.json.sections.1}} / {{plan.json.level}}" }
 LUA
   curl -sf -X POST "$SIM_URL/sim/reset" >/dev/null
-  SIM_TEST_KEY=not-a-real-key run_flowrun "$dir/flow.lua" --out "$dir/out" --json
+  run_flowrun "$dir/flow.lua" --out "$dir/out" --json # SIM_TEST_KEY: the sentinel (lib.bash)
   expect_rc 0 "$proto stream=$stream"
   cp "$WORK/stdout" "$dir/report.json"
   sim_stats >"$dir/stats.json"

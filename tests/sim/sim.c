@@ -22,6 +22,7 @@ static const char *const fault_names[] = {
     [FR_SIM_FAULT_ERROR] = "error",
     [FR_SIM_FAULT_REPEAT] = "repeat",
     [FR_SIM_FAULT_BADSCHEMA] = "badschema",
+    [FR_SIM_FAULT_ECHOKEY] = "echokey",
 };
 #define NFAULTS (sizeof fault_names / sizeof fault_names[0])
 

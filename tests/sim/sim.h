@@ -22,7 +22,7 @@ typedef struct fr_sim_model {
     const char *faults;  /* "KIND+KIND+..." consumed in order by the model's successive
                             requests, then normal; NULL or "" = none; borrowed, copied.
                             Kinds: ok 429 500 503 529 cut hang badjson nousage badutf8
-                            error repeat badschema (docs/testing.md) */
+                            error repeat badschema echokey (docs/testing.md) */
 } fr_sim_model;
 
 /* Returns a new simulator listening on `host`:`port` (port 0 picks a free

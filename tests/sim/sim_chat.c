@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #define FAULT_PREFIX "FAULT: "
@@ -189,16 +190,34 @@ static bool prompt_fault(const json_t *messages, int *fault, char *msg, size_t m
     if (*fault < 0)
         snprintf(msg, msg_size,
                  "Unknown FAULT kind '%.*s' (use ok, 429, 500, 503, 529, cut, hang, badjson, "
-                 "nousage, badutf8, error, repeat or badschema).",
+                 "nousage, badutf8, error, repeat, badschema or echokey).",
                  (int)(n > 64 ? 64 : n), p);
     free(line);
     return *fault >= 0;
+}
+
+/* Answers `echokey`: a 401 whose message quotes the key the request sent
+ * (without its "Bearer " scheme), as some providers do. */
+static void send_echo_key(conn *c, fr_sim_proto proto)
+{
+    const char *key = c->credential;
+    if (strncasecmp(key, "Bearer ", 7) == 0)
+        key += 7;
+    char *msg = key[0] ? fr_xasprintf("Incorrect API key provided: %s. You can find your API key "
+                                      "in your account settings (simulated fault).",
+                                      key)
+                       : fr_xstrdup("No API key provided (simulated fault).");
+    fr_sim_proto_send_error(c, proto, 401, msg, c->keep_alive);
+    free(msg);
 }
 
 /* Answers a status fault at once, in the protocol's error shape. */
 static void send_status_fault(conn *c, fr_sim_proto proto, fr_sim_fault f)
 {
     switch (f) {
+    case FR_SIM_FAULT_ECHOKEY:
+        send_echo_key(c, proto);
+        break;
     case FR_SIM_FAULT_429:
         fr_sim_proto_send_error(c, proto, 429,
                                 "Rate limit reached (simulated fault). Please try again in 1s.",
@@ -224,7 +243,7 @@ static void send_status_fault(conn *c, fr_sim_proto proto, fr_sim_fault f)
 static bool is_status_fault(fr_sim_fault f)
 {
     return f == FR_SIM_FAULT_429 || f == FR_SIM_FAULT_500 || f == FR_SIM_FAULT_503 ||
-           f == FR_SIM_FAULT_529;
+           f == FR_SIM_FAULT_529 || f == FR_SIM_FAULT_ECHOKEY;
 }
 
 /* Puts the marker of the bad bytes after the first letter of the text (so

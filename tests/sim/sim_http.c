@@ -136,6 +136,8 @@ const char *fr_sim_status_text(int status)
         return "OK";
     case 400:
         return "Bad Request";
+    case 401:
+        return "Unauthorized";
     case 404:
         return "Not Found";
     case 405:
@@ -355,6 +357,7 @@ static int parse_head(conn *c)
     c->path[tlen] = '\0';
     c->minor = ver[7] - '0';
     c->keep_alive = c->minor >= 1;
+    c->credential[0] = '\0';
 
     bool have_length = false;
     bool chunked = false;
@@ -401,6 +404,12 @@ static int parse_head(conn *c)
                 c->keep_alive = true;
         } else if (nlen == 6 && strncasecmp(line, "Expect", nlen) == 0) {
             c->expect_continue = token_in_list(v, len, "100-continue");
+        } else if ((nlen == 13 && strncasecmp(line, "Authorization", nlen) == 0) ||
+                   (nlen == 9 && strncasecmp(line, "x-api-key", nlen) == 0) ||
+                   (nlen == 14 && strncasecmp(line, "x-goog-api-key", nlen) == 0)) {
+            size_t n = len < sizeof c->credential - 1 ? len : sizeof c->credential - 1;
+            memcpy(c->credential, v, n);
+            c->credential[n] = '\0';
         }
         line = le + 1;
     }
@@ -422,6 +431,7 @@ static void reset_parse(conn *c)
     c->expect_continue = false;
     c->sent_continue = false;
     c->have_length = false;
+    memset(c->credential, 0, sizeof c->credential);
 }
 
 /* Drops the first `n` (> 0) bytes of input. A buffer grown by a big body

@@ -16,6 +16,7 @@
 #include <uv.h>
 
 #define FR_SIM_MAX_TARGET  2048
+#define FR_SIM_MAX_CRED    512 /* bytes of a credential header kept for `echokey` */
 #define FR_SIM_READ_BUF    (64 * 1024)
 #define FR_SIM_PIECE_WORDS 3   /* words per streamed chunk */
 #define FR_SIM_REPEATS     300 /* copies of the chunk a `repeat` fault streams */
@@ -41,6 +42,7 @@ typedef enum fr_sim_fault {
     FR_SIM_FAULT_ERROR,
     FR_SIM_FAULT_REPEAT,
     FR_SIM_FAULT_BADSCHEMA,
+    FR_SIM_FAULT_ECHOKEY,
 } fr_sim_fault;
 
 /* What the reply must be: text, any JSON object, or JSON for a schema. */
@@ -135,6 +137,9 @@ typedef struct fr_sim_conn {
     int minor;        /* HTTP/1.<minor> */
     char method[16];
     char path[FR_SIM_MAX_TARGET];
+    /* The value of the request's Authorization, x-api-key or x-goog-api-key
+     * header ("" if none), kept only for the `echokey` fault to echo. */
+    char credential[FR_SIM_MAX_CRED];
     fr_sim_reply rep;
 } fr_sim_conn;
 

@@ -52,7 +52,8 @@ static void usage(FILE *f)
           "                     argument, so names such as qwen2.5:7b work. `faults` is a\n"
           "                     script its successive requests consume in order, then\n"
           "                     normal replies: ok 429 500 503 529 cut hang badjson nousage\n"
-          "                     badutf8 error repeat badschema (e.g. faults=500+500+ok).\n"
+          "                     badutf8 error repeat badschema echokey\n"
+          "                     (e.g. faults=500+500+ok).\n"
           "                     A line 'FAULT: KIND' in a prompt does the same per request.\n"
           "  --log-level LEVEL  error, warn, info, debug or trace (default warn)\n"
           "  -h, --help         show this help\n"
@@ -255,7 +256,8 @@ int main(int argc, char **argv)
     for (int i = 0; i < nspecs; i++) {
         if (fr_sim_set_model(a.sim, &models[i]) != FR_OK) {
             rc = bad_usage("bad --model faults '%s' (kinds: ok 429 500 503 529 cut hang "
-                           "badjson nousage badutf8 error repeat badschema, joined by '+')",
+                           "badjson nousage badutf8 error repeat badschema echokey, joined by "
+                           "'+')",
                            models[i].faults);
             fr_sim_free(a.sim);
             uv_run(a.loop, UV_RUN_DEFAULT);

@@ -212,6 +212,8 @@ int fr_sim_proto_parse(fr_sim_proto proto, json_t *doc, fr_sim_req *q, char *msg
 static const char *anthropic_error_type(int status)
 {
     switch (status) {
+    case 401:
+        return "authentication_error";
     case 404:
         return "not_found_error";
     case 413:
@@ -232,6 +234,8 @@ static json_t *openai_error(int status, const char *message)
     if (status == 429) {
         type = "requests";
         code = "rate_limit_exceeded";
+    } else if (status == 401) {
+        code = "invalid_api_key";
     }
     json_t *err = json_pack("{s:s,s:s,s:n}", "message", message, "type", type, "param");
     json_object_set_new(err, "code", code ? json_string(code) : json_null());

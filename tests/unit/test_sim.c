@@ -2059,6 +2059,61 @@ static void test_fault_badschema(void **state)
     fixture_free(fx);
 }
 
+/* `echokey` answers 401 with the key the request sent in its message, as
+ * some providers do: what flowrun must never pass on. */
+static void test_fault_echokey(void **state)
+{
+    (void)state;
+    fixture *fx = fixture_new();
+    struct {
+        proto p;
+        const char *header; /* extra header lines */
+        const char *echoed; /* expected in the message; NULL: none sent */
+        const char *type;   /* OpenAI/Anthropic error.type; NULL for Ollama */
+    } cases[] = {
+        {P_OPENAI, "Authorization: Bearer sk-echo-0123456789abcdef\r\n", "sk-echo-0123456789abcdef",
+         "invalid_request_error"},
+        {P_OLLAMA, "authorization: bearer sk-echo-ollama-42\r\n", "sk-echo-ollama-42", NULL},
+        {P_ANTHROPIC, "x-api-key: sk-ant-echo-77\r\n", "sk-ant-echo-77", "authentication_error"},
+        {P_OPENAI, "X-Goog-Api-Key: AIza-echo-99\r\n", "AIza-echo-99", "invalid_request_error"},
+        {P_ANTHROPIC, "", NULL, "authentication_error"},
+    };
+    /* All on one keep-alive connection: a credential never outlives its request. */
+    client *c = client_open(fx);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *body = proto_body(cases[i].p, "ek", NULL, "Hi.\nFAULT: echokey", i % 2 == 0, NULL);
+        client_send(c, "POST", proto_paths[cases[i].p], cases[i].header, body);
+        free(body);
+        response r = {0};
+        client_read(fx, c, &r);
+        assert_int_equal(r.status, 401);
+        assert_null(header(r.head, "Retry-After"));
+        json_t *doc = body_json(&r);
+        json_t *err = json_object_get(doc, "error");
+        const char *msg = cases[i].p == P_OLLAMA
+                              ? json_string_value(err)
+                              : json_string_value(json_object_get(err, "message"));
+        assert_non_null(msg);
+        if (cases[i].echoed) {
+            assert_non_null(strstr(msg, cases[i].echoed));
+            assert_null(strstr(msg, "Bearer"));
+            assert_null(strstr(msg, "bearer"));
+        } else {
+            assert_non_null(strstr(msg, "No API key provided"));
+        }
+        if (cases[i].type)
+            assert_string_equal(json_string_value(json_object_get(err, "type")), cases[i].type);
+        if (cases[i].p == P_OPENAI)
+            assert_string_equal(json_string_value(json_object_get(err, "code")), "invalid_api_key");
+        json_decref(doc);
+        response_free(&r);
+    }
+    client_close(c);
+    assert_int_equal(model_stat(fx->sim, "ek", "faults"), 5);
+    assert_int_equal(model_stat(fx->sim, "ek", "in_flight"), 0);
+    fixture_free(fx);
+}
+
 static void test_fault_script(void **state)
 {
     (void)state;
@@ -2222,6 +2277,7 @@ int main(void)
         cmocka_unit_test(test_fault_hang),
         cmocka_unit_test(test_fault_content),
         cmocka_unit_test(test_fault_badschema),
+        cmocka_unit_test(test_fault_echokey),
         cmocka_unit_test(test_fault_script),
         cmocka_unit_test(test_limit_all_protocols),
         cmocka_unit_test(test_stats_tokens),
