@@ -383,6 +383,13 @@ static int map_curl_error(CURLcode cc)
         return FR_ETIMEDOUT;
     case CURLE_FILESIZE_EXCEEDED:
         return FR_ETOOBIG;
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+        /* The server is not who it claims to be: retrying cannot help, and
+         * the key must not be sent to it again. */
+        return FR_ECONFIG;
     default:
         return FR_EIO;
     }

@@ -51,3 +51,11 @@ expect_rc 78 "missing key variable"
 expect_stderr "FLOWRUN_TEST_UNSET_KEY is not set"
 expect_stderr "keyed.lua:4:"
 pass "a missing key variable exits 78 with the task's file:line"
+
+# A state store that cannot be written stops the run before anything is
+# sent, with the path and exit 74.
+touch "$WORK/not-a-dir"
+run_flowrun "$SRC/workflows/private-review.lua" --sim --state "$WORK/not-a-dir/state" --out "$WORK/o3"
+expect_rc 74 "unwritable state store"
+expect_stderr "$WORK/not-a-dir/state"
+pass "an unwritable state store exits 74 and names the path"
