@@ -13,15 +13,11 @@
 
 /* How the body is read. Decided at the first byte, from the status and the
  * body itself: a server may ignore "stream": true and answer plain JSON. */
-typedef enum { MODE_UNKNOWN = 0, MODE_SSE, MODE_BODY, MODE_ERROR } read_mode;
 
 typedef struct oai {
     const fr_call *call; /* borrowed from the fr_adapter, which outlives us */
-    long status;         /* the status seen by the first feed */
-    read_mode mode;
-    fr_sse sse;
-    fr_buf body; /* MODE_BODY: the whole reply; MODE_ERROR: its first bytes */
-    fr_text_acc text; /* MODE_SSE: the content deltas so far */
+    fr_sse_reader rd;    /* the body as it arrives: stream, whole body or error */
+    fr_text_acc text;    /* FR_READ_SSE: the content deltas so far */
     char *model;
     char *finish_reason;
     fr_usage usage;
@@ -50,7 +46,7 @@ static void *oai_create(const fr_call *call)
 {
     oai *o = fr_xcalloc(1, sizeof *o);
     o->call = call;
-    fr_buf_init(&o->body, FR_PROVIDER_MAX_REPLY);
+    fr_sse_reader_init(&o->rd);
     fr_text_acc_init(&o->text);
     return o;
 }
@@ -58,9 +54,7 @@ static void *oai_create(const fr_call *call)
 static void oai_destroy(void *self)
 {
     oai *o = self;
-    if (o->mode == MODE_SSE)
-        fr_sse_close(&o->sse);
-    fr_buf_close(&o->body);
+    fr_sse_reader_close(&o->rd);
     fr_text_acc_close(&o->text);
     free(o->model);
     free(o->finish_reason);
@@ -281,66 +275,24 @@ cleanup:
 static int oai_feed(void *self, long http_status, const char *data, size_t len)
 {
     oai *o = self;
-    if (o->mode == MODE_UNKNOWN) {
-        o->status = http_status;
-        if (!fr_provider_status_ok(http_status)) {
-            o->mode = MODE_ERROR;
-            o->body.limit = FR_PROVIDER_MAX_ERROR_BODY;
-        } else if (!o->call->stream) {
-            o->mode = MODE_BODY;
-        } else {
-            /* Sniff past leading whitespace: SSE never starts with '{'. */
-            while (len > 0 && blank(data, 1)) {
-                data++;
-                len--;
-            }
-            if (len == 0)
-                return FR_OK;
-            if (*data == '{') {
-                o->mode = MODE_BODY;
-            } else {
-                o->mode = MODE_SSE;
-                fr_sse_init(&o->sse, FR_PROVIDER_MAX_REPLY, on_event, o);
-            }
-        }
-    }
-    switch (o->mode) {
-    case MODE_SSE: {
-        int rc = fr_sse_feed(&o->sse, data, len);
-        if (rc == FR_ETOOBIG)
-            fail(
-                o, rc,
-                fr_xasprintf("one stream event exceeds %u bytes", (unsigned)FR_PROVIDER_MAX_REPLY));
-        return rc;
-    }
-    case MODE_ERROR: {
-        /* Only the start of an error body matters; the rest is dropped. */
-        size_t room = o->body.limit - o->body.len;
-        fr_buf_append(&o->body, data, len < room ? len : room);
-        return FR_OK;
-    }
-    case MODE_BODY:
-    case MODE_UNKNOWN: /* decided above */
-    default:
-        if (fr_buf_append(&o->body, data, len) != FR_OK)
-            return fail(
-                o, FR_ETOOBIG,
-                fr_xasprintf("the reply body exceeds %u bytes", (unsigned)FR_PROVIDER_MAX_REPLY));
-        return FR_OK;
-    }
+    char *msg = NULL;
+    int rc = fr_sse_reader_feed(&o->rd, o->call->stream, http_status, data, len, on_event, o, &msg);
+    if (msg)
+        fail(o, rc, msg);
+    return rc;
 }
 
-/* Parses a whole chat.completion object from o->body. */
+/* Parses a whole chat.completion object from o->rd.body. */
 static int parse_body(oai *o, fr_error *err)
 {
     json_error_t je;
     json_t *obj = NULL;
     int rc = FR_EPROTO;
-    if (o->body.len == 0) {
+    if (o->rd.body.len == 0) {
         fr_error_set(err, rc, PROTO, 0, "the reply body is empty");
         goto cleanup;
     }
-    obj = json_loadb(o->body.data, o->body.len, 0, &je);
+    obj = json_loadb(o->rd.body.data, o->rd.body.len, 0, &je);
     if (!obj) {
         fr_provider_json_error(err, PROTO, &je, "the reply is not valid JSON");
         goto cleanup;
@@ -381,23 +333,23 @@ cleanup:
 static int oai_finish(void *self, long http_status, fr_reply *out, fr_error *err)
 {
     oai *o = self;
-    long status = http_status ? http_status : o->status;
+    long status = http_status ? http_status : o->rd.status;
     int rc;
     if (!fr_provider_status_ok(status)) {
-        const char *body = o->mode == MODE_ERROR ? fr_buf_str(&o->body) : "";
+        const char *body = o->rd.mode == FR_READ_ERROR ? fr_buf_str(&o->rd.body) : "";
         return fr_provider_http_error(PROTO, status, body, strlen(body), err);
     }
     if (o->rc != FR_OK)
         return fr_error_set(err, o->rc, PROTO, 0, "%s", o->error);
 
-    if (o->mode == MODE_BODY) {
+    if (o->rd.mode == FR_READ_BODY) {
         rc = parse_body(o, err);
         if (rc != FR_OK)
             return rc;
     } else if (o->call->stream) {
-        if (o->mode == MODE_SSE && !o->done) {
+        if (o->rd.mode == FR_READ_SSE && !o->done) {
             /* A server may omit the blank line after its last event. */
-            fr_sse_flush(&o->sse);
+            fr_sse_flush(&o->rd.sse);
             if (o->server_error)
                 return fr_error_set(err, o->rc, PROTO, 0, "%s", o->error);
         }

@@ -525,8 +525,8 @@ int fr_text_acc_add(fr_text_acc *a, const char *s, size_t n, char **err_msg)
     }
     if (fr_buf_append(&a->text, s, n) != FR_OK) {
         if (err_msg)
-            *err_msg = fr_xasprintf("the reply text exceeds %u bytes",
-                                    (unsigned)FR_PROVIDER_MAX_REPLY);
+            *err_msg =
+                fr_xasprintf("the reply text exceeds %u bytes", (unsigned)FR_PROVIDER_MAX_REPLY);
         return FR_ETOOBIG;
     }
     return FR_OK;
@@ -535,4 +535,73 @@ int fr_text_acc_add(fr_text_acc *a, const char *s, size_t n, char **err_msg)
 bool fr_adapter_started(const fr_adapter *a)
 {
     return a->ops && a->ops->started && a->ops->started(a->impl);
+}
+
+void fr_sse_reader_init(fr_sse_reader *rd)
+{
+    memset(rd, 0, sizeof *rd);
+    fr_buf_init(&rd->body, FR_PROVIDER_MAX_REPLY);
+}
+
+void fr_sse_reader_close(fr_sse_reader *rd)
+{
+    if (rd->mode == FR_READ_SSE)
+        fr_sse_close(&rd->sse);
+    fr_buf_close(&rd->body);
+}
+
+static bool is_blank(char c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+int fr_sse_reader_feed(fr_sse_reader *rd, bool stream, long status, const char *data, size_t len,
+                       fr_sse_event_fn on_event, void *ud, char **msg)
+{
+    if (rd->mode == FR_READ_UNKNOWN) {
+        rd->status = status;
+        if (!fr_provider_status_ok(status)) {
+            rd->mode = FR_READ_ERROR;
+            rd->body.limit = FR_PROVIDER_MAX_ERROR_BODY;
+        } else if (!stream) {
+            rd->mode = FR_READ_BODY;
+        } else {
+            /* Sniff past leading whitespace: SSE never starts with '{'. */
+            while (len > 0 && is_blank(*data)) {
+                data++;
+                len--;
+            }
+            if (len == 0)
+                return FR_OK;
+            if (*data == '{') {
+                rd->mode = FR_READ_BODY;
+            } else {
+                rd->mode = FR_READ_SSE;
+                fr_sse_init(&rd->sse, FR_PROVIDER_MAX_REPLY, on_event, ud);
+            }
+        }
+    }
+    switch (rd->mode) {
+    case FR_READ_SSE: {
+        int rc = fr_sse_feed(&rd->sse, data, len);
+        if (rc == FR_ETOOBIG)
+            *msg =
+                fr_xasprintf("one stream event exceeds %u bytes", (unsigned)FR_PROVIDER_MAX_REPLY);
+        return rc;
+    }
+    case FR_READ_ERROR: {
+        /* Only the start of an error body matters; the rest is dropped. */
+        size_t room = rd->body.limit - rd->body.len;
+        fr_buf_append(&rd->body, data, len < room ? len : room);
+        return FR_OK;
+    }
+    case FR_READ_BODY:
+    case FR_READ_UNKNOWN: /* decided above */
+    default:
+        if (fr_buf_append(&rd->body, data, len) != FR_OK) {
+            *msg = fr_xasprintf("the reply body exceeds %u bytes", (unsigned)FR_PROVIDER_MAX_REPLY);
+            return FR_ETOOBIG;
+        }
+        return FR_OK;
+    }
 }

@@ -25,8 +25,8 @@ typedef struct fr_call {
                              Schema object, or the string "json" for any
                              JSON object without a schema */
     const char *api_key;  /* NULL for none; never logged, never echoed */
-    long context;           /* the endpoint's context window in tokens; 0 = unknown */
-    bool has_seed;          /* send `seed` (zero-initialised calls send none) */
+    long context;         /* the endpoint's context window in tokens; 0 = unknown */
+    bool has_seed;        /* send `seed` (zero-initialised calls send none) */
     long seed;
     const char *keep_alive; /* Ollama: how long to keep the model loaded ("5m"); NULL = default */
 } fr_call;

@@ -5,6 +5,7 @@
  * provider.h. */
 
 #include "engine/util/buf.h"
+#include "providers/sse.h"
 #include "providers/provider.h"
 
 #include <stdbool.h>
@@ -115,3 +116,29 @@ int fr_provider_parse_json_text(const char *proto, const char *text, json_t **ou
  * `call`'s system and prompt and from r->text; a side the server reported as
  * zero despite non-empty text is counted too. Either sets r->usage.estimated. */
 void fr_provider_fill_usage(fr_reply *r, const fr_call *call, bool have_usage);
+
+/* How the body of a reply is being read. */
+typedef enum { FR_READ_UNKNOWN = 0, FR_READ_SSE, FR_READ_BODY, FR_READ_ERROR } fr_read_mode;
+
+/* The body of a reply in an SSE protocol (OpenAI-compatible, Anthropic) as
+ * it arrives: the first bytes decide whether it is an error body (a non-2xx
+ * status: only its start is kept), a whole JSON body (no streaming asked, or
+ * a server that ignored the request to stream), or an event stream handed
+ * to the adapter's callback. Embedded by value in an adapter's state. */
+typedef struct fr_sse_reader {
+    fr_read_mode mode;
+    long status; /* the status seen by the first feed */
+    fr_sse sse;  /* FR_READ_SSE */
+    fr_buf body; /* FR_READ_BODY: the whole reply; FR_READ_ERROR: its first bytes */
+} fr_sse_reader;
+
+/* Initialises a reader before the first byte. */
+void fr_sse_reader_init(fr_sse_reader *rd);
+/* Releases what a reader holds. */
+void fr_sse_reader_close(fr_sse_reader *rd);
+/* Feeds `len` bytes of `data` (borrowed) with the status known so far;
+ * `stream` says whether streaming was asked. Events go to `on_event` with
+ * `ud`. Returns FR_OK, the callback's code, or FR_ETOOBIG past the caps, in
+ * which case *msg (owned) says what was too big. */
+int fr_sse_reader_feed(fr_sse_reader *rd, bool stream, long status, const char *data, size_t len,
+                       fr_sse_event_fn on_event, void *ud, char **msg);
