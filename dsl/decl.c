@@ -39,7 +39,7 @@ static const char *const endpoint_fields[] = {
     "quality", "tags",     "price", "stream", "timeouts",    "keep_alive",
 };
 static const char *const price_fields[] = {"input", "output", "cached_input"};
-static const char *const timeouts_fields[] = {"connect", "first_byte", "idle"};
+static const char *const timeouts_fields[] = {"connect", "first_byte", "idle", "attempt"};
 static const char *const workflow_fields[] = {"name", "policy", "budget", "defaults", "vars"};
 static const char *const budget_fields[] = {"usd", "alert", "monthly_usd", "allow_unpriced"};
 static const char *const defaults_fields[] = {"timeout", "retries", "max_tokens", "temperature"};
@@ -661,7 +661,7 @@ static void endpoint_body(lua_State *L, fr_load_ctx *c, size_t p, int t)
     e->protocol = FR_PROTO_OPENAI;
     e->quality = 0.5;
     e->stream = true;
-    e->timeouts = (fr_timeouts){10, 0, 60};
+    e->timeouts = (fr_timeouts){10, 0, 60, 0};
     wf->nendpoints++;
 
     int ty = push_field(&d, t, "tier"); /* [tier] */
@@ -763,6 +763,7 @@ static void endpoint_body(lua_State *L, fr_load_ctx *c, size_t p, int t)
         read_num(&sub, tt, "connect", 0, HUGE_VAL, LO_OPEN, desc, &e->timeouts.connect_s);
         read_num(&sub, tt, "first_byte", 0, HUGE_VAL, LO_OPEN, desc, &e->timeouts.first_byte_s);
         read_num(&sub, tt, "idle", 0, HUGE_VAL, LO_OPEN, desc, &e->timeouts.idle_s);
+        read_num(&sub, tt, "attempt", 0, HUGE_VAL, LO_OPEN, desc, &e->timeouts.attempt_s);
         lua_pop(L, 1); /* [] */
     }
 }

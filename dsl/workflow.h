@@ -21,6 +21,7 @@ typedef struct fr_timeouts {
     double connect_s;    /* default 10 */
     double first_byte_s; /* default 0 = none */
     double idle_s;       /* stream idle; default 60 */
+    double attempt_s;    /* one attempt, first byte to last; default 0 = the task's timeout */
 } fr_timeouts;
 
 typedef struct fr_endpoint_spec {

@@ -957,6 +957,10 @@ static void on_done(void *ud, const fr_http_result *res)
         else
             fr_error_set(&err, rc, NULL, 0, "the connection closed before the reply ended (%s)",
                          res->error ? res->error : fr_strerror(rc));
+    } else if (rc == FR_ETIMEDOUT && t->attempt_limited && res->error &&
+               strncmp(res->error, "total timeout", 13) == 0) {
+        fr_error_set(&err, rc, NULL, 0, "attempt timeout: no complete reply after %g s",
+                     e->spec->timeouts.attempt_s);
     } else {
         fr_error_set(&err, rc, NULL, 0, "%s", res->error ? res->error : fr_strerror(rc));
     }
@@ -1193,6 +1197,10 @@ static void dispatch(task_rt *t, size_t ep)
             .idle_timeout_ms = (long)(e->spec->timeouts.idle_s * 1000.0),
             .total_timeout_ms = left_ms > 1 ? (long)left_ms : 1,
         };
+        double attempt_ms = e->spec->timeouts.attempt_s * 1000.0;
+        t->attempt_limited = attempt_ms > 0 && attempt_ms < (double)ho.total_timeout_ms;
+        if (t->attempt_limited)
+            ho.total_timeout_ms = (long)attempt_ms;
         rc = fr_http_submit(r->http, &req, &ho, on_data, on_done, t, &t->xfer);
         if (rc != FR_OK)
             fr_error_set(&err, rc, NULL, 0, "could not start the request: %s", fr_strerror(rc));

@@ -64,6 +64,7 @@ typedef struct task_rt {
     double reserved;    /* the worst case held against the caps while an attempt is out */
     char *cache_key;    /* the cache key of the current attempt's request */
     bool cached;        /* the result came from the cache: no request, no cost */
+    bool attempt_limited; /* the current attempt's deadline is the endpoint's attempt timeout */
     double worst_cost;  /* a plan's worst case for this task: max_tokens at its endpoint */
     char *last_error;
 } task_rt;

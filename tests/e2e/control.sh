@@ -115,3 +115,30 @@ set +e; wait "$pid"; RC=$?; set -e
 expect_rc 143 "SIGTERM"
 [ "$(jqr .status)" = interrupted ] || fail "SIGTERM status"
 pass "SIGTERM cancels the run and exits 143"
+
+# A second signal ends the process at once, even while the first one's
+# shutdown is still draining.
+"$FLOWRUN" "$WORK/term.lua" --no-cache --out "$WORK/out6" >/dev/null 2>&1 &
+pid=$!
+for _ in $(seq 1 200); do
+  [ "$(curl -sf "$SIM_URL/sim/stats" | jq '.models.slow.in_flight // 0')" -ge 1 ] && break
+  sleep 0.05
+done
+kill -INT "$pid"; kill -INT "$pid" 2>/dev/null || true
+set +e; wait "$pid"; RC=$?; set -e
+[ "$RC" = 130 ] || fail "two SIGINTs: exit $RC"
+pass "two SIGINTs in a row end the run with exit 130: no hang, no crash"
+
+# An endpoint's attempt timeout cuts one attempt, by name, and the attempt
+# is retried.
+cat >"$WORK/attempt.lua" <<LUA
+workflow { defaults = { retries = 1 } }
+endpoint "slow" { tier = "local", url = "$SIM_URL/v1", model = "slow", timeouts = { attempt = 0.3 } }
+agent "a" {}
+task "t" { agent = "a", prompt = "REPLY: late" }
+LUA
+run_flowrun "$WORK/attempt.lua" --no-cache --out "$WORK/out7" --json
+expect_rc 1 "attempt timeout"
+[ "$(jqr '.tasks[0].attempts')" = 2 ] || fail "attempts $(jqr '.tasks[0].attempts')"
+jqr '.tasks[0].reason' | grep -q "attempt timeout: no complete reply after 0.3 s" || fail "reason $(jqr '.tasks[0].reason')"
+pass "the attempt timeout fails an attempt by name, and it is retried"

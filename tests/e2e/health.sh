@@ -39,3 +39,30 @@ expect_rc 0 "a local endpoint down"
 [ "$(jqr '.endpoints.box1.cooldowns')" -ge 1 ] || fail "box1 was not cooled down"
 for i in 1 6 12; do [ "$(cat "$WORK/o2/t$i.txt")" = "r$i" ] || fail "t$i output"; done
 pass "a local endpoint that refuses connections: its work went to box2 and the cloud, private work stayed local"
+
+# An endpoint that goes down mid-run: its own simulator process is killed
+# after it has answered some requests; the rest of the work moves on.
+exec {S2}< <(exec "$FLOWRUN_SIM" --port 0 --latency 30 --tps 0)
+sim2=$!
+read -r -t 20 -u "$S2" SIM2_URL || fail "second simulator"
+cat >"$WORK/midrun.lua" <<LUA
+workflow { defaults = { retries = 1 } }
+endpoint "box1" { tier = "local", url = "$SIM2_URL/v1", model = "m1", max_parallel = 4, quality = 0.7 }
+endpoint "box2" { tier = "local", url = "$SIM_URL/v1", model = "m2", max_parallel = 2, quality = 0.6 }
+agent "a" {}
+for i = 1, 40 do task("t" .. i) { agent = "a", private = (i % 4 == 0), prompt = "REPLY: m" .. i } end
+LUA
+"$FLOWRUN" "$WORK/midrun.lua" --out "$WORK/o3" --json >"$WORK/stdout" 2>"$WORK/stderr" &
+pid=$!
+for _ in $(seq 1 400); do
+  [ "$(curl -sf "$SIM2_URL/sim/stats" | jq '.models.m1.requests // 0')" -ge 6 ] && break
+  sleep 0.01
+done
+kill -9 "$sim2"; wait "$sim2" 2>/dev/null || true
+set +e; wait "$pid"; RC=$?; set -e
+expect_rc 0 "an endpoint down mid-run"
+[ "$(jqr '[.tasks[] | select(.status == "ok")] | length')" = 40 ] || fail "not every task finished"
+[ "$(jqr '[.tasks[] | select(.endpoint == "box1")] | length')" -ge 1 ] || fail "box1 never served"
+[ "$(jqr '.endpoints.box1.cooldowns')" -ge 1 ] || fail "box1 was not cooled down after it went down"
+for i in 1 20 40; do [ "$(cat "$WORK/o3/t$i.txt")" = "m$i" ] || fail "t$i output"; done
+pass "an endpoint that goes down mid-run: its remaining work moved to box2, private work included, all 40 done"
