@@ -24,6 +24,9 @@
 #define BACKOFF_BASE_MS    250.0
 #define BACKOFF_MAX_MS     8000.0
 #define MAX_RESPONSE_BYTES (8u << 20)
+/* Retry-After means "not before": a wait it asks for is kept a little
+ * longer, so clock granularity never sends a request a moment early. */
+#define RETRY_AFTER_MARGIN_MS 20
 /* Tokens a chat template may add around the messages (role markers). */
 #define TEMPLATE_TOKENS 32
 
@@ -773,8 +776,10 @@ static void cool_down(fr_run *r, ep_rt *e, int rc, long status, double retry_aft
     if (!overload && rc != FR_ECONNECT)
         return;
     double wait_ms;
+    if (!r->plan)
+        uv_update_time(&r->loop); /* the cached loop time may lag this reply */
     if (overload && retry_after_s >= 0) {
-        wait_ms = retry_after_s * 1000.0;
+        wait_ms = retry_after_s * 1000.0 + RETRY_AFTER_MARGIN_MS;
     } else {
         wait_ms = 1000.0 * pow(2.0, e->strikes);
         if (wait_ms > 60000)
@@ -832,8 +837,9 @@ static void attempt_failed(task_rt *t, int rc, long status, double retry_after_s
         if (bound > BACKOFF_MAX_MS)
             bound = BACKOFF_MAX_MS;
         double delay = bound * ((double)rand() / RAND_MAX);
-        if (retry_after_s >= 0 && retry_after_s * 1000.0 > delay)
-            delay = retry_after_s * 1000.0;
+        if (retry_after_s >= 0 && retry_after_s * 1000.0 + RETRY_AFTER_MARGIN_MS > delay)
+            delay = retry_after_s * 1000.0 + RETRY_AFTER_MARGIN_MS;
+        uv_update_time(&r->loop);
         t->retry_ep = t->ep;
         t->retry_armed = true;
         r->retries_armed++;
@@ -1252,12 +1258,32 @@ static int render_prompt(fr_run *r, task_rt *t, fr_error *err)
     return FR_OK;
 }
 
+/* Whether an endpoint other than the task's retry endpoint could take it
+ * now: allowed, not tried, not cooling down. */
+static bool other_endpoint(const fr_run *r, const task_rt *t)
+{
+    double now = r->plan ? r->vnow_ms : (double)uv_now((uv_loop_t *)&r->loop);
+    for (size_t e = 0; e < r->neps; e++) {
+        const char *why;
+        if ((long)e != t->retry_ep && allowed(r, t, e, &why) && r->eps[e].cooldown_until <= now)
+            return true;
+    }
+    return false;
+}
+
 /* Tries to place one ready task. Returns true when the task left the
  * queue (dispatched or ended), false when it must wait. */
 static bool place(fr_run *r, task_rt *t)
 {
     const fr_task_spec *ts = &r->wf->tasks[t->idx];
     double now = clock_ms(r);
+    if (t->retry_ep >= 0 && r->eps[t->retry_ep].cooldown_until > now && other_endpoint(r, t)) {
+        /* The endpoint of the retry is cooling down (overloaded or down):
+         * another endpoint may take the task now rather than wait for it. */
+        t->tried[t->retry_ep] = 1;
+        t->retry_ep = -1;
+        t->route_reason = "error";
+    }
     if (t->retry_ep >= 0) {
         size_t ep = (size_t)t->retry_ep;
         if (r->eps[ep].cooldown_until > now) {

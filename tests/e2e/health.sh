@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Endpoint health: a rate-limited endpoint is cooled down for every task
-# instead of being hammered; a local endpoint that refuses connections
+# instead of being hammered (one slot, so every request after a 429 was sent
+# after flowrun saw it: the simulator counts any that arrive inside the
+# Retry-After window); a local endpoint that refuses connections
 # mid-run sheds its work to the others and the run finishes.
 source "$(dirname "$0")/lib.bash"
 start_sim --latency 20 --tps 0 --model limited:faults=429+429+429+429+429
 
 cat >"$WORK/limited.lua" <<LUA
 workflow { defaults = { retries = 6 } }
-endpoint "limited" { tier = "local", url = "$SIM_URL/v1", model = "limited", max_parallel = 3 }
+endpoint "limited" { tier = "local", url = "$SIM_URL/v1", model = "limited", max_parallel = 1 }
 agent "a" {}
 for i = 1, 3 do task("t" .. i) { agent = "a", prompt = "REPLY: done " .. i } end
 LUA
@@ -15,6 +17,8 @@ run_flowrun "$WORK/limited.lua" --out "$WORK/o1" --json
 expect_rc 0 "rate-limited endpoint"
 [ "$(sim_stats | jq .models.limited.requests)" = 8 ] ||
   fail "$(sim_stats | jq .models.limited.requests) requests: 5 answered 429, 3 should have succeeded"
+[ "$(sim_stats | jq .models.limited.early)" = 0 ] ||
+  fail "$(sim_stats | jq .models.limited.early) requests arrived inside a Retry-After window"
 [ "$(jqr '.endpoints.limited.cooldowns')" -ge 1 ] || fail "no cooldown recorded"
 awk -v w="$(jqr '.endpoints.limited.cooldown_ms')" 'BEGIN { exit !(w >= 900) }' || fail "cooldown_ms $(jqr '.endpoints.limited.cooldown_ms')"
 pass "5 x 429 with Retry-After: the endpoint cooled down ($(jqr '.endpoints.limited.cooldowns') times, $(jqr '.endpoints.limited.cooldown_ms | floor') ms), 8 requests in all, every task done"

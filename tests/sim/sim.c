@@ -184,11 +184,11 @@ json_t *fr_sim_stats(const fr_sim *s)
             continue;
         json_object_set_new(
             models, m->name,
-            json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "requests", (json_int_t)m->requests,
-                      "peak_in_flight", (json_int_t)m->peak, "rejected", (json_int_t)m->rejected,
-                      "in_flight", (json_int_t)m->in_flight, "faults", (json_int_t)m->faults,
-                      "input_tokens", (json_int_t)m->input_tokens, "output_tokens",
-                      (json_int_t)m->output_tokens));
+            json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "early", (json_int_t)m->early,
+                      "requests", (json_int_t)m->requests, "peak_in_flight", (json_int_t)m->peak,
+                      "rejected", (json_int_t)m->rejected, "in_flight", (json_int_t)m->in_flight,
+                      "faults", (json_int_t)m->faults, "input_tokens", (json_int_t)m->input_tokens,
+                      "output_tokens", (json_int_t)m->output_tokens));
     }
     return json_pack("{s:I,s:o}", "connections", (json_int_t)s->connections, "models", models);
 }
@@ -201,6 +201,7 @@ void fr_sim_reset(fr_sim *s)
     s->connections = 0;
     for (fr_sim_entry *m = s->models; m; m = m->next) {
         m->requests = 0;
+        m->early = 0;
         m->rejected = 0;
         m->faults = 0;
         m->input_tokens = 0;

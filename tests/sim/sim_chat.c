@@ -344,6 +344,10 @@ bool fr_sim_chat_handle(conn *c, fr_sim_proto proto, const char *body, size_t le
     double tps = e->configured ? e->tokens_per_s : s->dflt_tokens_per_s;
     int max_conc = e->configured ? e->max_concurrent : s->dflt_max_concurrent;
     e->requests++;
+    /* A client that honours Retry-After sends nothing before it passes. */
+    uint64_t now = uv_now(s->loop);
+    if (now < e->retry_until)
+        e->early++;
     e->in_flight++;
     if (e->in_flight > e->peak)
         e->peak = e->in_flight;
@@ -357,6 +361,7 @@ bool fr_sim_chat_handle(conn *c, fr_sim_proto proto, const char *body, size_t le
                  "again in 1s.",
                  q.model, max_conc);
         fr_sim_proto_send_error(c, proto, 429, msg, c->keep_alive);
+        e->retry_until = now + 1000;
         goto cleanup;
     }
     fr_sim_fault fault = fr_sim_entry_next_fault(e);
@@ -371,6 +376,8 @@ bool fr_sim_chat_handle(conn *c, fr_sim_proto proto, const char *body, size_t le
         fr_log(FR_LOG_DEBUG, "sim", "fault conn=%lu model=%s fault=%s", c->id, q.model,
                fr_sim_fault_name(fault));
         send_status_fault(c, proto, fault);
+        if (fault == FR_SIM_FAULT_429 || fault == FR_SIM_FAULT_503)
+            e->retry_until = now + 1000; /* both carry Retry-After: 1 */
         goto cleanup;
     }
 

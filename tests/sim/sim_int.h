@@ -67,6 +67,8 @@ typedef struct fr_sim_entry {
     long faults;
     long input_tokens;
     long output_tokens;
+    uint64_t retry_until; /* uv_now() ms until which the last Retry-After asked clients to wait */
+    long early;           /* requests that arrived before that */
 } fr_sim_entry;
 
 /* A chat request in protocol-neutral form. Borrows from the parsed body
