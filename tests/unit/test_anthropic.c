@@ -16,7 +16,7 @@
 
 #include <cmocka.h>
 
-#define KEY "sk-ant-api03-SECRET-0123456789abcdef"
+#define KEY "FAKE-ant-api03-SECRET-0123456789abcdef"
 
 static fr_call make_call(bool stream)
 {
