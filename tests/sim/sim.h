@@ -10,6 +10,7 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <uv.h>
 
 typedef struct fr_sim fr_sim;
@@ -80,6 +81,13 @@ char *fr_sim_reply_text(const char *model, const json_t *messages);
  * `schema` (borrowed JSON Schema object), or {"result": "<words>"} when
  * `schema` is NULL (OpenAI json_object, Ollama "json"). Never NULL. */
 char *fr_sim_reply_json(const char *model, const json_t *messages, const json_t *schema);
+
+/* Makes the simulator append one line per chat request to `f` (borrowed;
+ * NULL stops it): {"path": "...", "body": <the request body as JSON, or as a
+ * string when it is not JSON>}, flushed at once so a test can read it while
+ * the simulator serves. Headers are never written (they carry keys). Lets a
+ * test see exactly what a client sent. */
+void fr_sim_record(fr_sim *s, FILE *f);
 
 /* Closes the listener and all connections. Memory is released in the last
  * close callback: the caller runs the loop until it is empty. NULL is fine. */

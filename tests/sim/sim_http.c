@@ -249,6 +249,25 @@ static const struct route {
     {"/sim/reset", R_RESET, FR_SIM_OPENAI, true},
 };
 
+/* Appends the request to the record file, when one is set. */
+static void record_request(fr_sim *s, const char *path, const char *body, size_t len)
+{
+    if (!s->record)
+        return;
+    json_t *doc = json_loadb(body, len, 0, NULL);
+    if (!doc)
+        doc = json_stringn_nocheck(body, len);
+    json_t *line = json_pack("{s:s, s:o}", "path", path, "body", doc);
+    char *text = line ? json_dumps(line, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+    if (text) {
+        fputs(text, s->record);
+        fputc('\n', s->record);
+        fflush(s->record);
+    }
+    free(text);
+    json_decref(line);
+}
+
 /* Routes one complete request. Returns true if a reply is pending. */
 static bool dispatch(conn *c, const char *body, size_t len)
 {
@@ -286,6 +305,7 @@ static bool dispatch(conn *c, const char *body, size_t len)
                                     c->keep_alive);
             return false;
         }
+        record_request(c->sim, path, body, len);
         return fr_sim_chat_handle(c, rt->proto, body, len);
     case R_MODELS:
         handle_models(c);
@@ -656,6 +676,11 @@ fr_sim *fr_sim_new(uv_loop_t *loop, const char *host, int port, fr_error *err)
 }
 
 /* Stops accepting, cancels every reply and closes every connection. */
+void fr_sim_record(fr_sim *s, FILE *f)
+{
+    s->record = f;
+}
+
 void fr_sim_free(fr_sim *s)
 {
     if (!s || s->closing)

@@ -55,6 +55,8 @@ static void usage(FILE *f)
           "                     badutf8 error repeat badschema echokey\n"
           "                     (e.g. faults=500+500+ok).\n"
           "                     A line 'FAULT: KIND' in a prompt does the same per request.\n"
+          "  --record FILE      append every chat request's body to FILE, one JSON line\n"
+          "                     each: {\"path\": ..., \"body\": ...} (never its headers)\n"
           "  --log-level LEVEL  error, warn, info, debug or trace (default warn)\n"
           "  -h, --help         show this help\n"
           "\n"
@@ -159,7 +161,17 @@ static void on_signal(uv_signal_t *sig, int signum)
 
 int main(int argc, char **argv)
 {
-    enum { OPT_HOST = 1, OPT_PORT, OPT_LATENCY, OPT_TPS, OPT_MAX, OPT_MODEL, OPT_LOG, OPT_HELP };
+    enum {
+        OPT_HOST = 1,
+        OPT_PORT,
+        OPT_LATENCY,
+        OPT_TPS,
+        OPT_MAX,
+        OPT_MODEL,
+        OPT_LOG,
+        OPT_RECORD,
+        OPT_HELP
+    };
     static const struct option options[] = {
         {"host", required_argument, NULL, OPT_HOST},
         {"port", required_argument, NULL, OPT_PORT},
@@ -168,10 +180,13 @@ int main(int argc, char **argv)
         {"max", required_argument, NULL, OPT_MAX},
         {"model", required_argument, NULL, OPT_MODEL},
         {"log-level", required_argument, NULL, OPT_LOG},
+        {"record", required_argument, NULL, OPT_RECORD},
         {"help", no_argument, NULL, OPT_HELP},
         {NULL, 0, NULL, 0},
     };
     const char *host = "127.0.0.1";
+    const char *record_path = NULL;
+    FILE *record = NULL;
     int port = 0;
     fr_sim_model dflt = {.latency_ms = 50.0, .tokens_per_s = 200.0};
     model_spec *specs = NULL;
@@ -217,6 +232,9 @@ int main(int argc, char **argv)
                 fr_log_set_level((fr_log_level)level);
             break;
         }
+        case OPT_RECORD:
+            record_path = optarg;
+            break;
         case 'h':
         case OPT_HELP:
             usage(stdout);
@@ -244,6 +262,12 @@ int main(int argc, char **argv)
             goto cleanup;
     }
 
+    if (record_path && !(record = fopen(record_path, "a"))) {
+        fprintf(stderr, "flowrun-sim: cannot open --record file %s: %s\n", record_path,
+                strerror(errno));
+        rc = 1;
+        goto cleanup;
+    }
     a.loop = uv_default_loop();
     fr_error err = {0};
     a.sim = fr_sim_new(a.loop, host, port, &err);
@@ -253,6 +277,7 @@ int main(int argc, char **argv)
         goto cleanup;
     }
     fr_sim_set_model(a.sim, &dflt);
+    fr_sim_record(a.sim, record);
     for (int i = 0; i < nspecs; i++) {
         if (fr_sim_set_model(a.sim, &models[i]) != FR_OK) {
             rc = bad_usage("bad --model faults '%s' (kinds: ok 429 500 503 529 cut hang "
@@ -286,6 +311,8 @@ int main(int argc, char **argv)
         rc = 1;
     }
 cleanup:
+    if (record)
+        fclose(record);
     free(models);
     for (int i = 0; i < nspecs; i++)
         free(specs[i].name);
