@@ -484,7 +484,8 @@ static void task_body(lua_State *L, fr_load_ctx *c, size_t p, int t)
     read_int(&d, t, "retries", 0, 100, "an integer from 0 to 100", &ts->retries);
     read_int(&d, t, "max_tokens", 1, INT_MAX, "an integer >= 1", &ts->max_tokens);
     read_num(&d, t, "temperature", 0, 2, 0, "a number from 0 to 2", &ts->temperature);
-    read_num(&d, t, "budget", 0, HUGE_VAL, 0, "a number of USD >= 0", &ts->budget_usd);
+    ts->has_budget =
+        read_num(&d, t, "budget", 0, HUGE_VAL, 0, "a number of USD >= 0", &ts->budget_usd);
     read_num(&d, t, "min_quality", 0, 1, 0, "a number from 0 to 1", &ts->min_quality);
     read_bool(&d, t, "approve", &ts->approve);
     read_str(&d, t, "save", NONEMPTY, &ts->save);
@@ -828,10 +829,11 @@ static int l_workflow(lua_State *L)
     decl sub;
     if (push_sub(&d, 1, "budget", &sub)) {
         check_fields(&sub, 2, budget_fields, N(budget_fields)); /* [tbl, budget] */
-        read_num(&sub, 2, "usd", 0, HUGE_VAL, 0, "a number of USD >= 0", &wf->budget.usd);
+        wf->budget.has_usd =
+            read_num(&sub, 2, "usd", 0, HUGE_VAL, 0, "a number of USD >= 0", &wf->budget.usd);
         read_num(&sub, 2, "alert", 0, 1, 0, "a fraction from 0 to 1", &wf->budget.alert);
-        read_num(&sub, 2, "monthly_usd", 0, HUGE_VAL, 0, "a number of USD >= 0",
-                 &wf->budget.monthly_usd);
+        wf->budget.has_monthly = read_num(&sub, 2, "monthly_usd", 0, HUGE_VAL, 0,
+                                          "a number of USD >= 0", &wf->budget.monthly_usd);
         read_bool(&sub, 2, "allow_unpriced", &wf->budget.allow_unpriced);
         lua_pop(L, 1); /* [tbl] */
     }

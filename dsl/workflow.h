@@ -67,7 +67,8 @@ typedef struct fr_task_spec {
     int retries;        /* per endpoint; default workflow.defaults.retries (2) */
     int max_tokens;     /* default workflow.defaults.max_tokens (2048) */
     double temperature; /* default workflow.defaults.temperature (0.2) */
-    double budget_usd;  /* 0 = no task cap */
+    bool has_budget;    /* a task cap was given; false = none */
+    double budget_usd;  /* the task cap when has_budget: 0 allows only free work */
     json_t *schema;     /* owned JSON Schema subset, the string "json" (any JSON object),
                            or NULL */
     bool has_seed;      /* a sampling seed was given */
@@ -90,9 +91,11 @@ typedef struct fr_workflow {
     char *dir;    /* its directory: relative paths (save, policy) resolve here */
     char *policy; /* workflow{policy=}: a built-in name or a path; NULL = default */
     struct {
-        double usd;         /* 0 = no run cap */
-        double alert;       /* fraction, default 0.8 */
-        double monthly_usd; /* 0 = no monthly cap */
+        bool has_usd;        /* a run cap was given; false = none */
+        double usd;          /* the run cap when has_usd: 0 allows only free work */
+        double alert;        /* fraction, default 0.8 */
+        bool has_monthly;    /* a monthly cap was given; false = none */
+        double monthly_usd;  /* the monthly cap when has_monthly: 0 allows only free work */
         bool allow_unpriced; /* a cloud endpoint without a price may be used under a cap */
     } budget;
     json_t *vars; /* object name -> string: workflow{vars=} overridden by --var */

@@ -9,6 +9,7 @@
 #define EPS 1e-8
 
 struct fr_budget {
+    bool has[FR_CAP_COUNT];
     double cap[FR_CAP_COUNT];
     bool alerted[FR_CAP_COUNT];
     double alert;
@@ -16,11 +17,12 @@ struct fr_budget {
     double reserved;
 };
 
-fr_budget *fr_budget_new(double run_cap, double month_allowance, double alert)
+fr_budget *fr_budget_new(bool has_run_cap, double run_cap, bool has_month, double alert)
 {
     fr_budget *b = fr_xcalloc(1, sizeof *b);
-    b->cap[FR_CAP_RUN] = run_cap > 0 ? run_cap : 0;
-    b->cap[FR_CAP_MONTH] = month_allowance > 0 ? month_allowance : (month_allowance == 0 ? 0 : -1);
+    b->has[FR_CAP_RUN] = has_run_cap;
+    b->cap[FR_CAP_RUN] = has_run_cap && run_cap > 0 ? run_cap : 0;
+    b->has[FR_CAP_MONTH] = has_month;
     b->alert = alert > 0 && alert <= 1 ? alert : 0.8;
     return b;
 }
@@ -30,11 +32,14 @@ void fr_budget_free(fr_budget *b)
     free(b);
 }
 
-/* A cap is set when > 0 for the run; for the month an allowance of 0 is a
- * real cap (nothing left this month), and < 0 means none. */
 static bool has_cap(const fr_budget *b, int k)
 {
-    return k == FR_CAP_RUN ? b->cap[k] > 0 : b->cap[k] >= 0;
+    return b->has[k];
+}
+
+bool fr_budget_has_cap(const fr_budget *b, fr_cap_kind kind)
+{
+    return has_cap(b, kind);
 }
 
 bool fr_budget_capped(const fr_budget *b)
@@ -98,12 +103,12 @@ double fr_budget_remaining(const fr_budget *b, fr_cap_kind kind)
 
 int fr_budget_next_alert(fr_budget *b)
 {
-    for (int k = 0; k < FR_CAP_COUNT; k++)
-        if (has_cap(b, k) && !b->alerted[k] && b->cap[k] > 0 &&
-            b->spent >= b->alert * b->cap[k] - EPS) {
-            b->alerted[k] = true;
-            return k;
-        }
+    int k = FR_CAP_RUN;
+    if (has_cap(b, k) && !b->alerted[k] && b->cap[k] > 0 &&
+        b->spent >= b->alert * b->cap[k] - EPS) {
+        b->alerted[k] = true;
+        return k;
+    }
     return -1;
 }
 

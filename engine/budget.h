@@ -1,11 +1,13 @@
 #pragma once
 /* Spending caps without I/O: the run cap and this run's share of the
  * monthly cap, each with what is spent and what is reserved by requests in
- * flight, and the alert threshold. A request is sent only after its worst
- * case is reserved against every cap, so spend can never pass a cap however
- * many requests start at once; its reservation then settles to what it
- * actually cost. engine/run owns one; the state store supplies the monthly
- * allowance. */
+ * flight, and the run cap's alert threshold. A request is sent only after its
+ * worst case is reserved against every cap, so spend can never pass a cap
+ * however many requests start at once; its reservation then settles to what
+ * it actually cost. Whether a cap exists is said explicitly: a cap of 0 is a
+ * cap (only free work fits), never "no cap". engine/run owns one; the state
+ * store supplies the monthly allowance, and the monthly alert, which reads
+ * the month's ledger, is engine/run's. */
 
 #include <stdbool.h>
 
@@ -13,10 +15,13 @@ typedef enum { FR_CAP_RUN = 0, FR_CAP_MONTH, FR_CAP_COUNT } fr_cap_kind;
 
 typedef struct fr_budget fr_budget;
 
-/* Returns a new budget (owned; fr_budget_free). `run_cap` and
- * `month_allowance` are USD, <= 0 for none; `alert` is the fraction of a
- * cap whose crossing is reported (0 = 0.8). */
-fr_budget *fr_budget_new(double run_cap, double month_allowance, double alert);
+/* Returns a new budget (owned; fr_budget_free). There is a run cap of
+ * `run_cap` USD (>= 0; 0 lets only free work through) when `has_run_cap`,
+ * else none. When `has_month` there is a monthly cap, whose allowance for
+ * this run starts at 0 and grows with fr_budget_add_allowance; else none.
+ * `alert` is the fraction of the run cap whose crossing is reported
+ * (outside (0, 1]: 0.8). */
+fr_budget *fr_budget_new(bool has_run_cap, double run_cap, bool has_month, double alert);
 /* Frees a budget; NULL is fine. */
 void fr_budget_free(fr_budget *b);
 
@@ -39,8 +44,10 @@ void fr_budget_settle(fr_budget *b, double reserved, double actual);
 /* Spent and reserved so far (the same for every cap: this run's). */
 double fr_budget_spent(const fr_budget *b);
 double fr_budget_reserved(const fr_budget *b);
-/* The cap of `kind`, <= 0 for none; what remains of it (spent and
- * reserved taken off), or a negative number when there is no cap. */
+/* True when there is a cap of `kind` (of any amount, 0 included). */
+bool fr_budget_has_cap(const fr_budget *b, fr_cap_kind kind);
+/* The cap of `kind` (for the month, this run's allowance), -1 for none; what
+ * remains of it (spent and reserved taken off), or -1 when there is no cap. */
 double fr_budget_cap(const fr_budget *b, fr_cap_kind kind);
 double fr_budget_remaining(const fr_budget *b, fr_cap_kind kind);
 
@@ -50,8 +57,10 @@ void fr_budget_add_allowance(fr_budget *b, double usd);
  * fits the month, or there is no monthly cap. */
 double fr_budget_month_shortfall(const fr_budget *b, double amount);
 
-/* Returns the next cap whose alert threshold has been crossed by spend and
- * not yet reported, marking it reported; -1 when none. */
+/* Returns FR_CAP_RUN the first time spend reaches the alert fraction of a
+ * run cap above 0, marking it reported; -1 otherwise. The monthly alert is
+ * not reported here: it is about the month's ledger, all runs together,
+ * which only engine/run reads. */
 int fr_budget_next_alert(fr_budget *b);
 /* The alert fraction. */
 double fr_budget_alert(const fr_budget *b);

@@ -6,8 +6,10 @@
 #include "engine/util/err.h"
 #include "engine/util/log.h"
 #include "engine/util/mem.h"
+#include "engine/util/money.h"
 
 #include <jansson.h>
+#include <math.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -46,7 +48,8 @@ static const char usage[] =
     "  --endpoints FILE      endpoints file (default ./endpoints.lua, then\n"
     "                        $XDG_CONFIG_HOME/flowrun/endpoints.lua)\n"
     "  --var NAME=VALUE      set a workflow variable, {{var.NAME}} (repeatable)\n"
-    "  --budget USD          cap on this run's spend\n"
+    "  --budget USD          cap on this run's spend, replacing the workflow's;\n"
+    "                        0 lets only free work run (local, or price 0)\n"
     "  --baseline ENDPOINT   endpoint to compare the spend against\n"
     "  --no-cache            send every request, even when a stored result fits\n"
     "  --fresh TASK          do not reuse the stored result of TASK (repeatable)\n"
@@ -91,8 +94,9 @@ static int parse_number(const char *opt, const char *s, double *out)
 {
     char *end;
     double v = strtod(s, &end);
-    if (!*s || *end || v < 0) {
-        fprintf(stderr, "flowrun: %s expects a number >= 0, got '%s'\nTry 'flowrun --help'.\n", opt,
+    if (!*s || *end || !isfinite(v) || v < 0) {
+        fprintf(stderr,
+                "flowrun: %s expects a finite number >= 0, got '%s'\nTry 'flowrun --help'.\n", opt,
                 s);
         return -1;
     }
@@ -150,6 +154,7 @@ static int parse_args(int argc, char **argv, args *a)
             NEED_VALUE();
             if (parse_number(s, val, &a->run.budget_usd))
                 return EXIT_USAGE;
+            a->run.has_budget = true;
         } else if (strcmp(s, "--no-cache") == 0) {
             a->run.no_cache = true;
         } else if (strcmp(s, "--fresh") == 0) {
@@ -217,7 +222,9 @@ static void print_groups(const char *title, const json_t *groups)
     printf("  %-12s", title);
     json_object_foreach((json_t *)groups, k, g)
     {
-        printf(" %s $%.4f (%lld)", k, json_number_value(json_object_get(g, "cost_usd")),
+        char usd[FR_USD_LEN];
+        printf(" %s %s (%lld)", k,
+               fr_usd_cost(usd, json_number_value(json_object_get(g, "cost_usd"))),
                (long long)json_integer_value(json_object_get(g, "attempts")));
     }
     printf("\n");
@@ -268,9 +275,10 @@ static int spend_main(int argc, char **argv)
     json_array_foreach(json_object_get(out, "months"), i, m)
     {
         const json_t *tok = json_object_get(m, "tokens");
-        printf("%s: $%.4f in %lld attempts (%lld in, %lld out tokens; %lld estimated)\n",
+        char usd[FR_USD_LEN];
+        printf("%s: %s in %lld attempts (%lld in, %lld out tokens; %lld estimated)\n",
                json_string_value(json_object_get(m, "month")),
-               json_number_value(json_object_get(m, "cost_usd")),
+               fr_usd_cost(usd, json_number_value(json_object_get(m, "cost_usd"))),
                (long long)json_integer_value(json_object_get(m, "attempts")),
                (long long)json_integer_value(json_object_get(tok, "input")),
                (long long)json_integer_value(json_object_get(tok, "output")),

@@ -4,6 +4,7 @@
 #include "engine/run_int.h"
 
 #include "engine/util/mem.h"
+#include "engine/util/money.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -100,24 +101,26 @@ void fr_run_print_plan(const fr_run *r, FILE *f)
         const ep_rt *e = &r->eps[tr->ep];
         fmt_ms(start, sizeof start, (double)tr->start_ns / 1e6);
         fmt_ms(end, sizeof end, (double)tr->end_ns / 1e6);
-        fprintf(f, "%5zu  %-*.*s  %-16.16s %-5s %9s %9s %11.4f %11.4f\n", fr_graph_level(r->g, t),
+        char cost[FR_USD_LEN], worst[FR_USD_LEN];
+        fprintf(f, "%5zu  %-*.*s  %-16.16s %-5s %9s %9s %11s %11s\n", fr_graph_level(r->g, t),
                 (int)w, (int)w, wf->tasks[t].name, e->spec->name, fr_tier_name(e->spec->tier),
-                start, end, tr->cost, tr->worst_cost);
+                start, end, fr_usd_cost(cost, tr->cost), fr_usd_cost(worst, tr->worst_cost));
     }
     free(order);
     char mk[32], cp[32];
     fmt_ms(mk, sizeof mk, json_real_value(json_object_get(rep, "makespan_ms")));
     fmt_ms(cp, sizeof cp, json_real_value(json_object_get(rep, "critical_path_ms")));
     fprintf(f, "\nmakespan estimate %s (critical path %s)\n", mk, cp);
-    fprintf(f, "cost: expected $%.4f, worst case $%.4f",
-            json_real_value(json_object_get(rep, "cost_usd")),
-            json_real_value(json_object_get(rep, "worst_case_usd")));
-    if (r->budget_usd > 0)
-        fprintf(f, " (cap $%.2f)", r->budget_usd);
+    char exp[FR_USD_LEN], worst[FR_USD_LEN], cap[FR_USD_LEN], bcost[FR_USD_LEN];
+    fprintf(f, "cost: expected %s, worst case %s",
+            fr_usd_cost(exp, json_real_value(json_object_get(rep, "cost_usd"))),
+            fr_usd_cost(worst, json_real_value(json_object_get(rep, "worst_case_usd"))));
+    if (r->has_budget)
+        fprintf(f, " (cap %s)", fr_usd_cap(cap, r->budget_usd));
     const json_t *base = json_object_get(rep, "baseline_cost_usd");
     if (json_is_number(base)) {
-        fprintf(f, "; baseline %s $%.4f", json_string_value(json_object_get(rep, "baseline")),
-                json_number_value(base));
+        fprintf(f, "; baseline %s %s", json_string_value(json_object_get(rep, "baseline")),
+                fr_usd_cost(bcost, json_number_value(base)));
         const json_t *sav = json_object_get(rep, "savings_pct");
         if (json_is_number(sav))
             fprintf(f, " (saves %.1f%%)", json_number_value(sav));

@@ -3,6 +3,7 @@
 #include "engine/run_int.h"
 
 #include "engine/util/mem.h"
+#include "engine/util/money.h"
 #include "engine/util/redact.h"
 
 #include <stdlib.h>
@@ -169,7 +170,8 @@ json_t *fr_run_report(const fr_run *r)
     json_object_set_new(o, "makespan_ms", json_real(tt.makespan_ms));
     json_object_set_new(o, "critical_path_ms", json_real(tt.critical_ms));
     json_object_set_new(o, "cost_usd", json_real(tt.cost));
-    json_object_set_new(o, "budget_usd", num_or_null(r->budget_usd, r->budget_usd > 0));
+    /* Always present: null when there is no run cap, 0 for a cap of 0. */
+    json_object_set_new(o, "budget_usd", num_or_null(r->budget_usd, r->has_budget));
     bool has_base = r->baseline >= 0;
     json_object_set_new(o, "baseline",
                         has_base ? json_string(r->wf->endpoints[r->baseline].name) : json_null());
@@ -240,14 +242,14 @@ void fr_run_print_summary(const fr_run *r, FILE *f, bool color)
         fr_task_state st = fr_sched_state(r->sched, t);
         bool ok = st == FR_TASK_OK;
         const ep_rt *e = tr->ep >= 0 ? &r->eps[tr->ep] : NULL;
-        char lat[32], tokens[48];
+        char lat[32], tokens[48], cost[FR_USD_LEN];
         fmt_ms(lat, sizeof lat, ok ? tr->latency_ms : -1);
         snprintf(tokens, sizeof tokens, ok ? "%ld/%ld%s" : "-", tr->usage.input, tr->usage.output,
                  tr->usage.estimated ? "~" : "");
-        fprintf(f, "%-*.*s  %s%-9s%s %-16.16s %-5s %3d %9s %15s %10.4f\n", (int)w, (int)w,
+        fprintf(f, "%-*.*s  %s%-9s%s %-16.16s %-5s %3d %9s %15s %10s\n", (int)w, (int)w,
                 r->wf->tasks[t].name, ok ? green : red, fr_task_state_name(st), off,
                 e ? e->spec->name : "-", e ? fr_tier_name(e->spec->tier) : "-", tr->attempts, lat,
-                tokens, tr->cost);
+                tokens, fr_usd_cost(cost, tr->cost));
     }
     for (size_t t = 0; t < r->wf->ntasks; t++) {
         if (!r->tasks[t].reason)
@@ -263,13 +265,15 @@ void fr_run_print_summary(const fr_run *r, FILE *f, bool color)
     fmt_ms(p95s, sizeof p95s, latency_quantile(r, 0.95));
     fprintf(f, "\n%sdone %zu/%zu%s  makespan %s (critical path %s)  latency p50 %s p95 %s\n", bold,
             tt.ok, r->wf->ntasks, off, mk, cp, p50s, p95s);
-    fprintf(f, "spend $%.4f", tt.cost);
-    if (r->budget_usd > 0)
-        fprintf(f, " of $%.2f cap", r->budget_usd);
+    char spent[FR_USD_LEN], cap[FR_USD_LEN], base[FR_USD_LEN];
+    fprintf(f, "spend %s", fr_usd_cost(spent, tt.cost));
+    if (r->has_budget)
+        fprintf(f, " of %s cap", fr_usd_cap(cap, r->budget_usd));
     if (r->opts.sim)
         fprintf(f, " (rehearsal on flowrun-sim: nothing was spent)");
     if (r->baseline >= 0) {
-        fprintf(f, "  baseline %s $%.4f", r->wf->endpoints[r->baseline].name, tt.baseline_cost);
+        fprintf(f, "  baseline %s %s", r->wf->endpoints[r->baseline].name,
+                fr_usd_cost(base, tt.baseline_cost));
         if (tt.baseline_cost > 0)
             fprintf(f, " (saves %.1f%%)", 100.0 * (tt.baseline_cost - tt.cost) / tt.baseline_cost);
     }

@@ -7,6 +7,7 @@
 #include "engine/util/buf.h"
 #include "engine/util/log.h"
 #include "engine/util/mem.h"
+#include "engine/util/money.h"
 #include "engine/util/redact.h"
 
 #include <assert.h>
@@ -159,8 +160,11 @@ int fr_run_new(fr_workflow *wf, const fr_run_opts *opts, fr_run **out, fr_error 
             goto cleanup;
         }
     }
-    r->budget_usd = opts->budget_usd > 0 ? opts->budget_usd : wf->budget.usd;
-    r->budget = fr_budget_new(r->budget_usd, -1, wf->budget.alert);
+    /* --budget replaces the workflow's run cap, whatever either says; 0 is a
+     * cap like any other. */
+    r->has_budget = opts->has_budget || wf->budget.has_usd;
+    r->budget_usd = opts->has_budget ? opts->budget_usd : wf->budget.has_usd ? wf->budget.usd : 0;
+    r->budget = fr_budget_new(r->has_budget, r->budget_usd, false, wf->budget.alert);
     r->alerts = json_array();
 
     const char *spec = opts->policy ? opts->policy : wf->policy ? wf->policy : "balanced";
@@ -217,9 +221,9 @@ int fr_run_new(fr_workflow *wf, const fr_run_opts *opts, fr_run **out, fr_error 
         struct tm tm;
         gmtime_r(&now, &tm);
         strftime(r->month, sizeof r->month, "%Y-%m", &tm);
-        if (wf->budget.monthly_usd > 0) {
+        if (wf->budget.has_monthly) {
             fr_budget_free(r->budget);
-            r->budget = fr_budget_new(r->budget_usd, 0, wf->budget.alert);
+            r->budget = fr_budget_new(r->has_budget, r->budget_usd, true, wf->budget.alert);
         }
     }
     r->out_dir =
@@ -412,7 +416,7 @@ enum { BUDGET_FITS = 0, BUDGET_WAIT, BUDGET_NEVER };
 static void grow_month_lease(fr_run *r, double amount)
 {
     double need = fr_budget_month_shortfall(r->budget, amount);
-    if (need <= 0 || !r->store || r->wf->budget.monthly_usd <= 0)
+    if (need <= 0 || !r->store || !r->wf->budget.has_monthly)
         return;
     double want = need > r->wf->budget.monthly_usd / 10 ? need : r->wf->budget.monthly_usd / 10;
     double granted = 0;
@@ -431,12 +435,36 @@ static void grow_month_lease(fr_run *r, double amount)
     fr_budget_add_allowance(r->budget, granted);
 }
 
+/* Returns why a worst case of `worst` on endpoint `ep` (borrowed) does not
+ * fit the monthly cap, owned, with the month's figures from the ledger: the
+ * month's cap, what every run spent in it so far, and what runs in progress
+ * elsewhere hold of it. */
+static char *month_refusal(fr_run *r, const char *ep, double worst)
+{
+    char w[FR_USD_LEN], cap[FR_USD_LEN], spent[FR_USD_LEN], held[FR_USD_LEN];
+    double s = 0, used = 0;
+    fr_error err = {0};
+    fr_usd_cost(w, worst);
+    fr_usd_cap(cap, r->wf->budget.monthly_usd);
+    if (!r->store || fr_store_month_spent(r->store, r->month, &s, &err) != FR_OK)
+        return fr_xasprintf("the worst case on '%s' (%s) does not fit the monthly cap (%s)", ep, w,
+                            cap);
+    fr_usd_cost(spent, s);
+    if (fr_store_month_used(r->store, r->month, &used, &err) == FR_OK && used - s > 1e-9)
+        return fr_xasprintf("the worst case on '%s' (%s) does not fit the monthly cap (%s; %s "
+                            "spent this month, %s held by other runs in progress)",
+                            ep, w, cap, spent, fr_usd_cost(held, used - s));
+    return fr_xasprintf("the worst case on '%s' (%s) does not fit the monthly cap (%s; %s spent "
+                        "this month)",
+                        ep, w, cap, spent);
+}
+
 static int budget_check(fr_run *r, const task_rt *t, size_t e, char **why)
 {
     const fr_task_spec *ts = &r->wf->tasks[t->idx];
     const fr_endpoint_spec *s = r->eps[e].spec;
     double worst = est_cost(s, t->worst_input, ts->max_tokens);
-    bool capped = fr_budget_capped(r->budget) || ts->budget_usd > 0;
+    bool capped = fr_budget_capped(r->budget) || ts->has_budget;
     if (capped && s->tier == FR_TIER_CLOUD && !s->price.set && !r->wf->budget.allow_unpriced) {
         if (why && !*why)
             *why = fr_xasprintf("endpoint '%s' has no price, so a cap cannot be checked on it "
@@ -444,11 +472,13 @@ static int budget_check(fr_run *r, const task_rt *t, size_t e, char **why)
                                 s->name);
         return BUDGET_NEVER;
     }
-    if (ts->budget_usd > 0 && t->cost + worst > ts->budget_usd + 1e-8) {
+    if (ts->has_budget && t->cost + worst > ts->budget_usd + 1e-8) {
+        char w[FR_USD_LEN], cap[FR_USD_LEN], spent[FR_USD_LEN];
         if (why && !*why)
-            *why = fr_xasprintf("the worst case on '%s' ($%.4f) does not fit the task's cap "
-                                "($%.4f, $%.4f spent)",
-                                s->name, worst, ts->budget_usd, t->cost);
+            *why = fr_xasprintf("the worst case on '%s' (%s) does not fit the task's cap "
+                                "(%s; %s spent)",
+                                s->name, fr_usd_cost(w, worst), fr_usd_cap(cap, ts->budget_usd),
+                                fr_usd_cost(spent, t->cost));
         return BUDGET_NEVER;
     }
     if (!fr_budget_fits(r->budget, worst))
@@ -458,21 +488,38 @@ static int budget_check(fr_run *r, const task_rt *t, size_t e, char **why)
     if (fr_budget_may_fit(r->budget, worst))
         return BUDGET_WAIT;
     if (why && !*why) {
-        fr_cap_kind k =
-            fr_budget_cap(r->budget, FR_CAP_RUN) > 0 &&
-                    fr_budget_spent(r->budget) + worst > fr_budget_cap(r->budget, FR_CAP_RUN)
-                ? FR_CAP_RUN
-                : FR_CAP_MONTH;
-        *why = fr_xasprintf("the worst case on '%s' ($%.4f) does not fit the %s cap ($%.4f of "
-                            "$%.4f spent)",
-                            s->name, worst, k == FR_CAP_RUN ? "run" : "monthly",
-                            fr_budget_spent(r->budget), fr_budget_cap(r->budget, k));
+        bool run_cap = fr_budget_has_cap(r->budget, FR_CAP_RUN) &&
+                       fr_budget_spent(r->budget) + worst > r->budget_usd + 1e-8;
+        char w[FR_USD_LEN], cap[FR_USD_LEN], spent[FR_USD_LEN];
+        if (run_cap || !fr_budget_has_cap(r->budget, FR_CAP_MONTH))
+            *why = fr_xasprintf("the worst case on '%s' (%s) does not fit the run cap (%s; %s "
+                                "spent)",
+                                s->name, fr_usd_cost(w, worst), fr_usd_cap(cap, r->budget_usd),
+                                fr_usd_cost(spent, fr_budget_spent(r->budget)));
+        else
+            *why = month_refusal(r, s->name, worst);
     }
     return BUDGET_NEVER;
 }
 
+/* Reports that spend of `spent` USD crossed the alert fraction of the cap
+ * of `kind` of `cap` USD: on the terminal and in the report. */
+static void add_alert(fr_run *r, fr_cap_kind kind, double cap, double spent)
+{
+    char c[FR_USD_LEN], s[FR_USD_LEN];
+    bool month = kind == FR_CAP_MONTH;
+    fr_log(FR_LOG_WARN, "budget", "alert: %s spent%s, %g%% of the %s cap of %s",
+           fr_usd_cost(s, spent), month ? " this month" : "", 100 * fr_budget_alert(r->budget),
+           month ? "monthly" : "run", fr_usd_cap(c, cap));
+    json_array_append_new(r->alerts, json_pack("{s:s, s:f, s:f, s:f, s:f}", "cap",
+                                               fr_cap_name(kind), "cap_usd", cap, "fraction",
+                                               fr_budget_alert(r->budget), "spent_usd", spent,
+                                               "at_ms", (double)(now_ns(r) - r->start_ns) / 1e6));
+}
+
 /* Books what an attempt cost (`charge`, USD) and releases its reservation;
- * reports each cap's alert threshold the first time spend crosses it. */
+ * reports the run cap's alert threshold the first time spend crosses it
+ * (the monthly one is reported where attempts are booked). */
 static void settle(task_rt *t, double charge)
 {
     fr_run *r = t->run;
@@ -480,18 +527,8 @@ static void settle(task_rt *t, double charge)
     t->reserved = 0;
     t->cost += charge;
     r->spent_usd += charge;
-    int k;
-    while ((k = fr_budget_next_alert(r->budget)) >= 0) {
-        double cap = fr_budget_cap(r->budget, (fr_cap_kind)k);
-        fr_log(FR_LOG_WARN, "budget", "alert: $%.4f spent, %.0f%% of the %s cap of $%.4f",
-               fr_budget_spent(r->budget), 100 * fr_budget_alert(r->budget),
-               k == FR_CAP_RUN ? "run" : "monthly", cap);
-        json_array_append_new(r->alerts,
-                              json_pack("{s:s, s:f, s:f, s:f, s:f}", "cap", fr_cap_name(k),
-                                        "cap_usd", cap, "fraction", fr_budget_alert(r->budget),
-                                        "spent_usd", fr_budget_spent(r->budget), "at_ms",
-                                        (double)(now_ns(r) - r->start_ns) / 1e6));
-    }
+    if (fr_budget_next_alert(r->budget) == FR_CAP_RUN)
+        add_alert(r, FR_CAP_RUN, r->budget_usd, fr_budget_spent(r->budget));
 }
 
 static json_t *candidate_json(const fr_run *r, const task_rt *t, size_t e)
@@ -532,10 +569,10 @@ static json_t *run_json(const fr_run *r)
     size_t done = r->wf->ntasks - fr_sched_unfinished(r->sched);
     double s = fr_budget_spent(r->budget);
     return json_pack("{s:o, s:f, s:f, s:o, s:f, s:I, s:I}", "budget",
-                     r->budget_usd > 0 ? json_real(r->budget_usd) : json_null(), "spent", s,
-                     "reserved", fr_budget_reserved(r->budget), "remaining",
-                     r->budget_usd > 0 ? json_real(fr_budget_remaining(r->budget, FR_CAP_RUN))
-                                       : json_null(),
+                     r->has_budget ? json_real(r->budget_usd) : json_null(), "spent", s, "reserved",
+                     fr_budget_reserved(r->budget), "remaining",
+                     r->has_budget ? json_real(fr_budget_remaining(r->budget, FR_CAP_RUN))
+                                   : json_null(),
                      "elapsed", (double)(now_ns(r) - r->start_ns) / 1e9, "done", (json_int_t)done,
                      "total", (json_int_t)r->wf->ntasks);
 }
@@ -593,10 +630,10 @@ static void record_decision(task_rt *t, const char *policy, int version, const c
                   r->eps[ep].spec->name, policy, version, reason);
     json_array_foreach(seen, i, c)
     {
-        fr_buf_printf(&line, " %s free=%lld est=$%.4f",
-                      json_string_value(json_object_get(c, "name")),
+        char est[FR_USD_LEN];
+        fr_buf_printf(&line, " %s free=%lld est=%s", json_string_value(json_object_get(c, "name")),
                       (long long)json_integer_value(json_object_get(c, "free")),
-                      json_number_value(json_object_get(c, "est_cost")));
+                      fr_usd_cost(est, json_number_value(json_object_get(c, "est_cost"))));
     }
     fr_buf_puts(&line, ")");
     fprintf(stderr, "%s\n", fr_buf_str(&line));
@@ -649,7 +686,21 @@ static void book_attempt(task_rt *t, const char *outcome, const char *error, con
     char *clean_error = fr_redact(error); /* a server may echo the key */
     a.error = clean_error;
     fr_error err = {0};
-    int rc = fr_store_add_attempt(r->store, &a, &err);
+    int rc;
+    if (r->wf->budget.has_monthly && cost > 0 && !r->month_alerted) {
+        /* The monthly alert fires once for the whole ledger: in the one
+         * booking, of any run or process, that takes the month's total
+         * across the threshold. A run that starts past it never alerts. */
+        double total = 0, at = fr_budget_alert(r->budget) * r->wf->budget.monthly_usd;
+        rc = fr_store_add_attempt_total(r->store, &a, &total, &err);
+        if (rc == FR_OK && r->wf->budget.monthly_usd > 0 && total >= at - 1e-8 &&
+            total - cost < at - 1e-8) {
+            r->month_alerted = true;
+            add_alert(r, FR_CAP_MONTH, r->wf->budget.monthly_usd, total);
+        }
+    } else {
+        rc = fr_store_add_attempt(r->store, &a, &err);
+    }
     free(clean_error);
     if (rc != FR_OK && !r->store_failed) {
         char msg[1400];

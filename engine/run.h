@@ -17,7 +17,8 @@ typedef struct fr_run_opts {
     const char *out_dir;   /* NULL: .flowrun/out/<run id> under the current directory */
     const char *policy;    /* --policy; NULL: the workflow's, else "balanced" */
     const char *baseline;  /* --baseline; NULL: the workflow's */
-    double budget_usd;     /* --budget; 0: the workflow's */
+    bool has_budget;       /* --budget was given: it replaces the workflow's run cap */
+    double budget_usd;     /* --budget, >= 0 (0 allows only free work) */
     bool sim;              /* replace every endpoint by an in-process flowrun-sim */
     double sim_latency_ms; /* < 0: per-tier defaults */
     double sim_tps;        /* < 0: per-tier defaults */

@@ -91,7 +91,8 @@ struct fr_run {
     char *run_id;
     char *out_dir;
     long baseline; /* endpoint index or -1 */
-    double budget_usd;
+    bool has_budget;   /* there is a run cap (--budget, else budget.usd) */
+    double budget_usd; /* the run cap when has_budget; 0 allows only free work */
     uint64_t start_ns, end_ns;
     bool interrupted;
     int signum; /* the signal that interrupted the run */
@@ -106,6 +107,7 @@ struct fr_run {
     fr_store *store;  /* NULL for a plan */
     char month[8];    /* the month this run books into, "YYYY-MM" */
     bool lease_failed; /* the store could not lease: logged once */
+    bool month_alerted; /* this run reported the monthly alert */
     bool store_failed; /* a write failed: the run stops admitting work, exit 74 */
     json_t *alerts; /* the report's budget alerts */
     /* flowrun plan: virtual time, and the completions still to come. */

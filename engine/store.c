@@ -773,16 +773,12 @@ static int check_attempt(const fr_store *st, const fr_attempt_rec *a, fr_error *
     return FR_OK;
 }
 
-/* Books an attempt; see store.h. */
-int fr_store_add_attempt(fr_store *st, const fr_attempt_rec *a, fr_error *err)
+/* Inserts the checked attempt `a` at the store's clock and writes its month
+ * into `month`. */
+static int insert_attempt(fr_store *st, const fr_attempt_rec *a, char month[FR_STORE_MONTH_LEN],
+                          fr_error *err)
 {
-    int rc = check_usable(st, err);
-    if (rc == FR_OK)
-        rc = check_attempt(st, a, err);
-    if (rc != FR_OK)
-        return rc;
     double at = now_seconds(st);
-    char month[FR_STORE_MONTH_LEN];
     month_of((time_t)floor(at), month);
     sqlite3_stmt *s = st->stmt[S_ATTEMPT];
     bind_text(s, 1, a->run_id);
@@ -801,10 +797,69 @@ int fr_store_add_attempt(fr_store *st, const fr_attempt_rec *a, fr_error *err)
     bind_text(s, 14, a->error);
     sqlite3_bind_double(s, 15, at);
     bind_text(s, 16, month);
-    rc = sqlite3_step(s) == SQLITE_DONE
-             ? FR_OK
-             : insert_error(st, err, a->run_id, "cannot record the attempt");
+    int rc = sqlite3_step(s) == SQLITE_DONE
+                 ? FR_OK
+                 : insert_error(st, err, a->run_id, "cannot record the attempt");
     done(s);
+    return rc;
+}
+
+/* Books an attempt; see store.h. */
+int fr_store_add_attempt(fr_store *st, const fr_attempt_rec *a, fr_error *err)
+{
+    int rc = check_usable(st, err);
+    if (rc == FR_OK)
+        rc = check_attempt(st, a, err);
+    if (rc != FR_OK)
+        return rc;
+    char month[FR_STORE_MONTH_LEN];
+    return insert_attempt(st, a, month, err);
+}
+
+/* Books an attempt and reads its month's total in one transaction; see
+ * store.h. */
+int fr_store_add_attempt_total(fr_store *st, const fr_attempt_rec *a, double *month_total,
+                               fr_error *err)
+{
+    bool begun = false;
+    char month[FR_STORE_MONTH_LEN];
+    double total = 0;
+    int rc = check_usable(st, err);
+    if (rc == FR_OK)
+        rc = check_attempt(st, a, err);
+    if (rc == FR_OK && !month_total)
+        rc = fr_error_set(err, FR_EINVAL, st->path, 0, "no place for the month's total");
+    if (rc != FR_OK)
+        goto cleanup;
+    /* The write lock first: no other booking comes between this one and the
+     * total it reads. */
+    rc = exec_stmt(st, S_BEGIN_IMMEDIATE, "cannot lock the state database", err);
+    if (rc != FR_OK)
+        goto cleanup;
+    begun = true;
+    rc = insert_attempt(st, a, month, err);
+    if (rc == FR_OK)
+        rc = month_spent(st, month, &total, err);
+    if (rc == FR_OK)
+        rc = exec_stmt(st, S_COMMIT, "cannot commit the attempt", err);
+    if (rc == FR_OK)
+        *month_total = total;
+cleanup:
+    if (rc != FR_OK && begun)
+        rollback(st);
+    return rc;
+}
+
+/* Reads a month's ledger total; see store.h. */
+int fr_store_month_spent(fr_store *st, const char *month, double *spent, fr_error *err)
+{
+    int rc = check_usable(st, err);
+    if (rc == FR_OK)
+        rc = check_month(st, month, err);
+    if (rc == FR_OK && !spent)
+        rc = fr_error_set(err, FR_EINVAL, st->path, 0, "no place for the month's spend");
+    if (rc == FR_OK)
+        rc = month_spent(st, month, spent, err);
     return rc;
 }
 

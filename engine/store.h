@@ -90,6 +90,22 @@ int fr_store_run_end(fr_store *st, const char *run_id, const char *status, int e
  * was not begun; FR_ESTORE for a database failure. */
 int fr_store_add_attempt(fr_store *st, const fr_attempt_rec *a, fr_error *err);
 
+/* Books attempt `a` (borrowed) like fr_store_add_attempt and, in the same
+ * transaction (BEGIN IMMEDIATE), sets *month_total to the cost of every
+ * attempt booked in the attempt's month, this one included, by every run and
+ * process. Bookings are serialised, so for any amount X at most one booking
+ * takes the month across it (its total minus its own cost below X, its
+ * total at or above X): that is how a monthly alert fires once for the whole
+ * ledger. Errors as fr_store_add_attempt, and FR_EINVAL for a NULL
+ * month_total; on an error nothing is booked. */
+int fr_store_add_attempt_total(fr_store *st, const fr_attempt_rec *a, double *month_total,
+                               fr_error *err);
+
+/* Sets *spent to the cost of every attempt booked in `month` ("YYYY-MM",
+ * borrowed), by every run and process (leases not included). FR_EINVAL for
+ * a malformed month or a NULL spent, FR_ESTORE for a database failure. */
+int fr_store_month_spent(fr_store *st, const char *month, double *spent, fr_error *err);
+
 /* What `month` ("YYYY-MM", borrowed) of the monthly cap is used, as other
  * processes see it from here: the cost of every attempt booked in the month,
  * plus the unspent part of each open lease held by another live process (this

@@ -708,6 +708,48 @@ static void test_no_secret_columns(void **state)
 
 /* ---- leases --------------------------------------------------------------------- */
 
+/* A booking reads its month's total, every run's, in the same transaction:
+ * what the monthly alert compares; the month's spend is every run's
+ * attempts, not leases. */
+static void test_month_totals(void **state)
+{
+    fx *f = *state;
+    f->st = open_ok(f->path);
+    fr_store *b = open_ok(f->path); /* another connection: another run */
+    fr_store_set_clock(f->st, utc(2026, 11, 5, 0, 0, 0));
+    fr_store_set_clock(b, utc(2026, 11, 5, 0, 0, 0));
+    assert_ok(fr_store_run_begin(f->st, "r1", "wf", NULL, &e_));
+    assert_ok(fr_store_run_begin(b, "r2", "wf", NULL, &e_));
+    fr_attempt_rec a = {.run_id = "r1",
+                        .task = "t",
+                        .endpoint = "e",
+                        .tier = "cloud",
+                        .outcome = "ok",
+                        .attempt = 1,
+                        .cost_usd = 0.009};
+    double total = -1, spent = -1;
+    assert_ok(fr_store_add_attempt_total(f->st, &a, &total, &e_));
+    assert_usd(total, 0.009);
+    a.run_id = "r2";
+    assert_ok(fr_store_add_attempt_total(b, &a, &total, &e_));
+    assert_usd(total, 0.018);
+    assert_usd(lease(b, "2026-11", 0.06, 0.02, "r2"), 0.02);
+    assert_ok(fr_store_month_spent(f->st, "2026-11", &spent, &e_));
+    assert_usd(spent, 0.018); /* the lease is not spend */
+    assert_ok(fr_store_month_spent(f->st, "2026-10", &spent, &e_));
+    assert_usd(spent, 0);
+    /* A bad record books nothing and leaves the total alone. */
+    fr_error err = {0};
+    a.cost_usd = -1;
+    assert_int_equal(fr_store_add_attempt_total(f->st, &a, &total, &err), FR_EINVAL);
+    a.cost_usd = 0.001;
+    assert_int_equal(fr_store_add_attempt_total(f->st, &a, NULL, &err), FR_EINVAL);
+    assert_int_equal(fr_store_month_spent(f->st, "2026-13", &spent, &err), FR_EINVAL);
+    assert_ok(fr_store_month_spent(b, "2026-11", &spent, &e_));
+    assert_usd(spent, 0.018);
+    fr_store_close(b);
+}
+
 static void test_leases_in_one_process(void **state)
 {
     fx *f = *state;
@@ -1024,6 +1066,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_spend_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_records, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_secret_columns, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_month_totals, setup, teardown),
         cmocka_unit_test_setup_teardown(test_leases_in_one_process, setup, teardown),
         cmocka_unit_test_setup_teardown(test_release_frees_unspent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lease_of_dead_process_reclaimed, setup, teardown),
