@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# A cap of $0 is a cap: with budget.usd = 0, a task's budget = 0 or
-# --budget 0, no request reaches the priced cloud model (the simulator's own
+# A cap of $0 is a cap: with budget.usd = 0, a task's budget = 0,
+# --budget 0 or monthly_usd = 0, no request reaches the priced cloud model (the simulator's own
 # counters say so), free work (local, or a price of 0) runs and succeeds,
 # the paid-only task ends with status budget and the run exits 3. The
 # report's budget_usd is 0 then, and null without a cap. --budget takes a
@@ -80,6 +80,13 @@ pass "$CASE: nothing paid was sent, budget_usd is 0, exit 3"
 run_case "--budget 0 over a workflow's cap" ", budget = { usd = 5 }" "" --budget 0
 check_zero_cap "$CASE"
 pass "$CASE: the option's cap of 0 wins"
+
+run_case "monthly_usd = 0" ", budget = { monthly_usd = 0 }" ""
+check_zero_cap "$CASE"
+[ "$(jqr '.budget_usd')" = null ] || fail "$CASE: budget_usd $(jqr .budget_usd)"
+jqr '.tasks[] | select(.name == "paid") | .reason' | grep -qF 'monthly cap ($0; $0 spent this month)' ||
+  fail "$CASE: reason $(jqr '.tasks[] | select(.name == "paid") | .reason')"
+pass "$CASE: a monthly cap of 0 lets only free work run"
 
 run_case "--budget 1 over a workflow's cap of 0" ", budget = { usd = 0 }" "" --budget 1
 expect_rc 0 "$CASE"

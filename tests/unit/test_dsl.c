@@ -209,9 +209,9 @@ static void test_full_fields(void **state)
     assert_string_equal(wf->path, FIX "/good_full.lua");
     assert_string_equal(wf->dir, FIX);
     assert_string_equal(wf->policy, "balanced");
-    assert_true(wf->budget.usd == 0.5);
+    assert_true(wf->budget.usd == 0.5 && wf->budget.has_usd);
     assert_true(wf->budget.alert == 0.9);
-    assert_true(wf->budget.monthly_usd == 100);
+    assert_true(wf->budget.monthly_usd == 100 && wf->budget.has_monthly);
     assert_string_equal(json_string_value(json_object_get(wf->vars, "idea")), "a todo app");
     assert_string_equal(json_string_value(json_object_get(wf->vars, "count")), "3");
     assert_string_equal(json_string_value(json_object_get(wf->vars, "ratio")), "0.25");
@@ -276,7 +276,7 @@ static void test_full_fields(void **state)
     assert_string_equal(api->type, "implementation");
     assert_true(api->has_check);
     assert_true(api->min_quality == 0.7);
-    assert_true(api->budget_usd == 0.05);
+    assert_true(api->budget_usd == 0.05 && api->has_budget);
     assert_true(api->timeout_s == 60);
     assert_int_equal(api->retries, 1);
     assert_int_equal(api->max_tokens, 4096);
@@ -313,6 +313,8 @@ static void test_minimal_defaults(void **state)
     assert_string_equal(wf->name, "good_minimal"); /* the file's base name */
     assert_null(wf->policy);
     assert_true(wf->budget.usd == 0 && wf->budget.alert == 0.8 && wf->budget.monthly_usd == 0);
+    assert_false(wf->budget.has_usd); /* no cap, which is not a cap of 0 */
+    assert_false(wf->budget.has_monthly);
     assert_int_equal(json_object_size(wf->vars), 0);
     assert_null(wf->baseline);
     const fr_task_spec *t = &wf->tasks[0];
@@ -324,6 +326,7 @@ static void test_minimal_defaults(void **state)
     assert_int_equal(t->max_tokens, 2048);
     assert_true(t->temperature == 0.2);
     assert_true(t->budget_usd == 0);
+    assert_false(t->has_budget);
     assert_null(t->schema);
     assert_false(t->has_check);
     assert_true(t->min_quality == 0);
