@@ -31,6 +31,17 @@ awk -v s="$served" -v c="$cap" 'BEGIN { exit !(s <= c + 1e-12) }' ||
   fail "two processes spent \$$served against a monthly cap of \$$cap"
 ran=$(jq -s '[.[].tasks[] | select(.status == "ok")] | length' "$WORK/r1.json" "$WORK/r2.json")
 pass "two processes at once: $ran tasks ran, \$$served of the \$$cap monthly cap"
+# The month crossed 80% of its cap once, so one of the two runs alerted, with
+# the month's figures.
+awk -v s="$served" -v c="$cap" 'BEGIN { exit !(s >= 0.8 * c) }' || fail "the month did not reach 80%"
+[ "$(jq -s '[.[].budget_alerts[] | select(.cap == "month")] | length' "$WORK/r1.json" "$WORK/r2.json")" = 1 ] ||
+  fail "monthly alerts: $(jq -s -c '[.[].budget_alerts]' "$WORK/r1.json" "$WORK/r2.json")"
+alert=$(jq -s -c '[.[].budget_alerts[] | select(.cap == "month")][0]' "$WORK/r1.json" "$WORK/r2.json")
+awk -v a="$(echo "$alert" | jq .cap_usd)" -v c="$cap" 'BEGIN { d = a - c; exit !(d < 1e-9 && d > -1e-9) }' ||
+  fail "the alert's cap: $alert"
+awk -v a="$(echo "$alert" | jq .spent_usd)" -v c="$cap" -v s="$served" \
+  'BEGIN { exit !(a >= 0.8 * c - 1e-9 && a <= s + 1e-9) }' || fail "the alert's spend: $alert"
+pass "the two processes raised one monthly alert between them: $alert"
 
 run_flowrun spend --state "$WORK/state" --json
 expect_rc 0 "spend"
