@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -239,6 +240,7 @@ static void test_body_response_format(void **state)
 {
     (void)state;
     json_t *schema = json_loads("{\"type\":\"object\",\"required\":[\"files\"],"
+                                "\"additionalProperties\":false,"
                                 "\"properties\":{\"files\":{\"type\":\"array\","
                                 "\"items\":{\"type\":\"string\"}}}}",
                                 0, NULL);
@@ -253,6 +255,315 @@ static void test_body_response_format(void **state)
     assert_true(json_equal(json_object_get(js, "schema"), schema));
     json_decref(b);
     json_decref(schema);
+}
+
+/* Returns the "strict" flag the request for `schema_text` carries: 1, 0,
+ * or -1 when it is missing or not a boolean. */
+static int strict_flag(const char *schema_text)
+{
+    json_error_t je;
+    json_t *schema = json_loads(schema_text, 0, &je);
+    if (!schema)
+        fail_msg("bad test schema: %s: %s", je.text, schema_text);
+    fr_call c = make_call(false);
+    c.schema = schema;
+    json_t *b = request_body(&c);
+    json_t *js = json_object_get(json_object_get(b, "response_format"), "json_schema");
+    json_t *strict = json_object_get(js, "strict");
+    int flag = json_is_boolean(strict) ? json_is_true(strict) : -1;
+    /* The schema itself is sent unchanged either way. */
+    assert_true(json_equal(json_object_get(js, "schema"), schema));
+    json_decref(b);
+    json_decref(schema);
+    return flag;
+}
+
+/* OpenAI refuses strict: true (HTTP 400) unless every object lists all its
+ * properties in `required` and has additionalProperties: false, at every
+ * level, and uses only the keywords strict mode supports; such a schema is
+ * sent with strict: false instead. */
+static void test_body_strict_only_when_it_qualifies(void **state)
+{
+    (void)state;
+#define OBJ(props, req)                                                                            \
+    "{\"type\":\"object\",\"properties\":{" props "},\"required\":[" req "],"                      \
+    "\"additionalProperties\":false}"
+    static const char *const qualifies[] = {
+        OBJ("\"a\":{\"type\":\"string\"}", "\"a\""),
+        /* Nullable emulates optional; enum, const, descriptions, numeric
+         * bounds, array bounds and the supported formats are all allowed. */
+        OBJ("\"a\":{\"type\":[\"string\",\"null\"],\"description\":\"maybe\"},"
+            "\"b\":{\"type\":\"string\",\"enum\":[\"x\",\"y\"]},"
+            "\"c\":{\"type\":\"integer\",\"minimum\":0,\"maximum\":9,\"exclusiveMaximum\":10},"
+            "\"d\":{\"type\":\"array\",\"items\":{\"type\":\"number\"},\"minItems\":1,"
+            "\"maxItems\":3},"
+            "\"e\":{\"type\":\"string\",\"format\":\"date-time\"},"
+            "\"f\":{\"const\":\"v1\"}",
+            "\"a\",\"b\",\"c\",\"d\",\"e\",\"f\""),
+        /* Nested objects and objects in arrays that follow the rules. */
+        OBJ("\"n\":" OBJ("\"k\":{\"type\":\"boolean\"}",
+                         "\"k\"") ","
+                                  "\"l\":{\"type\":\"array\",\"items\":" OBJ(
+                                      "\"p\":{\"type\":\"string\"}", "\"p\"") "}",
+            "\"n\",\"l\""),
+        "{\"type\":\"object\",\"properties\":{},\"required\":[],\"additionalProperties\":false}",
+    };
+    static const char *const refused[] = {
+        /* An optional property (not listed in required). */
+        OBJ("\"a\":{\"type\":\"string\"},\"b\":{\"type\":\"string\"}", "\"a\""),
+        /* No required at all. */
+        "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"string\"}},"
+        "\"additionalProperties\":false}",
+        /* additionalProperties missing, true, or a schema. */
+        "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"string\"}},\"required\":[\"a\"]}",
+        "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"string\"}},\"required\":[\"a\"],"
+        "\"additionalProperties\":true}",
+        "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"string\"}},\"required\":[\"a\"],"
+        "\"additionalProperties\":{\"type\":\"string\"}}",
+        /* A nested object without additionalProperties: false. */
+        OBJ("\"n\":{\"type\":\"object\",\"properties\":{\"k\":{\"type\":\"string\"}},"
+            "\"required\":[\"k\"]}",
+            "\"n\""),
+        /* A nested object with an optional property. */
+        OBJ("\"n\":" OBJ("\"k\":{\"type\":\"string\"},\"o\":{\"type\":\"string\"}", "\"k\""),
+            "\"n\""),
+        /* Array items: an object without additionalProperties: false, one with
+         * an optional property, and an array with no items schema. */
+        OBJ("\"l\":{\"type\":\"array\",\"items\":{\"type\":\"object\",\"properties\":"
+            "{\"p\":{\"type\":\"string\"}},\"required\":[\"p\"]}}",
+            "\"l\""),
+        OBJ("\"l\":{\"type\":\"array\",\"items\":" OBJ("\"p\":{\"type\":\"string\"},"
+                                                       "\"q\":{\"type\":\"string\"}",
+                                                       "\"p\"") "}",
+            "\"l\""),
+        OBJ("\"l\":{\"type\":\"array\"}", "\"l\""),
+        /* Keywords strict mode does not support, an unsupported format. */
+        OBJ("\"a\":{\"type\":\"string\",\"minLength\":1}", "\"a\""),
+        OBJ("\"a\":{\"type\":\"string\",\"maxLength\":9}", "\"a\""),
+        OBJ("\"a\":{\"type\":\"string\",\"default\":\"x\"}", "\"a\""),
+        OBJ("\"a\":{\"type\":\"string\",\"format\":\"uri\"}", "\"a\""),
+        OBJ("\"a\":{\"type\":\"object\",\"minProperties\":1,\"properties\":{},\"required\":[],"
+            "\"additionalProperties\":false}",
+            "\"a\""),
+        /* A root that is not an object. */
+        "{\"type\":\"array\",\"items\":{\"type\":\"string\"}}",
+        /* Deeper than strict mode's five levels of nesting. */
+        OBJ("\"a\":" OBJ(
+                "\"b\":" OBJ(
+                    "\"c\":" OBJ(
+                        "\"d\":" OBJ("\"e\":" OBJ("\"f\":{\"type\":\"string\"}", "\"f\""), "\"e\""),
+                        "\"d\""),
+                    "\"c\""),
+                "\"b\""),
+            "\"a\""),
+    };
+#undef OBJ
+    for (size_t i = 0; i < sizeof qualifies / sizeof *qualifies; i++)
+        if (strict_flag(qualifies[i]) != 1)
+            fail_msg("qualifying schema %zu not sent strict: %s", i, qualifies[i]);
+    for (size_t i = 0; i < sizeof refused / sizeof *refused; i++)
+        if (strict_flag(refused[i]) != 0)
+            fail_msg("schema %zu must be sent with strict: false: %s", i, refused[i]);
+
+    /* "json" (any object) is json_object, with no strict flag at all. */
+    json_t *any = json_string("json");
+    fr_call c = make_call(false);
+    c.schema = any;
+    json_t *b = request_body(&c);
+    json_t *rf = json_object_get(b, "response_format");
+    assert_string_equal(json_string_value(json_object_get(rf, "type")), "json_object");
+    assert_null(json_object_get(rf, "json_schema"));
+    json_decref(b);
+    json_decref(any);
+}
+
+/* A task's seed is sent when set (0 and negative seeds too), never otherwise. */
+static void test_body_seed(void **state)
+{
+    (void)state;
+    fr_call c = make_call(true);
+    json_t *b = request_body(&c);
+    assert_null(json_object_get(b, "seed"));
+    json_decref(b);
+    static const long seeds[] = {42, 0, -7, 9007199254740993L};
+    for (size_t i = 0; i < sizeof seeds / sizeof *seeds; i++) {
+        c.has_seed = true;
+        c.seed = seeds[i];
+        b = request_body(&c);
+        json_t *s = json_object_get(b, "seed");
+        assert_true(json_is_integer(s));
+        assert_true(json_integer_value(s) == seeds[i]);
+        json_decref(b);
+    }
+}
+
+/* max_tokens_field = "max_completion_tokens" sends that field instead. */
+static void test_body_max_tokens_field(void **state)
+{
+    (void)state;
+    fr_call c = make_call(true);
+    json_t *b = request_body(&c);
+    assert_int_equal(json_integer_value(json_object_get(b, "max_tokens")), 64);
+    assert_null(json_object_get(b, "max_completion_tokens"));
+    json_decref(b);
+
+    c.max_completion_tokens = true;
+    b = request_body(&c);
+    assert_int_equal(json_integer_value(json_object_get(b, "max_completion_tokens")), 64);
+    assert_null(json_object_get(b, "max_tokens"));
+    json_decref(b);
+
+    /* No limit: neither field. */
+    c.max_tokens = 0;
+    b = request_body(&c);
+    assert_null(json_object_get(b, "max_completion_tokens"));
+    assert_null(json_object_get(b, "max_tokens"));
+    json_decref(b);
+}
+
+/* Fixtures: real reply shapes */
+
+/* Returns the bytes of tests/unit/fixtures/wire/`name` (owned) without the
+ * leading lines that start with '#' (where each fixture says where its shape
+ * comes from). */
+static char *fixture(const char *name)
+{
+    char path[256];
+    snprintf(path, sizeof path, "tests/unit/fixtures/wire/%s", name);
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        fail_msg("cannot open %s (tests run from the source root)", path);
+    fr_buf b;
+    fr_buf_init(&b, 0);
+    char chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        fr_buf_append(&b, chunk, n);
+    fclose(f);
+    char *all = fr_buf_take(&b);
+    const char *p = all;
+    while (*p == '#') {
+        const char *nl = strchr(p, '\n');
+        p = nl ? nl + 1 : p + strlen(p);
+    }
+    char *out = strdup(p);
+    free(all);
+    return out;
+}
+
+typedef struct wire_case {
+    const char *file;
+    bool stream;
+    const char *text;
+    const char *finish;
+    const char *model;
+    long input, output, cached;
+} wire_case;
+
+static void check_wire_reply(const wire_case *w, const fr_reply *r, const char *how)
+{
+    if (strcmp(r->text, w->text) != 0)
+        fail_msg("%s (%s): text \"%s\"", w->file, how, r->text);
+    assert_non_null(r->finish_reason);
+    assert_string_equal(r->finish_reason, w->finish);
+    assert_non_null(r->model);
+    assert_string_equal(r->model, w->model);
+    if (r->usage.estimated || r->usage.input != w->input || r->usage.output != w->output ||
+        r->usage.cached != w->cached)
+        fail_msg("%s (%s): usage in %ld out %ld cached %ld estimated %d", w->file, how,
+                 r->usage.input, r->usage.output, r->usage.cached, r->usage.estimated);
+}
+
+/* Each fixture, whole, cut at every byte, and fed one byte at a time, gives
+ * the same text, finish reason, model and the server's own usage. */
+static void test_wire_fixtures(void **state)
+{
+    (void)state;
+    static const wire_case cases[] = {
+        {"openai_stream_usage.sse", true, "Hello, world!", "stop", "gpt-4o-mini-2024-07-18", 19, 4,
+         0},
+        {"openai_completion.json", false, "Paris is the capital of France.", "stop",
+         "gpt-4o-2024-08-06", 1351, 8, 1280},
+        {"vllm_stream.sse", true, "def add(a, b):\n    return a + b", "length",
+         "Qwen/Qwen2.5-7B-Instruct", 31, 12, 0},
+        {"llamacpp_stream.sse", true, "Ciao mondo \xc3\xa8 qui", "stop",
+         "qwen2.5-coder-7b-instruct-q4_k_m.gguf", 27, 5, 0},
+        {"openrouter_stream.sse", true, "Three words here.", "stop",
+         "meta-llama/llama-3.1-8b-instruct", 42, 4, 0},
+        {"groq_x_groq_stream.sse", true, "Welcome to Lantern Day!", "stop", "llama3-8b-8192", 23,
+         19, 0},
+        {"groq_include_usage_stream.sse", true, "Hello!", "length", "gemma2-9b-it", 11, 3, 0},
+        {"deepseek_stream.sse", true, "Hello there!", "stop", "deepseek-chat", 74, 3, 64},
+        {"deepseek_completion.json", false, "Hello! How can I help you today?", "stop",
+         "deepseek-chat", 1035, 9, 1024},
+        {"mistral_stream.sse", true, "It depends.", "stop", "mistral-small-latest", 10, 4, 0},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        const wire_case *w = &cases[k];
+        char *body = fixture(w->file);
+        size_t len = strlen(body);
+        fr_call c = make_call(w->stream);
+        fr_reply r;
+        fr_error err;
+        for (size_t i = 0; i <= len; i++) {
+            size_t cut[1] = {i};
+            int frc;
+            int rc = run(&c, 200, body, len, cut, 1, &r, &err, &frc);
+            if (rc != FR_OK || frc != FR_OK)
+                fail_msg("%s split at %zu: %s", w->file, i, err.msg);
+            check_wire_reply(w, &r, "split");
+            fr_reply_close(&r);
+        }
+        size_t *cuts = calloc(len, sizeof *cuts);
+        for (size_t i = 0; i + 1 < len; i++)
+            cuts[i] = i + 1;
+        int rc = run(&c, 200, body, len, cuts, len > 0 ? len - 1 : 0, &r, &err, NULL);
+        if (rc != FR_OK)
+            fail_msg("%s byte by byte: %s", w->file, err.msg);
+        check_wire_reply(w, &r, "bytes");
+        fr_reply_close(&r);
+        free(cuts);
+        free(body);
+    }
+}
+
+/* OpenAI's 400 for max_tokens on a reasoning model: the error names the
+ * endpoint setting that fixes it; and the other way round for a server that
+ * does not know max_completion_tokens. Other 400s get no such hint. */
+static void test_max_tokens_unsupported_names_the_setting(void **state)
+{
+    (void)state;
+    char *body = fixture("openai_400_max_tokens.json");
+    fr_call c = make_call(true);
+    fr_reply r;
+    fr_error err;
+    assert_int_equal(run_whole(&c, 400, body, &r, &err, NULL), FR_EHTTP);
+    assert_non_null(strstr(err.msg, "HTTP 400: Unsupported parameter: 'max_tokens'"));
+    assert_non_null(strstr(err.msg, "max_tokens_field = \"max_completion_tokens\""));
+    assert_null(r.text);
+    free(body);
+
+    c.max_completion_tokens = true;
+    assert_int_equal(run_whole(&c, 400,
+                               "{\"object\":\"error\",\"message\":\"Unrecognized request argument "
+                               "supplied: max_completion_tokens\",\"type\":\"BadRequestError\","
+                               "\"code\":400}",
+                               &r, &err, NULL),
+                     FR_EHTTP);
+    assert_non_null(strstr(err.msg, "max_tokens_field = \"max_tokens\""));
+
+    /* A 400 about the value, not the field, carries no hint; nor does one
+     * that only names a longer parameter. */
+    c.max_completion_tokens = false;
+    assert_int_equal(run_whole(&c, 400, "{\"detail\":\"max_tokens too large\"}", &r, &err, NULL),
+                     FR_EHTTP);
+    assert_string_equal(err.msg, "HTTP 400: max_tokens too large");
+    assert_int_equal(run_whole(&c, 400,
+                               "{\"error\":{\"message\":\"Unsupported parameter: "
+                               "'max_tokens_per_turn'\"}}",
+                               &r, &err, NULL),
+                     FR_EHTTP);
+    assert_null(strstr(err.msg, "max_tokens_field"));
 }
 
 /* Streaming */
@@ -817,6 +1128,11 @@ int main(void)
         cmocka_unit_test(test_headers),
         cmocka_unit_test(test_body_fields),
         cmocka_unit_test(test_body_response_format),
+        cmocka_unit_test(test_body_strict_only_when_it_qualifies),
+        cmocka_unit_test(test_body_seed),
+        cmocka_unit_test(test_body_max_tokens_field),
+        cmocka_unit_test(test_wire_fixtures),
+        cmocka_unit_test(test_max_tokens_unsupported_names_the_setting),
         cmocka_unit_test(test_stream_every_split),
         cmocka_unit_test(test_stream_usage_on_chunk_with_choices),
         cmocka_unit_test(test_stream_without_usage_is_estimated),
