@@ -9,16 +9,20 @@ start_sim --latency 5 --tps 0 --record "$WORK/requests.jsonl" --model o3-mini:re
 
 cat >"$WORK/flow.lua" <<LUA
 endpoint "gpu" { tier = "local", url = "$SIM_URL/v1", model = "qwen", max_parallel = 4 }
+endpoint "oll" { tier = "local", protocol = "ollama", url = "$SIM_URL", model = "llama" }
+endpoint "anth" { tier = "local", protocol = "anthropic", url = "$SIM_URL", model = "claude" }
 agent "a" { system = "test agent" }
-task "seeded" { agent = "a", prompt = "REPLY: one", seed = 7, max_tokens = 50 }
-task "unseeded" { agent = "a", prompt = "REPLY: two", max_tokens = 50 }
-task "strict" { agent = "a", prompt = "strict json",
+task "ollama_seeded" { agent = "a", endpoint = "oll", prompt = "REPLY: three", seed = 11 }
+task "anthropic_seeded" { agent = "a", endpoint = "anth", prompt = "REPLY: four", seed = 12 }
+task "seeded" { agent = "a", endpoint = "gpu", prompt = "REPLY: one", seed = 7, max_tokens = 50 }
+task "unseeded" { agent = "a", endpoint = "gpu", prompt = "REPLY: two", max_tokens = 50 }
+task "strict" { agent = "a", endpoint = "gpu", prompt = "strict json",
   schema = { type = "object", properties = { name = { type = "string" } }, required = { "name" },
              additionalProperties = false } }
-task "optional" { agent = "a", prompt = "optional json",
+task "optional" { agent = "a", endpoint = "gpu", prompt = "optional json",
   schema = { type = "object", properties = { name = { type = "string" }, note = { type = "string" } },
              required = { "name" }, additionalProperties = false } }
-task "nested" { agent = "a", prompt = "nested json",
+task "nested" { agent = "a", endpoint = "gpu", prompt = "nested json",
   schema = { type = "object", required = { "items" }, additionalProperties = false,
              properties = { items = { type = "array",
                items = { type = "object", properties = { id = { type = "integer" } },
@@ -32,7 +36,9 @@ expect_rc 0 "run on the local endpoint"
 body() { jq -c --arg p "$1" 'select(.body.messages[-1].content == $p) | .body' "$WORK/requests.jsonl"; }
 [ "$(body 'REPLY: one' | jq -r .seed)" = 7 ] || fail "seed not sent: $(body 'REPLY: one')"
 [ "$(body 'REPLY: two' | jq -r 'has("seed")')" = false ] || fail "a seed sent for a task without one"
-pass "a task's seed is sent, and no seed without one"
+[ "$(body 'REPLY: three' | jq -r .options.seed)" = 11 ] || fail "Ollama seed: $(body 'REPLY: three')"
+[ "$(body 'REPLY: four' | jq -r 'has("seed")')" = false ] || fail "a seed sent to Anthropic: $(body 'REPLY: four')"
+pass "a task's seed is sent (Ollama: options.seed), none without one, none to Anthropic"
 
 strict() { body "$1" | jq -r '.response_format.json_schema.strict'; }
 [ "$(strict 'strict json')" = true ] || fail "qualifying schema: strict $(strict 'strict json')"
