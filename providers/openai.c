@@ -122,28 +122,29 @@ typedef struct strict_count {
     size_t enums;
 } strict_count;
 
+/* Whether the schema node `s` (borrowed) and everything under it follows
+ * the rules above; `depth` counts the objects it is nested in (the root is
+ * 1); `n` adds up properties and enum values over the whole schema. */
 static bool strict_node(const json_t *s, int depth, strict_count *n)
 {
-    static const char *const keywords[] = {
-        "type",
-        "description",
-        "title",
-        "enum",
-        "const",
-        "properties",
-        "required",
-        "additionalProperties",
-        "items",
-        "minItems",
-        "maxItems",
-        "minimum",
-        "maximum",
-        "exclusiveMinimum",
-        "exclusiveMaximum",
-        "multipleOf",
-        "pattern",
-        "format",
-    };
+    static const char *const keywords[] = {"type",
+                                           "description",
+                                           "title",
+                                           "enum",
+                                           "const",
+                                           "properties",
+                                           "required",
+                                           "additionalProperties",
+                                           "items",
+                                           "minItems",
+                                           "maxItems",
+                                           "minimum",
+                                           "maximum",
+                                           "exclusiveMinimum",
+                                           "exclusiveMaximum",
+                                           "multipleOf",
+                                           "pattern",
+                                           "format"};
     static const char *const formats[] = {"date-time", "time", "date", "duration", "email",
                                           "hostname",  "ipv4", "ipv6", "uuid"};
     if (!json_is_object(s))
