@@ -123,8 +123,10 @@ static int apply_spec(const model_spec *spec, fr_sim_model *m)
             rc = parse_int(val, 1000000, &m->max_concurrent);
         else if (strcmp(kv, "faults") == 0)
             m->faults = val; /* checked when the model is set */
+        else if (strcmp(kv, "refuse") == 0 && strcmp(val, "max_tokens") == 0)
+            m->refuse_max_tokens = true;
         else if (strcmp(kv, "refuse") == 0)
-            rc = strcmp(val, "max_tokens") == 0 ? (m->refuse_max_tokens = true, 0) : -1;
+            rc = -1; /* max_tokens is the one parameter it can refuse */
         else
             return bad_usage("unknown --model key '%s' (use latency, tps, max, faults or refuse)",
                              kv);
