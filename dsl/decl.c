@@ -36,7 +36,7 @@ static const char *const task_fields[] = {
 static const char *const agent_fields[] = {"system", "type"};
 static const char *const endpoint_fields[] = {
     "tier",    "protocol", "url",   "model",  "api_key_env", "max_parallel", "context",
-    "quality", "tags",     "price", "stream", "timeouts",    "keep_alive",
+    "quality", "tags",     "price", "stream", "timeouts",    "keep_alive",   "max_tokens_field",
 };
 static const char *const price_fields[] = {"input", "output", "cached_input"};
 static const char *const timeouts_fields[] = {"connect", "first_byte", "idle", "attempt"};
@@ -744,6 +744,27 @@ static void endpoint_body(lua_State *L, fr_load_ctx *c, size_t p, int t)
         e->keep_alive = fr_xasprintf("%lld", (long long)lua_tointeger(L, -1));
     else if (ty != LUA_TNIL)
         fail_type(&d, "keep_alive", "a duration such as \"5m\" or an integer of seconds");
+    lua_pop(L, 1); /* [] */
+
+    /* Which field carries the output limit: OpenAI's reasoning models refuse
+     * max_tokens and want max_completion_tokens. */
+    ty = push_field(&d, t, "max_tokens_field"); /* [field] */
+    if (ty != LUA_TNIL) {
+        const char *desc = "\"max_tokens\" or \"max_completion_tokens\"";
+        if (ty != LUA_TSTRING)
+            fail_type(&d, "max_tokens_field", desc);
+        const char *v = lua_tostring(L, -1);
+        if (strcmp(v, "max_completion_tokens") == 0)
+            e->max_completion_tokens = true;
+        else if (strcmp(v, "max_tokens") != 0)
+            fail_value(&d, "max_tokens_field", desc);
+        if (e->protocol != FR_PROTO_OPENAI)
+            fail(&d,
+                 "%s: field 'max_tokens_field' applies to protocol \"openai\" only (protocol "
+                 "\"%s\" has one limit field, %s): remove it",
+                 where, fr_protocol_name(e->protocol),
+                 e->protocol == FR_PROTO_OLLAMA ? "options.num_predict" : "max_tokens");
+    }
     lua_pop(L, 1); /* [] */
 
     decl sub;

@@ -39,6 +39,7 @@ typedef struct fr_endpoint_spec {
     fr_price price;
     bool stream;      /* default true */
     char *keep_alive; /* Ollama keep_alive ("5m", or seconds), NULL for the server's default */
+    bool max_completion_tokens; /* max_tokens_field = "max_completion_tokens" (openai only) */
     fr_timeouts timeouts;
     char *file; /* where it was declared */
     int line;

@@ -1102,6 +1102,7 @@ static fr_call make_call(const fr_run *r, const task_rt *t, size_t ep)
         .has_seed = ts->has_seed,
         .seed = ts->seed,
         .keep_alive = e->spec->keep_alive,
+        .max_completion_tokens = e->spec->max_completion_tokens,
     };
 }
 

@@ -62,8 +62,154 @@ static void oai_destroy(void *self)
     free(o);
 }
 
+/* ---- strict structured output ----
+ *
+ * OpenAI's strict mode (response_format json_schema with "strict": true)
+ * accepts only a subset of JSON Schema and answers 400 to anything else
+ * (platform.openai.com/docs/guides/structured-outputs, "Supported schemas").
+ * A schema qualifies when the root is an object and every object, at every
+ * level (nested properties, array items), lists all its properties in
+ * `required` and has additionalProperties: false; every array has an items
+ * schema; every node has a type (or an enum/const); only the keywords below
+ * appear (so no minLength, maxLength, default, minProperties, ...); formats
+ * are the ones strict mode knows; and the schema stays within strict mode's
+ * limits (5 levels of objects, 5000 properties, 1000 enum values). Anything
+ * else is sent with "strict": false: the model is guided by the schema and
+ * flowrun's own gate still checks the reply. docs/providers.md says the same. */
+
+#define STRICT_MAX_DEPTH 5
+#define STRICT_MAX_PROPS 5000
+#define STRICT_MAX_ENUM  1000
+
+static bool in_list(const char *k, const char *const *names, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(k, names[i]) == 0)
+            return true;
+    return false;
+}
+
+/* Whether `type` (a type name or an array of them; may be NULL) names `t`. */
+static bool has_type(const json_t *type, const char *t)
+{
+    if (json_is_string(type))
+        return strcmp(json_string_value(type), t) == 0;
+    size_t i;
+    const json_t *v;
+    json_array_foreach(type, i, v)
+    {
+        if (json_is_string(v) && strcmp(json_string_value(v), t) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* Whether the array `req` (borrowed, may be NULL) holds the string `k`. */
+static bool lists(const json_t *req, const char *k)
+{
+    size_t i;
+    const json_t *v;
+    json_array_foreach(req, i, v)
+    {
+        if (json_is_string(v) && strcmp(json_string_value(v), k) == 0)
+            return true;
+    }
+    return false;
+}
+
+typedef struct strict_count {
+    size_t props;
+    size_t enums;
+} strict_count;
+
+/* Whether the schema node `s` (borrowed) and everything under it follows
+ * the rules above; `depth` counts the objects it is nested in (the root is
+ * 1); `n` adds up properties and enum values over the whole schema. */
+static bool strict_node(const json_t *s, int depth, strict_count *n)
+{
+    static const char *const keywords[] = {"type",
+                                           "description",
+                                           "title",
+                                           "enum",
+                                           "const",
+                                           "properties",
+                                           "required",
+                                           "additionalProperties",
+                                           "items",
+                                           "minItems",
+                                           "maxItems",
+                                           "minimum",
+                                           "maximum",
+                                           "exclusiveMinimum",
+                                           "exclusiveMaximum",
+                                           "multipleOf",
+                                           "pattern",
+                                           "format"};
+    static const char *const formats[] = {"date-time", "time", "date", "duration", "email",
+                                          "hostname",  "ipv4", "ipv6", "uuid"};
+    if (!json_is_object(s))
+        return false;
+    const char *k;
+    const json_t *v;
+    json_object_foreach((json_t *)s, k, v)
+    {
+        if (!in_list(k, keywords, sizeof keywords / sizeof *keywords))
+            return false;
+    }
+    const json_t *format = json_object_get(s, "format");
+    if (format && !(json_is_string(format) &&
+                    in_list(json_string_value(format), formats, sizeof formats / sizeof *formats)))
+        return false;
+    const json_t *type = json_object_get(s, "type");
+    const json_t *en = json_object_get(s, "enum");
+    if (!type && !en && !json_object_get(s, "const"))
+        return false;
+    n->enums += json_array_size(en);
+    const json_t *props = json_object_get(s, "properties");
+    if (has_type(type, "object") || props) {
+        const json_t *req = json_object_get(s, "required");
+        if (depth > STRICT_MAX_DEPTH || !json_is_false(json_object_get(s, "additionalProperties")))
+            return false;
+        if (props && !json_is_object(props))
+            return false;
+        size_t i;
+        json_array_foreach(req, i, v)
+        {
+            if (!json_is_string(v) || !json_object_get(props, json_string_value(v)))
+                return false; /* required names a property that is not there */
+        }
+        n->props += json_object_size(props);
+        json_object_foreach((json_t *)props, k, v)
+        {
+            if (!lists(req, k) || !strict_node(v, depth + 1, n))
+                return false;
+        }
+    }
+    const json_t *items = json_object_get(s, "items");
+    if ((has_type(type, "array") || items) && !strict_node(items, depth, n))
+        return false;
+    return n->props <= STRICT_MAX_PROPS && n->enums <= STRICT_MAX_ENUM;
+}
+
+/* Returns true when `schema` (borrowed JSON Schema object) qualifies for
+ * OpenAI's strict mode, by the rules above. */
+static bool strict_ok(const json_t *schema)
+{
+    strict_count n = {0, 0};
+    const json_t *type = json_object_get(schema, "type");
+    return json_is_string(type) && strcmp(json_string_value(type), "object") == 0 &&
+           strict_node(schema, 1, &n);
+}
+
+/* The field that carries the output limit: the endpoint's max_tokens_field. */
+static const char *limit_field(const fr_call *c)
+{
+    return c->max_completion_tokens ? "max_completion_tokens" : "max_tokens";
+}
+
 /* Returns the chat.completions body (owned). max_tokens <= 0 and a negative
- * temperature are left out, so the server's defaults apply. */
+ * temperature are left out, so the server's defaults apply; the seed is sent
+ * only when the task set one. */
 static json_t *build_body(const fr_call *c)
 {
     json_t *body = json_object();
@@ -76,9 +222,11 @@ static json_t *build_body(const fr_call *c)
     json_object_set_new(body, "model", fr_provider_json_string(c->model));
     json_object_set_new(body, "messages", msgs);
     if (c->max_tokens > 0)
-        json_object_set_new(body, "max_tokens", json_integer(c->max_tokens));
+        json_object_set_new(body, limit_field(c), json_integer(c->max_tokens));
     if (c->temperature >= 0)
         json_object_set_new(body, "temperature", json_real(c->temperature));
+    if (c->has_seed)
+        json_object_set_new(body, "seed", json_integer(c->seed));
     json_object_set_new(body, "stream", json_boolean(c->stream));
     if (c->stream)
         json_object_set_new(body, "stream_options", json_pack("{s:b}", "include_usage", 1));
@@ -87,7 +235,8 @@ static json_t *build_body(const fr_call *c)
     else if (c->schema)
         json_object_set_new(body, "response_format",
                             json_pack("{s:s,s:{s:s,s:O,s:b}}", "type", "json_schema", "json_schema",
-                                      "name", "output", "schema", c->schema, "strict", 1));
+                                      "name", "output", "schema", c->schema, "strict",
+                                      strict_ok(c->schema)));
     return body;
 }
 
@@ -162,12 +311,17 @@ static void read_common(oai *o, json_t *obj, json_t *choice)
         o->model = fr_xstrdup(model);
     }
     json_t *usage = json_object_get(obj, "usage");
+    if (!json_is_object(usage)) /* Groq's older streams: only under x_groq */
+        usage = json_object_get(json_object_get(obj, "x_groq"), "usage");
     if (json_is_object(usage)) {
         /* Later chunks win: servers that repeat usage send running totals. */
         o->usage.input = int_field(usage, "prompt_tokens");
         o->usage.output = int_field(usage, "completion_tokens");
-        o->usage.cached =
-            int_field(json_object_get(usage, "prompt_tokens_details"), "cached_tokens");
+        json_t *details = json_object_get(usage, "prompt_tokens_details");
+        /* DeepSeek counts cache hits in its own field (within prompt_tokens). */
+        o->usage.cached = json_is_object(details) && json_object_get(details, "cached_tokens")
+                              ? int_field(details, "cached_tokens")
+                              : int_field(usage, "prompt_cache_hit_tokens");
         o->have_usage = true;
     }
     const char *fin = json_string_value(json_object_get(choice, "finish_reason"));
@@ -330,6 +484,43 @@ cleanup:
     return rc;
 }
 
+/* Whether `msg` (borrowed) names `field` as a whole word. */
+static bool names_field(const char *msg, const char *field)
+{
+    size_t n = strlen(field);
+    for (const char *p = strstr(msg, field); p; p = strstr(p + 1, field)) {
+        char before = p == msg ? ' ' : p[-1];
+        char after = p[n];
+        bool word_before = before == '_' || (before >= 'a' && before <= 'z');
+        bool word_after = after == '_' || (after >= 'a' && after <= 'z');
+        if (!word_before && !word_after)
+            return true;
+    }
+    return false;
+}
+
+/* A 400 that calls the limit field the request sent unsupported (OpenAI's
+ * reasoning models: "Unsupported parameter: 'max_tokens' ... Use
+ * 'max_completion_tokens' instead"; older servers: "Unrecognized request
+ * argument supplied: max_completion_tokens"): err->msg gains the endpoint
+ * setting that sends the other one. Other 400s are left as they are. */
+static void hint_limit_field(const fr_call *c, fr_error *err)
+{
+    const char *sent = limit_field(c);
+    const char *other = c->max_completion_tokens ? "max_tokens" : "max_completion_tokens";
+    if (c->max_tokens <= 0 || !names_field(err->msg, sent) ||
+        !(strstr(err->msg, "upported") || strstr(err->msg, "nrecognized")))
+        return;
+    char hint[160];
+    int hn = snprintf(hint, sizeof hint,
+                      " (set max_tokens_field = \"%s\" on this endpoint to send %s instead of %s)",
+                      other, other, sent);
+    size_t keep = strlen(err->msg);
+    if (keep + (size_t)hn >= sizeof err->msg)
+        keep = sizeof err->msg - (size_t)hn - 1;
+    snprintf(err->msg + keep, sizeof err->msg - keep, "%s", hint);
+}
+
 static int oai_finish(void *self, long http_status, fr_reply *out, fr_error *err)
 {
     oai *o = self;
@@ -337,7 +528,10 @@ static int oai_finish(void *self, long http_status, fr_reply *out, fr_error *err
     int rc;
     if (!fr_provider_status_ok(status)) {
         const char *body = o->rd.mode == FR_READ_ERROR ? fr_buf_str(&o->rd.body) : "";
-        return fr_provider_http_error(PROTO, status, body, strlen(body), err);
+        rc = fr_provider_http_error(PROTO, status, body, strlen(body), err);
+        if (status == 400)
+            hint_limit_field(o->call, err);
+        return rc;
     }
     if (o->rc != FR_OK)
         return fr_error_set(err, o->rc, PROTO, 0, "%s", o->error);

@@ -29,6 +29,8 @@ typedef struct fr_call {
     bool has_seed;        /* send `seed` (zero-initialised calls send none) */
     long seed;
     const char *keep_alive; /* Ollama: how long to keep the model loaded ("5m"); NULL = default */
+    bool max_completion_tokens; /* OpenAI-compatible: send the limit as max_completion_tokens
+                                   (the endpoint's max_tokens_field), not max_tokens */
 } fr_call;
 
 typedef struct fr_usage {

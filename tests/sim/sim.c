@@ -161,6 +161,7 @@ int fr_sim_set_model(fr_sim *s, const fr_sim_model *m)
     e->latency_ms = m->latency_ms;
     e->tokens_per_s = m->tokens_per_s;
     e->max_concurrent = m->max_concurrent;
+    e->refuse_max_tokens = m->refuse_max_tokens;
     set_script(e, script, n);
     free(script);
     return FR_OK;

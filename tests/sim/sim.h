@@ -24,6 +24,10 @@ typedef struct fr_sim_model {
                             requests, then normal; NULL or "" = none; borrowed, copied.
                             Kinds: ok 429 500 503 529 cut hang badjson nousage badutf8
                             error repeat badschema echokey (docs/testing.md) */
+    bool refuse_max_tokens; /* OpenAI protocol: a request with max_tokens gets OpenAI's 400
+                               "Unsupported parameter: 'max_tokens' ... Use
+                               'max_completion_tokens' instead", as its reasoning models
+                               answer; max_completion_tokens is served. Named models only. */
 } fr_sim_model;
 
 /* Returns a new simulator listening on `host`:`port` (port 0 picks a free

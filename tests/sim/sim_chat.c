@@ -344,6 +344,14 @@ bool fr_sim_chat_handle(conn *c, fr_sim_proto proto, const char *body, size_t le
     double tps = e->configured ? e->tokens_per_s : s->dflt_tokens_per_s;
     int max_conc = e->configured ? e->max_concurrent : s->dflt_max_concurrent;
     e->requests++;
+    if (proto == FR_SIM_OPENAI && e->configured && e->refuse_max_tokens &&
+        json_object_get(doc, "max_tokens")) {
+        fr_sim_proto_send_error(c, proto, 400,
+                                "Unsupported parameter: 'max_tokens' is not supported with this "
+                                "model. Use 'max_completion_tokens' instead.",
+                                c->keep_alive);
+        goto cleanup;
+    }
     /* A client that honours Retry-After sends nothing before it passes. */
     uint64_t now = uv_now(s->loop);
     if (now < e->retry_until)

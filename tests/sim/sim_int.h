@@ -57,7 +57,8 @@ typedef struct fr_sim_entry {
     double latency_ms;
     double tokens_per_s;
     int max_concurrent;
-    fr_sim_fault *script; /* owned; consumed from script_pos */
+    bool refuse_max_tokens; /* fr_sim_model.refuse_max_tokens */
+    fr_sim_fault *script;   /* owned; consumed from script_pos */
     size_t nscript;
     size_t script_pos;
     long requests;

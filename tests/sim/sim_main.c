@@ -53,7 +53,9 @@ static void usage(FILE *f)
           "                     script its successive requests consume in order, then\n"
           "                     normal replies: ok 429 500 503 529 cut hang badjson nousage\n"
           "                     badutf8 error repeat badschema echokey\n"
-          "                     (e.g. faults=500+500+ok).\n"
+          "                     (e.g. faults=500+500+ok). refuse=max_tokens answers\n"
+          "                     OpenAI's 400 to a request with max_tokens, as its reasoning\n"
+          "                     models do (max_completion_tokens is served).\n"
           "                     A line 'FAULT: KIND' in a prompt does the same per request.\n"
           "  --record FILE      append every chat request's body to FILE, one JSON line\n"
           "                     each: {\"path\": ..., \"body\": ...} (never its headers)\n"
@@ -121,8 +123,13 @@ static int apply_spec(const model_spec *spec, fr_sim_model *m)
             rc = parse_int(val, 1000000, &m->max_concurrent);
         else if (strcmp(kv, "faults") == 0)
             m->faults = val; /* checked when the model is set */
+        else if (strcmp(kv, "refuse") == 0 && strcmp(val, "max_tokens") == 0)
+            m->refuse_max_tokens = true;
+        else if (strcmp(kv, "refuse") == 0)
+            rc = -1; /* max_tokens is the one parameter it can refuse */
         else
-            return bad_usage("unknown --model key '%s' (use latency, tps, max or faults)", kv);
+            return bad_usage("unknown --model key '%s' (use latency, tps, max, faults or refuse)",
+                             kv);
         if (rc < 0)
             return bad_usage("bad --model value '%s'", val);
     }

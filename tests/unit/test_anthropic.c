@@ -267,6 +267,19 @@ static void test_body_fields(void **state)
     assert_string_equal(json_string_value(json_object_get(json_array_get(msgs, 0), "content")),
                         "caf\xef\xbf\xbd ok");
     json_decref(b);
+
+    /* The Messages API has no seed (an unknown field is a 400): a task's seed
+     * is not sent; and max_tokens is its one limit field whatever
+     * max_completion_tokens says (that setting is OpenAI-compatible only). */
+    c.has_seed = true;
+    c.seed = 42;
+    c.max_completion_tokens = true;
+    c.max_tokens = 64;
+    b = request_body(&c);
+    assert_null(json_object_get(b, "seed"));
+    assert_null(json_object_get(b, "max_completion_tokens"));
+    assert_int_equal(json_integer_value(json_object_get(b, "max_tokens")), 64);
+    json_decref(b);
 }
 
 /* Checks that `b` forces the tool "output" whose input_schema is `want`. */
