@@ -11,6 +11,7 @@
 
 #include "dsl/sandbox.h"
 #include "dsl/suggest.h"
+#include "engine/util/utf8.h"
 #include "engine/util/mem.h"
 
 #include <lauxlib.h>
@@ -207,6 +208,23 @@ _Noreturn static void fail_value(decl *d, const char *f, const char *desc)
          got_value(d->L, buf, sizeof buf));
 }
 
+/* Returns the string on top after checking it is text flowrun can carry
+ * (valid UTF-8, no NUL byte, which C would silently cut at); fails naming
+ * field `f` (or, at `pos` > 0, its item) otherwise. */
+static const char *top_text(decl *d, const char *f, size_t pos)
+{
+    size_t len, at = 0;
+    const char *s = lua_tolstring(d->L, -1, &len);
+    const char *what = fr_utf8_text(s, len, &at);
+    if (!what)
+        return s;
+    char item[32] = "";
+    if (pos)
+        snprintf(item, sizeof item, " (item %zu)", pos);
+    fail(d, "%s: field '%s%s'%s %s at byte %zu; %s", d->where, d->prefix, f, item, what, at,
+         *what == 'h' ? "remove it" : "save the file as UTF-8");
+}
+
 static bool known(const char *k, const char *const *names, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -266,7 +284,7 @@ static bool read_str(decl *d, int t, const char *f, int flags, char **out)
     const char *desc = flags & NONEMPTY ? "a non-empty string" : "a string";
     if (ty != LUA_TSTRING)
         fail_type(d, f, desc);
-    const char *s = lua_tostring(L, -1);
+    const char *s = top_text(d, f, 0);
     if ((flags & NONEMPTY) && !*s)
         fail_value(d, f, desc);
     free(*out);
@@ -356,7 +374,7 @@ static bool read_str_array(decl *d, int t, const char *f, char ***out, size_t *n
             fail(d, "%s: field '%s%s' must be %s, got %s at position %zu", d->where, d->prefix, f,
                  desc, lua_type(L, -1) == LUA_TSTRING ? "an empty string" : luaL_typename(L, -1),
                  i + 1);
-        (*out)[i] = fr_xstrdup(lua_tostring(L, -1));
+        (*out)[i] = fr_xstrdup(top_text(d, f, i + 1));
         lua_pop(L, 1); /* [arr] */
     }
     lua_pop(L, 1); /* [] */
@@ -397,9 +415,13 @@ static size_t declare(lua_State *L, fr_load_ctx *c, int kind, int line)
     if (lua_type(L, 1) != LUA_TSTRING)
         failc(L, c, line, "%s needs a name first, as in %s \"name\" { ... }, got %s", kn, kn,
               luaL_typename(L, 1));
-    const char *name = lua_tostring(L, 1);
+    size_t len;
+    const char *name = lua_tolstring(L, 1, &len);
     if (!*name)
         failc(L, c, line, "%s name must not be empty", kn);
+    if (strlen(name) != len)
+        failc(L, c, line, "%s name '%s' holds a NUL byte at byte %zu; remove it", kn, name,
+              strlen(name));
     if (!fr_load_valid_name(name))
         failc(L, c, line, "invalid %s name '%.80s': use letters, digits, '_', '.' and '-'", kn,
               name);
@@ -463,7 +485,7 @@ static void task_body(lua_State *L, fr_load_ctx *c, size_t p, int t)
     if (ty == LUA_TNIL) {
         fail(&d, "%s: missing required field 'prompt'", where);
     } else if (ty == LUA_TSTRING) {
-        ts->prompt = fr_xstrdup(lua_tostring(L, -1));
+        ts->prompt = fr_xstrdup(top_text(&d, "prompt", 0));
         lua_pop(L, 1);
     } else if (ty == LUA_TFUNCTION) {
         lua_Debug ar;

@@ -395,6 +395,17 @@ static int check_baseline(fr_workflow *wf, const char *file, int line, fr_error 
                         wf->baseline, sug);
 }
 
+/* A workflow without a task would run nothing and succeed: that is a
+ * mistake (an empty or wrong file), never a run. */
+static int check_has_tasks(const fr_workflow *wf, fr_error *err)
+{
+    if (wf->ntasks > 0)
+        return FR_OK;
+    return fr_error_set(err, FR_EWORKFLOW, wf->path, 0,
+                        "no tasks: the workflow declares none; add one with "
+                        "task \"name\" { agent = \"...\", prompt = \"...\" }");
+}
+
 static int check_has_endpoints(const fr_workflow *wf, fr_error *err)
 {
     if (wf->ntasks == 0 || wf->nendpoints > 0)
@@ -447,6 +458,8 @@ int fr_workflow_load(const char *path, const fr_load_opts *opts, fr_workflow **o
         rc = resolve_tasks(wf, &c, err);
     if (rc == FR_OK)
         rc = check_baseline(wf, bl_file, bl_line, err);
+    if (rc == FR_OK)
+        rc = check_has_tasks(wf, err);
     if (rc == FR_OK)
         rc = check_has_endpoints(wf, err);
     if (rc != FR_OK)

@@ -233,6 +233,11 @@ int fr_policy_route(fr_policy *p, const json_t *task, const json_t *candidates, 
         rc = fr_error_set(err, FR_EPOLICY, p->path, 0,
                           "route returned a %s; expected a candidate, its name, or nil",
                           luaL_typename(L, -1));
+    else if (strlen(name) != lua_rawlen(L, -1))
+        rc = fr_error_set(err, FR_EPOLICY, p->path, 0,
+                          "route returned a name holding a NUL byte ('%s...'); return a "
+                          "candidate or its exact name",
+                          name);
     else if (find_candidate(candidates, name) < 0)
         rc = fr_error_set(err, FR_EPOLICY, p->path, 0,
                           "route returned '%s', which is not one of the candidates", name);

@@ -7,6 +7,7 @@
 #include "dsl/sandbox.h"
 #include "dsl/template.h"
 #include "engine/util/mem.h"
+#include "engine/util/utf8.h"
 
 #include <lauxlib.h>
 #include <stdio.h>
@@ -51,8 +52,19 @@ static int render_function(fr_workflow *wf, size_t task, const json_t *ctx, char
                           luaL_typename(L, -1));
         goto cleanup;
     }
-    size_t len;
+    size_t len, at = 0;
     const char *s = lua_tolstring(L, -1, &len);
+    const char *bad = fr_utf8_text(s, len, &at);
+    if (bad) {
+        /* Such text cannot go into a request (JSON carries UTF-8 only). */
+        rc = fr_error_set(err, FR_ELUA, t->file, tl->prompt_line,
+                          "the prompt function of task '%s' returned text that %s at byte %zu%s",
+                          t->name, bad, at,
+                          *bad == 'i' ? " (string.sub cuts by bytes and can split a character: "
+                                        "cut at utf8.offset(s, n) instead)"
+                                      : "");
+        goto cleanup;
+    }
     *out = fr_xstrndup(s, len);
 cleanup:
     lua_settop(L, top);
@@ -76,8 +88,19 @@ int fr_workflow_render_prompt(fr_workflow *wf, size_t task, const json_t *ctx, c
         return render_function(wf, task, ctx, out, err);
     fr_error terr = {0};
     int rc = fr_template_render(t->prompt, ctx, out, &terr);
-    if (rc != FR_OK)
+    size_t at = 0;
+    const char *bad = rc == FR_OK ? fr_utf8_text(*out, strlen(*out), &at) : NULL;
+    if (rc != FR_OK) {
         fr_error_set(err, rc, t->file, t->line, "prompt of task '%s': %s", t->name, terr.msg);
+    } else if (bad) {
+        /* A --var value is the one part not checked at load. */
+        rc = fr_error_set(err, FR_EWORKFLOW, t->file, t->line,
+                          "the prompt of task '%s' %s at byte %zu once its placeholders are "
+                          "filled (check the --var values)",
+                          t->name, bad, at);
+        free(*out);
+        *out = NULL;
+    }
     return rc;
 }
 

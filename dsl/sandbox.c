@@ -406,6 +406,10 @@ static int load_chunk(lua_State *L, const char *code, size_t len, const char *ch
 {
     if (!lua_checkstack(L, 2))
         return fr_error_set(err, FR_ELIMIT, source, 0, "Lua stack exhausted");
+    if (len >= 3 && memcmp(code, "\xEF\xBB\xBF", 3) == 0) {
+        code += 3; /* a UTF-8 byte order mark, as some editors write one */
+        len -= 3;
+    }
     int st = luaL_loadbufferx(L, code, len, chunkname, "t"); /* [fn | msg] */
     if (st == LUA_ERRMEM) {
         lua_pop(L, 1);
@@ -456,8 +460,8 @@ int fr_sandbox_load_file(lua_State *L, const char *path, fr_error *err)
         rc = fr_error_set(err, FR_ENOENT, path, 0, "cannot read: %s", strerror(errno));
         goto cleanup;
     }
-    size_t skip = 0;
-    if (len > 0 && data[0] == '#')
+    size_t skip = len >= 3 && memcmp(data, "\xEF\xBB\xBF", 3) == 0 ? 3 : 0; /* a BOM */
+    if (len > skip && data[skip] == '#')
         while (skip < len && data[skip] != '\n')
             skip++;
     remember_path(sandbox_of(L), path);

@@ -8,6 +8,7 @@
 #include "engine/util/mem.h"
 #include "engine/util/money.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <signal.h>
@@ -138,6 +139,8 @@ static int parse_args(int argc, char **argv, args *a)
                 return EXIT_USAGE;
         } else if (strcmp(s, "--out") == 0) {
             NEED_VALUE();
+            if (!*val)
+                return usage_error("%s", "--out needs a directory name, got ''");
             a->run.out_dir = val;
         } else if (strcmp(s, "--json") == 0) {
             a->json = true;
@@ -334,9 +337,14 @@ int main(int argc, char **argv)
     }
     if (a.json) {
         json_t *report = fr_run_report(run);
-        json_dumpf(report, stdout, JSON_INDENT(2));
-        fputc('\n', stdout);
+        int wrc = json_dumpf(report, stdout, JSON_INDENT(2));
         json_decref(report);
+        if (wrc != 0 || fputc('\n', stdout) == EOF || fflush(stdout) != 0) {
+            /* A script that reads the report must not take silence for it. */
+            fprintf(stderr, "flowrun: cannot write the JSON report to standard output: %s\n",
+                    strerror(errno ? errno : EIO));
+            code = EXIT_IOERR;
+        }
     }
 cleanup:
     fr_run_free(run);

@@ -23,6 +23,8 @@ typedef struct job {
 
 int fr_output_mkdirs(const char *dir, fr_error *err)
 {
+    if (!*dir)
+        return fr_error_set(err, FR_EINVAL, "--out", 0, "the output directory name is empty");
     char *p = fr_xstrdup(dir);
     int rc = FR_OK;
     for (char *s = p + 1;; s++) {

@@ -28,6 +28,11 @@
 /* Retry-After means "not before": a wait it asks for is kept a little
  * longer, so clock granularity never sends a request a moment early. */
 #define RETRY_AFTER_MARGIN_MS 20
+/* Connection failures in a row (each after the cooldown of the one
+ * before: 1 + 2 + 4 s) after which an endpoint counts as unreachable for
+ * the rest of the run, so its tasks move elsewhere or fail with the reason
+ * instead of waiting out ever longer cooldowns. */
+#define DOWN_AFTER_FAILURES 4
 /* Tokens a chat template may add around the messages (role markers). */
 #define TEMPLATE_TOKENS 32
 
@@ -390,7 +395,7 @@ static bool allowed(const fr_run *r, const task_rt *t, size_t e, const char **wh
     const fr_task_spec *ts = &r->wf->tasks[t->idx];
     const ep_rt *ep = &r->eps[e];
     if (!ep->usable)
-        return *why = "its key variable is not set", false;
+        return *why = ep->unusable ? ep->unusable : "it is not usable", false;
     if (ts->is_private && ep->spec->tier != FR_TIER_LOCAL)
         return *why = "the task is private and may only run on a local endpoint", false;
     if (ts->endpoint && strcmp(ts->endpoint, ep->spec->name) != 0)
@@ -739,6 +744,7 @@ static void arm_wake(fr_run *r, double at_ms)
 /* ---- attempts ----------------------------------------------------------- */
 
 static void dispatch(task_rt *t, size_t ep);
+static bool other_endpoint(const fr_run *r, const task_rt *t);
 
 static bool retryable(int rc, long status)
 {
@@ -829,8 +835,23 @@ static void cool_down(fr_run *r, ep_rt *e, int rc, long status, double retry_aft
     double wait_ms;
     if (!r->plan)
         uv_update_time(&r->loop); /* the cached loop time may lag this reply */
+    bool cooling = e->cooldown_until > clock_ms(r);
+    if (rc == FR_ECONNECT && !cooling && ++e->conn_failures >= DOWN_AFTER_FAILURES && e->usable) {
+        /* Requests sent while it was already cooling down tell nothing
+         * new; this is the Nth probe in a row that found nothing there. */
+        e->usable = false;
+        free(e->unusable);
+        e->unusable = fr_xasprintf("it is unreachable (%d connection failures in a row: %s); "
+                                   "check that the server at %s is running",
+                                   e->conn_failures, msg, e->spec->url ? e->spec->url : "its url");
+        fr_log(FR_LOG_ERROR, "endpoint", "endpoint=%s disabled for this run: %s", e->spec->name,
+               e->unusable);
+        return;
+    }
     if (overload && retry_after_s >= 0) {
         wait_ms = retry_after_s * 1000.0 + RETRY_AFTER_MARGIN_MS;
+    } else if (cooling) {
+        return; /* sent before the endpoint cooled down: no new evidence */
     } else {
         wait_ms = 1000.0 * pow(2.0, e->strikes);
         if (wait_ms > 60000)
@@ -891,6 +912,23 @@ static void attempt_failed(task_rt *t, int rc, long status, double retry_after_s
         if (retry_after_s >= 0 && retry_after_s * 1000.0 + RETRY_AFTER_MARGIN_MS > delay)
             delay = retry_after_s * 1000.0 + RETRY_AFTER_MARGIN_MS;
         uv_update_time(&r->loop);
+        if (!r->plan && clock_ms(r) + delay >= t->deadline_ms) {
+            /* Waiting here would outlast the task: another endpoint may take
+             * it now; without one it fails now, saying why. */
+            t->tried[t->ep] = 1;
+            t->retry_ep = -1;
+            t->route_reason = "error";
+            if (!other_endpoint(r, t)) {
+                char *why = fr_xasprintf("%s asks to wait %.0f s before a retry, past the "
+                                         "task's timeout of %g s; last error: %s",
+                                         e->spec->name, delay / 1000.0, ts->timeout_s, msg);
+                task_end(t, FR_TASK_FAILED, why);
+                free(why);
+                return;
+            }
+            fr_sched_requeue(r->sched, t->idx);
+            return;
+        }
         t->retry_ep = t->ep;
         t->retry_armed = true;
         r->retries_armed++;
@@ -1073,6 +1111,7 @@ static void on_done(void *ud, const fr_http_result *res)
         t->ttft_ms = t->attempt_ttft_ms >= 0 ? t->attempt_ttft_ms : res->total_ms;
         e->lat[e->nlat++ % (sizeof e->lat / sizeof *e->lat)] = res->total_ms;
         e->strikes = 0;
+        e->conn_failures = 0;
         task_ok(t);
     } else {
         set_decision_outcome(t, outcome, err.msg);
@@ -1224,16 +1263,8 @@ static void dispatch(task_rt *t, size_t ep)
     t->attempts++;
     t->ep_attempts++;
     e->requests++;
-    if (!t->timers_init) {
-        uv_timer_init(&r->loop, &t->deadline);
-        uv_timer_init(&r->loop, &t->retry_timer);
-        t->deadline.data = t->retry_timer.data = t;
-        t->timers_init = true;
-    }
-    if (t->start_ns == 0) {
+    if (t->start_ns == 0)
         t->start_ns = now_ns(t->run);
-        uv_timer_start(&t->deadline, on_deadline, (uint64_t)(ts->timeout_s * 1000.0), 0);
-    }
     fr_call call = make_call(r, t, ep);
     free(t->cache_key);
     t->cache_key = fr_cache_key(r->wf->name, ts->name, e->spec->name, e->protocol, &call);
@@ -1246,8 +1277,8 @@ static void dispatch(task_rt *t, size_t ep)
     fr_error err = {0};
     int rc = fr_adapter_request(t->adapter, &req, &err);
     if (rc == FR_OK) {
-        double elapsed_ms = (double)(now_ns(t->run) - t->start_ns) / 1e6;
-        double left_ms = ts->timeout_s * 1000.0 - elapsed_ms;
+        uv_update_time(&r->loop);
+        double left_ms = t->deadline_ms - clock_ms(r);
         fr_http_opts ho = {
             .max_response = MAX_RESPONSE_BYTES,
             .connect_timeout_ms = (long)(e->spec->timeouts.connect_s * 1000.0),
@@ -1323,12 +1354,46 @@ static bool other_endpoint(const fr_run *r, const task_rt *t)
     return false;
 }
 
+/* Starts the task's timeout when it first becomes ready, so that waiting
+ * for an endpoint counts against it as much as talking to one. */
+static void arm_deadline(task_rt *t)
+{
+    fr_run *r = t->run;
+    const fr_task_spec *ts = &r->wf->tasks[t->idx];
+    if (!t->timers_init) {
+        uv_timer_init(&r->loop, &t->deadline);
+        uv_timer_init(&r->loop, &t->retry_timer);
+        t->deadline.data = t->retry_timer.data = t;
+        t->timers_init = true;
+    }
+    uv_update_time(&r->loop);
+    t->deadline_ms = clock_ms(r) + ts->timeout_s * 1000.0;
+    uv_timer_start(&t->deadline, on_deadline, (uint64_t)(ts->timeout_s * 1000.0), 0);
+}
+
+/* Ends task `t` now because endpoint `ep`, the soonest it could use, cools
+ * down past the task's timeout: waiting could only end in a timeout. */
+static void fail_wait(task_rt *t, size_t ep)
+{
+    fr_run *r = t->run;
+    const ep_rt *e = &r->eps[ep];
+    char *why = fr_xasprintf(
+        "no endpoint can take the task before its timeout of %g s: %s cools "
+        "down for %.0f s more%s%s",
+        r->wf->tasks[t->idx].timeout_s, e->spec->name, (e->cooldown_until - clock_ms(r)) / 1000.0,
+        t->last_error ? "; last error: " : "", t->last_error ? t->last_error : "");
+    task_end(t, FR_TASK_FAILED, why);
+    free(why);
+}
+
 /* Tries to place one ready task. Returns true when the task left the
  * queue (dispatched or ended), false when it must wait. */
 static bool place(fr_run *r, task_rt *t)
 {
     const fr_task_spec *ts = &r->wf->tasks[t->idx];
     double now = clock_ms(r);
+    if (!r->plan && t->deadline_ms == 0)
+        arm_deadline(t);
     if (t->retry_ep >= 0 && r->eps[t->retry_ep].cooldown_until > now && other_endpoint(r, t)) {
         /* The endpoint of the retry is cooling down (overloaded or down):
          * another endpoint may take the task now rather than wait for it. */
@@ -1339,6 +1404,10 @@ static bool place(fr_run *r, task_rt *t)
     if (t->retry_ep >= 0) {
         size_t ep = (size_t)t->retry_ep;
         if (r->eps[ep].cooldown_until > now) {
+            if (!r->plan && r->eps[ep].cooldown_until >= t->deadline_ms) {
+                fail_wait(t, ep);
+                return true;
+            }
             arm_wake(r, r->eps[ep].cooldown_until);
             return false;
         }
@@ -1407,6 +1476,16 @@ static bool place(fr_run *r, task_rt *t)
             msg = fr_xasprintf("no endpoint can take this task: %s", why);
         task_end(t, FR_TASK_FAILED, msg);
         free(msg);
+        placed = true;
+        goto done;
+    }
+    if (n == 0 && !r->plan && soonest >= t->deadline_ms) {
+        /* Every endpoint it may use cools down past its timeout. */
+        for (size_t e = 0; e < r->neps; e++)
+            if (r->eps[e].cooldown_until == soonest) {
+                fail_wait(t, e);
+                break;
+            }
         placed = true;
         goto done;
     }
@@ -1479,16 +1558,19 @@ static void pump(fr_run *r)
         fr_sched_requeue(r->sched, waiters[i]);
     free(waiters);
 
-    size_t in_flight = r->plan ? r->nevents : fr_http_active(r->http);
-    bool waking = !r->plan && uv_is_active((uv_handle_t *)&r->wake);
-    if (!r->stopping && in_flight == 0 && r->retries_armed == 0 && !waking &&
-        fr_sched_ready(r->sched) > 0 && fr_sched_pop(r->sched, &t)) {
-        /* Nothing runs and nothing is scheduled, so nothing the policy
-         * sees will change: a task it keeps waiting is a task it refuses. A
-         * retry waiting for its endpoint goes ahead (all slots are free). */
+    /* Nothing runs and nothing is scheduled, so nothing the policy sees
+     * will change: a task it keeps waiting is a task it refuses, and so is
+     * every other one it keeps waiting. A retry waiting for its endpoint
+     * goes ahead (all slots are free), which ends the stall. */
+    while (!r->stopping && (r->plan ? r->nevents : fr_http_active(r->http)) == 0 &&
+           r->retries_armed == 0 && !(!r->plan && uv_is_active((uv_handle_t *)&r->wake)) &&
+           fr_sched_ready(r->sched) > 0 && fr_sched_pop(r->sched, &t)) {
         task_rt *tr = &r->tasks[t];
         if (tr->retry_ep >= 0) {
             dispatch(tr, (size_t)tr->retry_ep);
+            if (!r->plan && fr_http_active(r->http) == 0 && r->retries_armed == 0)
+                arm_wake(r, clock_ms(r)); /* it failed at once: place again from the loop */
+            break;
         } else {
             char *why = fr_xasprintf("policy %s keeps the task waiting while nothing else runs: "
                                      "it accepts none of the endpoints the task may use",

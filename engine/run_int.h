@@ -27,6 +27,7 @@ typedef struct ep_rt {
     int strikes;           /* failures in a row that cool it down; a success resets */
     long cooldowns;        /* times it was cooled down */
     double cooldown_ms;    /* and for how long in all */
+    int conn_failures;     /* connection failures in a row, counted once per cooldown */
     long requests;
     long failures;
     double lat[64]; /* the most recent successful latencies, ms (a ring) */
@@ -52,6 +53,7 @@ typedef struct task_rt {
     uv_timer_t deadline;
     bool timers_init;
     bool retry_armed;
+    double deadline_ms;         /* loop time the task times out at; 0 until it is first ready */
     fr_reply reply;
     double cost;
     fr_usage usage;             /* of the successful attempt */

@@ -122,11 +122,14 @@ void fr_sched_free(fr_sched *s)
 
 bool fr_sched_pop(fr_sched *s, size_t *task)
 {
-    if (s->nheap == 0)
-        return false;
-    *task = heap_pop(s);
-    s->state[*task] = FR_TASK_RUNNING;
-    return true;
+    while (s->nheap > 0) {
+        *task = heap_pop(s);
+        if (fr_task_state_terminal(s->state[*task]))
+            continue; /* it ended while it waited (a timeout): drop it */
+        s->state[*task] = FR_TASK_RUNNING;
+        return true;
+    }
+    return false;
 }
 
 void fr_sched_requeue(fr_sched *s, size_t task)

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Runs that used to hang, crash or report success wrongly: each ends, with
+# the exit code a script can rely on. Hangs are bounded by a watchdog
+# (timeout), never by sleeping.
+source "$(dirname "$0")/lib.bash"
+start_sim
+
+cat >"$WORK/eps.lua" <<LUA
+endpoint "loc" { tier = "local", url = "$SIM_URL/v1", model = "m-local" }
+endpoint "cloud" { tier = "cloud", url = "$SIM_URL/v1", model = "m-cloud", api_key_env = "SIM_TEST_KEY",
+                   price = { input = 1, output = 1 } }
+agent "w" { system = "You write." }
+LUA
+
+# local-only keeps every task waiting when the only endpoint is cloud: each
+# of them fails with the reason, and the run ends (it used to wait forever
+# from the second task on).
+cat >"$WORK/cloudonly.lua" <<LUA
+workflow { policy = "local-only" }
+endpoint "cloud" { tier = "cloud", url = "$SIM_URL/v1", model = "m-cloud", api_key_env = "SIM_TEST_KEY",
+                   price = { input = 1, output = 1 } }
+agent "w" { system = "You write." }
+task "a" { agent = "w", prompt = "one" }
+task "b" { agent = "w", prompt = "two" }
+task "c" { agent = "w", prompt = "three" }
+LUA
+set +e
+timeout 60 "$FLOWRUN" "$WORK/cloudonly.lua" --json --out "$WORK/o1" >"$WORK/stdout" 2>"$WORK/stderr"
+RC=$?
+set -e
+[ "$RC" -ne 124 ] || fail "the run never ended with three tasks kept waiting"
+expect_rc 1 "three tasks kept waiting"
+[ "$(jqr '[.tasks[] | select(.status=="failed" and (.reason | test("keeps the task waiting")))] | length')" -eq 3 ] ||
+  fail "not every waiting task failed with the reason: $(jqr '[.tasks[].reason]')"
+pass "every task the policy keeps waiting fails with the reason; the run ends"
+
+# --out "" is a usage error (it overflowed a buffer).
+{ cat "$WORK/eps.lua"; echo 'task "a" { agent = "w", prompt = "hi" }'; } >"$WORK/one.lua"
+run_flowrun "$WORK/one.lua" --out ""
+expect_rc 2 "--out ''"
+expect_stderr "--out needs a directory name"
+pass "--out '' is a usage error"
+
+# A --json report that cannot be written is exit 74, not 0.
+set +e
+"$FLOWRUN" "$WORK/one.lua" --json --out "$WORK/o2" >/dev/full 2>"$WORK/stderr"
+RC=$?
+set -e
+expect_rc 74 "--json to a full device"
+expect_stderr "cannot write the JSON report"
+set +e
+"$FLOWRUN" "$WORK/one.lua" --json --out "$WORK/o3" >&- 2>"$WORK/stderr"
+RC=$?
+set -e
+expect_rc 74 "--json with standard output closed"
+pass "a JSON report that cannot be written exits 74"
+
+# A stopped local server: every task fails promptly with the reason instead
+# of waiting out cooldowns that double at each refused attempt (four tasks
+# took six minutes). The watchdog bounds the run; the figures are not timed.
+dead_port=$(( (RANDOM % 1000) + 22000 ))
+while (exec 3<>/dev/tcp/127.0.0.1/$dead_port) 2>/dev/null; do dead_port=$((dead_port + 1)); done
+cat >"$WORK/stopped.lua" <<LUA
+endpoint "gpu" { tier = "local", url = "http://127.0.0.1:$dead_port/v1", model = "m" }
+agent "w" { system = "You write." }
+for i = 1, 4 do task("t" .. i) { agent = "w", prompt = "hello " .. i } end
+LUA
+set +e
+timeout 60 "$FLOWRUN" "$WORK/stopped.lua" --json --out "$WORK/o4" >"$WORK/stdout" 2>"$WORK/stderr"
+RC=$?
+set -e
+[ "$RC" -ne 124 ] || fail "four tasks on a stopped server did not fail within the watchdog"
+expect_rc 1 "a stopped local server"
+[ "$(jqr '[.tasks[] | select(.status == "failed")] | length')" -eq 4 ] || fail "not every task failed"
+jqr '.tasks[].reason' | grep -q "unreachable" || fail "no reason says the endpoint is unreachable: $(jqr '[.tasks[].reason]')"
+pass "four tasks on a stopped local server fail with the reason ($(jqr '.endpoints.gpu.requests') requests)"
+
+# A task waiting for a cooling endpoint fails at its own timeout, not after
+# the cooldown: the timeout starts when the task is ready, not when sent.
+cat >"$WORK/waits.lua" <<LUA
+endpoint "gpu" { tier = "local", url = "http://127.0.0.1:$dead_port/v1", model = "m", max_parallel = 1 }
+agent "w" { system = "You write." }
+task "t1" { agent = "w", prompt = "one", retries = 8, timeout = 3 }
+task "t2" { agent = "w", prompt = "two", retries = 8, timeout = 3 }
+LUA
+set +e
+timeout 60 "$FLOWRUN" "$WORK/waits.lua" --json --out "$WORK/o5" >"$WORK/stdout" 2>"$WORK/stderr"
+RC=$?
+set -e
+[ "$RC" -ne 124 ] || fail "tasks with a 3 s timeout outlived the watchdog"
+expect_rc 1 "tasks waiting on a cooling endpoint"
+[ "$(jqr '[.tasks[] | select(.status == "failed")] | length')" -eq 2 ] || fail "not both tasks failed"
+pass "tasks waiting on a cooling endpoint end by their timeout: $(jqr '[.tasks[].reason] | join("; ")' | cut -c1-160)"
