@@ -90,6 +90,8 @@ struct fr_run {
     task_rt *tasks;
     char *run_id;
     char *out_dir;
+    char *save_root; /* the workflow folder's real path that save paths stay in; NULL with
+                        --allow-save-anywhere */
     long baseline; /* endpoint index or -1 */
     double budget_usd;
     uint64_t start_ns, end_ns;
