@@ -1,7 +1,8 @@
 #pragma once
 /* Writing task outputs to files without blocking the loop: directories are
  * created at startup (allowed to block), file contents are written with
- * libuv's fs requests as each task finishes. */
+ * libuv's fs requests as each task finishes, optionally confined to a folder
+ * (save paths: no symbolic link may lead them out). Used by engine/run. */
 
 #include "engine/util/err.h"
 

@@ -1146,9 +1146,12 @@ static bool try_cache(fr_run *r, task_rt *t)
                                         "version", fr_policy_version(r->policy), "reason",
                                         t->route_reason, "endpoint", r->eps[e].spec->name,
                                         "attempt", t->attempts + 1, "outcome", "cached"));
-        if (r->opts.explain)
-            fprintf(stderr, "explain: %s -> %s  (cached result, no request)\n",
-                    r->wf->tasks[t->idx].name, r->eps[e].spec->name);
+        if (r->opts.explain) {
+            char privacy[700];
+            fr_workflow_privacy_text(r->wf, t->idx, privacy, sizeof privacy);
+            fprintf(stderr, "explain: %s -> %s  (cached result, no request)%s%s\n",
+                    r->wf->tasks[t->idx].name, r->eps[e].spec->name, *privacy ? "  " : "", privacy);
+        }
         task_ok(t);
         return true;
     }
@@ -1394,9 +1397,13 @@ static bool place(fr_run *r, task_rt *t)
             msg = fr_xasprintf("every usable endpoint failed; last error: %s", t->last_error);
         else if (ts->is_private) {
             char privacy[700];
-            msg = fr_xasprintf("private task (%s): no usable local endpoint (private work never "
+            /* "private: inherited from 'x'" reads "private task (inherited from 'x')". */
+            const char *why_private =
+                fr_workflow_privacy_text(r->wf, t->idx, privacy, sizeof privacy);
+            why_private += strncmp(why_private, "private: ", 9) == 0 ? 9 : strlen(why_private);
+            msg = fr_xasprintf("private task%s%s%s: no usable local endpoint (private work never "
                                "leaves the local tier)",
-                               fr_workflow_privacy_text(r->wf, t->idx, privacy, sizeof privacy));
+                               *why_private ? " (" : "", why_private, *why_private ? ")" : "");
         } else
             msg = fr_xasprintf("no endpoint can take this task: %s", why);
         task_end(t, FR_TASK_FAILED, msg);
