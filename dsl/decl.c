@@ -32,9 +32,9 @@ static const char *const kind_names[] = {"task", "agent", "endpoint"};
 static const char *const task_fields[] = {
     "agent",       "prompt",  "deps",       "complexity",  "type",   "priority", "private",
     "timeout",     "retries", "max_tokens", "temperature", "budget", "schema",   "check",
-    "min_quality", "approve", "save",       "endpoint",    "tier",   "seed",
+    "min_quality", "approve", "save",       "endpoint",    "tier",   "seed",     "declassify",
 };
-static const char *const agent_fields[] = {"system", "type"};
+static const char *const agent_fields[] = {"system", "type", "private"};
 static const char *const endpoint_fields[] = {
     "tier",    "protocol", "url",   "model",  "api_key_env", "max_parallel", "context",
     "quality", "tags",     "price", "stream", "timeouts",    "keep_alive",   "max_tokens_field",
@@ -85,6 +85,8 @@ void fr_load_ctx_close(fr_load_ctx *c)
     for (size_t i = 0; i < c->ntask_agents; i++)
         free(c->task_agents[i]);
     free(c->task_agents);
+    free(c->task_private_given);
+    c->task_private_given = NULL;
     for (size_t i = 0; i < c->npending; i++)
         free(c->pending[i].name);
     free(c->pending);
@@ -445,6 +447,9 @@ static size_t append_task(fr_load_ctx *c, const fr_pending *p)
     wf->tasks = fr_xrealloc(wf->tasks, (i + 1) * sizeof *wf->tasks);
     wf->lua->tasks = fr_xrealloc(wf->lua->tasks, (i + 1) * sizeof *wf->lua->tasks);
     c->task_agents = fr_xrealloc(c->task_agents, (i + 1) * sizeof *c->task_agents);
+    c->task_private_given =
+        fr_xrealloc(c->task_private_given, (i + 1) * sizeof *c->task_private_given);
+    c->task_private_given[i] = false;
     fr_task_spec *t = &wf->tasks[i];
     memset(t, 0, sizeof *t);
     t->name = fr_xstrdup(p->name);
@@ -457,6 +462,7 @@ static size_t append_task(fr_load_ctx *c, const fr_pending *p)
     t->max_tokens = -1;
     t->temperature = -1;
     t->tier = FR_TIER_ANY;
+    t->private_from = t->private_via = t->declassified_from = -1;
     wf->lua->tasks[i] = (fr_task_lua){LUA_NOREF, 0, LUA_NOREF};
     c->task_agents[i] = NULL;
     c->ntask_agents = i + 1;
@@ -501,7 +507,8 @@ static void task_body(lua_State *L, fr_load_ctx *c, size_t p, int t)
     read_num(&d, t, "complexity", 0, 1, 0, "a number from 0 to 1", &ts->complexity);
     read_str(&d, t, "type", NONEMPTY, &ts->type);
     read_int(&d, t, "priority", 1, 10, "an integer from 1 to 10", &ts->priority);
-    read_bool(&d, t, "private", &ts->is_private);
+    c->task_private_given[i] = read_bool(&d, t, "private", &ts->is_private);
+    read_bool(&d, t, "declassify", &ts->declassify);
     read_num(&d, t, "timeout", 0, HUGE_VAL, LO_OPEN, "a number of seconds > 0", &ts->timeout_s);
     read_int(&d, t, "retries", 0, 100, "an integer from 0 to 100", &ts->retries);
     read_int(&d, t, "max_tokens", 1, INT_MAX, "an integer >= 1", &ts->max_tokens);
@@ -624,6 +631,7 @@ static void agent_body(lua_State *L, fr_load_ctx *c, size_t p, int t)
     wf->nagents++;
     read_str(&d, t, "system", 0, &a->system);
     read_str(&d, t, "type", NONEMPTY, &a->type);
+    read_bool(&d, t, "private", &a->is_private);
 }
 
 /* ---- endpoint ---- */

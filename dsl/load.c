@@ -286,6 +286,20 @@ static int resolve_agent(fr_workflow *wf, fr_load_ctx *c, size_t i, fr_error *er
     t->agent = (size_t)a;
     if (!t->type && wf->agents[a].type)
         t->type = fr_xstrdup(wf->agents[a].type);
+    if (wf->agents[a].is_private) {
+        if (c->task_private_given[i] && !t->is_private)
+            return fr_error_set(err, FR_EWORKFLOW, t->file, t->line,
+                                "task '%s' sets private = false but its agent '%s' (%s:%d) is "
+                                "private, which makes every task of the agent private; remove "
+                                "private = false, or give the task another agent",
+                                t->name, name, wf->agents[a].file, wf->agents[a].line);
+        t->is_private = true;
+    }
+    if (t->is_private && t->declassify)
+        return fr_error_set(err, FR_EWORKFLOW, t->file, t->line,
+                            "task '%s' is private%s and sets declassify = true; declassify only "
+                            "lifts privacy inherited from dependencies: remove one of them",
+                            t->name, wf->agents[a].is_private ? " (its agent is private)" : "");
     return FR_OK;
 }
 
@@ -317,11 +331,12 @@ static int resolve_deps(fr_workflow *wf, size_t i, const char **names, fr_error 
 static int resolve_pins(fr_workflow *wf, size_t i, fr_error *err)
 {
     fr_task_spec *t = &wf->tasks[i];
+    const char *by_agent = wf->agents[t->agent].is_private ? " (its agent is private)" : "";
     if (t->is_private && t->tier == FR_TIER_CLOUD)
         return fr_error_set(err, FR_EWORKFLOW, t->file, t->line,
-                            "task '%s' is private but pinned to tier 'cloud'; private tasks "
+                            "task '%s' is private%s but pinned to tier 'cloud'; private tasks "
                             "never leave the local tier",
-                            t->name);
+                            t->name, by_agent);
     if (!t->endpoint)
         return FR_OK;
     long e = fr_workflow_find_endpoint(wf, t->endpoint);
@@ -339,9 +354,9 @@ static int resolve_pins(fr_workflow *wf, size_t i, fr_error *err)
     const fr_endpoint_spec *ep = &wf->endpoints[e];
     if (t->is_private && ep->tier == FR_TIER_CLOUD)
         return fr_error_set(err, FR_EWORKFLOW, t->file, t->line,
-                            "task '%s' is private but pinned to cloud endpoint '%s'; private "
+                            "task '%s' is private%s but pinned to cloud endpoint '%s'; private "
                             "tasks never leave the local tier",
-                            t->name, ep->name);
+                            t->name, by_agent, ep->name);
     if (t->tier != FR_TIER_ANY && t->tier != ep->tier)
         return fr_error_set(err, FR_EWORKFLOW, t->file, t->line,
                             "task '%s' is pinned to tier '%s' and to endpoint '%s', which is %s",
@@ -349,8 +364,151 @@ static int resolve_pins(fr_workflow *wf, size_t i, fr_error *err)
     return FR_OK;
 }
 
+/* Checks that task `t`'s save path is relative and stays inside the
+ * workflow's folder once "." and ".." are resolved, unless `anywhere`.
+ * Symbolic links are the run's to check (engine/run: when it starts and
+ * when it writes), since they can change after loading. */
+static int check_save(const fr_workflow *wf, const fr_task_spec *t, bool anywhere, fr_error *err)
+{
+    if (!t->save || anywhere)
+        return FR_OK;
+    const char *why = NULL;
+    long depth = 0;
+    if (t->save[0] == '/')
+        why = "is an absolute path";
+    for (const char *p = t->save; !why && *p;) {
+        size_t len = strcspn(p, "/");
+        if (len == 2 && p[0] == '.' && p[1] == '.')
+            depth--;
+        else if (len > 0 && !(len == 1 && p[0] == '.'))
+            depth++;
+        if (depth < 0)
+            why = "climbs out of the workflow's folder with '..'";
+        p += len;
+        if (*p == '/')
+            p++;
+    }
+    if (!why && t->save[strlen(t->save) - 1] == '/')
+        why = "ends with '/' (name a file)";
+    else if (!why && depth == 0)
+        why = "names the workflow's folder itself (name a file)";
+    if (!why)
+        return FR_OK;
+    return fr_error_set(err, FR_EWORKFLOW, t->file, t->line,
+                        "task '%s': field 'save' ('%.200s') %s; save paths are relative to the "
+                        "workflow's folder (%.200s) and stay inside it: write one such as "
+                        "'out/%s.md', or run with --allow-save-anywhere to allow this path",
+                        t->name, t->save, why, wf->dir, t->name);
+}
+
+/*
+ * Privacy follows the data: a task that receives a private task's output
+ * (every dependency passes its output, through a placeholder or ctx) is
+ * private too, transitively, unless it says declassify = true. A
+ * breadth-first walk from the tasks that are private by themselves, over
+ * dependents: each task turns private at most once, so it ends on a cyclic
+ * graph too (engine/graph refuses cycles later), and private_from names the
+ * nearest source in hops, the first declared on a tie.
+ */
+static void propagate_privacy(fr_workflow *wf)
+{
+    size_t n = wf->ntasks, nedges = 0;
+    size_t *first = fr_xcalloc(n + 1, sizeof *first); /* dependents of u: users[first[u]..] */
+    for (size_t v = 0; v < n; v++)
+        for (size_t k = 0; k < wf->tasks[v].ndeps; k++) {
+            first[wf->tasks[v].dep_index[k] + 1]++;
+            nedges++;
+        }
+    for (size_t u = 0; u < n; u++)
+        first[u + 1] += first[u];
+    size_t *fill = fr_xcalloc(n ? n : 1, sizeof *fill);
+    size_t *users = fr_xcalloc(nedges ? nedges : 1, sizeof *users);
+    for (size_t v = 0; v < n; v++)
+        for (size_t k = 0; k < wf->tasks[v].ndeps; k++) {
+            size_t u = wf->tasks[v].dep_index[k];
+            users[first[u] + fill[u]++] = v;
+        }
+    size_t *queue = fr_xcalloc(n ? n : 1, sizeof *queue), head = 0, tail = 0;
+    for (size_t i = 0; i < n; i++)
+        if (wf->tasks[i].is_private)
+            queue[tail++] = i;
+    while (head < tail) {
+        size_t u = queue[head++];
+        long origin = wf->tasks[u].private_from >= 0 ? wf->tasks[u].private_from : (long)u;
+        for (size_t k = first[u]; k < first[u + 1]; k++) {
+            fr_task_spec *v = &wf->tasks[users[k]];
+            if (v->is_private)
+                continue;
+            if (v->declassify) {
+                if (v->declassified_from < 0)
+                    v->declassified_from = (long)u;
+                continue;
+            }
+            v->is_private = true;
+            v->private_from = origin;
+            v->private_via = (long)u;
+            queue[tail++] = users[k];
+        }
+    }
+    free(queue);
+    free(users);
+    free(fill);
+    free(first);
+}
+
+/* A task pinned to the cloud (tier or endpoint) cannot inherit privacy. */
+static int check_inherited_pins(const fr_workflow *wf, fr_error *err)
+{
+    for (size_t i = 0; i < wf->ntasks; i++) {
+        const fr_task_spec *t = &wf->tasks[i];
+        if (t->private_from < 0)
+            continue;
+        long e = t->endpoint ? fr_workflow_find_endpoint(wf, t->endpoint) : -1;
+        bool cloud = t->tier == FR_TIER_CLOUD || (e >= 0 && wf->endpoints[e].tier == FR_TIER_CLOUD);
+        if (!cloud)
+            continue;
+        const fr_task_spec *src = &wf->tasks[t->private_from];
+        char pin[300], via[300] = "";
+        if (e >= 0)
+            snprintf(pin, sizeof pin, "cloud endpoint '%s'", wf->endpoints[e].name);
+        else
+            snprintf(pin, sizeof pin, "tier 'cloud'");
+        if (t->private_via != t->private_from)
+            snprintf(via, sizeof via, " through '%s'", wf->tasks[t->private_via].name);
+        return fr_error_set(err, FR_EWORKFLOW, t->file, t->line,
+                            "task '%s' is pinned to %s but receives the output of private task "
+                            "'%s' (%s:%d)%s, so it is private too and may only run locally; pin "
+                            "it to a local endpoint, or set declassify = true on '%s' if what it "
+                            "sends may leave the local tier",
+                            t->name, pin, src->name, src->file, src->line, via, t->name);
+    }
+    return FR_OK;
+}
+
+/* Writes what a user reads about task `task`'s privacy into `buf` (`n`
+ * bytes); see workflow.h. Returns `buf`. */
+const char *fr_workflow_privacy_text(const fr_workflow *wf, size_t task, char *buf, size_t n)
+{
+    const fr_task_spec *t = &wf->tasks[task];
+    if (t->private_from >= 0 && t->private_via >= 0 && t->private_via != t->private_from)
+        snprintf(buf, n, "private: inherited from '%s' via '%s'", wf->tasks[t->private_from].name,
+                 wf->tasks[t->private_via].name);
+    else if (t->private_from >= 0)
+        snprintf(buf, n, "private: inherited from '%s'", wf->tasks[t->private_from].name);
+    else if (t->is_private && wf->agents[t->agent].is_private)
+        snprintf(buf, n, "private: its agent '%s' is private", wf->agents[t->agent].name);
+    else if (t->is_private)
+        snprintf(buf, n, "private");
+    else if (t->declassified_from >= 0)
+        snprintf(buf, n, "declassified: receives the output of private task '%s'",
+                 wf->tasks[t->declassified_from].name);
+    else if (n > 0)
+        buf[0] = '\0';
+    return buf;
+}
+
 /* Cross-checks every task, in declaration order, and fills defaults. */
-static int resolve_tasks(fr_workflow *wf, fr_load_ctx *c, fr_error *err)
+static int resolve_tasks(fr_workflow *wf, fr_load_ctx *c, bool save_anywhere, fr_error *err)
 {
     int rc = FR_OK;
     const char **names = task_names(wf);
@@ -376,8 +534,14 @@ static int resolve_tasks(fr_workflow *wf, fr_load_ctx *c, fr_error *err)
         }
         if (rc == FR_OK)
             rc = resolve_pins(wf, i, err);
+        if (rc == FR_OK)
+            rc = check_save(wf, t, save_anywhere, err);
     }
     free(names);
+    if (rc == FR_OK) {
+        propagate_privacy(wf);
+        rc = check_inherited_pins(wf, err);
+    }
     return rc;
 }
 
@@ -454,8 +618,9 @@ int fr_workflow_load(const char *path, const fr_load_opts *opts, fr_workflow **o
     rc = load_endpoints(wf, opts, lim, &bl_file, &bl_line, err);
     if (rc == FR_OK)
         rc = apply_vars(wf, opts, err);
+    wf->save_anywhere = opts && opts->allow_save_anywhere;
     if (rc == FR_OK)
-        rc = resolve_tasks(wf, &c, err);
+        rc = resolve_tasks(wf, &c, wf->save_anywhere, err);
     if (rc == FR_OK)
         rc = check_baseline(wf, bl_file, bl_line, err);
     if (rc == FR_OK)

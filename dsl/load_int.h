@@ -53,6 +53,7 @@ typedef struct fr_load_ctx {
     } defaults;         /* from workflow{defaults=}, else the documented ones */
     char **task_agents; /* agent name of each task, resolved after the run */
     size_t ntask_agents;
+    bool *task_private_given; /* per task: `private` was written (true or false) */
     fr_pending *pending;
     size_t npending;
 } fr_load_ctx;

@@ -49,6 +49,7 @@ typedef struct fr_agent_spec {
     char *name;
     char *system; /* may be NULL */
     char *type;   /* may be NULL */
+    bool is_private; /* every task of this agent is private */
     char *file;
     int line;
 } fr_agent_spec;
@@ -63,7 +64,14 @@ typedef struct fr_task_spec {
     double complexity;  /* 0..1; default 0.5 */
     char *type;         /* the task's or else its agent's, may be NULL */
     int priority;       /* 1..10; default 5; higher runs first */
-    bool is_private;    /* never leaves the local tier */
+    bool is_private;    /* never leaves the local tier: set by the task, by its agent, or
+                           inherited from a dependency (privacy follows the data) */
+    long private_from;  /* when inherited: the index of the task that is private by itself
+                           (nearest in hops); -1 when private by itself or not private */
+    long private_via;   /* when inherited: the dependency it came through; else -1 */
+    bool declassify;    /* declassify = true: inherits no privacy from its dependencies */
+    long declassified_from; /* with declassify: a private dependency whose output it receives
+                               (the first found); else -1 */
     double timeout_s;   /* whole task; default workflow.defaults.timeout (300) */
     int retries;        /* per endpoint; default workflow.defaults.retries (2) */
     int max_tokens;     /* default workflow.defaults.max_tokens (2048) */
@@ -77,7 +85,8 @@ typedef struct fr_task_spec {
     bool has_check;     /* a check function was given */
     double min_quality; /* 0..1; default 0 */
     bool approve;
-    char *save;     /* path relative to the workflow's directory, or NULL */
+    char *save;     /* path relative to the workflow's directory that stays inside it
+                       (checked at load), or NULL; anything with save_anywhere */
     char *endpoint; /* pin by name, or NULL */
     fr_tier tier;   /* pin by tier, FR_TIER_ANY if none */
     char *file;
@@ -107,6 +116,7 @@ typedef struct fr_workflow {
     fr_endpoint_spec *endpoints;
     size_t nendpoints;
     char *baseline;       /* endpoint name or NULL */
+    bool save_anywhere;   /* --allow-save-anywhere: save paths are not confined */
     fr_workflow_lua *lua; /* private to dsl/ */
 } fr_workflow;
 
@@ -118,6 +128,8 @@ typedef struct fr_load_opts {
     const struct fr_lua_limits *limits; /* per-state memory and per-call
                                            instruction budgets (dsl/sandbox.h);
                                            NULL = defaults */
+    bool allow_save_anywhere;           /* --allow-save-anywhere: accept absolute save paths and
+                                           ones that leave the workflow's folder */
 } fr_load_opts;
 
 /* Loads and validates the workflow at `path` (borrowed) with `opts`
@@ -150,6 +162,13 @@ int fr_workflow_render_prompt(fr_workflow *wf, size_t task, const json_t *ctx, c
  * or returns something else is FR_ELUA/FR_ELIMIT with `err` at its file:line. */
 int fr_workflow_check(fr_workflow *wf, size_t task, const char *text, const json_t *json,
                       double *score, char **reason, fr_error *err);
+
+/* Writes to `buf` (`n` bytes) what a user reads about task `task`'s
+ * privacy: "" (not private, nothing declassified), "private", "private: its
+ * agent 'vault' is private", "private: inherited from 'secret'" (plus " via
+ * 'mid'" when it came through another task) or "declassified: receives the
+ * output of private task 'secret'". Returns `buf`. */
+const char *fr_workflow_privacy_text(const fr_workflow *wf, size_t task, char *buf, size_t n);
 
 /* Returns the index of the task/endpoint/agent named `name`, or -1. */
 long fr_workflow_find_task(const fr_workflow *wf, const char *name);

@@ -54,6 +54,9 @@ static const char usage[] =
     "  --baseline ENDPOINT   endpoint to compare the spend against\n"
     "  --no-cache            send every request, even when a stored result fits\n"
     "  --fresh TASK          do not reuse the stored result of TASK (repeatable)\n"
+    "  --allow-save-anywhere let `save` paths be absolute or leave the workflow's\n"
+    "                        folder (through '..' or a symbolic link); without it\n"
+    "                        such a workflow is refused (65)\n"
     "  --state DIR           state directory (default $FLOWRUN_STATE, else .flowrun\n"
     "                        beside the workflow): runs, attempts, the cost ledger\n"
     "  --progress            a line per task as it finishes\n"
@@ -79,7 +82,7 @@ typedef struct args {
     size_t nvars;
     const char **fresh;
     size_t nfresh;
-    bool json, quiet, no_color;
+    bool json, quiet, no_color, save_anywhere;
     fr_run_opts run;
 } args;
 
@@ -163,6 +166,8 @@ static int parse_args(int argc, char **argv, args *a)
         } else if (strcmp(s, "--fresh") == 0) {
             NEED_VALUE();
             a->fresh[a->nfresh++] = val;
+        } else if (strcmp(s, "--allow-save-anywhere") == 0) {
+            a->save_anywhere = true;
         } else if (strcmp(s, "--state") == 0) {
             NEED_VALUE();
             a->run.state_dir = val;
@@ -312,7 +317,10 @@ int main(int argc, char **argv)
     if (code >= 0)
         goto cleanup;
 
-    fr_load_opts lo = {.endpoints_path = a.endpoints, .vars = a.vars, .nvars = a.nvars};
+    fr_load_opts lo = {.endpoints_path = a.endpoints,
+                       .vars = a.vars,
+                       .nvars = a.nvars,
+                       .allow_save_anywhere = a.save_anywhere};
     int rc = fr_workflow_load(a.workflow, &lo, &wf, &err);
     if (rc != FR_OK) {
         fprintf(stderr, "flowrun: %s\n", fr_error_format(&err, msg, sizeof msg));
@@ -322,7 +330,7 @@ int main(int argc, char **argv)
     rc = fr_run_new(wf, &a.run, &run, &err);
     if (rc != FR_OK) {
         fprintf(stderr, "flowrun: %s\n", fr_error_format(&err, msg, sizeof msg));
-        code = rc == FR_ECYCLE                                         ? EXIT_INVALID
+        code = rc == FR_ECYCLE || rc == FR_EWORKFLOW                   ? EXIT_INVALID
                : rc == FR_ESTORE || rc == FR_ESTOREVER || rc == FR_EIO ? EXIT_IOERR
                                                                        : EXIT_CONFIG;
         goto cleanup;

@@ -4,9 +4,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* One write in progress: open, write until done, close. */
 typedef struct job {
@@ -17,6 +20,7 @@ typedef struct job {
     size_t len, off;
     uv_file fd;
     int rc;
+    char *root; /* confine to this real path, or NULL */
     fr_output_done_fn done;
     void *ud;
 } job;
@@ -62,6 +66,7 @@ static void finish(job *j)
         j->done(j->ud, j->rc, j->path);
     free(j->path);
     free(j->data);
+    free(j->root);
     free(j);
 }
 
@@ -114,7 +119,8 @@ static void on_open(uv_fs_t *req)
     ssize_t fd = req->result;
     uv_fs_req_cleanup(req);
     if (fd < 0) {
-        j->rc = FR_EIO;
+        /* A confined write never follows a link at the file itself. */
+        j->rc = j->root && fd == UV_ELOOP ? FR_EINVAL : FR_EIO;
         finish(j);
         return;
     }
@@ -127,8 +133,82 @@ static void on_open(uv_fs_t *req)
     }
 }
 
-int fr_output_write(uv_loop_t *loop, const char *path, const char *data, size_t len,
-                    fr_output_done_fn done, void *ud)
+/* True when real path `p` is `root` or below it. */
+static bool is_inside(const char *root, const char *p)
+{
+    size_t n = strlen(root);
+    if (n == 1 && root[0] == '/')
+        return true;
+    return strncmp(p, root, n) == 0 && (p[n] == '\0' || p[n] == '/');
+}
+
+int fr_output_check_inside(const char *root, const char *path, fr_error *err)
+{
+    int rc = FR_OK;
+    struct stat st;
+    char *dir = fr_xstrdup(path), *real = NULL;
+    if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode)) {
+        rc = fr_error_set(err, FR_EINVAL, path, 0,
+                          "is a symbolic link; a save path is never written through one (it "
+                          "could lead outside the workflow's folder)");
+        goto cleanup;
+    }
+    /* The deepest folder on the way that exists decides where the rest,
+     * created by mkdir, ends up. */
+    for (;;) {
+        char *slash = strrchr(dir, '/');
+        if (!slash)
+            break;
+        *slash = '\0';
+        if (!*dir)
+            break;
+        real = realpath(dir, NULL);
+        if (real || errno != ENOENT)
+            break;
+    }
+    if (!real) {
+        rc = fr_error_set(err, FR_EINVAL, path, 0, "cannot resolve the folder '%s': %s", dir,
+                          strerror(errno));
+        goto cleanup;
+    }
+    if (!is_inside(root, real))
+        rc = fr_error_set(err, FR_EINVAL, path, 0,
+                          "leads outside the workflow's folder %s: its folder '%s' is %s "
+                          "through a symbolic link",
+                          root, dir, real);
+cleanup:
+    free(real);
+    free(dir);
+    return rc;
+}
+
+static void start_open(job *j);
+
+static void on_realpath(uv_fs_t *req)
+{
+    job *j = req->data;
+    bool inside = req->result == 0 && req->ptr && is_inside(j->root, req->ptr);
+    uv_fs_req_cleanup(req);
+    if (!inside) {
+        j->rc = FR_EINVAL;
+        finish(j);
+        return;
+    }
+    start_open(j);
+}
+
+static void start_open(job *j)
+{
+    j->req.data = j;
+    int flags = O_WRONLY | O_CREAT | O_TRUNC | (j->root ? O_NOFOLLOW : 0);
+    if (uv_fs_open(j->loop, &j->req, j->path, flags, 0644, on_open) != 0) {
+        j->rc = FR_EIO;
+        finish(j);
+    }
+}
+
+int fr_output_write_inside(uv_loop_t *loop, const char *root, const char *path, const char *data,
+                           size_t len, fr_output_done_fn done, void *ud)
 {
     job *j = fr_xcalloc(1, sizeof *j);
     j->path = fr_xstrdup(path);
@@ -137,12 +217,27 @@ int fr_output_write(uv_loop_t *loop, const char *path, const char *data, size_t 
     j->done = done;
     j->ud = ud;
     j->loop = loop;
+    j->root = root ? fr_xstrdup(root) : NULL;
     j->req.data = j;
-    if (uv_fs_open(loop, &j->req, j->path, O_WRONLY | O_CREAT | O_TRUNC, 0644, on_open) != 0) {
-        free(j->path);
-        free(j->data);
-        free(j);
-        return FR_EIO;
+    if (!root) {
+        start_open(j);
+        return FR_OK;
+    }
+    const char *slash = strrchr(path, '/');
+    char *dir = !slash          ? fr_xstrdup(".")
+                : slash == path ? fr_xstrdup("/")
+                                : fr_xstrndup(path, (size_t)(slash - path));
+    int rc = uv_fs_realpath(loop, &j->req, dir, on_realpath);
+    free(dir);
+    if (rc != 0) {
+        j->rc = FR_EIO;
+        finish(j);
     }
     return FR_OK;
+}
+
+int fr_output_write(uv_loop_t *loop, const char *path, const char *data, size_t len,
+                    fr_output_done_fn done, void *ud)
+{
+    return fr_output_write_inside(loop, NULL, path, data, len, done, ud);
 }

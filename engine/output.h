@@ -1,7 +1,8 @@
 #pragma once
 /* Writing task outputs to files without blocking the loop: directories are
  * created at startup (allowed to block), file contents are written with
- * libuv's fs requests as each task finishes. */
+ * libuv's fs requests as each task finishes, optionally confined to a folder
+ * (save paths: no symbolic link may lead them out). Used by engine/run. */
 
 #include "engine/util/err.h"
 
@@ -19,8 +20,23 @@ int fr_output_mkdirs(const char *dir, fr_error *err);
 /* Creates the parent directories of file `path` (borrowed). Same returns. */
 int fr_output_mkparents(const char *path, fr_error *err);
 
+/* Checks that writing file `path` (borrowed) stays inside `root` (borrowed,
+ * a real path: no symbolic links, no trailing '/'): the deepest existing
+ * folder on the way to it resolves inside `root`, and `path` itself is not a
+ * symbolic link. Blocking: call it before the loop runs. Returns FR_OK, or
+ * FR_EINVAL with `err` naming the path and, when one is to blame, the link. */
+int fr_output_check_inside(const char *root, const char *path, fr_error *err);
+
 /* Writes `len` bytes of `data` (borrowed, copied) to `path` (borrowed,
  * copied), replacing it, on `loop`. `done` (may be NULL) is called from the
  * loop when the write ends. Returns FR_OK once the write is started. */
 int fr_output_write(uv_loop_t *loop, const char *path, const char *data, size_t len,
                     fr_output_done_fn done, void *ud);
+
+/* Like fr_output_write, but confined to `root` (borrowed, copied; a real
+ * path, or NULL for no confinement): when the write starts, the folder of
+ * `path` must resolve inside `root`, and the file is opened without
+ * following a symbolic link, so a link made during the run cannot lead the
+ * output out. A refused write ends with `rc` FR_EINVAL. */
+int fr_output_write_inside(uv_loop_t *loop, const char *root, const char *path, const char *data,
+                           size_t len, fr_output_done_fn done, void *ud);

@@ -122,6 +122,14 @@ static json_t *task_report(const fr_run *r, size_t t)
     json_object_set_new(o, "model", model ? json_string(model) : json_null());
     json_object_set_new(o, "attempts", json_integer(tr->attempts));
     json_object_set_new(o, "cached", json_boolean(tr->cached));
+    json_object_set_new(o, "private", json_boolean(ts->is_private));
+    json_object_set_new(o, "private_from",
+                        ts->private_from >= 0 ? json_string(r->wf->tasks[ts->private_from].name)
+                                              : json_null());
+    json_object_set_new(o, "declassified_from",
+                        ts->declassified_from >= 0
+                            ? json_string(r->wf->tasks[ts->declassified_from].name)
+                            : json_null());
     json_object_set_new(o, "latency_ms", num_or_null(tr->latency_ms, ok));
     json_object_set_new(o, "ttft_ms", num_or_null(tr->ttft_ms, ok && tr->ttft_ms >= 0));
     json_object_set_new(o, "cost_usd", json_real(tr->cost));
@@ -257,6 +265,14 @@ void fr_run_print_summary(const fr_run *r, FILE *f, bool color)
         char *reason = fr_redact(r->tasks[t].reason);
         fprintf(f, "  %s: %s\n", r->wf->tasks[t].name, reason);
         free(reason);
+    }
+    for (size_t t = 0; t < r->wf->ntasks; t++) {
+        /* Where inherited privacy came from, and what was declassified. */
+        const fr_task_spec *ts = &r->wf->tasks[t];
+        char privacy[700];
+        if (ts->private_from >= 0 || ts->declassified_from >= 0)
+            fprintf(f, "  %s: %s\n", ts->name,
+                    fr_workflow_privacy_text(r->wf, t, privacy, sizeof privacy));
     }
     char mk[32], cp[32], p50s[32], p95s[32];
     fmt_ms(mk, sizeof mk, tt.makespan_ms);

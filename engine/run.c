@@ -11,6 +11,7 @@
 #include "engine/util/redact.h"
 
 #include <assert.h>
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,6 +102,36 @@ static void init_endpoint(fr_run *r, size_t i)
             e->unusable = fr_xasprintf("environment variable %s is not set", s->api_key_env);
         }
     }
+}
+
+/* Save paths stay inside the workflow's folder (dsl/load checked the
+ * text): here no symbolic link on the way may lead out. Checked again when
+ * each output is written (fr_output_write_inside). */
+static int confine_saves(fr_run *r, fr_error *err)
+{
+    const fr_workflow *wf = r->wf;
+    if (wf->save_anywhere)
+        return FR_OK;
+    r->save_root = realpath(wf->dir, NULL);
+    if (!r->save_root)
+        return fr_error_set(err, FR_EIO, wf->dir, 0, "cannot resolve the workflow's folder: %s",
+                            strerror(errno));
+    for (size_t t = 0; t < wf->ntasks; t++) {
+        const fr_task_spec *ts = &wf->tasks[t];
+        if (!ts->save)
+            continue;
+        char *p = fr_xasprintf("%s/%s", wf->dir, ts->save);
+        fr_error why = {0};
+        int rc = fr_output_check_inside(r->save_root, p, &why);
+        free(p);
+        if (rc != FR_OK)
+            return fr_error_set(err, FR_EWORKFLOW, ts->file, ts->line,
+                                "task '%s': field 'save' ('%.200s') %s; save into the workflow's "
+                                "folder itself (remove or replace the symbolic link), or run "
+                                "with --allow-save-anywhere to allow it",
+                                ts->name, ts->save, why.msg);
+    }
+    return FR_OK;
 }
 
 /* Checks that every task has at least one endpoint it could ever use, so a
@@ -234,6 +265,8 @@ int fr_run_new(fr_workflow *wf, const fr_run_opts *opts, fr_run **out, fr_error 
     r->out_dir =
         opts->out_dir ? fr_xstrdup(opts->out_dir) : fr_xasprintf(".flowrun/out/%s", r->run_id);
     rc = r->plan ? FR_OK : fr_output_mkdirs(r->out_dir, err);
+    if (rc == FR_OK)
+        rc = confine_saves(r, err);
     for (size_t t = 0; rc == FR_OK && !r->plan && t < wf->ntasks; t++)
         if (wf->tasks[t].save) {
             char *p = wf->tasks[t].save[0] == '/'
@@ -317,7 +350,14 @@ static void on_written(void *ud, int rc, const char *path)
     fr_run *r = ud;
     if (rc != FR_OK) {
         r->write_errors++;
-        fr_log(FR_LOG_ERROR, "output", "path=%s error=\"cannot write the output\"", path);
+        if (rc == FR_EINVAL)
+            fr_log(FR_LOG_ERROR, "output",
+                   "path=%s error=\"refused: the save path now leads outside the workflow's "
+                   "folder (a symbolic link); remove the link, or run with "
+                   "--allow-save-anywhere\"",
+                   path);
+        else
+            fr_log(FR_LOG_ERROR, "output", "path=%s error=\"cannot write the output\"", path);
     }
 }
 
@@ -338,7 +378,8 @@ static void write_outputs(task_rt *t)
     if (ts->save) {
         path =
             ts->save[0] == '/' ? fr_xstrdup(ts->save) : fr_xasprintf("%s/%s", r->wf->dir, ts->save);
-        if (fr_output_write(&r->loop, path, data, strlen(data), on_written, r) != FR_OK)
+        if (fr_output_write_inside(&r->loop, r->save_root, path, data, strlen(data), on_written,
+                                   r) != FR_OK)
             on_written(r, FR_EIO, path);
         free(path);
     }
@@ -641,6 +682,9 @@ static void record_decision(task_rt *t, const char *policy, int version, const c
                       fr_usd_cost(est, json_number_value(json_object_get(c, "est_cost"))));
     }
     fr_buf_puts(&line, ")");
+    char privacy[700];
+    if (*fr_workflow_privacy_text(r->wf, t->idx, privacy, sizeof privacy))
+        fr_buf_printf(&line, "  %s", privacy);
     fprintf(stderr, "%s\n", fr_buf_str(&line));
     fr_buf_close(&line);
 }
@@ -1193,9 +1237,12 @@ static bool try_cache(fr_run *r, task_rt *t)
                                         "version", fr_policy_version(r->policy), "reason",
                                         t->route_reason, "endpoint", r->eps[e].spec->name,
                                         "attempt", t->attempts + 1, "outcome", "cached"));
-        if (r->opts.explain)
-            fprintf(stderr, "explain: %s -> %s  (cached result, no request)\n",
-                    r->wf->tasks[t->idx].name, r->eps[e].spec->name);
+        if (r->opts.explain) {
+            char privacy[700];
+            fr_workflow_privacy_text(r->wf, t->idx, privacy, sizeof privacy);
+            fprintf(stderr, "explain: %s -> %s  (cached result, no request)%s%s\n",
+                    r->wf->tasks[t->idx].name, r->eps[e].spec->name, *privacy ? "  " : "", privacy);
+        }
         task_ok(t);
         return true;
     }
@@ -1469,10 +1516,16 @@ static bool place(fr_run *r, task_rt *t)
             msg = fr_xasprintf("no endpoint left after a failed quality gate; %s", t->last_error);
         else if (t->last_error)
             msg = fr_xasprintf("every usable endpoint failed; last error: %s", t->last_error);
-        else if (ts->is_private)
-            msg = fr_xstrdup("private task: no usable local endpoint (private work never "
-                             "leaves the local tier)");
-        else
+        else if (ts->is_private) {
+            char privacy[700];
+            /* "private: inherited from 'x'" reads "private task (inherited from 'x')". */
+            const char *why_private =
+                fr_workflow_privacy_text(r->wf, t->idx, privacy, sizeof privacy);
+            why_private += strncmp(why_private, "private: ", 9) == 0 ? 9 : strlen(why_private);
+            msg = fr_xasprintf("private task%s%s%s: no usable local endpoint (private work never "
+                               "leaves the local tier)",
+                               *why_private ? " (" : "", why_private, *why_private ? ")" : "");
+        } else
             msg = fr_xasprintf("no endpoint can take this task: %s", why);
         task_end(t, FR_TASK_FAILED, msg);
         free(msg);
@@ -1866,6 +1919,7 @@ void fr_run_free(fr_run *r)
     free(r->policy_path);
     json_decref(r->reloads);
     free(r->out_dir);
+    free(r->save_root);
     json_decref(r->policy_sites);
     free(r);
 }

@@ -92,6 +92,8 @@ struct fr_run {
     task_rt *tasks;
     char *run_id;
     char *out_dir;
+    char *save_root; /* the workflow folder's real path that save paths stay in; NULL with
+                        --allow-save-anywhere */
     long baseline; /* endpoint index or -1 */
     bool has_budget;   /* there is a run cap (--budget, else budget.usd) */
     double budget_usd; /* the run cap when has_budget; 0 allows only free work */

@@ -1,7 +1,10 @@
 -- A privacy-sensitive review: the code under review is confidential, so
--- every task is private and runs on local endpoints only, whatever the
--- policy would prefer. The cloud endpoint is declared (a machine's
--- endpoints file would have it anyway) but never receives a byte.
+-- the auditor agent is private (every task of it runs on local endpoints
+-- only, whatever the policy would prefer), and the summary, which receives
+-- their findings, inherits that privacy: privacy follows the data. The
+-- cloud endpoint is declared (a machine's endpoints file would have it
+-- anyway) but never receives a byte. The summary in the report says
+-- "summary: private: inherited from 'security'".
 --
 --   flowrun workflows/private-review.lua --sim
 
@@ -20,7 +23,9 @@ endpoint "cloud" {
   price = { input = 2.50, output = 10.00 },
 }
 
-agent "auditor" { system = "You audit code for security problems.", type = "review" }
+agent "auditor" { system = "You audit code for security problems.", type = "review",
+                  private = true }
+agent "writer" { system = "You write clear, kind summaries for authors." }
 
 local code = [[
 int check_password(const char *given, const char *stored)
@@ -30,14 +35,14 @@ int check_password(const char *given, const char *stored)
 ]]
 
 task "security" {
-  agent = "auditor", private = true, complexity = 0.7,
+  agent = "auditor", complexity = 0.7,
   prompt = "Find security problems in this confidential code:\n" .. code,
 }
 task "style" {
-  agent = "auditor", private = true, complexity = 0.3,
+  agent = "auditor", complexity = 0.3,
   prompt = "Point out unclear names and missing comments:\n" .. code,
 }
 task "summary" {
-  agent = "auditor", private = true, deps = { "security", "style" }, save = "out/review.md",
+  agent = "writer", deps = { "security", "style" }, complexity = 0.8, save = "out/review.md",
   prompt = "Summarise these findings for the author:\n\n{{security}}\n\n{{style}}",
 }

@@ -200,6 +200,57 @@ static void test_good_fixtures(void **state)
     assert_int_equal(fr_sandbox_live_refs(), refs0);
 }
 
+/* Privacy follows the data (three levels, fan-in, a private agent,
+ * declassify, cycles), and --allow-save-anywhere lets a save path out. */
+static void test_privacy_flow(void **state)
+{
+    (void)state;
+    fr_error err;
+    const char *path = FIX "/privacy_flow.lua";
+    assert_int_equal(load_err(path, NULL, &err), FR_EWORKFLOW);
+    assert_non_null(strstr(err.msg, "field 'save' ('/tmp/anywhere.txt') is an absolute path"));
+    assert_int_equal(err.line, 18);
+    fr_load_opts o = {.allow_save_anywhere = true};
+    fr_workflow *wf = load_ok(path, &o);
+    assert_true(wf->save_anywhere);
+#define T(name)   (&wf->tasks[fr_workflow_find_task(wf, name)])
+#define IDX(name) fr_workflow_find_task(wf, name)
+    assert_false(T("pub")->is_private);
+    assert_true(T("secret")->is_private);
+    assert_int_equal(T("secret")->private_from, -1);
+    assert_true(T("mid")->is_private);
+    assert_int_equal(T("mid")->private_from, IDX("secret"));
+    assert_int_equal(T("mid")->private_via, IDX("secret"));
+    assert_true(T("leaf")->is_private);
+    assert_int_equal(T("leaf")->private_from, IDX("secret"));
+    assert_int_equal(T("leaf")->private_via, IDX("mid"));
+    assert_false(T("open")->is_private); /* declassify, so it may be pinned to the cloud */
+    assert_int_equal(T("open")->declassified_from, IDX("leaf"));
+    assert_false(T("after_open")->is_private);
+    assert_int_equal(T("after_open")->declassified_from, -1);
+    assert_true(T("vaulted")->is_private); /* its agent is */
+    assert_int_equal(T("vaulted")->private_from, -1);
+    assert_true(T("cyc1")->is_private && T("cyc2")->is_private);
+    assert_int_equal(T("cyc2")->private_from, IDX("vaulted"));
+    assert_int_equal(T("cyc2")->private_via, IDX("cyc1"));
+    assert_false(T("loop1")->is_private || T("loop2")->is_private);
+    char buf[256];
+    assert_string_equal(fr_workflow_privacy_text(wf, (size_t)IDX("pub"), buf, sizeof buf), "");
+    assert_string_equal(fr_workflow_privacy_text(wf, (size_t)IDX("secret"), buf, sizeof buf),
+                        "private");
+    assert_string_equal(fr_workflow_privacy_text(wf, (size_t)IDX("mid"), buf, sizeof buf),
+                        "private: inherited from 'secret'");
+    assert_string_equal(fr_workflow_privacy_text(wf, (size_t)IDX("leaf"), buf, sizeof buf),
+                        "private: inherited from 'secret' via 'mid'");
+    assert_string_equal(fr_workflow_privacy_text(wf, (size_t)IDX("vaulted"), buf, sizeof buf),
+                        "private: its agent 'vault' is private");
+    assert_string_equal(fr_workflow_privacy_text(wf, (size_t)IDX("open"), buf, sizeof buf),
+                        "declassified: receives the output of private task 'leaf'");
+#undef T
+#undef IDX
+    fr_workflow_free(wf);
+}
+
 static void test_full_fields(void **state)
 {
     (void)state;
@@ -904,6 +955,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_fixtures),
         cmocka_unit_test(test_good_fixtures),
+        cmocka_unit_test(test_privacy_flow),
         cmocka_unit_test(test_full_fields),
         cmocka_unit_test(test_minimal_defaults),
         cmocka_unit_test(test_endpoints_file_overrides),
