@@ -32,6 +32,7 @@
 
 static void pump(fr_run *r);
 static void maybe_finish(fr_run *r);
+static json_t *check_candidates(const fr_run *r);
 
 /* The run's clock: real time, or the virtual time of a plan. */
 static uint64_t now_ns(const fr_run *r)
@@ -167,8 +168,6 @@ int fr_run_new(fr_workflow *wf, const fr_run_opts *opts, fr_run **out, fr_error 
     rc = fr_policy_resolve(spec, opts->policy ? NULL : wf->dir, &policy_path, err);
     if (rc == FR_OK)
         rc = fr_policy_load(policy_path, NULL, 1, &r->policy, err);
-    if (rc == FR_OK)
-        rc = fr_policy_check(r->policy, err);
     if (rc != FR_OK)
         goto cleanup;
     r->policy_path = policy_path;
@@ -185,6 +184,13 @@ int fr_run_new(fr_workflow *wf, const fr_run_opts *opts, fr_run **out, fr_error 
     r->sched = fr_sched_new(r->g, prio, r->neps, cap);
     free(prio);
     free(cap);
+    r->queued = fr_xcalloc(r->neps ? r->neps : 1, sizeof *r->queued);
+    /* The self-check offers the run's own endpoints, as route will see them. */
+    json_t *check_cands = check_candidates(r);
+    rc = fr_policy_check(r->policy, check_cands, err);
+    json_decref(check_cands);
+    if (rc != FR_OK)
+        goto cleanup;
 
     r->tasks = fr_xcalloc(wf->ntasks ? wf->ntasks : 1, sizeof *r->tasks);
     for (size_t t = 0; t < wf->ntasks; t++) {
@@ -494,7 +500,10 @@ static void settle(task_rt *t, double charge)
     }
 }
 
-static json_t *candidate_json(const fr_run *r, const task_rt *t, size_t e)
+/* Endpoint `e` as a policy sees it, for a task of `est_input` tokens in and
+ * at most `max_tokens` out. `queued` counts the ready tasks ahead of this one
+ * (in this pass over the ready queue) that wait for this endpoint. */
+static json_t *endpoint_json(const fr_run *r, size_t e, long est_input, int max_tokens)
 {
     const ep_rt *ep = &r->eps[e];
     const fr_endpoint_spec *s = ep->spec;
@@ -503,13 +512,30 @@ static json_t *candidate_json(const fr_run *r, const task_rt *t, size_t e)
         json_array_append_new(tags, json_string(s->tags[i]));
     double lat = p50(ep);
     return json_pack(
-        "{s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:o, s:o, s:I}", "name", s->name,
-        "tier", fr_tier_name(s->tier), "protocol", fr_protocol_name(ep->protocol), "model",
+        "{s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:I, s:f, s:f, s:f, s:f, s:o, s:o, s:I}", "name",
+        s->name, "tier", fr_tier_name(s->tier), "protocol", fr_protocol_name(ep->protocol), "model",
         ep->model, "in_flight", fr_sched_in_flight(r->sched, e), "max_parallel",
-        fr_sched_capacity(r->sched, e), "free", fr_sched_free_slots(r->sched, e), "quality",
-        s->quality, "price_in", s->price.input, "price_out", s->price.output, "est_cost",
-        est_cost(s, t->est_input, r->wf->tasks[t->idx].max_tokens), "latency_p50",
-        lat >= 0 ? json_real(lat) : json_null(), "tags", tags, "context", (json_int_t)s->context);
+        fr_sched_capacity(r->sched, e), "free", fr_sched_free_slots(r->sched, e), "queued",
+        (json_int_t)(r->queued ? r->queued[e] : 0), "quality", s->quality, "price_in",
+        s->price.input, "price_out", s->price.output, "est_cost",
+        est_cost(s, est_input, max_tokens), "latency_p50", lat >= 0 ? json_real(lat) : json_null(),
+        "tags", tags, "context", (json_int_t)s->context);
+}
+
+static json_t *candidate_json(const fr_run *r, const task_rt *t, size_t e)
+{
+    return endpoint_json(r, e, t->est_input, r->wf->tasks[t->idx].max_tokens);
+}
+
+/* The candidates of the policy self-check: every usable endpoint of the run,
+ * for a made-up task of 100 tokens in and 256 out (fr_policy_check). */
+static json_t *check_candidates(const fr_run *r)
+{
+    json_t *cj = json_array();
+    for (size_t e = 0; e < r->neps; e++)
+        if (r->eps[e].usable)
+            json_array_append_new(cj, endpoint_json(r, e, 100, 256));
+    return cj;
 }
 
 static json_t *task_json(const fr_run *r, const task_rt *t)
@@ -531,13 +557,14 @@ static json_t *run_json(const fr_run *r)
 {
     size_t done = r->wf->ntasks - fr_sched_unfinished(r->sched);
     double s = fr_budget_spent(r->budget);
-    return json_pack("{s:o, s:f, s:f, s:o, s:f, s:I, s:I}", "budget",
+    return json_pack("{s:o, s:f, s:f, s:o, s:f, s:I, s:I, s:I}", "budget",
                      r->budget_usd > 0 ? json_real(r->budget_usd) : json_null(), "spent", s,
                      "reserved", fr_budget_reserved(r->budget), "remaining",
                      r->budget_usd > 0 ? json_real(fr_budget_remaining(r->budget, FR_CAP_RUN))
                                        : json_null(),
                      "elapsed", (double)(now_ns(r) - r->start_ns) / 1e9, "done", (json_int_t)done,
-                     "total", (json_int_t)r->wf->ntasks);
+                     "total", (json_int_t)r->wf->ntasks, "ready",
+                     (json_int_t)(fr_sched_ready(r->sched) + r->pass_waiters));
 }
 
 /* The built-in choice when the policy cannot decide: a free candidate that
@@ -1141,7 +1168,10 @@ static void plan_dispatch(task_rt *t, size_t ep)
 static void plan_complete(fr_run *r, size_t task)
 {
     task_rt *t = &r->tasks[task];
+    ep_rt *e = &r->eps[t->ep];
     fr_sched_release_slot(r->sched, (size_t)t->ep);
+    /* The latency a policy sees, as a run records it on each success. */
+    e->lat[e->nlat++ % (sizeof e->lat / sizeof *e->lat)] = t->latency_ms;
     settle(t, fr_run_cost(r->eps[t->ep].spec, &t->usage));
     t->ttft_ms = t->latency_ms;
     fr_reply_close(&t->reply);
@@ -1290,8 +1320,10 @@ static bool place(fr_run *r, task_rt *t)
             arm_wake(r, r->eps[ep].cooldown_until);
             return false;
         }
-        if (fr_sched_free_slots(r->sched, ep) <= 0)
+        if (fr_sched_free_slots(r->sched, ep) <= 0) {
+            r->queued[ep]++;
             return false;
+        }
         char *why = NULL;
         int b = budget_check(r, t, ep, &why);
         if (b == BUDGET_FITS)
@@ -1370,6 +1402,9 @@ static bool place(fr_run *r, task_rt *t)
         json_array_append_new(cj, candidate_json(r, t, (size_t)cands[i]));
     json_t *tj = task_json(r, t);
     json_t *rj = run_json(r);
+    /* The ready tasks waiting for an endpoint, this one included. */
+    json_object_set_new(rj, "ready",
+                        json_integer((json_int_t)(fr_sched_ready(r->sched) + r->pass_waiters + 1)));
     char *choice = NULL;
     fr_error perr = {0};
     int rc = fr_policy_route(r->policy, tj, cj, rj, &choice, &perr);
@@ -1384,8 +1419,10 @@ static bool place(fr_run *r, task_rt *t)
     } else if (choice) {
         ep = fr_workflow_find_endpoint(r->wf, choice);
         free(choice);
-        if (ep >= 0 && fr_sched_free_slots(r->sched, (size_t)ep) <= 0)
-            ep = -1; /* the policy chose a full endpoint: wait for it */
+        if (ep >= 0 && fr_sched_free_slots(r->sched, (size_t)ep) <= 0) {
+            r->queued[ep]++; /* the policy chose a full endpoint: wait for it */
+            ep = -1;
+        }
     }
     if (ep >= 0) {
         record_decision(t, decided_by, fr_policy_version(r->policy), t->route_reason, (size_t)ep,
@@ -1419,10 +1456,14 @@ static void pump(fr_run *r)
     size_t waiters_cap = MAX_WAITERS_PER_PASS;
     size_t *waiters = fr_xmalloc(waiters_cap * sizeof *waiters);
     size_t nw = 0;
+    memset(r->queued, 0, (r->neps ? r->neps : 1) * sizeof *r->queued);
     while (nw < waiters_cap && fr_sched_total_free(r->sched) > 0 && fr_sched_pop(r->sched, &t)) {
+        r->pass_waiters = nw;
         if (!place(r, &r->tasks[t]))
             waiters[nw++] = t;
     }
+    r->pass_waiters = 0;
+    memset(r->queued, 0, (r->neps ? r->neps : 1) * sizeof *r->queued);
     for (size_t i = 0; i < nw; i++)
         fr_sched_requeue(r->sched, waiters[i]);
     free(waiters);
@@ -1535,8 +1576,11 @@ static void on_policy_change(void *ud, const char *content, size_t len, const ch
     int version = ++r->policy_versions;
     fr_policy *next = NULL;
     int rc = fr_policy_load_string(r->policy_path, content, len, NULL, version, &next, &err);
-    if (rc == FR_OK)
-        rc = fr_policy_check(next, &err);
+    if (rc == FR_OK) {
+        json_t *check_cands = check_candidates(r);
+        rc = fr_policy_check(next, check_cands, &err);
+        json_decref(check_cands);
+    }
     if (rc != FR_OK) {
         fr_policy_free(next);
         fr_error_format(&err, msg, sizeof msg);
@@ -1708,6 +1752,7 @@ void fr_run_free(fr_run *r)
         free(e->unusable);
     }
     free(r->eps);
+    free(r->queued);
     fr_redact_clear();
     for (size_t t = 0; r->tasks && t < r->wf->ntasks; t++) {
         task_rt *tr = &r->tasks[t];

@@ -98,6 +98,8 @@ struct fr_run {
     bool stopping;
     int retries_armed;
     int policy_errors;
+    size_t *queued;      /* per endpoint: the tasks of this pass waiting for it */
+    size_t pass_waiters; /* the tasks of this pass over the ready queue left waiting */
     json_t *policy_sites; /* set of "file:line:code" already logged */
     int write_errors;
     int exit_code;
