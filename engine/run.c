@@ -132,6 +132,35 @@ static int check_reachable(fr_run *r, fr_error *err)
     return FR_OK;
 }
 
+/* A plan reads what earlier runs observed (latencies, output tokens) from
+ * the state store the run it plans would write: sim.db for --sim, else
+ * state.db. Opened read-only and never created; without one, or when it
+ * cannot be read (a warning), the plan uses its defaults. */
+static void load_observed(fr_run *r)
+{
+    char *state = fr_run_state_path(r->opts.state_dir, r->wf->dir);
+    if (r->opts.sim) {
+        size_t n = strlen(state);
+        char *sim = fr_xasprintf("%.*ssim.db", (int)(n - strlen("state.db")), state);
+        free(state);
+        state = sim;
+    }
+    fr_store *st = NULL;
+    fr_error err = {0};
+    int rc = fr_store_open_readonly(state, &st, &err);
+    if (rc == FR_OK)
+        rc = fr_store_observed(st, r->wf->name, &r->observed, &err);
+    r->observed_from = state; /* said in the plan, with history or without */
+    state = NULL;
+    if (rc != FR_OK && rc != FR_ENOENT) {
+        char msg[1400];
+        fr_log(FR_LOG_WARN, "plan", "error=\"%s\"; the plan uses its default estimates",
+               fr_error_format(&err, msg, sizeof msg));
+    }
+    fr_store_close(st);
+    free(state);
+}
+
 int fr_run_new(fr_workflow *wf, const fr_run_opts *opts, fr_run **out, fr_error *err)
 {
     int rc;
@@ -205,6 +234,8 @@ int fr_run_new(fr_workflow *wf, const fr_run_opts *opts, fr_run **out, fr_error 
     }
 
     r->plan = opts->plan;
+    if (r->plan)
+        load_observed(r);
     if (!r->plan) {
         char *state = fr_run_state_path(opts->state_dir, wf->dir);
         if (opts->sim) {
@@ -488,6 +519,8 @@ static void settle(task_rt *t, double charge)
     r->spent_usd += charge;
     int k;
     while ((k = fr_budget_next_alert(r->budget)) >= 0) {
+        if (r->plan)
+            continue; /* nothing is spent in a plan */
         double cap = fr_budget_cap(r->budget, (fr_cap_kind)k);
         fr_log(FR_LOG_WARN, "budget", "alert: $%.4f spent, %.0f%% of the %s cap of $%.4f",
                fr_budget_spent(r->budget), 100 * fr_budget_alert(r->budget),
@@ -1158,8 +1191,25 @@ static void plan_dispatch(task_rt *t, size_t ep)
     double latency, tps;
     fr_run_expected_speed(r, e, &latency, &tps);
     long out = fr_plan_expected_output(ts);
+    /* What earlier runs observed wins over the defaults: this task on this
+     * endpoint for its latency; for its output, on any endpoint. */
+    const json_t *seen = json_object_get(r->observed, ts->name);
+    const json_t *here = json_object_get(seen, e->spec->name);
+    const json_t *any = here;
+    const char *k;
+    const json_t *v;
+    json_object_foreach((json_t *)seen, k, v)
+    {
+        if (!any)
+            any = v;
+    }
+    t->obs_output = any != NULL;
+    if (any)
+        out = (long)json_integer_value(json_object_get(any, "output_tokens"));
     t->usage = (fr_usage){.input = t->est_input, .output = out, .estimated = true};
-    t->latency_ms = latency + (tps > 0 ? (double)out / tps * 1000.0 : 0);
+    t->obs_latency = here != NULL;
+    t->latency_ms = here ? json_number_value(json_object_get(here, "latency_ms"))
+                         : latency + (tps > 0 ? (double)out / tps * 1000.0 : 0);
     t->worst_cost = est_cost(e->spec, t->worst_input, ts->max_tokens);
     fr_plan_push(r, t->idx, r->vnow_ms + t->latency_ms);
 }
@@ -1264,7 +1314,7 @@ static int render_prompt(fr_run *r, task_rt *t, fr_error *err)
         t->est_input = (ts->prompt ? fr_estimate_tokens(ts->prompt) : 16) +
                        (sys ? fr_estimate_tokens(sys) : 0);
         for (size_t d = 0; d < ts->ndeps; d++)
-            t->est_input += fr_plan_expected_output(&r->wf->tasks[ts->dep_index[d]]);
+            t->est_input += r->tasks[ts->dep_index[d]].usage.output; /* as the plan expects */
         t->worst_input = 4 * t->est_input + TEMPLATE_TOKENS;
         return FR_OK;
     }
@@ -1648,10 +1698,12 @@ static int execute_plan(fr_run *r)
         pump(r);
     }
     r->end_ns = now_ns(r);
-    bool failed = false;
-    for (size_t t = 0; t < r->wf->ntasks; t++)
+    bool failed = false, budget = false;
+    for (size_t t = 0; t < r->wf->ntasks; t++) {
         failed |= fr_sched_state(r->sched, t) != FR_TASK_OK;
-    r->exit_code = failed ? 1 : 0;
+        budget |= fr_sched_state(r->sched, t) == FR_TASK_BUDGET;
+    }
+    r->exit_code = budget ? 3 : failed ? 1 : 0; /* as the run would end */
     return r->exit_code;
 }
 
@@ -1753,6 +1805,8 @@ void fr_run_free(fr_run *r)
     }
     free(r->eps);
     free(r->queued);
+    json_decref(r->observed);
+    free(r->observed_from);
     fr_redact_clear();
     for (size_t t = 0; r->tasks && t < r->wf->ntasks; t++) {
         task_rt *tr = &r->tasks[t];

@@ -67,6 +67,7 @@ typedef struct task_rt {
     bool attempt_limited; /* the current attempt's deadline is the endpoint's attempt timeout */
     double worst_cost;  /* a plan's worst case for this task: max_tokens at its endpoint */
     char *last_error;
+    bool obs_latency, obs_output; /* a plan's estimates come from earlier runs */
 } task_rt;
 
 struct fr_run {
@@ -116,6 +117,8 @@ struct fr_run {
     struct plan_event *events;
     size_t nevents, capevents;
     long event_seq;
+    json_t *observed;    /* fr_store_observed of the store the plan reads, or NULL */
+    char *observed_from; /* that store's path */
 };
 
 /* A plan's completion of `task` at virtual time `at_ms`. */
