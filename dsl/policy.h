@@ -34,11 +34,15 @@ int fr_policy_load(const char *path, const fr_lua_limits *lim, int version, fr_p
 int fr_policy_load_string(const char *path, const char *code, size_t len, const fr_lua_limits *lim,
                           int version, fr_policy **out, fr_error *err);
 
-/* The self-check a new version passes before it is swapped in: calls route
- * with a made-up task and two candidates (one local, one cloud, both free)
- * and, when present, on_result with a made-up result; each must return a
- * valid answer within the limits. Returns FR_OK or the failure with `err`. */
-int fr_policy_check(fr_policy *p, fr_error *err);
+/* The self-check a policy passes at load and before a new version is swapped
+ * in: calls route with a made-up task and `candidates` (borrowed: the run's
+ * own endpoints, as route sees them; NULL or empty: two made-up ones, one
+ * local, one cloud, both free) and, when present, on_result with a made-up
+ * result on the first candidate; each must answer validly within the limits.
+ * A name that is none of the candidates is not a failure: in a run it costs
+ * that one decision (the built-in default makes it). Returns FR_OK or the
+ * failure with `err`. */
+int fr_policy_check(fr_policy *p, const json_t *candidates, fr_error *err);
 
 /* Frees a policy and its state; NULL is fine. */
 void fr_policy_free(fr_policy *p);

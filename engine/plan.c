@@ -74,8 +74,8 @@ void fr_run_print_plan(const fr_run *r, FILE *f)
         w = 32;
     fprintf(f, "plan of %s: %zu tasks, policy %s; nothing is sent\n\n", wf->name, wf->ntasks,
             json_string_value(json_object_get(rep, "policy")));
-    fprintf(f, "%5s  %-*s  %-16s %-5s %9s %9s %11s %11s\n", "LEVEL", (int)w, "TASK", "ENDPOINT",
-            "TIER", "START", "END", "EXPECTED", "WORST");
+    fprintf(f, "%5s  %-*s  %-16s %-5s %9s %9s %11s %11s  %s\n", "LEVEL", (int)w, "TASK", "ENDPOINT",
+            "TIER", "START", "END", "EXPECTED", "WORST", "ESTIMATE");
     /* Tasks by level, then by expected start, as they would run. */
     size_t *order = fr_xmalloc((wf->ntasks ? wf->ntasks : 1) * sizeof *order);
     for (size_t i = 0; i < wf->ntasks; i++)
@@ -89,6 +89,7 @@ void fr_run_print_plan(const fr_run *r, FILE *f)
             order[k - 1] = b;
             order[k] = a;
         }
+    size_t nobserved = 0;
     for (size_t i = 0; i < wf->ntasks; i++) {
         size_t t = order[i];
         const task_rt *tr = &r->tasks[t];
@@ -101,10 +102,15 @@ void fr_run_print_plan(const fr_run *r, FILE *f)
         const ep_rt *e = &r->eps[tr->ep];
         fmt_ms(start, sizeof start, (double)tr->start_ns / 1e6);
         fmt_ms(end, sizeof end, (double)tr->end_ns / 1e6);
+        const char *basis = tr->obs_latency && tr->obs_output ? "observed"
+                            : tr->obs_latency                 ? "observed latency"
+                            : tr->obs_output                  ? "observed tokens"
+                                                              : "default";
+        nobserved += tr->obs_latency || tr->obs_output;
         char cost[FR_USD_LEN], worst[FR_USD_LEN];
-        fprintf(f, "%5zu  %-*.*s  %-16.16s %-5s %9s %9s %11s %11s\n", fr_graph_level(r->g, t),
+        fprintf(f, "%5zu  %-*.*s  %-16.16s %-5s %9s %9s %11s %11s  %s\n", fr_graph_level(r->g, t),
                 (int)w, (int)w, wf->tasks[t].name, e->spec->name, fr_tier_name(e->spec->tier),
-                start, end, fr_usd_cost(cost, tr->cost), fr_usd_cost(worst, tr->worst_cost));
+                start, end, fr_usd_cost(cost, tr->cost), fr_usd_cost(worst, tr->worst_cost), basis);
     }
     free(order);
     char mk[32], cp[32];
@@ -125,7 +131,17 @@ void fr_run_print_plan(const fr_run *r, FILE *f)
         if (json_is_number(sav))
             fprintf(f, " (saves %.1f%%)", json_number_value(sav));
     }
-    fprintf(f, "\nexpected: a quarter of max_tokens out per task; latencies as --sim-latency "
-               "and --sim-tps (or their defaults)\n");
+    if (nobserved > 0)
+        fprintf(f,
+                "\nexpected: %zu of %zu tasks as observed in %s (the median of their latest "
+                "successful attempts on that endpoint);\nthe rest (\"default\"): a quarter of "
+                "max_tokens out, latencies as --sim-latency and --sim-tps (or their defaults)\n",
+                nobserved, wf->ntasks, r->observed_from ? r->observed_from : "the state store");
+    else
+        fprintf(f,
+                "\nexpected: a quarter of max_tokens out per task; latencies as --sim-latency "
+                "and --sim-tps (or their defaults); no attempt of this workflow recorded "
+                "in %s\n",
+                r->observed_from ? r->observed_from : "the state store");
     json_decref(rep);
 }

@@ -155,6 +155,11 @@ static json_t *task_report(const fr_run *r, size_t t)
         json_object_set_new(o, "start_ms", num_or_null((double)tr->start_ns / 1e6, ok));
         json_object_set_new(o, "end_ms", num_or_null((double)tr->end_ns / 1e6, ok));
         json_object_set_new(o, "worst_cost_usd", json_real(tr->worst_cost));
+        json_object_set_new(o, "estimate",
+                            ok ? json_pack("{s:s, s:s}", "latency",
+                                           tr->obs_latency ? "observed" : "default",
+                                           "output_tokens", tr->obs_output ? "observed" : "default")
+                               : json_null());
     }
     return o;
 }
@@ -200,6 +205,10 @@ json_t *fr_run_report(const fr_run *r)
         for (size_t t = 0; t < r->wf->ntasks; t++)
             worst += r->tasks[t].worst_cost;
         json_object_set_new(o, "worst_case_usd", json_real(worst));
+        json_object_set_new(o, "observed_from",
+                            r->observed && json_object_size(r->observed) > 0
+                                ? json_string(r->observed_from)
+                                : json_null());
     }
     json_t *tasks = json_array();
     for (size_t t = 0; t < r->wf->ntasks; t++)

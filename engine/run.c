@@ -39,6 +39,7 @@
 
 static void pump(fr_run *r);
 static void maybe_finish(fr_run *r);
+static json_t *check_candidates(const fr_run *r);
 
 /* The run's clock: real time, or the virtual time of a plan. */
 static uint64_t now_ns(const fr_run *r)
@@ -168,6 +169,35 @@ static int check_reachable(fr_run *r, fr_error *err)
     return FR_OK;
 }
 
+/* A plan reads what earlier runs observed (latencies, output tokens) from
+ * the state store the run it plans would write: sim.db for --sim, else
+ * state.db. Opened read-only and never created; without one, or when it
+ * cannot be read (a warning), the plan uses its defaults. */
+static void load_observed(fr_run *r)
+{
+    char *state = fr_run_state_path(r->opts.state_dir, r->wf->dir);
+    if (r->opts.sim) {
+        size_t n = strlen(state);
+        char *sim = fr_xasprintf("%.*ssim.db", (int)(n - strlen("state.db")), state);
+        free(state);
+        state = sim;
+    }
+    fr_store *st = NULL;
+    fr_error err = {0};
+    int rc = fr_store_open_readonly(state, &st, &err);
+    if (rc == FR_OK)
+        rc = fr_store_observed(st, r->wf->name, &r->observed, &err);
+    r->observed_from = state; /* said in the plan, with history or without */
+    state = NULL;
+    if (rc != FR_OK && rc != FR_ENOENT) {
+        char msg[1400];
+        fr_log(FR_LOG_WARN, "plan", "error=\"%s\"; the plan uses its default estimates",
+               fr_error_format(&err, msg, sizeof msg));
+    }
+    fr_store_close(st);
+    free(state);
+}
+
 int fr_run_new(fr_workflow *wf, const fr_run_opts *opts, fr_run **out, fr_error *err)
 {
     int rc;
@@ -207,8 +237,6 @@ int fr_run_new(fr_workflow *wf, const fr_run_opts *opts, fr_run **out, fr_error 
     rc = fr_policy_resolve(spec, opts->policy ? NULL : wf->dir, &policy_path, err);
     if (rc == FR_OK)
         rc = fr_policy_load(policy_path, NULL, 1, &r->policy, err);
-    if (rc == FR_OK)
-        rc = fr_policy_check(r->policy, err);
     if (rc != FR_OK)
         goto cleanup;
     r->policy_path = policy_path;
@@ -225,6 +253,13 @@ int fr_run_new(fr_workflow *wf, const fr_run_opts *opts, fr_run **out, fr_error 
     r->sched = fr_sched_new(r->g, prio, r->neps, cap);
     free(prio);
     free(cap);
+    r->queued = fr_xcalloc(r->neps ? r->neps : 1, sizeof *r->queued);
+    /* The self-check offers the run's own endpoints, as route will see them. */
+    json_t *check_cands = check_candidates(r);
+    rc = fr_policy_check(r->policy, check_cands, err);
+    json_decref(check_cands);
+    if (rc != FR_OK)
+        goto cleanup;
 
     r->tasks = fr_xcalloc(wf->ntasks ? wf->ntasks : 1, sizeof *r->tasks);
     for (size_t t = 0; t < wf->ntasks; t++) {
@@ -239,6 +274,8 @@ int fr_run_new(fr_workflow *wf, const fr_run_opts *opts, fr_run **out, fr_error 
     }
 
     r->plan = opts->plan;
+    if (r->plan)
+        load_observed(r);
     if (!r->plan) {
         char *state = fr_run_state_path(opts->state_dir, wf->dir);
         if (opts->sim) {
@@ -573,11 +610,15 @@ static void settle(task_rt *t, double charge)
     t->reserved = 0;
     t->cost += charge;
     r->spent_usd += charge;
-    if (fr_budget_next_alert(r->budget) == FR_CAP_RUN)
-        add_alert(r, FR_CAP_RUN, r->budget_usd, fr_budget_spent(r->budget));
+    if (!r->plan && fr_budget_next_alert(r->budget) == FR_CAP_RUN)
+        add_alert(r, FR_CAP_RUN, r->budget_usd,
+                  fr_budget_spent(r->budget)); /* a plan spends nothing */
 }
 
-static json_t *candidate_json(const fr_run *r, const task_rt *t, size_t e)
+/* Endpoint `e` as a policy sees it, for a task of `est_input` tokens in and
+ * at most `max_tokens` out. `queued` counts the ready tasks ahead of this one
+ * (in this pass over the ready queue) that wait for this endpoint. */
+static json_t *endpoint_json(const fr_run *r, size_t e, long est_input, int max_tokens)
 {
     const ep_rt *ep = &r->eps[e];
     const fr_endpoint_spec *s = ep->spec;
@@ -586,13 +627,30 @@ static json_t *candidate_json(const fr_run *r, const task_rt *t, size_t e)
         json_array_append_new(tags, json_string(s->tags[i]));
     double lat = p50(ep);
     return json_pack(
-        "{s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:o, s:o, s:I}", "name", s->name,
-        "tier", fr_tier_name(s->tier), "protocol", fr_protocol_name(ep->protocol), "model",
+        "{s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:I, s:f, s:f, s:f, s:f, s:o, s:o, s:I}", "name",
+        s->name, "tier", fr_tier_name(s->tier), "protocol", fr_protocol_name(ep->protocol), "model",
         ep->model, "in_flight", fr_sched_in_flight(r->sched, e), "max_parallel",
-        fr_sched_capacity(r->sched, e), "free", fr_sched_free_slots(r->sched, e), "quality",
-        s->quality, "price_in", s->price.input, "price_out", s->price.output, "est_cost",
-        est_cost(s, t->est_input, r->wf->tasks[t->idx].max_tokens), "latency_p50",
-        lat >= 0 ? json_real(lat) : json_null(), "tags", tags, "context", (json_int_t)s->context);
+        fr_sched_capacity(r->sched, e), "free", fr_sched_free_slots(r->sched, e), "queued",
+        (json_int_t)(r->queued ? r->queued[e] : 0), "quality", s->quality, "price_in",
+        s->price.input, "price_out", s->price.output, "est_cost",
+        est_cost(s, est_input, max_tokens), "latency_p50", lat >= 0 ? json_real(lat) : json_null(),
+        "tags", tags, "context", (json_int_t)s->context);
+}
+
+static json_t *candidate_json(const fr_run *r, const task_rt *t, size_t e)
+{
+    return endpoint_json(r, e, t->est_input, r->wf->tasks[t->idx].max_tokens);
+}
+
+/* The candidates of the policy self-check: every usable endpoint of the run,
+ * for a made-up task of 100 tokens in and 256 out (fr_policy_check). */
+static json_t *check_candidates(const fr_run *r)
+{
+    json_t *cj = json_array();
+    for (size_t e = 0; e < r->neps; e++)
+        if (r->eps[e].usable)
+            json_array_append_new(cj, endpoint_json(r, e, 100, 256));
+    return cj;
 }
 
 static json_t *task_json(const fr_run *r, const task_rt *t)
@@ -614,13 +672,14 @@ static json_t *run_json(const fr_run *r)
 {
     size_t done = r->wf->ntasks - fr_sched_unfinished(r->sched);
     double s = fr_budget_spent(r->budget);
-    return json_pack("{s:o, s:f, s:f, s:o, s:f, s:I, s:I}", "budget",
+    return json_pack("{s:o, s:f, s:f, s:o, s:f, s:I, s:I, s:I}", "budget",
                      r->has_budget ? json_real(r->budget_usd) : json_null(), "spent", s, "reserved",
                      fr_budget_reserved(r->budget), "remaining",
                      r->has_budget ? json_real(fr_budget_remaining(r->budget, FR_CAP_RUN))
                                    : json_null(),
                      "elapsed", (double)(now_ns(r) - r->start_ns) / 1e9, "done", (json_int_t)done,
-                     "total", (json_int_t)r->wf->ntasks);
+                     "total", (json_int_t)r->wf->ntasks, "ready",
+                     (json_int_t)(fr_sched_ready(r->sched) + r->pass_waiters));
 }
 
 /* The built-in choice when the policy cannot decide: a free candidate that
@@ -1269,8 +1328,25 @@ static void plan_dispatch(task_rt *t, size_t ep)
     double latency, tps;
     fr_run_expected_speed(r, e, &latency, &tps);
     long out = fr_plan_expected_output(ts);
+    /* What earlier runs observed wins over the defaults: this task on this
+     * endpoint for its latency; for its output, on any endpoint. */
+    const json_t *seen = json_object_get(r->observed, ts->name);
+    const json_t *here = json_object_get(seen, e->spec->name);
+    const json_t *any = here;
+    const char *k;
+    const json_t *v;
+    json_object_foreach((json_t *)seen, k, v)
+    {
+        if (!any)
+            any = v;
+    }
+    t->obs_output = any != NULL;
+    if (any)
+        out = (long)json_integer_value(json_object_get(any, "output_tokens"));
     t->usage = (fr_usage){.input = t->est_input, .output = out, .estimated = true};
-    t->latency_ms = latency + (tps > 0 ? (double)out / tps * 1000.0 : 0);
+    t->obs_latency = here != NULL;
+    t->latency_ms = here ? json_number_value(json_object_get(here, "latency_ms"))
+                         : latency + (tps > 0 ? (double)out / tps * 1000.0 : 0);
     t->worst_cost = est_cost(e->spec, t->worst_input, ts->max_tokens);
     fr_plan_push(r, t->idx, r->vnow_ms + t->latency_ms);
 }
@@ -1279,7 +1355,10 @@ static void plan_dispatch(task_rt *t, size_t ep)
 static void plan_complete(fr_run *r, size_t task)
 {
     task_rt *t = &r->tasks[task];
+    ep_rt *e = &r->eps[t->ep];
     fr_sched_release_slot(r->sched, (size_t)t->ep);
+    /* The latency a policy sees, as a run records it on each success. */
+    e->lat[e->nlat++ % (sizeof e->lat / sizeof *e->lat)] = t->latency_ms;
     settle(t, fr_run_cost(r->eps[t->ep].spec, &t->usage));
     t->ttft_ms = t->latency_ms;
     fr_reply_close(&t->reply);
@@ -1364,7 +1443,7 @@ static int render_prompt(fr_run *r, task_rt *t, fr_error *err)
         t->est_input = (ts->prompt ? fr_estimate_tokens(ts->prompt) : 16) +
                        (sys ? fr_estimate_tokens(sys) : 0);
         for (size_t d = 0; d < ts->ndeps; d++)
-            t->est_input += fr_plan_expected_output(&r->wf->tasks[ts->dep_index[d]]);
+            t->est_input += r->tasks[ts->dep_index[d]].usage.output; /* as the plan expects */
         t->worst_input = 4 * t->est_input + TEMPLATE_TOKENS;
         return FR_OK;
     }
@@ -1458,8 +1537,10 @@ static bool place(fr_run *r, task_rt *t)
             arm_wake(r, r->eps[ep].cooldown_until);
             return false;
         }
-        if (fr_sched_free_slots(r->sched, ep) <= 0)
+        if (fr_sched_free_slots(r->sched, ep) <= 0) {
+            r->queued[ep]++;
             return false;
+        }
         char *why = NULL;
         int b = budget_check(r, t, ep, &why);
         if (b == BUDGET_FITS)
@@ -1554,6 +1635,9 @@ static bool place(fr_run *r, task_rt *t)
         json_array_append_new(cj, candidate_json(r, t, (size_t)cands[i]));
     json_t *tj = task_json(r, t);
     json_t *rj = run_json(r);
+    /* The ready tasks waiting for an endpoint, this one included. */
+    json_object_set_new(rj, "ready",
+                        json_integer((json_int_t)(fr_sched_ready(r->sched) + r->pass_waiters + 1)));
     char *choice = NULL;
     fr_error perr = {0};
     int rc = fr_policy_route(r->policy, tj, cj, rj, &choice, &perr);
@@ -1568,8 +1652,10 @@ static bool place(fr_run *r, task_rt *t)
     } else if (choice) {
         ep = fr_workflow_find_endpoint(r->wf, choice);
         free(choice);
-        if (ep >= 0 && fr_sched_free_slots(r->sched, (size_t)ep) <= 0)
-            ep = -1; /* the policy chose a full endpoint: wait for it */
+        if (ep >= 0 && fr_sched_free_slots(r->sched, (size_t)ep) <= 0) {
+            r->queued[ep]++; /* the policy chose a full endpoint: wait for it */
+            ep = -1;
+        }
     }
     if (ep >= 0) {
         record_decision(t, decided_by, fr_policy_version(r->policy), t->route_reason, (size_t)ep,
@@ -1603,10 +1689,14 @@ static void pump(fr_run *r)
     size_t waiters_cap = MAX_WAITERS_PER_PASS;
     size_t *waiters = fr_xmalloc(waiters_cap * sizeof *waiters);
     size_t nw = 0;
+    memset(r->queued, 0, (r->neps ? r->neps : 1) * sizeof *r->queued);
     while (nw < waiters_cap && fr_sched_total_free(r->sched) > 0 && fr_sched_pop(r->sched, &t)) {
+        r->pass_waiters = nw;
         if (!place(r, &r->tasks[t]))
             waiters[nw++] = t;
     }
+    r->pass_waiters = 0;
+    memset(r->queued, 0, (r->neps ? r->neps : 1) * sizeof *r->queued);
     for (size_t i = 0; i < nw; i++)
         fr_sched_requeue(r->sched, waiters[i]);
     free(waiters);
@@ -1722,8 +1812,11 @@ static void on_policy_change(void *ud, const char *content, size_t len, const ch
     int version = ++r->policy_versions;
     fr_policy *next = NULL;
     int rc = fr_policy_load_string(r->policy_path, content, len, NULL, version, &next, &err);
-    if (rc == FR_OK)
-        rc = fr_policy_check(next, &err);
+    if (rc == FR_OK) {
+        json_t *check_cands = check_candidates(r);
+        rc = fr_policy_check(next, check_cands, &err);
+        json_decref(check_cands);
+    }
     if (rc != FR_OK) {
         fr_policy_free(next);
         fr_error_format(&err, msg, sizeof msg);
@@ -1791,10 +1884,12 @@ static int execute_plan(fr_run *r)
         pump(r);
     }
     r->end_ns = now_ns(r);
-    bool failed = false;
-    for (size_t t = 0; t < r->wf->ntasks; t++)
+    bool failed = false, budget = false;
+    for (size_t t = 0; t < r->wf->ntasks; t++) {
         failed |= fr_sched_state(r->sched, t) != FR_TASK_OK;
-    r->exit_code = failed ? 1 : 0;
+        budget |= fr_sched_state(r->sched, t) == FR_TASK_BUDGET;
+    }
+    r->exit_code = budget ? 3 : failed ? 1 : 0; /* as the run would end */
     return r->exit_code;
 }
 
@@ -1895,6 +1990,9 @@ void fr_run_free(fr_run *r)
         free(e->unusable);
     }
     free(r->eps);
+    free(r->queued);
+    json_decref(r->observed);
+    free(r->observed_from);
     fr_redact_clear();
     for (size_t t = 0; r->tasks && t < r->wf->ntasks; t++) {
         task_rt *tr = &r->tasks[t];

@@ -69,6 +69,7 @@ typedef struct task_rt {
     bool attempt_limited; /* the current attempt's deadline is the endpoint's attempt timeout */
     double worst_cost;  /* a plan's worst case for this task: max_tokens at its endpoint */
     char *last_error;
+    bool obs_latency, obs_output; /* a plan's estimates come from earlier runs */
 } task_rt;
 
 struct fr_run {
@@ -103,6 +104,8 @@ struct fr_run {
     bool stopping;
     int retries_armed;
     int policy_errors;
+    size_t *queued;      /* per endpoint: the tasks of this pass waiting for it */
+    size_t pass_waiters; /* the tasks of this pass over the ready queue left waiting */
     json_t *policy_sites; /* set of "file:line:code" already logged */
     int write_errors;
     int exit_code;
@@ -120,6 +123,8 @@ struct fr_run {
     struct plan_event *events;
     size_t nevents, capevents;
     long event_seq;
+    json_t *observed;    /* fr_store_observed of the store the plan reads, or NULL */
+    char *observed_from; /* that store's path */
 };
 
 /* A plan's completion of `task` at virtual time `at_ms`. */

@@ -655,6 +655,75 @@ cleanup:
     return rc;
 }
 
+/* `path` as a SQLite URI ("file:" and the path with '%', '?' and '#'
+ * escaped), opened read-only; `immutable` when no writer has the database
+ * open (no -wal file): then SQLite needs no -shm file and creates none. */
+static char *readonly_uri(const char *path, bool immutable)
+{
+    size_t n = strlen(path);
+    char *uri = fr_xmalloc(5 + 3 * n + 32);
+    char *o = uri + sprintf(uri, "file:");
+    for (const char *p = path; *p; p++) {
+        if (*p == '%' || *p == '?' || *p == '#')
+            o += sprintf(o, "%%%02X", (unsigned char)*p);
+        else
+            *o++ = *p;
+    }
+    sprintf(o, "?mode=ro%s", immutable ? "&immutable=1" : "");
+    return uri;
+}
+
+/* Opens an existing state database read-only; see store.h. */
+int fr_store_open_readonly(const char *path, fr_store **out, fr_error *err)
+{
+    int rc = FR_EINVAL;
+    fr_store *st = NULL;
+    char *wal = NULL, *uri = NULL;
+    struct stat sb;
+    sqlite3_int64 version = 0;
+    if (out)
+        *out = NULL;
+    if (!out || !path || !*path) {
+        fr_error_set(err, rc, path ? path : "", 0, "no state database path");
+        goto cleanup;
+    }
+    if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        rc = fr_error_set(err, FR_ENOENT, path, 0, "no state database here");
+        goto cleanup;
+    }
+    st = fr_xcalloc(1, sizeof *st);
+    st->path = fr_xstrdup(path);
+    st->pid = getpid();
+    wal = fr_xasprintf("%s-wal", path);
+    uri = readonly_uri(path, stat(wal, &sb) != 0);
+    int flags = SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX;
+    if (sqlite3_open_v2(uri, &st->db, flags, NULL) != SQLITE_OK) {
+        rc = db_error(st, err, "cannot open the state database");
+        goto cleanup;
+    }
+    sqlite3_extended_result_codes(st->db, 1);
+    sqlite3_busy_timeout(st->db, FR_STORE_BUSY_MS);
+    rc = schema_version(st, &version, err);
+    if (rc == FR_OK && version > FR_STORE_SCHEMA_VERSION)
+        rc = fr_error_set(err, FR_ESTOREVER, st->path, 0,
+                          "the state database has schema version %lld, but this flowrun knows "
+                          "versions up to %d: upgrade flowrun to use it",
+                          (long long)version, FR_STORE_SCHEMA_VERSION);
+    else if (rc == FR_OK && version < FR_STORE_SCHEMA_VERSION)
+        rc = fr_error_set(err, FR_ENOENT, st->path, 0, "the state database is empty");
+    if (rc == FR_OK)
+        rc = prepare_all(st, err);
+    if (rc != FR_OK)
+        goto cleanup;
+    *out = st;
+    st = NULL;
+cleanup:
+    free(uri);
+    free(wal);
+    fr_store_close(st);
+    return rc;
+}
+
 /* Closes and frees; see store.h. */
 void fr_store_close(fr_store *st)
 {
@@ -1139,6 +1208,103 @@ int fr_store_spend(fr_store *st, const char *month, json_t **out, fr_error *err)
 cleanup:
     if (s)
         done(s);
+    json_decref(root);
+    return rc;
+}
+
+/* The newest samples per task and endpoint that fr_store_observed keeps. */
+#define OBSERVED_SAMPLES 5
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The median of the `n` numbers of the JSON array `a`. */
+static double median(const json_t *a)
+{
+    double v[OBSERVED_SAMPLES];
+    size_t n = json_array_size(a) < OBSERVED_SAMPLES ? json_array_size(a) : OBSERVED_SAMPLES;
+    for (size_t i = 0; i < n; i++)
+        v[i] = json_number_value(json_array_get(a, i));
+    qsort(v, n, sizeof *v, cmp_double);
+    return n == 0 ? 0 : n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/* What earlier runs of a workflow observed; see store.h. */
+int fr_store_observed(fr_store *st, const char *workflow, json_t **out, fr_error *err)
+{
+    json_t *root = NULL;
+    sqlite3_stmt *s = NULL;
+    int rc = check_usable(st, err);
+    if (rc == FR_OK && (!workflow || !out))
+        rc = fr_error_set(err, FR_EINVAL, st->path, 0, "no workflow or no place for the result");
+    if (rc != FR_OK)
+        goto cleanup;
+    if (sqlite3_prepare_v2(st->db,
+                           "SELECT a.task, a.endpoint, a.latency_ms, a.output_tokens"
+                           " FROM attempts a JOIN runs r ON r.id = a.run_id"
+                           " WHERE r.workflow = ?1 AND a.outcome = 'ok' AND a.latency_ms > 0"
+                           " ORDER BY a.at DESC, a.id DESC",
+                           -1, &s, NULL) != SQLITE_OK) {
+        rc = db_error(st, err, "cannot read the attempts");
+        goto cleanup;
+    }
+    bind_text(s, 1, workflow);
+    /* First the newest samples, as arrays: {task: {endpoint: {lat, out}}}. */
+    json_t *samples = json_object();
+    int step;
+    while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+        const char *task = (const char *)sqlite3_column_text(s, 0);
+        const char *ep = (const char *)sqlite3_column_text(s, 1);
+        if (!task || !ep)
+            continue; /* NOT NULL columns: cannot happen */
+        json_t *per_task = json_object_get(samples, task);
+        if (!per_task) {
+            per_task = json_object();
+            json_object_set_new(samples, task, per_task);
+        }
+        json_t *pair = json_object_get(per_task, ep);
+        if (!pair) {
+            pair = json_pack("{s:[], s:[]}", "lat", "out");
+            json_object_set_new(per_task, ep, pair);
+        }
+        json_t *lat = json_object_get(pair, "lat");
+        if (json_array_size(lat) >= OBSERVED_SAMPLES)
+            continue;
+        json_array_append_new(lat, json_real(sqlite3_column_double(s, 2)));
+        json_array_append_new(json_object_get(pair, "out"),
+                              json_real((double)sqlite3_column_int64(s, 3)));
+    }
+    if (step != SQLITE_DONE) {
+        json_decref(samples);
+        rc = db_error(st, err, "cannot read the attempts");
+        goto cleanup;
+    }
+    /* Then their medians. */
+    root = json_object();
+    const char *task, *ep;
+    json_t *per_task, *pair;
+    json_object_foreach(samples, task, per_task)
+    {
+        json_t *o = json_object();
+        json_object_foreach(per_task, ep, pair)
+        {
+            json_t *lat = json_object_get(pair, "lat");
+            json_object_set_new(o, ep,
+                                json_pack("{s:f, s:I, s:I}", "latency_ms", median(lat),
+                                          "output_tokens",
+                                          (json_int_t)(median(json_object_get(pair, "out")) + 0.5),
+                                          "samples", (json_int_t)json_array_size(lat)));
+        }
+        json_object_set_new(root, task, o);
+    }
+    json_decref(samples);
+    *out = root;
+    root = NULL;
+cleanup:
+    sqlite3_finalize(s);
     json_decref(root);
     return rc;
 }

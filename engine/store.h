@@ -55,6 +55,15 @@ typedef struct fr_attempt_rec {
  * its own; a parent's store used in a child fails with FR_ESTORE. */
 int fr_store_open(const char *path, fr_store **out, fr_error *err);
 
+/* Opens the existing database at `path` (borrowed, copied) read-only, for a
+ * reader such as a plan: it never creates the file, a directory or a -wal or
+ * -shm file, and writes nothing; a write through it fails with FR_ESTORE. On
+ * FR_OK *out is the owned store (fr_store_close). FR_ENOENT when there is
+ * no database at `path` (or one without flowrun's schema yet), FR_ESTOREVER
+ * for a newer schema, FR_ESTORE as for fr_store_open; `path` is
+ * err->source. */
+int fr_store_open_readonly(const char *path, fr_store **out, fr_error *err);
+
 /* Closes the database and frees the store; NULL is fine. Called in a forked
  * child on its parent's store, it frees only the store's own memory and leaves
  * SQLite alone, which would not be safe there. */
@@ -151,6 +160,16 @@ int fr_store_release(fr_store *st, const char *run_id, fr_error *err);
  * by name is listed even without attempts (all zero); by_tier always has both
  * tiers. FR_EINVAL for a malformed month, FR_ESTORE for a database failure. */
 int fr_store_spend(fr_store *st, const char *month, json_t **out, fr_error *err);
+
+/* What earlier runs of `workflow` (borrowed) observed: for each task and
+ * endpoint with successful attempts, the median latency and output tokens of
+ * the newest five. On FR_OK *out is an owned JSON object
+ *   {"<task>": {"<endpoint>": {"latency_ms": 912.5, "output_tokens": 61,
+ *                              "samples": 2}, ...}, ...}
+ * (empty without history). Cached results, which made no request, are not
+ * attempts and count for nothing. FR_EINVAL for a missing argument,
+ * FR_ESTORE for a database failure. */
+int fr_store_observed(fr_store *st, const char *workflow, json_t **out, fr_error *err);
 
 /* Looks up the result stored under `key` (borrowed). On a hit fills `out`
  * (owned by the caller: fr_reply_close) with the text, JSON, model and

@@ -1,10 +1,12 @@
 -- speed: the endpoint expected to finish the task soonest.
 --
 -- For each candidate it estimates when the task would be done there: the
--- time until a slot frees up, plus how long the endpoint usually takes to
--- answer. It ignores price and quality, so pick it when every endpoint is
--- good enough for the work and the wall clock is what you pay for
--- (interactive runs, a deadline). After a failure the engine has already
+-- time until a slot frees up for it (after the ready tasks queued ahead of
+-- it for that endpoint), plus how long the endpoint usually takes to
+-- answer (its median so far, or a prior for its tier before it has
+-- answered once). It ignores price and quality, so pick it when every
+-- endpoint is good enough for the work and the wall clock is what you pay
+-- for (interactive runs, a deadline). After a failure the engine has already
 -- removed the endpoints that failed this task from the candidates.
 --
 -- Copy it, change it, and run it with `flowrun --policy ./my-speed.lua`.
@@ -19,15 +21,20 @@ local function latency(c)
   return c.latency_p50 or PRIOR_MS[c.tier] or PRIOR_MS.cloud
 end
 
--- How long the task would queue on `c` before it starts. A free slot means
--- no wait. A full endpoint frees a slot every latency / max_parallel ms on
--- average, and in_flight - max_parallel + 1 slots must free before ours.
+-- How long the task would queue on `c` before it starts. `queued` ready
+-- tasks are ahead of it waiting for this endpoint, and they take its free
+-- slots first; if a slot is still free for us, no wait. Otherwise we need
+-- the k-th slot to free up, k = queued - free + 1, and slots free a round
+-- of max_parallel at a time, each round taking one latency: the requests in
+-- flight may have just started (a run starts them all at once).
 local function queue_wait(c, lat)
-  if c.free > 0 then
+  local queued = c.queued or 0
+  if c.free > queued then
     return 0
   end
   local slots = math.max(c.max_parallel, 1)
-  return math.max(c.in_flight - slots + 1, 1) * lat / slots
+  local k = queued - math.max(c.free, 0) + 1
+  return math.ceil(k / slots) * lat
 end
 
 return {
@@ -46,7 +53,8 @@ return {
       end
     end
     -- The fastest may be a full endpoint (a fast cloud model with a short
-    -- queue can beat an idle slow one): returning it means "wait for it".
+    -- queue can beat an idle slow one): returning it means "wait for it",
+    -- and the tasks behind this one see it in that endpoint's `queued`.
     -- nil only when there is no candidate at all.
     return best
   end,

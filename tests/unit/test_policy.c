@@ -174,7 +174,7 @@ static void test_builtins_load_and_pass_check(void **state)
         assert_string_equal(fr_policy_name(p), builtins[i]);
         assert_int_equal(fr_policy_version(p), 1);
         fr_error err = {0};
-        int rc = fr_policy_check(p, &err);
+        int rc = fr_policy_check(p, NULL, &err);
         if (rc != FR_OK)
             print_error("%s: %s:%d: %s\n", builtins[i], err.source, err.line, err.msg);
         assert_int_equal(rc, FR_OK);
@@ -318,7 +318,7 @@ static void test_speed_lowest_expected_finish(void **state)
                        cand("gpu", "local", 0.6, 2, 2, 0, 0, -1), NULL),
                  "gpu");
     /* A full endpoint with a short queue can still be the fastest: 500 ms
-     * plus 500/4 ms of queue beats an idle 2000 ms, so wait for it. */
+     * for a slot, then 500 ms, beats an idle 2000 ms, so wait for it. */
     expect_route(p, task(0.5, "first", NULL),
                  cands(cand("gpu", "local", 0.6, 2, 2, 0, 0, -1),
                        cand("fast", "cloud", 0.9, 0, 4, 3, 15, 500), NULL),
@@ -333,6 +333,24 @@ static void test_speed_lowest_expected_finish(void **state)
                  cands(cand("a", "cloud", 0.9, 4, 4, 3, 15, -1),
                        cand("b", "cloud", 0.9, 4, 4, 1, 2, -1), NULL),
                  "b");
+    /* The ready tasks queued ahead count: a full local endpoint of 4 slots
+     * (300 ms) with 3 tasks already waiting for it frees our slot after
+     * one round (600 ms in all), with 4 waiting after two (900 ms), and then
+     * an idle cloud endpoint at 700 ms is sooner. */
+    json_t *gpu = cand("gpu", "local", 0.6, 0, 4, 0, 0, 300);
+    json_object_set_new(gpu, "queued", json_integer(3));
+    expect_route(p, task(0.5, "first", NULL),
+                 cands(gpu, cand("api", "cloud", 0.9, 10, 10, 3, 15, 700), NULL), "gpu");
+    gpu = cand("gpu", "local", 0.6, 0, 4, 0, 0, 300);
+    json_object_set_new(gpu, "queued", json_integer(4));
+    expect_route(p, task(0.5, "first", NULL),
+                 cands(gpu, cand("api", "cloud", 0.9, 10, 10, 3, 15, 700), NULL), "api");
+    /* No history on either (the tier priors, 2000 ms and 4000 ms): a full
+     * local endpoint costs a round, so the idle cloud one wins the tie. */
+    expect_route(p, task(0.5, "first", NULL),
+                 cands(cand("gpu", "local", 0.6, 0, 4, 0, 0, -1),
+                       cand("api", "cloud", 0.9, 10, 10, 3, 15, -1), NULL),
+                 "api");
     fr_policy_free(p);
 }
 
@@ -586,6 +604,40 @@ static void test_on_result_verdicts(void **state)
     fr_policy_free(p);
 }
 
+/* The self-check offers the candidates it is given (the run's endpoints), so
+ * a policy that names one of them passes; a name that is no candidate is a
+ * decision the default makes in a run, not a broken policy. */
+static void test_check_names_and_real_candidates(void **state)
+{
+    (void)state;
+    json_t *real = cands(cand("gpu", "local", 0.6, 2, 2, 0, 0, -1),
+                         cand("api", "cloud", 0.9, 4, 4, 3, 15, -1), NULL);
+    static const char *const codes[] = {
+        "return { route = function(t, c) return 'gpu' end }",
+        "return { route = function(t, c) return 'elsewhere' end }",
+        "return { route = function(t, c) return c[1].name:upper() end }",
+        "return { route = function(t, c)\n"
+        "  for _, x in ipairs(c) do if x.name == 'api' then return x end end\n"
+        "  error('no api')\n end }",
+    };
+    for (size_t i = 0; i < sizeof codes / sizeof *codes; i++) {
+        fr_policy *p = load_code(codes[i], NULL);
+        fr_error err = {0};
+        int rc = fr_policy_check(p, real, &err);
+        if (rc != FR_OK)
+            print_error("case %zu: %s\n", i, err.msg);
+        assert_int_equal(rc, FR_OK);
+        fr_policy_free(p);
+    }
+    /* The made-up candidates have no 'api': that policy errors there. */
+    fr_policy *p = load_code(codes[3], NULL);
+    fr_error err = {0};
+    assert_int_equal(fr_policy_check(p, NULL, &err), FR_ELUA);
+    assert_non_null(strstr(err.msg, "no api"));
+    fr_policy_free(p);
+    json_decref(real);
+}
+
 /* The self-check refuses a version that would fail its first decision. */
 static void test_check_refuses_broken_versions(void **state)
 {
@@ -595,9 +647,7 @@ static void test_check_refuses_broken_versions(void **state)
         int rc;
         int line;
     } cases[] = {
-        {"return { route = function() return 'elsewhere' end }", FR_EPOLICY, 0},
         {"return { route = function() return true end }", FR_EPOLICY, 0},
-        {"return {\n route = function(t, c) return c[1].name:upper() end }", FR_EPOLICY, 0},
         {"return {\n route = function(t, c)\n return c[1].nope.x end }", FR_ELUA, 3},
         {"return { route = function() while true do end end }", FR_ELIMIT, 1},
         {"return { route = function(t, c) return c[2] end,\n"
@@ -611,7 +661,7 @@ static void test_check_refuses_broken_versions(void **state)
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         fr_policy *p = load_code(cases[i].code, &lim);
         fr_error err = {0};
-        int rc = fr_policy_check(p, &err);
+        int rc = fr_policy_check(p, NULL, &err);
         if (rc != cases[i].rc)
             print_error("case %zu: %s %s\n", i, fr_err_name(rc), err.msg);
         assert_int_equal(rc, cases[i].rc);
@@ -716,6 +766,7 @@ int main(void)
         cmocka_unit_test(test_limits_cannot_be_swallowed),
         cmocka_unit_test(test_on_result_verdicts),
         cmocka_unit_test(test_check_refuses_broken_versions),
+        cmocka_unit_test(test_check_names_and_real_candidates),
         cmocka_unit_test(test_load_errors_name_the_path),
         cmocka_unit_test(test_arguments_are_copies),
     };

@@ -262,6 +262,76 @@ static void crash(pid_t pid)
 
 /* ---- open, schema, errors ---------------------------------------------------- */
 
+/* Books a successful (or failed) attempt of `task` with a latency and output. */
+static void book_timed(fr_store *st, const char *run, const char *task, const char *outcome,
+                       double latency_ms, long out)
+{
+    fr_attempt_rec a = {.run_id = run,
+                        .task = task,
+                        .endpoint = "e1",
+                        .tier = "local",
+                        .outcome = outcome,
+                        .attempt = 1,
+                        .output = out,
+                        .latency_ms = latency_ms};
+    assert_ok(fr_store_add_attempt(st, &a, &e_));
+}
+
+/* A reader (a plan) opens the store read-only: a missing store stays
+ * missing, nothing is written or created, and it reads the medians of
+ * the newest successful attempts per task and endpoint of one workflow. */
+static void test_readonly_and_observed(void **state)
+{
+    fx *f = *state;
+    fr_store *ro = NULL;
+    fr_error err = {0};
+    assert_int_equal(fr_store_open_readonly(f->path, &ro, &err), FR_ENOENT);
+    assert_null(ro);
+    char dir[PATH_MAX];
+    join(dir, f->dir, ".flowrun");
+    struct stat sb;
+    assert_int_not_equal(stat(dir, &sb), 0); /* nothing was created */
+
+    f->st = open_ok(f->path);
+    assert_ok(fr_store_run_begin(f->st, "r1", "w", NULL, &e_));
+    assert_ok(fr_store_run_begin(f->st, "r2", "other", NULL, &e_));
+    book_timed(f->st, "r1", "a", "ok", 100, 10);
+    book_timed(f->st, "r1", "a", "ok", 300, 30);
+    book_timed(f->st, "r1", "a", "ok", 200, 20);
+    book_timed(f->st, "r1", "a", "error", 5000, 0); /* failures say nothing */
+    book_timed(f->st, "r2", "a", "ok", 9000, 90);   /* another workflow */
+
+    /* While the writer has it open (a -wal file exists), and after. */
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 1) {
+            fr_store_close(f->st);
+            f->st = NULL;
+        }
+        assert_ok(fr_store_open_readonly(f->path, &ro, &e_));
+        json_t *obs = NULL;
+        assert_ok(fr_store_observed(ro, "w", &obs, &e_));
+        assert_int_equal(json_object_size(obs), 1);
+        assert_usd(jnum(obs, "a.e1.latency_ms"), 200);
+        assert_usd(jnum(obs, "a.e1.output_tokens"), 20);
+        assert_usd(jnum(obs, "a.e1.samples"), 3);
+        json_decref(obs);
+        assert_ok(fr_store_observed(ro, "none", &obs, &e_));
+        assert_int_equal(json_object_size(obs), 0);
+        json_decref(obs);
+        /* It writes nothing. */
+        assert_int_equal(fr_store_run_begin(ro, "r3", "w", NULL, &err), FR_ESTORE);
+        fr_store_close(ro);
+        ro = NULL;
+    }
+    /* No writer, no reader: no -wal or -shm file is left. */
+    char side[PATH_MAX + 8];
+    snprintf(side, sizeof side, "%s-wal", f->path);
+    assert_int_not_equal(stat(side, &sb), 0);
+    snprintf(side, sizeof side, "%s-shm", f->path);
+    assert_int_not_equal(stat(side, &sb), 0);
+    assert_usd(raw_num(f->path, "SELECT count(*) FROM runs"), 2);
+}
+
 static void test_open_create_reopen(void **state)
 {
     fx *f = *state;
@@ -1058,6 +1128,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_open_create_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_readonly_and_observed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_newer_schema_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_not_a_database, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unwritable_places, setup, teardown),
