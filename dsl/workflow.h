@@ -114,6 +114,15 @@ typedef struct fr_load_opts {
     const struct fr_lua_limits *limits; /* per-state memory and per-call
                                            instruction budgets (dsl/sandbox.h);
                                            NULL = defaults */
+    const char *const *more_endpoints; /* further --endpoints files, read in order
+                                          after endpoints_path; an endpoint name
+                                          declared in two files is an error */
+    size_t nmore_endpoints;
+    /* Called with each warning of the load (a --var the workflow neither
+     * declares nor uses), a borrowed message without "warning:"; NULL logs
+     * it at warn level. */
+    void (*warn)(void *ud, const char *msg);
+    void *warn_ud;
 } fr_load_opts;
 
 /* Loads and validates the workflow at `path` (borrowed) with `opts`
