@@ -97,7 +97,7 @@ static const struct {
     {FOR_RUN, "  --fresh TASK          do not reuse the stored result of TASK (repeatable)\n"},
     {FOR_RUN, "  --state DIR           state directory (default $FLOWRUN_STATE, else .flowrun\n"
               "                        beside the workflow): runs, attempts, the cost ledger\n"},
-    {FOR_RUN, "  --progress            a line per task as it finishes\n"},
+    {FOR_RUN | FOR_PLAN, "  --progress            a line per task as it finishes\n"},
     {FOR_RUN | FOR_PLAN, "  --explain             print each routing decision as it is made: the\n"
                          "                        policy, its version, why, the candidates\n"},
     {FOR_RUN | FOR_PLAN, "  --log-level LEVEL     error, warn (default), info, debug, trace\n"},
