@@ -1,5 +1,7 @@
-/* flowrun's command line: parses arguments, loads the workflow, runs it and
- * prints the summary and report. Everything else lives in flowrun_core. */
+/* flowrun's command line: dispatches the subcommands from one table (each
+ * with its own help), parses a run's or a plan's arguments, loads the
+ * workflow, runs it and prints the summary and report. Everything else
+ * lives in flowrun_core. */
 #include "dsl/suggest.h"
 #include "dsl/workflow.h"
 #include "engine/run.h"
@@ -181,7 +183,8 @@ typedef struct command {
     int (*main)(int argc, char **argv);
 } command;
 
-/* Adding a command is adding a line here. */
+/* Adding a command is adding a line here (and writing its main and help
+ * functions): dispatch, `flowrun help`, `help CMD` and `CMD --help` follow. */
 static const command commands[] = {
     {"run", "flowrun [run] WORKFLOW.lua [options]", "run a workflow (the default command)",
      run_help, run_main},
