@@ -8,6 +8,7 @@
 #include "dsl/sandbox.h"
 #include "dsl/suggest.h"
 #include "dsl/template.h"
+#include "engine/util/log.h"
 #include "engine/util/mem.h"
 
 #include <stdio.h>
@@ -180,21 +181,36 @@ static void merge_endpoints(fr_workflow *wf, fr_workflow *from)
     from->nendpoints = 0;
 }
 
-/* Runs the endpoints file (if any) in its own sandbox and merges it. The
- * workflow's baseline wins over the file's; *bl_file and *bl_line say where the
- * chosen one was declared. */
-static int load_endpoints(fr_workflow *wf, const fr_load_opts *opts, const fr_lua_limits *lim,
-                          char **bl_file, int *bl_line, fr_error *err)
+/* An endpoint of `from` (the endpoints file being read) whose name an
+ * earlier endpoints file already declared: a configuration error naming
+ * both places. Endpoints declared in the workflow itself may be replaced. */
+static int check_duplicates(const fr_workflow *wf, const fr_workflow *from, fr_error *err)
+{
+    for (size_t i = 0; i < from->nendpoints; i++) {
+        const fr_endpoint_spec *e = &from->endpoints[i];
+        long at = fr_workflow_find_endpoint(wf, e->name);
+        if (at < 0 || strcmp(wf->endpoints[at].file, wf->path) == 0)
+            continue;
+        return fr_error_set(err, FR_ECONFIG, e->file, e->line,
+                            "endpoint '%s' is also declared at %s:%d; declare each endpoint in "
+                            "one endpoints file only",
+                            e->name, wf->endpoints[at].file, wf->endpoints[at].line);
+    }
+    return FR_OK;
+}
+
+/* Runs the endpoints file `path` (borrowed) in its own sandbox and merges
+ * it. The workflow's baseline wins over the file's; *bl_file and *bl_line
+ * say where the chosen one was declared, and a second endpoints file that
+ * declares one too is an error. */
+static int load_endpoints_file(fr_workflow *wf, const char *path, const fr_lua_limits *lim,
+                               char **bl_file, int *bl_line, fr_error *err)
 {
     int rc;
-    char *path = NULL;
     lua_State *L = NULL;
     fr_workflow *scratch = fr_xcalloc(1, sizeof *scratch);
     fr_load_ctx c;
     fr_load_ctx_init(&c, scratch, "", FR_ECONFIG, true);
-    rc = find_endpoints_file(opts, &path, err);
-    if (rc != FR_OK || !path)
-        goto cleanup;
     c.file = path;
     L = fr_sandbox_new(lim, "endpoints");
     if (!L) {
@@ -205,6 +221,14 @@ static int load_endpoints(fr_workflow *wf, const fr_load_opts *opts, const fr_lu
     rc = fr_load_run(L, &c, err);
     if (rc == FR_ENOENT)
         rc = err ? (err->code = FR_ECONFIG) : FR_ECONFIG;
+    if (rc == FR_OK)
+        rc = check_duplicates(wf, scratch, err);
+    if (rc == FR_OK && scratch->baseline && wf->baseline && *bl_file &&
+        strcmp(*bl_file, wf->path) != 0)
+        rc = fr_error_set(err, FR_ECONFIG, path, c.baseline_line,
+                          "baseline is also declared at %s:%d; declare it in one endpoints "
+                          "file only",
+                          *bl_file, *bl_line);
     if (rc != FR_OK)
         goto cleanup;
     merge_endpoints(wf, scratch);
@@ -219,8 +243,86 @@ cleanup:
     fr_load_ctx_close(&c);
     fr_sandbox_free(L);
     fr_workflow_free(scratch);
-    free(path);
     return rc;
+}
+
+/* Reads the endpoints files: every --endpoints in order (each must exist),
+ * else the first default one found (if any). */
+static int load_endpoints(fr_workflow *wf, const fr_load_opts *opts, const fr_lua_limits *lim,
+                          char **bl_file, int *bl_line, fr_error *err)
+{
+    char *path = NULL;
+    int rc = find_endpoints_file(opts, &path, err);
+    if (rc == FR_OK && path)
+        rc = load_endpoints_file(wf, path, lim, bl_file, bl_line, err);
+    free(path);
+    for (size_t i = 0; rc == FR_OK && opts && opts->endpoints_path && i < opts->nmore_endpoints;
+         i++) {
+        const char *more = opts->more_endpoints[i];
+        if (access(more, R_OK) != 0)
+            rc = fr_error_set(err, FR_ECONFIG, more, 0,
+                              "cannot read the endpoints file given with --endpoints");
+        else
+            rc = load_endpoints_file(wf, more, lim, bl_file, bl_line, err);
+    }
+    return rc;
+}
+
+static void suggestion(char *buf, size_t n, const char *word, const char *const *names,
+                       size_t count);
+
+/* Whether a string prompt of the workflow has a {{var.NAME}} placeholder. */
+static bool var_used(const fr_workflow *wf, const char *name)
+{
+    for (size_t t = 0; t < wf->ntasks; t++)
+        if (wf->tasks[t].prompt && fr_template_uses_var(wf->tasks[t].prompt, name))
+            return true;
+    return false;
+}
+
+/* A --var that workflow{vars=} does not declare and no placeholder uses is
+ * likely a typo: a warning, with the closest declared name. Not an error: a
+ * prompt function may read ctx.var.NAME. Runs before the --vars are applied. */
+static void warn_unused_var(const fr_workflow *wf, const char *name, const fr_load_opts *opts)
+{
+    if (json_object_get(wf->vars, name) || var_used(wf, name))
+        return;
+    size_t n = json_object_size(wf->vars), k = 0;
+    const char **names = fr_xcalloc(n + 1, sizeof *names);
+    const char *key;
+    json_t *v;
+    json_object_foreach(wf->vars, key, v)
+    {
+        names[k++] = key;
+    }
+    bool has_fn = false;
+    for (size_t t = 0; t < wf->ntasks; t++)
+        has_fn |= !wf->tasks[t].prompt;
+    char sug[300];
+    suggestion(sug, sizeof sug, name, names, k);
+    char *msg = fr_xasprintf("--var '%s': the workflow does not declare it in workflow { vars = "
+                             "... } and no {{var.%s}} uses it%s%s",
+                             name, name, sug,
+                             has_fn ? " (a prompt function may still read it as ctx.var)" : "");
+    if (opts->warn)
+        opts->warn(opts->warn_ud, msg);
+    else
+        fr_log(FR_LOG_WARN, "load", "%s", msg);
+    free(msg);
+    free(names);
+}
+
+/* Warns about each well-formed --var the workflow neither declares nor
+ * uses; apply_vars reports the malformed ones. */
+static void warn_unused_vars(const fr_workflow *wf, const fr_load_opts *opts)
+{
+    for (size_t i = 0; opts && i < opts->nvars; i++) {
+        const char *eq = opts->vars[i] ? strchr(opts->vars[i], '=') : NULL;
+        char *name = eq ? fr_xstrndup(opts->vars[i], (size_t)(eq - opts->vars[i])) : NULL;
+        if (name && fr_load_valid_name(name))
+            warn_unused_var(wf, name, opts);
+        free(name);
+    }
 }
 
 /* Applies --var name=value strings over workflow{vars=}. */
@@ -555,7 +657,10 @@ static int check_baseline(fr_workflow *wf, const char *file, int line, fr_error 
     char sug[300];
     suggestion(sug, sizeof sug, wf->baseline, names, wf->nendpoints);
     free(names);
-    return fr_error_set(err, FR_EWORKFLOW, file, line, "baseline names unknown endpoint '%s'%s",
+    /* A workflow's own baseline is part of the workflow; one from an
+     * endpoints file is configuration. */
+    int code = file && strcmp(file, wf->path) == 0 ? FR_EWORKFLOW : FR_ECONFIG;
+    return fr_error_set(err, code, file, line, "baseline names unknown endpoint '%s'%s",
                         wf->baseline, sug);
 }
 
@@ -616,8 +721,10 @@ int fr_workflow_load(const char *path, const fr_load_opts *opts, fr_workflow **o
         bl_line = c.baseline_line;
     }
     rc = load_endpoints(wf, opts, lim, &bl_file, &bl_line, err);
-    if (rc == FR_OK)
+    if (rc == FR_OK) {
+        warn_unused_vars(wf, opts);
         rc = apply_vars(wf, opts, err);
+    }
     wf->save_anywhere = opts && opts->allow_save_anywhere;
     if (rc == FR_OK)
         rc = resolve_tasks(wf, &c, wf->save_anywhere, err);

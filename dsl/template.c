@@ -258,6 +258,19 @@ int fr_template_check(const char *tmpl, const char *const *deps, size_t ndeps, c
     return FR_OK;
 }
 
+/* Whether `tmpl` has a {{var.NAME}} placeholder for `name`. Borrows both. */
+bool fr_template_uses_var(const char *tmpl, const char *name)
+{
+    const char *p = tmpl, *open, *inner, *next;
+    size_t n, nl = strlen(name);
+    while (next_placeholder(p, &open, &inner, &n, &next) == 1) {
+        if (n == nl + 4 && memcmp(inner, "var.", 4) == 0 && memcmp(inner + 4, name, nl) == 0)
+            return true;
+        p = next;
+    }
+    return false;
+}
+
 static bool in_ctx(const char *name, size_t len, const void *arg)
 {
     const json_t *o = json_object_getn(arg, name, len);

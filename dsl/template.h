@@ -6,6 +6,7 @@
 #include "engine/util/err.h"
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 /* Checks every placeholder of `tmpl` (borrowed): each must be {{dep}},
@@ -15,6 +16,10 @@
  * err->msg naming the placeholder (source/line are left for the caller). */
 int fr_template_check(const char *tmpl, const char *const *deps, size_t ndeps, const json_t *vars,
                       fr_error *err);
+
+/* Whether `tmpl` (borrowed) has a {{var.NAME}} placeholder for `name`
+ * (borrowed). An unterminated placeholder ends the search. */
+bool fr_template_uses_var(const char *tmpl, const char *name);
 
 /* Expands `tmpl` with `ctx` (borrowed; shape as in fr_workflow_render_prompt).
  * JSON values that are not strings are written as compact JSON. On FR_OK

@@ -130,6 +130,15 @@ typedef struct fr_load_opts {
                                            NULL = defaults */
     bool allow_save_anywhere;           /* --allow-save-anywhere: accept absolute save paths and
                                            ones that leave the workflow's folder */
+    const char *const *more_endpoints; /* further --endpoints files, read in order
+                                          after endpoints_path; an endpoint name
+                                          declared in two files is an error */
+    size_t nmore_endpoints;
+    /* Called with each warning of the load (a --var the workflow neither
+     * declares nor uses), a borrowed message without "warning:"; NULL logs
+     * it at warn level. */
+    void (*warn)(void *ud, const char *msg);
+    void *warn_ud;
 } fr_load_opts;
 
 /* Loads and validates the workflow at `path` (borrowed) with `opts`

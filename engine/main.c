@@ -1,5 +1,8 @@
-/* flowrun's command line: parses arguments, loads the workflow, runs it and
- * prints the summary and report. Everything else lives in flowrun_core. */
+/* flowrun's command line: dispatches the subcommands from one table (each
+ * with its own help), parses a run's or a plan's arguments, loads the
+ * workflow, runs it and prints the summary and report. Everything else
+ * lives in flowrun_core. */
+#include "dsl/suggest.h"
 #include "dsl/workflow.h"
 #include "engine/run.h"
 #include "engine/store.h"
@@ -25,59 +28,10 @@ enum {
     EXIT_CONFIG = 78,
 };
 
-static const char usage[] =
-    "usage: flowrun [run] WORKFLOW.lua [options]\n"
-    "       flowrun plan WORKFLOW.lua [options]\n"
-    "       flowrun spend [--month YYYY-MM] [--state DIR] [--sim] [--json]\n"
-    "\n"
-    "Runs every task of a workflow as soon as its dependencies are done, in\n"
-    "parallel, on the endpoint the routing policy picks. `plan` sends nothing:\n"
-    "it shows the order, the endpoint each task would get, the expected times\n"
-    "and costs, using the same policy and capacities on a simulated clock.\n"
-    "`spend` prints the cost ledger by month, endpoint, tier and workflow.\n"
-    "\n"
-    "options (before or after the workflow file):\n"
-    "  --sim                 rehearse on the built-in simulator: every endpoint is\n"
-    "                        replaced by a simulated one of the same tier, capacity\n"
-    "                        and price; nothing is sent anywhere, nothing is spent\n"
-    "  --sim-latency MS      simulated time to first token (default 150 local, 300 cloud)\n"
-    "  --sim-tps N           simulated tokens per second (default 400 local, 800 cloud;\n"
-    "                        0 = instant)\n"
-    "  --out DIR             where task outputs go (default .flowrun/out/<run>/)\n"
-    "  --json                print the machine-readable report on stdout\n"
-    "  --policy NAME|FILE    routing policy (default: the workflow's, else balanced)\n"
-    "  --endpoints FILE      endpoints file (default ./endpoints.lua, then\n"
-    "                        $XDG_CONFIG_HOME/flowrun/endpoints.lua)\n"
-    "  --var NAME=VALUE      set a workflow variable, {{var.NAME}} (repeatable)\n"
-    "  --budget USD          cap on this run's spend, replacing the workflow's;\n"
-    "                        0 lets only free work run (local, or price 0)\n"
-    "  --baseline ENDPOINT   endpoint to compare the spend against\n"
-    "  --no-cache            send every request, even when a stored result fits\n"
-    "  --fresh TASK          do not reuse the stored result of TASK (repeatable)\n"
-    "  --allow-save-anywhere let `save` paths be absolute or leave the workflow's\n"
-    "                        folder (through '..' or a symbolic link); without it\n"
-    "                        such a workflow is refused (65)\n"
-    "  --state DIR           state directory (default $FLOWRUN_STATE, else .flowrun\n"
-    "                        beside the workflow): runs, attempts, the cost ledger\n"
-    "  --progress            a line per task as it finishes\n"
-    "  --explain             print each routing decision as it is made: the\n"
-    "                        policy, its version, why, the candidates\n"
-    "  --log-level LEVEL     error, warn (default), info, debug, trace\n"
-    "  --log-format FORMAT   text (default) or json\n"
-    "  -v, --verbose         same as --log-level info\n"
-    "  -q, --quiet           no summary on stderr\n"
-    "  --no-color            no colors (also when NO_COLOR is set)\n"
-    "  -h, --help            this help\n"
-    "  --version             print the version\n"
-    "\n"
-    "exit codes: 0 all tasks succeeded, 1 a task failed, 2 usage, 3 budget stopped\n"
-    "the run, 65 invalid workflow, 74 state store error, 78 configuration error,\n"
-    "130 interrupted.\n"
-    "Documentation: docs/cli.md, docs/dsl.md, docs/report.md.\n";
-
 typedef struct args {
     const char *workflow;
-    const char *endpoints;
+    const char **endpoints; /* every --endpoints, in order */
+    size_t nendpoints;
     const char **vars;
     size_t nvars;
     const char **fresh;
@@ -108,14 +62,239 @@ static int parse_number(const char *opt, const char *s, double *out)
     return 0;
 }
 
-/* Parses argv into `a`. Returns -1 to go on, or an exit code. */
-static int parse_args(int argc, char **argv, args *a)
+/* ---- help: one text per command, printed by `flowrun help [CMD]` and by
+ * `flowrun CMD --help` ---- */
+
+static const char exit_codes[] =
+    "exit codes: 0 all tasks succeeded, 1 a task failed, 2 usage, 3 budget stopped\n"
+    "the run, 65 invalid workflow, 74 state store error, 78 configuration error,\n"
+    "130 interrupted by SIGINT, 143 by SIGTERM.\n";
+
+enum { FOR_RUN = 1, FOR_PLAN = 2 };
+
+/* The options of `run` and `plan`, each once, with the commands it is
+ * listed for (both accept every one of them). */
+static const struct {
+    unsigned cmds;
+    const char *text;
+} run_options[] = {
+    {FOR_RUN, "  --sim                 rehearse on the built-in simulator: every endpoint is\n"
+              "                        replaced by a simulated one of the same tier, capacity\n"
+              "                        and price; nothing is sent anywhere, nothing is spent\n"},
+    {FOR_RUN | FOR_PLAN,
+     "  --sim-latency MS      simulated time to first token (default 150 local, 300 cloud)\n"},
+    {FOR_RUN | FOR_PLAN,
+     "  --sim-tps N           simulated tokens per second (default 400 local, 800 cloud;\n"
+     "                        0 = instant)\n"},
+    {FOR_RUN, "  --out DIR             where task outputs go (default .flowrun/out/<run>/)\n"},
+    {FOR_RUN | FOR_PLAN, "  --json                print the machine-readable report on stdout\n"},
+    {FOR_RUN | FOR_PLAN,
+     "  --policy NAME|FILE    routing policy (default: the workflow's, else balanced)\n"},
+    {FOR_RUN | FOR_PLAN,
+     "  --endpoints FILE      endpoints file (default ./endpoints.lua, then\n"
+     "                        $XDG_CONFIG_HOME/flowrun/endpoints.lua); repeatable: every\n"
+     "                        file is read, in order, and a name in two files is an error\n"},
+    {FOR_RUN | FOR_PLAN,
+     "  --var NAME=VALUE      set a workflow variable, {{var.NAME}} (repeatable); one the\n"
+     "                        workflow neither declares nor uses gets a warning\n"},
+    {FOR_RUN | FOR_PLAN, "  --budget USD          cap on this run's spend, replacing the workflow's;\n"
+                         "                        0 lets only free work run (local, or price 0)\n"},
+    {FOR_RUN | FOR_PLAN, "  --baseline ENDPOINT   endpoint to compare the spend against\n"},
+    {FOR_RUN, "  --no-cache            send every request, even when a stored result fits\n"},
+    {FOR_RUN, "  --fresh TASK          do not reuse the stored result of TASK (repeatable)\n"},
+    {FOR_RUN | FOR_PLAN,
+     "  --allow-save-anywhere let `save` paths be absolute or leave the workflow's\n"
+     "                        folder (through '..' or a symbolic link); without it\n"
+     "                        such a workflow is refused (65)\n"},
+    {FOR_RUN, "  --state DIR           state directory (default $FLOWRUN_STATE, else .flowrun\n"
+              "                        beside the workflow): runs, attempts, the cost ledger\n"},
+    {FOR_RUN | FOR_PLAN, "  --progress            a line per task as it finishes\n"},
+    {FOR_RUN | FOR_PLAN, "  --explain             print each routing decision as it is made: the\n"
+                         "                        policy, its version, why, the candidates\n"},
+    {FOR_RUN | FOR_PLAN, "  --log-level LEVEL     error, warn (default), info, debug, trace\n"},
+    {FOR_RUN | FOR_PLAN, "  --log-format FORMAT   text (default) or json\n"},
+    {FOR_RUN | FOR_PLAN, "  -v, --verbose         same as --log-level info\n"},
+    {FOR_RUN, "  -q, --quiet           no summary on stderr\n"},
+    {FOR_RUN, "  --no-color            no colors (also when NO_COLOR is set)\n"},
+    {FOR_RUN | FOR_PLAN, "  -h, --help            this help\n"},
+};
+
+static void print_options(FILE *f, unsigned cmd)
+{
+    for (size_t i = 0; i < sizeof run_options / sizeof *run_options; i++)
+        if (run_options[i].cmds & cmd)
+            fputs(run_options[i].text, f);
+}
+
+static void run_help(FILE *f)
+{
+    fputs("Runs every task of a workflow as soon as its dependencies are done, in\n"
+          "parallel, on the endpoint the routing policy picks. `flowrun WORKFLOW.lua`\n"
+          "is `flowrun run WORKFLOW.lua`.\n"
+          "\n"
+          "options (before or after the workflow file):\n",
+          f);
+    print_options(f, FOR_RUN);
+    fputs("  --version             print the version\n\n", f);
+    fputs(exit_codes, f);
+    fputs("Documentation: docs/cli.md, docs/dsl.md, docs/report.md.\n", f);
+}
+
+static void plan_help(FILE *f)
+{
+    fputs("Sends nothing and writes nothing: shows the order, the endpoint each task\n"
+          "would get, the expected times and costs and the worst case, using the same\n"
+          "policy and capacities as a run on a simulated clock.\n"
+          "\n"
+          "options (before or after the workflow file):\n",
+          f);
+    print_options(f, FOR_PLAN);
+    fputs("\n", f);
+    fputs(exit_codes, f);
+    fputs("Documentation: docs/cli.md (flowrun plan).\n", f);
+}
+
+static void spend_help(FILE *f)
+{
+    fputs("Prints the cost ledger by month, then by tier, endpoint and workflow.\n"
+          "\n"
+          "options:\n"
+          "  --month YYYY-MM       only that month\n"
+          "  --state DIR           state directory (default $FLOWRUN_STATE, else ./.flowrun)\n"
+          "  --sim                 the rehearsals' ledger (sim.db) instead of the real one\n"
+          "  --json                print the ledger as JSON on stdout\n"
+          "  -h, --help            this help\n"
+          "\n"
+          "exit codes: 0 printed, 2 usage, 74 state store error.\n"
+          "Documentation: docs/budgets.md.\n",
+          f);
+}
+
+static void help_help(FILE *f)
+{
+    fputs("Prints the list of commands, or the help of COMMAND (the same as\n"
+          "`flowrun COMMAND --help`).\n",
+          f);
+}
+
+static int run_main(int argc, char **argv);
+static int plan_main(int argc, char **argv);
+static int spend_main(int argc, char **argv);
+static int help_main(int argc, char **argv);
+
+/* A subcommand: its name, usage line, one-line summary, help and entry
+ * point (`main` gets the whole argv; argv[1] is the command's name). */
+typedef struct command {
+    const char *name;
+    const char *synopsis;
+    const char *summary;
+    void (*help)(FILE *f);
+    int (*main)(int argc, char **argv);
+} command;
+
+/* Adding a command is adding a line here (and writing its main and help
+ * functions): dispatch, `flowrun help`, `help CMD` and `CMD --help` follow. */
+static const command commands[] = {
+    {"run", "flowrun [run] WORKFLOW.lua [options]", "run a workflow (the default command)",
+     run_help, run_main},
+    {"plan", "flowrun plan WORKFLOW.lua [options]",
+     "what a run would do: order, endpoints, times, costs; sends nothing", plan_help, plan_main},
+    {"spend", "flowrun spend [--month YYYY-MM] [--state DIR] [--sim] [--json]",
+     "the cost ledger by month, endpoint, tier and workflow", spend_help, spend_main},
+    {"help", "flowrun help [COMMAND]", "this list, or a command's help", help_help, help_main},
+};
+enum { NCOMMANDS = sizeof commands / sizeof *commands };
+
+static const command *find_command(const char *name)
+{
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        if (strcmp(commands[i].name, name) == 0)
+            return &commands[i];
+    return NULL;
+}
+
+/* `flowrun help` and `flowrun --help`: every command, and the exit codes. */
+static void print_overview(FILE *f)
+{
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        fprintf(f, "%s%s\n", i ? "       " : "usage: ", commands[i].synopsis);
+    fputs("\n"
+          "flowrun runs the tasks of a workflow as a parallel graph, on local endpoints\n"
+          "first and the cloud where it pays, within its budget caps.\n"
+          "\n"
+          "commands:\n",
+          f);
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        fprintf(f, "  %-7s %s\n", commands[i].name, commands[i].summary);
+    fputs("\n"
+          "'flowrun help COMMAND' (or 'flowrun COMMAND --help') shows a command's options.\n"
+          "'flowrun --version' prints the version.\n"
+          "\n",
+          f);
+    fputs(exit_codes, f);
+    fputs("Documentation: docs/cli.md, docs/dsl.md, docs/report.md.\n", f);
+}
+
+static void print_command_help(const command *c, FILE *f)
+{
+    fprintf(f, "usage: %s\n\n", c->synopsis);
+    c->help(f);
+}
+
+/* "unknown command 'pln'; did you mean 'plan'?", exit 2. */
+static int unknown_command(const char *word)
+{
+    const char *names[NCOMMANDS];
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        names[i] = commands[i].name;
+    const char *s = fr_suggest(word, names, NCOMMANDS);
+    char *file = fr_xasprintf("%s.lua", word);
+    fprintf(stderr, "flowrun: unknown command '%s'", word);
+    if (s)
+        fprintf(stderr, "; did you mean '%s'?\n", s);
+    else if (access(file, F_OK) == 0)
+        fprintf(stderr, "; did you mean the workflow '%s'?\n", file);
+    else
+        fprintf(stderr, " (a workflow is a file: flowrun WORKFLOW.lua)\n");
+    fprintf(stderr, "Try 'flowrun help'.\n");
+    free(file);
+    return EXIT_USAGE;
+}
+
+/* flowrun help [COMMAND] */
+static int help_main(int argc, char **argv)
+{
+    if (argc <= 2) {
+        print_overview(stdout);
+        return 0;
+    }
+    if (argc > 3)
+        return usage_error("help: unexpected argument '%s'", argv[3]);
+    const command *c = find_command(argv[2]);
+    if (!c)
+        return unknown_command(argv[2]);
+    print_command_help(c, stdout);
+    return 0;
+}
+
+/* A word where a workflow file is expected, with no '/' or '.', that is
+ * no file: a misspelt or unknown command rather than a workflow. */
+static bool looks_like_command(const char *s)
+{
+    return !strpbrk(s, "./") && access(s, F_OK) != 0;
+}
+
+/* Parses argv[first..] into `a` for the run or plan command `cmd`, or for
+ * `flowrun WORKFLOW.lua` when `cmd` is NULL. Returns -1 to go on, or an
+ * exit code. */
+static int parse_args(int argc, char **argv, int first, const command *cmd, args *a)
 {
     a->run.sim_latency_ms = -1;
     a->run.sim_tps = -1;
     a->vars = calloc((size_t)argc, sizeof *a->vars);
     a->fresh = calloc((size_t)argc, sizeof *a->fresh);
-    for (int i = 1; i < argc; i++) {
+    a->endpoints = calloc((size_t)argc, sizeof *a->endpoints);
+    for (int i = first; i < argc; i++) {
         const char *s = argv[i];
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
 #define NEED_VALUE()                                                                               \
@@ -125,7 +304,10 @@ static int parse_args(int argc, char **argv, args *a)
         i++;                                                                                       \
     } while (0)
         if (strcmp(s, "-h") == 0 || strcmp(s, "--help") == 0) {
-            fputs(usage, stdout);
+            if (cmd)
+                print_command_help(cmd, stdout);
+            else
+                print_overview(stdout);
             return 0;
         } else if (strcmp(s, "--version") == 0) {
             printf("flowrun %s\n", FLOWRUN_VERSION);
@@ -152,7 +334,7 @@ static int parse_args(int argc, char **argv, args *a)
             a->run.policy = val;
         } else if (strcmp(s, "--endpoints") == 0) {
             NEED_VALUE();
-            a->endpoints = val;
+            a->endpoints[a->nendpoints++] = val;
         } else if (strcmp(s, "--var") == 0) {
             NEED_VALUE();
             a->vars[a->nvars++] = val;
@@ -200,11 +382,9 @@ static int parse_args(int argc, char **argv, args *a)
             a->no_color = true;
         } else if (s[0] == '-' && s[1]) {
             return usage_error("unknown option '%s'", s);
-        } else if (strcmp(s, "run") == 0 && !a->workflow && i == 1) {
-            continue; /* `flowrun run WORKFLOW` is `flowrun WORKFLOW` */
-        } else if (strcmp(s, "plan") == 0 && !a->workflow && i == 1) {
-            a->run.plan = true;
         } else if (!a->workflow) {
+            if (!cmd && looks_like_command(s))
+                return unknown_command(s);
             a->workflow = s;
         } else {
             return usage_error("unexpected argument '%s' (one workflow file per run)", s);
@@ -302,31 +482,75 @@ cleanup:
     return code;
 }
 
-int main(int argc, char **argv)
+/* A --fresh that names no task of the workflow is a typo: a usage error
+ * with the closest task name, or the task names when none is close. */
+static int check_fresh(const args *a, const fr_workflow *wf)
+{
+    const char **names = fr_xcalloc(wf->ntasks + 1, sizeof *names);
+    for (size_t t = 0; t < wf->ntasks; t++)
+        names[t] = wf->tasks[t].name;
+    int code = -1;
+    for (size_t i = 0; i < a->nfresh && code < 0; i++) {
+        bool found = false;
+        for (size_t t = 0; t < wf->ntasks && !found; t++)
+            found = strcmp(names[t], a->fresh[i]) == 0;
+        if (found)
+            continue;
+        fprintf(stderr, "flowrun: --fresh: the workflow has no task '%s'", a->fresh[i]);
+        const char *s = fr_suggest(a->fresh[i], names, wf->ntasks);
+        if (s) {
+            fprintf(stderr, "; did you mean '%s'?", s);
+        } else {
+            fprintf(stderr, " (tasks:");
+            for (size_t t = 0; t < wf->ntasks && t < 10; t++)
+                fprintf(stderr, "%s %s", t ? "," : "", names[t]);
+            fprintf(stderr, "%s)", wf->ntasks > 10 ? ", ..." : "");
+        }
+        fprintf(stderr, "\nTry 'flowrun help run'.\n");
+        code = EXIT_USAGE;
+    }
+    free(names);
+    return code;
+}
+
+/* The loader's warnings (a --var the workflow does not use), on stderr. */
+static void print_load_warning(void *ud, const char *msg)
+{
+    (void)ud;
+    fprintf(stderr, "flowrun: warning: %s\n", msg);
+}
+
+/* Loads the workflow named in argv[first..] and runs or plans it. */
+static int run_workflow(int argc, char **argv, int first, const command *cmd, bool plan)
 {
     args a = {0};
     fr_workflow *wf = NULL;
     fr_run *run = NULL;
     fr_error err = {0};
     char msg[1600];
-    /* A peer that hangs up must fail one transfer, never kill the process. */
-    signal(SIGPIPE, SIG_IGN);
-    if (argc > 1 && strcmp(argv[1], "spend") == 0)
-        return spend_main(argc, argv);
-    int code = parse_args(argc, argv, &a);
+    int code = parse_args(argc, argv, first, cmd, &a);
     if (code >= 0)
         goto cleanup;
+    a.run.plan = plan;
 
-    fr_load_opts lo = {.endpoints_path = a.endpoints,
-                       .vars = a.vars,
-                       .nvars = a.nvars,
-                       .allow_save_anywhere = a.save_anywhere};
+    fr_load_opts lo = {
+        .endpoints_path = a.nendpoints ? a.endpoints[0] : NULL,
+        .more_endpoints = a.nendpoints > 1 ? a.endpoints + 1 : NULL,
+        .nmore_endpoints = a.nendpoints > 1 ? a.nendpoints - 1 : 0,
+        .vars = a.vars,
+        .nvars = a.nvars,
+        .allow_save_anywhere = a.save_anywhere,
+        .warn = print_load_warning,
+    };
     int rc = fr_workflow_load(a.workflow, &lo, &wf, &err);
     if (rc != FR_OK) {
         fprintf(stderr, "flowrun: %s\n", fr_error_format(&err, msg, sizeof msg));
         code = exit_code_for_load_error(rc);
         goto cleanup;
     }
+    code = check_fresh(&a, wf);
+    if (code >= 0)
+        goto cleanup;
     rc = fr_run_new(wf, &a.run, &run, &err);
     if (rc != FR_OK) {
         fprintf(stderr, "flowrun: %s\n", fr_error_format(&err, msg, sizeof msg));
@@ -359,5 +583,42 @@ cleanup:
     fr_workflow_free(wf);
     free(a.vars);
     free(a.fresh);
+    free(a.endpoints);
     return code;
+}
+
+/* flowrun run WORKFLOW.lua, and flowrun WORKFLOW.lua (no command word). */
+static int run_main(int argc, char **argv)
+{
+    bool named = argc > 1 && strcmp(argv[1], "run") == 0;
+    return run_workflow(argc, argv, named ? 2 : 1, named ? find_command("run") : NULL, false);
+}
+
+/* flowrun plan WORKFLOW.lua */
+static int plan_main(int argc, char **argv)
+{
+    return run_workflow(argc, argv, 2, find_command("plan"), true);
+}
+
+/* Whether a command's arguments ask for its help. */
+static bool asks_help(int argc, char **argv)
+{
+    for (int i = 2; i < argc; i++)
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0)
+            return true;
+    return false;
+}
+
+int main(int argc, char **argv)
+{
+    /* A peer that hangs up must fail one transfer, never kill the process. */
+    signal(SIGPIPE, SIG_IGN);
+    const command *c = argc > 1 ? find_command(argv[1]) : NULL;
+    if (!c)
+        return run_main(argc, argv); /* flowrun WORKFLOW.lua [options] */
+    if (asks_help(argc, argv)) {
+        print_command_help(c, stdout);
+        return 0;
+    }
+    return c->main(argc, argv);
 }

@@ -241,6 +241,34 @@ static void fmt_ms(char *buf, size_t n, double ms)
         snprintf(buf, n, "%.2fs", ms / 1000);
 }
 
+/* A line per local endpoint that could not be connected to: the error,
+ * and how many tasks ran on the cloud instead (tasks whose last attempt
+ * went to the cloud while it was down, or after they failed to reach it). */
+static void print_unreachable(const fr_run *r, FILE *f)
+{
+    for (size_t e = 0; e < r->neps; e++) {
+        const ep_rt *ep = &r->eps[e];
+        if (ep->spec->tier != FR_TIER_LOCAL || ep->connect_failures == 0)
+            continue;
+        size_t moved = 0;
+        for (size_t t = 0; t < r->wf->ntasks; t++) {
+            const task_rt *tr = &r->tasks[t];
+            moved += tr->moved_from == (long)e && tr->ep >= 0 &&
+                     r->eps[tr->ep].spec->tier == FR_TIER_CLOUD;
+        }
+        char *why = fr_redact(ep->connect_error ? ep->connect_error : "");
+        if (ep->nlat == 0)
+            fprintf(f, "local endpoint '%s' was unreachable (%s)", ep->spec->name, why);
+        else
+            fprintf(f, "local endpoint '%s' was unreachable %ld time%s (last: %s)", ep->spec->name,
+                    ep->connect_failures, ep->connect_failures == 1 ? "" : "s", why);
+        if (moved)
+            fprintf(f, "; %zu task%s ran on the cloud instead", moved, moved == 1 ? "" : "s");
+        fputc('\n', f);
+        free(why);
+    }
+}
+
 void fr_run_print_summary(const fr_run *r, FILE *f, bool color)
 {
     totals tt = compute_totals(r);
@@ -283,6 +311,7 @@ void fr_run_print_summary(const fr_run *r, FILE *f, bool color)
             fprintf(f, "  %s: %s\n", ts->name,
                     fr_workflow_privacy_text(r->wf, t, privacy, sizeof privacy));
     }
+    print_unreachable(r, f);
     char mk[32], cp[32], p50s[32], p95s[32];
     fmt_ms(mk, sizeof mk, tt.makespan_ms);
     fmt_ms(cp, sizeof cp, tt.critical_ms);

@@ -267,6 +267,7 @@ int fr_run_new(fr_workflow *wf, const fr_run_opts *opts, fr_run **out, fr_error 
         tr->run = r;
         tr->idx = t;
         tr->ep = tr->retry_ep = -1;
+        tr->unreached = tr->moved_from = -1;
         tr->route_reason = "first";
         tr->check_score = -1;
         tr->tried = fr_xcalloc(r->neps ? r->neps : 1, 1);
@@ -466,25 +467,81 @@ static double est_cost(const fr_endpoint_spec *s, long input, int max_tokens)
     return ((double)input * s->price.input + (double)max_tokens * s->price.output) / 1e6;
 }
 
+/* What keeps task `t` off endpoint `e` (ignoring capacity and cooldown):
+ * nothing, the task's own constraints (privacy, a pinned endpoint or
+ * tier), or the endpoint (no key, too small a context, failed already). */
+enum { EXCL_NONE = 0, EXCL_TASK, EXCL_ENDPOINT };
+
+static int exclusion(const fr_run *r, const task_rt *t, size_t e, const char **why)
+{
+    const fr_task_spec *ts = &r->wf->tasks[t->idx];
+    const ep_rt *ep = &r->eps[e];
+    if (ts->is_private && ep->spec->tier != FR_TIER_LOCAL)
+        return *why = "the task is private and may only run on a local endpoint", EXCL_TASK;
+    if (ts->endpoint && strcmp(ts->endpoint, ep->spec->name) != 0)
+        return *why = "the task is pinned to another endpoint", EXCL_TASK;
+    if (ts->tier != FR_TIER_ANY && ts->tier != ep->spec->tier)
+        return *why = "the task is pinned to another tier", EXCL_TASK;
+    if (!ep->usable)
+        return *why = ep->unusable ? ep->unusable : "it is not usable", EXCL_ENDPOINT;
+    if (ep->spec->context > 0 && t->est_input + ts->max_tokens > ep->spec->context)
+        return *why = "the prompt and max_tokens exceed its context window", EXCL_ENDPOINT;
+    if (t->tried[e])
+        return *why = "it already failed this task", EXCL_ENDPOINT;
+    return EXCL_NONE;
+}
+
 /* Whether task `t` may ever use endpoint `e` (ignoring capacity and
  * cooldown); when not, *why says so. */
 static bool allowed(const fr_run *r, const task_rt *t, size_t e, const char **why)
 {
+    return exclusion(r, t, e, why) == EXCL_NONE;
+}
+
+/* Why no endpoint can take task `t`, every one being excluded: the
+ * endpoints the task itself would accept, each with what keeps it out ("the
+ * prompt (~1000 tokens) + max_tokens 512 exceeds small's context of 1000"),
+ * and only when there is none, the task's own constraint. Returns owned. */
+static char *no_endpoint_reason(const fr_run *r, const task_rt *t)
+{
     const fr_task_spec *ts = &r->wf->tasks[t->idx];
-    const ep_rt *ep = &r->eps[e];
-    if (!ep->usable)
-        return *why = ep->unusable ? ep->unusable : "it is not usable", false;
-    if (ts->is_private && ep->spec->tier != FR_TIER_LOCAL)
-        return *why = "the task is private and may only run on a local endpoint", false;
-    if (ts->endpoint && strcmp(ts->endpoint, ep->spec->name) != 0)
-        return *why = "the task is pinned to another endpoint", false;
-    if (ts->tier != FR_TIER_ANY && ts->tier != ep->spec->tier)
-        return *why = "the task is pinned to another tier", false;
-    if (ep->spec->context > 0 && t->est_input + ts->max_tokens > ep->spec->context)
-        return *why = "the prompt and max_tokens exceed its context window", false;
-    if (t->tried[e])
-        return *why = "it already failed this task", false;
-    return true;
+    fr_buf b;
+    fr_buf_init(&b, 0);
+    fr_buf_puts(&b, "no endpoint can take this task: ");
+    size_t head = b.len;
+    const char *task_why = "no endpoint is declared";
+    for (size_t e = 0; e < r->neps; e++) {
+        const char *why;
+        const ep_rt *ep = &r->eps[e];
+        int ex = exclusion(r, t, e, &why);
+        if (ex == EXCL_TASK)
+            task_why = why;
+        if (ex != EXCL_ENDPOINT)
+            continue;
+        if (b.len > head)
+            fr_buf_puts(&b, "; ");
+        if (!ep->usable)
+            fr_buf_printf(&b, "%s: %s", ep->spec->name, ep->unusable ? ep->unusable : why);
+        else if (ep->spec->context > 0 && t->est_input + ts->max_tokens > ep->spec->context)
+            fr_buf_printf(&b,
+                          "the prompt (~%ld tokens) + max_tokens %d exceeds %s's context of %ld",
+                          t->est_input, ts->max_tokens, ep->spec->name, ep->spec->context);
+        else
+            fr_buf_printf(&b, "%s: %s", ep->spec->name, why);
+    }
+    if (b.len == head && ts->is_private) {
+        char privacy[700];
+        /* "private: inherited from 'x'" reads "private task (inherited from 'x')". */
+        const char *why_private = fr_workflow_privacy_text(r->wf, t->idx, privacy, sizeof privacy);
+        why_private += strncmp(why_private, "private: ", 9) == 0 ? 9 : strlen(why_private);
+        fr_buf_close(&b);
+        return fr_xasprintf("private task%s%s%s: no usable local endpoint (private work never "
+                            "leaves the local tier)",
+                            *why_private ? " (" : "", why_private, *why_private ? ")" : "");
+    }
+    if (b.len == head)
+        fr_buf_puts(&b, task_why);
+    return fr_buf_take(&b);
 }
 
 enum { BUDGET_FITS = 0, BUDGET_WAIT, BUDGET_NEVER };
@@ -979,6 +1036,14 @@ static void attempt_failed(task_rt *t, int rc, long status, double retry_after_s
     const fr_task_spec *ts = &r->wf->tasks[t->idx];
     ep_rt *e = &r->eps[t->ep];
     e->failures++;
+    if (rc == FR_ECONNECT) {
+        e->connect_failures++;
+        e->down = true;
+        free(e->connect_error);
+        e->connect_error = fr_xstrdup(msg);
+        if (e->spec->tier == FR_TIER_LOCAL)
+            t->unreached = t->ep;
+    }
     free(t->last_error);
     t->last_error = fr_xasprintf("%s: %s", e->spec->name, msg);
     fr_log(FR_LOG_INFO, "sched", "task=%s endpoint=%s attempt=%d error=\"%s\"", ts->name,
@@ -1215,6 +1280,7 @@ static void on_done(void *ud, const fr_http_result *res)
         e->lat[e->nlat++ % (sizeof e->lat / sizeof *e->lat)] = res->total_ms;
         e->strikes = 0;
         e->conn_failures = 0;
+        e->down = false;
         task_ok(t);
     } else {
         set_decision_outcome(t, outcome, err.msg);
@@ -1367,6 +1433,22 @@ static void plan_complete(fr_run *r, size_t task)
     task_ok(t);
 }
 
+/* The local endpoint task `t` would have used but could not reach: the one
+ * it failed to connect to, else one that is down and that the task could
+ * otherwise use; -1 for none. For the summary's "ran on the cloud instead". */
+static long down_local(const fr_run *r, const task_rt *t)
+{
+    if (t->unreached >= 0)
+        return t->unreached;
+    for (size_t e = 0; e < r->neps; e++) {
+        const char *why;
+        if (r->eps[e].spec->tier == FR_TIER_LOCAL && r->eps[e].down &&
+            exclusion(r, t, e, &why) == EXCL_NONE)
+            return (long)e;
+    }
+    return -1;
+}
+
 static void dispatch(task_rt *t, size_t ep)
 {
     fr_run *r = t->run;
@@ -1381,6 +1463,7 @@ static void dispatch(task_rt *t, size_t ep)
     assert(taken);
     if ((long)ep != t->ep)
         t->ep_attempts = 0;
+    t->moved_from = e->spec->tier == FR_TIER_CLOUD ? down_local(r, t) : -1;
     /* The worst case is held against every cap until the attempt settles. */
     t->reserved = est_cost(e->spec, t->worst_input, ts->max_tokens);
     fr_budget_reserve(r->budget, t->reserved);
@@ -1597,17 +1680,8 @@ static bool place(fr_run *r, task_rt *t)
             msg = fr_xasprintf("no endpoint left after a failed quality gate; %s", t->last_error);
         else if (t->last_error)
             msg = fr_xasprintf("every usable endpoint failed; last error: %s", t->last_error);
-        else if (ts->is_private) {
-            char privacy[700];
-            /* "private: inherited from 'x'" reads "private task (inherited from 'x')". */
-            const char *why_private =
-                fr_workflow_privacy_text(r->wf, t->idx, privacy, sizeof privacy);
-            why_private += strncmp(why_private, "private: ", 9) == 0 ? 9 : strlen(why_private);
-            msg = fr_xasprintf("private task%s%s%s: no usable local endpoint (private work never "
-                               "leaves the local tier)",
-                               *why_private ? " (" : "", why_private, *why_private ? ")" : "");
-        } else
-            msg = fr_xasprintf("no endpoint can take this task: %s", why);
+        else
+            msg = no_endpoint_reason(r, t);
         task_end(t, FR_TASK_FAILED, msg);
         free(msg);
         placed = true;
@@ -1988,6 +2062,7 @@ void fr_run_free(fr_run *r)
         free(e->url);
         free(e->model);
         free(e->unusable);
+        free(e->connect_error);
     }
     free(r->eps);
     free(r->queued);

@@ -30,6 +30,11 @@ typedef struct ep_rt {
     int conn_failures;     /* connection failures in a row, counted once per cooldown */
     long requests;
     long failures;
+    /* Attempts that could not connect, the last one's message (owned, NULL
+     * for none), and whether the latest attempt could not connect. */
+    long connect_failures;
+    char *connect_error;
+    bool down;
     double lat[64]; /* the most recent successful latencies, ms (a ring) */
     size_t nlat;    /* samples ever recorded; the ring holds the last 64 */
 } ep_rt;
@@ -40,6 +45,10 @@ typedef struct task_rt {
     char *reason;  /* why it did not succeed */
     long ep;       /* endpoint of the current or last attempt, -1 */
     long retry_ep; /* endpoint a scheduled retry goes back to, -1 */
+    /* The local endpoint this task could not connect to, and the one that
+     * was down when its latest attempt went to the cloud; -1 for none. */
+    long unreached;
+    long moved_from;
     int attempts;
     int ep_attempts;
     unsigned char *tried;     /* per endpoint: its retries are spent */

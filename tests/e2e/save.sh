@@ -77,5 +77,5 @@ run_flowrun "$WORK/wf/flow.lua" --endpoints "$WORK/endpoints.lua" --out "$WORK/o
 expect_rc 0 "symbolic-link save with --allow-save-anywhere"
 [ "$(cat "$WORK/outside/linked.txt")" = "SAVED-TEXT" ] || fail "symbolic-link save not written with the flag"
 pass "--allow-save-anywhere allows them"
-"$FLOWRUN" --help | grep -q -- "--allow-save-anywhere" || fail "--help does not document --allow-save-anywhere"
-pass "--help documents --allow-save-anywhere"
+"$FLOWRUN" help run | grep -q -- "--allow-save-anywhere" || fail "--help does not document --allow-save-anywhere"
+pass "flowrun help run documents --allow-save-anywhere"

@@ -457,6 +457,68 @@ static void test_endpoints_file_errors(void **state)
     assert_string_equal(err.source, FIX "/does_not_exist.lua");
 }
 
+/* Several --endpoints files are read in order; a name (endpoint or
+ * baseline) in two of them is a configuration error naming both; an
+ * unknown baseline in an endpoints file is configuration too. */
+static void test_endpoints_several(void **state)
+{
+    (void)state;
+    const char *two[] = {FIX "/endpoints/more.lua"};
+    fr_load_opts o = {.endpoints_path = FIX "/endpoints/override.lua",
+                      .more_endpoints = two,
+                      .nmore_endpoints = 1};
+    fr_workflow *wf = load_ok(FIX "/good_minimal.lua", &o);
+    assert_int_equal(wf->nendpoints, 4);
+    assert_string_equal(wf->endpoints[1].name, "lab");
+    assert_string_equal(wf->endpoints[3].name, "more");
+    assert_string_equal(wf->baseline, "more");
+    fr_workflow_free(wf);
+
+    fr_error err;
+    const char *dup[] = {FIX "/endpoints/override.lua"};
+    o.endpoints_path = FIX "/endpoints/baseline.lua";
+    o.more_endpoints = dup;
+    assert_int_equal(load_err(FIX "/good_minimal.lua", &o, &err), FR_ECONFIG);
+    assert_string_equal(err.source, FIX "/endpoints/override.lua");
+    assert_int_equal(err.line, 2);
+    assert_non_null(
+        strstr(err.msg, "endpoint 'lab' is also declared at " FIX "/endpoints/baseline.lua:1"));
+
+    o.more_endpoints = two; /* baseline.lua and more.lua both name a baseline */
+    assert_int_equal(load_err(FIX "/good_minimal.lua", &o, &err), FR_ECONFIG);
+    assert_string_equal(err.source, FIX "/endpoints/more.lua");
+    assert_int_equal(err.line, 3);
+    assert_non_null(
+        strstr(err.msg, "baseline is also declared at " FIX "/endpoints/baseline.lua:3"));
+
+    o = (fr_load_opts){.endpoints_path = FIX "/endpoints/unknown_baseline.lua"};
+    assert_int_equal(load_err(FIX "/good_minimal.lua", &o, &err), FR_ECONFIG);
+    assert_int_equal(err.line, 2);
+    assert_non_null(strstr(err.msg, "did you mean 'cloudy'?"));
+}
+
+/* A --var the workflow neither declares nor uses is reported through the
+ * warn callback, once, with the closest declared name; others are not. */
+static void record_warning(void *ud, const char *msg)
+{
+    char *buf = ud;
+    strncat(buf, msg, 1000 - strlen(buf) - 2);
+    strcat(buf, "\n");
+}
+
+static void test_unused_var_warns(void **state)
+{
+    (void)state;
+    char seen[1000] = "";
+    const char *vars[] = {"topc=x", "only_here=y"};
+    fr_load_opts o = {.vars = vars, .nvars = 2, .warn = record_warning, .warn_ud = seen};
+    fr_workflow *wf = load_ok(FIX "/vars_warn.lua", &o);
+    assert_string_equal(seen, "--var 'topc': the workflow does not declare it in workflow { vars = "
+                              "... } and no {{var.topc}} uses it; did you mean 'topic'?\n");
+    assert_string_equal(json_string_value(json_object_get(wf->vars, "topc")), "x");
+    fr_workflow_free(wf);
+}
+
 static void test_endpoints_search(void **state)
 {
     (void)state;
@@ -961,6 +1023,8 @@ int main(void)
         cmocka_unit_test(test_endpoints_file_overrides),
         cmocka_unit_test(test_endpoints_file_errors),
         cmocka_unit_test(test_endpoints_search),
+        cmocka_unit_test(test_endpoints_several),
+        cmocka_unit_test(test_unused_var_warns),
         cmocka_unit_test(test_openai_base_url),
         cmocka_unit_test(test_default_urls),
         cmocka_unit_test(test_var_override),

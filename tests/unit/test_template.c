@@ -217,12 +217,26 @@ static void test_render_large(void **state)
     json_decref(ctx);
 }
 
+/* fr_template_uses_var finds {{var.NAME}} with or without spaces, and
+ * nothing else: not a longer name, not a dependency of the same name. */
+static void test_uses_var(void **state)
+{
+    (void)state;
+    assert_true(fr_template_uses_var("a {{var.topic}} b", "topic"));
+    assert_true(fr_template_uses_var("{{ var.topic }}", "topic"));
+    assert_false(fr_template_uses_var("{{var.topics}}", "topic"));
+    assert_false(fr_template_uses_var("{{var.top}}", "topic"));
+    assert_false(fr_template_uses_var("{{topic}} var.topic", "topic"));
+    assert_false(fr_template_uses_var("{{var.topic", "topic"));
+    assert_true(fr_template_uses_var("{{x}} {{var.a}} {{var.topic}}", "topic"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_check_accepts), cmocka_unit_test(test_check_rejects),
         cmocka_unit_test(test_render_kinds),  cmocka_unit_test(test_render_errors),
-        cmocka_unit_test(test_render_large),
+        cmocka_unit_test(test_render_large),  cmocka_unit_test(test_uses_var),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
