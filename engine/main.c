@@ -1,5 +1,7 @@
 /* flowrun's command line: parses arguments, loads the workflow, runs it and
  * prints the summary and report. Everything else lives in flowrun_core. */
+#include "dsl/policy.h"
+#include "dsl/suggest.h"
 #include "dsl/workflow.h"
 #include "engine/run.h"
 #include "engine/store.h"
@@ -26,12 +28,15 @@ static const char usage[] =
     "usage: flowrun [run] WORKFLOW.lua [options]\n"
     "       flowrun plan WORKFLOW.lua [options]\n"
     "       flowrun spend [--month YYYY-MM] [--state DIR] [--sim] [--json]\n"
+    "       flowrun policy list | flowrun policy show NAME\n"
     "\n"
     "Runs every task of a workflow as soon as its dependencies are done, in\n"
     "parallel, on the endpoint the routing policy picks. `plan` sends nothing:\n"
     "it shows the order, the endpoint each task would get, the expected times\n"
     "and costs, using the same policy and capacities on a simulated clock.\n"
     "`spend` prints the cost ledger by month, endpoint, tier and workflow.\n"
+    "`policy list` names the built-in routing policies; `policy show NAME`\n"
+    "prints one's source, to copy and edit.\n"
     "\n"
     "options (before or after the workflow file):\n"
     "  --sim                 rehearse on the built-in simulator: every endpoint is\n"
@@ -40,7 +45,7 @@ static const char usage[] =
     "  --sim-latency MS      simulated time to first token (default 150 local, 300 cloud)\n"
     "  --sim-tps N           simulated tokens per second (default 400 local, 800 cloud;\n"
     "                        0 = instant)\n"
-    "  --out DIR             where task outputs go (default .flowrun/out/<run>/)\n"
+    "  --out DIR             where task outputs go (default ./.flowrun/out/<run>/)\n"
     "  --json                print the machine-readable report on stdout\n"
     "  --policy NAME|FILE    routing policy (default: the workflow's, else balanced)\n"
     "  --endpoints FILE      endpoints file (default ./endpoints.lua, then\n"
@@ -50,8 +55,8 @@ static const char usage[] =
     "  --baseline ENDPOINT   endpoint to compare the spend against\n"
     "  --no-cache            send every request, even when a stored result fits\n"
     "  --fresh TASK          do not reuse the stored result of TASK (repeatable)\n"
-    "  --state DIR           state directory (default $FLOWRUN_STATE, else .flowrun\n"
-    "                        beside the workflow): runs, attempts, the cost ledger\n"
+    "  --state DIR           state directory (default $FLOWRUN_STATE, else ./.flowrun\n"
+    "                        in the current directory): runs, the cost ledger, the cache\n"
     "  --progress            a line per task as it finishes\n"
     "  --explain             print each routing decision as it is made: the\n"
     "                        policy, its version, why, the candidates\n"
@@ -240,7 +245,7 @@ static int spend_main(int argc, char **argv)
         else
             return usage_error("spend: unexpected argument '%s'", argv[i]);
     }
-    char *path = fr_run_state_path(state_dir, ".");
+    char *path = fr_run_state_path(state_dir);
     if (sim) {
         char *p = fr_xasprintf("%.*ssim.db", (int)(strlen(path) - strlen("state.db")), path);
         free(path);
@@ -251,7 +256,18 @@ static int spend_main(int argc, char **argv)
     fr_error err = {0};
     char msg[1600];
     int code = 0;
-    if (fr_store_open(path, &st, &err) != FR_OK || fr_store_spend(st, month, &out, &err) != FR_OK) {
+    /* Read-only: a report never creates a ledger, a folder or a file. */
+    int rc = fr_store_open_readonly(path, &st, &err);
+    if (rc == FR_ENOENT) {
+        if (json)
+            printf("{\n  \"months\": []\n}\n");
+        else
+            printf("no spend recorded: no ledger at %s (--state DIR, else $FLOWRUN_STATE, else "
+                   "./.flowrun)\n",
+                   path);
+        goto cleanup;
+    }
+    if (rc != FR_OK || fr_store_spend(st, month, &out, &err) != FR_OK) {
         fprintf(stderr, "flowrun: %s\n", fr_error_format(&err, msg, sizeof msg));
         code = err.code == FR_EINVAL ? EXIT_USAGE : EXIT_IOERR;
         goto cleanup;
@@ -286,6 +302,69 @@ cleanup:
     return code;
 }
 
+static const char policy_usage[] =
+    "usage: flowrun policy list\n"
+    "       flowrun policy show NAME\n"
+    "\n"
+    "`list` names the built-in routing policies (compiled into flowrun), one a\n"
+    "line with what it does. `show NAME` prints the source of one, byte for\n"
+    "byte, to copy and edit: `flowrun policy show balanced > mine.lua`, then\n"
+    "`--policy mine.lua`. Documentation: docs/policies.md.\n";
+
+/* Prints the text after "-- NAME: " on the first line of a built-in policy. */
+static void print_summary(const fr_policy_builtin *b)
+{
+    const char *line = b->source, *eol = strchr(line, '\n');
+    size_t n = eol ? (size_t)(eol - line) : strlen(line);
+    const char *colon = memchr(line, ':', n);
+    if (strncmp(line, "--", 2) != 0 || !colon) {
+        printf("%s\n", b->name);
+        return;
+    }
+    const char *text = colon + 1;
+    while (*text == ' ')
+        text++;
+    printf("%-12s %.*s\n", b->name, (int)(n - (size_t)(text - line)), text);
+}
+
+/* flowrun policy list | show NAME: the built-in policies. */
+static int policy_main(int argc, char **argv)
+{
+    const char *cmd = argc > 2 ? argv[2] : NULL;
+    if (cmd && (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0)) {
+        fputs(policy_usage, stdout);
+        return 0;
+    }
+    if (cmd && strcmp(cmd, "list") == 0 && argc == 3) {
+        for (size_t i = 0; i < fr_policy_nbuiltins; i++)
+            print_summary(&fr_policy_builtins[i]);
+        return 0;
+    }
+    if (cmd && strcmp(cmd, "show") == 0 && argc == 4) {
+        const fr_policy_builtin *b = fr_policy_builtin_find(argv[3]);
+        if (b) {
+            fwrite(b->source, 1, b->len, stdout);
+            return 0;
+        }
+        const char *names[16];
+        size_t n = 0;
+        fprintf(stderr, "flowrun: no built-in policy named '%s' (built-in:", argv[3]);
+        for (size_t i = 0; i < fr_policy_nbuiltins; i++) {
+            fprintf(stderr, "%s %s", i ? "," : "", fr_policy_builtins[i].name);
+            if (n < sizeof names / sizeof names[0])
+                names[n++] = fr_policy_builtins[i].name;
+        }
+        const char *near = fr_suggest(argv[3], names, n);
+        fprintf(stderr, ")");
+        if (near)
+            fprintf(stderr, "; did you mean '%s'?", near);
+        fprintf(stderr, "\nTry 'flowrun policy list'.\n");
+        return EXIT_USAGE;
+    }
+    fputs(policy_usage, stderr);
+    return EXIT_USAGE;
+}
+
 int main(int argc, char **argv)
 {
     args a = {0};
@@ -297,6 +376,8 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     if (argc > 1 && strcmp(argv[1], "spend") == 0)
         return spend_main(argc, argv);
+    if (argc > 1 && strcmp(argv[1], "policy") == 0)
+        return policy_main(argc, argv);
     int code = parse_args(argc, argv, &a);
     if (code >= 0)
         goto cleanup;

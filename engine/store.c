@@ -655,6 +655,89 @@ cleanup:
     return rc;
 }
 
+/* Returns an owned "file:" URI for `path`, read-only, and immutable when
+ * `immutable`: '%', '?' and '#' of the path are percent-encoded. */
+static char *uri_for(const char *path, bool immutable)
+{
+    size_t n = strlen(path);
+    char *u = fr_xmalloc(n * 3 + 40), *o = u;
+    o += sprintf(o, "file:");
+    for (const char *p = path; *p; p++) {
+        if (*p == '%' || *p == '?' || *p == '#')
+            o += sprintf(o, "%%%02X", (unsigned char)*p);
+        else
+            *o++ = *p;
+    }
+    sprintf(o, "?mode=ro%s", immutable ? "&immutable=1" : "");
+    return u;
+}
+
+/* Opens an existing database for reading only; see store.h. */
+int fr_store_open_readonly(const char *path, fr_store **out, fr_error *err)
+{
+    int rc = FR_EINVAL;
+    fr_store *st = NULL;
+    sqlite3_int64 version = 0;
+    struct stat sb;
+    if (out)
+        *out = NULL;
+    if (!out || !path || !*path) {
+        fr_error_set(err, rc, path ? path : "", 0, "no state database path");
+        goto cleanup;
+    }
+    if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        rc = fr_error_set(err, FR_ENOENT, path, 0, "no state database");
+        goto cleanup;
+    }
+    st = fr_xcalloc(1, sizeof *st);
+    st->path = fr_xstrdup(path);
+    st->pid = getpid();
+    /* A read-only connection to a WAL database creates its -wal and -shm
+     * files when they are missing, and leaves them. They are missing only
+     * when no connection is open and the last one checkpointed everything
+     * into the main file: then that file is the whole database, and reading
+     * it as immutable creates nothing. (A run starting meanwhile writes its
+     * WAL for far longer than this read before it checkpoints.) */
+    char *wal = fr_xasprintf("%s-wal", path);
+    bool no_wal = stat(wal, &sb) != 0;
+    free(wal);
+    char *uri = uri_for(path, no_wal);
+    int orc = sqlite3_open_v2(uri, &st->db,
+                              SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_URI, NULL);
+    free(uri);
+    if (orc != SQLITE_OK) {
+        rc = db_error(st, err, "cannot open the state database");
+        goto cleanup;
+    }
+    sqlite3_extended_result_codes(st->db, 1);
+    sqlite3_busy_timeout(st->db, FR_STORE_BUSY_MS);
+    rc = schema_version(st, &version, err);
+    if (rc != FR_OK)
+        goto cleanup;
+    if (version > FR_STORE_SCHEMA_VERSION) {
+        rc = fr_error_set(err, FR_ESTOREVER, path, 0,
+                          "the state database has schema version %lld, but this flowrun knows "
+                          "versions up to %d: upgrade flowrun to read it",
+                          (long long)version, FR_STORE_SCHEMA_VERSION);
+        goto cleanup;
+    }
+    if (version < FR_STORE_SCHEMA_VERSION) {
+        rc = fr_error_set(err, FR_ESTORE, path, 0,
+                          "the state database has schema version %lld, older than this "
+                          "flowrun's %d: a run with this flowrun updates it",
+                          (long long)version, FR_STORE_SCHEMA_VERSION);
+        goto cleanup;
+    }
+    rc = prepare_all(st, err);
+    if (rc != FR_OK)
+        goto cleanup;
+    *out = st;
+    st = NULL;
+cleanup:
+    fr_store_close(st);
+    return rc;
+}
+
 /* Closes and frees; see store.h. */
 void fr_store_close(fr_store *st)
 {

@@ -55,6 +55,17 @@ typedef struct fr_attempt_rec {
  * its own; a parent's store used in a child fails with FR_ESTORE. */
 int fr_store_open(const char *path, fr_store **out, fr_error *err);
 
+/* Opens the existing database at `path` (borrowed, copied) for reading only,
+ * for reports such as `flowrun spend`: it creates no file or directory,
+ * changes no mode and migrates nothing. On FR_OK *out is the owned store
+ * (fr_store_close); only the reading calls (fr_store_spend) work on it.
+ *
+ * Errors, each with `path` as err->source: FR_EINVAL for a NULL or empty
+ * path; FR_ENOENT when there is no such file; FR_ESTOREVER for a newer
+ * schema; FR_ESTORE for an older schema (a run migrates it), a file that is
+ * not flowrun's database, and any other SQLite failure. */
+int fr_store_open_readonly(const char *path, fr_store **out, fr_error *err);
+
 /* Closes the database and frees the store; NULL is fine. Called in a forked
  * child on its parent's store, it frees only the store's own memory and leaves
  * SQLite alone, which would not be safe there. */
