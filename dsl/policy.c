@@ -1,6 +1,7 @@
 #include "dsl/policy.h"
 
 #include "dsl/luajson.h"
+#include "dsl/suggest.h"
 #include "engine/util/mem.h"
 
 #include <lauxlib.h>
@@ -17,10 +18,11 @@ struct fr_policy {
     int on_result_ref;
 };
 
+/* $FLOWRUN_LUA_DIR, or NULL: the built-ins come from the binary. */
 static const char *lua_dir(void)
 {
     const char *d = getenv("FLOWRUN_LUA_DIR");
-    return d && *d ? d : FLOWRUN_LUA_DIR;
+    return d && *d ? d : NULL;
 }
 
 static int is_file(const char *path)
@@ -29,45 +31,90 @@ static int is_file(const char *path)
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-static int is_builtin_name(const char *s)
+const fr_policy_builtin *fr_policy_builtin_find(const char *name)
 {
-    if (!*s)
-        return 0;
-    for (const char *p = s; *p; p++)
-        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-' || *p == '_'))
-            return 0;
-    return 1;
+    for (size_t i = 0; name && i < fr_policy_nbuiltins; i++)
+        if (strcmp(fr_policy_builtins[i].name, name) == 0)
+            return &fr_policy_builtins[i];
+    return NULL;
+}
+
+bool fr_policy_path_is_builtin(const char *path)
+{
+    size_t n = strlen(FR_POLICY_BUILTIN_PREFIX);
+    return path && strncmp(path, FR_POLICY_BUILTIN_PREFIX, n) == 0 &&
+           fr_policy_builtin_find(path + n) != NULL;
+}
+
+/* The policy nothing matched: names the built-ins, the file it tried and,
+ * when one is close, the built-in name the user probably meant. */
+static int not_found(const char *spec, const char *tried, fr_error *err)
+{
+    char names[256] = "";
+    const char *cands[16];
+    size_t n = 0;
+    for (size_t i = 0; i < fr_policy_nbuiltins; i++) {
+        size_t used = strlen(names);
+        snprintf(names + used, sizeof names - used, "%s%s", i ? ", " : "",
+                 fr_policy_builtins[i].name);
+        if (n < sizeof cands / sizeof cands[0])
+            cands[n++] = fr_policy_builtins[i].name;
+    }
+    /* Compare the base name without .lua: "balance.lua" is close to "balanced". */
+    const char *b = strrchr(spec, '/');
+    b = b ? b + 1 : spec;
+    size_t len = strlen(b);
+    if (len > 4 && strcmp(b + len - 4, ".lua") == 0)
+        len -= 4;
+    char *word = fr_xstrndup(b, len);
+    const char *near = fr_suggest(word, cands, n);
+    char hint[128] = "";
+    if (near)
+        snprintf(hint, sizeof hint, "; did you mean '%s'?", near);
+    int rc = fr_error_set(err, FR_ENOENT, "policy", 0,
+                          "no policy '%s': it is not a built-in one (%s) and there is no file %s%s",
+                          spec, names, tried, hint);
+    free(word);
+    return rc;
 }
 
 int fr_policy_resolve(const char *spec, const char *base_dir, char **path, fr_error *err)
 {
     char *p = NULL;
-    if (is_builtin_name(spec)) {
-        p = fr_xasprintf("%s/policies/%s.lua", lua_dir(), spec);
-        if (!is_file(p)) {
+    if (fr_policy_builtin_find(spec)) {
+        if (lua_dir()) {
+            p = fr_xasprintf("%s/policies/%s.lua", lua_dir(), spec);
+            if (is_file(p))
+                goto found;
             free(p);
-            return fr_error_set(err, FR_ENOENT, "policy", 0,
-                                "no built-in policy named '%s' (built-in: balanced, cost, speed, "
-                                "local-only; or give a path to a .lua file)",
-                                spec);
         }
-    } else {
-        if (spec[0] == '/' || !base_dir || !*base_dir)
-            p = fr_xstrdup(spec);
-        else
-            p = fr_xasprintf("%s/%s", base_dir, spec);
-        if (!is_file(p)) {
-            int rc = fr_error_set(err, FR_ENOENT, p, 0, "policy file not found");
-            free(p);
-            return rc;
-        }
+        p = fr_xasprintf("%s%s", FR_POLICY_BUILTIN_PREFIX, spec);
+        goto found;
     }
+    if (spec[0] == '/' || !base_dir || !*base_dir)
+        p = fr_xstrdup(spec);
+    else
+        p = fr_xasprintf("%s/%s", base_dir, spec);
+    if (fr_policy_path_is_builtin(p)) {
+        /* A file that happens to be named like a built-in's path. */
+        char *q = fr_xasprintf("./%s", p);
+        free(p);
+        p = q;
+    }
+    if (!is_file(p)) {
+        int rc = not_found(spec, p, err);
+        free(p);
+        return rc;
+    }
+found:
     *path = p;
     return FR_OK;
 }
 
 static char *base_name(const char *path)
 {
+    if (fr_policy_path_is_builtin(path))
+        return fr_xstrdup(path + strlen(FR_POLICY_BUILTIN_PREFIX));
     const char *b = strrchr(path, '/');
     b = b ? b + 1 : path;
     size_t n = strlen(b);
@@ -132,7 +179,14 @@ int fr_policy_load(const char *path, const fr_lua_limits *lim, int version, fr_p
     fr_policy *p = policy_new(path, lim, version);
     if (!p->L)
         goto cleanup;
-    rc = fr_sandbox_load_file(p->L, path, err); /* [chunk] */
+    const fr_policy_builtin *b =
+        fr_policy_path_is_builtin(path)
+            ? fr_policy_builtin_find(path + strlen(FR_POLICY_BUILTIN_PREFIX))
+            : NULL;
+    if (b)
+        rc = fr_sandbox_load_string(p->L, b->source, b->len, path, err); /* [chunk] */
+    else
+        rc = fr_sandbox_load_file(p->L, path, err); /* [chunk] */
     if (rc == FR_OK)
         rc = adopt_module(p, err);
     if (rc != FR_OK)

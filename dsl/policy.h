@@ -13,15 +13,45 @@
 
 typedef struct fr_policy fr_policy;
 
-/* Resolves `spec` (borrowed): a built-in name such as "balanced" becomes
- * <lua dir>/policies/<name>.lua (the lua dir is $FLOWRUN_LUA_DIR, else the
- * one the binary was built with); anything else is a path, relative to
- * `base_dir` (borrowed, may be NULL) unless absolute. On FR_OK *path is
- * owned. FR_ENOENT with `err` filled when no such file exists (for a name,
- * the message lists the built-in names). */
+/* A built-in policy: its name ("balanced") and the bytes of
+ * lua/policies/<name>.lua, compiled into the binary at build time
+ * (cmake/embed.cmake), so an installed flowrun needs no file of the source
+ * tree. `source` is NUL-terminated after its `len` bytes. Static data. */
+typedef struct fr_policy_builtin {
+    const char *name;
+    const char *source;
+    size_t len;
+} fr_policy_builtin;
+
+/* Every built-in policy, sorted by name (defined in the generated source). */
+extern const fr_policy_builtin fr_policy_builtins[];
+extern const size_t fr_policy_nbuiltins;
+
+/* The path fr_policy_resolve gives a built-in policy that is not overridden
+ * by a file: this prefix and the name ("built-in:balanced"). fr_policy_load
+ * loads the embedded source for it; no file of that name is ever opened. */
+#define FR_POLICY_BUILTIN_PREFIX "built-in:"
+
+/* Returns the built-in policy named `name` (borrowed), or NULL. */
+const fr_policy_builtin *fr_policy_builtin_find(const char *name);
+
+/* Returns true when `path` (borrowed) names an embedded built-in policy
+ * (see FR_POLICY_BUILTIN_PREFIX): there is no file to watch for changes. */
+bool fr_policy_path_is_builtin(const char *path);
+
+/* Resolves `spec` (borrowed). A built-in name such as "balanced" becomes
+ * "built-in:balanced", unless $FLOWRUN_LUA_DIR is set and holds
+ * policies/<name>.lua: then that file (for working on the built-ins without
+ * a rebuild; the binary never needs it). Anything else is a path, relative
+ * to `base_dir` (borrowed, may be NULL: the current directory) unless
+ * absolute; a name that is not a built-in is tried as such a path too. On
+ * FR_OK *path is owned. FR_ENOENT with `err` filled when nothing matches:
+ * the message names the built-in policies, the path it tried and the
+ * nearest built-in name when one is close. */
 int fr_policy_resolve(const char *spec, const char *base_dir, char **path, fr_error *err);
 
-/* Loads the policy file `path` (borrowed) into a fresh state with `lim`
+/* Loads the policy file `path` (borrowed; a "built-in:NAME" path from
+ * fr_policy_resolve loads the embedded source) into a fresh state with `lim`
  * (borrowed, may be NULL) and checks that it returns a table with a
  * function `route` (and `on_result`, if present, is a function). `version`
  * is recorded for decisions. On FR_OK *out is owned (fr_policy_free);

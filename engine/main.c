@@ -2,6 +2,7 @@
  * with its own help), parses a run's or a plan's arguments, loads the
  * workflow, runs it and prints the summary and report. Everything else
  * lives in flowrun_core. */
+#include "dsl/policy.h"
 #include "dsl/suggest.h"
 #include "dsl/workflow.h"
 #include "engine/run.h"
@@ -86,7 +87,7 @@ static const struct {
     {FOR_RUN | FOR_PLAN,
      "  --sim-tps N           simulated tokens per second (default 400 local, 800 cloud;\n"
      "                        0 = instant)\n"},
-    {FOR_RUN, "  --out DIR             where task outputs go (default .flowrun/out/<run>/)\n"},
+    {FOR_RUN, "  --out DIR             where task outputs go (default ./.flowrun/out/<run>/)\n"},
     {FOR_RUN | FOR_PLAN, "  --json                print the machine-readable report on stdout\n"},
     {FOR_RUN | FOR_PLAN,
      "  --policy NAME|FILE    routing policy (default: the workflow's, else balanced)\n"},
@@ -97,8 +98,9 @@ static const struct {
     {FOR_RUN | FOR_PLAN,
      "  --var NAME=VALUE      set a workflow variable, {{var.NAME}} (repeatable); one the\n"
      "                        workflow neither declares nor uses gets a warning\n"},
-    {FOR_RUN | FOR_PLAN, "  --budget USD          cap on this run's spend, replacing the workflow's;\n"
-                         "                        0 lets only free work run (local, or price 0)\n"},
+    {FOR_RUN | FOR_PLAN,
+     "  --budget USD          cap on this run's spend, replacing the workflow's;\n"
+     "                        0 lets only free work run (local, or price 0)\n"},
     {FOR_RUN | FOR_PLAN, "  --baseline ENDPOINT   endpoint to compare the spend against\n"},
     {FOR_RUN, "  --no-cache            send every request, even when a stored result fits\n"},
     {FOR_RUN, "  --fresh TASK          do not reuse the stored result of TASK (repeatable)\n"},
@@ -106,8 +108,9 @@ static const struct {
      "  --allow-save-anywhere let `save` paths be absolute or leave the workflow's\n"
      "                        folder (through '..' or a symbolic link); without it\n"
      "                        such a workflow is refused (65)\n"},
-    {FOR_RUN, "  --state DIR           state directory (default $FLOWRUN_STATE, else .flowrun\n"
-              "                        beside the workflow): runs, attempts, the cost ledger\n"},
+    {FOR_RUN | FOR_PLAN,
+     "  --state DIR           state directory (default $FLOWRUN_STATE, else ./.flowrun\n"
+     "                        in the current directory): runs, the cost ledger, the cache\n"},
     {FOR_RUN | FOR_PLAN, "  --progress            a line per task as it finishes\n"},
     {FOR_RUN | FOR_PLAN, "  --explain             print each routing decision as it is made: the\n"
                          "                        policy, its version, why, the candidates\n"},
@@ -170,6 +173,17 @@ static void spend_help(FILE *f)
           f);
 }
 
+static const char policy_usage[] =
+    "`list` names the built-in routing policies (compiled into flowrun), one a\n"
+    "line with what it does. `show NAME` prints the source of one, byte for\n"
+    "byte, to copy and edit: `flowrun policy show balanced > mine.lua`, then\n"
+    "`--policy mine.lua`. Documentation: docs/policies.md.\n";
+
+static void policy_help(FILE *f)
+{
+    fputs(policy_usage, f);
+}
+
 static void help_help(FILE *f)
 {
     fputs("Prints the list of commands, or the help of COMMAND (the same as\n"
@@ -180,6 +194,7 @@ static void help_help(FILE *f)
 static int run_main(int argc, char **argv);
 static int plan_main(int argc, char **argv);
 static int spend_main(int argc, char **argv);
+static int policy_main(int argc, char **argv);
 static int help_main(int argc, char **argv);
 
 /* A subcommand: its name, usage line, one-line summary, help and entry
@@ -201,6 +216,8 @@ static const command commands[] = {
      "what a run would do: order, endpoints, times, costs; sends nothing", plan_help, plan_main},
     {"spend", "flowrun spend [--month YYYY-MM] [--state DIR] [--sim] [--json]",
      "the cost ledger by month, endpoint, tier and workflow", spend_help, spend_main},
+    {"policy", "flowrun policy list | flowrun policy show NAME",
+     "the built-in routing policies, and the source of one to copy", policy_help, policy_main},
     {"help", "flowrun help [COMMAND]", "this list, or a command's help", help_help, help_main},
 };
 enum { NCOMMANDS = sizeof commands / sizeof *commands };
@@ -435,7 +452,7 @@ static int spend_main(int argc, char **argv)
         else
             return usage_error("spend: unexpected argument '%s'", argv[i]);
     }
-    char *path = fr_run_state_path(state_dir, ".");
+    char *path = fr_run_state_path(state_dir);
     if (sim) {
         char *p = fr_xasprintf("%.*ssim.db", (int)(strlen(path) - strlen("state.db")), path);
         free(path);
@@ -446,7 +463,18 @@ static int spend_main(int argc, char **argv)
     fr_error err = {0};
     char msg[1600];
     int code = 0;
-    if (fr_store_open(path, &st, &err) != FR_OK || fr_store_spend(st, month, &out, &err) != FR_OK) {
+    /* Read-only: a report never creates a ledger, a folder or a file. */
+    int rc = fr_store_open_readonly(path, &st, &err);
+    if (rc == FR_ENOENT) {
+        if (json)
+            printf("{\n  \"months\": []\n}\n");
+        else
+            printf("no spend recorded: no ledger at %s (--state DIR, else $FLOWRUN_STATE, else "
+                   "./.flowrun)\n",
+                   path);
+        goto cleanup;
+    }
+    if (rc != FR_OK || fr_store_spend(st, month, &out, &err) != FR_OK) {
         fprintf(stderr, "flowrun: %s\n", fr_error_format(&err, msg, sizeof msg));
         code = err.code == FR_EINVAL ? EXIT_USAGE : EXIT_IOERR;
         goto cleanup;
@@ -480,6 +508,57 @@ cleanup:
     fr_store_close(st);
     free(path);
     return code;
+}
+
+/* Prints the text after "-- NAME: " on the first line of a built-in policy. */
+static void print_summary(const fr_policy_builtin *b)
+{
+    const char *line = b->source, *eol = strchr(line, '\n');
+    size_t n = eol ? (size_t)(eol - line) : strlen(line);
+    const char *colon = memchr(line, ':', n);
+    if (strncmp(line, "--", 2) != 0 || !colon) {
+        printf("%s\n", b->name);
+        return;
+    }
+    const char *text = colon + 1;
+    while (*text == ' ')
+        text++;
+    printf("%-12s %.*s\n", b->name, (int)(n - (size_t)(text - line)), text);
+}
+
+/* flowrun policy list | show NAME: the built-in policies. */
+static int policy_main(int argc, char **argv)
+{
+    const char *cmd = argc > 2 ? argv[2] : NULL;
+    if (cmd && strcmp(cmd, "list") == 0 && argc == 3) {
+        for (size_t i = 0; i < fr_policy_nbuiltins; i++)
+            print_summary(&fr_policy_builtins[i]);
+        return 0;
+    }
+    if (cmd && strcmp(cmd, "show") == 0 && argc == 4) {
+        const fr_policy_builtin *b = fr_policy_builtin_find(argv[3]);
+        if (b) {
+            fwrite(b->source, 1, b->len, stdout);
+            return 0;
+        }
+        const char *names[16];
+        size_t n = 0;
+        fprintf(stderr, "flowrun: no built-in policy named '%s' (built-in:", argv[3]);
+        for (size_t i = 0; i < fr_policy_nbuiltins; i++) {
+            fprintf(stderr, "%s %s", i ? "," : "", fr_policy_builtins[i].name);
+            if (n < sizeof names / sizeof names[0])
+                names[n++] = fr_policy_builtins[i].name;
+        }
+        const char *near = fr_suggest(argv[3], names, n);
+        fprintf(stderr, ")");
+        if (near)
+            fprintf(stderr, "; did you mean '%s'?", near);
+        fprintf(stderr, "\nTry 'flowrun policy list'.\n");
+        return EXIT_USAGE;
+    }
+    fputs("usage: flowrun policy list | flowrun policy show NAME\n", stderr);
+    fputs(policy_usage, stderr);
+    return EXIT_USAGE;
 }
 
 /* A --fresh that names no task of the workflow is a typo: a usage error

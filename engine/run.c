@@ -175,7 +175,7 @@ static int check_reachable(fr_run *r, fr_error *err)
  * cannot be read (a warning), the plan uses its defaults. */
 static void load_observed(fr_run *r)
 {
-    char *state = fr_run_state_path(r->opts.state_dir, r->wf->dir);
+    char *state = fr_run_state_path(r->opts.state_dir);
     if (r->opts.sim) {
         size_t n = strlen(state);
         char *sim = fr_xasprintf("%.*ssim.db", (int)(n - strlen("state.db")), state);
@@ -278,7 +278,7 @@ int fr_run_new(fr_workflow *wf, const fr_run_opts *opts, fr_run **out, fr_error 
     if (r->plan)
         load_observed(r);
     if (!r->plan) {
-        char *state = fr_run_state_path(opts->state_dir, wf->dir);
+        char *state = fr_run_state_path(opts->state_dir);
         if (opts->sim) {
             /* A rehearsal spends nothing: it keeps its own ledger, so its
              * pretend costs never count against a monthly cap. */
@@ -323,14 +323,14 @@ cleanup:
     return rc;
 }
 
-char *fr_run_state_path(const char *state_dir, const char *workflow_dir)
+char *fr_run_state_path(const char *state_dir)
 {
     const char *env = getenv("FLOWRUN_STATE");
     if (state_dir && *state_dir)
         return fr_xasprintf("%s/state.db", state_dir);
     if (env && *env)
         return fr_xasprintf("%s/state.db", env);
-    return fr_xasprintf("%s/.flowrun/state.db", workflow_dir && *workflow_dir ? workflow_dir : ".");
+    return fr_xstrdup(".flowrun/state.db");
 }
 
 const char *fr_run_id(const fr_run *r)
@@ -1994,8 +1994,10 @@ int fr_run_execute(fr_run *r)
         r->store_failed = true;
     }
     fr_error werr = {0};
-    r->watch = fr_watch_new(&r->loop, r->policy_path, 0, on_policy_change, r, &werr);
-    if (!r->watch) {
+    /* An embedded built-in has no file that could change. */
+    if (!fr_policy_path_is_builtin(r->policy_path))
+        r->watch = fr_watch_new(&r->loop, r->policy_path, 0, on_policy_change, r, &werr);
+    if (!r->watch && !fr_policy_path_is_builtin(r->policy_path)) {
         char msg[1400];
         fr_log(FR_LOG_WARN, "policy", "error=\"%s\"; the policy will not be reloaded",
                fr_error_format(&werr, msg, sizeof msg));

@@ -25,7 +25,7 @@ typedef struct fr_run_opts {
     bool progress;         /* one line per task event on stderr */
     bool explain;          /* print each routing decision as it is made */
     bool plan;             /* send nothing: simulate the run with expected latencies */
-    const char *state_dir; /* --state; NULL: $FLOWRUN_STATE, else .flowrun beside the workflow */
+    const char *state_dir; /* --state; NULL: $FLOWRUN_STATE, else ./.flowrun */
     bool no_cache;         /* --no-cache: send every request, even when a result is stored */
     const char *const *fresh; /* --fresh TASK: tasks whose stored results are not used */
     size_t nfresh;
@@ -63,6 +63,8 @@ const char *fr_run_out_dir(const fr_run *r);
 /* Frees a run; NULL is fine. */
 void fr_run_free(fr_run *r);
 
-/* Returns the path of the state database for `state_dir` (borrowed, may be
- * NULL: $FLOWRUN_STATE, else .flowrun beside `workflow_dir`), owned. */
-char *fr_run_state_path(const char *state_dir, const char *workflow_dir);
+/* Returns the path (owned) of the state database for `state_dir` (borrowed,
+ * may be NULL or empty: $FLOWRUN_STATE, else .flowrun/ under the current
+ * directory, the project directory: wherever the workflow file is, like the
+ * outputs, so runs and `flowrun spend` from one folder share one ledger). */
+char *fr_run_state_path(const char *state_dir);

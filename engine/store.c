@@ -655,14 +655,13 @@ cleanup:
     return rc;
 }
 
-/* `path` as a SQLite URI ("file:" and the path with '%', '?' and '#'
- * escaped), opened read-only; `immutable` when no writer has the database
- * open (no -wal file): then SQLite needs no -shm file and creates none. */
-static char *readonly_uri(const char *path, bool immutable)
+/* Returns an owned "file:" URI for `path`, read-only, and immutable when
+ * `immutable`: '%', '?' and '#' of the path are percent-encoded. */
+static char *uri_for(const char *path, bool immutable)
 {
     size_t n = strlen(path);
-    char *uri = fr_xmalloc(5 + 3 * n + 32);
-    char *o = uri + sprintf(uri, "file:");
+    char *u = fr_xmalloc(n * 3 + 40), *o = u;
+    o += sprintf(o, "file:");
     for (const char *p = path; *p; p++) {
         if (*p == '%' || *p == '?' || *p == '#')
             o += sprintf(o, "%%%02X", (unsigned char)*p);
@@ -670,17 +669,16 @@ static char *readonly_uri(const char *path, bool immutable)
             *o++ = *p;
     }
     sprintf(o, "?mode=ro%s", immutable ? "&immutable=1" : "");
-    return uri;
+    return u;
 }
 
-/* Opens an existing state database read-only; see store.h. */
+/* Opens an existing database for reading only; see store.h. */
 int fr_store_open_readonly(const char *path, fr_store **out, fr_error *err)
 {
     int rc = FR_EINVAL;
     fr_store *st = NULL;
-    char *wal = NULL, *uri = NULL;
-    struct stat sb;
     sqlite3_int64 version = 0;
+    struct stat sb;
     if (out)
         *out = NULL;
     if (!out || !path || !*path) {
@@ -688,38 +686,58 @@ int fr_store_open_readonly(const char *path, fr_store **out, fr_error *err)
         goto cleanup;
     }
     if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        rc = fr_error_set(err, FR_ENOENT, path, 0, "no state database here");
+        rc = fr_error_set(err, FR_ENOENT, path, 0, "no state database");
         goto cleanup;
     }
     st = fr_xcalloc(1, sizeof *st);
     st->path = fr_xstrdup(path);
     st->pid = getpid();
-    wal = fr_xasprintf("%s-wal", path);
-    uri = readonly_uri(path, stat(wal, &sb) != 0);
-    int flags = SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX;
-    if (sqlite3_open_v2(uri, &st->db, flags, NULL) != SQLITE_OK) {
+    /* A read-only connection to a WAL database creates its -wal and -shm
+     * files when they are missing, and leaves them. They are missing only
+     * when no connection is open and the last one checkpointed everything
+     * into the main file: then that file is the whole database, and reading
+     * it as immutable creates nothing. (A run starting meanwhile writes its
+     * WAL for far longer than this read before it checkpoints.) */
+    char *wal = fr_xasprintf("%s-wal", path);
+    bool no_wal = stat(wal, &sb) != 0;
+    free(wal);
+    char *uri = uri_for(path, no_wal);
+    int orc = sqlite3_open_v2(uri, &st->db,
+                              SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_URI, NULL);
+    free(uri);
+    if (orc != SQLITE_OK) {
         rc = db_error(st, err, "cannot open the state database");
         goto cleanup;
     }
     sqlite3_extended_result_codes(st->db, 1);
     sqlite3_busy_timeout(st->db, FR_STORE_BUSY_MS);
     rc = schema_version(st, &version, err);
-    if (rc == FR_OK && version > FR_STORE_SCHEMA_VERSION)
-        rc = fr_error_set(err, FR_ESTOREVER, st->path, 0,
+    if (rc != FR_OK)
+        goto cleanup;
+    if (version > FR_STORE_SCHEMA_VERSION) {
+        rc = fr_error_set(err, FR_ESTOREVER, path, 0,
                           "the state database has schema version %lld, but this flowrun knows "
-                          "versions up to %d: upgrade flowrun to use it",
+                          "versions up to %d: upgrade flowrun to read it",
                           (long long)version, FR_STORE_SCHEMA_VERSION);
-    else if (rc == FR_OK && version < FR_STORE_SCHEMA_VERSION)
-        rc = fr_error_set(err, FR_ENOENT, st->path, 0, "the state database is empty");
-    if (rc == FR_OK)
-        rc = prepare_all(st, err);
+        goto cleanup;
+    }
+    if (version == 0) {
+        rc = fr_error_set(err, FR_ENOENT, path, 0, "the state database is empty");
+        goto cleanup;
+    }
+    if (version < FR_STORE_SCHEMA_VERSION) {
+        rc = fr_error_set(err, FR_ESTORE, path, 0,
+                          "the state database has schema version %lld, older than this "
+                          "flowrun's %d: a run with this flowrun updates it",
+                          (long long)version, FR_STORE_SCHEMA_VERSION);
+        goto cleanup;
+    }
+    rc = prepare_all(st, err);
     if (rc != FR_OK)
         goto cleanup;
     *out = st;
     st = NULL;
 cleanup:
-    free(uri);
-    free(wal);
     fr_store_close(st);
     return rc;
 }

@@ -55,13 +55,16 @@ typedef struct fr_attempt_rec {
  * its own; a parent's store used in a child fails with FR_ESTORE. */
 int fr_store_open(const char *path, fr_store **out, fr_error *err);
 
-/* Opens the existing database at `path` (borrowed, copied) read-only, for a
- * reader such as a plan: it never creates the file, a directory or a -wal or
- * -shm file, and writes nothing; a write through it fails with FR_ESTORE. On
- * FR_OK *out is the owned store (fr_store_close). FR_ENOENT when there is
- * no database at `path` (or one without flowrun's schema yet), FR_ESTOREVER
- * for a newer schema, FR_ESTORE as for fr_store_open; `path` is
- * err->source. */
+/* Opens the existing database at `path` (borrowed, copied) for reading only,
+ * for reports such as `flowrun spend`: it creates no file or directory,
+ * changes no mode and migrates nothing. On FR_OK *out is the owned store
+ * (fr_store_close); only the reading calls (fr_store_spend, fr_store_observed) work on it;
+ * a write through it fails with FR_ESTORE.
+ *
+ * Errors, each with `path` as err->source: FR_EINVAL for a NULL or empty
+ * path; FR_ENOENT when there is no such file (or one without flowrun's schema yet); FR_ESTOREVER
+ * for a newer schema; FR_ESTORE for an older schema (a run migrates it), a file that is not
+ * flowrun's database, and any other SQLite failure. */
 int fr_store_open_readonly(const char *path, fr_store **out, fr_error *err);
 
 /* Closes the database and frees the store; NULL is fine. Called in a forked

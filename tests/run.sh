@@ -16,3 +16,10 @@ cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DFLOWRUN_SANITIZE=ON
 cmake --build build-asan -j"$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir build-asan --output-on-failure -j"$jobs"
+
+# The README's two commands, in order, on a fresh clone of HEAD (this runs
+# the whole of this script again there, which does not recurse).
+if [ -z "${FLOWRUN_README_CHECK:-}" ]; then
+  echo "== the README's commands on a fresh clone"
+  bash tests/readme.sh
+fi

@@ -9,7 +9,7 @@
 set -euo pipefail
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=$(realpath "${1:-$SRC/build}")
-export FLOWRUN_LUA_DIR="$SRC/lua"
+unset FLOWRUN_LUA_DIR # the built-in policies are in the binary
 command -v /usr/bin/time >/dev/null || { echo "bench needs GNU time: apt-get install time" >&2; exit 2; }
 WORK=$(mktemp -d)
 SIM_PID=""
@@ -23,7 +23,8 @@ scenario() {
   read -r -t 20 -u "$fd" url
   printf '%s\n' "${body//SIM_URL/$url}" >"$WORK/$name.lua"
   /usr/bin/time -f "%U %S %M" -o "$WORK/time" \
-    "$BUILD/flowrun" "$WORK/$name.lua" --json -q --out "$WORK/out-$name" >"$WORK/report.json"
+    "$BUILD/flowrun" "$WORK/$name.lua" --json -q --out "$WORK/out-$name" --state "$WORK/state-$name" \
+      >"$WORK/report.json"
   kill "$SIM_PID"; wait "$SIM_PID" 2>/dev/null || true; SIM_PID=""
   local tasks makespan critical user sys rss
   tasks=$(jq '.tasks | length' "$WORK/report.json")

@@ -72,7 +72,8 @@ end
 LUA
 mkdir -p "$WORK/ref"
 cp "$WORK/big.lua" "$WORK/ref/"
-run_flowrun "$WORK/ref/big.lua" --out "$WORK/ref-out" --json
+# Each run of the big workflow has its own state: the reference and each trial.
+run_flowrun "$WORK/ref/big.lua" --out "$WORK/ref-out" --state "$WORK/ref/state" --json
 expect_rc 0 "reference run"
 ref_requests=$(requests)
 [ "$ref_requests" = 300 ] || fail "reference: $ref_requests requests"
@@ -83,7 +84,7 @@ for trial in $(seq 1 20); do
   cp "$WORK/big.lua" "$dir/"
   curl -sf -X POST "$SIM_URL/sim/reset" >/dev/null
   at=$(( (RANDOM % 280) + 1 ))
-  "$FLOWRUN" "$dir/big.lua" --out "$dir/killed" --json >/dev/null 2>&1 &
+  "$FLOWRUN" "$dir/big.lua" --out "$dir/killed" --state "$dir/state" --json >/dev/null 2>&1 &
   pid=$!
   for _ in $(seq 1 800); do
     [ "$(requests)" -ge "$at" ] && break
@@ -93,7 +94,7 @@ for trial in $(seq 1 20); do
   kill -9 "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
   sent_before=$(requests)
-  run_flowrun "$dir/big.lua" --out "$dir/resumed" --json
+  run_flowrun "$dir/big.lua" --out "$dir/resumed" --state "$dir/state" --json
   expect_rc 0 "trial $trial rerun"
   diff -r "$WORK/ref-out" "$dir/resumed" >"$WORK/diff" || { head -5 "$WORK/diff"; fail "trial $trial: outputs differ from the uninterrupted run"; }
   total=$(requests)

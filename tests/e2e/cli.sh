@@ -26,15 +26,17 @@ expect_rc 2 "missing value"
 expect_stderr "needs a value"
 pass "an option without its value is a usage error"
 
-run_flowrun --budget lots "$SRC/workflows/private-review.lua"
+# A copy: its save path must not write into the source tree.
+cp "$SRC/workflows/private-review.lua" "$WORK/"
+run_flowrun --budget lots "$WORK/private-review.lua"
 expect_rc 2 "bad number"
 pass "a bad number is a usage error"
 
 # Options after the workflow file work as well as before it.
-run_flowrun "$SRC/workflows/private-review.lua" --sim --sim-latency 5 --json -q --out "$WORK/o1"
+run_flowrun "$WORK/private-review.lua" --sim --sim-latency 5 --json -q --out "$WORK/o1"
 expect_rc 0 "options after the file"
 [ "$(jqr .status)" = ok ] || fail "status after-file run"
-run_flowrun --sim --sim-latency 5 --json -q --out "$WORK/o2" "$SRC/workflows/private-review.lua"
+run_flowrun --sim --sim-latency 5 --json -q --out "$WORK/o2" "$WORK/private-review.lua"
 expect_rc 0 "options before the file"
 pass "options before or after the workflow file"
 
@@ -55,7 +57,7 @@ pass "a missing key variable exits 78 with the task's file:line"
 # A state store that cannot be written stops the run before anything is
 # sent, with the path and exit 74.
 touch "$WORK/not-a-dir"
-run_flowrun "$SRC/workflows/private-review.lua" --sim --state "$WORK/not-a-dir/state" --out "$WORK/o3"
+run_flowrun "$WORK/private-review.lua" --sim --state "$WORK/not-a-dir/state" --out "$WORK/o3"
 expect_rc 74 "unwritable state store"
 expect_stderr "$WORK/not-a-dir/state"
 pass "an unwritable state store exits 74 and names the path"

@@ -4,7 +4,7 @@
 source "$(dirname "$0")/lib.bash"
 for wf in "$SRC"/workflows/*.lua; do
   name=$(basename "$wf" .lua)
-  cp -r "$SRC/workflows" "$WORK/wf-$name"
+  mkdir "$WORK/wf-$name" && cp "$SRC"/workflows/*.lua "$WORK/wf-$name/" # committed files only
   run_flowrun "$WORK/wf-$name/$name.lua" --sim --sim-latency 20 --sim-tps 0 --out "$WORK/out-$name" --json
   expect_rc 0 "$name"
   tasks=$(jqr '.tasks | length')

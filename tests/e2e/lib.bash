@@ -7,7 +7,12 @@ set -euo pipefail
 FLOWRUN=$(realpath "$FLOWRUN")
 FLOWRUN_SIM=$(realpath "$FLOWRUN_SIM")
 SRC=$(realpath "$SRC")
-export FLOWRUN_LUA_DIR="$SRC/lua"
+# Hermetic: a test reads nothing outside its $WORK but the source tree's
+# committed files. No state directory, no policy directory and no user
+# endpoints file from the caller's environment: the state goes to
+# $WORK/.flowrun (the current directory's, see docs/cli.md), the built-in
+# policies come from the binary, and ~/.config is not looked at.
+unset FLOWRUN_STATE FLOWRUN_LUA_DIR
 # Every test runs with a sentinel in each variable a key may come from; it
 # must appear nowhere in what flowrun writes: captured stdout and stderr,
 # reports, outputs, state databases (checked after each run_flowrun and,
@@ -21,6 +26,7 @@ for _v in FLOWRUN_SENTINEL_KEY OPENAI_API_KEY ANTHROPIC_API_KEY OPENROUTER_API_K
 done
 unset _v
 WORK=$(mktemp -d)
+export XDG_CONFIG_HOME="$WORK/.config" HOME="$WORK"
 SIM_PID=""
 # leak_check PATH...: returns 1, saying where (key masked), if the sentinel
 # key or its first 12 bytes is in a file under PATH (binary files too).

@@ -22,7 +22,7 @@ LUA
 # A plan before any run: defaults, and no state is created.
 run_flowrun plan "$WORK/wf/flow.lua" --sim --json
 expect_rc 0 "plan without history"
-[ ! -e "$WORK/wf/.flowrun" ] || fail "the plan created the state directory"
+[ ! -e "$WORK/.flowrun" ] || fail "the plan created the state directory"
 [ "$(jqr '[.tasks[].estimate.latency] | unique | join(",")')" = default ] ||
   fail "estimates without history: $(jqr '[.tasks[].estimate]')"
 pass "a plan without history uses the defaults and creates no state"
@@ -31,13 +31,13 @@ pass "a plan without history uses the defaults and creates no state"
 run_flowrun "$WORK/wf/flow.lua" --sim --sim-latency 900 --out "$WORK/out" --json
 expect_rc 0 "rehearsal"
 cp "$WORK/stdout" "$WORK/rehearsal.json"
-[ -f "$WORK/wf/.flowrun/sim.db" ] || fail "the rehearsal left no sim.db"
-before=$(cd "$WORK/wf/.flowrun" && find . -type f -exec sha256sum {} + | sort)
+[ -f "$WORK/.flowrun/sim.db" ] || fail "the rehearsal left no sim.db"
+before=$(cd "$WORK/.flowrun" && find . -type f -exec sha256sum {} + | sort)
 
 run_flowrun plan "$WORK/wf/flow.lua" --sim --json
 expect_rc 0 "plan after the rehearsal"
 cp "$WORK/stdout" "$WORK/plan.json"
-after=$(cd "$WORK/wf/.flowrun" && find . -type f -exec sha256sum {} + | sort)
+after=$(cd "$WORK/.flowrun" && find . -type f -exec sha256sum {} + | sort)
 [ "$before" = "$after" ] || fail "the plan changed the state directory: $before // $after"
 for task in short long last; do
   seen=$(jq -r --arg t "$task" '.tasks[] | select(.name == $t) | .latency_ms' "$WORK/rehearsal.json")
@@ -60,7 +60,7 @@ run_flowrun plan "$WORK/wf/flow.lua" --json
 expect_rc 0 "plan of a real run"
 [ "$(jqr '[.tasks[].estimate.latency] | unique | join(",")')" = default ] ||
   fail "a plan of a real run used the rehearsal's figures"
-[ ! -e "$WORK/wf/.flowrun/state.db" ] || fail "the plan created state.db"
+[ ! -e "$WORK/.flowrun/state.db" ] || fail "the plan created state.db"
 pass "a plan of a real run reads state.db (none yet: defaults), and creates none"
 
 # A plan spends nothing: no budget alert, even when the expected cost

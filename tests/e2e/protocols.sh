@@ -31,7 +31,8 @@ task "echo" { agent = "writer", deps = { "use", "plan" },
               prompt = "REPLY: {{plan.json.title}} / {{plan.json.sections.1}} / {{plan.json.level}}" }
 LUA
   curl -sf -X POST "$SIM_URL/sim/reset" >/dev/null
-  run_flowrun "$dir/flow.lua" --out "$dir/out" --json # SIM_TEST_KEY: the sentinel (lib.bash)
+  # Its own state: the variants share a cache key (the protocol is part of it, streaming is not).
+  run_flowrun "$dir/flow.lua" --out "$dir/out" --state "$dir/state" --json # SIM_TEST_KEY: the sentinel (lib.bash)
   expect_rc 0 "$proto stream=$stream"
   cp "$WORK/stdout" "$dir/report.json"
   sim_stats >"$dir/stats.json"

@@ -26,13 +26,11 @@
 
 static const char *const builtins[] = {"balanced", "cost", "speed", "local-only"};
 
+/* The built-ins come from the binary: no policy directory. */
 static int setup_env(void **state)
 {
     (void)state;
-    char cwd[4096], dir[4200];
-    assert_non_null(getcwd(cwd, sizeof cwd));
-    snprintf(dir, sizeof dir, "%s/lua", cwd);
-    setenv("FLOWRUN_LUA_DIR", dir, 1);
+    unsetenv("FLOWRUN_LUA_DIR");
     return 0;
 }
 
@@ -191,6 +189,71 @@ static void test_unknown_builtin_lists_the_names(void **state)
     assert_null(path);
     assert_non_null(strstr(err.msg, "'fastest'"));
     assert_non_null(strstr(err.msg, "local-only"));
+    /* A near miss names the built-ins, the file it tried beside the
+     * workflow, and the name meant. */
+    assert_int_equal(fr_policy_resolve("balance", "/nowhere/flows", &path, &err), FR_ENOENT);
+    assert_non_null(strstr(err.msg, "balanced, cost, local-only, speed"));
+    assert_non_null(strstr(err.msg, "/nowhere/flows/balance"));
+    assert_non_null(strstr(err.msg, "did you mean 'balanced'?"));
+    assert_int_equal(fr_policy_resolve("sped.lua", "/nowhere", &path, &err), FR_ENOENT);
+    assert_non_null(strstr(err.msg, "/nowhere/sped.lua"));
+    assert_non_null(strstr(err.msg, "did you mean 'speed'?"));
+}
+
+/* Reads the whole file `path` (borrowed); returns it owned, its size in *len. */
+static char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    char *buf = malloc(1 << 16);
+    *len = fread(buf, 1, 1 << 16, f);
+    fclose(f);
+    return buf;
+}
+
+/* Each built-in is embedded byte for byte from lua/policies/<name>.lua (the
+ * test runs in the source tree), resolves without opening a file, and a
+ * $FLOWRUN_LUA_DIR that holds the file overrides it (for development). */
+static void test_builtins_are_embedded(void **state)
+{
+    (void)state;
+    assert_int_equal(fr_policy_nbuiltins, sizeof builtins / sizeof builtins[0]);
+    for (size_t i = 0; i < sizeof builtins / sizeof builtins[0]; i++) {
+        char file[256];
+        snprintf(file, sizeof file, "lua/policies/%s.lua", builtins[i]);
+        size_t len = 0;
+        char *text = slurp(file, &len);
+        const fr_policy_builtin *b = fr_policy_builtin_find(builtins[i]);
+        assert_non_null(b);
+        assert_int_equal(b->len, len);
+        assert_memory_equal(b->source, text, len);
+        assert_int_equal(b->source[len], '\0');
+        free(text);
+        char *path = NULL;
+        fr_error err = {0};
+        assert_int_equal(fr_policy_resolve(builtins[i], "/nowhere", &path, &err), FR_OK);
+        assert_true(fr_policy_path_is_builtin(path));
+        free(path);
+    }
+    assert_null(fr_policy_builtin_find("fastest"));
+    assert_false(fr_policy_path_is_builtin("built-in:fastest"));
+    assert_false(fr_policy_path_is_builtin("lua/policies/cost.lua"));
+
+    char *path = NULL;
+    fr_error err = {0};
+    setenv("FLOWRUN_LUA_DIR", "lua", 1);
+    assert_int_equal(fr_policy_resolve("cost", NULL, &path, &err), FR_OK);
+    assert_string_equal(path, "lua/policies/cost.lua");
+    free(path);
+    setenv("FLOWRUN_LUA_DIR", "/nowhere", 1); /* no file there: the embedded one */
+    assert_int_equal(fr_policy_resolve("cost", NULL, &path, &err), FR_OK);
+    assert_string_equal(path, "built-in:cost");
+    fr_policy *p = NULL;
+    assert_int_equal(fr_policy_load(path, NULL, 1, &p, &err), FR_OK);
+    assert_string_equal(fr_policy_name(p), "cost");
+    fr_policy_free(p);
+    free(path);
+    unsetenv("FLOWRUN_LUA_DIR");
 }
 
 /* Whatever the task and the reason, every built-in answers with one of the
@@ -752,6 +815,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_builtins_load_and_pass_check),
         cmocka_unit_test(test_unknown_builtin_lists_the_names),
+        cmocka_unit_test(test_builtins_are_embedded),
         cmocka_unit_test(test_builtins_answer_every_shape),
         cmocka_unit_test(test_cost_cheapest_covering),
         cmocka_unit_test(test_cost_overflow_and_wait),

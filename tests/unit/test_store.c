@@ -580,6 +580,59 @@ static void test_month_and_clock(void **state)
     assert_string_equal(fr_store_month(f->st, m), now);
 }
 
+/* Counts the entries of directory `dir` (borrowed), or -1 when it is missing. */
+static int count_entries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
+            n++;
+    closedir(d);
+    return n;
+}
+
+/* The read-only open of `flowrun spend`: a missing ledger is FR_ENOENT and
+ * nothing is created; an existing one is read, whether a writer has it open
+ * or not, and no -wal or -shm file is left behind by the reader. */
+static void test_open_readonly(void **state)
+{
+    fx *f = *state;
+    fr_store *ro = NULL;
+    fr_error err = {0};
+    assert_int_equal(fr_store_open_readonly(f->path, &ro, &err), FR_ENOENT);
+    assert_null(ro);
+    assert_non_null(strstr(err.source, ".flowrun/state.db"));
+    assert_int_equal(count_entries(f->dir), 0); /* not even .flowrun/ */
+
+    f->st = open_ok(f->path);
+    assert_ok(fr_store_run_begin(f->st, "r1", "alpha", "/p/alpha.lua", &e_));
+    book(f->st, "r1", "design", "sonnet", "cloud", 0.10, 100, 50, 0, false, "ok", NULL);
+    /* While the writer is open (its WAL holds the attempt). */
+    assert_ok(fr_store_open_readonly(f->path, &ro, &e_));
+    json_t *j = NULL;
+    assert_ok(fr_store_spend(ro, NULL, &j, &e_));
+    assert_usd(jnum(json_array_get(json_object_get(j, "months"), 0), "cost_usd"), 0.10);
+    json_decref(j);
+    fr_store_close(ro);
+    fr_store_close(f->st);
+    f->st = NULL;
+
+    char dir[PATH_MAX];
+    join(dir, f->dir, ".flowrun");
+    int files = count_entries(dir); /* state.db alone: the writer cleaned up */
+    assert_int_equal(files, 1);
+    assert_ok(fr_store_open_readonly(f->path, &ro, &e_));
+    assert_ok(fr_store_spend(ro, NULL, &j, &e_));
+    assert_usd(jnum(json_array_get(json_object_get(j, "months"), 0), "cost_usd"), 0.10);
+    json_decref(j);
+    fr_store_close(ro);
+    assert_int_equal(count_entries(dir), files);
+}
+
 static void test_spend_round_trip(void **state)
 {
     fx *f = *state;
@@ -1129,6 +1182,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_open_create_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_readonly_and_observed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_readonly, setup, teardown),
         cmocka_unit_test_setup_teardown(test_newer_schema_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_not_a_database, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unwritable_places, setup, teardown),
