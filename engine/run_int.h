@@ -67,6 +67,9 @@ typedef struct task_rt {
     bool attempt_limited; /* the current attempt's deadline is the endpoint's attempt timeout */
     double worst_cost;  /* a plan's worst case for this task: max_tokens at its endpoint */
     char *last_error;
+    /* Static: "truncated", "refused", "tool_call" or "no_answer" when the
+     * last reply did not finish as an answer, else NULL. */
+    const char *finish_outcome;
 } task_rt;
 
 struct fr_run {
