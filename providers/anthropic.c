@@ -501,10 +501,8 @@ static int structured_reply(anth *o, fr_reply *out, fr_error *err)
         json_error_t je;
         input = json_loadb(o->tool.text.data, o->tool.text.len, 0, &je);
         if (!input) {
-            bool cut = o->finish_reason && strcmp(o->finish_reason, "max_tokens") == 0;
-            fr_provider_json_error(err, PROTO, &je,
-                                   cut ? "the tool input is not valid JSON (cut at max_tokens)"
-                                       : "the tool input is not valid JSON");
+            /* Input cut at max_tokens never counts here: its finish says so. */
+            fr_provider_json_error(err, PROTO, &je, "the tool input is not valid JSON");
             if (err)
                 err->code = rc; /* the model's fault, not the protocol's */
             goto cleanup;
