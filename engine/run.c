@@ -919,6 +919,11 @@ static int check_quality(const fr_task_spec *ts, const fr_reply *reply, fr_error
     if (!ts->schema)
         return FR_OK;
     char msg[600];
+    if (!reply->json && reply->finish == FR_FINISH_LENGTH) /* accepted by allow_truncated */
+        return fr_error_set(err, FR_EQUALITY, NULL, 0,
+                            "the reply was cut at max_tokens %d and its JSON is incomplete; raise "
+                            "max_tokens",
+                            ts->max_tokens);
     if (!reply->json)
         return fr_error_set(err, FR_EQUALITY, NULL, 0, "the reply carries no JSON");
     if (fr_validate_json(ts->schema, reply->json, msg, sizeof msg) != FR_OK)

@@ -158,3 +158,11 @@ expect_rc 1 "structured output cut"
 jqr '.tasks[0].reason' | grep -q "truncated: small: the reply was cut at max_tokens 3" ||
   fail "structured cut reason: $(jqr '.tasks[0].reason')"
 pass "structured output cut at max_tokens fails as truncated"
+
+# allow_truncated does not make cut JSON valid: the schema gate says why.
+sed -i 's/max_tokens = 3,/max_tokens = 3, allow_truncated = true,/' "$d/flow.lua"
+run_flowrun "$d/flow.lua" --out "$d/out2" --json
+expect_rc 1 "structured output cut, allow_truncated"
+jqr '.tasks[0].reason' | grep -q "cut at max_tokens 3 and its JSON is incomplete" ||
+  fail "allow_truncated structured reason: $(jqr '.tasks[0].reason')"
+pass "allow_truncated on a structured task: the cut JSON fails the schema gate, saying it was cut"
