@@ -30,9 +30,10 @@ static const char ctx_key = 'C';
 static const char *const kind_names[] = {"task", "agent", "endpoint"};
 
 static const char *const task_fields[] = {
-    "agent",       "prompt",  "deps",       "complexity",  "type",   "priority", "private",
-    "timeout",     "retries", "max_tokens", "temperature", "budget", "schema",   "check",
-    "min_quality", "approve", "save",       "endpoint",    "tier",   "seed",     "declassify",
+    "agent",   "prompt",  "deps",        "complexity",      "type",        "priority",
+    "private", "timeout", "retries",     "max_tokens",      "temperature", "budget",
+    "schema",  "check",   "min_quality", "approve",         "save",        "endpoint",
+    "tier",    "seed",    "declassify",  "allow_truncated",
 };
 static const char *const agent_fields[] = {"system", "type", "private"};
 static const char *const endpoint_fields[] = {
@@ -515,8 +516,10 @@ static void task_body(lua_State *L, fr_load_ctx *c, size_t p, int t)
     read_num(&d, t, "temperature", 0, 2, 0, "a number from 0 to 2", &ts->temperature);
     ts->has_budget =
         read_num(&d, t, "budget", 0, HUGE_VAL, 0, "a number of USD >= 0", &ts->budget_usd);
-    read_num(&d, t, "min_quality", 0, 1, 0, "a number from 0 to 1", &ts->min_quality);
+    bool has_min_quality =
+        read_num(&d, t, "min_quality", 0, 1, 0, "a number from 0 to 1", &ts->min_quality);
     read_bool(&d, t, "approve", &ts->approve);
+    read_bool(&d, t, "allow_truncated", &ts->allow_truncated);
     read_str(&d, t, "save", NONEMPTY, &ts->save);
     read_str(&d, t, "endpoint", NONEMPTY, &ts->endpoint);
 
@@ -560,6 +563,12 @@ static void task_body(lua_State *L, fr_load_ctx *c, size_t p, int t)
     } else {
         lua_pop(L, 1); /* [] */
     }
+    /* Only a check gives a score: min_quality alone would enforce nothing. */
+    if (has_min_quality && !ts->has_check)
+        fail(&d,
+             "%s: 'min_quality' needs a 'check' that scores the output (add check = "
+             "function(output, json) return score end, from 0 to 1), or remove min_quality",
+             where);
 }
 
 /* True when `url` (borrowed) carries a credential: userinfo before the

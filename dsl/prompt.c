@@ -164,8 +164,15 @@ int fr_workflow_check(fr_workflow *wf, size_t task, const char *text, const json
         *score = lua_toboolean(L, -2) ? 1.0 : 0.0;
         break;
     case LUA_TNIL:
-        *score = 0.0;
-        break;
+        if (*reason) { /* nil, "why": Lua's way to say it failed, and why */
+            *score = 0.0;
+            break;
+        }
+        rc = fr_error_set(err, FR_ELUA, t->file, t->line,
+                          "the check of task '%s' returned nothing; return a score from 0 to 1, "
+                          "true/false, optionally with a reason",
+                          t->name);
+        goto cleanup;
     default:
         rc = fr_error_set(err, FR_ELUA, t->file, t->line,
                           "the check of task '%s' must return a score from 0 to 1, true, or "

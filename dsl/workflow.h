@@ -85,6 +85,8 @@ typedef struct fr_task_spec {
     bool has_check;     /* a check function was given */
     double min_quality; /* 0..1; default 0 */
     bool approve;
+    /* A reply cut at max_tokens is accepted as it is (allow_truncated). */
+    bool allow_truncated;
     char *save;     /* path relative to the workflow's directory that stays inside it
                        (checked at load), or NULL; anything with save_anywhere */
     char *endpoint; /* pin by name, or NULL */
@@ -165,10 +167,11 @@ int fr_workflow_render_prompt(fr_workflow *wf, size_t task, const json_t *ctx, c
 
 /* Runs task `task`'s check function on its output: check(text, json) with
  * `text` and `json` (borrowed; json may be NULL), under the sandbox's
- * limits. The check returns a score from 0 to 1, true (1), or false/nil (0),
- * optionally followed by a reason. On FR_OK *score is set and *reason is an
- * owned string or NULL; a task without a check scores 1. A check that fails
- * or returns something else is FR_ELUA/FR_ELIMIT with `err` at its file:line. */
+ * limits. The check returns a score from 0 to 1, true (1), or false (0),
+ * optionally followed by a reason (nil followed by a reason is 0 too). On
+ * FR_OK *score is set and *reason is an owned string or NULL; a task without
+ * a check scores 1. A check that fails, returns nothing (nil without a
+ * reason) or something else is FR_ELUA/FR_ELIMIT with `err` at its file:line. */
 int fr_workflow_check(fr_workflow *wf, size_t task, const char *text, const json_t *json,
                       double *score, char **reason, fr_error *err);
 

@@ -130,6 +130,8 @@ static json_t *task_report(const fr_run *r, size_t t)
                         ts->declassified_from >= 0
                             ? json_string(r->wf->tasks[ts->declassified_from].name)
                             : json_null());
+    json_object_set_new(
+        o, "finish", ok && !r->plan ? json_string(fr_finish_name(tr->reply.finish)) : json_null());
     json_object_set_new(o, "latency_ms", num_or_null(tr->latency_ms, ok));
     json_object_set_new(o, "ttft_ms", num_or_null(tr->ttft_ms, ok && tr->ttft_ms >= 0));
     json_object_set_new(o, "cost_usd", json_real(tr->cost));

@@ -1058,14 +1058,16 @@ static void attempt_failed(task_rt *t, int rc, long status, double retry_after_s
     }
     if (rc == FR_ERETRY && t->ep_attempts > ts->retries)
         rc = FR_EQUALITY; /* no retries left here: escalate instead */
-    if (rc == FR_EQUALITY) {
-        /* The endpoint answered, but not well enough: ask the policy for a
-         * stronger one rather than asking the same model again. */
+    if (rc == FR_EQUALITY || rc == FR_EFINISH) {
+        /* The endpoint answered, but not well enough, or not to the end: ask
+         * the policy for another one rather than asking the same model
+         * again (a cut at the same max_tokens on the same model recurs). */
+        const char *why = rc == FR_EFINISH ? t->finish_outcome : "quality";
         free(t->last_error);
-        t->last_error = fr_xasprintf("quality: %s: %s", e->spec->name, msg);
+        t->last_error = fr_xasprintf("%s: %s: %s", why, e->spec->name, msg);
         t->tried[t->ep] = 1;
         t->retry_ep = -1;
-        t->route_reason = "quality";
+        t->route_reason = why;
         fr_sched_requeue(r->sched, t->idx);
         return;
     }
@@ -1119,6 +1121,54 @@ static int on_data(void *ud, long status, const char *data, size_t len)
     return rc;
 }
 
+/* The gate of the finish reason: a reply cut at max_tokens (unless the task
+ * allows cut text), refused, stopped to call a tool nobody offered, or
+ * holding reasoning and no answer is a failed attempt and never reaches a
+ * dependent. Returns FR_OK, or FR_EFINISH with *outcome (static) and `err`
+ * filled. */
+static int check_finish(const fr_task_spec *ts, const fr_reply *reply, const char **outcome,
+                        fr_error *err)
+{
+    const char *said = reply->finish_reason ? reply->finish_reason : fr_finish_name(reply->finish);
+    bool text = reply->text && reply->text[0];
+    *outcome = NULL;
+    switch (reply->finish) {
+    case FR_FINISH_LENGTH:
+        if (ts->allow_truncated && text)
+            return FR_OK;
+        *outcome = "truncated";
+        if (!text)
+            return fr_error_set(err, FR_EFINISH, NULL, 0,
+                                "the reply was cut at max_tokens %d before any answer (finish "
+                                "reason '%s'); raise max_tokens",
+                                ts->max_tokens, said);
+        return fr_error_set(err, FR_EFINISH, NULL, 0,
+                            "the reply was cut at max_tokens %d (finish reason '%s'); raise "
+                            "max_tokens, or set allow_truncated = true to accept cut text",
+                            ts->max_tokens, said);
+    case FR_FINISH_REFUSED:
+        *outcome = "refused";
+        return fr_error_set(err, FR_EFINISH, NULL, 0,
+                            "the model refused, or a content filter stopped the reply (finish "
+                            "reason '%s')",
+                            said);
+    case FR_FINISH_TOOL_CALL:
+        *outcome = "tool_call";
+        return fr_error_set(err, FR_EFINISH, NULL, 0,
+                            "the model stopped to call a tool, and the task offers none (finish "
+                            "reason '%s')",
+                            said);
+    case FR_FINISH_NO_ANSWER:
+        *outcome = "no_answer";
+        return fr_error_set(err, FR_EFINISH, NULL, 0,
+                            "the reply holds reasoning (thinking) but no answer (finish reason "
+                            "'%s'); raise max_tokens or use a model that answers after thinking",
+                            said);
+    default:
+        return FR_OK;
+    }
+}
+
 /* The quality gate of structured output: a reply whose JSON does not match
  * the task's schema failed, and is never passed to dependents. */
 static int check_quality(const fr_task_spec *ts, const fr_reply *reply, fr_error *err)
@@ -1126,6 +1176,11 @@ static int check_quality(const fr_task_spec *ts, const fr_reply *reply, fr_error
     if (!ts->schema)
         return FR_OK;
     char msg[600];
+    if (!reply->json && reply->finish == FR_FINISH_LENGTH) /* accepted by allow_truncated */
+        return fr_error_set(err, FR_EQUALITY, NULL, 0,
+                            "the reply was cut at max_tokens %d and its JSON is incomplete; raise "
+                            "max_tokens",
+                            ts->max_tokens);
     if (!reply->json)
         return fr_error_set(err, FR_EQUALITY, NULL, 0, "the reply carries no JSON");
     if (fr_validate_json(ts->schema, reply->json, msg, sizeof msg) != FR_OK)
@@ -1147,7 +1202,7 @@ static int run_check(fr_run *r, task_rt *t, const fr_reply *reply, fr_error *err
     int rc = fr_workflow_check(r->wf, t->idx, reply->text, reply->json, &score, &why, &cerr);
     if (rc != FR_OK) {
         char msg[1400];
-        rc = fr_error_set(err, FR_EQUALITY, NULL, 0, "the check failed to run: %s",
+        rc = fr_error_set(err, FR_EQUALITY, NULL, 0, "the check did not score the reply: %s",
                           fr_error_format(&cerr, msg, sizeof msg));
     } else if (score < ts->min_quality || (score <= 0 && ts->min_quality <= 0)) {
         rc = fr_error_set(err, FR_EQUALITY, NULL, 0, "the check scored %.2f (min_quality %.2f)%s%s",
@@ -1229,12 +1284,15 @@ static void on_done(void *ud, const fr_http_result *res)
     }
     double cost = 0;
     fr_usage used = {0};
+    t->finish_outcome = NULL;
     if (rc == FR_OK) {
         /* Whatever happens next, this reply was billed. */
         used = reply.usage;
         cost = fr_run_cost(e->spec, &reply.usage);
         settle(t, cost);
-        rc = check_quality(&r->wf->tasks[t->idx], &reply, &err);
+        rc = check_finish(&r->wf->tasks[t->idx], &reply, &t->finish_outcome, &err);
+        if (rc == FR_OK)
+            rc = check_quality(&r->wf->tasks[t->idx], &reply, &err);
         if (rc == FR_OK)
             rc = run_check(r, t, &reply, &err);
         if (rc == FR_OK)
@@ -1257,11 +1315,13 @@ static void on_done(void *ud, const fr_http_result *res)
     }
 
     const char *outcome = rc == FR_OK         ? "ok"
+                          : rc == FR_EFINISH  ? t->finish_outcome
                           : rc == FR_EQUALITY ? "quality"
                           : rc == FR_ERETRY   ? "retry"
                                               : "error";
     book_attempt(t, outcome, rc == FR_OK ? NULL : err.msg, &used, cost, res->total_ms);
-    if (rc == FR_OK && r->store && t->cache_key) {
+    /* Only a whole answer is cached: cut text a task accepted is not. */
+    if (rc == FR_OK && r->store && t->cache_key && fr_finish_is_answer(reply.finish)) {
         fr_error cerr = {0};
         if (fr_store_cache_put(r->store, t->cache_key, e->spec->name, &reply, &cerr) != FR_OK &&
             !r->store_failed) {
@@ -1326,6 +1386,29 @@ static bool cache_allowed(const fr_run *r, const task_rt *t)
     return true;
 }
 
+/* A cached reply of endpoint `e` failed the task's gates: a quality failure
+ * like any other. The endpoint counts as tried and the policy is asked with
+ * reason "quality", so it may escalate; `msg` (borrowed) says why. */
+static void cache_failed(fr_run *r, task_rt *t, size_t e, const char *msg)
+{
+    const char *name = r->eps[e].spec->name;
+    json_array_append_new(t->decisions,
+                          json_pack("{s:s, s:i, s:s, s:s, s:i, s:s, s:s}", "policy", "cache",
+                                    "version", fr_policy_version(r->policy), "reason",
+                                    t->route_reason, "endpoint", name, "attempt", t->attempts + 1,
+                                    "outcome", "quality", "error", msg));
+    if (r->opts.explain)
+        fprintf(stderr, "explain: %s -> %s  (cached result failed its gates: %s)\n",
+                r->wf->tasks[t->idx].name, name, msg);
+    fr_log(FR_LOG_INFO, "cache", "task=%s endpoint=%s error=\"%s\"", r->wf->tasks[t->idx].name,
+           name, msg);
+    free(t->last_error);
+    t->last_error = fr_xasprintf("quality: %s: %s (a cached reply; --fresh %s asks again)", name,
+                                 msg, r->wf->tasks[t->idx].name);
+    t->tried[e] = 1;
+    t->route_reason = "quality";
+}
+
 /* Looks for a stored result of this exact request on any endpoint the task
  * may use; on a hit the task is done without a request and without cost.
  * Returns true on a hit. This is how a run resumes after a crash. */
@@ -1350,6 +1433,17 @@ static bool try_cache(fr_run *r, task_rt *t)
         free(key);
         if (!hit)
             continue;
+        /* A cached reply passes the task's gates as they are now: a schema
+         * or check changed since it was stored applies to it too. */
+        fr_error gerr = {0};
+        int grc = check_quality(&r->wf->tasks[t->idx], &reply, &gerr);
+        if (grc == FR_OK)
+            grc = run_check(r, t, &reply, &gerr);
+        if (grc != FR_OK) {
+            fr_reply_close(&reply);
+            cache_failed(r, t, e, gerr.msg);
+            continue;
+        }
         t->ep = (long)e;
         t->cached = true;
         fr_reply_close(&t->reply);
@@ -1678,6 +1772,10 @@ static bool place(fr_run *r, task_rt *t)
         char *msg;
         if (t->last_error && strcmp(t->route_reason, "quality") == 0)
             msg = fr_xasprintf("no endpoint left after a failed quality gate; %s", t->last_error);
+        else if (t->last_error && t->finish_outcome &&
+                 strcmp(t->route_reason, t->finish_outcome) == 0)
+            msg = fr_xasprintf("no endpoint left after a reply that did not finish; %s",
+                               t->last_error);
         else if (t->last_error)
             msg = fr_xasprintf("every usable endpoint failed; last error: %s", t->last_error);
         else

@@ -79,6 +79,9 @@ typedef struct task_rt {
     double worst_cost;  /* a plan's worst case for this task: max_tokens at its endpoint */
     char *last_error;
     bool obs_latency, obs_output; /* a plan's estimates come from earlier runs */
+    /* Static: "truncated", "refused", "tool_call" or "no_answer" when the
+     * last reply did not finish as an answer, else NULL. */
+    const char *finish_outcome;
 } task_rt;
 
 struct fr_run {

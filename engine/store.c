@@ -99,8 +99,46 @@ static const char schema_v1[] =
     "  created_at REAL NOT NULL"
     ");";
 
+/* Version 2: an attempt whose reply did not finish as an answer has its own
+ * outcome (truncated, refused, tool_call, no_answer). SQLite cannot change a
+ * CHECK, so the table is rebuilt with its rows; the view that reads it goes
+ * first and comes back after. */
+static const char schema_v2[] =
+    "DROP VIEW ledger;"
+    "CREATE TABLE attempts_v2 ("
+    "  id              INTEGER PRIMARY KEY,"
+    "  run_id          TEXT NOT NULL REFERENCES runs(id),"
+    "  task            TEXT NOT NULL,"
+    "  attempt         INTEGER NOT NULL CHECK (attempt >= 1),"
+    "  endpoint        TEXT NOT NULL,"
+    "  tier            TEXT NOT NULL CHECK (tier IN ('local', 'cloud')),"
+    "  model           TEXT,"
+    "  input_tokens    INTEGER NOT NULL DEFAULT 0 CHECK (input_tokens >= 0),"
+    "  output_tokens   INTEGER NOT NULL DEFAULT 0 CHECK (output_tokens >= 0),"
+    "  cached_tokens   INTEGER NOT NULL DEFAULT 0 CHECK (cached_tokens >= 0),"
+    "  usage_estimated INTEGER NOT NULL DEFAULT 0 CHECK (usage_estimated IN (0, 1)),"
+    "  cost_usd        REAL NOT NULL CHECK (cost_usd >= 0),"
+    "  latency_ms      REAL NOT NULL DEFAULT 0,"
+    "  outcome         TEXT NOT NULL CHECK (outcome IN"
+    "                    ('ok', 'quality', 'error', 'timeout', 'cancelled', 'budget',"
+    "                     'truncated', 'refused', 'tool_call', 'no_answer')),"
+    "  error           TEXT,"
+    "  at              REAL NOT NULL,"
+    "  month           TEXT NOT NULL"
+    ");"
+    "INSERT INTO attempts_v2 SELECT * FROM attempts;"
+    "DROP TABLE attempts;"
+    "ALTER TABLE attempts_v2 RENAME TO attempts;"
+    "CREATE INDEX attempts_month ON attempts(month);"
+    "CREATE INDEX attempts_run ON attempts(run_id, month);"
+    "CREATE VIEW ledger AS"
+    "  SELECT a.month, a.at, r.workflow, a.run_id, a.task, a.attempt, a.endpoint, a.tier,"
+    "         a.model, a.input_tokens, a.output_tokens, a.cached_tokens, a.usage_estimated,"
+    "         a.cost_usd, a.outcome"
+    "  FROM attempts a JOIN runs r ON r.id = a.run_id;";
+
 /* migrations[v] takes a database from version v to v + 1. */
-static const char *const migrations[FR_STORE_SCHEMA_VERSION] = {schema_v1};
+static const char *const migrations[FR_STORE_SCHEMA_VERSION] = {schema_v1, schema_v2};
 
 /* Sum of a closed or open lease's run's attempts in the lease's month. */
 #define LEASE_SPENT                                                                                \
@@ -838,8 +876,9 @@ static bool one_of(const char *s, const char *const *list)
 static int check_attempt(const fr_store *st, const fr_attempt_rec *a, fr_error *err)
 {
     static const char *const tiers[] = {"local", "cloud", NULL};
-    static const char *const outcomes[] = {"ok",        "quality", "error", "timeout",
-                                           "cancelled", "budget",  NULL};
+    static const char *const outcomes[] = {"ok",        "quality",   "error",     "timeout",
+                                           "cancelled", "budget",    "truncated", "refused",
+                                           "tool_call", "no_answer", NULL};
     if (!a || !a->run_id || !a->task || !a->endpoint)
         return fr_error_set(err, FR_EINVAL, st->path, 0,
                             "an attempt needs a run id, a task and an endpoint");
@@ -849,7 +888,8 @@ static int check_attempt(const fr_store *st, const fr_attempt_rec *a, fr_error *
     if (!one_of(a->outcome, outcomes))
         return fr_error_set(err, FR_EINVAL, st->path, 0,
                             "attempt of task %s: outcome must be one of ok, quality, error, "
-                            "timeout, cancelled, budget",
+                            "timeout, cancelled, budget, truncated, refused, tool_call, "
+                            "no_answer",
                             a->task);
     if (a->attempt < 1 || a->input < 0 || a->output < 0 || a->cached < 0 ||
         !valid_usd(a->cost_usd) || !valid_usd(a->latency_ms))
@@ -1361,6 +1401,7 @@ int fr_store_cache_get(fr_store *st, const char *key, fr_reply *out, bool *hit, 
     const char *model = (const char *)sqlite3_column_text(s, 0);
     out->model = model ? fr_xstrdup(model) : NULL;
     out->finish_reason = fr_xstrdup("cached");
+    out->finish = FR_FINISH_STOP; /* only answers are cached */
     out->usage.input = sqlite3_column_int64(s, 3);
     out->usage.output = sqlite3_column_int64(s, 4);
     out->usage.cached = sqlite3_column_int64(s, 5);

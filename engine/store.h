@@ -13,7 +13,7 @@
 #include <time.h>
 
 /* The schema version this build writes and understands. */
-#define FR_STORE_SCHEMA_VERSION 1
+#define FR_STORE_SCHEMA_VERSION 2
 
 /* How long a call waits for another process's write lock, in milliseconds. */
 #define FR_STORE_BUSY_MS 5000

@@ -37,6 +37,7 @@ typedef struct anth {
     char *finish_reason;
     long in, cache_write, cache_read, out; /* usage as Anthropic counts it */
     bool have_usage;
+    bool reasoned; /* a thinking or redacted_thinking block came */
     bool done;     /* saw message_stop */
     size_t events; /* data events parsed */
     int rc;        /* sticky feed error */
@@ -284,6 +285,8 @@ static int on_block_start(anth *o, json_t *obj)
         consider_tool(o, block, o->cur_index);
     else if (strcmp(type, "text") == 0)
         return add_text(o, &o->text, json_object_get(block, "text"));
+    else if (strcmp(type, "thinking") == 0 || strcmp(type, "redacted_thinking") == 0)
+        o->reasoned = true;
     return FR_OK;
 }
 
@@ -462,7 +465,9 @@ static int parse_body(anth *o, fr_error *err)
         const char *btype = json_string_value(json_object_get(block, "type"));
         if (!btype)
             continue;
-        if (strcmp(btype, "tool_use") == 0) {
+        if (strcmp(btype, "thinking") == 0 || strcmp(btype, "redacted_thinking") == 0) {
+            o->reasoned = true;
+        } else if (strcmp(btype, "tool_use") == 0) {
             consider_tool(o, block, (long)i);
         } else if (strcmp(btype, "text") == 0) {
             json_t *t = json_object_get(block, "text");
@@ -496,10 +501,8 @@ static int structured_reply(anth *o, fr_reply *out, fr_error *err)
         json_error_t je;
         input = json_loadb(o->tool.text.data, o->tool.text.len, 0, &je);
         if (!input) {
-            bool cut = o->finish_reason && strcmp(o->finish_reason, "max_tokens") == 0;
-            fr_provider_json_error(err, PROTO, &je,
-                                   cut ? "the tool input is not valid JSON (cut at max_tokens)"
-                                       : "the tool input is not valid JSON");
+            /* Input cut at max_tokens never counts here: its finish says so. */
+            fr_provider_json_error(err, PROTO, &je, "the tool input is not valid JSON");
             if (err)
                 err->code = rc; /* the model's fault, not the protocol's */
             goto cleanup;
@@ -531,6 +534,32 @@ static int structured_reply(anth *o, fr_reply *out, fr_error *err)
 cleanup:
     json_decref(input);
     return rc;
+}
+
+/* Anthropic's stop_reason values. pause_turn (a server tool paused the
+ * turn) is left as one flowrun does not know. */
+static const fr_finish_word finish_words[] = {
+    {"end_turn", FR_FINISH_STOP},     {"stop_sequence", FR_FINISH_STOP},
+    {"max_tokens", FR_FINISH_LENGTH}, {"model_context_window_exceeded", FR_FINISH_LENGTH},
+    {"refusal", FR_FINISH_REFUSED},   {"tool_use", FR_FINISH_TOOL_CALL},
+};
+
+/* The normalised finish: a tool_use stop is the answer when the tool is the
+ * forced output tool of a structured call, and a tool call otherwise (no
+ * other tool is offered); a tool_use block of another tool is a tool call
+ * whatever the stop reason says. */
+static fr_finish settle_finish(const anth *o)
+{
+    fr_finish f = fr_provider_finish(finish_words, sizeof finish_words / sizeof *finish_words,
+                                     o->finish_reason);
+    bool output_tool = o->call->schema && o->have_tool && o->tool_is_output;
+    if (f == FR_FINISH_TOOL_CALL && output_tool)
+        f = FR_FINISH_STOP;
+    else if (o->have_tool && !output_tool && fr_finish_is_answer(f))
+        f = FR_FINISH_TOOL_CALL;
+    /* The answer of a structured call may be its tool block, not text. */
+    return fr_provider_settle_finish(f, o->reasoned,
+                                     output_tool ? "tool" : fr_buf_str(&o->text.text));
 }
 
 /* Returns a + b, saturated: a server's counts are not trusted not to wrap. */
@@ -592,11 +621,22 @@ static int anth_finish(void *self, long http_status, fr_reply *out, fr_error *er
     }
 
     out->finish_reason = fr_xstrdup(o->finish_reason);
+    out->finish = settle_finish(o);
     out->model = fr_xstrdup(o->model);
     if (o->call->schema) {
         rc = structured_reply(o, out, err);
-        if (rc != FR_OK)
+        if (rc != FR_OK && fr_finish_is_answer(out->finish))
             return rc; /* fr_adapter_finish empties out */
+        if (rc != FR_OK) {
+            /* The finish says why: the engine reports it, with the text. */
+            json_decref(out->json);
+            out->json = NULL;
+            if (!out->text)
+                out->text =
+                    fr_buf_take(o->have_tool && o->tool.text.len ? &o->tool.text : &o->text.text);
+            if (err)
+                memset(err, 0, sizeof *err);
+        }
     } else {
         out->text = fr_buf_take(&o->text.text);
     }

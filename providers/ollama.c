@@ -28,11 +28,13 @@ typedef struct oll {
     char *finish_reason;
     fr_usage usage;
     bool have_usage;
-    bool done;    /* saw the final object ("done": true) */
-    bool at_end;  /* the framer is handing out an unterminated last line */
-    size_t lines; /* JSON objects read */
-    int rc;       /* sticky feed error */
-    char *error;  /* owned message for rc */
+    bool tool_calls; /* a message carried `tool_calls` (none are offered) */
+    bool reasoned;   /* a message carried `thinking` */
+    bool done;       /* saw the final object ("done": true) */
+    bool at_end;     /* the framer is handing out an unterminated last line */
+    size_t lines;    /* JSON objects read */
+    int rc;          /* sticky feed error */
+    char *error;     /* owned message for rc */
 } oll;
 
 /* Records the first error and its message (takes `msg_owned`, freed when an
@@ -201,6 +203,12 @@ static char *server_error_msg(json_t *error)
     return fr_buf_take(&b);
 }
 
+/* Ollama's done_reason values; "load" and "unload" answer no chat. */
+static const fr_finish_word finish_words[] = {
+    {"stop", FR_FINISH_STOP},
+    {"length", FR_FINISH_LENGTH},
+};
+
 /* Reads one reply object: a chunk of a stream, its final object, or the
  * whole non-streamed reply. Returns FR_OK or the sticky error. */
 static int read_object(oll *o, json_t *obj)
@@ -209,8 +217,13 @@ static int read_object(oll *o, json_t *obj)
     json_t *error = json_object_get(obj, "error");
     if (error && !json_is_null(error))
         return fail(o, FR_EPROTO, server_error_msg(error));
-    const char *content =
-        json_string_value(json_object_get(json_object_get(obj, "message"), "content"));
+    json_t *message = json_object_get(obj, "message");
+    if (json_array_size(json_object_get(message, "tool_calls")) > 0)
+        o->tool_calls = true;
+    json_t *thinking = json_object_get(message, "thinking");
+    if (json_is_string(thinking) && json_string_length(thinking) > 0)
+        o->reasoned = true;
+    const char *content = json_string_value(json_object_get(message, "content"));
     if (content) {
         char *msg = NULL;
         int rc = fr_text_acc_add(&o->text, content, strlen(content), &msg);
@@ -390,13 +403,21 @@ static int oll_finish(void *self, long http_status, fr_reply *out, fr_error *err
 
     out->text = fr_buf_take(&o->text.text);
     out->finish_reason = fr_xstrdup(o->finish_reason);
+    /* Ollama ends a tool call with done_reason "stop": the message says it. */
+    out->finish = fr_provider_finish(finish_words, sizeof finish_words / sizeof *finish_words,
+                                     o->finish_reason);
+    if (o->tool_calls && fr_finish_is_answer(out->finish))
+        out->finish = FR_FINISH_TOOL_CALL;
+    out->finish = fr_provider_settle_finish(out->finish, o->reasoned, out->text);
     out->model = fr_xstrdup(o->model);
     out->usage = o->usage;
     fr_provider_fill_usage(out, o->call, o->have_usage);
     if (o->call->schema) {
         rc = fr_provider_parse_json_text(PROTO, out->text, &out->json, err);
-        if (rc != FR_OK)
+        if (rc != FR_OK && fr_finish_is_answer(out->finish))
             return rc; /* fr_adapter_finish empties out */
+        if (rc != FR_OK && err)
+            memset(err, 0, sizeof *err); /* the finish says why: the engine reports it */
     }
     return FR_OK;
 }

@@ -22,6 +22,9 @@ typedef struct oai {
     char *finish_reason;
     fr_usage usage;
     bool have_usage;
+    bool refused;      /* the reply carried a `refusal` */
+    bool tool_calls;   /* the reply carried `tool_calls` (none are offered) */
+    bool reasoned;     /* the reply carried reasoning (`reasoning_content`, `reasoning`) */
     bool done;         /* saw data: [DONE] */
     bool server_error; /* the stream carried an error event */
     size_t events;     /* data events parsed */
@@ -301,6 +304,38 @@ static long int_field(json_t *obj, const char *key)
     return 0;
 }
 
+/* The finish reasons of OpenAI and the servers that copy it (vLLM,
+ * llama.cpp, TGI's eos_token and stop_sequence, the legacy function_call). */
+static const fr_finish_word finish_words[] = {
+    {"stop", FR_FINISH_STOP},
+    {"eos", FR_FINISH_STOP},
+    {"eos_token", FR_FINISH_STOP},
+    {"stop_sequence", FR_FINISH_STOP},
+    {"length", FR_FINISH_LENGTH},
+    {"content_filter", FR_FINISH_REFUSED},
+    {"tool_calls", FR_FINISH_TOOL_CALL},
+    {"function_call", FR_FINISH_TOOL_CALL},
+};
+
+static bool nonempty_string(json_t *v)
+{
+    return json_is_string(v) && json_string_length(v) > 0;
+}
+
+/* Reads what a message or a delta (borrowed) carries besides its content:
+ * a refusal, tool calls, reasoning. */
+static void read_extras(oai *o, json_t *msg)
+{
+    if (nonempty_string(json_object_get(msg, "refusal")))
+        o->refused = true;
+    json_t *calls = json_object_get(msg, "tool_calls");
+    if (json_array_size(calls) > 0 || json_is_object(json_object_get(msg, "function_call")))
+        o->tool_calls = true;
+    if (nonempty_string(json_object_get(msg, "reasoning_content")) ||
+        nonempty_string(json_object_get(msg, "reasoning")))
+        o->reasoned = true;
+}
+
 /* Reads what every chat.completion(.chunk) may carry: model, usage and the
  * finish reason of the first choice. */
 static void read_common(oai *o, json_t *obj, json_t *choice)
@@ -410,6 +445,7 @@ static int on_event(void *ud, const fr_sse_event *ev)
         goto cleanup;
     }
     json_t *choice = first_choice(obj);
+    read_extras(o, json_object_get(choice, "delta"));
     const char *delta =
         json_string_value(json_object_get(json_object_get(choice, "delta"), "content"));
     if (delta) {
@@ -473,6 +509,7 @@ static int parse_body(oai *o, fr_error *err)
         goto cleanup;
     }
     /* content is null when the model only refused or called tools. */
+    read_extras(o, json_object_get(choice, "message"));
     const char *content =
         json_string_value(json_object_get(json_object_get(choice, "message"), "content"));
     fr_buf_reset(&o->text.text);
@@ -557,13 +594,22 @@ static int oai_finish(void *self, long http_status, fr_reply *out, fr_error *err
 
     out->text = fr_buf_take(&o->text.text);
     out->finish_reason = fr_xstrdup(o->finish_reason);
+    out->finish = fr_provider_finish(finish_words, sizeof finish_words / sizeof *finish_words,
+                                     o->finish_reason);
+    if (o->refused)
+        out->finish = FR_FINISH_REFUSED;
+    else if (o->tool_calls && fr_finish_is_answer(out->finish))
+        out->finish = FR_FINISH_TOOL_CALL;
+    out->finish = fr_provider_settle_finish(out->finish, o->reasoned, out->text);
     out->model = fr_xstrdup(o->model);
     out->usage = o->usage;
     fr_provider_fill_usage(out, o->call, o->have_usage);
     if (o->call->schema) {
         rc = fr_provider_parse_json_text(PROTO, out->text, &out->json, err);
-        if (rc != FR_OK)
+        if (rc != FR_OK && fr_finish_is_answer(out->finish))
             return rc; /* fr_adapter_finish empties out */
+        if (rc != FR_OK && err)
+            memset(err, 0, sizeof *err); /* the finish says why: the engine reports it */
     }
     return FR_OK;
 }

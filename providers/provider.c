@@ -188,6 +188,52 @@ void fr_adapter_free(fr_adapter *a)
     free(a);
 }
 
+const char *fr_finish_name(fr_finish f)
+{
+    switch (f) {
+    case FR_FINISH_STOP:
+        return "stop";
+    case FR_FINISH_LENGTH:
+        return "length";
+    case FR_FINISH_REFUSED:
+        return "refused";
+    case FR_FINISH_TOOL_CALL:
+        return "tool_call";
+    case FR_FINISH_NO_ANSWER:
+        return "no_answer";
+    case FR_FINISH_OTHER:
+        return "other";
+    case FR_FINISH_NONE:
+    default:
+        return "unknown";
+    }
+}
+
+bool fr_finish_is_answer(fr_finish f)
+{
+    return f == FR_FINISH_STOP || f == FR_FINISH_NONE || f == FR_FINISH_OTHER;
+}
+
+fr_finish fr_provider_finish(const fr_finish_word *words, size_t n, const char *reason)
+{
+    if (!reason || !reason[0])
+        return FR_FINISH_NONE;
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(words[i].word, reason) == 0)
+            return words[i].finish;
+    return FR_FINISH_OTHER;
+}
+
+fr_finish fr_provider_settle_finish(fr_finish f, bool reasoned, const char *text)
+{
+    if (!reasoned || !fr_finish_is_answer(f))
+        return f;
+    for (const char *p = text ? text : ""; *p; p++)
+        if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n')
+            return f;
+    return FR_FINISH_NO_ANSWER;
+}
+
 void fr_reply_close(fr_reply *r)
 {
     if (!r)

@@ -40,11 +40,35 @@ typedef struct fr_usage {
     bool estimated; /* true when the reply carried no usage and it was counted from text */
 } fr_usage;
 
+/* Why a reply ended, whatever the protocol calls it: each adapter maps its
+ * own spellings here, so the engine never sees them. */
+typedef enum fr_finish {
+    FR_FINISH_NONE = 0,  /* the server gave no reason (older servers) */
+    FR_FINISH_STOP,      /* a natural end or a stop sequence: an answer */
+    FR_FINISH_LENGTH,    /* cut at max_tokens or at the context window */
+    FR_FINISH_REFUSED,   /* a content filter stopped it, or the model refused */
+    FR_FINISH_TOOL_CALL, /* the model stopped to call a tool nobody offered */
+    FR_FINISH_NO_ANSWER, /* it ended after reasoning (thinking) with no answer */
+    FR_FINISH_OTHER,     /* a reason flowrun does not know */
+} fr_finish;
+
+/* Returns the name of `f` as the report writes it: "unknown" (none given),
+ * "stop", "length", "refused", "tool_call", "no_answer" or "other". Static. */
+const char *fr_finish_name(fr_finish f);
+
+/* Returns true when `f` ends an answer a dependent may use: STOP, NONE (no
+ * reason given) and OTHER (one flowrun does not know: never refused for it). */
+bool fr_finish_is_answer(fr_finish f);
+
 /* A finished reply. Owned by whoever filled it; release with fr_reply_close. */
 typedef struct fr_reply {
     char *text;          /* the assistant text, "" if none; never NULL after finish */
-    json_t *json;        /* parsed JSON when a schema was asked, else NULL */
-    char *finish_reason; /* "stop", "length", ... or NULL */
+    json_t *json;        /* parsed JSON when a schema was asked, else NULL; also NULL
+                            when `finish` says the reply is no answer (not STOP, NONE
+                            or OTHER) and its text does not parse */
+    fr_finish finish;    /* normalised from finish_reason (and the content) */
+    char *finish_reason; /* the server's own words ("stop", "length", ...), or NULL;
+                            for messages only: decide by `finish` */
     char *model;         /* the model that answered, as the server names it, or NULL */
     fr_usage usage;
 } fr_reply;
@@ -76,7 +100,8 @@ int fr_adapter_feed(fr_adapter *a, long http_status, const char *data, size_t le
 /* Ends the attempt: `http_status` is the final status (0 if no response).
  * On success fills `out` (owned by the caller) and returns FR_OK. Otherwise
  * returns FR_EHTTP (non-2xx; err->msg carries the server's error message),
- * FR_EQUALITY (structured output asked, and the reply is not JSON),
+ * FR_EQUALITY (structured output asked, and the reply is not JSON, unless
+ * out->finish already says why: then FR_OK with out->json NULL),
  * FR_ETRUNCATED (a stream without its terminator), FR_EPROTO (malformed
  * reply) and fills `err`; `out` is then left empty. */
 int fr_adapter_finish(fr_adapter *a, long http_status, fr_reply *out, fr_error *err);

@@ -142,3 +142,20 @@ void fr_sse_reader_close(fr_sse_reader *rd);
  * which case *msg (owned) says what was too big. */
 int fr_sse_reader_feed(fr_sse_reader *rd, bool stream, long status, const char *data, size_t len,
                        fr_sse_event_fn on_event, void *ud, char **msg);
+
+/* One protocol's spelling of a finish reason and what it means. */
+typedef struct fr_finish_word {
+    const char *word;
+    fr_finish finish;
+} fr_finish_word;
+
+/* Returns what the finish reason `reason` (borrowed, may be NULL) means in
+ * the table `words` of `n` entries: FR_FINISH_NONE for NULL or "", and
+ * FR_FINISH_OTHER for a word the table does not hold. */
+fr_finish fr_provider_finish(const fr_finish_word *words, size_t n, const char *reason);
+
+/* Returns the finish of a reply the server ended with `f`: one that carried
+ * reasoning (`reasoned`) but whose answer `text` (borrowed, may be NULL) is
+ * blank is FR_FINISH_NO_ANSWER, unless `f` already says why (cut, refused,
+ * a tool call). */
+fr_finish fr_provider_settle_finish(fr_finish f, bool reasoned, const char *text);

@@ -34,7 +34,8 @@
     X(FR_EINTERNAL, -24, "internal error")                                               \
     X(FR_ERETRY, -25, "the routing policy asked for a retry")                                      \
     X(FR_ESTORE, -26, "state store error")                                                         \
-    X(FR_ESTOREVER, -27, "state database from a newer flowrun")
+    X(FR_ESTOREVER, -27, "state database from a newer flowrun")                                   \
+    X(FR_EFINISH, -28, "the reply ended without a complete answer")
 
 typedef enum {
 #define FR_ERR_ENUM(name, val, msg) name = val,

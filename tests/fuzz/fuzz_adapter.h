@@ -37,6 +37,7 @@ typedef struct outcome {
     char *text; /* owned copies of the reply, NULL when absent */
     char *json;
     char *finish_reason;
+    fr_finish finish;
     char *model;
     fr_usage usage;
     char msg[1024];
@@ -134,11 +135,13 @@ static void attempt(fr_protocol proto, const char *base_url, uint8_t flags, long
         FUZZ_CHECK(r.usage.input >= 0 && r.usage.output >= 0 && r.usage.cached >= 0);
         /* Never booked as free: text means output tokens. */
         FUZZ_CHECK(!r.text[0] || r.usage.output > 0);
-        FUZZ_CHECK(!schema || r.json);
+        /* Structured output carries JSON, unless its finish says why not. */
+        FUZZ_CHECK(!schema || r.json || !fr_finish_is_answer(r.finish));
         o->text = fr_xstrdup(r.text);
         o->json =
             r.json ? json_dumps(r.json, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY) : NULL;
         o->finish_reason = r.finish_reason ? fr_xstrdup(r.finish_reason) : NULL;
+        o->finish = r.finish;
         o->model = r.model ? fr_xstrdup(r.model) : NULL;
         o->usage = r.usage;
         break;
@@ -179,10 +182,10 @@ static int fuzz_adapter(fr_protocol proto, const char *base_url, const uint8_t *
             &cut);
     if (whole.rc != cut.rc || whole.feed_rc != cut.feed_rc || !same_str(whole.text, cut.text) ||
         !same_str(whole.json, cut.json) || !same_str(whole.finish_reason, cut.finish_reason) ||
-        !same_str(whole.model, cut.model) || whole.usage.input != cut.usage.input ||
-        whole.usage.output != cut.usage.output || whole.usage.cached != cut.usage.cached ||
-        whole.usage.estimated != cut.usage.estimated || whole.started != cut.started ||
-        strcmp(whole.msg, cut.msg) != 0) {
+        whole.finish != cut.finish || !same_str(whole.model, cut.model) ||
+        whole.usage.input != cut.usage.input || whole.usage.output != cut.usage.output ||
+        whole.usage.cached != cut.usage.cached || whole.usage.estimated != cut.usage.estimated ||
+        whole.started != cut.started || strcmp(whole.msg, cut.msg) != 0) {
         fprintf(stderr, "whole: %s feed=%s '%s'\ncut:   %s feed=%s '%s'\n", fr_err_name(whole.rc),
                 fr_err_name(whole.feed_rc), whole.msg, fr_err_name(cut.rc),
                 fr_err_name(cut.feed_rc), cut.msg);

@@ -23,6 +23,9 @@ static const char *const fault_names[] = {
     [FR_SIM_FAULT_REPEAT] = "repeat",
     [FR_SIM_FAULT_BADSCHEMA] = "badschema",
     [FR_SIM_FAULT_ECHOKEY] = "echokey",
+    [FR_SIM_FAULT_REFUSAL] = "refusal",
+    [FR_SIM_FAULT_TOOLCALL] = "toolcall",
+    [FR_SIM_FAULT_THINKING] = "thinking",
 };
 #define NFAULTS (sizeof fault_names / sizeof fault_names[0])
 

@@ -190,7 +190,8 @@ static bool prompt_fault(const json_t *messages, int *fault, char *msg, size_t m
     if (*fault < 0)
         snprintf(msg, msg_size,
                  "Unknown FAULT kind '%.*s' (use ok, 429, 500, 503, 529, cut, hang, badjson, "
-                 "nousage, badutf8, error, repeat, badschema or echokey).",
+                 "nousage, badutf8, error, repeat, badschema, echokey, refusal, toolcall or "
+                 "thinking).",
                  (int)(n > 64 ? 64 : n), p);
     free(line);
     return *fault >= 0;
@@ -281,6 +282,14 @@ static void make_content(reply *r, const fr_sim_req *q)
         r->text =
             fr_sim_gen_json(q->model, q->messages, q->schema, r->fault == FR_SIM_FAULT_BADSCHEMA);
     r->tool = fr_xstrdup(q->tool);
+    if (r->fault == FR_SIM_FAULT_TOOLCALL) {
+        free(r->text);
+        r->text = fr_xstrdup(FR_SIM_TOOL_ARGS);
+        if (r->proto == FR_SIM_ANTHROPIC) { /* a tool_use block of the unoffered tool */
+            free(r->tool);
+            r->tool = fr_xstrdup(FR_SIM_TOOL_NAME);
+        }
+    }
     r->len = strlen(r->text);
     long words;
     size_t end = fr_sim_scan_words(r->text, r->len, 0,
@@ -289,6 +298,13 @@ static void make_content(reply *r, const fr_sim_req *q)
         r->len = end;
         r->text[end] = '\0';
         r->length_cut = true;
+    }
+    if (r->fault == FR_SIM_FAULT_REFUSAL && words > 1) {
+        /* The filter stops the reply halfway, as real ones do mid-stream. */
+        r->len = fr_sim_scan_words(r->text, r->len, 0, words / 2, &words);
+        while (r->len > 0 && r->text[r->len - 1] == ' ')
+            r->len--;
+        r->text[r->len] = '\0';
     }
     r->completion_tokens = words > 0 ? words : 1;
     r->paced_words = r->completion_tokens;

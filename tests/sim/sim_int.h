@@ -43,7 +43,14 @@ typedef enum fr_sim_fault {
     FR_SIM_FAULT_REPEAT,
     FR_SIM_FAULT_BADSCHEMA,
     FR_SIM_FAULT_ECHOKEY,
+    FR_SIM_FAULT_REFUSAL,  /* a content filter / refusal stop after part of the text */
+    FR_SIM_FAULT_TOOLCALL, /* a call of the tool "lookup", which nobody offered */
+    FR_SIM_FAULT_THINKING, /* the text as reasoning, and no answer */
 } fr_sim_fault;
+
+/* The tool a `toolcall` reply calls, and its arguments (the reply text). */
+#define FR_SIM_TOOL_NAME "lookup"
+#define FR_SIM_TOOL_ARGS "{\"query\": \"flowrun\"}"
 
 /* What the reply must be: text, any JSON object, or JSON for a schema. */
 typedef enum fr_sim_format { FR_SIM_TEXT, FR_SIM_JSON_ANY, FR_SIM_JSON_SCHEMA } fr_sim_format;

@@ -360,17 +360,58 @@ static json_t *openai_chunk(const reply *r, json_t *choices)
                      choices);
 }
 
+/* Ollama has no refusal stop and ends a tool call with "stop". */
 static const char *finish_reason(const reply *r, bool tool_block)
 {
+    bool refused = r->fault == FR_SIM_FAULT_REFUSAL;
     if (r->proto == FR_SIM_ANTHROPIC)
-        return r->length_cut ? "max_tokens" : tool_block ? "tool_use" : "end_turn";
+        return r->length_cut ? "max_tokens"
+               : refused     ? "refusal"
+               : tool_block  ? "tool_use"
+                             : "end_turn";
+    if (r->proto == FR_SIM_OPENAI && !r->length_cut && refused)
+        return "content_filter";
+    if (r->proto == FR_SIM_OPENAI && !r->length_cut && r->fault == FR_SIM_FAULT_TOOLCALL)
+        return "tool_calls";
     return r->length_cut ? "length" : "stop";
+}
+
+static json_t *openai_tool_call(const reply *r, const char *p, size_t n, bool first)
+{
+    json_t *call = json_pack("{s:i,s:{s:o}}", "index", 0, "function", "arguments", text_json(p, n));
+    if (first) {
+        char id[64];
+        snprintf(id, sizeof id, "call_sim%s", r->id + strlen("chatcmpl-sim"));
+        json_object_set_new(call, "id", json_string(id));
+        json_object_set_new(call, "type", json_string("function"));
+        json_object_set_new(json_object_get(call, "function"), "name",
+                            json_string(FR_SIM_TOOL_NAME));
+    }
+    return json_pack("[o]", call);
+}
+
+/* The content of an OpenAI message or delta: the text, or under `thinking`
+ * DeepSeek's reasoning_content with no content, or under `toolcall` the
+ * call with no content. */
+static void openai_content(const reply *r, json_t *msg, const char *p, size_t n, bool first)
+{
+    if (r->fault == FR_SIM_FAULT_THINKING) {
+        json_object_set_new(msg, "content", json_null());
+        json_object_set_new(msg, "reasoning_content", text_json(p, n));
+    } else if (r->fault == FR_SIM_FAULT_TOOLCALL) {
+        json_object_set_new(msg, "content", json_null());
+        json_object_set_new(msg, "tool_calls", openai_tool_call(r, p, n, first));
+    } else {
+        json_object_set_new(msg, "content", text_json(p, n));
+    }
 }
 
 static json_t *openai_full(const reply *r)
 {
-    json_t *msg =
-        json_pack("{s:s,s:o}", "role", "assistant", "content", text_json(r->text, r->len));
+    json_t *msg = json_pack("{s:s}", "role", "assistant");
+    openai_content(r, msg, r->text, r->len, true);
+    if (r->fault == FR_SIM_FAULT_THINKING) /* the full message says "" where a delta says null */
+        json_object_set_new(msg, "content", json_string(""));
     json_t *choice = json_pack("{s:i,s:o,s:n,s:s}", "index", 0, "message", msg, "logprobs",
                                "finish_reason", finish_reason(r, false));
     json_t *doc =
@@ -395,11 +436,23 @@ static json_t *ollama_created_at(void)
     return json_string(buf);
 }
 
+/* One object; under `thinking` the text goes in message.thinking, under
+ * `toolcall` it is the arguments of message.tool_calls (as an object). */
 static json_t *ollama_line(const reply *r, const char *p, size_t n, bool done)
 {
-    return json_pack("{s:s,s:o,s:{s:s,s:o},s:b}", "model", r->model->name, "created_at",
-                     ollama_created_at(), "message", "role", "assistant", "content",
-                     text_json(p, n), "done", done);
+    bool thinking = r->fault == FR_SIM_FAULT_THINKING, tool = r->fault == FR_SIM_FAULT_TOOLCALL;
+    json_t *doc = json_pack("{s:s,s:o,s:{s:s,s:o},s:b}", "model", r->model->name, "created_at",
+                            ollama_created_at(), "message", "role", "assistant", "content",
+                            thinking || tool ? json_string("") : text_json(p, n), "done", done);
+    json_t *msg = json_object_get(doc, "message");
+    if (thinking && n > 0)
+        json_object_set_new(msg, "thinking", text_json(p, n));
+    json_t *args = tool && n > 0 ? json_loadb(p, n, 0, NULL) : NULL;
+    if (args)
+        json_object_set_new(
+            msg, "tool_calls",
+            json_pack("[{s:{s:s,s:o}}]", "function", "name", FR_SIM_TOOL_NAME, "arguments", args));
+    return doc;
 }
 
 /* The last object of a reply: done, its reason, durations (ns) and counts. */
@@ -453,10 +506,14 @@ static json_t *anthropic_full(const reply *r)
 {
     /* A forced tool answers with a tool_use block when its JSON is an object;
      * JSON that is not (cut by max_tokens, say) goes out as text. */
-    json_t *input = r->tool ? json_loadb(r->text, r->len, 0, NULL) : NULL;
+    bool thinking = r->fault == FR_SIM_FAULT_THINKING;
+    json_t *input = r->tool && !thinking ? json_loadb(r->text, r->len, 0, NULL) : NULL;
     json_t *block;
     bool tool = json_is_object(input);
-    if (tool) {
+    if (thinking) {
+        block = json_pack("{s:s,s:o,s:s}", "type", "thinking", "thinking",
+                          text_json(r->text, r->len), "signature", "sim-signature");
+    } else if (tool) {
         block = anthropic_tool_block(r, input);
     } else {
         json_decref(input);
@@ -500,8 +557,10 @@ void fr_sim_proto_stream_open(const reply *r, fr_buf *out)
     put_json(r, out, "message_start",
              json_pack("{s:s,s:o}", "type", "message_start", "message",
                        anthropic_message(r, json_array(), NULL, 1)));
-    json_t *block = r->tool ? anthropic_tool_block(r, json_object())
-                            : json_pack("{s:s,s:s}", "type", "text", "text", "");
+    json_t *block = r->fault == FR_SIM_FAULT_THINKING
+                        ? json_pack("{s:s,s:s}", "type", "thinking", "thinking", "")
+                    : r->tool ? anthropic_tool_block(r, json_object())
+                              : json_pack("{s:s,s:s}", "type", "text", "text", "");
     put_json(r, out, "content_block_start",
              json_pack("{s:s,s:i,s:o}", "type", "content_block_start", "index", 0, "content_block",
                        block));
@@ -516,10 +575,12 @@ void fr_sim_proto_stream_piece(const reply *r, fr_buf *out, const char *p, size_
         put_json(r, out, NULL, ollama_line(r, p, n, false));
         break;
     case FR_SIM_ANTHROPIC: {
-        json_t *delta = r->tool
-                            ? json_pack("{s:s,s:o}", "type", "input_json_delta", "partial_json",
-                                        text_json(p, n))
-                            : json_pack("{s:s,s:o}", "type", "text_delta", "text", text_json(p, n));
+        json_t *delta =
+            r->fault == FR_SIM_FAULT_THINKING
+                ? json_pack("{s:s,s:o}", "type", "thinking_delta", "thinking", text_json(p, n))
+            : r->tool ? json_pack("{s:s,s:o}", "type", "input_json_delta", "partial_json",
+                                  text_json(p, n))
+                      : json_pack("{s:s,s:o}", "type", "text_delta", "text", text_json(p, n));
         put_json(
             r, out, "content_block_delta",
             json_pack("{s:s,s:i,s:o}", "type", "content_block_delta", "index", 0, "delta", delta));
@@ -529,7 +590,7 @@ void fr_sim_proto_stream_piece(const reply *r, fr_buf *out, const char *p, size_
         json_t *delta = json_object();
         if (first)
             json_object_set_new(delta, "role", json_string("assistant"));
-        json_object_set_new(delta, "content", text_json(p, n));
+        openai_content(r, delta, p, n, first);
         json_t *choice =
             json_pack("{s:i,s:o,s:n,s:n}", "index", 0, "delta", delta, "logprobs", "finish_reason");
         put_json(r, out, NULL, openai_chunk(r, json_pack("[o]", choice)));
@@ -546,10 +607,15 @@ void fr_sim_proto_stream_close(const reply *r, uint64_t now_ms, fr_buf *out)
         put_json(r, out, NULL, ollama_final(r, now_ms, "", 0));
         break;
     case FR_SIM_ANTHROPIC: {
+        bool thinking = r->fault == FR_SIM_FAULT_THINKING;
+        if (thinking) /* a thinking block ends with its signature */
+            put_json(r, out, "content_block_delta",
+                     json_pack("{s:s,s:i,s:{s:s,s:s}}", "type", "content_block_delta", "index", 0,
+                               "delta", "type", "signature_delta", "signature", "sim-signature"));
         put_json(r, out, "content_block_stop",
                  json_pack("{s:s,s:i}", "type", "content_block_stop", "index", 0));
         json_t *md = json_pack("{s:s,s:{s:s,s:n}}", "type", "message_delta", "delta", "stop_reason",
-                               finish_reason(r, r->tool != NULL), "stop_sequence");
+                               finish_reason(r, r->tool != NULL && !thinking), "stop_sequence");
         if (!no_usage(r))
             json_object_set_new(
                 md, "usage", json_pack("{s:I}", "output_tokens", (json_int_t)r->completion_tokens));

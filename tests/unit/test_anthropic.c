@@ -11,6 +11,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -779,15 +780,16 @@ static void test_stream_tool_use_variants(void **state)
     assert_string_equal(r.text, "{}");
     fr_reply_close(&r);
 
-    /* Input cut at max_tokens: the model did not deliver (quality). */
+    /* Input cut at max_tokens: the reply says it was cut (the engine fails
+     * the attempt as truncated), with the cut input as its text. */
     s = MESSAGE_START(USAGE_START) TOOL_START("0", "output")
         JSON_DELTA("0", "{\\\"files\\\": [\\\"a.c")
             MESSAGE_DELTA("max_tokens", ",\"usage\":{\"output_tokens\":64}") MESSAGE_STOP;
-    assert_int_equal(run_whole(&c, 200, s, &r, &err, NULL), FR_EQUALITY);
-    assert_int_equal(err.code, FR_EQUALITY);
-    assert_non_null(strstr(err.msg, "tool input is not valid JSON (cut at max_tokens)"));
-    assert_null(r.text);
+    assert_int_equal(run_whole(&c, 200, s, &r, &err, NULL), FR_OK);
+    assert_int_equal(r.finish, FR_FINISH_LENGTH);
+    assert_string_equal(r.text, "{\"files\": [\"a.c");
     assert_null(r.json);
+    fr_reply_close(&r);
 
     /* An input that is JSON but not an object. */
     s = MESSAGE_START(USAGE_START) TOOL_START("0", "output") JSON_DELTA("0", "[1, 2]")
@@ -1082,6 +1084,92 @@ static void test_key_never_in_errors(void **state)
     json_decref(schema);
 }
 
+/* The finish reason, normalised: the engine decides by fr_reply.finish. */
+
+static fr_finish anth_finish(bool stream, const char *body, const json_t *schema)
+{
+    fr_call c = make_call(stream);
+    c.schema = schema;
+    fr_reply r;
+    fr_error err;
+    assert_int_equal(run_whole(&c, 200, body, &r, &err, NULL), FR_OK);
+    fr_finish f = r.finish;
+    fr_reply_close(&r);
+    return f;
+}
+
+#define ANTH_BODY(content, stop)                                                                   \
+    "{\"type\":\"message\",\"content\":" content ",\"stop_reason\":" stop "}"
+
+static void test_finish_normalised(void **state)
+{
+    (void)state;
+    const char *text = "[{\"type\":\"text\",\"text\":\"Hi\"}]";
+    char body[600];
+#define CASE(content, stop, want)                                                                  \
+    do {                                                                                           \
+        snprintf(body, sizeof body, ANTH_BODY("%s", "%s"), content, stop);                         \
+        assert_int_equal(anth_finish(false, body, NULL), want);                                    \
+    } while (0)
+    CASE(text, "\"end_turn\"", FR_FINISH_STOP);
+    CASE(text, "\"stop_sequence\"", FR_FINISH_STOP);
+    CASE(text, "\"max_tokens\"", FR_FINISH_LENGTH);
+    CASE(text, "\"model_context_window_exceeded\"", FR_FINISH_LENGTH);
+    CASE(text, "\"refusal\"", FR_FINISH_REFUSED);
+    CASE(text, "\"pause_turn\"", FR_FINISH_OTHER);
+    CASE(text, "null", FR_FINISH_NONE);
+    /* tool_use without a structured call: a tool nobody offered. */
+    CASE("[{\"type\":\"tool_use\",\"id\":\"t\",\"name\":\"lookup\",\"input\":{}}]", "\"tool_use\"",
+         FR_FINISH_TOOL_CALL);
+    /* Thinking and no text. */
+    CASE("[{\"type\":\"thinking\",\"thinking\":\"Hm\",\"signature\":\"s\"}]", "\"end_turn\"",
+         FR_FINISH_NO_ANSWER);
+    CASE("[{\"type\":\"redacted_thinking\",\"data\":\"x\"}]", "\"end_turn\"", FR_FINISH_NO_ANSWER);
+    CASE("[{\"type\":\"thinking\",\"thinking\":\"Hm\",\"signature\":\"s\"},"
+         "{\"type\":\"text\",\"text\":\"42\"}]",
+         "\"end_turn\"", FR_FINISH_STOP);
+#undef CASE
+
+    /* The forced output tool is the answer of a structured call; another
+     * tool is a tool call, whatever the stop reason. */
+    json_t *schema = json_pack("{s:s}", "type", "object");
+    assert_int_equal(anth_finish(false,
+                                 ANTH_BODY("[{\"type\":\"tool_use\",\"id\":\"t\",\"name\":"
+                                           "\"output\",\"input\":{\"a\":1}}]",
+                                           "\"tool_use\""),
+                                 schema),
+                     FR_FINISH_STOP);
+    assert_int_equal(anth_finish(false,
+                                 ANTH_BODY("[{\"type\":\"tool_use\",\"id\":\"t\",\"name\":"
+                                           "\"lookup\",\"input\":{\"a\":1}}]",
+                                           "\"tool_use\""),
+                                 schema),
+                     FR_FINISH_TOOL_CALL);
+    /* Thinking only, in a structured call: no answer, not a quality error. */
+    assert_int_equal(
+        anth_finish(false,
+                    ANTH_BODY("[{\"type\":\"thinking\",\"thinking\":\"Hm\"}]", "\"end_turn\""),
+                    schema),
+        FR_FINISH_NO_ANSWER);
+    json_decref(schema);
+
+    /* Streamed: a thinking block, its signature, and no text. */
+    const char *stream =
+        "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"model\":\"m\","
+        "\"usage\":{\"input_tokens\":3,\"output_tokens\":1}}}\n\n"
+        "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,"
+        "\"content_block\":{\"type\":\"thinking\",\"thinking\":\"\"}}\n\n"
+        "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,"
+        "\"delta\":{\"type\":\"thinking_delta\",\"thinking\":\"Let me see\"}}\n\n"
+        "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,"
+        "\"delta\":{\"type\":\"signature_delta\",\"signature\":\"sig\"}}\n\n"
+        "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n"
+        "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":"
+        "\"end_turn\"},\"usage\":{\"output_tokens\":9}}\n\n"
+        "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+    assert_int_equal(anth_finish(true, stream, NULL), FR_FINISH_NO_ANSWER);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1104,6 +1192,7 @@ int main(void)
         cmocka_unit_test(test_non_stream),
         cmocka_unit_test(test_non_stream_tool_use),
         cmocka_unit_test(test_non_stream_edge_cases),
+        cmocka_unit_test(test_finish_normalised),
         cmocka_unit_test(test_http_errors),
         cmocka_unit_test(test_key_never_in_errors),
     };

@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -983,6 +984,73 @@ static void test_schema_reply_is_parsed(void **state)
     json_decref(schema);
 }
 
+/* The finish reason, normalised: the engine decides by fr_reply.finish. */
+
+static fr_finish ollama_finish(bool stream, const char *body, bool schema)
+{
+    fr_call c = make_call(stream);
+    json_t *any = json_string("json");
+    if (schema)
+        c.schema = any;
+    fr_reply r;
+    fr_error err;
+    assert_int_equal(run_whole(&c, 200, body, &r, &err, NULL), FR_OK);
+    fr_finish f = r.finish;
+    fr_reply_close(&r);
+    json_decref(any);
+    return f;
+}
+
+static void test_finish_normalised(void **state)
+{
+    (void)state;
+    assert_int_equal(ollama_finish(false,
+                                   "{\"message\":{\"role\":\"assistant\",\"content\":\"Hi\"},"
+                                   "\"done\":true,\"done_reason\":\"stop\"}",
+                                   false),
+                     FR_FINISH_STOP);
+    assert_int_equal(ollama_finish(false,
+                                   "{\"message\":{\"role\":\"assistant\",\"content\":\"Hi\"},"
+                                   "\"done\":true,\"done_reason\":\"length\"}",
+                                   false),
+                     FR_FINISH_LENGTH);
+    assert_int_equal(ollama_finish(false,
+                                   "{\"message\":{\"role\":\"assistant\",\"content\":\"Hi\"},"
+                                   "\"done\":true}",
+                                   false),
+                     FR_FINISH_NONE);
+    /* A tool call ends with "stop": the message says it. */
+    assert_int_equal(ollama_finish(false,
+                                   "{\"message\":{\"role\":\"assistant\",\"content\":\"\","
+                                   "\"tool_calls\":[{\"function\":{\"name\":\"f\","
+                                   "\"arguments\":{}}}]},\"done\":true,\"done_reason\":\"stop\"}",
+                                   false),
+                     FR_FINISH_TOOL_CALL);
+    /* Thinking and no answer, streamed: message.thinking pieces, empty content. */
+    assert_int_equal(
+        ollama_finish(true,
+                      "{\"message\":{\"role\":\"assistant\",\"content\":\"\",\"thinking\":\"Hm\"},"
+                      "\"done\":false}\n"
+                      "{\"message\":{\"role\":\"assistant\",\"content\":\"\"},\"done\":true,"
+                      "\"done_reason\":\"stop\"}\n",
+                      false),
+        FR_FINISH_NO_ANSWER);
+    assert_int_equal(
+        ollama_finish(true,
+                      "{\"message\":{\"role\":\"assistant\",\"content\":\"\",\"thinking\":\"Hm\"},"
+                      "\"done\":false}\n"
+                      "{\"message\":{\"role\":\"assistant\",\"content\":\"42\"},\"done\":true,"
+                      "\"done_reason\":\"stop\"}\n",
+                      false),
+        FR_FINISH_STOP);
+    /* Structured output cut by num_predict: its finish, not a quality error. */
+    assert_int_equal(ollama_finish(false,
+                                   "{\"message\":{\"role\":\"assistant\",\"content\":\"{\\\"a\\\":"
+                                   "\"},\"done\":true,\"done_reason\":\"length\"}",
+                                   true),
+                     FR_FINISH_LENGTH);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -999,6 +1067,7 @@ int main(void)
         cmocka_unit_test(test_stream_malformed_line),
         cmocka_unit_test(test_stream_without_counts_is_estimated),
         cmocka_unit_test(test_stream_finish_reason),
+        cmocka_unit_test(test_finish_normalised),
         cmocka_unit_test(test_stream_repeated_chunk),
         cmocka_unit_test(test_started),
         cmocka_unit_test(test_non_stream),

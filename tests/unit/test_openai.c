@@ -976,6 +976,136 @@ static void test_estimate_tokens(void **state)
     assert_int_equal(fr_estimate_tokens("0123456789012345678901234567890123456789"), 10);
 }
 
+/* The finish reason, normalised: the engine decides by fr_reply.finish. */
+
+static fr_finish body_finish(const char *message, const char *fin, bool schema, char **text)
+{
+    char *body = NULL;
+    size_t n = strlen(message) + strlen(fin) + 200;
+    body = malloc(n);
+    snprintf(body, n,
+             "{\"object\":\"chat.completion\",\"model\":\"m\",\"choices\":[{\"index\":0,"
+             "\"message\":%s,\"finish_reason\":%s}],\"usage\":{\"prompt_tokens\":3,"
+             "\"completion_tokens\":5}}",
+             message, fin);
+    fr_call c = make_call(false);
+    json_t *any = json_string("json");
+    if (schema)
+        c.schema = any;
+    fr_reply r;
+    fr_error err;
+    assert_int_equal(run_whole(&c, 200, body, &r, &err, NULL), FR_OK);
+    fr_finish f = r.finish;
+    if (text)
+        *text = strdup(r.text);
+    fr_reply_close(&r);
+    json_decref(any);
+    free(body);
+    return f;
+}
+
+static void test_finish_normalised_body(void **state)
+{
+    (void)state;
+    const char *answer = "{\"role\":\"assistant\",\"content\":\"Hello.\"}";
+    assert_int_equal(body_finish(answer, "\"stop\"", false, NULL), FR_FINISH_STOP);
+    assert_int_equal(body_finish(answer, "\"eos_token\"", false, NULL), FR_FINISH_STOP);
+    assert_int_equal(body_finish(answer, "\"length\"", false, NULL), FR_FINISH_LENGTH);
+    assert_int_equal(body_finish(answer, "\"content_filter\"", false, NULL), FR_FINISH_REFUSED);
+    assert_int_equal(body_finish(answer, "\"tool_calls\"", false, NULL), FR_FINISH_TOOL_CALL);
+    assert_int_equal(body_finish(answer, "\"function_call\"", false, NULL), FR_FINISH_TOOL_CALL);
+    assert_int_equal(body_finish(answer, "null", false, NULL), FR_FINISH_NONE);
+    assert_int_equal(body_finish(answer, "\"abort_maybe\"", false, NULL), FR_FINISH_OTHER);
+    /* A refusal (structured outputs) and tool calls say it whatever the reason. */
+    assert_int_equal(body_finish("{\"role\":\"assistant\",\"content\":null,\"refusal\":"
+                                 "\"I can't help with that.\"}",
+                                 "\"stop\"", false, NULL),
+                     FR_FINISH_REFUSED);
+    assert_int_equal(body_finish("{\"role\":\"assistant\",\"content\":null,\"tool_calls\":"
+                                 "[{\"id\":\"c1\",\"type\":\"function\",\"function\":{\"name\":"
+                                 "\"f\",\"arguments\":\"{}\"}}]}",
+                                 "\"stop\"", false, NULL),
+                     FR_FINISH_TOOL_CALL);
+    /* Reasoning and no answer (DeepSeek's reasoning_content, OpenRouter's reasoning). */
+    assert_int_equal(body_finish("{\"role\":\"assistant\",\"content\":\"\","
+                                 "\"reasoning_content\":\"Let me think.\"}",
+                                 "\"stop\"", false, NULL),
+                     FR_FINISH_NO_ANSWER);
+    assert_int_equal(body_finish("{\"role\":\"assistant\",\"content\":null,"
+                                 "\"reasoning\":\"Hmm.\"}",
+                                 "\"stop\"", false, NULL),
+                     FR_FINISH_NO_ANSWER);
+    assert_int_equal(body_finish("{\"role\":\"assistant\",\"content\":\"42\","
+                                 "\"reasoning_content\":\"Let me think.\"}",
+                                 "\"stop\"", false, NULL),
+                     FR_FINISH_STOP);
+    assert_int_equal(body_finish("{\"role\":\"assistant\",\"content\":\"\","
+                                 "\"reasoning_content\":\"Let me think.\"}",
+                                 "\"length\"", false, NULL),
+                     FR_FINISH_LENGTH);
+    assert_string_equal(fr_finish_name(FR_FINISH_LENGTH), "length");
+    assert_string_equal(fr_finish_name(FR_FINISH_NONE), "unknown");
+}
+
+static void test_finish_cut_json_is_not_a_quality_error(void **state)
+{
+    (void)state;
+    /* Structured output cut at max_tokens: the reply comes back with its
+     * finish and no JSON, so the engine can say it was cut. */
+    char *text = NULL;
+    assert_int_equal(body_finish("{\"role\":\"assistant\",\"content\":\"{\\\"a\\\": [1, 2\"}",
+                                 "\"length\"", true, &text),
+                     FR_FINISH_LENGTH);
+    assert_string_equal(text, "{\"a\": [1, 2");
+    free(text);
+    /* A whole answer that is not JSON is still the quality gate's. */
+    fr_call c = make_call(false);
+    json_t *any = json_string("json");
+    c.schema = any;
+    fr_reply r;
+    fr_error err;
+    assert_int_equal(run_whole(&c, 200,
+                               "{\"choices\":[{\"index\":0,\"message\":{\"content\":\"nope\"},"
+                               "\"finish_reason\":\"stop\"}]}",
+                               &r, &err, NULL),
+                     FR_EQUALITY);
+    json_decref(any);
+}
+
+static void test_finish_normalised_stream(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *delta, *fin;
+        fr_finish want;
+    } cases[] = {
+        {"{\"content\":\"Hi\"}", "\"stop\"", FR_FINISH_STOP},
+        {"{\"content\":\"Hi\"}", "\"length\"", FR_FINISH_LENGTH},
+        {"{\"content\":\"Hi\"}", "\"content_filter\"", FR_FINISH_REFUSED},
+        {"{\"refusal\":\"No.\"}", "\"stop\"", FR_FINISH_REFUSED},
+        {"{\"content\":null,\"tool_calls\":[{\"index\":0,\"id\":\"c\",\"type\":\"function\","
+         "\"function\":{\"name\":\"f\",\"arguments\":\"{}\"}}]}",
+         "\"tool_calls\"", FR_FINISH_TOOL_CALL},
+        {"{\"content\":null,\"reasoning_content\":\"Thinking...\"}", "\"stop\"",
+         FR_FINISH_NO_ANSWER},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char body[1024];
+        snprintf(body, sizeof body,
+                 "data: {\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":%s,"
+                 "\"finish_reason\":null}]}\n\n"
+                 "data: {\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{},"
+                 "\"finish_reason\":%s}]}\n\ndata: [DONE]\n\n",
+                 cases[i].delta, cases[i].fin);
+        fr_call c = make_call(true);
+        fr_reply r;
+        fr_error err;
+        assert_int_equal(run_whole(&c, 200, body, &r, &err, NULL), FR_OK);
+        assert_int_equal(r.finish, cases[i].want);
+        fr_reply_close(&r);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1002,6 +1132,9 @@ int main(void)
         cmocka_unit_test(test_schema_reply_is_parsed),
         cmocka_unit_test(test_unsupported_protocols),
         cmocka_unit_test(test_estimate_tokens),
+        cmocka_unit_test(test_finish_normalised_body),
+        cmocka_unit_test(test_finish_cut_json_is_not_a_quality_error),
+        cmocka_unit_test(test_finish_normalised_stream),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -401,6 +401,49 @@ static void test_newer_schema_refused(void **state)
     assert_non_null(strstr(err.msg, "schema version 7"));
 }
 
+/* A version 1 database (whose attempts could not say truncated, refused,
+ * tool_call or no_answer) is migrated on open, its rows and the ledger view
+ * kept. The v1 attempts table is rebuilt here as version 1 wrote it. */
+static void test_migrate_v1(void **state)
+{
+    fx *f = *state;
+    f->st = open_ok(f->path);
+    assert_ok(fr_store_run_begin(f->st, "r1", "wf", NULL, &e_));
+    book(f->st, "r1", "t", "e", "cloud", 0.25, 10, 20, 0, false, "quality", "bad json");
+    fr_store_close(f->st);
+    f->st = NULL;
+    raw_exec(f->path,
+             "DROP VIEW ledger;"
+             "ALTER TABLE attempts RENAME TO attempts_now;"
+             "CREATE TABLE attempts (id INTEGER PRIMARY KEY, run_id TEXT NOT NULL REFERENCES "
+             "runs(id), task TEXT NOT NULL, attempt INTEGER NOT NULL, endpoint TEXT NOT NULL, "
+             "tier TEXT NOT NULL, model TEXT, input_tokens INTEGER NOT NULL DEFAULT 0, "
+             "output_tokens INTEGER NOT NULL DEFAULT 0, cached_tokens INTEGER NOT NULL DEFAULT 0, "
+             "usage_estimated INTEGER NOT NULL DEFAULT 0, cost_usd REAL NOT NULL, latency_ms "
+             "REAL NOT NULL DEFAULT 0, outcome TEXT NOT NULL CHECK (outcome IN ('ok', "
+             "'quality', 'error', 'timeout', 'cancelled', 'budget')), error TEXT, at REAL NOT "
+             "NULL, month TEXT NOT NULL);"
+             "INSERT INTO attempts SELECT * FROM attempts_now;"
+             "DROP TABLE attempts_now;"
+             "CREATE INDEX attempts_month ON attempts(month);"
+             "CREATE INDEX attempts_run ON attempts(run_id, month);"
+             "CREATE VIEW ledger AS SELECT a.month, a.at, r.workflow, a.run_id, a.task, "
+             "a.attempt, a.endpoint, a.tier, a.model, a.input_tokens, a.output_tokens, "
+             "a.cached_tokens, a.usage_estimated, a.cost_usd, a.outcome FROM attempts a JOIN "
+             "runs r ON r.id = a.run_id;"
+             "UPDATE meta SET value = 1 WHERE key = 'schema_version';");
+
+    f->st = open_ok(f->path);
+    assert_usd(raw_num(f->path, "SELECT value FROM meta WHERE key = 'schema_version'"),
+               FR_STORE_SCHEMA_VERSION);
+    assert_usd(raw_num(f->path, "SELECT count(*) FROM ledger WHERE outcome = 'quality'"), 1);
+    assert_usd(raw_num(f->path, "SELECT TOTAL(cost_usd) FROM attempts"), 0.25);
+    static const char *const outcomes[] = {"truncated", "refused", "tool_call", "no_answer"};
+    for (size_t i = 0; i < 4; i++)
+        book(f->st, "r1", "t", "e", "cloud", 0.01, 1, 1, 0, false, outcomes[i], "cut");
+    assert_usd(raw_num(f->path, "SELECT count(*) FROM ledger"), 5);
+}
+
 static void test_not_a_database(void **state)
 {
     fx *f = *state;
@@ -1184,6 +1227,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_readonly_and_observed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_readonly, setup, teardown),
         cmocka_unit_test_setup_teardown(test_newer_schema_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_migrate_v1, setup, teardown),
         cmocka_unit_test_setup_teardown(test_not_a_database, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unwritable_places, setup, teardown),
         cmocka_unit_test_setup_teardown(test_forked_child_refused, setup, teardown),
