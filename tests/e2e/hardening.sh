@@ -91,3 +91,29 @@ set -e
 expect_rc 1 "tasks waiting on a cooling endpoint"
 [ "$(jqr '[.tasks[] | select(.status == "failed")] | length')" -eq 2 ] || fail "not both tasks failed"
 pass "tasks waiting on a cooling endpoint end by their timeout: $(jqr '[.tasks[].reason] | join("; ")' | cut -c1-160)"
+
+# A Retry-After longer than the task's timeout: the retry moves to the
+# healthy second endpoint at once instead of waiting the task out.
+start_sim2() {
+  exec {S2}< <(exec "$FLOWRUN_SIM" --port 0 --latency 10 --tps 0 --model busy:faults=429,retry_after=100000)
+  SIM2_PID=$!
+  read -r -t 20 -u "$S2" SIM2_URL || fail "second simulator"
+}
+start_sim2
+cat >"$WORK/busy.lua" <<LUA
+endpoint "busy" { tier = "local", url = "$SIM2_URL/v1", model = "busy", quality = 0.9 }
+endpoint "backup" { tier = "local", url = "$SIM_URL/v1", model = "backup", quality = 0.5 }
+agent "w" { system = "You write." }
+task "t" { agent = "w", prompt = "REPLY: served", timeout = 20, complexity = 0.9 }
+LUA
+set +e
+timeout 60 "$FLOWRUN" "$WORK/busy.lua" --json --out "$WORK/o6" >"$WORK/stdout" 2>"$WORK/stderr"
+RC=$?
+set -e
+kill "$SIM2_PID" 2>/dev/null || true
+[ "$RC" -ne 124 ] || fail "a huge Retry-After kept the task past the watchdog"
+expect_rc 0 "Retry-After past the task's timeout with a healthy backup"
+[ "$(jqr '.tasks[0].endpoint')" = backup ] || fail "the task did not move to the backup: $(jqr '.tasks[0].endpoint')"
+[ "$(jqr '.tasks[0].decisions[0].endpoint')" = busy ] || fail "the task did not try busy first"
+[ "$(cat "$WORK/o6/t.txt")" = served ] || fail "the backup's output"
+pass "a Retry-After past the task's timeout moves the retry to the healthy endpoint"

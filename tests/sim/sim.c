@@ -165,6 +165,7 @@ int fr_sim_set_model(fr_sim *s, const fr_sim_model *m)
     e->tokens_per_s = m->tokens_per_s;
     e->max_concurrent = m->max_concurrent;
     e->refuse_max_tokens = m->refuse_max_tokens;
+    e->retry_after_s = m->retry_after_s;
     set_script(e, script, n);
     free(script);
     return FR_OK;

@@ -16,18 +16,20 @@
 typedef struct fr_sim fr_sim;
 
 typedef struct fr_sim_model {
-    const char *name;    /* model name as sent in requests; borrowed, copied */
-    double latency_ms;   /* before the first token */
-    double tokens_per_s; /* output rate after the first token; 0 = instant */
-    int max_concurrent;  /* requests beyond it get 429 + Retry-After; 0 = unlimited */
-    const char *faults;  /* "KIND+KIND+..." consumed in order by the model's successive
-                            requests, then normal; NULL or "" = none; borrowed, copied.
-                            Kinds: ok 429 500 503 529 cut hang badjson nousage badutf8
-                            error repeat badschema echokey (docs/testing.md) */
+    const char *name;       /* model name as sent in requests; borrowed, copied */
+    double latency_ms;      /* before the first token */
+    double tokens_per_s;    /* output rate after the first token; 0 = instant */
+    int max_concurrent;     /* requests beyond it get 429 + Retry-After; 0 = unlimited */
+    const char *faults;     /* "KIND+KIND+..." consumed in order by the model's successive
+                               requests, then normal; NULL or "" = none; borrowed, copied.
+                               Kinds: ok 429 500 503 529 cut hang badjson nousage badutf8
+                               error repeat badschema echokey (docs/testing.md) */
     bool refuse_max_tokens; /* OpenAI protocol: a request with max_tokens gets OpenAI's 400
                                "Unsupported parameter: 'max_tokens' ... Use
                                'max_completion_tokens' instead", as its reasoning models
                                answer; max_completion_tokens is served. Named models only. */
+    double retry_after_s;   /* the Retry-After its 429 and 503 replies carry, in seconds;
+                               0 = the default, 1 */
 } fr_sim_model;
 
 /* Returns a new simulator listening on `host`:`port` (port 0 picks a free

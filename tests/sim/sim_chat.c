@@ -372,6 +372,7 @@ bool fr_sim_chat_handle(conn *c, fr_sim_proto proto, const char *body, size_t le
     uint64_t now = uv_now(s->loop);
     if (now < e->retry_until)
         e->early++;
+    c->retry_after_s = e->retry_after_s > 0 ? e->retry_after_s : 1;
     e->in_flight++;
     if (e->in_flight > e->peak)
         e->peak = e->in_flight;
@@ -385,7 +386,7 @@ bool fr_sim_chat_handle(conn *c, fr_sim_proto proto, const char *body, size_t le
                  "again in 1s.",
                  q.model, max_conc);
         fr_sim_proto_send_error(c, proto, 429, msg, c->keep_alive);
-        e->retry_until = now + 1000;
+        e->retry_until = now + (uint64_t)(c->retry_after_s * 1000.0);
         goto cleanup;
     }
     fr_sim_fault fault = fr_sim_entry_next_fault(e);
@@ -401,7 +402,7 @@ bool fr_sim_chat_handle(conn *c, fr_sim_proto proto, const char *body, size_t le
                fr_sim_fault_name(fault));
         send_status_fault(c, proto, fault);
         if (fault == FR_SIM_FAULT_429 || fault == FR_SIM_FAULT_503)
-            e->retry_until = now + 1000; /* both carry Retry-After: 1 */
+            e->retry_until = now + (uint64_t)(c->retry_after_s * 1000.0); /* as Retry-After says */
         goto cleanup;
     }
 

@@ -65,6 +65,7 @@ typedef struct fr_sim_entry {
     double tokens_per_s;
     int max_concurrent;
     bool refuse_max_tokens; /* fr_sim_model.refuse_max_tokens */
+    double retry_after_s;   /* fr_sim_model.retry_after_s, 0 = 1 s */
     fr_sim_fault *script;   /* owned; consumed from script_pos */
     size_t nscript;
     size_t script_pos;
@@ -150,6 +151,7 @@ typedef struct fr_sim_conn {
     /* The value of the request's Authorization, x-api-key or x-goog-api-key
      * header ("" if none), kept only for the `echokey` fault to echo. */
     char credential[FR_SIM_MAX_CRED];
+    double retry_after_s; /* what this request's 429/503 asks, seconds */
     fr_sim_reply rep;
 } fr_sim_conn;
 

@@ -56,6 +56,8 @@ static void usage(FILE *f)
           "                     (e.g. faults=500+500+ok). refuse=max_tokens answers\n"
           "                     OpenAI's 400 to a request with max_tokens, as its reasoning\n"
           "                     models do (max_completion_tokens is served).\n"
+          "                     retry_after=S sets the Retry-After of its 429 and 503\n"
+          "                     replies (default 1).\n"
           "                     A line 'FAULT: KIND' in a prompt does the same per request.\n"
           "  --record FILE      append every chat request's body to FILE, one JSON line\n"
           "                     each: {\"path\": ..., \"body\": ...} (never its headers)\n"
@@ -123,13 +125,16 @@ static int apply_spec(const model_spec *spec, fr_sim_model *m)
             rc = parse_int(val, 1000000, &m->max_concurrent);
         else if (strcmp(kv, "faults") == 0)
             m->faults = val; /* checked when the model is set */
+        else if (strcmp(kv, "retry_after") == 0)
+            rc = parse_number(val, 1e7, &m->retry_after_s);
         else if (strcmp(kv, "refuse") == 0 && strcmp(val, "max_tokens") == 0)
             m->refuse_max_tokens = true;
         else if (strcmp(kv, "refuse") == 0)
             rc = -1; /* max_tokens is the one parameter it can refuse */
         else
-            return bad_usage("unknown --model key '%s' (use latency, tps, max, faults or refuse)",
-                             kv);
+            return bad_usage(
+                "unknown --model key '%s' (use latency, tps, max, faults, refuse or retry_after)",
+                kv);
         if (rc < 0)
             return bad_usage("bad --model value '%s'", val);
     }

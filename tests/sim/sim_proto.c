@@ -252,7 +252,10 @@ static json_t *anthropic_error(int status, const char *message)
 void fr_sim_proto_send_error(fr_sim_conn *c, fr_sim_proto proto, int status, const char *msg,
                              bool keep_alive)
 {
-    const char *extra = status == 429 || status == 503 ? "Retry-After: 1\r\n"
+    char retry[64];
+    snprintf(retry, sizeof retry, "Retry-After: %.0f\r\n",
+             c->retry_after_s > 0 ? c->retry_after_s : 1);
+    const char *extra = status == 429 || status == 503 ? retry
                         : status == 405                ? "Allow: POST\r\n" /* chat is POST only */
                                                        : "";
     json_t *doc;

@@ -74,7 +74,7 @@ static fixture *fixture_new(void)
     fx->sim = fr_sim_new(&fx->loop, "127.0.0.1", 0, &err);
     assert_non_null(fx->sim);
     assert_true(fr_sim_port(fx->sim) > 0);
-    fr_sim_model dflt = {NULL, 0, 0, 0, NULL, false}; /* instant, so tests never wait on time */
+    fr_sim_model dflt = {NULL, 0, 0, 0, NULL, false, 0}; /* instant, so tests never wait on time */
     fr_sim_set_model(fx->sim, &dflt);
     return fx;
 }
@@ -631,7 +631,7 @@ static void test_concurrency_limit(void **state)
 {
     (void)state;
     fixture *fx = fixture_new();
-    fr_sim_model lim = {"lim", 600000, 0, 2, NULL, false}; /* replies never come during the test */
+    fr_sim_model lim = {"lim", 600000, 0, 2, NULL, false, 0}; /* replies never come during the test */
     fr_sim_set_model(fx->sim, &lim);
     char *body = chat_body("lim", "REPLY: ok", NULL);
     client *c1 = client_open(fx);
@@ -679,7 +679,7 @@ static void test_concurrency_limit(void **state)
 
     /* The same for a stream cut after its first chunk: 1 token/s, so the
      * rest would take seconds. */
-    fr_sim_model slow = {"slow", 0, 1, 0, NULL, false};
+    fr_sim_model slow = {"slow", 0, 1, 0, NULL, false, 0};
     fr_sim_set_model(fx->sim, &slow);
     body = chat_body("slow", "REPLY: w1 w2 w3 w4 w5 w6 w7 w8 w9", "{\"stream\":true}");
     client *c4 = client_open(fx);
@@ -916,7 +916,7 @@ static void test_latency_lower_bound(void **state)
 {
     (void)state;
     fixture *fx = fixture_new();
-    fr_sim_model m = {"lat", 40, 100, 0, NULL, false}; /* 40 ms + 5 tokens at 100/s = 90 ms */
+    fr_sim_model m = {"lat", 40, 100, 0, NULL, false, 0}; /* 40 ms + 5 tokens at 100/s = 90 ms */
     fr_sim_set_model(fx->sim, &m);
     uint64_t t0 = uv_hrtime();
     json_t *doc = chat(fx, "lat", "REPLY: a b c d e", NULL);
@@ -946,7 +946,7 @@ static void test_free_with_open_connections(void **state)
 {
     (void)state;
     fixture *fx = fixture_new();
-    fr_sim_model m = {"hang", 600000, 0, 0, NULL, false};
+    fr_sim_model m = {"hang", 600000, 0, 0, NULL, false, 0};
     fr_sim_set_model(fx->sim, &m);
     char *body = chat_body("hang", "REPLY: never", "{\"stream\":true}");
     client *c = client_open(fx);
