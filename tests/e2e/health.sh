@@ -5,7 +5,7 @@
 # Retry-After window); a local endpoint that refuses connections
 # mid-run sheds its work to the others and the run finishes.
 source "$(dirname "$0")/lib.bash"
-start_sim --latency 20 --tps 0 --model limited:faults=429+429+429+429+429
+start_sim --latency 20 --tps 0 --model limited:faults=429+429+429+429+429 --model m2:latency=150
 
 cat >"$WORK/limited.lua" <<LUA
 workflow { defaults = { retries = 6 } }
@@ -45,8 +45,9 @@ for i in 1 6 12; do [ "$(cat "$WORK/o2/t$i.txt")" = "r$i" ] || fail "t$i output"
 pass "a local endpoint that refuses connections: its work went to box2 and the cloud, private work stayed local"
 
 # An endpoint that goes down mid-run: its own simulator process is killed
-# after it has answered some requests; the rest of the work moves on.
-exec {S2}< <(exec "$FLOWRUN_SIM" --port 0 --latency 30 --tps 0)
+# after it has answered some requests; the rest of the work moves on. Both
+# endpoints answer in 150 ms, so the run is still going when the kill lands.
+exec {S2}< <(exec "$FLOWRUN_SIM" --port 0 --latency 150 --tps 0)
 sim2=$!
 read -r -t 20 -u "$S2" SIM2_URL || fail "second simulator"
 cat >"$WORK/midrun.lua" <<LUA
