@@ -23,6 +23,7 @@ static const char *const fault_names[] = {
     [FR_SIM_FAULT_REPEAT] = "repeat",
     [FR_SIM_FAULT_BADSCHEMA] = "badschema",
     [FR_SIM_FAULT_ECHOKEY] = "echokey",
+    [FR_SIM_FAULT_ECHOOKEY] = "echookey",
 };
 #define NFAULTS (sizeof fault_names / sizeof fault_names[0])
 

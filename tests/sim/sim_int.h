@@ -43,6 +43,7 @@ typedef enum fr_sim_fault {
     FR_SIM_FAULT_REPEAT,
     FR_SIM_FAULT_BADSCHEMA,
     FR_SIM_FAULT_ECHOKEY,
+    FR_SIM_FAULT_ECHOOKEY,
 } fr_sim_fault;
 
 /* What the reply must be: text, any JSON object, or JSON for a schema. */
