@@ -5,6 +5,7 @@
 #include "engine/util/mem.h"
 
 #include <lauxlib.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -291,6 +292,17 @@ static int push_args(lua_State *L)
     return 3;
 }
 
+/* The line where the function of registry reference `ref` is defined, for
+ * a message about what it returned; 0 when unknown. */
+static int defined_line(lua_State *L, int ref)
+{
+    lua_Debug ar;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ref); /* [fn] */
+    if (!lua_getinfo(L, ">S", &ar))         /* [] */
+        return 0;
+    return ar.linedefined > 0 ? ar.linedefined : 0;
+}
+
 /* Pushes the function of registry reference `ref` and calls it with copies
  * of `a`, `b` and `c` (borrowed), leaving one result on FR_OK. */
 static int call_with(fr_policy *p, int ref, const json_t *a, const json_t *b, const json_t *c,
@@ -305,22 +317,17 @@ static int call_with(fr_policy *p, int ref, const json_t *a, const json_t *b, co
     lua_pushlightuserdata(L, (void *)b);
     lua_pushlightuserdata(L, (void *)c);      /* [fn, push, ud, ud, ud] */
     int rc = fr_lua_call(L, 3, 3, what, err); /* [fn, a, b, c] */
-    if (rc != FR_OK) {
+    if (rc != FR_OK)
         lua_pop(L, 1); /* [] */
-        return rc;
+    else
+        rc = fr_lua_call(L, 3, 1, what, err); /* [ret] */
+    if (rc != FR_OK && err && !err->source[0]) {
+        /* Failed outside any line of the policy (copying the arguments):
+         * the function's own line. */
+        snprintf(err->source, sizeof err->source, "%s", p->path);
+        err->line = defined_line(L, ref);
     }
-    return fr_lua_call(L, 3, 1, what, err); /* [ret] */
-}
-
-/* The line where the function of registry reference `ref` is defined, for
- * a message about what it returned; 0 when unknown. */
-static int defined_line(lua_State *L, int ref)
-{
-    lua_Debug ar;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, ref); /* [fn] */
-    if (!lua_getinfo(L, ">S", &ar))         /* [] */
-        return 0;
-    return ar.linedefined > 0 ? ar.linedefined : 0;
+    return rc;
 }
 
 /* Calls route; see fr_policy_route. Sets *not_candidate when the answer was

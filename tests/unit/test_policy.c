@@ -580,6 +580,52 @@ static void test_route_error_has_file_and_line(void **state)
     fr_policy_free(p);
 }
 
+/* Copying the arguments in runs protected too: a task too big for the
+ * policy's memory cap fails that decision with the route's line, it does
+ * not abort the process, and the policy goes on working. */
+static void test_arguments_beyond_the_memory_cap(void **state)
+{
+    (void)state;
+    fr_lua_limits lim = {.mem_bytes = 1u << 20};
+    fr_policy *p = load_code("local n = 0\n"
+                             "return { route = function(task, candidates, run)\n"
+                             "  return candidates[1]\n"
+                             "end,\n"
+                             "on_result = function(task, result, run) return 'accept' end }\n",
+                             &lim);
+    size_t big = 2u << 20;
+    char *text = malloc(big + 1);
+    assert_non_null(text);
+    memset(text, 'x', big);
+    text[big] = '\0';
+    for (int round = 0; round < 2; round++) {
+        fr_error err = {0};
+        json_t *t = task(0.5, "first", NULL);
+        json_object_set_new(t, "note", json_string(text));
+        assert_int_equal(route_rc(p, t, cands(MID(4), NULL), &err, NULL), FR_ELIMIT);
+        assert_string_equal(err.source, "policies/host.lua");
+        assert_int_equal(err.line, 2);
+        assert_non_null(strstr(err.msg, "memory limit"));
+
+        memset(&err, 0, sizeof err);
+        json_t *tk = task(0.5, "first", NULL);
+        json_t *res = json_pack("{s:s}", "text", text);
+        json_t *r = run_info();
+        fr_verdict v;
+        assert_int_equal(fr_policy_on_result(p, tk, res, r, &v, &err), FR_ELIMIT);
+        assert_int_equal(err.line, 5);
+        json_decref(tk);
+        json_decref(res);
+        json_decref(r);
+
+        memset(&err, 0, sizeof err);
+        assert_int_equal(route_rc(p, task(0.5, "first", NULL), cands(MID(4), NULL), &err, NULL),
+                         FR_OK);
+    }
+    free(text);
+    fr_policy_free(p);
+}
+
 static void test_limits_cannot_be_swallowed(void **state)
 {
     (void)state;
@@ -909,6 +955,7 @@ int main(void)
         cmocka_unit_test(test_route_answers),
         cmocka_unit_test(test_route_error_has_file_and_line),
         cmocka_unit_test(test_limits_cannot_be_swallowed),
+        cmocka_unit_test(test_arguments_beyond_the_memory_cap),
         cmocka_unit_test(test_on_result_verdicts),
         cmocka_unit_test(test_check_refuses_broken_versions),
         cmocka_unit_test(test_check_names_and_real_candidates),
