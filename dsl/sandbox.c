@@ -572,17 +572,21 @@ static int traceback(lua_State *L)
     if (!msg && lua_checkstack(L, 4)) {
         bool budget_left = !sb->instr_tripped && !sb->mem_tripped;
         if (budget_left && luaL_getmetafield(L, 1, "__tostring") != LUA_TNIL) {
-            lua_pushvalue(L, 1); /* [err, ..., tostring, err] */
-            if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_type(L, -1) == LUA_TSTRING) {
-                msg = lua_tostring(L, -1); /* [err, ..., text] */
+            lua_pushvalue(L, 1);            /* [err, ..., tostring, err] */
+            int st = lua_pcall(L, 1, 1, 0); /* [err, ..., text | its error] */
+            if (st == LUA_OK && lua_type(L, -1) == LUA_TSTRING) {
+                msg = lua_tostring(L, -1);
             } else {
                 /* Its own error, without the position: that one names the
                  * line where the object was raised. */
                 fr_error why = {0};
-                if (lua_type(L, -1) == LUA_TSTRING)
+                if (st == LUA_OK)
+                    snprintf(why.msg, sizeof why.msg, "it returned a %s, not a string",
+                             luaL_typename(L, -1));
+                else if (lua_type(L, -1) == LUA_TSTRING)
                     fr_lua_error_from_msg(&why, FR_ELUA, lua_tostring(L, -1));
                 else
-                    snprintf(why.msg, sizeof why.msg, "it did not return a string");
+                    snprintf(why.msg, sizeof why.msg, "it raised a %s", luaL_typename(L, -1));
                 msg = lua_pushfstring(L, "(error object is a %s value; its __tostring failed: %s)",
                                       luaL_typename(L, 1), why.msg);
             }
