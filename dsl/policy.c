@@ -5,6 +5,7 @@
 #include "engine/util/mem.h"
 
 #include <lauxlib.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -123,40 +124,66 @@ static char *base_name(const char *path)
     return fr_xstrndup(b, n);
 }
 
+/* Stores references to route (arg 1) and on_result (arg 2, a function or
+ * nil) in the policy (arg 3, light userdata). Runs protected. */
+static int take_refs(lua_State *L)
+{
+    fr_policy *p = lua_touserdata(L, 3);
+    lua_settop(L, 2); /* [route, on_result] */
+    if (lua_isfunction(L, 2))
+        p->on_result_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* [route] */
+    else
+        lua_pop(L, 1);
+    p->route_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* [] */
+    return 0;
+}
+
+/* Reads the exports of the module (arg 1) and returns route, on_result.
+ * Runs protected through fr_lua_call: the module may be a table whose
+ * metamethods run (an __index that inherits from a base table is fine, one
+ * that raises an error fails the load with its file:line). */
+static int get_exports(lua_State *L)
+{
+    lua_getfield(L, 1, "route");     /* [module, route] */
+    lua_getfield(L, 1, "on_result"); /* [module, route, on_result] */
+    return 2;
+}
+
 /* Loads the chunk on top of the stack (pushed by the caller) as policy
- * `p`: runs it, checks what it returns, keeps references to its functions. */
+ * `p`: runs it, checks what it returns, keeps references to its functions.
+ * Every access to what the file returned runs protected. */
 static int adopt_module(fr_policy *p, fr_error *err)
 {
     lua_State *L = p->L;
     int rc = fr_lua_call(L, 0, 1, "policy file", err); /* [module] */
     if (rc != FR_OK)
         return rc;
-    rc = FR_EPOLICY;
     if (!lua_istable(L, -1)) {
-        fr_error_set(err, rc, p->path, 0,
-                     "a policy file must return a table with a route function");
         lua_pop(L, 1);
-        return rc;
+        return fr_error_set(err, FR_EPOLICY, p->path, 0,
+                            "a policy file must return a table with a route function");
     }
-    lua_getfield(L, -1, "route"); /* [module, route] */
-    if (!lua_isfunction(L, -1)) {
-        fr_error_set(err, rc, p->path, 0, "the returned table has no function 'route'");
+    lua_pushcfunction(L, get_exports); /* [module, get] */
+    lua_insert(L, -2);                 /* [get, module] */
+    rc = fr_lua_call(L, 1, 2, "reading the table the policy file returned", err);
+    if (rc != FR_OK)
+        return rc; /* [] */
+    /* [route, on_result] */
+    if (!lua_isfunction(L, -2)) {
         lua_pop(L, 2);
-        return rc;
+        return fr_error_set(err, FR_EPOLICY, p->path, 0,
+                            "the returned table has no function 'route'");
     }
-    p->route_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* [module] */
-    lua_getfield(L, -1, "on_result");              /* [module, on_result] */
     if (!lua_isnil(L, -1) && !lua_isfunction(L, -1)) {
-        fr_error_set(err, rc, p->path, 0, "'on_result' must be a function when present");
         lua_pop(L, 2);
-        return rc;
+        return fr_error_set(err, FR_EPOLICY, p->path, 0,
+                            "'on_result' must be a function when present");
     }
-    if (lua_isfunction(L, -1))
-        p->on_result_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* [module] */
-    else
-        lua_pop(L, 1);
-    lua_pop(L, 1); /* [] */
-    return FR_OK;
+    /* luaL_ref may raise a memory error: it runs protected too. */
+    lua_pushcfunction(L, take_refs);                 /* [route, on_result, take] */
+    lua_insert(L, -3);                               /* [take, route, on_result] */
+    lua_pushlightuserdata(L, p);                     /* [take, route, on_result, p] */
+    return fr_lua_call(L, 3, 0, "policy file", err); /* [] */
 }
 
 static fr_policy *policy_new(const char *path, const fr_lua_limits *lim, int version)
@@ -255,6 +282,54 @@ static long find_candidate(const json_t *candidates, const char *name)
     return -1;
 }
 
+/* Pushes Lua copies of the three JSON values passed as light userdata.
+ * Runs protected (through fr_lua_call), so running out of memory while
+ * copying is an error of the call, not an abort. */
+static int push_args(lua_State *L)
+{
+    for (int i = 1; i <= 3; i++)
+        fr_lua_push_json(L, lua_touserdata(L, i)); /* [ud, ud, ud, v...] */
+    return 3;
+}
+
+/* The line where the function of registry reference `ref` is defined, for
+ * a message about what it returned; 0 when unknown. */
+static int defined_line(lua_State *L, int ref)
+{
+    lua_Debug ar;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ref); /* [fn] */
+    if (!lua_getinfo(L, ">S", &ar))         /* [] */
+        return 0;
+    return ar.linedefined > 0 ? ar.linedefined : 0;
+}
+
+/* Pushes the function of registry reference `ref` and calls it with copies
+ * of `a`, `b` and `c` (borrowed), leaving one result on FR_OK. */
+static int call_with(fr_policy *p, int ref, const json_t *a, const json_t *b, const json_t *c,
+                     const char *what, fr_error *err)
+{
+    lua_State *L = p->L;
+    if (!lua_checkstack(L, 6))
+        return fr_error_set(err, FR_ELIMIT, p->path, 0, "%s: Lua stack exhausted", what);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ref); /* [fn] */
+    lua_pushcfunction(L, push_args);        /* [fn, push] */
+    lua_pushlightuserdata(L, (void *)a);
+    lua_pushlightuserdata(L, (void *)b);
+    lua_pushlightuserdata(L, (void *)c);      /* [fn, push, ud, ud, ud] */
+    int rc = fr_lua_call(L, 3, 3, what, err); /* [fn, a, b, c] */
+    if (rc != FR_OK)
+        lua_pop(L, 1); /* [] */
+    else
+        rc = fr_lua_call(L, 3, 1, what, err); /* [ret] */
+    if (rc != FR_OK && err && !err->source[0]) {
+        /* Failed outside any line of the policy (copying the arguments):
+         * the function's own line. */
+        snprintf(err->source, sizeof err->source, "%s", p->path);
+        err->line = defined_line(L, ref);
+    }
+    return rc;
+}
+
 /* Calls route; see fr_policy_route. Sets *not_candidate when the answer was
  * a name (or a table with a name) that is none of the candidates. */
 static int route_call(fr_policy *p, const json_t *task, const json_t *candidates, const json_t *run,
@@ -263,45 +338,41 @@ static int route_call(fr_policy *p, const json_t *task, const json_t *candidates
     lua_State *L = p->L;
     *choice = NULL;
     *not_candidate = false;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, p->route_ref); /* [route] */
-    fr_lua_push_json(L, task);                       /* [route, task] */
-    fr_lua_push_json(L, candidates);                 /* [route, task, cands] */
-    fr_lua_push_json(L, run);                        /* [route, task, cands, run] */
-    int rc = fr_lua_call(L, 3, 1, "route", err);     /* [ret] */
+    int rc = call_with(p, p->route_ref, task, candidates, run, "route", err); /* [ret] */
     if (rc != FR_OK)
         return rc;
-    const char *name = NULL;
-    if (lua_type(L, -1) == LUA_TSTRING)
-        name = lua_tostring(L, -1);
-    else if (lua_istable(L, -1)) {
-        {
-            lua_pushliteral(L, "name"); /* [ret, "name"] */
-            lua_rawget(L, -2);          /* [ret, name] */
-            if (lua_type(L, -1) == LUA_TSTRING)
-                name = lua_tostring(L, -1);
-            lua_remove(L, -2); /* [name] */
-        }
-    } else if (lua_isnil(L, -1)) {
+    /* [ret] Read with raw access only: no metamethod of the answer runs. */
+    if (lua_isnil(L, -1)) {
         lua_pop(L, 1);
         return FR_OK;
     }
+    int line = defined_line(L, p->route_ref);
+    const char *name = NULL;
+    if (lua_istable(L, -1)) {
+        lua_pushliteral(L, "name"); /* [ret, "name"] */
+        lua_rawget(L, -2);          /* [ret, name] */
+    } else {
+        lua_pushvalue(L, -1); /* [ret, ret] */
+    }
+    if (lua_type(L, -1) == LUA_TSTRING)
+        name = lua_tostring(L, -1);
     rc = FR_OK;
     if (!name)
-        rc = fr_error_set(err, FR_EPOLICY, p->path, 0,
-                          "route returned a %s; expected a candidate, its name, or nil",
-                          luaL_typename(L, -1));
+        rc = fr_error_set(err, FR_EPOLICY, p->path, line,
+                          "route returned a %s%s; expected a candidate, its name, or nil",
+                          luaL_typename(L, -2), lua_istable(L, -2) ? " without a name" : "");
     else if (strlen(name) != lua_rawlen(L, -1))
-        rc = fr_error_set(err, FR_EPOLICY, p->path, 0,
+        rc = fr_error_set(err, FR_EPOLICY, p->path, line,
                           "route returned a name holding a NUL byte ('%s...'); return a "
                           "candidate or its exact name",
                           name);
     else if (find_candidate(candidates, name) < 0) {
         *not_candidate = true;
-        rc = fr_error_set(err, FR_EPOLICY, p->path, 0,
+        rc = fr_error_set(err, FR_EPOLICY, p->path, line,
                           "route returned '%s', which is not one of the candidates", name);
     } else
         *choice = fr_xstrdup(name);
-    lua_pop(L, 1);
+    lua_pop(L, 2); /* [] */
     return rc;
 }
 
@@ -324,11 +395,7 @@ int fr_policy_on_result(fr_policy *p, const json_t *task, const json_t *result, 
     if (!fr_policy_has_on_result(p))
         return FR_OK;
     lua_State *L = p->L;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, p->on_result_ref); /* [fn] */
-    fr_lua_push_json(L, task);
-    fr_lua_push_json(L, result);
-    fr_lua_push_json(L, run);                        /* [fn, task, result, run] */
-    int rc = fr_lua_call(L, 3, 1, "on_result", err); /* [ret] */
+    int rc = call_with(p, p->on_result_ref, task, result, run, "on_result", err); /* [ret] */
     if (rc != FR_OK)
         return rc;
     const char *s = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
@@ -339,7 +406,7 @@ int fr_policy_on_result(fr_policy *p, const json_t *task, const json_t *result, 
     else if (s && strcmp(s, "escalate") == 0)
         *verdict = FR_VERDICT_ESCALATE;
     else
-        rc = fr_error_set(err, FR_EPOLICY, p->path, 0,
+        rc = fr_error_set(err, FR_EPOLICY, p->path, defined_line(L, p->on_result_ref),
                           "on_result returned %s; expected \"accept\", \"retry\" or \"escalate\"",
                           s ? s : luaL_typename(L, -1));
     lua_pop(L, 1);

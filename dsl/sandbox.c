@@ -34,6 +34,8 @@ typedef struct sandbox {
     bool mem_tripped; /* an allocation was refused during the call */
     int trip_line;    /* where the budget ran out, 0 = unknown */
     char trip_source[512];
+    int err_line; /* where the last error was raised (traceback), 0 = unknown */
+    char err_source[512];
     char component[96]; /* "lua:<name>" */
     char *paths[MAX_PATHS];
     size_t npaths;
@@ -50,6 +52,7 @@ static sandbox *sandbox_of(lua_State *L)
 }
 
 static void hook(lua_State *L, lua_Debug *ar);
+static bool innermost_position(lua_State *L, int level, char *src, size_t n, int *line);
 
 static void *budget_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
@@ -67,6 +70,11 @@ static void *budget_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
              * for a retry): the hook fails every instruction until
              * fr_lua_call returns. lua_sethook is safe to call anywhere. */
             sb->mem_tripped = true;
+            /* A memory error skips the message handler, so the line is
+             * taken here: the innermost Lua function allocating. */
+            if (sb->trip_line == 0)
+                innermost_position(sb->L, 0, sb->trip_source, sizeof sb->trip_source,
+                                   &sb->trip_line);
             lua_sethook(sb->L, hook, LUA_MASKCOUNT, 1);
         }
         return NULL;
@@ -78,14 +86,38 @@ static void *budget_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     return p;
 }
 
+/* Copies the source of the Lua function of `ar` (filled with "Sl") into
+ * `src`: the full file name, not Lua's shortened one. */
+static void source_of(const lua_Debug *ar, char *src, size_t n)
+{
+    const char *s = ar->source[0] == '@' || ar->source[0] == '=' ? ar->source + 1 : ar->short_src;
+    snprintf(src, n, "%s", s);
+}
+
+/* Finds the innermost Lua function with a known line at stack `level` or
+ * above and stores its source and line; returns false (leaving them) when
+ * there is none. Reads the stack only, allocates nothing: safe inside the
+ * allocator and the message handler. */
+static bool innermost_position(lua_State *L, int level, char *src, size_t n, int *line)
+{
+    lua_Debug ar;
+    for (; lua_getstack(L, level, &ar); level++) {
+        if (!lua_getinfo(L, "Sl", &ar) || ar.currentline <= 0)
+            continue;
+        source_of(&ar, src, n);
+        *line = ar.currentline;
+        return true;
+    }
+    return false;
+}
+
 /* Remembers where the budget ran out: the function of activation `ar`. */
 static void record_trip(sandbox *sb, lua_State *L, lua_Debug *ar)
 {
     if (sb->trip_line != 0 || !lua_getinfo(L, "Sl", ar) || ar->currentline <= 0)
         return;
     sb->trip_line = ar->currentline;
-    const char *src = ar->source[0] == '@' || ar->source[0] == '=' ? ar->source + 1 : ar->short_src;
-    snprintf(sb->trip_source, sizeof sb->trip_source, "%s", src);
+    source_of(ar, sb->trip_source, sizeof sb->trip_source);
 }
 
 static void hook(lua_State *L, lua_Debug *ar)
@@ -399,6 +431,33 @@ static void untruncate_source(const sandbox *sb, fr_error *err)
     }
 }
 
+/* Hands a chunk to lua_load one line at a time, so that an error the
+ * parser raises without a position (C stack overflow in deep nesting, the
+ * memory limit) can still name the line it was reading. */
+typedef struct line_reader {
+    const char *p;
+    size_t left;
+    int line; /* the line of the piece handed out last; 0 before the first */
+} line_reader;
+
+static const char *read_line(lua_State *L, void *ud, size_t *size)
+{
+    (void)L;
+    line_reader *r = ud;
+    if (r->left == 0) {
+        *size = 0;
+        return NULL;
+    }
+    const char *nl = memchr(r->p, '\n', r->left);
+    size_t n = nl ? (size_t)(nl - r->p) + 1 : r->left;
+    const char *piece = r->p;
+    r->p += n;
+    r->left -= n;
+    r->line++;
+    *size = n;
+    return piece;
+}
+
 /* Loads `len` bytes of text `code` as chunk `chunkname`, sets its _ENV to
  * the sandbox environment and leaves the function on the stack. */
 static int load_chunk(lua_State *L, const char *code, size_t len, const char *chunkname,
@@ -410,16 +469,25 @@ static int load_chunk(lua_State *L, const char *code, size_t len, const char *ch
         code += 3; /* a UTF-8 byte order mark, as some editors write one */
         len -= 3;
     }
-    int st = luaL_loadbufferx(L, code, len, chunkname, "t"); /* [fn | msg] */
+    line_reader rd = {.p = code, .left = len};
+    int st = lua_load(L, read_line, &rd, chunkname, "t"); /* [fn | msg] */
+    int line = rd.line > 0 ? rd.line : 1;
     if (st == LUA_ERRMEM) {
         lua_pop(L, 1);
-        return fr_error_set(err, FR_ELIMIT, source, 0, "memory limit exceeded while parsing");
+        return fr_error_set(err, FR_ELIMIT, source, line, "memory limit exceeded while parsing");
     }
     if (st != LUA_OK) {
         const char *msg = lua_tostring(L, -1);
         int rc = fr_lua_error_from_msg(err, FR_ESYNTAX, msg ? msg : "syntax error");
         if (err && !err->source[0])
             snprintf(err->source, sizeof err->source, "%s", source);
+        if (err && err->line == 0) {
+            err->line = line; /* where the parser was reading */
+            if (strcmp(err->msg, "C stack overflow") == 0)
+                snprintf(err->msg, sizeof err->msg,
+                         "C stack overflow: the code nests too deeply here (Lua allows about "
+                         "200 levels of tables, calls and blocks); flatten it");
+        }
         untruncate_source(sandbox_of(L), err);
         lua_pop(L, 1);
         return rc;
@@ -490,16 +558,44 @@ int fr_sandbox_load_string(lua_State *L, const char *code, size_t len, const cha
     return rc;
 }
 
-/* Message handler: turns any error value into a string with a traceback. */
+/* Message handler: turns any error value into a string with a traceback,
+ * and remembers the innermost Lua line on the stack, for errors whose
+ * message carries none (error({}), error(), error("text", 0)). An object
+ * with __tostring is described by it, called protected: a failing one
+ * cannot replace the error being reported. */
 static int traceback(lua_State *L)
 {
+    sandbox *sb = sandbox_of(L);
+    if (!innermost_position(L, 1, sb->err_source, sizeof sb->err_source, &sb->err_line))
+        sb->err_line = 0;
     const char *msg = lua_tostring(L, 1);
-    if (!msg) {
-        if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
-            msg = lua_tostring(L, -1);
-        else
+    if (!msg && lua_checkstack(L, 4)) {
+        bool budget_left = !sb->instr_tripped && !sb->mem_tripped;
+        if (budget_left && luaL_getmetafield(L, 1, "__tostring") != LUA_TNIL) {
+            lua_pushvalue(L, 1);            /* [err, ..., tostring, err] */
+            int st = lua_pcall(L, 1, 1, 0); /* [err, ..., text | its error] */
+            if (st == LUA_OK && lua_type(L, -1) == LUA_TSTRING) {
+                msg = lua_tostring(L, -1);
+            } else {
+                /* Its own error, without the position: that one names the
+                 * line where the object was raised. */
+                fr_error why = {0};
+                if (st == LUA_OK)
+                    snprintf(why.msg, sizeof why.msg, "it returned a %s, not a string",
+                             luaL_typename(L, -1));
+                else if (lua_type(L, -1) == LUA_TSTRING)
+                    fr_lua_error_from_msg(&why, FR_ELUA, lua_tostring(L, -1));
+                else
+                    snprintf(why.msg, sizeof why.msg, "it raised a %s", luaL_typename(L, -1));
+                msg = lua_pushfstring(L, "(error object is a %s value; its __tostring failed: %s)",
+                                      luaL_typename(L, 1), why.msg);
+            }
+        } else {
             msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+        }
     }
+    if (!msg)
+        return 1;                 /* no stack left: the object as it is */
     luaL_traceback(L, L, msg, 1); /* [err, ..., msg+traceback] */
     return 1;
 }
@@ -531,6 +627,7 @@ int fr_lua_call(lua_State *L, int nargs, int nresults, const char *what, fr_erro
         sb->trip_source[0] = '\0';
         lua_sethook(L, hook, LUA_MASKCOUNT, sb->step);
     }
+    sb->err_line = 0;
     lua_pushcfunction(L, traceback); /* [fn, args..., tb] */
     lua_insert(L, base);             /* [tb, fn, args...] */
     sb->depth++;
@@ -561,6 +658,11 @@ int fr_lua_call(lua_State *L, int nargs, int nresults, const char *what, fr_erro
                               sb->instr_limit);
     } else {
         rc = fr_lua_error_from_msg(err, FR_ELUA, msg ? msg : "error");
+        if (err && err->line == 0 && sb->err_line > 0) {
+            /* The message has no position: the line the handler saw. */
+            snprintf(err->source, sizeof err->source, "%s", sb->err_source);
+            err->line = sb->err_line;
+        }
         if (err && what[0]) {
             char *m = fr_xasprintf("%s%s%s", what, sep, err->msg);
             snprintf(err->msg, sizeof err->msg, "%s", m);
@@ -568,6 +670,7 @@ int fr_lua_call(lua_State *L, int nargs, int nresults, const char *what, fr_erro
         }
     }
     untruncate_source(sb, err);
+    sb->err_line = 0; /* an outer call's failure must not see this one's line */
     lua_settop(L, base - 1);
     return rc;
 }

@@ -1249,6 +1249,60 @@ static int ask_on_result(fr_run *r, task_rt *t, const fr_reply *reply, const fr_
     return FR_OK;
 }
 
+/* Redacts the known keys in every string of `v` (borrowed, changed in
+ * place): values and member names. */
+static void redact_json(json_t *v)
+{
+    if (json_is_string(v)) {
+        size_t len = json_string_length(v);
+        char *s = fr_xstrndup(json_string_value(v), len);
+        if (fr_redact_secrets(&s, &len))
+            json_string_setn_nocheck(v, s, len);
+        free(s); /* no key left in it either way */
+    } else if (json_is_array(v)) {
+        size_t i;
+        json_t *item;
+        json_array_foreach(v, i, item)
+        {
+            redact_json(item);
+        }
+    } else if (json_is_object(v)) {
+        const char *key;
+        json_t *member;
+        void *tmp;
+        json_object_foreach_safe(v, tmp, key, member)
+        {
+            redact_json(member);
+            size_t len = strlen(key);
+            char *k = fr_xstrndup(key, len);
+            if (fr_redact_secrets(&k, &len)) {
+                json_object_set(v, k, member); /* the new name; the old one goes */
+                json_object_del(v, key);
+            }
+            free(k);
+        }
+    }
+}
+
+/* A model may repeat a key it was shown (in a prompt, a file, a previous
+ * reply). on_done calls this where a reply is accepted, before any check,
+ * hook, output, report, cache row or dependent sees it (and try_cache on a
+ * hit, for rows an older flowrun stored): every registered key in its text,
+ * its JSON and the model name becomes [REDACTED], so none of those can. */
+static void redact_reply(const task_rt *t, const char *endpoint, fr_reply *reply)
+{
+    size_t len = reply->text ? strlen(reply->text) : 0;
+    bool hit = fr_redact_secrets(&reply->text, &len);
+    if (reply->json)
+        redact_json(reply->json);
+    len = reply->model ? strlen(reply->model) : 0;
+    fr_redact_secrets(&reply->model, &len);
+    if (hit)
+        fr_log(FR_LOG_WARN, "run",
+               "task=%s endpoint=%s reply=redacted why=\"the reply repeats an API key\"",
+               t->run->wf->tasks[t->idx].name, endpoint);
+}
+
 static void on_done(void *ud, const fr_http_result *res)
 {
     task_rt *t = ud;
@@ -1286,6 +1340,7 @@ static void on_done(void *ud, const fr_http_result *res)
     fr_usage used = {0};
     t->finish_outcome = NULL;
     if (rc == FR_OK) {
+        redact_reply(t, e->spec->name, &reply);
         /* Whatever happens next, this reply was billed. */
         used = reply.usage;
         cost = fr_run_cost(e->spec, &reply.usage);
@@ -1433,6 +1488,7 @@ static bool try_cache(fr_run *r, task_rt *t)
         free(key);
         if (!hit)
             continue;
+        redact_reply(t, r->eps[e].spec->name, &reply); /* a row an older flowrun stored */
         /* A cached reply passes the task's gates as they are now: a schema
          * or check changed since it was stored applies to it too. */
         fr_error gerr = {0};

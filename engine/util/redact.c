@@ -3,6 +3,7 @@
 #include "engine/util/buf.h"
 #include "engine/util/mem.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -78,16 +79,17 @@ bool fr_redact_needed(const char *s)
 }
 
 /* The length of the longest registered secret, or run of at least
- * FR_REDACT_MIN_PREFIX of its first bytes, that starts at `p`; 0 if none. */
-static size_t secret_at(const char *p)
+ * FR_REDACT_MIN_PREFIX of its first bytes, that starts at `p` within
+ * `avail` bytes; 0 if none. */
+static size_t secret_at(const char *p, size_t avail)
 {
     size_t best = 0;
-    for (size_t i = 0; i < g_nsecrets; i++) {
+    for (size_t i = 0; i < g_nsecrets && avail > 0; i++) {
         const secret *k = &g_secrets[i];
         if (*p != k->s[0])
             continue;
         size_t n = 0;
-        while (n < k->len && p[n] == k->s[n])
+        while (n < k->len && n < avail && p[n] == k->s[n])
             n++;
         size_t min = k->len < FR_REDACT_MIN_PREFIX ? k->len : FR_REDACT_MIN_PREFIX;
         if (n >= min && n > best)
@@ -183,7 +185,7 @@ static bool redact_secrets(const char *s, fr_buf *out)
 {
     bool hit = false;
     for (const char *p = s; *p;) {
-        size_t n = secret_at(p);
+        size_t n = secret_at(p, SIZE_MAX); /* the NUL ends every comparison */
         if (n) {
             fr_buf_puts(out, FR_REDACTED);
             p += n;
@@ -224,6 +226,39 @@ static void wipe_free(char *s)
         return;
     wipe_memset(s, 0, strlen(s));
     free(s);
+}
+
+bool fr_redact_secrets(char **s, size_t *len)
+{
+    if (!*s || g_nsecrets == 0)
+        return false;
+    const char *text = *s;
+    fr_buf b;
+    fr_buf_init(&b, 0);
+    bool hit = false;
+    size_t done = 0; /* bytes of text already copied to b */
+    for (size_t i = 0; i < *len;) {
+        size_t n = secret_at(text + i, *len - i);
+        if (!n) {
+            i++;
+            continue;
+        }
+        fr_buf_append(&b, text + done, i - done);
+        fr_buf_puts(&b, FR_REDACTED);
+        i += n;
+        done = i;
+        hit = true;
+    }
+    if (!hit) {
+        fr_buf_close(&b);
+        return false;
+    }
+    fr_buf_append(&b, text + done, *len - done);
+    wipe_memset(*s, 0, *len);
+    free(*s);
+    *len = b.len;
+    *s = fr_buf_take(&b);
+    return true;
 }
 
 char *fr_redact(const char *s)

@@ -10,6 +10,7 @@
  * is safe from any thread in between. */
 
 #include <stdbool.h>
+#include <stddef.h>
 
 /* The text every redacted value is replaced with. */
 #define FR_REDACTED "[REDACTED]"
@@ -35,6 +36,17 @@ void fr_redact_clear(void);
  * or `s` mentions a credential header or a key= parameter. A cheap test for
  * callers that want to skip the copy; false for NULL. */
 bool fr_redact_needed(const char *s);
+
+/* Replaces, in the owned string *s of *len bytes (NUL-terminated after
+ * them; NUL bytes inside are fine), every registered secret and every run
+ * of at least FR_REDACT_MIN_PREFIX of its first bytes with FR_REDACTED, as
+ * fr_redact does; the header and query patterns are left alone, since this
+ * is for content (a reply that repeats a key it was shown), where a word
+ * like "Authorization:" is ordinary text. When something was replaced, *s
+ * becomes a new owned string (the old one is overwritten, then freed), *len
+ * its length, and it returns true; otherwise it changes nothing (no copy)
+ * and returns false. A NULL *s is fine. Threads: as fr_redact. */
+bool fr_redact_secrets(char **s, size_t *len);
 
 /* Returns an owned copy of `s` (borrowed) in which
  *   - every registered secret, and every run of at least

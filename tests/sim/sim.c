@@ -26,6 +26,7 @@ static const char *const fault_names[] = {
     [FR_SIM_FAULT_REFUSAL] = "refusal",
     [FR_SIM_FAULT_TOOLCALL] = "toolcall",
     [FR_SIM_FAULT_THINKING] = "thinking",
+    [FR_SIM_FAULT_ECHOOKEY] = "echookey",
 };
 #define NFAULTS (sizeof fault_names / sizeof fault_names[0])
 

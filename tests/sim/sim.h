@@ -23,7 +23,8 @@ typedef struct fr_sim_model {
     const char *faults;     /* "KIND+KIND+..." consumed in order by the model's successive
                                requests, then normal; NULL or "" = none; borrowed, copied.
                                Kinds: ok 429 500 503 529 cut hang badjson nousage badutf8
-                               error repeat badschema echokey (docs/testing.md) */
+                               error repeat badschema echokey echookey refusal
+                               toolcall thinking (docs/testing.md) */
     bool refuse_max_tokens; /* OpenAI protocol: a request with max_tokens gets OpenAI's 400
                                "Unsupported parameter: 'max_tokens' ... Use
                                'max_completion_tokens' instead", as its reasoning models

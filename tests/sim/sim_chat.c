@@ -188,22 +188,28 @@ static bool prompt_fault(const json_t *messages, int *fault, char *msg, size_t m
         n--;
     *fault = fr_sim_fault_parse(p, n);
     if (*fault < 0)
-        snprintf(msg, msg_size,
-                 "Unknown FAULT kind '%.*s' (use ok, 429, 500, 503, 529, cut, hang, badjson, "
-                 "nousage, badutf8, error, repeat, badschema, echokey, refusal, toolcall or "
-                 "thinking).",
-                 (int)(n > 64 ? 64 : n), p);
+        snprintf(
+            msg, msg_size,
+            "Unknown FAULT kind '%.*s' (use ok, 429, 500, 503, 529, cut, hang, badjson, "
+            "nousage, badutf8, error, repeat, badschema, echokey, echookey, refusal, toolcall or "
+            "thinking).",
+            (int)(n > 64 ? 64 : n), p);
     free(line);
     return *fault >= 0;
+}
+
+/* The key the request sent, without its "Bearer " scheme ("" if none). */
+static const char *sent_key(const conn *c)
+{
+    const char *key = c->credential;
+    return strncasecmp(key, "Bearer ", 7) == 0 ? key + 7 : key;
 }
 
 /* Answers `echokey`: a 401 whose message quotes the key the request sent
  * (without its "Bearer " scheme), as some providers do. */
 static void send_echo_key(conn *c, fr_sim_proto proto)
 {
-    const char *key = c->credential;
-    if (strncasecmp(key, "Bearer ", 7) == 0)
-        key += 7;
+    const char *key = sent_key(c);
     char *msg = key[0] ? fr_xasprintf("Incorrect API key provided: %s. You can find your API key "
                                       "in your account settings (simulated fault).",
                                       key)
@@ -265,8 +271,62 @@ static void insert_bad_utf8(reply *r)
     r->len += ml;
 }
 
-/* Makes the content and its counts for request `q` under the reply's fault. */
-static void make_content(reply *r, const fr_sim_req *q)
+/* Returns the first string of `v` (borrowed) in document order, or NULL. */
+static json_t *first_string(json_t *v)
+{
+    if (json_is_string(v))
+        return v;
+    const char *k;
+    size_t i;
+    json_t *sub, *hit;
+    if (json_is_object(v)) {
+        json_object_foreach(v, k, sub)
+        {
+            if ((hit = first_string(sub)))
+                return hit;
+        }
+    }
+    if (json_is_array(v)) {
+        json_array_foreach(v, i, sub)
+        {
+            if ((hit = first_string(sub)))
+                return hit;
+        }
+    }
+    return NULL;
+}
+
+/* `echookey`: puts the key the request sent (`key`, borrowed) inside a
+ * successful reply, as a model repeating what it was shown would: at the
+ * start of a text reply, or at the start of the first string value of a
+ * JSON one (nowhere when it has no string). Replaces r->text. */
+static void echo_key_in_reply(reply *r, const char *key, fr_sim_format format)
+{
+    if (!key[0])
+        return;
+    char *t = NULL;
+    if (format == FR_SIM_TEXT) {
+        t = fr_xasprintf("Your key is %s. %s", key, r->text);
+    } else {
+        json_t *doc = json_loads(r->text, 0, NULL);
+        json_t *s = first_string(doc);
+        if (s) {
+            char *v = fr_xasprintf("%s %s", key, json_string_value(s));
+            json_string_set(s, v);
+            free(v);
+            t = json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(15));
+        }
+        json_decref(doc);
+    }
+    if (!t)
+        return;
+    free(r->text);
+    r->text = t;
+}
+
+/* Makes the content and its counts for request `q` under the reply's fault;
+ * `key` (borrowed) is the key the request sent, for `echookey`. */
+static void make_content(reply *r, const fr_sim_req *q, const char *key)
 {
     size_t prompt_bytes = 0;
     size_t i;
@@ -281,6 +341,8 @@ static void make_content(reply *r, const fr_sim_req *q)
     else if (!(r->text = fr_sim_prompt_line(q->messages, REPLY_PREFIX))) /* used as is */
         r->text =
             fr_sim_gen_json(q->model, q->messages, q->schema, r->fault == FR_SIM_FAULT_BADSCHEMA);
+    if (r->fault == FR_SIM_FAULT_ECHOOKEY)
+        echo_key_in_reply(r, key, q->format);
     r->tool = fr_xstrdup(q->tool);
     if (r->fault == FR_SIM_FAULT_TOOLCALL) {
         free(r->text);
@@ -422,7 +484,7 @@ bool fr_sim_chat_handle(conn *c, fr_sim_proto proto, const char *body, size_t le
     r->created = (long long)time(NULL);
     snprintf(r->id, sizeof r->id, "%s%llu", proto == FR_SIM_ANTHROPIC ? "msg_sim" : "chatcmpl-sim",
              ++s->next_reply_id);
-    make_content(r, &q);
+    make_content(r, &q, sent_key(c));
     fr_log(FR_LOG_DEBUG, "sim",
            "request conn=%lu id=%s model=%s stream=%d prompt_tokens=%ld completion_tokens=%ld "
            "length_cut=%d fault=%s",

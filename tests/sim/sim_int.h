@@ -46,6 +46,7 @@ typedef enum fr_sim_fault {
     FR_SIM_FAULT_REFUSAL,  /* a content filter / refusal stop after part of the text */
     FR_SIM_FAULT_TOOLCALL, /* a call of the tool "lookup", which nobody offered */
     FR_SIM_FAULT_THINKING, /* the text as reasoning, and no answer */
+    FR_SIM_FAULT_ECHOOKEY, /* a normal reply that echoes the request's key */
 } fr_sim_fault;
 
 /* The tool a `toolcall` reply calls, and its arguments (the reply text). */

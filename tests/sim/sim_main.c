@@ -52,7 +52,8 @@ static void usage(FILE *f)
           "                     argument, so names such as qwen2.5:7b work. `faults` is a\n"
           "                     script its successive requests consume in order, then\n"
           "                     normal replies: ok 429 500 503 529 cut hang badjson nousage\n"
-          "                     badutf8 error repeat badschema echokey\n"
+          "                     badutf8 error repeat badschema echokey echookey refusal\n"
+          "                     toolcall thinking\n"
           "                     (e.g. faults=500+500+ok). refuse=max_tokens answers\n"
           "                     OpenAI's 400 to a request with max_tokens, as its reasoning\n"
           "                     models do (max_completion_tokens is served).\n"
@@ -293,8 +294,9 @@ int main(int argc, char **argv)
     for (int i = 0; i < nspecs; i++) {
         if (fr_sim_set_model(a.sim, &models[i]) != FR_OK) {
             rc = bad_usage("bad --model faults '%s' (kinds: ok 429 500 503 529 cut hang "
-                           "badjson nousage badutf8 error repeat badschema echokey, joined by "
-                           "'+')",
+                           "badjson nousage badutf8 error repeat badschema echokey echookey refusal "
+                           "toolcall thinking, "
+                           "joined by '+')",
                            models[i].faults);
             fr_sim_free(a.sim);
             uv_run(a.loop, UV_RUN_DEFAULT);

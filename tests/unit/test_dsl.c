@@ -969,11 +969,52 @@ static void test_lua_call_limits(void **state)
     assert_int_equal(run(L, "\nerror('bad thing')", 0, &err), FR_ELUA);
     assert_int_equal(err.line, 2);
     assert_string_equal(err.msg, "test call: bad thing");
-    assert_int_equal(run(L, "error({})", 0, &err), FR_ELUA);
+    /* Errors whose message has no position get the innermost line. */
+    assert_int_equal(run(L, "\n\nerror({})", 0, &err), FR_ELUA);
     assert_non_null(strstr(err.msg, "(error object is a table value)"));
+    assert_string_equal(err.source, "chunk");
+    assert_int_equal(err.line, 3);
     assert_int_equal(run(L, "error('no position', 0)", 0, &err), FR_ELUA);
-    assert_int_equal(err.line, 0);
+    assert_int_equal(err.line, 1);
     assert_string_equal(err.msg, "test call: no position");
+    assert_int_equal(run(L, "local function f()\n  error()\nend\nf()", 0, &err), FR_ELUA);
+    assert_int_equal(err.line, 2);
+    assert_non_null(strstr(err.msg, "(error object is a nil value)"));
+    assert_int_equal(run(L,
+                         "local e = setmetatable({}, {__tostring = function() return 'told' end})\n"
+                         "error(e)",
+                         0, &err),
+                     FR_ELUA);
+    assert_int_equal(err.line, 2);
+    assert_string_equal(err.msg, "test call: told");
+    /* A memory error skips the message handler; the line is still known. */
+    assert_int_equal(run(L, "local s = 'x'\nfor i = 1, 40 do\n  s = s .. s\nend", 0, &err),
+                     FR_ELIMIT);
+    assert_string_equal(err.source, "chunk");
+    assert_int_equal(err.line, 3);
+
+    /* Errors of the parser that carry no position: the line it was reading. */
+    char deep[700] = "local a = 1\n\nreturn ";
+    for (int i = 0; i < 300; i++)
+        strcat(deep, "{");
+    assert_int_equal(run(L, deep, 0, &err), FR_ESYNTAX);
+    assert_non_null(strstr(err.msg, "C stack overflow"));
+    assert_string_equal(err.source, "chunk");
+    assert_int_equal(err.line, 3);
+    size_t big = 6u << 20;
+    char *huge = malloc(big + 32);
+    assert_non_null(huge);
+    strcpy(huge, "local a = 1\nreturn {");
+    size_t at = strlen(huge);
+    while (at + 3 < big) {
+        memcpy(huge + at, "1,\n", 3);
+        at += 3;
+    }
+    strcpy(huge + at, "}");
+    assert_int_equal(run(L, huge, 0, &err), FR_ELIMIT);
+    assert_non_null(strstr(err.msg, "memory limit exceeded while parsing"));
+    assert_true(err.line > 2);
+    free(huge);
     fr_sandbox_free(L);
 }
 

@@ -1,12 +1,18 @@
 /* Tests of dsl/policy: the four built-in policies in lua/policies/ decide as
  * documented on hand-made candidates, and the host turns every way a policy
  * can fail (a wrong answer, an error, a loop, a memory hog) into one error
- * with the file and line. Runs from the source root (CTest's working
- * directory), so the built-ins load from ./lua. */
+ * with the file and line. Every tests/unit/fixtures/dsl/policy_bad_*.lua
+ * must fail to load or its self-check with the code, line and words of its
+ * header comments (the format of tests/unit/test_dsl.c's fixtures):
+ *   -- code: FR_ELUA
+ *   -- line: 7
+ *   -- expect: text the message must contain
+ * Runs from the source root (CTest's working directory). */
 
 #include "dsl/policy.h"
 #include "engine/util/err.h"
 
+#include <dirent.h>
 #include <jansson.h>
 #include <setjmp.h>
 #include <stdbool.h>
@@ -574,6 +580,52 @@ static void test_route_error_has_file_and_line(void **state)
     fr_policy_free(p);
 }
 
+/* Copying the arguments in runs protected too: a task too big for the
+ * policy's memory cap fails that decision with the route's line, it does
+ * not abort the process, and the policy goes on working. */
+static void test_arguments_beyond_the_memory_cap(void **state)
+{
+    (void)state;
+    fr_lua_limits lim = {.mem_bytes = 1u << 20};
+    fr_policy *p = load_code("local n = 0\n"
+                             "return { route = function(task, candidates, run)\n"
+                             "  return candidates[1]\n"
+                             "end,\n"
+                             "on_result = function(task, result, run) return 'accept' end }\n",
+                             &lim);
+    size_t big = 2u << 20;
+    char *text = malloc(big + 1);
+    assert_non_null(text);
+    memset(text, 'x', big);
+    text[big] = '\0';
+    for (int round = 0; round < 2; round++) {
+        fr_error err = {0};
+        json_t *t = task(0.5, "first", NULL);
+        json_object_set_new(t, "note", json_string(text));
+        assert_int_equal(route_rc(p, t, cands(MID(4), NULL), &err, NULL), FR_ELIMIT);
+        assert_string_equal(err.source, "policies/host.lua");
+        assert_int_equal(err.line, 2);
+        assert_non_null(strstr(err.msg, "memory limit"));
+
+        memset(&err, 0, sizeof err);
+        json_t *tk = task(0.5, "first", NULL);
+        json_t *res = json_pack("{s:s}", "text", text);
+        json_t *r = run_info();
+        fr_verdict v;
+        assert_int_equal(fr_policy_on_result(p, tk, res, r, &v, &err), FR_ELIMIT);
+        assert_int_equal(err.line, 5);
+        json_decref(tk);
+        json_decref(res);
+        json_decref(r);
+
+        memset(&err, 0, sizeof err);
+        assert_int_equal(route_rc(p, task(0.5, "first", NULL), cands(MID(4), NULL), &err, NULL),
+                         FR_OK);
+    }
+    free(text);
+    fr_policy_free(p);
+}
+
 static void test_limits_cannot_be_swallowed(void **state)
 {
     (void)state;
@@ -710,12 +762,13 @@ static void test_check_refuses_broken_versions(void **state)
         int rc;
         int line;
     } cases[] = {
-        {"return { route = function() return true end }", FR_EPOLICY, 0},
+        /* A wrong answer names the line where the function is defined. */
+        {"return { route = function() return true end }", FR_EPOLICY, 1},
         {"return {\n route = function(t, c)\n return c[1].nope.x end }", FR_ELUA, 3},
         {"return { route = function() while true do end end }", FR_ELIMIT, 1},
         {"return { route = function(t, c) return c[2] end,\n"
          " on_result = function() return 'perhaps' end }",
-         FR_EPOLICY, 0},
+         FR_EPOLICY, 2},
         {"return { route = function(t, c) return c[2] end,\n"
          " on_result = function(t, r) return r.nope.x end }",
          FR_ELUA, 2},
@@ -810,6 +863,80 @@ static void test_arguments_are_copies(void **state)
     fr_policy_free(p);
 }
 
+/* Checks one policy fixture against its header (see the top of the file);
+ * returns the number of mismatches, each printed. */
+static int check_bad_policy(const char *dir, const char *name)
+{
+    static const int codes[] = {FR_ELUA, FR_ESYNTAX, FR_ELIMIT, FR_EPOLICY};
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    char line[1024], expect[1024] = "";
+    int want_code = 1, want_line = -1, bad = 0;
+    while (fgets(line, sizeof line, f) && strncmp(line, "-- ", 3) == 0) {
+        line[strcspn(line, "\n")] = '\0';
+        for (size_t i = 0; strncmp(line, "-- code: ", 9) == 0 && i < 4; i++)
+            if (strcmp(fr_err_name(codes[i]), line + 9) == 0)
+                want_code = codes[i];
+        if (strncmp(line, "-- line: ", 9) == 0)
+            want_line = atoi(line + 9);
+        if (strncmp(line, "-- expect: ", 11) == 0)
+            snprintf(expect, sizeof expect, "%s", line + 11);
+    }
+    fclose(f);
+    assert_true(want_code < 0 && want_line > 0 && expect[0]);
+
+    /* As a run starts one: load, then the self-check. */
+    fr_policy *p = NULL;
+    fr_error err = {0};
+    int rc = fr_policy_load(path, NULL, 1, &p, &err);
+    if (rc == FR_OK)
+        rc = fr_policy_check(p, NULL, &err);
+    fr_policy_free(p);
+    char buf[2048];
+    fr_error_format(&err, buf, sizeof buf);
+    if (rc != want_code) {
+        print_error("%s: got %s, want %s (%s)\n", name, fr_err_name(rc), fr_err_name(want_code),
+                    buf);
+        bad++;
+    }
+    if (err.line != want_line || strcmp(err.source, path) != 0) {
+        print_error("%s: got %s:%d, want %s:%d (%s)\n", name, err.source, err.line, path, want_line,
+                    buf);
+        bad++;
+    }
+    if (!strstr(err.msg, expect)) {
+        print_error("%s: message lacks \"%s\": %s\n", name, expect, buf);
+        bad++;
+    }
+    return bad;
+}
+
+/* Policies that raise odd error objects, nest too deeply, run out of memory
+ * or hide errors in metamethods fail with their file and line: never an
+ * abort, never a message without a position. */
+static void test_bad_policy_fixtures(void **state)
+{
+    (void)state;
+    const char *dir = "tests/unit/fixtures/dsl";
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    int n = 0, bad = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        size_t l = strlen(de->d_name);
+        if (strncmp(de->d_name, "policy_bad_", 11) != 0 || l < 5 ||
+            strcmp(de->d_name + l - 4, ".lua") != 0)
+            continue;
+        bad += check_bad_policy(dir, de->d_name);
+        n++;
+    }
+    closedir(d);
+    assert_true(n >= 10);
+    assert_int_equal(bad, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -828,11 +955,13 @@ int main(void)
         cmocka_unit_test(test_route_answers),
         cmocka_unit_test(test_route_error_has_file_and_line),
         cmocka_unit_test(test_limits_cannot_be_swallowed),
+        cmocka_unit_test(test_arguments_beyond_the_memory_cap),
         cmocka_unit_test(test_on_result_verdicts),
         cmocka_unit_test(test_check_refuses_broken_versions),
         cmocka_unit_test(test_check_names_and_real_candidates),
         cmocka_unit_test(test_load_errors_name_the_path),
         cmocka_unit_test(test_arguments_are_copies),
+        cmocka_unit_test(test_bad_policy_fixtures),
     };
     return cmocka_run_group_tests(tests, setup_env, NULL);
 }

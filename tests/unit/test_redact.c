@@ -223,10 +223,47 @@ static void test_log_output(void **state)
     free(plain);
 }
 
+/* Content redaction: only registered secrets go, in place, with NUL bytes
+ * inside; text without one is left as it is, uncopied. */
+static void test_secrets_in_content(void **state)
+{
+    (void)state;
+    char *s = strdup("no key here");
+    char *before = s;
+    size_t len = strlen(s);
+    assert_false(fr_redact_secrets(&s, &len)); /* nothing registered */
+    fr_redact_add(KEY);
+    assert_false(fr_redact_secrets(&s, &len));
+    assert_ptr_equal(s, before);
+    free(s);
+
+    /* Header-like words stay: this is content, not a log line. */
+    const char text[] = "Authorization: Bearer " KEY " and\0after " KEY;
+    len = sizeof text - 1;
+    s = malloc(sizeof text);
+    memcpy(s, text, sizeof text);
+    assert_true(fr_redact_secrets(&s, &len));
+    const char want[] = "Authorization: Bearer [REDACTED] and\0after [REDACTED]";
+    assert_int_equal(len, sizeof want - 1);
+    assert_memory_equal(s, want, sizeof want);
+    free(s);
+
+    /* A key cut at the end, as a reply limited by max_tokens would. */
+    s = strndup("ends with " KEY, 10 + FR_REDACT_MIN_PREFIX);
+    len = strlen(s);
+    assert_true(fr_redact_secrets(&s, &len));
+    assert_string_equal(s, "ends with [REDACTED]");
+    free(s);
+    s = NULL;
+    len = 0;
+    assert_false(fr_redact_secrets(&s, &len));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_null_and_plain_text, teardown),
+        cmocka_unit_test_teardown(test_secrets_in_content, teardown),
         cmocka_unit_test_teardown(test_registered_secret, teardown),
         cmocka_unit_test_teardown(test_prefixes, teardown),
         cmocka_unit_test_teardown(test_short_and_duplicate_secrets, teardown),
