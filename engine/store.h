@@ -10,10 +10,11 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <time.h>
 
 /* The schema version this build writes and understands. */
-#define FR_STORE_SCHEMA_VERSION 1
+#define FR_STORE_SCHEMA_VERSION 2
 
 /* How long a call waits for another process's write lock, in milliseconds. */
 #define FR_STORE_BUSY_MS 5000
@@ -82,7 +83,10 @@ void fr_store_set_clock(fr_store *st, time_t now);
 char *fr_store_month(const fr_store *st, char out[FR_STORE_MONTH_LEN]);
 
 /* Records the start of run `run_id` of `workflow`, loaded from `wf_path`
- * (all borrowed; wf_path may be NULL), status "running", started now.
+ * (all borrowed; wf_path may be NULL), status "running", started now, by
+ * this process. In the same transaction, every run still "running" whose
+ * process is gone is marked "crashed" with its spend: its booked attempts
+ * and its requests in flight at their worst case (see fr_store_reserve).
  * FR_EINVAL for a missing argument or a run id already recorded, FR_ESTORE
  * for a database failure. */
 int fr_store_run_begin(fr_store *st, const char *run_id, const char *workflow, const char *wf_path,
@@ -105,7 +109,7 @@ int fr_store_add_attempt(fr_store *st, const fr_attempt_rec *a, fr_error *err);
 /* Books attempt `a` (borrowed) like fr_store_add_attempt and, in the same
  * transaction (BEGIN IMMEDIATE), sets *month_total to the cost of every
  * attempt booked in the attempt's month, this one included, by every run and
- * process. Bookings are serialised, so for any amount X at most one booking
+ * process (attempts still in flight left out). Bookings are serialised, so for any amount X at most one booking
  * takes the month across it (its total minus its own cost below X, its
  * total at or above X): that is how a monthly alert fires once for the whole
  * ledger. Errors as fr_store_add_attempt, and FR_EINVAL for a NULL
@@ -113,8 +117,40 @@ int fr_store_add_attempt(fr_store *st, const fr_attempt_rec *a, fr_error *err);
 int fr_store_add_attempt_total(fr_store *st, const fr_attempt_rec *a, double *month_total,
                                fr_error *err);
 
+/* Books attempt `a` (borrowed) as in flight, before its request is sent:
+ * outcome "pending" (a->outcome is not read), a->cost_usd its worst case, no
+ * usage. Committed when it returns (SQLite WAL, synchronous=NORMAL: it
+ * survives the process being killed, not a power cut), it counts against
+ * its month and its run's lease like any booked attempt, so a crash can
+ * never free money the request may have cost. Sets *id to the attempt's id
+ * for fr_store_settle. When the process dies first, the next run or lease to
+ * find it gone keeps the worst case as a charge (outcome "cancelled") and
+ * marks the run "crashed". One INSERT. Errors as fr_store_add_attempt, and
+ * FR_EINVAL for a NULL id. */
+int fr_store_reserve(fr_store *st, const fr_attempt_rec *a, long long *id, fr_error *err);
+
+/* Settles attempt `id`, booked in flight by fr_store_reserve, to `a`
+ * (borrowed: what it used and cost, its outcome, error and latency; `a`'s
+ * run id must be the attempt's). It keeps its month. With `month_total`
+ * NULL it is one UPDATE; otherwise, like fr_store_add_attempt_total, it runs
+ * in a BEGIN IMMEDIATE transaction that sets *month_total to the cost of
+ * every booked attempt of the attempt's month, this one included and those
+ * still in flight left out. FR_EINVAL for an invalid `a`, a "pending"
+ * outcome, or an attempt that is not in flight (settled already, or of
+ * another run); FR_ESTORE for a database failure. */
+int fr_store_settle(fr_store *st, long long id, const fr_attempt_rec *a, double *month_total,
+                    fr_error *err);
+
+/* Copies run `run_id`'s status ("running", "ok", "failed", "budget",
+ * "interrupted", "crashed") into `status` (`size` bytes, truncated) and sets
+ * *cost_usd to its recorded cost. All borrowed. FR_ENOENT for an unknown
+ * run, FR_EINVAL for a missing argument, FR_ESTORE for a database failure. */
+int fr_store_run_status(fr_store *st, const char *run_id, char *status, size_t size,
+                        double *cost_usd, fr_error *err);
+
 /* Sets *spent to the cost of every attempt booked in `month` ("YYYY-MM",
- * borrowed), by every run and process (leases not included). FR_EINVAL for
+ * borrowed), by every run and process, those in flight at their worst case
+ * (leases not included). FR_EINVAL for
  * a malformed month or a NULL spent, FR_ESTORE for a database failure. */
 int fr_store_month_spent(fr_store *st, const char *month, double *spent, fr_error *err);
 
@@ -131,7 +167,8 @@ int fr_store_month_used(fr_store *st, const char *month, double *used, fr_error 
  * processes leasing at once are served one after the other. First closes the
  * open leases of dead processes (the pid is gone or a zombie, its start time
  * differs, or it was recorded in another boot of the host): they keep only
- * what their attempts spent. Then
+ * what their attempts were charged, those in flight at their worst case, and
+ * their runs are marked "crashed" (as fr_store_run_begin does). Then
  *   granted = min(want, cap - spent - outstanding), never negative,
  * where spent is every attempt of the month and outstanding the unspent part
  * (lease minus what its run spent in the month) of every open lease, this
