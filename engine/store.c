@@ -8,6 +8,7 @@
 #include "engine/util/mem.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <signal.h>
@@ -497,6 +498,76 @@ static int open_leases(fr_store *st, const char *month, const char *run_id, leas
     return rc;
 }
 
+/* ---- the marker of a store that existed ------------------------------------------ */
+
+/* The marker beside the database: "<path>.id", written once the schema is
+ * committed. It says a ledger lived here, so an emptied, truncated or
+ * deleted database is refused instead of silently starting a new one. */
+static char *marker_path(const char *path)
+{
+    return fr_xasprintf("%s.id", path);
+}
+
+/* FR_ESTORE when the marker exists but the database at `path` is missing or
+ * empty (0 bytes, or a SQLite file without flowrun's schema when
+ * `schema_empty`); FR_OK otherwise. */
+static int check_marker(const char *path, bool schema_empty, fr_error *err)
+{
+    char *marker = marker_path(path);
+    struct stat sb;
+    int rc = FR_OK;
+    if (stat(marker, &sb) != 0)
+        goto cleanup;
+    char created[64] = "";
+    FILE *f = fopen(marker, "r");
+    if (f) {
+        char line[128];
+        while (fgets(line, sizeof line, f))
+            if (strncmp(line, "created ", 8) == 0)
+                snprintf(created, sizeof created, " on %.*s", (int)strcspn(line + 8, "\n"),
+                         line + 8);
+        fclose(f);
+    }
+    bool missing = stat(path, &sb) != 0;
+    if (!missing && sb.st_size > 0 && !schema_empty)
+        goto cleanup;
+    rc = fr_error_set(err, FR_ESTORE, path, 0,
+                      "the state database is %s, but a state store was created here%s (%s): "
+                      "its ledger, and with it the monthly cap's memory of what was spent, is "
+                      "gone. Restore the database from a backup; or, to start a new ledger on "
+                      "purpose, remove %s (or the whole state folder)",
+                      missing ? "missing" : sb.st_size == 0 ? "empty (0 bytes)" : "empty",
+                      created, marker, marker);
+cleanup:
+    free(marker);
+    return rc;
+}
+
+/* Writes the marker when there is none. A store whose marker cannot be
+ * written still works (it is only less protected), so this cannot fail. */
+static void write_marker(const fr_store *st)
+{
+    char *marker = marker_path(st->path);
+    int fd = open(marker, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+        char stamp[32] = "";
+        time_t now = time(NULL);
+        struct tm tm;
+        if (gmtime_r(&now, &tm))
+            strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        char text[256];
+        int n = snprintf(text, sizeof text,
+                         "flowrun state store: %s exists while this file does.\n"
+                         "created %s\n",
+                         strrchr(st->path, '/') ? strrchr(st->path, '/') + 1 : st->path, stamp);
+        if (n > 0 && write(fd, text, (size_t)n) != n) {
+            /* A short marker still marks: its existence is what counts. */
+        }
+        close(fd);
+    }
+    free(marker);
+}
+
 /* ---- open and schema --------------------------------------------------------- */
 
 /* Creates every missing directory above the file `path`, mode 0700. */
@@ -609,6 +680,8 @@ static int connect_db(fr_store *st, fr_error *err)
     /* Read before anything is written, WAL mode included: a file that is not
      * a database, or someone else's database, is refused untouched. */
     rc = schema_version(st, &version, err);
+    if (rc == FR_OK && version == 0)
+        rc = check_marker(st->path, true, err); /* a SQLite file emptied of flowrun's tables */
     if (rc != FR_OK)
         goto cleanup;
     /* Switching to WAL needs a moment alone with a new database, and SQLite
@@ -727,6 +800,8 @@ int fr_store_open(const char *path, fr_store **out, fr_error *err)
     if (!proc_info((long)st->pid, &state, &st->pid_start))
         st->pid_start = 0;
     rc = make_parent_dirs(path, err);
+    if (rc == FR_OK)
+        rc = check_marker(path, false, err); /* before SQLite creates a file */
     if (rc != FR_OK)
         goto cleanup;
     rc = connect_db(st, err);
@@ -738,6 +813,7 @@ int fr_store_open(const char *path, fr_store **out, fr_error *err)
     rc = prepare_all(st, err);
     if (rc != FR_OK)
         goto cleanup;
+    write_marker(st);
     *out = st;
     st = NULL;
 cleanup:
@@ -775,6 +851,9 @@ int fr_store_open_readonly(const char *path, fr_store **out, fr_error *err)
         fr_error_set(err, rc, path ? path : "", 0, "no state database path");
         goto cleanup;
     }
+    rc = check_marker(path, false, err);
+    if (rc != FR_OK)
+        goto cleanup;
     if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode)) {
         rc = fr_error_set(err, FR_ENOENT, path, 0, "no state database");
         goto cleanup;
@@ -812,7 +891,9 @@ int fr_store_open_readonly(const char *path, fr_store **out, fr_error *err)
         goto cleanup;
     }
     if (version == 0) {
-        rc = fr_error_set(err, FR_ENOENT, path, 0, "the state database is empty");
+        rc = check_marker(path, true, err);
+        if (rc == FR_OK)
+            rc = fr_error_set(err, FR_ENOENT, path, 0, "the state database is empty");
         goto cleanup;
     }
     if (version < FR_STORE_SCHEMA_VERSION) {

@@ -1041,6 +1041,204 @@ static void test_lease_of_dead_process_reclaimed(void **state)
     assert_usd(lease(f->st, m, 1.0, 1.0, "parent"), 0);
 }
 
+/* ---- requests in flight and crashed runs --------------------------------------- */
+
+static long long reserve(fr_store *st, const char *run, const char *task, double worst)
+{
+    fr_attempt_rec a = {.run_id = run,
+                        .task = task,
+                        .endpoint = "cloud",
+                        .tier = "cloud",
+                        .model = "m-1",
+                        .attempt = 1,
+                        .cost_usd = worst};
+    long long id = 0;
+    assert_ok(fr_store_reserve(st, &a, &id, &e_));
+    assert_true(id > 0);
+    return id;
+}
+
+static void run_status(fr_store *st, const char *run, char *status, size_t size, double *cost)
+{
+    assert_ok(fr_store_run_status(st, run, status, size, cost, &e_));
+}
+
+/* An attempt in flight is charged its worst case from the moment it is
+ * booked until it settles to what it cost; the monthly alert's total counts
+ * only settled attempts; an attempt settles once. */
+static void test_reserve_and_settle(void **state)
+{
+    fx *f = *state;
+    time_t clock = utc(2026, 11, 15, 12, 0, 0);
+    const char *m = "2026-11";
+    f->st = open_ok(f->path);
+    fr_store_set_clock(f->st, clock);
+    assert_ok(fr_store_run_begin(f->st, "r1", "wf", NULL, &e_));
+    book(f->st, "r1", "a", "cloud", "cloud", 0.1, 10, 10, 0, false, "ok", NULL);
+    long long id = reserve(f->st, "r1", "b", 0.25);
+    double spent = -1;
+    assert_ok(fr_store_month_spent(f->st, m, &spent, &e_));
+    assert_usd(spent, 0.35);
+    /* A lease sees the charge in flight as spent. */
+    assert_usd(lease(f->st, m, 1.0, 1.0, "r1"), 0.65);
+    fr_attempt_rec a = {.run_id = "r1",
+                        .task = "b",
+                        .endpoint = "cloud",
+                        .tier = "cloud",
+                        .outcome = "ok",
+                        .attempt = 1,
+                        .input = 7,
+                        .output = 3,
+                        .cost_usd = 0.05,
+                        .latency_ms = 40};
+    double total = -1;
+    assert_ok(fr_store_settle(f->st, id, &a, &total, &e_));
+    assert_usd(total, 0.15);
+    assert_ok(fr_store_month_spent(f->st, m, &spent, &e_));
+    assert_usd(spent, 0.15);
+    assert_usd(raw_num(f->path, "SELECT output_tokens FROM attempts WHERE task = 'b'"), 3);
+    /* Settled already: it cannot settle again, nor in another run's name. */
+    fr_error err = {0};
+    assert_int_equal(fr_store_settle(f->st, id, &a, NULL, &err), FR_EINVAL);
+    long long id2 = reserve(f->st, "r1", "c", 0.2);
+    a.run_id = "other";
+    assert_int_equal(fr_store_settle(f->st, id2, &a, NULL, &err), FR_EINVAL);
+    a.run_id = "r1";
+    a.outcome = "pending";
+    assert_int_equal(fr_store_settle(f->st, id2, &a, NULL, &err), FR_EINVAL);
+    a.outcome = "error";
+    a.cost_usd = 0;
+    assert_ok(fr_store_settle(f->st, id2, &a, NULL, &e_));
+    assert_ok(fr_store_month_spent(f->st, m, &spent, &e_));
+    assert_usd(spent, 0.15);
+}
+
+/* A child that begins a run, books one reply and sends two requests, then
+ * says so on `ready` and waits on `hold` to be killed. With `lease_usd`,
+ * it leases that much of the month first. */
+static void child_in_flight(const char *path, time_t clock, double lease_usd, int ready, int hold)
+{
+    fr_store *st = NULL;
+    fr_error err = {0};
+    int ok = fr_store_open(path, &st, &err) == FR_OK;
+    if (ok) {
+        fr_store_set_clock(st, clock);
+        ok = fr_store_run_begin(st, "victim", "wf", NULL, &err) == FR_OK;
+    }
+    double granted = 0;
+    if (ok && lease_usd > 0)
+        ok = fr_store_lease(st, "2026-11", 1.0, lease_usd, "victim", &granted, &err) == FR_OK;
+    fr_attempt_rec a = {.run_id = "victim",
+                        .task = "a",
+                        .endpoint = "cloud",
+                        .tier = "cloud",
+                        .outcome = "ok",
+                        .attempt = 1,
+                        .cost_usd = 0.1};
+    long long id = 0;
+    if (ok)
+        ok = fr_store_add_attempt(st, &a, &err) == FR_OK;
+    a.cost_usd = 0.2;
+    if (ok)
+        ok = fr_store_reserve(st, &a, &id, &err) == FR_OK;
+    a.cost_usd = 0.05;
+    if (ok)
+        ok = fr_store_reserve(st, &a, &id, &err) == FR_OK;
+    char c = ok ? 'y' : 'n';
+    if (write(ready, &c, 1) != 1)
+        _exit(3);
+    wait_eof(hold);
+    _exit(0);
+}
+
+/* Forks a child_in_flight, waits until it is in flight, and kills it. */
+static void kill_in_flight(const char *path, time_t clock, double lease_usd)
+{
+    int ready[2], hold[2];
+    assert_int_equal(pipe(ready), 0);
+    assert_int_equal(pipe(hold), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(ready[0]);
+        close(hold[1]);
+        child_in_flight(path, clock, lease_usd, ready[1], hold[0]);
+    }
+    close(ready[1]);
+    close(hold[0]);
+    char c = 0;
+    assert_int_equal(read(ready[0], &c, 1), 1);
+    assert_int_equal(c, 'y');
+    crash(pid);
+    close(ready[0]);
+    close(hold[1]);
+}
+
+/* A killed run stays "running" until a later run finds its process gone:
+ * then it reads "crashed", its cost is its booked reply plus its requests in
+ * flight at their worst case, and those stay charged to the month. */
+static void test_killed_run_marked_crashed(void **state)
+{
+    fx *f = *state;
+    time_t clock = utc(2026, 11, 15, 12, 0, 0);
+    fr_store_close(open_ok(f->path));
+    kill_in_flight(f->path, clock, 0);
+    f->st = open_ok(f->path);
+    fr_store_set_clock(f->st, clock);
+    char status[32];
+    double cost = -1;
+    run_status(f->st, "victim", status, sizeof status, &cost);
+    assert_string_equal(status, "running");
+    assert_ok(fr_store_run_begin(f->st, "next", "wf", NULL, &e_));
+    run_status(f->st, "victim", status, sizeof status, &cost);
+    assert_string_equal(status, "crashed");
+    assert_usd(cost, 0.35);
+    double spent = -1;
+    assert_ok(fr_store_month_spent(f->st, "2026-11", &spent, &e_));
+    assert_usd(spent, 0.35);
+    char buf[128];
+    assert_string_equal(raw_text(f->path,
+                                 "SELECT group_concat(outcome, ',') FROM"
+                                 " (SELECT outcome FROM attempts WHERE run_id = 'victim'"
+                                 " ORDER BY id)",
+                                 buf, sizeof buf),
+                        "ok,cancelled,cancelled");
+    /* The running run itself is left alone. */
+    run_status(f->st, "next", status, sizeof status, &cost);
+    assert_string_equal(status, "running");
+}
+
+/* A killed run that held a lease of the monthly cap: the run that reclaims
+ * the lease marks it crashed, and the lease keeps the requests it had in
+ * flight, so the month cannot be spent past its cap. */
+static void test_reclaimed_lease_keeps_in_flight(void **state)
+{
+    fx *f = *state;
+    time_t clock = utc(2026, 11, 15, 12, 0, 0);
+    const char *m = "2026-11";
+    f->st = open_ok(f->path);
+    fr_store_set_clock(f->st, clock);
+    assert_ok(fr_store_run_begin(f->st, "survivor", "wf", NULL, &e_));
+    fr_store_close(f->st);
+    f->st = NULL;
+    kill_in_flight(f->path, clock, 0.5);
+    f->st = open_ok(f->path);
+    fr_store_set_clock(f->st, clock);
+    /* The victim was charged 0.35 (0.1 booked, 0.25 in flight): 0.65 is left. */
+    assert_usd(lease(f->st, m, 1.0, 1.0, "survivor"), 0.65);
+    char status[32];
+    double cost = -1;
+    run_status(f->st, "victim", status, sizeof status, &cost);
+    assert_string_equal(status, "crashed");
+    assert_usd(cost, 0.35);
+    char buf[64];
+    assert_string_equal(raw_text(f->path,
+                                 "SELECT closed_by || ' ' || spent_usd FROM leases"
+                                 " WHERE run_id = 'victim'",
+                                 buf, sizeof buf),
+                        "reclaimed 0.35");
+}
+
 /* Leases recorded by a holder that cannot be alive: a pid from another boot,
  * and this pid with another start time (a reused pid). */
 static void test_lease_of_other_boot_or_reused_pid(void **state)
@@ -1197,6 +1395,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_lease_of_dead_process_reclaimed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lease_of_other_boot_or_reused_pid, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_processes_respect_cap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reserve_and_settle, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_killed_run_marked_crashed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reclaimed_lease_keeps_in_flight, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
