@@ -1390,6 +1390,17 @@ static bool try_cache(fr_run *r, task_rt *t)
         free(key);
         if (!hit)
             continue;
+        /* A stored reply passes the task's gates again, as a fresh one
+         * would: one that fails them is a miss, and the request is sent. */
+        fr_error gerr = {0};
+        if (check_quality(&r->wf->tasks[t->idx], &reply, &gerr) != FR_OK ||
+            run_check(r, t, &reply, &gerr) != FR_OK) {
+            fr_log(FR_LOG_INFO, "cache", "task=%s endpoint=%s stored result refused: %s",
+                   r->wf->tasks[t->idx].name, r->eps[e].spec->name, gerr.msg);
+            fr_reply_close(&reply);
+            t->check_score = -1;
+            continue;
+        }
         t->ep = (long)e;
         t->cached = true;
         fr_reply_close(&t->reply);

@@ -19,6 +19,10 @@
 /* How long a call waits for another process's write lock, in milliseconds. */
 #define FR_STORE_BUSY_MS 5000
 
+/* A database up to this size is checked whole at every open (see
+ * fr_store_open); a bigger one has its ledger tables checked. */
+#define FR_STORE_CHECK_BYTES (256LL * 1024 * 1024)
+
 /* Size of a month buffer: "YYYY-MM" and its NUL. */
 #define FR_STORE_MONTH_LEN 8
 
@@ -50,7 +54,12 @@ typedef struct fr_attempt_rec {
  * versions and to upgrade); FR_ESTORE for a directory that cannot be created,
  * a file that cannot be opened for writing (read-only file or directory, disk
  * full), a file that is not a SQLite database or a SQLite database that is not
- * flowrun's, and any other SQLite failure (err carries sqlite3_errmsg).
+ * flowrun's, a database whose pages are damaged (PRAGMA quick_check, of the
+ * whole file up to FR_STORE_CHECK_BYTES, else of the ledger's tables), a
+ * database that is missing or empty while its marker "<path>.id" says a
+ * store existed (the marker is written when the schema is created; err says
+ * how to start a new ledger on purpose), and any other SQLite failure (err
+ * carries sqlite3_errmsg).
  *
  * A store belongs to the process that opened it: after fork(), the child opens
  * its own; a parent's store used in a child fails with FR_ESTORE. */
@@ -109,11 +118,10 @@ int fr_store_add_attempt(fr_store *st, const fr_attempt_rec *a, fr_error *err);
 /* Books attempt `a` (borrowed) like fr_store_add_attempt and, in the same
  * transaction (BEGIN IMMEDIATE), sets *month_total to the cost of every
  * attempt booked in the attempt's month, this one included, by every run and
- * process (attempts still in flight left out). Bookings are serialised, so for any amount X at most one booking
- * takes the month across it (its total minus its own cost below X, its
- * total at or above X): that is how a monthly alert fires once for the whole
- * ledger. Errors as fr_store_add_attempt, and FR_EINVAL for a NULL
- * month_total; on an error nothing is booked. */
+ * process (attempts still in flight left out). Bookings are serialised, so for any amount X at most
+ * one booking takes the month across it (its total minus its own cost below X, its total at or
+ * above X): that is how a monthly alert fires once for the whole ledger. Errors as
+ * fr_store_add_attempt, and FR_EINVAL for a NULL month_total; on an error nothing is booked. */
 int fr_store_add_attempt_total(fr_store *st, const fr_attempt_rec *a, double *month_total,
                                fr_error *err);
 
@@ -213,8 +221,10 @@ int fr_store_observed(fr_store *st, const char *workflow, json_t **out, fr_error
 
 /* Looks up the result stored under `key` (borrowed). On a hit fills `out`
  * (owned by the caller: fr_reply_close) with the text, JSON, model and
- * usage, and sets *hit. A damaged entry is a miss. FR_ESTORE on a database
- * failure. */
+ * usage, and sets *hit. A damaged entry is a miss: text or a model that is
+ * not valid UTF-8 or holds a NUL byte, JSON that does not parse, a negative
+ * token count. The caller still runs the task's gates on a hit (a schema
+ * may have been edited by hand since). FR_ESTORE on a database failure. */
 int fr_store_cache_get(fr_store *st, const char *key, fr_reply *out, bool *hit, fr_error *err);
 
 /* Stores the successful reply `r` (borrowed) of endpoint `endpoint` under

@@ -623,8 +623,8 @@ static void test_open_readonly(void **state)
 
     char dir[PATH_MAX];
     join(dir, f->dir, ".flowrun");
-    int files = count_entries(dir); /* state.db alone: the writer cleaned up */
-    assert_int_equal(files, 1);
+    int files = count_entries(dir); /* state.db and its marker: the writer cleaned up */
+    assert_int_equal(files, 2);
     assert_ok(fr_store_open_readonly(f->path, &ro, &e_));
     assert_ok(fr_store_spend(ro, NULL, &j, &e_));
     assert_usd(jnum(json_array_get(json_object_get(j, "months"), 0), "cost_usd"), 0.10);
@@ -1041,6 +1041,130 @@ static void test_lease_of_dead_process_reclaimed(void **state)
     assert_usd(lease(f->st, m, 1.0, 1.0, "parent"), 0);
 }
 
+/* ---- the result cache and damaged stores ------------------------------------------ */
+
+/* Whether `key` is a hit; frees what the lookup returned. */
+static bool cache_hit(fr_store *st, const char *key)
+{
+    fr_reply r = {0};
+    bool hit = false;
+    assert_ok(fr_store_cache_get(st, key, &r, &hit, &e_));
+    if (hit)
+        assert_non_null(r.text);
+    fr_reply_close(&r);
+    return hit;
+}
+
+/* A damaged cache row, as a disk error or a hand edit leaves it, is a miss
+ * (the request is sent again), never a result without text: invalid UTF-8,
+ * a NUL byte in the text, a model that is not text, JSON that does not
+ * parse, a negative token count. */
+static void test_damaged_cache_entry_is_a_miss(void **state)
+{
+    fx *f = *state;
+    f->st = open_ok(f->path);
+    static const char *const damage[] = {
+        "UPDATE cache SET text = CAST(x'4f4b20ff' AS TEXT)",
+        "UPDATE cache SET text = CAST(x'4f4b00' AS TEXT)",
+        "UPDATE cache SET text = x'c0af'",
+        "UPDATE cache SET model = CAST(x'6dfe' AS TEXT)",
+        "UPDATE cache SET json = '{\"a\": '",
+        "UPDATE cache SET json = CAST(x'7b2261223a2022ff227d' AS TEXT)",
+        "UPDATE cache SET output = -5",
+        "UPDATE cache SET text = NULL",
+    };
+    json_t *j = json_pack("{s:s}", "a", "b");
+    fr_reply good = {.text = "OK caf\xc3\xa9", .json = j, .model = "m-1", .usage = {3, 4, 0}};
+    for (size_t i = 0; i < sizeof damage / sizeof *damage; i++) {
+        assert_ok(fr_store_cache_put(f->st, "k1", "cloud", &good, &e_));
+        assert_true(cache_hit(f->st, "k1"));
+        raw_exec(f->path, damage[i]);
+        if (cache_hit(f->st, "k1"))
+            fail_msg("after \"%s\" the entry is still a hit", damage[i]);
+    }
+    json_decref(j);
+}
+
+/* Overwrites `len` bytes at `offset` of `path` with 0xff. */
+static void scribble(const char *path, off_t offset, size_t len)
+{
+    int fd = open(path, O_WRONLY);
+    assert_true(fd >= 0);
+    char buf[4096];
+    memset(buf, 0xff, sizeof buf);
+    while (len > 0) {
+        size_t n = len < sizeof buf ? len : sizeof buf;
+        assert_int_equal(pwrite(fd, buf, n, offset), (ssize_t)n);
+        offset += (off_t)n;
+        len -= n;
+    }
+    close(fd);
+}
+
+/* Damaged pages in the middle of the database are found at open (FR_ESTORE,
+ * saying so), before a run could send anything on the strength of it. */
+static void test_damaged_pages_refused_at_open(void **state)
+{
+    fx *f = *state;
+    f->st = open_ok(f->path);
+    assert_ok(fr_store_run_begin(f->st, "r1", "wf", NULL, &e_));
+    char text[3000], key[32];
+    memset(text, 'x', sizeof text - 1);
+    text[sizeof text - 1] = '\0';
+    fr_reply r = {.text = text};
+    for (int i = 0; i < 200; i++) {
+        book(f->st, "r1", "t", "cloud", "cloud", 0.001, 1, 1, 0, false, "ok", NULL);
+        snprintf(key, sizeof key, "k%d", i);
+        assert_ok(fr_store_cache_put(f->st, key, "cloud", &r, &e_));
+    }
+    fr_store_close(f->st); /* checkpoints: every page is in the main file */
+    f->st = NULL;
+    struct stat sb;
+    assert_int_equal(stat(f->path, &sb), 0);
+    assert_true(sb.st_size > 40 * 4096);
+    scribble(f->path, (sb.st_size / 2) / 4096 * 4096, 3 * 4096);
+    fr_store *st = NULL;
+    fr_error err = {0};
+    assert_int_equal(fr_store_open(f->path, &st, &err), FR_ESTORE);
+    assert_null(st);
+    assert_non_null(strstr(err.msg, "damaged"));
+    assert_non_null(strstr(err.msg, "nothing was sent"));
+}
+
+/* A store that existed and was emptied (0 bytes) or deleted is refused,
+ * saying what happened and how to start over; removing the marker (the
+ * deliberate way) starts a new ledger. A brand-new folder starts one. */
+static void test_emptied_store_refused(void **state)
+{
+    fx *f = *state;
+    char marker[PATH_MAX + 8];
+    snprintf(marker, sizeof marker, "%s.id", f->path);
+    assert_int_not_equal(access(marker, F_OK), 0);
+    f->st = open_ok(f->path); /* a brand-new folder: a new ledger */
+    assert_int_equal(access(marker, F_OK), 0);
+    assert_ok(fr_store_run_begin(f->st, "r1", "wf", NULL, &e_));
+    fr_store_close(f->st);
+    f->st = NULL;
+    assert_int_equal(truncate(f->path, 0), 0);
+    fr_store *st = NULL;
+    fr_error err = {0};
+    assert_int_equal(fr_store_open(f->path, &st, &err), FR_ESTORE);
+    assert_non_null(strstr(err.msg, "empty (0 bytes)"));
+    assert_non_null(strstr(err.msg, "remove"));
+    assert_non_null(strstr(err.msg, marker));
+    assert_int_equal(fr_store_open_readonly(f->path, &st, &err), FR_ESTORE);
+    assert_int_equal(unlink(f->path), 0);
+    assert_int_equal(fr_store_open(f->path, &st, &err), FR_ESTORE);
+    assert_non_null(strstr(err.msg, "missing"));
+    assert_int_not_equal(access(f->path, F_OK), 0); /* nothing created meanwhile */
+    assert_int_equal(unlink(marker), 0);
+    f->st = open_ok(f->path);
+    char status[32];
+    double cost;
+    assert_int_equal(fr_store_run_status(f->st, "r1", status, sizeof status, &cost, &err),
+                     FR_ENOENT);
+}
+
 /* ---- requests in flight and crashed runs --------------------------------------- */
 
 static long long reserve(fr_store *st, const char *run, const char *task, double worst)
@@ -1398,6 +1522,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reserve_and_settle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_killed_run_marked_crashed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reclaimed_lease_keeps_in_flight, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_damaged_cache_entry_is_a_miss, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_damaged_pages_refused_at_open, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_emptied_store_refused, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
