@@ -62,7 +62,7 @@ typedef struct task_rt {
     uv_timer_t deadline;
     bool timers_init;
     bool retry_armed;
-    double deadline_ms; /* loop time the task times out at; 0 until it is first ready */
+    double deadline_ms;         /* loop time the task times out at; 0 until it is first ready */
     fr_reply reply;
     double cost;
     fr_usage usage;             /* of the successful attempt */
@@ -71,13 +71,13 @@ typedef struct task_rt {
     uint64_t attempt_ns;        /* when the current attempt was sent */
     double attempt_ttft_ms;     /* its first content, -1 until it arrives */
     json_t *decisions;
-    double check_score;   /* the check function's score of the accepted reply, -1 without one */
-    double reserved;      /* the worst case held against the caps while an attempt is out */
-    long long row;        /* its attempt in the state store, booked in flight; 0 for none */
-    char *cache_key;      /* the cache key of the current attempt's request */
-    bool cached;          /* the result came from the cache: no request, no cost */
+    double check_score; /* the check function's score of the accepted reply, -1 without one */
+    double reserved;    /* the worst case held against the caps while an attempt is out */
+    long long row;      /* its attempt in the state store, booked in flight; 0 for none */
+    char *cache_key;    /* the cache key of the current attempt's request */
+    bool cached;        /* the result came from the cache: no request, no cost */
     bool attempt_limited; /* the current attempt's deadline is the endpoint's attempt timeout */
-    double worst_cost;    /* a plan's worst case for this task: max_tokens at its endpoint */
+    double worst_cost;  /* a plan's worst case for this task: max_tokens at its endpoint */
     char *last_error;
     bool obs_latency, obs_output; /* a plan's estimates come from earlier runs */
 } task_rt;
@@ -103,9 +103,9 @@ struct fr_run {
     task_rt *tasks;
     char *run_id;
     char *out_dir;
-    char *save_root;   /* the workflow folder's real path that save paths stay in; NULL with
-                          --allow-save-anywhere */
-    long baseline;     /* endpoint index or -1 */
+    char *save_root; /* the workflow folder's real path that save paths stay in; NULL with
+                        --allow-save-anywhere */
+    long baseline; /* endpoint index or -1 */
     bool has_budget;   /* there is a run cap (--budget, else budget.usd) */
     double budget_usd; /* the run cap when has_budget; 0 allows only free work */
     uint64_t start_ns, end_ns;
@@ -114,19 +114,19 @@ struct fr_run {
     bool stopping;
     int retries_armed;
     int policy_errors;
-    size_t *queued;       /* per endpoint: the tasks of this pass waiting for it */
-    size_t pass_waiters;  /* the tasks of this pass over the ready queue left waiting */
+    size_t *queued;      /* per endpoint: the tasks of this pass waiting for it */
+    size_t pass_waiters; /* the tasks of this pass over the ready queue left waiting */
     json_t *policy_sites; /* set of "file:line:code" already logged */
     int write_errors;
     int exit_code;
     double spent_usd; /* sum of the cost of every settled attempt */
     fr_budget *budget;
-    fr_store *store;    /* NULL for a plan */
-    char month[8];      /* the month this run books into, "YYYY-MM" */
-    bool lease_failed;  /* the store could not lease: logged once */
+    fr_store *store;  /* NULL for a plan */
+    char month[8];    /* the month this run books into, "YYYY-MM" */
+    bool lease_failed; /* the store could not lease: logged once */
     bool month_alerted; /* this run reported the monthly alert */
-    bool store_failed;  /* a write failed: the run stops admitting work, exit 74 */
-    json_t *alerts;     /* the report's budget alerts */
+    bool store_failed; /* a write failed: the run stops admitting work, exit 74 */
+    json_t *alerts; /* the report's budget alerts */
     /* flowrun plan: virtual time, and the completions still to come. */
     bool plan;
     double vnow_ms;
