@@ -133,7 +133,9 @@ static const char schema_v2[] =
     "INSERT INTO attempts_v2 SELECT * FROM attempts;"
     "DROP TABLE attempts;"
     "ALTER TABLE attempts_v2 RENAME TO attempts;"
-    "CREATE INDEX attempts_month ON attempts(month);"
+    /* Covers the month's totals (all charges, booked only): read from the
+     * index alone, at every lease and, until a run alerts, every booking. */
+    "CREATE INDEX attempts_month ON attempts(month, outcome, cost_usd);"
     "CREATE INDEX attempts_run ON attempts(run_id, month);"
     "CREATE VIEW ledger AS"
     "  SELECT a.month, a.at, r.workflow, a.run_id, a.task, a.attempt, a.endpoint, a.tier,"
