@@ -31,18 +31,18 @@ for i = 1, 40 do task("t" .. i) { agent = "a", prompt = "REPLY: $words" } end
 LUA
 done
 
-# wait_for JQ: polls the simulator's counters until JQ is true (10 s bound).
+# wait_for JQ: polls the simulator's counters until JQ is true (at most 400 polls).
 wait_for() {
   local i
   for i in $(seq 1 400); do
     [ "$(sim_stats | jq "$1")" = true ] && return 0
     sleep 0.005
   done
-  dbg
+  show_state
   fail "the simulator never reached: $1"
 }
 
-dbg() { sim_stats >&2; for n in 1 2 3 4 5 6; do tail -3 "$WORK/e$n" >&2; done; }
+show_state() { sim_stats >&2; for n in 1 2 3 4 5 6; do tail -3 "$WORK/e$n" >&2; done; }
 billed() { sim_stats | jq '[.models[] | .input_tokens * 0 + .output_tokens * 250] | add / 1e6'; }
 
 worst_over=0
@@ -62,7 +62,7 @@ for rep in $(seq 1 "$REPS"); do
   wait_for '(.models.slow1.in_flight // 1) == 0 and (.models.slow2.in_flight // 1) == 0'
   kill -KILL "${pids[0]}" "${pids[1]}"
   set +e
-  wait "${pids[0]}"; wait "${pids[1]}"
+  wait "${pids[0]}" 2>/dev/null; wait "${pids[1]}" 2>/dev/null
   for i in 2 3 4 5; do
     wait "${pids[$i]}"; rc=$?
     [ "$rc" = 0 ] || [ "$rc" = 3 ] || { cat "$WORK/e$((i + 1))" >&2; fail "rep $rep: survivor exit $rc"; }
