@@ -512,16 +512,25 @@ static char *marker_path(const char *path)
     return fr_xasprintf("%s.id", path);
 }
 
-/* FR_ESTORE when the marker exists but the database at `path` is missing or
- * empty (0 bytes, or a SQLite file without flowrun's schema when
- * `schema_empty`); FR_OK otherwise. */
-static int check_marker(const char *path, bool schema_empty, fr_error *err)
+/* True when the marker of the database at `path` exists. Looked at before
+ * the database is read: a marker is written only after its schema was
+ * committed, so a store opened at the same moment by another process is
+ * never mistaken for an emptied one. */
+static bool has_marker(const char *path)
 {
     char *marker = marker_path(path);
     struct stat sb;
-    int rc = FR_OK;
-    if (stat(marker, &sb) != 0)
-        goto cleanup;
+    bool found = stat(marker, &sb) == 0;
+    free(marker);
+    return found;
+}
+
+/* FR_ESTORE for the database at `path`, missing or without flowrun's
+ * schema while its marker says a store existed: what happened, and how to
+ * start over on purpose. */
+static int marker_refusal(const char *path, fr_error *err)
+{
+    char *marker = marker_path(path);
     char created[64] = "";
     FILE *f = fopen(marker, "r");
     if (f) {
@@ -532,19 +541,17 @@ static int check_marker(const char *path, bool schema_empty, fr_error *err)
                          line + 8);
         fclose(f);
     }
+    struct stat sb;
     bool missing = stat(path, &sb) != 0;
-    if (!missing && sb.st_size > 0 && !schema_empty)
-        goto cleanup;
-    rc = fr_error_set(err, FR_ESTORE, path, 0,
-                      "the state database is %s, but a state store was created here%s (%s): "
-                      "its ledger, and with it the monthly cap's memory of what was spent, is "
-                      "gone. Restore the database from a backup; or, to start a new ledger on "
-                      "purpose, remove %s (or the whole state folder)",
-                      missing           ? "missing"
-                      : sb.st_size == 0 ? "empty (0 bytes)"
-                                        : "empty",
-                      created, marker, marker);
-cleanup:
+    int rc = fr_error_set(err, FR_ESTORE, path, 0,
+                          "the state database is %s, but a state store was created here%s (%s): "
+                          "its ledger, and with it the monthly cap's memory of what was spent, "
+                          "is gone. Restore the database from a backup; or, to start a new "
+                          "ledger on purpose, remove %s (or the whole state folder)",
+                          missing           ? "missing"
+                          : sb.st_size == 0 ? "empty (0 bytes)"
+                                            : "empty",
+                          created, marker, marker);
     free(marker);
     return rc;
 }
@@ -703,8 +710,23 @@ static int check_pages(fr_store *st, fr_error *err)
     return rc;
 }
 
-/* Opens the connection and sets it up: read-write, WAL, pragmas. */
-static int connect_db(fr_store *st, fr_error *err)
+/* Reads the schema version from one snapshot of the database (its two
+ * queries in one read transaction, unless one is open already): a store
+ * another process creates meanwhile is seen whole or not at all. */
+static int schema_snapshot(fr_store *st, sqlite3_int64 *version, fr_error *err)
+{
+    bool own = sqlite3_get_autocommit(st->db) != 0;
+    if (own && sqlite3_exec(st->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
+        return db_error(st, err, "cannot read the state database");
+    int rc = schema_version(st, version, err);
+    if (own)
+        sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL); /* a read: nothing to lose */
+    return rc;
+}
+
+/* Opens the connection and sets it up: read-write, WAL, pragmas. `marked`:
+ * the store's marker existed before the database was read. */
+static int connect_db(fr_store *st, bool marked, fr_error *err)
 {
     int rc = FR_OK;
     sqlite3_stmt *s = NULL;
@@ -723,9 +745,9 @@ static int connect_db(fr_store *st, fr_error *err)
     sqlite3_busy_timeout(st->db, FR_STORE_BUSY_MS);
     /* Read before anything is written, WAL mode included: a file that is not
      * a database, or someone else's database, is refused untouched. */
-    rc = schema_version(st, &version, err);
-    if (rc == FR_OK && version == 0)
-        rc = check_marker(st->path, true, err); /* a SQLite file emptied of flowrun's tables */
+    rc = schema_snapshot(st, &version, err);
+    if (rc == FR_OK && version == 0 && marked)
+        rc = marker_refusal(st->path, err); /* a 0-byte file, or one emptied of the tables */
     if (rc == FR_OK && version > 0)
         rc = check_pages(st, err);
     if (rc != FR_OK)
@@ -845,12 +867,16 @@ int fr_store_open(const char *path, fr_store **out, fr_error *err)
     char state;
     if (!proc_info((long)st->pid, &state, &st->pid_start))
         st->pid_start = 0;
+    bool marked = has_marker(path);
+    struct stat sb;
+    if (marked && stat(path, &sb) != 0) {
+        rc = marker_refusal(path, err); /* before SQLite creates a file */
+        goto cleanup;
+    }
     rc = make_parent_dirs(path, err);
-    if (rc == FR_OK)
-        rc = check_marker(path, false, err); /* before SQLite creates a file */
     if (rc != FR_OK)
         goto cleanup;
-    rc = connect_db(st, err);
+    rc = connect_db(st, marked, err);
     if (rc != FR_OK)
         goto cleanup;
     rc = migrate(st, err);
@@ -897,9 +923,11 @@ int fr_store_open_readonly(const char *path, fr_store **out, fr_error *err)
         fr_error_set(err, rc, path ? path : "", 0, "no state database path");
         goto cleanup;
     }
-    rc = check_marker(path, false, err);
-    if (rc != FR_OK)
+    bool marked = has_marker(path);
+    if (marked && stat(path, &sb) != 0) {
+        rc = marker_refusal(path, err);
         goto cleanup;
+    }
     if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode)) {
         rc = fr_error_set(err, FR_ENOENT, path, 0, "no state database");
         goto cleanup;
@@ -926,7 +954,7 @@ int fr_store_open_readonly(const char *path, fr_store **out, fr_error *err)
     }
     sqlite3_extended_result_codes(st->db, 1);
     sqlite3_busy_timeout(st->db, FR_STORE_BUSY_MS);
-    rc = schema_version(st, &version, err);
+    rc = schema_snapshot(st, &version, err);
     if (rc != FR_OK)
         goto cleanup;
     if (version > FR_STORE_SCHEMA_VERSION) {
@@ -937,9 +965,8 @@ int fr_store_open_readonly(const char *path, fr_store **out, fr_error *err)
         goto cleanup;
     }
     if (version == 0) {
-        rc = check_marker(path, true, err);
-        if (rc == FR_OK)
-            rc = fr_error_set(err, FR_ENOENT, path, 0, "the state database is empty");
+        rc = marked ? marker_refusal(path, err)
+                    : fr_error_set(err, FR_ENOENT, path, 0, "the state database is empty");
         goto cleanup;
     }
     if (version < FR_STORE_SCHEMA_VERSION) {

@@ -10,7 +10,7 @@
 source "$(dirname "$0")/lib.bash"
 # The victims' models answer slowly, so they are caught with requests in
 # flight; the survivors' quickly.
-start_sim --latency 40 --tps 0 --model slow1:latency=300,tps=0 --model slow2:latency=300,tps=0
+start_sim --latency 25 --tps 0 --model slow1:latency=150,tps=0 --model slow2:latency=150,tps=0
 
 REPS=${CRASH_CAP_REPS:-20}
 words="w1 w2 w3 w4 w5 w6 w7 w8 w9 w10 w11 w12 w13 w14 w15 w16 w17 w18 w19 w20"
