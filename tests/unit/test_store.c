@@ -1499,6 +1499,123 @@ static void test_concurrent_processes_respect_cap(void **state)
     assert_usd(lease(f->st, "2027-01", cap, 1.0, "after"), cap - spent);
 }
 
+/* A ledger written by a flowrun of schema version 1 (the schema as it was,
+ * frozen here) migrates at the first open: every run, attempt, lease and
+ * cached result is kept, and the new columns and outcome work. */
+static const char schema_v1_frozen[] =
+    "CREATE TABLE meta ("
+    "  key   TEXT PRIMARY KEY,"
+    "  value"
+    ");"
+    "CREATE TABLE runs ("
+    "  id         TEXT PRIMARY KEY,"
+    "  workflow   TEXT NOT NULL,"
+    "  wf_path    TEXT,"
+    "  started_at REAL NOT NULL,"
+    "  ended_at   REAL,"
+    "  status     TEXT NOT NULL DEFAULT 'running',"
+    "  exit_code  INTEGER,"
+    "  cost_usd   REAL NOT NULL DEFAULT 0 CHECK (cost_usd >= 0)"
+    ");"
+    "CREATE INDEX runs_started ON runs(started_at);"
+    "CREATE TABLE attempts ("
+    "  id              INTEGER PRIMARY KEY,"
+    "  run_id          TEXT NOT NULL REFERENCES runs(id),"
+    "  task            TEXT NOT NULL,"
+    "  attempt         INTEGER NOT NULL CHECK (attempt >= 1),"
+    "  endpoint        TEXT NOT NULL,"
+    "  tier            TEXT NOT NULL CHECK (tier IN ('local', 'cloud')),"
+    "  model           TEXT,"
+    "  input_tokens    INTEGER NOT NULL DEFAULT 0 CHECK (input_tokens >= 0),"
+    "  output_tokens   INTEGER NOT NULL DEFAULT 0 CHECK (output_tokens >= 0),"
+    "  cached_tokens   INTEGER NOT NULL DEFAULT 0 CHECK (cached_tokens >= 0),"
+    "  usage_estimated INTEGER NOT NULL DEFAULT 0 CHECK (usage_estimated IN (0, 1)),"
+    "  cost_usd        REAL NOT NULL CHECK (cost_usd >= 0),"
+    "  latency_ms      REAL NOT NULL DEFAULT 0,"
+    "  outcome         TEXT NOT NULL CHECK (outcome IN"
+    "                    ('ok', 'quality', 'error', 'timeout', 'cancelled', 'budget')),"
+    "  error           TEXT,"
+    "  at              REAL NOT NULL,"
+    "  month           TEXT NOT NULL"
+    ");"
+    "CREATE INDEX attempts_month ON attempts(month);"
+    "CREATE INDEX attempts_run ON attempts(run_id, month);"
+    "CREATE TABLE leases ("
+    "  id        INTEGER PRIMARY KEY,"
+    "  run_id    TEXT NOT NULL REFERENCES runs(id),"
+    "  month     TEXT NOT NULL,"
+    "  amount    REAL NOT NULL CHECK (amount >= 0),"
+    "  pid       INTEGER NOT NULL,"
+    "  pid_start INTEGER NOT NULL DEFAULT 0,"
+    "  boot_id   TEXT NOT NULL DEFAULT '',"
+    "  opened_at REAL NOT NULL,"
+    "  closed_at REAL,"
+    "  closed_by TEXT CHECK (closed_by IN ('released', 'reclaimed')),"
+    "  spent_usd REAL"
+    ");"
+    "CREATE INDEX leases_open ON leases(month) WHERE closed_at IS NULL;"
+    "CREATE UNIQUE INDEX leases_one_open ON leases(run_id, month) WHERE closed_at IS NULL;"
+    "CREATE VIEW ledger AS"
+    "  SELECT a.month, a.at, r.workflow, a.run_id, a.task, a.attempt, a.endpoint, a.tier,"
+    "         a.model, a.input_tokens, a.output_tokens, a.cached_tokens, a.usage_estimated,"
+    "         a.cost_usd, a.outcome"
+    "  FROM attempts a JOIN runs r ON r.id = a.run_id;"
+    "CREATE TABLE cache ("
+    "  key        TEXT PRIMARY KEY,"
+    "  endpoint   TEXT NOT NULL,"
+    "  model      TEXT,"
+    "  text       TEXT,"
+    "  json       TEXT,"
+    "  input      INTEGER NOT NULL DEFAULT 0,"
+    "  output     INTEGER NOT NULL DEFAULT 0,"
+    "  cached     INTEGER NOT NULL DEFAULT 0,"
+    "  created_at REAL NOT NULL"
+    ");";
+
+static void test_migrates_v1(void **state)
+{
+    fx *f = *state;
+    char dir[PATH_MAX];
+    join(dir, f->dir, ".flowrun");
+    assert_int_equal(mkdir(dir, 0700), 0);
+    int fd = open(f->path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    assert_true(fd >= 0);
+    close(fd);
+    raw_exec(f->path, "PRAGMA journal_mode=WAL");
+    raw_exec(f->path, schema_v1_frozen);
+    raw_exec(f->path,
+             "INSERT INTO meta VALUES ('schema_version', 1);"
+             "INSERT INTO runs(id, workflow, started_at, status, cost_usd)"
+             "  VALUES ('old', 'wf', 1.0, 'ok', 0.25);"
+             "INSERT INTO attempts(run_id, task, attempt, endpoint, tier, cost_usd, outcome, at,"
+             "  month) VALUES ('old', 't', 1, 'cloud', 'cloud', 0.25, 'ok', 1.0, '2026-11');"
+             "INSERT INTO leases(run_id, month, amount, pid, opened_at, closed_at, closed_by,"
+             "  spent_usd) VALUES ('old', '2026-11', 0.5, 1, 1.0, 2.0, 'released', 0.25);"
+             "INSERT INTO cache(key, endpoint, text, created_at) VALUES ('k', 'cloud', 'hi', 1);");
+    f->st = open_ok(f->path);
+    assert_usd(raw_num(f->path, "SELECT value FROM meta WHERE key = 'schema_version'"),
+               FR_STORE_SCHEMA_VERSION);
+    double spent = -1;
+    assert_ok(fr_store_month_spent(f->st, "2026-11", &spent, &e_));
+    assert_usd(spent, 0.25);
+    char status[32];
+    double cost = -1;
+    run_status(f->st, "old", status, sizeof status, &cost);
+    assert_string_equal(status, "ok");
+    assert_usd(cost, 0.25);
+    assert_true(cache_hit(f->st, "k"));
+    assert_usd(raw_num(f->path, "SELECT count(*) FROM leases"), 1);
+    fr_store_set_clock(f->st, utc(2026, 11, 15, 12, 0, 0));
+    assert_ok(fr_store_run_begin(f->st, "new", "wf", NULL, &e_));
+    reserve(f->st, "new", "t", 0.1);
+    assert_ok(fr_store_month_spent(f->st, "2026-11", &spent, &e_));
+    assert_usd(spent, 0.35);
+    json_t *j = NULL;
+    assert_ok(fr_store_spend(f->st, "2026-11", &j, &e_));
+    assert_usd(jnum(json_array_get(json_object_get(j, "months"), 0), "cost_usd"), 0.35);
+    json_decref(j);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1525,6 +1642,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_damaged_cache_entry_is_a_miss, setup, teardown),
         cmocka_unit_test_setup_teardown(test_damaged_pages_refused_at_open, setup, teardown),
         cmocka_unit_test_setup_teardown(test_emptied_store_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_migrates_v1, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
