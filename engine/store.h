@@ -163,10 +163,11 @@ int fr_store_run_status(fr_store *st, const char *run_id, char *status, size_t s
 int fr_store_month_spent(fr_store *st, const char *month, double *spent, fr_error *err);
 
 /* What `month` ("YYYY-MM", borrowed) of the monthly cap is used, as other
- * processes see it from here: the cost of every attempt booked in the month,
- * plus the unspent part of each open lease held by another live process (this
- * process's leases are its own business; leases of dead processes count only
- * what their attempts spent). Sets *used. FR_EINVAL for a malformed month,
+ * processes see it from here: the cost of every attempt booked in the month
+ * (those in flight at their worst case), plus the unspent part of each open
+ * lease held by another live process (this process's leases are its own
+ * business; leases of dead processes count only what their attempts were
+ * charged). Sets *used. FR_EINVAL for a malformed month,
  * FR_ESTORE for a database failure. */
 int fr_store_month_used(fr_store *st, const char *month, double *used, fr_error *err);
 
