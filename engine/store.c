@@ -1,8 +1,10 @@
 /* The state store on SQLite. Every statement is prepared once at open and
- * reused; every write is one short transaction. Leases are the only
- * multi-statement writes and run under BEGIN IMMEDIATE, which takes the write
- * lock before the first read, so two processes leasing at once are serialised
- * and the second sees what the first granted. */
+ * reused; every write is one short transaction. The multi-statement writes
+ * (a lease, a run's start, which marks crashed runs, and a booking that reads
+ * the month's total) run under BEGIN IMMEDIATE, which takes the write lock
+ * before the first read, so two processes doing them at once are serialised
+ * and the second sees what the first wrote. An attempt is booked twice: in
+ * flight before its request is sent, and settled when its reply is booked. */
 
 #include "engine/store.h"
 #include "engine/util/mem.h"
