@@ -819,9 +819,48 @@ static void policy_failed(fr_run *r, const char *task, const fr_error *perr)
     fr_log(FR_LOG_WARN, "policy", "task=%s error=\"%s\"; the built-in default decides", task, msg);
 }
 
+/* Logs a failed write to the state store once; the run then stops
+ * admitting work: a run never goes on without durability. */
+static void store_write_failed(fr_run *r, const fr_error *err)
+{
+    if (r->store_failed)
+        return;
+    char msg[1400];
+    fr_log(FR_LOG_ERROR, "store", "error=\"%s\"", fr_error_format(err, msg, sizeof msg));
+    r->store_failed = true;
+}
+
+/* Books the attempt task `t` is about to send in the state store, in flight
+ * at its worst case (t->reserved), before a byte goes out: should the
+ * process die, that charge stays (fr_store_reserve). Returns false, logged,
+ * when it cannot be written: then the request must not be sent. */
+static bool reserve_attempt(task_rt *t)
+{
+    fr_run *r = t->run;
+    t->row = 0;
+    if (!r->store || t->ep < 0)
+        return true;
+    const ep_rt *e = &r->eps[t->ep];
+    fr_attempt_rec a = {
+        .run_id = r->run_id,
+        .task = r->wf->tasks[t->idx].name,
+        .endpoint = e->spec->name,
+        .tier = fr_tier_name(e->spec->tier),
+        .model = e->model,
+        .attempt = t->attempts,
+        .cost_usd = t->reserved,
+    };
+    fr_error err = {0};
+    if (fr_store_reserve(r->store, &a, &t->row, &err) == FR_OK)
+        return true;
+    t->row = 0;
+    store_write_failed(r, &err);
+    return false;
+}
+
 /* Books one attempt in the state store: what it used, cost and how it
- * ended. A failure to write is logged once and the run stops admitting
- * work: a run never goes on without durability. */
+ * ended; an attempt booked in flight settles to that. A failure to write is
+ * logged once and the run stops admitting work. */
 static void book_attempt(task_rt *t, const char *outcome, const char *error, const fr_usage *u,
                          double cost, double latency_ms)
 {
@@ -852,26 +891,27 @@ static void book_attempt(task_rt *t, const char *outcome, const char *error, con
     a.error = clean_error;
     fr_error err = {0};
     int rc;
+    long long row = t->row;
+    t->row = 0;
     if (r->wf->budget.has_monthly && cost > 0 && !r->month_alerted) {
         /* The monthly alert fires once for the whole ledger: in the one
          * booking, of any run or process, that takes the month's total
          * across the threshold. A run that starts past it never alerts. */
         double total = 0, at = fr_budget_alert(r->budget) * r->wf->budget.monthly_usd;
-        rc = fr_store_add_attempt_total(r->store, &a, &total, &err);
+        rc = row ? fr_store_settle(r->store, row, &a, &total, &err)
+                 : fr_store_add_attempt_total(r->store, &a, &total, &err);
         if (rc == FR_OK && r->wf->budget.monthly_usd > 0 && total >= at - 1e-8 &&
             total - cost < at - 1e-8) {
             r->month_alerted = true;
             add_alert(r, FR_CAP_MONTH, r->wf->budget.monthly_usd, total);
         }
     } else {
-        rc = fr_store_add_attempt(r->store, &a, &err);
+        rc = row ? fr_store_settle(r->store, row, &a, NULL, &err)
+                 : fr_store_add_attempt(r->store, &a, &err);
     }
     free(clean_error);
-    if (rc != FR_OK && !r->store_failed) {
-        char msg[1400];
-        fr_log(FR_LOG_ERROR, "store", "error=\"%s\"", fr_error_format(&err, msg, sizeof msg));
-        r->store_failed = true;
-    }
+    if (rc != FR_OK)
+        store_write_failed(r, &err);
 }
 
 /* Sets the outcome of the task's latest decision: "ok", "quality", "error",
@@ -1441,10 +1481,13 @@ static bool cache_allowed(const fr_run *r, const task_rt *t)
     return true;
 }
 
-/* A cached reply of endpoint `e` failed the task's gates: a quality failure
- * like any other. The endpoint counts as tried and the policy is asked with
- * reason "quality", so it may escalate; `msg` (borrowed) says why. */
-static void cache_failed(fr_run *r, task_rt *t, size_t e, const char *msg)
+/* A cached reply of endpoint `e` failed the task's gates; `msg` (borrowed)
+ * says why. One that fails the check or min_quality is a quality failure
+ * like any other: the endpoint counts as tried and the policy is asked with
+ * reason "quality", so it may escalate. One that no longer fits the schema
+ * (`stale`: the schema changed, or the row was damaged) is a miss: the
+ * request is sent as if nothing were stored. */
+static void cache_failed(fr_run *r, task_rt *t, size_t e, const char *msg, bool stale)
 {
     const char *name = r->eps[e].spec->name;
     json_array_append_new(t->decisions,
@@ -1460,6 +1503,8 @@ static void cache_failed(fr_run *r, task_rt *t, size_t e, const char *msg)
     free(t->last_error);
     t->last_error = fr_xasprintf("quality: %s: %s (a cached reply; --fresh %s asks again)", name,
                                  msg, r->wf->tasks[t->idx].name);
+    if (stale)
+        return; /* a stored reply that no longer fits the schema is a miss: ask again */
     t->tried[e] = 1;
     t->route_reason = "quality";
 }
@@ -1493,11 +1538,12 @@ static bool try_cache(fr_run *r, task_rt *t)
          * or check changed since it was stored applies to it too. */
         fr_error gerr = {0};
         int grc = check_quality(&r->wf->tasks[t->idx], &reply, &gerr);
+        bool stale = grc != FR_OK;
         if (grc == FR_OK)
             grc = run_check(r, t, &reply, &gerr);
         if (grc != FR_OK) {
             fr_reply_close(&reply);
-            cache_failed(r, t, e, gerr.msg);
+            cache_failed(r, t, e, gerr.msg, stale);
             continue;
         }
         t->ep = (long)e;
@@ -1649,11 +1695,26 @@ static void dispatch(task_rt *t, size_t ep)
         t->attempt_limited = attempt_ms > 0 && attempt_ms < (double)ho.total_timeout_ms;
         if (t->attempt_limited)
             ho.total_timeout_ms = (long)attempt_ms;
-        rc = fr_http_submit(r->http, &req, &ho, on_data, on_done, t, &t->xfer);
-        if (rc != FR_OK)
+        if (!reserve_attempt(t))
+            rc = fr_error_set(&err, FR_ESTORE, NULL, 0,
+                              "the state store cannot be written; the request was not sent");
+        else
+            rc = fr_http_submit(r->http, &req, &ho, on_data, on_done, t, &t->xfer);
+        if (rc != FR_OK && rc != FR_ESTORE)
             fr_error_set(&err, rc, NULL, 0, "could not start the request: %s", fr_strerror(rc));
     }
     fr_request_close(&req);
+    if (rc == FR_ESTORE) {
+        /* Without a durable reservation nothing is sent, and no new work
+         * starts (pump): the task fails. */
+        fr_adapter_free(t->adapter);
+        t->adapter = NULL;
+        fr_sched_release_slot(r->sched, ep);
+        settle(t, 0);
+        set_decision_outcome(t, "error", err.msg);
+        task_end(t, FR_TASK_FAILED, err.msg);
+        return;
+    }
     if (rc != FR_OK) {
         fr_adapter_free(t->adapter);
         t->adapter = NULL;

@@ -73,6 +73,7 @@ typedef struct task_rt {
     json_t *decisions;
     double check_score; /* the check function's score of the accepted reply, -1 without one */
     double reserved;    /* the worst case held against the caps while an attempt is out */
+    long long row;      /* its attempt in the state store, booked in flight; 0 for none */
     char *cache_key;    /* the cache key of the current attempt's request */
     bool cached;        /* the result came from the cache: no request, no cost */
     bool attempt_limited; /* the current attempt's deadline is the endpoint's attempt timeout */

@@ -1,13 +1,17 @@
 /* The state store on SQLite. Every statement is prepared once at open and
- * reused; every write is one short transaction. Leases are the only
- * multi-statement writes and run under BEGIN IMMEDIATE, which takes the write
- * lock before the first read, so two processes leasing at once are serialised
- * and the second sees what the first granted. */
+ * reused; every write is one short transaction. The multi-statement writes
+ * (a lease, a run's start, which marks crashed runs, and a booking that reads
+ * the month's total) run under BEGIN IMMEDIATE, which takes the write lock
+ * before the first read, so two processes doing them at once are serialised
+ * and the second sees what the first wrote. An attempt is booked twice: in
+ * flight before its request is sent, and settled when its reply is booked. */
 
 #include "engine/store.h"
 #include "engine/util/mem.h"
+#include "engine/util/utf8.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <signal.h>
@@ -99,10 +103,14 @@ static const char schema_v1[] =
     "  created_at REAL NOT NULL"
     ");";
 
-/* Version 2: an attempt whose reply did not finish as an answer has its own
- * outcome (truncated, refused, tool_call, no_answer). SQLite cannot change a
- * CHECK, so the table is rebuilt with its rows; the view that reads it goes
- * first and comes back after. */
+/* Schema version 2: an attempt whose reply did not finish as an answer has
+ * its own outcome (truncated, refused, tool_call, no_answer); an attempt is
+ * booked when its request is sent, as 'pending' with its worst case as its
+ * cost, and settles to what it cost when its reply is booked; a run records
+ * the process that runs it, so a later one can tell it died and mark it
+ * 'crashed'. SQLite cannot change a CHECK constraint in place: the attempts
+ * table is rebuilt with its rows (the ledger view goes first, as it names
+ * the table, and comes back after). */
 static const char schema_v2[] =
     "DROP VIEW ledger;"
     "CREATE TABLE attempts_v2 ("
@@ -121,7 +129,7 @@ static const char schema_v2[] =
     "  latency_ms      REAL NOT NULL DEFAULT 0,"
     "  outcome         TEXT NOT NULL CHECK (outcome IN"
     "                    ('ok', 'quality', 'error', 'timeout', 'cancelled', 'budget',"
-    "                     'truncated', 'refused', 'tool_call', 'no_answer')),"
+    "                     'truncated', 'refused', 'tool_call', 'no_answer', 'pending')),"
     "  error           TEXT,"
     "  at              REAL NOT NULL,"
     "  month           TEXT NOT NULL"
@@ -129,13 +137,19 @@ static const char schema_v2[] =
     "INSERT INTO attempts_v2 SELECT * FROM attempts;"
     "DROP TABLE attempts;"
     "ALTER TABLE attempts_v2 RENAME TO attempts;"
-    "CREATE INDEX attempts_month ON attempts(month);"
+    /* Covers the month's totals (all charges, booked only): read from the
+     * index alone, at every lease and, until a run alerts, every booking. */
+    "CREATE INDEX attempts_month ON attempts(month, outcome, cost_usd);"
     "CREATE INDEX attempts_run ON attempts(run_id, month);"
     "CREATE VIEW ledger AS"
     "  SELECT a.month, a.at, r.workflow, a.run_id, a.task, a.attempt, a.endpoint, a.tier,"
     "         a.model, a.input_tokens, a.output_tokens, a.cached_tokens, a.usage_estimated,"
     "         a.cost_usd, a.outcome"
-    "  FROM attempts a JOIN runs r ON r.id = a.run_id;";
+    "  FROM attempts a JOIN runs r ON r.id = a.run_id;"
+    "ALTER TABLE runs ADD COLUMN pid INTEGER;"
+    "ALTER TABLE runs ADD COLUMN pid_start INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE runs ADD COLUMN boot_id TEXT NOT NULL DEFAULT '';"
+    "CREATE INDEX runs_running ON runs(id) WHERE status = 'running';";
 
 /* migrations[v] takes a database from version v to v + 1. */
 static const char *const migrations[FR_STORE_SCHEMA_VERSION] = {schema_v1, schema_v2};
@@ -153,7 +167,15 @@ enum stmt_id {
     S_RUN_BEGIN,
     S_RUN_END,
     S_ATTEMPT,
+    S_RESERVE,
+    S_SETTLE,
+    S_ATTEMPT_MONTH,
     S_MONTH_SPENT,
+    S_MONTH_BOOKED,
+    S_RUNNING,
+    S_CRASH_PENDING,
+    S_CRASH_LEASES,
+    S_CRASH_RUN,
     S_OPEN_LEASES,
     S_LEASE_CLOSE,
     S_LEASE_GROW,
@@ -168,18 +190,41 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_BEGIN_IMMEDIATE] = "BEGIN IMMEDIATE",
     [S_COMMIT] = "COMMIT",
     [S_ROLLBACK] = "ROLLBACK",
-    [S_RUN_BEGIN] = "INSERT INTO runs(id, workflow, wf_path, started_at) VALUES (?1, ?2, ?3, ?4)",
+    [S_RUN_BEGIN] = "INSERT INTO runs(id, workflow, wf_path, started_at, pid, pid_start, boot_id)"
+                    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     [S_RUN_END] = "UPDATE runs SET ended_at = ?2, status = ?3, exit_code = ?4, cost_usd = ?5"
                   " WHERE id = ?1",
     [S_ATTEMPT] = "INSERT INTO attempts(run_id, task, attempt, endpoint, tier, model,"
                   " input_tokens, output_tokens, cached_tokens, usage_estimated, cost_usd,"
                   " latency_ms, outcome, error, at, month)"
                   " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+    [S_RESERVE] = "INSERT INTO attempts(run_id, task, attempt, endpoint, tier, model, cost_usd,"
+                  " outcome, at, month) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?9)",
+    [S_SETTLE] = "UPDATE attempts SET input_tokens = ?2, output_tokens = ?3, cached_tokens = ?4,"
+                 " usage_estimated = ?5, cost_usd = ?6, latency_ms = ?7, outcome = ?8, error = ?9,"
+                 " at = ?10 WHERE id = ?1 AND run_id = ?11 AND outcome = 'pending'",
+    [S_ATTEMPT_MONTH] = "SELECT month FROM attempts WHERE id = ?1",
+    /* What the month is charged: booked attempts and those in flight at
+     * their worst case. */
     [S_MONTH_SPENT] = "SELECT TOTAL(cost_usd) FROM attempts WHERE month = ?1",
+    /* What the month's booked replies cost (the monthly alert's total). */
+    [S_MONTH_BOOKED] =
+        "SELECT TOTAL(cost_usd) FROM attempts WHERE month = ?1 AND outcome != 'pending'",
+    [S_RUNNING] = "SELECT id, pid, pid_start, boot_id FROM runs"
+                  " WHERE status = 'running' AND pid IS NOT NULL",
+    [S_CRASH_PENDING] = "UPDATE attempts SET outcome = 'cancelled', at = ?2, error = 'the run''s"
+                        " process died with the request in flight: its worst case is kept'"
+                        " WHERE run_id = ?1 AND outcome = 'pending'",
+    [S_CRASH_LEASES] =
+        "UPDATE leases SET closed_at = ?2, closed_by = 'reclaimed', spent_usd = " LEASE_SPENT
+        " WHERE run_id = ?1 AND closed_at IS NULL",
+    [S_CRASH_RUN] = "UPDATE runs SET status = 'crashed', ended_at = ?2, cost_usd ="
+                    " (SELECT TOTAL(cost_usd) FROM attempts WHERE run_id = ?1)"
+                    " WHERE id = ?1 AND status = 'running'",
     [S_OPEN_LEASES] = "SELECT id, run_id, pid, pid_start, boot_id, amount, " LEASE_SPENT
                       " FROM leases WHERE month = ?1 AND closed_at IS NULL",
     [S_LEASE_CLOSE] = "UPDATE leases SET closed_at = ?2, closed_by = ?3, spent_usd = " LEASE_SPENT
-                      " WHERE id = ?1",
+                      " WHERE id = ?1 AND closed_at IS NULL",
     [S_LEASE_GROW] = "UPDATE leases SET amount = amount + ?2 WHERE id = ?1",
     [S_LEASE_NEW] = "INSERT INTO leases(run_id, month, amount, pid, pid_start, boot_id, opened_at)"
                     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -207,6 +252,7 @@ struct fr_store {
 /* One open lease as read inside a lease transaction. */
 typedef struct lease_row {
     sqlite3_int64 id;
+    char run[256];
     sqlite3_int64 pid;
     unsigned long long start;
     char boot[64];
@@ -415,6 +461,20 @@ static int month_spent(fr_store *st, const char *month, double *spent, fr_error 
     return rc;
 }
 
+/* The cost of the month's booked attempts, those in flight left out. */
+static int month_booked(fr_store *st, const char *month, double *total, fr_error *err)
+{
+    sqlite3_stmt *s = st->stmt[S_MONTH_BOOKED];
+    bind_text(s, 1, month);
+    int rc = FR_OK;
+    if (sqlite3_step(s) == SQLITE_ROW)
+        *total = sqlite3_column_double(s, 0);
+    else
+        rc = db_error(st, err, "cannot read the month's spend");
+    done(s);
+    return rc;
+}
+
 /* Reads the open leases of `month` into *rows (owned by the caller, free()). */
 static int open_leases(fr_store *st, const char *month, const char *run_id, lease_row **rows,
                        size_t *n, fr_error *err)
@@ -434,6 +494,7 @@ static int open_leases(fr_store *st, const char *month, const char *run_id, leas
         l->id = sqlite3_column_int64(s, 0);
         const unsigned char *run = sqlite3_column_text(s, 1);
         l->same_run = run_id && run && strcmp((const char *)run, run_id) == 0;
+        column_copy(s, 1, l->run, sizeof l->run);
         l->pid = sqlite3_column_int64(s, 2);
         l->start = (unsigned long long)sqlite3_column_int64(s, 3);
         column_copy(s, 4, l->boot, sizeof l->boot);
@@ -443,6 +504,85 @@ static int open_leases(fr_store *st, const char *month, const char *run_id, leas
     int rc = step == SQLITE_DONE ? FR_OK : db_error(st, err, "cannot read the month's leases");
     done(s);
     return rc;
+}
+
+/* ---- the marker of a store that existed ------------------------------------------ */
+
+/* The marker beside the database: "<path>.id", written once the schema is
+ * committed. It says a ledger lived here, so an emptied, truncated or
+ * deleted database is refused instead of silently starting a new one. */
+static char *marker_path(const char *path)
+{
+    return fr_xasprintf("%s.id", path);
+}
+
+/* True when the marker of the database at `path` exists. Looked at before
+ * the database is read: a marker is written only after its schema was
+ * committed, so a store opened at the same moment by another process is
+ * never mistaken for an emptied one. */
+static bool has_marker(const char *path)
+{
+    char *marker = marker_path(path);
+    struct stat sb;
+    bool found = stat(marker, &sb) == 0;
+    free(marker);
+    return found;
+}
+
+/* FR_ESTORE for the database at `path`, missing or without flowrun's
+ * schema while its marker says a store existed: what happened, and how to
+ * start over on purpose. */
+static int marker_refusal(const char *path, fr_error *err)
+{
+    char *marker = marker_path(path);
+    char created[64] = "";
+    FILE *f = fopen(marker, "r");
+    if (f) {
+        char line[128];
+        while (fgets(line, sizeof line, f))
+            if (strncmp(line, "created ", 8) == 0)
+                snprintf(created, sizeof created, " on %.*s", (int)strcspn(line + 8, "\n"),
+                         line + 8);
+        fclose(f);
+    }
+    struct stat sb;
+    bool missing = stat(path, &sb) != 0;
+    int rc = fr_error_set(err, FR_ESTORE, path, 0,
+                          "the state database is %s, but a state store was created here%s (%s): "
+                          "its ledger, and with it the monthly cap's memory of what was spent, "
+                          "is gone. Restore the database from a backup; or, to start a new "
+                          "ledger on purpose, remove %s (or the whole state folder)",
+                          missing           ? "missing"
+                          : sb.st_size == 0 ? "empty (0 bytes)"
+                                            : "empty",
+                          created, marker, marker);
+    free(marker);
+    return rc;
+}
+
+/* Writes the marker when there is none. A store whose marker cannot be
+ * written still works (it is only less protected), so this cannot fail. */
+static void write_marker(const fr_store *st)
+{
+    char *marker = marker_path(st->path);
+    int fd = open(marker, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+        char stamp[32] = "";
+        time_t now = time(NULL);
+        struct tm tm;
+        if (gmtime_r(&now, &tm))
+            strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        char text[256];
+        int n = snprintf(text, sizeof text,
+                         "flowrun state store: %s exists while this file does.\n"
+                         "created %s\n",
+                         strrchr(st->path, '/') ? strrchr(st->path, '/') + 1 : st->path, stamp);
+        if (n > 0 && write(fd, text, (size_t)n) != n) {
+            /* A short marker still marks: its existence is what counts. */
+        }
+        close(fd);
+    }
+    free(marker);
 }
 
 /* ---- open and schema --------------------------------------------------------- */
@@ -536,8 +676,61 @@ static int schema_version(fr_store *st, sqlite3_int64 *version, fr_error *err)
     return db_error(st, err, "cannot read the state database's schema version");
 }
 
-/* Opens the connection and sets it up: read-write, WAL, pragmas. */
-static int connect_db(fr_store *st, fr_error *err)
+/* Checks the database's pages (PRAGMA quick_check: every b-tree page well
+ * formed, no page used twice or lost) before anything is read from it or
+ * sent on its strength: a damaged store stops the run at open, not midway.
+ * Bounded: a database up to FR_STORE_CHECK_BYTES is checked whole (about a
+ * tenth of a second per 100 MB when the file is in the page cache); a
+ * bigger one has its ledger tables checked and the result cache left to the
+ * reads, where a damaged entry is a miss. */
+static int check_pages(fr_store *st, fr_error *err)
+{
+    static const char *const whole[] = {"PRAGMA quick_check", NULL};
+    static const char *const ledger[] = {"PRAGMA quick_check('meta')", "PRAGMA quick_check('runs')",
+                                         "PRAGMA quick_check('attempts')",
+                                         "PRAGMA quick_check('leases')", NULL};
+    struct stat sb;
+    const char *const *checks =
+        stat(st->path, &sb) == 0 && sb.st_size > FR_STORE_CHECK_BYTES ? ledger : whole;
+    int rc = FR_OK;
+    for (; rc == FR_OK && *checks; checks++) {
+        sqlite3_stmt *s = NULL;
+        char first[200] = "";
+        int step = sqlite3_prepare_v2(st->db, *checks, -1, &s, NULL);
+        if (step == SQLITE_OK)
+            step = sqlite3_step(s);
+        if (step == SQLITE_ROW)
+            column_copy(s, 0, first, sizeof first);
+        else
+            snprintf(first, sizeof first, "%s", sqlite3_errmsg(st->db));
+        if (strcmp(first, "ok") != 0)
+            rc = fr_error_set(err, FR_ESTORE, st->path, 0,
+                              "the state database is damaged (SQLite's check says: %s); nothing "
+                              "was sent. Restore it from a backup; or, to start a new ledger on "
+                              "purpose, remove it and %s.id (or the whole state folder)",
+                              first, st->path);
+        sqlite3_finalize(s);
+    }
+    return rc;
+}
+
+/* Reads the schema version from one snapshot of the database (its two
+ * queries in one read transaction, unless one is open already): a store
+ * another process creates meanwhile is seen whole or not at all. */
+static int schema_snapshot(fr_store *st, sqlite3_int64 *version, fr_error *err)
+{
+    bool own = sqlite3_get_autocommit(st->db) != 0;
+    if (own && sqlite3_exec(st->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
+        return db_error(st, err, "cannot read the state database");
+    int rc = schema_version(st, version, err);
+    if (own)
+        sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL); /* a read: nothing to lose */
+    return rc;
+}
+
+/* Opens the connection and sets it up: read-write, WAL, pragmas. `marked`:
+ * the store's marker existed before the database was read. */
+static int connect_db(fr_store *st, bool marked, fr_error *err)
 {
     int rc = FR_OK;
     sqlite3_stmt *s = NULL;
@@ -556,7 +749,11 @@ static int connect_db(fr_store *st, fr_error *err)
     sqlite3_busy_timeout(st->db, FR_STORE_BUSY_MS);
     /* Read before anything is written, WAL mode included: a file that is not
      * a database, or someone else's database, is refused untouched. */
-    rc = schema_version(st, &version, err);
+    rc = schema_snapshot(st, &version, err);
+    if (rc == FR_OK && version == 0 && marked)
+        rc = marker_refusal(st->path, err); /* a 0-byte file, or one emptied of the tables */
+    if (rc == FR_OK && version > 0)
+        rc = check_pages(st, err);
     if (rc != FR_OK)
         goto cleanup;
     /* Switching to WAL needs a moment alone with a new database, and SQLite
@@ -674,10 +871,16 @@ int fr_store_open(const char *path, fr_store **out, fr_error *err)
     char state;
     if (!proc_info((long)st->pid, &state, &st->pid_start))
         st->pid_start = 0;
+    bool marked = has_marker(path);
+    struct stat sb;
+    if (marked && stat(path, &sb) != 0) {
+        rc = marker_refusal(path, err); /* before SQLite creates a file */
+        goto cleanup;
+    }
     rc = make_parent_dirs(path, err);
     if (rc != FR_OK)
         goto cleanup;
-    rc = connect_db(st, err);
+    rc = connect_db(st, marked, err);
     if (rc != FR_OK)
         goto cleanup;
     rc = migrate(st, err);
@@ -686,6 +889,7 @@ int fr_store_open(const char *path, fr_store **out, fr_error *err)
     rc = prepare_all(st, err);
     if (rc != FR_OK)
         goto cleanup;
+    write_marker(st);
     *out = st;
     st = NULL;
 cleanup:
@@ -723,6 +927,11 @@ int fr_store_open_readonly(const char *path, fr_store **out, fr_error *err)
         fr_error_set(err, rc, path ? path : "", 0, "no state database path");
         goto cleanup;
     }
+    bool marked = has_marker(path);
+    if (marked && stat(path, &sb) != 0) {
+        rc = marker_refusal(path, err);
+        goto cleanup;
+    }
     if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode)) {
         rc = fr_error_set(err, FR_ENOENT, path, 0, "no state database");
         goto cleanup;
@@ -749,7 +958,7 @@ int fr_store_open_readonly(const char *path, fr_store **out, fr_error *err)
     }
     sqlite3_extended_result_codes(st->db, 1);
     sqlite3_busy_timeout(st->db, FR_STORE_BUSY_MS);
-    rc = schema_version(st, &version, err);
+    rc = schema_snapshot(st, &version, err);
     if (rc != FR_OK)
         goto cleanup;
     if (version > FR_STORE_SCHEMA_VERSION) {
@@ -760,7 +969,8 @@ int fr_store_open_readonly(const char *path, fr_store **out, fr_error *err)
         goto cleanup;
     }
     if (version == 0) {
-        rc = fr_error_set(err, FR_ENOENT, path, 0, "the state database is empty");
+        rc = marked ? marker_refusal(path, err)
+                    : fr_error_set(err, FR_ENOENT, path, 0, "the state database is empty");
         goto cleanup;
     }
     if (version < FR_STORE_SCHEMA_VERSION) {
@@ -821,6 +1031,54 @@ static int insert_error(fr_store *st, fr_error *err, const char *run_id, const c
     return db_error(st, err, what);
 }
 
+/* Marks run `run_id`, whose process is gone, crashed, inside the caller's
+ * write transaction: its requests in flight become charges at their worst
+ * case (the provider may have billed them), its open leases close keeping
+ * all of that, and the run's cost is everything it was charged. */
+static int crash_run(fr_store *st, const char *run_id, fr_error *err)
+{
+    static const enum stmt_id steps[] = {S_CRASH_PENDING, S_CRASH_LEASES, S_CRASH_RUN};
+    int rc = FR_OK;
+    for (size_t i = 0; rc == FR_OK && i < sizeof steps / sizeof *steps; i++) {
+        sqlite3_stmt *s = st->stmt[steps[i]];
+        bind_text(s, 1, run_id);
+        sqlite3_bind_double(s, 2, now_seconds(st));
+        rc = exec_stmt(st, steps[i], "cannot mark a crashed run", err);
+    }
+    return rc;
+}
+
+/* Marks crashed, inside the caller's write transaction, every run still
+ * 'running' whose process is known to be gone (see holder_alive). */
+static int reclaim_runs(fr_store *st, fr_error *err)
+{
+    sqlite3_stmt *s = st->stmt[S_RUNNING];
+    lease_row *dead = NULL;
+    size_t n = 0, cap = 0;
+    int step, rc = FR_OK;
+    while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+        lease_row l = {0};
+        column_copy(s, 0, l.run, sizeof l.run);
+        l.pid = sqlite3_column_int64(s, 1);
+        l.start = (unsigned long long)sqlite3_column_int64(s, 2);
+        column_copy(s, 3, l.boot, sizeof l.boot);
+        if (holder_alive(st, &l))
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 4;
+            dead = fr_xrealloc(dead, cap * sizeof *dead);
+        }
+        dead[n++] = l;
+    }
+    if (step != SQLITE_DONE)
+        rc = db_error(st, err, "cannot read the runs in progress");
+    done(s);
+    for (size_t i = 0; rc == FR_OK && i < n; i++)
+        rc = crash_run(st, dead[i].run, err);
+    free(dead);
+    return rc;
+}
+
 /* Records a run's start; see store.h. */
 int fr_store_run_begin(fr_store *st, const char *run_id, const char *workflow, const char *wf_path,
                        fr_error *err)
@@ -830,14 +1088,55 @@ int fr_store_run_begin(fr_store *st, const char *run_id, const char *workflow, c
         return rc;
     if (!run_id || !*run_id || !workflow)
         return fr_error_set(err, FR_EINVAL, st->path, 0, "a run needs an id and a workflow name");
-    sqlite3_stmt *s = st->stmt[S_RUN_BEGIN];
+    rc = exec_stmt(st, S_BEGIN_IMMEDIATE, "cannot lock the state database", err);
+    if (rc != FR_OK)
+        return rc;
+    rc = reclaim_runs(st, err);
+    if (rc == FR_OK) {
+        sqlite3_stmt *s = st->stmt[S_RUN_BEGIN];
+        bind_text(s, 1, run_id);
+        bind_text(s, 2, workflow);
+        bind_text(s, 3, wf_path);
+        sqlite3_bind_double(s, 4, now_seconds(st));
+        sqlite3_bind_int64(s, 5, st->pid);
+        sqlite3_bind_int64(s, 6, (sqlite3_int64)st->pid_start);
+        bind_text(s, 7, st->boot_id);
+        rc = sqlite3_step(s) == SQLITE_DONE
+                 ? FR_OK
+                 : insert_error(st, err, run_id, "cannot record the run");
+        done(s);
+    }
+    if (rc == FR_OK)
+        rc = exec_stmt(st, S_COMMIT, "cannot commit the run", err);
+    if (rc != FR_OK)
+        rollback(st);
+    return rc;
+}
+
+/* Reads a run's status and cost; see store.h. */
+int fr_store_run_status(fr_store *st, const char *run_id, char *status, size_t size,
+                        double *cost_usd, fr_error *err)
+{
+    sqlite3_stmt *s = NULL;
+    int rc = check_usable(st, err);
+    if (rc == FR_OK && (!run_id || !status || size == 0 || !cost_usd))
+        rc = fr_error_set(err, FR_EINVAL, st->path, 0, "a run id and places for its status");
+    if (rc != FR_OK)
+        return rc;
+    if (sqlite3_prepare_v2(st->db, "SELECT status, cost_usd FROM runs WHERE id = ?1", -1, &s,
+                           NULL) != SQLITE_OK)
+        return db_error(st, err, "cannot read the run");
     bind_text(s, 1, run_id);
-    bind_text(s, 2, workflow);
-    bind_text(s, 3, wf_path);
-    sqlite3_bind_double(s, 4, now_seconds(st));
-    rc = sqlite3_step(s) == SQLITE_DONE ? FR_OK
-                                        : insert_error(st, err, run_id, "cannot record the run");
-    done(s);
+    int step = sqlite3_step(s);
+    if (step == SQLITE_ROW) {
+        column_copy(s, 0, status, size);
+        *cost_usd = sqlite3_column_double(s, 1);
+    } else if (step == SQLITE_DONE) {
+        rc = fr_error_set(err, FR_ENOENT, st->path, 0, "no run %s in the state database", run_id);
+    } else {
+        rc = db_error(st, err, "cannot read the run");
+    }
+    sqlite3_finalize(s);
     return rc;
 }
 
@@ -878,7 +1177,7 @@ static int check_attempt(const fr_store *st, const fr_attempt_rec *a, fr_error *
     static const char *const tiers[] = {"local", "cloud", NULL};
     static const char *const outcomes[] = {"ok",        "quality",   "error",     "timeout",
                                            "cancelled", "budget",    "truncated", "refused",
-                                           "tool_call", "no_answer", NULL};
+                                           "tool_call", "no_answer", "pending",   NULL};
     if (!a || !a->run_id || !a->task || !a->endpoint)
         return fr_error_set(err, FR_EINVAL, st->path, 0,
                             "an attempt needs a run id, a task and an endpoint");
@@ -966,7 +1265,108 @@ int fr_store_add_attempt_total(fr_store *st, const fr_attempt_rec *a, double *mo
     begun = true;
     rc = insert_attempt(st, a, month, err);
     if (rc == FR_OK)
-        rc = month_spent(st, month, &total, err);
+        rc = month_booked(st, month, &total, err);
+    if (rc == FR_OK)
+        rc = exec_stmt(st, S_COMMIT, "cannot commit the attempt", err);
+    if (rc == FR_OK)
+        *month_total = total;
+cleanup:
+    if (rc != FR_OK && begun)
+        rollback(st);
+    return rc;
+}
+
+/* Books an attempt in flight; see store.h. */
+int fr_store_reserve(fr_store *st, const fr_attempt_rec *a, long long *id, fr_error *err)
+{
+    fr_attempt_rec pending = a ? *a : (fr_attempt_rec){0};
+    pending.outcome = "pending";
+    int rc = check_usable(st, err);
+    if (rc == FR_OK)
+        rc = check_attempt(st, a ? &pending : NULL, err);
+    if (rc == FR_OK && !id)
+        rc = fr_error_set(err, FR_EINVAL, st->path, 0, "no place for the attempt's id");
+    if (rc != FR_OK)
+        return rc;
+    double at = now_seconds(st);
+    char month[FR_STORE_MONTH_LEN];
+    month_of((time_t)floor(at), month);
+    sqlite3_stmt *s = st->stmt[S_RESERVE];
+    bind_text(s, 1, a->run_id);
+    bind_text(s, 2, a->task);
+    sqlite3_bind_int(s, 3, a->attempt);
+    bind_text(s, 4, a->endpoint);
+    bind_text(s, 5, a->tier);
+    bind_text(s, 6, a->model);
+    sqlite3_bind_double(s, 7, a->cost_usd);
+    sqlite3_bind_double(s, 8, at);
+    bind_text(s, 9, month);
+    rc = sqlite3_step(s) == SQLITE_DONE
+             ? FR_OK
+             : insert_error(st, err, a->run_id, "cannot record the attempt in flight");
+    done(s);
+    if (rc == FR_OK)
+        *id = (long long)sqlite3_last_insert_rowid(st->db);
+    return rc;
+}
+
+/* Runs the settling UPDATE of attempt `id` to `a`. */
+static int settle_row(fr_store *st, long long id, const fr_attempt_rec *a, fr_error *err)
+{
+    sqlite3_stmt *s = st->stmt[S_SETTLE];
+    sqlite3_bind_int64(s, 1, id);
+    sqlite3_bind_int64(s, 2, a->input);
+    sqlite3_bind_int64(s, 3, a->output);
+    sqlite3_bind_int64(s, 4, a->cached);
+    sqlite3_bind_int(s, 5, a->estimated ? 1 : 0);
+    sqlite3_bind_double(s, 6, a->cost_usd);
+    sqlite3_bind_double(s, 7, a->latency_ms);
+    bind_text(s, 8, a->outcome);
+    bind_text(s, 9, a->error);
+    sqlite3_bind_double(s, 10, now_seconds(st));
+    bind_text(s, 11, a->run_id);
+    int rc = exec_stmt(st, S_SETTLE, "cannot book the attempt", err);
+    if (rc == FR_OK && sqlite3_changes(st->db) == 0)
+        rc = fr_error_set(err, FR_EINVAL, st->path, 0,
+                          "attempt %lld of run %s is not in flight in the state database", id,
+                          a->run_id);
+    return rc;
+}
+
+/* Settles an attempt in flight; see store.h. */
+int fr_store_settle(fr_store *st, long long id, const fr_attempt_rec *a, double *month_total,
+                    fr_error *err)
+{
+    bool begun = false;
+    int rc = check_usable(st, err);
+    if (rc == FR_OK)
+        rc = check_attempt(st, a, err);
+    if (rc == FR_OK && strcmp(a->outcome, "pending") == 0)
+        rc = fr_error_set(err, FR_EINVAL, st->path, 0, "a settled attempt is not pending");
+    if (rc != FR_OK)
+        return rc;
+    if (!month_total)
+        return settle_row(st, id, a, err); /* one statement: its own transaction */
+    /* The write lock first: no other booking comes between this one and the
+     * total it reads (see fr_store_add_attempt_total). */
+    rc = exec_stmt(st, S_BEGIN_IMMEDIATE, "cannot lock the state database", err);
+    if (rc != FR_OK)
+        goto cleanup;
+    begun = true;
+    rc = settle_row(st, id, a, err);
+    char month[FR_STORE_MONTH_LEN] = "";
+    sqlite3_stmt *s = st->stmt[S_ATTEMPT_MONTH];
+    if (rc == FR_OK) {
+        sqlite3_bind_int64(s, 1, id);
+        if (sqlite3_step(s) == SQLITE_ROW)
+            column_copy(s, 0, month, sizeof month);
+        else
+            rc = db_error(st, err, "cannot read the attempt's month");
+        done(s);
+    }
+    double total = 0;
+    if (rc == FR_OK)
+        rc = month_booked(st, month, &total, err);
     if (rc == FR_OK)
         rc = exec_stmt(st, S_COMMIT, "cannot commit the attempt", err);
     if (rc == FR_OK)
@@ -1082,8 +1482,11 @@ int fr_store_lease(fr_store *st, const char *month, double cap, double want, con
     for (size_t i = 0; i < n; i++) {
         lease_row *l = &rows[i];
         if (!holder_alive(st, l)) {
-            /* Its attempts stay in `spent`; its unspent rest is free again. */
-            rc = close_lease(st, l->id, "reclaimed", err);
+            /* Its attempts stay in `spent`, those in flight at their worst
+             * case; its unspent rest is free again, and its run crashed. */
+            rc = crash_run(st, l->run, err);
+            if (rc == FR_OK)
+                rc = close_lease(st, l->id, "reclaimed", err);
             if (rc != FR_OK)
                 goto cleanup;
             continue;
@@ -1391,14 +1794,22 @@ int fr_store_cache_get(fr_store *st, const char *key, fr_reply *out, bool *hit, 
         goto cleanup;
     }
     const char *text = (const char *)sqlite3_column_text(s, 1);
+    size_t text_len = (size_t)sqlite3_column_bytes(s, 1);
     const char *json = (const char *)sqlite3_column_text(s, 2);
+    const char *model = (const char *)sqlite3_column_text(s, 0);
+    size_t model_len = (size_t)sqlite3_column_bytes(s, 0);
     json_t *parsed = NULL;
-    /* A damaged entry is a miss, never an error: the request is sent again. */
-    if (!text || (json && !(parsed = json_loads(json, JSON_DECODE_ANY, NULL))))
+    /* A damaged entry is a miss, never an error: the request is sent again.
+     * Damaged is text flowrun could not carry (invalid UTF-8, a NUL byte: a
+     * put never stores such text), JSON that does not parse, or usage that
+     * is not a count. */
+    if (!text || fr_utf8_text(text, text_len, NULL) ||
+        (model && fr_utf8_text(model, model_len, NULL)) || sqlite3_column_int64(s, 3) < 0 ||
+        sqlite3_column_int64(s, 4) < 0 || sqlite3_column_int64(s, 5) < 0 ||
+        (json && !(parsed = json_loads(json, JSON_DECODE_ANY, NULL))))
         goto cleanup;
     out->text = fr_xstrdup(text);
     out->json = parsed;
-    const char *model = (const char *)sqlite3_column_text(s, 0);
     out->model = model ? fr_xstrdup(model) : NULL;
     out->finish_reason = fr_xstrdup("cached");
     out->finish = FR_FINISH_STOP; /* only answers are cached */

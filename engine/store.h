@@ -10,6 +10,7 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <time.h>
 
 /* The schema version this build writes and understands. */
@@ -17,6 +18,10 @@
 
 /* How long a call waits for another process's write lock, in milliseconds. */
 #define FR_STORE_BUSY_MS 5000
+
+/* A database up to this size is checked whole at every open (see
+ * fr_store_open); a bigger one has its ledger tables checked. */
+#define FR_STORE_CHECK_BYTES (256LL * 1024 * 1024)
 
 /* Size of a month buffer: "YYYY-MM" and its NUL. */
 #define FR_STORE_MONTH_LEN 8
@@ -49,7 +54,12 @@ typedef struct fr_attempt_rec {
  * versions and to upgrade); FR_ESTORE for a directory that cannot be created,
  * a file that cannot be opened for writing (read-only file or directory, disk
  * full), a file that is not a SQLite database or a SQLite database that is not
- * flowrun's, and any other SQLite failure (err carries sqlite3_errmsg).
+ * flowrun's, a database whose pages are damaged (PRAGMA quick_check, of the
+ * whole file up to FR_STORE_CHECK_BYTES, else of the ledger's tables), a
+ * database that is missing or empty while its marker "<path>.id" says a
+ * store existed (the marker is written when the schema is created; err says
+ * how to start a new ledger on purpose), and any other SQLite failure (err
+ * carries sqlite3_errmsg).
  *
  * A store belongs to the process that opened it: after fork(), the child opens
  * its own; a parent's store used in a child fails with FR_ESTORE. */
@@ -82,7 +92,10 @@ void fr_store_set_clock(fr_store *st, time_t now);
 char *fr_store_month(const fr_store *st, char out[FR_STORE_MONTH_LEN]);
 
 /* Records the start of run `run_id` of `workflow`, loaded from `wf_path`
- * (all borrowed; wf_path may be NULL), status "running", started now.
+ * (all borrowed; wf_path may be NULL), status "running", started now, by
+ * this process. In the same transaction, every run still "running" whose
+ * process is gone is marked "crashed" with its spend: its booked attempts
+ * and its requests in flight at their worst case (see fr_store_reserve).
  * FR_EINVAL for a missing argument or a run id already recorded, FR_ESTORE
  * for a database failure. */
 int fr_store_run_begin(fr_store *st, const char *run_id, const char *workflow, const char *wf_path,
@@ -105,24 +118,56 @@ int fr_store_add_attempt(fr_store *st, const fr_attempt_rec *a, fr_error *err);
 /* Books attempt `a` (borrowed) like fr_store_add_attempt and, in the same
  * transaction (BEGIN IMMEDIATE), sets *month_total to the cost of every
  * attempt booked in the attempt's month, this one included, by every run and
- * process. Bookings are serialised, so for any amount X at most one booking
- * takes the month across it (its total minus its own cost below X, its
- * total at or above X): that is how a monthly alert fires once for the whole
- * ledger. Errors as fr_store_add_attempt, and FR_EINVAL for a NULL
- * month_total; on an error nothing is booked. */
+ * process (attempts still in flight left out). Bookings are serialised, so for any amount X at most
+ * one booking takes the month across it (its total minus its own cost below X, its total at or
+ * above X): that is how a monthly alert fires once for the whole ledger. Errors as
+ * fr_store_add_attempt, and FR_EINVAL for a NULL month_total; on an error nothing is booked. */
 int fr_store_add_attempt_total(fr_store *st, const fr_attempt_rec *a, double *month_total,
                                fr_error *err);
 
+/* Books attempt `a` (borrowed) as in flight, before its request is sent:
+ * outcome "pending" (a->outcome is not read), a->cost_usd its worst case, no
+ * usage. Committed when it returns (SQLite WAL, synchronous=NORMAL: it
+ * survives the process being killed, not a power cut), it counts against
+ * its month and its run's lease like any booked attempt, so a crash can
+ * never free money the request may have cost. Sets *id to the attempt's id
+ * for fr_store_settle. When the process dies first, the next run or lease to
+ * find it gone keeps the worst case as a charge (outcome "cancelled") and
+ * marks the run "crashed". One INSERT. Errors as fr_store_add_attempt, and
+ * FR_EINVAL for a NULL id. */
+int fr_store_reserve(fr_store *st, const fr_attempt_rec *a, long long *id, fr_error *err);
+
+/* Settles attempt `id`, booked in flight by fr_store_reserve, to `a`
+ * (borrowed: what it used and cost, its outcome, error and latency; `a`'s
+ * run id must be the attempt's). It keeps its month. With `month_total`
+ * NULL it is one UPDATE; otherwise, like fr_store_add_attempt_total, it runs
+ * in a BEGIN IMMEDIATE transaction that sets *month_total to the cost of
+ * every booked attempt of the attempt's month, this one included and those
+ * still in flight left out. FR_EINVAL for an invalid `a`, a "pending"
+ * outcome, or an attempt that is not in flight (settled already, or of
+ * another run); FR_ESTORE for a database failure. */
+int fr_store_settle(fr_store *st, long long id, const fr_attempt_rec *a, double *month_total,
+                    fr_error *err);
+
+/* Copies run `run_id`'s status ("running", "ok", "failed", "budget",
+ * "interrupted", "crashed") into `status` (`size` bytes, truncated) and sets
+ * *cost_usd to its recorded cost. All borrowed. FR_ENOENT for an unknown
+ * run, FR_EINVAL for a missing argument, FR_ESTORE for a database failure. */
+int fr_store_run_status(fr_store *st, const char *run_id, char *status, size_t size,
+                        double *cost_usd, fr_error *err);
+
 /* Sets *spent to the cost of every attempt booked in `month` ("YYYY-MM",
- * borrowed), by every run and process (leases not included). FR_EINVAL for
+ * borrowed), by every run and process, those in flight at their worst case
+ * (leases not included). FR_EINVAL for
  * a malformed month or a NULL spent, FR_ESTORE for a database failure. */
 int fr_store_month_spent(fr_store *st, const char *month, double *spent, fr_error *err);
 
 /* What `month` ("YYYY-MM", borrowed) of the monthly cap is used, as other
- * processes see it from here: the cost of every attempt booked in the month,
- * plus the unspent part of each open lease held by another live process (this
- * process's leases are its own business; leases of dead processes count only
- * what their attempts spent). Sets *used. FR_EINVAL for a malformed month,
+ * processes see it from here: the cost of every attempt booked in the month
+ * (those in flight at their worst case), plus the unspent part of each open
+ * lease held by another live process (this process's leases are its own
+ * business; leases of dead processes count only what their attempts were
+ * charged). Sets *used. FR_EINVAL for a malformed month,
  * FR_ESTORE for a database failure. */
 int fr_store_month_used(fr_store *st, const char *month, double *used, fr_error *err);
 
@@ -131,7 +176,8 @@ int fr_store_month_used(fr_store *st, const char *month, double *used, fr_error 
  * processes leasing at once are served one after the other. First closes the
  * open leases of dead processes (the pid is gone or a zombie, its start time
  * differs, or it was recorded in another boot of the host): they keep only
- * what their attempts spent. Then
+ * what their attempts were charged, those in flight at their worst case, and
+ * their runs are marked "crashed" (as fr_store_run_begin does). Then
  *   granted = min(want, cap - spent - outstanding), never negative,
  * where spent is every attempt of the month and outstanding the unspent part
  * (lease minus what its run spent in the month) of every open lease, this
@@ -176,8 +222,10 @@ int fr_store_observed(fr_store *st, const char *workflow, json_t **out, fr_error
 
 /* Looks up the result stored under `key` (borrowed). On a hit fills `out`
  * (owned by the caller: fr_reply_close) with the text, JSON, model and
- * usage, and sets *hit. A damaged entry is a miss. FR_ESTORE on a database
- * failure. */
+ * usage, and sets *hit. A damaged entry is a miss: text or a model that is
+ * not valid UTF-8 or holds a NUL byte, JSON that does not parse, a negative
+ * token count. The caller still runs the task's gates on a hit (a schema
+ * may have been edited by hand since). FR_ESTORE on a database failure. */
 int fr_store_cache_get(fr_store *st, const char *key, fr_reply *out, bool *hit, fr_error *err);
 
 /* Stores the successful reply `r` (borrowed) of endpoint `endpoint` under

@@ -61,7 +61,9 @@ LUA
     }
     # The state database booked the failed attempt, with the message redacted.
     ls "$WORK/state-$v"/state.db >/dev/null || fail "$v: no state database"
-    cat "$WORK/state-$v"/state.db* | grep -aqF "Incorrect API key provided: [REDACTED]" ||
+    # (grep reads the files itself: `cat | grep -q` fails under pipefail
+    # when grep stops early and cat gets SIGPIPE.)
+    grep -aqF "Incorrect API key provided: [REDACTED]" "$WORK/state-$v"/state.db* ||
       fail "$v: the database lacks the redacted 401"
     no_sentinel_in "$v: report, outputs, stderr, state database" \
       "$WORK/report-$v.json" "$WORK/stderr-$v" "$WORK/out-$v" "$WORK/state-$v"

@@ -431,6 +431,10 @@ static void test_migrate_v1(void **state)
              "a.attempt, a.endpoint, a.tier, a.model, a.input_tokens, a.output_tokens, "
              "a.cached_tokens, a.usage_estimated, a.cost_usd, a.outcome FROM attempts a JOIN "
              "runs r ON r.id = a.run_id;"
+             "DROP INDEX runs_running;"
+             "ALTER TABLE runs DROP COLUMN pid;"
+             "ALTER TABLE runs DROP COLUMN pid_start;"
+             "ALTER TABLE runs DROP COLUMN boot_id;"
              "UPDATE meta SET value = 1 WHERE key = 'schema_version';");
 
     f->st = open_ok(f->path);
@@ -666,8 +670,8 @@ static void test_open_readonly(void **state)
 
     char dir[PATH_MAX];
     join(dir, f->dir, ".flowrun");
-    int files = count_entries(dir); /* state.db alone: the writer cleaned up */
-    assert_int_equal(files, 1);
+    int files = count_entries(dir); /* state.db and its marker: the writer cleaned up */
+    assert_int_equal(files, 2);
     assert_ok(fr_store_open_readonly(f->path, &ro, &e_));
     assert_ok(fr_store_spend(ro, NULL, &j, &e_));
     assert_usd(jnum(json_array_get(json_object_get(j, "months"), 0), "cost_usd"), 0.10);
@@ -1084,6 +1088,328 @@ static void test_lease_of_dead_process_reclaimed(void **state)
     assert_usd(lease(f->st, m, 1.0, 1.0, "parent"), 0);
 }
 
+/* ---- the result cache and damaged stores ------------------------------------------ */
+
+/* Whether `key` is a hit; frees what the lookup returned. */
+static bool cache_hit(fr_store *st, const char *key)
+{
+    fr_reply r = {0};
+    bool hit = false;
+    assert_ok(fr_store_cache_get(st, key, &r, &hit, &e_));
+    if (hit)
+        assert_non_null(r.text);
+    fr_reply_close(&r);
+    return hit;
+}
+
+/* A damaged cache row, as a disk error or a hand edit leaves it, is a miss
+ * (the request is sent again), never a result without text: invalid UTF-8,
+ * a NUL byte in the text, a model that is not text, JSON that does not
+ * parse, a negative token count. */
+static void test_damaged_cache_entry_is_a_miss(void **state)
+{
+    fx *f = *state;
+    f->st = open_ok(f->path);
+    static const char *const damage[] = {
+        "UPDATE cache SET text = CAST(x'4f4b20ff' AS TEXT)",
+        "UPDATE cache SET text = CAST(x'4f4b00' AS TEXT)",
+        "UPDATE cache SET text = x'c0af'",
+        "UPDATE cache SET model = CAST(x'6dfe' AS TEXT)",
+        "UPDATE cache SET json = '{\"a\": '",
+        "UPDATE cache SET json = CAST(x'7b2261223a2022ff227d' AS TEXT)",
+        "UPDATE cache SET output = -5",
+        "UPDATE cache SET text = NULL",
+    };
+    json_t *j = json_pack("{s:s}", "a", "b");
+    fr_reply good = {.text = "OK caf\xc3\xa9", .json = j, .model = "m-1", .usage = {3, 4, 0}};
+    for (size_t i = 0; i < sizeof damage / sizeof *damage; i++) {
+        assert_ok(fr_store_cache_put(f->st, "k1", "cloud", &good, &e_));
+        assert_true(cache_hit(f->st, "k1"));
+        raw_exec(f->path, damage[i]);
+        if (cache_hit(f->st, "k1"))
+            fail_msg("after \"%s\" the entry is still a hit", damage[i]);
+    }
+    json_decref(j);
+}
+
+/* Overwrites `len` bytes at `offset` of `path` with 0xff. */
+static void scribble(const char *path, off_t offset, size_t len)
+{
+    int fd = open(path, O_WRONLY);
+    assert_true(fd >= 0);
+    char buf[4096];
+    memset(buf, 0xff, sizeof buf);
+    while (len > 0) {
+        size_t n = len < sizeof buf ? len : sizeof buf;
+        assert_int_equal(pwrite(fd, buf, n, offset), (ssize_t)n);
+        offset += (off_t)n;
+        len -= n;
+    }
+    close(fd);
+}
+
+/* Damaged pages in the middle of the database are found at open (FR_ESTORE,
+ * saying so), before a run could send anything on the strength of it. */
+static void test_damaged_pages_refused_at_open(void **state)
+{
+    fx *f = *state;
+    f->st = open_ok(f->path);
+    assert_ok(fr_store_run_begin(f->st, "r1", "wf", NULL, &e_));
+    char text[3000], key[32];
+    memset(text, 'x', sizeof text - 1);
+    text[sizeof text - 1] = '\0';
+    fr_reply r = {.text = text};
+    for (int i = 0; i < 200; i++) {
+        book(f->st, "r1", "t", "cloud", "cloud", 0.001, 1, 1, 0, false, "ok", NULL);
+        snprintf(key, sizeof key, "k%d", i);
+        assert_ok(fr_store_cache_put(f->st, key, "cloud", &r, &e_));
+    }
+    fr_store_close(f->st); /* checkpoints: every page is in the main file */
+    f->st = NULL;
+    struct stat sb;
+    assert_int_equal(stat(f->path, &sb), 0);
+    assert_true(sb.st_size > 40 * 4096);
+    scribble(f->path, (sb.st_size / 2) / 4096 * 4096, 3 * 4096);
+    fr_store *st = NULL;
+    fr_error err = {0};
+    assert_int_equal(fr_store_open(f->path, &st, &err), FR_ESTORE);
+    assert_null(st);
+    assert_non_null(strstr(err.msg, "damaged"));
+    assert_non_null(strstr(err.msg, "nothing was sent"));
+}
+
+/* A store that existed and was emptied (0 bytes) or deleted is refused,
+ * saying what happened and how to start over; removing the marker (the
+ * deliberate way) starts a new ledger. A brand-new folder starts one. */
+static void test_emptied_store_refused(void **state)
+{
+    fx *f = *state;
+    char marker[PATH_MAX + 8];
+    snprintf(marker, sizeof marker, "%s.id", f->path);
+    assert_int_not_equal(access(marker, F_OK), 0);
+    f->st = open_ok(f->path); /* a brand-new folder: a new ledger */
+    assert_int_equal(access(marker, F_OK), 0);
+    assert_ok(fr_store_run_begin(f->st, "r1", "wf", NULL, &e_));
+    fr_store_close(f->st);
+    f->st = NULL;
+    assert_int_equal(truncate(f->path, 0), 0);
+    fr_store *st = NULL;
+    fr_error err = {0};
+    assert_int_equal(fr_store_open(f->path, &st, &err), FR_ESTORE);
+    assert_non_null(strstr(err.msg, "empty (0 bytes)"));
+    assert_non_null(strstr(err.msg, "remove"));
+    assert_non_null(strstr(err.msg, marker));
+    assert_int_equal(fr_store_open_readonly(f->path, &st, &err), FR_ESTORE);
+    assert_int_equal(unlink(f->path), 0);
+    assert_int_equal(fr_store_open(f->path, &st, &err), FR_ESTORE);
+    assert_non_null(strstr(err.msg, "missing"));
+    assert_int_not_equal(access(f->path, F_OK), 0); /* nothing created meanwhile */
+    assert_int_equal(unlink(marker), 0);
+    f->st = open_ok(f->path);
+    char status[32];
+    double cost;
+    assert_int_equal(fr_store_run_status(f->st, "r1", status, sizeof status, &cost, &err),
+                     FR_ENOENT);
+}
+
+/* ---- requests in flight and crashed runs --------------------------------------- */
+
+static long long reserve(fr_store *st, const char *run, const char *task, double worst)
+{
+    fr_attempt_rec a = {.run_id = run,
+                        .task = task,
+                        .endpoint = "cloud",
+                        .tier = "cloud",
+                        .model = "m-1",
+                        .attempt = 1,
+                        .cost_usd = worst};
+    long long id = 0;
+    assert_ok(fr_store_reserve(st, &a, &id, &e_));
+    assert_true(id > 0);
+    return id;
+}
+
+static void run_status(fr_store *st, const char *run, char *status, size_t size, double *cost)
+{
+    assert_ok(fr_store_run_status(st, run, status, size, cost, &e_));
+}
+
+/* An attempt in flight is charged its worst case from the moment it is
+ * booked until it settles to what it cost; the monthly alert's total counts
+ * only settled attempts; an attempt settles once. */
+static void test_reserve_and_settle(void **state)
+{
+    fx *f = *state;
+    time_t clock = utc(2026, 11, 15, 12, 0, 0);
+    const char *m = "2026-11";
+    f->st = open_ok(f->path);
+    fr_store_set_clock(f->st, clock);
+    assert_ok(fr_store_run_begin(f->st, "r1", "wf", NULL, &e_));
+    book(f->st, "r1", "a", "cloud", "cloud", 0.1, 10, 10, 0, false, "ok", NULL);
+    long long id = reserve(f->st, "r1", "b", 0.25);
+    double spent = -1;
+    assert_ok(fr_store_month_spent(f->st, m, &spent, &e_));
+    assert_usd(spent, 0.35);
+    /* A lease sees the charge in flight as spent. */
+    assert_usd(lease(f->st, m, 1.0, 1.0, "r1"), 0.65);
+    fr_attempt_rec a = {.run_id = "r1",
+                        .task = "b",
+                        .endpoint = "cloud",
+                        .tier = "cloud",
+                        .outcome = "ok",
+                        .attempt = 1,
+                        .input = 7,
+                        .output = 3,
+                        .cost_usd = 0.05,
+                        .latency_ms = 40};
+    double total = -1;
+    assert_ok(fr_store_settle(f->st, id, &a, &total, &e_));
+    assert_usd(total, 0.15);
+    assert_ok(fr_store_month_spent(f->st, m, &spent, &e_));
+    assert_usd(spent, 0.15);
+    assert_usd(raw_num(f->path, "SELECT output_tokens FROM attempts WHERE task = 'b'"), 3);
+    /* Settled already: it cannot settle again, nor in another run's name. */
+    fr_error err = {0};
+    assert_int_equal(fr_store_settle(f->st, id, &a, NULL, &err), FR_EINVAL);
+    long long id2 = reserve(f->st, "r1", "c", 0.2);
+    a.run_id = "other";
+    assert_int_equal(fr_store_settle(f->st, id2, &a, NULL, &err), FR_EINVAL);
+    a.run_id = "r1";
+    a.outcome = "pending";
+    assert_int_equal(fr_store_settle(f->st, id2, &a, NULL, &err), FR_EINVAL);
+    a.outcome = "error";
+    a.cost_usd = 0;
+    assert_ok(fr_store_settle(f->st, id2, &a, NULL, &e_));
+    assert_ok(fr_store_month_spent(f->st, m, &spent, &e_));
+    assert_usd(spent, 0.15);
+}
+
+/* A child that begins a run, books one reply and sends two requests, then
+ * says so on `ready` and waits on `hold` to be killed. With `lease_usd`,
+ * it leases that much of the month first. */
+static void child_in_flight(const char *path, time_t clock, double lease_usd, int ready, int hold)
+{
+    fr_store *st = NULL;
+    fr_error err = {0};
+    int ok = fr_store_open(path, &st, &err) == FR_OK;
+    if (ok) {
+        fr_store_set_clock(st, clock);
+        ok = fr_store_run_begin(st, "victim", "wf", NULL, &err) == FR_OK;
+    }
+    double granted = 0;
+    if (ok && lease_usd > 0)
+        ok = fr_store_lease(st, "2026-11", 1.0, lease_usd, "victim", &granted, &err) == FR_OK;
+    fr_attempt_rec a = {.run_id = "victim",
+                        .task = "a",
+                        .endpoint = "cloud",
+                        .tier = "cloud",
+                        .outcome = "ok",
+                        .attempt = 1,
+                        .cost_usd = 0.1};
+    long long id = 0;
+    if (ok)
+        ok = fr_store_add_attempt(st, &a, &err) == FR_OK;
+    a.cost_usd = 0.2;
+    if (ok)
+        ok = fr_store_reserve(st, &a, &id, &err) == FR_OK;
+    a.cost_usd = 0.05;
+    if (ok)
+        ok = fr_store_reserve(st, &a, &id, &err) == FR_OK;
+    char c = ok ? 'y' : 'n';
+    if (write(ready, &c, 1) != 1)
+        _exit(3);
+    wait_eof(hold);
+    _exit(0);
+}
+
+/* Forks a child_in_flight, waits until it is in flight, and kills it. */
+static void kill_in_flight(const char *path, time_t clock, double lease_usd)
+{
+    int ready[2], hold[2];
+    assert_int_equal(pipe(ready), 0);
+    assert_int_equal(pipe(hold), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(ready[0]);
+        close(hold[1]);
+        child_in_flight(path, clock, lease_usd, ready[1], hold[0]);
+    }
+    close(ready[1]);
+    close(hold[0]);
+    char c = 0;
+    assert_int_equal(read(ready[0], &c, 1), 1);
+    assert_int_equal(c, 'y');
+    crash(pid);
+    close(ready[0]);
+    close(hold[1]);
+}
+
+/* A killed run stays "running" until a later run finds its process gone:
+ * then it reads "crashed", its cost is its booked reply plus its requests in
+ * flight at their worst case, and those stay charged to the month. */
+static void test_killed_run_marked_crashed(void **state)
+{
+    fx *f = *state;
+    time_t clock = utc(2026, 11, 15, 12, 0, 0);
+    fr_store_close(open_ok(f->path));
+    kill_in_flight(f->path, clock, 0);
+    f->st = open_ok(f->path);
+    fr_store_set_clock(f->st, clock);
+    char status[32];
+    double cost = -1;
+    run_status(f->st, "victim", status, sizeof status, &cost);
+    assert_string_equal(status, "running");
+    assert_ok(fr_store_run_begin(f->st, "next", "wf", NULL, &e_));
+    run_status(f->st, "victim", status, sizeof status, &cost);
+    assert_string_equal(status, "crashed");
+    assert_usd(cost, 0.35);
+    double spent = -1;
+    assert_ok(fr_store_month_spent(f->st, "2026-11", &spent, &e_));
+    assert_usd(spent, 0.35);
+    char buf[128];
+    assert_string_equal(raw_text(f->path,
+                                 "SELECT group_concat(outcome, ',') FROM"
+                                 " (SELECT outcome FROM attempts WHERE run_id = 'victim'"
+                                 " ORDER BY id)",
+                                 buf, sizeof buf),
+                        "ok,cancelled,cancelled");
+    /* The running run itself is left alone. */
+    run_status(f->st, "next", status, sizeof status, &cost);
+    assert_string_equal(status, "running");
+}
+
+/* A killed run that held a lease of the monthly cap: the run that reclaims
+ * the lease marks it crashed, and the lease keeps the requests it had in
+ * flight, so the month cannot be spent past its cap. */
+static void test_reclaimed_lease_keeps_in_flight(void **state)
+{
+    fx *f = *state;
+    time_t clock = utc(2026, 11, 15, 12, 0, 0);
+    const char *m = "2026-11";
+    f->st = open_ok(f->path);
+    fr_store_set_clock(f->st, clock);
+    assert_ok(fr_store_run_begin(f->st, "survivor", "wf", NULL, &e_));
+    fr_store_close(f->st);
+    f->st = NULL;
+    kill_in_flight(f->path, clock, 0.5);
+    f->st = open_ok(f->path);
+    fr_store_set_clock(f->st, clock);
+    /* The victim was charged 0.35 (0.1 booked, 0.25 in flight): 0.65 is left. */
+    assert_usd(lease(f->st, m, 1.0, 1.0, "survivor"), 0.65);
+    char status[32];
+    double cost = -1;
+    run_status(f->st, "victim", status, sizeof status, &cost);
+    assert_string_equal(status, "crashed");
+    assert_usd(cost, 0.35);
+    char buf[64];
+    assert_string_equal(raw_text(f->path,
+                                 "SELECT closed_by || ' ' || spent_usd FROM leases"
+                                 " WHERE run_id = 'victim'",
+                                 buf, sizeof buf),
+                        "reclaimed 0.35");
+}
+
 /* Leases recorded by a holder that cannot be alive: a pid from another boot,
  * and this pid with another start time (a reused pid). */
 static void test_lease_of_other_boot_or_reused_pid(void **state)
@@ -1220,6 +1546,123 @@ static void test_concurrent_processes_respect_cap(void **state)
     assert_usd(lease(f->st, "2027-01", cap, 1.0, "after"), cap - spent);
 }
 
+/* A ledger written by a flowrun of schema version 1 (the schema as it was,
+ * frozen here) migrates at the first open: every run, attempt, lease and
+ * cached result is kept, and the new columns and outcome work. */
+static const char schema_v1_frozen[] =
+    "CREATE TABLE meta ("
+    "  key   TEXT PRIMARY KEY,"
+    "  value"
+    ");"
+    "CREATE TABLE runs ("
+    "  id         TEXT PRIMARY KEY,"
+    "  workflow   TEXT NOT NULL,"
+    "  wf_path    TEXT,"
+    "  started_at REAL NOT NULL,"
+    "  ended_at   REAL,"
+    "  status     TEXT NOT NULL DEFAULT 'running',"
+    "  exit_code  INTEGER,"
+    "  cost_usd   REAL NOT NULL DEFAULT 0 CHECK (cost_usd >= 0)"
+    ");"
+    "CREATE INDEX runs_started ON runs(started_at);"
+    "CREATE TABLE attempts ("
+    "  id              INTEGER PRIMARY KEY,"
+    "  run_id          TEXT NOT NULL REFERENCES runs(id),"
+    "  task            TEXT NOT NULL,"
+    "  attempt         INTEGER NOT NULL CHECK (attempt >= 1),"
+    "  endpoint        TEXT NOT NULL,"
+    "  tier            TEXT NOT NULL CHECK (tier IN ('local', 'cloud')),"
+    "  model           TEXT,"
+    "  input_tokens    INTEGER NOT NULL DEFAULT 0 CHECK (input_tokens >= 0),"
+    "  output_tokens   INTEGER NOT NULL DEFAULT 0 CHECK (output_tokens >= 0),"
+    "  cached_tokens   INTEGER NOT NULL DEFAULT 0 CHECK (cached_tokens >= 0),"
+    "  usage_estimated INTEGER NOT NULL DEFAULT 0 CHECK (usage_estimated IN (0, 1)),"
+    "  cost_usd        REAL NOT NULL CHECK (cost_usd >= 0),"
+    "  latency_ms      REAL NOT NULL DEFAULT 0,"
+    "  outcome         TEXT NOT NULL CHECK (outcome IN"
+    "                    ('ok', 'quality', 'error', 'timeout', 'cancelled', 'budget')),"
+    "  error           TEXT,"
+    "  at              REAL NOT NULL,"
+    "  month           TEXT NOT NULL"
+    ");"
+    "CREATE INDEX attempts_month ON attempts(month);"
+    "CREATE INDEX attempts_run ON attempts(run_id, month);"
+    "CREATE TABLE leases ("
+    "  id        INTEGER PRIMARY KEY,"
+    "  run_id    TEXT NOT NULL REFERENCES runs(id),"
+    "  month     TEXT NOT NULL,"
+    "  amount    REAL NOT NULL CHECK (amount >= 0),"
+    "  pid       INTEGER NOT NULL,"
+    "  pid_start INTEGER NOT NULL DEFAULT 0,"
+    "  boot_id   TEXT NOT NULL DEFAULT '',"
+    "  opened_at REAL NOT NULL,"
+    "  closed_at REAL,"
+    "  closed_by TEXT CHECK (closed_by IN ('released', 'reclaimed')),"
+    "  spent_usd REAL"
+    ");"
+    "CREATE INDEX leases_open ON leases(month) WHERE closed_at IS NULL;"
+    "CREATE UNIQUE INDEX leases_one_open ON leases(run_id, month) WHERE closed_at IS NULL;"
+    "CREATE VIEW ledger AS"
+    "  SELECT a.month, a.at, r.workflow, a.run_id, a.task, a.attempt, a.endpoint, a.tier,"
+    "         a.model, a.input_tokens, a.output_tokens, a.cached_tokens, a.usage_estimated,"
+    "         a.cost_usd, a.outcome"
+    "  FROM attempts a JOIN runs r ON r.id = a.run_id;"
+    "CREATE TABLE cache ("
+    "  key        TEXT PRIMARY KEY,"
+    "  endpoint   TEXT NOT NULL,"
+    "  model      TEXT,"
+    "  text       TEXT,"
+    "  json       TEXT,"
+    "  input      INTEGER NOT NULL DEFAULT 0,"
+    "  output     INTEGER NOT NULL DEFAULT 0,"
+    "  cached     INTEGER NOT NULL DEFAULT 0,"
+    "  created_at REAL NOT NULL"
+    ");";
+
+static void test_migrates_v1(void **state)
+{
+    fx *f = *state;
+    char dir[PATH_MAX];
+    join(dir, f->dir, ".flowrun");
+    assert_int_equal(mkdir(dir, 0700), 0);
+    int fd = open(f->path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    assert_true(fd >= 0);
+    close(fd);
+    raw_exec(f->path, "PRAGMA journal_mode=WAL");
+    raw_exec(f->path, schema_v1_frozen);
+    raw_exec(f->path,
+             "INSERT INTO meta VALUES ('schema_version', 1);"
+             "INSERT INTO runs(id, workflow, started_at, status, cost_usd)"
+             "  VALUES ('old', 'wf', 1.0, 'ok', 0.25);"
+             "INSERT INTO attempts(run_id, task, attempt, endpoint, tier, cost_usd, outcome, at,"
+             "  month) VALUES ('old', 't', 1, 'cloud', 'cloud', 0.25, 'ok', 1.0, '2026-11');"
+             "INSERT INTO leases(run_id, month, amount, pid, opened_at, closed_at, closed_by,"
+             "  spent_usd) VALUES ('old', '2026-11', 0.5, 1, 1.0, 2.0, 'released', 0.25);"
+             "INSERT INTO cache(key, endpoint, text, created_at) VALUES ('k', 'cloud', 'hi', 1);");
+    f->st = open_ok(f->path);
+    assert_usd(raw_num(f->path, "SELECT value FROM meta WHERE key = 'schema_version'"),
+               FR_STORE_SCHEMA_VERSION);
+    double spent = -1;
+    assert_ok(fr_store_month_spent(f->st, "2026-11", &spent, &e_));
+    assert_usd(spent, 0.25);
+    char status[32];
+    double cost = -1;
+    run_status(f->st, "old", status, sizeof status, &cost);
+    assert_string_equal(status, "ok");
+    assert_usd(cost, 0.25);
+    assert_true(cache_hit(f->st, "k"));
+    assert_usd(raw_num(f->path, "SELECT count(*) FROM leases"), 1);
+    fr_store_set_clock(f->st, utc(2026, 11, 15, 12, 0, 0));
+    assert_ok(fr_store_run_begin(f->st, "new", "wf", NULL, &e_));
+    reserve(f->st, "new", "t", 0.1);
+    assert_ok(fr_store_month_spent(f->st, "2026-11", &spent, &e_));
+    assert_usd(spent, 0.35);
+    json_t *j = NULL;
+    assert_ok(fr_store_spend(f->st, "2026-11", &j, &e_));
+    assert_usd(jnum(json_array_get(json_object_get(j, "months"), 0), "cost_usd"), 0.35);
+    json_decref(j);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1241,6 +1684,13 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_lease_of_dead_process_reclaimed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lease_of_other_boot_or_reused_pid, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_processes_respect_cap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reserve_and_settle, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_killed_run_marked_crashed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reclaimed_lease_keeps_in_flight, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_damaged_cache_entry_is_a_miss, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_damaged_pages_refused_at_open, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_emptied_store_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_migrates_v1, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
