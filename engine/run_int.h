@@ -79,6 +79,7 @@ typedef struct task_rt {
     double worst_cost;  /* a plan's worst case for this task: max_tokens at its endpoint */
     char *last_error;
     bool obs_latency, obs_output; /* a plan's estimates come from earlier runs */
+    bool fd_wait; /* its latest attempt found no file descriptor: it waits to try again */
 } task_rt;
 
 struct fr_run {
@@ -112,6 +113,12 @@ struct fr_run {
     int signum; /* the signal that interrupted the run */
     bool stopping;
     int retries_armed;
+    /* Transfers in flight at once that the file descriptors allow (0: no
+     * cap), and the cap in force now: lowered when a socket finds none
+     * left, raised back one at a time by successes. */
+    int fd_cap;
+    int fd_cap_now;
+    long fd_waits; /* attempts that found no descriptor and waited */
     int policy_errors;
     size_t *queued;      /* per endpoint: the tasks of this pass waiting for it */
     size_t pass_waiters; /* the tasks of this pass over the ready queue left waiting */
