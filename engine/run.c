@@ -1244,6 +1244,7 @@ static void attempt_no_fds(task_rt *t, const fr_http_result *res)
     t->fd_wait = true;
     free(t->last_error);
     t->last_error = fr_xasprintf("%s: %s", e->spec->name, res->error);
+    set_decision_outcome(t, "error", res->error);
     int in_use = slots_in_use(r);
     int cap = in_use > 1 ? in_use : 1;
     if (r->fd_cap_now == 0 || cap < r->fd_cap_now) {
