@@ -10,18 +10,21 @@
 #include "engine/http.h"
 
 #include "engine/util/err.h"
+#include "engine/util/fdlimit.h"
 #include "engine/util/log.h"
 #include "engine/util/mem.h"
 
 #include <ctype.h>
 #include <curl/curl.h>
 #include <inttypes.h>
+#include <errno.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <strings.h>
 #include <time.h>
 
@@ -71,6 +74,7 @@ struct fr_xfer {
     bool cancelled;    /* cancel asked from inside curl; removed after socket_action */
     bool finished;     /* done delivered or cancelled; memory waits for the close cb */
     int abort_rc;      /* why the write callback stopped the transfer, 0 if it did not */
+    bool no_fds;       /* socket() failed with EMFILE or ENFILE */
     size_t bytes;
 
     char retry_after[RETRY_AFTER_MAX];    /* raw header value of the latest response */
@@ -369,6 +373,19 @@ static double parse_retry_after(const char *v)
     return d > 0 ? d : 0;
 }
 
+/* CURLOPT_OPENSOCKETFUNCTION: runs inside curl. Opens the socket as curl
+ * would, and remembers when the process is out of descriptors, which curl
+ * reports only as CURLE_COULDNT_CONNECT. */
+static curl_socket_t on_open_socket(void *ud, curlsocktype purpose, struct curl_sockaddr *addr)
+{
+    fr_xfer *x = ud;
+    (void)purpose;
+    curl_socket_t fd = socket(addr->family, addr->socktype, addr->protocol);
+    if (fd == CURL_SOCKET_BAD && fr_fd_exhausted(errno))
+        x->no_fds = true;
+    return fd;
+}
+
 static int map_curl_error(CURLcode cc)
 {
     switch (cc) {
@@ -410,6 +427,18 @@ static void xfer_finish(fr_xfer *x, int rc, const char *error)
     };
     if (curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &res.status) != CURLE_OK)
         res.status = 0;
+    /* Out of descriptors: our own socket callback saw it, or curl's errno
+     * says so (a descriptor curl opens itself, such as a resolver's). */
+    long os_errno = 0;
+    if (rc == FR_ECONNECT &&
+        (x->no_fds || (curl_easy_getinfo(x->easy, CURLINFO_OS_ERRNO, &os_errno) == CURLE_OK &&
+                       fr_fd_exhausted((int)os_errno)))) {
+        res.no_fds = true;
+        snprintf(x->msg, sizeof x->msg,
+                 "out of file descriptors (ulimit -n %ld): no socket could be opened",
+                 fr_fd_limit());
+        res.error = x->msg;
+    }
     xfer_release(x);
     fr_log(FR_LOG_DEBUG, "http", "xfer=%lu status=%ld rc=%s bytes=%zu ttfb_ms=%.1f total_ms=%.1f",
            x->id, res.status, fr_err_name(rc), res.bytes, res.ttfb_ms, res.total_ms);
@@ -746,6 +775,8 @@ static int setup_easy(fr_xfer *x, const fr_request *req, size_t body_len, long c
     SET(CURLOPT_HEADERFUNCTION, on_header);
     SET(CURLOPT_HEADERDATA, x);
     SET(CURLOPT_PRIVATE, x);
+    SET(CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
+    SET(CURLOPT_OPENSOCKETDATA, x);
 #undef SET
     if (cc == CURLE_OUT_OF_MEMORY)
         return FR_ENOMEM;
@@ -859,6 +890,15 @@ size_t fr_http_active(const fr_http *h)
 
 /* Returns how many TCP connections the finished or cancelled transfers
  * opened (CURLINFO_NUM_CONNECTS summed); reused connections count once. */
+void fr_http_set_max_connections(fr_http *h, long n)
+{
+    curl_multi_setopt(h->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, n > 0 ? n : 0L);
+    /* curl closes a connection when a transfer ends with more than
+     * MAXCONNECTS open: below the transfers at once, every request would
+     * open a new one (and a peer's end of each closed one lingers). */
+    curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, n > MAX_CACHED_CONNS ? n : MAX_CACHED_CONNS);
+}
+
 long fr_http_connections(const fr_http *h)
 {
     return h ? h->connects : 0;

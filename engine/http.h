@@ -5,6 +5,7 @@
 
 #include "providers/provider.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <uv.h>
 
@@ -28,6 +29,9 @@ typedef struct fr_http_result {
     double total_ms;      /* submit to completion */
     size_t bytes;         /* body bytes delivered */
     const char *error;    /* borrowed description when rc != FR_OK, else NULL */
+    bool no_fds;          /* rc is FR_ECONNECT because this process (EMFILE) or the system
+                             (ENFILE) is out of file descriptors: a local condition that says
+                             nothing about the server; nothing was sent */
 } fr_http_result;
 
 /* Called for each piece of the body, from inside curl's write callback: do
@@ -55,6 +59,12 @@ void fr_http_cancel(fr_http *h, fr_xfer *x);
 
 /* Number of transfers in flight. */
 size_t fr_http_active(const fr_http *h);
+/* Caps the connections curl keeps open, in use or idle, at `n` (0: no
+ * cap): idle ones to other hosts are closed to make room, so the transfers
+ * the scheduler admits (at most `n`) never wait here; and lets curl keep
+ * `n` connections for reuse, so that many transfers at once do not open a
+ * new connection per request. Call before the first submit. */
+void fr_http_set_max_connections(fr_http *h, long n);
 /* Number of new TCP connections opened so far (connection reuse keeps it low). */
 long fr_http_connections(const fr_http *h);
 

@@ -8,6 +8,7 @@
 #include "engine/run.h"
 #include "engine/store.h"
 #include "engine/util/err.h"
+#include "engine/util/fdlimit.h"
 #include "engine/util/log.h"
 #include "engine/util/mem.h"
 #include "engine/util/money.h"
@@ -692,6 +693,10 @@ int main(int argc, char **argv)
 {
     /* A peer that hangs up must fail one transfer, never kill the process. */
     signal(SIGPIPE, SIG_IGN);
+    /* The soft descriptor limit (often 1024) up to the hard one: each
+     * transfer holds sockets, and the scheduler sizes itself by what is
+     * left (engine/util/fdlimit.h). */
+    fr_fd_raise_limit();
     const command *c = argc > 1 ? find_command(argv[1]) : NULL;
     if (!c)
         return run_main(argc, argv); /* flowrun WORKFLOW.lua [options] */

@@ -11,9 +11,26 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* Output files open at once. libuv's thread pool runs the opens of many
+ * finished tasks before their writes and closes, so without this bound a
+ * burst of finished tasks holds a descriptor each (a share of the reserve in
+ * engine/util/fdlimit.h). */
+#define MAX_OPEN_OUTPUTS 16
+/* An open that found no descriptor (EMFILE, ENFILE) tries again after this,
+ * doubling up to OPEN_RETRY_MAX_MS, OPEN_RETRIES times (about four minutes)
+ * before the write fails. */
+#define OPEN_RETRY_MS     10
+#define OPEN_RETRY_MAX_MS 2000
+#define OPEN_RETRIES      130
+
 /* One write in progress: open, write until done, close. */
 typedef struct job {
     uv_fs_t req;
+    uv_timer_t timer; /* the wait before an open tries again; timer.data points back */
+    bool timer_init;
+    bool holds_slot; /* counted in open_jobs */
+    int retries;
+    struct job *next; /* in the wait queue */
     uv_loop_t *loop;
     char *path;
     char *data;
@@ -60,14 +77,76 @@ int fr_output_mkparents(const char *path, fr_error *err)
     return rc;
 }
 
-static void finish(job *j)
+/* Writes holding a descriptor (or about to), and those waiting for one, in
+ * order. Outputs are written from the run's loop thread only. */
+static int open_jobs;
+static job *queue_head, *queue_tail;
+
+static void open_now(job *j);
+
+static void free_job(job *j)
 {
-    if (j->done)
-        j->done(j->ud, j->rc, j->path);
     free(j->path);
     free(j->data);
     free(j->root);
     free(j);
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    free_job(h->data);
+}
+
+/* Gives the job's slot back and starts the next waiting write. */
+static void release_slot(job *j)
+{
+    if (!j->holds_slot)
+        return;
+    j->holds_slot = false;
+    open_jobs--;
+    while (queue_head && open_jobs < MAX_OPEN_OUTPUTS) {
+        job *n = queue_head;
+        queue_head = n->next;
+        if (!queue_head)
+            queue_tail = NULL;
+        n->next = NULL;
+        open_now(n);
+    }
+}
+
+static void finish(job *j)
+{
+    if (j->done)
+        j->done(j->ud, j->rc, j->path);
+    release_slot(j);
+    if (j->timer_init)
+        uv_close((uv_handle_t *)&j->timer, on_timer_closed);
+    else
+        free_job(j);
+}
+
+static void start_open(job *j);
+
+static void on_retry_open(uv_timer_t *t)
+{
+    start_open(t->data);
+}
+
+/* The open found no descriptor: another write or a transfer will free one,
+ * so wait and try again rather than lose the output. */
+static void retry_open(job *j)
+{
+    release_slot(j);
+    if (!j->timer_init) {
+        uv_timer_init(j->loop, &j->timer);
+        j->timer.data = j;
+        j->timer_init = true;
+    }
+    uint64_t delay = (uint64_t)OPEN_RETRY_MS << (j->retries < 8 ? j->retries : 8);
+    if (delay > OPEN_RETRY_MAX_MS)
+        delay = OPEN_RETRY_MAX_MS;
+    j->retries++;
+    uv_timer_start(&j->timer, on_retry_open, delay, 0);
 }
 
 static void on_close(uv_fs_t *req)
@@ -118,6 +197,10 @@ static void on_open(uv_fs_t *req)
     uv_loop_t *loop = req->loop;
     ssize_t fd = req->result;
     uv_fs_req_cleanup(req);
+    if ((fd == UV_EMFILE || fd == UV_ENFILE) && j->retries < OPEN_RETRIES) {
+        retry_open(j);
+        return;
+    }
     if (fd < 0) {
         /* A confined write never follows a link at the file itself. */
         j->rc = j->root && fd == UV_ELOOP ? FR_EINVAL : FR_EIO;
@@ -182,8 +265,6 @@ cleanup:
     return rc;
 }
 
-static void start_open(job *j);
-
 static void on_realpath(uv_fs_t *req)
 {
     job *j = req->data;
@@ -197,8 +278,25 @@ static void on_realpath(uv_fs_t *req)
     start_open(j);
 }
 
+/* Opens now if fewer than MAX_OPEN_OUTPUTS writes hold a descriptor, else
+ * waits in the queue for one to end. */
 static void start_open(job *j)
 {
+    if (open_jobs >= MAX_OPEN_OUTPUTS) {
+        if (queue_tail)
+            queue_tail->next = j;
+        else
+            queue_head = j;
+        queue_tail = j;
+        return;
+    }
+    open_now(j);
+}
+
+static void open_now(job *j)
+{
+    j->holds_slot = true;
+    open_jobs++;
     j->req.data = j;
     int flags = O_WRONLY | O_CREAT | O_TRUNC | (j->root ? O_NOFOLLOW : 0);
     if (uv_fs_open(j->loop, &j->req, j->path, flags, 0644, on_open) != 0) {

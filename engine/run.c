@@ -5,6 +5,7 @@
 #include "engine/validate.h"
 #include "engine/watch.h"
 #include "engine/util/buf.h"
+#include "engine/util/fdlimit.h"
 #include "engine/util/log.h"
 #include "engine/util/mem.h"
 #include "engine/util/money.h"
@@ -36,6 +37,8 @@
 #define DOWN_AFTER_FAILURES 4
 /* Tokens a chat template may add around the messages (role markers). */
 #define TEMPLATE_TOKENS 32
+/* How long a task that found no file descriptor waits before it tries again. */
+#define FD_WAIT_MS 50
 
 static void pump(fr_run *r);
 static void maybe_finish(fr_run *r);
@@ -251,6 +254,19 @@ int fr_run_new(fr_workflow *wf, const fr_run_opts *opts, fr_run **out, fr_error 
     for (size_t e = 0; e < r->neps; e++)
         cap[e] = wf->endpoints[e].max_parallel;
     r->sched = fr_sched_new(r->g, prio, r->neps, cap);
+    /* Two descriptors per transfer, a reserve for the rest: at ulimit -n
+     * 1024, max_parallel = 1000 runs as many as fit instead of failing
+     * sockets (engine/util/fdlimit.h). */
+    r->fd_cap = r->fd_cap_now = fr_fd_transfer_cap(fr_fd_limit());
+    fr_sched_set_total_cap(r->sched, r->fd_cap);
+    long slots = 0;
+    for (size_t e = 0; e < r->neps; e++)
+        slots += cap[e] > 0 ? cap[e] : 1;
+    if (r->fd_cap > 0 && slots > r->fd_cap)
+        fr_log(FR_LOG_INFO, "sched",
+               "max_parallel_total=%ld fd_limit=%ld transfers_at_once=%d (file descriptors "
+               "allow no more; raise ulimit -n for more)",
+               slots, fr_fd_limit(), r->fd_cap);
     free(prio);
     free(cap);
     r->queued = fr_xcalloc(r->neps ? r->neps : 1, sizeof *r->queued);
@@ -989,7 +1005,10 @@ static void on_deadline(uv_timer_t *timer)
     }
     fr_adapter_free(t->adapter);
     t->adapter = NULL;
-    char *why = fr_xasprintf("timed out after %g s (task timeout)", ts->timeout_s);
+    char *why = t->fd_wait ? fr_xasprintf("timed out after %g s (task timeout) while waiting for "
+                                          "a file descriptor; last error: %s; raise ulimit -n",
+                                          ts->timeout_s, t->last_error)
+                           : fr_xasprintf("timed out after %g s (task timeout)", ts->timeout_s);
     task_end(t, FR_TASK_FAILED, why);
     free(why);
     maybe_finish(r);
@@ -1343,6 +1362,54 @@ static void redact_reply(const task_rt *t, const char *endpoint, fr_reply *reply
                t->run->wf->tasks[t->idx].name, endpoint);
 }
 
+/* Slots in use over all endpoints. */
+static int slots_in_use(const fr_run *r)
+{
+    int n = 0;
+    for (size_t e = 0; e < r->neps; e++)
+        n += fr_sched_in_flight(r->sched, e);
+    return n;
+}
+
+/* An attempt found no file descriptor for its socket (EMFILE, ENFILE):
+ * nothing was sent and the server is not to blame, so the endpoint keeps
+ * its health (no cooldown, no failure counted) and the attempt does not
+ * count. The transfers at once are capped at what is in flight now, so the
+ * next one starts when one of them ends and frees its descriptors, and the
+ * task tries again after a short wait on its retry timer (its timeout still
+ * bounds it). */
+static void attempt_no_fds(task_rt *t, const fr_http_result *res)
+{
+    fr_run *r = t->run;
+    const fr_task_spec *ts = &r->wf->tasks[t->idx];
+    ep_rt *e = &r->eps[t->ep];
+    fr_adapter_free(t->adapter);
+    t->adapter = NULL;
+    settle(t, 0);
+    t->attempts--;
+    t->ep_attempts--;
+    e->requests--;
+    r->fd_waits++;
+    t->fd_wait = true;
+    free(t->last_error);
+    t->last_error = fr_xasprintf("%s: %s", e->spec->name, res->error);
+    set_decision_outcome(t, "error", res->error);
+    int in_use = slots_in_use(r);
+    int cap = in_use > 1 ? in_use : 1;
+    if (r->fd_cap_now == 0 || cap < r->fd_cap_now) {
+        r->fd_cap_now = cap;
+        fr_sched_set_total_cap(r->sched, cap);
+    }
+    fr_log(r->fd_waits == 1 ? FR_LOG_WARN : FR_LOG_INFO, "sched",
+           "task=%s endpoint=%s error=\"%s\" transfers_at_once=%d (a local limit: the endpoint "
+           "is not cooled down; the task tries again)",
+           ts->name, e->spec->name, res->error, r->fd_cap_now);
+    t->retry_ep = t->ep;
+    t->retry_armed = true;
+    r->retries_armed++;
+    uv_timer_start(&t->retry_timer, on_retry_timer, FD_WAIT_MS, 0);
+}
+
 static void on_done(void *ud, const fr_http_result *res)
 {
     task_rt *t = ud;
@@ -1350,6 +1417,17 @@ static void on_done(void *ud, const fr_http_result *res)
     ep_rt *e = &r->eps[t->ep];
     t->xfer = NULL;
     fr_sched_release_slot(r->sched, (size_t)t->ep);
+    if (res->no_fds) {
+        attempt_no_fds(t, res);
+        maybe_finish(r);
+        pump(r);
+        return;
+    }
+    if (r->fd_cap_now < r->fd_cap && res->rc == FR_OK) {
+        /* Descriptors came back: one more transfer at once, up to the cap. */
+        r->fd_cap_now++;
+        fr_sched_set_total_cap(r->sched, r->fd_cap_now);
+    }
 
     fr_error err = {0};
     fr_reply reply = {0};
@@ -1665,6 +1743,7 @@ static void dispatch(task_rt *t, size_t ep)
     fr_budget_reserve(r->budget, t->reserved);
     t->ep = (long)ep;
     t->retry_ep = -1;
+    t->fd_wait = false;
     t->attempts++;
     t->ep_attempts++;
     e->requests++;
@@ -2201,6 +2280,8 @@ int fr_run_execute(fr_run *r)
     uv_unref((uv_handle_t *)&r->sigint);
     uv_unref((uv_handle_t *)&r->sigterm);
     r->http = fr_http_new(&r->loop);
+    if (r->http && r->fd_cap > 0)
+        fr_http_set_max_connections(r->http, r->fd_cap);
     r->start_ns = now_ns(r);
     fr_error serr = {0};
     if (fr_store_run_begin(r->store, r->run_id, r->wf->name, r->wf->path, &serr) != FR_OK) {

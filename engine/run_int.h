@@ -83,6 +83,7 @@ typedef struct task_rt {
     /* Static: "truncated", "refused", "tool_call" or "no_answer" when the
      * last reply did not finish as an answer, else NULL. */
     const char *finish_outcome;
+    bool fd_wait; /* its latest attempt found no file descriptor: it waits to try again */
 } task_rt;
 
 struct fr_run {
@@ -116,6 +117,12 @@ struct fr_run {
     int signum; /* the signal that interrupted the run */
     bool stopping;
     int retries_armed;
+    /* Transfers in flight at once that the file descriptors allow (0: no
+     * cap), and the cap in force now: lowered when a socket finds none
+     * left, raised back one at a time by successes. */
+    int fd_cap;
+    int fd_cap_now;
+    long fd_waits; /* attempts that found no descriptor and waited */
     int policy_errors;
     size_t *queued;      /* per endpoint: the tasks of this pass waiting for it */
     size_t pass_waiters; /* the tasks of this pass over the ready queue left waiting */

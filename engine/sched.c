@@ -2,6 +2,7 @@
 
 #include "engine/util/mem.h"
 
+#include <limits.h>
 #include <stdlib.h>
 
 typedef struct slot {
@@ -19,6 +20,8 @@ struct fr_sched {
     slot *slots;
     size_t nslots;
     size_t unfinished;
+    int total_cap;  /* slots in use over all endpoints at most; 0 = no cap */
+    int total_used; /* slots in use over all endpoints */
 };
 
 static const char *const state_names[] = {"pending", "ready",   "running", "ok",
@@ -148,8 +151,9 @@ size_t fr_sched_ready(const fr_sched *s)
 bool fr_sched_take_slot(fr_sched *s, size_t ep)
 {
     slot *sl = &s->slots[ep];
-    if (sl->used >= sl->cap)
+    if (sl->used >= sl->cap || (s->total_cap > 0 && s->total_used >= s->total_cap))
         return false;
+    s->total_used++;
     if (++sl->used > sl->peak)
         sl->peak = sl->used;
     return true;
@@ -157,8 +161,28 @@ bool fr_sched_take_slot(fr_sched *s, size_t ep)
 
 void fr_sched_release_slot(fr_sched *s, size_t ep)
 {
-    if (s->slots[ep].used > 0)
+    if (s->slots[ep].used > 0) {
         s->slots[ep].used--;
+        s->total_used--;
+    }
+}
+
+void fr_sched_set_total_cap(fr_sched *s, int cap)
+{
+    s->total_cap = cap > 0 ? cap : 0;
+}
+
+int fr_sched_total_cap(const fr_sched *s)
+{
+    return s->total_cap;
+}
+
+/* Slots the total cap still allows, INT_MAX without one. */
+static int total_left(const fr_sched *s)
+{
+    if (s->total_cap <= 0)
+        return INT_MAX;
+    return s->total_cap > s->total_used ? s->total_cap - s->total_used : 0;
 }
 
 int fr_sched_in_flight(const fr_sched *s, size_t ep)
@@ -168,7 +192,8 @@ int fr_sched_in_flight(const fr_sched *s, size_t ep)
 
 int fr_sched_free_slots(const fr_sched *s, size_t ep)
 {
-    return s->slots[ep].cap - s->slots[ep].used;
+    int n = s->slots[ep].cap - s->slots[ep].used, left = total_left(s);
+    return n < left ? n : left;
 }
 
 int fr_sched_peak(const fr_sched *s, size_t ep)
@@ -183,10 +208,11 @@ int fr_sched_capacity(const fr_sched *s, size_t ep)
 
 int fr_sched_total_free(const fr_sched *s)
 {
-    int n = 0;
+    long n = 0;
     for (size_t e = 0; e < s->nslots; e++)
-        n += fr_sched_free_slots(s, e);
-    return n;
+        n += s->slots[e].cap - s->slots[e].used;
+    int left = total_left(s);
+    return n < left ? (int)n : left;
 }
 
 /* Removes `task` from the ready heap if it is there (rare: a task ended

@@ -45,12 +45,20 @@ size_t fr_sched_ready(const fr_sched *s);
 bool fr_sched_take_slot(fr_sched *s, size_t ep);
 /* Gives a slot back. */
 void fr_sched_release_slot(fr_sched *s, size_t ep);
-/* Slots of `ep` in use, free, the most ever in use, and the capacity. */
+/* Caps the slots in use over all endpoints at `cap` (0 or less: no cap),
+ * whatever the endpoints' own capacities add up to: the transfers the
+ * process's file descriptors allow (engine/util/fdlimit.h). Slots already
+ * taken stay taken; free counts below never exceed what the cap leaves. */
+void fr_sched_set_total_cap(fr_sched *s, int cap);
+/* The cap set by fr_sched_set_total_cap, 0 for none. */
+int fr_sched_total_cap(const fr_sched *s);
+/* Slots of `ep` in use, free (never more than the total cap leaves), the
+ * most ever in use, and the capacity. */
 int fr_sched_in_flight(const fr_sched *s, size_t ep);
 int fr_sched_free_slots(const fr_sched *s, size_t ep);
 int fr_sched_peak(const fr_sched *s, size_t ep);
 int fr_sched_capacity(const fr_sched *s, size_t ep);
-/* Free slots over all endpoints. */
+/* Free slots over all endpoints, never more than the total cap leaves. */
 int fr_sched_total_free(const fr_sched *s);
 
 /* Ends a task in a terminal `state`. On FR_TASK_OK, dependents whose deps

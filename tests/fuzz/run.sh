@@ -3,11 +3,14 @@
 # UBSan in build-fuzz/, and runs each for a bounded time on a scratch copy of
 # its seed corpus (tests/fuzz/corpus/<target>/), so the repository's corpus is
 # never touched. Exits non-zero when any target crashes, leaks, hangs or
-# breaks an invariant. Not part of the default suite (tests/run.sh).
+# breaks an invariant. tests/run.sh (CI) runs every target for 10 s after
+# the two suites.
 #
 #   bash tests/fuzz/run.sh                      every target, 60 s each
+#   bash tests/fuzz/run.sh --seconds 10         every target, 10 s each (CI)
 #   FUZZ_SECONDS=300 bash tests/fuzz/run.sh     longer
 #   FUZZ_TARGETS="sse validate" bash tests/fuzz/run.sh
+#   FUZZ_JOBS=1 bash tests/fuzz/run.sh          one target at a time (default: one per core)
 #   FUZZ_WORK=/tmp/fz bash tests/fuzz/run.sh    scratch dir (default: mktemp)
 #
 # A crash leaves its input in $FUZZ_WORK/artifacts/<target>/; replay it with
@@ -15,6 +18,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 seconds="${FUZZ_SECONDS:-60}"
+while [ "$#" -gt 0 ]; do
+  case "$1" in
+    --seconds)
+      [ "$#" -ge 2 ] || { echo "--seconds needs a number of seconds" >&2; exit 2; }
+      seconds=$2
+      shift 2
+      ;;
+    --seconds=*) seconds=${1#--seconds=}; shift ;;
+    *) echo "unknown option: $1 (usage: tests/fuzz/run.sh [--seconds N])" >&2; exit 2 ;;
+  esac
+done
+case "$seconds" in
+  '' | *[!0-9]* | 0) echo "--seconds (or FUZZ_SECONDS) must be a positive whole number, got '$seconds'" >&2; exit 2 ;;
+esac
 
 # Tools: the project's own dependencies, then clang and its runtime
 # libraries (libFuzzer and the sanitizers live in libclang-rt-*-dev).
@@ -70,30 +87,50 @@ work="${FUZZ_WORK:-$(mktemp -d "${TMPDIR:-/tmp}/flowrun-fuzz.XXXXXX")}"
 mkdir -p "$work"
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:symbolize=1}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
-passed=0
-failed=0
-for t in "${targets[@]}"; do
-  corpus="$work/corpus/$t"
-  artifacts="$work/artifacts/$t/"
+# fuzz_one TARGET: runs one target for its bounded time; its exit code goes
+# to $work/TARGET.rc, its output to $work/TARGET.log.
+fuzz_one() {
+  local t=$1 corpus="$work/corpus/$1" artifacts="$work/artifacts/$1/" rc
   mkdir -p "$corpus" "$artifacts"
   [ -d "tests/fuzz/corpus/$t" ] && cp -r "tests/fuzz/corpus/$t/." "$corpus/"
-  dict=()
+  local dict=()
   [ -f "tests/fuzz/dict/$t.dict" ] && dict=("-dict=tests/fuzz/dict/$t.dict")
-  echo "== $t: ${seconds}s"
   set +e
   "build-fuzz/$t" "$corpus" "${dict[@]}" -max_total_time="$seconds" -timeout=10 \
     -rss_limit_mb=2048 -max_len=16384 -print_final_stats=1 -artifact_prefix="$artifacts" \
     >"$work/$t.log" 2>&1
   rc=$?
   set -e
+  echo "$rc" >"$work/$t.rc"
+}
+
+# One fuzzer per core at a time (each is single-threaded), FUZZ_JOBS to change.
+jobs="${FUZZ_JOBS:-$(nproc)}"
+echo "== ${#targets[@]} targets, ${seconds}s each, $jobs at a time"
+running=0
+for t in "${targets[@]}"; do
+  if [ "$running" -ge "$jobs" ]; then
+    wait -n || true
+    running=$((running - 1))
+  fi
+  fuzz_one "$t" &
+  running=$((running + 1))
+done
+wait || true
+
+passed=0
+failed=0
+for t in "${targets[@]}"; do
+  artifacts="$work/artifacts/$t/"
+  rc=$(cat "$work/$t.rc" 2>/dev/null || echo 1)
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$work/$t.log" | tail -1 || true)
   cov=$(grep -Eo 'cov: [0-9]+ ft: [0-9]+ corp: [0-9]+' "$work/$t.log" | tail -1 || true)
   if [ "$rc" -eq 0 ]; then
     passed=$((passed + 1))
-    echo "   ok: ${execs:-?} runs, ${cov:-no coverage line}"
+    echo "   $t ok: ${execs:-?} runs, ${cov:-no coverage line}"
   else
     failed=$((failed + 1))
-    echo "   FAILED (exit $rc) after ${execs:-?} runs; log: $work/$t.log"
+    echo "   $t FAILED (exit $rc) after ${execs:-?} runs; log: $work/$t.log"
     { grep -E 'ERROR: |invariant broken|SUMMARY:|^whole:|^cut:' "$work/$t.log" || true; } |
       head -8 | sed 's/^/   /'
     ls "$artifacts" | sed "s|^|   reproducer: $artifacts|" || true

@@ -4,6 +4,7 @@
 
 #include "tests/sim/sim.h"
 
+#include "engine/util/fdlimit.h"
 #include "engine/util/log.h"
 #include "engine/util/mem.h"
 
@@ -185,6 +186,7 @@ int main(int argc, char **argv)
         OPT_RECORD,
         OPT_HELP
     };
+    fr_fd_raise_limit(); /* one socket per client connection */
     static const struct option options[] = {
         {"host", required_argument, NULL, OPT_HOST},
         {"port", required_argument, NULL, OPT_PORT},

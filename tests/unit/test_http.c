@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <strings.h>
 #include <time.h>
 #include <unistd.h>
@@ -759,6 +760,44 @@ static void test_connect_refused(void **state)
     rec_close(&r);
 }
 
+/* A socket that finds no descriptor (EMFILE) is a connection failure that
+ * says so: no_fds is set and the message names the limit, so the engine
+ * can tell it from a server that is not there. */
+static void test_connect_no_fds(void **state)
+{
+    fx *f = *state;
+    char url[96];
+    snprintf(url, sizeof url, "http://127.0.0.1:9/json"); /* never reached */
+    char body[] = "{}";
+    fr_request req = {.url = url, .body = body};
+    rec r = {.f = f};
+    struct rlimit saved;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &saved), 0);
+    /* The lowest free descriptor becomes the limit: the next one fails. */
+    int lowest = dup(0);
+    assert_true(lowest >= 0);
+    close(lowest);
+    struct rlimit low = {.rlim_cur = (rlim_t)lowest, .rlim_max = saved.rlim_max};
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+    int rc = fr_http_submit(f->h, &req, NULL, rec_data, rec_done, &r, NULL);
+    bool done = rc == FR_OK && run_until(f, &f->ndone, 1);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &saved), 0);
+    assert_int_equal(rc, FR_OK);
+    assert_true(done);
+    assert_int_equal(r.res.rc, FR_ECONNECT);
+    assert_true(r.res.no_fds);
+    assert_non_null(strstr(r.err, "out of file descriptors"));
+    rec_close(&r);
+
+    /* A refused connection is not mistaken for one. */
+    rec r2 = {.f = f};
+    assert_int_equal(fr_http_submit(f->h, &req, NULL, rec_data, rec_done, &r2, NULL), FR_OK);
+    assert_true(run_until(f, &f->ndone, 2));
+    assert_int_equal(r2.res.rc, FR_ECONNECT);
+    assert_false(r2.res.no_fds);
+    rec_close(&r2);
+}
+
 static void test_connect_timeout(void **state)
 {
     fx *f = *state;
@@ -1015,6 +1054,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_first_byte_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_total_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_too_big, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_connect_no_fds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connect_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connect_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reset_mid_body, setup, teardown),

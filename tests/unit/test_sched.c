@@ -61,6 +61,44 @@ static void test_slots_never_exceed_capacity(void **state)
     fr_graph_free(g);
 }
 
+/* The cap the file descriptors set over all endpoints: 1000 slots on two
+ * endpoints, 464 transfers allowed (ulimit -n 1024), never more in use, and
+ * free counts that never promise more. Lowering it below what is in use
+ * takes nothing back but admits nothing until enough are released. */
+static void test_total_cap_bounds_every_endpoint(void **state)
+{
+    (void)state;
+    fr_graph *g = fr_graph_new(1);
+    assert_int_equal(fr_graph_sort(g, NULL, NULL), FR_OK);
+    int cap[2] = {1000, 1000};
+    fr_sched *s = fr_sched_new(g, NULL, 2, cap);
+    fr_sched_set_total_cap(s, 464);
+    assert_int_equal(fr_sched_total_cap(s), 464);
+    assert_int_equal(fr_sched_total_free(s), 464);
+    assert_int_equal(fr_sched_free_slots(s, 0), 464);
+    int taken = 0;
+    for (int i = 0; i < 2000; i++)
+        taken += fr_sched_take_slot(s, (size_t)(i % 2));
+    assert_int_equal(taken, 464);
+    assert_int_equal(fr_sched_in_flight(s, 0) + fr_sched_in_flight(s, 1), 464);
+    assert_int_equal(fr_sched_total_free(s), 0);
+    assert_int_equal(fr_sched_free_slots(s, 0), 0);
+    assert_int_equal(fr_sched_free_slots(s, 1), 0);
+    assert_int_equal(fr_sched_capacity(s, 0), 1000); /* the endpoint's own, as reported */
+    fr_sched_set_total_cap(s, 100);                  /* EMFILE seen: fewer at once */
+    for (int i = 0; i < 364; i++)
+        fr_sched_release_slot(s, (size_t)(i % 2));
+    assert_int_equal(fr_sched_total_free(s), 0);
+    assert_false(fr_sched_take_slot(s, 0));
+    fr_sched_release_slot(s, 0);
+    assert_int_equal(fr_sched_total_free(s), 1);
+    assert_true(fr_sched_take_slot(s, 1));
+    fr_sched_set_total_cap(s, 0); /* no cap: the endpoints' own slots */
+    assert_int_equal(fr_sched_total_free(s), 2000 - 100);
+    fr_sched_free(s);
+    fr_graph_free(g);
+}
+
 static size_t skipped[8], causes[8], nskipped;
 
 static void on_skip(void *ud, size_t task, size_t cause)
@@ -135,6 +173,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_order_priority_then_longest_path),
         cmocka_unit_test(test_slots_never_exceed_capacity),
+        cmocka_unit_test(test_total_cap_bounds_every_endpoint),
         cmocka_unit_test(test_failure_skips_dependents_only),
         cmocka_unit_test(test_join_waits_for_all_deps),
     };
