@@ -8,7 +8,7 @@ source "$(dirname "$0")/lib.bash"
 start_sim --latency 5 --tps 0 --record "$WORK/dep.jsonl"
 exec {RAW_FD}< <(exec python3 "$SRC/tests/e2e/fixtures/rawllm.py")
 RAW_PID=$!
-trap 'rc=$?; kill "$RAW_PID" 2>/dev/null || true; (exit $rc); cleanup' EXIT
+trap 'rc=$?; kill "$RAW_PID" 2>/dev/null || true; set +e; (exit $rc); cleanup' EXIT
 read -r -t 20 -u "$RAW_FD" RAW_URL || fail "the raw server did not start"
 touch "$WORK/dep.jsonl"
 
