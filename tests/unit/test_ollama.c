@@ -651,7 +651,7 @@ static void test_stream_repeated_chunk(void **state)
         } else {
             assert_int_equal(rc, FR_EPROTO);
             assert_int_equal(frc, FR_EPROTO);
-            assert_non_null(strstr(err.msg, "repeated the same chunk 256 times"));
+            assert_non_null(strstr(err.msg, "repeats the same word 256 times"));
             assert_null(r.text);
         }
         fr_buf_close(&b);
@@ -810,7 +810,7 @@ static void test_too_big(void **state)
         const char *head = "{\"message\":{\"content\":\"";
         int rc = fr_adapter_feed(a, 200, head, strlen(head));
         size_t fed = 0;
-        while (rc == FR_OK && fed <= 9u * 1024 * 1024) {
+        while (rc == FR_OK && fed <= 70u * 1024 * 1024) {
             rc = fr_adapter_feed(a, 200, junk, piece);
             fed += piece;
         }
@@ -819,7 +819,7 @@ static void test_too_big(void **state)
         fr_reply r;
         fr_error err;
         assert_int_equal(fr_adapter_finish(a, 200, &r, &err), FR_ETOOBIG);
-        assert_non_null(strstr(err.msg, "exceeds"));
+        assert_non_null(strstr(err.msg, "the reply is over the 8388608-byte cap"));
         assert_null(r.text);
         fr_adapter_free(a);
     }
