@@ -826,6 +826,23 @@ static void test_too_big(void **state)
     free(junk);
 }
 
+/* Blank lines are not content: only JSON lines move the progress the
+ * engine's idle timer reads. */
+static void test_progress(void **state)
+{
+    (void)state;
+    fr_call c = make_call(true);
+    fr_adapter *a = fr_adapter_new(FR_PROTO_OLLAMA, &c);
+    assert_int_equal(fr_adapter_feed(a, 200, "\n\r\n \n", 5), FR_OK);
+    assert_int_equal(fr_adapter_progress(a), 0);
+    const char *line = "{\"message\":{\"content\":\"hi\"},\"done\":false}\n";
+    assert_int_equal(fr_adapter_feed(a, 200, line, strlen(line)), FR_OK);
+    assert_int_equal(fr_adapter_progress(a), 1);
+    assert_int_equal(fr_adapter_feed(a, 200, "\n", 1), FR_OK);
+    assert_int_equal(fr_adapter_progress(a), 1);
+    fr_adapter_free(a);
+}
+
 /* HTTP errors */
 
 static void test_http_errors(void **state)
@@ -1074,6 +1091,7 @@ int main(void)
         cmocka_unit_test(test_non_stream_answered_as_ndjson),
         cmocka_unit_test(test_non_stream_edge_cases),
         cmocka_unit_test(test_too_big),
+        cmocka_unit_test(test_progress),
         cmocka_unit_test(test_http_errors),
         cmocka_unit_test(test_key_never_in_errors),
         cmocka_unit_test(test_schema_reply_is_parsed),

@@ -762,6 +762,24 @@ static void test_non_stream_too_big(void **state)
     fr_buf_close(&b);
 }
 
+/* Keep-alive comments are not content: only events move the progress the
+ * engine's idle timer reads. */
+static void test_progress(void **state)
+{
+    (void)state;
+    fr_call c = make_call(true);
+    fr_adapter *a = fr_adapter_new(FR_PROTO_OPENAI, &c);
+    assert_int_equal(fr_adapter_feed(a, 200, ": keep-alive\n\n", 14), FR_OK);
+    assert_int_equal(fr_adapter_feed(a, 200, ": keep-alive\n\n", 14), FR_OK);
+    assert_int_equal(fr_adapter_progress(a), 0);
+    const char *ev = "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n";
+    assert_int_equal(fr_adapter_feed(a, 200, ev, strlen(ev)), FR_OK);
+    assert_int_equal(fr_adapter_progress(a), 1);
+    assert_int_equal(fr_adapter_feed(a, 200, ": keep-alive\n\n", 14), FR_OK);
+    assert_int_equal(fr_adapter_progress(a), 1);
+    fr_adapter_free(a);
+}
+
 /* HTTP errors */
 
 static void test_http_errors(void **state)
@@ -1141,6 +1159,7 @@ int main(void)
         cmocka_unit_test(test_non_stream),
         cmocka_unit_test(test_non_stream_edge_cases),
         cmocka_unit_test(test_non_stream_too_big),
+        cmocka_unit_test(test_progress),
         cmocka_unit_test(test_http_errors),
         cmocka_unit_test(test_key_never_in_errors),
         cmocka_unit_test(test_schema_reply_is_parsed),
