@@ -62,7 +62,7 @@ struct fr_xfer {
 
     uv_timer_t timer;     /* deadlines; timer.data points back; frees the xfer on close */
     uint64_t start_ms;    /* uv_now at submit */
-    uint64_t activity_ms; /* uv_now at the end of headers or the last body chunk */
+    uint64_t activity_ms; /* uv_now at the end of headers or the last body chunk of content */
     uint64_t start_ns;    /* uv_hrtime at submit */
     uint64_t first_ns;    /* uv_hrtime at the first body byte */
     long first_byte_ms, idle_ms, total_ms;
@@ -555,10 +555,16 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *ud)
         x->got_body = true;
         x->first_ns = uv_hrtime();
     }
-    x->activity_ms = uv_now(x->h->loop);
     x->bytes += len;
+    if (!x->on_data)
+        x->activity_ms = uv_now(x->h->loop);
     if (x->on_data) {
         int rc = x->on_data(x->ud, x->status, data, len);
+        /* Only content moves the idle deadline: a keep-alive does not. */
+        if (rc == FR_OK)
+            x->activity_ms = uv_now(x->h->loop);
+        else if (rc == FR_HTTP_QUIET)
+            rc = FR_OK;
         if (rc != FR_OK) {
             x->abort_rc = rc;
             snprintf(x->msg, sizeof x->msg, "reply reader stopped: %s", fr_strerror(rc));

@@ -16,8 +16,9 @@ typedef struct fr_http_opts {
     size_t max_response;        /* cap on body bytes; 0 = 8 MiB */
     long connect_timeout_ms;    /* 0 = 10 s */
     long first_byte_timeout_ms; /* from submit to the first body byte; 0 = none */
-    long idle_timeout_ms;       /* longest gap between body bytes, counted from the end of
-                                   the response headers; 0 = none */
+    long idle_timeout_ms;       /* longest gap between body bytes the data callback counts
+                                   as activity, counted from the end of the response
+                                   headers; 0 = none */
     long total_timeout_ms;      /* whole transfer; 0 = none */
 } fr_http_opts;
 
@@ -34,9 +35,16 @@ typedef struct fr_http_result {
                              nothing about the server; nothing was sent */
 } fr_http_result;
 
+/* What a data callback returns for bytes that were framing only (SSE
+ * keep-alive comments, blank NDJSON lines): the transfer goes on, and the
+ * idle timer keeps running, as if nothing had arrived. */
+#define FR_HTTP_QUIET 1
+
 /* Called for each piece of the body, from inside curl's write callback: do
- * not call into fr_http from here. Return FR_OK to go on, or a negative code
- * to abort the transfer (done then reports that code). */
+ * not call into fr_http from here. Return FR_OK to go on (the bytes count as
+ * activity: the idle timeout starts again), FR_HTTP_QUIET to go on without
+ * counting them, or a negative code to abort the transfer (done then reports
+ * that code). */
 typedef int (*fr_http_data_fn)(void *ud, long status, const char *data, size_t len);
 /* Called once per transfer when it ends, from a libuv callback (never from
  * inside curl); may submit new transfers. `res` is borrowed for the call. */

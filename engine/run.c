@@ -24,9 +24,12 @@
 /* How many waiting tasks one pass over the ready queue may look at. */
 #define MAX_WAITERS_PER_PASS 256
 /* Backoff between retries on one endpoint. */
-#define BACKOFF_BASE_MS    250.0
-#define BACKOFF_MAX_MS     8000.0
-#define MAX_RESPONSE_BYTES (8u << 20)
+#define BACKOFF_BASE_MS 250.0
+#define BACKOFF_MAX_MS  8000.0
+/* The transport's cap on body bytes, framing included. The reply cap (8 MiB
+ * of text, providers/) is the one a reply meets: SSE framing can be 50 times
+ * the text it carries. */
+#define MAX_RESPONSE_BYTES ((size_t)1 << 30)
 /* Retry-After means "not before": a wait it asks for is kept a little
  * longer, so clock granularity never sends a request a moment early. */
 #define RETRY_AFTER_MARGIN_MS 20
@@ -1174,10 +1177,31 @@ static void attempt_failed(task_rt *t, int rc, long status, double retry_after_s
 static int on_data(void *ud, long status, const char *data, size_t len)
 {
     task_rt *t = ud;
+    unsigned long before = fr_adapter_progress(t->adapter);
     int rc = fr_adapter_feed(t->adapter, status, data, len);
     if (t->attempt_ttft_ms < 0 && fr_adapter_started(t->adapter))
         t->attempt_ttft_ms = (double)(now_ns(t->run) - t->attempt_ns) / 1e6;
+    /* Keep-alive comments and blank lines do not hold the idle timer off. */
+    if (rc == FR_OK && fr_adapter_progress(t->adapter) == before)
+        return FR_HTTP_QUIET;
     return rc;
+}
+
+/* An answer with no text (empty, blank, or `content: null`) and no JSON is
+ * no answer: a failed attempt, whatever the finish reason said. Returns
+ * FR_OK, or FR_EFINISH with *outcome "no_answer" and `err` filled. */
+static int check_empty(const fr_reply *reply, const char **outcome, fr_error *err)
+{
+    if (reply->json)
+        return FR_OK;
+    for (const char *p = reply->text ? reply->text : ""; *p; p++)
+        if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n')
+            return FR_OK;
+    *outcome = "no_answer";
+    return fr_error_set(err, FR_EFINISH, NULL, 0,
+                        "the reply is empty: no text and no tool call (finish reason '%s')",
+                        reply->finish_reason ? reply->finish_reason
+                                             : fr_finish_name(reply->finish));
 }
 
 /* The gate of the finish reason: a reply cut at max_tokens (unless the task
@@ -1224,7 +1248,7 @@ static int check_finish(const fr_task_spec *ts, const fr_reply *reply, const cha
                             "'%s'); raise max_tokens or use a model that answers after thinking",
                             said);
     default:
-        return FR_OK;
+        return check_empty(reply, outcome, err);
     }
 }
 
@@ -1615,8 +1639,11 @@ static bool try_cache(fr_run *r, task_rt *t)
         /* A cached reply passes the task's gates as they are now: a schema
          * or check changed since it was stored applies to it too. */
         fr_error gerr = {0};
-        int grc = check_quality(&r->wf->tasks[t->idx], &reply, &gerr);
-        bool stale = grc != FR_OK;
+        const char *empty;
+        int grc = check_empty(&reply, &empty, &gerr);
+        if (grc == FR_OK)
+            grc = check_quality(&r->wf->tasks[t->idx], &reply, &gerr);
+        bool stale = grc != FR_OK; /* empty, or no longer fits the schema: a miss */
         if (grc == FR_OK)
             grc = run_check(r, t, &reply, &gerr);
         if (grc != FR_OK) {

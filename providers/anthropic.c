@@ -75,6 +75,7 @@ static void *anth_create(const fr_call *call)
     fr_sse_reader_init(&o->rd);
     fr_text_acc_init(&o->text);
     fr_text_acc_init(&o->tool);
+    o->tool.no_loops = true; /* a whole reply's tool input never passes one */
     return o;
 }
 
@@ -252,6 +253,7 @@ static void consider_tool(anth *o, json_t *block, long index)
     o->tool_index = index;
     fr_text_acc_close(&o->tool);
     fr_text_acc_init(&o->tool);
+    o->tool.no_loops = true;
     json_decref(o->tool_input);
     o->tool_input = json_incref(json_object_get(block, "input"));
 }
@@ -470,10 +472,11 @@ static int parse_body(anth *o, fr_error *err)
         } else if (strcmp(btype, "tool_use") == 0) {
             consider_tool(o, block, (long)i);
         } else if (strcmp(btype, "text") == 0) {
-            json_t *t = json_object_get(block, "text");
-            /* The body is capped already, so is its text: no cut needed. */
-            if (json_is_string(t))
-                fr_buf_append(&o->text.text, json_string_value(t), json_string_length(t));
+            /* The same cap and loop cut as a stream's text. */
+            if (add_text(o, &o->text, json_object_get(block, "text")) != FR_OK) {
+                rc = fr_error_set(err, o->rc, PROTO, 0, "%s", o->error);
+                goto cleanup;
+            }
         }
     }
     read_model(o, obj);
@@ -657,6 +660,12 @@ static bool anth_started(const void *self)
 
 /* The vtable: the functions above, borrowed by fr_adapter for the life of
  * the program. */
+static unsigned long anth_progress(const void *self)
+{
+    const anth *o = self;
+    return o->rd.progress;
+}
+
 const fr_adapter_ops fr_anthropic_ops = {
     .name = PROTO,
     .create = anth_create,
@@ -665,4 +674,5 @@ const fr_adapter_ops fr_anthropic_ops = {
     .finish = anth_finish,
     .destroy = anth_destroy,
     .started = anth_started,
+    .progress = anth_progress,
 };

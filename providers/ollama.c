@@ -28,13 +28,14 @@ typedef struct oll {
     char *finish_reason;
     fr_usage usage;
     bool have_usage;
-    bool tool_calls; /* a message carried `tool_calls` (none are offered) */
-    bool reasoned;   /* a message carried `thinking` */
-    bool done;       /* saw the final object ("done": true) */
-    bool at_end;     /* the framer is handing out an unterminated last line */
-    size_t lines;    /* JSON objects read */
-    int rc;          /* sticky feed error */
-    char *error;     /* owned message for rc */
+    bool tool_calls;        /* a message carried `tool_calls` (none are offered) */
+    bool reasoned;          /* a message carried `thinking` */
+    bool done;              /* saw the final object ("done": true) */
+    bool at_end;            /* the framer is handing out an unterminated last line */
+    size_t lines;           /* JSON objects read */
+    unsigned long progress; /* lines, and body chunks with more than whitespace */
+    int rc;                 /* sticky feed error */
+    char *error;            /* owned message for rc */
 } oll;
 
 /* Records the first error and its message (takes `msg_owned`, freed when an
@@ -56,8 +57,8 @@ static void *oll_create(const fr_call *call)
 {
     oll *o = fr_xcalloc(1, sizeof *o);
     o->call = call;
-    fr_ndjson_init(&o->nd, FR_PROVIDER_MAX_REPLY, on_line, o);
-    fr_buf_init(&o->body, FR_PROVIDER_MAX_REPLY);
+    fr_ndjson_init(&o->nd, FR_PROVIDER_MAX_BODY, on_line, o);
+    fr_buf_init(&o->body, FR_PROVIDER_MAX_BODY);
     fr_text_acc_init(&o->text);
     return o;
 }
@@ -258,6 +259,7 @@ static int read_object(oll *o, json_t *obj)
 static int on_line(void *ud, const char *line, size_t len)
 {
     oll *o = ud;
+    o->progress++; /* the framer hands out no blank line */
     if (o->done)
         return FR_OK; /* nothing after the final object counts */
     json_error_t je;
@@ -291,8 +293,14 @@ static int feed_lines(oll *o, const char *data, size_t len)
     int rc = fr_ndjson_feed(&o->nd, data, len);
     if (rc == FR_ETOOBIG)
         fail(o, rc,
-             fr_xasprintf("one stream line exceeds %u bytes", (unsigned)FR_PROVIDER_MAX_REPLY));
+             fr_xasprintf("the reply is over the %u-byte cap (one stream line exceeds %u bytes)",
+                          (unsigned)FR_PROVIDER_MAX_REPLY, (unsigned)FR_PROVIDER_MAX_BODY));
     return rc;
+}
+
+static bool is_json_space(char ch)
+{
+    return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n';
 }
 
 static int oll_feed(void *self, long http_status, const char *data, size_t len)
@@ -307,6 +315,12 @@ static int oll_feed(void *self, long http_status, const char *data, size_t len)
             o->mode = o->call->stream ? MODE_STREAM : MODE_BODY;
         }
     }
+    if (o->mode != MODE_STREAM)
+        for (size_t i = 0; i < len; i++)
+            if (!is_json_space(data[i])) {
+                o->progress++;
+                break;
+            }
     switch (o->mode) {
     case MODE_STREAM:
         return feed_lines(o, data, len);
@@ -322,7 +336,8 @@ static int oll_feed(void *self, long http_status, const char *data, size_t len)
         if (fr_buf_append(&o->body, data, len) != FR_OK)
             return fail(
                 o, FR_ETOOBIG,
-                fr_xasprintf("the reply body exceeds %u bytes", (unsigned)FR_PROVIDER_MAX_REPLY));
+                fr_xasprintf("the reply is over the %u-byte cap (its body exceeds %u bytes)",
+                             (unsigned)FR_PROVIDER_MAX_REPLY, (unsigned)FR_PROVIDER_MAX_BODY));
         return FR_OK;
     }
 }
@@ -344,11 +359,6 @@ static int end_lines(oll *o, fr_error *err)
                             "objects)",
                             o->lines);
     return FR_OK;
-}
-
-static bool is_json_space(char ch)
-{
-    return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n';
 }
 
 /* Reads a non-streamed reply from o->body: one JSON object (compact or
@@ -428,6 +438,12 @@ static bool oll_started(const void *self)
     return o->text.text.len > 0;
 }
 
+static unsigned long oll_progress(const void *self)
+{
+    const oll *o = self;
+    return o->progress;
+}
+
 const fr_adapter_ops fr_ollama_ops = {
     .name = PROTO,
     .create = oll_create,
@@ -436,4 +452,5 @@ const fr_adapter_ops fr_ollama_ops = {
     .finish = oll_finish,
     .destroy = oll_destroy,
     .started = oll_started,
+    .progress = oll_progress,
 };

@@ -512,10 +512,17 @@ static int parse_body(oai *o, fr_error *err)
     read_extras(o, json_object_get(choice, "message"));
     const char *content =
         json_string_value(json_object_get(json_object_get(choice, "message"), "content"));
-    fr_buf_reset(&o->text.text);
-    fr_buf_puts(&o->text.text, content ? content : "");
+    /* The same cap and loop cut as a stream's text. */
+    char *msg = NULL;
+    fr_text_acc_close(&o->text);
+    fr_text_acc_init(&o->text);
+    rc = content ? fr_text_acc_add(&o->text, content, strlen(content), &msg) : FR_OK;
+    if (rc != FR_OK) {
+        fr_error_set(err, rc, PROTO, 0, "%s", msg);
+        free(msg);
+        goto cleanup;
+    }
     read_common(o, obj, choice);
-    rc = FR_OK;
 cleanup:
     json_decref(obj);
     return rc;
@@ -620,6 +627,12 @@ static bool oai_started(const void *self)
     return o->text.text.len > 0;
 }
 
+static unsigned long oai_progress(const void *self)
+{
+    const oai *o = self;
+    return o->rd.progress;
+}
+
 const fr_adapter_ops fr_openai_ops = {
     .name = PROTO,
     .create = oai_create,
@@ -628,4 +641,5 @@ const fr_adapter_ops fr_openai_ops = {
     .finish = oai_finish,
     .destroy = oai_destroy,
     .started = oai_started,
+    .progress = oai_progress,
 };

@@ -25,8 +25,9 @@ struct fr_adapter {
     fr_protocol proto;
     const fr_adapter_ops *ops; /* NULL when the protocol is not supported */
     void *impl;
-    int feed_rc;  /* sticky: the first error a feed returned */
-    fr_call call; /* a view of the owned copies below, lent to the adapter */
+    int feed_rc;       /* sticky: the first error a feed returned */
+    unsigned long fed; /* bytes fed: the progress of adapters that count none */
+    fr_call call;      /* a view of the owned copies below, lent to the adapter */
     char *base_url;
     char *model;
     char *system;
@@ -152,6 +153,7 @@ int fr_adapter_feed(fr_adapter *a, long http_status, const char *data, size_t le
         a->feed_rc = FR_ECONFIG;
     else if (len > 0)
         a->feed_rc = a->ops->feed(a->impl, http_status, data, len);
+    a->fed += len;
     return a->feed_rc;
 }
 
@@ -547,35 +549,94 @@ void fr_text_acc_init(fr_text_acc *a)
 void fr_text_acc_close(fr_text_acc *a)
 {
     fr_buf_close(&a->text);
-    free(a->last);
-    a->last = NULL;
+}
+
+char *fr_provider_cap_msg(void)
+{
+    return fr_xasprintf("the reply is over the %u-byte cap", (unsigned)FR_PROVIDER_MAX_REPLY);
+}
+
+static bool is_word_space(unsigned char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
+
+/* Ends the word being read: returns the length in words (1 to
+ * FR_PROVIDER_LOOP_WORDS) of a run that has now repeated
+ * FR_PROVIDER_MAX_REPEATS times in a row, else 0. */
+static int end_word(fr_text_acc *a)
+{
+    const size_t nk = FR_PROVIDER_LOOP_WORDS;
+    uint64_t h = a->word;
+    int found = 0;
+    for (size_t k = 1; k <= nk; k++) {
+        if (a->nwords >= k && a->recent[(a->nwords - k) % nk] == h)
+            a->run[k]++;
+        else
+            a->run[k] = 0;
+        if (!found && a->run[k] >= (long)(FR_PROVIDER_MAX_REPEATS - 1) * (long)k)
+            found = (int)k;
+    }
+    a->recent[a->nwords % nk] = h;
+    a->nwords++;
+    a->in_word = false;
+    return found;
+}
+
+/* Runs the loop detector over `n` bytes of `s`; returns as end_word. */
+static int scan_loops(fr_text_acc *a, const char *s, size_t n)
+{
+    const uint64_t basis = 14695981039346656037ull, prime = 1099511628211ull;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (is_word_space(c)) {
+            if (a->in_word) {
+                int k = end_word(a);
+                if (k)
+                    return k;
+            }
+            continue;
+        }
+        if (!a->in_word) {
+            a->in_word = true;
+            a->word = basis;
+        }
+        a->word = (a->word ^ c) * prime;
+    }
+    return 0;
 }
 
 int fr_text_acc_add(fr_text_acc *a, const char *s, size_t n, char **err_msg)
 {
     if (n == 0)
         return FR_OK;
-    if (a->last && a->last_len == n && memcmp(a->last, s, n) == 0) {
-        if (++a->repeats >= FR_PROVIDER_MAX_REPEATS - 1) {
-            if (err_msg)
-                *err_msg = fr_xasprintf("the model repeated the same chunk %d times in a row; "
-                                        "the stream was cut",
-                                        FR_PROVIDER_MAX_REPEATS);
-            return FR_EPROTO;
-        }
-    } else {
-        free(a->last);
-        a->last = fr_xstrndup(s, n);
-        a->last_len = n;
-        a->repeats = 0;
-    }
     if (fr_buf_append(&a->text, s, n) != FR_OK) {
         if (err_msg)
-            *err_msg =
-                fr_xasprintf("the reply text exceeds %u bytes", (unsigned)FR_PROVIDER_MAX_REPLY);
+            *err_msg = fr_provider_cap_msg();
         return FR_ETOOBIG;
     }
+    int k = a->no_loops ? 0 : scan_loops(a, s, n);
+    if (k) {
+        if (err_msg) {
+            if (k == 1)
+                *err_msg = fr_xasprintf("the reply repeats the same word %d times in a row (a "
+                                        "model stuck in a loop); it was cut",
+                                        FR_PROVIDER_MAX_REPEATS);
+            else
+                *err_msg = fr_xasprintf("the reply repeats the same %d words %d times in a row "
+                                        "(a model stuck in a loop); it was cut",
+                                        k, FR_PROVIDER_MAX_REPEATS);
+        }
+        return FR_EPROTO;
+    }
     return FR_OK;
+}
+
+unsigned long fr_adapter_progress(const fr_adapter *a)
+{
+    if (a->ops && a->ops->progress)
+        return a->ops->progress(a->impl);
+    return a->fed;
 }
 
 bool fr_adapter_started(const fr_adapter *a)
@@ -586,7 +647,7 @@ bool fr_adapter_started(const fr_adapter *a)
 void fr_sse_reader_init(fr_sse_reader *rd)
 {
     memset(rd, 0, sizeof *rd);
-    fr_buf_init(&rd->body, FR_PROVIDER_MAX_REPLY);
+    fr_buf_init(&rd->body, FR_PROVIDER_MAX_BODY);
 }
 
 void fr_sse_reader_close(fr_sse_reader *rd)
@@ -599,6 +660,24 @@ void fr_sse_reader_close(fr_sse_reader *rd)
 static bool is_blank(char c)
 {
     return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+/* Counts an event as content, then hands it to the adapter. */
+static int reader_on_event(void *ud, const fr_sse_event *ev)
+{
+    fr_sse_reader *rd = ud;
+    if (strcmp(ev->event, "ping") != 0)
+        rd->progress++;
+    return rd->on_event(rd->ud, ev);
+}
+
+/* Whether `len` bytes of `data` hold more than whitespace. */
+static bool has_content(const char *data, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (!is_blank(data[i]))
+            return true;
+    return false;
 }
 
 int fr_sse_reader_feed(fr_sse_reader *rd, bool stream, long status, const char *data, size_t len,
@@ -623,16 +702,21 @@ int fr_sse_reader_feed(fr_sse_reader *rd, bool stream, long status, const char *
                 rd->mode = FR_READ_BODY;
             } else {
                 rd->mode = FR_READ_SSE;
-                fr_sse_init(&rd->sse, FR_PROVIDER_MAX_REPLY, on_event, ud);
+                fr_sse_init(&rd->sse, FR_PROVIDER_MAX_BODY, reader_on_event, rd);
             }
         }
     }
+    rd->on_event = on_event;
+    rd->ud = ud;
+    if (rd->mode != FR_READ_SSE && has_content(data, len))
+        rd->progress++;
     switch (rd->mode) {
     case FR_READ_SSE: {
         int rc = fr_sse_feed(&rd->sse, data, len);
         if (rc == FR_ETOOBIG)
-            *msg =
-                fr_xasprintf("one stream event exceeds %u bytes", (unsigned)FR_PROVIDER_MAX_REPLY);
+            *msg = fr_xasprintf("the reply is over the %u-byte cap (one stream event exceeds %u "
+                                "bytes)",
+                                (unsigned)FR_PROVIDER_MAX_REPLY, (unsigned)FR_PROVIDER_MAX_BODY);
         return rc;
     }
     case FR_READ_ERROR: {
@@ -645,7 +729,8 @@ int fr_sse_reader_feed(fr_sse_reader *rd, bool stream, long status, const char *
     case FR_READ_UNKNOWN: /* decided above */
     default:
         if (fr_buf_append(&rd->body, data, len) != FR_OK) {
-            *msg = fr_xasprintf("the reply body exceeds %u bytes", (unsigned)FR_PROVIDER_MAX_REPLY);
+            *msg = fr_xasprintf("the reply is over the %u-byte cap (its body exceeds %u bytes)",
+                                (unsigned)FR_PROVIDER_MAX_REPLY, (unsigned)FR_PROVIDER_MAX_BODY);
             return FR_ETOOBIG;
         }
         return FR_OK;

@@ -110,6 +110,12 @@ int fr_adapter_finish(fr_adapter *a, long http_status, fr_reply *out, fr_error *
  * time to first token); false for adapters that cannot tell. */
 bool fr_adapter_started(const fr_adapter *a);
 
+/* Returns how many pieces of content the adapter has read so far: SSE
+ * events (Anthropic's `ping` excepted), NDJSON lines, and chunks of a whole
+ * body holding more than whitespace. Keep-alive comments and blank lines do
+ * not count: the engine's idle timer moves only when this grows. */
+unsigned long fr_adapter_progress(const fr_adapter *a);
+
 /* Frees the adapter; NULL is fine. */
 void fr_adapter_free(fr_adapter *a);
 

@@ -10,9 +10,16 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
-/* Bodies and assembled text are capped at this many bytes (FR_ETOOBIG). */
+/* The reply cap: the assembled text of a reply (streamed or whole) may hold
+ * at most this many bytes (FR_ETOOBIG, "the reply is over the ...-byte
+ * cap"). It measures the reply, never its framing. */
 #define FR_PROVIDER_MAX_REPLY (8u * 1024u * 1024u)
+/* A whole JSON body, one SSE event or one NDJSON line may hold at most this
+ * many bytes: room for the reply cap's text with every byte escaped (\u00XX)
+ * and the object around it, so the reply cap is the one a reply meets. */
+#define FR_PROVIDER_MAX_BODY (8u * FR_PROVIDER_MAX_REPLY)
 /* Error bodies (non-2xx) keep at most this much; the rest is dropped. */
 #define FR_PROVIDER_MAX_ERROR_BODY (64u * 1024u)
 
@@ -31,20 +38,31 @@ typedef struct fr_adapter_ops {
     /* Optional: true once the reply's first content (text or structured
      * output) has arrived; the engine times the first token by it. */
     bool (*started)(const void *self);
+    /* Optional: the pieces of content read so far (fr_adapter_progress);
+     * without it every byte fed counts. */
+    unsigned long (*progress)(const void *self);
 } fr_adapter_ops;
 
-/* Consecutive identical non-empty deltas after which a stream is cut: a
- * model stuck repeating itself would otherwise stream until a cap. */
+/* A reply whose text holds the same run of 1 to FR_PROVIDER_LOOP_WORDS
+ * words this many times in a row is a model stuck in a loop: it fails
+ * (FR_EPROTO) instead of streaming until a cap. Words are what lies between
+ * whitespace, so the verdict depends on the text only, never on how it was
+ * cut into deltas: streamed and whole replies end the same. */
 #define FR_PROVIDER_MAX_REPEATS 256
+#define FR_PROVIDER_LOOP_WORDS  16
 
-/* The text of a streamed reply, assembled from deltas, with the reply cap
- * and the repetition cut applied. Every adapter uses it for streamed text
- * (and for streamed tool input). Embedded by value. */
+/* The text of a reply, streamed (assembled from deltas) or whole, with the
+ * reply cap and the loop cut applied. Every adapter puts its reply text
+ * through one (and streamed tool input, with `no_loops` set: a whole
+ * reply's tool input never passes one). Embedded by value. */
 typedef struct fr_text_acc {
     fr_buf text;
-    char *last; /* the previous delta, owned */
-    size_t last_len;
-    int repeats;
+    bool no_loops;                           /* set after init to skip the loop cut */
+    uint64_t word;                           /* hash of the word being read (FNV-1a) */
+    bool in_word;                            /* a word has started and not ended */
+    uint64_t recent[FR_PROVIDER_LOOP_WORDS]; /* hashes of the last words, newest at nwords-1 */
+    size_t nwords;                           /* words ended so far */
+    long run[FR_PROVIDER_LOOP_WORDS + 1];    /* run[k]: words in a row equal to the one k before */
 } fr_text_acc;
 
 /* Initialises an empty accumulator capped at FR_PROVIDER_MAX_REPLY. */
@@ -52,10 +70,16 @@ void fr_text_acc_init(fr_text_acc *a);
 /* Releases its memory. */
 void fr_text_acc_close(fr_text_acc *a);
 /* Appends `n` bytes of `s` (borrowed). Returns FR_OK, FR_ETOOBIG past the
- * cap, or FR_EPROTO when the same non-empty delta arrived
- * FR_PROVIDER_MAX_REPEATS times in a row; `err_msg` (may be NULL) then
- * receives an owned message for the user. */
+ * reply cap, or FR_EPROTO when the text now repeats the same 1 to
+ * FR_PROVIDER_LOOP_WORDS words FR_PROVIDER_MAX_REPEATS times in a row;
+ * `err_msg` (may be NULL) then receives an owned message for the user.
+ * The result depends on the bytes appended so far, not on how they were
+ * split across calls. */
 int fr_text_acc_add(fr_text_acc *a, const char *s, size_t n, char **err_msg);
+
+/* Returns "the reply is over the <cap>-byte cap" (owned), the message of
+ * every reply that passes FR_PROVIDER_MAX_REPLY. */
+char *fr_provider_cap_msg(void);
 
 /* Returns true for a 2xx status. Status 0 (not known yet) counts as success
  * so that the body decides. */
@@ -127,9 +151,12 @@ typedef enum { FR_READ_UNKNOWN = 0, FR_READ_SSE, FR_READ_BODY, FR_READ_ERROR } f
  * to the adapter's callback. Embedded by value in an adapter's state. */
 typedef struct fr_sse_reader {
     fr_read_mode mode;
-    long status; /* the status seen by the first feed */
-    fr_sse sse;  /* FR_READ_SSE */
-    fr_buf body; /* FR_READ_BODY: the whole reply; FR_READ_ERROR: its first bytes */
+    long status;              /* the status seen by the first feed */
+    fr_sse sse;               /* FR_READ_SSE */
+    fr_buf body;              /* FR_READ_BODY: the whole reply; FR_READ_ERROR: its first bytes */
+    unsigned long progress;   /* events and non-blank body chunks read (fr_adapter_progress) */
+    fr_sse_event_fn on_event; /* the adapter's, for the event in flight */
+    void *ud;
 } fr_sse_reader;
 
 /* Initialises a reader before the first byte. */
@@ -138,8 +165,9 @@ void fr_sse_reader_init(fr_sse_reader *rd);
 void fr_sse_reader_close(fr_sse_reader *rd);
 /* Feeds `len` bytes of `data` (borrowed) with the status known so far;
  * `stream` says whether streaming was asked. Events go to `on_event` with
- * `ud`. Returns FR_OK, the callback's code, or FR_ETOOBIG past the caps, in
- * which case *msg (owned) says what was too big. */
+ * `ud`; each one, and each body chunk with more than whitespace, adds one to
+ * rd->progress (Anthropic's `ping` events do not). Returns FR_OK, the callback's code, or
+ * FR_ETOOBIG past the caps, in which case *msg (owned) says what was too big. */
 int fr_sse_reader_feed(fr_sse_reader *rd, bool stream, long status, const char *data, size_t len,
                        fr_sse_event_fn on_event, void *ud, char **msg);
 

@@ -66,7 +66,9 @@ workflow { name = "big" }
 endpoint "cloud" { tier = "cloud", url = "$SIM_URL/v1", model = "c", max_parallel = 8,
                    price = { input = 1, output = 2 } }
 agent "a" {}
-for i = 1, 60 do task("t" .. i) { agent = "a", prompt = "REPLY: " .. string.rep("word" .. i .. " ", 400) } end
+-- 400 different words a reply (a word repeated would read as a degenerate loop).
+local function words(i) local w = {} for k = 1, 400 do w[k] = "w" .. i .. "x" .. k end return table.concat(w, " ") end
+for i = 1, 60 do task("t" .. i) { agent = "a", prompt = "REPLY: " .. words(i) } end
 LUA
 run_flowrun "$WORK/big.lua" --state "$WORK/big" --out "$WORK/o4"
 expect_rc 0 "big run"

@@ -626,7 +626,7 @@ static void test_stream_malformed_json(void **state)
     assert_non_null(strstr(err.msg, "not an object"));
 }
 
-/* A model stuck on one chunk is cut at FR_PROVIDER_MAX_REPEATS, not at
+/* A model stuck on one word is cut at FR_PROVIDER_MAX_REPEATS, not at
  * the reply cap; one fewer is still a reply. */
 static void test_stream_repeated_chunk(void **state)
 {
@@ -650,7 +650,7 @@ static void test_stream_repeated_chunk(void **state)
         } else {
             assert_int_equal(frc, FR_EPROTO);
             assert_int_equal(rc, FR_EPROTO);
-            assert_non_null(strstr(err.msg, "repeated the same chunk 256 times"));
+            assert_non_null(strstr(err.msg, "repeats the same word 256 times"));
             assert_null(r.text);
         }
         fr_buf_close(&b);

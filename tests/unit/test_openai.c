@@ -734,17 +734,49 @@ static void test_non_stream_too_big(void **state)
     memset(junk, ' ', piece);
     int rc = FR_OK;
     size_t fed = 0;
-    while (rc == FR_OK && fed <= 9u * 1024 * 1024) {
+    /* The body may hold far more than the 8 MiB reply cap (escapes and
+     * framing); past its own cap it fails saying the reply is too big. */
+    while (rc == FR_OK && fed <= 70u * 1024 * 1024) {
         rc = fr_adapter_feed(a, 200, junk, piece);
         fed += piece;
     }
     assert_int_equal(rc, FR_ETOOBIG);
-    assert_true(fed > 8u * 1024 * 1024);
+    assert_true(fed > 64u * 1024 * 1024);
     fr_reply r;
     fr_error err;
     assert_int_equal(fr_adapter_finish(a, 200, &r, &err), FR_ETOOBIG);
+    assert_non_null(strstr(err.msg, "the reply is over the 8388608-byte cap"));
     assert_null(r.text);
     free(junk);
+    fr_adapter_free(a);
+
+    /* A whole body whose text is over the cap fails as a stream would. */
+    fr_buf b;
+    fr_buf_init(&b, 0);
+    fr_buf_puts(&b, "{\"choices\":[{\"message\":{\"content\":\"");
+    for (size_t i = 0; i < 9u * 1024 * 1024; i++)
+        fr_buf_append(&b, "x", 1);
+    fr_buf_puts(&b, "\"},\"finish_reason\":\"stop\"}]}");
+    assert_int_equal(run_whole(&c, 200, fr_buf_str(&b), &r, &err, NULL), FR_ETOOBIG);
+    assert_non_null(strstr(err.msg, "the reply is over the 8388608-byte cap"));
+    fr_buf_close(&b);
+}
+
+/* Keep-alive comments are not content: only events move the progress the
+ * engine's idle timer reads. */
+static void test_progress(void **state)
+{
+    (void)state;
+    fr_call c = make_call(true);
+    fr_adapter *a = fr_adapter_new(FR_PROTO_OPENAI, &c);
+    assert_int_equal(fr_adapter_feed(a, 200, ": keep-alive\n\n", 14), FR_OK);
+    assert_int_equal(fr_adapter_feed(a, 200, ": keep-alive\n\n", 14), FR_OK);
+    assert_int_equal(fr_adapter_progress(a), 0);
+    const char *ev = "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n";
+    assert_int_equal(fr_adapter_feed(a, 200, ev, strlen(ev)), FR_OK);
+    assert_int_equal(fr_adapter_progress(a), 1);
+    assert_int_equal(fr_adapter_feed(a, 200, ": keep-alive\n\n", 14), FR_OK);
+    assert_int_equal(fr_adapter_progress(a), 1);
     fr_adapter_free(a);
 }
 
@@ -1127,6 +1159,7 @@ int main(void)
         cmocka_unit_test(test_non_stream),
         cmocka_unit_test(test_non_stream_edge_cases),
         cmocka_unit_test(test_non_stream_too_big),
+        cmocka_unit_test(test_progress),
         cmocka_unit_test(test_http_errors),
         cmocka_unit_test(test_key_never_in_errors),
         cmocka_unit_test(test_schema_reply_is_parsed),
