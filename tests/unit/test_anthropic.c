@@ -17,6 +17,8 @@
 
 #include <cmocka.h>
 
+#include "tests/unit/support/adapter_harness.h"
+
 #define KEY "FAKE-ant-api03-SECRET-0123456789abcdef"
 
 static fr_call make_call(bool stream)
@@ -34,35 +36,11 @@ static fr_call make_call(bool stream)
 }
 
 /* Returns the value of header `name` in `r` (borrowed), or NULL. */
-static const char *header(const fr_request *r, const char *name)
-{
-    size_t n = strlen(name);
-    for (size_t i = 0; i < r->nheaders; i++)
-        if (strncmp(r->headers[i], name, n) == 0 && r->headers[i][n] == ':')
-            return r->headers[i] + n + 2;
-    return NULL;
-}
-
-/* Feeds `body` to a fresh adapter for `call` with `status`, cut at `cuts`
- * (ascending offsets), then finishes. Returns finish's code; *feed_rc gets
- * the first failing feed's code (or FR_OK). Feeding stops at the first
- * error, as engine/http aborts the transfer then. */
+/* Feeds `body` to a fresh adapter (tests/unit/support/adapter_harness.h). */
 static int run(const fr_call *call, long status, const char *body, size_t len, const size_t *cuts,
                size_t ncuts, fr_reply *out, fr_error *err, int *feed_rc)
 {
-    fr_adapter *a = fr_adapter_new(FR_PROTO_ANTHROPIC, call);
-    int frc = FR_OK;
-    size_t at = 0;
-    for (size_t i = 0; i <= ncuts && frc == FR_OK; i++) {
-        size_t next = i < ncuts ? cuts[i] : len;
-        frc = fr_adapter_feed(a, status, body + at, next - at);
-        at = next;
-    }
-    if (feed_rc)
-        *feed_rc = frc;
-    int rc = fr_adapter_finish(a, status, out, err);
-    fr_adapter_free(a);
-    return rc;
+    return adapter_run(FR_PROTO_ANTHROPIC, call, status, body, len, cuts, ncuts, out, err, feed_rc);
 }
 
 static int run_whole(const fr_call *call, long status, const char *body, fr_reply *out,
@@ -149,11 +127,11 @@ static void test_headers(void **state)
     /* Streaming, no key (a local server). */
     fr_adapter *a = fr_adapter_new(FR_PROTO_ANTHROPIC, &c);
     assert_int_equal(fr_adapter_request(a, &req, &err), FR_OK);
-    assert_string_equal(header(&req, "Content-Type"), "application/json");
-    assert_string_equal(header(&req, "anthropic-version"), "2023-06-01");
-    assert_string_equal(header(&req, "Accept"), "text/event-stream");
-    assert_null(header(&req, "x-api-key"));
-    assert_null(header(&req, "Authorization"));
+    assert_string_equal(adapter_header(&req, "Content-Type"), "application/json");
+    assert_string_equal(adapter_header(&req, "anthropic-version"), "2023-06-01");
+    assert_string_equal(adapter_header(&req, "Accept"), "text/event-stream");
+    assert_null(adapter_header(&req, "x-api-key"));
+    assert_null(adapter_header(&req, "Authorization"));
     assert_int_equal(req.nheaders, 3);
     fr_request_close(&req);
     fr_adapter_free(a);
@@ -166,11 +144,11 @@ static void test_headers(void **state)
     a = fr_adapter_new(FR_PROTO_ANTHROPIC, &c);
     memset(key, 'x', sizeof key - 1);
     assert_int_equal(fr_adapter_request(a, &req, &err), FR_OK);
-    assert_string_equal(header(&req, "x-api-key"), KEY);
-    assert_string_equal(header(&req, "anthropic-version"), "2023-06-01");
-    assert_string_equal(header(&req, "Content-Type"), "application/json");
-    assert_null(header(&req, "Accept"));
-    assert_null(header(&req, "Authorization"));
+    assert_string_equal(adapter_header(&req, "x-api-key"), KEY);
+    assert_string_equal(adapter_header(&req, "anthropic-version"), "2023-06-01");
+    assert_string_equal(adapter_header(&req, "Content-Type"), "application/json");
+    assert_null(adapter_header(&req, "Accept"));
+    assert_null(adapter_header(&req, "Authorization"));
     assert_null(strstr(req.url, "SECRET"));
     assert_null(strstr(req.body, "SECRET"));
     fr_request_close(&req);
@@ -180,7 +158,7 @@ static void test_headers(void **state)
     c.api_key = "";
     a = fr_adapter_new(FR_PROTO_ANTHROPIC, &c);
     assert_int_equal(fr_adapter_request(a, &req, &err), FR_OK);
-    assert_null(header(&req, "x-api-key"));
+    assert_null(adapter_header(&req, "x-api-key"));
     fr_request_close(&req);
     fr_adapter_free(a);
 

@@ -16,6 +16,8 @@
 
 #include <cmocka.h>
 
+#include "tests/unit/support/adapter_harness.h"
+
 #define KEY "sk-test-SECRET-0123456789abcdef"
 
 static fr_call make_call(bool stream)
@@ -33,35 +35,11 @@ static fr_call make_call(bool stream)
 }
 
 /* Returns the value of header `name` in `r` (borrowed), or NULL. */
-static const char *header(const fr_request *r, const char *name)
-{
-    size_t n = strlen(name);
-    for (size_t i = 0; i < r->nheaders; i++)
-        if (strncmp(r->headers[i], name, n) == 0 && r->headers[i][n] == ':')
-            return r->headers[i] + n + 2;
-    return NULL;
-}
-
-/* Feeds `body` to a fresh adapter for `call` with `status`, cut at `cuts`
- * (ascending offsets), then finishes. Returns finish's code; *feed_rc gets
- * the first failing feed's code (or FR_OK). Feeding stops at the first
- * error, as engine/http aborts the transfer then. */
+/* Feeds `body` to a fresh adapter (tests/unit/support/adapter_harness.h). */
 static int run(const fr_call *call, long status, const char *body, size_t len, const size_t *cuts,
                size_t ncuts, fr_reply *out, fr_error *err, int *feed_rc)
 {
-    fr_adapter *a = fr_adapter_new(FR_PROTO_OPENAI, call);
-    int frc = FR_OK;
-    size_t at = 0;
-    for (size_t i = 0; i <= ncuts && frc == FR_OK; i++) {
-        size_t next = i < ncuts ? cuts[i] : len;
-        frc = fr_adapter_feed(a, status, body + at, next - at);
-        at = next;
-    }
-    if (feed_rc)
-        *feed_rc = frc;
-    int rc = fr_adapter_finish(a, status, out, err);
-    fr_adapter_free(a);
-    return rc;
+    return adapter_run(FR_PROTO_OPENAI, call, status, body, len, cuts, ncuts, out, err, feed_rc);
 }
 
 static int run_whole(const fr_call *call, long status, const char *body, fr_reply *out,
@@ -132,9 +110,9 @@ static void test_headers(void **state)
     /* Streaming, no key. */
     fr_adapter *a = fr_adapter_new(FR_PROTO_OPENAI, &c);
     assert_int_equal(fr_adapter_request(a, &req, &err), FR_OK);
-    assert_string_equal(header(&req, "Content-Type"), "application/json");
-    assert_string_equal(header(&req, "Accept"), "text/event-stream");
-    assert_null(header(&req, "Authorization"));
+    assert_string_equal(adapter_header(&req, "Content-Type"), "application/json");
+    assert_string_equal(adapter_header(&req, "Accept"), "text/event-stream");
+    assert_null(adapter_header(&req, "Authorization"));
     fr_request_close(&req);
     fr_adapter_free(a);
 
@@ -146,9 +124,9 @@ static void test_headers(void **state)
     a = fr_adapter_new(FR_PROTO_OPENAI, &c);
     memset(key, 'x', sizeof key - 1);
     assert_int_equal(fr_adapter_request(a, &req, &err), FR_OK);
-    assert_string_equal(header(&req, "Authorization"), "Bearer " KEY);
-    assert_string_equal(header(&req, "Content-Type"), "application/json");
-    assert_null(header(&req, "Accept"));
+    assert_string_equal(adapter_header(&req, "Authorization"), "Bearer " KEY);
+    assert_string_equal(adapter_header(&req, "Content-Type"), "application/json");
+    assert_null(adapter_header(&req, "Accept"));
     assert_null(strstr(req.url, KEY));
     assert_null(strstr(req.body, KEY));
     fr_request_close(&req);
@@ -158,7 +136,7 @@ static void test_headers(void **state)
     c.api_key = "";
     a = fr_adapter_new(FR_PROTO_OPENAI, &c);
     assert_int_equal(fr_adapter_request(a, &req, &err), FR_OK);
-    assert_null(header(&req, "Authorization"));
+    assert_null(adapter_header(&req, "Authorization"));
     fr_request_close(&req);
     fr_adapter_free(a);
 

@@ -19,6 +19,8 @@
 
 #include <cmocka.h>
 
+#include "tests/unit/support/adapter_harness.h"
+
 /* Returns the bytes of tests/unit/fixtures/wire/`name` (owned) without the
  * leading lines that start with '#'. */
 static char *fixture(const char *name)
@@ -60,26 +62,6 @@ static fr_call make_call(fr_protocol proto, bool stream)
         .stream = stream,
     };
     return c;
-}
-
-/* Feeds `body` to a fresh adapter cut at `cuts`, then finishes; stops at
- * the first failing feed, as engine/http does. */
-static int run(fr_protocol proto, const fr_call *call, long status, const char *body, size_t len,
-               const size_t *cuts, size_t ncuts, fr_reply *out, fr_error *err, int *feed_rc)
-{
-    fr_adapter *a = fr_adapter_new(proto, call);
-    int frc = FR_OK;
-    size_t at = 0;
-    for (size_t i = 0; i <= ncuts && frc == FR_OK; i++) {
-        size_t next = i < ncuts ? cuts[i] : len;
-        frc = fr_adapter_feed(a, status, body + at, next - at);
-        at = next;
-    }
-    if (feed_rc)
-        *feed_rc = frc;
-    int rc = fr_adapter_finish(a, status, out, err);
-    fr_adapter_free(a);
-    return rc;
 }
 
 typedef struct wire_case {
@@ -152,7 +134,7 @@ static void test_fixtures(void **state)
         for (size_t i = 0; i <= len; i++) {
             size_t cut[1] = {i};
             int frc;
-            int rc = run(w->proto, &c, 200, body, len, cut, 1, &r, &err, &frc);
+            int rc = adapter_run(w->proto, &c, 200, body, len, cut, 1, &r, &err, &frc);
             if (rc != FR_OK || frc != FR_OK)
                 fail_msg("%s split at %zu: %s", w->file, i, err.msg);
             check_reply(w, &r, "split");
@@ -161,7 +143,8 @@ static void test_fixtures(void **state)
         size_t *cuts = calloc(len, sizeof *cuts);
         for (size_t i = 0; i + 1 < len; i++)
             cuts[i] = i + 1;
-        int rc = run(w->proto, &c, 200, body, len, cuts, len > 0 ? len - 1 : 0, &r, &err, NULL);
+        int rc =
+            adapter_run(w->proto, &c, 200, body, len, cuts, len > 0 ? len - 1 : 0, &r, &err, NULL);
         if (rc != FR_OK)
             fail_msg("%s byte by byte: %s", w->file, err.msg);
         check_reply(w, &r, "bytes");
@@ -181,7 +164,8 @@ static void test_max_tokens_unsupported_names_the_setting(void **state)
     fr_call c = make_call(OAI, true);
     fr_reply r;
     fr_error err;
-    assert_int_equal(run(OAI, &c, 400, body, strlen(body), NULL, 0, &r, &err, NULL), FR_EHTTP);
+    assert_int_equal(adapter_run(OAI, &c, 400, body, strlen(body), NULL, 0, &r, &err, NULL),
+                     FR_EHTTP);
     assert_non_null(strstr(err.msg, "HTTP 400: Unsupported parameter: 'max_tokens'"));
     assert_non_null(strstr(err.msg, "max_tokens_field = \"max_completion_tokens\""));
     assert_null(r.text);
@@ -191,7 +175,7 @@ static void test_max_tokens_unsupported_names_the_setting(void **state)
     const char *vllm_old = "{\"object\":\"error\",\"message\":\"Unrecognized request argument "
                            "supplied: max_completion_tokens\",\"type\":\"BadRequestError\","
                            "\"code\":400}";
-    assert_int_equal(run(OAI, &c, 400, vllm_old, strlen(vllm_old), NULL, 0, &r, &err, NULL),
+    assert_int_equal(adapter_run(OAI, &c, 400, vllm_old, strlen(vllm_old), NULL, 0, &r, &err, NULL),
                      FR_EHTTP);
     assert_non_null(strstr(err.msg, "max_tokens_field = \"max_tokens\""));
 
@@ -199,11 +183,13 @@ static void test_max_tokens_unsupported_names_the_setting(void **state)
      * that only names a longer parameter. */
     c.max_completion_tokens = false;
     const char *value = "{\"detail\":\"max_tokens too large\"}";
-    assert_int_equal(run(OAI, &c, 400, value, strlen(value), NULL, 0, &r, &err, NULL), FR_EHTTP);
+    assert_int_equal(adapter_run(OAI, &c, 400, value, strlen(value), NULL, 0, &r, &err, NULL),
+                     FR_EHTTP);
     assert_string_equal(err.msg, "HTTP 400: max_tokens too large");
     const char *longer = "{\"error\":{\"message\":\"Unsupported parameter: "
                          "'max_tokens_per_turn'\"}}";
-    assert_int_equal(run(OAI, &c, 400, longer, strlen(longer), NULL, 0, &r, &err, NULL), FR_EHTTP);
+    assert_int_equal(adapter_run(OAI, &c, 400, longer, strlen(longer), NULL, 0, &r, &err, NULL),
+                     FR_EHTTP);
     assert_null(strstr(err.msg, "max_tokens_field"));
 }
 
