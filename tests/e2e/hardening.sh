@@ -24,11 +24,7 @@ task "a" { agent = "w", prompt = "one" }
 task "b" { agent = "w", prompt = "two" }
 task "c" { agent = "w", prompt = "three" }
 LUA
-set +e
-timeout 60 "$FLOWRUN" "$WORK/cloudonly.lua" --json --out "$WORK/o1" >"$WORK/stdout" 2>"$WORK/stderr"
-RC=$?
-set -e
-[ "$RC" -ne 124 ] || fail "the run never ended with three tasks kept waiting"
+run_watched 60 "the run never ended with three tasks kept waiting" "$WORK/cloudonly.lua" --json --out "$WORK/o1"
 expect_rc 1 "three tasks kept waiting"
 [ "$(jqr '[.tasks[] | select(.status=="failed" and (.reason | test("keeps the task waiting")))] | length')" -eq 3 ] ||
   fail "not every waiting task failed with the reason: $(jqr '[.tasks[].reason]')"
@@ -65,11 +61,7 @@ endpoint "gpu" { tier = "local", url = "http://127.0.0.1:$dead_port/v1", model =
 agent "w" { system = "You write." }
 for i = 1, 4 do task("t" .. i) { agent = "w", prompt = "hello " .. i } end
 LUA
-set +e
-timeout 60 "$FLOWRUN" "$WORK/stopped.lua" --json --out "$WORK/o4" >"$WORK/stdout" 2>"$WORK/stderr"
-RC=$?
-set -e
-[ "$RC" -ne 124 ] || fail "four tasks on a stopped server did not fail within the watchdog"
+run_watched 60 "four tasks on a stopped server did not fail within the watchdog" "$WORK/stopped.lua" --json --out "$WORK/o4"
 expect_rc 1 "a stopped local server"
 [ "$(jqr '[.tasks[] | select(.status == "failed")] | length')" -eq 4 ] || fail "not every task failed"
 jqr '.tasks[].reason' | grep -q "unreachable" || fail "no reason says the endpoint is unreachable: $(jqr '[.tasks[].reason]')"
@@ -83,11 +75,7 @@ agent "w" { system = "You write." }
 task "t1" { agent = "w", prompt = "one", retries = 8, timeout = 3 }
 task "t2" { agent = "w", prompt = "two", retries = 8, timeout = 3 }
 LUA
-set +e
-timeout 60 "$FLOWRUN" "$WORK/waits.lua" --json --out "$WORK/o5" >"$WORK/stdout" 2>"$WORK/stderr"
-RC=$?
-set -e
-[ "$RC" -ne 124 ] || fail "tasks with a 3 s timeout outlived the watchdog"
+run_watched 60 "tasks with a 3 s timeout outlived the watchdog" "$WORK/waits.lua" --json --out "$WORK/o5"
 expect_rc 1 "tasks waiting on a cooling endpoint"
 [ "$(jqr '[.tasks[] | select(.status == "failed")] | length')" -eq 2 ] || fail "not both tasks failed"
 pass "tasks waiting on a cooling endpoint end by their timeout: $(jqr '[.tasks[].reason] | join("; ")' | cut -c1-160)"
@@ -106,12 +94,8 @@ endpoint "backup" { tier = "local", url = "$SIM_URL/v1", model = "backup", quali
 agent "w" { system = "You write." }
 task "t" { agent = "w", prompt = "REPLY: served", timeout = 20, complexity = 0.9 }
 LUA
-set +e
-timeout 60 "$FLOWRUN" "$WORK/busy.lua" --json --out "$WORK/o6" >"$WORK/stdout" 2>"$WORK/stderr"
-RC=$?
-set -e
+run_watched 60 "a huge Retry-After kept the task past the watchdog" "$WORK/busy.lua" --json --out "$WORK/o6"
 kill "$SIM2_PID" 2>/dev/null || true
-[ "$RC" -ne 124 ] || fail "a huge Retry-After kept the task past the watchdog"
 expect_rc 0 "Retry-After past the task's timeout with a healthy backup"
 [ "$(jqr '.tasks[0].endpoint')" = backup ] || fail "the task did not move to the backup: $(jqr '.tasks[0].endpoint')"
 [ "$(jqr '.tasks[0].decisions[0].endpoint')" = busy ] || fail "the task did not try busy first"

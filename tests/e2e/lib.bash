@@ -77,6 +77,19 @@ run_flowrun() {
   leak_check "$WORK/stdout" "$WORK/stderr" || fail "flowrun $*: the sentinel API key leaked"
 }
 
+# run_watched SECONDS WHAT ARGS...: run_flowrun under a watchdog; a run
+# still going after SECONDS is killed and fails the test with WHAT.
+run_watched() {
+  local secs=$1 what=$2
+  shift 2
+  set +e
+  timeout "$secs" "$FLOWRUN" "$@" >"$WORK/stdout" 2>"$WORK/stderr"
+  RC=$?
+  set -e
+  [ "$RC" -ne 124 ] || fail "$what: still running after the ${secs} s watchdog"
+  leak_check "$WORK/stdout" "$WORK/stderr" || fail "flowrun $*: the sentinel API key leaked"
+}
+
 expect_rc() {
   [ "$RC" -eq "$1" ] || { cat "$WORK/stderr" >&2; fail "$2: exit code $RC, expected $1"; }
 }
