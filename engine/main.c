@@ -5,6 +5,7 @@
 #include "dsl/policy.h"
 #include "dsl/suggest.h"
 #include "dsl/workflow.h"
+#include "engine/booking.h"
 #include "engine/report.h"
 #include "engine/run.h"
 #include "engine/store.h"
@@ -455,12 +456,7 @@ static int spend_main(int argc, char **argv)
         else
             return usage_error("spend: unexpected argument '%s'", argv[i]);
     }
-    char *path = fr_run_state_path(state_dir);
-    if (sim) {
-        char *p = fr_xasprintf("%.*ssim.db", (int)(strlen(path) - strlen("state.db")), path);
-        free(path);
-        path = p;
-    }
+    char *path = fr_booking_state_path(state_dir, sim);
     fr_store *st = NULL;
     json_t *out = NULL;
     fr_error err = {0};

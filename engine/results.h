@@ -69,3 +69,10 @@ typedef struct fr_results {
     fr_task_result *tasks;         /* wf->ntasks of them */
     fr_endpoint_result *endpoints; /* wf->nendpoints of them */
 } fr_results;
+
+/* Sets `r` up for workflow `wf` and its graph `g` (both borrowed, outlive
+ * it): every task pending, with no endpoint, no check score and an empty
+ * decision log. */
+void fr_results_init(fr_results *r, const fr_workflow *wf, const fr_graph *g);
+/* Frees what `r` owns (the tasks' reasons, replies and decision logs). */
+void fr_results_close(fr_results *r);

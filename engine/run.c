@@ -6,6 +6,7 @@
 
 #include "dsl/policy.h"
 #include "engine/attempt.h"
+#include "engine/booking.h"
 #include "engine/budget.h"
 #include "engine/cache.h"
 #include "engine/clock.h"
@@ -18,7 +19,6 @@
 #include "engine/retry.h"
 #include "engine/route.h"
 #include "engine/sched.h"
-#include "engine/store.h"
 #include "engine/util/fdlimit.h"
 #include "engine/util/log.h"
 #include "engine/util/mem.h"
@@ -98,9 +98,7 @@ struct fr_run {
     int write_errors;
     double spent_usd; /* sum of the cost of every settled attempt */
     fr_budget *budget;
-    fr_store *store;   /* NULL for a plan */
-    char month[8];     /* the month this run books into, "YYYY-MM" */
-    bool store_failed; /* a write failed: the run stops admitting work, exit 74 */
+    fr_booking *books; /* the run's books in the state store; NULL for a plan */
     char *observed_from;
 };
 
@@ -145,24 +143,6 @@ static fr_policy *live_policy(void *ud)
     return ((fr_run *)ud)->policy;
 }
 
-/* ---- the month's ledger, for the budget ---------------------------------- */
-
-static int ledger_lease(void *ud, double cap, double want, double *granted, fr_error *err)
-{
-    fr_run *r = ud;
-    fr_store_month(r->store, r->month); /* a run may cross into a new month */
-    return fr_store_lease(r->store, r->month, cap, want, r->run_id, granted, err);
-}
-
-static int ledger_month(void *ud, double *spent, double *used, fr_error *err)
-{
-    fr_run *r = ud;
-    int rc = fr_store_month_spent(r->store, r->month, spent, err);
-    if (rc == FR_OK && fr_store_month_used(r->store, r->month, used, err) != FR_OK)
-        *used = *spent;
-    return rc;
-}
-
 /* ---- setup ------------------------------------------------------------ */
 
 static char *make_run_id(void)
@@ -176,60 +156,17 @@ static char *make_run_id(void)
     return fr_xasprintf("%s-%04x", stamp, suffix);
 }
 
-/* The state database a run of these options writes: sim.db for a rehearsal
- * (its pretend costs never count against a monthly cap), else state.db. */
-static char *run_state_path(const fr_run_opts *opts)
-{
-    char *state = fr_run_state_path(opts->state_dir);
-    if (!opts->sim)
-        return state;
-    size_t n = strlen(state);
-    char *sim = fr_xasprintf("%.*ssim.db", (int)(n - strlen("state.db")), state);
-    free(state);
-    return sim;
-}
-
-/* A plan reads what earlier runs observed (latencies, output tokens) from
- * the state store the run it plans would write. Opened read-only and never
- * created; without one, or when it cannot be read (a warning), the plan uses
- * its defaults. Returns owned JSON or NULL. */
-static json_t *load_observed(fr_run *r)
-{
-    char *state = run_state_path(&r->opts);
-    fr_store *st = NULL;
-    json_t *observed = NULL;
-    fr_error err = {0};
-    int rc = fr_store_open_readonly(state, &st, &err);
-    if (rc == FR_OK)
-        rc = fr_store_observed(st, r->wf->name, &observed, &err);
-    r->observed_from = state; /* said in the plan, with history or without */
-    if (rc != FR_OK && rc != FR_ENOENT) {
-        char msg[1400];
-        fr_log(FR_LOG_WARN, "plan", "error=\"%s\"; the plan uses its default estimates",
-               fr_error_format(&err, msg, sizeof msg));
-    }
-    fr_store_close(st);
-    return observed;
-}
-
-static void init_results(fr_run *r)
+static void init_tasks(fr_run *r)
 {
     const fr_workflow *wf = r->wf;
-    r->res.wf = wf;
-    r->res.g = r->g;
+    fr_results_init(&r->res, wf, r->g);
     r->res.run_id = r->run_id;
     r->res.sim = r->opts.sim;
     r->res.plan = r->opts.plan;
-    r->res.baseline = -1;
-    r->res.tasks = fr_xcalloc(wf->ntasks ? wf->ntasks : 1, sizeof *r->res.tasks);
-    r->res.endpoints = fr_xcalloc(wf->nendpoints ? wf->nendpoints : 1, sizeof *r->res.endpoints);
     r->tasks = fr_xcalloc(wf->ntasks ? wf->ntasks : 1, sizeof *r->tasks);
     for (size_t i = 0; i < wf->ntasks; i++) {
         fr_task_result *res = &r->res.tasks[i];
         task_rt *t = &r->tasks[i];
-        res->endpoint = res->moved_from = -1;
-        res->check_score = -1;
-        res->decisions = json_array();
         t->run = r;
         t->res = res;
         t->unreached = -1;
@@ -269,7 +206,8 @@ static void init_sched(fr_run *r)
 }
 
 /* The budget: --budget replaces the workflow's run cap, whatever either
- * says (0 is a cap like any other); a run that books also has the month's. */
+ * says (0 is a cap like any other); a run that books also has the month's,
+ * whose ledger it is given once the books are open. */
 static void init_budget(fr_run *r, bool books)
 {
     const fr_workflow *wf = r->wf;
@@ -279,21 +217,19 @@ static void init_budget(fr_run *r, bool books)
                                              : 0;
     bool month = books && wf->budget.has_monthly;
     r->budget = fr_budget_new(r->res.has_budget, r->res.budget_usd, month, wf->budget.alert);
-    if (month) {
-        fr_budget_ledger ledger = {.ud = r, .lease = ledger_lease, .month = ledger_month};
-        fr_budget_set_month(r->budget, wf->budget.monthly_usd, &ledger);
-    }
 }
 
-static int open_store(fr_run *r, fr_error *err)
+/* Opens the run's books (state.db, or sim.db for a rehearsal) and gives
+ * the budget the month's ledger. */
+static int open_books(fr_run *r, fr_error *err)
 {
-    char *state = run_state_path(&r->opts);
-    int rc = fr_store_open(state, &r->store, err);
-    free(state);
-    time_t now = time(NULL);
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    strftime(r->month, sizeof r->month, "%Y-%m", &tm);
+    char *path = fr_booking_state_path(r->opts.state_dir, r->opts.sim);
+    int rc = fr_booking_open(path, r->run_id, &r->books, err);
+    free(path);
+    if (rc == FR_OK && r->wf->budget.has_monthly) {
+        fr_budget_ledger ledger = fr_booking_ledger(r->books);
+        fr_budget_set_month(r->budget, r->wf->budget.monthly_usd, &ledger);
+    }
     return rc;
 }
 
@@ -309,7 +245,7 @@ int fr_run_new(fr_workflow *wf, const fr_run_opts *opts, fr_run **out, fr_error 
     rc = fr_graph_from_workflow(wf, &r->g, err);
     if (rc != FR_OK)
         goto cleanup;
-    init_results(r);
+    init_tasks(r);
     if (opts->sim && !opts->standin && !opts->plan) {
         rc = fr_error_set(err, FR_EINVAL, "--sim", 0, "a rehearsal needs a stand-in server");
         goto cleanup;
@@ -357,13 +293,15 @@ int fr_run_new(fr_workflow *wf, const fr_run_opts *opts, fr_run **out, fr_error 
     if (rc != FR_OK)
         goto cleanup;
     if (opts->plan) {
-        r->plan = fr_plan_new(r->clock, load_observed(r), opts->sim_latency_ms, opts->sim_tps);
+        r->observed_from = fr_booking_state_path(opts->state_dir, opts->sim);
+        json_t *observed = fr_booking_observed(r->observed_from, wf->name);
+        r->plan = fr_plan_new(r->clock, observed, opts->sim_latency_ms, opts->sim_tps);
         r->backend = fr_plan_backend(r->plan);
         r->res.observed = fr_plan_observed(r->plan);
         r->res.observed_from = r->observed_from;
         fr_budget_mute_alerts(r->budget); /* a plan spends nothing */
     } else {
-        rc = open_store(r, err);
+        rc = open_books(r, err);
         if (rc != FR_OK)
             goto cleanup;
     }
@@ -383,16 +321,6 @@ cleanup:
     free(policy_path);
     fr_run_free(r);
     return rc;
-}
-
-char *fr_run_state_path(const char *state_dir)
-{
-    const char *env = getenv("FLOWRUN_STATE");
-    if (state_dir && *state_dir)
-        return fr_xasprintf("%s/state.db", state_dir);
-    if (env && *env)
-        return fr_xasprintf("%s/state.db", env);
-    return fr_xstrdup(".flowrun/state.db");
 }
 
 const char *fr_run_id(const fr_run *r)
@@ -490,17 +418,6 @@ static void settle(task_rt *t, double charge)
     r->spent_usd += charge;
 }
 
-/* Logs a failed write to the state store once; the run then stops
- * admitting work: a run never goes on without durability. */
-static void store_write_failed(fr_run *r, const fr_error *err)
-{
-    if (r->store_failed)
-        return;
-    char msg[1400];
-    fr_log(FR_LOG_ERROR, "store", "error=\"%s\"", fr_error_format(err, msg, sizeof msg));
-    r->store_failed = true;
-}
-
 static fr_attempt_rec attempt_rec(const task_rt *t)
 {
     const fr_run *r = t->run;
@@ -515,62 +432,42 @@ static fr_attempt_rec attempt_rec(const task_rt *t)
     };
 }
 
-/* Books the attempt task `t` is about to send in the state store, in flight
- * at its worst case (t->reserved), before a byte goes out: should the
- * process die, that charge stays. Returns false, logged, when it cannot be
- * written: then the request must not be sent. */
+/* Books attempt `t` is about to send in flight at its worst case, before a
+ * byte goes out: should the process die, that charge stays. False (logged)
+ * when it cannot be written: then the request must not be sent. */
 static bool reserve_attempt(task_rt *t)
 {
-    fr_run *r = t->run;
     t->row = 0;
-    if (!r->store)
+    if (!t->run->books)
         return true;
     fr_attempt_rec a = attempt_rec(t);
     a.cost_usd = t->reserved;
-    fr_error err = {0};
-    if (fr_store_reserve(r->store, &a, &t->row, &err) == FR_OK)
-        return true;
-    t->row = 0;
-    store_write_failed(r, &err);
-    return false;
+    return fr_booking_reserve(t->run->books, &a, &t->row);
 }
 
-/* Books one attempt in the state store: what it used, cost and how it
- * ended; an attempt booked in flight settles to that. The month's total
- * comes back for the monthly alert while it has not fired. */
+/* Books how an attempt ended: what it used (`u`, may be NULL), cost and
+ * latency, its outcome and error (borrowed). */
 static void book_attempt(task_rt *t, const char *outcome, const char *error, const fr_usage *u,
                          double cost, double latency_ms)
 {
     fr_run *r = t->run;
-    if (!r->store || t->res->endpoint < 0)
+    if (!r->books || t->res->endpoint < 0)
         return;
     static const fr_usage none = {0};
     if (!u)
         u = &none;
     fr_attempt_rec a = attempt_rec(t);
     a.outcome = strcmp(outcome, "retry") == 0 ? "quality" : outcome;
+    a.error = error;
     a.input = u->input;
     a.output = u->output;
     a.cached = u->cached;
     a.estimated = u->estimated;
     a.cost_usd = cost;
     a.latency_ms = latency_ms;
-    char *clean_error = fr_redact(error); /* a server may echo the key */
-    a.error = clean_error;
-    fr_error err = {0};
     long long row = t->row;
     t->row = 0;
-    double total = 0;
-    bool want_total = fr_budget_wants_month_total(r->budget, cost);
-    double *tp = want_total ? &total : NULL;
-    int rc = row          ? fr_store_settle(r->store, row, &a, tp, &err)
-             : want_total ? fr_store_add_attempt_total(r->store, &a, &total, &err)
-                          : fr_store_add_attempt(r->store, &a, &err);
-    if (rc == FR_OK && want_total)
-        fr_budget_month_booked(r->budget, total, cost, elapsed_ms(r));
-    free(clean_error);
-    if (rc != FR_OK)
-        store_write_failed(r, &err);
+    fr_booking_settle(r->books, row, &a, r->budget, elapsed_ms(r));
 }
 
 /* ---- attempts ----------------------------------------------------------- */
@@ -812,9 +709,10 @@ static void on_outcome(void *ud, fr_outcome *o)
                                                   : "error";
         book_attempt(t, outcome, rc == FR_OK ? NULL : err->msg, &used, cost, o->total_ms);
         fr_error cerr = {0};
-        if (rc == FR_OK && r->store && t->cache_key &&
-            fr_cache_put(r->store, t->cache_key, ep_spec(t)->name, &o->reply, &cerr) != FR_OK)
-            store_write_failed(r, &cerr);
+        if (rc == FR_OK && r->books && t->cache_key &&
+            fr_cache_put(fr_booking_store(r->books), t->cache_key, ep_spec(t)->name, &o->reply,
+                         &cerr) != FR_OK)
+            fr_booking_write_failed(r->books, &cerr);
         if (rc == FR_OK) {
             accept_reply(t, o);
         } else {
@@ -930,10 +828,11 @@ static int render_prompt(fr_run *r, task_rt *t, fr_error *err)
  * run resumes after a crash. */
 static bool try_cache(fr_run *r, task_rt *t)
 {
-    if (r->plan || !fr_cache_may_answer(r->store != NULL, r->opts.no_cache, r->opts.fresh,
+    if (r->plan || !fr_cache_may_answer(r->books != NULL, r->opts.no_cache, r->opts.fresh,
                                         r->opts.nfresh, task_name(t)))
         return false;
-    fr_cache_ctx c = {.store = r->store, .wf = r->wf, .eps = r->eps, .router = r->router};
+    fr_cache_ctx c = {
+        .store = fr_booking_store(r->books), .wf = r->wf, .eps = r->eps, .router = r->router};
     fr_reply reply = {0};
     long e =
         fr_cache_lookup(&c, &t->route, t->prompt, &reply, &t->res->check_score, &t->last_error);
@@ -1018,7 +917,7 @@ static void pump(fr_run *r)
     if (r->stopping)
         return;
     size_t t;
-    if (r->store_failed) {
+    if (r->books && fr_booking_failed(r->books)) {
         /* No durability, no new work: what runs finishes, the rest fails. */
         while (fr_sched_pop(r->sched, &t))
             task_end(&r->tasks[t], FR_TASK_FAILED,
@@ -1214,11 +1113,11 @@ static int publish(fr_run *r)
     r->res.policy_errors = fr_route_policy_errors(r->router);
     r->res.alerts = fr_budget_alerts(r->budget);
     r->res.reloads = r->reloads;
-    int code = r->res.interrupted          ? r->res.exit_code /* 130 SIGINT, 143 SIGTERM */
-               : r->store_failed           ? 74
-               : budget                    ? 3
-               : failed || r->write_errors ? 1
-                                           : 0;
+    int code = r->res.interrupted ? r->res.exit_code /* 130 SIGINT, 143 SIGTERM */
+               : r->books && fr_booking_failed(r->books) ? 74
+               : budget                                  ? 3
+               : failed || r->write_errors               ? 1
+                                                         : 0;
     if (r->plan)
         code = budget ? 3 : failed ? 1 : 0; /* as the run would end */
     r->res.exit_code = code;
@@ -1236,27 +1135,6 @@ static int execute_plan(fr_run *r)
         ;
     r->res.end_ns = now_ns(r);
     return publish(r);
-}
-
-/* Records the run's end in the store; a failure there fails a run that
- * would have succeeded (exit 74). */
-static void book_end(fr_run *r)
-{
-    if (!r->store)
-        return;
-    fr_error err = {0};
-    char msg[1400];
-    int code = r->res.exit_code;
-    const char *status = code == 0            ? "ok"
-                         : code == 3          ? "budget"
-                         : r->res.interrupted ? "interrupted"
-                                              : "failed";
-    if (fr_store_run_end(r->store, r->run_id, status, code, r->spent_usd, &err) != FR_OK ||
-        fr_store_release(r->store, r->run_id, &err) != FR_OK) {
-        fr_log(FR_LOG_ERROR, "store", "error=\"%s\"", fr_error_format(&err, msg, sizeof msg));
-        if (code == 0)
-            r->res.exit_code = 74;
-    }
 }
 
 int fr_run_execute(fr_run *r)
@@ -1283,9 +1161,7 @@ int fr_run_execute(fr_run *r)
     if (r->http)
         r->backend = fr_attempt_wire(r->http);
     r->res.start_ns = now_ns(r);
-    fr_error serr = {0};
-    if (fr_store_run_begin(r->store, r->run_id, r->wf->name, r->wf->path, &serr) != FR_OK)
-        store_write_failed(r, &serr);
+    fr_booking_begin(r->books, r->wf->name, r->wf->path);
     fr_error werr = {0};
     /* An embedded built-in has no file that could change. */
     if (!fr_policy_path_is_builtin(r->policy_path)) {
@@ -1311,8 +1187,13 @@ int fr_run_execute(fr_run *r)
     if (uv_loop_close(&r->loop) != 0)
         fr_log(FR_LOG_ERROR, "run", "error=\"handles left open at exit\"");
     r->handles_init = false;
-    publish(r);
-    book_end(r);
+    int code = publish(r);
+    const char *status = code == 0            ? "ok"
+                         : code == 3          ? "budget"
+                         : r->res.interrupted ? "interrupted"
+                                              : "failed";
+    if (r->books && fr_booking_end(r->books, status, code, r->spent_usd) != FR_OK && code == 0)
+        r->res.exit_code = 74;
     return r->res.exit_code;
 }
 
@@ -1324,22 +1205,17 @@ void fr_run_free(fr_run *r)
     fr_redact_clear();
     for (size_t t = 0; r->tasks && t < r->wf->ntasks; t++) {
         task_rt *tr = &r->tasks[t];
-        fr_task_result *res = tr->res;
-        free(res->reason);
-        fr_reply_close(&res->reply);
-        json_decref(res->decisions);
         free(tr->route.tried);
         free(tr->prompt);
         free(tr->last_error);
         free(tr->cache_key);
     }
     free(r->tasks);
-    free(r->res.tasks);
-    free(r->res.endpoints);
+    fr_results_close(&r->res);
     fr_router_free(r->router);
     fr_plan_free(r->plan);
     fr_budget_free(r->budget);
-    fr_store_close(r->store);
+    fr_booking_free(r->books);
     fr_sched_free(r->sched);
     fr_graph_free(r->g);
     fr_policy_free(r->policy);

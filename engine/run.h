@@ -42,21 +42,21 @@ typedef struct fr_standin {
 } fr_standin;
 
 typedef struct fr_run_opts {
-    const char *out_dir;   /* NULL: .flowrun/out/<run id> under the current directory */
-    const char *policy;    /* --policy; NULL: the workflow's, else "balanced" */
-    const char *baseline;  /* --baseline; NULL: the workflow's */
-    bool has_budget;       /* --budget was given: it replaces the workflow's run cap */
-    double budget_usd;     /* --budget, >= 0 (0 allows only free work) */
-    bool sim;              /* replace every endpoint by the stand-in server */
+    const char *out_dir;       /* NULL: .flowrun/out/<run id> under the current directory */
+    const char *policy;        /* --policy; NULL: the workflow's, else "balanced" */
+    const char *baseline;      /* --baseline; NULL: the workflow's */
+    bool has_budget;           /* --budget was given: it replaces the workflow's run cap */
+    double budget_usd;         /* --budget, >= 0 (0 allows only free work) */
+    bool sim;                  /* replace every endpoint by the stand-in server */
     const fr_standin *standin; /* with `sim` (not for a plan): borrowed, outlives the run */
-    double sim_latency_ms; /* < 0: per-tier defaults */
-    double sim_tps;        /* < 0: per-tier defaults */
-    bool progress;         /* one line per task event on stderr */
-    bool explain;          /* print each routing decision as it is made */
-    bool plan;             /* send nothing: simulate the run with expected latencies */
-    const char *state_dir; /* --state; NULL: $FLOWRUN_STATE, else ./.flowrun */
-    bool no_cache;         /* --no-cache: send every request, even when a result is stored */
-    const char *const *fresh; /* --fresh TASK: tasks whose stored results are not used */
+    double sim_latency_ms;     /* < 0: per-tier defaults */
+    double sim_tps;            /* < 0: per-tier defaults */
+    bool progress;             /* one line per task event on stderr */
+    bool explain;              /* print each routing decision as it is made */
+    bool plan;                 /* send nothing: simulate the run with expected latencies */
+    const char *state_dir;     /* --state; NULL: $FLOWRUN_STATE, else ./.flowrun */
+    bool no_cache;             /* --no-cache: send every request, even when a result is stored */
+    const char *const *fresh;  /* --fresh TASK: tasks whose stored results are not used */
     size_t nfresh;
 } fr_run_opts;
 
@@ -83,9 +83,3 @@ const char *fr_run_out_dir(const fr_run *r);
 
 /* Frees a run; NULL is fine. */
 void fr_run_free(fr_run *r);
-
-/* Returns the path (owned) of the state database for `state_dir` (borrowed,
- * may be NULL or empty: $FLOWRUN_STATE, else .flowrun/ under the current
- * directory, the project directory: wherever the workflow file is, like the
- * outputs, so runs and `flowrun spend` from one folder share one ledger). */
-char *fr_run_state_path(const char *state_dir);
