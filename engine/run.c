@@ -3,7 +3,7 @@
 #include "engine/output.h"
 #include "engine/cache.h"
 #include "engine/validate.h"
-#include "engine/watch.h"
+#include "engine/util/watch.h"
 #include "engine/util/buf.h"
 #include "engine/util/fdlimit.h"
 #include "engine/util/log.h"
