@@ -9,7 +9,9 @@
 
 #include "dsl/load_int.h"
 
+#include "dsl/luajson.h"
 #include "dsl/sandbox.h"
+#include "dsl/schema.h"
 #include "dsl/suggest.h"
 #include "engine/util/utf8.h"
 #include "engine/util/mem.h"

@@ -2,7 +2,7 @@
 
 #include "engine/output.h"
 #include "engine/cache.h"
-#include "engine/validate.h"
+#include "dsl/schema.h"
 #include "engine/util/watch.h"
 #include "engine/util/buf.h"
 #include "engine/util/fdlimit.h"
@@ -1266,7 +1266,7 @@ static int check_quality(const fr_task_spec *ts, const fr_reply *reply, fr_error
                             ts->max_tokens);
     if (!reply->json)
         return fr_error_set(err, FR_EQUALITY, NULL, 0, "the reply carries no JSON");
-    if (fr_validate_json(ts->schema, reply->json, msg, sizeof msg) != FR_OK)
+    if (fr_schema_validate(ts->schema, reply->json, msg, sizeof msg) != FR_OK)
         return fr_error_set(err, FR_EQUALITY, NULL, 0, "the reply does not match the schema: %s",
                             msg);
     return FR_OK;
