@@ -21,7 +21,7 @@
 #include "engine/util/log.h"
 #include "engine/util/mem.h"
 #include "engine/util/redact.h"
-#include "engine/watch.h"
+#include "dsl/reload.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -52,11 +52,7 @@ struct fr_run {
     fr_run_opts opts;
     fr_graph *g;
     fr_sched *sched;
-    fr_policy *policy;
-    char *policy_path;
-    struct fr_watch *watch; /* the policy file, for hot reload */
-    json_t *reloads;        /* the report's policy_reloads */
-    int policy_versions;    /* versions seen, the live one included */
+    fr_reload *policy; /* the live policy, reloaded when its file changes */
     uv_loop_t loop;
     fr_clock *clock;
     fr_http *http;
@@ -103,7 +99,22 @@ static const char *task_name(const task_rt *t)
 
 static fr_policy *live_policy(void *ud)
 {
-    return ((fr_run *)ud)->policy;
+    return fr_reload_live(((fr_run *)ud)->policy);
+}
+
+static json_t *reload_candidates(void *ud)
+{
+    return fr_route_check_candidates(((fr_run *)ud)->router);
+}
+
+static double reload_elapsed(void *ud)
+{
+    return elapsed_ms(ud);
+}
+
+static void reload_swapped(void *ud)
+{
+    pump(ud); /* the new version may place tasks the old one kept waiting */
 }
 
 /* ---- setup ------------------------------------------------------------ */
@@ -234,15 +245,17 @@ int fr_run_new(fr_workflow *wf, const fr_run_opts *opts, fr_run **out, fr_error 
     }
     init_budget(r, !opts->plan);
     const char *spec = opts->policy ? opts->policy : wf->policy ? wf->policy : "balanced";
+    fr_policy *first = NULL;
     rc = fr_policy_resolve(spec, opts->policy ? NULL : wf->dir, &policy_path, err);
     if (rc == FR_OK)
-        rc = fr_policy_load(policy_path, NULL, 1, &r->policy, err);
+        rc = fr_policy_load(policy_path, NULL, 1, &first, err);
     if (rc != FR_OK)
         goto cleanup;
-    r->policy_path = policy_path;
-    policy_path = NULL;
-    r->policy_versions = 1;
-    r->reloads = json_array();
+    fr_reload_hooks hooks = {.ud = r,
+                             .check_candidates = reload_candidates,
+                             .elapsed_ms = reload_elapsed,
+                             .swapped = reload_swapped};
+    r->policy = fr_reload_new(first, policy_path, &hooks);
     init_sched(r);
     fr_route_env env = {
         .wf = wf,
@@ -261,7 +274,7 @@ int fr_run_new(fr_workflow *wf, const fr_run_opts *opts, fr_run **out, fr_error 
     r->env.budget = r->budget;
     /* The self-check offers the run's own endpoints, as route will see them. */
     json_t *check_cands = fr_route_check_candidates(r->router);
-    rc = fr_policy_check(r->policy, check_cands, err);
+    rc = fr_policy_check(fr_reload_live(r->policy), check_cands, err);
     json_decref(check_cands);
     if (rc != FR_OK)
         goto cleanup;
@@ -627,7 +640,7 @@ static void pump(fr_run *r)
         }
         char *why = fr_xasprintf("policy %s keeps the task waiting while nothing else runs: it "
                                  "accepts none of the endpoints the task may use",
-                                 fr_policy_name(r->policy));
+                                 fr_policy_name(fr_reload_live(r->policy)));
         task_end(tr, FR_TASK_FAILED, why);
         free(why);
     }
@@ -651,8 +664,7 @@ static void close_all(fr_run *r)
             tr->timers_init = false;
         }
     }
-    fr_watch_free(r->watch);
-    r->watch = NULL;
+    fr_reload_stop(r->policy);
     uv_close((uv_handle_t *)&r->wake, NULL);
     uv_close((uv_handle_t *)&r->sigint, NULL);
     uv_close((uv_handle_t *)&r->sigterm, NULL);
@@ -689,48 +701,6 @@ static void on_signal(uv_signal_t *sig, int signum)
         fr_sched_abandon(r->sched, t, FR_TASK_CANCELLED);
     }
     close_all(r);
-}
-
-/* The policy file changed on disk: the new version is loaded into a fresh
- * state beside the live one and swapped in only if it loads and passes its
- * self-check. Tasks already routed keep their decision; every decision
- * records the version that made it. */
-static void on_policy_change(void *ud, const char *content, size_t len, const char *error)
-{
-    fr_run *r = ud;
-    double at_ms = elapsed_ms(r);
-    fr_error err = {0};
-    char msg[1400];
-    if (error) {
-        fr_log(FR_LOG_WARN, "policy", "path=%s reload=refused error=\"%s\"; version %d stays",
-               r->policy_path, error, fr_policy_version(r->policy));
-        json_array_append_new(r->reloads, json_pack("{s:n, s:b, s:f, s:s}", "version", "ok", 0,
-                                                    "at_ms", at_ms, "error", error));
-        return;
-    }
-    int version = ++r->policy_versions;
-    fr_policy *next = NULL;
-    int rc = fr_policy_load_string(r->policy_path, content, len, NULL, version, &next, &err);
-    if (rc == FR_OK) {
-        json_t *check_cands = fr_route_check_candidates(r->router);
-        rc = fr_policy_check(next, check_cands, &err);
-        json_decref(check_cands);
-    }
-    if (rc != FR_OK) {
-        fr_policy_free(next);
-        fr_error_format(&err, msg, sizeof msg);
-        fr_log(FR_LOG_WARN, "policy", "version=%d reload=refused error=\"%s\"; version %d stays",
-               version, msg, fr_policy_version(r->policy));
-        json_array_append_new(r->reloads, json_pack("{s:i, s:b, s:f, s:s}", "version", version,
-                                                    "ok", 0, "at_ms", at_ms, "error", msg));
-        return;
-    }
-    fr_policy_free(r->policy);
-    r->policy = next;
-    fr_log(FR_LOG_INFO, "policy", "version=%d reload=ok path=%s", version, r->policy_path);
-    json_array_append_new(r->reloads, json_pack("{s:i, s:b, s:f, s:n}", "version", version, "ok", 1,
-                                                "at_ms", at_ms, "error"));
-    pump(r); /* the new version may place tasks the old one kept waiting */
 }
 
 /* Starts the stand-in server of a rehearsal (--sim) on the run's loop, one
@@ -784,10 +754,10 @@ static int publish(fr_run *r)
             .peak_in_flight = fr_sched_peak(r->sched, e),
             .max_parallel = fr_sched_capacity(r->sched, e),
         };
-    r->res.policy = fr_policy_name(r->policy);
+    r->res.policy = fr_policy_name(fr_reload_live(r->policy));
     r->res.policy_errors = fr_route_policy_errors(r->router);
     r->res.alerts = fr_budget_alerts(r->budget);
-    r->res.reloads = r->reloads;
+    r->res.reloads = fr_reload_log(r->policy);
     int code = r->res.interrupted ? r->res.exit_code /* 130 SIGINT, 143 SIGTERM */
                : r->books && fr_booking_failed(r->books) ? 74
                : budget                                  ? 3
@@ -837,16 +807,7 @@ int fr_run_execute(fr_run *r)
         r->env.backend = fr_attempt_wire(r->http);
     r->res.start_ns = now_ns(r);
     fr_booking_begin(r->books, r->wf->name, r->wf->path);
-    fr_error werr = {0};
-    /* An embedded built-in has no file that could change. */
-    if (!fr_policy_path_is_builtin(r->policy_path)) {
-        r->watch = fr_watch_new(&r->loop, r->policy_path, 0, on_policy_change, r, &werr);
-        if (!r->watch) {
-            char msg[1400];
-            fr_log(FR_LOG_WARN, "policy", "error=\"%s\"; the policy will not be reloaded",
-                   fr_error_format(&werr, msg, sizeof msg));
-        }
-    }
+    fr_reload_watch(r->policy, &r->loop, NULL); /* a failure is a warning, logged */
     if (!r->http || (r->opts.sim && start_standin(r) != FR_OK)) {
         for (size_t t = 0; t < r->wf->ntasks; t++)
             if (!fr_task_state_terminal(fr_sched_state(r->sched, t))) {
@@ -890,11 +851,9 @@ void fr_run_free(fr_run *r)
     fr_booking_free(r->books);
     fr_sched_free(r->sched);
     fr_graph_free(r->g);
-    fr_policy_free(r->policy);
+    fr_reload_free(r->policy);
     fr_clock_free(r->clock);
     free(r->run_id);
-    free(r->policy_path);
-    json_decref(r->reloads);
     free(r->out_dir);
     free(r->save_root);
     free(r->observed_from);
