@@ -96,9 +96,10 @@ static void rejected(const fr_cache_ctx *c, fr_route_task *t, size_t e, const ch
     t->reason = "quality";
 }
 
-long fr_cache_lookup(const fr_cache_ctx *c, fr_route_task *t, const char *prompt, fr_reply *out,
-                     double *score, char **last_error)
+bool fr_cache_lookup(const fr_cache_ctx *c, fr_route_task *t, const char *prompt, uint64_t now_ns,
+                     char **last_error)
 {
+    fr_task_result *res = t->res;
     fr_workflow *wf = c->wf;
     const char *task = wf->tasks[t->idx].name;
     for (size_t e = 0; e < fr_endpoints_count(c->eps); e++) {
@@ -125,17 +126,23 @@ long fr_cache_lookup(const fr_cache_ctx *c, fr_route_task *t, const char *prompt
             grc = fr_gate_schema(&wf->tasks[t->idx], &reply, &gerr);
         bool stale = grc != FR_OK; /* empty, or no longer fits the schema: a miss */
         if (grc == FR_OK)
-            grc = fr_gate_check(wf, t->idx, &reply, score, &gerr);
+            grc = fr_gate_check(wf, t->idx, &reply, &res->check_score, &gerr);
         if (grc != FR_OK) {
             fr_reply_close(&reply);
             rejected(c, t, e, gerr.msg, stale, last_error);
             continue;
         }
         fr_route_note_cache(c->router, t, e, "cached", NULL);
-        *out = reply;
-        return (long)e;
+        res->endpoint = (long)e;
+        res->cached = true;
+        fr_reply_close(&res->reply);
+        res->reply = reply;
+        res->usage = reply.usage;
+        res->latency_ms = res->ttft_ms = 0;
+        res->start_ns = now_ns;
+        return true;
     }
-    return -1;
+    return false;
 }
 
 int fr_cache_put(fr_store *st, const char *key, const char *endpoint, const fr_reply *reply,

@@ -15,6 +15,7 @@
 #include "providers/provider.h"
 
 #include <stdbool.h>
+#include <stdint.h>
 
 /* Returns the key (owned, 32 hex digits) of task `task` of workflow
  * `workflow` sending `call` (all borrowed) to the endpoint named `endpoint`
@@ -44,11 +45,11 @@ typedef struct fr_cache_ctx {
  * fits (empty, or off the schema) is a miss; one that fails the check is a
  * quality failure like any other (the endpoint counts as tried, the policy
  * is asked with reason "quality"); each is logged as a decision and
- * *last_error (owned, replaced) says why. Returns the endpoint of a hit,
- * with the reply in *out (owned) and the check's score in *score; -1 for
- * none. */
-long fr_cache_lookup(const fr_cache_ctx *c, fr_route_task *t, const char *prompt, fr_reply *out,
-                     double *score, char **last_error);
+ * *last_error (owned, replaced) says why. On a hit returns true with the
+ * task's results (t->res) filled as a finished task's, at `now_ns`: the
+ * endpoint, the reply, its usage, no latency and no cost. */
+bool fr_cache_lookup(const fr_cache_ctx *c, fr_route_task *t, const char *prompt, uint64_t now_ns,
+                     char **last_error);
 
 /* Stores `reply` (borrowed) of endpoint `endpoint` under `key` when it is a
  * whole answer (cut text a task accepted is not). FR_OK or the store's

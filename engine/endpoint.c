@@ -265,3 +265,40 @@ void fr_ep_failed(fr_endpoints *eps, size_t i, int rc, long status, double retry
     }
     fr_log(FR_LOG_INFO, "endpoint", "endpoint=%s cooldown_ms=%.0f", e->spec->name, wait_ms);
 }
+
+void fr_expected_speed(fr_tier tier, double sim_latency_ms, double sim_tps, double *latency_ms,
+                       double *tps)
+{
+    bool local = tier == FR_TIER_LOCAL;
+    *latency_ms = sim_latency_ms >= 0 ? sim_latency_ms : (local ? 150 : 300);
+    *tps = sim_tps >= 0 ? sim_tps : (local ? 400 : 800);
+}
+
+int fr_endpoints_standin(fr_endpoints *eps, const fr_standin *si, struct uv_loop_s *loop,
+                         double sim_latency_ms, double sim_tps)
+{
+    size_t n = eps->n;
+    fr_standin_model *m = fr_xcalloc(n ? n : 1, sizeof *m);
+    char **urls = fr_xcalloc(n ? n : 1, sizeof *urls);
+    for (size_t e = 0; e < n; e++) {
+        const fr_endpoint_spec *s = eps->eps[e].spec;
+        m[e] = (fr_standin_model){
+            .name = eps->eps[e].model, .protocol = s->protocol, .max_concurrent = s->max_parallel};
+        fr_expected_speed(s->tier, sim_latency_ms, sim_tps, &m[e].latency_ms, &m[e].tokens_per_s);
+    }
+    fr_error err = {0};
+    int rc = si->start(si->ud, loop, m, n, urls, &err);
+    if (rc == FR_OK) {
+        for (size_t e = 0; e < n; e++)
+            fr_ep_set_url(eps, e, urls[e]);
+    } else {
+        char msg[1400];
+        fr_log(FR_LOG_ERROR, "sim", "error=\"%s\"", fr_error_format(&err, msg, sizeof msg));
+        rc = FR_EIO;
+    }
+    for (size_t e = 0; e < n; e++)
+        free(urls[e]);
+    free(urls);
+    free(m);
+    return rc;
+}

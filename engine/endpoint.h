@@ -15,6 +15,30 @@
 
 typedef struct fr_endpoints fr_endpoints;
 
+struct uv_loop_s;
+
+/* What a stand-in server is told about one endpoint in a rehearsal (--sim). */
+typedef struct fr_standin_model {
+    const char *name; /* the model name the run sends (borrowed) */
+    fr_protocol protocol;
+    int max_concurrent; /* the endpoint's max_parallel */
+    double latency_ms, tokens_per_s;
+} fr_standin_model;
+
+/* A stand-in for every endpoint's server (--sim), started on the run's
+ * loop: the run asks it once before the first dispatch and stops it when
+ * the run ends, so every handle closes. engine/main.c gives one backed by
+ * engine/sim. */
+typedef struct fr_standin {
+    void *ud;
+    /* Starts serving `n` models on `loop`; on FR_OK base_urls[i] is each
+     * model's base URL (owned by the caller) as its protocol's real servers
+     * have it (".../v1" for OpenAI). */
+    int (*start)(void *ud, struct uv_loop_s *loop, const fr_standin_model *models, size_t n,
+                 char **base_urls, fr_error *err);
+    void (*stop)(void *ud); /* closes what start opened; may be called without start */
+} fr_standin;
+
 /* What the report says of one endpoint. */
 typedef struct fr_ep_stats {
     long requests;
@@ -74,3 +98,16 @@ void fr_ep_succeeded(fr_endpoints *eps, size_t e, double latency_ms);
  * 60 s); repeated connection failures make it unreachable for the run. */
 void fr_ep_failed(fr_endpoints *eps, size_t e, int rc, long status, double retry_after_s,
                   const char *msg, double now_ms);
+
+/* The speed a plan or a rehearsal expects of an endpoint of `tier`: the time
+ * to the first token and the token rate (0 = instant), from
+ * `sim_latency_ms` and `sim_tps` (< 0: the tier's defaults). */
+void fr_expected_speed(fr_tier tier, double sim_latency_ms, double sim_tps, double *latency_ms,
+                       double *tps);
+
+/* Starts stand-in `si` (borrowed) on `loop` for every endpoint of a
+ * rehearsal (each its model name, protocol, capacity and expected speed) and
+ * points each endpoint at it. FR_OK, or FR_EIO (logged) when it cannot
+ * start. */
+int fr_endpoints_standin(fr_endpoints *eps, const fr_standin *si, struct uv_loop_s *loop,
+                         double sim_latency_ms, double sim_tps);

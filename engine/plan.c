@@ -50,14 +50,6 @@ void fr_plan_free(fr_plan *p)
     free(p);
 }
 
-void fr_expected_speed(fr_tier tier, double sim_latency_ms, double sim_tps, double *latency_ms,
-                       double *tps)
-{
-    bool local = tier == FR_TIER_LOCAL;
-    *latency_ms = sim_latency_ms >= 0 ? sim_latency_ms : (local ? 150 : 300);
-    *tps = sim_tps >= 0 ? sim_tps : (local ? 400 : 800);
-}
-
 /* A plan's attempt: what earlier runs observed wins over the defaults: this
  * task on this endpoint for its latency; for its output, on any endpoint. */
 static int plan_start(void *ud, const fr_attempt_req *req, fr_attempt_done_fn done, void *done_ud,

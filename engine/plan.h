@@ -10,6 +10,7 @@
 #include "dsl/workflow.h"
 #include "engine/attempt.h"
 #include "engine/clock.h"
+#include "engine/endpoint.h"
 
 #include <jansson.h>
 #include <stdbool.h>
@@ -32,9 +33,3 @@ bool fr_plan_step(fr_plan *p);
 size_t fr_plan_pending(const fr_plan *p);
 /* True when earlier runs observed anything of the workflow. */
 bool fr_plan_observed(const fr_plan *p);
-
-/* The speed a plan or a rehearsal expects of an endpoint of `tier`: the time
- * to the first token and the token rate (0 = instant), from
- * `sim_latency_ms` and `sim_tps` (< 0: the tier's defaults). */
-void fr_expected_speed(fr_tier tier, double sim_latency_ms, double sim_tps, double *latency_ms,
-                       double *tps);

@@ -1,7 +1,7 @@
-/* The conductor: sets a run up, places ready tasks (engine/route decides
- * where), starts attempts (engine/attempt carries them out), and from each
- * attempt's outcome decides: charge, gate, book, retry, escalate, finish.
- * It alone writes the results view (engine/results.h) and the ledger. */
+/* The conductor: sets a run up, places each ready task (engine/route
+ * decides where; engine/cache may answer first), dispatches it (engine/task
+ * carries its attempts out and says what follows each), ends tasks, keeps
+ * their timers, handles signals and works out the exit code. */
 #include "engine/run.h"
 
 #include "dsl/policy.h"
@@ -159,18 +159,10 @@ static void init_tasks(fr_run *r)
  * transfers the file descriptors allow. */
 static void init_sched(fr_run *r)
 {
-    const fr_workflow *wf = r->wf;
-    size_t neps = wf->nendpoints;
-    int *prio = fr_xcalloc(wf->ntasks ? wf->ntasks : 1, sizeof *prio);
-    int *cap = fr_xcalloc(neps ? neps : 1, sizeof *cap);
-    for (size_t t = 0; t < wf->ntasks; t++)
-        prio[t] = wf->tasks[t].priority;
     long slots = 0;
-    for (size_t e = 0; e < neps; e++) {
-        cap[e] = wf->endpoints[e].max_parallel;
-        slots += cap[e] > 0 ? cap[e] : 1;
-    }
-    r->sched = fr_sched_new(r->g, prio, neps, cap);
+    for (size_t e = 0; e < r->wf->nendpoints; e++)
+        slots += r->wf->endpoints[e].max_parallel > 0 ? r->wf->endpoints[e].max_parallel : 1;
+    r->sched = fr_sched_for_workflow(r->g, r->wf);
     /* Two descriptors per transfer, a reserve for the rest: at ulimit -n
      * 1024, max_parallel = 1000 runs as many as fit instead of failing
      * sockets (engine/util/fdlimit.h). */
@@ -182,8 +174,6 @@ static void init_sched(fr_run *r)
                "max_parallel_total=%ld fd_limit=%ld transfers_at_once=%d (file descriptors "
                "allow no more; raise ulimit -n for more)",
                slots, fr_fd_limit(), fd_cap);
-    free(prio);
-    free(cap);
 }
 
 /* The budget: --budget replaces the workflow's run cap, whatever either
@@ -393,8 +383,6 @@ static void task_ok(task_rt *t)
     fr_sched_finish(r->sched, t->idx, FR_TASK_OK, on_skip, r);
 }
 
-/* ---- charging and booking ------------------------------------------------ */
-
 /* ---- attempts ----------------------------------------------------------- */
 
 static void on_wake(uv_timer_t *timer)
@@ -477,40 +465,6 @@ static void on_deadline(uv_timer_t *timer)
     pump(r);
 }
 
-/* Renders the task's prompt from its dependencies' outputs, once. A plan
- * has no outputs: its prompt is the template plus what the dependencies are
- * expected to produce. */
-static int render_prompt(fr_run *r, task_rt *t, fr_error *err)
-{
-    const fr_task_spec *ts = &r->wf->tasks[t->idx];
-    const char *sys = r->wf->agents[ts->agent].system;
-    if (r->plan) {
-        long deps = 0;
-        for (size_t d = 0; d < ts->ndeps; d++)
-            deps += r->res.tasks[ts->dep_index[d]].usage.output;
-        fr_route_estimate_plan(t->route, ts->prompt, sys, deps);
-        return FR_OK;
-    }
-    if (fr_task_prompt(t->task))
-        return FR_OK;
-    json_t *ctx = json_object();
-    for (size_t d = 0; d < ts->ndeps; d++) {
-        const fr_reply *dep = &r->res.tasks[ts->dep_index[d]].reply;
-        json_object_set_new(ctx, ts->deps[d],
-                            json_pack("{s:s, s:O}", "text", dep->text ? dep->text : "", "json",
-                                      dep->json ? dep->json : json_null()));
-    }
-    json_object_set_new(ctx, "var", r->wf->vars ? json_incref(r->wf->vars) : json_object());
-    char *prompt = NULL;
-    int rc = fr_workflow_render_prompt(r->wf, t->idx, ctx, &prompt, err);
-    json_decref(ctx);
-    if (rc == FR_OK) {
-        fr_task_set_prompt(t->task, prompt);
-        fr_route_estimate(t->route, prompt, sys);
-    }
-    return rc;
-}
-
 /* Looks for a stored result of this exact request (engine/cache); on a
  * hit the task is done without a request and without cost. This is how a
  * run resumes after a crash. */
@@ -521,19 +475,9 @@ static bool try_cache(fr_run *r, task_rt *t)
         return false;
     fr_cache_ctx c = {
         .store = fr_booking_store(r->books), .wf = r->wf, .eps = r->eps, .router = r->router};
-    fr_reply reply = {0};
-    long e = fr_cache_lookup(&c, t->route, fr_task_prompt(t->task), &reply, &t->res->check_score,
-                             fr_task_last_error_slot(t->task));
-    if (e < 0)
+    if (!fr_cache_lookup(&c, t->route, fr_task_prompt(t->task), now_ns(r),
+                         fr_task_last_error_slot(t->task)))
         return false;
-    fr_task_result *res = t->res;
-    res->endpoint = e;
-    res->cached = true;
-    fr_reply_close(&res->reply);
-    res->reply = reply;
-    res->usage = reply.usage;
-    res->latency_ms = res->ttft_ms = 0;
-    res->start_ns = now_ns(r);
     task_ok(t);
     return true;
 }
@@ -563,7 +507,7 @@ static bool place(fr_run *r, task_rt *t)
         arm_deadline(t);
     if (t->route->retry_ep < 0) {
         fr_error err = {0};
-        if (render_prompt(r, t, &err) != FR_OK) {
+        if (fr_task_render(t->task, &err) != FR_OK) {
             char msg[1400];
             task_end(t, FR_TASK_FAILED, fr_error_format(&err, msg, sizeof msg));
             return true;
@@ -703,40 +647,6 @@ static void on_signal(uv_signal_t *sig, int signum)
     close_all(r);
 }
 
-/* Starts the stand-in server of a rehearsal (--sim) on the run's loop, one
- * model per endpoint with its capacity and the expected speed. */
-static int start_standin(fr_run *r)
-{
-    size_t n = r->wf->nendpoints;
-    fr_standin_model *m = fr_xcalloc(n ? n : 1, sizeof *m);
-    char **urls = fr_xcalloc(n ? n : 1, sizeof *urls);
-    for (size_t e = 0; e < n; e++) {
-        const fr_endpoint_spec *s = fr_ep_spec(r->eps, e);
-        m[e] = (fr_standin_model){.name = fr_ep_model(r->eps, e),
-                                  .protocol = s->protocol,
-                                  .max_concurrent = s->max_parallel};
-        fr_expected_speed(s->tier, r->opts.sim_latency_ms, r->opts.sim_tps, &m[e].latency_ms,
-                          &m[e].tokens_per_s);
-    }
-    fr_error err = {0};
-    const fr_standin *si = r->opts.standin;
-    int rc = si->start(si->ud, &r->loop, m, n, urls, &err);
-    if (rc == FR_OK) {
-        r->standin_started = true;
-        for (size_t e = 0; e < n; e++)
-            fr_ep_set_url(r->eps, e, urls[e]);
-    } else {
-        char msg[1400];
-        fr_log(FR_LOG_ERROR, "sim", "error=\"%s\"", fr_error_format(&err, msg, sizeof msg));
-        rc = FR_EIO;
-    }
-    for (size_t e = 0; e < n; e++)
-        free(urls[e]);
-    free(urls);
-    free(m);
-    return rc;
-}
-
 /* Fills what the report reads and the run's exit code (DESIGN.md section 7). */
 static int publish(fr_run *r)
 {
@@ -808,7 +718,10 @@ int fr_run_execute(fr_run *r)
     r->res.start_ns = now_ns(r);
     fr_booking_begin(r->books, r->wf->name, r->wf->path);
     fr_reload_watch(r->policy, &r->loop, NULL); /* a failure is a warning, logged */
-    if (!r->http || (r->opts.sim && start_standin(r) != FR_OK)) {
+    r->standin_started = r->opts.sim && r->http;
+    if (!r->http ||
+        (r->opts.sim && fr_endpoints_standin(r->eps, r->opts.standin, &r->loop,
+                                             r->opts.sim_latency_ms, r->opts.sim_tps) != FR_OK)) {
         for (size_t t = 0; t < r->wf->ntasks; t++)
             if (!fr_task_state_terminal(fr_sched_state(r->sched, t))) {
                 r->tasks[t].res->reason = fr_xstrdup("the run could not start");

@@ -7,6 +7,7 @@
  * (engine/results.h) that engine/report renders. Used by engine/main.c. */
 
 #include "dsl/workflow.h"
+#include "engine/endpoint.h"
 #include "engine/results.h"
 #include "engine/util/err.h"
 #include "engine/util/kinds.h"
@@ -16,30 +17,6 @@
 #include <stdio.h>
 
 typedef struct fr_run fr_run;
-
-struct uv_loop_s;
-
-/* What a stand-in server is told about one endpoint in a rehearsal (--sim). */
-typedef struct fr_standin_model {
-    const char *name; /* the model name the run sends (borrowed) */
-    fr_protocol protocol;
-    int max_concurrent; /* the endpoint's max_parallel */
-    double latency_ms, tokens_per_s;
-} fr_standin_model;
-
-/* A stand-in for every endpoint's server (--sim), started on the run's
- * loop: the run asks it once before the first dispatch and stops it when
- * the run ends, so every handle closes. engine/main.c gives one backed by
- * engine/sim. */
-typedef struct fr_standin {
-    void *ud;
-    /* Starts serving `n` models on `loop`; on FR_OK base_urls[i] is each
-     * model's base URL (owned by the caller) as its protocol's real servers
-     * have it (".../v1" for OpenAI). */
-    int (*start)(void *ud, struct uv_loop_s *loop, const fr_standin_model *models, size_t n,
-                 char **base_urls, fr_error *err);
-    void (*stop)(void *ud); /* closes what start opened; may be called without start */
-} fr_standin;
 
 typedef struct fr_run_opts {
     const char *out_dir;       /* NULL: .flowrun/out/<run id> under the current directory */

@@ -97,6 +97,21 @@ void fr_sched_free(fr_sched *s)
     free(s);
 }
 
+fr_sched *fr_sched_for_workflow(const fr_graph *g, const fr_workflow *wf)
+{
+    size_t neps = wf->nendpoints;
+    int *prio = fr_xcalloc(wf->ntasks ? wf->ntasks : 1, sizeof *prio);
+    int *cap = fr_xcalloc(neps ? neps : 1, sizeof *cap);
+    for (size_t t = 0; t < wf->ntasks; t++)
+        prio[t] = wf->tasks[t].priority;
+    for (size_t e = 0; e < neps; e++)
+        cap[e] = wf->endpoints[e].max_parallel;
+    fr_sched *s = fr_sched_new(g, prio, neps, cap);
+    free(prio);
+    free(cap);
+    return s;
+}
+
 bool fr_sched_pop(fr_sched *s, size_t *task)
 {
     while (fr_heap_pop(s->heap, task)) {

@@ -64,12 +64,6 @@ const char *fr_task_prompt(const fr_task *t)
     return t->prompt;
 }
 
-void fr_task_set_prompt(fr_task *t, char *prompt)
-{
-    free(t->prompt);
-    t->prompt = prompt;
-}
-
 const char *fr_task_last_error(const fr_task *t)
 {
     return t->last_error;
@@ -438,4 +432,34 @@ bool fr_task_dispatch(fr_task *t, size_t ep, fr_task_next *now)
     book_attempt(t, "error", err.msg, NULL, 0, 0);
     *now = attempt_failed(t, rc, 0, -1, err.msg);
     return false;
+}
+
+int fr_task_render(fr_task *t, fr_error *err)
+{
+    fr_task_env *env = t->env;
+    fr_workflow *wf = env->wf;
+    const fr_task_spec *ts = &wf->tasks[t->idx];
+    const char *sys = wf->agents[ts->agent].system;
+    if (env->plan) {
+        long deps = 0;
+        for (size_t d = 0; d < ts->ndeps; d++)
+            deps += env->results->tasks[ts->dep_index[d]].usage.output;
+        fr_route_estimate_plan(&t->route, ts->prompt, sys, deps);
+        return FR_OK;
+    }
+    if (t->prompt)
+        return FR_OK;
+    json_t *ctx = json_object();
+    for (size_t d = 0; d < ts->ndeps; d++) {
+        const fr_reply *dep = &env->results->tasks[ts->dep_index[d]].reply;
+        json_object_set_new(ctx, ts->deps[d],
+                            json_pack("{s:s, s:O}", "text", dep->text ? dep->text : "", "json",
+                                      dep->json ? dep->json : json_null()));
+    }
+    json_object_set_new(ctx, "var", wf->vars ? json_incref(wf->vars) : json_object());
+    int rc = fr_workflow_render_prompt(wf, t->idx, ctx, &t->prompt, err);
+    json_decref(ctx);
+    if (rc == FR_OK)
+        fr_route_estimate(&t->route, t->prompt, sys);
+    return rc;
 }

@@ -69,11 +69,16 @@ typedef struct fr_task_env {
 fr_task *fr_task_new(fr_task_env *env, size_t idx);
 void fr_task_free(fr_task *t);
 
+/* Renders the task's prompt from its dependencies' outputs, once, and
+ * sets the routing record's token estimates. A plan has no outputs: its
+ * estimate is the template plus what the dependencies are expected to
+ * produce. FR_OK, or the template's or prompt function's error. */
+int fr_task_render(fr_task *t, fr_error *err);
+
 /* Its routing record (borrowed, changed by routing). */
 fr_route_task *fr_task_route(fr_task *t);
-/* Its rendered prompt (borrowed, NULL before) and setting it (taken). */
+/* Its rendered prompt (borrowed, NULL before fr_task_render). */
 const char *fr_task_prompt(const fr_task *t);
-void fr_task_set_prompt(fr_task *t, char *prompt);
 /* Its last error (owned by the task; borrowed), and the slot for a new one
  * (the result cache replaces it). */
 const char *fr_task_last_error(const fr_task *t);
