@@ -6,7 +6,7 @@
 #include "dsl/suggest.h"
 #include "dsl/workflow.h"
 #include "engine/run.h"
-#include "engine/store.h"
+#include "engine/store/store.h"
 #include "engine/util/err.h"
 #include "engine/util/fdlimit.h"
 #include "engine/util/log.h"

@@ -8,7 +8,7 @@
 #include "engine/http.h"
 #include "engine/run.h"
 #include "engine/sched.h"
-#include "engine/store.h"
+#include "engine/store/store.h"
 #include "providers/provider.h"
 #include "tests/sim/sim.h"
 

@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "engine/store.h"
+#include "engine/store/store.h"
 #include "engine/util/err.h"
 
 #include <errno.h>
