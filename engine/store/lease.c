@@ -11,10 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Reads the open leases of `month` into *rows (owned by the caller, free());
- * see store_int.h. */
-int fr_store_open_leases(fr_store *st, const char *month, const char *run_id,
-                         fr_store_lease_row **rows, size_t *n, fr_error *err)
+/* Reads the open leases of `month` into *rows (owned by the caller, free()). */
+static int open_leases(fr_store *st, const char *month, const char *run_id,
+                       fr_store_lease_row **rows, size_t *n, fr_error *err)
 {
     sqlite3_stmt *s = st->stmt[S_OPEN_LEASES];
     fr_store_bind_text(s, 1, month);
@@ -38,6 +37,32 @@ int fr_store_open_leases(fr_store *st, const char *month, const char *run_id,
     int rc =
         step == SQLITE_DONE ? FR_OK : fr_store_db_error(st, err, "cannot read the month's leases");
     fr_store_done(s);
+    return rc;
+}
+
+/* Begins a transaction and reads the month's spend and open leases from its
+ * one snapshot; see store_int.h. */
+int fr_store_lease_snapshot(fr_store *st, enum fr_store_stmt begin, const char *month,
+                            const char *run_id, double *spent, fr_store_lease_row **rows, size_t *n,
+                            fr_error *err)
+{
+    *rows = NULL;
+    *n = 0;
+    int rc = fr_store_exec(st, begin,
+                           begin == S_BEGIN ? "cannot read the state database"
+                                            : "cannot lock the state database",
+                           err);
+    if (rc != FR_OK)
+        return rc;
+    rc = fr_store_month_total(st, S_MONTH_SPENT, month, spent, err);
+    if (rc == FR_OK)
+        rc = open_leases(st, month, run_id, rows, n, err);
+    if (rc != FR_OK) {
+        fr_store_rollback(st);
+        free(*rows);
+        *rows = NULL;
+        *n = 0;
+    }
     return rc;
 }
 
@@ -82,16 +107,10 @@ int fr_store_lease(fr_store *st, const char *month, double cap, double want, con
         goto cleanup;
     /* The write lock is taken before the first read: whoever leases next
      * waits for this commit and then sees this grant. */
-    rc = fr_store_exec(st, S_BEGIN_IMMEDIATE, "cannot lock the state database", err);
+    rc = fr_store_lease_snapshot(st, S_BEGIN_IMMEDIATE, month, run_id, &spent, &rows, &n, err);
     if (rc != FR_OK)
         goto cleanup;
     begun = true;
-    rc = fr_store_month_total(st, S_MONTH_SPENT, month, &spent, err);
-    if (rc != FR_OK)
-        goto cleanup;
-    rc = fr_store_open_leases(st, month, run_id, &rows, &n, err);
-    if (rc != FR_OK)
-        goto cleanup;
     for (size_t i = 0; i < n; i++) {
         fr_store_lease_row *l = &rows[i];
         if (!fr_store_holder_alive(st, l)) {

@@ -55,16 +55,10 @@ int fr_store_month_used(fr_store *st, const char *month, double *used, fr_error 
     if (rc != FR_OK)
         goto cleanup;
     /* One read transaction: the spend and the leases come from one snapshot. */
-    rc = fr_store_exec(st, S_BEGIN, "cannot read the state database", err);
+    rc = fr_store_lease_snapshot(st, S_BEGIN, month, NULL, &spent, &rows, &n, err);
     if (rc != FR_OK)
         goto cleanup;
     begun = true;
-    rc = fr_store_month_total(st, S_MONTH_SPENT, month, &spent, err);
-    if (rc != FR_OK)
-        goto cleanup;
-    rc = fr_store_open_leases(st, month, NULL, &rows, &n, err);
-    if (rc != FR_OK)
-        goto cleanup;
     for (size_t i = 0; i < n; i++)
         if (!fr_store_held_here(st, &rows[i]) && fr_store_holder_alive(st, &rows[i]))
             outstanding += fmax(0, rows[i].amount - rows[i].spent);

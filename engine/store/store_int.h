@@ -169,11 +169,15 @@ void fr_store_write_marker(const fr_store *st);
  * run's cost is everything it was charged. FR_OK or FR_ESTORE. */
 int fr_store_crash_run(fr_store *st, const char *run_id, fr_error *err);
 
-/* lease.c: reads the open leases of `month` (borrowed) into *rows (returns
- * owned: free()) and their count into *n; `run_id` (borrowed, may be NULL)
- * marks the rows held for that run. FR_OK or FR_ESTORE. */
-int fr_store_open_leases(fr_store *st, const char *month, const char *run_id,
-                         fr_store_lease_row **rows, size_t *n, fr_error *err);
+/* lease.c: begins a transaction with statement `begin` (S_BEGIN to read,
+ * S_BEGIN_IMMEDIATE to write) and reads from its one snapshot the month's
+ * spend, every charge of `month` (borrowed), into *spent and its open leases
+ * into *rows (returns owned: free(), NULL on failure) and *n; `run_id`
+ * (borrowed, may be NULL) marks the rows held for that run. On failure the
+ * transaction is rolled back. FR_OK or FR_ESTORE. */
+int fr_store_lease_snapshot(fr_store *st, enum fr_store_stmt begin, const char *month,
+                            const char *run_id, double *spent, fr_store_lease_row **rows, size_t *n,
+                            fr_error *err);
 
 /* spend.c: sets *total to the one number that statement `id` (S_MONTH_SPENT:
  * every charge of the month; S_MONTH_BOOKED: its booked replies only) reads
