@@ -1,15 +1,15 @@
-/* Opening and closing the state store: the connection (read-write, WAL, or
- * read-only for reports), the damage check, the schema and its versioned
- * migrations, the marker "<path>.id" that says a store existed, and the
- * store's clock. Everything that reads or writes rows is in the other files
- * of engine/store/; every statement they use is prepared here, at open. */
+/* Opening and closing the state store: the state folder, the connection
+ * (read-write and WAL, or read-only for reports), the damage check, the
+ * schema and its versioned migrations, and the store's clock. The marker
+ * beside the database is marker.c's; the rows are read and written by the
+ * other files of engine/store/, whose statements (db.c) are prepared here,
+ * at open. */
 
 #include "engine/store/store_int.h"
 #include "engine/util/fs.h"
 #include "engine/util/mem.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
