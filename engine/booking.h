@@ -5,11 +5,11 @@
  * what it cost, the month's ledger the budget leases from, and what a plan
  * reads of earlier runs. A failed write is logged once and remembered: the
  * run then stops admitting work (a run never goes on without durability).
- * Owned by engine/run; it reaches the store (engine/store.h) by name, the
+ * Owned by engine/run; it reaches the store (engine/store/store.h) by name, the
  * budget reaches it through the callbacks of fr_booking_ledger. */
 
 #include "engine/budget.h"
-#include "engine/store.h"
+#include "engine/store/store.h"
 #include "engine/util/err.h"
 
 #include <jansson.h>

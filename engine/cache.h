@@ -11,7 +11,7 @@
 #include "dsl/workflow.h"
 #include "engine/endpoint.h"
 #include "engine/route.h"
-#include "engine/store.h"
+#include "engine/store/store.h"
 #include "providers/provider.h"
 
 #include <stdbool.h>

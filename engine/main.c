@@ -8,7 +8,7 @@
 #include "engine/booking.h"
 #include "engine/report.h"
 #include "engine/run.h"
-#include "engine/store.h"
+#include "engine/store/store.h"
 #include "engine/util/err.h"
 #include "engine/util/fdlimit.h"
 #include "engine/util/log.h"

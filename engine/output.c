@@ -1,5 +1,6 @@
 #include "engine/output.h"
 
+#include "engine/util/fs.h"
 #include "engine/util/log.h"
 #include "engine/util/mem.h"
 
@@ -47,24 +48,7 @@ int fr_output_mkdirs(const char *dir, fr_error *err)
 {
     if (!*dir)
         return fr_error_set(err, FR_EINVAL, "--out", 0, "the output directory name is empty");
-    char *p = fr_xstrdup(dir);
-    int rc = FR_OK;
-    for (char *s = p + 1;; s++) {
-        if (*s == '/' || *s == '\0') {
-            char c = *s;
-            *s = '\0';
-            if (mkdir(p, 0755) != 0 && errno != EEXIST) {
-                rc =
-                    fr_error_set(err, FR_EIO, p, 0, "cannot create directory: %s", strerror(errno));
-                break;
-            }
-            *s = c;
-            if (c == '\0')
-                break;
-        }
-    }
-    free(p);
-    return rc;
+    return fr_mkdir_p(dir, 0755, err);
 }
 
 int fr_output_mkparents(const char *path, fr_error *err)

@@ -15,9 +15,10 @@
 /* Called once when a write ends: `rc` is FR_OK or FR_EIO, `path` borrowed. */
 typedef void (*fr_output_done_fn)(void *ud, int rc, const char *path);
 
-/* Creates `dir` (borrowed) and its parents, like mkdir -p. Blocking: call it
- * before the loop runs. Returns FR_OK, FR_EINVAL for an empty name, or FR_EIO
- * with `err` naming the path. */
+/* Creates `dir` (borrowed) and its parents, mode 0755, with fr_mkdir_p
+ * (engine/util/fs.h). Blocking: call it before the loop runs. Returns FR_OK,
+ * FR_EINVAL for an empty name (the --out folder), or FR_EIO with `err`
+ * naming the path. */
 int fr_output_mkdirs(const char *dir, fr_error *err);
 
 /* Creates the parent directories of file `path` (borrowed). Same returns. */

@@ -8,7 +8,7 @@
  *   cmake --build build --target bench_store && build/bench_store [N]
  */
 
-#include "engine/store.h"
+#include "engine/store/store.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,4 +1,4 @@
-/* Unit tests of engine/store: a real SQLite file in a fresh temporary
+/* Unit tests of engine/store/: a real SQLite file in a fresh temporary
  * directory per test. Other processes are real forked children, each with
  * its own store opened after the fork (a store, like a SQLite connection,
  * never crosses a fork); the parent holds no open store while it forks. */
@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "engine/store.h"
+#include "engine/store/store.h"
 #include "engine/util/err.h"
 
 #include <errno.h>
@@ -175,6 +175,17 @@ static void raw_exec(const char *path, const char *sql)
         fail_msg("%s: %s", sql, msg ? msg : "?");
     sqlite3_free(msg);
     sqlite3_close(db);
+}
+
+/* True when SQLite refuses to run `sql` (no values from outside) on its own
+ * connection. */
+static bool raw_refused(const char *path, const char *sql)
+{
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    bool refused = sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK;
+    sqlite3_close(db);
+    return refused;
 }
 
 /* Returns the first column of the first row as a double (NAN when NULL). */
@@ -399,53 +410,6 @@ static void test_newer_schema_refused(void **state)
     raw_exec(f->path, "UPDATE meta SET value = '7' WHERE key = 'schema_version'");
     assert_int_equal(fr_store_open(f->path, &st, &err), FR_ESTOREVER);
     assert_non_null(strstr(err.msg, "schema version 7"));
-}
-
-/* A version 1 database (whose attempts could not say truncated, refused,
- * tool_call or no_answer) is migrated on open, its rows and the ledger view
- * kept. The v1 attempts table is rebuilt here as version 1 wrote it. */
-static void test_migrate_v1(void **state)
-{
-    fx *f = *state;
-    f->st = open_ok(f->path);
-    assert_ok(fr_store_run_begin(f->st, "r1", "wf", NULL, &e_));
-    book(f->st, "r1", "t", "e", "cloud", 0.25, 10, 20, 0, false, "quality", "bad json");
-    fr_store_close(f->st);
-    f->st = NULL;
-    raw_exec(f->path,
-             "DROP VIEW ledger;"
-             "ALTER TABLE attempts RENAME TO attempts_now;"
-             "CREATE TABLE attempts (id INTEGER PRIMARY KEY, run_id TEXT NOT NULL REFERENCES "
-             "runs(id), task TEXT NOT NULL, attempt INTEGER NOT NULL, endpoint TEXT NOT NULL, "
-             "tier TEXT NOT NULL, model TEXT, input_tokens INTEGER NOT NULL DEFAULT 0, "
-             "output_tokens INTEGER NOT NULL DEFAULT 0, cached_tokens INTEGER NOT NULL DEFAULT 0, "
-             "usage_estimated INTEGER NOT NULL DEFAULT 0, cost_usd REAL NOT NULL, latency_ms "
-             "REAL NOT NULL DEFAULT 0, outcome TEXT NOT NULL CHECK (outcome IN ('ok', "
-             "'quality', 'error', 'timeout', 'cancelled', 'budget')), error TEXT, at REAL NOT "
-             "NULL, month TEXT NOT NULL);"
-             "INSERT INTO attempts SELECT * FROM attempts_now;"
-             "DROP TABLE attempts_now;"
-             "CREATE INDEX attempts_month ON attempts(month);"
-             "CREATE INDEX attempts_run ON attempts(run_id, month);"
-             "CREATE VIEW ledger AS SELECT a.month, a.at, r.workflow, a.run_id, a.task, "
-             "a.attempt, a.endpoint, a.tier, a.model, a.input_tokens, a.output_tokens, "
-             "a.cached_tokens, a.usage_estimated, a.cost_usd, a.outcome FROM attempts a JOIN "
-             "runs r ON r.id = a.run_id;"
-             "DROP INDEX runs_running;"
-             "ALTER TABLE runs DROP COLUMN pid;"
-             "ALTER TABLE runs DROP COLUMN pid_start;"
-             "ALTER TABLE runs DROP COLUMN boot_id;"
-             "UPDATE meta SET value = 1 WHERE key = 'schema_version';");
-
-    f->st = open_ok(f->path);
-    assert_usd(raw_num(f->path, "SELECT value FROM meta WHERE key = 'schema_version'"),
-               FR_STORE_SCHEMA_VERSION);
-    assert_usd(raw_num(f->path, "SELECT count(*) FROM ledger WHERE outcome = 'quality'"), 1);
-    assert_usd(raw_num(f->path, "SELECT TOTAL(cost_usd) FROM attempts"), 0.25);
-    static const char *const outcomes[] = {"truncated", "refused", "tool_call", "no_answer"};
-    for (size_t i = 0; i < 4; i++)
-        book(f->st, "r1", "t", "e", "cloud", 0.01, 1, 1, 0, false, outcomes[i], "cut");
-    assert_usd(raw_num(f->path, "SELECT count(*) FROM ledger"), 5);
 }
 
 static void test_not_a_database(void **state)
@@ -1546,79 +1510,11 @@ static void test_concurrent_processes_respect_cap(void **state)
     assert_usd(lease(f->st, "2027-01", cap, 1.0, "after"), cap - spent);
 }
 
-/* A ledger written by a flowrun of schema version 1 (the schema as it was,
- * frozen here) migrates at the first open: every run, attempt, lease and
- * cached result is kept, and the new columns and outcome work. */
-static const char schema_v1_frozen[] =
-    "CREATE TABLE meta ("
-    "  key   TEXT PRIMARY KEY,"
-    "  value"
-    ");"
-    "CREATE TABLE runs ("
-    "  id         TEXT PRIMARY KEY,"
-    "  workflow   TEXT NOT NULL,"
-    "  wf_path    TEXT,"
-    "  started_at REAL NOT NULL,"
-    "  ended_at   REAL,"
-    "  status     TEXT NOT NULL DEFAULT 'running',"
-    "  exit_code  INTEGER,"
-    "  cost_usd   REAL NOT NULL DEFAULT 0 CHECK (cost_usd >= 0)"
-    ");"
-    "CREATE INDEX runs_started ON runs(started_at);"
-    "CREATE TABLE attempts ("
-    "  id              INTEGER PRIMARY KEY,"
-    "  run_id          TEXT NOT NULL REFERENCES runs(id),"
-    "  task            TEXT NOT NULL,"
-    "  attempt         INTEGER NOT NULL CHECK (attempt >= 1),"
-    "  endpoint        TEXT NOT NULL,"
-    "  tier            TEXT NOT NULL CHECK (tier IN ('local', 'cloud')),"
-    "  model           TEXT,"
-    "  input_tokens    INTEGER NOT NULL DEFAULT 0 CHECK (input_tokens >= 0),"
-    "  output_tokens   INTEGER NOT NULL DEFAULT 0 CHECK (output_tokens >= 0),"
-    "  cached_tokens   INTEGER NOT NULL DEFAULT 0 CHECK (cached_tokens >= 0),"
-    "  usage_estimated INTEGER NOT NULL DEFAULT 0 CHECK (usage_estimated IN (0, 1)),"
-    "  cost_usd        REAL NOT NULL CHECK (cost_usd >= 0),"
-    "  latency_ms      REAL NOT NULL DEFAULT 0,"
-    "  outcome         TEXT NOT NULL CHECK (outcome IN"
-    "                    ('ok', 'quality', 'error', 'timeout', 'cancelled', 'budget')),"
-    "  error           TEXT,"
-    "  at              REAL NOT NULL,"
-    "  month           TEXT NOT NULL"
-    ");"
-    "CREATE INDEX attempts_month ON attempts(month);"
-    "CREATE INDEX attempts_run ON attempts(run_id, month);"
-    "CREATE TABLE leases ("
-    "  id        INTEGER PRIMARY KEY,"
-    "  run_id    TEXT NOT NULL REFERENCES runs(id),"
-    "  month     TEXT NOT NULL,"
-    "  amount    REAL NOT NULL CHECK (amount >= 0),"
-    "  pid       INTEGER NOT NULL,"
-    "  pid_start INTEGER NOT NULL DEFAULT 0,"
-    "  boot_id   TEXT NOT NULL DEFAULT '',"
-    "  opened_at REAL NOT NULL,"
-    "  closed_at REAL,"
-    "  closed_by TEXT CHECK (closed_by IN ('released', 'reclaimed')),"
-    "  spent_usd REAL"
-    ");"
-    "CREATE INDEX leases_open ON leases(month) WHERE closed_at IS NULL;"
-    "CREATE UNIQUE INDEX leases_one_open ON leases(run_id, month) WHERE closed_at IS NULL;"
-    "CREATE VIEW ledger AS"
-    "  SELECT a.month, a.at, r.workflow, a.run_id, a.task, a.attempt, a.endpoint, a.tier,"
-    "         a.model, a.input_tokens, a.output_tokens, a.cached_tokens, a.usage_estimated,"
-    "         a.cost_usd, a.outcome"
-    "  FROM attempts a JOIN runs r ON r.id = a.run_id;"
-    "CREATE TABLE cache ("
-    "  key        TEXT PRIMARY KEY,"
-    "  endpoint   TEXT NOT NULL,"
-    "  model      TEXT,"
-    "  text       TEXT,"
-    "  json       TEXT,"
-    "  input      INTEGER NOT NULL DEFAULT 0,"
-    "  output     INTEGER NOT NULL DEFAULT 0,"
-    "  cached     INTEGER NOT NULL DEFAULT 0,"
-    "  created_at REAL NOT NULL"
-    ");";
-
+/* A ledger written by a flowrun of schema version 1 (built by that version's
+ * own migration, which never changes once released) migrates at the first
+ * open: every run, attempt (whatever its outcome then), lease and cached
+ * result is kept, the ledger view still joins them, and the new columns and
+ * outcomes work, on the old runs too. */
 static void test_migrates_v1(void **state)
 {
     fx *f = *state;
@@ -1628,20 +1524,31 @@ static void test_migrates_v1(void **state)
     int fd = open(f->path, O_WRONLY | O_CREAT | O_EXCL, 0600);
     assert_true(fd >= 0);
     close(fd);
+    assert_non_null(fr_store_migration_sql(0));
+    assert_null(fr_store_migration_sql(FR_STORE_SCHEMA_VERSION));
     raw_exec(f->path, "PRAGMA journal_mode=WAL");
-    raw_exec(f->path, schema_v1_frozen);
+    raw_exec(f->path, fr_store_migration_sql(0));
     raw_exec(f->path,
              "INSERT INTO meta VALUES ('schema_version', 1);"
              "INSERT INTO runs(id, workflow, started_at, status, cost_usd)"
              "  VALUES ('old', 'wf', 1.0, 'ok', 0.25);"
              "INSERT INTO attempts(run_id, task, attempt, endpoint, tier, cost_usd, outcome, at,"
-             "  month) VALUES ('old', 't', 1, 'cloud', 'cloud', 0.25, 'ok', 1.0, '2026-11');"
+             "  month) VALUES ('old', 't', 1, 'cloud', 'cloud', 0.15, 'ok', 1.0, '2026-11');"
+             "INSERT INTO attempts(run_id, task, attempt, endpoint, tier, input_tokens,"
+             "  output_tokens, cost_usd, outcome, error, at, month) VALUES ('old', 'u', 1,"
+             "  'cloud', 'cloud', 10, 20, 0.10, 'quality', 'bad json', 1.0, '2026-11');"
              "INSERT INTO leases(run_id, month, amount, pid, opened_at, closed_at, closed_by,"
              "  spent_usd) VALUES ('old', '2026-11', 0.5, 1, 1.0, 2.0, 'released', 0.25);"
              "INSERT INTO cache(key, endpoint, text, created_at) VALUES ('k', 'cloud', 'hi', 1);");
+    /* It is version 1's ledger: it cannot hold an outcome version 2 added. */
+    assert_true(raw_refused(f->path, "INSERT INTO attempts(run_id, task, attempt, endpoint, tier,"
+                                     " cost_usd, outcome, at, month) VALUES ('old', 't', 2,"
+                                     " 'cloud', 'cloud', 0, 'truncated', 1.0, '2026-11')"));
     f->st = open_ok(f->path);
     assert_usd(raw_num(f->path, "SELECT value FROM meta WHERE key = 'schema_version'"),
                FR_STORE_SCHEMA_VERSION);
+    assert_usd(raw_num(f->path, "SELECT count(*) FROM ledger WHERE outcome = 'quality'"), 1);
+    assert_usd(raw_num(f->path, "SELECT TOTAL(cost_usd) FROM attempts"), 0.25);
     double spent = -1;
     assert_ok(fr_store_month_spent(f->st, "2026-11", &spent, &e_));
     assert_usd(spent, 0.25);
@@ -1653,13 +1560,17 @@ static void test_migrates_v1(void **state)
     assert_true(cache_hit(f->st, "k"));
     assert_usd(raw_num(f->path, "SELECT count(*) FROM leases"), 1);
     fr_store_set_clock(f->st, utc(2026, 11, 15, 12, 0, 0));
+    static const char *const outcomes[] = {"truncated", "refused", "tool_call", "no_answer"};
+    for (size_t i = 0; i < 4; i++)
+        book(f->st, "old", "t", "e", "cloud", 0.01, 1, 1, 0, false, outcomes[i], "cut");
     assert_ok(fr_store_run_begin(f->st, "new", "wf", NULL, &e_));
     reserve(f->st, "new", "t", 0.1);
+    assert_usd(raw_num(f->path, "SELECT count(*) FROM ledger"), 7);
     assert_ok(fr_store_month_spent(f->st, "2026-11", &spent, &e_));
-    assert_usd(spent, 0.35);
+    assert_usd(spent, 0.39);
     json_t *j = NULL;
     assert_ok(fr_store_spend(f->st, "2026-11", &j, &e_));
-    assert_usd(jnum(json_array_get(json_object_get(j, "months"), 0), "cost_usd"), 0.35);
+    assert_usd(jnum(json_array_get(json_object_get(j, "months"), 0), "cost_usd"), 0.39);
     json_decref(j);
 }
 
@@ -1670,7 +1581,6 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_readonly_and_observed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_readonly, setup, teardown),
         cmocka_unit_test_setup_teardown(test_newer_schema_refused, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_migrate_v1, setup, teardown),
         cmocka_unit_test_setup_teardown(test_not_a_database, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unwritable_places, setup, teardown),
         cmocka_unit_test_setup_teardown(test_forked_child_refused, setup, teardown),

@@ -1,8 +1,11 @@
 #pragma once
 /* The state store: one SQLite database holding runs, attempts (which are the
  * cost ledger), the leases that make a monthly cap hold across processes, and
- * the result cache table. engine/run talks to it; it talks to nothing else.
- * Calls are synchronous and short (one small transaction each). */
+ * the result cache table. engine/run and engine/main talk to it; it talks
+ * to nothing else. Calls are synchronous and short (one small transaction
+ * each). Defined by engine/store/: open.c (open, schema, close),
+ * ledger.c (runs, attempts), lease.c (leases), spend.c (what was spent and
+ * observed), cache_table.c (the result cache's rows). */
 
 #include "engine/util/err.h"
 
@@ -15,6 +18,13 @@
 
 /* The schema version this build writes and understands. */
 #define FR_STORE_SCHEMA_VERSION 2
+
+/* Returns the SQL (static) that takes a database from schema version `from`
+ * to `from` + 1 (from 0: an empty database to version 1), or NULL for a
+ * version out of range. A released migration never changes: what a flowrun
+ * of schema version v wrote is what migrations 0 .. v-1 make, so a test
+ * builds an old ledger from them. fr_store_open runs them itself. */
+const char *fr_store_migration_sql(int from);
 
 /* How long a call waits for another process's write lock, in milliseconds. */
 #define FR_STORE_BUSY_MS 5000

@@ -1,0 +1,292 @@
+/* The store's shared pieces: the statements every file of engine/store/
+ * prepares at open, the errors and checks of every call, the clock, and
+ * which process holds a lease or runs a run (this one, a live one, or one
+ * that is gone). Declared in store_int.h; used by open, ledger, lease,
+ * spend and cache_table. */
+
+#include "engine/store/store_int.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Sum of a closed or open lease's run's attempts in the lease's month. */
+#define LEASE_SPENT                                                                                \
+    "(SELECT TOTAL(a.cost_usd) FROM attempts a"                                                    \
+    " WHERE a.run_id = leases.run_id AND a.month = leases.month)"
+
+/* The SQL of each statement of enum fr_store_stmt, prepared at open. */
+static const char *const stmt_sql[S_COUNT] = {
+    [S_BEGIN] = "BEGIN",
+    [S_BEGIN_IMMEDIATE] = "BEGIN IMMEDIATE",
+    [S_COMMIT] = "COMMIT",
+    [S_ROLLBACK] = "ROLLBACK",
+    [S_RUN_BEGIN] = "INSERT INTO runs(id, workflow, wf_path, started_at, pid, pid_start, boot_id)"
+                    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [S_RUN_END] = "UPDATE runs SET ended_at = ?2, status = ?3, exit_code = ?4, cost_usd = ?5"
+                  " WHERE id = ?1",
+    [S_ATTEMPT] = "INSERT INTO attempts(run_id, task, attempt, endpoint, tier, model,"
+                  " input_tokens, output_tokens, cached_tokens, usage_estimated, cost_usd,"
+                  " latency_ms, outcome, error, at, month)"
+                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+    [S_RESERVE] = "INSERT INTO attempts(run_id, task, attempt, endpoint, tier, model, cost_usd,"
+                  " outcome, at, month) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?9)",
+    [S_SETTLE] = "UPDATE attempts SET input_tokens = ?2, output_tokens = ?3, cached_tokens = ?4,"
+                 " usage_estimated = ?5, cost_usd = ?6, latency_ms = ?7, outcome = ?8, error = ?9,"
+                 " at = ?10 WHERE id = ?1 AND run_id = ?11 AND outcome = 'pending'",
+    [S_ATTEMPT_MONTH] = "SELECT month FROM attempts WHERE id = ?1",
+    /* What the month is charged: booked attempts and those in flight at
+     * their worst case. */
+    [S_MONTH_SPENT] = "SELECT TOTAL(cost_usd) FROM attempts WHERE month = ?1",
+    /* What the month's booked replies cost (the monthly alert's total). */
+    [S_MONTH_BOOKED] =
+        "SELECT TOTAL(cost_usd) FROM attempts WHERE month = ?1 AND outcome != 'pending'",
+    [S_RUNNING] = "SELECT id, pid, pid_start, boot_id FROM runs"
+                  " WHERE status = 'running' AND pid IS NOT NULL",
+    [S_CRASH_PENDING] = "UPDATE attempts SET outcome = 'cancelled', at = ?2, error = 'the run''s"
+                        " process died with the request in flight: its worst case is kept'"
+                        " WHERE run_id = ?1 AND outcome = 'pending'",
+    [S_CRASH_LEASES] =
+        "UPDATE leases SET closed_at = ?2, closed_by = 'reclaimed', spent_usd = " LEASE_SPENT
+        " WHERE run_id = ?1 AND closed_at IS NULL",
+    [S_CRASH_RUN] = "UPDATE runs SET status = 'crashed', ended_at = ?2, cost_usd ="
+                    " (SELECT TOTAL(cost_usd) FROM attempts WHERE run_id = ?1)"
+                    " WHERE id = ?1 AND status = 'running'",
+    [S_OPEN_LEASES] = "SELECT id, run_id, pid, pid_start, boot_id, amount, " LEASE_SPENT
+                      " FROM leases WHERE month = ?1 AND closed_at IS NULL",
+    [S_LEASE_CLOSE] = "UPDATE leases SET closed_at = ?2, closed_by = ?3, spent_usd = " LEASE_SPENT
+                      " WHERE id = ?1 AND closed_at IS NULL",
+    [S_LEASE_GROW] = "UPDATE leases SET amount = amount + ?2 WHERE id = ?1",
+    [S_LEASE_NEW] = "INSERT INTO leases(run_id, month, amount, pid, pid_start, boot_id, opened_at)"
+                    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [S_RELEASE] =
+        "UPDATE leases SET closed_at = ?2, closed_by = 'released', spent_usd = " LEASE_SPENT
+        " WHERE run_id = ?1 AND closed_at IS NULL"
+        " AND pid = ?3 AND pid_start = ?4 AND boot_id = ?5",
+    [S_SPEND] = "SELECT month, workflow, endpoint, tier, COUNT(*), TOTAL(cost_usd),"
+                " SUM(input_tokens), SUM(output_tokens), SUM(cached_tokens), SUM(usage_estimated)"
+                " FROM ledger WHERE ?1 IS NULL OR month = ?1"
+                " GROUP BY month, workflow, endpoint, tier"
+                " ORDER BY month, workflow, endpoint, tier",
+};
+
+/* ---- errors and checks ------------------------------------------------------ */
+
+/* FR_ESTORE with what failed and SQLite's message (never SQL text or
+ * values); see store_int.h. */
+int fr_store_db_error(const fr_store *st, fr_error *err, const char *what)
+{
+    if (st->db && (sqlite3_extended_errcode(st->db) & 0xff) == SQLITE_NOTADB)
+        return fr_error_set(err, FR_ESTORE, st->path, 0,
+                            "%s: not a SQLite database: is the state path right?", what);
+    return fr_error_set(err, FR_ESTORE, st->path, 0, "%s: %s", what,
+                        st->db ? sqlite3_errmsg(st->db) : "out of memory");
+}
+
+/* A store is bound to the process that opened it (see fr_store_open);
+ * see store_int.h. */
+int fr_store_check_usable(const fr_store *st, fr_error *err)
+{
+    if (!st)
+        return fr_error_set(err, FR_EINVAL, "state", 0, "no state store");
+    if (getpid() != st->pid)
+        return fr_error_set(err, FR_ESTORE, st->path, 0,
+                            "the state store was opened by process %ld: a forked process must "
+                            "open its own",
+                            (long)st->pid);
+    return FR_OK;
+}
+
+static bool valid_month(const char *m)
+{
+    if (!m || strlen(m) != 7 || m[4] != '-')
+        return false;
+    for (int i = 0; i < 7; i++)
+        if (i != 4 && (m[i] < '0' || m[i] > '9'))
+            return false;
+    int mon = (m[5] - '0') * 10 + (m[6] - '0');
+    return mon >= 1 && mon <= 12;
+}
+
+/* Refuses a month that is not "YYYY-MM"; see store_int.h. */
+int fr_store_check_month(const fr_store *st, const char *month, fr_error *err)
+{
+    if (!valid_month(month))
+        return fr_error_set(err, FR_EINVAL, st->path, 0, "month must be \"YYYY-MM\", not \"%s\"",
+                            month ? month : "(null)");
+    return FR_OK;
+}
+
+/* An amount a row may hold; see store_int.h. */
+bool fr_store_valid_usd(double v)
+{
+    return isfinite(v) && v >= 0;
+}
+
+/* Maps a failed insert: a constraint on the run id is the caller's mistake;
+ * see store_int.h. */
+int fr_store_insert_error(fr_store *st, fr_error *err, const char *run_id, const char *what)
+{
+    int ext = sqlite3_extended_errcode(st->db);
+    if (ext == SQLITE_CONSTRAINT_FOREIGNKEY)
+        return fr_error_set(err, FR_EINVAL, st->path, 0,
+                            "run %s was not begun in the state database", run_id);
+    if (ext == SQLITE_CONSTRAINT_PRIMARYKEY || ext == SQLITE_CONSTRAINT_UNIQUE)
+        return fr_error_set(err, FR_EINVAL, st->path, 0, "run %s is already recorded", run_id);
+    return fr_store_db_error(st, err, what);
+}
+
+/* ---- clock and processes ----------------------------------------------------- */
+
+/* The store's clock; see store_int.h. */
+double fr_store_now(const fr_store *st)
+{
+    if (st->clock)
+        return (double)st->clock;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The UTC month of a time; see store_int.h. */
+void fr_store_month_of(time_t t, char out[FR_STORE_MONTH_LEN])
+{
+    struct tm tm;
+    if (!gmtime_r(&t, &tm) || strftime(out, FR_STORE_MONTH_LEN, "%Y-%m", &tm) != 7)
+        snprintf(out, FR_STORE_MONTH_LEN, "0000-01");
+}
+
+/* Reads this boot's id (Linux); leaves "" where there is none. */
+static void read_boot_id(char *out, size_t size)
+{
+    out[0] = '\0';
+    FILE *f = fopen("/proc/sys/kernel/random/boot_id", "r");
+    if (!f)
+        return;
+    if (fgets(out, (int)size, f))
+        out[strcspn(out, "\n")] = '\0';
+    else
+        out[0] = '\0';
+    fclose(f);
+}
+
+/* Reads a process's state letter and start time (clock ticks after boot)
+ * from /proc (Linux). Returns false when they cannot be read. */
+static bool proc_info(long pid, char *state, unsigned long long *start)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* "pid (comm) S ppid ...": comm may hold spaces and parentheses, so fields
+     * are counted from the last ')'. The start time is field 22. */
+    char *p = strrchr(buf, ')');
+    if (!p || p[1] != ' ' || !p[2])
+        return false;
+    *state = p[2];
+    p += 3;
+    for (int field = 4; field <= 22; field++) {
+        while (*p == ' ')
+            p++;
+        if (!*p)
+            return false;
+        if (field == 22) {
+            char *end;
+            errno = 0;
+            *start = strtoull(p, &end, 10);
+            return end != p && errno == 0;
+        }
+        p += strcspn(p, " ");
+    }
+    return false;
+}
+
+/* True unless the lease's holder is known to be gone: recorded in another boot
+ * of the host, no such pid, a zombie, or a pid reused by a process that
+ * started at another time. An unknown is taken as alive: a lease wrongly kept
+ * blocks spending, a lease wrongly reclaimed could pass the cap. See
+ * store_int.h. */
+bool fr_store_holder_alive(const fr_store *st, const fr_store_lease_row *l)
+{
+    if (l->boot[0] && st->boot_id[0] && strcmp(l->boot, st->boot_id) != 0)
+        return false;
+    if (l->pid <= 0 || l->pid > INT_MAX)
+        return false;
+    if (kill((pid_t)l->pid, 0) != 0 && errno == ESRCH)
+        return false;
+    char state;
+    unsigned long long start;
+    if (proc_info((long)l->pid, &state, &start)) {
+        if (state == 'Z' || state == 'X')
+            return false;
+        if (l->start && start != l->start)
+            return false;
+    }
+    return true;
+}
+
+/* True when the lease is held by this process; see store_int.h. */
+bool fr_store_held_here(const fr_store *st, const fr_store_lease_row *l)
+{
+    return l->pid == st->pid && l->start == st->pid_start && strcmp(l->boot, st->boot_id) == 0;
+}
+
+/* Takes this process's identity; see store_int.h. */
+void fr_store_identify(fr_store *st)
+{
+    st->pid = getpid();
+    read_boot_id(st->boot_id, sizeof st->boot_id);
+    char state;
+    if (!proc_info((long)st->pid, &state, &st->pid_start))
+        st->pid_start = 0;
+}
+
+/* Reads a lease's or a run's holder from a row; see store_int.h. */
+void fr_store_read_holder(sqlite3_stmt *s, int col, fr_store_lease_row *l)
+{
+    fr_store_column_copy(s, col, l->run, sizeof l->run);
+    l->pid = sqlite3_column_int64(s, col + 1);
+    l->start = (unsigned long long)sqlite3_column_int64(s, col + 2);
+    fr_store_column_copy(s, col + 3, l->boot, sizeof l->boot);
+}
+
+/* ---- statements and transactions --------------------------------------------- */
+
+/* Runs statement `id` whose parameters are bound, expecting no rows; see
+ * store_int.h. */
+int fr_store_exec(fr_store *st, enum fr_store_stmt id, const char *what, fr_error *err)
+{
+    sqlite3_stmt *s = st->stmt[id];
+    int rc = sqlite3_step(s) == SQLITE_DONE ? FR_OK : fr_store_db_error(st, err, what);
+    fr_store_done(s);
+    return rc;
+}
+
+/* Rolls back the open transaction, if any; see store_int.h. */
+void fr_store_rollback(fr_store *st)
+{
+    if (st->db && !sqlite3_get_autocommit(st->db)) {
+        sqlite3_step(st->stmt[S_ROLLBACK]);
+        fr_store_done(st->stmt[S_ROLLBACK]);
+    }
+}
+
+/* Prepares every statement once, for the store's life; see store_int.h. */
+int fr_store_prepare_all(fr_store *st, fr_error *err)
+{
+    for (int i = 0; i < S_COUNT; i++)
+        if (sqlite3_prepare_v3(st->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &st->stmt[i],
+                               NULL) != SQLITE_OK)
+            return fr_store_db_error(st, err, "cannot prepare the state database's statements");
+    return FR_OK;
+}

@@ -1,0 +1,575 @@
+/* Opening and closing the state store: the state folder, the connection
+ * (read-write and WAL, or read-only for reports), the damage check, the
+ * schema and its versioned migrations, and the store's clock. The marker
+ * beside the database is marker.c's; the rows are read and written by the
+ * other files of engine/store/, whose statements (db.c) are prepared here,
+ * at open. */
+
+#include "engine/store/store_int.h"
+#include "engine/util/fs.h"
+#include "engine/util/mem.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- the schema and its migrations -------------------------------------------- */
+
+/* A migration, once released, never changes: a database written by a flowrun
+ * of version v is exactly what migrations 0 .. v-1 made. The two pieces both
+ * versions write (the attempts table, and the ledger view that names it) are
+ * written once here; a change to either is a new migration, never an edit. */
+
+/* The attempts table, created as `name`, its outcome limited to `outcomes`
+ * (an SQL list in parentheses). */
+#define ATTEMPTS_TABLE(name, outcomes)                                                             \
+    "CREATE TABLE " name " ("                                                                      \
+    "  id              INTEGER PRIMARY KEY,"                                                       \
+    "  run_id          TEXT NOT NULL REFERENCES runs(id),"                                         \
+    "  task            TEXT NOT NULL,"                                                             \
+    "  attempt         INTEGER NOT NULL CHECK (attempt >= 1),"                                     \
+    "  endpoint        TEXT NOT NULL,"                                                             \
+    "  tier            TEXT NOT NULL CHECK (tier IN ('local', 'cloud')),"                          \
+    "  model           TEXT,"                                                                      \
+    "  input_tokens    INTEGER NOT NULL DEFAULT 0 CHECK (input_tokens >= 0),"                      \
+    "  output_tokens   INTEGER NOT NULL DEFAULT 0 CHECK (output_tokens >= 0),"                     \
+    "  cached_tokens   INTEGER NOT NULL DEFAULT 0 CHECK (cached_tokens >= 0),"                     \
+    "  usage_estimated INTEGER NOT NULL DEFAULT 0 CHECK (usage_estimated IN (0, 1)),"              \
+    "  cost_usd        REAL NOT NULL CHECK (cost_usd >= 0),"                                       \
+    "  latency_ms      REAL NOT NULL DEFAULT 0,"                                                   \
+    "  outcome         TEXT NOT NULL CHECK (outcome IN" outcomes "),"                              \
+    "  error           TEXT,"                                                                      \
+    "  at              REAL NOT NULL,"                                                             \
+    "  month           TEXT NOT NULL"                                                              \
+    ");"
+
+/* The cost ledger: every attempt with its workflow. Monthly caps and the
+ * spend report read it. */
+#define LEDGER_VIEW                                                                                \
+    "CREATE VIEW ledger AS"                                                                        \
+    "  SELECT a.month, a.at, r.workflow, a.run_id, a.task, a.attempt, a.endpoint, a.tier,"         \
+    "         a.model, a.input_tokens, a.output_tokens, a.cached_tokens, a.usage_estimated,"       \
+    "         a.cost_usd, a.outcome"                                                               \
+    "  FROM attempts a JOIN runs r ON r.id = a.run_id;"
+
+/* The schema's text is laid out as SQL, one column a line. */
+// clang-format off
+/* Schema version 1. Later versions append a migration to `migrations`. */
+static const char schema_v1[] =
+    "CREATE TABLE meta ("
+    "  key   TEXT PRIMARY KEY,"
+    "  value"
+    ");"
+    "CREATE TABLE runs ("
+    "  id         TEXT PRIMARY KEY,"
+    "  workflow   TEXT NOT NULL,"
+    "  wf_path    TEXT,"
+    "  started_at REAL NOT NULL,"
+    "  ended_at   REAL,"
+    "  status     TEXT NOT NULL DEFAULT 'running',"
+    "  exit_code  INTEGER,"
+    "  cost_usd   REAL NOT NULL DEFAULT 0 CHECK (cost_usd >= 0)"
+    ");"
+    "CREATE INDEX runs_started ON runs(started_at);"
+    ATTEMPTS_TABLE("attempts", "                    ('ok', 'quality', 'error', 'timeout', "
+                               "'cancelled', 'budget')")
+    "CREATE INDEX attempts_month ON attempts(month);"
+    "CREATE INDEX attempts_run ON attempts(run_id, month);"
+    /* A lease is a share of one month's cap held by one process for one run.
+     * pid_start (the process's start time in clock ticks after boot, 0 when
+     * unknown) and boot_id tell a live holder from a reused pid or a holder
+     * from before a reboot. spent_usd is what the run had spent when the
+     * lease was closed. */
+    "CREATE TABLE leases ("
+    "  id        INTEGER PRIMARY KEY,"
+    "  run_id    TEXT NOT NULL REFERENCES runs(id),"
+    "  month     TEXT NOT NULL,"
+    "  amount    REAL NOT NULL CHECK (amount >= 0),"
+    "  pid       INTEGER NOT NULL,"
+    "  pid_start INTEGER NOT NULL DEFAULT 0,"
+    "  boot_id   TEXT NOT NULL DEFAULT '',"
+    "  opened_at REAL NOT NULL,"
+    "  closed_at REAL,"
+    "  closed_by TEXT CHECK (closed_by IN ('released', 'reclaimed')),"
+    "  spent_usd REAL"
+    ");"
+    "CREATE INDEX leases_open ON leases(month) WHERE closed_at IS NULL;"
+    "CREATE UNIQUE INDEX leases_one_open ON leases(run_id, month) WHERE closed_at IS NULL;"
+    LEDGER_VIEW
+    /* The result cache, keyed by a hash of everything that shapes a result. */
+    "CREATE TABLE cache ("
+    "  key        TEXT PRIMARY KEY,"
+    "  endpoint   TEXT NOT NULL,"
+    "  model      TEXT,"
+    "  text       TEXT,"
+    "  json       TEXT,"
+    "  input      INTEGER NOT NULL DEFAULT 0,"
+    "  output     INTEGER NOT NULL DEFAULT 0,"
+    "  cached     INTEGER NOT NULL DEFAULT 0,"
+    "  created_at REAL NOT NULL"
+    ");";
+
+/* Schema version 2: an attempt whose reply did not finish as an answer has
+ * its own outcome (truncated, refused, tool_call, no_answer); an attempt is
+ * booked when its request is sent, as 'pending' with its worst case as its
+ * cost, and settles to what it cost when its reply is booked; a run records
+ * the process that runs it, so a later one can tell it died and mark it
+ * 'crashed'. SQLite cannot change a CHECK constraint in place: the attempts
+ * table is rebuilt with its rows (the ledger view goes first, as it names
+ * the table, and comes back after). */
+static const char schema_v2[] =
+    "DROP VIEW ledger;"
+    ATTEMPTS_TABLE("attempts_v2", "                    ('ok', 'quality', 'error', 'timeout', "
+                                  "'cancelled', 'budget',"
+                                  "                     'truncated', 'refused', 'tool_call', "
+                                  "'no_answer', 'pending')")
+    "INSERT INTO attempts_v2 SELECT * FROM attempts;"
+    "DROP TABLE attempts;"
+    "ALTER TABLE attempts_v2 RENAME TO attempts;"
+    /* Covers the month's totals (all charges, booked only): read from the
+     * index alone, at every lease and, until a run alerts, every booking. */
+    "CREATE INDEX attempts_month ON attempts(month, outcome, cost_usd);"
+    "CREATE INDEX attempts_run ON attempts(run_id, month);"
+    LEDGER_VIEW
+    "ALTER TABLE runs ADD COLUMN pid INTEGER;"
+    "ALTER TABLE runs ADD COLUMN pid_start INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE runs ADD COLUMN boot_id TEXT NOT NULL DEFAULT '';"
+    "CREATE INDEX runs_running ON runs(id) WHERE status = 'running';";
+// clang-format on
+
+/* migrations[v] takes a database from version v to v + 1. */
+static const char *const migrations[FR_STORE_SCHEMA_VERSION] = {schema_v1, schema_v2};
+
+/* The SQL of one migration; see store.h. */
+const char *fr_store_migration_sql(int from)
+{
+    return from >= 0 && from < FR_STORE_SCHEMA_VERSION ? migrations[from] : NULL;
+}
+
+/* ---- open and close ----------------------------------------------------------- */
+
+/* Runs a one-row query without parameters; *value is its first column as an
+ * integer. Returns SQLite's code: SQLITE_ROW, SQLITE_DONE (no row) or an error. */
+static int query_int(sqlite3 *db, const char *sql, sqlite3_int64 *value)
+{
+    sqlite3_stmt *s = NULL;
+    int src = sqlite3_prepare_v2(db, sql, -1, &s, NULL);
+    if (src == SQLITE_OK) {
+        src = sqlite3_step(s);
+        if (src == SQLITE_ROW) {
+            int type = sqlite3_column_type(s, 0);
+            const unsigned char *t = sqlite3_column_text(s, 0);
+            char *end = NULL;
+            *value = type == SQLITE_INTEGER ? sqlite3_column_int64(s, 0)
+                     : t                    ? strtoll((const char *)t, &end, 10)
+                                            : 0;
+            if (type != SQLITE_INTEGER && (!t || !*t || !end || *end))
+                src = SQLITE_MISMATCH;
+        }
+    }
+    sqlite3_finalize(s);
+    return src;
+}
+
+/* Reads the schema version inside the open transaction: 0 for an empty
+ * database; refuses a database that is not flowrun's. */
+static int schema_version(fr_store *st, sqlite3_int64 *version, fr_error *err)
+{
+    sqlite3_int64 n = 0;
+    *version = 0;
+    if (query_int(st->db,
+                  "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'",
+                  &n) != SQLITE_ROW)
+        return fr_store_db_error(st, err, "cannot read the state database's schema");
+    if (n == 0) {
+        if (query_int(st->db, "SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'",
+                      &n) != SQLITE_ROW)
+            return fr_store_db_error(st, err, "cannot read the state database's schema");
+        if (n > 0)
+            return fr_error_set(err, FR_ESTORE, st->path, 0,
+                                "a SQLite database, but not flowrun's state: is the state path "
+                                "right?");
+        return FR_OK;
+    }
+    int src = query_int(st->db, "SELECT value FROM meta WHERE key = 'schema_version'", version);
+    if (src == SQLITE_ROW && *version >= 1)
+        return FR_OK;
+    if (src == SQLITE_ROW || src == SQLITE_DONE || src == SQLITE_MISMATCH)
+        return fr_error_set(err, FR_ESTORE, st->path, 0,
+                            "the state database has no valid schema version: is it flowrun's?");
+    return fr_store_db_error(st, err, "cannot read the state database's schema version");
+}
+
+/* Checks the database's pages (PRAGMA quick_check: every b-tree page well
+ * formed, no page used twice or lost) before anything is read from it or
+ * sent on its strength: a damaged store stops the run at open, not midway.
+ * Bounded: a database up to FR_STORE_CHECK_BYTES is checked whole (about a
+ * tenth of a second per 100 MB when the file is in the page cache); a
+ * bigger one has its ledger tables checked and the result cache left to the
+ * reads, where a damaged entry is a miss. */
+static int check_pages(fr_store *st, fr_error *err)
+{
+    static const char *const whole[] = {"PRAGMA quick_check", NULL};
+    static const char *const ledger[] = {"PRAGMA quick_check('meta')", "PRAGMA quick_check('runs')",
+                                         "PRAGMA quick_check('attempts')",
+                                         "PRAGMA quick_check('leases')", NULL};
+    struct stat sb;
+    const char *const *checks =
+        stat(st->path, &sb) == 0 && sb.st_size > FR_STORE_CHECK_BYTES ? ledger : whole;
+    int rc = FR_OK;
+    for (; rc == FR_OK && *checks; checks++) {
+        sqlite3_stmt *s = NULL;
+        char first[200] = "";
+        int step = sqlite3_prepare_v2(st->db, *checks, -1, &s, NULL);
+        if (step == SQLITE_OK)
+            step = sqlite3_step(s);
+        if (step == SQLITE_ROW)
+            fr_store_column_copy(s, 0, first, sizeof first);
+        else
+            snprintf(first, sizeof first, "%s", sqlite3_errmsg(st->db));
+        if (strcmp(first, "ok") != 0)
+            rc = fr_error_set(err, FR_ESTORE, st->path, 0,
+                              "the state database is damaged (SQLite's check says: %s); nothing "
+                              "was sent. Restore it from a backup; or, to start a new ledger on "
+                              "purpose, remove it and %s.id (or the whole state folder)",
+                              first, st->path);
+        sqlite3_finalize(s);
+    }
+    return rc;
+}
+
+/* Reads the schema version from one snapshot of the database (its two
+ * queries in one read transaction, unless one is open already): a store
+ * another process creates meanwhile is seen whole or not at all. */
+static int schema_snapshot(fr_store *st, sqlite3_int64 *version, fr_error *err)
+{
+    bool own = sqlite3_get_autocommit(st->db) != 0;
+    if (own && sqlite3_exec(st->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
+        return fr_store_db_error(st, err, "cannot read the state database");
+    int rc = schema_version(st, version, err);
+    if (own)
+        sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL); /* a read: nothing to lose */
+    return rc;
+}
+
+/* Opens the connection and sets it up: read-write, WAL, pragmas. `marked`:
+ * the store's marker existed before the database was read. */
+static int connect_db(fr_store *st, bool marked, fr_error *err)
+{
+    int rc = FR_OK;
+    sqlite3_stmt *s = NULL;
+    sqlite3_int64 version = 0;
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+    if (sqlite3_open_v2(st->path, &st->db, flags, NULL) != SQLITE_OK) {
+        rc = fr_store_db_error(st, err, "cannot open the state database");
+        goto cleanup;
+    }
+    sqlite3_extended_result_codes(st->db, 1);
+    if (sqlite3_db_readonly(st->db, "main") != 0) {
+        rc = fr_error_set(err, FR_ESTORE, st->path, 0,
+                          "cannot open the state database for writing: it is read-only");
+        goto cleanup;
+    }
+    sqlite3_busy_timeout(st->db, FR_STORE_BUSY_MS);
+    /* Read before anything is written, WAL mode included: a file that is not
+     * a database, or someone else's database, is refused untouched. */
+    rc = schema_snapshot(st, &version, err);
+    if (rc == FR_OK && version == 0 && marked)
+        rc = fr_store_marker_refusal(st->path,
+                                     err); /* a 0-byte file, or one emptied of the tables */
+    if (rc == FR_OK && version > 0)
+        rc = check_pages(st, err);
+    if (rc != FR_OK)
+        goto cleanup;
+    /* Switching to WAL needs a moment alone with a new database, and SQLite
+     * does not wait for it (the busy handler is not called): when another
+     * flowrun opens the same new file at once, retry for the busy timeout.
+     * This runs before the loop starts, so the wait blocks nothing. */
+    int step = SQLITE_BUSY;
+    for (int waited = 0; waited <= FR_STORE_BUSY_MS; waited += 10) {
+        if (sqlite3_prepare_v2(st->db, "PRAGMA journal_mode=WAL", -1, &s, NULL) != SQLITE_OK)
+            break;
+        step = sqlite3_step(s);
+        if ((step & 0xff) != SQLITE_BUSY && (step & 0xff) != SQLITE_LOCKED)
+            break;
+        sqlite3_finalize(s);
+        s = NULL;
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    if (!s || step != SQLITE_ROW) {
+        rc = fr_store_db_error(st, err, "cannot switch the state database to WAL mode");
+        goto cleanup;
+    }
+    char mode[16];
+    fr_store_column_copy(s, 0, mode, sizeof mode);
+    sqlite3_finalize(s); /* done with it before the next statement */
+    s = NULL;
+    if (strcmp(mode, "wal") != 0) {
+        rc = fr_error_set(err, FR_ESTORE, st->path, 0,
+                          "cannot use WAL mode on the state database (journal mode is %s): "
+                          "is it on a network file system?",
+                          mode);
+        goto cleanup;
+    }
+    if (sqlite3_exec(st->db, "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;", NULL, NULL,
+                     NULL) != SQLITE_OK)
+        rc = fr_store_db_error(st, err, "cannot set up the state database");
+cleanup:
+    sqlite3_finalize(s);
+    return rc;
+}
+
+/* Creates or migrates the schema in one transaction. */
+static int migrate(fr_store *st, fr_error *err)
+{
+    int rc = FR_OK;
+    sqlite3_stmt *s = NULL;
+    sqlite3_int64 version = 0;
+    if (sqlite3_exec(st->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+        rc = fr_store_db_error(st, err, "cannot lock the state database");
+        goto cleanup;
+    }
+    rc = schema_version(st, &version, err);
+    if (rc != FR_OK)
+        goto cleanup;
+    if (version > FR_STORE_SCHEMA_VERSION) {
+        rc = fr_error_set(err, FR_ESTOREVER, st->path, 0,
+                          "the state database has schema version %lld, but this flowrun knows "
+                          "versions up to %d: upgrade flowrun to use it",
+                          (long long)version, FR_STORE_SCHEMA_VERSION);
+        goto cleanup;
+    }
+    if (version == FR_STORE_SCHEMA_VERSION)
+        goto cleanup;
+    for (sqlite3_int64 v = version; v < FR_STORE_SCHEMA_VERSION; v++) {
+        if (sqlite3_exec(st->db, migrations[v], NULL, NULL, NULL) != SQLITE_OK) {
+            rc = fr_store_db_error(st, err, "cannot create the state database's schema");
+            goto cleanup;
+        }
+    }
+    if (sqlite3_prepare_v2(st->db,
+                           "INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', ?1)",
+                           -1, &s, NULL) != SQLITE_OK) {
+        rc = fr_store_db_error(st, err, "cannot write the schema version");
+        goto cleanup;
+    }
+    sqlite3_bind_int(s, 1, FR_STORE_SCHEMA_VERSION);
+    if (sqlite3_step(s) != SQLITE_DONE) {
+        rc = fr_store_db_error(st, err, "cannot write the schema version");
+        goto cleanup;
+    }
+cleanup:
+    sqlite3_finalize(s);
+    if (rc == FR_OK && !sqlite3_get_autocommit(st->db) &&
+        sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+        rc = fr_store_db_error(st, err, "cannot commit the state database's schema");
+    if (rc != FR_OK && !sqlite3_get_autocommit(st->db))
+        sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
+}
+
+/* Creates the state folder, the directory of the database at `path`, and
+ * every missing one above it, mode 0700 (the cache will hold replies).
+ * Errors name the database as their source. */
+static int make_state_dir(const char *path, fr_error *err)
+{
+    int rc = FR_OK;
+    char *dir = fr_xstrdup(path);
+    char *slash = strrchr(dir, '/');
+    if (!slash || slash == dir)
+        goto cleanup;
+    *slash = '\0';
+    fr_error made = {0};
+    int mrc = fr_mkdir_p(dir, 0700, &made);
+    int why = mrc == FR_OK ? 0 : errno;
+    if (mrc == FR_OK || why == ENOTDIR) {
+        /* A file where a directory should be: the deepest name of `dir`
+         * that exists is the one to blame. */
+        struct stat sb;
+        bool found;
+        while (!(found = stat(dir, &sb) == 0) && (slash = strrchr(dir, '/')) && slash != dir)
+            *slash = '\0';
+        if (found && !S_ISDIR(sb.st_mode)) {
+            rc = fr_error_set(err, FR_ESTORE, path, 0,
+                              "cannot create the state database: %s "
+                              "is not a directory",
+                              dir);
+            goto cleanup;
+        }
+    }
+    if (mrc != FR_OK)
+        rc = fr_error_set(err, FR_ESTORE, path, 0, "cannot create directory %s: %s", made.source,
+                          strerror(why));
+cleanup:
+    free(dir);
+    return rc;
+}
+
+/* What both opens check first: a path and a place for the store, and, when
+ * the marker says a store existed, its database (before SQLite creates a
+ * file). Sets *marked. */
+static int check_open(const char *path, fr_store **out, bool *marked, fr_error *err)
+{
+    struct stat sb;
+    if (out)
+        *out = NULL;
+    if (!out || !path || !*path)
+        return fr_error_set(err, FR_EINVAL, path ? path : "", 0, "no state database path");
+    *marked = fr_store_has_marker(path);
+    if (*marked && stat(path, &sb) != 0)
+        return fr_store_marker_refusal(path, err);
+    return FR_OK;
+}
+
+/* Returns a new store for `path` (borrowed, copied), of this process. */
+static fr_store *store_new(const char *path)
+{
+    fr_store *st = fr_xcalloc(1, sizeof *st);
+    st->path = fr_xstrdup(path);
+    st->pid = getpid();
+    return st;
+}
+
+/* Opens, creates or migrates the state database; see store.h. */
+int fr_store_open(const char *path, fr_store **out, fr_error *err)
+{
+    fr_store *st = NULL;
+    bool marked = false;
+    int rc = check_open(path, out, &marked, err);
+    if (rc == FR_OK)
+        rc = make_state_dir(path, err);
+    if (rc != FR_OK)
+        goto cleanup;
+    st = store_new(path);
+    fr_store_identify(st);
+    rc = connect_db(st, marked, err);
+    if (rc != FR_OK)
+        goto cleanup;
+    rc = migrate(st, err);
+    if (rc != FR_OK)
+        goto cleanup;
+    rc = fr_store_prepare_all(st, err);
+    if (rc != FR_OK)
+        goto cleanup;
+    fr_store_write_marker(st);
+    *out = st;
+    st = NULL;
+cleanup:
+    fr_store_close(st);
+    return rc;
+}
+
+/* Returns an owned "file:" URI for `path`, read-only, and immutable when
+ * `immutable`: '%', '?' and '#' of the path are percent-encoded. */
+static char *uri_for(const char *path, bool immutable)
+{
+    size_t n = strlen(path);
+    char *u = fr_xmalloc(n * 3 + 40), *o = u;
+    o += sprintf(o, "file:");
+    for (const char *p = path; *p; p++) {
+        if (*p == '%' || *p == '?' || *p == '#')
+            o += sprintf(o, "%%%02X", (unsigned char)*p);
+        else
+            *o++ = *p;
+    }
+    sprintf(o, "?mode=ro%s", immutable ? "&immutable=1" : "");
+    return u;
+}
+
+/* Opens an existing database for reading only; see store.h. */
+int fr_store_open_readonly(const char *path, fr_store **out, fr_error *err)
+{
+    fr_store *st = NULL;
+    sqlite3_int64 version = 0;
+    struct stat sb;
+    bool marked = false;
+    int rc = check_open(path, out, &marked, err);
+    if (rc != FR_OK)
+        goto cleanup;
+    if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        rc = fr_error_set(err, FR_ENOENT, path, 0, "no state database");
+        goto cleanup;
+    }
+    st = store_new(path);
+    /* A read-only connection to a WAL database creates its -wal and -shm
+     * files when they are missing, and leaves them. They are missing only
+     * when no connection is open and the last one checkpointed everything
+     * into the main file: then that file is the whole database, and reading
+     * it as immutable creates nothing. (A run starting meanwhile writes its
+     * WAL for far longer than this read before it checkpoints.) */
+    char *wal = fr_xasprintf("%s-wal", path);
+    bool no_wal = stat(wal, &sb) != 0;
+    free(wal);
+    char *uri = uri_for(path, no_wal);
+    int orc = sqlite3_open_v2(uri, &st->db,
+                              SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_URI, NULL);
+    free(uri);
+    if (orc != SQLITE_OK) {
+        rc = fr_store_db_error(st, err, "cannot open the state database");
+        goto cleanup;
+    }
+    sqlite3_extended_result_codes(st->db, 1);
+    sqlite3_busy_timeout(st->db, FR_STORE_BUSY_MS);
+    rc = schema_snapshot(st, &version, err);
+    if (rc != FR_OK)
+        goto cleanup;
+    if (version > FR_STORE_SCHEMA_VERSION) {
+        rc = fr_error_set(err, FR_ESTOREVER, path, 0,
+                          "the state database has schema version %lld, but this flowrun knows "
+                          "versions up to %d: upgrade flowrun to read it",
+                          (long long)version, FR_STORE_SCHEMA_VERSION);
+        goto cleanup;
+    }
+    if (version == 0) {
+        rc = marked ? fr_store_marker_refusal(path, err)
+                    : fr_error_set(err, FR_ENOENT, path, 0, "the state database is empty");
+        goto cleanup;
+    }
+    if (version < FR_STORE_SCHEMA_VERSION) {
+        rc = fr_error_set(err, FR_ESTORE, path, 0,
+                          "the state database has schema version %lld, older than this "
+                          "flowrun's %d: a run with this flowrun updates it",
+                          (long long)version, FR_STORE_SCHEMA_VERSION);
+        goto cleanup;
+    }
+    rc = fr_store_prepare_all(st, err);
+    if (rc != FR_OK)
+        goto cleanup;
+    *out = st;
+    st = NULL;
+cleanup:
+    fr_store_close(st);
+    return rc;
+}
+
+/* Closes and frees; see store.h. */
+void fr_store_close(fr_store *st)
+{
+    if (!st)
+        return;
+    if (getpid() == st->pid) {
+        for (int i = 0; i < S_COUNT; i++)
+            sqlite3_finalize(st->stmt[i]);
+        sqlite3_close(st->db);
+    }
+    free(st->path);
+    free(st);
+}
+
+/* Sets the store's clock; see store.h. */
+void fr_store_set_clock(fr_store *st, time_t now)
+{
+    st->clock = now;
+}
+
+/* Writes the current UTC month; see store.h. */
+char *fr_store_month(const fr_store *st, char out[FR_STORE_MONTH_LEN])
+{
+    fr_store_month_of(st->clock ? st->clock : time(NULL), out);
+    return out;
+}

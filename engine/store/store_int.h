@@ -1,0 +1,186 @@
+#pragma once
+/* What the files of engine/store/ share and nobody else sees: the store's
+ * struct, its prepared statements, the holder of a lease or a run, and the
+ * statement, transaction and error helpers. Only the files of engine/store/ include
+ * this; everyone else includes engine/store/store.h. */
+
+#include "engine/store/store.h"
+
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <sys/types.h>
+#include <time.h>
+
+/* The statements prepared once at open (fr_store_prepare_all) and reused. */
+enum fr_store_stmt {
+    S_BEGIN,
+    S_BEGIN_IMMEDIATE,
+    S_COMMIT,
+    S_ROLLBACK,
+    S_RUN_BEGIN,
+    S_RUN_END,
+    S_ATTEMPT,
+    S_RESERVE,
+    S_SETTLE,
+    S_ATTEMPT_MONTH,
+    S_MONTH_SPENT,
+    S_MONTH_BOOKED,
+    S_RUNNING,
+    S_CRASH_PENDING,
+    S_CRASH_LEASES,
+    S_CRASH_RUN,
+    S_OPEN_LEASES,
+    S_LEASE_CLOSE,
+    S_LEASE_GROW,
+    S_LEASE_NEW,
+    S_RELEASE,
+    S_SPEND,
+    S_COUNT
+};
+
+struct fr_store {
+    sqlite3 *db;
+    char *path;
+    sqlite3_stmt *stmt[S_COUNT];
+    pid_t pid;                    /* the process that opened the store */
+    unsigned long long pid_start; /* its start time (clock ticks after boot), 0 unknown */
+    char boot_id[64];             /* this boot of the host, "" unknown */
+    time_t clock;                 /* 0: the real clock */
+};
+
+/* The process holding an open lease, or running a run, as read inside a
+ * transaction; for a lease also its amount and what its run spent. */
+typedef struct fr_store_lease_row {
+    sqlite3_int64 id;
+    char run[256];
+    sqlite3_int64 pid;
+    unsigned long long start;
+    char boot[64];
+    double amount; /* leased */
+    double spent;  /* what its run spent in the month */
+    bool same_run; /* held for the run asking */
+} fr_store_lease_row;
+
+/* ---- statements (inline: they sit on every call of the ledger) ------------- */
+
+/* Resets statement `s` (borrowed) for its next use. Its error, if any, was
+ * read already. */
+static inline void fr_store_done(sqlite3_stmt *s)
+{
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+}
+
+/* Binds text `v` (borrowed until the statement is reset) to parameter `i`
+ * of `s`, or NULL when `v` is NULL. */
+static inline void fr_store_bind_text(sqlite3_stmt *s, int i, const char *v)
+{
+    if (v)
+        sqlite3_bind_text(s, i, v, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(s, i);
+}
+
+/* Copies column `i` of `s` as text into `out` of `size` bytes ("" for NULL,
+ * truncated to fit). */
+static inline void fr_store_column_copy(sqlite3_stmt *s, int i, char *out, size_t size)
+{
+    const unsigned char *t = sqlite3_column_text(s, i);
+    snprintf(out, size, "%s", t ? (const char *)t : "");
+}
+
+/* ---- engine/store/db.c: errors, checks, clock, processes, statements -------- */
+
+/* Fills `err` with FR_ESTORE for the store's path: `what` (borrowed) failed,
+ * and SQLite's message (never SQL text or values). Returns FR_ESTORE. */
+int fr_store_db_error(const fr_store *st, fr_error *err, const char *what);
+
+/* Fills `err` for a failed INSERT of run `run_id`'s row (both borrowed): a
+ * foreign key (a run not begun) or a duplicate id is FR_EINVAL, anything
+ * else fr_store_db_error with `what`. Returns the code. */
+int fr_store_insert_error(fr_store *st, fr_error *err, const char *run_id, const char *what);
+
+/* FR_OK when `st` may be used by this process: it exists and was opened by
+ * this process, not inherited through fork(). Otherwise fills `err`. */
+int fr_store_check_usable(const fr_store *st, fr_error *err);
+
+/* FR_OK when `month` (borrowed) is "YYYY-MM" with a month 01-12, else
+ * FR_EINVAL in `err`. */
+int fr_store_check_month(const fr_store *st, const char *month, fr_error *err);
+
+/* True for an amount of money (or milliseconds) a row may hold: finite, >= 0. */
+bool fr_store_valid_usd(double v);
+
+/* The store's clock in unix seconds: its set clock, or the real one. */
+double fr_store_now(const fr_store *st);
+
+/* Writes the UTC month of `t` ("YYYY-MM") into `out`; "0000-01" when `t`
+ * cannot be converted. */
+void fr_store_month_of(time_t t, char out[FR_STORE_MONTH_LEN]);
+
+/* Sets st->pid, st->pid_start and st->boot_id to this process's identity
+ * (0 and "" where the system does not tell). */
+void fr_store_identify(fr_store *st);
+
+/* Reads a holder from columns `col` .. `col + 3` of row `s` (run id, pid,
+ * pid start, boot id) into `l` (borrowed); leaves its other fields alone. */
+void fr_store_read_holder(sqlite3_stmt *s, int col, fr_store_lease_row *l);
+
+/* True unless the holder `l` (borrowed) is known to be gone: recorded in
+ * another boot of the host, no such pid, a zombie, or a pid reused by a
+ * process that started at another time. An unknown is taken as alive. */
+bool fr_store_holder_alive(const fr_store *st, const fr_store_lease_row *l);
+
+/* True when the holder `l` (borrowed) is this process. */
+bool fr_store_held_here(const fr_store *st, const fr_store_lease_row *l);
+
+/* Runs prepared statement `id`, whose parameters are bound, expecting no
+ * rows, and resets it. FR_OK, or fr_store_db_error with `what` (borrowed). */
+int fr_store_exec(fr_store *st, enum fr_store_stmt id, const char *what, fr_error *err);
+
+/* Rolls back the open transaction, if any. Leaves a previous error in place. */
+void fr_store_rollback(fr_store *st);
+
+/* Prepares every statement of enum fr_store_stmt on st->db. FR_OK, or
+ * FR_ESTORE in `err`; what was prepared is finalised by fr_store_close. */
+int fr_store_prepare_all(fr_store *st, fr_error *err);
+
+/* ---- engine/store/marker.c: the marker "<path>.id" of a store that existed -- */
+
+/* True when the marker of the database at `path` (borrowed) exists. */
+bool fr_store_has_marker(const char *path);
+
+/* Fills `err` with FR_ESTORE for the database at `path` (borrowed), missing
+ * or without flowrun's schema while its marker says a store existed: what
+ * happened, when the store was created, and how to start over on purpose.
+ * Returns FR_ESTORE. */
+int fr_store_marker_refusal(const char *path, fr_error *err);
+
+/* Writes the marker of st's database when there is none; cannot fail. */
+void fr_store_write_marker(const fr_store *st);
+
+/* ---- defined by the file of the concept, used by another ----------------- */
+
+/* ledger.c: marks run `run_id` (borrowed), whose process is gone, crashed,
+ * inside the caller's write transaction: its requests in flight become
+ * charges at their worst case, its open leases close keeping them, and the
+ * run's cost is everything it was charged. FR_OK or FR_ESTORE. */
+int fr_store_crash_run(fr_store *st, const char *run_id, fr_error *err);
+
+/* lease.c: begins a transaction with statement `begin` (S_BEGIN to read,
+ * S_BEGIN_IMMEDIATE to write) and reads from its one snapshot the month's
+ * spend, every charge of `month` (borrowed), into *spent and its open leases
+ * into *rows (returns owned: free(), NULL on failure) and *n; `run_id`
+ * (borrowed, may be NULL) marks the rows held for that run. On failure the
+ * transaction is rolled back. FR_OK or FR_ESTORE. */
+int fr_store_lease_snapshot(fr_store *st, enum fr_store_stmt begin, const char *month,
+                            const char *run_id, double *spent, fr_store_lease_row **rows, size_t *n,
+                            fr_error *err);
+
+/* spend.c: sets *total to the one number that statement `id` (S_MONTH_SPENT:
+ * every charge of the month; S_MONTH_BOOKED: its booked replies only) reads
+ * for `month` (borrowed). FR_OK or FR_ESTORE. */
+int fr_store_month_total(fr_store *st, enum fr_store_stmt id, const char *month, double *total,
+                         fr_error *err);
