@@ -1,7 +1,7 @@
 #pragma once
 /* Shared by the unit tests of the engine's pure pieces (test_gate,
- * test_endpoint, test_route, test_report): load the workflow fixture
- * tests/unit/fixtures/engine/flow.lua, find its tasks and endpoints by name,
+ * test_endpoint, test_route, test_report): load the workflow fixtures of
+ * tests/unit/fixtures/engine/, find its tasks and endpoints by name,
  * and build replies. Header-only: each test executable is one translation
  * unit. Runs from the source root (CTest's working directory). */
 
@@ -21,20 +21,26 @@
 /* The variable the fixture's cloud endpoint reads its key from. */
 #define ENGINE_KEY_ENV "FLOWRUN_UNIT_CLOUD_KEY"
 
-/* Returns the fixture workflow (owned; fr_workflow_free), failing the test
- * when it does not load. No user configuration leaks in. */
-static inline fr_workflow *engine_load(void)
+/* Returns the workflow at `path` (borrowed; owned result, fr_workflow_free),
+ * failing the test when it does not load. No user configuration leaks in. */
+static inline fr_workflow *engine_load_path(const char *path)
 {
     setenv("XDG_CONFIG_HOME", "/nonexistent/flowrun-test-xdg", 1);
     fr_workflow *wf = NULL;
     fr_error err = {0};
-    int rc = fr_workflow_load(ENGINE_FIXTURE, NULL, &wf, &err);
+    int rc = fr_workflow_load(path, NULL, &wf, &err);
     if (rc != FR_OK) {
         char buf[2048];
-        print_error("%s: %s\n", ENGINE_FIXTURE, fr_error_format(&err, buf, sizeof buf));
+        print_error("%s: %s\n", path, fr_error_format(&err, buf, sizeof buf));
     }
     assert_int_equal(rc, FR_OK);
     return wf;
+}
+
+/* Returns the fixture workflow ENGINE_FIXTURE (owned; fr_workflow_free). */
+static inline fr_workflow *engine_load(void)
+{
+    return engine_load_path(ENGINE_FIXTURE);
 }
 
 /* The index of task `name` of `wf` (both borrowed); fails when absent. */
