@@ -90,6 +90,30 @@ static void test_finish_length(void **state)
     fr_reply_close(&r);
 }
 
+/* KNOWN BUG, skipped (reported, not fixed here): engine/gate.c
+ * fr_gate_finish, case FR_FINISH_LENGTH, takes any non-empty text for text
+ * (`reply->text && reply->text[0]`), so with allow_truncated a reply of
+ * only whitespace cut at max_tokens passes as the task's answer, although
+ * fr_gate_empty calls blank text no answer. It should fail like empty text:
+ * FR_EFINISH, outcome "truncated", "before any answer". The old
+ * check_finish of engine/run.c did the same: not a change of the split.
+ * Remove the skip() once it is fixed. */
+static void test_finish_length_blank_text(void **state)
+{
+    (void)state;
+    if (!getenv("FLOWRUN_TEST_KNOWN_BUGS"))
+        skip();
+    fr_task_spec lenient = *spec("shaped");
+    lenient.allow_truncated = true;
+    const char *outcome;
+    fr_error err = {0};
+    fr_reply r = engine_reply(" \n\n ", FR_FINISH_LENGTH, NULL);
+    int rc = fr_gate_finish(&lenient, &r, &outcome, &err);
+    fr_reply_close(&r);
+    assert_int_equal(rc, FR_EFINISH);
+    assert_string_equal(outcome, "truncated");
+}
+
 static void test_finish_no_answer_kinds(void **state)
 {
     (void)state;
@@ -157,7 +181,7 @@ static void test_schema(void **state)
     r.json = json_pack("{s:s}", "n", "seven");
     assert_int_equal(fr_gate_schema(spec("shaped"), &r, &err), FR_EQUALITY);
     assert_non_null(strstr(err.msg, "does not match the schema"));
-    assert_non_null(strstr(err.msg, "n"));
+    assert_non_null(strstr(err.msg, "$.n: expected an integer"));
     json_decref(r.json);
     r.json = json_pack("{s:i}", "n", 7);
     assert_int_equal(fr_gate_schema(spec("shaped"), &r, &err), FR_OK);
@@ -237,6 +261,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_finish_stop_passes),
         cmocka_unit_test(test_finish_length),
+        cmocka_unit_test(test_finish_length_blank_text),
         cmocka_unit_test(test_finish_no_answer_kinds),
         cmocka_unit_test(test_finish_empty_text),
         cmocka_unit_test(test_schema),

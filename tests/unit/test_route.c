@@ -259,17 +259,33 @@ static void test_cooling_waits(void **state)
     world_free(w);
 }
 
+/* Returns the policy (owned) of Lua source `code` (borrowed). */
+static fr_policy *policy_from(const char *code)
+{
+    fr_policy *p = NULL;
+    fr_error err = {0};
+    assert_int_equal(fr_policy_load_string("test.lua", code, strlen(code), NULL, 1, &p, &err),
+                     FR_OK);
+    return p;
+}
+
+static void test_privacy_against_the_policy(void **state)
+{
+    (void)state;
+    /* A policy that always names the cloud cannot send private work there. */
+    world *w = world_new(NULL, policy_from("return { route = function() return 'cloud' end }"));
+    fr_route_task secret = task(w, "secret"), hard = task(w, "hard");
+    assert_string_equal(dispatched(w, &secret), "local");
+    assert_int_equal(fr_route_policy_errors(w->rt), 1); /* the default decided */
+    assert_string_equal(dispatched(w, &hard), "cloud");
+    world_free(w);
+}
+
 static void test_all_full_waits_without_asking(void **state)
 {
     (void)state;
     /* A policy that fails whenever it is asked: each ask is counted. */
-    static const char failing[] = "return { route = function() error('asked') end }";
-    fr_policy *p = NULL;
-    fr_error err = {0};
-    assert_int_equal(
-        fr_policy_load_string("failing.lua", failing, sizeof failing - 1, NULL, 1, &p, &err),
-        FR_OK);
-    world *w = world_new(NULL, p);
+    world *w = world_new(NULL, policy_from("return { route = function() error('asked') end }"));
     assert_true(fr_sched_take_slot(w->sched, w->local));
     assert_true(fr_sched_take_slot(w->sched, w->cloud));
     assert_true(fr_sched_take_slot(w->sched, w->cloud));
@@ -366,6 +382,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cost_policy_baseline),
         cmocka_unit_test(test_privacy_keeps_off_the_cloud),
+        cmocka_unit_test(test_privacy_against_the_policy),
         cmocka_unit_test(test_pin),
         cmocka_unit_test(test_tried_excluded),
         cmocka_unit_test(test_budget_never),
