@@ -49,7 +49,7 @@ static world *world_new(fr_budget *b, fr_policy *p)
     setenv(ENGINE_KEY_ENV, "sk-unit-route-0123456789", 1);
     unsetenv("FLOWRUN_LUA_DIR");
     w->wf = engine_load();
-    assert_true(w->wf->ntasks <= 8);
+    assert_true(w->wf->ntasks <= 8 && w->wf->nendpoints == 2);
     w->local = engine_ep(w->wf, "local");
     w->cloud = engine_ep(w->wf, "cloud");
     assert_int_equal(fr_graph_from_workflow(w->wf, &w->g, &err), FR_OK);
