@@ -2,8 +2,8 @@
  * workflow (a free local endpoint of one slot, a priced cloud endpoint of
  * two), with real endpoints, scheduler, budget, a virtual clock and the
  * built-in "cost" policy: privacy, pins, endpoints already tried, the
- * budget, cooldowns, full endpoints, retries, the reachability check and
- * the decision log. */
+ * budget, cooldowns, full endpoints, retries, the policy's on_result gate,
+ * the reachability check and the decision log. */
 #include "engine/route.h"
 
 #include "engine/graph.h"
@@ -142,22 +142,13 @@ static void make_unreachable(world *w, size_t e)
     assert_false(fr_ep_usable(w->eps, e));
 }
 
-static void test_cost_policy_baseline(void **state)
-{
-    (void)state;
-    world *w = world_new(NULL, NULL);
-    fr_route_task plain = task(w, "plain"), hard = task(w, "hard");
-    assert_string_equal(dispatched(w, &plain), "local"); /* free and good enough */
-    assert_string_equal(dispatched(w, &hard), "cloud");  /* local is too weak */
-    world_free(w);
-}
-
 static void test_privacy_keeps_off_the_cloud(void **state)
 {
     (void)state;
     world *w = world_new(NULL, NULL);
     /* As hard as "hard", which goes to the cloud: private, it stays local. */
-    fr_route_task secret = task(w, "secret");
+    fr_route_task secret = task(w, "secret"), hard = task(w, "hard");
+    assert_string_equal(dispatched(w, &hard), "cloud"); /* local is too weak for it */
     assert_false(fr_route_allowed(w->rt, &secret, w->cloud));
     assert_string_equal(dispatched(w, &secret), "local");
     /* With the local endpoint gone, it fails rather than leave. */
@@ -328,6 +319,32 @@ static void test_retry_goes_back(void **state)
     world_free(w);
 }
 
+static void test_on_result_gate(void **state)
+{
+    (void)state;
+    world *w = world_new(NULL, policy_from("return { route = function(t, c) return c[1] end,\n"
+                                           "  on_result = function(t, r)\n"
+                                           "    if r.text == 'again' then return 'retry' end\n"
+                                           "    if r.text == 'more' then return 'escalate' end\n"
+                                           "    if r.text == 'boom' then error('broken') end\n"
+                                           "  end }"));
+    fr_route_task plain = task(w, "plain");
+    const struct {
+        const char *text;
+        int rc;
+    } cases[] = {{"fine", FR_OK}, {"again", FR_ERETRY}, {"more", FR_EQUALITY}, {"boom", FR_OK}};
+    for (size_t i = 0; i < 4; i++) {
+        fr_reply r = engine_reply(cases[i].text, FR_FINISH_STOP, NULL);
+        fr_error err = {0};
+        assert_int_equal(fr_route_on_result(w->rt, &plain, w->local, &r, 10, 0, &err), cases[i].rc);
+        if (cases[i].rc != FR_OK)
+            assert_non_null(strstr(err.msg, "on_result of policy test asked"));
+        fr_reply_close(&r);
+    }
+    assert_int_equal(fr_route_policy_errors(w->rt), 1); /* a failing on_result accepts */
+    world_free(w);
+}
+
 static void test_check_reachable(void **state)
 {
     (void)state;
@@ -380,7 +397,6 @@ static void test_decision_log(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_cost_policy_baseline),
         cmocka_unit_test(test_privacy_keeps_off_the_cloud),
         cmocka_unit_test(test_privacy_against_the_policy),
         cmocka_unit_test(test_pin),
@@ -390,6 +406,7 @@ int main(void)
         cmocka_unit_test(test_cooling_waits),
         cmocka_unit_test(test_all_full_waits_without_asking),
         cmocka_unit_test(test_retry_goes_back),
+        cmocka_unit_test(test_on_result_gate),
         cmocka_unit_test(test_check_reachable),
         cmocka_unit_test(test_decision_log),
     };
