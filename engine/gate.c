@@ -3,7 +3,7 @@
 #include "engine/util/log.h"
 #include "engine/util/mem.h"
 #include "engine/util/redact.h"
-#include "engine/validate.h"
+#include "dsl/schema.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -77,7 +77,7 @@ int fr_gate_schema(const fr_task_spec *ts, const fr_reply *reply, fr_error *err)
                             ts->max_tokens);
     if (!reply->json)
         return fr_error_set(err, FR_EQUALITY, NULL, 0, "the reply carries no JSON");
-    if (fr_validate_json(ts->schema, reply->json, msg, sizeof msg) != FR_OK)
+    if (fr_schema_validate(ts->schema, reply->json, msg, sizeof msg) != FR_OK)
         return fr_error_set(err, FR_EQUALITY, NULL, 0, "the reply does not match the schema: %s",
                             msg);
     return FR_OK;

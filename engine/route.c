@@ -62,6 +62,24 @@ int fr_route_policy_errors(const fr_router *rt)
     return rt->policy_errors;
 }
 
+/* Tokens a chat template may add around the messages (role markers). */
+#define TEMPLATE_TOKENS 32
+
+void fr_route_estimate(fr_route_task *t, const char *prompt, const char *system)
+{
+    t->est_input = fr_estimate_tokens(prompt) + (system ? fr_estimate_tokens(system) : 0);
+    /* At most one token per byte, plus the chat template's. */
+    t->worst_input = (long)(strlen(prompt) + (system ? strlen(system) : 0)) + TEMPLATE_TOKENS;
+}
+
+void fr_route_estimate_plan(fr_route_task *t, const char *prompt, const char *system,
+                            long deps_output)
+{
+    t->est_input = (prompt ? fr_estimate_tokens(prompt) : 16) +
+                   (system ? fr_estimate_tokens(system) : 0) + deps_output;
+    t->worst_input = 4 * t->est_input + TEMPLATE_TOKENS;
+}
+
 /* ---- eligibility ---------------------------------------------------------- */
 
 int fr_route_check_reachable(const fr_workflow *wf, const fr_endpoints *eps, fr_error *err)

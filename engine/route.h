@@ -85,6 +85,15 @@ void fr_route_pass_waiting(fr_router *rt, size_t waiting);
  * endpoint unless that cools down and another could take it now. */
 fr_route_decision fr_route(fr_router *rt, fr_route_task *t);
 
+/* Sets the task's expected and worst-case input tokens from its rendered
+ * `prompt` and its agent's `system` prompt (borrowed, may be NULL). */
+void fr_route_estimate(fr_route_task *t, const char *prompt, const char *system);
+/* The same for a plan, which has no prompt yet: its template (`prompt`,
+ * NULL for a prompt function) and `system`, plus `deps_output` tokens
+ * expected from its dependencies. */
+void fr_route_estimate_plan(fr_route_task *t, const char *prompt, const char *system,
+                            long deps_output);
+
 /* Whether task `t` may ever use endpoint `e` (ignoring capacity, budget and
  * cooldown). */
 bool fr_route_allowed(const fr_router *rt, const fr_route_task *t, size_t e);

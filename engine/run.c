@@ -5,25 +5,23 @@
 #include "engine/run.h"
 
 #include "dsl/policy.h"
-#include "engine/attempt.h"
 #include "engine/booking.h"
 #include "engine/budget.h"
 #include "engine/cache.h"
 #include "engine/clock.h"
 #include "engine/endpoint.h"
-#include "engine/gate.h"
 #include "engine/graph.h"
 #include "engine/http.h"
 #include "engine/output.h"
 #include "engine/plan.h"
-#include "engine/retry.h"
 #include "engine/route.h"
+#include "engine/task.h"
 #include "engine/sched.h"
 #include "engine/util/fdlimit.h"
 #include "engine/util/log.h"
 #include "engine/util/mem.h"
 #include "engine/util/redact.h"
-#include "engine/watch.h"
+#include "dsl/reload.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -35,29 +33,18 @@
 
 /* How many waiting tasks one pass over the ready queue may look at. */
 #define MAX_WAITERS_PER_PASS 256
-/* Tokens a chat template may add around the messages (role markers). */
-#define TEMPLATE_TOKENS 32
-/* How long a task that found no file descriptor waits before it tries again. */
-#define FD_WAIT_MS 50
-
+/* A task as the conductor sees it: its attempts (engine/task) and its
+ * timers: the deadline, and the wait before a retry. */
 typedef struct task_rt {
     struct fr_run *run;
-    fr_route_task route; /* its routing record */
-    fr_task_result *res; /* its entry in the results */
-    char *last_error;    /* owned; route.last_error points at it */
-    long unreached;      /* the local endpoint it could not connect to, -1 */
-    int ep_attempts;     /* attempts on its current endpoint in a row */
-    char *prompt;
-    void *attempt; /* the attempt in flight (its backend's handle), NULL for none */
+    size_t idx;
+    fr_task *task;
+    fr_route_task *route; /* the task's routing record (borrowed from it) */
+    fr_task_result *res;  /* its entry in the results */
     uv_timer_t retry_timer;
     uv_timer_t deadline;
     bool timers_init;
     bool retry_armed;
-    uint64_t attempt_ns; /* when the current attempt was sent */
-    double reserved;     /* the worst case held against the caps while an attempt is out */
-    long long row;       /* its attempt in the state store, booked in flight; 0 for none */
-    char *cache_key;     /* the cache key of the current attempt's request */
-    bool fd_wait;        /* its latest attempt found no file descriptor: it waits to try again */
 } task_rt;
 
 struct fr_run {
@@ -65,22 +52,18 @@ struct fr_run {
     fr_run_opts opts;
     fr_graph *g;
     fr_sched *sched;
-    fr_policy *policy;
-    char *policy_path;
-    struct fr_watch *watch; /* the policy file, for hot reload */
-    json_t *reloads;        /* the report's policy_reloads */
-    int policy_versions;    /* versions seen, the live one included */
+    fr_reload *policy; /* the live policy, reloaded when its file changes */
     uv_loop_t loop;
     fr_clock *clock;
     fr_http *http;
     fr_plan *plan; /* a plan's virtual-time backend, NULL for a run */
-    fr_attempt_backend backend;
     bool standin_started;
     uv_signal_t sigint, sigterm;
     uv_timer_t wake;
     bool handles_init;
     fr_endpoints *eps;
     fr_router *router;
+    fr_task_env env; /* what the tasks share */
     task_rt *tasks;
     fr_results res;
     char *run_id;
@@ -89,14 +72,7 @@ struct fr_run {
                         --allow-save-anywhere */
     bool stopping;
     int retries_armed;
-    /* Transfers in flight at once that the file descriptors allow (0: no
-     * cap), and the cap in force now: lowered when a socket finds none
-     * left, raised back one at a time by successes. */
-    int fd_cap;
-    int fd_cap_now;
-    long fd_waits; /* attempts that found no descriptor and waited */
     int write_errors;
-    double spent_usd; /* sum of the cost of every settled attempt */
     fr_budget *budget;
     fr_booking *books; /* the run's books in the state store; NULL for a plan */
     char *observed_from;
@@ -104,6 +80,7 @@ struct fr_run {
 
 static void pump(fr_run *r);
 static void maybe_finish(fr_run *r);
+static void on_next(void *ud, size_t task, fr_task_next *n);
 
 static uint64_t now_ns(const fr_run *r)
 {
@@ -117,30 +94,27 @@ static double elapsed_ms(const fr_run *r)
 
 static const char *task_name(const task_rt *t)
 {
-    return t->run->wf->tasks[t->route.idx].name;
-}
-
-static size_t task_ep(const task_rt *t)
-{
-    return (size_t)t->res->endpoint;
-}
-
-static const fr_endpoint_spec *ep_spec(const task_rt *t)
-{
-    return fr_ep_spec(t->run->eps, task_ep(t));
-}
-
-/* Replaces the task's last error by `msg` (taken). */
-static void set_last_error(task_rt *t, char *msg)
-{
-    free(t->last_error);
-    t->last_error = msg;
-    t->route.last_error = msg;
+    return t->run->wf->tasks[t->idx].name;
 }
 
 static fr_policy *live_policy(void *ud)
 {
-    return ((fr_run *)ud)->policy;
+    return fr_reload_live(((fr_run *)ud)->policy);
+}
+
+static json_t *reload_candidates(void *ud)
+{
+    return fr_route_check_candidates(((fr_run *)ud)->router);
+}
+
+static double reload_elapsed(void *ud)
+{
+    return elapsed_ms(ud);
+}
+
+static void reload_swapped(void *ud)
+{
+    pump(ud); /* the new version may place tasks the old one kept waiting */
 }
 
 /* ---- setup ------------------------------------------------------------ */
@@ -158,20 +132,26 @@ static char *make_run_id(void)
 
 static void init_tasks(fr_run *r)
 {
-    const fr_workflow *wf = r->wf;
+    fr_workflow *wf = r->wf;
     fr_results_init(&r->res, wf, r->g);
+    r->env.wf = wf;
+    r->env.results = &r->res;
+    r->env.clock = r->clock;
+    r->env.run_id = r->run_id;
+    r->env.plan = r->opts.plan;
+    r->env.next = on_next;
+    r->env.ud = r;
     r->res.run_id = r->run_id;
     r->res.sim = r->opts.sim;
     r->res.plan = r->opts.plan;
     r->tasks = fr_xcalloc(wf->ntasks ? wf->ntasks : 1, sizeof *r->tasks);
     for (size_t i = 0; i < wf->ntasks; i++) {
-        fr_task_result *res = &r->res.tasks[i];
         task_rt *t = &r->tasks[i];
         t->run = r;
-        t->res = res;
-        t->unreached = -1;
-        t->route = (fr_route_task){.idx = i, .res = res, .retry_ep = -1, .reason = "first"};
-        t->route.tried = fr_xcalloc(wf->nendpoints ? wf->nendpoints : 1, 1);
+        t->idx = i;
+        t->task = fr_task_new(&r->env, i);
+        t->route = fr_task_route(t->task);
+        t->res = &r->res.tasks[i];
     }
 }
 
@@ -194,13 +174,14 @@ static void init_sched(fr_run *r)
     /* Two descriptors per transfer, a reserve for the rest: at ulimit -n
      * 1024, max_parallel = 1000 runs as many as fit instead of failing
      * sockets (engine/util/fdlimit.h). */
-    r->fd_cap = r->fd_cap_now = fr_fd_transfer_cap(fr_fd_limit());
-    fr_sched_set_total_cap(r->sched, r->fd_cap);
-    if (r->fd_cap > 0 && slots > r->fd_cap)
+    int fd_cap = r->env.fd_cap = r->env.fd_cap_now = fr_fd_transfer_cap(fr_fd_limit());
+    fr_sched_set_total_cap(r->sched, fd_cap);
+    r->env.sched = r->sched;
+    if (fd_cap > 0 && slots > fd_cap)
         fr_log(FR_LOG_INFO, "sched",
                "max_parallel_total=%ld fd_limit=%ld transfers_at_once=%d (file descriptors "
                "allow no more; raise ulimit -n for more)",
-               slots, fr_fd_limit(), r->fd_cap);
+               slots, fr_fd_limit(), fd_cap);
     free(prio);
     free(cap);
 }
@@ -264,15 +245,17 @@ int fr_run_new(fr_workflow *wf, const fr_run_opts *opts, fr_run **out, fr_error 
     }
     init_budget(r, !opts->plan);
     const char *spec = opts->policy ? opts->policy : wf->policy ? wf->policy : "balanced";
+    fr_policy *first = NULL;
     rc = fr_policy_resolve(spec, opts->policy ? NULL : wf->dir, &policy_path, err);
     if (rc == FR_OK)
-        rc = fr_policy_load(policy_path, NULL, 1, &r->policy, err);
+        rc = fr_policy_load(policy_path, NULL, 1, &first, err);
     if (rc != FR_OK)
         goto cleanup;
-    r->policy_path = policy_path;
-    policy_path = NULL;
-    r->policy_versions = 1;
-    r->reloads = json_array();
+    fr_reload_hooks hooks = {.ud = r,
+                             .check_candidates = reload_candidates,
+                             .elapsed_ms = reload_elapsed,
+                             .swapped = reload_swapped};
+    r->policy = fr_reload_new(first, policy_path, &hooks);
     init_sched(r);
     fr_route_env env = {
         .wf = wf,
@@ -286,9 +269,12 @@ int fr_run_new(fr_workflow *wf, const fr_run_opts *opts, fr_run **out, fr_error 
         .explain = opts->explain,
     };
     r->router = fr_router_new(&env);
+    r->env.router = r->router;
+    r->env.eps = r->eps;
+    r->env.budget = r->budget;
     /* The self-check offers the run's own endpoints, as route will see them. */
     json_t *check_cands = fr_route_check_candidates(r->router);
-    rc = fr_policy_check(r->policy, check_cands, err);
+    rc = fr_policy_check(fr_reload_live(r->policy), check_cands, err);
     json_decref(check_cands);
     if (rc != FR_OK)
         goto cleanup;
@@ -296,7 +282,7 @@ int fr_run_new(fr_workflow *wf, const fr_run_opts *opts, fr_run **out, fr_error 
         r->observed_from = fr_booking_state_path(opts->state_dir, opts->sim);
         json_t *observed = fr_booking_observed(r->observed_from, wf->name);
         r->plan = fr_plan_new(r->clock, observed, opts->sim_latency_ms, opts->sim_tps);
-        r->backend = fr_plan_backend(r->plan);
+        r->env.backend = fr_plan_backend(r->plan);
         r->res.observed = fr_plan_observed(r->plan);
         r->res.observed_from = r->observed_from;
         fr_budget_mute_alerts(r->budget); /* a plan spends nothing */
@@ -304,6 +290,7 @@ int fr_run_new(fr_workflow *wf, const fr_run_opts *opts, fr_run **out, fr_error 
         rc = open_books(r, err);
         if (rc != FR_OK)
             goto cleanup;
+        r->env.books = r->books;
     }
     r->out_dir =
         opts->out_dir ? fr_xstrdup(opts->out_dir) : fr_xasprintf(".flowrun/out/%s", r->run_id);
@@ -377,7 +364,7 @@ static void task_end(task_rt *t, fr_task_state state, const char *reason)
     if (r->opts.progress)
         fr_log(FR_LOG_WARN, "sched", "task=%s status=%s reason=\"%s\"", task_name(t),
                fr_task_state_name(state), reason ? reason : "");
-    fr_sched_finish(r->sched, t->route.idx, state, on_skip, r);
+    fr_sched_finish(r->sched, t->idx, state, on_skip, r);
 }
 
 static void on_written(void *ud, int rc, const char *path)
@@ -393,86 +380,22 @@ static void task_ok(task_rt *t)
     t->res->state = FR_TASK_OK;
     t->res->end_ns = now_ns(r);
     if (!r->plan)
-        fr_output_task(&r->loop, r->wf, t->route.idx, r->out_dir, r->save_root, &t->res->reply,
+        fr_output_task(&r->loop, r->wf, t->idx, r->out_dir, r->save_root, &t->res->reply,
                        on_written, r);
     if (r->opts.progress) {
-        const fr_endpoint_spec *s = ep_spec(t);
+        const fr_endpoint_spec *s = fr_ep_spec(r->eps, (size_t)t->res->endpoint);
         fr_log(FR_LOG_WARN, "sched",
                "task=%s status=ok endpoint=%s tier=%s latency_ms=%.0f tokens_in=%ld "
                "tokens_out=%ld",
                task_name(t), s->name, fr_tier_name(s->tier), t->res->latency_ms,
                t->res->usage.input, t->res->usage.output);
     }
-    fr_sched_finish(r->sched, t->route.idx, FR_TASK_OK, on_skip, r);
+    fr_sched_finish(r->sched, t->idx, FR_TASK_OK, on_skip, r);
 }
 
 /* ---- charging and booking ------------------------------------------------ */
 
-/* Settles what an attempt cost (`charge`, USD) against its reservation. */
-static void settle(task_rt *t, double charge)
-{
-    fr_run *r = t->run;
-    fr_budget_charge(r->budget, t->reserved, charge, elapsed_ms(r));
-    t->reserved = 0;
-    t->res->cost += charge;
-    r->spent_usd += charge;
-}
-
-static fr_attempt_rec attempt_rec(const task_rt *t)
-{
-    const fr_run *r = t->run;
-    const fr_endpoint_spec *s = ep_spec(t);
-    return (fr_attempt_rec){
-        .run_id = r->run_id,
-        .task = task_name(t),
-        .endpoint = s->name,
-        .tier = fr_tier_name(s->tier),
-        .model = fr_ep_model(r->eps, task_ep(t)),
-        .attempt = t->res->attempts,
-    };
-}
-
-/* Books attempt `t` is about to send in flight at its worst case, before a
- * byte goes out: should the process die, that charge stays. False (logged)
- * when it cannot be written: then the request must not be sent. */
-static bool reserve_attempt(task_rt *t)
-{
-    t->row = 0;
-    if (!t->run->books)
-        return true;
-    fr_attempt_rec a = attempt_rec(t);
-    a.cost_usd = t->reserved;
-    return fr_booking_reserve(t->run->books, &a, &t->row);
-}
-
-/* Books how an attempt ended: what it used (`u`, may be NULL), cost and
- * latency, its outcome and error (borrowed). */
-static void book_attempt(task_rt *t, const char *outcome, const char *error, const fr_usage *u,
-                         double cost, double latency_ms)
-{
-    fr_run *r = t->run;
-    if (!r->books || t->res->endpoint < 0)
-        return;
-    static const fr_usage none = {0};
-    if (!u)
-        u = &none;
-    fr_attempt_rec a = attempt_rec(t);
-    a.outcome = strcmp(outcome, "retry") == 0 ? "quality" : outcome;
-    a.error = error;
-    a.input = u->input;
-    a.output = u->output;
-    a.cached = u->cached;
-    a.estimated = u->estimated;
-    a.cost_usd = cost;
-    a.latency_ms = latency_ms;
-    long long row = t->row;
-    t->row = 0;
-    fr_booking_settle(r->books, row, &a, r->budget, elapsed_ms(r));
-}
-
 /* ---- attempts ----------------------------------------------------------- */
-
-static void dispatch(task_rt *t, size_t ep);
 
 static void on_wake(uv_timer_t *timer)
 {
@@ -493,300 +416,65 @@ static void on_retry_timer(uv_timer_t *timer)
     task_rt *t = timer->data;
     t->retry_armed = false;
     t->run->retries_armed--;
-    fr_sched_requeue(t->run->sched, t->route.idx);
+    fr_sched_requeue(t->run->sched, t->idx);
     pump(t->run);
 }
 
-static void arm_retry(task_rt *t, double delay_ms)
+/* Does what engine/task says follows an attempt of `t` (`n`'s reason is
+ * freed here). */
+static void apply(task_rt *t, fr_task_next *n)
 {
-    t->route.retry_ep = t->res->endpoint;
-    t->retry_armed = true;
-    t->run->retries_armed++;
-    uv_timer_start(&t->retry_timer, on_retry_timer, (uint64_t)delay_ms, 0);
+    switch (n->kind) {
+    case FR_NEXT_DONE:
+        task_ok(t);
+        break;
+    case FR_NEXT_RETRY:
+        t->retry_armed = true;
+        t->run->retries_armed++;
+        uv_timer_start(&t->retry_timer, on_retry_timer, (uint64_t)n->delay_ms, 0);
+        break;
+    case FR_NEXT_REQUEUE:
+        fr_sched_requeue(t->run->sched, t->idx);
+        break;
+    case FR_NEXT_END:
+        task_end(t, n->state, n->reason);
+        break;
+    }
+    free(n->reason);
+    n->reason = NULL;
 }
 
-/* Cancels the attempt in flight (a deadline, a signal): it may have been
- * billed, so it keeps its worst case, booked as `outcome`. */
-static void cancel_attempt(task_rt *t, const char *outcome, const char *error)
+/* An attempt ended (engine/task's hook). */
+static void on_next(void *ud, size_t task, fr_task_next *n)
 {
-    fr_run *r = t->run;
-    if (!t->attempt)
-        return;
-    r->backend.cancel(r->backend.ud, t->attempt);
-    t->attempt = NULL;
-    fr_sched_release_slot(r->sched, task_ep(t));
-    double charge = t->reserved;
-    settle(t, charge);
-    book_attempt(t, outcome, error, NULL, charge, (double)(now_ns(r) - t->attempt_ns) / 1e6);
-    fr_route_set_outcome(t->res->decisions, outcome, strcmp(outcome, "cancelled") ? error : NULL);
+    fr_run *r = ud;
+    apply(&r->tasks[task], n);
+    maybe_finish(r);
+    pump(r);
+}
+
+static void dispatch(task_rt *t, size_t ep)
+{
+    fr_task_next now;
+    if (!fr_task_dispatch(t->task, ep, &now))
+        apply(t, &now);
 }
 
 static void on_deadline(uv_timer_t *timer)
 {
     task_rt *t = timer->data;
     fr_run *r = t->run;
-    double timeout_s = r->wf->tasks[t->route.idx].timeout_s;
-    cancel_attempt(t, "timeout", "task timeout");
-    char *why = t->fd_wait ? fr_xasprintf("timed out after %g s (task timeout) while waiting for "
-                                          "a file descriptor; last error: %s; raise ulimit -n",
-                                          timeout_s, t->last_error)
-                           : fr_xasprintf("timed out after %g s (task timeout)", timeout_s);
+    double timeout_s = r->wf->tasks[t->idx].timeout_s;
+    fr_task_cancel(t->task, "timeout", "task timeout");
+    char *why = fr_task_fd_wait(t->task)
+                    ? fr_xasprintf("timed out after %g s (task timeout) while waiting for a file "
+                                   "descriptor; last error: %s; raise ulimit -n",
+                                   timeout_s, fr_task_last_error(t->task))
+                    : fr_xasprintf("timed out after %g s (task timeout)", timeout_s);
     task_end(t, FR_TASK_FAILED, why);
     free(why);
     maybe_finish(r);
     pump(r);
-}
-
-/* After a failed attempt: endpoint health, then what the failure means
- * (engine/retry): the same endpoint after a wait, another one through the
- * policy, or the end. */
-static void attempt_failed(task_rt *t, int rc, long status, double retry_after_s, const char *msg)
-{
-    fr_run *r = t->run;
-    const fr_task_spec *ts = &r->wf->tasks[t->route.idx];
-    size_t e = task_ep(t);
-    const char *name = ep_spec(t)->name;
-    if (rc == FR_ECONNECT && ep_spec(t)->tier == FR_TIER_LOCAL)
-        t->unreached = t->res->endpoint;
-    set_last_error(t, fr_xasprintf("%s: %s", name, msg));
-    fr_log(FR_LOG_INFO, "sched", "task=%s endpoint=%s attempt=%d error=\"%s\"", ts->name, name,
-           t->res->attempts, msg);
-    fr_clock_refresh(r->clock); /* the cached loop time may lag this reply */
-    fr_ep_failed(r->eps, e, rc, status, retry_after_s, msg, fr_clock_ms(r->clock));
-    fr_failure f = {rc, status, retry_after_s, msg, t->route.finish_outcome};
-    fr_retry_state s = {
-        .attempts = t->res->attempts,
-        .ep_attempts = t->ep_attempts,
-        .retries = ts->retries,
-        .ep_usable = fr_ep_usable(r->eps, e),
-        .now_ms = fr_clock_ms(r->clock),
-        .deadline_ms = r->plan ? 0 : t->route.deadline_ms,
-        .jitter = (double)rand() / RAND_MAX,
-    };
-    fr_retry_decision d = fr_retry_decide(&f, &s);
-    if (d.kind == FR_RETRY_GIVE_UP) {
-        char *why = fr_xasprintf("gave up after %d attempts; last error: %s", t->res->attempts,
-                                 t->last_error);
-        task_end(t, FR_TASK_FAILED, why);
-        free(why);
-        return;
-    }
-    if (d.kind == FR_RETRY_SAME) {
-        arm_retry(t, d.delay_ms);
-        return;
-    }
-    if (strcmp(d.reason, "error") != 0) /* escalation: say which gate */
-        set_last_error(t, fr_xasprintf("%s: %s: %s", d.reason, name, msg));
-    t->route.tried[e] = 1;
-    t->route.retry_ep = -1;
-    t->route.reason = d.reason;
-    if (d.past_deadline && !fr_route_other_endpoint(r->router, &t->route)) {
-        char *why = fr_xasprintf("%s asks to wait %.0f s before a retry, past the task's timeout "
-                                 "of %g s; last error: %s",
-                                 name, d.delay_ms / 1000.0, ts->timeout_s, msg);
-        task_end(t, FR_TASK_FAILED, why);
-        free(why);
-        return;
-    }
-    fr_sched_requeue(r->sched, t->route.idx);
-}
-
-/* Slots in use over all endpoints. */
-static int slots_in_use(const fr_run *r)
-{
-    int n = 0;
-    for (size_t e = 0; e < r->wf->nendpoints; e++)
-        n += fr_sched_in_flight(r->sched, e);
-    return n;
-}
-
-/* An attempt found no file descriptor for its socket (EMFILE, ENFILE):
- * nothing was sent and the server is not to blame, so the endpoint keeps
- * its health and the attempt does not count. The transfers at once are
- * capped at what is in flight now, and the task tries again after a short
- * wait on its retry timer (its timeout still bounds it). */
-static void attempt_no_fds(task_rt *t, const fr_outcome *o)
-{
-    fr_run *r = t->run;
-    const char *name = ep_spec(t)->name;
-    settle(t, 0);
-    t->res->attempts--;
-    t->ep_attempts--;
-    fr_ep_unsent(r->eps, task_ep(t));
-    r->fd_waits++;
-    t->fd_wait = true;
-    set_last_error(t, fr_xasprintf("%s: %s", name, o->err.msg));
-    fr_route_set_outcome(t->res->decisions, "error", o->err.msg);
-    int in_use = slots_in_use(r);
-    int cap = in_use > 1 ? in_use : 1;
-    if (r->fd_cap_now == 0 || cap < r->fd_cap_now) {
-        r->fd_cap_now = cap;
-        fr_sched_set_total_cap(r->sched, cap);
-    }
-    fr_log(r->fd_waits == 1 ? FR_LOG_WARN : FR_LOG_INFO, "sched",
-           "task=%s endpoint=%s error=\"%s\" transfers_at_once=%d (a local limit: the endpoint "
-           "is not cooled down; the task tries again)",
-           task_name(t), name, o->err.msg, r->fd_cap_now);
-    arm_retry(t, FD_WAIT_MS);
-}
-
-/* Accepts the reply of an attempt as the task's answer (taken from `o`). */
-static void accept_reply(task_rt *t, fr_outcome *o)
-{
-    fr_task_result *res = t->res;
-    fr_route_set_outcome(res->decisions, "ok", NULL);
-    fr_reply_close(&res->reply);
-    res->reply = o->reply;
-    memset(&o->reply, 0, sizeof o->reply);
-    res->usage = res->reply.usage;
-    res->latency_ms = o->total_ms;
-    res->ttft_ms = o->ttft_ms >= 0 ? o->ttft_ms : o->total_ms;
-    res->obs_latency = o->obs_latency;
-    res->obs_output = o->obs_output;
-    fr_ep_succeeded(t->run->eps, task_ep(t), o->total_ms);
-    task_ok(t);
-}
-
-/* Runs the gates on a reply that arrived whole: it is charged first (it was
- * billed whatever happens next). Returns FR_OK or the first gate's error. */
-static int gate_reply(task_rt *t, fr_outcome *o, double *cost, fr_error *err)
-{
-    fr_run *r = t->run;
-    const fr_task_spec *ts = &r->wf->tasks[t->route.idx];
-    size_t e = task_ep(t);
-    fr_gate_redact(&o->reply, ts->name, ep_spec(t)->name);
-    *cost = fr_price_cost(ep_spec(t), &o->reply.usage);
-    settle(t, *cost);
-    int rc = fr_gate_finish(ts, &o->reply, &t->route.finish_outcome, err);
-    if (rc == FR_OK)
-        rc = fr_gate_schema(ts, &o->reply, err);
-    if (rc == FR_OK)
-        rc = fr_gate_check(r->wf, t->route.idx, &o->reply, &t->res->check_score, err);
-    if (rc == FR_OK)
-        rc = fr_route_on_result(r->router, &t->route, e, &o->reply, o->total_ms, *cost, err);
-    return rc;
-}
-
-/* The outcome of an attempt: the conductor charges, gates, books, caches,
- * and accepts the reply or decides what the failure means. */
-static void on_outcome(void *ud, fr_outcome *o)
-{
-    task_rt *t = ud;
-    fr_run *r = t->run;
-    t->attempt = NULL;
-    fr_sched_release_slot(r->sched, task_ep(t));
-    if (o->planned) {
-        settle(t, fr_price_cost(ep_spec(t), &o->reply.usage));
-        accept_reply(t, o);
-    } else if (o->no_fds) {
-        attempt_no_fds(t, o);
-    } else {
-        if (r->fd_cap_now < r->fd_cap && o->delivered) {
-            /* Descriptors came back: one more transfer at once, up to the cap. */
-            r->fd_cap_now++;
-            fr_sched_set_total_cap(r->sched, r->fd_cap_now);
-        }
-        fr_error *err = &o->err;
-        int rc = o->rc;
-        double cost = 0;
-        fr_usage used = rc == FR_OK ? o->reply.usage : (fr_usage){0};
-        t->route.finish_outcome = NULL;
-        if (rc == FR_OK)
-            rc = gate_reply(t, o, &cost, err);
-        if (rc != FR_OK && !err->msg[0])
-            fr_error_set(err, rc, NULL, 0, "%s", fr_strerror(rc));
-        if (t->reserved > 0) {
-            /* A reply that broke off after the server started answering may
-             * have been billed: it keeps its worst case. One refused before
-             * any answer costs nothing. */
-            cost = o->billed ? t->reserved : 0;
-            settle(t, cost);
-        }
-        const char *outcome = rc == FR_OK         ? "ok"
-                              : rc == FR_EFINISH  ? t->route.finish_outcome
-                              : rc == FR_EQUALITY ? "quality"
-                              : rc == FR_ERETRY   ? "retry"
-                                                  : "error";
-        book_attempt(t, outcome, rc == FR_OK ? NULL : err->msg, &used, cost, o->total_ms);
-        fr_error cerr = {0};
-        if (rc == FR_OK && r->books && t->cache_key &&
-            fr_cache_put(fr_booking_store(r->books), t->cache_key, ep_spec(t)->name, &o->reply,
-                         &cerr) != FR_OK)
-            fr_booking_write_failed(r->books, &cerr);
-        if (rc == FR_OK) {
-            accept_reply(t, o);
-        } else {
-            fr_reply_close(&o->reply);
-            fr_route_set_outcome(t->res->decisions, outcome, err->msg);
-            attempt_failed(t, rc, o->status, o->retry_after_s, err->msg);
-        }
-    }
-    maybe_finish(r);
-    pump(r);
-}
-
-/* Sends an attempt of task `t` to endpoint `ep` (a slot is free). */
-static void dispatch(task_rt *t, size_t ep)
-{
-    fr_run *r = t->run;
-    const fr_task_spec *ts = &r->wf->tasks[t->route.idx];
-    const fr_endpoint_spec *s = fr_ep_spec(r->eps, ep);
-    bool taken = fr_sched_take_slot(r->sched, ep);
-    (void)taken;
-    assert(taken);
-    if ((long)ep != t->res->endpoint)
-        t->ep_attempts = 0;
-    t->res->moved_from =
-        s->tier == FR_TIER_CLOUD ? fr_route_down_local(r->router, &t->route, t->unreached) : -1;
-    /* The worst case is held against every cap until the attempt settles. */
-    t->reserved = fr_price_worst(s, t->route.worst_input, ts->max_tokens);
-    t->res->worst_cost = t->reserved;
-    fr_budget_reserve(r->budget, t->reserved);
-    t->res->endpoint = (long)ep;
-    t->route.retry_ep = -1;
-    t->fd_wait = false;
-    t->res->attempts++;
-    t->ep_attempts++;
-    fr_ep_sent(r->eps, ep);
-    if (t->res->start_ns == 0 || r->plan)
-        t->res->start_ns = now_ns(r);
-    fr_attempt_req req = {
-        .call = fr_attempt_call(r->wf, t->route.idx, r->eps, ep, t->prompt),
-        .protocol = fr_ep_protocol(r->eps, ep),
-        .task = ts,
-        .endpoint = s,
-        .est_input = t->route.est_input,
-    };
-    if (!r->plan) {
-        free(t->cache_key);
-        t->cache_key = fr_cache_key(r->wf->name, ts->name, s->name, req.protocol, &req.call);
-        fr_log(FR_LOG_INFO, "sched", "task=%s endpoint=%s tier=%s attempt=%d dispatch", ts->name,
-               s->name, fr_tier_name(s->tier), t->res->attempts);
-        fr_clock_refresh(r->clock);
-        req.left_ms = t->route.deadline_ms - fr_clock_ms(r->clock);
-    }
-    t->attempt_ns = now_ns(r);
-    fr_error err = {0};
-    int rc = FR_OK;
-    if (!reserve_attempt(t))
-        rc = fr_error_set(&err, FR_ESTORE, NULL, 0,
-                          "the state store cannot be written; the request was not sent");
-    else
-        rc = r->backend.start(r->backend.ud, &req, on_outcome, t, &t->attempt, &err);
-    if (rc == FR_OK)
-        return;
-    t->attempt = NULL;
-    fr_sched_release_slot(r->sched, ep);
-    settle(t, 0); /* nothing was sent */
-    fr_route_set_outcome(t->res->decisions, "error", err.msg);
-    if (rc == FR_ESTORE) {
-        /* Without a durable reservation nothing is sent, and no new work
-         * starts (pump): the task fails. */
-        task_end(t, FR_TASK_FAILED, err.msg);
-        return;
-    }
-    book_attempt(t, "error", err.msg, NULL, 0, 0);
-    attempt_failed(t, rc, 0, -1, err.msg);
 }
 
 /* Renders the task's prompt from its dependencies' outputs, once. A plan
@@ -794,17 +482,16 @@ static void dispatch(task_rt *t, size_t ep)
  * expected to produce. */
 static int render_prompt(fr_run *r, task_rt *t, fr_error *err)
 {
-    const fr_task_spec *ts = &r->wf->tasks[t->route.idx];
+    const fr_task_spec *ts = &r->wf->tasks[t->idx];
     const char *sys = r->wf->agents[ts->agent].system;
     if (r->plan) {
-        t->route.est_input = (ts->prompt ? fr_estimate_tokens(ts->prompt) : 16) +
-                             (sys ? fr_estimate_tokens(sys) : 0);
+        long deps = 0;
         for (size_t d = 0; d < ts->ndeps; d++)
-            t->route.est_input += r->res.tasks[ts->dep_index[d]].usage.output;
-        t->route.worst_input = 4 * t->route.est_input + TEMPLATE_TOKENS;
+            deps += r->res.tasks[ts->dep_index[d]].usage.output;
+        fr_route_estimate_plan(t->route, ts->prompt, sys, deps);
         return FR_OK;
     }
-    if (t->prompt)
+    if (fr_task_prompt(t->task))
         return FR_OK;
     json_t *ctx = json_object();
     for (size_t d = 0; d < ts->ndeps; d++) {
@@ -814,13 +501,14 @@ static int render_prompt(fr_run *r, task_rt *t, fr_error *err)
                                       dep->json ? dep->json : json_null()));
     }
     json_object_set_new(ctx, "var", r->wf->vars ? json_incref(r->wf->vars) : json_object());
-    int rc = fr_workflow_render_prompt(r->wf, t->route.idx, ctx, &t->prompt, err);
+    char *prompt = NULL;
+    int rc = fr_workflow_render_prompt(r->wf, t->idx, ctx, &prompt, err);
     json_decref(ctx);
-    if (rc != FR_OK)
-        return rc;
-    t->route.est_input = fr_estimate_tokens(t->prompt) + (sys ? fr_estimate_tokens(sys) : 0);
-    t->route.worst_input = (long)(strlen(t->prompt) + (sys ? strlen(sys) : 0)) + TEMPLATE_TOKENS;
-    return FR_OK;
+    if (rc == FR_OK) {
+        fr_task_set_prompt(t->task, prompt);
+        fr_route_estimate(t->route, prompt, sys);
+    }
+    return rc;
 }
 
 /* Looks for a stored result of this exact request (engine/cache); on a
@@ -834,8 +522,8 @@ static bool try_cache(fr_run *r, task_rt *t)
     fr_cache_ctx c = {
         .store = fr_booking_store(r->books), .wf = r->wf, .eps = r->eps, .router = r->router};
     fr_reply reply = {0};
-    long e =
-        fr_cache_lookup(&c, &t->route, t->prompt, &reply, &t->res->check_score, &t->last_error);
+    long e = fr_cache_lookup(&c, t->route, fr_task_prompt(t->task), &reply, &t->res->check_score,
+                             fr_task_last_error_slot(t->task));
     if (e < 0)
         return false;
     fr_task_result *res = t->res;
@@ -855,7 +543,7 @@ static bool try_cache(fr_run *r, task_rt *t)
 static void arm_deadline(task_rt *t)
 {
     fr_run *r = t->run;
-    const fr_task_spec *ts = &r->wf->tasks[t->route.idx];
+    const fr_task_spec *ts = &r->wf->tasks[t->idx];
     if (!t->timers_init) {
         uv_timer_init(&r->loop, &t->deadline);
         uv_timer_init(&r->loop, &t->retry_timer);
@@ -863,7 +551,7 @@ static void arm_deadline(task_rt *t)
         t->timers_init = true;
     }
     fr_clock_refresh(r->clock);
-    t->route.deadline_ms = fr_clock_ms(r->clock) + ts->timeout_s * 1000.0;
+    t->route->deadline_ms = fr_clock_ms(r->clock) + ts->timeout_s * 1000.0;
     uv_timer_start(&t->deadline, on_deadline, (uint64_t)(ts->timeout_s * 1000.0), 0);
 }
 
@@ -871,9 +559,9 @@ static void arm_deadline(task_rt *t)
  * queue (dispatched or ended), false when it must wait. */
 static bool place(fr_run *r, task_rt *t)
 {
-    if (!r->plan && t->route.deadline_ms == 0)
+    if (!r->plan && t->route->deadline_ms == 0)
         arm_deadline(t);
-    if (t->route.retry_ep < 0) {
+    if (t->route->retry_ep < 0) {
         fr_error err = {0};
         if (render_prompt(r, t, &err) != FR_OK) {
             char msg[1400];
@@ -883,7 +571,7 @@ static bool place(fr_run *r, task_rt *t)
         if (t->res->attempts == 0 && try_cache(r, t))
             return true;
     }
-    fr_route_decision d = fr_route(r->router, &t->route);
+    fr_route_decision d = fr_route(r->router, t->route);
     switch (d.kind) {
     case FR_ROUTE_DISPATCH:
         dispatch(t, d.endpoint);
@@ -944,15 +632,15 @@ static void pump(fr_run *r)
     while (!r->stopping && !anything_pending(r) && fr_sched_ready(r->sched) > 0 &&
            fr_sched_pop(r->sched, &t)) {
         task_rt *tr = &r->tasks[t];
-        if (tr->route.retry_ep >= 0) {
-            dispatch(tr, (size_t)tr->route.retry_ep);
+        if (tr->route->retry_ep >= 0) {
+            dispatch(tr, (size_t)tr->route->retry_ep);
             if (!r->plan && fr_http_active(r->http) == 0 && r->retries_armed == 0)
                 arm_wake(r, fr_clock_ms(r->clock)); /* it failed at once: place again */
             break;
         }
         char *why = fr_xasprintf("policy %s keeps the task waiting while nothing else runs: it "
                                  "accepts none of the endpoints the task may use",
-                                 fr_policy_name(r->policy));
+                                 fr_policy_name(fr_reload_live(r->policy)));
         task_end(tr, FR_TASK_FAILED, why);
         free(why);
     }
@@ -976,8 +664,7 @@ static void close_all(fr_run *r)
             tr->timers_init = false;
         }
     }
-    fr_watch_free(r->watch);
-    r->watch = NULL;
+    fr_reload_stop(r->policy);
     uv_close((uv_handle_t *)&r->wake, NULL);
     uv_close((uv_handle_t *)&r->sigint, NULL);
     uv_close((uv_handle_t *)&r->sigterm, NULL);
@@ -1006,7 +693,7 @@ static void on_signal(uv_signal_t *sig, int signum)
         task_rt *tr = &r->tasks[t];
         if (fr_task_state_terminal(fr_sched_state(r->sched, t)))
             continue;
-        cancel_attempt(tr, "cancelled", "interrupted");
+        fr_task_cancel(tr->task, "cancelled", "interrupted");
         stop_task_timers(tr);
         free(tr->res->reason);
         tr->res->reason = fr_xstrdup("interrupted");
@@ -1014,48 +701,6 @@ static void on_signal(uv_signal_t *sig, int signum)
         fr_sched_abandon(r->sched, t, FR_TASK_CANCELLED);
     }
     close_all(r);
-}
-
-/* The policy file changed on disk: the new version is loaded into a fresh
- * state beside the live one and swapped in only if it loads and passes its
- * self-check. Tasks already routed keep their decision; every decision
- * records the version that made it. */
-static void on_policy_change(void *ud, const char *content, size_t len, const char *error)
-{
-    fr_run *r = ud;
-    double at_ms = elapsed_ms(r);
-    fr_error err = {0};
-    char msg[1400];
-    if (error) {
-        fr_log(FR_LOG_WARN, "policy", "path=%s reload=refused error=\"%s\"; version %d stays",
-               r->policy_path, error, fr_policy_version(r->policy));
-        json_array_append_new(r->reloads, json_pack("{s:n, s:b, s:f, s:s}", "version", "ok", 0,
-                                                    "at_ms", at_ms, "error", error));
-        return;
-    }
-    int version = ++r->policy_versions;
-    fr_policy *next = NULL;
-    int rc = fr_policy_load_string(r->policy_path, content, len, NULL, version, &next, &err);
-    if (rc == FR_OK) {
-        json_t *check_cands = fr_route_check_candidates(r->router);
-        rc = fr_policy_check(next, check_cands, &err);
-        json_decref(check_cands);
-    }
-    if (rc != FR_OK) {
-        fr_policy_free(next);
-        fr_error_format(&err, msg, sizeof msg);
-        fr_log(FR_LOG_WARN, "policy", "version=%d reload=refused error=\"%s\"; version %d stays",
-               version, msg, fr_policy_version(r->policy));
-        json_array_append_new(r->reloads, json_pack("{s:i, s:b, s:f, s:s}", "version", version,
-                                                    "ok", 0, "at_ms", at_ms, "error", msg));
-        return;
-    }
-    fr_policy_free(r->policy);
-    r->policy = next;
-    fr_log(FR_LOG_INFO, "policy", "version=%d reload=ok path=%s", version, r->policy_path);
-    json_array_append_new(r->reloads, json_pack("{s:i, s:b, s:f, s:n}", "version", version, "ok", 1,
-                                                "at_ms", at_ms, "error"));
-    pump(r); /* the new version may place tasks the old one kept waiting */
 }
 
 /* Starts the stand-in server of a rehearsal (--sim) on the run's loop, one
@@ -1109,10 +754,10 @@ static int publish(fr_run *r)
             .peak_in_flight = fr_sched_peak(r->sched, e),
             .max_parallel = fr_sched_capacity(r->sched, e),
         };
-    r->res.policy = fr_policy_name(r->policy);
+    r->res.policy = fr_policy_name(fr_reload_live(r->policy));
     r->res.policy_errors = fr_route_policy_errors(r->router);
     r->res.alerts = fr_budget_alerts(r->budget);
-    r->res.reloads = r->reloads;
+    r->res.reloads = fr_reload_log(r->policy);
     int code = r->res.interrupted ? r->res.exit_code /* 130 SIGINT, 143 SIGTERM */
                : r->books && fr_booking_failed(r->books) ? 74
                : budget                                  ? 3
@@ -1156,22 +801,13 @@ int fr_run_execute(fr_run *r)
     uv_unref((uv_handle_t *)&r->sigint);
     uv_unref((uv_handle_t *)&r->sigterm);
     r->http = fr_http_new(&r->loop);
-    if (r->http && r->fd_cap > 0)
-        fr_http_set_max_connections(r->http, r->fd_cap);
+    if (r->http && r->env.fd_cap > 0)
+        fr_http_set_max_connections(r->http, r->env.fd_cap);
     if (r->http)
-        r->backend = fr_attempt_wire(r->http);
+        r->env.backend = fr_attempt_wire(r->http);
     r->res.start_ns = now_ns(r);
     fr_booking_begin(r->books, r->wf->name, r->wf->path);
-    fr_error werr = {0};
-    /* An embedded built-in has no file that could change. */
-    if (!fr_policy_path_is_builtin(r->policy_path)) {
-        r->watch = fr_watch_new(&r->loop, r->policy_path, 0, on_policy_change, r, &werr);
-        if (!r->watch) {
-            char msg[1400];
-            fr_log(FR_LOG_WARN, "policy", "error=\"%s\"; the policy will not be reloaded",
-                   fr_error_format(&werr, msg, sizeof msg));
-        }
-    }
+    fr_reload_watch(r->policy, &r->loop, NULL); /* a failure is a warning, logged */
     if (!r->http || (r->opts.sim && start_standin(r) != FR_OK)) {
         for (size_t t = 0; t < r->wf->ntasks; t++)
             if (!fr_task_state_terminal(fr_sched_state(r->sched, t))) {
@@ -1192,7 +828,7 @@ int fr_run_execute(fr_run *r)
                          : code == 3          ? "budget"
                          : r->res.interrupted ? "interrupted"
                                               : "failed";
-    if (r->books && fr_booking_end(r->books, status, code, r->spent_usd) != FR_OK && code == 0)
+    if (r->books && fr_booking_end(r->books, status, code, r->env.spent_usd) != FR_OK && code == 0)
         r->res.exit_code = 74;
     return r->res.exit_code;
 }
@@ -1205,10 +841,7 @@ void fr_run_free(fr_run *r)
     fr_redact_clear();
     for (size_t t = 0; r->tasks && t < r->wf->ntasks; t++) {
         task_rt *tr = &r->tasks[t];
-        free(tr->route.tried);
-        free(tr->prompt);
-        free(tr->last_error);
-        free(tr->cache_key);
+        fr_task_free(tr->task);
     }
     free(r->tasks);
     fr_results_close(&r->res);
@@ -1218,11 +851,9 @@ void fr_run_free(fr_run *r)
     fr_booking_free(r->books);
     fr_sched_free(r->sched);
     fr_graph_free(r->g);
-    fr_policy_free(r->policy);
+    fr_reload_free(r->policy);
     fr_clock_free(r->clock);
     free(r->run_id);
-    free(r->policy_path);
-    json_decref(r->reloads);
     free(r->out_dir);
     free(r->save_root);
     free(r->observed_from);
