@@ -1,0 +1,238 @@
+/* engine/report: the JSON report and the human summary rendered from a
+ * synthetic results view of tests/unit/fixtures/engine/report.lua (one task
+ * succeeded, one failed with a reason that quotes a registered key, one was
+ * skipped). The JSON is compared with the golden file GOLDEN as parsed
+ * JSON. After an intended change of the report, regenerate it from the
+ * source root with
+ *     FLOWRUN_UPDATE_GOLDEN=1 build/test_report
+ * and review the diff of GOLDEN before committing it. */
+#include "engine/report.h"
+
+#include "engine/graph.h"
+#include "engine/util/redact.h"
+#include "support/engine_fixture.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#define GOLDEN  "tests/unit/fixtures/report_golden.json"
+#define REPORTF "tests/unit/fixtures/engine/report.lua"
+#define KEY     "sk-unit-report-0123456789abcdef"
+#define MS      1000000ull /* nanoseconds */
+
+typedef struct fixture {
+    fr_workflow *wf;
+    fr_graph *g;
+    fr_results r;
+    json_t *alerts, *reloads;
+} fixture;
+
+/* Fills the view of a run that spent $0.0025 of its $0.5 cap in 1.5 s,
+ * with a budget alert and a failed policy reload. */
+static void fill(fixture *fx)
+{
+    fr_results *r = &fx->r;
+    size_t local = engine_ep(fx->wf, "local"), cloud = engine_ep(fx->wf, "cloud");
+    r->run_id = "20261201-000000-unit";
+    r->out_dir = "out/report-units/20261201-000000-unit";
+    r->policy = "cost";
+    r->exit_code = 1;
+    r->start_ns = 0;
+    r->end_ns = 1500 * MS;
+    r->has_budget = true;
+    r->budget_usd = 0.5;
+    r->baseline = (long)cloud;
+    fx->alerts = json_pack("[{s:s, s:f, s:f, s:f, s:f}]", "cap", "run", "cap_usd", 0.5, "fraction",
+                           0.8, "spent_usd", 0.0025, "at_ms", 1400.0);
+    /* A policy reload that failed, quoting the key in its error. */
+    fx->reloads = json_pack("[{s:i, s:b, s:f, s:s}]", "version", 2, "ok", 0, "at_ms", 1200.0,
+                            "error", "policy.lua:3: attempt to index a nil value (" KEY ")");
+    r->alerts = fx->alerts;
+    r->reloads = fx->reloads;
+
+    fr_task_result *draft = &r->tasks[engine_task(fx->wf, "draft")];
+    draft->state = FR_TASK_OK;
+    draft->endpoint = (long)local;
+    draft->attempts = 1;
+    draft->reply = engine_reply("A first draft.", FR_FINISH_STOP, NULL);
+    draft->reply.model = fr_xstrdup("small:7b");
+    draft->usage = (fr_usage){.input = 120, .output = 30, .cached = 0};
+    draft->latency_ms = 800;
+    draft->ttft_ms = 150;
+    draft->start_ns = 0;
+    draft->end_ns = 800 * MS;
+    json_array_append_new(draft->decisions,
+                          json_pack("{s:s, s:i, s:s, s:s, s:i, s:s}", "policy", "cost", "version",
+                                    1, "reason", "first", "endpoint", "local", "attempt", 1,
+                                    "outcome", "ok"));
+
+    fr_task_result *polish = &r->tasks[engine_task(fx->wf, "polish")];
+    polish->state = FR_TASK_FAILED;
+    polish->endpoint = (long)cloud;
+    polish->attempts = 2;
+    polish->cost = 0.0025;
+    polish->start_ns = 800 * MS;
+    polish->end_ns = 1500 * MS;
+    polish->reason = fr_xstrdup("every usable endpoint failed; last error: HTTP 400: "
+                                "the key " KEY " is not valid here");
+    json_array_append_new(polish->decisions,
+                          json_pack("{s:s, s:i, s:s, s:s, s:i, s:s, s:s}", "policy", "cost",
+                                    "version", 1, "reason", "first", "endpoint", "cloud", "attempt",
+                                    1, "outcome", "error", "error",
+                                    "HTTP 400: the key " KEY " is not valid here"));
+
+    fr_task_result *publish = &r->tasks[engine_task(fx->wf, "publish")];
+    publish->state = FR_TASK_SKIPPED;
+    publish->end_ns = 1500 * MS;
+    publish->reason = fr_xstrdup("dependency 'polish' did not succeed");
+
+    r->endpoints[local] = (fr_endpoint_result){
+        .stats = {.requests = 1, .successes = 1, .usable = true},
+        .model = "small",
+        .peak_in_flight = 1,
+        .max_parallel = 2,
+    };
+    r->endpoints[cloud] = (fr_endpoint_result){
+        .stats =
+            {.requests = 2, .failures = 2, .cooldowns = 1, .cooldown_ms = 1020, .usable = true},
+        .model = "big",
+        .peak_in_flight = 1,
+        .max_parallel = 4,
+    };
+}
+
+static int setup(void **state)
+{
+    fixture *fx = fr_xcalloc(1, sizeof *fx);
+    fr_error err = {0};
+    fx->wf = engine_load_path(REPORTF);
+    assert_int_equal(fr_graph_from_workflow(fx->wf, &fx->g, &err), FR_OK);
+    fr_results_init(&fx->r, fx->wf, fx->g);
+    fill(fx);
+    fr_redact_add(KEY); /* as engine/endpoint does when it reads the key */
+    *state = fx;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *fx = *state;
+    fr_results_close(&fx->r);
+    json_decref(fx->alerts);
+    json_decref(fx->reloads);
+    fr_graph_free(fx->g);
+    fr_workflow_free(fx->wf);
+    free(fx);
+    fr_redact_clear();
+    return 0;
+}
+
+static void test_json_matches_golden(void **state)
+{
+    fixture *fx = *state;
+    json_t *got = fr_report_json(&fx->r);
+    const size_t flags = JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(17);
+    if (getenv("FLOWRUN_UPDATE_GOLDEN")) {
+        assert_int_equal(json_dump_file(got, GOLDEN, flags), 0);
+        print_message("rewrote %s\n", GOLDEN);
+    }
+    json_error_t jerr;
+    json_t *want = json_load_file(GOLDEN, 0, &jerr);
+    if (!want)
+        print_error("%s:%d: %s\n", GOLDEN, jerr.line, jerr.text);
+    assert_non_null(want);
+    if (!json_equal(got, want)) {
+        /* Sorted and indented like the golden file: diff the two. */
+        const char *tmp = getenv("TMPDIR");
+        char actual[4096];
+        snprintf(actual, sizeof actual, "%s/report_golden.actual.json", tmp ? tmp : "/tmp");
+        json_dump_file(got, actual, flags);
+        print_error("the report differs from %s; the actual one is in %s (diff -u %s %s, from "
+                    "the source root); after an intended change: FLOWRUN_UPDATE_GOLDEN=1\n",
+                    GOLDEN, actual, GOLDEN, actual);
+    }
+    assert_true(json_equal(got, want));
+    json_decref(want);
+    json_decref(got);
+}
+
+static void test_json_key_points(void **state)
+{
+    /* What the golden file holds that users rely on, said outright. */
+    fixture *fx = *state;
+    json_t *o = fr_report_json(&fx->r);
+    char *dump = json_dumps(o, 0);
+    assert_null(strstr(dump, "sk-unit-report"));
+    free(dump);
+    assert_string_equal(json_string_value(json_object_get(o, "status")), "failed");
+    assert_float_equal(json_number_value(json_object_get(o, "cost_usd")), 0.0025, 1e-12);
+    assert_float_equal(json_number_value(json_object_get(o, "budget_usd")), 0.5, 0);
+    assert_float_equal(json_number_value(json_object_get(o, "makespan_ms")), 1500, 1e-9);
+    /* The baseline prices draft's 120 in and 30 out on the cloud. */
+    assert_float_equal(json_number_value(json_object_get(o, "baseline_cost_usd")), 180e-6, 1e-12);
+    assert_float_equal(json_number_value(json_object_get(o, "local_token_share")), 1, 0);
+    json_t *tasks = json_object_get(o, "tasks");
+    assert_int_equal(json_array_size(tasks), 3);
+    json_t *draft = json_array_get(tasks, 0), *polish = json_array_get(tasks, 1),
+           *publish = json_array_get(tasks, 2);
+    assert_string_equal(json_string_value(json_object_get(draft, "output")), "A first draft.");
+    assert_string_equal(json_string_value(json_object_get(draft, "model")), "small:7b");
+    assert_string_equal(json_string_value(json_object_get(draft, "finish")), "stop");
+    assert_string_equal(json_string_value(json_object_get(polish, "status")), "failed");
+    assert_non_null(strstr(json_string_value(json_object_get(polish, "reason")),
+                           "the key " FR_REDACTED " is not valid"));
+    json_t *dec = json_array_get(json_object_get(polish, "decisions"), 0);
+    assert_non_null(strstr(json_string_value(json_object_get(dec, "error")), FR_REDACTED));
+    assert_true(json_is_null(json_object_get(polish, "output")));
+    assert_string_equal(json_string_value(json_object_get(publish, "status")), "skipped");
+    json_t *reload = json_array_get(json_object_get(o, "policy_reloads"), 0);
+    assert_non_null(strstr(json_string_value(json_object_get(reload, "error")), FR_REDACTED));
+    assert_int_equal(json_array_size(json_object_get(o, "budget_alerts")), 1);
+    json_decref(o);
+    /* The view itself keeps the key: only what leaves is redacted. */
+    assert_non_null(strstr(fx->r.tasks[1].reason, KEY));
+}
+
+static void test_summary(void **state)
+{
+    fixture *fx = *state;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    assert_non_null(f);
+    fr_report_summary(&fx->r, f, false);
+    assert_int_equal(fclose(f), 0);
+    assert_null(strstr(text, "sk-unit-report"));
+    assert_null(strstr(text, "\033[")); /* no colour asked */
+    assert_non_null(strstr(text, "\ndone 1/3  makespan 1.50s"));
+    assert_non_null(strstr(text, "latency p50 800ms p95 800ms"));
+    assert_non_null(strstr(text, "\nspend $0.0025 of $0.5 cap  baseline cloud $0.00018"));
+    assert_non_null(strstr(text, "local tokens 100%\n"));
+    assert_non_null(strstr(
+        text, "\n  polish: every usable endpoint failed; last error: HTTP 400: the key " FR_REDACTED
+              " is not valid here\n"));
+    assert_non_null(strstr(text, "\n  publish: dependency 'polish' did not succeed\n"));
+    assert_non_null(strstr(text, "outputs in out/report-units/20261201-000000-unit/\n"));
+    /* A row per task: name, status, endpoint, tier, attempts. */
+    assert_non_null(strstr(text, "\ndraft    ok"));
+    assert_non_null(strstr(text, "\npolish   failed"));
+    assert_non_null(strstr(text, "\npublish  skipped"));
+    free(text);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_json_matches_golden, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_json_key_points, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_summary, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
