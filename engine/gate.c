@@ -8,13 +8,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* True when `text` (may be NULL) holds more than blanks. */
+static bool has_text(const char *text)
+{
+    for (const char *p = text ? text : ""; *p; p++)
+        if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n')
+            return true;
+    return false;
+}
+
 int fr_gate_empty(const fr_reply *reply, const char **outcome, fr_error *err)
 {
-    if (reply->json)
+    if (reply->json || has_text(reply->text))
         return FR_OK;
-    for (const char *p = reply->text ? reply->text : ""; *p; p++)
-        if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n')
-            return FR_OK;
     *outcome = "no_answer";
     return fr_error_set(err, FR_EFINISH, NULL, 0,
                         "the reply is empty: no text and no tool call (finish reason '%s')",
@@ -26,7 +32,7 @@ int fr_gate_finish(const fr_task_spec *ts, const fr_reply *reply, const char **o
                    fr_error *err)
 {
     const char *said = reply->finish_reason ? reply->finish_reason : fr_finish_name(reply->finish);
-    bool text = reply->text && reply->text[0];
+    bool text = has_text(reply->text); /* blanks cut at max_tokens are no answer */
     *outcome = NULL;
     switch (reply->finish) {
     case FR_FINISH_LENGTH:

@@ -90,19 +90,12 @@ static void test_finish_length(void **state)
     fr_reply_close(&r);
 }
 
-/* KNOWN BUG, skipped (reported, not fixed here): engine/gate.c
- * fr_gate_finish, case FR_FINISH_LENGTH, takes any non-empty text for text
- * (`reply->text && reply->text[0]`), so with allow_truncated a reply of
- * only whitespace cut at max_tokens passes as the task's answer, although
- * fr_gate_empty calls blank text no answer. It should fail like empty text:
- * FR_EFINISH, outcome "truncated", "before any answer". The old
- * check_finish of engine/run.c did the same: not a change of the split.
- * Remove the skip() once it is fixed. */
+/* A reply of only blanks cut at max_tokens is no answer, even for a task
+ * that accepts cut text (allow_truncated): it fails as "truncated", like an
+ * empty one. */
 static void test_finish_length_blank_text(void **state)
 {
     (void)state;
-    if (!getenv("FLOWRUN_TEST_KNOWN_BUGS"))
-        skip();
     fr_task_spec lenient = *spec("shaped");
     lenient.allow_truncated = true;
     const char *outcome;
