@@ -31,10 +31,11 @@ for i = 1, 40 do task("t" .. i) { agent = "a", prompt = "REPLY: $words" } end
 LUA
 done
 
-# wait_for JQ: polls the simulator's counters until JQ is true (at most 400 polls).
+# wait_for JQ: polls the simulator's counters until JQ is true, for at most
+# 30 s (a loaded machine starts six runs slowly; a quiet one takes < 1 s).
 wait_for() {
-  local i
-  for i in $(seq 1 400); do
+  local until=$((SECONDS + 30))
+  while [ "$SECONDS" -lt "$until" ]; do
     [ "$(sim_stats | jq "$1")" = true ] && return 0
     sleep 0.005
   done

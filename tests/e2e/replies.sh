@@ -27,6 +27,8 @@ endpoint "raw" { tier = "local", protocol = "$1", url = "$(base "$1" "$RAW_URL")
 endpoint "s" { tier = "local", protocol = "$1", url = "$(base "$1" "$SIM_URL")", model = "m",
   stream = $2, max_parallel = 8 }
 endpoint "dep" { tier = "local", url = "$SIM_URL/v1", model = "dep", max_parallel = 8 }
+endpoint "rawbig" { tier = "local", protocol = "$1", url = "$(base "$1" "$RAW_URL")", model = "m",
+  stream = $2, max_parallel = 8, timeouts = { first_byte = 60 } }
 agent "a" {}
 LUA
 }
@@ -70,9 +72,11 @@ part 13 && for proto in openai ollama anthropic; do
     {
       workflow "$proto" "$stream"
       # 225,000 words of 8 bytes: 1.8 MB of text, over 8 MiB of SSE framing.
-      echo 'task "big" { agent = "a", endpoint = "raw", prompt = "MODE: words\nWORDS: 225000\nPER: 1" }'
+      # The raw server builds such a body whole before its first byte (seconds
+      # on a loaded machine): "rawbig" waits for it; the cap is what is tested.
+      echo 'task "big" { agent = "a", endpoint = "rawbig", prompt = "MODE: words\nWORDS: 225000\nPER: 1" }'
       # 1,100,000 words: 8.8 MB of text, over the 8 MiB reply cap.
-      echo 'task "huge" { agent = "a", endpoint = "raw", prompt = "MODE: words\nWORDS: 1100000\nPER: 2000" }'
+      echo 'task "huge" { agent = "a", endpoint = "rawbig", prompt = "MODE: words\nWORDS: 1100000\nPER: 2000" }'
     } >"$WORK/big.lua"
     run_flowrun "$WORK/big.lua" --no-cache --out "$WORK/out-big" --json
     expect_rc 1 "$proto stream=$stream big replies"
