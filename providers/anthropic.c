@@ -298,22 +298,9 @@ static int on_event(void *ud, const fr_sse_event *ev)
     json_error_t je;
     obj = json_loadb(ev->data, ev->data_len, 0, &je);
     if (!json_is_object(obj)) {
-        if (named && strcmp(ev->event, "error") == 0) {
-            fr_buf b;
-            fr_buf_init(&b, 0);
-            fr_buf_puts(&b, "the server reported an error mid-stream: ");
-            fr_provider_append_line(&b, ev->data, ev->data_len, 200);
-            rc = fr_reader_fail(o->rd, FR_EPROTO, fr_buf_take(&b));
-        } else {
-            fr_error e;
-            char what[64];
-            snprintf(what, sizeof what, "malformed JSON in stream event %zu", o->rd->parsed + 1);
-            if (obj)
-                fr_error_set(&e, FR_EPROTO, PROTO, 0, "%s (not an object)", what);
-            else
-                fr_provider_json_error(&e, PROTO, &je, what);
-            rc = fr_reader_fail(o->rd, FR_EPROTO, fr_xstrdup(e.msg));
-        }
+        rc = fr_reader_fail(
+            o->rd, FR_EPROTO,
+            fr_reader_not_object(o->rd, ev->event, ev->data, ev->data_len, obj, &je));
         goto cleanup;
     }
     o->rd->parsed++;
@@ -347,23 +334,11 @@ cleanup:
 static int parse_body(void *ud, fr_error *err)
 {
     anth *o = ud;
-    const fr_buf *body = &o->rd->body;
-    json_error_t je;
     json_t *obj = NULL;
-    int rc = FR_EPROTO;
-    if (body->len == 0) {
-        fr_error_set(err, rc, PROTO, 0, "the reply body is empty");
+    int rc = fr_reader_body_object(o->rd, &obj, err);
+    if (rc != FR_OK)
         goto cleanup;
-    }
-    obj = json_loadb(body->data, body->len, 0, &je);
-    if (!obj) {
-        fr_provider_json_error(err, PROTO, &je, "the reply is not valid JSON");
-        goto cleanup;
-    }
-    if (!json_is_object(obj)) {
-        fr_error_set(err, rc, PROTO, 0, "the reply is not a JSON object");
-        goto cleanup;
-    }
+    rc = FR_EPROTO;
     const char *type = json_string_value(json_object_get(obj, "type"));
     if ((type && strcmp(type, "error") == 0) || json_is_object(json_object_get(obj, "error"))) {
         char *m = error_text(obj);
@@ -508,6 +483,16 @@ static int http_error(void *ud, long status, const char *body, size_t len, fr_er
     return rc;
 }
 
+/* How its replies are read. */
+static const fr_reader_spec reader = {
+    .framing = FR_FRAME_SSE,
+    .on_event = on_event,
+    .on_body = parse_body,
+    .http_error = http_error,
+    .ended = "the stream ended before message_stop",
+    .units = "events",
+};
+
 static int anth_finish(void *self, fr_reply *out, fr_error *err)
 {
     anth *o = self;
@@ -552,15 +537,7 @@ static bool anth_started(const void *self)
  * the program. */
 const fr_adapter_ops fr_anthropic_ops = {
     .name = PROTO,
-    .reader =
-        {
-            .framing = FR_FRAME_SSE,
-            .on_event = on_event,
-            .on_body = parse_body,
-            .http_error = http_error,
-            .ended = "the stream ended before message_stop",
-            .units = "events",
-        },
+    .reader = &reader,
     .create = anth_create,
     .request = anth_request,
     .finish = anth_finish,

@@ -186,14 +186,8 @@ static int on_line(void *ud, const char *line, size_t len)
          * short: finish reports the stream as truncated, not malformed. */
         if (o->rd->at_end)
             goto cleanup;
-        fr_error e;
-        char what[64];
-        snprintf(what, sizeof what, "malformed JSON in stream line %zu", o->rd->parsed + 1);
-        if (obj)
-            fr_error_set(&e, FR_EPROTO, PROTO, 0, "%s (not an object)", what);
-        else
-            fr_provider_json_error(&e, PROTO, &je, what);
-        rc = fr_reader_fail(o->rd, FR_EPROTO, fr_xstrdup(e.msg));
+        rc = fr_reader_fail(o->rd, FR_EPROTO,
+                            fr_reader_not_object(o->rd, NULL, line, len, obj, &je));
         goto cleanup;
     }
     rc = read_object(o, obj);
@@ -241,6 +235,15 @@ cleanup:
     return rc;
 }
 
+/* How its replies are read. */
+static const fr_reader_spec reader = {
+    .framing = FR_FRAME_NDJSON,
+    .on_line = on_line,
+    .on_body = read_body,
+    .ended = "the reply ended before its final \"done\": true object",
+    .units = "objects",
+};
+
 static int oll_finish(void *self, fr_reply *out, fr_error *err)
 {
     oll *o = self;
@@ -256,14 +259,7 @@ static int oll_finish(void *self, fr_reply *out, fr_error *err)
  * the program. */
 const fr_adapter_ops fr_ollama_ops = {
     .name = PROTO,
-    .reader =
-        {
-            .framing = FR_FRAME_NDJSON,
-            .on_line = on_line,
-            .on_body = read_body,
-            .ended = "the reply ended before its final \"done\": true object",
-            .units = "objects",
-        },
+    .reader = &reader,
     .create = oll_create,
     .request = oll_request,
     .finish = oll_finish,

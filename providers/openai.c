@@ -357,22 +357,9 @@ static int on_event(void *ud, const fr_sse_event *ev)
     json_t *obj = json_loadb(ev->data, ev->data_len, 0, &je);
     int rc = FR_OK;
     if (!json_is_object(obj)) {
-        if (strcmp(ev->event, "error") == 0) {
-            fr_buf b;
-            fr_buf_init(&b, 0);
-            fr_buf_puts(&b, "the server reported an error mid-stream: ");
-            fr_provider_append_line(&b, ev->data, ev->data_len, 200);
-            rc = fail(o, FR_EPROTO, fr_buf_take(&b), true);
-        } else {
-            fr_error e;
-            char what[64];
-            snprintf(what, sizeof what, "malformed JSON in stream event %zu", o->rd->parsed + 1);
-            if (obj)
-                fr_error_set(&e, FR_EPROTO, PROTO, 0, "%s (not an object)", what);
-            else
-                fr_provider_json_error(&e, PROTO, &je, what);
-            rc = fail(o, FR_EPROTO, fr_xstrdup(e.msg), false);
-        }
+        rc = fail(o, FR_EPROTO,
+                  fr_reader_not_object(o->rd, ev->event, ev->data, ev->data_len, obj, &je),
+                  strcmp(ev->event, "error") == 0);
         goto cleanup;
     }
     o->rd->parsed++;
@@ -406,23 +393,11 @@ cleanup:
 static int parse_body(void *ud, fr_error *err)
 {
     oai *o = ud;
-    const fr_buf *body = &o->rd->body;
-    json_error_t je;
     json_t *obj = NULL;
-    int rc = FR_EPROTO;
-    if (body->len == 0) {
-        fr_error_set(err, rc, PROTO, 0, "the reply body is empty");
+    int rc = fr_reader_body_object(o->rd, &obj, err);
+    if (rc != FR_OK)
         goto cleanup;
-    }
-    obj = json_loadb(body->data, body->len, 0, &je);
-    if (!obj) {
-        fr_provider_json_error(err, PROTO, &je, "the reply is not valid JSON");
-        goto cleanup;
-    }
-    if (!json_is_object(obj)) {
-        fr_error_set(err, rc, PROTO, 0, "the reply is not a JSON object");
-        goto cleanup;
-    }
+    rc = FR_EPROTO;
     json_t *error = json_object_get(obj, "error");
     if (error && !json_is_null(error)) {
         const char *m = fr_provider_error_message(error);
@@ -504,6 +479,16 @@ static int http_error(void *ud, long status, const char *body, size_t len, fr_er
     return rc;
 }
 
+/* How its replies are read. */
+static const fr_reader_spec reader = {
+    .framing = FR_FRAME_SSE,
+    .on_event = on_event,
+    .on_body = parse_body,
+    .http_error = http_error,
+    .ended = "the stream ended before 'data: [DONE]'",
+    .units = "events",
+};
+
 static int oai_finish(void *self, fr_reply *out, fr_error *err)
 {
     oai *o = self;
@@ -520,15 +505,7 @@ static int oai_finish(void *self, fr_reply *out, fr_error *err)
  * the program. */
 const fr_adapter_ops fr_openai_ops = {
     .name = PROTO,
-    .reader =
-        {
-            .framing = FR_FRAME_SSE,
-            .on_event = on_event,
-            .on_body = parse_body,
-            .http_error = http_error,
-            .ended = "the stream ended before 'data: [DONE]'",
-            .units = "events",
-        },
+    .reader = &reader,
     .create = oai_create,
     .request = oai_request,
     .finish = oai_finish,

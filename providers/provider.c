@@ -72,7 +72,7 @@ fr_adapter *fr_adapter_new(fr_protocol proto, const fr_call *call)
     a->call.api_key = a->api_key;
     a->call.schema = a->schema;
     if (a->ops) {
-        fr_reader_init(&a->rd, a->ops->name, &a->ops->reader, a->call.stream);
+        fr_reader_init(&a->rd, a->ops->name, a->ops->reader, a->call.stream);
         a->impl = a->ops->create(&a->call, &a->rd);
         a->rd.ud = a->impl;
     }

@@ -207,6 +207,17 @@ int fr_reader_end_stream(fr_reader *rd, fr_error *err);
  * stream cut short fill `err` and return their code; FR_OK means the
  * reader's reply state is complete. */
 int fr_reader_end(fr_reader *rd, long http_status, fr_error *err);
+/* Returns the message (owned) for a stream event or line (`data`, borrowed,
+ * `len` bytes) that is not a JSON object: for an SSE `error` event (`event`,
+ * borrowed; NULL for a line) the server's words on one line, else where it
+ * is malformed: `obj` (borrowed) is what parsed, or NULL and `je` (borrowed)
+ * says why. */
+char *fr_reader_not_object(const fr_reader *rd, const char *event, const char *data, size_t len,
+                           const json_t *obj, const json_error_t *je);
+/* Parses the reader's whole body as one JSON object into *out (owned by the
+ * caller). Returns FR_OK, or FR_EPROTO with `err` filled when the body is
+ * empty, not JSON or not an object (*out is then NULL). */
+int fr_reader_body_object(const fr_reader *rd, json_t **out, fr_error *err);
 /* Appends `n` bytes of `s` (borrowed) to `acc` (rd->text, or an adapter's
  * own accumulator): FR_OK, or the sticky error past the cap or the loop cut. */
 int fr_reader_add(fr_reader *rd, fr_text_acc *acc, const char *s, size_t n);
@@ -274,7 +285,7 @@ fr_finish fr_provider_settle_finish(fr_finish f, bool reasoned, const char *text
  * error, so adapters need do neither. */
 typedef struct fr_adapter_ops {
     const char *name;
-    fr_reader_spec reader;                               /* how its replies are read */
+    const fr_reader_spec *reader;                        /* how its replies are read */
     void *(*create)(const fr_call *call, fr_reader *rd); /* returns owned state, never NULL */
     int (*request)(void *self, fr_request *out, fr_error *err);
     int (*finish)(void *self, fr_reply *out, fr_error *err);

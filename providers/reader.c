@@ -7,6 +7,7 @@
 #include "engine/util/mem.h"
 #include "providers/provider_int.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -228,5 +229,44 @@ int fr_reader_reply(fr_reader *rd, const fr_call *call, fr_finish f, fr_reply *o
         if (rc != FR_OK && err)
             memset(err, 0, sizeof *err); /* the finish says why: the engine reports it */
     }
+    return FR_OK;
+}
+
+char *fr_reader_not_object(const fr_reader *rd, const char *event, const char *data, size_t len,
+                           const json_t *obj, const json_error_t *je)
+{
+    bool sse = rd->spec->framing == FR_FRAME_SSE;
+    if (event && strcmp(event, "error") == 0) {
+        fr_buf b;
+        fr_buf_init(&b, 0);
+        fr_buf_puts(&b, "the server reported an error mid-stream: ");
+        fr_provider_append_line(&b, data, len, 200);
+        return fr_buf_take(&b);
+    }
+    fr_error e;
+    char what[64];
+    snprintf(what, sizeof what, "malformed JSON in stream %s %zu", sse ? "event" : "line",
+             rd->parsed + 1);
+    if (obj)
+        fr_error_set(&e, FR_EPROTO, rd->proto, 0, "%s (not an object)", what);
+    else
+        fr_provider_json_error(&e, rd->proto, je, what);
+    return fr_xstrdup(e.msg);
+}
+
+int fr_reader_body_object(const fr_reader *rd, json_t **out, fr_error *err)
+{
+    json_error_t je;
+    *out = NULL;
+    if (rd->body.len == 0)
+        return fr_error_set(err, FR_EPROTO, rd->proto, 0, "the reply body is empty");
+    json_t *obj = json_loadb(rd->body.data, rd->body.len, 0, &je);
+    if (!obj)
+        return fr_provider_json_error(err, rd->proto, &je, "the reply is not valid JSON");
+    if (!json_is_object(obj)) {
+        json_decref(obj);
+        return fr_error_set(err, FR_EPROTO, rd->proto, 0, "the reply is not a JSON object");
+    }
+    *out = obj;
     return FR_OK;
 }
