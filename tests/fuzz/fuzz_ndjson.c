@@ -3,7 +3,7 @@
  * Input: [flags][mode][seed] then the stream. flags bit 0 caps a line at
  * 16 + seed bytes (else the default 1 MiB), bits 1-3 make the callback stop
  * the framer at that line (0: never), bit 4 flushes at the end. mode and
- * seed cut the stream into chunks (fuzz_split.h).
+ * seed cut the stream into chunks (tests/unit/support/split.h).
  *
  * Invariants: every line handed out is non-empty, holds no LF and more than
  * whitespace, and fits the cap; an error is sticky; and the lines, the
@@ -12,7 +12,7 @@
 
 #include "engine/util/buf.h"
 #include "engine/util/err.h"
-#include "fuzz_split.h"
+#include "tests/unit/support/split.h"
 #include "providers/ndjson.h"
 
 #include <string.h>

@@ -3,7 +3,7 @@
  * Input: [flags][mode][seed] then the stream. flags bit 0 caps an event at
  * 64 + seed bytes (else the default 1 MiB), bits 1-3 make the callback stop
  * the framer at that event (0: never), bit 4 flushes at the end. mode and
- * seed cut the stream into chunks (fuzz_split.h).
+ * seed cut the stream into chunks (tests/unit/support/split.h).
  *
  * Invariants: every event is well formed (a name, an id, data NUL-terminated
  * at data_len, within the cap), an error is sticky, and the events, the
@@ -12,7 +12,7 @@
 
 #include "engine/util/buf.h"
 #include "engine/util/err.h"
-#include "fuzz_split.h"
+#include "tests/unit/support/split.h"
 #include "providers/sse.h"
 
 #include <string.h>
