@@ -17,6 +17,7 @@
 
 #include <cmocka.h>
 
+#define ADAPTER_UNDER_TEST FR_PROTO_ANTHROPIC
 #include "tests/unit/support/adapter_harness.h"
 
 #define KEY "FAKE-ant-api03-SECRET-0123456789abcdef"
@@ -45,19 +46,6 @@ static const adapter_proto PROTO = {
     .extra = {"anthropic-version", "2023-06-01"},
     .stream_headers = 3,
 };
-
-/* Feeds `body` to a fresh adapter (tests/unit/support/adapter_harness.h). */
-static int run(const fr_call *call, long status, const char *body, size_t len, const size_t *cuts,
-               size_t ncuts, fr_reply *out, fr_error *err, int *feed_rc)
-{
-    return adapter_run(FR_PROTO_ANTHROPIC, call, status, body, len, cuts, ncuts, out, err, feed_rc);
-}
-
-static int run_whole(const fr_call *call, long status, const char *body, fr_reply *out,
-                     fr_error *err, int *feed_rc)
-{
-    return run(call, status, body, strlen(body), NULL, 0, out, err, feed_rc);
-}
 
 /* Request building */
 

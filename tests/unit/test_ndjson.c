@@ -57,12 +57,6 @@ static const char *const EXPECTED = "{\"a\":1}\x1e"
                                     "{\"c\":\r2}\x1e"
                                     "[3]\x1e";
 
-/* Returns STREAM with every "\n" replaced by `eol` (owned). */
-static char *with_eol(const char *eol)
-{
-    return split_with_eol(STREAM, eol);
-}
-
 /* Feeds one piece to the framer `ud`; every piece must be accepted. */
 static int feed_piece(void *ud, const char *p, size_t len)
 {
@@ -89,37 +83,23 @@ static void run_split(void *ud, const char *s, const size_t *cuts, size_t ncuts)
     fr_buf_close(&r.log);
 }
 
-static void check_every_split(const char *eol)
-{
-    char *s = with_eol(eol);
-    split_every(s, run_split, NULL);
-    free(s);
-}
-
-static void check_byte_by_byte(const char *eol)
-{
-    char *s = with_eol(eol);
-    split_bytes(s, run_split, NULL);
-    free(s);
-}
-
 static void test_split_lf(void **state)
 {
     (void)state;
-    check_every_split("\n");
+    split_every_eol(STREAM, "\n", run_split, NULL);
 }
 
 static void test_split_crlf(void **state)
 {
     (void)state;
-    check_every_split("\r\n");
+    split_every_eol(STREAM, "\r\n", run_split, NULL);
 }
 
 static void test_byte_by_byte(void **state)
 {
     (void)state;
-    check_byte_by_byte("\n");
-    check_byte_by_byte("\r\n");
+    split_bytes_eol(STREAM, "\n", run_split, NULL);
+    split_bytes_eol(STREAM, "\r\n", run_split, NULL);
 }
 
 /* Two cuts at every pair of offsets, so a CR ends one feed and its LF
@@ -127,7 +107,7 @@ static void test_byte_by_byte(void **state)
 static void test_split_twice_crlf(void **state)
 {
     (void)state;
-    char *s = with_eol("\r\n");
+    char *s = split_with_eol(STREAM, "\r\n");
     split_every_pair(s, run_split, NULL);
     free(s);
 }

@@ -16,6 +16,7 @@
 
 #include <cmocka.h>
 
+#define ADAPTER_UNDER_TEST FR_PROTO_OPENAI
 #include "tests/unit/support/adapter_harness.h"
 
 #define KEY "sk-test-SECRET-0123456789abcdef"
@@ -42,19 +43,6 @@ static const adapter_proto PROTO = {
     .auth_prefix = "Bearer ",
     .stream_headers = 2,
 };
-
-/* Feeds `body` to a fresh adapter (tests/unit/support/adapter_harness.h). */
-static int run(const fr_call *call, long status, const char *body, size_t len, const size_t *cuts,
-               size_t ncuts, fr_reply *out, fr_error *err, int *feed_rc)
-{
-    return adapter_run(FR_PROTO_OPENAI, call, status, body, len, cuts, ncuts, out, err, feed_rc);
-}
-
-static int run_whole(const fr_call *call, long status, const char *body, fr_reply *out,
-                     fr_error *err, int *feed_rc)
-{
-    return run(call, status, body, strlen(body), NULL, 0, out, err, feed_rc);
-}
 
 /* Request building */
 

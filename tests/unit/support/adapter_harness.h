@@ -57,6 +57,23 @@ static inline int adapter_run(fr_protocol proto, const fr_call *call, long statu
     return rc;
 }
 
+#ifdef ADAPTER_UNDER_TEST
+/* With ADAPTER_UNDER_TEST defined to the protocol a test file is about
+ * (before it includes this header): adapter_run for that protocol, and for
+ * a body fed whole. */
+static inline int run(const fr_call *call, long status, const char *body, size_t len,
+                      const size_t *cuts, size_t ncuts, fr_reply *out, fr_error *err, int *feed_rc)
+{
+    return adapter_run(ADAPTER_UNDER_TEST, call, status, body, len, cuts, ncuts, out, err, feed_rc);
+}
+
+static inline int run_whole(const fr_call *call, long status, const char *body, fr_reply *out,
+                            fr_error *err, int *feed_rc)
+{
+    return run(call, status, body, strlen(body), NULL, 0, out, err, feed_rc);
+}
+#endif
+
 /* Returns `s` (borrowed) with "\n" replaced by "\r\n" (owned). */
 static inline char *adapter_crlf(const char *s)
 {

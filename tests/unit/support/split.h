@@ -7,6 +7,8 @@
  * fuzzer explores the cuts as it explores the bytes. Header-only (static
  * functions), since every test and target is one translation unit. */
 
+#include "engine/util/err.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -180,4 +182,38 @@ static inline void split_every_pair(const char *s, split_run_fn run, void *ud)
             size_t cuts[2] = {i, k};
             run(ud, s, cuts, 2);
         }
+}
+
+/* Runs `s` (borrowed) with its "\n" swapped for `eol`, as split_every does. */
+static inline void split_every_eol(const char *s, const char *eol, split_run_fn run, void *ud)
+{
+    char *t = split_with_eol(s, eol);
+    split_every(t, run, ud);
+    free(t);
+}
+
+/* Runs `s` (borrowed) with its "\n" swapped for `eol`, as split_bytes does. */
+static inline void split_bytes_eol(const char *s, const char *eol, split_run_fn run, void *ud)
+{
+    char *t = split_with_eol(s, eol);
+    split_bytes(t, run, ud);
+    free(t);
+}
+
+/* Feeds the chunks `sp` hands out to a stream framer through `feed`, and
+ * checks what every framer owes its caller: an error is sticky, and is
+ * FR_ETOOBIG or the FR_EPROTO a fuzz target's callback returns. Returns
+ * the last feed's code (FR_OK for an empty body). */
+static inline int split_feed_framer(split *sp, split_feed_fn feed, void *ud)
+{
+    const uint8_t *chunk;
+    size_t len;
+    int rc = FR_OK;
+    while (split_next(sp, &chunk, &len)) {
+        int was = rc;
+        rc = feed(ud, (const char *)chunk, len);
+        FUZZ_CHECK(was == FR_OK || rc == was); /* sticky */
+        FUZZ_CHECK(rc == FR_OK || rc == FR_ETOOBIG || rc == FR_EPROTO);
+    }
+    return rc;
 }
