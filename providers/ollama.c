@@ -235,7 +235,8 @@ cleanup:
     return rc;
 }
 
-/* How its replies are read. */
+/* A reply is NDJSON objects up to the one with "done": true, or a whole
+ * object (or NDJSON anyway) when streaming was not asked. */
 static const fr_reader_spec reader = {
     .framing = FR_FRAME_NDJSON,
     .on_line = on_line,

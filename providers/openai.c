@@ -479,7 +479,8 @@ static int http_error(void *ud, long status, const char *body, size_t len, fr_er
     return rc;
 }
 
-/* How its replies are read. */
+/* A reply is SSE events up to data: [DONE], or a whole chat.completion
+ * from a server that did not stream. */
 static const fr_reader_spec reader = {
     .framing = FR_FRAME_SSE,
     .on_event = on_event,
