@@ -186,7 +186,7 @@ struct fr_reader {
  * read as `spec` (borrowed, static) says; `stream` says whether streaming
  * was asked. The caller sets rd->ud before the first feed. */
 void fr_reader_init(fr_reader *rd, const char *proto, const fr_reader_spec *spec, bool stream);
-/* Releases what a reader holds; NULL-safe on an initialised one. */
+/* Releases what an initialised reader holds and zeroes it. */
 void fr_reader_close(fr_reader *rd);
 /* Records the first error and its message (takes `msg_owned`, freed when an
  * earlier error already won). Returns the sticky code. */
