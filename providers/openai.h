@@ -4,7 +4,7 @@
  * Streams over SSE (providers/sse); reached only through providers/provider.h:
  * this header is for providers/provider.c. */
 
-struct fr_adapter_ops; /* providers/provider_int.h */
+struct fr_adapter_ops; /* defined inside providers/ only */
 
 /* The vtable fr_adapter_new picks for FR_PROTO_OPENAI. */
 extern const struct fr_adapter_ops fr_openai_ops;
