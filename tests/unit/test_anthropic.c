@@ -297,6 +297,16 @@ static void test_stream_every_split(void **state)
     free(s);
 }
 
+/* Keep-alives (comments, Anthropic's ping events) are no progress for the
+ * idle timer; an event of content is. */
+static void test_progress(void **state)
+{
+    (void)state;
+    fr_call c = make_call(true);
+    adapter_check_progress(FR_PROTO_ANTHROPIC, &c,
+                           ": keep-alive\n\n" EV("ping", "{\"type\":\"ping\"}"), TEXT_DELTA("hi"));
+}
+
 /* Time to first token: started turns true with the first text, not with
  * message_start or a ping. */
 static void test_stream_started(void **state)
@@ -1010,6 +1020,7 @@ int main(void)
         cmocka_unit_test(test_body_tools),
         cmocka_unit_test(test_stream_every_split),
         cmocka_unit_test(test_stream_started),
+        cmocka_unit_test(test_progress),
         cmocka_unit_test(test_stream_without_usage_is_estimated),
         cmocka_unit_test(test_stream_missing_stop_is_truncated),
         cmocka_unit_test(test_stream_error_event),

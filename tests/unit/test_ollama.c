@@ -697,15 +697,8 @@ static void test_progress(void **state)
 {
     (void)state;
     fr_call c = make_call(true);
-    fr_adapter *a = fr_adapter_new(FR_PROTO_OLLAMA, &c);
-    assert_int_equal(fr_adapter_feed(a, 200, "\n\r\n \n", 5), FR_OK);
-    assert_int_equal(fr_adapter_progress(a), 0);
-    const char *line = "{\"message\":{\"content\":\"hi\"},\"done\":false}\n";
-    assert_int_equal(fr_adapter_feed(a, 200, line, strlen(line)), FR_OK);
-    assert_int_equal(fr_adapter_progress(a), 1);
-    assert_int_equal(fr_adapter_feed(a, 200, "\n", 1), FR_OK);
-    assert_int_equal(fr_adapter_progress(a), 1);
-    fr_adapter_free(a);
+    adapter_check_progress(FR_PROTO_OLLAMA, &c, "\n\r\n \n",
+                           "{\"message\":{\"content\":\"hi\"},\"done\":false}\n");
 }
 
 /* HTTP errors */

@@ -629,16 +629,8 @@ static void test_progress(void **state)
 {
     (void)state;
     fr_call c = make_call(true);
-    fr_adapter *a = fr_adapter_new(FR_PROTO_OPENAI, &c);
-    assert_int_equal(fr_adapter_feed(a, 200, ": keep-alive\n\n", 14), FR_OK);
-    assert_int_equal(fr_adapter_feed(a, 200, ": keep-alive\n\n", 14), FR_OK);
-    assert_int_equal(fr_adapter_progress(a), 0);
-    const char *ev = "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n";
-    assert_int_equal(fr_adapter_feed(a, 200, ev, strlen(ev)), FR_OK);
-    assert_int_equal(fr_adapter_progress(a), 1);
-    assert_int_equal(fr_adapter_feed(a, 200, ": keep-alive\n\n", 14), FR_OK);
-    assert_int_equal(fr_adapter_progress(a), 1);
-    fr_adapter_free(a);
+    adapter_check_progress(FR_PROTO_OPENAI, &c, ": keep-alive\n\n",
+                           "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n");
 }
 
 /* HTTP errors */

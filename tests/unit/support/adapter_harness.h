@@ -307,3 +307,21 @@ static inline void adapter_check_key_cases(fr_protocol proto, const fr_call *cal
     fr_adapter_free(a);
     json_decref(schema);
 }
+
+/* Checks fr_adapter_progress on a streamed `call` (borrowed) of `proto`:
+ * `quiet` (borrowed: keep-alives, blank lines), fed twice, is no progress;
+ * `content` (borrowed, one event or line of content) is one; `quiet` fed
+ * again adds none. */
+static inline void adapter_check_progress(fr_protocol proto, const fr_call *call, const char *quiet,
+                                          const char *content)
+{
+    fr_adapter *a = fr_adapter_new(proto, call);
+    assert_int_equal(fr_adapter_feed(a, 200, quiet, strlen(quiet)), FR_OK);
+    assert_int_equal(fr_adapter_feed(a, 200, quiet, strlen(quiet)), FR_OK);
+    assert_int_equal(fr_adapter_progress(a), 0);
+    assert_int_equal(fr_adapter_feed(a, 200, content, strlen(content)), FR_OK);
+    assert_int_equal(fr_adapter_progress(a), 1);
+    assert_int_equal(fr_adapter_feed(a, 200, quiet, strlen(quiet)), FR_OK);
+    assert_int_equal(fr_adapter_progress(a), 1);
+    fr_adapter_free(a);
+}
