@@ -631,8 +631,7 @@ static void test_concurrency_limit(void **state)
 {
     (void)state;
     fixture *fx = fixture_new();
-    fr_sim_model lim = {"lim", 600000, 0, 2,
-                        NULL,  false,  0}; /* replies never come during the test */
+    fr_sim_model lim = {"lim", 600000, 0, 2, NULL, false, 0}; /* replies never come during the test */
     fr_sim_set_model(fx->sim, &lim);
     char *body = chat_body("lim", "REPLY: ok", NULL);
     client *c1 = client_open(fx);
