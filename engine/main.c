@@ -5,6 +5,8 @@
 #include "dsl/policy.h"
 #include "dsl/suggest.h"
 #include "dsl/workflow.h"
+#include "engine/booking.h"
+#include "engine/report.h"
 #include "engine/run.h"
 #include "engine/store.h"
 #include "engine/util/err.h"
@@ -12,6 +14,7 @@
 #include "engine/util/log.h"
 #include "engine/util/mem.h"
 #include "engine/util/money.h"
+#include "tests/sim/sim.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -453,12 +456,7 @@ static int spend_main(int argc, char **argv)
         else
             return usage_error("spend: unexpected argument '%s'", argv[i]);
     }
-    char *path = fr_run_state_path(state_dir);
-    if (sim) {
-        char *p = fr_xasprintf("%.*ssim.db", (int)(strlen(path) - strlen("state.db")), path);
-        free(path);
-        path = p;
-    }
+    char *path = fr_booking_state_path(state_dir, sim);
     fr_store *st = NULL;
     json_t *out = NULL;
     fr_error err = {0};
@@ -600,6 +598,34 @@ static void print_load_warning(void *ud, const char *msg)
     fprintf(stderr, "flowrun: warning: %s\n", msg);
 }
 
+/* --sim: flowrun-sim in this process, on the run's loop. */
+static int standin_start(void *ud, struct uv_loop_s *loop, const fr_standin_model *models, size_t n,
+                         char **base_urls, fr_error *err)
+{
+    fr_sim **sim = ud;
+    *sim = fr_sim_new(loop, "127.0.0.1", 0, err);
+    if (!*sim)
+        return err->code ? err->code : FR_EIO;
+    for (size_t i = 0; i < n; i++) {
+        fr_sim_model m = {.name = models[i].name,
+                          .max_concurrent = models[i].max_concurrent,
+                          .latency_ms = models[i].latency_ms,
+                          .tokens_per_s = models[i].tokens_per_s};
+        fr_sim_set_model(*sim, &m);
+        /* Each protocol's base URL as its real servers have it. */
+        base_urls[i] = fr_xasprintf("http://127.0.0.1:%d%s", fr_sim_port(*sim),
+                                    models[i].protocol == FR_PROTO_OPENAI ? "/v1" : "");
+    }
+    return FR_OK;
+}
+
+static void standin_stop(void *ud)
+{
+    fr_sim **sim = ud;
+    fr_sim_free(*sim);
+    *sim = NULL;
+}
+
 /* Loads the workflow named in argv[first..] and runs or plans it. */
 static int run_workflow(int argc, char **argv, int first, const command *cmd, bool plan)
 {
@@ -612,6 +638,9 @@ static int run_workflow(int argc, char **argv, int first, const command *cmd, bo
     if (code >= 0)
         goto cleanup;
     a.run.plan = plan;
+    fr_sim *sim = NULL;
+    fr_standin standin = {.ud = &sim, .start = standin_start, .stop = standin_stop};
+    a.run.standin = &standin;
 
     fr_load_opts lo = {
         .endpoints_path = a.nendpoints ? a.endpoints[0] : NULL,
@@ -642,13 +671,13 @@ static int run_workflow(int argc, char **argv, int first, const command *cmd, bo
     code = fr_run_execute(run);
     if (a.run.plan) {
         if (!a.json)
-            fr_run_print_plan(run, stdout);
+            fr_report_plan(fr_run_results(run), stdout);
     } else if (!a.quiet) {
         bool color = !a.no_color && !getenv("NO_COLOR") && isatty(STDERR_FILENO);
-        fr_run_print_summary(run, stderr, color);
+        fr_report_summary(fr_run_results(run), stderr, color);
     }
     if (a.json) {
-        json_t *report = fr_run_report(run);
+        json_t *report = fr_report_json(fr_run_results(run));
         int wrc = json_dumpf(report, stdout, JSON_INDENT(2));
         json_decref(report);
         if (wrc != 0 || fputc('\n', stdout) == EOF || fflush(stdout) != 0) {

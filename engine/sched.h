@@ -3,6 +3,7 @@
  * ready queue (priority, then longest remaining path, then declaration
  * order) and per-endpoint slots. engine/run drives it from the loop. */
 
+#include "dsl/workflow.h"
 #include "engine/graph.h"
 
 #include <stdbool.h>
@@ -30,6 +31,10 @@ typedef void (*fr_sched_skip_fn)(void *ud, size_t task, size_t cause);
  * are `max_parallel` (borrowed, copied). Tasks without deps are ready. */
 fr_sched *fr_sched_new(const fr_graph *g, const int *priority, size_t nendpoints,
                        const int *max_parallel);
+/* The scheduler of workflow `wf` over its graph `g` (both borrowed, must
+ * outlive it): the tasks' priorities, one slot per max_parallel of each
+ * endpoint. Owned; fr_sched_free. */
+fr_sched *fr_sched_for_workflow(const fr_graph *g, const fr_workflow *wf);
 /* Frees a scheduler; NULL is fine. */
 void fr_sched_free(fr_sched *s);
 
