@@ -2,7 +2,7 @@
 
 #include "engine/util/buf.h"
 #include "engine/util/mem.h"
-#include "providers/sse.h"
+#include "providers/provider_int.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -19,43 +19,19 @@
  * as the one required property of this name, and unwrapped from the reply. */
 #define WRAP_KEY "value"
 
-/* How the body is read. Decided at the first byte, from the status and the
- * body itself: a server may ignore "stream": true and answer plain JSON. */
-
 typedef struct anth {
     const fr_call *call; /* borrowed from the fr_adapter, which outlives us */
+    fr_reader *rd;       /* the reply's reader, borrowed likewise; its text is
+                            the text of every text block, in order */
     bool wrapped;        /* the schema was sent under WRAP_KEY */
-    fr_sse_reader rd;    /* the body as it arrives: stream, whole body or error */
-    fr_text_acc text;    /* the text of every text block, in order */
-    fr_text_acc tool;    /* FR_READ_SSE: input_json_delta pieces of the chosen tool block */
+    fr_text_acc tool;    /* a stream's input_json_delta pieces of the chosen tool block */
     json_t *tool_input;  /* the chosen tool block's `input` as given whole, or NULL */
     bool have_tool;      /* a tool_use block was chosen */
     bool tool_is_output; /* ... and it is named TOOL_NAME */
     long tool_index;     /* the chosen block's index */
     long cur_index;      /* the index of the block started last */
-    char *model;
-    char *finish_reason;
     long in, cache_write, cache_read, out; /* usage as Anthropic counts it */
-    bool have_usage;
-    bool reasoned; /* a thinking or redacted_thinking block came */
-    bool done;     /* saw message_stop */
-    size_t events; /* data events parsed */
-    int rc;        /* sticky feed error */
-    char *error;   /* owned message for rc */
 } anth;
-
-/* Records the first error and its message (takes `msg_owned`, freed when an
- * earlier error already won). Returns the sticky code. */
-static int fail(anth *o, int rc, char *msg_owned)
-{
-    if (o->rc == FR_OK) {
-        o->rc = rc;
-        o->error = msg_owned;
-    } else {
-        free(msg_owned);
-    }
-    return o->rc;
-}
 
 /* True when the schema cannot be a tool's input_schema as it is. */
 static bool needs_wrap(const json_t *schema)
@@ -66,14 +42,13 @@ static bool needs_wrap(const json_t *schema)
     return !type || strcmp(type, "object") != 0;
 }
 
-static void *anth_create(const fr_call *call)
+static void *anth_create(const fr_call *call, fr_reader *rd)
 {
     anth *o = fr_xcalloc(1, sizeof *o);
     o->call = call;
+    o->rd = rd;
     o->wrapped = needs_wrap(call->schema);
     o->cur_index = -1;
-    fr_sse_reader_init(&o->rd);
-    fr_text_acc_init(&o->text);
     fr_text_acc_init(&o->tool);
     o->tool.no_loops = true; /* a whole reply's tool input never passes one */
     return o;
@@ -82,26 +57,12 @@ static void *anth_create(const fr_call *call)
 static void anth_destroy(void *self)
 {
     anth *o = self;
-    fr_sse_reader_close(&o->rd);
-    fr_text_acc_close(&o->text);
     fr_text_acc_close(&o->tool);
     json_decref(o->tool_input);
-    free(o->model);
-    free(o->finish_reason);
-    free(o->error);
     free(o);
 }
 
-/* Returns `v` (owned), aborting when jansson ran out of memory building it:
- * a request silently missing its tools would be worse than no request. */
-static json_t *must(json_t *v)
-{
-    if (!v) {
-        fprintf(stderr, "flowrun: out of memory (building a request)\n");
-        abort();
-    }
-    return v;
-}
+#define must fr_provider_must
 
 /* Returns the input_schema of the forced tool (owned). */
 static json_t *input_schema(const anth *o)
@@ -115,25 +76,19 @@ static json_t *input_schema(const anth *o)
     return must(json_deep_copy(schema));
 }
 
-/* Returns the Messages body (owned). max_tokens is required by the API, so
- * it is always sent; temperature is clamped to Anthropic's 0..1 and left out
- * when negative, so the server's default applies. */
-static json_t *build_body(const anth *o)
+/* Adds the Messages members of the adapter `self` (borrowed) to `body`.
+ * max_tokens is required by the API, so it is always sent; temperature is
+ * clamped to Anthropic's 0..1 and left out when negative, so the server's
+ * default applies. */
+static void add_members(const void *self, json_t *body)
 {
+    const anth *o = self;
     const fr_call *c = o->call;
-    json_t *body = must(json_object());
-    json_object_set_new(body, "model", fr_provider_json_string(c->model));
     json_object_set_new(body, "max_tokens",
                         json_integer(c->max_tokens > 0 ? c->max_tokens : DEFAULT_MAX_TOKENS));
-    if (c->system && c->system[0])
-        json_object_set_new(body, "system", fr_provider_json_string(c->system));
-    json_object_set_new(body, "messages",
-                        must(json_pack("[{s:s,s:o}]", "role", "user", "content",
-                                       fr_provider_json_string(c->prompt))));
     if (c->temperature >= 0)
         json_object_set_new(body, "temperature",
                             json_real(c->temperature > 1.0 ? 1.0 : c->temperature));
-    json_object_set_new(body, "stream", json_boolean(c->stream));
     if (c->schema) {
         json_object_set_new(body, "tools",
                             must(json_pack("[{s:s,s:s,s:o}]", "name", TOOL_NAME, "description",
@@ -142,7 +97,6 @@ static json_t *build_body(const anth *o)
         json_object_set_new(body, "tool_choice",
                             must(json_pack("{s:s,s:s}", "type", "tool", "name", TOOL_NAME)));
     }
-    return body;
 }
 
 /* True when the path of `base` (borrowed) already ends with /v1, as in
@@ -161,37 +115,17 @@ static bool has_v1(const char *base)
 
 static int anth_request(void *self, fr_request *out, fr_error *err)
 {
-    anth *o = self;
-    const fr_call *c = o->call;
-    json_t *body = NULL;
-    int rc = fr_provider_join_url(
-        PROTO, c->base_url, has_v1(c->base_url) ? "/messages" : "/v1/messages", &out->url, err);
-    if (rc != FR_OK)
-        goto cleanup;
-    rc = FR_ECONFIG;
-    if (!c->model || !c->model[0]) {
-        fr_error_set(err, rc, PROTO, 0, "the endpoint has no model");
-        goto cleanup;
-    }
-    if (fr_provider_has_ctl(c->api_key)) {
-        /* Never echo the key, not even part of it. */
-        fr_error_set(err, rc, PROTO, 0, "the API key contains a line break or control character");
-        goto cleanup;
-    }
-    fr_request_add_header(out, "Content-Type: application/json");
-    fr_request_add_header(out, "anthropic-version: %s", API_VERSION);
-    if (c->stream)
-        fr_request_add_header(out, "Accept: text/event-stream");
-    if (c->api_key && c->api_key[0])
-        fr_request_add_header(out, "x-api-key: %s", c->api_key);
-    body = build_body(o);
-    out->body = json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(15));
-    rc = out->body ? FR_OK : FR_ENOMEM;
-    if (rc != FR_OK)
-        fr_error_set(err, rc, PROTO, 0, "cannot serialise the request body");
-cleanup:
-    json_decref(body);
-    return rc;
+    const anth *o = self;
+    const fr_request_spec spec = {
+        .path = has_v1(o->call->base_url) ? "/messages" : "/v1/messages",
+        .accept = "text/event-stream",
+        .auth = "x-api-key: ",
+        .extra = "anthropic-version: " API_VERSION,
+        .system_apart = true,
+        .add_members = add_members,
+        .self = o,
+    };
+    return fr_provider_request(PROTO, o->call, &spec, out, err);
 }
 
 /* Reads a non-negative count; absent, null or garbage leaves *dst alone so
@@ -219,25 +153,17 @@ static void read_usage(anth *o, json_t *usage)
     read_count(usage, "cache_creation_input_tokens", &o->cache_write);
     read_count(usage, "cache_read_input_tokens", &o->cache_read);
     read_count(usage, "output_tokens", &o->out);
-    o->have_usage = true;
+    o->rd->have_usage = true;
 }
 
 static void read_model(anth *o, json_t *msg)
 {
-    const char *model = json_string_value(json_object_get(msg, "model"));
-    if (model && model[0]) {
-        free(o->model);
-        o->model = fr_xstrdup(model);
-    }
+    fr_reader_model(o->rd, json_string_value(json_object_get(msg, "model")));
 }
 
 static void read_stop_reason(anth *o, json_t *obj)
 {
-    const char *stop = json_string_value(json_object_get(obj, "stop_reason"));
-    if (stop) {
-        free(o->finish_reason);
-        o->finish_reason = fr_xstrdup(stop);
-    }
+    fr_reader_finish_reason(o->rd, json_string_value(json_object_get(obj, "stop_reason")));
 }
 
 /* Considers a tool_use block (borrowed) at `index` as the structured output:
@@ -263,9 +189,7 @@ static int add_text(anth *o, fr_text_acc *acc, json_t *s)
 {
     if (!json_is_string(s))
         return FR_OK;
-    char *msg = NULL;
-    int rc = fr_text_acc_add(acc, json_string_value(s), json_string_length(s), &msg);
-    return rc == FR_OK ? FR_OK : fail(o, rc, msg);
+    return fr_reader_add(o->rd, acc, json_string_value(s), json_string_length(s));
 }
 
 /* The index a content block event names, else the block started last. */
@@ -286,9 +210,9 @@ static int on_block_start(anth *o, json_t *obj)
     if (strcmp(type, "tool_use") == 0)
         consider_tool(o, block, o->cur_index);
     else if (strcmp(type, "text") == 0)
-        return add_text(o, &o->text, json_object_get(block, "text"));
+        return add_text(o, &o->rd->text, json_object_get(block, "text"));
     else if (strcmp(type, "thinking") == 0 || strcmp(type, "redacted_thinking") == 0)
-        o->reasoned = true;
+        o->rd->reasoned = true;
     return FR_OK;
 }
 
@@ -299,7 +223,7 @@ static int on_block_delta(anth *o, json_t *obj)
     if (!type)
         return FR_OK;
     if (strcmp(type, "text_delta") == 0)
-        return add_text(o, &o->text, json_object_get(delta, "text"));
+        return add_text(o, &o->rd->text, json_object_get(delta, "text"));
     if (strcmp(type, "input_json_delta") == 0 && o->have_tool &&
         block_index(o, obj) == o->tool_index)
         return add_text(o, &o->tool, json_object_get(delta, "partial_json"));
@@ -363,10 +287,10 @@ static int on_event(void *ud, const fr_sse_event *ev)
     json_t *obj = NULL;
     /* Without an `event:` line the type comes from the data. */
     bool named = strcmp(ev->event, "message") != 0;
-    if (o->done || blank(ev->data, ev->data_len))
+    if (o->rd->done || blank(ev->data, ev->data_len))
         goto cleanup;
     if (named && strcmp(ev->event, "message_stop") == 0) {
-        o->done = true;
+        o->rd->done = true;
         goto cleanup;
     }
     if (named && !read_event(ev->event))
@@ -374,25 +298,12 @@ static int on_event(void *ud, const fr_sse_event *ev)
     json_error_t je;
     obj = json_loadb(ev->data, ev->data_len, 0, &je);
     if (!json_is_object(obj)) {
-        if (named && strcmp(ev->event, "error") == 0) {
-            fr_buf b;
-            fr_buf_init(&b, 0);
-            fr_buf_puts(&b, "the server reported an error mid-stream: ");
-            fr_provider_append_line(&b, ev->data, ev->data_len, 200);
-            rc = fail(o, FR_EPROTO, fr_buf_take(&b));
-        } else {
-            fr_error e;
-            char what[64];
-            snprintf(what, sizeof what, "malformed JSON in stream event %zu", o->events + 1);
-            if (obj)
-                fr_error_set(&e, FR_EPROTO, PROTO, 0, "%s (not an object)", what);
-            else
-                fr_provider_json_error(&e, PROTO, &je, what);
-            rc = fail(o, FR_EPROTO, fr_xstrdup(e.msg));
-        }
+        rc = fr_reader_fail(
+            o->rd, FR_EPROTO,
+            fr_reader_not_object(o->rd, ev->event, ev->data, ev->data_len, obj, &je));
         goto cleanup;
     }
-    o->events++;
+    o->rd->parsed++;
     const char *type = named ? ev->event : json_string_value(json_object_get(obj, "type"));
     if (!type)
         goto cleanup;
@@ -409,45 +320,25 @@ static int on_event(void *ud, const fr_sse_event *ev)
         read_stop_reason(o, json_object_get(obj, "delta"));
         read_usage(o, json_object_get(obj, "usage"));
     } else if (strcmp(type, "message_stop") == 0) {
-        o->done = true;
+        o->rd->done = true;
     } else if (strcmp(type, "error") == 0) {
-        rc = fail(o, FR_EPROTO, error_text(obj));
+        rc = fr_reader_fail(o->rd, FR_EPROTO, error_text(obj));
     }
 cleanup:
     json_decref(obj);
     return rc;
 }
 
-static int anth_feed(void *self, long http_status, const char *data, size_t len)
+/* Parses a whole message object from the reader's body into the same state
+ * a stream fills (the reader's on_body: `ud` is the adapter's state). */
+static int parse_body(void *ud, fr_error *err)
 {
-    anth *o = self;
-    char *msg = NULL;
-    int rc = fr_sse_reader_feed(&o->rd, o->call->stream, http_status, data, len, on_event, o, &msg);
-    if (msg)
-        fail(o, rc, msg);
-    return rc;
-}
-
-/* Parses a whole message object from o->rd.body into the same state a stream
- * fills. */
-static int parse_body(anth *o, fr_error *err)
-{
-    json_error_t je;
+    anth *o = ud;
     json_t *obj = NULL;
-    int rc = FR_EPROTO;
-    if (o->rd.body.len == 0) {
-        fr_error_set(err, rc, PROTO, 0, "the reply body is empty");
+    int rc = fr_reader_body_object(o->rd, &obj, err);
+    if (rc != FR_OK)
         goto cleanup;
-    }
-    obj = json_loadb(o->rd.body.data, o->rd.body.len, 0, &je);
-    if (!obj) {
-        fr_provider_json_error(err, PROTO, &je, "the reply is not valid JSON");
-        goto cleanup;
-    }
-    if (!json_is_object(obj)) {
-        fr_error_set(err, rc, PROTO, 0, "the reply is not a JSON object");
-        goto cleanup;
-    }
+    rc = FR_EPROTO;
     const char *type = json_string_value(json_object_get(obj, "type"));
     if ((type && strcmp(type, "error") == 0) || json_is_object(json_object_get(obj, "error"))) {
         char *m = error_text(obj);
@@ -468,13 +359,13 @@ static int parse_body(anth *o, fr_error *err)
         if (!btype)
             continue;
         if (strcmp(btype, "thinking") == 0 || strcmp(btype, "redacted_thinking") == 0) {
-            o->reasoned = true;
+            o->rd->reasoned = true;
         } else if (strcmp(btype, "tool_use") == 0) {
             consider_tool(o, block, (long)i);
         } else if (strcmp(btype, "text") == 0) {
             /* The same cap and loop cut as a stream's text. */
-            if (add_text(o, &o->text, json_object_get(block, "text")) != FR_OK) {
-                rc = fr_error_set(err, o->rc, PROTO, 0, "%s", o->error);
+            if (add_text(o, &o->rd->text, json_object_get(block, "text")) != FR_OK) {
+                rc = fr_error_set(err, o->rd->rc, PROTO, 0, "%s", o->rd->error);
                 goto cleanup;
             }
         }
@@ -497,7 +388,7 @@ static int structured_reply(anth *o, fr_reply *out, fr_error *err)
     json_t *input = NULL;
     int rc = FR_EQUALITY; /* output that does not fit failed the quality gate */
     if (!o->have_tool) {
-        out->text = fr_buf_take(&o->text.text);
+        out->text = fr_buf_take(&o->rd->text.text);
         return fr_provider_parse_json_text(PROTO, out->text, &out->json, err);
     }
     if (o->tool.text.len > 0) {
@@ -554,15 +445,15 @@ static const fr_finish_word finish_words[] = {
 static fr_finish settle_finish(const anth *o)
 {
     fr_finish f = fr_provider_finish(finish_words, sizeof finish_words / sizeof *finish_words,
-                                     o->finish_reason);
+                                     o->rd->finish_reason);
     bool output_tool = o->call->schema && o->have_tool && o->tool_is_output;
     if (f == FR_FINISH_TOOL_CALL && output_tool)
         f = FR_FINISH_STOP;
     else if (o->have_tool && !output_tool && fr_finish_is_answer(f))
         f = FR_FINISH_TOOL_CALL;
     /* The answer of a structured call may be its tool block, not text. */
-    return fr_provider_settle_finish(f, o->reasoned,
-                                     output_tool ? "tool" : fr_buf_str(&o->text.text));
+    return fr_provider_settle_finish(f, o->rd->reasoned,
+                                     output_tool ? "tool" : fr_buf_str(&o->rd->text.text));
 }
 
 /* Returns a + b, saturated: a server's counts are not trusted not to wrap. */
@@ -574,7 +465,7 @@ static long add_sat(long a, long b)
 /* Fills `err` for a non-2xx reply. Anthropic's error body is
  * {"type":"error","error":{"type":...,"message":...}}: both go in the
  * message; any other body is left to the shared reader. */
-static int http_error(long status, const char *body, size_t len, fr_error *err)
+static int http_error(void *ud, long status, const char *body, size_t len, fr_error *err)
 {
     json_t *root = len ? json_loadb(body, len, 0, NULL) : NULL;
     json_t *e = json_object_get(root, "error");
@@ -592,40 +483,25 @@ static int http_error(long status, const char *body, size_t len, fr_error *err)
     return rc;
 }
 
-static int anth_finish(void *self, long http_status, fr_reply *out, fr_error *err)
+/* A reply is SSE events up to message_stop (their types named by `event:`
+ * or by the data), or a whole message from a server that did not stream. */
+static const fr_reader_spec reader = {
+    .framing = FR_FRAME_SSE,
+    .on_event = on_event,
+    .on_body = parse_body,
+    .http_error = http_error,
+    .ended = "the stream ended before message_stop",
+    .units = "events",
+};
+
+static int anth_finish(void *self, fr_reply *out, fr_error *err)
 {
     anth *o = self;
-    long status = http_status ? http_status : o->rd.status;
+    fr_reader *rd = o->rd;
     int rc;
-    if (!fr_provider_status_ok(status)) {
-        const char *body = o->rd.mode == FR_READ_ERROR ? fr_buf_str(&o->rd.body) : "";
-        return http_error(status, body, strlen(body), err);
-    }
-    if (o->rc != FR_OK)
-        return fr_error_set(err, o->rc, PROTO, 0, "%s", o->error);
-
-    if (o->rd.mode == FR_READ_BODY) {
-        rc = parse_body(o, err);
-        if (rc != FR_OK)
-            return rc;
-    } else if (o->call->stream) {
-        if (o->rd.mode == FR_READ_SSE && !o->done) {
-            /* A server may omit the blank line after its last event. */
-            fr_sse_flush(&o->rd.sse);
-            if (o->rc != FR_OK)
-                return fr_error_set(err, o->rc, PROTO, 0, "%s", o->error);
-        }
-        if (!o->done)
-            return fr_error_set(err, FR_ETRUNCATED, PROTO, 0,
-                                "the stream ended before message_stop (after %zu events)",
-                                o->events);
-    } else {
-        return fr_error_set(err, FR_EPROTO, PROTO, 0, "the reply body is empty");
-    }
-
-    out->finish_reason = fr_xstrdup(o->finish_reason);
+    out->finish_reason = fr_xstrdup(o->rd->finish_reason);
     out->finish = settle_finish(o);
-    out->model = fr_xstrdup(o->model);
+    out->model = fr_xstrdup(rd->model);
     if (o->call->schema) {
         rc = structured_reply(o, out, err);
         if (rc != FR_OK && fr_finish_is_answer(out->finish))
@@ -636,43 +512,36 @@ static int anth_finish(void *self, long http_status, fr_reply *out, fr_error *er
             out->json = NULL;
             if (!out->text)
                 out->text =
-                    fr_buf_take(o->have_tool && o->tool.text.len ? &o->tool.text : &o->text.text);
+                    fr_buf_take(o->have_tool && o->tool.text.len ? &o->tool.text : &rd->text.text);
             if (err)
                 memset(err, 0, sizeof *err);
         }
     } else {
-        out->text = fr_buf_take(&o->text.text);
+        out->text = fr_buf_take(&o->rd->text.text);
     }
     /* Anthropic's input_tokens leaves out the tokens written to and read
      * from the prompt cache; flowrun's input counts every prompt token. */
     out->usage.input = add_sat(add_sat(o->in, o->cache_write), o->cache_read);
     out->usage.cached = o->cache_read;
     out->usage.output = o->out;
-    fr_provider_fill_usage(out, o->call, o->have_usage);
+    fr_provider_fill_usage(out, o->call, rd->have_usage);
     return FR_OK;
 }
 
 static bool anth_started(const void *self)
 {
     const anth *o = self;
-    return o->text.text.len > 0 || o->tool.text.len > 0;
+    return o->rd->text.text.len > 0 || o->tool.text.len > 0;
 }
 
 /* The vtable: the functions above, borrowed by fr_adapter for the life of
  * the program. */
-static unsigned long anth_progress(const void *self)
-{
-    const anth *o = self;
-    return o->rd.progress;
-}
-
 const fr_adapter_ops fr_anthropic_ops = {
     .name = PROTO,
+    .reader = &reader,
     .create = anth_create,
     .request = anth_request,
-    .feed = anth_feed,
     .finish = anth_finish,
     .destroy = anth_destroy,
     .started = anth_started,
-    .progress = anth_progress,
 };

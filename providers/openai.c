@@ -2,7 +2,7 @@
 
 #include "engine/util/buf.h"
 #include "engine/util/mem.h"
-#include "providers/sse.h"
+#include "providers/provider_int.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -11,58 +11,36 @@
 
 #define PROTO "openai"
 
-/* How the body is read. Decided at the first byte, from the status and the
- * body itself: a server may ignore "stream": true and answer plain JSON. */
-
 typedef struct oai {
     const fr_call *call; /* borrowed from the fr_adapter, which outlives us */
-    fr_sse_reader rd;    /* the body as it arrives: stream, whole body or error */
-    fr_text_acc text;    /* FR_READ_SSE: the content deltas so far */
-    char *model;
-    char *finish_reason;
-    fr_usage usage;
-    bool have_usage;
-    bool refused;      /* the reply carried a `refusal` */
-    bool tool_calls;   /* the reply carried `tool_calls` (none are offered) */
-    bool reasoned;     /* the reply carried reasoning (`reasoning_content`, `reasoning`) */
-    bool done;         /* saw data: [DONE] */
-    bool server_error; /* the stream carried an error event */
-    size_t events;     /* data events parsed */
-    int rc;            /* sticky feed error */
-    char *error;       /* owned message for rc */
+    fr_reader *rd;       /* the reply's reader, borrowed likewise */
+    bool refused;        /* the reply carried a `refusal` */
+    bool tool_calls;     /* the reply carried `tool_calls` (none are offered) */
 } oai;
 
-/* Records the first error and its message (takes `msg_owned`, freed when an
- * earlier error already won). Returns the sticky code. */
-static int fail(oai *o, int rc, char *msg_owned)
+/* Records a failure of the stream (takes `msg_owned`). At its end, a last
+ * event cut short ends as a truncated stream unless the server said why
+ * (`server`). Returns the code that stops the framer. */
+static int fail(oai *o, int rc, char *msg_owned, bool server)
 {
-    if (o->rc == FR_OK) {
-        o->rc = rc;
-        o->error = msg_owned;
-    } else {
+    if (o->rd->at_end && !server) {
         free(msg_owned);
+        return rc;
     }
-    return o->rc;
+    return fr_reader_fail(o->rd, rc, msg_owned);
 }
 
-static void *oai_create(const fr_call *call)
+static void *oai_create(const fr_call *call, fr_reader *rd)
 {
     oai *o = fr_xcalloc(1, sizeof *o);
     o->call = call;
-    fr_sse_reader_init(&o->rd);
-    fr_text_acc_init(&o->text);
+    o->rd = rd;
     return o;
 }
 
 static void oai_destroy(void *self)
 {
-    oai *o = self;
-    fr_sse_reader_close(&o->rd);
-    fr_text_acc_close(&o->text);
-    free(o->model);
-    free(o->finish_reason);
-    free(o->error);
-    free(o);
+    free(self);
 }
 
 /* ---- strict structured output ----
@@ -210,27 +188,18 @@ static const char *limit_field(const fr_call *c)
     return c->max_completion_tokens ? "max_completion_tokens" : "max_tokens";
 }
 
-/* Returns the chat.completions body (owned). max_tokens <= 0 and a negative
- * temperature are left out, so the server's defaults apply; the seed is sent
- * only when the task set one. */
-static json_t *build_body(const fr_call *c)
+/* Adds the chat.completions members of the call `self` (borrowed) to
+ * `body`. max_tokens <= 0 and a negative temperature are left out, so the
+ * server's defaults apply; the seed is sent only when the task set one. */
+static void add_members(const void *self, json_t *body)
 {
-    json_t *body = json_object();
-    json_t *msgs = json_array();
-    if (c->system && c->system[0])
-        json_array_append_new(msgs, json_pack("{s:s,s:o}", "role", "system", "content",
-                                              fr_provider_json_string(c->system)));
-    json_array_append_new(msgs, json_pack("{s:s,s:o}", "role", "user", "content",
-                                          fr_provider_json_string(c->prompt)));
-    json_object_set_new(body, "model", fr_provider_json_string(c->model));
-    json_object_set_new(body, "messages", msgs);
+    const fr_call *c = self;
     if (c->max_tokens > 0)
         json_object_set_new(body, limit_field(c), json_integer(c->max_tokens));
     if (c->temperature >= 0)
         json_object_set_new(body, "temperature", json_real(c->temperature));
     if (c->has_seed)
         json_object_set_new(body, "seed", json_integer(c->seed));
-    json_object_set_new(body, "stream", json_boolean(c->stream));
     if (c->stream)
         json_object_set_new(body, "stream_options", json_pack("{s:b}", "include_usage", 1));
     if (c->schema && json_is_string(c->schema))
@@ -240,40 +209,19 @@ static json_t *build_body(const fr_call *c)
                             json_pack("{s:s,s:{s:s,s:O,s:b}}", "type", "json_schema", "json_schema",
                                       "name", "output", "schema", c->schema, "strict",
                                       strict_ok(c->schema)));
-    return body;
 }
 
 static int oai_request(void *self, fr_request *out, fr_error *err)
 {
-    oai *o = self;
-    const fr_call *c = o->call;
-    json_t *body = NULL;
-    int rc = fr_provider_join_url(PROTO, c->base_url, "/chat/completions", &out->url, err);
-    if (rc != FR_OK)
-        goto cleanup;
-    rc = FR_ECONFIG;
-    if (!c->model || !c->model[0]) {
-        fr_error_set(err, rc, PROTO, 0, "the endpoint has no model");
-        goto cleanup;
-    }
-    if (fr_provider_has_ctl(c->api_key)) {
-        /* Never echo the key, not even part of it. */
-        fr_error_set(err, rc, PROTO, 0, "the API key contains a line break or control character");
-        goto cleanup;
-    }
-    fr_request_add_header(out, "Content-Type: application/json");
-    if (c->stream)
-        fr_request_add_header(out, "Accept: text/event-stream");
-    if (c->api_key && c->api_key[0])
-        fr_request_add_header(out, "Authorization: Bearer %s", c->api_key);
-    body = build_body(c);
-    out->body = json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(15));
-    rc = out->body ? FR_OK : FR_ENOMEM;
-    if (rc != FR_OK)
-        fr_error_set(err, rc, PROTO, 0, "cannot serialise the request body");
-cleanup:
-    json_decref(body);
-    return rc;
+    const oai *o = self;
+    const fr_request_spec spec = {
+        .path = "/chat/completions",
+        .accept = "text/event-stream",
+        .auth = "Authorization: Bearer ",
+        .add_members = add_members,
+        .self = o->call,
+    };
+    return fr_provider_request(PROTO, o->call, &spec, out, err);
 }
 
 /* Picks choices[] entry with index 0 (or the first entry without index). */
@@ -333,37 +281,30 @@ static void read_extras(oai *o, json_t *msg)
         o->tool_calls = true;
     if (nonempty_string(json_object_get(msg, "reasoning_content")) ||
         nonempty_string(json_object_get(msg, "reasoning")))
-        o->reasoned = true;
+        o->rd->reasoned = true;
 }
 
 /* Reads what every chat.completion(.chunk) may carry: model, usage and the
  * finish reason of the first choice. */
 static void read_common(oai *o, json_t *obj, json_t *choice)
 {
-    const char *model = json_string_value(json_object_get(obj, "model"));
-    if (model && model[0]) {
-        free(o->model);
-        o->model = fr_xstrdup(model);
-    }
+    fr_reader *rd = o->rd;
+    fr_reader_model(rd, json_string_value(json_object_get(obj, "model")));
     json_t *usage = json_object_get(obj, "usage");
     if (!json_is_object(usage)) /* Groq's older streams: only under x_groq */
         usage = json_object_get(json_object_get(obj, "x_groq"), "usage");
     if (json_is_object(usage)) {
         /* Later chunks win: servers that repeat usage send running totals. */
-        o->usage.input = int_field(usage, "prompt_tokens");
-        o->usage.output = int_field(usage, "completion_tokens");
+        rd->usage.input = int_field(usage, "prompt_tokens");
+        rd->usage.output = int_field(usage, "completion_tokens");
         json_t *details = json_object_get(usage, "prompt_tokens_details");
         /* DeepSeek counts cache hits in its own field (within prompt_tokens). */
-        o->usage.cached = json_is_object(details) && json_object_get(details, "cached_tokens")
-                              ? int_field(details, "cached_tokens")
-                              : int_field(usage, "prompt_cache_hit_tokens");
-        o->have_usage = true;
+        rd->usage.cached = json_is_object(details) && json_object_get(details, "cached_tokens")
+                               ? int_field(details, "cached_tokens")
+                               : int_field(usage, "prompt_cache_hit_tokens");
+        rd->have_usage = true;
     }
-    const char *fin = json_string_value(json_object_get(choice, "finish_reason"));
-    if (fin) {
-        free(o->finish_reason);
-        o->finish_reason = fr_xstrdup(fin);
-    }
+    fr_reader_finish_reason(rd, json_string_value(json_object_get(choice, "finish_reason")));
 }
 
 static char *server_error_msg(json_t *error)
@@ -406,42 +347,27 @@ static bool is_done(const char *s, size_t n)
 static int on_event(void *ud, const fr_sse_event *ev)
 {
     oai *o = ud;
-    if (o->done || blank(ev->data, ev->data_len))
+    if (o->rd->done || blank(ev->data, ev->data_len))
         return FR_OK;
     if (is_done(ev->data, ev->data_len)) {
-        o->done = true;
+        o->rd->done = true;
         return FR_OK;
     }
     json_error_t je;
     json_t *obj = json_loadb(ev->data, ev->data_len, 0, &je);
     int rc = FR_OK;
     if (!json_is_object(obj)) {
-        if (strcmp(ev->event, "error") == 0) {
-            fr_buf b;
-            fr_buf_init(&b, 0);
-            fr_buf_puts(&b, "the server reported an error mid-stream: ");
-            fr_provider_append_line(&b, ev->data, ev->data_len, 200);
-            o->server_error = true;
-            rc = fail(o, FR_EPROTO, fr_buf_take(&b));
-        } else {
-            fr_error e;
-            char what[64];
-            snprintf(what, sizeof what, "malformed JSON in stream event %zu", o->events + 1);
-            if (obj)
-                fr_error_set(&e, FR_EPROTO, PROTO, 0, "%s (not an object)", what);
-            else
-                fr_provider_json_error(&e, PROTO, &je, what);
-            rc = fail(o, FR_EPROTO, fr_xstrdup(e.msg));
-        }
+        rc = fail(o, FR_EPROTO,
+                  fr_reader_not_object(o->rd, ev->event, ev->data, ev->data_len, obj, &je),
+                  strcmp(ev->event, "error") == 0);
         goto cleanup;
     }
-    o->events++;
+    o->rd->parsed++;
     json_t *error = json_object_get(obj, "error");
     if (!error && strcmp(ev->event, "error") == 0)
         error = obj;
     if (error && !json_is_null(error)) {
-        o->server_error = true;
-        rc = fail(o, FR_EPROTO, server_error_msg(error));
+        rc = fail(o, FR_EPROTO, server_error_msg(error), true);
         goto cleanup;
     }
     json_t *choice = first_choice(obj);
@@ -450,9 +376,9 @@ static int on_event(void *ud, const fr_sse_event *ev)
         json_string_value(json_object_get(json_object_get(choice, "delta"), "content"));
     if (delta) {
         char *msg = NULL;
-        int arc = fr_text_acc_add(&o->text, delta, strlen(delta), &msg);
+        int arc = fr_text_acc_add(&o->rd->text, delta, strlen(delta), &msg);
         if (arc != FR_OK) {
-            rc = fail(o, arc, msg);
+            rc = fail(o, arc, msg, false);
             goto cleanup;
         }
     }
@@ -462,35 +388,16 @@ cleanup:
     return rc;
 }
 
-static int oai_feed(void *self, long http_status, const char *data, size_t len)
+/* Parses a whole chat.completion object from the reader's body (the
+ * reader's on_body: `ud` is the adapter's state). */
+static int parse_body(void *ud, fr_error *err)
 {
-    oai *o = self;
-    char *msg = NULL;
-    int rc = fr_sse_reader_feed(&o->rd, o->call->stream, http_status, data, len, on_event, o, &msg);
-    if (msg)
-        fail(o, rc, msg);
-    return rc;
-}
-
-/* Parses a whole chat.completion object from o->rd.body. */
-static int parse_body(oai *o, fr_error *err)
-{
-    json_error_t je;
+    oai *o = ud;
     json_t *obj = NULL;
-    int rc = FR_EPROTO;
-    if (o->rd.body.len == 0) {
-        fr_error_set(err, rc, PROTO, 0, "the reply body is empty");
+    int rc = fr_reader_body_object(o->rd, &obj, err);
+    if (rc != FR_OK)
         goto cleanup;
-    }
-    obj = json_loadb(o->rd.body.data, o->rd.body.len, 0, &je);
-    if (!obj) {
-        fr_provider_json_error(err, PROTO, &je, "the reply is not valid JSON");
-        goto cleanup;
-    }
-    if (!json_is_object(obj)) {
-        fr_error_set(err, rc, PROTO, 0, "the reply is not a JSON object");
-        goto cleanup;
-    }
+    rc = FR_EPROTO;
     json_t *error = json_object_get(obj, "error");
     if (error && !json_is_null(error)) {
         const char *m = fr_provider_error_message(error);
@@ -513,13 +420,9 @@ static int parse_body(oai *o, fr_error *err)
     const char *content =
         json_string_value(json_object_get(json_object_get(choice, "message"), "content"));
     /* The same cap and loop cut as a stream's text. */
-    char *msg = NULL;
-    fr_text_acc_close(&o->text);
-    fr_text_acc_init(&o->text);
-    rc = content ? fr_text_acc_add(&o->text, content, strlen(content), &msg) : FR_OK;
+    rc = content ? fr_reader_add(o->rd, &o->rd->text, content, strlen(content)) : FR_OK;
     if (rc != FR_OK) {
-        fr_error_set(err, rc, PROTO, 0, "%s", msg);
-        free(msg);
+        fr_error_set(err, rc, PROTO, 0, "%s", o->rd->error);
         goto cleanup;
     }
     read_common(o, obj, choice);
@@ -565,81 +468,47 @@ static void hint_limit_field(const fr_call *c, fr_error *err)
     snprintf(err->msg + keep, sizeof err->msg - keep, "%s", hint);
 }
 
-static int oai_finish(void *self, long http_status, fr_reply *out, fr_error *err)
+/* Fills `err` for a non-2xx reply (the reader's http_error), with the
+ * limit field's hint on a 400 that calls it unsupported. */
+static int http_error(void *ud, long status, const char *body, size_t len, fr_error *err)
+{
+    const oai *o = ud;
+    int rc = fr_provider_http_error(PROTO, status, body, len, err);
+    if (status == 400)
+        hint_limit_field(o->call, err);
+    return rc;
+}
+
+/* A reply is SSE events up to data: [DONE], or a whole chat.completion
+ * from a server that did not stream. */
+static const fr_reader_spec reader = {
+    .framing = FR_FRAME_SSE,
+    .on_event = on_event,
+    .on_body = parse_body,
+    .http_error = http_error,
+    .ended = "the stream ended before 'data: [DONE]'",
+    .units = "events",
+};
+
+static int oai_finish(void *self, fr_reply *out, fr_error *err)
 {
     oai *o = self;
-    long status = http_status ? http_status : o->rd.status;
-    int rc;
-    if (!fr_provider_status_ok(status)) {
-        const char *body = o->rd.mode == FR_READ_ERROR ? fr_buf_str(&o->rd.body) : "";
-        rc = fr_provider_http_error(PROTO, status, body, strlen(body), err);
-        if (status == 400)
-            hint_limit_field(o->call, err);
-        return rc;
-    }
-    if (o->rc != FR_OK)
-        return fr_error_set(err, o->rc, PROTO, 0, "%s", o->error);
-
-    if (o->rd.mode == FR_READ_BODY) {
-        rc = parse_body(o, err);
-        if (rc != FR_OK)
-            return rc;
-    } else if (o->call->stream) {
-        if (o->rd.mode == FR_READ_SSE && !o->done) {
-            /* A server may omit the blank line after its last event. */
-            fr_sse_flush(&o->rd.sse);
-            if (o->server_error)
-                return fr_error_set(err, o->rc, PROTO, 0, "%s", o->error);
-        }
-        if (!o->done)
-            return fr_error_set(err, FR_ETRUNCATED, PROTO, 0,
-                                "the stream ended before 'data: [DONE]' (after %zu events)",
-                                o->events);
-    } else {
-        return fr_error_set(err, FR_EPROTO, PROTO, 0, "the reply body is empty");
-    }
-
-    out->text = fr_buf_take(&o->text.text);
-    out->finish_reason = fr_xstrdup(o->finish_reason);
-    out->finish = fr_provider_finish(finish_words, sizeof finish_words / sizeof *finish_words,
-                                     o->finish_reason);
+    fr_finish f = fr_provider_finish(finish_words, sizeof finish_words / sizeof *finish_words,
+                                     o->rd->finish_reason);
     if (o->refused)
-        out->finish = FR_FINISH_REFUSED;
-    else if (o->tool_calls && fr_finish_is_answer(out->finish))
-        out->finish = FR_FINISH_TOOL_CALL;
-    out->finish = fr_provider_settle_finish(out->finish, o->reasoned, out->text);
-    out->model = fr_xstrdup(o->model);
-    out->usage = o->usage;
-    fr_provider_fill_usage(out, o->call, o->have_usage);
-    if (o->call->schema) {
-        rc = fr_provider_parse_json_text(PROTO, out->text, &out->json, err);
-        if (rc != FR_OK && fr_finish_is_answer(out->finish))
-            return rc; /* fr_adapter_finish empties out */
-        if (rc != FR_OK && err)
-            memset(err, 0, sizeof *err); /* the finish says why: the engine reports it */
-    }
-    return FR_OK;
+        f = FR_FINISH_REFUSED;
+    else if (o->tool_calls && fr_finish_is_answer(f))
+        f = FR_FINISH_TOOL_CALL;
+    return fr_reader_reply(o->rd, o->call, f, out, err);
 }
 
-static bool oai_started(const void *self)
-{
-    const oai *o = self;
-    return o->text.text.len > 0;
-}
-
-static unsigned long oai_progress(const void *self)
-{
-    const oai *o = self;
-    return o->rd.progress;
-}
-
+/* The vtable: the functions above, borrowed by fr_adapter for the life of
+ * the program. */
 const fr_adapter_ops fr_openai_ops = {
     .name = PROTO,
+    .reader = &reader,
     .create = oai_create,
     .request = oai_request,
-    .feed = oai_feed,
     .finish = oai_finish,
     .destroy = oai_destroy,
-    .started = oai_started,
-    .progress = oai_progress,
 };

@@ -26,7 +26,8 @@ struct fr_adapter {
     const fr_adapter_ops *ops; /* NULL when the protocol is not supported */
     void *impl;
     int feed_rc;       /* sticky: the first error a feed returned */
-    unsigned long fed; /* bytes fed: the progress of adapters that count none */
+    unsigned long fed; /* bytes fed: the progress of a protocol without an adapter */
+    fr_reader rd;      /* the reply body, read for the adapter (when ops is set) */
     fr_call call;      /* a view of the owned copies below, lent to the adapter */
     char *base_url;
     char *model;
@@ -70,8 +71,11 @@ fr_adapter *fr_adapter_new(fr_protocol proto, const fr_call *call)
     a->call.prompt = a->prompt;
     a->call.api_key = a->api_key;
     a->call.schema = a->schema;
-    if (a->ops)
-        a->impl = a->ops->create(&a->call);
+    if (a->ops) {
+        fr_reader_init(&a->rd, a->ops->name, a->ops->reader, a->call.stream);
+        a->impl = a->ops->create(&a->call, &a->rd);
+        a->rd.ud = a->impl;
+    }
     return a;
 }
 
@@ -152,7 +156,7 @@ int fr_adapter_feed(fr_adapter *a, long http_status, const char *data, size_t le
     if (!a->ops)
         a->feed_rc = FR_ECONFIG;
     else if (len > 0)
-        a->feed_rc = a->ops->feed(a->impl, http_status, data, len);
+        a->feed_rc = fr_reader_feed(&a->rd, http_status, data, len);
     a->fed += len;
     return a->feed_rc;
 }
@@ -165,8 +169,8 @@ int fr_adapter_finish(fr_adapter *a, long http_status, fr_reply *out, fr_error *
         memset(err, 0, sizeof *err);
     if (!a->ops)
         rc = unsupported(a, err);
-    else
-        rc = a->ops->finish(a->impl, http_status, out, err);
+    else if ((rc = fr_reader_end(&a->rd, http_status, err)) == FR_OK)
+        rc = a->ops->finish(a->impl, out, err);
     if (rc != FR_OK)
         fr_reply_close(out);
     else if (!out->text)
@@ -180,6 +184,8 @@ void fr_adapter_free(fr_adapter *a)
         return;
     if (a->ops && a->impl)
         a->ops->destroy(a->impl);
+    if (a->ops)
+        fr_reader_close(&a->rd);
     wipe(a->api_key);
     free(a->api_key);
     free(a->base_url);
@@ -313,6 +319,69 @@ int fr_provider_join_url(const char *proto, const char *base_url, const char *pa
         n--;
     *out = fr_xasprintf("%.*s%s", (int)n, base_url, path);
     return FR_OK;
+}
+
+json_t *fr_provider_must(json_t *v)
+{
+    if (!v) {
+        fprintf(stderr, "flowrun: out of memory (building a request)\n");
+        abort();
+    }
+    return v;
+}
+
+/* Returns the messages of `c` (owned): the system prompt first unless it
+ * goes apart (or there is none), then the user's prompt. */
+static json_t *messages(const fr_call *c, bool system_apart)
+{
+    json_t *msgs = fr_provider_must(json_array());
+    if (!system_apart && c->system && c->system[0])
+        json_array_append_new(msgs,
+                              fr_provider_must(json_pack("{s:s,s:o}", "role", "system", "content",
+                                                         fr_provider_json_string(c->system))));
+    json_array_append_new(msgs, fr_provider_must(json_pack("{s:s,s:o}", "role", "user", "content",
+                                                           fr_provider_json_string(c->prompt))));
+    return msgs;
+}
+
+int fr_provider_request(const char *proto, const fr_call *c, const fr_request_spec *spec,
+                        fr_request *out, fr_error *err)
+{
+    json_t *body = NULL;
+    int rc = fr_provider_join_url(proto, c->base_url, spec->path, &out->url, err);
+    if (rc != FR_OK)
+        goto cleanup;
+    rc = FR_ECONFIG;
+    if (!c->model || !c->model[0]) {
+        fr_error_set(err, rc, proto, 0, "the endpoint has no model");
+        goto cleanup;
+    }
+    if (fr_provider_has_ctl(c->api_key)) {
+        /* Never echo the key, not even part of it. */
+        fr_error_set(err, rc, proto, 0, "the API key contains a line break or control character");
+        goto cleanup;
+    }
+    fr_request_add_header(out, "Content-Type: application/json");
+    if (spec->extra)
+        fr_request_add_header(out, "%s", spec->extra);
+    if (c->stream)
+        fr_request_add_header(out, "Accept: %s", spec->accept);
+    if (c->api_key && c->api_key[0])
+        fr_request_add_header(out, "%s%s", spec->auth, c->api_key);
+    body = fr_provider_must(json_object());
+    json_object_set_new(body, "model", fr_provider_json_string(c->model));
+    if (spec->system_apart && c->system && c->system[0])
+        json_object_set_new(body, "system", fr_provider_json_string(c->system));
+    json_object_set_new(body, "messages", messages(c, spec->system_apart));
+    spec->add_members(spec->self, body);
+    json_object_set_new(body, "stream", json_boolean(c->stream));
+    out->body = json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(15));
+    rc = out->body ? FR_OK : FR_ENOMEM;
+    if (rc != FR_OK)
+        fr_error_set(err, rc, proto, 0, "cannot serialise the request body");
+cleanup:
+    json_decref(body);
+    return rc;
 }
 
 void fr_request_add_header(fr_request *r, const char *fmt, ...)
@@ -634,105 +703,14 @@ int fr_text_acc_add(fr_text_acc *a, const char *s, size_t n, char **err_msg)
 
 unsigned long fr_adapter_progress(const fr_adapter *a)
 {
-    if (a->ops && a->ops->progress)
-        return a->ops->progress(a->impl);
-    return a->fed;
+    return a->ops ? a->rd.progress : a->fed;
 }
 
 bool fr_adapter_started(const fr_adapter *a)
 {
-    return a->ops && a->ops->started && a->ops->started(a->impl);
-}
-
-void fr_sse_reader_init(fr_sse_reader *rd)
-{
-    memset(rd, 0, sizeof *rd);
-    fr_buf_init(&rd->body, FR_PROVIDER_MAX_BODY);
-}
-
-void fr_sse_reader_close(fr_sse_reader *rd)
-{
-    if (rd->mode == FR_READ_SSE)
-        fr_sse_close(&rd->sse);
-    fr_buf_close(&rd->body);
-}
-
-static bool is_blank(char c)
-{
-    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
-}
-
-/* Counts an event as content, then hands it to the adapter. */
-static int reader_on_event(void *ud, const fr_sse_event *ev)
-{
-    fr_sse_reader *rd = ud;
-    if (strcmp(ev->event, "ping") != 0)
-        rd->progress++;
-    return rd->on_event(rd->ud, ev);
-}
-
-/* Whether `len` bytes of `data` hold more than whitespace. */
-static bool has_content(const char *data, size_t len)
-{
-    for (size_t i = 0; i < len; i++)
-        if (!is_blank(data[i]))
-            return true;
-    return false;
-}
-
-int fr_sse_reader_feed(fr_sse_reader *rd, bool stream, long status, const char *data, size_t len,
-                       fr_sse_event_fn on_event, void *ud, char **msg)
-{
-    if (rd->mode == FR_READ_UNKNOWN) {
-        rd->status = status;
-        if (!fr_provider_status_ok(status)) {
-            rd->mode = FR_READ_ERROR;
-            rd->body.limit = FR_PROVIDER_MAX_ERROR_BODY;
-        } else if (!stream) {
-            rd->mode = FR_READ_BODY;
-        } else {
-            /* Sniff past leading whitespace: SSE never starts with '{'. */
-            while (len > 0 && is_blank(*data)) {
-                data++;
-                len--;
-            }
-            if (len == 0)
-                return FR_OK;
-            if (*data == '{') {
-                rd->mode = FR_READ_BODY;
-            } else {
-                rd->mode = FR_READ_SSE;
-                fr_sse_init(&rd->sse, FR_PROVIDER_MAX_BODY, reader_on_event, rd);
-            }
-        }
-    }
-    rd->on_event = on_event;
-    rd->ud = ud;
-    if (rd->mode != FR_READ_SSE && has_content(data, len))
-        rd->progress++;
-    switch (rd->mode) {
-    case FR_READ_SSE: {
-        int rc = fr_sse_feed(&rd->sse, data, len);
-        if (rc == FR_ETOOBIG)
-            *msg = fr_xasprintf("the reply is over the %u-byte cap (one stream event exceeds %u "
-                                "bytes)",
-                                (unsigned)FR_PROVIDER_MAX_REPLY, (unsigned)FR_PROVIDER_MAX_BODY);
-        return rc;
-    }
-    case FR_READ_ERROR: {
-        /* Only the start of an error body matters; the rest is dropped. */
-        size_t room = rd->body.limit - rd->body.len;
-        fr_buf_append(&rd->body, data, len < room ? len : room);
-        return FR_OK;
-    }
-    case FR_READ_BODY:
-    case FR_READ_UNKNOWN: /* decided above */
-    default:
-        if (fr_buf_append(&rd->body, data, len) != FR_OK) {
-            *msg = fr_xasprintf("the reply is over the %u-byte cap (its body exceeds %u bytes)",
-                                (unsigned)FR_PROVIDER_MAX_REPLY, (unsigned)FR_PROVIDER_MAX_BODY);
-            return FR_ETOOBIG;
-        }
-        return FR_OK;
-    }
+    if (!a->ops)
+        return false;
+    if (a->ops->started)
+        return a->ops->started(a->impl);
+    return a->rd.text.text.len > 0;
 }

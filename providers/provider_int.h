@@ -1,12 +1,14 @@
 #pragma once
-/* Inside the provider layer: the vtable each protocol adapter fills, and the
- * helpers adapters share (URL joining, error bodies, JSON in text, usage
- * estimates). Only the adapters in providers/ include it; the engine sees
- * provider.h. */
+/* Inside the provider layer: the vtable each protocol adapter fills, the
+ * request skeleton and the reply reader every adapter is built on
+ * (providers/provider.c, providers/reader.c), and the helpers adapters share
+ * (URL joining, error bodies, JSON in text, usage estimates). Only files in
+ * providers/ include it; everyone else sees provider.h. */
 
 #include "engine/util/buf.h"
-#include "providers/sse.h"
+#include "providers/ndjson.h"
 #include "providers/provider.h"
+#include "providers/sse.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -22,26 +24,6 @@
 #define FR_PROVIDER_MAX_BODY (8u * FR_PROVIDER_MAX_REPLY)
 /* Error bodies (non-2xx) keep at most this much; the rest is dropped. */
 #define FR_PROVIDER_MAX_ERROR_BODY (64u * 1024u)
-
-/* One protocol. `create` gets the adapter's own copy of the call, which
- * outlives the state, so adapters borrow its strings instead of copying.
- * The other entries mirror fr_adapter_request/feed/finish/free; fr_adapter
- * makes feed errors sticky and redacts the API key from every error, so
- * adapters need do neither. */
-typedef struct fr_adapter_ops {
-    const char *name;
-    void *(*create)(const fr_call *call); /* returns owned state, never NULL */
-    int (*request)(void *self, fr_request *out, fr_error *err);
-    int (*feed)(void *self, long http_status, const char *data, size_t len);
-    int (*finish)(void *self, long http_status, fr_reply *out, fr_error *err);
-    void (*destroy)(void *self);
-    /* Optional: true once the reply's first content (text or structured
-     * output) has arrived; the engine times the first token by it. */
-    bool (*started)(const void *self);
-    /* Optional: the pieces of content read so far (fr_adapter_progress);
-     * without it every byte fed counts. */
-    unsigned long (*progress)(const void *self);
-} fr_adapter_ops;
 
 /* A reply whose text holds the same run of 1 to FR_PROVIDER_LOOP_WORDS
  * words this many times in a row is a model stuck in a loop: it fails
@@ -141,35 +123,142 @@ int fr_provider_parse_json_text(const char *proto, const char *text, json_t **ou
  * zero despite non-empty text is counted too. Either sets r->usage.estimated. */
 void fr_provider_fill_usage(fr_reply *r, const fr_call *call, bool have_usage);
 
-/* How the body of a reply is being read. */
-typedef enum { FR_READ_UNKNOWN = 0, FR_READ_SSE, FR_READ_BODY, FR_READ_ERROR } fr_read_mode;
+/* How a reply body is framed when it streams. */
+typedef enum { FR_FRAME_SSE = 0, FR_FRAME_NDJSON } fr_framing;
 
-/* The body of a reply in an SSE protocol (OpenAI-compatible, Anthropic) as
- * it arrives: the first bytes decide whether it is an error body (a non-2xx
- * status: only its start is kept), a whole JSON body (no streaming asked, or
- * a server that ignored the request to stream), or an event stream handed
- * to the adapter's callback. Embedded by value in an adapter's state. */
-typedef struct fr_sse_reader {
+/* How the body of a reply is being read, decided at its first bytes. */
+typedef enum { FR_READ_UNKNOWN = 0, FR_READ_STREAM, FR_READ_BODY, FR_READ_ERROR } fr_read_mode;
+
+typedef struct fr_reader fr_reader;
+
+/* What one protocol tells the reply reader. Static and borrowed for the
+ * reader's life; every callback gets the adapter's state as `ud`. */
+typedef struct fr_reader_spec {
+    fr_framing framing;
+    fr_sse_event_fn on_event;  /* FR_FRAME_SSE: one call per event */
+    fr_ndjson_line_fn on_line; /* FR_FRAME_NDJSON: one call per non-blank line */
+    /* A whole (not streamed) body, in rd->body, once the reply ended: reads
+     * it into the reader's reply state. Returns FR_OK or fills `err`. */
+    int (*on_body)(void *ud, fr_error *err);
+    /* Optional: fills `err` for a non-2xx reply from the start of its body
+     * (`body`, borrowed, `len` bytes); NULL means fr_provider_http_error. */
+    int (*http_error)(void *ud, long status, const char *body, size_t len, fr_error *err);
+    const char *ended; /* a stream cut before its terminator: "the stream ended before ..." */
+    const char *units; /* what rd->parsed counts in that message: "events", "objects" */
+} fr_reader_spec;
+
+/* The one reader of a reply body, SSE or NDJSON, streamed or whole: it
+ * decides from the status and the first bytes whether the body is an error
+ * body (only its start kept), a whole body (read at the end by on_body; a
+ * server may ignore "stream": true) or a stream, runs a stream through its
+ * framer into the adapter's callbacks, counts progress, applies the caps,
+ * keeps the first error, and ends the body (a stream without its
+ * terminator is truncated). It also holds what every protocol's reply has:
+ * text, model, finish reason, usage. Owned by the fr_adapter; the adapter's
+ * state borrows it. Fields are read and set by the adapters. */
+struct fr_reader {
+    const fr_reader_spec *spec;
+    const char *proto;
+    void *ud;    /* the adapter's state, passed to every callback */
+    bool stream; /* streaming was asked */
     fr_read_mode mode;
-    long status;              /* the status seen by the first feed */
-    fr_sse sse;               /* FR_READ_SSE */
-    fr_buf body;              /* FR_READ_BODY: the whole reply; FR_READ_ERROR: its first bytes */
-    unsigned long progress;   /* events and non-blank body chunks read (fr_adapter_progress) */
-    fr_sse_event_fn on_event; /* the adapter's, for the event in flight */
-    void *ud;
-} fr_sse_reader;
+    long status;            /* the status seen by the first feed */
+    bool framing;           /* the framer below is initialised */
+    fr_sse sse;             /* FR_FRAME_SSE */
+    fr_ndjson nd;           /* FR_FRAME_NDJSON */
+    fr_buf body;            /* FR_READ_BODY: the whole reply; FR_READ_ERROR: its first bytes */
+    unsigned long progress; /* events (but `ping`), lines and non-blank body chunks read */
+    size_t parsed;          /* the adapter's count of objects read, for messages */
+    bool done;              /* the adapter saw the stream's terminator */
+    bool at_end;            /* the end is handing out a last, unterminated event or line */
+    int rc;                 /* sticky: the first error */
+    char *error;            /* owned message for rc */
+    /* The reply so far. */
+    fr_text_acc text; /* the answer's text */
+    char *model;
+    char *finish_reason;
+    fr_usage usage;
+    bool have_usage;
+    bool reasoned; /* the reply carried reasoning (thinking) */
+};
 
-/* Initialises a reader before the first byte. */
-void fr_sse_reader_init(fr_sse_reader *rd);
-/* Releases what a reader holds. */
-void fr_sse_reader_close(fr_sse_reader *rd);
-/* Feeds `len` bytes of `data` (borrowed) with the status known so far;
- * `stream` says whether streaming was asked. Events go to `on_event` with
- * `ud`; each one, and each body chunk with more than whitespace, adds one to
- * rd->progress (Anthropic's `ping` events do not). Returns FR_OK, the callback's code, or
- * FR_ETOOBIG past the caps, in which case *msg (owned) says what was too big. */
-int fr_sse_reader_feed(fr_sse_reader *rd, bool stream, long status, const char *data, size_t len,
-                       fr_sse_event_fn on_event, void *ud, char **msg);
+/* Initialises `rd` for one reply of protocol `proto` (borrowed, static),
+ * read as `spec` (borrowed, static) says; `stream` says whether streaming
+ * was asked. The caller sets rd->ud before the first feed. */
+void fr_reader_init(fr_reader *rd, const char *proto, const fr_reader_spec *spec, bool stream);
+/* Releases what an initialised reader holds and zeroes it. */
+void fr_reader_close(fr_reader *rd);
+/* Records the first error and its message (takes `msg_owned`, freed when an
+ * earlier error already won). Returns the sticky code. */
+int fr_reader_fail(fr_reader *rd, int rc, char *msg_owned);
+/* Feeds `len` bytes of `data` (borrowed) with the status known so far.
+ * Returns FR_OK, or the sticky error (a callback's, FR_ETOOBIG past a cap). */
+int fr_reader_feed(fr_reader *rd, long status, const char *data, size_t len);
+/* Runs `len` bytes (borrowed) through the framer, whatever the mode: for a
+ * whole body that turns out to be a stream. Returns as fr_reader_feed. */
+int fr_reader_frame(fr_reader *rd, const char *data, size_t len);
+/* Ends a stream: hands out its last, unterminated event or line (with
+ * rd->at_end set) unless the terminator came. Returns FR_OK once the
+ * terminator came, else the sticky error or FR_ETRUNCATED, with `err`
+ * filled. */
+int fr_reader_end_stream(fr_reader *rd, fr_error *err);
+/* Ends the reply at the final `http_status` (0: the one the feeds saw):
+ * a non-2xx status, the sticky error, a whole body on_body rejects or a
+ * stream cut short fill `err` and return their code; FR_OK means the
+ * reader's reply state is complete. */
+int fr_reader_end(fr_reader *rd, long http_status, fr_error *err);
+/* Returns the message (owned) for a stream event or line (`data`, borrowed,
+ * `len` bytes) that is not a JSON object: for an SSE `error` event (`event`,
+ * borrowed; NULL for a line) the server's words on one line, else where it
+ * is malformed: `obj` (borrowed) is what parsed, or NULL and `je` (borrowed)
+ * says why. */
+char *fr_reader_not_object(const fr_reader *rd, const char *event, const char *data, size_t len,
+                           const json_t *obj, const json_error_t *je);
+/* Parses the reader's whole body as one JSON object into *out (owned by the
+ * caller). Returns FR_OK, or FR_EPROTO with `err` filled when the body is
+ * empty, not JSON or not an object (*out is then NULL). */
+int fr_reader_body_object(const fr_reader *rd, json_t **out, fr_error *err);
+/* Appends `n` bytes of `s` (borrowed) to `acc` (rd->text, or an adapter's
+ * own accumulator): FR_OK, or the sticky error past the cap or the loop cut. */
+int fr_reader_add(fr_reader *rd, fr_text_acc *acc, const char *s, size_t n);
+/* Keeps `model` (borrowed, may be NULL) as the model that answered unless it
+ * is NULL or "". */
+void fr_reader_model(fr_reader *rd, const char *model);
+/* Keeps `reason` (borrowed) as the finish reason unless it is NULL. */
+void fr_reader_finish_reason(fr_reader *rd, const char *reason);
+/* Fills `out` from the reader's reply state, ending as `f` settles (see
+ * fr_provider_settle_finish): text, finish reason, model, usage (estimated
+ * where missing, see fr_provider_fill_usage) and, when `call` (borrowed)
+ * asked for structured output, the text parsed as JSON. Returns FR_OK, or
+ * FR_EQUALITY (err filled) when the text of an answer is not JSON; a reply
+ * whose finish says it is no answer keeps json NULL and returns FR_OK. */
+int fr_reader_reply(fr_reader *rd, const fr_call *call, fr_finish f, fr_reply *out, fr_error *err);
+
+/* What one protocol's request has of its own; fr_provider_request builds
+ * the rest (URL, the checks, the headers, model, messages and stream). */
+typedef struct fr_request_spec {
+    const char *path;   /* joined to the endpoint URL; starts with '/' */
+    const char *accept; /* the Accept header of a streamed reply */
+    const char *auth;   /* the key's header up to the key: "Authorization: Bearer " */
+    const char *extra;  /* NULL, or one more header line ("anthropic-version: ...") */
+    bool system_apart;  /* the system prompt is a top-level `system`, not a message */
+    /* Adds the protocol's own members to `body` (borrowed) from `self`. */
+    void (*add_members)(const void *self, json_t *body);
+    const void *self;
+} fr_request_spec;
+
+/* Fills `out` with `call`'s request (both borrowed) as `spec` (borrowed)
+ * says, for protocol `proto`: the URL, Content-Type, the Accept of a stream
+ * and the key's header, and a body holding model, the messages (system and
+ * user), the protocol's members and stream. Returns FR_OK, or FR_ECONFIG
+ * (bad URL, no model, a key with a control character) or FR_ENOMEM with
+ * `err` filled; `out` may then hold a part, which the caller closes. */
+int fr_provider_request(const char *proto, const fr_call *call, const fr_request_spec *spec,
+                        fr_request *out, fr_error *err);
+
+/* Returns `v` (owned), aborting when jansson ran out of memory building it:
+ * a request silently missing a member would be worse than no request. */
+json_t *fr_provider_must(json_t *v);
 
 /* One protocol's spelling of a finish reason and what it means. */
 typedef struct fr_finish_word {
@@ -187,3 +276,21 @@ fr_finish fr_provider_finish(const fr_finish_word *words, size_t n, const char *
  * blank is FR_FINISH_NO_ANSWER, unless `f` already says why (cut, refused,
  * a tool call). */
 fr_finish fr_provider_settle_finish(fr_finish f, bool reasoned, const char *text);
+
+/* One protocol. `create` gets the adapter's own copy of the call and the
+ * reader of its reply, which both outlive the state, so adapters borrow
+ * them instead of copying. fr_adapter feeds the reader and ends it; the
+ * adapter's `finish` runs only when the reply ended well, to fill `out`.
+ * fr_adapter makes feed errors sticky and redacts the API key from every
+ * error, so adapters need do neither. */
+typedef struct fr_adapter_ops {
+    const char *name;
+    const fr_reader_spec *reader;                        /* how its replies are read */
+    void *(*create)(const fr_call *call, fr_reader *rd); /* returns owned state, never NULL */
+    int (*request)(void *self, fr_request *out, fr_error *err);
+    int (*finish)(void *self, fr_reply *out, fr_error *err);
+    void (*destroy)(void *self);
+    /* Optional: true once the reply's first content has arrived; without
+     * it, once the reader's text holds a byte. */
+    bool (*started)(const void *self);
+} fr_adapter_ops;

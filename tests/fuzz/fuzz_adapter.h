@@ -10,7 +10,7 @@
  *                   object, 0 or 3 none
  *   flags bit 3     the status is statuses[status & 15] (else 200)
  *   flags bit 4     finish with status 0, as when the final status is lost
- *   mode, seed      how the body is cut into chunks (fuzz_split.h)
+ *   mode, seed      how the body is cut into chunks (tests/unit/support/split.h)
  *
  * Every input runs twice, body fed whole and body cut; both runs must end
  * the same way, because the network decides the cut, not the server. */
@@ -18,7 +18,7 @@
 #include "engine/util/err.h"
 #include "engine/util/kinds.h"
 #include "engine/util/mem.h"
-#include "fuzz_split.h"
+#include "tests/unit/support/split.h"
 #include "providers/provider.h"
 
 #include <jansson.h>

@@ -3,7 +3,7 @@
  * Input: [flags][mode][seed] then the stream. flags bit 0 caps a line at
  * 16 + seed bytes (else the default 1 MiB), bits 1-3 make the callback stop
  * the framer at that line (0: never), bit 4 flushes at the end. mode and
- * seed cut the stream into chunks (fuzz_split.h).
+ * seed cut the stream into chunks (tests/unit/support/split.h).
  *
  * Invariants: every line handed out is non-empty, holds no LF and more than
  * whitespace, and fits the cap; an error is sticky; and the lines, the
@@ -12,7 +12,7 @@
 
 #include "engine/util/buf.h"
 #include "engine/util/err.h"
-#include "fuzz_split.h"
+#include "tests/unit/support/split.h"
 #include "providers/ndjson.h"
 
 #include <string.h>
@@ -40,6 +40,12 @@ static int on_line(void *ud, const char *line, size_t len)
     return r->lines == r->stop_at ? FR_EPROTO : FR_OK;
 }
 
+/* Feeds one chunk to the framer `ud` (split_feed_fn). */
+static int feed(void *ud, const char *p, size_t len)
+{
+    return fr_ndjson_feed(ud, p, len);
+}
+
 /* Frames `body` cut as `mode`/`seed` say; fills `r` and returns the final
  * code, with the pending state before the flush in *pending. */
 static int frame(run *r, uint8_t flags, uint8_t mode, uint8_t seed, const uint8_t *body, size_t n,
@@ -53,15 +59,7 @@ static int frame(run *r, uint8_t flags, uint8_t mode, uint8_t seed, const uint8_
     fr_ndjson_init(&j, (flags & 1) ? r->cap : 0, on_line, r);
     split sp;
     split_init(&sp, mode, seed, body, n);
-    const uint8_t *chunk;
-    size_t len;
-    int rc = FR_OK;
-    while (split_next(&sp, &chunk, &len)) {
-        int was = rc;
-        rc = fr_ndjson_feed(&j, chunk, len);
-        FUZZ_CHECK(was == FR_OK || rc == was); /* sticky */
-        FUZZ_CHECK(rc == FR_OK || rc == FR_ETOOBIG || rc == FR_EPROTO);
-    }
+    int rc = split_feed_framer(&sp, feed, &j);
     *pending = fr_ndjson_pending(&j);
     if (flags & 0x10) {
         int frc = fr_ndjson_flush(&j);

@@ -25,7 +25,7 @@
 #include "engine/cache.h"
 #include "engine/util/err.h"
 #include "engine/util/utf8.h"
-#include "fuzz_split.h"
+#include "tests/unit/support/split.h"
 #include "providers/provider.h"
 
 #include <jansson.h>

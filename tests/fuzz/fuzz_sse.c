@@ -3,7 +3,7 @@
  * Input: [flags][mode][seed] then the stream. flags bit 0 caps an event at
  * 64 + seed bytes (else the default 1 MiB), bits 1-3 make the callback stop
  * the framer at that event (0: never), bit 4 flushes at the end. mode and
- * seed cut the stream into chunks (fuzz_split.h).
+ * seed cut the stream into chunks (tests/unit/support/split.h).
  *
  * Invariants: every event is well formed (a name, an id, data NUL-terminated
  * at data_len, within the cap), an error is sticky, and the events, the
@@ -12,7 +12,7 @@
 
 #include "engine/util/buf.h"
 #include "engine/util/err.h"
-#include "fuzz_split.h"
+#include "tests/unit/support/split.h"
 #include "providers/sse.h"
 
 #include <string.h>
@@ -42,6 +42,12 @@ static int on_event(void *ud, const fr_sse_event *ev)
     return r->events == r->stop_at ? FR_EPROTO : FR_OK;
 }
 
+/* Feeds one chunk to the framer `ud` (split_feed_fn). */
+static int feed(void *ud, const char *p, size_t len)
+{
+    return fr_sse_feed(ud, p, len);
+}
+
 /* Frames `body` cut as `mode`/`seed` say; fills `r` and returns the final
  * code, with the pending state before the flush in *pending. */
 static int frame(run *r, uint8_t flags, uint8_t mode, uint8_t seed, const uint8_t *body, size_t n,
@@ -55,15 +61,7 @@ static int frame(run *r, uint8_t flags, uint8_t mode, uint8_t seed, const uint8_
     fr_sse_init(&s, (flags & 1) ? r->cap : 0, on_event, r);
     split sp;
     split_init(&sp, mode, seed, body, n);
-    const uint8_t *chunk;
-    size_t len;
-    int rc = FR_OK;
-    while (split_next(&sp, &chunk, &len)) {
-        int was = rc;
-        rc = fr_sse_feed(&s, chunk, len);
-        FUZZ_CHECK(was == FR_OK || rc == was); /* sticky */
-        FUZZ_CHECK(rc == FR_OK || rc == FR_ETOOBIG || rc == FR_EPROTO);
-    }
+    int rc = split_feed_framer(&sp, feed, &s);
     *pending = fr_sse_pending(&s);
     if (flags & 0x10) {
         int frc = fr_sse_flush(&s);

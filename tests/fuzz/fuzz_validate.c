@@ -12,7 +12,7 @@
 
 #include "engine/util/err.h"
 #include "dsl/schema.h"
-#include "fuzz_split.h"
+#include "tests/unit/support/split.h"
 
 #include <jansson.h>
 #include <string.h>

@@ -17,6 +17,7 @@
 
 #include <cmocka.h>
 
+#define ADAPTER_UNDER_TEST FR_PROTO_ANTHROPIC
 #include "tests/unit/support/adapter_harness.h"
 
 #define KEY "FAKE-ant-api03-SECRET-0123456789abcdef"
@@ -35,36 +36,23 @@ static fr_call make_call(bool stream)
     return c;
 }
 
-/* Returns the value of header `name` in `r` (borrowed), or NULL. */
-/* Feeds `body` to a fresh adapter (tests/unit/support/adapter_harness.h). */
-static int run(const fr_call *call, long status, const char *body, size_t len, const size_t *cuts,
-               size_t ncuts, fr_reply *out, fr_error *err, int *feed_rc)
-{
-    return adapter_run(FR_PROTO_ANTHROPIC, call, status, body, len, cuts, ncuts, out, err, feed_rc);
-}
-
-static int run_whole(const fr_call *call, long status, const char *body, fr_reply *out,
-                     fr_error *err, int *feed_rc)
-{
-    return run(call, status, body, strlen(body), NULL, 0, out, err, feed_rc);
-}
-
-/* Returns `s` with "\n" replaced by "\r\n" (owned). */
-static char *crlf(const char *s)
-{
-    fr_buf b;
-    fr_buf_init(&b, 0);
-    for (; *s; s++)
-        fr_buf_puts(&b, *s == '\n' ? "\r\n" : (char[]){*s, '\0'});
-    return fr_buf_take(&b);
-}
+static const adapter_proto PROTO = {
+    .proto = FR_PROTO_ANTHROPIC,
+    .name = "anthropic",
+    .accept = "text/event-stream",
+    .auth = "x-api-key",
+    .auth_prefix = "",
+    .never = "Authorization",
+    .extra = {"anthropic-version", "2023-06-01"},
+    .stream_headers = 3,
+};
 
 /* Request building */
 
 static void test_url_joining(void **state)
 {
     (void)state;
-    static const char *const good[][2] = {
+    static const adapter_url urls[] = {
         {"https://api.anthropic.com", "https://api.anthropic.com/v1/messages"},
         {"https://api.anthropic.com/", "https://api.anthropic.com/v1/messages"},
         {"http://127.0.0.1:8080/v1", "http://127.0.0.1:8080/v1/messages"},
@@ -75,113 +63,27 @@ static void test_url_joining(void **state)
         /* Neither a host called v1 nor /v10 is the /v1 prefix. */
         {"http://v1", "http://v1/v1/messages"},
         {"http://host/v10", "http://host/v10/v1/messages"},
+        {"ftp://api.anthropic.com", NULL},
+        {"api.anthropic.com", NULL},
+        {"", NULL},
+        {NULL, NULL},
+        {"http://", NULL},
+        {"http://host /v1", NULL},
     };
-    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
-        fr_call c = make_call(true);
-        c.base_url = good[i][0];
-        fr_adapter *a = fr_adapter_new(FR_PROTO_ANTHROPIC, &c);
-        fr_request req;
-        fr_error err;
-        assert_int_equal(fr_adapter_request(a, &req, &err), FR_OK);
-        assert_string_equal(req.url, good[i][1]);
-        fr_request_close(&req);
-        fr_adapter_free(a);
-    }
-
-    static const char *const bad[] = {
-        "ftp://api.anthropic.com", "api.anthropic.com", "", NULL, "http://", "http://host /v1",
-    };
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        fr_call c = make_call(true);
-        c.base_url = bad[i];
-        fr_adapter *a = fr_adapter_new(FR_PROTO_ANTHROPIC, &c);
-        fr_request req;
-        fr_error err;
-        assert_int_equal(fr_adapter_request(a, &req, &err), FR_ECONFIG);
-        assert_string_equal(err.source, "anthropic");
-        assert_true(strlen(err.msg) > 0);
-        assert_null(req.url);
-        assert_null(req.body);
-        assert_int_equal(req.nheaders, 0);
-        fr_adapter_free(a);
-    }
-
-    /* No model: refused before anything is sent. */
     fr_call c = make_call(true);
-    c.model = "";
-    fr_adapter *a = fr_adapter_new(FR_PROTO_ANTHROPIC, &c);
-    fr_request req;
-    fr_error err;
-    assert_int_equal(fr_adapter_request(a, &req, &err), FR_ECONFIG);
-    assert_string_equal(err.msg, "the endpoint has no model");
-    fr_adapter_free(a);
+    adapter_check_urls(&PROTO, &c, urls, sizeof urls / sizeof urls[0]);
 }
 
 static void test_headers(void **state)
 {
     (void)state;
     fr_call c = make_call(true);
-    fr_request req;
-    fr_error err;
-
-    /* Streaming, no key (a local server). */
-    fr_adapter *a = fr_adapter_new(FR_PROTO_ANTHROPIC, &c);
-    assert_int_equal(fr_adapter_request(a, &req, &err), FR_OK);
-    assert_string_equal(adapter_header(&req, "Content-Type"), "application/json");
-    assert_string_equal(adapter_header(&req, "anthropic-version"), "2023-06-01");
-    assert_string_equal(adapter_header(&req, "Accept"), "text/event-stream");
-    assert_null(adapter_header(&req, "x-api-key"));
-    assert_null(adapter_header(&req, "Authorization"));
-    assert_int_equal(req.nheaders, 3);
-    fr_request_close(&req);
-    fr_adapter_free(a);
-
-    /* Not streaming, with a key: x-api-key, never a Bearer header. The
-     * adapter copies the key: the caller's buffer may change afterwards. */
-    char key[] = KEY;
-    c.stream = false;
-    c.api_key = key;
-    a = fr_adapter_new(FR_PROTO_ANTHROPIC, &c);
-    memset(key, 'x', sizeof key - 1);
-    assert_int_equal(fr_adapter_request(a, &req, &err), FR_OK);
-    assert_string_equal(adapter_header(&req, "x-api-key"), KEY);
-    assert_string_equal(adapter_header(&req, "anthropic-version"), "2023-06-01");
-    assert_string_equal(adapter_header(&req, "Content-Type"), "application/json");
-    assert_null(adapter_header(&req, "Accept"));
-    assert_null(adapter_header(&req, "Authorization"));
-    assert_null(strstr(req.url, "SECRET"));
-    assert_null(strstr(req.body, "SECRET"));
-    fr_request_close(&req);
-    fr_adapter_free(a);
-
-    /* An empty key sends no header. */
-    c.api_key = "";
-    a = fr_adapter_new(FR_PROTO_ANTHROPIC, &c);
-    assert_int_equal(fr_adapter_request(a, &req, &err), FR_OK);
-    assert_null(adapter_header(&req, "x-api-key"));
-    fr_request_close(&req);
-    fr_adapter_free(a);
-
-    /* A key that would inject a header is refused without being echoed. */
-    c.api_key = KEY "\r\nX-Evil: 1";
-    a = fr_adapter_new(FR_PROTO_ANTHROPIC, &c);
-    assert_int_equal(fr_adapter_request(a, &req, &err), FR_ECONFIG);
-    assert_null(strstr(err.msg, "SECRET"));
-    assert_int_equal(req.nheaders, 0);
-    fr_adapter_free(a);
+    adapter_check_headers(&PROTO, &c, KEY);
 }
 
 static json_t *request_body(const fr_call *c)
 {
-    fr_adapter *a = fr_adapter_new(FR_PROTO_ANTHROPIC, c);
-    fr_request req;
-    fr_error err;
-    assert_int_equal(fr_adapter_request(a, &req, &err), FR_OK);
-    json_t *body = json_loads(req.body, 0, NULL);
-    assert_non_null(body);
-    fr_request_close(&req);
-    fr_adapter_free(a);
-    return body;
+    return adapter_request_body(FR_PROTO_ANTHROPIC, c);
 }
 
 static void test_body_fields(void **state)
@@ -376,34 +278,13 @@ static void check_stream_reply(const fr_reply *r)
     assert_null(r->json);
 }
 
-typedef void (*reply_check)(const fr_reply *r);
+typedef adapter_reply_check reply_check;
 
-/* Runs `s` through `call` split at every offset, then byte by byte; every
- * run must pass `check`. */
+/* Runs `s` through `c` whole, at every split and byte by byte; every run
+ * must pass `check` (adapter_harness.h). */
 static void check_every_split(const fr_call *c, const char *s, reply_check check)
 {
-    size_t len = strlen(s);
-    for (size_t i = 0; i <= len; i++) {
-        fr_reply r;
-        fr_error err;
-        int frc;
-        size_t cut[1] = {i};
-        int rc = run(c, 200, s, len, cut, 1, &r, &err, &frc);
-        if (rc != FR_OK)
-            fail_msg("split at %zu: %s", i, err.msg);
-        assert_int_equal(frc, FR_OK);
-        check(&r);
-        fr_reply_close(&r);
-    }
-    size_t *cuts = calloc(len, sizeof *cuts);
-    for (size_t i = 0; i < len; i++)
-        cuts[i] = i + 1;
-    fr_reply r;
-    fr_error err;
-    assert_int_equal(run(c, 200, s, len, cuts, len - 1, &r, &err, NULL), FR_OK);
-    check(&r);
-    fr_reply_close(&r);
-    free(cuts);
+    adapter_every_split(FR_PROTO_ANTHROPIC, c, s, check);
 }
 
 static void test_stream_every_split(void **state)
@@ -411,9 +292,19 @@ static void test_stream_every_split(void **state)
     (void)state;
     fr_call c = make_call(true);
     check_every_split(&c, STREAM, check_stream_reply);
-    char *s = crlf(STREAM);
+    char *s = adapter_crlf(STREAM);
     check_every_split(&c, s, check_stream_reply);
     free(s);
+}
+
+/* Keep-alives (comments, Anthropic's ping events) are no progress for the
+ * idle timer; an event of content is. */
+static void test_progress(void **state)
+{
+    (void)state;
+    fr_call c = make_call(true);
+    adapter_check_progress(FR_PROTO_ANTHROPIC, &c,
+                           ": keep-alive\n\n" EV("ping", "{\"type\":\"ping\"}"), TEXT_DELTA("hi"));
 }
 
 /* Time to first token: started turns true with the first text, not with
@@ -995,71 +886,43 @@ static void test_http_errors(void **state)
     fr_adapter_free(a);
 }
 
-#define PAD10 "padding.. "
-#define PAD180                                                                                     \
-    PAD10 PAD10 PAD10 PAD10 PAD10 PAD10 PAD10 PAD10 PAD10 PAD10 PAD10 PAD10 PAD10 PAD10 PAD10      \
-        PAD10 PAD10 PAD10
-
 /* The key may come back from a server (an echoing proxy, a message quoting
  * it); it must not reach any error message however it arrives. */
 static void test_key_never_in_errors(void **state)
 {
     (void)state;
-    json_t *schema = json_pack("{s:s}", "type", "object");
     fr_call c = make_call(true);
     c.api_key = KEY;
-    fr_reply r;
-    fr_error err;
-    static const struct {
-        long status;
-        bool stream;
-        bool schema;
-        const char *body;
-    } cases[] = {
-        {401, true, false,
+    static const adapter_key_case cases[] = {
+        {401, true,
          "{\"type\":\"error\",\"error\":{\"type\":\"authentication_error\","
-         "\"message\":\"invalid x-api-key: " KEY "\"}}"},
-        {401, true, false, "{\"error\":{\"type\":\"" KEY "\",\"message\":\"bad key\"}}"},
-        {500, true, false, "x-api-key: " KEY},
-        {502, true, false, PAD180 "key: " KEY}, /* the snippet cuts the key */
-        {200, true, false,
+         "\"message\":\"invalid x-api-key: " KEY "\"}}",
+         false},
+        {401, true, "{\"error\":{\"type\":\"" KEY "\",\"message\":\"bad key\"}}", false},
+        {500, true, "x-api-key: " KEY, false},
+        {502, true, ADAPTER_PAD180 "key: " KEY, false}, /* the snippet cuts the key */
+        {200, true,
          "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"authentication_error\","
-         "\"message\":\"" KEY "\"}}\n\n"},
-        {200, true, false, "event: error\ndata: " KEY "\n\n"},
-        {200, true, false, "event: message_start\ndata: {\"x\": " KEY "}\n\n"},
-        {200, false, false, "{\"type\":\"error\",\"error\":\"" KEY "\"}"},
-        {200, false, false, KEY},
+         "\"message\":\"" KEY "\"}}\n\n",
+         false},
+        {200, true, "event: error\ndata: " KEY "\n\n", false},
+        {200, true, "event: message_start\ndata: {\"x\": " KEY "}\n\n", false},
+        {200, false, "{\"type\":\"error\",\"error\":\"" KEY "\"}", false},
+        {200, false, KEY, false},
         /* jansson quotes the token it choked on: here, part of the key. */
-        {200, false, false, "{\"content\": \"" KEY "\\q\"}"},
-        {200, true, true,
+        {200, false, "{\"content\": \"" KEY "\\q\"}", false},
+        {200, true,
          EV("content_block_start", "{\"type\":\"content_block_start\",\"index\":0,"
                                    "\"content_block\":{\"type\":\"tool_use\",\"name\":\"output\","
                                    "\"input\":{}}}") JSON_DELTA("0", "{\\\"k\\\": " KEY "}")
-             MESSAGE_STOP},
-        {200, false, true,
-         "{\"content\":[{\"type\":\"text\",\"text\":\"" KEY "\"}],\"stop_reason\":\"end_turn\"}"},
+             MESSAGE_STOP,
+         true},
+        {200, false,
+         "{\"content\":[{\"type\":\"text\",\"text\":\"" KEY "\"}],\"stop_reason\":\"end_turn\"}",
+         true},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        c.stream = cases[i].stream;
-        c.schema = cases[i].schema ? schema : NULL;
-        int rc = run_whole(&c, cases[i].status, cases[i].body, &r, &err, NULL);
-        if (rc >= 0)
-            fail_msg("case %zu succeeded", i);
-        if (strstr(err.msg, "SECRET") || strstr(err.source, "SECRET"))
-            fail_msg("case %zu leaks the key: %s", i, err.msg);
-        if (cases[i].status >= 400 && !strstr(err.msg, "[REDACTED]"))
-            fail_msg("case %zu: the echo was not marked: %s", i, err.msg);
-    }
-
-    /* Nor do configuration errors. */
-    c.schema = NULL;
-    c.base_url = "ftp://" KEY "@host";
-    fr_adapter *a = fr_adapter_new(FR_PROTO_ANTHROPIC, &c);
-    fr_request req;
-    assert_int_equal(fr_adapter_request(a, &req, &err), FR_ECONFIG);
-    assert_null(strstr(err.msg, "SECRET"));
-    fr_adapter_free(a);
-    json_decref(schema);
+    adapter_check_key_cases(FR_PROTO_ANTHROPIC, &c, cases, sizeof cases / sizeof cases[0],
+                            "ftp://" KEY "@host");
 }
 
 /* The finish reason, normalised: the engine decides by fr_reply.finish. */
@@ -1157,6 +1020,7 @@ int main(void)
         cmocka_unit_test(test_body_tools),
         cmocka_unit_test(test_stream_every_split),
         cmocka_unit_test(test_stream_started),
+        cmocka_unit_test(test_progress),
         cmocka_unit_test(test_stream_without_usage_is_estimated),
         cmocka_unit_test(test_stream_missing_stop_is_truncated),
         cmocka_unit_test(test_stream_error_event),

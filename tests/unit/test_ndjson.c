@@ -14,6 +14,8 @@
 
 #include <cmocka.h>
 
+#include "tests/unit/support/split.h"
+
 /* Lines are logged as records ending in "\x1e", so a whole run compares as
  * one string. */
 typedef struct rec {
@@ -55,35 +57,23 @@ static const char *const EXPECTED = "{\"a\":1}\x1e"
                                     "{\"c\":\r2}\x1e"
                                     "[3]\x1e";
 
-/* Returns STREAM with every "\n" replaced by `eol` (owned). */
-static char *with_eol(const char *eol)
+/* Feeds one piece to the framer `ud`; every piece must be accepted. */
+static int feed_piece(void *ud, const char *p, size_t len)
 {
-    fr_buf b;
-    fr_buf_init(&b, 0);
-    for (const char *p = STREAM; *p; p++) {
-        if (*p == '\n')
-            fr_buf_puts(&b, eol);
-        else
-            fr_buf_append(&b, p, 1);
-    }
-    return fr_buf_take(&b);
+    assert_int_equal(fr_ndjson_feed(ud, p, len), FR_OK);
+    return FR_OK;
 }
 
 /* Feeds `s` cut at the offsets in `cuts` (ascending, `ncuts` of them) and
  * checks the lines and that nothing is left pending. */
-static void run_split(const char *s, const size_t *cuts, size_t ncuts)
+static void run_split(void *ud, const char *s, const size_t *cuts, size_t ncuts)
 {
+    (void)ud;
     rec r;
     rec_init(&r);
     fr_ndjson j;
     fr_ndjson_init(&j, 0, on_line, &r);
-    size_t len = strlen(s);
-    size_t at = 0;
-    for (size_t i = 0; i <= ncuts; i++) {
-        size_t next = i < ncuts ? cuts[i] : len;
-        assert_int_equal(fr_ndjson_feed(&j, s + at, next - at), FR_OK);
-        at = next;
-    }
+    split_pieces(s, strlen(s), cuts, ncuts, feed_piece, &j);
     assert_string_equal(fr_buf_str(&r.log), EXPECTED);
     assert_int_equal(r.count, 4);
     assert_false(fr_ndjson_pending(&j));
@@ -93,47 +83,23 @@ static void run_split(const char *s, const size_t *cuts, size_t ncuts)
     fr_buf_close(&r.log);
 }
 
-static void check_every_split(const char *eol)
-{
-    char *s = with_eol(eol);
-    size_t len = strlen(s);
-    run_split(s, NULL, 0);
-    for (size_t i = 0; i <= len; i++) {
-        size_t cut[1] = {i};
-        run_split(s, cut, 1);
-    }
-    free(s);
-}
-
-static void check_byte_by_byte(const char *eol)
-{
-    char *s = with_eol(eol);
-    size_t len = strlen(s);
-    size_t *cuts = calloc(len, sizeof *cuts);
-    for (size_t i = 0; i < len; i++)
-        cuts[i] = i + 1;
-    run_split(s, cuts, len - 1);
-    free(cuts);
-    free(s);
-}
-
 static void test_split_lf(void **state)
 {
     (void)state;
-    check_every_split("\n");
+    split_every_eol(STREAM, "\n", run_split, NULL);
 }
 
 static void test_split_crlf(void **state)
 {
     (void)state;
-    check_every_split("\r\n");
+    split_every_eol(STREAM, "\r\n", run_split, NULL);
 }
 
 static void test_byte_by_byte(void **state)
 {
     (void)state;
-    check_byte_by_byte("\n");
-    check_byte_by_byte("\r\n");
+    split_bytes_eol(STREAM, "\n", run_split, NULL);
+    split_bytes_eol(STREAM, "\r\n", run_split, NULL);
 }
 
 /* Two cuts at every pair of offsets, so a CR ends one feed and its LF
@@ -141,13 +107,8 @@ static void test_byte_by_byte(void **state)
 static void test_split_twice_crlf(void **state)
 {
     (void)state;
-    char *s = with_eol("\r\n");
-    size_t len = strlen(s);
-    for (size_t i = 0; i <= len; i++)
-        for (size_t k = i; k <= len; k++) {
-            size_t cuts[2] = {i, k};
-            run_split(s, cuts, 2);
-        }
+    char *s = split_with_eol(STREAM, "\r\n");
+    split_every_pair(s, run_split, NULL);
     free(s);
 }
 

@@ -16,6 +16,7 @@
 
 #include <cmocka.h>
 
+#define ADAPTER_UNDER_TEST FR_PROTO_OLLAMA
 #include "tests/unit/support/adapter_harness.h"
 
 #define KEY "sk-test-SECRET-0123456789abcdef"
@@ -38,131 +39,47 @@ static fr_call make_call(bool stream)
     return c;
 }
 
-/* Returns the value of header `name` in `r` (borrowed), or NULL. */
-/* Feeds `body` to a fresh adapter (tests/unit/support/adapter_harness.h). */
-static int run(const fr_call *call, long status, const char *body, size_t len, const size_t *cuts,
-               size_t ncuts, fr_reply *out, fr_error *err, int *feed_rc)
-{
-    return adapter_run(FR_PROTO_OLLAMA, call, status, body, len, cuts, ncuts, out, err, feed_rc);
-}
-
-static int run_whole(const fr_call *call, long status, const char *body, fr_reply *out,
-                     fr_error *err, int *feed_rc)
-{
-    return run(call, status, body, strlen(body), NULL, 0, out, err, feed_rc);
-}
+static const adapter_proto PROTO = {
+    .proto = FR_PROTO_OLLAMA,
+    .name = "ollama",
+    .accept = "application/x-ndjson",
+    .auth = "Authorization",
+    .auth_prefix = "Bearer ",
+    .stream_headers = 2,
+};
 
 /* Request building */
 
 static void test_url_joining(void **state)
 {
     (void)state;
-    static const char *const good[][2] = {
+    static const adapter_url urls[] = {
         {"http://127.0.0.1:11434", "http://127.0.0.1:11434/api/chat"},
         {"http://127.0.0.1:11434/", "http://127.0.0.1:11434/api/chat"},
         {"http://gpu-box:11434//", "http://gpu-box:11434/api/chat"},
         {"https://proxy.example.com/ollama/", "https://proxy.example.com/ollama/api/chat"},
+        {"127.0.0.1:11434", NULL},
+        {"", NULL},
+        {NULL, NULL},
+        {"http://", NULL},
+        {"http://host /x", NULL},
+        {"ftp://host", NULL},
+        {"http://h\r\n", NULL},
     };
-    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
-        fr_call c = make_call(true);
-        c.base_url = good[i][0];
-        fr_adapter *a = fr_adapter_new(FR_PROTO_OLLAMA, &c);
-        fr_request req;
-        fr_error err;
-        assert_int_equal(fr_adapter_request(a, &req, &err), FR_OK);
-        assert_string_equal(req.url, good[i][1]);
-        fr_request_close(&req);
-        assert_null(req.url);
-        fr_adapter_free(a);
-    }
-
-    static const char *const bad[] = {
-        "127.0.0.1:11434", "", NULL, "http://", "http://host /x", "ftp://host", "http://h\r\n",
-    };
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        fr_call c = make_call(true);
-        c.base_url = bad[i];
-        fr_adapter *a = fr_adapter_new(FR_PROTO_OLLAMA, &c);
-        fr_request req;
-        fr_error err;
-        assert_int_equal(fr_adapter_request(a, &req, &err), FR_ECONFIG);
-        assert_int_equal(err.code, FR_ECONFIG);
-        assert_string_equal(err.source, "ollama");
-        assert_true(strlen(err.msg) > 0);
-        assert_null(req.url);
-        assert_null(req.body);
-        assert_int_equal(req.nheaders, 0);
-        fr_adapter_free(a);
-    }
-
-    /* A model is required. */
     fr_call c = make_call(true);
-    c.model = "";
-    fr_adapter *a = fr_adapter_new(FR_PROTO_OLLAMA, &c);
-    fr_request req;
-    fr_error err;
-    assert_int_equal(fr_adapter_request(a, &req, &err), FR_ECONFIG);
-    assert_string_equal(err.msg, "the endpoint has no model");
-    fr_adapter_free(a);
+    adapter_check_urls(&PROTO, &c, urls, sizeof urls / sizeof urls[0]);
 }
 
 static void test_headers(void **state)
 {
     (void)state;
     fr_call c = make_call(true);
-    fr_request req;
-    fr_error err;
-
-    /* Ollama itself takes no key: without one, no Authorization. */
-    fr_adapter *a = fr_adapter_new(FR_PROTO_OLLAMA, &c);
-    assert_int_equal(fr_adapter_request(a, &req, &err), FR_OK);
-    assert_string_equal(adapter_header(&req, "Content-Type"), "application/json");
-    assert_string_equal(adapter_header(&req, "Accept"), "application/x-ndjson");
-    assert_null(adapter_header(&req, "Authorization"));
-    fr_request_close(&req);
-    fr_adapter_free(a);
-
-    /* Behind a proxy with a key (copied: the caller's buffer may change). */
-    char key[] = KEY;
-    c.stream = false;
-    c.api_key = key;
-    a = fr_adapter_new(FR_PROTO_OLLAMA, &c);
-    memset(key, 'x', sizeof key - 1);
-    assert_int_equal(fr_adapter_request(a, &req, &err), FR_OK);
-    assert_string_equal(adapter_header(&req, "Authorization"), "Bearer " KEY);
-    assert_null(adapter_header(&req, "Accept"));
-    assert_null(strstr(req.url, KEY));
-    assert_null(strstr(req.body, KEY));
-    fr_request_close(&req);
-    fr_adapter_free(a);
-
-    c.api_key = "";
-    a = fr_adapter_new(FR_PROTO_OLLAMA, &c);
-    assert_int_equal(fr_adapter_request(a, &req, &err), FR_OK);
-    assert_null(adapter_header(&req, "Authorization"));
-    fr_request_close(&req);
-    fr_adapter_free(a);
-
-    /* A key that would inject a header is refused without being echoed. */
-    c.api_key = KEY "\r\nX-Evil: 1";
-    a = fr_adapter_new(FR_PROTO_OLLAMA, &c);
-    assert_int_equal(fr_adapter_request(a, &req, &err), FR_ECONFIG);
-    assert_null(strstr(err.msg, "sk-test"));
-    assert_int_equal(req.nheaders, 0);
-    fr_adapter_free(a);
+    adapter_check_headers(&PROTO, &c, KEY);
 }
 
 static json_t *request_body(const fr_call *c)
 {
-    fr_adapter *a = fr_adapter_new(FR_PROTO_OLLAMA, c);
-    fr_request req;
-    fr_error err;
-    assert_int_equal(fr_adapter_request(a, &req, &err), FR_OK);
-    json_t *body = json_loads(req.body, 0, NULL);
-    assert_non_null(body);
-    fr_request_close(&req);
-    fr_adapter_free(a);
-    return body;
+    return adapter_request_body(FR_PROTO_OLLAMA, c);
 }
 
 static const char *msg_field(json_t *body, size_t i, const char *key)
@@ -329,48 +246,18 @@ static void check_stream_reply(const fr_reply *r)
     assert_null(r->json);
 }
 
-/* Returns `s` with "\n" replaced by "\r\n" (owned). */
-static char *crlf(const char *s)
-{
-    fr_buf b;
-    fr_buf_init(&b, 0);
-    for (; *s; s++)
-        fr_buf_puts(&b, *s == '\n' ? "\r\n" : (char[]){*s, '\0'});
-    return fr_buf_take(&b);
-}
-
+/* Runs `s` whole, at every split and byte by byte (adapter_harness.h). */
 static void check_every_split(const char *s)
 {
     fr_call c = make_call(true);
-    size_t len = strlen(s);
-    for (size_t i = 0; i <= len; i++) {
-        fr_reply r;
-        fr_error err;
-        int frc;
-        size_t cut[1] = {i};
-        int rc = run(&c, 200, s, len, cut, 1, &r, &err, &frc);
-        if (rc != FR_OK)
-            fail_msg("split at %zu: %s", i, err.msg);
-        assert_int_equal(frc, FR_OK);
-        check_stream_reply(&r);
-        fr_reply_close(&r);
-    }
-    size_t *cuts = calloc(len, sizeof *cuts);
-    for (size_t i = 0; i < len; i++)
-        cuts[i] = i + 1;
-    fr_reply r;
-    fr_error err;
-    assert_int_equal(run(&c, 200, s, len, cuts, len - 1, &r, &err, NULL), FR_OK);
-    check_stream_reply(&r);
-    fr_reply_close(&r);
-    free(cuts);
+    adapter_every_split(FR_PROTO_OLLAMA, &c, s, check_stream_reply);
 }
 
 static void test_stream_every_split(void **state)
 {
     (void)state;
     check_every_split(STREAM);
-    char *s = crlf(STREAM);
+    char *s = adapter_crlf(STREAM);
     check_every_split(s);
     free(s);
     /* Blank lines between objects change nothing. */
@@ -715,7 +602,7 @@ static void test_non_stream_answered_as_ndjson(void **state)
     assert_int_equal(run_whole(&c, 200, STREAM, &r, &err, NULL), FR_OK);
     check_stream_reply(&r);
     fr_reply_close(&r);
-    char *s = crlf(STREAM);
+    char *s = adapter_crlf(STREAM);
     assert_int_equal(run_whole(&c, 200, s, &r, &err, NULL), FR_OK);
     check_stream_reply(&r);
     fr_reply_close(&r);
@@ -810,15 +697,8 @@ static void test_progress(void **state)
 {
     (void)state;
     fr_call c = make_call(true);
-    fr_adapter *a = fr_adapter_new(FR_PROTO_OLLAMA, &c);
-    assert_int_equal(fr_adapter_feed(a, 200, "\n\r\n \n", 5), FR_OK);
-    assert_int_equal(fr_adapter_progress(a), 0);
-    const char *line = "{\"message\":{\"content\":\"hi\"},\"done\":false}\n";
-    assert_int_equal(fr_adapter_feed(a, 200, line, strlen(line)), FR_OK);
-    assert_int_equal(fr_adapter_progress(a), 1);
-    assert_int_equal(fr_adapter_feed(a, 200, "\n", 1), FR_OK);
-    assert_int_equal(fr_adapter_progress(a), 1);
-    fr_adapter_free(a);
+    adapter_check_progress(FR_PROTO_OLLAMA, &c, "\n\r\n \n",
+                           "{\"message\":{\"content\":\"hi\"},\"done\":false}\n");
 }
 
 /* HTTP errors */
@@ -863,11 +743,6 @@ static void test_http_errors(void **state)
     fr_adapter_free(a);
 }
 
-#define PAD10 "padding.. "
-#define PAD180                                                                                     \
-    PAD10 PAD10 PAD10 PAD10 PAD10 PAD10 PAD10 PAD10 PAD10 PAD10 PAD10 PAD10 PAD10 PAD10 PAD10      \
-        PAD10 PAD10 PAD10
-
 /* A proxy in front of Ollama may echo the key; it must not reach any
  * error message however it arrives. */
 static void test_key_never_in_errors(void **state)
@@ -877,33 +752,22 @@ static void test_key_never_in_errors(void **state)
     c.api_key = KEY;
     fr_reply r;
     fr_error err;
-    static const struct {
-        long status;
-        bool stream;
-        const char *body;
-    } cases[] = {
-        {401, true, "{\"error\":\"invalid key: " KEY "\"}"},
-        {500, true, "Authorization: Bearer " KEY},
-        {502, true, PAD180 "Bearer " KEY},
-        {200, true, "{\"error\":\"bad key " KEY "\"}\n"},
-        {200, true, "{\"error\":{\"message\":\"bad key " KEY "\"}}\n"},
-        {200, true, "{\"x\": " KEY "}\n"},
-        {200, true, KEY "\n"},
-        {200, true, "{\"message\": \"" KEY "\\q\"}\n"},
-        {200, false, "{\"error\":\"" KEY "\"}"},
-        {200, false, KEY},
-        {200, false, "{\"message\": \"" KEY "\\q\"}"},
-        {200, false, "{\"a\":1}\n" KEY "\n"},
+    static const adapter_key_case cases[] = {
+        {401, true, "{\"error\":\"invalid key: " KEY "\"}", false},
+        {500, true, "Authorization: Bearer " KEY, false},
+        {502, true, ADAPTER_PAD180 "Bearer " KEY, false},
+        {200, true, "{\"error\":\"bad key " KEY "\"}\n", false},
+        {200, true, "{\"error\":{\"message\":\"bad key " KEY "\"}}\n", false},
+        {200, true, "{\"x\": " KEY "}\n", false},
+        {200, true, KEY "\n", false},
+        {200, true, "{\"message\": \"" KEY "\\q\"}\n", false},
+        {200, false, "{\"error\":\"" KEY "\"}", false},
+        {200, false, KEY, false},
+        {200, false, "{\"message\": \"" KEY "\\q\"}", false},
+        {200, false, "{\"a\":1}\n" KEY "\n", false},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        c.stream = cases[i].stream;
-        int rc = run_whole(&c, cases[i].status, cases[i].body, &r, &err, NULL);
-        assert_true(rc < 0);
-        if (strstr(err.msg, "SECRET") || strstr(err.source, "SECRET"))
-            fail_msg("case %zu leaks the key: %s", i, err.msg);
-        if (cases[i].status >= 400 && !strstr(err.msg, "[REDACTED]"))
-            fail_msg("case %zu: the echo was not marked: %s", i, err.msg);
-    }
+    adapter_check_key_cases(FR_PROTO_OLLAMA, &c, cases, sizeof cases / sizeof cases[0],
+                            "ftp://" KEY "@host");
 
     /* A schema reply that is not JSON quotes nothing of the key either. */
     json_t *schema = json_pack("{s:s}", "type", "object");
@@ -914,15 +778,6 @@ static void test_key_never_in_errors(void **state)
     assert_true(rc < 0);
     assert_null(strstr(err.msg, "SECRET"));
     json_decref(schema);
-
-    /* Nor do configuration errors. */
-    c.schema = NULL;
-    c.base_url = "ftp://" KEY "@host";
-    fr_adapter *a = fr_adapter_new(FR_PROTO_OLLAMA, &c);
-    fr_request req;
-    assert_int_equal(fr_adapter_request(a, &req, &err), FR_ECONFIG);
-    assert_null(strstr(err.msg, "SECRET"));
-    fr_adapter_free(a);
 }
 
 /* Structured output */

@@ -16,6 +16,7 @@
 
 #include <cmocka.h>
 
+#define ADAPTER_UNDER_TEST FR_PROTO_OPENAI
 #include "tests/unit/support/adapter_harness.h"
 
 #define KEY "sk-test-SECRET-0123456789abcdef"
@@ -34,132 +35,50 @@ static fr_call make_call(bool stream)
     return c;
 }
 
-/* Returns the value of header `name` in `r` (borrowed), or NULL. */
-/* Feeds `body` to a fresh adapter (tests/unit/support/adapter_harness.h). */
-static int run(const fr_call *call, long status, const char *body, size_t len, const size_t *cuts,
-               size_t ncuts, fr_reply *out, fr_error *err, int *feed_rc)
-{
-    return adapter_run(FR_PROTO_OPENAI, call, status, body, len, cuts, ncuts, out, err, feed_rc);
-}
-
-static int run_whole(const fr_call *call, long status, const char *body, fr_reply *out,
-                     fr_error *err, int *feed_rc)
-{
-    return run(call, status, body, strlen(body), NULL, 0, out, err, feed_rc);
-}
+static const adapter_proto PROTO = {
+    .proto = FR_PROTO_OPENAI,
+    .name = "openai",
+    .accept = "text/event-stream",
+    .auth = "Authorization",
+    .auth_prefix = "Bearer ",
+    .stream_headers = 2,
+};
 
 /* Request building */
 
 static void test_url_joining(void **state)
 {
     (void)state;
-    static const char *const good[][2] = {
+    static const adapter_url urls[] = {
         {"http://127.0.0.1:8000/v1", "http://127.0.0.1:8000/v1/chat/completions"},
         {"http://127.0.0.1:8000/v1/", "http://127.0.0.1:8000/v1/chat/completions"},
         {"https://openrouter.ai/api/v1//", "https://openrouter.ai/api/v1/chat/completions"},
         {"HTTPS://example.com/v1", "HTTPS://example.com/v1/chat/completions"},
         {"http://localhost:1234", "http://localhost:1234/chat/completions"},
+        {"ftp://example.com/v1", NULL},
+        {"example.com:8000/v1", NULL},
+        {"", NULL},
+        {NULL, NULL},
+        {"http://", NULL},
+        {"http:///v1", NULL},
+        {"http://host /v1", NULL},
+        {"http://host\r\n/v1", NULL},
+        {"file:///etc/passwd", NULL},
     };
-    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
-        fr_call c = make_call(true);
-        c.base_url = good[i][0];
-        fr_adapter *a = fr_adapter_new(FR_PROTO_OPENAI, &c);
-        fr_request req;
-        fr_error err;
-        assert_int_equal(fr_adapter_request(a, &req, &err), FR_OK);
-        assert_string_equal(req.url, good[i][1]);
-        fr_request_close(&req);
-        assert_null(req.url);
-        fr_adapter_free(a);
-    }
-
-    static const char *const bad[] = {
-        "ftp://example.com/v1",
-        "example.com:8000/v1",
-        "",
-        NULL,
-        "http://",
-        "http:///v1",
-        "http://host /v1",
-        "http://host\r\n/v1",
-        "file:///etc/passwd",
-    };
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        fr_call c = make_call(true);
-        c.base_url = bad[i];
-        fr_adapter *a = fr_adapter_new(FR_PROTO_OPENAI, &c);
-        fr_request req;
-        fr_error err;
-        assert_int_equal(fr_adapter_request(a, &req, &err), FR_ECONFIG);
-        assert_int_equal(err.code, FR_ECONFIG);
-        assert_true(strlen(err.msg) > 0);
-        assert_null(req.url);
-        assert_null(req.body);
-        assert_int_equal(req.nheaders, 0);
-        fr_adapter_free(a);
-    }
+    fr_call c = make_call(true);
+    adapter_check_urls(&PROTO, &c, urls, sizeof urls / sizeof urls[0]);
 }
 
 static void test_headers(void **state)
 {
     (void)state;
     fr_call c = make_call(true);
-    fr_request req;
-    fr_error err;
-
-    /* Streaming, no key. */
-    fr_adapter *a = fr_adapter_new(FR_PROTO_OPENAI, &c);
-    assert_int_equal(fr_adapter_request(a, &req, &err), FR_OK);
-    assert_string_equal(adapter_header(&req, "Content-Type"), "application/json");
-    assert_string_equal(adapter_header(&req, "Accept"), "text/event-stream");
-    assert_null(adapter_header(&req, "Authorization"));
-    fr_request_close(&req);
-    fr_adapter_free(a);
-
-    /* Not streaming, with a key (the adapter copies it: the caller's
-     * buffer may change after fr_adapter_new). */
-    char key[] = KEY;
-    c.stream = false;
-    c.api_key = key;
-    a = fr_adapter_new(FR_PROTO_OPENAI, &c);
-    memset(key, 'x', sizeof key - 1);
-    assert_int_equal(fr_adapter_request(a, &req, &err), FR_OK);
-    assert_string_equal(adapter_header(&req, "Authorization"), "Bearer " KEY);
-    assert_string_equal(adapter_header(&req, "Content-Type"), "application/json");
-    assert_null(adapter_header(&req, "Accept"));
-    assert_null(strstr(req.url, KEY));
-    assert_null(strstr(req.body, KEY));
-    fr_request_close(&req);
-    fr_adapter_free(a);
-
-    /* An empty key sends no header at all. */
-    c.api_key = "";
-    a = fr_adapter_new(FR_PROTO_OPENAI, &c);
-    assert_int_equal(fr_adapter_request(a, &req, &err), FR_OK);
-    assert_null(adapter_header(&req, "Authorization"));
-    fr_request_close(&req);
-    fr_adapter_free(a);
-
-    /* A key that would inject a header is refused without being echoed. */
-    c.api_key = KEY "\r\nX-Evil: 1";
-    a = fr_adapter_new(FR_PROTO_OPENAI, &c);
-    assert_int_equal(fr_adapter_request(a, &req, &err), FR_ECONFIG);
-    assert_null(strstr(err.msg, "sk-test"));
-    assert_int_equal(req.nheaders, 0);
-    fr_adapter_free(a);
+    adapter_check_headers(&PROTO, &c, KEY);
 }
 
 static json_t *request_body(const fr_call *c)
 {
-    fr_adapter *a = fr_adapter_new(FR_PROTO_OPENAI, c);
-    fr_request req;
-    fr_error err;
-    assert_int_equal(fr_adapter_request(a, &req, &err), FR_OK);
-    json_t *body = json_loads(req.body, 0, NULL);
-    assert_non_null(body);
-    fr_request_close(&req);
-    fr_adapter_free(a);
-    return body;
+    return adapter_request_body(FR_PROTO_OPENAI, c);
 }
 
 static void test_body_fields(void **state)
@@ -439,49 +358,13 @@ static void check_stream_reply(const fr_reply *r)
     assert_null(r->json);
 }
 
-/* Returns `s` with "\n" replaced by "\r\n" (owned). */
-static char *crlf(const char *s)
-{
-    fr_buf b;
-    fr_buf_init(&b, 0);
-    for (; *s; s++)
-        fr_buf_puts(&b, *s == '\n' ? "\r\n" : (char[]){*s, '\0'});
-    return fr_buf_take(&b);
-}
-
-static void check_every_split(const char *s)
-{
-    fr_call c = make_call(true);
-    size_t len = strlen(s);
-    for (size_t i = 0; i <= len; i++) {
-        fr_reply r;
-        fr_error err;
-        int frc;
-        size_t cut[1] = {i};
-        int rc = run(&c, 200, s, len, cut, 1, &r, &err, &frc);
-        if (rc != FR_OK)
-            fail_msg("split at %zu: %s", i, err.msg);
-        assert_int_equal(frc, FR_OK);
-        check_stream_reply(&r);
-        fr_reply_close(&r);
-    }
-    size_t *cuts = calloc(len, sizeof *cuts);
-    for (size_t i = 0; i < len; i++)
-        cuts[i] = i + 1;
-    fr_reply r;
-    fr_error err;
-    assert_int_equal(run(&c, 200, s, len, cuts, len - 1, &r, &err, NULL), FR_OK);
-    check_stream_reply(&r);
-    fr_reply_close(&r);
-    free(cuts);
-}
-
 static void test_stream_every_split(void **state)
 {
     (void)state;
-    check_every_split(STREAM);
-    char *s = crlf(STREAM);
-    check_every_split(s);
+    fr_call c = make_call(true);
+    adapter_every_split(FR_PROTO_OPENAI, &c, STREAM, check_stream_reply);
+    char *s = adapter_crlf(STREAM);
+    adapter_every_split(FR_PROTO_OPENAI, &c, s, check_stream_reply);
     free(s);
 }
 
@@ -746,16 +629,8 @@ static void test_progress(void **state)
 {
     (void)state;
     fr_call c = make_call(true);
-    fr_adapter *a = fr_adapter_new(FR_PROTO_OPENAI, &c);
-    assert_int_equal(fr_adapter_feed(a, 200, ": keep-alive\n\n", 14), FR_OK);
-    assert_int_equal(fr_adapter_feed(a, 200, ": keep-alive\n\n", 14), FR_OK);
-    assert_int_equal(fr_adapter_progress(a), 0);
-    const char *ev = "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n";
-    assert_int_equal(fr_adapter_feed(a, 200, ev, strlen(ev)), FR_OK);
-    assert_int_equal(fr_adapter_progress(a), 1);
-    assert_int_equal(fr_adapter_feed(a, 200, ": keep-alive\n\n", 14), FR_OK);
-    assert_int_equal(fr_adapter_progress(a), 1);
-    fr_adapter_free(a);
+    adapter_check_progress(FR_PROTO_OPENAI, &c, ": keep-alive\n\n",
+                           "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n");
 }
 
 /* HTTP errors */
@@ -815,11 +690,6 @@ static void test_http_errors(void **state)
     fr_buf_close(&b);
 }
 
-#define PAD10 "padding.. "
-#define PAD180                                                                                     \
-    PAD10 PAD10 PAD10 PAD10 PAD10 PAD10 PAD10 PAD10 PAD10 PAD10 PAD10 PAD10 PAD10 PAD10 PAD10      \
-        PAD10 PAD10 PAD10
-
 /* The key may come back from a server (an echoing proxy, a "bad key: sk-..."
  * message); it must not reach any error message however it arrives. */
 static void test_key_never_in_errors(void **state)
@@ -829,32 +699,21 @@ static void test_key_never_in_errors(void **state)
     c.api_key = KEY;
     fr_reply r;
     fr_error err;
-    static const struct {
-        long status;
-        bool stream;
-        const char *body;
-    } cases[] = {
-        {401, true, "{\"error\":{\"message\":\"Incorrect API key provided: " KEY "\"}}"},
-        {500, true, "Authorization: Bearer " KEY},
-        {200, true, "data: {\"error\":{\"message\":\"bad key " KEY "\"}}\n\n"},
-        {200, true, "data: {\"x\": " KEY "}\n\n"},
-        {200, true, "event: error\ndata: " KEY "\n\n"},
-        {200, false, "{\"error\":\"" KEY "\"}"},
-        {200, false, KEY},
+    static const adapter_key_case cases[] = {
+        {401, true, "{\"error\":{\"message\":\"Incorrect API key provided: " KEY "\"}}", false},
+        {500, true, "Authorization: Bearer " KEY, false},
+        {200, true, "data: {\"error\":{\"message\":\"bad key " KEY "\"}}\n\n", false},
+        {200, true, "data: {\"x\": " KEY "}\n\n", false},
+        {200, true, "event: error\ndata: " KEY "\n\n", false},
+        {200, false, "{\"error\":\"" KEY "\"}", false},
+        {200, false, KEY, false},
         /* jansson quotes the token it choked on: here, part of the key. */
-        {200, false, "{\"choices\": \"" KEY "\\q\"}"},
+        {200, false, "{\"choices\": \"" KEY "\\q\"}", false},
         /* The 200-byte snippet cuts the key in half. */
-        {502, true, PAD180 "Bearer " KEY},
+        {502, true, ADAPTER_PAD180 "Bearer " KEY, false},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        c.stream = cases[i].stream;
-        int rc = run_whole(&c, cases[i].status, cases[i].body, &r, &err, NULL);
-        assert_true(rc < 0);
-        if (strstr(err.msg, "SECRET") || strstr(err.source, "SECRET"))
-            fail_msg("case %zu leaks the key: %s", i, err.msg);
-        if (cases[i].status >= 400 && !strstr(err.msg, "[REDACTED]"))
-            fail_msg("case %zu: the echo was not marked: %s", i, err.msg);
-    }
+    adapter_check_key_cases(FR_PROTO_OPENAI, &c, cases, sizeof cases / sizeof cases[0],
+                            "ftp://" KEY "@host/v1");
 
     /* A schema reply that is not JSON quotes nothing of the key either. */
     json_t *schema = json_pack("{s:s}", "type", "object");
@@ -865,15 +724,6 @@ static void test_key_never_in_errors(void **state)
                      FR_EQUALITY);
     assert_null(strstr(err.msg, "SECRET"));
     json_decref(schema);
-
-    /* Nor do configuration errors. */
-    c.schema = NULL;
-    c.base_url = "ftp://" KEY "@host/v1";
-    fr_adapter *a = fr_adapter_new(FR_PROTO_OPENAI, &c);
-    fr_request req;
-    assert_int_equal(fr_adapter_request(a, &req, &err), FR_ECONFIG);
-    assert_null(strstr(err.msg, "SECRET"));
-    fr_adapter_free(a);
 }
 
 /* Structured output */
