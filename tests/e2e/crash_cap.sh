@@ -62,7 +62,12 @@ for rep in $(seq 1 "$REPS"); do
   wait_for '(.models.slow1.in_flight // 1) == 0 and (.models.slow2.in_flight // 1) == 0'
   kill -KILL "${pids[0]}" "${pids[1]}"
   set +e
-  wait "${pids[0]}" 2>/dev/null; wait "${pids[1]}" 2>/dev/null
+  # Both were stopped with a request answered and not booked: each must die
+  # by the SIGKILL (137), not have finished before it.
+  for i in 0 1; do
+    wait "${pids[$i]}" 2>/dev/null; rc=$?
+    [ "$rc" = 137 ] || { cat "$WORK/e$((i + 1))" >&2; fail "rep $rep: victim $((i + 1)) exited $rc, not by SIGKILL"; }
+  done
   for i in 2 3 4 5; do
     wait "${pids[$i]}"; rc=$?
     [ "$rc" = 0 ] || [ "$rc" = 3 ] || { cat "$WORK/e$((i + 1))" >&2; fail "rep $rep: survivor exit $rc"; }
