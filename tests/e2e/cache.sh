@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The result cache: a rerun reuses every finished task without a request or
 # a cost; --no-cache and --fresh force new calls; a failed result is never
-# cached. After kill -9 at 20 random moments of a 300-task run, each rerun
-# finishes the rest only, its outputs are byte-identical to an uninterrupted
-# run, and nothing finished is paid for twice.
+# cached. After kill -9 at 20 random moments of a 300-task run, each landing
+# while the run is in progress (checked: SIGKILL's exit status, the store's
+# running run and tasks not done), each rerun sends the tasks not done only,
+# its outputs are byte-identical to an uninterrupted run, and nothing
+# finished is paid for twice.
 source "$(dirname "$0")/lib.bash"
 start_sim --latency 5 --tps 0
 
@@ -57,11 +59,13 @@ pass "a failed result is never cached"
 
 # kill -9 and resume. One endpoint, so the uninterrupted run is the same
 # every time (the simulator's text depends on the model that answers).
-kill "$SIM_PID"; wait "$SIM_PID" 2>/dev/null || true; SIM_PID=""
-start_sim --latency 20 --tps 0
-cat >"$WORK/big.lua" <<LUA
+# big_lua URL: the 300-task workflow against the simulator at URL. The URL is
+# no part of a result's cache key, so a state made against one simulator
+# answers a rerun against another.
+big_lua() {
+  cat <<LUA
 workflow { name = "big" }
-endpoint "b" { tier = "cloud", url = "$SIM_URL/v1", model = "mb", max_parallel = 16,
+endpoint "b" { tier = "cloud", url = "$1/v1", model = "mb", max_parallel = 16,
                price = { input = 1, output = 1 } }
 agent "w" {}
 for i = 1, 300 do
@@ -70,36 +74,71 @@ for i = 1, 300 do
   task("t" .. i) { agent = "w", deps = deps, prompt = "Write item " .. i .. (i > 20 and ": {{t" .. (i - 20) .. "}}" or "") }
 end
 LUA
+}
+restart_sim() {
+  kill "$SIM_PID"; wait "$SIM_PID" 2>/dev/null || true; SIM_PID=""
+  start_sim --latency 20 --tps 0 "$@"
+}
+lines() { if [ -f "$1" ]; then wc -l <"$1"; else echo 0; fi; }
+restart_sim
 mkdir -p "$WORK/ref"
-cp "$WORK/big.lua" "$WORK/ref/"
+big_lua "$SIM_URL" >"$WORK/ref/big.lua"
 # Each run of the big workflow has its own state: the reference and each trial.
 run_flowrun "$WORK/ref/big.lua" --out "$WORK/ref-out" --state "$WORK/ref/state" --json
 expect_rc 0 "reference run"
 ref_requests=$(requests)
 [ "$ref_requests" = 300 ] || fail "reference: $ref_requests requests"
-slots=16
+tasks=300 slots=16
+# Each trial's simulator leaves request AT unanswered (the fault script's
+# hang), so the run cannot have finished when the kill lands, whatever the
+# machine's load: the test checks that it did not (the exit status is
+# SIGKILL's, the store holds the run as running with tasks not done), then
+# that the rerun sends only the tasks the store did not have. AT >= 17: with
+# 16 slots, request 17 goes out only after a task finished, so there is
+# always something cached to resume from.
 for trial in $(seq 1 20); do
   dir="$WORK/trial$trial"
   mkdir -p "$dir"
-  cp "$WORK/big.lua" "$dir/"
-  curl -sf -X POST "$SIM_URL/sim/reset" >/dev/null
-  at=$(( (RANDOM % 280) + 1 ))
-  "$FLOWRUN" "$dir/big.lua" --out "$dir/killed" --state "$dir/state" --json >/dev/null 2>&1 &
+  at=$(( (RANDOM % (280 - 16)) + 17 ))
+  script=$(printf 'ok+%.0s' $(seq 2 "$at"))hang
+  record="$dir/requests.jsonl"
+  restart_sim --record "$record" --model "mb:faults=$script"
+  big_lua "$SIM_URL" >"$dir/big.lua"
+  "$FLOWRUN" "$dir/big.lua" --out "$dir/killed" --state "$dir/state" --json >/dev/null 2>"$dir/killed.err" &
   pid=$!
-  for _ in $(seq 1 800); do
-    [ "$(requests)" -ge "$at" ] && break
+  for _ in $(seq 1 2000); do
+    [ "$(lines "$record")" -ge "$at" ] && break
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.01
   done
+  [ "$(lines "$record")" -ge "$at" ] || fail "trial $trial: request $at never came ($(lines "$record") sent)"
   kill -9 "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-  sent_before=$(requests)
+  set +e; wait "$pid" 2>/dev/null; killed_rc=$?; set -e
+  [ "$killed_rc" = 137 ] ||
+    { cat "$dir/killed.err" >&2; fail "trial $trial: the killed run exited $killed_rc, not by SIGKILL (137): the kill came after it ended"; }
+  sent_before=$(lines "$record")
+  db="$dir/state/state.db"
+  run_state=$(sqlite3 "$db" "SELECT group_concat(status) FROM runs")
+  done_at_kill=$(sqlite3 "$db" "SELECT count(*) FROM cache")
+  [ "$run_state" = running ] || fail "trial $trial: the store holds the killed run as '$run_state', not running"
+  [ "$done_at_kill" -ge 1 ] && [ "$done_at_kill" -lt "$tasks" ] ||
+    fail "trial $trial: $done_at_kill of $tasks tasks done when killed at request $at"
   run_flowrun "$dir/big.lua" --out "$dir/resumed" --state "$dir/state" --json
   expect_rc 0 "trial $trial rerun"
   diff -r "$WORK/ref-out" "$dir/resumed" >"$WORK/diff" || { head -5 "$WORK/diff"; fail "trial $trial: outputs differ from the uninterrupted run"; }
-  total=$(requests)
-  [ "$total" -le $((ref_requests + slots)) ] ||
-    fail "trial $trial: $total requests in all (killed at $sent_before); at most 300 + $slots in flight"
-  echo "   trial $trial: killed after $sent_before requests; rerun sent $((total - sent_before)); $(jqr '[.tasks[] | select(.cached)] | length') cached"
+  total=$(lines "$record")
+  resent=$((total - sent_before))
+  cached=$(jqr '[.tasks[] | select(.cached)] | length')
+  [ "$cached" = "$done_at_kill" ] ||
+    fail "trial $trial: the rerun reused $cached results; the store had $done_at_kill"
+  [ "$resent" = $((tasks - cached)) ] && [ "$resent" -lt "$tasks" ] ||
+    fail "trial $trial: the rerun sent $resent requests for the $((tasks - cached)) tasks not cached"
+  [ "$(jqr '[.tasks[] | select(.cached) | .cost_usd] | add == 0')" = true ] ||
+    fail "trial $trial: cached tasks were paid for"
+  [ "$(jqr '(.cost_usd - ([.tasks[] | select(.cached | not) | .cost_usd] | add)) | fabs < 1e-9')" = true ] ||
+    fail "trial $trial: the rerun cost $(jqr .cost_usd), not the sum of its uncached tasks"
+  [ "$total" -le $((tasks + slots)) ] ||
+    fail "trial $trial: $total requests in all (killed at $sent_before); at most $tasks + $slots in flight"
+  echo "   trial $trial: killed (status $killed_rc) after $sent_before requests, request $at unanswered, $done_at_kill done; rerun sent $resent; $cached cached at no cost"
 done
-pass "20 kill -9 points: every rerun finished all 300 tasks with identical outputs, none paid twice"
+pass "20 kill -9 points, each landing while the run was in progress: every rerun sent only the tasks not done, finished all 300 with identical outputs, none paid twice"

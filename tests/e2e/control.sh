@@ -110,10 +110,12 @@ for _ in $(seq 1 200); do
   [ "$(curl -sf "$SIM_URL/sim/stats" | jq '.models.slow.in_flight // 0')" -ge 1 ] && break
   sleep 0.05
 done
+[ "$(curl -sf "$SIM_URL/sim/stats" | jq '.models.slow.in_flight // 0')" -ge 1 ] || fail "hang1 never started"
 kill -TERM "$pid"
 set +e; wait "$pid"; RC=$?; set -e
 expect_rc 143 "SIGTERM"
 [ "$(jqr .status)" = interrupted ] || fail "SIGTERM status"
+[ "$(jqr '.tasks[] | select(.name=="hang1") | .status')" = cancelled ] || fail "SIGTERM: hang1 status"
 pass "SIGTERM cancels the run and exits 143"
 
 # A second signal ends the process at once, even while the first one's
@@ -124,6 +126,7 @@ for _ in $(seq 1 200); do
   [ "$(curl -sf "$SIM_URL/sim/stats" | jq '.models.slow.in_flight // 0')" -ge 1 ] && break
   sleep 0.05
 done
+[ "$(curl -sf "$SIM_URL/sim/stats" | jq '.models.slow.in_flight // 0')" -ge 1 ] || fail "hang1 never started"
 kill -INT "$pid"; kill -INT "$pid" 2>/dev/null || true
 set +e; wait "$pid"; RC=$?; set -e
 [ "$RC" = 130 ] || fail "two SIGINTs: exit $RC"

@@ -8,9 +8,10 @@
 # billed (its usage x the price) stays within the cap, and the ledger
 # (`flowrun spend`) is never below what was billed.
 source "$(dirname "$0")/lib.bash"
-# The victims' models answer slowly, so they are caught with requests in
-# flight; the survivors' quickly.
-start_sim --latency 25 --tps 0 --model slow1:latency=150,tps=0 --model slow2:latency=150,tps=0
+# The victims' models answer slowly (a second: longer than a poll takes on a
+# loaded machine), so they are caught with requests in flight; the
+# survivors' quickly.
+start_sim --latency 25 --tps 0 --model slow1:latency=1000,tps=0 --model slow2:latency=1000,tps=0
 
 REPS=${CRASH_CAP_REPS:-20}
 words="w1 w2 w3 w4 w5 w6 w7 w8 w9 w10 w11 w12 w13 w14 w15 w16 w17 w18 w19 w20"
@@ -56,14 +57,32 @@ for rep in $(seq 1 "$REPS"); do
       >"$WORK/r$n.json" 2>"$WORK/e$n" &
     pids+=($!)
   done
-  # Both victims have requests in flight: stop them, let the simulator
-  # answer (and bill) all of them, then kill them before they book a reply.
-  wait_for '(.models.slow1.in_flight // 0) >= 1 and (.models.slow2.in_flight // 0) >= 1'
-  kill -STOP "${pids[0]}" "${pids[1]}"
+  # Each victim is stopped as soon as it has a request in flight (on a
+  # loaded machine they start far apart: waiting for both at once let the
+  # first one finish), then the simulator answers (and bills) all they had
+  # in flight, and they are killed before they book a reply.
+  stopped=(0 0)
+  for _ in $(seq 1 400); do
+    st=$(sim_stats)
+    for i in 0 1; do
+      [ "${stopped[$i]}" = 0 ] || continue
+      [ "$(jq "(.models.slow$((i + 1)).in_flight // 0) >= 1" <<<"$st")" = true ] || continue
+      kill -STOP "${pids[$i]}"
+      stopped[$i]=1
+    done
+    [ "${stopped[*]}" = "1 1" ] && break
+    sleep 0.005
+  done
+  [ "${stopped[*]}" = "1 1" ] || { show_state; fail "rep $rep: the victims never had requests in flight"; }
   wait_for '(.models.slow1.in_flight // 1) == 0 and (.models.slow2.in_flight // 1) == 0'
   kill -KILL "${pids[0]}" "${pids[1]}"
   set +e
-  wait "${pids[0]}" 2>/dev/null; wait "${pids[1]}" 2>/dev/null
+  # Both were stopped with a request answered and not booked: each must die
+  # by the SIGKILL (137), not have finished before it.
+  for i in 0 1; do
+    wait "${pids[$i]}" 2>/dev/null; rc=$?
+    [ "$rc" = 137 ] || { cat "$WORK/e$((i + 1))" >&2; fail "rep $rep: victim $((i + 1)) exited $rc, not by SIGKILL"; }
+  done
   for i in 2 3 4 5; do
     wait "${pids[$i]}"; rc=$?
     [ "$rc" = 0 ] || [ "$rc" = 3 ] || { cat "$WORK/e$((i + 1))" >&2; fail "rep $rep: survivor exit $rc"; }

@@ -63,11 +63,16 @@ for _ in $(seq 1 400); do
   [ "$(curl -sf "$SIM2_URL/sim/stats" | jq '.models.m1.requests // 0')" -ge 6 ] && break
   sleep 0.01
 done
+m1_sent=$(curl -sf "$SIM2_URL/sim/stats" | jq '.models.m1.requests // 0')
+run_alive=yes; kill -0 "$pid" 2>/dev/null || run_alive=no
 kill -9 "$sim2"; wait "$sim2" 2>/dev/null || true
+[ "$m1_sent" -ge 6 ] || fail "box1 got $m1_sent requests before the kill, not 6"
+[ "$run_alive" = yes ] || fail "the run ended before box1 went down: the test proves nothing"
 set +e; wait "$pid"; RC=$?; set -e
 expect_rc 0 "an endpoint down mid-run"
 [ "$(jqr '[.tasks[] | select(.status == "ok")] | length')" = 40 ] || fail "not every task finished"
 [ "$(jqr '[.tasks[] | select(.endpoint == "box1")] | length')" -ge 1 ] || fail "box1 never served"
+[ "$(jqr '[.tasks[] | select(.endpoint == "box2")] | length')" -ge 1 ] || fail "box2 never served"
 [ "$(jqr '.endpoints.box1.cooldowns')" -ge 1 ] || fail "box1 was not cooled down after it went down"
 for i in 1 20 40; do [ "$(cat "$WORK/o3/t$i.txt")" = "m$i" ] || fail "t$i output"; done
 pass "an endpoint that goes down mid-run: its remaining work moved to box2, private work included, all 40 done"

@@ -12,6 +12,7 @@
 #include "engine/http.h"
 #include "engine/util/err.h"
 #include "engine/util/mem.h"
+#include "tests/unit/support/loop_harness.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -26,7 +27,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define WAIT_LIMIT_MS 5000
+#define WAIT_LIMIT_S  5.0
+#define DRAIN_LIMIT_S 10.0
 
 /* ---- the scripted server ---------------------------------------------------- */
 
@@ -403,28 +405,27 @@ static void srv_close(srv *s)
 
 typedef struct fx {
     uv_loop_t loop;
-    uv_timer_t watchdog;
-    bool timed_out;
     srv s;
     fr_http *h;
     int ndone; /* done callbacks of every recorder */
 } fx;
 
-static void on_watchdog(uv_timer_t *t)
+typedef struct count_wait {
+    const int *counter;
+    int target;
+} count_wait;
+
+static bool count_reached(void *ud)
 {
-    fx *f = t->data;
-    f->timed_out = true;
+    const count_wait *w = ud;
+    return *w->counter >= w->target;
 }
 
-/* Runs the loop until *counter reaches target or WAIT_LIMIT_MS pass. */
+/* Runs the loop until *counter reaches target or WAIT_LIMIT_S pass. */
 static bool run_until(fx *f, const int *counter, int target)
 {
-    f->timed_out = false;
-    uv_timer_start(&f->watchdog, on_watchdog, WAIT_LIMIT_MS, 0);
-    while (*counter < target && !f->timed_out)
-        uv_run(&f->loop, UV_RUN_ONCE);
-    uv_timer_stop(&f->watchdog);
-    return *counter >= target;
+    count_wait w = {counter, target};
+    return loop_wait_for(&f->loop, count_reached, &w, WAIT_LIMIT_S);
 }
 
 static void count_live(uv_handle_t *hd, void *arg)
@@ -433,8 +434,8 @@ static void count_live(uv_handle_t *hd, void *arg)
         (*(int *)arg)++;
 }
 
-/* Handles not closing: the listener, the watchdog and fr_http's own timer
- * when nothing else is going on. */
+/* Handles not closing: the listener and fr_http's own timer when nothing
+ * else is going on (a wait's watchdog is closing once the wait returns). */
 static int live_handles(fx *f)
 {
     int n = 0;
@@ -447,8 +448,6 @@ static int setup(void **state)
     fx *f = fr_xcalloc(1, sizeof *f);
     if (uv_loop_init(&f->loop) != 0)
         return -1;
-    uv_timer_init(&f->loop, &f->watchdog);
-    f->watchdog.data = f;
     srv_start(&f->s, &f->loop);
     f->h = fr_http_new(&f->loop);
     if (!f->h)
@@ -462,14 +461,11 @@ static int teardown(void **state)
     fx *f = *state;
     fr_http_free(f->h);
     srv_close(&f->s);
-    uv_close((uv_handle_t *)&f->watchdog, NULL);
-    alarm(10); /* a handle left active would hang the next call forever */
-    int rc = uv_run(&f->loop, UV_RUN_DEFAULT);
-    alarm(0);
-    int closed = uv_loop_close(&f->loop);
+    char why[384];
+    bool closed = loop_drain(&f->loop, DRAIN_LIMIT_S, why, sizeof why);
     free(f);
-    assert_int_equal(rc, 0);
-    assert_int_equal(closed, 0);
+    if (!closed)
+        fail_msg("%s", why); /* a handle left open, or the loop still busy */
     return 0;
 }
 

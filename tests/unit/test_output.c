@@ -23,6 +23,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "tests/unit/support/loop_harness.h"
+
+#define WAIT_LIMIT_S 5.0
+
 typedef struct fx {
     char root[PATH_MAX];    /* the real path of the confining folder */
     char outside[PATH_MAX]; /* a folder beside it */
@@ -75,16 +79,22 @@ static int teardown(void **state)
     return 0;
 }
 
+static bool write_done(void *ud)
+{
+    return ((const result *)ud)->calls > 0;
+}
+
 /* Writes "data" to `path` confined to `root` (NULL: not confined) on a
- * fresh loop run until empty; returns the rc the done callback saw. */
+ * fresh loop run until the done callback, then until empty; returns the rc
+ * the done callback saw. */
 static int write_one(const char *root, const char *path)
 {
     uv_loop_t loop;
     assert_int_equal(uv_loop_init(&loop), 0);
     result res = {0, 1};
     assert_int_equal(fr_output_write_inside(&loop, root, path, "data", 4, on_done, &res), FR_OK);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    assert_int_equal(uv_loop_close(&loop), 0);
+    loop_run_until(&loop, write_done, &res, WAIT_LIMIT_S, "the write's done callback");
+    loop_drain_close(&loop, WAIT_LIMIT_S); /* uv_loop_close() == 0 */
     assert_int_equal(res.calls, 1);
     return res.rc;
 }

@@ -6,6 +6,7 @@
 
 #include "engine/util/buf.h"
 #include "engine/util/mem.h"
+#include "tests/unit/support/loop_harness.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -18,13 +19,11 @@
 
 #include <cmocka.h>
 
-#define GUARD_MS 10000 /* bound on any wait; tests never sleep */
+#define GUARD_S 10.0 /* bound on any wait; tests never sleep */
 
 typedef struct fixture {
     uv_loop_t loop;
     fr_sim *sim;
-    uv_timer_t guard;
-    bool timed_out;
 } fixture;
 
 typedef struct client {
@@ -45,31 +44,13 @@ typedef struct response {
 
 /* ---- loop helpers ---------------------------------------------------------- */
 
-static void on_guard(uv_timer_t *t)
-{
-    fixture *fx = t->data;
-    fx->timed_out = true;
-}
-
-typedef bool (*pred_fn)(void *arg);
-
-/* Runs the loop until `pred` holds, failing the test after GUARD_MS. */
-static void run_until(fixture *fx, pred_fn pred, void *arg)
-{
-    fx->timed_out = false;
-    uv_timer_start(&fx->guard, on_guard, GUARD_MS, 0);
-    while (!pred(arg) && !fx->timed_out)
-        uv_run(&fx->loop, UV_RUN_ONCE);
-    uv_timer_stop(&fx->guard);
-    assert_false(fx->timed_out);
-}
+/* Runs the loop until `pred` holds, failing the test after GUARD_S. */
+#define RUN_UNTIL(fx, pred, arg) loop_run_until(&(fx)->loop, (pred), (arg), GUARD_S, #pred)
 
 static fixture *fixture_new(void)
 {
     fixture *fx = fr_xcalloc(1, sizeof *fx);
     assert_int_equal(uv_loop_init(&fx->loop), 0);
-    uv_timer_init(&fx->loop, &fx->guard);
-    fx->guard.data = fx;
     fr_error err = {0};
     fx->sim = fr_sim_new(&fx->loop, "127.0.0.1", 0, &err);
     assert_non_null(fx->sim);
@@ -82,9 +63,7 @@ static fixture *fixture_new(void)
 static void fixture_free(fixture *fx)
 {
     fr_sim_free(fx->sim);
-    uv_close((uv_handle_t *)&fx->guard, NULL);
-    assert_int_equal(uv_run(&fx->loop, UV_RUN_DEFAULT), 0);
-    assert_int_equal(uv_loop_close(&fx->loop), 0);
+    loop_drain_close(&fx->loop, GUARD_S); /* fails on a handle left open */
     free(fx);
 }
 
@@ -134,7 +113,7 @@ static client *client_open(fixture *fx)
     uv_ip4_addr("127.0.0.1", fr_sim_port(fx->sim), &addr);
     assert_int_equal(
         uv_tcp_connect(&c->creq, &c->tcp, (const struct sockaddr *)&addr, on_client_connect), 0);
-    run_until(fx, is_connected, c);
+    RUN_UNTIL(fx, is_connected, c);
     assert_int_equal(c->connect_status, 0);
     return c;
 }
@@ -310,7 +289,7 @@ static bool got_response(void *arg)
 static void client_read(fixture *fx, client *c, response *r)
 {
     read_wait w = {c, r};
-    run_until(fx, got_response, &w);
+    RUN_UNTIL(fx, got_response, &w);
 }
 
 static bool got_eof(void *arg)
@@ -631,7 +610,8 @@ static void test_concurrency_limit(void **state)
 {
     (void)state;
     fixture *fx = fixture_new();
-    fr_sim_model lim = {"lim", 600000, 0, 2, NULL, false, 0}; /* replies never come during the test */
+    fr_sim_model lim = {"lim", 600000, 0, 2,
+                        NULL,  false,  0}; /* replies never come during the test */
     fr_sim_set_model(fx->sim, &lim);
     char *body = chat_body("lim", "REPLY: ok", NULL);
     client *c1 = client_open(fx);
@@ -640,7 +620,7 @@ static void test_concurrency_limit(void **state)
     client_send(c1, "POST", "/v1/chat/completions", "", body);
     client_send(c2, "POST", "/v1/chat/completions", "", body);
     flight_wait w = {fx->sim, "lim", 2};
-    run_until(fx, in_flight_is, &w);
+    RUN_UNTIL(fx, in_flight_is, &w);
 
     client_send(c3, "POST", "/v1/chat/completions", "", body);
     response r = {0};
@@ -673,7 +653,7 @@ static void test_concurrency_limit(void **state)
     client_close(c1);
     client_close(c2);
     w.want = 0;
-    run_until(fx, in_flight_is, &w);
+    RUN_UNTIL(fx, in_flight_is, &w);
     assert_int_equal(fr_sim_peak(fx->sim, "lim"), 3);
     free(body);
 
@@ -687,10 +667,10 @@ static void test_concurrency_limit(void **state)
     free(body);
     w.model = "slow";
     w.want = 1;
-    run_until(fx, in_flight_is, &w);
+    RUN_UNTIL(fx, in_flight_is, &w);
     client_close(c4);
     w.want = 0;
-    run_until(fx, in_flight_is, &w);
+    RUN_UNTIL(fx, in_flight_is, &w);
     fixture_free(fx);
 }
 
@@ -753,7 +733,7 @@ static void test_keep_alive(void **state)
     assert_int_equal(r.status, 200);
     assert_true(header_is(r.head, "Connection", "close"));
     response_free(&r);
-    run_until(fx, got_eof, c);
+    RUN_UNTIL(fx, got_eof, c);
     client_close(c);
     free(b1);
     free(b2);
@@ -802,7 +782,7 @@ static void test_errors(void **state)
     c = client_open(fx);
     client_send(c, "POST", "/v1/chat/completions", "Transfer-Encoding: chunked\r\n", NULL);
     expect_error(fx, c, 411, "invalid_request_error");
-    run_until(fx, got_eof, c);
+    RUN_UNTIL(fx, got_eof, c);
     client_close(c);
 
     /* Too large: 413 before the body is sent, then close. */
@@ -811,14 +791,14 @@ static void test_errors(void **state)
                       "Content-Length: 9000000\r\n\r\n{";
     client_send_raw(c, big, strlen(big));
     expect_error(fx, c, 413, "invalid_request_error");
-    run_until(fx, got_eof, c);
+    RUN_UNTIL(fx, got_eof, c);
     client_close(c);
 
     /* Garbage request line: 400, then close. */
     c = client_open(fx);
     client_send_raw(c, "NONSENSE\r\n\r\n", 12);
     expect_error(fx, c, 400, "invalid_request_error");
-    run_until(fx, got_eof, c);
+    RUN_UNTIL(fx, got_eof, c);
     client_close(c);
     fixture_free(fx);
 }
@@ -865,7 +845,7 @@ static void test_partial_reads(void **state)
                              "Expect: 100-continue\r\nContent-Length: %zu\r\n\r\n",
                              strlen(body));
     client_send_raw(c, hdr, strlen(hdr));
-    run_until(fx, got_continue, c);
+    RUN_UNTIL(fx, got_continue, c);
     client_read(fx, c, &r);
     assert_int_equal(r.status, 100);
     response_free(&r);
@@ -953,11 +933,11 @@ static void test_free_with_open_connections(void **state)
     client *idle = client_open(fx);
     client_send(c, "POST", "/v1/chat/completions", "", body);
     flight_wait w = {fx->sim, "hang", 1};
-    run_until(fx, in_flight_is, &w);
+    RUN_UNTIL(fx, in_flight_is, &w);
     /* Freeing the simulator mid-reply closes its side; the clients see EOF. */
     fr_sim_free(fx->sim);
-    run_until(fx, got_eof, c);
-    run_until(fx, got_eof, idle);
+    RUN_UNTIL(fx, got_eof, c);
+    RUN_UNTIL(fx, got_eof, idle);
     client_close(c);
     client_close(idle);
     fx->sim = NULL;
@@ -1708,7 +1688,7 @@ static char *send_until_eof(fixture *fx, const char *path, const char *body, siz
 {
     client *c = client_open(fx);
     client_send(c, "POST", path, "", body);
-    run_until(fx, got_eof, c);
+    RUN_UNTIL(fx, got_eof, c);
     *len = c->in.len;
     char *raw = fr_xstrndup(fr_buf_str(&c->in), c->in.len);
     client_close(c);
@@ -1862,7 +1842,7 @@ static void test_fault_hang(void **state)
     client *c = client_open(fx);
     client_send(c, "POST", "/api/chat", "", body);
     flight_wait w = {fx->sim, "hang", 1};
-    run_until(fx, in_flight_is, &w);
+    RUN_UNTIL(fx, in_flight_is, &w);
     for (int i = 0; i < 5; i++) /* nothing comes back */
         uv_run(&fx->loop, UV_RUN_NOWAIT);
     assert_int_equal(c->in.len, 0);
@@ -1870,7 +1850,7 @@ static void test_fault_hang(void **state)
     /* The client gives up: its slot comes back. */
     client_close(c);
     w.want = 0;
-    run_until(fx, in_flight_is, &w);
+    RUN_UNTIL(fx, in_flight_is, &w);
     assert_int_equal(model_stat(fx->sim, "hang", "faults"), 1);
 
     /* One more left hanging when the simulator is freed: the loop still
@@ -1878,10 +1858,10 @@ static void test_fault_hang(void **state)
     client *c2 = client_open(fx);
     client_send(c2, "POST", "/api/chat", "", body);
     w.want = 1;
-    run_until(fx, in_flight_is, &w);
+    RUN_UNTIL(fx, in_flight_is, &w);
     fr_sim_free(fx->sim);
     fx->sim = NULL;
-    run_until(fx, got_eof, c2);
+    RUN_UNTIL(fx, got_eof, c2);
     client_close(c2);
     free(body);
     free(user);
@@ -2189,7 +2169,7 @@ static void test_limit_all_protocols(void **state)
     client_send(busy, "POST", "/v1/chat/completions", "", body);
     free(body);
     flight_wait w = {fx->sim, "one", 1};
-    run_until(fx, in_flight_is, &w);
+    RUN_UNTIL(fx, in_flight_is, &w);
     for (int p = P_OLLAMA; p <= P_ANTHROPIC; p++) {
         result r;
         ask(fx, (proto)p, true, "one", NULL, "REPLY: ok", NULL, &r);
@@ -2210,7 +2190,7 @@ static void test_limit_all_protocols(void **state)
     assert_int_equal(model_stat(fx->sim, "one", "faults"), 0);
     client_close(busy);
     w.want = 0;
-    run_until(fx, in_flight_is, &w);
+    RUN_UNTIL(fx, in_flight_is, &w);
     fixture_free(fx);
 }
 

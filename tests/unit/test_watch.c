@@ -25,7 +25,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define WAIT_LIMIT_MS 5000
+#include "tests/unit/support/loop_harness.h"
+
+#define WAIT_LIMIT_S  5.0
+#define DRAIN_LIMIT_S 10.0
 #define DEBOUNCE_MS   20
 #define MAX_ACTIONS   8
 
@@ -51,8 +54,6 @@ typedef struct blocker {
 
 struct fx {
     uv_loop_t loop;
-    uv_timer_t watchdog;
-    bool timed_out;
     action actions[MAX_ACTIONS];
     int nactions;
     char dir[PATH_MAX];
@@ -146,12 +147,6 @@ static void on_change(void *ud, const char *content, size_t len, const char *err
 
 /* ---- the loop ----------------------------------------------------------------- */
 
-static void on_watchdog(uv_timer_t *t)
-{
-    fx *f = t->data;
-    f->timed_out = true;
-}
-
 static void on_action(uv_timer_t *t)
 {
     action *a = t->data;
@@ -170,16 +165,9 @@ static void at(fx *f, uint64_t ms, action_fn fn)
     uv_timer_start(&a->timer, on_action, ms, 0);
 }
 
-/* Runs the loop until `cond` holds, for at most WAIT_LIMIT_MS, then asserts it. */
-#define RUN_UNTIL(f, cond)                                                                         \
-    do {                                                                                           \
-        (f)->timed_out = false;                                                                    \
-        uv_timer_start(&(f)->watchdog, on_watchdog, WAIT_LIMIT_MS, 0);                             \
-        while (!(cond) && !(f)->timed_out)                                                         \
-            uv_run(&(f)->loop, UV_RUN_ONCE);                                                       \
-        uv_timer_stop(&(f)->watchdog);                                                             \
-        assert_true(cond);                                                                         \
-    } while (0)
+/* Runs the loop until `cond` holds, for at most WAIT_LIMIT_S, failing the
+ * test with `cond` as the message when it does not. */
+#define RUN_UNTIL(f, cond) LOOP_RUN_UNTIL(&(f)->loop, cond, WAIT_LIMIT_S)
 
 static void block_work(uv_work_t *req)
 {
@@ -234,8 +222,6 @@ static int setup(void **state)
     fx *f = fr_xcalloc(1, sizeof *f);
     if (uv_loop_init(&f->loop) != 0)
         return -1;
-    uv_timer_init(&f->loop, &f->watchdog);
-    f->watchdog.data = f;
     const char *tmp = getenv("TMPDIR");
     snprintf(f->dir, sizeof f->dir, "%s/flowrun-watch-XXXXXX", tmp && *tmp ? tmp : "/tmp");
     if (!mkdtemp(f->dir))
@@ -252,18 +238,17 @@ static int teardown(void **state)
     fr_watch_free(f->w);
     for (int i = 0; i < f->nactions; i++)
         uv_close((uv_handle_t *)&f->actions[i].timer, NULL);
-    uv_close((uv_handle_t *)&f->watchdog, NULL);
     block_release(f); /* a failed test may leave the pool held */
-    int rc = run_to_end(f);
+    char why[384];
+    bool closed = loop_drain(&f->loop, DRAIN_LIMIT_S, why, sizeof why);
     if (f->block.queued)
         uv_sem_destroy(&f->block.sem);
-    int closed = uv_loop_close(&f->loop);
     remove_tree(f->dir);
     free(f->content);
     free(f->error);
     free(f);
-    assert_int_equal(rc, 0);
-    assert_int_equal(closed, 0);
+    if (!closed)
+        fail_msg("%s", why); /* a handle left open, or the loop still busy */
     return 0;
 }
 
