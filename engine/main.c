@@ -6,6 +6,7 @@
 #include "dsl/suggest.h"
 #include "dsl/workflow.h"
 #include "engine/run.h"
+#include "engine/sim/sim.h"
 #include "engine/store.h"
 #include "engine/util/err.h"
 #include "engine/util/fdlimit.h"
@@ -22,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <uv.h>
 
 enum {
     EXIT_USAGE = 2,
@@ -600,18 +602,52 @@ static void print_load_warning(void *ud, const char *msg)
     fprintf(stderr, "flowrun: warning: %s\n", msg);
 }
 
+/* The rehearsal's stand-in (--sim): engine/sim on the run's loop, one model
+ * per endpoint with the endpoint's capacity and expected speed. */
+static int sim_standin_start(void *ud, uv_loop_t *loop, const fr_standin_model *models, size_t n,
+                             char **base_urls, fr_error *err)
+{
+    fr_sim **sim = ud;
+    *sim = fr_sim_new(loop, "127.0.0.1", 0, err);
+    if (!*sim)
+        return FR_EIO;
+    for (size_t i = 0; i < n; i++) {
+        fr_sim_model m = {.name = models[i].name,
+                          .latency_ms = models[i].latency_ms,
+                          .tokens_per_s = models[i].tokens_per_s,
+                          .max_concurrent = models[i].max_concurrent};
+        fr_sim_set_model(*sim, &m); /* no fault script: nothing to reject */
+    }
+    for (size_t i = 0; i < n; i++)
+        base_urls[i] = fr_xasprintf("http://127.0.0.1:%d%s", fr_sim_port(*sim),
+                                    models[i].protocol == FR_PROTO_OPENAI ? "/v1" : "");
+    return FR_OK;
+}
+
+/* Closes the simulator; its memory goes in the last close callback, as the
+ * run's loop runs until empty. */
+static void sim_standin_stop(void *ud)
+{
+    fr_sim **sim = ud;
+    fr_sim_free(*sim);
+    *sim = NULL;
+}
+
 /* Loads the workflow named in argv[first..] and runs or plans it. */
 static int run_workflow(int argc, char **argv, int first, const command *cmd, bool plan)
 {
     args a = {0};
     fr_workflow *wf = NULL;
     fr_run *run = NULL;
+    fr_sim *sim = NULL; /* the --sim stand-in's, while the run is on */
+    const fr_standin standin = {&sim, sim_standin_start, sim_standin_stop};
     fr_error err = {0};
     char msg[1600];
     int code = parse_args(argc, argv, first, cmd, &a);
     if (code >= 0)
         goto cleanup;
     a.run.plan = plan;
+    a.run.standin = &standin;
 
     fr_load_opts lo = {
         .endpoints_path = a.nendpoints ? a.endpoints[0] : NULL,

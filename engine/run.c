@@ -208,6 +208,9 @@ int fr_run_new(fr_workflow *wf, const fr_run_opts *opts, fr_run **out, fr_error 
 {
     int rc;
     char *policy_path = NULL;
+    if (opts->sim && !opts->standin)
+        return fr_error_set(err, FR_EINVAL, "--sim", 0,
+                            "a rehearsal needs a stand-in server (fr_run_opts.standin)");
     fr_run *r = fr_xcalloc(1, sizeof *r);
     r->wf = wf;
     r->opts = *opts;
@@ -2144,8 +2147,8 @@ static void close_all(fr_run *r)
     uv_close((uv_handle_t *)&r->sigterm, NULL);
     fr_http_free(r->http);
     r->http = NULL;
-    fr_sim_free(r->sim);
-    r->sim = NULL;
+    if (r->opts.standin)
+        r->opts.standin->stop(r->opts.standin->ud);
 }
 
 static void maybe_finish(fr_run *r)
@@ -2232,23 +2235,28 @@ static void on_policy_change(void *ud, const char *content, size_t len, const ch
 static int start_sim(fr_run *r)
 {
     fr_error err = {0};
-    r->sim = fr_sim_new(&r->loop, "127.0.0.1", 0, &err);
-    if (!r->sim) {
-        char msg[1400];
-        fr_log(FR_LOG_ERROR, "sim", "error=\"%s\"", fr_error_format(&err, msg, sizeof msg));
-        return FR_EIO;
-    }
+    const fr_standin *si = r->opts.standin;
+    fr_standin_model *models = fr_xcalloc(r->neps ? r->neps : 1, sizeof *models);
+    char **urls = fr_xcalloc(r->neps ? r->neps : 1, sizeof *urls);
     for (size_t i = 0; i < r->neps; i++) {
         ep_rt *e = &r->eps[i];
-        fr_sim_model m = {.name = e->model, .max_concurrent = e->spec->max_parallel};
-        fr_run_expected_speed(r, e, &m.latency_ms, &m.tokens_per_s);
-        fr_sim_set_model(r->sim, &m);
-        free(e->url);
-        /* Each protocol's base URL as its real servers have it. */
-        e->url = fr_xasprintf("http://127.0.0.1:%d%s", fr_sim_port(r->sim),
-                              e->protocol == FR_PROTO_OPENAI ? "/v1" : "");
+        models[i] = (fr_standin_model){
+            .name = e->model, .protocol = e->protocol, .max_concurrent = e->spec->max_parallel};
+        fr_run_expected_speed(r, e, &models[i].latency_ms, &models[i].tokens_per_s);
     }
-    return FR_OK;
+    int rc = si->start(si->ud, &r->loop, models, r->neps, urls, &err);
+    if (rc != FR_OK) {
+        char msg[1400];
+        fr_log(FR_LOG_ERROR, "sim", "error=\"%s\"", fr_error_format(&err, msg, sizeof msg));
+        rc = FR_EIO;
+    }
+    for (size_t i = 0; rc == FR_OK && i < r->neps; i++) {
+        free(r->eps[i].url);
+        r->eps[i].url = urls[i];
+    }
+    free(urls);
+    free(models);
+    return rc;
 }
 
 void fr_run_expected_speed(const fr_run *r, const ep_rt *e, double *latency_ms, double *tps)

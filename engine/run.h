@@ -9,9 +9,33 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 
 typedef struct fr_run fr_run;
+struct uv_loop_s;
+
+/* What a stand-in server is told about one endpoint in a rehearsal (--sim). */
+typedef struct fr_standin_model {
+    const char *name; /* the model name the run sends (borrowed) */
+    fr_protocol protocol;
+    int max_concurrent; /* the endpoint's max_parallel */
+    double latency_ms, tokens_per_s;
+} fr_standin_model;
+
+/* A stand-in for every endpoint's server (--sim), started on the run's loop: the run
+ * asks it once before the first dispatch and stops it when the run ends, so every handle
+ * closes. engine/main.c gives one backed by engine/sim. */
+typedef struct fr_standin {
+    void *ud;
+    /* Starts serving `n` models (borrowed) on `loop` (borrowed); on FR_OK base_urls[i] is
+     * each model's base URL (owned by the caller) as its protocol's real servers have it
+     * (".../v1" for OpenAI). On failure it fills `err`, leaves `base_urls` untouched and
+     * opens nothing. */
+    int (*start)(void *ud, struct uv_loop_s *loop, const fr_standin_model *models, size_t n,
+                 char **base_urls, fr_error *err);
+    void (*stop)(void *ud); /* closes what start opened; may be called without start */
+} fr_standin;
 
 typedef struct fr_run_opts {
     const char *out_dir;   /* NULL: .flowrun/out/<run id> under the current directory */
@@ -19,7 +43,7 @@ typedef struct fr_run_opts {
     const char *baseline;  /* --baseline; NULL: the workflow's */
     bool has_budget;       /* --budget was given: it replaces the workflow's run cap */
     double budget_usd;     /* --budget, >= 0 (0 allows only free work) */
-    bool sim;              /* replace every endpoint by an in-process flowrun-sim */
+    bool sim;              /* replace every endpoint by its stand-in (standin below) */
     double sim_latency_ms; /* < 0: per-tier defaults */
     double sim_tps;        /* < 0: per-tier defaults */
     bool progress;         /* one line per task event on stderr */
@@ -29,6 +53,7 @@ typedef struct fr_run_opts {
     bool no_cache;         /* --no-cache: send every request, even when a result is stored */
     const char *const *fresh; /* --fresh TASK: tasks whose stored results are not used */
     size_t nfresh;
+    const fr_standin *standin; /* --sim: borrowed, must outlive the run; required with sim */
 } fr_run_opts;
 
 /* Prepares a run of `wf` (borrowed; must outlive the run) with `opts`
@@ -36,8 +61,9 @@ typedef struct fr_run_opts {
  * policy, resolves endpoint keys from the environment (a task that can only
  * use endpoints whose key variable is unset is FR_ECONFIG), opens the state
  * store (FR_ESTORE/FR_ESTOREVER: it must be writable, a run is never made
- * without durability) and creates the output directories. Sends nothing. On
- * FR_OK *out is owned (fr_run_free). */
+ * without durability) and creates the output directories. Sends nothing. A
+ * rehearsal (`sim`) without a `standin` is FR_EINVAL. On FR_OK *out is owned
+ * (fr_run_free). */
 int fr_run_new(fr_workflow *wf, const fr_run_opts *opts, fr_run **out, fr_error *err);
 
 /* Runs the workflow to the end on the run's own loop; returns when every

@@ -10,7 +10,6 @@
 #include "engine/sched.h"
 #include "engine/store.h"
 #include "providers/provider.h"
-#include "tests/sim/sim.h"
 
 #include <stdint.h>
 #include <uv.h>
@@ -98,7 +97,6 @@ struct fr_run {
     int policy_versions;    /* versions seen, the live one included */
     uv_loop_t loop;
     fr_http *http;
-    fr_sim *sim;
     uv_signal_t sigint, sigterm;
     uv_timer_t wake;
     bool handles_init;

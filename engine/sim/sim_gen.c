@@ -2,7 +2,7 @@
  * from a PRNG seeded by an FNV-1a hash of the model and every message, so
  * the same request gives the same reply under every protocol. */
 
-#include "tests/sim/sim_int.h"
+#include "engine/sim/sim_int.h"
 
 #include "engine/util/mem.h"
 

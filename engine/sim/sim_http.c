@@ -3,7 +3,7 @@
  * routes them to a protocol (sim_chat.c) or to the simulator's own
  * endpoints, and owns every handle's lifecycle. */
 
-#include "tests/sim/sim_int.h"
+#include "engine/sim/sim_int.h"
 
 #include "engine/util/log.h"
 #include "engine/util/mem.h"
