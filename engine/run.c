@@ -2389,7 +2389,7 @@ void fr_run_free(fr_run *r)
     for (size_t i = 0; r->eps && i < r->neps; i++) {
         ep_rt *e = &r->eps[i];
         if (e->api_key) {
-            memset(e->api_key, 0, strlen(e->api_key));
+            fr_wipe(e->api_key, strlen(e->api_key));
             free(e->api_key);
         }
         free(e->url);
