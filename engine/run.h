@@ -2,7 +2,8 @@
 /* One run of a workflow: owns the loop, the HTTP engine, the scheduler and
  * the policy; routes and dispatches every task as soon as it is ready,
  * retries and falls back on failure, writes outputs, and builds the report.
- * Talks to dsl/ (prompts, policy), providers/ (adapters) and engine/http. */
+ * Talks to dsl/ (prompts, policy), providers/ (adapters) and engine/http;
+ * a rehearsal's servers come from the stand-in (fr_standin) it is given. */
 
 #include "dsl/workflow.h"
 #include "engine/util/err.h"
