@@ -7,17 +7,16 @@
  * later declaration raises again, so a script that wraps a declaration in
  * pcall cannot hide it. */
 
-#include "dsl/load_int.h"
+#include "dsl/decl_int.h"
 
+#include "dsl/luajson.h"
 #include "dsl/sandbox.h"
-#include "dsl/suggest.h"
-#include "engine/util/utf8.h"
+#include "dsl/schema.h"
 #include "engine/util/mem.h"
 
 #include <lauxlib.h>
 #include <limits.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,19 +44,6 @@ static const char *const timeouts_fields[] = {"connect", "first_byte", "idle", "
 static const char *const workflow_fields[] = {"name", "policy", "budget", "defaults", "vars"};
 static const char *const budget_fields[] = {"usd", "alert", "monthly_usd", "allow_unpriced"};
 static const char *const defaults_fields[] = {"timeout", "retries", "max_tokens", "temperature"};
-
-/* What a declaration's messages need: where it is and how to name it. */
-typedef struct decl {
-    lua_State *L;
-    fr_load_ctx *c;
-    int line;
-    char where[300]; /* "task 'b'", "workflow" */
-    char in[320];    /* for unknown fields: "task 'b'", "workflow budget" */
-    char prefix[32]; /* "" or "budget." */
-} decl;
-
-enum { REQUIRED = 1, NONEMPTY = 2 };
-enum { INTEGER = 1, LO_OPEN = 2 };
 
 /*
  * Initialises `c` to run `file` (borrowed, must outlive the context) into
@@ -111,33 +97,6 @@ bool fr_load_valid_name(const char *s)
     return true;
 }
 
-/* Raises the context's stored error as a Lua error. */
-_Noreturn static void raise_stored(lua_State *L, fr_load_ctx *c)
-{
-    lua_pushstring(L, c->err.msg);
-    lua_error(L);
-    abort(); /* lua_error does not return */
-}
-
-/* Records the first error at `line` and raises it. */
-_Noreturn static void failc(lua_State *L, fr_load_ctx *c, int line, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-_Noreturn static void failc(lua_State *L, fr_load_ctx *c, int line, const char *fmt, ...)
-{
-    if (c->err.code == 0) {
-        char msg[sizeof c->err.msg];
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(msg, sizeof msg, fmt, ap);
-        va_end(ap);
-        fr_error_set(&c->err, c->code, c->file, line, "%s", msg);
-    }
-    raise_stored(L, c);
-}
-
-#define fail(d, ...) failc((d)->L, (d)->c, (d)->line, __VA_ARGS__)
-
 /* Returns the load context, or raises when the file is no longer loading
  * (a function kept in a prompt and called at run time). */
 static fr_load_ctx *ctx_get(lua_State *L, const char *fname)
@@ -152,7 +111,7 @@ static fr_load_ctx *ctx_get(lua_State *L, const char *fname)
         lua_error(L);
     }
     if (c->err.code != 0)
-        raise_stored(L, c);
+        fr_decl_raise(L, c);
     return c;
 }
 
@@ -164,241 +123,6 @@ static int caller_line(lua_State *L)
         if (lua_getinfo(L, "l", &ar) && ar.currentline > 0)
             return ar.currentline;
     return 0;
-}
-
-static void decl_init(decl *d, lua_State *L, fr_load_ctx *c, int line, const char *where)
-{
-    d->L = L;
-    d->c = c;
-    d->line = line;
-    snprintf(d->where, sizeof d->where, "%s", where);
-    snprintf(d->in, sizeof d->in, "%s", where);
-    d->prefix[0] = '\0';
-}
-
-/* Describes the value on top for "got ...": its value for scalars. */
-static const char *got_value(lua_State *L, char *buf, size_t n)
-{
-    switch (lua_type(L, -1)) {
-    case LUA_TNUMBER:
-        if (lua_isinteger(L, -1))
-            snprintf(buf, n, "%lld", (long long)lua_tointeger(L, -1));
-        else
-            snprintf(buf, n, "%.14g", (double)lua_tonumber(L, -1));
-        return buf;
-    case LUA_TSTRING:
-        snprintf(buf, n, "'%.60s'", lua_tostring(L, -1));
-        return buf;
-    case LUA_TBOOLEAN:
-        return lua_toboolean(L, -1) ? "true" : "false";
-    default:
-        return luaL_typename(L, -1);
-    }
-}
-
-/* The value on top has the wrong type. */
-_Noreturn static void fail_type(decl *d, const char *f, const char *desc)
-{
-    fail(d, "%s: field '%s%s' must be %s, got %s", d->where, d->prefix, f, desc,
-         luaL_typename(d->L, -1));
-}
-
-/* The value on top has the right type but a bad value. */
-_Noreturn static void fail_value(decl *d, const char *f, const char *desc)
-{
-    char buf[96];
-    fail(d, "%s: field '%s%s' must be %s, got %s", d->where, d->prefix, f, desc,
-         got_value(d->L, buf, sizeof buf));
-}
-
-/* Returns the string on top after checking it is text flowrun can carry
- * (valid UTF-8, no NUL byte, which C would silently cut at); fails naming
- * field `f` (or, at `pos` > 0, its item) otherwise. */
-static const char *top_text(decl *d, const char *f, size_t pos)
-{
-    size_t len, at = 0;
-    const char *s = lua_tolstring(d->L, -1, &len);
-    const char *what = fr_utf8_text(s, len, &at);
-    if (!what)
-        return s;
-    char item[32] = "";
-    if (pos)
-        snprintf(item, sizeof item, " (item %zu)", pos);
-    fail(d, "%s: field '%s%s'%s %s at byte %zu; %s", d->where, d->prefix, f, item, what, at,
-         *what == 'h' ? "remove it" : "save the file as UTF-8");
-}
-
-static bool known(const char *k, const char *const *names, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(k, names[i]) == 0)
-            return true;
-    return false;
-}
-
-/* Fails on a key of the table at `t` that is not a string in `names`,
- * suggesting the closest one; the alphabetically first offender is named so
- * the message does not depend on Lua's hash order. */
-static void check_fields(decl *d, int t, const char *const *names, size_t n)
-{
-    lua_State *L = d->L;
-    const char *bad = NULL;
-    bool unnamed = false;
-    lua_pushnil(L); /* [nil] */
-    while (lua_next(L, t)) {
-        /* [k, v] */
-        if (lua_type(L, -2) != LUA_TSTRING) {
-            unnamed = true;
-        } else {
-            const char *k = lua_tostring(L, -2);
-            if (!known(k, names, n) && (!bad || strcmp(k, bad) < 0))
-                bad = k; /* stays alive: the table holds it */
-        }
-        lua_pop(L, 1); /* [k] */
-    }
-    if (bad) {
-        const char *s = fr_suggest(bad, names, n);
-        fail(d, "unknown field '%s' in %s%s%s%s", bad, d->in, s ? "; did you mean '" : "",
-             s ? s : "", s ? "'?" : "");
-    }
-    if (unnamed)
-        fail(d, "%s: found a value without a field name; write name = value", d->in);
-}
-
-/* Pushes t[f] without metamethods and returns its type. [-0, +1] */
-static int push_field(decl *d, int t, const char *f)
-{
-    lua_pushstring(d->L, f);    /* [f] */
-    return lua_rawget(d->L, t); /* [v] */
-}
-
-/* Reads string field `f` into *out (freeing what was there). Returns false
- * when absent. */
-static bool read_str(decl *d, int t, const char *f, int flags, char **out)
-{
-    lua_State *L = d->L;
-    int ty = push_field(d, t, f); /* [v] */
-    if (ty == LUA_TNIL) {
-        lua_pop(L, 1);
-        if (flags & REQUIRED)
-            fail(d, "%s: missing required field '%s%s'", d->where, d->prefix, f);
-        return false;
-    }
-    const char *desc = flags & NONEMPTY ? "a non-empty string" : "a string";
-    if (ty != LUA_TSTRING)
-        fail_type(d, f, desc);
-    const char *s = top_text(d, f, 0);
-    if ((flags & NONEMPTY) && !*s)
-        fail_value(d, f, desc);
-    free(*out);
-    *out = fr_xstrdup(s);
-    lua_pop(L, 1); /* [] */
-    return true;
-}
-
-/* Reads number field `f` into *out when it is in [lo, hi] (lo excluded with
- * LO_OPEN, integral with INTEGER). `desc` says so in the message. */
-static bool read_num(decl *d, int t, const char *f, double lo, double hi, int flags,
-                     const char *desc, double *out)
-{
-    lua_State *L = d->L;
-    int ty = push_field(d, t, f); /* [v] */
-    if (ty == LUA_TNIL) {
-        lua_pop(L, 1);
-        return false;
-    }
-    if (ty != LUA_TNUMBER)
-        fail_type(d, f, desc);
-    double v = (double)lua_tonumber(L, -1);
-    if ((flags & INTEGER) && !lua_isinteger(L, -1) && v != floor(v))
-        fail_value(d, f, desc);
-    if (!isfinite(v) || v < lo || ((flags & LO_OPEN) && v <= lo) || v > hi)
-        fail_value(d, f, desc);
-    *out = v;
-    lua_pop(L, 1); /* [] */
-    return true;
-}
-
-static bool read_int(decl *d, int t, const char *f, int lo, int hi, const char *desc, int *out)
-{
-    double v;
-    if (!read_num(d, t, f, lo, hi, INTEGER, desc, &v))
-        return false;
-    *out = (int)v;
-    return true;
-}
-
-static bool read_bool(decl *d, int t, const char *f, bool *out)
-{
-    int ty = push_field(d, t, f); /* [v] */
-    if (ty == LUA_TNIL) {
-        lua_pop(d->L, 1);
-        return false;
-    }
-    if (ty != LUA_TBOOLEAN)
-        fail_type(d, f, "a boolean (true or false)");
-    *out = lua_toboolean(d->L, -1);
-    lua_pop(d->L, 1);
-    return true;
-}
-
-/* Reads an array of strings; *out is attached (with NULL entries) before it
- * is filled. */
-static bool read_str_array(decl *d, int t, const char *f, char ***out, size_t *n)
-{
-    lua_State *L = d->L;
-    int ty = push_field(d, t, f); /* [arr] */
-    if (ty == LUA_TNIL) {
-        lua_pop(L, 1);
-        return false;
-    }
-    const char *desc = "an array of strings, as in { \"a\", \"b\" }";
-    if (ty != LUA_TTABLE)
-        fail_type(d, f, desc);
-    int a = lua_gettop(L);
-    size_t len = lua_rawlen(L, a), count = 0;
-    bool seq = true;
-    lua_pushnil(L); /* [arr, nil] */
-    while (lua_next(L, a)) {
-        /* [arr, k, v] */
-        count++;
-        if (!lua_isinteger(L, -2) || lua_tointeger(L, -2) < 1 || (size_t)lua_tointeger(L, -2) > len)
-            seq = false;
-        lua_pop(L, 1); /* [arr, k] */
-    }
-    if (!seq || count != len)
-        fail(d, "%s: field '%s%s' must be %s, got a table with named fields or gaps", d->where,
-             d->prefix, f, desc);
-    *out = fr_xcalloc(len ? len : 1, sizeof **out);
-    *n = len;
-    for (size_t i = 0; i < len; i++) {
-        lua_rawgeti(L, a, (lua_Integer)i + 1); /* [arr, v] */
-        if (lua_type(L, -1) != LUA_TSTRING || !*lua_tostring(L, -1))
-            fail(d, "%s: field '%s%s' must be %s, got %s at position %zu", d->where, d->prefix, f,
-                 desc, lua_type(L, -1) == LUA_TSTRING ? "an empty string" : luaL_typename(L, -1),
-                 i + 1);
-        (*out)[i] = fr_xstrdup(top_text(d, f, i + 1));
-        lua_pop(L, 1); /* [arr] */
-    }
-    lua_pop(L, 1); /* [] */
-    return true;
-}
-
-/* Pushes sub-table field `f` and prepares `sub` for its fields, returning
- * true, or pushes nothing and returns false when absent. [-0, +(0|1)] */
-static bool push_sub(decl *d, int t, const char *f, decl *sub)
-{
-    int ty = push_field(d, t, f); /* [v] */
-    if (ty == LUA_TNIL) {
-        lua_pop(d->L, 1);
-        return false;
-    }
-    if (ty != LUA_TTABLE)
-        fail_type(d, f, "a table");
-    *sub = *d;
-    snprintf(sub->prefix, sizeof sub->prefix, "%s.", f);
-    snprintf(sub->in, sizeof sub->in, "%s %s", d->where, f);
-    return true;
 }
 
 /* Returns the index of the first pending declaration of `kind` named
@@ -416,27 +140,53 @@ static size_t declare(lua_State *L, fr_load_ctx *c, int kind, int line)
 {
     const char *kn = kind_names[kind];
     if (lua_type(L, 1) != LUA_TSTRING)
-        failc(L, c, line, "%s needs a name first, as in %s \"name\" { ... }, got %s", kn, kn,
-              luaL_typename(L, 1));
+        fr_decl_failc(L, c, line, "%s needs a name first, as in %s \"name\" { ... }, got %s", kn,
+                      kn, luaL_typename(L, 1));
     size_t len;
     const char *name = lua_tolstring(L, 1, &len);
     if (!*name)
-        failc(L, c, line, "%s name must not be empty", kn);
+        fr_decl_failc(L, c, line, "%s name must not be empty", kn);
     if (strlen(name) != len)
-        failc(L, c, line, "%s name '%s' holds a NUL byte at byte %zu; remove it", kn, name,
-              strlen(name));
+        fr_decl_failc(L, c, line, "%s name '%s' holds a NUL byte at byte %zu; remove it", kn, name,
+                      strlen(name));
     if (!fr_load_valid_name(name))
-        failc(L, c, line, "invalid %s name '%.80s': use letters, digits, '_', '.' and '-'", kn,
-              name);
+        fr_decl_failc(L, c, line, "invalid %s name '%.80s': use letters, digits, '_', '.' and '-'",
+                      kn, name);
     if (kind == FR_DECL_TASK && (strcmp(name, "var") == 0 || strncmp(name, "var.", 4) == 0))
-        failc(L, c, line, "task name '%s' is reserved: {{var.NAME}} refers to workflow vars", name);
+        fr_decl_failc(L, c, line,
+                      "task name '%s' is reserved: {{var.NAME}} refers to workflow vars", name);
     long prev = find_pending(c, kind, name);
     if (prev >= 0)
-        failc(L, c, line, "duplicate %s '%s' (first declared at %s:%d)", kn, name, c->file,
-              c->pending[prev].line);
+        fr_decl_failc(L, c, line, "duplicate %s '%s' (first declared at %s:%d)", kn, name, c->file,
+                      c->pending[prev].line);
     c->pending = fr_xrealloc(c->pending, (c->npending + 1) * sizeof *c->pending);
     c->pending[c->npending] = (fr_pending){kind, fr_xstrdup(name), line, false};
     return c->npending++;
+}
+
+/* Starts the body of the pending declaration `p` from the table at `t`:
+ * prepares `d`, refuses anything but a table of the kind's known fields,
+ * and marks the name declared. */
+static void body_begin(fr_decl *d, lua_State *L, fr_load_ctx *c, size_t p, int t)
+{
+    static const struct {
+        const char *const *names;
+        size_t n;
+    } fields[] = {
+        [FR_DECL_TASK] = {task_fields, N(task_fields)},
+        [FR_DECL_AGENT] = {agent_fields, N(agent_fields)},
+        [FR_DECL_ENDPOINT] = {endpoint_fields, N(endpoint_fields)},
+    };
+    fr_pending *pe = &c->pending[p];
+    const char *kn = kind_names[pe->kind];
+    char where[300];
+    snprintf(where, sizeof where, "%s '%s'", kn, pe->name);
+    fr_decl_init(d, L, c, pe->line, where);
+    if (lua_type(L, t) != LUA_TTABLE)
+        fr_decl_fail(d, "%s: expected a table of fields, as in %s \"%s\" { ... }, got %s", where,
+                     kn, pe->name, luaL_typename(L, t));
+    fr_decl_check_fields(d, t, fields[pe->kind].names, fields[pe->kind].n);
+    pe->done = true;
 }
 
 /* ---- task ---- */
@@ -473,26 +223,20 @@ static size_t append_task(fr_load_ctx *c, const fr_pending *p)
 
 static void task_body(lua_State *L, fr_load_ctx *c, size_t p, int t)
 {
-    char where[300];
-    snprintf(where, sizeof where, "task '%s'", c->pending[p].name);
-    decl d;
-    decl_init(&d, L, c, c->pending[p].line, where);
-    if (lua_type(L, t) != LUA_TTABLE)
-        fail(&d, "%s: expected a table of fields, as in task \"%s\" { ... }, got %s", where,
-             c->pending[p].name, luaL_typename(L, t));
-    check_fields(&d, t, task_fields, N(task_fields));
-    c->pending[p].done = true;
+    fr_decl d;
+    body_begin(&d, L, c, p, t);
+    const char *where = d.where;
     size_t i = append_task(c, &c->pending[p]);
     fr_task_spec *ts = &c->wf->tasks[i];
     fr_task_lua *tl = &c->wf->lua->tasks[i];
 
-    read_str(&d, t, "agent", REQUIRED | NONEMPTY, &c->task_agents[i]);
+    fr_decl_str(&d, t, "agent", FR_FIELD_REQUIRED | FR_FIELD_NONEMPTY, &c->task_agents[i]);
 
-    int ty = push_field(&d, t, "prompt"); /* [prompt] */
+    int ty = fr_decl_push_field(&d, t, "prompt"); /* [prompt] */
     if (ty == LUA_TNIL) {
-        fail(&d, "%s: missing required field 'prompt'", where);
+        fr_decl_fail(&d, "%s: missing required field 'prompt'", where);
     } else if (ty == LUA_TSTRING) {
-        ts->prompt = fr_xstrdup(top_text(&d, "prompt", 0));
+        ts->prompt = fr_xstrdup(fr_decl_text(&d, "prompt", 0));
         lua_pop(L, 1);
     } else if (ty == LUA_TFUNCTION) {
         lua_Debug ar;
@@ -501,74 +245,76 @@ static void task_body(lua_State *L, fr_load_ctx *c, size_t p, int t)
         tl->prompt_line = ar.linedefined > 0 ? ar.linedefined : ts->line;
         tl->prompt_ref = fr_sandbox_ref(L); /* [] */
     } else {
-        fail_type(&d, "prompt", "a string or a function of ctx");
+        fr_decl_fail_type(&d, "prompt", "a string or a function of ctx");
     }
 
-    read_str_array(&d, t, "deps", &ts->deps, &ts->ndeps);
-    read_num(&d, t, "complexity", 0, 1, 0, "a number from 0 to 1", &ts->complexity);
-    read_str(&d, t, "type", NONEMPTY, &ts->type);
-    read_int(&d, t, "priority", 1, 10, "an integer from 1 to 10", &ts->priority);
-    c->task_private_given[i] = read_bool(&d, t, "private", &ts->is_private);
-    read_bool(&d, t, "declassify", &ts->declassify);
-    read_num(&d, t, "timeout", 0, HUGE_VAL, LO_OPEN, "a number of seconds > 0", &ts->timeout_s);
-    read_int(&d, t, "retries", 0, 100, "an integer from 0 to 100", &ts->retries);
-    read_int(&d, t, "max_tokens", 1, INT_MAX, "an integer >= 1", &ts->max_tokens);
-    read_num(&d, t, "temperature", 0, 2, 0, "a number from 0 to 2", &ts->temperature);
+    fr_decl_str_array(&d, t, "deps", &ts->deps, &ts->ndeps);
+    fr_decl_num(&d, t, "complexity", 0, 1, 0, "a number from 0 to 1", &ts->complexity);
+    fr_decl_str(&d, t, "type", FR_FIELD_NONEMPTY, &ts->type);
+    fr_decl_int(&d, t, "priority", 1, 10, "an integer from 1 to 10", &ts->priority);
+    c->task_private_given[i] = fr_decl_bool(&d, t, "private", &ts->is_private);
+    fr_decl_bool(&d, t, "declassify", &ts->declassify);
+    fr_decl_num(&d, t, "timeout", 0, HUGE_VAL, FR_FIELD_LO_OPEN, "a number of seconds > 0",
+                &ts->timeout_s);
+    fr_decl_int(&d, t, "retries", 0, 100, "an integer from 0 to 100", &ts->retries);
+    fr_decl_int(&d, t, "max_tokens", 1, INT_MAX, "an integer >= 1", &ts->max_tokens);
+    fr_decl_num(&d, t, "temperature", 0, 2, 0, "a number from 0 to 2", &ts->temperature);
     ts->has_budget =
-        read_num(&d, t, "budget", 0, HUGE_VAL, 0, "a number of USD >= 0", &ts->budget_usd);
+        fr_decl_num(&d, t, "budget", 0, HUGE_VAL, 0, "a number of USD >= 0", &ts->budget_usd);
     bool has_min_quality =
-        read_num(&d, t, "min_quality", 0, 1, 0, "a number from 0 to 1", &ts->min_quality);
-    read_bool(&d, t, "approve", &ts->approve);
-    read_bool(&d, t, "allow_truncated", &ts->allow_truncated);
-    read_str(&d, t, "save", NONEMPTY, &ts->save);
-    read_str(&d, t, "endpoint", NONEMPTY, &ts->endpoint);
+        fr_decl_num(&d, t, "min_quality", 0, 1, 0, "a number from 0 to 1", &ts->min_quality);
+    fr_decl_bool(&d, t, "approve", &ts->approve);
+    fr_decl_bool(&d, t, "allow_truncated", &ts->allow_truncated);
+    fr_decl_str(&d, t, "save", FR_FIELD_NONEMPTY, &ts->save);
+    fr_decl_str(&d, t, "endpoint", FR_FIELD_NONEMPTY, &ts->endpoint);
 
-    ty = push_field(&d, t, "tier"); /* [tier] */
+    ty = fr_decl_push_field(&d, t, "tier"); /* [tier] */
     if (ty != LUA_TNIL) {
         if (ty != LUA_TSTRING)
-            fail_type(&d, "tier", "\"local\" or \"cloud\"");
+            fr_decl_fail_type(&d, "tier", "\"local\" or \"cloud\"");
         if (fr_tier_parse(lua_tostring(L, -1), &ts->tier) != 0)
-            fail_value(&d, "tier", "\"local\" or \"cloud\"");
+            fr_decl_fail_value(&d, "tier", "\"local\" or \"cloud\"");
     }
     lua_pop(L, 1); /* [] */
 
     double seed;
-    if (read_num(&d, t, "seed", -9.2e18, 9.2e18, INTEGER, "an integer", &seed)) {
+    if (fr_decl_num(&d, t, "seed", -9.2e18, 9.2e18, FR_FIELD_INTEGER, "an integer", &seed)) {
         ts->has_seed = true;
         ts->seed = (long)seed;
     }
 
-    ty = push_field(&d, t, "schema"); /* [schema] */
+    ty = fr_decl_push_field(&d, t, "schema"); /* [schema] */
     if (ty == LUA_TSTRING) {
         if (strcmp(lua_tostring(L, -1), "json") != 0)
-            fail_value(&d, "schema", "a table (a JSON Schema) or \"json\" (any JSON object)");
+            fr_decl_fail_value(&d, "schema",
+                               "a table (a JSON Schema) or \"json\" (any JSON object)");
         ts->schema = json_string("json");
     } else if (ty != LUA_TNIL) {
         char why[512];
         if (ty != LUA_TTABLE)
-            fail_type(&d, "schema", "a table (a JSON Schema) or \"json\"");
+            fr_decl_fail_type(&d, "schema", "a table (a JSON Schema) or \"json\"");
         if (fr_lua_table_to_json(L, -1, &ts->schema, why, sizeof why) != 0)
-            fail(&d, "%s: field 'schema' cannot be converted to JSON: %s", where, why);
+            fr_decl_fail(&d, "%s: field 'schema' cannot be converted to JSON: %s", where, why);
         if (fr_schema_check(ts->schema, "", why, sizeof why) != 0)
-            fail(&d, "%s: field 'schema' is not a valid JSON Schema: %s", where, why);
+            fr_decl_fail(&d, "%s: field 'schema' is not a valid JSON Schema: %s", where, why);
     }
     lua_pop(L, 1); /* [] */
 
-    ty = push_field(&d, t, "check"); /* [check] */
+    ty = fr_decl_push_field(&d, t, "check"); /* [check] */
     if (ty == LUA_TFUNCTION) {
         tl->check_ref = fr_sandbox_ref(L); /* [] */
         ts->has_check = true;
     } else if (ty != LUA_TNIL) {
-        fail_type(&d, "check", "a function of the output");
+        fr_decl_fail_type(&d, "check", "a function of the output");
     } else {
         lua_pop(L, 1); /* [] */
     }
     /* Only a check gives a score: min_quality alone would enforce nothing. */
     if (has_min_quality && !ts->has_check)
-        fail(&d,
-             "%s: 'min_quality' needs a 'check' that scores the output (add check = "
-             "function(output, json) return score end, from 0 to 1), or remove min_quality",
-             where);
+        fr_decl_fail(&d,
+                     "%s: 'min_quality' needs a 'check' that scores the output (add check = "
+                     "function(output, json) return score end, from 0 to 1), or remove min_quality",
+                     where);
 }
 
 /* True when `url` (borrowed) carries a credential: userinfo before the
@@ -621,15 +367,8 @@ static char *ollama_default_url(void)
 
 static void agent_body(lua_State *L, fr_load_ctx *c, size_t p, int t)
 {
-    char where[300];
-    snprintf(where, sizeof where, "agent '%s'", c->pending[p].name);
-    decl d;
-    decl_init(&d, L, c, c->pending[p].line, where);
-    if (lua_type(L, t) != LUA_TTABLE)
-        fail(&d, "%s: expected a table of fields, as in agent \"%s\" { ... }, got %s", where,
-             c->pending[p].name, luaL_typename(L, t));
-    check_fields(&d, t, agent_fields, N(agent_fields));
-    c->pending[p].done = true;
+    fr_decl d;
+    body_begin(&d, L, c, p, t);
     fr_workflow *wf = c->wf;
     wf->agents = fr_xrealloc(wf->agents, (wf->nagents + 1) * sizeof *wf->agents);
     fr_agent_spec *a = &wf->agents[wf->nagents];
@@ -638,9 +377,9 @@ static void agent_body(lua_State *L, fr_load_ctx *c, size_t p, int t)
     a->file = fr_xstrdup(c->file);
     a->line = c->pending[p].line;
     wf->nagents++;
-    read_str(&d, t, "system", 0, &a->system);
-    read_str(&d, t, "type", NONEMPTY, &a->type);
-    read_bool(&d, t, "private", &a->is_private);
+    fr_decl_str(&d, t, "system", 0, &a->system);
+    fr_decl_str(&d, t, "type", FR_FIELD_NONEMPTY, &a->type);
+    fr_decl_bool(&d, t, "private", &a->is_private);
 }
 
 /* ---- endpoint ---- */
@@ -682,15 +421,9 @@ static bool is_http_url(const char *s)
 
 static void endpoint_body(lua_State *L, fr_load_ctx *c, size_t p, int t)
 {
-    char where[300];
-    snprintf(where, sizeof where, "endpoint '%s'", c->pending[p].name);
-    decl d;
-    decl_init(&d, L, c, c->pending[p].line, where);
-    if (lua_type(L, t) != LUA_TTABLE)
-        fail(&d, "%s: expected a table of fields, as in endpoint \"%s\" { ... }, got %s", where,
-             c->pending[p].name, luaL_typename(L, t));
-    check_fields(&d, t, endpoint_fields, N(endpoint_fields));
-    c->pending[p].done = true;
+    fr_decl d;
+    body_begin(&d, L, c, p, t);
+    const char *where = d.where;
     fr_workflow *wf = c->wf;
     wf->endpoints = fr_xrealloc(wf->endpoints, (wf->nendpoints + 1) * sizeof *wf->endpoints);
     fr_endpoint_spec *e = &wf->endpoints[wf->nendpoints];
@@ -704,134 +437,142 @@ static void endpoint_body(lua_State *L, fr_load_ctx *c, size_t p, int t)
     e->timeouts = (fr_timeouts){10, 0, 60, 0};
     wf->nendpoints++;
 
-    int ty = push_field(&d, t, "tier"); /* [tier] */
+    int ty = fr_decl_push_field(&d, t, "tier"); /* [tier] */
     if (ty == LUA_TNIL)
-        fail(&d, "%s: missing required field 'tier' (\"local\" or \"cloud\")", where);
+        fr_decl_fail(&d, "%s: missing required field 'tier' (\"local\" or \"cloud\")", where);
     if (ty != LUA_TSTRING)
-        fail_type(&d, "tier", "\"local\" or \"cloud\"");
+        fr_decl_fail_type(&d, "tier", "\"local\" or \"cloud\"");
     if (fr_tier_parse(lua_tostring(L, -1), &e->tier) != 0)
-        fail_value(&d, "tier", "\"local\" or \"cloud\"");
+        fr_decl_fail_value(&d, "tier", "\"local\" or \"cloud\"");
     lua_pop(L, 1); /* [] */
 
-    ty = push_field(&d, t, "protocol"); /* [protocol] */
+    ty = fr_decl_push_field(&d, t, "protocol"); /* [protocol] */
     if (ty != LUA_TNIL) {
         const char *desc = "\"openai\", \"ollama\" or \"anthropic\"";
         if (ty != LUA_TSTRING)
-            fail_type(&d, "protocol", desc);
+            fr_decl_fail_type(&d, "protocol", desc);
         if (fr_protocol_parse(lua_tostring(L, -1), &e->protocol) != 0)
-            fail_value(&d, "protocol", desc);
+            fr_decl_fail_value(&d, "protocol", desc);
     }
     lua_pop(L, 1); /* [] */
 
-    if (read_str(&d, t, "url", NONEMPTY, &e->url)) {
+    if (fr_decl_str(&d, t, "url", FR_FIELD_NONEMPTY, &e->url)) {
         if (!is_http_url(e->url)) {
-            push_field(&d, t, "url"); /* [url] for the message */
-            fail_value(&d, "url", "a URL starting with http:// or https://");
+            fr_decl_push_field(&d, t, "url"); /* [url] for the message */
+            fr_decl_fail_value(&d, "url", "a URL starting with http:// or https://");
         }
         if (url_holds_key(e->url))
-            fail(&d,
-                 "%s: field 'url' carries a credential (user:password@ or a key= parameter); "
-                 "keys are only read from environment variables: use api_key_env",
-                 where);
+            fr_decl_fail(
+                &d,
+                "%s: field 'url' carries a credential (user:password@ or a key= parameter); "
+                "keys are only read from environment variables: use api_key_env",
+                where);
     } else if (e->protocol == FR_PROTO_OLLAMA) {
         e->url = ollama_default_url();
     } else if (e->protocol == FR_PROTO_ANTHROPIC) {
         const char *env = getenv("ANTHROPIC_BASE_URL");
         if (env && *env && !is_http_url(env))
-            fail(&d, "%s: ANTHROPIC_BASE_URL must start with http:// or https://", where);
+            fr_decl_fail(&d, "%s: ANTHROPIC_BASE_URL must start with http:// or https://", where);
         e->url = fr_xstrdup(env && *env ? env : "https://api.anthropic.com");
     } else if (e->protocol == FR_PROTO_OPENAI) {
         const char *env = getenv("OPENAI_BASE_URL");
         if (!env || !*env)
-            fail(&d,
-                 "%s: missing required field 'url' (protocol \"openai\" has no default; set url "
-                 "or the OPENAI_BASE_URL environment variable)",
-                 where);
+            fr_decl_fail(
+                &d,
+                "%s: missing required field 'url' (protocol \"openai\" has no default; set url "
+                "or the OPENAI_BASE_URL environment variable)",
+                where);
         if (!is_http_url(env))
-            fail(&d, "%s: OPENAI_BASE_URL must start with http:// or https://", where);
+            fr_decl_fail(&d, "%s: OPENAI_BASE_URL must start with http:// or https://", where);
         e->url = fr_xstrdup(env);
     }
-    read_str(&d, t, "model", REQUIRED | NONEMPTY, &e->model);
+    fr_decl_str(&d, t, "model", FR_FIELD_REQUIRED | FR_FIELD_NONEMPTY, &e->model);
 
-    ty = push_field(&d, t, "api_key_env"); /* [name] */
+    ty = fr_decl_push_field(&d, t, "api_key_env"); /* [name] */
     if (ty != LUA_TNIL) {
         if (ty != LUA_TSTRING)
-            fail_type(&d, "api_key_env", "the name of an environment variable");
+            fr_decl_fail_type(&d, "api_key_env", "the name of an environment variable");
         /* Never echo the value: it may be a secret. */
         if (looks_like_key(lua_tostring(L, -1)))
-            fail(&d,
-                 "%s: field 'api_key_env' must be the NAME of an environment variable (such as "
-                 "OPENROUTER_API_KEY), not a key; keys are only read from environment variables",
-                 where);
+            fr_decl_fail(
+                &d,
+                "%s: field 'api_key_env' must be the NAME of an environment variable (such as "
+                "OPENROUTER_API_KEY), not a key; keys are only read from environment variables",
+                where);
         e->api_key_env = fr_xstrdup(lua_tostring(L, -1));
     }
     lua_pop(L, 1); /* [] */
 
     e->max_parallel = e->tier == FR_TIER_CLOUD ? 4 : 1;
-    read_int(&d, t, "max_parallel", 1, 1000000, "an integer >= 1", &e->max_parallel);
+    fr_decl_int(&d, t, "max_parallel", 1, 1000000, "an integer >= 1", &e->max_parallel);
     double ctxlen;
-    if (read_num(&d, t, "context", 0, 1e12, INTEGER, "an integer number of tokens >= 0", &ctxlen))
+    if (fr_decl_num(&d, t, "context", 0, 1e12, FR_FIELD_INTEGER, "an integer number of tokens >= 0",
+                    &ctxlen))
         e->context = (long)ctxlen;
-    read_num(&d, t, "quality", 0, 1, 0, "a number from 0 to 1", &e->quality);
-    read_str_array(&d, t, "tags", &e->tags, &e->ntags);
-    read_bool(&d, t, "stream", &e->stream);
+    fr_decl_num(&d, t, "quality", 0, 1, 0, "a number from 0 to 1", &e->quality);
+    fr_decl_str_array(&d, t, "tags", &e->tags, &e->ntags);
+    fr_decl_bool(&d, t, "stream", &e->stream);
 
-    ty = push_field(&d, t, "keep_alive"); /* [keep_alive] */
+    ty = fr_decl_push_field(&d, t, "keep_alive"); /* [keep_alive] */
     if (ty == LUA_TSTRING && lua_rawlen(L, -1) > 0)
         e->keep_alive = fr_xstrdup(lua_tostring(L, -1));
     else if (ty == LUA_TNUMBER && lua_isinteger(L, -1))
         e->keep_alive = fr_xasprintf("%lld", (long long)lua_tointeger(L, -1));
     else if (ty != LUA_TNIL)
-        fail_type(&d, "keep_alive", "a duration such as \"5m\" or an integer of seconds");
+        fr_decl_fail_type(&d, "keep_alive", "a duration such as \"5m\" or an integer of seconds");
     lua_pop(L, 1); /* [] */
 
     /* Which field carries the output limit: OpenAI's reasoning models refuse
      * max_tokens and want max_completion_tokens. */
-    ty = push_field(&d, t, "max_tokens_field"); /* [field] */
+    ty = fr_decl_push_field(&d, t, "max_tokens_field"); /* [field] */
     if (ty != LUA_TNIL) {
         const char *desc = "\"max_tokens\" or \"max_completion_tokens\"";
         if (ty != LUA_TSTRING)
-            fail_type(&d, "max_tokens_field", desc);
+            fr_decl_fail_type(&d, "max_tokens_field", desc);
         const char *v = lua_tostring(L, -1);
         if (strcmp(v, "max_completion_tokens") == 0)
             e->max_completion_tokens = true;
         else if (strcmp(v, "max_tokens") != 0)
-            fail_value(&d, "max_tokens_field", desc);
+            fr_decl_fail_value(&d, "max_tokens_field", desc);
         if (e->protocol != FR_PROTO_OPENAI)
-            fail(&d,
-                 "%s: field 'max_tokens_field' applies to protocol \"openai\" only (protocol "
-                 "\"%s\" has one limit field, %s): remove it",
-                 where, fr_protocol_name(e->protocol),
-                 e->protocol == FR_PROTO_OLLAMA ? "options.num_predict" : "max_tokens");
+            fr_decl_fail(
+                &d,
+                "%s: field 'max_tokens_field' applies to protocol \"openai\" only (protocol "
+                "\"%s\" has one limit field, %s): remove it",
+                where, fr_protocol_name(e->protocol),
+                e->protocol == FR_PROTO_OLLAMA ? "options.num_predict" : "max_tokens");
     }
     lua_pop(L, 1); /* [] */
 
-    decl sub;
-    if (push_sub(&d, t, "price", &sub)) {
+    fr_decl sub;
+    if (fr_decl_push_sub(&d, t, "price", &sub)) {
         int pt = lua_gettop(L); /* [price] */
-        check_fields(&sub, pt, price_fields, N(price_fields));
+        fr_decl_check_fields(&sub, pt, price_fields, N(price_fields));
         const char *desc = "a number of USD per million tokens >= 0";
-        read_num(&sub, pt, "input", 0, HUGE_VAL, 0, desc, &e->price.input);
-        read_num(&sub, pt, "output", 0, HUGE_VAL, 0, desc, &e->price.output);
-        read_num(&sub, pt, "cached_input", 0, HUGE_VAL, 0, desc, &e->price.cached_input);
+        fr_decl_num(&sub, pt, "input", 0, HUGE_VAL, 0, desc, &e->price.input);
+        fr_decl_num(&sub, pt, "output", 0, HUGE_VAL, 0, desc, &e->price.output);
+        fr_decl_num(&sub, pt, "cached_input", 0, HUGE_VAL, 0, desc, &e->price.cached_input);
         e->price.set = true;
         lua_pop(L, 1); /* [] */
     }
-    if (push_sub(&d, t, "timeouts", &sub)) {
+    if (fr_decl_push_sub(&d, t, "timeouts", &sub)) {
         int tt = lua_gettop(L); /* [timeouts] */
-        check_fields(&sub, tt, timeouts_fields, N(timeouts_fields));
+        fr_decl_check_fields(&sub, tt, timeouts_fields, N(timeouts_fields));
         const char *desc = "a number of seconds > 0";
-        read_num(&sub, tt, "connect", 0, HUGE_VAL, LO_OPEN, desc, &e->timeouts.connect_s);
-        read_num(&sub, tt, "first_byte", 0, HUGE_VAL, LO_OPEN, desc, &e->timeouts.first_byte_s);
-        read_num(&sub, tt, "idle", 0, HUGE_VAL, LO_OPEN, desc, &e->timeouts.idle_s);
-        read_num(&sub, tt, "attempt", 0, HUGE_VAL, LO_OPEN, desc, &e->timeouts.attempt_s);
+        fr_decl_num(&sub, tt, "connect", 0, HUGE_VAL, FR_FIELD_LO_OPEN, desc,
+                    &e->timeouts.connect_s);
+        fr_decl_num(&sub, tt, "first_byte", 0, HUGE_VAL, FR_FIELD_LO_OPEN, desc,
+                    &e->timeouts.first_byte_s);
+        fr_decl_num(&sub, tt, "idle", 0, HUGE_VAL, FR_FIELD_LO_OPEN, desc, &e->timeouts.idle_s);
+        fr_decl_num(&sub, tt, "attempt", 0, HUGE_VAL, FR_FIELD_LO_OPEN, desc,
+                    &e->timeouts.attempt_s);
         lua_pop(L, 1); /* [] */
     }
 }
 
 /* ---- workflow ---- */
 
-static void read_vars(decl *d, int t)
+static void read_vars(fr_decl *d, int t)
 {
     lua_State *L = d->L;
     fr_workflow *wf = d->c->wf;
@@ -839,21 +580,22 @@ static void read_vars(decl *d, int t)
     while (lua_next(L, t)) {
         /* [k, v] */
         if (lua_type(L, -2) != LUA_TSTRING)
-            fail(d, "workflow: field 'vars' must map names to values; found a key of type %s",
-                 luaL_typename(L, -2));
+            fr_decl_fail(d,
+                         "workflow: field 'vars' must map names to values; found a key of type %s",
+                         luaL_typename(L, -2));
         const char *k = lua_tostring(L, -2);
         if (!fr_load_valid_name(k))
-            fail(d,
-                 "workflow: invalid variable name '%.80s' in vars: use letters, digits, "
-                 "'_', '.' and '-'",
-                 k);
+            fr_decl_fail(d,
+                         "workflow: invalid variable name '%.80s' in vars: use letters, digits, "
+                         "'_', '.' and '-'",
+                         k);
         json_t *v = NULL;
         if (lua_type(L, -1) == LUA_TSTRING) {
             size_t len;
             const char *s = lua_tolstring(L, -1, &len);
             v = json_stringn(s, len);
             if (!v)
-                fail(d, "workflow: field 'vars.%s' is not valid UTF-8", k);
+                fr_decl_fail(d, "workflow: field 'vars.%s' is not valid UTF-8", k);
         } else if (lua_type(L, -1) == LUA_TNUMBER) {
             char buf[64];
             if (lua_isinteger(L, -1))
@@ -862,8 +604,8 @@ static void read_vars(decl *d, int t)
                 snprintf(buf, sizeof buf, "%.14g", (double)lua_tonumber(L, -1));
             v = json_string(buf);
         } else {
-            fail(d, "workflow: field 'vars.%s' must be a string or a number, got %s", k,
-                 luaL_typename(L, -1));
+            fr_decl_fail(d, "workflow: field 'vars.%s' must be a string or a number, got %s", k,
+                         luaL_typename(L, -1));
         }
         json_object_set_new(wf->vars, k, v);
         lua_pop(L, 1); /* [k] */
@@ -873,40 +615,41 @@ static void read_vars(decl *d, int t)
 static int l_workflow(lua_State *L)
 {
     fr_load_ctx *c = ctx_get(L, "workflow");
-    decl d;
-    decl_init(&d, L, c, caller_line(L), "workflow");
+    fr_decl d;
+    fr_decl_init(&d, L, c, caller_line(L), "workflow");
     if (lua_type(L, 1) != LUA_TTABLE)
-        fail(&d, "workflow takes a table, as in workflow { name = \"...\" }, got %s",
-             luaL_typename(L, 1));
+        fr_decl_fail(&d, "workflow takes a table, as in workflow { name = \"...\" }, got %s",
+                     luaL_typename(L, 1));
     if (c->workflow_line)
-        fail(&d, "workflow {} declared twice (first at %s:%d)", c->file, c->workflow_line);
+        fr_decl_fail(&d, "workflow {} declared twice (first at %s:%d)", c->file, c->workflow_line);
     c->workflow_line = d.line;
     lua_settop(L, 1); /* [tbl] */
-    check_fields(&d, 1, workflow_fields, N(workflow_fields));
+    fr_decl_check_fields(&d, 1, workflow_fields, N(workflow_fields));
     fr_workflow *wf = c->wf;
-    read_str(&d, 1, "name", NONEMPTY, &wf->name);
-    read_str(&d, 1, "policy", NONEMPTY, &wf->policy);
-    decl sub;
-    if (push_sub(&d, 1, "budget", &sub)) {
-        check_fields(&sub, 2, budget_fields, N(budget_fields)); /* [tbl, budget] */
+    fr_decl_str(&d, 1, "name", FR_FIELD_NONEMPTY, &wf->name);
+    fr_decl_str(&d, 1, "policy", FR_FIELD_NONEMPTY, &wf->policy);
+    fr_decl sub;
+    if (fr_decl_push_sub(&d, 1, "budget", &sub)) {
+        fr_decl_check_fields(&sub, 2, budget_fields, N(budget_fields)); /* [tbl, budget] */
         wf->budget.has_usd =
-            read_num(&sub, 2, "usd", 0, HUGE_VAL, 0, "a number of USD >= 0", &wf->budget.usd);
-        read_num(&sub, 2, "alert", 0, 1, 0, "a fraction from 0 to 1", &wf->budget.alert);
-        wf->budget.has_monthly = read_num(&sub, 2, "monthly_usd", 0, HUGE_VAL, 0,
-                                          "a number of USD >= 0", &wf->budget.monthly_usd);
-        read_bool(&sub, 2, "allow_unpriced", &wf->budget.allow_unpriced);
+            fr_decl_num(&sub, 2, "usd", 0, HUGE_VAL, 0, "a number of USD >= 0", &wf->budget.usd);
+        fr_decl_num(&sub, 2, "alert", 0, 1, 0, "a fraction from 0 to 1", &wf->budget.alert);
+        wf->budget.has_monthly = fr_decl_num(&sub, 2, "monthly_usd", 0, HUGE_VAL, 0,
+                                             "a number of USD >= 0", &wf->budget.monthly_usd);
+        fr_decl_bool(&sub, 2, "allow_unpriced", &wf->budget.allow_unpriced);
         lua_pop(L, 1); /* [tbl] */
     }
-    if (push_sub(&d, 1, "defaults", &sub)) {
-        check_fields(&sub, 2, defaults_fields, N(defaults_fields)); /* [tbl, defaults] */
-        read_num(&sub, 2, "timeout", 0, HUGE_VAL, LO_OPEN, "a number of seconds > 0",
-                 &c->defaults.timeout_s);
-        read_int(&sub, 2, "retries", 0, 100, "an integer from 0 to 100", &c->defaults.retries);
-        read_int(&sub, 2, "max_tokens", 1, INT_MAX, "an integer >= 1", &c->defaults.max_tokens);
-        read_num(&sub, 2, "temperature", 0, 2, 0, "a number from 0 to 2", &c->defaults.temperature);
+    if (fr_decl_push_sub(&d, 1, "defaults", &sub)) {
+        fr_decl_check_fields(&sub, 2, defaults_fields, N(defaults_fields)); /* [tbl, defaults] */
+        fr_decl_num(&sub, 2, "timeout", 0, HUGE_VAL, FR_FIELD_LO_OPEN, "a number of seconds > 0",
+                    &c->defaults.timeout_s);
+        fr_decl_int(&sub, 2, "retries", 0, 100, "an integer from 0 to 100", &c->defaults.retries);
+        fr_decl_int(&sub, 2, "max_tokens", 1, INT_MAX, "an integer >= 1", &c->defaults.max_tokens);
+        fr_decl_num(&sub, 2, "temperature", 0, 2, 0, "a number from 0 to 2",
+                    &c->defaults.temperature);
         lua_pop(L, 1); /* [tbl] */
     }
-    if (push_sub(&d, 1, "vars", &sub)) {
+    if (fr_decl_push_sub(&d, 1, "vars", &sub)) {
         read_vars(&sub, 2); /* [tbl, vars] */
         lua_pop(L, 1);      /* [tbl] */
     }
@@ -920,10 +663,12 @@ static int l_baseline(lua_State *L)
     fr_load_ctx *c = ctx_get(L, "baseline");
     int line = caller_line(L);
     if (lua_type(L, 1) != LUA_TSTRING || !*lua_tostring(L, 1))
-        failc(L, c, line, "baseline needs an endpoint name, as in baseline \"sonnet\", got %s",
-              luaL_typename(L, 1));
+        fr_decl_failc(L, c, line,
+                      "baseline needs an endpoint name, as in baseline \"sonnet\", got %s",
+                      luaL_typename(L, 1));
     if (c->baseline_line)
-        failc(L, c, line, "baseline declared twice (first at %s:%d)", c->file, c->baseline_line);
+        fr_decl_failc(L, c, line, "baseline declared twice (first at %s:%d)", c->file,
+                      c->baseline_line);
     c->baseline_line = line;
     free(c->wf->baseline);
     c->wf->baseline = fr_xstrdup(lua_tostring(L, 1));
@@ -949,8 +694,8 @@ static int l_body(lua_State *L)
     int kind = (int)lua_tointeger(L, lua_upvalueindex(2));
     fr_load_ctx *c = ctx_get(L, kind_names[kind]);
     if (c->pending[p].done)
-        failc(L, c, caller_line(L), "duplicate %s '%s' (first declared at %s:%d)", kind_names[kind],
-              c->pending[p].name, c->file, c->pending[p].line);
+        fr_decl_failc(L, c, caller_line(L), "duplicate %s '%s' (first declared at %s:%d)",
+                      kind_names[kind], c->pending[p].name, c->file, c->pending[p].line);
     lua_settop(L, 1); /* [tbl] */
     body(L, c, kind, p, 1);
     lua_pushstring(L, c->pending[p].name); /* [tbl, name] */

@@ -76,18 +76,3 @@ int fr_load_run(lua_State *L, fr_load_ctx *c, fr_error *err);
 /* Returns true when `s` (borrowed) is a valid task/agent/endpoint/variable
  * name: non-empty, only [A-Za-z0-9_.-]. */
 bool fr_load_valid_name(const char *s);
-
-/* Converts the table at `idx` to JSON, strictly: a table whose keys are
- * exactly 1..n is an array; an empty table or one with only string keys is
- * an object (keys inserted in sorted order); mixed keys, functions,
- * userdata, non-finite numbers and invalid UTF-8 are refused. The root is
- * stored in *slot (owned by the caller) before it is filled, so a Lua
- * memory error raised midway (protected mode only) leaks nothing. Returns 0,
- * or -1 with `why` (`whylen` bytes) naming the path, e.g.
- * "properties.files: a function has no JSON form". */
-int fr_lua_table_to_json(lua_State *L, int idx, json_t **slot, char *why, size_t whylen);
-
-/* Checks that `s` (borrowed) looks like a JSON Schema (known `type` names,
- * `required` strings, nested schemas likewise). Returns 0, or -1 with `why`
- * (`n` bytes) naming the location under `path`. */
-int fr_schema_check(const json_t *s, const char *path, char *why, size_t n);

@@ -131,10 +131,10 @@ static int take_refs(lua_State *L)
     fr_policy *p = lua_touserdata(L, 3);
     lua_settop(L, 2); /* [route, on_result] */
     if (lua_isfunction(L, 2))
-        p->on_result_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* [route] */
+        p->on_result_ref = fr_sandbox_ref(L); /* [route] */
     else
         lua_pop(L, 1);
-    p->route_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* [] */
+    p->route_ref = fr_sandbox_ref(L); /* [] */
     return 0;
 }
 
@@ -179,7 +179,7 @@ static int adopt_module(fr_policy *p, fr_error *err)
         return fr_error_set(err, FR_EPOLICY, p->path, 0,
                             "'on_result' must be a function when present");
     }
-    /* luaL_ref may raise a memory error: it runs protected too. */
+    /* fr_sandbox_ref may raise a memory error: it runs protected too. */
     lua_pushcfunction(L, take_refs);                 /* [route, on_result, take] */
     lua_insert(L, -3);                               /* [take, route, on_result] */
     lua_pushlightuserdata(L, p);                     /* [take, route, on_result, p] */
@@ -249,8 +249,8 @@ void fr_policy_free(fr_policy *p)
     if (!p)
         return;
     if (p->L) {
-        luaL_unref(p->L, LUA_REGISTRYINDEX, p->route_ref);
-        luaL_unref(p->L, LUA_REGISTRYINDEX, p->on_result_ref);
+        fr_sandbox_unref(p->L, p->route_ref);
+        fr_sandbox_unref(p->L, p->on_result_ref);
         fr_sandbox_free(p->L);
     }
     free(p->name);

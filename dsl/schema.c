@@ -1,318 +1,558 @@
-/* Task schemas: a strict Lua table -> JSON copy and a check that the result
- * looks like a JSON Schema. Unlike the lenient bridge in dsl/luajson.c,
- * anything without a JSON form is an error naming its path, and object keys
- * come out sorted so the JSON does not depend on Lua's hash order (schemas
- * are part of the result cache key). */
+/* The JSON Schema subset (see schema.h). One keyword table says, for each
+ * keyword, the JSON types it judges, how its value must look in a workflow
+ * file (the shape check at load) and how it judges a value (the quality
+ * gate). Validation is one recursive walk over schema and value together
+ * that stops at the first failure; dsl/schema_text.c words it, and
+ * dsl/schema_shape.c runs the shape checks the table names. */
 
-#include "dsl/load_int.h"
+#include "dsl/schema.h"
 
-#include <lauxlib.h>
+#include "dsl/schema_int.h"
+#include "engine/util/buf.h"
+#include "engine/util/err.h"
+#include "engine/util/mem.h"
+
 #include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_DEPTH 64
-#define N(a)      (sizeof(a) / sizeof *(a))
+/* Enum values listed in a message before ", ...". */
+#define ENUM_SHOWN 5
 
-typedef struct conv {
-    lua_State *L;
-    char *why;
-    size_t whylen;
-    char path[256];
-} conv;
+/* The type names, in the order of the T_ bits (schema_int.h). */
+static const struct {
+    const char *name;
+    const char *phrase; /* as in "expected <phrase>" */
+} type_names[] = {
+    {"object", "an object"}, {"array", "an array"},     {"string", "a string"},
+    {"number", "a number"},  {"integer", "an integer"}, {"boolean", "a boolean"},
+    {"null", "null"},
+};
 
-static int fail(conv *c, const char *fmt, const char *detail)
+#define NTYPES (sizeof type_names / sizeof type_names[0])
+
+typedef fr_schema_ctx vctx;
+
+static int validate(vctx *c, const json_t *schema, const json_t *value, int depth);
+
+/* ---- Numbers ----------------------------------------------------------- */
+
+/* Compares an integer with a double exactly (no rounding of big integers).
+ * Returns <0, 0 or >0. Jansson reals are always finite. */
+static int cmp_int_real(json_int_t i, double d)
 {
-    char msg[256];
-    snprintf(msg, sizeof msg, fmt, detail);
-    if (c->path[0])
-        snprintf(c->why, c->whylen, "%s: %s", c->path, msg);
-    else
-        snprintf(c->why, c->whylen, "%s", msg);
-    return -1;
+    if (d >= 9223372036854775808.0)
+        return -1;
+    if (d < -9223372036854775808.0)
+        return 1;
+    double t = trunc(d);
+    json_int_t ti = (json_int_t)t;
+    if (i != ti)
+        return i < ti ? -1 : 1;
+    if (d == t)
+        return 0;
+    return d > t ? -1 : 1;
 }
 
-static int cmp_str(const void *a, const void *b)
+/* Compares two JSON numbers (borrowed) by value. */
+static int cmp_number(const json_t *a, const json_t *b)
+{
+    if (json_is_integer(a) && json_is_integer(b)) {
+        json_int_t x = json_integer_value(a), y = json_integer_value(b);
+        return x < y ? -1 : x > y;
+    }
+    if (json_is_integer(a))
+        return cmp_int_real(json_integer_value(a), json_real_value(b));
+    if (json_is_integer(b))
+        return -cmp_int_real(json_integer_value(b), json_real_value(a));
+    double x = json_real_value(a), y = json_real_value(b);
+    return x < y ? -1 : x > y;
+}
+
+/* Reads a count keyword (minItems, maxLength, ...): a non-negative integer,
+ * or a real with no fraction. Returns false when `v` is not one. */
+static bool count_value(const json_t *v, size_t *out)
+{
+    if (json_is_integer(v) && json_integer_value(v) >= 0) {
+        *out = (size_t)json_integer_value(v);
+        return true;
+    }
+    if (json_is_real(v)) {
+        double d = json_real_value(v);
+        if (d >= 0 && d == trunc(d)) {
+            *out = d < 1e18 ? (size_t)d : (size_t)-1;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* ---- Equality (enum, const) -------------------------------------------- */
+
+/* Deep equality, with numbers compared by value (1 equals 1.0, as JSON
+ * Schema asks; json_equal would say no). */
+static bool equal(const json_t *a, const json_t *b)
+{
+    if (json_is_number(a) && json_is_number(b))
+        return cmp_number(a, b) == 0;
+    if (json_typeof(a) != json_typeof(b))
+        return false;
+    if (json_is_array(a)) {
+        size_t n = json_array_size(a);
+        if (n != json_array_size(b))
+            return false;
+        for (size_t i = 0; i < n; i++)
+            if (!equal(json_array_get(a, i), json_array_get(b, i)))
+                return false;
+        return true;
+    }
+    if (json_is_object(a)) {
+        if (json_object_size(a) != json_object_size(b))
+            return false;
+        const char *k;
+        json_t *m;
+        json_object_foreach((json_t *)a, k, m)
+        {
+            const json_t *o = json_object_get(b, k);
+            if (!o || !equal(m, o))
+                return false;
+        }
+        return true;
+    }
+    return json_equal((json_t *)a, (json_t *)b);
+}
+
+/* ---- Types ------------------------------------------------------------- */
+
+/* Returns the bit of the type named `s` (borrowed, may be NULL), or 0 when
+ * it names no type of the subset. */
+unsigned fr_schema_type_bit(const char *s)
+{
+    for (size_t k = 0; s && k < NTYPES; k++)
+        if (strcmp(s, type_names[k].name) == 0)
+            return 1u << k;
+    return 0;
+}
+
+/* Returns the type bits of `t`, the `type` keyword (borrowed), or 0 when it
+ * names no known type. */
+static unsigned type_mask(const json_t *t)
+{
+    unsigned mask = 0;
+    size_t n = json_is_array(t) ? json_array_size(t) : 1;
+    for (size_t i = 0; i < n; i++)
+        mask |= fr_schema_type_bit(json_string_value(json_is_array(t) ? json_array_get(t, i) : t));
+    return mask;
+}
+
+/* Appends the type names to `out` (borrowed) as messages list them:
+ * "object", "array", ... */
+void fr_schema_type_list(fr_buf *out)
+{
+    for (size_t k = 0; k < NTYPES; k++)
+        fr_buf_printf(out, "%s\"%s\"", k ? ", " : "", type_names[k].name);
+}
+
+/* Returns the type bits `v` (borrowed) satisfies. */
+static unsigned value_mask(const json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_OBJECT:
+        return T_OBJECT;
+    case JSON_ARRAY:
+        return T_ARRAY;
+    case JSON_STRING:
+        return T_STRING;
+    case JSON_INTEGER:
+        return T_NUMBER | T_INTEGER;
+    case JSON_REAL: {
+        double d = json_real_value(v);
+        return T_NUMBER | (d == trunc(d) ? T_INTEGER : 0);
+    }
+    case JSON_TRUE:
+    case JSON_FALSE:
+        return T_BOOLEAN;
+    case JSON_NULL:
+    default:
+        return T_NULL;
+    }
+}
+
+/* ---- Value checks (the quality gate) ----------------------------------- */
+
+static int check_type(vctx *c, const json_t *schema, const json_t *kw, const json_t *value,
+                      int depth)
+{
+    unsigned want = type_mask(kw);
+    if (want == 0 || (value_mask(value) & want))
+        return FR_OK;
+    if (want & T_NUMBER)
+        want &= ~(unsigned)T_INTEGER; /* "a number or an integer" says nothing more */
+    fr_schema_fail(c, "expected ");
+    unsigned left = want;
+    for (size_t k = 0; k < NTYPES; k++) {
+        if (!(want & (1u << k)))
+            continue;
+        left &= ~(1u << k);
+        fr_buf_puts(&c->why, type_names[k].phrase);
+        if (left)
+            fr_buf_puts(&c->why, (left & (left - 1)) ? ", " : " or ");
+    }
+    fr_buf_puts(&c->why, ", got ");
+    fr_schema_show(c, value);
+    return FR_EQUALITY;
+}
+
+static int check_enum(vctx *c, const json_t *schema, const json_t *en, const json_t *value,
+                      int depth)
+{
+    if (!json_is_array(en))
+        return FR_OK;
+    size_t n = json_array_size(en);
+    for (size_t i = 0; i < n; i++)
+        if (equal(json_array_get(en, i), value))
+            return FR_OK;
+    if (n == 0) {
+        fr_schema_fail(c, "no value is allowed (the enum is empty), got ");
+    } else {
+        fr_schema_fail(c, "expected one of ");
+        for (size_t i = 0; i < n && i < ENUM_SHOWN; i++) {
+            if (i > 0)
+                fr_buf_puts(&c->why, ", ");
+            fr_schema_show(c, json_array_get(en, i));
+        }
+        if (n > ENUM_SHOWN)
+            fr_buf_puts(&c->why, ", ...");
+        fr_buf_puts(&c->why, ", got ");
+    }
+    fr_schema_show(c, value);
+    return FR_EQUALITY;
+}
+
+static int check_const(vctx *c, const json_t *schema, const json_t *cst, const json_t *value,
+                       int depth)
+{
+    if (equal(cst, value))
+        return FR_OK;
+    fr_schema_fail(c, "expected ");
+    fr_schema_show(c, cst);
+    fr_buf_puts(&c->why, ", got ");
+    fr_schema_show(c, value);
+    return FR_EQUALITY;
+}
+
+/* One bound: `value` must compare to `bound` (a number, else ignored) as
+ * `op` says: ">=", ">", "<=" or "<". */
+static int check_bound(vctx *c, const json_t *bound, const char *op, const json_t *value)
+{
+    if (!json_is_number(bound))
+        return FR_OK;
+    int r = cmp_number(value, bound);
+    bool ok =
+        (op[0] == '>' && (op[1] ? r >= 0 : r > 0)) || (op[0] == '<' && (op[1] ? r <= 0 : r < 0));
+    if (ok)
+        return FR_OK;
+    fr_schema_fail(c, "expected a number %s ", op);
+    fr_schema_show(c, bound);
+    fr_buf_puts(&c->why, ", got ");
+    fr_schema_show(c, value);
+    return FR_EQUALITY;
+}
+
+/* minimum and maximum are exclusive when their draft-4 boolean sibling
+ * says so; exclusiveMinimum/Maximum as numbers are bounds of their own. */
+static int check_minimum(vctx *c, const json_t *schema, const json_t *kw, const json_t *value,
+                         int depth)
+{
+    bool x = json_is_true(json_object_get(schema, "exclusiveMinimum"));
+    return check_bound(c, kw, x ? ">" : ">=", value);
+}
+
+static int check_maximum(vctx *c, const json_t *schema, const json_t *kw, const json_t *value,
+                         int depth)
+{
+    bool x = json_is_true(json_object_get(schema, "exclusiveMaximum"));
+    return check_bound(c, kw, x ? "<" : "<=", value);
+}
+
+static int check_xminimum(vctx *c, const json_t *schema, const json_t *kw, const json_t *value,
+                          int depth)
+{
+    return check_bound(c, kw, ">", value);
+}
+
+static int check_xmaximum(vctx *c, const json_t *schema, const json_t *kw, const json_t *value,
+                          int depth)
+{
+    return check_bound(c, kw, "<", value);
+}
+
+/* A count against a minimum or maximum keyword: "at least 2 items". */
+static int check_count(vctx *c, const json_t *kw, bool is_min, size_t have, const char *unit)
+{
+    size_t limit;
+    if (!count_value(kw, &limit))
+        return FR_OK;
+    if (is_min ? have >= limit : have <= limit)
+        return FR_OK;
+    return fr_schema_fail(c, "expected at %s %zu %s%s, got %zu", is_min ? "least" : "most", limit,
+                          unit, limit == 1 ? "" : "s", have);
+}
+
+/* Code points: every byte that does not continue a UTF-8 sequence. */
+static size_t code_points(const json_t *s)
+{
+    const unsigned char *p = (const unsigned char *)json_string_value(s);
+    size_t n = json_string_length(s), cps = 0;
+    for (size_t i = 0; i < n; i++)
+        cps += (p[i] & 0xC0) != 0x80;
+    return cps;
+}
+
+static int check_min_length(vctx *c, const json_t *schema, const json_t *kw, const json_t *value,
+                            int depth)
+{
+    return check_count(c, kw, true, code_points(value), "character");
+}
+
+static int check_max_length(vctx *c, const json_t *schema, const json_t *kw, const json_t *value,
+                            int depth)
+{
+    return check_count(c, kw, false, code_points(value), "character");
+}
+
+static int check_min_items(vctx *c, const json_t *schema, const json_t *kw, const json_t *value,
+                           int depth)
+{
+    return check_count(c, kw, true, json_array_size(value), "item");
+}
+
+static int check_max_items(vctx *c, const json_t *schema, const json_t *kw, const json_t *value,
+                           int depth)
+{
+    return check_count(c, kw, false, json_array_size(value), "item");
+}
+
+/* Validates `value` (a member or element of the value at depth `depth`)
+ * with the path already extended. */
+static int descend(vctx *c, const json_t *schema, const json_t *value, int depth)
+{
+    if (depth + 1 > FR_SCHEMA_MAX_DEPTH)
+        return fr_schema_fail(c, "too deeply nested (more than %d levels)", FR_SCHEMA_MAX_DEPTH);
+    return validate(c, schema, value, depth + 1);
+}
+
+static int check_items(vctx *c, const json_t *schema, const json_t *items, const json_t *value,
+                       int depth)
+{
+    int rc = FR_OK;
+    if (!(json_is_object(items) || json_is_boolean(items)))
+        return rc;
+    for (size_t i = 0; i < json_array_size(value) && rc == FR_OK; i++) {
+        size_t mark = fr_schema_path_index(c, i);
+        rc = descend(c, items, json_array_get(value, i), depth);
+        if (rc == FR_OK)
+            fr_schema_path_pop(c, mark);
+    }
+    return rc;
+}
+
+static int check_required(vctx *c, const json_t *schema, const json_t *req, const json_t *value,
+                          int depth)
+{
+    for (size_t i = 0; i < json_array_size(req); i++) {
+        const char *k = json_string_value(json_array_get(req, i));
+        if (k && !json_object_get(value, k)) {
+            fr_schema_fail(c, "missing required property ");
+            fr_schema_show_name(c, k);
+            return FR_EQUALITY;
+        }
+    }
+    return FR_OK;
+}
+
+static int cmp_key(const void *a, const void *b)
 {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* Classifies the table at `idx`: 1 array (keys exactly 1..n, *n set), 0
- * object (string keys or empty; *n = key count), -1 neither. */
-static int classify(lua_State *L, int idx, size_t *n)
+/* Returns the keys of `obj` (borrowed) sorted, in an owned array of
+ * borrowed strings; *n gets the count. */
+static const char **sorted_keys(const json_t *obj, size_t *n)
 {
-    size_t total = 0, nstr = 0, nint = 0;
-    lua_Integer max = 0;
-    lua_pushnil(L); /* [nil] */
-    while (lua_next(L, idx)) {
-        /* [k, v] */
-        total++;
-        if (lua_type(L, -2) == LUA_TSTRING) {
-            nstr++;
-        } else if (lua_isinteger(L, -2)) {
-            lua_Integer k = lua_tointeger(L, -2);
-            if (k >= 1) {
-                nint++;
-                if (k > max)
-                    max = k;
-            }
-        }
-        lua_pop(L, 1); /* [k] */
+    size_t cap = json_object_size(obj), k = 0;
+    const char **keys = fr_xmalloc((cap ? cap : 1) * sizeof *keys);
+    const char *key;
+    json_t *m;
+    json_object_foreach((json_t *)obj, key, m)
+    {
+        if (k < cap)
+            keys[k++] = key;
     }
-    *n = total;
-    if (total == 0 || nstr == total)
-        return 0;
-    if (nint == total && (size_t)max == total)
-        return 1;
-    return -1;
+    qsort(keys, k, sizeof *keys, cmp_key);
+    *n = k;
+    return keys;
 }
 
-static int fill(conv *c, int idx, json_t *dst, int depth);
-
-/* Converts the value at `vidx` and attaches it to `parent` under `key`
- * (NULL: appended to the array `parent`). */
-static int put(conv *c, json_t *parent, const char *key, int vidx, int depth)
+/* Validates the members of `value` that `props` (an object) or, with
+ * `extra` (a schema or false), those it does not name, in sorted order. */
+static int check_members(vctx *c, const json_t *props, const json_t *extra, const json_t *value,
+                         int depth)
 {
-    lua_State *L = c->L;
-    json_t *v = NULL;
-    int t = lua_type(L, vidx);
-    switch (t) {
-    case LUA_TSTRING: {
-        size_t len;
-        const char *s = lua_tolstring(L, vidx, &len);
-        v = json_stringn(s, len);
-        if (!v)
-            return fail(c, "%s", "string is not valid UTF-8");
-        break;
-    }
-    case LUA_TNUMBER:
-        if (lua_isinteger(L, vidx)) {
-            v = json_integer((json_int_t)lua_tointeger(L, vidx));
-        } else {
-            double d = (double)lua_tonumber(L, vidx);
-            if (!isfinite(d))
-                return fail(c, "%s", "number is not finite");
-            v = json_real(d);
-        }
-        break;
-    case LUA_TBOOLEAN:
-        v = json_boolean(lua_toboolean(L, vidx));
-        break;
-    case LUA_TTABLE: {
-        size_t n;
-        int kind = classify(L, vidx, &n);
-        if (kind < 0)
-            return fail(c, "%s",
-                        "table mixes list items and named fields (or has a gap or "
-                        "non-string keys)");
-        v = kind == 1 ? json_array() : json_object();
-        break;
-    }
-    default:
-        return fail(c, "a %s has no JSON form", lua_typename(L, t));
-    }
-    if (!v)
-        return fail(c, "%s", "out of memory");
-    json_t *child = v;
-    int rc = key ? json_object_set_new(parent, key, v) : json_array_append_new(parent, v);
-    if (rc != 0)
-        return fail(c, "%s", "key is not valid UTF-8");
-    if (t == LUA_TTABLE)
-        return fill(c, vidx, child, depth + 1);
-    return 0;
-}
-
-/* Fills the (attached) container `dst` from the table at `idx`. */
-static int fill(conv *c, int idx, json_t *dst, int depth)
-{
-    lua_State *L = c->L;
-    if (depth > MAX_DEPTH)
-        return fail(c, "%s", "nested too deeply (a table that contains itself?)");
-    luaL_checkstack(L, 4, "table nested too deeply");
-    idx = lua_absindex(L, idx);
-    size_t plen = strlen(c->path);
-    if (json_is_array(dst)) {
-        lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
-        for (lua_Integer i = 1; i <= n; i++) {
-            snprintf(c->path + plen, sizeof c->path - plen, "[%lld]", (long long)i);
-            lua_rawgeti(L, idx, i); /* [v] */
-            int rc = put(c, dst, NULL, lua_gettop(L), depth);
-            lua_pop(L, 1); /* [] */
-            if (rc != 0)
-                return rc;
-        }
-        c->path[plen] = '\0';
-        return 0;
-    }
+    int rc = FR_OK;
     size_t n = 0;
-    classify(L, idx, &n);
-    /* The keys live in the table, which stays on the stack; their pointers
-     * are sorted in a userdata so nothing leaks if Lua raises. */
-    const char **keys = lua_newuserdatauv(L, (n ? n : 1) * sizeof *keys, 0); /* [keys] */
-    size_t k = 0;
-    lua_pushnil(L);
-    while (lua_next(L, idx)) {
-        /* [keys, key, v] */
-        if (k < n)
-            keys[k++] = lua_tostring(L, -2);
-        lua_pop(L, 1);
+    const char **keys = sorted_keys(extra ? value : props, &n);
+    for (size_t i = 0; i < n && rc == FR_OK; i++) {
+        const json_t *sub = extra ? extra : json_object_get(props, keys[i]);
+        const json_t *v = json_object_get(value, keys[i]);
+        if (!v || (extra && props && json_object_get(props, keys[i])))
+            continue;
+        if (extra && json_is_false(extra)) {
+            fr_schema_fail(c, "unexpected property ");
+            fr_schema_show_name(c, keys[i]);
+            rc = FR_EQUALITY;
+            break;
+        }
+        size_t mark = fr_schema_path_key(c, keys[i]);
+        rc = descend(c, sub, v, depth);
+        if (rc == FR_OK)
+            fr_schema_path_pop(c, mark);
     }
-    qsort(keys, k, sizeof *keys, cmp_str);
-    int rc = 0;
-    for (size_t i = 0; i < k && rc == 0; i++) {
-        snprintf(c->path + plen, sizeof c->path - plen, "%s%s", plen ? "." : "", keys[i]);
-        lua_pushstring(L, keys[i]); /* [keys, key] */
-        lua_rawget(L, idx);         /* [keys, v] */
-        rc = put(c, dst, keys[i], lua_gettop(L), depth);
-        lua_pop(L, 1); /* [keys] */
-    }
-    lua_pop(L, 1); /* [] */
-    if (rc == 0)
-        c->path[plen] = '\0';
+    free(keys);
     return rc;
 }
 
+static int check_properties(vctx *c, const json_t *schema, const json_t *props, const json_t *value,
+                            int depth)
+{
+    return json_is_object(props) ? check_members(c, props, NULL, value, depth) : FR_OK;
+}
+
+static int check_additional(vctx *c, const json_t *schema, const json_t *extra, const json_t *value,
+                            int depth)
+{
+    const json_t *props = json_object_get(schema, "properties");
+    if (!(json_is_object(extra) || json_is_false(extra)))
+        return FR_OK;
+    return check_members(c, json_is_object(props) ? props : NULL, extra, value, depth);
+}
+
+/* ---- The keyword table ------------------------------------------------- */
+
+/* Every keyword flowrun knows. At load, the shape checks run in this order
+ * on the keywords a schema has (dsl/schema_shape.c); in validation, the
+ * keywords of every type run first, then those of the value's type, each in
+ * this order, and the first failure ends the walk. A keyword not in the
+ * table (format, description, ...) is ignored by both. */
+static const fr_schema_keyword keywords[] = {
+    {"type", T_ANY, FR_SHAPE_TYPE, check_type},
+    {"required", T_OBJECT, FR_SHAPE_NAMES, check_required},
+    {"properties", T_OBJECT, FR_SHAPE_SCHEMAS, check_properties},
+    {"anyOf", 0, FR_SHAPE_REFUSED, NULL},
+    {"oneOf", 0, FR_SHAPE_REFUSED, NULL},
+    {"allOf", 0, FR_SHAPE_REFUSED, NULL},
+    {"not", 0, FR_SHAPE_REFUSED, NULL},
+    {"$ref", 0, FR_SHAPE_REFUSED, NULL},
+    {"pattern", 0, FR_SHAPE_REFUSED, NULL},
+    {"patternProperties", 0, FR_SHAPE_REFUSED, NULL},
+    {"if", 0, FR_SHAPE_REFUSED, NULL},
+    {"then", 0, FR_SHAPE_REFUSED, NULL},
+    {"else", 0, FR_SHAPE_REFUSED, NULL},
+    {"contains", 0, FR_SHAPE_REFUSED, NULL},
+    {"uniqueItems", 0, FR_SHAPE_REFUSED, NULL},
+    {"multipleOf", 0, FR_SHAPE_REFUSED, NULL},
+    {"dependentRequired", 0, FR_SHAPE_REFUSED, NULL},
+    {"dependentSchemas", 0, FR_SHAPE_REFUSED, NULL},
+    {"propertyNames", 0, FR_SHAPE_REFUSED, NULL},
+    {"minItems", T_ARRAY, FR_SHAPE_ANY, check_min_items},
+    {"maxItems", T_ARRAY, FR_SHAPE_ANY, check_max_items},
+    {"items", T_ARRAY, FR_SHAPE_SCHEMA, check_items},
+    {"additionalProperties", T_OBJECT, FR_SHAPE_SCHEMA_OR_BOOL, check_additional},
+    {"enum", T_ANY, FR_SHAPE_ARRAY, check_enum},
+    {"const", T_ANY, FR_SHAPE_ANY, check_const},
+    {"minimum", T_NUMBER, FR_SHAPE_ANY, check_minimum},
+    {"exclusiveMinimum", T_NUMBER, FR_SHAPE_ANY, check_xminimum},
+    {"maximum", T_NUMBER, FR_SHAPE_ANY, check_maximum},
+    {"exclusiveMaximum", T_NUMBER, FR_SHAPE_ANY, check_xmaximum},
+    {"minLength", T_STRING, FR_SHAPE_ANY, check_min_length},
+    {"maxLength", T_STRING, FR_SHAPE_ANY, check_max_length},
+};
+
+/* Returns the keyword table (static) and its length in *n. */
+const fr_schema_keyword *fr_schema_keywords(size_t *n)
+{
+    *n = sizeof keywords / sizeof keywords[0];
+    return keywords;
+}
+
+/* Validates `value` against `schema` (both borrowed) at `depth` levels
+ * below the root. A schema that is neither an object nor a boolean accepts
+ * everything, like an unknown keyword. */
+static int validate(vctx *c, const json_t *schema, const json_t *value, int depth)
+{
+    if (json_is_false(schema)) {
+        fr_schema_fail(c, "no value is allowed here, got ");
+        fr_schema_show(c, value);
+        return FR_EQUALITY;
+    }
+    if (!json_is_object(schema))
+        return FR_OK;
+    unsigned have = value_mask(value);
+    for (int pass = 0; pass < 2; pass++)
+        for (size_t i = 0; i < sizeof keywords / sizeof keywords[0]; i++) {
+            const fr_schema_keyword *k = &keywords[i];
+            if (!k->check || (k->types == T_ANY) != (pass == 0) || !(k->types & have))
+                continue;
+            const json_t *v = json_object_get(schema, k->name);
+            int rc = v ? k->check(c, schema, v, value, depth) : FR_OK;
+            if (rc != FR_OK)
+                return rc;
+        }
+    return FR_OK;
+}
+
 /*
- * Converts the table at `idx` into a new JSON value stored in *slot (owned
- * by the caller, set before filling). Returns 0, or -1 with `why` filled;
- * *slot may then hold a partial value the caller frees. May raise a Lua
- * memory error (protected mode only).
+ * Validates `value` against `schema` (both borrowed) and writes the first
+ * failure into `msg`; see schema.h for the messages. Returns FR_OK,
+ * FR_EQUALITY, or FR_EINVAL for a NULL argument or a schema that is not
+ * one.
  */
-int fr_lua_table_to_json(lua_State *L, int idx, json_t **slot, char *why, size_t whylen)
+int fr_schema_validate(const json_t *schema, const json_t *value, char *msg, size_t size)
 {
-    conv c = {.L = L, .why = why, .whylen = whylen};
-    idx = lua_absindex(L, idx);
-    if (lua_type(L, idx) != LUA_TTABLE) {
-        snprintf(why, whylen, "expected a table, got %s", luaL_typename(L, idx));
-        return -1;
-    }
-    size_t n;
-    int kind = classify(L, idx, &n);
-    if (kind < 0) {
-        snprintf(why, whylen,
-                 "table mixes list items and named fields (or has a gap or "
-                 "non-string keys)");
-        return -1;
-    }
-    *slot = kind == 1 ? json_array() : json_object();
-    if (!*slot) {
-        snprintf(why, whylen, "out of memory");
-        return -1;
-    }
-    return fill(&c, idx, *slot, 0);
-}
-
-static bool known(const char *k, const char *const *names, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(k, names[i]) == 0)
-            return true;
-    return false;
-}
-
-static bool is_schema_type(const json_t *v)
-{
-    static const char *const types[] = {"object",  "array",   "string", "number",
-                                        "integer", "boolean", "null"};
-    return json_is_string(v) && known(json_string_value(v), types, N(types));
-}
-
-/*
- * Checks that `s` (borrowed) looks like a JSON Schema: `type` a known type
- * name or an array of them, `required` an array of strings, `properties` a
- * table of schemas, `enum` an array, and the nested schemas (properties,
- * items, additionalProperties) likewise; keywords the quality gate cannot
- * enforce (anyOf, pattern, $ref, ...) are refused. `path`
- * (borrowed) prefixes locations. Returns 0, or -1 with `why` (`n` bytes)
- * saying where and what, e.g. "at properties.files: 'type' must be ...".
- */
-int fr_schema_check(const json_t *s, const char *path, char *why, size_t n)
-{
-    char sub[256];
-    const char *at = path[0] ? path : "the top";
-    if (!json_is_object(s)) {
-        snprintf(why, n, "at %s: a schema must be a table of keywords", at);
-        return -1;
-    }
-    const json_t *type = json_object_get(s, "type");
-    if (type) {
-        bool ok = is_schema_type(type);
-        if (json_is_array(type)) {
-            size_t i;
-            const json_t *v;
-            ok = json_array_size(type) > 0;
-            json_array_foreach(type, i, v)
-            {
-                ok = ok && is_schema_type(v);
-            }
+    vctx c;
+    int rc;
+    fr_buf_init(&c.path, 0);
+    fr_buf_init(&c.why, 0);
+    fr_buf_puts(&c.path, "$");
+    if (msg && size > 0)
+        msg[0] = '\0';
+    if (!schema || !value) {
+        fr_schema_fail(&c, "nothing to validate (%s is missing)",
+                       schema ? "the value" : "the schema");
+        rc = FR_EINVAL;
+    } else if (json_is_string(schema)) {
+        rc = FR_OK;
+        if (strcmp(json_string_value(schema), "json") != 0) {
+            fr_schema_fail(&c, "the schema is the string ");
+            fr_schema_show(&c, schema);
+            fr_buf_puts(&c.why, "; only \"json\" (any JSON object) is allowed");
+            rc = FR_EINVAL;
+        } else if (!json_is_object(value)) {
+            fr_schema_fail(&c, "expected a JSON object, got ");
+            fr_schema_show(&c, value);
+            rc = FR_EQUALITY;
         }
-        if (!ok) {
-            snprintf(why, n,
-                     "at %s: 'type' must be one of \"object\", \"array\", \"string\", "
-                     "\"number\", \"integer\", \"boolean\", \"null\"",
-                     at);
-            return -1;
-        }
+    } else if (!json_is_object(schema) && !json_is_boolean(schema)) {
+        fr_schema_fail(&c, "the schema is not a JSON Schema object");
+        rc = FR_EINVAL;
+    } else {
+        rc = validate(&c, schema, value, 0);
     }
-    const json_t *req = json_object_get(s, "required");
-    if (req) {
-        size_t i;
-        const json_t *v;
-        bool ok = json_is_array(req); /* the loop below is empty otherwise */
-        json_array_foreach(req, i, v)
-        {
-            ok = ok && json_is_string(v);
-        }
-        if (!ok) {
-            snprintf(why, n, "at %s: 'required' must be an array of field names", at);
-            return -1;
-        }
-    }
-    const json_t *props = json_object_get(s, "properties");
-    if (props) {
-        if (!json_is_object(props)) {
-            snprintf(why, n, "at %s: 'properties' must be a table of schemas", at);
-            return -1;
-        }
-        const char *k;
-        const json_t *v;
-        json_object_foreach((json_t *)props, k, v)
-        {
-            snprintf(sub, sizeof sub, "%s%sproperties.%s", path, path[0] ? "." : "", k);
-            if (fr_schema_check(v, sub, why, n) != 0)
-                return -1;
-        }
-    }
-    /* The quality gate (engine/validate) enforces a subset; a keyword it
-     * would ignore must not look enforced, so it is refused here. */
-    static const char *const unchecked[] = {
-        "anyOf", "oneOf", "allOf", "not", "$ref", "pattern", "patternProperties", "if", "then",
-        "else", "contains", "uniqueItems", "multipleOf", "dependentRequired", "dependentSchemas",
-        "propertyNames"};
-    for (size_t i = 0; i < N(unchecked); i++)
-        if (json_object_get(s, unchecked[i])) {
-            snprintf(why, n,
-                     "at %s: flowrun cannot check '%s' (it checks type, properties, required, "
-                     "additionalProperties, items, minItems, maxItems, enum, const, minimum, "
-                     "maximum, exclusiveMinimum, exclusiveMaximum, minLength, maxLength)",
-                     at, unchecked[i]);
-            return -1;
-        }
-    static const char *const single[] = {"items", "additionalProperties"};
-    for (size_t i = 0; i < N(single); i++) {
-        const json_t *v = json_object_get(s, single[i]);
-        if (!v || (i == 1 && json_is_boolean(v)))
-            continue;
-        snprintf(sub, sizeof sub, "%s%s%s", path, path[0] ? "." : "", single[i]);
-        if (fr_schema_check(v, sub, why, n) != 0)
-            return -1;
-    }
-    const json_t *en = json_object_get(s, "enum");
-    if (en && !json_is_array(en)) {
-        snprintf(why, n, "at %s: 'enum' must be an array of values", at);
-        return -1;
-    }
-    return 0;
+    if (rc != FR_OK)
+        fr_schema_write_msg(&c, msg, size);
+    fr_buf_close(&c.path);
+    fr_buf_close(&c.why);
+    return rc;
 }

@@ -1,6 +1,8 @@
 #include "engine/budget.h"
 
+#include "engine/util/log.h"
 #include "engine/util/mem.h"
+#include "engine/util/money.h"
 
 #include <stdlib.h>
 
@@ -15,6 +17,12 @@ struct fr_budget {
     double alert;
     double spent;
     double reserved;
+    double monthly_usd;      /* the monthly cap's amount, for leases and reasons */
+    fr_budget_ledger ledger; /* how to reach the month's ledger; no lease without */
+    bool has_ledger;
+    bool lease_failed; /* the ledger could not lease: logged once */
+    bool muted;        /* no alerts (a plan) */
+    json_t *alerts;
 };
 
 fr_budget *fr_budget_new(bool has_run_cap, double run_cap, bool has_month, double alert)
@@ -24,11 +32,15 @@ fr_budget *fr_budget_new(bool has_run_cap, double run_cap, bool has_month, doubl
     b->cap[FR_CAP_RUN] = has_run_cap && run_cap > 0 ? run_cap : 0;
     b->has[FR_CAP_MONTH] = has_month;
     b->alert = alert > 0 && alert <= 1 ? alert : 0.8;
+    b->alerts = json_array();
     return b;
 }
 
 void fr_budget_free(fr_budget *b)
 {
+    if (!b)
+        return;
+    json_decref(b->alerts);
     free(b);
 }
 
@@ -134,4 +146,163 @@ double fr_budget_month_shortfall(const fr_budget *b, double amount)
         return 0;
     double need = b->spent + b->reserved + amount - b->cap[FR_CAP_MONTH];
     return need > 0 ? need : 0;
+}
+
+double fr_price_cost(const fr_endpoint_spec *spec, const fr_usage *u)
+{
+    const fr_price *p = &spec->price;
+    long cached = u->cached > u->input ? u->input : u->cached;
+    double cached_price = p->cached_input > 0 ? p->cached_input : p->input;
+    return ((double)(u->input - cached) * p->input + (double)cached * cached_price +
+            (double)u->output * p->output) /
+           1e6;
+}
+
+double fr_price_worst(const fr_endpoint_spec *s, long input, int max_tokens)
+{
+    return ((double)input * s->price.input + (double)max_tokens * s->price.output) / 1e6;
+}
+
+void fr_budget_set_month(fr_budget *b, double monthly_usd, const fr_budget_ledger *ledger)
+{
+    b->monthly_usd = monthly_usd;
+    b->has_ledger = ledger != NULL;
+    if (ledger)
+        b->ledger = *ledger;
+}
+
+/* Takes more of the monthly cap from the ledger when `amount` does not fit
+ * this run's share of the month: the shortfall, or a tenth of the cap when
+ * that is more, so the ledger is not asked at every request. */
+static void grow_month_lease(fr_budget *b, double amount)
+{
+    double need = fr_budget_month_shortfall(b, amount);
+    if (need <= 0 || !b->has_ledger)
+        return;
+    double want = need > b->monthly_usd / 10 ? need : b->monthly_usd / 10;
+    double granted = 0;
+    fr_error err = {0};
+    if (b->ledger.lease(b->ledger.ud, b->monthly_usd, want, &granted, &err) != FR_OK) {
+        if (!b->lease_failed) {
+            char msg[1400];
+            fr_log(FR_LOG_ERROR, "budget", "error=\"%s\"; no more of the monthly cap is taken",
+                   fr_error_format(&err, msg, sizeof msg));
+            b->lease_failed = true;
+        }
+        return;
+    }
+    fr_budget_add_allowance(b, granted);
+}
+
+/* Why a worst case of `worst` on endpoint `ep` (borrowed) does not fit the
+ * monthly cap, owned, with the month's figures from the ledger: the cap,
+ * what every run spent in it so far, and what runs in progress elsewhere
+ * hold of it. */
+static char *month_refusal(const fr_budget *b, const char *ep, double worst)
+{
+    char w[FR_USD_LEN], cap[FR_USD_LEN], spent[FR_USD_LEN], held[FR_USD_LEN];
+    double s = 0, used = 0;
+    fr_error err = {0};
+    fr_usd_cost(w, worst);
+    fr_usd_cap(cap, b->monthly_usd);
+    if (!b->has_ledger || b->ledger.month(b->ledger.ud, &s, &used, &err) != FR_OK)
+        return fr_xasprintf("the worst case on '%s' (%s) does not fit the monthly cap (%s)", ep, w,
+                            cap);
+    fr_usd_cost(spent, s);
+    if (used - s > 1e-9)
+        return fr_xasprintf("the worst case on '%s' (%s) does not fit the monthly cap (%s; %s "
+                            "spent this month, %s held by other runs in progress)",
+                            ep, w, cap, spent, fr_usd_cost(held, used - s));
+    return fr_xasprintf("the worst case on '%s' (%s) does not fit the monthly cap (%s; %s spent "
+                        "this month)",
+                        ep, w, cap, spent);
+}
+
+fr_admit fr_budget_admit(fr_budget *b, const fr_admit_ask *a, char **why)
+{
+    const fr_endpoint_spec *s = a->endpoint;
+    double worst = a->worst;
+    bool capped = fr_budget_capped(b) || a->task_capped;
+    if (capped && s->tier == FR_TIER_CLOUD && !s->price.set && !a->allow_unpriced) {
+        if (why && !*why)
+            *why = fr_xasprintf("endpoint '%s' has no price, so a cap cannot be checked on it "
+                                "(give it a price, or set budget.allow_unpriced)",
+                                s->name);
+        return FR_ADMIT_NEVER;
+    }
+    if (a->task_capped && a->task_spent + worst > a->task_cap + EPS) {
+        char w[FR_USD_LEN], cap[FR_USD_LEN], spent[FR_USD_LEN];
+        if (why && !*why)
+            *why = fr_xasprintf("the worst case on '%s' (%s) does not fit the task's cap "
+                                "(%s; %s spent)",
+                                s->name, fr_usd_cost(w, worst), fr_usd_cap(cap, a->task_cap),
+                                fr_usd_cost(spent, a->task_spent));
+        return FR_ADMIT_NEVER;
+    }
+    if (!fr_budget_fits(b, worst))
+        grow_month_lease(b, worst);
+    if (fr_budget_fits(b, worst))
+        return FR_ADMIT_FITS;
+    if (fr_budget_may_fit(b, worst))
+        return FR_ADMIT_WAIT;
+    if (why && !*why) {
+        double run_cap = b->cap[FR_CAP_RUN];
+        bool over_run = has_cap(b, FR_CAP_RUN) && b->spent + worst > run_cap + EPS;
+        char w[FR_USD_LEN], cap[FR_USD_LEN], spent[FR_USD_LEN];
+        if (over_run || !has_cap(b, FR_CAP_MONTH))
+            *why = fr_xasprintf("the worst case on '%s' (%s) does not fit the run cap (%s; %s "
+                                "spent)",
+                                s->name, fr_usd_cost(w, worst), fr_usd_cap(cap, run_cap),
+                                fr_usd_cost(spent, b->spent));
+        else
+            *why = month_refusal(b, s->name, worst);
+    }
+    return FR_ADMIT_NEVER;
+}
+
+/* Records that spend of `spent` USD crossed the alert fraction of the cap
+ * of `kind` of `cap` USD: on the terminal and for the report. */
+static void add_alert(fr_budget *b, fr_cap_kind kind, double cap, double spent, double at_ms)
+{
+    char c[FR_USD_LEN], s[FR_USD_LEN];
+    bool month = kind == FR_CAP_MONTH;
+    fr_log(FR_LOG_WARN, "budget", "alert: %s spent%s, %g%% of the %s cap of %s",
+           fr_usd_cost(s, spent), month ? " this month" : "", 100 * b->alert,
+           month ? "monthly" : "run", fr_usd_cap(c, cap));
+    json_array_append_new(b->alerts, json_pack("{s:s, s:f, s:f, s:f, s:f}", "cap",
+                                               fr_cap_name(kind), "cap_usd", cap, "fraction",
+                                               b->alert, "spent_usd", spent, "at_ms", at_ms));
+}
+
+void fr_budget_charge(fr_budget *b, double reserved, double actual, double at_ms)
+{
+    fr_budget_settle(b, reserved, actual);
+    if (!b->muted && fr_budget_next_alert(b) == FR_CAP_RUN)
+        add_alert(b, FR_CAP_RUN, b->cap[FR_CAP_RUN], b->spent, at_ms);
+}
+
+bool fr_budget_wants_month_total(const fr_budget *b, double cost)
+{
+    return has_cap(b, FR_CAP_MONTH) && cost > 0 && !b->alerted[FR_CAP_MONTH];
+}
+
+void fr_budget_month_booked(fr_budget *b, double total, double cost, double at_ms)
+{
+    double at = b->alert * b->monthly_usd;
+    if (b->muted || b->alerted[FR_CAP_MONTH] || b->monthly_usd <= 0)
+        return;
+    if (total >= at - EPS && total - cost < at - EPS) {
+        b->alerted[FR_CAP_MONTH] = true;
+        add_alert(b, FR_CAP_MONTH, b->monthly_usd, total, at_ms);
+    }
+}
+
+void fr_budget_mute_alerts(fr_budget *b)
+{
+    b->muted = true;
+}
+
+const json_t *fr_budget_alerts(const fr_budget *b)
+{
+    return b->alerts;
 }

@@ -5,10 +5,17 @@
  * worst case is reserved against every cap, so spend can never pass a cap
  * however many requests start at once; its reservation then settles to what
  * it actually cost. Whether a cap exists is said explicitly: a cap of 0 is a
- * cap (only free work fits), never "no cap". engine/run owns one; the state
- * store supplies the monthly allowance, and the monthly alert, which reads
- * the month's ledger, is engine/run's. */
+ * cap (only free work fits), never "no cap". Also prices (what a usage
+ * costs on an endpoint, and a request's worst case), admission (fits now,
+ * may fit once requests in flight settle, or never, with the reason) and the
+ * alerts. engine/run owns one; the monthly allowance comes from the state
+ * store through the ledger callbacks it is given (fr_budget_set_month). */
 
+#include "dsl/workflow.h"
+#include "engine/util/err.h"
+#include "providers/provider.h"
+
+#include <jansson.h>
 #include <stdbool.h>
 
 typedef enum { FR_CAP_RUN = 0, FR_CAP_MONTH, FR_CAP_COUNT } fr_cap_kind;
@@ -66,3 +73,70 @@ int fr_budget_next_alert(fr_budget *b);
 double fr_budget_alert(const fr_budget *b);
 /* Returns "run" or "month". */
 const char *fr_cap_name(fr_cap_kind kind);
+
+/* ---- prices ----------------------------------------------------------- */
+
+/* Cost in USD of `u` at the prices of `spec` (both borrowed); cached input
+ * at its own price when the endpoint has one. */
+double fr_price_cost(const fr_endpoint_spec *spec, const fr_usage *u);
+/* The worst case in USD of a request of `input` tokens in and `max_tokens`
+ * out on `spec` (borrowed). */
+double fr_price_worst(const fr_endpoint_spec *spec, long input, int max_tokens);
+
+/* ---- the monthly cap's ledger ----------------------------------------- */
+
+/* How the budget reaches the month's ledger (the state store), given by
+ * its owner. Both return FR_OK or a negative code with `err` filled. */
+typedef struct fr_budget_ledger {
+    void *ud;
+    /* Takes up to `want` USD more of the monthly cap of `cap` USD for this
+     * run; *granted is what it got (maybe 0). */
+    int (*lease)(void *ud, double cap, double want, double *granted, fr_error *err);
+    /* What every run spent this month, and spent plus what runs in
+     * progress hold of it. */
+    int (*month)(void *ud, double *spent, double *used, fr_error *err);
+} fr_budget_ledger;
+
+/* Gives a budget made with a monthly cap its amount (`monthly_usd`) and its
+ * ledger (borrowed, copied; its ud must outlive the budget). */
+void fr_budget_set_month(fr_budget *b, double monthly_usd, const fr_budget_ledger *ledger);
+
+/* ---- admission ---------------------------------------------------------- */
+
+typedef enum { FR_ADMIT_FITS = 0, FR_ADMIT_WAIT, FR_ADMIT_NEVER } fr_admit;
+
+/* One request asking to be sent. */
+typedef struct fr_admit_ask {
+    const fr_endpoint_spec *endpoint; /* where it would go (borrowed) */
+    double worst;                     /* its worst case, fr_price_worst */
+    bool task_capped;                 /* the task has its own cap ... */
+    double task_cap;                  /* ... of this much */
+    double task_spent;                /* and has spent this much */
+    bool allow_unpriced;              /* budget.allow_unpriced */
+} fr_admit_ask;
+
+/* Whether `a` (borrowed) fits every cap now, may fit once requests in
+ * flight settle, or never will. An endpoint without a price cannot be
+ * checked, so under a cap it is kept out unless allowed. Takes more of the
+ * monthly cap from the ledger when the run's share is short. On
+ * FR_ADMIT_NEVER, and when *why is NULL, *why is set (owned) to a reason
+ * with the figures. */
+fr_admit fr_budget_admit(fr_budget *b, const fr_admit_ask *a, char **why);
+
+/* ---- settling and alerts ---------------------------------------------- */
+
+/* Settles a reservation (fr_budget_settle) and records the run cap's alert
+ * the first time spend crosses its threshold, at `at_ms` into the run (logged
+ * and kept for the report). */
+void fr_budget_charge(fr_budget *b, double reserved, double actual, double at_ms);
+/* True when a booking of `cost` should report the month's new total back
+ * (fr_budget_month_booked): a monthly cap whose alert has not fired. */
+bool fr_budget_wants_month_total(const fr_budget *b, double cost);
+/* The month's ledger total is `total` after a booking of `cost`: the
+ * monthly alert fires once, in the booking (of any run or process) that
+ * takes the total across its threshold. */
+void fr_budget_month_booked(fr_budget *b, double total, double cost, double at_ms);
+/* No alert is recorded from now on (a plan spends nothing). */
+void fr_budget_mute_alerts(fr_budget *b);
+/* The alerts so far (borrowed): {cap, cap_usd, fraction, spent_usd, at_ms}. */
+const json_t *fr_budget_alerts(const fr_budget *b);

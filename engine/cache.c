@@ -1,7 +1,10 @@
 #include "engine/cache.h"
 
+#include "engine/attempt.h"
+#include "engine/gate.h"
 #include "engine/util/buf.h"
 #include "engine/util/hash.h"
+#include "engine/util/log.h"
 #include "engine/util/mem.h"
 
 #include <stdint.h>
@@ -58,4 +61,84 @@ char *fr_cache_key(const char *workflow, const char *task, const char *endpoint,
     uint64_t h = fnv1a(text, n, 0x84222325cbf29ce4ULL ^ (uint64_t)n);
     fr_buf_close(&b);
     return fr_xasprintf("%016llx%016llx", (unsigned long long)a, (unsigned long long)h);
+}
+
+bool fr_cache_may_answer(bool has_store, bool no_cache, const char *const *fresh, size_t nfresh,
+                         const char *task)
+{
+    if (!has_store || no_cache)
+        return false;
+    for (size_t i = 0; i < nfresh; i++)
+        if (strcmp(fresh[i], task) == 0)
+            return false;
+    return true;
+}
+
+/* A stored reply of endpoint `e` failed the task's gates; `msg` (borrowed)
+ * says why, and `stale` whether it no longer fits the schema (a miss). */
+static void rejected(const fr_cache_ctx *c, fr_route_task *t, size_t e, const char *msg, bool stale,
+                     char **last_error)
+{
+    const char *name = fr_ep_spec(c->eps, e)->name;
+    const char *task = c->wf->tasks[t->idx].name;
+    fr_route_note_cache(c->router, t, e, "quality", msg);
+    fr_log(FR_LOG_INFO, "cache", "task=%s endpoint=%s error=\"%s\"", task, name, msg);
+    free(*last_error);
+    *last_error =
+        fr_xasprintf("quality: %s: %s (a cached reply; --fresh %s asks again)", name, msg, task);
+    t->last_error = *last_error;
+    if (stale)
+        return; /* a stored reply that no longer fits the schema is a miss: ask again */
+    t->tried[e] = 1;
+    t->reason = "quality";
+}
+
+long fr_cache_lookup(const fr_cache_ctx *c, fr_route_task *t, const char *prompt, fr_reply *out,
+                     double *score, char **last_error)
+{
+    fr_workflow *wf = c->wf;
+    const char *task = wf->tasks[t->idx].name;
+    for (size_t e = 0; e < fr_endpoints_count(c->eps); e++) {
+        if (!fr_route_allowed(c->router, t, e))
+            continue;
+        const char *name = fr_ep_spec(c->eps, e)->name;
+        fr_call call = fr_attempt_call(wf, t->idx, c->eps, e, prompt);
+        char *key = fr_cache_key(wf->name, task, name, fr_ep_protocol(c->eps, e), &call);
+        fr_reply reply = {0};
+        bool hit = false;
+        fr_error err = {0};
+        if (fr_store_cache_get(c->store, key, &reply, &hit, &err) != FR_OK) {
+            char msg[1400];
+            fr_log(FR_LOG_WARN, "cache", "error=\"%s\"", fr_error_format(&err, msg, sizeof msg));
+        }
+        free(key);
+        if (!hit)
+            continue;
+        fr_gate_redact(&reply, task, name); /* a row an older flowrun stored */
+        fr_error gerr = {0};
+        const char *empty;
+        int grc = fr_gate_empty(&reply, &empty, &gerr);
+        if (grc == FR_OK)
+            grc = fr_gate_schema(&wf->tasks[t->idx], &reply, &gerr);
+        bool stale = grc != FR_OK; /* empty, or no longer fits the schema: a miss */
+        if (grc == FR_OK)
+            grc = fr_gate_check(wf, t->idx, &reply, score, &gerr);
+        if (grc != FR_OK) {
+            fr_reply_close(&reply);
+            rejected(c, t, e, gerr.msg, stale, last_error);
+            continue;
+        }
+        fr_route_note_cache(c->router, t, e, "cached", NULL);
+        *out = reply;
+        return (long)e;
+    }
+    return -1;
+}
+
+int fr_cache_put(fr_store *st, const char *key, const char *endpoint, const fr_reply *reply,
+                 fr_error *err)
+{
+    if (!fr_finish_is_answer(reply->finish))
+        return FR_OK;
+    return fr_store_cache_put(st, key, endpoint, reply, err);
 }

@@ -5,14 +5,16 @@
 #include "dsl/policy.h"
 #include "dsl/suggest.h"
 #include "dsl/workflow.h"
+#include "engine/booking.h"
+#include "engine/report.h"
 #include "engine/run.h"
-#include "engine/sim/sim.h"
 #include "engine/store.h"
 #include "engine/util/err.h"
 #include "engine/util/fdlimit.h"
 #include "engine/util/log.h"
 #include "engine/util/mem.h"
 #include "engine/util/money.h"
+#include "engine/sim/sim.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -23,7 +25,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <uv.h>
 
 enum {
     EXIT_USAGE = 2,
@@ -455,12 +456,7 @@ static int spend_main(int argc, char **argv)
         else
             return usage_error("spend: unexpected argument '%s'", argv[i]);
     }
-    char *path = fr_run_state_path(state_dir);
-    if (sim) {
-        char *p = fr_xasprintf("%.*ssim.db", (int)(strlen(path) - strlen("state.db")), path);
-        free(path);
-        path = p;
-    }
+    char *path = fr_booking_state_path(state_dir, sim);
     fr_store *st = NULL;
     json_t *out = NULL;
     fr_error err = {0};
@@ -602,31 +598,28 @@ static void print_load_warning(void *ud, const char *msg)
     fprintf(stderr, "flowrun: warning: %s\n", msg);
 }
 
-/* The rehearsal's stand-in (--sim): engine/sim on the run's loop, one model
- * per endpoint with the endpoint's capacity and expected speed. */
-static int sim_standin_start(void *ud, uv_loop_t *loop, const fr_standin_model *models, size_t n,
-                             char **base_urls, fr_error *err)
+/* --sim: flowrun-sim in this process, on the run's loop. */
+static int standin_start(void *ud, struct uv_loop_s *loop, const fr_standin_model *models, size_t n,
+                         char **base_urls, fr_error *err)
 {
     fr_sim **sim = ud;
     *sim = fr_sim_new(loop, "127.0.0.1", 0, err);
     if (!*sim)
-        return FR_EIO;
+        return err->code ? err->code : FR_EIO;
     for (size_t i = 0; i < n; i++) {
         fr_sim_model m = {.name = models[i].name,
+                          .max_concurrent = models[i].max_concurrent,
                           .latency_ms = models[i].latency_ms,
-                          .tokens_per_s = models[i].tokens_per_s,
-                          .max_concurrent = models[i].max_concurrent};
-        fr_sim_set_model(*sim, &m); /* no fault script: nothing to reject */
-    }
-    for (size_t i = 0; i < n; i++)
+                          .tokens_per_s = models[i].tokens_per_s};
+        fr_sim_set_model(*sim, &m);
+        /* Each protocol's base URL as its real servers have it. */
         base_urls[i] = fr_xasprintf("http://127.0.0.1:%d%s", fr_sim_port(*sim),
                                     models[i].protocol == FR_PROTO_OPENAI ? "/v1" : "");
+    }
     return FR_OK;
 }
 
-/* Closes the simulator; its memory goes in the last close callback, as the
- * run's loop runs until empty. */
-static void sim_standin_stop(void *ud)
+static void standin_stop(void *ud)
 {
     fr_sim **sim = ud;
     fr_sim_free(*sim);
@@ -639,14 +632,14 @@ static int run_workflow(int argc, char **argv, int first, const command *cmd, bo
     args a = {0};
     fr_workflow *wf = NULL;
     fr_run *run = NULL;
-    fr_sim *sim = NULL; /* the --sim stand-in's, while the run is on */
-    const fr_standin standin = {&sim, sim_standin_start, sim_standin_stop};
     fr_error err = {0};
     char msg[1600];
     int code = parse_args(argc, argv, first, cmd, &a);
     if (code >= 0)
         goto cleanup;
     a.run.plan = plan;
+    fr_sim *sim = NULL;
+    fr_standin standin = {.ud = &sim, .start = standin_start, .stop = standin_stop};
     a.run.standin = &standin;
 
     fr_load_opts lo = {
@@ -678,13 +671,13 @@ static int run_workflow(int argc, char **argv, int first, const command *cmd, bo
     code = fr_run_execute(run);
     if (a.run.plan) {
         if (!a.json)
-            fr_run_print_plan(run, stdout);
+            fr_report_plan(fr_run_results(run), stdout);
     } else if (!a.quiet) {
         bool color = !a.no_color && !getenv("NO_COLOR") && isatty(STDERR_FILENO);
-        fr_run_print_summary(run, stderr, color);
+        fr_report_summary(fr_run_results(run), stderr, color);
     }
     if (a.json) {
-        json_t *report = fr_run_report(run);
+        json_t *report = fr_report_json(fr_run_results(run));
         int wrc = json_dumpf(report, stdout, JSON_INDENT(2));
         json_decref(report);
         if (wrc != 0 || fputc('\n', stdout) == EOF || fflush(stdout) != 0) {

@@ -1,5 +1,6 @@
 #include "engine/output.h"
 
+#include "engine/util/log.h"
 #include "engine/util/mem.h"
 
 #include <errno.h>
@@ -338,4 +339,99 @@ int fr_output_write(uv_loop_t *loop, const char *path, const char *data, size_t 
                     fr_output_done_fn done, void *ud)
 {
     return fr_output_write_inside(loop, NULL, path, data, len, done, ud);
+}
+
+int fr_output_confine_saves(const fr_workflow *wf, char **root, fr_error *err)
+{
+    *root = NULL;
+    if (wf->save_anywhere)
+        return FR_OK;
+    *root = realpath(wf->dir, NULL);
+    if (!*root)
+        return fr_error_set(err, FR_EIO, wf->dir, 0, "cannot resolve the workflow's folder: %s",
+                            strerror(errno));
+    for (size_t t = 0; t < wf->ntasks; t++) {
+        const fr_task_spec *ts = &wf->tasks[t];
+        if (!ts->save)
+            continue;
+        char *p = fr_xasprintf("%s/%s", wf->dir, ts->save);
+        fr_error why = {0};
+        int rc = fr_output_check_inside(*root, p, &why);
+        free(p);
+        if (rc != FR_OK)
+            return fr_error_set(err, FR_EWORKFLOW, ts->file, ts->line,
+                                "task '%s': field 'save' ('%.200s') %s; save into the workflow's "
+                                "folder itself (remove or replace the symbolic link), or run "
+                                "with --allow-save-anywhere to allow it",
+                                ts->name, ts->save, why.msg);
+    }
+    return FR_OK;
+}
+
+/* The path task `ts` of `wf` saves to (owned). */
+static char *save_path(const fr_workflow *wf, const fr_task_spec *ts)
+{
+    return ts->save[0] == '/' ? fr_xstrdup(ts->save) : fr_xasprintf("%s/%s", wf->dir, ts->save);
+}
+
+int fr_output_save_parents(const fr_workflow *wf, size_t task, fr_error *err)
+{
+    const fr_task_spec *ts = &wf->tasks[task];
+    if (!ts->save)
+        return FR_OK;
+    char *p = save_path(wf, ts);
+    int rc = fr_output_mkparents(p, err);
+    free(p);
+    return rc;
+}
+
+typedef struct task_write {
+    fr_output_done_fn done;
+    void *ud;
+    int pending;
+} task_write;
+
+static void on_task_written(void *ud, int rc, const char *path)
+{
+    task_write *w = ud;
+    if (rc == FR_EINVAL)
+        fr_log(FR_LOG_ERROR, "output",
+               "path=%s error=\"refused: the save path now leads outside the workflow's "
+               "folder (a symbolic link); remove the link, or run with "
+               "--allow-save-anywhere\"",
+               path);
+    else if (rc != FR_OK)
+        fr_log(FR_LOG_ERROR, "output", "path=%s error=\"cannot write the output\"", path);
+    if (w->done)
+        w->done(w->ud, rc, path);
+    if (--w->pending == 0)
+        free(w);
+}
+
+void fr_output_task(uv_loop_t *loop, const fr_workflow *wf, size_t task, const char *out_dir,
+                    const char *root, const fr_reply *reply, fr_output_done_fn done, void *ud)
+{
+    const fr_task_spec *ts = &wf->tasks[task];
+    char *json_text = NULL;
+    const char *data = reply->text;
+    if (reply->json) {
+        json_text = json_dumps(reply->json, JSON_INDENT(2) | JSON_ENCODE_ANY);
+        data = json_text;
+    }
+    task_write *w = fr_xcalloc(1, sizeof *w);
+    w->done = done;
+    w->ud = ud;
+    w->pending = ts->save ? 2 : 1;
+    char *path = fr_xasprintf("%s/%s.%s", out_dir, ts->name, json_text ? "json" : "txt");
+    if (fr_output_write(loop, path, data, strlen(data), on_task_written, w) != FR_OK)
+        on_task_written(w, FR_EIO, path);
+    free(path);
+    if (ts->save) {
+        path = save_path(wf, ts);
+        if (fr_output_write_inside(loop, root, path, data, strlen(data), on_task_written, w) !=
+            FR_OK)
+            on_task_written(w, FR_EIO, path);
+        free(path);
+    }
+    free(json_text);
 }

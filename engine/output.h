@@ -2,9 +2,12 @@
 /* Writing task outputs to files without blocking the loop: directories are
  * created at startup (allowed to block), file contents are written with
  * libuv's fs requests as each task finishes, optionally confined to a folder
- * (save paths: no symbolic link may lead them out). Used by engine/run. */
+ * (save paths: no symbolic link may lead them out): a task's output goes to
+ * the run's output folder and to its `save` path. Used by engine/run. */
 
+#include "dsl/workflow.h"
 #include "engine/util/err.h"
+#include "providers/provider.h"
 
 #include <stddef.h>
 #include <uv.h>
@@ -40,3 +43,20 @@ int fr_output_write(uv_loop_t *loop, const char *path, const char *data, size_t 
  * output out. A refused write ends with `rc` FR_EINVAL. */
 int fr_output_write_inside(uv_loop_t *loop, const char *root, const char *path, const char *data,
                            size_t len, fr_output_done_fn done, void *ud);
+
+/* Save paths stay inside the workflow's folder (dsl/load checked the
+ * text): here no symbolic link on the way may lead out. Sets *root (owned)
+ * to the folder's real path, or NULL when the workflow allows saving
+ * anywhere. Blocking: call it before the loop runs. FR_OK, or FR_EWORKFLOW
+ * naming the task, its file and line, or FR_EIO. */
+int fr_output_confine_saves(const fr_workflow *wf, char **root, fr_error *err);
+
+/* Creates the parent folders of task `task`'s save path, if it has one. */
+int fr_output_save_parents(const fr_workflow *wf, size_t task, fr_error *err);
+
+/* Writes task `task`'s accepted `reply` (borrowed): its JSON (indented) or
+ * text to OUT_DIR/NAME.json or .txt, and to its save path confined to
+ * `root` (fr_output_confine_saves). A failed write is logged, naming the
+ * path, and `done` (may be NULL) is told of each write's end. */
+void fr_output_task(uv_loop_t *loop, const fr_workflow *wf, size_t task, const char *out_dir,
+                    const char *root, const fr_reply *reply, fr_output_done_fn done, void *ud);

@@ -1,147 +1,135 @@
-/* flowrun plan: the event queue of a run on virtual time, and the plan as
- * a user reads it. The routing and scheduling are the run's own
- * (engine/run.c), so a plan shows what a run would do. */
-#include "engine/run_int.h"
+#include "engine/plan.h"
 
+#include "engine/util/heap.h"
 #include "engine/util/mem.h"
-#include "engine/util/money.h"
 
 #include <stdlib.h>
-#include <string.h>
 
-static bool earlier(const plan_event *a, const plan_event *b)
+/* One completion to come: at virtual time `at_ms` (ties in push order). */
+typedef struct plan_event {
+    double at_ms;
+    long seq;
+    fr_attempt_done_fn done;
+    void *done_ud;
+    fr_usage usage;
+    bool obs_latency, obs_output;
+    double latency_ms;
+} plan_event;
+
+struct fr_plan {
+    fr_clock *clock;
+    json_t *observed;
+    double sim_latency_ms, sim_tps;
+    fr_heap *events;
+    long seq;
+};
+
+static bool earlier(void *ud, const void *pa, const void *pb)
 {
+    const plan_event *a = pa, *b = pb;
     return a->at_ms < b->at_ms || (a->at_ms == b->at_ms && a->seq < b->seq);
 }
 
-void fr_plan_push(fr_run *r, size_t task, double at_ms)
+fr_plan *fr_plan_new(fr_clock *clock, json_t *observed, double sim_latency_ms, double sim_tps)
 {
-    if (r->nevents == r->capevents) {
-        r->capevents = r->capevents ? r->capevents * 2 : 64;
-        r->events = fr_xrealloc(r->events, r->capevents * sizeof *r->events);
-    }
-    size_t i = r->nevents++;
-    r->events[i] = (plan_event){.at_ms = at_ms, .seq = r->event_seq++, .task = task};
-    while (i > 0 && earlier(&r->events[i], &r->events[(i - 1) / 2])) {
-        plan_event tmp = r->events[i];
-        r->events[i] = r->events[(i - 1) / 2];
-        r->events[(i - 1) / 2] = tmp;
-        i = (i - 1) / 2;
-    }
+    fr_plan *p = fr_xcalloc(1, sizeof *p);
+    p->clock = clock;
+    p->observed = observed;
+    p->sim_latency_ms = sim_latency_ms;
+    p->sim_tps = sim_tps;
+    p->events = fr_heap_new(sizeof(plan_event), earlier, NULL);
+    return p;
 }
 
-bool fr_plan_pop(fr_run *r, size_t *task, double *at_ms)
+void fr_plan_free(fr_plan *p)
 {
-    if (r->nevents == 0)
-        return false;
-    *task = r->events[0].task;
-    *at_ms = r->events[0].at_ms;
-    r->events[0] = r->events[--r->nevents];
-    size_t i = 0;
-    for (;;) {
-        size_t l = 2 * i + 1, rr = l + 1, best = i;
-        if (l < r->nevents && earlier(&r->events[l], &r->events[best]))
-            best = l;
-        if (rr < r->nevents && earlier(&r->events[rr], &r->events[best]))
-            best = rr;
-        if (best == i)
-            break;
-        plan_event tmp = r->events[i];
-        r->events[i] = r->events[best];
-        r->events[best] = tmp;
-        i = best;
+    if (!p)
+        return;
+    json_decref(p->observed);
+    fr_heap_free(p->events);
+    free(p);
+}
+
+void fr_expected_speed(fr_tier tier, double sim_latency_ms, double sim_tps, double *latency_ms,
+                       double *tps)
+{
+    bool local = tier == FR_TIER_LOCAL;
+    *latency_ms = sim_latency_ms >= 0 ? sim_latency_ms : (local ? 150 : 300);
+    *tps = sim_tps >= 0 ? sim_tps : (local ? 400 : 800);
+}
+
+/* A plan's attempt: what earlier runs observed wins over the defaults: this
+ * task on this endpoint for its latency; for its output, on any endpoint. */
+static int plan_start(void *ud, const fr_attempt_req *req, fr_attempt_done_fn done, void *done_ud,
+                      void **handle, fr_error *err)
+{
+    fr_plan *p = ud;
+    const fr_task_spec *ts = req->task;
+    double latency, tps;
+    fr_expected_speed(req->endpoint->tier, p->sim_latency_ms, p->sim_tps, &latency, &tps);
+    long out = ts->max_tokens / 4 > 0 ? ts->max_tokens / 4 : 1;
+    const json_t *seen = json_object_get(p->observed, ts->name);
+    const json_t *here = json_object_get(seen, req->endpoint->name);
+    const json_t *any = here;
+    const char *k;
+    const json_t *v;
+    json_object_foreach((json_t *)seen, k, v)
+    {
+        if (!any)
+            any = v;
     }
+    plan_event ev = {.done = done, .done_ud = done_ud, .obs_output = any != NULL};
+    if (any)
+        out = (long)json_integer_value(json_object_get(any, "output_tokens"));
+    ev.usage = (fr_usage){.input = req->est_input, .output = out, .estimated = true};
+    ev.obs_latency = here != NULL;
+    ev.latency_ms = here ? json_number_value(json_object_get(here, "latency_ms"))
+                         : latency + (tps > 0 ? (double)out / tps * 1000.0 : 0);
+    ev.at_ms = fr_clock_ms(p->clock) + ev.latency_ms;
+    ev.seq = p->seq++;
+    fr_heap_push(p->events, &ev);
+    *handle = p;
+    return FR_OK;
+}
+
+static void plan_cancel(void *ud, void *handle)
+{
+    /* A plan is never interrupted: nothing to do. */
+}
+
+fr_attempt_backend fr_plan_backend(fr_plan *p)
+{
+    return (fr_attempt_backend){.ud = p, .start = plan_start, .cancel = plan_cancel};
+}
+
+bool fr_plan_step(fr_plan *p)
+{
+    plan_event ev;
+    if (!fr_heap_pop(p->events, &ev))
+        return false;
+    fr_clock_set_ms(p->clock, ev.at_ms);
+    fr_outcome o = {
+        .rc = FR_OK,
+        .retry_after_s = -1,
+        .delivered = true,
+        .planned = true,
+        .obs_latency = ev.obs_latency,
+        .obs_output = ev.obs_output,
+        .reply = {.text = fr_xstrdup(""), .usage = ev.usage},
+        .total_ms = ev.latency_ms,
+        .ttft_ms = ev.latency_ms,
+    };
+    ev.done(ev.done_ud, &o);
+    fr_reply_close(&o.reply);
     return true;
 }
 
-static void fmt_ms(char *buf, size_t n, double ms)
+size_t fr_plan_pending(const fr_plan *p)
 {
-    if (ms < 1000)
-        snprintf(buf, n, "%.0fms", ms);
-    else
-        snprintf(buf, n, "%.2fs", ms / 1000);
+    return fr_heap_count(p->events);
 }
 
-void fr_run_print_plan(const fr_run *r, FILE *f)
+bool fr_plan_observed(const fr_plan *p)
 {
-    const fr_workflow *wf = r->wf;
-    json_t *rep = fr_run_report(r);
-    size_t w = 4;
-    for (size_t t = 0; t < wf->ntasks; t++)
-        if (strlen(wf->tasks[t].name) > w)
-            w = strlen(wf->tasks[t].name);
-    if (w > 32)
-        w = 32;
-    fprintf(f, "plan of %s: %zu tasks, policy %s; nothing is sent\n\n", wf->name, wf->ntasks,
-            json_string_value(json_object_get(rep, "policy")));
-    fprintf(f, "%5s  %-*s  %-16s %-5s %9s %9s %11s %11s  %s\n", "LEVEL", (int)w, "TASK", "ENDPOINT",
-            "TIER", "START", "END", "EXPECTED", "WORST", "ESTIMATE");
-    /* Tasks by level, then by expected start, as they would run. */
-    size_t *order = fr_xmalloc((wf->ntasks ? wf->ntasks : 1) * sizeof *order);
-    for (size_t i = 0; i < wf->ntasks; i++)
-        order[i] = i;
-    for (size_t i = 1; i < wf->ntasks; i++)
-        for (size_t k = i; k > 0; k--) {
-            size_t a = order[k - 1], b = order[k];
-            size_t la = fr_graph_level(r->g, a), lb = fr_graph_level(r->g, b);
-            if (la < lb || (la == lb && r->tasks[a].start_ns <= r->tasks[b].start_ns))
-                break;
-            order[k - 1] = b;
-            order[k] = a;
-        }
-    size_t nobserved = 0;
-    for (size_t i = 0; i < wf->ntasks; i++) {
-        size_t t = order[i];
-        const task_rt *tr = &r->tasks[t];
-        char start[32], end[32];
-        if (fr_sched_state(r->sched, t) != FR_TASK_OK) {
-            fprintf(f, "%5zu  %-*.*s  cannot run: %s\n", fr_graph_level(r->g, t), (int)w, (int)w,
-                    wf->tasks[t].name, tr->reason ? tr->reason : "?");
-            continue;
-        }
-        const ep_rt *e = &r->eps[tr->ep];
-        fmt_ms(start, sizeof start, (double)tr->start_ns / 1e6);
-        fmt_ms(end, sizeof end, (double)tr->end_ns / 1e6);
-        const char *basis = tr->obs_latency && tr->obs_output ? "observed"
-                            : tr->obs_latency                 ? "observed latency"
-                            : tr->obs_output                  ? "observed tokens"
-                                                              : "default";
-        nobserved += tr->obs_latency || tr->obs_output;
-        char cost[FR_USD_LEN], worst[FR_USD_LEN];
-        fprintf(f, "%5zu  %-*.*s  %-16.16s %-5s %9s %9s %11s %11s  %s\n", fr_graph_level(r->g, t),
-                (int)w, (int)w, wf->tasks[t].name, e->spec->name, fr_tier_name(e->spec->tier),
-                start, end, fr_usd_cost(cost, tr->cost), fr_usd_cost(worst, tr->worst_cost), basis);
-    }
-    free(order);
-    char mk[32], cp[32];
-    fmt_ms(mk, sizeof mk, json_real_value(json_object_get(rep, "makespan_ms")));
-    fmt_ms(cp, sizeof cp, json_real_value(json_object_get(rep, "critical_path_ms")));
-    fprintf(f, "\nmakespan estimate %s (critical path %s)\n", mk, cp);
-    char exp[FR_USD_LEN], worst[FR_USD_LEN], cap[FR_USD_LEN], bcost[FR_USD_LEN];
-    fprintf(f, "cost: expected %s, worst case %s",
-            fr_usd_cost(exp, json_real_value(json_object_get(rep, "cost_usd"))),
-            fr_usd_cost(worst, json_real_value(json_object_get(rep, "worst_case_usd"))));
-    if (r->has_budget)
-        fprintf(f, " (cap %s)", fr_usd_cap(cap, r->budget_usd));
-    const json_t *base = json_object_get(rep, "baseline_cost_usd");
-    if (json_is_number(base)) {
-        fprintf(f, "; baseline %s %s", json_string_value(json_object_get(rep, "baseline")),
-                fr_usd_cost(bcost, json_number_value(base)));
-        const json_t *sav = json_object_get(rep, "savings_pct");
-        if (json_is_number(sav))
-            fprintf(f, " (saves %.1f%%)", json_number_value(sav));
-    }
-    if (nobserved > 0)
-        fprintf(f,
-                "\nexpected: %zu of %zu tasks as observed in %s (the median of their latest "
-                "successful attempts on that endpoint);\nthe rest (\"default\"): a quarter of "
-                "max_tokens out, latencies as --sim-latency and --sim-tps (or their defaults)\n",
-                nobserved, wf->ntasks, r->observed_from ? r->observed_from : "the state store");
-    else
-        fprintf(f,
-                "\nexpected: a quarter of max_tokens out per task; latencies as --sim-latency "
-                "and --sim-tps (or their defaults); no attempt of this workflow recorded "
-                "in %s\n",
-                r->observed_from ? r->observed_from : "the state store");
-    json_decref(rep);
+    return p->observed && json_object_size(p->observed) > 0;
 }

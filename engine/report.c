@@ -1,6 +1,6 @@
-/* The run's report: the JSON contract of DESIGN.md section 9 and the
- * human summary printed at the end of a run. Reads the run's state only. */
-#include "engine/run_int.h"
+#include "engine/report.h"
+
+#include "engine/budget.h"
 
 #include "engine/util/mem.h"
 #include "engine/util/money.h"
@@ -16,12 +16,12 @@ static int cmp_double(const void *a, const void *b)
 }
 
 /* The q-quantile (0..1) of the successful tasks' latencies, -1 if none. */
-static double latency_quantile(const fr_run *r, double q)
+static double latency_quantile(const fr_results *r, double q)
 {
     size_t n = 0;
     double *v = fr_xmalloc((r->wf->ntasks ? r->wf->ntasks : 1) * sizeof *v);
     for (size_t t = 0; t < r->wf->ntasks; t++)
-        if (fr_sched_state(r->sched, t) == FR_TASK_OK)
+        if (r->tasks[t].state == FR_TASK_OK)
             v[n++] = r->tasks[t].latency_ms;
     double out = -1;
     if (n) {
@@ -39,24 +39,24 @@ typedef struct totals {
     size_t ok;
 } totals;
 
-static totals compute_totals(const fr_run *r)
+static totals compute_totals(const fr_results *r)
 {
     totals tt = {0};
     size_t n = r->wf->ntasks;
     double *w = fr_xcalloc(n ? n : 1, sizeof *w);
     for (size_t t = 0; t < n; t++) {
-        const task_rt *tr = &r->tasks[t];
+        const fr_task_result *tr = &r->tasks[t];
         tt.cost += tr->cost;
-        if (fr_sched_state(r->sched, t) != FR_TASK_OK)
+        if (r->tasks[t].state != FR_TASK_OK)
             continue;
         tt.ok++;
         w[t] = (double)(tr->end_ns - tr->start_ns) / 1e6;
         long tokens = tr->usage.input + tr->usage.output;
         tt.tokens_all += tokens;
-        if (r->eps[tr->ep].spec->tier == FR_TIER_LOCAL)
+        if (r->wf->endpoints[tr->endpoint].tier == FR_TIER_LOCAL)
             tt.tokens_local += tokens;
         if (r->baseline >= 0)
-            tt.baseline_cost += fr_run_cost(&r->wf->endpoints[r->baseline], &tr->usage);
+            tt.baseline_cost += fr_price_cost(&r->wf->endpoints[r->baseline], &tr->usage);
     }
     tt.critical_ms = fr_graph_longest_path(r->g, w);
     free(w);
@@ -105,20 +105,22 @@ static json_t *redact_errors(const json_t *arr)
     return out;
 }
 
-static json_t *task_report(const fr_run *r, size_t t)
+static json_t *task_report(const fr_results *r, size_t t)
 {
-    const task_rt *tr = &r->tasks[t];
+    const fr_task_result *tr = &r->tasks[t];
     const fr_task_spec *ts = &r->wf->tasks[t];
-    fr_task_state st = fr_sched_state(r->sched, t);
+    fr_task_state st = r->tasks[t].state;
     bool ok = st == FR_TASK_OK;
-    const ep_rt *e = tr->ep >= 0 ? &r->eps[tr->ep] : NULL;
+    const fr_endpoint_spec *e = tr->endpoint >= 0 ? &r->wf->endpoints[tr->endpoint] : NULL;
     json_t *o = json_object();
     json_object_set_new(o, "name", json_string(ts->name));
     json_object_set_new(o, "status", json_string(fr_task_state_name(st)));
     json_object_set_new(o, "reason", redacted_string(tr->reason));
-    json_object_set_new(o, "endpoint", e ? json_string(e->spec->name) : json_null());
-    json_object_set_new(o, "tier", e ? json_string(fr_tier_name(e->spec->tier)) : json_null());
-    const char *model = ok && tr->reply.model ? tr->reply.model : e ? e->model : NULL;
+    json_object_set_new(o, "endpoint", e ? json_string(e->name) : json_null());
+    json_object_set_new(o, "tier", e ? json_string(fr_tier_name(e->tier)) : json_null());
+    const char *model = ok && tr->reply.model ? tr->reply.model
+                        : e                   ? r->endpoints[tr->endpoint].model
+                                              : NULL;
     json_object_set_new(o, "model", model ? json_string(model) : json_null());
     json_object_set_new(o, "attempts", json_integer(tr->attempts));
     json_object_set_new(o, "cached", json_boolean(tr->cached));
@@ -137,7 +139,7 @@ static json_t *task_report(const fr_run *r, size_t t)
     json_object_set_new(o, "cost_usd", json_real(tr->cost));
     json_object_set_new(o, "baseline_cost_usd",
                         num_or_null(r->baseline >= 0 && ok
-                                        ? fr_run_cost(&r->wf->endpoints[r->baseline], &tr->usage)
+                                        ? fr_price_cost(&r->wf->endpoints[r->baseline], &tr->usage)
                                         : 0,
                                     r->baseline >= 0 && ok));
     json_object_set_new(o, "usage_estimated", json_boolean(ok && tr->usage.estimated));
@@ -166,7 +168,7 @@ static json_t *task_report(const fr_run *r, size_t t)
     return o;
 }
 
-json_t *fr_run_report(const fr_run *r)
+json_t *fr_report_json(const fr_results *r)
 {
     totals tt = compute_totals(r);
     json_t *o = json_object();
@@ -179,8 +181,8 @@ json_t *fr_run_report(const fr_run *r)
     json_object_set_new(o, "workflow", json_string(r->wf->name));
     json_object_set_new(o, "status", json_string(status));
     json_object_set_new(o, "exit_code", json_integer(r->exit_code));
-    json_object_set_new(o, "sim", json_boolean(r->opts.sim));
-    json_object_set_new(o, "policy", json_string(fr_policy_name(r->policy)));
+    json_object_set_new(o, "sim", json_boolean(r->sim));
+    json_object_set_new(o, "policy", json_string(r->policy));
     json_object_set_new(o, "out_dir", json_string(r->out_dir));
     json_object_set_new(o, "makespan_ms", json_real(tt.makespan_ms));
     json_object_set_new(o, "critical_path_ms", json_real(tt.critical_ms));
@@ -200,7 +202,7 @@ json_t *fr_run_report(const fr_run *r)
                         json_pack("{s:o, s:o}", "p50", num_or_null(p50, p50 >= 0), "p95",
                                   num_or_null(p95, p95 >= 0)));
     json_object_set_new(o, "policy_errors", json_integer(r->policy_errors));
-    json_object_set_new(o, "budget_alerts", json_incref(r->alerts));
+    json_object_set_new(o, "budget_alerts", json_deep_copy(r->alerts));
     json_object_set_new(o, "plan", json_boolean(r->plan));
     if (r->plan) {
         double worst = 0;
@@ -208,9 +210,7 @@ json_t *fr_run_report(const fr_run *r)
             worst += r->tasks[t].worst_cost;
         json_object_set_new(o, "worst_case_usd", json_real(worst));
         json_object_set_new(o, "observed_from",
-                            r->observed && json_object_size(r->observed) > 0
-                                ? json_string(r->observed_from)
-                                : json_null());
+                            r->observed ? json_string(r->observed_from) : json_null());
     }
     json_t *tasks = json_array();
     for (size_t t = 0; t < r->wf->ntasks; t++)
@@ -218,17 +218,19 @@ json_t *fr_run_report(const fr_run *r)
     json_object_set_new(o, "tasks", tasks);
     json_object_set_new(o, "policy_reloads", redact_errors(r->reloads));
     json_t *eps = json_object();
-    for (size_t e = 0; e < r->neps; e++)
+    for (size_t e = 0; e < r->wf->nendpoints; e++)
         json_object_set_new(
-            eps, r->eps[e].spec->name,
+            eps, r->wf->endpoints[e].name,
             json_pack("{s:s, s:I, s:I, s:i, s:i, s:I, s:f, s:b, s:o}", "tier",
-                      fr_tier_name(r->eps[e].spec->tier), "requests",
-                      (json_int_t)r->eps[e].requests, "failures", (json_int_t)r->eps[e].failures,
-                      "peak_in_flight", fr_sched_peak(r->sched, e), "max_parallel",
-                      fr_sched_capacity(r->sched, e), "cooldowns", (json_int_t)r->eps[e].cooldowns,
-                      "cooldown_ms", r->eps[e].cooldown_ms, "usable", r->eps[e].usable,
+                      fr_tier_name(r->wf->endpoints[e].tier), "requests",
+                      (json_int_t)r->endpoints[e].stats.requests, "failures",
+                      (json_int_t)r->endpoints[e].stats.failures, "peak_in_flight",
+                      r->endpoints[e].peak_in_flight, "max_parallel", r->endpoints[e].max_parallel,
+                      "cooldowns", (json_int_t)r->endpoints[e].stats.cooldowns, "cooldown_ms",
+                      r->endpoints[e].stats.cooldown_ms, "usable", r->endpoints[e].stats.usable,
                       "disabled_reason",
-                      r->eps[e].unusable ? json_string(r->eps[e].unusable) : json_null()));
+                      r->endpoints[e].stats.unusable ? json_string(r->endpoints[e].stats.unusable)
+                                                     : json_null()));
     json_object_set_new(o, "endpoints", eps);
     return o;
 }
@@ -246,23 +248,24 @@ static void fmt_ms(char *buf, size_t n, double ms)
 /* A line per local endpoint that could not be connected to: the error,
  * and how many tasks ran on the cloud instead (tasks whose last attempt
  * went to the cloud while it was down, or after they failed to reach it). */
-static void print_unreachable(const fr_run *r, FILE *f)
+static void print_unreachable(const fr_results *r, FILE *f)
 {
-    for (size_t e = 0; e < r->neps; e++) {
-        const ep_rt *ep = &r->eps[e];
-        if (ep->spec->tier != FR_TIER_LOCAL || ep->connect_failures == 0)
+    for (size_t e = 0; e < r->wf->nendpoints; e++) {
+        const fr_ep_stats *ep = &r->endpoints[e].stats;
+        const char *name = r->wf->endpoints[e].name;
+        if (r->wf->endpoints[e].tier != FR_TIER_LOCAL || ep->connect_failures == 0)
             continue;
         size_t moved = 0;
         for (size_t t = 0; t < r->wf->ntasks; t++) {
-            const task_rt *tr = &r->tasks[t];
-            moved += tr->moved_from == (long)e && tr->ep >= 0 &&
-                     r->eps[tr->ep].spec->tier == FR_TIER_CLOUD;
+            const fr_task_result *tr = &r->tasks[t];
+            moved += tr->moved_from == (long)e && tr->endpoint >= 0 &&
+                     r->wf->endpoints[tr->endpoint].tier == FR_TIER_CLOUD;
         }
         char *why = fr_redact(ep->connect_error ? ep->connect_error : "");
-        if (ep->nlat == 0)
-            fprintf(f, "local endpoint '%s' was unreachable (%s)", ep->spec->name, why);
+        if (ep->successes == 0)
+            fprintf(f, "local endpoint '%s' was unreachable (%s)", name, why);
         else
-            fprintf(f, "local endpoint '%s' was unreachable %ld time%s (last: %s)", ep->spec->name,
+            fprintf(f, "local endpoint '%s' was unreachable %ld time%s (last: %s)", name,
                     ep->connect_failures, ep->connect_failures == 1 ? "" : "s", why);
         if (moved)
             fprintf(f, "; %zu task%s ran on the cloud instead", moved, moved == 1 ? "" : "s");
@@ -271,7 +274,7 @@ static void print_unreachable(const fr_run *r, FILE *f)
     }
 }
 
-void fr_run_print_summary(const fr_run *r, FILE *f, bool color)
+void fr_report_summary(const fr_results *r, FILE *f, bool color)
 {
     totals tt = compute_totals(r);
     const char *bold = color ? "\033[1m" : "", *red = color ? "\033[31m" : "",
@@ -285,18 +288,18 @@ void fr_run_print_summary(const fr_run *r, FILE *f, bool color)
     fprintf(f, "\n%s%-*s  %-9s %-16s %-5s %3s %9s %15s %10s%s\n", bold, (int)w, "TASK", "STATUS",
             "ENDPOINT", "TIER", "ATT", "LATENCY", "TOKENS IN/OUT", "COST", off);
     for (size_t t = 0; t < r->wf->ntasks; t++) {
-        const task_rt *tr = &r->tasks[t];
-        fr_task_state st = fr_sched_state(r->sched, t);
+        const fr_task_result *tr = &r->tasks[t];
+        fr_task_state st = r->tasks[t].state;
         bool ok = st == FR_TASK_OK;
-        const ep_rt *e = tr->ep >= 0 ? &r->eps[tr->ep] : NULL;
+        const fr_endpoint_spec *e = tr->endpoint >= 0 ? &r->wf->endpoints[tr->endpoint] : NULL;
         char lat[32], tokens[48], cost[FR_USD_LEN];
         fmt_ms(lat, sizeof lat, ok ? tr->latency_ms : -1);
         snprintf(tokens, sizeof tokens, ok ? "%ld/%ld%s" : "-", tr->usage.input, tr->usage.output,
                  tr->usage.estimated ? "~" : "");
         fprintf(f, "%-*.*s  %s%-9s%s %-16.16s %-5s %3d %9s %15s %10s\n", (int)w, (int)w,
                 r->wf->tasks[t].name, ok ? green : red, fr_task_state_name(st), off,
-                e ? e->spec->name : "-", e ? fr_tier_name(e->spec->tier) : "-", tr->attempts, lat,
-                tokens, fr_usd_cost(cost, tr->cost));
+                e ? e->name : "-", e ? fr_tier_name(e->tier) : "-", tr->attempts, lat, tokens,
+                fr_usd_cost(cost, tr->cost));
     }
     for (size_t t = 0; t < r->wf->ntasks; t++) {
         if (!r->tasks[t].reason)
@@ -325,7 +328,7 @@ void fr_run_print_summary(const fr_run *r, FILE *f, bool color)
     fprintf(f, "spend %s", fr_usd_cost(spent, tt.cost));
     if (r->has_budget)
         fprintf(f, " of %s cap", fr_usd_cap(cap, r->budget_usd));
-    if (r->opts.sim)
+    if (r->sim)
         fprintf(f, " (rehearsal on flowrun-sim: nothing was spent)");
     if (r->baseline >= 0) {
         fprintf(f, "  baseline %s %s", r->wf->endpoints[r->baseline].name,
@@ -336,6 +339,90 @@ void fr_run_print_summary(const fr_run *r, FILE *f, bool color)
     fprintf(f, "  local tokens %.0f%%\n", 100.0 * tt.local_share);
     if (r->policy_errors)
         fprintf(f, "policy %s failed %d decision(s); the built-in default decided those\n",
-                fr_policy_name(r->policy), r->policy_errors);
+                r->policy, r->policy_errors);
     fprintf(f, "outputs in %s/\n", r->out_dir);
+}
+
+void fr_report_plan(const fr_results *r, FILE *f)
+{
+    const fr_workflow *wf = r->wf;
+    json_t *rep = fr_report_json(r);
+    size_t w = 4;
+    for (size_t t = 0; t < wf->ntasks; t++)
+        if (strlen(wf->tasks[t].name) > w)
+            w = strlen(wf->tasks[t].name);
+    if (w > 32)
+        w = 32;
+    fprintf(f, "plan of %s: %zu tasks, policy %s; nothing is sent\n\n", wf->name, wf->ntasks,
+            json_string_value(json_object_get(rep, "policy")));
+    fprintf(f, "%5s  %-*s  %-16s %-5s %9s %9s %11s %11s  %s\n", "LEVEL", (int)w, "TASK", "ENDPOINT",
+            "TIER", "START", "END", "EXPECTED", "WORST", "ESTIMATE");
+    /* Tasks by level, then by expected start, as they would run. */
+    size_t *order = fr_xmalloc((wf->ntasks ? wf->ntasks : 1) * sizeof *order);
+    for (size_t i = 0; i < wf->ntasks; i++)
+        order[i] = i;
+    for (size_t i = 1; i < wf->ntasks; i++)
+        for (size_t k = i; k > 0; k--) {
+            size_t a = order[k - 1], b = order[k];
+            size_t la = fr_graph_level(r->g, a), lb = fr_graph_level(r->g, b);
+            if (la < lb || (la == lb && r->tasks[a].start_ns <= r->tasks[b].start_ns))
+                break;
+            order[k - 1] = b;
+            order[k] = a;
+        }
+    size_t nobserved = 0;
+    for (size_t i = 0; i < wf->ntasks; i++) {
+        size_t t = order[i];
+        const fr_task_result *tr = &r->tasks[t];
+        char start[32], end[32];
+        if (r->tasks[t].state != FR_TASK_OK) {
+            fprintf(f, "%5zu  %-*.*s  cannot run: %s\n", fr_graph_level(r->g, t), (int)w, (int)w,
+                    wf->tasks[t].name, tr->reason ? tr->reason : "?");
+            continue;
+        }
+        const fr_endpoint_spec *e = &r->wf->endpoints[tr->endpoint];
+        fmt_ms(start, sizeof start, (double)tr->start_ns / 1e6);
+        fmt_ms(end, sizeof end, (double)tr->end_ns / 1e6);
+        const char *basis = tr->obs_latency && tr->obs_output ? "observed"
+                            : tr->obs_latency                 ? "observed latency"
+                            : tr->obs_output                  ? "observed tokens"
+                                                              : "default";
+        nobserved += tr->obs_latency || tr->obs_output;
+        char cost[FR_USD_LEN], worst[FR_USD_LEN];
+        fprintf(f, "%5zu  %-*.*s  %-16.16s %-5s %9s %9s %11s %11s  %s\n", fr_graph_level(r->g, t),
+                (int)w, (int)w, wf->tasks[t].name, e->name, fr_tier_name(e->tier), start, end,
+                fr_usd_cost(cost, tr->cost), fr_usd_cost(worst, tr->worst_cost), basis);
+    }
+    free(order);
+    char mk[32], cp[32];
+    fmt_ms(mk, sizeof mk, json_real_value(json_object_get(rep, "makespan_ms")));
+    fmt_ms(cp, sizeof cp, json_real_value(json_object_get(rep, "critical_path_ms")));
+    fprintf(f, "\nmakespan estimate %s (critical path %s)\n", mk, cp);
+    char exp[FR_USD_LEN], worst[FR_USD_LEN], cap[FR_USD_LEN], bcost[FR_USD_LEN];
+    fprintf(f, "cost: expected %s, worst case %s",
+            fr_usd_cost(exp, json_real_value(json_object_get(rep, "cost_usd"))),
+            fr_usd_cost(worst, json_real_value(json_object_get(rep, "worst_case_usd"))));
+    if (r->has_budget)
+        fprintf(f, " (cap %s)", fr_usd_cap(cap, r->budget_usd));
+    const json_t *base = json_object_get(rep, "baseline_cost_usd");
+    if (json_is_number(base)) {
+        fprintf(f, "; baseline %s %s", json_string_value(json_object_get(rep, "baseline")),
+                fr_usd_cost(bcost, json_number_value(base)));
+        const json_t *sav = json_object_get(rep, "savings_pct");
+        if (json_is_number(sav))
+            fprintf(f, " (saves %.1f%%)", json_number_value(sav));
+    }
+    if (nobserved > 0)
+        fprintf(f,
+                "\nexpected: %zu of %zu tasks as observed in %s (the median of their latest "
+                "successful attempts on that endpoint);\nthe rest (\"default\"): a quarter of "
+                "max_tokens out, latencies as --sim-latency and --sim-tps (or their defaults)\n",
+                nobserved, wf->ntasks, r->observed_from ? r->observed_from : "the state store");
+    else
+        fprintf(f,
+                "\nexpected: a quarter of max_tokens out per task; latencies as --sim-latency "
+                "and --sim-tps (or their defaults); no attempt of this workflow recorded "
+                "in %s\n",
+                r->observed_from ? r->observed_from : "the state store");
+    json_decref(rep);
 }

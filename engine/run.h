@@ -1,19 +1,22 @@
 #pragma once
-/* One run of a workflow: owns the loop, the HTTP engine, the scheduler and
- * the policy; routes and dispatches every task as soon as it is ready,
- * retries and falls back on failure, writes outputs, and builds the report.
- * Talks to dsl/ (prompts, policy), providers/ (adapters) and engine/http;
- * a rehearsal's servers come from the stand-in (fr_standin) it is given. */
+/* One run of a workflow, the conductor: owns the loop, the scheduler, the
+ * endpoints, the budget, the store and the policy; places every task as
+ * soon as it is ready (engine/route decides where), starts its attempts
+ * (engine/attempt), and from each outcome charges, gates, books, retries,
+ * escalates or finishes. What it did is the read-only results view
+ * (engine/results.h) that engine/report renders. Used by engine/main.c. */
 
 #include "dsl/workflow.h"
+#include "engine/results.h"
 #include "engine/util/err.h"
+#include "engine/util/kinds.h"
 
 #include <jansson.h>
 #include <stdbool.h>
-#include <stddef.h>
 #include <stdio.h>
 
 typedef struct fr_run fr_run;
+
 struct uv_loop_s;
 
 /* What a stand-in server is told about one endpoint in a rehearsal (--sim). */
@@ -24,37 +27,37 @@ typedef struct fr_standin_model {
     double latency_ms, tokens_per_s;
 } fr_standin_model;
 
-/* A stand-in for every endpoint's server (--sim), started on the run's loop: the run
- * asks it once before the first dispatch and stops it when the run ends, so every handle
- * closes. engine/main.c gives one backed by engine/sim. */
+/* A stand-in for every endpoint's server (--sim), started on the run's
+ * loop: the run asks it once before the first dispatch and stops it when
+ * the run ends, so every handle closes. engine/main.c gives one backed by
+ * engine/sim. */
 typedef struct fr_standin {
     void *ud;
-    /* Starts serving `n` models (borrowed) on `loop` (borrowed); on FR_OK base_urls[i] is
-     * each model's base URL (owned by the caller) as its protocol's real servers have it
-     * (".../v1" for OpenAI). On failure it fills `err`, leaves `base_urls` untouched and
-     * opens nothing. */
+    /* Starts serving `n` models on `loop`; on FR_OK base_urls[i] is each
+     * model's base URL (owned by the caller) as its protocol's real servers
+     * have it (".../v1" for OpenAI). */
     int (*start)(void *ud, struct uv_loop_s *loop, const fr_standin_model *models, size_t n,
                  char **base_urls, fr_error *err);
     void (*stop)(void *ud); /* closes what start opened; may be called without start */
 } fr_standin;
 
 typedef struct fr_run_opts {
-    const char *out_dir;   /* NULL: .flowrun/out/<run id> under the current directory */
-    const char *policy;    /* --policy; NULL: the workflow's, else "balanced" */
-    const char *baseline;  /* --baseline; NULL: the workflow's */
-    bool has_budget;       /* --budget was given: it replaces the workflow's run cap */
-    double budget_usd;     /* --budget, >= 0 (0 allows only free work) */
-    bool sim;              /* replace every endpoint by its stand-in (standin below) */
-    double sim_latency_ms; /* < 0: per-tier defaults */
-    double sim_tps;        /* < 0: per-tier defaults */
-    bool progress;         /* one line per task event on stderr */
-    bool explain;          /* print each routing decision as it is made */
-    bool plan;             /* send nothing: simulate the run with expected latencies */
-    const char *state_dir; /* --state; NULL: $FLOWRUN_STATE, else ./.flowrun */
-    bool no_cache;         /* --no-cache: send every request, even when a result is stored */
-    const char *const *fresh; /* --fresh TASK: tasks whose stored results are not used */
+    const char *out_dir;       /* NULL: .flowrun/out/<run id> under the current directory */
+    const char *policy;        /* --policy; NULL: the workflow's, else "balanced" */
+    const char *baseline;      /* --baseline; NULL: the workflow's */
+    bool has_budget;           /* --budget was given: it replaces the workflow's run cap */
+    double budget_usd;         /* --budget, >= 0 (0 allows only free work) */
+    bool sim;                  /* replace every endpoint by the stand-in server */
+    const fr_standin *standin; /* with `sim` (not for a plan): borrowed, outlives the run */
+    double sim_latency_ms;     /* < 0: per-tier defaults */
+    double sim_tps;            /* < 0: per-tier defaults */
+    bool progress;             /* one line per task event on stderr */
+    bool explain;              /* print each routing decision as it is made */
+    bool plan;                 /* send nothing: simulate the run with expected latencies */
+    const char *state_dir;     /* --state; NULL: $FLOWRUN_STATE, else ./.flowrun */
+    bool no_cache;             /* --no-cache: send every request, even when a result is stored */
+    const char *const *fresh;  /* --fresh TASK: tasks whose stored results are not used */
     size_t nfresh;
-    const fr_standin *standin; /* --sim: borrowed, must outlive the run; required with sim */
 } fr_run_opts;
 
 /* Prepares a run of `wf` (borrowed; must outlive the run) with `opts`
@@ -62,9 +65,8 @@ typedef struct fr_run_opts {
  * policy, resolves endpoint keys from the environment (a task that can only
  * use endpoints whose key variable is unset is FR_ECONFIG), opens the state
  * store (FR_ESTORE/FR_ESTOREVER: it must be writable, a run is never made
- * without durability) and creates the output directories. Sends nothing. A
- * rehearsal (`sim`) without a `standin` is FR_EINVAL. On FR_OK *out is owned
- * (fr_run_free). */
+ * without durability) and creates the output directories. Sends nothing. On
+ * FR_OK *out is owned (fr_run_free). */
 int fr_run_new(fr_workflow *wf, const fr_run_opts *opts, fr_run **out, fr_error *err);
 
 /* Runs the workflow to the end on the run's own loop; returns when every
@@ -72,16 +74,8 @@ int fr_run_new(fr_workflow *wf, const fr_run_opts *opts, fr_run **out, fr_error 
  * of DESIGN.md section 7 (0, 1, 3 or 130). */
 int fr_run_execute(fr_run *r);
 
-/* Returns the JSON report (owned) of a finished run. */
-json_t *fr_run_report(const fr_run *r);
-
-/* Prints the human summary of a finished run to `f` (borrowed). */
-void fr_run_print_summary(const fr_run *r, FILE *f, bool color);
-
-/* Prints a finished plan (fr_run_opts.plan) to `f` (borrowed): the levels,
- * each task's endpoint and expected times and costs, the makespan estimate,
- * the worst-case and expected cost and the baseline's. */
-void fr_run_print_plan(const fr_run *r, FILE *f);
+/* The results of a finished run (borrowed, valid until fr_run_free). */
+const fr_results *fr_run_results(const fr_run *r);
 
 /* The run's id and output directory (borrowed). */
 const char *fr_run_id(const fr_run *r);
@@ -89,9 +83,3 @@ const char *fr_run_out_dir(const fr_run *r);
 
 /* Frees a run; NULL is fine. */
 void fr_run_free(fr_run *r);
-
-/* Returns the path (owned) of the state database for `state_dir` (borrowed,
- * may be NULL or empty: $FLOWRUN_STATE, else .flowrun/ under the current
- * directory, the project directory: wherever the workflow file is, like the
- * outputs, so runs and `flowrun spend` from one folder share one ledger). */
-char *fr_run_state_path(const char *state_dir);

@@ -1,5 +1,6 @@
 #include "engine/sched.h"
 
+#include "engine/util/heap.h"
 #include "engine/util/mem.h"
 
 #include <limits.h>
@@ -15,8 +16,7 @@ struct fr_sched {
     int *priority;
     fr_task_state *state;
     size_t *waiting; /* deps not yet succeeded */
-    size_t *heap;
-    size_t nheap;
+    fr_heap *heap;   /* the ready queue, of task indices */
     slot *slots;
     size_t nslots;
     size_t unfinished;
@@ -48,40 +48,14 @@ static bool before(const fr_sched *s, size_t a, size_t b)
     return a < b;
 }
 
-static void heap_push(fr_sched *s, size_t t)
+static bool before_cb(void *ud, const void *a, const void *b)
 {
-    size_t i = s->nheap++;
-    s->heap[i] = t;
-    while (i > 0) {
-        size_t parent = (i - 1) / 2;
-        if (!before(s, s->heap[i], s->heap[parent]))
-            break;
-        size_t tmp = s->heap[i];
-        s->heap[i] = s->heap[parent];
-        s->heap[parent] = tmp;
-        i = parent;
-    }
+    return before(ud, *(const size_t *)a, *(const size_t *)b);
 }
 
-static size_t heap_pop(fr_sched *s)
+static void heap_push(fr_sched *s, size_t t)
 {
-    size_t top = s->heap[0];
-    s->heap[0] = s->heap[--s->nheap];
-    size_t i = 0;
-    for (;;) {
-        size_t l = 2 * i + 1, r = l + 1, best = i;
-        if (l < s->nheap && before(s, s->heap[l], s->heap[best]))
-            best = l;
-        if (r < s->nheap && before(s, s->heap[r], s->heap[best]))
-            best = r;
-        if (best == i)
-            break;
-        size_t tmp = s->heap[i];
-        s->heap[i] = s->heap[best];
-        s->heap[best] = tmp;
-        i = best;
-    }
-    return top;
+    fr_heap_push(s->heap, &t);
 }
 
 fr_sched *fr_sched_new(const fr_graph *g, const int *priority, size_t nendpoints,
@@ -93,7 +67,7 @@ fr_sched *fr_sched_new(const fr_graph *g, const int *priority, size_t nendpoints
     s->priority = fr_xcalloc(s->n, sizeof *s->priority);
     s->state = fr_xcalloc(s->n, sizeof *s->state);
     s->waiting = fr_xcalloc(s->n, sizeof *s->waiting);
-    s->heap = fr_xcalloc(s->n, sizeof *s->heap);
+    s->heap = fr_heap_new(sizeof(size_t), before_cb, s);
     s->slots = fr_xcalloc(nendpoints, sizeof *s->slots);
     s->nslots = nendpoints;
     s->unfinished = s->n;
@@ -118,15 +92,14 @@ void fr_sched_free(fr_sched *s)
     free(s->priority);
     free(s->state);
     free(s->waiting);
-    free(s->heap);
+    fr_heap_free(s->heap);
     free(s->slots);
     free(s);
 }
 
 bool fr_sched_pop(fr_sched *s, size_t *task)
 {
-    while (s->nheap > 0) {
-        *task = heap_pop(s);
+    while (fr_heap_pop(s->heap, task)) {
         if (fr_task_state_terminal(s->state[*task]))
             continue; /* it ended while it waited (a timeout): drop it */
         s->state[*task] = FR_TASK_RUNNING;
@@ -145,7 +118,7 @@ void fr_sched_requeue(fr_sched *s, size_t task)
 
 size_t fr_sched_ready(const fr_sched *s)
 {
-    return s->nheap;
+    return fr_heap_count(s->heap);
 }
 
 bool fr_sched_take_slot(fr_sched *s, size_t ep)
@@ -219,14 +192,15 @@ int fr_sched_total_free(const fr_sched *s)
  * while queued, e.g. by a deadline). */
 static void heap_remove(fr_sched *s, size_t task)
 {
-    for (size_t i = 0; i < s->nheap; i++)
-        if (s->heap[i] == task) {
-            size_t *rest = fr_xmalloc(s->nheap * sizeof *rest);
+    size_t count = fr_heap_count(s->heap);
+    for (size_t i = 0; i < count; i++)
+        if (*(const size_t *)fr_heap_at(s->heap, i) == task) {
+            size_t *rest = fr_xmalloc(count * sizeof *rest);
             size_t n = 0;
-            for (size_t k = 0; k < s->nheap; k++)
+            for (size_t k = 0; k < count; k++)
                 if (k != i)
-                    rest[n++] = s->heap[k];
-            s->nheap = 0;
+                    rest[n++] = *(const size_t *)fr_heap_at(s->heap, k);
+            fr_heap_clear(s->heap);
             for (size_t k = 0; k < n; k++)
                 heap_push(s, rest[k]);
             free(rest);

@@ -1,4 +1,4 @@
-/* libFuzzer target for engine/validate, the JSON Schema gate.
+/* libFuzzer target for dsl/schema's validation, the JSON Schema gate.
  *
  * Input: [size] then "<schema JSON>" NUL "<value JSON>" (or split at the
  * first newline when there is no NUL). `size` is the message buffer of a
@@ -11,7 +11,7 @@
  * {"enum": [value]}. */
 
 #include "engine/util/err.h"
-#include "engine/validate.h"
+#include "dsl/schema.h"
 #include "fuzz_split.h"
 
 #include <jansson.h>
@@ -60,15 +60,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         goto cleanup;
 
     static char msg[2 * MSG_BOUND], again[2 * MSG_BOUND], cut[256];
-    int rc = fr_validate_json(schema, value, msg, sizeof msg);
+    int rc = fr_schema_validate(schema, value, msg, sizeof msg);
     FUZZ_CHECK(rc == FR_OK || rc == FR_EQUALITY || rc == FR_EINVAL);
     check_message(rc, msg);
 
-    FUZZ_CHECK(fr_validate_json(schema, value, again, sizeof again) == rc);
+    FUZZ_CHECK(fr_schema_validate(schema, value, again, sizeof again) == rc);
     FUZZ_CHECK(strcmp(msg, again) == 0);
 
     memset(cut, 'x', sizeof cut);
-    FUZZ_CHECK(fr_validate_json(schema, value, small ? cut : NULL, small) == rc);
+    FUZZ_CHECK(fr_schema_validate(schema, value, small ? cut : NULL, small) == rc);
     if (small) {
         size_t k = strnlen(cut, small);
         FUZZ_CHECK(k < small);
@@ -79,8 +79,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     json_t *c = json_pack("{s:O}", "const", value);
     json_t *e = json_pack("{s:[O]}", "enum", value);
-    FUZZ_CHECK(fr_validate_json(c, value, msg, sizeof msg) == FR_OK);
-    FUZZ_CHECK(fr_validate_json(e, value, msg, sizeof msg) == FR_OK);
+    FUZZ_CHECK(fr_schema_validate(c, value, msg, sizeof msg) == FR_OK);
+    FUZZ_CHECK(fr_schema_validate(e, value, msg, sizeof msg) == FR_OK);
     json_decref(c);
     json_decref(e);
 cleanup:

@@ -937,6 +937,63 @@ static void test_bad_policy_fixtures(void **state)
     assert_int_equal(bad, 0);
 }
 
+/* Every registry reference the policy host takes goes through the counted
+ * pair of dsl/sandbox: a policy holds two (route, on_result) while it lives,
+ * routing and on_result take none for good, a reload beside the live version
+ * holds its own two, and freeing every version (or a load that fails) leaves
+ * the count where it was. A reference that is never released shows here. */
+static void test_registry_refs_return_to_zero(void **state)
+{
+    (void)state;
+    static const char code[] = "return {\n"
+                               "  route = function(task, candidates) return candidates[1] end,\n"
+                               "  on_result = function() return 'accept' end,\n"
+                               "}\n";
+    long refs0 = fr_sandbox_live_refs();
+    fr_policy *live = load_code(code, NULL);
+    assert_int_equal(fr_sandbox_live_refs(), refs0 + 2);
+    assert_int_equal(fr_policy_check(live, NULL, NULL), FR_OK);
+    for (int i = 0; i < 3; i++) {
+        expect_route(live, task(0.5, "first", NULL), cands(SMALL(1), MID(1), NULL), "small");
+        json_t *t = task(0.5, "first", NULL), *r = run_info();
+        json_t *result = json_pack("{s:s, s:s}", "endpoint", "small", "text", "hi");
+        fr_verdict v = FR_VERDICT_RETRY;
+        assert_int_equal(fr_policy_on_result(live, t, result, r, &v, NULL), FR_OK);
+        assert_int_equal(v, FR_VERDICT_ACCEPT);
+        json_decref(t);
+        json_decref(r);
+        json_decref(result);
+    }
+    assert_int_equal(fr_sandbox_live_refs(), refs0 + 2);
+
+    /* A reload: the next version loads beside the live one, then replaces it. */
+    fr_policy *next = load_code("return { route = function() return nil end }", NULL);
+    assert_int_equal(fr_sandbox_live_refs(), refs0 + 3);
+    fr_policy_free(live);
+    assert_int_equal(fr_sandbox_live_refs(), refs0 + 1);
+
+    /* Versions that fail to load hold nothing. */
+    static const char *const bad[] = {
+        "return { route = function() end, on_result = 5 }",
+        "return { on_result = function() end }",
+        "error('boom')",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        fr_policy *p = NULL;
+        fr_error err = {0};
+        assert_int_not_equal(
+            fr_policy_load_string("policies/host.lua", bad[i], strlen(bad[i]), NULL, 4, &p, &err),
+            FR_OK);
+        assert_null(p);
+        assert_int_equal(fr_sandbox_live_refs(), refs0 + 1);
+    }
+    fr_policy_free(next);
+    assert_int_equal(fr_sandbox_live_refs(), refs0);
+    for (size_t i = 0; i < sizeof builtins / sizeof *builtins; i++)
+        fr_policy_free(load_builtin(builtins[i]));
+    assert_int_equal(fr_sandbox_live_refs(), refs0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -962,6 +1019,7 @@ int main(void)
         cmocka_unit_test(test_load_errors_name_the_path),
         cmocka_unit_test(test_arguments_are_copies),
         cmocka_unit_test(test_bad_policy_fixtures),
+        cmocka_unit_test(test_registry_refs_return_to_zero),
     };
     return cmocka_run_group_tests(tests, setup_env, NULL);
 }

@@ -1,9 +1,9 @@
-/* Tests for engine/validate: every supported keyword passing and failing,
+/* Tests for dsl/schema's value validation: every supported keyword passing and failing,
  * with the exact message a user sees and the JSON path it names. */
 
 #include "engine/util/buf.h"
 #include "engine/util/err.h"
-#include "engine/validate.h"
+#include "dsl/schema.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -30,7 +30,7 @@ static int run(const char *schema, const char *value, char *msg, size_t size)
 {
     json_t *s = load(schema);
     json_t *v = load(value);
-    int rc = fr_validate_json(s, v, msg, size);
+    int rc = fr_schema_validate(s, v, msg, size);
     json_decref(s);
     json_decref(v);
     return rc;
@@ -292,7 +292,7 @@ static void test_string_length(void **state)
 static void test_unknown_keywords_ignored(void **state)
 {
     (void)state;
-    /* pattern is not supported: documented in validate.h. */
+    /* pattern is not supported: documented in dsl/schema.h. */
     ok("{\"type\":\"string\",\"pattern\":\"^[0-9]+$\"}", "\"abc\"");
     ok("{\"format\":\"email\",\"x-flowrun\":1,\"description\":\"d\"}", "\"not an email\"");
     ok("{\"anyOf\":[{\"type\":\"string\"}]}", "1");
@@ -342,13 +342,13 @@ static void test_deep_nesting(void **state)
     char msg[1024];
     json_t *s = nested_schema(64);
     json_t *v = nested_value(64);
-    assert_int_equal(fr_validate_json(s, v, msg, sizeof msg), FR_OK);
+    assert_int_equal(fr_schema_validate(s, v, msg, sizeof msg), FR_OK);
     json_decref(s);
     json_decref(v);
 
     s = nested_schema(65);
     v = nested_value(65);
-    assert_int_equal(fr_validate_json(s, v, msg, sizeof msg), FR_EQUALITY);
+    assert_int_equal(fr_schema_validate(s, v, msg, sizeof msg), FR_EQUALITY);
     fr_buf want;
     fr_buf_init(&want, 0);
     fr_buf_puts(&want, "$");
@@ -363,7 +363,7 @@ static void test_deep_nesting(void **state)
     /* A deep value under a shallow schema is fine: only what is checked counts. */
     s = json_pack("{s:s}", "type", "array");
     v = nested_value(1000);
-    assert_int_equal(fr_validate_json(s, v, msg, sizeof msg), FR_OK);
+    assert_int_equal(fr_schema_validate(s, v, msg, sizeof msg), FR_OK);
     json_decref(s);
     json_decref(v);
 }
@@ -377,7 +377,7 @@ static void test_long_values_are_cut(void **state)
     memset(big, 'x', sizeof big - 1);
     big[sizeof big - 1] = '\0';
     json_t *v = json_string(big);
-    assert_int_equal(fr_validate_json(s, v, msg, sizeof msg), FR_EQUALITY);
+    assert_int_equal(fr_schema_validate(s, v, msg, sizeof msg), FR_EQUALITY);
     assert_string_equal(
         msg, "$: expected an integer, got \"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx...\"");
     json_decref(v);
@@ -386,14 +386,14 @@ static void test_long_values_are_cut(void **state)
     v = json_array();
     for (int i = 0; i < 100000; i++)
         json_array_append_new(v, json_integer(i));
-    assert_int_equal(fr_validate_json(s, v, msg, sizeof msg), FR_EQUALITY);
+    assert_int_equal(fr_schema_validate(s, v, msg, sizeof msg), FR_EQUALITY);
     assert_string_equal(
         msg, "$: expected an integer, got [0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,...");
     json_decref(v);
 
     /* Nested strings are cut inside their quotes, and nothing follows the cut. */
     v = json_pack("{s:s}", "k", big);
-    assert_int_equal(fr_validate_json(s, v, msg, sizeof msg), FR_EQUALITY);
+    assert_int_equal(fr_schema_validate(s, v, msg, sizeof msg), FR_EQUALITY);
     assert_string_equal(
         msg, "$: expected an integer, got {\"k\":\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx...\"");
     json_decref(v);
@@ -406,14 +406,14 @@ static void test_long_values_are_cut(void **state)
         "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
         "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
         "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9");
-    assert_int_equal(fr_validate_json(s, v, msg, sizeof msg), FR_EQUALITY);
+    assert_int_equal(fr_schema_validate(s, v, msg, sizeof msg), FR_EQUALITY);
     assert_string_equal(msg, "$: expected null, got \""
                              "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
                              "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
                              "\xc3\xa9\xc3\xa9\xc3\xa9...\"");
     json_decref(v);
     v = json_string("a\nb\tc\x01\"");
-    assert_int_equal(fr_validate_json(s, v, msg, sizeof msg), FR_EQUALITY);
+    assert_int_equal(fr_schema_validate(s, v, msg, sizeof msg), FR_EQUALITY);
     assert_string_equal(msg, "$: expected null, got \"a\\nb\\tc\\u0001\\\"\"");
     json_decref(v);
     json_decref(s);
@@ -424,11 +424,11 @@ static void test_long_values_are_cut(void **state)
     key[sizeof key - 1] = '\0';
     s = json_pack("{s:{s:{s:s}},s:[s]}", "properties", key, "type", "string", "required", key);
     v = json_object();
-    assert_int_equal(fr_validate_json(s, v, msg, sizeof msg), FR_EQUALITY);
+    assert_int_equal(fr_schema_validate(s, v, msg, sizeof msg), FR_EQUALITY);
     assert_string_equal(msg, "$: missing required property "
                              "'kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk...'");
     json_object_set_new(v, key, json_integer(1));
-    assert_int_equal(fr_validate_json(s, v, msg, sizeof msg), FR_EQUALITY);
+    assert_int_equal(fr_schema_validate(s, v, msg, sizeof msg), FR_EQUALITY);
     assert_string_equal(msg, "$[\"kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk...\"]: "
                              "expected a string, got 1");
     json_decref(v);
@@ -461,19 +461,19 @@ static void test_bad_arguments(void **state)
     (void)state;
     char msg[256];
     json_t *v = json_integer(1);
-    assert_int_equal(fr_validate_json(NULL, v, msg, sizeof msg), FR_EINVAL);
+    assert_int_equal(fr_schema_validate(NULL, v, msg, sizeof msg), FR_EINVAL);
     assert_string_equal(msg, "$: nothing to validate (the schema is missing)");
     json_t *s = json_object();
-    assert_int_equal(fr_validate_json(s, NULL, msg, sizeof msg), FR_EINVAL);
+    assert_int_equal(fr_schema_validate(s, NULL, msg, sizeof msg), FR_EINVAL);
     assert_string_equal(msg, "$: nothing to validate (the value is missing)");
     json_decref(s);
     s = json_string("yaml");
-    assert_int_equal(fr_validate_json(s, v, msg, sizeof msg), FR_EINVAL);
+    assert_int_equal(fr_schema_validate(s, v, msg, sizeof msg), FR_EINVAL);
     assert_string_equal(msg, "$: the schema is the string \"yaml\"; only \"json\" (any JSON "
                              "object) is allowed");
     json_decref(s);
     s = json_integer(3);
-    assert_int_equal(fr_validate_json(s, v, msg, sizeof msg), FR_EINVAL);
+    assert_int_equal(fr_schema_validate(s, v, msg, sizeof msg), FR_EINVAL);
     assert_string_equal(msg, "$: the schema is not a JSON Schema object");
     json_decref(s);
     json_decref(v);

@@ -1,4 +1,4 @@
-/* Unit tests of engine/watch: a real libuv loop watching a file in a fresh
+/* Unit tests of engine/util/watch: a real libuv loop watching a file in a fresh
  * temporary directory. The changes to the file are made synchronously from
  * timer callbacks on the same loop, every wait is bounded by a watchdog, and
  * every test ends with the watch freed, the loop run until empty and
@@ -13,7 +13,7 @@
 
 #include "engine/util/err.h"
 #include "engine/util/mem.h"
-#include "engine/watch.h"
+#include "engine/util/watch.h"
 
 #include <dirent.h>
 #include <fcntl.h>

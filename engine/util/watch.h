@@ -1,7 +1,7 @@
 #pragma once
 /* Watches one file on the libuv loop and reports each change of its content,
- * debounced: the policy host (dsl/) uses it for hot reload. Owns a directory
- * fs-event handle, a timer and at most one read on libuv's thread pool; talks
+ * debounced: the live policy slot (dsl/reload) uses it for hot reload. Owns a
+ * directory fs-event handle, a timer and at most one read on libuv's thread pool; talks
  * to nothing else. */
 
 #include "engine/util/err.h"

@@ -12,7 +12,7 @@
  * fr_watch_free it is released by whichever of the two close callbacks and the
  * read completion comes last. */
 
-#include "engine/watch.h"
+#include "engine/util/watch.h"
 
 #include "engine/util/err.h"
 #include "engine/util/hash.h"

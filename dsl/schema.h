@@ -1,9 +1,11 @@
 #pragma once
-/* Checks a structured reply against its task's JSON Schema: the quality gate
- * behind a task's `schema`. Pure functions over jansson values; talks to no
- * other module but engine/util.
- *
- * The supported subset of JSON Schema:
+/* The JSON Schema subset behind a task's `schema`: the check at load that a
+ * schema only uses what flowrun enforces, and the quality gate's validation
+ * of a structured reply against it, both driven by one keyword table. Pure
+ * functions over jansson values. Used by the workflow loader (dsl/decl.c)
+ * and the run's quality gate; talks to engine/util only. */
+
+/* The supported subset of JSON Schema:
  *   type (a name or an array of names: object, array, string, number,
  *     integer, boolean, null; "integer" accepts a real with no fraction,
  *     "number" accepts integers), enum (numbers compare by value, the rest
@@ -19,14 +21,27 @@
  * schema that relies on them accepts more than it says (and, since
  * patternProperties is ignored too, additionalProperties: false counts the
  * properties it would match as extra). A keyword whose value has the wrong
- * shape (a string minimum, say) is ignored too. */
+ * shape (a string minimum, say) is ignored too, though a workflow file is
+ * refused at load for the shapes and keywords fr_schema_check names. */
 
 #include <jansson.h>
 #include <stddef.h>
 
 /* How deep schemas and values may nest before validation stops with a
  * "too deeply nested" failure. */
-#define FR_VALIDATE_MAX_DEPTH 64
+#define FR_SCHEMA_MAX_DEPTH 64
+
+/*
+ * Checks that `s` (borrowed) looks like a JSON Schema flowrun can enforce:
+ * `type` a known type name or a non-empty array of them, `required` an
+ * array of strings, `properties` a table of schemas, `enum` an array, and
+ * the nested schemas (properties, items, additionalProperties unless a
+ * boolean) likewise; keywords the quality gate cannot enforce (anyOf,
+ * pattern, $ref, ...) are refused. `path` (borrowed, "" at the top)
+ * prefixes locations. Returns 0, or -1 with `why` (`n` bytes) saying where
+ * and what, e.g. "at properties.files: 'type' must be one of ...".
+ */
+int fr_schema_check(const json_t *s, const char *path, char *why, size_t n);
 
 /*
  * Validates `value` (borrowed) against `schema` (borrowed): a JSON Schema
@@ -65,4 +80,4 @@
  * Returns FR_EINVAL, with `msg` set, when `schema` or `value` is NULL or the
  * schema is neither an object, a boolean nor "json".
  */
-int fr_validate_json(const json_t *schema, const json_t *value, char *msg, size_t size);
+int fr_schema_validate(const json_t *schema, const json_t *value, char *msg, size_t size);

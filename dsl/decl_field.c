@@ -1,0 +1,275 @@
+/* Reading one declaration's fields: each reader checks a field's type and
+ * range as it copies it, and a failure is a message naming the field, its
+ * declaration and the line (dsl/decl_int.h). Every failure raises a Lua
+ * error, so the readers run inside the file's protected call. */
+
+#include "dsl/decl_int.h"
+
+#include "dsl/suggest.h"
+#include "engine/util/mem.h"
+#include "engine/util/utf8.h"
+
+#include <lauxlib.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Raises the context's stored error (borrowed `c`) as a Lua error. */
+_Noreturn void fr_decl_raise(lua_State *L, fr_load_ctx *c)
+{
+    lua_pushstring(L, c->err.msg);
+    lua_error(L);
+    abort(); /* lua_error does not return */
+}
+
+/* Records the first error of `c` (borrowed) at `line`, from `fmt`, and
+ * raises the stored one. */
+_Noreturn void fr_decl_failc(lua_State *L, fr_load_ctx *c, int line, const char *fmt, ...)
+{
+    if (c->err.code == 0) {
+        char msg[sizeof c->err.msg];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        va_end(ap);
+        fr_error_set(&c->err, c->code, c->file, line, "%s", msg);
+    }
+    fr_decl_raise(L, c);
+}
+
+/* Prepares `d` for the declaration named `where` (borrowed, copied) at
+ * `line` of the file `c` (borrowed) runs in `L`. */
+void fr_decl_init(fr_decl *d, lua_State *L, fr_load_ctx *c, int line, const char *where)
+{
+    d->L = L;
+    d->c = c;
+    d->line = line;
+    snprintf(d->where, sizeof d->where, "%s", where);
+    snprintf(d->in, sizeof d->in, "%s", where);
+    d->prefix[0] = '\0';
+}
+
+/* Describes the value on top for "got ...": its value for scalars. */
+static const char *got_value(lua_State *L, char *buf, size_t n)
+{
+    switch (lua_type(L, -1)) {
+    case LUA_TNUMBER:
+        if (lua_isinteger(L, -1))
+            snprintf(buf, n, "%lld", (long long)lua_tointeger(L, -1));
+        else
+            snprintf(buf, n, "%.14g", (double)lua_tonumber(L, -1));
+        return buf;
+    case LUA_TSTRING:
+        snprintf(buf, n, "'%.60s'", lua_tostring(L, -1));
+        return buf;
+    case LUA_TBOOLEAN:
+        return lua_toboolean(L, -1) ? "true" : "false";
+    default:
+        return luaL_typename(L, -1);
+    }
+}
+
+/* The value on top has the wrong type. */
+_Noreturn void fr_decl_fail_type(fr_decl *d, const char *f, const char *desc)
+{
+    fr_decl_fail(d, "%s: field '%s%s' must be %s, got %s", d->where, d->prefix, f, desc,
+                 luaL_typename(d->L, -1));
+}
+
+/* The value on top has the right type but a bad value. */
+_Noreturn void fr_decl_fail_value(fr_decl *d, const char *f, const char *desc)
+{
+    char buf[96];
+    fr_decl_fail(d, "%s: field '%s%s' must be %s, got %s", d->where, d->prefix, f, desc,
+                 got_value(d->L, buf, sizeof buf));
+}
+
+/* Returns the string on top after checking it is text flowrun can carry
+ * (valid UTF-8, no NUL byte, which C would silently cut at); fails naming
+ * field `f` (or, at `pos` > 0, its item) otherwise. */
+const char *fr_decl_text(fr_decl *d, const char *f, size_t pos)
+{
+    size_t len, at = 0;
+    const char *s = lua_tolstring(d->L, -1, &len);
+    const char *what = fr_utf8_text(s, len, &at);
+    if (!what)
+        return s;
+    char item[32] = "";
+    if (pos)
+        snprintf(item, sizeof item, " (item %zu)", pos);
+    fr_decl_fail(d, "%s: field '%s%s'%s %s at byte %zu; %s", d->where, d->prefix, f, item, what, at,
+                 *what == 'h' ? "remove it" : "save the file as UTF-8");
+}
+
+static bool known(const char *k, const char *const *names, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(k, names[i]) == 0)
+            return true;
+    return false;
+}
+
+/* Fails on a key of the table at `t` that is not a string in `names`,
+ * suggesting the closest one; the alphabetically first offender is named so
+ * the message does not depend on Lua's hash order. */
+void fr_decl_check_fields(fr_decl *d, int t, const char *const *names, size_t n)
+{
+    lua_State *L = d->L;
+    const char *bad = NULL;
+    bool unnamed = false;
+    lua_pushnil(L); /* [nil] */
+    while (lua_next(L, t)) {
+        /* [k, v] */
+        if (lua_type(L, -2) != LUA_TSTRING) {
+            unnamed = true;
+        } else {
+            const char *k = lua_tostring(L, -2);
+            if (!known(k, names, n) && (!bad || strcmp(k, bad) < 0))
+                bad = k; /* stays alive: the table holds it */
+        }
+        lua_pop(L, 1); /* [k] */
+    }
+    if (bad) {
+        const char *s = fr_suggest(bad, names, n);
+        fr_decl_fail(d, "unknown field '%s' in %s%s%s%s", bad, d->in, s ? "; did you mean '" : "",
+                     s ? s : "", s ? "'?" : "");
+    }
+    if (unnamed)
+        fr_decl_fail(d, "%s: found a value without a field name; write name = value", d->in);
+}
+
+/* Pushes t[f] without metamethods and returns its type. [-0, +1] */
+int fr_decl_push_field(fr_decl *d, int t, const char *f)
+{
+    lua_pushstring(d->L, f);    /* [f] */
+    return lua_rawget(d->L, t); /* [v] */
+}
+
+/* Pushes field `f` when it is present, failing with `desc` unless it has
+ * the Lua type `want`; returns false, pushing nothing, when it is absent.
+ * [-0, +(0|1)] */
+static bool push_typed(fr_decl *d, int t, const char *f, int want, const char *desc)
+{
+    int ty = fr_decl_push_field(d, t, f); /* [v] */
+    if (ty == LUA_TNIL) {
+        lua_pop(d->L, 1);
+        return false;
+    }
+    if (ty != want)
+        fr_decl_fail_type(d, f, desc);
+    return true;
+}
+
+/* Reads string field `f` into *out (freeing what was there). Returns false
+ * when absent. */
+bool fr_decl_str(fr_decl *d, int t, const char *f, int flags, char **out)
+{
+    lua_State *L = d->L;
+    int ty = fr_decl_push_field(d, t, f); /* [v] */
+    if (ty == LUA_TNIL) {
+        lua_pop(L, 1);
+        if (flags & FR_FIELD_REQUIRED)
+            fr_decl_fail(d, "%s: missing required field '%s%s'", d->where, d->prefix, f);
+        return false;
+    }
+    const char *desc = flags & FR_FIELD_NONEMPTY ? "a non-empty string" : "a string";
+    if (ty != LUA_TSTRING)
+        fr_decl_fail_type(d, f, desc);
+    const char *s = fr_decl_text(d, f, 0);
+    if ((flags & FR_FIELD_NONEMPTY) && !*s)
+        fr_decl_fail_value(d, f, desc);
+    free(*out);
+    *out = fr_xstrdup(s);
+    lua_pop(L, 1); /* [] */
+    return true;
+}
+
+/* Reads number field `f` into *out when it is in [lo, hi] (lo excluded with
+ * FR_FIELD_LO_OPEN, integral with FR_FIELD_INTEGER). `desc` says so in the message. */
+bool fr_decl_num(fr_decl *d, int t, const char *f, double lo, double hi, int flags,
+                 const char *desc, double *out)
+{
+    lua_State *L = d->L;
+    if (!push_typed(d, t, f, LUA_TNUMBER, desc))
+        return false; /* [v] */
+    double v = (double)lua_tonumber(L, -1);
+    if ((flags & FR_FIELD_INTEGER) && !lua_isinteger(L, -1) && v != floor(v))
+        fr_decl_fail_value(d, f, desc);
+    if (!isfinite(v) || v < lo || ((flags & FR_FIELD_LO_OPEN) && v <= lo) || v > hi)
+        fr_decl_fail_value(d, f, desc);
+    *out = v;
+    lua_pop(L, 1); /* [] */
+    return true;
+}
+
+/* fr_decl_num for an integer field that fits an int. */
+bool fr_decl_int(fr_decl *d, int t, const char *f, int lo, int hi, const char *desc, int *out)
+{
+    double v;
+    if (!fr_decl_num(d, t, f, lo, hi, FR_FIELD_INTEGER, desc, &v))
+        return false;
+    *out = (int)v;
+    return true;
+}
+
+/* Reads boolean field `f` into *out. Returns false when absent. */
+bool fr_decl_bool(fr_decl *d, int t, const char *f, bool *out)
+{
+    if (!push_typed(d, t, f, LUA_TBOOLEAN, "a boolean (true or false)"))
+        return false; /* [v] */
+    *out = lua_toboolean(d->L, -1);
+    lua_pop(d->L, 1);
+    return true;
+}
+
+/* Reads an array of strings; *out is attached (with NULL entries) before it
+ * is filled. */
+bool fr_decl_str_array(fr_decl *d, int t, const char *f, char ***out, size_t *n)
+{
+    lua_State *L = d->L;
+    const char *desc = "an array of strings, as in { \"a\", \"b\" }";
+    if (!push_typed(d, t, f, LUA_TTABLE, desc))
+        return false; /* [arr] */
+    int a = lua_gettop(L);
+    size_t len = lua_rawlen(L, a), count = 0;
+    bool seq = true;
+    lua_pushnil(L); /* [arr, nil] */
+    while (lua_next(L, a)) {
+        /* [arr, k, v] */
+        count++;
+        if (!lua_isinteger(L, -2) || lua_tointeger(L, -2) < 1 || (size_t)lua_tointeger(L, -2) > len)
+            seq = false;
+        lua_pop(L, 1); /* [arr, k] */
+    }
+    if (!seq || count != len)
+        fr_decl_fail(d, "%s: field '%s%s' must be %s, got a table with named fields or gaps",
+                     d->where, d->prefix, f, desc);
+    *out = fr_xcalloc(len ? len : 1, sizeof **out);
+    *n = len;
+    for (size_t i = 0; i < len; i++) {
+        lua_rawgeti(L, a, (lua_Integer)i + 1); /* [arr, v] */
+        if (lua_type(L, -1) != LUA_TSTRING || !*lua_tostring(L, -1))
+            fr_decl_fail(d, "%s: field '%s%s' must be %s, got %s at position %zu", d->where,
+                         d->prefix, f, desc,
+                         lua_type(L, -1) == LUA_TSTRING ? "an empty string" : luaL_typename(L, -1),
+                         i + 1);
+        (*out)[i] = fr_xstrdup(fr_decl_text(d, f, i + 1));
+        lua_pop(L, 1); /* [arr] */
+    }
+    lua_pop(L, 1); /* [] */
+    return true;
+}
+
+/* Pushes sub-table field `f` and prepares `sub` for its fields, returning
+ * true, or pushes nothing and returns false when absent. [-0, +(0|1)] */
+bool fr_decl_push_sub(fr_decl *d, int t, const char *f, fr_decl *sub)
+{
+    if (!push_typed(d, t, f, LUA_TTABLE, "a table"))
+        return false; /* [v] */
+    *sub = *d;
+    snprintf(sub->prefix, sizeof sub->prefix, "%s.", f);
+    snprintf(sub->in, sizeof sub->in, "%s %s", d->where, f);
+    return true;
+}

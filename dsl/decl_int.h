@@ -1,0 +1,78 @@
+#pragma once
+/* Internal to dsl/decl*.c: what a declaration's messages need and the
+ * readers of its fields (dsl/decl_field.c), shared by the declaration
+ * functions (dsl/decl.c). Every reader raises a Lua error on a bad field,
+ * with the first error kept in the load context (sticky errors). */
+
+#include "dsl/load_int.h"
+
+#include <lua.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+/* What a declaration's messages need: where it is and how to name it. */
+typedef struct fr_decl {
+    lua_State *L;
+    fr_load_ctx *c;
+    int line;
+    char where[300]; /* "task 'b'", "workflow" */
+    char in[320];    /* for unknown fields: "task 'b'", "workflow budget" */
+    char prefix[32]; /* "" or "budget." */
+} fr_decl;
+
+/* Flags of fr_decl_str. */
+enum { FR_FIELD_REQUIRED = 1, FR_FIELD_NONEMPTY = 2 };
+/* Flags of fr_decl_num. */
+enum { FR_FIELD_INTEGER = 1, FR_FIELD_LO_OPEN = 2 };
+
+/* Raises the context's stored error (borrowed `c`) as a Lua error. */
+_Noreturn void fr_decl_raise(lua_State *L, fr_load_ctx *c);
+
+/* Records the first error of `c` (borrowed) at `line`, from `fmt`, and
+ * raises the stored one. */
+_Noreturn void fr_decl_failc(lua_State *L, fr_load_ctx *c, int line, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Fails the declaration `d` with a message from the format that follows. */
+#define fr_decl_fail(d, ...) fr_decl_failc((d)->L, (d)->c, (d)->line, __VA_ARGS__)
+
+/* Prepares `d` for the declaration named `where` (borrowed, copied) at
+ * `line` of the file `c` (borrowed) runs in `L`. */
+void fr_decl_init(fr_decl *d, lua_State *L, fr_load_ctx *c, int line, const char *where);
+
+/* The value on top has the wrong type, or the right type and a bad value:
+ * fails with "field 'f' must be <desc>, got ...". */
+_Noreturn void fr_decl_fail_type(fr_decl *d, const char *f, const char *desc);
+_Noreturn void fr_decl_fail_value(fr_decl *d, const char *f, const char *desc);
+
+/* Returns the string on top (borrowed from the stack) after checking it is
+ * text flowrun can carry (valid UTF-8, no NUL); fails naming field `f` (or,
+ * at `pos` > 0, its item) otherwise. */
+const char *fr_decl_text(fr_decl *d, const char *f, size_t pos);
+
+/* Fails on a key of the table at `t` that is not one of the `n` `names`
+ * (borrowed), suggesting the closest; the alphabetically first offender is
+ * named so the message does not depend on Lua's hash order. */
+void fr_decl_check_fields(fr_decl *d, int t, const char *const *names, size_t n);
+
+/* Pushes t[f] without metamethods and returns its type. [-0, +1] */
+int fr_decl_push_field(fr_decl *d, int t, const char *f);
+
+/* Each reads field `f` of the table at `t` into *out and returns true, or
+ * returns false when it is absent; a wrong type or value fails.
+ * fr_decl_str frees what *out held and stores an owned copy (flags:
+ * FR_FIELD_REQUIRED, FR_FIELD_NONEMPTY); fr_decl_num wants [lo, hi] (lo
+ * excluded with FR_FIELD_LO_OPEN, integral with FR_FIELD_INTEGER), `desc`
+ * saying so in the message; fr_decl_str_array attaches an owned array of
+ * owned strings to *out (with NULL entries) before filling it. */
+bool fr_decl_str(fr_decl *d, int t, const char *f, int flags, char **out);
+bool fr_decl_num(fr_decl *d, int t, const char *f, double lo, double hi, int flags,
+                 const char *desc, double *out);
+bool fr_decl_int(fr_decl *d, int t, const char *f, int lo, int hi, const char *desc, int *out);
+bool fr_decl_bool(fr_decl *d, int t, const char *f, bool *out);
+bool fr_decl_str_array(fr_decl *d, int t, const char *f, char ***out, size_t *n);
+
+/* Pushes the sub-table field `f` and prepares `sub` for its fields
+ * ("budget.usd"), returning true, or pushes nothing and returns false when
+ * absent. [-0, +(0|1)] */
+bool fr_decl_push_sub(fr_decl *d, int t, const char *f, fr_decl *sub);

@@ -1,0 +1,161 @@
+#include "engine/booking.h"
+
+#include "engine/util/log.h"
+#include "engine/util/mem.h"
+#include "engine/util/redact.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct fr_booking {
+    fr_store *store;
+    char *run_id;
+    char month[FR_STORE_MONTH_LEN]; /* "YYYY-MM" */
+    bool failed;
+};
+
+char *fr_booking_state_path(const char *state_dir, bool sim)
+{
+    const char *env = getenv("FLOWRUN_STATE");
+    const char *dir = state_dir && *state_dir ? state_dir : env && *env ? env : ".flowrun";
+    return fr_xasprintf("%s/%s", dir, sim ? "sim.db" : "state.db");
+}
+
+json_t *fr_booking_observed(const char *path, const char *workflow)
+{
+    fr_store *st = NULL;
+    json_t *observed = NULL;
+    fr_error err = {0};
+    int rc = fr_store_open_readonly(path, &st, &err);
+    if (rc == FR_OK)
+        rc = fr_store_observed(st, workflow, &observed, &err);
+    if (rc != FR_OK && rc != FR_ENOENT) {
+        char msg[1400];
+        fr_log(FR_LOG_WARN, "plan", "error=\"%s\"; the plan uses its default estimates",
+               fr_error_format(&err, msg, sizeof msg));
+    }
+    fr_store_close(st);
+    return observed;
+}
+
+int fr_booking_open(const char *path, const char *run_id, fr_booking **out, fr_error *err)
+{
+    fr_booking *b = fr_xcalloc(1, sizeof *b);
+    int rc = fr_store_open(path, &b->store, err);
+    if (rc != FR_OK) {
+        free(b);
+        return rc;
+    }
+    b->run_id = fr_xstrdup(run_id);
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(b->month, sizeof b->month, "%Y-%m", &tm);
+    *out = b;
+    return FR_OK;
+}
+
+void fr_booking_free(fr_booking *b)
+{
+    if (!b)
+        return;
+    fr_store_close(b->store);
+    free(b->run_id);
+    free(b);
+}
+
+fr_store *fr_booking_store(const fr_booking *b)
+{
+    return b->store;
+}
+
+const char *fr_booking_month(const fr_booking *b)
+{
+    return b->month;
+}
+
+bool fr_booking_failed(const fr_booking *b)
+{
+    return b->failed;
+}
+
+void fr_booking_write_failed(fr_booking *b, const fr_error *err)
+{
+    if (b->failed)
+        return;
+    char msg[1400];
+    fr_log(FR_LOG_ERROR, "store", "error=\"%s\"", fr_error_format(err, msg, sizeof msg));
+    b->failed = true;
+}
+
+static int ledger_lease(void *ud, double cap, double want, double *granted, fr_error *err)
+{
+    fr_booking *b = ud;
+    fr_store_month(b->store, b->month); /* a run may cross into a new month */
+    return fr_store_lease(b->store, b->month, cap, want, b->run_id, granted, err);
+}
+
+static int ledger_month(void *ud, double *spent, double *used, fr_error *err)
+{
+    fr_booking *b = ud;
+    int rc = fr_store_month_spent(b->store, b->month, spent, err);
+    if (rc == FR_OK && fr_store_month_used(b->store, b->month, used, err) != FR_OK)
+        *used = *spent;
+    return rc;
+}
+
+fr_budget_ledger fr_booking_ledger(fr_booking *b)
+{
+    return (fr_budget_ledger){.ud = b, .lease = ledger_lease, .month = ledger_month};
+}
+
+void fr_booking_begin(fr_booking *b, const char *name, const char *path)
+{
+    fr_error err = {0};
+    if (fr_store_run_begin(b->store, b->run_id, name, path, &err) != FR_OK)
+        fr_booking_write_failed(b, &err);
+}
+
+bool fr_booking_reserve(fr_booking *b, const fr_attempt_rec *a, long long *row)
+{
+    fr_error err = {0};
+    *row = 0;
+    if (fr_store_reserve(b->store, a, row, &err) == FR_OK)
+        return true;
+    *row = 0;
+    fr_booking_write_failed(b, &err);
+    return false;
+}
+
+void fr_booking_settle(fr_booking *b, long long row, const fr_attempt_rec *a, fr_budget *budget,
+                       double at_ms)
+{
+    fr_attempt_rec clean = *a;
+    char *error = fr_redact(a->error); /* a server may echo the key */
+    clean.error = error;
+    fr_error err = {0};
+    double total = 0;
+    bool want_total = fr_budget_wants_month_total(budget, a->cost_usd);
+    int rc = row          ? fr_store_settle(b->store, row, &clean, want_total ? &total : NULL, &err)
+             : want_total ? fr_store_add_attempt_total(b->store, &clean, &total, &err)
+                          : fr_store_add_attempt(b->store, &clean, &err);
+    if (rc == FR_OK && want_total)
+        fr_budget_month_booked(budget, total, a->cost_usd, at_ms);
+    free(error);
+    if (rc != FR_OK)
+        fr_booking_write_failed(b, &err);
+}
+
+int fr_booking_end(fr_booking *b, const char *status, int code, double spent)
+{
+    fr_error err = {0};
+    int rc = fr_store_run_end(b->store, b->run_id, status, code, spent, &err);
+    if (rc == FR_OK)
+        rc = fr_store_release(b->store, b->run_id, &err);
+    if (rc != FR_OK) {
+        char msg[1400];
+        fr_log(FR_LOG_ERROR, "store", "error=\"%s\"", fr_error_format(&err, msg, sizeof msg));
+    }
+    return rc;
+}

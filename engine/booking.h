@@ -1,0 +1,66 @@
+#pragma once
+/* A run's books in the state store: where the store is (state.db, or
+ * sim.db for a rehearsal), the run's row (begun, ended), each attempt
+ * booked in flight at its worst case before a byte goes out and settled to
+ * what it cost, the month's ledger the budget leases from, and what a plan
+ * reads of earlier runs. A failed write is logged once and remembered: the
+ * run then stops admitting work (a run never goes on without durability).
+ * Owned by engine/run; it reaches the store (engine/store.h) by name, the
+ * budget reaches it through the callbacks of fr_booking_ledger. */
+
+#include "engine/budget.h"
+#include "engine/store.h"
+#include "engine/util/err.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+
+typedef struct fr_booking fr_booking;
+
+/* Returns the path (owned) of the state database for `state_dir` (borrowed,
+ * may be NULL or empty: $FLOWRUN_STATE, else .flowrun/ under the current
+ * directory, the project directory: wherever the workflow file is, like the
+ * outputs, so runs and `flowrun spend` from one folder share one ledger);
+ * with `sim`, the rehearsals' sim.db beside it (their pretend costs never
+ * count against a monthly cap). */
+char *fr_booking_state_path(const char *state_dir, bool sim);
+
+/* What earlier runs of workflow `workflow` observed, for a plan (owned
+ * JSON, fr_store_observed's shape), read from `path` (borrowed) opened
+ * read-only; NULL without a store or when it cannot be read (a warning). */
+json_t *fr_booking_observed(const char *path, const char *workflow);
+
+/* Opens the books of run `run_id` (borrowed, copied) in the store at `path`
+ * (borrowed; created if missing). On FR_OK *out is owned (fr_booking_free).
+ * FR_ESTORE / FR_ESTOREVER as fr_store_open. */
+int fr_booking_open(const char *path, const char *run_id, fr_booking **out, fr_error *err);
+/* Closes the books; NULL is fine. */
+void fr_booking_free(fr_booking *b);
+
+/* The store (borrowed), for the result cache. */
+fr_store *fr_booking_store(const fr_booking *b);
+/* The month the run books into, "YYYY-MM" (borrowed). */
+const char *fr_booking_month(const fr_booking *b);
+/* The callbacks through which `budget` takes its share of the monthly cap. */
+fr_budget_ledger fr_booking_ledger(fr_booking *b);
+
+/* True once a write failed. */
+bool fr_booking_failed(const fr_booking *b);
+/* Records that a write to the store failed (`err`, borrowed): logged the
+ * first time only. */
+void fr_booking_write_failed(fr_booking *b, const fr_error *err);
+
+/* Records that the run began, for workflow `name` at `path` (borrowed). */
+void fr_booking_begin(fr_booking *b, const char *name, const char *path);
+/* Books attempt `a` (borrowed) in flight at its worst case (a->cost_usd)
+ * and sets *row; false (logged) when it cannot be written: then it must not
+ * be sent. */
+bool fr_booking_reserve(fr_booking *b, const fr_attempt_rec *a, long long *row);
+/* Books how attempt `a` (borrowed; its error is redacted here) ended,
+ * settling its in-flight `row` (0: a new row). Tells `budget` the month's
+ * new total while its monthly alert has not fired, `at_ms` into the run. */
+void fr_booking_settle(fr_booking *b, long long row, const fr_attempt_rec *a, fr_budget *budget,
+                       double at_ms);
+/* Records the run's end (`status`, exit `code`, `spent` USD) and releases
+ * its leases; FR_OK or the store's error (logged). */
+int fr_booking_end(fr_booking *b, const char *status, int code, double spent);

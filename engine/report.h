@@ -1,0 +1,22 @@
+#pragma once
+/* Every rendering of a run, from its read-only results view
+ * (engine/results.h): the JSON report (the contract of DESIGN.md section
+ * 9), the human summary at the end of a run, and a plan's table. Strings
+ * that quote servers are redacted. Called by engine/main.c. */
+
+#include "engine/results.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdio.h>
+
+/* Returns the JSON report (owned) of the finished run `r` (borrowed). */
+json_t *fr_report_json(const fr_results *r);
+
+/* Prints the human summary of the finished run `r` to `f` (both borrowed). */
+void fr_report_summary(const fr_results *r, FILE *f, bool color);
+
+/* Prints a finished plan to `f` (both borrowed): the levels, each task's
+ * endpoint and expected times and costs, the makespan estimate, the
+ * worst-case and expected cost and the baseline's. */
+void fr_report_plan(const fr_results *r, FILE *f);

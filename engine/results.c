@@ -1,0 +1,35 @@
+#include "engine/results.h"
+
+#include "engine/util/mem.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void fr_results_init(fr_results *r, const fr_workflow *wf, const fr_graph *g)
+{
+    memset(r, 0, sizeof *r);
+    r->wf = wf;
+    r->g = g;
+    r->baseline = -1;
+    r->tasks = fr_xcalloc(wf->ntasks ? wf->ntasks : 1, sizeof *r->tasks);
+    r->endpoints = fr_xcalloc(wf->nendpoints ? wf->nendpoints : 1, sizeof *r->endpoints);
+    for (size_t i = 0; i < wf->ntasks; i++) {
+        fr_task_result *t = &r->tasks[i];
+        t->endpoint = t->moved_from = -1;
+        t->check_score = -1;
+        t->decisions = json_array();
+    }
+}
+
+void fr_results_close(fr_results *r)
+{
+    for (size_t i = 0; r->tasks && i < r->wf->ntasks; i++) {
+        free(r->tasks[i].reason);
+        fr_reply_close(&r->tasks[i].reply);
+        json_decref(r->tasks[i].decisions);
+    }
+    free(r->tasks);
+    free(r->endpoints);
+    r->tasks = NULL;
+    r->endpoints = NULL;
+}

@@ -1,0 +1,78 @@
+#pragma once
+/* What a run did, as a read-only view: per task its state, endpoint,
+ * attempts, reply, usage, times, cost and routing decisions; per endpoint
+ * its figures; for the run its id, times, caps, alerts, reloads and exit
+ * code. engine/run writes it as the run goes (the conductor is its only
+ * writer); report (and later trace, progress, the MCP server) read it
+ * through `const fr_results *` and never see the run's private structs. */
+
+#include "dsl/workflow.h"
+#include "engine/endpoint.h"
+#include "engine/graph.h"
+#include "engine/sched.h"
+#include "providers/provider.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct fr_task_result {
+    fr_task_state state;
+    char *reason;       /* why it did not succeed, NULL when it did */
+    long endpoint;      /* of the latest attempt (or the cache hit), -1 for none */
+    int attempts;       /* requests sent */
+    bool cached;        /* the result came from the cache: no request, no cost */
+    fr_reply reply;     /* the accepted reply (text "" for a plan) */
+    fr_usage usage;     /* of the accepted reply */
+    double latency_ms;  /* of the accepted attempt */
+    double ttft_ms;     /* its time to first content, -1 for unknown */
+    double cost;        /* USD, every settled attempt of the task */
+    double check_score; /* the check's score of the accepted reply, -1 without one */
+    uint64_t start_ns;  /* first dispatch (clock ns); 0 before */
+    uint64_t end_ns;    /* when it ended */
+    json_t *decisions;  /* the routing decisions, in order */
+    long moved_from;    /* the local endpoint it could not reach and ran on the cloud
+                           instead of, -1 for none */
+    /* A plan's estimates: its worst case, and whether its latency and
+     * output come from earlier runs. */
+    double worst_cost;
+    bool obs_latency, obs_output;
+} fr_task_result;
+
+typedef struct fr_endpoint_result {
+    fr_ep_stats stats; /* strings borrowed from the run's endpoints */
+    const char *model; /* the model requests named (borrowed) */
+    int peak_in_flight;
+    int max_parallel;
+} fr_endpoint_result;
+
+typedef struct fr_results {
+    const fr_workflow *wf; /* the workflow run (borrowed) */
+    const fr_graph *g;     /* its graph: levels and the critical path */
+    const char *run_id;
+    const char *out_dir;
+    const char *policy; /* the live policy's name */
+    bool sim;           /* a rehearsal on the simulator */
+    bool plan;          /* a plan: nothing was sent */
+    bool interrupted;
+    int exit_code;
+    uint64_t start_ns, end_ns;
+    bool has_budget;       /* there is a run cap ... */
+    double budget_usd;     /* ... of this much */
+    long baseline;         /* the baseline endpoint, -1 for none */
+    int policy_errors;     /* decisions the policy failed to make */
+    const json_t *alerts;  /* budget alerts (borrowed) */
+    const json_t *reloads; /* policy reloads (borrowed) */
+    /* A plan: where its observations came from and whether it had any. */
+    const char *observed_from;
+    bool observed;
+    fr_task_result *tasks;         /* wf->ntasks of them */
+    fr_endpoint_result *endpoints; /* wf->nendpoints of them */
+} fr_results;
+
+/* Sets `r` up for workflow `wf` and its graph `g` (both borrowed, outlive
+ * it): every task pending, with no endpoint, no check score and an empty
+ * decision log. */
+void fr_results_init(fr_results *r, const fr_workflow *wf, const fr_graph *g);
+/* Frees what `r` owns (the tasks' reasons, replies and decision logs). */
+void fr_results_close(fr_results *r);

@@ -1,0 +1,615 @@
+#include "engine/route.h"
+
+#include "engine/util/buf.h"
+#include "engine/util/log.h"
+#include "engine/util/mem.h"
+#include "engine/util/money.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct fr_router {
+    fr_route_env env;
+    size_t *queued;      /* per endpoint: the tasks of this pass waiting for it */
+    size_t pass_waiters; /* the tasks of this pass over the ready queue left waiting */
+    int policy_errors;
+    json_t *policy_sites; /* set of "file:line:code" already logged */
+};
+
+fr_router *fr_router_new(const fr_route_env *env)
+{
+    fr_router *rt = fr_xcalloc(1, sizeof *rt);
+    rt->env = *env;
+    size_t n = env->wf->nendpoints;
+    rt->queued = fr_xcalloc(n ? n : 1, sizeof *rt->queued);
+    rt->policy_sites = json_object();
+    return rt;
+}
+
+void fr_router_free(fr_router *rt)
+{
+    if (!rt)
+        return;
+    free(rt->queued);
+    json_decref(rt->policy_sites);
+    free(rt);
+}
+
+static fr_policy *live(const fr_router *rt)
+{
+    return rt->env.policy(rt->env.policy_ud);
+}
+
+static size_t neps(const fr_router *rt)
+{
+    return rt->env.wf->nendpoints;
+}
+
+void fr_route_pass_begin(fr_router *rt)
+{
+    memset(rt->queued, 0, (neps(rt) ? neps(rt) : 1) * sizeof *rt->queued);
+    rt->pass_waiters = 0;
+}
+
+void fr_route_pass_waiting(fr_router *rt, size_t waiting)
+{
+    rt->pass_waiters = waiting;
+}
+
+int fr_route_policy_errors(const fr_router *rt)
+{
+    return rt->policy_errors;
+}
+
+/* Tokens a chat template may add around the messages (role markers). */
+#define TEMPLATE_TOKENS 32
+
+void fr_route_estimate(fr_route_task *t, const char *prompt, const char *system)
+{
+    t->est_input = fr_estimate_tokens(prompt) + (system ? fr_estimate_tokens(system) : 0);
+    /* At most one token per byte, plus the chat template's. */
+    t->worst_input = (long)(strlen(prompt) + (system ? strlen(system) : 0)) + TEMPLATE_TOKENS;
+}
+
+void fr_route_estimate_plan(fr_route_task *t, const char *prompt, const char *system,
+                            long deps_output)
+{
+    t->est_input = (prompt ? fr_estimate_tokens(prompt) : 16) +
+                   (system ? fr_estimate_tokens(system) : 0) + deps_output;
+    t->worst_input = 4 * t->est_input + TEMPLATE_TOKENS;
+}
+
+/* ---- eligibility ---------------------------------------------------------- */
+
+int fr_route_check_reachable(const fr_workflow *wf, const fr_endpoints *eps, fr_error *err)
+{
+    for (size_t t = 0; t < wf->ntasks; t++) {
+        const fr_task_spec *ts = &wf->tasks[t];
+        const char *why = NULL;
+        bool any = false;
+        for (size_t e = 0; e < wf->nendpoints && !any; e++) {
+            const fr_endpoint_spec *es = &wf->endpoints[e];
+            if (ts->endpoint && strcmp(ts->endpoint, es->name) != 0)
+                continue;
+            if (ts->tier != FR_TIER_ANY && es->tier != ts->tier)
+                continue;
+            if (ts->is_private && es->tier != FR_TIER_LOCAL)
+                continue;
+            if (!fr_ep_usable(eps, e)) {
+                why = fr_ep_unusable(eps, e);
+                continue;
+            }
+            any = true;
+        }
+        if (!any && why)
+            return fr_error_set(err, FR_ECONFIG, ts->file, ts->line,
+                                "task '%s' has no usable endpoint: %s", ts->name, why);
+    }
+    return FR_OK;
+}
+
+/* What keeps task `t` off endpoint `e` (ignoring capacity and cooldown):
+ * nothing, the task's own constraints (privacy, a pinned endpoint or
+ * tier), or the endpoint (no key, too small a context, failed already). */
+enum { EXCL_NONE = 0, EXCL_TASK, EXCL_ENDPOINT };
+
+static int exclusion(const fr_router *rt, const fr_route_task *t, size_t e, const char **why)
+{
+    const fr_task_spec *ts = &rt->env.wf->tasks[t->idx];
+    const fr_endpoint_spec *s = fr_ep_spec(rt->env.eps, e);
+    if (ts->is_private && s->tier != FR_TIER_LOCAL)
+        return *why = "the task is private and may only run on a local endpoint", EXCL_TASK;
+    if (ts->endpoint && strcmp(ts->endpoint, s->name) != 0)
+        return *why = "the task is pinned to another endpoint", EXCL_TASK;
+    if (ts->tier != FR_TIER_ANY && ts->tier != s->tier)
+        return *why = "the task is pinned to another tier", EXCL_TASK;
+    if (!fr_ep_usable(rt->env.eps, e)) {
+        const char *u = fr_ep_unusable(rt->env.eps, e);
+        return *why = u ? u : "it is not usable", EXCL_ENDPOINT;
+    }
+    if (s->context > 0 && t->est_input + ts->max_tokens > s->context)
+        return *why = "the prompt and max_tokens exceed its context window", EXCL_ENDPOINT;
+    if (t->tried[e])
+        return *why = "it already failed this task", EXCL_ENDPOINT;
+    return EXCL_NONE;
+}
+
+bool fr_route_allowed(const fr_router *rt, const fr_route_task *t, size_t e)
+{
+    const char *why;
+    return exclusion(rt, t, e, &why) == EXCL_NONE;
+}
+
+/* Why no endpoint can take task `t`, every one being excluded: the
+ * endpoints the task itself would accept, each with what keeps it out ("the
+ * prompt (~1000 tokens) + max_tokens 512 exceeds small's context of 1000"),
+ * and only when there is none, the task's own constraint. Returns owned. */
+static char *no_endpoint_reason(const fr_router *rt, const fr_route_task *t)
+{
+    const fr_workflow *wf = rt->env.wf;
+    const fr_task_spec *ts = &wf->tasks[t->idx];
+    fr_buf b;
+    fr_buf_init(&b, 0);
+    fr_buf_puts(&b, "no endpoint can take this task: ");
+    size_t head = b.len;
+    const char *task_why = "no endpoint is declared";
+    for (size_t e = 0; e < neps(rt); e++) {
+        const char *why;
+        const fr_endpoint_spec *s = fr_ep_spec(rt->env.eps, e);
+        int ex = exclusion(rt, t, e, &why);
+        if (ex == EXCL_TASK)
+            task_why = why;
+        if (ex != EXCL_ENDPOINT)
+            continue;
+        if (b.len > head)
+            fr_buf_puts(&b, "; ");
+        if (!fr_ep_usable(rt->env.eps, e))
+            fr_buf_printf(&b, "%s: %s", s->name,
+                          fr_ep_unusable(rt->env.eps, e) ? fr_ep_unusable(rt->env.eps, e) : why);
+        else if (s->context > 0 && t->est_input + ts->max_tokens > s->context)
+            fr_buf_printf(&b,
+                          "the prompt (~%ld tokens) + max_tokens %d exceeds %s's context of %ld",
+                          t->est_input, ts->max_tokens, s->name, s->context);
+        else
+            fr_buf_printf(&b, "%s: %s", s->name, why);
+    }
+    if (b.len == head && ts->is_private) {
+        char privacy[700];
+        /* "private: inherited from 'x'" reads "private task (inherited from 'x')". */
+        const char *why_private = fr_workflow_privacy_text(wf, t->idx, privacy, sizeof privacy);
+        why_private += strncmp(why_private, "private: ", 9) == 0 ? 9 : strlen(why_private);
+        fr_buf_close(&b);
+        return fr_xasprintf("private task%s%s%s: no usable local endpoint (private work never "
+                            "leaves the local tier)",
+                            *why_private ? " (" : "", why_private, *why_private ? ")" : "");
+    }
+    if (b.len == head)
+        fr_buf_puts(&b, task_why);
+    return fr_buf_take(&b);
+}
+
+bool fr_route_other_endpoint(const fr_router *rt, const fr_route_task *t)
+{
+    double now = fr_clock_ms(rt->env.clock);
+    for (size_t e = 0; e < neps(rt); e++)
+        if ((long)e != t->retry_ep && fr_route_allowed(rt, t, e) &&
+            fr_ep_cooldown_until(rt->env.eps, e) <= now)
+            return true;
+    return false;
+}
+
+long fr_route_down_local(const fr_router *rt, const fr_route_task *t, long unreached)
+{
+    if (unreached >= 0)
+        return unreached;
+    for (size_t e = 0; e < neps(rt); e++)
+        if (fr_ep_spec(rt->env.eps, e)->tier == FR_TIER_LOCAL && fr_ep_down(rt->env.eps, e) &&
+            fr_route_allowed(rt, t, e))
+            return (long)e;
+    return -1;
+}
+
+static fr_admit admit(fr_router *rt, const fr_route_task *t, size_t e, char **why)
+{
+    const fr_workflow *wf = rt->env.wf;
+    const fr_task_spec *ts = &wf->tasks[t->idx];
+    const fr_endpoint_spec *s = fr_ep_spec(rt->env.eps, e);
+    fr_admit_ask a = {
+        .endpoint = s,
+        .worst = fr_price_worst(s, t->worst_input, ts->max_tokens),
+        .task_capped = ts->has_budget,
+        .task_cap = ts->budget_usd,
+        .task_spent = t->res->cost,
+        .allow_unpriced = wf->budget.allow_unpriced,
+    };
+    return fr_budget_admit(rt->env.budget, &a, why);
+}
+
+/* ---- what the policy sees --------------------------------------------------- */
+
+/* Endpoint `e` as a policy sees it, for a task of `est_input` tokens in and
+ * at most `max_tokens` out. `queued` counts the ready tasks ahead of this one
+ * (in this pass over the ready queue) that wait for this endpoint. */
+static json_t *endpoint_json(const fr_router *rt, size_t e, long est_input, int max_tokens)
+{
+    const fr_endpoint_spec *s = fr_ep_spec(rt->env.eps, e);
+    const fr_sched *sc = rt->env.sched;
+    json_t *tags = json_array();
+    for (size_t i = 0; i < s->ntags; i++)
+        json_array_append_new(tags, json_string(s->tags[i]));
+    double lat = fr_ep_p50(rt->env.eps, e);
+    return json_pack(
+        "{s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:I, s:f, s:f, s:f, s:f, s:o, s:o, s:I}", "name",
+        s->name, "tier", fr_tier_name(s->tier), "protocol",
+        fr_protocol_name(fr_ep_protocol(rt->env.eps, e)), "model", fr_ep_model(rt->env.eps, e),
+        "in_flight", fr_sched_in_flight(sc, e), "max_parallel", fr_sched_capacity(sc, e), "free",
+        fr_sched_free_slots(sc, e), "queued", (json_int_t)rt->queued[e], "quality", s->quality,
+        "price_in", s->price.input, "price_out", s->price.output, "est_cost",
+        fr_price_worst(s, est_input, max_tokens), "latency_p50",
+        lat >= 0 ? json_real(lat) : json_null(), "tags", tags, "context", (json_int_t)s->context);
+}
+
+json_t *fr_route_check_candidates(const fr_router *rt)
+{
+    json_t *cj = json_array();
+    for (size_t e = 0; e < neps(rt); e++)
+        if (fr_ep_usable(rt->env.eps, e))
+            json_array_append_new(cj, endpoint_json(rt, e, 100, 256));
+    return cj;
+}
+
+static json_t *task_json(const fr_router *rt, const fr_route_task *t)
+{
+    const fr_workflow *wf = rt->env.wf;
+    const fr_task_spec *ts = &wf->tasks[t->idx];
+    json_t *tried = json_array();
+    for (size_t e = 0; e < neps(rt); e++)
+        if (t->tried[e])
+            json_array_append_new(tried, json_string(fr_ep_spec(rt->env.eps, e)->name));
+    return json_pack("{s:s, s:s, s:o, s:f, s:i, s:b, s:i, s:s, s:o, s:I, s:i}", "name", ts->name,
+                     "agent", wf->agents[ts->agent].name, "type",
+                     ts->type ? json_string(ts->type) : json_null(), "complexity", ts->complexity,
+                     "priority", ts->priority, "private", ts->is_private, "attempt",
+                     t->res->attempts + 1, "reason", t->reason, "tried", tried, "est_input_tokens",
+                     (json_int_t)t->est_input, "max_tokens", ts->max_tokens);
+}
+
+static json_t *run_json(const fr_router *rt)
+{
+    const fr_sched *sc = rt->env.sched;
+    const fr_budget *b = rt->env.budget;
+    size_t done = rt->env.wf->ntasks - fr_sched_unfinished(sc);
+    bool capped = fr_budget_has_cap(b, FR_CAP_RUN);
+    double elapsed = (double)(fr_clock_ns(rt->env.clock) - *rt->env.start_ns) / 1e9;
+    return json_pack("{s:o, s:f, s:f, s:o, s:f, s:I, s:I, s:I}", "budget",
+                     capped ? json_real(fr_budget_cap(b, FR_CAP_RUN)) : json_null(), "spent",
+                     fr_budget_spent(b), "reserved", fr_budget_reserved(b), "remaining",
+                     capped ? json_real(fr_budget_remaining(b, FR_CAP_RUN)) : json_null(),
+                     "elapsed", elapsed, "done", (json_int_t)done, "total",
+                     (json_int_t)rt->env.wf->ntasks, "ready",
+                     (json_int_t)(fr_sched_ready(sc) + rt->pass_waiters));
+}
+
+/* ---- the decision ------------------------------------------------------------ */
+
+/* The built-in choice when the policy cannot decide: a free candidate that
+ * covers the task's complexity, local before cloud, then the cheapest. */
+static long default_choice(const fr_router *rt, const fr_route_task *t, const long *cands, size_t n)
+{
+    const fr_task_spec *ts = &rt->env.wf->tasks[t->idx];
+    long best = -1;
+    double best_score = 0;
+    for (size_t i = 0; i < n; i++) {
+        const fr_endpoint_spec *s = fr_ep_spec(rt->env.eps, (size_t)cands[i]);
+        if (fr_sched_free_slots(rt->env.sched, (size_t)cands[i]) <= 0)
+            continue;
+        double score = -fr_price_worst(s, t->est_input, ts->max_tokens) * 100;
+        if (s->quality < ts->complexity)
+            score -= (ts->complexity - s->quality) * 10;
+        if (s->tier == FR_TIER_LOCAL)
+            score += 2;
+        if (best < 0 || score > best_score) {
+            best = cands[i];
+            best_score = score;
+        }
+    }
+    return best;
+}
+
+static void explain_privacy(const fr_router *rt, const fr_route_task *t, fr_buf *line)
+{
+    char privacy[700];
+    if (*fr_workflow_privacy_text(rt->env.wf, t->idx, privacy, sizeof privacy))
+        fr_buf_printf(line, "  %s", privacy);
+}
+
+/* Appends a routing decision to the task's log: who decided (the policy,
+ * or "default"), its version, why it was asked, the endpoint, and the
+ * candidates it saw (`cands`, borrowed: their free slots and estimated
+ * costs). With --explain it is printed as it happens. */
+static void record_decision(fr_router *rt, fr_route_task *t, const char *policy, int version,
+                            size_t ep, const json_t *cands)
+{
+    const char *name = fr_ep_spec(rt->env.eps, ep)->name;
+    json_t *seen = json_array();
+    size_t i;
+    json_t *c;
+    json_array_foreach(cands, i, c)
+    {
+        json_array_append_new(seen, json_pack("{s:O, s:O, s:O}", "name", json_object_get(c, "name"),
+                                              "free", json_object_get(c, "free"), "est_cost",
+                                              json_object_get(c, "est_cost")));
+    }
+    json_t *d = json_pack("{s:s, s:i, s:s, s:s, s:i, s:n, s:o}", "policy", policy, "version",
+                          version, "reason", t->reason, "endpoint", name, "attempt",
+                          t->res->attempts + 1, "outcome", "candidates", seen);
+    json_array_append_new(t->res->decisions, d);
+    if (!rt->env.explain)
+        return;
+    fr_buf line;
+    fr_buf_init(&line, 0);
+    fr_buf_printf(&line,
+                  "explain: %s -> %s  (%s v%d, %s; candidates:", rt->env.wf->tasks[t->idx].name,
+                  name, policy, version, t->reason);
+    json_array_foreach(seen, i, c)
+    {
+        char est[FR_USD_LEN];
+        fr_buf_printf(&line, " %s free=%lld est=%s", json_string_value(json_object_get(c, "name")),
+                      (long long)json_integer_value(json_object_get(c, "free")),
+                      fr_usd_cost(est, json_number_value(json_object_get(c, "est_cost"))));
+    }
+    fr_buf_puts(&line, ")");
+    explain_privacy(rt, t, &line);
+    fprintf(stderr, "%s\n", fr_buf_str(&line));
+    fr_buf_close(&line);
+}
+
+void fr_route_note_cache(fr_router *rt, fr_route_task *t, size_t e, const char *outcome,
+                         const char *error)
+{
+    const char *name = fr_ep_spec(rt->env.eps, e)->name;
+    json_t *d = json_pack("{s:s, s:i, s:s, s:s, s:i, s:s}", "policy", "cache", "version",
+                          fr_policy_version(live(rt)), "reason", t->reason, "endpoint", name,
+                          "attempt", t->res->attempts + 1, "outcome", outcome);
+    if (error)
+        json_object_set_new(d, "error", json_string(error));
+    json_array_append_new(t->res->decisions, d);
+    if (!rt->env.explain)
+        return;
+    fr_buf line;
+    fr_buf_init(&line, 0);
+    fr_buf_printf(&line, "explain: %s -> %s  ", rt->env.wf->tasks[t->idx].name, name);
+    if (error) {
+        fr_buf_printf(&line, "(cached result failed its gates: %s)", error);
+    } else {
+        fr_buf_puts(&line, "(cached result, no request)");
+        explain_privacy(rt, t, &line);
+    }
+    fprintf(stderr, "%s\n", fr_buf_str(&line));
+    fr_buf_close(&line);
+}
+
+void fr_route_set_outcome(json_t *decisions, const char *outcome, const char *error)
+{
+    size_t n = json_array_size(decisions);
+    if (!n)
+        return;
+    json_t *d = json_array_get(decisions, n - 1);
+    json_object_set_new(d, "outcome", json_string(outcome));
+    if (error)
+        json_object_set_new(d, "error", json_string(error));
+}
+
+/* Counts a decision the policy failed to make and logs its failure site
+ * once, however many decisions it costs. */
+static void policy_failed(fr_router *rt, const char *task, const fr_error *perr)
+{
+    char msg[1400], site[700];
+    fr_error_format(perr, msg, sizeof msg);
+    rt->policy_errors++;
+    snprintf(site, sizeof site, "%s:%d:%d", perr->source, perr->line, perr->code);
+    if (json_object_get(rt->policy_sites, site))
+        return;
+    json_object_set_new(rt->policy_sites, site, json_true());
+    fr_log(FR_LOG_WARN, "policy", "task=%s error=\"%s\"; the built-in default decides", task, msg);
+}
+
+static fr_route_decision dispatch_to(size_t e)
+{
+    return (fr_route_decision){.kind = FR_ROUTE_DISPATCH, .endpoint = e};
+}
+
+static fr_route_decision wait_until(double at_ms)
+{
+    return (fr_route_decision){.kind = FR_ROUTE_WAIT, .wake_at_ms = at_ms};
+}
+
+static fr_route_decision end_with(fr_task_state state, char *reason)
+{
+    return (fr_route_decision){.kind = FR_ROUTE_END, .state = state, .reason = reason};
+}
+
+/* Ends task `t` because endpoint `ep`, the soonest it could use, cools
+ * down past the task's timeout: waiting could only end in a timeout. */
+static fr_route_decision fail_wait(const fr_router *rt, const fr_route_task *t, size_t ep)
+{
+    return end_with(
+        FR_TASK_FAILED,
+        fr_xasprintf("no endpoint can take the task before its timeout of %g s: %s "
+                     "cools down for %.0f s more%s%s",
+                     rt->env.wf->tasks[t->idx].timeout_s, fr_ep_spec(rt->env.eps, ep)->name,
+                     (fr_ep_cooldown_until(rt->env.eps, ep) - fr_clock_ms(rt->env.clock)) / 1000.0,
+                     t->last_error ? "; last error: " : "", t->last_error ? t->last_error : ""));
+}
+
+/* A scheduled retry goes back to its endpoint once it has cooled down and
+ * has a slot, if the budget admits it. */
+static fr_route_decision route_retry(fr_router *rt, fr_route_task *t)
+{
+    size_t ep = (size_t)t->retry_ep;
+    double until = fr_ep_cooldown_until(rt->env.eps, ep);
+    if (until > fr_clock_ms(rt->env.clock)) {
+        if (t->deadline_ms > 0 && until >= t->deadline_ms)
+            return fail_wait(rt, t, ep);
+        return wait_until(until);
+    }
+    if (fr_sched_free_slots(rt->env.sched, ep) <= 0) {
+        rt->queued[ep]++;
+        return wait_until(0);
+    }
+    char *why = NULL;
+    fr_admit b = admit(rt, t, ep, &why);
+    if (b == FR_ADMIT_NEVER)
+        return end_with(FR_TASK_BUDGET, why);
+    free(why);
+    return b == FR_ADMIT_FITS ? dispatch_to(ep) : wait_until(0);
+}
+
+/* Why a task with no candidate left fails: owned. */
+static char *nothing_left(const fr_router *rt, const fr_route_task *t)
+{
+    if (t->last_error && strcmp(t->reason, "quality") == 0)
+        return fr_xasprintf("no endpoint left after a failed quality gate; %s", t->last_error);
+    if (t->last_error && t->finish_outcome && strcmp(t->reason, t->finish_outcome) == 0)
+        return fr_xasprintf("no endpoint left after a reply that did not finish; %s",
+                            t->last_error);
+    if (t->last_error)
+        return fr_xasprintf("every usable endpoint failed; last error: %s", t->last_error);
+    return no_endpoint_reason(rt, t);
+}
+
+/* Asks the policy to choose among candidates `cands` (`n` of them, none
+ * full-but-one at least free). */
+static fr_route_decision ask_policy(fr_router *rt, fr_route_task *t, const long *cands, size_t n)
+{
+    const fr_workflow *wf = rt->env.wf;
+    fr_policy *policy = live(rt);
+    json_t *cj = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(
+            cj, endpoint_json(rt, (size_t)cands[i], t->est_input, wf->tasks[t->idx].max_tokens));
+    json_t *tj = task_json(rt, t);
+    json_t *rj = run_json(rt);
+    /* The ready tasks waiting for an endpoint, this one included. */
+    json_object_set_new(
+        rj, "ready",
+        json_integer((json_int_t)(fr_sched_ready(rt->env.sched) + rt->pass_waiters + 1)));
+    char *choice = NULL;
+    fr_error perr = {0};
+    int rc = fr_policy_route(policy, tj, cj, rj, &choice, &perr);
+    json_decref(tj);
+    json_decref(rj);
+    long ep = -1;
+    const char *decided_by = fr_policy_name(policy);
+    if (rc != FR_OK) {
+        policy_failed(rt, wf->tasks[t->idx].name, &perr);
+        ep = default_choice(rt, t, cands, n);
+        decided_by = "default";
+    } else if (choice) {
+        ep = fr_workflow_find_endpoint(wf, choice);
+        free(choice);
+        if (ep >= 0 && fr_sched_free_slots(rt->env.sched, (size_t)ep) <= 0) {
+            rt->queued[ep]++; /* the policy chose a full endpoint: wait for it */
+            ep = -1;
+        }
+    }
+    if (ep >= 0)
+        record_decision(rt, t, decided_by, fr_policy_version(policy), (size_t)ep, cj);
+    json_decref(cj);
+    return ep >= 0 ? dispatch_to((size_t)ep) : wait_until(0);
+}
+
+fr_route_decision fr_route(fr_router *rt, fr_route_task *t)
+{
+    double now = fr_clock_ms(rt->env.clock);
+    if (t->retry_ep >= 0 && fr_ep_cooldown_until(rt->env.eps, (size_t)t->retry_ep) > now &&
+        fr_route_other_endpoint(rt, t)) {
+        /* The endpoint of the retry is cooling down (overloaded or down):
+         * another endpoint may take the task now rather than wait for it. */
+        t->tried[t->retry_ep] = 1;
+        t->retry_ep = -1;
+        t->reason = "error";
+    }
+    if (t->retry_ep >= 0)
+        return route_retry(rt, t);
+
+    size_t n = 0, nfree = 0;
+    long *cands = fr_xmalloc((neps(rt) ? neps(rt) : 1) * sizeof *cands);
+    double soonest = 0;
+    bool cooling = false, budget_wait = false;
+    char *budget_why = NULL;
+    for (size_t e = 0; e < neps(rt); e++) {
+        if (!fr_route_allowed(rt, t, e))
+            continue;
+        fr_admit b = admit(rt, t, e, &budget_why);
+        if (b != FR_ADMIT_FITS) {
+            budget_wait |= b == FR_ADMIT_WAIT;
+            continue;
+        }
+        double until = fr_ep_cooldown_until(rt->env.eps, e);
+        if (until > now) {
+            if (!cooling || until < soonest)
+                soonest = until;
+            cooling = true;
+            continue;
+        }
+        cands[n++] = (long)e;
+        nfree += fr_sched_free_slots(rt->env.sched, e) > 0;
+    }
+    fr_route_decision d;
+    if (n == 0 && !cooling && budget_wait) {
+        d = wait_until(0); /* requests in flight may settle below their worst case */
+    } else if (n == 0 && !cooling && budget_why) {
+        d = end_with(FR_TASK_BUDGET, fr_xasprintf("budget: %s", budget_why));
+    } else if (n == 0 && !cooling) {
+        d = end_with(FR_TASK_FAILED, nothing_left(rt, t));
+    } else if (n == 0 && t->deadline_ms > 0 && soonest >= t->deadline_ms) {
+        /* Every endpoint it may use cools down past its timeout. */
+        size_t e = 0;
+        while (e + 1 < neps(rt) && fr_ep_cooldown_until(rt->env.eps, e) != soonest)
+            e++;
+        d = fail_wait(rt, t, e);
+    } else if (n == 0) {
+        d = wait_until(soonest);
+    } else if (nfree == 0) {
+        d = wait_until(0); /* every candidate is full: wait without asking */
+    } else {
+        d = ask_policy(rt, t, cands, n);
+    }
+    free(budget_why);
+    free(cands);
+    return d;
+}
+
+int fr_route_on_result(fr_router *rt, const fr_route_task *t, size_t e, const fr_reply *reply,
+                       double latency_ms, double cost, fr_error *err)
+{
+    fr_policy *policy = live(rt);
+    if (!fr_policy_has_on_result(policy))
+        return FR_OK;
+    const fr_endpoint_spec *s = fr_ep_spec(rt->env.eps, e);
+    json_t *tj = task_json(rt, t);
+    json_t *rj = run_json(rt);
+    json_t *result = json_pack(
+        "{s:s, s:s, s:s, s:O, s:f, s:{s:I, s:I}, s:f, s:i}", "endpoint", s->name, "tier",
+        fr_tier_name(s->tier), "text", reply->text, "json", reply->json ? reply->json : json_null(),
+        "latency_ms", latency_ms, "tokens", "input", (json_int_t)reply->usage.input, "output",
+        (json_int_t)reply->usage.output, "cost_usd", cost, "attempt", t->res->attempts);
+    fr_verdict v = FR_VERDICT_ACCEPT;
+    fr_error perr = {0};
+    if (fr_policy_on_result(policy, tj, result, rj, &v, &perr) != FR_OK) {
+        policy_failed(rt, rt->env.wf->tasks[t->idx].name, &perr);
+        v = FR_VERDICT_ACCEPT;
+    }
+    json_decref(tj);
+    json_decref(rj);
+    json_decref(result);
+    if (v == FR_VERDICT_RETRY)
+        return fr_error_set(err, FR_ERETRY, NULL, 0, "on_result of policy %s asked for a retry",
+                            fr_policy_name(policy));
+    if (v == FR_VERDICT_ESCALATE)
+        return fr_error_set(err, FR_EQUALITY, NULL, 0, "on_result of policy %s asked to escalate",
+                            fr_policy_name(policy));
+    return FR_OK;
+}

@@ -1,0 +1,441 @@
+#include "engine/task.h"
+
+#include "engine/cache.h"
+#include "engine/gate.h"
+#include "engine/retry.h"
+#include "engine/util/log.h"
+#include "engine/util/mem.h"
+
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* How long a task that found no file descriptor waits before it tries again. */
+#define FD_WAIT_MS 50
+
+struct fr_task {
+    fr_task_env *env;
+    size_t idx;
+    fr_route_task route; /* its routing record */
+    fr_task_result *res; /* its entry in the results */
+    char *last_error;    /* owned; route.last_error points at it */
+    long unreached;      /* the local endpoint it could not connect to, -1 */
+    int ep_attempts;     /* attempts on its current endpoint in a row */
+    char *prompt;
+    void *attempt;       /* the attempt in flight (its backend's handle), NULL */
+    uint64_t attempt_ns; /* when it was sent */
+    double reserved;     /* its worst case, held against the caps while it is out */
+    long long row;       /* its row in the state store, booked in flight; 0 for none */
+    char *cache_key;     /* the cache key of its request */
+    bool fd_wait;        /* it found no file descriptor: the task waits to try again */
+};
+
+fr_task *fr_task_new(fr_task_env *env, size_t idx)
+{
+    fr_task *t = fr_xcalloc(1, sizeof *t);
+    size_t neps = env->wf->nendpoints;
+    t->env = env;
+    t->idx = idx;
+    t->res = &env->results->tasks[idx];
+    t->unreached = -1;
+    t->route = (fr_route_task){.idx = idx, .res = t->res, .retry_ep = -1, .reason = "first"};
+    t->route.tried = fr_xcalloc(neps ? neps : 1, 1);
+    return t;
+}
+
+void fr_task_free(fr_task *t)
+{
+    if (!t)
+        return;
+    free(t->route.tried);
+    free(t->prompt);
+    free(t->last_error);
+    free(t->cache_key);
+    free(t);
+}
+
+fr_route_task *fr_task_route(fr_task *t)
+{
+    return &t->route;
+}
+
+const char *fr_task_prompt(const fr_task *t)
+{
+    return t->prompt;
+}
+
+void fr_task_set_prompt(fr_task *t, char *prompt)
+{
+    free(t->prompt);
+    t->prompt = prompt;
+}
+
+const char *fr_task_last_error(const fr_task *t)
+{
+    return t->last_error;
+}
+
+char **fr_task_last_error_slot(fr_task *t)
+{
+    return &t->last_error;
+}
+
+bool fr_task_fd_wait(const fr_task *t)
+{
+    return t->fd_wait;
+}
+
+static const char *name_of(const fr_task *t)
+{
+    return t->env->wf->tasks[t->idx].name;
+}
+
+static size_t ep_of(const fr_task *t)
+{
+    return (size_t)t->res->endpoint;
+}
+
+static const fr_endpoint_spec *spec_of(const fr_task *t)
+{
+    return fr_ep_spec(t->env->eps, ep_of(t));
+}
+
+/* Replaces the task's last error by `msg` (taken). */
+static void set_last_error(fr_task *t, char *msg)
+{
+    free(t->last_error);
+    t->last_error = msg;
+    t->route.last_error = msg;
+}
+
+static double elapsed_ms(const fr_task *t)
+{
+    return (double)(fr_clock_ns(t->env->clock) - t->env->results->start_ns) / 1e6;
+}
+
+static fr_task_next next_end(fr_task_state state, char *reason)
+{
+    return (fr_task_next){.kind = FR_NEXT_END, .state = state, .reason = reason};
+}
+
+/* ---- charging and booking ------------------------------------------------ */
+
+/* Settles what an attempt cost (`charge`, USD) against its reservation. */
+static void settle(fr_task *t, double charge)
+{
+    fr_budget_charge(t->env->budget, t->reserved, charge, elapsed_ms(t));
+    t->reserved = 0;
+    t->res->cost += charge;
+    t->env->spent_usd += charge;
+}
+
+static fr_attempt_rec attempt_rec(const fr_task *t)
+{
+    const fr_endpoint_spec *s = spec_of(t);
+    return (fr_attempt_rec){
+        .run_id = t->env->run_id,
+        .task = name_of(t),
+        .endpoint = s->name,
+        .tier = fr_tier_name(s->tier),
+        .model = fr_ep_model(t->env->eps, ep_of(t)),
+        .attempt = t->res->attempts,
+    };
+}
+
+/* Books the attempt in flight at its worst case, before a byte goes out:
+ * should the process die, that charge stays. False (logged) when it cannot
+ * be written: then the request must not be sent. */
+static bool reserve_attempt(fr_task *t)
+{
+    t->row = 0;
+    if (!t->env->books)
+        return true;
+    fr_attempt_rec a = attempt_rec(t);
+    a.cost_usd = t->reserved;
+    return fr_booking_reserve(t->env->books, &a, &t->row);
+}
+
+/* Books how an attempt ended: what it used (`u`, may be NULL), cost and
+ * latency, its outcome and error (borrowed). */
+static void book_attempt(fr_task *t, const char *outcome, const char *error, const fr_usage *u,
+                         double cost, double latency_ms)
+{
+    if (!t->env->books || t->res->endpoint < 0)
+        return;
+    static const fr_usage none = {0};
+    if (!u)
+        u = &none;
+    fr_attempt_rec a = attempt_rec(t);
+    a.outcome = strcmp(outcome, "retry") == 0 ? "quality" : outcome;
+    a.error = error;
+    a.input = u->input;
+    a.output = u->output;
+    a.cached = u->cached;
+    a.estimated = u->estimated;
+    a.cost_usd = cost;
+    a.latency_ms = latency_ms;
+    long long row = t->row;
+    t->row = 0;
+    fr_booking_settle(t->env->books, row, &a, t->env->budget, elapsed_ms(t));
+}
+
+void fr_task_cancel(fr_task *t, const char *outcome, const char *error)
+{
+    fr_task_env *env = t->env;
+    if (!t->attempt)
+        return;
+    env->backend.cancel(env->backend.ud, t->attempt);
+    t->attempt = NULL;
+    fr_sched_release_slot(env->sched, ep_of(t));
+    double charge = t->reserved;
+    settle(t, charge);
+    book_attempt(t, outcome, error, NULL, charge,
+                 (double)(fr_clock_ns(env->clock) - t->attempt_ns) / 1e6);
+    fr_route_set_outcome(t->res->decisions, outcome, strcmp(outcome, "cancelled") ? error : NULL);
+}
+
+/* ---- what an outcome means ---------------------------------------------- */
+
+/* After a failed attempt: endpoint health, then what the failure means
+ * (engine/retry): the same endpoint after a wait, another one through the
+ * policy, or the end. */
+static fr_task_next attempt_failed(fr_task *t, int rc, long status, double retry_after_s,
+                                   const char *msg)
+{
+    fr_task_env *env = t->env;
+    const fr_task_spec *ts = &env->wf->tasks[t->idx];
+    size_t e = ep_of(t);
+    const char *name = spec_of(t)->name;
+    if (rc == FR_ECONNECT && spec_of(t)->tier == FR_TIER_LOCAL)
+        t->unreached = t->res->endpoint;
+    set_last_error(t, fr_xasprintf("%s: %s", name, msg));
+    fr_log(FR_LOG_INFO, "sched", "task=%s endpoint=%s attempt=%d error=\"%s\"", ts->name, name,
+           t->res->attempts, msg);
+    fr_clock_refresh(env->clock); /* the cached loop time may lag this reply */
+    fr_ep_failed(env->eps, e, rc, status, retry_after_s, msg, fr_clock_ms(env->clock));
+    fr_failure f = {rc, status, retry_after_s, msg, t->route.finish_outcome};
+    fr_retry_state s = {
+        .attempts = t->res->attempts,
+        .ep_attempts = t->ep_attempts,
+        .retries = ts->retries,
+        .ep_usable = fr_ep_usable(env->eps, e),
+        .now_ms = fr_clock_ms(env->clock),
+        .deadline_ms = env->plan ? 0 : t->route.deadline_ms,
+        .jitter = (double)rand() / RAND_MAX,
+    };
+    fr_retry_decision d = fr_retry_decide(&f, &s);
+    if (d.kind == FR_RETRY_GIVE_UP)
+        return next_end(FR_TASK_FAILED, fr_xasprintf("gave up after %d attempts; last error: %s",
+                                                     t->res->attempts, t->last_error));
+    if (d.kind == FR_RETRY_SAME) {
+        t->route.retry_ep = t->res->endpoint;
+        return (fr_task_next){.kind = FR_NEXT_RETRY, .delay_ms = d.delay_ms};
+    }
+    if (strcmp(d.reason, "error") != 0) /* escalation: say which gate */
+        set_last_error(t, fr_xasprintf("%s: %s: %s", d.reason, name, msg));
+    t->route.tried[e] = 1;
+    t->route.retry_ep = -1;
+    t->route.reason = d.reason;
+    if (d.past_deadline && !fr_route_other_endpoint(env->router, &t->route))
+        return next_end(FR_TASK_FAILED,
+                        fr_xasprintf("%s asks to wait %.0f s before a retry, past the task's "
+                                     "timeout of %g s; last error: %s",
+                                     name, d.delay_ms / 1000.0, ts->timeout_s, msg));
+    return (fr_task_next){.kind = FR_NEXT_REQUEUE};
+}
+
+/* An attempt found no file descriptor for its socket (EMFILE, ENFILE):
+ * nothing was sent and the server is not to blame, so the endpoint keeps
+ * its health and the attempt does not count. The transfers at once are
+ * capped at what is in flight now, and the task tries again after a short
+ * wait (its timeout still bounds it). */
+static fr_task_next attempt_no_fds(fr_task *t, const fr_outcome *o)
+{
+    fr_task_env *env = t->env;
+    const char *name = spec_of(t)->name;
+    settle(t, 0);
+    t->res->attempts--;
+    t->ep_attempts--;
+    fr_ep_unsent(env->eps, ep_of(t));
+    env->fd_waits++;
+    t->fd_wait = true;
+    set_last_error(t, fr_xasprintf("%s: %s", name, o->err.msg));
+    fr_route_set_outcome(t->res->decisions, "error", o->err.msg);
+    int in_use = 0;
+    for (size_t e = 0; e < env->wf->nendpoints; e++)
+        in_use += fr_sched_in_flight(env->sched, e);
+    int cap = in_use > 1 ? in_use : 1;
+    if (env->fd_cap_now == 0 || cap < env->fd_cap_now) {
+        env->fd_cap_now = cap;
+        fr_sched_set_total_cap(env->sched, cap);
+    }
+    fr_log(env->fd_waits == 1 ? FR_LOG_WARN : FR_LOG_INFO, "sched",
+           "task=%s endpoint=%s error=\"%s\" transfers_at_once=%d (a local limit: the endpoint "
+           "is not cooled down; the task tries again)",
+           name_of(t), name, o->err.msg, env->fd_cap_now);
+    t->route.retry_ep = t->res->endpoint;
+    return (fr_task_next){.kind = FR_NEXT_RETRY, .delay_ms = FD_WAIT_MS};
+}
+
+/* Accepts the reply of an attempt as the task's answer (taken from `o`). */
+static fr_task_next accept_reply(fr_task *t, fr_outcome *o)
+{
+    fr_task_result *res = t->res;
+    fr_route_set_outcome(res->decisions, "ok", NULL);
+    fr_reply_close(&res->reply);
+    res->reply = o->reply;
+    memset(&o->reply, 0, sizeof o->reply);
+    res->usage = res->reply.usage;
+    res->latency_ms = o->total_ms;
+    res->ttft_ms = o->ttft_ms >= 0 ? o->ttft_ms : o->total_ms;
+    res->obs_latency = o->obs_latency;
+    res->obs_output = o->obs_output;
+    fr_ep_succeeded(t->env->eps, ep_of(t), o->total_ms);
+    return (fr_task_next){.kind = FR_NEXT_DONE};
+}
+
+/* Runs the gates on a reply that arrived whole: it is charged first (it was
+ * billed whatever happens next). Returns FR_OK or the first gate's error. */
+static int gate_reply(fr_task *t, fr_outcome *o, double *cost, fr_error *err)
+{
+    fr_task_env *env = t->env;
+    const fr_task_spec *ts = &env->wf->tasks[t->idx];
+    fr_gate_redact(&o->reply, ts->name, spec_of(t)->name);
+    *cost = fr_price_cost(spec_of(t), &o->reply.usage);
+    settle(t, *cost);
+    int rc = fr_gate_finish(ts, &o->reply, &t->route.finish_outcome, err);
+    if (rc == FR_OK)
+        rc = fr_gate_schema(ts, &o->reply, err);
+    if (rc == FR_OK)
+        rc = fr_gate_check(env->wf, t->idx, &o->reply, &t->res->check_score, err);
+    if (rc == FR_OK)
+        rc = fr_route_on_result(env->router, &t->route, ep_of(t), &o->reply, o->total_ms, *cost,
+                                err);
+    return rc;
+}
+
+/* What a whole exchange's outcome means: charged, gated, booked, cached,
+ * then accepted or judged as a failure. */
+static fr_task_next judge(fr_task *t, fr_outcome *o)
+{
+    fr_task_env *env = t->env;
+    if (env->fd_cap_now < env->fd_cap && o->delivered) {
+        /* Descriptors came back: one more transfer at once, up to the cap. */
+        env->fd_cap_now++;
+        fr_sched_set_total_cap(env->sched, env->fd_cap_now);
+    }
+    fr_error *err = &o->err;
+    int rc = o->rc;
+    double cost = 0;
+    fr_usage used = rc == FR_OK ? o->reply.usage : (fr_usage){0};
+    t->route.finish_outcome = NULL;
+    if (rc == FR_OK)
+        rc = gate_reply(t, o, &cost, err);
+    if (rc != FR_OK && !err->msg[0])
+        fr_error_set(err, rc, NULL, 0, "%s", fr_strerror(rc));
+    if (t->reserved > 0) {
+        /* A reply that broke off after the server started answering may
+         * have been billed: it keeps its worst case. One refused before any
+         * answer costs nothing. */
+        cost = o->billed ? t->reserved : 0;
+        settle(t, cost);
+    }
+    const char *outcome = rc == FR_OK         ? "ok"
+                          : rc == FR_EFINISH  ? t->route.finish_outcome
+                          : rc == FR_EQUALITY ? "quality"
+                          : rc == FR_ERETRY   ? "retry"
+                                              : "error";
+    book_attempt(t, outcome, rc == FR_OK ? NULL : err->msg, &used, cost, o->total_ms);
+    fr_error cerr = {0};
+    if (rc == FR_OK && env->books && t->cache_key &&
+        fr_cache_put(fr_booking_store(env->books), t->cache_key, spec_of(t)->name, &o->reply,
+                     &cerr) != FR_OK)
+        fr_booking_write_failed(env->books, &cerr);
+    if (rc == FR_OK)
+        return accept_reply(t, o);
+    fr_reply_close(&o->reply);
+    fr_route_set_outcome(t->res->decisions, outcome, err->msg);
+    return attempt_failed(t, rc, o->status, o->retry_after_s, err->msg);
+}
+
+static void on_outcome(void *ud, fr_outcome *o)
+{
+    fr_task *t = ud;
+    fr_task_env *env = t->env;
+    t->attempt = NULL;
+    fr_sched_release_slot(env->sched, ep_of(t));
+    fr_task_next next;
+    if (o->planned) {
+        settle(t, fr_price_cost(spec_of(t), &o->reply.usage));
+        next = accept_reply(t, o);
+    } else if (o->no_fds) {
+        next = attempt_no_fds(t, o);
+    } else {
+        next = judge(t, o);
+    }
+    env->next(env->ud, t->idx, &next);
+}
+
+bool fr_task_dispatch(fr_task *t, size_t ep, fr_task_next *now)
+{
+    fr_task_env *env = t->env;
+    const fr_task_spec *ts = &env->wf->tasks[t->idx];
+    const fr_endpoint_spec *s = fr_ep_spec(env->eps, ep);
+    bool taken = fr_sched_take_slot(env->sched, ep);
+    (void)taken;
+    assert(taken);
+    if ((long)ep != t->res->endpoint)
+        t->ep_attempts = 0;
+    t->res->moved_from =
+        s->tier == FR_TIER_CLOUD ? fr_route_down_local(env->router, &t->route, t->unreached) : -1;
+    /* The worst case is held against every cap until the attempt settles. */
+    t->reserved = fr_price_worst(s, t->route.worst_input, ts->max_tokens);
+    t->res->worst_cost = t->reserved;
+    fr_budget_reserve(env->budget, t->reserved);
+    t->res->endpoint = (long)ep;
+    t->route.retry_ep = -1;
+    t->fd_wait = false;
+    t->res->attempts++;
+    t->ep_attempts++;
+    fr_ep_sent(env->eps, ep);
+    if (t->res->start_ns == 0 || env->plan)
+        t->res->start_ns = fr_clock_ns(env->clock);
+    fr_attempt_req req = {
+        .call = fr_attempt_call(env->wf, t->idx, env->eps, ep, t->prompt),
+        .protocol = fr_ep_protocol(env->eps, ep),
+        .task = ts,
+        .endpoint = s,
+        .est_input = t->route.est_input,
+    };
+    if (!env->plan) {
+        free(t->cache_key);
+        t->cache_key = fr_cache_key(env->wf->name, ts->name, s->name, req.protocol, &req.call);
+        fr_log(FR_LOG_INFO, "sched", "task=%s endpoint=%s tier=%s attempt=%d dispatch", ts->name,
+               s->name, fr_tier_name(s->tier), t->res->attempts);
+        fr_clock_refresh(env->clock);
+        req.left_ms = t->route.deadline_ms - fr_clock_ms(env->clock);
+    }
+    t->attempt_ns = fr_clock_ns(env->clock);
+    fr_error err = {0};
+    int rc = FR_OK;
+    if (!reserve_attempt(t))
+        rc = fr_error_set(&err, FR_ESTORE, NULL, 0,
+                          "the state store cannot be written; the request was not sent");
+    else
+        rc = env->backend.start(env->backend.ud, &req, on_outcome, t, &t->attempt, &err);
+    if (rc == FR_OK)
+        return true;
+    t->attempt = NULL;
+    fr_sched_release_slot(env->sched, ep);
+    settle(t, 0); /* nothing was sent */
+    fr_route_set_outcome(t->res->decisions, "error", err.msg);
+    if (rc == FR_ESTORE) {
+        /* Without a durable reservation nothing is sent, and no new work
+         * starts: the task fails. */
+        *now = next_end(FR_TASK_FAILED, fr_xstrdup(err.msg));
+        return false;
+    }
+    book_attempt(t, "error", err.msg, NULL, 0, 0);
+    *now = attempt_failed(t, rc, 0, -1, err.msg);
+    return false;
+}
