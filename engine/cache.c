@@ -3,6 +3,7 @@
 #include "engine/attempt.h"
 #include "engine/gate.h"
 #include "engine/util/buf.h"
+#include "engine/util/hash.h"
 #include "engine/util/log.h"
 #include "engine/util/mem.h"
 
@@ -15,11 +16,7 @@
  * 128-bit key. Not a defence against a forger: the cache is the user's own. */
 static uint64_t fnv1a(const char *s, size_t n, uint64_t h)
 {
-    for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 0x100000001b3ULL;
-    }
-    return h;
+    return fr_fnv1a64(s, n, h);
 }
 
 /* Appends field `name` as "name=LEN:bytes;": a length-prefixed form that

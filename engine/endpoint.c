@@ -82,7 +82,7 @@ void fr_endpoints_free(fr_endpoints *eps)
     for (size_t i = 0; i < eps->n; i++) {
         ep_rt *e = &eps->eps[i];
         if (e->api_key) {
-            explicit_bzero(e->api_key, strlen(e->api_key));
+            fr_wipe(e->api_key, strlen(e->api_key));
             free(e->api_key);
         }
         free(e->url);

@@ -303,6 +303,15 @@ static void xfer_arm(fr_xfer *x)
 
 /* ---- transfers ------------------------------------------------------------ */
 
+/* Frees a header list, wiping each line first: the credential headers carry
+ * the API key. */
+static void free_headers(struct curl_slist *list)
+{
+    for (struct curl_slist *l = list; l; l = l->next)
+        fr_wipe(l->data, strlen(l->data));
+    curl_slist_free_all(list);
+}
+
 static void xfer_unlink(fr_http *h, fr_xfer *x)
 {
     if (x->prev)
@@ -325,7 +334,7 @@ static void xfer_release(fr_xfer *x)
     curl_multi_remove_handle(h->multi, x->easy);
     curl_easy_cleanup(x->easy);
     x->easy = NULL;
-    curl_slist_free_all(x->headers);
+    free_headers(x->headers);
     x->headers = NULL;
     free(x->body);
     x->body = NULL;
@@ -749,7 +758,7 @@ static int build_headers(const fr_request *req, struct curl_slist **out)
     list = NULL;
     rc = FR_OK;
 cleanup:
-    curl_slist_free_all(list);
+    free_headers(list);
     return rc;
 }
 
@@ -863,7 +872,7 @@ cleanup:
     if (x) {
         if (x->easy)
             curl_easy_cleanup(x->easy);
-        curl_slist_free_all(x->headers);
+        free_headers(x->headers);
         free(x->body);
         free(x);
     }

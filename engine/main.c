@@ -14,7 +14,7 @@
 #include "engine/util/log.h"
 #include "engine/util/mem.h"
 #include "engine/util/money.h"
-#include "tests/sim/sim.h"
+#include "engine/sim/sim.h"
 
 #include <errno.h>
 #include <jansson.h>

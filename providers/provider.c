@@ -1,6 +1,7 @@
 #include "providers/provider.h"
 
 #include "engine/util/buf.h"
+#include "engine/util/hash.h"
 #include "engine/util/mem.h"
 #include "providers/anthropic.h"
 #include "providers/ollama.h"
@@ -40,11 +41,8 @@ struct fr_adapter {
 /* Overwrites a secret before its memory goes back to the allocator. */
 static void wipe(char *s)
 {
-    if (!s)
-        return;
-    volatile char *v = s;
-    while (*v)
-        *v++ = '\0';
+    if (s)
+        fr_wipe(s, strlen(s));
 }
 
 fr_adapter *fr_adapter_new(fr_protocol proto, const fr_call *call)
@@ -655,10 +653,8 @@ static int end_word(fr_text_acc *a)
 /* Runs the loop detector over `n` bytes of `s`; returns as end_word. */
 static int scan_loops(fr_text_acc *a, const char *s, size_t n)
 {
-    const uint64_t basis = 14695981039346656037ull, prime = 1099511628211ull;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (is_word_space(c)) {
+    for (size_t i = 0; i < n;) {
+        if (is_word_space((unsigned char)s[i++])) {
             if (a->in_word) {
                 int k = end_word(a);
                 if (k)
@@ -668,9 +664,13 @@ static int scan_loops(fr_text_acc *a, const char *s, size_t n)
         }
         if (!a->in_word) {
             a->in_word = true;
-            a->word = basis;
+            a->word = FR_FNV1A64_BASIS;
         }
-        a->word = (a->word ^ c) * prime;
+        /* The rest of the word in this chunk, hashed as one span. */
+        size_t start = i - 1;
+        while (i < n && !is_word_space((unsigned char)s[i]))
+            i++;
+        a->word = fr_fnv1a64(s + start, i - start, a->word);
     }
     return 0;
 }

@@ -2,7 +2,7 @@
 /* The process's file descriptor budget: raising the soft RLIMIT_NOFILE
  * toward the hard one at start, and how many HTTP transfers the rest allows.
  * Used by engine/main (the raise), engine/run (the scheduler's total cap)
- * and tests/sim (flowrun-sim raises its own). */
+ * and engine/sim (flowrun-sim raises its own). */
 
 #include <stdbool.h>
 

@@ -1,5 +1,6 @@
 #include "engine/util/log.h"
 
+#include "engine/util/mem.h"
 #include "engine/util/redact.h"
 
 #include <stdio.h>
@@ -83,9 +84,7 @@ void fr_vlog(fr_log_level level, const char *component, const char *fmt, va_list
     fflush(f);
     if (clean) {
         /* The unredacted line stays on the stack no longer than needed. */
-        volatile char *v = msg;
-        for (size_t i = 0; i < sizeof msg && v[i]; i++)
-            v[i] = '\0';
+        fr_wipe(msg, strnlen(msg, sizeof msg));
         free(clean);
     }
 }

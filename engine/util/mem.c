@@ -62,3 +62,9 @@ char *fr_xasprintf(const char *fmt, ...)
     va_end(ap);
     return p;
 }
+
+void fr_wipe(void *p, size_t n)
+{
+    if (p && n)
+        explicit_bzero(p, n);
+}

@@ -17,9 +17,6 @@ typedef struct secret {
 static secret *g_secrets;
 static size_t g_nsecrets;
 
-/* A memset the compiler cannot drop as a dead store before free. */
-static void *(*const volatile wipe_memset)(void *, int, size_t) = memset;
-
 /* Header names whose value is a credential. "authorization" also covers
  * "Proxy-Authorization"; matched case-insensitively. */
 static const char *const header_names[] = {"authorization", "x-goog-api-key", "x-api-key"};
@@ -51,7 +48,7 @@ void fr_redact_add(const char *secret_text)
 void fr_redact_clear(void)
 {
     for (size_t i = 0; i < g_nsecrets; i++) {
-        wipe_memset(g_secrets[i].s, 0, g_secrets[i].len);
+        fr_wipe(g_secrets[i].s, g_secrets[i].len);
         free(g_secrets[i].s);
     }
     free(g_secrets);
@@ -224,7 +221,7 @@ static void wipe_free(char *s)
 {
     if (!s)
         return;
-    wipe_memset(s, 0, strlen(s));
+    fr_wipe(s, strlen(s));
     free(s);
 }
 
@@ -254,7 +251,7 @@ bool fr_redact_secrets(char **s, size_t *len)
         return false;
     }
     fr_buf_append(&b, text + done, *len - done);
-    wipe_memset(*s, 0, *len);
+    fr_wipe(*s, *len);
     free(*s);
     *len = b.len;
     *s = fr_buf_take(&b);
@@ -281,7 +278,7 @@ char *fr_redact(const char *s)
     }
     /* A buffer left over holds a copy of the input, secrets and all. */
     if (b.data)
-        wipe_memset(b.data, 0, b.cap);
+        fr_wipe(b.data, b.cap);
     fr_buf_close(&b);
     return text;
 }

@@ -15,6 +15,7 @@
 #include "engine/util/watch.h"
 
 #include "engine/util/err.h"
+#include "engine/util/hash.h"
 #include "engine/util/mem.h"
 
 #include <errno.h>
@@ -73,12 +74,7 @@ struct fr_watch {
 /* 64-bit FNV-1a: content identity for the change test, with the length. */
 static uint64_t fnv1a(const char *s, size_t n)
 {
-    uint64_t h = 14695981039346656037ULL;
-    for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 1099511628211ULL;
-    }
-    return h;
+    return fr_fnv1a64(s, n, FR_FNV1A64_BASIS);
 }
 
 /* Reads the whole file at `path` into *out (owned, NUL-terminated, *len

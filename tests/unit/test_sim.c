@@ -2,7 +2,7 @@
  * uv loop and checks what a client relies on (replies, streaming, limits,
  * counters, keep-alive, errors) and that every handle closes. */
 
-#include "tests/sim/sim.h"
+#include "engine/sim/sim.h"
 
 #include "engine/util/buf.h"
 #include "engine/util/mem.h"

@@ -3,7 +3,7 @@
  * routes them to a protocol (sim_chat.c) or to the simulator's own
  * endpoints, and owns every handle's lifecycle. */
 
-#include "tests/sim/sim_int.h"
+#include "engine/sim/sim_int.h"
 
 #include "engine/util/log.h"
 #include "engine/util/mem.h"
@@ -451,7 +451,7 @@ static void reset_parse(conn *c)
     c->expect_continue = false;
     c->sent_continue = false;
     c->have_length = false;
-    memset(c->credential, 0, sizeof c->credential);
+    fr_wipe(c->credential, sizeof c->credential);
 }
 
 /* Drops the first `n` (> 0) bytes of input. A buffer grown by a big body

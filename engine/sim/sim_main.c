@@ -2,7 +2,7 @@
  * fr_sim on the default loop, prints its URL and serves until SIGINT or
  * SIGTERM. */
 
-#include "tests/sim/sim.h"
+#include "engine/sim/sim.h"
 
 #include "engine/util/fdlimit.h"
 #include "engine/util/log.h"

@@ -3,7 +3,7 @@
  * script), makes the reply content and its token counts, and paces it on
  * the connection's timer; sim_proto.c decides how each part looks. */
 
-#include "tests/sim/sim_int.h"
+#include "engine/sim/sim_int.h"
 
 #include "engine/util/log.h"
 #include "engine/util/mem.h"

@@ -2,8 +2,9 @@
  * from a PRNG seeded by an FNV-1a hash of the model and every message, so
  * the same request gives the same reply under every protocol. */
 
-#include "tests/sim/sim_int.h"
+#include "engine/sim/sim_int.h"
 
+#include "engine/util/hash.h"
 #include "engine/util/mem.h"
 
 #include <math.h>
@@ -28,16 +29,6 @@ static const char *const vocabulary[] = {
     "tunnel",  "valley",  "velvet", "willow", "window", "yarrow", "zephyr",  "summit",
 };
 #define NVOCAB (sizeof vocabulary / sizeof vocabulary[0])
-
-static uint64_t fnv1a(uint64_t h, const void *p, size_t n)
-{
-    const unsigned char *b = p;
-    for (size_t i = 0; i < n; i++) {
-        h ^= b[i];
-        h *= 1099511628211ull;
-    }
-    return h;
-}
 
 static uint64_t splitmix64(uint64_t *state)
 {
@@ -118,7 +109,7 @@ char *fr_sim_prompt_line(const json_t *messages, const char *prefix)
 
 static uint64_t seed_of(const char *model, const json_t *messages)
 {
-    uint64_t h = fnv1a(14695981039346656037ull, model, strlen(model));
+    uint64_t h = fr_fnv1a64(model, strlen(model), FR_FNV1A64_BASIS);
     size_t i;
     const json_t *msg;
     fr_buf scratch;
@@ -127,8 +118,8 @@ static uint64_t seed_of(const char *model, const json_t *messages)
     {
         fr_buf_reset(&scratch);
         fr_sim_content_text(json_object_get(msg, "content"), &scratch);
-        h = fnv1a(h, "", 1); /* separator, so ["ab"] and ["a","b"] differ */
-        h = fnv1a(h, fr_buf_str(&scratch), scratch.len);
+        h = fr_fnv1a64("", 1, h); /* separator, so ["ab"] and ["a","b"] differ */
+        h = fr_fnv1a64(fr_buf_str(&scratch), scratch.len, h);
     }
     fr_buf_close(&scratch);
     return h;

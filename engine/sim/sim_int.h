@@ -3,9 +3,9 @@
  * sim.c keeps models, counters and fault scripts; sim_http.c the listener,
  * connections and request parsing; sim_chat.c the protocol-neutral reply
  * (admission, faults, pacing); sim_proto.c the three wire formats;
- * sim_gen.c the deterministic text and JSON. Only tests/sim includes it. */
+ * sim_gen.c the deterministic text and JSON. Only engine/sim includes it. */
 
-#include "tests/sim/sim.h"
+#include "engine/sim/sim.h"
 
 #include "engine/util/buf.h"
 

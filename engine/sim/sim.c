@@ -1,7 +1,7 @@
 /* flowrun-sim: models, their counters and their fault scripts. The server
  * (sim_http.c) and the reply (sim_chat.c) look models up here. */
 
-#include "tests/sim/sim_int.h"
+#include "engine/sim/sim_int.h"
 
 #include "engine/util/mem.h"
 

@@ -3,8 +3,9 @@
  * benchmarks. Speaks the OpenAI-compatible, Ollama and Anthropic protocols
  * with the same deterministic replies, per-model latency, token rate,
  * concurrency limit and scripted faults, and keeps counters a test can read.
- * Runs on a caller's loop, so `flowrun --sim` hosts it in-process and
- * flowrun-sim wraps it in a main. */
+ * Runs on a caller's loop, so engine/main.c hosts it in-process as the
+ * run's stand-in for `flowrun --sim` and sim_main.c wraps it in flowrun-sim.
+ * Includes only engine/util/ (tests/layering.sh). */
 
 #include "engine/util/err.h"
 

@@ -3,7 +3,7 @@
  * and writes replies, stream events and errors in each protocol's shape.
  * Knows nothing of timing or faults beyond how each one looks on the wire. */
 
-#include "tests/sim/sim_int.h"
+#include "engine/sim/sim_int.h"
 
 #include "engine/util/mem.h"
 
