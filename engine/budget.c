@@ -36,6 +36,13 @@ fr_budget *fr_budget_new(bool has_run_cap, double run_cap, bool has_month, doubl
     return b;
 }
 
+fr_budget *fr_budget_for_run(const fr_workflow *wf, bool has_opt, double opt_usd, bool books)
+{
+    bool has = has_opt || wf->budget.has_usd;
+    double usd = has_opt ? opt_usd : wf->budget.has_usd ? wf->budget.usd : 0;
+    return fr_budget_new(has, usd, books && wf->budget.has_monthly, wf->budget.alert);
+}
+
 void fr_budget_free(fr_budget *b)
 {
     if (!b)

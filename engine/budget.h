@@ -29,6 +29,11 @@ typedef struct fr_budget fr_budget;
  * `alert` is the fraction of the run cap whose crossing is reported
  * (outside (0, 1]: 0.8). */
 fr_budget *fr_budget_new(bool has_run_cap, double run_cap, bool has_month, double alert);
+/* The budget of a run of `wf` (borrowed): `--budget` (when `has_opt`, of
+ * `opt_usd`) replaces the workflow's run cap, whatever either says (0 is a
+ * cap like any other); a run that `books` also has the month's cap, whose
+ * ledger it is given once the books are open (fr_budget_set_month). Owned. */
+fr_budget *fr_budget_for_run(const fr_workflow *wf, bool has_opt, double opt_usd, bool books);
 /* Frees a budget; NULL is fine. */
 void fr_budget_free(fr_budget *b);
 

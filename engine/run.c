@@ -176,20 +176,6 @@ static void init_sched(fr_run *r)
                slots, fr_fd_limit(), fd_cap);
 }
 
-/* The budget: --budget replaces the workflow's run cap, whatever either
- * says (0 is a cap like any other); a run that books also has the month's,
- * whose ledger it is given once the books are open. */
-static void init_budget(fr_run *r, bool books)
-{
-    const fr_workflow *wf = r->wf;
-    r->res.has_budget = r->opts.has_budget || wf->budget.has_usd;
-    r->res.budget_usd = r->opts.has_budget   ? r->opts.budget_usd
-                        : wf->budget.has_usd ? wf->budget.usd
-                                             : 0;
-    bool month = books && wf->budget.has_monthly;
-    r->budget = fr_budget_new(r->res.has_budget, r->res.budget_usd, month, wf->budget.alert);
-}
-
 /* Opens the run's books (state.db, or sim.db for a rehearsal) and gives
  * the budget the month's ledger. */
 static int open_books(fr_run *r, fr_error *err)
@@ -233,7 +219,9 @@ int fr_run_new(fr_workflow *wf, const fr_run_opts *opts, fr_run **out, fr_error 
             goto cleanup;
         }
     }
-    init_budget(r, !opts->plan);
+    r->budget = fr_budget_for_run(wf, opts->has_budget, opts->budget_usd, !opts->plan);
+    r->res.has_budget = fr_budget_has_cap(r->budget, FR_CAP_RUN);
+    r->res.budget_usd = r->res.has_budget ? fr_budget_cap(r->budget, FR_CAP_RUN) : 0;
     const char *spec = opts->policy ? opts->policy : wf->policy ? wf->policy : "balanced";
     fr_policy *first = NULL;
     rc = fr_policy_resolve(spec, opts->policy ? NULL : wf->dir, &policy_path, err);
@@ -298,16 +286,6 @@ cleanup:
     free(policy_path);
     fr_run_free(r);
     return rc;
-}
-
-const char *fr_run_id(const fr_run *r)
-{
-    return r->run_id;
-}
-
-const char *fr_run_out_dir(const fr_run *r)
-{
-    return r->out_dir;
 }
 
 const fr_results *fr_run_results(const fr_run *r)

@@ -48,15 +48,12 @@ int fr_run_new(fr_workflow *wf, const fr_run_opts *opts, fr_run **out, fr_error 
 
 /* Runs the workflow to the end on the run's own loop; returns when every
  * task has ended and every handle is closed. Returns the process exit code
- * of DESIGN.md section 7 (0, 1, 3 or 130). */
+ * of DESIGN.md section 7 (0, 1, 3, 74, or 128 + the signal). */
 int fr_run_execute(fr_run *r);
 
-/* The results of a finished run (borrowed, valid until fr_run_free). */
+/* The results of a finished run (borrowed, valid until fr_run_free): its
+ * id and output folder among them. */
 const fr_results *fr_run_results(const fr_run *r);
-
-/* The run's id and output directory (borrowed). */
-const char *fr_run_id(const fr_run *r);
-const char *fr_run_out_dir(const fr_run *r);
 
 /* Frees a run; NULL is fine. */
 void fr_run_free(fr_run *r);
