@@ -1,5 +1,5 @@
 #pragma once
-/* Shared by the unit tests that run a real libuv loop (test_http, test_sim,
+/* Shared by the unit tests that run a real libuv loop (test_http, test_sim_* via sim_client.h,
  * test_watch, test_output): run the loop until a condition holds under a
  * watchdog, failing the test with what it waited for, and drain the loop at
  * the end so that uv_loop_close() returns 0. Header-only, as
