@@ -23,10 +23,10 @@
 
 /* Streaming: text */
 
-// clang-format off
 /* A stream as Anthropic sends it: a ping between blocks, text split over
  * deltas (one with a raw multi-byte character, one with an escape), usage
  * at the start with cache counts and the output total in message_delta. */
+// clang-format off
 static const char *const STREAM =
     MESSAGE_START(USAGE_START)
     TEXT_START
