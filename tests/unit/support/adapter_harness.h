@@ -1,11 +1,12 @@
 #pragma once
-/* Shared by the adapter unit tests (test_openai, test_ollama, test_anthropic,
- * test_wire): feed a reply to a fresh adapter at chosen split points, as
- * engine/http delivers it (the cutting is tests/unit/support/split.h's), read
- * a request's headers and body, and the checks that are the same for every
- * protocol, table-driven by adapter_proto: URL joining, headers and the key,
- * a reply whole and at every split, the key never in an error. Header-only:
- * each test executable is one translation unit; include it after cmocka.h. */
+/* Shared by the adapter unit tests (test_openai_*, test_ollama,
+ * test_anthropic_*, test_wire): feed a reply to a fresh adapter at chosen
+ * split points, as engine/http delivers it (the cutting is
+ * tests/unit/support/split.h's), read a request's headers and body, and the
+ * checks that are the same for every protocol, table-driven by
+ * adapter_proto: URL joining, headers and the key, a reply whole and at
+ * every split, the key never in an error. Header-only: each test executable
+ * is one translation unit; include it after cmocka.h. */
 
 #include "engine/util/err.h"
 #include "providers/provider.h"
@@ -16,6 +17,23 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* Returns the call the adapter tests make to `model` at `base_url` (both
+ * borrowed, kept in the call): a terse system prompt, a short user turn, 64
+ * tokens at temperature 0.2, streamed or not. */
+static inline fr_call adapter_call(const char *base_url, const char *model, bool stream)
+{
+    fr_call c = {
+        .base_url = base_url,
+        .model = model,
+        .system = "You are terse.",
+        .prompt = "Say hello to the world.",
+        .max_tokens = 64,
+        .temperature = 0.2,
+        .stream = stream,
+    };
+    return c;
+}
 
 /* Returns the value of header `name` in `r` (both borrowed), or NULL. */
 static inline const char *adapter_header(const fr_request *r, const char *name)
