@@ -3,8 +3,7 @@
  * test_sim_* via sim_client.h, test_watch, test_output): run the loop until
  * a condition holds under a watchdog, failing the test with what it waited
  * for, and drain the loop at the end so that uv_loop_close() returns 0.
- * Header-only, as
- * adapter_harness.h: each test executable is one translation unit, so the
+ * Header-only, as adapter_harness.h: each test executable is one translation unit, so the
  * harness needs no library of its own and no line in CMakeLists.txt. */
 
 #include <setjmp.h>
