@@ -369,6 +369,16 @@ int fr_output_save_parents(const fr_workflow *wf, size_t task, fr_error *err)
     return rc;
 }
 
+int fr_output_prepare(const fr_workflow *wf, const char *out_dir, char **root, fr_error *err)
+{
+    int rc = out_dir ? fr_output_mkdirs(out_dir, err) : FR_OK;
+    if (rc == FR_OK)
+        rc = fr_output_confine_saves(wf, root, err);
+    for (size_t t = 0; rc == FR_OK && out_dir && t < wf->ntasks; t++)
+        rc = fr_output_save_parents(wf, t, err);
+    return rc;
+}
+
 typedef struct task_write {
     fr_output_done_fn done;
     void *ud;

@@ -55,6 +55,12 @@ int fr_output_confine_saves(const fr_workflow *wf, char **root, fr_error *err);
 /* Creates the parent folders of task `task`'s save path, if it has one. */
 int fr_output_save_parents(const fr_workflow *wf, size_t task, fr_error *err);
 
+/* Everything a run of `wf` writes into, before the loop runs: the output
+ * folder `out_dir` (borrowed; NULL for a plan, which writes nothing), the
+ * save paths' confinement (*root, as fr_output_confine_saves) and their
+ * parent folders. FR_OK or the first error. */
+int fr_output_prepare(const fr_workflow *wf, const char *out_dir, char **root, fr_error *err);
+
 /* Writes task `task`'s accepted `reply` (borrowed): its JSON (indented) or
  * text to OUT_DIR/NAME.json or .txt, and to its save path confined to
  * `root` (fr_output_confine_saves). A failed write is logged, naming the

@@ -21,6 +21,17 @@ void fr_results_init(fr_results *r, const fr_workflow *wf, const fr_graph *g)
     }
 }
 
+void fr_results_endpoints(fr_results *r, const fr_endpoints *eps, const fr_sched *sched)
+{
+    for (size_t e = 0; e < r->wf->nendpoints; e++)
+        r->endpoints[e] = (fr_endpoint_result){
+            .stats = fr_ep_stats_of(eps, e),
+            .model = fr_ep_model(eps, e),
+            .peak_in_flight = fr_sched_peak(sched, e),
+            .max_parallel = fr_sched_capacity(sched, e),
+        };
+}
+
 void fr_results_close(fr_results *r)
 {
     for (size_t i = 0; r->tasks && i < r->wf->ntasks; i++) {

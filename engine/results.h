@@ -74,5 +74,8 @@ typedef struct fr_results {
  * it): every task pending, with no endpoint, no check score and an empty
  * decision log. */
 void fr_results_init(fr_results *r, const fr_workflow *wf, const fr_graph *g);
+/* Fills each endpoint's entry from the run's endpoints `eps` and scheduler
+ * `sched` (borrowed; the strings stay theirs). */
+void fr_results_endpoints(fr_results *r, const fr_endpoints *eps, const fr_sched *sched);
 /* Frees what `r` owns (the tasks' reasons, replies and decision logs). */
 void fr_results_close(fr_results *r);

@@ -273,11 +273,7 @@ int fr_run_new(fr_workflow *wf, const fr_run_opts *opts, fr_run **out, fr_error 
     r->out_dir =
         opts->out_dir ? fr_xstrdup(opts->out_dir) : fr_xasprintf(".flowrun/out/%s", r->run_id);
     r->res.out_dir = r->out_dir;
-    rc = r->plan ? FR_OK : fr_output_mkdirs(r->out_dir, err);
-    if (rc == FR_OK)
-        rc = fr_output_confine_saves(wf, &r->save_root, err);
-    for (size_t t = 0; rc == FR_OK && !r->plan && t < wf->ntasks; t++)
-        rc = fr_output_save_parents(wf, t, err);
+    rc = fr_output_prepare(wf, r->plan ? NULL : r->out_dir, &r->save_root, err);
     if (rc != FR_OK)
         goto cleanup;
     *out = r;
@@ -635,13 +631,7 @@ static int publish(fr_run *r)
         failed |= st != FR_TASK_OK;
         budget |= st == FR_TASK_BUDGET;
     }
-    for (size_t e = 0; e < r->wf->nendpoints; e++)
-        r->res.endpoints[e] = (fr_endpoint_result){
-            .stats = fr_ep_stats_of(r->eps, e),
-            .model = fr_ep_model(r->eps, e),
-            .peak_in_flight = fr_sched_peak(r->sched, e),
-            .max_parallel = fr_sched_capacity(r->sched, e),
-        };
+    fr_results_endpoints(&r->res, r->eps, r->sched);
     r->res.policy = fr_policy_name(fr_reload_live(r->policy));
     r->res.policy_errors = fr_route_policy_errors(r->router);
     r->res.alerts = fr_budget_alerts(r->budget);
