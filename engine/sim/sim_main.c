@@ -295,11 +295,12 @@ int main(int argc, char **argv)
     fr_sim_record(a.sim, record);
     for (int i = 0; i < nspecs; i++) {
         if (fr_sim_set_model(a.sim, &models[i]) != FR_OK) {
-            rc = bad_usage("bad --model faults '%s' (kinds: ok 429 500 503 529 cut hang "
-                           "badjson nousage badutf8 error repeat badschema echokey echookey refusal "
-                           "toolcall thinking, "
-                           "joined by '+')",
-                           models[i].faults);
+            rc =
+                bad_usage("bad --model faults '%s' (kinds: ok 429 500 503 529 cut hang "
+                          "badjson nousage badutf8 error repeat badschema echokey echookey refusal "
+                          "toolcall thinking, "
+                          "joined by '+')",
+                          models[i].faults);
             fr_sim_free(a.sim);
             uv_run(a.loop, UV_RUN_DEFAULT);
             uv_loop_close(a.loop);
