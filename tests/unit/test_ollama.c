@@ -23,19 +23,11 @@
 
 static fr_call make_call(bool stream)
 {
-    fr_call c = {
-        .base_url = "http://127.0.0.1:11434",
-        .model = "qwen2.5:7b",
-        .system = "You are terse.",
-        .prompt = "Say hello to the world.",
-        .max_tokens = 64,
-        .temperature = 0.2,
-        .stream = stream,
-        .context = 8192,
-        .has_seed = true,
-        .seed = 42,
-        .keep_alive = "5m",
-    };
+    fr_call c = adapter_call("http://127.0.0.1:11434", "qwen2.5:7b", stream);
+    c.context = 8192; /* Ollama's options: num_ctx, seed, keep_alive */
+    c.has_seed = true;
+    c.seed = 42;
+    c.keep_alive = "5m";
     return c;
 }
 
