@@ -4,8 +4,11 @@
 #include "engine/util/mem.h"
 #include "engine/util/redact.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
 #include <time.h>
 
 struct fr_booking {
@@ -20,6 +23,22 @@ char *fr_booking_state_path(const char *state_dir, bool sim)
     const char *env = getenv("FLOWRUN_STATE");
     const char *dir = state_dir && *state_dir ? state_dir : env && *env ? env : ".flowrun";
     return fr_xasprintf("%s/%s", dir, sim ? "sim.db" : "state.db");
+}
+
+char *fr_booking_run_id(time_t now)
+{
+    char stamp[32];
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    uint32_t bits;
+    if (getrandom(&bits, sizeof bits, GRND_NONBLOCK) != (ssize_t)sizeof bits) {
+        /* No entropy yet (early boot): the clock's nanoseconds and the pid. */
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        bits = (uint32_t)ts.tv_nsec ^ ((uint32_t)getpid() * 2654435761u);
+    }
+    return fr_xasprintf("%s-%08x", stamp, (unsigned)bits);
 }
 
 json_t *fr_booking_observed(const char *path, const char *workflow)

@@ -14,6 +14,7 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <time.h>
 
 typedef struct fr_booking fr_booking;
 
@@ -24,6 +25,11 @@ typedef struct fr_booking fr_booking;
  * with `sim`, the rehearsals' sim.db beside it (their pretend costs never
  * count against a monthly cap). */
 char *fr_booking_state_path(const char *state_dir, bool sim);
+
+/* Returns a new run id (owned): the UTC time `now` as
+ * "YYYY-MM-DDTHH:MM:SSZ" and 32 random bits in hex, so that runs begun in
+ * the same second, from one folder or many, get ids of their own. */
+char *fr_booking_run_id(time_t now);
 
 /* What earlier runs of workflow `workflow` observed, for a plan (owned
  * JSON, fr_store_observed's shape), read from `path` (borrowed) opened

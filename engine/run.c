@@ -119,17 +119,6 @@ static void reload_swapped(void *ud)
 
 /* ---- setup ------------------------------------------------------------ */
 
-static char *make_run_id(void)
-{
-    char stamp[32];
-    time_t t = time(NULL);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    unsigned suffix = (unsigned)((uv_hrtime() ^ ((uint64_t)getpid() << 16)) & 0xffff);
-    return fr_xasprintf("%s-%04x", stamp, suffix);
-}
-
 static void init_tasks(fr_run *r)
 {
     fr_workflow *wf = r->wf;
@@ -197,7 +186,7 @@ int fr_run_new(fr_workflow *wf, const fr_run_opts *opts, fr_run **out, fr_error 
     fr_run *r = fr_xcalloc(1, sizeof *r);
     r->wf = wf;
     r->opts = *opts;
-    r->run_id = make_run_id();
+    r->run_id = fr_booking_run_id(time(NULL));
     r->clock = fr_clock_new(opts->plan ? NULL : &r->loop);
     rc = fr_graph_from_workflow(wf, &r->g, err);
     if (rc != FR_OK)
