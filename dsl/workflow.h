@@ -40,16 +40,62 @@ typedef struct fr_endpoint_spec {
     bool stream;      /* default true */
     char *keep_alive; /* Ollama keep_alive ("5m", or seconds), NULL for the server's default */
     bool max_completion_tokens; /* max_tokens_field = "max_completion_tokens" (openai only) */
+    bool tools;       /* the model can call tools (default true); false: never a candidate
+                         for a task with tools */
     fr_timeouts timeouts;
     char *file; /* where it was declared */
     int line;
 } fr_endpoint_spec;
+
+/* An MCP server the workflow's tools come from: `mcp "fs" { ... }`. Exactly
+ * one of command (stdio) and url (Streamable HTTP) is set. */
+typedef struct fr_mcp_spec {
+    char *name;            /* [A-Za-z][A-Za-z0-9_-]*: tools are "<name>.<tool>" */
+    char **command;        /* argv (argv[0] looked up in PATH, never a shell), or NULL */
+    size_t ncommand;
+    char **env;            /* "NAME=value" added to the server's environment */
+    size_t nenv;
+    char *cwd;             /* the server's working directory, resolved against the workflow's
+                              directory; NULL = the workflow's directory */
+    char *url;             /* Streamable HTTP endpoint, or NULL */
+    char **header_names;   /* headers_env = { Header = "ENV_VAR" }: the header's name ... */
+    char **header_envs;    /* ... and the variable its value is read from (never a value) */
+    size_t nheaders;
+    double start_timeout_s; /* start, handshake and listing; default 60 */
+    double call_timeout_s;  /* one tools/call; default 60 */
+    char *file;
+    int line;
+} fr_mcp_spec;
+
+typedef enum fr_tool_kind { FR_TOOL_MCP, FR_TOOL_LUA, FR_TOOL_COMMAND } fr_tool_kind;
+
+/* A tool the workflow declares itself: `tool "name" { ... }`, with a Lua
+ * `run` function (FR_TOOL_LUA) or a `command` (FR_TOOL_COMMAND). */
+typedef struct fr_tool_spec {
+    char *name;          /* [A-Za-z][A-Za-z0-9_-]*, no dot (dots are MCP tools) */
+    fr_tool_kind kind;   /* FR_TOOL_LUA or FR_TOOL_COMMAND */
+    char *description;   /* required */
+    json_t *parameters;  /* owned JSON Schema subset for the arguments (an object schema);
+                            default {"type":"object"} */
+    char **command;      /* FR_TOOL_COMMAND: argv templates; an item that is exactly
+                            "{{args.NAME}}" becomes that argument as one argv item, other
+                            items are literal (checked at load) */
+    size_t ncommand;
+    char *cwd;           /* FR_TOOL_COMMAND: resolved against the workflow's directory;
+                            NULL = the workflow's directory */
+    double timeout_s;    /* one call; default 60 */
+    long output_cap;     /* FR_TOOL_COMMAND: bytes of stdout+stderr kept; default 65536 */
+    char *file;
+    int line;
+} fr_tool_spec;
 
 typedef struct fr_agent_spec {
     char *name;
     char *system; /* may be NULL */
     char *type;   /* may be NULL */
     bool is_private; /* every task of this agent is private */
+    char **tools;    /* tool patterns as written: "word_count", "fs.read_file", "fs.*" */
+    size_t ntools;
     char *file;
     int line;
 } fr_agent_spec;
@@ -91,6 +137,11 @@ typedef struct fr_task_spec {
                        (checked at load), or NULL; anything with save_anywhere */
     char *endpoint; /* pin by name, or NULL */
     fr_tier tier;   /* pin by tier, FR_TIER_ANY if none */
+    char **tools;   /* tool patterns: the task's `tools`, else its agent's; NULL/0 for none */
+    size_t ntools;
+    int max_turns;      /* model turns in the tool loop; default 10 */
+    int max_tool_calls; /* tool calls in the whole loop; default 50 */
+    bool no_cache;      /* cache = false: never answered from, nor written to, the cache */
     char *file;
     int line;
 } fr_task_spec;
@@ -117,6 +168,10 @@ typedef struct fr_workflow {
     size_t ntasks;
     fr_endpoint_spec *endpoints;
     size_t nendpoints;
+    fr_mcp_spec *mcps;    /* MCP servers, in the order declared */
+    size_t nmcps;
+    fr_tool_spec *tools;  /* Lua and command tools, in the order declared */
+    size_t ntools;
     char *baseline;       /* endpoint name or NULL */
     bool save_anywhere;   /* --allow-save-anywhere: save paths are not confined */
     fr_workflow_lua *lua; /* private to dsl/ */
@@ -181,6 +236,18 @@ int fr_workflow_check(fr_workflow *wf, size_t task, const char *text, const json
  * 'mid'" when it came through another task) or "declassified: receives the
  * output of private task 'secret'". Returns `buf`. */
 const char *fr_workflow_privacy_text(const fr_workflow *wf, size_t task, char *buf, size_t n);
+
+/* Runs Lua tool `tool` (an index into wf->tools, kind FR_TOOL_LUA) as
+ * run(args) with `args` (borrowed JSON object, as a Lua table), under the
+ * sandbox's limits. A string result is the tool's text; a table is encoded
+ * as JSON; `nil, "reason"` or an error is FR_ELUA (FR_ELIMIT past a limit)
+ * with `err` naming the tool's file:line. On FR_OK *out is owned. */
+int fr_workflow_call_tool(fr_workflow *wf, size_t tool, const json_t *args, char **out,
+                          fr_error *err);
+
+/* Returns the index of the tool/MCP server named `name`, or -1. */
+long fr_workflow_find_tool(const fr_workflow *wf, const char *name);
+long fr_workflow_find_mcp(const fr_workflow *wf, const char *name);
 
 /* Returns the index of the task/endpoint/agent named `name`, or -1. */
 long fr_workflow_find_task(const fr_workflow *wf, const char *name);

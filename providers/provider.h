@@ -31,6 +31,21 @@ typedef struct fr_call {
     const char *keep_alive; /* Ollama: how long to keep the model loaded ("5m"); NULL = default */
     bool max_completion_tokens; /* OpenAI-compatible: send the limit as max_completion_tokens
                                    (the endpoint's max_tokens_field), not max_tokens */
+    /* Tools offered to the model: NULL or an array of
+     * {"name": wire name, "description": "...", "parameters": JSON Schema},
+     * names already legal for every API ([A-Za-z0-9_-], at most 64). */
+    const json_t *tools;
+    /* The conversation so far, or NULL for one user turn from `prompt`.
+     * A neutral array each adapter writes in its own format; `system`
+     * still comes from `system`:
+     *   {"role":"user","content":"..."}
+     *   {"role":"assistant","content":"..." (may be ""),
+     *    "tool_calls":[{"id":"...","name":"...","arguments":{...}}]}
+     *   {"role":"tool","tool_call_id":"...","name":"...","content":"...",
+     *    "is_error":true|false}
+     * Consecutive tool messages answer one assistant turn (Anthropic puts
+     * them in one user message of tool_result blocks). */
+    const json_t *messages;
 } fr_call;
 
 typedef struct fr_usage {
@@ -47,7 +62,8 @@ typedef enum fr_finish {
     FR_FINISH_STOP,      /* a natural end or a stop sequence: an answer */
     FR_FINISH_LENGTH,    /* cut at max_tokens or at the context window */
     FR_FINISH_REFUSED,   /* a content filter stopped it, or the model refused */
-    FR_FINISH_TOOL_CALL, /* the model stopped to call a tool nobody offered */
+    FR_FINISH_TOOL_CALL, /* the model stopped to call tools: reply.tool_calls when the call
+                            offered tools; else a tool nobody offered (no answer) */
     FR_FINISH_NO_ANSWER, /* it ended after reasoning (thinking) with no answer */
     FR_FINISH_OTHER,     /* a reason flowrun does not know */
 } fr_finish;
@@ -71,6 +87,12 @@ typedef struct fr_reply {
                             for messages only: decide by `finish` */
     char *model;         /* the model that answered, as the server names it, or NULL */
     fr_usage usage;
+    /* When the call offered tools and the model asked to call some: the
+     * calls, in order, as [{"id": "...", "name": wire name, "arguments":
+     * object}] (an id made up as "call_<n>" when the protocol has none;
+     * "arguments" null and "raw_arguments" the text when they are not a
+     * JSON object), and finish is FR_FINISH_TOOL_CALL. NULL otherwise. */
+    json_t *tool_calls;
 } fr_reply;
 
 /* An HTTP request to send. Owned by whoever filled it; fr_request_close frees. */

@@ -35,7 +35,10 @@
     X(FR_ERETRY, -25, "the routing policy asked for a retry")                                      \
     X(FR_ESTORE, -26, "state store error")                                                         \
     X(FR_ESTOREVER, -27, "state database from a newer flowrun")                                   \
-    X(FR_EFINISH, -28, "the reply ended without a complete answer")
+    X(FR_EFINISH, -28, "the reply ended without a complete answer")                               \
+    X(FR_ETOOL, -29, "a tool call failed")                                                         \
+    X(FR_EMCP, -30, "MCP server error")                                                            \
+    X(FR_ETURNS, -31, "the tool loop reached its limit")
 
 typedef enum {
 #define FR_ERR_ENUM(name, val, msg) name = val,
