@@ -55,6 +55,13 @@ char *fr_cache_key(const char *workflow, const char *task, const char *endpoint,
                        : NULL;
     put_field(&b, "schema", schema);
     free(schema);
+    /* The tools offered are part of the request: other tools, another
+     * answer. A call without tools keeps the key it always had. */
+    if (call->tools) {
+        char *tools = json_dumps(call->tools, JSON_COMPACT | JSON_SORT_KEYS);
+        put_field(&b, "tools", tools);
+        free(tools);
+    }
     const char *text = fr_buf_str(&b);
     size_t n = b.len;
     uint64_t a = fnv1a(text, n, 0xcbf29ce484222325ULL);
@@ -103,7 +110,7 @@ bool fr_cache_lookup(const fr_cache_ctx *c, fr_route_task *t, const char *prompt
         if (!fr_route_allowed(c->router, t, e))
             continue;
         const char *name = fr_ep_spec(c->eps, e)->name;
-        fr_call call = fr_attempt_call(wf, t->idx, c->eps, e, prompt);
+        fr_call call = fr_attempt_call(wf, t->idx, c->eps, e, prompt, c->tools);
         char *key = fr_cache_key(wf->name, task, name, fr_ep_protocol(c->eps, e), &call);
         fr_reply reply = {0};
         bool hit = false;

@@ -37,6 +37,7 @@ typedef struct fr_cache_ctx {
     fr_workflow *wf; /* the check runs the workflow's Lua */
     const fr_endpoints *eps;
     fr_router *router;
+    const json_t *tools; /* the task's tool definitions (part of the request), NULL for none */
 } fr_cache_ctx;
 
 /* Looks for a stored result of the request task `t` (its rendered `prompt`,

@@ -662,6 +662,11 @@ static void http_shutdown(fr_http *h)
  * run after fr_http_free until empty). Initialises libcurl's global state
  * once per process (not thread-safe: call from the loop thread). Returns NULL
  * when curl cannot be initialised. */
+uv_loop_t *fr_http_loop(const fr_http *h)
+{
+    return h->loop;
+}
+
 fr_http *fr_http_new(uv_loop_t *loop)
 {
     if (!loop)

@@ -65,6 +65,8 @@ int fr_http_submit(fr_http *h, const fr_request *req, const fr_http_opts *opts,
  * from inside an fr_http_data_fn. */
 void fr_http_cancel(fr_http *h, fr_xfer *x);
 
+/* The loop it runs on (borrowed). */
+uv_loop_t *fr_http_loop(const fr_http *h);
 /* Number of transfers in flight. */
 size_t fr_http_active(const fr_http *h);
 /* Caps the connections curl keeps open, in use or idle, at `n` (0: no

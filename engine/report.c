@@ -152,6 +152,8 @@ static json_t *task_report(const fr_results *r, size_t t)
     json_object_set_new(o, "json",
                         ok && tr->reply.json ? json_incref(tr->reply.json) : json_null());
     json_object_set_new(o, "decisions", redact_errors(tr->decisions));
+    json_object_set_new(o, "turns", json_integer(tr->turns));
+    json_object_set_new(o, "tool_calls", redact_errors(tr->tool_calls));
     if (r->plan) {
         /* A plan's estimates: when the task would run and its worst case. */
         json_object_set_new(o, "output", json_null());

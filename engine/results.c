@@ -18,6 +18,7 @@ void fr_results_init(fr_results *r, const fr_workflow *wf, const fr_graph *g)
         t->endpoint = t->moved_from = -1;
         t->check_score = -1;
         t->decisions = json_array();
+        t->tool_calls = json_array();
     }
 }
 
@@ -38,6 +39,7 @@ void fr_results_close(fr_results *r)
         free(r->tasks[i].reason);
         fr_reply_close(&r->tasks[i].reply);
         json_decref(r->tasks[i].decisions);
+        json_decref(r->tasks[i].tool_calls);
     }
     free(r->tasks);
     free(r->endpoints);

@@ -37,6 +37,11 @@ typedef struct fr_task_result {
      * output come from earlier runs. */
     double worst_cost;
     bool obs_latency, obs_output;
+    /* The tool loop: model turns of the accepted attempt (0 before one), and
+     * every tool call of the task's attempts, in order: {name, source,
+     * server, ms, ok, error, arg_bytes, result_bytes, turn}. */
+    int turns;
+    json_t *tool_calls;
 } fr_task_result;
 
 typedef struct fr_endpoint_result {

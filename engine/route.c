@@ -87,7 +87,7 @@ int fr_route_check_reachable(const fr_workflow *wf, const fr_endpoints *eps, fr_
     for (size_t t = 0; t < wf->ntasks; t++) {
         const fr_task_spec *ts = &wf->tasks[t];
         const char *why = NULL;
-        bool any = false;
+        bool any = false, toolless = false;
         for (size_t e = 0; e < wf->nendpoints && !any; e++) {
             const fr_endpoint_spec *es = &wf->endpoints[e];
             if (ts->endpoint && strcmp(ts->endpoint, es->name) != 0)
@@ -96,6 +96,10 @@ int fr_route_check_reachable(const fr_workflow *wf, const fr_endpoints *eps, fr_
                 continue;
             if (ts->is_private && es->tier != FR_TIER_LOCAL)
                 continue;
+            if (ts->ntools > 0 && !es->tools) {
+                toolless = true;
+                continue;
+            }
             if (!fr_ep_usable(eps, e)) {
                 why = fr_ep_unusable(eps, e);
                 continue;
@@ -105,6 +109,11 @@ int fr_route_check_reachable(const fr_workflow *wf, const fr_endpoints *eps, fr_
         if (!any && why)
             return fr_error_set(err, FR_ECONFIG, ts->file, ts->line,
                                 "task '%s' has no usable endpoint: %s", ts->name, why);
+        if (!any && toolless)
+            return fr_error_set(err, FR_ECONFIG, ts->file, ts->line,
+                                "task '%s' calls tools, and every endpoint it may use says "
+                                "tools = false: give it an endpoint whose model can call tools",
+                                ts->name);
     }
     return FR_OK;
 }
@@ -128,6 +137,9 @@ static int exclusion(const fr_router *rt, const fr_route_task *t, size_t e, cons
         const char *u = fr_ep_unusable(rt->env.eps, e);
         return *why = u ? u : "it is not usable", EXCL_ENDPOINT;
     }
+    if (ts->ntools > 0 && !s->tools)
+        return *why = "the task calls tools and this endpoint cannot (tools = false)",
+               EXCL_ENDPOINT;
     if (s->context > 0 && t->est_input + ts->max_tokens > s->context)
         return *why = "the prompt and max_tokens exceed its context window", EXCL_ENDPOINT;
     if (t->tried[e])
@@ -267,12 +279,12 @@ static json_t *task_json(const fr_router *rt, const fr_route_task *t)
     for (size_t e = 0; e < neps(rt); e++)
         if (t->tried[e])
             json_array_append_new(tried, json_string(fr_ep_spec(rt->env.eps, e)->name));
-    return json_pack("{s:s, s:s, s:o, s:f, s:i, s:b, s:i, s:s, s:o, s:I, s:i}", "name", ts->name,
-                     "agent", wf->agents[ts->agent].name, "type",
-                     ts->type ? json_string(ts->type) : json_null(), "complexity", ts->complexity,
-                     "priority", ts->priority, "private", ts->is_private, "attempt",
-                     t->res->attempts + 1, "reason", t->reason, "tried", tried, "est_input_tokens",
-                     (json_int_t)t->est_input, "max_tokens", ts->max_tokens);
+    return json_pack(
+        "{s:s, s:s, s:o, s:f, s:i, s:b, s:i, s:s, s:o, s:I, s:i, s:I}", "name", ts->name, "agent",
+        wf->agents[ts->agent].name, "type", ts->type ? json_string(ts->type) : json_null(),
+        "complexity", ts->complexity, "priority", ts->priority, "private", ts->is_private,
+        "attempt", t->res->attempts + 1, "reason", t->reason, "tried", tried, "est_input_tokens",
+        (json_int_t)t->est_input, "max_tokens", ts->max_tokens, "tools", (json_int_t)t->ntools);
 }
 
 static json_t *run_json(const fr_router *rt)

@@ -51,6 +51,7 @@ typedef struct fr_route_task {
     double deadline_ms;         /* clock time it times out at; 0 for none (a plan) */
     const char *last_error;     /* the last attempt's error (borrowed), NULL for none */
     const char *finish_outcome; /* the last reply's finish outcome, or NULL */
+    size_t ntools;              /* the tools it may call (the policy's task.tools) */
 } fr_route_task;
 
 typedef enum { FR_ROUTE_DISPATCH = 0, FR_ROUTE_WAIT, FR_ROUTE_END } fr_route_kind;

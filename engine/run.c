@@ -16,6 +16,7 @@
 #include "engine/plan.h"
 #include "engine/route.h"
 #include "engine/task.h"
+#include "engine/toolset.h"
 #include "engine/sched.h"
 #include "engine/util/fdlimit.h"
 #include "engine/util/log.h"
@@ -56,7 +57,10 @@ struct fr_run {
     uv_loop_t loop;
     fr_clock *clock;
     fr_http *http;
-    fr_plan *plan; /* a plan's virtual-time backend, NULL for a run */
+    fr_toolset *tools; /* the run's tools (MCP servers, Lua, commands); NULL without */
+    int start_rc;      /* the tools could not start: FR_EWORKFLOW (a tool no server has) or
+                          the server's error; FR_OK otherwise */
+    fr_plan *plan;     /* a plan's virtual-time backend, NULL for a run */
     bool standin_started;
     uv_signal_t sigint, sigterm;
     uv_timer_t wake;
@@ -186,6 +190,7 @@ int fr_run_new(fr_workflow *wf, const fr_run_opts *opts, fr_run **out, fr_error 
     fr_run *r = fr_xcalloc(1, sizeof *r);
     r->wf = wf;
     r->opts = *opts;
+    r->env.show_tools = opts->progress || opts->explain;
     r->run_id = fr_booking_run_id(time(NULL));
     r->clock = fr_clock_new(opts->plan ? NULL : &r->loop);
     rc = fr_graph_from_workflow(wf, &r->g, err);
@@ -433,11 +438,17 @@ static void on_deadline(uv_timer_t *timer)
  * run resumes after a crash. */
 static bool try_cache(fr_run *r, task_rt *t)
 {
-    if (r->plan || !fr_cache_may_answer(r->books != NULL, r->opts.no_cache, r->opts.fresh,
-                                        r->opts.nfresh, task_name(t)))
+    if (r->plan ||
+        !fr_cache_may_answer(r->books != NULL, r->opts.no_cache || r->wf->tasks[t->idx].no_cache,
+                             r->opts.fresh, r->opts.nfresh, task_name(t)))
         return false;
     fr_cache_ctx c = {
-        .store = fr_booking_store(r->books), .wf = r->wf, .eps = r->eps, .router = r->router};
+        .store = fr_booking_store(r->books),
+        .wf = r->wf,
+        .eps = r->eps,
+        .router = r->router,
+        .tools = r->env.tools ? fr_toolset_defs(r->env.tools, t->idx) : NULL,
+    };
     if (!fr_cache_lookup(&c, t->route, fr_task_prompt(t->task), now_ns(r),
                          fr_task_last_error_slot(t->task)))
         return false;
@@ -500,7 +511,7 @@ static bool anything_pending(fr_run *r)
 {
     if (r->plan)
         return fr_plan_pending(r->plan) > 0;
-    return fr_http_active(r->http) > 0 || r->retries_armed > 0 ||
+    return fr_http_active(r->http) > 0 || r->env.in_flight > 0 || r->retries_armed > 0 ||
            uv_is_active((uv_handle_t *)&r->wake);
 }
 
@@ -541,7 +552,8 @@ static void pump(fr_run *r)
         task_rt *tr = &r->tasks[t];
         if (tr->route->retry_ep >= 0) {
             dispatch(tr, (size_t)tr->route->retry_ep);
-            if (!r->plan && fr_http_active(r->http) == 0 && r->retries_armed == 0)
+            if (!r->plan && fr_http_active(r->http) == 0 && r->env.in_flight == 0 &&
+                r->retries_armed == 0)
                 arm_wake(r, fr_clock_ms(r->clock)); /* it failed at once: place again */
             break;
         }
@@ -575,6 +587,8 @@ static void close_all(fr_run *r)
     uv_close((uv_handle_t *)&r->wake, NULL);
     uv_close((uv_handle_t *)&r->sigint, NULL);
     uv_close((uv_handle_t *)&r->sigterm, NULL);
+    fr_toolset_free(r->tools); /* stops the MCP servers: before the transport they use */
+    r->tools = r->env.tools = NULL;
     fr_http_free(r->http);
     r->http = NULL;
     if (r->standin_started)
@@ -625,7 +639,9 @@ static int publish(fr_run *r)
     r->res.policy_errors = fr_route_policy_errors(r->router);
     r->res.alerts = fr_budget_alerts(r->budget);
     r->res.reloads = fr_reload_log(r->policy);
-    int code = r->res.interrupted ? r->res.exit_code /* 130 SIGINT, 143 SIGTERM */
+    int code = r->res.interrupted            ? r->res.exit_code /* 130 SIGINT, 143 SIGTERM */
+               : r->start_rc == FR_EWORKFLOW ? 65
+               : r->start_rc != FR_OK        ? 78
                : r->books && fr_booking_failed(r->books) ? 74
                : budget                                  ? 3
                : failed || r->write_errors               ? 1
@@ -647,6 +663,47 @@ static int execute_plan(fr_run *r)
         ;
     r->res.end_ns = now_ns(r);
     return publish(r);
+}
+
+/* Every task not yet ended fails for `reason` (borrowed): the run could
+ * not start. */
+static void fail_all(fr_run *r, const char *reason)
+{
+    for (size_t t = 0; t < r->wf->ntasks; t++)
+        if (!fr_task_state_terminal(fr_sched_state(r->sched, t))) {
+            free(r->tasks[t].res->reason);
+            r->tasks[t].res->reason = fr_xstrdup(reason);
+            fr_sched_abandon(r->sched, t, FR_TASK_FAILED);
+        }
+}
+
+static bool has_tools(const fr_workflow *wf)
+{
+    for (size_t t = 0; t < wf->ntasks; t++)
+        if (wf->tasks[t].ntools > 0)
+            return true;
+    return false;
+}
+
+/* The tools are ready (their servers started and listed): the run begins;
+ * or they are not, and nothing is sent. */
+static void on_tools_ready(void *ud, int rc, const fr_error *err)
+{
+    fr_run *r = ud;
+    if (r->stopping)
+        return;
+    if (rc != FR_OK) {
+        char msg[1400];
+        fr_error_format(err, msg, sizeof msg);
+        fprintf(stderr, "flowrun: %s\n", msg);
+        r->start_rc = rc == FR_EWORKFLOW ? FR_EWORKFLOW : (rc != FR_OK ? rc : FR_EMCP);
+        fail_all(r, "the run could not start: its tools did not start");
+        close_all(r);
+        return;
+    }
+    r->env.tools = r->tools;
+    maybe_finish(r); /* an empty workflow ends at once */
+    pump(r);
 }
 
 int fr_run_execute(fr_run *r)
@@ -679,12 +736,11 @@ int fr_run_execute(fr_run *r)
     if (!r->http ||
         (r->opts.sim && fr_endpoints_standin(r->eps, r->opts.standin, &r->loop,
                                              r->opts.sim_latency_ms, r->opts.sim_tps) != FR_OK)) {
-        for (size_t t = 0; t < r->wf->ntasks; t++)
-            if (!fr_task_state_terminal(fr_sched_state(r->sched, t))) {
-                r->tasks[t].res->reason = fr_xstrdup("the run could not start");
-                fr_sched_abandon(r->sched, t, FR_TASK_FAILED);
-            }
+        fail_all(r, "the run could not start");
         close_all(r);
+    } else if (has_tools(r->wf)) {
+        r->tools = fr_toolset_new(&r->loop, r->http, r->wf);
+        fr_toolset_start(r->tools, false, on_tools_ready, r);
     } else {
         maybe_finish(r); /* an empty workflow ends at once */
         pump(r);

@@ -28,6 +28,12 @@ struct fr_task {
     long long row;       /* its row in the state store, booked in flight; 0 for none */
     char *cache_key;     /* the cache key of its request */
     bool fd_wait;        /* it found no file descriptor: the task waits to try again */
+    /* The tool loop: how its attempts call back, the conversation a retry
+     * on the same endpoint goes on with (owned, NULL for none), and what
+     * the attempt's turns before its last used. */
+    fr_attempt_tools loop;
+    json_t *conversation;
+    fr_usage turn_usage;
 };
 
 fr_task *fr_task_new(fr_task_env *env, size_t idx)
@@ -51,6 +57,7 @@ void fr_task_free(fr_task *t)
     free(t->prompt);
     free(t->last_error);
     free(t->cache_key);
+    json_decref(t->conversation);
     free(t);
 }
 
@@ -110,6 +117,15 @@ static double elapsed_ms(const fr_task *t)
 static fr_task_next next_end(fr_task_state state, char *reason)
 {
     return (fr_task_next){.kind = FR_NEXT_END, .state = state, .reason = reason};
+}
+
+/* The bytes of `j` (borrowed) as compact JSON. */
+static size_t json_bytes(const json_t *j)
+{
+    char *text = json_dumps(j, JSON_COMPACT);
+    size_t n = text ? strlen(text) : 0;
+    free(text);
+    return n;
 }
 
 /* ---- charging and booking ------------------------------------------------ */
@@ -180,6 +196,7 @@ void fr_task_cancel(fr_task *t, const char *outcome, const char *error)
         return;
     env->backend.cancel(env->backend.ud, t->attempt);
     t->attempt = NULL;
+    env->in_flight--;
     fr_sched_release_slot(env->sched, ep_of(t));
     double charge = t->reserved;
     settle(t, charge);
@@ -280,6 +297,11 @@ static fr_task_next accept_reply(fr_task *t, fr_outcome *o)
     res->reply = o->reply;
     memset(&o->reply, 0, sizeof o->reply);
     res->usage = res->reply.usage;
+    res->usage.input += t->turn_usage.input;
+    res->usage.output += t->turn_usage.output;
+    res->usage.cached += t->turn_usage.cached;
+    res->usage.estimated |= t->turn_usage.estimated;
+    res->turns = o->turns;
     res->latency_ms = o->total_ms;
     res->ttft_ms = o->ttft_ms >= 0 ? o->ttft_ms : o->total_ms;
     res->obs_latency = o->obs_latency;
@@ -349,6 +371,16 @@ static fr_task_next judge(fr_task *t, fr_outcome *o)
         return accept_reply(t, o);
     fr_reply_close(&o->reply);
     fr_route_set_outcome(t->res->decisions, outcome, err->msg);
+    if (o->rc == FR_EBUDGET || o->rc == FR_ETURNS) {
+        /* The tool loop stopped at a cap or a bound: another attempt would
+         * meet it again. */
+        set_last_error(t, fr_xasprintf("%s: %s", spec_of(t)->name, err->msg));
+        return next_end(o->rc == FR_EBUDGET ? FR_TASK_BUDGET : FR_TASK_FAILED,
+                        fr_xstrdup(err->msg));
+    }
+    json_decref(t->conversation);
+    t->conversation = o->conversation; /* a retry here goes on from there */
+    o->conversation = NULL;
     return attempt_failed(t, rc, o->status, o->retry_after_s, err->msg);
 }
 
@@ -357,6 +389,7 @@ static void on_outcome(void *ud, fr_outcome *o)
     fr_task *t = ud;
     fr_task_env *env = t->env;
     t->attempt = NULL;
+    env->in_flight--;
     fr_sched_release_slot(env->sched, ep_of(t));
     fr_task_next next;
     if (o->planned) {
@@ -370,6 +403,88 @@ static void on_outcome(void *ud, fr_outcome *o)
     env->next(env->ud, t->idx, &next);
 }
 
+/* ---- the tool loop's turns ------------------------------------------------ */
+
+/* A turn after the first asks the caps to hold its worst case, like any
+ * request, and is booked in flight before it goes out. */
+static int turn_begin(void *ud, long est_input, long worst_input, fr_error *err)
+{
+    fr_task *t = ud;
+    fr_task_env *env = t->env;
+    const fr_task_spec *ts = &env->wf->tasks[t->idx];
+    const fr_endpoint_spec *s = spec_of(t);
+    (void)est_input;
+    double worst = fr_price_worst(s, worst_input, ts->max_tokens);
+    fr_admit_ask ask = {
+        .endpoint = s,
+        .worst = worst,
+        .task_capped = ts->has_budget,
+        .task_cap = ts->budget_usd,
+        .task_spent = t->res->cost,
+        .allow_unpriced = env->wf->budget.allow_unpriced,
+    };
+    char *why = NULL;
+    fr_admit a = fr_budget_admit(env->budget, &ask, &why);
+    int rc = FR_OK;
+    if (a == FR_ADMIT_WAIT) {
+        rc = 1;
+    } else if (a == FR_ADMIT_NEVER) {
+        rc = fr_error_set(err, FR_EBUDGET, NULL, 0,
+                          "budget: the tool loop's turn %d does not "
+                          "fit: %s",
+                          t->res->turns + 1, why ? why : "over the cap");
+    } else {
+        t->reserved = worst;
+        fr_budget_reserve(env->budget, worst);
+        if (!reserve_attempt(t)) {
+            settle(t, 0);
+            rc = fr_error_set(err, FR_ESTORE, NULL, 0,
+                              "the state store cannot be written; the turn was not sent");
+        }
+    }
+    free(why);
+    return rc;
+}
+
+/* A turn that asked for tools is settled and booked as what it used. */
+static void turn_end(void *ud, const fr_usage *u, double ms)
+{
+    fr_task *t = ud;
+    double cost = fr_price_cost(spec_of(t), u);
+    settle(t, cost);
+    book_attempt(t, "tool_call", NULL, u, cost, ms);
+    t->turn_usage.input += u->input;
+    t->turn_usage.output += u->output;
+    t->turn_usage.cached += u->cached;
+    t->turn_usage.estimated |= u->estimated;
+    t->res->turns++;
+}
+
+static void tool_done(void *ud, const fr_toolcall_info *info, const fr_tool_result *r,
+                      const json_t *args)
+{
+    fr_task *t = ud;
+    const char *task = name_of(t);
+    json_t *c =
+        json_pack("{s:s, s:s, s:s?, s:f, s:b, s:s?, s:I, s:I, s:i}", "name", info->name, "source",
+                  info->source, "server", info->server, "ms", info->ms, "ok", !r->is_error, "error",
+                  r->is_error ? r->reason : NULL, "arg_bytes", (json_int_t)info->arg_bytes,
+                  "result_bytes", (json_int_t)info->result_bytes, "turn", t->res->turns);
+    if (c)
+        json_array_append_new(t->res->tool_calls, c);
+    fr_log(t->env->show_tools ? FR_LOG_WARN : FR_LOG_INFO, "tool",
+           "task=%s tool=%s source=%s status=%s ms=%.0f arg_bytes=%zu result_bytes=%zu%s%s%s", task,
+           info->name, info->source, r->is_error ? "error" : "ok", info->ms, info->arg_bytes,
+           info->result_bytes, r->is_error ? " error=\"" : "",
+           r->is_error && r->reason ? r->reason : "", r->is_error ? "\"" : "");
+    if (fr_log_get_level() >= FR_LOG_DEBUG) {
+        char *a = args ? json_dumps(args, JSON_COMPACT) : NULL;
+        fr_log(FR_LOG_DEBUG, "tool", "task=%s tool=%s arguments=%s", task, info->name,
+               a ? a : "null");
+        free(a);
+    }
+}
+
 bool fr_task_dispatch(fr_task *t, size_t ep, fr_task_next *now)
 {
     fr_task_env *env = t->env;
@@ -378,12 +493,20 @@ bool fr_task_dispatch(fr_task *t, size_t ep, fr_task_next *now)
     bool taken = fr_sched_take_slot(env->sched, ep);
     (void)taken;
     assert(taken);
-    if ((long)ep != t->res->endpoint)
+    if ((long)ep != t->res->endpoint) {
         t->ep_attempts = 0;
+        json_decref(t->conversation); /* another endpoint starts the conversation again */
+        t->conversation = NULL;
+    }
+    const json_t *defs = env->tools ? fr_toolset_defs(env->tools, t->idx) : NULL;
     t->res->moved_from =
         s->tier == FR_TIER_CLOUD ? fr_route_down_local(env->router, &t->route, t->unreached) : -1;
-    /* The worst case is held against every cap until the attempt settles. */
-    t->reserved = fr_price_worst(s, t->route.worst_input, ts->max_tokens);
+    /* The worst case is held against every cap until the attempt settles;
+     * a conversation a retry goes on with is sent whole. */
+    long worst_input = t->route.worst_input;
+    if (defs && t->conversation)
+        worst_input += (long)json_bytes(t->conversation);
+    t->reserved = fr_price_worst(s, worst_input, ts->max_tokens);
     t->res->worst_cost = t->reserved;
     fr_budget_reserve(env->budget, t->reserved);
     t->res->endpoint = (long)ep;
@@ -394,16 +517,34 @@ bool fr_task_dispatch(fr_task *t, size_t ep, fr_task_next *now)
     fr_ep_sent(env->eps, ep);
     if (t->res->start_ns == 0 || env->plan)
         t->res->start_ns = fr_clock_ns(env->clock);
+    t->turn_usage = (fr_usage){0};
+    t->res->turns = 0;
     fr_attempt_req req = {
-        .call = fr_attempt_call(env->wf, t->idx, env->eps, ep, t->prompt),
+        .call = fr_attempt_call(env->wf, t->idx, env->eps, ep, t->prompt, defs),
         .protocol = fr_ep_protocol(env->eps, ep),
         .task = ts,
         .endpoint = s,
         .est_input = t->route.est_input,
     };
+    if (defs) {
+        t->loop = (fr_attempt_tools){
+            .set = env->tools,
+            .task = t->idx,
+            .max_turns = ts->max_turns,
+            .max_tool_calls = ts->max_tool_calls,
+            .resume = t->conversation,
+            .turn_begin = turn_begin,
+            .turn_end = turn_end,
+            .tool_done = tool_done,
+            .ud = t,
+        };
+        req.tools = &t->loop;
+    }
     if (!env->plan) {
         free(t->cache_key);
-        t->cache_key = fr_cache_key(env->wf->name, ts->name, s->name, req.protocol, &req.call);
+        t->cache_key =
+            ts->no_cache ? NULL
+                         : fr_cache_key(env->wf->name, ts->name, s->name, req.protocol, &req.call);
         fr_log(FR_LOG_INFO, "sched", "task=%s endpoint=%s tier=%s attempt=%d dispatch", ts->name,
                s->name, fr_tier_name(s->tier), t->res->attempts);
         fr_clock_refresh(env->clock);
@@ -417,8 +558,10 @@ bool fr_task_dispatch(fr_task *t, size_t ep, fr_task_next *now)
                           "the state store cannot be written; the request was not sent");
     else
         rc = env->backend.start(env->backend.ud, &req, on_outcome, t, &t->attempt, &err);
-    if (rc == FR_OK)
+    if (rc == FR_OK) {
+        env->in_flight++;
         return true;
+    }
     t->attempt = NULL;
     fr_sched_release_slot(env->sched, ep);
     settle(t, 0); /* nothing was sent */
@@ -459,7 +602,15 @@ int fr_task_render(fr_task *t, fr_error *err)
     json_object_set_new(ctx, "var", wf->vars ? json_incref(wf->vars) : json_object());
     int rc = fr_workflow_render_prompt(wf, t->idx, ctx, &t->prompt, err);
     json_decref(ctx);
-    if (rc == FR_OK)
+    if (rc == FR_OK) {
         fr_route_estimate(&t->route, t->prompt, sys);
+        const json_t *defs = env->tools ? fr_toolset_defs(env->tools, t->idx) : NULL;
+        t->route.ntools = env->tools ? fr_toolset_count(env->tools, t->idx) : 0;
+        if (defs) { /* the tool definitions go out with every turn */
+            size_t b = json_bytes(defs);
+            t->route.est_input += (long)(b / 4);
+            t->route.worst_input += (long)b;
+        }
+    }
     return rc;
 }

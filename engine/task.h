@@ -51,6 +51,9 @@ typedef struct fr_task_env {
     fr_router *router;
     fr_clock *clock;
     fr_attempt_backend backend; /* set before the first dispatch */
+    fr_toolset *tools;          /* the run's tools once started; NULL for none (a plan) */
+    bool show_tools;            /* --progress / --explain: each tool call is shown */
+    int in_flight;              /* attempts in flight (a tool loop may have no transfer) */
     const char *run_id;
     bool plan;
     /* Transfers at once the file descriptors allow (0: no cap), the cap in
