@@ -59,6 +59,7 @@ void fr_convo_free(fr_convo *c)
     if (!c)
         return;
     json_decref(c->messages);
+    json_decref(c->calls);
     json_decref(c->results);
     free(c);
 }
@@ -110,6 +111,7 @@ int fr_convo_add_calls(fr_convo *c, const char *text, const json_t *calls, fr_er
     json_t *msg = json_pack("{s:s, s:s, s:o}", "role", "assistant", "content", text ? text : "",
                             "tool_calls", list);
     json_array_append_new(c->messages, msg);
+    json_decref(c->calls);
     c->calls = json_incref((json_t *)calls);
     json_decref(c->results);
     c->results = json_array();
