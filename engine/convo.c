@@ -93,6 +93,11 @@ int fr_convo_begin_turn(fr_convo *c, fr_error *err)
 int fr_convo_add_calls(fr_convo *c, const char *text, const json_t *calls, fr_error *err)
 {
     size_t n = json_array_size(calls);
+    if (c->turns >= c->max_turns) /* no turn is left to read their results */
+        return fr_error_set(err, FR_ETURNS, NULL, 0,
+                            "the tool loop reached max_turns (%d) and the model still asks for "
+                            "tools: raise max_turns or narrow the task",
+                            c->max_turns);
     if (c->tool_calls + (long)n > c->max_tool_calls)
         return fr_error_set(err, FR_ETURNS, NULL, 0,
                             "the tool loop reached max_tool_calls (%d): the model asked for %zu "
