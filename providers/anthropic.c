@@ -3,6 +3,7 @@
 #include "engine/util/buf.h"
 #include "engine/util/mem.h"
 #include "providers/provider_int.h"
+#include "providers/toolcall.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -13,7 +14,8 @@
 #define API_VERSION "2023-06-01"
 /* The Messages API requires max_tokens; this is sent when the task set none. */
 #define DEFAULT_MAX_TOKENS 4096
-/* The forced tool whose input is the structured output. */
+/* The forced tool whose input is the structured output; "output_<n>" when
+ * the call offers a tool of that name. */
 #define TOOL_NAME "output"
 /* A tool's input_schema must describe an object: any other schema is sent
  * as the one required property of this name, and unwrapped from the reply. */
@@ -24,11 +26,9 @@ typedef struct anth {
     fr_reader *rd;       /* the reply's reader, borrowed likewise; its text is
                             the text of every text block, in order */
     bool wrapped;        /* the schema was sent under WRAP_KEY */
-    fr_text_acc tool;    /* a stream's input_json_delta pieces of the chosen tool block */
-    json_t *tool_input;  /* the chosen tool block's `input` as given whole, or NULL */
-    bool have_tool;      /* a tool_use block was chosen */
-    bool tool_is_output; /* ... and it is named TOOL_NAME */
-    long tool_index;     /* the chosen block's index */
+    bool offers;         /* the call offers tools */
+    char out_name[32];   /* the structured output tool's name: TOOL_NAME unless offered */
+    fr_toolcalls calls;  /* every tool_use block, keyed by its block index */
     long cur_index;      /* the index of the block started last */
     long in, cache_write, cache_read, out; /* usage as Anthropic counts it */
 } anth;
@@ -42,23 +42,39 @@ static bool needs_wrap(const json_t *schema)
     return !type || strcmp(type, "object") != 0;
 }
 
+/* Whether the call offers a tool named `name`. */
+static bool offered(const fr_call *call, const char *name)
+{
+    size_t i;
+    const json_t *t;
+    json_array_foreach(call->tools, i, t)
+    {
+        const char *n = json_string_value(json_object_get(t, "name"));
+        if (n && strcmp(n, name) == 0)
+            return true;
+    }
+    return false;
+}
+
 static void *anth_create(const fr_call *call, fr_reader *rd)
 {
     anth *o = fr_xcalloc(1, sizeof *o);
     o->call = call;
     o->rd = rd;
     o->wrapped = needs_wrap(call->schema);
+    o->offers = fr_provider_offers_tools(call);
+    snprintf(o->out_name, sizeof o->out_name, "%s", TOOL_NAME);
+    for (int n = 1; offered(call, o->out_name); n++)
+        snprintf(o->out_name, sizeof o->out_name, "%s_%d", TOOL_NAME, n);
     o->cur_index = -1;
-    fr_text_acc_init(&o->tool);
-    o->tool.no_loops = true; /* a whole reply's tool input never passes one */
+    fr_toolcalls_init(&o->calls, rd);
     return o;
 }
 
 static void anth_destroy(void *self)
 {
     anth *o = self;
-    fr_text_acc_close(&o->tool);
-    json_decref(o->tool_input);
+    fr_toolcalls_close(&o->calls);
     free(o);
 }
 
@@ -89,14 +105,100 @@ static void add_members(const void *self, json_t *body)
     if (c->temperature >= 0)
         json_object_set_new(body, "temperature",
                             json_real(c->temperature > 1.0 ? 1.0 : c->temperature));
-    if (c->schema) {
-        json_object_set_new(body, "tools",
-                            must(json_pack("[{s:s,s:s,s:o}]", "name", TOOL_NAME, "description",
-                                           "Return the result as this tool's input.",
-                                           "input_schema", input_schema(o))));
-        json_object_set_new(body, "tool_choice",
-                            must(json_pack("{s:s,s:s}", "type", "tool", "name", TOOL_NAME)));
+    json_t *tools = must(json_array());
+    size_t i;
+    const json_t *t;
+    json_array_foreach(c->tools, i, t)
+    {
+        const json_t *params = json_object_get(t, "parameters");
+        json_t *tool =
+            must(json_pack("{s:O,s:o}", "name", json_object_get(t, "name"), "input_schema",
+                           json_is_object(params)
+                               ? json_incref((json_t *)params)
+                               : must(json_pack("{s:s,s:{}}", "type", "object", "properties"))));
+        const json_t *desc = json_object_get(t, "description");
+        if (json_is_string(desc))
+            json_object_set_new(tool, "description", json_incref((json_t *)desc));
+        json_array_append_new(tools, tool);
     }
+    if (c->schema) {
+        json_array_append_new(tools,
+                              must(json_pack("{s:s,s:s,s:o}", "name", o->out_name, "description",
+                                             "Return the result as this tool's input.",
+                                             "input_schema", input_schema(o))));
+        /* With tools of its own, the model may call them before it answers
+         * through the output tool; without, it answers at once. */
+        json_object_set_new(
+            body, "tool_choice",
+            o->offers ? must(json_pack("{s:s}", "type", "any"))
+                      : must(json_pack("{s:s,s:s}", "type", "tool", "name", o->out_name)));
+    }
+    if (json_array_size(tools) > 0)
+        json_object_set_new(body, "tools", tools);
+    else
+        json_decref(tools);
+}
+
+/* Returns the last message of `msgs` (borrowed) when it is a user turn
+ * whose content is blocks (tool results written here), else NULL. */
+static json_t *open_results(json_t *msgs)
+{
+    json_t *last = json_array_get(msgs, json_array_size(msgs) - 1);
+    const char *role = json_string_value(json_object_get(last, "role"));
+    return role && strcmp(role, "user") == 0 && json_is_array(json_object_get(last, "content"))
+               ? last
+               : NULL;
+}
+
+/* Appends the neutral message `m` (borrowed) to `msgs` as the Messages API
+ * takes it (the request spec's add_message): an assistant turn as text and
+ * tool_use blocks, and consecutive tool results as tool_result blocks of
+ * one user message (a user turn right after them joins it as a text
+ * block, since the roles must alternate). */
+static void add_message(const void *self, json_t *msgs, const json_t *m)
+{
+    (void)self;
+    const char *role = json_string_value(json_object_get(m, "role"));
+    json_t *content = fr_provider_json_string(json_string_value(json_object_get(m, "content")));
+    json_t *results = open_results(msgs);
+    if (strcmp(role, "tool") == 0) {
+        json_t *block = must(json_pack("{s:s,s:O,s:o,s:b}", "type", "tool_result", "tool_use_id",
+                                       json_object_get(m, "tool_call_id"), "content", content,
+                                       "is_error", json_is_true(json_object_get(m, "is_error"))));
+        if (results)
+            json_array_append_new(json_object_get(results, "content"), block);
+        else
+            json_array_append_new(msgs,
+                                  must(json_pack("{s:s,s:[o]}", "role", "user", "content", block)));
+        return;
+    }
+    if (strcmp(role, "user") == 0 && results) {
+        json_array_append_new(json_object_get(results, "content"),
+                              must(json_pack("{s:s,s:o}", "type", "text", "text", content)));
+        return;
+    }
+    const json_t *calls = json_object_get(m, "tool_calls");
+    if (strcmp(role, "assistant") != 0 || json_array_size(calls) == 0) {
+        json_array_append_new(msgs, must(json_pack("{s:s,s:o}", "role", role, "content", content)));
+        return;
+    }
+    json_t *blocks = must(json_array());
+    /* The API refuses an empty text block. */
+    if (json_string_length(content) > 0)
+        json_array_append_new(blocks,
+                              must(json_pack("{s:s,s:O}", "type", "text", "text", content)));
+    json_decref(content);
+    size_t i;
+    const json_t *tc;
+    json_array_foreach(calls, i, tc)
+    {
+        json_array_append_new(
+            blocks, must(json_pack("{s:s,s:O,s:O,s:o}", "type", "tool_use", "id",
+                                   json_object_get(tc, "id"), "name", json_object_get(tc, "name"),
+                                   "input", fr_provider_call_input(tc))));
+    }
+    json_array_append_new(msgs,
+                          must(json_pack("{s:s,s:o}", "role", "assistant", "content", blocks)));
 }
 
 /* True when the path of `base` (borrowed) already ends with /v1, as in
@@ -123,6 +225,7 @@ static int anth_request(void *self, fr_request *out, fr_error *err)
         .extra = "anthropic-version: " API_VERSION,
         .system_apart = true,
         .add_members = add_members,
+        .add_message = add_message,
         .self = o,
     };
     return fr_provider_request(PROTO, o->call, &spec, out, err);
@@ -166,22 +269,46 @@ static void read_stop_reason(anth *o, json_t *obj)
     fr_reader_finish_reason(o->rd, json_string_value(json_object_get(obj, "stop_reason")));
 }
 
-/* Considers a tool_use block (borrowed) at `index` as the structured output:
- * the first block named TOOL_NAME wins, else the first tool_use block. */
-static void consider_tool(anth *o, json_t *block, long index)
+/* Records the tool_use block (borrowed) at `index`: its id, name and the
+ * input it starts with. Returns FR_OK or the sticky error (FR_EPROTO for a
+ * block index started twice, past the cap or the count). */
+static int add_tool(anth *o, json_t *block, long index)
 {
-    const char *name = json_string_value(json_object_get(block, "name"));
-    bool is_output = name && strcmp(name, TOOL_NAME) == 0;
-    if (o->have_tool && (o->tool_is_output || !is_output))
-        return;
-    o->have_tool = true;
-    o->tool_is_output = is_output;
-    o->tool_index = index;
-    fr_text_acc_close(&o->tool);
-    fr_text_acc_init(&o->tool);
-    o->tool.no_loops = true;
-    json_decref(o->tool_input);
-    o->tool_input = json_incref(json_object_get(block, "input"));
+    if (fr_toolcalls_find(&o->calls, index))
+        return fr_reader_fail(o->rd, FR_EPROTO,
+                              fr_xasprintf("content block %ld started twice", index));
+    fr_toolcall *c;
+    int rc = fr_toolcalls_open(&o->calls, index, &c);
+    if (rc != FR_OK)
+        return rc;
+    fr_toolcall_names(c, json_string_value(json_object_get(block, "id")),
+                      json_string_value(json_object_get(block, "name")));
+    json_t *input = json_object_get(block, "input");
+    /* A stream starts every tool with {} and sends the input in pieces. */
+    if (input && !(json_is_object(input) && json_object_size(input) == 0))
+        rc = fr_toolcalls_set_input(&o->calls, c, input);
+    return rc;
+}
+
+/* The first tool_use block named as the output tool, or NULL. */
+static fr_toolcall *output_named(const anth *o)
+{
+    if (!o->call->schema)
+        return NULL;
+    for (size_t i = 0; i < o->calls.n; i++)
+        if (o->calls.v[i].name && strcmp(o->calls.v[i].name, o->out_name) == 0)
+            return &o->calls.v[i];
+    return NULL;
+}
+
+/* The block read as the structured output: the first named as the output
+ * tool, else (when no tools are offered) the first tool_use block. */
+static fr_toolcall *output_call(const anth *o)
+{
+    fr_toolcall *c = output_named(o);
+    if (!c && o->call->schema && !o->offers && o->calls.n > 0)
+        c = &o->calls.v[0];
+    return c;
 }
 
 /* Appends a text piece (borrowed JSON string, may be NULL). */
@@ -208,7 +335,7 @@ static int on_block_start(anth *o, json_t *obj)
     if (!type)
         return FR_OK;
     if (strcmp(type, "tool_use") == 0)
-        consider_tool(o, block, o->cur_index);
+        return add_tool(o, block, o->cur_index);
     else if (strcmp(type, "text") == 0)
         return add_text(o, &o->rd->text, json_object_get(block, "text"));
     else if (strcmp(type, "thinking") == 0 || strcmp(type, "redacted_thinking") == 0)
@@ -224,10 +351,20 @@ static int on_block_delta(anth *o, json_t *obj)
         return FR_OK;
     if (strcmp(type, "text_delta") == 0)
         return add_text(o, &o->rd->text, json_object_get(delta, "text"));
-    if (strcmp(type, "input_json_delta") == 0 && o->have_tool &&
-        block_index(o, obj) == o->tool_index)
-        return add_text(o, &o->tool, json_object_get(delta, "partial_json"));
-    return FR_OK; /* thinking, signatures, citations, other tools */
+    if (strcmp(type, "input_json_delta") == 0) {
+        long index = block_index(o, obj);
+        fr_toolcall *c = fr_toolcalls_find(&o->calls, index);
+        json_t *piece = json_object_get(delta, "partial_json");
+        if (c && json_is_string(piece))
+            return fr_toolcalls_append(&o->calls, c, json_string_value(piece),
+                                       json_string_length(piece));
+        if (!c && o->offers)
+            return fr_reader_fail(o->rd, FR_EPROTO,
+                                  fr_xasprintf("tool input for content block %ld, which is no "
+                                               "tool_use block",
+                                               index));
+    }
+    return FR_OK; /* thinking, signatures, citations */
 }
 
 /* Returns the user's message for an Anthropic error value (borrowed; the
@@ -361,7 +498,10 @@ static int parse_body(void *ud, fr_error *err)
         if (strcmp(btype, "thinking") == 0 || strcmp(btype, "redacted_thinking") == 0) {
             o->rd->reasoned = true;
         } else if (strcmp(btype, "tool_use") == 0) {
-            consider_tool(o, block, (long)i);
+            if (add_tool(o, block, (long)i) != FR_OK) {
+                rc = fr_error_set(err, o->rd->rc, PROTO, 0, "%s", o->rd->error);
+                goto cleanup;
+            }
         } else if (strcmp(btype, "text") == 0) {
             /* The same cap and loop cut as a stream's text. */
             if (add_text(o, &o->rd->text, json_object_get(block, "text")) != FR_OK) {
@@ -387,13 +527,14 @@ static int structured_reply(anth *o, fr_reply *out, fr_error *err)
 {
     json_t *input = NULL;
     int rc = FR_EQUALITY; /* output that does not fit failed the quality gate */
-    if (!o->have_tool) {
+    const fr_toolcall *oc = output_call(o);
+    if (!oc) {
         out->text = fr_buf_take(&o->rd->text.text);
         return fr_provider_parse_json_text(PROTO, out->text, &out->json, err);
     }
-    if (o->tool.text.len > 0) {
+    if (oc->args.len > 0) {
         json_error_t je;
-        input = json_loadb(o->tool.text.data, o->tool.text.len, 0, &je);
+        input = json_loadb(oc->args.data, oc->args.len, 0, &je);
         if (!input) {
             /* Input cut at max_tokens never counts here: its finish says so. */
             fr_provider_json_error(err, PROTO, &je, "the tool input is not valid JSON");
@@ -402,7 +543,7 @@ static int structured_reply(anth *o, fr_reply *out, fr_error *err)
             goto cleanup;
         }
     } else {
-        input = o->tool_input ? json_incref(o->tool_input) : json_object();
+        input = oc->input ? json_incref(oc->input) : json_object();
     }
     if (!json_is_object(input)) {
         fr_error_set(err, rc, PROTO, 0, "the tool input is not a JSON object");
@@ -438,18 +579,23 @@ static const fr_finish_word finish_words[] = {
     {"refusal", FR_FINISH_REFUSED},   {"tool_use", FR_FINISH_TOOL_CALL},
 };
 
-/* The normalised finish: a tool_use stop is the answer when the tool is the
- * forced output tool of a structured call, and a tool call otherwise (no
- * other tool is offered); a tool_use block of another tool is a tool call
- * whatever the stop reason says. */
+/* The normalised finish: a call to an offered tool is a tool call; else a
+ * tool_use stop is the answer when the tool is the output tool of a
+ * structured call, and a tool call otherwise (a tool nobody offered); a
+ * tool_use block of another tool is a tool call whatever the stop reason
+ * says. */
 static fr_finish settle_finish(const anth *o)
 {
     fr_finish f = fr_provider_finish(finish_words, sizeof finish_words / sizeof *finish_words,
                                      o->rd->finish_reason);
-    bool output_tool = o->call->schema && o->have_tool && o->tool_is_output;
-    if (f == FR_FINISH_TOOL_CALL && output_tool)
+    const fr_toolcall *named = output_named(o);
+    bool output_tool = named != NULL;
+    size_t real = o->calls.n - (named ? 1 : 0);
+    if (o->offers && real > 0 && (fr_finish_is_answer(f) || f == FR_FINISH_TOOL_CALL))
+        f = FR_FINISH_TOOL_CALL;
+    else if (f == FR_FINISH_TOOL_CALL && output_tool)
         f = FR_FINISH_STOP;
-    else if (o->have_tool && !output_tool && fr_finish_is_answer(f))
+    else if (o->calls.n > 0 && !output_tool && fr_finish_is_answer(f))
         f = FR_FINISH_TOOL_CALL;
     /* The answer of a structured call may be its tool block, not text. */
     return fr_provider_settle_finish(f, o->rd->reasoned,
@@ -502,7 +648,13 @@ static int anth_finish(void *self, fr_reply *out, fr_error *err)
     out->finish_reason = fr_xstrdup(o->rd->finish_reason);
     out->finish = settle_finish(o);
     out->model = fr_xstrdup(rd->model);
-    if (o->call->schema) {
+    if (o->offers && out->finish == FR_FINISH_TOOL_CALL && o->calls.n > 0) {
+        /* The calls, but a call of the output tool made beside them. */
+        rc = fr_toolcalls_json(&o->calls, output_named(o), PROTO, &out->tool_calls, err);
+        if (rc != FR_OK)
+            return rc;
+        out->text = fr_buf_take(&rd->text.text);
+    } else if (o->call->schema) {
         rc = structured_reply(o, out, err);
         if (rc != FR_OK && fr_finish_is_answer(out->finish))
             return rc; /* fr_adapter_finish empties out */
@@ -510,9 +662,9 @@ static int anth_finish(void *self, fr_reply *out, fr_error *err)
             /* The finish says why: the engine reports it, with the text. */
             json_decref(out->json);
             out->json = NULL;
+            fr_toolcall *oc = output_call(o);
             if (!out->text)
-                out->text =
-                    fr_buf_take(o->have_tool && o->tool.text.len ? &o->tool.text : &rd->text.text);
+                out->text = fr_buf_take(oc && oc->args.len ? &oc->args : &rd->text.text);
             if (err)
                 memset(err, 0, sizeof *err);
         }
@@ -528,12 +680,6 @@ static int anth_finish(void *self, fr_reply *out, fr_error *err)
     return FR_OK;
 }
 
-static bool anth_started(const void *self)
-{
-    const anth *o = self;
-    return o->rd->text.text.len > 0 || o->tool.text.len > 0;
-}
-
 /* The vtable: the functions above, borrowed by fr_adapter for the life of
  * the program. */
 const fr_adapter_ops fr_anthropic_ops = {
@@ -543,5 +689,4 @@ const fr_adapter_ops fr_anthropic_ops = {
     .request = anth_request,
     .finish = anth_finish,
     .destroy = anth_destroy,
-    .started = anth_started,
 };

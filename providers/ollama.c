@@ -3,6 +3,7 @@
 #include "engine/util/buf.h"
 #include "engine/util/mem.h"
 #include "providers/provider_int.h"
+#include "providers/toolcall.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -15,7 +16,9 @@
 typedef struct oll {
     const fr_call *call; /* borrowed from the fr_adapter, which outlives us */
     fr_reader *rd;       /* the reply's reader, borrowed likewise */
-    bool tool_calls;     /* a message carried `tool_calls` (none are offered) */
+    bool tool_calls;     /* a message carried `tool_calls` */
+    bool offers;         /* the call offers tools: the calls are read into `calls` */
+    fr_toolcalls calls;
 } oll;
 
 static void *oll_create(const fr_call *call, fr_reader *rd)
@@ -23,12 +26,16 @@ static void *oll_create(const fr_call *call, fr_reader *rd)
     oll *o = fr_xcalloc(1, sizeof *o);
     o->call = call;
     o->rd = rd;
+    o->offers = fr_provider_offers_tools(call);
+    fr_toolcalls_init(&o->calls, rd);
     return o;
 }
 
 static void oll_destroy(void *self)
 {
-    free(self);
+    oll *o = self;
+    fr_toolcalls_close(&o->calls);
+    free(o);
 }
 
 /* Returns keep_alive as Ollama reads it (owned): a whole integer ("300",
@@ -77,6 +84,39 @@ static void add_members(const void *self, json_t *body)
         json_object_set_new(body, "format", json_incref((json_t *)c->schema));
     if (c->keep_alive && c->keep_alive[0])
         json_object_set_new(body, "keep_alive", keep_alive_value(c->keep_alive));
+    if (fr_provider_offers_tools(c))
+        json_object_set_new(body, "tools", fr_provider_function_tools(c));
+}
+
+/* Appends the neutral message `m` (borrowed) to `msgs` as /api/chat takes
+ * it (the request spec's add_message; `self` is the call): an assistant
+ * turn's calls as tool_calls with their arguments as an object (Ollama
+ * has no call ids), a tool result as a `tool` message naming its tool. */
+static void add_message(const void *self, json_t *msgs, const json_t *m)
+{
+    (void)self;
+    const char *role = json_string_value(json_object_get(m, "role"));
+    json_t *out = fr_provider_must(
+        json_pack("{s:s,s:o}", "role", role, "content",
+                  fr_provider_json_string(json_string_value(json_object_get(m, "content")))));
+    const json_t *name = json_object_get(m, "name");
+    if (strcmp(role, "tool") == 0 && json_is_string(name))
+        json_object_set_new(out, "tool_name", json_incref((json_t *)name));
+    const json_t *calls = json_object_get(m, "tool_calls");
+    if (strcmp(role, "assistant") == 0 && json_array_size(calls) > 0) {
+        json_t *arr = fr_provider_must(json_array());
+        size_t i;
+        const json_t *tc;
+        json_array_foreach(calls, i, tc)
+        {
+            json_array_append_new(
+                arr, fr_provider_must(json_pack("{s:{s:O,s:o}}", "function", "name",
+                                                json_object_get(tc, "name"), "arguments",
+                                                fr_provider_call_input(tc))));
+        }
+        json_object_set_new(out, "tool_calls", arr);
+    }
+    json_array_append_new(msgs, out);
 }
 
 static int oll_request(void *self, fr_request *out, fr_error *err)
@@ -88,6 +128,7 @@ static int oll_request(void *self, fr_request *out, fr_error *err)
         .accept = "application/x-ndjson",
         .auth = "Authorization: Bearer ",
         .add_members = add_members,
+        .add_message = add_message,
         .self = o->call,
     };
     return fr_provider_request(PROTO, o->call, &spec, out, err);
@@ -137,6 +178,34 @@ static const fr_finish_word finish_words[] = {
     {"length", FR_FINISH_LENGTH},
 };
 
+/* Reads the tool calls (borrowed array, may be NULL) of one message: each
+ * whole, with its arguments as an object; a stream sends them in one
+ * chunk or several, each call whole. Returns FR_OK or the sticky error. */
+static int read_tool_calls(oll *o, json_t *calls)
+{
+    size_t i;
+    json_t *tc;
+    json_array_foreach(calls, i, tc)
+    {
+        json_t *fn = json_object_get(tc, "function");
+        if (!json_is_object(fn))
+            return fr_reader_fail(o->rd, FR_EPROTO,
+                                  fr_xstrdup("a tool call in the reply has no function"));
+        fr_toolcall *c;
+        int rc = fr_toolcalls_open(&o->calls, (long)o->calls.n, &c);
+        if (rc != FR_OK)
+            return rc;
+        /* Newer servers give each call an id; older ones none. */
+        fr_toolcall_names(c, json_string_value(json_object_get(tc, "id")),
+                          json_string_value(json_object_get(fn, "name")));
+        json_t *args = json_object_get(fn, "arguments");
+        rc = args && !json_is_null(args) ? fr_toolcalls_set_input(&o->calls, c, args) : FR_OK;
+        if (rc != FR_OK)
+            return rc;
+    }
+    return FR_OK;
+}
+
 /* Reads one reply object: a chunk of a stream, its final object, or the
  * whole non-streamed reply. Returns FR_OK or the sticky error. */
 static int read_object(oll *o, json_t *obj)
@@ -147,8 +216,11 @@ static int read_object(oll *o, json_t *obj)
     if (error && !json_is_null(error))
         return fr_reader_fail(rd, FR_EPROTO, server_error_msg(error));
     json_t *message = json_object_get(obj, "message");
-    if (json_array_size(json_object_get(message, "tool_calls")) > 0)
+    json_t *calls = json_object_get(message, "tool_calls");
+    if (json_array_size(calls) > 0)
         o->tool_calls = true;
+    if (o->offers && read_tool_calls(o, calls) != FR_OK)
+        return rd->rc;
     json_t *thinking = json_object_get(message, "thinking");
     if (json_is_string(thinking) && json_string_length(thinking) > 0)
         rd->reasoned = true;
@@ -253,6 +325,11 @@ static int oll_finish(void *self, fr_reply *out, fr_error *err)
                                      o->rd->finish_reason);
     if (o->tool_calls && fr_finish_is_answer(f))
         f = FR_FINISH_TOOL_CALL;
+    if (f == FR_FINISH_TOOL_CALL && o->offers && o->calls.n > 0) {
+        int rc = fr_toolcalls_json(&o->calls, NULL, PROTO, &out->tool_calls, err);
+        if (rc != FR_OK)
+            return rc;
+    }
     return fr_reader_reply(o->rd, o->call, f, out, err);
 }
 

@@ -3,6 +3,7 @@
 #include "engine/util/buf.h"
 #include "engine/util/mem.h"
 #include "providers/provider_int.h"
+#include "providers/toolcall.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -15,7 +16,9 @@ typedef struct oai {
     const fr_call *call; /* borrowed from the fr_adapter, which outlives us */
     fr_reader *rd;       /* the reply's reader, borrowed likewise */
     bool refused;        /* the reply carried a `refusal` */
-    bool tool_calls;     /* the reply carried `tool_calls` (none are offered) */
+    bool tool_calls;     /* the reply carried `tool_calls` */
+    bool offers;         /* the call offers tools: the calls are read into `calls` */
+    fr_toolcalls calls;
 } oai;
 
 /* Records a failure of the stream (takes `msg_owned`). At its end, a last
@@ -35,12 +38,16 @@ static void *oai_create(const fr_call *call, fr_reader *rd)
     oai *o = fr_xcalloc(1, sizeof *o);
     o->call = call;
     o->rd = rd;
+    o->offers = fr_provider_offers_tools(call);
+    fr_toolcalls_init(&o->calls, rd);
     return o;
 }
 
 static void oai_destroy(void *self)
 {
-    free(self);
+    oai *o = self;
+    fr_toolcalls_close(&o->calls);
+    free(o);
 }
 
 /* ---- strict structured output ----
@@ -209,6 +216,67 @@ static void add_members(const void *self, json_t *body)
                             json_pack("{s:s,s:{s:s,s:O,s:b}}", "type", "json_schema", "json_schema",
                                       "name", "output", "schema", c->schema, "strict",
                                       strict_ok(c->schema)));
+    if (fr_provider_offers_tools(c))
+        json_object_set_new(body, "tools", fr_provider_function_tools(c));
+}
+
+/* Returns the arguments of a neutral tool call (borrowed) as the JSON text
+ * chat.completions carries (owned): the object serialised, else the text
+ * the model sent when it was not one. */
+static json_t *arguments_text(const json_t *tc)
+{
+    const json_t *args = json_object_get(tc, "arguments");
+    if (json_is_object(args)) {
+        char *s = json_dumps(args, JSON_COMPACT | JSON_ENCODE_ANY);
+        if (!s) {
+            fprintf(stderr, "flowrun: out of memory (building a request)\n");
+            abort();
+        }
+        json_t *v = fr_provider_json_string(s);
+        free(s);
+        return v;
+    }
+    const char *raw = json_string_value(json_object_get(tc, "raw_arguments"));
+    return fr_provider_json_string(raw ? raw : "{}");
+}
+
+/* Appends the neutral message `m` (borrowed) to `msgs` as chat.completions
+ * takes it (the request spec's add_message; `self` is the call): an
+ * assistant turn's calls as tool_calls with their arguments as a JSON
+ * string, a tool result as a `tool` message answering its tool_call_id. */
+static void add_message(const void *self, json_t *msgs, const json_t *m)
+{
+    (void)self;
+    const char *role = json_string_value(json_object_get(m, "role"));
+    const char *content = json_string_value(json_object_get(m, "content"));
+    json_t *out = fr_provider_must(json_pack("{s:s}", "role", role));
+    if (strcmp(role, "tool") == 0) {
+        json_object_set_new(out, "tool_call_id", json_incref(json_object_get(m, "tool_call_id")));
+        json_object_set_new(out, "content", fr_provider_json_string(content));
+        json_array_append_new(msgs, out);
+        return;
+    }
+    const json_t *calls = json_object_get(m, "tool_calls");
+    bool has_calls = strcmp(role, "assistant") == 0 && json_array_size(calls) > 0;
+    /* An assistant turn that only called tools has null content. */
+    json_object_set_new(out, "content",
+                        has_calls && (!content || !content[0]) ? json_null()
+                                                               : fr_provider_json_string(content));
+    if (has_calls) {
+        json_t *arr = fr_provider_must(json_array());
+        size_t i;
+        const json_t *tc;
+        json_array_foreach(calls, i, tc)
+        {
+            json_array_append_new(
+                arr, fr_provider_must(json_pack("{s:O,s:s,s:{s:O,s:o}}", "id",
+                                                json_object_get(tc, "id"), "type", "function",
+                                                "function", "name", json_object_get(tc, "name"),
+                                                "arguments", arguments_text(tc))));
+        }
+        json_object_set_new(out, "tool_calls", arr);
+    }
+    json_array_append_new(msgs, out);
 }
 
 static int oai_request(void *self, fr_request *out, fr_error *err)
@@ -219,6 +287,7 @@ static int oai_request(void *self, fr_request *out, fr_error *err)
         .accept = "text/event-stream",
         .auth = "Authorization: Bearer ",
         .add_members = add_members,
+        .add_message = add_message,
         .self = o->call,
     };
     return fr_provider_request(PROTO, o->call, &spec, out, err);
@@ -270,9 +339,75 @@ static bool nonempty_string(json_t *v)
     return json_is_string(v) && json_string_length(v) > 0;
 }
 
+/* Fails the reply (sticky FR_EPROTO) with `msg_owned`. */
+static int bad_piece(oai *o, char *msg_owned)
+{
+    return fail(o, FR_EPROTO, msg_owned, false);
+}
+
+/* Reads one tool call of a whole message (`whole`) or one piece of a
+ * stream's: `index` (borrowed, may be NULL), `id` (may be NULL) and the
+ * `function` object (borrowed) with its name and its arguments, text
+ * pieces to join or an object. A stream's pieces are keyed by index, which
+ * runs 0, 1, ... as calls start; a server that sends none (Ollama's /v1)
+ * starts a call with every new id and continues the last one otherwise. */
+static int read_piece(oai *o, json_t *index, const char *id, json_t *fn, bool whole)
+{
+    fr_toolcalls *t = &o->calls;
+    fr_toolcall *c = NULL;
+    int rc = FR_OK;
+    fr_toolcall *last = t->n ? &t->v[t->n - 1] : NULL;
+    if (!whole && index) {
+        if (!json_is_integer(index))
+            return bad_piece(o, fr_xstrdup("a tool call piece has an index that is not a whole "
+                                           "number"));
+        json_int_t k = json_integer_value(index);
+        if (k < 0 || k > (json_int_t)t->n)
+            return bad_piece(o, fr_xasprintf("a tool call piece has index %lld, but %zu calls "
+                                             "have started (indices run 0, 1, ...)",
+                                             (long long)k, t->n));
+        c = fr_toolcalls_find(t, (long)k);
+    } else if (!whole && last && !(id && id[0] && last->id && strcmp(last->id, id) != 0)) {
+        c = last;
+    }
+    if (!c)
+        rc = fr_toolcalls_open(t, (long)t->n, &c);
+    if (rc != FR_OK)
+        return rc;
+    fr_toolcall_names(c, id, json_string_value(json_object_get(fn, "name")));
+    json_t *args = json_object_get(fn, "arguments");
+    if (json_is_string(args))
+        return fr_toolcalls_append(t, c, json_string_value(args), json_string_length(args));
+    if (args && !json_is_null(args))
+        return fr_toolcalls_set_input(t, c, args); /* some servers send an object */
+    return FR_OK;
+}
+
+/* Reads the tool calls of a message or a delta (borrowed) when the call
+ * offers tools: tool_calls, or the legacy function_call. */
+static int read_tool_calls(oai *o, json_t *msg, bool whole)
+{
+    json_t *calls = json_object_get(msg, "tool_calls");
+    size_t i;
+    json_t *p;
+    json_array_foreach(calls, i, p)
+    {
+        if (!json_is_object(p))
+            return bad_piece(o, fr_xstrdup("a tool call in the reply is not an object"));
+        int rc =
+            read_piece(o, json_object_get(p, "index"), json_string_value(json_object_get(p, "id")),
+                       json_object_get(p, "function"), whole);
+        if (rc != FR_OK)
+            return rc;
+    }
+    json_t *fc = json_object_get(msg, "function_call");
+    return json_is_object(fc) ? read_piece(o, NULL, NULL, fc, whole) : FR_OK;
+}
+
 /* Reads what a message or a delta (borrowed) carries besides its content:
- * a refusal, tool calls, reasoning. */
-static void read_extras(oai *o, json_t *msg)
+ * a refusal, tool calls, reasoning. A whole message's tool calls are
+ * `whole`; a delta's are pieces. Returns FR_OK or the sticky error. */
+static int read_extras(oai *o, json_t *msg, bool whole)
 {
     if (nonempty_string(json_object_get(msg, "refusal")))
         o->refused = true;
@@ -282,6 +417,7 @@ static void read_extras(oai *o, json_t *msg)
     if (nonempty_string(json_object_get(msg, "reasoning_content")) ||
         nonempty_string(json_object_get(msg, "reasoning")))
         o->rd->reasoned = true;
+    return o->offers ? read_tool_calls(o, msg, whole) : FR_OK;
 }
 
 /* Reads what every chat.completion(.chunk) may carry: model, usage and the
@@ -371,7 +507,9 @@ static int on_event(void *ud, const fr_sse_event *ev)
         goto cleanup;
     }
     json_t *choice = first_choice(obj);
-    read_extras(o, json_object_get(choice, "delta"));
+    rc = read_extras(o, json_object_get(choice, "delta"), false);
+    if (rc != FR_OK)
+        goto cleanup;
     const char *delta =
         json_string_value(json_object_get(json_object_get(choice, "delta"), "content"));
     if (delta) {
@@ -416,7 +554,11 @@ static int parse_body(void *ud, fr_error *err)
         goto cleanup;
     }
     /* content is null when the model only refused or called tools. */
-    read_extras(o, json_object_get(choice, "message"));
+    rc = read_extras(o, json_object_get(choice, "message"), true);
+    if (rc != FR_OK) {
+        fr_error_set(err, rc, PROTO, 0, "%s", o->rd->error);
+        goto cleanup;
+    }
     const char *content =
         json_string_value(json_object_get(json_object_get(choice, "message"), "content"));
     /* The same cap and loop cut as a stream's text. */
@@ -499,6 +641,11 @@ static int oai_finish(void *self, fr_reply *out, fr_error *err)
         f = FR_FINISH_REFUSED;
     else if (o->tool_calls && fr_finish_is_answer(f))
         f = FR_FINISH_TOOL_CALL;
+    if (f == FR_FINISH_TOOL_CALL && o->offers && o->calls.n > 0) {
+        int rc = fr_toolcalls_json(&o->calls, NULL, PROTO, &out->tool_calls, err);
+        if (rc != FR_OK)
+            return rc;
+    }
     return fr_reader_reply(o->rd, o->call, f, out, err);
 }
 

@@ -36,6 +36,8 @@ struct fr_adapter {
     char *prompt;
     char *api_key;
     json_t *schema;
+    json_t *tools;
+    json_t *messages;
 };
 
 /* Overwrites a secret before its memory goes back to the allocator. */
@@ -43,6 +45,19 @@ static void wipe(char *s)
 {
     if (s)
         fr_wipe(s, strlen(s));
+}
+
+/* Returns an owned copy of `v` (borrowed, may be NULL). */
+static json_t *copy_json(const json_t *v)
+{
+    if (!v)
+        return NULL;
+    json_t *copy = json_deep_copy(v);
+    if (!copy) {
+        fprintf(stderr, "flowrun: out of memory (copying a call)\n");
+        abort();
+    }
+    return copy;
 }
 
 fr_adapter *fr_adapter_new(fr_protocol proto, const fr_call *call)
@@ -55,13 +70,9 @@ fr_adapter *fr_adapter_new(fr_protocol proto, const fr_call *call)
     a->system = fr_xstrdup(call->system);
     a->prompt = fr_xstrdup(call->prompt);
     a->api_key = fr_xstrdup(call->api_key);
-    if (call->schema) {
-        a->schema = json_deep_copy(call->schema);
-        if (!a->schema) {
-            fprintf(stderr, "flowrun: out of memory (copying a schema)\n");
-            abort();
-        }
-    }
+    a->schema = copy_json(call->schema);
+    a->tools = copy_json(call->tools);
+    a->messages = copy_json(call->messages);
     a->call = *call;
     a->call.base_url = a->base_url;
     a->call.model = a->model;
@@ -69,6 +80,8 @@ fr_adapter *fr_adapter_new(fr_protocol proto, const fr_call *call)
     a->call.prompt = a->prompt;
     a->call.api_key = a->api_key;
     a->call.schema = a->schema;
+    a->call.tools = a->tools;
+    a->call.messages = a->messages;
     if (a->ops) {
         fr_reader_init(&a->rd, a->ops->name, a->ops->reader, a->call.stream);
         a->impl = a->ops->create(&a->call, &a->rd);
@@ -191,6 +204,8 @@ void fr_adapter_free(fr_adapter *a)
     free(a->system);
     free(a->prompt);
     json_decref(a->schema);
+    json_decref(a->tools);
+    json_decref(a->messages);
     free(a);
 }
 
@@ -248,6 +263,7 @@ void fr_reply_close(fr_reply *r)
     json_decref(r->json);
     free(r->finish_reason);
     free(r->model);
+    json_decref(r->tool_calls);
     memset(r, 0, sizeof *r);
 }
 
@@ -328,18 +344,116 @@ json_t *fr_provider_must(json_t *v)
     return v;
 }
 
-/* Returns the messages of `c` (owned): the system prompt first unless it
- * goes apart (or there is none), then the user's prompt. */
-static json_t *messages(const fr_call *c, bool system_apart)
+/* Whether `v` (borrowed) is NULL or a JSON string. */
+static bool opt_string(const json_t *v)
+{
+    return !v || json_is_string(v);
+}
+
+/* Checks the neutral message `m` (borrowed; see fr_call.messages) so that
+ * adapters may take its shape for granted. Returns NULL when it is
+ * well-formed, else what is wrong (static). */
+static const char *bad_message(const json_t *m)
+{
+    const char *role = json_string_value(json_object_get(m, "role"));
+    if (!json_is_object(m) || !role)
+        return "it has no role";
+    if (!opt_string(json_object_get(m, "content")))
+        return "its content is not a string";
+    if (strcmp(role, "user") == 0)
+        return NULL;
+    if (strcmp(role, "tool") == 0) {
+        if (!json_is_string(json_object_get(m, "tool_call_id")) ||
+            !opt_string(json_object_get(m, "name")))
+            return "a tool result needs a tool_call_id (and a string name)";
+        return NULL;
+    }
+    if (strcmp(role, "assistant") != 0)
+        return "its role is not user, assistant or tool";
+    const json_t *calls = json_object_get(m, "tool_calls");
+    if (calls && !json_is_array(calls))
+        return "its tool_calls is not an array";
+    size_t i;
+    const json_t *tc;
+    json_array_foreach(calls, i, tc)
+    {
+        if (!json_is_string(json_object_get(tc, "id")) ||
+            !json_is_string(json_object_get(tc, "name")))
+            return "a tool call needs an id and a name";
+        if (!opt_string(json_object_get(tc, "raw_arguments")))
+            return "a tool call's raw_arguments is not a string";
+    }
+    return NULL;
+}
+
+/* Sets *out (owned) to the messages of `c`: the system prompt first unless
+ * it goes apart (or there is none), then the user's prompt, or the call's
+ * conversation as spec->add_message writes it. Returns FR_OK, or FR_ECONFIG
+ * with `err` filled for a message that is not well-formed. */
+static int messages(const char *proto, const fr_call *c, const fr_request_spec *spec, json_t **out,
+                    fr_error *err)
 {
     json_t *msgs = fr_provider_must(json_array());
-    if (!system_apart && c->system && c->system[0])
+    *out = msgs;
+    if (!spec->system_apart && c->system && c->system[0])
         json_array_append_new(msgs,
                               fr_provider_must(json_pack("{s:s,s:o}", "role", "system", "content",
                                                          fr_provider_json_string(c->system))));
-    json_array_append_new(msgs, fr_provider_must(json_pack("{s:s,s:o}", "role", "user", "content",
-                                                           fr_provider_json_string(c->prompt))));
-    return msgs;
+    if (!c->messages) {
+        json_array_append_new(msgs,
+                              fr_provider_must(json_pack("{s:s,s:o}", "role", "user", "content",
+                                                         fr_provider_json_string(c->prompt))));
+        return FR_OK;
+    }
+    if (!json_is_array(c->messages) || json_array_size(c->messages) == 0)
+        return fr_error_set(err, FR_ECONFIG, proto, 0, "the conversation has no messages");
+    size_t i;
+    const json_t *m;
+    json_array_foreach(c->messages, i, m)
+    {
+        const char *bad = bad_message(m);
+        if (bad)
+            return fr_error_set(err, FR_ECONFIG, proto, 0,
+                                "message %zu of the conversation is malformed: %s", i + 1, bad);
+        spec->add_message(spec->self, msgs, m);
+    }
+    return FR_OK;
+}
+
+bool fr_provider_offers_tools(const fr_call *call)
+{
+    return json_array_size(call->tools) > 0;
+}
+
+json_t *fr_provider_function_tools(const fr_call *call)
+{
+    json_t *out = fr_provider_must(json_array());
+    size_t i;
+    const json_t *t;
+    json_array_foreach(call->tools, i, t)
+    {
+        json_t *fn = fr_provider_must(json_object());
+        json_object_set_new(fn, "name",
+                            fr_provider_json_string(json_string_value(json_object_get(t, "name"))));
+        const json_t *desc = json_object_get(t, "description");
+        if (json_is_string(desc))
+            json_object_set_new(fn, "description", json_incref((json_t *)desc));
+        const json_t *params = json_object_get(t, "parameters");
+        json_object_set_new(
+            fn, "parameters",
+            json_is_object(params)
+                ? json_incref((json_t *)params)
+                : fr_provider_must(json_pack("{s:s,s:{}}", "type", "object", "properties")));
+        json_array_append_new(
+            out, fr_provider_must(json_pack("{s:s,s:o}", "type", "function", "function", fn)));
+    }
+    return out;
+}
+
+json_t *fr_provider_call_input(const json_t *tool_call)
+{
+    json_t *args = json_object_get(tool_call, "arguments");
+    return json_is_object(args) ? json_incref(args) : fr_provider_must(json_object());
 }
 
 int fr_provider_request(const char *proto, const fr_call *c, const fr_request_spec *spec,
@@ -370,7 +484,11 @@ int fr_provider_request(const char *proto, const fr_call *c, const fr_request_sp
     json_object_set_new(body, "model", fr_provider_json_string(c->model));
     if (spec->system_apart && c->system && c->system[0])
         json_object_set_new(body, "system", fr_provider_json_string(c->system));
-    json_object_set_new(body, "messages", messages(c, spec->system_apart));
+    json_t *msgs = NULL;
+    rc = messages(proto, c, spec, &msgs, err);
+    json_object_set_new(body, "messages", msgs);
+    if (rc != FR_OK)
+        goto cleanup;
     spec->add_members(spec->self, body);
     json_object_set_new(body, "stream", json_boolean(c->stream));
     out->body = json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(15));
@@ -584,10 +702,35 @@ int fr_provider_parse_json_text(const char *proto, const char *text, json_t **ou
     return load_text(proto, start, n, out, err);
 }
 
+/* Estimates the tokens of `v` (borrowed, may be NULL) from its compact
+ * serialised size, as fr_estimate_tokens counts text. */
+static long estimate_json(const json_t *v)
+{
+    size_t n = v ? json_dumpb(v, NULL, 0, JSON_COMPACT | JSON_ENCODE_ANY) : 0;
+    return (long)((n + 3) / 4);
+}
+
+/* Estimates the tokens of a conversation (borrowed): each message's
+ * content and the tool calls it carries. */
+static long estimate_messages(const json_t *msgs)
+{
+    long n = 0;
+    size_t i;
+    const json_t *m;
+    json_array_foreach(msgs, i, m)
+    {
+        n += fr_estimate_tokens(json_string_value(json_object_get(m, "content")));
+        n += estimate_json(json_object_get(m, "tool_calls"));
+    }
+    return n;
+}
+
 void fr_provider_fill_usage(fr_reply *r, const fr_call *call, bool have_usage)
 {
-    long in = fr_estimate_tokens(call->system) + fr_estimate_tokens(call->prompt);
-    long out = fr_estimate_tokens(r->text);
+    long in =
+        fr_estimate_tokens(call->system) + estimate_json(call->tools) +
+        (call->messages ? estimate_messages(call->messages) : fr_estimate_tokens(call->prompt));
+    long out = fr_estimate_tokens(r->text) + estimate_json(r->tool_calls);
     if (!have_usage) {
         r->usage.input = in;
         r->usage.output = out;
@@ -679,7 +822,10 @@ int fr_text_acc_add(fr_text_acc *a, const char *s, size_t n, char **err_msg)
 {
     if (n == 0)
         return FR_OK;
-    if (fr_buf_append(&a->text, s, n) != FR_OK) {
+    bool over = a->others > FR_PROVIDER_MAX_REPLY ||
+                a->text.len > FR_PROVIDER_MAX_REPLY - a->others ||
+                n > FR_PROVIDER_MAX_REPLY - a->others - a->text.len;
+    if (over || fr_buf_append(&a->text, s, n) != FR_OK) {
         if (err_msg)
             *err_msg = fr_provider_cap_msg();
         return FR_ETOOBIG;
@@ -712,5 +858,5 @@ bool fr_adapter_started(const fr_adapter *a)
         return false;
     if (a->ops->started)
         return a->ops->started(a->impl);
-    return a->rd.text.text.len > 0;
+    return a->rd.text.text.len > 0 || a->rd.text.others > 0;
 }

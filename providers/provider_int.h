@@ -39,6 +39,9 @@
  * reply's tool input never passes one). Embedded by value. */
 typedef struct fr_text_acc {
     fr_buf text;
+    size_t others;                           /* bytes of the same reply held elsewhere (tool-call
+                                                arguments, providers/toolcall.h): the cap
+                                                covers text and others together */
     bool no_loops;                           /* set after init to skip the loop cut */
     uint64_t word;                           /* hash of the word being read (FNV-1a) */
     bool in_word;                            /* a word has started and not ended */
@@ -52,7 +55,7 @@ void fr_text_acc_init(fr_text_acc *a);
 /* Releases its memory. */
 void fr_text_acc_close(fr_text_acc *a);
 /* Appends `n` bytes of `s` (borrowed). Returns FR_OK, FR_ETOOBIG past the
- * reply cap, or FR_EPROTO when the text now repeats the same 1 to
+ * reply cap (text and `others` together), or FR_EPROTO when the text now repeats the same 1 to
  * FR_PROVIDER_LOOP_WORDS words FR_PROVIDER_MAX_REPEATS times in a row;
  * `err_msg` (may be NULL) then receives an owned message for the user.
  * The result depends on the bytes appended so far, not on how they were
@@ -244,17 +247,36 @@ typedef struct fr_request_spec {
     bool system_apart;  /* the system prompt is a top-level `system`, not a message */
     /* Adds the protocol's own members to `body` (borrowed) from `self`. */
     void (*add_members)(const void *self, json_t *body);
+    /* Appends the neutral message `msg` (borrowed, checked well-formed: see
+     * fr_call.messages) of a call's conversation to `msgs` (borrowed) in the
+     * protocol's own format; it may merge it into the last one there. */
+    void (*add_message)(const void *self, json_t *msgs, const json_t *msg);
     const void *self;
 } fr_request_spec;
 
 /* Fills `out` with `call`'s request (both borrowed) as `spec` (borrowed)
  * says, for protocol `proto`: the URL, Content-Type, the Accept of a stream
- * and the key's header, and a body holding model, the messages (system and
- * user), the protocol's members and stream. Returns FR_OK, or FR_ECONFIG
- * (bad URL, no model, a key with a control character) or FR_ENOMEM with
- * `err` filled; `out` may then hold a part, which the caller closes. */
+ * and the key's header, and a body holding model, the messages (system,
+ * then the user's prompt or the call's conversation through
+ * spec->add_message), the protocol's members and stream. Returns FR_OK, or
+ * FR_ECONFIG (bad URL, no model, a key with a control character, a
+ * conversation message that is not well-formed) or FR_ENOMEM with `err`
+ * filled; `out` may then hold a part, which the caller closes. */
 int fr_provider_request(const char *proto, const fr_call *call, const fr_request_spec *spec,
                         fr_request *out, fr_error *err);
+
+/* Returns true when `call` (borrowed) offers the model tools. */
+bool fr_provider_offers_tools(const fr_call *call);
+
+/* Returns `call`'s tools (borrowed) as OpenAI's chat.completions and Ollama
+ * take them (owned): [{"type":"function","function":{name, description,
+ * parameters}}], an empty object schema for a tool without parameters. */
+json_t *fr_provider_function_tools(const fr_call *call);
+
+/* Returns the neutral arguments of a conversation's tool call (borrowed) as
+ * an object for the APIs that take one (owned): the arguments, or {} when
+ * they were not an object. */
+json_t *fr_provider_call_input(const json_t *tool_call);
 
 /* Returns `v` (owned), aborting when jansson ran out of memory building it:
  * a request silently missing a member would be worse than no request. */
@@ -291,6 +313,6 @@ typedef struct fr_adapter_ops {
     int (*finish)(void *self, fr_reply *out, fr_error *err);
     void (*destroy)(void *self);
     /* Optional: true once the reply's first content has arrived; without
-     * it, once the reader's text holds a byte. */
+     * it, once the reader's text or a tool call's arguments hold a byte. */
     bool (*started)(const void *self);
 } fr_adapter_ops;
