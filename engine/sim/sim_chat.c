@@ -29,6 +29,8 @@ void fr_sim_reply_release(reply *r)
         r->model->in_flight--;
     free(r->text);
     free(r->tool);
+    fr_sim_calls_free(r->calls, r->ncalls);
+    free(r->pieces);
     memset(r, 0, sizeof *r);
 }
 
@@ -85,6 +87,11 @@ static void send_full_reply(conn *c)
 
 static void next_piece(reply *r)
 {
+    if (r->ncalls > 0) { /* a tool-call stream counts frames */
+        r->piece_end = r->pos + 1;
+        r->piece_words = (int)r->pieces[r->pos].words;
+        return;
+    }
     long words;
     r->piece_end = fr_sim_scan_words(r->text, r->limit, r->pos, FR_SIM_PIECE_WORDS, &words);
     r->piece_words = (int)words;
@@ -130,7 +137,9 @@ static void stream_pump(conn *c)
             r->first_words = r->piece_words;
             r->started = true;
         }
-        for (int k = 0; k < copies; k++)
+        if (r->ncalls > 0)
+            fr_sim_proto_tool_piece(r, &out, &r->pieces[r->pos], first);
+        for (int k = 0; k < copies && r->ncalls == 0; k++)
             fr_sim_proto_stream_piece(r, &out, r->text + r->pos, r->piece_end - r->pos, first);
         r->words_done += r->piece_words;
         r->pos = r->piece_end;
@@ -324,19 +333,56 @@ static void echo_key_in_reply(reply *r, const char *key, fr_sim_format format)
     r->text = t;
 }
 
+/* Faults that make the content themselves: on a scripted turn they win
+ * over the script's calls (the others apply to the calls as to text). */
+static bool makes_content(fr_sim_fault f)
+{
+    return f == FR_SIM_FAULT_TOOLCALL || f == FR_SIM_FAULT_THINKING || f == FR_SIM_FAULT_REFUSAL ||
+           f == FR_SIM_FAULT_REPEAT || f == FR_SIM_FAULT_BADUTF8 || f == FR_SIM_FAULT_ECHOOKEY ||
+           f == FR_SIM_FAULT_BADSCHEMA;
+}
+
+/* Makes the reply the script's tool calls (taken from `t`): never cut by
+ * max_tokens; streamed as the protocol's frames, half of them under `cut`
+ * and `error`. */
+static void take_calls(reply *r, fr_sim_turn *t)
+{
+    r->calls = t->calls;
+    r->ncalls = t->ncalls;
+    t->calls = NULL;
+    t->ncalls = 0;
+    r->text = fr_xstrdup("");
+    for (size_t i = 0; i < r->ncalls; i++)
+        r->completion_tokens += r->calls[i].tokens;
+    r->paced_words = r->completion_tokens;
+    fr_sim_proto_tool_plan(r);
+    r->limit = r->npieces;
+    if (r->fault == FR_SIM_FAULT_CUT || r->fault == FR_SIM_FAULT_ERROR)
+        r->limit = r->npieces > 1 ? r->npieces / 2 : 1;
+}
+
 /* Makes the content and its counts for request `q` under the reply's fault;
- * `key` (borrowed) is the key the request sent, for `echookey`. */
-static void make_content(reply *r, const fr_sim_req *q, const char *key)
+ * `key` (borrowed) is the key the request sent, for `echookey`; `turn` is what
+ * the tool script plays (its calls or final text may be taken). */
+static void make_content(reply *r, const fr_sim_req *q, const char *key, fr_sim_turn *turn)
 {
     size_t prompt_bytes = 0;
     size_t i;
     const json_t *m;
     json_array_foreach(q->messages, i, m)
     {
-        prompt_bytes += fr_sim_content_text(json_object_get(m, "content"), NULL);
+        prompt_bytes +=
+            fr_sim_content_text(json_object_get(m, "content"), NULL) + fr_sim_tools_bytes(m);
     }
     r->prompt_tokens = (long)((prompt_bytes + 3) / 4);
-    if (q->format == FR_SIM_TEXT)
+    if (turn->ncalls > 0 && !makes_content(r->fault)) {
+        take_calls(r, turn);
+        return;
+    }
+    if (q->format == FR_SIM_TEXT && turn->text) {
+        r->text = turn->text; /* the script is used up: the answer quotes the results */
+        turn->text = NULL;
+    } else if (q->format == FR_SIM_TEXT)
         r->text = fr_sim_reply_text(q->model, q->messages);
     else if (!(r->text = fr_sim_prompt_line(q->messages, REPLY_PREFIX))) /* used as is */
         r->text =
@@ -400,6 +446,7 @@ bool fr_sim_chat_handle(conn *c, fr_sim_proto proto, const char *body, size_t le
 {
     fr_sim *s = c->sim;
     fr_sim_req q = {0};
+    fr_sim_turn turn = {0};
     bool pending = false;
     char msg[512];
     json_error_t jerr;
@@ -412,7 +459,8 @@ bool fr_sim_chat_handle(conn *c, fr_sim_proto proto, const char *body, size_t le
     }
     int pf;
     if (fr_sim_proto_parse(proto, doc, &q, msg, sizeof msg) != 0 ||
-        !prompt_fault(q.messages, &pf, msg, sizeof msg)) {
+        !prompt_fault(q.messages, &pf, msg, sizeof msg) ||
+        fr_sim_tools_turn(&q, proto, &turn, msg, sizeof msg) != 0) {
         fr_sim_proto_send_error(c, proto, 400, msg, c->keep_alive);
         goto cleanup;
     }
@@ -484,7 +532,7 @@ bool fr_sim_chat_handle(conn *c, fr_sim_proto proto, const char *body, size_t le
     r->created = (long long)time(NULL);
     snprintf(r->id, sizeof r->id, "%s%llu", proto == FR_SIM_ANTHROPIC ? "msg_sim" : "chatcmpl-sim",
              ++s->next_reply_id);
-    make_content(r, &q, sent_key(c));
+    make_content(r, &q, sent_key(c), &turn);
     fr_log(FR_LOG_DEBUG, "sim",
            "request conn=%lu id=%s model=%s stream=%d prompt_tokens=%ld completion_tokens=%ld "
            "length_cut=%d fault=%s",
@@ -516,6 +564,7 @@ bool fr_sim_chat_handle(conn *c, fr_sim_proto proto, const char *body, size_t le
     }
     uv_timer_start(&c->timer, on_reply_timer, delay, 0);
 cleanup:
+    fr_sim_turn_close(&turn);
     json_decref(q.messages);
     json_decref(doc);
     return pending;

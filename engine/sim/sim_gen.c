@@ -69,7 +69,9 @@ size_t fr_sim_content_text(const json_t *content, fr_buf *out)
     return n;
 }
 
-/* Returns the first `prefix` line of the last user message; see sim_int.h. */
+/* Returns the first `prefix` line of the last user message (tool results
+ * aside, so a FAULT: line holds for every turn of a tool loop under every
+ * protocol); see sim_int.h. */
 char *fr_sim_prompt_line(const json_t *messages, const char *prefix)
 {
     const json_t *last = NULL;
@@ -78,7 +80,7 @@ char *fr_sim_prompt_line(const json_t *messages, const char *prefix)
     json_array_foreach(messages, i, msg)
     {
         const char *role = json_string_value(json_object_get(msg, "role"));
-        if (role && strcmp(role, "user") == 0)
+        if (role && strcmp(role, "user") == 0 && !fr_sim_is_tool_result(msg))
             last = msg;
     }
     if (!last)

@@ -53,6 +53,38 @@ typedef enum fr_sim_fault {
 #define FR_SIM_TOOL_NAME "lookup"
 #define FR_SIM_TOOL_ARGS "{\"query\": \"flowrun\"}"
 
+/* One tool call a scripted turn makes. */
+typedef struct fr_sim_call {
+    char *id;    /* unique in the conversation: "call_<turn>_<i>", "toolu_sim_<turn>_<i>" */
+    char *name;  /* as sent: the offered wire name NAME matched, else NAME as written */
+    char *args;  /* compact JSON text, or the script's text as is when it is not JSON */
+    size_t len;  /* of args */
+    long tokens; /* 1 for the name, plus the words of args */
+} fr_sim_call;
+
+/* What the tool script plays for one request (all owned). */
+typedef struct fr_sim_turn {
+    bool scripted;      /* the first user message has @@ lines */
+    fr_sim_call *calls; /* this turn's calls, or NULL */
+    size_t ncalls;
+    char *text; /* the final answer once the script is used up, else NULL */
+} fr_sim_turn;
+
+/* One frame of a streamed tool-call reply. */
+typedef enum fr_sim_piece_kind {
+    FR_SIM_PIECE_START, /* a call begins: id, type and name (Anthropic content_block_start) */
+    FR_SIM_PIECE_ARGS,  /* a fragment of a call's arguments */
+    FR_SIM_PIECE_STOP,  /* Anthropic content_block_stop */
+    FR_SIM_PIECE_ALL,   /* Ollama: every call in one object */
+} fr_sim_piece_kind;
+
+typedef struct fr_sim_piece {
+    fr_sim_piece_kind kind;
+    size_t call;     /* index in the reply's calls */
+    size_t off, len; /* FR_SIM_PIECE_ARGS: the fragment of the call's args */
+    long words;      /* the output tokens it carries, for pacing */
+} fr_sim_piece;
+
 /* What the reply must be: text, any JSON object, or JSON for a schema. */
 typedef enum fr_sim_format { FR_SIM_TEXT, FR_SIM_JSON_ANY, FR_SIM_JSON_SCHEMA } fr_sim_format;
 
@@ -92,6 +124,7 @@ typedef struct fr_sim_req {
     fr_sim_format format;
     const json_t *schema; /* FR_SIM_JSON_SCHEMA: the schema object */
     const char *tool;     /* Anthropic: the forced tool's name, else NULL */
+    const json_t *tools;  /* the request's `tools` array, or NULL */
 } fr_sim_req;
 
 /* The chat reply a connection is producing. Owns its strings. */
@@ -105,7 +138,12 @@ typedef struct fr_sim_reply {
     bool badjson_sent; /* the malformed chunk of a `badjson` stream went out */
     fr_sim_proto proto;
     fr_sim_fault fault;
-    char *tool; /* Anthropic forced tool name (owned), or NULL */
+    char *tool;         /* Anthropic forced tool name (owned), or NULL */
+    fr_sim_call *calls; /* a scripted turn's tool calls (owned), or NULL */
+    size_t ncalls;
+    fr_sim_piece *pieces; /* the frames a streamed tool-call reply sends (owned); then
+                             pos, piece_end and limit count pieces, not bytes of text */
+    size_t npieces;
     fr_sim_entry *model;
     char *text; /* the (possibly cut) reply text */
     size_t len;
@@ -247,10 +285,39 @@ void fr_sim_proto_stream_piece(const fr_sim_reply *r, fr_buf *out, const char *p
 /* Appends everything after the last piece up to, not including, the HTTP
  * chunked terminator. */
 void fr_sim_proto_stream_close(const fr_sim_reply *r, uint64_t now_ms, fr_buf *out);
+/* Fills r->pieces with the frames of the reply's tool calls in the
+ * protocol's order: OpenAI a start per call, then the argument fragments
+ * (at least 3 a call) interleaved by call; Anthropic each call's block
+ * start, fragments and stop in turn; Ollama one object. */
+void fr_sim_proto_tool_plan(fr_sim_reply *r);
+/* Appends the frame `pc` (borrowed) of a tool-call reply; `first` marks the first. */
+void fr_sim_proto_tool_piece(const fr_sim_reply *r, fr_buf *out, const fr_sim_piece *pc,
+                             bool first);
 /* Appends an error event (and, for OpenAI, the [DONE] that vLLM sends after one). */
 void fr_sim_proto_stream_error(const fr_sim_reply *r, fr_buf *out);
 /* Appends a malformed chunk in the protocol's framing. */
 void fr_sim_proto_stream_badjson(const fr_sim_reply *r, fr_buf *out);
+
+/* ---- sim_tools.c: the tool script ---- */
+
+/* Reads the tool script of request `q` (borrowed) into `t` (zeroed first;
+ * release with fr_sim_turn_close): the `@@call` / `@@forever` lines of the
+ * first user message, played against the tools `q` offers and the calls
+ * and results its conversation holds. Returns 0, or 400 with `msg` filled
+ * for a line that does not parse. Without @@ lines t->scripted is false. */
+int fr_sim_tools_turn(const fr_sim_req *q, fr_sim_proto proto, fr_sim_turn *t, char *msg,
+                      size_t msg_size);
+/* Frees what `t` still owns and zeroes it. */
+void fr_sim_turn_close(fr_sim_turn *t);
+/* Frees `n` calls at `calls` and the array; NULL is fine. */
+void fr_sim_calls_free(fr_sim_call *calls, size_t n);
+/* The bytes a message's tool calls and tool results add to the input
+ * (arguments, names, result texts in tool_use / tool_result blocks and
+ * OpenAI/Ollama tool_calls); 0 for a message without them. */
+size_t fr_sim_tools_bytes(const json_t *msg);
+/* True for a user message that carries Anthropic tool_result blocks: the
+ * conversation's tool results, not something the user wrote. */
+bool fr_sim_is_tool_result(const json_t *msg);
 
 /* ---- sim_gen.c: deterministic content ---- */
 
@@ -259,7 +326,7 @@ void fr_sim_proto_stream_badjson(const fr_sim_reply *r, fr_buf *out);
  * NULL. Returns the number of bytes. */
 size_t fr_sim_content_text(const json_t *content, fr_buf *out);
 /* Returns the text after `prefix` on the first line of the last user
- * message that starts with it (owned), or NULL. */
+ * message (tool_result messages aside) that starts with it (owned), or NULL. */
 char *fr_sim_prompt_line(const json_t *messages, const char *prefix);
 /* Returns generated compact JSON (owned) for `schema` (NULL: any object),
  * seeded by the model and messages; `violate` makes it break the schema. */

@@ -204,6 +204,9 @@ int fr_sim_proto_parse(fr_sim_proto proto, json_t *doc, fr_sim_req *q, char *msg
         return 400;
     }
     q->model = json_string_value(json_object_get(doc, "model"));
+    q->tools = json_object_get(doc, "tools");
+    if (!json_is_array(q->tools))
+        q->tools = NULL;
     return 0;
 }
 
@@ -367,6 +370,10 @@ static json_t *openai_chunk(const reply *r, json_t *choices)
 static const char *finish_reason(const reply *r, bool tool_block)
 {
     bool refused = r->fault == FR_SIM_FAULT_REFUSAL;
+    if (r->ncalls > 0) /* the script's calls are never cut */
+        return r->proto == FR_SIM_ANTHROPIC ? "tool_use"
+               : r->proto == FR_SIM_OPENAI  ? "tool_calls"
+                                            : "stop";
     if (r->proto == FR_SIM_ANTHROPIC)
         return r->length_cut ? "max_tokens"
                : refused     ? "refusal"
@@ -409,10 +416,17 @@ static void openai_content(const reply *r, json_t *msg, const char *p, size_t n,
     }
 }
 
+static json_t *openai_calls(const reply *r);
+
 static json_t *openai_full(const reply *r)
 {
     json_t *msg = json_pack("{s:s}", "role", "assistant");
-    openai_content(r, msg, r->text, r->len, true);
+    if (r->ncalls > 0) {
+        json_object_set_new(msg, "content", json_null());
+        json_object_set_new(msg, "tool_calls", openai_calls(r));
+    } else {
+        openai_content(r, msg, r->text, r->len, true);
+    }
     if (r->fault == FR_SIM_FAULT_THINKING) /* the full message says "" where a delta says null */
         json_object_set_new(msg, "content", json_string(""));
     json_t *choice = json_pack("{s:i,s:o,s:n,s:s}", "index", 0, "message", msg, "logprobs",
@@ -458,10 +472,14 @@ static json_t *ollama_line(const reply *r, const char *p, size_t n, bool done)
     return doc;
 }
 
+static json_t *ollama_calls(const reply *r);
+
 /* The last object of a reply: done, its reason, durations (ns) and counts. */
 static json_t *ollama_final(const reply *r, uint64_t now_ms, const char *p, size_t n)
 {
     json_t *doc = ollama_line(r, p, n, true);
+    if (r->ncalls > 0 && !r->stream) /* a stream sent them before its last object */
+        json_object_set_new(json_object_get(doc, "message"), "tool_calls", ollama_calls(r));
     json_int_t total = (json_int_t)((now_ms - r->t0) * 1000000u);
     json_int_t prompt_ns = (json_int_t)(r->latency_ms * 1e6);
     json_int_t eval_ns =
@@ -505,8 +523,13 @@ static json_t *anthropic_tool_block(const reply *r, json_t *input)
                      input);
 }
 
+static json_t *anthropic_calls(const reply *r);
+
 static json_t *anthropic_full(const reply *r)
 {
+    if (r->ncalls > 0)
+        return anthropic_message(r, anthropic_calls(r), finish_reason(r, true),
+                                 r->completion_tokens);
     /* A forced tool answers with a tool_use block when its JSON is an object;
      * JSON that is not (cut by max_tokens, say) goes out as text. */
     bool thinking = r->fault == FR_SIM_FAULT_THINKING;
@@ -544,6 +567,168 @@ char *fr_sim_proto_full(const reply *r, uint64_t now_ms, size_t *len)
     return dump(r, doc, len);
 }
 
+/* ---- a scripted turn's tool calls ---------------------------------------------- */
+
+/* A call's arguments as a value: the JSON, or the text as a string when it
+ * does not parse (a model that wrote bad arguments). */
+static json_t *args_value(const fr_sim_call *c)
+{
+    json_t *v = json_loadb(c->args, c->len, JSON_DECODE_ANY, NULL);
+    return v ? v : text_json(c->args, c->len);
+}
+
+/* OpenAI message.tool_calls: arguments as a JSON string. */
+static json_t *openai_calls(const reply *r)
+{
+    json_t *calls = json_array();
+    for (size_t i = 0; i < r->ncalls; i++) {
+        const fr_sim_call *c = &r->calls[i];
+        json_array_append_new(calls, json_pack("{s:s,s:s,s:{s:s,s:o}}", "id", c->id, "type",
+                                               "function", "function", "name", c->name, "arguments",
+                                               text_json(c->args, c->len)));
+    }
+    return calls;
+}
+
+/* Ollama message.tool_calls: arguments as an object, the call's place in
+ * function.index, and the id newer servers add. */
+static json_t *ollama_calls(const reply *r)
+{
+    json_t *calls = json_array();
+    for (size_t i = 0; i < r->ncalls; i++) {
+        const fr_sim_call *c = &r->calls[i];
+        json_array_append_new(calls, json_pack("{s:s,s:{s:I,s:s,s:o}}", "id", c->id, "function",
+                                               "index", (json_int_t)i, "name", c->name, "arguments",
+                                               args_value(c)));
+    }
+    return calls;
+}
+
+static json_t *anthropic_call_block(const fr_sim_call *c, json_t *input)
+{
+    return json_pack("{s:s,s:s,s:s,s:o}", "type", "tool_use", "id", c->id, "name", c->name, "input",
+                     input);
+}
+
+/* Anthropic content: one tool_use block per call. */
+static json_t *anthropic_calls(const reply *r)
+{
+    json_t *blocks = json_array();
+    for (size_t i = 0; i < r->ncalls; i++)
+        json_array_append_new(blocks, anthropic_call_block(&r->calls[i], args_value(&r->calls[i])));
+    return blocks;
+}
+
+static void add_piece(reply *r, fr_sim_piece_kind kind, size_t call, size_t off, size_t len,
+                      long words)
+{
+    r->pieces = fr_xrealloc(r->pieces, (r->npieces + 1) * sizeof *r->pieces);
+    r->pieces[r->npieces++] = (fr_sim_piece){kind, call, off, len, words};
+}
+
+/* How many fragments a call's arguments are streamed in: at least 3, and
+ * about 16 bytes each. */
+static size_t fragments_of(const fr_sim_call *c)
+{
+    size_t n = (c->len + 15) / 16;
+    return n < 3 ? 3 : n;
+}
+
+/* Adds fragment `j` of call `i`: its bytes start on UTF-8 boundaries, and
+ * the words of the arguments are spread over the fragments. */
+static void add_fragment(reply *r, size_t i, size_t j)
+{
+    const fr_sim_call *c = &r->calls[i];
+    size_t nf = fragments_of(c);
+    size_t at[2];
+    for (int e = 0; e < 2; e++) {
+        size_t b = c->len * (j + (size_t)e) / nf;
+        while (b < c->len && ((unsigned char)c->args[b] & 0xC0) == 0x80)
+            b++;
+        at[e] = b;
+    }
+    long w = c->tokens - 1;
+    long words = w * (long)(j + 1) / (long)nf - w * (long)j / (long)nf;
+    add_piece(r, FR_SIM_PIECE_ARGS, i, at[0], at[1] - at[0], words);
+}
+
+/* Fills the frames of a tool-call stream; see sim_int.h. */
+void fr_sim_proto_tool_plan(reply *r)
+{
+    if (r->proto == FR_SIM_OLLAMA) {
+        add_piece(r, FR_SIM_PIECE_ALL, 0, 0, 0, r->completion_tokens);
+        return;
+    }
+    if (r->proto == FR_SIM_ANTHROPIC) {
+        for (size_t i = 0; i < r->ncalls; i++) {
+            add_piece(r, FR_SIM_PIECE_START, i, 0, 0, 1);
+            for (size_t j = 0; j < fragments_of(&r->calls[i]); j++)
+                add_fragment(r, i, j);
+            add_piece(r, FR_SIM_PIECE_STOP, i, 0, 0, 0);
+        }
+        return;
+    }
+    size_t rounds = 0;
+    for (size_t i = 0; i < r->ncalls; i++) {
+        add_piece(r, FR_SIM_PIECE_START, i, 0, 0, 1);
+        if (fragments_of(&r->calls[i]) > rounds)
+            rounds = fragments_of(&r->calls[i]);
+    }
+    for (size_t j = 0; j < rounds; j++) /* parallel calls interleaved, as OpenAI streams them */
+        for (size_t i = 0; i < r->ncalls; i++)
+            if (j < fragments_of(&r->calls[i]))
+                add_fragment(r, i, j);
+}
+
+/* One OpenAI delta.tool_calls piece: the first of a call carries its id,
+ * type and name with empty arguments; the others a fragment. */
+static json_t *openai_call_delta(const reply *r, const fr_sim_piece *pc, bool first)
+{
+    const fr_sim_call *c = &r->calls[pc->call];
+    json_t *call;
+    if (pc->kind == FR_SIM_PIECE_START)
+        call = json_pack("{s:I,s:s,s:s,s:{s:s,s:s}}", "index", (json_int_t)pc->call, "id", c->id,
+                         "type", "function", "function", "name", c->name, "arguments", "");
+    else
+        call = json_pack("{s:I,s:{s:o}}", "index", (json_int_t)pc->call, "function", "arguments",
+                         text_json(c->args + pc->off, pc->len));
+    json_t *delta = json_pack("{s:[o]}", "tool_calls", call);
+    if (first) {
+        json_object_set_new(delta, "role", json_string("assistant"));
+        json_object_set_new(delta, "content", json_null());
+    }
+    return delta;
+}
+
+/* Appends one frame of a tool-call stream; see sim_int.h. */
+void fr_sim_proto_tool_piece(const reply *r, fr_buf *out, const fr_sim_piece *pc, bool first)
+{
+    const fr_sim_call *c = &r->calls[pc->call];
+    if (r->proto == FR_SIM_OLLAMA) {
+        json_t *doc = ollama_line(r, "", 0, false);
+        json_object_set_new(json_object_get(doc, "message"), "tool_calls", ollama_calls(r));
+        put_json(r, out, NULL, doc);
+    } else if (r->proto == FR_SIM_ANTHROPIC && pc->kind == FR_SIM_PIECE_START) {
+        put_json(r, out, "content_block_start",
+                 json_pack("{s:s,s:I,s:o}", "type", "content_block_start", "index",
+                           (json_int_t)pc->call, "content_block",
+                           anthropic_call_block(c, json_object())));
+    } else if (r->proto == FR_SIM_ANTHROPIC && pc->kind == FR_SIM_PIECE_ARGS) {
+        put_json(r, out, "content_block_delta",
+                 json_pack("{s:s,s:I,s:{s:s,s:o}}", "type", "content_block_delta", "index",
+                           (json_int_t)pc->call, "delta", "type", "input_json_delta",
+                           "partial_json", text_json(c->args + pc->off, pc->len)));
+    } else if (r->proto == FR_SIM_ANTHROPIC) {
+        put_json(
+            r, out, "content_block_stop",
+            json_pack("{s:s,s:I}", "type", "content_block_stop", "index", (json_int_t)pc->call));
+    } else {
+        json_t *choice = json_pack("{s:i,s:o,s:n,s:n}", "index", 0, "delta",
+                                   openai_call_delta(r, pc, first), "logprobs", "finish_reason");
+        put_json(r, out, NULL, openai_chunk(r, json_pack("[o]", choice)));
+    }
+}
+
 /* ---- streams ------------------------------------------------------------------ */
 
 /* The Content-Type of the protocol's streams. */
@@ -560,6 +745,10 @@ void fr_sim_proto_stream_open(const reply *r, fr_buf *out)
     put_json(r, out, "message_start",
              json_pack("{s:s,s:o}", "type", "message_start", "message",
                        anthropic_message(r, json_array(), NULL, 1)));
+    if (r->ncalls > 0) { /* the plan starts each call's block */
+        put_json(r, out, "ping", json_pack("{s:s}", "type", "ping"));
+        return;
+    }
     json_t *block = r->fault == FR_SIM_FAULT_THINKING
                         ? json_pack("{s:s,s:s}", "type", "thinking", "thinking", "")
                     : r->tool ? anthropic_tool_block(r, json_object())
@@ -615,8 +804,9 @@ void fr_sim_proto_stream_close(const reply *r, uint64_t now_ms, fr_buf *out)
             put_json(r, out, "content_block_delta",
                      json_pack("{s:s,s:i,s:{s:s,s:s}}", "type", "content_block_delta", "index", 0,
                                "delta", "type", "signature_delta", "signature", "sim-signature"));
-        put_json(r, out, "content_block_stop",
-                 json_pack("{s:s,s:i}", "type", "content_block_stop", "index", 0));
+        if (r->ncalls == 0) /* the plan stopped each call's block */
+            put_json(r, out, "content_block_stop",
+                     json_pack("{s:s,s:i}", "type", "content_block_stop", "index", 0));
         json_t *md = json_pack("{s:s,s:{s:s,s:n}}", "type", "message_delta", "delta", "stop_reason",
                                finish_reason(r, r->tool != NULL && !thinking), "stop_sequence");
         if (!no_usage(r))
