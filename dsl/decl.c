@@ -1,6 +1,6 @@
 /* The declaration functions a workflow file calls: workflow{}, agent, task,
- * endpoint and baseline. Each checks its fields as it runs (unknown names,
- * types, ranges) and copies them into the fr_workflow being built; checks
+ * endpoint, baseline, mcp and tool (whose bodies are in dsl/decl_tool.c). Each checks its fields as
+ * it runs (unknown names, types, ranges) and copies them into the fr_workflow being built; checks
  * that need the whole file (agents, deps, pins) run afterwards in load.c.
  *
  * Errors are sticky: the first one is kept in the load context and every
@@ -26,24 +26,31 @@
 
 static const char ctx_key = 'C';
 
-static const char *const kind_names[] = {"task", "agent", "endpoint"};
+static const char *const kind_names[] = {"task", "agent", "endpoint", "mcp", "tool"};
 
 static const char *const task_fields[] = {
-    "agent",   "prompt",  "deps",        "complexity",      "type",        "priority",
-    "private", "timeout", "retries",     "max_tokens",      "temperature", "budget",
-    "schema",  "check",   "min_quality", "approve",         "save",        "endpoint",
-    "tier",    "seed",    "declassify",  "allow_truncated",
+    "agent",          "prompt",  "deps",        "complexity",      "type",        "priority",
+    "private",        "timeout", "retries",     "max_tokens",      "temperature", "budget",
+    "schema",         "check",   "min_quality", "approve",         "save",        "endpoint",
+    "tier",           "seed",    "declassify",  "allow_truncated", "tools",       "max_turns",
+    "max_tool_calls", "cache",
 };
-static const char *const agent_fields[] = {"system", "type", "private"};
+static const char *const agent_fields[] = {"system", "type", "private", "tools"};
 static const char *const endpoint_fields[] = {
-    "tier",    "protocol", "url",   "model",  "api_key_env", "max_parallel", "context",
-    "quality", "tags",     "price", "stream", "timeouts",    "keep_alive",   "max_tokens_field",
+    "tier",       "protocol",         "url",   "model", "api_key_env", "max_parallel",
+    "context",    "quality",          "tags",  "price", "stream",      "timeouts",
+    "keep_alive", "max_tokens_field", "tools",
 };
 static const char *const price_fields[] = {"input", "output", "cached_input"};
 static const char *const timeouts_fields[] = {"connect", "first_byte", "idle", "attempt"};
 static const char *const workflow_fields[] = {"name", "policy", "budget", "defaults", "vars"};
 static const char *const budget_fields[] = {"usd", "alert", "monthly_usd", "allow_unpriced"};
-static const char *const defaults_fields[] = {"timeout", "retries", "max_tokens", "temperature"};
+static const char *const defaults_fields[] = {"timeout",     "retries",   "max_tokens",
+                                              "temperature", "max_turns", "max_tool_calls"};
+static const char *const mcp_fields[] = {"command",     "env",           "cwd",    "url",
+                                         "headers_env", "start_timeout", "timeout"};
+static const char *const tool_fields[] = {"description", "parameters", "run",       "command",
+                                          "cwd",         "timeout",    "output_cap"};
 
 /*
  * Initialises `c` to run `file` (borrowed, must outlive the context) into
@@ -63,6 +70,8 @@ void fr_load_ctx_init(fr_load_ctx *c, fr_workflow *wf, const char *file, int cod
     c->defaults.retries = 2;
     c->defaults.max_tokens = 2048;
     c->defaults.temperature = 0.2;
+    c->defaults.max_turns = 10;
+    c->defaults.max_tool_calls = 50;
 }
 
 /* Frees what the context owns (agent names of tasks, pending names), not
@@ -149,7 +158,16 @@ static size_t declare(lua_State *L, fr_load_ctx *c, int kind, int line)
     if (strlen(name) != len)
         fr_decl_failc(L, c, line, "%s name '%s' holds a NUL byte at byte %zu; remove it", kn, name,
                       strlen(name));
-    if (!fr_load_valid_name(name))
+    bool tool_like = kind == FR_DECL_MCP || kind == FR_DECL_TOOL;
+    if (tool_like && !fr_decl_is_tool_name(name))
+        fr_decl_failc(L, c, line,
+                      "invalid %s name '%.80s': start with a letter, then use letters, digits, "
+                      "'_' and '-'%s",
+                      kn, name,
+                      kind == FR_DECL_TOOL && strchr(name, '.')
+                          ? " (a dot names an MCP server's tool: \"server.tool\")"
+                          : "");
+    if (!tool_like && !fr_load_valid_name(name))
         fr_decl_failc(L, c, line, "invalid %s name '%.80s': use letters, digits, '_', '.' and '-'",
                       kn, name);
     if (kind == FR_DECL_TASK && (strcmp(name, "var") == 0 || strncmp(name, "var.", 4) == 0))
@@ -159,6 +177,15 @@ static size_t declare(lua_State *L, fr_load_ctx *c, int kind, int line)
     if (prev >= 0)
         fr_decl_failc(L, c, line, "duplicate %s '%s' (first declared at %s:%d)", kn, name, c->file,
                       c->pending[prev].line);
+    /* A bare name in tools = { ... } must say one thing: a tool, or a server. */
+    long other =
+        !tool_like ? -1 : find_pending(c, kind == FR_DECL_MCP ? FR_DECL_TOOL : FR_DECL_MCP, name);
+    if (other >= 0)
+        fr_decl_failc(L, c, line,
+                      "%s '%s' has the name of the %s declared at %s:%d; give tools and MCP "
+                      "servers different names",
+                      kn, name, kind == FR_DECL_MCP ? "tool" : "MCP server", c->file,
+                      c->pending[other].line);
     c->pending = fr_xrealloc(c->pending, (c->npending + 1) * sizeof *c->pending);
     c->pending[c->npending] = (fr_pending){kind, fr_xstrdup(name), line, false};
     return c->npending++;
@@ -167,7 +194,7 @@ static size_t declare(lua_State *L, fr_load_ctx *c, int kind, int line)
 /* Starts the body of the pending declaration `p` from the table at `t`:
  * prepares `d`, refuses anything but a table of the kind's known fields,
  * and marks the name declared. */
-static void body_begin(fr_decl *d, lua_State *L, fr_load_ctx *c, size_t p, int t)
+void fr_decl_body_begin(fr_decl *d, lua_State *L, fr_load_ctx *c, size_t p, int t)
 {
     static const struct {
         const char *const *names;
@@ -176,11 +203,13 @@ static void body_begin(fr_decl *d, lua_State *L, fr_load_ctx *c, size_t p, int t
         [FR_DECL_TASK] = {task_fields, N(task_fields)},
         [FR_DECL_AGENT] = {agent_fields, N(agent_fields)},
         [FR_DECL_ENDPOINT] = {endpoint_fields, N(endpoint_fields)},
+        [FR_DECL_MCP] = {mcp_fields, N(mcp_fields)},
+        [FR_DECL_TOOL] = {tool_fields, N(tool_fields)},
     };
     fr_pending *pe = &c->pending[p];
     const char *kn = kind_names[pe->kind];
     char where[300];
-    snprintf(where, sizeof where, "%s '%s'", kn, pe->name);
+    snprintf(where, sizeof where, "%s '%s'", pe->kind == FR_DECL_MCP ? "mcp server" : kn, pe->name);
     fr_decl_init(d, L, c, pe->line, where);
     if (lua_type(L, t) != LUA_TTABLE)
         fr_decl_fail(d, "%s: expected a table of fields, as in %s \"%s\" { ... }, got %s", where,
@@ -213,6 +242,8 @@ static size_t append_task(fr_load_ctx *c, const fr_pending *p)
     t->max_tokens = -1;
     t->temperature = -1;
     t->tier = FR_TIER_ANY;
+    t->max_turns = -1;
+    t->max_tool_calls = -1;
     t->private_from = t->private_via = t->declassified_from = -1;
     wf->lua->tasks[i] = (fr_task_lua){LUA_NOREF, 0, LUA_NOREF};
     c->task_agents[i] = NULL;
@@ -224,7 +255,7 @@ static size_t append_task(fr_load_ctx *c, const fr_pending *p)
 static void task_body(lua_State *L, fr_load_ctx *c, size_t p, int t)
 {
     fr_decl d;
-    body_begin(&d, L, c, p, t);
+    fr_decl_body_begin(&d, L, c, p, t);
     const char *where = d.where;
     size_t i = append_task(c, &c->pending[p]);
     fr_task_spec *ts = &c->wf->tasks[i];
@@ -267,6 +298,12 @@ static void task_body(lua_State *L, fr_load_ctx *c, size_t p, int t)
     fr_decl_bool(&d, t, "allow_truncated", &ts->allow_truncated);
     fr_decl_str(&d, t, "save", FR_FIELD_NONEMPTY, &ts->save);
     fr_decl_str(&d, t, "endpoint", FR_FIELD_NONEMPTY, &ts->endpoint);
+    fr_decl_tools_field(&d, t, &ts->tools, &ts->ntools);
+    fr_decl_int(&d, t, "max_turns", 1, 100, "an integer from 1 to 100", &ts->max_turns);
+    fr_decl_int(&d, t, "max_tool_calls", 1, 1000, "an integer from 1 to 1000", &ts->max_tool_calls);
+    bool cache = true;
+    fr_decl_bool(&d, t, "cache", &cache);
+    ts->no_cache = !cache;
 
     ty = fr_decl_push_field(&d, t, "tier"); /* [tier] */
     if (ty != LUA_TNIL) {
@@ -319,7 +356,7 @@ static void task_body(lua_State *L, fr_load_ctx *c, size_t p, int t)
 
 /* True when `url` (borrowed) carries a credential: userinfo before the
  * host, or a key/api_key query parameter. The URL is never echoed. */
-static bool url_holds_key(const char *url)
+bool fr_decl_url_holds_key(const char *url)
 {
     const char *host = strstr(url, "://");
     host = host ? host + 3 : url;
@@ -368,7 +405,7 @@ static char *ollama_default_url(void)
 static void agent_body(lua_State *L, fr_load_ctx *c, size_t p, int t)
 {
     fr_decl d;
-    body_begin(&d, L, c, p, t);
+    fr_decl_body_begin(&d, L, c, p, t);
     fr_workflow *wf = c->wf;
     wf->agents = fr_xrealloc(wf->agents, (wf->nagents + 1) * sizeof *wf->agents);
     fr_agent_spec *a = &wf->agents[wf->nagents];
@@ -380,11 +417,13 @@ static void agent_body(lua_State *L, fr_load_ctx *c, size_t p, int t)
     fr_decl_str(&d, t, "system", 0, &a->system);
     fr_decl_str(&d, t, "type", FR_FIELD_NONEMPTY, &a->type);
     fr_decl_bool(&d, t, "private", &a->is_private);
+    fr_decl_tools_field(&d, t, &a->tools, &a->ntools);
 }
 
 /* ---- endpoint ---- */
 
-static bool is_var_name(const char *s)
+/* Returns true when `s` (borrowed) is a C-style variable name. */
+bool fr_decl_is_var_name(const char *s)
 {
     if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || *s == '_'))
         return false;
@@ -398,10 +437,10 @@ static bool is_var_name(const char *s)
 /* True when `s` looks like a secret rather than the name of a variable:
  * a known key prefix, not a variable name at all, or a long token mixing
  * cases or without any underscore (names of variables are SNAKE_CASE). */
-static bool looks_like_key(const char *s)
+bool fr_decl_looks_like_key(const char *s)
 {
     size_t len = strlen(s);
-    if (strncmp(s, "sk-", 3) == 0 || strncmp(s, "sk_", 3) == 0 || !is_var_name(s))
+    if (strncmp(s, "sk-", 3) == 0 || strncmp(s, "sk_", 3) == 0 || !fr_decl_is_var_name(s))
         return true;
     if (len <= 40)
         return false;
@@ -414,7 +453,9 @@ static bool looks_like_key(const char *s)
     return (lower && upper) || !underscore;
 }
 
-static bool is_http_url(const char *s)
+/* Returns true when `s` (borrowed) starts with http:// or https:// and has
+ * something after it. */
+bool fr_decl_is_http_url(const char *s)
 {
     return (strncmp(s, "http://", 7) == 0 && s[7]) || (strncmp(s, "https://", 8) == 0 && s[8]);
 }
@@ -422,7 +463,7 @@ static bool is_http_url(const char *s)
 static void endpoint_body(lua_State *L, fr_load_ctx *c, size_t p, int t)
 {
     fr_decl d;
-    body_begin(&d, L, c, p, t);
+    fr_decl_body_begin(&d, L, c, p, t);
     const char *where = d.where;
     fr_workflow *wf = c->wf;
     wf->endpoints = fr_xrealloc(wf->endpoints, (wf->nendpoints + 1) * sizeof *wf->endpoints);
@@ -434,6 +475,7 @@ static void endpoint_body(lua_State *L, fr_load_ctx *c, size_t p, int t)
     e->protocol = FR_PROTO_OPENAI;
     e->quality = 0.5;
     e->stream = true;
+    e->tools = true;
     e->timeouts = (fr_timeouts){10, 0, 60, 0};
     wf->nendpoints++;
 
@@ -457,11 +499,11 @@ static void endpoint_body(lua_State *L, fr_load_ctx *c, size_t p, int t)
     lua_pop(L, 1); /* [] */
 
     if (fr_decl_str(&d, t, "url", FR_FIELD_NONEMPTY, &e->url)) {
-        if (!is_http_url(e->url)) {
+        if (!fr_decl_is_http_url(e->url)) {
             fr_decl_push_field(&d, t, "url"); /* [url] for the message */
             fr_decl_fail_value(&d, "url", "a URL starting with http:// or https://");
         }
-        if (url_holds_key(e->url))
+        if (fr_decl_url_holds_key(e->url))
             fr_decl_fail(
                 &d,
                 "%s: field 'url' carries a credential (user:password@ or a key= parameter); "
@@ -471,7 +513,7 @@ static void endpoint_body(lua_State *L, fr_load_ctx *c, size_t p, int t)
         e->url = ollama_default_url();
     } else if (e->protocol == FR_PROTO_ANTHROPIC) {
         const char *env = getenv("ANTHROPIC_BASE_URL");
-        if (env && *env && !is_http_url(env))
+        if (env && *env && !fr_decl_is_http_url(env))
             fr_decl_fail(&d, "%s: ANTHROPIC_BASE_URL must start with http:// or https://", where);
         e->url = fr_xstrdup(env && *env ? env : "https://api.anthropic.com");
     } else if (e->protocol == FR_PROTO_OPENAI) {
@@ -482,7 +524,7 @@ static void endpoint_body(lua_State *L, fr_load_ctx *c, size_t p, int t)
                 "%s: missing required field 'url' (protocol \"openai\" has no default; set url "
                 "or the OPENAI_BASE_URL environment variable)",
                 where);
-        if (!is_http_url(env))
+        if (!fr_decl_is_http_url(env))
             fr_decl_fail(&d, "%s: OPENAI_BASE_URL must start with http:// or https://", where);
         e->url = fr_xstrdup(env);
     }
@@ -493,7 +535,7 @@ static void endpoint_body(lua_State *L, fr_load_ctx *c, size_t p, int t)
         if (ty != LUA_TSTRING)
             fr_decl_fail_type(&d, "api_key_env", "the name of an environment variable");
         /* Never echo the value: it may be a secret. */
-        if (looks_like_key(lua_tostring(L, -1)))
+        if (fr_decl_looks_like_key(lua_tostring(L, -1)))
             fr_decl_fail(
                 &d,
                 "%s: field 'api_key_env' must be the NAME of an environment variable (such as "
@@ -512,6 +554,7 @@ static void endpoint_body(lua_State *L, fr_load_ctx *c, size_t p, int t)
     fr_decl_num(&d, t, "quality", 0, 1, 0, "a number from 0 to 1", &e->quality);
     fr_decl_str_array(&d, t, "tags", &e->tags, &e->ntags);
     fr_decl_bool(&d, t, "stream", &e->stream);
+    fr_decl_bool(&d, t, "tools", &e->tools);
 
     ty = fr_decl_push_field(&d, t, "keep_alive"); /* [keep_alive] */
     if (ty == LUA_TSTRING && lua_rawlen(L, -1) > 0)
@@ -647,6 +690,10 @@ static int l_workflow(lua_State *L)
         fr_decl_int(&sub, 2, "max_tokens", 1, INT_MAX, "an integer >= 1", &c->defaults.max_tokens);
         fr_decl_num(&sub, 2, "temperature", 0, 2, 0, "a number from 0 to 2",
                     &c->defaults.temperature);
+        fr_decl_int(&sub, 2, "max_turns", 1, 100, "an integer from 1 to 100",
+                    &c->defaults.max_turns);
+        fr_decl_int(&sub, 2, "max_tool_calls", 1, 1000, "an integer from 1 to 1000",
+                    &c->defaults.max_tool_calls);
         lua_pop(L, 1); /* [tbl] */
     }
     if (fr_decl_push_sub(&d, 1, "vars", &sub)) {
@@ -683,6 +730,10 @@ static void body(lua_State *L, fr_load_ctx *c, int kind, size_t p, int t)
         task_body(L, c, p, t);
     else if (kind == FR_DECL_AGENT)
         agent_body(L, c, p, t);
+    else if (kind == FR_DECL_MCP)
+        fr_decl_mcp_body(L, c, p, t);
+    else if (kind == FR_DECL_TOOL)
+        fr_decl_tool_body(L, c, p, t);
     else
         endpoint_body(L, c, p, t);
 }
@@ -735,6 +786,16 @@ static int l_endpoint(lua_State *L)
     return declare_kind(L, FR_DECL_ENDPOINT);
 }
 
+static int l_mcp(lua_State *L)
+{
+    return declare_kind(L, FR_DECL_MCP);
+}
+
+static int l_tool(lua_State *L)
+{
+    return declare_kind(L, FR_DECL_TOOL);
+}
+
 /* Installs the context (arg 1, light userdata) and the declaration
  * functions into the sandbox environment. */
 static int install(lua_State *L)
@@ -743,9 +804,9 @@ static int install(lua_State *L)
     lua_settop(L, 1);                            /* [ctx] */
     lua_rawsetp(L, LUA_REGISTRYINDEX, &ctx_key); /* [] */
     fr_sandbox_push_env(L);                      /* [env] */
-    static const luaL_Reg all[] = {{"workflow", l_workflow}, {"agent", l_agent},
-                                   {"task", l_task},         {"endpoint", l_endpoint},
-                                   {"baseline", l_baseline}, {NULL, NULL}};
+    static const luaL_Reg all[] = {
+        {"workflow", l_workflow}, {"agent", l_agent}, {"task", l_task}, {"endpoint", l_endpoint},
+        {"baseline", l_baseline}, {"mcp", l_mcp},     {"tool", l_tool}, {NULL, NULL}};
     for (const luaL_Reg *r = all; r->name; r++) {
         if (c->endpoints_only && strcmp(r->name, "endpoint") != 0 &&
             strcmp(r->name, "baseline") != 0)

@@ -76,3 +76,32 @@ bool fr_decl_str_array(fr_decl *d, int t, const char *f, char ***out, size_t *n)
  * ("budget.usd"), returning true, or pushes nothing and returns false when
  * absent. [-0, +(0|1)] */
 bool fr_decl_push_sub(fr_decl *d, int t, const char *f, fr_decl *sub);
+
+/* Starts the body of pending declaration `p` (an index into c->pending)
+ * from the table at `t`: prepares `d`, fails on anything but a table of the
+ * kind's known fields (with a did-you-mean), marks the name declared. */
+void fr_decl_body_begin(fr_decl *d, lua_State *L, fr_load_ctx *c, size_t p, int t);
+
+/* Checks on values (dsl/decl.c), all of borrowed strings: a C-style
+ * variable name; something that looks like a secret rather than the name of
+ * a variable (never echo it); an http:// or https:// URL; a URL carrying a
+ * credential (userinfo, a key= parameter). */
+bool fr_decl_is_var_name(const char *s);
+bool fr_decl_looks_like_key(const char *s);
+bool fr_decl_is_http_url(const char *s);
+bool fr_decl_url_holds_key(const char *url);
+
+/* Returns true when `s` (borrowed) is a tool or MCP server name:
+ * [A-Za-z][A-Za-z0-9_-]* (dsl/decl_tool.c). */
+bool fr_decl_is_tool_name(const char *s);
+
+/* Reads field `tools` of the table at `t` (an array of tool patterns) into
+ * *out and *n as fr_decl_str_array does; the patterns are checked against the
+ * declared tools once the whole file ran (fr_load_resolve_tools). */
+void fr_decl_tools_field(fr_decl *d, int t, char ***out, size_t *n);
+
+/* The bodies of `mcp "name" { ... }` and `tool "name" { ... }` for pending
+ * declaration `p` from the table at `t` (dsl/decl_tool.c): append an
+ * fr_mcp_spec / fr_tool_spec to c->wf and fill it, failing on a bad field. */
+void fr_decl_mcp_body(lua_State *L, fr_load_ctx *c, size_t p, int t);
+void fr_decl_tool_body(lua_State *L, fr_load_ctx *c, size_t p, int t);

@@ -1,7 +1,8 @@
 /* Loading a workflow: runs the workflow file and the endpoints file in
  * their own sandboxes (dsl/decl.c fills the structs), merges endpoints,
  * applies --var, then checks what needs the whole picture: agents, deps,
- * placeholders, pins, the baseline and that some endpoint exists. */
+ * placeholders, pins, tool patterns (dsl/tool.c), the baseline and that
+ * some endpoint exists. */
 
 #include "dsl/load_int.h"
 
@@ -41,6 +42,9 @@ static void task_close(fr_task_spec *t)
     json_decref(t->schema);
     free(t->save);
     free(t->endpoint);
+    for (size_t i = 0; i < t->ntools; i++)
+        free(t->tools[i]);
+    free(t->tools);
     free(t->file);
 }
 
@@ -52,6 +56,7 @@ void fr_workflow_free(fr_workflow *wf)
 {
     if (!wf)
         return;
+    fr_load_free_tools(wf); /* releases the run functions' references first */
     if (wf->lua) {
         for (size_t i = 0; wf->lua->tasks && i < wf->ntasks; i++) {
             fr_sandbox_unref(wf->lua->L, wf->lua->tasks[i].prompt_ref);
@@ -68,6 +73,9 @@ void fr_workflow_free(fr_workflow *wf)
         free(wf->agents[i].name);
         free(wf->agents[i].system);
         free(wf->agents[i].type);
+        for (size_t k = 0; k < wf->agents[i].ntools; k++)
+            free(wf->agents[i].tools[k]);
+        free(wf->agents[i].tools);
         free(wf->agents[i].file);
     }
     free(wf->agents);
@@ -624,6 +632,10 @@ static int resolve_tasks(fr_workflow *wf, fr_load_ctx *c, bool save_anywhere, fr
             t->max_tokens = c->defaults.max_tokens;
         if (t->temperature < 0)
             t->temperature = c->defaults.temperature;
+        if (t->max_turns < 0)
+            t->max_turns = c->defaults.max_turns;
+        if (t->max_tool_calls < 0)
+            t->max_tool_calls = c->defaults.max_tool_calls;
         rc = resolve_agent(wf, c, i, err);
         if (rc == FR_OK)
             rc = resolve_deps(wf, i, names, err);
@@ -644,6 +656,8 @@ static int resolve_tasks(fr_workflow *wf, fr_load_ctx *c, bool save_anywhere, fr
         propagate_privacy(wf);
         rc = check_inherited_pins(wf, err);
     }
+    if (rc == FR_OK)
+        rc = fr_load_resolve_tools(wf, err);
     return rc;
 }
 

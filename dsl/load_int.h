@@ -18,10 +18,17 @@ typedef struct fr_task_lua {
     int check_ref;   /* the check function, LUA_NOREF without one */
 } fr_task_lua;
 
+/* Lua references of one tool; owned by fr_workflow_lua. */
+typedef struct fr_tool_lua {
+    int run_ref;  /* the run function (FR_TOOL_LUA), LUA_NOREF for a command tool */
+    int run_line; /* the line where the run function was defined */
+} fr_tool_lua;
+
 /* The workflow's Lua state and the references into it. */
 struct fr_workflow_lua {
     lua_State *L;       /* owned (fr_sandbox_free) */
     fr_task_lua *tasks; /* parallel to fr_workflow.tasks */
+    fr_tool_lua *tools; /* parallel to fr_workflow.tools */
 };
 
 /* A name given to task/agent/endpoint whose body may not have come yet. */
@@ -32,7 +39,7 @@ typedef struct fr_pending {
     bool done;
 } fr_pending;
 
-enum { FR_DECL_TASK, FR_DECL_AGENT, FR_DECL_ENDPOINT };
+enum { FR_DECL_TASK, FR_DECL_AGENT, FR_DECL_ENDPOINT, FR_DECL_MCP, FR_DECL_TOOL };
 
 /* Everything one file's run fills. Heap data hangs off `wf` or the context
  * as soon as it is allocated, so a Lua error raised at any point leaves
@@ -50,6 +57,8 @@ typedef struct fr_load_ctx {
         int retries;
         int max_tokens;
         double temperature;
+        int max_turns;
+        int max_tool_calls;
     } defaults;         /* from workflow{defaults=}, else the documented ones */
     char **task_agents; /* agent name of each task, resolved after the run */
     size_t ntask_agents;
@@ -76,3 +85,14 @@ int fr_load_run(lua_State *L, fr_load_ctx *c, fr_error *err);
 /* Returns true when `s` (borrowed) is a valid task/agent/endpoint/variable
  * name: non-empty, only [A-Za-z0-9_.-]. */
 bool fr_load_valid_name(const char *s);
+
+/* After the file ran and the tasks' agents are resolved (dsl/tool.c): checks
+ * every agent's and task's tool patterns against the declared tools and MCP
+ * servers (did-you-mean on a miss), and gives each task without its own
+ * `tools` its agent's. Returns FR_OK or FR_EWORKFLOW with `err` at the
+ * agent's or task's file:line. */
+int fr_load_resolve_tools(fr_workflow *wf, fr_error *err);
+
+/* Frees what the workflow's MCP servers and tools own, and releases the
+ * tools' references into wf->lua (dsl/tool.c). Leaves nmcps/ntools at 0. */
+void fr_load_free_tools(fr_workflow *wf);
