@@ -703,7 +703,8 @@ static void print_tools(const fr_workflow *wf, const json_t *tools)
         const char *srv = json_string_value(json_object_get(t, "server"));
         const char *desc = json_string_value(json_object_get(t, "description"));
         char *schema = json_dumps(json_object_get(t, "parameters"), JSON_COMPACT);
-        printf("\n%s (%s%s%s)\n", json_string_value(json_object_get(t, "name")),
+        printf("%s%s (%s%s%s)\n", i || wf->nmcps ? "\n" : "",
+               json_string_value(json_object_get(t, "name")),
                json_string_value(json_object_get(t, "source")), srv ? " server " : "",
                srv ? srv : "");
         if (desc && *desc)
