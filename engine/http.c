@@ -81,6 +81,8 @@ struct fr_xfer {
     char retry_after_ms[RETRY_AFTER_MAX]; /* retry-after-ms (OpenAI, Azure), same response */
     char errbuf[CURL_ERROR_SIZE];         /* CURLOPT_ERRORBUFFER */
     char msg[160];                        /* our own error text */
+    char capture[64];                     /* opts->capture_header, "" for none */
+    char captured[256];                   /* its value in the final response */
 };
 
 struct fr_http {
@@ -447,6 +449,12 @@ static void xfer_finish(fr_xfer *x, int rc, const char *error)
                  "out of file descriptors (ulimit -n %ld): no socket could be opened",
                  fr_fd_limit());
         res.error = x->msg;
+    }
+    struct curl_header *ch = NULL;
+    if (x->capture[0] && curl_easy_header(x->easy, x->capture, 0, CURLH_HEADER, -1, &ch) ==
+                             CURLHE_OK) {
+        snprintf(x->captured, sizeof x->captured, "%s", ch->value);
+        res.captured = x->captured;
     }
     xfer_release(x);
     fr_log(FR_LOG_DEBUG, "http", "xfer=%lu status=%ld rc=%s bytes=%zu ttfb_ms=%.1f total_ms=%.1f",
@@ -835,6 +843,8 @@ int fr_http_submit(fr_http *h, const fr_request *req, const fr_http_opts *opts,
     x->first_byte_ms = opts->first_byte_timeout_ms;
     x->idle_ms = opts->idle_timeout_ms;
     x->total_ms = opts->total_timeout_ms;
+    if (opts->capture_header)
+        snprintf(x->capture, sizeof x->capture, "%s", opts->capture_header);
     const char *body = req->body ? req->body : "";
     size_t body_len = strlen(body);
     x->body = fr_xstrndup(body, body_len);

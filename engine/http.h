@@ -20,6 +20,8 @@ typedef struct fr_http_opts {
                                    as activity, counted from the end of the response
                                    headers; 0 = none */
     long total_timeout_ms;      /* whole transfer; 0 = none */
+    const char *capture_header; /* NULL, or a response header whose value the result
+                                   carries in `captured` (MCP's Mcp-Session-Id) */
 } fr_http_opts;
 
 typedef struct fr_http_result {
@@ -33,6 +35,8 @@ typedef struct fr_http_result {
     bool no_fds;          /* rc is FR_ECONNECT because this process (EMFILE) or the system
                              (ENFILE) is out of file descriptors: a local condition that says
                              nothing about the server; nothing was sent */
+    const char *captured; /* borrowed: the value of opts->capture_header in the final
+                             response, NULL if it was not asked for or not there */
 } fr_http_result;
 
 /* What a data callback returns for bytes that were framing only (SSE
