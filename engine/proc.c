@@ -603,10 +603,12 @@ int fr_proc_guard_main(int argc, char **argv)
     if (grace_ms <= 0)
         grace_ms = 2000;
     unsetenv(GUARD_GRACE_ENV);
-    int sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
-    int watch = fcntl(GUARD_WATCH_FD, F_GETFD) >= 0 ? GUARD_WATCH_FD : -1;
+    /* The watch pipe first: the signalfd could take descriptor 3 otherwise. */
+    struct stat wst;
+    int watch = fstat(GUARD_WATCH_FD, &wst) == 0 && S_ISFIFO(wst.st_mode) ? GUARD_WATCH_FD : -1;
     if (watch >= 0)
         fcntl(watch, F_SETFD, FD_CLOEXEC);
+    int sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
 
     int exec_errno = 0;
     pid_t child = start_command(argv + 4, &exec_errno);
