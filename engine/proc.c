@@ -255,11 +255,12 @@ static int open_pipe(fr_proc *p, uv_pipe_t *h, int fd)
     return FR_OK;
 }
 
-static void close_fds(int *fds, size_t n)
+static void close_fds(int fds[4][2])
 {
-    for (size_t i = 0; i < n; i++)
-        if (fds[i] >= 0)
-            close(fds[i]);
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 2; j++)
+            if (fds[i][j] >= 0)
+                close(fds[i][j]);
 }
 
 int fr_proc_spawn(uv_loop_t *loop, const fr_proc_opts *o, fr_proc_read_fn on_out,
@@ -386,7 +387,7 @@ pipe_failed:
     rc = fr_error_set(err, FR_EIO, "proc", 0, "cannot make a pipe for '%s': %s", o->argv[0],
                       strerror(errno));
 cleanup:
-    close_fds(&fds[0][0], 8);
+    close_fds(fds);
     free_strv(args);
     free_strv(env);
     fr_proc_free(p);
@@ -613,7 +614,7 @@ int fr_proc_guard_main(int argc, char **argv)
     int exec_errno = 0;
     pid_t child = start_command(argv + 4, &exec_errno);
     if (child < 0) {
-        fprintf(stderr, "flowrun: cannot run '%s': %s\n", argv[4], strerror(exec_errno));
+        fprintf(stderr, FR_PROC_EXEC_FAILED_PREFIX "'%s': %s\n", argv[4], strerror(exec_errno));
         return 127;
     }
     int status = 0;
