@@ -451,8 +451,8 @@ static void xfer_finish(fr_xfer *x, int rc, const char *error)
         res.error = x->msg;
     }
     struct curl_header *ch = NULL;
-    if (x->capture[0] && curl_easy_header(x->easy, x->capture, 0, CURLH_HEADER, -1, &ch) ==
-                             CURLHE_OK) {
+    if (x->capture[0] &&
+        curl_easy_header(x->easy, x->capture, 0, CURLH_HEADER, -1, &ch) == CURLHE_OK) {
         snprintf(x->captured, sizeof x->captured, "%s", ch->value);
         res.captured = x->captured;
     }

@@ -32,7 +32,7 @@ struct fr_mcp_http {
     fr_mcp_msg_fn on_msg;
     void *ud;
     fr_mcp_post *posts;
-    int depth;      /* deliveries in progress */
+    int depth; /* deliveries in progress */
     bool free_asked;
 };
 
@@ -188,8 +188,8 @@ static void on_done(void *ud, const fr_http_result *res)
         w->on_msg(w->ud, msg);
     }
     if (p->id >= 0 && !answered && !w->free_asked && !p->abandoned) {
-        json_t *e = json_pack("{s:s, s:I, s:{s:i, s:s}}", "jsonrpc", "2.0", "id",
-                              (json_int_t)p->id, "error", "code", FR_MCP_ERR_TRANSPORT, "message",
+        json_t *e = json_pack("{s:s, s:I, s:{s:i, s:s}}", "jsonrpc", "2.0", "id", (json_int_t)p->id,
+                              "error", "code", FR_MCP_ERR_TRANSPORT, "message",
                               "the server's reply carried no response to the request");
         w->on_msg(w->ud, e);
         json_decref(e);

@@ -13,7 +13,7 @@
 
 /* Codes the transports use for failures that never reached the server's
  * JSON-RPC layer, in the implementation-defined range. */
-#define FR_MCP_ERR_HTTP (-32090)      /* an HTTP error status; data.http_status */
+#define FR_MCP_ERR_HTTP      (-32090) /* an HTTP error status; data.http_status */
 #define FR_MCP_ERR_TRANSPORT (-32091) /* no reply at all (connect, reset, bad body) */
 
 /* Called with each message a server sent, `msg` borrowed for the call. */

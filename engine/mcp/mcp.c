@@ -256,8 +256,9 @@ static void on_call_reply(fr_mcp *m, fr_mcp_call *c, const json_t *msg)
                                 : "(no message)");
     } else if (json_is_string(json_object_get(res, "resultType")) &&
                strcmp(json_string_value(json_object_get(res, "resultType")), "complete") != 0) {
-        fr_tool_result_fail(&r, "server '%s' answered with resultType '%s', which flowrun does "
-                                "not support",
+        fr_tool_result_fail(&r,
+                            "server '%s' answered with resultType '%s', which flowrun does "
+                            "not support",
                             m->spec->name, json_string_value(json_object_get(res, "resultType")));
     } else {
         bool is_error = false;
@@ -279,8 +280,9 @@ int fr_mcp_call_tool(fr_mcp *m, const char *tool, const json_t *args, double tim
     c->m = m;
     c->tool = fr_xstrdup(tool);
     c->args = json_is_object(args) ? json_deep_copy(args) : json_object();
-    c->timeout_s = timeout_s > 0 ? timeout_s : m->spec->call_timeout_s > 0 ? m->spec->call_timeout_s
-                                                                           : 60;
+    c->timeout_s = timeout_s > 0                 ? timeout_s
+                   : m->spec->call_timeout_s > 0 ? m->spec->call_timeout_s
+                                                 : 60;
     c->done = done;
     c->ud = ud;
     uv_timer_init(m->loop, &c->timer);
@@ -427,8 +429,8 @@ static const char *error_text(const json_t *msg, char *buf, size_t size)
 {
     const json_t *e = json_object_get(msg, "error");
     const char *s = json_string_value(json_object_get(e, "message"));
-    snprintf(buf, size, "MCP error %lld: %s", (long long)json_integer_value(json_object_get(e, "code")),
-             s ? s : "(no message)");
+    snprintf(buf, size, "MCP error %lld: %s",
+             (long long)json_integer_value(json_object_get(e, "code")), s ? s : "(no message)");
     return buf;
 }
 
@@ -475,10 +477,10 @@ static void on_start_reply(fr_mcp *m, const json_t *msg)
                 continue;
             json_t *schema = json_object_get(t, "inputSchema");
             json_t *d = json_object_get(t, "description");
-            json_array_append_new(m->tools,
-                                  json_pack("{s:O, s:O, s:O}", "name", json_object_get(t, "name"),
-                                            "description", d ? d : json_string(""), "inputSchema",
-                                            schema ? schema : json_pack("{s:s}", "type", "object")));
+            json_array_append_new(
+                m->tools, json_pack("{s:O, s:O, s:O}", "name", json_object_get(t, "name"),
+                                    "description", d ? d : json_string(""), "inputSchema",
+                                    schema ? schema : json_pack("{s:s}", "type", "object")));
         }
         m->pages++;
         const char *cursor = json_string_value(json_object_get(res, "nextCursor"));
@@ -549,8 +551,8 @@ static void on_server_exit(void *ud, const char *why)
     m->stdio = NULL;
     if (m->state == ST_STARTING) {
         fr_error err = {.code = FR_EMCP};
-        snprintf(err.msg, sizeof err.msg, "MCP server '%s' exited during start (%s)",
-                 m->spec->name, why);
+        snprintf(err.msg, sizeof err.msg, "MCP server '%s' exited during start (%s)", m->spec->name,
+                 why);
         snprintf(err.source, sizeof err.source, "%s", m->spec->file ? m->spec->file : "");
         err.line = m->spec->line;
         start_done(m, FR_EMCP, &err);
@@ -620,7 +622,8 @@ static void start_sequence(fr_mcp *m)
         if (rc == FR_OK)
             m->wire = fr_mcp_http_new(m->http, m->spec->url, lines, n, on_msg, m);
     } else if (!m->spec->url) {
-        rc = fr_mcp_stdio_start(m->loop, m->spec, m->wf_dir, on_msg, on_server_exit, m, &m->stdio, &err);
+        rc = fr_mcp_stdio_start(m->loop, m->spec, m->wf_dir, on_msg, on_server_exit, m, &m->stdio,
+                                &err);
         if (rc != FR_OK) {
             char msg[sizeof err.msg];
             snprintf(msg, sizeof msg, "%s", err.msg);
@@ -634,8 +637,8 @@ static void start_sequence(fr_mcp *m)
         rc = send_start_request(m, "server/discover", NULL);
         if (rc != FR_OK)
             fr_error_set(&err, rc, m->spec->file, m->spec->line,
-                         "MCP server '%s': the first request could not be sent: %s",
-                         m->spec->name, fr_strerror(rc));
+                         "MCP server '%s': the first request could not be sent: %s", m->spec->name,
+                         fr_strerror(rc));
     }
     if (rc != FR_OK) {
         /* Reported from the loop: ready never comes from inside start. */
