@@ -278,8 +278,6 @@ static void send_turn(fixture *fx, proto p, bool stream, const char *body, tres 
         r->text = fr_buf_take(&text);
     }
     response_free(&resp);
-    if (getenv("SIM_TOOLS_DEBUG"))
-        fprintf(stderr, "%d %s\n", r->status, r->raw);
 }
 
 /* ---- requests in each protocol's shape ------------------------------------------ */
@@ -644,13 +642,44 @@ static void test_plain_and_bad(void **state)
     fixture_free(fx);
 }
 
+/* Faults that make the content win over the script's calls; the others
+ * apply to the calls: `error` stops a stream of them halfway. */
+static void test_faults(void **state)
+{
+    (void)state;
+    fixture *fx = fixture_new();
+    const char *const tools[] = {"t", NULL};
+    json_t *msgs = first_messages("FAULT: toolcall\n@@call t {\"a\": \"b\"}");
+    char *body = body_of(P_OPENAI, false, "faults", msgs, tools);
+    tres r;
+    send_turn(fx, P_OPENAI, false, body, &r);
+    assert_int_equal(r.n, 1);
+    assert_string_equal(r.name[0], "lookup"); /* the fault's tool, as without a script */
+    tres_free(&r);
+    free(body);
+    json_decref(msgs);
+
+    msgs = first_messages("FAULT: error\n@@call t {\"a\": \"a longer value than sixteen\"}");
+    body = body_of(P_OPENAI, true, "faults", msgs, tools);
+    response raw = {0};
+    roundtrip(fx, "POST", proto_paths[P_OPENAI], body, &raw);
+    assert_int_equal(raw.status, 200);
+    assert_non_null(strstr(raw.body, "\"id\":\"call_1_0\""));
+    assert_non_null(strstr(raw.body, "data: {\"error\""));
+    assert_null(strstr(raw.body, "\"finish_reason\":\"tool_calls\""));
+    assert_null(strstr(raw.body, "sixteen")); /* the last fragment never came */
+    response_free(&raw);
+    free(body);
+    json_decref(msgs);
+    fixture_free(fx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_loop),
-        cmocka_unit_test(test_forever),
-        cmocka_unit_test(test_names),
-        cmocka_unit_test(test_plain_and_bad),
+        cmocka_unit_test(test_loop),   cmocka_unit_test(test_forever),
+        cmocka_unit_test(test_names),  cmocka_unit_test(test_plain_and_bad),
+        cmocka_unit_test(test_faults),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
