@@ -2,7 +2,9 @@
 /* flowrun-sim: an inference server on loopback for tests, examples and
  * benchmarks. Speaks the OpenAI-compatible, Ollama and Anthropic protocols
  * with the same deterministic replies, per-model latency, token rate,
- * concurrency limit and scripted faults, and keeps counters a test can read.
+ * concurrency limit and scripted faults, plays a model that calls tools
+ * from a prompt's `@@call` / `@@forever` lines (docs/testing.md), and keeps
+ * counters a test can read.
  * Runs on a caller's loop, so engine/main.c hosts it in-process as the
  * run's stand-in for `flowrun --sim` and sim_main.c wraps it in flowrun-sim.
  * Includes only engine/util/ (tests/layering.sh). */
@@ -80,7 +82,7 @@ void fr_sim_reset(fr_sim *s);
  * `messages` (borrowed JSON array of {role, content}; a system prompt is a
  * message with role "system", wherever the protocol carries it) before any
  * max_tokens cut, as a new string owned by the caller. Lets tests predict
- * replies. Never NULL. */
+ * replies (of requests without a tool script). Never NULL. */
 char *fr_sim_reply_text(const char *model, const json_t *messages);
 
 /* Returns the structured reply the simulator gives for `model` and
