@@ -38,6 +38,10 @@ fr_call fr_attempt_call(const fr_workflow *wf, size_t task, const fr_endpoints *
 
 /* ---- the wire ----------------------------------------------------------- */
 
+/* The transport's total timeout runs this much past the task's deadline:
+ * the conductor's deadline timer ends the task first, with its reason. */
+#define DEADLINE_SLACK_MS 50
+
 /* How long a turn the caps cannot hold yet waits before it asks again. */
 #define TURN_WAIT_MS 25
 
@@ -188,7 +192,8 @@ static int send_turn(wire_attempt *a, fr_error *err)
     int rc = fr_adapter_request(a->adapter, &hr, err);
     if (rc == FR_OK) {
         uint64_t now = uv_hrtime();
-        double left_ms = a->deadline_ns > now ? (double)(a->deadline_ns - now) / 1e6 : 1;
+        double left_ms =
+            (a->deadline_ns > now ? (double)(a->deadline_ns - now) / 1e6 : 0) + DEADLINE_SLACK_MS;
         fr_http_opts ho = {
             .max_response = MAX_RESPONSE_BYTES,
             .connect_timeout_ms = (long)(s->timeouts.connect_s * 1000.0),
