@@ -617,6 +617,35 @@ static void test_bad_pieces(void **state)
     assert_non_null(strstr(err.msg, "block 3"));
 }
 
+/* Anthropic input cut before it closes, and OpenAI's legacy function_call
+ * pieces, both streamed. */
+static void test_more_pieces(void **state)
+{
+    (void)state;
+    fr_reply r;
+    fr_error err;
+    const char *cut = "event: content_block_start\ndata: {\"index\":0,\"content_block\":{\"type\":"
+                      "\"tool_use\",\"id\":\"a\",\"name\":\"x\",\"input\":{}}}\n\n"
+                      "event: content_block_delta\ndata: {\"index\":0,\"delta\":{\"type\":"
+                      "\"input_json_delta\",\"partial_json\":\"{\\\"p\\\": [1,\"}}\n\n"
+                      "event: message_delta\ndata: {\"delta\":{\"stop_reason\":\"tool_use\"}}\n\n"
+                      "event: message_stop\ndata: {}\n\n";
+    assert_int_equal(run_tools(FR_PROTO_ANTHROPIC, true, cut, &r, &err), FR_OK);
+    assert_int_equal(r.finish, FR_FINISH_TOOL_CALL);
+    assert_json(r.tool_calls, "[{\"id\":\"a\",\"name\":\"x\",\"arguments\":null,"
+                              "\"raw_arguments\":\"{\\\"p\\\": [1,\"}]");
+    fr_reply_close(&r);
+
+    const char *legacy =
+        OCHUNK("{\"function_call\":{\"name\":\"word_count\",\"arguments\":\"\"}}", "null")
+            OCHUNK("{\"function_call\":{\"arguments\":\"{\\\"text\\\":\\\"a\\\"}\"}}",
+                   "\"function_call\"") "data: [DONE]\n\n";
+    assert_int_equal(run_tools(FR_PROTO_OPENAI, true, legacy, &r, &err), FR_OK);
+    assert_json(r.tool_calls,
+                "[{\"id\":\"call_0\",\"name\":\"word_count\",\"arguments\":{\"text\":\"a\"}}]");
+    fr_reply_close(&r);
+}
+
 /* Text and arguments share the 8 MiB reply cap. */
 static void test_cap(void **state)
 {
@@ -690,6 +719,7 @@ int main(void)
         cmocka_unit_test(test_not_offered),
         cmocka_unit_test(test_many_calls),
         cmocka_unit_test(test_bad_pieces),
+        cmocka_unit_test(test_more_pieces),
         cmocka_unit_test(test_cap),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
