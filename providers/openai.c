@@ -357,6 +357,8 @@ static int read_piece(oai *o, json_t *index, const char *id, json_t *fn, bool wh
     fr_toolcall *c = NULL;
     int rc = FR_OK;
     fr_toolcall *last = t->n ? &t->v[t->n - 1] : NULL;
+    if (json_is_null(index))
+        index = NULL;
     if (!whole && index) {
         if (!json_is_integer(index))
             return bad_piece(o, fr_xstrdup("a tool call piece has an index that is not a whole "

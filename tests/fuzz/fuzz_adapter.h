@@ -10,6 +10,8 @@
  *                   object, 0 or 3 none
  *   flags bit 3     the status is statuses[status & 15] (else 200)
  *   flags bit 4     finish with status 0, as when the final status is lost
+ *   flags bit 7     offer two tools and send a conversation with a tool turn
+ *                   (so tool-call pieces are read into reply.tool_calls)
  *   mode, seed      how the body is cut into chunks (tests/unit/support/split.h)
  *
  * Every input runs twice, body fed whole and body cut; both runs must end
@@ -39,6 +41,7 @@ typedef struct outcome {
     char *finish_reason;
     fr_finish finish;
     char *model;
+    char *tool_calls;
     fr_usage usage;
     char msg[1024];
 } outcome;
@@ -49,6 +52,7 @@ static void outcome_close(outcome *o)
     free(o->json);
     free(o->finish_reason);
     free(o->model);
+    free(o->tool_calls);
 }
 
 static bool same_str(const char *a, const char *b)
@@ -81,6 +85,26 @@ static void check_request(const fr_request *req)
     json_decref(body);
 }
 
+/* Checks a reply's tool calls (borrowed, may be NULL): only when tools
+ * were offered and the finish says so, each with an id, a name and an
+ * object of arguments or the raw text of ones that are not. */
+static void check_tool_calls(const json_t *calls, bool offered, fr_finish finish)
+{
+    if (!calls)
+        return;
+    FUZZ_CHECK(offered && finish == FR_FINISH_TOOL_CALL && json_array_size(calls) > 0);
+    size_t i;
+    const json_t *c;
+    json_array_foreach(calls, i, c)
+    {
+        FUZZ_CHECK(json_is_string(json_object_get(c, "id")));
+        FUZZ_CHECK(json_is_string(json_object_get(c, "name")));
+        const json_t *args = json_object_get(c, "arguments");
+        FUZZ_CHECK(json_is_object(args) ||
+                   (json_is_null(args) && json_is_string(json_object_get(c, "raw_arguments"))));
+    }
+}
+
 /* One attempt: request, feed `n` bytes of `body` cut as `mode`/`seed` say
  * at `status`, finish at `final_status`. Fills `o` (owned by the caller,
  * released with outcome_close) and checks every invariant. */
@@ -94,6 +118,22 @@ static void attempt(fr_protocol proto, const char *base_url, uint8_t flags, long
     else if (((flags >> 1) & 3) == 2)
         schema = json_pack("{s:s,s:{s:{s:s}},s:[s]}", "type", "object", "properties", "files",
                            "type", "array", "required", "files");
+    bool tools = flags & 0x80;
+    json_t *tool_defs =
+        tools ? json_loads("[{\"name\":\"read_file\",\"description\":\"Read a file.\","
+                           "\"parameters\":{\"type\":\"object\",\"properties\":{\"path\":"
+                           "{\"type\":\"string\"}}}},{\"name\":\"output\"}]",
+                           0, NULL)
+              : NULL;
+    json_t *conversation =
+        tools ? json_loads("[{\"role\":\"user\",\"content\":\"Read a.\"},{\"role\":"
+                           "\"assistant\",\"content\":\"\",\"tool_calls\":[{\"id\":\"c1\","
+                           "\"name\":\"read_file\",\"arguments\":{\"path\":\"a\"}}]},"
+                           "{\"role\":\"tool\",\"tool_call_id\":\"c1\",\"name\":"
+                           "\"read_file\",\"content\":\"hi\",\"is_error\":false}]",
+                           0, NULL)
+              : NULL;
+    FUZZ_CHECK(!tools || (tool_defs && conversation));
     fr_call call = {
         .base_url = base_url,
         .model = "fuzz-model",
@@ -104,6 +144,8 @@ static void attempt(fr_protocol proto, const char *base_url, uint8_t flags, long
         .stream = flags & 1,
         .schema = schema,
         .api_key = FUZZ_KEY,
+        .tools = tool_defs,
+        .messages = conversation,
     };
     memset(o, 0, sizeof *o);
     fr_adapter *a = fr_adapter_new(proto, &call);
@@ -143,6 +185,9 @@ static void attempt(fr_protocol proto, const char *base_url, uint8_t flags, long
         o->finish_reason = r.finish_reason ? fr_xstrdup(r.finish_reason) : NULL;
         o->finish = r.finish;
         o->model = r.model ? fr_xstrdup(r.model) : NULL;
+        check_tool_calls(r.tool_calls, tools, r.finish);
+        o->tool_calls =
+            r.tool_calls ? json_dumps(r.tool_calls, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
         o->usage = r.usage;
         break;
     case FR_EHTTP:
@@ -152,7 +197,7 @@ static void attempt(fr_protocol proto, const char *base_url, uint8_t flags, long
     case FR_EQUALITY:
         FUZZ_CHECK(o->rc == FR_EHTTP || eff == 0 || is_2xx(eff));
         FUZZ_CHECK(err.code == o->rc && err.msg[0]);
-        FUZZ_CHECK(!r.text && !r.json && !r.finish_reason && !r.model);
+        FUZZ_CHECK(!r.text && !r.json && !r.finish_reason && !r.model && !r.tool_calls);
         /* One line for the log, and never the key. */
         FUZZ_CHECK(!has_ctl(err.msg));
         FUZZ_CHECK(!strstr(err.msg, FUZZ_KEY) && !strstr(err.source, FUZZ_KEY));
@@ -165,6 +210,8 @@ static void attempt(fr_protocol proto, const char *base_url, uint8_t flags, long
     fr_reply_close(&r);
     fr_adapter_free(a);
     json_decref(schema);
+    json_decref(tool_defs);
+    json_decref(conversation);
 }
 
 /* Runs one fuzz input through protocol `proto`'s adapter, whole and cut,
@@ -183,9 +230,10 @@ static int fuzz_adapter(fr_protocol proto, const char *base_url, const uint8_t *
     if (whole.rc != cut.rc || whole.feed_rc != cut.feed_rc || !same_str(whole.text, cut.text) ||
         !same_str(whole.json, cut.json) || !same_str(whole.finish_reason, cut.finish_reason) ||
         whole.finish != cut.finish || !same_str(whole.model, cut.model) ||
-        whole.usage.input != cut.usage.input || whole.usage.output != cut.usage.output ||
-        whole.usage.cached != cut.usage.cached || whole.usage.estimated != cut.usage.estimated ||
-        whole.started != cut.started || strcmp(whole.msg, cut.msg) != 0) {
+        !same_str(whole.tool_calls, cut.tool_calls) || whole.usage.input != cut.usage.input ||
+        whole.usage.output != cut.usage.output || whole.usage.cached != cut.usage.cached ||
+        whole.usage.estimated != cut.usage.estimated || whole.started != cut.started ||
+        strcmp(whole.msg, cut.msg) != 0) {
         fprintf(stderr, "whole: %s feed=%s '%s'\ncut:   %s feed=%s '%s'\n", fr_err_name(whole.rc),
                 fr_err_name(whole.feed_rc), whole.msg, fr_err_name(cut.rc),
                 fr_err_name(cut.feed_rc), cut.msg);
@@ -196,10 +244,11 @@ static int fuzz_adapter(fr_protocol proto, const char *base_url, const uint8_t *
     if (verbose < 0)
         verbose = getenv("FUZZ_VERBOSE") != NULL;
     if (verbose)
-        fprintf(stderr, "[%s] %s text='%.60s' json=%.60s usage=%ld/%ld%s %s\n",
+        fprintf(stderr, "[%s] %s text='%.60s' json=%.60s calls=%.80s usage=%ld/%ld%s %s\n",
                 fr_protocol_name(proto), fr_err_name(whole.rc), whole.text ? whole.text : "",
-                whole.json ? whole.json : "-", whole.usage.input, whole.usage.output,
-                whole.usage.estimated ? " (estimated)" : "", whole.msg);
+                whole.json ? whole.json : "-", whole.tool_calls ? whole.tool_calls : "-",
+                whole.usage.input, whole.usage.output, whole.usage.estimated ? " (estimated)" : "",
+                whole.msg);
     outcome_close(&whole);
     outcome_close(&cut);
     return 0;

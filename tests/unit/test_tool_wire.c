@@ -453,6 +453,64 @@ static void test_ollama_body(void **state)
     adapter_every_split(FR_PROTO_OLLAMA, &c, s, check_calls);
 }
 
+/* The call's tools and conversation are copied: the caller may free its
+ * own as soon as the adapter exists. Ollama sends a schema and tools
+ * together. */
+static void test_call_copied(void **state)
+{
+    (void)state;
+    json_t *tools = load(TOOLS);
+    json_t *msgs = load(CONVERSATION);
+    json_t *schema = load("{\"type\":\"object\"}");
+    fr_call c = adapter_call(OLL, "m", false);
+    c.tools = tools;
+    c.messages = msgs;
+    c.schema = schema;
+    fr_adapter *a = fr_adapter_new(FR_PROTO_OLLAMA, &c);
+    json_decref(tools);
+    json_decref(msgs);
+    json_decref(schema);
+    fr_request req;
+    fr_error err;
+    assert_int_equal(fr_adapter_request(a, &req, &err), FR_OK);
+    json_t *body = load(req.body);
+    assert_int_equal(json_array_size(json_object_get(body, "tools")), 2);
+    assert_int_equal(json_array_size(json_object_get(body, "messages")), 6);
+    assert_json(json_object_get(body, "format"), "{\"type\":\"object\"}");
+    json_decref(body);
+    fr_request_close(&req);
+    fr_adapter_free(a);
+}
+
+/* Without tools offered, a tool call in any protocol is still no answer
+ * and its calls are not read. */
+static void test_not_offered(void **state)
+{
+    (void)state;
+    const struct {
+        fr_protocol proto;
+        const char *base;
+        const char *body;
+    } cases[] = {
+        {FR_PROTO_ANTHROPIC, ANTH, ANTH_BODY},
+        {FR_PROTO_OLLAMA, OLL,
+         "{\"message\":{\"role\":\"assistant\",\"content\":\"\",\"tool_calls\":[{"
+         "\"function\":{\"name\":\"x\",\"arguments\":{}}}]},\"done\":true,\"done_reason\":"
+         "\"stop\"}"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        fr_call c = adapter_call(cases[i].base, "m", false);
+        fr_reply r;
+        fr_error err;
+        assert_int_equal(adapter_run(cases[i].proto, &c, 200, cases[i].body, strlen(cases[i].body),
+                                     NULL, 0, &r, &err, NULL),
+                         FR_OK);
+        assert_int_equal(r.finish, FR_FINISH_TOOL_CALL);
+        assert_null(r.tool_calls);
+        fr_reply_close(&r);
+    }
+}
+
 /* 64 calls in one streamed reply, their pieces interleaved. */
 static void test_many_calls(void **state)
 {
@@ -559,6 +617,35 @@ static void test_bad_pieces(void **state)
     assert_non_null(strstr(err.msg, "block 3"));
 }
 
+/* Anthropic input cut before it closes, and OpenAI's legacy function_call
+ * pieces, both streamed. */
+static void test_more_pieces(void **state)
+{
+    (void)state;
+    fr_reply r;
+    fr_error err;
+    const char *cut = "event: content_block_start\ndata: {\"index\":0,\"content_block\":{\"type\":"
+                      "\"tool_use\",\"id\":\"a\",\"name\":\"x\",\"input\":{}}}\n\n"
+                      "event: content_block_delta\ndata: {\"index\":0,\"delta\":{\"type\":"
+                      "\"input_json_delta\",\"partial_json\":\"{\\\"p\\\": [1,\"}}\n\n"
+                      "event: message_delta\ndata: {\"delta\":{\"stop_reason\":\"tool_use\"}}\n\n"
+                      "event: message_stop\ndata: {}\n\n";
+    assert_int_equal(run_tools(FR_PROTO_ANTHROPIC, true, cut, &r, &err), FR_OK);
+    assert_int_equal(r.finish, FR_FINISH_TOOL_CALL);
+    assert_json(r.tool_calls, "[{\"id\":\"a\",\"name\":\"x\",\"arguments\":null,"
+                              "\"raw_arguments\":\"{\\\"p\\\": [1,\"}]");
+    fr_reply_close(&r);
+
+    const char *legacy =
+        OCHUNK("{\"function_call\":{\"name\":\"word_count\",\"arguments\":\"\"}}", "null")
+            OCHUNK("{\"function_call\":{\"arguments\":\"{\\\"text\\\":\\\"a\\\"}\"}}",
+                   "\"function_call\"") "data: [DONE]\n\n";
+    assert_int_equal(run_tools(FR_PROTO_OPENAI, true, legacy, &r, &err), FR_OK);
+    assert_json(r.tool_calls,
+                "[{\"id\":\"call_0\",\"name\":\"word_count\",\"arguments\":{\"text\":\"a\"}}]");
+    fr_reply_close(&r);
+}
+
 /* Text and arguments share the 8 MiB reply cap. */
 static void test_cap(void **state)
 {
@@ -628,8 +715,11 @@ int main(void)
         cmocka_unit_test(test_anthropic_schema_and_tools),
         cmocka_unit_test(test_ollama_stream),
         cmocka_unit_test(test_ollama_body),
+        cmocka_unit_test(test_call_copied),
+        cmocka_unit_test(test_not_offered),
         cmocka_unit_test(test_many_calls),
         cmocka_unit_test(test_bad_pieces),
+        cmocka_unit_test(test_more_pieces),
         cmocka_unit_test(test_cap),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
