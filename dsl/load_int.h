@@ -93,6 +93,14 @@ bool fr_load_valid_name(const char *s);
  * agent's or task's file:line. */
 int fr_load_resolve_tools(fr_workflow *wf, fr_error *err);
 
+/* Calls the function behind registry reference `ref` of `L` with a Lua
+ * copy of `arg` (borrowed JSON; NULL is an empty table) under the
+ * sandbox's limits, leaving `nresults` results (dsl/prompt.c). On failure
+ * leaves nothing and returns FR_ELUA/FR_ELIMIT with `err` prefixed by
+ * `what` (borrowed); an error without a position gets `file`:`line`. */
+int fr_load_call_json(lua_State *L, int ref, const json_t *arg, int nresults, const char *what,
+                      const char *file, int line, fr_error *err);
+
 /* Frees what the workflow's MCP servers and tools own, and releases the
  * tools' references into wf->lua (dsl/tool.c). Leaves nmcps/ntools at 0. */
 void fr_load_free_tools(fr_workflow *wf);
