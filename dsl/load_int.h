@@ -88,8 +88,9 @@ bool fr_load_valid_name(const char *s);
 
 /* After the file ran and the tasks' agents are resolved (dsl/tool.c): checks
  * every agent's and task's tool patterns against the declared tools and MCP
- * servers (did-you-mean on a miss), and gives each task without its own
- * `tools` its agent's. Returns FR_OK or FR_EWORKFLOW with `err` at the
+ * servers (did-you-mean on a miss), gives each task without its own
+ * `tools` its agent's, and refuses a task with tools pinned to an endpoint
+ * with tools = false. Returns FR_OK or FR_EWORKFLOW with `err` at the
  * agent's or task's file:line. */
 int fr_load_resolve_tools(fr_workflow *wf, fr_error *err);
 

@@ -178,8 +178,9 @@ static char **copy_strv(char *const *v, size_t n)
 /*
  * Checks every agent's patterns, then every task's own; a task that wrote
  * no `tools` gets its agent's (a task's list, `{}` too, replaces the
- * agent's). An empty list ends as NULL/0. Returns FR_OK or FR_EWORKFLOW
- * with `err` filled.
+ * agent's). An empty list ends as NULL/0. A task with tools pinned to an
+ * endpoint that cannot call them could never run. Returns FR_OK or
+ * FR_EWORKFLOW with `err` filled.
  */
 int fr_load_resolve_tools(fr_workflow *wf, fr_error *err)
 {
@@ -205,6 +206,13 @@ int fr_load_resolve_tools(fr_workflow *wf, fr_error *err)
             free(t->tools);
             t->tools = NULL;
         }
+        long e = t->endpoint && t->ntools ? fr_workflow_find_endpoint(wf, t->endpoint) : -1;
+        if (e >= 0 && !wf->endpoints[e].tools)
+            return fr_error_set(err, FR_EWORKFLOW, t->file, t->line,
+                                "task '%s' has tools but is pinned to endpoint '%s' (%s:%d), "
+                                "which says tools = false: pin it to an endpoint whose model can "
+                                "call tools",
+                                t->name, t->endpoint, wf->endpoints[e].file, wf->endpoints[e].line);
     }
     return FR_OK;
 }
