@@ -40,8 +40,8 @@ typedef struct fr_endpoint_spec {
     bool stream;      /* default true */
     char *keep_alive; /* Ollama keep_alive ("5m", or seconds), NULL for the server's default */
     bool max_completion_tokens; /* max_tokens_field = "max_completion_tokens" (openai only) */
-    bool tools;                 /* the model can call tools (default true); false: never a candidate
-                                   for a task with tools */
+    bool tools;       /* the model can call tools (default true); false: never a candidate
+                         for a task with tools */
     fr_timeouts timeouts;
     char *file; /* where it was declared */
     int line;
@@ -50,16 +50,16 @@ typedef struct fr_endpoint_spec {
 /* An MCP server the workflow's tools come from: `mcp "fs" { ... }`. Exactly
  * one of command (stdio) and url (Streamable HTTP) is set. */
 typedef struct fr_mcp_spec {
-    char *name;     /* [A-Za-z][A-Za-z0-9_-]*: tools are "<name>.<tool>" */
-    char **command; /* argv (argv[0] looked up in PATH, never a shell), or NULL */
+    char *name;            /* [A-Za-z][A-Za-z0-9_-]*: tools are "<name>.<tool>" */
+    char **command;        /* argv (argv[0] looked up in PATH, never a shell), or NULL */
     size_t ncommand;
-    char **env; /* "NAME=value" added to the server's environment */
+    char **env;            /* "NAME=value" added to the server's environment */
     size_t nenv;
-    char *cwd;           /* the server's working directory, resolved against the workflow's
-                            directory; NULL = the workflow's directory */
-    char *url;           /* Streamable HTTP endpoint, or NULL */
-    char **header_names; /* headers_env = { Header = "ENV_VAR" }: the header's name ... */
-    char **header_envs;  /* ... and the variable its value is read from (never a value) */
+    char *cwd;             /* the server's working directory, resolved against the workflow's
+                              directory; NULL = the workflow's directory */
+    char *url;             /* Streamable HTTP endpoint, or NULL */
+    char **header_names;   /* headers_env = { Header = "ENV_VAR" }: the header's name ... */
+    char **header_envs;    /* ... and the variable its value is read from (never a value) */
     size_t nheaders;
     double start_timeout_s; /* start, handshake and listing; default 60 */
     double call_timeout_s;  /* one tools/call; default 60 */
@@ -72,27 +72,27 @@ typedef enum fr_tool_kind { FR_TOOL_MCP, FR_TOOL_LUA, FR_TOOL_COMMAND } fr_tool_
 /* A tool the workflow declares itself: `tool "name" { ... }`, with a Lua
  * `run` function (FR_TOOL_LUA) or a `command` (FR_TOOL_COMMAND). */
 typedef struct fr_tool_spec {
-    char *name;         /* [A-Za-z][A-Za-z0-9_-]*, no dot (dots are MCP tools) */
-    fr_tool_kind kind;  /* FR_TOOL_LUA or FR_TOOL_COMMAND */
-    char *description;  /* required */
-    json_t *parameters; /* owned JSON Schema subset for the arguments (an object schema);
-                           default {"type":"object"} */
-    char **command;     /* FR_TOOL_COMMAND: argv templates; an item that is exactly
-                           "{{args.NAME}}" becomes that argument as one argv item, other
-                           items are literal (checked at load) */
+    char *name;          /* [A-Za-z][A-Za-z0-9_-]*, no dot (dots are MCP tools) */
+    fr_tool_kind kind;   /* FR_TOOL_LUA or FR_TOOL_COMMAND */
+    char *description;   /* required */
+    json_t *parameters;  /* owned JSON Schema subset for the arguments (an object schema);
+                            default {"type":"object"} */
+    char **command;      /* FR_TOOL_COMMAND: argv templates; an item that is exactly
+                            "{{args.NAME}}" becomes that argument as one argv item, other
+                            items are literal (checked at load) */
     size_t ncommand;
-    char *cwd;        /* FR_TOOL_COMMAND: resolved against the workflow's directory;
-                         NULL = the workflow's directory */
-    double timeout_s; /* one call; default 60 */
-    long output_cap;  /* FR_TOOL_COMMAND: bytes of stdout+stderr kept; default 65536 */
+    char *cwd;           /* FR_TOOL_COMMAND: resolved against the workflow's directory;
+                            NULL = the workflow's directory */
+    double timeout_s;    /* one call; default 60 */
+    long output_cap;     /* FR_TOOL_COMMAND: bytes of stdout+stderr kept; default 65536 */
     char *file;
     int line;
 } fr_tool_spec;
 
 typedef struct fr_agent_spec {
     char *name;
-    char *system;    /* may be NULL */
-    char *type;      /* may be NULL */
+    char *system; /* may be NULL */
+    char *type;   /* may be NULL */
     bool is_private; /* every task of this agent is private */
     char **tools;    /* tool patterns as written: "word_count", "fs.read_file", "fs.*" */
     size_t ntools;
@@ -107,26 +107,26 @@ typedef struct fr_task_spec {
     char **deps;       /* names, in the order written */
     size_t *dep_index; /* indices into fr_workflow.tasks, same order */
     size_t ndeps;
-    double complexity;      /* 0..1; default 0.5 */
-    char *type;             /* the task's or else its agent's, may be NULL */
-    int priority;           /* 1..10; default 5; higher runs first */
-    bool is_private;        /* never leaves the local tier: set by the task, by its agent, or
-                               inherited from a dependency (privacy follows the data) */
-    long private_from;      /* when inherited: the index of the task that is private by itself
-                               (nearest in hops); -1 when private by itself or not private */
-    long private_via;       /* when inherited: the dependency it came through; else -1 */
-    bool declassify;        /* declassify = true: inherits no privacy from its dependencies */
+    double complexity;  /* 0..1; default 0.5 */
+    char *type;         /* the task's or else its agent's, may be NULL */
+    int priority;       /* 1..10; default 5; higher runs first */
+    bool is_private;    /* never leaves the local tier: set by the task, by its agent, or
+                           inherited from a dependency (privacy follows the data) */
+    long private_from;  /* when inherited: the index of the task that is private by itself
+                           (nearest in hops); -1 when private by itself or not private */
+    long private_via;   /* when inherited: the dependency it came through; else -1 */
+    bool declassify;    /* declassify = true: inherits no privacy from its dependencies */
     long declassified_from; /* with declassify: a private dependency whose output it receives
                                (the first found); else -1 */
-    double timeout_s;       /* whole task; default workflow.defaults.timeout (300) */
-    int retries;            /* per endpoint; default workflow.defaults.retries (2) */
-    int max_tokens;         /* default workflow.defaults.max_tokens (2048) */
-    double temperature;     /* default workflow.defaults.temperature (0.2) */
-    bool has_budget;        /* a task cap was given; false = none */
-    double budget_usd;      /* the task cap when has_budget: 0 allows only free work */
-    json_t *schema;         /* owned JSON Schema subset, the string "json" (any JSON object),
-                               or NULL */
-    bool has_seed;          /* a sampling seed was given */
+    double timeout_s;   /* whole task; default workflow.defaults.timeout (300) */
+    int retries;        /* per endpoint; default workflow.defaults.retries (2) */
+    int max_tokens;     /* default workflow.defaults.max_tokens (2048) */
+    double temperature; /* default workflow.defaults.temperature (0.2) */
+    bool has_budget;    /* a task cap was given; false = none */
+    double budget_usd;  /* the task cap when has_budget: 0 allows only free work */
+    json_t *schema;     /* owned JSON Schema subset, the string "json" (any JSON object),
+                           or NULL */
+    bool has_seed;      /* a sampling seed was given */
     long seed;
     bool has_check;     /* a check function was given */
     double min_quality; /* 0..1; default 0 */
@@ -168,9 +168,9 @@ typedef struct fr_workflow {
     size_t ntasks;
     fr_endpoint_spec *endpoints;
     size_t nendpoints;
-    fr_mcp_spec *mcps; /* MCP servers, in the order declared */
+    fr_mcp_spec *mcps;    /* MCP servers, in the order declared */
     size_t nmcps;
-    fr_tool_spec *tools; /* Lua and command tools, in the order declared */
+    fr_tool_spec *tools;  /* Lua and command tools, in the order declared */
     size_t ntools;
     char *baseline;       /* endpoint name or NULL */
     bool save_anywhere;   /* --allow-save-anywhere: save paths are not confined */
@@ -187,9 +187,9 @@ typedef struct fr_load_opts {
                                            NULL = defaults */
     bool allow_save_anywhere;           /* --allow-save-anywhere: accept absolute save paths and
                                            ones that leave the workflow's folder */
-    const char *const *more_endpoints;  /* further --endpoints files, read in order
-                                           after endpoints_path; an endpoint name
-                                           declared in two files is an error */
+    const char *const *more_endpoints; /* further --endpoints files, read in order
+                                          after endpoints_path; an endpoint name
+                                          declared in two files is an error */
     size_t nmore_endpoints;
     /* Called with each warning of the load (a --var the workflow neither
      * declares nor uses), a borrowed message without "warning:"; NULL logs
