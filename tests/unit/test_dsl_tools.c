@@ -186,7 +186,8 @@ static void test_task_fields(void **state)
            "task \"inherit\" { agent = \"a\", prompt = \"p\" }\n"
            "task \"own\" { agent = \"a\", prompt = \"p\", tools = { \"y\" }, max_turns = 3,\n"
            "  max_tool_calls = 7, cache = false }\n"
-           "task \"none\" { agent = \"a\", prompt = \"p\", tools = {}, cache = true }\n"
+           "task \"none\" { agent = \"a\", prompt = \"p\", tools = {}, cache = true,\n"
+           "  endpoint = \"dumb\" }\n"
            "task \"bare\" { agent = \"plain\", prompt = \"p\" }\n",
         NULL);
 #define T(name) (&wf->tasks[fr_workflow_find_task(wf, name)])
@@ -423,6 +424,13 @@ static void test_errors(void **state)
         {"task \"t\" { agent = \"a\", prompt = \"p\", cache = \"no\" }",
          3,
          {"field 'cache' must be a boolean"}},
+        {"endpoint \"x\" { tier = \"local\", protocol = \"ollama\", model = \"m\", tools = "
+         "false }\n"
+         "tool \"y\" { description = \"d\", run = function() end }\n"
+         "agent \"b\" { tools = { \"y\" } }\n"
+         "task \"t\" { agent = \"b\", prompt = \"p\", endpoint = \"x\" }",
+         6,
+         {"task 't' has tools but is pinned to endpoint 'x' (", ":3), which says tools = false"}},
         {"endpoint \"x\" { tier = \"local\", protocol = \"ollama\", model = \"m\", tools = 0 }",
          3,
          {"endpoint 'x': field 'tools' must be a boolean"}},
