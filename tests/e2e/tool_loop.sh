@@ -6,7 +6,7 @@
 # model that never stops; a hanging tool times out; a command's output is
 # capped; a tool nobody offered runs nothing; the budget holds across turns.
 source "$(dirname "$0")/lib.bash"
-start_sim --latency 5 --tps 0
+start_sim --latency 5 --tps 0 --model "flaky:faults=ok+500"
 
 tools_lua() { # the tools every workflow here declares
   cat <<'LUA'
@@ -150,6 +150,24 @@ expect_rc 0 "a model calling a tool it was not offered"
 grep -Eq "tool touch:? error: .*not offered" "$WORK/o5/t.txt" || fail "no refusal: $(cat "$WORK/o5/t.txt")"
 [ ! -e "$WORK/pwned" ] || fail "a tool nobody offered ran"
 pass "a model that names a tool it was not offered gets an error result, and nothing runs"
+
+# A turn that fails is retried like an attempt, and the retry on the same
+# endpoint goes on with the conversation: the tool does not run again.
+cat >"$WORK/flaky.lua" <<LUA
+endpoint "m" { tier = "local", protocol = "openai", url = "$SIM_URL/v1", model = "flaky" }
+agent "worker" { tools = { "say" } }
+task "t" { agent = "worker", prompt = [[Say it.
+@@call say {"msg": "once"}]] }
+LUA
+tools_lua >>"$WORK/flaky.lua"
+curl -sf -X POST "$SIM_URL/sim/reset" >/dev/null
+run_watched 60 "a failed turn" "$WORK/flaky.lua" --out "$WORK/o7" --json
+expect_rc 0 "a turn that fails once"
+[ "$(jqr '.tasks[0].attempts')" = 2 ] || fail "attempts $(jqr '.tasks[0].attempts'), want 2"
+[ "$(jqr '.tasks[0].tool_calls | length')" = 1 ] || fail "the tool ran $(jqr '.tasks[0].tool_calls | length') times, want once"
+[ "$(sim_stats | jq '.models.flaky.requests')" = 3 ] || fail "$(sim_stats | jq '.models.flaky.requests') requests, want 3"
+grep -q "tool say: exit code 0" "$WORK/o7/t.txt" || fail "no result: $(cat "$WORK/o7/t.txt")"
+pass "a turn that fails (500) is retried on its endpoint with the conversation so far: the tool ran once"
 
 # ---- money across turns ---------------------------------------------------
 {
