@@ -200,3 +200,39 @@ awk -v c="$(jqr .cost_usd)" 'BEGIN { exit !(c <= 0.02 + 1e-12) }' || fail "spend
 [ "$(jqr '[.tasks[].tool_calls | length] | add')" -gt 0 ] || fail "no task got past its first turn"
 [ "$(jqr '[.tasks[] | select(.status == "budget")] | length')" -gt 0 ] || fail "the cap stopped no task"
 pass "20 tasks looping 5 turns under a \$0.02 run cap: the simulator's own counts cost \$$(awk -v i="$bin" -v o="$bout" 'BEGIN { printf "%.4f", (i * 10.0 + o * 30.0) / 1e6 }'), exit $RC"
+
+# ---- cache and resume -------------------------------------------------------
+# A whole answer is cached with the tools it was offered: the same run again
+# is answered from the cache (no turn, no tool call); other tool definitions
+# are another request; cache = false is never answered from the cache.
+cache_flow() { # cache_flow DESCRIPTION CACHE
+  {
+    cat <<LUA
+workflow { name = "tool-cache" }
+endpoint "m" { tier = "local", protocol = "openai", url = "$SIM_URL/v1", model = "cache-model" }
+agent "worker" { tools = { "say" } }
+task "t" { agent = "worker", cache = $2, prompt = [[Say it.
+@@call say {"msg": "cached"}]] }
+LUA
+    tools_lua | sed "s/\"Prints a message\"/\"$1\"/"
+  } >"$WORK/cache.lua"
+}
+cache_run() { # cache_run WHAT: runs the cache workflow, sets CACHED and CALLS
+  run_watched 60 "$1" "$WORK/cache.lua" --out "$WORK/o8" --state "$WORK/cache-state" --json
+  expect_rc 0 "$1"
+  CACHED=$(jqr '.tasks[0].cached')
+  CALLS=$(jqr '.tasks[0].tool_calls | length')
+}
+cache_flow "Prints a message" true
+cache_run "first run"
+[ "$CACHED/$CALLS" = false/1 ] || fail "first run: cached=$CACHED calls=$CALLS"
+cache_run "the same run again"
+[ "$CACHED/$CALLS" = true/0 ] || fail "the same run again: cached=$CACHED calls=$CALLS, want an answer from the cache"
+grep -q "tool say: exit code 0" "$WORK/o8/t.txt" || fail "the cached output lost the tool's result"
+cache_flow "Prints a message, loudly" true
+cache_run "other tool definitions"
+[ "$CACHED/$CALLS" = false/1 ] || fail "other tool definitions: cached=$CACHED calls=$CALLS, want a new request"
+cache_flow "Prints a message, loudly" false
+cache_run "cache = false"
+[ "$CACHED/$CALLS" = false/1 ] || fail "cache = false: cached=$CACHED calls=$CALLS"
+pass "a tool task's answer is cached with its tool definitions: other definitions ask again, cache = false always asks"
