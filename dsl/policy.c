@@ -415,10 +415,11 @@ int fr_policy_on_result(fr_policy *p, const json_t *task, const json_t *result, 
 
 int fr_policy_check(fr_policy *p, const json_t *candidates, fr_error *err)
 {
-    json_t *task = json_pack("{s:s, s:s, s:s, s:f, s:i, s:b, s:i, s:s, s:[], s:i, s:i}", "name",
-                             "self-check", "agent", "self-check", "type", "code", "complexity", 0.5,
-                             "priority", 5, "private", 0, "attempt", 1, "reason", "first", "tried",
-                             "est_input_tokens", 100, "max_tokens", 256);
+    json_t *task =
+        json_pack("{s:s, s:s, s:s, s:f, s:i, s:b, s:i, s:s, s:[], s:i, s:i, s:i}", "name",
+                  "self-check", "agent", "self-check", "type", "code", "complexity", 0.5,
+                  "priority", 5, "private", 0, "attempt", 1, "reason", "first", "tried",
+                  "est_input_tokens", 100, "max_tokens", 256, "tools", 0);
     json_t *cands =
         candidates && json_array_size(candidates) > 0
             ? json_incref((json_t *)candidates)

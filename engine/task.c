@@ -45,6 +45,8 @@ fr_task *fr_task_new(fr_task_env *env, size_t idx)
     t->res = &env->results->tasks[idx];
     t->unreached = -1;
     t->route = (fr_route_task){.idx = idx, .res = t->res, .retry_ep = -1, .reason = "first"};
+    /* Until the run's tools are resolved (never, in a plan), what it names. */
+    t->route.ntools = env->wf->tasks[idx].ntools;
     t->route.tried = fr_xcalloc(neps ? neps : 1, 1);
     return t;
 }
@@ -605,7 +607,8 @@ int fr_task_render(fr_task *t, fr_error *err)
     if (rc == FR_OK) {
         fr_route_estimate(&t->route, t->prompt, sys);
         const json_t *defs = env->tools ? fr_toolset_defs(env->tools, t->idx) : NULL;
-        t->route.ntools = env->tools ? fr_toolset_count(env->tools, t->idx) : 0;
+        if (env->tools)
+            t->route.ntools = fr_toolset_count(env->tools, t->idx);
         if (defs) { /* the tool definitions go out with every turn */
             size_t b = json_bytes(defs);
             t->route.est_input += (long)(b / 4);

@@ -236,3 +236,34 @@ cache_flow "Prints a message, loudly" false
 cache_run "cache = false"
 [ "$CACHED/$CALLS" = false/1 ] || fail "cache = false: cached=$CACHED calls=$CALLS"
 pass "a tool task's answer is cached with its tool definitions: other definitions ask again, cache = false always asks"
+
+# ---- routing: task.tools, and endpoints that cannot call tools --------------
+cat >"$WORK/route_policy.lua" <<'LUA'
+return {
+  route = function(task, candidates, run)
+    local want = task.tools > 0 and "toolbox" or "plain"
+    for _, c in ipairs(candidates) do if c.name == want then return c end end
+    return nil
+  end,
+}
+LUA
+{
+  cat <<LUA
+workflow { name = "tool-route", policy = "$WORK/route_policy.lua" }
+endpoint "nocalls" { tier = "local", protocol = "openai", url = "$SIM_URL/v1", model = "r1", tools = false }
+endpoint "toolbox" { tier = "local", protocol = "openai", url = "$SIM_URL/v1", model = "r2" }
+endpoint "plain" { tier = "local", protocol = "openai", url = "$SIM_URL/v1", model = "r3" }
+agent "worker" {}
+task "with" { agent = "worker", tools = { "say" }, prompt = [[Say.
+@@call say {"msg": "routed"}]] }
+task "without" { agent = "worker", prompt = "REPLY: plain" }
+LUA
+  tools_lua
+} >"$WORK/route.lua"
+run_watched 60 "routing by task.tools" "$WORK/route.lua" --out "$WORK/o9" --json
+expect_rc 0 "routing by task.tools"
+[ "$(jqr '[.tasks[] | "\(.name)=\(.endpoint)"] | join(",")')" = "with=toolbox,without=plain" ] ||
+  fail "routed $(jqr '[.tasks[] | "\(.name)=\(.endpoint)"] | join(",")')"
+jqr '.tasks[] | select(.name=="with") | .decisions[0].candidates[].name' | grep -q nocalls &&
+  fail "an endpoint with tools = false was a candidate for a task with tools"
+pass "the policy sees task.tools; an endpoint with tools = false is no candidate for a task with tools"
