@@ -362,6 +362,7 @@ static fr_task_next judge(fr_task *t, fr_outcome *o)
                           : rc == FR_EFINISH  ? t->route.finish_outcome
                           : rc == FR_EQUALITY ? "quality"
                           : rc == FR_ERETRY   ? "retry"
+                          : rc == FR_EBUDGET  ? "budget"
                                               : "error";
     book_attempt(t, outcome, rc == FR_OK ? NULL : err->msg, &used, cost, o->total_ms);
     fr_error cerr = {0};
