@@ -267,3 +267,26 @@ expect_rc 0 "routing by task.tools"
 jqr '.tasks[] | select(.name=="with") | .decisions[0].candidates[].name' | grep -q nocalls &&
   fail "an endpoint with tools = false was a candidate for a task with tools"
 pass "the policy sees task.tools; an endpoint with tools = false is no candidate for a task with tools"
+
+# ---- privacy: a private task's conversation stays local ---------------------
+{
+  cat <<LUA
+workflow { name = "tool-private" }
+endpoint "cloud" { tier = "cloud", protocol = "openai", url = "$SIM_URL/v1", model = "pc",
+                   api_key_env = "SIM_TEST_KEY", price = { input = 0.1, output = 0.1 }, max_parallel = 4 }
+endpoint "box" { tier = "local", protocol = "openai", url = "$SIM_URL/v1", model = "pl" }
+agent "worker" { tools = { "say" } }
+task "secret" { agent = "worker", private = true, prompt = [[Say the secret.
+@@call say {"msg": "the vault code"}]] }
+task "next" { agent = "worker", deps = { "secret" }, prompt = [[Go on from {{secret}}
+@@call say {"msg": "more"}]] }
+LUA
+  tools_lua
+} >"$WORK/private.lua"
+curl -sf -X POST "$SIM_URL/sim/reset" >/dev/null
+run_watched 60 "a private task with tools" "$WORK/private.lua" --out "$WORK/o10" --json --policy cost
+expect_rc 0 "a private task with tools"
+[ "$(jqr '[.tasks[] | "\(.name)=\(.tier)"] | join(",")')" = "secret=local,next=local" ] ||
+  fail "private tool tasks ran on $(jqr '[.tasks[] | "\(.name)=\(.tier)"] | join(",")')"
+[ "$(sim_stats | jq '.models.pc.requests // 0')" = 0 ] || fail "a turn of a private conversation reached the cloud"
+pass "a private task's turns and tool results stay local, and so does the dependent that reads them"
