@@ -143,10 +143,14 @@ static json_t *http_error(const fr_mcp_post *p, long status)
     for (char *c = text; *c; c++)
         if (*c == '\n' || *c == '\r')
             *c = ' ';
-    json_t *r = json_pack("{s:s, s:I, s:{s:I, s:s, s:{s:I}}}", "jsonrpc", "2.0", "id",
+    json_t *data = json_is_object(json_object_get(e, "data"))
+                       ? json_deep_copy(json_object_get(e, "data"))
+                       : json_object();
+    json_object_set_new(data, "http_status", json_integer(status));
+    json_t *r = json_pack("{s:s, s:I, s:{s:I, s:s, s:o}}", "jsonrpc", "2.0", "id",
                           (json_int_t)p->id, "error", "code",
                           json_is_integer(code) ? json_integer_value(code) : FR_MCP_ERR_HTTP,
-                          "message", text, "data", "http_status", (json_int_t)status);
+                          "message", text, "data", data);
     json_decref(v);
     return r;
 }
@@ -207,7 +211,8 @@ static void add_header(fr_request *req, char *line)
     req->headers[req->nheaders++] = line;
 }
 
-int fr_mcp_http_send(fr_mcp_http *w, const json_t *msg, const char *name, fr_mcp_post **out)
+int fr_mcp_http_send(fr_mcp_http *w, const json_t *msg, const char *name, char **extra,
+                     size_t nextra, fr_mcp_post **out)
 {
     fr_request req = {.url = fr_xstrdup(w->url)};
     for (size_t i = 0; i < w->nheaders; i++)
@@ -223,6 +228,8 @@ int fr_mcp_http_send(fr_mcp_http *w, const json_t *msg, const char *name, fr_mcp
         add_header(&req, fr_xasprintf("Mcp-Method: %s", method));
     if (name)
         add_header(&req, fr_xasprintf("Mcp-Name: %s", name));
+    for (size_t i = 0; i < nextra; i++)
+        add_header(&req, fr_xstrdup(extra[i]));
     req.body = json_dumps(msg, JSON_COMPACT);
 
     fr_mcp_post *p = fr_xcalloc(1, sizeof *p);

@@ -27,10 +27,12 @@ fr_mcp_http *fr_mcp_http_new(fr_http *http, const char *url, char **headers, siz
 void fr_mcp_http_set_version(fr_mcp_http *w, const char *version);
 
 /* Posts `msg` (borrowed). `name` (borrowed, may be NULL) is the Mcp-Name
- * header (the tool of a tools/call). For a request, *out (optional) gets a
+ * header (the tool of a tools/call); `extra` (borrowed, `nextra` lines)
+ * are more header lines (Mcp-Param-*). For a request, *out (optional) gets a
  * borrowed handle valid until its response was delivered or it is
  * cancelled. Returns FR_OK or the code fr_http_submit gave. */
-int fr_mcp_http_send(fr_mcp_http *w, const json_t *msg, const char *name, fr_mcp_post **out);
+int fr_mcp_http_send(fr_mcp_http *w, const json_t *msg, const char *name, char **extra,
+                     size_t nextra, fr_mcp_post **out);
 
 /* Abandons a post: its transfer is aborted and nothing of it is delivered.
  * NULL is fine; so is a post whose reply is being delivered. */

@@ -3,6 +3,7 @@
 #include "engine/mcp/http_wire_int.h"
 #include "engine/mcp/jsonrpc_int.h"
 #include "engine/mcp/stdio_wire_int.h"
+#include "engine/mcp/xheader_int.h"
 #include "engine/util/log.h"
 #include "engine/util/mem.h"
 #include "engine/util/redact.h"
@@ -52,6 +53,7 @@ struct fr_mcp {
     json_t *tools;
     json_t *cursors; /* the cursors seen, as keys */
     int pages;
+    bool discover_retried;
     char *dead_reason;
 
     fr_mcp_stdio *stdio;
@@ -112,16 +114,33 @@ const char *fr_mcp_revision(const fr_mcp *m)
 
 /* ---- sending ---- */
 
-/* Sends `msg` (taken) on the server's transport. */
-static int send_msg(fr_mcp *m, json_t *msg, const char *name, fr_mcp_post **post)
+/* Sends `msg` (taken) on the server's transport, with `extra` header lines
+ * (borrowed) over HTTP. */
+static int send_msg_with(fr_mcp *m, json_t *msg, const char *name, char **extra, size_t nextra,
+                         fr_mcp_post **post)
 {
     int rc = FR_EIO;
     if (m->wire)
-        rc = fr_mcp_http_send(m->wire, msg, name, post);
+        rc = fr_mcp_http_send(m->wire, msg, name, extra, nextra, post);
     else if (m->stdio)
         rc = fr_mcp_stdio_send(m->stdio, msg);
     json_decref(msg);
     return rc;
+}
+
+static int send_msg(fr_mcp *m, json_t *msg, const char *name, fr_mcp_post **post)
+{
+    return send_msg_with(m, msg, name, NULL, 0, post);
+}
+
+static const json_t *tool_schema(const fr_mcp *m, const char *name)
+{
+    size_t i;
+    const json_t *t;
+    json_array_foreach(m->tools, i,
+                       t) if (strcmp(json_string_value(json_object_get(t, "name")), name) ==
+                              0) return json_object_get(t, "inputSchema");
+    return NULL;
 }
 
 /* Sends a request of the start sequence; its answer goes to on_start_reply. */
@@ -219,7 +238,14 @@ static void send_call(fr_mcp *m, fr_mcp_call *c)
     c->id = m->next_id++;
     json_t *params = json_pack("{s:s, s:O}", "name", c->tool, "arguments", c->args);
     json_t *req = fr_mcp_request(c->id, "tools/call", params, m->rev);
-    int rc = send_msg(m, req, c->tool, &c->post);
+    char **lines = NULL;
+    size_t n = 0;
+    if (m->wire && strcmp(m->rev, FR_MCP_REV_2026) == 0)
+        n = fr_mcp_xheader_lines(tool_schema(m, c->tool), c->args, &lines);
+    int rc = send_msg_with(m, req, c->tool, lines, n, &c->post);
+    for (size_t i = 0; i < n; i++)
+        free(lines[i]);
+    free(lines);
     c->sent = true;
     if (rc != FR_OK) {
         fr_tool_result r;
@@ -441,8 +467,17 @@ static void on_start_reply(fr_mcp *m, const json_t *msg)
     char why[600];
     m->start_id = -1;
     if (m->phase == PH_DISCOVER) {
-        /* Refused (an error, an HTTP 4xx, a version list without ours): the
+        /* A server that rejects the version but names ours among those it
+         * supports (-32022) is asked once more; any other refusal (an
+         * error, an HTTP 4xx, a version list without ours) means the
          * server speaks the handshake revision. */
+        const json_t *supported = json_object_get(json_object_get(e, "data"), "supported");
+        if (e && json_integer_value(json_object_get(e, "code")) == FR_MCP_ERR_VERSION &&
+            lists_version(supported, FR_MCP_REV_2026) && !m->discover_retried) {
+            m->discover_retried = true;
+            send_start_request(m, "server/discover", NULL);
+            return;
+        }
         if (e || !lists_version(json_object_get(res, "supportedVersions"), FR_MCP_REV_2026)) {
             fr_log(FR_LOG_DEBUG, "mcp", "server=%s discover=refused fallback=%s", m->spec->name,
                    FR_MCP_REV_2025);
@@ -476,6 +511,12 @@ static void on_start_reply(fr_mcp *m, const json_t *msg)
             if (!json_is_string(json_object_get(t, "name")))
                 continue;
             json_t *schema = json_object_get(t, "inputSchema");
+            char bad[300];
+            if (!fr_mcp_xheader_valid(schema, bad, sizeof bad)) {
+                fr_log(FR_LOG_WARN, "mcp", "server=%s tool=%s left-out=\"%s\"", m->spec->name,
+                       json_string_value(json_object_get(t, "name")), bad);
+                continue;
+            }
             json_t *d = json_object_get(t, "description");
             json_array_append_new(
                 m->tools, json_pack("{s:O, s:O, s:O}", "name", json_object_get(t, "name"),
@@ -611,6 +652,7 @@ static void start_sequence(fr_mcp *m)
     m->phase = PH_DISCOVER;
     m->rev = FR_MCP_REV_2026;
     m->pages = 0;
+    m->discover_retried = false;
     json_array_clear(m->tools);
     json_object_clear(m->cursors);
     double start_s = m->spec->start_timeout_s > 0 ? m->spec->start_timeout_s : 60;
