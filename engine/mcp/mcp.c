@@ -29,6 +29,8 @@ struct fr_mcp_call {
     void *ud;
     uv_timer_t timer; /* the timeout, or 0 ms to deliver `result` outside the caller */
     fr_mcp_post *post;
+    json_t *retry; /* inputResponses and requestState for the next round, or NULL */
+    int rounds;    /* input_required answers so far */
     bool sent;
     bool deferred;
     fr_tool_result result;
@@ -160,6 +162,7 @@ static void on_call_closed(uv_handle_t *h)
     fr_tool_result_close(&c->result);
     free(c->tool);
     json_decref(c->args);
+    json_decref(c->retry);
     free(c);
     release(m);
 }
@@ -237,6 +240,8 @@ static void send_call(fr_mcp *m, fr_mcp_call *c)
 {
     c->id = m->next_id++;
     json_t *params = json_pack("{s:s, s:O}", "name", c->tool, "arguments", c->args);
+    if (c->retry)
+        json_object_update(params, c->retry);
     json_t *req = fr_mcp_request(c->id, "tools/call", params, m->rev);
     char **lines = NULL;
     size_t n = 0;
@@ -269,6 +274,54 @@ static void fail_calls(fr_mcp *m, bool all, const char *reason)
     }
 }
 
+/* The answers to a 2026-07-28 input_required result (new object), or NULL
+ * with `why` filled when flowrun cannot give one: it has no user to ask
+ * (elicitation is declined) and no model of its own to lend (sampling). */
+static json_t *input_responses(const json_t *requests, char *why, size_t n)
+{
+    json_t *out = json_object();
+    const char *key;
+    const json_t *r;
+    json_object_foreach((json_t *)requests, key, r)
+    {
+        const char *method = json_string_value(json_object_get(r, "method"));
+        if (method && strcmp(method, "elicitation/create") == 0)
+            json_object_set_new(out, key, json_pack("{s:s}", "action", "decline"));
+        else if (method && strcmp(method, "roots/list") == 0)
+            json_object_set_new(out, key, json_pack("{s:[]}", "roots"));
+        else {
+            snprintf(why, n, "the server asked for %s, which flowrun does not provide",
+                     method ? method : "an unnamed input");
+            json_decref(out);
+            return NULL;
+        }
+    }
+    return out;
+}
+
+/* A round of a multi-round call: the same call again under a new id, with
+ * the answers and the server's requestState (verbatim). */
+static bool retry_with_input(fr_mcp *m, fr_mcp_call *c, const json_t *res, fr_tool_result *r)
+{
+    char why[300];
+    if (++c->rounds > 10) {
+        fr_tool_result_fail(r, "server '%s' asked for input more than 10 times", m->spec->name);
+        return false;
+    }
+    json_t *answers = input_responses(json_object_get(res, "inputRequests"), why, sizeof why);
+    if (!answers) {
+        fr_tool_result_fail(r, "%s", why);
+        return false;
+    }
+    json_decref(c->retry);
+    c->retry = json_pack("{s:o}", "inputResponses", answers);
+    if (json_object_get(res, "requestState"))
+        json_object_set(c->retry, "requestState", json_object_get(res, "requestState"));
+    c->post = NULL; /* the reply being delivered was its post's */
+    send_call(m, c);
+    return true;
+}
+
 static void on_call_reply(fr_mcp *m, fr_mcp_call *c, const json_t *msg)
 {
     fr_tool_result r;
@@ -280,6 +333,11 @@ static void on_call_reply(fr_mcp *m, fr_mcp_call *c, const json_t *msg)
                             json_string_value(json_object_get(e, "message"))
                                 ? json_string_value(json_object_get(e, "message"))
                                 : "(no message)");
+    } else if (json_is_string(json_object_get(res, "resultType")) &&
+               strcmp(json_string_value(json_object_get(res, "resultType")), "input_required") ==
+                   0) {
+        if (retry_with_input(m, c, res, &r))
+            return;
     } else if (json_is_string(json_object_get(res, "resultType")) &&
                strcmp(json_string_value(json_object_get(res, "resultType")), "complete") != 0) {
         fr_tool_result_fail(&r,
