@@ -211,18 +211,34 @@ static void add_header(fr_request *req, char *line)
     req->headers[req->nheaders++] = line;
 }
 
+/* Fills `req` (owned by the caller: close_request) with the URL, the user's
+ * headers, the protocol's and the session's. */
+static void open_request(const fr_mcp_http *w, fr_request *req)
+{
+    *req = (fr_request){.url = fr_xstrdup(w->url)};
+    for (size_t i = 0; i < w->nheaders; i++)
+        add_header(req, fr_xstrdup(w->headers[i]));
+    add_header(req, fr_xstrdup("Accept: application/json, text/event-stream"));
+    add_header(req, fr_xstrdup("Content-Type: application/json"));
+    if (w->version)
+        add_header(req, fr_xasprintf("MCP-Protocol-Version: %s", w->version));
+    if (w->session)
+        add_header(req, fr_xasprintf("Mcp-Session-Id: %s", w->session));
+}
+
+/* Wipes the user's header values (credentials) and frees `req`. */
+static void close_request(const fr_mcp_http *w, fr_request *req)
+{
+    for (size_t i = 0; i < w->nheaders && i < req->nheaders; i++)
+        fr_wipe(req->headers[i], strlen(req->headers[i]));
+    fr_request_close(req);
+}
+
 int fr_mcp_http_send(fr_mcp_http *w, const json_t *msg, const char *name, char **extra,
                      size_t nextra, fr_mcp_post **out)
 {
-    fr_request req = {.url = fr_xstrdup(w->url)};
-    for (size_t i = 0; i < w->nheaders; i++)
-        add_header(&req, fr_xstrdup(w->headers[i]));
-    add_header(&req, fr_xstrdup("Accept: application/json, text/event-stream"));
-    add_header(&req, fr_xstrdup("Content-Type: application/json"));
-    if (w->version)
-        add_header(&req, fr_xasprintf("MCP-Protocol-Version: %s", w->version));
-    if (w->session)
-        add_header(&req, fr_xasprintf("Mcp-Session-Id: %s", w->session));
+    fr_request req;
+    open_request(w, &req);
     const char *method = json_string_value(json_object_get(msg, "method"));
     if (method)
         add_header(&req, fr_xasprintf("Mcp-Method: %s", method));
@@ -238,9 +254,7 @@ int fr_mcp_http_send(fr_mcp_http *w, const json_t *msg, const char *name, char *
     fr_buf_init(&p->body, MAX_REPLY);
     fr_http_opts opts = {.max_response = MAX_REPLY, .capture_header = "Mcp-Session-Id"};
     int rc = fr_http_submit(w->http, &req, &opts, on_data, on_done, p, &p->x);
-    for (size_t i = 0; i < w->nheaders && i < req.nheaders; i++)
-        fr_wipe(req.headers[i], strlen(req.headers[i]));
-    fr_request_close(&req);
+    close_request(w, &req);
     if (rc != FR_OK) {
         post_free(p);
         return rc;
@@ -273,6 +287,14 @@ void fr_mcp_http_free(fr_mcp_http *w)
         return;
     while (w->posts)
         fr_mcp_http_cancel(w, w->posts);
+    if (w->session) {
+        /* The session ends with the client: a DELETE nobody waits for. */
+        fr_request req;
+        open_request(w, &req);
+        fr_http_opts opts = {.method = "DELETE", .total_timeout_ms = 5000};
+        fr_http_submit(w->http, &req, &opts, NULL, NULL, NULL, NULL);
+        close_request(w, &req);
+    }
     if (w->depth > 0)
         w->free_asked = true;
     else

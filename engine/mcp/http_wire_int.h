@@ -38,6 +38,7 @@ int fr_mcp_http_send(fr_mcp_http *w, const json_t *msg, const char *name, char *
  * NULL is fine; so is a post whose reply is being delivered. */
 void fr_mcp_http_cancel(fr_mcp_http *w, fr_mcp_post *p);
 
-/* Aborts every post and frees the transport (at once, or when the delivery
- * it is called from returns). NULL is fine. */
+/* Aborts every post, ends the session if the server opened one (a DELETE
+ * sent, not waited for) and frees the transport (at once, or when the
+ * delivery it is called from returns). NULL is fine. */
 void fr_mcp_http_free(fr_mcp_http *w);

@@ -63,7 +63,8 @@ struct fr_mcp {
     fr_mcp_call *calls; /* in flight or waiting for a restart */
 
     uv_timer_t start_timer;
-    uv_timer_t defer_timer; /* a start failure found before any I/O */
+    uv_timer_t defer_timer; /* a start failure found before any I/O, or the wait for
+                               server/discover */
     int rc_pending;
     fr_error err_pending;
     int open_handles;
@@ -415,6 +416,7 @@ static void close_transport(fr_mcp *m)
 static void start_done(fr_mcp *m, int rc, const fr_error *err)
 {
     uv_timer_stop(&m->start_timer);
+    uv_timer_stop(&m->defer_timer);
     m->start_id = -1;
     bool first = !m->started_once;
     m->started_once = true;
@@ -518,6 +520,18 @@ static const char *error_text(const json_t *msg, char *buf, size_t size)
     return buf;
 }
 
+/* A server that leaves server/discover unanswered (some older ones ignore
+ * what they do not know) gets the handshake after a while. */
+static void on_probe_timeout(uv_timer_t *t)
+{
+    fr_mcp *m = t->data;
+    if (m->state != ST_STARTING || m->phase != PH_DISCOVER)
+        return;
+    fr_log(FR_LOG_DEBUG, "mcp", "server=%s discover=unanswered fallback=%s", m->spec->name,
+           FR_MCP_REV_2025);
+    send_initialize(m);
+}
+
 static void on_start_reply(fr_mcp *m, const json_t *msg)
 {
     const json_t *res = json_object_get(msg, "result");
@@ -525,6 +539,7 @@ static void on_start_reply(fr_mcp *m, const json_t *msg)
     char why[600];
     m->start_id = -1;
     if (m->phase == PH_DISCOVER) {
+        uv_timer_stop(&m->defer_timer);
         /* A server that rejects the version but names ours among those it
          * supports (-32022) is asked once more; any other refusal (an
          * error, an HTTP 4xx, a version list without ours) means the
@@ -735,6 +750,9 @@ static void start_sequence(fr_mcp *m)
         if (m->wire)
             fr_mcp_http_set_version(m->wire, FR_MCP_REV_2026);
         rc = send_start_request(m, "server/discover", NULL);
+        double probe_s = start_s / 3 < 10 ? start_s / 3 : 10;
+        if (rc == FR_OK)
+            uv_timer_start(&m->defer_timer, on_probe_timeout, (uint64_t)(probe_s * 1000), 0);
         if (rc != FR_OK)
             fr_error_set(&err, rc, m->spec->file, m->spec->line,
                          "MCP server '%s': the first request could not be sent: %s", m->spec->name,
