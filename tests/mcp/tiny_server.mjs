@@ -132,6 +132,10 @@ if (opt('--http')) {
       let msg;
       try { msg = JSON.parse(body); } catch { res.writeHead(400); return res.end(); }
       if (msg.id === undefined || msg.method === undefined) { res.writeHead(202); return res.end(); }
+      if (msg.params?.name === 'http500') { // an unlisted tool: the server fails below JSON-RPC
+        res.writeHead(500, { 'Content-Type': 'application/json' });
+        return res.end(JSON.stringify(err(msg.id, -32603, 'internal failure')));
+      }
       const sse = msg.method === 'tools/call';
       handle(msg, (reply) => {
         if (reply.error && !sse) { res.writeHead(reply.error.code === -32022 ? 400 : 200, { 'Content-Type': 'application/json' }); return res.end(JSON.stringify(reply)); }

@@ -425,6 +425,11 @@ static void test_tiny_http_headers_env(void **state)
     call_wait(f, "sleep", "{\"ms\": 20000}", 0.2, &b);
     assert_string_equal(b.r.text, "error: timed out after 0.2 s");
     fr_tool_result_close(&b.r);
+    /* An HTTP error status: the call fails with what the server said. */
+    call_wait(f, "http500", "{}", 0, &b);
+    assert_true(b.r.is_error);
+    assert_string_equal(b.r.text, "error: MCP error -32603: HTTP 500: internal failure");
+    fr_tool_result_close(&b.r);
     unsetenv("TEST_MCP_TOKEN");
 }
 
