@@ -735,7 +735,7 @@ static void start_sequence(fr_mcp *m)
         size_t n = 0;
         rc = resolve_headers(m, &lines, &n, &err);
         if (rc == FR_OK)
-            m->wire = fr_mcp_http_new(m->http, m->spec->url, lines, n, on_msg, m);
+            m->wire = fr_mcp_http_new(m->loop, m->http, m->spec->url, lines, n, on_msg, m);
     } else if (!m->spec->url) {
         rc = fr_mcp_stdio_start(m->loop, m->spec, m->wf_dir, on_msg, on_server_exit, m, &m->stdio,
                                 &err);

@@ -4,8 +4,7 @@
 # Streamable HTTP: for each client scenario a tools client must pass, the
 # suite starts its scenario server and runs tests/mcp/mcp_client (engine/mcp)
 # on its URL, at each revision the scenario applies to. Every check must pass.
-# Not run here, because they cannot apply to flowrun's client: sse-retry
-# (resuming a 2025-11-25 SSE stream through a GET: flowrun only POSTs),
+# Not run here, because they cannot apply to flowrun's client:
 # elicitation-sep1034-client-defaults (flowrun declares no elicitation: it
 # has no user to ask), auth/* (flowrun sends headers_env, no OAuth) and the
 # extensions (tasks, skills).
@@ -39,8 +38,9 @@ run_scenario() { # SCENARIO REVISION
   pass "$1 at $2 ($(jq '[.[] | select(.status == "SUCCESS")] | length' "$checks") checks)"
 }
 
-# 2025-11-25: the initialize handshake (server/discover refused).
-for s in initialize tools_call json-schema-2020-12-preservation; do
+# 2025-11-25: the initialize handshake (server/discover refused); a stream
+# that ends before its response is resumed with a GET.
+for s in initialize tools_call sse-retry json-schema-2020-12-preservation; do
   run_scenario "$s" 2025-11-25
 done
 # 2026-07-28: server/discover, _meta and the HTTP headers on every request.
