@@ -8,6 +8,8 @@
 //   --pages N          tools/list pages (default 3)
 //   --repeat-cursor    every page names the same next cursor (a broken server)
 //   --die-at-start     writes a reason to stderr and exits 2 before answering
+//   --legacy-silent    a 2025-11-25 server that leaves server/discover
+//                      unanswered: only the initialize handshake works
 import http from 'node:http';
 import readline from 'node:readline';
 
@@ -53,6 +55,14 @@ function handle(msg, send, hdrs) {
   if (msg.id === undefined) {
     if (msg.method === 'notifications/cancelled') cancelled.push(msg.params?.requestId);
     return;
+  }
+  if (opt('--legacy-silent')) {
+    if (msg.method === 'server/discover') return;
+    if (msg.method === 'initialize')
+      return send(ok(msg.id, { protocolVersion: '2025-11-25', capabilities: { tools: {} }, serverInfo: { name: 'tiny-legacy', version: '1.0.0' } }));
+    if (msg.method === 'tools/list') return send(ok(msg.id, { tools: tools.slice(0, 2) }));
+    if (msg.method === 'tools/call') return call(msg, send, null);
+    return send(err(msg.id, -32601, 'Method not found'));
   }
   if (msg.method === 'initialize') return send(err(msg.id, -32601, 'Method not found: initialize (this server speaks 2026-07-28 only)'));
   const meta = msg.params?._meta ?? {};
@@ -122,6 +132,10 @@ if (opt('--http')) {
       let msg;
       try { msg = JSON.parse(body); } catch { res.writeHead(400); return res.end(); }
       if (msg.id === undefined || msg.method === undefined) { res.writeHead(202); return res.end(); }
+      if (msg.params?.name === 'http500') { // an unlisted tool: the server fails below JSON-RPC
+        res.writeHead(500, { 'Content-Type': 'application/json' });
+        return res.end(JSON.stringify(err(msg.id, -32603, 'internal failure')));
+      }
       const sse = msg.method === 'tools/call';
       handle(msg, (reply) => {
         if (reply.error && !sse) { res.writeHead(reply.error.code === -32022 ? 400 : 200, { 'Content-Type': 'application/json' }); return res.end(JSON.stringify(reply)); }

@@ -35,6 +35,7 @@ typedef struct fixture {
     fr_proc *server; /* an HTTP server the test started */
     char port[16];
     bool server_gone;
+    bool session_deleted; /* server-everything logged a session's DELETE */
     char cwd[PATH_MAX];
 } fixture;
 
@@ -168,6 +169,15 @@ static void server_err(void *ud, const char *data, size_t len)
         snprintf(f->port, sizeof f->port, "%d", atoi(p + strlen(key)));
 }
 
+static void server_out(void *ud, const char *data, size_t len)
+{
+    fixture *f = ud;
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%.*s", (int)len, data);
+    if (strstr(buf, "session termination request"))
+        f->session_deleted = true;
+}
+
 static void server_exit(void *ud, int code, int sig)
 {
     ((fixture *)ud)->server_gone = true;
@@ -190,7 +200,8 @@ static void start_http_server(fixture *f, const char *const *argv, const char *c
     fr_proc_opts o = {.argv = argv, .env = env};
     fr_error err = {0};
     assert_int_equal(
-        fr_proc_spawn(&f->loop, &o, NULL, server_err, server_exit, f, &f->server, &err), FR_OK);
+        fr_proc_spawn(&f->loop, &o, server_out, server_err, server_exit, f, &f->server, &err),
+        FR_OK);
     LOOP_RUN_UNTIL(&f->loop, f->port[0] || f->server_gone, 30);
     assert_false(f->server_gone);
 }
@@ -274,6 +285,11 @@ static void test_everything_http(void **state)
     call_wait(f, "trigger-long-running-operation", "{\"duration\": 30, \"steps\": 30}", 0.3, &slow);
     assert_string_equal(slow.r.text, "error: timed out after 0.3 s");
     fr_tool_result_close(&slow.r);
+    /* Stopping ends the session the server opened. */
+    assert_false(f->session_deleted);
+    fr_mcp_stop(f->m);
+    f->m = NULL;
+    LOOP_RUN_UNTIL(&f->loop, f->session_deleted, 10);
 }
 
 static void test_filesystem_stdio(void **state)
@@ -409,6 +425,11 @@ static void test_tiny_http_headers_env(void **state)
     call_wait(f, "sleep", "{\"ms\": 20000}", 0.2, &b);
     assert_string_equal(b.r.text, "error: timed out after 0.2 s");
     fr_tool_result_close(&b.r);
+    /* An HTTP error status: the call fails with what the server said. */
+    call_wait(f, "http500", "{}", 0, &b);
+    assert_true(b.r.is_error);
+    assert_string_equal(b.r.text, "error: MCP error -32603: HTTP 500: internal failure");
+    fr_tool_result_close(&b.r);
     unsetenv("TEST_MCP_TOKEN");
 }
 
@@ -421,7 +442,7 @@ static void test_restarted_once(void **state)
     call_wait(f, "crash", "{}", 0, &b);
     assert_true(b.r.is_error);
     assert_string_equal(b.r.reason,
-                        "server 'tiny' stopped (exit code 3: tiny: crashing on purpose)");
+                        "server 'tiny' stopped (exit code 3): tiny: crashing on purpose");
     fr_tool_result_close(&b.r);
     /* Restarted: the next call is answered. */
     call_wait(f, "echo", "{\"text\": \"back\"}", 0, &b);
@@ -435,8 +456,8 @@ static void test_restarted_once(void **state)
     call_wait(f, "echo", "{\"text\": \"gone\"}", 0, &b);
     assert_true(b.r.is_error);
     assert_string_equal(b.r.reason,
-                        "server 'tiny' stopped again (exit code 3: tiny: crashing on purpose) "
-                        "after its one restart in this run; its tools are unavailable");
+                        "server 'tiny' stopped again (exit code 3): tiny: crashing on purpose; it "
+                        "was restarted once in this run, so its tools are unavailable");
     fr_tool_result_close(&b.r);
 }
 
@@ -445,8 +466,8 @@ static void test_start_failures(void **state)
     fixture *f = need(state);
     set_command(f, (const char *[]){"node", TINY, "--die-at-start", NULL});
     assert_int_equal(start(f), FR_EMCP);
-    assert_string_equal(f->err.msg, "MCP server 'tiny' exited during start (exit code 2: tiny: "
-                                    "the configuration file is missing)");
+    assert_string_equal(f->err.msg, "MCP server 'tiny' exited during start (exit code 2): tiny: "
+                                    "the configuration file is missing");
     fr_mcp_stop(f->m);
     f->ready = false;
 
@@ -478,6 +499,21 @@ static void test_start_failures(void **state)
     assert_non_null(strstr(f->err.msg, "cannot reach http://127.0.0.1:1/mcp"));
 }
 
+/* A server that never answers server/discover still gets the handshake. */
+static void test_discover_unanswered(void **state)
+{
+    fixture *f = need(state);
+    set_command(f, (const char *[]){"node", TINY, "--legacy-silent", NULL});
+    f->spec.start_timeout_s = 9; /* discover waits a third of it */
+    assert_int_equal(start(f), FR_OK);
+    assert_string_equal(fr_mcp_revision(f->m), "2025-11-25");
+    assert_int_equal(json_array_size(fr_mcp_tools(f->m)), 2);
+    call_box b;
+    call_wait(f, "add", "{\"a\": 1, \"b\": 1}", 0, &b);
+    assert_string_equal(b.r.text, "2");
+    fr_tool_result_close(&b.r);
+}
+
 static void test_stop_with_calls_in_flight(void **state)
 {
     fixture *f = need(state);
@@ -505,6 +541,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_tiny_http_headers_env, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restarted_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_start_failures, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_discover_unanswered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_with_calls_in_flight, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
