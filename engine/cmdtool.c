@@ -5,6 +5,7 @@
  * 0 ms, to deliver a result that needs no process). */
 #include "engine/cmdtool.h"
 
+#include "engine/guard.h"
 #include "engine/proc.h"
 #include "engine/util/buf.h"
 #include "engine/util/mem.h"
@@ -85,8 +86,8 @@ static void append_text(fr_buf *b, const char *s, size_t n)
  * on stderr without the "flowrun: " in front; NULL when it is not there. */
 static char *exec_failure(const char *out, size_t n)
 {
-    size_t plen = strlen(FR_PROC_EXEC_FAILED_PREFIX);
-    if (n < plen || memcmp(out, FR_PROC_EXEC_FAILED_PREFIX, plen) != 0)
+    size_t plen = strlen(FR_GUARD_EXEC_FAILED);
+    if (n < plen || memcmp(out, FR_GUARD_EXEC_FAILED, plen) != 0)
         return NULL;
     const char *start = out + strlen("flowrun: "); /* the prefix begins so */
     const char *nl = memchr(start, '\n', n - (size_t)(start - out));

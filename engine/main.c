@@ -6,6 +6,7 @@
 #include "dsl/suggest.h"
 #include "dsl/workflow.h"
 #include "engine/booking.h"
+#include "engine/guard.h"
 #include "engine/proc.h"
 #include "engine/report.h"
 #include "engine/run.h"
@@ -890,8 +891,8 @@ static bool asks_help(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-    if (argc > 1 && strcmp(argv[1], FR_PROC_GUARD_ARG) == 0)
-        return fr_proc_guard_main(argc, argv);
+    if (argc > 1 && strcmp(argv[1], FR_GUARD_ARG) == 0)
+        return fr_guard_main(argc, argv);
     /* A peer that hangs up must fail one transfer, never kill the process. */
     signal(SIGPIPE, SIG_IGN);
     /* The soft descriptor limit (often 1024) up to the hard one: each

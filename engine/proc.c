@@ -2,40 +2,27 @@
  * the loop: libuv pipes for stdin, stdout and stderr, a process handle for
  * the guard, a timer for the last-resort SIGKILL, and the write end of the
  * watch pipe as a plain descriptor (the guard sees EOF on its read end when
- * flowrun is gone, however it went). The guard side is a small blocking
- * program: poll on a signalfd and the watch pipe, fork the command into its
- * own group, end that group when told to or when the parent is gone. */
+ * flowrun is gone, however it went). The guard side is engine/guard. */
 #define _GNU_SOURCE
 #include "engine/proc.h"
 
+#include "engine/guard.h"
+
 #include "engine/util/mem.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/resource.h>
-#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/types.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 extern char **environ;
 
-/* The guard learns the grace period from its environment (it removes the
- * variable before the command starts), so its argv stays exactly
- * "--flowrun-guard PID -- cmd...". */
-#define GUARD_GRACE_ENV "FLOWRUN_GUARD_GRACE_MS"
-/* The guard's copy of the watch pipe's read end. */
-#define GUARD_WATCH_FD 3
 /* How long after the grace the parent itself kills the guard's group. */
 #define PARENT_MARGIN_MS 2000
 #define READ_CHUNK       65536
@@ -218,11 +205,11 @@ static char **build_env(const char *const *add, double grace_s)
     size_t k = 0;
     for (size_t i = 0; i < n; i++)
         if (!env_has_name(add, environ[i]) &&
-            strncmp(environ[i], GUARD_GRACE_ENV "=", sizeof GUARD_GRACE_ENV) != 0)
+            strncmp(environ[i], FR_GUARD_GRACE_ENV "=", sizeof FR_GUARD_GRACE_ENV) != 0)
             env[k++] = fr_xstrdup(environ[i]);
     for (size_t i = 0; i < nadd; i++)
         env[k++] = fr_xstrdup(add[i]);
-    env[k++] = fr_xasprintf("%s=%ld", GUARD_GRACE_ENV, (long)(grace_s * 1000));
+    env[k++] = fr_xasprintf("%s=%ld", FR_GUARD_GRACE_ENV, (long)(grace_s * 1000));
     return env;
 }
 
@@ -261,6 +248,34 @@ static void close_fds(int fds[4][2])
         for (int j = 0; j < 2; j++)
             if (fds[i][j] >= 0)
                 close(fds[i][j]);
+}
+
+/* The guard to start: flowrun-guard beside flowrun's own binary (libc
+ * only: it starts in a fraction of flowrun's time), else flowrun itself.
+ * Found once. */
+static const char *guard_path(void)
+{
+    static char path[PATH_MAX];
+    static bool found;
+    if (found)
+        return path;
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    snprintf(path, sizeof path, "/proc/self/exe");
+    if (n > 0) {
+        self[n] = '\0';
+        char *slash = strrchr(self, '/');
+        if (slash) {
+            *slash = '\0';
+            char beside[PATH_MAX];
+            if (snprintf(beside, sizeof beside, "%s/%s", self, FR_GUARD_PROGRAM) <
+                    (int)sizeof beside &&
+                is_executable(beside))
+                snprintf(path, sizeof path, "%s", beside);
+        }
+    }
+    found = true;
+    return path;
 }
 
 int fr_proc_spawn(uv_loop_t *loop, const fr_proc_opts *o, fr_proc_read_fn on_out,
@@ -314,7 +329,7 @@ int fr_proc_spawn(uv_loop_t *loop, const fr_proc_opts *o, fr_proc_read_fn on_out
         argc++;
     args = fr_xcalloc(argc + 5, sizeof *args);
     args[0] = fr_xstrdup("flowrun-guard");
-    args[1] = fr_xstrdup(FR_PROC_GUARD_ARG);
+    args[1] = fr_xstrdup(FR_GUARD_ARG);
     args[2] = fr_xasprintf("%ld", (long)getpid());
     args[3] = fr_xstrdup("--");
     for (size_t i = 0; i < argc; i++)
@@ -332,7 +347,7 @@ int fr_proc_spawn(uv_loop_t *loop, const fr_proc_opts *o, fr_proc_read_fn on_out
     stdio[3].data.fd = fds[3][0];
     uv_process_options_t po = {
         .exit_cb = on_proc_exit,
-        .file = "/proc/self/exe",
+        .file = guard_path(),
         .args = args,
         .env = env,
         .cwd = o->cwd,
@@ -471,195 +486,4 @@ void fr_proc_free(fr_proc *p)
     close_handle(p, (uv_handle_t *)&p->timer);
     if (p->open == 0)
         free(p);
-}
-
-/* ---- the guard ---------------------------------------------------------- */
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Sends SIGKILL to every other process of the guard's group and to its
- * children that left the group (the guard is their subreaper): SIGKILL
- * cannot be blocked, so the group is walked by hand, the guard spared. */
-static void kill_all(void)
-{
-    pid_t self = getpid();
-    DIR *d = opendir("/proc");
-    if (!d) {
-        kill(-self, SIGKILL); /* no /proc: the guard goes down with its group */
-        return;
-    }
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        char path[300], line[1024];
-        long pid = strtol(e->d_name, NULL, 10);
-        if (pid <= 0 || pid == self)
-            continue;
-        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
-        FILE *f = fopen(path, "r");
-        if (!f)
-            continue;
-        size_t n = fread(line, 1, sizeof line - 1, f);
-        fclose(f);
-        line[n] = '\0';
-        const char *rest = strrchr(line, ')'); /* the name may hold anything but not after ')' */
-        char state;
-        long ppid, pgrp;
-        if (rest && sscanf(rest + 1, " %c %ld %ld", &state, &ppid, &pgrp) == 3 &&
-            (pgrp == self || ppid == self))
-            kill((pid_t)pid, SIGKILL);
-    }
-    closedir(d);
-}
-
-/* The guard's exit: the command's status, its signal raised again so that
- * flowrun sees the same death (no core from the guard), or 128+signal. */
-static int guard_exit(int status)
-{
-    if (WIFEXITED(status))
-        return WEXITSTATUS(status);
-    int sig = WTERMSIG(status);
-    struct rlimit none = {0, 0};
-    setrlimit(RLIMIT_CORE, &none);
-    signal(sig, SIG_DFL);
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, sig);
-    sigprocmask(SIG_UNBLOCK, &set, NULL);
-    raise(sig);
-    return 128 + sig;
-}
-
-/* Starts the command in the guard's group. Returns its pid, or -1 with
- * *exec_errno set when it could not be run. */
-static pid_t start_command(char **cmd, int *exec_errno)
-{
-    int ep[2];
-    if (pipe2(ep, O_CLOEXEC) != 0) {
-        *exec_errno = errno;
-        return -1;
-    }
-    pid_t child = fork();
-    if (child == 0) {
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        for (int s = 1; s < NSIG; s++)
-            signal(s, SIG_DFL);
-        execvp(cmd[0], cmd);
-        int e = errno;
-        ssize_t w = write(ep[1], &e, sizeof e);
-        (void)w;
-        _exit(127);
-    }
-    close(ep[1]);
-    if (child < 0) {
-        *exec_errno = errno;
-        close(ep[0]);
-        return -1;
-    }
-    int e = 0;
-    ssize_t r;
-    do
-        r = read(ep[0], &e, sizeof e); /* EOF: the exec closed the pipe */
-    while (r < 0 && errno == EINTR);
-    close(ep[0]);
-    if (r == (ssize_t)sizeof e) {
-        *exec_errno = e;
-        waitpid(child, NULL, 0);
-        return -1;
-    }
-    return child;
-}
-
-int fr_proc_guard_main(int argc, char **argv)
-{
-    if (argc < 5 || strcmp(argv[3], "--") != 0) {
-        fprintf(stderr, "flowrun: %s is internal: %s PID -- COMMAND [ARG...]\n", FR_PROC_GUARD_ARG,
-                FR_PROC_GUARD_ARG);
-        return 2;
-    }
-    pid_t parent = (pid_t)strtol(argv[2], NULL, 10);
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGHUP);
-    sigaddset(&set, SIGCHLD);
-    sigprocmask(SIG_BLOCK, &set, NULL);
-    /* From here a parent's death is a SIGTERM read below; one that came
-     * before is seen as a new parent. */
-    prctl(PR_SET_PDEATHSIG, SIGTERM);
-    if (getppid() != parent)
-        return 128 + SIGTERM;
-    if (getpgrp() != getpid() && setsid() < 0)
-        setpgid(0, 0);
-    prctl(PR_SET_CHILD_SUBREAPER, 1);
-    const char *g = getenv(GUARD_GRACE_ENV);
-    long long grace_ms = g ? strtoll(g, NULL, 10) : 0;
-    if (grace_ms <= 0)
-        grace_ms = 2000;
-    unsetenv(GUARD_GRACE_ENV);
-    /* The watch pipe first: the signalfd could take descriptor 3 otherwise. */
-    struct stat wst;
-    int watch = fstat(GUARD_WATCH_FD, &wst) == 0 && S_ISFIFO(wst.st_mode) ? GUARD_WATCH_FD : -1;
-    if (watch >= 0)
-        fcntl(watch, F_SETFD, FD_CLOEXEC);
-    int sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
-
-    int exec_errno = 0;
-    pid_t child = start_command(argv + 4, &exec_errno);
-    if (child < 0) {
-        fprintf(stderr, FR_PROC_EXEC_FAILED_PREFIX "'%s': %s\n", argv[4], strerror(exec_errno));
-        return 127;
-    }
-    int status = 0;
-    bool stopping = false, killed = false;
-    long long deadline = 0;
-    for (;;) {
-        int st;
-        pid_t w;
-        while ((w = waitpid(-1, &st, WNOHANG)) > 0)
-            if (w == child) {
-                status = st;
-                child = 0;
-            }
-        if (w < 0 && errno == ECHILD)
-            break;              /* the command and everything it started are gone */
-        bool stop = child == 0; /* what the command left behind goes with it */
-        struct pollfd pf[2] = {{sfd, POLLIN, 0}, {watch, POLLIN, 0}};
-        int timeout = -1;
-        if (stopping)
-            timeout = killed ? 50 : (int)(deadline > now_ms() ? deadline - now_ms() : 0);
-        else if (stop)
-            timeout = 0;
-        if (poll(pf, 2, timeout) > 0) {
-            struct signalfd_siginfo si;
-            while (read(sfd, &si, sizeof si) == (ssize_t)sizeof si)
-                if (si.ssi_signo != SIGCHLD)
-                    stop = true;
-            if (pf[1].revents) {
-                char buf[256];
-                ssize_t n = read(watch, buf, sizeof buf);
-                if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
-                    stop = true; /* flowrun is gone */
-                    watch = -1;
-                }
-            }
-        }
-        if (stop && !stopping) {
-            stopping = true;
-            deadline = now_ms() + grace_ms;
-            kill(-getpid(), SIGTERM); /* the guard's own copy is blocked, read above */
-        }
-        if (stopping && now_ms() >= deadline) {
-            killed = true;
-            kill_all();
-        }
-    }
-    return guard_exit(status);
 }

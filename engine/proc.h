@@ -1,27 +1,18 @@
 #pragma once
 /* Child processes on the loop: MCP servers over stdio and command tools.
- * Each child runs under a guard (flowrun itself, started with the hidden
- * first argument FR_PROC_GUARD_ARG) in a process group of its own: the
- * guard forks the command, forwards its exit status, and when flowrun goes
- * away (a normal end, SIGINT, SIGTERM, or kill -9: the guard learns of it
- * from the parent-death signal and from its parent's pipe closing) it ends
- * the whole group, SIGTERM then SIGKILL. No child outlives flowrun. argv
- * only, never a shell. Reads and writes go through libuv pipes; nothing
- * here blocks the loop. Used by engine/mcp and engine/cmdtool. */
+ * Each child runs under a guard (engine/guard: flowrun-guard beside
+ * flowrun's binary, else flowrun itself with the hidden first argument
+ * FR_GUARD_ARG) in a process group of its own: the guard forks the command, forwards its exit
+ * status, and when flowrun goes away (a normal end, SIGINT, SIGTERM, or kill -9: the guard learns
+ * of it from the parent-death signal and from its parent's pipe closing) it ends the whole group,
+ * SIGTERM then SIGKILL. No child outlives flowrun. argv only, never a shell. Reads and writes go
+ * through libuv pipes; nothing here blocks the loop. Used by engine/mcp and engine/cmdtool. */
 
 #include "engine/util/err.h"
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <uv.h>
-
-/* argv[1] of flowrun when it runs as a guard (engine/main.c hands it to
- * fr_proc_guard_main before anything else). */
-#define FR_PROC_GUARD_ARG "--flowrun-guard"
-
-/* How the guard's line on stderr begins when it cannot run the command
- * (then it exits 127): "flowrun: cannot run 'NAME': REASON". */
-#define FR_PROC_EXEC_FAILED_PREFIX "flowrun: cannot run "
 
 typedef struct fr_proc fr_proc;
 
@@ -62,8 +53,3 @@ int fr_proc_pid(const fr_proc *p);
  * comes after this. The memory is released in the last close callback: run
  * the loop. NULL is fine. */
 void fr_proc_free(fr_proc *p);
-
-/* The guard's main: argv as flowrun's, argv[1] == FR_PROC_GUARD_ARG, then
- * the parent's pid and "--" and the command. Returns the exit status for
- * main to return (the command's, or 128+signal). */
-int fr_proc_guard_main(int argc, char **argv);

@@ -10,7 +10,7 @@ BUILD=$(dirname "$FLOWRUN")
 P="$WORK/p"
 cmake --install "$BUILD" --prefix "$P" >"$WORK/install.log" || { cat "$WORK/install.log"; fail "cmake --install"; }
 DOC="$P/share/doc/flowrun"
-for f in bin/flowrun bin/flowrun-sim; do
+for f in bin/flowrun bin/flowrun-guard bin/flowrun-sim; do
   [ -x "$P/$f" ] || fail "not installed: $f"
 done
 for f in README.md docs/cli.md docs/policies.md docs/testing.md; do

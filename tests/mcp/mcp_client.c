@@ -10,6 +10,7 @@
 #include "dsl/workflow.h"
 #include "engine/http.h"
 #include "engine/mcp/mcp.h"
+#include "engine/guard.h"
 #include "engine/proc.h"
 
 #include <jansson.h>
@@ -122,8 +123,8 @@ static void on_ready(void *ud, int rc, const fr_error *err)
 
 int main(int argc, char **argv)
 {
-    if (argc > 1 && strcmp(argv[1], FR_PROC_GUARD_ARG) == 0)
-        return fr_proc_guard_main(argc, argv);
+    if (argc > 1 && strcmp(argv[1], FR_GUARD_ARG) == 0)
+        return fr_guard_main(argc, argv);
     if (argc < 2) {
         fprintf(stderr, "usage: mcp_client URL\n");
         return 2;

@@ -2,7 +2,7 @@
  * fresh temporary directory that is the workflow's. What a command did is
  * read from the files it leaves and from /proc (its sleeps carry a unique
  * duration). The guard is this binary re-executed, so main hands
- * FR_PROC_GUARD_ARG to fr_proc_guard_main as flowrun's does. */
+ * FR_GUARD_ARG to fr_guard_main as flowrun's does. */
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "engine/cmdtool.h"
+#include "engine/guard.h"
 #include "engine/proc.h"
 #include "engine/util/err.h"
 #include "engine/util/mem.h"
@@ -336,8 +337,8 @@ static void test_not_a_command_tool(void **state)
 
 int main(int argc, char **argv)
 {
-    if (argc > 1 && strcmp(argv[1], FR_PROC_GUARD_ARG) == 0)
-        return fr_proc_guard_main(argc, argv);
+    if (argc > 1 && strcmp(argv[1], FR_GUARD_ARG) == 0)
+        return fr_guard_main(argc, argv);
     signal(SIGPIPE, SIG_IGN); /* as flowrun */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_arguments_are_whole_argv_items, setup, teardown),

@@ -4,9 +4,10 @@
  * tests/mcp/tiny_server.mjs (2026-07-28 only: server/discover, `_meta`;
  * paginated tools, errors, a crash, a slow tool) over stdio and HTTP. The
  * npm servers come from tests/mcp/node_modules (tests/deps.sh). main hands
- * FR_PROC_GUARD_ARG to the guard, as flowrun's does. */
+ * FR_GUARD_ARG to the guard, as flowrun's does. */
 #include "engine/http.h"
 #include "engine/mcp/mcp.h"
+#include "engine/guard.h"
 #include "engine/proc.h"
 #include "tests/unit/support/loop_harness.h"
 
@@ -530,8 +531,8 @@ static void test_stop_with_calls_in_flight(void **state)
 
 int main(int argc, char **argv)
 {
-    if (argc > 1 && strcmp(argv[1], FR_PROC_GUARD_ARG) == 0)
-        return fr_proc_guard_main(argc, argv);
+    if (argc > 1 && strcmp(argv[1], FR_GUARD_ARG) == 0)
+        return fr_guard_main(argc, argv);
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_everything_stdio, setup, teardown),

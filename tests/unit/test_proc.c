@@ -1,6 +1,6 @@
 /* Unit tests of engine/proc: real processes under the guard on a real
  * libuv loop. The guard is this test binary itself (/proc/self/exe), so
- * main hands FR_PROC_GUARD_ARG to fr_proc_guard_main as flowrun's does.
+ * main hands FR_GUARD_ARG to fr_guard_main as flowrun's does.
  * What remains of a process group is read from /proc after the guard has
  * reported its exit: the guard reaps everything before it exits, so the
  * check needs no waiting. `test_proc --guard-helper SECONDS` is the helper
@@ -14,6 +14,7 @@
 
 #include <cmocka.h>
 
+#include "engine/guard.h"
 #include "engine/proc.h"
 #include "engine/util/err.h"
 #include "engine/util/mem.h"
@@ -433,8 +434,8 @@ static int guard_helper(const char *seconds)
 
 int main(int argc, char **argv)
 {
-    if (argc > 1 && strcmp(argv[1], FR_PROC_GUARD_ARG) == 0)
-        return fr_proc_guard_main(argc, argv);
+    if (argc > 1 && strcmp(argv[1], FR_GUARD_ARG) == 0)
+        return fr_guard_main(argc, argv);
     signal(SIGPIPE, SIG_IGN); /* as flowrun: a child that hangs up fails a write only */
     if (argc > 2 && strcmp(argv[1], "--guard-helper") == 0)
         return guard_helper(argv[2]);
