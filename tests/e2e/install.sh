@@ -23,7 +23,7 @@ for pol in "$SRC"/lua/policies/*.lua; do
   cmp -s "$pol" "$DOC/lua/policies/$(basename "$pol")" || fail "policy source $(basename "$pol") not installed"
 done
 "$P/bin/flowrun-sim" --help >/dev/null || fail "the installed flowrun-sim does not start"
-pass "cmake --install puts flowrun, flowrun-sim, the docs, the examples and the policies under the prefix"
+pass "cmake --install puts flowrun, flowrun-guard, flowrun-sim, the docs, the examples and the policies under the prefix"
 
 # The installed binary, from a folder of its own: the examples copied from
 # the installed docs, nothing of the source tree on the way.
