@@ -1,7 +1,8 @@
 /* The declaration functions a workflow file calls: workflow{}, agent, task,
- * endpoint, baseline, mcp and tool (whose bodies are in dsl/decl_tool.c). Each checks its fields as
- * it runs (unknown names, types, ranges) and copies them into the fr_workflow being built; checks
- * that need the whole file (agents, deps, pins) run afterwards in load.c.
+ * endpoint, baseline, mcp and tool (whose bodies are in dsl/decl_tool.c).
+ * Each checks its fields as it runs (unknown names, types, ranges) and
+ * copies them into the fr_workflow being built; checks that need the whole
+ * file (agents, deps, pins, tool patterns) run afterwards in load.c.
  *
  * Errors are sticky: the first one is kept in the load context and every
  * later declaration raises again, so a script that wraps a declaration in

@@ -157,65 +157,75 @@ static bool is_header_name(const char *s)
     return true;
 }
 
+/* One entry of a map: key `k` (borrowed), its value on top, index `i` in
+ * key order. */
+typedef void (*entry_fn)(fr_decl *d, fr_mcp_spec *m, size_t i, const char *k);
+
+/* Calls `entry` for each entry of the map on top, in key order, and pops
+ * the map. [-1, +0] */
+static void each_entry(fr_decl *d, fr_mcp_spec *m, entry_fn entry)
+{
+    lua_State *L = d->L;
+    int map = lua_gettop(L);
+    const char *k = NULL;
+    for (size_t i = 0; (k = next_key(L, map, k)); i++) {
+        lua_pushstring(L, k); /* [map, k] */
+        lua_rawget(L, map);   /* [map, v] */
+        entry(d, m, i, k);
+        lua_pop(L, 1); /* [map] */
+    }
+    lua_pop(L, 1); /* [] */
+}
+
+static void env_entry(fr_decl *d, fr_mcp_spec *m, size_t i, const char *k)
+{
+    if (!fr_decl_is_var_name(k))
+        fr_decl_fail(d,
+                     "%s: field 'env' has '%.80s', which is not an environment variable "
+                     "name (letters, digits and '_', not starting with a digit)",
+                     d->where, k);
+    m->env[i] = fr_xasprintf("%s=%s", k, fr_decl_text(d, "env", i + 1));
+}
+
 /* env = { NAME = "value" }: "NAME=value" strings, in name order. The array
  * hangs off `m` before it is filled, so a failure leaks nothing. */
 static void read_env(fr_decl *d, int t, fr_mcp_spec *m)
 {
-    lua_State *L = d->L;
     long n = push_map(d, t, "env", "a table of NAME = \"value\"");
     if (n < 0)
         return;
-    int e = lua_gettop(L); /* [env] */
     m->env = fr_xcalloc(n ? (size_t)n : 1, sizeof *m->env);
     m->nenv = (size_t)n;
-    const char *k = NULL;
-    for (size_t i = 0; (k = next_key(L, e, k)); i++) {
-        if (!fr_decl_is_var_name(k))
-            fr_decl_fail(d,
-                         "%s: field 'env' has '%.80s', which is not an environment variable "
-                         "name (letters, digits and '_', not starting with a digit)",
-                         d->where, k);
-        lua_pushstring(L, k); /* [env, k] */
-        lua_rawget(L, e);     /* [env, v] */
-        m->env[i] = fr_xasprintf("%s=%s", k, fr_decl_text(d, "env", i + 1));
-        lua_pop(L, 1); /* [env] */
-    }
-    lua_pop(L, 1); /* [] */
+    each_entry(d, m, env_entry);
+}
+
+static void header_entry(fr_decl *d, fr_mcp_spec *m, size_t i, const char *k)
+{
+    if (!is_header_name(k))
+        fr_decl_fail(d, "%s: field 'headers_env' has '%.80s', which is not an HTTP header name",
+                     d->where, k);
+    /* Never echo the value: it may be a secret. */
+    if (fr_decl_looks_like_key(lua_tostring(d->L, -1)))
+        fr_decl_fail(d,
+                     "%s: field 'headers_env.%s' must be the NAME of an environment variable "
+                     "(such as SEARCH_TOKEN), not a value; header values are only read from "
+                     "environment variables",
+                     d->where, k);
+    m->header_names[i] = fr_xstrdup(k);
+    m->header_envs[i] = fr_xstrdup(lua_tostring(d->L, -1));
 }
 
 /* headers_env = { Header = "ENV_VAR" }: the header and the variable its
  * value comes from, in header order; a value is never accepted. */
 static void read_headers(fr_decl *d, int t, fr_mcp_spec *m)
 {
-    lua_State *L = d->L;
     long n = push_map(d, t, "headers_env", "a table of Header = \"ENV_VAR\"");
     if (n < 0)
         return;
-    int h = lua_gettop(L); /* [headers] */
     m->header_names = fr_xcalloc(n ? (size_t)n : 1, sizeof *m->header_names);
     m->header_envs = fr_xcalloc(n ? (size_t)n : 1, sizeof *m->header_envs);
     m->nheaders = (size_t)n;
-    const char *k = NULL;
-    for (size_t i = 0; (k = next_key(L, h, k)); i++) {
-        if (!is_header_name(k))
-            fr_decl_fail(d,
-                         "%s: field 'headers_env' has '%.80s', which is not an HTTP header "
-                         "name",
-                         d->where, k);
-        lua_pushstring(L, k); /* [headers, k] */
-        lua_rawget(L, h);     /* [headers, v] */
-        /* Never echo the value: it may be a secret. */
-        if (fr_decl_looks_like_key(lua_tostring(L, -1)))
-            fr_decl_fail(d,
-                         "%s: field 'headers_env.%s' must be the NAME of an environment variable "
-                         "(such as SEARCH_TOKEN), not a value; header values are only read from "
-                         "environment variables",
-                         d->where, k);
-        m->header_names[i] = fr_xstrdup(k);
-        m->header_envs[i] = fr_xstrdup(lua_tostring(L, -1));
-        lua_pop(L, 1); /* [headers] */
-    }
-    lua_pop(L, 1); /* [] */
+    each_entry(d, m, header_entry);
 }
 
 /* Fails when field `f` is present: it belongs to the other kind. */

@@ -88,10 +88,19 @@ bool fr_load_valid_name(const char *s);
 
 /* After the file ran and the tasks' agents are resolved (dsl/tool.c): checks
  * every agent's and task's tool patterns against the declared tools and MCP
- * servers (did-you-mean on a miss), and gives each task without its own
- * `tools` its agent's. Returns FR_OK or FR_EWORKFLOW with `err` at the
+ * servers (did-you-mean on a miss), gives each task without its own
+ * `tools` its agent's, and refuses a task with tools pinned to an endpoint
+ * with tools = false. Returns FR_OK or FR_EWORKFLOW with `err` at the
  * agent's or task's file:line. */
 int fr_load_resolve_tools(fr_workflow *wf, fr_error *err);
+
+/* Calls the function behind registry reference `ref` of `L` with a Lua
+ * copy of `arg` (borrowed JSON; NULL is an empty table) under the
+ * sandbox's limits, leaving `nresults` results (dsl/prompt.c). On failure
+ * leaves nothing and returns FR_ELUA/FR_ELIMIT with `err` prefixed by
+ * `what` (borrowed); an error without a position gets `file`:`line`. */
+int fr_load_call_json(lua_State *L, int ref, const json_t *arg, int nresults, const char *what,
+                      const char *file, int line, fr_error *err);
 
 /* Frees what the workflow's MCP servers and tools own, and releases the
  * tools' references into wf->lua (dsl/tool.c). Leaves nmcps/ntools at 0. */

@@ -14,12 +14,42 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Pushes a Lua copy of the JSON context passed as light userdata. */
-static int push_ctx(lua_State *L)
+/* Pushes a Lua copy of the JSON value passed as light userdata (an empty
+ * table for NULL). Runs in protected mode, so a memory error while copying
+ * is caught. */
+static int push_json_arg(lua_State *L)
 {
-    const json_t *ctx = lua_touserdata(L, 1);
-    fr_lua_push_json(L, ctx); /* [ud, ctx] */
+    const json_t *v = lua_touserdata(L, 1);
+    if (v)
+        fr_lua_push_json(L, v); /* [ud, v] */
+    else
+        lua_newtable(L); /* [ud, {}] */
     return 1;
+}
+
+/*
+ * Calls the function behind registry reference `ref` of `L` with a Lua
+ * copy of `arg` (borrowed; NULL is an empty table), under the sandbox's
+ * limits, leaving `nresults` results. On failure leaves nothing and returns
+ * FR_ELUA/FR_ELIMIT with `err` prefixed by `what` (borrowed); an error
+ * without a position gets `file`:`line` (borrowed).
+ */
+int fr_load_call_json(lua_State *L, int ref, const json_t *arg, int nresults, const char *what,
+                      const char *file, int line, fr_error *err)
+{
+    if (!lua_checkstack(L, 4))
+        return fr_error_set(err, FR_ELIMIT, file, line, "%s: Lua stack exhausted", what);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ref);   /* [fn] */
+    lua_pushcfunction(L, push_json_arg);      /* [fn, push] */
+    lua_pushlightuserdata(L, (void *)arg);    /* [fn, push, ud] */
+    int rc = fr_lua_call(L, 1, 1, what, err); /* [fn, arg] */
+    if (rc == FR_OK)
+        rc = fr_lua_call(L, 1, nresults, what, err); /* [results...] */
+    if (rc != FR_OK && err && !err->source[0]) {
+        snprintf(err->source, sizeof err->source, "%s", file);
+        err->line = line;
+    }
+    return rc;
 }
 
 static int render_function(fr_workflow *wf, size_t task, const json_t *ctx, char **out,
@@ -31,21 +61,9 @@ static int render_function(fr_workflow *wf, size_t task, const json_t *ctx, char
     int top = lua_gettop(L);
     char what[300];
     snprintf(what, sizeof what, "prompt of task '%s'", t->name);
-    if (!lua_checkstack(L, 4))
-        return fr_error_set(err, FR_ELIMIT, t->file, t->line, "%s: Lua stack exhausted", what);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, tl->prompt_ref); /* [fn] */
-    lua_pushcfunction(L, push_ctx);                    /* [fn, push_ctx] */
-    lua_pushlightuserdata(L, (void *)ctx);             /* [fn, push_ctx, ud] */
-    int rc = fr_lua_call(L, 1, 1, what, err);          /* [fn, ctx] */
-    if (rc == FR_OK)
-        rc = fr_lua_call(L, 1, 1, what, err); /* [result] */
-    if (rc != FR_OK) {
-        if (err && !err->source[0]) {
-            snprintf(err->source, sizeof err->source, "%s", t->file);
-            err->line = tl->prompt_line;
-        }
-        goto cleanup;
-    }
+    int rc = fr_load_call_json(L, tl->prompt_ref, ctx, 1, what, t->file, tl->prompt_line, err);
+    if (rc != FR_OK)
+        goto cleanup; /* [result] on success */
     if (lua_type(L, -1) != LUA_TSTRING) {
         rc = fr_error_set(err, FR_ELUA, t->file, tl->prompt_line,
                           "the prompt function of task '%s' must return a string, got %s", t->name,

@@ -13,6 +13,7 @@
 #include "engine/util/utf8.h"
 
 #include <lauxlib.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,22 +63,29 @@ void fr_load_free_tools(fr_workflow *wf)
     }
 }
 
+/* The index of `name` among `n` specs of `size` bytes at `base`, each
+ * starting with its `char *name` (fr_tool_spec, fr_mcp_spec), or -1. */
+_Static_assert(offsetof(fr_tool_spec, name) == 0 && offsetof(fr_mcp_spec, name) == 0,
+               "find_named reads the name first");
+
+static long find_named(const void *base, size_t n, size_t size, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(*(char *const *)((const char *)base + i * size), name) == 0)
+            return (long)i;
+    return -1;
+}
+
 /* Returns the index of the Lua or command tool named `name`, or -1. */
 long fr_workflow_find_tool(const fr_workflow *wf, const char *name)
 {
-    for (size_t i = 0; i < wf->ntools; i++)
-        if (strcmp(wf->tools[i].name, name) == 0)
-            return (long)i;
-    return -1;
+    return find_named(wf->tools, wf->ntools, sizeof *wf->tools, name);
 }
 
 /* Returns the index of the MCP server named `name`, or -1. */
 long fr_workflow_find_mcp(const fr_workflow *wf, const char *name)
 {
-    for (size_t i = 0; i < wf->nmcps; i++)
-        if (strcmp(wf->mcps[i].name, name) == 0)
-            return (long)i;
-    return -1;
+    return find_named(wf->mcps, wf->nmcps, sizeof *wf->mcps, name);
 }
 
 /* Formats "; did you mean 'x'?" for `word` among `n` `names`, or "". */
@@ -170,8 +178,9 @@ static char **copy_strv(char *const *v, size_t n)
 /*
  * Checks every agent's patterns, then every task's own; a task that wrote
  * no `tools` gets its agent's (a task's list, `{}` too, replaces the
- * agent's). An empty list ends as NULL/0. Returns FR_OK or FR_EWORKFLOW
- * with `err` filled.
+ * agent's). An empty list ends as NULL/0. A task with tools pinned to an
+ * endpoint that cannot call them could never run. Returns FR_OK or
+ * FR_EWORKFLOW with `err` filled.
  */
 int fr_load_resolve_tools(fr_workflow *wf, fr_error *err)
 {
@@ -197,21 +206,15 @@ int fr_load_resolve_tools(fr_workflow *wf, fr_error *err)
             free(t->tools);
             t->tools = NULL;
         }
+        long e = t->endpoint && t->ntools ? fr_workflow_find_endpoint(wf, t->endpoint) : -1;
+        if (e >= 0 && !wf->endpoints[e].tools)
+            return fr_error_set(err, FR_EWORKFLOW, t->file, t->line,
+                                "task '%s' has tools but is pinned to endpoint '%s' (%s:%d), "
+                                "which says tools = false: pin it to an endpoint whose model can "
+                                "call tools",
+                                t->name, t->endpoint, wf->endpoints[e].file, wf->endpoints[e].line);
     }
     return FR_OK;
-}
-
-/* Pushes a Lua copy of the JSON arguments passed as light userdata (an
- * empty table for NULL). Runs in protected mode, so a memory error while
- * copying is caught. */
-static int push_args(lua_State *L)
-{
-    const json_t *args = lua_touserdata(L, 1);
-    if (args)
-        fr_lua_push_json(L, args); /* [ud, args] */
-    else
-        lua_newtable(L); /* [ud, {}] */
-    return 1;
 }
 
 /* Converts the table at 3 to JSON into the slot (light userdata 1), with
@@ -299,23 +302,9 @@ int fr_workflow_call_tool(fr_workflow *wf, size_t tool, const json_t *args, char
     int top = lua_gettop(L);
     char what[300];
     snprintf(what, sizeof what, "tool '%s'", t->name);
-    if (!lua_checkstack(L, 8))
-        return fr_error_set(err, FR_ELIMIT, t->file, t->line, "%s: Lua stack exhausted", what);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, tl->run_ref); /* [run] */
-    lua_pushcfunction(L, push_args);                /* [run, push] */
-    lua_pushlightuserdata(L, (void *)args);         /* [run, push, ud] */
-    int rc = fr_lua_call(L, 1, 1, what, err);       /* [run, args] */
-    if (rc == FR_OK)
-        rc = fr_lua_call(L, 1, 2, what, err); /* [result, reason] */
-    if (rc != FR_OK) {
-        if (err && !err->source[0]) {
-            snprintf(err->source, sizeof err->source, "%s", t->file);
-            err->line = tl->run_line;
-        }
-        goto cleanup;
-    }
-    rc = take_result(L, t, tl->run_line, what, out, err);
-cleanup:
+    int rc = fr_load_call_json(L, tl->run_ref, args, 2, what, t->file, tl->run_line, err);
+    if (rc == FR_OK) /* [result, reason] */
+        rc = take_result(L, t, tl->run_line, what, out, err);
     lua_settop(L, top);
     return rc;
 }

@@ -240,8 +240,9 @@ const char *fr_workflow_privacy_text(const fr_workflow *wf, size_t task, char *b
 /* Runs Lua tool `tool` (an index into wf->tools, kind FR_TOOL_LUA) as
  * run(args) with `args` (borrowed JSON object, as a Lua table), under the
  * sandbox's limits. A string result is the tool's text; a table is encoded
- * as JSON; `nil, "reason"` or an error is FR_ELUA (FR_ELIMIT past a limit)
- * with `err` naming the tool's file:line. On FR_OK *out is owned. */
+ * as JSON (keys sorted); a number or boolean becomes its text; `nil,
+ * "reason"` or an error is FR_ELUA (FR_ELIMIT past a limit) with `err`
+ * naming the tool's file:line. On FR_OK *out is owned. */
 int fr_workflow_call_tool(fr_workflow *wf, size_t tool, const json_t *args, char **out,
                           fr_error *err);
 

@@ -83,6 +83,7 @@ struct fr_xfer {
     char msg[160];                        /* our own error text */
     char capture[64];                     /* opts->capture_header, "" for none */
     char captured[256];                   /* its value in the final response */
+    char method[16];                      /* opts->method, "" for POST */
 };
 
 struct fr_http {
@@ -451,8 +452,8 @@ static void xfer_finish(fr_xfer *x, int rc, const char *error)
         res.error = x->msg;
     }
     struct curl_header *ch = NULL;
-    if (x->capture[0] && curl_easy_header(x->easy, x->capture, 0, CURLH_HEADER, -1, &ch) ==
-                             CURLHE_OK) {
+    if (x->capture[0] &&
+        curl_easy_header(x->easy, x->capture, 0, CURLH_HEADER, -1, &ch) == CURLHE_OK) {
         snprintf(x->captured, sizeof x->captured, "%s", ch->value);
         res.captured = x->captured;
     }
@@ -785,6 +786,8 @@ static int setup_easy(fr_xfer *x, const fr_request *req, size_t body_len, long c
     SET(CURLOPT_POST, 1L);
     SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
     SET(CURLOPT_POSTFIELDS, x->body);
+    if (x->method[0])
+        SET(CURLOPT_CUSTOMREQUEST, x->method);
     SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
     SET(CURLOPT_NOSIGNAL, 1L);
     SET(CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
@@ -840,6 +843,8 @@ int fr_http_submit(fr_http *h, const fr_request *req, const fr_http_opts *opts,
     x->total_ms = opts->total_timeout_ms;
     if (opts->capture_header)
         snprintf(x->capture, sizeof x->capture, "%s", opts->capture_header);
+    if (opts->method)
+        snprintf(x->method, sizeof x->method, "%s", opts->method);
     const char *body = req->body ? req->body : "";
     size_t body_len = strlen(body);
     x->body = fr_xstrndup(body, body_len);

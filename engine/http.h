@@ -22,6 +22,7 @@ typedef struct fr_http_opts {
     long total_timeout_ms;      /* whole transfer; 0 = none */
     const char *capture_header; /* NULL, or a response header whose value the result
                                    carries in `captured` (MCP's Mcp-Session-Id) */
+    const char *method;         /* NULL: POST; else this method ("DELETE") with the body */
 } fr_http_opts;
 
 typedef struct fr_http_result {
@@ -58,9 +59,10 @@ typedef void (*fr_http_done_fn)(void *ud, const fr_http_result *res);
  * if curl cannot be initialised. */
 fr_http *fr_http_new(uv_loop_t *loop);
 
-/* Starts a transfer of `req` (borrowed, copied) with `opts` (borrowed, may be
- * NULL). `ud` is passed back to both callbacks. On FR_OK, *out (optional)
- * receives a borrowed handle valid until done is called or it is cancelled.
+/* Starts a transfer (a POST unless opts->method says otherwise) of `req`
+ * (borrowed, copied) with `opts` (borrowed, may be NULL). `ud` is passed
+ * back to both callbacks. On FR_OK, *out (optional) receives a borrowed
+ * handle valid until done is called or it is cancelled.
  * Errors: FR_EINVAL for a bad request, FR_ENOMEM. */
 int fr_http_submit(fr_http *h, const fr_request *req, const fr_http_opts *opts,
                    fr_http_data_fn on_data, fr_http_done_fn on_done, void *ud, fr_xfer **out);

@@ -255,11 +255,12 @@ static int open_pipe(fr_proc *p, uv_pipe_t *h, int fd)
     return FR_OK;
 }
 
-static void close_fds(int *fds, size_t n)
+static void close_fds(int fds[4][2])
 {
-    for (size_t i = 0; i < n; i++)
-        if (fds[i] >= 0)
-            close(fds[i]);
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 2; j++)
+            if (fds[i][j] >= 0)
+                close(fds[i][j]);
 }
 
 int fr_proc_spawn(uv_loop_t *loop, const fr_proc_opts *o, fr_proc_read_fn on_out,
@@ -386,7 +387,7 @@ pipe_failed:
     rc = fr_error_set(err, FR_EIO, "proc", 0, "cannot make a pipe for '%s': %s", o->argv[0],
                       strerror(errno));
 cleanup:
-    close_fds(&fds[0][0], 8);
+    close_fds(fds);
     free_strv(args);
     free_strv(env);
     fr_proc_free(p);
@@ -603,15 +604,17 @@ int fr_proc_guard_main(int argc, char **argv)
     if (grace_ms <= 0)
         grace_ms = 2000;
     unsetenv(GUARD_GRACE_ENV);
-    int sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
-    int watch = fcntl(GUARD_WATCH_FD, F_GETFD) >= 0 ? GUARD_WATCH_FD : -1;
+    /* The watch pipe first: the signalfd could take descriptor 3 otherwise. */
+    struct stat wst;
+    int watch = fstat(GUARD_WATCH_FD, &wst) == 0 && S_ISFIFO(wst.st_mode) ? GUARD_WATCH_FD : -1;
     if (watch >= 0)
         fcntl(watch, F_SETFD, FD_CLOEXEC);
+    int sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
 
     int exec_errno = 0;
     pid_t child = start_command(argv + 4, &exec_errno);
     if (child < 0) {
-        fprintf(stderr, "flowrun: cannot run '%s': %s\n", argv[4], strerror(exec_errno));
+        fprintf(stderr, FR_PROC_EXEC_FAILED_PREFIX "'%s': %s\n", argv[4], strerror(exec_errno));
         return 127;
     }
     int status = 0;

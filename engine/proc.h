@@ -19,6 +19,10 @@
  * fr_proc_guard_main before anything else). */
 #define FR_PROC_GUARD_ARG "--flowrun-guard"
 
+/* How the guard's line on stderr begins when it cannot run the command
+ * (then it exits 127): "flowrun: cannot run 'NAME': REASON". */
+#define FR_PROC_EXEC_FAILED_PREFIX "flowrun: cannot run "
+
 typedef struct fr_proc fr_proc;
 
 typedef struct fr_proc_opts {

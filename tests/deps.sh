@@ -16,3 +16,22 @@ if [ "${#missing[@]}" -gt 0 ]; then
   $sudo apt-get update -q
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
+
+# The MCP servers and the conformance suite the MCP client is tested against
+# (tests/unit/test_mcp.c, tests/e2e/mcp_conformance.sh), at the exact versions
+# of tests/mcp/package-lock.json, into tests/mcp/node_modules: never
+# fetched at test time. Node 20 or later (Debian 12's own nodejs is 18: use
+# NodeSource's package there).
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "installing: nodejs npm"
+  $sudo apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends nodejs npm
+fi
+mcp_dir="$(cd "$(dirname "$0")" && pwd)/mcp"
+if ! cmp -s "$mcp_dir/package-lock.json" "$mcp_dir/node_modules/.flowrun-lock" 2>/dev/null; then
+  echo "installing the MCP test servers into $mcp_dir/node_modules"
+  npm ci --prefix "$mcp_dir" --no-audit --no-fund --loglevel=error
+  cp "$mcp_dir/package-lock.json" "$mcp_dir/node_modules/.flowrun-lock"
+fi

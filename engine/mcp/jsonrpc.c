@@ -46,8 +46,8 @@ json_t *fr_mcp_notification(const char *method, json_t *params)
 
 json_t *fr_mcp_error_response(const json_t *id, int code, const char *message)
 {
-    return json_pack("{s:s, s:O, s:{s:i, s:s}}", "jsonrpc", "2.0", "id", id, "error", "code",
-                     code, "message", message);
+    return json_pack("{s:s, s:O, s:{s:i, s:s}}", "jsonrpc", "2.0", "id", id, "error", "code", code,
+                     "message", message);
 }
 
 json_t *fr_mcp_result_response(const json_t *id, json_t *result)

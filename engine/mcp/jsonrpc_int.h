@@ -13,8 +13,10 @@
 
 /* Codes the transports use for failures that never reached the server's
  * JSON-RPC layer, in the implementation-defined range. */
-#define FR_MCP_ERR_HTTP (-32090)      /* an HTTP error status; data.http_status */
+#define FR_MCP_ERR_HTTP      (-32090) /* an HTTP error status; data.http_status */
 #define FR_MCP_ERR_TRANSPORT (-32091) /* no reply at all (connect, reset, bad body) */
+/* 2026-07-28's UnsupportedProtocolVersion: data.supported lists the server's. */
+#define FR_MCP_ERR_VERSION (-32022)
 
 /* Called with each message a server sent, `msg` borrowed for the call. */
 typedef void (*fr_mcp_msg_fn)(void *ud, json_t *msg);

@@ -3,6 +3,7 @@
 #include "engine/mcp/http_wire_int.h"
 #include "engine/mcp/jsonrpc_int.h"
 #include "engine/mcp/stdio_wire_int.h"
+#include "engine/mcp/xheader_int.h"
 #include "engine/util/log.h"
 #include "engine/util/mem.h"
 #include "engine/util/redact.h"
@@ -28,6 +29,8 @@ struct fr_mcp_call {
     void *ud;
     uv_timer_t timer; /* the timeout, or 0 ms to deliver `result` outside the caller */
     fr_mcp_post *post;
+    json_t *retry; /* inputResponses and requestState for the next round, or NULL */
+    int rounds;    /* input_required answers so far */
     bool sent;
     bool deferred;
     fr_tool_result result;
@@ -52,6 +55,7 @@ struct fr_mcp {
     json_t *tools;
     json_t *cursors; /* the cursors seen, as keys */
     int pages;
+    bool discover_retried;
     char *dead_reason;
 
     fr_mcp_stdio *stdio;
@@ -59,7 +63,8 @@ struct fr_mcp {
     fr_mcp_call *calls; /* in flight or waiting for a restart */
 
     uv_timer_t start_timer;
-    uv_timer_t defer_timer; /* a start failure found before any I/O */
+    uv_timer_t defer_timer; /* a start failure found before any I/O, or the wait for
+                               server/discover */
     int rc_pending;
     fr_error err_pending;
     int open_handles;
@@ -112,16 +117,33 @@ const char *fr_mcp_revision(const fr_mcp *m)
 
 /* ---- sending ---- */
 
-/* Sends `msg` (taken) on the server's transport. */
-static int send_msg(fr_mcp *m, json_t *msg, const char *name, fr_mcp_post **post)
+/* Sends `msg` (taken) on the server's transport, with `extra` header lines
+ * (borrowed) over HTTP. */
+static int send_msg_with(fr_mcp *m, json_t *msg, const char *name, char **extra, size_t nextra,
+                         fr_mcp_post **post)
 {
     int rc = FR_EIO;
     if (m->wire)
-        rc = fr_mcp_http_send(m->wire, msg, name, post);
+        rc = fr_mcp_http_send(m->wire, msg, name, extra, nextra, post);
     else if (m->stdio)
         rc = fr_mcp_stdio_send(m->stdio, msg);
     json_decref(msg);
     return rc;
+}
+
+static int send_msg(fr_mcp *m, json_t *msg, const char *name, fr_mcp_post **post)
+{
+    return send_msg_with(m, msg, name, NULL, 0, post);
+}
+
+static const json_t *tool_schema(const fr_mcp *m, const char *name)
+{
+    size_t i;
+    const json_t *t;
+    json_array_foreach(m->tools, i,
+                       t) if (strcmp(json_string_value(json_object_get(t, "name")), name) ==
+                              0) return json_object_get(t, "inputSchema");
+    return NULL;
 }
 
 /* Sends a request of the start sequence; its answer goes to on_start_reply. */
@@ -141,6 +163,7 @@ static void on_call_closed(uv_handle_t *h)
     fr_tool_result_close(&c->result);
     free(c->tool);
     json_decref(c->args);
+    json_decref(c->retry);
     free(c);
     release(m);
 }
@@ -218,8 +241,17 @@ static void send_call(fr_mcp *m, fr_mcp_call *c)
 {
     c->id = m->next_id++;
     json_t *params = json_pack("{s:s, s:O}", "name", c->tool, "arguments", c->args);
+    if (c->retry)
+        json_object_update(params, c->retry);
     json_t *req = fr_mcp_request(c->id, "tools/call", params, m->rev);
-    int rc = send_msg(m, req, c->tool, &c->post);
+    char **lines = NULL;
+    size_t n = 0;
+    if (m->wire && strcmp(m->rev, FR_MCP_REV_2026) == 0)
+        n = fr_mcp_xheader_lines(tool_schema(m, c->tool), c->args, &lines);
+    int rc = send_msg_with(m, req, c->tool, lines, n, &c->post);
+    for (size_t i = 0; i < n; i++)
+        free(lines[i]);
+    free(lines);
     c->sent = true;
     if (rc != FR_OK) {
         fr_tool_result r;
@@ -243,6 +275,54 @@ static void fail_calls(fr_mcp *m, bool all, const char *reason)
     }
 }
 
+/* The answers to a 2026-07-28 input_required result (new object), or NULL
+ * with `why` filled when flowrun cannot give one: it has no user to ask
+ * (elicitation is declined) and no model of its own to lend (sampling). */
+static json_t *input_responses(const json_t *requests, char *why, size_t n)
+{
+    json_t *out = json_object();
+    const char *key;
+    const json_t *r;
+    json_object_foreach((json_t *)requests, key, r)
+    {
+        const char *method = json_string_value(json_object_get(r, "method"));
+        if (method && strcmp(method, "elicitation/create") == 0)
+            json_object_set_new(out, key, json_pack("{s:s}", "action", "decline"));
+        else if (method && strcmp(method, "roots/list") == 0)
+            json_object_set_new(out, key, json_pack("{s:[]}", "roots"));
+        else {
+            snprintf(why, n, "the server asked for %s, which flowrun does not provide",
+                     method ? method : "an unnamed input");
+            json_decref(out);
+            return NULL;
+        }
+    }
+    return out;
+}
+
+/* A round of a multi-round call: the same call again under a new id, with
+ * the answers and the server's requestState (verbatim). */
+static bool retry_with_input(fr_mcp *m, fr_mcp_call *c, const json_t *res, fr_tool_result *r)
+{
+    char why[300];
+    if (++c->rounds > 10) {
+        fr_tool_result_fail(r, "server '%s' asked for input more than 10 times", m->spec->name);
+        return false;
+    }
+    json_t *answers = input_responses(json_object_get(res, "inputRequests"), why, sizeof why);
+    if (!answers) {
+        fr_tool_result_fail(r, "%s", why);
+        return false;
+    }
+    json_decref(c->retry);
+    c->retry = json_pack("{s:o}", "inputResponses", answers);
+    if (json_object_get(res, "requestState"))
+        json_object_set(c->retry, "requestState", json_object_get(res, "requestState"));
+    c->post = NULL; /* the reply being delivered was its post's */
+    send_call(m, c);
+    return true;
+}
+
 static void on_call_reply(fr_mcp *m, fr_mcp_call *c, const json_t *msg)
 {
     fr_tool_result r;
@@ -255,9 +335,15 @@ static void on_call_reply(fr_mcp *m, fr_mcp_call *c, const json_t *msg)
                                 ? json_string_value(json_object_get(e, "message"))
                                 : "(no message)");
     } else if (json_is_string(json_object_get(res, "resultType")) &&
+               strcmp(json_string_value(json_object_get(res, "resultType")), "input_required") ==
+                   0) {
+        if (retry_with_input(m, c, res, &r))
+            return;
+    } else if (json_is_string(json_object_get(res, "resultType")) &&
                strcmp(json_string_value(json_object_get(res, "resultType")), "complete") != 0) {
-        fr_tool_result_fail(&r, "server '%s' answered with resultType '%s', which flowrun does "
-                                "not support",
+        fr_tool_result_fail(&r,
+                            "server '%s' answered with resultType '%s', which flowrun does "
+                            "not support",
                             m->spec->name, json_string_value(json_object_get(res, "resultType")));
     } else {
         bool is_error = false;
@@ -279,8 +365,9 @@ int fr_mcp_call_tool(fr_mcp *m, const char *tool, const json_t *args, double tim
     c->m = m;
     c->tool = fr_xstrdup(tool);
     c->args = json_is_object(args) ? json_deep_copy(args) : json_object();
-    c->timeout_s = timeout_s > 0 ? timeout_s : m->spec->call_timeout_s > 0 ? m->spec->call_timeout_s
-                                                                           : 60;
+    c->timeout_s = timeout_s > 0                 ? timeout_s
+                   : m->spec->call_timeout_s > 0 ? m->spec->call_timeout_s
+                                                 : 60;
     c->done = done;
     c->ud = ud;
     uv_timer_init(m->loop, &c->timer);
@@ -329,6 +416,7 @@ static void close_transport(fr_mcp *m)
 static void start_done(fr_mcp *m, int rc, const fr_error *err)
 {
     uv_timer_stop(&m->start_timer);
+    uv_timer_stop(&m->defer_timer);
     m->start_id = -1;
     bool first = !m->started_once;
     m->started_once = true;
@@ -427,9 +515,21 @@ static const char *error_text(const json_t *msg, char *buf, size_t size)
 {
     const json_t *e = json_object_get(msg, "error");
     const char *s = json_string_value(json_object_get(e, "message"));
-    snprintf(buf, size, "MCP error %lld: %s", (long long)json_integer_value(json_object_get(e, "code")),
-             s ? s : "(no message)");
+    snprintf(buf, size, "MCP error %lld: %s",
+             (long long)json_integer_value(json_object_get(e, "code")), s ? s : "(no message)");
     return buf;
+}
+
+/* A server that leaves server/discover unanswered (some older ones ignore
+ * what they do not know) gets the handshake after a while. */
+static void on_probe_timeout(uv_timer_t *t)
+{
+    fr_mcp *m = t->data;
+    if (m->state != ST_STARTING || m->phase != PH_DISCOVER)
+        return;
+    fr_log(FR_LOG_DEBUG, "mcp", "server=%s discover=unanswered fallback=%s", m->spec->name,
+           FR_MCP_REV_2025);
+    send_initialize(m);
 }
 
 static void on_start_reply(fr_mcp *m, const json_t *msg)
@@ -439,8 +539,18 @@ static void on_start_reply(fr_mcp *m, const json_t *msg)
     char why[600];
     m->start_id = -1;
     if (m->phase == PH_DISCOVER) {
-        /* Refused (an error, an HTTP 4xx, a version list without ours): the
+        uv_timer_stop(&m->defer_timer);
+        /* A server that rejects the version but names ours among those it
+         * supports (-32022) is asked once more; any other refusal (an
+         * error, an HTTP 4xx, a version list without ours) means the
          * server speaks the handshake revision. */
+        const json_t *supported = json_object_get(json_object_get(e, "data"), "supported");
+        if (e && json_integer_value(json_object_get(e, "code")) == FR_MCP_ERR_VERSION &&
+            lists_version(supported, FR_MCP_REV_2026) && !m->discover_retried) {
+            m->discover_retried = true;
+            send_start_request(m, "server/discover", NULL);
+            return;
+        }
         if (e || !lists_version(json_object_get(res, "supportedVersions"), FR_MCP_REV_2026)) {
             fr_log(FR_LOG_DEBUG, "mcp", "server=%s discover=refused fallback=%s", m->spec->name,
                    FR_MCP_REV_2025);
@@ -474,11 +584,17 @@ static void on_start_reply(fr_mcp *m, const json_t *msg)
             if (!json_is_string(json_object_get(t, "name")))
                 continue;
             json_t *schema = json_object_get(t, "inputSchema");
+            char bad[300];
+            if (!fr_mcp_xheader_valid(schema, bad, sizeof bad)) {
+                fr_log(FR_LOG_WARN, "mcp", "server=%s tool=%s left-out=\"%s\"", m->spec->name,
+                       json_string_value(json_object_get(t, "name")), bad);
+                continue;
+            }
             json_t *d = json_object_get(t, "description");
-            json_array_append_new(m->tools,
-                                  json_pack("{s:O, s:O, s:O}", "name", json_object_get(t, "name"),
-                                            "description", d ? d : json_string(""), "inputSchema",
-                                            schema ? schema : json_pack("{s:s}", "type", "object")));
+            json_array_append_new(
+                m->tools, json_pack("{s:O, s:O, s:O}", "name", json_object_get(t, "name"),
+                                    "description", d ? d : json_string(""), "inputSchema",
+                                    schema ? schema : json_pack("{s:s}", "type", "object")));
         }
         m->pages++;
         const char *cursor = json_string_value(json_object_get(res, "nextCursor"));
@@ -549,8 +665,8 @@ static void on_server_exit(void *ud, const char *why)
     m->stdio = NULL;
     if (m->state == ST_STARTING) {
         fr_error err = {.code = FR_EMCP};
-        snprintf(err.msg, sizeof err.msg, "MCP server '%s' exited during start (%s)",
-                 m->spec->name, why);
+        snprintf(err.msg, sizeof err.msg, "MCP server '%s' exited during start (%s)", m->spec->name,
+                 why);
         snprintf(err.source, sizeof err.source, "%s", m->spec->file ? m->spec->file : "");
         err.line = m->spec->line;
         start_done(m, FR_EMCP, &err);
@@ -609,6 +725,7 @@ static void start_sequence(fr_mcp *m)
     m->phase = PH_DISCOVER;
     m->rev = FR_MCP_REV_2026;
     m->pages = 0;
+    m->discover_retried = false;
     json_array_clear(m->tools);
     json_object_clear(m->cursors);
     double start_s = m->spec->start_timeout_s > 0 ? m->spec->start_timeout_s : 60;
@@ -618,9 +735,10 @@ static void start_sequence(fr_mcp *m)
         size_t n = 0;
         rc = resolve_headers(m, &lines, &n, &err);
         if (rc == FR_OK)
-            m->wire = fr_mcp_http_new(m->http, m->spec->url, lines, n, on_msg, m);
+            m->wire = fr_mcp_http_new(m->loop, m->http, m->spec->url, lines, n, on_msg, m);
     } else if (!m->spec->url) {
-        rc = fr_mcp_stdio_start(m->loop, m->spec, m->wf_dir, on_msg, on_server_exit, m, &m->stdio, &err);
+        rc = fr_mcp_stdio_start(m->loop, m->spec, m->wf_dir, on_msg, on_server_exit, m, &m->stdio,
+                                &err);
         if (rc != FR_OK) {
             char msg[sizeof err.msg];
             snprintf(msg, sizeof msg, "%s", err.msg);
@@ -632,10 +750,13 @@ static void start_sequence(fr_mcp *m)
         if (m->wire)
             fr_mcp_http_set_version(m->wire, FR_MCP_REV_2026);
         rc = send_start_request(m, "server/discover", NULL);
+        double probe_s = start_s / 3 < 10 ? start_s / 3 : 10;
+        if (rc == FR_OK)
+            uv_timer_start(&m->defer_timer, on_probe_timeout, (uint64_t)(probe_s * 1000), 0);
         if (rc != FR_OK)
             fr_error_set(&err, rc, m->spec->file, m->spec->line,
-                         "MCP server '%s': the first request could not be sent: %s",
-                         m->spec->name, fr_strerror(rc));
+                         "MCP server '%s': the first request could not be sent: %s", m->spec->name,
+                         fr_strerror(rc));
     }
     if (rc != FR_OK) {
         /* Reported from the loop: ready never comes from inside start. */

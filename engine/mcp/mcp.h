@@ -35,7 +35,8 @@ fr_mcp *fr_mcp_new(uv_loop_t *loop, fr_http *http, const fr_mcp_spec *spec, cons
 void fr_mcp_start(fr_mcp *m, fr_mcp_ready_fn ready, void *ud);
 
 /* The server's tools once ready: a borrowed array of {"name", "description",
- * "inputSchema"} as the server listed them (every page). */
+ * "inputSchema"} as the server listed them (every page; a tool whose
+ * x-mcp-header marks are invalid is left out, as 2026-07-28 asks). */
 const json_t *fr_mcp_tools(const fr_mcp *m);
 
 /* The revision spoken once ready: "2026-07-28" or "2025-11-25" (static). */

@@ -15,14 +15,14 @@
 
 struct fr_mcp_stdio {
     fr_proc *proc;
-    fr_buf line;          /* stdout not yet ended by a newline */
-    char err[ERR_TAIL];   /* the tail of stderr */
+    fr_buf line;        /* stdout not yet ended by a newline */
+    char err[ERR_TAIL]; /* the tail of stderr */
     size_t nerr;
     char last_err[512];
     fr_mcp_msg_fn on_msg;
     fr_mcp_exit_fn on_exit;
     void *ud;
-    int depth;            /* callbacks in progress */
+    int depth; /* callbacks in progress */
     bool free_asked;
     char name[64];
 };
@@ -88,8 +88,8 @@ static void on_err(void *ud, const char *data, size_t len)
     s->nerr += len;
     s->err[s->nerr] = '\0';
     size_t end = s->nerr;
-    while (end > 0 && (s->err[end - 1] == '\n' || s->err[end - 1] == '\r' ||
-                       s->err[end - 1] == ' '))
+    while (end > 0 &&
+           (s->err[end - 1] == '\n' || s->err[end - 1] == '\r' || s->err[end - 1] == ' '))
         end--;
     size_t start = end;
     while (start > 0 && s->err[start - 1] != '\n')

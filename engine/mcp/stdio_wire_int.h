@@ -21,8 +21,8 @@ typedef void (*fr_mcp_exit_fn)(void *ud, const char *why);
  * is owned (fr_mcp_stdio_free). FR_ENOENT when the command is not found,
  * FR_EIO when it cannot start; err says which. */
 int fr_mcp_stdio_start(uv_loop_t *loop, const fr_mcp_spec *spec, const char *wf_dir,
-                       fr_mcp_msg_fn on_msg, fr_mcp_exit_fn on_exit, void *ud,
-                       fr_mcp_stdio **out, fr_error *err);
+                       fr_mcp_msg_fn on_msg, fr_mcp_exit_fn on_exit, void *ud, fr_mcp_stdio **out,
+                       fr_error *err);
 
 /* Writes `msg` (borrowed) as one line. FR_EIO once its stdin is closed. */
 int fr_mcp_stdio_send(fr_mcp_stdio *s, const json_t *msg);

@@ -414,6 +414,7 @@ static void helper_exit(void *ud, int code, int sig)
  * "ready" once both sleeps run, and runs the loop until it is killed. */
 static int guard_helper(const char *seconds)
 {
+    signal(SIGINT, SIG_DFL); /* a shell's background job starts with SIGINT ignored */
     uv_loop_t loop;
     uv_loop_init(&loop);
     char script[128];
