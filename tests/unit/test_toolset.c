@@ -234,6 +234,19 @@ static void test_lua_result(void **state)
     finish(f);
 }
 
+/* Calls `wire` of task `t` with `args` and expects an error result whose
+ * text holds `want`. */
+static void expect_refusal(fixture *f, size_t t, const char *wire, const char *args,
+                           const char *want)
+{
+    result r;
+    call(f, t, wire, args, &r);
+    assert_true(r.is_error);
+    if (!strstr(r.text, want))
+        fail_msg("'%s' lacks '%s'", r.text, want);
+    free(r.text);
+}
+
 /* A name the task was not offered (one of another task's tools included)
  * is an error result, and nothing runs. */
 static void test_refused(void **state)
@@ -247,15 +260,11 @@ static void test_refused(void **state)
     assert_true(r.is_error);
     assert_string_equal(r.text, "error: tool 'touch_it' was not offered to this task");
     assert_string_equal(r.name, "touch_it");
+    assert_string_equal(r.source, "none");
     free(r.text);
-    call(f, counter, "rm_rf", "{}", &r);
-    assert_true(r.is_error);
-    assert_string_equal(r.text, "error: tool 'rm_rf' was not offered to this task");
-    free(r.text);
+    expect_refusal(f, counter, "rm_rf", "{}", "tool 'rm_rf' was not offered to this task");
     /* The display name is not a wire name either. */
-    call(f, task_index(f, "maker"), LONG_X, "{}", &r);
-    assert_true(r.is_error);
-    free(r.text);
+    expect_refusal(f, task_index(f, "maker"), LONG_X, "{}", "was not offered to this task");
     assert_int_equal(access(FIX "/made_by_refused", F_OK), -1);
     finish(f);
 }
@@ -268,26 +277,12 @@ static void test_bad_arguments(void **state)
     fixture *f = start(FIX "/local.lua", false);
     size_t maker = task_index(f, "maker");
     unlink(FIX "/made_by_bad");
-    result r;
-    call(f, maker, "word_count", "{}", &r);
-    assert_true(r.is_error);
-    assert_non_null(strstr(r.text, "missing required property 'text'"));
-    free(r.text);
-    call(f, maker, "word_count", "{\"text\": 42}", &r);
-    assert_true(r.is_error);
-    assert_non_null(strstr(r.text, "$.text: expected a string"));
-    free(r.text);
-    call(f, maker, "touch_it", "{\"path\":\"made_by_bad\",\"mode\":\"x\"}", &r);
-    assert_true(r.is_error);
-    assert_non_null(strstr(r.text, "unexpected property 'mode'"));
-    free(r.text);
-    call(f, maker, "touch_it", "[\"made_by_bad\"]", &r);
-    assert_true(r.is_error);
-    assert_non_null(strstr(r.text, "expected a JSON object"));
-    free(r.text);
-    call(f, maker, "touch_it", NULL, &r);
-    assert_true(r.is_error);
-    free(r.text);
+    expect_refusal(f, maker, "word_count", "{}", "missing required property 'text'");
+    expect_refusal(f, maker, "word_count", "{\"text\": 42}", "$.text: expected a string");
+    expect_refusal(f, maker, "touch_it", "{\"path\":\"made_by_bad\",\"mode\":\"x\"}",
+                   "unexpected property 'mode'");
+    expect_refusal(f, maker, "touch_it", "[\"made_by_bad\"]", "expected a JSON object");
+    expect_refusal(f, maker, "touch_it", NULL, "expected a JSON object");
     assert_int_equal(access(FIX "/made_by_bad", F_OK), -1);
     finish(f);
 }
