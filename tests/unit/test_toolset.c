@@ -401,6 +401,28 @@ static void test_mcp_everything(void **state)
     finish(f);
 }
 
+/* The servers start at once: two that take two seconds each are ready in
+ * well under the four seconds one after the other would take. */
+static void test_mcp_parallel(void **state)
+{
+    (void)state;
+    if (!have_everything()) {
+        skip();
+        return;
+    }
+    uint64_t t0 = uv_hrtime();
+    fixture *f = start(FIX "/mcp_two.lua", false);
+    double s = (double)(uv_hrtime() - t0) / 1e9;
+    assert_int_equal(f->rc, FR_OK);
+    assert_int_equal(fr_toolset_count(f->ts, 0), 2);
+    assert_string_equal(
+        json_string_value(json_object_get(json_array_get(fr_toolset_defs(f->ts, 0), 1), "name")),
+        "two_echo");
+    if (s >= 3.5)
+        fail_msg("two servers took %.1f s to start: one after the other", s);
+    finish(f);
+}
+
 /* A pattern naming no tool of the server fails start with the task's
  * file:line and the nearest name. */
 static void test_mcp_typo(void **state)
@@ -444,7 +466,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_lua_result),    cmocka_unit_test(test_refused),
         cmocka_unit_test(test_bad_arguments), cmocka_unit_test(test_command),
         cmocka_unit_test(test_cancel),        cmocka_unit_test(test_mcp_everything),
-        cmocka_unit_test(test_mcp_typo),      cmocka_unit_test(test_mcp_no_server),
+        cmocka_unit_test(test_mcp_parallel),  cmocka_unit_test(test_mcp_typo),
+        cmocka_unit_test(test_mcp_no_server),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
