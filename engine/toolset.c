@@ -127,6 +127,16 @@ static void assign_wire_names(ts_task *tt)
         tt->tools[i].wire =
             clash ? with_suffix(base[i], tt->tools[i].display) : fr_xstrdup(base[i]);
     }
+    /* A plain name can still equal another's hashed one (a Lua tool named
+     * "fs_read_file_3f2a9c"): the later one is hashed again until unique. */
+    for (size_t i = 0; i < tt->n; i++)
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(tt->tools[i].wire, tt->tools[j].wire) == 0) {
+                char *again = with_suffix(tt->tools[i].wire, tt->tools[i].wire);
+                free(tt->tools[i].wire);
+                tt->tools[i].wire = again;
+                j = (size_t)-1; /* compare with every earlier name again */
+            }
     for (size_t i = 0; i < tt->n; i++)
         free(base[i]);
     free(base);

@@ -361,6 +361,20 @@ static void test_mcp_everything(void **state)
     snprintf(want_lua, sizeof want_lua, "ev_echo%s", sl);
     assert_string_equal(wire_of(f, all, "Echoes back the input string"), want_server);
     assert_string_equal(wire_of(f, all, "Not the server's echo."), want_lua);
+    /* A plain name equal to another's hashed one: still three names. */
+    assert_int_equal(fr_toolset_count(f->ts, task_index(f, "three")), 3);
+    size_t three = task_index(f, "three");
+    const char *w1 = wire_of(f, three, "Echoes back the input string");
+    const char *w2 = wire_of(f, three, "Not the server's echo.");
+    const char *w3 = wire_of(f, three, "A name that looks hashed.");
+    assert_string_equal(w1, want_server);
+    assert_memory_equal(w3, "ev_echo_6db0e5_", 15); /* the later one is hashed again */
+    assert_string_not_equal(w1, w3);
+    assert_string_not_equal(w2, w3);
+    result r3;
+    call(f, three, w3, "{}", &r3);
+    assert_string_equal(r3.text, "look-alike");
+    free(r3.text);
     /* Without the Lua tool there is no collision. */
     assert_string_equal(wire_of(f, one, "Echoes back the input string"), "ev_echo");
     /* The inputSchema is the parameters. */
