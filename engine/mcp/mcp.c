@@ -658,14 +658,14 @@ static void on_server_exit(void *ud, const char *why)
 {
     fr_mcp *m = ud;
     char reason[900];
-    snprintf(reason, sizeof reason, "server '%s' stopped (%s)", m->spec->name, why);
+    snprintf(reason, sizeof reason, "server '%s' stopped %s", m->spec->name, why);
     fr_log(FR_LOG_WARN, "mcp", "server=%s stopped=\"%s\" restarts=%d", m->spec->name, why,
            m->restarts);
     fr_mcp_stdio_free(m->stdio); /* takes effect when this callback returns */
     m->stdio = NULL;
     if (m->state == ST_STARTING) {
         fr_error err = {.code = FR_EMCP};
-        snprintf(err.msg, sizeof err.msg, "MCP server '%s' exited during start (%s)", m->spec->name,
+        snprintf(err.msg, sizeof err.msg, "MCP server '%s' exited during start %s", m->spec->name,
                  why);
         snprintf(err.source, sizeof err.source, "%s", m->spec->file ? m->spec->file : "");
         err.line = m->spec->line;
@@ -679,8 +679,8 @@ static void on_server_exit(void *ud, const char *why)
         m->state = ST_DEAD;
         free(m->dead_reason);
         m->dead_reason =
-            fr_xasprintf("server '%s' stopped again (%s) after its one restart in this run; its "
-                         "tools are unavailable",
+            fr_xasprintf("server '%s' stopped again %s; it was restarted once in this run, so "
+                         "its tools are unavailable",
                          m->spec->name, why);
         fail_calls(m, true, m->dead_reason);
         return;

@@ -102,9 +102,9 @@ static void on_proc_exit(void *ud, int exit_code, int term_signal)
     fr_mcp_stdio *s = ud;
     char why[700];
     if (term_signal)
-        snprintf(why, sizeof why, "killed by signal %d", term_signal);
+        snprintf(why, sizeof why, "(killed by signal %d)", term_signal);
     else
-        snprintf(why, sizeof why, "exit code %d", exit_code);
+        snprintf(why, sizeof why, "(exit code %d)", exit_code);
     if (s->last_err[0]) {
         size_t n = strlen(why);
         snprintf(why + n, sizeof why - n, ": %s", s->last_err);

@@ -13,7 +13,7 @@
 typedef struct fr_mcp_stdio fr_mcp_stdio;
 
 /* Called once when the server has exited: `why` (borrowed) says how, with
- * its last line of stderr ("exit code 1: Error: no such directory"). */
+ * its last line of stderr ("(exit code 1): Error: no such directory"). */
 typedef void (*fr_mcp_exit_fn)(void *ud, const char *why);
 
 /* Starts the server of `spec` (borrowed; its command, env and cwd, a
