@@ -437,6 +437,30 @@ static void test_mcp_parallel(void **state)
     finish(f);
 }
 
+/* A set freed while its servers are still starting never calls ready, and
+ * leaves no handle behind (the drain checks). */
+static void test_free_while_starting(void **state)
+{
+    (void)state;
+    if (!have_everything()) {
+        skip();
+        return;
+    }
+    fixture f = {0};
+    assert_int_equal(uv_loop_init(&f.loop), 0);
+    f.http = fr_http_new(&f.loop);
+    fr_error err = {0};
+    assert_int_equal(fr_workflow_load(FIX "/mcp_two.lua", NULL, &f.wf, &err), FR_OK);
+    f.ts = fr_toolset_new(&f.loop, f.http, f.wf);
+    fr_toolset_start(f.ts, false, on_ready, &f);
+    uv_run(&f.loop, UV_RUN_NOWAIT);
+    fr_toolset_free(f.ts);
+    fr_http_free(f.http);
+    loop_drain_close(&f.loop, 20);
+    assert_false(f.ready);
+    fr_workflow_free(f.wf);
+}
+
 /* A pattern naming no tool of the server fails start with the task's
  * file:line and the nearest name. */
 static void test_mcp_typo(void **state)
@@ -480,8 +504,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_lua_result),    cmocka_unit_test(test_refused),
         cmocka_unit_test(test_bad_arguments), cmocka_unit_test(test_command),
         cmocka_unit_test(test_cancel),        cmocka_unit_test(test_mcp_everything),
-        cmocka_unit_test(test_mcp_parallel),  cmocka_unit_test(test_mcp_typo),
-        cmocka_unit_test(test_mcp_no_server),
+        cmocka_unit_test(test_mcp_parallel),  cmocka_unit_test(test_free_while_starting),
+        cmocka_unit_test(test_mcp_typo),      cmocka_unit_test(test_mcp_no_server),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
