@@ -127,6 +127,16 @@ static void assign_wire_names(ts_task *tt)
         tt->tools[i].wire =
             clash ? with_suffix(base[i], tt->tools[i].display) : fr_xstrdup(base[i]);
     }
+    /* A plain name can still equal another's hashed one (a Lua tool named
+     * "fs_read_file_3f2a9c"): the later one is hashed again until unique. */
+    for (size_t i = 0; i < tt->n; i++)
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(tt->tools[i].wire, tt->tools[j].wire) == 0) {
+                char *again = with_suffix(tt->tools[i].wire, tt->tools[i].wire);
+                free(tt->tools[i].wire);
+                tt->tools[i].wire = again;
+                j = (size_t)-1; /* compare with every earlier name again */
+            }
     for (size_t i = 0; i < tt->n; i++)
         free(base[i]);
     free(base);
@@ -309,6 +319,15 @@ static int resolve(fr_toolset *ts, fr_error *err)
 
 /* ---- start ---- */
 
+/* The directory a server or command is started from: its cwd is already
+ * resolved against the workflow's directory (dsl/workflow.h), and engine/mcp
+ * and engine/cmdtool put a relative cwd under the directory they are given,
+ * so a spec with a cwd gets flowrun's own. */
+static const char *start_dir(const fr_workflow *wf, const char *cwd)
+{
+    return cwd ? "." : wf->dir;
+}
+
 static void ready_fire(uv_timer_t *h)
 {
     fr_toolset *ts = h->data;
@@ -381,7 +400,8 @@ void fr_toolset_start(fr_toolset *ts, bool all, fr_toolset_ready_fn ready, void 
         for (size_t s = 0; s < ts->wf->nmcps; s++)
             if (used[s]) {
                 ts_server *sv = &ts->servers[s];
-                sv->mcp = fr_mcp_new(ts->loop, ts->http, sv->spec, ts->wf->dir);
+                sv->mcp =
+                    fr_mcp_new(ts->loop, ts->http, sv->spec, start_dir(ts->wf, sv->spec->cwd));
                 ts->starting++;
             }
         /* Every server starts at once; each one's ready is counted down. */
@@ -503,8 +523,9 @@ static void call_run(fr_toolcall *c, const json_t *args)
     fr_error err = {0};
     char msg[1600];
     if (tool->kind == FR_TOOL_COMMAND) {
-        int rc = fr_cmdtool_run(ts->loop, &ts->wf->tools[tool->index], ts->wf->dir, args,
-                                call_result, c, &c->cmd, &err);
+        const fr_tool_spec *spec = &ts->wf->tools[tool->index];
+        int rc = fr_cmdtool_run(ts->loop, spec, start_dir(ts->wf, spec->cwd), args, call_result, c,
+                                &c->cmd, &err);
         if (rc != FR_OK) {
             fr_tool_result_fail(
                 &c->res, "%s", err.code ? fr_error_format(&err, msg, sizeof msg) : fr_strerror(rc));

@@ -29,7 +29,7 @@ typedef void (*fr_toolset_ready_fn)(void *ud, int rc, const fr_error *err);
 /* What the report keeps of one call. */
 typedef struct fr_toolcall_info {
     const char *name;   /* display name, "fs.read_file" (borrowed) */
-    const char *source; /* "mcp", "lua" or "command" (static) */
+    const char *source; /* "mcp", "lua" or "command"; "none" for a name not offered (static) */
     const char *server; /* the MCP server's name, or NULL (borrowed) */
     double ms;          /* from the call to its result */
     size_t arg_bytes;   /* the arguments' JSON */

@@ -5,7 +5,15 @@ source "$(dirname "$0")/lib.bash"
 for wf in "$SRC"/workflows/*.lua; do
   name=$(basename "$wf" .lua)
   mkdir "$WORK/wf-$name" && cp "$SRC"/workflows/*.lua "$WORK/wf-$name/" # committed files only
-  run_flowrun "$WORK/wf-$name/$name.lua" --sim --sim-latency 20 --sim-tps 0 --out "$WORK/out-$name" --json
+  # A workflow with an MCP server (workflows/agents.lua) runs where it is:
+  # its server's root and its command tools' folder are the repository, and
+  # it saves nothing there (its outputs go to --out, its state to $WORK).
+  path="$WORK/wf-$name/$name.lua"
+  if grep -q '^mcp ' "$wf"; then
+    path=$wf
+    grep -q 'save = ' "$wf" && fail "$name: a workflow run in place must not save"
+  fi
+  run_flowrun "$path" --sim --sim-latency 20 --sim-tps 0 --out "$WORK/out-$name" --json
   expect_rc 0 "$name"
   tasks=$(jqr '.tasks | length')
   files=$(ls "$WORK/out-$name" | wc -l)
