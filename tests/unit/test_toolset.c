@@ -3,11 +3,12 @@
  * (a name not offered, arguments that fail the schema), results that arrive
  * from the loop (never from inside the call), and MCP tools from the real
  * server-everything over stdio (skipped when tests/deps.sh has not
- * installed it). main hands FR_PROC_GUARD_ARG to fr_proc_guard_main as
+ * installed it). main hands FR_GUARD_ARG to fr_guard_main as
  * flowrun's does, since command tools and servers run under that guard. */
 
 #include "dsl/workflow.h"
 #include "engine/http.h"
+#include "engine/guard.h"
 #include "engine/proc.h"
 #include "engine/toolset.h"
 #include "engine/util/hash.h"
@@ -496,8 +497,8 @@ static void test_mcp_no_server(void **state)
 
 int main(int argc, char **argv)
 {
-    if (argc > 1 && strcmp(argv[1], FR_PROC_GUARD_ARG) == 0)
-        return fr_proc_guard_main(argc, argv);
+    if (argc > 1 && strcmp(argv[1], FR_GUARD_ARG) == 0)
+        return fr_guard_main(argc, argv);
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_resolution),    cmocka_unit_test(test_long_names),
