@@ -49,7 +49,7 @@ static const char *const budget_fields[] = {"usd", "alert", "monthly_usd", "allo
 static const char *const defaults_fields[] = {"timeout",     "retries",   "max_tokens",
                                               "temperature", "max_turns", "max_tool_calls"};
 static const char *const mcp_fields[] = {"command",     "env",           "cwd",    "url",
-                                         "headers_env", "start_timeout", "timeout"};
+                                         "headers_env", "start_timeout", "timeout",   "tier"};
 static const char *const tool_fields[] = {"description", "parameters", "run",       "command",
                                           "cwd",         "timeout",    "output_cap"};
 

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* Returns true when `s` (borrowed) is [A-Za-z][A-Za-z0-9_-]*. */
 bool fr_decl_is_tool_name(const char *s)
@@ -239,6 +240,18 @@ static void refuse_field(fr_decl *d, int t, const char *f, const char *why)
 
 /* ---- mcp ---- */
 
+/* True when `url` (an http(s) URL) names this machine: localhost, 127.x.x.x
+ * or [::1]. */
+static bool url_is_loopback(const char *url)
+{
+    const char *h = strstr(url, "://");
+    h = h ? h + 3 : url;
+    size_t n = strcspn(h, ":/?#");
+    if (h[0] == '[')
+        return strncmp(h, "[::1]", 5) == 0;
+    return (n == 9 && strncasecmp(h, "localhost", 9) == 0) || strncmp(h, "127.", 4) == 0;
+}
+
 void fr_decl_mcp_body(lua_State *L, fr_load_ctx *c, size_t p, int t)
 {
     fr_decl d;
@@ -291,6 +304,12 @@ void fr_decl_mcp_body(lua_State *L, fr_load_ctx *c, size_t p, int t)
         free(m->cwd);
         m->cwd = abs;
     }
+    m->tier = !m->url || url_is_loopback(m->url) ? FR_TIER_LOCAL : FR_TIER_CLOUD;
+    int ty = fr_decl_push_field(&d, t, "tier"); /* [tier] */
+    if (ty != LUA_TNIL && (ty != LUA_TSTRING || fr_tier_parse(lua_tostring(L, -1), &m->tier) != 0 ||
+                           m->tier == FR_TIER_ANY))
+        fr_decl_fail_value(&d, "tier", "\"local\" or \"cloud\"");
+    lua_pop(L, 1); /* [] */
     const char *secs = "a number of seconds > 0";
     fr_decl_num(&d, t, "start_timeout", 0, HUGE_VAL, FR_FIELD_LO_OPEN, secs, &m->start_timeout_s);
     fr_decl_num(&d, t, "timeout", 0, HUGE_VAL, FR_FIELD_LO_OPEN, secs, &m->call_timeout_s);

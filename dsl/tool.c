@@ -167,6 +167,34 @@ static int check_patterns(const fr_workflow *wf, char *const *pats, size_t n, co
     return FR_OK;
 }
 
+/* A private task's tool calls carry its data (privacy follows the data):
+ * it may only use the tools of servers on the local tier. */
+static int check_private_servers(const fr_workflow *wf, const fr_task_spec *t, fr_error *err)
+{
+    if (!t->is_private)
+        return FR_OK;
+    for (size_t i = 0; i < t->ntools; i++) {
+        const char *dot = strchr(t->tools[i], '.');
+        if (!dot)
+            continue;
+        char *server = fr_xstrndup(t->tools[i], (size_t)(dot - t->tools[i]));
+        long m = fr_workflow_find_mcp(wf, server);
+        free(server);
+        if (m < 0 || wf->mcps[m].tier != FR_TIER_CLOUD)
+            continue;
+        const fr_mcp_spec *ms = &wf->mcps[m];
+        char why[400];
+        fr_workflow_privacy_text(wf, (size_t)(t - wf->tasks), why, sizeof why);
+        return fr_error_set(err, FR_EWORKFLOW, t->file, t->line,
+                            "task '%s' (%s) may use '%s', a tool of MCP server '%s' "
+                            "(%s:%d) at %s, which is not on this machine: what a call sends "
+                            "would leave the local tier; drop the tool from the task, or write "
+                            "tier = \"local\" on the server if it runs in your lab",
+                            t->name, why, t->tools[i], ms->name, ms->file, ms->line, ms->url);
+    }
+    return FR_OK;
+}
+
 static char **copy_strv(char *const *v, size_t n)
 {
     char **out = fr_xcalloc(n ? n : 1, sizeof *out);
@@ -213,6 +241,9 @@ int fr_load_resolve_tools(fr_workflow *wf, fr_error *err)
                                 "which says tools = false: pin it to an endpoint whose model can "
                                 "call tools",
                                 t->name, t->endpoint, wf->endpoints[e].file, wf->endpoints[e].line);
+        rc = check_private_servers(wf, t, err);
+        if (rc != FR_OK)
+            return rc;
     }
     return FR_OK;
 }

@@ -61,6 +61,10 @@ typedef struct fr_mcp_spec {
     char **header_names;   /* headers_env = { Header = "ENV_VAR" }: the header's name ... */
     char **header_envs;    /* ... and the variable its value is read from (never a value) */
     size_t nheaders;
+    fr_tier tier;           /* where what a call sends goes: FR_TIER_LOCAL for a server over
+                               stdio or at a loopback URL unless `tier` says otherwise,
+                               FR_TIER_CLOUD for any other URL; a private task may only use
+                               local servers' tools */
     double start_timeout_s; /* start, handshake and listing; default 60 */
     double call_timeout_s;  /* one tools/call; default 60 */
     char *file;

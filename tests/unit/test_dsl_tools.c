@@ -102,6 +102,8 @@ static void test_mcp_fields(void **state)
     assert_string_equal(se->header_names[1], "X-Team");
     assert_string_equal(se->header_envs[1], "TEAM_ID");
     assert_true(se->start_timeout_s == 60 && se->call_timeout_s == 60); /* defaults */
+    assert_int_equal(se->tier, FR_TIER_LOCAL);                          /* a loopback URL */
+    assert_int_equal(fs->tier, FR_TIER_LOCAL);                          /* a child over stdio */
 
     assert_string_equal(wf->mcps[2].cwd, "/srv/tools"); /* absolute: as written */
     assert_int_equal(fr_workflow_find_mcp(wf, "nope"), -1);
@@ -173,6 +175,28 @@ static void test_tool_fields(void **state)
 
 /* tools on agents and tasks, max_turns, max_tool_calls, cache, endpoint
  * tools: given, inherited from the workflow's defaults, and defaulted. */
+/* A private task may use servers on this machine or ones its author
+ * declared local; a task that is not private may use any. */
+static void test_private_local_servers(void **state)
+{
+    (void)state;
+    fr_workflow *wf =
+        load_text(EP "mcp \"lab\" { url = \"http://10.0.0.5:8931/mcp\", tier = \"local\" }\n"
+                     "mcp \"near\" { url = \"http://localhost:8931/mcp\" }\n"
+                     "mcp \"six\" { url = \"http://[::1]:8931/mcp\" }\n"
+                     "mcp \"web\" { url = \"https://search.example.com/mcp\" }\n"
+                     "agent \"a\" {}\n"
+                     "task \"s\" { agent = \"a\", private = true, tools = { \"lab.*\", \"near.x\", "
+                     "\"six.y\" }, prompt = \"p\" }\n"
+                     "task \"o\" { agent = \"a\", tools = { \"web.find\" }, prompt = \"p\" }\n",
+                  NULL);
+    assert_int_equal(wf->mcps[fr_workflow_find_mcp(wf, "lab")].tier, FR_TIER_LOCAL);
+    assert_int_equal(wf->mcps[fr_workflow_find_mcp(wf, "near")].tier, FR_TIER_LOCAL);
+    assert_int_equal(wf->mcps[fr_workflow_find_mcp(wf, "six")].tier, FR_TIER_LOCAL);
+    assert_int_equal(wf->mcps[fr_workflow_find_mcp(wf, "web")].tier, FR_TIER_CLOUD);
+    fr_workflow_free(wf);
+}
+
 static void test_task_fields(void **state)
 {
     (void)state;
@@ -431,6 +455,18 @@ static void test_errors(void **state)
          "task \"t\" { agent = \"b\", prompt = \"p\", endpoint = \"x\" }",
          6,
          {"task 't' has tools but is pinned to endpoint 'x' (", ":3), which says tools = false"}},
+        /* privacy follows the data: a private task's calls stay on this machine */
+        {"mcp \"web\" { url = \"https://search.example.com/mcp\" }\n"
+         "agent \"b\" {}\n"
+         "task \"s\" { agent = \"b\", private = true, prompt = \"p\" }\n"
+         "task \"t\" { agent = \"b\", deps = { \"s\" }, tools = { \"web.find\" }, prompt = "
+         "\"{{s}}\" }",
+         6,
+         {"task 't' (private: inherited from 's') may use 'web.find', a tool of MCP server 'web'",
+          "not on this machine", "tier = \"local\""}},
+        {"mcp \"web\" { url = \"http://10.0.0.5/mcp\", tier = \"lab\" }",
+         3,
+         {"field 'tier'", "\"local\" or \"cloud\""}},
         {"endpoint \"x\" { tier = \"local\", protocol = \"ollama\", model = \"m\", tools = 0 }",
          3,
          {"endpoint 'x': field 'tools' must be a boolean"}},
@@ -656,6 +692,7 @@ int main(void)
         cmocka_unit_test(test_mcp_fields),
         cmocka_unit_test(test_tool_fields),
         cmocka_unit_test(test_task_fields),
+        cmocka_unit_test(test_private_local_servers),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_not_in_endpoints_file),
         cmocka_unit_test(test_call_tool),
