@@ -6,7 +6,7 @@
 # model that never stops; a hanging tool times out; a command's output is
 # capped; a tool nobody offered runs nothing; the budget holds across turns.
 source "$(dirname "$0")/lib.bash"
-start_sim --latency 5 --tps 0 --model "flaky:faults=ok+500"
+start_sim --latency 5 --tps 0 --model "flaky:faults=ok+500" --model "dying:faults=ok+500+500"
 
 tools_lua() { # the tools every workflow here declares
   cat <<'LUA'
@@ -168,6 +168,25 @@ expect_rc 0 "a turn that fails once"
 [ "$(sim_stats | jq '.models.flaky.requests')" = 3 ] || fail "$(sim_stats | jq '.models.flaky.requests') requests, want 3"
 grep -q "tool say: exit code 0" "$WORK/o7/t.txt" || fail "no result: $(cat "$WORK/o7/t.txt")"
 pass "a turn that fails (500) is retried on its endpoint with the conversation so far: the tool ran once"
+
+# Another endpoint starts the conversation again: its model never saw the
+# first one's turns.
+cat >"$WORK/fallback.lua" <<LUA
+endpoint "a" { tier = "local", protocol = "openai", url = "$SIM_URL/v1", model = "dying", quality = 0.9 }
+endpoint "b" { tier = "local", protocol = "anthropic", url = "$SIM_URL", model = "spare", quality = 0.1 }
+agent "worker" { tools = { "say" } }
+task "t" { agent = "worker", retries = 1, prompt = [[Say it.
+@@call say {"msg": "again"}]] }
+LUA
+tools_lua >>"$WORK/fallback.lua"
+run_watched 60 "a fallback" "$WORK/fallback.lua" --out "$WORK/o11" --json
+expect_rc 0 "a fallback mid conversation"
+[ "$(jqr '.tasks[0].endpoint')" = b ] || fail "ended on $(jqr '.tasks[0].endpoint'), want b"
+[ "$(jqr '.tasks[0].tool_calls | length')" = 2 ] ||
+  fail "the tool ran $(jqr '.tasks[0].tool_calls | length') times, want twice (once per conversation)"
+[ "$(jqr '.tasks[0].turns')" = 2 ] || fail "turns $(jqr '.tasks[0].turns') on b, want 2"
+[ "$(sim_stats | jq '.models.spare.requests')" = 2 ] || fail "b served $(sim_stats | jq '.models.spare.requests') requests, want 2"
+pass "a fallback to another endpoint starts the conversation again there (the tool runs again)"
 
 # ---- money across turns ---------------------------------------------------
 {
