@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -250,30 +251,32 @@ static void close_fds(int fds[4][2])
                 close(fds[i][j]);
 }
 
+/* Sets `out` to FR_GUARD_PROGRAM in the directory of binary `bin`
+ * (borrowed) when it is there; true then. */
+static bool guard_beside(const char *bin, char out[PATH_MAX])
+{
+    char real[PATH_MAX];
+    if (!bin || !realpath(bin, real))
+        return false;
+    char *slash = strrchr(real, '/');
+    if (!slash)
+        return false;
+    *slash = '\0';
+    return snprintf(out, PATH_MAX, "%s/%s", real, FR_GUARD_PROGRAM) < PATH_MAX &&
+           is_executable(out);
+}
+
 /* The guard to start: flowrun-guard beside flowrun's own binary (libc
  * only: it starts in a fraction of flowrun's time), else flowrun itself.
- * Found once. */
+ * The binary is the one the process was started as (under valgrind,
+ * /proc/self/exe is valgrind's), else /proc/self/exe. Found once. */
 static const char *guard_path(void)
 {
     static char path[PATH_MAX];
     static bool found;
-    if (found)
-        return path;
-    char self[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-    snprintf(path, sizeof path, "/proc/self/exe");
-    if (n > 0) {
-        self[n] = '\0';
-        char *slash = strrchr(self, '/');
-        if (slash) {
-            *slash = '\0';
-            char beside[PATH_MAX];
-            if (snprintf(beside, sizeof beside, "%s/%s", self, FR_GUARD_PROGRAM) <
-                    (int)sizeof beside &&
-                is_executable(beside))
-                snprintf(path, sizeof path, "%s", beside);
-        }
-    }
+    if (!found && !guard_beside((const char *)getauxval(AT_EXECFN), path) &&
+        !guard_beside("/proc/self/exe", path))
+        snprintf(path, sizeof path, "/proc/self/exe");
     found = true;
     return path;
 }
