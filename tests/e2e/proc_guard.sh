@@ -42,7 +42,7 @@ for sig in KILL TERM INT; do
   hpid=$!
   wait_until 10 grep -qs ready "helper-$sig.out" ||
     { cat "helper-$sig.err" >&2; fail "the helper never started its group ($sig)"; }
-  two_running "^sleep $mark" || leftovers "$mark" "expected two sleeps before the kill ($sig)"
+  wait_until 10 two_running "^sleep $mark" || leftovers "$mark" "expected two sleeps before the kill ($sig)"
   kill "-$sig" "$hpid"
   set +e
   wait "$hpid"
@@ -66,7 +66,8 @@ mark=$(marker)
 ) &
 ppid=$!
 wait_until 10 grep -qs started guard.out || { cat guard.err >&2; fail "the flowrun guard never ran its command"; }
-two_running "^sleep $mark" || leftovers "$mark" "expected two sleeps under the flowrun guard"
+# "started" comes before the second sleep is exec'd: wait for both.
+wait_until 10 two_running "^sleep $mark" || leftovers "$mark" "expected two sleeps under the flowrun guard"
 [ "$(count "flowrun-guard $ppid -- sh -c sleep $mark")" = 1 ] ||
   leftovers "$mark" "the guard's own argv is not '--flowrun-guard PID -- COMMAND'"
 kill -KILL "$ppid"
