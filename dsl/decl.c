@@ -274,7 +274,7 @@ static void trigger_field(fr_decl *d, int t, fr_task_spec *ts)
             const char *s = fr_suggest(v, names, N(names));
             if (s)
                 fr_decl_fail(d,
-                             "%s: field 'trigger' must be %s, got \"%.40s\"; did you mean "
+                             "%s: field 'trigger' must be %s, got '%.40s'; did you mean "
                              "\"%s\"?",
                              d->where, desc, v, s);
             fr_decl_fail_value(d, "trigger", desc);

@@ -53,7 +53,6 @@ tasks=(
 } >"$WORK/flow.lua"
 
 run_flowrun "$WORK/flow.lua" --no-cache --json --out "$WORK/out"
-[ -z "${SHOW:-}" ] || cat "$WORK/stderr" >&2
 expect_rc 1 "a run with a failed task"
 stats=$(sim_stats)
 
