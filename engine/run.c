@@ -581,6 +581,10 @@ static void pump(fr_run *r)
     while (!r->stopping && !anything_pending(r) && fr_sched_ready(r->sched) > 0 &&
            fr_sched_pop(r->sched, &t)) {
         task_rt *tr = &r->tasks[t];
+        /* A task made ready by an end in this loop (all_done, any_failed)
+         * has not been placed yet: its condition and the policy come first. */
+        if (!tr->decided && place(r, tr))
+            continue;
         if (tr->route->retry_ep >= 0) {
             dispatch(tr, (size_t)tr->route->retry_ep);
             if (!r->plan && fr_http_active(r->http) == 0 && r->env.in_flight == 0 &&

@@ -154,3 +154,24 @@ run_flowrun "$WORK/bad.lua"
 expect_rc 65 "any_failed without deps"
 expect_stderr 'trigger = "any_failed" runs a task only when one of its deps did not succeed'
 pass "bad triggers and conditions are load errors at file:line"
+
+# A task that ends while nothing else runs (its policy keeps it waiting)
+# still lets its all_done dependent be placed as usual: its condition is
+# evaluated, not skipped over.
+cat >"$WORK/never.lua" <<'LUA'
+return { route = function(task, candidates, run) return nil end }
+LUA
+cat >"$WORK/stalled.lua" <<LUA
+workflow { name = "stalled", policy = "never.lua" }
+endpoint "e" { tier = "local", url = "$SIM_URL/v1", model = "m_stalled" }
+agent "a" {}
+task "stuck" { agent = "a", prompt = "REPLY: never" }
+task "gated" { agent = "a", deps = { "stuck" }, trigger = "all_done",
+               when = function(ctx) return ctx.stuck.status == "ok" end, prompt = "REPLY: never" }
+LUA
+run_watched 30 "a stalled run" "$WORK/stalled.lua" --json
+expect_rc 1 "a stalled run"
+[ "$(jqr '.tasks[] | select(.name=="stuck") | .status')" = failed ] || fail "stalled: stuck"
+[ "$(jqr '.tasks[] | select(.name=="gated") | .reason')" = "condition false" ] ||
+  fail "stalled: gated $(jqr '.tasks[] | select(.name=="gated") | .reason')"
+pass "an all_done task after a task that failed while nothing ran is placed as usual"
