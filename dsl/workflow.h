@@ -1,7 +1,8 @@
 #pragma once
 /* A loaded, validated workflow: agents, tasks and endpoints as plain C data
  * (read-only once loaded), plus the sandboxed Lua state that keeps the
- * workflow's prompt functions alive. Produced by dsl/load; read by engine. */
+ * workflow's prompt, check and condition functions alive. Produced by
+ * dsl/load; read by engine. */
 
 #include "engine/util/err.h"
 #include "engine/util/kinds.h"

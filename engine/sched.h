@@ -1,5 +1,6 @@
 #pragma once
-/* The scheduler's state, without I/O: task states, dependency counters, the
+/* The scheduler's state, without I/O: task states, dependency counters and
+ * the join rules (triggers) that make a dependent ready or skip it, the
  * ready queue (priority, then longest remaining path, then declaration
  * order) and per-endpoint slots. engine/run drives it from the loop. */
 
