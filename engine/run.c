@@ -46,7 +46,7 @@ typedef struct task_rt {
     uv_timer_t deadline;
     bool timers_init;
     bool retry_armed;
-    bool decided; /* its condition was evaluated: it runs */
+    bool cleared; /* its condition was evaluated and lets it run */
 } task_rt;
 
 struct fr_run {
@@ -494,7 +494,7 @@ static bool place(fr_run *r, task_rt *t)
 {
     if (!r->plan && t->route->deadline_ms == 0)
         arm_deadline(t);
-    if (!t->decided) {
+    if (!t->cleared) {
         /* The condition is evaluated once, when the task would first run. */
         fr_error err = {0};
         bool go = true;
@@ -508,7 +508,7 @@ static bool place(fr_run *r, task_rt *t)
             task_end(t, FR_TASK_SKIPPED, "condition false");
             return true;
         }
-        t->decided = true;
+        t->cleared = true;
     }
     if (t->route->retry_ep < 0) {
         fr_error err = {0};
@@ -583,7 +583,7 @@ static void pump(fr_run *r)
         task_rt *tr = &r->tasks[t];
         /* A task made ready by an end in this loop (all_done, any_failed)
          * has not been placed yet: its condition and the policy come first. */
-        if (!tr->decided && place(r, tr))
+        if (!tr->cleared && place(r, tr))
             continue;
         if (tr->route->retry_ep >= 0) {
             dispatch(tr, (size_t)tr->route->retry_ep);
