@@ -13,6 +13,7 @@
 #include "dsl/luajson.h"
 #include "dsl/sandbox.h"
 #include "dsl/schema.h"
+#include "dsl/suggest.h"
 #include "engine/util/mem.h"
 
 #include <lauxlib.h>
@@ -30,11 +31,13 @@ static const char ctx_key = 'C';
 static const char *const kind_names[] = {"task", "agent", "endpoint", "mcp", "tool"};
 
 static const char *const task_fields[] = {
-    "agent",          "prompt",  "deps",        "complexity",      "type",        "priority",
-    "private",        "timeout", "retries",     "max_tokens",      "temperature", "budget",
-    "schema",         "check",   "min_quality", "approve",         "save",        "endpoint",
-    "tier",           "seed",    "declassify",  "allow_truncated", "tools",       "max_turns",
-    "max_tool_calls", "cache",
+    "agent",          "prompt",          "deps",        "complexity",
+    "type",           "priority",        "private",     "timeout",
+    "retries",        "max_tokens",      "temperature", "budget",
+    "schema",         "check",           "min_quality", "approve",
+    "save",           "endpoint",        "tier",        "seed",
+    "declassify",     "allow_truncated", "tools",       "max_turns",
+    "max_tool_calls", "cache",           "trigger",     "when",
 };
 static const char *const agent_fields[] = {"system", "type", "private", "tools"};
 static const char *const endpoint_fields[] = {
@@ -48,8 +51,8 @@ static const char *const workflow_fields[] = {"name", "policy", "budget", "defau
 static const char *const budget_fields[] = {"usd", "alert", "monthly_usd", "allow_unpriced"};
 static const char *const defaults_fields[] = {"timeout",     "retries",   "max_tokens",
                                               "temperature", "max_turns", "max_tool_calls"};
-static const char *const mcp_fields[] = {"command",     "env",           "cwd",    "url",
-                                         "headers_env", "start_timeout", "timeout",   "tier"};
+static const char *const mcp_fields[] = {"command",     "env",           "cwd",     "url",
+                                         "headers_env", "start_timeout", "timeout", "tier"};
 static const char *const tool_fields[] = {"description", "parameters", "run",       "command",
                                           "cwd",         "timeout",    "output_cap"};
 
@@ -246,11 +249,39 @@ static size_t append_task(fr_load_ctx *c, const fr_pending *p)
     t->max_turns = -1;
     t->max_tool_calls = -1;
     t->private_from = t->private_via = t->declassified_from = -1;
-    wf->lua->tasks[i] = (fr_task_lua){LUA_NOREF, 0, LUA_NOREF};
+    wf->lua->tasks[i] = (fr_task_lua){LUA_NOREF, 0, LUA_NOREF, LUA_NOREF, 0};
     c->task_agents[i] = NULL;
     c->ntask_agents = i + 1;
     wf->ntasks = i + 1;
     return i;
+}
+
+/* Reads `trigger` of the table at `t` into ts->trigger: "all_ok",
+ * "all_done" or "any_failed", with a did-you-mean for a near miss. */
+static void trigger_field(fr_decl *d, int t, fr_task_spec *ts)
+{
+    static const char *const names[] = {"all_ok", "all_done", "any_failed"};
+    int ty = fr_decl_push_field(d, t, "trigger"); /* [trigger] */
+    if (ty != LUA_TNIL) {
+        const char *desc = "\"all_ok\", \"all_done\" or \"any_failed\"";
+        if (ty != LUA_TSTRING)
+            fr_decl_fail_type(d, "trigger", desc);
+        const char *v = lua_tostring(d->L, -1);
+        size_t k = 0;
+        while (k < N(names) && strcmp(v, names[k]) != 0)
+            k++;
+        if (k == N(names)) {
+            const char *s = fr_suggest(v, names, N(names));
+            if (s)
+                fr_decl_fail(d,
+                             "%s: field 'trigger' must be %s, got '%.40s'; did you mean "
+                             "\"%s\"?",
+                             d->where, desc, v, s);
+            fr_decl_fail_value(d, "trigger", desc);
+        }
+        ts->trigger = (fr_trigger)k; /* names[] is in the enum's order */
+    }
+    lua_pop(d->L, 1); /* [] */
 }
 
 static void task_body(lua_State *L, fr_load_ctx *c, size_t p, int t)
@@ -337,6 +368,28 @@ static void task_body(lua_State *L, fr_load_ctx *c, size_t p, int t)
             fr_decl_fail(&d, "%s: field 'schema' is not a valid JSON Schema: %s", where, why);
     }
     lua_pop(L, 1); /* [] */
+
+    trigger_field(&d, t, ts);
+    ty = fr_decl_push_field(&d, t, "when"); /* [when] */
+    if (ty == LUA_TFUNCTION) {
+        lua_Debug ar;
+        lua_pushvalue(L, -1);      /* [when, when] */
+        lua_getinfo(L, ">S", &ar); /* [when] */
+        tl->when_line = ar.linedefined > 0 ? ar.linedefined : ts->line;
+        tl->when_ref = fr_sandbox_ref(L); /* [] */
+        ts->has_when = true;
+    } else if (ty == LUA_TSTRING) {
+        /* Its placeholders are checked with the prompt's, once deps are known. */
+        ts->when = fr_xstrdup(fr_decl_text(&d, "when", 0));
+        ts->has_when = true;
+        lua_pop(L, 1); /* [] */
+    } else if (ty != LUA_TNIL) {
+        fr_decl_fail_type(&d, "when",
+                          "a function of ctx returning true or false, or a placeholder "
+                          "expression such as \"{{review.json.ok}}\"");
+    } else {
+        lua_pop(L, 1); /* [] */
+    }
 
     ty = fr_decl_push_field(&d, t, "check"); /* [check] */
     if (ty == LUA_TFUNCTION) {

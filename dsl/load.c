@@ -42,6 +42,7 @@ static void task_close(fr_task_spec *t)
     json_decref(t->schema);
     free(t->save);
     free(t->endpoint);
+    free(t->when);
     for (size_t i = 0; i < t->ntools; i++)
         free(t->tools[i]);
     free(t->tools);
@@ -61,6 +62,7 @@ void fr_workflow_free(fr_workflow *wf)
         for (size_t i = 0; wf->lua->tasks && i < wf->ntasks; i++) {
             fr_sandbox_unref(wf->lua->L, wf->lua->tasks[i].prompt_ref);
             fr_sandbox_unref(wf->lua->L, wf->lua->tasks[i].check_ref);
+            fr_sandbox_unref(wf->lua->L, wf->lua->tasks[i].when_ref);
         }
         fr_sandbox_free(wf->lua->L);
         free(wf->lua->tasks);
@@ -279,11 +281,13 @@ static int load_endpoints(fr_workflow *wf, const fr_load_opts *opts, const fr_lu
 static void suggestion(char *buf, size_t n, const char *word, const char *const *names,
                        size_t count);
 
-/* Whether a string prompt of the workflow has a {{var.NAME}} placeholder. */
+/* Whether a string prompt or `when` expression of the workflow has a
+ * {{var.NAME}} placeholder. */
 static bool var_used(const fr_workflow *wf, const char *name)
 {
     for (size_t t = 0; t < wf->ntasks; t++)
-        if (wf->tasks[t].prompt && fr_template_uses_var(wf->tasks[t].prompt, name))
+        if ((wf->tasks[t].prompt && fr_template_uses_var(wf->tasks[t].prompt, name)) ||
+            (wf->tasks[t].when && fr_template_uses_var(wf->tasks[t].when, name)))
             return true;
     return false;
 }
@@ -617,6 +621,27 @@ const char *fr_workflow_privacy_text(const fr_workflow *wf, size_t task, char *b
     return buf;
 }
 
+/* Checks what decides whether task `t` runs: the placeholders of a `when`
+ * expression (against its deps and `vars`, borrowed), and that an
+ * any_failed trigger has deps that can fail. FR_OK or FR_EWORKFLOW with
+ * `err` at the task. */
+static int check_decision(const fr_task_spec *t, const json_t *vars, fr_error *err)
+{
+    if (t->trigger == FR_TRIGGER_ANY_FAILED && t->ndeps == 0)
+        return fr_error_set(err, FR_EWORKFLOW, t->file, t->line,
+                            "task '%s': trigger = \"any_failed\" runs a task only when one of "
+                            "its deps did not succeed, and it has no deps (add deps, or remove "
+                            "the trigger)",
+                            t->name);
+    if (!t->when)
+        return FR_OK;
+    fr_error terr = {0};
+    int rc = fr_template_check(t->when, (const char *const *)t->deps, t->ndeps, vars, &terr);
+    if (rc != FR_OK)
+        fr_error_set(err, rc, t->file, t->line, "task '%s': field 'when': %s", t->name, terr.msg);
+    return rc;
+}
+
 /* Cross-checks every task, in declaration order, and fills defaults. */
 static int resolve_tasks(fr_workflow *wf, fr_load_ctx *c, bool save_anywhere, fr_error *err)
 {
@@ -646,6 +671,8 @@ static int resolve_tasks(fr_workflow *wf, fr_load_ctx *c, bool save_anywhere, fr
             if (rc != FR_OK)
                 fr_error_set(err, rc, t->file, t->line, "task '%s': %s", t->name, terr.msg);
         }
+        if (rc == FR_OK)
+            rc = check_decision(t, wf->vars, err);
         if (rc == FR_OK)
             rc = resolve_pins(wf, i, err);
         if (rc == FR_OK)

@@ -16,6 +16,8 @@ typedef struct fr_task_lua {
     int prompt_ref;  /* the prompt function, LUA_NOREF for a string prompt */
     int prompt_line; /* the line where the prompt function was defined */
     int check_ref;   /* the check function, LUA_NOREF without one */
+    int when_ref;    /* the when function, LUA_NOREF without one (or for an expression) */
+    int when_line;   /* the line where the when function was defined */
 } fr_task_lua;
 
 /* Lua references of one tool; owned by fr_workflow_lua. */

@@ -2,8 +2,9 @@
  * whitespace trimmed; the path is dot-separated segments without spaces or
  * braces. `var.NAME` reads a workflow variable; otherwise the longest prefix
  * of the path that names a dependency is the dependency, followed by
- * nothing or `.text` (its text), `.json` (its JSON output) or
- * `.json.a.0.b` (a walk into it: object keys, array indices). There is no
+ * nothing or `.text` (its text), `.json` (its JSON output),
+ * `.json.a.0.b` (a walk into it: object keys, array indices), `.status`
+ * (how it ended) or `.reason` (why it did not succeed). There is no
  * escaping: `{{` always opens a placeholder, and text between `{{` and `}}`
  * that is not a valid placeholder is an error at check time. */
 
@@ -19,7 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef enum { PH_TEXT, PH_JSON, PH_VAR } ph_kind;
+typedef enum { PH_TEXT, PH_JSON, PH_VAR, PH_STATUS, PH_REASON } ph_kind;
 
 /* One parsed placeholder; all pointers borrow from the template. */
 typedef struct ph {
@@ -98,7 +99,8 @@ static size_t guess_name_len(const char *s, size_t n)
         size_t rest = n - i - 1;
         const char *r = s + i + 1;
         if ((rest >= 4 && memcmp(r, "text", 4) == 0 && (rest == 4 || r[4] == '.')) ||
-            (rest >= 4 && memcmp(r, "json", 4) == 0 && (rest == 4 || r[4] == '.')))
+            (rest >= 4 && memcmp(r, "json", 4) == 0 && (rest == 4 || r[4] == '.')) ||
+            seg_is(r, rest, "status") || seg_is(r, rest, "reason"))
             return i;
     }
     return n;
@@ -156,10 +158,14 @@ static int parse(const char *inner, size_t n, has_dep_fn has_dep, const void *ar
         out->kind = PH_JSON;
         out->path = rest + 5;
         out->path_len = rl - 5;
+    } else if (seg_is(rest, rl, "status")) {
+        out->kind = PH_STATUS;
+    } else if (seg_is(rest, rl, "reason")) {
+        out->kind = PH_REASON;
     } else {
         return fr_error_set(err, FR_EWORKFLOW, NULL, 0,
                             "'{{%.*s}}': after '%.*s' use nothing, .text, .json or "
-                            ".json.<field>",
+                            ".json.<field> (or .status, .reason: how it ended)",
                             (int)n, inner, (int)len, inner);
     }
     return FR_OK;
@@ -362,6 +368,15 @@ static int resolve(const ph *p, const json_t *ctx, const json_t **out, fr_error 
         return FR_OK;
     }
     const json_t *dep = json_object_getn(ctx, p->name, p->name_len);
+    if (p->kind == PH_STATUS || p->kind == PH_REASON) {
+        const char *field = p->kind == PH_STATUS ? "status" : "reason";
+        const json_t *v = json_object_get(dep, field);
+        if (!json_is_string(v))
+            return fr_error_set(err, FR_EWORKFLOW, NULL, 0, "{{%.*s}}: no %s for '%.*s'", fl,
+                                p->full, field, nl, p->name);
+        *out = v;
+        return FR_OK;
+    }
     if (p->kind == PH_TEXT) {
         const json_t *t = json_object_get(dep, "text");
         if (!json_is_string(t))
@@ -371,6 +386,14 @@ static int resolve(const ph *p, const json_t *ctx, const json_t **out, fr_error 
         return FR_OK;
     }
     const json_t *j = json_object_get(dep, "json");
+    const char *status = json_string_value(json_object_get(dep, "status"));
+    if ((!j || json_is_null(j)) && status && strcmp(status, "ok") != 0) {
+        /* A dependency that did not succeed has no output: a task that runs
+         * anyway (trigger all_done, any_failed) reads "" for it. */
+        *out = json_object_get(dep, "text");
+        if (*out)
+            return FR_OK;
+    }
     if (!j || json_is_null(j))
         return fr_error_set(err, FR_EWORKFLOW, NULL, 0,
                             "{{%.*s}}: '%.*s' has no JSON output (give it a schema)", fl, p->full,
@@ -380,10 +403,9 @@ static int resolve(const ph *p, const json_t *ctx, const json_t **out, fr_error 
 
 /*
  * Expands `tmpl` (borrowed) from `ctx` (borrowed object: dep name ->
- * {text, json}, "var" -> object). Strings are inserted raw, other JSON
- * values as compact JSON. On FR_OK *out is an owned string. On
- * FR_EWORKFLOW err->msg names the placeholder, e.g. "{{design.json.files}}:
- * field 'files' not in design's JSON output".
+ * {text, json, status, reason}, the last two optional; "var" -> object). Strings are inserted raw,
+ * other JSON values as compact JSON. On FR_OK *out is an owned string. On FR_EWORKFLOW err->msg
+ * names the placeholder, e.g. "{{design.json.files}}: field 'files' not in design's JSON output".
  */
 int fr_template_render(const char *tmpl, const json_t *ctx, char **out, fr_error *err)
 {

@@ -10,7 +10,8 @@
 #include <stddef.h>
 
 /* Checks every placeholder of `tmpl` (borrowed): each must be {{dep}},
- * {{dep.text}}, {{dep.json}} or {{dep.json.path...}} for a name in `deps`
+ * {{dep.text}}, {{dep.json}}, {{dep.json.path...}}, {{dep.status}} or
+ * {{dep.reason}} for a name in `deps`
  * (borrowed array of `ndeps` names), or {{var.name}} for a key of `vars`
  * (borrowed object, may be NULL). Returns FR_OK, or FR_EWORKFLOW with
  * err->msg naming the placeholder (source/line are left for the caller). */
@@ -22,7 +23,9 @@ int fr_template_check(const char *tmpl, const char *const *deps, size_t ndeps, c
 bool fr_template_uses_var(const char *tmpl, const char *name);
 
 /* Expands `tmpl` with `ctx` (borrowed; shape as in fr_workflow_render_prompt).
- * JSON values that are not strings are written as compact JSON. On FR_OK
+ * JSON values that are not strings are written as compact JSON; a JSON
+ * placeholder of a dependency whose status is not "ok" and that has no JSON
+ * output expands to its text (""), not an error. On FR_OK
  * *out is an owned string; otherwise FR_EWORKFLOW with err->msg naming the
  * placeholder that could not be resolved (for example a missing field). */
 int fr_template_render(const char *tmpl, const json_t *ctx, char **out, fr_error *err);

@@ -1,7 +1,8 @@
 #pragma once
 /* A loaded, validated workflow: agents, tasks and endpoints as plain C data
  * (read-only once loaded), plus the sandboxed Lua state that keeps the
- * workflow's prompt functions alive. Produced by dsl/load; read by engine. */
+ * workflow's prompt, check and condition functions alive. Produced by
+ * dsl/load; read by engine. */
 
 #include "engine/util/err.h"
 #include "engine/util/kinds.h"
@@ -104,6 +105,15 @@ typedef struct fr_agent_spec {
     int line;
 } fr_agent_spec;
 
+/* When a task runs given how its dependencies ended (`trigger`). A
+ * dependency that did not succeed (failed, budget, skipped, cancelled) is
+ * "not ok". */
+typedef enum fr_trigger {
+    FR_TRIGGER_ALL_OK = 0, /* every dependency succeeded (the default); else skipped */
+    FR_TRIGGER_ALL_DONE,   /* every dependency ended, whatever its state */
+    FR_TRIGGER_ANY_FAILED  /* every dependency ended and at least one is not ok; else skipped */
+} fr_trigger;
+
 typedef struct fr_task_spec {
     char *name;
     size_t agent;      /* index into fr_workflow.agents */
@@ -146,6 +156,9 @@ typedef struct fr_task_spec {
     int max_turns;      /* model turns in the tool loop; default 10 */
     int max_tool_calls; /* tool calls in the whole loop; default 50 */
     bool no_cache;      /* cache = false: never answered from, nor written to, the cache */
+    fr_trigger trigger; /* default FR_TRIGGER_ALL_OK */
+    bool has_when;      /* a condition was given: a function (when == NULL) or ... */
+    char *when;         /* ... a placeholder expression ("{{review.json.ok}}"), checked at load */
     char *file;
     int line;
 } fr_task_spec;
@@ -215,9 +228,10 @@ int fr_workflow_load(const char *path, const fr_load_opts *opts, fr_workflow **o
 void fr_workflow_free(fr_workflow *wf);
 
 /* Renders the prompt of task `task` with `ctx` (borrowed), an object
- * { "<dep>": { "text": "...", "json": <value or null> }, ..., "var": {...} }.
- * String prompts expand {{dep}}, {{dep.text}}, {{dep.json.a.b}} and
- * {{var.name}}; function prompts are called with ctx as a Lua table, under
+ * { "<dep>": { "text": "...", "json": <value or null>, "status": "ok",
+ * "reason": "" }, ..., "var": {...} } (status and reason may be absent).
+ * String prompts expand {{dep}}, {{dep.text}}, {{dep.json.a.b}},
+ * {{dep.status}}, {{dep.reason}} and {{var.name}}; function prompts are called with ctx as a Lua table, under
  * the sandbox's limits. On FR_OK *out is an owned string. Errors (a missing
  * JSON field, a function that fails or returns a non-string) return FR_ELUA
  * or FR_EWORKFLOW with `err` filled. */
@@ -233,6 +247,23 @@ int fr_workflow_render_prompt(fr_workflow *wf, size_t task, const json_t *ctx, c
  * reason) or something else is FR_ELUA/FR_ELIMIT with `err` at its file:line. */
 int fr_workflow_check(fr_workflow *wf, size_t task, const char *text, const json_t *json,
                       double *score, char **reason, fr_error *err);
+
+/* Evaluates task `task`'s condition (`when`) with `ctx` (borrowed; the
+ * object fr_workflow_render_prompt gets, each dependency also carrying
+ * "status" ("ok", "failed", "skipped", ...) and "reason" (a string, "" when
+ * it succeeded)). A function is called with ctx as a Lua table under the
+ * sandbox's limits and must return a boolean; an expression is rendered as
+ * a prompt template and is true unless it renders, spaces trimmed, to "",
+ * "false", "0", "null" or "nil" (in any case). A task without a condition
+ * is true. On FR_OK *result is set; a function that fails, passes a limit
+ * or returns something else is FR_ELUA/FR_ELIMIT, an expression that cannot
+ * be rendered FR_EWORKFLOW, with `err` at the task's (or the failing
+ * line's) file:line. FR_EINVAL for a bad index. */
+int fr_workflow_when(fr_workflow *wf, size_t task, const json_t *ctx, bool *result,
+                     fr_error *err);
+
+/* Returns the static name of `t`: "all_ok", "all_done" or "any_failed". */
+const char *fr_trigger_name(fr_trigger t);
 
 /* Writes to `buf` (`n` bytes) what a user reads about task `task`'s
  * privacy: "" (not private, nothing declassified), "private", "private: its

@@ -294,13 +294,14 @@ void fr_report_summary(const fr_results *r, FILE *f, bool color)
         fr_task_state st = r->tasks[t].state;
         bool ok = st == FR_TASK_OK;
         const fr_endpoint_spec *e = tr->endpoint >= 0 ? &r->wf->endpoints[tr->endpoint] : NULL;
+        const char *hue = ok ? green : tr->decided ? "" : red; /* a decided skip is no error */
         char lat[32], tokens[48], cost[FR_USD_LEN];
         fmt_ms(lat, sizeof lat, ok ? tr->latency_ms : -1);
         snprintf(tokens, sizeof tokens, ok ? "%ld/%ld%s" : "-", tr->usage.input, tr->usage.output,
                  tr->usage.estimated ? "~" : "");
         fprintf(f, "%-*.*s  %s%-9s%s %-16.16s %-5s %3d %9s %15s %10s\n", (int)w, (int)w,
-                r->wf->tasks[t].name, ok ? green : red, fr_task_state_name(st), off,
-                e ? e->name : "-", e ? fr_tier_name(e->tier) : "-", tr->attempts, lat, tokens,
+                r->wf->tasks[t].name, hue, fr_task_state_name(st), off, e ? e->name : "-",
+                e ? fr_tier_name(e->tier) : "-", tr->attempts, lat, tokens,
                 fr_usd_cost(cost, tr->cost));
     }
     for (size_t t = 0; t < r->wf->ntasks; t++) {
@@ -378,8 +379,9 @@ void fr_report_plan(const fr_results *r, FILE *f)
         const fr_task_result *tr = &r->tasks[t];
         char start[32], end[32];
         if (r->tasks[t].state != FR_TASK_OK) {
-            fprintf(f, "%5zu  %-*.*s  cannot run: %s\n", fr_graph_level(r->g, t), (int)w, (int)w,
-                    wf->tasks[t].name, tr->reason ? tr->reason : "?");
+            fprintf(f, "%5zu  %-*.*s  %s: %s\n", fr_graph_level(r->g, t), (int)w, (int)w,
+                    wf->tasks[t].name, tr->decided ? "skipped" : "cannot run",
+                    tr->reason ? tr->reason : "?");
             continue;
         }
         const fr_endpoint_spec *e = &r->wf->endpoints[tr->endpoint];

@@ -19,6 +19,9 @@
 typedef struct fr_task_result {
     fr_task_state state;
     char *reason;       /* why it did not succeed, NULL when it did */
+    bool decided;       /* skipped by a decision, not a failure: its condition was false,
+                           its trigger (any_failed) found nothing failed, or a dependency
+                           was skipped so; such a skip does not fail the run */
     long endpoint;      /* of the latest attempt (or the cache hit), -1 for none */
     int attempts;       /* requests sent */
     bool cached;        /* the result came from the cache: no request, no cost */

@@ -46,6 +46,7 @@ typedef struct task_rt {
     uv_timer_t deadline;
     bool timers_init;
     bool retry_armed;
+    bool cleared; /* its condition was evaluated and lets it run */
 } task_rt;
 
 struct fr_run {
@@ -285,12 +286,26 @@ const fr_results *fr_run_results(const fr_run *r)
 
 /* ---- task ends ---------------------------------------------------------- */
 
+/* A dependent skipped by its trigger (sched.h): after a dependency that
+ * failed, was skipped, ran out of budget; or, under any_failed, because
+ * every dependency succeeded. A skip that follows from a decision (a
+ * condition, a trigger) rather than a failure is marked decided: it does
+ * not fail the run. */
 static void on_skip(void *ud, size_t task, size_t cause)
 {
     fr_run *r = ud;
     fr_task_result *res = r->tasks[task].res;
+    const fr_task_result *cr = r->tasks[cause].res;
     free(res->reason);
-    res->reason = fr_xasprintf("dependency '%s' did not succeed", r->wf->tasks[cause].name);
+    if (fr_sched_state(r->sched, cause) == FR_TASK_OK) {
+        res->reason = fr_xstrdup("trigger any_failed: every dependency succeeded");
+        res->decided = true;
+    } else if (cr->decided) {
+        res->reason = fr_xasprintf("dependency '%s' was skipped", r->wf->tasks[cause].name);
+        res->decided = true;
+    } else {
+        res->reason = fr_xasprintf("dependency '%s' did not succeed", r->wf->tasks[cause].name);
+    }
     res->state = FR_TASK_SKIPPED;
     res->end_ns = now_ns(r);
     if (r->opts.progress)
@@ -479,6 +494,22 @@ static bool place(fr_run *r, task_rt *t)
 {
     if (!r->plan && t->route->deadline_ms == 0)
         arm_deadline(t);
+    if (!t->cleared) {
+        /* The condition is evaluated once, when the task would first run. */
+        fr_error err = {0};
+        bool go = true;
+        if (fr_task_decide(t->task, &go, &err) != FR_OK) {
+            char msg[1400];
+            task_end(t, FR_TASK_FAILED, fr_error_format(&err, msg, sizeof msg));
+            return true;
+        }
+        if (!go) {
+            t->res->decided = true;
+            task_end(t, FR_TASK_SKIPPED, "condition false");
+            return true;
+        }
+        t->cleared = true;
+    }
     if (t->route->retry_ep < 0) {
         fr_error err = {0};
         if (fr_task_render(t->task, &err) != FR_OK) {
@@ -550,6 +581,10 @@ static void pump(fr_run *r)
     while (!r->stopping && !anything_pending(r) && fr_sched_ready(r->sched) > 0 &&
            fr_sched_pop(r->sched, &t)) {
         task_rt *tr = &r->tasks[t];
+        /* A task made ready by an end in this loop (all_done, any_failed)
+         * has not been placed yet: its condition and the policy come first. */
+        if (!tr->cleared && place(r, tr))
+            continue;
         if (tr->route->retry_ep >= 0) {
             dispatch(tr, (size_t)tr->route->retry_ep);
             if (!r->plan && fr_http_active(r->http) == 0 && r->env.in_flight == 0 &&
@@ -631,7 +666,8 @@ static int publish(fr_run *r)
     for (size_t t = 0; t < r->wf->ntasks; t++) {
         fr_task_state st = fr_sched_state(r->sched, t);
         r->res.tasks[t].state = st;
-        failed |= st != FR_TASK_OK;
+        /* A skip that was decided (a condition, a trigger) is not a failure. */
+        failed |= st != FR_TASK_OK && !(st == FR_TASK_SKIPPED && r->res.tasks[t].decided);
         budget |= st == FR_TASK_BUDGET;
     }
     fr_results_endpoints(&r->res, r->eps, r->sched);

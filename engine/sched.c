@@ -15,8 +15,10 @@ struct fr_sched {
     size_t n;
     int *priority;
     fr_task_state *state;
-    size_t *waiting; /* deps not yet succeeded */
-    fr_heap *heap;   /* the ready queue, of task indices */
+    size_t *waiting; /* deps not yet ended */
+    size_t *bad;     /* deps that ended without success */
+    fr_trigger *trigger;
+    fr_heap *heap; /* the ready queue, of task indices */
     slot *slots;
     size_t nslots;
     size_t unfinished;
@@ -67,6 +69,8 @@ fr_sched *fr_sched_new(const fr_graph *g, const int *priority, size_t nendpoints
     s->priority = fr_xcalloc(s->n, sizeof *s->priority);
     s->state = fr_xcalloc(s->n, sizeof *s->state);
     s->waiting = fr_xcalloc(s->n, sizeof *s->waiting);
+    s->bad = fr_xcalloc(s->n, sizeof *s->bad);
+    s->trigger = fr_xcalloc(s->n, sizeof *s->trigger); /* FR_TRIGGER_ALL_OK */
     s->heap = fr_heap_new(sizeof(size_t), before_cb, s);
     s->slots = fr_xcalloc(nendpoints, sizeof *s->slots);
     s->nslots = nendpoints;
@@ -92,6 +96,8 @@ void fr_sched_free(fr_sched *s)
     free(s->priority);
     free(s->state);
     free(s->waiting);
+    free(s->bad);
+    free(s->trigger);
     fr_heap_free(s->heap);
     free(s->slots);
     free(s);
@@ -107,6 +113,8 @@ fr_sched *fr_sched_for_workflow(const fr_graph *g, const fr_workflow *wf)
     for (size_t e = 0; e < neps; e++)
         cap[e] = wf->endpoints[e].max_parallel;
     fr_sched *s = fr_sched_new(g, prio, neps, cap);
+    for (size_t t = 0; t < wf->ntasks; t++)
+        fr_sched_set_trigger(s, t, wf->tasks[t].trigger);
     free(prio);
     free(cap);
     return s;
@@ -231,7 +239,17 @@ static void end_task(fr_sched *s, size_t task, fr_task_state state)
     s->unfinished--;
 }
 
-static void skip_dependents(fr_sched *s, size_t task, fr_sched_skip_fn on_skip, void *ud)
+void fr_sched_set_trigger(fr_sched *s, size_t task, fr_trigger trigger)
+{
+    s->trigger[task] = trigger;
+}
+
+/* Task `task` just ended in `state`: each dependent not yet ended counts
+ * it, and is skipped (all_ok after a dependency that did not succeed,
+ * any_failed once all ended well), becomes ready, or waits for the rest. A
+ * skip is an end without success, so it is passed on the same way. */
+static void settle_dependents(fr_sched *s, size_t task, fr_task_state state,
+                              fr_sched_skip_fn on_skip, void *ud)
 {
     size_t n;
     const size_t *deps = fr_graph_dependents(s->g, task, &n);
@@ -239,10 +257,24 @@ static void skip_dependents(fr_sched *s, size_t task, fr_sched_skip_fn on_skip, 
         size_t d = deps[k];
         if (fr_task_state_terminal(s->state[d]))
             continue;
+        s->waiting[d]--;
+        s->bad[d] += state != FR_TASK_OK;
+        bool skip = s->trigger[d] == FR_TRIGGER_ALL_OK && state != FR_TASK_OK;
+        if (!skip && s->waiting[d] > 0)
+            continue;
+        if (!skip && s->trigger[d] == FR_TRIGGER_ANY_FAILED && s->bad[d] == 0)
+            skip = true; /* every dependency succeeded: nothing to handle */
+        if (!skip) {
+            if (s->state[d] == FR_TASK_PENDING) {
+                s->state[d] = FR_TASK_READY;
+                heap_push(s, d);
+            }
+            continue;
+        }
         end_task(s, d, FR_TASK_SKIPPED);
         if (on_skip)
             on_skip(ud, d, task);
-        skip_dependents(s, d, on_skip, ud);
+        settle_dependents(s, d, FR_TASK_SKIPPED, on_skip, ud);
     }
 }
 
@@ -252,19 +284,7 @@ void fr_sched_finish(fr_sched *s, size_t task, fr_task_state state, fr_sched_ski
     if (fr_task_state_terminal(s->state[task]))
         return;
     end_task(s, task, state);
-    if (state != FR_TASK_OK) {
-        skip_dependents(s, task, on_skip, ud);
-        return;
-    }
-    size_t n;
-    const size_t *deps = fr_graph_dependents(s->g, task, &n);
-    for (size_t k = 0; k < n; k++) {
-        size_t d = deps[k];
-        if (--s->waiting[d] == 0 && s->state[d] == FR_TASK_PENDING) {
-            s->state[d] = FR_TASK_READY;
-            heap_push(s, d);
-        }
-    }
+    settle_dependents(s, task, state, on_skip, ud);
 }
 
 void fr_sched_abandon(fr_sched *s, size_t task, fr_task_state state)

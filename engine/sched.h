@@ -1,5 +1,6 @@
 #pragma once
-/* The scheduler's state, without I/O: task states, dependency counters, the
+/* The scheduler's state, without I/O: task states, dependency counters and
+ * the join rules (triggers) that make a dependent ready or skip it, the
  * ready queue (priority, then longest remaining path, then declaration
  * order) and per-endpoint slots. engine/run drives it from the loop. */
 
@@ -22,7 +23,10 @@ typedef enum {
 
 typedef struct fr_sched fr_sched;
 
-/* Called for each task skipped because `cause` did not succeed. */
+/* Called for each task skipped, with `cause` the dependency whose end
+ * decided it: one that did not succeed (all_ok), or, for an any_failed task
+ * whose dependencies all succeeded, the last of them to end (its state is
+ * then FR_TASK_OK). */
 typedef void (*fr_sched_skip_fn)(void *ud, size_t task, size_t cause);
 
 /* Returns a new scheduler (owned; fr_sched_free) over the sorted graph `g`
@@ -66,10 +70,17 @@ int fr_sched_capacity(const fr_sched *s, size_t ep);
 /* Free slots over all endpoints, never more than the total cap leaves. */
 int fr_sched_total_free(const fr_sched *s);
 
-/* Ends a task in a terminal `state`. On FR_TASK_OK, dependents whose deps
- * have all succeeded become ready. Otherwise every dependent not yet ended,
- * transitively, becomes SKIPPED and `on_skip` (may be NULL) is told, with
- * the direct failed dependency as the cause. */
+/* Sets the trigger of `task` (FR_TRIGGER_ALL_OK until set; the workflow's
+ * with fr_sched_for_workflow): when it runs given how its deps ended. */
+void fr_sched_set_trigger(fr_sched *s, size_t task, fr_trigger trigger);
+
+/* Ends a task in a terminal `state`, and each dependent not yet ended
+ * follows its trigger: all_ok becomes ready once every dep succeeded and is
+ * SKIPPED as soon as one did not; all_done becomes ready once every dep
+ * ended; any_failed becomes ready once every dep ended and one did not
+ * succeed, and is SKIPPED when they all succeeded. A skip ends the
+ * dependent without success, so its own dependents follow their triggers
+ * in turn (transitively); `on_skip` (may be NULL) is told of each. */
 void fr_sched_finish(fr_sched *s, size_t task, fr_task_state state, fr_sched_skip_fn on_skip,
                      void *ud);
 /* Marks a not-yet-ended task with a terminal state (cancel, budget) without

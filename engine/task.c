@@ -580,6 +580,41 @@ bool fr_task_dispatch(fr_task *t, size_t ep, fr_task_next *now)
     return false;
 }
 
+/* The object a prompt and a condition read: per dependency its text and
+ * JSON ("" and null unless it succeeded), its status and its reason ("" for
+ * none); the workflow's vars under "var". Returns it owned. */
+static json_t *deps_ctx(const fr_task *t)
+{
+    const fr_task_env *env = t->env;
+    const fr_workflow *wf = env->wf;
+    const fr_task_spec *ts = &wf->tasks[t->idx];
+    json_t *ctx = json_object();
+    for (size_t d = 0; d < ts->ndeps; d++) {
+        const fr_task_result *dr = &env->results->tasks[ts->dep_index[d]];
+        fr_task_state st = fr_sched_state(env->sched, ts->dep_index[d]);
+        bool ok = st == FR_TASK_OK;
+        const fr_reply *dep = &dr->reply;
+        json_object_set_new(
+            ctx, ts->deps[d],
+            json_pack("{s:s, s:O, s:s, s:s}", "text", ok && dep->text ? dep->text : "", "json",
+                      ok && dep->json ? dep->json : json_null(), "status", fr_task_state_name(st),
+                      "reason", !ok && dr->reason ? dr->reason : ""));
+    }
+    json_object_set_new(ctx, "var", wf->vars ? json_incref(wf->vars) : json_object());
+    return ctx;
+}
+
+int fr_task_decide(fr_task *t, bool *run, fr_error *err)
+{
+    *run = true;
+    if (t->env->plan || !t->env->wf->tasks[t->idx].has_when)
+        return FR_OK; /* a plan cannot know a condition: it plans the task as if it runs */
+    json_t *ctx = deps_ctx(t);
+    int rc = fr_workflow_when(t->env->wf, t->idx, ctx, run, err);
+    json_decref(ctx);
+    return rc;
+}
+
 int fr_task_render(fr_task *t, fr_error *err)
 {
     fr_task_env *env = t->env;
@@ -595,14 +630,7 @@ int fr_task_render(fr_task *t, fr_error *err)
     }
     if (t->prompt)
         return FR_OK;
-    json_t *ctx = json_object();
-    for (size_t d = 0; d < ts->ndeps; d++) {
-        const fr_reply *dep = &env->results->tasks[ts->dep_index[d]].reply;
-        json_object_set_new(ctx, ts->deps[d],
-                            json_pack("{s:s, s:O}", "text", dep->text ? dep->text : "", "json",
-                                      dep->json ? dep->json : json_null()));
-    }
-    json_object_set_new(ctx, "var", wf->vars ? json_incref(wf->vars) : json_object());
+    json_t *ctx = deps_ctx(t);
     int rc = fr_workflow_render_prompt(wf, t->idx, ctx, &t->prompt, err);
     json_decref(ctx);
     if (rc == FR_OK) {

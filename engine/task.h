@@ -72,6 +72,13 @@ typedef struct fr_task_env {
 fr_task *fr_task_new(fr_task_env *env, size_t idx);
 void fr_task_free(fr_task *t);
 
+/* Evaluates the task's condition (`when`) from its dependencies' outcomes
+ * (text, JSON, status, reason): *run is false when the task is to be
+ * skipped. A task without a condition runs, and so does every task of a
+ * plan (a plan cannot know a condition). FR_OK, or the condition's error
+ * (dsl's fr_workflow_when) with `err` filled. */
+int fr_task_decide(fr_task *t, bool *run, fr_error *err);
+
 /* Renders the task's prompt from its dependencies' outputs, once, and
  * sets the routing record's token estimates. A plan has no outputs: its
  * estimate is the template plus what the dependencies are expected to

@@ -168,6 +168,63 @@ static void test_join_waits_for_all_deps(void **state)
     fr_graph_free(g);
 }
 
+/* Join rules: 0 fails, 1 succeeds. 2 (all_done, deps 0 and 1) runs once
+ * both ended; 3 (any_failed, deps 0 and 1) runs because 0 failed; 4
+ * (any_failed, dep 1) is skipped because 1 succeeded, and so is 5 (all_ok,
+ * dep 4), while 6 (any_failed, dep 4) runs: a skip is not ok. 7 (all_ok,
+ * deps 1 and 0) is skipped at once when 0 fails. */
+static void test_triggers(void **state)
+{
+    (void)state;
+    fr_graph *g = fr_graph_new(8);
+    fr_graph_add_edge(g, 0, 2);
+    fr_graph_add_edge(g, 1, 2);
+    fr_graph_add_edge(g, 0, 3);
+    fr_graph_add_edge(g, 1, 3);
+    fr_graph_add_edge(g, 1, 4);
+    fr_graph_add_edge(g, 4, 5);
+    fr_graph_add_edge(g, 4, 6);
+    fr_graph_add_edge(g, 1, 7);
+    fr_graph_add_edge(g, 0, 7);
+    assert_int_equal(fr_graph_sort(g, NULL, NULL), FR_OK);
+    int cap[1] = {8};
+    fr_sched *s = fr_sched_new(g, NULL, 1, cap);
+    fr_sched_set_trigger(s, 2, FR_TRIGGER_ALL_DONE);
+    fr_sched_set_trigger(s, 3, FR_TRIGGER_ANY_FAILED);
+    fr_sched_set_trigger(s, 4, FR_TRIGGER_ANY_FAILED);
+    fr_sched_set_trigger(s, 6, FR_TRIGGER_ANY_FAILED);
+    size_t t;
+    nskipped = 0;
+    assert_true(fr_sched_pop(s, &t));
+    assert_true(fr_sched_pop(s, &t));
+    assert_false(fr_sched_pop(s, &t));
+    fr_sched_finish(s, 0, FR_TASK_FAILED, on_skip, NULL);
+    assert_int_equal(nskipped, 1); /* 7, at once */
+    assert_int_equal(skipped[0], 7);
+    assert_int_equal(causes[0], 0);
+    assert_int_equal(fr_sched_state(s, 2), FR_TASK_PENDING); /* waits for 1 */
+    assert_int_equal(fr_sched_state(s, 3), FR_TASK_PENDING);
+    fr_sched_finish(s, 1, FR_TASK_OK, on_skip, NULL);
+    assert_int_equal(fr_sched_state(s, 2), FR_TASK_READY);
+    assert_int_equal(fr_sched_state(s, 3), FR_TASK_READY);
+    assert_int_equal(fr_sched_state(s, 4), FR_TASK_SKIPPED);
+    assert_int_equal(fr_sched_state(s, 5), FR_TASK_SKIPPED);
+    assert_int_equal(fr_sched_state(s, 6), FR_TASK_READY);
+    assert_int_equal(nskipped, 3);
+    assert_int_equal(skipped[1], 4);
+    assert_int_equal(causes[1], 1); /* the last dep to end, which succeeded */
+    assert_int_equal(skipped[2], 5);
+    assert_int_equal(causes[2], 4);
+    for (int k = 0; k < 3; k++) {
+        assert_true(fr_sched_pop(s, &t));
+        fr_sched_finish(s, t, FR_TASK_OK, on_skip, NULL);
+    }
+    assert_false(fr_sched_pop(s, &t));
+    assert_int_equal(fr_sched_unfinished(s), 0);
+    fr_sched_free(s);
+    fr_graph_free(g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -176,6 +233,7 @@ int main(void)
         cmocka_unit_test(test_total_cap_bounds_every_endpoint),
         cmocka_unit_test(test_failure_skips_dependents_only),
         cmocka_unit_test(test_join_waits_for_all_deps),
+        cmocka_unit_test(test_triggers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
