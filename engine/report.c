@@ -326,7 +326,7 @@ void fr_report_summary(const fr_results *r, FILE *f, bool color)
         if (ap->state == FR_APPROVAL_PENDING)
             fprintf(f, "  %s: approval pending (asked %s)\n", r->wf->tasks[t].name,
                     ap->at ? ap->at : "now");
-        else if (ap->state != FR_APPROVAL_NONE)
+        else if (ap->state == FR_APPROVAL_APPROVED) /* a rejection is the task's reason */
             fprintf(f, "  %s: %s by %s at %s%s%s\n", r->wf->tasks[t].name,
                     fr_approval_state_name(ap->state), ap->by ? ap->by : "?", ap->at ? ap->at : "?",
                     ap->note ? ": " : "", ap->note ? ap->note : "");
