@@ -5,6 +5,7 @@
 #include "dsl/policy.h"
 #include "dsl/suggest.h"
 #include "dsl/workflow.h"
+#include "engine/approval.h"
 #include "engine/booking.h"
 #include "engine/guard.h"
 #include "engine/proc.h"
@@ -44,6 +45,8 @@ typedef struct args {
     size_t nvars;
     const char **fresh;
     size_t nfresh;
+    const char **approve;
+    size_t napprove;
     bool json, quiet, no_color, save_anywhere;
     fr_run_opts run;
 } args;
@@ -75,8 +78,9 @@ static int parse_number(const char *opt, const char *s, double *out)
 
 static const char exit_codes[] =
     "exit codes: 0 all tasks succeeded, 1 a task failed, 2 usage, 3 budget stopped\n"
-    "the run, 65 invalid workflow, 74 state store error, 78 configuration error,\n"
-    "130 interrupted by SIGINT, 143 by SIGTERM.\n";
+    "the run, 4 waiting for an approval (flowrun approve|reject), 65 invalid\n"
+    "workflow, 74 state store error, 78 configuration error, 130 interrupted by\n"
+    "SIGINT, 143 by SIGTERM.\n";
 
 enum { FOR_RUN = 1, FOR_PLAN = 2 };
 
@@ -111,6 +115,9 @@ static const struct {
     {FOR_RUN | FOR_PLAN, "  --baseline ENDPOINT   endpoint to compare the spend against\n"},
     {FOR_RUN, "  --no-cache            send every request, even when a stored result fits\n"},
     {FOR_RUN, "  --fresh TASK          do not reuse the stored result of TASK (repeatable)\n"},
+    {FOR_RUN, "  --approve TASK        approve the checkpoint of TASK (approve = true) in\n"
+              "                        advance, without asking (repeatable)\n"},
+    {FOR_RUN, "  --approve-all         approve every checkpoint in advance\n"},
     {FOR_RUN | FOR_PLAN,
      "  --allow-save-anywhere let `save` paths be absolute or leave the workflow's\n"
      "                        folder (through '..' or a symbolic link); without it\n"
@@ -210,6 +217,30 @@ static void tools_help(FILE *f)
           f);
 }
 
+static void approve_help(FILE *f)
+{
+    fputs("Records a decision on the checkpoint of TASK (a task with approve = true)\n"
+          "that a run left pending: `approve` lets its dependents run, `reject` fails\n"
+          "the task with the note as its reason and skips its dependents. Who decided\n"
+          "(the user name) and when are recorded with it. Run the workflow again to\n"
+          "go on: what is done comes from the result cache, only the dependents send\n"
+          "requests. A decision holds for the output it was shown: when the task's\n"
+          "output changes (--fresh, an edited prompt), the run asks again.\n"
+          "\n"
+          "options:\n"
+          "  --note TEXT           why (shown in the report; a rejection's reason)\n"
+          "  --state DIR           state directory (default $FLOWRUN_STATE, else ./.flowrun)\n"
+          "  --endpoints FILE      endpoints file, as for run (repeatable)\n"
+          "  --var NAME=VALUE      set a workflow variable (repeatable)\n"
+          "  -h, --help            this help\n"
+          "\n"
+          "exit codes: 0 recorded, 2 usage, 65 the workflow does not load, has no such\n"
+          "task, the task has no approve = true, or no approval of it is pending,\n"
+          "74 state store error.\n"
+          "Documentation: docs/cli.md (flowrun approve).\n",
+          f);
+}
+
 static void help_help(FILE *f)
 {
     fputs("Prints the list of commands, or the help of COMMAND (the same as\n"
@@ -222,6 +253,7 @@ static int plan_main(int argc, char **argv);
 static int spend_main(int argc, char **argv);
 static int policy_main(int argc, char **argv);
 static int tools_main(int argc, char **argv);
+static int approve_main(int argc, char **argv);
 static int help_main(int argc, char **argv);
 
 /* A subcommand: its name, usage line, one-line summary, help and entry
@@ -247,6 +279,10 @@ static const command commands[] = {
      "the built-in routing policies, and the source of one to copy", policy_help, policy_main},
     {"tools", "flowrun tools WORKFLOW.lua [--json]",
      "the tools a workflow's agents may use, asking its MCP servers", tools_help, tools_main},
+    {"approve", "flowrun approve WORKFLOW.lua TASK [--note TEXT] [--state DIR]",
+     "approve a checkpoint a run left pending", approve_help, approve_main},
+    {"reject", "flowrun reject WORKFLOW.lua TASK [--note TEXT] [--state DIR]",
+     "reject a checkpoint a run left pending", approve_help, approve_main},
     {"help", "flowrun help [COMMAND]", "this list, or a command's help", help_help, help_main},
 };
 enum { NCOMMANDS = sizeof commands / sizeof *commands };
@@ -339,6 +375,7 @@ static int parse_args(int argc, char **argv, int first, const command *cmd, args
     a->run.sim_tps = -1;
     a->vars = calloc((size_t)argc, sizeof *a->vars);
     a->fresh = calloc((size_t)argc, sizeof *a->fresh);
+    a->approve = calloc((size_t)argc, sizeof *a->approve);
     a->endpoints = calloc((size_t)argc, sizeof *a->endpoints);
     for (int i = first; i < argc; i++) {
         const char *s = argv[i];
@@ -394,6 +431,11 @@ static int parse_args(int argc, char **argv, int first, const command *cmd, args
         } else if (strcmp(s, "--fresh") == 0) {
             NEED_VALUE();
             a->fresh[a->nfresh++] = val;
+        } else if (strcmp(s, "--approve") == 0) {
+            NEED_VALUE();
+            a->approve[a->napprove++] = val;
+        } else if (strcmp(s, "--approve-all") == 0) {
+            a->run.approve_all = true;
         } else if (strcmp(s, "--allow-save-anywhere") == 0) {
             a->save_anywhere = true;
         } else if (strcmp(s, "--state") == 0) {
@@ -441,6 +483,8 @@ static int parse_args(int argc, char **argv, int first, const command *cmd, args
         return usage_error("%s", "no workflow file given");
     a->run.fresh = a->fresh;
     a->run.nfresh = a->nfresh;
+    a->run.approve = a->approve;
+    a->run.napprove = a->napprove;
     return -1;
 }
 
@@ -585,22 +629,24 @@ static int policy_main(int argc, char **argv)
     return EXIT_USAGE;
 }
 
-/* A --fresh that names no task of the workflow is a typo: a usage error
- * with the closest task name, or the task names when none is close. */
-static int check_fresh(const args *a, const fr_workflow *wf)
+/* A task name given to option `opt` (--fresh, --approve) that names no
+ * task of the workflow is a typo: a usage error with the closest task name,
+ * or the task names when none is close. */
+static int check_task_names(const char *opt, const char *const *given, size_t ngiven,
+                            const fr_workflow *wf)
 {
     const char **names = fr_xcalloc(wf->ntasks + 1, sizeof *names);
     for (size_t t = 0; t < wf->ntasks; t++)
         names[t] = wf->tasks[t].name;
     int code = -1;
-    for (size_t i = 0; i < a->nfresh && code < 0; i++) {
+    for (size_t i = 0; i < ngiven && code < 0; i++) {
         bool found = false;
         for (size_t t = 0; t < wf->ntasks && !found; t++)
-            found = strcmp(names[t], a->fresh[i]) == 0;
+            found = strcmp(names[t], given[i]) == 0;
         if (found)
             continue;
-        fprintf(stderr, "flowrun: --fresh: the workflow has no task '%s'", a->fresh[i]);
-        const char *s = fr_suggest(a->fresh[i], names, wf->ntasks);
+        fprintf(stderr, "flowrun: %s: the workflow has no task '%s'", opt, given[i]);
+        const char *s = fr_suggest(given[i], names, wf->ntasks);
         if (s) {
             fprintf(stderr, "; did you mean '%s'?", s);
         } else {
@@ -797,6 +843,129 @@ cleanup:
     return code;
 }
 
+/* After a run that ended with checkpoints pending (exit 4): each, and the
+ * commands that answer it. */
+static void print_how_to_answer(const fr_results *r, const char *wf_path, const char *state_dir)
+{
+    char *state = state_dir ? fr_xasprintf(" --state %s", state_dir) : fr_xstrdup("");
+    for (size_t t = 0; t < r->wf->ntasks; t++) {
+        if (r->tasks[t].approval.state != FR_APPROVAL_PENDING)
+            continue;
+        const char *name = r->wf->tasks[t].name;
+        fprintf(stderr,
+                "flowrun: task '%s' waits for approval (its output is in %s/); answer with\n"
+                "  flowrun approve %s %s%s [--note TEXT]\n"
+                "  flowrun reject %s %s%s [--note TEXT]\n"
+                "then run the workflow again to go on.\n",
+                name, r->out_dir, wf_path, name, state, wf_path, name, state);
+    }
+    free(state);
+}
+
+/* flowrun approve|reject WORKFLOW.lua TASK [--note TEXT] [--state DIR]:
+ * records the decision on a checkpoint a run left pending. */
+static int approve_main(int argc, char **argv)
+{
+    bool reject = strcmp(argv[1], "reject") == 0;
+    const char *path = NULL, *task = NULL, *note = NULL, *state_dir = NULL;
+    const char **vars = fr_xcalloc((size_t)argc, sizeof *vars);
+    const char **endpoints = fr_xcalloc((size_t)argc, sizeof *endpoints);
+    size_t nvars = 0, nendpoints = 0;
+    int code = 0;
+    for (int i = 2; i < argc && code == 0; i++) {
+        bool has = i + 1 < argc;
+        if (strcmp(argv[i], "--note") == 0 && has)
+            note = argv[++i];
+        else if (strcmp(argv[i], "--state") == 0 && has)
+            state_dir = argv[++i];
+        else if (strcmp(argv[i], "--var") == 0 && has)
+            vars[nvars++] = argv[++i];
+        else if (strcmp(argv[i], "--endpoints") == 0 && has)
+            endpoints[nendpoints++] = argv[++i];
+        else if (argv[i][0] == '-')
+            code = usage_error(has ? "unknown option '%s'" : "option %s needs a value", argv[i]);
+        else if (!path)
+            path = argv[i];
+        else if (!task)
+            task = argv[i];
+        else
+            code = usage_error("unexpected argument '%s'", argv[i]);
+    }
+    if (code == 0 && !task)
+        code = usage_error("%s: needs a workflow file and a task (flowrun approve|reject "
+                           "WORKFLOW.lua TASK)",
+                           argv[1]);
+    fr_workflow *wf = NULL;
+    fr_store *st = NULL;
+    char *db = NULL;
+    fr_error err = {0};
+    char msg[1600];
+    if (code != 0)
+        goto cleanup;
+    fr_load_opts lo = {
+        .endpoints_path = nendpoints ? endpoints[0] : NULL,
+        .more_endpoints = nendpoints > 1 ? endpoints + 1 : NULL,
+        .nmore_endpoints = nendpoints > 1 ? nendpoints - 1 : 0,
+        .vars = vars,
+        .nvars = nvars,
+        .warn = print_load_warning,
+    };
+    int rc = fr_workflow_load(path, &lo, &wf, &err);
+    if (rc != FR_OK) {
+        fprintf(stderr, "flowrun: %s\n", fr_error_format(&err, msg, sizeof msg));
+        code = exit_code_for_load_error(rc);
+        goto cleanup;
+    }
+    long t = fr_workflow_find_task(wf, task);
+    if (t < 0 || !wf->tasks[t].approve) {
+        fprintf(stderr, "flowrun: %s: ", path);
+        if (t < 0) {
+            const char **names = fr_xcalloc(wf->ntasks + 1, sizeof *names);
+            for (size_t i = 0; i < wf->ntasks; i++)
+                names[i] = wf->tasks[i].name;
+            const char *near = fr_suggest(task, names, wf->ntasks);
+            fprintf(stderr, "the workflow has no task '%s'", task);
+            if (near)
+                fprintf(stderr, "; did you mean '%s'?", near);
+            free(names);
+        } else {
+            fprintf(stderr, "task '%s' has no approve = true: it has no checkpoint to %s", task,
+                    argv[1]);
+        }
+        fputc('\n', stderr);
+        code = EXIT_INVALID;
+        goto cleanup;
+    }
+    db = fr_booking_state_path(state_dir, false);
+    if (access(db, F_OK) != 0) {
+        fprintf(stderr,
+                "flowrun: no approval of task '%s' is pending: no state store at %s (--state "
+                "DIR, else $FLOWRUN_STATE, else ./.flowrun); run the workflow first: without a "
+                "terminal it stops at the checkpoint and records it\n",
+                task, db);
+        code = EXIT_INVALID;
+        goto cleanup;
+    }
+    rc = fr_store_open(db, &st, &err);
+    if (rc == FR_OK)
+        rc = fr_approval_record(st, wf->name, task,
+                                reject ? FR_APPROVAL_REJECTED : FR_APPROVAL_APPROVED, note, &err);
+    if (rc != FR_OK) {
+        fprintf(stderr, "flowrun: %s\n", fr_error_format(&err, msg, sizeof msg));
+        code = rc == FR_ENOENT ? EXIT_INVALID : EXIT_IOERR;
+        goto cleanup;
+    }
+    fprintf(stderr, "flowrun: %s task '%s' of %s%s%s; run the workflow again to go on\n",
+            reject ? "rejected" : "approved", task, path, note ? ": " : "", note ? note : "");
+cleanup:
+    fr_store_close(st);
+    free(db);
+    fr_workflow_free(wf);
+    free(vars);
+    free(endpoints);
+    return code;
+}
+
 /* Loads the workflow named in argv[first..] and runs or plans it. */
 static int run_workflow(int argc, char **argv, int first, const command *cmd, bool plan)
 {
@@ -828,7 +997,9 @@ static int run_workflow(int argc, char **argv, int first, const command *cmd, bo
         code = exit_code_for_load_error(rc);
         goto cleanup;
     }
-    code = check_fresh(&a, wf);
+    code = check_task_names("--fresh", a.fresh, a.nfresh, wf);
+    if (code < 0)
+        code = check_task_names("--approve", a.approve, a.napprove, wf);
     if (code >= 0)
         goto cleanup;
     rc = fr_run_new(wf, &a.run, &run, &err);
@@ -847,6 +1018,8 @@ static int run_workflow(int argc, char **argv, int first, const command *cmd, bo
         bool color = !a.no_color && !getenv("NO_COLOR") && isatty(STDERR_FILENO);
         fr_report_summary(fr_run_results(run), stderr, color);
     }
+    if (code == 4)
+        print_how_to_answer(fr_run_results(run), a.workflow, a.run.state_dir);
     if (a.json) {
         json_t *report = fr_report_json(fr_run_results(run));
         int wrc = json_dumpf(report, stdout, JSON_INDENT(2));
@@ -863,6 +1036,7 @@ cleanup:
     fr_workflow_free(wf);
     free(a.vars);
     free(a.fresh);
+    free(a.approve);
     free(a.endpoints);
     return code;
 }

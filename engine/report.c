@@ -154,6 +154,14 @@ static json_t *task_report(const fr_results *r, size_t t)
     json_object_set_new(o, "decisions", redact_errors(tr->decisions));
     json_object_set_new(o, "turns", json_integer(tr->turns));
     json_object_set_new(o, "tool_calls", redact_errors(tr->tool_calls));
+    const char *ap = fr_approval_state_name(tr->approval.state);
+    if (ap && !r->plan)
+        json_object_set_new(
+            o, "approval",
+            json_pack("{s:s, s:o, s:o, s:o}", "state", ap, "by",
+                      tr->approval.by ? json_string(tr->approval.by) : json_null(), "at",
+                      tr->approval.at ? json_string(tr->approval.at) : json_null(), "note",
+                      tr->approval.note ? json_string(tr->approval.note) : json_null()));
     if (r->plan) {
         /* A plan's estimates: when the task would run and its worst case. */
         json_object_set_new(o, "output", json_null());
@@ -176,6 +184,7 @@ json_t *fr_report_json(const fr_results *r)
     json_t *o = json_object();
     const char *status = r->interrupted      ? "interrupted"
                          : r->exit_code == 3 ? "budget"
+                         : r->exit_code == 4 ? "waiting"
                          : r->exit_code != 0 ? "failed"
                          : r->plan           ? "planned"
                                              : "ok";
@@ -312,6 +321,17 @@ void fr_report_summary(const fr_results *r, FILE *f, bool color)
         free(reason);
     }
     for (size_t t = 0; t < r->wf->ntasks; t++) {
+        /* Each checkpoint: pending, or who decided. */
+        const fr_approval *ap = &r->tasks[t].approval;
+        if (ap->state == FR_APPROVAL_PENDING)
+            fprintf(f, "  %s: approval pending (asked %s)\n", r->wf->tasks[t].name,
+                    ap->at ? ap->at : "now");
+        else if (ap->state == FR_APPROVAL_APPROVED) /* a rejection is the task's reason */
+            fprintf(f, "  %s: %s by %s at %s%s%s\n", r->wf->tasks[t].name,
+                    fr_approval_state_name(ap->state), ap->by ? ap->by : "?", ap->at ? ap->at : "?",
+                    ap->note ? ": " : "", ap->note ? ap->note : "");
+    }
+    for (size_t t = 0; t < r->wf->ntasks; t++) {
         /* Where inherited privacy came from, and what was declassified. */
         const fr_task_spec *ts = &r->wf->tasks[t];
         char privacy[700];
@@ -393,9 +413,10 @@ void fr_report_plan(const fr_results *r, FILE *f)
                                                               : "default";
         nobserved += tr->obs_latency || tr->obs_output;
         char cost[FR_USD_LEN], worst[FR_USD_LEN];
-        fprintf(f, "%5zu  %-*.*s  %-16.16s %-5s %9s %9s %11s %11s  %s\n", fr_graph_level(r->g, t),
+        fprintf(f, "%5zu  %-*.*s  %-16.16s %-5s %9s %9s %11s %11s  %s%s\n", fr_graph_level(r->g, t),
                 (int)w, (int)w, wf->tasks[t].name, e->name, fr_tier_name(e->tier), start, end,
-                fr_usd_cost(cost, tr->cost), fr_usd_cost(worst, tr->worst_cost), basis);
+                fr_usd_cost(cost, tr->cost), fr_usd_cost(worst, tr->worst_cost), basis,
+                wf->tasks[t].approve ? "; waits for approval" : "");
     }
     free(order);
     char mk[32], cp[32];

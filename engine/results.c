@@ -40,6 +40,7 @@ void fr_results_close(fr_results *r)
         fr_reply_close(&r->tasks[i].reply);
         json_decref(r->tasks[i].decisions);
         json_decref(r->tasks[i].tool_calls);
+        fr_approval_clear(&r->tasks[i].approval);
     }
     free(r->tasks);
     free(r->endpoints);

@@ -7,6 +7,7 @@
  * through `const fr_results *` and never see the run's private structs. */
 
 #include "dsl/workflow.h"
+#include "engine/approval.h"
 #include "engine/endpoint.h"
 #include "engine/graph.h"
 #include "engine/sched.h"
@@ -45,6 +46,8 @@ typedef struct fr_task_result {
      * server, ms, ok, error, arg_bytes, result_bytes, turn}. */
     int turns;
     json_t *tool_calls;
+    /* An approval task's checkpoint (approve = true); state NONE otherwise. */
+    fr_approval approval;
 } fr_task_result;
 
 typedef struct fr_endpoint_result {

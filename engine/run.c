@@ -5,6 +5,7 @@
 #include "engine/run.h"
 
 #include "dsl/policy.h"
+#include "engine/approval.h"
 #include "engine/booking.h"
 #include "engine/budget.h"
 #include "engine/cache.h"
@@ -14,6 +15,7 @@
 #include "engine/http.h"
 #include "engine/output.h"
 #include "engine/plan.h"
+#include "engine/prompt.h"
 #include "engine/route.h"
 #include "engine/task.h"
 #include "engine/toolset.h"
@@ -47,6 +49,7 @@ typedef struct task_rt {
     bool timers_init;
     bool retry_armed;
     bool cleared; /* its condition was evaluated and lets it run */
+    bool held;    /* an approval task that succeeded: its dependents wait for a decision */
 } task_rt;
 
 struct fr_run {
@@ -81,11 +84,15 @@ struct fr_run {
     fr_budget *budget;
     fr_booking *books; /* the run's books in the state store; NULL for a plan */
     char *observed_from;
+    fr_approvals *approvals; /* the run's checkpoints (engine/approval); NULL for a plan */
+    fr_prompt *prompt;       /* the terminal that answers them, NULL without one */
+    size_t held;             /* tasks held at their checkpoint */
 };
 
 static void pump(fr_run *r);
 static void maybe_finish(fr_run *r);
 static void on_next(void *ud, size_t task, fr_task_next *n);
+static void task_end(task_rt *t, fr_task_state state, const char *reason);
 
 static uint64_t now_ns(const fr_run *r)
 {
@@ -271,6 +278,16 @@ int fr_run_new(fr_workflow *wf, const fr_run_opts *opts, fr_run **out, fr_error 
     rc = fr_output_prepare(wf, r->plan ? NULL : r->out_dir, &r->save_root, err);
     if (rc != FR_OK)
         goto cleanup;
+    if (!r->plan)
+        r->approvals = fr_approvals_new(&(fr_approvals_opts){
+            .wf = wf,
+            .store = fr_booking_store(r->books),
+            .run_id = r->run_id,
+            .out_dir = r->out_dir,
+            .approve = opts->approve,
+            .napprove = opts->napprove,
+            .approve_all = opts->approve_all,
+        });
     *out = r;
     r = NULL;
 cleanup:
@@ -346,6 +363,65 @@ static void on_written(void *ud, int rc, const char *path)
         ((fr_run *)ud)->write_errors++; /* engine/output logged it */
 }
 
+/* Follows the decision on approval task `t` (engine/approval): approved,
+ * its dependents go on; rejected, it fails with the note as its reason;
+ * otherwise it is held, asked at the terminal (NONE) or pending in the
+ * store, and the rest of the run goes on. */
+static void follow_approval(task_rt *t)
+{
+    fr_run *r = t->run;
+    const fr_approval *ap = &t->res->approval;
+    r->held -= t->held;
+    t->held = false;
+    if (ap->state == FR_APPROVAL_APPROVED) {
+        fr_sched_finish(r->sched, t->idx, FR_TASK_OK, on_skip, r);
+    } else if (ap->state == FR_APPROVAL_REJECTED) {
+        char *why = fr_xasprintf("rejected by %s%s%s", ap->by ? ap->by : "?", ap->note ? ": " : "",
+                                 ap->note ? ap->note : "");
+        task_end(t, FR_TASK_FAILED, why);
+        free(why);
+    } else {
+        t->held = true;
+        r->held++;
+        if (ap->state == FR_APPROVAL_NONE) {
+            char *path = fr_approvals_output_path(r->approvals, t->idx, &t->res->reply);
+            char *json = t->res->reply.json
+                             ? json_dumps(t->res->reply.json, JSON_INDENT(2) | JSON_ENCODE_ANY)
+                             : NULL;
+            fr_prompt_ask(r->prompt, t->idx, task_name(t), json ? json : t->res->reply.text, path);
+            free(json);
+            free(path);
+        }
+    }
+}
+
+/* Approval task `t` succeeded: the command line, the store or the
+ * terminal decides what follows. */
+static void checkpoint(task_rt *t)
+{
+    fr_run *r = t->run;
+    fr_error err = {0};
+    if (fr_approvals_decide(r->approvals, t->idx, &t->res->reply, fr_prompt_open(r->prompt),
+                            &t->res->approval, &err) != FR_OK)
+        fr_booking_write_failed(r->books, &err);
+    follow_approval(t);
+}
+
+/* The terminal answered for `task` (engine/prompt). */
+static void on_answer(void *ud, size_t task, fr_approval_state state, const char *note)
+{
+    fr_run *r = ud;
+    task_rt *t = &r->tasks[task];
+    fr_error err = {0};
+    if (r->stopping || !t->held)
+        return;
+    if (fr_approvals_answer(r->approvals, task, state, note, &t->res->approval, &err) != FR_OK)
+        fr_booking_write_failed(r->books, &err);
+    follow_approval(t);
+    maybe_finish(r);
+    pump(r);
+}
+
 static void task_ok(task_rt *t)
 {
     fr_run *r = t->run;
@@ -363,7 +439,10 @@ static void task_ok(task_rt *t)
                task_name(t), s->name, fr_tier_name(s->tier), t->res->latency_ms,
                t->res->usage.input, t->res->usage.output);
     }
-    fr_sched_finish(r->sched, t->idx, FR_TASK_OK, on_skip, r);
+    if (r->approvals && r->wf->tasks[t->idx].approve)
+        checkpoint(t);
+    else
+        fr_sched_finish(r->sched, t->idx, FR_TASK_OK, on_skip, r);
 }
 
 /* ---- attempts ----------------------------------------------------------- */
@@ -619,6 +698,8 @@ static void close_all(fr_run *r)
         }
     }
     fr_reload_stop(r->policy);
+    fr_prompt_close(r->prompt);
+    r->prompt = NULL;
     uv_close((uv_handle_t *)&r->wake, NULL);
     uv_close((uv_handle_t *)&r->sigint, NULL);
     uv_close((uv_handle_t *)&r->sigterm, NULL);
@@ -631,9 +712,22 @@ static void close_all(fr_run *r)
     r->standin_started = false;
 }
 
+/* True when the only tasks still to end wait behind checkpoints recorded
+ * as pending: nothing runs, nothing is ready, nobody is asked. */
+static bool only_checkpoints_left(fr_run *r)
+{
+    if (r->held == 0 || fr_prompt_waiting(r->prompt) > 0 || anything_pending(r) ||
+        fr_sched_ready(r->sched) > 0)
+        return false;
+    size_t running = 0;
+    for (size_t t = 0; t < r->wf->ntasks; t++)
+        running += fr_sched_state(r->sched, t) == FR_TASK_RUNNING;
+    return running == r->held;
+}
+
 static void maybe_finish(fr_run *r)
 {
-    if (!r->stopping && fr_sched_unfinished(r->sched) == 0)
+    if (!r->stopping && (fr_sched_unfinished(r->sched) == 0 || only_checkpoints_left(r)))
         close_all(r);
 }
 
@@ -659,13 +753,36 @@ static void on_signal(uv_signal_t *sig, int signum)
     close_all(r);
 }
 
+/* "waiting for approval of 'NAME'" (owned) for pending task `t`: the first
+ * held checkpoint found among its dependencies, transitively. */
+static char *waiting_reason(fr_run *r, size_t t)
+{
+    size_t n;
+    const size_t *deps = fr_graph_deps(r->g, t, &n);
+    for (size_t i = 0; i < n; i++) {
+        if (r->tasks[deps[i]].held)
+            return fr_xasprintf("waiting for approval of '%s'", task_name(&r->tasks[deps[i]]));
+        if (fr_sched_state(r->sched, deps[i]) == FR_TASK_PENDING)
+            return waiting_reason(r, deps[i]);
+    }
+    return fr_xstrdup("waiting for an approval");
+}
+
 /* Fills what the report reads and the run's exit code (DESIGN.md section 7). */
 static int publish(fr_run *r)
 {
-    bool failed = false, budget = false;
+    bool failed = false, budget = false, waiting = false;
     for (size_t t = 0; t < r->wf->ntasks; t++) {
         fr_task_state st = fr_sched_state(r->sched, t);
+        /* A task held at its checkpoint succeeded; those behind it wait. */
+        st = r->tasks[t].held && !r->res.interrupted ? FR_TASK_OK : st;
         r->res.tasks[t].state = st;
+        if (st == FR_TASK_PENDING && r->held && !r->res.interrupted) {
+            waiting = true;
+            free(r->res.tasks[t].reason);
+            r->res.tasks[t].reason = waiting_reason(r, t);
+            continue;
+        }
         /* A skip that was decided (a condition, a trigger) is not a failure. */
         failed |= st != FR_TASK_OK && !(st == FR_TASK_SKIPPED && r->res.tasks[t].decided);
         budget |= st == FR_TASK_BUDGET;
@@ -681,6 +798,7 @@ static int publish(fr_run *r)
                : r->books && fr_booking_failed(r->books) ? 74
                : budget                                  ? 3
                : failed || r->write_errors               ? 1
+               : waiting || r->held                      ? 4
                                                          : 0;
     if (r->plan)
         code = budget ? 3 : failed ? 1 : 0; /* as the run would end */
@@ -751,6 +869,8 @@ int fr_run_execute(fr_run *r)
         return 1;
     }
     r->handles_init = true;
+    if (r->approvals && fr_prompt_possible())
+        r->prompt = fr_prompt_new(&r->loop, on_answer, r);
     uv_timer_init(&r->loop, &r->wake);
     r->wake.data = r;
     uv_signal_init(&r->loop, &r->sigint);
@@ -788,6 +908,7 @@ int fr_run_execute(fr_run *r)
     int code = publish(r);
     const char *status = code == 0            ? "ok"
                          : code == 3          ? "budget"
+                         : code == 4          ? "waiting"
                          : r->res.interrupted ? "interrupted"
                                               : "failed";
     if (r->books && fr_booking_end(r->books, status, code, r->env.spent_usd) != FR_OK && code == 0)
@@ -810,6 +931,7 @@ void fr_run_free(fr_run *r)
     fr_router_free(r->router);
     fr_plan_free(r->plan);
     fr_budget_free(r->budget);
+    fr_approvals_free(r->approvals);
     fr_booking_free(r->books);
     fr_sched_free(r->sched);
     fr_graph_free(r->g);

@@ -35,6 +35,9 @@ typedef struct fr_run_opts {
     bool no_cache;             /* --no-cache: send every request, even when a result is stored */
     const char *const *fresh;  /* --fresh TASK: tasks whose stored results are not used */
     size_t nfresh;
+    const char *const *approve; /* --approve TASK: checkpoints approved in advance */
+    size_t napprove;
+    bool approve_all; /* --approve-all: every checkpoint approved in advance */
 } fr_run_opts;
 
 /* Prepares a run of `wf` (borrowed; must outlive the run) with `opts`
@@ -48,7 +51,8 @@ int fr_run_new(fr_workflow *wf, const fr_run_opts *opts, fr_run **out, fr_error 
 
 /* Runs the workflow to the end on the run's own loop; returns when every
  * task has ended and every handle is closed. Returns the process exit code
- * of DESIGN.md section 7 (0, 1, 3, 74, or 128 + the signal). */
+ * of DESIGN.md section 7 (0, 1, 3, 4: approvals pending, 74, or 128 + the
+ * signal). */
 int fr_run_execute(fr_run *r);
 
 /* The results of a finished run (borrowed, valid until fr_run_free): its

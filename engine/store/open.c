@@ -139,10 +139,29 @@ static const char schema_v2[] =
     "ALTER TABLE runs ADD COLUMN pid_start INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE runs ADD COLUMN boot_id TEXT NOT NULL DEFAULT '';"
     "CREATE INDEX runs_running ON runs(id) WHERE status = 'running';";
+
+/* Schema version 3: human approvals (approve = true). One row per workflow
+ * and task, the latest checkpoint: the hash of the output it was shown
+ * (a decision holds for that output only), the run that asked, where the
+ * whole output is, and who decided, when and why. */
+static const char schema_v3[] =
+    "CREATE TABLE approvals ("
+    "  workflow    TEXT NOT NULL,"
+    "  task        TEXT NOT NULL,"
+    "  output_hash TEXT NOT NULL,"
+    "  state       TEXT NOT NULL CHECK (state IN ('pending', 'approved', 'rejected')),"
+    "  run_id      TEXT,"
+    "  output_path TEXT,"
+    "  asked_at    REAL NOT NULL,"
+    "  decided_by  TEXT,"
+    "  decided_at  REAL,"
+    "  note        TEXT,"
+    "  PRIMARY KEY (workflow, task)"
+    ");";
 // clang-format on
 
 /* migrations[v] takes a database from version v to v + 1. */
-static const char *const migrations[FR_STORE_SCHEMA_VERSION] = {schema_v1, schema_v2};
+static const char *const migrations[FR_STORE_SCHEMA_VERSION] = {schema_v1, schema_v2, schema_v3};
 
 /* The SQL of one migration; see store.h. */
 const char *fr_store_migration_sql(int from)

@@ -17,7 +17,7 @@
 #include <time.h>
 
 /* The schema version this build writes and understands. */
-#define FR_STORE_SCHEMA_VERSION 2
+#define FR_STORE_SCHEMA_VERSION 3
 
 /* Returns the SQL (static) that takes a database from schema version `from`
  * to `from` + 1 (from 0: an empty database to version 1), or NULL for a
@@ -243,3 +243,36 @@ int fr_store_cache_get(fr_store *st, const char *key, fr_reply *out, bool *hit, 
  * stored. FR_ESTORE on a database failure. */
 int fr_store_cache_put(fr_store *st, const char *key, const char *endpoint, const fr_reply *r,
                        fr_error *err);
+
+/* A human approval (approve = true) as stored: one row per workflow and
+ * task, the latest checkpoint. `state` is "pending", "approved" or
+ * "rejected"; `output_hash` names the output the decision was shown (a
+ * decision holds for that output only). Times are unix seconds (0: none).
+ * Strings read back are owned by the row (fr_store_approval_clear); those
+ * passed to fr_store_approval_put are borrowed (by and note may be NULL). */
+typedef struct fr_store_approval {
+    char *workflow, *task, *output_hash, *state, *run_id, *output_path, *by, *note;
+    double asked_at, decided_at;
+} fr_store_approval;
+
+/* Frees the strings of `a` and zeroes it; NULL is fine. */
+void fr_store_approval_clear(fr_store_approval *a);
+
+/* Writes `a` (borrowed) as the row of its workflow and task, replacing any
+ * (asked_at 0: now by the store's clock). FR_EINVAL for a missing workflow,
+ * task, hash or state; FR_ESTORE for a database failure. */
+int fr_store_approval_put(fr_store *st, const fr_store_approval *a, fr_error *err);
+
+/* Reads the row of `workflow` and `task` (borrowed) into `out` (owned by the
+ * caller: fr_store_approval_clear) and sets *found; without a row *found is
+ * false and `out` zeroed. FR_ESTORE for a database failure. */
+int fr_store_approval_get(fr_store *st, const char *workflow, const char *task,
+                          fr_store_approval *out, bool *found, fr_error *err);
+
+/* Records a decision on the row of `workflow` and `task`: `state`
+ * ("approved" or "rejected"), `by` and `note` (may be NULL), at the store's
+ * clock; the output hash stays the row's. All borrowed. FR_ENOENT when the
+ * task has no row (nothing was ever asked), FR_EINVAL for another state,
+ * FR_ESTORE for a database failure. */
+int fr_store_approval_decide(fr_store *st, const char *workflow, const char *task,
+                             const char *state, const char *by, const char *note, fr_error *err);

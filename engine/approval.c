@@ -1,0 +1,214 @@
+/* Human approval: the decision for a succeeded approval task's output, from
+ * the command line, the store, or (asked by the caller) the terminal. */
+#include "engine/approval.h"
+
+#include "engine/util/hash.h"
+#include "engine/util/mem.h"
+
+#include <jansson.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+struct fr_approvals {
+    fr_approvals_opts o;
+    char (*hash)[17]; /* per task: the hash of the output being decided */
+    char **path;      /* per task: the file of that output (owned) */
+};
+
+const char *fr_approval_state_name(fr_approval_state st)
+{
+    switch (st) {
+    case FR_APPROVAL_PENDING:
+        return "pending";
+    case FR_APPROVAL_APPROVED:
+        return "approved";
+    case FR_APPROVAL_REJECTED:
+        return "rejected";
+    default:
+        return NULL;
+    }
+}
+
+void fr_approval_clear(fr_approval *a)
+{
+    if (!a)
+        return;
+    free(a->by);
+    free(a->at);
+    free(a->note);
+    memset(a, 0, sizeof *a);
+}
+
+char *fr_approval_user(char *out, size_t size)
+{
+    const struct passwd *pw = getpwuid(getuid());
+    const char *env = getenv("USER");
+    snprintf(out, size, "%s",
+             pw && pw->pw_name && *pw->pw_name ? pw->pw_name
+             : env && *env                     ? env
+                                               : "unknown");
+    return out;
+}
+
+/* ISO-8601 UTC of unix time `t` (owned). */
+static char *iso_time(double t)
+{
+    time_t s = (time_t)t;
+    struct tm tm;
+    char buf[32] = "";
+    if (gmtime_r(&s, &tm))
+        strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return fr_xstrdup(buf);
+}
+
+static fr_approval_state state_of(const char *s)
+{
+    return !s                           ? FR_APPROVAL_NONE
+           : strcmp(s, "approved") == 0 ? FR_APPROVAL_APPROVED
+           : strcmp(s, "rejected") == 0 ? FR_APPROVAL_REJECTED
+           : strcmp(s, "pending") == 0  ? FR_APPROVAL_PENDING
+                                        : FR_APPROVAL_NONE;
+}
+
+static void fill_from_row(const fr_store_approval *row, fr_approval *out)
+{
+    fr_approval_clear(out);
+    out->state = state_of(row->state);
+    out->by = row->by ? fr_xstrdup(row->by) : NULL;
+    out->note = row->note ? fr_xstrdup(row->note) : NULL;
+    out->at = iso_time(out->state == FR_APPROVAL_PENDING ? row->asked_at : row->decided_at);
+}
+
+fr_approvals *fr_approvals_new(const fr_approvals_opts *o)
+{
+    fr_approvals *a = fr_xcalloc(1, sizeof *a);
+    a->o = *o;
+    a->hash = fr_xcalloc(o->wf->ntasks ? o->wf->ntasks : 1, sizeof *a->hash);
+    a->path = fr_xcalloc(o->wf->ntasks ? o->wf->ntasks : 1, sizeof *a->path);
+    return a;
+}
+
+void fr_approvals_free(fr_approvals *a)
+{
+    if (!a)
+        return;
+    for (size_t t = 0; t < a->o.wf->ntasks; t++)
+        free(a->path[t]);
+    free(a->path);
+    free(a->hash);
+    free(a);
+}
+
+/* The output as the run writes it: its JSON (indented) or its text. */
+static char *output_text(const fr_reply *reply)
+{
+    if (reply->json)
+        return json_dumps(reply->json, JSON_INDENT(2) | JSON_ENCODE_ANY);
+    return fr_xstrdup(reply->text ? reply->text : "");
+}
+
+char *fr_approvals_output_path(const fr_approvals *a, size_t task, const fr_reply *reply)
+{
+    return fr_xasprintf("%s/%s.%s", a->o.out_dir, a->o.wf->tasks[task].name,
+                        reply->json ? "json" : "txt");
+}
+
+/* True when --approve-all, or --approve named `name`. */
+static bool approved_in_advance(const fr_approvals *a, const char *name)
+{
+    if (a->o.approve_all)
+        return true;
+    for (size_t i = 0; i < a->o.napprove; i++)
+        if (strcmp(a->o.approve[i], name) == 0)
+            return true;
+    return false;
+}
+
+/* Writes the row of `task` in `state` (asked now by this run) and fills
+ * `out` from it. */
+static int put_row(fr_approvals *a, size_t task, fr_approval_state state, const char *by,
+                   const char *note, fr_approval *out, fr_error *err)
+{
+    fr_store_approval row = {
+        .workflow = (char *)a->o.wf->name,
+        .task = (char *)a->o.wf->tasks[task].name,
+        .output_hash = a->hash[task],
+        .state = (char *)fr_approval_state_name(state),
+        .run_id = (char *)a->o.run_id,
+        .output_path = a->path[task],
+        .by = (char *)by,
+        .note = (char *)note,
+    };
+    fr_approval_clear(out);
+    out->state = state;
+    out->by = by ? fr_xstrdup(by) : NULL;
+    out->note = note ? fr_xstrdup(note) : NULL;
+    out->at = iso_time((double)time(NULL));
+    return fr_store_approval_put(a->o.store, &row, err);
+}
+
+int fr_approvals_decide(fr_approvals *a, size_t task, const fr_reply *reply, bool can_ask,
+                        fr_approval *out, fr_error *err)
+{
+    const char *name = a->o.wf->tasks[task].name;
+    char *text = output_text(reply);
+    snprintf(a->hash[task], sizeof a->hash[task], "%016llx",
+             (unsigned long long)fr_fnv1a64(text, strlen(text), FR_FNV1A64_BASIS));
+    free(text);
+    free(a->path[task]);
+    a->path[task] = fr_approvals_output_path(a, task, reply);
+    char user[128];
+    if (approved_in_advance(a, name))
+        return put_row(a, task, FR_APPROVAL_APPROVED, fr_approval_user(user, sizeof user),
+                       a->o.approve_all ? "--approve-all" : "--approve", out, err);
+    fr_store_approval row;
+    bool found = false;
+    int rc = fr_store_approval_get(a->o.store, a->o.wf->name, name, &row, &found, err);
+    if (rc != FR_OK) {
+        fr_approval_clear(out);
+        out->state = FR_APPROVAL_PENDING;
+        return rc;
+    }
+    fr_approval_state st = found && strcmp(row.output_hash, a->hash[task]) == 0
+                               ? state_of(row.state)
+                               : FR_APPROVAL_NONE;
+    if (st == FR_APPROVAL_APPROVED || st == FR_APPROVAL_REJECTED) {
+        fill_from_row(&row, out);
+        fr_store_approval_clear(&row);
+        return FR_OK;
+    }
+    fr_store_approval_clear(&row);
+    if (can_ask) {
+        fr_approval_clear(out);
+        return FR_OK;
+    }
+    return put_row(a, task, FR_APPROVAL_PENDING, NULL, NULL, out, err);
+}
+
+int fr_approvals_answer(fr_approvals *a, size_t task, fr_approval_state state, const char *note,
+                        fr_approval *out, fr_error *err)
+{
+    char user[128];
+    if (state == FR_APPROVAL_PENDING)
+        return put_row(a, task, FR_APPROVAL_PENDING, NULL, NULL, out, err);
+    return put_row(a, task, state, fr_approval_user(user, sizeof user), note, out, err);
+}
+
+int fr_approval_record(fr_store *st, const char *workflow, const char *task,
+                       fr_approval_state state, const char *note, fr_error *err)
+{
+    char user[128];
+    int rc = fr_store_approval_decide(st, workflow, task, fr_approval_state_name(state),
+                                      fr_approval_user(user, sizeof user), note, err);
+    if (rc == FR_ENOENT)
+        fr_error_set(err, FR_ENOENT, task, 0,
+                     "no approval of task '%s' is pending in workflow '%s': run the workflow "
+                     "first (without a terminal it stops at the checkpoint and records it), "
+                     "then approve or reject",
+                     task, workflow);
+    return rc;
+}
