@@ -65,9 +65,13 @@ static int check_source(fr_workflow *wf, fr_task_spec *t, fr_error *err)
         dot = strstr(dot + 1, ".json");
     size_t nl = dot ? (size_t)(dot - f) : strlen(f);
     long dep = -1;
-    for (size_t k = 0; k < t->ndeps && dep < 0; k++)
-        if (strlen(t->deps[k]) == nl && memcmp(t->deps[k], f, nl) == 0)
+    for (size_t k = 0; k < t->ndeps && dep < 0; k++) {
+        size_t dl = strlen(t->deps[k]);
+        /* Without .json, a dep followed by anything else ("plan.modules"). */
+        if (dot ? dl == nl && memcmp(t->deps[k], f, nl) == 0
+                : strncmp(t->deps[k], f, dl) == 0 && (f[dl] == '\0' || f[dl] == '.'))
             dep = (long)k;
+    }
     if (dep < 0) {
         char *guess = fr_xstrndup(f, nl);
         const char *s = fr_suggest(guess, (const char *const *)t->deps, t->ndeps);

@@ -320,8 +320,9 @@ void fr_report_summary(const fr_results *r, FILE *f, bool color)
         const fr_endpoint_spec *e = tr->endpoint >= 0 ? &r->wf->endpoints[tr->endpoint] : NULL;
         const char *hue = ok ? green : tr->decided ? "" : red; /* a decided skip is no error */
         char lat[32], tokens[48], cost[FR_USD_LEN];
-        fmt_ms(lat, sizeof lat, ok ? tr->latency_ms : -1);
-        snprintf(tokens, sizeof tokens, ok ? "%ld/%ld%s" : "-", tr->usage.input, tr->usage.output,
+        bool sent = ok && tr->endpoint >= 0; /* a fan-out sends nothing itself */
+        fmt_ms(lat, sizeof lat, sent ? tr->latency_ms : -1);
+        snprintf(tokens, sizeof tokens, sent ? "%ld/%ld%s" : "-", tr->usage.input, tr->usage.output,
                  tr->usage.estimated ? "~" : "");
         fprintf(f, "%-*.*s  %s%-9s%s %-16.16s %-5s %3d %9s %15s %10s\n", (int)w, (int)w,
                 r->wf->tasks[t].name, hue, fr_task_state_name(st), off, e ? e->name : "-",
