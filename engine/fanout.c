@@ -106,7 +106,9 @@ static char **instance_names(const fr_fanout_env *env, size_t task, const json_t
     for (size_t i = 0; i < n && !*reason; i++) {
         fr_error err = {0};
         const json_t *item = list ? json_array_get(list, i) : NULL;
-        if (fr_workflow_instance_name(wf, task, item, i + 1, &names[i], &err) != FR_OK) {
+        if (!list) { /* a plan has no items to name them by */
+            names[i] = fr_xasprintf("%s[%zu]", wf->tasks[task].name, i + 1);
+        } else if (fr_workflow_instance_name(wf, task, item, i + 1, &names[i], &err) != FR_OK) {
             char msg[1400];
             *reason = fr_xasprintf("foreach: %s", fr_error_format(&err, msg, sizeof msg));
             break;

@@ -106,6 +106,10 @@ expect_rc 0 "named"
 [ "$(jqr '[.tasks[] | select(.instance_of == "module") | .name] | join(",")')" = "impl-m01,impl-m02,impl-m03" ] ||
   fail "named: $(jqr '[.tasks[] | .name] | join(",")')"
 [ -f "$WORK/n/out/impl-m02.json" ] || [ -f "$WORK/n/out/impl-m02.txt" ] || fail "named: no output file for impl-m02 ($(ls "$WORK/n/out"))"
+run_flowrun plan "$WORK/n/flow.lua" --state "$WORK/n/state"
+expect_rc 0 "plan of named instances"
+grep -q "module *× 12, known when plan runs" "$WORK/stdout" && grep -q "module\[12\]" "$WORK/stdout" ||
+  { cat "$WORK/stdout"; fail "plan of named instances"; }
 flow "$SIM_URL" 3 'name = "same",' >"$WORK/n/dup.lua"
 run_flowrun "$WORK/n/dup.lua" --json --state "$WORK/n/state"
 expect_rc 1 "duplicate names"
@@ -150,6 +154,37 @@ case "$(jqr '.tasks[] | select(.name == "module") | .reason')" in
   *) fail "missing path: $(jqr '.tasks[] | select(.name == "module") | .reason')" ;;
 esac
 pass "an empty list ends the fan-out ok with zero instances and says so; over max_items, not an array and a missing path fail it naming what was found"
+
+# ---- a condition per instance; a failed instance fails the fan-out
+kill "$SIM_PID"; wait "$SIM_PID" 2>/dev/null || true; SIM_PID=""
+start_sim --latency 5 --tps 0 --model "m_one:faults=ok+500"
+cat >"$WORK/e/cond.lua" <<LUA
+workflow { name = "cond", defaults = { retries = 0 } }
+endpoint "o" { tier = "local", url = "$SIM_URL/v1", model = "m_one", max_parallel = 1 }
+agent "a" {}
+task "plan" { agent = "a", endpoint = "o", schema = "json", prompt = [[REPLY: {"items": ["x", "y", "z", "w"]}]] }
+task "module" { agent = "a", endpoint = "o", deps = { "plan" }, foreach = "plan.json.items",
+                when = function(ctx) return ctx.item ~= "y" end, prompt = "REPLY: {{item}}" }
+task "join" { agent = "a", endpoint = "o", deps = { "module" }, prompt = "REPLY: joined" }
+task "after" { agent = "a", endpoint = "o", deps = { "module" }, trigger = "all_done",
+               prompt = function(ctx)
+                 local t = {}
+                 for _, m in ipairs(ctx.module) do t[#t + 1] = m.name .. "=" .. m.status end
+                 return "REPLY: " .. table.concat(t, ",")
+               end }
+LUA
+run_flowrun "$WORK/e/cond.lua" --json --out "$WORK/e/cond" --state "$WORK/e/cstate"
+expect_rc 1 "a failed instance"
+[ "$(jqr '[.tasks[] | select(.instance_of) | "\(.name)=\(.status)"] | join(",")')" = "module[1]=failed,module[2]=skipped,module[3]=ok,module[4]=ok" ] ||
+  fail "instances: $(jqr '[.tasks[] | select(.instance_of) | "\(.name)=\(.status):\(.reason)"] | join(",")')"
+[ "$(jqr '.tasks[] | select(.name == "module[2]") | .reason')" = "condition false" ] || fail "module[2] not skipped by its condition"
+[ "$(jqr '.tasks[] | select(.name == "module") | "\(.status)|\(.reason)"')" = "failed|1 of 4 instances did not succeed: 'module[1]' (failed)" ] ||
+  fail "fan-out: $(jqr '.tasks[] | select(.name == "module") | .reason')"
+[ "$(jqr '.tasks[] | select(.name == "join") | "\(.status)|\(.reason)"')" = "skipped|dependency 'module' did not succeed" ] ||
+  fail "join: $(jqr '.tasks[] | select(.name == "join")')"
+[ "$(cat "$WORK/e/cond/after.txt")" = "module[1]=failed,module[2]=skipped,module[3]=ok,module[4]=ok" ] ||
+  fail "after: $(cat "$WORK/e/cond/after.txt")"
+pass "each instance has its own condition (ctx.item); a failed instance fails the fan-out naming it, and its dependents follow their triggers"
 
 # ---- load errors at file:line
 bad() { # FIELDS EXPECTED
