@@ -186,6 +186,28 @@ expect_rc 1 "a failed instance"
   fail "after: $(cat "$WORK/e/cond/after.txt")"
 pass "each instance has its own condition (ctx.item); a failed instance fails the fan-out naming it, and its dependents follow their triggers"
 
+# ---- instances use their fan-out's tools
+cat >"$WORK/e/tools.lua" <<LUA
+workflow { name = "tools", defaults = { retries = 0 } }
+endpoint "o" { tier = "local", url = "$SIM_URL/v1", model = "tool-model", max_parallel = 2 }
+agent "a" {}
+tool "word_count" {
+  description = "Counts the words of a text",
+  parameters = { type = "object", required = { "text" }, properties = { text = { type = "string" } } },
+  run = function(args) local n = 0; for _ in args.text:gmatch("%S+") do n = n + 1 end; return tostring(n) end,
+}
+task "plan" { agent = "a", endpoint = "o", schema = "json", prompt = [[REPLY: {"texts": ["a b", "c d e"]}]] }
+task "count" { agent = "a", endpoint = "o", deps = { "plan" }, foreach = "plan.json.texts",
+               tools = { "word_count" }, prompt = [[Count.
+@@call word_count {"text": "{{item}}"}]] }
+LUA
+run_flowrun "$WORK/e/tools.lua" --json --out "$WORK/e/tools" --state "$WORK/e/tstate"
+expect_rc 0 "instances with tools"
+grep -q "tool word_count: 2" "$WORK/e/tools/count[1].txt" && grep -q "tool word_count: 3" "$WORK/e/tools/count[2].txt" ||
+  fail "instances' tool calls: $(cat "$WORK/e/tools/"*.txt)"
+[ "$(jqr '[.tasks[] | select(.instance_of) | .tool_calls[0].ok] | join(",")')" = "true,true" ] || fail "tool calls not ok"
+pass "each instance runs its fan-out's tools with its own item"
+
 # ---- load errors at file:line
 bad() { # FIELDS EXPECTED
   printf 'agent "a" {}\ntask "plan" { agent = "a", prompt = "hi" }\ntask "m" { agent = "a", deps = { "plan" }, prompt = "hi {{item}}", %s }\n' "$1" >"$WORK/bad.lua"
