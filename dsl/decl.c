@@ -31,13 +31,22 @@ static const char ctx_key = 'C';
 static const char *const kind_names[] = {"task", "agent", "endpoint", "mcp", "tool"};
 
 static const char *const task_fields[] = {
-    "agent",          "prompt",          "deps",        "complexity",
-    "type",           "priority",        "private",     "timeout",
-    "retries",        "max_tokens",      "temperature", "budget",
-    "schema",         "check",           "min_quality", "approve",
-    "save",           "endpoint",        "tier",        "seed",
-    "declassify",     "allow_truncated", "tools",       "max_turns",
-    "max_tool_calls", "cache",           "trigger",     "when",
+    "agent",          "prompt",
+    "deps",           "complexity",
+    "type",           "priority",
+    "private",        "timeout",
+    "retries",        "max_tokens",
+    "temperature",    "budget",
+    "schema",         "check",
+    "min_quality",    "approve",
+    "save",           "endpoint",
+    "tier",           "seed",
+    "declassify",     "allow_truncated",
+    "tools",          "max_turns",
+    "max_tool_calls", "cache",
+    "trigger",        "when",
+    "foreach",        "name",
+    "max_items",      "plan_items",
 };
 static const char *const agent_fields[] = {"system", "type", "private", "tools"};
 static const char *const endpoint_fields[] = {
@@ -249,6 +258,7 @@ static size_t append_task(fr_load_ctx *c, const fr_pending *p)
     t->max_turns = -1;
     t->max_tool_calls = -1;
     t->private_from = t->private_via = t->declassified_from = -1;
+    t->plan_items = -1;
     wf->lua->tasks[i] = (fr_task_lua){LUA_NOREF, 0, LUA_NOREF, LUA_NOREF, 0};
     c->task_agents[i] = NULL;
     c->ntask_agents = i + 1;
@@ -370,6 +380,7 @@ static void task_body(lua_State *L, fr_load_ctx *c, size_t p, int t)
     lua_pop(L, 1); /* [] */
 
     trigger_field(&d, t, ts);
+    fr_decl_foreach_fields(&d, t, ts);
     ty = fr_decl_push_field(&d, t, "when"); /* [when] */
     if (ty == LUA_TFUNCTION) {
         lua_Debug ar;

@@ -82,6 +82,10 @@ bool fr_decl_push_sub(fr_decl *d, int t, const char *f, fr_decl *sub);
  * kind's known fields (with a did-you-mean), marks the name declared. */
 void fr_decl_body_begin(fr_decl *d, lua_State *L, fr_load_ctx *c, size_t p, int t);
 
+/* Reads the fan-out fields `foreach`, `name`, `max_items` and `plan_items`
+ * of the task table at `t` into `ts` (dsl/foreach.c). */
+void fr_decl_foreach_fields(fr_decl *d, int t, fr_task_spec *ts);
+
 /* Checks on values (dsl/decl.c), all of borrowed strings: a C-style
  * variable name; something that looks like a secret rather than the name of
  * a variable (never echo it); an http:// or https:// URL; a URL carrying a

@@ -43,6 +43,10 @@ static void task_close(fr_task_spec *t)
     free(t->save);
     free(t->endpoint);
     free(t->when);
+    free(t->foreach);
+    free(t->foreach_path);
+    free(t->instance_name);
+    json_decref(t->item);
     for (size_t i = 0; i < t->ntools; i++)
         free(t->tools[i]);
     free(t->tools);
@@ -636,7 +640,8 @@ static int check_decision(const fr_task_spec *t, const json_t *vars, fr_error *e
     if (!t->when)
         return FR_OK;
     fr_error terr = {0};
-    int rc = fr_template_check(t->when, (const char *const *)t->deps, t->ndeps, vars, &terr);
+    int rc = fr_template_check_item(t->when, (const char *const *)t->deps, t->ndeps, vars,
+                                    t->foreach != NULL, &terr);
     if (rc != FR_OK)
         fr_error_set(err, rc, t->file, t->line, "task '%s': field 'when': %s", t->name, terr.msg);
     return rc;
@@ -664,10 +669,12 @@ static int resolve_tasks(fr_workflow *wf, fr_load_ctx *c, bool save_anywhere, fr
         rc = resolve_agent(wf, c, i, err);
         if (rc == FR_OK)
             rc = resolve_deps(wf, i, names, err);
+        if (rc == FR_OK)
+            rc = fr_load_check_foreach(wf, i, err);
         if (rc == FR_OK && t->prompt) {
             fr_error terr = {0};
-            rc = fr_template_check(t->prompt, (const char *const *)t->deps, t->ndeps, wf->vars,
-                                   &terr);
+            rc = fr_template_check_item(t->prompt, (const char *const *)t->deps, t->ndeps, wf->vars,
+                                        t->foreach != NULL, &terr);
             if (rc != FR_OK)
                 fr_error_set(err, rc, t->file, t->line, "task '%s': %s", t->name, terr.msg);
         }
@@ -777,6 +784,7 @@ int fr_workflow_load(const char *path, const fr_load_opts *opts, fr_workflow **o
         rc = check_has_endpoints(wf, err);
     if (rc != FR_OK)
         goto cleanup;
+    fr_load_reserve_instances(wf);
     *out = wf;
     wf = NULL;
 cleanup:

@@ -104,6 +104,16 @@ int fr_load_resolve_tools(fr_workflow *wf, fr_error *err);
 int fr_load_call_json(lua_State *L, int ref, const json_t *arg, int nresults, const char *what,
                       const char *file, int line, fr_error *err);
 
+/* Checks task `i`'s fan-out fields once its deps are resolved (the source
+ * names a dep's JSON, the name template, the fields a fan-out cannot have,
+ * the ones that need foreach) and fills max_items' default. FR_OK or
+ * FR_EWORKFLOW with `err` at the task's file:line (dsl/foreach.c). */
+int fr_load_check_foreach(fr_workflow *wf, size_t i, fr_error *err);
+
+/* Sets wf->tasks_cap and reserves that room in wf->tasks and
+ * wf->lua->tasks: the tasks plus every fan-out's max_items (dsl/foreach.c). */
+void fr_load_reserve_instances(fr_workflow *wf);
+
 /* Frees what the workflow's MCP servers and tools own, and releases the
  * tools' references into wf->lua (dsl/tool.c). Leaves nmcps/ntools at 0. */
 void fr_load_free_tools(fr_workflow *wf);

@@ -122,15 +122,25 @@ int fr_workflow_render_prompt(fr_workflow *wf, size_t task, const json_t *ctx, c
     return rc;
 }
 
-/* Pushes the check's arguments: the output text and its JSON. Runs in
+/* Pushes the check's arguments: the output text, its JSON and, for a
+ * fan-out's instance, a ctx with its item and index (else nil). Runs in
  * protected mode, so a memory error while copying is caught. */
 static int push_check_args(lua_State *L)
 {
     const char *text = lua_touserdata(L, 1);
     const json_t *json = lua_touserdata(L, 2);
-    lua_pushstring(L, text);   /* [ud, ud, text] */
-    fr_lua_push_json(L, json); /* [ud, ud, text, json] */
-    return 2;
+    const fr_task_spec *t = lua_touserdata(L, 3);
+    lua_pushstring(L, text);   /* [ud, ud, ud, text] */
+    fr_lua_push_json(L, json); /* [ud, ud, ud, text, json] */
+    if (t->is_instance) {
+        json_t *ctx = json_pack("{s:O, s:I}", "item", t->item ? t->item : json_null(), "index",
+                                (json_int_t)t->index);
+        fr_lua_push_json(L, ctx); /* [ud, ud, ud, text, json, ctx] */
+        json_decref(ctx);         /* a memory error above leaks it: rare and bounded */
+    } else {
+        lua_pushnil(L);
+    }
+    return 3;
 }
 
 int fr_workflow_check(fr_workflow *wf, size_t task, const char *text, const json_t *json,
@@ -148,15 +158,16 @@ int fr_workflow_check(fr_workflow *wf, size_t task, const char *text, const json
     int top = lua_gettop(L);
     char what[300];
     snprintf(what, sizeof what, "check of task '%s'", t->name);
-    if (!lua_checkstack(L, 6))
+    if (!lua_checkstack(L, 7))
         return fr_error_set(err, FR_ELIMIT, t->file, t->line, "%s: Lua stack exhausted", what);
     lua_rawgeti(L, LUA_REGISTRYINDEX, tl->check_ref); /* [fn] */
     lua_pushcfunction(L, push_check_args);            /* [fn, push] */
     lua_pushlightuserdata(L, (void *)text);
-    lua_pushlightuserdata(L, (void *)json);   /* [fn, push, ud, ud] */
-    int rc = fr_lua_call(L, 2, 2, what, err); /* [fn, text, json] */
+    lua_pushlightuserdata(L, (void *)json);
+    lua_pushlightuserdata(L, (void *)t);      /* [fn, push, ud, ud, ud] */
+    int rc = fr_lua_call(L, 3, 3, what, err); /* [fn, text, json, ctx] */
     if (rc == FR_OK)
-        rc = fr_lua_call(L, 2, 2, what, err); /* [result, reason] */
+        rc = fr_lua_call(L, 3, 2, what, err); /* [result, reason] */
     if (rc != FR_OK) {
         if (err && !err->source[0]) {
             snprintf(err->source, sizeof err->source, "%s", t->file);

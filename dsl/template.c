@@ -6,7 +6,13 @@
  * `.json.a.0.b` (a walk into it: object keys, array indices), `.status`
  * (how it ended) or `.reason` (why it did not succeed). There is no
  * escaping: `{{` always opens a placeholder, and text between `{{` and `}}`
- * that is not a valid placeholder is an error at check time. */
+ * that is not a valid placeholder is an error at check time.
+ *
+ * In a fan-out instance (the context has an integer "index"), `item` is the
+ * instance's item (`item.a.0` walks into it) and `index` its 1-based
+ * position. A dependency that is a fan-out is a list of its instances'
+ * results: its text is their texts joined by a blank line, its JSON the
+ * array of their JSON values. */
 
 #include "dsl/template.h"
 
@@ -20,7 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef enum { PH_TEXT, PH_JSON, PH_VAR, PH_STATUS, PH_REASON } ph_kind;
+typedef enum { PH_TEXT, PH_JSON, PH_VAR, PH_STATUS, PH_REASON, PH_ITEM, PH_INDEX } ph_kind;
 
 /* One parsed placeholder; all pointers borrow from the template. */
 typedef struct ph {
@@ -109,8 +115,8 @@ static size_t guess_name_len(const char *s, size_t n)
 /* Parses `inner` into `out`. Fails with FR_EWORKFLOW when the text is not
  * a placeholder or names no dependency (`unknown` is then set and the
  * message is left to the caller). */
-static int parse(const char *inner, size_t n, has_dep_fn has_dep, const void *arg, ph *out,
-                 bool *unknown, fr_error *err)
+static int parse(const char *inner, size_t n, has_dep_fn has_dep, const void *arg, bool item,
+                 ph *out, bool *unknown, fr_error *err)
 {
     *unknown = false;
     memset(out, 0, sizeof *out);
@@ -130,6 +136,20 @@ static int parse(const char *inner, size_t n, has_dep_fn has_dep, const void *ar
         out->kind = PH_VAR;
         out->name = inner + 4;
         out->name_len = n - 4;
+        return FR_OK;
+    }
+    if (item && (seg_is(inner, n, "item") || (n > 5 && memcmp(inner, "item.", 5) == 0))) {
+        out->kind = PH_ITEM;
+        out->name = inner;
+        out->name_len = 4;
+        out->path = n > 5 ? inner + 5 : inner + n;
+        out->path_len = n > 5 ? n - 5 : 0;
+        return FR_OK;
+    }
+    if (item && seg_is(inner, n, "index")) {
+        out->kind = PH_INDEX;
+        out->name = inner;
+        out->name_len = n;
         return FR_OK;
     }
     /* The longest prefix ending at a segment boundary that is a dep. */
@@ -238,6 +258,12 @@ static int unknown_var(const ph *p, const json_t *vars, fr_error *err)
 int fr_template_check(const char *tmpl, const char *const *deps, size_t ndeps, const json_t *vars,
                       fr_error *err)
 {
+    return fr_template_check_item(tmpl, deps, ndeps, vars, false, err);
+}
+
+int fr_template_check_item(const char *tmpl, const char *const *deps, size_t ndeps,
+                           const json_t *vars, bool item, fr_error *err)
+{
     dep_list dl = {deps, ndeps};
     const char *p = tmpl, *open, *inner, *next;
     size_t n;
@@ -247,7 +273,7 @@ int fr_template_check(const char *tmpl, const char *const *deps, size_t ndeps, c
             return unterminated(err, open);
         ph pl;
         bool unknown;
-        int rc = parse(inner, n, in_deps, &dl, &pl, &unknown, err);
+        int rc = parse(inner, n, in_deps, &dl, item, &pl, &unknown, err);
         if (unknown)
             return unknown_dep(&pl, &dl, err);
         if (rc != FR_OK)
@@ -255,7 +281,8 @@ int fr_template_check(const char *tmpl, const char *const *deps, size_t ndeps, c
         if (pl.kind == PH_VAR) {
             if (!vars || !json_object_getn(vars, pl.name, pl.name_len))
                 return unknown_var(&pl, vars, err);
-        } else if (pl.kind == PH_JSON && pl.path_len > 0 && !valid_path(pl.path, pl.path_len)) {
+        } else if ((pl.kind == PH_JSON || pl.kind == PH_ITEM) && pl.path_len > 0 &&
+                   !valid_path(pl.path, pl.path_len)) {
             return fr_error_set(err, FR_EWORKFLOW, NULL, 0, "'{{%.*s}}' is not a valid path",
                                 (int)n, inner);
         }
@@ -280,7 +307,7 @@ bool fr_template_uses_var(const char *tmpl, const char *name)
 static bool in_ctx(const char *name, size_t len, const void *arg)
 {
     const json_t *o = json_object_getn(arg, name, len);
-    return o && json_is_object(o);
+    return o && (json_is_object(o) || json_is_array(o));
 }
 
 /* Appends `v`: strings raw, anything else as compact JSON. */
@@ -367,6 +394,12 @@ static int resolve(const ph *p, const json_t *ctx, const json_t **out, fr_error 
         *out = v;
         return FR_OK;
     }
+    if (p->kind == PH_INDEX) {
+        *out = json_object_get(ctx, "index");
+        return FR_OK;
+    }
+    if (p->kind == PH_ITEM)
+        return walk(p, json_object_get(ctx, "item"), out, err);
     const json_t *dep = json_object_getn(ctx, p->name, p->name_len);
     if (p->kind == PH_STATUS || p->kind == PH_REASON) {
         const char *field = p->kind == PH_STATUS ? "status" : "reason";
@@ -401,6 +434,49 @@ static int resolve(const ph *p, const json_t *ctx, const json_t **out, fr_error 
     return walk(p, j, out, err);
 }
 
+/* A fan-out dependency `list` (its instances' results, in item order):
+ * the texts joined by a blank line, or the array of their JSON values (and
+ * a walk into it). On FR_OK *out is owned. */
+static int resolve_list(const ph *p, const json_t *list, json_t **out, fr_error *err)
+{
+    int fl = (int)p->full_len, nl = (int)p->name_len;
+    if (p->kind == PH_STATUS || p->kind == PH_REASON)
+        return fr_error_set(err, FR_EWORKFLOW, NULL, 0,
+                            "{{%.*s}}: '%.*s' is a fan-out, a list of instances: read each "
+                            "one's status and reason in a function (ctx.%.*s[i].status)",
+                            fl, p->full, nl, p->name, nl, p->name);
+    size_t i;
+    const json_t *r;
+    if (p->kind == PH_TEXT) {
+        fr_buf b;
+        fr_buf_init(&b, 0);
+        json_array_foreach(list, i, r)
+        {
+            if (i > 0)
+                fr_buf_puts(&b, "\n\n");
+            const char *t = json_string_value(json_object_get(r, "text"));
+            fr_buf_puts(&b, t ? t : "");
+        }
+        char *s = fr_buf_take(&b);
+        fr_buf_close(&b);
+        *out = json_string(s);
+        free(s);
+        return *out ? FR_OK
+                    : fr_error_set(err, FR_EWORKFLOW, NULL, 0, "{{%.*s}}: not text", fl, p->full);
+    }
+    json_t *all = json_array();
+    json_array_foreach(list, i, r)
+    {
+        const json_t *j = json_object_get(r, "json");
+        json_array_append_new(all, j ? json_incref((json_t *)j) : json_null());
+    }
+    const json_t *v;
+    int rc = walk(p, all, &v, err);
+    *out = rc == FR_OK ? json_incref((json_t *)v) : NULL;
+    json_decref(all);
+    return rc;
+}
+
 /*
  * Expands `tmpl` (borrowed) from `ctx` (borrowed object: dep name ->
  * {text, json, status, reason}, the last two optional; "var" -> object). Strings are inserted raw,
@@ -423,7 +499,8 @@ int fr_template_render(const char *tmpl, const json_t *ctx, char **out, fr_error
         fr_buf_append(&b, p, (size_t)(open - p));
         ph pl;
         bool unknown;
-        rc = parse(inner, n, in_ctx, ctx, &pl, &unknown, err);
+        rc = parse(inner, n, in_ctx, ctx, json_is_integer(json_object_get(ctx, "index")), &pl,
+                   &unknown, err);
         if (unknown) {
             size_t gl = guess_name_len(inner, n);
             rc = fr_error_set(err, FR_EWORKFLOW, NULL, 0, "{{%.*s}}: no output for '%.*s'", (int)n,
@@ -431,11 +508,23 @@ int fr_template_render(const char *tmpl, const json_t *ctx, char **out, fr_error
         }
         if (rc != FR_OK)
             goto cleanup;
-        const json_t *v;
-        rc = resolve(&pl, ctx, &v, err);
-        if (rc != FR_OK)
-            goto cleanup;
-        put_value(&b, v);
+        const json_t *list = pl.kind == PH_VAR || pl.kind == PH_ITEM || pl.kind == PH_INDEX
+                                 ? NULL
+                                 : json_object_getn(ctx, pl.name, pl.name_len);
+        if (json_is_array(list)) {
+            json_t *owned = NULL;
+            rc = resolve_list(&pl, list, &owned, err);
+            if (rc != FR_OK)
+                goto cleanup;
+            put_value(&b, owned);
+            json_decref(owned);
+        } else {
+            const json_t *v;
+            rc = resolve(&pl, ctx, &v, err);
+            if (rc != FR_OK)
+                goto cleanup;
+            put_value(&b, v);
+        }
         p = next;
     }
     fr_buf_puts(&b, p);

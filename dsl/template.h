@@ -18,11 +18,19 @@
 int fr_template_check(const char *tmpl, const char *const *deps, size_t ndeps, const json_t *vars,
                       fr_error *err);
 
+/* fr_template_check, and with `item` true (a fan-out task's prompt, when
+ * and name) {{item}}, {{item.path...}} and {{index}} too. */
+int fr_template_check_item(const char *tmpl, const char *const *deps, size_t ndeps,
+                           const json_t *vars, bool item, fr_error *err);
+
 /* Whether `tmpl` (borrowed) has a {{var.NAME}} placeholder for `name`
  * (borrowed). An unterminated placeholder ends the search. */
 bool fr_template_uses_var(const char *tmpl, const char *name);
 
-/* Expands `tmpl` with `ctx` (borrowed; shape as in fr_workflow_render_prompt).
+/* Expands `tmpl` with `ctx` (borrowed; shape as in fr_workflow_render_prompt;
+ * a fan-out instance's ctx also has "item" and an integer "index", and a
+ * fan-out dependency is an array of results: {{dep}} joins their texts with
+ * a blank line, {{dep.json}} is the array of their JSON values).
  * JSON values that are not strings are written as compact JSON; a JSON
  * placeholder of a dependency whose status is not "ok" and that has no JSON
  * output expands to its text (""), not an error. On FR_OK

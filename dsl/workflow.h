@@ -159,6 +159,23 @@ typedef struct fr_task_spec {
     fr_trigger trigger; /* default FR_TRIGGER_ALL_OK */
     bool has_when;      /* a condition was given: a function (when == NULL) or ... */
     char *when;         /* ... a placeholder expression ("{{review.json.ok}}"), checked at load */
+    /* Fan-out (`foreach`): one instance of this task per item of a JSON
+     * array that a dependency produced, added when that dependency is done
+     * (fr_workflow_add_instance). */
+    char *foreach;       /* "plan.json.modules" as written; NULL for a plain task */
+    size_t foreach_dep;  /* the index into wf->tasks of the dependency it reads */
+    char *foreach_path;  /* the walk into that dependency's JSON after "json." ("" = the
+                            whole value) */
+    char *instance_name; /* `name`: a template over {{item...}} and {{index}}; NULL =
+                            "<task>[<index>]" */
+    int max_items;       /* default 100: a longer list fails the fan-out */
+    int plan_items;      /* the instances a plan estimates; -1 = unknown (one is planned) */
+    /* An instance of a fan-out (added at run time): its template, its item
+     * (owned) and its 1-based position in the list. */
+    bool is_instance;
+    size_t instance_of;
+    json_t *item;
+    size_t index;
     char *file;
     int line;
 } fr_task_spec;
@@ -183,6 +200,9 @@ typedef struct fr_workflow {
     size_t nagents;
     fr_task_spec *tasks;
     size_t ntasks;
+    size_t tasks_cap;     /* room reserved in `tasks` (and the engine's per-task arrays):
+                             ntasks at load plus the max_items of every fan-out, so that
+                             instances are appended at run time without moving a task */
     fr_endpoint_spec *endpoints;
     size_t nendpoints;
     fr_mcp_spec *mcps;    /* MCP servers, in the order declared */
@@ -261,6 +281,25 @@ int fr_workflow_check(fr_workflow *wf, size_t task, const char *text, const json
  * line's) file:line. FR_EINVAL for a bad index. */
 int fr_workflow_when(fr_workflow *wf, size_t task, const json_t *ctx, bool *result,
                      fr_error *err);
+
+/* Appends an instance of fan-out task `tmpl` for item `item` (borrowed,
+ * copied) at 1-based position `index`, named `name` (borrowed; see
+ * fr_workflow_instance_name), as task wf->ntasks within the room the load
+ * reserved (wf->tasks_cap), so no task moves. The instance is a copy of
+ * the template (its prompt, when and check functions too) without its
+ * foreach fields, with is_instance, instance_of, item and index set. On
+ * FR_OK *out is its index; FR_ELIMIT when the room is used up, FR_EINVAL
+ * when `tmpl` is not a fan-out. Called by engine/fanout. */
+int fr_workflow_add_instance(fr_workflow *wf, size_t tmpl, const json_t *item, size_t index,
+                             const char *name, size_t *out, fr_error *err);
+
+/* Renders the name of the instance of fan-out task `tmpl` for `item`
+ * (borrowed) at 1-based `index`: its `name` template over {{item...}} and
+ * {{index}}, else "<task>[<index>]". On FR_OK *out is owned; FR_EWORKFLOW
+ * (a missing field, an empty or invalid name) with `err` at the task's
+ * file:line. */
+int fr_workflow_instance_name(const fr_workflow *wf, size_t tmpl, const json_t *item,
+                              size_t index, char **out, fr_error *err);
 
 /* Returns the static name of `t`: "all_ok", "all_done" or "any_failed". */
 const char *fr_trigger_name(fr_trigger t);

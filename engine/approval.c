@@ -87,8 +87,10 @@ fr_approvals *fr_approvals_new(const fr_approvals_opts *o)
 {
     fr_approvals *a = fr_xcalloc(1, sizeof *a);
     a->o = *o;
-    a->hash = fr_xcalloc(o->wf->ntasks ? o->wf->ntasks : 1, sizeof *a->hash);
-    a->path = fr_xcalloc(o->wf->ntasks ? o->wf->ntasks : 1, sizeof *a->path);
+    /* Room for the fan-outs' instances too: the workflow grows into wf->tasks_cap. */
+    size_t n = o->wf->tasks_cap > o->wf->ntasks ? o->wf->tasks_cap : o->wf->ntasks;
+    a->hash = fr_xcalloc(n ? n : 1, sizeof *a->hash);
+    a->path = fr_xcalloc(n ? n : 1, sizeof *a->path);
     return a;
 }
 

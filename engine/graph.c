@@ -150,6 +150,24 @@ cleanup:
     return rc;
 }
 
+size_t fr_graph_add_like(fr_graph *g, size_t like)
+{
+    size_t i = g->n++;
+    g->out = fr_xrealloc(g->out, g->n * sizeof *g->out);
+    g->in = fr_xrealloc(g->in, g->n * sizeof *g->in);
+    g->order = fr_xrealloc(g->order, g->n * sizeof *g->order);
+    g->level = fr_xrealloc(g->level, g->n * sizeof *g->level);
+    g->rank = fr_xrealloc(g->rank, g->n * sizeof *g->rank);
+    g->out[i] = (adj){0};
+    g->in[i] = (adj){0};
+    for (size_t k = 0; k < g->in[like].n; k++)
+        adj_push(&g->in[i], g->in[like].v[k]);
+    g->order[i] = i; /* its deps are earlier in the order: it stays sorted */
+    g->level[i] = g->level[like];
+    g->rank[i] = g->rank[like];
+    return i;
+}
+
 size_t fr_graph_size(const fr_graph *g)
 {
     return g->n;

@@ -26,6 +26,13 @@ void fr_graph_add_edge(fr_graph *g, size_t from, size_t to);
  * first). */
 int fr_graph_sort(fr_graph *g, size_t **cycle, size_t *ncycle);
 
+/* Adds a node after a sort, at the end of the order: it has the
+ * dependencies, the level and the rank of node `like` (< n) and no
+ * dependents (no edge to it is recorded on its dependencies, so their
+ * dependents stay as they were). A fan-out's instance (engine/fanout).
+ * Returns its index, the old size; borrowed arrays from before may move. */
+size_t fr_graph_add_like(fr_graph *g, size_t like);
+
 /* Number of nodes. */
 size_t fr_graph_size(const fr_graph *g);
 /* The topological order (borrowed array of fr_graph_size entries). */

@@ -21,7 +21,7 @@ static double latency_quantile(const fr_results *r, double q)
     size_t n = 0;
     double *v = fr_xmalloc((r->wf->ntasks ? r->wf->ntasks : 1) * sizeof *v);
     for (size_t t = 0; t < r->wf->ntasks; t++)
-        if (r->tasks[t].state == FR_TASK_OK)
+        if (r->tasks[t].state == FR_TASK_OK && r->tasks[t].endpoint >= 0)
             v[n++] = r->tasks[t].latency_ms;
     double out = -1;
     if (n) {
@@ -50,7 +50,10 @@ static totals compute_totals(const fr_results *r)
         if (r->tasks[t].state != FR_TASK_OK)
             continue;
         tt.ok++;
-        w[t] = (double)(tr->end_ns - tr->start_ns) / 1e6;
+        bool began = tr->endpoint >= 0 || tr->start_ns > 0; /* a fan-out that never began */
+        w[t] = began ? (double)(tr->end_ns - tr->start_ns) / 1e6 : 0;
+        if (tr->endpoint < 0)
+            continue; /* a fan-out: its instances sent the requests */
         long tokens = tr->usage.input + tr->usage.output;
         tt.tokens_all += tokens;
         if (r->wf->endpoints[tr->endpoint].tier == FR_TIER_LOCAL)
@@ -103,6 +106,26 @@ static json_t *redact_errors(const json_t *arr)
         json_array_append_new(out, copy);
     }
     return out;
+}
+
+/* A fan-out's fields (its source, its instances: counted, or in a plan
+ * estimated from plan_items) and an instance's (what it is an instance of,
+ * its 1-based index). */
+static void fanout_fields(const fr_results *r, size_t t, json_t *o)
+{
+    const fr_task_spec *ts = &r->wf->tasks[t];
+    const fr_task_result *tr = &r->tasks[t];
+    if (ts->is_instance) {
+        json_object_set_new(o, "instance_of", json_string(r->wf->tasks[ts->instance_of].name));
+        json_object_set_new(o, "index", json_integer((json_int_t)ts->index));
+    }
+    if (!ts->foreach)
+        return;
+    json_object_set_new(o, "foreach", json_string(ts->foreach));
+    json_object_set_new(o, "instances", json_integer((json_int_t)tr->instances));
+    json_object_set_new(o, "output", json_null());
+    if (r->plan)
+        json_object_set_new(o, "instances_known", ts->plan_items >= 0 ? json_true() : json_false());
 }
 
 static json_t *task_report(const fr_results *r, size_t t)
@@ -162,6 +185,7 @@ static json_t *task_report(const fr_results *r, size_t t)
                       tr->approval.by ? json_string(tr->approval.by) : json_null(), "at",
                       tr->approval.at ? json_string(tr->approval.at) : json_null(), "note",
                       tr->approval.note ? json_string(tr->approval.note) : json_null()));
+    fanout_fields(r, t, o);
     if (r->plan) {
         /* A plan's estimates: when the task would run and its worst case. */
         json_object_set_new(o, "output", json_null());
@@ -305,8 +329,9 @@ void fr_report_summary(const fr_results *r, FILE *f, bool color)
         const fr_endpoint_spec *e = tr->endpoint >= 0 ? &r->wf->endpoints[tr->endpoint] : NULL;
         const char *hue = ok ? green : tr->decided ? "" : red; /* a decided skip is no error */
         char lat[32], tokens[48], cost[FR_USD_LEN];
-        fmt_ms(lat, sizeof lat, ok ? tr->latency_ms : -1);
-        snprintf(tokens, sizeof tokens, ok ? "%ld/%ld%s" : "-", tr->usage.input, tr->usage.output,
+        bool sent = ok && tr->endpoint >= 0; /* a fan-out sends nothing itself */
+        fmt_ms(lat, sizeof lat, sent ? tr->latency_ms : -1);
+        snprintf(tokens, sizeof tokens, sent ? "%ld/%ld%s" : "-", tr->usage.input, tr->usage.output,
                  tr->usage.estimated ? "~" : "");
         fprintf(f, "%-*.*s  %s%-9s%s %-16.16s %-5s %3d %9s %15s %10s\n", (int)w, (int)w,
                 r->wf->tasks[t].name, hue, fr_task_state_name(st), off, e ? e->name : "-",
@@ -330,6 +355,16 @@ void fr_report_summary(const fr_results *r, FILE *f, bool color)
             fprintf(f, "  %s: %s by %s at %s%s%s\n", r->wf->tasks[t].name,
                     fr_approval_state_name(ap->state), ap->by ? ap->by : "?", ap->at ? ap->at : "?",
                     ap->note ? ": " : "", ap->note ? ap->note : "");
+    }
+    for (size_t t = 0; t < r->wf->ntasks; t++) {
+        const fr_task_spec *ts = &r->wf->tasks[t];
+        const fr_task_result *tr = &r->tasks[t];
+        if (!ts->foreach || tr->instances == 0)
+            continue;
+        const fr_task_spec *last = &r->wf->tasks[tr->first_instance + tr->instances - 1];
+        fprintf(f, "  %s: foreach %s: %zu instance%s, %s%s%s\n", ts->name, ts->foreach,
+                tr->instances, tr->instances == 1 ? "" : "s", r->wf->tasks[tr->first_instance].name,
+                tr->instances > 1 ? " ... " : "", tr->instances > 1 ? last->name : "");
     }
     for (size_t t = 0; t < r->wf->ntasks; t++) {
         /* Where inherited privacy came from, and what was declassified. */
@@ -402,6 +437,19 @@ void fr_report_plan(const fr_results *r, FILE *f)
             fprintf(f, "%5zu  %-*.*s  %s: %s\n", fr_graph_level(r->g, t), (int)w, (int)w,
                     wf->tasks[t].name, tr->decided ? "skipped" : "cannot run",
                     tr->reason ? tr->reason : "?");
+            continue;
+        }
+        if (wf->tasks[t].foreach) {
+            const fr_task_spec *ts = &wf->tasks[t];
+            const char *src = wf->tasks[ts->foreach_dep].name;
+            if (ts->plan_items >= 0)
+                fprintf(f, "%5zu  %-*.*s  × %d, known when %s runs (estimated from plan_items)\n",
+                        fr_graph_level(r->g, t), (int)w, (int)w, ts->name, ts->plan_items, src);
+            else
+                fprintf(f,
+                        "%5zu  %-*.*s  × N, known when %s runs (unknown: one instance "
+                        "estimated; set plan_items)\n",
+                        fr_graph_level(r->g, t), (int)w, (int)w, ts->name, src);
             continue;
         }
         const fr_endpoint_spec *e = &r->wf->endpoints[tr->endpoint];

@@ -11,15 +11,21 @@ void fr_results_init(fr_results *r, const fr_workflow *wf, const fr_graph *g)
     r->wf = wf;
     r->g = g;
     r->baseline = -1;
-    r->tasks = fr_xcalloc(wf->ntasks ? wf->ntasks : 1, sizeof *r->tasks);
+    size_t cap = wf->tasks_cap > wf->ntasks ? wf->tasks_cap : wf->ntasks;
+    r->tasks = fr_xcalloc(cap ? cap : 1, sizeof *r->tasks);
     r->endpoints = fr_xcalloc(wf->nendpoints ? wf->nendpoints : 1, sizeof *r->endpoints);
-    for (size_t i = 0; i < wf->ntasks; i++) {
-        fr_task_result *t = &r->tasks[i];
-        t->endpoint = t->moved_from = -1;
-        t->check_score = -1;
-        t->decisions = json_array();
-        t->tool_calls = json_array();
-    }
+    for (size_t i = 0; i < wf->ntasks; i++)
+        fr_results_add(r, i);
+}
+
+void fr_results_add(fr_results *r, size_t idx)
+{
+    fr_task_result *t = &r->tasks[idx];
+    memset(t, 0, sizeof *t);
+    t->endpoint = t->moved_from = -1;
+    t->check_score = -1;
+    t->decisions = json_array();
+    t->tool_calls = json_array();
 }
 
 void fr_results_endpoints(fr_results *r, const fr_endpoints *eps, const fr_sched *sched)

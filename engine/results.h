@@ -48,6 +48,11 @@ typedef struct fr_task_result {
     json_t *tool_calls;
     /* An approval task's checkpoint (approve = true); state NONE otherwise. */
     fr_approval approval;
+    /* A fan-out (engine/fanout): whether its list was read, how many
+     * instances it has (tasks first_instance .. first_instance + instances
+     * - 1, in item order) and how many of them have ended. */
+    bool expanded;
+    size_t instances, first_instance, instances_ended;
 } fr_task_result;
 
 typedef struct fr_endpoint_result {
@@ -77,7 +82,7 @@ typedef struct fr_results {
     /* A plan: where its observations came from and whether it had any. */
     const char *observed_from;
     bool observed;
-    fr_task_result *tasks;         /* wf->ntasks of them */
+    fr_task_result *tasks;         /* wf->ntasks of them, room for wf->tasks_cap */
     fr_endpoint_result *endpoints; /* wf->nendpoints of them */
 } fr_results;
 
@@ -85,6 +90,10 @@ typedef struct fr_results {
  * it): every task pending, with no endpoint, no check score and an empty
  * decision log. */
 void fr_results_init(fr_results *r, const fr_workflow *wf, const fr_graph *g);
+/* Sets up the entry of task `idx`, a fan-out's instance just added to the
+ * workflow (within the room fr_results_init made for wf->tasks_cap), as
+ * fr_results_init does for every task. */
+void fr_results_add(fr_results *r, size_t idx);
 /* Fills each endpoint's entry from the run's endpoints `eps` and scheduler
  * `sched` (borrowed; the strings stay theirs). */
 void fr_results_endpoints(fr_results *r, const fr_endpoints *eps, const fr_sched *sched);

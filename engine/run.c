@@ -11,6 +11,7 @@
 #include "engine/cache.h"
 #include "engine/clock.h"
 #include "engine/endpoint.h"
+#include "engine/fanout.h"
 #include "engine/graph.h"
 #include "engine/http.h"
 #include "engine/output.h"
@@ -91,6 +92,7 @@ struct fr_run {
 
 static void pump(fr_run *r);
 static void maybe_finish(fr_run *r);
+static void instance_ended(fr_run *r, size_t task);
 static void on_next(void *ud, size_t task, fr_task_next *n);
 static void task_end(task_rt *t, fr_task_state state, const char *reason);
 
@@ -131,6 +133,16 @@ static void reload_swapped(void *ud)
 
 /* ---- setup ------------------------------------------------------------ */
 
+static void init_task(fr_run *r, size_t i)
+{
+    task_rt *t = &r->tasks[i];
+    t->run = r;
+    t->idx = i;
+    t->task = fr_task_new(&r->env, i);
+    t->route = fr_task_route(t->task);
+    t->res = &r->res.tasks[i];
+}
+
 static void init_tasks(fr_run *r)
 {
     fr_workflow *wf = r->wf;
@@ -145,15 +157,11 @@ static void init_tasks(fr_run *r)
     r->res.run_id = r->run_id;
     r->res.sim = r->opts.sim;
     r->res.plan = r->opts.plan;
-    r->tasks = fr_xcalloc(wf->ntasks ? wf->ntasks : 1, sizeof *r->tasks);
-    for (size_t i = 0; i < wf->ntasks; i++) {
-        task_rt *t = &r->tasks[i];
-        t->run = r;
-        t->idx = i;
-        t->task = fr_task_new(&r->env, i);
-        t->route = fr_task_route(t->task);
-        t->res = &r->res.tasks[i];
-    }
+    /* Room for the fan-outs' instances too (wf->tasks_cap): none moves. */
+    size_t cap = wf->tasks_cap > wf->ntasks ? wf->tasks_cap : wf->ntasks;
+    r->tasks = fr_xcalloc(cap ? cap : 1, sizeof *r->tasks);
+    for (size_t i = 0; i < wf->ntasks; i++)
+        init_task(r, i);
 }
 
 /* The scheduler over the graph, with the endpoints' slots, capped at the
@@ -355,6 +363,7 @@ static void task_end(task_rt *t, fr_task_state state, const char *reason)
         fr_log(FR_LOG_WARN, "sched", "task=%s status=%s reason=\"%s\"", task_name(t),
                fr_task_state_name(state), reason ? reason : "");
     fr_sched_finish(r->sched, t->idx, state, on_skip, r);
+    instance_ended(r, t->idx);
 }
 
 static void on_written(void *ud, int rc, const char *path)
@@ -443,6 +452,66 @@ static void task_ok(task_rt *t)
         checkpoint(t);
     else
         fr_sched_finish(r->sched, t->idx, FR_TASK_OK, on_skip, r);
+    instance_ended(r, t->idx);
+}
+
+/* ---- fan-out (engine/fanout) -------------------------------------------- */
+
+static fr_fanout_env fanout_env(fr_run *r)
+{
+    return (fr_fanout_env){r->wf, r->g, r->sched, &r->res, r->plan != NULL};
+}
+
+/* Ends fan-out `t` in `state`: ok without an output of its own (`note`,
+ * borrowed, may be NULL), else as any task that did not succeed. */
+static void fanout_end(task_rt *t, fr_task_state state, const char *note)
+{
+    fr_run *r = t->run;
+    if (state != FR_TASK_OK) {
+        task_end(t, state, note);
+        return;
+    }
+    stop_task_timers(t);
+    free(t->res->reason);
+    t->res->reason = note ? fr_xstrdup(note) : NULL;
+    t->res->state = FR_TASK_OK;
+    t->res->end_ns = now_ns(r);
+    if (r->opts.progress)
+        fr_log(FR_LOG_WARN, "sched", "task=%s status=ok instances=%zu%s%s", task_name(t),
+               t->res->instances, note ? " note=" : "", note ? note : "");
+    fr_sched_finish(r->sched, t->idx, FR_TASK_OK, on_skip, r);
+}
+
+/* Fan-out `t` is placed: its instances join the run (each a task with its
+ * own runtime), or it ends at once (an empty list, or a list it cannot use). */
+static bool fan_out(fr_run *r, task_rt *t)
+{
+    fr_fanout_env fe = fanout_env(r);
+    char *reason = NULL;
+    fr_fanout_outcome o = fr_fanout_expand(&fe, t->idx, &reason);
+    t->res->start_ns = now_ns(r);
+    if (o == FR_FANOUT_STARTED) {
+        stop_task_timers(t); /* each instance has its own timeout */
+        for (size_t i = t->res->first_instance; i < r->wf->ntasks; i++)
+            init_task(r, i);
+    } else {
+        fanout_end(t, o == FR_FANOUT_EMPTY ? FR_TASK_OK : FR_TASK_FAILED, reason);
+    }
+    free(reason);
+    return true;
+}
+
+/* Task `task` ended: when it was the last instance of its fan-out to end,
+ * the fan-out ends too, and its dependents follow their triggers. */
+static void instance_ended(fr_run *r, size_t task)
+{
+    fr_fanout_env fe = fanout_env(r);
+    size_t parent;
+    fr_task_state st;
+    char *reason = NULL;
+    if (fr_fanout_ended(&fe, task, &parent, &st, &reason))
+        fanout_end(&r->tasks[parent], st, reason);
+    free(reason);
 }
 
 /* ---- attempts ----------------------------------------------------------- */
@@ -589,6 +658,8 @@ static bool place(fr_run *r, task_rt *t)
         }
         t->cleared = true;
     }
+    if (r->wf->tasks[t->idx].foreach)
+        return fan_out(r, t);
     if (t->route->retry_ep < 0) {
         fr_error err = {0};
         if (fr_task_render(t->task, &err) != FR_OK) {

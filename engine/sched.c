@@ -120,6 +120,23 @@ fr_sched *fr_sched_for_workflow(const fr_graph *g, const fr_workflow *wf)
     return s;
 }
 
+size_t fr_sched_add_ready(fr_sched *s, int priority, fr_trigger trigger)
+{
+    size_t t = s->n++;
+    s->priority = fr_xrealloc(s->priority, s->n * sizeof *s->priority);
+    s->state = fr_xrealloc(s->state, s->n * sizeof *s->state);
+    s->waiting = fr_xrealloc(s->waiting, s->n * sizeof *s->waiting);
+    s->bad = fr_xrealloc(s->bad, s->n * sizeof *s->bad);
+    s->trigger = fr_xrealloc(s->trigger, s->n * sizeof *s->trigger);
+    s->priority[t] = priority;
+    s->waiting[t] = s->bad[t] = 0;
+    s->trigger[t] = trigger;
+    s->state[t] = FR_TASK_READY;
+    s->unfinished++;
+    heap_push(s, t);
+    return t;
+}
+
 bool fr_sched_pop(fr_sched *s, size_t *task)
 {
     while (fr_heap_pop(s->heap, task)) {

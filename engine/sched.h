@@ -42,6 +42,12 @@ fr_sched *fr_sched_for_workflow(const fr_graph *g, const fr_workflow *wf);
 /* Frees a scheduler; NULL is fine. */
 void fr_sched_free(fr_sched *s);
 
+/* Adds a task whose dependencies have all ended, ready at once, with
+ * `priority` and `trigger`: a fan-out's instance (engine/fanout). Its node
+ * must already be in the graph (fr_graph_add_like): returns its index,
+ * which is the graph's last. */
+size_t fr_sched_add_ready(fr_sched *s, int priority, fr_trigger trigger);
+
 /* Takes the best ready task: returns true and sets *task, or false if none.
  * The task's state becomes RUNNING; put it back with fr_sched_requeue. */
 bool fr_sched_pop(fr_sched *s, size_t *task);

@@ -1,5 +1,7 @@
 #include "engine/task.h"
 
+#include "engine/fanout.h"
+
 #include "engine/cache.h"
 #include "engine/gate.h"
 #include "engine/retry.h"
@@ -582,7 +584,9 @@ bool fr_task_dispatch(fr_task *t, size_t ep, fr_task_next *now)
 
 /* The object a prompt and a condition read: per dependency its text and
  * JSON ("" and null unless it succeeded), its status and its reason ("" for
- * none); the workflow's vars under "var". Returns it owned. */
+ * none), or for a fan-out the list of its instances' (engine/fanout); the
+ * workflow's vars under "var"; an instance's item and index. Returns it
+ * owned. */
 static json_t *deps_ctx(const fr_task *t)
 {
     const fr_task_env *env = t->env;
@@ -594,6 +598,11 @@ static json_t *deps_ctx(const fr_task *t)
         fr_task_state st = fr_sched_state(env->sched, ts->dep_index[d]);
         bool ok = st == FR_TASK_OK;
         const fr_reply *dep = &dr->reply;
+        if (wf->tasks[ts->dep_index[d]].foreach) {
+            json_object_set_new(ctx, ts->deps[d],
+                                fr_fanout_list(wf, env->results, env->sched, ts->dep_index[d]));
+            continue;
+        }
         json_object_set_new(
             ctx, ts->deps[d],
             json_pack("{s:s, s:O, s:s, s:s}", "text", ok && dep->text ? dep->text : "", "json",
@@ -601,14 +610,18 @@ static json_t *deps_ctx(const fr_task *t)
                       "reason", !ok && dr->reason ? dr->reason : ""));
     }
     json_object_set_new(ctx, "var", wf->vars ? json_incref(wf->vars) : json_object());
+    fr_fanout_item_ctx(wf, t->idx, ctx);
     return ctx;
 }
 
 int fr_task_decide(fr_task *t, bool *run, fr_error *err)
 {
     *run = true;
-    if (t->env->plan || !t->env->wf->tasks[t->idx].has_when)
+    const fr_task_spec *ts = &t->env->wf->tasks[t->idx];
+    if (t->env->plan || !ts->has_when)
         return FR_OK; /* a plan cannot know a condition: it plans the task as if it runs */
+    if (ts->foreach)
+        return FR_OK; /* a fan-out's condition is its instances', each with its item */
     json_t *ctx = deps_ctx(t);
     int rc = fr_workflow_when(t->env->wf, t->idx, ctx, run, err);
     json_decref(ctx);

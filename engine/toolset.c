@@ -62,7 +62,8 @@ struct fr_toolset {
     fr_http *http;
     fr_workflow *wf;
     ts_server *servers; /* one per wf->mcps */
-    ts_task *tasks;     /* one per wf->tasks */
+    ts_task *tasks;     /* one per task the workflow had when the set was made ... */
+    size_t ntasks;      /* ... this many; a fan-out's instance uses its template's */
     size_t starting;    /* servers not yet ready */
     bool started, reported;
     int rc;
@@ -198,7 +199,7 @@ static int precheck(fr_toolset *ts, bool all, bool *used, fr_error *err)
     const char **names = local_names(wf);
     for (size_t s = 0; s < wf->nmcps; s++)
         used[s] = all;
-    for (size_t t = 0; t < wf->ntasks && rc == FR_OK; t++) {
+    for (size_t t = 0; t < ts->ntasks && rc == FR_OK; t++) {
         const fr_task_spec *task = &wf->tasks[t];
         for (size_t p = 0; p < task->ntools && rc == FR_OK; p++) {
             const char *pat = task->tools[p];
@@ -287,7 +288,7 @@ static json_t *tool_def(const fr_toolset *ts, const ts_tool *tool)
 static int resolve(fr_toolset *ts, fr_error *err)
 {
     const fr_workflow *wf = ts->wf;
-    for (size_t t = 0; t < wf->ntasks; t++) {
+    for (size_t t = 0; t < ts->ntasks; t++) {
         const fr_task_spec *task = &wf->tasks[t];
         ts_task *tt = &ts->tasks[t];
         for (size_t p = 0; p < task->ntools; p++) {
@@ -379,6 +380,7 @@ fr_toolset *fr_toolset_new(uv_loop_t *loop, fr_http *http, fr_workflow *wf)
     for (size_t s = 0; s < wf->nmcps; s++)
         ts->servers[s] = (ts_server){.ts = ts, .spec = &wf->mcps[s]};
     ts->tasks = fr_xcalloc(wf->ntasks + 1, sizeof *ts->tasks);
+    ts->ntasks = wf->ntasks;
     uv_timer_init(loop, &ts->ready_timer);
     ts->ready_timer.data = ts;
     ts->handles = 1;
@@ -416,14 +418,26 @@ void fr_toolset_start(fr_toolset *ts, bool all, fr_toolset_ready_fn ready, void 
         finish_start(ts, rc);
 }
 
+/* The entry of `task`: its own, or for a fan-out's instance added after
+ * the set was made its template's; NULL for no task. */
+static ts_task *entry(const fr_toolset *ts, size_t task)
+{
+    const fr_workflow *wf = ts->wf;
+    if (task >= ts->ntasks && task < wf->ntasks && wf->tasks[task].is_instance)
+        task = wf->tasks[task].instance_of;
+    return task < ts->ntasks ? &ts->tasks[task] : NULL;
+}
+
 const json_t *fr_toolset_defs(const fr_toolset *ts, size_t task)
 {
-    return task < ts->wf->ntasks ? ts->tasks[task].defs : NULL;
+    const ts_task *tt = entry(ts, task);
+    return tt ? tt->defs : NULL;
 }
 
 size_t fr_toolset_count(const fr_toolset *ts, size_t task)
 {
-    return task < ts->wf->ntasks ? ts->tasks[task].n : 0;
+    const ts_task *tt = entry(ts, task);
+    return tt ? tt->n : 0;
 }
 
 /* ---- calls ---- */
@@ -549,7 +563,8 @@ static void call_run(fr_toolcall *c, const json_t *args)
 int fr_toolset_call(fr_toolset *ts, size_t task, const char *wire_name, const json_t *args,
                     fr_toolcall_done_fn done, void *ud, fr_toolcall **out)
 {
-    if (task >= ts->wf->ntasks || !done || ts->freeing)
+    ts_task *offered = entry(ts, task);
+    if (!offered || !done || ts->freeing)
         return FR_EINVAL;
     fr_toolcall *c = fr_xcalloc(1, sizeof *c);
     c->ts = ts;
@@ -571,7 +586,7 @@ int fr_toolset_call(fr_toolset *ts, size_t task, const char *wire_name, const js
     if (out)
         *out = c;
 
-    c->tool = find_offered(&ts->tasks[task], wire_name);
+    c->tool = find_offered(offered, wire_name);
     if (!c->tool) {
         c->refused = fr_xstrdup(wire_name ? wire_name : "");
         fr_tool_result_fail(&c->res, "tool '%s' was not offered to this task", c->refused);
@@ -653,7 +668,7 @@ json_t *fr_toolset_describe(const fr_toolset *ts)
 /* Frees the set once its last handle has closed. */
 static void toolset_release(fr_toolset *ts)
 {
-    for (size_t t = 0; t < ts->wf->ntasks; t++) {
+    for (size_t t = 0; t < ts->ntasks; t++) {
         ts_task *tt = &ts->tasks[t];
         for (size_t i = 0; i < tt->n; i++) {
             free(tt->tools[i].display);
