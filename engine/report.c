@@ -309,11 +309,35 @@ static void print_unreachable(const fr_results *r, FILE *f)
     }
 }
 
+typedef struct hues {
+    const char *bold, *red, *green, *off;
+} hues;
+
+/* One row of the summary's table: task `t`, its name cut to `w`. */
+static void summary_row(const fr_results *r, size_t t, FILE *f, size_t w, hues c)
+{
+    const fr_task_result *tr = &r->tasks[t];
+    fr_task_state st = tr->state;
+    bool ok = st == FR_TASK_OK;
+    const fr_endpoint_spec *e = tr->endpoint >= 0 ? &r->wf->endpoints[tr->endpoint] : NULL;
+    const char *hue = ok ? c.green : tr->decided ? "" : c.red; /* a decided skip is no error */
+    char lat[32], tokens[48], cost[FR_USD_LEN];
+    bool sent = ok && tr->endpoint >= 0; /* a fan-out sends nothing itself */
+    fmt_ms(lat, sizeof lat, sent ? tr->latency_ms : -1);
+    snprintf(tokens, sizeof tokens, sent ? "%ld/%ld%s" : "-", tr->usage.input, tr->usage.output,
+             tr->usage.estimated ? "~" : "");
+    fprintf(f, "%-*.*s  %s%-9s%s %-16.16s %-5s %3d %9s %15s %10s\n", (int)w, (int)w,
+            r->wf->tasks[t].name, hue, fr_task_state_name(st), c.off, e ? e->name : "-",
+            e ? fr_tier_name(e->tier) : "-", tr->attempts, lat, tokens,
+            fr_usd_cost(cost, tr->cost));
+}
+
 void fr_report_summary(const fr_results *r, FILE *f, bool color)
 {
     totals tt = compute_totals(r);
-    const char *bold = color ? "\033[1m" : "", *red = color ? "\033[31m" : "",
-               *green = color ? "\033[32m" : "", *off = color ? "\033[0m" : "";
+    hues c = {color ? "\033[1m" : "", color ? "\033[31m" : "", color ? "\033[32m" : "",
+              color ? "\033[0m" : ""};
+    const char *bold = c.bold, *off = c.off;
     size_t w = 4;
     for (size_t t = 0; t < r->wf->ntasks; t++)
         if (strlen(r->wf->tasks[t].name) > w)
@@ -322,21 +346,14 @@ void fr_report_summary(const fr_results *r, FILE *f, bool color)
         w = 32;
     fprintf(f, "\n%s%-*s  %-9s %-16s %-5s %3s %9s %15s %10s%s\n", bold, (int)w, "TASK", "STATUS",
             "ENDPOINT", "TIER", "ATT", "LATENCY", "TOKENS IN/OUT", "COST", off);
+    /* Declared tasks in order, each fan-out followed by its instances. */
     for (size_t t = 0; t < r->wf->ntasks; t++) {
+        if (r->wf->tasks[t].is_instance)
+            continue;
+        summary_row(r, t, f, w, c);
         const fr_task_result *tr = &r->tasks[t];
-        fr_task_state st = r->tasks[t].state;
-        bool ok = st == FR_TASK_OK;
-        const fr_endpoint_spec *e = tr->endpoint >= 0 ? &r->wf->endpoints[tr->endpoint] : NULL;
-        const char *hue = ok ? green : tr->decided ? "" : red; /* a decided skip is no error */
-        char lat[32], tokens[48], cost[FR_USD_LEN];
-        bool sent = ok && tr->endpoint >= 0; /* a fan-out sends nothing itself */
-        fmt_ms(lat, sizeof lat, sent ? tr->latency_ms : -1);
-        snprintf(tokens, sizeof tokens, sent ? "%ld/%ld%s" : "-", tr->usage.input, tr->usage.output,
-                 tr->usage.estimated ? "~" : "");
-        fprintf(f, "%-*.*s  %s%-9s%s %-16.16s %-5s %3d %9s %15s %10s\n", (int)w, (int)w,
-                r->wf->tasks[t].name, hue, fr_task_state_name(st), off, e ? e->name : "-",
-                e ? fr_tier_name(e->tier) : "-", tr->attempts, lat, tokens,
-                fr_usd_cost(cost, tr->cost));
+        for (size_t i = 0; i < tr->instances; i++)
+            summary_row(r, tr->first_instance + i, f, w, c);
     }
     for (size_t t = 0; t < r->wf->ntasks; t++) {
         if (!r->tasks[t].reason)
