@@ -19,6 +19,7 @@ struct fr_approvals {
     char **path;      /* per task: the file of that output (owned) */
 };
 
+/* The state's name; see approval.h. */
 const char *fr_approval_state_name(fr_approval_state st)
 {
     switch (st) {
@@ -33,6 +34,7 @@ const char *fr_approval_state_name(fr_approval_state st)
     }
 }
 
+/* Frees a checkpoint's strings; see approval.h. */
 void fr_approval_clear(fr_approval *a)
 {
     if (!a)
@@ -43,6 +45,7 @@ void fr_approval_clear(fr_approval *a)
     memset(a, 0, sizeof *a);
 }
 
+/* Who is deciding; see approval.h. */
 char *fr_approval_user(char *out, size_t size)
 {
     const struct passwd *pw = getpwuid(getuid());
@@ -83,6 +86,7 @@ static void fill_from_row(const fr_store_approval *row, fr_approval *out)
     out->at = iso_time(out->state == FR_APPROVAL_PENDING ? row->asked_at : row->decided_at);
 }
 
+/* A run's checkpoints; see approval.h. */
 fr_approvals *fr_approvals_new(const fr_approvals_opts *o)
 {
     fr_approvals *a = fr_xcalloc(1, sizeof *a);
@@ -94,6 +98,7 @@ fr_approvals *fr_approvals_new(const fr_approvals_opts *o)
     return a;
 }
 
+/* Frees the checkpoints; see approval.h. */
 void fr_approvals_free(fr_approvals *a)
 {
     if (!a)
@@ -113,6 +118,7 @@ static char *output_text(const fr_reply *reply)
     return fr_xstrdup(reply->text ? reply->text : "");
 }
 
+/* The file of a task's output; see approval.h. */
 char *fr_approvals_output_path(const fr_approvals *a, size_t task, const fr_reply *reply)
 {
     return fr_xasprintf("%s/%s.%s", a->o.out_dir, a->o.wf->tasks[task].name,
@@ -153,6 +159,7 @@ static int put_row(fr_approvals *a, size_t task, fr_approval_state state, const 
     return fr_store_approval_put(a->o.store, &row, err);
 }
 
+/* Decides, or says to ask; see approval.h. */
 int fr_approvals_decide(fr_approvals *a, size_t task, const fr_reply *reply, bool can_ask,
                         fr_approval *out, fr_error *err)
 {
@@ -191,6 +198,7 @@ int fr_approvals_decide(fr_approvals *a, size_t task, const fr_reply *reply, boo
     return put_row(a, task, FR_APPROVAL_PENDING, NULL, NULL, out, err);
 }
 
+/* Records the terminal's answer; see approval.h. */
 int fr_approvals_answer(fr_approvals *a, size_t task, fr_approval_state state, const char *note,
                         fr_approval *out, fr_error *err)
 {
@@ -200,6 +208,7 @@ int fr_approvals_answer(fr_approvals *a, size_t task, fr_approval_state state, c
     return put_row(a, task, state, fr_approval_user(user, sizeof user), note, out, err);
 }
 
+/* `flowrun approve|reject`; see approval.h. */
 int fr_approval_record(fr_store *st, const char *workflow, const char *task,
                        fr_approval_state state, const char *note, fr_error *err)
 {

@@ -761,6 +761,29 @@ static void print_tools(const fr_workflow *wf, const json_t *tools)
     }
 }
 
+/* Loads workflow `path` for a command (tools, approve, reject) with its
+ * --endpoints and --var (all borrowed): 0 with *wf owned, or the exit code
+ * after saying why on stderr. */
+static int load_workflow(const char *path, const char **endpoints, size_t nendpoints,
+                         const char **vars, size_t nvars, fr_workflow **wf)
+{
+    fr_error err = {0};
+    char msg[1600];
+    fr_load_opts lo = {
+        .endpoints_path = nendpoints ? endpoints[0] : NULL,
+        .more_endpoints = nendpoints > 1 ? endpoints + 1 : NULL,
+        .nmore_endpoints = nendpoints > 1 ? nendpoints - 1 : 0,
+        .vars = vars,
+        .nvars = nvars,
+        .warn = print_load_warning,
+    };
+    int rc = fr_workflow_load(path, &lo, wf, &err);
+    if (rc == FR_OK)
+        return 0;
+    fprintf(stderr, "flowrun: %s\n", fr_error_format(&err, msg, sizeof msg));
+    return exit_code_for_load_error(rc);
+}
+
 /* flowrun tools WORKFLOW.lua [--json]: starts every MCP server of the
  * workflow (bounded by their start timeouts), lists every tool, stops them. */
 static int tools_main(int argc, char **argv)
@@ -786,28 +809,13 @@ static int tools_main(int argc, char **argv)
     if (code == 0 && !path)
         code = usage_error("%s", "tools: no workflow file (flowrun tools WORKFLOW.lua)");
     fr_workflow *wf = NULL;
-    fr_error err = {0};
     char msg[1600];
     uv_loop_t loop;
     bool looping = false;
     fr_http *http = NULL;
     fr_toolset *ts = NULL;
-    if (code != 0)
+    if (code != 0 || (code = load_workflow(path, endpoints, nendpoints, vars, nvars, &wf)) != 0)
         goto cleanup;
-    fr_load_opts lo = {
-        .endpoints_path = nendpoints ? endpoints[0] : NULL,
-        .more_endpoints = nendpoints > 1 ? endpoints + 1 : NULL,
-        .nmore_endpoints = nendpoints > 1 ? nendpoints - 1 : 0,
-        .vars = vars,
-        .nvars = nvars,
-        .warn = print_load_warning,
-    };
-    int rc = fr_workflow_load(path, &lo, &wf, &err);
-    if (rc != FR_OK) {
-        fprintf(stderr, "flowrun: %s\n", fr_error_format(&err, msg, sizeof msg));
-        code = exit_code_for_load_error(rc);
-        goto cleanup;
-    }
     uv_loop_init(&loop);
     looping = true;
     http = fr_http_new(&loop);
@@ -900,22 +908,8 @@ static int approve_main(int argc, char **argv)
     char *db = NULL;
     fr_error err = {0};
     char msg[1600];
-    if (code != 0)
+    if (code != 0 || (code = load_workflow(path, endpoints, nendpoints, vars, nvars, &wf)) != 0)
         goto cleanup;
-    fr_load_opts lo = {
-        .endpoints_path = nendpoints ? endpoints[0] : NULL,
-        .more_endpoints = nendpoints > 1 ? endpoints + 1 : NULL,
-        .nmore_endpoints = nendpoints > 1 ? nendpoints - 1 : 0,
-        .vars = vars,
-        .nvars = nvars,
-        .warn = print_load_warning,
-    };
-    int rc = fr_workflow_load(path, &lo, &wf, &err);
-    if (rc != FR_OK) {
-        fprintf(stderr, "flowrun: %s\n", fr_error_format(&err, msg, sizeof msg));
-        code = exit_code_for_load_error(rc);
-        goto cleanup;
-    }
     long t = fr_workflow_find_task(wf, task);
     if (t < 0 || !wf->tasks[t].approve) {
         fprintf(stderr, "flowrun: %s: ", path);
@@ -946,7 +940,7 @@ static int approve_main(int argc, char **argv)
         code = EXIT_INVALID;
         goto cleanup;
     }
-    rc = fr_store_open(db, &st, &err);
+    int rc = fr_store_open(db, &st, &err);
     if (rc == FR_OK)
         rc = fr_approval_record(st, wf->name, task,
                                 reject ? FR_APPROVAL_REJECTED : FR_APPROVAL_APPROVED, note, &err);

@@ -36,11 +36,13 @@ struct fr_prompt {
     size_t held_size;
 };
 
+/* Both ends a person uses are terminals; see prompt.h. */
 bool fr_prompt_possible(void)
 {
     return isatty(STDIN_FILENO) && isatty(STDERR_FILENO);
 }
 
+/* Opens the prompt on standard input's terminal; see prompt.h. */
 fr_prompt *fr_prompt_new(uv_loop_t *loop, fr_prompt_answer_fn answer, void *ud)
 {
     fr_prompt *p = fr_xcalloc(1, sizeof *p);
@@ -55,11 +57,13 @@ fr_prompt *fr_prompt_new(uv_loop_t *loop, fr_prompt_answer_fn answer, void *ud)
     return p;
 }
 
+/* Whether questions may still be asked; see prompt.h. */
 bool fr_prompt_open(const fr_prompt *p)
 {
     return p && !p->eof && !p->closing;
 }
 
+/* Questions not answered yet; see prompt.h. */
 size_t fr_prompt_waiting(const fr_prompt *p)
 {
     return p ? p->n - p->head : 0;
@@ -131,7 +135,7 @@ static void show_next(fr_prompt *p)
 {
     if (p->showing || p->closing)
         return;
-    if (p->head == p->n) {
+    if (p->head == p->n || p->eof) {
         if (p->reading)
             uv_read_stop((uv_stream_t *)&p->tty);
         p->reading = false;
@@ -205,8 +209,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         p->reading = false;
         p->eof = true;
         fprintf(stderr, "\n");
-        while (p->showing && !p->closing)
+        while (p->head < p->n && !p->closing) {
+            p->showing = true; /* each question left gets its answer: none */
             answer_current(p, FR_APPROVAL_PENDING, NULL);
+        }
         return;
     }
     for (ssize_t i = 0; i < nread && p->showing && !p->closing; i++) {
@@ -218,6 +224,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
 }
 
+/* Queues a question, shown when its turn comes; see prompt.h. */
 void fr_prompt_ask(fr_prompt *p, size_t task, const char *name, const char *text, const char *path)
 {
     if (p->head > 0 && p->head == p->n)
@@ -238,6 +245,7 @@ static void on_closed(uv_handle_t *h)
     free(h->data);
 }
 
+/* Stops asking and closes the terminal's handle; see prompt.h. */
 void fr_prompt_close(fr_prompt *p)
 {
     if (!p || p->closing)
