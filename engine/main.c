@@ -230,6 +230,8 @@ static void approve_help(FILE *f)
           "options:\n"
           "  --note TEXT           why (shown in the report; a rejection's reason)\n"
           "  --state DIR           state directory (default $FLOWRUN_STATE, else ./.flowrun)\n"
+          "  --sim                 a checkpoint of a rehearsal (a run with --sim keeps its own\n"
+          "                        store beside the real one)\n"
           "  --endpoints FILE      endpoints file, as for run (repeatable)\n"
           "  --var NAME=VALUE      set a workflow variable (repeatable)\n"
           "  -h, --help            this help\n"
@@ -279,9 +281,9 @@ static const command commands[] = {
      "the built-in routing policies, and the source of one to copy", policy_help, policy_main},
     {"tools", "flowrun tools WORKFLOW.lua [--json]",
      "the tools a workflow's agents may use, asking its MCP servers", tools_help, tools_main},
-    {"approve", "flowrun approve WORKFLOW.lua TASK [--note TEXT] [--state DIR]",
+    {"approve", "flowrun approve WORKFLOW.lua TASK [--note TEXT] [--state DIR] [--sim]",
      "approve a checkpoint a run left pending", approve_help, approve_main},
-    {"reject", "flowrun reject WORKFLOW.lua TASK [--note TEXT] [--state DIR]",
+    {"reject", "flowrun reject WORKFLOW.lua TASK [--note TEXT] [--state DIR] [--sim]",
      "reject a checkpoint a run left pending", approve_help, approve_main},
     {"help", "flowrun help [COMMAND]", "this list, or a command's help", help_help, help_main},
 };
@@ -855,7 +857,8 @@ cleanup:
  * commands that answer it. */
 static void print_how_to_answer(const fr_results *r, const char *wf_path, const char *state_dir)
 {
-    char *state = state_dir ? fr_xasprintf(" --state %s", state_dir) : fr_xstrdup("");
+    char *state = fr_xasprintf("%s%s%s", state_dir ? " --state " : "", state_dir ? state_dir : "",
+                               r->sim ? " --sim" : "");
     for (size_t t = 0; t < r->wf->ntasks; t++) {
         if (r->tasks[t].approval.state != FR_APPROVAL_PENDING)
             continue;
@@ -875,6 +878,7 @@ static void print_how_to_answer(const fr_results *r, const char *wf_path, const 
 static int approve_main(int argc, char **argv)
 {
     bool reject = strcmp(argv[1], "reject") == 0;
+    bool sim = false; /* the rehearsals' store (runs with --sim) */
     const char *path = NULL, *task = NULL, *note = NULL, *state_dir = NULL;
     const char **vars = fr_xcalloc((size_t)argc, sizeof *vars);
     const char **endpoints = fr_xcalloc((size_t)argc, sizeof *endpoints);
@@ -886,6 +890,8 @@ static int approve_main(int argc, char **argv)
             note = argv[++i];
         else if (strcmp(argv[i], "--state") == 0 && has)
             state_dir = argv[++i];
+        else if (strcmp(argv[i], "--sim") == 0)
+            sim = true;
         else if (strcmp(argv[i], "--var") == 0 && has)
             vars[nvars++] = argv[++i];
         else if (strcmp(argv[i], "--endpoints") == 0 && has)
@@ -930,13 +936,13 @@ static int approve_main(int argc, char **argv)
         code = EXIT_INVALID;
         goto cleanup;
     }
-    db = fr_booking_state_path(state_dir, false);
+    db = fr_booking_state_path(state_dir, sim);
     if (access(db, F_OK) != 0) {
         fprintf(stderr,
                 "flowrun: no approval of task '%s' is pending: no state store at %s (--state "
-                "DIR, else $FLOWRUN_STATE, else ./.flowrun); run the workflow first: without a "
+                "DIR, else $FLOWRUN_STATE, else ./.flowrun%s); run the workflow first: without a "
                 "terminal it stops at the checkpoint and records it\n",
-                task, db);
+                task, db, sim ? "" : "; --sim for a rehearsal's checkpoint");
         code = EXIT_INVALID;
         goto cleanup;
     }
