@@ -46,6 +46,8 @@ typedef struct args {
     size_t nvars;
     const char **fresh;
     size_t nfresh;
+    const char **tasks; /* every --task: run only these and their deps */
+    size_t ntasks;
     bool json, quiet, no_color, save_anywhere;
     fr_run_opts run;
 } args;
@@ -113,6 +115,8 @@ static const struct {
     {FOR_RUN | FOR_PLAN, "  --baseline ENDPOINT   endpoint to compare the spend against\n"},
     {FOR_RUN, "  --no-cache            send every request, even when a stored result fits\n"},
     {FOR_RUN, "  --fresh TASK          do not reuse the stored result of TASK (repeatable)\n"},
+    {FOR_RUN | FOR_PLAN,
+     "  --task NAME           only this task and the tasks it depends on (repeatable)\n"},
     {FOR_RUN | FOR_PLAN,
      "  --allow-save-anywhere let `save` paths be absolute or leave the workflow's\n"
      "                        folder (through '..' or a symbolic link); without it\n"
@@ -371,6 +375,7 @@ static int parse_args(int argc, char **argv, int first, const command *cmd, args
     a->run.sim_tps = -1;
     a->vars = calloc((size_t)argc, sizeof *a->vars);
     a->fresh = calloc((size_t)argc, sizeof *a->fresh);
+    a->tasks = calloc((size_t)argc, sizeof *a->tasks);
     a->endpoints = calloc((size_t)argc, sizeof *a->endpoints);
     for (int i = first; i < argc; i++) {
         const char *s = argv[i];
@@ -426,6 +431,9 @@ static int parse_args(int argc, char **argv, int first, const command *cmd, args
         } else if (strcmp(s, "--fresh") == 0) {
             NEED_VALUE();
             a->fresh[a->nfresh++] = val;
+        } else if (strcmp(s, "--task") == 0) {
+            NEED_VALUE();
+            a->tasks[a->ntasks++] = val;
         } else if (strcmp(s, "--allow-save-anywhere") == 0) {
             a->save_anywhere = true;
         } else if (strcmp(s, "--state") == 0) {
@@ -863,6 +871,12 @@ static int run_workflow(int argc, char **argv, int first, const command *cmd, bo
     code = check_fresh(&a, wf);
     if (code >= 0)
         goto cleanup;
+    if (fr_workflow_subset(wf, a.tasks, a.ntasks, &err) != FR_OK) {
+        fprintf(stderr, "flowrun: %s\nTry 'flowrun help %s'.\n",
+                fr_error_format(&err, msg, sizeof msg), plan ? "plan" : "run");
+        code = EXIT_USAGE;
+        goto cleanup;
+    }
     rc = fr_run_new(wf, &a.run, &run, &err);
     if (rc != FR_OK) {
         fprintf(stderr, "flowrun: %s\n", fr_error_format(&err, msg, sizeof msg));
@@ -895,6 +909,7 @@ cleanup:
     fr_workflow_free(wf);
     free(a.vars);
     free(a.fresh);
+    free(a.tasks);
     free(a.endpoints);
     return code;
 }
