@@ -136,3 +136,36 @@ expect_rc 0 "flowrun tools on flowrun mcp"
 [ "$(jqr '[.[].revision] | unique | join(",")')" = 2026-07-28 ] || fail "revision: $(jqr '[.[].revision]')"
 [ "$(jqr 'length')" = 5 ] || fail "flowrun's client listed $(jqr 'length') tools"
 pass "flowrun's own MCP client speaks 2026-07-28 to flowrun mcp and lists its 5 tools"
+
+# ---- the end of input, and SIGTERM, with a run in flight ---------------------------
+# The server stops the run (SIGTERM to its group), waits for it, and exits 0;
+# stdout has the initialize response only: no reply to the stopped call.
+poll_pgrep() { # poll_pgrep yes|no PATTERN: until a process matches (yes) or none (no)
+  local i
+  for i in $(seq 600); do
+    if pgrep -f "$2" >/dev/null; then [ "$1" = yes ] && return 0; else [ "$1" = no ] && return 0; fi
+    sleep 0.05
+  done
+  return 1
+}
+CALL="{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":\"run_workflow\",\"arguments\":{\"path\":\"$WORK/slow-$$.lua\"}}}"
+for how in eof sigterm; do
+  mkfifo "$WORK/in-$how"
+  "$FLOWRUN" mcp --endpoints "$WORK/slow-endpoints.lua" --state "$WORK/state" \
+    <"$WORK/in-$how" >"$WORK/out-$how" 2>"$WORK/err-$how" &
+  pid=$!
+  exec {fd}>"$WORK/in-$how"
+  printf '%s\n' "$INIT" "$CALL" >&"$fd"
+  poll_pgrep yes "slow-$$.lua" || fail "$how: the run never started"
+  if [ "$how" = eof ]; then exec {fd}>&-; else kill -TERM "$pid"; fi
+  set +e
+  wait "$pid"
+  rc=$?
+  set -e
+  [ "$how" = eof ] || exec {fd}>&-
+  [ "$rc" = 0 ] || { cat "$WORK/err-$how" >&2; fail "$how: flowrun mcp exited with $rc"; }
+  ! pgrep -f "slow-$$.lua" >/dev/null || fail "$how: a child outlived the server"
+  [ "$(wc -l <"$WORK/out-$how")" = 1 ] && [ "$(jq -r .id "$WORK/out-$how")" = 1 ] ||
+    fail "$how: stdout: $(cat "$WORK/out-$how")"
+  pass "$how with a run in flight: the child is stopped first, exit 0, no reply to it"
+done
