@@ -127,6 +127,13 @@ LINES=$(jq -cn --arg i "$INIT" '["this is not json", "{\"jsonrpc\":\"2.0\",\"id\
 [ "$(sj .exit)" = 0 ] || fail "the server exited with $(sj .exit) at the end of its input"
 pass "malformed lines get -32700, an unknown method -32601, the server goes on and exits 0 at EOF"
 
+# A line over 16 MiB is answered and skipped; the next one is served.
+{ head -c $((17 << 20)) /dev/zero | tr '\0' x; printf '\n%s\n' '{"jsonrpc":"2.0","id":9,"method":"ping"}'; } |
+  "${SERVER[@]}" >"$WORK/big.out" 2>"$WORK/big.err" || fail "a long line: exit $?"
+[ "$(jq -c '[.error.code // .id]' "$WORK/big.out" | tr -d '\n')" = "[-32700][9]" ] ||
+  fail "a long line: $(head -c 300 "$WORK/big.out")"
+pass "a line over 16 MiB gets -32700 and the next line is served"
+
 # ---- 2026-07-28: raw lines ----------------------------------------------------------
 M='"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}'
 LINES=$(jq -cn --arg m "$M" '[
