@@ -82,6 +82,8 @@ int fr_workflow_subset(fr_workflow *wf, const char *const *names, size_t n, fr_e
         ts->private_from = remap(ts->private_from, new_index);
         ts->private_via = remap(ts->private_via, new_index);
         ts->declassified_from = remap(ts->declassified_from, new_index);
+        if (ts->foreach)
+            ts->foreach_dep = (size_t)new_index[ts->foreach_dep]; /* a dep: kept */
         size_t to = (size_t)new_index[t];
         if (to != t) {
             wf->tasks[to] = *ts;
@@ -90,6 +92,11 @@ int fr_workflow_subset(fr_workflow *wf, const char *const *names, size_t n, fr_e
         }
     }
     wf->ntasks = kept;
+    /* The room for fan-out instances: what the kept fan-outs reserve. */
+    wf->tasks_cap = kept;
+    for (size_t t = 0; t < kept; t++)
+        if (wf->tasks[t].foreach)
+            wf->tasks_cap += (size_t)wf->tasks[t].max_items;
     free(keep);
     free(new_index);
     return FR_OK;

@@ -49,3 +49,22 @@ expect_rc 2 "an unknown --task with no near name"
 expect_stderr "(tasks: unrelated, design, other, impl, tests, review, docs)"
 [ "$(requests)" = 5 ] || fail "a usage error sent requests"
 pass "an unknown --task is a usage error (2) naming the nearest task or the tasks"
+
+# A fan-out kept by --task still reads its own source after the renumbering
+# (tasks declared before it are dropped): one instance per item of the plan.
+cat >"$WORK/fan.lua" <<LUA
+workflow { name = "subset-fanout" }
+endpoint "e" { tier = "local", url = "$SIM_URL/v1", model = "m", max_parallel = 4 }
+agent "a" { }
+task "dropped1" { agent = "a", prompt = "dropped" }
+task "dropped2" { agent = "a", prompt = "dropped" }
+task "other"    { agent = "a", prompt = [[REPLY: {"mods": ["x"]}]], schema = "json" }
+task "plan"     { agent = "a", prompt = [[REPLY: {"mods": ["p", "q", "r"]}]], schema = "json" }
+task "module"   { agent = "a", deps = { "plan" }, foreach = "plan.json.mods", prompt = "REPLY: built {{item}}" }
+task "join"     { agent = "a", deps = { "module" }, prompt = "REPLY: {{module}}" }
+LUA
+run_flowrun "$WORK/fan.lua" --task join --json --out "$WORK/out-fan"
+expect_rc 0 "run --task join of a fan-out"
+[ "$(jqr '[.tasks[] | select(.instance_of == "module") | .output] | join(",")')" = "built p,built q,built r" ] ||
+  fail "the instances of the kept fan-out: $(jqr '[.tasks[] | select(.instance_of == "module") | .output] | join(",")')"
+pass "--task join keeps a fan-out reading its own source after the renumbering: 3 instances"
