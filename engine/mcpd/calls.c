@@ -140,7 +140,8 @@ static void argv_free(argv_b *a)
 }
 
 /* The server's child options a command accepts: all of them for a run or
- * a plan; --state (and --sim for spend) for spend, approve and reject. */
+ * a plan; --state and --sim for spend, approve and reject, and --endpoints
+ * for approve and reject (they load the workflow). */
 static void push_child_args(argv_b *a, const fr_mcpd *d, int tool)
 {
     for (size_t i = 0; i < d->nchild_args; i++) {
@@ -151,8 +152,11 @@ static void push_child_args(argv_b *a, const fr_mcpd *d, int tool)
         } else if (strcmp(s, "--state") == 0 && has_val) {
             push(a, s);
             push(a, d->child_args[++i]);
-        } else if (strcmp(s, "--sim") == 0 && tool == TOOL_SPEND) {
+        } else if (strcmp(s, "--sim") == 0) {
             push(a, s);
+        } else if (strcmp(s, "--endpoints") == 0 && has_val && tool == TOOL_APPROVE) {
+            push(a, s);
+            push(a, d->child_args[++i]);
         } else if (has_val) {
             i++;
         }
@@ -514,6 +518,8 @@ static json_t *run_summary(const fr_mcpd_call *c, const json_t *rep)
                       "tokens", "input", in, "output", out);
         if (row && status && strcmp(status, "ok") != 0)
             json_object_set(row, "reason", json_object_get(t, "reason"));
+        if (row && json_object_get(t, "approval")) /* a checkpoint: pending, or who decided */
+            json_object_set(row, "approval", json_object_get(t, "approval"));
         if (row)
             json_array_append_new(list, row);
         bool final = true;

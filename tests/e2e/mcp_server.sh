@@ -100,6 +100,32 @@ TOOL=spend ARGS='{}' sdk call "${SERVER[@]}"
   fail "spend: $(sj .result.structuredContent)"
 pass "run_task with a schema returns its JSON; plan_workflow sends nothing; spend counts the 6 attempts"
 
+# ---- a checkpoint through the server: waiting, the approve tool, the rerun --------
+cat >"$WORK/gate.lua" <<'LUA'
+workflow { name = "mcp-gate" }
+agent "a" { }
+task "design" { agent = "a", prompt = "gate design", approve = true }
+task "build"  { agent = "a", deps = { "design" }, prompt = "gate build {{design}}" }
+LUA
+before=$(requests m)
+TOOL=run_workflow ARGS="{\"path\":\"$WORK/gate.lua\"}" sdk call "${SERVER[@]}"
+[ "$(sj .result.isError)" = false ] || fail "a run waiting for an approval is an error: $(sj .result)"
+[ "$(sj '.result.structuredContent | "\(.status) \(.exit_code)"')" = "waiting 4" ] ||
+  fail "waiting run: $(sj .result.structuredContent)"
+[ "$(sj '.result.structuredContent.tasks[] | select(.name == "design") | .approval.state')" = pending ] ||
+  fail "the pending approval is not in the result: $(sj .result.structuredContent.tasks)"
+[ "$(requests m)" = $((before + 1)) ] || fail "build was sent before the approval"
+TOOL=approve ARGS="{\"workflow\":\"$WORK/gate.lua\",\"task\":\"design\",\"decision\":\"approve\",\"note\":\"via mcp\"}" \
+  sdk call "${SERVER[@]}"
+[ "$(sj .result.isError)" = false ] || fail "the approve tool: $(sj .result)"
+TOOL=run_workflow ARGS="{\"path\":\"$WORK/gate.lua\"}" sdk call "${SERVER[@]}"
+[ "$(sj '.result.structuredContent | "\(.status) \(.exit_code)"')" = "ok 0" ] ||
+  fail "the rerun after approve: $(sj .result.structuredContent)"
+[ "$(sj '.result.structuredContent.tasks[] | select(.name == "design") | .approval | "\(.state) \(.note)"')" = \
+  "approved via mcp" ] || fail "the approval in the rerun's result"
+[ "$(requests m)" = $((before + 2)) ] || fail "the rerun sent $(( $(requests m) - before - 1 )) requests, expected only build's"
+pass "run_workflow waits at a checkpoint (exit 4, not isError), the approve tool records it, the rerun sends only build"
+
 # ---- a workflow that does not load: isError with its message ----------------------
 WORKFLOW="$WORK/broken.lua" sdk error "${SERVER[@]}"
 [ "$(sj .result.isError)" = true ] || fail "a broken workflow is not isError"
@@ -108,7 +134,7 @@ sj '.result.content[0].text' | grep -q "exited with 65" || fail "no exit code"
 pass "a workflow that does not load is an isError result with its file:line"
 
 # ---- cancellation ---------------------------------------------------------------
-WORKFLOW="$WORK/slow-$$.lua" sdk cancel "$FLOWRUN" mcp --endpoints "$WORK/slow-endpoints.lua" \
+WORKFLOW="$WORK/slow-$$.lua" SIM_URL=$SIM_URL SIM_MODEL=slow sdk cancel "$FLOWRUN" mcp --endpoints "$WORK/slow-endpoints.lua" \
   --state "$WORK/state"
 [ "$(sj '.child_pids | length')" -ge 1 ] || fail "the slow run's child was never seen"
 [ "$(sj .child_gone)" = true ] && [ "$(sj .tools_after)" = 5 ] || fail "after the cancel"

@@ -55,7 +55,7 @@ function pidsWith(needle) {
 
 async function pollUntil(cond, what) {
   const end = Date.now() + BOUND_MS;
-  while (!cond()) {
+  while (!(await cond())) {
     if (Date.now() > end) throw new Error(`waited ${BOUND_MS} ms for ${what}`);
     await new Promise((r) => setTimeout(r, 50));
   }
@@ -115,6 +115,9 @@ async function main() {
                                    { timeout: BOUND_MS, signal: ac.signal });
       call.catch(() => {});
       await pollUntil(() => pidsWith(wf).length > 0, `a child running ${wf}`);
+      if (process.env.SIM_URL && process.env.SIM_MODEL) // its request reached the model
+        await pollUntil(async () => ((await (await fetch(`${process.env.SIM_URL}/sim/stats`)).json())
+          .models?.[process.env.SIM_MODEL]?.requests ?? 0) >= 1, `a request to ${process.env.SIM_MODEL}`);
       out.child_pids = pidsWith(wf);
       ac.abort("the test cancels");
       out.aborted = await call.then(() => false, (e) => String(e.message ?? e));
