@@ -269,6 +269,31 @@ static void sse_chunk(fr_buf *b, const char *json)
 
 static void conn_process(conn *c);
 
+/* The HTTP status of a 2026-07-28 answer: its JSON-RPC error says it
+ * (method not found 404; invalid params, an unsupported version, header
+ * mismatch or a missing client capability 400; internal 500). */
+static int stateless_status(const json_t *msg)
+{
+    json_t *e = json_object_get(msg, "error");
+    if (!e)
+        return 200;
+    switch (json_integer_value(json_object_get(e, "code"))) {
+    case -32601:
+        return 404;
+    case -32700:
+    case -32600:
+    case -32602:
+    case ERR_HEADERS:
+    case -32021: /* MissingRequiredClientCapability */
+    case -32022: /* UnsupportedProtocolVersion */
+        return 400;
+    case -32603:
+        return 500;
+    default:
+        return 200;
+    }
+}
+
 /* The core's send callback: `tag` is the req of the message. */
 static void on_send(void *ud, void *tag, const json_t *msg, bool last)
 {
@@ -288,7 +313,7 @@ static void on_send(void *ud, void *tag, const json_t *msg, bool last)
             fr_buf_puts(&b, "0\r\n\r\n");
         conn_write(c, &b);
     } else if (last) {
-        send_answer(c, 200, r->extra, "application/json", text);
+        send_answer(c, o->id[0] ? 200 : stateless_status(msg), r->extra, "application/json", text);
     }
     free(text);
     fr_buf_close(&b);
@@ -453,10 +478,12 @@ static const char *body_name(const json_t *msg, const char *method)
     return NULL;
 }
 
-/* Checks the 2026-07-28 headers against the body: NULL when they agree,
- * else what is wrong. */
-static const char *stateless_mismatch(const fr_httphead *hd, const json_t *msg, char *why, size_t n)
+/* Checks the 2026-07-28 headers and _meta against the body: NULL when they
+ * agree, else what is wrong (*invalid: the _meta, not a header). */
+static const char *stateless_mismatch(const fr_httphead *hd, const json_t *msg, char *why, size_t n,
+                                      bool *invalid)
 {
+    *invalid = false;
     const char *method = json_string_value(json_object_get(msg, "method"));
     const char *rev = body_revision(msg);
     const fr_httphead_field *pv = fr_httphead_get(hd, "MCP-Protocol-Version");
@@ -467,6 +494,16 @@ static const char *stateless_mismatch(const fr_httphead *hd, const json_t *msg, 
     }
     if (!method)
         return NULL;
+    json_t *meta = json_object_get(json_object_get(msg, "params"), "_meta");
+    if (json_object_get(msg, "id") &&
+        (!rev || !json_object_get(meta, "io.modelcontextprotocol/clientCapabilities"))) {
+        *invalid = true;
+        snprintf(why, n,
+                 "Invalid params: a 2026-07-28 request carries params._meta with "
+                 "io.modelcontextprotocol/protocolVersion and "
+                 "io.modelcontextprotocol/clientCapabilities");
+        return why;
+    }
     const fr_httphead_field *mm = fr_httphead_get(hd, "Mcp-Method");
     if (!field_equals(mm, method)) {
         snprintf(why, n, "the Mcp-Method header must be '%s', the body's method", method);
@@ -534,8 +571,9 @@ static holder *post_peer(conn *c, const fr_httphead *hd, const json_t *msg, cons
     bool stateless = body_revision(msg) || field_equals(pv, REV_2026);
     if (stateless) {
         char why[256];
-        if (stateless_mismatch(hd, msg, why, sizeof why)) {
-            send_rpc_error(c, 400, NULL, id, ERR_HEADERS, why);
+        bool invalid = false;
+        if (stateless_mismatch(hd, msg, why, sizeof why, &invalid)) {
+            send_rpc_error(c, 400, NULL, id, invalid ? -32602 : ERR_HEADERS, why);
             return NULL;
         }
         *created = true;

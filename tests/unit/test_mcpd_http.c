@@ -230,7 +230,8 @@ static void test_stateless_headers(void **state)
     server *s = server_start("127.0.0.1", NULL);
     static const char body[] =
         "{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"tools/list\",\"params\":{\"_meta\":{"
-        "\"io.modelcontextprotocol/protocolVersion\":\"2026-07-28\"}}}";
+        "\"io.modelcontextprotocol/protocolVersion\":\"2026-07-28\","
+        "\"io.modelcontextprotocol/clientCapabilities\":{}}}}";
     response r = {0};
     post(s, "MCP-Protocol-Version: 2026-07-28\r\nMcp-Method: tools/list\r\n", body, &r);
     assert_int_equal(r.status, 200);
@@ -254,11 +255,25 @@ static void test_stateless_headers(void **state)
     static const char call[] =
         "{\"jsonrpc\":\"2.0\",\"id\":8,\"method\":\"tools/call\",\"params\":{\"name\":\"spend\","
         "\"arguments\":{},\"_meta\":{\"io.modelcontextprotocol/protocolVersion\":"
-        "\"2026-07-28\"}}}";
+        "\"2026-07-28\",\"io.modelcontextprotocol/clientCapabilities\":{}}}}";
     post(s, "MCP-Protocol-Version: 2026-07-28\r\nMcp-Method: tools/call\r\nMcp-Name: run_task\r\n",
          call, &r);
     assert_int_equal(r.status, 400);
     assert_int_equal(error_code(&r), -32020);
+    response_free(&r);
+
+    /* a request without its _meta is invalid params; an unknown method 404 */
+    post(s, "MCP-Protocol-Version: 2026-07-28\r\nMcp-Method: tools/list\r\n", LIST, &r);
+    assert_int_equal(r.status, 400);
+    assert_int_equal(error_code(&r), -32602);
+    response_free(&r);
+    static const char nosuch[] =
+        "{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"no/such\",\"params\":{\"_meta\":{"
+        "\"io.modelcontextprotocol/protocolVersion\":\"2026-07-28\","
+        "\"io.modelcontextprotocol/clientCapabilities\":{}}}}";
+    post(s, "MCP-Protocol-Version: 2026-07-28\r\nMcp-Method: no/such\r\n", nosuch, &r);
+    assert_int_equal(r.status, 404);
+    assert_int_equal(error_code(&r), -32601);
     response_free(&r);
 
     assert_serves(s);
