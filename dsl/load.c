@@ -30,7 +30,7 @@ static void endpoint_close(fr_endpoint_spec *e)
     free(e->file);
 }
 
-static void task_close(fr_task_spec *t)
+void fr_load_task_close(fr_task_spec *t)
 {
     free(t->name);
     free(t->prompt);
@@ -69,7 +69,7 @@ void fr_workflow_free(fr_workflow *wf)
         free(wf->lua);
     }
     for (size_t i = 0; i < wf->ntasks; i++)
-        task_close(&wf->tasks[i]);
+        fr_load_task_close(&wf->tasks[i]);
     free(wf->tasks);
     for (size_t i = 0; i < wf->nagents; i++) {
         free(wf->agents[i].name);

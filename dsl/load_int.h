@@ -75,6 +75,10 @@ typedef struct fr_load_ctx {
 void fr_load_ctx_init(fr_load_ctx *c, fr_workflow *wf, const char *file, int code,
                       bool endpoints_only);
 
+/* Frees what task `t` owns (not `t` itself): used by fr_workflow_free and
+ * by fr_workflow_subset for the tasks it drops. */
+void fr_load_task_close(fr_task_spec *t);
+
 /* Releases the context's own memory (not `wf`). */
 void fr_load_ctx_close(fr_load_ctx *c);
 

@@ -227,6 +227,13 @@ int fr_workflow_load(const char *path, const fr_load_opts *opts, fr_workflow **o
 /* Frees a workflow and its Lua state; NULL is fine. */
 void fr_workflow_free(fr_workflow *wf);
 
+/* Keeps only the tasks named in `names` (`n` borrowed strings) and every
+ * task they depend on, directly or not (`flowrun --task NAME`); the kept
+ * tasks stay in their order and every index between them is renumbered.
+ * FR_EUSAGE with `err` naming the unknown task (and the closest name)
+ * when a name is no task of `wf`; `wf` is then unchanged. */
+int fr_workflow_subset(fr_workflow *wf, const char *const *names, size_t n, fr_error *err);
+
 /* Renders the prompt of task `task` with `ctx` (borrowed), an object
  * { "<dep>": { "text": "...", "json": <value or null>, "status": "ok",
  * "reason": "" }, ..., "var": {...} } (status and reason may be absent).

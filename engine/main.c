@@ -7,6 +7,8 @@
 #include "dsl/workflow.h"
 #include "engine/booking.h"
 #include "engine/guard.h"
+#include "engine/mcpd/mcpd.h"
+#include "engine/mcpd/stdio_serve.h"
 #include "engine/proc.h"
 #include "engine/report.h"
 #include "engine/run.h"
@@ -44,6 +46,8 @@ typedef struct args {
     size_t nvars;
     const char **fresh;
     size_t nfresh;
+    const char **tasks; /* every --task: run only these and their deps */
+    size_t ntasks;
     bool json, quiet, no_color, save_anywhere;
     fr_run_opts run;
 } args;
@@ -111,6 +115,8 @@ static const struct {
     {FOR_RUN | FOR_PLAN, "  --baseline ENDPOINT   endpoint to compare the spend against\n"},
     {FOR_RUN, "  --no-cache            send every request, even when a stored result fits\n"},
     {FOR_RUN, "  --fresh TASK          do not reuse the stored result of TASK (repeatable)\n"},
+    {FOR_RUN | FOR_PLAN,
+     "  --task NAME           only this task and the tasks it depends on (repeatable)\n"},
     {FOR_RUN | FOR_PLAN,
      "  --allow-save-anywhere let `save` paths be absolute or leave the workflow's\n"
      "                        folder (through '..' or a symbolic link); without it\n"
@@ -210,6 +216,33 @@ static void tools_help(FILE *f)
           f);
 }
 
+static void mcp_help(FILE *f)
+{
+    fputs("Serves flowrun's tools to an MCP client (Claude Code, Cursor, an agent): over\n"
+          "standard input and output, newline-delimited JSON-RPC, speaking the 2026-07-28\n"
+          "and 2025-11-25 revisions. Tools: run_task, run_workflow, plan_workflow, spend,\n"
+          "approve; each call runs a child flowrun with the options below. Logs go to\n"
+          "stderr. The server ends when its input ends, or on SIGINT or SIGTERM, after\n"
+          "stopping the runs in flight.\n"
+          "\n"
+          "options:\n"
+          "  --endpoints FILE      endpoints file for every run (repeatable)\n"
+          "  --policy NAME|FILE    routing policy for every run\n"
+          "  --state DIR           state directory: runs, the cost ledger, approvals\n"
+          "  --sim                 every run is a rehearsal on the built-in simulator\n"
+          "  --work-dir DIR        where run_task's workflows and the runs' outputs go\n"
+          "                        (default STATE/mcp, STATE as for --state)\n"
+          "  --inline-max BYTES    longer outputs come back as file paths (default 8192)\n"
+          "  --log-level LEVEL     error, warn (default), info, debug, trace\n"
+          "  -h, --help            this help\n"
+          "\n"
+          "Add it to Claude Code: claude mcp add flowrun -- flowrun mcp\n"
+          "exit codes: 0 stopped cleanly, 2 usage, 74 the work directory or standard\n"
+          "input/output cannot be used.\n"
+          "Documentation: docs/mcp.md.\n",
+          f);
+}
+
 static void help_help(FILE *f)
 {
     fputs("Prints the list of commands, or the help of COMMAND (the same as\n"
@@ -222,6 +255,7 @@ static int plan_main(int argc, char **argv);
 static int spend_main(int argc, char **argv);
 static int policy_main(int argc, char **argv);
 static int tools_main(int argc, char **argv);
+static int mcp_main(int argc, char **argv);
 static int help_main(int argc, char **argv);
 
 /* A subcommand: its name, usage line, one-line summary, help and entry
@@ -247,6 +281,8 @@ static const command commands[] = {
      "the built-in routing policies, and the source of one to copy", policy_help, policy_main},
     {"tools", "flowrun tools WORKFLOW.lua [--json]",
      "the tools a workflow's agents may use, asking its MCP servers", tools_help, tools_main},
+    {"mcp", "flowrun mcp [--endpoints F] [--policy P] [--state DIR] [--sim] [options]",
+     "serve run_task, run_workflow, plan, spend and approve to an MCP client", mcp_help, mcp_main},
     {"help", "flowrun help [COMMAND]", "this list, or a command's help", help_help, help_main},
 };
 enum { NCOMMANDS = sizeof commands / sizeof *commands };
@@ -339,6 +375,7 @@ static int parse_args(int argc, char **argv, int first, const command *cmd, args
     a->run.sim_tps = -1;
     a->vars = calloc((size_t)argc, sizeof *a->vars);
     a->fresh = calloc((size_t)argc, sizeof *a->fresh);
+    a->tasks = calloc((size_t)argc, sizeof *a->tasks);
     a->endpoints = calloc((size_t)argc, sizeof *a->endpoints);
     for (int i = first; i < argc; i++) {
         const char *s = argv[i];
@@ -394,6 +431,9 @@ static int parse_args(int argc, char **argv, int first, const command *cmd, args
         } else if (strcmp(s, "--fresh") == 0) {
             NEED_VALUE();
             a->fresh[a->nfresh++] = val;
+        } else if (strcmp(s, "--task") == 0) {
+            NEED_VALUE();
+            a->tasks[a->ntasks++] = val;
         } else if (strcmp(s, "--allow-save-anywhere") == 0) {
             a->save_anywhere = true;
         } else if (strcmp(s, "--state") == 0) {
@@ -831,6 +871,12 @@ static int run_workflow(int argc, char **argv, int first, const command *cmd, bo
     code = check_fresh(&a, wf);
     if (code >= 0)
         goto cleanup;
+    if (fr_workflow_subset(wf, a.tasks, a.ntasks, &err) != FR_OK) {
+        fprintf(stderr, "flowrun: %s\nTry 'flowrun help %s'.\n",
+                fr_error_format(&err, msg, sizeof msg), plan ? "plan" : "run");
+        code = EXIT_USAGE;
+        goto cleanup;
+    }
     rc = fr_run_new(wf, &a.run, &run, &err);
     if (rc != FR_OK) {
         fprintf(stderr, "flowrun: %s\n", fr_error_format(&err, msg, sizeof msg));
@@ -863,6 +909,7 @@ cleanup:
     fr_workflow_free(wf);
     free(a.vars);
     free(a.fresh);
+    free(a.tasks);
     free(a.endpoints);
     return code;
 }
@@ -878,6 +925,171 @@ static int run_main(int argc, char **argv)
 static int plan_main(int argc, char **argv)
 {
     return run_workflow(argc, argv, 2, find_command("plan"), true);
+}
+
+/* ---- flowrun mcp ---- */
+
+/* `flowrun mcp`'s options: what every child run gets, and the server's. */
+typedef struct mcp_args {
+    const char **child; /* options passed on to every child flowrun */
+    size_t nchild;
+    const char *state_dir;
+    const char *work_dir;
+    size_t inline_max;
+    /* A transport's own options go here; stdio is the default. */
+} mcp_args;
+
+/* A running `flowrun mcp`: the loop, the core, its transport, signals. */
+typedef struct mcp_server {
+    uv_loop_t loop;
+    fr_mcpd *d;
+    fr_mcpd_stdio *stdio;
+    uv_signal_t sigint, sigterm;
+    bool stopping;
+} mcp_server;
+
+static int parse_mcp_args(int argc, char **argv, mcp_args *a)
+{
+    a->child = fr_xcalloc((size_t)argc + 1, sizeof *a->child);
+    for (int i = 2; i < argc; i++) {
+        const char *s = argv[i];
+        const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+        bool passed = strcmp(s, "--endpoints") == 0 || strcmp(s, "--policy") == 0 ||
+                      strcmp(s, "--state") == 0;
+        if ((passed || strcmp(s, "--work-dir") == 0 || strcmp(s, "--inline-max") == 0 ||
+             strcmp(s, "--log-level") == 0) &&
+            !val)
+            return usage_error("option %s needs a value", s);
+        if (passed) {
+            a->child[a->nchild++] = s;
+            a->child[a->nchild++] = val;
+            if (strcmp(s, "--state") == 0)
+                a->state_dir = val;
+            i++;
+        } else if (strcmp(s, "--sim") == 0) {
+            a->child[a->nchild++] = s;
+        } else if (strcmp(s, "--work-dir") == 0) {
+            a->work_dir = argv[++i];
+        } else if (strcmp(s, "--inline-max") == 0) {
+            char *end;
+            long long v = strtoll(val, &end, 10);
+            if (!*val || *end || v < 1)
+                return usage_error("--inline-max expects a number of bytes >= 1, got '%s'", val);
+            a->inline_max = (size_t)v;
+            i++;
+        } else if (strcmp(s, "--log-level") == 0) {
+            int lvl = fr_log_level_parse(val);
+            if (lvl < 0)
+                return usage_error("unknown log level '%s' (error, warn, info, debug, trace)", val);
+            fr_log_set_level((fr_log_level)lvl);
+            i++;
+        } else {
+            return usage_error("mcp: unexpected argument '%s'", s);
+        }
+    }
+    return -1;
+}
+
+static void mcp_closed(uv_handle_t *h)
+{
+    (void)h;
+}
+
+/* Every child ended: the last handles go and uv_run returns. */
+static void mcp_down(void *ud)
+{
+    mcp_server *m = ud;
+    uv_close((uv_handle_t *)&m->sigint, mcp_closed);
+    uv_close((uv_handle_t *)&m->sigterm, mcp_closed);
+}
+
+/* End of input or a signal: close the transport, stop the runs in flight. */
+static void mcp_stop(void *ud)
+{
+    mcp_server *m = ud;
+    if (m->stopping)
+        return;
+    m->stopping = true;
+    if (m->stdio)
+        fr_mcpd_stdio_close(m->stdio, NULL, NULL);
+    m->stdio = NULL;
+    fr_mcpd_shutdown(m->d, mcp_down, m);
+}
+
+static void mcp_signal(uv_signal_t *h, int signum)
+{
+    fr_log(FR_LOG_INFO, "mcpd", "signal=%d stopping", signum);
+    mcp_stop(h->data);
+}
+
+/* Starts the transport the options ask for on `m`. */
+static int mcp_transport_start(mcp_server *m, const mcp_args *a, fr_error *err)
+{
+    (void)a;
+    return fr_mcpd_stdio_start(&m->loop, m->d, STDIN_FILENO, STDOUT_FILENO, mcp_stop, m, &m->stdio,
+                               err);
+}
+
+/* flowrun mcp: the MCP server until its input ends or a signal comes. */
+static int mcp_main(int argc, char **argv)
+{
+    mcp_args a = {0};
+    mcp_server m = {0};
+    fr_error err = {0};
+    char msg[1600], exe[4096], cwd[4096];
+    size_t exe_len = sizeof exe, cwd_len = sizeof cwd;
+    char *work_dir = NULL;
+    bool looping = false;
+    int code = parse_mcp_args(argc, argv, &a);
+    if (code >= 0)
+        goto cleanup;
+    code = 0;
+    if (uv_exepath(exe, &exe_len) != 0 || uv_cwd(cwd, &cwd_len) != 0) {
+        fprintf(stderr, "flowrun: mcp: cannot find flowrun's own binary or the current folder\n");
+        code = EXIT_IOERR;
+        goto cleanup;
+    }
+    const char *base = a.state_dir ? a.state_dir : getenv("FLOWRUN_STATE");
+    if (a.work_dir)
+        work_dir =
+            a.work_dir[0] == '/' ? fr_xstrdup(a.work_dir) : fr_xasprintf("%s/%s", cwd, a.work_dir);
+    else if (base && *base)
+        work_dir =
+            base[0] == '/' ? fr_xasprintf("%s/mcp", base) : fr_xasprintf("%s/%s/mcp", cwd, base);
+    else
+        work_dir = fr_xasprintf("%s/.flowrun/mcp", cwd);
+    uv_loop_init(&m.loop);
+    looping = true;
+    fr_mcpd_opts o = {.exe = exe,
+                      .child_args = a.child,
+                      .nchild_args = a.nchild,
+                      .work_dir = work_dir,
+                      .inline_max = a.inline_max};
+    if (fr_mcpd_new(&m.loop, &o, &m.d, &err) != FR_OK ||
+        mcp_transport_start(&m, &a, &err) != FR_OK) {
+        fprintf(stderr, "flowrun: mcp: %s\n", fr_error_format(&err, msg, sizeof msg));
+        code = EXIT_IOERR;
+        if (m.d) {
+            fr_mcpd_shutdown(m.d, NULL, NULL);
+            uv_run(&m.loop, UV_RUN_DEFAULT);
+        }
+        goto cleanup;
+    }
+    uv_signal_init(&m.loop, &m.sigint);
+    uv_signal_init(&m.loop, &m.sigterm);
+    m.sigint.data = m.sigterm.data = &m;
+    uv_signal_start(&m.sigint, mcp_signal, SIGINT);
+    uv_signal_start(&m.sigterm, mcp_signal, SIGTERM);
+    uv_run(&m.loop, UV_RUN_DEFAULT);
+cleanup:
+    fr_mcpd_free(m.d);
+    if (looping && uv_loop_close(&m.loop) != 0) {
+        fr_log(FR_LOG_ERROR, "mcpd", "error=\"handles left open at exit\"");
+        code = code ? code : EXIT_IOERR;
+    }
+    free(work_dir);
+    free(a.child);
+    return code;
 }
 
 /* Whether a command's arguments ask for its help. */

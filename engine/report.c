@@ -115,6 +115,10 @@ static json_t *task_report(const fr_results *r, size_t t)
     json_t *o = json_object();
     json_object_set_new(o, "name", json_string(ts->name));
     json_object_set_new(o, "status", json_string(fr_task_state_name(st)));
+    json_t *deps = json_array();
+    for (size_t i = 0; i < ts->ndeps; i++)
+        json_array_append_new(deps, json_string(ts->deps[i]));
+    json_object_set_new(o, "deps", deps);
     json_object_set_new(o, "reason", redacted_string(tr->reason));
     json_object_set_new(o, "endpoint", e ? json_string(e->name) : json_null());
     json_object_set_new(o, "tier", e ? json_string(fr_tier_name(e->tier)) : json_null());

@@ -769,6 +769,8 @@ int fr_run_execute(fr_run *r)
     fr_booking_begin(r->books, r->wf->name, r->wf->path);
     fr_reload_watch(r->policy, &r->loop, NULL); /* a failure is a warning, logged */
     r->standin_started = r->opts.sim && r->http;
+    if (r->opts.progress) /* what a progress reader counts the ended tasks against */
+        fr_log(FR_LOG_WARN, "run", "tasks=%zu status=started", r->wf->ntasks);
     if (!r->http ||
         (r->opts.sim && fr_endpoints_standin(r->eps, r->opts.standin, &r->loop,
                                              r->opts.sim_latency_ms, r->opts.sim_tps) != FR_OK)) {

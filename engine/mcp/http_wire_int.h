@@ -10,7 +10,7 @@
  * (FR_MCP_ERR_HTTP, FR_MCP_ERR_TRANSPORT), so the client sees one shape. */
 
 #include "engine/http.h"
-#include "engine/mcp/jsonrpc_int.h"
+#include "engine/mcp/jsonrpc.h"
 
 #include <jansson.h>
 #include <stddef.h>

@@ -1,4 +1,4 @@
-#include "engine/mcp/jsonrpc_int.h"
+#include "engine/mcp/jsonrpc.h"
 
 #include "engine/util/buf.h"
 #include "engine/util/mem.h"

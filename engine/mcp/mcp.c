@@ -1,7 +1,7 @@
 #include "engine/mcp/mcp.h"
 
 #include "engine/mcp/http_wire_int.h"
-#include "engine/mcp/jsonrpc_int.h"
+#include "engine/mcp/jsonrpc.h"
 #include "engine/mcp/stdio_wire_int.h"
 #include "engine/mcp/xheader_int.h"
 #include "engine/util/log.h"

@@ -4,7 +4,7 @@
  * stderr its log (the last lines are kept for error messages). */
 
 #include "dsl/workflow.h"
-#include "engine/mcp/jsonrpc_int.h"
+#include "engine/mcp/jsonrpc.h"
 #include "engine/util/err.h"
 
 #include <jansson.h>

@@ -3,7 +3,7 @@
  * client sends (with the 2026-07-28 `_meta` when asked), the kinds of
  * messages a server sends back, and a tools/call result turned into the
  * text a model reads. Pure functions over jansson; no I/O. Used by the
- * client (mcp.c) and both transports. */
+ * client (mcp.c), both its transports and the MCP server (engine/mcpd). */
 
 #include <jansson.h>
 #include <stdbool.h>
