@@ -1,0 +1,171 @@
+#!/usr/bin/env bash
+# flowrun as an MCP server over stdio (`flowrun mcp`), driven by the
+# official TypeScript SDK's client (tests/mcp/sdk_client.mjs, installed by
+# tests/deps.sh) against flowrun-sim: tools listed with schemas, run_task
+# and run_workflow answered from the simulator (its request counts),
+# progress notifications, a failing workflow as isError, cancellation (the
+# child leaves the process table, the server keeps serving), a malformed
+# line that does not end the server; and the 2026-07-28 revision, which
+# this SDK does not speak, through raw lines and through flowrun's own MCP
+# client (`flowrun tools` on a workflow that uses `flowrun mcp`).
+source "$(dirname "$0")/lib.bash"
+SDK="$SRC/tests/mcp/node_modules/@modelcontextprotocol/sdk/package.json"
+[ -f "$SDK" ] || fail "the MCP SDK is not installed: run tests/deps.sh"
+command -v node >/dev/null || fail "node is not installed: run tests/deps.sh"
+CLIENT="$SRC/tests/mcp/sdk_client.mjs"
+start_sim --latency 5 --tps 0 --model "slow:latency=600000"
+
+requests() { sim_stats | jq ".models[\"$1\"].requests // 0"; }
+
+cat >"$WORK/endpoints.lua" <<LUA
+endpoint "local-qwen" { tier = "local", url = "$SIM_URL/v1", model = "m", max_parallel = 4 }
+LUA
+cat >"$WORK/slow-endpoints.lua" <<LUA
+endpoint "slow" { tier = "local", url = "$SIM_URL/v1", model = "slow", max_parallel = 1 }
+LUA
+cat >"$WORK/wf.lua" <<'LUA'
+workflow { name = "mcp-e2e" }
+agent "a" { }
+task "design" { agent = "a", prompt = "design" }
+task "impl"   { agent = "a", deps = { "design" }, prompt = "impl {{design}}" }
+task "tests"  { agent = "a", deps = { "design" }, prompt = "tests {{design}}" }
+task "review" { agent = "a", deps = { "impl", "tests" }, prompt = "review {{impl}} {{tests}}" }
+LUA
+printf 'workflow { name = "broken" }\ntask "x" {\n  prompt = = "no"\n}\n' >"$WORK/broken.lua"
+printf 'workflow { name = "slow" }\nagent "a" { }\ntask "wait_%s" { agent = "a", prompt = "wait" }\n' $$ \
+  >"$WORK/slow-$$.lua"
+
+SERVER=("$FLOWRUN" mcp --endpoints "$WORK/endpoints.lua" --state "$WORK/state")
+sdk() { # sdk SCENARIO [stdio COMMAND...]: the client's JSON in $WORK/sdk.json
+  local scenario=$1
+  shift
+  timeout 120 node "$CLIENT" "$scenario" stdio "$@" >"$WORK/sdk.json" 2>"$WORK/sdk.err" ||
+    { cat "$WORK/sdk.err" >&2; fail "sdk_client $scenario exited with $?"; }
+  leak_check "$WORK/sdk.json" "$WORK/sdk.err" || fail "$scenario: the sentinel key leaked"
+}
+sj() { jq -r "$1" "$WORK/sdk.json"; }
+
+# ---- tools listed, with schemas ---------------------------------------------
+sdk list "${SERVER[@]}"
+[ "$(sj .server)" = flowrun ] || fail "serverInfo.name: $(sj .server)"
+[ "$(sj '[.tools[].name] | join(" ")')" = "run_task run_workflow plan_workflow spend approve" ] ||
+  fail "tools: $(sj '[.tools[].name] | join(" ")')"
+[ "$(sj '[.tools[] | select(.type == "object")] | length')" = 5 ] || fail "input schemas"
+[ "$(sj '.tools[0].required | join(",")')" = prompt ] || fail "run_task's required"
+[ "$(sj '.tools[0].properties | join(",")')" = "prompt,system,complexity,private,schema,max_tokens" ] ||
+  fail "run_task's properties: $(sj '.tools[0].properties | join(",")')"
+[ "$(sj '.tools[4].properties | join(",")')" = "workflow,task,decision,note" ] || fail "approve's"
+pass "the SDK client initializes and lists 5 tools with their schemas"
+
+# ---- run_task ---------------------------------------------------------------
+PROMPT='Say "hi" {{not a placeholder}} ]] \ end' sdk run_task "${SERVER[@]}"
+[ "$(sj .result.isError)" = false ] || { cat "$WORK/sdk.json"; fail "run_task isError"; }
+[ "$(sj '.result.structuredContent.tasks[0] | "\(.name) \(.status) \(.endpoint) \(.tier)"')" = \
+  "answer ok local-qwen local" ] || fail "run_task: $(sj .result.structuredContent.tasks)"
+sj .result.structuredContent.outputs.answer.text | grep -q . || fail "run_task: no output"
+[ "$(requests m)" = 1 ] || fail "run_task sent $(requests m) requests, expected 1"
+pass "run_task: one request to the simulator, ran on local-qwen, its output inline"
+
+# ---- run_workflow with progress -------------------------------------------------
+WORKFLOW="$WORK/wf.lua" sdk run_workflow "${SERVER[@]}"
+[ "$(sj .result.isError)" = false ] || { cat "$WORK/sdk.json"; fail "run_workflow isError"; }
+[ "$(sj '[.result.structuredContent.tasks[] | "\(.name)=\(.status)"] | join(" ")')" = \
+  "design=ok impl=ok tests=ok review=ok" ] || fail "run_workflow tasks"
+[ "$(sj '.result.structuredContent.outputs | keys | join(",")')" = review ] ||
+  fail "outputs of: $(sj '.result.structuredContent.outputs | keys | join(",")')"
+[ "$(requests m)" = 5 ] || fail "the simulator got $(requests m) requests, expected 5"
+[ "$(sj '.progress | length')" = 4 ] || fail "progress notifications: $(sj .progress)"
+[ "$(sj '[.progress[].progress] | join(",")')" = "1,2,3,4" ] || fail "progress values"
+[ "$(sj '[.progress[].total] | unique | join(",")')" = 4 ] || fail "progress totals"
+[ "$(sj '.progress[0].message')" = "design ok on local-qwen" ] || fail "progress message"
+pass "run_workflow: 4 tasks ok, 4 requests, 4 progress notifications, only review's output"
+
+# ---- a workflow that does not load: isError with its message ----------------------
+WORKFLOW="$WORK/broken.lua" sdk error "${SERVER[@]}"
+[ "$(sj .result.isError)" = true ] || fail "a broken workflow is not isError"
+sj '.result.content[0].text' | grep -q "broken.lua:3" || fail "no file:line: $(sj .result.content)"
+sj '.result.content[0].text' | grep -q "exited with 65" || fail "no exit code"
+pass "a workflow that does not load is an isError result with its file:line"
+
+# ---- cancellation ---------------------------------------------------------------
+WORKFLOW="$WORK/slow-$$.lua" sdk cancel "$FLOWRUN" mcp --endpoints "$WORK/slow-endpoints.lua" \
+  --state "$WORK/state"
+[ "$(sj '.child_pids | length')" -ge 1 ] || fail "the slow run's child was never seen"
+[ "$(sj .child_gone)" = true ] && [ "$(sj .tools_after)" = 5 ] || fail "after the cancel"
+sj .aborted | grep -q . || fail "the call was not aborted"
+[ "$(requests slow)" = 1 ] || fail "the slow model got $(requests slow) requests"
+pass "cancelled: the child run left the process table, the server still lists its tools"
+
+# ---- malformed lines (raw: no SDK sends them) --------------------------------------
+INIT='{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}'
+LINES=$(jq -cn --arg i "$INIT" '["this is not json", "{\"jsonrpc\":\"2.0\",\"id\":", $i,
+  "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"no/such\"}", "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tools/list\"}"]') \
+  EXPECT=5 sdk raw_stdio "${SERVER[@]}"
+[ "$(sj '[.messages[] | .error.code // "ok"] | join(",")')" = "-32700,-32700,ok,-32601,ok" ] ||
+  fail "raw replies: $(sj '[.messages[] | .error.code // "ok"] | join(",")')"
+[ "$(sj '.messages[4].result.tools | length')" = 5 ] || fail "tools/list after malformed lines"
+[ "$(sj .exit)" = 0 ] || fail "the server exited with $(sj .exit) at the end of its input"
+pass "malformed lines get -32700, an unknown method -32601, the server goes on and exits 0 at EOF"
+
+# ---- 2026-07-28: raw lines ----------------------------------------------------------
+M='"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}'
+LINES=$(jq -cn --arg m "$M" '[
+  "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"server/discover\",\"params\":{\($m)}}",
+  "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":\"run_workflow\",\"arguments\":{\"path\":\"wf.lua\"},\"_meta\":{\"io.modelcontextprotocol/protocolVersion\":\"2026-07-28\",\"progressToken\":7}}}",
+  "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tools/list\",\"params\":{\"_meta\":{\"io.modelcontextprotocol/protocolVersion\":\"1999-01-01\"}}}"]') \
+  EXPECT=3 sdk raw_stdio "${SERVER[@]}"
+[ "$(sj '.messages[] | select(.id == 1) | .result.supportedVersions | join(",")')" = 2026-07-28 ] ||
+  fail "server/discover"
+[ "$(sj '.messages[] | select(.id == 2) | .result | "\(.resultType) \(.structuredContent.status)"')" = \
+  "complete ok" ] || fail "2026-07-28 tools/call: $(sj '.messages[] | select(.id == 2)')"
+[ "$(sj '[.messages[] | select(.method == "notifications/progress")] | length')" = 4 ] ||
+  fail "2026-07-28 progress"
+[ "$(sj '.messages[] | select(.id == 3) | "\(.error.code) \(.error.data.supported | join(","))"')" = \
+  "-32022 2026-07-28" ] || fail "an unsupported version"
+pass "2026-07-28: server/discover, a tools/call with no initialize, progress, -32022"
+
+# ---- 2026-07-28 through flowrun's own MCP client ---------------------------------
+cat >"$WORK/uses-flowrun.lua" <<LUA
+workflow { name = "uses-flowrun" }
+mcp "flowrun" { command = { "$FLOWRUN", "mcp", "--endpoints", "$WORK/endpoints.lua", "--state", "$WORK/state" } }
+agent "a" { tools = { "flowrun.*" } }
+task "t" { agent = "a", prompt = "x" }
+LUA
+run_flowrun tools "$WORK/uses-flowrun.lua" --endpoints "$WORK/endpoints.lua" --json
+expect_rc 0 "flowrun tools on flowrun mcp"
+[ "$(jqr '[.[].revision] | unique | join(",")')" = 2026-07-28 ] || fail "revision: $(jqr '[.[].revision]')"
+[ "$(jqr 'length')" = 5 ] || fail "flowrun's client listed $(jqr 'length') tools"
+pass "flowrun's own MCP client speaks 2026-07-28 to flowrun mcp and lists its 5 tools"
+
+# ---- the end of input, and SIGTERM, with a run in flight ---------------------------
+# The server stops the run (SIGTERM to its group), waits for it, and exits 0;
+# stdout has the initialize response only: no reply to the stopped call.
+poll_pgrep() { # poll_pgrep yes|no PATTERN: until a process matches (yes) or none (no)
+  local i
+  for i in $(seq 600); do
+    if pgrep -f "$2" >/dev/null; then [ "$1" = yes ] && return 0; else [ "$1" = no ] && return 0; fi
+    sleep 0.05
+  done
+  return 1
+}
+CALL="{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":\"run_workflow\",\"arguments\":{\"path\":\"$WORK/slow-$$.lua\"}}}"
+for how in eof sigterm; do
+  mkfifo "$WORK/in-$how"
+  "$FLOWRUN" mcp --endpoints "$WORK/slow-endpoints.lua" --state "$WORK/state" \
+    <"$WORK/in-$how" >"$WORK/out-$how" 2>"$WORK/err-$how" &
+  pid=$!
+  exec {fd}>"$WORK/in-$how"
+  printf '%s\n' "$INIT" "$CALL" >&"$fd"
+  poll_pgrep yes "slow-$$.lua" || fail "$how: the run never started"
+  if [ "$how" = eof ]; then exec {fd}>&-; else kill -TERM "$pid"; fi
+  set +e
+  wait "$pid"
+  rc=$?
+  set -e
+  [ "$how" = eof ] || exec {fd}>&-
+  [ "$rc" = 0 ] || { cat "$WORK/err-$how" >&2; fail "$how: flowrun mcp exited with $rc"; }
+  ! pgrep -f "slow-$$.lua" >/dev/null || fail "$how: a child outlived the server"
+  [ "$(wc -l <"$WORK/out-$how")" = 1 ] && [ "$(jq -r .id "$WORK/out-$how")" = 1 ] ||
+    fail "$how: stdout: $(cat "$WORK/out-$how")"
+  pass "$how with a run in flight: the child is stopped first, exit 0, no reply to it"
+done
