@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # flowrun as an MCP server over Streamable HTTP (`flowrun mcp --http`),
-# driven by the official TypeScript SDK's client (tests/mcp/node_modules,
+# driven by the official TypeScript SDK's client (tests/mcp/sdk_client.mjs,
 # installed by tests/deps.sh) against flowrun-sim: initialize and the tools
 # with their schemas; run_task and run_workflow answer what the simulator
 # said, with the simulator's request counts; progress notifications come
@@ -12,9 +12,10 @@
 # `flowrun mcp` refuses to start (78). SIGTERM ends the server and its
 # children.
 source "$(dirname "$0")/lib.bash"
-SDK="$SRC/tests/mcp/node_modules/@modelcontextprotocol/sdk/dist/esm"
-command -v node >/dev/null || { echo "SKIP: node is not installed (tests/deps.sh)"; exit 0; }
-[ -f "$SDK/client/streamableHttp.js" ] || fail "the MCP SDK is not installed: run tests/deps.sh"
+SDK="$SRC/tests/mcp/node_modules/@modelcontextprotocol/sdk/package.json"
+[ -f "$SDK" ] || fail "the MCP SDK is not installed: run tests/deps.sh"
+command -v node >/dev/null || fail "node is not installed: run tests/deps.sh"
+CLIENT="$SRC/tests/mcp/sdk_client.mjs"
 start_sim --latency 0 --tps 0 --model slow:latency=600000
 
 MARK="mcphttp-$$-$RANDOM"
@@ -33,54 +34,6 @@ endpoint "slow" { tier = "local", url = "$SIM_URL/v1", model = "slow", max_paral
 agent "a" { system = "be brief" }
 task "wait" { agent = "a", endpoint = "slow", prompt = "this reply never comes" }
 LUA
-
-# The SDK client: node drive.mjs URL STEP [ARG]; prints one JSON line.
-cat >"$WORK/drive.mjs" <<JS
-import { Client } from "$SDK/client/index.js";
-import { StreamableHTTPClientTransport } from "$SDK/client/streamableHttp.js";
-import { execSync } from "node:child_process";
-const [url, step, arg] = process.argv.slice(2);
-const token = process.env.DRIVE_TOKEN;
-const opts = token ? { requestInit: { headers: { Authorization: "Bearer " + token } } } : {};
-const client = new Client({ name: "flowrun-e2e", version: "1.0.0" });
-const transport = new StreamableHTTPClientTransport(new URL(url), opts);
-const out = (o) => console.log(JSON.stringify(o));
-const running = () => {
-  try { execSync("pgrep -f '" + process.env.CHILD + "'"); return true; } catch { return false; }
-};
-const until = async (cond) => {
-  for (let i = 0; i < 400 && !cond(); i++) await new Promise((r) => setTimeout(r, 50));
-  return cond();
-};
-try {
-  await client.connect(transport);
-  if (step === "list") {
-    const { tools } = await client.listTools();
-    out({ session: transport.sessionId ?? null, version: client.getServerVersion(),
-          tools: tools.map((t) => ({ name: t.name, schema: t.inputSchema })) });
-  } else if (step === "call" || step === "progress") {
-    const progress = [];
-    const { name, args } = JSON.parse(arg);
-    const res = await client.callTool({ name, arguments: args }, undefined,
-      step === "progress" ? { onprogress: (p) => progress.push(p) } : {});
-    out({ res, progress });
-  } else if (step === "cancel") {
-    const ac = new AbortController();
-    const call = client.callTool({ name: "run_workflow", arguments: { path: process.env.HANG } },
-      undefined, { signal: ac.signal, timeout: 600000 }).then(() => "answered", (e) => String(e));
-    const appeared = await until(running);
-    ac.abort("the user gave up");
-    const ended = await call;
-    const gone = await until(() => !running());
-    out({ appeared, ended, gone });
-  }
-  await transport.terminateSession().catch(() => {});
-  await client.close();
-} catch (e) {
-  out({ error: String(e && e.message || e), code: e && e.code });
-  process.exitCode = 3;
-}
-JS
 
 SERVER_PID=""
 stop_server() {
@@ -108,52 +61,52 @@ start_server() {
   cat "$WORK/server.err" >&2
   fail "flowrun mcp --http did not start"
 }
-drive() { node "$WORK/drive.mjs" "$URL" "$@"; }
+# sdk SCENARIO [TOKEN]: tests/mcp/sdk_client.mjs over HTTP; its JSON in $WORK/sdk.json.
+sdk() {
+  timeout 120 node "$CLIENT" "$1" http "$URL" ${2:+"$2"} >"$WORK/sdk.json" 2>"$WORK/sdk.err"
+}
+sdk_ok() { sdk "$@" || { cat "$WORK/sdk.err" >&2; fail "sdk_client $1 exited with $?"; }; }
+sj() { jq -r "$1" "$WORK/sdk.json"; }
 requests() { sim_stats | jq --arg m "$1" '.models[$m].requests // 0'; }
 
-start_server -- 
-out=$(drive list) || fail "list: $out"
-[ "$(jq -r '.session | length' <<<"$out")" -ge 16 ] || fail "no session id: $out"
-[ "$(jq -r '.version.name' <<<"$out")" = flowrun ] || fail "server name: $out"
-[ "$(jq -c '[.tools[].name] | sort' <<<"$out")" = \
-  '["approve","plan_workflow","run_task","run_workflow","spend"]' ] || fail "tools: $out"
-[ "$(jq -c '.tools[] | select(.name == "run_task") | .schema.required' <<<"$out")" = '["prompt"]' ] ||
-  fail "run_task's schema: $out"
-[ "$(jq -r '.tools[] | select(.name == "run_workflow") | .schema.properties.path.type' <<<"$out")" = \
-  string ] || fail "run_workflow's schema: $out"
-pass "initialize over HTTP (a session), the five tools listed with their schemas"
+start_server --
+sdk_ok list
+[ "$(sj .server)" = flowrun ] || fail "serverInfo.name: $(sj .server)"
+[ "$(sj .protocolVersion)" = 2025-11-25 ] || fail "revision: $(sj .protocolVersion)"
+[ "$(sj '[.tools[].name] | join(" ")')" = "run_task run_workflow plan_workflow spend approve" ] ||
+  fail "tools: $(sj '[.tools[].name] | join(" ")')"
+[ "$(sj '[.tools[] | select(.type == "object")] | length')" = 5 ] || fail "input schemas"
+[ "$(sj '.tools[0].required | join(",")')" = prompt ] || fail "run_task's required"
+[ "$(sj '.tools[1].properties | index("path")')" != null ] || fail "run_workflow's properties"
+pass "initialize over HTTP, the five tools listed with their schemas"
 
-out=$(drive call '{"name":"run_task","args":{"prompt":"REPLY: hello from the sim"}}') ||
-  fail "run_task: $out"
-[ "$(jq -r '.res.isError' <<<"$out")" = false ] || fail "run_task failed: $out"
-[ "$(jq -r '.res.structuredContent.outputs[].text' <<<"$out")" = "hello from the sim" ] ||
-  fail "run_task's output: $out"
-[ "$(jq -r '.res.structuredContent.tasks[0].endpoint' <<<"$out")" = local ] ||
-  fail "run_task's endpoint: $out"
+PROMPT="REPLY: hello from the sim" sdk_ok run_task
+[ "$(sj .result.isError)" = false ] || fail "run_task failed: $(cat "$WORK/sdk.json")"
+[ "$(sj '.result.structuredContent.outputs[].text')" = "hello from the sim" ] ||
+  fail "run_task's output: $(cat "$WORK/sdk.json")"
+[ "$(sj '.result.structuredContent.tasks[0].endpoint')" = local ] || fail "run_task's endpoint"
 [ "$(requests fast)" = 1 ] || fail "run_task sent $(requests fast) requests"
-pass "run_task returns the simulator's reply, where it ran (1 request)"
+pass "run_task returns the simulator's reply and where it ran (1 request)"
 
-out=$(drive progress "{\"name\":\"run_workflow\",\"args\":{\"path\":\"$WORK/flow.lua\"}}") ||
-  fail "run_workflow: $out"
-[ "$(jq -r '.res.isError' <<<"$out")" = false ] || fail "run_workflow failed: $out"
-[ "$(jq -r '.res.structuredContent.outputs.final.text' <<<"$out")" = "final text" ] ||
-  fail "run_workflow's final output: $out"
-[ "$(jq -r '[.res.structuredContent.tasks[].status] | join(",")' <<<"$out")" = ok,ok ] ||
-  fail "run_workflow's tasks: $out"
-[ "$(jq '.progress | length' <<<"$out")" -ge 2 ] || fail "no progress over SSE: $out"
+WORKFLOW="$WORK/flow.lua" sdk_ok run_workflow
+[ "$(sj .result.isError)" = false ] || fail "run_workflow failed: $(cat "$WORK/sdk.json")"
+[ "$(sj .result.structuredContent.outputs.final.text)" = "final text" ] ||
+  fail "run_workflow's final output: $(cat "$WORK/sdk.json")"
+[ "$(sj '[.result.structuredContent.tasks[].status] | join(",")')" = ok,ok ] ||
+  fail "run_workflow's tasks: $(cat "$WORK/sdk.json")"
+[ "$(sj '.progress | length')" -ge 2 ] || fail "no progress over SSE: $(cat "$WORK/sdk.json")"
 [ "$(requests fast)" = 3 ] || fail "run_workflow sent $(( $(requests fast) - 1 )) requests, not 2"
-pass "run_workflow: both tasks ok, the final output, $(jq '.progress | length' <<<"$out") progress notifications over SSE"
+pass "run_workflow: both tasks ok, the final output, $(sj '.progress | length') progress notifications over SSE"
 
-out=$(drive call '{"name":"run_workflow","args":{"path":"/nonexistent/flow.lua"}}') ||
-  fail "run_workflow of a missing file: $out"
-[ "$(jq -r '.res.isError' <<<"$out")" = true ] || fail "no isError: $out"
+WORKFLOW=/nonexistent/flow.lua sdk_ok error
+[ "$(sj .result.isError)" = true ] || fail "no isError: $(cat "$WORK/sdk.json")"
 pass "a tool error is a result with isError"
 
-out=$(HANG="$WORK/hang-$MARK.lua" CHILD="[h]ang-$MARK" drive cancel) || fail "cancel: $out"
-[ "$(jq -r .appeared <<<"$out")" = true ] || fail "the run's child never started: $out"
-[ "$(jq -r .gone <<<"$out")" = true ] || fail "the child outlived the cancellation: $out"
+WORKFLOW="$WORK/hang-$MARK.lua" sdk_ok cancel
+[ "$(sj .child_gone)" = true ] || fail "the child outlived the cancellation: $(cat "$WORK/sdk.json")"
 ! pgrep -f "[h]ang-$MARK" >/dev/null || fail "a child of the cancelled run is still running"
-pass "the SDK's cancellation ends the run (its child gone from the process table)"
+[ "$(sj .tools_after)" = 5 ] || fail "the server stopped serving after a cancellation"
+pass "the SDK's cancellation ends the run (child pids $(sj '.child_pids | join(" ")') gone)"
 
 # A client that drops its connection mid-call: raw HTTP, then the socket closes.
 sid=$(curl -s -D - -o /dev/null -X POST "$URL" -H 'Content-Type: application/json' \
@@ -188,7 +141,7 @@ code=$(curl -s -o "$WORK/bad.json" -w '%{http_code}' -X POST "$URL" \
 code=$(curl -s -o /dev/null -w '%{http_code}' -X POST "$URL" -H 'Content-Type: application/json' \
   -H "X-Big: $(head -c 20000 /dev/zero | tr '\0' a)" --data '{}')
 [ "$code" = 431 ] || fail "oversized head: $code"
-out=$(drive list) || fail "list after malformed requests: $out"
+sdk_ok list
 kill -0 "$SERVER_PID" || fail "the server died"
 pass "malformed, truncated and oversized requests get 400/400/431 and the server goes on"
 
@@ -197,15 +150,18 @@ stop_server
 grep -q "handles left open" "$WORK/server.err" && fail "handles left open: $(cat "$WORK/server.err")"
 
 TOKEN="tok-$RANDOM-$RANDOM-secret"
-start_server FLOWRUN_MCP_TOKEN="$TOKEN" -- 
+start_server FLOWRUN_MCP_TOKEN="$TOKEN" --
 grep -q "bearer token required" "$WORK/server.err" || fail "the server does not say a token is required"
-out=$(drive list) && fail "a client without the token was served: $out"
-grep -q "401" <<<"$out" || fail "not refused with 401: $out"
+sdk list && fail "a client without the token was served: $(cat "$WORK/sdk.json")"
+grep -q "Unauthorized" "$WORK/sdk.err" || fail "not refused as unauthorized: $(cat "$WORK/sdk.err")"
+code=$(curl -s -o /dev/null -w '%{http_code}' -X POST "$URL" -H 'Content-Type: application/json' \
+  --data '{}')
+[ "$code" = 401 ] || fail "no token: $code"
 code=$(curl -s -D "$WORK/h401" -o /dev/null -w '%{http_code}' -X POST "$URL" \
   -H 'Content-Type: application/json' -H 'Authorization: Bearer wrong' --data '{}')
 [ "$code" = 401 ] && grep -qi '^WWW-Authenticate: Bearer' "$WORK/h401" || fail "wrong token: $code"
-out=$(DRIVE_TOKEN="$TOKEN" drive list) || fail "with the token: $out"
-[ "$(jq '.tools | length' <<<"$out")" = 5 ] || fail "with the token: $out"
+sdk_ok list "$TOKEN"
+[ "$(sj '.tools | length')" = 5 ] || fail "with the token: $(cat "$WORK/sdk.json")"
 stop_server
 ! grep -qF "$TOKEN" "$WORK/server.err" || fail "the token appears in the server's log"
 pass "with a token set, requests without it get 401 (WWW-Authenticate), with it are served"
