@@ -145,9 +145,23 @@ sdk_ok list
 kill -0 "$SERVER_PID" || fail "the server died"
 pass "malformed, truncated and oversized requests get 400/400/431 and the server goes on"
 
-stop_server
+# SIGTERM with a call in flight: the child ends, then the server, with 0.
+curl -s -N -X POST "$URL" -H 'Content-Type: application/json' -H "Mcp-Session-Id: $sid" \
+  -H 'Accept: application/json, text/event-stream' -d @"$WORK/call.json" >/dev/null &
+CURL_PID=$!
+for _ in $(seq 400); do pgrep -f "[h]ang-$MARK" >/dev/null && break; sleep 0.05; done
+pgrep -f "[h]ang-$MARK" >/dev/null || fail "the last call's child never started"
+kill -TERM "$SERVER_PID"
+set +e
+wait "$SERVER_PID"
+rc=$?
+set -e
+SERVER_PID=""
+wait "$CURL_PID" 2>/dev/null || true
+[ "$rc" = 0 ] || fail "SIGTERM: the server exited $rc: $(cat "$WORK/server.err")"
 ! pgrep -f "[h]ang-$MARK" >/dev/null || fail "a child outlived the server"
-grep -q "handles left open" "$WORK/server.err" && fail "handles left open: $(cat "$WORK/server.err")"
+! grep -q "handles left open" "$WORK/server.err" || fail "handles left open at exit"
+pass "SIGTERM with a call in flight ends its child and the server (exit 0, every handle closed)"
 
 TOKEN="tok-$RANDOM-$RANDOM-secret"
 start_server FLOWRUN_MCP_TOKEN="$TOKEN" --
