@@ -566,6 +566,13 @@ static holder *post_peer(conn *c, const fr_httphead *hd, const json_t *msg, cons
         if (!o)
             send_rpc_error(c, 404, NULL, id, ERR_SESSION,
                            "Session not found: it ended; initialize a new one");
+        else if (pv && !field_equals(pv, "2025-11-25") && !field_equals(pv, "2025-06-18") &&
+                 !field_equals(pv, "2025-03-26")) {
+            send_rpc_error(c, 400, NULL, id, -32600,
+                           "Bad Request: unsupported MCP-Protocol-Version for a session "
+                           "(2025-11-25, 2025-06-18 or 2025-03-26)");
+            o = NULL;
+        }
         return o;
     }
     bool stateless = body_revision(msg) || field_equals(pv, REV_2026);

@@ -167,6 +167,12 @@ static void test_session_lifecycle(void **state)
     assert_int_equal(tool_count(&r), 5);
     response_free(&r);
 
+    char *badver = fr_xasprintf("%sMCP-Protocol-Version: 1900-01-01\r\n", extra);
+    post(s, badver, LIST, &r); /* a revision the session cannot speak */
+    assert_int_equal(r.status, 400);
+    response_free(&r);
+    free(badver);
+
     /* a notification is accepted with 202 and no body */
     post(s, extra, "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}", &r);
     assert_int_equal(r.status, 202);
