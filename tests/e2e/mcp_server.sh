@@ -13,7 +13,7 @@ SDK="$SRC/tests/mcp/node_modules/@modelcontextprotocol/sdk/package.json"
 [ -f "$SDK" ] || fail "the MCP SDK is not installed: run tests/deps.sh"
 command -v node >/dev/null || fail "node is not installed: run tests/deps.sh"
 CLIENT="$SRC/tests/mcp/sdk_client.mjs"
-start_sim --latency 5 --tps 0 --model "slow:latency=600000"
+start_sim --latency 5 --tps 0 --model "slow:latency=600000" --record "$WORK/requests.jsonl"
 
 requests() { sim_stats | jq ".models[\"$1\"].requests // 0"; }
 
@@ -58,13 +58,17 @@ sdk list "${SERVER[@]}"
 pass "the SDK client initializes and lists 5 tools with their schemas"
 
 # ---- run_task ---------------------------------------------------------------
-PROMPT='Say "hi" {{not a placeholder}} ]] \ end' sdk run_task "${SERVER[@]}"
+PROMPT=$'Say "hi" {{not a placeholder}} ]] \\ end\n\ttab, caf\u00e9' sdk run_task "${SERVER[@]}"
 [ "$(sj .result.isError)" = false ] || { cat "$WORK/sdk.json"; fail "run_task isError"; }
 [ "$(sj '.result.structuredContent.tasks[0] | "\(.name) \(.status) \(.endpoint) \(.tier)"')" = \
   "answer ok local-qwen local" ] || fail "run_task: $(sj .result.structuredContent.tasks)"
 sj .result.structuredContent.outputs.answer.text | grep -q . || fail "run_task: no output"
 [ "$(requests m)" = 1 ] || fail "run_task sent $(requests m) requests, expected 1"
-pass "run_task: one request to the simulator, ran on local-qwen, its output inline"
+# The prompt reached the model byte for byte: quoting, braces, newline, UTF-8.
+want=$(jq -cn --arg p $'Say "hi" {{not a placeholder}} ]] \\ end\n\ttab, caf\u00e9' '$p')
+[ "$(jq -c '.body.messages[-1].content' "$WORK/requests.jsonl" | head -1)" = "$want" ] ||
+  fail "the prompt sent: $(head -c 400 "$WORK/requests.jsonl"), expected $want"
+pass "run_task: one request with the prompt as written, ran on local-qwen, its output inline"
 
 # ---- run_workflow with progress -------------------------------------------------
 WORKFLOW="$WORK/wf.lua" sdk run_workflow "${SERVER[@]}"
