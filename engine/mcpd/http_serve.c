@@ -29,6 +29,7 @@
 #define MAX_SESSIONS 64
 #define MAX_CONNS    256
 #define READ_BUF     (64u * 1024u)
+#define IDLE_MS      60000u /* a connection with no request in flight closes after this */
 #define REV_2026     "2026-07-28"
 #define ERR_HEADERS  (-32020) /* HeaderMismatch (2026-07-28) */
 #define ERR_SESSION  (-32001) /* session not found, as the SDKs answer */
@@ -41,10 +42,11 @@ typedef struct holder {
     struct holder *prev, *next; /* the server's sessions (sessions only) */
     fr_mcpd_http *h;
     fr_mcpd_peer *peer;
-    char id[33];  /* the Mcp-Session-Id; "" for a stateless peer */
-    bool freeing; /* the peer is being freed: its messages go nowhere */
-    bool reap;    /* a stateless peer whose request is answered */
-    size_t inflight;
+    char id[33];     /* the Mcp-Session-Id; "" for a stateless peer */
+    bool freeing;    /* the peer is being freed: its messages go nowhere */
+    bool reap;       /* a stateless peer whose request is answered */
+    size_t inflight; /* requests of a session not answered yet */
+    uint64_t used;   /* when its last request came (h->uses): the oldest idle one goes first */
 } holder;
 
 struct req {
@@ -62,20 +64,23 @@ struct conn {
     fr_buf in;
     size_t scan;
     bool closing, draining, in_process, keep_alive;
-    req *r; /* the request in flight, or NULL */
+    uint64_t active; /* uv_now of its last read */
+    req *r;          /* the request in flight, or NULL */
 };
 
 struct fr_mcpd_http {
     uv_loop_t *loop;
     fr_mcpd *d;
     uv_tcp_t listener;
-    uv_timer_t reaper; /* frees answered stateless peers outside the core's callbacks */
+    uv_timer_t reaper;  /* frees answered stateless peers outside the core's callbacks */
+    uv_timer_t sweeper; /* closes idle connections (IDLE_MS) */
     char *token;
     int port;
     conn *conns;
     size_t nconns;
     holder *sessions;
     size_t nsessions;
+    uint64_t uses; /* requests to sessions so far: their order of use */
     holder **reaped;
     size_t nreaped;
     int open_handles;
@@ -345,6 +350,7 @@ static holder *holder_new(fr_mcpd_http *h, bool session)
         }
         for (size_t i = 0; i < sizeof raw; i++)
             snprintf(o->id + 2 * i, 3, "%02x", raw[i]);
+        o->used = ++h->uses;
         o->next = h->sessions;
         if (h->sessions)
             h->sessions->prev = o;
@@ -550,6 +556,22 @@ static void handle_delete(conn *c, const fr_httphead *hd)
     send_answer(c, 200, NULL, NULL, NULL);
 }
 
+/* Makes room for a session: ends the one idle longest (no request in
+ * flight; clients that never DELETE leave such sessions behind). Returns
+ * false when every session has a request in flight. */
+static bool evict_idle_session(fr_mcpd_http *h)
+{
+    holder *oldest = NULL;
+    for (holder *o = h->sessions; o; o = o->next)
+        if (o->inflight == 0 && (!oldest || o->used < oldest->used))
+            oldest = o;
+    if (!oldest)
+        return false;
+    fr_log(FR_LOG_INFO, "mcpd", "http session=evicted reason=\"%d sessions\"", MAX_SESSIONS);
+    holder_free(oldest);
+    return true;
+}
+
 /* Chooses the peer of a POST: its session, a new session (initialize), or
  * a stateless peer of its own (2026-07-28). Returns NULL after answering
  * the error itself. */
@@ -563,6 +585,8 @@ static holder *post_peer(conn *c, const fr_httphead *hd, const json_t *msg, cons
     *created = false;
     if (sid) {
         holder *o = find_session(h, sid->value, sid->value_len);
+        if (o)
+            o->used = ++h->uses;
         if (!o)
             send_rpc_error(c, 404, NULL, id, ERR_SESSION,
                            "Session not found: it ended; initialize a new one");
@@ -587,9 +611,10 @@ static holder *post_peer(conn *c, const fr_httphead *hd, const json_t *msg, cons
         return holder_new(h, false);
     }
     if (method && strcmp(method, "initialize") == 0) {
-        if (h->nsessions >= MAX_SESSIONS) {
+        if (h->nsessions >= MAX_SESSIONS && !evict_idle_session(h)) {
             send_rpc_error(c, 503, NULL, id, -32000,
-                           "too many sessions: end one (DELETE) or try again later");
+                           "too many sessions, each with a call in flight: end one (DELETE) "
+                           "or try again later");
             return NULL;
         }
         *created = true;
@@ -777,6 +802,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     if (nread == 0 || c->closing || c->draining)
         return;
+    c->active = uv_now(c->h->loop);
     if (fr_buf_append(&c->in, buf->base, (size_t)nread) != FR_OK) {
         if (c->r)
             conn_close(c);
@@ -808,6 +834,7 @@ static void on_connection(uv_stream_t *server, int status)
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
+    c->active = uv_now(h->loop);
     if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) < 0)
         conn_close(c);
 }
@@ -822,6 +849,17 @@ static bool addr_is_loopback(const struct sockaddr_storage *ss)
     if (IN6_IS_ADDR_V4MAPPED(a))
         return a->s6_addr[12] == 127;
     return IN6_IS_ADDR_LOOPBACK(a);
+}
+
+/* Closes the connections that have sat IDLE_MS with no request in
+ * flight: a client that opens one and sends nothing holds no slot. */
+static void on_sweep(uv_timer_t *t)
+{
+    fr_mcpd_http *h = t->data;
+    uint64_t now = uv_now(h->loop);
+    for (conn *c = h->conns; c; c = c->next)
+        if (!c->r && now - c->active >= IDLE_MS)
+            conn_close(c);
 }
 
 static void on_handle_closed(uv_handle_t *hd)
@@ -863,9 +901,11 @@ int fr_mcpd_http_start(uv_loop_t *loop, fr_mcpd *d, const fr_mcpd_http_opts *opt
     h->token = has_token ? fr_xstrdup(opts->token) : NULL;
     uv_tcp_init(loop, &h->listener);
     uv_timer_init(loop, &h->reaper);
+    uv_timer_init(loop, &h->sweeper);
     h->listener.data = h;
     h->reaper.data = h;
-    h->open_handles = 2;
+    h->sweeper.data = h;
+    h->open_handles = 3;
     int rc = uv_tcp_bind(&h->listener, (const struct sockaddr *)&ss, 0);
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)&h->listener, 128, on_connection);
@@ -875,6 +915,7 @@ int fr_mcpd_http_start(uv_loop_t *loop, fr_mcpd *d, const fr_mcpd_http_opts *opt
         h->closing = true;
         uv_close((uv_handle_t *)&h->listener, on_handle_closed);
         uv_close((uv_handle_t *)&h->reaper, on_handle_closed);
+        uv_close((uv_handle_t *)&h->sweeper, on_handle_closed);
         return FR_EIO;
     }
     struct sockaddr_storage bound;
@@ -882,6 +923,7 @@ int fr_mcpd_http_start(uv_loop_t *loop, fr_mcpd *d, const fr_mcpd_http_opts *opt
     uv_tcp_getsockname(&h->listener, (struct sockaddr *)&bound, &alen);
     h->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
                                                 : ((struct sockaddr_in *)&bound)->sin_port);
+    uv_timer_start(&h->sweeper, on_sweep, IDLE_MS / 4, IDLE_MS / 4);
     fr_log(FR_LOG_DEBUG, "mcpd", "http listening port=%d token=%s", h->port,
            h->token ? "required" : "none");
     *out = h;
@@ -909,4 +951,5 @@ void fr_mcpd_http_close(fr_mcpd_http *h, void (*done)(void *ud), void *ud)
         holder_free(h->sessions);
     uv_close((uv_handle_t *)&h->listener, on_handle_closed);
     uv_close((uv_handle_t *)&h->reaper, on_handle_closed);
+    uv_close((uv_handle_t *)&h->sweeper, on_handle_closed);
 }

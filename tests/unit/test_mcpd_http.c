@@ -204,6 +204,25 @@ static void test_session_lifecycle(void **state)
     server_stop(s);
 }
 
+/* Sessions a client never ends: past 64 the one idle longest goes. */
+static void test_session_cap(void **state)
+{
+    (void)state;
+    server *s = server_start("127.0.0.1", NULL);
+    char *first = initialize(s);
+    for (int i = 0; i < 64; i++)
+        free(initialize(s));
+    char *extra = fr_xasprintf("Mcp-Session-Id: %s\r\n", first);
+    response r = {0};
+    post(s, extra, LIST, &r);
+    assert_int_equal(r.status, 404);
+    response_free(&r);
+    free(extra);
+    free(first);
+    assert_serves(s);
+    server_stop(s);
+}
+
 static void test_keep_alive(void **state)
 {
     (void)state;
@@ -416,6 +435,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_session_lifecycle),
+        cmocka_unit_test(test_session_cap),
         cmocka_unit_test(test_keep_alive),
         cmocka_unit_test(test_stateless_headers),
         cmocka_unit_test(test_malformed_requests),
