@@ -76,6 +76,7 @@ struct fr_mcpd_http {
     uv_timer_t sweeper; /* closes idle connections (IDLE_MS) */
     char *token;
     int port;
+    bool loopback; /* bound to a loopback address */
     conn *conns;
     size_t nconns;
     holder *sessions;
@@ -429,22 +430,10 @@ static bool host_is_loopback(const char *host, size_t n)
     return false;
 }
 
-/* An Origin a page on this machine has: http(s)://localhost, 127.0.0.1
- * or [::1], with any port. */
-static bool origin_allowed(const fr_httphead *hd)
+/* Whether "host[:port]" (`n` bytes of `v`) names this machine:
+ * localhost, 127.0.0.1 or [::1], with any port. */
+static bool authority_is_loopback(const char *v, size_t n)
 {
-    const fr_httphead_field *f = fr_httphead_get(hd, "Origin");
-    if (!f)
-        return true;
-    const char *v = f->value;
-    size_t n = f->value_len;
-    size_t skip = n >= 7 && strncasecmp(v, "http://", 7) == 0    ? 7
-                  : n >= 8 && strncasecmp(v, "https://", 8) == 0 ? 8
-                                                                 : 0;
-    if (!skip)
-        return false;
-    v += skip;
-    n -= skip;
     size_t hn = 0;
     if (n > 0 && v[0] == '[') {
         const char *rb = memchr(v, ']', n);
@@ -459,6 +448,26 @@ static bool origin_allowed(const fr_httphead *hd)
         if (i == hn ? v[i] != ':' : (v[i] < '0' || v[i] > '9'))
             return false;
     return true;
+}
+
+/* Whether a request may come from where its headers say: an Origin must
+ * be a page on this machine (http(s)://localhost, 127.0.0.1, [::1]); on a
+ * loopback listener the Host must name this machine too, so a page whose
+ * name was rebound to 127.0.0.1 (DNS rebinding) is refused either way. */
+static bool origin_allowed(const fr_mcpd_http *h, const fr_httphead *hd)
+{
+    const fr_httphead_field *host = fr_httphead_get(hd, "Host");
+    if (h->loopback && host && !authority_is_loopback(host->value, host->value_len))
+        return false;
+    const fr_httphead_field *f = fr_httphead_get(hd, "Origin");
+    if (!f)
+        return true;
+    const char *v = f->value;
+    size_t n = f->value_len;
+    size_t skip = n >= 7 && strncasecmp(v, "http://", 7) == 0    ? 7
+                  : n >= 8 && strncasecmp(v, "https://", 8) == 0 ? 8
+                                                                 : 0;
+    return skip && authority_is_loopback(v + skip, n - skip);
 }
 
 static bool field_equals(const fr_httphead_field *f, const char *s)
@@ -698,10 +707,11 @@ static void dispatch(conn *c, const fr_httphead *hd, const char *body, size_t le
                        "Unauthorized: send Authorization: Bearer <token>");
         return;
     }
-    if (!origin_allowed(hd)) {
+    if (!origin_allowed(h, hd)) {
         fr_log(FR_LOG_INFO, "mcpd", "http refused=origin");
         send_rpc_error(c, 403, NULL, NULL, -32600,
-                       "Forbidden: only loopback origins may call this server");
+                       "Forbidden: only pages and hosts on this machine (localhost) may call this "
+                       "server");
         return;
     }
     size_t tlen = hd->target_len;
@@ -899,6 +909,7 @@ int fr_mcpd_http_start(uv_loop_t *loop, fr_mcpd *d, const fr_mcpd_http_opts *opt
     h->loop = loop;
     h->d = d;
     h->token = has_token ? fr_xstrdup(opts->token) : NULL;
+    h->loopback = addr_is_loopback(&ss);
     uv_tcp_init(loop, &h->listener);
     uv_timer_init(loop, &h->reaper);
     uv_timer_init(loop, &h->sweeper);

@@ -180,13 +180,13 @@ static void test_session_lifecycle(void **state)
     response_free(&r);
 
     /* GET: no server-initiated stream */
-    char *get = fr_xasprintf("GET /mcp HTTP/1.1\r\nHost: x\r\n%s\r\n", extra);
+    char *get = fr_xasprintf("GET /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\n%s\r\n", extra);
     raw(s, get, &r);
     assert_int_equal(r.status, 405);
     response_free(&r);
     free(get);
 
-    char *del = fr_xasprintf("DELETE /mcp HTTP/1.1\r\nHost: x\r\n%s\r\n", extra);
+    char *del = fr_xasprintf("DELETE /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\n%s\r\n", extra);
     raw(s, del, &r);
     assert_int_equal(r.status, 200);
     response_free(&r);
@@ -228,7 +228,7 @@ static void test_keep_alive(void **state)
     (void)state;
     server *s = server_start("127.0.0.1", NULL);
     char *sid = initialize(s);
-    char *one = fr_xasprintf("POST /mcp HTTP/1.1\r\nHost: x\r\nMcp-Session-Id: %s\r\n"
+    char *one = fr_xasprintf("POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nMcp-Session-Id: %s\r\n"
                              "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
                              sid, strlen(LIST), LIST);
     client *c = connect_to(s);
@@ -313,7 +313,7 @@ static void test_malformed_requests(void **state)
     raw(s, "GARBAGE\r\n\r\n", &r);
     assert_int_equal(r.status, 400);
     response_free(&r);
-    raw(s, "POST /mcp HTTP/9.9\r\nHost: x\r\n\r\n", &r);
+    raw(s, "POST /mcp HTTP/9.9\r\nHost: 127.0.0.1\r\n\r\n", &r);
     assert_int_equal(r.status, 400);
     response_free(&r);
     raw(s, "POST /mcp HTTP/1.1\r\nContent-Length: abc\r\n\r\n", &r);
@@ -395,6 +395,13 @@ static void test_origin(void **state)
         response_free(&r);
         free(extra);
     }
+    /* a name rebound to 127.0.0.1: the Host says so */
+    raw(s, "DELETE /mcp HTTP/1.1\r\nHost: evil.example:8080\r\nMcp-Session-Id: 00\r\n\r\n", &r);
+    assert_int_equal(r.status, 403);
+    response_free(&r);
+    raw(s, "DELETE /mcp HTTP/1.1\r\nHost: localhost:8080\r\nMcp-Session-Id: 00\r\n\r\n", &r);
+    assert_int_equal(r.status, 404); /* past the check: no such session */
+    response_free(&r);
     post(s, "Origin: http://localhost:6274\r\n", INIT, &r);
     assert_int_equal(r.status, 200);
     response_free(&r);
