@@ -4,10 +4,10 @@
  * its report turned into a compact result. */
 #include "engine/mcp/jsonrpc.h"
 #include "engine/mcpd/mcpd_int.h"
+#include "engine/output.h"
 #include "engine/util/log.h"
 #include "engine/util/mem.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,10 +120,7 @@ static void respond(fr_mcpd_peer *p, void *tag, const char *rev, const json_t *i
 
 /* ---- argv --------------------------------------------------------------- */
 
-typedef struct argv_b {
-    char **v;
-    size_t n, cap;
-} argv_b;
+typedef fr_mcpd_argv argv_b;
 
 static void push(argv_b *a, const char *s)
 {
@@ -340,17 +337,6 @@ static char *task_workflow(const json_t *args, char *why, size_t n)
     return fr_buf_take(&b);
 }
 
-static int write_file(const char *path, const char *text, char *why, size_t n)
-{
-    FILE *f = fopen(path, "w");
-    bool ok = f && fputs(text, f) >= 0;
-    if (f && fclose(f) != 0)
-        ok = false;
-    if (!ok)
-        snprintf(why, n, "cannot write %s: %s", path, strerror(errno));
-    return ok ? 0 : -1;
-}
-
 /* ---- the child ---------------------------------------------------------- */
 
 static void call_free(fr_mcpd_call *c)
@@ -362,6 +348,7 @@ static void call_free(fr_mcpd_call *c)
             break;
         }
     fr_proc_free(c->proc);
+    argv_free(&c->argv);
     if (c->wf_path)
         unlink(c->wf_path);
     free(c->wf_path);
@@ -381,8 +368,9 @@ void fr_mcpd_call_cancel(fr_mcpd_call *c)
         return;
     c->cancelled = true;
     fr_log(FR_LOG_INFO, "mcpd", "call=%s cancelled pid=%d", tool_names[c->tool],
-           fr_proc_pid(c->proc));
-    fr_proc_kill(c->proc);
+           c->proc ? fr_proc_pid(c->proc) : 0);
+    if (c->proc)
+        fr_proc_kill(c->proc); /* else it has not started: on_written ends the call */
 }
 
 static void on_out(void *ud, const char *data, size_t len)
@@ -612,20 +600,18 @@ static void on_exit_cb(void *ud, int code, int sig)
     call_free(c);
 }
 
-/* Builds the child's argv for `tool` with `args` into `a`, or fills `why`. */
-static void build_argv(fr_mcpd_call *c, const json_t *args, argv_b *a, char *why, size_t n)
+/* Builds the child's argv for `tool` with `args` into `a`, or fills `why`;
+ * for run_task, *wf_text (owned) is the workflow to write first. */
+static void build_argv(fr_mcpd_call *c, const json_t *args, argv_b *a, char **wf_text, char *why,
+                       size_t n)
 {
     fr_mcpd *d = c->d;
     push(a, d->exe);
     if (c->tool == TOOL_RUN_TASK) {
-        char *text = task_workflow(args, why, n);
-        if (!text)
+        *wf_text = task_workflow(args, why, n);
+        if (!*wf_text)
             return;
         c->wf_path = fr_xasprintf("%s/run_task-%ld-%lu.lua", d->work_dir, (long)getpid(), d->seq);
-        int rc = write_file(c->wf_path, text, why, n);
-        free(text);
-        if (rc != 0)
-            return;
         push(a, c->wf_path);
     } else if (c->tool == TOOL_RUN_WORKFLOW || c->tool == TOOL_PLAN) {
         const char *path = arg_str(args, "path", true, why, n);
@@ -684,6 +670,48 @@ static void build_argv(fr_mcpd_call *c, const json_t *args, argv_b *a, char *why
     push_child_args(a, d, c->tool);
 }
 
+/* Ends call `c` with an isError result saying `why` (unless nobody waits). */
+static void fail_call(fr_mcpd_call *c, const char *why)
+{
+    if (c->peer && !c->cancelled) {
+        char *msg = fr_xasprintf("%s: %s", tool_names[c->tool], why);
+        respond(c->peer, c->tag, c->rev, c->id, error_result(msg));
+        free(msg);
+    }
+    call_free(c);
+}
+
+/* Starts call `c`'s child from its argv. */
+static void start_child(fr_mcpd_call *c)
+{
+    fr_error err = {0};
+    char why[600];
+    fr_proc_opts o = {.argv = (const char *const *)c->argv.v, .grace_s = 5.0};
+    int rc = fr_proc_spawn(c->d->loop, &o, on_out, on_err, on_exit_cb, c, &c->proc, &err);
+    argv_free(&c->argv);
+    memset(&c->argv, 0, sizeof c->argv);
+    if (rc != FR_OK) {
+        snprintf(why, sizeof why, "cannot start %.200s: %.300s", c->d->exe, err.msg);
+        fail_call(c, why);
+    }
+}
+
+/* run_task's workflow is written: the child can start. */
+static void on_written(void *ud, int rc, const char *path)
+{
+    fr_mcpd_call *c = ud;
+    char why[700];
+    if (c->cancelled) {
+        call_free(c);
+    } else if (rc != FR_OK) {
+        snprintf(why, sizeof why, "cannot write %.500s: %s (check --work-dir)", path,
+                 fr_strerror(rc));
+        fail_call(c, why);
+    } else {
+        start_child(c);
+    }
+}
+
 void fr_mcpd_tool_call(fr_mcpd_peer *p, void *tag, const json_t *id, const json_t *params)
 {
     fr_mcpd *d = p->d;
@@ -722,23 +750,17 @@ void fr_mcpd_tool_call(fr_mcpd_peer *p, void *tag, const json_t *id, const json_
     fr_buf_init(&c->err, 0);
     fr_buf_init(&c->line, 0);
     d->seq++;
-    argv_b a = {0};
+    char *wf_text = NULL;
     if (!*why)
-        build_argv(c, json_is_object(args) ? args : empty, &a, why, sizeof why);
+        build_argv(c, json_is_object(args) ? args : empty, &c->argv, &wf_text, why, sizeof why);
     json_decref(empty);
-    fr_error err = {0};
-    if (!*why) {
-        fr_proc_opts o = {.argv = (const char *const *)a.v, .grace_s = 5.0};
-        if (fr_proc_spawn(d->loop, &o, on_out, on_err, on_exit_cb, c, &c->proc, &err) != FR_OK)
-            snprintf(why, sizeof why, "cannot start %.200s: %.300s", d->exe, err.msg);
-    }
-    argv_free(&a);
     c->next = d->calls;
     d->calls = c;
-    if (*why) {
-        char *msg = fr_xasprintf("%s: %s", tool_names[tool], why);
-        respond(p, tag, rev, id, error_result(msg));
-        free(msg);
-        call_free(c);
-    }
+    if (*why)
+        fail_call(c, why);
+    else if (!wf_text)
+        start_child(c);
+    else if (fr_output_write(d->loop, c->wf_path, wf_text, strlen(wf_text), on_written, c) != FR_OK)
+        fail_call(c, "cannot write the workflow into the work directory");
+    free(wf_text);
 }

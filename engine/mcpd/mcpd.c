@@ -226,7 +226,7 @@ static void on_request(fr_mcpd_peer *p, void *tag, const json_t *msg)
     } else if (strcmp(method, "tools/list") == 0) {
         fr_mcpd_send(p, tag, rev, fr_mcp_result_response(id, fr_mcpd_tools_list()), true);
     } else {
-        fr_mcpd_tool_call(p, tag, id, params ? params : json_object_get(msg, "params"));
+        fr_mcpd_tool_call(p, tag, id, params);
     }
 }
 

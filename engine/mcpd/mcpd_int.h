@@ -15,6 +15,12 @@
 
 typedef struct fr_mcpd_call fr_mcpd_call;
 
+/* A command line being built: NULL-terminated `v` of `n` owned strings. */
+typedef struct fr_mcpd_argv {
+    char **v;
+    size_t n, cap;
+} fr_mcpd_argv;
+
 struct fr_mcpd {
     uv_loop_t *loop;
     char *exe;
@@ -47,10 +53,11 @@ struct fr_mcpd_call {
     json_t *id;             /* the request's id (owned) */
     json_t *progress_token; /* owned, NULL when the client asked for no progress */
     const char *rev;
-    int tool;      /* an fr_mcpd_tool */
-    char *out_dir; /* the run's --out (owned), NULL for tools that write nothing */
-    char *wf_path; /* a generated one-task workflow (owned, removed at the end), or NULL */
-    fr_proc *proc;
+    int tool;              /* an fr_mcpd_tool */
+    char *out_dir;         /* the run's --out (owned), NULL for tools that write nothing */
+    char *wf_path;         /* a generated one-task workflow (owned, removed at the end), or NULL */
+    fr_mcpd_argv argv;     /* the child's command line until it starts */
+    fr_proc *proc;         /* NULL until it starts (run_task writes its workflow first) */
     fr_buf out, err, line; /* stdout, stderr, stderr's unfinished line */
     long ended, total;     /* tasks ended, tasks in the run (0 until the child said) */
     bool cancelled;

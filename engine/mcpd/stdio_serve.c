@@ -1,6 +1,7 @@
 /* The stdio transport of the MCP server (engine/mcpd/stdio_serve.h). */
 #include "engine/mcpd/stdio_serve.h"
 
+#include "engine/mcp/jsonrpc.h"
 #include "engine/util/buf.h"
 #include "engine/util/log.h"
 #include "engine/util/mem.h"
@@ -116,8 +117,12 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
             s->skipping = false;
             fr_buf_reset(&s->line);
         } else if (!s->skipping && fr_buf_append(&s->line, &c, 1) != 0) {
-            static const char too_long[] = "{"; /* not JSON: the core answers -32700 */
-            fr_mcpd_peer_input(s->peer, too_long, 1, NULL);
+            json_t *null = json_null();
+            json_t *e = fr_mcp_error_response(null, -32700,
+                                              "Parse error: a line over 16 MiB; it is skipped");
+            send_line(s, NULL, e, true);
+            json_decref(e);
+            json_decref(null);
             s->skipping = true;
             fr_buf_reset(&s->line);
         }

@@ -84,6 +84,22 @@ WORKFLOW="$WORK/wf.lua" sdk run_workflow "${SERVER[@]}"
 [ "$(sj '.progress[0].message')" = "design ok on local-qwen" ] || fail "progress message"
 pass "run_workflow: 4 tasks ok, 4 requests, 4 progress notifications, only review's output"
 
+# ---- run_task with a schema, plan_workflow, spend --------------------------------------
+TOOL=run_task ARGS='{"prompt":"list the files","system":"be brief","private":true,"complexity":0.2,"max_tokens":64,"schema":{"type":"object","required":["files"],"properties":{"files":{"type":"array","items":{"type":"string"}}}}}' \
+  sdk call "${SERVER[@]}"
+[ "$(sj .result.isError)" = false ] || { cat "$WORK/sdk.json"; fail "run_task with a schema"; }
+[ "$(sj '.result.structuredContent.outputs.answer.json.files | type')" = array ] ||
+  fail "run_task's JSON output: $(sj .result.structuredContent.outputs)"
+[ "$(requests m)" = 6 ] || fail "the simulator got $(requests m) requests, expected 6"
+TOOL=plan_workflow ARGS="{\"path\":\"$WORK/wf.lua\"}" sdk call "${SERVER[@]}"
+[ "$(sj '.result.structuredContent | "\(.status) \([.tasks[].endpoint] | unique | join(","))"')" = \
+  "planned local-qwen" ] || fail "plan_workflow: $(sj .result.structuredContent)"
+[ "$(requests m)" = 6 ] || fail "plan_workflow sent requests"
+TOOL=spend ARGS='{}' sdk call "${SERVER[@]}"
+[ "$(sj '[.result.structuredContent.months[].attempts] | add')" = 6 ] ||
+  fail "spend: $(sj .result.structuredContent)"
+pass "run_task with a schema returns its JSON; plan_workflow sends nothing; spend counts the 6 attempts"
+
 # ---- a workflow that does not load: isError with its message ----------------------
 WORKFLOW="$WORK/broken.lua" sdk error "${SERVER[@]}"
 [ "$(sj .result.isError)" = true ] || fail "a broken workflow is not isError"
@@ -110,6 +126,13 @@ LINES=$(jq -cn --arg i "$INIT" '["this is not json", "{\"jsonrpc\":\"2.0\",\"id\
 [ "$(sj '.messages[4].result.tools | length')" = 5 ] || fail "tools/list after malformed lines"
 [ "$(sj .exit)" = 0 ] || fail "the server exited with $(sj .exit) at the end of its input"
 pass "malformed lines get -32700, an unknown method -32601, the server goes on and exits 0 at EOF"
+
+# A line over 16 MiB is answered and skipped; the next one is served.
+{ head -c $((17 << 20)) /dev/zero | tr '\0' x; printf '\n%s\n' '{"jsonrpc":"2.0","id":9,"method":"ping"}'; } |
+  "${SERVER[@]}" >"$WORK/big.out" 2>"$WORK/big.err" || fail "a long line: exit $?"
+[ "$(jq -c '[.error.code // .id]' "$WORK/big.out" | tr -d '\n')" = "[-32700][9]" ] ||
+  fail "a long line: $(head -c 300 "$WORK/big.out")"
+pass "a line over 16 MiB gets -32700 and the next line is served"
 
 # ---- 2026-07-28: raw lines ----------------------------------------------------------
 M='"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}'

@@ -7,6 +7,7 @@
 //
 // Scenarios (their arguments come from the environment, see each):
 //   list         the tools with their input schemas
+//   call         tool $TOOL with the arguments $ARGS (a JSON object): the result
 //   run_task     run_task { prompt: $PROMPT }
 //   run_workflow run_workflow { path: $WORKFLOW } with a progress token
 //   error        run_workflow { path: $WORKFLOW } (one that fails): the result
@@ -97,6 +98,9 @@ async function main() {
                                       required: t.inputSchema.required ?? [],
                                       properties: Object.keys(t.inputSchema.properties ?? {}),
                                       outputSchema: !!t.outputSchema }));
+    } else if (scenario === "call") {
+      out.result = await client.callTool({ name: process.env.TOOL, arguments: JSON.parse(process.env.ARGS) },
+                                         undefined, { timeout: BOUND_MS });
     } else if (scenario === "run_task") {
       out.result = await client.callTool({ name: "run_task", arguments: { prompt: process.env.PROMPT } },
                                          undefined, { timeout: BOUND_MS });
