@@ -8,7 +8,8 @@
 # SDK's notifications/cancelled, and a client that drops its connection)
 # ends the run's child, checked in the process table; the server survives
 # malformed requests; with a token set a request without it is refused
-# (401) and one with it served; off loopback without the token variable
+# (401) and one with it served, by the SDK (2025-11-25, a session) and by
+# flowrun's own MCP client (2026-07-28, stateless); off loopback without the token variable
 # `flowrun mcp` refuses to start (78). SIGTERM ends the server and its
 # children.
 source "$(dirname "$0")/lib.bash"
@@ -176,9 +177,22 @@ code=$(curl -s -D "$WORK/h401" -o /dev/null -w '%{http_code}' -X POST "$URL" \
 [ "$code" = 401 ] && grep -qi '^WWW-Authenticate: Bearer' "$WORK/h401" || fail "wrong token: $code"
 sdk_ok list "$TOKEN"
 [ "$(sj '.tools | length')" = 5 ] || fail "with the token: $(cat "$WORK/sdk.json")"
+# 2026-07-28 (stateless, the mirrored headers), which this SDK does not
+# speak: flowrun's own MCP client, the token from headers_env.
+cat >"$WORK/uses-http.lua" <<LUA
+workflow { name = "uses-http" }
+mcp "flowrun" { url = "$URL", headers_env = { Authorization = "FR_AUTH" } }
+agent "a" { tools = { "flowrun.*" } }
+task "t" { agent = "a", prompt = "x" }
+LUA
+FR_AUTH="Bearer $TOKEN" run_flowrun tools "$WORK/uses-http.lua" --endpoints "$WORK/endpoints.lua" \
+  --json
+expect_rc 0 "flowrun tools on flowrun mcp --http"
+[ "$(jqr '[.[].revision] | unique | join(",")')" = 2026-07-28 ] || fail "revision: $(jqr '[.[].revision]')"
+[ "$(jqr 'length')" = 5 ] || fail "flowrun's client listed $(jqr 'length') tools over HTTP"
 stop_server
 ! grep -qF "$TOKEN" "$WORK/server.err" || fail "the token appears in the server's log"
-pass "with a token set, requests without it get 401 (WWW-Authenticate), with it are served"
+pass "with a token set, requests without it get 401 (WWW-Authenticate), with it are served (2025-11-25 by the SDK, 2026-07-28 by flowrun's own client)"
 
 set +e
 FLOWRUN_MCP_TOKEN= timeout 20 "$FLOWRUN" mcp --http 0.0.0.0:0 2>"$WORK/err78"
