@@ -9,9 +9,9 @@
 # ends the run's child, checked in the process table; the server survives
 # malformed requests; with a token set a request without it is refused
 # (401) and one with it served, by the SDK (2025-11-25, a session) and by
-# flowrun's own MCP client (2026-07-28, stateless); off loopback without the token variable
-# `flowrun mcp` refuses to start (78). SIGTERM ends the server and its
-# children.
+# flowrun's own MCP client (2026-07-28, stateless); off loopback without
+# the token variable `flowrun mcp` refuses to start (78). SIGTERM with a
+# call in flight ends the child, then the server (exit 0).
 source "$(dirname "$0")/lib.bash"
 SDK="$SRC/tests/mcp/node_modules/@modelcontextprotocol/sdk/package.json"
 [ -f "$SDK" ] || fail "the MCP SDK is not installed: run tests/deps.sh"
