@@ -8,6 +8,7 @@
 #include "engine/approval.h"
 #include "engine/booking.h"
 #include "engine/guard.h"
+#include "engine/mcpd/http_serve.h"
 #include "engine/mcpd/mcpd.h"
 #include "engine/mcpd/stdio_serve.h"
 #include "engine/proc.h"
@@ -266,12 +267,19 @@ static void mcp_help(FILE *f)
           "  --work-dir DIR        where run_task's workflows and the runs' outputs go\n"
           "                        (default STATE/mcp, STATE as for --state)\n"
           "  --inline-max BYTES    longer outputs come back as file paths (default 8192)\n"
+          "  --http ADDR:PORT      serve Streamable HTTP at http://ADDR:PORT/mcp instead of\n"
+          "                        stdio (ADDR an IP literal, [::1] for IPv6; PORT 0 picks\n"
+          "                        a free one); the URL is printed on stderr\n"
+          "  --token-env VAR       the bearer token every HTTP request must carry is read\n"
+          "                        from $VAR (default FLOWRUN_MCP_TOKEN); required when\n"
+          "                        ADDR is not loopback, and of requests whenever set\n"
           "  --log-level LEVEL     error, warn (default), info, debug, trace\n"
           "  -h, --help            this help\n"
           "\n"
           "Add it to Claude Code: claude mcp add flowrun -- flowrun mcp\n"
           "exit codes: 0 stopped cleanly, 2 usage, 74 the work directory or standard\n"
-          "input/output cannot be used.\n"
+          "input/output cannot be used or the address cannot be bound, 78 --http on a\n"
+          "non-loopback address without the token variable set.\n"
           "Documentation: docs/mcp.md.\n",
           f);
 }
@@ -1110,7 +1118,8 @@ typedef struct mcp_args {
     const char *state_dir;
     const char *work_dir;
     size_t inline_max;
-    /* A transport's own options go here; stdio is the default. */
+    const char *http;      /* --http ADDR:PORT, NULL for stdio */
+    const char *token_env; /* --token-env VAR */
 } mcp_args;
 
 /* A running `flowrun mcp`: the loop, the core, its transport, signals. */
@@ -1118,6 +1127,7 @@ typedef struct mcp_server {
     uv_loop_t loop;
     fr_mcpd *d;
     fr_mcpd_stdio *stdio;
+    fr_mcpd_http *http;
     uv_signal_t sigint, sigterm;
     bool stopping;
 } mcp_server;
@@ -1131,7 +1141,8 @@ static int parse_mcp_args(int argc, char **argv, mcp_args *a)
         bool passed = strcmp(s, "--endpoints") == 0 || strcmp(s, "--policy") == 0 ||
                       strcmp(s, "--state") == 0;
         if ((passed || strcmp(s, "--work-dir") == 0 || strcmp(s, "--inline-max") == 0 ||
-             strcmp(s, "--log-level") == 0) &&
+             strcmp(s, "--log-level") == 0 || strcmp(s, "--http") == 0 ||
+             strcmp(s, "--token-env") == 0) &&
             !val)
             return usage_error("option %s needs a value", s);
         if (passed) {
@@ -1142,6 +1153,10 @@ static int parse_mcp_args(int argc, char **argv, mcp_args *a)
             i++;
         } else if (strcmp(s, "--sim") == 0) {
             a->child[a->nchild++] = s;
+        } else if (strcmp(s, "--http") == 0) {
+            a->http = argv[++i];
+        } else if (strcmp(s, "--token-env") == 0) {
+            a->token_env = argv[++i];
         } else if (strcmp(s, "--work-dir") == 0) {
             a->work_dir = argv[++i];
         } else if (strcmp(s, "--inline-max") == 0) {
@@ -1187,6 +1202,9 @@ static void mcp_stop(void *ud)
     if (m->stdio)
         fr_mcpd_stdio_close(m->stdio, NULL, NULL);
     m->stdio = NULL;
+    if (m->http) /* frees its peers at once, its handles on the loop */
+        fr_mcpd_http_close(m->http, NULL, NULL);
+    m->http = NULL;
     fr_mcpd_shutdown(m->d, mcp_down, m);
 }
 
@@ -1196,12 +1214,86 @@ static void mcp_signal(uv_signal_t *h, int signum)
     mcp_stop(h->data);
 }
 
-/* Starts the transport the options ask for on `m`. */
-static int mcp_transport_start(mcp_server *m, const mcp_args *a, fr_error *err)
+/* Splits `--http ADDR:PORT` ("[::1]:PORT" for IPv6) into addr (size
+ * `n`) and port; false when it is not that. */
+static bool split_http_addr(const char *spec, char *addr, size_t n, int *port)
 {
-    (void)a;
-    return fr_mcpd_stdio_start(&m->loop, m->d, STDIN_FILENO, STDOUT_FILENO, mcp_stop, m, &m->stdio,
-                               err);
+    const char *colon = strrchr(spec, ':');
+    if (!colon || colon == spec || !colon[1])
+        return false;
+    const char *a = spec;
+    size_t len = (size_t)(colon - spec);
+    if (a[0] == '[') {
+        if (len < 3 || a[len - 1] != ']')
+            return false;
+        a++;
+        len -= 2;
+    }
+    if (len >= n)
+        return false;
+    memcpy(addr, a, len);
+    addr[len] = '\0';
+    char *end;
+    long v = strtol(colon + 1, &end, 10);
+    if (*end || v < 0 || v > 65535)
+        return false;
+    *port = (int)v;
+    unsigned char buf[16];
+    return uv_inet_pton(AF_INET, addr, buf) == 0 || uv_inet_pton(AF_INET6, addr, buf) == 0;
+}
+
+/* Starts Streamable HTTP for `--http`; returns an exit code, 0 when it
+ * listens. The token is taken out of the environment, so no child sees it. */
+static int mcp_http_start(mcp_server *m, const mcp_args *a)
+{
+    char addr[64], msg[1600];
+    int port = 0;
+    if (!split_http_addr(a->http, addr, sizeof addr, &port))
+        return usage_error("--http expects ADDR:PORT with an IP address, such as "
+                           "127.0.0.1:8765 or [::1]:8765, got '%s'",
+                           a->http);
+    const char *var = a->token_env ? a->token_env : "FLOWRUN_MCP_TOKEN";
+    const char *env = getenv(var);
+    char *token = env && *env ? fr_xstrdup(env) : NULL;
+    if (env)
+        unsetenv(var);
+    fr_mcpd_http_opts o = {.addr = addr, .port = port, .token = token};
+    fr_error err = {0};
+    int rc = fr_mcpd_http_start(&m->loop, m->d, &o, &m->http, &err);
+    if (token)
+        fr_wipe(token, strlen(token));
+    free(token);
+    if (rc == FR_EUSAGE) {
+        fprintf(stderr,
+                "flowrun: mcp: --http %s: %s is not a loopback address, so every request must "
+                "carry a bearer token, and $%s is not set: export %s=<a long random secret> "
+                "(clients send it as Authorization: Bearer <token>), or bind 127.0.0.1\n",
+                a->http, addr, var, var);
+        return EXIT_CONFIG;
+    }
+    if (rc != FR_OK) {
+        fprintf(stderr, "flowrun: mcp: %s\n", fr_error_format(&err, msg, sizeof msg));
+        return EXIT_IOERR;
+    }
+    bool v6 = strchr(addr, ':') != NULL;
+    fprintf(stderr, "flowrun: mcp: serving MCP at http://%s%s%s:%d/mcp%s\n", v6 ? "[" : "", addr,
+            v6 ? "]" : "", fr_mcpd_http_port(m->http), o.token ? " (bearer token required)" : "");
+    return 0;
+}
+
+/* Starts the transport the options ask for on `m`; returns an exit code,
+ * 0 when it serves, after saying what went wrong. */
+static int mcp_transport_start(mcp_server *m, const mcp_args *a)
+{
+    if (a->http)
+        return mcp_http_start(m, a);
+    fr_error err = {0};
+    char msg[1600];
+    if (fr_mcpd_stdio_start(&m->loop, m->d, STDIN_FILENO, STDOUT_FILENO, mcp_stop, m, &m->stdio,
+                            &err) == FR_OK)
+        return 0;
+    fprintf(stderr, "flowrun: mcp: %s\n", fr_error_format(&err, msg, sizeof msg));
+    return EXIT_IOERR;
 }
 
 /* flowrun mcp: the MCP server until its input ends or a signal comes. */
@@ -1239,10 +1331,13 @@ static int mcp_main(int argc, char **argv)
                       .nchild_args = a.nchild,
                       .work_dir = work_dir,
                       .inline_max = a.inline_max};
-    if (fr_mcpd_new(&m.loop, &o, &m.d, &err) != FR_OK ||
-        mcp_transport_start(&m, &a, &err) != FR_OK) {
+    if (fr_mcpd_new(&m.loop, &o, &m.d, &err) != FR_OK) {
         fprintf(stderr, "flowrun: mcp: %s\n", fr_error_format(&err, msg, sizeof msg));
         code = EXIT_IOERR;
+    } else {
+        code = mcp_transport_start(&m, &a);
+    }
+    if (code) {
         if (m.d) {
             fr_mcpd_shutdown(m.d, NULL, NULL);
             uv_run(&m.loop, UV_RUN_DEFAULT);

@@ -5,6 +5,7 @@
 
 #include "engine/sim/sim_int.h"
 
+#include "engine/util/httphead.h"
 #include "engine/util/log.h"
 #include "engine/util/mem.h"
 
@@ -16,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -131,34 +131,7 @@ void fr_sim_conn_drain(conn *c)
 /* Returns the reason phrase of `status`. */
 const char *fr_sim_status_text(int status)
 {
-    switch (status) {
-    case 200:
-        return "OK";
-    case 400:
-        return "Bad Request";
-    case 401:
-        return "Unauthorized";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 411:
-        return "Length Required";
-    case 413:
-        return "Payload Too Large";
-    case 414:
-        return "URI Too Long";
-    case 429:
-        return "Too Many Requests";
-    case 431:
-        return "Request Header Fields Too Large";
-    case 503:
-        return "Service Unavailable";
-    case 529:
-        return "Site Overloaded";
-    default:
-        return "Internal Server Error";
-    }
+    return fr_http_status_text(status);
 }
 
 /* Sends a complete response; see sim_int.h. */
@@ -326,112 +299,54 @@ static bool dispatch(conn *c, const char *body, size_t len)
 
 /* ---- request parsing ----------------------------------------------------- */
 
-static bool token_in_list(const char *v, size_t n, const char *tok)
-{
-    size_t tl = strlen(tok);
-    size_t i = 0;
-    while (i < n) {
-        while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
-            i++;
-        size_t start = i;
-        while (i < n && v[i] != ',')
-            i++;
-        size_t end = i;
-        while (end > start && (v[end - 1] == ' ' || v[end - 1] == '\t'))
-            end--;
-        if (end - start == tl && strncasecmp(v + start, tok, tl) == 0)
-            return true;
-    }
-    return false;
-}
-
 /* Parses the head in c->in[0..head_len). Returns 0, or an HTTP status to
  * send (the connection then closes). */
 static int parse_head(conn *c)
 {
-    const char *p = c->in.data;
-    const char *end = p + c->head_len;
-    const char *eol = memchr(p, '\n', (size_t)(end - p));
-    const char *sp1 = memchr(p, ' ', (size_t)(eol - p));
-    if (!sp1 || sp1 == p || (size_t)(sp1 - p) >= sizeof c->method)
+    fr_httphead h;
+    int status = fr_httphead_parse(c->in.data, c->head_len, &h);
+    if (status)
+        return status;
+    if (h.method_len >= sizeof c->method)
         return 400;
-    const char *target = sp1 + 1;
-    const char *sp2 = memchr(target, ' ', (size_t)(eol - target));
-    if (!sp2 || sp2 == target)
-        return 400;
-    const char *ver = sp2 + 1;
-    size_t vlen = (size_t)(eol - ver);
-    if (vlen > 0 && ver[vlen - 1] == '\r')
-        vlen--;
-    if (vlen != 8 || memcmp(ver, "HTTP/1.", 7) != 0 || (ver[7] != '0' && ver[7] != '1'))
-        return 400;
-    memcpy(c->method, p, (size_t)(sp1 - p));
-    c->method[sp1 - p] = '\0';
-    size_t tlen = (size_t)(sp2 - target);
-    const char *q = memchr(target, '?', tlen);
+    memcpy(c->method, h.method, h.method_len);
+    c->method[h.method_len] = '\0';
+    size_t tlen = h.target_len;
+    const char *q = memchr(h.target, '?', tlen);
     if (q)
-        tlen = (size_t)(q - target);
+        tlen = (size_t)(q - h.target);
     if (tlen >= sizeof c->path)
         return 414;
-    memcpy(c->path, target, tlen);
+    memcpy(c->path, h.target, tlen);
     c->path[tlen] = '\0';
-    c->minor = ver[7] - '0';
+    c->minor = h.minor;
     c->keep_alive = c->minor >= 1;
     c->credential[0] = '\0';
 
     bool have_length = false;
-    bool chunked = false;
     unsigned long long length = 0;
-    for (const char *line = eol + 1; line < end;) {
-        const char *le = memchr(line, '\n', (size_t)(end - line));
-        if (!le)
-            le = end;
-        const char *ve = le;
-        if (ve > line && ve[-1] == '\r')
-            ve--;
-        if (ve == line)
-            break; /* the blank line */
-        const char *colon = memchr(line, ':', (size_t)(ve - line));
-        if (!colon || colon == line)
-            return 400;
-        size_t nlen = (size_t)(colon - line);
-        const char *v = colon + 1;
-        while (v < ve && (*v == ' ' || *v == '\t'))
-            v++;
-        const char *vend = ve;
-        while (vend > v && (vend[-1] == ' ' || vend[-1] == '\t'))
-            vend--;
-        size_t len = (size_t)(vend - v);
-        if (nlen == 14 && strncasecmp(line, "Content-Length", nlen) == 0) {
-            if (len == 0 || len > 18)
-                return 400;
-            unsigned long long n = 0;
-            for (size_t k = 0; k < len; k++) {
-                if (v[k] < '0' || v[k] > '9')
-                    return 400;
-                n = n * 10 + (unsigned)(v[k] - '0');
-            }
-            if (have_length && n != length)
-                return 400;
-            have_length = true;
-            length = n;
-        } else if (nlen == 17 && strncasecmp(line, "Transfer-Encoding", nlen) == 0) {
+    status = fr_httphead_length(&h, &have_length, &length);
+    if (status)
+        return status;
+    bool chunked = false;
+    for (size_t i = 0; i < h.nfields; i++) {
+        const fr_httphead_field *f = &h.fields[i];
+        if (fr_httphead_is(f, "Transfer-Encoding")) {
             chunked = true;
-        } else if (nlen == 10 && strncasecmp(line, "Connection", nlen) == 0) {
-            if (token_in_list(v, len, "close"))
+        } else if (fr_httphead_is(f, "Connection")) {
+            if (fr_httphead_has_token(f->value, f->value_len, "close"))
                 c->keep_alive = false;
-            else if (token_in_list(v, len, "keep-alive"))
+            else if (fr_httphead_has_token(f->value, f->value_len, "keep-alive"))
                 c->keep_alive = true;
-        } else if (nlen == 6 && strncasecmp(line, "Expect", nlen) == 0) {
-            c->expect_continue = token_in_list(v, len, "100-continue");
-        } else if ((nlen == 13 && strncasecmp(line, "Authorization", nlen) == 0) ||
-                   (nlen == 9 && strncasecmp(line, "x-api-key", nlen) == 0) ||
-                   (nlen == 14 && strncasecmp(line, "x-goog-api-key", nlen) == 0)) {
-            size_t n = len < sizeof c->credential - 1 ? len : sizeof c->credential - 1;
-            memcpy(c->credential, v, n);
+        } else if (fr_httphead_is(f, "Expect")) {
+            c->expect_continue = fr_httphead_has_token(f->value, f->value_len, "100-continue");
+        } else if (fr_httphead_is(f, "Authorization") || fr_httphead_is(f, "x-api-key") ||
+                   fr_httphead_is(f, "x-goog-api-key")) {
+            size_t n =
+                f->value_len < sizeof c->credential - 1 ? f->value_len : sizeof c->credential - 1;
+            memcpy(c->credential, f->value, n);
             c->credential[n] = '\0';
         }
-        line = le + 1;
     }
     if (chunked)
         return 411; /* no chunked bodies: the framing is lost, so the connection closes */
@@ -485,22 +400,13 @@ void fr_sim_conn_process(conn *c)
                 consume(c, skip);
                 c->scan = c->scan > skip ? c->scan - skip : 0;
             }
-            const char *data = fr_buf_str(&c->in);
-            size_t from = c->scan > 3 ? c->scan - 3 : 0;
-            const char *hit = NULL;
-            for (size_t i = from; i + 4 <= c->in.len; i++) {
-                if (memcmp(data + i, "\r\n\r\n", 4) == 0) {
-                    hit = data + i;
-                    break;
-                }
-            }
-            if (!hit) {
-                c->scan = c->in.len;
+            size_t head = fr_httphead_end(fr_buf_str(&c->in), c->in.len, &c->scan);
+            if (!head) {
                 if (c->in.len > MAX_HEAD)
                     send_fatal(c, 431);
                 return;
             }
-            c->head_len = (size_t)(hit - data) + 4;
+            c->head_len = head;
             if (c->head_len > MAX_HEAD) {
                 send_fatal(c, 431);
                 return;
