@@ -144,10 +144,22 @@ static json_t *initialize_result(void)
                      capabilities(), "serverInfo", server_info(), "instructions", instructions);
 }
 
+/* 2026-07-28 lets a client cache what does not change while the server
+ * runs: its discovery and its tool list, the same for every user. */
+#define CACHE_TTL_MS 600000
+
+static json_t *cacheable(json_t *result)
+{
+    json_object_set_new(result, "cacheScope", json_string("public"));
+    json_object_set_new(result, "ttlMs", json_integer(CACHE_TTL_MS));
+    return result;
+}
+
 static json_t *discover_result(void)
 {
-    return json_pack("{s:[s], s:o, s:o, s:s}", "supportedVersions", FR_MCP_REV_2026, "capabilities",
-                     capabilities(), "serverInfo", server_info(), "instructions", instructions);
+    return cacheable(json_pack("{s:[s], s:o, s:o, s:s}", "supportedVersions", FR_MCP_REV_2026,
+                               "capabilities", capabilities(), "serverInfo", server_info(),
+                               "instructions", instructions));
 }
 
 /* A notification from the client: initialized, cancelled; others are
@@ -192,6 +204,18 @@ static void on_request(fr_mcpd_peer *p, void *tag, const json_t *msg)
         send_error(p, tag, id, -32602, "params must be an object");
         return;
     }
+    const char *bad;
+    const char *rev = request_revision(p, params, &bad);
+    bool stateless = rev && strcmp(rev, FR_MCP_REV_2026) == 0;
+    if (stateless && (strcmp(method, "initialize") == 0 || strcmp(method, "ping") == 0)) {
+        /* 2026-07-28 has neither: no handshake, no session to keep alive. */
+        char text[300];
+        snprintf(text, sizeof text,
+                 "Method not found: '%s' is not part of %s (use server/discover)", method,
+                 FR_MCP_REV_2026);
+        send_error(p, tag, id, -32601, text);
+        return;
+    }
     if (strcmp(method, "initialize") == 0) {
         p->rev = FR_MCP_REV_2025;
         p->initialized = true;
@@ -199,8 +223,6 @@ static void on_request(fr_mcpd_peer *p, void *tag, const json_t *msg)
                      true);
         return;
     }
-    const char *bad;
-    const char *rev = request_revision(p, params, &bad);
     if (bad) {
         json_t *e = fr_mcp_error_response(id, FR_MCP_ERR_VERSION, "Unsupported protocol version");
         json_object_set_new(
@@ -224,7 +246,9 @@ static void on_request(fr_mcpd_peer *p, void *tag, const json_t *msg)
                    "no protocol version: send initialize first (2025-11-25), or name the "
                    "version in params._meta[\"" META_VERSION "\"] (2026-07-28)");
     } else if (strcmp(method, "tools/list") == 0) {
-        fr_mcpd_send(p, tag, rev, fr_mcp_result_response(id, fr_mcpd_tools_list()), true);
+        json_t *list = fr_mcpd_tools_list();
+        fr_mcpd_send(p, tag, rev, fr_mcp_result_response(id, stateless ? cacheable(list) : list),
+                     true);
     } else {
         fr_mcpd_tool_call(p, tag, id, params);
     }

@@ -57,14 +57,11 @@ for s in server-initialize server-session-lifecycle ping tools-list dns-rebindin
   server-sse-multiple-streams; do
   scenario 2025-11-25 "$s"
 done
-# 2026-07-28. wire-schema-valid: the core's tools/list result has no
-# cacheScope / ttlMs yet (the 2026-07-28 schema requires them).
-scenario 2026-07-28 tools-list wire-schema-valid
-scenario 2026-07-28 http-header-validation wire-schema-valid
-# initialize and ping, removed in 2026-07-28, are still answered by the core
-# (not 404 -32601); the other four need the suite's test tools.
-scenario 2026-07-28 server-stateless sep-2575-http-server-method-not-found-404-initialize \
-  sep-2575-http-server-method-not-found-404-ping sep-2575-server-rejects-undeclared-capability \
+# 2026-07-28. server-stateless: four checks need the suite's own test tools
+# (a tool that sends requests on its stream, logs, declares capabilities).
+scenario 2026-07-28 tools-list
+scenario 2026-07-28 http-header-validation
+scenario 2026-07-28 server-stateless sep-2575-server-rejects-undeclared-capability \
   sep-2575-missing-capability-http-400 sep-2575-http-server-no-independent-requests-on-stream \
   sep-2575-server-no-log-without-loglevel
 for s in dns-rebinding-protection server-sse-multiple-streams sep-2164-resource-not-found \

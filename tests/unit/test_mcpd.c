@@ -40,7 +40,16 @@ typedef struct fx {
     json_t *sent; /* every message sent, in order */
     int lasts;    /* how many had last = true */
     bool down;
+    /* Wakes the loop every 10 ms, so a wait for what no handle reports (a
+     * pid file written, a process gone) looks again soon rather than at
+     * the watchdog. */
+    uv_timer_t tick;
 } fx;
+
+static void on_tick(uv_timer_t *t)
+{
+    (void)t;
+}
 
 static void capture(void *ud, void *tag, const json_t *msg, bool last)
 {
@@ -54,6 +63,8 @@ static int make_fx(void **state, size_t inline_max)
 {
     fx *f = fr_xcalloc(1, sizeof *f);
     assert_int_equal(uv_loop_init(&f->loop), 0);
+    uv_timer_init(&f->loop, &f->tick);
+    uv_timer_start(&f->tick, on_tick, 10, 10);
     strcpy(f->dir, "/tmp/test_mcpd.XXXXXX");
     assert_non_null(mkdtemp(f->dir));
     char *work = fr_xasprintf("%s/work", f->dir);
@@ -96,6 +107,7 @@ static int teardown(void **state)
         LOOP_RUN_UNTIL(&f->loop, f->down, WAIT_S);
     }
     fr_mcpd_free(f->d);
+    uv_close((uv_handle_t *)&f->tick, NULL);
     loop_drain_close(&f->loop, WAIT_S);
     json_decref(f->sent);
     char *cmd = fr_xasprintf("rm -rf %s", f->dir);
