@@ -1,21 +1,21 @@
 /* flowrun's command line: dispatches the subcommands from one table (each
  * with its own help), parses a run's or a plan's arguments, loads the
- * workflow, runs it and prints the summary and report. Everything else
- * lives in flowrun_core. */
+ * workflow, runs it and prints the summary and report; `spend` and
+ * `policy` too. The other commands live in engine/cli/ (tools, approve and
+ * reject, mcp), everything else in flowrun_core. */
 #include "dsl/policy.h"
 #include "dsl/suggest.h"
 #include "dsl/workflow.h"
 #include "engine/approval.h"
 #include "engine/booking.h"
+#include "engine/cli/approve_cmd.h"
+#include "engine/cli/cli.h"
+#include "engine/cli/mcp_cmd.h"
+#include "engine/cli/tools_cmd.h"
 #include "engine/guard.h"
-#include "engine/mcpd/http_serve.h"
-#include "engine/mcpd/mcpd.h"
-#include "engine/mcpd/stdio_serve.h"
 #include "engine/proc.h"
 #include "engine/report.h"
 #include "engine/run.h"
-#include "engine/store/store.h"
-#include "engine/toolset.h"
 #include "engine/util/err.h"
 #include "engine/util/fdlimit.h"
 #include "engine/util/log.h"
@@ -33,13 +33,6 @@
 #include <string.h>
 #include <unistd.h>
 
-enum {
-    EXIT_USAGE = 2,
-    EXIT_IOERR = 74,
-    EXIT_INVALID = 65,
-    EXIT_CONFIG = 78,
-};
-
 typedef struct args {
     const char *workflow;
     const char **endpoints; /* every --endpoints, in order */
@@ -55,28 +48,6 @@ typedef struct args {
     bool json, quiet, no_color, save_anywhere;
     fr_run_opts run;
 } args;
-
-static int usage_error(const char *fmt, const char *what)
-{
-    fprintf(stderr, "flowrun: ");
-    fprintf(stderr, fmt, what);
-    fprintf(stderr, "\nTry 'flowrun --help'.\n");
-    return EXIT_USAGE;
-}
-
-static int parse_number(const char *opt, const char *s, double *out)
-{
-    char *end;
-    double v = strtod(s, &end);
-    if (!*s || *end || !isfinite(v) || v < 0) {
-        fprintf(stderr,
-                "flowrun: %s expects a finite number >= 0, got '%s'\nTry 'flowrun --help'.\n", opt,
-                s);
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
 
 /* ---- help: one text per command, printed by `flowrun help [CMD]` and by
  * `flowrun CMD --help` ---- */
@@ -205,85 +176,6 @@ static void policy_help(FILE *f)
     fputs(policy_usage, f);
 }
 
-static void tools_help(FILE *f)
-{
-    fputs("Lists every tool the workflow's agents may use: its name, where it comes\n"
-          "from (an MCP server, Lua, a command), its description and the schema of\n"
-          "its arguments. Starts every MCP server of the workflow to ask it, then\n"
-          "stops them; runs no tool and sends nothing to a model.\n"
-          "\n"
-          "options:\n"
-          "  --json                print the tools as a JSON array on stdout\n"
-          "  --var NAME=VALUE      set a workflow variable (repeatable)\n"
-          "  --endpoints FILE      endpoints file, as for run (repeatable)\n"
-          "  -h, --help            this help\n"
-          "\n"
-          "exit codes: 0 listed, 2 usage, 65 invalid workflow (a pattern naming no\n"
-          "tool), 78 an MCP server that would not start or list its tools.\n"
-          "Documentation: docs/tools.md (flowrun tools).\n",
-          f);
-}
-
-static void approve_help(FILE *f)
-{
-    fputs("Records a decision on the checkpoint of TASK (a task with approve = true)\n"
-          "that a run left pending: `approve` lets its dependents run, `reject` fails\n"
-          "the task with the note as its reason and skips its dependents. Who decided\n"
-          "(the user name) and when are recorded with it. Run the workflow again to\n"
-          "go on: what is done comes from the result cache, only the dependents send\n"
-          "requests. A decision holds for the output it was shown: when the task's\n"
-          "output changes (--fresh, an edited prompt), the run asks again.\n"
-          "\n"
-          "options:\n"
-          "  --note TEXT           why (shown in the report; a rejection's reason)\n"
-          "  --state DIR           state directory (default $FLOWRUN_STATE, else ./.flowrun)\n"
-          "  --sim                 a checkpoint of a rehearsal (a run with --sim keeps its own\n"
-          "                        store beside the real one)\n"
-          "  --endpoints FILE      endpoints file, as for run (repeatable)\n"
-          "  --var NAME=VALUE      set a workflow variable (repeatable)\n"
-          "  -h, --help            this help\n"
-          "\n"
-          "exit codes: 0 recorded, 2 usage, 65 the workflow does not load, has no such\n"
-          "task, the task has no approve = true, or no approval of it is pending,\n"
-          "74 state store error.\n"
-          "Documentation: docs/cli.md (flowrun approve).\n",
-          f);
-}
-
-static void mcp_help(FILE *f)
-{
-    fputs("Serves flowrun's tools to an MCP client (Claude Code, Cursor, an agent): over\n"
-          "standard input and output, newline-delimited JSON-RPC, speaking the 2026-07-28\n"
-          "and 2025-11-25 revisions. Tools: run_task, run_workflow, plan_workflow, spend,\n"
-          "approve; each call runs a child flowrun with the options below. Logs go to\n"
-          "stderr. The server ends when its input ends, or on SIGINT or SIGTERM, after\n"
-          "stopping the runs in flight.\n"
-          "\n"
-          "options:\n"
-          "  --endpoints FILE      endpoints file for every run (repeatable)\n"
-          "  --policy NAME|FILE    routing policy for every run\n"
-          "  --state DIR           state directory: runs, the cost ledger, approvals\n"
-          "  --sim                 every run is a rehearsal on the built-in simulator\n"
-          "  --work-dir DIR        where run_task's workflows and the runs' outputs go\n"
-          "                        (default STATE/mcp, STATE as for --state)\n"
-          "  --inline-max BYTES    longer outputs come back as file paths (default 8192)\n"
-          "  --http ADDR:PORT      serve Streamable HTTP at http://ADDR:PORT/mcp instead of\n"
-          "                        stdio (ADDR an IP literal, [::1] for IPv6; PORT 0 picks\n"
-          "                        a free one); the URL is printed on stderr\n"
-          "  --token-env VAR       the bearer token every HTTP request must carry is read\n"
-          "                        from $VAR (default FLOWRUN_MCP_TOKEN); required when\n"
-          "                        ADDR is not loopback, and of requests whenever set\n"
-          "  --log-level LEVEL     error, warn (default), info, debug, trace\n"
-          "  -h, --help            this help\n"
-          "\n"
-          "Add it to Claude Code: claude mcp add flowrun -- flowrun mcp\n"
-          "exit codes: 0 stopped cleanly, 2 usage, 74 the work directory or standard\n"
-          "input/output cannot be used or the address cannot be bound, 78 --http on a\n"
-          "non-loopback address without the token variable set.\n"
-          "Documentation: docs/mcp.md.\n",
-          f);
-}
-
 static void help_help(FILE *f)
 {
     fputs("Prints the list of commands, or the help of COMMAND (the same as\n"
@@ -295,9 +187,9 @@ static int run_main(int argc, char **argv);
 static int plan_main(int argc, char **argv);
 static int spend_main(int argc, char **argv);
 static int policy_main(int argc, char **argv);
-static int tools_main(int argc, char **argv);
-static int approve_main(int argc, char **argv);
-static int mcp_main(int argc, char **argv);
+int fr_cli_tools_main(int argc, char **argv);
+int fr_cli_approve_main(int argc, char **argv);
+int fr_cli_mcp_main(int argc, char **argv);
 static int help_main(int argc, char **argv);
 
 /* A subcommand: its name, usage line, one-line summary, help and entry
@@ -322,13 +214,15 @@ static const command commands[] = {
     {"policy", "flowrun policy list | flowrun policy show NAME",
      "the built-in routing policies, and the source of one to copy", policy_help, policy_main},
     {"tools", "flowrun tools WORKFLOW.lua [--json]",
-     "the tools a workflow's agents may use, asking its MCP servers", tools_help, tools_main},
+     "the tools a workflow's agents may use, asking its MCP servers", fr_cli_tools_help,
+     fr_cli_tools_main},
     {"approve", "flowrun approve WORKFLOW.lua TASK [--note TEXT] [--state DIR] [--sim]",
-     "approve a checkpoint a run left pending", approve_help, approve_main},
+     "approve a checkpoint a run left pending", fr_cli_approve_help, fr_cli_approve_main},
     {"reject", "flowrun reject WORKFLOW.lua TASK [--note TEXT] [--state DIR] [--sim]",
-     "reject a checkpoint a run left pending", approve_help, approve_main},
+     "reject a checkpoint a run left pending", fr_cli_approve_help, fr_cli_approve_main},
     {"mcp", "flowrun mcp [--endpoints F] [--policy P] [--state DIR] [--sim] [options]",
-     "serve run_task, run_workflow, plan, spend and approve to an MCP client", mcp_help, mcp_main},
+     "serve run_task, run_workflow, plan, spend and approve to an MCP client", fr_cli_mcp_help,
+     fr_cli_mcp_main},
     {"help", "flowrun help [COMMAND]", "this list, or a command's help", help_help, help_main},
 };
 enum { NCOMMANDS = sizeof commands / sizeof *commands };
@@ -386,7 +280,7 @@ static int unknown_command(const char *word)
         fprintf(stderr, " (a workflow is a file: flowrun WORKFLOW.lua)\n");
     fprintf(stderr, "Try 'flowrun help'.\n");
     free(file);
-    return EXIT_USAGE;
+    return FR_EXIT_USAGE;
 }
 
 /* flowrun help [COMMAND] */
@@ -397,7 +291,7 @@ static int help_main(int argc, char **argv)
         return 0;
     }
     if (argc > 3)
-        return usage_error("help: unexpected argument '%s'", argv[3]);
+        return fr_cli_usage_error("help: unexpected argument '%s'", argv[3]);
     const command *c = find_command(argv[2]);
     if (!c)
         return unknown_command(argv[2]);
@@ -430,7 +324,7 @@ static int parse_args(int argc, char **argv, int first, const command *cmd, args
 #define NEED_VALUE()                                                                               \
     do {                                                                                           \
         if (!val)                                                                                  \
-            return usage_error("option %s needs a value", s);                                      \
+            return fr_cli_usage_error("option %s needs a value", s);                               \
         i++;                                                                                       \
     } while (0)
         if (strcmp(s, "-h") == 0 || strcmp(s, "--help") == 0) {
@@ -446,16 +340,16 @@ static int parse_args(int argc, char **argv, int first, const command *cmd, args
             a->run.sim = true;
         } else if (strcmp(s, "--sim-latency") == 0) {
             NEED_VALUE();
-            if (parse_number(s, val, &a->run.sim_latency_ms))
-                return EXIT_USAGE;
+            if (fr_cli_parse_number(s, val, &a->run.sim_latency_ms))
+                return FR_EXIT_USAGE;
         } else if (strcmp(s, "--sim-tps") == 0) {
             NEED_VALUE();
-            if (parse_number(s, val, &a->run.sim_tps))
-                return EXIT_USAGE;
+            if (fr_cli_parse_number(s, val, &a->run.sim_tps))
+                return FR_EXIT_USAGE;
         } else if (strcmp(s, "--out") == 0) {
             NEED_VALUE();
             if (!*val)
-                return usage_error("%s", "--out needs a directory name, got ''");
+                return fr_cli_usage_error("%s", "--out needs a directory name, got ''");
             a->run.out_dir = val;
         } else if (strcmp(s, "--json") == 0) {
             a->json = true;
@@ -470,8 +364,8 @@ static int parse_args(int argc, char **argv, int first, const command *cmd, args
             a->vars[a->nvars++] = val;
         } else if (strcmp(s, "--budget") == 0) {
             NEED_VALUE();
-            if (parse_number(s, val, &a->run.budget_usd))
-                return EXIT_USAGE;
+            if (fr_cli_parse_number(s, val, &a->run.budget_usd))
+                return FR_EXIT_USAGE;
             a->run.has_budget = true;
         } else if (strcmp(s, "--no-cache") == 0) {
             a->run.no_cache = true;
@@ -502,7 +396,8 @@ static int parse_args(int argc, char **argv, int first, const command *cmd, args
             NEED_VALUE();
             int lvl = fr_log_level_parse(val);
             if (lvl < 0)
-                return usage_error("unknown log level '%s' (error, warn, info, debug, trace)", val);
+                return fr_cli_usage_error(
+                    "unknown log level '%s' (error, warn, info, debug, trace)", val);
             fr_log_set_level((fr_log_level)lvl);
         } else if (strcmp(s, "--log-format") == 0) {
             NEED_VALUE();
@@ -511,7 +406,7 @@ static int parse_args(int argc, char **argv, int first, const command *cmd, args
             else if (strcmp(val, "text") == 0)
                 fr_log_set_format(FR_LOG_TEXT);
             else
-                return usage_error("unknown log format '%s' (text, json)", val);
+                return fr_cli_usage_error("unknown log format '%s' (text, json)", val);
         } else if (strcmp(s, "-v") == 0 || strcmp(s, "--verbose") == 0) {
             fr_log_set_level(FR_LOG_INFO);
         } else if (strcmp(s, "-q") == 0 || strcmp(s, "--quiet") == 0) {
@@ -519,28 +414,23 @@ static int parse_args(int argc, char **argv, int first, const command *cmd, args
         } else if (strcmp(s, "--no-color") == 0) {
             a->no_color = true;
         } else if (s[0] == '-' && s[1]) {
-            return usage_error("unknown option '%s'", s);
+            return fr_cli_usage_error("unknown option '%s'", s);
         } else if (!a->workflow) {
             if (!cmd && looks_like_command(s))
                 return unknown_command(s);
             a->workflow = s;
         } else {
-            return usage_error("unexpected argument '%s' (one workflow file per run)", s);
+            return fr_cli_usage_error("unexpected argument '%s' (one workflow file per run)", s);
         }
 #undef NEED_VALUE
     }
     if (!a->workflow)
-        return usage_error("%s", "no workflow file given");
+        return fr_cli_usage_error("%s", "no workflow file given");
     a->run.fresh = a->fresh;
     a->run.nfresh = a->nfresh;
     a->run.approve = a->approve;
     a->run.napprove = a->napprove;
     return -1;
-}
-
-static int exit_code_for_load_error(int code)
-{
-    return code == FR_ECONFIG ? EXIT_CONFIG : EXIT_INVALID;
 }
 
 static void print_groups(const char *title, const json_t *groups)
@@ -573,7 +463,7 @@ static int spend_main(int argc, char **argv)
         else if (strcmp(argv[i], "--sim") == 0)
             sim = true;
         else
-            return usage_error("spend: unexpected argument '%s'", argv[i]);
+            return fr_cli_usage_error("spend: unexpected argument '%s'", argv[i]);
     }
     char *path = fr_booking_state_path(state_dir, sim);
     fr_store *st = NULL;
@@ -594,7 +484,7 @@ static int spend_main(int argc, char **argv)
     }
     if (rc != FR_OK || fr_store_spend(st, month, &out, &err) != FR_OK) {
         fprintf(stderr, "flowrun: %s\n", fr_error_format(&err, msg, sizeof msg));
-        code = err.code == FR_EINVAL ? EXIT_USAGE : EXIT_IOERR;
+        code = err.code == FR_EINVAL ? FR_EXIT_USAGE : FR_EXIT_IOERR;
         goto cleanup;
     }
     if (json) {
@@ -672,11 +562,11 @@ static int policy_main(int argc, char **argv)
         if (near)
             fprintf(stderr, "; did you mean '%s'?", near);
         fprintf(stderr, "\nTry 'flowrun policy list'.\n");
-        return EXIT_USAGE;
+        return FR_EXIT_USAGE;
     }
     fputs("usage: flowrun policy list | flowrun policy show NAME\n", stderr);
     fputs(policy_usage, stderr);
-    return EXIT_USAGE;
+    return FR_EXIT_USAGE;
 }
 
 /* A task name given to option `opt` (--fresh, --approve) that names no
@@ -706,17 +596,10 @@ static int check_task_names(const char *opt, const char *const *given, size_t ng
             fprintf(stderr, "%s)", wf->ntasks > 10 ? ", ..." : "");
         }
         fprintf(stderr, "\nTry 'flowrun help run'.\n");
-        code = EXIT_USAGE;
+        code = FR_EXIT_USAGE;
     }
     free(names);
     return code;
-}
-
-/* The loader's warnings (a --var the workflow does not use), on stderr. */
-static void print_load_warning(void *ud, const char *msg)
-{
-    (void)ud;
-    fprintf(stderr, "flowrun: warning: %s\n", msg);
 }
 
 /* --sim: flowrun-sim in this process, on the run's loop. */
@@ -747,273 +630,6 @@ static void standin_stop(void *ud)
     *sim = NULL;
 }
 
-/* How `flowrun tools` waits for its tool set to start. */
-typedef struct tools_wait {
-    bool done;
-    int rc;
-    fr_error err;
-} tools_wait;
-
-static void tools_ready(void *ud, int rc, const fr_error *err)
-{
-    tools_wait *w = ud;
-    w->done = true;
-    w->rc = rc;
-    if (err)
-        w->err = *err;
-}
-
-/* Prints `text` (borrowed) indented by `indent`, one line at a time. */
-static void print_indented(const char *text, const char *indent)
-{
-    while (*text) {
-        const char *eol = strchr(text, '\n');
-        int n = eol ? (int)(eol - text) : (int)strlen(text);
-        printf("%s%.*s\n", indent, n, text);
-        text += n + (eol ? 1 : 0);
-    }
-}
-
-/* `flowrun tools`' text: the servers and their revisions, then each tool. */
-static void print_tools(const fr_workflow *wf, const json_t *tools)
-{
-    size_t i;
-    const json_t *t;
-    for (size_t s = 0; s < wf->nmcps; s++) {
-        size_t n = 0;
-        const char *rev = NULL;
-        json_array_foreach(tools, i, t)
-        {
-            const char *srv = json_string_value(json_object_get(t, "server"));
-            if (srv && strcmp(srv, wf->mcps[s].name) == 0) {
-                n++;
-                rev = json_string_value(json_object_get(t, "revision"));
-            }
-        }
-        printf("MCP server %s: %zu tool%s%s%s\n", wf->mcps[s].name, n, n == 1 ? "" : "s",
-               rev ? ", revision " : "", rev ? rev : "");
-    }
-    if (json_array_size(tools) == 0)
-        printf("the workflow declares no tools\n");
-    json_array_foreach(tools, i, t)
-    {
-        const char *srv = json_string_value(json_object_get(t, "server"));
-        const char *desc = json_string_value(json_object_get(t, "description"));
-        char *schema = json_dumps(json_object_get(t, "parameters"), JSON_COMPACT);
-        printf("%s%s (%s%s%s)\n", i || wf->nmcps ? "\n" : "",
-               json_string_value(json_object_get(t, "name")),
-               json_string_value(json_object_get(t, "source")), srv ? " server " : "",
-               srv ? srv : "");
-        if (desc && *desc)
-            print_indented(desc, "  ");
-        printf("  arguments: %s\n", schema ? schema : "{}");
-        free(schema);
-    }
-}
-
-/* Loads workflow `path` for a command (tools, approve, reject) with its
- * --endpoints and --var (all borrowed): 0 with *wf owned, or the exit code
- * after saying why on stderr. */
-static int load_workflow(const char *path, const char **endpoints, size_t nendpoints,
-                         const char **vars, size_t nvars, fr_workflow **wf)
-{
-    fr_error err = {0};
-    char msg[1600];
-    fr_load_opts lo = {
-        .endpoints_path = nendpoints ? endpoints[0] : NULL,
-        .more_endpoints = nendpoints > 1 ? endpoints + 1 : NULL,
-        .nmore_endpoints = nendpoints > 1 ? nendpoints - 1 : 0,
-        .vars = vars,
-        .nvars = nvars,
-        .warn = print_load_warning,
-    };
-    int rc = fr_workflow_load(path, &lo, wf, &err);
-    if (rc == FR_OK)
-        return 0;
-    fprintf(stderr, "flowrun: %s\n", fr_error_format(&err, msg, sizeof msg));
-    return exit_code_for_load_error(rc);
-}
-
-/* flowrun tools WORKFLOW.lua [--json]: starts every MCP server of the
- * workflow (bounded by their start timeouts), lists every tool, stops them. */
-static int tools_main(int argc, char **argv)
-{
-    const char *path = NULL;
-    const char **vars = fr_xcalloc((size_t)argc, sizeof *vars);
-    const char **endpoints = fr_xcalloc((size_t)argc, sizeof *endpoints);
-    size_t nvars = 0, nendpoints = 0;
-    bool json = false;
-    int code = 0;
-    for (int i = 2; i < argc && code == 0; i++) {
-        if (strcmp(argv[i], "--json") == 0)
-            json = true;
-        else if (strcmp(argv[i], "--var") == 0 && i + 1 < argc)
-            vars[nvars++] = argv[++i];
-        else if (strcmp(argv[i], "--endpoints") == 0 && i + 1 < argc)
-            endpoints[nendpoints++] = argv[++i];
-        else if (argv[i][0] != '-' && !path)
-            path = argv[i];
-        else
-            code = usage_error("tools: unexpected argument '%s'", argv[i]);
-    }
-    if (code == 0 && !path)
-        code = usage_error("%s", "tools: no workflow file (flowrun tools WORKFLOW.lua)");
-    fr_workflow *wf = NULL;
-    char msg[1600];
-    uv_loop_t loop;
-    bool looping = false;
-    fr_http *http = NULL;
-    fr_toolset *ts = NULL;
-    if (code != 0 || (code = load_workflow(path, endpoints, nendpoints, vars, nvars, &wf)) != 0)
-        goto cleanup;
-    uv_loop_init(&loop);
-    looping = true;
-    http = fr_http_new(&loop);
-    ts = fr_toolset_new(&loop, http, wf);
-    tools_wait w = {0};
-    fr_toolset_start(ts, true, tools_ready, &w);
-    while (!w.done && uv_run(&loop, UV_RUN_ONCE))
-        ;
-    if (!w.done || w.rc != FR_OK) {
-        fprintf(stderr, "flowrun: %s (%s)\n", fr_error_format(&w.err, msg, sizeof msg),
-                fr_err_name(w.rc));
-        code = w.rc == FR_EWORKFLOW ? EXIT_INVALID : EXIT_CONFIG;
-        goto cleanup;
-    }
-    json_t *tools = fr_toolset_describe(ts);
-    if (json) {
-        json_dumpf(tools, stdout, JSON_INDENT(2));
-        fputc('\n', stdout);
-    } else {
-        print_tools(wf, tools);
-    }
-    json_decref(tools);
-cleanup:
-    fr_toolset_free(ts);
-    fr_http_free(http);
-    if (looping) {
-        uv_run(&loop, UV_RUN_DEFAULT);
-        uv_loop_close(&loop);
-    }
-    fr_workflow_free(wf);
-    free(vars);
-    free(endpoints);
-    return code;
-}
-
-/* After a run that ended with checkpoints pending (exit 4): each, and the
- * commands that answer it. */
-static void print_how_to_answer(const fr_results *r, const char *wf_path, const char *state_dir)
-{
-    char *state = fr_xasprintf("%s%s%s", state_dir ? " --state " : "", state_dir ? state_dir : "",
-                               r->sim ? " --sim" : "");
-    for (size_t t = 0; t < r->wf->ntasks; t++) {
-        if (r->tasks[t].approval.state != FR_APPROVAL_PENDING)
-            continue;
-        const char *name = r->wf->tasks[t].name;
-        fprintf(stderr,
-                "flowrun: task '%s' waits for approval (its output is in %s/); answer with\n"
-                "  flowrun approve %s %s%s [--note TEXT]\n"
-                "  flowrun reject %s %s%s [--note TEXT]\n"
-                "then run the workflow again to go on.\n",
-                name, r->out_dir, wf_path, name, state, wf_path, name, state);
-    }
-    free(state);
-}
-
-/* flowrun approve|reject WORKFLOW.lua TASK [--note TEXT] [--state DIR]:
- * records the decision on a checkpoint a run left pending. */
-static int approve_main(int argc, char **argv)
-{
-    bool reject = strcmp(argv[1], "reject") == 0;
-    bool sim = false; /* the rehearsals' store (runs with --sim) */
-    const char *path = NULL, *task = NULL, *note = NULL, *state_dir = NULL;
-    const char **vars = fr_xcalloc((size_t)argc, sizeof *vars);
-    const char **endpoints = fr_xcalloc((size_t)argc, sizeof *endpoints);
-    size_t nvars = 0, nendpoints = 0;
-    int code = 0;
-    for (int i = 2; i < argc && code == 0; i++) {
-        bool has = i + 1 < argc;
-        if (strcmp(argv[i], "--note") == 0 && has)
-            note = argv[++i];
-        else if (strcmp(argv[i], "--state") == 0 && has)
-            state_dir = argv[++i];
-        else if (strcmp(argv[i], "--sim") == 0)
-            sim = true;
-        else if (strcmp(argv[i], "--var") == 0 && has)
-            vars[nvars++] = argv[++i];
-        else if (strcmp(argv[i], "--endpoints") == 0 && has)
-            endpoints[nendpoints++] = argv[++i];
-        else if (argv[i][0] == '-')
-            code = usage_error(has ? "unknown option '%s'" : "option %s needs a value", argv[i]);
-        else if (!path)
-            path = argv[i];
-        else if (!task)
-            task = argv[i];
-        else
-            code = usage_error("unexpected argument '%s'", argv[i]);
-    }
-    if (code == 0 && !task)
-        code = usage_error("%s: needs a workflow file and a task (flowrun approve|reject "
-                           "WORKFLOW.lua TASK)",
-                           argv[1]);
-    fr_workflow *wf = NULL;
-    fr_store *st = NULL;
-    char *db = NULL;
-    fr_error err = {0};
-    char msg[1600];
-    if (code != 0 || (code = load_workflow(path, endpoints, nendpoints, vars, nvars, &wf)) != 0)
-        goto cleanup;
-    long t = fr_workflow_find_task(wf, task);
-    if (t < 0 || !wf->tasks[t].approve) {
-        fprintf(stderr, "flowrun: %s: ", path);
-        if (t < 0) {
-            const char **names = fr_xcalloc(wf->ntasks + 1, sizeof *names);
-            for (size_t i = 0; i < wf->ntasks; i++)
-                names[i] = wf->tasks[i].name;
-            const char *near = fr_suggest(task, names, wf->ntasks);
-            fprintf(stderr, "the workflow has no task '%s'", task);
-            if (near)
-                fprintf(stderr, "; did you mean '%s'?", near);
-            free(names);
-        } else {
-            fprintf(stderr, "task '%s' has no approve = true: it has no checkpoint to %s", task,
-                    argv[1]);
-        }
-        fputc('\n', stderr);
-        code = EXIT_INVALID;
-        goto cleanup;
-    }
-    db = fr_booking_state_path(state_dir, sim);
-    if (access(db, F_OK) != 0) {
-        fprintf(stderr,
-                "flowrun: no approval of task '%s' is pending: no state store at %s (--state "
-                "DIR, else $FLOWRUN_STATE, else ./.flowrun%s); run the workflow first: without a "
-                "terminal it stops at the checkpoint and records it\n",
-                task, db, sim ? "" : "; --sim for a rehearsal's checkpoint");
-        code = EXIT_INVALID;
-        goto cleanup;
-    }
-    int rc = fr_store_open(db, &st, &err);
-    if (rc == FR_OK)
-        rc = fr_approval_record(st, wf->name, task,
-                                reject ? FR_APPROVAL_REJECTED : FR_APPROVAL_APPROVED, note, &err);
-    if (rc != FR_OK) {
-        fprintf(stderr, "flowrun: %s\n", fr_error_format(&err, msg, sizeof msg));
-        code = rc == FR_ENOENT ? EXIT_INVALID : EXIT_IOERR;
-        goto cleanup;
-    }
-    fprintf(stderr, "flowrun: %s task '%s' of %s%s%s; run the workflow again to go on\n",
-            reject ? "rejected" : "approved", task, path, note ? ": " : "", note ? note : "");
-cleanup:
-    fr_store_close(st);
-    free(db);
-    fr_workflow_free(wf);
-    free(vars);
-    free(endpoints);
-    return code;
-}
-
 /* Loads the workflow named in argv[first..] and runs or plans it. */
 static int run_workflow(int argc, char **argv, int first, const command *cmd, bool plan)
 {
@@ -1037,12 +653,12 @@ static int run_workflow(int argc, char **argv, int first, const command *cmd, bo
         .vars = a.vars,
         .nvars = a.nvars,
         .allow_save_anywhere = a.save_anywhere,
-        .warn = print_load_warning,
+        .warn = fr_cli_load_warning,
     };
     int rc = fr_workflow_load(a.workflow, &lo, &wf, &err);
     if (rc != FR_OK) {
         fprintf(stderr, "flowrun: %s\n", fr_error_format(&err, msg, sizeof msg));
-        code = exit_code_for_load_error(rc);
+        code = fr_cli_load_exit(rc);
         goto cleanup;
     }
     code = check_task_names("--fresh", a.fresh, a.nfresh, wf);
@@ -1053,15 +669,15 @@ static int run_workflow(int argc, char **argv, int first, const command *cmd, bo
     if (fr_workflow_subset(wf, a.tasks, a.ntasks, &err) != FR_OK) {
         fprintf(stderr, "flowrun: %s\nTry 'flowrun help %s'.\n",
                 fr_error_format(&err, msg, sizeof msg), plan ? "plan" : "run");
-        code = EXIT_USAGE;
+        code = FR_EXIT_USAGE;
         goto cleanup;
     }
     rc = fr_run_new(wf, &a.run, &run, &err);
     if (rc != FR_OK) {
         fprintf(stderr, "flowrun: %s\n", fr_error_format(&err, msg, sizeof msg));
-        code = rc == FR_ECYCLE || rc == FR_EWORKFLOW                   ? EXIT_INVALID
-               : rc == FR_ESTORE || rc == FR_ESTOREVER || rc == FR_EIO ? EXIT_IOERR
-                                                                       : EXIT_CONFIG;
+        code = rc == FR_ECYCLE || rc == FR_EWORKFLOW                   ? FR_EXIT_INVALID
+               : rc == FR_ESTORE || rc == FR_ESTOREVER || rc == FR_EIO ? FR_EXIT_IOERR
+                                                                       : FR_EXIT_CONFIG;
         goto cleanup;
     }
     code = fr_run_execute(run);
@@ -1073,7 +689,7 @@ static int run_workflow(int argc, char **argv, int first, const command *cmd, bo
         fr_report_summary(fr_run_results(run), stderr, color);
     }
     if (code == 4)
-        print_how_to_answer(fr_run_results(run), a.workflow, a.run.state_dir);
+        fr_cli_how_to_answer(fr_run_results(run), a.workflow, a.run.state_dir);
     if (a.json) {
         json_t *report = fr_report_json(fr_run_results(run));
         int wrc = json_dumpf(report, stdout, JSON_INDENT(2));
@@ -1082,7 +698,7 @@ static int run_workflow(int argc, char **argv, int first, const command *cmd, bo
             /* A script that reads the report must not take silence for it. */
             fprintf(stderr, "flowrun: cannot write the JSON report to standard output: %s\n",
                     strerror(errno ? errno : EIO));
-            code = EXIT_IOERR;
+            code = FR_EXIT_IOERR;
         }
     }
 cleanup:
@@ -1107,258 +723,6 @@ static int run_main(int argc, char **argv)
 static int plan_main(int argc, char **argv)
 {
     return run_workflow(argc, argv, 2, find_command("plan"), true);
-}
-
-/* ---- flowrun mcp ---- */
-
-/* `flowrun mcp`'s options: what every child run gets, and the server's. */
-typedef struct mcp_args {
-    const char **child; /* options passed on to every child flowrun */
-    size_t nchild;
-    const char *state_dir;
-    const char *work_dir;
-    size_t inline_max;
-    const char *http;      /* --http ADDR:PORT, NULL for stdio */
-    const char *token_env; /* --token-env VAR */
-} mcp_args;
-
-/* A running `flowrun mcp`: the loop, the core, its transport, signals. */
-typedef struct mcp_server {
-    uv_loop_t loop;
-    fr_mcpd *d;
-    fr_mcpd_stdio *stdio;
-    fr_mcpd_http *http;
-    uv_signal_t sigint, sigterm;
-    bool stopping;
-} mcp_server;
-
-static int parse_mcp_args(int argc, char **argv, mcp_args *a)
-{
-    a->child = fr_xcalloc((size_t)argc + 1, sizeof *a->child);
-    for (int i = 2; i < argc; i++) {
-        const char *s = argv[i];
-        const char *val = i + 1 < argc ? argv[i + 1] : NULL;
-        bool passed = strcmp(s, "--endpoints") == 0 || strcmp(s, "--policy") == 0 ||
-                      strcmp(s, "--state") == 0;
-        if ((passed || strcmp(s, "--work-dir") == 0 || strcmp(s, "--inline-max") == 0 ||
-             strcmp(s, "--log-level") == 0 || strcmp(s, "--http") == 0 ||
-             strcmp(s, "--token-env") == 0) &&
-            !val)
-            return usage_error("option %s needs a value", s);
-        if (passed) {
-            a->child[a->nchild++] = s;
-            a->child[a->nchild++] = val;
-            if (strcmp(s, "--state") == 0)
-                a->state_dir = val;
-            i++;
-        } else if (strcmp(s, "--sim") == 0) {
-            a->child[a->nchild++] = s;
-        } else if (strcmp(s, "--http") == 0) {
-            a->http = argv[++i];
-        } else if (strcmp(s, "--token-env") == 0) {
-            a->token_env = argv[++i];
-        } else if (strcmp(s, "--work-dir") == 0) {
-            a->work_dir = argv[++i];
-        } else if (strcmp(s, "--inline-max") == 0) {
-            char *end;
-            long long v = strtoll(val, &end, 10);
-            if (!*val || *end || v < 1)
-                return usage_error("--inline-max expects a number of bytes >= 1, got '%s'", val);
-            a->inline_max = (size_t)v;
-            i++;
-        } else if (strcmp(s, "--log-level") == 0) {
-            int lvl = fr_log_level_parse(val);
-            if (lvl < 0)
-                return usage_error("unknown log level '%s' (error, warn, info, debug, trace)", val);
-            fr_log_set_level((fr_log_level)lvl);
-            i++;
-        } else {
-            return usage_error("mcp: unexpected argument '%s'", s);
-        }
-    }
-    return -1;
-}
-
-static void mcp_closed(uv_handle_t *h)
-{
-    (void)h;
-}
-
-/* Every child ended: the last handles go and uv_run returns. */
-static void mcp_down(void *ud)
-{
-    mcp_server *m = ud;
-    uv_close((uv_handle_t *)&m->sigint, mcp_closed);
-    uv_close((uv_handle_t *)&m->sigterm, mcp_closed);
-}
-
-/* End of input or a signal: close the transport, stop the runs in flight. */
-static void mcp_stop(void *ud)
-{
-    mcp_server *m = ud;
-    if (m->stopping)
-        return;
-    m->stopping = true;
-    if (m->stdio)
-        fr_mcpd_stdio_close(m->stdio, NULL, NULL);
-    m->stdio = NULL;
-    if (m->http) /* frees its peers at once, its handles on the loop */
-        fr_mcpd_http_close(m->http, NULL, NULL);
-    m->http = NULL;
-    fr_mcpd_shutdown(m->d, mcp_down, m);
-}
-
-static void mcp_signal(uv_signal_t *h, int signum)
-{
-    fr_log(FR_LOG_INFO, "mcpd", "signal=%d stopping", signum);
-    mcp_stop(h->data);
-}
-
-/* Splits `--http ADDR:PORT` ("[::1]:PORT" for IPv6) into addr (size
- * `n`) and port; false when it is not that. */
-static bool split_http_addr(const char *spec, char *addr, size_t n, int *port)
-{
-    const char *colon = strrchr(spec, ':');
-    if (!colon || colon == spec || !colon[1])
-        return false;
-    const char *a = spec;
-    size_t len = (size_t)(colon - spec);
-    if (a[0] == '[') {
-        if (len < 3 || a[len - 1] != ']')
-            return false;
-        a++;
-        len -= 2;
-    }
-    if (len >= n)
-        return false;
-    memcpy(addr, a, len);
-    addr[len] = '\0';
-    char *end;
-    long v = strtol(colon + 1, &end, 10);
-    if (*end || v < 0 || v > 65535)
-        return false;
-    *port = (int)v;
-    unsigned char buf[16];
-    return uv_inet_pton(AF_INET, addr, buf) == 0 || uv_inet_pton(AF_INET6, addr, buf) == 0;
-}
-
-/* Starts Streamable HTTP for `--http`; returns an exit code, 0 when it
- * listens. The token is taken out of the environment, so no child sees it. */
-static int mcp_http_start(mcp_server *m, const mcp_args *a)
-{
-    char addr[64], msg[1600];
-    int port = 0;
-    if (!split_http_addr(a->http, addr, sizeof addr, &port))
-        return usage_error("--http expects ADDR:PORT with an IP address, such as "
-                           "127.0.0.1:8765 or [::1]:8765, got '%s'",
-                           a->http);
-    const char *var = a->token_env ? a->token_env : "FLOWRUN_MCP_TOKEN";
-    const char *env = getenv(var);
-    char *token = env && *env ? fr_xstrdup(env) : NULL;
-    if (env)
-        unsetenv(var);
-    fr_mcpd_http_opts o = {.addr = addr, .port = port, .token = token};
-    fr_error err = {0};
-    int rc = fr_mcpd_http_start(&m->loop, m->d, &o, &m->http, &err);
-    if (token)
-        fr_wipe(token, strlen(token));
-    free(token);
-    if (rc == FR_EUSAGE) {
-        fprintf(stderr,
-                "flowrun: mcp: --http %s: %s is not a loopback address, so every request must "
-                "carry a bearer token, and $%s is not set: export %s=<a long random secret> "
-                "(clients send it as Authorization: Bearer <token>), or bind 127.0.0.1\n",
-                a->http, addr, var, var);
-        return EXIT_CONFIG;
-    }
-    if (rc != FR_OK) {
-        fprintf(stderr, "flowrun: mcp: %s\n", fr_error_format(&err, msg, sizeof msg));
-        return EXIT_IOERR;
-    }
-    bool v6 = strchr(addr, ':') != NULL;
-    fprintf(stderr, "flowrun: mcp: serving MCP at http://%s%s%s:%d/mcp%s\n", v6 ? "[" : "", addr,
-            v6 ? "]" : "", fr_mcpd_http_port(m->http), o.token ? " (bearer token required)" : "");
-    return 0;
-}
-
-/* Starts the transport the options ask for on `m`; returns an exit code,
- * 0 when it serves, after saying what went wrong. */
-static int mcp_transport_start(mcp_server *m, const mcp_args *a)
-{
-    if (a->http)
-        return mcp_http_start(m, a);
-    fr_error err = {0};
-    char msg[1600];
-    if (fr_mcpd_stdio_start(&m->loop, m->d, STDIN_FILENO, STDOUT_FILENO, mcp_stop, m, &m->stdio,
-                            &err) == FR_OK)
-        return 0;
-    fprintf(stderr, "flowrun: mcp: %s\n", fr_error_format(&err, msg, sizeof msg));
-    return EXIT_IOERR;
-}
-
-/* flowrun mcp: the MCP server until its input ends or a signal comes. */
-static int mcp_main(int argc, char **argv)
-{
-    mcp_args a = {0};
-    mcp_server m = {0};
-    fr_error err = {0};
-    char msg[1600], exe[4096], cwd[4096];
-    size_t exe_len = sizeof exe, cwd_len = sizeof cwd;
-    char *work_dir = NULL;
-    bool looping = false;
-    int code = parse_mcp_args(argc, argv, &a);
-    if (code >= 0)
-        goto cleanup;
-    code = 0;
-    if (uv_exepath(exe, &exe_len) != 0 || uv_cwd(cwd, &cwd_len) != 0) {
-        fprintf(stderr, "flowrun: mcp: cannot find flowrun's own binary or the current folder\n");
-        code = EXIT_IOERR;
-        goto cleanup;
-    }
-    const char *base = a.state_dir ? a.state_dir : getenv("FLOWRUN_STATE");
-    if (a.work_dir)
-        work_dir =
-            a.work_dir[0] == '/' ? fr_xstrdup(a.work_dir) : fr_xasprintf("%s/%s", cwd, a.work_dir);
-    else if (base && *base)
-        work_dir =
-            base[0] == '/' ? fr_xasprintf("%s/mcp", base) : fr_xasprintf("%s/%s/mcp", cwd, base);
-    else
-        work_dir = fr_xasprintf("%s/.flowrun/mcp", cwd);
-    uv_loop_init(&m.loop);
-    looping = true;
-    fr_mcpd_opts o = {.exe = exe,
-                      .child_args = a.child,
-                      .nchild_args = a.nchild,
-                      .work_dir = work_dir,
-                      .inline_max = a.inline_max};
-    if (fr_mcpd_new(&m.loop, &o, &m.d, &err) != FR_OK) {
-        fprintf(stderr, "flowrun: mcp: %s\n", fr_error_format(&err, msg, sizeof msg));
-        code = EXIT_IOERR;
-    } else {
-        code = mcp_transport_start(&m, &a);
-    }
-    if (code) {
-        if (m.d) {
-            fr_mcpd_shutdown(m.d, NULL, NULL);
-            uv_run(&m.loop, UV_RUN_DEFAULT);
-        }
-        goto cleanup;
-    }
-    uv_signal_init(&m.loop, &m.sigint);
-    uv_signal_init(&m.loop, &m.sigterm);
-    m.sigint.data = m.sigterm.data = &m;
-    uv_signal_start(&m.sigint, mcp_signal, SIGINT);
-    uv_signal_start(&m.sigterm, mcp_signal, SIGTERM);
-    uv_run(&m.loop, UV_RUN_DEFAULT);
-cleanup:
-    fr_mcpd_free(m.d);
-    if (looping && uv_loop_close(&m.loop) != 0) {
-        fr_log(FR_LOG_ERROR, "mcpd", "error=\"handles left open at exit\"");
-        code = code ? code : EXIT_IOERR;
-    }
-    free(work_dir);
-    free(a.child);
-    return code;
 }
 
 /* Whether a command's arguments ask for its help. */
