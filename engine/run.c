@@ -328,6 +328,9 @@ static void on_skip(void *ud, size_t task, size_t cause)
     } else if (cr->decided) {
         res->reason = fr_xasprintf("dependency '%s' was skipped", r->wf->tasks[cause].name);
         res->decided = true;
+    } else if (cr->approval.state == FR_APPROVAL_REJECTED && cr->reason) {
+        /* What stopped the dependents is the person's note. */
+        res->reason = fr_xasprintf("dependency '%s' was %s", r->wf->tasks[cause].name, cr->reason);
     } else {
         res->reason = fr_xasprintf("dependency '%s' did not succeed", r->wf->tasks[cause].name);
     }

@@ -124,9 +124,12 @@ expect_rc 1 "the rerun after reject"
 for t in build final; do
   [ "$(task_field $t .status)" = skipped ] || fail "$t after reject: $(task_field $t .status)"
 done
+# The note is what the dependent reads as why it was skipped.
+[ "$(task_field build .reason)" = "dependency 'design' was rejected by $ME: too vague" ] ||
+  fail "build's reason after reject: $(task_field build .reason)"
 [ "$(jqr .status)" = failed ] || fail "run status after reject: $(jqr .status)"
 expect_stderr "design: rejected by $ME: too vague"
-pass "after flowrun reject --note, the task failed with the note, its dependents were skipped, exit 1"
+pass "after flowrun reject --note, the task failed with the note, its dependents were skipped with it as their reason, exit 1"
 
 # 6. --approve-all and --approve TASK answer in advance.
 run_noterm "$F" --state "$STATE" --var rev=3 --approve-all --json --out "$WORK/o5"
