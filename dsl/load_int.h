@@ -108,6 +108,17 @@ int fr_load_resolve_tools(fr_workflow *wf, fr_error *err);
 int fr_load_call_json(lua_State *L, int ref, const json_t *arg, int nresults, const char *what,
                       const char *file, int line, fr_error *err);
 
+/* Calls task `task`'s function `ref` (defined at `line` of the task's file)
+ * with `ctx` (borrowed) for one result of Lua type `type` (LUA_TSTRING,
+ * LUA_TBOOLEAN). `role` names the function in messages ("prompt", "when"),
+ * `what` the call ("prompt", "condition (when)"), `want` the type ("a
+ * string"). On FR_OK the result is on top of wf's Lua stack: the caller
+ * reads it and restores the stack's top. Else FR_ELUA/FR_ELIMIT with `err`
+ * filled, the stack as it was (dsl/prompt.c). */
+int fr_load_call_task(fr_workflow *wf, size_t task, int ref, int line, const json_t *ctx,
+                      const char *role, const char *what, int type, const char *want,
+                      fr_error *err);
+
 /* Checks task `i`'s fan-out fields once its deps are resolved (the source
  * names a dep's JSON, the name template, the fields a fan-out cannot have,
  * the ones that need foreach) and fills max_items' default. FR_OK or

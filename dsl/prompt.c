@@ -52,6 +52,24 @@ int fr_load_call_json(lua_State *L, int ref, const json_t *arg, int nresults, co
     return rc;
 }
 
+int fr_load_call_task(fr_workflow *wf, size_t task, int ref, int line, const json_t *ctx,
+                      const char *role, const char *what, int type, const char *want, fr_error *err)
+{
+    const fr_task_spec *t = &wf->tasks[task];
+    lua_State *L = wf->lua->L;
+    int top = lua_gettop(L);
+    char call[300];
+    snprintf(call, sizeof call, "%s of task '%s'", what, t->name);
+    int rc = fr_load_call_json(L, ref, ctx, 1, call, t->file, line, err);
+    if (rc == FR_OK && lua_type(L, -1) != type) {
+        rc = fr_error_set(err, FR_ELUA, t->file, line,
+                          "the %s function of task '%s' must return %s, got %s", role, t->name,
+                          want, luaL_typename(L, -1));
+        lua_settop(L, top);
+    }
+    return rc;
+}
+
 static int render_function(fr_workflow *wf, size_t task, const json_t *ctx, char **out,
                            fr_error *err)
 {
@@ -59,17 +77,10 @@ static int render_function(fr_workflow *wf, size_t task, const json_t *ctx, char
     const fr_task_lua *tl = &wf->lua->tasks[task];
     lua_State *L = wf->lua->L;
     int top = lua_gettop(L);
-    char what[300];
-    snprintf(what, sizeof what, "prompt of task '%s'", t->name);
-    int rc = fr_load_call_json(L, tl->prompt_ref, ctx, 1, what, t->file, tl->prompt_line, err);
+    int rc = fr_load_call_task(wf, task, tl->prompt_ref, tl->prompt_line, ctx, "prompt", "prompt",
+                               LUA_TSTRING, "a string", err);
     if (rc != FR_OK)
         goto cleanup; /* [result] on success */
-    if (lua_type(L, -1) != LUA_TSTRING) {
-        rc = fr_error_set(err, FR_ELUA, t->file, tl->prompt_line,
-                          "the prompt function of task '%s' must return a string, got %s", t->name,
-                          luaL_typename(L, -1));
-        goto cleanup;
-    }
     size_t len, at = 0;
     const char *s = lua_tolstring(L, -1, &len);
     const char *bad = fr_utf8_text(s, len, &at);

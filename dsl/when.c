@@ -46,23 +46,13 @@ static bool truthy(const char *s)
 static int when_function(fr_workflow *wf, size_t task, const json_t *ctx, bool *result,
                          fr_error *err)
 {
-    const fr_task_spec *t = &wf->tasks[task];
     const fr_task_lua *tl = &wf->lua->tasks[task];
     lua_State *L = wf->lua->L;
     int top = lua_gettop(L);
-    char what[300];
-    snprintf(what, sizeof what, "condition (when) of task '%s'", t->name);
-    int rc = fr_load_call_json(L, tl->when_ref, ctx, 1, what, t->file, tl->when_line, err);
-    if (rc != FR_OK)
-        goto cleanup; /* [result] on success */
-    if (lua_type(L, -1) != LUA_TBOOLEAN) {
-        rc = fr_error_set(err, FR_ELUA, t->file, tl->when_line,
-                          "the when function of task '%s' must return true or false, got %s",
-                          t->name, luaL_typename(L, -1));
-        goto cleanup;
-    }
-    *result = lua_toboolean(L, -1);
-cleanup:
+    int rc = fr_load_call_task(wf, task, tl->when_ref, tl->when_line, ctx, "when",
+                               "condition (when)", LUA_TBOOLEAN, "true or false", err);
+    if (rc == FR_OK)
+        *result = lua_toboolean(L, -1);
     lua_settop(L, top);
     return rc;
 }
