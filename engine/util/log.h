@@ -1,6 +1,8 @@
 #pragma once
 /* The one logger: every line of diagnostic output goes through fr_log, as
- * key=value text on stderr or, with FR_LOG_JSON, one JSON object per line.
+ * key=value text on stderr or, with FR_LOG_JSON, one JSON object per line
+ * whose keys are time, level, component, event and the line's own fields
+ * (numbers as numbers, names as strings), its other words as "msg".
  * Secrets never reach it: callers pass names of key variables, never values. */
 
 #include <stdarg.h>
@@ -32,3 +34,9 @@ int fr_log_level_parse(const char *s);
 void fr_log(fr_log_level level, const char *component, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void fr_vlog(fr_log_level level, const char *component, const char *fmt, va_list ap);
+/* Logs one line that names its event ("task.end", "run.start"). The text
+ * format prints the line as fr_log does; the JSON format writes the event as
+ * its "event" key. Lines logged with fr_log take their first plain word, or
+ * else their first field's name, as their event. */
+void fr_log_event(fr_log_level level, const char *component, const char *event, const char *fmt,
+                  ...) __attribute__((format(printf, 4, 5)));

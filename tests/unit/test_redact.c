@@ -208,8 +208,8 @@ static void test_log_output(void **state)
     char *json = log_line(FR_LOG_JSON, "echo sk-proj-Zq8V4mN2pL and Authorization: Bearer zzz");
     assert_null(strstr(json, "sk-proj-Zq8V"));
     assert_null(strstr(json, "zzz"));
-    assert_non_null(strstr(json, "\"msg\":\"task=t endpoint=cloud error=\\\"echo [REDACTED] and "
-                                 "Authorization: Bearer [REDACTED]\\\"\"}"));
+    assert_non_null(strstr(json, ",\"task\":\"t\",\"endpoint\":\"cloud\",\"error\":\"echo "
+                                 "[REDACTED] and Authorization: Bearer [REDACTED]\"}"));
     free(json);
 
     /* With nothing registered, the patterns still apply and plain lines pass. */
