@@ -389,20 +389,27 @@ static void roff_str(FILE *f, const char *s)
  * filled text with a paragraph at each blank line. */
 static void man_text(FILE *f, const char *text, bool skip_usage)
 {
-    bool in_opt = false;
+    bool in_opt = false, in_nf = false; /* an option's text; indented lines */
     cmd_info *scratch = fr_xcalloc(1, sizeof *scratch);
     for (const char *line = text; *line;) {
         const char *eol = strchr(line, '\n');
         size_t n = eol ? (size_t)(eol - line) : strlen(line);
         const char *next = eol ? eol + 1 : line + n;
-        if (skip_usage && strncmp(line, "usage: ", 7) == 0) {
+        if (skip_usage) { /* the usage lines, up to the first blank line */
+            skip_usage = n != 0;
             line = next;
             continue;
+        }
+        bool option = n > 3 && strncmp(line, "  -", 3) == 0;
+        bool indented = n > 0 && line[0] == ' ' && !option && !in_opt;
+        if (in_nf && !indented) {
+            fputs(".fi\n", f);
+            in_nf = false;
         }
         if (n == 0) {
             fputs(".PP\n", f);
             in_opt = false;
-        } else if (n > 3 && strncmp(line, "  -", 3) == 0) {
+        } else if (option) {
             const char *spec = line + 2;
             scratch->nopts = 0;
             const char *gap = spec + add_options(scratch, spec, n - 2);
@@ -416,16 +423,22 @@ static void man_text(FILE *f, const char *text, bool skip_usage)
             fputc('\n', f);
             in_opt = true;
         } else {
+            /* A list ("  run  run a workflow") keeps its lines; an option's
+             * further lines and plain text are filled. */
+            if (indented && !in_nf) {
+                fputs(".nf\n", f);
+                in_nf = true;
+            }
             const char *d = line;
-            while (*d == ' ')
+            while (!in_nf && *d == ' ')
                 d++;
-            if (!in_opt && d != line)
-                fputs(".br\n", f);
             roff(f, d, (size_t)(line + n - d));
             fputc('\n', f);
         }
         line = next;
     }
+    if (in_nf)
+        fputs(".fi\n", f);
     free(scratch);
 }
 
