@@ -288,7 +288,7 @@ static void write_zsh(FILE *f, const cmd_info *ci, size_t n)
           "    return\n"
           "  fi\n"
           "  local cmd=$words[2]\n"
-          "  (( ${+commands[(r)$cmd:*]} )) || cmd=run\n"
+          "  [[ -n ${(M)commands:#$cmd:*} ]] || cmd=run  # flowrun WORKFLOW.lua is a run\n"
           "  shift words\n"
           "  (( CURRENT-- ))\n"
           "  case $cmd in\n",
