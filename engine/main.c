@@ -2,7 +2,8 @@
  * with its own help), parses a run's or a plan's arguments, loads the
  * workflow, runs it and prints the summary and report; `spend` and
  * `policy` too. The other commands live in engine/cli/ (tools, approve and
- * reject, mcp), everything else in flowrun_core. */
+ * reject, mcp, init, defs, completion and man, the last two given the
+ * commands' table), everything else in flowrun_core. */
 #include "dsl/policy.h"
 #include "dsl/suggest.h"
 #include "dsl/workflow.h"
