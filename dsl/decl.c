@@ -10,6 +10,7 @@
 
 #include "dsl/decl_int.h"
 
+#include "dsl/fields_def.h"
 #include "dsl/luajson.h"
 #include "dsl/sandbox.h"
 #include "dsl/schema.h"
@@ -30,40 +31,20 @@ static const char ctx_key = 'C';
 
 static const char *const kind_names[] = {"task", "agent", "endpoint", "mcp", "tool"};
 
-static const char *const task_fields[] = {
-    "agent",          "prompt",
-    "deps",           "complexity",
-    "type",           "priority",
-    "private",        "timeout",
-    "retries",        "max_tokens",
-    "temperature",    "budget",
-    "schema",         "check",
-    "min_quality",    "approve",
-    "save",           "endpoint",
-    "tier",           "seed",
-    "declassify",     "allow_truncated",
-    "tools",          "max_turns",
-    "max_tool_calls", "cache",
-    "trigger",        "when",
-    "foreach",        "name",
-    "max_items",      "plan_items",
-};
-static const char *const agent_fields[] = {"system", "type", "private", "tools"};
-static const char *const endpoint_fields[] = {
-    "tier",       "protocol",         "url",   "model", "api_key_env", "max_parallel",
-    "context",    "quality",          "tags",  "price", "stream",      "timeouts",
-    "keep_alive", "max_tokens_field", "tools",
-};
-static const char *const price_fields[] = {"input", "output", "cached_input"};
-static const char *const timeouts_fields[] = {"connect", "first_byte", "idle", "attempt"};
-static const char *const workflow_fields[] = {"name", "policy", "budget", "defaults", "vars"};
-static const char *const budget_fields[] = {"usd", "alert", "monthly_usd", "allow_unpriced"};
-static const char *const defaults_fields[] = {"timeout",     "retries",   "max_tokens",
-                                              "temperature", "max_turns", "max_tool_calls"};
-static const char *const mcp_fields[] = {"command",     "env",           "cwd",     "url",
-                                         "headers_env", "start_timeout", "timeout", "tier"};
-static const char *const tool_fields[] = {"description", "parameters", "run",       "command",
-                                          "cwd",         "timeout",    "output_cap"};
+/* The known fields of each declaration and sub-table: the names of the
+ * rows of dsl/fields_def.h (which documents them for `flowrun defs`). */
+#define FIELD_NAME(name, type, desc) name,
+static const char *const task_fields[] = {FR_TASK_FIELDS(FIELD_NAME)};
+static const char *const agent_fields[] = {FR_AGENT_FIELDS(FIELD_NAME)};
+static const char *const endpoint_fields[] = {FR_ENDPOINT_FIELDS(FIELD_NAME)};
+static const char *const price_fields[] = {FR_PRICE_FIELDS(FIELD_NAME)};
+static const char *const timeouts_fields[] = {FR_TIMEOUTS_FIELDS(FIELD_NAME)};
+static const char *const workflow_fields[] = {FR_WORKFLOW_FIELDS(FIELD_NAME)};
+static const char *const budget_fields[] = {FR_BUDGET_FIELDS(FIELD_NAME)};
+static const char *const defaults_fields[] = {FR_DEFAULTS_FIELDS(FIELD_NAME)};
+static const char *const mcp_fields[] = {FR_MCP_FIELDS(FIELD_NAME)};
+static const char *const tool_fields[] = {FR_TOOL_FIELDS(FIELD_NAME)};
+#undef FIELD_NAME
 
 /*
  * Initialises `c` to run `file` (borrowed, must outlive the context) into

@@ -2,7 +2,8 @@
  * with its own help), parses a run's or a plan's arguments, loads the
  * workflow, runs it and prints the summary and report; `spend` and
  * `policy` too. The other commands live in engine/cli/ (tools, approve and
- * reject, mcp), everything else in flowrun_core. */
+ * reject, mcp, init, defs, completion and man, the last two given the
+ * commands' table), everything else in flowrun_core. */
 #include "dsl/policy.h"
 #include "dsl/suggest.h"
 #include "dsl/workflow.h"
@@ -10,6 +11,9 @@
 #include "engine/booking.h"
 #include "engine/cli/approve_cmd.h"
 #include "engine/cli/cli.h"
+#include "engine/cli/completion_cmd.h"
+#include "engine/cli/defs_cmd.h"
+#include "engine/cli/init_cmd.h"
 #include "engine/cli/mcp_cmd.h"
 #include "engine/cli/tools_cmd.h"
 #include "engine/guard.h"
@@ -191,6 +195,8 @@ int fr_cli_tools_main(int argc, char **argv);
 int fr_cli_approve_main(int argc, char **argv);
 int fr_cli_mcp_main(int argc, char **argv);
 static int help_main(int argc, char **argv);
+static int completion_main(int argc, char **argv);
+static int man_main(int argc, char **argv);
 
 /* A subcommand: its name, usage line, one-line summary, help and entry
  * point (`main` gets the whole argv; argv[1] is the command's name). */
@@ -223,6 +229,14 @@ static const command commands[] = {
     {"mcp", "flowrun mcp [--endpoints F] [--policy P] [--state DIR] [--sim] [options]",
      "serve run_task, run_workflow, plan, spend and approve to an MCP client", fr_cli_mcp_help,
      fr_cli_mcp_main},
+    {"init", "flowrun init [DIR] [--force]",
+     "start a project: a workflow, endpoints, a policy, editor support", fr_cli_init_help,
+     fr_cli_init_main},
+    {"defs", "flowrun defs", "the DSL's definitions for lua-language-server (editor completion)",
+     fr_cli_defs_help, fr_cli_defs_main},
+    {"completion", "flowrun completion bash|zsh", "the shell completion script for bash or zsh",
+     fr_cli_completion_help, completion_main},
+    {"man", "flowrun man", "the manual page flowrun(1), in roff", fr_cli_man_help, man_main},
     {"help", "flowrun help [COMMAND]", "this list, or a command's help", help_help, help_main},
 };
 enum { NCOMMANDS = sizeof commands / sizeof *commands };
@@ -247,7 +261,7 @@ static void print_overview(FILE *f)
           "commands:\n",
           f);
     for (size_t i = 0; i < NCOMMANDS; i++)
-        fprintf(f, "  %-7s %s\n", commands[i].name, commands[i].summary);
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
     fputs("\n"
           "'flowrun help COMMAND' (or 'flowrun COMMAND --help') shows a command's options.\n"
           "'flowrun --version' prints the version.\n"
@@ -297,6 +311,30 @@ static int help_main(int argc, char **argv)
         return unknown_command(argv[2]);
     print_command_help(c, stdout);
     return 0;
+}
+
+/* The commands as completion_cmd reads them (their help included). */
+static void command_docs(fr_cli_command_doc *docs)
+{
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        docs[i] = (fr_cli_command_doc){commands[i].name, commands[i].synopsis, commands[i].summary,
+                                       commands[i].help};
+}
+
+/* flowrun completion bash|zsh */
+static int completion_main(int argc, char **argv)
+{
+    fr_cli_command_doc docs[NCOMMANDS];
+    command_docs(docs);
+    return fr_cli_completion_main(argc, argv, docs, NCOMMANDS);
+}
+
+/* flowrun man */
+static int man_main(int argc, char **argv)
+{
+    fr_cli_command_doc docs[NCOMMANDS];
+    command_docs(docs);
+    return fr_cli_man_main(argc, argv, docs, NCOMMANDS, print_overview, FLOWRUN_VERSION);
 }
 
 /* A word where a workflow file is expected, with no '/' or '.', that is
