@@ -10,6 +10,8 @@
 #include "engine/booking.h"
 #include "engine/cli/approve_cmd.h"
 #include "engine/cli/cli.h"
+#include "engine/cli/endpoints_cmd.h"
+#include "engine/cli/graph_cmd.h"
 #include "engine/cli/mcp_cmd.h"
 #include "engine/cli/tools_cmd.h"
 #include "engine/guard.h"
@@ -223,6 +225,12 @@ static const command commands[] = {
     {"mcp", "flowrun mcp [--endpoints F] [--policy P] [--state DIR] [--sim] [options]",
      "serve run_task, run_workflow, plan, spend and approve to an MCP client", fr_cli_mcp_help,
      fr_cli_mcp_main},
+    {"endpoints", "flowrun endpoints [WORKFLOW.lua] [--check] [--probe] [--json]",
+     "the endpoints a run would have; --check asks each one if it is usable", fr_cli_endpoints_help,
+     fr_cli_endpoints_main},
+    {"graph", "flowrun graph WORKFLOW.lua [--format dot|mermaid] [--run RUN|last]",
+     "the task graph as Graphviz dot or Mermaid, coloured by a past run", fr_cli_graph_help,
+     fr_cli_graph_main},
     {"help", "flowrun help [COMMAND]", "this list, or a command's help", help_help, help_main},
 };
 enum { NCOMMANDS = sizeof commands / sizeof *commands };
@@ -247,7 +255,7 @@ static void print_overview(FILE *f)
           "commands:\n",
           f);
     for (size_t i = 0; i < NCOMMANDS; i++)
-        fprintf(f, "  %-7s %s\n", commands[i].name, commands[i].summary);
+        fprintf(f, "  %-9s %s\n", commands[i].name, commands[i].summary);
     fputs("\n"
           "'flowrun help COMMAND' (or 'flowrun COMMAND --help') shows a command's options.\n"
           "'flowrun --version' prints the version.\n"
