@@ -69,6 +69,35 @@ static size_t status_of(const char *outcome)
     return 1; /* error, timeout, quality, truncated, refused, ...: failed */
 }
 
+/* For fan-out task `name`, whose instances have the default names
+ * "<name>[<index>]": their rows of `tasks` summed up as one (a new object:
+ * the worst outcome, the endpoint if they share one, the cost, how many),
+ * or NULL when none made a request. */
+static json_t *instances_row(const json_t *tasks, const char *name)
+{
+    size_t n = strlen(name), count = 0;
+    const char *key, *outcome = "ok", *endpoint = NULL;
+    const json_t *v;
+    double cost = 0;
+    json_object_foreach((json_t *)tasks, key, v)
+    {
+        if (strncmp(key, name, n) != 0 || key[n] != '[')
+            continue;
+        const char *o = json_string_value(json_object_get(v, "outcome"));
+        const char *e = json_string_value(json_object_get(v, "endpoint"));
+        if (o && strcmp(o, "ok") != 0 && (strcmp(outcome, "ok") == 0 || strcmp(o, "pending") != 0))
+            outcome = o;
+        endpoint = !count || (endpoint && e && strcmp(endpoint, e) == 0) ? e : NULL;
+        cost += json_number_value(json_object_get(v, "cost_usd"));
+        count++;
+    }
+    if (!count)
+        return NULL;
+    return json_pack("{s:s,s:s,s:f,s:I}", "outcome", outcome, "endpoint",
+                     endpoint ? endpoint : "several endpoints", "cost_usd", cost, "instances",
+                     (json_int_t)count);
+}
+
 /* Appends `s` (borrowed) to `b` escaped for a quoted label of `fmt`. */
 static void put_escaped(fr_buf *b, graph_format fmt, const char *s)
 {
@@ -120,9 +149,14 @@ static char *label(const fr_workflow *wf, size_t t, graph_format fmt, const json
         const char *outcome = json_string_value(json_object_get(run_task, "outcome"));
         const char *name = statuses[status].name;
         bool own = strcmp(name, "failed") != 0 || !outcome;
+        json_int_t inst = json_integer_value(json_object_get(run_task, "instances"));
+        char count[48] = "";
+        if (inst)
+            snprintf(count, sizeof count, " · %lld instance%s", (long long)inst,
+                     inst == 1 ? "" : "s");
         line = fr_xasprintf(
-            "%s%s%s%s · %s · %s", name, own ? "" : " (", own ? "" : outcome, own ? "" : ")",
-            json_string_value(json_object_get(run_task, "endpoint")),
+            "%s%s%s%s%s · %s · %s", name, own ? "" : " (", own ? "" : outcome, own ? "" : ")",
+            count, json_string_value(json_object_get(run_task, "endpoint")),
             fr_usd_cost(usd, json_number_value(json_object_get(run_task, "cost_usd"))));
         put_line(&b, fmt, false, line);
         free(line);
@@ -150,10 +184,12 @@ static void print_graph(const fr_workflow *wf, graph_format fmt, const json_t *r
     else
         printf("---\ntitle: \"%s\"\n---\nflowchart LR\n", fr_buf_str(&head));
     fr_buf_close(&head);
+    size_t *status = fr_xcalloc(wf->ntasks + 1, sizeof *status);
     for (size_t t = 0; t < wf->ntasks; t++) {
         const fr_task_spec *ts = &wf->tasks[t];
-        const json_t *rt = json_object_get(tasks, ts->name);
-        size_t st = status_of(json_string_value(json_object_get(rt, "outcome")));
+        json_t *own = json_object_get(tasks, ts->name);
+        json_t *rt = own || !ts->foreach ? json_incref(own) : instances_row(tasks, ts->name);
+        size_t st = status[t] = status_of(json_string_value(json_object_get(rt, "outcome")));
         char *lab = label(wf, t, fmt, rt, st, run != NULL);
         if (fmt == FMT_DOT) {
             printf("  t%zu [label=\"%s\"%s", t, lab, ts->foreach ? ", shape=box3d" : "");
@@ -166,6 +202,7 @@ static void print_graph(const fr_workflow *wf, graph_format fmt, const json_t *r
         }
         used[st] = true;
         free(lab);
+        json_decref(rt);
     }
     for (size_t t = 0; t < wf->ntasks; t++)
         for (size_t d = 0; d < wf->tasks[t].ndeps; d++)
@@ -176,14 +213,12 @@ static void print_graph(const fr_workflow *wf, graph_format fmt, const json_t *r
             if (used[s])
                 printf("  classDef %s fill:%s,stroke:%s\n", statuses[s].name, statuses[s].fill,
                        statuses[s].stroke);
-        for (size_t t = 0; t < wf->ntasks; t++) {
-            const json_t *rt = json_object_get(tasks, wf->tasks[t].name);
-            printf("  class t%zu %s\n", t,
-                   statuses[status_of(json_string_value(json_object_get(rt, "outcome")))].name);
-        }
+        for (size_t t = 0; t < wf->ntasks; t++)
+            printf("  class t%zu %s\n", t, statuses[status[t]].name);
     }
     if (fmt == FMT_DOT)
         printf("}\n");
+    free(status);
 }
 
 /* Reads run `run_id` of `wf` from the store in `state_dir`: 0 with *out
