@@ -137,3 +137,38 @@ expect_stderr "no endpoints file"
 run_flowrun endpoints --bogus
 expect_rc 2 "an unknown option"
 pass "URLs without their query; no endpoints file exits 78, a bad option 2"
+
+# Concurrently, each bounded by --timeout: a server that accepts and never
+# answers sees the three checks' connections open at once (one after the
+# other, it would never see more than one), and each ends as unreachable.
+cat >hold.py <<'EOT'
+import socket, sys, threading
+srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("127.0.0.1", 0)); srv.listen(16); srv.settimeout(60)  # ends on its own if left behind
+print(srv.getsockname()[1], flush=True)
+state = {"open": 0, "peak": 0}; lock = threading.Lock()
+def hold(conn):
+    with lock:
+        state["open"] += 1; state["peak"] = max(state["peak"], state["open"])
+        open(sys.argv[1], "w").write(str(state["peak"]))
+    while conn.recv(65536):
+        pass
+    with lock:
+        state["open"] -= 1
+while True:
+    c, _ = srv.accept()
+    threading.Thread(target=hold, args=(c,), daemon=True).start()
+EOT
+exec {HOLD_FD}< <(exec python3 hold.py "$WORK/peak")
+HOLD_PID=$!
+read -r -t 10 -u "$HOLD_FD" hold_port || fail "the holding server did not start"
+for n in 1 2 3; do
+  echo "endpoint \"mute$n\" { tier = \"local\", protocol = \"openai\", url = \"http://127.0.0.1:$hold_port/v1\", model = \"m\" }"
+done >mute.lua
+run_watched 30 "flowrun endpoints --check (a mute server)" endpoints --endpoints mute.lua --check --json --timeout 2
+kill "$HOLD_PID" 2>/dev/null || true
+expect_rc 1 "--check against a server that never answers"
+[ "$(cat "$WORK/peak")" = 3 ] || fail "the checks were not at once: at most $(cat "$WORK/peak") connection(s) open"
+jq -e 'all(.[]; .check.reachable == false and (.check.problems[0] | startswith("unreachable: ")))' \
+  "$WORK/stdout" >/dev/null || { cat "$WORK/stdout" >&2; fail "a mute endpoint is not reported unreachable"; }
+pass "the checks run at once (3 connections open together), each ends at --timeout as unreachable"
