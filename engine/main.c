@@ -14,6 +14,8 @@
 #include "engine/cli/completion_cmd.h"
 #include "engine/cli/defs_cmd.h"
 #include "engine/cli/init_cmd.h"
+#include "engine/cli/endpoints_cmd.h"
+#include "engine/cli/graph_cmd.h"
 #include "engine/cli/mcp_cmd.h"
 #include "engine/cli/tools_cmd.h"
 #include "engine/guard.h"
@@ -237,6 +239,12 @@ static const command commands[] = {
     {"completion", "flowrun completion bash|zsh", "the shell completion script for bash or zsh",
      fr_cli_completion_help, completion_main},
     {"man", "flowrun man", "the manual page flowrun(1), in roff", fr_cli_man_help, man_main},
+    {"endpoints", "flowrun endpoints [WORKFLOW.lua] [--check] [--probe] [--json]",
+     "the endpoints a run would have; --check asks each one if it is usable", fr_cli_endpoints_help,
+     fr_cli_endpoints_main},
+    {"graph", "flowrun graph WORKFLOW.lua [--format dot|mermaid] [--run RUN|last]",
+     "the task graph as Graphviz dot or Mermaid, coloured by a past run", fr_cli_graph_help,
+     fr_cli_graph_main},
     {"help", "flowrun help [COMMAND]", "this list, or a command's help", help_help, help_main},
 };
 enum { NCOMMANDS = sizeof commands / sizeof *commands };

@@ -99,6 +99,12 @@ char *fr_sim_reply_json(const char *model, const json_t *messages, const json_t 
  * test see exactly what a client sent. */
 void fr_sim_record(fr_sim *s, FILE *f);
 
+/* Makes every request to a model path (chat, /v1/models, /api/tags,
+ * /api/ps) carry `key` (borrowed, copied) as "Authorization: Bearer KEY" or
+ * "x-api-key: KEY", else it is answered 401 in its protocol's error shape
+ * (the key is never quoted); NULL or "" accepts any request again. */
+void fr_sim_set_key(fr_sim *s, const char *key);
+
 /* Closes the listener and all connections. Memory is released in the last
  * close callback: the caller runs the loop until it is empty. NULL is fine. */
 void fr_sim_free(fr_sim *s);

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -40,6 +41,9 @@ static void maybe_release_sim(fr_sim *s)
     if (!s->closing || !s->listener_closed || s->conns)
         return;
     fr_sim_entries_free(s);
+    if (s->key)
+        fr_wipe(s->key, strlen(s->key));
+    free(s->key);
     free(s);
 }
 
@@ -198,7 +202,33 @@ static void handle_tags(conn *c)
     fr_sim_send_json(c, 200, "", json_pack("{s:o}", "models", data), c->keep_alive);
 }
 
-typedef enum route_kind { R_CHAT, R_MODELS, R_TAGS, R_STATS, R_RESET } route_kind;
+/* GET /api/ps: Ollama's models loaded in memory; the simulator has every
+ * configured model loaded. */
+static void handle_ps(conn *c)
+{
+    json_t *data = json_array();
+    for (const fr_sim_entry *m = c->sim->models; m; m = m->next)
+        if (m->configured)
+            json_array_append_new(data,
+                                  json_pack("{s:s,s:s,s:i,s:s,s:s,s:i}", "name", m->name, "model",
+                                            m->name, "size", 0, "digest", "", "expires_at",
+                                            "2099-01-01T00:00:00Z", "size_vram", 0));
+    fr_sim_send_json(c, 200, "", json_pack("{s:o}", "models", data), c->keep_alive);
+}
+
+/* Whether the request carries the simulator's --key (always, with none set). */
+static bool key_accepted(const conn *c)
+{
+    const char *want = c->sim->key;
+    if (!want)
+        return true;
+    const char *sent = c->credential;
+    if (strncasecmp(sent, "Bearer ", 7) == 0)
+        sent += 7;
+    return strcmp(sent, want) == 0;
+}
+
+typedef enum route_kind { R_CHAT, R_MODELS, R_TAGS, R_PS, R_STATS, R_RESET } route_kind;
 
 /* Paths, with the aliases a base URL with or without /v1 produces. */
 static const struct route {
@@ -218,6 +248,8 @@ static const struct route {
     {"/models", R_MODELS, FR_SIM_OPENAI, false},
     {"/api/tags", R_TAGS, FR_SIM_OLLAMA, false},
     {"/v1/api/tags", R_TAGS, FR_SIM_OLLAMA, false},
+    {"/api/ps", R_PS, FR_SIM_OLLAMA, false},
+    {"/v1/api/ps", R_PS, FR_SIM_OLLAMA, false},
     {"/sim/stats", R_STATS, FR_SIM_OPENAI, false},
     {"/sim/reset", R_RESET, FR_SIM_OPENAI, true},
 };
@@ -270,6 +302,13 @@ static bool dispatch(conn *c, const char *body, size_t len)
                        c->keep_alive);
         return false;
     }
+    if (rt->kind != R_STATS && rt->kind != R_RESET && !key_accepted(c)) {
+        fr_sim_proto_send_error(c, rt->proto, 401,
+                                c->credential[0] ? "Incorrect API key provided."
+                                                 : "No API key provided.",
+                                c->keep_alive);
+        return false;
+    }
     switch (rt->kind) {
     case R_CHAT:
         if (!c->have_length) {
@@ -285,6 +324,9 @@ static bool dispatch(conn *c, const char *body, size_t len)
         break;
     case R_TAGS:
         handle_tags(c);
+        break;
+    case R_PS:
+        handle_ps(c);
         break;
     case R_STATS:
         fr_sim_send_json(c, 200, "", fr_sim_stats(c->sim), c->keep_alive);
@@ -585,6 +627,14 @@ fr_sim *fr_sim_new(uv_loop_t *loop, const char *host, int port, fr_error *err)
 void fr_sim_record(fr_sim *s, FILE *f)
 {
     s->record = f;
+}
+
+void fr_sim_set_key(fr_sim *s, const char *key)
+{
+    if (s->key)
+        fr_wipe(s->key, strlen(s->key));
+    free(s->key);
+    s->key = key && *key ? fr_xstrdup(key) : NULL;
 }
 
 void fr_sim_free(fr_sim *s)

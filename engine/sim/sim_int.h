@@ -212,6 +212,7 @@ struct fr_sim {
     unsigned long long next_reply_id;
     fr_sim_conn *conns;
     FILE *record;               /* borrowed: each chat request's body, or NULL */
+    char *key;                  /* owned: the key every model request must carry, or NULL */
     char rbuf[FR_SIM_READ_BUF]; /* shared: reads are delivered one at a time */
 };
 

@@ -61,14 +61,17 @@ static void usage(FILE *f)
           "                     retry_after=S sets the Retry-After of its 429 and 503\n"
           "                     replies (default 1).\n"
           "                     A line 'FAULT: KIND' in a prompt does the same per request.\n"
+          "  --key KEY          answer 401 to every model request (chat, /v1/models,\n"
+          "                     /api/tags, /api/ps) that does not carry KEY as\n"
+          "                     'Authorization: Bearer KEY' or 'x-api-key: KEY'\n"
           "  --record FILE      append every chat request's body to FILE, one JSON line\n"
           "                     each: {\"path\": ..., \"body\": ...} (never its headers)\n"
           "  --log-level LEVEL  error, warn, info, debug or trace (default warn)\n"
           "  -h, --help         show this help\n"
           "\n"
           "Endpoints: POST /v1/chat/completions (OpenAI), POST /api/chat (Ollama),\n"
-          "POST /v1/messages (Anthropic), GET /v1/models, GET /api/tags, GET /sim/stats,\n"
-          "POST /sim/reset.\n",
+          "POST /v1/messages (Anthropic), GET /v1/models, GET /api/tags, GET /api/ps,\n"
+          "GET /sim/stats, POST /sim/reset.\n",
           f);
 }
 
@@ -184,6 +187,7 @@ int main(int argc, char **argv)
         OPT_MODEL,
         OPT_LOG,
         OPT_RECORD,
+        OPT_KEY,
         OPT_HELP
     };
     fr_fd_raise_limit(); /* one socket per client connection */
@@ -196,11 +200,13 @@ int main(int argc, char **argv)
         {"model", required_argument, NULL, OPT_MODEL},
         {"log-level", required_argument, NULL, OPT_LOG},
         {"record", required_argument, NULL, OPT_RECORD},
+        {"key", required_argument, NULL, OPT_KEY},
         {"help", no_argument, NULL, OPT_HELP},
         {NULL, 0, NULL, 0},
     };
     const char *host = "127.0.0.1";
     const char *record_path = NULL;
+    const char *key = NULL;
     FILE *record = NULL;
     int port = 0;
     fr_sim_model dflt = {.latency_ms = 50.0, .tokens_per_s = 200.0};
@@ -250,6 +256,9 @@ int main(int argc, char **argv)
         case OPT_RECORD:
             record_path = optarg;
             break;
+        case OPT_KEY:
+            key = optarg;
+            break;
         case 'h':
         case OPT_HELP:
             usage(stdout);
@@ -293,6 +302,7 @@ int main(int argc, char **argv)
     }
     fr_sim_set_model(a.sim, &dflt);
     fr_sim_record(a.sim, record);
+    fr_sim_set_key(a.sim, key);
     for (int i = 0; i < nspecs; i++) {
         if (fr_sim_set_model(a.sim, &models[i]) != FR_OK) {
             rc =

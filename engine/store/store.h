@@ -276,3 +276,14 @@ int fr_store_approval_get(fr_store *st, const char *workflow, const char *task,
  * FR_ESTORE for a database failure. */
 int fr_store_approval_decide(fr_store *st, const char *workflow, const char *task,
                              const char *state, const char *by, const char *note, fr_error *err);
+
+/* What run `run_id` (borrowed) did, task by task, for `flowrun graph --run`
+ * (runs_read.c): `run_id` "last" or NULL is the newest run of `workflow`
+ * (borrowed). Reads only. On FR_OK *out is an owned JSON object
+ *   {"run": "<id>", "workflow": "...", "status": "ok", "cost_usd": 0.012,
+ *    "tasks": {"<task>": {"outcome": "<its last attempt's>", "endpoint":
+ *              "<its last attempt's>", "attempts": 2, "cost_usd": 0.004}}}
+ * (a task that made no request, cached or skipped, is not in "tasks").
+ * FR_ENOENT when there is no such run, FR_ESTORE for a database failure. */
+int fr_store_run_tasks(fr_store *st, const char *workflow, const char *run_id, json_t **out,
+                       fr_error *err);
