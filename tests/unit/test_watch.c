@@ -200,15 +200,6 @@ static void block_release(fx *f)
     }
 }
 
-/* Runs the loop until nothing is active; alarm() bounds a handle left active. */
-static int run_to_end(fx *f)
-{
-    alarm(10);
-    int rc = uv_run(&f->loop, UV_RUN_DEFAULT);
-    alarm(0);
-    return rc;
-}
-
 static void start_watch(fx *f, uint64_t debounce_ms)
 {
     fr_error err = {0};
@@ -529,7 +520,7 @@ static void test_free_inside_callback(void **state)
     assert_string_equal(f->content, "return 2\n");
     /* A change after the free reaches nobody, and nothing keeps the loop alive. */
     at(f, 0, act_write_v3);
-    assert_int_equal(run_to_end(f), 0);
+    assert_int_equal(loop_run_to_end(&f->loop, 10), 0);
     assert_int_equal(f->calls, 1);
 }
 
@@ -539,7 +530,7 @@ static void test_free_with_debounce_pending(void **state)
     start_watch(f, DEBOUNCE_MS);
     at(f, 0, act_write_then_free);
     RUN_UNTIL(f, f->w == NULL);
-    assert_int_equal(run_to_end(f), 0);
+    assert_int_equal(loop_run_to_end(&f->loop, 10), 0);
     assert_int_equal(f->calls, 0);
 }
 
@@ -572,7 +563,7 @@ static void test_free_with_read_in_flight(void **state)
     at(f, 6 * DEBOUNCE_MS, act_release);
     RUN_UNTIL(f, f->block.done);
     assert_null(f->w);
-    assert_int_equal(run_to_end(f), 0);
+    assert_int_equal(loop_run_to_end(&f->loop, 10), 0);
     assert_int_equal(f->calls, 0);
 }
 
@@ -585,7 +576,7 @@ static void test_free_as_read_starts(void **state)
     at(f, 0, act_write_huge);
     at(f, DEBOUNCE_MS + 1, act_free);
     RUN_UNTIL(f, f->w == NULL);
-    assert_int_equal(run_to_end(f), 0);
+    assert_int_equal(loop_run_to_end(&f->loop, 10), 0);
     assert_true(f->calls <= 1);
 }
 
@@ -632,7 +623,7 @@ static void test_unwatchable_directory(void **state)
     chmod(d, 0700);
     assert_null(w);
     assert_int_equal(err.code, FR_EIO);
-    assert_int_equal(run_to_end(f), 0);
+    assert_int_equal(loop_run_to_end(&f->loop, 10), 0);
 }
 
 int main(void)
