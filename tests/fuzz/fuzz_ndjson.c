@@ -40,21 +40,7 @@ static int on_line(void *ud, const char *line, size_t len)
     return r->lines == r->stop_at ? FR_EPROTO : FR_OK;
 }
 
-/* The framer's calls as split_framer wants them. */
-static int feed(void *ud, const char *p, size_t len)
-{
-    return fr_ndjson_feed(ud, p, len);
-}
-
-static int flush(void *ud)
-{
-    return fr_ndjson_flush(ud);
-}
-
-static bool pending(void *ud)
-{
-    return fr_ndjson_pending(ud);
-}
+SPLIT_FRAMER_CALLS(fr_ndjson)
 
 /* Frames `body` cut as `mode`/`seed` say; fills `r` and returns the final
  * code, with the pending state before the flush in *was_pending. */
@@ -69,7 +55,7 @@ static int frame(run *r, uint8_t flags, uint8_t mode, uint8_t seed, const uint8_
     fr_ndjson_init(&j, (flags & 1) ? r->cap : 0, on_line, r);
     split sp;
     split_init(&sp, mode, seed, body, n);
-    split_framer f = {&j, feed, flush, pending};
+    split_framer f = SPLIT_FRAMER(fr_ndjson, &j);
     int rc = split_frame(&sp, &f, flags & 0x10, was_pending);
     fr_ndjson_close(&j);
     return rc;

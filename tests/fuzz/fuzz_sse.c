@@ -42,21 +42,7 @@ static int on_event(void *ud, const fr_sse_event *ev)
     return r->events == r->stop_at ? FR_EPROTO : FR_OK;
 }
 
-/* The framer's calls as split_framer wants them. */
-static int feed(void *ud, const char *p, size_t len)
-{
-    return fr_sse_feed(ud, p, len);
-}
-
-static int flush(void *ud)
-{
-    return fr_sse_flush(ud);
-}
-
-static bool pending(void *ud)
-{
-    return fr_sse_pending(ud);
-}
+SPLIT_FRAMER_CALLS(fr_sse)
 
 /* Frames `body` cut as `mode`/`seed` say; fills `r` and returns the final
  * code, with the pending state before the flush in *was_pending. */
@@ -71,7 +57,7 @@ static int frame(run *r, uint8_t flags, uint8_t mode, uint8_t seed, const uint8_
     fr_sse_init(&s, (flags & 1) ? r->cap : 0, on_event, r);
     split sp;
     split_init(&sp, mode, seed, body, n);
-    split_framer f = {&s, feed, flush, pending};
+    split_framer f = SPLIT_FRAMER(fr_sse, &s);
     int rc = split_frame(&sp, &f, flags & 0x10, was_pending);
     *retry = fr_sse_retry_ms(&s);
     FUZZ_CHECK(*retry >= -1);

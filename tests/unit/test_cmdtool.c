@@ -29,6 +29,7 @@
 
 #include "tests/unit/support/loop_harness.h"
 #include "tests/unit/support/proc_table.h"
+#include "tests/unit/support/tmpdir.h"
 
 #define WAIT_S 10.0
 
@@ -101,13 +102,6 @@ static int processes_with(const char *needle)
     return proc_count("cmdline", cmdline_has, (void *)needle);
 }
 
-static void remove_tree(const char *dir)
-{
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    assert_int_equal(system(cmd), 0);
-}
-
 static int setup(void **state)
 {
     fx *f = fr_xcalloc(1, sizeof *f);
@@ -126,7 +120,7 @@ static int teardown(void **state)
     fx *f = *state;
     loop_drain_close(&f->loop, WAIT_S);
     fr_tool_result_close(&f->r);
-    remove_tree(f->dir);
+    assert_true(tmpdir_remove(f->dir));
     free(f);
     return 0;
 }

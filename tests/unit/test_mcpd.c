@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "tests/unit/support/loop_harness.h"
+#include "tests/unit/support/tmpdir.h"
 
 #define WAIT_S 20.0
 
@@ -110,9 +111,7 @@ static int teardown(void **state)
     uv_close((uv_handle_t *)&f->tick, NULL);
     loop_drain_close(&f->loop, WAIT_S);
     json_decref(f->sent);
-    char *cmd = fr_xasprintf("rm -rf %s", f->dir);
-    assert_int_equal(system(cmd), 0);
-    free(cmd);
+    assert_true(tmpdir_remove(f->dir));
     free(f);
     return 0;
 }

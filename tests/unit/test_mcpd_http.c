@@ -9,6 +9,7 @@
 #include "engine/mcpd/mcpd.h"
 
 #include "tests/unit/support/sim_client.h"
+#include "tests/unit/support/tmpdir.h"
 
 #include <unistd.h>
 
@@ -56,9 +57,7 @@ static void server_stop(server *s)
     loop_run_until(&s->fx->loop, is_true, &core_done, GUARD_S, "the core shut down");
     fr_mcpd_free(s->d);
     fixture_free(s->fx); /* fails on a handle left open */
-    char cmd[96];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", s->dir);
-    assert_int_equal(system(cmd), 0);
+    assert_true(tmpdir_remove(s->dir));
     free(s);
 }
 

@@ -209,12 +209,7 @@ static void test_stream_answered_as_json(void **state)
                     "\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":3,"
                     "\"completion_tokens\":1}}";
     fr_call c = make_call(true);
-    fr_reply r;
-    fr_error err;
-    assert_int_equal(run_whole(&c, 200, s, &r, &err, NULL), FR_OK);
-    assert_string_equal(r.text, "plain");
-    assert_int_equal(r.usage.output, 1);
-    fr_reply_close(&r);
+    adapter_check_stream_answered_whole(ADAPTER_UNDER_TEST, &c, s);
 }
 
 /* Keep-alive comments are not content: only events move the progress the

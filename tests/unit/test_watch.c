@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "tests/unit/support/loop_harness.h"
+#include "tests/unit/support/tmpdir.h"
 
 #define WAIT_LIMIT_S  5.0
 #define DRAIN_LIMIT_S 10.0
@@ -98,23 +99,6 @@ static void rename_over(fx *f, const char *s)
     join(tmp, f, ".policy.lua.swp");
     write_str(tmp, s);
     assert_int_equal(rename(tmp, f->path), 0);
-}
-
-static void remove_tree(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (!d)
-        return;
-    struct dirent *e;
-    char p[PATH_MAX];
-    while ((e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        unlink(p);
-    }
-    closedir(d);
-    rmdir(dir);
 }
 
 /* ---- the watch callback ----------------------------------------------------- */
@@ -234,7 +218,7 @@ static int teardown(void **state)
     bool closed = loop_drain(&f->loop, DRAIN_LIMIT_S, why, sizeof why);
     if (f->block.queued)
         uv_sem_destroy(&f->block.sem);
-    remove_tree(f->dir);
+    tmpdir_remove(f->dir);
     free(f->content);
     free(f->error);
     free(f);

@@ -320,6 +320,21 @@ static inline void adapter_check_whole(fr_protocol proto, const fr_call *call, c
     }
 }
 
+/* A server that ignores "stream": true and answers `body` (borrowed), one
+ * whole reply whose text is "plain" in one output token: a streamed `call`
+ * (borrowed) of `proto` reads it as the reply it is. */
+static inline void adapter_check_stream_answered_whole(fr_protocol proto, const fr_call *call,
+                                                       const char *body)
+{
+    fr_reply r;
+    fr_error err;
+    assert_int_equal(adapter_run(proto, call, 200, body, strlen(body), NULL, 0, &r, &err, NULL),
+                     FR_OK);
+    assert_string_equal(r.text, "plain");
+    assert_int_equal(r.usage.output, 1);
+    fr_reply_close(&r);
+}
+
 /* A key the server echoed back, in an error body or a stream. */
 typedef struct adapter_key_case {
     long status;

@@ -251,6 +251,25 @@ typedef struct split_framer {
     bool (*pending)(void *framer);
 } split_framer;
 
+/* Defines the calls split_framer wants for a framer whose functions are
+ * PREFIX_feed, PREFIX_flush and PREFIX_pending, each taking the framer
+ * first (fr_sse, fr_ndjson); SPLIT_FRAMER(PREFIX, framer) is then one. */
+#define SPLIT_FRAMER_CALLS(prefix)                                                                 \
+    static int prefix##_split_feed(void *framer, const char *p, size_t len)                        \
+    {                                                                                              \
+        return prefix##_feed(framer, p, len);                                                      \
+    }                                                                                              \
+    static int prefix##_split_flush(void *framer)                                                  \
+    {                                                                                              \
+        return prefix##_flush(framer);                                                             \
+    }                                                                                              \
+    static bool prefix##_split_pending(void *framer)                                               \
+    {                                                                                              \
+        return prefix##_pending(framer);                                                           \
+    }
+#define SPLIT_FRAMER(prefix, framer)                                                               \
+    ((split_framer){(framer), prefix##_split_feed, prefix##_split_flush, prefix##_split_pending})
+
 /* Feeds the chunks `sp` hands out to `f` (split_feed_framer), notes in
  * *pending whether it holds a partial record, then flushes it when `flush`
  * is set: a flush after an error gives the same error, and a flush that

@@ -15,6 +15,7 @@
 
 #include "engine/store/store.h"
 #include "engine/util/err.h"
+#include "tests/unit/support/tmpdir.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -64,30 +65,6 @@ static inline void join(char *out, const char *dir, const char *name)
     assert_true(n > 0 && n < PATH_MAX);
 }
 
-/* Removes `path` and everything under it (no symlinks are followed). Not
- * inline: inlined, it draws a -Wformat-truncation warning from gcc. */
-static void remove_tree(const char *path)
-{
-    struct stat sb;
-    if (lstat(path, &sb) != 0)
-        return;
-    if (S_ISDIR(sb.st_mode)) {
-        chmod(path, 0700);
-        DIR *d = opendir(path);
-        struct dirent *e;
-        while (d && (e = readdir(d))) {
-            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-                continue;
-            char sub[PATH_MAX];
-            snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
-            remove_tree(sub);
-        }
-        if (d)
-            closedir(d);
-    }
-    remove(path);
-}
-
 static inline int setup(void **state)
 {
     fx *f = calloc(1, sizeof *f);
@@ -104,7 +81,7 @@ static inline int teardown(void **state)
 {
     fx *f = *state;
     fr_store_close(f->st);
-    remove_tree(f->dir);
+    tmpdir_remove(f->dir);
     free(f);
     return 0;
 }
