@@ -174,15 +174,25 @@ static inline bool raw_refused(const char *path, const char *sql)
     return refused;
 }
 
+/* Opens the database at `path` read-only and steps `sql` (both borrowed) to
+ * its first row, which must exist; returns the statement, the connection in
+ * *db (both for raw_done). */
+static inline sqlite3_stmt *raw_row(const char *path, const char *sql, sqlite3 **db)
+{
+    sqlite3_stmt *s = NULL;
+    *db = NULL;
+    assert_int_equal(sqlite3_open_v2(path, db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    if (sqlite3_prepare_v2(*db, sql, -1, &s, NULL) != SQLITE_OK)
+        fail_msg("%s: %s", sql, sqlite3_errmsg(*db));
+    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+    return s;
+}
+
 /* Returns the first column of the first row as a double (NAN when NULL). */
 static inline double raw_num(const char *path, const char *sql)
 {
-    sqlite3 *db = NULL;
-    sqlite3_stmt *s = NULL;
-    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-    if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) != SQLITE_OK)
-        fail_msg("%s: %s", sql, sqlite3_errmsg(db));
-    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+    sqlite3 *db;
+    sqlite3_stmt *s = raw_row(path, sql, &db);
     double v = sqlite3_column_type(s, 0) == SQLITE_NULL ? NAN : sqlite3_column_double(s, 0);
     sqlite3_finalize(s);
     sqlite3_close(db);
@@ -192,12 +202,8 @@ static inline double raw_num(const char *path, const char *sql)
 /* Same, as text copied into `out`. */
 static inline const char *raw_text(const char *path, const char *sql, char *out, size_t size)
 {
-    sqlite3 *db = NULL;
-    sqlite3_stmt *s = NULL;
-    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-    if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) != SQLITE_OK)
-        fail_msg("%s: %s", sql, sqlite3_errmsg(db));
-    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+    sqlite3 *db;
+    sqlite3_stmt *s = raw_row(path, sql, &db);
     const unsigned char *t = sqlite3_column_text(s, 0);
     snprintf(out, size, "%s", t ? (const char *)t : "(null)");
     sqlite3_finalize(s);
