@@ -18,15 +18,14 @@ task "one" { agent = "a", prompt = "Say something." }
 task "two" { agent = "a", deps = { "one" }, prompt = "Answer: {{one}}" }
 task "three" { agent = "a", deps = { "one" }, prompt = "REPLY: three" }
 LUA
-requests() { sim_stats | jq '[.models[].requests] | add // 0'; }
 
 run_flowrun "$WORK/flow.lua" --out "$WORK/first" --json
 expect_rc 0 "first run"
 first_cost=$(jqr .cost_usd)
-[ "$(requests)" = 3 ] || fail "first run: $(requests) requests"
+[ "$(sim_requests)" = 3 ] || fail "first run: $(sim_requests) requests"
 run_flowrun "$WORK/flow.lua" --out "$WORK/second" --json
 expect_rc 0 "second run"
-[ "$(requests)" = 3 ] || fail "the rerun sent $(( $(requests) - 3 )) requests"
+[ "$(sim_requests)" = 3 ] || fail "the rerun sent $(( $(sim_requests) - 3 )) requests"
 [ "$(jqr '[.tasks[] | select(.cached)] | length')" = 3 ] || fail "not every task was cached"
 [ "$(jqr .cost_usd)" = 0 ] || [ "$(jqr .cost_usd)" = 0.0 ] || fail "the rerun cost $(jqr .cost_usd)"
 diff -r "$WORK/first" "$WORK/second" >/dev/null || fail "cached outputs differ"
@@ -35,11 +34,11 @@ pass "a rerun reuses all 3 results: no request, no cost (first run \$$first_cost
 
 run_flowrun "$WORK/flow.lua" --fresh two --out "$WORK/third" --json
 expect_rc 0 "--fresh"
-[ "$(requests)" = 4 ] || fail "--fresh two sent $(( $(requests) - 3 )) requests"
+[ "$(sim_requests)" = 4 ] || fail "--fresh two sent $(( $(sim_requests) - 3 )) requests"
 [ "$(jqr '.tasks[] | select(.name == "two") | .cached')" = false ] || fail "two was cached"
 run_flowrun "$WORK/flow.lua" --no-cache --out "$WORK/fourth" --json
 expect_rc 0 "--no-cache"
-[ "$(requests)" = 7 ] || fail "--no-cache sent $(( $(requests) - 4 )) requests"
+[ "$(sim_requests)" = 7 ] || fail "--no-cache sent $(( $(sim_requests) - 4 )) requests"
 pass "--fresh TASK and --no-cache send new requests"
 
 # A failed result is never cached: the rerun tries again.
@@ -51,10 +50,10 @@ task "bad" { agent = "a", prompt = "x\nFAULT: 500" }
 LUA
 run_flowrun "$WORK/fails.lua" --out "$WORK/f1" --json
 expect_rc 1 "failing task"
-before=$(requests)
+before=$(sim_requests)
 run_flowrun "$WORK/fails.lua" --out "$WORK/f2" --json
 expect_rc 1 "failing task again"
-[ "$(requests)" = $((before + 1)) ] || fail "a failed result was reused"
+[ "$(sim_requests)" = $((before + 1)) ] || fail "a failed result was reused"
 pass "a failed result is never cached"
 
 # kill -9 and resume. One endpoint, so the uninterrupted run is the same
@@ -79,14 +78,13 @@ restart_sim() {
   kill "$SIM_PID"; wait "$SIM_PID" 2>/dev/null || true; SIM_PID=""
   start_sim --latency 20 --tps 0 "$@"
 }
-lines() { if [ -f "$1" ]; then wc -l <"$1"; else echo 0; fi; }
 restart_sim
 mkdir -p "$WORK/ref"
 big_lua "$SIM_URL" >"$WORK/ref/big.lua"
 # Each run of the big workflow has its own state: the reference and each trial.
 run_flowrun "$WORK/ref/big.lua" --out "$WORK/ref-out" --state "$WORK/ref/state" --json
 expect_rc 0 "reference run"
-ref_requests=$(requests)
+ref_requests=$(sim_requests)
 [ "$ref_requests" = 300 ] || fail "reference: $ref_requests requests"
 tasks=300 slots=16
 # Each trial's simulator leaves request AT unanswered (the fault script's

@@ -19,7 +19,7 @@ expect_rc 1 "task timeout"
 jqr '.tasks[] | select(.name=="stuck") | .reason' | grep -q "timed out after 0.3 s" || fail "stuck reason: $(jqr '.tasks[0].reason')"
 [ "$(jqr '.tasks[] | select(.name=="after") | .status')" = skipped ] || fail "after status"
 [ "$(cat "$WORK/out1/quick.txt")" = quick ] || fail "quick output"
-[ "$(curl -sf "$SIM_URL/sim/stats" | jq '.models.slow.in_flight')" -eq 0 ] || fail "the slow request was not cancelled"
+in_flight_is slow 0 || fail "the slow request was not cancelled"
 pass "a task timeout cancels its request, fails the task and skips its dependents"
 
 # SIGINT: running requests are cancelled, finished outputs are kept, exit 130.
@@ -34,22 +34,14 @@ LUA
 curl -sf -X POST "$SIM_URL/sim/reset" >/dev/null
 "$FLOWRUN" "$WORK/interrupt.lua" --out "$WORK/out2" --json >"$WORK/stdout" 2>"$WORK/stderr" &
 pid=$!
-for _ in $(seq 1 200); do
-  [ "$(curl -sf "$SIM_URL/sim/stats" | jq '.models.slow.in_flight // 0')" -ge 2 ] && break
-  sleep 0.05
-done
-[ "$(curl -sf "$SIM_URL/sim/stats" | jq '.models.slow.in_flight // 0')" -ge 2 ] || fail "the slow tasks never started"
+wait_for in_flight_at_least slow 2 # the slow tasks have started
 kill -INT "$pid"
 set +e; wait "$pid"; RC=$?; set -e
 expect_rc 130 "SIGINT"
 [ "$(jqr .status)" = interrupted ] || fail "report status $(jqr .status)"
 [ "$(jqr '.tasks[] | select(.name=="hang1") | .status')" = cancelled ] || fail "hang1 status"
 [ "$(cat "$WORK/out2/done_first.txt")" = kept ] || fail "finished output lost"
-for _ in $(seq 1 100); do
-  [ "$(curl -sf "$SIM_URL/sim/stats" | jq '.models.slow.in_flight')" -eq 0 ] && break
-  sleep 0.05
-done
-[ "$(curl -sf "$SIM_URL/sim/stats" | jq '.models.slow.in_flight')" -eq 0 ] || fail "requests left open"
+wait_for in_flight_is slow 0 # no request left open
 pass "SIGINT cancels running requests, keeps finished outputs and exits 130"
 
 # A policy that errors on some tasks: the default decides those, the run
@@ -106,11 +98,7 @@ LUA
 curl -sf -X POST "$SIM_URL/sim/reset" >/dev/null
 "$FLOWRUN" "$WORK/term.lua" --out "$WORK/out5" --json >"$WORK/stdout" 2>"$WORK/stderr" &
 pid=$!
-for _ in $(seq 1 200); do
-  [ "$(curl -sf "$SIM_URL/sim/stats" | jq '.models.slow.in_flight // 0')" -ge 1 ] && break
-  sleep 0.05
-done
-[ "$(curl -sf "$SIM_URL/sim/stats" | jq '.models.slow.in_flight // 0')" -ge 1 ] || fail "hang1 never started"
+wait_for in_flight_at_least slow 1 # hang1 has started
 kill -TERM "$pid"
 set +e; wait "$pid"; RC=$?; set -e
 expect_rc 143 "SIGTERM"
@@ -122,11 +110,7 @@ pass "SIGTERM cancels the run and exits 143"
 # shutdown is still draining.
 "$FLOWRUN" "$WORK/term.lua" --no-cache --out "$WORK/out6" >/dev/null 2>&1 &
 pid=$!
-for _ in $(seq 1 200); do
-  [ "$(curl -sf "$SIM_URL/sim/stats" | jq '.models.slow.in_flight // 0')" -ge 1 ] && break
-  sleep 0.05
-done
-[ "$(curl -sf "$SIM_URL/sim/stats" | jq '.models.slow.in_flight // 0')" -ge 1 ] || fail "hang1 never started"
+wait_for in_flight_at_least slow 1 # hang1 has started
 kill -INT "$pid"; kill -INT "$pid" 2>/dev/null || true
 set +e; wait "$pid"; RC=$?; set -e
 [ "$RC" = 130 ] || fail "two SIGINTs: exit $RC"

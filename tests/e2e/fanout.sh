@@ -41,8 +41,6 @@ task "jsons" { agent = "a", endpoint = "j", deps = { "module" }, schema = "json"
                prompt = [[REPLY: {"all": {{module.json}}}]] }
 LUA
 }
-requests() { jq -r ".models.$1.requests // 0" <<<"$(sim_stats)"; }
-lines() { if [ -f "$1" ]; then wc -l <"$1"; else echo 0; fi; }
 
 # ---- 12 modules: 12 instances, in parallel up to the caps, joined in order
 start_sim --latency 100 --tps 0 --record "$WORK/rec.jsonl"
@@ -57,8 +55,8 @@ want=$(for i in $(seq 1 12); do printf 'module[%d]@%d,' "$i" "$i"; done)
   fail "instances not all ok"
 [ "$(jqr '.tasks[] | select(.name == "module") | "\(.status) \(.instances) \(.foreach)"')" = "ok 12 plan.json.modules" ] ||
   fail "the fan-out task: $(jqr '.tasks[] | select(.name == "module")')"
-[ "$(requests m_work)" = 12 ] || fail "m_work requests: $(requests m_work)"
-[ "$(requests m_plan)" = 1 ] || fail "m_plan requests: $(requests m_plan)"
+[ "$(sim_requests m_work)" = 12 ] || fail "m_work requests: $(sim_requests m_work)"
+[ "$(sim_requests m_plan)" = 1 ] || fail "m_plan requests: $(sim_requests m_plan)"
 # Each instance's own request reached the simulator exactly once.
 per=$(jq -r 'select(.body.model == "m_work") | .body.messages[-1].content' "$WORK/rec.jsonl" |
   grep -o '"name": "m[0-9]*"' | sort | uniq -c | awk '{print $1}' | sort -u)
@@ -119,7 +117,7 @@ expect_rc 1 "duplicate names"
 pass "instances named by a template over the item; duplicate names fail the fan-out"
 
 # ---- empty list, over max_items, not an array, missing path
-before=$(requests m_work)
+before=$(sim_requests m_work)
 mkdir -p "$WORK/e"
 flow "$SIM_URL" 0 >"$WORK/e/flow.lua"
 run_flowrun "$WORK/e/flow.lua" --json --out "$WORK/e/out" --state "$WORK/e/state"
@@ -128,7 +126,7 @@ expect_rc 0 "empty list"
   fail "empty: $(jqr '.tasks[] | select(.name == "module")')"
 [ "$(jqr '.tasks[] | select(.name == "join") | .status')" = ok ] || fail "empty: join did not run"
 [ "$(cat "$WORK/e/out/join.txt")" = "0 instances: " ] || fail "empty: join $(cat "$WORK/e/out/join.txt")"
-[ "$(requests m_work)" = "$before" ] || fail "empty: instances were requested"
+[ "$(sim_requests m_work)" = "$before" ] || fail "empty: instances were requested"
 run_flowrun "$WORK/e/flow.lua" --out "$WORK/e/out2" --state "$WORK/e/state"
 grep -q "module: foreach: the list is empty" "$WORK/stdout" "$WORK/stderr" || fail "empty: summary lacks the note"
 
@@ -139,7 +137,7 @@ expect_rc 1 "over max_items"
   fail "over: $(jqr '.tasks[] | select(.name == "module") | .reason')"
 [ "$(jqr '[.tasks[] | select(.instance_of)] | length')" = 0 ] || fail "over: instances were added"
 [ "$(jqr '.tasks[] | select(.name == "join") | .status')" = skipped ] || fail "over: join not skipped"
-[ "$(requests m_work)" = "$before" ] || fail "over: instances were requested"
+[ "$(sim_requests m_work)" = "$before" ] || fail "over: instances were requested"
 
 sed 's/foreach = "plan.json.modules"/foreach = "plan.json.title"/' "$WORK/e/flow.lua" >"$WORK/e/str.lua"
 run_flowrun "$WORK/e/str.lua" --json --state "$WORK/e/state"
@@ -261,9 +259,9 @@ run_flowrun "$WORK/k/flow.lua" --out "$WORK/k/resumed" --state "$WORK/k/state" -
 expect_rc 0 "rerun after kill -9"
 [ "$(jqr '[.tasks[] | select(.instance_of == "module") | .name] | join(",")')" = \
   "$(seq -f 'module[%g]' 1 12 | paste -sd,)" ] || fail "rerun: instances $(jqr '[.tasks[] | .name] | join(",")')"
-[ "$(requests m_plan)" = 0 ] || fail "rerun: the plan was requested again"
+[ "$(sim_requests m_plan)" = 0 ] || fail "rerun: the plan was requested again"
 cached=$(jqr '[.tasks[] | select(.instance_of == "module" and .cached)] | length')
-resent=$(requests m_work)
+resent=$(sim_requests m_work)
 [ "$cached" = 3 ] && [ "$((cached + resent))" = 12 ] ||
   fail "rerun: $cached instances from the cache, $resent requested (expected 3 + 9 = 12)"
 sent2=$(jq -r 'select(.body.model == "m_work") | .body.messages[-1].content' "$WORK/k2.jsonl" | grep -o '"name": "m[0-9]*"' | sort)

@@ -24,17 +24,16 @@ task "t" { agent = "a", prompt = "Say something.", ${2:+min_quality = $2,}
            check = function(out) $1 end }
 LUA
 }
-requests() { sim_stats | jq ".models.\"$1\".requests // 0"; }
 run() { run_flowrun "$WORK/flow.lua" --policy "$WORK/local-first.lua" --out "$WORK/out" --json; }
 
 write_flow 'return true'
 run
 expect_rc 0 "first run"
 [ "$(jqr '.tasks[0].endpoint')" = local ] || fail "first run on $(jqr '.tasks[0].endpoint')"
-[ "$(requests local-m)" = 1 ] || fail "first run: $(requests local-m) requests"
+[ "$(sim_requests local-m)" = 1 ] || fail "first run: $(sim_requests local-m) requests"
 run
 [ "$(jqr '.tasks[0].cached')" = true ] || fail "an unchanged rerun was not served from the cache"
-[ "$(requests local-m)" = 1 ] || fail "the cached rerun sent a request"
+[ "$(sim_requests local-m)" = 1 ] || fail "the cached rerun sent a request"
 pass "an unchanged task is served from the cache"
 
 # The check now refuses the local model's text: the cached reply fails it,
@@ -44,8 +43,8 @@ run
 expect_rc 0 "a new check that the cached reply fails"
 [ "$(jqr '.tasks[0].cached')" = false ] || fail "the cached reply was reused past a failing check"
 [ "$(jqr '.tasks[0].endpoint')" = cloud ] || fail "ended on $(jqr '.tasks[0].endpoint')"
-[ "$(requests local-m)" = 1 ] || fail "local was asked again"
-[ "$(requests cloud-m)" = 1 ] || fail "no fresh request to the cloud: $(requests cloud-m)"
+[ "$(sim_requests local-m)" = 1 ] || fail "local was asked again"
+[ "$(sim_requests cloud-m)" = 1 ] || fail "no fresh request to the cloud: $(sim_requests cloud-m)"
 [ "$(jqr '.tasks[0].decisions[0].policy')" = cache ] || fail "decision 0: $(jqr '.tasks[0].decisions[0]')"
 [ "$(jqr '.tasks[0].decisions[0].outcome')" = quality ] || fail "cache decision outcome"
 jqr '.tasks[0].decisions[0].error' | grep -q "not from the cloud" || fail "cache decision error"
@@ -66,7 +65,7 @@ write_flow 'return 0.6' 0.5
 run_flowrun "$WORK/flow.lua" --policy "$WORK/local-first.lua" --no-cache --out "$WORK/out" --json
 expect_rc 0 "score 0.6, min_quality 0.5"
 write_flow 'return 0.6' 0.9
-before=$(( $(requests local-m) + $(requests cloud-m) ))
+before=$(( $(sim_requests local-m) + $(sim_requests cloud-m) ))
 run
 expect_rc 1 "score 0.6, min_quality 0.9"
 [ "$(jqr '.tasks[0].decisions[0].policy')" = cache ] || fail "min_quality: the cache was not consulted"
@@ -75,7 +74,7 @@ jqr '.tasks[0].decisions[0].error' | grep -q "min_quality 0.90" || fail "min_qua
 # endpoint has failed the task once, so nothing is asked again.
 [ "$(jqr '[.tasks[0].decisions[] | "\(.policy)/\(.outcome)"] | join(",")')" = cache/quality,cache/quality ] ||
   fail "min_quality decisions: $(jqr '[.tasks[0].decisions[] | "\(.policy)/\(.outcome)"] | join(",")')"
-[ $(( $(requests local-m) + $(requests cloud-m) )) -eq "$before" ] || fail "a refused endpoint was asked again"
+[ $(( $(sim_requests local-m) + $(sim_requests cloud-m) )) -eq "$before" ] || fail "a refused endpoint was asked again"
 jqr '.tasks[0].reason' | grep -q "scored 0.60 (min_quality 0.90)" || fail "reason: $(jqr '.tasks[0].reason')"
 pass "a cached reply below the current min_quality is not reused"
 

@@ -68,6 +68,49 @@ start_sim() {
 
 sim_stats() { curl -sf "$SIM_URL/sim/stats"; }
 
+# sim_requests [MODEL]: how many chat requests the simulator has served, for
+# MODEL or for all models together.
+sim_requests() {
+  if [ $# -gt 0 ]; then
+    sim_stats | jq --arg m "$1" '.models[$m].requests // 0'
+  else
+    sim_stats | jq '[.models[].requests] | add // 0'
+  fi
+}
+# requests_at_least N: the simulator has served N requests or more.
+requests_at_least() { [ "$(sim_requests)" -ge "$1" ]; }
+# in_flight_at_least MODEL N: MODEL has N requests in flight or more (none
+# while it has had no request). in_flight_is MODEL N: MODEL, which has had
+# requests, has exactly N in flight.
+in_flight_at_least() { [ "$(sim_stats | jq --arg m "$1" '.models[$m].in_flight // 0')" -ge "$2" ]; }
+in_flight_is() { [ "$(sim_stats | jq --arg m "$1" '.models[$m].in_flight')" = "$2" ]; }
+# lines FILE: FILE's line count, 0 while it does not exist.
+lines() { if [ -f "$1" ]; then wc -l <"$1"; else echo 0; fi; }
+
+# wait_for COMMAND...: polls COMMAND every 25 ms until it succeeds, for at
+# most 10 s; then ends the background run $pid (when set), shows its stderr
+# and fails the test naming COMMAND. wait_running COMMAND... fails as soon
+# as $pid has ended without COMMAND succeeding.
+wait_for() { _wait 0 "$@"; }
+wait_running() { _wait 1 "$@"; }
+_wait() {
+  local running=$1
+  shift
+  for _ in $(seq 1 400); do
+    "$@" && return 0
+    if [ "$running" = 1 ] && ! kill -0 "$pid" 2>/dev/null; then
+      "$@" && return 0 # it may have ended right after doing it
+      cat "$WORK/stderr" >&2
+      fail "the run ended while waiting for: $*"
+    fi
+    sleep 0.025
+  done
+  "$@" && return 0
+  [ -z "${pid:-}" ] || kill "$pid" 2>/dev/null || true
+  cat "$WORK/stderr" >&2 2>/dev/null || true
+  fail "timed out waiting for: $*"
+}
+
 # run_flowrun ARGS...: runs flowrun, keeping stdout, stderr and the exit code.
 run_flowrun() {
   set +e

@@ -128,22 +128,10 @@ LUA
 "$FLOWRUN" "$WORK/reload.lua" --out "$WORK/out" --state "$WORK/st" --json --log-level info \
   >"$WORK/stdout" 2>"$WORK/stderr" &
 pid=$!
-# wait_for COMMAND...: polls (bounded) until COMMAND succeeds.
-wait_for() {
-  for _ in $(seq 1 400); do
-    "$@" && return 0
-    kill -0 "$pid" 2>/dev/null || { cat "$WORK/stderr" >&2; fail "the run ended while waiting for: $*"; }
-    sleep 0.025
-  done
-  kill "$pid" 2>/dev/null || true
-  cat "$WORK/stderr" >&2
-  fail "timed out waiting for: $*"
-}
-requests_at_least() { [ "$(sim_stats | jq '[.models[].requests] | add // 0')" -ge "$1" ]; }
 refused() { [ "$(grep -c 'reload=refused' "$WORK/stderr")" -ge "$1" ]; }
 running() { kill -0 "$pid" 2>/dev/null || fail "the run ended before the reload was seen"; }
 
-wait_for requests_at_least 8
+wait_running requests_at_least 8
 # Version 2: its table raises on every missing field (on_result is one).
 cat >"$POLICY.tmp" <<'LUA'
 local route = function(task, candidates, run) return candidates[1] end
@@ -154,7 +142,7 @@ return setmetatable({ route = route }, {
 })
 LUA
 mv "$POLICY.tmp" "$POLICY"
-wait_for refused 1
+wait_running refused 1
 running
 # Version 3: route reached through a metamethod that raises.
 cat >"$POLICY.tmp" <<'LUA'
@@ -165,7 +153,7 @@ end
 return setmetatable({}, mt)
 LUA
 mv "$POLICY.tmp" "$POLICY"
-wait_for refused 2
+wait_running refused 2
 running
 set +e; wait "$pid"; RC=$?; set -e
 leak_check "$WORK/stdout" "$WORK/stderr" || fail "the sentinel key leaked"

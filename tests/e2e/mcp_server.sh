@@ -15,7 +15,6 @@ command -v node >/dev/null || fail "node is not installed: run tests/deps.sh"
 CLIENT="$SRC/tests/mcp/sdk_client.mjs"
 start_sim --latency 5 --tps 0 --model "slow:latency=600000" --record "$WORK/requests.jsonl"
 
-requests() { sim_stats | jq ".models[\"$1\"].requests // 0"; }
 
 cat >"$WORK/endpoints.lua" <<LUA
 endpoint "local-qwen" { tier = "local", url = "$SIM_URL/v1", model = "m", max_parallel = 4 }
@@ -63,7 +62,7 @@ PROMPT=$'Say "hi" {{not a placeholder}} ]] \\ end\n\ttab, caf\u00e9' sdk run_tas
 [ "$(sj '.result.structuredContent.tasks[0] | "\(.name) \(.status) \(.endpoint) \(.tier)"')" = \
   "answer ok local-qwen local" ] || fail "run_task: $(sj .result.structuredContent.tasks)"
 sj .result.structuredContent.outputs.answer.text | grep -q . || fail "run_task: no output"
-[ "$(requests m)" = 1 ] || fail "run_task sent $(requests m) requests, expected 1"
+[ "$(sim_requests m)" = 1 ] || fail "run_task sent $(sim_requests m) requests, expected 1"
 # The prompt reached the model byte for byte: quoting, braces, newline, UTF-8.
 want=$(jq -cn --arg p $'Say "hi" {{not a placeholder}} ]] \\ end\n\ttab, caf\u00e9' '$p')
 [ "$(jq -c '.body.messages[-1].content' "$WORK/requests.jsonl" | head -1)" = "$want" ] ||
@@ -77,7 +76,7 @@ WORKFLOW="$WORK/wf.lua" sdk run_workflow "${SERVER[@]}"
   "design=ok impl=ok tests=ok review=ok" ] || fail "run_workflow tasks"
 [ "$(sj '.result.structuredContent.outputs | keys | join(",")')" = review ] ||
   fail "outputs of: $(sj '.result.structuredContent.outputs | keys | join(",")')"
-[ "$(requests m)" = 5 ] || fail "the simulator got $(requests m) requests, expected 5"
+[ "$(sim_requests m)" = 5 ] || fail "the simulator got $(sim_requests m) requests, expected 5"
 [ "$(sj '.progress | length')" = 4 ] || fail "progress notifications: $(sj .progress)"
 [ "$(sj '[.progress[].progress] | join(",")')" = "1,2,3,4" ] || fail "progress values"
 [ "$(sj '[.progress[].total] | unique | join(",")')" = 4 ] || fail "progress totals"
@@ -90,11 +89,11 @@ TOOL=run_task ARGS='{"prompt":"list the files","system":"be brief","private":tru
 [ "$(sj .result.isError)" = false ] || { cat "$WORK/sdk.json"; fail "run_task with a schema"; }
 [ "$(sj '.result.structuredContent.outputs.answer.json.files | type')" = array ] ||
   fail "run_task's JSON output: $(sj .result.structuredContent.outputs)"
-[ "$(requests m)" = 6 ] || fail "the simulator got $(requests m) requests, expected 6"
+[ "$(sim_requests m)" = 6 ] || fail "the simulator got $(sim_requests m) requests, expected 6"
 TOOL=plan_workflow ARGS="{\"path\":\"$WORK/wf.lua\"}" sdk call "${SERVER[@]}"
 [ "$(sj '.result.structuredContent | "\(.status) \([.tasks[].endpoint] | unique | join(","))"')" = \
   "planned local-qwen" ] || fail "plan_workflow: $(sj .result.structuredContent)"
-[ "$(requests m)" = 6 ] || fail "plan_workflow sent requests"
+[ "$(sim_requests m)" = 6 ] || fail "plan_workflow sent requests"
 TOOL=spend ARGS='{}' sdk call "${SERVER[@]}"
 [ "$(sj '[.result.structuredContent.months[].attempts] | add')" = 6 ] ||
   fail "spend: $(sj .result.structuredContent)"
@@ -107,14 +106,14 @@ agent "a" { }
 task "design" { agent = "a", prompt = "gate design", approve = true }
 task "build"  { agent = "a", deps = { "design" }, prompt = "gate build {{design}}" }
 LUA
-before=$(requests m)
+before=$(sim_requests m)
 TOOL=run_workflow ARGS="{\"path\":\"$WORK/gate.lua\"}" sdk call "${SERVER[@]}"
 [ "$(sj .result.isError)" = false ] || fail "a run waiting for an approval is an error: $(sj .result)"
 [ "$(sj '.result.structuredContent | "\(.status) \(.exit_code)"')" = "waiting 4" ] ||
   fail "waiting run: $(sj .result.structuredContent)"
 [ "$(sj '.result.structuredContent.tasks[] | select(.name == "design") | .approval.state')" = pending ] ||
   fail "the pending approval is not in the result: $(sj .result.structuredContent.tasks)"
-[ "$(requests m)" = $((before + 1)) ] || fail "build was sent before the approval"
+[ "$(sim_requests m)" = $((before + 1)) ] || fail "build was sent before the approval"
 TOOL=approve ARGS="{\"workflow\":\"$WORK/gate.lua\",\"task\":\"design\",\"decision\":\"approve\",\"note\":\"via mcp\"}" \
   sdk call "${SERVER[@]}"
 [ "$(sj .result.isError)" = false ] || fail "the approve tool: $(sj .result)"
@@ -123,7 +122,7 @@ TOOL=run_workflow ARGS="{\"path\":\"$WORK/gate.lua\"}" sdk call "${SERVER[@]}"
   fail "the rerun after approve: $(sj .result.structuredContent)"
 [ "$(sj '.result.structuredContent.tasks[] | select(.name == "design") | .approval | "\(.state) \(.note)"')" = \
   "approved via mcp" ] || fail "the approval in the rerun's result"
-[ "$(requests m)" = $((before + 2)) ] || fail "the rerun sent $(( $(requests m) - before - 1 )) requests, expected only build's"
+[ "$(sim_requests m)" = $((before + 2)) ] || fail "the rerun sent $(( $(sim_requests m) - before - 1 )) requests, expected only build's"
 pass "run_workflow waits at a checkpoint (exit 4, not isError), the approve tool records it, the rerun sends only build"
 
 # ---- a workflow that does not load: isError with its message ----------------------
@@ -139,7 +138,7 @@ WORKFLOW="$WORK/slow-$$.lua" SIM_URL=$SIM_URL SIM_MODEL=slow sdk cancel "$FLOWRU
 [ "$(sj '.child_pids | length')" -ge 1 ] || fail "the slow run's child was never seen"
 [ "$(sj .child_gone)" = true ] && [ "$(sj .tools_after)" = 5 ] || fail "after the cancel"
 sj .aborted | grep -q . || fail "the call was not aborted"
-[ "$(requests slow)" = 1 ] || fail "the slow model got $(requests slow) requests"
+[ "$(sim_requests slow)" = 1 ] || fail "the slow model got $(sim_requests slow) requests"
 pass "cancelled: the child run left the process table, the server still lists its tools"
 
 # ---- malformed lines (raw: no SDK sends them) --------------------------------------

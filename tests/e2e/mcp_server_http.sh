@@ -68,7 +68,6 @@ sdk() {
 }
 sdk_ok() { sdk "$@" || { cat "$WORK/sdk.err" >&2; fail "sdk_client $1 exited with $?"; }; }
 sj() { jq -r "$1" "$WORK/sdk.json"; }
-requests() { sim_stats | jq --arg m "$1" '.models[$m].requests // 0'; }
 
 start_server --
 sdk_ok list
@@ -86,7 +85,7 @@ PROMPT="REPLY: hello from the sim" sdk_ok run_task
 [ "$(sj '.result.structuredContent.outputs[].text')" = "hello from the sim" ] ||
   fail "run_task's output: $(cat "$WORK/sdk.json")"
 [ "$(sj '.result.structuredContent.tasks[0].endpoint')" = local ] || fail "run_task's endpoint"
-[ "$(requests fast)" = 1 ] || fail "run_task sent $(requests fast) requests"
+[ "$(sim_requests fast)" = 1 ] || fail "run_task sent $(sim_requests fast) requests"
 pass "run_task returns the simulator's reply and where it ran (1 request)"
 
 WORKFLOW="$WORK/flow.lua" sdk_ok run_workflow
@@ -96,7 +95,7 @@ WORKFLOW="$WORK/flow.lua" sdk_ok run_workflow
 [ "$(sj '[.result.structuredContent.tasks[].status] | join(",")')" = ok,ok ] ||
   fail "run_workflow's tasks: $(cat "$WORK/sdk.json")"
 [ "$(sj '.progress | length')" -ge 2 ] || fail "no progress over SSE: $(cat "$WORK/sdk.json")"
-[ "$(requests fast)" = 3 ] || fail "run_workflow sent $(( $(requests fast) - 1 )) requests, not 2"
+[ "$(sim_requests fast)" = 3 ] || fail "run_workflow sent $(( $(sim_requests fast) - 1 )) requests, not 2"
 pass "run_workflow: both tasks ok, the final output, $(sj '.progress | length') progress notifications over SSE"
 
 WORKFLOW=/nonexistent/flow.lua sdk_ok error

@@ -81,10 +81,6 @@ cp "$WORK/gpu.lua" "$WORK/p/live.lua"
 } >"$WORK/flow4.lua"
 "$FLOWRUN" "$WORK/flow4.lua" --out "$WORK/out4" --json --log-level info >"$WORK/stdout" 2>"$WORK/stderr" &
 pid=$!
-wait_for() {
-  for _ in $(seq 1 400); do "$@" && return 0; sleep 0.025; done
-  kill "$pid" 2>/dev/null; cat "$WORK/stderr" >&2; fail "timed out waiting for: $*"
-}
 dispatched() { grep -q "task=gate endpoint=slow .*dispatch" "$WORK/stderr"; }
 reloaded() { grep -q "reload=" "$WORK/stderr"; }
 wait_for dispatched

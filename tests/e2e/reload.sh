@@ -38,12 +38,6 @@ LUA
 "$FLOWRUN" "$WORK/flow.lua" --out "$WORK/out" --json --log-level info >"$WORK/stdout" 2>"$WORK/stderr" &
 pid=$!
 
-# wait_for COMMAND...: polls (bounded) until COMMAND succeeds.
-wait_for() {
-  for _ in $(seq 1 400); do "$@" && return 0; sleep 0.025; done
-  kill "$pid" 2>/dev/null; cat "$WORK/stderr" >&2; fail "timed out waiting for: $*"
-}
-requests_at_least() { [ "$(sim_stats | jq '[.models[].requests] | add // 0')" -ge "$1" ]; }
 refused() { [ "$(grep -c 'reload=refused' "$WORK/stderr")" -ge "$1" ]; }
 reloaded() { grep -q 'version=4 reload=ok' "$WORK/stderr"; }
 

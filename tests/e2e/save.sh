@@ -18,7 +18,6 @@ agent "a" { system = "test agent" }
 task "t" { agent = "a", save = "$1", prompt = "REPLY: SAVED-TEXT" }
 LUA
 }
-requests() { sim_stats | jq '[.models[].requests] | add // 0'; }
 
 write_flow "$WORK/outside/abs.txt"
 run_flowrun "$WORK/wf/flow.lua" --endpoints "$WORK/endpoints.lua" --out "$WORK/out"
@@ -37,7 +36,7 @@ for p in "../escaped.txt" "sub/../../escaped.txt" "./../escaped.txt"; do
   expect_stderr "field 'save'"
   [ ! -e "$WORK/escaped.txt" ] || fail "save = $p wrote outside the workflow's folder"
 done
-[ "$(requests)" -eq 0 ] || fail "a request was sent for a refused save path"
+[ "$(sim_requests)" -eq 0 ] || fail "a request was sent for a refused save path"
 pass "a save path that climbs out with '..' is refused at load; nothing sent or written"
 
 # A symbolic link inside the folder that leads out.
@@ -53,7 +52,7 @@ write_flow "file-link.txt"
 run_flowrun "$WORK/wf/flow.lua" --endpoints "$WORK/endpoints.lua" --out "$WORK/out"
 expect_rc 65 "save onto a symbolic link"
 [ ! -e "$WORK/outside/target.txt" ] || fail "a save onto a symbolic link was written outside"
-[ "$(requests)" -eq 0 ] || fail "a request was sent for a refused save path"
+[ "$(sim_requests)" -eq 0 ] || fail "a request was sent for a refused save path"
 pass "a save path through a symbolic link that leads out is refused"
 
 # A normal relative save, also with '..' that stays inside.

@@ -13,7 +13,6 @@
 # CLI needed); a store is checkpointed into state.db when its last run ends.
 source "$(dirname "$0")/lib.bash"
 start_sim --latency 5 --tps 0
-requests() { sim_stats | jq '[.models[].requests] | add // 0'; }
 
 # patch FILE FROM TO: overwrites every occurrence of the bytes FROM in FILE
 # with TO (printf format, same length).
@@ -48,14 +47,14 @@ pass "a fresh folder starts a ledger (state.db and state.db.id); a rerun is cach
 
 # Damaged cache entries: the text gets a byte that is not UTF-8, the JSON a
 # property renamed so it no longer matches the schema.
-before=$(requests)
+before=$(sim_requests)
 patch 'caf-marker-qq' 'caf\xffmarker-qq' "$WORK/st/state.db"
 patch 'zzname' 'zzn4me' "$WORK/st/state.db"
 run_flowrun "$WORK/flow.lua" --state "$WORK/st" --out "$WORK/o3" --json
 expect_rc 0 "damaged cache entries"
 [ "$(jqr '[.tasks[] | select(.cached)] | length')" = 0 ] ||
   fail "a damaged entry was served: $(jqr '[.tasks[] | {name, cached}]')"
-[ "$(( $(requests) - before ))" = 2 ] || fail "$(( $(requests) - before )) fresh requests, expected 2"
+[ "$(( $(sim_requests) - before ))" = 2 ] || fail "$(( $(sim_requests) - before )) fresh requests, expected 2"
 grep -q 'caf-marker-qq done' "$WORK/o3/plain.txt" || fail "plain output: $(cat "$WORK/o3/plain.txt")"
 jq -e '.zzname | type == "string"' "$WORK/o3/shaped.json" >/dev/null || fail "shaped output: $(cat "$WORK/o3/shaped.json")"
 pass "a cache entry with invalid UTF-8, and one whose JSON no longer fits the schema, are misses: sent again"
@@ -77,21 +76,21 @@ size=$(stat -c %s "$WORK/big/state.db")
 mid=$(( size / 2 / 4096 ))
 head -c $((3 * 4096)) /dev/zero | tr '\0' '\377' |
   dd of="$WORK/big/state.db" bs=4096 seek="$mid" conv=notrunc status=none
-before=$(requests)
+before=$(sim_requests)
 run_flowrun "$WORK/big.lua" --state "$WORK/big" --out "$WORK/o5" --fresh t1
 expect_rc 74 "damaged pages"
 expect_stderr "the state database is damaged"
-[ "$(requests)" = "$before" ] || fail "$(( $(requests) - before )) requests reached the provider from a damaged store"
+[ "$(sim_requests)" = "$before" ] || fail "$(( $(sim_requests) - before )) requests reached the provider from a damaged store"
 pass "damaged pages in the middle of state.db: exit 74 at open, no request sent"
 
 # A store that existed, emptied to 0 bytes: refused, for runs and reports.
 : >"$WORK/st/state.db"
-before=$(requests)
+before=$(sim_requests)
 run_flowrun "$WORK/flow.lua" --state "$WORK/st" --out "$WORK/o6" --no-cache
 expect_rc 74 "0-byte state.db"
 expect_stderr "the state database is empty (0 bytes), but a state store was created here"
 expect_stderr "remove $WORK/st/state.db.id"
-[ "$(requests)" = "$before" ] || fail "a run on an emptied store sent requests"
+[ "$(sim_requests)" = "$before" ] || fail "a run on an emptied store sent requests"
 run_flowrun spend --state "$WORK/st" --json
 expect_rc 74 "spend on a 0-byte state.db"
 expect_stderr "monthly cap's memory"

@@ -21,13 +21,12 @@ task "review"    { agent = "a", deps = { "impl", "tests" },
 task "docs"      { agent = "a", deps = { "review" }, prompt = "docs {{review}}" }
 LUA
 
-requests() { sim_stats | jq '[.models[].requests] | add // 0'; }
 
 run_flowrun plan "$WORK/wf.lua" --task review --json
 expect_rc 0 "plan --task review"
 [ "$(jqr '[.tasks[].name] | join(" ")')" = "design impl tests review" ] ||
   fail "plan --task review planned: $(jqr '[.tasks[].name] | join(" ")')"
-[ "$(requests)" = 0 ] || fail "the plan sent requests"
+[ "$(sim_requests)" = 0 ] || fail "the plan sent requests"
 pass "plan --task review: design, impl, tests, review (not unrelated, other, docs)"
 
 run_flowrun "$WORK/wf.lua" --task review --task other --json --out "$WORK/out"
@@ -35,7 +34,7 @@ expect_rc 0 "run --task review --task other"
 [ "$(jqr '[.tasks[] | "\(.name)=\(.status)"] | join(" ")')" = \
   "design=ok other=ok impl=ok tests=ok review=ok" ] ||
   fail "the run reported: $(jqr '[.tasks[] | "\(.name)=\(.status)"] | join(" ")')"
-[ "$(requests)" = 5 ] || fail "the simulator got $(requests) requests, expected 5"
+[ "$(sim_requests)" = 5 ] || fail "the simulator got $(sim_requests) requests, expected 5"
 [ "$(jqr '.tasks[] | select(.name == "impl") | .deps | join(",")')" = design ] ||
   fail "impl's deps in the report"
 [ ! -e "$WORK/out/docs.txt" ] && [ ! -e "$WORK/out/unrelated.txt" ] || fail "a dropped task wrote"
@@ -47,7 +46,7 @@ expect_stderr "no task 'reviw'; did you mean 'review'?"
 run_flowrun plan "$WORK/wf.lua" --task zzzzzz
 expect_rc 2 "an unknown --task with no near name"
 expect_stderr "(tasks: unrelated, design, other, impl, tests, review, docs)"
-[ "$(requests)" = 5 ] || fail "a usage error sent requests"
+[ "$(sim_requests)" = 5 ] || fail "a usage error sent requests"
 pass "an unknown --task is a usage error (2) naming the nearest task or the tasks"
 
 # A fan-out kept by --task still reads its own source after the renumbering

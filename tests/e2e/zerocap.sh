@@ -28,7 +28,14 @@ task "after_paid" { agent = "a", deps = { "paid" }, tier = "local", prompt = "RE
 LUA
 }
 
-paid_requests() { sim_stats | jq '.models.paid.requests // 0'; }
+paid_requests() { sim_requests paid; }
+# budget_is VALUE: the report's budget_usd of the case just run.
+budget_is() { [ "$(jqr '.budget_usd')" = "$1" ] || fail "$CASE: budget_usd $(jqr .budget_usd)"; }
+# paid_reason_has TEXT: the paid task's reason holds TEXT.
+paid_reason_has() {
+  jqr '.tasks[] | select(.name == "paid") | .reason' | grep -qF -- "$1" ||
+    fail "$CASE: reason $(jqr '.tasks[] | select(.name == "paid") | .reason')"
+}
 
 # check_zero_cap NAME: the run just made held a cap of $0.
 check_zero_cap() {
@@ -60,21 +67,19 @@ run_case() {
 
 run_case "workflow budget.usd = 0" ", budget = { usd = 0 }" ""
 check_zero_cap "$CASE"
-[ "$(jqr '.budget_usd')" = 0 ] || fail "$CASE: budget_usd $(jqr .budget_usd)"
-jqr '.tasks[] | select(.name == "paid") | .reason' | grep -qF 'run cap ($0;' ||
-  fail "$CASE: reason $(jqr '.tasks[] | select(.name == "paid") | .reason')"
+budget_is 0
+paid_reason_has 'run cap ($0;'
 pass "$CASE: nothing paid was sent, free work ran, the paid task ended budget, exit 3"
 
 run_case "task budget = 0" "" ", budget = 0"
 check_zero_cap "$CASE"
-[ "$(jqr '.budget_usd')" = null ] || fail "$CASE: budget_usd $(jqr .budget_usd)"
-jqr '.tasks[] | select(.name == "paid") | .reason' | grep -qF "task's cap (\$0;" ||
-  fail "$CASE: reason $(jqr '.tasks[] | select(.name == "paid") | .reason')"
+budget_is null
+paid_reason_has "task's cap (\$0;"
 pass "$CASE: nothing paid was sent, budget_usd is null (no run cap), exit 3"
 
 run_case "--budget 0" "" "" --budget 0
 check_zero_cap "$CASE"
-[ "$(jqr '.budget_usd')" = 0 ] || fail "$CASE: budget_usd $(jqr .budget_usd)"
+budget_is 0
 pass "$CASE: nothing paid was sent, budget_usd is 0, exit 3"
 
 run_case "--budget 0 over a workflow's cap" ", budget = { usd = 5 }" "" --budget 0
@@ -83,16 +88,15 @@ pass "$CASE: the option's cap of 0 wins"
 
 run_case "monthly_usd = 0" ", budget = { monthly_usd = 0 }" ""
 check_zero_cap "$CASE"
-[ "$(jqr '.budget_usd')" = null ] || fail "$CASE: budget_usd $(jqr .budget_usd)"
-jqr '.tasks[] | select(.name == "paid") | .reason' | grep -qF 'monthly cap ($0; $0 spent this month)' ||
-  fail "$CASE: reason $(jqr '.tasks[] | select(.name == "paid") | .reason')"
+budget_is null
+paid_reason_has 'monthly cap ($0; $0 spent this month)'
 pass "$CASE: a monthly cap of 0 lets only free work run"
 
 run_case "--budget 1 over a workflow's cap of 0" ", budget = { usd = 0 }" "" --budget 1
 expect_rc 0 "$CASE"
 [ "$(paid_requests)" -ge 1 ] && [ "$(jqr '.tasks[] | select(.name == "paid") | .status')" = ok ] ||
   fail "$CASE: $(paid_requests) paid requests, paid task $(jqr '.tasks[] | select(.name == "paid") | .status')"
-[ "$(jqr '.budget_usd')" = 1 ] || fail "$CASE: budget_usd $(jqr .budget_usd)"
+budget_is 1
 pass "$CASE: the option's cap wins"
 
 run_case "no cap" "" ""

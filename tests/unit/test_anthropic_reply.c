@@ -33,22 +33,9 @@ static void test_non_stream(void **state)
 {
     (void)state;
     fr_call c = make_call(false);
-    size_t len = strlen(MESSAGE);
-    for (size_t i = 0; i <= len; i += 7) {
-        size_t cut[1] = {i};
-        fr_reply r;
-        fr_error err;
-        assert_int_equal(run(&c, 200, MESSAGE, len, cut, 1, &r, &err, NULL), FR_OK);
-        assert_string_equal(r.text, "Line one\nLine two");
-        assert_string_equal(r.finish_reason, "max_tokens");
-        assert_string_equal(r.model, "claude-haiku-4-5-20251001");
-        assert_int_equal(r.usage.input, 36);
-        assert_int_equal(r.usage.output, 8);
-        assert_int_equal(r.usage.cached, 16);
-        assert_false(r.usage.estimated);
-        assert_null(r.json);
-        fr_reply_close(&r);
-    }
+    adapter_want want = {
+        "Line one\nLine two", "max_tokens", "claude-haiku-4-5-20251001", 36, 8, 16, false};
+    adapter_check_whole(ADAPTER_UNDER_TEST, &c, MESSAGE, &want);
 }
 
 static void test_non_stream_tool_use(void **state)

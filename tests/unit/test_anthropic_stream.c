@@ -43,15 +43,10 @@ static const char *const STREAM =
 
 static void check_stream_reply(const fr_reply *r)
 {
-    assert_string_equal(r->text, TEXT);
-    assert_string_equal(r->finish_reason, "end_turn");
-    assert_string_equal(r->model, "claude-sonnet-4-5-20250929");
     /* Anthropic's input_tokens excludes the cache: every prompt token
      * counts as input, the cache reads also as cached. */
-    assert_int_equal(r->usage.input, 25 + 100 + 2000);
-    assert_int_equal(r->usage.cached, 2000);
-    assert_int_equal(r->usage.output, 15);
-    assert_false(r->usage.estimated);
+    adapter_check_reply(r, &(adapter_want){TEXT, "end_turn", "claude-sonnet-4-5-20250929",
+                                           25 + 100 + 2000, 15, 2000, false});
     assert_null(r->json);
 }
 
@@ -108,11 +103,10 @@ static void test_stream_without_usage_is_estimated(void **state)
     fr_reply r;
     fr_error err;
     assert_int_equal(run_whole(&c, 200, s, &r, &err, NULL), FR_OK);
-    assert_string_equal(r.text, "A reply of some length.");
-    assert_true(r.usage.estimated);
-    assert_int_equal(r.usage.input, fr_estimate_tokens(c.system) + fr_estimate_tokens(c.prompt));
-    assert_int_equal(r.usage.output, fr_estimate_tokens("A reply of some length."));
-    assert_int_equal(r.usage.cached, 0);
+    adapter_check_reply(&r,
+                        &(adapter_want){"A reply of some length.", NULL, NULL,
+                                        fr_estimate_tokens(c.system) + fr_estimate_tokens(c.prompt),
+                                        fr_estimate_tokens("A reply of some length."), 0, true});
     fr_reply_close(&r);
 
     /* Usage only in message_delta, without cache fields: read as is. */
@@ -120,11 +114,7 @@ static void test_stream_without_usage_is_estimated(void **state)
         MESSAGE_DELTA("max_tokens", ",\"usage\":{\"input_tokens\":7,\"output_tokens\":3}")
             MESSAGE_STOP;
     assert_int_equal(run_whole(&c, 200, s, &r, &err, NULL), FR_OK);
-    assert_string_equal(r.finish_reason, "max_tokens");
-    assert_int_equal(r.usage.input, 7);
-    assert_int_equal(r.usage.output, 3);
-    assert_int_equal(r.usage.cached, 0);
-    assert_false(r.usage.estimated);
+    adapter_check_reply(&r, &(adapter_want){NULL, "max_tokens", NULL, 7, 3, 0, false});
     fr_reply_close(&r);
 }
 
@@ -311,12 +301,7 @@ static void test_stream_answered_as_json(void **state)
                     "\"text\":\"plain\"}],\"stop_reason\":\"end_turn\","
                     "\"usage\":{\"input_tokens\":3,\"output_tokens\":1}}";
     fr_call c = make_call(true);
-    fr_reply r;
-    fr_error err;
-    assert_int_equal(run_whole(&c, 200, s, &r, &err, NULL), FR_OK);
-    assert_string_equal(r.text, "plain");
-    assert_int_equal(r.usage.output, 1);
-    fr_reply_close(&r);
+    adapter_check_stream_answered_whole(ADAPTER_UNDER_TEST, &c, s);
 }
 
 /* Streaming: structured output */

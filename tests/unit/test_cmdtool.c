@@ -17,7 +17,6 @@
 #include "engine/util/err.h"
 #include "engine/util/mem.h"
 
-#include <dirent.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -29,6 +28,8 @@
 #include <unistd.h>
 
 #include "tests/unit/support/loop_harness.h"
+#include "tests/unit/support/proc_table.h"
+#include "tests/unit/support/tmpdir.h"
 
 #define WAIT_S 10.0
 
@@ -86,39 +87,19 @@ static bool exists(const fx *f, const char *name)
     return stat(path, &st) == 0;
 }
 
+/* Whether a command line (its argv items NUL-separated) holds `ud`. */
+static bool cmdline_has(char *line, size_t len, void *ud)
+{
+    for (size_t i = 0; i < len; i++)
+        if (line[i] == '\0')
+            line[i] = ' ';
+    return strstr(line, ud) != NULL;
+}
+
 /* How many processes have `needle` in their command line. */
 static int processes_with(const char *needle)
 {
-    int n = 0;
-    DIR *d = opendir("/proc");
-    assert_non_null(d);
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        char path[300], line[4096];
-        if (strtol(e->d_name, NULL, 10) <= 0)
-            continue;
-        snprintf(path, sizeof path, "/proc/%s/cmdline", e->d_name);
-        FILE *fp = fopen(path, "r");
-        if (!fp)
-            continue;
-        size_t len = fread(line, 1, sizeof line - 1, fp);
-        fclose(fp);
-        for (size_t i = 0; i < len; i++)
-            if (line[i] == '\0')
-                line[i] = ' ';
-        line[len] = '\0';
-        if (strstr(line, needle))
-            n++;
-    }
-    closedir(d);
-    return n;
-}
-
-static void remove_tree(const char *dir)
-{
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    assert_int_equal(system(cmd), 0);
+    return proc_count("cmdline", cmdline_has, (void *)needle);
 }
 
 static int setup(void **state)
@@ -139,7 +120,7 @@ static int teardown(void **state)
     fx *f = *state;
     loop_drain_close(&f->loop, WAIT_S);
     fr_tool_result_close(&f->r);
-    remove_tree(f->dir);
+    assert_true(tmpdir_remove(f->dir));
     free(f);
     return 0;
 }

@@ -393,32 +393,15 @@ static void test_bytecode_refused(void **state)
 /* Every memory budget either loads the workflow or fails cleanly with
  * FR_ELIMIT: Lua errors raised at any allocation inside the declaration
  * functions leak nothing (run under ASan or valgrind). */
+static void three_tasks(const fr_workflow *wf)
+{
+    assert_int_equal(wf->ntasks, 3);
+}
+
 static void test_memory_budget_sweep(void **state)
 {
     (void)state;
-    long refs0 = fr_sandbox_live_refs();
-    int ok = 0, limited = 0;
-    for (size_t mem = 8 << 10; mem <= 512 << 10; mem += 3 << 10) {
-        fr_lua_limits lim = {.mem_bytes = mem};
-        fr_load_opts o = {.limits = &lim};
-        fr_workflow *wf = NULL;
-        fr_error err = {0};
-        int rc = fr_workflow_load(FIX "/good_full.lua", &o, &wf, &err);
-        if (rc == FR_OK) {
-            ok++;
-            assert_int_equal(wf->ntasks, 3);
-        } else {
-            if (rc != FR_ELIMIT)
-                print_error("mem=%zu: %s %s\n", mem, fr_err_name(rc), err.msg);
-            assert_int_equal(rc, FR_ELIMIT);
-            assert_null(wf);
-            limited++;
-        }
-        fr_workflow_free(wf);
-        assert_int_equal(fr_sandbox_live_refs(), refs0);
-    }
-    assert_true(ok > 0);
-    assert_true(limited > 0);
+    dsl_memory_sweep(FIX "/good_full.lua", 8 << 10, 512 << 10, 3 << 10, three_tasks);
 }
 
 int main(void)

@@ -656,34 +656,17 @@ static void test_call_tool_memory(void **state)
 
 /* Every memory budget either loads a workflow with tools or fails cleanly
  * with FR_ELIMIT, leaking nothing (run under valgrind). */
+static void twelve_tools(const fr_workflow *wf)
+{
+    assert_int_equal(wf->ntools, 12);
+}
+
 static void test_memory_budget_sweep(void **state)
 {
     (void)state;
-    long refs0 = fr_sandbox_live_refs();
     char *path = write_wf(tools_wf);
-    int ok = 0, limited = 0;
-    for (size_t mem = 8 << 10; mem <= 320 << 10; mem += 4 << 10) {
-        fr_lua_limits lim = {.mem_bytes = mem};
-        fr_load_opts o = {.limits = &lim};
-        fr_workflow *wf = NULL;
-        fr_error err = {0};
-        int rc = fr_workflow_load(path, &o, &wf, &err);
-        if (rc == FR_OK) {
-            ok++;
-            assert_int_equal(wf->ntools, 12);
-        } else {
-            if (rc != FR_ELIMIT)
-                print_error("mem=%zu: %s %s\n", mem, fr_err_name(rc), err.msg);
-            assert_int_equal(rc, FR_ELIMIT);
-            assert_null(wf);
-            limited++;
-        }
-        fr_workflow_free(wf);
-        assert_int_equal(fr_sandbox_live_refs(), refs0);
-    }
+    dsl_memory_sweep(path, 8 << 10, 320 << 10, 4 << 10, twelve_tools);
     free(path);
-    assert_true(ok > 0);
-    assert_true(limited > 0);
 }
 
 int main(void)

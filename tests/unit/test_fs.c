@@ -13,6 +13,7 @@
 
 #include "engine/util/err.h"
 #include "engine/util/fs.h"
+#include "tests/unit/support/tmpdir.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -43,11 +44,9 @@ static int teardown(void **state)
 {
     fx *f = *state;
     umask(f->umask_was);
-    char cmd[PATH_MAX + 16];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
-    int rc = system(cmd);
+    bool removed = tmpdir_remove(f->dir);
     free(f);
-    return rc == 0 ? 0 : -1;
+    return removed ? 0 : -1;
 }
 
 /* Writes "<dir>/<name>" into `out` (PATH_MAX bytes). */

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "tests/unit/support/loop_harness.h"
+#include "tests/unit/support/tmpdir.h"
 
 #define WAIT_S 20.0
 
@@ -110,9 +111,7 @@ static int teardown(void **state)
     uv_close((uv_handle_t *)&f->tick, NULL);
     loop_drain_close(&f->loop, WAIT_S);
     json_decref(f->sent);
-    char *cmd = fr_xasprintf("rm -rf %s", f->dir);
-    assert_int_equal(system(cmd), 0);
-    free(cmd);
+    assert_true(tmpdir_remove(f->dir));
     free(f);
     return 0;
 }
@@ -423,8 +422,7 @@ static void test_cancel_stops_the_child(void **state)
             "\"requestId\":8,\"reason\":\"user\"}}");
     LOOP_RUN_UNTIL(&f->loop, !pid_alive(pid), WAIT_S);
     /* A few more turns: no response comes for a cancelled request. */
-    for (int i = 0; i < 20; i++)
-        uv_run(&f->loop, UV_RUN_NOWAIT);
+    loop_spin(&f->loop, 20);
     assert_int_equal(json_array_size(f->sent), before);
     free(pidfile);
 }
@@ -455,13 +453,11 @@ static void test_drop_tag_stops_its_call(void **state)
     int pid = start_slow(f, &tag_a);
     size_t before = json_array_size(f->sent);
     fr_mcpd_peer_drop(f->p, &tag_b); /* another tag: nothing happens */
-    for (int i = 0; i < 20; i++)
-        uv_run(&f->loop, UV_RUN_NOWAIT);
+    loop_spin(&f->loop, 20);
     assert_true(pid_alive(pid));
     fr_mcpd_peer_drop(f->p, &tag_a);
     LOOP_RUN_UNTIL(&f->loop, !pid_alive(pid), WAIT_S);
-    for (int i = 0; i < 20; i++)
-        uv_run(&f->loop, UV_RUN_NOWAIT);
+    loop_spin(&f->loop, 20);
     assert_int_equal(json_array_size(f->sent), before);
     feed(f, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/list\",\"params\":{" META_2026 "}}");
     assert_tools_listed(f);

@@ -9,6 +9,7 @@
 #include "engine/mcpd/mcpd.h"
 
 #include "tests/unit/support/sim_client.h"
+#include "tests/unit/support/tmpdir.h"
 
 #include <unistd.h>
 
@@ -56,9 +57,7 @@ static void server_stop(server *s)
     loop_run_until(&s->fx->loop, is_true, &core_done, GUARD_S, "the core shut down");
     fr_mcpd_free(s->d);
     fixture_free(s->fx); /* fails on a handle left open */
-    char cmd[96];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", s->dir);
-    assert_int_equal(system(cmd), 0);
+    assert_true(tmpdir_remove(s->dir));
     free(s);
 }
 
@@ -109,6 +108,18 @@ static json_int_t error_code(const response *r)
     json_int_t code = json_integer_value(json_object_get(json_object_get(doc, "error"), "code"));
     json_decref(doc);
     return code;
+}
+
+/* Posts `body` with the `extra` headers (both borrowed) and checks the
+ * refusal: HTTP `status` with JSON-RPC error `code`. */
+static void expect_refused(server *s, const char *extra, const char *body, int status,
+                           json_int_t code)
+{
+    response r;
+    post(s, extra, body, &r);
+    assert_int_equal(r.status, status);
+    assert_int_equal(error_code(&r), code);
+    response_free(&r);
 }
 
 static size_t tool_count(const response *r)
@@ -264,42 +275,30 @@ static void test_stateless_headers(void **state)
     assert_int_equal(tool_count(&r), 5);
     response_free(&r);
 
-    post(s, "MCP-Protocol-Version: 2026-07-28\r\nMcp-Method: tools/call\r\n", body, &r);
-    assert_int_equal(r.status, 400);
-    assert_int_equal(error_code(&r), -32020);
-    response_free(&r);
-    post(s, "MCP-Protocol-Version: 2026-07-28\r\n", body, &r); /* no Mcp-Method */
-    assert_int_equal(r.status, 400);
-    assert_int_equal(error_code(&r), -32020);
-    response_free(&r);
-    post(s, "MCP-Protocol-Version: 2025-11-25\r\nMcp-Method: tools/list\r\n", body, &r);
-    assert_int_equal(r.status, 400);
-    assert_int_equal(error_code(&r), -32020);
-    response_free(&r);
+    expect_refused(s, "MCP-Protocol-Version: 2026-07-28\r\nMcp-Method: tools/call\r\n", body, 400,
+                   -32020);
+    expect_refused(s, "MCP-Protocol-Version: 2026-07-28\r\n", body, 400,
+                   -32020); /* no Mcp-Method */
+    expect_refused(s, "MCP-Protocol-Version: 2025-11-25\r\nMcp-Method: tools/list\r\n", body, 400,
+                   -32020);
 
     static const char call[] =
         "{\"jsonrpc\":\"2.0\",\"id\":8,\"method\":\"tools/call\",\"params\":{\"name\":\"spend\","
         "\"arguments\":{},\"_meta\":{\"io.modelcontextprotocol/protocolVersion\":"
         "\"2026-07-28\",\"io.modelcontextprotocol/clientCapabilities\":{}}}}";
-    post(s, "MCP-Protocol-Version: 2026-07-28\r\nMcp-Method: tools/call\r\nMcp-Name: run_task\r\n",
-         call, &r);
-    assert_int_equal(r.status, 400);
-    assert_int_equal(error_code(&r), -32020);
-    response_free(&r);
+    expect_refused(
+        s, "MCP-Protocol-Version: 2026-07-28\r\nMcp-Method: tools/call\r\nMcp-Name: run_task\r\n",
+        call, 400, -32020);
 
     /* a request without its _meta is invalid params; an unknown method 404 */
-    post(s, "MCP-Protocol-Version: 2026-07-28\r\nMcp-Method: tools/list\r\n", LIST, &r);
-    assert_int_equal(r.status, 400);
-    assert_int_equal(error_code(&r), -32602);
-    response_free(&r);
+    expect_refused(s, "MCP-Protocol-Version: 2026-07-28\r\nMcp-Method: tools/list\r\n", LIST, 400,
+                   -32602);
     static const char nosuch[] =
         "{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"no/such\",\"params\":{\"_meta\":{"
         "\"io.modelcontextprotocol/protocolVersion\":\"2026-07-28\","
         "\"io.modelcontextprotocol/clientCapabilities\":{}}}}";
-    post(s, "MCP-Protocol-Version: 2026-07-28\r\nMcp-Method: no/such\r\n", nosuch, &r);
-    assert_int_equal(r.status, 404);
-    assert_int_equal(error_code(&r), -32601);
-    response_free(&r);
+    expect_refused(s, "MCP-Protocol-Version: 2026-07-28\r\nMcp-Method: no/such\r\n", nosuch, 404,
+                   -32601);
 
     assert_serves(s);
     server_stop(s);
@@ -343,10 +342,7 @@ static void test_malformed_requests(void **state)
     response_free(&r);
     fr_buf_close(&big);
 
-    post(s, "", "{not json", &r);
-    assert_int_equal(r.status, 400);
-    assert_int_equal(error_code(&r), -32700);
-    response_free(&r);
+    expect_refused(s, "", "{not json", 400, -32700);
     raw(s, "POST /elsewhere HTTP/1.1\r\nContent-Length: 0\r\n\r\n", &r);
     assert_int_equal(r.status, 404);
     response_free(&r);

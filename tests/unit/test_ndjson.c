@@ -18,11 +18,7 @@
 
 /* Lines are logged as records ending in "\x1e", so a whole run compares as
  * one string. */
-typedef struct rec {
-    fr_buf log;
-    int count;
-    int fail_at; /* return FR_EPROTO from this line (1-based); 0 = never */
-} rec;
+typedef split_log rec;
 
 static int on_line(void *ud, const char *line, size_t len)
 {
@@ -33,12 +29,6 @@ static int on_line(void *ud, const char *line, size_t len)
     fr_buf_append(&r->log, line, len);
     fr_buf_puts(&r->log, "\x1e");
     return r->count == r->fail_at ? FR_EPROTO : FR_OK;
-}
-
-static void rec_init(rec *r)
-{
-    memset(r, 0, sizeof *r);
-    fr_buf_init(&r->log, 0);
 }
 
 /* Written with "\n"; the variants swap in CRLF. It holds blank lines (empty
@@ -70,7 +60,7 @@ static void run_split(void *ud, const char *s, const size_t *cuts, size_t ncuts)
 {
     (void)ud;
     rec r;
-    rec_init(&r);
+    split_log_init(&r);
     fr_ndjson j;
     fr_ndjson_init(&j, 0, on_line, &r);
     split_pieces(s, strlen(s), cuts, ncuts, feed_piece, &j);
@@ -107,9 +97,7 @@ static void test_byte_by_byte(void **state)
 static void test_split_twice_crlf(void **state)
 {
     (void)state;
-    char *s = split_with_eol(STREAM, "\r\n");
-    split_every_pair(s, run_split, NULL);
-    free(s);
+    split_every_pair_eol(STREAM, "\r\n", run_split, NULL);
 }
 
 /* Line endings may change from line to line; only the one CR right before
@@ -120,7 +108,7 @@ static void test_mixed_line_endings(void **state)
     const char *s = "a\r\nb\nc\r\r\n\r\nd\n";
     for (size_t i = 0; i <= strlen(s); i++) {
         rec r;
-        rec_init(&r);
+        split_log_init(&r);
         fr_ndjson j;
         fr_ndjson_init(&j, 0, on_line, &r);
         assert_int_equal(fr_ndjson_feed(&j, s, i), FR_OK);
@@ -138,7 +126,7 @@ static void test_pending_and_flush(void **state)
 {
     (void)state;
     rec r;
-    rec_init(&r);
+    split_log_init(&r);
     fr_ndjson j;
     fr_ndjson_init(&j, 0, on_line, &r);
     assert_false(fr_ndjson_pending(&j));
@@ -185,7 +173,7 @@ static int feed_capped(const char *s, size_t cap, int *lines)
     *lines = -1;
     for (size_t step = 0; step <= len + 1; step++) {
         rec r;
-        rec_init(&r);
+        split_log_init(&r);
         fr_ndjson j;
         fr_ndjson_init(&j, cap, on_line, &r);
         int rc = FR_OK;
@@ -258,7 +246,7 @@ static void test_oversize(void **state)
 
     /* The error is sticky. */
     rec r;
-    rec_init(&r);
+    split_log_init(&r);
     fr_ndjson j;
     fr_ndjson_init(&j, 8, on_line, &r);
     assert_int_equal(fr_ndjson_feed(&j, "0123456789", 10), FR_ETOOBIG);
@@ -275,7 +263,7 @@ static void test_callback_stops(void **state)
 {
     (void)state;
     rec r;
-    rec_init(&r);
+    split_log_init(&r);
     r.fail_at = 2;
     fr_ndjson j;
     fr_ndjson_init(&j, 0, on_line, &r);
@@ -288,7 +276,7 @@ static void test_callback_stops(void **state)
     fr_ndjson_close(&j);
     fr_buf_close(&r.log);
 
-    rec_init(&r);
+    split_log_init(&r);
     r.fail_at = 1;
     fr_ndjson_init(&j, 0, on_line, &r);
     assert_int_equal(fr_ndjson_feed(&j, "[1]", 3), FR_OK);
@@ -304,7 +292,7 @@ static void test_empty_and_reinit(void **state)
 {
     (void)state;
     rec r;
-    rec_init(&r);
+    split_log_init(&r);
     fr_ndjson j;
     fr_ndjson_init(&j, 0, on_line, &r);
     assert_int_equal(fr_ndjson_feed(&j, "", 0), FR_OK);

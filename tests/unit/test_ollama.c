@@ -228,13 +228,7 @@ static const char *const STREAM = STREAM_BODY;
 
 static void check_stream_reply(const fr_reply *r)
 {
-    assert_string_equal(r->text, TEXT);
-    assert_string_equal(r->finish_reason, "stop");
-    assert_string_equal(r->model, "qwen2.5:7b");
-    assert_int_equal(r->usage.input, 26);
-    assert_int_equal(r->usage.output, 5);
-    assert_int_equal(r->usage.cached, 0);
-    assert_false(r->usage.estimated);
+    adapter_check_reply(r, &(adapter_want){TEXT, "stop", "qwen2.5:7b", 26, 5, 0, false});
     assert_null(r->json);
 }
 
@@ -545,12 +539,8 @@ static const char *const REPLY =
 
 static void check_reply(const fr_reply *r)
 {
-    assert_string_equal(r->text, "Line one\nLine two");
-    assert_string_equal(r->finish_reason, "length");
-    assert_string_equal(r->model, "llama3.2:3b");
-    assert_int_equal(r->usage.input, 20);
-    assert_int_equal(r->usage.output, 8);
-    assert_false(r->usage.estimated);
+    adapter_check_reply(
+        r, &(adapter_want){"Line one\nLine two", "length", "llama3.2:3b", 20, 8, 0, false});
 }
 
 static void test_non_stream(void **state)

@@ -35,21 +35,9 @@ static void test_non_stream(void **state)
 {
     (void)state;
     fr_call c = make_call(false);
-    size_t len = strlen(COMPLETION);
-    for (size_t i = 0; i <= len; i += 7) {
-        size_t cut[1] = {i};
-        fr_reply r;
-        fr_error err;
-        assert_int_equal(run(&c, 200, COMPLETION, len, cut, 1, &r, &err, NULL), FR_OK);
-        assert_string_equal(r.text, "Line one\nLine two");
-        assert_string_equal(r.finish_reason, "length");
-        assert_string_equal(r.model, "deepseek/deepseek-chat");
-        assert_int_equal(r.usage.input, 20);
-        assert_int_equal(r.usage.output, 8);
-        assert_int_equal(r.usage.cached, 16);
-        assert_false(r.usage.estimated);
-        fr_reply_close(&r);
-    }
+    adapter_want want = {
+        "Line one\nLine two", "length", "deepseek/deepseek-chat", 20, 8, 16, false};
+    adapter_check_whole(ADAPTER_UNDER_TEST, &c, COMPLETION, &want);
 }
 
 static void test_non_stream_edge_cases(void **state)

@@ -51,13 +51,7 @@ static const char *const STREAM =
 
 static void check_stream_reply(const fr_reply *r)
 {
-    assert_string_equal(r->text, TEXT);
-    assert_string_equal(r->finish_reason, "stop");
-    assert_string_equal(r->model, "qwen2.5-coder-7b");
-    assert_int_equal(r->usage.input, 12);
-    assert_int_equal(r->usage.output, 5);
-    assert_int_equal(r->usage.cached, 3);
-    assert_false(r->usage.estimated);
+    adapter_check_reply(r, &(adapter_want){TEXT, "stop", "qwen2.5-coder-7b", 12, 5, 3, false});
     assert_null(r->json);
 }
 
@@ -84,13 +78,7 @@ static void test_stream_usage_on_chunk_with_choices(void **state)
     fr_reply r;
     fr_error err;
     assert_int_equal(run_whole(&c, 200, s, &r, &err, NULL), FR_OK);
-    assert_string_equal(r.text, "Hi!");
-    assert_string_equal(r.finish_reason, "length");
-    assert_string_equal(r.model, "m");
-    assert_int_equal(r.usage.input, 40);
-    assert_int_equal(r.usage.output, 2);
-    assert_int_equal(r.usage.cached, 0);
-    assert_false(r.usage.estimated);
+    adapter_check_reply(&r, &(adapter_want){"Hi!", "length", "m", 40, 2, 0, false});
     fr_reply_close(&r);
 }
 
@@ -221,12 +209,7 @@ static void test_stream_answered_as_json(void **state)
                     "\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":3,"
                     "\"completion_tokens\":1}}";
     fr_call c = make_call(true);
-    fr_reply r;
-    fr_error err;
-    assert_int_equal(run_whole(&c, 200, s, &r, &err, NULL), FR_OK);
-    assert_string_equal(r.text, "plain");
-    assert_int_equal(r.usage.output, 1);
-    fr_reply_close(&r);
+    adapter_check_stream_answered_whole(ADAPTER_UNDER_TEST, &c, s);
 }
 
 /* Keep-alive comments are not content: only events move the progress the

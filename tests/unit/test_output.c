@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "tests/unit/support/loop_harness.h"
+#include "tests/unit/support/tmpdir.h"
 
 #define WAIT_LIMIT_S 5.0
 
@@ -72,9 +73,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fx *f = *state;
-    char cmd[2 * PATH_MAX + 32];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s' '%s'", f->root, f->outside);
-    assert_int_equal(system(cmd), 0);
+    assert_true(tmpdir_remove(f->root));
+    assert_true(tmpdir_remove(f->outside));
     free(f);
     return 0;
 }

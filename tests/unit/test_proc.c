@@ -19,7 +19,6 @@
 #include "engine/util/err.h"
 #include "engine/util/mem.h"
 
-#include <dirent.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -30,6 +29,7 @@
 #include <unistd.h>
 
 #include "tests/unit/support/loop_harness.h"
+#include "tests/unit/support/proc_table.h"
 
 #define WAIT_S  10.0
 #define NMANY   20
@@ -94,32 +94,20 @@ static void run_to_end(uv_loop_t *loop, run *r, const fr_proc_opts *o)
     r->p = NULL;
 }
 
+/* Whether a /proc/PID/stat line names process group *(int *)ud. */
+static bool in_group(char *line, size_t len, void *ud)
+{
+    (void)len;
+    const char *rest = strrchr(line, ')');
+    char state;
+    long ppid, pgrp;
+    return rest && sscanf(rest + 1, " %c %ld %ld", &state, &ppid, &pgrp) == 3 && pgrp == *(int *)ud;
+}
+
 /* How many processes have process group `pgid`. */
 static int group_members(int pgid)
 {
-    int n = 0;
-    DIR *d = opendir("/proc");
-    assert_non_null(d);
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        char path[300], line[1024];
-        if (strtol(e->d_name, NULL, 10) <= 0)
-            continue;
-        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
-        FILE *f = fopen(path, "r");
-        if (!f)
-            continue;
-        size_t len = fread(line, 1, sizeof line - 1, f);
-        fclose(f);
-        line[len] = '\0';
-        const char *rest = strrchr(line, ')');
-        char state;
-        long ppid, pgrp;
-        if (rest && sscanf(rest + 1, " %c %ld %ld", &state, &ppid, &pgrp) == 3 && pgrp == pgid)
-            n++;
-    }
-    closedir(d);
-    return n;
+    return proc_count("stat", in_group, &pgid);
 }
 
 static int setup(void **state)

@@ -28,6 +28,8 @@
 
 #include <cmocka.h>
 
+#include "tests/unit/support/loop_harness.h"
+
 /* Version 1 routes to the first candidate; the others say who they are. */
 #define V1        "return { route = function(t, c) return c[1] end }\n"
 #define GOOD(n)   "return { route = function(t, c) return '" n "' end }\n"
@@ -43,8 +45,6 @@
 
 typedef struct fx {
     uv_loop_t loop;
-    uv_timer_t watchdog;
-    bool timed_out;
     char dir[PATH_MAX];
     char path[PATH_MAX + 16];
     fr_reload *slot;
@@ -85,21 +85,23 @@ static void write_str(const char *path, const char *s)
     assert_int_equal(fclose(fp), 0);
 }
 
-static void on_watchdog(uv_timer_t *t)
+/* The reload log and the count it must reach (loop_cond_fn). */
+typedef struct log_wait {
+    fx *f;
+    size_t n;
+} log_wait;
+
+static bool log_has(void *ud)
 {
-    fx *f = t->data;
-    f->timed_out = true;
+    log_wait *w = ud;
+    return json_array_size(fr_reload_log(w->f->slot)) >= w->n;
 }
 
 /* Runs the loop until the reload log holds `n` entries; fails after 5 s. */
 static void run_until_log(fx *f, size_t n)
 {
-    f->timed_out = false;
-    uv_timer_start(&f->watchdog, on_watchdog, 5000, 0);
-    while (json_array_size(fr_reload_log(f->slot)) < n && !f->timed_out)
-        uv_run(&f->loop, UV_RUN_ONCE);
-    uv_timer_stop(&f->watchdog);
-    if (f->timed_out)
+    log_wait w = {f, n};
+    if (!loop_wait_for(&f->loop, log_has, &w, 5))
         fail_msg("the reload log has %zu entries, not %zu, after 5 s",
                  json_array_size(fr_reload_log(f->slot)), n);
 }
@@ -193,8 +195,6 @@ static int setup(void **state)
     fx *f = fr_xcalloc(1, sizeof *f);
     if (uv_loop_init(&f->loop) != 0)
         return -1;
-    uv_timer_init(&f->loop, &f->watchdog);
-    f->watchdog.data = f;
     const char *tmp = getenv("TMPDIR");
     snprintf(f->dir, sizeof f->dir, "%s/flowrun-reload-XXXXXX", tmp && *tmp ? tmp : "/tmp");
     if (!mkdtemp(f->dir))
@@ -216,11 +216,8 @@ static int teardown(void **state)
 {
     fx *f = *state;
     fr_reload_free(f->slot);
-    uv_close((uv_handle_t *)&f->watchdog, NULL);
-    alarm(10); /* a handle left active would hang uv_run */
-    int rc = uv_run(&f->loop, UV_RUN_DEFAULT);
-    alarm(0);
-    int closed = uv_loop_close(&f->loop);
+    char why[384];
+    bool closed = loop_drain(&f->loop, 10, why, sizeof why);
     fr_log_set_stream(stderr);
     fr_log_set_level(FR_LOG_WARN);
     fclose(f->log);
@@ -228,8 +225,8 @@ static int teardown(void **state)
     rmdir(f->dir);
     long refs = fr_sandbox_live_refs() - f->refs0;
     free(f);
-    assert_int_equal(rc, 0);
-    assert_int_equal(closed, 0);
+    if (!closed)
+        fail_msg("%s", why); /* a handle left open, or the loop still busy */
     assert_int_equal(refs, 0);
     return 0;
 }
@@ -312,10 +309,8 @@ static void test_stop_ends_the_watch(void **state)
     fr_reload_stop(f->slot);
     fr_reload_stop(f->slot);
     write_str(f->path, GOOD("second"));
-    alarm(10);
     /* Nothing is active: a watch still open would keep the loop (and alarm). */
-    assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0);
-    alarm(0);
+    assert_int_equal(loop_run_to_end(&f->loop, 10), 0);
     assert_int_equal(json_array_size(fr_reload_log(f->slot)), 0);
     assert_int_equal(fr_reload_versions(f->slot), 1);
     expect_choice(f, "first");
@@ -331,7 +326,6 @@ static void test_builtins_are_never_watched(void **state)
     f->slot = new_slot(f, path);
     free(path);
     assert_int_equal(fr_reload_watch(f->slot, &f->loop, NULL), FR_OK);
-    uv_unref((uv_handle_t *)&f->watchdog);
     assert_false(uv_loop_alive(&f->loop));
     assert_string_equal(fr_policy_name(fr_reload_live(f->slot)), "balanced");
 }

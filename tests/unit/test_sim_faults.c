@@ -166,8 +166,7 @@ static void test_fault_hang(void **state)
     client_send(c, "POST", "/api/chat", "", body);
     flight_wait w = {fx->sim, "hang", 1};
     RUN_UNTIL(fx, in_flight_is, &w);
-    for (int i = 0; i < 5; i++) /* nothing comes back */
-        uv_run(&fx->loop, UV_RUN_NOWAIT);
+    loop_spin(&fx->loop, 5); /* nothing comes back */
     assert_int_equal(c->in.len, 0);
     assert_false(c->eof);
     /* The client gives up: its slot comes back. */

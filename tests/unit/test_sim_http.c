@@ -22,15 +22,7 @@ static char *chat_body(const char *model, const char *content, const char *extra
 {
     json_t *doc = json_pack("{s:s,s:[{s:s,s:s},{s:s,s:s}]}", "model", model, "messages", "role",
                             "system", "content", "Be brief.", "role", "user", "content", content);
-    if (extra) {
-        json_t *more = json_loads(extra, 0, NULL);
-        assert_non_null(more);
-        json_object_update(doc, more);
-        json_decref(more);
-    }
-    char *text = json_dumps(doc, JSON_COMPACT);
-    json_decref(doc);
-    return text;
+    return body_with(doc, extra);
 }
 
 /* Posts a non-streaming chat request; returns the parsed body (owned). */

@@ -18,11 +18,7 @@
 
 /* Events are logged as "name|id|data" records separated by "\x1e", so a
  * whole run compares as one string. */
-typedef struct rec {
-    fr_buf log;
-    int count;
-    int fail_at; /* return FR_EPROTO from this event (1-based); 0 = never */
-} rec;
+typedef split_log rec;
 
 static int on_event(void *ud, const fr_sse_event *ev)
 {
@@ -31,12 +27,6 @@ static int on_event(void *ud, const fr_sse_event *ev)
     assert_int_equal(strlen(ev->data), ev->data_len);
     fr_buf_printf(&r->log, "%s|%s|%s\x1e", ev->event, ev->id, ev->data);
     return r->count == r->fail_at ? FR_EPROTO : FR_OK;
-}
-
-static void rec_init(rec *r)
-{
-    memset(r, 0, sizeof *r);
-    fr_buf_init(&r->log, 0);
 }
 
 /* The stream every split test uses, written with "\n"; the variants swap
@@ -86,7 +76,7 @@ static void run_split(void *ud, const char *s, const size_t *cuts, size_t ncuts)
 {
     (void)ud;
     rec r;
-    rec_init(&r);
+    split_log_init(&r);
     fr_sse sse;
     fr_sse_init(&sse, 0, on_event, &r);
     split_pieces(s, strlen(s), cuts, ncuts, feed_piece, &sse);
@@ -129,9 +119,7 @@ static void test_byte_by_byte(void **state)
 static void test_split_twice_crlf(void **state)
 {
     (void)state;
-    char *s = split_with_eol(STREAM, "\r\n");
-    split_every_pair(s, run_split, NULL);
-    free(s);
+    split_every_pair_eol(STREAM, "\r\n", run_split, NULL);
 }
 
 /* Line endings may change from line to line; CR CR is two lines. */
@@ -143,7 +131,7 @@ static void test_mixed_line_endings(void **state)
                     "data: d\r\n\n";
     for (size_t i = 0; i <= strlen(s); i++) {
         rec r;
-        rec_init(&r);
+        split_log_init(&r);
         fr_sse sse;
         fr_sse_init(&sse, 0, on_event, &r);
         assert_int_equal(fr_sse_feed(&sse, s, i), FR_OK);
@@ -166,7 +154,7 @@ static void test_bom(void **state)
                     "data: two\n\n";
     for (size_t i = 0; i <= strlen(s); i++) {
         rec r;
-        rec_init(&r);
+        split_log_init(&r);
         fr_sse sse;
         fr_sse_init(&sse, 0, on_event, &r);
         fr_sse_feed(&sse, s, i);
@@ -182,7 +170,7 @@ static void test_fields(void **state)
 {
     (void)state;
     rec r;
-    rec_init(&r);
+    split_log_init(&r);
     fr_sse sse;
     fr_sse_init(&sse, 0, on_event, &r);
     const char *s = "data\n\n"           /* empty data still dispatches */
@@ -214,7 +202,7 @@ static void test_event_name_with_nul(void **state)
 {
     (void)state;
     rec r;
-    rec_init(&r);
+    split_log_init(&r);
     fr_sse sse;
     fr_sse_init(&sse, 0, on_event, &r);
     static const char s[] = "event: message_stop\0x\ndata: {}\n\n"
@@ -230,7 +218,7 @@ static void test_pending_and_flush(void **state)
 {
     (void)state;
     rec r;
-    rec_init(&r);
+    split_log_init(&r);
     fr_sse sse;
     fr_sse_init(&sse, 0, on_event, &r);
     assert_false(fr_sse_pending(&sse));
@@ -270,14 +258,14 @@ static int feed_capped(const char *s, size_t cap, int *events)
     int rc_whole, rc_bytes = FR_OK;
     rec r;
     fr_sse sse;
-    rec_init(&r);
+    split_log_init(&r);
     fr_sse_init(&sse, cap, on_event, &r);
     rc_whole = fr_sse_feed(&sse, s, strlen(s));
     *events = r.count;
     fr_sse_close(&sse);
     fr_buf_close(&r.log);
 
-    rec_init(&r);
+    split_log_init(&r);
     fr_sse_init(&sse, cap, on_event, &r);
     for (size_t i = 0; s[i] && rc_bytes == FR_OK; i++)
         rc_bytes = fr_sse_feed(&sse, s + i, 1);
@@ -325,7 +313,7 @@ static void test_oversize(void **state)
 
     /* The error is sticky. */
     rec r;
-    rec_init(&r);
+    split_log_init(&r);
     fr_sse sse;
     fr_sse_init(&sse, 16, on_event, &r);
     assert_int_equal(fr_sse_feed(&sse, "data: 0123456789abcdef", 22), FR_ETOOBIG);
@@ -341,7 +329,7 @@ static void test_callback_stops(void **state)
 {
     (void)state;
     rec r;
-    rec_init(&r);
+    split_log_init(&r);
     r.fail_at = 2;
     fr_sse sse;
     fr_sse_init(&sse, 0, on_event, &r);

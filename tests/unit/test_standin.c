@@ -23,6 +23,8 @@
 #include <cmocka.h>
 #include <uv.h>
 
+#include "tests/unit/support/tmpdir.h"
+
 typedef struct fixture {
     char dir[64];
     char state[96];
@@ -75,11 +77,9 @@ static int teardown(void **state)
 {
     fixture *f = *state;
     fr_workflow_free(f->wf);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
-    int rc = system(cmd);
+    bool removed = tmpdir_remove(f->dir);
     free(f);
-    return rc == 0 ? 0 : -1;
+    return removed ? 0 : -1;
 }
 
 /* What the fake stand-in was asked. */

@@ -7,6 +7,16 @@
 
 #include "tests/unit/support/store_fixture.h"
 
+/* Checks how run `run`'s lease was closed and what it spent, as
+ * "released 0.5" or "reclaimed 0.1" (both borrowed). */
+static void assert_lease_closed(const fx *f, const char *run, const char *want)
+{
+    char sql[160], buf[64];
+    snprintf(sql, sizeof sql,
+             "SELECT closed_by || ' ' || spent_usd FROM leases WHERE run_id = '%s'", run);
+    assert_string_equal(raw_text(f->path, sql, buf, sizeof buf), want);
+}
+
 /* ---- leases --------------------------------------------------------------------- */
 
 /* A booking reads its month's total, every run's, in the same transaction:
@@ -121,12 +131,7 @@ static void test_release_frees_unspent(void **state)
     assert_usd(lease(f->st, m, 2.0, 2.0, "b"), 0.4);
     assert_ok(fr_store_release(f->st, "a", &e_));
     assert_usd(lease(f->st, m, 2.0, 2.0, "b"), 1.1);
-    char buf[64];
-    assert_string_equal(raw_text(f->path,
-                                 "SELECT closed_by || ' ' || spent_usd FROM leases"
-                                 " WHERE run_id = 'a'",
-                                 buf, sizeof buf),
-                        "released 0.5");
+    assert_lease_closed(f, "a", "released 0.5");
     assert_usd(raw_num(f->path, "SELECT TOTAL(cost_usd) FROM attempts WHERE month = '2027-02'"),
                0.5);
 }
@@ -207,12 +212,7 @@ static void test_lease_of_dead_process_reclaimed(void **state)
     close(hold[1]);
     close(ready[0]);
 
-    char buf[64];
-    assert_string_equal(raw_text(f->path,
-                                 "SELECT closed_by || ' ' || spent_usd FROM leases"
-                                 " WHERE run_id = 'child'",
-                                 buf, sizeof buf),
-                        "reclaimed 0.1");
+    assert_lease_closed(f, "child", "reclaimed 0.1");
     /* What the child spent stays in the ledger. */
     assert_usd(raw_num(f->path, "SELECT TOTAL(cost_usd) FROM attempts WHERE run_id = 'child'"),
                0.1);
@@ -387,12 +387,7 @@ static void test_reclaimed_lease_keeps_in_flight(void **state)
     run_status(f->st, "victim", status, sizeof status, &cost);
     assert_string_equal(status, "crashed");
     assert_usd(cost, 0.35);
-    char buf[64];
-    assert_string_equal(raw_text(f->path,
-                                 "SELECT closed_by || ' ' || spent_usd FROM leases"
-                                 " WHERE run_id = 'victim'",
-                                 buf, sizeof buf),
-                        "reclaimed 0.35");
+    assert_lease_closed(f, "victim", "reclaimed 0.35");
 }
 
 /* Leases recorded by a holder that cannot be alive: a pid from another boot,

@@ -84,6 +84,15 @@ static fr_call tool_call(const char *base, bool stream)
 #define OLL  "http://127.0.0.1:11434"
 #define ANTH "http://127.0.0.1:8080"
 
+/* The call offering tools that `proto`'s tests make, streamed or not. */
+static fr_call proto_call(fr_protocol proto, bool stream)
+{
+    return tool_call(proto == FR_PROTO_OLLAMA      ? OLL
+                     : proto == FR_PROTO_ANTHROPIC ? ANTH
+                                                   : OAI,
+                     stream);
+}
+
 /* ---- requests ---- */
 
 static void test_openai_request(void **state)
@@ -247,6 +256,18 @@ static void check_calls(const fr_reply *r)
     assert_true(r->usage.output > 0);
 }
 
+/* Every split of `body` (borrowed) through `proto`, for a call offering
+ * tools, streamed or not, gives the tool calls `calls` (JSON) after the
+ * text `text`. */
+static void every_split_gives(fr_protocol proto, bool stream, const char *body, const char *calls,
+                              const char *text)
+{
+    fr_call c = proto_call(proto, stream);
+    expect_calls = calls;
+    expect_text = text;
+    adapter_every_split(proto, &c, body, check_calls);
+}
+
 static const char *const TWO_CALLS =
     "[{\"id\":\"call_a\",\"name\":\"fs_read_file\",\"arguments\":{\"path\":\"a \\u2603.txt\"}},"
     "{\"id\":\"call_b\",\"name\":\"word_count\",\"arguments\":{}}]";
@@ -358,10 +379,7 @@ static const char *const ANTH_STREAM =
 static void test_anthropic_stream(void **state)
 {
     (void)state;
-    fr_call c = tool_call(ANTH, true);
-    expect_calls = TWO_CALLS;
-    expect_text = "Let me look.";
-    adapter_every_split(FR_PROTO_ANTHROPIC, &c, ANTH_STREAM, check_calls);
+    every_split_gives(FR_PROTO_ANTHROPIC, true, ANTH_STREAM, TWO_CALLS, "Let me look.");
 }
 
 static const char *const ANTH_BODY =
@@ -374,10 +392,7 @@ static const char *const ANTH_BODY =
 static void test_anthropic_body(void **state)
 {
     (void)state;
-    fr_call c = tool_call(ANTH, false);
-    expect_calls = TWO_CALLS;
-    expect_text = "Let me look.";
-    adapter_every_split(FR_PROTO_ANTHROPIC, &c, ANTH_BODY, check_calls);
+    every_split_gives(FR_PROTO_ANTHROPIC, false, ANTH_BODY, TWO_CALLS, "Let me look.");
 }
 
 /* Structured output beside tools: a call of the output tool alone is the
@@ -422,7 +437,6 @@ static const char *const OLL_CALLS =
 static void test_ollama_stream(void **state)
 {
     (void)state;
-    fr_call c = tool_call(OLL, true);
     const char *s =
         "{\"model\":\"m\",\"message\":{\"role\":\"assistant\",\"content\":\"Let me look.\"},"
         "\"done\":false}\n"
@@ -433,24 +447,19 @@ static void test_ollama_stream(void **state)
         "{\"function\":{\"index\":1,\"name\":\"word_count\",\"arguments\":{}}}]},\"done\":false}\n"
         "{\"model\":\"m\",\"message\":{\"role\":\"assistant\",\"content\":\"\"},\"done\":true,"
         "\"done_reason\":\"stop\",\"prompt_eval_count\":9,\"eval_count\":20}\n";
-    expect_calls = OLL_CALLS;
-    expect_text = "Let me look.";
-    adapter_every_split(FR_PROTO_OLLAMA, &c, s, check_calls);
+    every_split_gives(FR_PROTO_OLLAMA, true, s, OLL_CALLS, "Let me look.");
 }
 
 static void test_ollama_body(void **state)
 {
     (void)state;
-    fr_call c = tool_call(OLL, false);
     /* A newer server's ids are kept. */
     const char *s =
         "{\"model\":\"m\",\"message\":{\"role\":\"assistant\",\"content\":\"\",\"tool_calls\":["
         "{\"id\":\"call_a\",\"function\":{\"name\":\"fs_read_file\",\"arguments\":{\"path\":"
         "\"a \\u2603.txt\"}}},{\"id\":\"call_b\",\"function\":{\"name\":\"word_count\","
         "\"arguments\":{}}}]},\"done\":true,\"done_reason\":\"stop\"}";
-    expect_calls = TWO_CALLS;
-    expect_text = "";
-    adapter_every_split(FR_PROTO_OLLAMA, &c, s, check_calls);
+    every_split_gives(FR_PROTO_OLLAMA, false, s, TWO_CALLS, "");
 }
 
 /* The call's tools and conversation are copied: the caller may free its
@@ -554,7 +563,7 @@ static void test_many_calls(void **state)
 /* Runs `body` (borrowed) whole through `proto` for a call offering tools. */
 static int run_tools(fr_protocol proto, bool stream, const char *body, fr_reply *r, fr_error *err)
 {
-    fr_call c = tool_call(proto == FR_PROTO_OLLAMA ? OLL : OAI, stream);
+    fr_call c = proto_call(proto, stream);
     return adapter_run(proto, &c, 200, body, strlen(body), NULL, 0, r, err, NULL);
 }
 

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "tests/unit/support/loop_harness.h"
+#include "tests/unit/support/tmpdir.h"
 
 #define WAIT_LIMIT_S  5.0
 #define DRAIN_LIMIT_S 10.0
@@ -98,23 +99,6 @@ static void rename_over(fx *f, const char *s)
     join(tmp, f, ".policy.lua.swp");
     write_str(tmp, s);
     assert_int_equal(rename(tmp, f->path), 0);
-}
-
-static void remove_tree(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (!d)
-        return;
-    struct dirent *e;
-    char p[PATH_MAX];
-    while ((e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        unlink(p);
-    }
-    closedir(d);
-    rmdir(dir);
 }
 
 /* ---- the watch callback ----------------------------------------------------- */
@@ -200,15 +184,6 @@ static void block_release(fx *f)
     }
 }
 
-/* Runs the loop until nothing is active; alarm() bounds a handle left active. */
-static int run_to_end(fx *f)
-{
-    alarm(10);
-    int rc = uv_run(&f->loop, UV_RUN_DEFAULT);
-    alarm(0);
-    return rc;
-}
-
 static void start_watch(fx *f, uint64_t debounce_ms)
 {
     fr_error err = {0};
@@ -243,7 +218,7 @@ static int teardown(void **state)
     bool closed = loop_drain(&f->loop, DRAIN_LIMIT_S, why, sizeof why);
     if (f->block.queued)
         uv_sem_destroy(&f->block.sem);
-    remove_tree(f->dir);
+    tmpdir_remove(f->dir);
     free(f->content);
     free(f->error);
     free(f);
@@ -529,7 +504,7 @@ static void test_free_inside_callback(void **state)
     assert_string_equal(f->content, "return 2\n");
     /* A change after the free reaches nobody, and nothing keeps the loop alive. */
     at(f, 0, act_write_v3);
-    assert_int_equal(run_to_end(f), 0);
+    assert_int_equal(loop_run_to_end(&f->loop, 10), 0);
     assert_int_equal(f->calls, 1);
 }
 
@@ -539,7 +514,7 @@ static void test_free_with_debounce_pending(void **state)
     start_watch(f, DEBOUNCE_MS);
     at(f, 0, act_write_then_free);
     RUN_UNTIL(f, f->w == NULL);
-    assert_int_equal(run_to_end(f), 0);
+    assert_int_equal(loop_run_to_end(&f->loop, 10), 0);
     assert_int_equal(f->calls, 0);
 }
 
@@ -572,7 +547,7 @@ static void test_free_with_read_in_flight(void **state)
     at(f, 6 * DEBOUNCE_MS, act_release);
     RUN_UNTIL(f, f->block.done);
     assert_null(f->w);
-    assert_int_equal(run_to_end(f), 0);
+    assert_int_equal(loop_run_to_end(&f->loop, 10), 0);
     assert_int_equal(f->calls, 0);
 }
 
@@ -585,7 +560,7 @@ static void test_free_as_read_starts(void **state)
     at(f, 0, act_write_huge);
     at(f, DEBOUNCE_MS + 1, act_free);
     RUN_UNTIL(f, f->w == NULL);
-    assert_int_equal(run_to_end(f), 0);
+    assert_int_equal(loop_run_to_end(&f->loop, 10), 0);
     assert_true(f->calls <= 1);
 }
 
@@ -632,7 +607,7 @@ static void test_unwatchable_directory(void **state)
     chmod(d, 0700);
     assert_null(w);
     assert_int_equal(err.code, FR_EIO);
-    assert_int_equal(run_to_end(f), 0);
+    assert_int_equal(loop_run_to_end(&f->loop, 10), 0);
 }
 
 int main(void)

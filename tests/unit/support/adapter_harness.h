@@ -5,7 +5,8 @@
  * tests/unit/support/split.h's), read a request's headers and body, and the
  * checks that are the same for every protocol, table-driven by
  * adapter_proto: URL joining, headers and the key, a reply whole and at
- * every split, the key never in an error. Header-only: each test executable
+ * every split (adapter_want: its text, reason, model and usage), the key
+ * never in an error. Header-only: each test executable
  * is one translation unit; include it after cmocka.h. */
 
 #include "engine/util/err.h"
@@ -274,6 +275,64 @@ static inline void adapter_every_split(fr_protocol proto, const fr_call *call, c
     adapter_split_run sr = {proto, call, check};
     split_every(s, adapter_split_one, &sr);
     split_bytes(s, adapter_split_one, &sr);
+}
+
+/* What a finished reply must give: its text, reason and model (NULL: not
+ * checked) and its usage. */
+typedef struct adapter_want {
+    const char *text;
+    const char *finish_reason; /* the server's own words */
+    const char *model;
+    long input, output, cached;
+    bool estimated; /* the usage was counted from the text */
+} adapter_want;
+
+/* Checks the reply `r` against `want` (both borrowed). */
+static inline void adapter_check_reply(const fr_reply *r, const adapter_want *want)
+{
+    if (want->text)
+        assert_string_equal(r->text, want->text);
+    if (want->finish_reason)
+        assert_string_equal(r->finish_reason, want->finish_reason);
+    if (want->model)
+        assert_string_equal(r->model, want->model);
+    assert_int_equal(r->usage.input, want->input);
+    assert_int_equal(r->usage.output, want->output);
+    assert_int_equal(r->usage.cached, want->cached);
+    assert_int_equal(r->usage.estimated, want->estimated);
+}
+
+/* Runs the whole reply `body` (borrowed) through `proto`'s adapter for
+ * `call` (borrowed, no schema) cut once at every 7th offset from 0: each
+ * run must finish well, give `want` and no JSON. */
+static inline void adapter_check_whole(fr_protocol proto, const fr_call *call, const char *body,
+                                       const adapter_want *want)
+{
+    size_t len = strlen(body);
+    for (size_t i = 0; i <= len; i += 7) {
+        size_t cut[1] = {i};
+        fr_reply r;
+        fr_error err;
+        assert_int_equal(adapter_run(proto, call, 200, body, len, cut, 1, &r, &err, NULL), FR_OK);
+        adapter_check_reply(&r, want);
+        assert_null(r.json);
+        fr_reply_close(&r);
+    }
+}
+
+/* A server that ignores "stream": true and answers `body` (borrowed), one
+ * whole reply whose text is "plain" in one output token: a streamed `call`
+ * (borrowed) of `proto` reads it as the reply it is. */
+static inline void adapter_check_stream_answered_whole(fr_protocol proto, const fr_call *call,
+                                                       const char *body)
+{
+    fr_reply r;
+    fr_error err;
+    assert_int_equal(adapter_run(proto, call, 200, body, strlen(body), NULL, 0, &r, &err, NULL),
+                     FR_OK);
+    assert_string_equal(r.text, "plain");
+    assert_int_equal(r.usage.output, 1);
+    fr_reply_close(&r);
 }
 
 /* A key the server echoed back, in an error body or a stream. */

@@ -1,8 +1,10 @@
 #pragma once
 /* Shared by the unit tests that run a real libuv loop (test_http_*,
- * test_sim_* via sim_client.h, test_watch, test_output): run the loop until
- * a condition holds under a watchdog, failing the test with what it waited
- * for, and drain the loop at the end so that uv_loop_close() returns 0.
+ * test_sim_* via sim_client.h, test_watch, test_output, test_reload, test_mcpd,
+ * test_proc, test_cmdtool, test_toolset): run the loop until a condition holds
+ * under a watchdog, failing the test with what it waited for; run it to its
+ * end under alarm(); spin a few turns that never wait; and drain the loop at
+ * the end so that uv_loop_close() returns 0.
  * Header-only, as adapter_harness.h: each test executable is one translation unit, so the
  * harness needs no library of its own and no line in CMakeLists.txt. */
 
@@ -19,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* A condition the loop runs until; `ud` is the caller's, borrowed. */
 typedef bool (*loop_cond_fn)(void *ud);
@@ -109,6 +112,27 @@ static inline void loop_run_until(uv_loop_t *loop, loop_cond_fn cond, void *ud, 
         if (!(expr))                                                                               \
             fail_msg("waited %.1f s for %s: it never happened", (double)(timeout_s), #expr);       \
     } while (0)
+
+/* Runs `loop` (borrowed) until nothing is active, bounded by alarm(`alarm_s`):
+ * a handle left active ends the test executable with SIGALRM instead of
+ * hanging it. Returns uv_run's code: 0 when nothing is left active. For a
+ * test that asserts the loop ends by itself (no watch left running). */
+static inline int loop_run_to_end(uv_loop_t *loop, unsigned alarm_s)
+{
+    alarm(alarm_s);
+    int rc = uv_run(loop, UV_RUN_DEFAULT);
+    alarm(0);
+    return rc;
+}
+
+/* Runs `turns` turns of `loop` (borrowed) that never wait: for a test that
+ * asserts something does not happen (no reply to a cancelled call) once
+ * whatever was ready has run. */
+static inline void loop_spin(uv_loop_t *loop, int turns)
+{
+    for (int i = 0; i < turns; i++)
+        uv_run(loop, UV_RUN_NOWAIT);
+}
 
 typedef struct loop_leftovers {
     int n;

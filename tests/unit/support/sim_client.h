@@ -2,9 +2,10 @@
 /* Shared by the unit tests of flowrun-sim (test_sim_http, test_sim_protocols,
  * test_sim_faults): a fixture that runs the simulator on its own uv loop, a
  * raw TCP client on that loop that sends HTTP requests and parses the
- * responses (Content-Length, chunked or close-delimited), and the model
- * counters the tests wait on. Header-only, as loop_harness.h: each test
- * executable is one translation unit. */
+ * responses (Content-Length, chunked or close-delimited), the model
+ * counters the tests wait on, and a request body with extra fields merged
+ * (body_with). Header-only, as loop_harness.h: each test executable is one
+ * translation unit. */
 
 #include "engine/sim/sim.h"
 
@@ -12,6 +13,7 @@
 #include "engine/util/mem.h"
 #include "tests/unit/support/loop_harness.h"
 
+#include <jansson.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -50,6 +52,21 @@ typedef struct response {
 
 /* Runs the loop until `pred` holds, failing the test after GUARD_S. */
 #define RUN_UNTIL(fx, pred, arg) loop_run_until(&(fx)->loop, (pred), (arg), GUARD_S, #pred)
+
+/* Returns `doc` (taken) as compact JSON text (owned), with `extra` (JSON
+ * text, may be NULL; it must parse) merged on top: a request body. */
+static inline char *body_with(json_t *doc, const char *extra)
+{
+    if (extra) {
+        json_t *more = json_loads(extra, 0, NULL);
+        assert_non_null(more);
+        json_object_update(doc, more);
+        json_decref(more);
+    }
+    char *text = json_dumps(doc, JSON_COMPACT);
+    json_decref(doc);
+    return text;
+}
 
 static inline fixture *fixture_new(void)
 {

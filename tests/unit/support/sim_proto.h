@@ -53,15 +53,7 @@ static inline char *proto_body(proto p, const char *model, const char *system, c
         json_object_set_new(doc, "max_tokens", json_integer(400));
     if (p == P_OPENAI && stream)
         json_object_set_new(doc, "stream_options", json_pack("{s:b}", "include_usage", 1));
-    if (extra) {
-        json_t *more = json_loads(extra, 0, NULL);
-        assert_non_null(more);
-        json_object_update(doc, more);
-        json_decref(more);
-    }
-    char *text = json_dumps(doc, JSON_COMPACT);
-    json_decref(doc);
-    return text;
+    return body_with(doc, extra);
 }
 
 static inline long int_member(const json_t *obj, const char *key)

@@ -7,6 +7,7 @@
  * fuzzer explores the cuts as it explores the bytes. Header-only (static
  * functions), since every test and target is one translation unit. */
 
+#include "engine/util/buf.h"
 #include "engine/util/err.h"
 
 #include <stdbool.h>
@@ -192,6 +193,29 @@ static inline void split_every_eol(const char *s, const char *eol, split_run_fn 
     free(t);
 }
 
+/* Runs `s` (borrowed) with its "\n" swapped for `eol`, as split_every_pair
+ * does. */
+static inline void split_every_pair_eol(const char *s, const char *eol, split_run_fn run, void *ud)
+{
+    char *t = split_with_eol(s, eol);
+    split_every_pair(t, run, ud);
+    free(t);
+}
+
+/* What a framer's unit test logs of the records it was handed: each record
+ * as text ending in "\x1e", so a whole run compares as one string. */
+typedef struct split_log {
+    fr_buf log;
+    int count;
+    int fail_at; /* the callback fails with FR_EPROTO at this record (1-based); 0 = never */
+} split_log;
+
+static inline void split_log_init(split_log *r)
+{
+    memset(r, 0, sizeof *r);
+    fr_buf_init(&r->log, 0);
+}
+
 /* Runs `s` (borrowed) with its "\n" swapped for `eol`, as split_bytes does. */
 static inline void split_bytes_eol(const char *s, const char *eol, split_run_fn run, void *ud)
 {
@@ -216,4 +240,70 @@ static inline int split_feed_framer(split *sp, split_feed_fn feed, void *ud)
         FUZZ_CHECK(rc == FR_OK || rc == FR_ETOOBIG || rc == FR_EPROTO);
     }
     return rc;
+}
+
+/* A stream framer as the fuzz targets drive it: `framer` (borrowed) and its
+ * feed, flush and pending, each given `framer`. */
+typedef struct split_framer {
+    void *framer;
+    split_feed_fn feed;
+    int (*flush)(void *framer);
+    bool (*pending)(void *framer);
+} split_framer;
+
+/* Defines the calls split_framer wants for a framer whose functions are
+ * PREFIX_feed, PREFIX_flush and PREFIX_pending, each taking the framer
+ * first (fr_sse, fr_ndjson); SPLIT_FRAMER(PREFIX, framer) is then one. */
+#define SPLIT_FRAMER_CALLS(prefix)                                                                 \
+    static int prefix##_split_feed(void *framer, const char *p, size_t len)                        \
+    {                                                                                              \
+        return prefix##_feed(framer, p, len);                                                      \
+    }                                                                                              \
+    static int prefix##_split_flush(void *framer)                                                  \
+    {                                                                                              \
+        return prefix##_flush(framer);                                                             \
+    }                                                                                              \
+    static bool prefix##_split_pending(void *framer)                                               \
+    {                                                                                              \
+        return prefix##_pending(framer);                                                           \
+    }
+#define SPLIT_FRAMER(prefix, framer)                                                               \
+    ((split_framer){(framer), prefix##_split_feed, prefix##_split_flush, prefix##_split_pending})
+
+/* Feeds the chunks `sp` hands out to `f` (split_feed_framer), notes in
+ * *pending whether it holds a partial record, then flushes it when `flush`
+ * is set: a flush after an error gives the same error, and a flush that
+ * went well leaves nothing pending. Returns the final code. */
+static inline int split_frame(split *sp, const split_framer *f, bool flush, bool *pending)
+{
+    int rc = split_feed_framer(sp, f->feed, f->framer);
+    *pending = f->pending(f->framer);
+    if (flush) {
+        int frc = f->flush(f->framer);
+        FUZZ_CHECK(rc == FR_OK || frc == rc);
+        FUZZ_CHECK(frc != FR_OK || !f->pending(f->framer));
+        rc = frc;
+    }
+    return rc;
+}
+
+/* What one framing of a body gave: the final code, the pending state
+ * before the flush, how many records, and the log of them (borrowed). */
+typedef struct split_outcome {
+    int rc;
+    bool pending;
+    int records;
+    const fr_buf *log;
+} split_outcome;
+
+/* Checks that the body cut (`cut`) framed as it did whole (`whole`); after
+ * an error the pending state is moot. */
+static inline void split_check_same(const split_outcome *whole, const split_outcome *cut)
+{
+    FUZZ_CHECK(whole->rc == cut->rc);
+    FUZZ_CHECK(whole->rc != FR_OK || whole->pending == cut->pending);
+    FUZZ_CHECK(whole->records == cut->records);
+    FUZZ_CHECK(whole->log->len == cut->log->len);
+    FUZZ_CHECK(whole->log->len == 0 ||
+               memcmp(whole->log->data, cut->log->data, whole->log->len) == 0);
 }

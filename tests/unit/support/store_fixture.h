@@ -15,6 +15,7 @@
 
 #include "engine/store/store.h"
 #include "engine/util/err.h"
+#include "tests/unit/support/tmpdir.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -64,30 +65,6 @@ static inline void join(char *out, const char *dir, const char *name)
     assert_true(n > 0 && n < PATH_MAX);
 }
 
-/* Removes `path` and everything under it (no symlinks are followed). Not
- * inline: inlined, it draws a -Wformat-truncation warning from gcc. */
-static void remove_tree(const char *path)
-{
-    struct stat sb;
-    if (lstat(path, &sb) != 0)
-        return;
-    if (S_ISDIR(sb.st_mode)) {
-        chmod(path, 0700);
-        DIR *d = opendir(path);
-        struct dirent *e;
-        while (d && (e = readdir(d))) {
-            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-                continue;
-            char sub[PATH_MAX];
-            snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
-            remove_tree(sub);
-        }
-        if (d)
-            closedir(d);
-    }
-    remove(path);
-}
-
 static inline int setup(void **state)
 {
     fx *f = calloc(1, sizeof *f);
@@ -104,7 +81,7 @@ static inline int teardown(void **state)
 {
     fx *f = *state;
     fr_store_close(f->st);
-    remove_tree(f->dir);
+    tmpdir_remove(f->dir);
     free(f);
     return 0;
 }
@@ -197,15 +174,25 @@ static inline bool raw_refused(const char *path, const char *sql)
     return refused;
 }
 
+/* Opens the database at `path` read-only and steps `sql` (both borrowed) to
+ * its first row, which must exist; returns the statement, the connection in
+ * *db (both for raw_done). */
+static inline sqlite3_stmt *raw_row(const char *path, const char *sql, sqlite3 **db)
+{
+    sqlite3_stmt *s = NULL;
+    *db = NULL;
+    assert_int_equal(sqlite3_open_v2(path, db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    if (sqlite3_prepare_v2(*db, sql, -1, &s, NULL) != SQLITE_OK)
+        fail_msg("%s: %s", sql, sqlite3_errmsg(*db));
+    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+    return s;
+}
+
 /* Returns the first column of the first row as a double (NAN when NULL). */
 static inline double raw_num(const char *path, const char *sql)
 {
-    sqlite3 *db = NULL;
-    sqlite3_stmt *s = NULL;
-    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-    if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) != SQLITE_OK)
-        fail_msg("%s: %s", sql, sqlite3_errmsg(db));
-    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+    sqlite3 *db;
+    sqlite3_stmt *s = raw_row(path, sql, &db);
     double v = sqlite3_column_type(s, 0) == SQLITE_NULL ? NAN : sqlite3_column_double(s, 0);
     sqlite3_finalize(s);
     sqlite3_close(db);
@@ -215,12 +202,8 @@ static inline double raw_num(const char *path, const char *sql)
 /* Same, as text copied into `out`. */
 static inline const char *raw_text(const char *path, const char *sql, char *out, size_t size)
 {
-    sqlite3 *db = NULL;
-    sqlite3_stmt *s = NULL;
-    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-    if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) != SQLITE_OK)
-        fail_msg("%s: %s", sql, sqlite3_errmsg(db));
-    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+    sqlite3 *db;
+    sqlite3_stmt *s = raw_row(path, sql, &db);
     const unsigned char *t = sqlite3_column_text(s, 0);
     snprintf(out, size, "%s", t ? (const char *)t : "(null)");
     sqlite3_finalize(s);
