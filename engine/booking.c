@@ -16,6 +16,8 @@ struct fr_booking {
     char *run_id;
     char month[FR_STORE_MONTH_LEN]; /* "YYYY-MM" */
     bool failed;
+    uv_loop_t *loop;     /* attached: writes are batched per turn */
+    uv_prepare_t *armed; /* the handle that commits this turn's writes */
 };
 
 char *fr_booking_state_path(const char *state_dir, bool sim)
@@ -75,10 +77,59 @@ int fr_booking_open(const char *path, const char *run_id, fr_booking **out, fr_e
     return FR_OK;
 }
 
+/* Frees a commit handle once libuv has closed it. */
+static void on_commit_closed(uv_handle_t *h)
+{
+    free(h);
+}
+
+/* The loop is about to block: commit the turn's writes, then close. */
+static void on_turn_end(uv_prepare_t *h)
+{
+    fr_booking *b = h->data;
+    if (b) {
+        b->armed = NULL;
+        fr_booking_flush(b);
+    }
+    uv_close((uv_handle_t *)h, on_commit_closed);
+}
+
+/* The store opened a batch: commit it before the loop blocks again. The
+ * handle is referenced, so the loop runs it before it ends. */
+static void on_pending(void *ud)
+{
+    fr_booking *b = ud;
+    if (b->armed)
+        return;
+    uv_prepare_t *h = fr_xmalloc(sizeof *h);
+    uv_prepare_init(b->loop, h);
+    h->data = b;
+    uv_prepare_start(h, on_turn_end);
+    b->armed = h;
+}
+
+void fr_booking_attach(fr_booking *b, uv_loop_t *loop)
+{
+    if (!b)
+        return;
+    b->loop = loop;
+    fr_store_batch(b->store, on_pending, b);
+}
+
+void fr_booking_flush(fr_booking *b)
+{
+    fr_error err = {0};
+    if (fr_store_flush(b->store, &err) != FR_OK)
+        fr_booking_write_failed(b, &err);
+}
+
 void fr_booking_free(fr_booking *b)
 {
     if (!b)
         return;
+    if (b->armed) /* the loop did not run to its end: nothing to commit for */
+        b->armed->data = NULL;
+    fr_booking_flush(b);
     fr_store_close(b->store);
     free(b->run_id);
     free(b);
@@ -169,7 +220,12 @@ void fr_booking_settle(fr_booking *b, long long row, const fr_attempt_rec *a, fr
 int fr_booking_end(fr_booking *b, const char *status, int code, double spent)
 {
     fr_error err = {0};
-    int rc = fr_store_run_end(b->store, b->run_id, status, code, spent, &err);
+    /* The loop has ended: what follows is written at once. */
+    int rc = fr_store_flush(b->store, &err);
+    if (rc == FR_OK)
+        fr_store_batch(b->store, NULL, NULL);
+    if (rc == FR_OK)
+        rc = fr_store_run_end(b->store, b->run_id, status, code, spent, &err);
     if (rc == FR_OK)
         rc = fr_store_release(b->store, b->run_id, &err);
     if (rc != FR_OK) {

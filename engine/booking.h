@@ -3,7 +3,11 @@
  * sim.db for a rehearsal), the run's row (begun, ended), each attempt
  * booked in flight at its worst case before a byte goes out and settled to
  * what it cost, the month's ledger the budget leases from, and what a plan
- * reads of earlier runs. A failed write is logged once and remembered: the
+ * reads of earlier runs. Once attached to the run's loop, the writes of one
+ * loop turn go into one transaction, committed before the loop blocks
+ * again (a uv_prepare handle of its own, open only while a write is
+ * pending), and a request in flight is committed before it can be sent.
+ * A failed write is logged once and remembered: the
  * run then stops admitting work (a run never goes on without durability).
  * Owned by engine/run; it reaches the store (engine/store/store.h) by name, the
  * budget reaches it through the callbacks of fr_booking_ledger. */
@@ -15,6 +19,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <time.h>
+#include <uv.h>
 
 typedef struct fr_booking fr_booking;
 
@@ -40,7 +45,17 @@ json_t *fr_booking_observed(const char *path, const char *workflow);
  * (borrowed; created if missing). On FR_OK *out is owned (fr_booking_free).
  * FR_ESTORE / FR_ESTOREVER as fr_store_open. */
 int fr_booking_open(const char *path, const char *run_id, fr_booking **out, fr_error *err);
-/* Closes the books; NULL is fine. */
+/* Batches the books' writes per turn of `loop` (borrowed; it must run
+ * until its handles are closed, as a run's does): the first write of a
+ * turn starts a prepare handle of the books, which commits the turn's
+ * writes before the loop blocks again and then closes itself, so it never
+ * outlives the loop's work. A failed commit counts as a failed write. */
+void fr_booking_attach(fr_booking *b, uv_loop_t *loop);
+/* Commits the writes of the current turn now (fr_store_flush); a failure
+ * is a failed write. For a point that must see them durable before the
+ * turn ends. */
+void fr_booking_flush(fr_booking *b);
+/* Closes the books (their pending writes committed first); NULL is fine. */
 void fr_booking_free(fr_booking *b);
 
 /* The store (borrowed), for the result cache. */
@@ -68,5 +83,6 @@ bool fr_booking_reserve(fr_booking *b, const fr_attempt_rec *a, long long *row);
 void fr_booking_settle(fr_booking *b, long long row, const fr_attempt_rec *a, fr_budget *budget,
                        double at_ms);
 /* Records the run's end (`status`, exit `code`, `spent` USD) and releases
- * its leases; FR_OK or the store's error (logged). */
+ * its leases, once the loop has ended: the pending writes are committed
+ * first and batching ends. FR_OK or the store's error (logged). */
 int fr_booking_end(fr_booking *b, const char *status, int code, double spent);

@@ -1,6 +1,6 @@
 /* The result cache's table: a reply stored under the key engine/cache
- * computes, read back as a reply. A statement is prepared per call: a cache
- * lookup is one per task, far from the hot path of the ledger. */
+ * computes, read back as a reply. Both statements are prepared once, at
+ * open; a put joins the loop turn's batch (fr_store_batch). */
 
 #include "engine/store/store_int.h"
 #include "engine/util/mem.h"
@@ -12,17 +12,10 @@
 /* Looks up a cached result; see store.h. */
 int fr_store_cache_get(fr_store *st, const char *key, fr_reply *out, bool *hit, fr_error *err)
 {
-    sqlite3_stmt *s = NULL;
+    sqlite3_stmt *s = st->stmt[S_CACHE_GET];
     int rc = FR_OK;
     *hit = false;
     memset(out, 0, sizeof *out);
-    if (sqlite3_prepare_v2(st->db,
-                           "SELECT model, text, json, input, output, cached FROM cache "
-                           "WHERE key = ?",
-                           -1, &s, NULL) != SQLITE_OK) {
-        rc = fr_store_db_error(st, err, "cannot read the result cache");
-        goto cleanup;
-    }
     sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
     int step = sqlite3_step(s);
     if (step == SQLITE_DONE)
@@ -56,7 +49,7 @@ int fr_store_cache_get(fr_store *st, const char *key, fr_reply *out, bool *hit, 
     out->usage.cached = sqlite3_column_int64(s, 5);
     *hit = true;
 cleanup:
-    sqlite3_finalize(s);
+    fr_store_done(s);
     return rc;
 }
 
@@ -64,16 +57,12 @@ cleanup:
 int fr_store_cache_put(fr_store *st, const char *key, const char *endpoint, const fr_reply *r,
                        fr_error *err)
 {
-    sqlite3_stmt *s = NULL;
-    int rc = FR_OK;
-    char *json = r->json ? json_dumps(r->json, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
-    if (sqlite3_prepare_v2(st->db,
-                           "INSERT OR REPLACE INTO cache (key, endpoint, model, text, json, input, "
-                           "output, cached, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                           -1, &s, NULL) != SQLITE_OK) {
-        rc = fr_store_db_error(st, err, "cannot write the result cache");
-        goto cleanup;
-    }
+    sqlite3_stmt *s = st->stmt[S_CACHE_PUT];
+    char *json = NULL;
+    int rc = fr_store_batch_join(st, err);
+    if (rc != FR_OK)
+        return rc;
+    json = r->json ? json_dumps(r->json, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
     sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
     sqlite3_bind_text(s, 2, endpoint, -1, SQLITE_STATIC);
     sqlite3_bind_text(s, 3, r->model, -1, SQLITE_STATIC);
@@ -85,8 +74,7 @@ int fr_store_cache_put(fr_store *st, const char *key, const char *endpoint, cons
     sqlite3_bind_double(s, 9, (double)time(NULL));
     if (sqlite3_step(s) != SQLITE_DONE)
         rc = fr_store_db_error(st, err, "cannot write the result cache");
-cleanup:
-    sqlite3_finalize(s);
+    fr_store_done(s);
     free(json);
     return rc;
 }

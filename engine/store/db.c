@@ -42,11 +42,10 @@ static const char *const stmt_sql[S_COUNT] = {
                  " at = ?10 WHERE id = ?1 AND run_id = ?11 AND outcome = 'pending'",
     [S_ATTEMPT_MONTH] = "SELECT month FROM attempts WHERE id = ?1",
     /* What the month is charged: booked attempts and those in flight at
-     * their worst case. */
-    [S_MONTH_SPENT] = "SELECT TOTAL(cost_usd) FROM attempts WHERE month = ?1",
+     * their worst case: one row of month_totals, kept by triggers. */
+    [S_MONTH_SPENT] = "SELECT TOTAL(charged_pusd) / 1e12 FROM month_totals WHERE month = ?1",
     /* What the month's booked replies cost (the monthly alert's total). */
-    [S_MONTH_BOOKED] =
-        "SELECT TOTAL(cost_usd) FROM attempts WHERE month = ?1 AND outcome != 'pending'",
+    [S_MONTH_BOOKED] = "SELECT TOTAL(booked_pusd) / 1e12 FROM month_totals WHERE month = ?1",
     [S_RUNNING] = "SELECT id, pid, pid_start, boot_id FROM runs"
                   " WHERE status = 'running' AND pid IS NOT NULL",
     [S_CRASH_PENDING] = "UPDATE attempts SET outcome = 'cancelled', at = ?2, error = 'the run''s"
@@ -74,6 +73,10 @@ static const char *const stmt_sql[S_COUNT] = {
                 " FROM ledger WHERE ?1 IS NULL OR month = ?1"
                 " GROUP BY month, workflow, endpoint, tier"
                 " ORDER BY month, workflow, endpoint, tier",
+    [S_RUN_STATUS] = "SELECT status, cost_usd FROM runs WHERE id = ?1",
+    [S_CACHE_GET] = "SELECT model, text, json, input, output, cached FROM cache WHERE key = ?1",
+    [S_CACHE_PUT] = "INSERT OR REPLACE INTO cache (key, endpoint, model, text, json, input,"
+                    " output, cached, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
 };
 
 /* ---- errors and checks ------------------------------------------------------ */
@@ -279,14 +282,76 @@ void fr_store_rollback(fr_store *st)
         sqlite3_step(st->stmt[S_ROLLBACK]);
         fr_store_done(st->stmt[S_ROLLBACK]);
     }
+    st->pending = false;
+}
+
+/* ---- write batching ---------------------------------------------------------- */
+
+/* Counts every commit, autocommits included (fr_store_stats). */
+static int on_commit(void *ud)
+{
+    ((fr_store *)ud)->commits++;
+    return 0;
+}
+
+/* Turns batching on; see store.h. */
+void fr_store_batch(fr_store *st, void (*on_pending)(void *ud), void *ud)
+{
+    st->batching = on_pending != NULL;
+    st->on_pending = on_pending;
+    st->pending_ud = ud;
+}
+
+/* Opens the batch's transaction when none is; see store_int.h. */
+int fr_store_batch_join(fr_store *st, fr_error *err)
+{
+    if (!st->batching || st->pending)
+        return FR_OK;
+    int rc = fr_store_exec(st, S_BEGIN_IMMEDIATE, "cannot lock the state database", err);
+    if (rc != FR_OK)
+        return rc;
+    st->pending = true;
+    if (st->on_pending)
+        st->on_pending(st->pending_ud);
+    return FR_OK;
+}
+
+/* Commits what the batch holds; see store.h. */
+int fr_store_flush(fr_store *st, fr_error *err)
+{
+    int rc = fr_store_check_usable(st, err);
+    if (rc != FR_OK || !st->pending)
+        return rc;
+    rc = fr_store_exec(st, S_COMMIT, "cannot commit the state database", err);
+    if (rc != FR_OK)
+        fr_store_rollback(st);
+    st->pending = false;
+    return rc;
+}
+
+/* Commits the batch before a call's own transaction; see store_int.h. */
+int fr_store_own_txn(fr_store *st, fr_error *err)
+{
+    return st->pending ? fr_store_flush(st, err) : FR_OK;
+}
+
+/* Reads the store's counters; see store.h. */
+void fr_store_stats_get(const fr_store *st, fr_store_stats *out)
+{
+    *out = (fr_store_stats){.commits = st->commits, .prepares = st->prepares};
+    for (sqlite3_stmt *s = sqlite3_next_stmt(st->db, NULL); s; s = sqlite3_next_stmt(st->db, s))
+        out->statements++;
 }
 
 /* Prepares every statement once, for the store's life; see store_int.h. */
 int fr_store_prepare_all(fr_store *st, fr_error *err)
 {
-    for (int i = 0; i < S_COUNT; i++)
+    sqlite3_commit_hook(st->db, on_commit, st);
+    for (int i = 0; i < S_COUNT; i++) {
+        st->prepares++;
         if (sqlite3_prepare_v3(st->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &st->stmt[i],
                                NULL) != SQLITE_OK)
             return fr_store_db_error(st, err, "cannot prepare the state database's statements");
+    }
     return FR_OK;
 }

@@ -48,10 +48,13 @@ int fr_store_lease_snapshot(fr_store *st, enum fr_store_stmt begin, const char *
 {
     *rows = NULL;
     *n = 0;
-    int rc = fr_store_exec(st, begin,
-                           begin == S_BEGIN ? "cannot read the state database"
-                                            : "cannot lock the state database",
-                           err);
+    int rc = fr_store_own_txn(st, err); /* this transaction is the call's own */
+    if (rc != FR_OK)
+        return rc;
+    rc = fr_store_exec(st, begin,
+                       begin == S_BEGIN ? "cannot read the state database"
+                                        : "cannot lock the state database",
+                       err);
     if (rc != FR_OK)
         return rc;
     rc = fr_store_month_total(st, S_MONTH_SPENT, month, spent, err);
@@ -178,6 +181,9 @@ int fr_store_release(fr_store *st, const char *run_id, fr_error *err)
         return rc;
     if (!run_id)
         return fr_error_set(err, FR_EINVAL, st->path, 0, "a release needs a run id");
+    rc = fr_store_own_txn(st, err); /* what the run spent is committed before its rest is free */
+    if (rc != FR_OK)
+        return rc;
     sqlite3_stmt *s = st->stmt[S_RELEASE];
     fr_store_bind_text(s, 1, run_id);
     sqlite3_bind_double(s, 2, fr_store_now(st));

@@ -67,7 +67,9 @@ int fr_store_run_begin(fr_store *st, const char *run_id, const char *workflow, c
         return rc;
     if (!run_id || !*run_id || !workflow)
         return fr_error_set(err, FR_EINVAL, st->path, 0, "a run needs an id and a workflow name");
-    rc = fr_store_exec(st, S_BEGIN_IMMEDIATE, "cannot lock the state database", err);
+    rc = fr_store_own_txn(st, err);
+    if (rc == FR_OK)
+        rc = fr_store_exec(st, S_BEGIN_IMMEDIATE, "cannot lock the state database", err);
     if (rc != FR_OK)
         return rc;
     rc = reclaim_runs(st, err);
@@ -96,15 +98,12 @@ int fr_store_run_begin(fr_store *st, const char *run_id, const char *workflow, c
 int fr_store_run_status(fr_store *st, const char *run_id, char *status, size_t size,
                         double *cost_usd, fr_error *err)
 {
-    sqlite3_stmt *s = NULL;
     int rc = fr_store_check_usable(st, err);
     if (rc == FR_OK && (!run_id || !status || size == 0 || !cost_usd))
         rc = fr_error_set(err, FR_EINVAL, st->path, 0, "a run id and places for its status");
     if (rc != FR_OK)
         return rc;
-    if (sqlite3_prepare_v2(st->db, "SELECT status, cost_usd FROM runs WHERE id = ?1", -1, &s,
-                           NULL) != SQLITE_OK)
-        return fr_store_db_error(st, err, "cannot read the run");
+    sqlite3_stmt *s = st->stmt[S_RUN_STATUS];
     fr_store_bind_text(s, 1, run_id);
     int step = sqlite3_step(s);
     if (step == SQLITE_ROW) {
@@ -115,7 +114,7 @@ int fr_store_run_status(fr_store *st, const char *run_id, char *status, size_t s
     } else {
         rc = fr_store_db_error(st, err, "cannot read the run");
     }
-    sqlite3_finalize(s);
+    fr_store_done(s);
     return rc;
 }
 
@@ -129,6 +128,9 @@ int fr_store_run_end(fr_store *st, const char *run_id, const char *status, int e
     if (!run_id || !status || !fr_store_valid_usd(cost_usd))
         return fr_error_set(err, FR_EINVAL, st->path, 0,
                             "the end of a run needs its id, a status and a cost >= 0");
+    rc = fr_store_batch_join(st, err);
+    if (rc != FR_OK)
+        return rc;
     sqlite3_stmt *s = st->stmt[S_RUN_END];
     fr_store_bind_text(s, 1, run_id);
     sqlite3_bind_double(s, 2, fr_store_now(st));
@@ -228,17 +230,33 @@ int fr_store_add_attempt(fr_store *st, const fr_attempt_rec *a, fr_error *err)
         rc = check_attempt(st, a, err);
     if (rc != FR_OK)
         return rc;
+    rc = fr_store_batch_join(st, err);
     char month[FR_STORE_MONTH_LEN];
-    return insert_attempt(st, a, month, err);
+    return rc == FR_OK ? insert_attempt(st, a, month, err) : rc;
+}
+
+/* Takes the write lock before a booking reads its month's total: the
+ * batch's transaction when batching (it holds the lock already), else one
+ * of its own (*begun). */
+static int lock_for_total(fr_store *st, bool *begun, fr_error *err)
+{
+    if (st->batching)
+        return fr_store_batch_join(st, err);
+    int rc = fr_store_exec(st, S_BEGIN_IMMEDIATE, "cannot lock the state database", err);
+    *begun = rc == FR_OK;
+    return rc;
 }
 
 /* Ends a booking's write transaction: reads the cost of the booked attempts
- * of `month` (borrowed), commits, and only then sets *month_total. */
-static int commit_with_total(fr_store *st, const char *month, double *month_total, fr_error *err)
+ * of `month` (borrowed), commits when the booking began its own
+ * transaction (`begun`; a batch commits at its flush), and only then sets
+ * *month_total. */
+static int commit_with_total(fr_store *st, bool begun, const char *month, double *month_total,
+                             fr_error *err)
 {
     double total = 0;
     int rc = fr_store_month_total(st, S_MONTH_BOOKED, month, &total, err);
-    if (rc == FR_OK)
+    if (rc == FR_OK && begun)
         rc = fr_store_exec(st, S_COMMIT, "cannot commit the attempt", err);
     if (rc == FR_OK)
         *month_total = total;
@@ -261,13 +279,11 @@ int fr_store_add_attempt_total(fr_store *st, const fr_attempt_rec *a, double *mo
         goto cleanup;
     /* The write lock first: no other booking comes between this one and the
      * total it reads. */
-    rc = fr_store_exec(st, S_BEGIN_IMMEDIATE, "cannot lock the state database", err);
-    if (rc != FR_OK)
-        goto cleanup;
-    begun = true;
-    rc = insert_attempt(st, a, month, err);
+    rc = lock_for_total(st, &begun, err);
     if (rc == FR_OK)
-        rc = commit_with_total(st, month, month_total, err);
+        rc = insert_attempt(st, a, month, err);
+    if (rc == FR_OK)
+        rc = commit_with_total(st, begun, month, month_total, err);
 cleanup:
     if (rc != FR_OK && begun)
         fr_store_rollback(st);
@@ -284,6 +300,8 @@ int fr_store_reserve(fr_store *st, const fr_attempt_rec *a, long long *id, fr_er
         rc = check_attempt(st, a ? &pending : NULL, err);
     if (rc == FR_OK && !id)
         rc = fr_error_set(err, FR_EINVAL, st->path, 0, "no place for the attempt's id");
+    if (rc == FR_OK)
+        rc = fr_store_batch_join(st, err);
     if (rc != FR_OK)
         return rc;
     char month[FR_STORE_MONTH_LEN];
@@ -298,6 +316,10 @@ int fr_store_reserve(fr_store *st, const fr_attempt_rec *a, long long *id, fr_er
     fr_store_done(s);
     if (rc == FR_OK)
         *id = (long long)sqlite3_last_insert_rowid(st->db);
+    /* Durable before a byte of the request can go out: the batch commits
+     * with it (on a failure the batch is rolled back and the run stops). */
+    if (rc == FR_OK)
+        rc = fr_store_flush(st, err);
     return rc;
 }
 
@@ -336,14 +358,15 @@ int fr_store_settle(fr_store *st, long long id, const fr_attempt_rec *a, double 
         rc = fr_error_set(err, FR_EINVAL, st->path, 0, "a settled attempt is not pending");
     if (rc != FR_OK)
         return rc;
-    if (!month_total)
-        return settle_row(st, id, a, err); /* one statement: its own transaction */
+    if (!month_total) { /* one statement: its own transaction, or the batch's */
+        rc = fr_store_batch_join(st, err);
+        return rc == FR_OK ? settle_row(st, id, a, err) : rc;
+    }
     /* The write lock first: no other booking comes between this one and the
      * total it reads (see fr_store_add_attempt_total). */
-    rc = fr_store_exec(st, S_BEGIN_IMMEDIATE, "cannot lock the state database", err);
+    rc = lock_for_total(st, &begun, err);
     if (rc != FR_OK)
         goto cleanup;
-    begun = true;
     rc = settle_row(st, id, a, err);
     char month[FR_STORE_MONTH_LEN] = "";
     sqlite3_stmt *s = st->stmt[S_ATTEMPT_MONTH];
@@ -356,7 +379,7 @@ int fr_store_settle(fr_store *st, long long id, const fr_attempt_rec *a, double 
         fr_store_done(s);
     }
     if (rc == FR_OK)
-        rc = commit_with_total(st, month, month_total, err);
+        rc = commit_with_total(st, begun, month, month_total, err);
 cleanup:
     if (rc != FR_OK && begun)
         fr_store_rollback(st);

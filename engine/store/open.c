@@ -7,6 +7,7 @@
 
 #include "engine/store/store_int.h"
 #include "engine/util/fs.h"
+#include "engine/util/log.h"
 #include "engine/util/mem.h"
 
 #include <errno.h>
@@ -158,10 +159,45 @@ static const char schema_v3[] =
     "  note        TEXT,"
     "  PRIMARY KEY (workflow, task)"
     ");";
+
+/* What a row's cost adds to its month's totals, in whole pico-dollars
+ * (exact integer sums: a reservation settled to its cost leaves no
+ * rounding behind). */
+#define PUSD(r) "CAST(round(" r ".cost_usd * 1e12) AS INTEGER)"
+#define BOOKED_PUSD(r) "CASE WHEN " r ".outcome != 'pending' THEN " PUSD(r) " ELSE 0 END"
+#define ADD_TOTALS(r)                                                                              \
+    "INSERT INTO month_totals(month, charged_pusd, booked_pusd)"                                   \
+    " VALUES (" r ".month, " PUSD(r) ", " BOOKED_PUSD(r) ")"                                       \
+    " ON CONFLICT(month) DO UPDATE SET charged_pusd = charged_pusd + excluded.charged_pusd,"      \
+    " booked_pusd = booked_pusd + excluded.booked_pusd;"
+#define SUB_TOTALS(r)                                                                              \
+    "UPDATE month_totals SET charged_pusd = charged_pusd - " PUSD(r) ","                          \
+    " booked_pusd = booked_pusd - " BOOKED_PUSD(r) " WHERE month = " r ".month;"
+
+/* Schema version 4: each month's totals (every charge, the booked replies
+ * only), kept by triggers on attempts in the writing transaction, so a
+ * booking or a lease reads one row instead of the month's attempts. Built
+ * from the rows an older flowrun booked. */
+static const char schema_v4[] =
+    "CREATE TABLE month_totals ("
+    "  month        TEXT PRIMARY KEY,"
+    "  charged_pusd INTEGER NOT NULL DEFAULT 0,"
+    "  booked_pusd  INTEGER NOT NULL DEFAULT 0"
+    ") WITHOUT ROWID;"
+    "INSERT INTO month_totals(month, charged_pusd, booked_pusd)"
+    " SELECT a.month, SUM(" PUSD("a") "), SUM(" BOOKED_PUSD("a") ") FROM attempts a"
+    " GROUP BY a.month;"
+    "CREATE TRIGGER attempts_totals_insert AFTER INSERT ON attempts BEGIN " ADD_TOTALS("NEW")
+    " END;"
+    "CREATE TRIGGER attempts_totals_update AFTER UPDATE OF cost_usd, outcome, month ON attempts"
+    " BEGIN " SUB_TOTALS("OLD") ADD_TOTALS("NEW") " END;"
+    "CREATE TRIGGER attempts_totals_delete AFTER DELETE ON attempts BEGIN " SUB_TOTALS("OLD")
+    " END;";
 // clang-format on
 
 /* migrations[v] takes a database from version v to v + 1. */
-static const char *const migrations[FR_STORE_SCHEMA_VERSION] = {schema_v1, schema_v2, schema_v3};
+static const char *const migrations[FR_STORE_SCHEMA_VERSION] = {schema_v1, schema_v2, schema_v3,
+                                                                schema_v4};
 
 /* The SQL of one migration; see store.h. */
 const char *fr_store_migration_sql(int from)
@@ -572,6 +608,12 @@ void fr_store_close(fr_store *st)
     if (!st)
         return;
     if (getpid() == st->pid) {
+        fr_error err = {0};
+        if (fr_store_flush(st, &err) != FR_OK) {
+            /* Nobody left to tell but the log: the caller flushes first. */
+            char msg[1400];
+            fr_log(FR_LOG_ERROR, "store", "error=\"%s\"", fr_error_format(&err, msg, sizeof msg));
+        }
         for (int i = 0; i < S_COUNT; i++)
             sqlite3_finalize(st->stmt[i]);
         sqlite3_close(st->db);

@@ -3,9 +3,9 @@
  * cost ledger), the leases that make a monthly cap hold across processes, and
  * the result cache table. engine/run and engine/main talk to it; it talks
  * to nothing else. Calls are synchronous and short (one small transaction
- * each). Defined by engine/store/: open.c (open, schema, close),
- * ledger.c (runs, attempts), lease.c (leases), spend.c (what was spent and
- * observed), cache_table.c (the result cache's rows). */
+ * each, or, with batching on, one transaction per loop turn: fr_store_batch). Defined by
+ * engine/store/: open.c (open, schema, close), ledger.c (runs, attempts), lease.c (leases), spend.c
+ * (what was spent and observed), cache_table.c (the result cache's rows). */
 
 #include "engine/util/err.h"
 
@@ -17,7 +17,7 @@
 #include <time.h>
 
 /* The schema version this build writes and understands. */
-#define FR_STORE_SCHEMA_VERSION 3
+#define FR_STORE_SCHEMA_VERSION 4
 
 /* Returns the SQL (static) that takes a database from schema version `from`
  * to `from` + 1 (from 0: an empty database to version 1), or NULL for a
@@ -91,6 +91,41 @@ int fr_store_open_readonly(const char *path, fr_store **out, fr_error *err);
  * child on its parent's store, it frees only the store's own memory and leaves
  * SQLite alone, which would not be safe there. */
 void fr_store_close(fr_store *st);
+
+/* Turns write batching on for `st` (its own loop's; `ud` borrowed): from
+ * now on the writes that no other process must see at once (settled and
+ * booked attempts, cache entries, a run's end, approvals) join one write
+ * transaction, opened by the first of them (BEGIN IMMEDIATE) and committed
+ * by fr_store_flush; `on_pending(ud)` is called each time that transaction
+ * opens, so that the caller commits it before its loop blocks again.
+ * Reading calls on `st` see what the batch holds. The calls that another
+ * process must see at once commit the batch first, then run in their own
+ * transaction as without batching: fr_store_reserve (a request in flight
+ * is durable before it can be sent: it commits the batch with it),
+ * fr_store_lease, fr_store_release, fr_store_run_begin, fr_store_month_used.
+ * A booking that reads its month's total (fr_store_add_attempt_total,
+ * fr_store_settle with a total) reads it inside the batch, which holds the
+ * write lock: bookings stay serialised across processes. A process killed
+ * before the flush loses the batch's writes, and only those. With
+ * `on_pending` NULL batching ends (flush first: a batch still open is
+ * committed by the next flush). */
+void fr_store_batch(fr_store *st, void (*on_pending)(void *ud), void *ud);
+
+/* Commits the batch's open transaction; nothing to do is FR_OK. FR_ESTORE
+ * for a database failure (the batch is rolled back: its writes are lost,
+ * and the caller must stop as after any failed write). fr_store_close
+ * flushes too. */
+int fr_store_flush(fr_store *st, fr_error *err);
+
+/* What a store has done since it was opened, for tests and benchmarks. */
+typedef struct fr_store_stats {
+    long commits;   /* transactions committed, single-statement ones included */
+    long prepares;  /* statements prepared (all at open: each is reused) */
+    int statements; /* prepared statements alive on the connection now */
+} fr_store_stats;
+
+/* Fills `out` with st's counters. */
+void fr_store_stats_get(const fr_store *st, fr_store_stats *out);
 
 /* Sets the clock every timestamp and month is taken from: `now` in unix
  * seconds, or 0 to go back to the real clock (the default). For tests, which

@@ -37,6 +37,9 @@ enum fr_store_stmt {
     S_LEASE_NEW,
     S_RELEASE,
     S_SPEND,
+    S_RUN_STATUS,
+    S_CACHE_GET,
+    S_CACHE_PUT,
     S_COUNT
 };
 
@@ -48,6 +51,13 @@ struct fr_store {
     unsigned long long pid_start; /* its start time (clock ticks after boot), 0 unknown */
     char boot_id[64];             /* this boot of the host, "" unknown */
     time_t clock;                 /* 0: the real clock */
+    /* Write batching (fr_store_batch): */
+    bool batching;                /* writes join one open transaction */
+    bool pending;                 /* that transaction is open (BEGIN IMMEDIATE) */
+    void (*on_pending)(void *ud); /* told when it opens */
+    void *pending_ud;
+    long commits;  /* transactions committed, autocommits included */
+    long prepares; /* statements prepared since open */
 };
 
 /* The process holding an open lease, or running a run, as read inside a
@@ -139,6 +149,17 @@ bool fr_store_held_here(const fr_store *st, const fr_store_lease_row *l);
 /* Runs prepared statement `id`, whose parameters are bound, expecting no
  * rows, and resets it. FR_OK, or fr_store_db_error with `what` (borrowed). */
 int fr_store_exec(fr_store *st, enum fr_store_stmt id, const char *what, fr_error *err);
+
+/* With batching on, opens the batch's write transaction when none is open
+ * (BEGIN IMMEDIATE: the write lock is taken first, so what a booking reads
+ * inside it no other process changes) and tells on_pending; otherwise does
+ * nothing (the write is its own transaction). FR_OK or FR_ESTORE. */
+int fr_store_batch_join(fr_store *st, fr_error *err);
+
+/* Commits the batch's open transaction, if any, before a call that runs its
+ * own (BEGIN) or must be seen by another process at once. FR_OK or
+ * FR_ESTORE (the batch is rolled back). */
+int fr_store_own_txn(fr_store *st, fr_error *err);
 
 /* Rolls back the open transaction, if any. Leaves a previous error in place. */
 void fr_store_rollback(fr_store *st);

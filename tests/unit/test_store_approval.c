@@ -103,7 +103,8 @@ static void test_migration_from_v2(void **state)
                       "  VALUES ('old', 'wf', 1.0, 'ok', 0.25);");
     assert_true(raw_refused(f->path, "SELECT count(*) FROM approvals"));
     f->st = open_ok(f->path);
-    assert_usd(raw_num(f->path, "SELECT value FROM meta WHERE key = 'schema_version'"), 3);
+    assert_usd(raw_num(f->path, "SELECT value FROM meta WHERE key = 'schema_version'"),
+               FR_STORE_SCHEMA_VERSION);
     assert_usd(raw_num(f->path, "SELECT count(*) FROM runs"), 1);
     fr_store_approval row = pending_row("00aa");
     assert_ok(fr_store_approval_put(f->st, &row, &e_));

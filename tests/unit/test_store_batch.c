@@ -1,0 +1,241 @@
+/* The state store's write batching (fr_store_batch, fr_store_flush): the
+ * writes of one loop turn are one transaction, visible to another process
+ * once the turn's commit is done and not before; a reservation commits the
+ * batch with it; a process killed before the commit loses that turn only;
+ * every statement is prepared once at open; the month's totals (kept by
+ * triggers) match the ledger's rows, and an older store is upgraded. */
+
+#include "tests/unit/support/store_fixture.h"
+
+static int pending_calls;
+
+static void on_pending(void *ud)
+{
+    (void)ud;
+    pending_calls++;
+}
+
+static long count_rows(const char *path, const char *sql)
+{
+    return (long)raw_num(path, sql);
+}
+
+static fr_attempt_rec rec(const char *task, int attempt, const char *outcome, double cost)
+{
+    return (fr_attempt_rec){.run_id = "r1",
+                            .task = task,
+                            .endpoint = "e1",
+                            .tier = "cloud",
+                            .model = "m",
+                            .outcome = outcome,
+                            .attempt = attempt,
+                            .input = 10,
+                            .output = 5,
+                            .cost_usd = cost,
+                            .latency_ms = 100};
+}
+
+static void batched_store(fx *f)
+{
+    f->st = open_ok(f->path);
+    fr_store_set_clock(f->st, utc(2027, 3, 10, 12, 0, 0));
+    assert_ok(fr_store_run_begin(f->st, "r1", "wf", NULL, &e_));
+    pending_calls = 0;
+    fr_store_batch(f->st, on_pending, NULL);
+}
+
+/* A turn's writes are one transaction: another connection sees none of
+ * them before the flush, all of them after, and the turn opened it once. */
+static void test_rows_visible_after_the_turns_commit(void **state)
+{
+    fx *f = *state;
+    batched_store(f);
+    fr_store_stats before, after;
+    fr_store_stats_get(f->st, &before);
+    fr_reply r = {.text = "hello", .model = "m"};
+    for (int i = 0; i < 20; i++) {
+        fr_attempt_rec a = rec("t", i + 1, "ok", 0.001);
+        assert_ok(fr_store_add_attempt(f->st, &a, &e_));
+        char key[16];
+        snprintf(key, sizeof key, "k%d", i);
+        assert_ok(fr_store_cache_put(f->st, key, "e1", &r, &e_));
+    }
+    assert_ok(fr_store_run_end(f->st, "r1", "ok", 0, 0.02, &e_));
+    assert_int_equal(pending_calls, 1);
+    assert_int_equal(count_rows(f->path, "SELECT count(*) FROM attempts"), 0);
+    assert_int_equal(count_rows(f->path, "SELECT count(*) FROM cache"), 0);
+    /* The store itself reads what its batch holds. */
+    double spent = 0;
+    assert_ok(fr_store_month_spent(f->st, "2027-03", &spent, &e_));
+    assert_usd(spent, 0.02);
+    fr_reply got;
+    bool hit = false;
+    assert_ok(fr_store_cache_get(f->st, "k3", &got, &hit, &e_));
+    assert_true(hit);
+    fr_reply_close(&got);
+    assert_ok(fr_store_flush(f->st, &e_));
+    fr_store_stats_get(f->st, &after);
+    assert_int_equal(after.commits - before.commits, 1);
+    assert_int_equal(count_rows(f->path, "SELECT count(*) FROM attempts"), 20);
+    assert_int_equal(count_rows(f->path, "SELECT count(*) FROM cache"), 20);
+    char status[32];
+    assert_string_equal(raw_text(f->path, "SELECT status FROM runs", status, sizeof status), "ok");
+    /* The next write opens the next turn's transaction. */
+    fr_attempt_rec a = rec("t", 99, "ok", 0.001);
+    assert_ok(fr_store_add_attempt(f->st, &a, &e_));
+    assert_int_equal(pending_calls, 2);
+}
+
+/* A request in flight is durable at once: the reservation commits the
+ * batch with it (the turn's earlier writes too). */
+static void test_reserve_commits_at_once(void **state)
+{
+    fx *f = *state;
+    batched_store(f);
+    fr_attempt_rec done = rec("a", 1, "ok", 0.001);
+    assert_ok(fr_store_add_attempt(f->st, &done, &e_));
+    fr_attempt_rec b = rec("b", 1, "ok", 0.5);
+    long long id = 0;
+    assert_ok(fr_store_reserve(f->st, &b, &id, &e_));
+    assert_int_equal(count_rows(f->path, "SELECT count(*) FROM attempts"), 2);
+    assert_usd(raw_num(f->path, "SELECT TOTAL(cost_usd) FROM attempts WHERE outcome = 'pending'"),
+               0.5);
+    /* Its settle joins the next batch; a lease commits that batch first. */
+    b.cost_usd = 0.1;
+    double total = 0;
+    assert_ok(fr_store_settle(f->st, id, &b, &total, &e_));
+    assert_usd(total, 0.101);
+    assert_int_equal(count_rows(f->path, "SELECT count(*) FROM attempts WHERE outcome = 'pending'"),
+                     1);
+    double granted = 0;
+    assert_ok(fr_store_lease(f->st, "2027-03", 1.0, 2.0, "r1", &granted, &e_));
+    assert_usd(granted, 1.0 - 0.101);
+    assert_int_equal(count_rows(f->path, "SELECT count(*) FROM attempts WHERE outcome = 'pending'"),
+                     0);
+}
+
+/* A process killed before its turn's commit loses that turn, and nothing
+ * that an earlier turn committed. */
+static void test_crash_loses_at_most_the_last_turn(void **state)
+{
+    fx *f = *state;
+    f->st = open_ok(f->path);
+    assert_ok(fr_store_run_begin(f->st, "r1", "wf", NULL, &e_));
+    fr_store_close(f->st);
+    f->st = NULL;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        fr_store *st = NULL;
+        fr_error err = {0};
+        if (fr_store_open(f->path, &st, &err) != FR_OK)
+            _exit(2);
+        fr_store_batch(st, on_pending, NULL);
+        for (int turn = 0; turn < 3; turn++) {
+            for (int i = 0; i < 5; i++) {
+                fr_attempt_rec a = rec("t", turn * 5 + i + 1, "ok", 0.01);
+                if (fr_store_add_attempt(st, &a, &err) != FR_OK)
+                    _exit(3);
+            }
+            if (turn < 2 && fr_store_flush(st, &err) != FR_OK) /* the last turn never ends */
+                _exit(4);
+        }
+        kill(getpid(), SIGKILL);
+        _exit(5);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    assert_int_equal(count_rows(f->path, "SELECT count(*) FROM attempts"), 10);
+    f->st = open_ok(f->path);
+    double spent = 0;
+    assert_ok(fr_store_month_spent(f->st, fr_store_month(f->st, (char[FR_STORE_MONTH_LEN]){0}),
+                                   &spent, &e_));
+    assert_usd(spent, 0.10);
+}
+
+/* Every statement is prepared once, at open: thousands of calls prepare
+ * nothing more, and the same statements stay alive. */
+static void test_statements_reused(void **state)
+{
+    fx *f = *state;
+    batched_store(f);
+    fr_store_stats before, after;
+    fr_store_stats_get(f->st, &before);
+    assert_true(before.prepares > 0);
+    fr_reply r = {.text = "x", .model = "m"};
+    for (int i = 0; i < 200; i++) {
+        fr_attempt_rec a = rec("t", i + 1, "ok", 0.001);
+        long long id = 0;
+        double total = 0, spent = 0;
+        char status[32];
+        bool hit = false;
+        fr_reply got;
+        assert_ok(fr_store_reserve(f->st, &a, &id, &e_));
+        assert_ok(fr_store_settle(f->st, id, &a, i % 2 ? &total : NULL, &e_));
+        assert_ok(fr_store_cache_put(f->st, "k", "e1", &r, &e_));
+        assert_ok(fr_store_cache_get(f->st, "k", &got, &hit, &e_));
+        fr_reply_close(&got);
+        assert_ok(fr_store_run_status(f->st, "r1", status, sizeof status, &spent, &e_));
+        assert_ok(fr_store_month_spent(f->st, "2027-03", &spent, &e_));
+    }
+    assert_ok(fr_store_flush(f->st, &e_));
+    fr_store_stats_get(f->st, &after);
+    assert_int_equal(after.prepares, before.prepares);
+    assert_int_equal(after.statements, before.statements);
+}
+
+/* The month's totals follow every insert, settle and crash charge, and a
+ * store of schema version 3 gets them from its rows when it is upgraded. */
+static void test_month_totals_follow_the_rows(void **state)
+{
+    fx *f = *state;
+    char dir[PATH_MAX];
+    join(dir, f->dir, ".flowrun");
+    assert_int_equal(mkdir(dir, 0700), 0);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    for (int v = 0; v < 3; v++)
+        assert_int_equal(sqlite3_exec(db, fr_store_migration_sql(v), NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(db,
+                     "INSERT INTO meta(key, value) VALUES ('schema_version', 3);"
+                     "INSERT INTO runs(id, workflow, started_at) VALUES ('old', 'wf', 0);"
+                     "INSERT INTO attempts(run_id, task, attempt, endpoint, tier, cost_usd,"
+                     " outcome, at, month) VALUES ('old', 't', 1, 'e', 'cloud', 0.1, 'ok', 0,"
+                     " '2027-03'), ('old', 't', 2, 'e', 'cloud', 0.2, 'pending', 0, '2027-03');",
+                     NULL, NULL, NULL),
+        SQLITE_OK);
+    sqlite3_close(db);
+    batched_store(f);
+    assert_usd(raw_num(f->path, "SELECT value FROM meta WHERE key = 'schema_version'"),
+               FR_STORE_SCHEMA_VERSION);
+    double spent = 0, total = 0;
+    assert_ok(fr_store_month_spent(f->st, "2027-03", &spent, &e_));
+    assert_usd(spent, 0.3);
+    fr_attempt_rec a = rec("t", 1, "ok", 0.05);
+    long long id = 0;
+    assert_ok(fr_store_reserve(f->st, &a, &id, &e_));
+    a.cost_usd = 0.01;
+    assert_ok(fr_store_settle(f->st, id, &a, &total, &e_));
+    assert_usd(total, 0.11); /* booked only: the old run's request in flight is left out */
+    assert_ok(fr_store_month_spent(f->st, "2027-03", &spent, &e_));
+    assert_usd(spent, 0.31);
+    assert_ok(fr_store_flush(f->st, &e_));
+    assert_usd(raw_num(f->path, "SELECT charged_pusd / 1e12 FROM month_totals"),
+               raw_num(f->path, "SELECT TOTAL(cost_usd) FROM attempts"));
+    assert_usd(raw_num(f->path, "SELECT booked_pusd / 1e12 FROM month_totals"),
+               raw_num(f->path, "SELECT TOTAL(cost_usd) FROM attempts WHERE outcome != 'pending'"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        STORE_TEST(test_rows_visible_after_the_turns_commit),
+        STORE_TEST(test_reserve_commits_at_once),
+        STORE_TEST(test_crash_loses_at_most_the_last_turn),
+        STORE_TEST(test_statements_reused),
+        STORE_TEST(test_month_totals_follow_the_rows),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
