@@ -300,7 +300,7 @@ static long find_candidate(const cand_set *cs, const char *name)
 typedef struct call_args {
     const json_t *json[3];
     const fr_policy_task *task;
-    const cand_set *cands;        /* route */
+    const cand_set *cands;          /* route */
     const fr_policy_result *result; /* on_result */
     const fr_policy_run *run;
 } call_args;
@@ -528,8 +528,8 @@ static int route_call(fr_policy *p, const call_args *a, long *choice, bool *not_
 
 /* Calls route with JSON `task`, `candidates` and `run` (borrowed); on
  * FR_OK *choice is the chosen candidate's index, -1 for nil. */
-static int route_json(fr_policy *p, const json_t *task, const json_t *candidates,
-                      const json_t *run, long *choice, bool *not_candidate, fr_error *err)
+static int route_json(fr_policy *p, const json_t *task, const json_t *candidates, const json_t *run,
+                      long *choice, bool *not_candidate, fr_error *err)
 {
     cand_set cs = {.json = candidates};
     call_args a = {.json = {task, candidates, run}, .cands = &cs};

@@ -508,8 +508,8 @@ static void test_policy_view(void **state)
     fr_log_set_stream(mem);
     fr_log_level old = fr_log_get_level();
     fr_log_set_level(FR_LOG_INFO);
-    world *w = world_new_of("tests/unit/fixtures/engine/view.lua", fr_budget_new(true, 5, false, 0.8),
-                            policy_from(view_policy));
+    world *w = world_new_of("tests/unit/fixtures/engine/view.lua",
+                            fr_budget_new(true, 5, false, 0.8), policy_from(view_policy));
     fr_route_task build = task(w, "build");
     build.est_input = 1234;
     build.ntools = 2;
@@ -523,7 +523,8 @@ static void test_policy_view(void **state)
     build.tried[w->cloud] = 1;
     build.reason = "quality";
     assert_string_equal(dispatched(w, &build), "gpu");
-    fr_reply r = engine_reply("{\"n\": 1.5}", FR_FINISH_STOP, json_pack("{s:f, s:[i]}", "n", 1.5, "k", 2));
+    fr_reply r =
+        engine_reply("{\"n\": 1.5}", FR_FINISH_STOP, json_pack("{s:f, s:[i]}", "n", 1.5, "k", 2));
     r.usage.input = 40;
     r.usage.output = 7;
     fr_error err = {0};
