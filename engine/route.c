@@ -15,6 +15,11 @@ struct fr_router {
     size_t pass_waiters; /* the tasks of this pass over the ready queue left waiting */
     int policy_errors;
     json_t *policy_sites; /* set of "file:line:code" already logged */
+    /* Strings the decision log repeats, made once and shared (a JSON string
+     * is never changed in place once logged): each endpoint's name, and the
+     * last few policy names and reasons. */
+    json_t **ep_names;
+    json_t *words[16];
 };
 
 fr_router *fr_router_new(const fr_route_env *env)
@@ -24,6 +29,9 @@ fr_router *fr_router_new(const fr_route_env *env)
     size_t n = env->wf->nendpoints;
     rt->queued = fr_xcalloc(n ? n : 1, sizeof *rt->queued);
     rt->policy_sites = json_object();
+    rt->ep_names = fr_xcalloc(n ? n : 1, sizeof *rt->ep_names);
+    for (size_t e = 0; e < n; e++)
+        rt->ep_names[e] = json_string(env->wf->endpoints[e].name);
     return rt;
 }
 
@@ -33,6 +41,11 @@ void fr_router_free(fr_router *rt)
         return;
     free(rt->queued);
     json_decref(rt->policy_sites);
+    for (size_t e = 0; e < rt->env.wf->nendpoints; e++)
+        json_decref(rt->ep_names[e]);
+    free(rt->ep_names);
+    for (size_t i = 0; i < sizeof rt->words / sizeof rt->words[0]; i++)
+        json_decref(rt->words[i]);
     free(rt);
 }
 
@@ -373,21 +386,44 @@ static void explain_privacy(const fr_router *rt, const fr_route_task *t, fr_buf 
         fr_buf_printf(line, "  %s", privacy);
 }
 
+/* A JSON string of `s` (borrowed) for the decision log (a new reference):
+ * one of the router's shared words when it has one, else a fresh one. */
+static json_t *word(fr_router *rt, const char *s)
+{
+    size_t n = sizeof rt->words / sizeof rt->words[0], i = 0;
+    while (i < n && rt->words[i] && strcmp(json_string_value(rt->words[i]), s) != 0)
+        i++;
+    if (i == n)
+        return json_string(s);
+    if (!rt->words[i])
+        rt->words[i] = json_string(s);
+    return json_incref(rt->words[i]);
+}
+
 /* Appends a routing decision to the task's log: who decided (the policy,
  * or "default"), its version, why it was asked, the endpoint, and the
- * candidates it saw (the `n` views `cands`, borrowed: their free slots and
- * estimated costs). With --explain it is printed as it happens. */
+ * candidates it saw (endpoints `eps` and their `n` views `cands`, borrowed:
+ * their free slots and estimated costs). With --explain it is printed as it happens. */
 static void record_decision(fr_router *rt, fr_route_task *t, const char *policy, int version,
-                            size_t ep, const fr_policy_cand *cands, size_t n)
+                            size_t ep, const long *eps, const fr_policy_cand *cands, size_t n)
 {
     const char *name = fr_ep_spec(rt->env.eps, ep)->name;
     json_t *seen = json_array();
-    for (size_t i = 0; i < n; i++)
-        json_array_append_new(seen, json_pack("{s:s, s:i, s:f}", "name", cands[i].name, "free",
-                                              cands[i].free, "est_cost", cands[i].est_cost));
-    json_t *d = json_pack("{s:s, s:i, s:s, s:s, s:i, s:n, s:o}", "policy", policy, "version",
-                          version, "reason", t->reason, "endpoint", name, "attempt",
-                          t->res->attempts + 1, "outcome", "candidates", seen);
+    for (size_t i = 0; i < n; i++) {
+        json_t *c = json_object();
+        json_object_set_new_nocheck(c, "name", json_incref(rt->ep_names[eps[i]]));
+        json_object_set_new_nocheck(c, "free", json_integer(cands[i].free));
+        json_object_set_new_nocheck(c, "est_cost", json_real(cands[i].est_cost));
+        json_array_append_new(seen, c);
+    }
+    json_t *d = json_object();
+    json_object_set_new_nocheck(d, "policy", word(rt, policy));
+    json_object_set_new_nocheck(d, "version", json_integer(version));
+    json_object_set_new_nocheck(d, "reason", word(rt, t->reason));
+    json_object_set_new_nocheck(d, "endpoint", json_incref(rt->ep_names[ep]));
+    json_object_set_new_nocheck(d, "attempt", json_integer(t->res->attempts + 1));
+    json_object_set_new_nocheck(d, "outcome", json_null());
+    json_object_set_new_nocheck(d, "candidates", seen);
     json_array_append_new(t->res->decisions, d);
     if (!rt->env.explain)
         return;
@@ -552,7 +588,7 @@ static fr_route_decision ask_policy(fr_router *rt, fr_route_task *t, const long 
         }
     }
     if (ep >= 0)
-        record_decision(rt, t, decided_by, fr_policy_version(policy), (size_t)ep, cv, n);
+        record_decision(rt, t, decided_by, fr_policy_version(policy), (size_t)ep, cands, cv, n);
     free(tried);
     free(cv);
     return ep >= 0 ? dispatch_to((size_t)ep) : wait_until(0);
