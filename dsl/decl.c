@@ -16,6 +16,7 @@
 #include "dsl/schema.h"
 #include "dsl/suggest.h"
 #include "engine/util/mem.h"
+#include "engine/util/strmap.h"
 
 #include <lauxlib.h>
 #include <limits.h>
@@ -80,9 +81,13 @@ void fr_load_ctx_close(fr_load_ctx *c)
     for (size_t i = 0; i < c->npending; i++)
         free(c->pending[i].name);
     free(c->pending);
+    for (size_t k = 0; k < sizeof c->pending_names / sizeof c->pending_names[0]; k++) {
+        fr_strmap_free(c->pending_names[k]);
+        c->pending_names[k] = NULL;
+    }
     c->task_agents = NULL;
     c->pending = NULL;
-    c->ntask_agents = c->npending = 0;
+    c->ntask_agents = c->npending = c->pending_room = c->task_room = 0;
 }
 
 /* Returns true when `s` (borrowed, may be NULL) is non-empty and made only
@@ -132,10 +137,7 @@ static int caller_line(lua_State *L)
  * `name`, or -1. */
 static long find_pending(const fr_load_ctx *c, int kind, const char *name)
 {
-    for (size_t i = 0; i < c->npending; i++)
-        if (c->pending[i].kind == kind && strcmp(c->pending[i].name, name) == 0)
-            return (long)i;
-    return -1;
+    return c->pending_names[kind] ? fr_strmap_get(c->pending_names[kind], name) : -1;
 }
 
 /* Validates the name at stack index 1 and records it as pending. */
@@ -180,8 +182,14 @@ static size_t declare(lua_State *L, fr_load_ctx *c, int kind, int line)
                       "servers different names",
                       kn, name, kind == FR_DECL_MCP ? "tool" : "MCP server", c->file,
                       c->pending[other].line);
-    c->pending = fr_xrealloc(c->pending, (c->npending + 1) * sizeof *c->pending);
+    if (c->npending == c->pending_room) {
+        c->pending_room = c->pending_room ? 2 * c->pending_room : 16;
+        c->pending = fr_xrealloc(c->pending, c->pending_room * sizeof *c->pending);
+    }
     c->pending[c->npending] = (fr_pending){kind, fr_xstrdup(name), line, false};
+    if (!c->pending_names[kind])
+        c->pending_names[kind] = fr_strmap_new(0);
+    fr_strmap_put(c->pending_names[kind], c->pending[c->npending].name, c->npending);
     return c->npending++;
 }
 
@@ -218,11 +226,15 @@ static size_t append_task(fr_load_ctx *c, const fr_pending *p)
 {
     fr_workflow *wf = c->wf;
     size_t i = wf->ntasks;
-    wf->tasks = fr_xrealloc(wf->tasks, (i + 1) * sizeof *wf->tasks);
-    wf->lua->tasks = fr_xrealloc(wf->lua->tasks, (i + 1) * sizeof *wf->lua->tasks);
-    c->task_agents = fr_xrealloc(c->task_agents, (i + 1) * sizeof *c->task_agents);
-    c->task_private_given =
-        fr_xrealloc(c->task_private_given, (i + 1) * sizeof *c->task_private_given);
+    if (i >= c->task_room) {
+        /* Doubling: 10,000 tasks cost a few copies, not one per task. */
+        size_t room = c->task_room = i < 8 ? 16 : 2 * i;
+        wf->tasks = fr_xrealloc(wf->tasks, room * sizeof *wf->tasks);
+        wf->lua->tasks = fr_xrealloc(wf->lua->tasks, room * sizeof *wf->lua->tasks);
+        c->task_agents = fr_xrealloc(c->task_agents, room * sizeof *c->task_agents);
+        c->task_private_given =
+            fr_xrealloc(c->task_private_given, room * sizeof *c->task_private_given);
+    }
     c->task_private_given[i] = false;
     fr_task_spec *t = &wf->tasks[i];
     memset(t, 0, sizeof *t);

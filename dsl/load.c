@@ -11,6 +11,7 @@
 #include "dsl/template.h"
 #include "engine/util/log.h"
 #include "engine/util/mem.h"
+#include "engine/util/strmap.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -421,7 +422,20 @@ static int resolve_agent(fr_workflow *wf, fr_load_ctx *c, size_t i, fr_error *er
     return FR_OK;
 }
 
-static int resolve_deps(fr_workflow *wf, size_t i, const char **names, fr_error *err)
+/* The tasks' names in an index (owned; fr_strmap_free), for lookups that
+ * must not scan: a workflow of 10,000 tasks loads in linear time. */
+static fr_strmap *task_index(const fr_workflow *wf)
+{
+    fr_strmap *m = fr_strmap_new(wf->ntasks);
+    for (size_t i = 0; i < wf->ntasks; i++)
+        fr_strmap_put(m, wf->tasks[i].name, i); /* duplicates were refused */
+    return m;
+}
+
+/* Resolves task `i`'s deps through `index`. `seen` (one per task, zero at
+ * first) marks with i + 1 the deps task i already listed. */
+static int resolve_deps(fr_workflow *wf, size_t i, const char **names, const fr_strmap *index,
+                        size_t *seen, fr_error *err)
 {
     fr_task_spec *t = &wf->tasks[i];
     t->dep_index = fr_xcalloc(t->ndeps ? t->ndeps : 1, sizeof *t->dep_index);
@@ -430,17 +444,18 @@ static int resolve_deps(fr_workflow *wf, size_t i, const char **names, fr_error 
         if (strcmp(dep, t->name) == 0)
             return fr_error_set(err, FR_EWORKFLOW, t->file, t->line, "task '%s' depends on itself",
                                 t->name);
-        for (size_t j = 0; j < k; j++)
-            if (strcmp(t->deps[j], dep) == 0)
-                return fr_error_set(err, FR_EWORKFLOW, t->file, t->line,
-                                    "task '%s': dependency '%s' is listed twice", t->name, dep);
-        long d = fr_workflow_find_task(wf, dep);
+        long d = fr_strmap_get(index, dep);
+        /* A dep listed twice was found the first time (else that one failed). */
+        if (d >= 0 && seen[d] == i + 1)
+            return fr_error_set(err, FR_EWORKFLOW, t->file, t->line,
+                                "task '%s': dependency '%s' is listed twice", t->name, dep);
         if (d < 0) {
             char sug[300];
             suggestion(sug, sizeof sug, dep, names, wf->ntasks);
             return fr_error_set(err, FR_EWORKFLOW, t->file, t->line,
                                 "task '%s': depends on unknown task '%s'%s", t->name, dep, sug);
         }
+        seen[d] = i + 1;
         t->dep_index[k] = (size_t)d;
     }
     return FR_OK;
@@ -652,6 +667,8 @@ static int resolve_tasks(fr_workflow *wf, fr_load_ctx *c, bool save_anywhere, fr
 {
     int rc = FR_OK;
     const char **names = task_names(wf);
+    fr_strmap *index = task_index(wf);
+    size_t *seen = fr_xcalloc(wf->ntasks + 1, sizeof *seen);
     for (size_t i = 0; i < wf->ntasks && rc == FR_OK; i++) {
         fr_task_spec *t = &wf->tasks[i];
         if (t->timeout_s < 0)
@@ -668,7 +685,7 @@ static int resolve_tasks(fr_workflow *wf, fr_load_ctx *c, bool save_anywhere, fr
             t->max_tool_calls = c->defaults.max_tool_calls;
         rc = resolve_agent(wf, c, i, err);
         if (rc == FR_OK)
-            rc = resolve_deps(wf, i, names, err);
+            rc = resolve_deps(wf, i, names, index, seen, err);
         if (rc == FR_OK)
             rc = fr_load_check_foreach(wf, i, err);
         if (rc == FR_OK && t->prompt) {
@@ -685,6 +702,8 @@ static int resolve_tasks(fr_workflow *wf, fr_load_ctx *c, bool save_anywhere, fr
         if (rc == FR_OK)
             rc = check_save(wf, t, save_anywhere, err);
     }
+    free(seen);
+    fr_strmap_free(index);
     free(names);
     if (rc == FR_OK) {
         propagate_privacy(wf);

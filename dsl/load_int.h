@@ -67,6 +67,9 @@ typedef struct fr_load_ctx {
     bool *task_private_given; /* per task: `private` was written (true or false) */
     fr_pending *pending;
     size_t npending;
+    size_t pending_room;                /* entries allocated in pending */
+    struct fr_strmap *pending_names[5]; /* per FR_DECL_* kind: name -> index in pending */
+    size_t task_room; /* tasks allocated in wf->tasks, wf->lua->tasks and the two above */
 } fr_load_ctx;
 
 /* Initialises `c` for running `file` (borrowed) into `wf` (borrowed; for

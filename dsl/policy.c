@@ -268,12 +268,26 @@ int fr_policy_version(const fr_policy *p)
     return p->version;
 }
 
+/* The candidates of one call: a JSON array of objects with "name", or `n`
+ * C views. */
+typedef struct cand_set {
+    const json_t *json;
+    const fr_policy_cand *view;
+    size_t n;
+} cand_set;
+
 /* Returns the index (0-based) of the candidate named `name`, or -1. */
-static long find_candidate(const json_t *candidates, const char *name)
+static long find_candidate(const cand_set *cs, const char *name)
 {
+    if (cs->view) {
+        for (size_t i = 0; i < cs->n; i++)
+            if (strcmp(cs->view[i].name, name) == 0)
+                return (long)i;
+        return -1;
+    }
     size_t i;
     json_t *c;
-    json_array_foreach(candidates, i, c)
+    json_array_foreach(cs->json, i, c)
     {
         const char *n = json_string_value(json_object_get(c, "name"));
         if (n && strcmp(n, name) == 0)
@@ -282,13 +296,151 @@ static long find_candidate(const json_t *candidates, const char *name)
     return -1;
 }
 
-/* Pushes Lua copies of the three JSON values passed as light userdata.
+/* The three arguments of one call, as JSON values or as C views. */
+typedef struct call_args {
+    const json_t *json[3];
+    const fr_policy_task *task;
+    const cand_set *cands;          /* route */
+    const fr_policy_result *result; /* on_result */
+    const fr_policy_run *run;
+} call_args;
+
+/* The fields below are set on a table preallocated for all of them, in the
+ * order of the JSON objects they replace, so a policy sees the same table
+ * (pairs() included). [-0, +0] on a table at the top. */
+static void set_str(lua_State *L, const char *k, const char *v)
+{
+    if (v)
+        lua_pushstring(L, v);
+    else
+        lua_pushnil(L);
+    lua_setfield(L, -2, k);
+}
+
+static void set_int(lua_State *L, const char *k, lua_Integer v)
+{
+    lua_pushinteger(L, v);
+    lua_setfield(L, -2, k);
+}
+
+static void set_num(lua_State *L, const char *k, double v)
+{
+    lua_pushnumber(L, v);
+    lua_setfield(L, -2, k);
+}
+
+/* Sets field `k` to `v` when `has`, else to nil (as a JSON null did). */
+static void set_opt_num(lua_State *L, const char *k, bool has, double v)
+{
+    if (has)
+        lua_pushnumber(L, v);
+    else
+        lua_pushnil(L);
+    lua_setfield(L, -2, k);
+}
+
+/* Sets field `k` to an array of the `n` strings `v`. */
+static void set_names(lua_State *L, const char *k, const char *const *v, size_t n)
+{
+    lua_createtable(L, (int)n, 0); /* [t, a] */
+    for (size_t i = 0; i < n; i++) {
+        lua_pushstring(L, v[i]);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_setfield(L, -2, k); /* [t] */
+}
+
+static void push_task(lua_State *L, const fr_policy_task *t)
+{
+    lua_createtable(L, 0, 12); /* [task] */
+    set_str(L, "name", t->name);
+    set_str(L, "agent", t->agent);
+    set_str(L, "type", t->type);
+    set_num(L, "complexity", t->complexity);
+    set_int(L, "priority", t->priority);
+    lua_pushboolean(L, t->is_private);
+    lua_setfield(L, -2, "private");
+    set_int(L, "attempt", t->attempt);
+    set_str(L, "reason", t->reason);
+    set_names(L, "tried", t->tried, t->ntried);
+    set_int(L, "est_input_tokens", t->est_input_tokens);
+    set_int(L, "max_tokens", t->max_tokens);
+    set_int(L, "tools", t->tools);
+}
+
+static void push_cands(lua_State *L, const cand_set *cs)
+{
+    lua_createtable(L, (int)cs->n, 0); /* [cands] */
+    for (size_t i = 0; i < cs->n; i++) {
+        const fr_policy_cand *c = &cs->view[i];
+        lua_createtable(L, 0, 15); /* [cands, c] */
+        set_str(L, "name", c->name);
+        set_str(L, "tier", c->tier);
+        set_str(L, "protocol", c->protocol);
+        set_str(L, "model", c->model);
+        set_int(L, "in_flight", c->in_flight);
+        set_int(L, "max_parallel", c->max_parallel);
+        set_int(L, "free", c->free);
+        set_int(L, "queued", c->queued);
+        set_num(L, "quality", c->quality);
+        set_num(L, "price_in", c->price_in);
+        set_num(L, "price_out", c->price_out);
+        set_num(L, "est_cost", c->est_cost);
+        set_opt_num(L, "latency_p50", c->latency_p50 >= 0, c->latency_p50);
+        set_names(L, "tags", c->tags, c->ntags);
+        set_int(L, "context", c->context);
+        lua_rawseti(L, -2, (lua_Integer)i + 1); /* [cands] */
+    }
+}
+
+static void push_result(lua_State *L, const fr_policy_result *r)
+{
+    lua_createtable(L, 0, 8); /* [result] */
+    set_str(L, "endpoint", r->endpoint);
+    set_str(L, "tier", r->tier);
+    set_str(L, "text", r->text);
+    fr_lua_push_json(L, r->json); /* [result, json] */
+    lua_setfield(L, -2, "json");
+    set_num(L, "latency_ms", r->latency_ms);
+    lua_createtable(L, 0, 2); /* [result, tokens] */
+    set_int(L, "input", r->input_tokens);
+    set_int(L, "output", r->output_tokens);
+    lua_setfield(L, -2, "tokens");
+    set_num(L, "cost_usd", r->cost_usd);
+    set_int(L, "attempt", r->attempt);
+}
+
+static void push_run(lua_State *L, const fr_policy_run *r)
+{
+    lua_createtable(L, 0, 8); /* [run] */
+    set_opt_num(L, "budget", r->capped, r->budget);
+    set_num(L, "spent", r->spent);
+    set_num(L, "reserved", r->reserved);
+    set_opt_num(L, "remaining", r->capped, r->remaining);
+    set_num(L, "elapsed", r->elapsed);
+    set_int(L, "done", r->done);
+    set_int(L, "total", r->total);
+    set_int(L, "ready", r->ready);
+}
+
+/* Pushes the three arguments of the call_args passed as light userdata.
  * Runs protected (through fr_lua_call), so running out of memory while
- * copying is an error of the call, not an abort. */
+ * building them is an error of the call, not an abort. */
 static int push_args(lua_State *L)
 {
-    for (int i = 1; i <= 3; i++)
-        fr_lua_push_json(L, lua_touserdata(L, i)); /* [ud, ud, ud, v...] */
+    const call_args *a = lua_touserdata(L, 1);
+    if (!a->task) {
+        for (int i = 0; i < 3; i++)
+            fr_lua_push_json(L, a->json[i]); /* [ud, v...] */
+        return 3;
+    }
+    luaL_checkstack(L, 8, "policy arguments");
+    push_task(L, a->task); /* [ud, task] */
+    if (a->cands)
+        push_cands(L, a->cands);
+    else
+        push_result(L, a->result);
+    push_run(L, a->run); /* [ud, task, cands|result, run] */
     return 3;
 }
 
@@ -303,20 +455,17 @@ static int defined_line(lua_State *L, int ref)
     return ar.linedefined > 0 ? ar.linedefined : 0;
 }
 
-/* Pushes the function of registry reference `ref` and calls it with copies
- * of `a`, `b` and `c` (borrowed), leaving one result on FR_OK. */
-static int call_with(fr_policy *p, int ref, const json_t *a, const json_t *b, const json_t *c,
-                     const char *what, fr_error *err)
+/* Pushes the function of registry reference `ref` and calls it with the
+ * arguments `a` (borrowed), leaving one result on FR_OK. */
+static int call_with(fr_policy *p, int ref, const call_args *a, const char *what, fr_error *err)
 {
     lua_State *L = p->L;
     if (!lua_checkstack(L, 6))
         return fr_error_set(err, FR_ELIMIT, p->path, 0, "%s: Lua stack exhausted", what);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, ref); /* [fn] */
-    lua_pushcfunction(L, push_args);        /* [fn, push] */
-    lua_pushlightuserdata(L, (void *)a);
-    lua_pushlightuserdata(L, (void *)b);
-    lua_pushlightuserdata(L, (void *)c);      /* [fn, push, ud, ud, ud] */
-    int rc = fr_lua_call(L, 3, 3, what, err); /* [fn, a, b, c] */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ref);   /* [fn] */
+    lua_pushcfunction(L, push_args);          /* [fn, push] */
+    lua_pushlightuserdata(L, (void *)a);      /* [fn, push, ud] */
+    int rc = fr_lua_call(L, 1, 3, what, err); /* [fn, a, b, c] */
     if (rc != FR_OK)
         lua_pop(L, 1); /* [] */
     else
@@ -330,15 +479,17 @@ static int call_with(fr_policy *p, int ref, const json_t *a, const json_t *b, co
     return rc;
 }
 
-/* Calls route; see fr_policy_route. Sets *not_candidate when the answer was
- * a name (or a table with a name) that is none of the candidates. */
-static int route_call(fr_policy *p, const json_t *task, const json_t *candidates, const json_t *run,
-                      char **choice, bool *not_candidate, fr_error *err)
+/* Calls route with `a`, whose candidates are `a->cands`; see
+ * fr_policy_route. On FR_OK *choice is the chosen candidate's index, -1 for
+ * nil. Sets *not_candidate when the answer was a name (or a table with a
+ * name) that is none of the candidates. */
+static int route_call(fr_policy *p, const call_args *a, long *choice, bool *not_candidate,
+                      fr_error *err)
 {
     lua_State *L = p->L;
-    *choice = NULL;
+    *choice = -1;
     *not_candidate = false;
-    int rc = call_with(p, p->route_ref, task, candidates, run, "route", err); /* [ret] */
+    int rc = call_with(p, p->route_ref, a, "route", err); /* [ret] */
     if (rc != FR_OK)
         return rc;
     /* [ret] Read with raw access only: no metamethod of the answer runs. */
@@ -366,21 +517,45 @@ static int route_call(fr_policy *p, const json_t *task, const json_t *candidates
                           "route returned a name holding a NUL byte ('%s...'); return a "
                           "candidate or its exact name",
                           name);
-    else if (find_candidate(candidates, name) < 0) {
+    else if ((*choice = find_candidate(a->cands, name)) < 0) {
         *not_candidate = true;
         rc = fr_error_set(err, FR_EPOLICY, p->path, line,
                           "route returned '%s', which is not one of the candidates", name);
-    } else
-        *choice = fr_xstrdup(name);
+    }
     lua_pop(L, 2); /* [] */
     return rc;
+}
+
+/* Calls route with JSON `task`, `candidates` and `run` (borrowed); on
+ * FR_OK *choice is the chosen candidate's index, -1 for nil. */
+static int route_json(fr_policy *p, const json_t *task, const json_t *candidates, const json_t *run,
+                      long *choice, bool *not_candidate, fr_error *err)
+{
+    cand_set cs = {.json = candidates};
+    call_args a = {.json = {task, candidates, run}, .cands = &cs};
+    return route_call(p, &a, choice, not_candidate, err);
 }
 
 int fr_policy_route(fr_policy *p, const json_t *task, const json_t *candidates, const json_t *run,
                     char **choice, fr_error *err)
 {
     bool not_candidate;
-    return route_call(p, task, candidates, run, choice, &not_candidate, err);
+    long i;
+    *choice = NULL;
+    int rc = route_json(p, task, candidates, run, &i, &not_candidate, err);
+    if (rc == FR_OK && i >= 0)
+        *choice = fr_xstrdup(
+            json_string_value(json_object_get(json_array_get(candidates, (size_t)i), "name")));
+    return rc;
+}
+
+int fr_policy_route_view(fr_policy *p, const fr_policy_task *task, const fr_policy_cand *cands,
+                         size_t n, const fr_policy_run *run, long *choice, fr_error *err)
+{
+    bool not_candidate;
+    cand_set cs = {.view = cands, .n = n};
+    call_args a = {.task = task, .cands = &cs, .run = run};
+    return route_call(p, &a, choice, &not_candidate, err);
 }
 
 bool fr_policy_has_on_result(const fr_policy *p)
@@ -388,14 +563,14 @@ bool fr_policy_has_on_result(const fr_policy *p)
     return p->on_result_ref != LUA_NOREF && p->on_result_ref != LUA_REFNIL;
 }
 
-int fr_policy_on_result(fr_policy *p, const json_t *task, const json_t *result, const json_t *run,
-                        fr_verdict *verdict, fr_error *err)
+/* Calls on_result with `a` (borrowed); see fr_policy_on_result. */
+static int on_result_call(fr_policy *p, const call_args *a, fr_verdict *verdict, fr_error *err)
 {
     *verdict = FR_VERDICT_ACCEPT;
     if (!fr_policy_has_on_result(p))
         return FR_OK;
     lua_State *L = p->L;
-    int rc = call_with(p, p->on_result_ref, task, result, run, "on_result", err); /* [ret] */
+    int rc = call_with(p, p->on_result_ref, a, "on_result", err); /* [ret] */
     if (rc != FR_OK)
         return rc;
     const char *s = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
@@ -411,6 +586,21 @@ int fr_policy_on_result(fr_policy *p, const json_t *task, const json_t *result, 
                           s ? s : luaL_typename(L, -1));
     lua_pop(L, 1);
     return rc;
+}
+
+int fr_policy_on_result(fr_policy *p, const json_t *task, const json_t *result, const json_t *run,
+                        fr_verdict *verdict, fr_error *err)
+{
+    call_args a = {.json = {task, result, run}};
+    return on_result_call(p, &a, verdict, err);
+}
+
+int fr_policy_on_result_view(fr_policy *p, const fr_policy_task *task,
+                             const fr_policy_result *result, const fr_policy_run *run,
+                             fr_verdict *verdict, fr_error *err)
+{
+    call_args a = {.task = task, .result = result, .run = run};
+    return on_result_call(p, &a, verdict, err);
 }
 
 int fr_policy_check(fr_policy *p, const json_t *candidates, fr_error *err)
@@ -444,10 +634,9 @@ int fr_policy_check(fr_policy *p, const json_t *candidates, fr_error *err)
                   first_name ? first_name : "self-check", "tier", first_tier ? first_tier : "local",
                   "text", "ok", "json", "latency_ms", 100.0, "tokens", "input", 100, "output", 10,
                   "cost_usd", 0.0, "attempt", 1);
-    char *choice = NULL;
+    long choice;
     bool not_candidate = false;
-    int rc = route_call(p, task, cands, run, &choice, &not_candidate, err);
-    free(choice);
+    int rc = route_json(p, task, cands, run, &choice, &not_candidate, err);
     if (not_candidate) {
         /* A name that is not a candidate for this one made-up task is a
          * decision the default makes in a run, not a broken policy. */

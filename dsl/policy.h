@@ -1,8 +1,10 @@
 #pragma once
 /* The policy host: loads a routing policy (a Lua file returning a table
  * with `route` and optional `on_result`) into its own sandboxed state and
- * calls it with copies of the task, the candidates and the run. Decides
- * nothing itself: the scheduler owns the fallback when a policy fails. */
+ * calls it with copies of the task, the candidates and the run: fresh Lua
+ * tables built straight from C views (engine/route, each decision) or from
+ * JSON values (the self-check, tests). Decides nothing itself: the
+ * scheduler owns the fallback when a policy fails. */
 
 #include "dsl/sandbox.h"
 #include "engine/util/err.h"
@@ -91,6 +93,63 @@ int fr_policy_route(fr_policy *p, const json_t *task, const json_t *candidates, 
                     char **choice, fr_error *err);
 
 typedef enum { FR_VERDICT_ACCEPT = 0, FR_VERDICT_RETRY, FR_VERDICT_ESCALATE } fr_verdict;
+
+/* What route and on_result receive, as C values (docs/policies.md names
+ * every field). The host builds each call's Lua tables from them, keys in
+ * this order, with the types of the JSON it replaces: the integers below
+ * become Lua integers, the doubles Lua floats. Every pointer is borrowed
+ * for the call. */
+typedef struct fr_policy_task {
+    const char *name, *agent;
+    const char *type; /* NULL: nil */
+    double complexity;
+    int priority;
+    bool is_private; /* the field `private` */
+    int attempt;
+    const char *reason;
+    const char *const *tried; /* names of the endpoints that failed the task */
+    size_t ntried;
+    long est_input_tokens;
+    int max_tokens;
+    long tools;
+} fr_policy_task;
+
+typedef struct fr_policy_cand {
+    const char *name, *tier, *protocol, *model;
+    int in_flight, max_parallel, free;
+    long queued;
+    double quality, price_in, price_out, est_cost;
+    double latency_p50; /* < 0: nil */
+    const char *const *tags;
+    size_t ntags;
+    long context;
+} fr_policy_cand;
+
+typedef struct fr_policy_run {
+    bool capped; /* false: budget and remaining are nil */
+    double budget, spent, reserved, remaining, elapsed;
+    long done, total, ready;
+} fr_policy_run;
+
+typedef struct fr_policy_result {
+    const char *endpoint, *tier, *text;
+    const json_t *json; /* the parsed reply, NULL: nil */
+    double latency_ms;
+    long input_tokens, output_tokens; /* the table `tokens` */
+    double cost_usd;
+    int attempt;
+} fr_policy_result;
+
+/* fr_policy_route with the arguments as C views (borrowed): the same call,
+ * answers and errors, without JSON. On FR_OK *choice is the index of the
+ * chosen one of the `n` candidates, or -1 when the policy returned nil. */
+int fr_policy_route_view(fr_policy *p, const fr_policy_task *task, const fr_policy_cand *cands,
+                         size_t n, const fr_policy_run *run, long *choice, fr_error *err);
+
+/* fr_policy_on_result with the arguments as C views (borrowed). */
+int fr_policy_on_result_view(fr_policy *p, const fr_policy_task *task,
+                             const fr_policy_result *result, const fr_policy_run *run,
+                             fr_verdict *verdict, fr_error *err);
 
 /* Returns true when the policy has an on_result function. */
 bool fr_policy_has_on_result(const fr_policy *p);

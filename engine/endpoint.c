@@ -34,8 +34,9 @@ typedef struct ep_rt {
     long connect_failures;
     char *connect_error;
     bool down;
-    double lat[NLAT]; /* the most recent successful latencies, ms (a ring) */
-    size_t nlat;      /* samples ever recorded; the ring holds the last NLAT */
+    double lat[NLAT];    /* the most recent successful latencies, ms (a ring) */
+    double sorted[NLAT]; /* the same window, ascending: the median is read in O(1) */
+    size_t nlat;         /* samples ever recorded; the ring holds the last NLAT */
 } ep_rt;
 
 struct fr_endpoints {
@@ -154,17 +155,42 @@ double fr_ep_p50(const fr_endpoints *eps, size_t e)
 {
     const ep_rt *ep = &eps->eps[e];
     size_t n = ep->nlat < NLAT ? ep->nlat : NLAT;
-    if (n == 0)
-        return -1;
-    double v[NLAT];
-    memcpy(v, ep->lat, n * sizeof *v);
-    for (size_t i = 1; i < n; i++)
-        for (size_t k = i; k > 0 && v[k - 1] > v[k]; k--) {
-            double tmp = v[k];
-            v[k] = v[k - 1];
-            v[k - 1] = tmp;
-        }
-    return v[n / 2];
+    /* The upper median for an even count (of 4 samples, the 3rd smallest):
+     * always one latency that was observed, never a mean of two. */
+    return n == 0 ? -1 : ep->sorted[n / 2];
+}
+
+/* The first index of the `n` ascending values `v` whose value is greater
+ * than `x` (`or_equal`: not less than `x`). */
+static size_t bound(const double *v, size_t n, double x, bool or_equal)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (v[mid] < x || (!or_equal && v[mid] == x))
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* Records `latency_ms` in the window of `ep`: it replaces the oldest
+ * sample once the window is full, in the ring and in the sorted copy. */
+static void record_latency(ep_rt *ep, double latency_ms)
+{
+    size_t n = ep->nlat < NLAT ? ep->nlat : NLAT;
+    double *slot = &ep->lat[ep->nlat % NLAT];
+    if (n == NLAT) {
+        size_t at = bound(ep->sorted, n, *slot, true); /* one sample of the evicted value */
+        memmove(&ep->sorted[at], &ep->sorted[at + 1], (n - at - 1) * sizeof *ep->sorted);
+        n--;
+    }
+    size_t at = bound(ep->sorted, n, latency_ms, false);
+    memmove(&ep->sorted[at + 1], &ep->sorted[at], (n - at) * sizeof *ep->sorted);
+    ep->sorted[at] = latency_ms;
+    *slot = latency_ms;
+    ep->nlat++;
 }
 
 fr_ep_stats fr_ep_stats_of(const fr_endpoints *eps, size_t e)
@@ -196,7 +222,7 @@ void fr_ep_unsent(fr_endpoints *eps, size_t e)
 void fr_ep_succeeded(fr_endpoints *eps, size_t e, double latency_ms)
 {
     ep_rt *ep = &eps->eps[e];
-    ep->lat[ep->nlat++ % NLAT] = latency_ms;
+    record_latency(ep, latency_ms);
     ep->strikes = 0;
     ep->conn_failures = 0;
     ep->down = false;

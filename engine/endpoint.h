@@ -79,7 +79,9 @@ const char *fr_ep_unusable(const fr_endpoints *eps, size_t e);
 double fr_ep_cooldown_until(const fr_endpoints *eps, size_t e);
 /* True when the latest attempt on `e` could not connect. */
 bool fr_ep_down(const fr_endpoints *eps, size_t e);
-/* The median of `e`'s recent successful latencies (ms), -1 before any. */
+/* The median of `e`'s last 64 successful latencies (ms), -1 before any:
+ * for an even count the upper of the two middle values (an observed
+ * latency). Kept sorted as latencies are recorded, so reading it is O(1). */
 double fr_ep_p50(const fr_endpoints *eps, size_t e);
 /* `e`'s figures for the report (borrowed strings inside). */
 fr_ep_stats fr_ep_stats_of(const fr_endpoints *eps, size_t e);

@@ -4,6 +4,7 @@
 #include "engine/util/buf.h"
 #include "engine/util/mem.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,11 +23,16 @@ struct fr_graph {
     int sorted;
 };
 
-static void adj_push(adj *a, size_t x)
+static bool adj_has(const adj *a, size_t x)
 {
     for (size_t i = 0; i < a->n; i++)
         if (a->v[i] == x)
-            return;
+            return true;
+    return false;
+}
+
+static void adj_push(adj *a, size_t x)
+{
     if (a->n == a->cap) {
         a->cap = a->cap ? a->cap * 2 : 4;
         a->v = fr_xrealloc(a->v, a->cap * sizeof *a->v);
@@ -64,6 +70,12 @@ void fr_graph_free(fr_graph *g)
 
 void fr_graph_add_edge(fr_graph *g, size_t from, size_t to)
 {
+    /* An edge is in both lists: look in the shorter, so a task with
+     * thousands of dependents (or deps) costs no scan of them per edge. */
+    bool dup =
+        g->out[from].n <= g->in[to].n ? adj_has(&g->out[from], to) : adj_has(&g->in[to], from);
+    if (dup)
+        return;
     adj_push(&g->out[from], to);
     adj_push(&g->in[to], from);
 }

@@ -15,6 +15,11 @@ struct fr_router {
     size_t pass_waiters; /* the tasks of this pass over the ready queue left waiting */
     int policy_errors;
     json_t *policy_sites; /* set of "file:line:code" already logged */
+    /* Strings the decision log repeats, made once and shared (a JSON string
+     * is never changed in place once logged): each endpoint's name, and the
+     * last few policy names and reasons. */
+    json_t **ep_names;
+    json_t *words[16];
 };
 
 fr_router *fr_router_new(const fr_route_env *env)
@@ -24,6 +29,9 @@ fr_router *fr_router_new(const fr_route_env *env)
     size_t n = env->wf->nendpoints;
     rt->queued = fr_xcalloc(n ? n : 1, sizeof *rt->queued);
     rt->policy_sites = json_object();
+    rt->ep_names = fr_xcalloc(n ? n : 1, sizeof *rt->ep_names);
+    for (size_t e = 0; e < n; e++)
+        rt->ep_names[e] = json_string(env->wf->endpoints[e].name);
     return rt;
 }
 
@@ -33,6 +41,11 @@ void fr_router_free(fr_router *rt)
         return;
     free(rt->queued);
     json_decref(rt->policy_sites);
+    for (size_t e = 0; e < rt->env.wf->nendpoints; e++)
+        json_decref(rt->ep_names[e]);
+    free(rt->ep_names);
+    for (size_t i = 0; i < sizeof rt->words / sizeof rt->words[0]; i++)
+        json_decref(rt->words[i]);
     free(rt);
 }
 
@@ -242,65 +255,102 @@ static fr_admit admit(fr_router *rt, const fr_route_task *t, size_t e, char **wh
 
 /* Endpoint `e` as a policy sees it, for a task of `est_input` tokens in and
  * at most `max_tokens` out. `queued` counts the ready tasks ahead of this one
- * (in this pass over the ready queue) that wait for this endpoint. */
-static json_t *endpoint_json(const fr_router *rt, size_t e, long est_input, int max_tokens)
+ * (in this pass over the ready queue) that wait for this endpoint. The
+ * strings are borrowed from the endpoints. */
+static fr_policy_cand cand_view(const fr_router *rt, size_t e, long est_input, int max_tokens)
 {
     const fr_endpoint_spec *s = fr_ep_spec(rt->env.eps, e);
     const fr_sched *sc = rt->env.sched;
+    return (fr_policy_cand){
+        .name = s->name,
+        .tier = fr_tier_name(s->tier),
+        .protocol = fr_protocol_name(fr_ep_protocol(rt->env.eps, e)),
+        .model = fr_ep_model(rt->env.eps, e),
+        .in_flight = fr_sched_in_flight(sc, e),
+        .max_parallel = fr_sched_capacity(sc, e),
+        .free = fr_sched_free_slots(sc, e),
+        .queued = (long)rt->queued[e],
+        .quality = s->quality,
+        .price_in = s->price.input,
+        .price_out = s->price.output,
+        .est_cost = fr_price_worst(s, est_input, max_tokens),
+        .latency_p50 = fr_ep_p50(rt->env.eps, e),
+        .tags = (const char *const *)s->tags,
+        .ntags = s->ntags,
+        .context = s->context,
+    };
+}
+
+/* The JSON form of a candidate view (owned), for the self-check. */
+static json_t *cand_json(const fr_policy_cand *c)
+{
     json_t *tags = json_array();
-    for (size_t i = 0; i < s->ntags; i++)
-        json_array_append_new(tags, json_string(s->tags[i]));
-    double lat = fr_ep_p50(rt->env.eps, e);
-    return json_pack(
-        "{s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:I, s:f, s:f, s:f, s:f, s:o, s:o, s:I}", "name",
-        s->name, "tier", fr_tier_name(s->tier), "protocol",
-        fr_protocol_name(fr_ep_protocol(rt->env.eps, e)), "model", fr_ep_model(rt->env.eps, e),
-        "in_flight", fr_sched_in_flight(sc, e), "max_parallel", fr_sched_capacity(sc, e), "free",
-        fr_sched_free_slots(sc, e), "queued", (json_int_t)rt->queued[e], "quality", s->quality,
-        "price_in", s->price.input, "price_out", s->price.output, "est_cost",
-        fr_price_worst(s, est_input, max_tokens), "latency_p50",
-        lat >= 0 ? json_real(lat) : json_null(), "tags", tags, "context", (json_int_t)s->context);
+    for (size_t i = 0; i < c->ntags; i++)
+        json_array_append_new(tags, json_string(c->tags[i]));
+    return json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:I, s:f, s:f, s:f, s:f, s:o, s:o, s:I}",
+                     "name", c->name, "tier", c->tier, "protocol", c->protocol, "model", c->model,
+                     "in_flight", c->in_flight, "max_parallel", c->max_parallel, "free", c->free,
+                     "queued", (json_int_t)c->queued, "quality", c->quality, "price_in",
+                     c->price_in, "price_out", c->price_out, "est_cost", c->est_cost, "latency_p50",
+                     c->latency_p50 >= 0 ? json_real(c->latency_p50) : json_null(), "tags", tags,
+                     "context", (json_int_t)c->context);
 }
 
 json_t *fr_route_check_candidates(const fr_router *rt)
 {
     json_t *cj = json_array();
     for (size_t e = 0; e < neps(rt); e++)
-        if (fr_ep_usable(rt->env.eps, e))
-            json_array_append_new(cj, endpoint_json(rt, e, 100, 256));
+        if (fr_ep_usable(rt->env.eps, e)) {
+            fr_policy_cand c = cand_view(rt, e, 100, 256);
+            json_array_append_new(cj, cand_json(&c));
+        }
     return cj;
 }
 
-static json_t *task_json(const fr_router *rt, const fr_route_task *t)
+/* Task `t` as a policy sees it; `tried` (room for every endpoint) receives
+ * the names of the endpoints it failed on. */
+static fr_policy_task task_view(const fr_router *rt, const fr_route_task *t, const char **tried)
 {
     const fr_workflow *wf = rt->env.wf;
     const fr_task_spec *ts = &wf->tasks[t->idx];
-    json_t *tried = json_array();
+    size_t ntried = 0;
     for (size_t e = 0; e < neps(rt); e++)
         if (t->tried[e])
-            json_array_append_new(tried, json_string(fr_ep_spec(rt->env.eps, e)->name));
-    return json_pack(
-        "{s:s, s:s, s:o, s:f, s:i, s:b, s:i, s:s, s:o, s:I, s:i, s:I}", "name", ts->name, "agent",
-        wf->agents[ts->agent].name, "type", ts->type ? json_string(ts->type) : json_null(),
-        "complexity", ts->complexity, "priority", ts->priority, "private", ts->is_private,
-        "attempt", t->res->attempts + 1, "reason", t->reason, "tried", tried, "est_input_tokens",
-        (json_int_t)t->est_input, "max_tokens", ts->max_tokens, "tools", (json_int_t)t->ntools);
+            tried[ntried++] = fr_ep_spec(rt->env.eps, e)->name;
+    return (fr_policy_task){
+        .name = ts->name,
+        .agent = wf->agents[ts->agent].name,
+        .type = ts->type,
+        .complexity = ts->complexity,
+        .priority = ts->priority,
+        .is_private = ts->is_private,
+        .attempt = t->res->attempts + 1,
+        .reason = t->reason,
+        .tried = tried,
+        .ntried = ntried,
+        .est_input_tokens = t->est_input,
+        .max_tokens = ts->max_tokens,
+        .tools = (long)t->ntools,
+    };
 }
 
-static json_t *run_json(const fr_router *rt)
+/* The run as a policy sees it, with `ready` ready tasks waiting. */
+static fr_policy_run run_view(const fr_router *rt, size_t ready)
 {
     const fr_sched *sc = rt->env.sched;
     const fr_budget *b = rt->env.budget;
-    size_t done = rt->env.wf->ntasks - fr_sched_unfinished(sc);
     bool capped = fr_budget_has_cap(b, FR_CAP_RUN);
-    double elapsed = (double)(fr_clock_ns(rt->env.clock) - *rt->env.start_ns) / 1e9;
-    return json_pack("{s:o, s:f, s:f, s:o, s:f, s:I, s:I, s:I}", "budget",
-                     capped ? json_real(fr_budget_cap(b, FR_CAP_RUN)) : json_null(), "spent",
-                     fr_budget_spent(b), "reserved", fr_budget_reserved(b), "remaining",
-                     capped ? json_real(fr_budget_remaining(b, FR_CAP_RUN)) : json_null(),
-                     "elapsed", elapsed, "done", (json_int_t)done, "total",
-                     (json_int_t)rt->env.wf->ntasks, "ready",
-                     (json_int_t)(fr_sched_ready(sc) + rt->pass_waiters));
+    return (fr_policy_run){
+        .capped = capped,
+        .budget = capped ? fr_budget_cap(b, FR_CAP_RUN) : 0,
+        .spent = fr_budget_spent(b),
+        .reserved = fr_budget_reserved(b),
+        .remaining = capped ? fr_budget_remaining(b, FR_CAP_RUN) : 0,
+        .elapsed = (double)(fr_clock_ns(rt->env.clock) - *rt->env.start_ns) / 1e9,
+        .done = (long)(rt->env.wf->ntasks - fr_sched_unfinished(sc)),
+        .total = (long)rt->env.wf->ntasks,
+        .ready = (long)ready,
+    };
 }
 
 /* ---- the decision ------------------------------------------------------------ */
@@ -336,26 +386,44 @@ static void explain_privacy(const fr_router *rt, const fr_route_task *t, fr_buf 
         fr_buf_printf(line, "  %s", privacy);
 }
 
+/* A JSON string of `s` (borrowed) for the decision log (a new reference):
+ * one of the router's shared words when it has one, else a fresh one. */
+static json_t *word(fr_router *rt, const char *s)
+{
+    size_t n = sizeof rt->words / sizeof rt->words[0], i = 0;
+    while (i < n && rt->words[i] && strcmp(json_string_value(rt->words[i]), s) != 0)
+        i++;
+    if (i == n)
+        return json_string(s);
+    if (!rt->words[i])
+        rt->words[i] = json_string(s);
+    return json_incref(rt->words[i]);
+}
+
 /* Appends a routing decision to the task's log: who decided (the policy,
  * or "default"), its version, why it was asked, the endpoint, and the
- * candidates it saw (`cands`, borrowed: their free slots and estimated
- * costs). With --explain it is printed as it happens. */
+ * candidates it saw (endpoints `eps` and their `n` views `cands`, borrowed:
+ * their free slots and estimated costs). With --explain it is printed as it happens. */
 static void record_decision(fr_router *rt, fr_route_task *t, const char *policy, int version,
-                            size_t ep, const json_t *cands)
+                            size_t ep, const long *eps, const fr_policy_cand *cands, size_t n)
 {
     const char *name = fr_ep_spec(rt->env.eps, ep)->name;
     json_t *seen = json_array();
-    size_t i;
-    json_t *c;
-    json_array_foreach(cands, i, c)
-    {
-        json_array_append_new(seen, json_pack("{s:O, s:O, s:O}", "name", json_object_get(c, "name"),
-                                              "free", json_object_get(c, "free"), "est_cost",
-                                              json_object_get(c, "est_cost")));
+    for (size_t i = 0; i < n; i++) {
+        json_t *c = json_object();
+        json_object_set_new_nocheck(c, "name", json_incref(rt->ep_names[eps[i]]));
+        json_object_set_new_nocheck(c, "free", json_integer(cands[i].free));
+        json_object_set_new_nocheck(c, "est_cost", json_real(cands[i].est_cost));
+        json_array_append_new(seen, c);
     }
-    json_t *d = json_pack("{s:s, s:i, s:s, s:s, s:i, s:n, s:o}", "policy", policy, "version",
-                          version, "reason", t->reason, "endpoint", name, "attempt",
-                          t->res->attempts + 1, "outcome", "candidates", seen);
+    json_t *d = json_object();
+    json_object_set_new_nocheck(d, "policy", word(rt, policy));
+    json_object_set_new_nocheck(d, "version", json_integer(version));
+    json_object_set_new_nocheck(d, "reason", word(rt, t->reason));
+    json_object_set_new_nocheck(d, "endpoint", json_incref(rt->ep_names[ep]));
+    json_object_set_new_nocheck(d, "attempt", json_integer(t->res->attempts + 1));
+    json_object_set_new_nocheck(d, "outcome", json_null());
+    json_object_set_new_nocheck(d, "candidates", seen);
     json_array_append_new(t->res->decisions, d);
     if (!rt->env.explain)
         return;
@@ -364,12 +432,10 @@ static void record_decision(fr_router *rt, fr_route_task *t, const char *policy,
     fr_buf_printf(&line,
                   "explain: %s -> %s  (%s v%d, %s; candidates:", rt->env.wf->tasks[t->idx].name,
                   name, policy, version, t->reason);
-    json_array_foreach(seen, i, c)
-    {
+    for (size_t i = 0; i < n; i++) {
         char est[FR_USD_LEN];
-        fr_buf_printf(&line, " %s free=%lld est=%s", json_string_value(json_object_get(c, "name")),
-                      (long long)json_integer_value(json_object_get(c, "free")),
-                      fr_usd_cost(est, json_number_value(json_object_get(c, "est_cost"))));
+        fr_buf_printf(&line, " %s free=%d est=%s", cands[i].name, cands[i].free,
+                      fr_usd_cost(est, cands[i].est_cost));
     }
     fr_buf_puts(&line, ")");
     explain_privacy(rt, t, &line);
@@ -497,38 +563,34 @@ static fr_route_decision ask_policy(fr_router *rt, fr_route_task *t, const long 
 {
     const fr_workflow *wf = rt->env.wf;
     fr_policy *policy = live(rt);
-    json_t *cj = json_array();
+    size_t m = neps(rt) ? neps(rt) : 1;
+    fr_policy_cand *cv = fr_xmalloc(n * sizeof *cv);
+    const char **tried = fr_xmalloc(m * sizeof *tried);
     for (size_t i = 0; i < n; i++)
-        json_array_append_new(
-            cj, endpoint_json(rt, (size_t)cands[i], t->est_input, wf->tasks[t->idx].max_tokens));
-    json_t *tj = task_json(rt, t);
-    json_t *rj = run_json(rt);
+        cv[i] = cand_view(rt, (size_t)cands[i], t->est_input, wf->tasks[t->idx].max_tokens);
+    fr_policy_task tv = task_view(rt, t, tried);
     /* The ready tasks waiting for an endpoint, this one included. */
-    json_object_set_new(
-        rj, "ready",
-        json_integer((json_int_t)(fr_sched_ready(rt->env.sched) + rt->pass_waiters + 1)));
-    char *choice = NULL;
+    fr_policy_run rv = run_view(rt, fr_sched_ready(rt->env.sched) + rt->pass_waiters + 1);
+    long chosen = -1;
     fr_error perr = {0};
-    int rc = fr_policy_route(policy, tj, cj, rj, &choice, &perr);
-    json_decref(tj);
-    json_decref(rj);
+    int rc = fr_policy_route_view(policy, &tv, cv, n, &rv, &chosen, &perr);
     long ep = -1;
     const char *decided_by = fr_policy_name(policy);
     if (rc != FR_OK) {
         policy_failed(rt, wf->tasks[t->idx].name, &perr);
         ep = default_choice(rt, t, cands, n);
         decided_by = "default";
-    } else if (choice) {
-        ep = fr_workflow_find_endpoint(wf, choice);
-        free(choice);
-        if (ep >= 0 && fr_sched_free_slots(rt->env.sched, (size_t)ep) <= 0) {
+    } else if (chosen >= 0) {
+        ep = cands[chosen];
+        if (fr_sched_free_slots(rt->env.sched, (size_t)ep) <= 0) {
             rt->queued[ep]++; /* the policy chose a full endpoint: wait for it */
             ep = -1;
         }
     }
     if (ep >= 0)
-        record_decision(rt, t, decided_by, fr_policy_version(policy), (size_t)ep, cj);
-    json_decref(cj);
+        record_decision(rt, t, decided_by, fr_policy_version(policy), (size_t)ep, cands, cv, n);
+    free(tried);
+    free(cv);
     return ep >= 0 ? dispatch_to((size_t)ep) : wait_until(0);
 }
 
@@ -601,22 +663,27 @@ int fr_route_on_result(fr_router *rt, const fr_route_task *t, size_t e, const fr
     if (!fr_policy_has_on_result(policy))
         return FR_OK;
     const fr_endpoint_spec *s = fr_ep_spec(rt->env.eps, e);
-    json_t *tj = task_json(rt, t);
-    json_t *rj = run_json(rt);
-    json_t *result = json_pack(
-        "{s:s, s:s, s:s, s:O, s:f, s:{s:I, s:I}, s:f, s:i}", "endpoint", s->name, "tier",
-        fr_tier_name(s->tier), "text", reply->text, "json", reply->json ? reply->json : json_null(),
-        "latency_ms", latency_ms, "tokens", "input", (json_int_t)reply->usage.input, "output",
-        (json_int_t)reply->usage.output, "cost_usd", cost, "attempt", t->res->attempts);
+    const char **tried = fr_xmalloc((neps(rt) ? neps(rt) : 1) * sizeof *tried);
+    fr_policy_task tv = task_view(rt, t, tried);
+    fr_policy_run rv = run_view(rt, fr_sched_ready(rt->env.sched) + rt->pass_waiters);
+    fr_policy_result result = {
+        .endpoint = s->name,
+        .tier = fr_tier_name(s->tier),
+        .text = reply->text,
+        .json = reply->json,
+        .latency_ms = latency_ms,
+        .input_tokens = reply->usage.input,
+        .output_tokens = reply->usage.output,
+        .cost_usd = cost,
+        .attempt = t->res->attempts,
+    };
     fr_verdict v = FR_VERDICT_ACCEPT;
     fr_error perr = {0};
-    if (fr_policy_on_result(policy, tj, result, rj, &v, &perr) != FR_OK) {
+    if (fr_policy_on_result_view(policy, &tv, &result, &rv, &v, &perr) != FR_OK) {
         policy_failed(rt, rt->env.wf->tasks[t->idx].name, &perr);
         v = FR_VERDICT_ACCEPT;
     }
-    json_decref(tj);
-    json_decref(rj);
-    json_decref(result);
+    free(tried);
     if (v == FR_VERDICT_RETRY)
         return fr_error_set(err, FR_ERETRY, NULL, 0, "on_result of policy %s asked for a retry",
                             fr_policy_name(policy));

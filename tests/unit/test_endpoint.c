@@ -268,6 +268,38 @@ static void test_p50_over_the_ring(void **state)
     fr_endpoints_free(eps);
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The median kept as latencies arrive equals a recount: the last 64 (or
+ * fewer) samples sorted afresh, the upper middle one. Random sequences with
+ * many repeated values (ties while evicting) and distinct ones, past the
+ * window several times over. */
+static void test_p50_equals_a_recount(void **state)
+{
+    (void)state;
+    unsigned seed = 14;
+    for (int round = 0; round < 40; round++) {
+        fr_endpoints *eps = with_key();
+        double hist[400];
+        int spread = round % 2 ? 7 : 100000; /* ties, or mostly distinct */
+        for (size_t i = 0; i < 400; i++) {
+            seed = seed * 1103515245u + 12345u;
+            hist[i] = (double)((seed >> 8) % (unsigned)spread) / 4.0;
+            fr_ep_succeeded(eps, g_local, hist[i]);
+            size_t n = i + 1 < 64 ? i + 1 : 64;
+            double v[64];
+            memcpy(v, &hist[i + 1 - n], n * sizeof *v);
+            qsort(v, n, sizeof *v, cmp_double);
+            assert_float_equal(fr_ep_p50(eps, g_local), v[n / 2], 0);
+        }
+        fr_endpoints_free(eps);
+    }
+}
+
 static void test_stats(void **state)
 {
     (void)state;
@@ -306,6 +338,7 @@ int main(void)
         cmocka_unit_test(test_unreachable_after_four),
         cmocka_unit_test(test_success_restores_health),
         cmocka_unit_test(test_p50_over_the_ring),
+        cmocka_unit_test(test_p50_equals_a_recount),
         cmocka_unit_test(test_stats),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -8,6 +8,8 @@
 
 #include "engine/graph.h"
 #include "engine/retry.h"
+#include "engine/util/buf.h"
+#include "engine/util/log.h"
 #include "engine/util/redact.h"
 #include "support/engine_fixture.h"
 
@@ -41,17 +43,18 @@ static fr_policy *policy_of(void *ud)
     return ((world *)ud)->policy;
 }
 
-/* A world with budget `b` (taken) and policy `p` (taken; NULL: "cost"). */
-static world *world_new(fr_budget *b, fr_policy *p)
+/* A world of the workflow at `path` (two endpoints, the first local) with
+ * budget `b` (taken) and policy `p` (taken; NULL: "cost"). */
+static world *world_new_of(const char *file, fr_budget *b, fr_policy *p)
 {
     world *w = fr_xcalloc(1, sizeof *w);
     fr_error err = {0};
     setenv(ENGINE_KEY_ENV, "sk-unit-route-0123456789", 1);
     unsetenv("FLOWRUN_LUA_DIR");
-    w->wf = engine_load();
+    w->wf = engine_load_path(file);
     assert_true(w->wf->ntasks <= 8 && w->wf->nendpoints == 2);
-    w->local = engine_ep(w->wf, "local");
-    w->cloud = engine_ep(w->wf, "cloud");
+    w->local = w->wf->endpoints[0].tier == FR_TIER_LOCAL ? 0 : 1;
+    w->cloud = 1 - w->local;
     assert_int_equal(fr_graph_from_workflow(w->wf, &w->g, &err), FR_OK);
     w->eps = fr_endpoints_new(w->wf, false);
     int prio[8], slots[2];
@@ -80,6 +83,12 @@ static world *world_new(fr_budget *b, fr_policy *p)
                         .policy_ud = w};
     w->rt = fr_router_new(&env);
     return w;
+}
+
+/* A world of the engine fixture with budget `b` and policy `p` (both taken). */
+static world *world_new(fr_budget *b, fr_policy *p)
+{
+    return world_new_of(ENGINE_FIXTURE, b, p);
 }
 
 static void world_free(world *w)
@@ -394,6 +403,149 @@ static void test_decision_log(void **state)
     world_free(w);
 }
 
+/* A policy that prints everything it receives, as one line per call: every
+ * key (sorted: pairs() follows Lua's per-state hash seed), every number with
+ * its math.type and 17 digits, every string quoted, and whether a table has
+ * a metatable. */
+static const char view_policy[] =
+    "local function dump(v, out)\n"
+    "  local t = type(v)\n"
+    "  if t == 'table' then\n"
+    "    out[#out + 1] = getmetatable(v) and '<mt>{' or '{'\n"
+    "    local keys = {}\n"
+    "    for k in pairs(v) do keys[#keys + 1] = k end\n"
+    "    table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)\n"
+    "    for _, k in ipairs(keys) do\n"
+    "      out[#out + 1] = math.type(k) == 'integer' and '#' .. k .. '=' or k .. '='\n"
+    "      dump(v[k], out)\n"
+    "      out[#out + 1] = ','\n"
+    "    end\n"
+    "    out[#out + 1] = '}'\n"
+    "  elseif t == 'number' then\n"
+    "    out[#out + 1] = math.type(v) .. ':' .. string.format('%.17g', v)\n"
+    "  elseif t == 'string' then\n"
+    "    out[#out + 1] = string.format('%q', v)\n"
+    "  else\n"
+    "    out[#out + 1] = tostring(v)\n"
+    "  end\n"
+    "end\n"
+    "local function show(what, ...)\n"
+    "  local out = { 'VIEW ', what, ' n=', tostring(select('#', ...)), ' ' }\n"
+    "  for i = 1, select('#', ...) do dump((select(i, ...)), out); out[#out + 1] = ' ' end\n"
+    "  print(table.concat(out))\n"
+    "end\n"
+    "return {\n"
+    "  route = function(...) show('route', ...); return (select(2, ...))[1] end,\n"
+    "  on_result = function(...) show('on_result', ...) end,\n"
+    "}\n";
+
+/* What the view policy printed with the engine of before (JSON values
+ * copied into Lua), for test_policy_view. */
+static const char view_expected[] =
+    "VIEW route n=3 {agent=\"coder\",attempt=integer:1,complexity=float:0.25,est_input_tokens"
+    "=integer:1234,max_tokens=integer:300,name=\"build\",priority=integer:7,private=false,rea"
+    "son=\"first\",tools=integer:2,tried={},type=\"code\",} {#1={context=integer:8192,est_cos"
+    "t=float:0,free=integer:2,in_flight=integer:1,max_parallel=integer:3,model=\"qwen\",name="
+    "\"gpu\",price_in=float:0,price_out=float:0,protocol=\"ollama\",quality=float:0.550000000"
+    "00000004,queued=integer:0,tags={#1=\"code\",#2=\"review\",},tier=\"local\",},#2={context"
+    "=integer:200000,est_cost=float:0.0082019999999999992,free=integer:2,in_flight=integer:0,"
+    "max_parallel=integer:2,model=\"claude\",name=\"api\",price_in=float:3,price_out=float:15"
+    ",protocol=\"anthropic\",quality=float:0.90000000000000002,queued=integer:0,tags={},tier="
+    "\"cloud\",},} {budget=float:5,done=integer:0,elapsed=float:0,ready=integer:5,remaining=f"
+    "loat:5,reserved=float:0,spent=float:0,total=integer:2,} \n"
+    "VIEW route n=3 {agent=\"coder\",attempt=integer:2,complexity=float:0.25,est_input_tokens"
+    "=integer:1234,max_tokens=integer:300,name=\"build\",priority=integer:7,private=false,rea"
+    "son=\"quality\",tools=integer:2,tried={#1=\"api\",},type=\"code\",} {#1={context=integer"
+    ":8192,est_cost=float:0,free=integer:2,in_flight=integer:1,latency_p50=float:100,max_para"
+    "llel=integer:3,model=\"qwen\",name=\"gpu\",price_in=float:0,price_out=float:0,protocol="
+    "\"ollama\",quality=float:0.55000000000000004,queued=integer:0,tags={#1=\"code\",#2=\"rev"
+    "iew\",},tier=\"local\",},} {budget=float:5,done=integer:0,elapsed=float:0,ready=integer:"
+    "5,remaining=float:5,reserved=float:0,spent=float:0,total=integer:2,} \n"
+    "VIEW on_result n=3 {agent=\"coder\",attempt=integer:2,complexity=float:0.25,est_input_to"
+    "kens=integer:1234,max_tokens=integer:300,name=\"build\",priority=integer:7,private=false"
+    ",reason=\"quality\",tools=integer:2,tried={#1=\"api\",},type=\"code\",} {attempt=integer"
+    ":1,cost_usd=float:0.0123,endpoint=\"gpu\",json={k={#1=integer:2,},n=float:1.5,},latency_"
+    "ms=float:12.5,text=\"{\\\"n\\\": 1.5}\",tier=\"local\",tokens={input=integer:40,output=i"
+    "nteger:7,},} {budget=float:5,done=integer:0,elapsed=float:0,ready=integer:4,remaining=fl"
+    "oat:5,reserved=float:0,spent=float:0,total=integer:2,} \n"
+    "VIEW route n=3 {agent=\"coder\",attempt=integer:1,complexity=float:0.5,est_input_tokens="
+    "integer:10,max_tokens=integer:2048,name=\"after\",priority=integer:5,private=false,reaso"
+    "n=\"first\",tools=integer:0,tried={},} {#1={context=integer:8192,est_cost=float:0,free=i"
+    "nteger:3,in_flight=integer:0,max_parallel=integer:3,model=\"qwen\",name=\"gpu\",price_in"
+    "=float:0,price_out=float:0,protocol=\"ollama\",quality=float:0.55000000000000004,queued="
+    "integer:0,tags={#1=\"code\",#2=\"review\",},tier=\"local\",},#2={context=integer:200000,"
+    "est_cost=float:0.03075,free=integer:2,in_flight=integer:0,max_parallel=integer:2,model="
+    "\"claude\",name=\"api\",price_in=float:3,price_out=float:15,protocol=\"anthropic\",quali"
+    "ty=float:0.90000000000000002,queued=integer:0,tags={},tier=\"cloud\",},} {done=integer:0"
+    ",elapsed=float:0,ready=integer:2,reserved=float:0,spent=float:0,total=integer:2,} \n";
+
+/* What the view policy printed, from its first "VIEW " on (owned). */
+static char *view_lines(char *log)
+{
+    char *v = strstr(log, "VIEW ");
+    assert_non_null(v);
+    fr_buf b;
+    fr_buf_init(&b, 0);
+    while (v) {
+        char *end = strchr(v, '\n');
+        fr_buf_printf(&b, "%.*s\n", (int)(end ? end - v : (long)strlen(v)), v);
+        v = end ? strstr(end, "VIEW ") : NULL;
+    }
+    return fr_buf_take(&b);
+}
+
+/* What a policy receives, field by field and type by type (docs/policies.md
+ * lists them): two decisions and an on_result, with a budget cap, a slot in
+ * use, a latency median, an endpoint tried, tools and a parsed reply. The
+ * expected text was printed by the engine that copied JSON values into Lua;
+ * a faster way to build the tables must give the policy exactly this. */
+static void test_policy_view(void **state)
+{
+    (void)state;
+    char *log = NULL;
+    size_t loglen = 0;
+    FILE *mem = open_memstream(&log, &loglen);
+    fr_log_set_stream(mem);
+    fr_log_level old = fr_log_get_level();
+    fr_log_set_level(FR_LOG_INFO);
+    world *w = world_new_of("tests/unit/fixtures/engine/view.lua",
+                            fr_budget_new(true, 5, false, 0.8), policy_from(view_policy));
+    fr_route_task build = task(w, "build");
+    build.est_input = 1234;
+    build.ntools = 2;
+    assert_true(fr_sched_take_slot(w->sched, w->local));
+    fr_route_pass_waiting(w->rt, 3);
+    assert_string_equal(dispatched(w, &build), "gpu");
+    const double lat[] = {120.5, 80, 100, 95.25};
+    for (size_t i = 0; i < 4; i++)
+        fr_ep_succeeded(w->eps, w->local, lat[i]);
+    build.res->attempts = 1;
+    build.tried[w->cloud] = 1;
+    build.reason = "quality";
+    assert_string_equal(dispatched(w, &build), "gpu");
+    fr_reply r =
+        engine_reply("{\"n\": 1.5}", FR_FINISH_STOP, json_pack("{s:f, s:[i]}", "n", 1.5, "k", 2));
+    r.usage.input = 40;
+    r.usage.output = 7;
+    fr_error err = {0};
+    assert_int_equal(fr_route_on_result(w->rt, &build, w->local, &r, 12.5, 0.0123, &err), FR_OK);
+    fr_reply_close(&r);
+    assert_int_equal(fr_route_policy_errors(w->rt), 0);
+    world_free(w);
+    /* Without a budget cap: budget and remaining are nil. */
+    w = world_new_of("tests/unit/fixtures/engine/view.lua", NULL, policy_from(view_policy));
+    fr_route_task after = task(w, "after");
+    assert_string_equal(dispatched(w, &after), "gpu");
+    world_free(w);
+    fr_log_set_stream(NULL);
+    fr_log_set_level(old);
+    fclose(mem);
+    char *got = view_lines(log);
+    assert_string_equal(got, view_expected);
+    free(got);
+    free(log);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -409,6 +561,7 @@ int main(void)
         cmocka_unit_test(test_on_result_gate),
         cmocka_unit_test(test_check_reachable),
         cmocka_unit_test(test_decision_log),
+        cmocka_unit_test(test_policy_view),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
