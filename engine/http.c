@@ -32,6 +32,17 @@
 #define DEFAULT_CONNECT_MS   10000L
 #define MAX_CACHED_CONNS     256L
 #define RETRY_AFTER_MAX      64
+/* Easy handles kept for reuse once their transfer ended, at most. */
+#define SPARE_MAX 4096
+/* Distinct URLs remembered as checked (endpoints, MCP servers), at most. */
+#define URL_CACHE_MAX 32
+/* curl's receive buffer per transfer (CURLOPT_BUFFERSIZE; its default is
+ * 16 KiB, its least 1 KiB), allocated with the handle and kept for its life.
+ * Replies arrive in pieces of at most this size, so a large one takes more
+ * reads; with thousands of transfers in flight, each waiting on its reply,
+ * the buffers are a large share of the memory (4,000 in flight: 17 MB more
+ * at 16 KiB than at 1 KiB). */
+#define RECV_BUFFER_SIZE 1024L
 
 #ifndef CURL_WRITEFUNC_ERROR
 #define CURL_WRITEFUNC_ERROR 0
@@ -49,11 +60,23 @@ typedef struct sock_ctx {
 
 typedef enum { DEADLINE_NONE = 0, DEADLINE_FIRST, DEADLINE_IDLE, DEADLINE_TOTAL } deadline_kind;
 
+/* What an easy handle was last set to, kept across its reuses so that only
+ * what differs is set again. */
+typedef struct easy_set {
+    const char *url; /* an entry of h->urls, or NULL when not cached */
+    long connect_ms;
+    size_t max_response;
+    bool custom_method; /* CURLOPT_CUSTOMREQUEST is set */
+} easy_set;
+
 struct fr_xfer {
     fr_http *h;
     fr_xfer *prev, *next; /* in h->xfers while the easy handle is live */
     unsigned long id;     /* for log lines only */
     CURL *easy;
+    easy_set set;  /* what easy was set to: kept when the handle is reused */
+    bool reusable; /* the transfer ended cleanly: its easy handle may serve another */
+    unsigned long actions_at_submit; /* h->actions when submitted */
     struct curl_slist *headers;
     char *body;
     fr_http_data_fn on_data;
@@ -81,9 +104,9 @@ struct fr_xfer {
     char retry_after_ms[RETRY_AFTER_MAX]; /* retry-after-ms (OpenAI, Azure), same response */
     char errbuf[CURL_ERROR_SIZE];         /* CURLOPT_ERRORBUFFER */
     char msg[160];                        /* our own error text */
-    char capture[64];                     /* opts->capture_header, "" for none */
-    char captured[256];                   /* its value in the final response */
-    char method[16];                      /* opts->method, "" for POST */
+    char *capture;   /* opts->capture_header (owned, at most 63 bytes), NULL for none */
+    char *captured;  /* its value in the final response (owned, at most 255 bytes) */
+    char method[16]; /* opts->method, "" for POST */
 };
 
 struct fr_http {
@@ -95,11 +118,19 @@ struct fr_http {
     sock_ctx **socks; /* live contexts indexed by fd; closing ones are not here */
     size_t nsocks;
 
-    fr_xfer *xfers;    /* live transfers */
+    fr_xfer *xfers; /* live transfers */
+    fr_xfer *spare; /* ended transfers with their easy handle, for reuse */
+    size_t nspare;
+    long easy_made;            /* easy handles created */
+    long cache_size;           /* CURLMOPT_MAXCONNECTS now */
+    size_t peak;               /* most transfers at once */
+    char *urls[URL_CACHE_MAX]; /* checked URLs (owned), for valid_url */
+    size_t nurls;
     size_t active;     /* transfers neither done nor cancelled */
     size_t ncancelled; /* cancelled from inside curl, still to remove */
     long connects;
     unsigned long next_id;
+    unsigned long actions; /* calls of curl_multi_socket_action */
 
     int depth;    /* nesting of our own uv callbacks that dispatch */
     bool in_curl; /* inside curl_multi_socket_action: no curl calls now */
@@ -114,8 +145,27 @@ static void http_shutdown(fr_http *h);
 
 /* ---- memory and handle lifetimes ---------------------------------------- */
 
+/* Frees what only some transfers have: kept out of the struct, which every
+ * transfer in flight holds. */
+static void xfer_drop_strings(fr_xfer *x)
+{
+    free(x->capture);
+    free(x->captured);
+    x->capture = x->captured = NULL;
+}
+
+static void xfer_destroy(fr_xfer *x)
+{
+    xfer_drop_strings(x);
+    if (x->easy)
+        curl_easy_cleanup(x->easy);
+    free(x);
+}
+
 static void http_release_memory(fr_http *h)
 {
+    for (size_t i = 0; i < h->nurls; i++)
+        free(h->urls[i]);
     free(h->socks);
     free(h);
 }
@@ -140,11 +190,20 @@ static void on_sock_closed(uv_handle_t *handle)
     handle_closed(h);
 }
 
+/* The transfer's memory is free once its timer is closed: it goes to the
+ * spare list with its easy handle when that ended cleanly, else away. */
 static void on_xfer_timer_closed(uv_handle_t *handle)
 {
     fr_xfer *x = handle->data;
     fr_http *h = x->h;
-    free(x);
+    xfer_drop_strings(x);
+    if (x->reusable && x->easy && !h->shut && h->nspare < SPARE_MAX) {
+        x->next = h->spare;
+        h->spare = x;
+        h->nspare++;
+    } else {
+        xfer_destroy(x);
+    }
     handle_closed(h);
 }
 
@@ -332,11 +391,20 @@ static void xfer_release(fr_xfer *x)
 {
     fr_http *h = x->h;
     long n = 0;
-    if (curl_easy_getinfo(x->easy, CURLINFO_NUM_CONNECTS, &n) == CURLE_OK && n > 0)
+    /* Until curl has run since the submit, a reused handle's count is still
+     * its last transfer's. */
+    if (h->actions != x->actions_at_submit &&
+        curl_easy_getinfo(x->easy, CURLINFO_NUM_CONNECTS, &n) == CURLE_OK && n > 0)
         h->connects += n;
     curl_multi_remove_handle(h->multi, x->easy);
-    curl_easy_cleanup(x->easy);
-    x->easy = NULL;
+    if (x->reusable) {
+        /* A spare handle points at no header list or body: both go now. */
+        curl_easy_setopt(x->easy, CURLOPT_HTTPHEADER, NULL);
+        curl_easy_setopt(x->easy, CURLOPT_POSTFIELDS, NULL);
+    } else {
+        curl_easy_cleanup(x->easy);
+        x->easy = NULL;
+    }
     free_headers(x->headers);
     x->headers = NULL;
     free(x->body);
@@ -437,7 +505,10 @@ static void xfer_finish(fr_xfer *x, int rc, const char *error)
         .bytes = x->bytes,
         .error = rc == FR_OK ? NULL : error,
     };
-    if (curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &res.status) != CURLE_OK)
+    /* A reused handle still answers for its last transfer until this one
+     * has a status line of its own. */
+    if (x->status == 0 ||
+        curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &res.status) != CURLE_OK)
         res.status = 0;
     /* Out of descriptors: our own socket callback saw it, or curl's errno
      * says so (a descriptor curl opens itself, such as a resolver's). */
@@ -452,11 +523,13 @@ static void xfer_finish(fr_xfer *x, int rc, const char *error)
         res.error = x->msg;
     }
     struct curl_header *ch = NULL;
-    if (x->capture[0] &&
+    if (x->capture && x->status != 0 &&
         curl_easy_header(x->easy, x->capture, 0, CURLH_HEADER, -1, &ch) == CURLHE_OK) {
-        snprintf(x->captured, sizeof x->captured, "%s", ch->value);
-        res.captured = x->captured;
+        res.captured = x->captured = fr_xstrndup(ch->value, strnlen(ch->value, 255));
     }
+    /* Only a handle whose transfer ended cleanly serves another: curl keeps
+     * some state of a failure (its errno) until a later one overwrites it. */
+    x->reusable = rc == FR_OK;
     xfer_release(x);
     fr_log(FR_LOG_DEBUG, "http", "xfer=%lu status=%ld rc=%s bytes=%zu ttfb_ms=%.1f total_ms=%.1f",
            x->id, res.status, fr_err_name(rc), res.bytes, res.ttfb_ms, res.total_ms);
@@ -635,6 +708,7 @@ static void sock_action(fr_http *h, curl_socket_t fd, int flags)
     int running = 0;
     h->depth++;
     h->in_curl = true;
+    h->actions++;
     curl_multi_socket_action(h->multi, fd, flags, &running);
     h->in_curl = false;
     if (!h->closing) {
@@ -655,6 +729,12 @@ static void http_shutdown(fr_http *h)
     h->shut = true;
     while (h->xfers)
         xfer_release(h->xfers); /* never calls done */
+    while (h->spare) {
+        fr_xfer *x = h->spare;
+        h->spare = x->next;
+        xfer_destroy(x);
+    }
+    h->nspare = 0;
     /* Stop watching before curl closes the sockets of its cached connections. */
     for (size_t fd = 0; fd < h->nsocks; fd++)
         if (h->socks[fd])
@@ -699,6 +779,7 @@ fr_http *fr_http_new(uv_loop_t *loop)
     curl_multi_setopt(multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, 0L);
     curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS, 0L);
     curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, MAX_CACHED_CONNS);
+    h->cache_size = MAX_CACHED_CONNS;
     curl_multi_setopt(multi, CURLMOPT_PIPELINING, (long)CURLPIPE_NOTHING);
     uv_timer_init(loop, &h->timer);
     h->timer.data = h;
@@ -706,10 +787,8 @@ fr_http *fr_http_new(uv_loop_t *loop)
     return h;
 }
 
-static bool valid_url(const char *url)
+static bool check_url(const char *url)
 {
-    if (!url || !url[0])
-        return false;
     bool ok = false;
     char *scheme = NULL;
     CURLU *u = curl_url();
@@ -724,6 +803,27 @@ cleanup:
     curl_free(scheme);
     curl_url_cleanup(u);
     return ok;
+}
+
+/* True for an http or https URL. Sets *cached (borrowed, lives as long as
+ * h) to the remembered copy of `url` when there is one, else NULL: a run
+ * sends to a few URLs many times, and each is parsed here once. */
+static bool valid_url(fr_http *h, const char *url, const char **cached)
+{
+    *cached = NULL;
+    if (!url || !url[0])
+        return false;
+    for (size_t i = 0; i < h->nurls; i++) {
+        if (strcmp(h->urls[i], url) == 0) {
+            *cached = h->urls[i];
+            return true;
+        }
+    }
+    if (!check_url(url))
+        return false;
+    if (h->nurls < URL_CACHE_MAX)
+        *cached = h->urls[h->nurls++] = fr_xstrdup(url);
+    return true;
 }
 
 /* A header line must be "Name: value" on one line: no CR or LF smuggling. */
@@ -776,30 +876,36 @@ cleanup:
     return rc;
 }
 
-static int setup_easy(fr_xfer *x, const fr_request *req, size_t body_len, long connect_ms)
-{
-    CURL *e = x->easy;
-    CURLcode cc = CURLE_OK;
 #define SET(opt, val)                                                                              \
     do {                                                                                           \
         if (cc == CURLE_OK)                                                                        \
             cc = curl_easy_setopt(e, opt, val);                                                    \
     } while (0)
-    SET(CURLOPT_URL, req->url);
+
+static int curl_rc(CURLcode cc)
+{
+    if (cc == CURLE_OUT_OF_MEMORY)
+        return FR_ENOMEM;
+    return cc == CURLE_OK ? FR_OK : FR_EINVAL;
+}
+
+/* A new easy handle for `x` with what every transfer shares: set once, as
+ * the callbacks' pointers to x, which keeps its handle for life. */
+static int new_easy(fr_http *h, fr_xfer *x)
+{
+    CURL *e = x->easy = curl_easy_init();
+    if (!e)
+        return FR_ENOMEM;
+    h->easy_made++;
+    CURLcode cc = CURLE_OK;
     SET(CURLOPT_PROTOCOLS_STR, "http,https");
-    SET(CURLOPT_HTTPHEADER, x->headers);
     SET(CURLOPT_POST, 1L);
-    SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
-    SET(CURLOPT_POSTFIELDS, x->body);
-    if (x->method[0])
-        SET(CURLOPT_CUSTOMREQUEST, x->method);
     SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
     SET(CURLOPT_NOSIGNAL, 1L);
-    SET(CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
     SET(CURLOPT_TCP_KEEPALIVE, 1L);
     SET(CURLOPT_TCP_KEEPIDLE, 30L);
     SET(CURLOPT_TCP_KEEPINTVL, 15L);
-    SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)x->max_response);
+    SET(CURLOPT_BUFFERSIZE, RECV_BUFFER_SIZE);
     SET(CURLOPT_ERRORBUFFER, x->errbuf);
     SET(CURLOPT_WRITEFUNCTION, on_write);
     SET(CURLOPT_WRITEDATA, x);
@@ -808,10 +914,82 @@ static int setup_easy(fr_xfer *x, const fr_request *req, size_t body_len, long c
     SET(CURLOPT_PRIVATE, x);
     SET(CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
     SET(CURLOPT_OPENSOCKETDATA, x);
+    x->set.connect_ms = -1;
+    return curl_rc(cc);
+}
+
+/* Sets what this request has of its own, and of what a reused handle was
+ * set to only what differs: the URL (`cached`, from valid_url, or NULL),
+ * headers and body always, the method, the connect timeout, the reply cap. */
+static int setup_easy(fr_xfer *x, const fr_request *req, const char *cached, size_t body_len,
+                      long connect_ms)
+{
+    CURL *e = x->easy;
+    easy_set *set = &x->set;
+    CURLcode cc = CURLE_OK;
+    if (!cached || set->url != cached)
+        SET(CURLOPT_URL, req->url);
+    if (cc == CURLE_OK)
+        set->url = cached;
+    SET(CURLOPT_HTTPHEADER, x->headers);
+    SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+    SET(CURLOPT_POSTFIELDS, x->body);
+    if (x->method[0] || set->custom_method) {
+        SET(CURLOPT_CUSTOMREQUEST, x->method[0] ? x->method : NULL);
+        set->custom_method = x->method[0] != '\0';
+    }
+    if (set->connect_ms != connect_ms) {
+        SET(CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
+        set->connect_ms = connect_ms;
+    }
+    if (set->max_response != x->max_response) {
+        SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)x->max_response);
+        set->max_response = x->max_response;
+    }
+    if (cc != CURLE_OK)
+        *set = (easy_set){.connect_ms = -1}; /* set it all again next time */
+    return curl_rc(cc);
+}
 #undef SET
-    if (cc == CURLE_OUT_OF_MEMORY)
-        return FR_ENOMEM;
-    return cc == CURLE_OK ? FR_OK : FR_EINVAL;
+
+/* A transfer with an easy handle: a spare one, cleared but for its handle
+ * and what that is set to, or a new one. */
+static fr_xfer *xfer_take(fr_http *h, int *rc)
+{
+    fr_xfer *x = h->spare;
+    if (x) {
+        h->spare = x->next;
+        h->nspare--;
+        CURL *easy = x->easy;
+        easy_set set = x->set;
+        memset(x, 0, sizeof *x);
+        x->easy = easy;
+        x->set = set;
+        x->h = h;
+        *rc = FR_OK;
+        return x;
+    }
+    x = fr_xcalloc(1, sizeof *x);
+    x->h = h;
+    *rc = new_easy(h, x);
+    return x;
+}
+
+/* Keeps curl's cache of idle connections at least as large as the
+ * transfers at once (above it, each transfer that ends would close one
+ * that the next request could have reused). */
+static void grow_cache(fr_http *h)
+{
+    if (h->active <= h->peak)
+        return;
+    h->peak = h->active;
+    if ((long)h->peak <= h->cache_size)
+        return;
+    long n = h->cache_size * 2;
+    if (n < (long)h->peak)
+        n = (long)h->peak;
+    h->cache_size = n;
+    curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, n);
 }
 
 /* Starts a POST of `req` (borrowed; url, headers and body are copied) with
@@ -827,7 +1005,8 @@ int fr_http_submit(fr_http *h, const fr_request *req, const fr_http_opts *opts,
     static const fr_http_opts no_opts;
     int rc = FR_EINVAL;
     fr_xfer *x = NULL;
-    if (!h || !req || h->closing || h->in_curl || !valid_url(req->url))
+    const char *cached = NULL;
+    if (!h || !req || h->closing || h->in_curl || !valid_url(h, req->url, &cached))
         goto cleanup;
     if (req->nheaders > 0 && !req->headers)
         goto cleanup;
@@ -837,8 +1016,9 @@ int fr_http_submit(fr_http *h, const fr_request *req, const fr_http_opts *opts,
     if (!opts)
         opts = &no_opts;
 
-    x = fr_xcalloc(1, sizeof *x);
-    x->h = h;
+    x = xfer_take(h, &rc);
+    if (rc != FR_OK)
+        goto cleanup;
     x->on_data = on_data;
     x->on_done = on_done;
     x->ud = ud;
@@ -847,7 +1027,7 @@ int fr_http_submit(fr_http *h, const fr_request *req, const fr_http_opts *opts,
     x->idle_ms = opts->idle_timeout_ms;
     x->total_ms = opts->total_timeout_ms;
     if (opts->capture_header)
-        snprintf(x->capture, sizeof x->capture, "%s", opts->capture_header);
+        x->capture = fr_xstrndup(opts->capture_header, strnlen(opts->capture_header, 63));
     if (opts->method)
         snprintf(x->method, sizeof x->method, "%s", opts->method);
     const char *body = req->body ? req->body : "";
@@ -856,11 +1036,8 @@ int fr_http_submit(fr_http *h, const fr_request *req, const fr_http_opts *opts,
     rc = build_headers(req, &x->headers);
     if (rc != FR_OK)
         goto cleanup;
-    rc = FR_ENOMEM;
-    if (!(x->easy = curl_easy_init()))
-        goto cleanup;
     long connect_ms = opts->connect_timeout_ms > 0 ? opts->connect_timeout_ms : DEFAULT_CONNECT_MS;
-    rc = setup_easy(x, req, body_len, connect_ms);
+    rc = setup_easy(x, req, cached, body_len, connect_ms);
     if (rc != FR_OK)
         goto cleanup;
     CURLMcode mc = curl_multi_add_handle(h->multi, x->easy);
@@ -874,6 +1051,7 @@ int fr_http_submit(fr_http *h, const fr_request *req, const fr_http_opts *opts,
     x->timer.data = x;
     h->open_handles++;
     x->id = ++h->next_id;
+    x->actions_at_submit = h->actions;
     x->start_ms = uv_now(h->loop);
     x->start_ns = uv_hrtime();
     x->next = h->xfers;
@@ -881,6 +1059,7 @@ int fr_http_submit(fr_http *h, const fr_request *req, const fr_http_opts *opts,
         h->xfers->prev = x;
     h->xfers = x;
     h->active++;
+    grow_cache(h);
     xfer_arm(x);
     fr_log(FR_LOG_DEBUG, "http", "xfer=%lu submit body_bytes=%zu active=%zu", x->id, body_len,
            h->active);
@@ -890,11 +1069,9 @@ int fr_http_submit(fr_http *h, const fr_request *req, const fr_http_opts *opts,
     rc = FR_OK;
 cleanup:
     if (x) {
-        if (x->easy)
-            curl_easy_cleanup(x->easy);
         free_headers(x->headers);
         free(x->body);
-        free(x);
+        xfer_destroy(x);
     }
     return rc;
 }
@@ -908,6 +1085,7 @@ void fr_http_cancel(fr_http *h, fr_xfer *x)
     if (!h || !x || h->closing || x->finished || x->cancelled)
         return;
     h->active--;
+    x->reusable = true; /* removed before it ended: nothing of it is left */
     if (h->in_curl) {
         x->cancelled = true;
         h->ncancelled++;
@@ -930,13 +1108,22 @@ void fr_http_set_max_connections(fr_http *h, long n)
     curl_multi_setopt(h->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, n > 0 ? n : 0L);
     /* curl closes a connection when a transfer ends with more than
      * MAXCONNECTS open: below the transfers at once, every request would
-     * open a new one (and a peer's end of each closed one lingers). */
-    curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, n > MAX_CACHED_CONNS ? n : MAX_CACHED_CONNS);
+     * open a new one (and a peer's end of each closed one lingers). The
+     * cache grows with the transfers at once (grow_cache); with a cap it
+     * never needs to be larger than the cap. */
+    h->cache_size = n > MAX_CACHED_CONNS ? n : MAX_CACHED_CONNS;
+    curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, h->cache_size);
 }
 
 long fr_http_connections(const fr_http *h)
 {
     return h ? h->connects : 0;
+}
+
+/* Returns how many easy handles were created (spare ones reused do not count). */
+long fr_http_handles_made(const fr_http *h)
+{
+    return h ? h->easy_made : 0;
 }
 
 /* Cancels every transfer without done callbacks, cleans up curl and closes

@@ -83,6 +83,10 @@ size_t fr_http_active(const fr_http *h);
 void fr_http_set_max_connections(fr_http *h, long n);
 /* Number of new TCP connections opened so far (connection reuse keeps it low). */
 long fr_http_connections(const fr_http *h);
+/* Number of curl easy handles created so far: a transfer that ended cleanly
+ * or was cancelled leaves its handle for the next one, so this stays near
+ * the most transfers at once. */
+long fr_http_handles_made(const fr_http *h);
 
 /* Cancels every transfer (no done callbacks), cleans up curl and closes all
  * libuv handles. The memory is released in the last close callback, so the

@@ -13,11 +13,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Output files open at once. libuv's thread pool runs the opens of many
- * finished tasks before their writes and closes, so without this bound a
- * burst of finished tasks holds a descriptor each (a share of the reserve in
- * engine/util/fdlimit.h). */
-#define MAX_OPEN_OUTPUTS 16
+/* Output files are written by one libuv thread-pool job at a time, which
+ * takes every write waiting (up to BATCH_MAX) and does each one whole in
+ * the pool thread: resolve the folder when confined, open, write, close.
+ * One job at a time means one descriptor open for outputs at any moment and
+ * no two pool threads creating files in the same folder (they would contend
+ * on its lock); taking the waiting writes together means one wake-up of the
+ * loop per batch rather than three per file. */
+#define BATCH_MAX 64
 /* An open that found no descriptor (EMFILE, ENFILE) tries again after this,
  * doubling up to OPEN_RETRY_MAX_MS, OPEN_RETRIES times (about four minutes)
  * before the write fails. */
@@ -25,24 +28,28 @@
 #define OPEN_RETRY_MAX_MS 2000
 #define OPEN_RETRIES      130
 
-/* One write in progress: open, write until done, close. */
+/* One write: queued, then done in a batch's pool thread, then reported. */
 typedef struct job {
-    uv_fs_t req;
     uv_timer_t timer; /* the wait before an open tries again; timer.data points back */
     bool timer_init;
-    bool holds_slot; /* counted in open_jobs */
+    bool no_fds; /* the last open found no descriptor: try again later */
     int retries;
-    struct job *next; /* in the wait queue */
+    struct job *next; /* in the queue, then in its batch */
     uv_loop_t *loop;
     char *path;
     char *data;
-    size_t len, off;
-    uv_file fd;
+    size_t len;
     int rc;
     char *root; /* confine to this real path, or NULL */
     fr_output_done_fn done;
     void *ud;
 } job;
+
+/* The writes of one pool job, all for the same loop, in queue order. */
+typedef struct batch {
+    uv_work_t work;
+    job *jobs;
+} batch;
 
 int fr_output_mkdirs(const char *dir, fr_error *err)
 {
@@ -62,12 +69,11 @@ int fr_output_mkparents(const char *path, fr_error *err)
     return rc;
 }
 
-/* Writes holding a descriptor (or about to), and those waiting for one, in
- * order. Outputs are written from the run's loop thread only. */
-static int open_jobs;
+/* The writes waiting for the writer, in order, and whether a batch is in
+ * the pool. Outputs are written from one loop thread only (the run's, or
+ * the MCP server's). */
 static job *queue_head, *queue_tail;
-
-static void open_now(job *j);
+static bool writing;
 
 static void free_job(job *j)
 {
@@ -82,123 +88,14 @@ static void on_timer_closed(uv_handle_t *h)
     free_job(h->data);
 }
 
-/* Gives the job's slot back and starts the next waiting write. */
-static void release_slot(job *j)
-{
-    if (!j->holds_slot)
-        return;
-    j->holds_slot = false;
-    open_jobs--;
-    while (queue_head && open_jobs < MAX_OPEN_OUTPUTS) {
-        job *n = queue_head;
-        queue_head = n->next;
-        if (!queue_head)
-            queue_tail = NULL;
-        n->next = NULL;
-        open_now(n);
-    }
-}
-
 static void finish(job *j)
 {
     if (j->done)
         j->done(j->ud, j->rc, j->path);
-    release_slot(j);
     if (j->timer_init)
         uv_close((uv_handle_t *)&j->timer, on_timer_closed);
     else
         free_job(j);
-}
-
-static void start_open(job *j);
-
-static void on_retry_open(uv_timer_t *t)
-{
-    start_open(t->data);
-}
-
-/* The open found no descriptor: another write or a transfer will free one,
- * so wait and try again rather than lose the output. */
-static void retry_open(job *j)
-{
-    release_slot(j);
-    if (!j->timer_init) {
-        uv_timer_init(j->loop, &j->timer);
-        j->timer.data = j;
-        j->timer_init = true;
-    }
-    uint64_t delay = (uint64_t)OPEN_RETRY_MS << (j->retries < 8 ? j->retries : 8);
-    if (delay > OPEN_RETRY_MAX_MS)
-        delay = OPEN_RETRY_MAX_MS;
-    j->retries++;
-    uv_timer_start(&j->timer, on_retry_open, delay, 0);
-}
-
-static void on_close(uv_fs_t *req)
-{
-    job *j = req->data;
-    if (req->result < 0)
-        j->rc = FR_EIO;
-    uv_fs_req_cleanup(req);
-    finish(j);
-}
-
-static void close_file(job *j)
-{
-    j->req.data = j;
-    if (uv_fs_close(j->loop, &j->req, j->fd, on_close) != 0) {
-        j->rc = FR_EIO;
-        finish(j);
-    }
-}
-
-static void on_write(uv_fs_t *req)
-{
-    job *j = req->data;
-    ssize_t n = req->result;
-    uv_loop_t *loop = req->loop;
-    uv_fs_req_cleanup(req);
-    if (n < 0) {
-        j->rc = FR_EIO;
-        close_file(j);
-        return;
-    }
-    j->off += (size_t)n;
-    if (j->off >= j->len) {
-        close_file(j);
-        return;
-    }
-    uv_buf_t b = uv_buf_init(j->data + j->off, (unsigned)(j->len - j->off));
-    j->req.data = j;
-    if (uv_fs_write(loop, &j->req, j->fd, &b, 1, -1, on_write) != 0) {
-        j->rc = FR_EIO;
-        close_file(j);
-    }
-}
-
-static void on_open(uv_fs_t *req)
-{
-    job *j = req->data;
-    uv_loop_t *loop = req->loop;
-    ssize_t fd = req->result;
-    uv_fs_req_cleanup(req);
-    if ((fd == UV_EMFILE || fd == UV_ENFILE) && j->retries < OPEN_RETRIES) {
-        retry_open(j);
-        return;
-    }
-    if (fd < 0) {
-        /* A confined write never follows a link at the file itself. */
-        j->rc = j->root && fd == UV_ELOOP ? FR_EINVAL : FR_EIO;
-        finish(j);
-        return;
-    }
-    j->fd = (uv_file)fd;
-    uv_buf_t b = uv_buf_init(j->data, (unsigned)j->len);
-    j->req.data = j;
-    if (uv_fs_write(loop, &j->req, j->fd, &b, 1, -1, on_write) != 0) {
-        j->rc = FR_EIO;
-        close_file(j);
-    }
 }
 
 /* True when real path `p` is `root` or below it. */
@@ -250,44 +147,154 @@ cleanup:
     return rc;
 }
 
-static void on_realpath(uv_fs_t *req)
+/* The folder of `path` (owned): "." for a bare name, "/" for a file at the root. */
+static char *folder_of(const char *path)
 {
-    job *j = req->data;
-    bool inside = req->result == 0 && req->ptr && is_inside(j->root, req->ptr);
-    uv_fs_req_cleanup(req);
-    if (!inside) {
-        j->rc = FR_EINVAL;
-        finish(j);
-        return;
-    }
-    start_open(j);
+    const char *slash = strrchr(path, '/');
+    return !slash          ? fr_xstrdup(".")
+           : slash == path ? fr_xstrdup("/")
+                           : fr_xstrndup(path, (size_t)(slash - path));
 }
 
-/* Opens now if fewer than MAX_OPEN_OUTPUTS writes hold a descriptor, else
- * waits in the queue for one to end. */
-static void start_open(job *j)
+/* Does write `j` whole, in a pool thread: touches nothing but `j`. When
+ * confined, the folder must resolve inside the root and the file is opened
+ * without following a link (a refusal is FR_EINVAL); an open that finds no
+ * descriptor sets no_fds for the loop to try again. */
+static void write_file(job *j)
 {
-    if (open_jobs >= MAX_OPEN_OUTPUTS) {
-        if (queue_tail)
-            queue_tail->next = j;
-        else
-            queue_head = j;
-        queue_tail = j;
+    j->no_fds = false;
+    j->rc = FR_OK;
+    if (j->root) {
+        char *dir = folder_of(j->path);
+        char *real = realpath(dir, NULL);
+        bool inside = real && is_inside(j->root, real);
+        free(real);
+        free(dir);
+        if (!inside) {
+            j->rc = FR_EINVAL;
+            return;
+        }
+    }
+    int flags = O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | (j->root ? O_NOFOLLOW : 0);
+    int fd;
+    do
+        fd = open(j->path, flags, 0644);
+    while (fd < 0 && errno == EINTR);
+    if (fd < 0) {
+        if (errno == EMFILE || errno == ENFILE)
+            j->no_fds = true;
+        /* A confined write never follows a link at the file itself. */
+        j->rc = j->root && errno == ELOOP ? FR_EINVAL : FR_EIO;
         return;
     }
-    open_now(j);
-}
-
-static void open_now(job *j)
-{
-    j->holds_slot = true;
-    open_jobs++;
-    j->req.data = j;
-    int flags = O_WRONLY | O_CREAT | O_TRUNC | (j->root ? O_NOFOLLOW : 0);
-    if (uv_fs_open(j->loop, &j->req, j->path, flags, 0644, on_open) != 0) {
+    for (size_t off = 0; off < j->len;) {
+        ssize_t n = write(fd, j->data + off, j->len - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            j->rc = FR_EIO;
+            break;
+        }
+        off += (size_t)n;
+    }
+    if (close(fd) != 0 && errno != EINTR)
         j->rc = FR_EIO;
-        finish(j);
+}
+
+static void on_batch(uv_work_t *w)
+{
+    for (job *j = ((batch *)w)->jobs; j; j = j->next)
+        write_file(j);
+}
+
+static void enqueue(job *j);
+static void start_batch(void);
+
+static void on_retry_open(uv_timer_t *t)
+{
+    enqueue(t->data);
+}
+
+/* The open found no descriptor: another write or a transfer will free one,
+ * so wait and try again rather than lose the output. */
+static void retry_open(job *j)
+{
+    if (!j->timer_init) {
+        uv_timer_init(j->loop, &j->timer);
+        j->timer.data = j;
+        j->timer_init = true;
     }
+    uint64_t delay = (uint64_t)OPEN_RETRY_MS << (j->retries < 8 ? j->retries : 8);
+    if (delay > OPEN_RETRY_MAX_MS)
+        delay = OPEN_RETRY_MAX_MS;
+    j->retries++;
+    uv_timer_start(&j->timer, on_retry_open, delay, 0);
+}
+
+/* Back on the loop: reports each write of the batch in order (or waits to
+ * try its open again), then hands the writer the writes queued meanwhile. */
+static void on_batch_done(uv_work_t *w, int status)
+{
+    batch *b = (batch *)w;
+    job *j = b->jobs;
+    free(b);
+    writing = false;
+    while (j) {
+        job *next = j->next;
+        j->next = NULL;
+        if (status != 0)
+            j->rc = FR_EIO;
+        if (status == 0 && j->no_fds && j->retries < OPEN_RETRIES)
+            retry_open(j);
+        else
+            finish(j);
+        j = next;
+    }
+    start_batch();
+}
+
+/* Hands the writer up to BATCH_MAX waiting writes of the first one's loop
+ * (the others keep their place), unless a batch is in the pool already. */
+static void start_batch(void)
+{
+    if (writing || !queue_head)
+        return;
+    batch *b = fr_xcalloc(1, sizeof *b);
+    uv_loop_t *loop = queue_head->loop;
+    job *keep = NULL, **keep_tail = &keep, **batch_tail = &b->jobs, *j = queue_head;
+    job *last_kept = NULL;
+    for (int n = 0; j && n < BATCH_MAX;) {
+        job *next = j->next;
+        j->next = NULL;
+        if (j->loop == loop) {
+            *batch_tail = j;
+            batch_tail = &j->next;
+            n++;
+        } else {
+            *keep_tail = j;
+            keep_tail = &j->next;
+            last_kept = j;
+        }
+        j = next;
+    }
+    *keep_tail = j; /* the rest, in order */
+    queue_head = keep;
+    if (!j)
+        queue_tail = last_kept; /* else the old tail is still the last */
+    writing = true;
+    if (uv_queue_work(loop, &b->work, on_batch, on_batch_done) != 0)
+        on_batch_done(&b->work, UV_EINVAL);
+}
+
+static void enqueue(job *j)
+{
+    j->next = NULL;
+    if (queue_tail)
+        queue_tail->next = j;
+    else
+        queue_head = j;
+    queue_tail = j;
+    start_batch();
 }
 
 int fr_output_write_inside(uv_loop_t *loop, const char *root, const char *path, const char *data,
@@ -301,21 +308,7 @@ int fr_output_write_inside(uv_loop_t *loop, const char *root, const char *path, 
     j->ud = ud;
     j->loop = loop;
     j->root = root ? fr_xstrdup(root) : NULL;
-    j->req.data = j;
-    if (!root) {
-        start_open(j);
-        return FR_OK;
-    }
-    const char *slash = strrchr(path, '/');
-    char *dir = !slash          ? fr_xstrdup(".")
-                : slash == path ? fr_xstrdup("/")
-                                : fr_xstrndup(path, (size_t)(slash - path));
-    int rc = uv_fs_realpath(loop, &j->req, dir, on_realpath);
-    free(dir);
-    if (rc != 0) {
-        j->rc = FR_EIO;
-        finish(j);
-    }
+    enqueue(j);
     return FR_OK;
 }
 

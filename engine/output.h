@@ -1,9 +1,11 @@
 #pragma once
 /* Writing task outputs to files without blocking the loop: directories are
- * created at startup (allowed to block), file contents are written with
- * libuv's fs requests as each task finishes, optionally confined to a folder
- * (save paths: no symbolic link may lead them out): a task's output goes to
- * the run's output folder and to its `save` path. Used by engine/run. */
+ * created at startup (allowed to block), file contents are written in
+ * libuv's thread pool as each task finishes (one job at a time, which takes
+ * the writes waiting in order and does each whole: open, write, close),
+ * optionally confined to a folder (save paths: no symbolic link may lead
+ * them out): a task's output goes to the run's output folder and to its
+ * `save` path. Used by engine/run and engine/mcpd. */
 
 #include "dsl/workflow.h"
 #include "engine/util/err.h"

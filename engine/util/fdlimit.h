@@ -8,8 +8,8 @@
 
 /* Descriptors kept back from transfers for everything else a run opens:
  * stdio, the loop's own, the state store and its journal, the watcher,
- * output files being written (libuv's thread pool opens at most a few at
- * once), the in-process simulator's listener, curl's resolver pairs. */
+ * output files being written (engine/output opens one at a time), the
+ * in-process simulator's listener, curl's resolver pairs. */
 #define FR_FD_RESERVE 96
 /* Descriptors one transfer may hold: its socket and, under --sim, the
  * simulator's end of the same connection in this process. */
