@@ -258,7 +258,17 @@ def table(results, variant, title, out):
             fmt(ratio(med(disk, "cpu_s"), med(tmp, "cpu_s")), "%.2f", 8)), file=out)
 
 
+def write_workflow_main(argv):
+    """peer_run.py --write-workflow DAG_JSON CAP URL FILE: writes the DAG as a workflow (load.sh)."""
+    dag, cap, url, path = argv
+    with open(path, "w") as f:
+        f.write(workflow_lua(build_dag(json.loads(dag)), url, int(cap)))
+    return 0
+
+
 def main():
+    if sys.argv[1:2] == ["--write-workflow"]:
+        return write_workflow_main(sys.argv[2:])
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build", required=True)
     ap.add_argument("--peer", required=True)
