@@ -37,6 +37,19 @@ if [ -z "${PEER:-}" ]; then
   done
 fi
 [ -f "${PEER:-}" ] || { echo "peer.sh: the peer asyncio-dag.py is not in ../shared/bench/: set PEER=path" >&2; exit 2; }
-exec python3 "$SRC/tests/bench/peer_run.py" --build "$BUILD" --peer "$(realpath "$PEER")" \
+WORK=$(mktemp -d)
+RUNNER=""
+trap '[ -z "$RUNNER" ] || kill "$RUNNER" 2>/dev/null; rm -rf "$WORK"' EXIT
+trap 'exit 143' TERM
+trap 'exit 130' INT
+"${CC:-cc}" -O2 -o "$WORK/rusage" "$SRC/tests/bench/rusage.c" ||
+  { echo "peer.sh: cannot compile tests/bench/rusage.c (set CC)" >&2; exit 2; }
+# The runner stops the simulator and the run in progress when it is signalled.
+python3 "$SRC/tests/bench/peer_run.py" --build "$BUILD" --peer "$(realpath "$PEER")" --rusage "$WORK/rusage" \
   --reps "$REPS" "${QUICK[@]}" --latency "${LATENCY:-50}" --timeout "${TIMEOUT:-300}" \
-  --only "${ONLY:-}" --disk "${BENCH_DISK:-}" ${JSON_OUT:+--json-out "$JSON_OUT"}
+  --only "${ONLY:-}" --disk "${BENCH_DISK:-}" ${JSON_OUT:+--json-out "$JSON_OUT"} &
+RUNNER=$!
+rc=0
+wait "$RUNNER" || rc=$?
+RUNNER=""
+exit "$rc"

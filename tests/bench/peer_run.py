@@ -5,7 +5,7 @@ Starts one flowrun-sim (--tps 0, model `peer` at LATENCY ms), then for each shap
 interleaved repetitions, flowrun with its state and outputs where a user's would be (the
 default ./.flowrun/ of a fresh folder on the machine's disk), the peer, and flowrun again with
 the same folder on tmpfs (/dev/shm). Each process is measured from outside the same way:
-wall time, CPU user + sys and peak RSS from wait4(), and the time from its start to the first
+wall time, CPU user + sys and peak RSS from wait4() in the small rusage wrapper, and the time from its start to the first
 request reaching the simulator (GET /sim/stats, first_request_unix_us). Prints the medians as a
 ratio table (flowrun / peer). Standard library only, like the peer.
 
@@ -23,7 +23,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 
@@ -113,10 +112,14 @@ class Bench:
     def __init__(self, args):
         self.args = args
         self.sim = None
+        self.child = None  # the rusage wrapper of the run in progress
         self.url = None
         self.dirs = []
 
     def cleanup(self):
+        if self.child and self.child.poll() is None:
+            self.child.kill()  # and the command with it (PR_SET_PDEATHSIG)
+            self.child.wait()
         if self.sim and self.sim.poll() is None:
             self.sim.terminate()
             try:
@@ -148,27 +151,32 @@ class Bench:
             return json.loads(r.read() or b"{}")
 
     def measure(self, cmd, cwd, env, out_path):
-        """Runs `cmd` (bounded by --timeout) and returns wall, cpu, rss, first-request figures."""
+        """Runs `cmd` under the rusage wrapper (bounded by --timeout) and returns its wall time,
+        CPU, peak RSS and the time from its start to the first request reaching the simulator."""
         self.sim_call("POST", "/sim/reset")
+        ru_path = out_path + ".rusage"
         with open(out_path, "wb") as out, open(out_path + ".err", "wb") as err:
             t0 = time.time()
-            p = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
-            killer = threading.Timer(self.args.timeout, p.kill)
-            killer.start()
-            _, status, ru = os.wait4(p.pid, 0)
+            p = subprocess.Popen([self.args.rusage, ru_path] + cmd, cwd=cwd, env=env, stdout=out, stderr=err,
+                                 stdin=subprocess.DEVNULL)
+            self.child = p
+            try:
+                p.wait(self.args.timeout)
+            except subprocess.TimeoutExpired:
+                p.kill()  # the wrapper's death kills the command (PR_SET_PDEATHSIG)
+                p.wait()
             wall = time.time() - t0
-            killer.cancel()
-            p.returncode = os.waitstatus_to_exitcode(status)
         stats = self.sim_call("GET", "/sim/stats")
         first = stats.get("first_request_unix_us", 0)
         requests = sum(m["requests"] for m in stats["models"].values())
         if p.returncode != 0:
             tail = open(out_path + ".err", "rb").read()[-600:].decode(errors="replace")
             raise RuntimeError("%s exited %d after %.1f s%s\n%s" % (
-                os.path.basename(cmd[0] if "python" not in cmd[0] else cmd[1]), p.returncode, wall,
+                " ".join(os.path.basename(c) for c in cmd[:2]), p.returncode, wall,
                 " (killed at the %d s timeout)" % self.args.timeout if wall >= self.args.timeout else "", tail))
-        return {"wall_ms": wall * 1000, "cpu_s": ru.ru_utime + ru.ru_stime, "user_s": ru.ru_utime,
-                "sys_s": ru.ru_stime, "rss_mb": ru.ru_maxrss / 1024, "requests": requests,
+        user, sys_, rss_kb = open(ru_path).read().split()
+        return {"wall_ms": wall * 1000, "cpu_s": float(user) + float(sys_), "user_s": float(user),
+                "sys_s": float(sys_), "rss_mb": int(rss_kb) / 1024, "requests": requests,
                 "first_request_ms": (first / 1e6 - t0) * 1000 if first else None}
 
     def run_flowrun(self, shape, wf, base):
@@ -272,6 +280,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build", required=True)
     ap.add_argument("--peer", required=True)
+    ap.add_argument("--rusage", required=True, help="the tests/bench/rusage.c wrapper, compiled")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--latency", type=float, default=50)
