@@ -277,6 +277,10 @@ def write_workflow_main(argv):
 def main():
     if sys.argv[1:2] == ["--write-workflow"]:
         return write_workflow_main(sys.argv[2:])
+    if sys.argv[1:2] == ["--dag-info"]:  # peer_run.py --dag-info DAG_JSON...: nodes, critical path, sha
+        for dag in sys.argv[2:]:
+            print(json.dumps(analyze(build_dag(json.loads(dag)))))
+        return 0
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build", required=True)
     ap.add_argument("--peer", required=True)
