@@ -36,7 +36,10 @@ if [ -z "${PEER:-}" ]; then
     [ -f "$p" ] && { PEER=$p; break; }
   done
 fi
-[ -f "${PEER:-}" ] || { echo "peer.sh: the peer asyncio-dag.py is not in ../shared/bench/: set PEER=path" >&2; exit 2; }
+if [ -z "${PEER:-}" ]; then
+  echo "peer.sh: the peer asyncio-dag.py is not in ../shared/bench/: set PEER=path" >&2; exit 2
+fi
+[ -f "$PEER" ] || { echo "peer.sh: PEER=$PEER is not a file" >&2; exit 2; }
 WORK=$(mktemp -d)
 RUNNER=""
 trap '[ -z "$RUNNER" ] || kill "$RUNNER" 2>/dev/null; rm -rf "$WORK"' EXIT

@@ -242,6 +242,7 @@ def ratio(a, b):
 
 
 def table(results, variant, title, out):
+    """One row per shape: flowrun (`variant`: disk or tmpfs) against the peer, and disk / tmpfs."""
     print("\n" + title, file=out)
     head = ("%-23s %9s %9s %6s %8s %8s %6s %13s %11s %8s %8s" % (
         "shape", "flowrun", "peer", "ratio", "fr cpu", "peer cpu", "ratio", "rss fr/peer", "eff fr/peer",
