@@ -196,7 +196,8 @@ json_t *fr_sim_stats(const fr_sim *s)
                       "faults", (json_int_t)m->faults, "input_tokens", (json_int_t)m->input_tokens,
                       "output_tokens", (json_int_t)m->output_tokens));
     }
-    return json_pack("{s:I,s:o}", "connections", (json_int_t)s->connections, "models", models);
+    return json_pack("{s:I,s:I,s:o}", "connections", (json_int_t)s->connections,
+                     "first_request_unix_us", (json_int_t)s->first_request_us, "models", models);
 }
 
 /* Zeroes the counters; see sim.h. */
@@ -205,6 +206,7 @@ void fr_sim_reset(fr_sim *s)
     if (!s)
         return;
     s->connections = 0;
+    s->first_request_us = 0;
     for (fr_sim_entry *m = s->models; m; m = m->next) {
         m->requests = 0;
         m->early = 0;

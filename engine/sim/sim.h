@@ -61,9 +61,13 @@ int fr_sim_peak(const fr_sim *s, const char *model);
 
 /* Returns the counters as a new JSON object (owned by the caller; NULL when
  * `s` is NULL), the same document GET /sim/stats serves:
- *   {"connections":N,"models":{"<model>":{"requests":N,"peak_in_flight":N,
- *     "rejected":N,"in_flight":N,"faults":N,"input_tokens":N,"output_tokens":N}}}
- * `connections` counts TCP connections accepted; `requests` counts valid chat
+ *   {"connections":N,"first_request_unix_us":N,"models":{"<model>":{"requests":N,
+ *     "peak_in_flight":N,"rejected":N,"in_flight":N,"faults":N,"input_tokens":N,
+ *     "output_tokens":N}}}
+ * `connections` counts TCP connections accepted; `first_request_unix_us` is
+ * when the first chat request since the start or the last reset arrived, in
+ * realtime microseconds since the epoch (0 = none yet), so a benchmark can
+ * tell how long a client took to put its first request on the wire; `requests` counts valid chat
  * requests of every protocol, 429s included; `rejected` the 429s of the
  * concurrency limit; `faults` the faults injected (kind `ok` is none);
  * `input_tokens`/`output_tokens` sum the usage the simulator reported in
@@ -72,7 +76,8 @@ int fr_sim_peak(const fr_sim *s, const char *model);
  * appear in first-seen order. */
 json_t *fr_sim_stats(const fr_sim *s);
 
-/* Zeroes the counters (connections, requests, rejected, faults, tokens).
+/* Zeroes the counters (connections, the first request's time, requests,
+ * rejected, faults, tokens).
  * Requests still in flight stay counted in `in_flight`, and `peak_in_flight`
  * restarts from that number (0 when idle). Fault scripts go on where they
  * were. Same as POST /sim/reset. */

@@ -470,6 +470,11 @@ bool fr_sim_chat_handle(conn *c, fr_sim_proto proto, const char *body, size_t le
     double tps = e->configured ? e->tokens_per_s : s->dflt_tokens_per_s;
     int max_conc = e->configured ? e->max_concurrent : s->dflt_max_concurrent;
     e->requests++;
+    if (!s->first_request_us) {
+        uv_timeval64_t tv;
+        if (uv_gettimeofday(&tv) == 0)
+            s->first_request_us = (long long)tv.tv_sec * 1000000 + tv.tv_usec;
+    }
     if (proto == FR_SIM_OPENAI && e->configured && e->refuse_max_tokens &&
         json_object_get(doc, "max_tokens")) {
         fr_sim_proto_send_error(c, proto, 400,

@@ -208,6 +208,8 @@ struct fr_sim {
     fr_sim_entry *models;
     fr_sim_entry **models_tail;
     long connections;
+    long long first_request_us; /* realtime (µs since the epoch) of the first chat request since
+                                   the start or the last reset; 0 = none yet */
     unsigned long next_conn_id;
     unsigned long long next_reply_id;
     fr_sim_conn *conns;

@@ -511,6 +511,7 @@ static void test_stats_and_reset(void **state)
     json_t *doc = body_json(&r);
     response_free(&r);
     assert_int_equal(json_integer_value(json_object_get(doc, "connections")), 4);
+    assert_true(json_integer_value(json_object_get(doc, "first_request_unix_us")) > 0);
     json_t *alpha = json_object_get(json_object_get(doc, "models"), "alpha");
     assert_int_equal(json_integer_value(json_object_get(alpha, "requests")), 2);
     assert_int_equal(json_integer_value(json_object_get(alpha, "peak_in_flight")), 1);
@@ -525,6 +526,7 @@ static void test_stats_and_reset(void **state)
     assert_int_equal(fr_sim_peak(fx->sim, "alpha"), -1);
     doc = fr_sim_stats(fx->sim);
     assert_int_equal(json_integer_value(json_object_get(doc, "connections")), 0);
+    assert_int_equal(json_integer_value(json_object_get(doc, "first_request_unix_us")), 0);
     assert_int_equal(json_object_size(json_object_get(doc, "models")), 0);
     json_decref(doc);
     fixture_free(fx);

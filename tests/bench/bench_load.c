@@ -5,7 +5,7 @@
  * fr_workflow_load and fr_graph_from_workflow, the median of 5 loads, for
  * N = 1,000, 10,000 and 20,000 (or the sizes given).
  *
- *   cmake --build build --target bench_load_local && build/bench_load_local [N...]
+ *   cmake --build build --target bench_load && build/bench_load [N...]
  */
 
 #include "dsl/workflow.h"
@@ -72,7 +72,7 @@ static int bench(const char *path, long n)
             rc = fr_graph_from_workflow(wf, &g, &err);
         ms[r] = now_ms() - t0;
         if (rc != FR_OK) {
-            fprintf(stderr, "bench_load_local: %s:%d: %s\n", err.source, err.line, err.msg);
+            fprintf(stderr, "bench_load: %s:%d: %s\n", err.source, err.line, err.msg);
             return 1;
         }
         fr_graph_free(g);
