@@ -3,6 +3,7 @@
 #include "engine/report.h"
 #include "engine/trace.h"
 #include "engine/util/mem.h"
+#include "engine/util/money.h"
 
 #include <errno.h>
 #include <math.h>
@@ -68,7 +69,8 @@ static const char *cls(const char *s)
 
 static void usd(FILE *f, double v)
 {
-    fprintf(f, "$%.4f", v);
+    char buf[FR_USD_LEN];
+    fputs(fr_usd_cost(buf, v), f);
 }
 
 static const char CSS[] =
@@ -146,6 +148,7 @@ static void timeline(FILE *f, const json_t *r)
             rows[ep] = lane + 1;
         span = fmax(span, num(l, "end_ms", 0));
     }
+    span = fmax(span, num(r, "makespan_ms", 0));
     int *first = fr_xcalloc(neps + 1, sizeof *first), total = 0;
     for (size_t e = 0; e < neps; e++) {
         first[e] = total;
@@ -161,7 +164,11 @@ static void timeline(FILE *f, const json_t *r)
         double x = LABEL + (WIDTH - LABEL - 10) * k / 5.0;
         fprintf(f, "<line x1=\"%.1f\" y1=\"0\" x2=\"%.1f\" y2=\"%d\" stroke=\"#eee\"/>", x, x,
                 total * ROW);
-        fprintf(f, "<text x=\"%.1f\" y=\"%d\">%.0f ms</text>", x - 10, total * ROW + 16,
+        fprintf(f, "<text x=\"%.1f\" y=\"%d\" text-anchor=\"%s\">%.0f ms</text>", x,
+                total * ROW + 16,
+                k == 5 ? "end"
+                : k    ? "middle"
+                       : "start",
                 span * k / 5.0);
     }
     const char *key;
@@ -202,7 +209,17 @@ static void timeline(FILE *f, const json_t *r)
         }
         fprintf(f, "</g>");
     }
-    fprintf(f, "</svg>\n");
+    fprintf(f, "</svg>\n<p class=\"legend\"><span class=\"ok\">&#9632; ok</span> "
+               "<span class=\"bad\">&#9632; error, timeout</span> <span class=\"gate\">&#9632; "
+               "failed a gate (quality, truncated, refused)</span> <span class=\"skip\">&#9632; "
+               "cancelled, budget</span>; hover a bar for its task, attempt and outcome</p>\n");
+    size_t cached = 0;
+    json_t *t;
+    json_array_foreach(json_object_get(r, "tasks"), i, t) cached +=
+        json_is_true(json_object_get(t, "cached"));
+    if (cached)
+        fprintf(f, "<p>%zu task%s came from the result cache: no request, no bar.</p>\n", cached,
+                cached == 1 ? "" : "s");
     free(first);
     free(rows);
     json_decref(lanes);
@@ -287,7 +304,9 @@ static void dag(FILE *f, const json_t *r)
         esc(f, str(t, "name"));
         fprintf(f, "</text><text class=\"lbl\" x=\"%d\" y=\"%d\">", x + 6, y + 32);
         esc(f, json_is_string(json_object_get(t, "endpoint")) ? str(t, "endpoint") : "-");
-        fprintf(f, " $%.4f</text></g>", num(t, "cost_usd", 0));
+        fputc(' ', f);
+        usd(f, num(t, "cost_usd", 0));
+        fprintf(f, "</text></g>");
     }
     fprintf(f, "</svg>\n");
     free(count);
@@ -303,8 +322,10 @@ static void bar(FILE *f, const char *label, double v, double max, const char *cs
     esc(f, label);
     fprintf(f,
             "</text><rect class=\"%s\" x=\"%d\" y=\"%d\" width=\"%.1f\" height=\"16\"/>"
-            "<text x=\"%.1f\" y=\"%d\">$%.4f</text>",
-            css, LABEL, *y, w, LABEL + w + 6, *y + 13, v);
+            "<text x=\"%.1f\" y=\"%d\">",
+            css, LABEL, *y, w, LABEL + w + 6, *y + 13);
+    usd(f, v);
+    fputs("</text>", f);
     *y += 22;
 }
 
@@ -378,8 +399,9 @@ static void task_details(FILE *f, const json_t *r)
         esc(f, str(t, "status"));
         fprintf(f, "</span> ");
         esc(f, json_is_string(json_object_get(t, "endpoint")) ? str(t, "endpoint") : "-");
-        fprintf(f, ", %d attempt(s), $%.4f</summary>\n", (int)num(t, "attempts", 0),
-                num(t, "cost_usd", 0));
+        fprintf(f, ", %d attempt(s), ", (int)num(t, "attempts", 0));
+        usd(f, num(t, "cost_usd", 0));
+        fprintf(f, "</summary>\n");
         if (json_is_string(json_object_get(t, "reason"))) {
             fprintf(f, "<p>reason: ");
             esc(f, str(t, "reason"));
@@ -410,8 +432,9 @@ static void task_details(FILE *f, const json_t *r)
             fprintf(f, "</td><td>%.0f ms</td><td>%.0f ms</td><td>", num(x, "start_ms", 0),
                     num(x, "end_ms", 0));
             esc(f, str(x, "outcome"));
-            fprintf(f, "</td><td>%zu</td><td>$%.4f</td></tr>",
-                    json_array_size(json_object_get(x, "turns")), num(x, "cost_usd", 0));
+            fprintf(f, "</td><td>%zu</td><td>", json_array_size(json_object_get(x, "turns")));
+            usd(f, num(x, "cost_usd", 0));
+            fprintf(f, "</td></tr>");
         }
         fprintf(f, "</table>");
         if (json_is_string(json_object_get(t, "output"))) {
