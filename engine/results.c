@@ -41,9 +41,10 @@ void fr_results_attempt_begin(fr_task_result *t, int attempt, const char *endpoi
     t->log_cost_base = t->cost;
     json_t *turn = json_pack("{s:f, s:n}", "start_ms", start_ms, "end_ms");
     json_array_append_new(t->attempt_log,
-                          json_pack("{s:i, s:s, s:f, s:n, s:n, s:n, s:n, s:f, s:[o]}", "attempt",
-                                    attempt, "endpoint", endpoint, "start_ms", start_ms, "end_ms",
-                                    "outcome", "error", "tokens", "cost_usd", 0.0, "turns", turn));
+                          json_pack("{s:i, s:s, s:f, s:n, s:n, s:n, s:{s:i, s:i, s:i}, s:f, s:[o]}",
+                                    "attempt", attempt, "endpoint", endpoint, "start_ms", start_ms,
+                                    "end_ms", "outcome", "error", "tokens", "input", 0, "output", 0,
+                                    "cached", 0, "cost_usd", 0.0, "turns", turn));
 }
 
 /* The latest attempt's open turn, NULL for none. */
@@ -78,10 +79,12 @@ void fr_results_attempt_end(fr_task_result *t, double end_ms, const char *outcom
     json_object_set_new(a, "end_ms", json_real(end_ms));
     json_object_set_new(a, "outcome", json_string(outcome));
     json_object_set_new(a, "error", error ? json_string(error) : json_null());
-    if (u)
-        json_object_set_new(a, "tokens",
-                            json_pack("{s:I, s:I, s:I}", "input", (json_int_t)u->input, "output",
-                                      (json_int_t)u->output, "cached", (json_int_t)u->cached));
+    static const fr_usage none = {0};
+    if (!u)
+        u = &none;
+    json_object_set_new(a, "tokens",
+                        json_pack("{s:I, s:I, s:I}", "input", (json_int_t)u->input, "output",
+                                  (json_int_t)u->output, "cached", (json_int_t)u->cached));
     json_object_set_new(a, "cost_usd", json_real(t->cost - t->log_cost_base));
 }
 

@@ -72,9 +72,16 @@ ev() { jq -r "$1" "$WORK/trace.json"; }
   fail "failed attempts are not coloured"
 [ "$(ev '[.traceEvents[] | select(.ph=="s")] | length')" = 3 ] || fail "want 3 dependency flows (design->code, code->review, side->review)"
 [ "$(ev '[.traceEvents[] | select(.cat=="tool")] | length')" = 2 ] || fail "want 2 tool slices"
-[ "$(ev '[.traceEvents[] | select(.cat=="turn" and .args == {})] | length')" = 6 ] || fail "want 6 turn slices"
-[ "$(ev '[.traceEvents[] | select(.ph=="C" and .name=="in flight" and .pid==1) | .args.requests] | max')" -ge 2 ] ||
-  fail "the in-flight counter never saw 2 requests (design's first attempt and side's)"
+[ "$(ev '[.traceEvents[] | select(.cat=="turn" and .args == {})] | length')" = 8 ] || fail "want 8 turn slices (a turn per attempt, 3 for code)"
+# Per endpoint (pid 2, 3, ... in the report's order) never more in flight than its capacity.
+jq -n --slurpfile t "$WORK/trace.json" --slurpfile r "$WORK/report.json" '[$r[0].endpoints[].max_parallel] as $cap |
+   [$t[0].traceEvents[] | select(.ph=="C" and .name=="in flight" and .pid > 1)] | group_by(.pid) |
+   map(select(([.[].args.requests] | max) > $cap[.[0].pid - 2])) | length' | grep -qx 0 ||
+  fail "an endpoint's in-flight counter passed its capacity"
+[ "$(ev '[.traceEvents[] | select(.ph=="C" and .name=="in flight" and .pid==1) | .args.requests] | last')" = 0 ] ||
+  fail "the in-flight counter does not end at 0"
+[ "$(ev '[.traceEvents[] | select(.ph=="C" and .name=="in flight" and .pid==1) | .args.requests] | max')" -ge 1 ] ||
+  fail "the in-flight counter never counted a request"
 ev '[.traceEvents[] | select(.ph=="C" and .name=="spend")] | last | .args.usd' >"$WORK/spend"
 python3 -c "import sys; a=float(open('$WORK/spend').read()); b=float(sys.argv[1]); sys.exit(abs(a-b) > 1e-9)" \
   "$(jqr .cost_usd)" || fail "the spend counter ends at $(cat "$WORK/spend"), the run cost $(jqr .cost_usd)"
