@@ -189,7 +189,7 @@ static void timeline(FILE *f, const json_t *r)
         if (ep < 0 || (size_t)ep >= neps)
             continue;
         double x = LABEL + num(l, "start_ms", 0) * scale;
-        double w = fmax(2, (num(l, "end_ms", 0) - num(l, "start_ms", 0)) * scale);
+        double w = fmax(4, (num(l, "end_ms", 0) - num(l, "start_ms", 0)) * scale);
         int y = (first[ep] + (int)num(l, "lane", 0)) * ROW + 2;
         const char *outcome =
             json_is_string(json_object_get(l, "outcome")) ? str(l, "outcome") : "in flight";
@@ -225,17 +225,13 @@ static void timeline(FILE *f, const json_t *r)
     json_decref(lanes);
 }
 
-/* The index of the task named `name`, -1 for none. */
-static long task_index(const json_t *tasks, const char *name)
+/* The index of the dependency `dep` (a JSON string) in `index` (task
+ * name -> its index), -1 for none. */
+static long dep_index(const json_t *index, const json_t *dep)
 {
-    size_t i;
-    json_t *t;
-    json_array_foreach(tasks, i, t)
-    {
-        if (!strcmp(str(t, "name"), name))
-            return (long)i;
-    }
-    return -1;
+    const char *name = json_string_value(dep);
+    const json_t *k = name ? json_object_get(index, name) : NULL;
+    return k ? (long)json_integer_value(k) : -1;
 }
 
 /* The DAG: a column per level (the longest chain of dependencies before
@@ -246,15 +242,19 @@ static void dag(FILE *f, const json_t *r)
     size_t n = json_array_size(tasks), i, d;
     int *level = fr_xcalloc(n + 1, sizeof *level), *row = fr_xcalloc(n + 1, sizeof *row);
     int maxlevel = 0;
+    json_t *index = json_object(), *t, *dep;
+    json_array_foreach(tasks, i, t)
+    {
+        json_object_set_new(index, str(t, "name"), json_integer((json_int_t)i));
+    }
     /* Relax until stable: at most n rounds in a DAG. */
     for (size_t round = 0; round < n; round++) {
         bool changed = false;
-        json_t *t, *dep;
         json_array_foreach(tasks, i, t)
         {
             json_array_foreach(json_object_get(t, "deps"), d, dep)
             {
-                long k = task_index(tasks, json_string_value(dep) ? json_string_value(dep) : "");
+                long k = dep_index(index, dep);
                 if (k >= 0 && level[k] + 1 > level[i]) {
                     level[i] = level[k] + 1;
                     changed = true;
@@ -276,12 +276,11 @@ static void dag(FILE *f, const json_t *r)
             "<h2>Graph</h2>\n<svg id=\"dag\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" "
             "role=\"img\">",
             width, height, width, height);
-    json_t *t, *dep;
     json_array_foreach(tasks, i, t)
     {
         json_array_foreach(json_object_get(t, "deps"), d, dep)
         {
-            long k = task_index(tasks, json_string_value(dep) ? json_string_value(dep) : "");
+            long k = dep_index(index, dep);
             if (k < 0)
                 continue;
             double x1 = 10 + level[k] * colw + nodew, y1 = 10 + row[k] * rowh + nodeh / 2.0;
@@ -309,6 +308,7 @@ static void dag(FILE *f, const json_t *r)
         fprintf(f, "</text></g>");
     }
     fprintf(f, "</svg>\n");
+    json_decref(index);
     free(count);
     free(row);
     free(level);

@@ -311,22 +311,23 @@ static void counters(json_t *ev, const json_t *report, const json_t *lanes, int 
     free(m);
 }
 
-/* The last lane entry of task `t` (its latest attempt) when `last`, else
- * its first; NULL when it sent none. */
-static const json_t *task_lane(const json_t *lanes, size_t t, bool last)
+/* Per task, the lane entries of its first and of its latest attempt
+ * (NULL when it sent none): `first` and `last`, ntasks each. */
+static void task_ends(const json_t *lanes, size_t ntasks, const json_t **first, const json_t **last)
 {
-    const json_t *found = NULL;
     size_t i;
     json_t *l;
     json_array_foreach(lanes, i, l)
     {
-        if ((size_t)num(l, "task", -1) != t)
-            continue;
+        size_t t = (size_t)num(l, "task", 0);
         double a = num(l, "attempt", 0);
-        if (!found || (last ? a > num(found, "attempt", 0) : a < num(found, "attempt", 0)))
-            found = l;
+        if (t >= ntasks)
+            continue;
+        if (!first[t] || a < num(first[t], "attempt", 0))
+            first[t] = l;
+        if (!last[t] || a > num(last[t], "attempt", 0))
+            last[t] = l;
     }
-    return found;
 }
 
 /* Flow arrows along dependencies: from the end of a dependency's last
@@ -334,42 +335,48 @@ static const json_t *task_lane(const json_t *lanes, size_t t, bool last)
 static void flows(json_t *ev, const json_t *report, const json_t *lanes)
 {
     const json_t *tasks = json_object_get(report, "tasks");
-    size_t t, d, k;
-    json_t *task, *dep, *other;
+    size_t n = json_array_size(tasks), t, d;
+    const json_t **first = fr_xcalloc(n + 1, sizeof *first),
+                 **last = fr_xcalloc(n + 1, sizeof *last);
+    task_ends(lanes, n, first, last);
+    json_t *index = json_object(); /* task name -> its index */
+    json_t *task, *dep;
+    json_array_foreach(tasks, t, task)
+    {
+        if (str(task, "name"))
+            json_object_set_new(index, str(task, "name"), json_integer((json_int_t)t));
+    }
     json_int_t id = 1;
     json_array_foreach(tasks, t, task)
     {
-        const json_t *to = task_lane(lanes, t, false);
-        if (!to)
-            continue;
+        const json_t *to = first[t];
         json_array_foreach(json_object_get(task, "deps"), d, dep)
         {
-            json_array_foreach(tasks, k, other)
-            {
-                if (!json_equal(json_object_get(other, "name"), dep))
-                    continue;
-                const json_t *from = task_lane(lanes, k, true);
-                if (!from)
-                    break;
-                json_int_t fb = us(num(from, "start_ms", 0)), fe = us(num(from, "end_ms", 0));
-                json_int_t at = fe > fb ? fe - 1 : fb; /* inside the dependency's slice */
-                char name[160];
-                snprintf(name, sizeof name, "%s -> %s", json_string_value(dep),
-                         str(task, "name") ? str(task, "name") : "?");
-                json_array_append_new(ev, json_pack("{s:s, s:s, s:s, s:I, s:I, s:i, s:i}", "name",
-                                                    name, "cat", "dep", "ph", "s", "id", id, "ts",
-                                                    at, "pid", PID_EP0 + (int)num(from, "ep", 0),
-                                                    "tid", 1 + (int)num(from, "lane", 0)));
-                json_array_append_new(ev, json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:i, s:i}",
-                                                    "name", name, "cat", "dep", "ph", "f", "bp",
-                                                    "e", "id", id, "ts", us(num(to, "start_ms", 0)),
-                                                    "pid", PID_EP0 + (int)num(to, "ep", 0), "tid",
-                                                    1 + (int)num(to, "lane", 0)));
-                id++;
-                break;
-            }
+            const json_t *k =
+                json_string_value(dep) ? json_object_get(index, json_string_value(dep)) : NULL;
+            const json_t *from = k ? last[json_integer_value(k)] : NULL;
+            if (!to || !from)
+                continue;
+            json_int_t fb = us(num(from, "start_ms", 0)), fe = us(num(from, "end_ms", 0));
+            json_int_t at = fe > fb ? fe - 1 : fb; /* inside the dependency's slice */
+            char name[160];
+            snprintf(name, sizeof name, "%s -> %s", json_string_value(dep),
+                     str(task, "name") ? str(task, "name") : "?");
+            json_array_append_new(ev, json_pack("{s:s, s:s, s:s, s:I, s:I, s:i, s:i}", "name", name,
+                                                "cat", "dep", "ph", "s", "id", id, "ts", at, "pid",
+                                                PID_EP0 + (int)num(from, "ep", 0), "tid",
+                                                1 + (int)num(from, "lane", 0)));
+            json_array_append_new(ev, json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:i, s:i}", "name",
+                                                name, "cat", "dep", "ph", "f", "bp", "e", "id", id,
+                                                "ts", us(num(to, "start_ms", 0)), "pid",
+                                                PID_EP0 + (int)num(to, "ep", 0), "tid",
+                                                1 + (int)num(to, "lane", 0)));
+            id++;
         }
     }
+    json_decref(index);
+    free(first);
+    free(last);
 }
 
 int fr_trace_write(const json_t *report, FILE *out)
