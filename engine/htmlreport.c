@@ -437,6 +437,21 @@ static void task_details(FILE *f, const json_t *r)
             fprintf(f, "</td></tr>");
         }
         fprintf(f, "</table>");
+        if (json_array_size(json_object_get(t, "tool_calls")))
+            fprintf(f, "<table><tr><th>tool call</th><th>attempt</th><th>turn</th><th>ms</th>"
+                       "<th>ok</th><th>error</th></tr>");
+        json_array_foreach(json_object_get(t, "tool_calls"), k, x)
+        {
+            fprintf(f, "<tr><td>");
+            esc(f, str(x, "name"));
+            fprintf(f, "</td><td>%d</td><td>%d</td><td>%.1f</td><td>%s</td><td>",
+                    (int)num(x, "attempt", 1), (int)num(x, "turn", 0), num(x, "ms", 0),
+                    json_is_true(json_object_get(x, "ok")) ? "yes" : "no");
+            esc(f, str(x, "error"));
+            fprintf(f, "</td></tr>");
+        }
+        if (json_array_size(json_object_get(t, "tool_calls")))
+            fprintf(f, "</table>");
         if (json_is_string(json_object_get(t, "output"))) {
             fprintf(f, "<pre class=\"output\">");
             esc(f, str(t, "output"));
