@@ -19,9 +19,11 @@
 #include "engine/cli/mcp_cmd.h"
 #include "engine/cli/tools_cmd.h"
 #include "engine/guard.h"
+#include "engine/htmlreport.h"
 #include "engine/proc.h"
 #include "engine/report.h"
 #include "engine/run.h"
+#include "engine/trace.h"
 #include "engine/util/err.h"
 #include "engine/util/fdlimit.h"
 #include "engine/util/log.h"
@@ -52,6 +54,7 @@ typedef struct args {
     const char **tasks; /* every --task: run only these and their deps */
     size_t ntasks;
     bool json, quiet, no_color, save_anywhere;
+    const char *trace_file, *html_file; /* --trace, --html: written at the run's end */
     fr_run_opts run;
 } args;
 
@@ -82,6 +85,8 @@ static const struct {
      "                        0 = instant)\n"},
     {FOR_RUN, "  --out DIR             where task outputs go (default ./.flowrun/out/<run>/)\n"},
     {FOR_RUN | FOR_PLAN, "  --json                print the machine-readable report on stdout\n"},
+    {FOR_RUN, "  --trace FILE          write a Chrome trace (Perfetto, chrome://tracing)\n"},
+    {FOR_RUN, "  --html FILE           write a self-contained HTML report\n"},
     {FOR_RUN | FOR_PLAN,
      "  --policy NAME|FILE    routing policy (default: the workflow's, else balanced)\n"},
     {FOR_RUN | FOR_PLAN,
@@ -399,6 +404,9 @@ static int parse_args(int argc, char **argv, int first, const command *cmd, args
             a->run.out_dir = val;
         } else if (strcmp(s, "--json") == 0) {
             a->json = true;
+        } else if (strcmp(s, "--trace") == 0 || strcmp(s, "--html") == 0) {
+            NEED_VALUE();
+            *(s[2] == 't' ? &a->trace_file : &a->html_file) = val;
         } else if (strcmp(s, "--policy") == 0) {
             NEED_VALUE();
             a->run.policy = val;
@@ -736,6 +744,9 @@ static int run_workflow(int argc, char **argv, int first, const command *cmd, bo
     }
     if (code == 4)
         fr_cli_how_to_answer(fr_run_results(run), a.workflow, a.run.state_dir);
+    if ((a.trace_file || a.html_file) &&
+        fr_html_save(fr_run_results(run), a.trace_file, a.html_file) != FR_OK)
+        code = FR_EXIT_IOERR;
     if (a.json) {
         json_t *report = fr_report_json(fr_run_results(run));
         int wrc = json_dumpf(report, stdout, JSON_INDENT(2));

@@ -128,6 +128,20 @@ static double elapsed_ms(const fr_task *t)
     return (double)(fr_clock_ns(t->env->clock) - t->env->results->start_ns) / 1e6;
 }
 
+/* The attempt in flight ended with `outcome` and `error` (borrowed), its
+ * last turn having used `last` (NULL for nothing): into the attempt log,
+ * with the turns before it. */
+static void log_end(fr_task *t, const char *outcome, const char *error, const fr_usage *last)
+{
+    fr_usage u = t->turn_usage;
+    if (last) {
+        u.input += last->input;
+        u.output += last->output;
+        u.cached += last->cached;
+    }
+    fr_results_attempt_end(t->res, elapsed_ms(t), outcome, error, &u);
+}
+
 static fr_task_next next_end(fr_task_state state, char *reason)
 {
     return (fr_task_next){.kind = FR_NEXT_END, .state = state, .reason = reason};
@@ -217,6 +231,7 @@ void fr_task_cancel(fr_task *t, const char *outcome, const char *error)
     book_attempt(t, outcome, error, NULL, charge,
                  (double)(fr_clock_ns(env->clock) - t->attempt_ns) / 1e6);
     fr_route_set_outcome(t->res->decisions, outcome, strcmp(outcome, "cancelled") ? error : NULL);
+    log_end(t, outcome, strcmp(outcome, "cancelled") ? error : NULL, NULL);
 }
 
 /* ---- what an outcome means ---------------------------------------------- */
@@ -279,6 +294,7 @@ static fr_task_next attempt_no_fds(fr_task *t, const fr_outcome *o)
     fr_task_env *env = t->env;
     const char *name = spec_of(t)->name;
     settle(t, 0);
+    fr_results_attempt_drop(t->res);
     t->res->attempts--;
     t->ep_attempts--;
     fr_ep_unsent(env->eps, ep_of(t));
@@ -377,6 +393,7 @@ static fr_task_next judge(fr_task *t, fr_outcome *o)
                           : rc == FR_EBUDGET  ? "budget"
                                               : "error";
     book_attempt(t, outcome, rc == FR_OK ? NULL : err->msg, &used, cost, o->total_ms);
+    log_end(t, outcome, rc == FR_OK ? NULL : err->msg, &used);
     fr_error cerr = {0};
     if (rc == FR_OK && env->books && t->cache_key &&
         fr_cache_put(fr_booking_store(env->books), t->cache_key, spec_of(t)->name, &o->reply,
@@ -409,6 +426,7 @@ static void on_outcome(void *ud, fr_outcome *o)
     fr_task_next next;
     if (o->planned) {
         settle(t, fr_price_cost(spec_of(t), &o->reply.usage));
+        log_end(t, "ok", NULL, &o->reply.usage);
         next = accept_reply(t, o);
     } else if (o->no_fds) {
         next = attempt_no_fds(t, o);
@@ -455,6 +473,8 @@ static int turn_begin(void *ud, long est_input, long worst_input, fr_error *err)
             settle(t, 0);
             rc = fr_error_set(err, FR_ESTORE, NULL, 0,
                               "the state store cannot be written; the turn was not sent");
+        } else {
+            fr_results_turn_begin(t->res, elapsed_ms(t));
         }
     }
     free(why);
@@ -473,6 +493,7 @@ static void turn_end(void *ud, const fr_usage *u, double ms)
     t->turn_usage.cached += u->cached;
     t->turn_usage.estimated |= u->estimated;
     t->res->turns++;
+    fr_results_turn_end(t->res, elapsed_ms(t));
 }
 
 static void tool_done(void *ud, const fr_toolcall_info *info, const fr_tool_result *r,
@@ -480,11 +501,13 @@ static void tool_done(void *ud, const fr_toolcall_info *info, const fr_tool_resu
 {
     fr_task *t = ud;
     const char *task = name_of(t);
-    json_t *c =
-        json_pack("{s:s, s:s, s:s?, s:f, s:b, s:s?, s:I, s:I, s:i}", "name", info->name, "source",
-                  info->source, "server", info->server, "ms", info->ms, "ok", !r->is_error, "error",
-                  r->is_error ? r->reason : NULL, "arg_bytes", (json_int_t)info->arg_bytes,
-                  "result_bytes", (json_int_t)info->result_bytes, "turn", t->res->turns);
+    double start_ms = elapsed_ms(t) - info->ms; /* it ends now */
+    json_t *c = json_pack("{s:s, s:s, s:s?, s:f, s:b, s:s?, s:I, s:I, s:i, s:i, s:f}", "name",
+                          info->name, "source", info->source, "server", info->server, "ms",
+                          info->ms, "ok", !r->is_error, "error", r->is_error ? r->reason : NULL,
+                          "arg_bytes", (json_int_t)info->arg_bytes, "result_bytes",
+                          (json_int_t)info->result_bytes, "turn", t->res->turns, "attempt",
+                          t->res->attempts, "start_ms", start_ms > 0 ? start_ms : 0);
     if (c)
         json_array_append_new(t->res->tool_calls, c);
     fr_log(t->env->show_tools ? FR_LOG_WARN : FR_LOG_INFO, "tool",
@@ -566,6 +589,7 @@ bool fr_task_dispatch(fr_task *t, size_t ep, fr_task_next *now)
         req.left_ms = t->route.deadline_ms - fr_clock_ms(env->clock);
     }
     t->attempt_ns = fr_clock_ns(env->clock);
+    fr_results_attempt_begin(t->res, t->res->attempts, s->name, elapsed_ms(t));
     fr_error err = {0};
     int rc = FR_OK;
     if (!reserve_attempt(t))
@@ -581,6 +605,7 @@ bool fr_task_dispatch(fr_task *t, size_t ep, fr_task_next *now)
     fr_sched_release_slot(env->sched, ep);
     settle(t, 0); /* nothing was sent */
     fr_route_set_outcome(t->res->decisions, "error", err.msg);
+    log_end(t, "error", err.msg, NULL);
     if (rc == FR_ESTORE) {
         /* Without a durable reservation nothing is sent, and no new work
          * starts: the task fails. */
