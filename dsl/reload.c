@@ -39,6 +39,19 @@ fr_reload *fr_reload_new(fr_policy *initial, const char *path, const fr_reload_h
     return s;
 }
 
+int fr_reload_open(const char *spec, const char *base_dir, const fr_reload_hooks *hooks,
+                   fr_reload **out, fr_error *err)
+{
+    char *path = NULL;
+    fr_policy *first = NULL;
+    int rc = fr_policy_resolve(spec, base_dir, &path, err);
+    if (rc == FR_OK)
+        rc = fr_policy_load(path, NULL, 1, &first, err);
+    *out = rc == FR_OK ? fr_reload_new(first, path, hooks) : NULL;
+    free(path);
+    return rc;
+}
+
 static double elapsed_ms(const fr_reload *s)
 {
     return s->hooks.elapsed_ms ? s->hooks.elapsed_ms(s->hooks.ud) : 0;

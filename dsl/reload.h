@@ -40,6 +40,15 @@ typedef struct fr_reload_hooks {
 fr_reload *fr_reload_new(fr_policy *initial, const char *path, const fr_reload_hooks *hooks);
 
 /*
+ * Resolves policy `spec` (a name or a path, relative to `base_dir`, which
+ * may be NULL: dsl/policy.h's fr_policy_resolve), loads it as version 1 and
+ * returns the slot holding it in *out (owned), with `hooks` as
+ * fr_reload_new. The caller self-checks it. FR_OK, or what failed in `err`.
+ */
+int fr_reload_open(const char *spec, const char *base_dir, const fr_reload_hooks *hooks,
+                   fr_reload **out, fr_error *err);
+
+/*
  * Starts watching the policy file on `loop` (borrowed; must outlive the
  * watch): from then on, each change of the file's content is loaded beside
  * the live version, self-checked with the hooks' candidates and swapped in

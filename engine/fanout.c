@@ -247,3 +247,25 @@ void fr_fanout_item_ctx(const fr_workflow *wf, size_t task, json_t *ctx)
     json_object_set(ctx, "item", ts->item ? ts->item : json_null());
     json_object_set_new(ctx, "index", json_integer((json_int_t)ts->index));
 }
+
+void fr_fanout_place(const fr_fanout_env *env, size_t task, const fr_fanout_hooks *h)
+{
+    char *reason = NULL;
+    fr_fanout_outcome o = fr_fanout_expand(env, task, &reason);
+    const fr_task_result *res = &env->res->tasks[task];
+    if (o == FR_FANOUT_STARTED)
+        h->started(h->ud, task, res->first_instance, res->instances);
+    else
+        h->ended(h->ud, task, o == FR_FANOUT_EMPTY ? FR_TASK_OK : FR_TASK_FAILED, reason);
+    free(reason);
+}
+
+void fr_fanout_instance_ended(const fr_fanout_env *env, size_t task, const fr_fanout_hooks *h)
+{
+    size_t parent;
+    fr_task_state st;
+    char *reason = NULL;
+    if (fr_fanout_ended(env, task, &parent, &st, &reason))
+        h->ended(h->ud, parent, st, reason);
+    free(reason);
+}

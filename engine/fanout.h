@@ -17,6 +17,17 @@
 #include <jansson.h>
 #include <stdbool.h>
 
+/* What follows a fan-out's placing and its instances' ends (ud is the
+ * conductor's), for fr_fanout_place and fr_fanout_instance_ended. */
+typedef struct fr_fanout_hooks {
+    void *ud;
+    /* Fan-out `fanout`'s instances first ... first + n - 1 joined the run. */
+    void (*started)(void *ud, size_t fanout, size_t first, size_t n);
+    /* Fan-out `fanout` ends in `state`: ok without an output of its own
+     * (`note`, borrowed, may be NULL), else as a task that did not succeed. */
+    void (*ended)(void *ud, size_t fanout, fr_task_state state, const char *note);
+} fr_fanout_hooks;
+
 /* What expanding touches, all borrowed from the conductor. */
 typedef struct fr_fanout_env {
     fr_workflow *wf;
@@ -51,6 +62,15 @@ fr_fanout_outcome fr_fanout_expand(const fr_fanout_env *env, size_t task, char *
  * the instances that did not succeed. Otherwise returns false. */
 bool fr_fanout_ended(const fr_fanout_env *env, size_t task, size_t *parent, fr_task_state *state,
                      char **reason);
+
+/* Fan-out `task` is placed: expands it and calls h->started, or h->ended
+ * at once (an empty list ends ok with its note; a list it cannot use
+ * fails with what was found). */
+void fr_fanout_place(const fr_fanout_env *env, size_t task, const fr_fanout_hooks *h);
+
+/* Task `task` ended: when it was the last instance of its fan-out to end,
+ * calls h->ended for the fan-out (fr_fanout_ended says how). */
+void fr_fanout_instance_ended(const fr_fanout_env *env, size_t task, const fr_fanout_hooks *h);
 
 /* What a dependent of fan-out `fanout` reads for it: an array (owned), in
  * item order, of one object per instance {text, json, status, reason, name,

@@ -39,6 +39,29 @@ void fr_results_endpoints(fr_results *r, const fr_endpoints *eps, const fr_sched
         };
 }
 
+void fr_results_skip(fr_results *r, size_t task, size_t cause, fr_task_state cause_state,
+                     uint64_t now_ns)
+{
+    fr_task_result *res = &r->tasks[task];
+    const fr_task_result *cr = &r->tasks[cause];
+    const char *name = r->wf->tasks[cause].name;
+    free(res->reason);
+    if (cause_state == FR_TASK_OK) {
+        res->reason = fr_xstrdup("trigger any_failed: every dependency succeeded");
+        res->decided = true;
+    } else if (cr->decided) {
+        res->reason = fr_xasprintf("dependency '%s' was skipped", name);
+        res->decided = true;
+    } else if (cr->approval.state == FR_APPROVAL_REJECTED && cr->reason) {
+        /* What stopped the dependents is the person's note. */
+        res->reason = fr_xasprintf("dependency '%s' was %s", name, cr->reason);
+    } else {
+        res->reason = fr_xasprintf("dependency '%s' did not succeed", name);
+    }
+    res->state = FR_TASK_SKIPPED;
+    res->end_ns = now_ns;
+}
+
 void fr_results_close(fr_results *r)
 {
     for (size_t i = 0; r->tasks && i < r->wf->ntasks; i++) {

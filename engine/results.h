@@ -97,5 +97,12 @@ void fr_results_add(fr_results *r, size_t idx);
 /* Fills each endpoint's entry from the run's endpoints `eps` and scheduler
  * `sched` (borrowed; the strings stay theirs). */
 void fr_results_endpoints(fr_results *r, const fr_endpoints *eps, const fr_sched *sched);
+/* Task `task` is skipped at `now_ns` because of dependency `cause` (in
+ * state `cause_state`), as its trigger says (sched.h): the reason names
+ * the dependency (or a rejected checkpoint's note); a skip that follows
+ * from a decision (a condition, a trigger) rather than a failure is marked
+ * decided, so it does not fail the run. */
+void fr_results_skip(fr_results *r, size_t task, size_t cause, fr_task_state cause_state,
+                     uint64_t now_ns);
 /* Frees what `r` owns (the tasks' reasons, replies and decision logs). */
 void fr_results_close(fr_results *r);

@@ -1,7 +1,9 @@
 /* The conductor: sets a run up, places each ready task (engine/route
- * decides where; engine/cache may answer first), dispatches it (engine/task
- * carries its attempts out and says what follows each), ends tasks, keeps
- * their timers, handles signals and works out the exit code. */
+ * decides where; engine/cache may answer first; engine/fanout expands a
+ * foreach), dispatches it (engine/task carries its attempts out and says
+ * what follows each), ends tasks (engine/checkpoint holds approval tasks,
+ * engine/timers keeps their deadlines and retry waits), handles signals
+ * and ends with engine/exitcode's exit code. */
 #include "engine/run.h"
 
 #include "dsl/policy.h"
@@ -9,19 +11,23 @@
 #include "engine/booking.h"
 #include "engine/budget.h"
 #include "engine/cache.h"
+#include "engine/checkpoint.h"
 #include "engine/clock.h"
 #include "engine/endpoint.h"
 #include "engine/fanout.h"
 #include "engine/graph.h"
 #include "engine/http.h"
 #include "engine/output.h"
+#include "engine/place.h"
 #include "engine/plan.h"
-#include "engine/prompt.h"
+#include "engine/progress.h"
 #include "engine/route.h"
 #include "engine/task.h"
+#include "engine/timers.h"
 #include "engine/toolset.h"
 #include "engine/sched.h"
-#include "engine/util/fdlimit.h"
+#include "engine/signals.h"
+#include "engine/exitcode.h"
 #include "engine/util/log.h"
 #include "engine/util/mem.h"
 #include "engine/util/redact.h"
@@ -37,20 +43,15 @@
 
 /* How many waiting tasks one pass over the ready queue may look at. */
 #define MAX_WAITERS_PER_PASS 256
-/* A task as the conductor sees it: its attempts (engine/task) and its
- * timers: the deadline, and the wait before a retry. */
+/* A task as the conductor sees it: its attempts (engine/task), its
+ * routing record and its results entry. */
 typedef struct task_rt {
     struct fr_run *run;
     size_t idx;
     fr_task *task;
     fr_route_task *route; /* the task's routing record (borrowed from it) */
     fr_task_result *res;  /* its entry in the results */
-    uv_timer_t retry_timer;
-    uv_timer_t deadline;
-    bool timers_init;
-    bool retry_armed;
-    bool cleared; /* its condition was evaluated and lets it run */
-    bool held;    /* an approval task that succeeded: its dependents wait for a decision */
+    bool cleared;         /* its condition was evaluated and lets it run */
 } task_rt;
 
 struct fr_run {
@@ -67,12 +68,14 @@ struct fr_run {
                           the server's error; FR_OK otherwise */
     fr_plan *plan;     /* a plan's virtual-time backend, NULL for a run */
     bool standin_started;
-    uv_signal_t sigint, sigterm;
-    uv_timer_t wake;
-    bool handles_init;
+    fr_signals *signals;
     fr_endpoints *eps;
     fr_router *router;
-    fr_task_env env; /* what the tasks share */
+    fr_timers *timers;    /* each task's deadline and retry wait */
+    fr_fanout_env fanout; /* what a fan-out touches */
+    fr_fanout_hooks fanout_hooks;
+    fr_place_env placer; /* what placing a task reads (engine/place) */
+    fr_task_env env;     /* what the tasks share */
     task_rt *tasks;
     fr_results res;
     char *run_id;
@@ -80,21 +83,26 @@ struct fr_run {
     char *save_root; /* the workflow folder's real path that save paths stay in; NULL with
                         --allow-save-anywhere */
     bool stopping;
-    int retries_armed;
     int write_errors;
     fr_budget *budget;
     fr_booking *books; /* the run's books in the state store; NULL for a plan */
     char *observed_from;
-    fr_approvals *approvals; /* the run's checkpoints (engine/approval); NULL for a plan */
-    fr_prompt *prompt;       /* the terminal that answers them, NULL without one */
-    size_t held;             /* tasks held at their checkpoint */
+    fr_checkpoints *checks; /* the tasks held at their checkpoints; NULL for a plan */
 };
 
 static void pump(fr_run *r);
 static void maybe_finish(fr_run *r);
-static void instance_ended(fr_run *r, size_t task);
+static void fanout_started(void *ud, size_t fanout, size_t first, size_t n);
+static void fanout_end(void *ud, size_t fanout, fr_task_state state, const char *note);
 static void on_next(void *ud, size_t task, fr_task_next *n);
 static void task_end(task_rt *t, fr_task_state state, const char *reason);
+static void on_skip(void *ud, size_t task, size_t cause);
+static void on_deadline(void *ud, size_t task);
+static void on_retry(void *ud, size_t task);
+static void on_wake(void *ud, size_t unused);
+static void on_approved(void *ud, size_t task);
+static void on_rejected(void *ud, size_t task, const char *why);
+static void on_answered(void *ud);
 
 static uint64_t now_ns(const fr_run *r)
 {
@@ -160,29 +168,9 @@ static void init_tasks(fr_run *r)
     /* Room for the fan-outs' instances too (wf->tasks_cap): none moves. */
     size_t cap = wf->tasks_cap > wf->ntasks ? wf->tasks_cap : wf->ntasks;
     r->tasks = fr_xcalloc(cap ? cap : 1, sizeof *r->tasks);
+    r->timers = fr_timers_new(&r->loop, cap, &(fr_timer_hooks){r, on_deadline, on_retry, on_wake});
     for (size_t i = 0; i < wf->ntasks; i++)
         init_task(r, i);
-}
-
-/* The scheduler over the graph, with the endpoints' slots, capped at the
- * transfers the file descriptors allow. */
-static void init_sched(fr_run *r)
-{
-    long slots = 0;
-    for (size_t e = 0; e < r->wf->nendpoints; e++)
-        slots += r->wf->endpoints[e].max_parallel > 0 ? r->wf->endpoints[e].max_parallel : 1;
-    r->sched = fr_sched_for_workflow(r->g, r->wf);
-    /* Two descriptors per transfer, a reserve for the rest: at ulimit -n
-     * 1024, max_parallel = 1000 runs as many as fit instead of failing
-     * sockets (engine/util/fdlimit.h). */
-    int fd_cap = r->env.fd_cap = r->env.fd_cap_now = fr_fd_transfer_cap(fr_fd_limit());
-    fr_sched_set_total_cap(r->sched, fd_cap);
-    r->env.sched = r->sched;
-    if (fd_cap > 0 && slots > fd_cap)
-        fr_log(FR_LOG_INFO, "sched",
-               "max_parallel_total=%ld fd_limit=%ld transfers_at_once=%d (file descriptors "
-               "allow no more; raise ulimit -n for more)",
-               slots, fr_fd_limit(), fd_cap);
 }
 
 /* Opens the run's books (state.db, or sim.db for a rehearsal) and gives
@@ -202,7 +190,6 @@ static int open_books(fr_run *r, fr_error *err)
 int fr_run_new(fr_workflow *wf, const fr_run_opts *opts, fr_run **out, fr_error *err)
 {
     int rc;
-    char *policy_path = NULL;
     fr_run *r = fr_xcalloc(1, sizeof *r);
     r->wf = wf;
     r->opts = *opts;
@@ -233,18 +220,14 @@ int fr_run_new(fr_workflow *wf, const fr_run_opts *opts, fr_run **out, fr_error 
     r->res.has_budget = fr_budget_has_cap(r->budget, FR_CAP_RUN);
     r->res.budget_usd = r->res.has_budget ? fr_budget_cap(r->budget, FR_CAP_RUN) : 0;
     const char *spec = opts->policy ? opts->policy : wf->policy ? wf->policy : "balanced";
-    fr_policy *first = NULL;
-    rc = fr_policy_resolve(spec, opts->policy ? NULL : wf->dir, &policy_path, err);
-    if (rc == FR_OK)
-        rc = fr_policy_load(policy_path, NULL, 1, &first, err);
+    fr_reload_hooks hooks = {r, reload_candidates, reload_elapsed, reload_swapped};
+    rc = fr_reload_open(spec, opts->policy ? NULL : wf->dir, &hooks, &r->policy, err);
     if (rc != FR_OK)
         goto cleanup;
-    fr_reload_hooks hooks = {.ud = r,
-                             .check_candidates = reload_candidates,
-                             .elapsed_ms = reload_elapsed,
-                             .swapped = reload_swapped};
-    r->policy = fr_reload_new(first, policy_path, &hooks);
-    init_sched(r);
+    r->sched = r->env.sched = fr_sched_for_run(r->g, wf, &r->env.fd_cap);
+    r->env.fd_cap_now = r->env.fd_cap;
+    r->fanout = (fr_fanout_env){wf, r->g, r->sched, &r->res, opts->plan};
+    r->fanout_hooks = (fr_fanout_hooks){r, fanout_started, fanout_end};
     fr_route_env env = {
         .wf = wf,
         .eps = r->eps,
@@ -286,20 +269,23 @@ int fr_run_new(fr_workflow *wf, const fr_run_opts *opts, fr_run **out, fr_error 
     rc = fr_output_prepare(wf, r->plan ? NULL : r->out_dir, &r->save_root, err);
     if (rc != FR_OK)
         goto cleanup;
-    if (!r->plan)
-        r->approvals = fr_approvals_new(&(fr_approvals_opts){
-            .wf = wf,
-            .store = fr_booking_store(r->books),
-            .run_id = r->run_id,
-            .out_dir = r->out_dir,
-            .approve = opts->approve,
-            .napprove = opts->napprove,
-            .approve_all = opts->approve_all,
-        });
+    fr_store *store = r->books ? fr_booking_store(r->books) : NULL;
+    r->placer = (fr_place_env){
+        &r->env, {store, wf, r->eps, r->router, NULL}, opts->no_cache, opts->fresh, opts->nfresh};
+    if (!r->plan) {
+        fr_checkpoint_env ce = {
+            wf,
+            &r->res,
+            r->g,
+            r->sched,
+            r->books,
+            {wf, store, r->run_id, r->out_dir, opts->approve, opts->napprove, opts->approve_all}};
+        r->checks = fr_checkpoints_new(
+            &ce, &(fr_checkpoint_hooks){r, on_approved, on_rejected, on_answered});
+    }
     *out = r;
     r = NULL;
 cleanup:
-    free(policy_path);
     fr_run_free(r);
     return rc;
 }
@@ -311,62 +297,34 @@ const fr_results *fr_run_results(const fr_run *r)
 
 /* ---- task ends ---------------------------------------------------------- */
 
-/* A dependent skipped by its trigger (sched.h): after a dependency that
- * failed, was skipped, ran out of budget; or, under any_failed, because
- * every dependency succeeded. A skip that follows from a decision (a
- * condition, a trigger) rather than a failure is marked decided: it does
- * not fail the run. */
+/* A dependent skipped by its trigger (sched.h); engine/results says why. */
 static void on_skip(void *ud, size_t task, size_t cause)
 {
     fr_run *r = ud;
-    fr_task_result *res = r->tasks[task].res;
-    const fr_task_result *cr = r->tasks[cause].res;
-    free(res->reason);
-    if (fr_sched_state(r->sched, cause) == FR_TASK_OK) {
-        res->reason = fr_xstrdup("trigger any_failed: every dependency succeeded");
-        res->decided = true;
-    } else if (cr->decided) {
-        res->reason = fr_xasprintf("dependency '%s' was skipped", r->wf->tasks[cause].name);
-        res->decided = true;
-    } else if (cr->approval.state == FR_APPROVAL_REJECTED && cr->reason) {
-        /* What stopped the dependents is the person's note. */
-        res->reason = fr_xasprintf("dependency '%s' was %s", r->wf->tasks[cause].name, cr->reason);
-    } else {
-        res->reason = fr_xasprintf("dependency '%s' did not succeed", r->wf->tasks[cause].name);
-    }
-    res->state = FR_TASK_SKIPPED;
-    res->end_ns = now_ns(r);
+    fr_results_skip(&r->res, task, cause, fr_sched_state(r->sched, cause), now_ns(r));
     if (r->opts.progress)
-        fr_log(FR_LOG_WARN, "sched", "task=%s status=skipped reason=\"%s\"",
-               r->wf->tasks[task].name, res->reason);
+        fr_progress_ended(r->wf->tasks[task].name, FR_TASK_SKIPPED, r->res.tasks[task].reason);
 }
 
-static void stop_task_timers(task_rt *t)
+/* Records task `t`'s end in `state` for `reason` (borrowed, may be NULL). */
+static void end_record(task_rt *t, fr_task_state state, const char *reason)
 {
-    if (!t->timers_init)
-        return;
-    uv_timer_stop(&t->deadline);
-    if (t->retry_armed) {
-        uv_timer_stop(&t->retry_timer);
-        t->retry_armed = false;
-        t->run->retries_armed--;
-    }
+    fr_timers_stop(t->run->timers, t->idx);
+    free(t->res->reason);
+    t->res->reason = reason ? fr_xstrdup(reason) : NULL;
+    t->res->state = state;
+    t->res->end_ns = now_ns(t->run);
 }
 
 /* Ends task `t` without success: records why, skips its dependents. */
 static void task_end(task_rt *t, fr_task_state state, const char *reason)
 {
     fr_run *r = t->run;
-    stop_task_timers(t);
-    free(t->res->reason);
-    t->res->reason = reason ? fr_xstrdup(reason) : NULL;
-    t->res->state = state;
-    t->res->end_ns = now_ns(r);
+    end_record(t, state, reason);
     if (r->opts.progress)
-        fr_log(FR_LOG_WARN, "sched", "task=%s status=%s reason=\"%s\"", task_name(t),
-               fr_task_state_name(state), reason ? reason : "");
+        fr_progress_ended(task_name(t), state, reason);
     fr_sched_finish(r->sched, t->idx, state, on_skip, r);
-    instance_ended(r, t->idx);
+    fr_fanout_instance_ended(&r->fanout, t->idx, &r->fanout_hooks);
 }
 
 static void on_written(void *ud, int rc, const char *path)
@@ -375,171 +333,90 @@ static void on_written(void *ud, int rc, const char *path)
         ((fr_run *)ud)->write_errors++; /* engine/output logged it */
 }
 
-/* Follows the decision on approval task `t` (engine/approval): approved,
- * its dependents go on; rejected, it fails with the note as its reason;
- * otherwise it is held, asked at the terminal (NONE) or pending in the
- * store, and the rest of the run goes on. */
-static void follow_approval(task_rt *t)
-{
-    fr_run *r = t->run;
-    const fr_approval *ap = &t->res->approval;
-    r->held -= t->held;
-    t->held = false;
-    if (ap->state == FR_APPROVAL_APPROVED) {
-        fr_sched_finish(r->sched, t->idx, FR_TASK_OK, on_skip, r);
-    } else if (ap->state == FR_APPROVAL_REJECTED) {
-        char *why = fr_xasprintf("rejected by %s%s%s", ap->by ? ap->by : "?", ap->note ? ": " : "",
-                                 ap->note ? ap->note : "");
-        task_end(t, FR_TASK_FAILED, why);
-        free(why);
-    } else {
-        t->held = true;
-        r->held++;
-        if (ap->state == FR_APPROVAL_NONE) {
-            char *path = fr_approvals_output_path(r->approvals, t->idx, &t->res->reply);
-            char *json = t->res->reply.json
-                             ? json_dumps(t->res->reply.json, JSON_INDENT(2) | JSON_ENCODE_ANY)
-                             : NULL;
-            fr_prompt_ask(r->prompt, t->idx, task_name(t), json ? json : t->res->reply.text, path);
-            free(json);
-            free(path);
-        }
-    }
-}
-
-/* Approval task `t` succeeded: the command line, the store or the
- * terminal decides what follows. */
-static void checkpoint(task_rt *t)
-{
-    fr_run *r = t->run;
-    fr_error err = {0};
-    if (fr_approvals_decide(r->approvals, t->idx, &t->res->reply, fr_prompt_open(r->prompt),
-                            &t->res->approval, &err) != FR_OK)
-        fr_booking_write_failed(r->books, &err);
-    follow_approval(t);
-}
-
-/* The terminal answered for `task` (engine/prompt). */
-static void on_answer(void *ud, size_t task, fr_approval_state state, const char *note)
+/* engine/checkpoint's hooks: an approved checkpoint lets its dependents
+ * go on, a rejected one fails, a terminal answer may start or end work. */
+static void on_approved(void *ud, size_t task)
 {
     fr_run *r = ud;
-    task_rt *t = &r->tasks[task];
-    fr_error err = {0};
-    if (r->stopping || !t->held)
-        return;
-    if (fr_approvals_answer(r->approvals, task, state, note, &t->res->approval, &err) != FR_OK)
-        fr_booking_write_failed(r->books, &err);
-    follow_approval(t);
-    maybe_finish(r);
-    pump(r);
+    fr_sched_finish(r->sched, task, FR_TASK_OK, on_skip, r);
+}
+
+static void on_rejected(void *ud, size_t task, const char *why)
+{
+    task_end(&((fr_run *)ud)->tasks[task], FR_TASK_FAILED, why);
+}
+
+static void on_answered(void *ud)
+{
+    maybe_finish(ud);
+    pump(ud);
 }
 
 static void task_ok(task_rt *t)
 {
     fr_run *r = t->run;
-    stop_task_timers(t);
+    fr_timers_stop(r->timers, t->idx);
     t->res->state = FR_TASK_OK;
     t->res->end_ns = now_ns(r);
     if (!r->plan)
         fr_output_task(&r->loop, r->wf, t->idx, r->out_dir, r->save_root, &t->res->reply,
                        on_written, r);
-    if (r->opts.progress) {
-        const fr_endpoint_spec *s = fr_ep_spec(r->eps, (size_t)t->res->endpoint);
-        fr_log(FR_LOG_WARN, "sched",
-               "task=%s status=ok endpoint=%s tier=%s latency_ms=%.0f tokens_in=%ld "
-               "tokens_out=%ld",
-               task_name(t), s->name, fr_tier_name(s->tier), t->res->latency_ms,
-               t->res->usage.input, t->res->usage.output);
-    }
-    if (r->approvals && r->wf->tasks[t->idx].approve)
-        checkpoint(t);
+    if (r->opts.progress)
+        fr_progress_ok(task_name(t), t->res, r->eps);
+    if (r->checks && r->wf->tasks[t->idx].approve)
+        fr_checkpoints_reached(r->checks, t->idx);
     else
         fr_sched_finish(r->sched, t->idx, FR_TASK_OK, on_skip, r);
-    instance_ended(r, t->idx);
+    fr_fanout_instance_ended(&r->fanout, t->idx, &r->fanout_hooks);
 }
 
 /* ---- fan-out (engine/fanout) -------------------------------------------- */
 
-static fr_fanout_env fanout_env(fr_run *r)
-{
-    return (fr_fanout_env){r->wf, r->g, r->sched, &r->res, r->plan != NULL};
-}
-
-/* Ends fan-out `t` in `state`: ok without an output of its own (`note`,
+/* Ends fan-out `fanout` in `state`: ok without an output of its own (`note`,
  * borrowed, may be NULL), else as any task that did not succeed. */
-static void fanout_end(task_rt *t, fr_task_state state, const char *note)
+static void fanout_end(void *ud, size_t fanout, fr_task_state state, const char *note)
 {
-    fr_run *r = t->run;
+    fr_run *r = ud;
+    task_rt *t = &r->tasks[fanout];
     if (state != FR_TASK_OK) {
         task_end(t, state, note);
         return;
     }
-    stop_task_timers(t);
-    free(t->res->reason);
-    t->res->reason = note ? fr_xstrdup(note) : NULL;
-    t->res->state = FR_TASK_OK;
-    t->res->end_ns = now_ns(r);
+    end_record(t, FR_TASK_OK, note);
     if (r->opts.progress)
-        fr_log(FR_LOG_WARN, "sched", "task=%s status=ok instances=%zu%s%s", task_name(t),
-               t->res->instances, note ? " note=" : "", note ? note : "");
+        fr_progress_fanout_ok(task_name(t), t->res->instances, note);
     fr_sched_finish(r->sched, t->idx, FR_TASK_OK, on_skip, r);
 }
 
-/* Fan-out `t` is placed: its instances join the run (each a task with its
- * own runtime), or it ends at once (an empty list, or a list it cannot use). */
-static bool fan_out(fr_run *r, task_rt *t)
+/* Fan-out `fanout`'s instances joined the run: each gets its runtime. */
+static void fanout_started(void *ud, size_t fanout, size_t first, size_t n)
 {
-    fr_fanout_env fe = fanout_env(r);
-    char *reason = NULL;
-    fr_fanout_outcome o = fr_fanout_expand(&fe, t->idx, &reason);
-    t->res->start_ns = now_ns(r);
-    if (o == FR_FANOUT_STARTED) {
-        stop_task_timers(t); /* each instance has its own timeout */
-        for (size_t i = t->res->first_instance; i < r->wf->ntasks; i++)
-            init_task(r, i);
-    } else {
-        fanout_end(t, o == FR_FANOUT_EMPTY ? FR_TASK_OK : FR_TASK_FAILED, reason);
-    }
-    free(reason);
-    return true;
-}
-
-/* Task `task` ended: when it was the last instance of its fan-out to end,
- * the fan-out ends too, and its dependents follow their triggers. */
-static void instance_ended(fr_run *r, size_t task)
-{
-    fr_fanout_env fe = fanout_env(r);
-    size_t parent;
-    fr_task_state st;
-    char *reason = NULL;
-    if (fr_fanout_ended(&fe, task, &parent, &st, &reason))
-        fanout_end(&r->tasks[parent], st, reason);
-    free(reason);
+    fr_run *r = ud;
+    fr_timers_stop(r->timers, fanout); /* each instance has its own timeout */
+    for (size_t i = first; i < first + n; i++)
+        init_task(r, i);
 }
 
 /* ---- attempts ----------------------------------------------------------- */
 
-static void on_wake(uv_timer_t *timer)
+/* The earliest time a waiting task may be placed came (engine/timers). */
+static void on_wake(void *ud, size_t unused)
 {
-    pump(timer->data);
+    (void)unused;
+    pump(ud);
 }
 
 static void arm_wake(fr_run *r, double at_ms)
 {
-    double now = fr_clock_ms(r->clock);
-    uint64_t delay = at_ms > now ? (uint64_t)(at_ms - now) + 1 : 1;
-    uint64_t due = uv_timer_get_due_in(&r->wake);
-    if (!uv_is_active((uv_handle_t *)&r->wake) || delay < due)
-        uv_timer_start(&r->wake, on_wake, delay, 0);
+    fr_timers_wake_at(r->timers, at_ms, fr_clock_ms(r->clock));
 }
 
-static void on_retry_timer(uv_timer_t *timer)
+/* Task `task`'s wait before its next attempt is over (engine/timers). */
+static void on_retry(void *ud, size_t task)
 {
-    task_rt *t = timer->data;
-    t->retry_armed = false;
-    t->run->retries_armed--;
-    fr_sched_requeue(t->run->sched, t->idx);
-    pump(t->run);
+    fr_run *r = ud;
+    fr_sched_requeue(r->sched, task);
+    pump(r);
 }
 
 /* Does what engine/task says follows an attempt of `t` (`n`'s reason is
@@ -551,9 +428,7 @@ static void apply(task_rt *t, fr_task_next *n)
         task_ok(t);
         break;
     case FR_NEXT_RETRY:
-        t->retry_armed = true;
-        t->run->retries_armed++;
-        uv_timer_start(&t->retry_timer, on_retry_timer, (uint64_t)n->delay_ms, 0);
+        fr_timers_retry(t->run->timers, t->idx, (uint64_t)n->delay_ms);
         break;
     case FR_NEXT_REQUEUE:
         fr_sched_requeue(t->run->sched, t->idx);
@@ -582,44 +457,17 @@ static void dispatch(task_rt *t, size_t ep)
         apply(t, &now);
 }
 
-static void on_deadline(uv_timer_t *timer)
+/* Task `task`'s timeout passed (engine/timers). */
+static void on_deadline(void *ud, size_t task)
 {
-    task_rt *t = timer->data;
-    fr_run *r = t->run;
-    double timeout_s = r->wf->tasks[t->idx].timeout_s;
+    fr_run *r = ud;
+    task_rt *t = &r->tasks[task];
     fr_task_cancel(t->task, "timeout", "task timeout");
-    char *why = fr_task_fd_wait(t->task)
-                    ? fr_xasprintf("timed out after %g s (task timeout) while waiting for a file "
-                                   "descriptor; last error: %s; raise ulimit -n",
-                                   timeout_s, fr_task_last_error(t->task))
-                    : fr_xasprintf("timed out after %g s (task timeout)", timeout_s);
+    char *why = fr_task_timeout_reason(t->task);
     task_end(t, FR_TASK_FAILED, why);
     free(why);
     maybe_finish(r);
     pump(r);
-}
-
-/* Looks for a stored result of this exact request (engine/cache); on a
- * hit the task is done without a request and without cost. This is how a
- * run resumes after a crash. */
-static bool try_cache(fr_run *r, task_rt *t)
-{
-    if (r->plan ||
-        !fr_cache_may_answer(r->books != NULL, r->opts.no_cache || r->wf->tasks[t->idx].no_cache,
-                             r->opts.fresh, r->opts.nfresh, task_name(t)))
-        return false;
-    fr_cache_ctx c = {
-        .store = fr_booking_store(r->books),
-        .wf = r->wf,
-        .eps = r->eps,
-        .router = r->router,
-        .tools = r->env.tools ? fr_toolset_defs(r->env.tools, t->idx) : NULL,
-    };
-    if (!fr_cache_lookup(&c, t->route, fr_task_prompt(t->task), now_ns(r),
-                         fr_task_last_error_slot(t->task)))
-        return false;
-    task_ok(t);
-    return true;
 }
 
 /* Starts the task's timeout when it first becomes ready, so that waiting
@@ -627,16 +475,10 @@ static bool try_cache(fr_run *r, task_rt *t)
 static void arm_deadline(task_rt *t)
 {
     fr_run *r = t->run;
-    const fr_task_spec *ts = &r->wf->tasks[t->idx];
-    if (!t->timers_init) {
-        uv_timer_init(&r->loop, &t->deadline);
-        uv_timer_init(&r->loop, &t->retry_timer);
-        t->deadline.data = t->retry_timer.data = t;
-        t->timers_init = true;
-    }
+    double ms = r->wf->tasks[t->idx].timeout_s * 1000.0;
     fr_clock_refresh(r->clock);
-    t->route->deadline_ms = fr_clock_ms(r->clock) + ts->timeout_s * 1000.0;
-    uv_timer_start(&t->deadline, on_deadline, (uint64_t)(ts->timeout_s * 1000.0), 0);
+    t->route->deadline_ms = fr_clock_ms(r->clock) + ms;
+    fr_timers_deadline(r->timers, t->idx, (uint64_t)ms);
 }
 
 /* Tries to place one ready task. Returns true when the task left the
@@ -645,35 +487,18 @@ static bool place(fr_run *r, task_rt *t)
 {
     if (!r->plan && t->route->deadline_ms == 0)
         arm_deadline(t);
-    if (!t->cleared) {
-        /* The condition is evaluated once, when the task would first run. */
-        fr_error err = {0};
-        bool go = true;
-        if (fr_task_decide(t->task, &go, &err) != FR_OK) {
-            char msg[1400];
-            task_end(t, FR_TASK_FAILED, fr_error_format(&err, msg, sizeof msg));
-            return true;
-        }
-        if (!go) {
-            t->res->decided = true;
-            task_end(t, FR_TASK_SKIPPED, "condition false");
-            return true;
-        }
-        t->cleared = true;
+    fr_route_decision d;
+    switch (fr_place(&r->placer, t->idx, t->task, &t->cleared, &d)) {
+    case FR_PLACED_CACHED:
+        task_ok(t); /* done without a request and without cost */
+        return true;
+    case FR_PLACED_FANOUT:
+        t->res->start_ns = now_ns(r);
+        fr_fanout_place(&r->fanout, t->idx, &r->fanout_hooks);
+        return true;
+    default:
+        break;
     }
-    if (r->wf->tasks[t->idx].foreach)
-        return fan_out(r, t);
-    if (t->route->retry_ep < 0) {
-        fr_error err = {0};
-        if (fr_task_render(t->task, &err) != FR_OK) {
-            char msg[1400];
-            task_end(t, FR_TASK_FAILED, fr_error_format(&err, msg, sizeof msg));
-            return true;
-        }
-        if (t->res->attempts == 0 && try_cache(r, t))
-            return true;
-    }
-    fr_route_decision d = fr_route(r->router, t->route);
     switch (d.kind) {
     case FR_ROUTE_DISPATCH:
         dispatch(t, d.endpoint);
@@ -695,8 +520,8 @@ static bool anything_pending(fr_run *r)
 {
     if (r->plan)
         return fr_plan_pending(r->plan) > 0;
-    return fr_http_active(r->http) > 0 || r->env.in_flight > 0 || r->retries_armed > 0 ||
-           uv_is_active((uv_handle_t *)&r->wake);
+    return fr_http_active(r->http) > 0 || r->env.in_flight > 0 ||
+           fr_timers_retries(r->timers) > 0 || fr_timers_waking(r->timers);
 }
 
 /* Places ready tasks while endpoints have free slots. When nothing is in
@@ -741,7 +566,7 @@ static void pump(fr_run *r)
         if (tr->route->retry_ep >= 0) {
             dispatch(tr, (size_t)tr->route->retry_ep);
             if (!r->plan && fr_http_active(r->http) == 0 && r->env.in_flight == 0 &&
-                r->retries_armed == 0)
+                fr_timers_retries(r->timers) == 0)
                 arm_wake(r, fr_clock_ms(r->clock)); /* it failed at once: place again */
             break;
         }
@@ -762,21 +587,11 @@ static void close_all(fr_run *r)
     r->res.end_ns = now_ns(r);
     if (r->plan)
         return; /* a plan opens no handles */
-    for (size_t t = 0; t < r->wf->ntasks; t++) {
-        task_rt *tr = &r->tasks[t];
-        if (tr->timers_init) {
-            stop_task_timers(tr);
-            uv_close((uv_handle_t *)&tr->deadline, NULL);
-            uv_close((uv_handle_t *)&tr->retry_timer, NULL);
-            tr->timers_init = false;
-        }
-    }
+    fr_timers_close(r->timers);
     fr_reload_stop(r->policy);
-    fr_prompt_close(r->prompt);
-    r->prompt = NULL;
-    uv_close((uv_handle_t *)&r->wake, NULL);
-    uv_close((uv_handle_t *)&r->sigint, NULL);
-    uv_close((uv_handle_t *)&r->sigterm, NULL);
+    fr_checkpoints_stop(r->checks);
+    fr_signals_close(r->signals);
+    r->signals = NULL;
     fr_toolset_free(r->tools); /* stops the MCP servers: before the transport they use */
     r->tools = r->env.tools = NULL;
     fr_http_free(r->http);
@@ -790,13 +605,14 @@ static void close_all(fr_run *r)
  * as pending: nothing runs, nothing is ready, nobody is asked. */
 static bool only_checkpoints_left(fr_run *r)
 {
-    if (r->held == 0 || fr_prompt_waiting(r->prompt) > 0 || anything_pending(r) ||
+    size_t held = fr_checkpoints_count(r->checks);
+    if (held == 0 || fr_checkpoints_asking(r->checks) > 0 || anything_pending(r) ||
         fr_sched_ready(r->sched) > 0)
         return false;
     size_t running = 0;
     for (size_t t = 0; t < r->wf->ntasks; t++)
         running += fr_sched_state(r->sched, t) == FR_TASK_RUNNING;
-    return running == r->held;
+    return running == held;
 }
 
 static void maybe_finish(fr_run *r)
@@ -805,9 +621,10 @@ static void maybe_finish(fr_run *r)
         close_all(r);
 }
 
-static void on_signal(uv_signal_t *sig, int signum)
+/* SIGINT or SIGTERM (engine/signals): running tasks are cancelled. */
+static void on_signal(void *ud, int signum)
 {
-    fr_run *r = sig->data;
+    fr_run *r = ud;
     if (r->stopping)
         return;
     fr_log(FR_LOG_WARN, "run", "signal=%d stopping: running tasks are cancelled", signum);
@@ -818,7 +635,7 @@ static void on_signal(uv_signal_t *sig, int signum)
         if (fr_task_state_terminal(fr_sched_state(r->sched, t)))
             continue;
         fr_task_cancel(tr->task, "cancelled", "interrupted");
-        stop_task_timers(tr);
+        fr_timers_stop(r->timers, t);
         free(tr->res->reason);
         tr->res->reason = fr_xstrdup("interrupted");
         tr->res->end_ns = now_ns(r);
@@ -827,57 +644,19 @@ static void on_signal(uv_signal_t *sig, int signum)
     close_all(r);
 }
 
-/* "waiting for approval of 'NAME'" (owned) for pending task `t`: the first
- * held checkpoint found among its dependencies, transitively. */
-static char *waiting_reason(fr_run *r, size_t t)
-{
-    size_t n;
-    const size_t *deps = fr_graph_deps(r->g, t, &n);
-    for (size_t i = 0; i < n; i++) {
-        if (r->tasks[deps[i]].held)
-            return fr_xasprintf("waiting for approval of '%s'", task_name(&r->tasks[deps[i]]));
-        if (fr_sched_state(r->sched, deps[i]) == FR_TASK_PENDING)
-            return waiting_reason(r, deps[i]);
-    }
-    return fr_xstrdup("waiting for an approval");
-}
-
-/* Fills what the report reads and the run's exit code (DESIGN.md section 7). */
+/* Fills what the report reads and the run's exit code (engine/exitcode). */
 static int publish(fr_run *r)
 {
-    bool failed = false, budget = false, waiting = false;
-    for (size_t t = 0; t < r->wf->ntasks; t++) {
-        fr_task_state st = fr_sched_state(r->sched, t);
-        /* A task held at its checkpoint succeeded; those behind it wait. */
-        st = r->tasks[t].held && !r->res.interrupted ? FR_TASK_OK : st;
-        r->res.tasks[t].state = st;
-        if (st == FR_TASK_PENDING && r->held && !r->res.interrupted) {
-            waiting = true;
-            free(r->res.tasks[t].reason);
-            r->res.tasks[t].reason = waiting_reason(r, t);
-            continue;
-        }
-        /* A skip that was decided (a condition, a trigger) is not a failure. */
-        failed |= st != FR_TASK_OK && !(st == FR_TASK_SKIPPED && r->res.tasks[t].decided);
-        budget |= st == FR_TASK_BUDGET;
-    }
     fr_results_endpoints(&r->res, r->eps, r->sched);
     r->res.policy = fr_policy_name(fr_reload_live(r->policy));
     r->res.policy_errors = fr_route_policy_errors(r->router);
     r->res.alerts = fr_budget_alerts(r->budget);
     r->res.reloads = fr_reload_log(r->policy);
-    int code = r->res.interrupted            ? r->res.exit_code /* 130 SIGINT, 143 SIGTERM */
-               : r->start_rc == FR_EWORKFLOW ? 65
-               : r->start_rc != FR_OK        ? 78
-               : r->books && fr_booking_failed(r->books) ? 74
-               : budget                                  ? 3
-               : failed || r->write_errors               ? 1
-               : waiting || r->held                      ? 4
-                                                         : 0;
-    if (r->plan)
-        code = budget ? 3 : failed ? 1 : 0; /* as the run would end */
-    r->res.exit_code = code;
-    return code;
+    fr_exit_in in = {.start_rc = r->start_rc,
+                     .store_failed = r->books && fr_booking_failed(r->books),
+                     .write_errors = r->write_errors,
+                     .plan = r->plan != NULL};
+    return fr_exit_settle(&r->res, r->sched, r->checks, &in);
 }
 
 /* Runs a plan: the same routing and scheduling as a run, on a virtual
@@ -903,14 +682,6 @@ static void fail_all(fr_run *r, const char *reason)
             r->tasks[t].res->reason = fr_xstrdup(reason);
             fr_sched_abandon(r->sched, t, FR_TASK_FAILED);
         }
-}
-
-static bool has_tools(const fr_workflow *wf)
-{
-    for (size_t t = 0; t < wf->ntasks; t++)
-        if (wf->tasks[t].ntools > 0)
-            return true;
-    return false;
 }
 
 /* The tools are ready (their servers started and listed): the run begins;
@@ -942,18 +713,9 @@ int fr_run_execute(fr_run *r)
         fr_log(FR_LOG_ERROR, "run", "error=\"cannot start the event loop\"");
         return 1;
     }
-    r->handles_init = true;
-    if (r->approvals && fr_prompt_possible())
-        r->prompt = fr_prompt_new(&r->loop, on_answer, r);
-    uv_timer_init(&r->loop, &r->wake);
-    r->wake.data = r;
-    uv_signal_init(&r->loop, &r->sigint);
-    uv_signal_init(&r->loop, &r->sigterm);
-    r->sigint.data = r->sigterm.data = r;
-    uv_signal_start(&r->sigint, on_signal, SIGINT);
-    uv_signal_start(&r->sigterm, on_signal, SIGTERM);
-    uv_unref((uv_handle_t *)&r->sigint);
-    uv_unref((uv_handle_t *)&r->sigterm);
+    if (r->checks)
+        fr_checkpoints_start(r->checks, &r->loop);
+    r->signals = fr_signals_start(&r->loop, on_signal, r);
     r->http = fr_http_new(&r->loop);
     if (r->http && r->env.fd_cap > 0)
         fr_http_set_max_connections(r->http, r->env.fd_cap);
@@ -965,13 +727,13 @@ int fr_run_execute(fr_run *r)
     fr_reload_watch(r->policy, &r->loop, NULL); /* a failure is a warning, logged */
     r->standin_started = r->opts.sim && r->http;
     if (r->opts.progress) /* what a progress reader counts the ended tasks against */
-        fr_log(FR_LOG_WARN, "run", "tasks=%zu status=started", r->wf->ntasks);
+        fr_progress_started(r->wf->ntasks);
     if (!r->http ||
         (r->opts.sim && fr_endpoints_standin(r->eps, r->opts.standin, &r->loop,
                                              r->opts.sim_latency_ms, r->opts.sim_tps) != FR_OK)) {
         fail_all(r, "the run could not start");
         close_all(r);
-    } else if (has_tools(r->wf)) {
+    } else if (fr_toolset_needed(r->wf)) {
         r->tools = fr_toolset_new(&r->loop, r->http, r->wf);
         fr_toolset_start(r->tools, false, on_tools_ready, r);
     } else {
@@ -981,13 +743,8 @@ int fr_run_execute(fr_run *r)
     uv_run(&r->loop, UV_RUN_DEFAULT);
     if (uv_loop_close(&r->loop) != 0)
         fr_log(FR_LOG_ERROR, "run", "error=\"handles left open at exit\"");
-    r->handles_init = false;
     int code = publish(r);
-    const char *status = code == 0            ? "ok"
-                         : code == 3          ? "budget"
-                         : code == 4          ? "waiting"
-                         : r->res.interrupted ? "interrupted"
-                                              : "failed";
+    const char *status = fr_exit_status(code, r->res.interrupted);
     if (r->books && fr_booking_end(r->books, status, code, r->env.spent_usd) != FR_OK && code == 0)
         r->res.exit_code = 74;
     return r->res.exit_code;
@@ -999,16 +756,15 @@ void fr_run_free(fr_run *r)
         return;
     fr_endpoints_free(r->eps);
     fr_redact_clear();
-    for (size_t t = 0; r->tasks && t < r->wf->ntasks; t++) {
-        task_rt *tr = &r->tasks[t];
-        fr_task_free(tr->task);
-    }
+    for (size_t t = 0; r->tasks && t < r->wf->ntasks; t++)
+        fr_task_free(r->tasks[t].task);
     free(r->tasks);
+    fr_timers_free(r->timers);
+    fr_checkpoints_free(r->checks);
     fr_results_close(&r->res);
     fr_router_free(r->router);
     fr_plan_free(r->plan);
     fr_budget_free(r->budget);
-    fr_approvals_free(r->approvals);
     fr_booking_free(r->books);
     fr_sched_free(r->sched);
     fr_graph_free(r->g);

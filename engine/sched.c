@@ -1,6 +1,8 @@
 #include "engine/sched.h"
 
+#include "engine/util/fdlimit.h"
 #include "engine/util/heap.h"
+#include "engine/util/log.h"
 #include "engine/util/mem.h"
 
 #include <limits.h>
@@ -318,4 +320,20 @@ fr_task_state fr_sched_state(const fr_sched *s, size_t task)
 size_t fr_sched_unfinished(const fr_sched *s)
 {
     return s->unfinished;
+}
+
+fr_sched *fr_sched_for_run(const fr_graph *g, const fr_workflow *wf, int *fd_cap)
+{
+    long slots = 0;
+    for (size_t e = 0; e < wf->nendpoints; e++)
+        slots += wf->endpoints[e].max_parallel > 0 ? wf->endpoints[e].max_parallel : 1;
+    fr_sched *s = fr_sched_for_workflow(g, wf);
+    int cap = *fd_cap = fr_fd_transfer_cap(fr_fd_limit());
+    fr_sched_set_total_cap(s, cap);
+    if (cap > 0 && slots > cap)
+        fr_log(FR_LOG_INFO, "sched",
+               "max_parallel_total=%ld fd_limit=%ld transfers_at_once=%d (file descriptors "
+               "allow no more; raise ulimit -n for more)",
+               slots, fr_fd_limit(), cap);
+    return s;
 }

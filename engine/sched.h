@@ -39,6 +39,12 @@ fr_sched *fr_sched_new(const fr_graph *g, const int *priority, size_t nendpoints
  * outlive it): the tasks' priorities, one slot per max_parallel of each
  * endpoint. Owned; fr_sched_free. */
 fr_sched *fr_sched_for_workflow(const fr_graph *g, const fr_workflow *wf);
+/* fr_sched_for_workflow capped at the transfers the file descriptors allow
+ * (engine/util/fdlimit.h: two a transfer, a reserve for the rest), which
+ * it stores in *fd_cap (0: no cap) and logs when the endpoints' slots
+ * exceed it: at ulimit -n 1024, max_parallel = 1000 runs as many as fit
+ * instead of failing sockets. */
+fr_sched *fr_sched_for_run(const fr_graph *g, const fr_workflow *wf, int *fd_cap);
 /* Frees a scheduler; NULL is fine. */
 void fr_sched_free(fr_sched *s);
 

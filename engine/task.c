@@ -90,6 +90,16 @@ bool fr_task_fd_wait(const fr_task *t)
     return t->fd_wait;
 }
 
+char *fr_task_timeout_reason(const fr_task *t)
+{
+    double timeout_s = t->env->wf->tasks[t->idx].timeout_s;
+    if (!t->fd_wait)
+        return fr_xasprintf("timed out after %g s (task timeout)", timeout_s);
+    return fr_xasprintf("timed out after %g s (task timeout) while waiting for a file "
+                        "descriptor; last error: %s; raise ulimit -n",
+                        timeout_s, fr_task_last_error(t));
+}
+
 static const char *name_of(const fr_task *t)
 {
     return t->env->wf->tasks[t->idx].name;

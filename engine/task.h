@@ -95,6 +95,9 @@ const char *fr_task_last_error(const fr_task *t);
 char **fr_task_last_error_slot(fr_task *t);
 /* True while its latest attempt found no file descriptor. */
 bool fr_task_fd_wait(const fr_task *t);
+/* Why the task failed when its timeout passed (owned): the timeout, and
+ * when it was waiting for a file descriptor, its last error and what to do. */
+char *fr_task_timeout_reason(const fr_task *t);
 
 /* Sends an attempt of the task to endpoint `ep`, whose slot is free.
  * Returns true once it is in flight (its end comes through env->next);

@@ -370,6 +370,14 @@ static void server_ready(void *ud, int rc, const fr_error *err)
         finish_start(ts, resolve(ts, &ts->err));
 }
 
+bool fr_toolset_needed(const fr_workflow *wf)
+{
+    for (size_t t = 0; t < wf->ntasks; t++)
+        if (wf->tasks[t].ntools > 0)
+            return true;
+    return false;
+}
+
 fr_toolset *fr_toolset_new(uv_loop_t *loop, fr_http *http, fr_workflow *wf)
 {
     fr_toolset *ts = fr_xcalloc(1, sizeof *ts);

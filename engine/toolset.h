@@ -40,6 +40,9 @@ typedef struct fr_toolcall_info {
  * take its strings) and `info` (borrowed for the call). */
 typedef void (*fr_toolcall_done_fn)(void *ud, fr_tool_result *r, const fr_toolcall_info *info);
 
+/* True when some task of `wf` names tools: the run starts them first. */
+bool fr_toolset_needed(const fr_workflow *wf);
+
 /* Returns the tools of `wf` (borrowed, must outlive it) on `loop` and
  * `http` (borrowed). Starts nothing. Never NULL. */
 fr_toolset *fr_toolset_new(uv_loop_t *loop, fr_http *http, fr_workflow *wf);

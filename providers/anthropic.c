@@ -150,6 +150,14 @@ static json_t *open_results(json_t *msgs)
                : NULL;
 }
 
+/* A neutral tool call (borrowed) as a tool_use block (owned). */
+static json_t *wire_call(const json_t *tc)
+{
+    return must(json_pack("{s:s,s:O,s:O,s:o}", "type", "tool_use", "id", json_object_get(tc, "id"),
+                          "name", json_object_get(tc, "name"), "input",
+                          fr_provider_call_input(tc)));
+}
+
 /* Appends the neutral message `m` (borrowed) to `msgs` as the Messages API
  * takes it (the request spec's add_message): an assistant turn as text and
  * tool_use blocks, and consecutive tool results as tool_result blocks of
@@ -188,15 +196,7 @@ static void add_message(const void *self, json_t *msgs, const json_t *m)
         json_array_append_new(blocks,
                               must(json_pack("{s:s,s:O}", "type", "text", "text", content)));
     json_decref(content);
-    size_t i;
-    const json_t *tc;
-    json_array_foreach(calls, i, tc)
-    {
-        json_array_append_new(
-            blocks, must(json_pack("{s:s,s:O,s:O,s:o}", "type", "tool_use", "id",
-                                   json_object_get(tc, "id"), "name", json_object_get(tc, "name"),
-                                   "input", fr_provider_call_input(tc))));
-    }
+    fr_provider_append_calls(blocks, calls, wire_call);
     json_array_append_new(msgs,
                           must(json_pack("{s:s,s:o}", "role", "assistant", "content", blocks)));
 }

@@ -14,28 +14,12 @@
 #define PROTO "ollama"
 
 typedef struct oll {
-    const fr_call *call; /* borrowed from the fr_adapter, which outlives us */
-    fr_reader *rd;       /* the reply's reader, borrowed likewise */
-    bool tool_calls;     /* a message carried `tool_calls` */
-    bool offers;         /* the call offers tools: the calls are read into `calls` */
-    fr_toolcalls calls;
+    fr_gathering g; /* first: the call, the reader, the tool calls */
 } oll;
 
 static void *oll_create(const fr_call *call, fr_reader *rd)
 {
-    oll *o = fr_xcalloc(1, sizeof *o);
-    o->call = call;
-    o->rd = rd;
-    o->offers = fr_provider_offers_tools(call);
-    fr_toolcalls_init(&o->calls, rd);
-    return o;
-}
-
-static void oll_destroy(void *self)
-{
-    oll *o = self;
-    fr_toolcalls_close(&o->calls);
-    free(o);
+    return fr_gathering_new(sizeof(oll), call, rd);
 }
 
 /* Returns keep_alive as Ollama reads it (owned): a whole integer ("300",
@@ -88,6 +72,14 @@ static void add_members(const void *self, json_t *body)
         json_object_set_new(body, "tools", fr_provider_function_tools(c));
 }
 
+/* A neutral tool call (borrowed) as /api/chat takes it (owned). */
+static json_t *wire_call(const json_t *tc)
+{
+    return fr_provider_must(json_pack("{s:{s:O,s:o}}", "function", "name",
+                                      json_object_get(tc, "name"), "arguments",
+                                      fr_provider_call_input(tc)));
+}
+
 /* Appends the neutral message `m` (borrowed) to `msgs` as /api/chat takes
  * it (the request spec's add_message; `self` is the call): an assistant
  * turn's calls as tool_calls with their arguments as an object (Ollama
@@ -104,35 +96,21 @@ static void add_message(const void *self, json_t *msgs, const json_t *m)
         json_object_set_new(out, "tool_name", json_incref((json_t *)name));
     const json_t *calls = json_object_get(m, "tool_calls");
     if (strcmp(role, "assistant") == 0 && json_array_size(calls) > 0) {
-        json_t *arr = fr_provider_must(json_array());
-        size_t i;
-        const json_t *tc;
-        json_array_foreach(calls, i, tc)
-        {
-            json_array_append_new(
-                arr, fr_provider_must(json_pack("{s:{s:O,s:o}}", "function", "name",
-                                                json_object_get(tc, "name"), "arguments",
-                                                fr_provider_call_input(tc))));
-        }
-        json_object_set_new(out, "tool_calls", arr);
+        json_object_set_new(
+            out, "tool_calls",
+            fr_provider_append_calls(fr_provider_must(json_array()), calls, wire_call));
     }
     json_array_append_new(msgs, out);
 }
 
-static int oll_request(void *self, fr_request *out, fr_error *err)
-{
-    const oll *o = self;
-    /* Ollama itself takes no key; a proxy in front of it may. */
-    const fr_request_spec spec = {
-        .path = "/api/chat",
-        .accept = "application/x-ndjson",
-        .auth = "Authorization: Bearer ",
-        .add_members = add_members,
-        .add_message = add_message,
-        .self = o->call,
-    };
-    return fr_provider_request(PROTO, o->call, &spec, out, err);
-}
+/* Ollama itself takes no key; a proxy in front of it may. */
+static const fr_request_spec SPEC = {
+    .path = "/api/chat",
+    .accept = "application/x-ndjson",
+    .auth = "Authorization: Bearer ",
+    .add_members = add_members,
+    .add_message = add_message,
+};
 
 /* Returns a count field, 0 when it is missing or not a sane number; sets
  * *seen when the field is there at all. */
@@ -189,17 +167,17 @@ static int read_tool_calls(oll *o, json_t *calls)
     {
         json_t *fn = json_object_get(tc, "function");
         if (!json_is_object(fn))
-            return fr_reader_fail(o->rd, FR_EPROTO,
+            return fr_reader_fail(o->g.rd, FR_EPROTO,
                                   fr_xstrdup("a tool call in the reply has no function"));
         fr_toolcall *c;
-        int rc = fr_toolcalls_open(&o->calls, (long)o->calls.n, &c);
+        int rc = fr_toolcalls_open(&o->g.calls, (long)o->g.calls.n, &c);
         if (rc != FR_OK)
             return rc;
         /* Newer servers give each call an id; older ones none. */
         fr_toolcall_names(c, json_string_value(json_object_get(tc, "id")),
                           json_string_value(json_object_get(fn, "name")));
         json_t *args = json_object_get(fn, "arguments");
-        rc = args && !json_is_null(args) ? fr_toolcalls_set_input(&o->calls, c, args) : FR_OK;
+        rc = args && !json_is_null(args) ? fr_toolcalls_set_input(&o->g.calls, c, args) : FR_OK;
         if (rc != FR_OK)
             return rc;
     }
@@ -210,7 +188,7 @@ static int read_tool_calls(oll *o, json_t *calls)
  * whole non-streamed reply. Returns FR_OK or the sticky error. */
 static int read_object(oll *o, json_t *obj)
 {
-    fr_reader *rd = o->rd;
+    fr_reader *rd = o->g.rd;
     rd->parsed++;
     json_t *error = json_object_get(obj, "error");
     if (error && !json_is_null(error))
@@ -218,8 +196,8 @@ static int read_object(oll *o, json_t *obj)
     json_t *message = json_object_get(obj, "message");
     json_t *calls = json_object_get(message, "tool_calls");
     if (json_array_size(calls) > 0)
-        o->tool_calls = true;
-    if (o->offers && read_tool_calls(o, calls) != FR_OK)
+        o->g.tool_calls = true;
+    if (o->g.offers && read_tool_calls(o, calls) != FR_OK)
         return rd->rc;
     json_t *thinking = json_object_get(message, "thinking");
     if (json_is_string(thinking) && json_string_length(thinking) > 0)
@@ -248,7 +226,7 @@ static int read_object(oll *o, json_t *obj)
 static int on_line(void *ud, const char *line, size_t len)
 {
     oll *o = ud;
-    if (o->rd->done)
+    if (o->g.rd->done)
         return FR_OK; /* nothing after the final object counts */
     json_error_t je;
     json_t *obj = json_loadb(line, len, 0, &je);
@@ -256,10 +234,10 @@ static int on_line(void *ud, const char *line, size_t len)
     if (!json_is_object(obj)) {
         /* A last line without its newline that does not parse was cut
          * short: finish reports the stream as truncated, not malformed. */
-        if (o->rd->at_end)
+        if (o->g.rd->at_end)
             goto cleanup;
-        rc = fr_reader_fail(o->rd, FR_EPROTO,
-                            fr_reader_not_object(o->rd, NULL, line, len, obj, &je));
+        rc = fr_reader_fail(o->g.rd, FR_EPROTO,
+                            fr_reader_not_object(o->g.rd, NULL, line, len, obj, &je));
         goto cleanup;
     }
     rc = read_object(o, obj);
@@ -279,7 +257,7 @@ static bool is_json_space(char ch)
 static int read_body(void *ud, fr_error *err)
 {
     oll *o = ud;
-    const fr_buf *body = &o->rd->body;
+    const fr_buf *body = &o->g.rd->body;
     json_error_t je;
     json_t *obj = NULL;
     int rc = FR_EPROTO;
@@ -293,12 +271,12 @@ static int read_body(void *ud, fr_error *err)
     obj = json_loadb(body->data, body->len, 0, &je);
     if (json_is_object(obj)) {
         read_object(o, obj);
-        rc = fr_reader_end_stream(o->rd, err);
+        rc = fr_reader_end_stream(o->g.rd, err);
     } else if (obj) {
         fr_error_set(err, rc, PROTO, 0, "the reply is not a JSON object");
     } else if (memchr(body->data, '\n', n)) {
-        fr_reader_frame(o->rd, body->data, body->len);
-        rc = fr_reader_end_stream(o->rd, err);
+        fr_reader_frame(o->g.rd, body->data, body->len);
+        rc = fr_reader_end_stream(o->g.rd, err);
     } else {
         fr_provider_json_error(err, PROTO, &je, "the reply is not valid JSON");
     }
@@ -322,15 +300,8 @@ static int oll_finish(void *self, fr_reply *out, fr_error *err)
     oll *o = self;
     /* Ollama ends a tool call with done_reason "stop": the message says it. */
     fr_finish f = fr_provider_finish(finish_words, sizeof finish_words / sizeof *finish_words,
-                                     o->rd->finish_reason);
-    if (o->tool_calls && fr_finish_is_answer(f))
-        f = FR_FINISH_TOOL_CALL;
-    if (f == FR_FINISH_TOOL_CALL && o->offers && o->calls.n > 0) {
-        int rc = fr_toolcalls_json(&o->calls, NULL, PROTO, &out->tool_calls, err);
-        if (rc != FR_OK)
-            return rc;
-    }
-    return fr_reader_reply(o->rd, o->call, f, out, err);
+                                     o->g.rd->finish_reason);
+    return fr_gathering_reply(&o->g, PROTO, f, out, err);
 }
 
 /* The vtable: the functions above, borrowed by fr_adapter for the life of
@@ -339,7 +310,7 @@ const fr_adapter_ops fr_ollama_ops = {
     .name = PROTO,
     .reader = &reader,
     .create = oll_create,
-    .request = oll_request,
+    .request_spec = &SPEC,
     .finish = oll_finish,
-    .destroy = oll_destroy,
+    .destroy = fr_gathering_free,
 };

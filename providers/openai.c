@@ -13,12 +13,8 @@
 #define PROTO "openai"
 
 typedef struct oai {
-    const fr_call *call; /* borrowed from the fr_adapter, which outlives us */
-    fr_reader *rd;       /* the reply's reader, borrowed likewise */
-    bool refused;        /* the reply carried a `refusal` */
-    bool tool_calls;     /* the reply carried `tool_calls` */
-    bool offers;         /* the call offers tools: the calls are read into `calls` */
-    fr_toolcalls calls;
+    fr_gathering g; /* first: the call, the reader, the tool calls */
+    bool refused;   /* the reply carried a `refusal` */
 } oai;
 
 /* Records a failure of the stream (takes `msg_owned`). At its end, a last
@@ -26,28 +22,16 @@ typedef struct oai {
  * (`server`). Returns the code that stops the framer. */
 static int fail(oai *o, int rc, char *msg_owned, bool server)
 {
-    if (o->rd->at_end && !server) {
+    if (o->g.rd->at_end && !server) {
         free(msg_owned);
         return rc;
     }
-    return fr_reader_fail(o->rd, rc, msg_owned);
+    return fr_reader_fail(o->g.rd, rc, msg_owned);
 }
 
 static void *oai_create(const fr_call *call, fr_reader *rd)
 {
-    oai *o = fr_xcalloc(1, sizeof *o);
-    o->call = call;
-    o->rd = rd;
-    o->offers = fr_provider_offers_tools(call);
-    fr_toolcalls_init(&o->calls, rd);
-    return o;
-}
-
-static void oai_destroy(void *self)
-{
-    oai *o = self;
-    fr_toolcalls_close(&o->calls);
-    free(o);
+    return fr_gathering_new(sizeof(oai), call, rd);
 }
 
 /* ---- strict structured output ----
@@ -240,6 +224,14 @@ static json_t *arguments_text(const json_t *tc)
     return fr_provider_json_string(raw ? raw : "{}");
 }
 
+/* A neutral tool call (borrowed) as chat.completions takes it (owned). */
+static json_t *wire_call(const json_t *tc)
+{
+    return fr_provider_must(json_pack(
+        "{s:O,s:s,s:{s:O,s:o}}", "id", json_object_get(tc, "id"), "type", "function", "function",
+        "name", json_object_get(tc, "name"), "arguments", arguments_text(tc)));
+}
+
 /* Appends the neutral message `m` (borrowed) to `msgs` as chat.completions
  * takes it (the request spec's add_message; `self` is the call): an
  * assistant turn's calls as tool_calls with their arguments as a JSON
@@ -263,35 +255,20 @@ static void add_message(const void *self, json_t *msgs, const json_t *m)
                         has_calls && (!content || !content[0]) ? json_null()
                                                                : fr_provider_json_string(content));
     if (has_calls) {
-        json_t *arr = fr_provider_must(json_array());
-        size_t i;
-        const json_t *tc;
-        json_array_foreach(calls, i, tc)
-        {
-            json_array_append_new(
-                arr, fr_provider_must(json_pack("{s:O,s:s,s:{s:O,s:o}}", "id",
-                                                json_object_get(tc, "id"), "type", "function",
-                                                "function", "name", json_object_get(tc, "name"),
-                                                "arguments", arguments_text(tc))));
-        }
-        json_object_set_new(out, "tool_calls", arr);
+        json_object_set_new(
+            out, "tool_calls",
+            fr_provider_append_calls(fr_provider_must(json_array()), calls, wire_call));
     }
     json_array_append_new(msgs, out);
 }
 
-static int oai_request(void *self, fr_request *out, fr_error *err)
-{
-    const oai *o = self;
-    const fr_request_spec spec = {
-        .path = "/chat/completions",
-        .accept = "text/event-stream",
-        .auth = "Authorization: Bearer ",
-        .add_members = add_members,
-        .add_message = add_message,
-        .self = o->call,
-    };
-    return fr_provider_request(PROTO, o->call, &spec, out, err);
-}
+static const fr_request_spec SPEC = {
+    .path = "/chat/completions",
+    .accept = "text/event-stream",
+    .auth = "Authorization: Bearer ",
+    .add_members = add_members,
+    .add_message = add_message,
+};
 
 /* Picks choices[] entry with index 0 (or the first entry without index). */
 static json_t *first_choice(json_t *obj)
@@ -353,7 +330,7 @@ static int bad_piece(oai *o, char *msg_owned)
  * starts a call with every new id and continues the last one otherwise. */
 static int read_piece(oai *o, json_t *index, const char *id, json_t *fn, bool whole)
 {
-    fr_toolcalls *t = &o->calls;
+    fr_toolcalls *t = &o->g.calls;
     fr_toolcall *c = NULL;
     int rc = FR_OK;
     fr_toolcall *last = t->n ? &t->v[t->n - 1] : NULL;
@@ -415,18 +392,18 @@ static int read_extras(oai *o, json_t *msg, bool whole)
         o->refused = true;
     json_t *calls = json_object_get(msg, "tool_calls");
     if (json_array_size(calls) > 0 || json_is_object(json_object_get(msg, "function_call")))
-        o->tool_calls = true;
+        o->g.tool_calls = true;
     if (nonempty_string(json_object_get(msg, "reasoning_content")) ||
         nonempty_string(json_object_get(msg, "reasoning")))
-        o->rd->reasoned = true;
-    return o->offers ? read_tool_calls(o, msg, whole) : FR_OK;
+        o->g.rd->reasoned = true;
+    return o->g.offers ? read_tool_calls(o, msg, whole) : FR_OK;
 }
 
 /* Reads what every chat.completion(.chunk) may carry: model, usage and the
  * finish reason of the first choice. */
 static void read_common(oai *o, json_t *obj, json_t *choice)
 {
-    fr_reader *rd = o->rd;
+    fr_reader *rd = o->g.rd;
     fr_reader_model(rd, json_string_value(json_object_get(obj, "model")));
     json_t *usage = json_object_get(obj, "usage");
     if (!json_is_object(usage)) /* Groq's older streams: only under x_groq */
@@ -485,10 +462,10 @@ static bool is_done(const char *s, size_t n)
 static int on_event(void *ud, const fr_sse_event *ev)
 {
     oai *o = ud;
-    if (o->rd->done || blank(ev->data, ev->data_len))
+    if (o->g.rd->done || blank(ev->data, ev->data_len))
         return FR_OK;
     if (is_done(ev->data, ev->data_len)) {
-        o->rd->done = true;
+        o->g.rd->done = true;
         return FR_OK;
     }
     json_error_t je;
@@ -496,11 +473,11 @@ static int on_event(void *ud, const fr_sse_event *ev)
     int rc = FR_OK;
     if (!json_is_object(obj)) {
         rc = fail(o, FR_EPROTO,
-                  fr_reader_not_object(o->rd, ev->event, ev->data, ev->data_len, obj, &je),
+                  fr_reader_not_object(o->g.rd, ev->event, ev->data, ev->data_len, obj, &je),
                   strcmp(ev->event, "error") == 0);
         goto cleanup;
     }
-    o->rd->parsed++;
+    o->g.rd->parsed++;
     json_t *error = json_object_get(obj, "error");
     if (!error && strcmp(ev->event, "error") == 0)
         error = obj;
@@ -516,7 +493,7 @@ static int on_event(void *ud, const fr_sse_event *ev)
         json_string_value(json_object_get(json_object_get(choice, "delta"), "content"));
     if (delta) {
         char *msg = NULL;
-        int arc = fr_text_acc_add(&o->rd->text, delta, strlen(delta), &msg);
+        int arc = fr_text_acc_add(&o->g.rd->text, delta, strlen(delta), &msg);
         if (arc != FR_OK) {
             rc = fail(o, arc, msg, false);
             goto cleanup;
@@ -534,7 +511,7 @@ static int parse_body(void *ud, fr_error *err)
 {
     oai *o = ud;
     json_t *obj = NULL;
-    int rc = fr_reader_body_object(o->rd, &obj, err);
+    int rc = fr_reader_body_object(o->g.rd, &obj, err);
     if (rc != FR_OK)
         goto cleanup;
     rc = FR_EPROTO;
@@ -558,15 +535,15 @@ static int parse_body(void *ud, fr_error *err)
     /* content is null when the model only refused or called tools. */
     rc = read_extras(o, json_object_get(choice, "message"), true);
     if (rc != FR_OK) {
-        fr_error_set(err, rc, PROTO, 0, "%s", o->rd->error);
+        fr_error_set(err, rc, PROTO, 0, "%s", o->g.rd->error);
         goto cleanup;
     }
     const char *content =
         json_string_value(json_object_get(json_object_get(choice, "message"), "content"));
     /* The same cap and loop cut as a stream's text. */
-    rc = content ? fr_reader_add(o->rd, &o->rd->text, content, strlen(content)) : FR_OK;
+    rc = content ? fr_reader_add(o->g.rd, &o->g.rd->text, content, strlen(content)) : FR_OK;
     if (rc != FR_OK) {
-        fr_error_set(err, rc, PROTO, 0, "%s", o->rd->error);
+        fr_error_set(err, rc, PROTO, 0, "%s", o->g.rd->error);
         goto cleanup;
     }
     read_common(o, obj, choice);
@@ -619,7 +596,7 @@ static int http_error(void *ud, long status, const char *body, size_t len, fr_er
     const oai *o = ud;
     int rc = fr_provider_http_error(PROTO, status, body, len, err);
     if (status == 400)
-        hint_limit_field(o->call, err);
+        hint_limit_field(o->g.call, err);
     return rc;
 }
 
@@ -638,17 +615,10 @@ static int oai_finish(void *self, fr_reply *out, fr_error *err)
 {
     oai *o = self;
     fr_finish f = fr_provider_finish(finish_words, sizeof finish_words / sizeof *finish_words,
-                                     o->rd->finish_reason);
+                                     o->g.rd->finish_reason);
     if (o->refused)
-        f = FR_FINISH_REFUSED;
-    else if (o->tool_calls && fr_finish_is_answer(f))
-        f = FR_FINISH_TOOL_CALL;
-    if (f == FR_FINISH_TOOL_CALL && o->offers && o->calls.n > 0) {
-        int rc = fr_toolcalls_json(&o->calls, NULL, PROTO, &out->tool_calls, err);
-        if (rc != FR_OK)
-            return rc;
-    }
-    return fr_reader_reply(o->rd, o->call, f, out, err);
+        f = FR_FINISH_REFUSED; /* no answer: the tool calls do not change it */
+    return fr_gathering_reply(&o->g, PROTO, f, out, err);
 }
 
 /* The vtable: the functions above, borrowed by fr_adapter for the life of
@@ -657,7 +627,7 @@ const fr_adapter_ops fr_openai_ops = {
     .name = PROTO,
     .reader = &reader,
     .create = oai_create,
-    .request = oai_request,
+    .request_spec = &SPEC,
     .finish = oai_finish,
-    .destroy = oai_destroy,
+    .destroy = fr_gathering_free,
 };

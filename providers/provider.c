@@ -153,8 +153,10 @@ int fr_adapter_request(fr_adapter *a, fr_request *out, fr_error *err)
         memset(err, 0, sizeof *err);
     if (!a->ops)
         rc = unsupported(a, err);
-    else
+    else if (a->ops->request)
         rc = a->ops->request(a->impl, out, err);
+    else
+        rc = fr_provider_request(a->ops->name, &a->call, a->ops->request_spec, out, err);
     if (rc != FR_OK)
         fr_request_close(out);
     return seal_error(a, rc, err);
@@ -415,7 +417,7 @@ static int messages(const char *proto, const fr_call *c, const fr_request_spec *
         if (bad)
             return fr_error_set(err, FR_ECONFIG, proto, 0,
                                 "message %zu of the conversation is malformed: %s", i + 1, bad);
-        spec->add_message(spec->self, msgs, m);
+        spec->add_message(spec->self ? spec->self : c, msgs, m);
     }
     return FR_OK;
 }
@@ -456,6 +458,17 @@ json_t *fr_provider_call_input(const json_t *tool_call)
     return json_is_object(args) ? json_incref(args) : fr_provider_must(json_object());
 }
 
+json_t *fr_provider_append_calls(json_t *arr, const json_t *calls, json_t *(*one)(const json_t *tc))
+{
+    size_t i;
+    const json_t *tc;
+    json_array_foreach(calls, i, tc)
+    {
+        json_array_append_new(arr, one(tc));
+    }
+    return arr;
+}
+
 int fr_provider_request(const char *proto, const fr_call *c, const fr_request_spec *spec,
                         fr_request *out, fr_error *err)
 {
@@ -489,7 +502,7 @@ int fr_provider_request(const char *proto, const fr_call *c, const fr_request_sp
     json_object_set_new(body, "messages", msgs);
     if (rc != FR_OK)
         goto cleanup;
-    spec->add_members(spec->self, body);
+    spec->add_members(spec->self ? spec->self : c, body);
     json_object_set_new(body, "stream", json_boolean(c->stream));
     out->body = json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(15));
     rc = out->body ? FR_OK : FR_ENOMEM;

@@ -251,7 +251,7 @@ typedef struct fr_request_spec {
      * fr_call.messages) of a call's conversation to `msgs` (borrowed) in the
      * protocol's own format; it may merge it into the last one there. */
     void (*add_message)(const void *self, json_t *msgs, const json_t *msg);
-    const void *self;
+    const void *self; /* passed to the two hooks; NULL: the call itself */
 } fr_request_spec;
 
 /* Fills `out` with `call`'s request (both borrowed) as `spec` (borrowed)
@@ -277,6 +277,12 @@ json_t *fr_provider_function_tools(const fr_call *call);
  * an object for the APIs that take one (owned): the arguments, or {} when
  * they were not an object. */
 json_t *fr_provider_call_input(const json_t *tool_call);
+
+/* Appends to `arr` (borrowed, returned) one value per tool call of
+ * `calls` (a neutral assistant turn's, borrowed), in order: `one(tc)`,
+ * owned, built with fr_provider_must. */
+json_t *fr_provider_append_calls(json_t *arr, const json_t *calls,
+                                 json_t *(*one)(const json_t *tc));
 
 /* Returns `v` (owned), aborting when jansson ran out of memory building it:
  * a request silently missing a member would be worse than no request. */
@@ -309,7 +315,11 @@ typedef struct fr_adapter_ops {
     const char *name;
     const fr_reader_spec *reader;                        /* how its replies are read */
     void *(*create)(const fr_call *call, fr_reader *rd); /* returns owned state, never NULL */
+    /* The request: `request`, or, when it is NULL, fr_provider_request
+     * with `request_spec` (its hooks get the call) for a protocol whose
+     * request depends on nothing but the call. */
     int (*request)(void *self, fr_request *out, fr_error *err);
+    const fr_request_spec *request_spec;
     int (*finish)(void *self, fr_reply *out, fr_error *err);
     void (*destroy)(void *self);
     /* Optional: true once the reply's first content has arrived; without

@@ -165,3 +165,33 @@ int fr_toolcalls_json(const fr_toolcalls *t, const fr_toolcall *skip, const char
     *out = calls;
     return FR_OK;
 }
+
+int fr_gathering_reply(fr_gathering *g, const char *proto, fr_finish f, fr_reply *out,
+                       fr_error *err)
+{
+    if (g->tool_calls && fr_finish_is_answer(f))
+        f = FR_FINISH_TOOL_CALL;
+    if (f == FR_FINISH_TOOL_CALL && g->offers && g->calls.n > 0) {
+        int rc = fr_toolcalls_json(&g->calls, NULL, proto, &out->tool_calls, err);
+        if (rc != FR_OK)
+            return rc;
+    }
+    return fr_reader_reply(g->rd, g->call, f, out, err);
+}
+
+void *fr_gathering_new(size_t size, const fr_call *call, fr_reader *rd)
+{
+    fr_gathering *g = fr_xcalloc(1, size);
+    g->call = call;
+    g->rd = rd;
+    g->offers = fr_provider_offers_tools(call);
+    fr_toolcalls_init(&g->calls, rd);
+    return g;
+}
+
+void fr_gathering_free(void *self)
+{
+    fr_gathering *g = self;
+    fr_toolcalls_close(&g->calls);
+    free(g);
+}

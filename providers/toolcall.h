@@ -72,3 +72,29 @@ void fr_toolcall_arguments(const fr_toolcall *c, json_t **args, char **raw);
  * name; *out is then NULL. */
 int fr_toolcalls_json(const fr_toolcalls *t, const fr_toolcall *skip, const char *proto,
                       json_t **out, fr_error *err);
+
+/* The part of an adapter's state shared by the protocols that gather their
+ * tool calls as they come (OpenAI, Ollama): the first member of their
+ * state, made by fr_gathering_new and freed by fr_gathering_free. */
+typedef struct fr_gathering {
+    const fr_call *call; /* borrowed from the fr_adapter, which outlives us */
+    fr_reader *rd;       /* the reply's reader, borrowed likewise */
+    bool tool_calls;     /* the reply carried `tool_calls` */
+    bool offers;         /* the call offers tools: the calls are read into `calls` */
+    fr_toolcalls calls;
+} fr_gathering;
+
+/* Returns an adapter's state of `size` bytes (owned, zeroed) whose first
+ * member is an fr_gathering set up for `call` and `rd` (borrowed). */
+void *fr_gathering_new(size_t size, const fr_call *call, fr_reader *rd);
+
+/* Frees a state fr_gathering_new returned. */
+void fr_gathering_free(void *self);
+
+/* Ends the reply of `g`'s protocol (`proto`) from the finish `f` its words
+ * say: a reply that carried tool calls and would otherwise be an answer
+ * ended in a tool call; when the call offers tools those calls become
+ * out->tool_calls; the reader fills the rest (fr_reader_reply). FR_OK or
+ * the error either returns. */
+int fr_gathering_reply(fr_gathering *g, const char *proto, fr_finish f, fr_reply *out,
+                       fr_error *err);

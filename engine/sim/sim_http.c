@@ -200,26 +200,21 @@ static void handle_tags(conn *c)
 
 typedef enum route_kind { R_CHAT, R_MODELS, R_TAGS, R_STATS, R_RESET } route_kind;
 
-/* Paths, with the aliases a base URL with or without /v1 produces. */
+/* What each path serves: a route and its paths, with the aliases a base
+ * URL with or without /v1 produces. */
 static const struct route {
-    const char *path;
     route_kind kind;
     fr_sim_proto proto; /* of R_CHAT, and the shape of errors on the path */
     bool post;
+    const char *paths[4]; /* at most three, NULL after the last */
 } routes[] = {
-    {"/v1/chat/completions", R_CHAT, FR_SIM_OPENAI, true},
-    {"/chat/completions", R_CHAT, FR_SIM_OPENAI, true},
-    {"/api/chat", R_CHAT, FR_SIM_OLLAMA, true},
-    {"/v1/api/chat", R_CHAT, FR_SIM_OLLAMA, true},
-    {"/v1/messages", R_CHAT, FR_SIM_ANTHROPIC, true},
-    {"/messages", R_CHAT, FR_SIM_ANTHROPIC, true},
-    {"/v1/v1/messages", R_CHAT, FR_SIM_ANTHROPIC, true},
-    {"/v1/models", R_MODELS, FR_SIM_OPENAI, false},
-    {"/models", R_MODELS, FR_SIM_OPENAI, false},
-    {"/api/tags", R_TAGS, FR_SIM_OLLAMA, false},
-    {"/v1/api/tags", R_TAGS, FR_SIM_OLLAMA, false},
-    {"/sim/stats", R_STATS, FR_SIM_OPENAI, false},
-    {"/sim/reset", R_RESET, FR_SIM_OPENAI, true},
+    {R_CHAT, FR_SIM_OPENAI, true, {"/v1/chat/completions", "/chat/completions"}},
+    {R_CHAT, FR_SIM_OLLAMA, true, {"/api/chat", "/v1/api/chat"}},
+    {R_CHAT, FR_SIM_ANTHROPIC, true, {"/v1/messages", "/messages", "/v1/v1/messages"}},
+    {R_MODELS, FR_SIM_OPENAI, false, {"/v1/models", "/models"}},
+    {R_TAGS, FR_SIM_OLLAMA, false, {"/api/tags", "/v1/api/tags"}},
+    {R_STATS, FR_SIM_OPENAI, false, {"/sim/stats"}},
+    {R_RESET, FR_SIM_OPENAI, true, {"/sim/reset"}},
 };
 
 /* Appends the request to the record file, when one is set. */
@@ -253,8 +248,9 @@ static bool dispatch(conn *c, const char *body, size_t len)
     }
     const struct route *rt = NULL;
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
-        if (strcmp(path, routes[i].path) == 0)
-            rt = &routes[i];
+        for (size_t p = 0; p < 4 && routes[i].paths[p]; p++)
+            if (strcmp(path, routes[i].paths[p]) == 0)
+                rt = &routes[i];
     char msg[FR_SIM_MAX_TARGET + 64];
     if (!rt) {
         snprintf(msg, sizeof msg, "Unknown request URL: %s %s.", c->method, path);
