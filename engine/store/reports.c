@@ -83,7 +83,8 @@ int fr_store_runs(fr_store *st, const char *workflow, long limit, json_t **out, 
                      "SELECT r.id, r.workflow, r.started_at, r.ended_at, r.status, r.exit_code,"
                      " r.cost_usd, json_extract(p.json, '$.makespan_ms'),"
                      " json_extract(p.json, '$.cost_usd'),"
-                     " json_extract(p.json, '$.local_token_share'), p.run_id IS NOT NULL"
+                     " json_extract(p.json, '$.local_token_share'), p.run_id IS NOT NULL,"
+                     " r.id, r.pid, r.pid_start, r.boot_id"
                      " FROM runs r LEFT JOIN reports p ON p.run_id = r.id"
                      " WHERE ?1 IS NULL OR r.workflow = ?1"
                      " ORDER BY r.started_at DESC, r.rowid DESC LIMIT ?2",
@@ -105,6 +106,13 @@ int fr_store_runs(fr_store *st, const char *workflow, long limit, json_t **out, 
         if (sqlite3_column_int(s, 10))
             json_object_set(row, "cost_usd", json_object_get(row, "report_cost_usd"));
         json_object_del(row, "report_cost_usd");
+        /* A run still "running" whose process is gone crashed: the next run
+         * or lease will record it so; say it now. */
+        fr_store_lease_row holder = {0};
+        fr_store_read_holder(s, 11, &holder);
+        if (strcmp(json_string_value(json_object_get(row, "status")), "running") == 0 &&
+            sqlite3_column_type(s, 12) != SQLITE_NULL && !fr_store_holder_alive(st, &holder))
+            json_object_set_new(row, "status", json_string("crashed"));
         json_array_append_new(runs, row);
     }
     if (step != SQLITE_DONE) {

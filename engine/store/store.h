@@ -330,7 +330,9 @@ int fr_store_report_put(fr_store *st, const char *run_id, const char *json, cons
  * workflow when it is NULL, at most `limit` of them (<= 0: all). On FR_OK
  * *out is an owned JSON array of
  *   {"id", "workflow", "started_at" and "ended_at" (unix seconds; ended_at
- *    null while running or crashed), "status", "exit_code" (null),
+ *    null while running or crashed), "status" (the runs table's, and
+ *    "crashed" for a run still "running" whose process is gone),
+ *    "exit_code" (null),
  *    "cost_usd" (the stored report's, else the runs table's),
  *    "makespan_ms" and "local_token_share" (from the stored report, null
  *    without one), "has_report"}.

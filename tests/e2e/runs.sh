@@ -176,10 +176,11 @@ kill -9 "$HANG"
 wait "$HANG" 2>/dev/null || true
 fr runs --json
 [ "$(jqr '.[0].workflow')" = hang ] || fail "the killed run is not listed first: $(jqr 'map(.workflow)')"
-[ "$(jqr '.[0].has_report')" = false ] && [ "$(jqr '.[0].makespan_ms')" = null ] ||
+[ "$(jqr '.[0].has_report')" = false ] && [ "$(jqr '.[0].makespan_ms')" = null ] &&
+  [ "$(jqr '.[0].status')" = crashed ] ||
   fail "the killed run: $(jqr -c '.[0]')"
 fr runs
-grep -q " hang  .* - *\$" "$WORK/stdout" || fail "the killed run's line: $(cat "$WORK/stdout")"
+grep -q " hang  .* crashed  .* - *\$" "$WORK/stdout" || fail "the killed run's line: $(cat "$WORK/stdout")"
 KILLED=$(sqlite3 "$STATE/state.db" "SELECT id FROM runs WHERE workflow = 'hang'")
 fr report "$KILLED"
 expect_rc 65 "a killed run's report"
