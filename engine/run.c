@@ -722,7 +722,6 @@ int fr_run_execute(fr_run *r)
     if (r->http)
         r->env.backend = fr_attempt_wire(r->http);
     r->res.start_ns = now_ns(r);
-    fr_booking_attach(r->books, &r->loop); /* engine/booking: one transaction per loop turn */
     fr_booking_begin(r->books, r->wf->name, r->wf->path);
     fr_reload_watch(r->policy, &r->loop, NULL); /* a failure is a warning, logged */
     r->standin_started = r->opts.sim && r->http;
