@@ -43,6 +43,11 @@
 
 /* How many waiting tasks one pass over the ready queue may look at. */
 #define MAX_WAITERS_PER_PASS 256
+/* How many ready tasks one turn of the loop places before the loop runs
+ * (curl sends what they started) and the pump goes on in the next turn:
+ * with 10,000 ready tasks the first request is on the wire at once, not
+ * after the last one is routed. A plan (no loop) places all at once. */
+#define PLACE_PER_TURN 64
 /* A task as the conductor sees it: its attempts (engine/task), its
  * routing record and its results entry. */
 typedef struct task_rt {
@@ -168,7 +173,8 @@ static void init_tasks(fr_run *r)
     /* Room for the fan-outs' instances too (wf->tasks_cap): none moves. */
     size_t cap = wf->tasks_cap > wf->ntasks ? wf->tasks_cap : wf->ntasks;
     r->tasks = fr_xcalloc(cap ? cap : 1, sizeof *r->tasks);
-    r->timers = fr_timers_new(&r->loop, cap, &(fr_timer_hooks){r, on_deadline, on_retry, on_wake});
+    r->timers =
+        fr_timers_new(&r->loop, cap, &(fr_timer_hooks){r, on_deadline, on_retry, on_wake, on_wake});
     for (size_t i = 0; i < wf->ntasks; i++)
         init_task(r, i);
 }
@@ -541,17 +547,21 @@ static void pump(fr_run *r)
         return;
     }
     size_t waiters[MAX_WAITERS_PER_PASS];
-    size_t nw = 0;
+    size_t nw = 0, turn = r->plan ? SIZE_MAX : PLACE_PER_TURN;
     fr_route_pass_begin(r->router);
-    while (nw < MAX_WAITERS_PER_PASS && fr_sched_total_free(r->sched) > 0 &&
+    while (nw < MAX_WAITERS_PER_PASS && turn > 0 && fr_sched_total_free(r->sched) > 0 &&
            fr_sched_pop(r->sched, &t)) {
         fr_route_pass_waiting(r->router, nw);
         if (!place(r, &r->tasks[t]))
             waiters[nw++] = t;
+        else
+            turn--; /* a waiting task costs a look, not a place in this turn */
     }
     fr_route_pass_begin(r->router);
     for (size_t i = 0; i < nw; i++)
         fr_sched_requeue(r->sched, waiters[i]);
+    if (turn == 0 && !r->stopping && fr_sched_ready(r->sched) > nw)
+        fr_timers_next_turn(r->timers); /* the rest after the loop has sent these */
 
     /* Nothing runs and nothing is scheduled, so nothing the policy sees
      * will change: a task it keeps waiting is a task it refuses. A retry

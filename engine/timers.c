@@ -20,6 +20,8 @@ struct fr_timers {
     fr_timer_hooks h;
     uv_timer_t wake;
     bool wake_init;
+    uv_idle_t turn;
+    bool turn_init;
     int retries;
 };
 
@@ -79,9 +81,27 @@ void fr_timers_wake_at(fr_timers *tm, double at_ms, double now_ms)
         uv_timer_start(&tm->wake, fired_wake, delay, 0);
 }
 
+static void fired_turn(uv_idle_t *h)
+{
+    fr_timers *tm = h->data;
+    uv_idle_stop(h);
+    tm->h.turn(tm->h.ud, 0);
+}
+
+void fr_timers_next_turn(fr_timers *tm)
+{
+    if (!tm->turn_init) {
+        uv_idle_init(tm->loop, &tm->turn);
+        tm->turn.data = tm;
+        tm->turn_init = true;
+    }
+    uv_idle_start(&tm->turn, fired_turn);
+}
+
 bool fr_timers_waking(const fr_timers *tm)
 {
-    return tm->wake_init && uv_is_active((const uv_handle_t *)&tm->wake);
+    return (tm->wake_init && uv_is_active((const uv_handle_t *)&tm->wake)) ||
+           (tm->turn_init && uv_is_active((const uv_handle_t *)&tm->turn));
 }
 
 void fr_timers_deadline(fr_timers *tm, size_t task, uint64_t ms)
@@ -120,7 +140,9 @@ void fr_timers_close(fr_timers *tm)
 {
     if (tm->wake_init)
         uv_close((uv_handle_t *)&tm->wake, NULL);
-    tm->wake_init = false;
+    if (tm->turn_init)
+        uv_close((uv_handle_t *)&tm->turn, NULL);
+    tm->wake_init = tm->turn_init = false;
     for (size_t i = 0; i < tm->cap; i++) {
         one *o = &tm->t[i];
         if (!o->init)

@@ -1,8 +1,10 @@
 #pragma once
 /* The run's timers on its loop: each task's deadline (its timeout, armed
  * when it first becomes ready, so that waiting for an endpoint counts as
- * much as talking to one), the wait before its next attempt, and the run's
- * wake-up (the earliest time a waiting task may be placed). A timer that
+ * much as talking to one), the wait before its next attempt, the run's
+ * wake-up (the earliest time a waiting task may be placed) and the next
+ * turn (an idle handle: the pump goes on after the loop has run once, so
+ * that what it started is sent while ready work remains). A timer that
  * fires calls the hook it was given (with the task's index). Used by
  * engine/run; a plan (virtual time) arms none. */
 #include <stdbool.h>
@@ -15,10 +17,11 @@ typedef struct fr_timers fr_timers;
 /* Called when task `task`'s timer fires (ud is the caller's). */
 typedef void (*fr_timer_fn)(void *ud, size_t task);
 
-/* What fires: a task's deadline, a task's retry wait, the wake-up (task 0). */
+/* What fires: a task's deadline, a task's retry wait, the wake-up and the
+ * next turn (both with task 0). */
 typedef struct fr_timer_hooks {
     void *ud;
-    fr_timer_fn deadline, retry, wake;
+    fr_timer_fn deadline, retry, wake, turn;
 } fr_timer_hooks;
 
 /* Timers for up to `cap` tasks on `loop` (borrowed; it may be initialised
@@ -29,7 +32,12 @@ fr_timers *fr_timers_new(uv_loop_t *loop, size_t cap, const fr_timer_hooks *hook
  * ahead), unless it is armed for earlier. */
 void fr_timers_wake_at(fr_timers *tm, double at_ms, double now_ms);
 
-/* True while the wake-up is armed. */
+/* Calls the turn hook once after the loop's next turn (its I/O polled
+ * without waiting); stopped before the hook runs. */
+void fr_timers_next_turn(fr_timers *tm);
+
+/* True while the wake-up or the next turn is armed: the run will place
+ * again without anything else happening. */
 bool fr_timers_waking(const fr_timers *tm);
 
 /* (Re)starts task `task`'s deadline: fires after `ms`. */
