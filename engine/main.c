@@ -17,6 +17,7 @@
 #include "engine/cli/endpoints_cmd.h"
 #include "engine/cli/graph_cmd.h"
 #include "engine/cli/mcp_cmd.h"
+#include "engine/cli/runs_cmd.h"
 #include "engine/cli/tools_cmd.h"
 #include "engine/guard.h"
 #include "engine/htmlreport.h"
@@ -250,6 +251,14 @@ static const command commands[] = {
     {"graph", "flowrun graph WORKFLOW.lua [--format dot|mermaid] [--run RUN|last]",
      "the task graph as Graphviz dot or Mermaid, coloured by a past run", fr_cli_graph_help,
      fr_cli_graph_main},
+    {"runs", "flowrun runs [WORKFLOW] [--limit N] [--state DIR] [--sim] [--json]",
+     "the runs in the state store, newest first", fr_cli_runs_help, fr_cli_runs_main},
+    {"report", "flowrun report [RUN|last] [--workflow NAME] [--json] [--state DIR] [--sim]",
+     "a finished run's summary or JSON report, as it printed them", fr_cli_report_help,
+     fr_cli_report_main},
+    {"stats", "flowrun stats [--since DATE] [--json] [--state DIR] [--sim]",
+     "requests, success, quality, latency, tokens, spend, tiers across runs", fr_cli_stats_help,
+     fr_cli_stats_main},
     {"help", "flowrun help [COMMAND]", "this list, or a command's help", help_help, help_main},
 };
 enum { NCOMMANDS = sizeof commands / sizeof *commands };
@@ -747,17 +756,19 @@ static int run_workflow(int argc, char **argv, int first, const command *cmd, bo
     if ((a.trace_file || a.html_file) &&
         fr_html_save(fr_run_results(run), a.trace_file, a.html_file) != FR_OK)
         code = FR_EXIT_IOERR;
+    /* One text for --json and the store: `flowrun report --json` is the same bytes. */
+    char *report = a.json || !a.run.plan ? fr_cli_report_json_text(fr_run_results(run)) : NULL;
+    if (!a.run.plan)
+        code = fr_cli_store_report(fr_run_results(run), a.run.state_dir, report, code);
     if (a.json) {
-        json_t *report = fr_report_json(fr_run_results(run));
-        int wrc = json_dumpf(report, stdout, JSON_INDENT(2));
-        json_decref(report);
-        if (wrc != 0 || fputc('\n', stdout) == EOF || fflush(stdout) != 0) {
+        if (!report || fputs(report, stdout) == EOF || fflush(stdout) != 0) {
             /* A script that reads the report must not take silence for it. */
             fprintf(stderr, "flowrun: cannot write the JSON report to standard output: %s\n",
                     strerror(errno ? errno : EIO));
             code = FR_EXIT_IOERR;
         }
     }
+    free(report);
 cleanup:
     fr_run_free(run);
     fr_workflow_free(wf);

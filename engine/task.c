@@ -176,6 +176,7 @@ static fr_attempt_rec attempt_rec(const fr_task *t)
         .endpoint = s->name,
         .tier = fr_tier_name(s->tier),
         .model = fr_ep_model(t->env->eps, ep_of(t)),
+        .type = t->env->wf->tasks[t->idx].type,
         .attempt = t->res->attempts,
     };
 }
@@ -193,10 +194,11 @@ static bool reserve_attempt(fr_task *t)
     return fr_booking_reserve(t->env->books, &a, &t->row);
 }
 
-/* Books how an attempt ended: what it used (`u`, may be NULL), cost and
- * latency, its outcome and error (borrowed). */
+/* Books how an attempt ended: what it used (`u`, may be NULL), cost,
+ * latency and time to first content (< 0: no reply), its outcome and error
+ * (borrowed). */
 static void book_attempt(fr_task *t, const char *outcome, const char *error, const fr_usage *u,
-                         double cost, double latency_ms)
+                         double cost, double latency_ms, double ttft_ms)
 {
     if (!t->env->books || t->res->endpoint < 0)
         return;
@@ -212,6 +214,8 @@ static void book_attempt(fr_task *t, const char *outcome, const char *error, con
     a.estimated = u->estimated;
     a.cost_usd = cost;
     a.latency_ms = latency_ms;
+    a.has_ttft = ttft_ms >= 0;
+    a.ttft_ms = ttft_ms;
     long long row = t->row;
     t->row = 0;
     fr_booking_settle(t->env->books, row, &a, t->env->budget, elapsed_ms(t));
@@ -229,7 +233,7 @@ void fr_task_cancel(fr_task *t, const char *outcome, const char *error)
     double charge = t->reserved;
     settle(t, charge);
     book_attempt(t, outcome, error, NULL, charge,
-                 (double)(fr_clock_ns(env->clock) - t->attempt_ns) / 1e6);
+                 (double)(fr_clock_ns(env->clock) - t->attempt_ns) / 1e6, -1);
     fr_route_set_outcome(t->res->decisions, outcome, strcmp(outcome, "cancelled") ? error : NULL);
     log_end(t, outcome, strcmp(outcome, "cancelled") ? error : NULL, NULL);
 }
@@ -373,6 +377,8 @@ static fr_task_next judge(fr_task *t, fr_outcome *o)
     fr_error *err = &o->err;
     int rc = o->rc;
     double cost = 0;
+    /* As the report has it: a reply that was not streamed came whole. */
+    double ttft = rc != FR_OK ? -1 : o->ttft_ms >= 0 ? o->ttft_ms : o->total_ms;
     fr_usage used = rc == FR_OK ? o->reply.usage : (fr_usage){0};
     t->route.finish_outcome = NULL;
     if (rc == FR_OK)
@@ -392,7 +398,7 @@ static fr_task_next judge(fr_task *t, fr_outcome *o)
                           : rc == FR_ERETRY   ? "retry"
                           : rc == FR_EBUDGET  ? "budget"
                                               : "error";
-    book_attempt(t, outcome, rc == FR_OK ? NULL : err->msg, &used, cost, o->total_ms);
+    book_attempt(t, outcome, rc == FR_OK ? NULL : err->msg, &used, cost, o->total_ms, ttft);
     log_end(t, outcome, rc == FR_OK ? NULL : err->msg, &used);
     fr_error cerr = {0};
     if (rc == FR_OK && env->books && t->cache_key &&
@@ -487,7 +493,7 @@ static void turn_end(void *ud, const fr_usage *u, double ms)
     fr_task *t = ud;
     double cost = fr_price_cost(spec_of(t), u);
     settle(t, cost);
-    book_attempt(t, "tool_call", NULL, u, cost, ms);
+    book_attempt(t, "tool_call", NULL, u, cost, ms, -1);
     t->turn_usage.input += u->input;
     t->turn_usage.output += u->output;
     t->turn_usage.cached += u->cached;
@@ -612,7 +618,7 @@ bool fr_task_dispatch(fr_task *t, size_t ep, fr_task_next *now)
         *now = next_end(FR_TASK_FAILED, fr_xstrdup(err.msg));
         return false;
     }
-    book_attempt(t, "error", err.msg, NULL, 0, 0);
+    book_attempt(t, "error", err.msg, NULL, 0, 0, -1);
     *now = attempt_failed(t, rc, 0, -1, err.msg);
     return false;
 }
