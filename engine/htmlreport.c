@@ -484,9 +484,8 @@ int fr_html_report(const json_t *report, FILE *out, fr_error *err)
     return FR_OK;
 }
 
-int fr_html_save(const fr_results *r, const char *trace_path, const char *html_path)
+int fr_html_save_json(const json_t *report, const char *trace_path, const char *html_path)
 {
-    json_t *report = fr_report_json(r);
     int rc = FR_OK;
     for (int k = 0; k < 2; k++) {
         const char *path = k ? html_path : trace_path;
@@ -503,6 +502,13 @@ int fr_html_save(const fr_results *r, const char *trace_path, const char *html_p
             rc = FR_EIO;
         }
     }
+    return rc;
+}
+
+int fr_html_save(const fr_results *r, const char *trace_path, const char *html_path)
+{
+    json_t *report = fr_report_json(r);
+    int rc = fr_html_save_json(report, trace_path, html_path);
     json_decref(report);
     return rc;
 }

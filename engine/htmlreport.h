@@ -20,6 +20,12 @@
  * writing failed. */
 int fr_html_report(const json_t *report, FILE *out, fr_error *err);
 
+/* Writes the Chrome trace (engine/trace) of `report` (borrowed: a JSON
+ * report) to `trace_path` and its HTML report to `html_path` (either may be
+ * NULL). Returns FR_OK, or FR_EIO after printing on stderr which file could
+ * not be written and why. Used by `flowrun report RUN --html/--trace`. */
+int fr_html_save_json(const json_t *report, const char *trace_path, const char *html_path);
+
 /* At a run's end: writes the Chrome trace (engine/trace) to `trace_path`
  * and the HTML report to `html_path` (either may be NULL) from the JSON
  * report of `r` (borrowed). Returns FR_OK, or FR_EIO after printing on

@@ -3,6 +3,8 @@
 
 #include "engine/cli/runs_cmd.h"
 
+#include "engine/htmlreport.h"
+
 #include "engine/booking.h"
 #include "engine/cli/cli.h"
 #include "engine/report.h"
@@ -53,6 +55,8 @@ void fr_cli_report_help(FILE *f)
           "\n"
           "options:\n"
           "  --json                the JSON report\n"
+          "  --html FILE           write the run's HTML report (one self-contained file)\n"
+          "  --trace FILE          write the run's Chrome trace (Perfetto, chrome://tracing)\n"
           "  --workflow NAME       runs of this workflow only\n",
           f);
     fputs(state_options, f);
@@ -85,7 +89,7 @@ void fr_cli_stats_help(FILE *f)
 /* ---- what the three share ---------------------------------------------- */
 
 typedef struct opts {
-    const char *state_dir, *workflow, *ref, *since;
+    const char *state_dir, *workflow, *ref, *since, *html, *trace;
     bool sim, json;
     long limit;
 } opts;
@@ -113,6 +117,10 @@ static int parse(int argc, char **argv, const char *const *named, const char **w
                 o->workflow = v;
             else if (strcmp(s, "--since") == 0)
                 o->since = v;
+            else if (strcmp(s, "--html") == 0)
+                o->html = v;
+            else if (strcmp(s, "--trace") == 0)
+                o->trace = v;
             else {
                 char *end = NULL;
                 o->limit = strtol(v, &end, 10);
@@ -253,7 +261,7 @@ cleanup:
 
 int fr_cli_report_main(int argc, char **argv)
 {
-    static const char *const named[] = {"--workflow", NULL};
+    static const char *const named[] = {"--workflow", "--html", "--trace", NULL};
     opts o = {0};
     fr_store *st = NULL;
     char *path = NULL;
@@ -292,8 +300,21 @@ int fr_cli_report_main(int argc, char **argv)
         code = FR_EXIT_INVALID;
         goto cleanup;
     }
-    const char *text = o.json ? rep.json : rep.summary;
     code = 0;
+    if (o.html || o.trace) {
+        /* The files are rendered from the stored JSON alone, as the run's own
+         * --html and --trace were. */
+        json_t *report = json_loads(rep.json, 0, NULL);
+        if (!report || fr_html_save_json(report, o.trace, o.html) != FR_OK) {
+            if (!report)
+                fprintf(stderr, "flowrun: run %s's stored report is not JSON\n", rep.run_id);
+            code = FR_EXIT_IOERR;
+        }
+        json_decref(report);
+        if (!o.json) /* the files were asked for: the summary only with --json */
+            goto cleanup;
+    }
+    const char *text = o.json ? rep.json : rep.summary;
     if (fputs(text, stdout) == EOF || fflush(stdout) != 0) {
         fprintf(stderr, "flowrun: cannot write to standard output: %s\n",
                 strerror(errno ? errno : EIO));

@@ -42,6 +42,7 @@ run_watched 60 "traced run" "$WORK/flow.lua" --out "$WORK/out" --state "$WORK/st
 expect_rc 0 "traced run"
 cp "$WORK/stdout" "$WORK/report.json"
 
+
 # ---- the attempt log ----------------------------------------------------
 [ "$(jqr '[.tasks[] | select(.name=="design") | .attempt_log[] | "\(.attempt):\(.endpoint):\(.outcome)"] | join(",")')" = \
   "1:local:error,2:flaky:error,3:flaky:ok" ] ||
@@ -123,3 +124,10 @@ python3 "$CHECK/html_check.py" netlog "$WORK/net.json" || fail "the HTML report 
 # Not blank, and the timeline's bar of the refused local attempt is there.
 python3 "$CHECK/html_check.py" png "$ARTEFACTS/report.png" d04040 30 || fail "the screenshot does not show the timeline"
 pass "headless Chromium renders the HTML report: no console error, no request; screenshot in $ARTEFACTS/report.png"
+
+# A stored report renders the same files later.
+run_flowrun report last --state "$WORK/state" --html "$WORK/later.html" --trace "$WORK/later.json"
+expect_rc 0 "report last --html --trace"
+cmp -s "$WORK/report.html" "$WORK/later.html" || fail "report --html differs from the run's --html"
+cmp -s "$WORK/trace.json" "$WORK/later.json" || fail "report --trace differs from the run's --trace"
+pass "flowrun report last --html/--trace writes the same files as the run's own flags"
