@@ -144,3 +144,22 @@ void fr_results_close(fr_results *r)
     r->tasks = NULL;
     r->endpoints = NULL;
 }
+
+void fr_results_for_run(fr_results *r, const fr_workflow *wf, const fr_graph *g, const char *run_id,
+                        bool sim, bool plan)
+{
+    fr_results_init(r, wf, g);
+    r->run_id = run_id;
+    r->sim = sim;
+    r->plan = plan;
+}
+
+int fr_results_set_baseline(fr_results *r, const fr_workflow *wf, const char *name, fr_error *err)
+{
+    if (!name)
+        return FR_OK;
+    r->baseline = fr_workflow_find_endpoint(wf, name);
+    if (r->baseline < 0)
+        return fr_error_set(err, FR_ECONFIG, "--baseline", 0, "no endpoint named '%s'", name);
+    return FR_OK;
+}

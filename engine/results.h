@@ -96,6 +96,14 @@ typedef struct fr_results {
  * it): every task pending, with no endpoint, no check score and an empty
  * decision log. */
 void fr_results_init(fr_results *r, const fr_workflow *wf, const fr_graph *g);
+/* fr_results_init for a run: its id (borrowed, must outlive `r`), whether
+ * it is a rehearsal (`sim`) or a plan. */
+void fr_results_for_run(fr_results *r, const fr_workflow *wf, const fr_graph *g, const char *run_id,
+                        bool sim, bool plan);
+/* Sets the baseline endpoint the report compares costs with: `name`
+ * (borrowed; NULL for none) must be an endpoint of `wf`, else FR_ECONFIG
+ * naming --baseline. */
+int fr_results_set_baseline(fr_results *r, const fr_workflow *wf, const char *name, fr_error *err);
 /* Sets up the entry of task `idx`, a fan-out's instance just added to the
  * workflow (within the room fr_results_init made for wf->tasks_cap), as
  * fr_results_init does for every task. */

@@ -700,3 +700,17 @@ int fr_task_render(fr_task *t, fr_error *err)
     }
     return rc;
 }
+
+fr_task_env fr_task_env_for_run(fr_workflow *wf, fr_results *results, fr_clock *clock,
+                                const char *run_id, bool plan, bool show_tools,
+                                void (*next)(void *ud, size_t task, fr_task_next *next), void *ud)
+{
+    return (fr_task_env){.wf = wf,
+                         .results = results,
+                         .clock = clock,
+                         .run_id = run_id,
+                         .plan = plan,
+                         .show_tools = show_tools,
+                         .next = next,
+                         .ud = ud};
+}
