@@ -68,10 +68,8 @@ static void fill(fixture *fx)
     draft->ttft_ms = 150;
     draft->start_ns = 0;
     draft->end_ns = 800 * MS;
-    json_array_append_new(draft->decisions,
-                          json_pack("{s:s, s:i, s:s, s:s, s:i, s:s}", "policy", "cost", "version",
-                                    1, "reason", "first", "endpoint", "local", "attempt", 1,
-                                    "outcome", "ok"));
+    fr_declog_add(draft->decisions, "cost", 1, "first", local, 1, NULL, 0);
+    fr_declog_set_outcome(draft->decisions, "ok", NULL);
 
     fr_task_result *polish = &r->tasks[engine_task(fx->wf, "polish")];
     polish->state = FR_TASK_FAILED;
@@ -82,11 +80,9 @@ static void fill(fixture *fx)
     polish->end_ns = 1500 * MS;
     polish->reason = fr_xstrdup("every usable endpoint failed; last error: HTTP 400: "
                                 "the key " KEY " is not valid here");
-    json_array_append_new(polish->decisions,
-                          json_pack("{s:s, s:i, s:s, s:s, s:i, s:s, s:s}", "policy", "cost",
-                                    "version", 1, "reason", "first", "endpoint", "cloud", "attempt",
-                                    1, "outcome", "error", "error",
-                                    "HTTP 400: the key " KEY " is not valid here"));
+    fr_declog_add(polish->decisions, "cost", 1, "first", cloud, 1, NULL, 0);
+    fr_declog_set_outcome(polish->decisions, "error",
+                          "HTTP 400: the key " KEY " is not valid here");
 
     fr_task_result *publish = &r->tasks[engine_task(fx->wf, "publish")];
     publish->state = FR_TASK_SKIPPED;

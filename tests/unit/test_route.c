@@ -193,9 +193,10 @@ static void test_tried_excluded(void **state)
     plain.last_error = "HTTP 500: boom";
     assert_false(fr_route_allowed(w->rt, &plain, w->local));
     assert_string_equal(dispatched(w, &plain), "cloud");
-    json_t *d = json_array_get(plain.res->decisions, 0);
-    assert_string_equal(json_string_value(json_object_get(d, "reason")), "error");
-    assert_int_equal(json_array_size(json_object_get(d, "candidates")), 1);
+    const fr_decision *d = fr_declog_get(plain.res->decisions, 0);
+    assert_string_equal(d->reason, "error");
+    assert_true(d->has_candidates);
+    assert_int_equal(d->ncands, 1);
     /* Both tried: the last error is the reason. */
     plain.tried[w->cloud] = 1;
     char *why = ended(w, &plain, FR_TASK_FAILED);
@@ -294,13 +295,12 @@ static void test_all_full_waits_without_asking(void **state)
     assert_int_equal(d.kind, FR_ROUTE_WAIT);
     assert_float_equal(d.wake_at_ms, 0, 0); /* a released slot wakes it */
     assert_int_equal(fr_route_policy_errors(w->rt), 0);
-    assert_int_equal(json_array_size(plain.res->decisions), 0);
+    assert_int_equal(fr_declog_count(plain.res->decisions), 0);
     /* A slot frees: the policy is asked, fails, and the default decides. */
     fr_sched_release_slot(w->sched, w->cloud);
     assert_string_equal(dispatched(w, &plain), "cloud");
     assert_int_equal(fr_route_policy_errors(w->rt), 1);
-    json_t *dec = json_array_get(plain.res->decisions, 0);
-    assert_string_equal(json_string_value(json_object_get(dec, "policy")), "default");
+    assert_string_equal(fr_declog_get(plain.res->decisions, 0)->policy, "default");
     world_free(w);
 }
 
@@ -313,7 +313,7 @@ static void test_retry_goes_back(void **state)
     plain.retry_ep = (long)w->cloud;
     plain.reason = "error";
     assert_string_equal(dispatched(w, &plain), "cloud");
-    assert_int_equal(json_array_size(plain.res->decisions), 0); /* nobody was asked */
+    assert_int_equal(fr_declog_count(plain.res->decisions), 0); /* nobody was asked */
     /* While the cloud cools down, local takes it now instead. */
     fr_ep_failed(w->eps, w->cloud, FR_EHTTP, 503, 30, "busy", 0);
     assert_string_equal(dispatched(w, &plain), "local");
@@ -380,26 +380,28 @@ static void test_decision_log(void **state)
     world *w = world_new(NULL, NULL);
     fr_route_task plain = task(w, "plain");
     assert_string_equal(dispatched(w, &plain), "local");
-    assert_int_equal(json_array_size(plain.res->decisions), 1);
-    json_t *d = json_array_get(plain.res->decisions, 0);
-    assert_string_equal(json_string_value(json_object_get(d, "policy")), "cost");
-    assert_int_equal(json_integer_value(json_object_get(d, "version")), 1);
-    assert_string_equal(json_string_value(json_object_get(d, "reason")), "first");
-    assert_string_equal(json_string_value(json_object_get(d, "endpoint")), "local");
-    assert_int_equal(json_integer_value(json_object_get(d, "attempt")), 1);
-    assert_true(json_is_null(json_object_get(d, "outcome")));
-    json_t *cands = json_object_get(d, "candidates");
-    assert_int_equal(json_array_size(cands), 2);
-    json_t *c0 = json_array_get(cands, 0), *c1 = json_array_get(cands, 1);
-    assert_string_equal(json_string_value(json_object_get(c0, "name")), "local");
-    assert_int_equal(json_integer_value(json_object_get(c0, "free")), 1);
-    assert_float_equal(json_number_value(json_object_get(c0, "est_cost")), 0, 0);
-    assert_string_equal(json_string_value(json_object_get(c1, "name")), "cloud");
+    assert_int_equal(fr_declog_count(plain.res->decisions), 1);
+    const fr_decision *d = fr_declog_get(plain.res->decisions, 0);
+    assert_string_equal(d->policy, "cost");
+    assert_int_equal(d->version, 1);
+    assert_string_equal(d->reason, "first");
+    assert_int_equal(d->endpoint, w->local);
+    assert_int_equal(d->attempt, 1);
+    assert_null(d->outcome);
+    assert_null(d->error);
+    assert_true(d->has_candidates);
+    assert_int_equal(d->ncands, 2);
+    const fr_decision_cand *c0 = fr_declog_cands(plain.res->decisions) + d->first_cand,
+                           *c1 = c0 + 1;
+    assert_int_equal(c0->endpoint, w->local);
+    assert_int_equal(c0->free, 1);
+    assert_float_equal(c0->est_cost, 0, 0);
+    assert_int_equal(c1->endpoint, w->cloud);
     /* 10 tokens in at $1/M, 2048 out at $2/M. */
-    assert_float_equal(json_number_value(json_object_get(c1, "est_cost")), 4106e-6, 1e-9);
+    assert_float_equal(c1->est_cost, 4106e-6, 1e-9);
     fr_route_set_outcome(plain.res->decisions, "error", "HTTP 500");
-    assert_string_equal(json_string_value(json_object_get(d, "outcome")), "error");
-    assert_string_equal(json_string_value(json_object_get(d, "error")), "HTTP 500");
+    assert_string_equal(d->outcome, "error");
+    assert_string_equal(d->error, "HTTP 500");
     world_free(w);
 }
 
