@@ -196,6 +196,33 @@ static void test_json_key_points(void **state)
     assert_non_null(strstr(fx->r.tasks[1].reason, KEY));
 }
 
+/* A routing decision is rendered as the decision log's JSON always was:
+ * its fields in this order, the candidates it saw by name, the error last
+ * (redacted); a second decision's candidates are its own. */
+static void test_decisions_rendered(void **state)
+{
+    fixture *fx = *state;
+    size_t local = engine_ep(fx->wf, "local"), cloud = engine_ep(fx->wf, "cloud");
+    fr_declog *log = fx->r.tasks[engine_task(fx->wf, "publish")].decisions;
+    fr_decision_cand seen[] = {{.endpoint = local, .free = 1, .est_cost = 0},
+                               {.endpoint = cloud, .free = 2, .est_cost = 0.5}};
+    fr_declog_add(log, "balanced", 2, "first", cloud, 1, seen, 2);
+    fr_declog_set_outcome(log, "error", "HTTP 401: " KEY);
+    fr_declog_add(log, "balanced", 2, "error", local, 2, seen, 1);
+    json_t *o = fr_report_json(&fx->r);
+    json_t *decs = json_object_get(json_array_get(json_object_get(o, "tasks"), 2), "decisions");
+    char *got = json_dumps(decs, JSON_COMPACT | JSON_REAL_PRECISION(17));
+    assert_string_equal(
+        got, "[{\"policy\":\"balanced\",\"version\":2,\"reason\":\"first\",\"endpoint\":\"cloud\","
+             "\"attempt\":1,\"outcome\":\"error\",\"candidates\":[{\"name\":\"local\",\"free\":1,"
+             "\"est_cost\":0.0},{\"name\":\"cloud\",\"free\":2,\"est_cost\":0.5}],\"error\":"
+             "\"HTTP 401: " FR_REDACTED "\"},{\"policy\":\"balanced\",\"version\":2,\"reason\":"
+             "\"error\",\"endpoint\":\"local\",\"attempt\":2,\"outcome\":null,\"candidates\":"
+             "[{\"name\":\"local\",\"free\":1,\"est_cost\":0.0}]}]");
+    free(got);
+    json_decref(o);
+}
+
 static void test_summary(void **state)
 {
     fixture *fx = *state;
@@ -228,6 +255,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_json_matches_golden, setup, teardown),
         cmocka_unit_test_setup_teardown(test_json_key_points, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_decisions_rendered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_summary, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
