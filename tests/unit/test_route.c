@@ -270,6 +270,58 @@ static fr_policy *policy_from(const char *code)
     return p;
 }
 
+/* A policy that changes everything it is given (every field of every
+ * table, nested ones too, plus keys of its own) sees the same fresh
+ * arguments on its next call: nothing of one decision leaks into the next.
+ * The first call keeps a print of its arguments, the second compares its
+ * own with it (only the run's elapsed time may differ) and fails on a
+ * difference, which would leave the decision to the default. */
+static const char mutating_policy[] =
+    "local first\n"
+    "local function print_of(v)\n"
+    "  if type(v) ~= 'table' then return type(v) .. ':' .. tostring(v) end\n"
+    "  local keys = {}\n"
+    "  for k in pairs(v) do if k ~= 'elapsed' then keys[#keys + 1] = k end end\n"
+    "  table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)\n"
+    "  local out = {}\n"
+    "  for _, k in ipairs(keys) do out[#out + 1] = tostring(k) .. '=' .. print_of(v[k]) end\n"
+    "  return '{' .. table.concat(out, ',') .. '}' .. tostring(getmetatable(v))\n"
+    "end\n"
+    "local function spoil(t)\n"
+    "  for k, v in pairs(t) do\n"
+    "    if type(v) == 'table' then spoil(v) end\n"
+    "    t[k] = 'spoiled'\n"
+    "  end\n"
+    "  t.extra = {1, 2, 3}\n"
+    "  t[#t + 1] = 'more'\n"
+    "  setmetatable(t, {__index = function() return 'ghost' end})\n"
+    "end\n"
+    "return {route = function(task, cands, run)\n"
+    "  local now = print_of({task, cands, run})\n"
+    "  if first and now ~= first then error('arguments leaked: ' .. now) end\n"
+    "  first = now\n"
+    "  local name = cands[1].name\n"
+    "  spoil(task); spoil(cands); spoil(run)\n"
+    "  return name\n"
+    "end}\n";
+
+static void test_policy_mutation_does_not_leak(void **state)
+{
+    (void)state;
+    world *w = world_new(NULL, policy_from(mutating_policy));
+    fr_route_task plain = task(w, "plain");
+    const char *first = dispatched(w, &plain);
+    for (int i = 0; i < 3; i++) {
+        plain.res->attempts = 0; /* the same question again */
+        assert_string_equal(dispatched(w, &plain), first);
+    }
+    assert_int_equal(fr_route_policy_errors(w->rt), 0);
+    assert_int_equal(fr_declog_count(plain.res->decisions), 4);
+    for (size_t i = 0; i < 4; i++)
+        assert_string_equal(fr_declog_get(plain.res->decisions, i)->policy, "test");
+    world_free(w);
+}
+
 static void test_privacy_against_the_policy(void **state)
 {
     (void)state;
@@ -564,6 +616,7 @@ int main(void)
         cmocka_unit_test(test_check_reachable),
         cmocka_unit_test(test_decision_log),
         cmocka_unit_test(test_policy_view),
+        cmocka_unit_test(test_policy_mutation_does_not_leak),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
