@@ -17,28 +17,29 @@ struct fr_policy {
     int version;
     int route_ref;
     int on_result_ref;
-    int keys_ref; /* the argument tables' keys as Lua strings (KEY_NAMES) */
 };
 
 /* The keys of the argument tables, made Lua strings once per policy, so
  * building an argument sets a field without hashing or comparing its key
  * again (lua_setfield looks a C string up in the string cache each time). */
-#define KEY_LIST(X)                                                                                \
-    X(NAME, "name")                                                                                \
-    X(AGENT, "agent") X(TYPE, "type") X(COMPLEXITY, "complexity") X(PRIORITY, "priority")          \
-        X(PRIVATE, "private") X(ATTEMPT, "attempt") X(REASON, "reason") X(TRIED, "tried") X(       \
-            EST_INPUT_TOKENS, "est_input_tokens") X(MAX_TOKENS, "max_tokens") X(TOOLS, "tools")    \
-            X(TIER, "tier") X(PROTOCOL, "protocol") X(MODEL, "model") X(IN_FLIGHT, "in_flight")    \
-                X(MAX_PARALLEL, "max_parallel") X(FREE, "free") X(QUEUED, "queued")                \
-                    X(QUALITY, "quality") X(PRICE_IN, "price_in") X(PRICE_OUT, "price_out")        \
-                        X(EST_COST, "est_cost") X(LATENCY_P50, "latency_p50") X(TAGS, "tags")      \
-                            X(CONTEXT, "context") X(ENDPOINT, "endpoint") X(TEXT, "text")          \
-                                X(JSON, "json") X(LATENCY_MS, "latency_ms") X(TOKENS, "tokens")    \
-                                    X(INPUT, "input") X(OUTPUT, "output") X(COST_USD, "cost_usd")  \
-                                        X(BUDGET, "budget") X(SPENT, "spent")                      \
-                                            X(RESERVED, "reserved") X(REMAINING, "remaining")      \
-                                                X(ELAPSED, "elapsed") X(DONE, "done")              \
-                                                    X(TOTAL, "total") X(READY, "ready")
+/* clang-format off */
+#define KEY_LIST(X)                                                           \
+    X(NAME, "name") X(AGENT, "agent") X(TYPE, "type")                         \
+    X(COMPLEXITY, "complexity") X(PRIORITY, "priority") X(PRIVATE, "private") \
+    X(ATTEMPT, "attempt") X(REASON, "reason") X(TRIED, "tried")               \
+    X(EST_INPUT_TOKENS, "est_input_tokens")                                   \
+    X(MAX_TOKENS, "max_tokens") X(TOOLS, "tools") X(TIER, "tier")             \
+    X(PROTOCOL, "protocol") X(MODEL, "model") X(IN_FLIGHT, "in_flight")       \
+    X(MAX_PARALLEL, "max_parallel") X(FREE, "free") X(QUEUED, "queued")       \
+    X(QUALITY, "quality") X(PRICE_IN, "price_in") X(PRICE_OUT, "price_out")   \
+    X(EST_COST, "est_cost") X(LATENCY_P50, "latency_p50") X(TAGS, "tags")     \
+    X(CONTEXT, "context") X(ENDPOINT, "endpoint") X(TEXT, "text")             \
+    X(JSON, "json") X(LATENCY_MS, "latency_ms") X(TOKENS, "tokens")           \
+    X(INPUT, "input") X(OUTPUT, "output") X(COST_USD, "cost_usd")             \
+    X(BUDGET, "budget") X(SPENT, "spent") X(RESERVED, "reserved")             \
+    X(REMAINING, "remaining") X(ELAPSED, "elapsed") X(DONE, "done")           \
+    X(TOTAL, "total") X(READY, "ready")
+/* clang-format on */
 #define KEY_ENUM(id, s) K_##id,
 #define KEY_NAME(id, s) s,
 enum { KEY_FIRST = 0, KEY_LIST(KEY_ENUM) KEY_COUNT };
@@ -168,7 +169,9 @@ static int take_refs(lua_State *L)
         lua_pushstring(L, key_names[k]);
         lua_rawseti(L, -2, k);
     }
-    p->keys_ref = fr_sandbox_ref(L); /* [] */
+    /* Kept in the registry under the address of key_names, out of the
+     * policy's reach, for as long as the state lives. */
+    lua_rawsetp(L, LUA_REGISTRYINDEX, key_names); /* [] */
     return 0;
 }
 
@@ -223,7 +226,7 @@ static int adopt_module(fr_policy *p, fr_error *err)
 static fr_policy *policy_new(const char *path, const fr_lua_limits *lim, int version)
 {
     fr_policy *p = fr_xcalloc(1, sizeof *p);
-    p->route_ref = p->on_result_ref = p->keys_ref = LUA_NOREF;
+    p->route_ref = p->on_result_ref = LUA_NOREF;
     p->version = version;
     p->path = fr_xstrdup(path);
     p->name = base_name(path);
@@ -285,7 +288,6 @@ void fr_policy_free(fr_policy *p)
     if (p->L) {
         fr_sandbox_unref(p->L, p->route_ref);
         fr_sandbox_unref(p->L, p->on_result_ref);
-        fr_sandbox_unref(p->L, p->keys_ref);
         fr_sandbox_free(p->L);
     }
     free(p->name);
@@ -338,7 +340,6 @@ typedef struct call_args {
     const cand_set *cands;          /* route */
     const fr_policy_result *result; /* on_result */
     const fr_policy_run *run;
-    int keys_ref; /* the policy's keys table (views only) */
 } call_args;
 
 /* The fields below are set on a table preallocated for all of them, in the
@@ -486,8 +487,8 @@ static int push_args(lua_State *L)
         return 3;
     }
     luaL_checkstack(L, 10, "policy arguments");
-    lua_rawgeti(L, LUA_REGISTRYINDEX, a->keys_ref); /* [ud, keys] */
-    push_task(L, a->task);                          /* [ud, keys, task] */
+    lua_rawgetp(L, LUA_REGISTRYINDEX, key_names); /* [ud, keys] */
+    push_task(L, a->task);                        /* [ud, keys, task] */
     if (a->cands)
         push_cands(L, a->cands);
     else
@@ -605,7 +606,7 @@ int fr_policy_route_view(fr_policy *p, const fr_policy_task *task, const fr_poli
 {
     bool not_candidate;
     cand_set cs = {.view = cands, .n = n};
-    call_args a = {.task = task, .cands = &cs, .run = run, .keys_ref = p->keys_ref};
+    call_args a = {.task = task, .cands = &cs, .run = run};
     return route_call(p, &a, choice, &not_candidate, err);
 }
 
@@ -650,7 +651,7 @@ int fr_policy_on_result_view(fr_policy *p, const fr_policy_task *task,
                              const fr_policy_result *result, const fr_policy_run *run,
                              fr_verdict *verdict, fr_error *err)
 {
-    call_args a = {.task = task, .result = result, .run = run, .keys_ref = p->keys_ref};
+    call_args a = {.task = task, .result = result, .run = run};
     return on_result_call(p, &a, verdict, err);
 }
 
