@@ -19,6 +19,35 @@ struct fr_policy {
     int on_result_ref;
 };
 
+/* The keys of the argument tables, made Lua strings once per policy, so
+ * building an argument sets a field without hashing or comparing its key
+ * again (lua_setfield looks a C string up in the string cache each time). */
+/* clang-format off */
+#define KEY_LIST(X)                                                           \
+    X(NAME, "name") X(AGENT, "agent") X(TYPE, "type")                         \
+    X(COMPLEXITY, "complexity") X(PRIORITY, "priority") X(PRIVATE, "private") \
+    X(ATTEMPT, "attempt") X(REASON, "reason") X(TRIED, "tried")               \
+    X(EST_INPUT_TOKENS, "est_input_tokens")                                   \
+    X(MAX_TOKENS, "max_tokens") X(TOOLS, "tools") X(TIER, "tier")             \
+    X(PROTOCOL, "protocol") X(MODEL, "model") X(IN_FLIGHT, "in_flight")       \
+    X(MAX_PARALLEL, "max_parallel") X(FREE, "free") X(QUEUED, "queued")       \
+    X(QUALITY, "quality") X(PRICE_IN, "price_in") X(PRICE_OUT, "price_out")   \
+    X(EST_COST, "est_cost") X(LATENCY_P50, "latency_p50") X(TAGS, "tags")     \
+    X(CONTEXT, "context") X(ENDPOINT, "endpoint") X(TEXT, "text")             \
+    X(JSON, "json") X(LATENCY_MS, "latency_ms") X(TOKENS, "tokens")           \
+    X(INPUT, "input") X(OUTPUT, "output") X(COST_USD, "cost_usd")             \
+    X(BUDGET, "budget") X(SPENT, "spent") X(RESERVED, "reserved")             \
+    X(REMAINING, "remaining") X(ELAPSED, "elapsed") X(DONE, "done")           \
+    X(TOTAL, "total") X(READY, "ready")
+/* clang-format on */
+#define KEY_ENUM(id, s) K_##id,
+#define KEY_NAME(id, s) s,
+enum { KEY_FIRST = 0, KEY_LIST(KEY_ENUM) KEY_COUNT };
+static const char *const key_names[] = {"", KEY_LIST(KEY_NAME)};
+
+/* Where push_args keeps the keys table on the stack (after its userdata). */
+#define KEYS_IDX 2
+
 /* $FLOWRUN_LUA_DIR, or NULL: the built-ins come from the binary. */
 static const char *lua_dir(void)
 {
@@ -135,6 +164,14 @@ static int take_refs(lua_State *L)
     else
         lua_pop(L, 1);
     p->route_ref = fr_sandbox_ref(L); /* [] */
+    lua_createtable(L, KEY_COUNT, 0); /* [keys] */
+    for (int k = 1; k < KEY_COUNT; k++) {
+        lua_pushstring(L, key_names[k]);
+        lua_rawseti(L, -2, k);
+    }
+    /* Kept in the registry under the address of key_names, out of the
+     * policy's reach, for as long as the state lives. */
+    lua_rawsetp(L, LUA_REGISTRYINDEX, key_names); /* [] */
     return 0;
 }
 
@@ -307,65 +344,78 @@ typedef struct call_args {
 
 /* The fields below are set on a table preallocated for all of them, in the
  * order of the JSON objects they replace, so a policy sees the same table
- * (pairs() included). [-0, +0] on a table at the top. */
-static void set_str(lua_State *L, const char *k, const char *v)
+ * (pairs() included). Each pushes key `k` (a K_ index into the keys table
+ * at KEYS_IDX) and its value and sets them raw: the table is new and has no
+ * metatable. [-0, +0] on a table at the top. */
+static void set_key(lua_State *L, int k)
 {
+    lua_rawgeti(L, KEYS_IDX, k); /* [t, k] */
+}
+
+static void set_str(lua_State *L, int k, const char *v)
+{
+    set_key(L, k);
     if (v)
         lua_pushstring(L, v);
     else
         lua_pushnil(L);
-    lua_setfield(L, -2, k);
+    lua_rawset(L, -3);
 }
 
-static void set_int(lua_State *L, const char *k, lua_Integer v)
+static void set_int(lua_State *L, int k, lua_Integer v)
 {
+    set_key(L, k);
     lua_pushinteger(L, v);
-    lua_setfield(L, -2, k);
+    lua_rawset(L, -3);
 }
 
-static void set_num(lua_State *L, const char *k, double v)
+static void set_num(lua_State *L, int k, double v)
 {
+    set_key(L, k);
     lua_pushnumber(L, v);
-    lua_setfield(L, -2, k);
+    lua_rawset(L, -3);
 }
 
 /* Sets field `k` to `v` when `has`, else to nil (as a JSON null did). */
-static void set_opt_num(lua_State *L, const char *k, bool has, double v)
+static void set_opt_num(lua_State *L, int k, bool has, double v)
 {
+    set_key(L, k);
     if (has)
         lua_pushnumber(L, v);
     else
         lua_pushnil(L);
-    lua_setfield(L, -2, k);
+    lua_rawset(L, -3);
 }
 
 /* Sets field `k` to an array of the `n` strings `v`. */
-static void set_names(lua_State *L, const char *k, const char *const *v, size_t n)
+static void set_names(lua_State *L, int k, const char *const *v, size_t n)
 {
-    lua_createtable(L, (int)n, 0); /* [t, a] */
+    set_key(L, k);                 /* [t, k] */
+    lua_createtable(L, (int)n, 0); /* [t, k, a] */
     for (size_t i = 0; i < n; i++) {
         lua_pushstring(L, v[i]);
         lua_rawseti(L, -2, (lua_Integer)i + 1);
     }
-    lua_setfield(L, -2, k); /* [t] */
+    lua_rawset(L, -3); /* [t] */
 }
 
 static void push_task(lua_State *L, const fr_policy_task *t)
 {
     lua_createtable(L, 0, 12); /* [task] */
-    set_str(L, "name", t->name);
-    set_str(L, "agent", t->agent);
-    set_str(L, "type", t->type);
-    set_num(L, "complexity", t->complexity);
-    set_int(L, "priority", t->priority);
+    set_str(L, K_NAME, t->name);
+    set_str(L, K_AGENT, t->agent);
+    set_str(L, K_TYPE, t->type);
+    set_num(L, K_COMPLEXITY, t->complexity);
+    set_int(L, K_PRIORITY, t->priority);
+    set_key(L, K_PRIVATE);
     lua_pushboolean(L, t->is_private);
-    lua_setfield(L, -2, "private");
-    set_int(L, "attempt", t->attempt);
-    set_str(L, "reason", t->reason);
-    set_names(L, "tried", t->tried, t->ntried);
-    set_int(L, "est_input_tokens", t->est_input_tokens);
-    set_int(L, "max_tokens", t->max_tokens);
-    set_int(L, "tools", t->tools);
+    lua_rawset(L, -3);
+    set_int(L, K_ATTEMPT, t->attempt);
+    set_str(L, K_REASON, t->reason);
+    set_names(L, K_TRIED, t->tried, t->ntried);
+    set_int(L, K_EST_INPUT_TOKENS, t->est_input_tokens);
+    set_int(L, K_MAX_TOKENS, t->max_tokens);
+    set_int(L, K_TOOLS, t->tools);
 }
 
 static void push_cands(lua_State *L, const cand_set *cs)
@@ -374,21 +424,21 @@ static void push_cands(lua_State *L, const cand_set *cs)
     for (size_t i = 0; i < cs->n; i++) {
         const fr_policy_cand *c = &cs->view[i];
         lua_createtable(L, 0, 15); /* [cands, c] */
-        set_str(L, "name", c->name);
-        set_str(L, "tier", c->tier);
-        set_str(L, "protocol", c->protocol);
-        set_str(L, "model", c->model);
-        set_int(L, "in_flight", c->in_flight);
-        set_int(L, "max_parallel", c->max_parallel);
-        set_int(L, "free", c->free);
-        set_int(L, "queued", c->queued);
-        set_num(L, "quality", c->quality);
-        set_num(L, "price_in", c->price_in);
-        set_num(L, "price_out", c->price_out);
-        set_num(L, "est_cost", c->est_cost);
-        set_opt_num(L, "latency_p50", c->latency_p50 >= 0, c->latency_p50);
-        set_names(L, "tags", c->tags, c->ntags);
-        set_int(L, "context", c->context);
+        set_str(L, K_NAME, c->name);
+        set_str(L, K_TIER, c->tier);
+        set_str(L, K_PROTOCOL, c->protocol);
+        set_str(L, K_MODEL, c->model);
+        set_int(L, K_IN_FLIGHT, c->in_flight);
+        set_int(L, K_MAX_PARALLEL, c->max_parallel);
+        set_int(L, K_FREE, c->free);
+        set_int(L, K_QUEUED, c->queued);
+        set_num(L, K_QUALITY, c->quality);
+        set_num(L, K_PRICE_IN, c->price_in);
+        set_num(L, K_PRICE_OUT, c->price_out);
+        set_num(L, K_EST_COST, c->est_cost);
+        set_opt_num(L, K_LATENCY_P50, c->latency_p50 >= 0, c->latency_p50);
+        set_names(L, K_TAGS, c->tags, c->ntags);
+        set_int(L, K_CONTEXT, c->context);
         lua_rawseti(L, -2, (lua_Integer)i + 1); /* [cands] */
     }
 }
@@ -396,31 +446,33 @@ static void push_cands(lua_State *L, const cand_set *cs)
 static void push_result(lua_State *L, const fr_policy_result *r)
 {
     lua_createtable(L, 0, 8); /* [result] */
-    set_str(L, "endpoint", r->endpoint);
-    set_str(L, "tier", r->tier);
-    set_str(L, "text", r->text);
-    fr_lua_push_json(L, r->json); /* [result, json] */
-    lua_setfield(L, -2, "json");
-    set_num(L, "latency_ms", r->latency_ms);
-    lua_createtable(L, 0, 2); /* [result, tokens] */
-    set_int(L, "input", r->input_tokens);
-    set_int(L, "output", r->output_tokens);
-    lua_setfield(L, -2, "tokens");
-    set_num(L, "cost_usd", r->cost_usd);
-    set_int(L, "attempt", r->attempt);
+    set_str(L, K_ENDPOINT, r->endpoint);
+    set_str(L, K_TIER, r->tier);
+    set_str(L, K_TEXT, r->text);
+    set_key(L, K_JSON);           /* [result, "json"] */
+    fr_lua_push_json(L, r->json); /* [result, "json", json] */
+    lua_rawset(L, -3);
+    set_num(L, K_LATENCY_MS, r->latency_ms);
+    set_key(L, K_TOKENS);     /* [result, "tokens"] */
+    lua_createtable(L, 0, 2); /* [result, "tokens", tokens] */
+    set_int(L, K_INPUT, r->input_tokens);
+    set_int(L, K_OUTPUT, r->output_tokens);
+    lua_rawset(L, -3);
+    set_num(L, K_COST_USD, r->cost_usd);
+    set_int(L, K_ATTEMPT, r->attempt);
 }
 
 static void push_run(lua_State *L, const fr_policy_run *r)
 {
     lua_createtable(L, 0, 8); /* [run] */
-    set_opt_num(L, "budget", r->capped, r->budget);
-    set_num(L, "spent", r->spent);
-    set_num(L, "reserved", r->reserved);
-    set_opt_num(L, "remaining", r->capped, r->remaining);
-    set_num(L, "elapsed", r->elapsed);
-    set_int(L, "done", r->done);
-    set_int(L, "total", r->total);
-    set_int(L, "ready", r->ready);
+    set_opt_num(L, K_BUDGET, r->capped, r->budget);
+    set_num(L, K_SPENT, r->spent);
+    set_num(L, K_RESERVED, r->reserved);
+    set_opt_num(L, K_REMAINING, r->capped, r->remaining);
+    set_num(L, K_ELAPSED, r->elapsed);
+    set_int(L, K_DONE, r->done);
+    set_int(L, K_TOTAL, r->total);
+    set_int(L, K_READY, r->ready);
 }
 
 /* Pushes the three arguments of the call_args passed as light userdata.
@@ -434,13 +486,14 @@ static int push_args(lua_State *L)
             fr_lua_push_json(L, a->json[i]); /* [ud, v...] */
         return 3;
     }
-    luaL_checkstack(L, 8, "policy arguments");
-    push_task(L, a->task); /* [ud, task] */
+    luaL_checkstack(L, 10, "policy arguments");
+    lua_rawgetp(L, LUA_REGISTRYINDEX, key_names); /* [ud, keys] */
+    push_task(L, a->task);                        /* [ud, keys, task] */
     if (a->cands)
         push_cands(L, a->cands);
     else
         push_result(L, a->result);
-    push_run(L, a->run); /* [ud, task, cands|result, run] */
+    push_run(L, a->run); /* [ud, keys, task, cands|result, run] */
     return 3;
 }
 
@@ -497,7 +550,6 @@ static int route_call(fr_policy *p, const call_args *a, long *choice, bool *not_
         lua_pop(L, 1);
         return FR_OK;
     }
-    int line = defined_line(L, p->route_ref);
     const char *name = NULL;
     if (lua_istable(L, -1)) {
         lua_pushliteral(L, "name"); /* [ret, "name"] */
@@ -509,17 +561,17 @@ static int route_call(fr_policy *p, const call_args *a, long *choice, bool *not_
         name = lua_tostring(L, -1);
     rc = FR_OK;
     if (!name)
-        rc = fr_error_set(err, FR_EPOLICY, p->path, line,
+        rc = fr_error_set(err, FR_EPOLICY, p->path, defined_line(L, p->route_ref),
                           "route returned a %s%s; expected a candidate, its name, or nil",
                           luaL_typename(L, -2), lua_istable(L, -2) ? " without a name" : "");
     else if (strlen(name) != lua_rawlen(L, -1))
-        rc = fr_error_set(err, FR_EPOLICY, p->path, line,
+        rc = fr_error_set(err, FR_EPOLICY, p->path, defined_line(L, p->route_ref),
                           "route returned a name holding a NUL byte ('%s...'); return a "
                           "candidate or its exact name",
                           name);
     else if ((*choice = find_candidate(a->cands, name)) < 0) {
         *not_candidate = true;
-        rc = fr_error_set(err, FR_EPOLICY, p->path, line,
+        rc = fr_error_set(err, FR_EPOLICY, p->path, defined_line(L, p->route_ref),
                           "route returned '%s', which is not one of the candidates", name);
     }
     lua_pop(L, 2); /* [] */

@@ -108,6 +108,40 @@ static json_t *redact_errors(const json_t *arr)
     return out;
 }
 
+/* Returns a new array of the decisions of log `log` (borrowed), as the
+ * report shows them: who decided, its version, why, the endpoint's name,
+ * the attempt, the outcome (null until known), the candidates it saw
+ * {name, free, est_cost} (not for the cache's), and its error, redacted. */
+static json_t *decisions_json(const fr_results *r, const fr_declog *log)
+{
+    json_t *out = json_array();
+    const fr_decision_cand *cands = fr_declog_cands(log);
+    for (size_t i = 0; i < fr_declog_count(log); i++) {
+        const fr_decision *d = fr_declog_get(log, i);
+        json_t *o = json_object();
+        json_object_set_new_nocheck(o, "policy", json_string(d->policy));
+        json_object_set_new_nocheck(o, "version", json_integer(d->version));
+        json_object_set_new_nocheck(o, "reason", json_string(d->reason));
+        json_object_set_new_nocheck(o, "endpoint", json_string(r->wf->endpoints[d->endpoint].name));
+        json_object_set_new_nocheck(o, "attempt", json_integer(d->attempt));
+        json_object_set_new_nocheck(o, "outcome",
+                                    d->outcome ? json_string(d->outcome) : json_null());
+        if (d->has_candidates) {
+            json_t *seen = json_array();
+            for (size_t c = d->first_cand; c < d->first_cand + d->ncands; c++)
+                json_array_append_new(seen,
+                                      json_pack("{s:s, s:i, s:f}", "name",
+                                                r->wf->endpoints[cands[c].endpoint].name, "free",
+                                                cands[c].free, "est_cost", cands[c].est_cost));
+            json_object_set_new_nocheck(o, "candidates", seen);
+        }
+        if (d->error)
+            json_object_set_new_nocheck(o, "error", redacted_string(d->error));
+        json_array_append_new(out, o);
+    }
+    return out;
+}
+
 /* A fan-out's fields (its source, its instances: counted, or in a plan
  * estimated from plan_items) and an instance's (what it is an instance of,
  * its 1-based index). */
@@ -178,7 +212,7 @@ static json_t *task_report(const fr_results *r, size_t t)
     json_object_set_new(o, "output", ok ? json_string(tr->reply.text) : json_null());
     json_object_set_new(o, "json",
                         ok && tr->reply.json ? json_incref(tr->reply.json) : json_null());
-    json_object_set_new(o, "decisions", redact_errors(tr->decisions));
+    json_object_set_new(o, "decisions", decisions_json(r, tr->decisions));
     json_object_set_new(o, "turns", json_integer(tr->turns));
     json_object_set_new(o, "tool_calls", redact_errors(tr->tool_calls));
     json_object_set_new(o, "attempt_log", redact_errors(tr->attempt_log));

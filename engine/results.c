@@ -24,7 +24,7 @@ void fr_results_add(fr_results *r, size_t idx)
     memset(t, 0, sizeof *t);
     t->endpoint = t->moved_from = -1;
     t->check_score = -1;
-    t->decisions = json_array();
+    t->decisions = fr_declog_new();
     t->tool_calls = json_array();
     t->attempt_log = json_array();
 }
@@ -134,7 +134,7 @@ void fr_results_close(fr_results *r)
     for (size_t i = 0; r->tasks && i < r->wf->ntasks; i++) {
         free(r->tasks[i].reason);
         fr_reply_close(&r->tasks[i].reply);
-        json_decref(r->tasks[i].decisions);
+        fr_declog_free(r->tasks[i].decisions);
         json_decref(r->tasks[i].tool_calls);
         json_decref(r->tasks[i].attempt_log);
         fr_approval_clear(&r->tasks[i].approval);

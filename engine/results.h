@@ -8,6 +8,7 @@
 
 #include "dsl/workflow.h"
 #include "engine/approval.h"
+#include "engine/declog.h"
 #include "engine/endpoint.h"
 #include "engine/graph.h"
 #include "engine/sched.h"
@@ -34,9 +35,10 @@ typedef struct fr_task_result {
     double check_score; /* the check's score of the accepted reply, -1 without one */
     uint64_t start_ns;  /* first dispatch (clock ns); 0 before */
     uint64_t end_ns;    /* when it ended */
-    json_t *decisions;  /* the routing decisions, in order */
-    long moved_from;    /* the local endpoint it could not reach and ran on the cloud
-                           instead of, -1 for none */
+    /* The routing decisions, in order (owned; engine/declog). */
+    fr_declog *decisions;
+    long moved_from; /* the local endpoint it could not reach and ran on the cloud
+                        instead of, -1 for none */
     /* A plan's estimates: its worst case, and whether its latency and
      * output come from earlier runs. */
     double worst_cost;

@@ -15,11 +15,6 @@ struct fr_router {
     size_t pass_waiters; /* the tasks of this pass over the ready queue left waiting */
     int policy_errors;
     json_t *policy_sites; /* set of "file:line:code" already logged */
-    /* Strings the decision log repeats, made once and shared (a JSON string
-     * is never changed in place once logged): each endpoint's name, and the
-     * last few policy names and reasons. */
-    json_t **ep_names;
-    json_t *words[16];
     void (*swapped)(void *ud); /* fr_route_reload_hooks' */
     void *swapped_ud;
 };
@@ -31,9 +26,6 @@ fr_router *fr_router_new(const fr_route_env *env)
     size_t n = env->wf->nendpoints;
     rt->queued = fr_xcalloc(n ? n : 1, sizeof *rt->queued);
     rt->policy_sites = json_object();
-    rt->ep_names = fr_xcalloc(n ? n : 1, sizeof *rt->ep_names);
-    for (size_t e = 0; e < n; e++)
-        rt->ep_names[e] = json_string(env->wf->endpoints[e].name);
     return rt;
 }
 
@@ -43,11 +35,6 @@ void fr_router_free(fr_router *rt)
         return;
     free(rt->queued);
     json_decref(rt->policy_sites);
-    for (size_t e = 0; e < rt->env.wf->nendpoints; e++)
-        json_decref(rt->ep_names[e]);
-    free(rt->ep_names);
-    for (size_t i = 0; i < sizeof rt->words / sizeof rt->words[0]; i++)
-        json_decref(rt->words[i]);
     free(rt);
 }
 
@@ -388,20 +375,6 @@ static void explain_privacy(const fr_router *rt, const fr_route_task *t, fr_buf 
         fr_buf_printf(line, "  %s", privacy);
 }
 
-/* A JSON string of `s` (borrowed) for the decision log (a new reference):
- * one of the router's shared words when it has one, else a fresh one. */
-static json_t *word(fr_router *rt, const char *s)
-{
-    size_t n = sizeof rt->words / sizeof rt->words[0], i = 0;
-    while (i < n && rt->words[i] && strcmp(json_string_value(rt->words[i]), s) != 0)
-        i++;
-    if (i == n)
-        return json_string(s);
-    if (!rt->words[i])
-        rt->words[i] = json_string(s);
-    return json_incref(rt->words[i]);
-}
-
 /* Appends a routing decision to the task's log: who decided (the policy,
  * or "default"), its version, why it was asked, the endpoint, and the
  * candidates it saw (endpoints `eps` and their `n` views `cands`, borrowed:
@@ -410,23 +383,14 @@ static void record_decision(fr_router *rt, fr_route_task *t, const char *policy,
                             size_t ep, const long *eps, const fr_policy_cand *cands, size_t n)
 {
     const char *name = fr_ep_spec(rt->env.eps, ep)->name;
-    json_t *seen = json_array();
-    for (size_t i = 0; i < n; i++) {
-        json_t *c = json_object();
-        json_object_set_new_nocheck(c, "name", json_incref(rt->ep_names[eps[i]]));
-        json_object_set_new_nocheck(c, "free", json_integer(cands[i].free));
-        json_object_set_new_nocheck(c, "est_cost", json_real(cands[i].est_cost));
-        json_array_append_new(seen, c);
-    }
-    json_t *d = json_object();
-    json_object_set_new_nocheck(d, "policy", word(rt, policy));
-    json_object_set_new_nocheck(d, "version", json_integer(version));
-    json_object_set_new_nocheck(d, "reason", word(rt, t->reason));
-    json_object_set_new_nocheck(d, "endpoint", json_incref(rt->ep_names[ep]));
-    json_object_set_new_nocheck(d, "attempt", json_integer(t->res->attempts + 1));
-    json_object_set_new_nocheck(d, "outcome", json_null());
-    json_object_set_new_nocheck(d, "candidates", seen);
-    json_array_append_new(t->res->decisions, d);
+    fr_decision_cand few[16];
+    fr_decision_cand *seen = n <= sizeof few / sizeof few[0] ? few : fr_xmalloc(n * sizeof *seen);
+    for (size_t i = 0; i < n; i++)
+        seen[i] = (fr_decision_cand){
+            .endpoint = (size_t)eps[i], .free = cands[i].free, .est_cost = cands[i].est_cost};
+    fr_declog_add(t->res->decisions, policy, version, t->reason, ep, t->res->attempts + 1, seen, n);
+    if (seen != few)
+        free(seen);
     if (!rt->env.explain)
         return;
     fr_buf line;
@@ -449,12 +413,9 @@ void fr_route_note_cache(fr_router *rt, fr_route_task *t, size_t e, const char *
                          const char *error)
 {
     const char *name = fr_ep_spec(rt->env.eps, e)->name;
-    json_t *d = json_pack("{s:s, s:i, s:s, s:s, s:i, s:s}", "policy", "cache", "version",
-                          fr_policy_version(live(rt)), "reason", t->reason, "endpoint", name,
-                          "attempt", t->res->attempts + 1, "outcome", outcome);
-    if (error)
-        json_object_set_new(d, "error", json_string(error));
-    json_array_append_new(t->res->decisions, d);
+    fr_declog_add(t->res->decisions, "cache", fr_policy_version(live(rt)), t->reason, e,
+                  t->res->attempts + 1, NULL, 0);
+    fr_declog_set_outcome(t->res->decisions, outcome, error);
     if (!rt->env.explain)
         return;
     fr_buf line;
@@ -470,15 +431,9 @@ void fr_route_note_cache(fr_router *rt, fr_route_task *t, size_t e, const char *
     fr_buf_close(&line);
 }
 
-void fr_route_set_outcome(json_t *decisions, const char *outcome, const char *error)
+void fr_route_set_outcome(fr_declog *decisions, const char *outcome, const char *error)
 {
-    size_t n = json_array_size(decisions);
-    if (!n)
-        return;
-    json_t *d = json_array_get(decisions, n - 1);
-    json_object_set_new(d, "outcome", json_string(outcome));
-    if (error)
-        json_object_set_new(d, "error", json_string(error));
+    fr_declog_set_outcome(decisions, outcome, error);
 }
 
 /* Counts a decision the policy failed to make and logs its failure site

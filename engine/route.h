@@ -127,8 +127,8 @@ long fr_route_down_local(const fr_router *rt, const fr_route_task *t, long unrea
 
 /* Sets the outcome of the latest decision in `decisions` (borrowed): "ok",
  * "quality", "error", "timeout", "cancelled", ..., with `error` (borrowed,
- * may be NULL). */
-void fr_route_set_outcome(json_t *decisions, const char *outcome, const char *error);
+ * copied, may be NULL). */
+void fr_route_set_outcome(fr_declog *decisions, const char *outcome, const char *error);
 /* Logs a decision the result cache made for `t` on endpoint `e`: outcome
  * "cached" (a hit), or "quality" with `error` (a stored reply that failed its
  * gates). */

@@ -160,10 +160,9 @@ static double decide(world *w, long n, size_t *candidates)
             return -1;
         }
         if (i == 0) {
-            json_t *last = json_array_get(t.res->decisions, 0);
-            *candidates = json_array_size(json_object_get(last, "candidates"));
+            *candidates = fr_declog_get(t.res->decisions, 0)->ncands;
         }
-        json_array_clear(t.res->decisions);
+        fr_declog_clear(t.res->decisions);
     }
     return (now_ns() - t0) / (double)n;
 }

@@ -70,10 +70,8 @@ static void fill(fixture *fx)
     draft->end_ns = 800 * MS;
     fr_results_attempt_begin(draft, 1, "local", 0);
     fr_results_attempt_end(draft, 800, "ok", NULL, &draft->usage);
-    json_array_append_new(draft->decisions,
-                          json_pack("{s:s, s:i, s:s, s:s, s:i, s:s}", "policy", "cost", "version",
-                                    1, "reason", "first", "endpoint", "local", "attempt", 1,
-                                    "outcome", "ok"));
+    fr_declog_add(draft->decisions, "cost", 1, "first", local, 1, NULL, 0);
+    fr_declog_set_outcome(draft->decisions, "ok", NULL);
 
     fr_task_result *polish = &r->tasks[engine_task(fx->wf, "polish")];
     polish->state = FR_TASK_FAILED;
@@ -91,11 +89,9 @@ static void fill(fixture *fx)
     polish->end_ns = 1500 * MS;
     polish->reason = fr_xstrdup("every usable endpoint failed; last error: HTTP 400: "
                                 "the key " KEY " is not valid here");
-    json_array_append_new(polish->decisions,
-                          json_pack("{s:s, s:i, s:s, s:s, s:i, s:s, s:s}", "policy", "cost",
-                                    "version", 1, "reason", "first", "endpoint", "cloud", "attempt",
-                                    1, "outcome", "error", "error",
-                                    "HTTP 400: the key " KEY " is not valid here"));
+    fr_declog_add(polish->decisions, "cost", 1, "first", cloud, 1, NULL, 0);
+    fr_declog_set_outcome(polish->decisions, "error",
+                          "HTTP 400: the key " KEY " is not valid here");
 
     fr_task_result *publish = &r->tasks[engine_task(fx->wf, "publish")];
     publish->state = FR_TASK_SKIPPED;
@@ -238,6 +234,33 @@ static void test_attempt_log(void **state)
     json_decref(o);
 }
 
+/* A routing decision is rendered as the decision log's JSON always was:
+ * its fields in this order, the candidates it saw by name, the error last
+ * (redacted); a second decision's candidates are its own. */
+static void test_decisions_rendered(void **state)
+{
+    fixture *fx = *state;
+    size_t local = engine_ep(fx->wf, "local"), cloud = engine_ep(fx->wf, "cloud");
+    fr_declog *log = fx->r.tasks[engine_task(fx->wf, "publish")].decisions;
+    fr_decision_cand seen[] = {{.endpoint = local, .free = 1, .est_cost = 0},
+                               {.endpoint = cloud, .free = 2, .est_cost = 0.5}};
+    fr_declog_add(log, "balanced", 2, "first", cloud, 1, seen, 2);
+    fr_declog_set_outcome(log, "error", "HTTP 401: " KEY);
+    fr_declog_add(log, "balanced", 2, "error", local, 2, seen, 1);
+    json_t *o = fr_report_json(&fx->r);
+    json_t *decs = json_object_get(json_array_get(json_object_get(o, "tasks"), 2), "decisions");
+    char *got = json_dumps(decs, JSON_COMPACT | JSON_REAL_PRECISION(17));
+    assert_string_equal(
+        got, "[{\"policy\":\"balanced\",\"version\":2,\"reason\":\"first\",\"endpoint\":\"cloud\","
+             "\"attempt\":1,\"outcome\":\"error\",\"candidates\":[{\"name\":\"local\",\"free\":1,"
+             "\"est_cost\":0.0},{\"name\":\"cloud\",\"free\":2,\"est_cost\":0.5}],\"error\":"
+             "\"HTTP 401: " FR_REDACTED "\"},{\"policy\":\"balanced\",\"version\":2,\"reason\":"
+             "\"error\",\"endpoint\":\"local\",\"attempt\":2,\"outcome\":null,\"candidates\":"
+             "[{\"name\":\"local\",\"free\":1,\"est_cost\":0.0}]}]");
+    free(got);
+    json_decref(o);
+}
+
 static void test_summary(void **state)
 {
     fixture *fx = *state;
@@ -271,6 +294,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_json_matches_golden, setup, teardown),
         cmocka_unit_test_setup_teardown(test_json_key_points, setup, teardown),
         cmocka_unit_test_setup_teardown(test_attempt_log, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_decisions_rendered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_summary, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -193,9 +193,10 @@ static void test_tried_excluded(void **state)
     plain.last_error = "HTTP 500: boom";
     assert_false(fr_route_allowed(w->rt, &plain, w->local));
     assert_string_equal(dispatched(w, &plain), "cloud");
-    json_t *d = json_array_get(plain.res->decisions, 0);
-    assert_string_equal(json_string_value(json_object_get(d, "reason")), "error");
-    assert_int_equal(json_array_size(json_object_get(d, "candidates")), 1);
+    const fr_decision *d = fr_declog_get(plain.res->decisions, 0);
+    assert_string_equal(d->reason, "error");
+    assert_true(d->has_candidates);
+    assert_int_equal(d->ncands, 1);
     /* Both tried: the last error is the reason. */
     plain.tried[w->cloud] = 1;
     char *why = ended(w, &plain, FR_TASK_FAILED);
@@ -269,6 +270,58 @@ static fr_policy *policy_from(const char *code)
     return p;
 }
 
+/* A policy that changes everything it is given (every field of every
+ * table, nested ones too, plus keys of its own) sees the same fresh
+ * arguments on its next call: nothing of one decision leaks into the next.
+ * The first call keeps a print of its arguments, the second compares its
+ * own with it (only the run's elapsed time may differ) and fails on a
+ * difference, which would leave the decision to the default. */
+static const char mutating_policy[] =
+    "local first\n"
+    "local function print_of(v)\n"
+    "  if type(v) ~= 'table' then return type(v) .. ':' .. tostring(v) end\n"
+    "  local keys = {}\n"
+    "  for k in pairs(v) do if k ~= 'elapsed' then keys[#keys + 1] = k end end\n"
+    "  table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)\n"
+    "  local out = {}\n"
+    "  for _, k in ipairs(keys) do out[#out + 1] = tostring(k) .. '=' .. print_of(v[k]) end\n"
+    "  return '{' .. table.concat(out, ',') .. '}' .. tostring(getmetatable(v))\n"
+    "end\n"
+    "local function spoil(t)\n"
+    "  for k, v in pairs(t) do\n"
+    "    if type(v) == 'table' then spoil(v) end\n"
+    "    t[k] = 'spoiled'\n"
+    "  end\n"
+    "  t.extra = {1, 2, 3}\n"
+    "  t[#t + 1] = 'more'\n"
+    "  setmetatable(t, {__index = function() return 'ghost' end})\n"
+    "end\n"
+    "return {route = function(task, cands, run)\n"
+    "  local now = print_of({task, cands, run})\n"
+    "  if first and now ~= first then error('arguments leaked: ' .. now) end\n"
+    "  first = now\n"
+    "  local name = cands[1].name\n"
+    "  spoil(task); spoil(cands); spoil(run)\n"
+    "  return name\n"
+    "end}\n";
+
+static void test_policy_mutation_does_not_leak(void **state)
+{
+    (void)state;
+    world *w = world_new(NULL, policy_from(mutating_policy));
+    fr_route_task plain = task(w, "plain");
+    const char *first = dispatched(w, &plain);
+    for (int i = 0; i < 3; i++) {
+        plain.res->attempts = 0; /* the same question again */
+        assert_string_equal(dispatched(w, &plain), first);
+    }
+    assert_int_equal(fr_route_policy_errors(w->rt), 0);
+    assert_int_equal(fr_declog_count(plain.res->decisions), 4);
+    for (size_t i = 0; i < 4; i++)
+        assert_string_equal(fr_declog_get(plain.res->decisions, i)->policy, "test");
+    world_free(w);
+}
+
 static void test_privacy_against_the_policy(void **state)
 {
     (void)state;
@@ -294,13 +347,12 @@ static void test_all_full_waits_without_asking(void **state)
     assert_int_equal(d.kind, FR_ROUTE_WAIT);
     assert_float_equal(d.wake_at_ms, 0, 0); /* a released slot wakes it */
     assert_int_equal(fr_route_policy_errors(w->rt), 0);
-    assert_int_equal(json_array_size(plain.res->decisions), 0);
+    assert_int_equal(fr_declog_count(plain.res->decisions), 0);
     /* A slot frees: the policy is asked, fails, and the default decides. */
     fr_sched_release_slot(w->sched, w->cloud);
     assert_string_equal(dispatched(w, &plain), "cloud");
     assert_int_equal(fr_route_policy_errors(w->rt), 1);
-    json_t *dec = json_array_get(plain.res->decisions, 0);
-    assert_string_equal(json_string_value(json_object_get(dec, "policy")), "default");
+    assert_string_equal(fr_declog_get(plain.res->decisions, 0)->policy, "default");
     world_free(w);
 }
 
@@ -313,7 +365,7 @@ static void test_retry_goes_back(void **state)
     plain.retry_ep = (long)w->cloud;
     plain.reason = "error";
     assert_string_equal(dispatched(w, &plain), "cloud");
-    assert_int_equal(json_array_size(plain.res->decisions), 0); /* nobody was asked */
+    assert_int_equal(fr_declog_count(plain.res->decisions), 0); /* nobody was asked */
     /* While the cloud cools down, local takes it now instead. */
     fr_ep_failed(w->eps, w->cloud, FR_EHTTP, 503, 30, "busy", 0);
     assert_string_equal(dispatched(w, &plain), "local");
@@ -380,26 +432,28 @@ static void test_decision_log(void **state)
     world *w = world_new(NULL, NULL);
     fr_route_task plain = task(w, "plain");
     assert_string_equal(dispatched(w, &plain), "local");
-    assert_int_equal(json_array_size(plain.res->decisions), 1);
-    json_t *d = json_array_get(plain.res->decisions, 0);
-    assert_string_equal(json_string_value(json_object_get(d, "policy")), "cost");
-    assert_int_equal(json_integer_value(json_object_get(d, "version")), 1);
-    assert_string_equal(json_string_value(json_object_get(d, "reason")), "first");
-    assert_string_equal(json_string_value(json_object_get(d, "endpoint")), "local");
-    assert_int_equal(json_integer_value(json_object_get(d, "attempt")), 1);
-    assert_true(json_is_null(json_object_get(d, "outcome")));
-    json_t *cands = json_object_get(d, "candidates");
-    assert_int_equal(json_array_size(cands), 2);
-    json_t *c0 = json_array_get(cands, 0), *c1 = json_array_get(cands, 1);
-    assert_string_equal(json_string_value(json_object_get(c0, "name")), "local");
-    assert_int_equal(json_integer_value(json_object_get(c0, "free")), 1);
-    assert_float_equal(json_number_value(json_object_get(c0, "est_cost")), 0, 0);
-    assert_string_equal(json_string_value(json_object_get(c1, "name")), "cloud");
+    assert_int_equal(fr_declog_count(plain.res->decisions), 1);
+    const fr_decision *d = fr_declog_get(plain.res->decisions, 0);
+    assert_string_equal(d->policy, "cost");
+    assert_int_equal(d->version, 1);
+    assert_string_equal(d->reason, "first");
+    assert_int_equal(d->endpoint, w->local);
+    assert_int_equal(d->attempt, 1);
+    assert_null(d->outcome);
+    assert_null(d->error);
+    assert_true(d->has_candidates);
+    assert_int_equal(d->ncands, 2);
+    const fr_decision_cand *c0 = fr_declog_cands(plain.res->decisions) + d->first_cand,
+                           *c1 = c0 + 1;
+    assert_int_equal(c0->endpoint, w->local);
+    assert_int_equal(c0->free, 1);
+    assert_float_equal(c0->est_cost, 0, 0);
+    assert_int_equal(c1->endpoint, w->cloud);
     /* 10 tokens in at $1/M, 2048 out at $2/M. */
-    assert_float_equal(json_number_value(json_object_get(c1, "est_cost")), 4106e-6, 1e-9);
+    assert_float_equal(c1->est_cost, 4106e-6, 1e-9);
     fr_route_set_outcome(plain.res->decisions, "error", "HTTP 500");
-    assert_string_equal(json_string_value(json_object_get(d, "outcome")), "error");
-    assert_string_equal(json_string_value(json_object_get(d, "error")), "HTTP 500");
+    assert_string_equal(d->outcome, "error");
+    assert_string_equal(d->error, "HTTP 500");
     world_free(w);
 }
 
@@ -562,6 +616,7 @@ int main(void)
         cmocka_unit_test(test_check_reachable),
         cmocka_unit_test(test_decision_log),
         cmocka_unit_test(test_policy_view),
+        cmocka_unit_test(test_policy_mutation_does_not_leak),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
