@@ -386,6 +386,22 @@ static void explain_privacy(const fr_router *rt, const fr_route_task *t, fr_buf 
         fr_buf_printf(line, "  %s", privacy);
 }
 
+/* Prints an --explain line: `line` (borrowed) as it is in the text format,
+ * or under --log-format json the decision `d` (borrowed) with its task as
+ * one "route.decision" object (engine/util/log). Closes `line`. */
+static void explain_out(const fr_router *rt, const fr_route_task *t, const json_t *d, fr_buf *line)
+{
+    fr_buf_puts(line, "\n");
+    json_t *o = json_pack("{s:s}", "task", rt->env.wf->tasks[t->idx].name);
+    char *fields = NULL;
+    if (o && json_object_update(o, (json_t *)d) == 0)
+        fields = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    fr_log_json_fields(FR_LOG_WARN, "route", "route.decision", fields, fr_buf_str(line));
+    free(fields);
+    json_decref(o);
+    fr_buf_close(line);
+}
+
 /* A JSON string of `s` (borrowed) for the decision log (a new reference):
  * one of the router's shared words when it has one, else a fresh one. */
 static json_t *word(fr_router *rt, const char *s)
@@ -439,8 +455,7 @@ static void record_decision(fr_router *rt, fr_route_task *t, const char *policy,
     }
     fr_buf_puts(&line, ")");
     explain_privacy(rt, t, &line);
-    fprintf(stderr, "%s\n", fr_buf_str(&line));
-    fr_buf_close(&line);
+    explain_out(rt, t, d, &line);
 }
 
 void fr_route_note_cache(fr_router *rt, fr_route_task *t, size_t e, const char *outcome,
@@ -464,8 +479,7 @@ void fr_route_note_cache(fr_router *rt, fr_route_task *t, size_t e, const char *
         fr_buf_puts(&line, "(cached result, no request)");
         explain_privacy(rt, t, &line);
     }
-    fprintf(stderr, "%s\n", fr_buf_str(&line));
-    fr_buf_close(&line);
+    explain_out(rt, t, d, &line);
 }
 
 void fr_route_set_outcome(json_t *decisions, const char *outcome, const char *error)

@@ -60,6 +60,7 @@ typedef struct task_rt {
 } task_rt;
 
 struct fr_run {
+    fr_live *live; /* the live block, or NULL */
     fr_workflow *wf;
     fr_run_opts opts;
     fr_graph *g;
@@ -738,6 +739,8 @@ int fr_run_execute(fr_run *r)
     r->standin_started = r->opts.sim && r->http;
     if (r->opts.progress) /* what a progress reader counts the ended tasks against */
         fr_progress_started(r->wf->ntasks);
+    if (r->opts.live)
+        r->live = fr_live_start(&r->loop, &r->res, r->sched, r->eps, r->clock);
     if (!r->http ||
         (r->opts.sim && fr_endpoints_standin(r->eps, r->opts.standin, &r->loop,
                                              r->opts.sim_latency_ms, r->opts.sim_tps) != FR_OK)) {
@@ -751,6 +754,7 @@ int fr_run_execute(fr_run *r)
         pump(r);
     }
     uv_run(&r->loop, UV_RUN_DEFAULT);
+    fr_live_stop(r->live); /* clears the block: the summary follows */
     if (uv_loop_close(&r->loop) != 0)
         fr_log(FR_LOG_ERROR, "run", "error=\"handles left open at exit\"");
     int code = publish(r);

@@ -210,6 +210,7 @@ void fr_task_cancel(fr_task *t, const char *outcome, const char *error)
         return;
     env->backend.cancel(env->backend.ud, t->attempt);
     t->attempt = NULL;
+    t->res->attempt_ns = 0;
     env->in_flight--;
     fr_sched_release_slot(env->sched, ep_of(t));
     double charge = t->reserved;
@@ -487,6 +488,7 @@ static void tool_done(void *ud, const fr_toolcall_info *info, const fr_tool_resu
                   "result_bytes", (json_int_t)info->result_bytes, "turn", t->res->turns);
     if (c)
         json_array_append_new(t->res->tool_calls, c);
+    snprintf(t->res->tool, sizeof t->res->tool, "%s", info->name);
     fr_log(t->env->show_tools ? FR_LOG_WARN : FR_LOG_INFO, "tool",
            "task=%s tool=%s source=%s status=%s ms=%.0f arg_bytes=%zu result_bytes=%zu%s%s%s", task,
            info->name, info->source, r->is_error ? "error" : "ok", info->ms, info->arg_bytes,
@@ -566,6 +568,9 @@ bool fr_task_dispatch(fr_task *t, size_t ep, fr_task_next *now)
         req.left_ms = t->route.deadline_ms - fr_clock_ms(env->clock);
     }
     t->attempt_ns = fr_clock_ns(env->clock);
+    t->res->attempt_ns = t->attempt_ns;
+    t->res->streamed = 0;
+    req.streamed = &t->res->streamed;
     fr_error err = {0};
     int rc = FR_OK;
     if (!reserve_attempt(t))
