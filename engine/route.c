@@ -504,7 +504,8 @@ static void policy_failed(fr_router *rt, const char *task, const fr_error *perr)
     if (json_object_get(rt->policy_sites, site))
         return;
     json_object_set_new(rt->policy_sites, site, json_true());
-    fr_log(FR_LOG_WARN, "policy", "task=%s error=\"%s\"; the built-in default decides", task, msg);
+    fr_log_event(FR_LOG_WARN, "policy", "policy.error",
+                 "task=%s error=\"%s\"; the built-in default decides", task, msg);
 }
 
 static fr_route_decision dispatch_to(size_t e)

@@ -638,7 +638,8 @@ static void on_signal(void *ud, int signum)
     fr_run *r = ud;
     if (r->stopping)
         return;
-    fr_log(FR_LOG_WARN, "run", "signal=%d stopping: running tasks are cancelled", signum);
+    fr_log_event(FR_LOG_WARN, "run", "run.signal",
+                 "signal=%d stopping: running tasks are cancelled", signum);
     r->res.interrupted = true;
     r->res.exit_code = 128 + signum;
     for (size_t t = 0; t < r->wf->ntasks; t++) {
@@ -721,7 +722,7 @@ int fr_run_execute(fr_run *r)
     if (r->plan)
         return execute_plan(r);
     if (uv_loop_init(&r->loop) != 0) {
-        fr_log(FR_LOG_ERROR, "run", "error=\"cannot start the event loop\"");
+        fr_log_event(FR_LOG_ERROR, "run", "run.error", "error=\"cannot start the event loop\"");
         return 1;
     }
     if (r->checks)
@@ -756,7 +757,7 @@ int fr_run_execute(fr_run *r)
     uv_run(&r->loop, UV_RUN_DEFAULT);
     fr_live_stop(r->live); /* clears the block: the summary follows */
     if (uv_loop_close(&r->loop) != 0)
-        fr_log(FR_LOG_ERROR, "run", "error=\"handles left open at exit\"");
+        fr_log_event(FR_LOG_ERROR, "run", "run.error", "error=\"handles left open at exit\"");
     int code = publish(r);
     const char *status = fr_exit_status(code, r->res.interrupted);
     if (r->books && fr_booking_end(r->books, status, code, r->env.spent_usd) != FR_OK && code == 0)
