@@ -36,8 +36,10 @@ void fr_log_set_stream(FILE *f)
 {
     bool was = g_stream != NULL;
     g_stream = f;
-    if (g_around && was != (f != NULL))
-        g_around(g_around_ud, f != NULL);
+    /* Held back: the display clears itself; when the lines come back it
+     * draws again on its own, below what the holder printed then. */
+    if (g_around && !was && f)
+        g_around(g_around_ud, true);
 }
 
 void fr_log_set_around(fr_log_around_fn fn, void *ud)

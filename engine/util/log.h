@@ -52,9 +52,9 @@ void fr_log_json_fields(fr_log_level level, const char *component, const char *e
 
 /* A display that shares stderr with the log (engine/progress's live block):
  * `fn(ud, true)` is called before each line is written to stderr and
- * `fn(ud, false)` after it, and `fn(ud, true)` again when the stream is
- * redirected (fr_log_set_stream(f), a prompt holding lines back) and
- * `fn(ud, false)` when it comes back. NULL removes it. */
+ * `fn(ud, false)` after it, and `fn(ud, true)` when the stream is redirected
+ * (fr_log_set_stream(f), a prompt holding lines back: the display stays off
+ * the screen until fr_log_held is false again). NULL removes it. */
 typedef void (*fr_log_around_fn)(void *ud, bool before);
 void fr_log_set_around(fr_log_around_fn fn, void *ud);
 /* Whether lines are held back from stderr (redirected by fr_log_set_stream). */

@@ -7,6 +7,7 @@
 # shown again (the raw output ends with the show-cursor sequence after the
 # last hide) and the exit code is 0. The same run piped with --progress
 # prints plain `task=NAME status=...` lines and no escape code at all.
+# Ctrl-C mid-run clears the block and shows the cursor (exit 130).
 source "$(dirname "$0")/lib.bash"
 command -v tmux >/dev/null || fail "tmux is not installed (tests/deps.sh installs it)"
 start_sim --latency 1500 --tps 0
@@ -66,3 +67,20 @@ run_flowrun "$WORK/flow.lua" --state "$WORK/st3" --out "$WORK/o3"
 expect_rc 0 "piped run without --progress"
 if grep -q $'\e' "$WORK/stderr"; then fail "escape codes in piped output"; fi
 pass "piped: plain lines, no escape codes"
+
+# Ctrl-C mid-run: exit 130, the block cleared, the cursor shown again.
+rm -f "$WORK/rc" "$WORK/raw"
+tm -f /dev/null new-session -d -s t -x 100 -y 20 \
+  "tmux -S '$SOCK' wait-for go; TERM=xterm-256color '$FLOWRUN' '$WORK/flow.lua' --state '$WORK/st4' --out '$WORK/o4'; echo \"RC=\$?\" >'$WORK/rc'; sleep 600"
+tm pipe-pane -t t -o "cat >>'$WORK/raw'"
+tm wait-for -S go
+wait_for shows_running
+tm send-keys -t t C-c
+wait_for ended
+[ "$(cat "$WORK/rc")" = "RC=130" ] || fail "exit code after Ctrl-C: $(cat "$WORK/rc")"
+screen
+if grep -Eq 'queue: ' "$WORK/screen"; then fail "block left after Ctrl-C: $(cat "$WORK/screen")"; fi
+last_hide=$(grep -obF $'\e[?25l' "$WORK/raw" | tail -1 | cut -d: -f1)
+last_show=$(grep -obF $'\e[?25h' "$WORK/raw" | tail -1 | cut -d: -f1)
+[ -n "$last_show" ] && [ "$last_show" -gt "$last_hide" ] || fail "the cursor is hidden after Ctrl-C"
+pass "Ctrl-C: exit 130, the block cleared, the cursor shown"
