@@ -723,7 +723,7 @@ static int run_workflow(int argc, char **argv, int first, const command *cmd, bo
      * lines at info level; --progress forces the plain lines. */
     a.run.live = !a.run.progress && !a.quiet && !a.run.plan && fr_live_possible();
     if (!a.run.progress && !a.run.live && fr_log_get_level() >= FR_LOG_INFO) {
-        a.run.progress = true;
+        a.run.progress = a.run.progress_fallback = true;
         fr_progress_set_level(FR_LOG_INFO);
     }
     rc = fr_run_new(wf, &a.run, &run, &err);

@@ -200,7 +200,7 @@ int fr_run_new(fr_workflow *wf, const fr_run_opts *opts, fr_run **out, fr_error 
     fr_run *r = fr_xcalloc(1, sizeof *r);
     r->wf = wf;
     r->opts = *opts;
-    r->env.show_tools = opts->progress || opts->explain;
+    r->env.show_tools = (opts->progress && !opts->progress_fallback) || opts->explain;
     r->run_id = fr_booking_run_id(time(NULL));
     r->clock = fr_clock_new(opts->plan ? NULL : &r->loop);
     rc = fr_graph_from_workflow(wf, &r->g, err);
