@@ -356,3 +356,13 @@ fr_attempt_backend fr_attempt_wire(fr_http *http)
 {
     return (fr_attempt_backend){.ud = http, .start = wire_start, .cancel = wire_cancel};
 }
+
+fr_http *fr_attempt_wire_for_run(uv_loop_t *loop, int fd_cap, fr_attempt_backend *backend)
+{
+    fr_http *http = fr_http_new(loop);
+    if (http && fd_cap > 0)
+        fr_http_set_max_connections(http, fd_cap);
+    if (http)
+        *backend = fr_attempt_wire(http);
+    return http;
+}

@@ -109,3 +109,8 @@ fr_call fr_attempt_call(const fr_workflow *wf, size_t task, const fr_endpoints *
  * adapter per attempt, the endpoint's connect, first-byte, idle and attempt
  * timeouts, and the task's deadline as the total timeout. */
 fr_attempt_backend fr_attempt_wire(fr_http *http);
+/* A run's transport on `loop` (borrowed): a new http (owned by the caller;
+ * fr_http_free), its connections capped at `fd_cap` (0: no cap), and
+ * *backend set to the wire over it. NULL (backend untouched) when http
+ * cannot start. */
+fr_http *fr_attempt_wire_for_run(uv_loop_t *loop, int fd_cap, fr_attempt_backend *backend);

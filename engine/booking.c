@@ -237,3 +237,16 @@ int fr_booking_end(fr_booking *b, const char *status, int code, double spent)
     }
     return rc;
 }
+
+int fr_booking_open_run(const char *state_dir, bool sim, const char *run_id, fr_budget *budget,
+                        bool has_monthly, double monthly_usd, fr_booking **out, fr_error *err)
+{
+    char *path = fr_booking_state_path(state_dir, sim);
+    int rc = fr_booking_open(path, run_id, out, err);
+    free(path);
+    if (rc == FR_OK && has_monthly) {
+        fr_budget_ledger ledger = fr_booking_ledger(*out);
+        fr_budget_set_month(budget, monthly_usd, &ledger);
+    }
+    return rc;
+}

@@ -45,6 +45,12 @@ json_t *fr_booking_observed(const char *path, const char *workflow);
  * (borrowed; created if missing). On FR_OK *out is owned (fr_booking_free).
  * FR_ESTORE / FR_ESTOREVER as fr_store_open. */
 int fr_booking_open(const char *path, const char *run_id, fr_booking **out, fr_error *err);
+/* Opens a run's books: fr_booking_open on the state store of `state_dir`
+ * (borrowed; sim.db for a rehearsal, `sim`), then, with `has_monthly`,
+ * gives `budget` (borrowed) its monthly cap `monthly_usd` on the books'
+ * ledger. On FR_OK *out is owned (fr_booking_free). */
+int fr_booking_open_run(const char *state_dir, bool sim, const char *run_id, fr_budget *budget,
+                        bool has_monthly, double monthly_usd, fr_booking **out, fr_error *err);
 /* Batches the books' writes per turn of `loop` (borrowed; it must run
  * until its handles are closed, as a run's does): the first write of a
  * turn starts a prepare handle of the books, which commits the turn's

@@ -103,6 +103,29 @@ size_t fr_checkpoints_asking(const fr_checkpoints *c)
     return c ? fr_prompt_waiting(c->prompt) : 0;
 }
 
+fr_checkpoints *fr_checkpoints_for_run(const fr_workflow *wf, fr_results *res, const fr_graph *g,
+                                       const fr_sched *sched, fr_booking *books, const char *run_id,
+                                       const char *out_dir, const char *const *approve,
+                                       size_t napprove, bool approve_all,
+                                       const fr_checkpoint_hooks *hooks)
+{
+    fr_store *store = fr_booking_store(books);
+    fr_checkpoint_env env = {
+        wf, res, g, sched, books, {wf, store, run_id, out_dir, approve, napprove, approve_all}};
+    return fr_checkpoints_new(&env, hooks);
+}
+
+bool fr_checkpoints_only_left(const fr_checkpoints *c, bool pending)
+{
+    size_t held = fr_checkpoints_count(c);
+    if (held == 0 || fr_checkpoints_asking(c) > 0 || pending || fr_sched_ready(c->env.sched) > 0)
+        return false;
+    size_t running = 0;
+    for (size_t t = 0; t < c->env.wf->ntasks; t++)
+        running += fr_sched_state(c->env.sched, t) == FR_TASK_RUNNING;
+    return running == held;
+}
+
 char *fr_checkpoints_waiting_reason(const fr_checkpoints *c, size_t task)
 {
     size_t n;

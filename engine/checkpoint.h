@@ -42,6 +42,15 @@ typedef struct fr_checkpoint_env {
  * (engine/approval, owned). Free with fr_checkpoints_free. */
 fr_checkpoints *fr_checkpoints_new(const fr_checkpoint_env *env, const fr_checkpoint_hooks *hooks);
 
+/* A run's checkpoints: fr_checkpoints_new over the run's pieces (all
+ * borrowed, as in fr_checkpoint_env; the store is that of `books`) and its
+ * --approve TASK names (`approve`, `napprove`) and --approve-all. */
+fr_checkpoints *fr_checkpoints_for_run(const fr_workflow *wf, fr_results *res, const fr_graph *g,
+                                       const fr_sched *sched, fr_booking *books, const char *run_id,
+                                       const char *out_dir, const char *const *approve,
+                                       size_t napprove, bool approve_all,
+                                       const fr_checkpoint_hooks *hooks);
+
 /* Opens the terminal prompt on `loop` when a terminal can answer. */
 void fr_checkpoints_start(fr_checkpoints *c, uv_loop_t *loop);
 
@@ -55,6 +64,10 @@ bool fr_checkpoints_held(const fr_checkpoints *c, size_t task);
 /* How many tasks are held; how many of them the terminal is asked about. */
 size_t fr_checkpoints_count(const fr_checkpoints *c);
 size_t fr_checkpoints_asking(const fr_checkpoints *c);
+/* True when the only tasks still to end wait behind checkpoints recorded
+ * as pending: nothing runs (`pending` false: nothing in flight or
+ * scheduled), nothing is ready, nobody is asked. False for NULL `c`. */
+bool fr_checkpoints_only_left(const fr_checkpoints *c, bool pending);
 
 /* "waiting for approval of 'NAME'" (owned) for pending task `task`: the
  * first held checkpoint among its dependencies, transitively. */

@@ -2,6 +2,7 @@
 
 #include "engine/util/err.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 
 int fr_exit_settle(fr_results *res, const fr_sched *sched, const fr_checkpoints *cp,
@@ -45,4 +46,12 @@ const char *fr_exit_status(int code, bool interrupted)
            : code == 4   ? "waiting"
            : interrupted ? "interrupted"
                          : "failed";
+}
+
+int fr_exit_tools_failed(int rc, const fr_error *err)
+{
+    char msg[1400];
+    fr_error_format(err, msg, sizeof msg);
+    fprintf(stderr, "flowrun: %s\n", msg);
+    return rc == FR_EWORKFLOW ? FR_EWORKFLOW : (rc != FR_OK ? rc : FR_EMCP);
 }

@@ -17,6 +17,10 @@ typedef struct fr_exit_in {
     bool plan;         /* a plan: the code says how the run would end */
 } fr_exit_in;
 
+/* The run's tools did not start (`rc` their error, `err` borrowed): says
+ * why on stderr and returns the start code fr_exit_in reads. */
+int fr_exit_tools_failed(int rc, const fr_error *err);
+
 /* Fills each task's state (and a waiting task's reason) in `res` from
  * `sched` and the checkpoints `cp` (NULL for none), and returns the exit
  * code, also stored in res->exit_code. */

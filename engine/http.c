@@ -8,6 +8,7 @@
  * shutdown) is marked and done once curl_multi_socket_action has returned. */
 
 #include "engine/http.h"
+#include "engine/http_int.h"
 
 #include "engine/util/err.h"
 #include "engine/util/fdlimit.h"
@@ -31,11 +32,8 @@
 #define DEFAULT_MAX_RESPONSE ((size_t)8 * 1024 * 1024)
 #define DEFAULT_CONNECT_MS   10000L
 #define MAX_CACHED_CONNS     256L
-#define RETRY_AFTER_MAX      64
 /* Easy handles kept for reuse once their transfer ended, at most. */
 #define SPARE_MAX 4096
-/* Distinct URLs remembered as checked (endpoints, MCP servers), at most. */
-#define URL_CACHE_MAX 32
 /* curl's receive buffer per transfer (CURLOPT_BUFFERSIZE; its default is
  * 16 KiB, its least 1 KiB), allocated with the handle and kept for its life.
  * Replies arrive in pieces of at most this size, so a large one takes more
@@ -47,97 +45,6 @@
 #ifndef CURL_WRITEFUNC_ERROR
 #define CURL_WRITEFUNC_ERROR 0
 #endif
-
-/* One watched socket. Owned by fr_http while it is in `socks`; once closing it
- * belongs to libuv and is freed in its close callback. */
-typedef struct sock_ctx {
-    uv_poll_t poll; /* poll.data points back to this struct */
-    fr_http *h;
-    curl_socket_t fd;
-    int events; /* UV_READABLE | UV_WRITABLE that curl asked for */
-    bool closing;
-} sock_ctx;
-
-typedef enum { DEADLINE_NONE = 0, DEADLINE_FIRST, DEADLINE_IDLE, DEADLINE_TOTAL } deadline_kind;
-
-/* What an easy handle was last set to, kept across its reuses so that only
- * what differs is set again. */
-typedef struct easy_set {
-    const char *url; /* an entry of h->urls, or NULL when not cached */
-    long connect_ms;
-    size_t max_response;
-    bool custom_method; /* CURLOPT_CUSTOMREQUEST is set */
-} easy_set;
-
-struct fr_xfer {
-    fr_http *h;
-    fr_xfer *prev, *next; /* in h->xfers while the easy handle is live */
-    unsigned long id;     /* for log lines only */
-    CURL *easy;
-    easy_set set;  /* what easy was set to: kept when the handle is reused */
-    bool reusable; /* the transfer ended cleanly: its easy handle may serve another */
-    unsigned long actions_at_submit; /* h->actions when submitted */
-    struct curl_slist *headers;
-    char *body;
-    fr_http_data_fn on_data;
-    fr_http_done_fn on_done;
-    void *ud;
-
-    uv_timer_t timer;     /* deadlines; timer.data points back; frees the xfer on close */
-    uint64_t start_ms;    /* uv_now at submit */
-    uint64_t activity_ms; /* uv_now at the end of headers or the last body chunk of content */
-    uint64_t start_ns;    /* uv_hrtime at submit */
-    uint64_t first_ns;    /* uv_hrtime at the first body byte */
-    long first_byte_ms, idle_ms, total_ms;
-    size_t max_response;
-
-    long status;       /* parsed from the status line, for on_data */
-    bool headers_done; /* final (non-1xx) headers complete */
-    bool got_body;     /* at least one body byte arrived */
-    bool cancelled;    /* cancel asked from inside curl; removed after socket_action */
-    bool finished;     /* done delivered or cancelled; memory waits for the close cb */
-    int abort_rc;      /* why the write callback stopped the transfer, 0 if it did not */
-    bool no_fds;       /* socket() failed with EMFILE or ENFILE */
-    size_t bytes;
-
-    char retry_after[RETRY_AFTER_MAX];    /* raw header value of the latest response */
-    char retry_after_ms[RETRY_AFTER_MAX]; /* retry-after-ms (OpenAI, Azure), same response */
-    char errbuf[CURL_ERROR_SIZE];         /* CURLOPT_ERRORBUFFER */
-    char msg[160];                        /* our own error text */
-    char *capture;   /* opts->capture_header (owned, at most 63 bytes), NULL for none */
-    char *captured;  /* its value in the final response (owned, at most 255 bytes) */
-    char method[16]; /* opts->method, "" for POST */
-};
-
-struct fr_http {
-    uv_loop_t *loop;
-    CURLM *multi;
-    uv_timer_t timer; /* curl's timeout; timer.data points back */
-    bool timer_closed;
-
-    sock_ctx **socks; /* live contexts indexed by fd; closing ones are not here */
-    size_t nsocks;
-
-    fr_xfer *xfers; /* live transfers */
-    fr_xfer *spare; /* ended transfers with their easy handle, for reuse */
-    size_t nspare;
-    long easy_made;            /* easy handles created */
-    long cache_size;           /* CURLMOPT_MAXCONNECTS now */
-    size_t peak;               /* most transfers at once */
-    char *urls[URL_CACHE_MAX]; /* checked URLs (owned), for valid_url */
-    size_t nurls;
-    size_t active;     /* transfers neither done nor cancelled */
-    size_t ncancelled; /* cancelled from inside curl, still to remove */
-    long connects;
-    unsigned long next_id;
-    unsigned long actions; /* calls of curl_multi_socket_action */
-
-    int depth;    /* nesting of our own uv callbacks that dispatch */
-    bool in_curl; /* inside curl_multi_socket_action: no curl calls now */
-    bool closing; /* fr_http_free was called */
-    bool shut;    /* shutdown ran; memory goes with the last close callback */
-    int open_handles;
-};
 
 static bool g_curl_ready;
 
@@ -365,15 +272,6 @@ static void xfer_arm(fr_xfer *x)
 
 /* ---- transfers ------------------------------------------------------------ */
 
-/* Frees a header list, wiping each line first: the credential headers carry
- * the API key. */
-static void free_headers(struct curl_slist *list)
-{
-    for (struct curl_slist *l = list; l; l = l->next)
-        fr_wipe(l->data, strlen(l->data));
-    curl_slist_free_all(list);
-}
-
 static void xfer_unlink(fr_http *h, fr_xfer *x)
 {
     if (x->prev)
@@ -405,7 +303,7 @@ static void xfer_release(fr_xfer *x)
         curl_easy_cleanup(x->easy);
         x->easy = NULL;
     }
-    free_headers(x->headers);
+    fr_http_free_headers(x->headers);
     x->headers = NULL;
     free(x->body);
     x->body = NULL;
@@ -416,41 +314,6 @@ static void xfer_release(fr_xfer *x)
         h->ncancelled--;
     x->finished = true;
     uv_close((uv_handle_t *)&x->timer, on_xfer_timer_closed);
-}
-
-static double parse_retry_after(const char *v);
-
-/* The wait the server asked for: retry-after-ms when it sent a valid one
- * (it is the more precise), else Retry-After; -1 when neither. */
-static double retry_after_seconds(const fr_xfer *x)
-{
-    if (x->retry_after_ms[0] && isdigit((unsigned char)x->retry_after_ms[0])) {
-        char *end = NULL;
-        double ms = strtod(x->retry_after_ms, &end);
-        if (*end == '\0' && isfinite(ms) && ms >= 0)
-            return ms / 1000.0;
-    }
-    return parse_retry_after(x->retry_after);
-}
-
-/* Retry-After is delta-seconds or an HTTP date; returns seconds from now
- * (0 for a date in the past), or -1 when absent or unreadable. */
-static double parse_retry_after(const char *v)
-{
-    if (!v[0])
-        return -1;
-    if (isdigit((unsigned char)v[0])) {
-        char *end = NULL;
-        double d = strtod(v, &end);
-        while (*end == ' ' || *end == '\t')
-            end++;
-        return (*end == '\0' && isfinite(d) && d >= 0) ? d : -1;
-    }
-    time_t when = curl_getdate(v, NULL);
-    if (when == (time_t)-1)
-        return -1;
-    double d = difftime(when, time(NULL));
-    return d > 0 ? d : 0;
 }
 
 /* CURLOPT_OPENSOCKETFUNCTION: runs inside curl. Opens the socket as curl
@@ -499,7 +362,7 @@ static void xfer_finish(fr_xfer *x, int rc, const char *error)
     fr_http_result res = {
         .rc = rc,
         .status = 0,
-        .retry_after_s = retry_after_seconds(x),
+        .retry_after_s = fr_http_retry_after_s(x),
         .ttfb_ms = x->got_body ? (double)(x->first_ns - x->start_ns) / 1e6 : -1,
         .total_ms = (double)(uv_hrtime() - x->start_ns) / 1e6,
         .bytes = x->bytes,
@@ -788,107 +651,11 @@ fr_http *fr_http_new(uv_loop_t *loop)
     return h;
 }
 
-static bool check_url(const char *url)
-{
-    bool ok = false;
-    char *scheme = NULL;
-    CURLU *u = curl_url();
-    if (!u)
-        goto cleanup;
-    if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK)
-        goto cleanup;
-    if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK)
-        goto cleanup;
-    ok = strcasecmp(scheme, "http") == 0 || strcasecmp(scheme, "https") == 0;
-cleanup:
-    curl_free(scheme);
-    curl_url_cleanup(u);
-    return ok;
-}
-
-/* True for an http or https URL. Sets *cached (borrowed, lives as long as
- * h) to the remembered copy of `url` when there is one, else NULL: a run
- * sends to a few URLs many times, and each is parsed here once. */
-static bool valid_url(fr_http *h, const char *url, const char **cached)
-{
-    *cached = NULL;
-    if (!url || !url[0])
-        return false;
-    for (size_t i = 0; i < h->nurls; i++) {
-        if (strcmp(h->urls[i], url) == 0) {
-            *cached = h->urls[i];
-            return true;
-        }
-    }
-    if (!check_url(url))
-        return false;
-    if (h->nurls < URL_CACHE_MAX)
-        *cached = h->urls[h->nurls++] = fr_xstrdup(url);
-    return true;
-}
-
-/* A header line must be "Name: value" on one line: no CR or LF smuggling. */
-static bool valid_header(const char *line)
-{
-    if (!line)
-        return false;
-    const char *colon = strchr(line, ':');
-    if (!colon || colon == line)
-        return false;
-    for (const char *p = line; p < colon; p++)
-        if (*p == ' ' || *p == '\t')
-            return false;
-    return strpbrk(line, "\r\n") == NULL;
-}
-
-static bool has_header(const fr_request *req, const char *name)
-{
-    size_t n = strlen(name);
-    for (size_t i = 0; i < req->nheaders; i++)
-        if (strncasecmp(req->headers[i], name, n) == 0 && req->headers[i][n] == ':')
-            return true;
-    return false;
-}
-
-static int build_headers(const fr_request *req, struct curl_slist **out)
-{
-    struct curl_slist *list = NULL, *next;
-    int rc = FR_ENOMEM;
-    for (size_t i = 0; i < req->nheaders; i++) {
-        if (!(next = curl_slist_append(list, req->headers[i])))
-            goto cleanup;
-        list = next;
-    }
-    /* The body is JSON; without this curl would label it a form. */
-    if (!has_header(req, "Content-Type")) {
-        if (!(next = curl_slist_append(list, "Content-Type: application/json")))
-            goto cleanup;
-        list = next;
-    }
-    /* An empty value removes the header curl would add: no 100-continue round trip. */
-    if (!(next = curl_slist_append(list, "Expect:")))
-        goto cleanup;
-    list = next;
-    *out = list;
-    list = NULL;
-    rc = FR_OK;
-cleanup:
-    free_headers(list);
-    return rc;
-}
-
 #define SET(opt, val)                                                                              \
     do {                                                                                           \
         if (cc == CURLE_OK)                                                                        \
             cc = curl_easy_setopt(e, opt, val);                                                    \
     } while (0)
-
-static int curl_rc(CURLcode cc)
-{
-    if (cc == CURLE_OUT_OF_MEMORY)
-        return FR_ENOMEM;
-    return cc == CURLE_OK ? FR_OK : FR_EINVAL;
-}
 
 /* A new easy handle for `x` with what every transfer shares: set once, as
  * the callbacks' pointers to x, which keeps its handle for life. */
@@ -916,41 +683,9 @@ static int new_easy(fr_http *h, fr_xfer *x)
     SET(CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
     SET(CURLOPT_OPENSOCKETDATA, x);
     x->set.connect_ms = -1;
-    return curl_rc(cc);
+    return fr_http_curl_rc(cc);
 }
 
-/* Sets what this request has of its own, and of what a reused handle was
- * set to only what differs: the URL (`cached`, from valid_url, or NULL),
- * headers and body always, the method, the connect timeout, the reply cap. */
-static int setup_easy(fr_xfer *x, const fr_request *req, const char *cached, size_t body_len,
-                      long connect_ms)
-{
-    CURL *e = x->easy;
-    easy_set *set = &x->set;
-    CURLcode cc = CURLE_OK;
-    if (!cached || set->url != cached)
-        SET(CURLOPT_URL, req->url);
-    if (cc == CURLE_OK)
-        set->url = cached;
-    SET(CURLOPT_HTTPHEADER, x->headers);
-    SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
-    SET(CURLOPT_POSTFIELDS, x->body);
-    if (x->method[0] || set->custom_method) {
-        SET(CURLOPT_CUSTOMREQUEST, x->method[0] ? x->method : NULL);
-        set->custom_method = x->method[0] != '\0';
-    }
-    if (set->connect_ms != connect_ms) {
-        SET(CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
-        set->connect_ms = connect_ms;
-    }
-    if (set->max_response != x->max_response) {
-        SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)x->max_response);
-        set->max_response = x->max_response;
-    }
-    if (cc != CURLE_OK)
-        *set = (easy_set){.connect_ms = -1}; /* set it all again next time */
-    return curl_rc(cc);
-}
 #undef SET
 
 /* A transfer with an easy handle: a spare one, cleared but for its handle
@@ -1007,12 +742,12 @@ int fr_http_submit(fr_http *h, const fr_request *req, const fr_http_opts *opts,
     int rc = FR_EINVAL;
     fr_xfer *x = NULL;
     const char *cached = NULL;
-    if (!h || !req || h->closing || h->in_curl || !valid_url(h, req->url, &cached))
+    if (!h || !req || h->closing || h->in_curl || !fr_http_valid_url(h, req->url, &cached))
         goto cleanup;
     if (req->nheaders > 0 && !req->headers)
         goto cleanup;
     for (size_t i = 0; i < req->nheaders; i++)
-        if (!valid_header(req->headers[i]))
+        if (!fr_http_valid_header(req->headers[i]))
             goto cleanup;
     if (!opts)
         opts = &no_opts;
@@ -1034,11 +769,11 @@ int fr_http_submit(fr_http *h, const fr_request *req, const fr_http_opts *opts,
     const char *body = req->body ? req->body : "";
     size_t body_len = strlen(body);
     x->body = fr_xstrndup(body, body_len);
-    rc = build_headers(req, &x->headers);
+    rc = fr_http_build_headers(req, &x->headers);
     if (rc != FR_OK)
         goto cleanup;
     long connect_ms = opts->connect_timeout_ms > 0 ? opts->connect_timeout_ms : DEFAULT_CONNECT_MS;
-    rc = setup_easy(x, req, cached, body_len, connect_ms);
+    rc = fr_http_setup_easy(x, req, cached, body_len, connect_ms);
     if (rc != FR_OK)
         goto cleanup;
     CURLMcode mc = curl_multi_add_handle(h->multi, x->easy);
@@ -1070,7 +805,7 @@ int fr_http_submit(fr_http *h, const fr_request *req, const fr_http_opts *opts,
     rc = FR_OK;
 cleanup:
     if (x) {
-        free_headers(x->headers);
+        fr_http_free_headers(x->headers);
         free(x->body);
         xfer_destroy(x);
     }

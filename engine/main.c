@@ -17,12 +17,15 @@
 #include "engine/cli/endpoints_cmd.h"
 #include "engine/cli/graph_cmd.h"
 #include "engine/cli/mcp_cmd.h"
+#include "engine/cli/runs_cmd.h"
 #include "engine/cli/tools_cmd.h"
 #include "engine/guard.h"
+#include "engine/htmlreport.h"
 #include "engine/proc.h"
 #include "engine/report.h"
 #include "engine/progress.h"
 #include "engine/run.h"
+#include "engine/trace.h"
 #include "engine/util/err.h"
 #include "engine/util/fdlimit.h"
 #include "engine/util/log.h"
@@ -53,6 +56,7 @@ typedef struct args {
     const char **tasks; /* every --task: run only these and their deps */
     size_t ntasks;
     bool json, quiet, no_color, save_anywhere;
+    const char *trace_file, *html_file; /* --trace, --html: written at the run's end */
     fr_run_opts run;
 } args;
 
@@ -83,6 +87,8 @@ static const struct {
      "                        0 = instant)\n"},
     {FOR_RUN, "  --out DIR             where task outputs go (default ./.flowrun/out/<run>/)\n"},
     {FOR_RUN | FOR_PLAN, "  --json                print the machine-readable report on stdout\n"},
+    {FOR_RUN, "  --trace FILE          write a Chrome trace (Perfetto, chrome://tracing)\n"},
+    {FOR_RUN, "  --html FILE           write a self-contained HTML report\n"},
     {FOR_RUN | FOR_PLAN,
      "  --policy NAME|FILE    routing policy (default: the workflow's, else balanced)\n"},
     {FOR_RUN | FOR_PLAN,
@@ -246,6 +252,14 @@ static const command commands[] = {
     {"graph", "flowrun graph WORKFLOW.lua [--format dot|mermaid] [--run RUN|last]",
      "the task graph as Graphviz dot or Mermaid, coloured by a past run", fr_cli_graph_help,
      fr_cli_graph_main},
+    {"runs", "flowrun runs [WORKFLOW] [--limit N] [--state DIR] [--sim] [--json]",
+     "the runs in the state store, newest first", fr_cli_runs_help, fr_cli_runs_main},
+    {"report", "flowrun report [RUN|last] [--workflow NAME] [--json] [--state DIR] [--sim]",
+     "a finished run's summary or JSON report, as it printed them", fr_cli_report_help,
+     fr_cli_report_main},
+    {"stats", "flowrun stats [--since DATE] [--json] [--state DIR] [--sim]",
+     "requests, success, quality, latency, tokens, spend, tiers across runs", fr_cli_stats_help,
+     fr_cli_stats_main},
     {"help", "flowrun help [COMMAND]", "this list, or a command's help", help_help, help_main},
 };
 enum { NCOMMANDS = sizeof commands / sizeof *commands };
@@ -400,6 +414,9 @@ static int parse_args(int argc, char **argv, int first, const command *cmd, args
             a->run.out_dir = val;
         } else if (strcmp(s, "--json") == 0) {
             a->json = true;
+        } else if (strcmp(s, "--trace") == 0 || strcmp(s, "--html") == 0) {
+            NEED_VALUE();
+            *(s[2] == 't' ? &a->trace_file : &a->html_file) = val;
         } else if (strcmp(s, "--policy") == 0) {
             NEED_VALUE();
             a->run.policy = val;
@@ -744,17 +761,22 @@ static int run_workflow(int argc, char **argv, int first, const command *cmd, bo
     }
     if (code == 4)
         fr_cli_how_to_answer(fr_run_results(run), a.workflow, a.run.state_dir);
+    if ((a.trace_file || a.html_file) &&
+        fr_html_save(fr_run_results(run), a.trace_file, a.html_file) != FR_OK)
+        code = FR_EXIT_IOERR;
+    /* One text for --json and the store: `flowrun report --json` is the same bytes. */
+    char *report = a.json || !a.run.plan ? fr_cli_report_json_text(fr_run_results(run)) : NULL;
+    if (!a.run.plan)
+        code = fr_cli_store_report(fr_run_results(run), a.run.state_dir, report, code);
     if (a.json) {
-        json_t *report = fr_report_json(fr_run_results(run));
-        int wrc = json_dumpf(report, stdout, JSON_INDENT(2));
-        json_decref(report);
-        if (wrc != 0 || fputc('\n', stdout) == EOF || fflush(stdout) != 0) {
+        if (!report || fputs(report, stdout) == EOF || fflush(stdout) != 0) {
             /* A script that reads the report must not take silence for it. */
             fprintf(stderr, "flowrun: cannot write the JSON report to standard output: %s\n",
                     strerror(errno ? errno : EIO));
             code = FR_EXIT_IOERR;
         }
     }
+    free(report);
 cleanup:
     fr_run_free(run);
     fr_workflow_free(wf);

@@ -1,5 +1,7 @@
 #include "engine/plan.h"
 
+#include "engine/booking.h"
+#include "engine/budget.h"
 #include "engine/util/heap.h"
 #include "engine/util/mem.h"
 
@@ -22,6 +24,7 @@ struct fr_plan {
     double sim_latency_ms, sim_tps;
     fr_heap *events;
     long seq;
+    char *observed_from; /* the store read for what earlier runs observed (fr_plan_for_run) */
 };
 
 static bool earlier(void *ud, const void *pa, const void *pb)
@@ -47,6 +50,7 @@ void fr_plan_free(fr_plan *p)
         return;
     json_decref(p->observed);
     fr_heap_free(p->events);
+    free(p->observed_from);
     free(p);
 }
 
@@ -124,4 +128,18 @@ size_t fr_plan_pending(const fr_plan *p)
 bool fr_plan_observed(const fr_plan *p)
 {
     return p->observed && json_object_size(p->observed) > 0;
+}
+
+fr_plan *fr_plan_for_run(fr_clock *clock, const char *state_dir, bool sim, const char *workflow,
+                         double sim_latency_ms, double sim_tps, fr_results *res, fr_budget *budget,
+                         fr_attempt_backend *backend)
+{
+    char *from = fr_booking_state_path(state_dir, sim);
+    fr_plan *p = fr_plan_new(clock, fr_booking_observed(from, workflow), sim_latency_ms, sim_tps);
+    p->observed_from = from;
+    res->observed = fr_plan_observed(p);
+    res->observed_from = p->observed_from;
+    *backend = fr_plan_backend(p);
+    fr_budget_mute_alerts(budget); /* a plan spends nothing */
+    return p;
 }

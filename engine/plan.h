@@ -9,8 +9,10 @@
 
 #include "dsl/workflow.h"
 #include "engine/attempt.h"
+#include "engine/budget.h"
 #include "engine/clock.h"
 #include "engine/endpoint.h"
+#include "engine/results.h"
 
 #include <jansson.h>
 #include <stdbool.h>
@@ -23,6 +25,14 @@ typedef struct fr_plan fr_plan;
  * (`sim_latency_ms`, `sim_tps`; < 0 for the tier's defaults). */
 fr_plan *fr_plan_new(fr_clock *clock, json_t *observed, double sim_latency_ms, double sim_tps);
 void fr_plan_free(fr_plan *p);
+/* A run's plan: fr_plan_new with what earlier runs of `workflow` observed in
+ * the state store of `state_dir` (a rehearsal's when `sim`); `res` (borrowed)
+ * is told whether anything was observed and where from (valid while the
+ * plan lives), `budget` (borrowed) raises no alerts (a plan spends nothing)
+ * and *backend is set to the plan's. Owned; fr_plan_free. */
+fr_plan *fr_plan_for_run(fr_clock *clock, const char *state_dir, bool sim, const char *workflow,
+                         double sim_latency_ms, double sim_tps, fr_results *res, fr_budget *budget,
+                         fr_attempt_backend *backend);
 
 /* The backend its attempts run on (valid while `p` lives). */
 fr_attempt_backend fr_plan_backend(fr_plan *p);

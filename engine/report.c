@@ -181,6 +181,7 @@ static json_t *task_report(const fr_results *r, size_t t)
     json_object_set_new(o, "decisions", redact_errors(tr->decisions));
     json_object_set_new(o, "turns", json_integer(tr->turns));
     json_object_set_new(o, "tool_calls", redact_errors(tr->tool_calls));
+    json_object_set_new(o, "attempt_log", redact_errors(tr->attempt_log));
     const char *ap = fr_approval_state_name(tr->approval.state);
     if (ap && !r->plan)
         json_object_set_new(

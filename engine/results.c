@@ -26,6 +26,73 @@ void fr_results_add(fr_results *r, size_t idx)
     t->check_score = -1;
     t->decisions = json_array();
     t->tool_calls = json_array();
+    t->attempt_log = json_array();
+}
+
+/* The latest attempt's entry, NULL before any. */
+static json_t *latest(const fr_task_result *t)
+{
+    size_t n = json_array_size(t->attempt_log);
+    return n ? json_array_get(t->attempt_log, n - 1) : NULL;
+}
+
+void fr_results_attempt_begin(fr_task_result *t, int attempt, const char *endpoint, double start_ms)
+{
+    t->log_cost_base = t->cost;
+    json_t *turn = json_pack("{s:f, s:n}", "start_ms", start_ms, "end_ms");
+    json_array_append_new(t->attempt_log,
+                          json_pack("{s:i, s:s, s:f, s:n, s:n, s:n, s:{s:i, s:i, s:i}, s:f, s:[o]}",
+                                    "attempt", attempt, "endpoint", endpoint, "start_ms", start_ms,
+                                    "end_ms", "outcome", "error", "tokens", "input", 0, "output", 0,
+                                    "cached", 0, "cost_usd", 0.0, "turns", turn));
+}
+
+/* The latest attempt's open turn, NULL for none. */
+static json_t *open_turn(const fr_task_result *t)
+{
+    json_t *turns = json_object_get(latest(t), "turns");
+    json_t *last = json_array_get(turns, json_array_size(turns) - 1);
+    return json_is_null(json_object_get(last, "end_ms")) ? last : NULL;
+}
+
+void fr_results_turn_end(fr_task_result *t, double end_ms)
+{
+    json_t *turn = open_turn(t);
+    if (turn)
+        json_object_set_new(turn, "end_ms", json_real(end_ms));
+}
+
+void fr_results_turn_begin(fr_task_result *t, double start_ms)
+{
+    json_t *turns = json_object_get(latest(t), "turns");
+    if (turns && !open_turn(t))
+        json_array_append_new(turns, json_pack("{s:f, s:n}", "start_ms", start_ms, "end_ms"));
+}
+
+void fr_results_attempt_end(fr_task_result *t, double end_ms, const char *outcome,
+                            const char *error, const fr_usage *u)
+{
+    json_t *a = latest(t);
+    if (!a || !json_is_null(json_object_get(a, "end_ms")))
+        return;
+    fr_results_turn_end(t, end_ms);
+    json_object_set_new(a, "end_ms", json_real(end_ms));
+    json_object_set_new(a, "outcome", json_string(outcome));
+    json_object_set_new(a, "error", error ? json_string(error) : json_null());
+    static const fr_usage none = {0};
+    if (!u)
+        u = &none;
+    json_object_set_new(a, "tokens",
+                        json_pack("{s:I, s:I, s:I}", "input", (json_int_t)u->input, "output",
+                                  (json_int_t)u->output, "cached", (json_int_t)u->cached));
+    json_object_set_new(a, "cost_usd", json_real(t->cost - t->log_cost_base));
+}
+
+void fr_results_attempt_drop(fr_task_result *t)
+{
+    size_t n = json_array_size(t->attempt_log);
+    if (n)
+        json_array_remove(t->attempt_log, n - 1);
 }
 
 void fr_results_endpoints(fr_results *r, const fr_endpoints *eps, const fr_sched *sched)
@@ -69,10 +136,30 @@ void fr_results_close(fr_results *r)
         fr_reply_close(&r->tasks[i].reply);
         json_decref(r->tasks[i].decisions);
         json_decref(r->tasks[i].tool_calls);
+        json_decref(r->tasks[i].attempt_log);
         fr_approval_clear(&r->tasks[i].approval);
     }
     free(r->tasks);
     free(r->endpoints);
     r->tasks = NULL;
     r->endpoints = NULL;
+}
+
+void fr_results_for_run(fr_results *r, const fr_workflow *wf, const fr_graph *g, const char *run_id,
+                        bool sim, bool plan)
+{
+    fr_results_init(r, wf, g);
+    r->run_id = run_id;
+    r->sim = sim;
+    r->plan = plan;
+}
+
+int fr_results_set_baseline(fr_results *r, const fr_workflow *wf, const char *name, fr_error *err)
+{
+    if (!name)
+        return FR_OK;
+    r->baseline = fr_workflow_find_endpoint(wf, name);
+    if (r->baseline < 0)
+        return fr_error_set(err, FR_ECONFIG, "--baseline", 0, "no endpoint named '%s'", name);
+    return FR_OK;
 }

@@ -46,6 +46,12 @@ typedef struct fr_task_result {
      * server, ms, ok, error, arg_bytes, result_bytes, turn}. */
     int turns;
     json_t *tool_calls;
+    /* Every attempt, in order, with its times from the run's start (engine/
+     * task writes it through fr_results_attempt_*): {attempt, endpoint,
+     * start_ms, end_ms, outcome, error, tokens, cost_usd, turns: [{start_ms,
+     * end_ms}]}; end_ms and outcome are null while it is in flight. */
+    json_t *attempt_log;
+    double log_cost_base; /* the task's cost when its latest attempt began */
     /* An approval task's checkpoint (approve = true); state NONE otherwise. */
     fr_approval approval;
     /* A fan-out (engine/fanout): whether its list was read, how many
@@ -97,6 +103,14 @@ typedef struct fr_results {
  * it): every task pending, with no endpoint, no check score and an empty
  * decision log. */
 void fr_results_init(fr_results *r, const fr_workflow *wf, const fr_graph *g);
+/* fr_results_init for a run: its id (borrowed, must outlive `r`), whether
+ * it is a rehearsal (`sim`) or a plan. */
+void fr_results_for_run(fr_results *r, const fr_workflow *wf, const fr_graph *g, const char *run_id,
+                        bool sim, bool plan);
+/* Sets the baseline endpoint the report compares costs with: `name`
+ * (borrowed; NULL for none) must be an endpoint of `wf`, else FR_ECONFIG
+ * naming --baseline. */
+int fr_results_set_baseline(fr_results *r, const fr_workflow *wf, const char *name, fr_error *err);
 /* Sets up the entry of task `idx`, a fan-out's instance just added to the
  * workflow (within the room fr_results_init made for wf->tasks_cap), as
  * fr_results_init does for every task. */
@@ -111,5 +125,23 @@ void fr_results_endpoints(fr_results *r, const fr_endpoints *eps, const fr_sched
  * decided, so it does not fail the run. */
 void fr_results_skip(fr_results *r, size_t task, size_t cause, fr_task_state cause_state,
                      uint64_t now_ns);
+/* Attempt `attempt` of task entry `t` went to endpoint `endpoint`
+ * (borrowed) at `start_ms` from the run's start: a new attempt_log entry
+ * with its first model turn open. */
+void fr_results_attempt_begin(fr_task_result *t, int attempt, const char *endpoint,
+                              double start_ms);
+/* A model turn of `t`'s latest attempt ended at `end_ms` (it asked for
+ * tools), or the next one went out at `start_ms`. */
+void fr_results_turn_end(fr_task_result *t, double end_ms);
+void fr_results_turn_begin(fr_task_result *t, double start_ms);
+/* `t`'s latest attempt ended at `end_ms` with `outcome` (a decision's
+ * outcome word) and `error` (NULL when none; both borrowed), having used
+ * `u` over all its turns (NULL for nothing); its cost is what the task's
+ * cost grew by since the attempt began. An open turn ends with it. */
+void fr_results_attempt_end(fr_task_result *t, double end_ms, const char *outcome,
+                            const char *error, const fr_usage *u);
+/* Forgets `t`'s latest attempt: it found no file descriptor, so nothing
+ * was sent and it does not count. */
+void fr_results_attempt_drop(fr_task_result *t);
 /* Frees what `r` owns (the tasks' reasons, replies and decision logs). */
 void fr_results_close(fr_results *r);

@@ -20,6 +20,8 @@ struct fr_router {
      * last few policy names and reasons. */
     json_t **ep_names;
     json_t *words[16];
+    void (*swapped)(void *ud); /* fr_route_reload_hooks' */
+    void *swapped_ud;
 };
 
 fr_router *fr_router_new(const fr_route_env *env)
@@ -706,4 +708,66 @@ int fr_route_on_result(fr_router *rt, const fr_route_task *t, size_t e, const fr
         return fr_error_set(err, FR_EQUALITY, NULL, 0, "on_result of policy %s asked to escalate",
                             fr_policy_name(policy));
     return FR_OK;
+}
+
+fr_router *fr_router_for_run(const fr_workflow *wf, const fr_endpoints *eps, const fr_sched *sched,
+                             fr_budget *budget, const fr_clock *clock, const uint64_t *start_ns,
+                             fr_policy *(*policy)(void *ud), void *policy_ud, bool explain)
+{
+    fr_route_env env = {
+        .wf = wf,
+        .eps = eps,
+        .sched = sched,
+        .budget = budget,
+        .clock = clock,
+        .start_ns = start_ns,
+        .policy = policy,
+        .policy_ud = policy_ud,
+        .explain = explain,
+    };
+    return fr_router_new(&env);
+}
+
+int fr_route_check_policy(const fr_router *rt, fr_error *err)
+{
+    json_t *cands = fr_route_check_candidates(rt);
+    int rc = fr_policy_check(live(rt), cands, err);
+    json_decref(cands);
+    return rc;
+}
+
+fr_route_decision fr_route_stalled(const fr_router *rt, const fr_route_task *t)
+{
+    if (t->retry_ep >= 0)
+        return (fr_route_decision){.kind = FR_ROUTE_DISPATCH, .endpoint = (size_t)t->retry_ep};
+    return (fr_route_decision){
+        .kind = FR_ROUTE_END,
+        .state = FR_TASK_FAILED,
+        .reason = fr_xasprintf("policy %s keeps the task waiting while nothing else runs: it "
+                               "accepts none of the endpoints the task may use",
+                               fr_policy_name(live(rt)))};
+}
+
+static json_t *reload_candidates(void *ud)
+{
+    return fr_route_check_candidates(ud);
+}
+
+static double reload_elapsed(void *ud)
+{
+    const fr_router *rt = ud;
+    return (double)(fr_clock_ns(rt->env.clock) - *rt->env.start_ns) / 1e6;
+}
+
+static void reload_swapped(void *ud)
+{
+    fr_router *rt = ud;
+    rt->swapped(rt->swapped_ud);
+}
+
+fr_reload_hooks fr_route_reload_hooks(fr_router *rt, void (*swapped)(void *ud), void *ud)
+{
+    rt->swapped = swapped;
+    rt->swapped_ud = ud;
+    return (fr_reload_hooks){rt, reload_candidates, reload_elapsed, reload_swapped};
 }

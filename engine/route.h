@@ -11,6 +11,7 @@
  * use. */
 
 #include "dsl/policy.h"
+#include "dsl/reload.h"
 #include "dsl/workflow.h"
 #include "engine/budget.h"
 #include "engine/clock.h"
@@ -75,6 +76,25 @@ int fr_route_check_reachable(const fr_workflow *wf, const fr_endpoints *eps, fr_
 /* Returns a new router (owned; fr_router_free) reading `env` (copied). */
 fr_router *fr_router_new(const fr_route_env *env);
 void fr_router_free(fr_router *rt);
+/* A run's router: fr_router_new on the run's pieces (all borrowed, as in
+ * fr_route_env; `policy(policy_ud)` gives the live policy version). */
+fr_router *fr_router_for_run(const fr_workflow *wf, const fr_endpoints *eps, const fr_sched *sched,
+                             fr_budget *budget, const fr_clock *clock, const uint64_t *start_ns,
+                             fr_policy *(*policy)(void *ud), void *policy_ud, bool explain);
+/* The live policy's self-check on the run's own endpoints, as routing will
+ * offer them (fr_route_check_candidates): FR_OK or the policy's error. */
+int fr_route_check_policy(const fr_router *rt, fr_error *err);
+/* The stall rule: nothing runs and nothing is scheduled, so nothing the
+ * policy sees will change while it keeps task `t` waiting. A scheduled
+ * retry goes ahead on its endpoint (DISPATCH: all slots are free); any
+ * other task is refused (END, FR_TASK_FAILED, the reason naming the
+ * policy, owned by the caller). */
+fr_route_decision fr_route_stalled(const fr_router *rt, const fr_route_task *t);
+/* The hooks dsl/reload calls for a run's live policy: the self-check's
+ * candidates (fr_route_check_candidates), the run's elapsed time, and, when
+ * a new version is live, `swapped(ud)` (it may place tasks the old one kept
+ * waiting). Valid while `rt` lives. */
+fr_reload_hooks fr_route_reload_hooks(fr_router *rt, void (*swapped)(void *ud), void *ud);
 
 /* A pass over the ready queue begins (the per-endpoint counts of tasks
  * left waiting restart), and `waiting` tasks of it already wait. */

@@ -91,33 +91,16 @@ struct fr_run {
     bool stopping;
     int write_errors;
     fr_budget *budget;
-    fr_booking *books; /* the run's books in the state store; NULL for a plan */
-    char *observed_from;
+    fr_booking *books;      /* the run's books in the state store; NULL for a plan */
     fr_checkpoints *checks; /* the tasks held at their checkpoints; NULL for a plan */
 };
 
 static void pump(fr_run *r);
 static void maybe_finish(fr_run *r);
-static void fanout_started(void *ud, size_t fanout, size_t first, size_t n);
-static void fanout_end(void *ud, size_t fanout, fr_task_state state, const char *note);
-static void on_next(void *ud, size_t task, fr_task_next *n);
-static void task_end(task_rt *t, fr_task_state state, const char *reason);
-static void on_skip(void *ud, size_t task, size_t cause);
-static void on_deadline(void *ud, size_t task);
-static void on_retry(void *ud, size_t task);
-static void on_wake(void *ud, size_t unused);
-static void on_approved(void *ud, size_t task);
-static void on_rejected(void *ud, size_t task, const char *why);
-static void on_answered(void *ud);
 
 static uint64_t now_ns(const fr_run *r)
 {
     return fr_clock_ns(r->clock);
-}
-
-static double elapsed_ms(const fr_run *r)
-{
-    return (double)(now_ns(r) - r->res.start_ns) / 1e6;
 }
 
 static const char *task_name(const task_rt *t)
@@ -130,22 +113,12 @@ static fr_policy *live_policy(void *ud)
     return fr_reload_live(((fr_run *)ud)->policy);
 }
 
-static json_t *reload_candidates(void *ud)
-{
-    return fr_route_check_candidates(((fr_run *)ud)->router);
-}
-
-static double reload_elapsed(void *ud)
-{
-    return elapsed_ms(ud);
-}
-
 static void reload_swapped(void *ud)
 {
     pump(ud); /* the new version may place tasks the old one kept waiting */
 }
 
-/* ---- setup ------------------------------------------------------------ */
+/* ---- a task's runtime ----------------------------------------------- */
 
 static void init_task(fr_run *r, size_t i)
 {
@@ -155,151 +128,6 @@ static void init_task(fr_run *r, size_t i)
     t->task = fr_task_new(&r->env, i);
     t->route = fr_task_route(t->task);
     t->res = &r->res.tasks[i];
-}
-
-static void init_tasks(fr_run *r)
-{
-    fr_workflow *wf = r->wf;
-    fr_results_init(&r->res, wf, r->g);
-    r->env.wf = wf;
-    r->env.results = &r->res;
-    r->env.clock = r->clock;
-    r->env.run_id = r->run_id;
-    r->env.plan = r->opts.plan;
-    r->env.next = on_next;
-    r->env.ud = r;
-    r->res.run_id = r->run_id;
-    r->res.sim = r->opts.sim;
-    r->res.plan = r->opts.plan;
-    /* Room for the fan-outs' instances too (wf->tasks_cap): none moves. */
-    size_t cap = wf->tasks_cap > wf->ntasks ? wf->tasks_cap : wf->ntasks;
-    r->tasks = fr_xcalloc(cap ? cap : 1, sizeof *r->tasks);
-    r->timers =
-        fr_timers_new(&r->loop, cap, &(fr_timer_hooks){r, on_deadline, on_retry, on_wake, on_wake});
-    for (size_t i = 0; i < wf->ntasks; i++)
-        init_task(r, i);
-}
-
-/* Opens the run's books (state.db, or sim.db for a rehearsal) and gives
- * the budget the month's ledger. */
-static int open_books(fr_run *r, fr_error *err)
-{
-    char *path = fr_booking_state_path(r->opts.state_dir, r->opts.sim);
-    int rc = fr_booking_open(path, r->run_id, &r->books, err);
-    free(path);
-    if (rc == FR_OK && r->wf->budget.has_monthly) {
-        fr_budget_ledger ledger = fr_booking_ledger(r->books);
-        fr_budget_set_month(r->budget, r->wf->budget.monthly_usd, &ledger);
-    }
-    return rc;
-}
-
-int fr_run_new(fr_workflow *wf, const fr_run_opts *opts, fr_run **out, fr_error *err)
-{
-    int rc;
-    fr_run *r = fr_xcalloc(1, sizeof *r);
-    r->wf = wf;
-    r->opts = *opts;
-    r->env.show_tools = (opts->progress && !opts->progress_fallback) || opts->explain;
-    r->run_id = fr_booking_run_id(time(NULL));
-    r->clock = fr_clock_new(opts->plan ? NULL : &r->loop);
-    rc = fr_graph_from_workflow(wf, &r->g, err);
-    if (rc != FR_OK)
-        goto cleanup;
-    init_tasks(r);
-    if (opts->sim && !opts->standin && !opts->plan) {
-        rc = fr_error_set(err, FR_EINVAL, "--sim", 0, "a rehearsal needs a stand-in server");
-        goto cleanup;
-    }
-    r->eps = fr_endpoints_new(wf, opts->sim || opts->plan);
-    rc = fr_route_check_reachable(wf, r->eps, err);
-    if (rc != FR_OK)
-        goto cleanup;
-    const char *baseline = opts->baseline ? opts->baseline : wf->baseline;
-    if (baseline) {
-        r->res.baseline = fr_workflow_find_endpoint(wf, baseline);
-        if (r->res.baseline < 0) {
-            rc = fr_error_set(err, FR_ECONFIG, "--baseline", 0, "no endpoint named '%s'", baseline);
-            goto cleanup;
-        }
-    }
-    r->budget = fr_budget_for_run(wf, opts->has_budget, opts->budget_usd, !opts->plan);
-    r->res.has_budget = fr_budget_has_cap(r->budget, FR_CAP_RUN);
-    r->res.budget_usd = r->res.has_budget ? fr_budget_cap(r->budget, FR_CAP_RUN) : 0;
-    const char *spec = opts->policy ? opts->policy : wf->policy ? wf->policy : "balanced";
-    fr_reload_hooks hooks = {r, reload_candidates, reload_elapsed, reload_swapped};
-    rc = fr_reload_open(spec, opts->policy ? NULL : wf->dir, &hooks, &r->policy, err);
-    if (rc != FR_OK)
-        goto cleanup;
-    r->sched = r->env.sched = fr_sched_for_run(r->g, wf, &r->env.fd_cap);
-    r->env.fd_cap_now = r->env.fd_cap;
-    r->fanout = (fr_fanout_env){wf, r->g, r->sched, &r->res, opts->plan};
-    r->fanout_hooks = (fr_fanout_hooks){r, fanout_started, fanout_end};
-    fr_route_env env = {
-        .wf = wf,
-        .eps = r->eps,
-        .sched = r->sched,
-        .budget = r->budget,
-        .clock = r->clock,
-        .start_ns = &r->res.start_ns,
-        .policy = live_policy,
-        .policy_ud = r,
-        .explain = opts->explain,
-    };
-    r->router = fr_router_new(&env);
-    r->env.router = r->router;
-    r->env.eps = r->eps;
-    r->env.budget = r->budget;
-    /* The self-check offers the run's own endpoints, as route will see them. */
-    json_t *check_cands = fr_route_check_candidates(r->router);
-    rc = fr_policy_check(fr_reload_live(r->policy), check_cands, err);
-    json_decref(check_cands);
-    if (rc != FR_OK)
-        goto cleanup;
-    if (opts->plan) {
-        r->observed_from = fr_booking_state_path(opts->state_dir, opts->sim);
-        json_t *observed = fr_booking_observed(r->observed_from, wf->name);
-        r->plan = fr_plan_new(r->clock, observed, opts->sim_latency_ms, opts->sim_tps);
-        r->env.backend = fr_plan_backend(r->plan);
-        r->res.observed = fr_plan_observed(r->plan);
-        r->res.observed_from = r->observed_from;
-        fr_budget_mute_alerts(r->budget); /* a plan spends nothing */
-    } else {
-        rc = open_books(r, err);
-        if (rc != FR_OK)
-            goto cleanup;
-        r->env.books = r->books;
-    }
-    r->out_dir =
-        opts->out_dir ? fr_xstrdup(opts->out_dir) : fr_xasprintf(".flowrun/out/%s", r->run_id);
-    r->res.out_dir = r->out_dir;
-    rc = fr_output_prepare(wf, r->plan ? NULL : r->out_dir, &r->save_root, err);
-    if (rc != FR_OK)
-        goto cleanup;
-    fr_store *store = r->books ? fr_booking_store(r->books) : NULL;
-    r->placer = (fr_place_env){
-        &r->env, {store, wf, r->eps, r->router, NULL}, opts->no_cache, opts->fresh, opts->nfresh};
-    if (!r->plan) {
-        fr_checkpoint_env ce = {
-            wf,
-            &r->res,
-            r->g,
-            r->sched,
-            r->books,
-            {wf, store, r->run_id, r->out_dir, opts->approve, opts->napprove, opts->approve_all}};
-        r->checks = fr_checkpoints_new(
-            &ce, &(fr_checkpoint_hooks){r, on_approved, on_rejected, on_answered});
-    }
-    *out = r;
-    r = NULL;
-cleanup:
-    fr_run_free(r);
-    return rc;
-}
-
-const fr_results *fr_run_results(const fr_run *r)
-{
-    return &r->res;
 }
 
 /* ---- task ends ---------------------------------------------------------- */
@@ -488,6 +316,25 @@ static void arm_deadline(task_rt *t)
     fr_timers_deadline(r->timers, t->idx, (uint64_t)ms);
 }
 
+/* Acts on route's decision `d` for `t` (its reason freed here). Returns true
+ * when the task left the queue (dispatched or ended), false when it waits. */
+static bool act(task_rt *t, fr_route_decision *d)
+{
+    switch (d->kind) {
+    case FR_ROUTE_DISPATCH:
+        dispatch(t, d->endpoint);
+        return true;
+    case FR_ROUTE_END:
+        task_end(t, d->state, d->reason);
+        free(d->reason);
+        return true;
+    default:
+        if (d->wake_at_ms > 0)
+            arm_wake(t->run, d->wake_at_ms);
+        return false;
+    }
+}
+
 /* Tries to place one ready task. Returns true when the task left the
  * queue (dispatched or ended), false when it must wait. */
 static bool place(fr_run *r, task_rt *t)
@@ -506,19 +353,7 @@ static bool place(fr_run *r, task_rt *t)
     default:
         break;
     }
-    switch (d.kind) {
-    case FR_ROUTE_DISPATCH:
-        dispatch(t, d.endpoint);
-        return true;
-    case FR_ROUTE_END:
-        task_end(t, d.state, d.reason);
-        free(d.reason);
-        return true;
-    default:
-        if (d.wake_at_ms > 0)
-            arm_wake(r, d.wake_at_ms);
-        return false;
-    }
+    return act(t, &d);
 }
 
 /* True while something in flight or scheduled may still change what the
@@ -565,8 +400,7 @@ static void pump(fr_run *r)
         fr_timers_next_turn(r->timers); /* the rest after the loop has sent these */
 
     /* Nothing runs and nothing is scheduled, so nothing the policy sees
-     * will change: a task it keeps waiting is a task it refuses. A retry
-     * waiting for its endpoint goes ahead (all slots are free). */
+     * will change: route's stall rule says what follows. */
     while (!r->stopping && !anything_pending(r) && fr_sched_ready(r->sched) > 0 &&
            fr_sched_pop(r->sched, &t)) {
         task_rt *tr = &r->tasks[t];
@@ -574,18 +408,13 @@ static void pump(fr_run *r)
          * has not been placed yet: its condition and the policy come first. */
         if (!tr->cleared && place(r, tr))
             continue;
-        if (tr->route->retry_ep >= 0) {
-            dispatch(tr, (size_t)tr->route->retry_ep);
+        fr_route_decision d = fr_route_stalled(r->router, tr->route);
+        if (act(tr, &d) && d.kind == FR_ROUTE_DISPATCH) {
             if (!r->plan && fr_http_active(r->http) == 0 && r->env.in_flight == 0 &&
                 fr_timers_retries(r->timers) == 0)
                 arm_wake(r, fr_clock_ms(r->clock)); /* it failed at once: place again */
             break;
         }
-        char *why = fr_xasprintf("policy %s keeps the task waiting while nothing else runs: it "
-                                 "accepts none of the endpoints the task may use",
-                                 fr_policy_name(fr_reload_live(r->policy)));
-        task_end(tr, FR_TASK_FAILED, why);
-        free(why);
     }
     maybe_finish(r);
 }
@@ -612,24 +441,31 @@ static void close_all(fr_run *r)
     r->standin_started = false;
 }
 
-/* True when the only tasks still to end wait behind checkpoints recorded
- * as pending: nothing runs, nothing is ready, nobody is asked. */
-static bool only_checkpoints_left(fr_run *r)
-{
-    size_t held = fr_checkpoints_count(r->checks);
-    if (held == 0 || fr_checkpoints_asking(r->checks) > 0 || anything_pending(r) ||
-        fr_sched_ready(r->sched) > 0)
-        return false;
-    size_t running = 0;
-    for (size_t t = 0; t < r->wf->ntasks; t++)
-        running += fr_sched_state(r->sched, t) == FR_TASK_RUNNING;
-    return running == held;
-}
-
 static void maybe_finish(fr_run *r)
 {
-    if (!r->stopping && (fr_sched_unfinished(r->sched) == 0 || only_checkpoints_left(r)))
+    if (!r->stopping && (fr_sched_unfinished(r->sched) == 0 ||
+                         fr_checkpoints_only_left(r->checks, anything_pending(r))))
         close_all(r);
+}
+
+/* Every task not yet ended ends in `state` for `reason` (borrowed): with
+ * FR_TASK_CANCELLED (a signal) a running one is cancelled and ends now;
+ * with FR_TASK_FAILED the run could not start. */
+static void end_unfinished(fr_run *r, fr_task_state state, const char *reason)
+{
+    for (size_t t = 0; t < r->wf->ntasks; t++) {
+        task_rt *tr = &r->tasks[t];
+        if (fr_task_state_terminal(fr_sched_state(r->sched, t)))
+            continue;
+        if (state == FR_TASK_CANCELLED) {
+            fr_task_cancel(tr->task, "cancelled", reason);
+            fr_timers_stop(r->timers, t);
+            tr->res->end_ns = now_ns(r);
+        }
+        free(tr->res->reason);
+        tr->res->reason = fr_xstrdup(reason);
+        fr_sched_abandon(r->sched, t, state);
+    }
 }
 
 /* SIGINT or SIGTERM (engine/signals): running tasks are cancelled. */
@@ -642,17 +478,7 @@ static void on_signal(void *ud, int signum)
                  "signal=%d stopping: running tasks are cancelled", signum);
     r->res.interrupted = true;
     r->res.exit_code = 128 + signum;
-    for (size_t t = 0; t < r->wf->ntasks; t++) {
-        task_rt *tr = &r->tasks[t];
-        if (fr_task_state_terminal(fr_sched_state(r->sched, t)))
-            continue;
-        fr_task_cancel(tr->task, "cancelled", "interrupted");
-        fr_timers_stop(r->timers, t);
-        free(tr->res->reason);
-        tr->res->reason = fr_xstrdup("interrupted");
-        tr->res->end_ns = now_ns(r);
-        fr_sched_abandon(r->sched, t, FR_TASK_CANCELLED);
-    }
+    end_unfinished(r, FR_TASK_CANCELLED, "interrupted");
     close_all(r);
 }
 
@@ -684,18 +510,6 @@ static int execute_plan(fr_run *r)
     return publish(r);
 }
 
-/* Every task not yet ended fails for `reason` (borrowed): the run could
- * not start. */
-static void fail_all(fr_run *r, const char *reason)
-{
-    for (size_t t = 0; t < r->wf->ntasks; t++)
-        if (!fr_task_state_terminal(fr_sched_state(r->sched, t))) {
-            free(r->tasks[t].res->reason);
-            r->tasks[t].res->reason = fr_xstrdup(reason);
-            fr_sched_abandon(r->sched, t, FR_TASK_FAILED);
-        }
-}
-
 /* The tools are ready (their servers started and listed): the run begins;
  * or they are not, and nothing is sent. */
 static void on_tools_ready(void *ud, int rc, const fr_error *err)
@@ -704,17 +518,111 @@ static void on_tools_ready(void *ud, int rc, const fr_error *err)
     if (r->stopping)
         return;
     if (rc != FR_OK) {
-        char msg[1400];
-        fr_error_format(err, msg, sizeof msg);
-        fprintf(stderr, "flowrun: %s\n", msg);
-        r->start_rc = rc == FR_EWORKFLOW ? FR_EWORKFLOW : (rc != FR_OK ? rc : FR_EMCP);
-        fail_all(r, "the run could not start: its tools did not start");
+        r->start_rc = fr_exit_tools_failed(rc, err);
+        end_unfinished(r, FR_TASK_FAILED, "the run could not start: its tools did not start");
         close_all(r);
         return;
     }
     r->env.tools = r->tools;
     maybe_finish(r); /* an empty workflow ends at once */
     pump(r);
+}
+
+/* ---- setup -------------------------------------------------------------- */
+
+static void init_tasks(fr_run *r)
+{
+    fr_workflow *wf = r->wf;
+    fr_results_for_run(&r->res, wf, r->g, r->run_id, r->opts.sim, r->opts.plan);
+    r->env = fr_task_env_for_run(
+        wf, &r->res, r->clock, r->run_id, r->opts.plan,
+        (r->opts.progress && !r->opts.progress_fallback) || r->opts.explain, on_next, r);
+    /* Room for the fan-outs' instances too (wf->tasks_cap): none moves. */
+    size_t cap = wf->tasks_cap > wf->ntasks ? wf->tasks_cap : wf->ntasks;
+    r->tasks = fr_xcalloc(cap ? cap : 1, sizeof *r->tasks);
+    r->timers =
+        fr_timers_new(&r->loop, cap, &(fr_timer_hooks){r, on_deadline, on_retry, on_wake, on_wake});
+    for (size_t i = 0; i < wf->ntasks; i++)
+        init_task(r, i);
+}
+
+int fr_run_new(fr_workflow *wf, const fr_run_opts *opts, fr_run **out, fr_error *err)
+{
+    int rc;
+    fr_run *r = fr_xcalloc(1, sizeof *r);
+    r->wf = wf;
+    r->opts = *opts;
+    r->run_id = fr_booking_run_id(time(NULL));
+    r->clock = fr_clock_new(opts->plan ? NULL : &r->loop);
+    rc = fr_graph_from_workflow(wf, &r->g, err);
+    if (rc != FR_OK)
+        goto cleanup;
+    init_tasks(r);
+    if (opts->sim && !opts->standin && !opts->plan) {
+        rc = fr_error_set(err, FR_EINVAL, "--sim", 0, "a rehearsal needs a stand-in server");
+        goto cleanup;
+    }
+    r->eps = fr_endpoints_new(wf, opts->sim || opts->plan);
+    rc = fr_route_check_reachable(wf, r->eps, err);
+    if (rc != FR_OK)
+        goto cleanup;
+    rc = fr_results_set_baseline(&r->res, wf, opts->baseline ? opts->baseline : wf->baseline, err);
+    if (rc != FR_OK)
+        goto cleanup;
+    r->budget = fr_budget_for_run(wf, opts->has_budget, opts->budget_usd, !opts->plan);
+    r->res.has_budget = fr_budget_has_cap(r->budget, FR_CAP_RUN);
+    r->res.budget_usd = r->res.has_budget ? fr_budget_cap(r->budget, FR_CAP_RUN) : 0;
+    r->sched = r->env.sched = fr_sched_for_run(r->g, wf, &r->env.fd_cap);
+    r->env.fd_cap_now = r->env.fd_cap;
+    r->fanout = (fr_fanout_env){wf, r->g, r->sched, &r->res, opts->plan};
+    r->fanout_hooks = (fr_fanout_hooks){r, fanout_started, fanout_end};
+    r->router = r->env.router = fr_router_for_run(wf, r->eps, r->sched, r->budget, r->clock,
+                                                  &r->res.start_ns, live_policy, r, opts->explain);
+    const char *spec = opts->policy ? opts->policy : wf->policy ? wf->policy : "balanced";
+    fr_reload_hooks hooks = fr_route_reload_hooks(r->router, reload_swapped, r);
+    rc = fr_reload_open(spec, opts->policy ? NULL : wf->dir, &hooks, &r->policy, err);
+    if (rc != FR_OK)
+        goto cleanup;
+    r->env.eps = r->eps;
+    r->env.budget = r->budget;
+    rc = fr_route_check_policy(r->router, err);
+    if (rc != FR_OK)
+        goto cleanup;
+    if (opts->plan) {
+        r->plan =
+            fr_plan_for_run(r->clock, opts->state_dir, opts->sim, wf->name, opts->sim_latency_ms,
+                            opts->sim_tps, &r->res, r->budget, &r->env.backend);
+    } else {
+        rc = fr_booking_open_run(opts->state_dir, opts->sim, r->run_id, r->budget,
+                                 wf->budget.has_monthly, wf->budget.monthly_usd, &r->books, err);
+        if (rc != FR_OK)
+            goto cleanup;
+        r->env.books = r->books;
+    }
+    r->out_dir =
+        opts->out_dir ? fr_xstrdup(opts->out_dir) : fr_xasprintf(".flowrun/out/%s", r->run_id);
+    r->res.out_dir = r->out_dir;
+    rc = fr_output_prepare(wf, r->plan ? NULL : r->out_dir, &r->save_root, err);
+    if (rc != FR_OK)
+        goto cleanup;
+    fr_store *store = r->books ? fr_booking_store(r->books) : NULL;
+    r->placer = (fr_place_env){
+        &r->env, {store, wf, r->eps, r->router, NULL}, opts->no_cache, opts->fresh, opts->nfresh};
+    if (!r->plan)
+        r->checks = fr_checkpoints_for_run(
+            wf, &r->res, r->g, r->sched, r->books, r->run_id, r->out_dir, opts->approve,
+            opts->napprove, opts->approve_all,
+            &(fr_checkpoint_hooks){r, on_approved, on_rejected, on_answered});
+    *out = r;
+    r = NULL;
+cleanup:
+    fr_run_free(r);
+    return rc;
+}
+
+const fr_results *fr_run_results(const fr_run *r)
+{
+    return &r->res;
 }
 
 int fr_run_execute(fr_run *r)
@@ -728,11 +636,7 @@ int fr_run_execute(fr_run *r)
     if (r->checks)
         fr_checkpoints_start(r->checks, &r->loop);
     r->signals = fr_signals_start(&r->loop, on_signal, r);
-    r->http = fr_http_new(&r->loop);
-    if (r->http && r->env.fd_cap > 0)
-        fr_http_set_max_connections(r->http, r->env.fd_cap);
-    if (r->http)
-        r->env.backend = fr_attempt_wire(r->http);
+    r->http = fr_attempt_wire_for_run(&r->loop, r->env.fd_cap, &r->env.backend);
     r->res.start_ns = now_ns(r);
     fr_booking_attach(r->books, &r->loop); /* one commit per loop turn */
     fr_booking_begin(r->books, r->wf->name, r->wf->path);
@@ -745,7 +649,7 @@ int fr_run_execute(fr_run *r)
     if (!r->http ||
         (r->opts.sim && fr_endpoints_standin(r->eps, r->opts.standin, &r->loop,
                                              r->opts.sim_latency_ms, r->opts.sim_tps) != FR_OK)) {
-        fail_all(r, "the run could not start");
+        end_unfinished(r, FR_TASK_FAILED, "the run could not start");
         close_all(r);
     } else if (fr_toolset_needed(r->wf)) {
         r->tools = fr_toolset_new(&r->loop, r->http, r->wf);
@@ -788,6 +692,5 @@ void fr_run_free(fr_run *r)
     free(r->run_id);
     free(r->out_dir);
     free(r->save_root);
-    free(r->observed_from);
     free(r);
 }

@@ -128,6 +128,20 @@ static double elapsed_ms(const fr_task *t)
     return (double)(fr_clock_ns(t->env->clock) - t->env->results->start_ns) / 1e6;
 }
 
+/* The attempt in flight ended with `outcome` and `error` (borrowed), its
+ * last turn having used `last` (NULL for nothing): into the attempt log,
+ * with the turns before it. */
+static void log_end(fr_task *t, const char *outcome, const char *error, const fr_usage *last)
+{
+    fr_usage u = t->turn_usage;
+    if (last) {
+        u.input += last->input;
+        u.output += last->output;
+        u.cached += last->cached;
+    }
+    fr_results_attempt_end(t->res, elapsed_ms(t), outcome, error, &u);
+}
+
 static fr_task_next next_end(fr_task_state state, char *reason)
 {
     return (fr_task_next){.kind = FR_NEXT_END, .state = state, .reason = reason};
@@ -162,6 +176,7 @@ static fr_attempt_rec attempt_rec(const fr_task *t)
         .endpoint = s->name,
         .tier = fr_tier_name(s->tier),
         .model = fr_ep_model(t->env->eps, ep_of(t)),
+        .type = t->env->wf->tasks[t->idx].type,
         .attempt = t->res->attempts,
     };
 }
@@ -179,10 +194,11 @@ static bool reserve_attempt(fr_task *t)
     return fr_booking_reserve(t->env->books, &a, &t->row);
 }
 
-/* Books how an attempt ended: what it used (`u`, may be NULL), cost and
- * latency, its outcome and error (borrowed). */
+/* Books how an attempt ended: what it used (`u`, may be NULL), cost,
+ * latency and time to first content (< 0: no reply), its outcome and error
+ * (borrowed). */
 static void book_attempt(fr_task *t, const char *outcome, const char *error, const fr_usage *u,
-                         double cost, double latency_ms)
+                         double cost, double latency_ms, double ttft_ms)
 {
     if (!t->env->books || t->res->endpoint < 0)
         return;
@@ -198,6 +214,8 @@ static void book_attempt(fr_task *t, const char *outcome, const char *error, con
     a.estimated = u->estimated;
     a.cost_usd = cost;
     a.latency_ms = latency_ms;
+    a.has_ttft = ttft_ms >= 0;
+    a.ttft_ms = ttft_ms;
     long long row = t->row;
     t->row = 0;
     fr_booking_settle(t->env->books, row, &a, t->env->budget, elapsed_ms(t));
@@ -216,8 +234,9 @@ void fr_task_cancel(fr_task *t, const char *outcome, const char *error)
     double charge = t->reserved;
     settle(t, charge);
     book_attempt(t, outcome, error, NULL, charge,
-                 (double)(fr_clock_ns(env->clock) - t->attempt_ns) / 1e6);
+                 (double)(fr_clock_ns(env->clock) - t->attempt_ns) / 1e6, -1);
     fr_route_set_outcome(t->res->decisions, outcome, strcmp(outcome, "cancelled") ? error : NULL);
+    log_end(t, outcome, strcmp(outcome, "cancelled") ? error : NULL, NULL);
 }
 
 /* ---- what an outcome means ---------------------------------------------- */
@@ -281,6 +300,7 @@ static fr_task_next attempt_no_fds(fr_task *t, const fr_outcome *o)
     fr_task_env *env = t->env;
     const char *name = spec_of(t)->name;
     settle(t, 0);
+    fr_results_attempt_drop(t->res);
     t->res->attempts--;
     t->ep_attempts--;
     fr_ep_unsent(env->eps, ep_of(t));
@@ -360,6 +380,8 @@ static fr_task_next judge(fr_task *t, fr_outcome *o)
     fr_error *err = &o->err;
     int rc = o->rc;
     double cost = 0;
+    /* As the report has it: a reply that was not streamed came whole. */
+    double ttft = rc != FR_OK ? -1 : o->ttft_ms >= 0 ? o->ttft_ms : o->total_ms;
     fr_usage used = rc == FR_OK ? o->reply.usage : (fr_usage){0};
     t->route.finish_outcome = NULL;
     if (rc == FR_OK)
@@ -379,7 +401,8 @@ static fr_task_next judge(fr_task *t, fr_outcome *o)
                           : rc == FR_ERETRY   ? "retry"
                           : rc == FR_EBUDGET  ? "budget"
                                               : "error";
-    book_attempt(t, outcome, rc == FR_OK ? NULL : err->msg, &used, cost, o->total_ms);
+    book_attempt(t, outcome, rc == FR_OK ? NULL : err->msg, &used, cost, o->total_ms, ttft);
+    log_end(t, outcome, rc == FR_OK ? NULL : err->msg, &used);
     fr_error cerr = {0};
     if (rc == FR_OK && env->books && t->cache_key &&
         fr_cache_put(fr_booking_store(env->books), t->cache_key, spec_of(t)->name, &o->reply,
@@ -412,6 +435,7 @@ static void on_outcome(void *ud, fr_outcome *o)
     fr_task_next next;
     if (o->planned) {
         settle(t, fr_price_cost(spec_of(t), &o->reply.usage));
+        log_end(t, "ok", NULL, &o->reply.usage);
         next = accept_reply(t, o);
     } else if (o->no_fds) {
         next = attempt_no_fds(t, o);
@@ -458,6 +482,8 @@ static int turn_begin(void *ud, long est_input, long worst_input, fr_error *err)
             settle(t, 0);
             rc = fr_error_set(err, FR_ESTORE, NULL, 0,
                               "the state store cannot be written; the turn was not sent");
+        } else {
+            fr_results_turn_begin(t->res, elapsed_ms(t));
         }
     }
     free(why);
@@ -470,12 +496,13 @@ static void turn_end(void *ud, const fr_usage *u, double ms)
     fr_task *t = ud;
     double cost = fr_price_cost(spec_of(t), u);
     settle(t, cost);
-    book_attempt(t, "tool_call", NULL, u, cost, ms);
+    book_attempt(t, "tool_call", NULL, u, cost, ms, -1);
     t->turn_usage.input += u->input;
     t->turn_usage.output += u->output;
     t->turn_usage.cached += u->cached;
     t->turn_usage.estimated |= u->estimated;
     t->res->turns++;
+    fr_results_turn_end(t->res, elapsed_ms(t));
 }
 
 static void tool_done(void *ud, const fr_toolcall_info *info, const fr_tool_result *r,
@@ -483,11 +510,13 @@ static void tool_done(void *ud, const fr_toolcall_info *info, const fr_tool_resu
 {
     fr_task *t = ud;
     const char *task = name_of(t);
-    json_t *c =
-        json_pack("{s:s, s:s, s:s?, s:f, s:b, s:s?, s:I, s:I, s:i}", "name", info->name, "source",
-                  info->source, "server", info->server, "ms", info->ms, "ok", !r->is_error, "error",
-                  r->is_error ? r->reason : NULL, "arg_bytes", (json_int_t)info->arg_bytes,
-                  "result_bytes", (json_int_t)info->result_bytes, "turn", t->res->turns);
+    double start_ms = elapsed_ms(t) - info->ms; /* it ends now */
+    json_t *c = json_pack("{s:s, s:s, s:s?, s:f, s:b, s:s?, s:I, s:I, s:i, s:i, s:f}", "name",
+                          info->name, "source", info->source, "server", info->server, "ms",
+                          info->ms, "ok", !r->is_error, "error", r->is_error ? r->reason : NULL,
+                          "arg_bytes", (json_int_t)info->arg_bytes, "result_bytes",
+                          (json_int_t)info->result_bytes, "turn", t->res->turns, "attempt",
+                          t->res->attempts, "start_ms", start_ms > 0 ? start_ms : 0);
     if (c)
         json_array_append_new(t->res->tool_calls, c);
     snprintf(t->res->tool, sizeof t->res->tool, "%s", info->name);
@@ -574,6 +603,7 @@ bool fr_task_dispatch(fr_task *t, size_t ep, fr_task_next *now)
     t->res->attempt_ns = t->attempt_ns;
     t->res->streamed = 0;
     req.streamed = &t->res->streamed;
+    fr_results_attempt_begin(t->res, t->res->attempts, s->name, elapsed_ms(t));
     fr_error err = {0};
     int rc = FR_OK;
     if (!reserve_attempt(t))
@@ -589,13 +619,14 @@ bool fr_task_dispatch(fr_task *t, size_t ep, fr_task_next *now)
     fr_sched_release_slot(env->sched, ep);
     settle(t, 0); /* nothing was sent */
     fr_route_set_outcome(t->res->decisions, "error", err.msg);
+    log_end(t, "error", err.msg, NULL);
     if (rc == FR_ESTORE) {
         /* Without a durable reservation nothing is sent, and no new work
          * starts: the task fails. */
         *now = next_end(FR_TASK_FAILED, fr_xstrdup(err.msg));
         return false;
     }
-    book_attempt(t, "error", err.msg, NULL, 0, 0);
+    book_attempt(t, "error", err.msg, NULL, 0, 0, -1);
     *now = attempt_failed(t, rc, 0, -1, err.msg);
     return false;
 }
@@ -676,4 +707,18 @@ int fr_task_render(fr_task *t, fr_error *err)
         }
     }
     return rc;
+}
+
+fr_task_env fr_task_env_for_run(fr_workflow *wf, fr_results *results, fr_clock *clock,
+                                const char *run_id, bool plan, bool show_tools,
+                                void (*next)(void *ud, size_t task, fr_task_next *next), void *ud)
+{
+    return (fr_task_env){.wf = wf,
+                         .results = results,
+                         .clock = clock,
+                         .run_id = run_id,
+                         .plan = plan,
+                         .show_tools = show_tools,
+                         .next = next,
+                         .ud = ud};
 }

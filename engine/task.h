@@ -68,6 +68,13 @@ typedef struct fr_task_env {
     double spent_usd; /* every settled attempt of every task */
 } fr_task_env;
 
+/* A run's task env: what every run sets before its tasks (all borrowed,
+ * as in fr_task_env; the rest zero, set by the conductor as the pieces
+ * are made). */
+fr_task_env fr_task_env_for_run(fr_workflow *wf, fr_results *results, fr_clock *clock,
+                                const char *run_id, bool plan, bool show_tools,
+                                void (*next)(void *ud, size_t task, fr_task_next *next), void *ud);
+
 /* Returns task `idx` of env->wf (owned; fr_task_free). */
 fr_task *fr_task_new(fr_task_env *env, size_t idx);
 void fr_task_free(fr_task *t);

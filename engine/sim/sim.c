@@ -196,8 +196,12 @@ json_t *fr_sim_stats(const fr_sim *s)
                       "faults", (json_int_t)m->faults, "input_tokens", (json_int_t)m->input_tokens,
                       "output_tokens", (json_int_t)m->output_tokens));
     }
-    return json_pack("{s:I,s:I,s:o}", "connections", (json_int_t)s->connections,
-                     "first_request_unix_us", (json_int_t)s->first_request_us, "models", models);
+    json_int_t open = 0;
+    for (const fr_sim_conn *c = s->conns; c; c = c->next)
+        open++;
+    return json_pack("{s:I,s:I,s:I,s:o}", "connections", (json_int_t)s->connections,
+                     "open_connections", open, "first_request_unix_us",
+                     (json_int_t)s->first_request_us, "models", models);
 }
 
 /* Zeroes the counters; see sim.h. */

@@ -61,10 +61,14 @@ int fr_sim_peak(const fr_sim *s, const char *model);
 
 /* Returns the counters as a new JSON object (owned by the caller; NULL when
  * `s` is NULL), the same document GET /sim/stats serves:
- *   {"connections":N,"first_request_unix_us":N,"models":{"<model>":{"requests":N,
+ *   {"connections":N,"open_connections":N,"first_request_unix_us":N,
+ *    "models":{"<model>":{"requests":N,
  *     "peak_in_flight":N,"rejected":N,"in_flight":N,"faults":N,"input_tokens":N,
  *     "output_tokens":N}}}
- * `connections` counts TCP connections accepted; `first_request_unix_us` is
+ * `connections` counts TCP connections accepted and `open_connections` those
+ * not closed yet, the one asking for the stats included (1 once a killed
+ * client's sockets have been read to their end, so every request it sent is
+ * counted); `first_request_unix_us` is
  * when the first chat request since the start or the last reset arrived, in
  * realtime microseconds since the epoch (0 = none yet), so a benchmark can
  * tell how long a client took to put its first request on the wire; `requests` counts valid chat

@@ -33,13 +33,15 @@ static const char *const stmt_sql[S_COUNT] = {
                   " WHERE id = ?1",
     [S_ATTEMPT] = "INSERT INTO attempts(run_id, task, attempt, endpoint, tier, model,"
                   " input_tokens, output_tokens, cached_tokens, usage_estimated, cost_usd,"
-                  " latency_ms, outcome, error, at, month)"
-                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                  " latency_ms, outcome, error, at, month, task_type, ttft_ms)"
+                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,"
+                  " ?17, ?18)",
     [S_RESERVE] = "INSERT INTO attempts(run_id, task, attempt, endpoint, tier, model, cost_usd,"
-                  " outcome, at, month) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?9)",
+                  " outcome, at, month, task_type)"
+                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?9, ?10)",
     [S_SETTLE] = "UPDATE attempts SET input_tokens = ?2, output_tokens = ?3, cached_tokens = ?4,"
                  " usage_estimated = ?5, cost_usd = ?6, latency_ms = ?7, outcome = ?8, error = ?9,"
-                 " at = ?10 WHERE id = ?1 AND run_id = ?11 AND outcome = 'pending'",
+                 " at = ?10, ttft_ms = ?12 WHERE id = ?1 AND run_id = ?11 AND outcome = 'pending'",
     [S_ATTEMPT_MONTH] = "SELECT month FROM attempts WHERE id = ?1",
     /* What the month is charged: booked attempts and those in flight at
      * their worst case: one row of month_totals, kept by triggers. */

@@ -198,6 +198,15 @@ static double bind_new_attempt(fr_store *st, sqlite3_stmt *s, const fr_attempt_r
     return at;
 }
 
+/* Binds a's time to first content to parameter `i` of `s`, NULL without one. */
+static void bind_ttft(sqlite3_stmt *s, int i, const fr_attempt_rec *a)
+{
+    if (a->has_ttft && fr_store_valid_usd(a->ttft_ms))
+        sqlite3_bind_double(s, i, a->ttft_ms);
+    else
+        sqlite3_bind_null(s, i);
+}
+
 /* Inserts the checked attempt `a` at the store's clock and writes its month
  * into `month`. */
 static int insert_attempt(fr_store *st, const fr_attempt_rec *a, char month[FR_STORE_MONTH_LEN],
@@ -215,6 +224,8 @@ static int insert_attempt(fr_store *st, const fr_attempt_rec *a, char month[FR_S
     fr_store_bind_text(s, 14, a->error);
     sqlite3_bind_double(s, 15, at);
     fr_store_bind_text(s, 16, month);
+    fr_store_bind_text(s, 17, a->type);
+    bind_ttft(s, 18, a);
     int rc = sqlite3_step(s) == SQLITE_DONE
                  ? FR_OK
                  : fr_store_insert_error(st, err, a->run_id, "cannot record the attempt");
@@ -310,6 +321,7 @@ int fr_store_reserve(fr_store *st, const fr_attempt_rec *a, long long *id, fr_er
     sqlite3_bind_double(s, 7, a->cost_usd);
     sqlite3_bind_double(s, 8, at);
     fr_store_bind_text(s, 9, month);
+    fr_store_bind_text(s, 10, a->type);
     rc = sqlite3_step(s) == SQLITE_DONE
              ? FR_OK
              : fr_store_insert_error(st, err, a->run_id, "cannot record the attempt in flight");
@@ -338,6 +350,7 @@ static int settle_row(fr_store *st, long long id, const fr_attempt_rec *a, fr_er
     fr_store_bind_text(s, 9, a->error);
     sqlite3_bind_double(s, 10, fr_store_now(st));
     fr_store_bind_text(s, 11, a->run_id);
+    bind_ttft(s, 12, a);
     int rc = fr_store_exec(st, S_SETTLE, "cannot book the attempt", err);
     if (rc == FR_OK && sqlite3_changes(st->db) == 0)
         rc = fr_error_set(err, FR_EINVAL, st->path, 0,

@@ -193,11 +193,27 @@ static const char schema_v4[] =
     " BEGIN " SUB_TOTALS("OLD") ADD_TOTALS("NEW") " END;"
     "CREATE TRIGGER attempts_totals_delete AFTER DELETE ON attempts BEGIN " SUB_TOTALS("OLD")
     " END;";
+
+/* Schema version 5: each finished run's report as the run printed it (the
+ * JSON report and the uncoloured summary, for `flowrun report`), and what
+ * `flowrun stats` groups and measures that the attempts lacked: the task's
+ * type and the attempt's time to first content (NULL: none, or booked by
+ * an older flowrun). */
+static const char schema_v5[] =
+    "CREATE TABLE reports ("
+    "  run_id    TEXT PRIMARY KEY REFERENCES runs(id),"
+    "  json      TEXT NOT NULL,"
+    "  summary   TEXT NOT NULL,"
+    "  stored_at REAL NOT NULL"
+    ");"
+    "ALTER TABLE attempts ADD COLUMN task_type TEXT;"
+    "ALTER TABLE attempts ADD COLUMN ttft_ms REAL;"
+    "CREATE INDEX runs_workflow ON runs(workflow, started_at);";
 // clang-format on
 
 /* migrations[v] takes a database from version v to v + 1. */
 static const char *const migrations[FR_STORE_SCHEMA_VERSION] = {schema_v1, schema_v2, schema_v3,
-                                                                schema_v4};
+                                                                schema_v4, schema_v5};
 
 /* The SQL of one migration; see store.h. */
 const char *fr_store_migration_sql(int from)

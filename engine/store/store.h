@@ -5,7 +5,8 @@
  * to nothing else. Calls are synchronous and short (one small transaction
  * each, or, with batching on, one transaction per loop turn: fr_store_batch). Defined by
  * engine/store/: open.c (open, schema, close), ledger.c (runs, attempts), lease.c (leases), spend.c
- * (what was spent and observed), cache_table.c (the result cache's rows). */
+ * (what was spent and observed), cache_table.c (the result cache's rows), reports.c (the
+ * stored reports, the list of runs and the statistics across them, for engine/cli/runs_cmd). */
 
 #include "engine/util/err.h"
 
@@ -17,7 +18,7 @@
 #include <time.h>
 
 /* The schema version this build writes and understands. */
-#define FR_STORE_SCHEMA_VERSION 4
+#define FR_STORE_SCHEMA_VERSION 5
 
 /* Returns the SQL (static) that takes a database from schema version `from`
  * to `from` + 1 (from 0: an empty database to version 1), or NULL for a
@@ -41,16 +42,18 @@ typedef struct fr_store fr_store;
 /* One attempt of a task, as booked in the ledger. Every string is borrowed
  * for the call. `run_id`, `task`, `endpoint`, `tier` ("local" or "cloud") and
  * `outcome` ("ok", "quality", "error", "timeout", "cancelled", "budget") are
- * required; `model` and `error` may be NULL. `attempt` counts from 1, tokens
- * and costs are >= 0, `estimated` says the usage was estimated rather than
- * reported by the provider. There is deliberately no field for a prompt, a
- * reply or a key: none of them is ever stored here. */
+ * required; `model`, `error` and `type` (the task's type, for `flowrun
+ * stats`) may be NULL. `attempt` counts from 1, tokens and costs are >= 0,
+ * `estimated` says the usage was estimated rather than reported by the
+ * provider; `ttft_ms` (time to first content) is stored only with
+ * `has_ttft`. There is deliberately no field for a prompt, a reply or a
+ * key: none of them is ever stored here. */
 typedef struct fr_attempt_rec {
-    const char *run_id, *task, *endpoint, *tier, *model, *outcome, *error;
+    const char *run_id, *task, *endpoint, *tier, *model, *outcome, *error, *type;
     int attempt;
     long input, output, cached;
-    bool estimated;
-    double cost_usd, latency_ms;
+    bool estimated, has_ttft;
+    double cost_usd, latency_ms, ttft_ms;
 } fr_attempt_rec;
 
 /* Opens the database at `path` (borrowed, copied), creating it and any missing
@@ -322,3 +325,65 @@ int fr_store_approval_decide(fr_store *st, const char *workflow, const char *tas
  * FR_ENOENT when there is no such run, FR_ESTORE for a database failure. */
 int fr_store_run_tasks(fr_store *st, const char *workflow, const char *run_id, json_t **out,
                        fr_error *err);
+
+/* ---- engine/store/reports.c: stored reports, the runs, statistics -------- */
+
+/* Stores the report of finished run `run_id` as the run printed it: `json`
+ * (its `--json` text, final newline included) and `summary` (its summary,
+ * uncoloured), all borrowed; a second call for the run replaces the first.
+ * It joins the batch when batching is on (fr_store_flush commits it), else
+ * it is its own transaction. FR_EINVAL for a missing argument or a run that
+ * was not begun, FR_ESTORE for a database failure. */
+int fr_store_report_put(fr_store *st, const char *run_id, const char *json, const char *summary,
+                        fr_error *err);
+
+/* The runs, newest first (by start), of `workflow` (borrowed) or of every
+ * workflow when it is NULL, at most `limit` of them (<= 0: all). On FR_OK
+ * *out is an owned JSON array of
+ *   {"id", "workflow", "started_at" and "ended_at" (unix seconds; ended_at
+ *    null while running or crashed), "status" (the runs table's, and
+ *    "crashed" for a run still "running" whose process is gone),
+ *    "exit_code" (null),
+ *    "cost_usd" (the stored report's, else the runs table's),
+ *    "makespan_ms" and "local_token_share" (from the stored report, null
+ *    without one), "has_report"}.
+ * FR_ESTORE for a database failure. */
+int fr_store_runs(fr_store *st, const char *workflow, long limit, json_t **out, fr_error *err);
+
+/* A run found by fr_store_report_get; every string owned by the record
+ * (fr_store_report_clear). `json` and `summary` are NULL when the run has
+ * no stored report (it was killed, is still running, or was run by a
+ * flowrun of an older schema). */
+typedef struct fr_store_report {
+    char *run_id, *workflow, *status, *json, *summary;
+} fr_store_report;
+
+/* Frees what `r` holds and zeroes it; NULL is fine. */
+void fr_store_report_clear(fr_store_report *r);
+
+/* Finds the run `ref` (borrowed) names into `out` (owned by the caller:
+ * fr_store_report_clear): "last" is the newest run with a stored report;
+ * anything else is a run id, or a prefix of exactly one run's id. With
+ * `workflow` (borrowed, may be NULL) only that workflow's runs count.
+ * FR_ENOENT when no run matches (or, for "last", none has a report),
+ * FR_EINVAL for a prefix that matches more than one run (err names two),
+ * FR_ESTORE for a database failure. */
+int fr_store_report_get(fr_store *st, const char *ref, const char *workflow, fr_store_report *out,
+                        fr_error *err);
+
+/* Statistics over the attempts booked at or after `since` (unix seconds; 0:
+ * all), requests in flight left out. On FR_OK *out is an owned JSON object
+ *   {"since": null or seconds, "runs": N,
+ *    "by_endpoint": {"<endpoint>": GROUP + "tier"}, "by_type": {"<type>": GROUP}}
+ * where a task without a type is "-" and GROUP is
+ *   {"requests", "ok", "success_rate" (ok / requests), "replies" (attempts
+ *    that got a reply: ok, quality, truncated, refused, tool_call,
+ *    no_answer), "quality_pass_rate" (replies not failed by a quality gate
+ *    / replies), "latency_ms" and "ttft_ms": {"p50", "p95"} over the
+ *    replies (exact: the sorted value at index round(q * (n - 1)), as a
+ *    report's; null without values; ttft only where it was recorded),
+ *    "tokens": {"input", "output", "cached"}, "cost_usd",
+ *    "local_share": {"attempts", "tokens"} (the local tier's share; the
+ *    rest is the cloud's; null for none)}.
+ * FR_ESTORE for a database failure. */
+int fr_store_run_stats(fr_store *st, double since, json_t **out, fr_error *err);

@@ -74,6 +74,8 @@ for i = 1, 300 do
 end
 LUA
 }
+# sim_idle: the simulator has no connection open but the one asking.
+sim_idle() { [ "$(sim_stats | jq .open_connections)" = 1 ]; }
 restart_sim() {
   kill "$SIM_PID"; wait "$SIM_PID" 2>/dev/null || true; SIM_PID=""
   start_sim --latency 20 --tps 0 "$@"
@@ -114,6 +116,10 @@ for trial in $(seq 1 20); do
   set +e; wait "$pid" 2>/dev/null; killed_rc=$?; set -e
   [ "$killed_rc" = 137 ] ||
     { cat "$dir/killed.err" >&2; fail "trial $trial: the killed run exited $killed_rc, not by SIGKILL (137): the kill came after it ended"; }
+  # What the killed run wrote before it died may still wait in the
+  # simulator's sockets: counted once each of its connections is read to
+  # its end and closed, so the rerun's requests are told apart from them.
+  wait_for sim_idle
   sent_before=$(lines "$record")
   db="$dir/state/state.db"
   run_state=$(sqlite3 "$db" "SELECT group_concat(status) FROM runs")

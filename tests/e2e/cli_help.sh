@@ -73,13 +73,13 @@ if grep -q "cannot read" "$WORK/stderr"; then fail "flowrun pln: says cannot rea
 run_flowrun spedn
 expect_rc 2 "flowrun spedn"
 expect_stderr "unknown command 'spedn'; did you mean 'spend'?"
-run_flowrun stats
-expect_rc 2 "flowrun stats"
-expect_stderr "unknown command 'stats'"
-if grep -q "cannot read" "$WORK/stderr"; then fail "flowrun stats: says cannot read"; fi
-run_flowrun --sim stats
-expect_rc 2 "flowrun --sim stats"
-expect_stderr "unknown command 'stats'"
+run_flowrun history
+expect_rc 2 "flowrun history"
+expect_stderr "unknown command 'history'"
+if grep -q "cannot read" "$WORK/stderr"; then fail "flowrun history: says cannot read"; fi
+run_flowrun --sim history
+expect_rc 2 "flowrun --sim history"
+expect_stderr "unknown command 'history'"
 pass "an unknown command is a usage error with a suggestion, not 'cannot read'"
 
 # A word that names a file is a workflow, whatever it looks like; a path

@@ -68,6 +68,8 @@ static void fill(fixture *fx)
     draft->ttft_ms = 150;
     draft->start_ns = 0;
     draft->end_ns = 800 * MS;
+    fr_results_attempt_begin(draft, 1, "local", 0);
+    fr_results_attempt_end(draft, 800, "ok", NULL, &draft->usage);
     json_array_append_new(draft->decisions,
                           json_pack("{s:s, s:i, s:s, s:s, s:i, s:s}", "policy", "cost", "version",
                                     1, "reason", "first", "endpoint", "local", "attempt", 1,
@@ -77,6 +79,13 @@ static void fill(fixture *fx)
     polish->state = FR_TASK_FAILED;
     polish->endpoint = (long)cloud;
     polish->attempts = 2;
+    /* Two attempts, each billed half, each failing with the key quoted. */
+    for (int a = 1; a <= 2; a++) {
+        fr_results_attempt_begin(polish, a, "cloud", 800.0 + 300 * (a - 1));
+        polish->cost += 0.00125;
+        fr_results_attempt_end(polish, 1000.0 + 300 * (a - 1), "error",
+                               "HTTP 400: the key " KEY " is not valid here", NULL);
+    }
     polish->cost = 0.0025;
     polish->start_ns = 800 * MS;
     polish->end_ns = 1500 * MS;
@@ -200,6 +209,35 @@ static void test_json_key_points(void **state)
     assert_non_null(strstr(fx->r.tasks[1].reason, KEY));
 }
 
+static void test_attempt_log(void **state)
+{
+    /* Each attempt with its times from the run's start, its outcome, its
+     * error redacted, its share of the task's cost; one turn each. */
+    fixture *fx = *state;
+    json_t *o = fr_report_json(&fx->r);
+    const json_t *tasks = json_object_get(o, "tasks");
+    const json_t *draft = json_array_get(tasks, engine_task(fx->wf, "draft"));
+    const json_t *polish = json_array_get(tasks, engine_task(fx->wf, "polish"));
+    const json_t *publish = json_array_get(tasks, engine_task(fx->wf, "publish"));
+    const json_t *d = json_array_get(json_object_get(draft, "attempt_log"), 0);
+    assert_string_equal(json_string_value(json_object_get(d, "outcome")), "ok");
+    assert_float_equal(json_number_value(json_object_get(d, "end_ms")), 800, 1e-9);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(d, "tokens"), "input")),
+                     120);
+    assert_int_equal(json_array_size(json_object_get(d, "turns")), 1);
+    const json_t *log = json_object_get(polish, "attempt_log");
+    assert_int_equal(json_array_size(log), 2);
+    const json_t *second = json_array_get(log, 1);
+    assert_int_equal(json_integer_value(json_object_get(second, "attempt")), 2);
+    assert_float_equal(json_number_value(json_object_get(second, "start_ms")), 1100, 1e-9);
+    assert_float_equal(json_number_value(json_object_get(second, "cost_usd")), 0.00125, 1e-12);
+    const char *error = json_string_value(json_object_get(second, "error"));
+    assert_non_null(strstr(error, "HTTP 400"));
+    assert_null(strstr(error, "sk-unit-report"));
+    assert_int_equal(json_array_size(json_object_get(publish, "attempt_log")), 0);
+    json_decref(o);
+}
+
 static void test_summary(void **state)
 {
     fixture *fx = *state;
@@ -232,6 +270,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_json_matches_golden, setup, teardown),
         cmocka_unit_test_setup_teardown(test_json_key_points, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_attempt_log, setup, teardown),
         cmocka_unit_test_setup_teardown(test_summary, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

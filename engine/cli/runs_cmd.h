@@ -1,0 +1,37 @@
+#pragma once
+/* Past runs: `flowrun runs` (the runs in the state store), `flowrun report`
+ * (a finished run's summary or JSON report as it printed them) and
+ * `flowrun stats` (requests, success and quality-gate rates, latencies,
+ * tokens, spend and tiers across runs); and the run's end that stores its
+ * report. Reads and writes through engine/store (reports.c); used by
+ * engine/main.c. */
+
+#include "engine/results.h"
+
+#include <stdio.h>
+
+/* Prints the help of `runs`, `report` and `stats` to `f`. */
+void fr_cli_runs_help(FILE *f);
+void fr_cli_report_help(FILE *f);
+void fr_cli_stats_help(FILE *f);
+
+/* Run `flowrun runs`, `report` and `stats` on argv (argv[1] the command's
+ * name); each returns the exit code. */
+int fr_cli_runs_main(int argc, char **argv);
+int fr_cli_report_main(int argc, char **argv);
+int fr_cli_stats_main(int argc, char **argv);
+
+/* Returns the text (owned) a run's `--json` prints for the finished run `r`
+ * (borrowed): the JSON report indented by 2, with its final newline; NULL
+ * when it cannot be encoded. */
+char *fr_cli_report_json_text(const fr_results *r);
+
+/* At the end of run `r` (borrowed, not a plan): stores its report in the
+ * state store of `state_dir` (borrowed, may be NULL; the rehearsals' store
+ * for a --sim run), `json_text` (borrowed: what --json prints, or NULL when
+ * it could not be encoded) and the uncoloured summary, through the store's
+ * batch, committed before it returns. Returns `code`, the run's exit code,
+ * or 74 when a run that succeeded cannot store its report (said on stderr;
+ * a run that failed keeps its code and the warning). */
+int fr_cli_store_report(const fr_results *r, const char *state_dir, const char *json_text,
+                        int code);
