@@ -324,7 +324,7 @@ static void warn_unused_var(const fr_workflow *wf, const char *name, const fr_lo
     if (opts->warn)
         opts->warn(opts->warn_ud, msg);
     else
-        fr_log(FR_LOG_WARN, "load", "%s", msg);
+        fr_log_event(FR_LOG_WARN, "load", "workflow.warning", "%s", msg);
     free(msg);
     free(names);
 }

@@ -83,8 +83,9 @@ static void on_change(void *ud, const char *content, size_t len, const char *err
     fr_reload *s = ud;
     double at_ms = elapsed_ms(s);
     if (error) {
-        fr_log(FR_LOG_WARN, "policy", "path=%s reload=refused error=\"%s\"; version %d stays",
-               s->path, error, fr_policy_version(s->live));
+        fr_log_event(FR_LOG_WARN, "policy", "policy.reload_refused",
+                     "path=%s reload=refused error=\"%s\"; version %d stays", s->path, error,
+                     fr_policy_version(s->live));
         json_array_append_new(s->log, json_pack("{s:n, s:b, s:f, s:s}", "version", "ok", 0, "at_ms",
                                                 at_ms, "error", error));
         return;
@@ -95,15 +96,17 @@ static void on_change(void *ud, const char *content, size_t len, const char *err
     if (build_beside(s, content, len, version, &next, &err) != FR_OK) {
         char msg[1400];
         fr_error_format(&err, msg, sizeof msg);
-        fr_log(FR_LOG_WARN, "policy", "version=%d reload=refused error=\"%s\"; version %d stays",
-               version, msg, fr_policy_version(s->live));
+        fr_log_event(FR_LOG_WARN, "policy", "policy.reload_refused",
+                     "version=%d reload=refused error=\"%s\"; version %d stays", version, msg,
+                     fr_policy_version(s->live));
         json_array_append_new(s->log, json_pack("{s:i, s:b, s:f, s:s}", "version", version, "ok", 0,
                                                 "at_ms", at_ms, "error", msg));
         return;
     }
     fr_policy_free(s->live);
     s->live = next;
-    fr_log(FR_LOG_INFO, "policy", "version=%d reload=ok path=%s", version, s->path);
+    fr_log_event(FR_LOG_INFO, "policy", "policy.reload", "version=%d reload=ok path=%s", version,
+                 s->path);
     json_array_append_new(s->log, json_pack("{s:i, s:b, s:f, s:n}", "version", version, "ok", 1,
                                             "at_ms", at_ms, "error"));
     if (s->hooks.swapped)
@@ -122,8 +125,9 @@ int fr_reload_watch(fr_reload *s, struct uv_loop_s *loop, fr_error *err)
     if (s->watch)
         return FR_OK;
     char msg[1400];
-    fr_log(FR_LOG_WARN, "policy", "error=\"%s\"; the policy will not be reloaded",
-           fr_error_format(&werr, msg, sizeof msg));
+    fr_log_event(FR_LOG_WARN, "policy", "policy.watch_error",
+                 "error=\"%s\"; the policy will not be reloaded",
+                 fr_error_format(&werr, msg, sizeof msg));
     if (err)
         *err = werr;
     return werr.code ? werr.code : FR_EIO;

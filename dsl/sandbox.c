@@ -197,7 +197,7 @@ static void wrap_field(lua_State *L, int t, const char *name, lua_CFunction fn)
 static int panic(lua_State *L)
 {
     const char *msg = lua_tostring(L, -1);
-    fr_log(FR_LOG_ERROR, "lua", "unprotected error: %s", msg ? msg : "?");
+    fr_log_event(FR_LOG_ERROR, "lua", "lua.error", "unprotected error: %s", msg ? msg : "?");
     return 0; /* Lua aborts */
 }
 
@@ -214,7 +214,8 @@ static int l_print(lua_State *L)
         luaL_addvalue(&b);
     }
     luaL_pushresult(&b); /* [args..., text] */
-    fr_log(FR_LOG_INFO, lua_tostring(L, lua_upvalueindex(1)), "%s", lua_tostring(L, -1));
+    fr_log_event(FR_LOG_INFO, lua_tostring(L, lua_upvalueindex(1)), "lua.print", "%s",
+                 lua_tostring(L, -1));
     return 0;
 }
 
@@ -644,8 +645,9 @@ int fr_lua_call(lua_State *L, int nargs, int nresults, const char *what, fr_erro
 
     int rc;
     const char *msg = st != LUA_OK ? lua_tostring(L, -1) : NULL;
-    fr_log(FR_LOG_DEBUG, sb->component, "call=\"%s\" error=\"%s\"", what ? what : "chunk",
-           msg ? msg : (mem ? "memory limit exceeded" : "instruction limit exceeded"));
+    fr_log_event(FR_LOG_DEBUG, sb->component, "lua.error", "call=\"%s\" error=\"%s\"",
+                 what ? what : "chunk",
+                 msg ? msg : (mem ? "memory limit exceeded" : "instruction limit exceeded"));
     const char *sep = what ? ": " : "";
     what = what ? what : "";
     if (mem || instr) {

@@ -77,7 +77,8 @@ struct wire_attempt {
     fr_convo *convo;
     call_slot *slots; /* the calls of the turn in flight */
     size_t nslots;
-    uv_timer_t *wait; /* a turn waiting for the caps; freed in its close callback */
+    uv_timer_t *wait;        /* a turn waiting for the caps; freed in its close callback */
+    unsigned long *streamed; /* the request's live count, or NULL */
 };
 
 static int on_data(void *ud, long status, const char *data, size_t len)
@@ -88,6 +89,8 @@ static int on_data(void *ud, long status, const char *data, size_t len)
     if (a->ttft_ms < 0 && fr_adapter_started(a->adapter))
         a->ttft_ms = (double)(uv_hrtime() - a->first_ns) / 1e6;
     /* Keep-alive comments and blank lines do not hold the idle timer off. */
+    if (a->streamed)
+        *a->streamed = fr_adapter_progress(a->adapter);
     if (rc == FR_OK && fr_adapter_progress(a->adapter) == before)
         return FR_HTTP_QUIET;
     return rc;
@@ -322,6 +325,7 @@ static int wire_start(void *ud, const fr_attempt_req *req, fr_attempt_done_fn do
     a->call = req->call;
     a->protocol = req->protocol;
     a->endpoint = req->endpoint;
+    a->streamed = req->streamed;
     a->first_ns = uv_hrtime();
     a->deadline_ns = a->first_ns + (uint64_t)((req->left_ms > 1 ? req->left_ms : 1) * 1e6);
     int rc = FR_OK;

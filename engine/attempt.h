@@ -84,6 +84,9 @@ typedef struct fr_attempt_req {
     long est_input;                   /* the prompt's expected tokens (a plan's estimate) */
     double left_ms;                   /* until the task's deadline (the total timeout) */
     const fr_attempt_tools *tools;    /* borrowed (copied), or NULL: one exchange */
+    unsigned long *streamed;          /* borrowed (outlives the attempt), or NULL: set to the
+                                         stream events the current turn has read, as they
+                                         arrive (live progress) */
 } fr_attempt_req;
 
 /* A way to carry attempts out. start returns FR_OK with *handle set (the

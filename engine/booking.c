@@ -53,8 +53,9 @@ json_t *fr_booking_observed(const char *path, const char *workflow)
         rc = fr_store_observed(st, workflow, &observed, &err);
     if (rc != FR_OK && rc != FR_ENOENT) {
         char msg[1400];
-        fr_log(FR_LOG_WARN, "plan", "error=\"%s\"; the plan uses its default estimates",
-               fr_error_format(&err, msg, sizeof msg));
+        fr_log_event(FR_LOG_WARN, "plan", "plan.estimates_error",
+                     "error=\"%s\"; the plan uses its default estimates",
+                     fr_error_format(&err, msg, sizeof msg));
     }
     fr_store_close(st);
     return observed;
@@ -155,7 +156,8 @@ void fr_booking_write_failed(fr_booking *b, const fr_error *err)
     if (b->failed)
         return;
     char msg[1400];
-    fr_log(FR_LOG_ERROR, "store", "error=\"%s\"", fr_error_format(err, msg, sizeof msg));
+    fr_log_event(FR_LOG_ERROR, "store", "store.error", "error=\"%s\"",
+                 fr_error_format(err, msg, sizeof msg));
     b->failed = true;
 }
 
@@ -230,7 +232,8 @@ int fr_booking_end(fr_booking *b, const char *status, int code, double spent)
         rc = fr_store_release(b->store, b->run_id, &err);
     if (rc != FR_OK) {
         char msg[1400];
-        fr_log(FR_LOG_ERROR, "store", "error=\"%s\"", fr_error_format(&err, msg, sizeof msg));
+        fr_log_event(FR_LOG_ERROR, "store", "store.error", "error=\"%s\"",
+                     fr_error_format(&err, msg, sizeof msg));
     }
     return rc;
 }

@@ -192,8 +192,9 @@ static void grow_month_lease(fr_budget *b, double amount)
     if (b->ledger.lease(b->ledger.ud, b->monthly_usd, want, &granted, &err) != FR_OK) {
         if (!b->lease_failed) {
             char msg[1400];
-            fr_log(FR_LOG_ERROR, "budget", "error=\"%s\"; no more of the monthly cap is taken",
-                   fr_error_format(&err, msg, sizeof msg));
+            fr_log_event(FR_LOG_ERROR, "budget", "budget.error",
+                         "error=\"%s\"; no more of the monthly cap is taken",
+                         fr_error_format(&err, msg, sizeof msg));
             b->lease_failed = true;
         }
         return;
@@ -273,9 +274,10 @@ static void add_alert(fr_budget *b, fr_cap_kind kind, double cap, double spent, 
 {
     char c[FR_USD_LEN], s[FR_USD_LEN];
     bool month = kind == FR_CAP_MONTH;
-    fr_log(FR_LOG_WARN, "budget", "alert: %s spent%s, %g%% of the %s cap of %s",
-           fr_usd_cost(s, spent), month ? " this month" : "", 100 * b->alert,
-           month ? "monthly" : "run", fr_usd_cap(c, cap));
+    fr_log_event(FR_LOG_WARN, "budget", "budget.alert",
+                 "alert: %s spent%s, %g%% of the %s cap of %s", fr_usd_cost(s, spent),
+                 month ? " this month" : "", 100 * b->alert, month ? "monthly" : "run",
+                 fr_usd_cap(c, cap));
     json_array_append_new(b->alerts, json_pack("{s:s, s:f, s:f, s:f, s:f}", "cap",
                                                fr_cap_name(kind), "cap_usd", cap, "fraction",
                                                b->alert, "spent_usd", spent, "at_ms", at_ms));

@@ -89,7 +89,8 @@ static void rejected(const fr_cache_ctx *c, fr_route_task *t, size_t e, const ch
     const char *name = fr_ep_spec(c->eps, e)->name;
     const char *task = c->wf->tasks[t->idx].name;
     fr_route_note_cache(c->router, t, e, "quality", msg);
-    fr_log(FR_LOG_INFO, "cache", "task=%s endpoint=%s error=\"%s\"", task, name, msg);
+    fr_log_event(FR_LOG_INFO, "cache", "task.cache_error", "task=%s endpoint=%s error=\"%s\"", task,
+                 name, msg);
     free(*last_error);
     *last_error =
         fr_xasprintf("quality: %s: %s (a cached reply; --fresh %s asks again)", name, msg, task);
@@ -117,7 +118,8 @@ bool fr_cache_lookup(const fr_cache_ctx *c, fr_route_task *t, const char *prompt
         fr_error err = {0};
         if (fr_store_cache_get(c->store, key, &reply, &hit, &err) != FR_OK) {
             char msg[1400];
-            fr_log(FR_LOG_WARN, "cache", "error=\"%s\"", fr_error_format(&err, msg, sizeof msg));
+            fr_log_event(FR_LOG_WARN, "cache", "cache.error", "error=\"%s\"",
+                         fr_error_format(&err, msg, sizeof msg));
         }
         free(key);
         if (!hit)

@@ -112,3 +112,27 @@ const fr_decision_cand *fr_declog_cands(const fr_declog *log)
 {
     return log->c;
 }
+
+json_t *fr_declog_json(const fr_declog *log, size_t i, const fr_workflow *wf)
+{
+    const fr_decision *d = fr_declog_get(log, i);
+    const fr_decision_cand *cands = fr_declog_cands(log);
+    json_t *o = json_object();
+    json_object_set_new_nocheck(o, "policy", json_string(d->policy));
+    json_object_set_new_nocheck(o, "version", json_integer(d->version));
+    json_object_set_new_nocheck(o, "reason", json_string(d->reason));
+    json_object_set_new_nocheck(o, "endpoint", json_string(wf->endpoints[d->endpoint].name));
+    json_object_set_new_nocheck(o, "attempt", json_integer(d->attempt));
+    json_object_set_new_nocheck(o, "outcome", d->outcome ? json_string(d->outcome) : json_null());
+    if (d->has_candidates) {
+        json_t *seen = json_array();
+        for (size_t c = d->first_cand; c < d->first_cand + d->ncands; c++)
+            json_array_append_new(seen, json_pack("{s:s, s:i, s:f}", "name",
+                                                  wf->endpoints[cands[c].endpoint].name, "free",
+                                                  cands[c].free, "est_cost", cands[c].est_cost));
+        json_object_set_new_nocheck(o, "candidates", seen);
+    }
+    if (d->error)
+        json_object_set_new_nocheck(o, "error", json_string(d->error));
+    return o;
+}

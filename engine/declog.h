@@ -9,6 +9,9 @@
  * outcomes). engine/route appends and sets outcomes; engine/results owns
  * one log per task; engine/report renders it to the report's JSON. */
 
+#include "dsl/workflow.h"
+
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -56,3 +59,9 @@ void fr_declog_set_outcome(fr_declog *log, const char *outcome, const char *erro
 size_t fr_declog_count(const fr_declog *log);
 const fr_decision *fr_declog_get(const fr_declog *log, size_t i);
 const fr_decision_cand *fr_declog_cands(const fr_declog *log);
+
+/* Decision `i` of `log` as the report's JSON object (owned by the caller):
+ * policy, version, reason, endpoint, attempt, outcome (null until known),
+ * the candidates it saw by name when it has them, and its error as it is
+ * (a caller that shows it redacts it). Names come from `wf` (borrowed). */
+json_t *fr_declog_json(const fr_declog *log, size_t i, const fr_workflow *wf);

@@ -233,8 +233,8 @@ static void disable(ep_rt *e, char *why)
     e->usable = false;
     free(e->unusable);
     e->unusable = why;
-    fr_log(FR_LOG_ERROR, "endpoint", "endpoint=%s disabled for this run: %s", e->spec->name,
-           e->unusable);
+    fr_log_event(FR_LOG_ERROR, "endpoint", "endpoint.disabled",
+                 "endpoint=%s disabled for this run: %s", e->spec->name, e->unusable);
 }
 
 void fr_ep_failed(fr_endpoints *eps, size_t i, int rc, long status, double retry_after_s,
@@ -289,7 +289,8 @@ void fr_ep_failed(fr_endpoints *eps, size_t i, int rc, long status, double retry
         e->cooldown_ms += until - (e->cooldown_until > now_ms ? e->cooldown_until : now_ms);
         e->cooldown_until = until;
     }
-    fr_log(FR_LOG_INFO, "endpoint", "endpoint=%s cooldown_ms=%.0f", e->spec->name, wait_ms);
+    fr_log_event(FR_LOG_INFO, "endpoint", "endpoint.cooldown", "endpoint=%s cooldown_ms=%.0f",
+                 e->spec->name, wait_ms);
 }
 
 void fr_expected_speed(fr_tier tier, double sim_latency_ms, double sim_tps, double *latency_ms,
@@ -319,7 +320,8 @@ int fr_endpoints_standin(fr_endpoints *eps, const fr_standin *si, struct uv_loop
             fr_ep_set_url(eps, e, urls[e]);
     } else {
         char msg[1400];
-        fr_log(FR_LOG_ERROR, "sim", "error=\"%s\"", fr_error_format(&err, msg, sizeof msg));
+        fr_log_event(FR_LOG_ERROR, "sim", "run.standin_error", "error=\"%s\"",
+                     fr_error_format(&err, msg, sizeof msg));
         rc = FR_EIO;
     }
     for (size_t e = 0; e < n; e++)

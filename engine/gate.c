@@ -156,7 +156,7 @@ void fr_gate_redact(fr_reply *reply, const char *task, const char *endpoint)
     len = reply->model ? strlen(reply->model) : 0;
     fr_redact_secrets(&reply->model, &len);
     if (hit)
-        fr_log(FR_LOG_WARN, "run",
-               "task=%s endpoint=%s reply=redacted why=\"the reply repeats an API key\"", task,
-               endpoint);
+        fr_log_event(FR_LOG_WARN, "run", "task.reply_redacted",
+                     "task=%s endpoint=%s reply=redacted why=\"the reply repeats an API key\"",
+                     task, endpoint);
 }

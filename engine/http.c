@@ -394,8 +394,9 @@ static void xfer_finish(fr_xfer *x, int rc, const char *error)
      * some state of a failure (its errno) until a later one overwrites it. */
     x->reusable = rc == FR_OK;
     xfer_release(x);
-    fr_log(FR_LOG_DEBUG, "http", "xfer=%lu status=%ld rc=%s bytes=%zu ttfb_ms=%.1f total_ms=%.1f",
-           x->id, res.status, fr_err_name(rc), res.bytes, res.ttfb_ms, res.total_ms);
+    fr_log_event(FR_LOG_DEBUG, "http", "http.done",
+                 "xfer=%lu status=%ld rc=%s bytes=%zu ttfb_ms=%.1f total_ms=%.1f", x->id,
+                 res.status, fr_err_name(rc), res.bytes, res.ttfb_ms, res.total_ms);
     if (x->on_done)
         x->on_done(x->ud, &res);
 }
@@ -796,8 +797,8 @@ int fr_http_submit(fr_http *h, const fr_request *req, const fr_http_opts *opts,
     h->active++;
     grow_cache(h);
     xfer_arm(x);
-    fr_log(FR_LOG_DEBUG, "http", "xfer=%lu submit body_bytes=%zu active=%zu", x->id, body_len,
-           h->active);
+    fr_log_event(FR_LOG_DEBUG, "http", "http.submit", "xfer=%lu submit body_bytes=%zu active=%zu",
+                 x->id, body_len, h->active);
     if (out)
         *out = x;
     x = NULL;

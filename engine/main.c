@@ -23,6 +23,7 @@
 #include "engine/htmlreport.h"
 #include "engine/proc.h"
 #include "engine/report.h"
+#include "engine/progress.h"
 #include "engine/run.h"
 #include "engine/trace.h"
 #include "engine/util/err.h"
@@ -734,6 +735,13 @@ static int run_workflow(int argc, char **argv, int first, const command *cmd, bo
                 fr_error_format(&err, msg, sizeof msg), plan ? "plan" : "run");
         code = FR_EXIT_USAGE;
         goto cleanup;
+    }
+    /* Progress (engine/progress): the live block on a terminal, else plain
+     * lines at info level; --progress forces the plain lines. */
+    a.run.live = !a.run.progress && !a.quiet && !a.run.plan && fr_live_possible();
+    if (!a.run.progress && !a.run.live && fr_log_get_level() >= FR_LOG_INFO) {
+        a.run.progress = a.run.progress_fallback = true;
+        fr_progress_set_level(FR_LOG_INFO);
     }
     rc = fr_run_new(wf, &a.run, &run, &err);
     if (rc != FR_OK) {

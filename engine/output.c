@@ -382,13 +382,14 @@ static void on_task_written(void *ud, int rc, const char *path)
 {
     task_write *w = ud;
     if (rc == FR_EINVAL)
-        fr_log(FR_LOG_ERROR, "output",
-               "path=%s error=\"refused: the save path now leads outside the workflow's "
-               "folder (a symbolic link); remove the link, or run with "
-               "--allow-save-anywhere\"",
-               path);
+        fr_log_event(FR_LOG_ERROR, "output", "task.output_error",
+                     "path=%s error=\"refused: the save path now leads outside the workflow's "
+                     "folder (a symbolic link); remove the link, or run with "
+                     "--allow-save-anywhere\"",
+                     path);
     else if (rc != FR_OK)
-        fr_log(FR_LOG_ERROR, "output", "path=%s error=\"cannot write the output\"", path);
+        fr_log_event(FR_LOG_ERROR, "output", "task.output_error",
+                     "path=%s error=\"cannot write the output\"", path);
     if (w->done)
         w->done(w->ud, rc, path);
     if (--w->pending == 0)

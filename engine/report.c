@@ -115,28 +115,11 @@ static json_t *redact_errors(const json_t *arr)
 static json_t *decisions_json(const fr_results *r, const fr_declog *log)
 {
     json_t *out = json_array();
-    const fr_decision_cand *cands = fr_declog_cands(log);
     for (size_t i = 0; i < fr_declog_count(log); i++) {
-        const fr_decision *d = fr_declog_get(log, i);
-        json_t *o = json_object();
-        json_object_set_new_nocheck(o, "policy", json_string(d->policy));
-        json_object_set_new_nocheck(o, "version", json_integer(d->version));
-        json_object_set_new_nocheck(o, "reason", json_string(d->reason));
-        json_object_set_new_nocheck(o, "endpoint", json_string(r->wf->endpoints[d->endpoint].name));
-        json_object_set_new_nocheck(o, "attempt", json_integer(d->attempt));
-        json_object_set_new_nocheck(o, "outcome",
-                                    d->outcome ? json_string(d->outcome) : json_null());
-        if (d->has_candidates) {
-            json_t *seen = json_array();
-            for (size_t c = d->first_cand; c < d->first_cand + d->ncands; c++)
-                json_array_append_new(seen,
-                                      json_pack("{s:s, s:i, s:f}", "name",
-                                                r->wf->endpoints[cands[c].endpoint].name, "free",
-                                                cands[c].free, "est_cost", cands[c].est_cost));
-            json_object_set_new_nocheck(o, "candidates", seen);
-        }
-        if (d->error)
-            json_object_set_new_nocheck(o, "error", redacted_string(d->error));
+        json_t *o = fr_declog_json(log, i, r->wf);
+        const char *error = json_string_value(json_object_get(o, "error"));
+        if (error) /* the error last, redacted */
+            json_object_set_new_nocheck(o, "error", redacted_string(error));
         json_array_append_new(out, o);
     }
     return out;

@@ -61,6 +61,13 @@ typedef struct fr_task_result {
      * - 1, in item order) and how many of them have ended. */
     bool expanded;
     size_t instances, first_instance, instances_ended;
+    /* Live fields engine/progress reads while the task runs (engine/task
+     * writes them): the attempt in flight's dispatch (clock ns, 0 when none
+     * is in flight), the stream events (about one per token) it has read so
+     * far, and the last tool call that ended ("" for none). */
+    uint64_t attempt_ns;
+    unsigned long streamed;
+    char tool[48];
 } fr_task_result;
 
 typedef struct fr_endpoint_result {

@@ -14,7 +14,7 @@ struct fr_router {
     size_t *queued;      /* per endpoint: the tasks of this pass waiting for it */
     size_t pass_waiters; /* the tasks of this pass over the ready queue left waiting */
     int policy_errors;
-    json_t *policy_sites; /* set of "file:line:code" already logged */
+    json_t *policy_sites;      /* set of "file:line:code" already logged */
     void (*swapped)(void *ud); /* fr_route_reload_hooks' */
     void *swapped_ud;
 };
@@ -375,6 +375,25 @@ static void explain_privacy(const fr_router *rt, const fr_route_task *t, fr_buf 
         fr_buf_printf(line, "  %s", privacy);
 }
 
+/* Prints an --explain line: `line` (borrowed) as it is in the text format,
+ * or under --log-format json the task's latest decision with its task as
+ * one "route.decision" object (engine/util/log). Closes `line`. */
+static void explain_out(const fr_router *rt, const fr_route_task *t, fr_buf *line)
+{
+    fr_buf_puts(line, "\n");
+    json_t *o = json_pack("{s:s}", "task", rt->env.wf->tasks[t->idx].name);
+    json_t *d =
+        fr_declog_json(t->res->decisions, fr_declog_count(t->res->decisions) - 1, rt->env.wf);
+    char *fields = NULL;
+    if (o && d && json_object_update(o, d) == 0)
+        fields = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(d);
+    fr_log_json_fields(FR_LOG_WARN, "route", "route.decision", fields, fr_buf_str(line));
+    free(fields);
+    json_decref(o);
+    fr_buf_close(line);
+}
+
 /* Appends a routing decision to the task's log: who decided (the policy,
  * or "default"), its version, why it was asked, the endpoint, and the
  * candidates it saw (endpoints `eps` and their `n` views `cands`, borrowed:
@@ -405,8 +424,7 @@ static void record_decision(fr_router *rt, fr_route_task *t, const char *policy,
     }
     fr_buf_puts(&line, ")");
     explain_privacy(rt, t, &line);
-    fprintf(stderr, "%s\n", fr_buf_str(&line));
-    fr_buf_close(&line);
+    explain_out(rt, t, &line);
 }
 
 void fr_route_note_cache(fr_router *rt, fr_route_task *t, size_t e, const char *outcome,
@@ -427,8 +445,7 @@ void fr_route_note_cache(fr_router *rt, fr_route_task *t, size_t e, const char *
         fr_buf_puts(&line, "(cached result, no request)");
         explain_privacy(rt, t, &line);
     }
-    fprintf(stderr, "%s\n", fr_buf_str(&line));
-    fr_buf_close(&line);
+    explain_out(rt, t, &line);
 }
 
 void fr_route_set_outcome(fr_declog *decisions, const char *outcome, const char *error)
@@ -447,7 +464,8 @@ static void policy_failed(fr_router *rt, const char *task, const fr_error *perr)
     if (json_object_get(rt->policy_sites, site))
         return;
     json_object_set_new(rt->policy_sites, site, json_true());
-    fr_log(FR_LOG_WARN, "policy", "task=%s error=\"%s\"; the built-in default decides", task, msg);
+    fr_log_event(FR_LOG_WARN, "policy", "policy.error",
+                 "task=%s error=\"%s\"; the built-in default decides", task, msg);
 }
 
 static fr_route_decision dispatch_to(size_t e)

@@ -60,6 +60,7 @@ typedef struct task_rt {
 } task_rt;
 
 struct fr_run {
+    fr_live *live; /* the live block, or NULL */
     fr_workflow *wf;
     fr_run_opts opts;
     fr_graph *g;
@@ -473,7 +474,8 @@ static void on_signal(void *ud, int signum)
     fr_run *r = ud;
     if (r->stopping)
         return;
-    fr_log(FR_LOG_WARN, "run", "signal=%d stopping: running tasks are cancelled", signum);
+    fr_log_event(FR_LOG_WARN, "run", "run.signal",
+                 "signal=%d stopping: running tasks are cancelled", signum);
     r->res.interrupted = true;
     r->res.exit_code = 128 + signum;
     end_unfinished(r, FR_TASK_CANCELLED, "interrupted");
@@ -532,8 +534,9 @@ static void init_tasks(fr_run *r)
 {
     fr_workflow *wf = r->wf;
     fr_results_for_run(&r->res, wf, r->g, r->run_id, r->opts.sim, r->opts.plan);
-    r->env = fr_task_env_for_run(wf, &r->res, r->clock, r->run_id, r->opts.plan,
-                                 r->opts.progress || r->opts.explain, on_next, r);
+    r->env = fr_task_env_for_run(
+        wf, &r->res, r->clock, r->run_id, r->opts.plan,
+        (r->opts.progress && !r->opts.progress_fallback) || r->opts.explain, on_next, r);
     /* Room for the fan-outs' instances too (wf->tasks_cap): none moves. */
     size_t cap = wf->tasks_cap > wf->ntasks ? wf->tasks_cap : wf->ntasks;
     r->tasks = fr_xcalloc(cap ? cap : 1, sizeof *r->tasks);
@@ -627,7 +630,7 @@ int fr_run_execute(fr_run *r)
     if (r->plan)
         return execute_plan(r);
     if (uv_loop_init(&r->loop) != 0) {
-        fr_log(FR_LOG_ERROR, "run", "error=\"cannot start the event loop\"");
+        fr_log_event(FR_LOG_ERROR, "run", "run.error", "error=\"cannot start the event loop\"");
         return 1;
     }
     if (r->checks)
@@ -641,6 +644,8 @@ int fr_run_execute(fr_run *r)
     r->standin_started = r->opts.sim && r->http;
     if (r->opts.progress) /* what a progress reader counts the ended tasks against */
         fr_progress_started(r->wf->ntasks);
+    if (r->opts.live)
+        r->live = fr_live_start(&r->loop, &r->res, r->sched, r->eps, r->clock);
     if (!r->http ||
         (r->opts.sim && fr_endpoints_standin(r->eps, r->opts.standin, &r->loop,
                                              r->opts.sim_latency_ms, r->opts.sim_tps) != FR_OK)) {
@@ -654,8 +659,9 @@ int fr_run_execute(fr_run *r)
         pump(r);
     }
     uv_run(&r->loop, UV_RUN_DEFAULT);
+    fr_live_stop(r->live); /* clears the block: the summary follows */
     if (uv_loop_close(&r->loop) != 0)
-        fr_log(FR_LOG_ERROR, "run", "error=\"handles left open at exit\"");
+        fr_log_event(FR_LOG_ERROR, "run", "run.error", "error=\"handles left open at exit\"");
     int code = publish(r);
     const char *status = fr_exit_status(code, r->res.interrupted);
     if (r->books && fr_booking_end(r->books, status, code, r->env.spent_usd) != FR_OK && code == 0)

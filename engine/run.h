@@ -29,6 +29,9 @@ typedef struct fr_run_opts {
     double sim_latency_ms;     /* < 0: per-tier defaults */
     double sim_tps;            /* < 0: per-tier defaults */
     bool progress;             /* one line per task event on stderr */
+    bool live;                 /* the live block on stderr, a terminal (engine/progress) */
+    bool progress_fallback;    /* `progress` is the info-level fallback of a run without a
+                                  terminal: tool lines keep their level */
     bool explain;              /* print each routing decision as it is made */
     bool plan;                 /* send nothing: simulate the run with expected latencies */
     const char *state_dir;     /* --state; NULL: $FLOWRUN_STATE, else ./.flowrun */

@@ -331,9 +331,9 @@ fr_sched *fr_sched_for_run(const fr_graph *g, const fr_workflow *wf, int *fd_cap
     int cap = *fd_cap = fr_fd_transfer_cap(fr_fd_limit());
     fr_sched_set_total_cap(s, cap);
     if (cap > 0 && slots > cap)
-        fr_log(FR_LOG_INFO, "sched",
-               "max_parallel_total=%ld fd_limit=%ld transfers_at_once=%d (file descriptors "
-               "allow no more; raise ulimit -n for more)",
-               slots, fr_fd_limit(), cap);
+        fr_log_event(FR_LOG_INFO, "sched", "run.capacity",
+                     "max_parallel_total=%ld fd_limit=%ld transfers_at_once=%d (file descriptors "
+                     "allow no more; raise ulimit -n for more)",
+                     slots, fr_fd_limit(), cap);
     return s;
 }

@@ -228,6 +228,7 @@ void fr_task_cancel(fr_task *t, const char *outcome, const char *error)
         return;
     env->backend.cancel(env->backend.ud, t->attempt);
     t->attempt = NULL;
+    t->res->attempt_ns = 0;
     env->in_flight--;
     fr_sched_release_slot(env->sched, ep_of(t));
     double charge = t->reserved;
@@ -253,8 +254,9 @@ static fr_task_next attempt_failed(fr_task *t, int rc, long status, double retry
     if (rc == FR_ECONNECT && spec_of(t)->tier == FR_TIER_LOCAL)
         t->unreached = t->res->endpoint;
     set_last_error(t, fr_xasprintf("%s: %s", name, msg));
-    fr_log(FR_LOG_INFO, "sched", "task=%s endpoint=%s attempt=%d error=\"%s\"", ts->name, name,
-           t->res->attempts, msg);
+    fr_log_event(FR_LOG_INFO, "sched", "task.attempt_failed",
+                 "task=%s endpoint=%s attempt=%d error=\"%s\"", ts->name, name, t->res->attempts,
+                 msg);
     fr_clock_refresh(env->clock); /* the cached loop time may lag this reply */
     fr_ep_failed(env->eps, e, rc, status, retry_after_s, msg, fr_clock_ms(env->clock));
     fr_failure f = {rc, status, retry_after_s, msg, t->route.finish_outcome};
@@ -314,10 +316,11 @@ static fr_task_next attempt_no_fds(fr_task *t, const fr_outcome *o)
         env->fd_cap_now = cap;
         fr_sched_set_total_cap(env->sched, cap);
     }
-    fr_log(env->fd_waits == 1 ? FR_LOG_WARN : FR_LOG_INFO, "sched",
-           "task=%s endpoint=%s error=\"%s\" transfers_at_once=%d (a local limit: the endpoint "
-           "is not cooled down; the task tries again)",
-           name_of(t), name, o->err.msg, env->fd_cap_now);
+    fr_log_event(
+        env->fd_waits == 1 ? FR_LOG_WARN : FR_LOG_INFO, "sched", "task.retry",
+        "task=%s endpoint=%s error=\"%s\" transfers_at_once=%d (a local limit: the endpoint "
+        "is not cooled down; the task tries again)",
+        name_of(t), name, o->err.msg, env->fd_cap_now);
     t->route.retry_ep = t->res->endpoint;
     return (fr_task_next){.kind = FR_NEXT_RETRY, .delay_ms = FD_WAIT_MS};
 }
@@ -516,15 +519,16 @@ static void tool_done(void *ud, const fr_toolcall_info *info, const fr_tool_resu
                           t->res->attempts, "start_ms", start_ms > 0 ? start_ms : 0);
     if (c)
         json_array_append_new(t->res->tool_calls, c);
-    fr_log(t->env->show_tools ? FR_LOG_WARN : FR_LOG_INFO, "tool",
-           "task=%s tool=%s source=%s status=%s ms=%.0f arg_bytes=%zu result_bytes=%zu%s%s%s", task,
-           info->name, info->source, r->is_error ? "error" : "ok", info->ms, info->arg_bytes,
-           info->result_bytes, r->is_error ? " error=\"" : "",
-           r->is_error && r->reason ? r->reason : "", r->is_error ? "\"" : "");
+    snprintf(t->res->tool, sizeof t->res->tool, "%s", info->name);
+    fr_log_event(t->env->show_tools ? FR_LOG_WARN : FR_LOG_INFO, "tool", "tool.call",
+                 "task=%s tool=%s source=%s status=%s ms=%.0f arg_bytes=%zu result_bytes=%zu%s%s%s",
+                 task, info->name, info->source, r->is_error ? "error" : "ok", info->ms,
+                 info->arg_bytes, info->result_bytes, r->is_error ? " error=\"" : "",
+                 r->is_error && r->reason ? r->reason : "", r->is_error ? "\"" : "");
     if (fr_log_get_level() >= FR_LOG_DEBUG) {
         char *a = args ? json_dumps(args, JSON_COMPACT) : NULL;
-        fr_log(FR_LOG_DEBUG, "tool", "task=%s tool=%s arguments=%s", task, info->name,
-               a ? a : "null");
+        fr_log_event(FR_LOG_DEBUG, "tool", "tool.arguments", "task=%s tool=%s arguments=%s", task,
+                     info->name, a ? a : "null");
         free(a);
     }
 }
@@ -589,12 +593,16 @@ bool fr_task_dispatch(fr_task *t, size_t ep, fr_task_next *now)
         t->cache_key =
             ts->no_cache ? NULL
                          : fr_cache_key(env->wf->name, ts->name, s->name, req.protocol, &req.call);
-        fr_log(FR_LOG_INFO, "sched", "task=%s endpoint=%s tier=%s attempt=%d dispatch", ts->name,
-               s->name, fr_tier_name(s->tier), t->res->attempts);
+        fr_log_event(FR_LOG_INFO, "sched", "task.dispatch",
+                     "task=%s endpoint=%s tier=%s attempt=%d dispatch", ts->name, s->name,
+                     fr_tier_name(s->tier), t->res->attempts);
         fr_clock_refresh(env->clock);
         req.left_ms = t->route.deadline_ms - fr_clock_ms(env->clock);
     }
     t->attempt_ns = fr_clock_ns(env->clock);
+    t->res->attempt_ns = t->attempt_ns;
+    t->res->streamed = 0;
+    req.streamed = &t->res->streamed;
     fr_results_attempt_begin(t->res, t->res->attempts, s->name, elapsed_ms(t));
     fr_error err = {0};
     int rc = FR_OK;

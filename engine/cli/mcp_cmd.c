@@ -158,7 +158,7 @@ static void mcp_stop(void *ud)
 
 static void mcp_signal(uv_signal_t *h, int signum)
 {
-    fr_log(FR_LOG_INFO, "mcpd", "signal=%d stopping", signum);
+    fr_log_event(FR_LOG_INFO, "mcpd", "mcpd.signal", "signal=%d stopping", signum);
     mcp_stop(h->data);
 }
 
@@ -301,7 +301,7 @@ int fr_cli_mcp_main(int argc, char **argv)
 cleanup:
     fr_mcpd_free(m.d);
     if (looping && uv_loop_close(&m.loop) != 0) {
-        fr_log(FR_LOG_ERROR, "mcpd", "error=\"handles left open at exit\"");
+        fr_log_event(FR_LOG_ERROR, "mcpd", "mcpd.error", "error=\"handles left open at exit\"");
         code = code ? code : FR_EXIT_IOERR;
     }
     free(work_dir);

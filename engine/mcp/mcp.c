@@ -422,8 +422,9 @@ static void start_done(fr_mcp *m, int rc, const fr_error *err)
     m->started_once = true;
     if (rc == FR_OK) {
         m->state = ST_READY;
-        fr_log(FR_LOG_INFO, "mcp", "server=%s revision=%s tools=%zu%s", m->spec->name, m->rev,
-               json_array_size(m->tools), m->restarting ? " restarted=1" : "");
+        fr_log_event(FR_LOG_INFO, "mcp", "tool.server_ready", "server=%s revision=%s tools=%zu%s",
+                     m->spec->name, m->rev, json_array_size(m->tools),
+                     m->restarting ? " restarted=1" : "");
         m->restarting = false;
         for (fr_mcp_call *c = m->calls; c; c = c->next)
             if (!c->sent && !c->deferred)
@@ -527,8 +528,8 @@ static void on_probe_timeout(uv_timer_t *t)
     fr_mcp *m = t->data;
     if (m->state != ST_STARTING || m->phase != PH_DISCOVER)
         return;
-    fr_log(FR_LOG_DEBUG, "mcp", "server=%s discover=unanswered fallback=%s", m->spec->name,
-           FR_MCP_REV_2025);
+    fr_log_event(FR_LOG_DEBUG, "mcp", "tool.server_discover",
+                 "server=%s discover=unanswered fallback=%s", m->spec->name, FR_MCP_REV_2025);
     send_initialize(m);
 }
 
@@ -552,8 +553,8 @@ static void on_start_reply(fr_mcp *m, const json_t *msg)
             return;
         }
         if (e || !lists_version(json_object_get(res, "supportedVersions"), FR_MCP_REV_2026)) {
-            fr_log(FR_LOG_DEBUG, "mcp", "server=%s discover=refused fallback=%s", m->spec->name,
-                   FR_MCP_REV_2025);
+            fr_log_event(FR_LOG_DEBUG, "mcp", "tool.server_discover",
+                         "server=%s discover=refused fallback=%s", m->spec->name, FR_MCP_REV_2025);
             send_initialize(m);
             return;
         }
@@ -586,8 +587,9 @@ static void on_start_reply(fr_mcp *m, const json_t *msg)
             json_t *schema = json_object_get(t, "inputSchema");
             char bad[300];
             if (!fr_mcp_xheader_valid(schema, bad, sizeof bad)) {
-                fr_log(FR_LOG_WARN, "mcp", "server=%s tool=%s left-out=\"%s\"", m->spec->name,
-                       json_string_value(json_object_get(t, "name")), bad);
+                fr_log_event(FR_LOG_WARN, "mcp", "tool.left_out",
+                             "server=%s tool=%s left-out=\"%s\"", m->spec->name,
+                             json_string_value(json_object_get(t, "name")), bad);
                 continue;
             }
             json_t *d = json_object_get(t, "description");
@@ -659,8 +661,8 @@ static void on_server_exit(void *ud, const char *why)
     fr_mcp *m = ud;
     char reason[900];
     snprintf(reason, sizeof reason, "server '%s' stopped %s", m->spec->name, why);
-    fr_log(FR_LOG_WARN, "mcp", "server=%s stopped=\"%s\" restarts=%d", m->spec->name, why,
-           m->restarts);
+    fr_log_event(FR_LOG_WARN, "mcp", "tool.server_stopped", "server=%s stopped=\"%s\" restarts=%d",
+                 m->spec->name, why, m->restarts);
     fr_mcp_stdio_free(m->stdio); /* takes effect when this callback returns */
     m->stdio = NULL;
     if (m->state == ST_STARTING) {

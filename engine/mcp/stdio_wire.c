@@ -43,7 +43,8 @@ static void deliver_line(fr_mcp_stdio *s, const char *p, size_t n)
     json_error_t je;
     json_t *msg = json_loadb(p, n, 0, &je);
     if (!msg) {
-        fr_log(FR_LOG_DEBUG, "mcp", "server=%s not-json-line bytes=%zu", s->name, n);
+        fr_log_event(FR_LOG_DEBUG, "mcp", "tool.server_noise", "server=%s not-json-line bytes=%zu",
+                     s->name, n);
         return;
     }
     s->on_msg(s->ud, msg);

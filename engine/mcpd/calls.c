@@ -85,7 +85,8 @@ json_t *fr_mcpd_tools_list(void)
     json_error_t je;
     json_t *tools = json_loads(tools_json, 0, &je);
     if (!tools) { /* a bug in the literal above: say where */
-        fr_log(FR_LOG_ERROR, "mcpd", "tools_json error=\"%s\" at=%d", je.text, je.position);
+        fr_log_event(FR_LOG_ERROR, "mcpd", "mcpd.error", "tools_json error=\"%s\" at=%d", je.text,
+                     je.position);
         tools = json_array();
     }
     return json_pack("{s:o}", "tools", tools);
@@ -371,8 +372,8 @@ void fr_mcpd_call_cancel(fr_mcpd_call *c)
     if (c->cancelled)
         return;
     c->cancelled = true;
-    fr_log(FR_LOG_INFO, "mcpd", "call=%s cancelled pid=%d", tool_names[c->tool],
-           c->proc ? fr_proc_pid(c->proc) : 0);
+    fr_log_event(FR_LOG_INFO, "mcpd", "mcpd.call_cancelled", "call=%s cancelled pid=%d",
+                 tool_names[c->tool], c->proc ? fr_proc_pid(c->proc) : 0);
     if (c->proc)
         fr_proc_kill(c->proc); /* else it has not started: on_written ends the call */
 }

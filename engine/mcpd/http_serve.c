@@ -560,7 +560,7 @@ static void handle_delete(conn *c, const fr_httphead *hd)
         send_rpc_error(c, 404, NULL, NULL, ERR_SESSION, "Session not found");
         return;
     }
-    fr_log(FR_LOG_DEBUG, "mcpd", "http session=ended");
+    fr_log_event(FR_LOG_DEBUG, "mcpd", "mcpd.session_ended", "http session=ended");
     holder_free(o);
     send_answer(c, 200, NULL, NULL, NULL);
 }
@@ -576,7 +576,8 @@ static bool evict_idle_session(fr_mcpd_http *h)
             oldest = o;
     if (!oldest)
         return false;
-    fr_log(FR_LOG_INFO, "mcpd", "http session=evicted reason=\"%d sessions\"", MAX_SESSIONS);
+    fr_log_event(FR_LOG_INFO, "mcpd", "mcpd.session_evicted",
+                 "http session=evicted reason=\"%d sessions\"", MAX_SESSIONS);
     holder_free(oldest);
     return true;
 }
@@ -702,13 +703,13 @@ static void dispatch(conn *c, const fr_httphead *hd, const char *body, size_t le
 {
     fr_mcpd_http *h = c->h;
     if (!authorized(h, hd)) {
-        fr_log(FR_LOG_INFO, "mcpd", "http refused=unauthorized");
+        fr_log_event(FR_LOG_INFO, "mcpd", "mcpd.refused", "http refused=unauthorized");
         send_rpc_error(c, 401, "WWW-Authenticate: Bearer realm=\"flowrun\"\r\n", NULL, -32600,
                        "Unauthorized: send Authorization: Bearer <token>");
         return;
     }
     if (!origin_allowed(h, hd)) {
-        fr_log(FR_LOG_INFO, "mcpd", "http refused=origin");
+        fr_log_event(FR_LOG_INFO, "mcpd", "mcpd.refused", "http refused=origin");
         send_rpc_error(c, 403, NULL, NULL, -32600,
                        "Forbidden: only pages and hosts on this machine (localhost) may call this "
                        "server");
@@ -806,7 +807,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     conn *c = s->data;
     if (nread < 0) {
         if (c->r)
-            fr_log(FR_LOG_DEBUG, "mcpd", "http client=gone request=dropped");
+            fr_log_event(FR_LOG_DEBUG, "mcpd", "mcpd.client_gone",
+                         "http client=gone request=dropped");
         conn_close(c);
         return;
     }
@@ -935,8 +937,8 @@ int fr_mcpd_http_start(uv_loop_t *loop, fr_mcpd *d, const fr_mcpd_http_opts *opt
     h->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
                                                 : ((struct sockaddr_in *)&bound)->sin_port);
     uv_timer_start(&h->sweeper, on_sweep, IDLE_MS / 4, IDLE_MS / 4);
-    fr_log(FR_LOG_DEBUG, "mcpd", "http listening port=%d token=%s", h->port,
-           h->token ? "required" : "none");
+    fr_log_event(FR_LOG_DEBUG, "mcpd", "mcpd.listening", "http listening port=%d token=%s", h->port,
+                 h->token ? "required" : "none");
     *out = h;
     return FR_OK;
 }

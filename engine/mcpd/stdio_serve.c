@@ -53,7 +53,8 @@ static void on_written(uv_write_t *req, int status)
 {
     write_req *w = (write_req *)req;
     if (status < 0 && status != UV_ECANCELED)
-        fr_log(FR_LOG_WARN, "mcpd", "stdout error=\"%s\"", uv_strerror(status));
+        fr_log_event(FR_LOG_WARN, "mcpd", "mcpd.stdout_error", "stdout error=\"%s\"",
+                     uv_strerror(status));
     free(w->data);
     free(w);
 }
@@ -130,7 +131,8 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     free(buf->base);
     if (nread < 0) {
         if (nread != UV_EOF)
-            fr_log(FR_LOG_WARN, "mcpd", "stdin error=\"%s\"", uv_strerror((int)nread));
+            fr_log_event(FR_LOG_WARN, "mcpd", "mcpd.stdin_error", "stdin error=\"%s\"",
+                         uv_strerror((int)nread));
         else if (s->line.len && !s->skipping)
             on_line(s);
         uv_read_stop(st);

@@ -628,7 +628,8 @@ void fr_store_close(fr_store *st)
         if (fr_store_flush(st, &err) != FR_OK) {
             /* Nobody left to tell but the log: the caller flushes first. */
             char msg[1400];
-            fr_log(FR_LOG_ERROR, "store", "error=\"%s\"", fr_error_format(&err, msg, sizeof msg));
+            fr_log_event(FR_LOG_ERROR, "store", "store.error", "error=\"%s\"",
+                         fr_error_format(&err, msg, sizeof msg));
         }
         for (int i = 0; i < S_COUNT; i++)
             sqlite3_finalize(st->stmt[i]);

@@ -12,6 +12,8 @@
 static fr_log_level g_level = FR_LOG_WARN;
 static fr_log_format g_format = FR_LOG_TEXT;
 static FILE *g_stream;
+static fr_log_around_fn g_around;
+static void *g_around_ud;
 
 static const char *const level_names[] = {"error", "warn", "info", "debug", "trace"};
 
@@ -32,7 +34,30 @@ void fr_log_set_format(fr_log_format fmt)
 
 void fr_log_set_stream(FILE *f)
 {
+    bool was = g_stream != NULL;
     g_stream = f;
+    /* Held back: the display clears itself; when the lines come back it
+     * draws again on its own, below what the holder printed then. */
+    if (g_around && !was && f)
+        g_around(g_around_ud, true);
+}
+
+void fr_log_set_around(fr_log_around_fn fn, void *ud)
+{
+    g_around = fn;
+    g_around_ud = ud;
+}
+
+bool fr_log_held(void)
+{
+    return g_stream != NULL;
+}
+
+/* Calls the display's hook around a line bound for stderr. */
+static void around(bool before)
+{
+    if (g_around && !g_stream)
+        g_around(g_around_ud, before);
 }
 
 int fr_log_level_parse(const char *s)
@@ -209,11 +234,8 @@ static void default_event(const char *text, char *ev, size_t cap)
     snprintf(ev, cap, "message");
 }
 
-/* One JSON object: time, level, component, event, every field of the line
- * as a key (the first of a repeated key wins), and the bare words that were
- * not fields joined as "msg". */
-static void write_json(FILE *f, fr_log_level level, const char *component, const char *event,
-                       const char *text)
+/* The start of a JSON line: time, level, component and event. */
+static void json_head(FILE *f, fr_log_level level, const char *component, const char *event)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -221,14 +243,23 @@ static void write_json(FILE *f, fr_log_level level, const char *component, const
     gmtime_r(&ts.tv_sec, &tm);
     char when[32];
     strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
-    char ev[64];
-    if (!event)
-        default_event(text, ev, sizeof ev);
     fprintf(f, "{\"time\":\"%s.%03ldZ\",\"level\":\"%s\",\"component\":", when,
             ts.tv_nsec / 1000000, level_names[level]);
     json_string(f, component);
     fputs(",\"event\":", f);
-    json_string(f, event ? event : ev);
+    json_string(f, event);
+}
+
+/* One JSON object: time, level, component, event, every field of the line
+ * as a key (the first of a repeated key wins), and the bare words that were
+ * not fields joined as "msg". */
+static void write_json(FILE *f, fr_log_level level, const char *component, const char *event,
+                       const char *text)
+{
+    char ev[64];
+    if (!event)
+        default_event(text, ev, sizeof ev);
+    json_head(f, level, component, event ? event : ev);
     const char *seen[32];
     size_t seen_len[32], nseen = 0;
     const char *p = text;
@@ -287,11 +318,13 @@ static void vlog_event(fr_log_level level, const char *component, const char *ev
      * written; the test is cheap, so lines without any pass untouched. */
     char *clean = fr_redact_needed(msg) ? fr_redact(msg) : NULL;
     const char *text = clean ? clean : msg;
+    around(true);
     if (g_format == FR_LOG_JSON)
         write_json(f, level, component, event, text);
     else
         fprintf(f, "flowrun: %s %s %s\n", level_names[level], component, text);
     fflush(f);
+    around(false);
     if (clean) {
         /* The unredacted line stays on the stack no longer than needed. */
         fr_wipe(msg, strnlen(msg, sizeof msg));
@@ -319,4 +352,31 @@ void fr_log(fr_log_level level, const char *component, const char *fmt, ...)
     va_start(ap, fmt);
     fr_vlog(level, component, fmt, ap);
     va_end(ap);
+}
+
+void fr_log_json_fields(fr_log_level level, const char *component, const char *event,
+                        const char *fields, const char *text)
+{
+    if (g_format == FR_LOG_JSON && level > g_level)
+        return;
+    FILE *f = g_format == FR_LOG_JSON && g_stream ? g_stream : stderr;
+    /* Secrets go from the fields as from every other line. */
+    char *clean = fields && fr_redact_needed(fields) ? fr_redact(fields) : NULL;
+    if (clean)
+        fields = clean;
+    around(true);
+    if (g_format == FR_LOG_JSON) {
+        json_head(f, level, component, event);
+        /* The object's members follow the head's: "{" dropped, "}" kept. */
+        const char *p = fields ? strchr(fields, '{') : NULL;
+        if (p && p[1] != '}' && p[1] != '\0')
+            fprintf(f, ",%s\n", p + 1);
+        else
+            fputs("}\n", f);
+    } else {
+        fputs(text, f);
+    }
+    fflush(f);
+    around(false);
+    free(clean);
 }

@@ -6,6 +6,7 @@
  * Secrets never reach it: callers pass names of key variables, never values. */
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 
 typedef enum {
@@ -40,3 +41,21 @@ void fr_vlog(fr_log_level level, const char *component, const char *fmt, va_list
  * else their first field's name, as their event. */
 void fr_log_event(fr_log_level level, const char *component, const char *event, const char *fmt,
                   ...) __attribute__((format(printf, 4, 5)));
+
+/* Logs one line whose fields beyond time, level, component and event come
+ * as `fields`, an already serialized JSON object ("{...}", borrowed; its
+ * keys are added after the event). The text format prints `text`
+ * (borrowed) as it is, on stderr, without the "flowrun: level component"
+ * prefix. For lines with nested values (engine/route's --explain). */
+void fr_log_json_fields(fr_log_level level, const char *component, const char *event,
+                        const char *fields, const char *text);
+
+/* A display that shares stderr with the log (engine/progress's live block):
+ * `fn(ud, true)` is called before each line is written to stderr and
+ * `fn(ud, false)` after it, and `fn(ud, true)` when the stream is redirected
+ * (fr_log_set_stream(f), a prompt holding lines back: the display stays off
+ * the screen until fr_log_held is false again). NULL removes it. */
+typedef void (*fr_log_around_fn)(void *ud, bool before);
+void fr_log_set_around(fr_log_around_fn fn, void *ud);
+/* Whether lines are held back from stderr (redirected by fr_log_set_stream). */
+bool fr_log_held(void);

@@ -52,6 +52,71 @@ static void test_text_unchanged(void **state)
     free(out);
 }
 
+/* A line with nested fields (an --explain decision): under JSON its object's
+ * members follow the head; under text the text is printed as it is. */
+static void test_json_fields_object(void **state)
+{
+    (void)state;
+    char *out;
+    CAPTURE(out, FR_LOG_JSON,
+            fr_log_json_fields(FR_LOG_WARN, "route", "route.decision",
+                               "{\"task\":\"a\",\"candidates\":[{\"name\":\"e\",\"free\":2}]}",
+                               "explain: a -> e\n"));
+    json_t *j = parse_line(out);
+    assert_string_equal(json_string_value(json_object_get(j, "event")), "route.decision");
+    assert_string_equal(json_string_value(json_object_get(j, "level")), "warn");
+    assert_string_equal(json_string_value(json_object_get(j, "task")), "a");
+    json_t *c = json_object_get(j, "candidates");
+    assert_true(json_is_array(c));
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(c, 0), "free")), 2);
+    json_decref(j);
+    free(out);
+    /* An empty object still makes a whole line. */
+    CAPTURE(out, FR_LOG_JSON, fr_log_json_fields(FR_LOG_WARN, "route", "route.decision", "{}", ""));
+    j = parse_line(out);
+    assert_non_null(json_object_get(j, "time"));
+    json_decref(j);
+    free(out);
+}
+
+static int g_before, g_after;
+
+static void count_around(void *ud, bool before)
+{
+    (void)ud;
+    if (before)
+        g_before++;
+    else
+        g_after++;
+}
+
+/* The display's hook runs around each line bound for stderr, and once each
+ * when the stream is redirected; lines held back in a redirected stream do
+ * not call it. */
+static void test_around_hook(void **state)
+{
+    (void)state;
+    fr_log_set_around(count_around, NULL);
+    char *out;
+    CAPTURE(out, FR_LOG_TEXT, fr_log(FR_LOG_WARN, "run", "held=1"));
+    assert_int_equal(g_before, 1); /* the redirection */
+    assert_int_equal(g_after, 0);  /* the display draws again on its own */
+    assert_false(fr_log_held());
+    free(out);
+    FILE *saved = stderr;
+    char *buf = NULL;
+    size_t len = 0;
+    stderr = open_memstream(&buf, &len);
+    fr_log(FR_LOG_WARN, "run", "shown=1");
+    fclose(stderr);
+    stderr = saved;
+    assert_int_equal(g_before, 2);
+    assert_int_equal(g_after, 1);
+    assert_string_equal(buf, "flowrun: warn run shown=1\n");
+    free(buf);
+    fr_log_set_around(NULL, NULL);
+}
+
 static void test_json_fields(void **state)
 {
     (void)state;
@@ -130,6 +195,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_text_unchanged),
+        cmocka_unit_test(test_json_fields_object),
+        cmocka_unit_test(test_around_hook),
         cmocka_unit_test(test_json_fields),
         cmocka_unit_test(test_json_quotes_and_defaults),
         cmocka_unit_test(test_json_reserved),
