@@ -2,10 +2,13 @@
 
 #include "engine/budget.h"
 
+#include "engine/util/err.h"
+#include "engine/util/jsonw.h"
 #include "engine/util/mem.h"
 #include "engine/util/money.h"
 #include "engine/util/redact.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -69,226 +72,270 @@ static totals compute_totals(const fr_results *r)
     return tt;
 }
 
-static json_t *num_or_null(double v, bool present)
+static double worst_case(const fr_results *r)
 {
-    return present ? json_real(v) : json_null();
+    double worst = 0;
+    for (size_t t = 0; t < r->wf->ntasks; t++)
+        worst += r->tasks[t].worst_cost;
+    return worst;
 }
 
-/* Returns a new JSON string of `s` (borrowed) without secrets, or null for
- * NULL. Reasons and errors quote servers, which may echo a key. */
-static json_t *redacted_string(const char *s)
+/* ---- the report's text, written without a tree --------------------------
+ *
+ * Byte for byte what json_dumps(tree, JSON_INDENT(2)) printed of the tree
+ * the report once was, jansson's refusals included (util/jsonw.h): a member
+ * whose string is not UTF-8 is left out, as json_object_set_new left out a
+ * NULL value; a member set twice keeps its first place. */
+
+/* `s` (borrowed) without secrets, or null for NULL; FR_REDACTED when the
+ * cut left it invalid UTF-8. */
+static void w_redacted(fr_jsonw *w, const char *key, const char *s)
 {
-    if (!s)
-        return json_null();
+    if (!s) {
+        fr_jsonw_null(w, key);
+        return;
+    }
     char *clean = fr_redact(s);
-    json_t *v = json_string(clean);
+    if (!fr_jsonw_str(w, key, clean))
+        fr_jsonw_str(w, key, FR_REDACTED);
     free(clean);
-    /* Not UTF-8 once a key was cut inside a character: say only that. */
-    return v ? v : json_string(FR_REDACTED);
 }
 
-/* Returns a new array of the objects of `arr` (borrowed) with their "error"
- * strings redacted; everything else is shared with `arr`. */
-static json_t *redact_errors(const json_t *arr)
+/* The object `o` (borrowed) with its "error" string redacted in place. */
+static void w_redacting_error(fr_jsonw *w, const char *key, const json_t *o)
 {
-    json_t *out = json_array();
+    const char *k;
+    json_t *v;
+    fr_jsonw_object(w, key);
+    json_object_foreach((json_t *)o, k, v)
+    {
+        if (strcmp(k, "error") == 0 && json_is_string(v))
+            w_redacted(w, k, json_string_value(v));
+        else
+            fr_jsonw_value(w, k, v);
+    }
+    fr_jsonw_close(w);
+}
+
+/* The array `arr` (borrowed; NULL is empty) with its objects' "error"
+ * strings redacted. */
+static void w_redact_errors(fr_jsonw *w, const char *key, const json_t *arr)
+{
     size_t i;
     json_t *o;
+    fr_jsonw_array(w, key);
     json_array_foreach(arr, i, o)
     {
-        const char *error = json_string_value(json_object_get(o, "error"));
-        if (!error) {
-            json_array_append(out, o);
-            continue;
-        }
-        json_t *copy = json_copy(o);
-        json_object_set_new(copy, "error", redacted_string(error));
-        json_array_append_new(out, copy);
+        if (json_is_string(json_object_get(o, "error")))
+            w_redacting_error(w, NULL, o);
+        else
+            fr_jsonw_value(w, NULL, o);
     }
-    return out;
+    fr_jsonw_close(w);
 }
 
-/* Returns a new array of the decisions of log `log` (borrowed), as the
- * report shows them: who decided, its version, why, the endpoint's name,
- * the attempt, the outcome (null until known), the candidates it saw
- * {name, free, est_cost} (not for the cache's), and its error, redacted. */
-static json_t *decisions_json(const fr_results *r, const fr_declog *log)
+/* The decisions of log `log` (borrowed), as fr_declog_json renders each,
+ * the error redacted. */
+static void w_decisions(fr_jsonw *w, const fr_results *r, const fr_declog *log)
 {
-    json_t *out = json_array();
+    fr_jsonw_array(w, "decisions");
     for (size_t i = 0; i < fr_declog_count(log); i++) {
         json_t *o = fr_declog_json(log, i, r->wf);
-        const char *error = json_string_value(json_object_get(o, "error"));
-        if (error) /* the error last, redacted */
-            json_object_set_new_nocheck(o, "error", redacted_string(error));
-        json_array_append_new(out, o);
+        w_redacting_error(w, NULL, o);
+        json_decref(o);
     }
-    return out;
+    fr_jsonw_close(w);
 }
 
-/* A fan-out's fields (its source, its instances: counted, or in a plan
- * estimated from plan_items) and an instance's (what it is an instance of,
- * its 1-based index). */
-static void fanout_fields(const fr_results *r, size_t t, json_t *o)
-{
-    const fr_task_spec *ts = &r->wf->tasks[t];
-    const fr_task_result *tr = &r->tasks[t];
-    if (ts->is_instance) {
-        json_object_set_new(o, "instance_of", json_string(r->wf->tasks[ts->instance_of].name));
-        json_object_set_new(o, "index", json_integer((json_int_t)ts->index));
-    }
-    if (!ts->foreach)
-        return;
-    json_object_set_new(o, "foreach", json_string(ts->foreach));
-    json_object_set_new(o, "instances", json_integer((json_int_t)tr->instances));
-    json_object_set_new(o, "output", json_null());
-    if (r->plan)
-        json_object_set_new(o, "instances_known", ts->plan_items >= 0 ? json_true() : json_false());
-}
-
-static json_t *task_report(const fr_results *r, size_t t)
+static void w_task(fr_jsonw *w, const fr_results *r, size_t t)
 {
     const fr_task_result *tr = &r->tasks[t];
     const fr_task_spec *ts = &r->wf->tasks[t];
-    fr_task_state st = r->tasks[t].state;
+    fr_task_state st = tr->state;
     bool ok = st == FR_TASK_OK;
     const fr_endpoint_spec *e = tr->endpoint >= 0 ? &r->wf->endpoints[tr->endpoint] : NULL;
-    json_t *o = json_object();
-    json_object_set_new(o, "name", json_string(ts->name));
-    json_object_set_new(o, "status", json_string(fr_task_state_name(st)));
-    json_t *deps = json_array();
+    fr_jsonw_object(w, NULL);
+    fr_jsonw_str(w, "name", ts->name);
+    fr_jsonw_str(w, "status", fr_task_state_name(st));
+    fr_jsonw_array(w, "deps");
     for (size_t i = 0; i < ts->ndeps; i++)
-        json_array_append_new(deps, json_string(ts->deps[i]));
-    json_object_set_new(o, "deps", deps);
-    json_object_set_new(o, "reason", redacted_string(tr->reason));
-    json_object_set_new(o, "endpoint", e ? json_string(e->name) : json_null());
-    json_object_set_new(o, "tier", e ? json_string(fr_tier_name(e->tier)) : json_null());
+        fr_jsonw_str(w, NULL, ts->deps[i]);
+    fr_jsonw_close(w);
+    w_redacted(w, "reason", tr->reason);
+    fr_jsonw_str_or_null(w, "endpoint", e ? e->name : NULL);
+    fr_jsonw_str_or_null(w, "tier", e ? fr_tier_name(e->tier) : NULL);
     const char *model = ok && tr->reply.model ? tr->reply.model
                         : e                   ? r->endpoints[tr->endpoint].model
                                               : NULL;
-    json_object_set_new(o, "model", model ? json_string(model) : json_null());
-    json_object_set_new(o, "attempts", json_integer(tr->attempts));
-    json_object_set_new(o, "cached", json_boolean(tr->cached));
-    json_object_set_new(o, "private", json_boolean(ts->is_private));
-    json_object_set_new(o, "private_from",
-                        ts->private_from >= 0 ? json_string(r->wf->tasks[ts->private_from].name)
-                                              : json_null());
-    json_object_set_new(o, "declassified_from",
-                        ts->declassified_from >= 0
-                            ? json_string(r->wf->tasks[ts->declassified_from].name)
-                            : json_null());
-    json_object_set_new(
-        o, "finish", ok && !r->plan ? json_string(fr_finish_name(tr->reply.finish)) : json_null());
-    json_object_set_new(o, "latency_ms", num_or_null(tr->latency_ms, ok));
-    json_object_set_new(o, "ttft_ms", num_or_null(tr->ttft_ms, ok && tr->ttft_ms >= 0));
-    json_object_set_new(o, "cost_usd", json_real(tr->cost));
-    json_object_set_new(o, "baseline_cost_usd",
-                        num_or_null(r->baseline >= 0 && ok
-                                        ? fr_price_cost(&r->wf->endpoints[r->baseline], &tr->usage)
-                                        : 0,
-                                    r->baseline >= 0 && ok));
-    json_object_set_new(o, "usage_estimated", json_boolean(ok && tr->usage.estimated));
-    json_object_set_new(o, "check_score", num_or_null(tr->check_score, ok && tr->check_score >= 0));
-    json_object_set_new(o, "tokens",
-                        json_pack("{s:I, s:I, s:I}", "input", (json_int_t)tr->usage.input, "output",
-                                  (json_int_t)tr->usage.output, "cached",
-                                  (json_int_t)tr->usage.cached));
-    json_object_set_new(o, "output", ok ? json_string(tr->reply.text) : json_null());
-    json_object_set_new(o, "json",
-                        ok && tr->reply.json ? json_incref(tr->reply.json) : json_null());
-    json_object_set_new(o, "decisions", decisions_json(r, tr->decisions));
-    json_object_set_new(o, "turns", json_integer(tr->turns));
-    json_object_set_new(o, "tool_calls", redact_errors(tr->tool_calls));
-    json_object_set_new(o, "attempt_log", redact_errors(tr->attempt_log));
+    fr_jsonw_str_or_null(w, "model", model);
+    fr_jsonw_int(w, "attempts", tr->attempts);
+    fr_jsonw_bool(w, "cached", tr->cached);
+    fr_jsonw_bool(w, "private", ts->is_private);
+    fr_jsonw_str_or_null(w, "private_from",
+                         ts->private_from >= 0 ? r->wf->tasks[ts->private_from].name : NULL);
+    fr_jsonw_str_or_null(w, "declassified_from",
+                         ts->declassified_from >= 0 ? r->wf->tasks[ts->declassified_from].name
+                                                    : NULL);
+    fr_jsonw_str_or_null(w, "finish", ok && !r->plan ? fr_finish_name(tr->reply.finish) : NULL);
+    fr_jsonw_real_or_null(w, "latency_ms", tr->latency_ms, ok);
+    fr_jsonw_real_or_null(w, "ttft_ms", tr->ttft_ms, ok && tr->ttft_ms >= 0);
+    fr_jsonw_real(w, "cost_usd", tr->cost);
+    bool base = r->baseline >= 0 && ok;
+    fr_jsonw_real_or_null(w, "baseline_cost_usd",
+                          base ? fr_price_cost(&r->wf->endpoints[r->baseline], &tr->usage) : 0,
+                          base);
+    fr_jsonw_bool(w, "usage_estimated", ok && tr->usage.estimated);
+    fr_jsonw_real_or_null(w, "check_score", tr->check_score, ok && tr->check_score >= 0);
+    fr_jsonw_object(w, "tokens");
+    fr_jsonw_int(w, "input", tr->usage.input);
+    fr_jsonw_int(w, "output", tr->usage.output);
+    fr_jsonw_int(w, "cached", tr->usage.cached);
+    fr_jsonw_close(w);
+    /* "output" once, where it was first set: a fan-out's and a plan's are
+     * null; a success without text (a fan-out's) had none there. */
+    bool has_output = !ok || fr_jsonw_str_valid(tr->reply.text);
+    if (has_output)
+        fr_jsonw_str_or_null(w, "output", ok && !ts->foreach && !r->plan ? tr->reply.text : NULL);
+    if (!fr_jsonw_value(w, "json", ok && tr->reply.json ? tr->reply.json : NULL))
+        fr_jsonw_null(w, "json");
+    w_decisions(w, r, tr->decisions);
+    fr_jsonw_int(w, "turns", tr->turns);
+    w_redact_errors(w, "tool_calls", tr->tool_calls);
+    w_redact_errors(w, "attempt_log", tr->attempt_log);
     const char *ap = fr_approval_state_name(tr->approval.state);
-    if (ap && !r->plan)
-        json_object_set_new(
-            o, "approval",
-            json_pack("{s:s, s:o, s:o, s:o}", "state", ap, "by",
-                      tr->approval.by ? json_string(tr->approval.by) : json_null(), "at",
-                      tr->approval.at ? json_string(tr->approval.at) : json_null(), "note",
-                      tr->approval.note ? json_string(tr->approval.note) : json_null()));
-    fanout_fields(r, t, o);
+    const fr_approval *a = &tr->approval;
+    if (ap && !r->plan && (!a->by || fr_jsonw_str_valid(a->by)) &&
+        (!a->at || fr_jsonw_str_valid(a->at)) && (!a->note || fr_jsonw_str_valid(a->note))) {
+        fr_jsonw_object(w, "approval");
+        fr_jsonw_str(w, "state", ap);
+        fr_jsonw_str_or_null(w, "by", a->by);
+        fr_jsonw_str_or_null(w, "at", a->at);
+        fr_jsonw_str_or_null(w, "note", a->note);
+        fr_jsonw_close(w);
+    }
+    if (ts->is_instance) {
+        fr_jsonw_str(w, "instance_of", r->wf->tasks[ts->instance_of].name);
+        fr_jsonw_int(w, "index", (long long)ts->index);
+    }
+    if (ts->foreach) {
+        fr_jsonw_str(w, "foreach", ts->foreach);
+        fr_jsonw_int(w, "instances", (long long)tr->instances);
+        if (!has_output)
+            fr_jsonw_null(w, "output");
+        has_output = true;
+        if (r->plan)
+            fr_jsonw_bool(w, "instances_known", ts->plan_items >= 0);
+    }
     if (r->plan) {
         /* A plan's estimates: when the task would run and its worst case. */
-        json_object_set_new(o, "output", json_null());
-        json_object_set_new(o, "level", json_integer((json_int_t)fr_graph_level(r->g, t)));
-        json_object_set_new(o, "start_ms", num_or_null((double)tr->start_ns / 1e6, ok));
-        json_object_set_new(o, "end_ms", num_or_null((double)tr->end_ns / 1e6, ok));
-        json_object_set_new(o, "worst_cost_usd", json_real(tr->worst_cost));
-        json_object_set_new(o, "estimate",
-                            ok ? json_pack("{s:s, s:s}", "latency",
-                                           tr->obs_latency ? "observed" : "default",
-                                           "output_tokens", tr->obs_output ? "observed" : "default")
-                               : json_null());
+        if (!has_output)
+            fr_jsonw_null(w, "output");
+        fr_jsonw_int(w, "level", (long long)fr_graph_level(r->g, t));
+        fr_jsonw_real_or_null(w, "start_ms", (double)tr->start_ns / 1e6, ok);
+        fr_jsonw_real_or_null(w, "end_ms", (double)tr->end_ns / 1e6, ok);
+        fr_jsonw_real(w, "worst_cost_usd", tr->worst_cost);
+        if (ok) {
+            fr_jsonw_object(w, "estimate");
+            fr_jsonw_str(w, "latency", tr->obs_latency ? "observed" : "default");
+            fr_jsonw_str(w, "output_tokens", tr->obs_output ? "observed" : "default");
+            fr_jsonw_close(w);
+        } else {
+            fr_jsonw_null(w, "estimate");
+        }
     }
-    return o;
+    fr_jsonw_close(w);
+}
+
+static const char *run_status(const fr_results *r)
+{
+    return r->interrupted      ? "interrupted"
+           : r->exit_code == 3 ? "budget"
+           : r->exit_code == 4 ? "waiting"
+           : r->exit_code != 0 ? "failed"
+           : r->plan           ? "planned"
+                               : "ok";
+}
+
+/* Endpoint `e`'s counters; nothing when jansson's json_pack would have
+ * failed (a cooldown that is not finite, a reason that is not UTF-8). */
+static void w_endpoint(fr_jsonw *w, const fr_results *r, size_t e)
+{
+    const fr_endpoint_result *er = &r->endpoints[e];
+    const char *why = er->stats.unusable;
+    if (!fr_jsonw_str_valid(r->wf->endpoints[e].name) || !isfinite(er->stats.cooldown_ms) ||
+        (why && !fr_jsonw_str_valid(why)))
+        return;
+    fr_jsonw_object(w, r->wf->endpoints[e].name);
+    fr_jsonw_str(w, "tier", fr_tier_name(r->wf->endpoints[e].tier));
+    fr_jsonw_int(w, "requests", (long long)er->stats.requests);
+    fr_jsonw_int(w, "failures", (long long)er->stats.failures);
+    fr_jsonw_int(w, "peak_in_flight", er->peak_in_flight);
+    fr_jsonw_int(w, "max_parallel", er->max_parallel);
+    fr_jsonw_int(w, "cooldowns", (long long)er->stats.cooldowns);
+    fr_jsonw_real(w, "cooldown_ms", er->stats.cooldown_ms);
+    fr_jsonw_bool(w, "usable", er->stats.usable);
+    fr_jsonw_str_or_null(w, "disabled_reason", why);
+    fr_jsonw_close(w);
+}
+
+int fr_report_text(const fr_results *r, fr_buf *out)
+{
+    totals tt = compute_totals(r);
+    fr_jsonw *w = fr_jsonw_new(out);
+    fr_jsonw_object(w, NULL);
+    fr_jsonw_str(w, "run", r->run_id);
+    fr_jsonw_str(w, "workflow", r->wf->name);
+    fr_jsonw_str(w, "status", run_status(r));
+    fr_jsonw_int(w, "exit_code", r->exit_code);
+    fr_jsonw_bool(w, "sim", r->sim);
+    fr_jsonw_str(w, "policy", r->policy);
+    fr_jsonw_str(w, "out_dir", r->out_dir);
+    fr_jsonw_real(w, "makespan_ms", tt.makespan_ms);
+    fr_jsonw_real(w, "critical_path_ms", tt.critical_ms);
+    fr_jsonw_real(w, "cost_usd", tt.cost);
+    /* Always present: null when there is no run cap, 0 for a cap of 0. */
+    fr_jsonw_real_or_null(w, "budget_usd", r->budget_usd, r->has_budget);
+    bool has_base = r->baseline >= 0;
+    fr_jsonw_str_or_null(w, "baseline", has_base ? r->wf->endpoints[r->baseline].name : NULL);
+    fr_jsonw_real_or_null(w, "baseline_cost_usd", tt.baseline_cost, has_base);
+    fr_jsonw_real_or_null(w, "savings_pct", 100.0 * (tt.baseline_cost - tt.cost) / tt.baseline_cost,
+                          has_base && tt.baseline_cost > 0);
+    fr_jsonw_real(w, "local_token_share", tt.local_share);
+    double p50 = latency_quantile(r, 0.5), p95 = latency_quantile(r, 0.95);
+    fr_jsonw_object(w, "latency_ms");
+    fr_jsonw_real_or_null(w, "p50", p50, p50 >= 0);
+    fr_jsonw_real_or_null(w, "p95", p95, p95 >= 0);
+    fr_jsonw_close(w);
+    fr_jsonw_int(w, "policy_errors", r->policy_errors);
+    fr_jsonw_value(w, "budget_alerts", r->alerts);
+    fr_jsonw_bool(w, "plan", r->plan);
+    if (r->plan) {
+        fr_jsonw_real(w, "worst_case_usd", worst_case(r));
+        fr_jsonw_str_or_null(w, "observed_from", r->observed ? r->observed_from : NULL);
+    }
+    fr_jsonw_array(w, "tasks");
+    for (size_t t = 0; t < r->wf->ntasks; t++)
+        w_task(w, r, t);
+    fr_jsonw_close(w);
+    w_redact_errors(w, "policy_reloads", r->reloads);
+    fr_jsonw_object(w, "endpoints");
+    for (size_t e = 0; e < r->wf->nendpoints; e++)
+        w_endpoint(w, r, e);
+    fr_jsonw_close(w);
+    fr_jsonw_close(w);
+    int rc = fr_jsonw_ok(w) ? fr_buf_append(out, "\n", 1) : FR_ETOOBIG;
+    fr_jsonw_free(w);
+    return rc;
 }
 
 json_t *fr_report_json(const fr_results *r)
 {
-    totals tt = compute_totals(r);
-    json_t *o = json_object();
-    const char *status = r->interrupted      ? "interrupted"
-                         : r->exit_code == 3 ? "budget"
-                         : r->exit_code == 4 ? "waiting"
-                         : r->exit_code != 0 ? "failed"
-                         : r->plan           ? "planned"
-                                             : "ok";
-    json_object_set_new(o, "run", json_string(r->run_id));
-    json_object_set_new(o, "workflow", json_string(r->wf->name));
-    json_object_set_new(o, "status", json_string(status));
-    json_object_set_new(o, "exit_code", json_integer(r->exit_code));
-    json_object_set_new(o, "sim", json_boolean(r->sim));
-    json_object_set_new(o, "policy", json_string(r->policy));
-    json_object_set_new(o, "out_dir", json_string(r->out_dir));
-    json_object_set_new(o, "makespan_ms", json_real(tt.makespan_ms));
-    json_object_set_new(o, "critical_path_ms", json_real(tt.critical_ms));
-    json_object_set_new(o, "cost_usd", json_real(tt.cost));
-    /* Always present: null when there is no run cap, 0 for a cap of 0. */
-    json_object_set_new(o, "budget_usd", num_or_null(r->budget_usd, r->has_budget));
-    bool has_base = r->baseline >= 0;
-    json_object_set_new(o, "baseline",
-                        has_base ? json_string(r->wf->endpoints[r->baseline].name) : json_null());
-    json_object_set_new(o, "baseline_cost_usd", num_or_null(tt.baseline_cost, has_base));
-    json_object_set_new(o, "savings_pct",
-                        num_or_null(100.0 * (tt.baseline_cost - tt.cost) / tt.baseline_cost,
-                                    has_base && tt.baseline_cost > 0));
-    json_object_set_new(o, "local_token_share", json_real(tt.local_share));
-    double p50 = latency_quantile(r, 0.5), p95 = latency_quantile(r, 0.95);
-    json_object_set_new(o, "latency_ms",
-                        json_pack("{s:o, s:o}", "p50", num_or_null(p50, p50 >= 0), "p95",
-                                  num_or_null(p95, p95 >= 0)));
-    json_object_set_new(o, "policy_errors", json_integer(r->policy_errors));
-    json_object_set_new(o, "budget_alerts", json_deep_copy(r->alerts));
-    json_object_set_new(o, "plan", json_boolean(r->plan));
-    if (r->plan) {
-        double worst = 0;
-        for (size_t t = 0; t < r->wf->ntasks; t++)
-            worst += r->tasks[t].worst_cost;
-        json_object_set_new(o, "worst_case_usd", json_real(worst));
-        json_object_set_new(o, "observed_from",
-                            r->observed ? json_string(r->observed_from) : json_null());
-    }
-    json_t *tasks = json_array();
-    for (size_t t = 0; t < r->wf->ntasks; t++)
-        json_array_append_new(tasks, task_report(r, t));
-    json_object_set_new(o, "tasks", tasks);
-    json_object_set_new(o, "policy_reloads", redact_errors(r->reloads));
-    json_t *eps = json_object();
-    for (size_t e = 0; e < r->wf->nendpoints; e++)
-        json_object_set_new(
-            eps, r->wf->endpoints[e].name,
-            json_pack("{s:s, s:I, s:I, s:i, s:i, s:I, s:f, s:b, s:o}", "tier",
-                      fr_tier_name(r->wf->endpoints[e].tier), "requests",
-                      (json_int_t)r->endpoints[e].stats.requests, "failures",
-                      (json_int_t)r->endpoints[e].stats.failures, "peak_in_flight",
-                      r->endpoints[e].peak_in_flight, "max_parallel", r->endpoints[e].max_parallel,
-                      "cooldowns", (json_int_t)r->endpoints[e].stats.cooldowns, "cooldown_ms",
-                      r->endpoints[e].stats.cooldown_ms, "usable", r->endpoints[e].stats.usable,
-                      "disabled_reason",
-                      r->endpoints[e].stats.unusable ? json_string(r->endpoints[e].stats.unusable)
-                                                     : json_null()));
-    json_object_set_new(o, "endpoints", eps);
+    fr_buf text;
+    fr_buf_init(&text, 0);
+    json_t *o = NULL;
+    if (fr_report_text(r, &text) == FR_OK)
+        o = json_loadb(text.data, text.len, JSON_ALLOW_NUL, NULL);
+    fr_buf_close(&text);
     return o;
 }
 
@@ -443,7 +490,7 @@ void fr_report_summary(const fr_results *r, FILE *f, bool color)
 void fr_report_plan(const fr_results *r, FILE *f)
 {
     const fr_workflow *wf = r->wf;
-    json_t *rep = fr_report_json(r);
+    totals tt = compute_totals(r);
     size_t w = 4;
     for (size_t t = 0; t < wf->ntasks; t++)
         if (strlen(wf->tasks[t].name) > w)
@@ -451,7 +498,7 @@ void fr_report_plan(const fr_results *r, FILE *f)
     if (w > 32)
         w = 32;
     fprintf(f, "plan of %s: %zu tasks, policy %s; nothing is sent\n\n", wf->name, wf->ntasks,
-            json_string_value(json_object_get(rep, "policy")));
+            r->policy);
     fprintf(f, "%5s  %-*s  %-16s %-5s %9s %9s %11s %11s  %s\n", "LEVEL", (int)w, "TASK", "ENDPOINT",
             "TIER", "START", "END", "EXPECTED", "WORST", "ESTIMATE");
     /* Tasks by level, then by expected start, as they would run. */
@@ -507,22 +554,19 @@ void fr_report_plan(const fr_results *r, FILE *f)
     }
     free(order);
     char mk[32], cp[32];
-    fmt_ms(mk, sizeof mk, json_real_value(json_object_get(rep, "makespan_ms")));
-    fmt_ms(cp, sizeof cp, json_real_value(json_object_get(rep, "critical_path_ms")));
+    fmt_ms(mk, sizeof mk, tt.makespan_ms);
+    fmt_ms(cp, sizeof cp, tt.critical_ms);
     fprintf(f, "\nmakespan estimate %s (critical path %s)\n", mk, cp);
     char exp[FR_USD_LEN], worst[FR_USD_LEN], cap[FR_USD_LEN], bcost[FR_USD_LEN];
-    fprintf(f, "cost: expected %s, worst case %s",
-            fr_usd_cost(exp, json_real_value(json_object_get(rep, "cost_usd"))),
-            fr_usd_cost(worst, json_real_value(json_object_get(rep, "worst_case_usd"))));
+    fprintf(f, "cost: expected %s, worst case %s", fr_usd_cost(exp, tt.cost),
+            fr_usd_cost(worst, worst_case(r)));
     if (r->has_budget)
         fprintf(f, " (cap %s)", fr_usd_cap(cap, r->budget_usd));
-    const json_t *base = json_object_get(rep, "baseline_cost_usd");
-    if (json_is_number(base)) {
-        fprintf(f, "; baseline %s %s", json_string_value(json_object_get(rep, "baseline")),
-                fr_usd_cost(bcost, json_number_value(base)));
-        const json_t *sav = json_object_get(rep, "savings_pct");
-        if (json_is_number(sav))
-            fprintf(f, " (saves %.1f%%)", json_number_value(sav));
+    if (r->baseline >= 0) { /* as the report's baseline_cost_usd and savings_pct */
+        fprintf(f, "; baseline %s %s", r->wf->endpoints[r->baseline].name,
+                fr_usd_cost(bcost, tt.baseline_cost));
+        if (tt.baseline_cost > 0)
+            fprintf(f, " (saves %.1f%%)", 100.0 * (tt.baseline_cost - tt.cost) / tt.baseline_cost);
     }
     if (nobserved > 0)
         fprintf(f,
@@ -536,5 +580,4 @@ void fr_report_plan(const fr_results *r, FILE *f)
                 "and --sim-tps (or their defaults); no attempt of this workflow recorded "
                 "in %s\n",
                 r->observed_from ? r->observed_from : "the state store");
-    json_decref(rep);
 }

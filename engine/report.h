@@ -5,12 +5,20 @@
  * that quote servers are redacted. Called by engine/main.c. */
 
 #include "engine/results.h"
+#include "engine/util/buf.h"
 
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdio.h>
 
-/* Returns the JSON report (owned) of the finished run `r` (borrowed). */
+/* Appends the JSON report of the finished run `r` (borrowed) to `out`
+ * (borrowed) as its text: json_dumps(report, JSON_INDENT(2)) and a newline,
+ * written without a tree. Returns FR_OK, or FR_ETOOBIG past out's limit. */
+int fr_report_text(const fr_results *r, fr_buf *out);
+
+/* Returns the JSON report (owned) of the finished run `r` (borrowed): its
+ * text parsed, for the HTML report, the trace and the tests; NULL when it
+ * cannot be rendered. */
 json_t *fr_report_json(const fr_results *r);
 
 /* Prints the human summary of the finished run `r` to `f` (both borrowed). */

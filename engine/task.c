@@ -147,13 +147,11 @@ static fr_task_next next_end(fr_task_state state, char *reason)
     return (fr_task_next){.kind = FR_NEXT_END, .state = state, .reason = reason};
 }
 
-/* The bytes of `j` (borrowed) as compact JSON. */
+/* The bytes of `j` (borrowed) as compact JSON, counted without a copy
+ * (json_dumpb into no buffer returns the size it needs; 0 on failure). */
 static size_t json_bytes(const json_t *j)
 {
-    char *text = json_dumps(j, JSON_COMPACT);
-    size_t n = text ? strlen(text) : 0;
-    free(text);
-    return n;
+    return json_dumpb(j, NULL, 0, JSON_COMPACT);
 }
 
 /* ---- charging and booking ------------------------------------------------ */

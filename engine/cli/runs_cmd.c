@@ -433,14 +433,13 @@ cleanup:
 
 char *fr_cli_report_json_text(const fr_results *r)
 {
-    json_t *report = fr_report_json(r);
-    char *dump = json_dumps(report, JSON_INDENT(2));
-    json_decref(report);
-    if (!dump)
+    fr_buf text;
+    fr_buf_init(&text, 0);
+    if (fr_report_text(r, &text) != FR_OK) {
+        fr_buf_close(&text);
         return NULL;
-    char *text = fr_xasprintf("%s\n", dump);
-    free(dump);
-    return text;
+    }
+    return fr_buf_take(&text);
 }
 
 /* Not a callback the store calls on this path: the batch is flushed at

@@ -22,10 +22,16 @@
 
 #include <cmocka.h>
 
-#define GOLDEN  "tests/unit/fixtures/report_golden.json"
-#define REPORTF "tests/unit/fixtures/engine/report.lua"
-#define KEY     "sk-unit-report-0123456789abcdef"
-#define MS      1000000ull /* nanoseconds */
+#define GOLDEN "tests/unit/fixtures/report_golden.json"
+/* The report's exact text of the rich view (enrich) as a run and as a
+ * plan: first written by json_dumps(tree, JSON_INDENT(2)) of the jansson
+ * tree the report was built as before engine/util/jsonw (the text must stay
+ * those bytes: `flowrun report --json` is compared with cmp against them). */
+#define TEXT_RUN  "tests/unit/fixtures/report_text_run.json"
+#define TEXT_PLAN "tests/unit/fixtures/report_text_plan.json"
+#define REPORTF   "tests/unit/fixtures/engine/report.lua"
+#define KEY       "sk-unit-report-0123456789abcdef"
+#define MS        1000000ull /* nanoseconds */
 
 typedef struct fixture {
     fr_workflow *wf;
@@ -261,6 +267,133 @@ static void test_decisions_rendered(void **state)
     json_decref(o);
 }
 
+/* Makes the view carry every field the report has: a JSON reply with
+ * escapes and every UTF-8 length, tool calls (one failing with the key),
+ * an approval, inherited privacy and a declassification, a fan-out that
+ * succeeded without text and an instance, a check score, cached tokens,
+ * an endpoint disabled. */
+static void enrich(fixture *fx)
+{
+    fr_results *r = &fx->r;
+    fr_workflow *wf = fx->wf;
+    size_t draft = engine_task(wf, "draft"), polish = engine_task(wf, "polish"),
+           publish = engine_task(wf, "publish");
+    fr_task_result *d = &r->tasks[draft];
+    d->reply.json = json_pack("{s:s, s:[i, f, f, f, b, n], s:{}, s:[]}", "quote",
+                              "\"/\\\b\f\n\r\t\x01\x1f é € \xf0\x9f\x98\x80", "nums", -42, 1e300,
+                              5e-324, 2.0, 1, "empty", "none");
+    d->check_score = 0.75;
+    d->usage.cached = 12;
+    d->usage.estimated = true;
+    d->cached = true;
+    d->turns = 2;
+    d->tool_calls = json_pack("[{s:s, s:{s:s}, s:s, s:f}, {s:s, s:{}, s:s}]", "name", "search",
+                              "arguments", "q", "flowrun", "result", "3 hits", "ms", 12.5, "name",
+                              "fetch", "arguments", "error", "HTTP 403 for " KEY);
+    d->approval.state = FR_APPROVAL_APPROVED;
+    d->approval.by = fr_xstrdup("ana");
+    d->approval.at = fr_xstrdup("2026-12-01T00:00:01Z");
+    d->approval.note = fr_xstrdup("fine \"as is\"");
+    wf->tasks[polish].is_private = true;
+    wf->tasks[polish].private_from = (long)draft;
+    wf->tasks[publish].declassified_from = (long)polish;
+    /* publish: a fan-out over draft's JSON that ran two instances; its
+     * reply has no text (the instances answered). */
+    wf->tasks[publish].foreach = fr_xstrdup("draft.json.items");
+    wf->tasks[publish].plan_items = 2;
+    fr_task_result *p = &r->tasks[publish];
+    free(p->reason);
+    p->reason = NULL;
+    p->state = FR_TASK_OK;
+    p->endpoint = -1;
+    p->instances = 2;
+    p->start_ns = 900 * MS;
+    p->end_ns = 1400 * MS;
+    p->worst_cost = 0.01;
+    wf->tasks[polish].is_instance = true;
+    wf->tasks[polish].instance_of = publish;
+    wf->tasks[polish].index = 1;
+    r->tasks[polish].worst_cost = 0.02;
+    d->worst_cost = 0.004;
+    d->obs_latency = true;
+    r->endpoints[engine_ep(wf, "cloud")].stats.unusable = "HTTP 401: the key is refused";
+    r->endpoints[engine_ep(wf, "cloud")].stats.usable = false;
+    r->observed = true;
+    r->observed_from = "state.db";
+    r->sim = true;
+}
+
+/* Compares the report's text of the view with file `path`, bytes. */
+static void text_matches(const fr_results *r, const char *path)
+{
+    fr_buf text;
+    fr_buf_init(&text, 0);
+    assert_int_equal(fr_report_text(r, &text), FR_OK);
+    if (getenv("FLOWRUN_UPDATE_GOLDEN")) {
+        FILE *f = fopen(path, "w");
+        assert_non_null(f);
+        fputs(fr_buf_str(&text), f);
+        assert_int_equal(fclose(f), 0);
+        print_message("rewrote %s\n", path);
+    }
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    fr_buf want;
+    fr_buf_init(&want, 0);
+    char chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        fr_buf_append(&want, chunk, n);
+    fclose(f);
+    if (strcmp(fr_buf_str(&text), fr_buf_str(&want)) != 0)
+        print_error("the report's text differs from %s:\n%s\n", path, fr_buf_str(&text));
+    assert_string_equal(fr_buf_str(&text), fr_buf_str(&want));
+    /* fr_report_json is that text parsed: one renderer. */
+    json_t *o = fr_report_json(r);
+    char *again = json_dumps(o, JSON_INDENT(2));
+    assert_non_null(again);
+    assert_int_equal(strlen(again) + 1, want.len);
+    assert_memory_equal(again, fr_buf_str(&want), strlen(again));
+    free(again);
+    json_decref(o);
+    fr_buf_close(&want);
+    fr_buf_close(&text);
+}
+
+static void test_text_bytes_rich(void **state)
+{
+    fixture *fx = *state;
+    enrich(fx);
+    text_matches(&fx->r, TEXT_RUN);
+}
+
+static void test_text_bytes_plan(void **state)
+{
+    fixture *fx = *state;
+    enrich(fx);
+    fx->r.plan = true;
+    fx->r.exit_code = 0;
+    fx->r.interrupted = false;
+    text_matches(&fx->r, TEXT_PLAN);
+}
+
+static void test_text_interrupted_without_budget(void **state)
+{
+    /* The status words and a run without cap or baseline: nulls. */
+    fixture *fx = *state;
+    fx->r.interrupted = true;
+    fx->r.has_budget = false;
+    fx->r.baseline = -1;
+    fx->r.alerts = NULL; /* no alerts array at all: the member is left out */
+    json_t *o = fr_report_json(&fx->r);
+    assert_string_equal(json_string_value(json_object_get(o, "status")), "interrupted");
+    assert_true(json_is_null(json_object_get(o, "budget_usd")));
+    assert_true(json_is_null(json_object_get(o, "baseline")));
+    assert_true(json_is_null(json_object_get(o, "savings_pct")));
+    assert_null(json_object_get(o, "budget_alerts"));
+    json_decref(o);
+}
+
 static void test_summary(void **state)
 {
     fixture *fx = *state;
@@ -296,6 +429,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_attempt_log, setup, teardown),
         cmocka_unit_test_setup_teardown(test_decisions_rendered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_summary, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_text_bytes_rich, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_text_bytes_plan, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_text_interrupted_without_budget, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

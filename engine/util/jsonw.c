@@ -1,0 +1,301 @@
+#include "engine/util/jsonw.h"
+
+#include "engine/util/err.h"
+#include "engine/util/mem.h"
+#include "engine/util/utf8.h"
+
+#include <locale.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct fr_jsonw {
+    fr_buf *out;
+    unsigned char *open; /* per open container: ITEMS | ARRAY */
+    size_t depth, cap;
+    bool failed;
+};
+
+fr_jsonw *fr_jsonw_new(fr_buf *out)
+{
+    fr_jsonw *w = fr_xcalloc(1, sizeof *w);
+    w->out = out;
+    return w;
+}
+
+void fr_jsonw_free(fr_jsonw *w)
+{
+    if (!w)
+        return;
+    free(w->open);
+    free(w);
+}
+
+bool fr_jsonw_ok(const fr_jsonw *w)
+{
+    return !w->failed;
+}
+
+static void put(fr_jsonw *w, const char *p, size_t n)
+{
+    if (fr_buf_append(w->out, p, n) != FR_OK)
+        w->failed = true;
+}
+
+#define PUTS(w, lit) put((w), (lit), sizeof(lit) - 1)
+
+/* A newline and two spaces per level. */
+static void indent(fr_jsonw *w, size_t depth)
+{
+    static const char spaces[] = "\n                                                              "
+                                 "                                                                ";
+    size_t n = 2 * depth;
+    put(w, spaces, 1);
+    while (n > 0) {
+        size_t k = n < sizeof spaces - 2 ? n : sizeof spaces - 2;
+        put(w, spaces + 1, k);
+        n -= k;
+    }
+}
+
+/* The bytes of `s` (valid UTF-8) quoted and escaped as jansson does. */
+static void quoted(fr_jsonw *w, const char *s, size_t n)
+{
+    PUTS(w, "\"");
+    size_t run = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        put(w, s + run, i - run);
+        run = i + 1;
+        char esc[8];
+        switch (c) {
+        case '"':
+            PUTS(w, "\\\"");
+            break;
+        case '\\':
+            PUTS(w, "\\\\");
+            break;
+        case '\b':
+            PUTS(w, "\\b");
+            break;
+        case '\f':
+            PUTS(w, "\\f");
+            break;
+        case '\n':
+            PUTS(w, "\\n");
+            break;
+        case '\r':
+            PUTS(w, "\\r");
+            break;
+        case '\t':
+            PUTS(w, "\\t");
+            break;
+        default:
+            snprintf(esc, sizeof esc, "\\u%04X", (unsigned)c);
+            put(w, esc, 6);
+        }
+    }
+    put(w, s + run, n - run);
+    PUTS(w, "\"");
+}
+
+enum { ITEMS = 1, ARRAY = 2 };
+
+/* What comes before a value: the separator and indent inside a container,
+ * then the key in an object. */
+static void member(fr_jsonw *w, const char *key)
+{
+    if (w->depth == 0)
+        return;
+    unsigned char *top = &w->open[w->depth - 1];
+    if (*top & ITEMS)
+        PUTS(w, ",");
+    *top |= ITEMS;
+    indent(w, w->depth);
+    if (key && !(*top & ARRAY)) {
+        quoted(w, key, strlen(key));
+        PUTS(w, ": ");
+    }
+}
+
+static void open_container(fr_jsonw *w, const char *key, unsigned char kind)
+{
+    member(w, key);
+    put(w, kind == ARRAY ? "[" : "{", 1);
+    if (w->depth == w->cap) {
+        w->cap = w->cap ? 2 * w->cap : 16;
+        w->open = fr_xrealloc(w->open, w->cap);
+    }
+    w->open[w->depth++] = kind;
+}
+
+void fr_jsonw_object(fr_jsonw *w, const char *key)
+{
+    open_container(w, key, 0);
+}
+
+void fr_jsonw_array(fr_jsonw *w, const char *key)
+{
+    open_container(w, key, ARRAY);
+}
+
+void fr_jsonw_close(fr_jsonw *w)
+{
+    if (w->depth == 0)
+        return;
+    unsigned char kind = w->open[--w->depth];
+    if (kind & ITEMS)
+        indent(w, w->depth);
+    put(w, kind & ARRAY ? "]" : "}", 1);
+}
+
+bool fr_jsonw_str_valid(const char *s)
+{
+    return s && fr_utf8_valid(s, strlen(s), NULL);
+}
+
+bool fr_jsonw_str(fr_jsonw *w, const char *key, const char *s)
+{
+    if (!s)
+        return false;
+    size_t n = strlen(s);
+    if (!fr_utf8_valid(s, n, NULL))
+        return false;
+    member(w, key);
+    quoted(w, s, n);
+    return true;
+}
+
+bool fr_jsonw_str_or_null(fr_jsonw *w, const char *key, const char *s)
+{
+    if (s)
+        return fr_jsonw_str(w, key, s);
+    fr_jsonw_null(w, key);
+    return true;
+}
+
+void fr_jsonw_int(fr_jsonw *w, const char *key, long long v)
+{
+    char num[32];
+    int n = snprintf(num, sizeof num, "%lld", v);
+    member(w, key);
+    put(w, num, (size_t)n);
+}
+
+size_t fr_jsonw_format_real(char *buf, size_t size, double v)
+{
+    if (!isfinite(v))
+        return 0;
+    int ret = snprintf(buf, size, "%.17g", v);
+    if (ret < 0 || (size_t)ret + 3 > size)
+        return 0;
+    size_t len = (size_t)ret;
+    /* jansson's from_locale: the locale's decimal point becomes '.'. */
+    const char *point = localeconv()->decimal_point;
+    if (point && point[0] && point[0] != '.' && !point[1]) {
+        char *p = strchr(buf, point[0]);
+        if (p)
+            *p = '.';
+    }
+    if (!strchr(buf, '.') && !strchr(buf, 'e')) {
+        memcpy(buf + len, ".0", 3);
+        len += 2;
+    }
+    /* The exponent without '+' and without leading zeros. */
+    char *e = strchr(buf, 'e');
+    if (e) {
+        char *from = e + 1, *to = e + 1;
+        if (*from == '-')
+            from = ++to;
+        else if (*from == '+')
+            from++;
+        while (*from == '0' && from[1])
+            from++;
+        if (from != to) {
+            memmove(to, from, (size_t)(buf + len - from) + 1);
+            len -= (size_t)(from - to);
+        }
+    }
+    return len;
+}
+
+bool fr_jsonw_real(fr_jsonw *w, const char *key, double v)
+{
+    char num[40];
+    size_t n = fr_jsonw_format_real(num, sizeof num, v);
+    if (n == 0)
+        return false;
+    member(w, key);
+    put(w, num, n);
+    return true;
+}
+
+bool fr_jsonw_real_or_null(fr_jsonw *w, const char *key, double v, bool present)
+{
+    if (present)
+        return fr_jsonw_real(w, key, v);
+    fr_jsonw_null(w, key);
+    return true;
+}
+
+void fr_jsonw_bool(fr_jsonw *w, const char *key, bool v)
+{
+    member(w, key);
+    if (v)
+        PUTS(w, "true");
+    else
+        PUTS(w, "false");
+}
+
+void fr_jsonw_null(fr_jsonw *w, const char *key)
+{
+    member(w, key);
+    PUTS(w, "null");
+}
+
+bool fr_jsonw_value(fr_jsonw *w, const char *key, const json_t *v)
+{
+    if (!v)
+        return false;
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: {
+        const char *k;
+        json_t *m;
+        fr_jsonw_object(w, key);
+        json_object_foreach((json_t *)v, k, m) fr_jsonw_value(w, k, m);
+        fr_jsonw_close(w);
+        break;
+    }
+    case JSON_ARRAY: {
+        size_t i;
+        json_t *m;
+        fr_jsonw_array(w, key);
+        json_array_foreach(v, i, m) fr_jsonw_value(w, NULL, m);
+        fr_jsonw_close(w);
+        break;
+    }
+    case JSON_STRING:
+        member(w, key);
+        quoted(w, json_string_value(v), json_string_length(v));
+        break;
+    case JSON_INTEGER:
+        fr_jsonw_int(w, key, (long long)json_integer_value(v));
+        break;
+    case JSON_REAL:
+        fr_jsonw_real(w, key, json_real_value(v));
+        break;
+    case JSON_TRUE:
+        fr_jsonw_bool(w, key, true);
+        break;
+    case JSON_FALSE:
+        fr_jsonw_bool(w, key, false);
+        break;
+    case JSON_NULL:
+        fr_jsonw_null(w, key);
+        break;
+    }
+    return true;
+}
