@@ -35,6 +35,9 @@
 
 #include <errno.h>
 #include <jansson.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <math.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -752,6 +755,12 @@ static int run_workflow(int argc, char **argv, int first, const command *cmd, bo
         goto cleanup;
     }
     code = fr_run_execute(run);
+#ifdef __GLIBC__
+    /* The run's transfers are freed, but glibc keeps their pages: hand
+     * them back before the report's text is rendered and stored, or its
+     * buffers come on top of them and set the process's peak RSS. */
+    malloc_trim(0);
+#endif
     if (a.run.plan) {
         if (!a.json)
             fr_report_plan(fr_run_results(run), stdout);

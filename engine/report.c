@@ -193,9 +193,11 @@ static void w_task(fr_jsonw *w, const fr_results *r, size_t t)
     fr_jsonw_close(w);
     /* "output" once, where it was first set: a fan-out's and a plan's are
      * null; a success without text (a fan-out's) had none there. */
-    bool has_output = !ok || fr_jsonw_str_valid(tr->reply.text);
-    if (has_output)
-        fr_jsonw_str_or_null(w, "output", ok && !ts->foreach && !r->plan ? tr->reply.text : NULL);
+    bool has_output;
+    if (ok && !ts->foreach && !r->plan)
+        has_output = fr_jsonw_str(w, "output", tr->reply.text);
+    else if ((has_output = !ok || fr_jsonw_str_valid(tr->reply.text)))
+        fr_jsonw_null(w, "output");
     if (!fr_jsonw_value(w, "json", ok && tr->reply.json ? tr->reply.json : NULL))
         fr_jsonw_null(w, "json");
     w_decisions(w, r, tr->decisions);

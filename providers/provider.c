@@ -2,6 +2,7 @@
 
 #include "engine/util/buf.h"
 #include "engine/util/hash.h"
+#include "engine/util/jsonw.h"
 #include "engine/util/mem.h"
 #include "providers/anthropic.h"
 #include "providers/ollama.h"
@@ -504,7 +505,9 @@ int fr_provider_request(const char *proto, const fr_call *c, const fr_request_sp
         goto cleanup;
     spec->add_members(spec->self ? spec->self : c, body);
     json_object_set_new(body, "stream", json_boolean(c->stream));
-    out->body = json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(15));
+    /* The bytes json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(15))
+     * printed, written without its per-character UTF-8 walk. */
+    out->body = fr_jsonw_dump_compact(body, 15);
     rc = out->body ? FR_OK : FR_ENOMEM;
     if (rc != FR_OK)
         fr_error_set(err, rc, proto, 0, "cannot serialise the request body");

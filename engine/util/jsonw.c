@@ -10,37 +10,67 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define STAGE 8192 /* bytes gathered before they go to the buffer */
+
 struct fr_jsonw {
     fr_buf *out;
+    char stage[STAGE];
+    size_t staged;
     unsigned char *open; /* per open container: ITEMS | ARRAY */
     size_t depth, cap;
     bool failed;
+    bool compact;  /* JSON_COMPACT: no newlines, no spaces */
+    int precision; /* of reals: 17, or JSON_REAL_PRECISION's */
 };
 
 fr_jsonw *fr_jsonw_new(fr_buf *out)
 {
     fr_jsonw *w = fr_xcalloc(1, sizeof *w);
     w->out = out;
+    w->precision = 17;
     return w;
+}
+
+static void flush(fr_jsonw *w)
+{
+    if (w->staged && fr_buf_append(w->out, w->stage, w->staged) != FR_OK)
+        w->failed = true;
+    w->staged = 0;
 }
 
 void fr_jsonw_free(fr_jsonw *w)
 {
     if (!w)
         return;
+    flush(w);
     free(w->open);
     free(w);
 }
 
-bool fr_jsonw_ok(const fr_jsonw *w)
+void fr_jsonw_compact(fr_jsonw *w, int precision)
 {
+    w->compact = true;
+    w->precision = precision > 0 && precision <= 31 ? precision : 17;
+}
+
+bool fr_jsonw_ok(fr_jsonw *w)
+{
+    flush(w);
     return !w->failed;
 }
 
 static void put(fr_jsonw *w, const char *p, size_t n)
 {
-    if (fr_buf_append(w->out, p, n) != FR_OK)
-        w->failed = true;
+    if (w->staged + n > STAGE) {
+        flush(w);
+        if (n > STAGE) {
+            if (fr_buf_append(w->out, p, n) != FR_OK)
+                w->failed = true;
+            return;
+        }
+    }
+    memcpy(w->stage + w->staged, p, n);
+    w->staged += n;
 }
 
 #define PUTS(w, lit) put((w), (lit), sizeof(lit) - 1)
@@ -114,10 +144,14 @@ static void member(fr_jsonw *w, const char *key)
     if (*top & ITEMS)
         PUTS(w, ",");
     *top |= ITEMS;
-    indent(w, w->depth);
+    if (!w->compact)
+        indent(w, w->depth);
     if (key && !(*top & ARRAY)) {
         quoted(w, key, strlen(key));
-        PUTS(w, ": ");
+        if (w->compact)
+            PUTS(w, ":");
+        else
+            PUTS(w, ": ");
     }
 }
 
@@ -147,7 +181,7 @@ void fr_jsonw_close(fr_jsonw *w)
     if (w->depth == 0)
         return;
     unsigned char kind = w->open[--w->depth];
-    if (kind & ITEMS)
+    if ((kind & ITEMS) && !w->compact)
         indent(w, w->depth);
     put(w, kind & ARRAY ? "]" : "}", 1);
 }
@@ -177,19 +211,65 @@ bool fr_jsonw_str_or_null(fr_jsonw *w, const char *key, const char *s)
     return true;
 }
 
-void fr_jsonw_int(fr_jsonw *w, const char *key, long long v)
+/* The decimal digits of `v` (as %lld) ending at `end`; returns where
+ * they begin. */
+static char *digits(char *end, long long v)
 {
-    char num[32];
-    int n = snprintf(num, sizeof num, "%lld", v);
-    member(w, key);
-    put(w, num, (size_t)n);
+    unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
+    char *p = end;
+    do
+        *--p = (char)('0' + u % 10);
+    while ((u /= 10) != 0);
+    if (v < 0)
+        *--p = '-';
+    return p;
 }
 
-size_t fr_jsonw_format_real(char *buf, size_t size, double v)
+void fr_jsonw_int(fr_jsonw *w, const char *key, long long v)
+{
+    char num[24];
+    char *p = digits(num + sizeof num, v);
+    member(w, key);
+    put(w, p, (size_t)(num + sizeof num - p));
+}
+
+/* As jansson's jsonp_dtostr with `precision` digits. */
+static size_t format_real(char *buf, size_t size, double v, int precision)
 {
     if (!isfinite(v))
         return 0;
-    int ret = snprintf(buf, size, "%.17g", v);
+    /* An integral value of at most `precision` digits, below 2^53, prints
+     * as its digits and ".0": %.Ng shows them all, in fixed notation. */
+    static const double below[] = {1,
+                                   1e1,
+                                   1e2,
+                                   1e3,
+                                   1e4,
+                                   1e5,
+                                   1e6,
+                                   1e7,
+                                   1e8,
+                                   1e9,
+                                   1e10,
+                                   1e11,
+                                   1e12,
+                                   1e13,
+                                   1e14,
+                                   1e15,
+                                   9007199254740992.0};
+    double lim = below[precision < 16 ? precision : 16];
+    if (size >= 24 && fabs(v) < lim && v == (double)(long long)v) {
+        char num[24];
+        char *p = digits(num + sizeof num, (long long)v);
+        size_t n = (size_t)(num + sizeof num - p);
+        char *q = buf;
+        if (v == 0 && signbit(v))
+            *q++ = '-';
+        memcpy(q, p, n);
+        memcpy(q + n, ".0", 3);
+        return (size_t)(q - buf) + n + 2;
+    }
+    int ret = snprintf(buf, size, "%.*g", precision, v);
     if (ret < 0 || (size_t)ret + 3 > size)
         return 0;
     size_t len = (size_t)ret;
@@ -222,10 +302,15 @@ size_t fr_jsonw_format_real(char *buf, size_t size, double v)
     return len;
 }
 
+size_t fr_jsonw_format_real(char *buf, size_t size, double v)
+{
+    return format_real(buf, size, v, 17);
+}
+
 bool fr_jsonw_real(fr_jsonw *w, const char *key, double v)
 {
-    char num[40];
-    size_t n = fr_jsonw_format_real(num, sizeof num, v);
+    char num[48];
+    size_t n = format_real(num, sizeof num, v, w->precision);
     if (n == 0)
         return false;
     member(w, key);
@@ -254,6 +339,21 @@ void fr_jsonw_null(fr_jsonw *w, const char *key)
 {
     member(w, key);
     PUTS(w, "null");
+}
+
+char *fr_jsonw_dump_compact(const json_t *v, int precision)
+{
+    fr_buf out;
+    fr_buf_init(&out, 0);
+    fr_jsonw *w = fr_jsonw_new(&out);
+    fr_jsonw_compact(w, precision);
+    bool ok = fr_jsonw_value(w, NULL, v) && fr_jsonw_ok(w);
+    fr_jsonw_free(w);
+    if (!ok) {
+        fr_buf_close(&out);
+        return NULL;
+    }
+    return fr_buf_take(&out);
 }
 
 bool fr_jsonw_value(fr_jsonw *w, const char *key, const json_t *v)

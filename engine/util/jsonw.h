@@ -6,11 +6,11 @@
  * jansson escapes them ('"', '\\', and controls: \b \f \n \r \t, else
  * \u00XX; '/' and non-ASCII as they are); integers as %lld; reals as
  * %.17g with ".0" added when integral and the exponent's '+' and leading
- * zeros dropped. It mirrors jansson's refusals too: where jansson's
- * constructor would return NULL (a NULL or non-UTF-8 string, a NaN or an
- * infinite real) and json_object_set_new or json_array_append_new would
- * then add nothing, the writer adds nothing and returns false. Used by the
- * report (engine/report.c), which renders a run's report without a tree. */
+ * zeros dropped (or as JSON_COMPACT, fr_jsonw_compact). It mirrors jansson's refusals too: where
+ * jansson's constructor would return NULL (a NULL or non-UTF-8 string, a NaN or an infinite real)
+ * and json_object_set_new or json_array_append_new would then add nothing, the writer adds nothing
+ * and returns false. Used by the report (engine/report.c), which renders a run's report without a
+ * tree. */
 
 #include "engine/util/buf.h"
 
@@ -25,9 +25,14 @@ typedef struct fr_jsonw fr_jsonw;
 fr_jsonw *fr_jsonw_new(fr_buf *out);
 /* Releases `w` (owned; NULL is fine); the buffer keeps what was written. */
 void fr_jsonw_free(fr_jsonw *w);
-/* Returns false once an append to the buffer failed (its limit), true
- * otherwise. */
-bool fr_jsonw_ok(const fr_jsonw *w);
+/* Makes `w` print as json_dumps(v, JSON_COMPACT | JSON_REAL_PRECISION(p))
+ * does: no newline or space anywhere, reals with `precision` significant
+ * digits (1..31; else 17). Call before the first write. */
+void fr_jsonw_compact(fr_jsonw *w, int precision);
+/* Hands what `w` gathered to its buffer (the writer stages up to 8 KiB;
+ * fr_jsonw_free hands over the rest too) and returns false once an append
+ * to the buffer failed (its limit), true otherwise. */
+bool fr_jsonw_ok(fr_jsonw *w);
 
 /* Every writer below takes `key` (borrowed): the member's name inside an
  * object, NULL for an array's element or the top value. Keys are written
@@ -57,6 +62,11 @@ void fr_jsonw_null(fr_jsonw *w, const char *key);
 /* Writes the tree `v` (borrowed) as json_dumps would print it at this
  * depth. NULL writes nothing and returns false. */
 bool fr_jsonw_value(fr_jsonw *w, const char *key, const json_t *v);
+
+/* Returns json_dumps(v, JSON_COMPACT | JSON_REAL_PRECISION(precision)) of
+ * `v` (borrowed) as an owned string, written by a compact writer; NULL for
+ * a NULL `v`. */
+char *fr_jsonw_dump_compact(const json_t *v, int precision);
 
 /* Writes `v` as jansson prints a real into `buf` (at least 32 bytes) and
  * returns its length, or 0 for a NaN or an infinity. */

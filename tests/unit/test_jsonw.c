@@ -113,13 +113,15 @@ static double random_real(void)
                                    1500.0,
                                    0.0025,
                                    100.0};
-    unsigned k = below(10);
+    unsigned k = below(11);
     if (k < 4)
         return edges[below(sizeof edges / sizeof *edges)];
     if (k == 4)
         return below(2) ? NAN : (below(2) ? INFINITY : -INFINITY);
     if (k == 5)
         return (double)(int64_t)next() / 1e6;
+    if (k == 6) /* integral, of every magnitude */
+        return (double)((int64_t)next() >> below(64));
     uint64_t bits = next();
     double v;
     memcpy(&v, &bits, sizeof v); /* any pattern: NaNs and infinities too */
@@ -259,14 +261,17 @@ static json_t *random_subtree(int depth)
     }
 }
 
-static void test_random_trees_match_json_dumps(void **state)
+/* Builds 3,000 random trees both ways with `flags` (indent 2, or compact
+ * with `precision`) and compares the bytes. */
+static void random_trees(bool compact, int precision)
 {
-    (void)state;
     for (uint64_t seed = 1; seed <= 3000; seed++) {
         rng_state = seed;
         fr_buf out;
         fr_buf_init(&out, 0);
         fr_jsonw *w = fr_jsonw_new(&out);
+        if (compact)
+            fr_jsonw_compact(w, precision);
         json_t *root = json_object();
         fr_jsonw_object(w, NULL);
         for (unsigned i = 0, n = below(6); i < n; i++) {
@@ -276,17 +281,38 @@ static void test_random_trees_match_json_dumps(void **state)
         }
         fr_jsonw_close(w);
         assert_true(fr_jsonw_ok(w));
-        char *want = json_dumps(root, JSON_INDENT(2));
+        size_t flags = compact ? JSON_COMPACT | JSON_REAL_PRECISION(precision) : JSON_INDENT(2);
+        char *want = json_dumps(root, flags);
         assert_non_null(want);
         if (strcmp(want, fr_buf_str(&out)) != 0)
             print_error("seed %llu:\nwant %s\ngot  %s\n", (unsigned long long)seed, want,
                         fr_buf_str(&out));
         assert_string_equal(fr_buf_str(&out), want);
+        if (compact) { /* the one-call form the providers use */
+            char *again = fr_jsonw_dump_compact(root, precision);
+            assert_string_equal(again, want);
+            free(again);
+        }
         free(want);
         json_decref(root);
         fr_jsonw_free(w);
         fr_buf_close(&out);
     }
+}
+
+static void test_random_trees_match_json_dumps(void **state)
+{
+    (void)state;
+    random_trees(false, 0);
+}
+
+static void test_random_trees_compact(void **state)
+{
+    (void)state;
+    random_trees(true, 15); /* as the request bodies (providers/provider.c) */
+    random_trees(true, 17);
+    random_trees(true, 3);
+    assert_null(fr_jsonw_dump_compact(NULL, 15));
 }
 
 static void test_reals_as_jansson_prints_them(void **state)
@@ -306,6 +332,13 @@ static void test_reals_as_jansson_prints_them(void **state)
         assert_int_equal(n, strlen(want));
         assert_string_equal(got, want);
         free(want);
+        for (int p = 1; p <= 17; p += 7) { /* 1, 8, 15 significant digits */
+            want = json_dumps(j, JSON_ENCODE_ANY | JSON_COMPACT | JSON_REAL_PRECISION(p));
+            char *compact = fr_jsonw_dump_compact(j, p);
+            assert_string_equal(compact, want);
+            free(compact);
+            free(want);
+        }
         json_decref(j);
     }
 }
@@ -348,6 +381,7 @@ static void test_empty_containers_and_top_values(void **state)
     assert_false(fr_jsonw_real(w, "nan", NAN));
     assert_false(fr_jsonw_value(w, "none", NULL));
     fr_jsonw_close(w);
+    assert_true(fr_jsonw_ok(w));
     assert_string_equal(fr_buf_str(&out),
                         "{\n  \"a\": [],\n  \"o\": {},\n  \"nested\": [\n    [],\n"
                         "    {}\n  ]\n}");
@@ -373,6 +407,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_random_trees_match_json_dumps),
+        cmocka_unit_test(test_random_trees_compact),
         cmocka_unit_test(test_reals_as_jansson_prints_them),
         cmocka_unit_test(test_utf8_as_jansson_accepts_it),
         cmocka_unit_test(test_empty_containers_and_top_values),
