@@ -304,10 +304,12 @@ int fr_report_text(const fr_results *r, fr_buf *out)
                           has_base && tt.baseline_cost > 0);
     fr_jsonw_real(w, "local_token_share", tt.local_share);
     double p50 = latency_quantile(r, 0.5), p95 = latency_quantile(r, 0.95);
-    fr_jsonw_object(w, "latency_ms");
-    fr_jsonw_real_or_null(w, "p50", p50, p50 >= 0);
-    fr_jsonw_real_or_null(w, "p95", p95, p95 >= 0);
-    fr_jsonw_close(w);
+    if (!isinf(p50) && !isinf(p95)) { /* json_pack refused an infinite real */
+        fr_jsonw_object(w, "latency_ms");
+        fr_jsonw_real_or_null(w, "p50", p50, p50 >= 0);
+        fr_jsonw_real_or_null(w, "p95", p95, p95 >= 0);
+        fr_jsonw_close(w);
+    }
     fr_jsonw_int(w, "policy_errors", r->policy_errors);
     fr_jsonw_value(w, "budget_alerts", r->alerts);
     fr_jsonw_bool(w, "plan", r->plan);

@@ -136,7 +136,8 @@ enum { ITEMS = 1, ARRAY = 2 };
 
 /* What comes before a value: the separator and indent inside a container,
  * then the key in an object. */
-static void member(fr_jsonw *w, const char *key)
+/* As member, with the key's length known (`klen`). */
+static void member_n(fr_jsonw *w, const char *key, size_t klen)
 {
     if (w->depth == 0)
         return;
@@ -147,7 +148,7 @@ static void member(fr_jsonw *w, const char *key)
     if (!w->compact)
         indent(w, w->depth);
     if (key && !(*top & ARRAY)) {
-        quoted(w, key, strlen(key));
+        quoted(w, key, klen);
         if (w->compact)
             PUTS(w, ":");
         else
@@ -155,15 +156,26 @@ static void member(fr_jsonw *w, const char *key)
     }
 }
 
-static void open_container(fr_jsonw *w, const char *key, unsigned char kind)
+static void member(fr_jsonw *w, const char *key)
 {
-    member(w, key);
+    member_n(w, key, key ? strlen(key) : 0);
+}
+
+/* Opens a container of `kind` where a member's prefix was written. */
+static void push(fr_jsonw *w, unsigned char kind)
+{
     put(w, kind == ARRAY ? "[" : "{", 1);
     if (w->depth == w->cap) {
         w->cap = w->cap ? 2 * w->cap : 16;
         w->open = fr_xrealloc(w->open, w->cap);
     }
     w->open[w->depth++] = kind;
+}
+
+static void open_container(fr_jsonw *w, const char *key, unsigned char kind)
+{
+    member(w, key);
+    push(w, kind);
 }
 
 void fr_jsonw_object(fr_jsonw *w, const char *key)
@@ -356,46 +368,67 @@ char *fr_jsonw_dump_compact(const json_t *v, int precision)
     return fr_buf_take(&out);
 }
 
-bool fr_jsonw_value(fr_jsonw *w, const char *key, const json_t *v)
+/* Writes `v` (borrowed, not NULL) under `key` of `klen` bytes. */
+static void value_n(fr_jsonw *w, const char *key, size_t klen, const json_t *v)
 {
-    if (!v)
-        return false;
+    char num[48];
+    size_t n;
     switch (json_typeof(v)) {
     case JSON_OBJECT: {
         const char *k;
+        size_t kl;
         json_t *m;
-        fr_jsonw_object(w, key);
-        json_object_foreach((json_t *)v, k, m) fr_jsonw_value(w, k, m);
+        member_n(w, key, klen);
+        push(w, 0);
+        json_object_keylen_foreach((json_t *)v, k, kl, m) value_n(w, k, kl, m);
         fr_jsonw_close(w);
         break;
     }
     case JSON_ARRAY: {
         size_t i;
         json_t *m;
-        fr_jsonw_array(w, key);
-        json_array_foreach(v, i, m) fr_jsonw_value(w, NULL, m);
+        member_n(w, key, klen);
+        push(w, ARRAY);
+        json_array_foreach(v, i, m) value_n(w, NULL, 0, m);
         fr_jsonw_close(w);
         break;
     }
     case JSON_STRING:
-        member(w, key);
+        member_n(w, key, klen);
         quoted(w, json_string_value(v), json_string_length(v));
         break;
-    case JSON_INTEGER:
-        fr_jsonw_int(w, key, (long long)json_integer_value(v));
-        break;
-    case JSON_REAL:
-        fr_jsonw_real(w, key, json_real_value(v));
-        break;
-    case JSON_TRUE:
-        fr_jsonw_bool(w, key, true);
-        break;
-    case JSON_FALSE:
-        fr_jsonw_bool(w, key, false);
-        break;
-    case JSON_NULL:
-        fr_jsonw_null(w, key);
+    case JSON_INTEGER: {
+        char *p = digits(num + sizeof num, (long long)json_integer_value(v));
+        member_n(w, key, klen);
+        put(w, p, (size_t)(num + sizeof num - p));
         break;
     }
+    case JSON_REAL:
+        n = format_real(num, sizeof num, json_real_value(v), w->precision);
+        if (n) {
+            member_n(w, key, klen);
+            put(w, num, n);
+        }
+        break;
+    case JSON_TRUE:
+        member_n(w, key, klen);
+        PUTS(w, "true");
+        break;
+    case JSON_FALSE:
+        member_n(w, key, klen);
+        PUTS(w, "false");
+        break;
+    case JSON_NULL:
+        member_n(w, key, klen);
+        PUTS(w, "null");
+        break;
+    }
+}
+
+bool fr_jsonw_value(fr_jsonw *w, const char *key, const json_t *v)
+{
+    if (!v)
+        return false;
+    value_n(w, key, key ? strlen(key) : 0, v);
     return true;
 }
