@@ -102,7 +102,8 @@ static void run(prog *g, fr_jsonw *w, json_t *parent, int depth)
             add(parent, k, c);
             break;
         }
-        case 6: return; /* close */
+        case 6:
+            return; /* close */
         case 7:
             add(parent, k, json_boolean(op & 0x80));
             fr_jsonw_bool(w, k, op & 0x80);
@@ -111,7 +112,8 @@ static void run(prog *g, fr_jsonw *w, json_t *parent, int depth)
             add(parent, k, json_null());
             fr_jsonw_null(w, k);
             break;
-        default: break;
+        default:
+            break;
         }
     }
 }
@@ -165,8 +167,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     run(&g, w, root, 0);
     fr_jsonw_close(w);
     FUZZ_CHECK(fr_jsonw_ok(w));
-    char *want = json_dumps(root, compact ? JSON_COMPACT | JSON_REAL_PRECISION(precision)
-                                          : JSON_INDENT(2));
+    char *want =
+        json_dumps(root, compact ? JSON_COMPACT | JSON_REAL_PRECISION(precision) : JSON_INDENT(2));
     FUZZ_CHECK(want && strcmp(want, fr_buf_str(&out)) == 0);
     free(want);
     json_decref(root);
