@@ -284,6 +284,8 @@ void fr_store_rollback(fr_store *st)
         sqlite3_step(st->stmt[S_ROLLBACK]);
         fr_store_done(st->stmt[S_ROLLBACK]);
     }
+    if (st->pending)
+        st->lost++;
     st->pending = false;
 }
 
@@ -340,7 +342,7 @@ int fr_store_own_txn(fr_store *st, fr_error *err)
 /* Reads the store's counters; see store.h. */
 void fr_store_stats_get(const fr_store *st, fr_store_stats *out)
 {
-    *out = (fr_store_stats){.commits = st->commits, .prepares = st->prepares};
+    *out = (fr_store_stats){.commits = st->commits, .lost = st->lost, .prepares = st->prepares};
     for (sqlite3_stmt *s = sqlite3_next_stmt(st->db, NULL); s; s = sqlite3_next_stmt(st->db, s))
         out->statements++;
 }

@@ -57,6 +57,7 @@ struct fr_store {
     void (*on_pending)(void *ud); /* told when it opens */
     void *pending_ud;
     long commits;  /* transactions committed, autocommits included */
+    long lost;     /* batches rolled back */
     long prepares; /* statements prepared since open */
 };
 
