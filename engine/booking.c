@@ -21,9 +21,9 @@ struct fr_booking {
     /* The requests whose reservations wait for the turn's commit, oldest
      * first (fr_booking_reserve), and what the turn's end knows: */
     fr_booking_wait *head, *tail;
-    bool ending;   /* the turn's end is committing: new writes join it */
-    bool again;    /* a write came while it released: commit once more */
-    long lost;     /* the store's lost batches seen so far */
+    bool ending; /* the turn's end is committing: new writes join it */
+    bool again;  /* a write came while it released: commit once more */
+    long lost;   /* the store's lost batches seen so far */
 };
 
 char *fr_booking_state_path(const char *state_dir, bool sim)
@@ -240,8 +240,7 @@ void fr_booking_begin(fr_booking *b, const char *name, const char *path)
         fr_booking_write_failed(b, &err);
 }
 
-bool fr_booking_reserve(fr_booking *b, const fr_attempt_rec *a, long long *row,
-                        fr_booking_wait *w)
+bool fr_booking_reserve(fr_booking *b, const fr_attempt_rec *a, long long *row, fr_booking_wait *w)
 {
     fr_error err = {0};
     bool later = w && b->loop && !b->failed;

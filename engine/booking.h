@@ -104,8 +104,7 @@ struct fr_booking_wait {
  * for every reservation of the turn, in the turn it was made: the commit
  * runs before the loop blocks again), never before it. Unattached, it
  * commits now and `w` is not parked: the request may be sent at once. */
-bool fr_booking_reserve(fr_booking *b, const fr_attempt_rec *a, long long *row,
-                        fr_booking_wait *w);
+bool fr_booking_reserve(fr_booking *b, const fr_attempt_rec *a, long long *row, fr_booking_wait *w);
 /* Takes parked `w` back (its request will not be sent: a cancelled task);
  * go is never called. Its reservation stays booked: the caller settles it.
  * Nothing to do when `w` is not parked. */

@@ -32,8 +32,8 @@ struct fr_task {
      * commit (engine/booking): sent when the books release it. */
     fr_booking_wait wait;
     fr_attempt_req req;
-    char *cache_key;     /* the cache key of its request */
-    bool fd_wait;        /* it found no file descriptor: the task waits to try again */
+    char *cache_key; /* the cache key of its request */
+    bool fd_wait;    /* it found no file descriptor: the task waits to try again */
     /* The tool loop: how its attempts call back, the conversation a retry
      * on the same endpoint goes on with (owned, NULL for none), and what
      * the attempt's turns before its last used. */
