@@ -523,6 +523,7 @@ static fr_store *store_new(const char *path)
     fr_store *st = fr_xcalloc(1, sizeof *st);
     st->path = fr_xstrdup(path);
     st->pid = getpid();
+    st->fork_gen = fr_store_fork_gen();
     return st;
 }
 
@@ -643,7 +644,7 @@ void fr_store_close(fr_store *st)
 {
     if (!st)
         return;
-    if (getpid() == st->pid) {
+    if (fr_store_fork_gen() == st->fork_gen) {
         fr_error err = {0};
         if (fr_store_flush(st, &err) != FR_OK) {
             /* Nobody left to tell but the log: the caller flushes first. */
