@@ -321,8 +321,7 @@ int fr_booking_end(fr_booking *b, const char *status, int code, double spent)
     }
     fr_store_stats st;
     fr_store_stats_get(b->store, &st);
-    fr_log_event(FR_LOG_DEBUG, "store", "store.stats", "commits=%ld lost=%ld", st.commits,
-                 st.lost);
+    fr_log_event(FR_LOG_DEBUG, "store", "store.stats", "commits=%ld lost=%ld", st.commits, st.lost);
     return rc;
 }
 
