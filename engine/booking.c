@@ -18,6 +18,12 @@ struct fr_booking {
     bool failed;
     uv_loop_t *loop;     /* attached: writes are batched per turn */
     uv_prepare_t *armed; /* the handle that commits this turn's writes */
+    /* The requests whose reservations wait for the turn's commit, oldest
+     * first (fr_booking_reserve), and what the turn's end knows: */
+    fr_booking_wait *head, *tail;
+    bool ending; /* the turn's end is committing: new writes join it */
+    bool again;  /* a write came while it released: commit once more */
+    long lost;   /* the store's lost batches seen so far */
 };
 
 char *fr_booking_state_path(const char *state_dir, bool sim)
@@ -84,13 +90,53 @@ static void on_commit_closed(uv_handle_t *h)
     free(h);
 }
 
-/* The loop is about to block: commit the turn's writes, then close. */
+/* Commits the turn's batch and tells whether every write of the run so far
+ * is durable: the commit succeeded, no write failed and no batch was lost
+ * (rolled back by a failure inside the store). */
+static bool commit_turn(fr_booking *b)
+{
+    fr_booking_flush(b);
+    fr_store_stats st;
+    fr_store_stats_get(b->store, &st);
+    if (st.lost != b->lost && !b->failed) {
+        fr_error err = {0};
+        fr_error_set(&err, FR_ESTORE, NULL, 0, "a batch of writes to the state store was lost");
+        fr_booking_write_failed(b, &err);
+    }
+    b->lost = st.lost;
+    return !b->failed;
+}
+
+/* The loop is about to block: commit the turn's writes, then release the
+ * requests whose reservations they hold (each told whether it may go).
+ * What those releases write (a request that could not start) is committed
+ * here too, and a reservation they make released, so that nothing waits
+ * for a turn the loop might block before. */
+static void end_turn(fr_booking *b)
+{
+    b->ending = true;
+    do {
+        b->again = false;
+        bool durable = commit_turn(b);
+        fr_booking_wait *w = b->head;
+        b->head = b->tail = NULL;
+        while (w) {
+            fr_booking_wait *next = w->next;
+            w->prev = w->next = NULL;
+            w->parked = false;
+            w->go(w->ud, durable);
+            w = next;
+        }
+    } while (b->again || b->head);
+    b->ending = false;
+}
+
 static void on_turn_end(uv_prepare_t *h)
 {
     fr_booking *b = h->data;
     if (b) {
         b->armed = NULL;
-        fr_booking_flush(b);
+        end_turn(b);
     }
     uv_close((uv_handle_t *)h, on_commit_closed);
 }
@@ -100,6 +146,10 @@ static void on_turn_end(uv_prepare_t *h)
 static void on_pending(void *ud)
 {
     fr_booking *b = ud;
+    if (b->ending) {
+        b->again = true;
+        return;
+    }
     if (b->armed)
         return;
     uv_prepare_t *h = fr_xmalloc(sizeof *h);
@@ -130,6 +180,7 @@ void fr_booking_free(fr_booking *b)
         return;
     if (b->armed) /* the loop did not run to its end: nothing to commit for */
         b->armed->data = NULL;
+    b->head = b->tail = NULL; /* nor any request to send (their nodes may be gone) */
     fr_booking_flush(b);
     fr_store_close(b->store);
     free(b->run_id);
@@ -189,15 +240,48 @@ void fr_booking_begin(fr_booking *b, const char *name, const char *path)
         fr_booking_write_failed(b, &err);
 }
 
-bool fr_booking_reserve(fr_booking *b, const fr_attempt_rec *a, long long *row)
+bool fr_booking_reserve(fr_booking *b, const fr_attempt_rec *a, long long *row, fr_booking_wait *w)
 {
     fr_error err = {0};
+    bool later = w && b->loop && !b->failed;
     *row = 0;
-    if (fr_store_reserve(b->store, a, row, &err) == FR_OK)
-        return true;
-    *row = 0;
-    fr_booking_write_failed(b, &err);
-    return false;
+    if (w)
+        w->parked = false;
+    int rc = later ? fr_store_reserve_batched(b->store, a, row, &err)
+                   : fr_store_reserve(b->store, a, row, &err);
+    if (rc != FR_OK) {
+        *row = 0;
+        fr_booking_write_failed(b, &err);
+        return false;
+    }
+    if (later) {
+        w->prev = b->tail;
+        w->next = NULL;
+        if (b->tail)
+            b->tail->next = w;
+        else
+            b->head = w;
+        b->tail = w;
+        w->parked = true;
+        on_pending(b); /* the turn's end releases it (the batch armed it already) */
+    }
+    return true;
+}
+
+void fr_booking_unpark(fr_booking *b, fr_booking_wait *w)
+{
+    if (!w->parked)
+        return;
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        b->head = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    else
+        b->tail = w->prev;
+    w->prev = w->next = NULL;
+    w->parked = false;
 }
 
 void fr_booking_settle(fr_booking *b, long long row, const fr_attempt_rec *a, fr_budget *budget,
@@ -235,6 +319,9 @@ int fr_booking_end(fr_booking *b, const char *status, int code, double spent)
         fr_log_event(FR_LOG_ERROR, "store", "store.error", "error=\"%s\"",
                      fr_error_format(&err, msg, sizeof msg));
     }
+    fr_store_stats st;
+    fr_store_stats_get(b->store, &st);
+    fr_log_event(FR_LOG_DEBUG, "store", "store.stats", "commits=%ld lost=%ld", st.commits, st.lost);
     return rc;
 }
 

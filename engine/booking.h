@@ -6,7 +6,9 @@
  * reads of earlier runs. Once attached to the run's loop, the writes of one
  * loop turn go into one transaction, committed before the loop blocks
  * again (a uv_prepare handle of its own, open only while a write is
- * pending), and a request in flight is committed before it can be sent.
+ * pending), and a request in flight is committed before it can be sent:
+ * the turn's reservations commit together and their requests are released
+ * right after that commit (fr_booking_reserve's wait).
  * A failed write is logged once and remembered: the
  * run then stops admitting work (a run never goes on without durability).
  * Owned by engine/run; it reaches the store (engine/store/store.h) by name, the
@@ -79,10 +81,34 @@ void fr_booking_write_failed(fr_booking *b, const fr_error *err);
 
 /* Records that the run began, for workflow `name` at `path` (borrowed). */
 void fr_booking_begin(fr_booking *b, const char *name, const char *path);
+/* A request waiting for its reservation to be durable (fr_booking_reserve).
+ * The node is the caller's (owned by it, kept alive while `parked`); the
+ * books link it in and call `go(ud, durable)` once, right after the commit
+ * of the batch that holds its reservation: with `durable` true the request
+ * may be sent now; false when that commit (or any write of the run) failed:
+ * it must never be sent (the run stops, fr_booking_failed). */
+typedef struct fr_booking_wait fr_booking_wait;
+struct fr_booking_wait {
+    fr_booking_wait *prev, *next; /* the books' */
+    void (*go)(void *ud, bool durable);
+    void *ud;
+    bool parked; /* linked in: go not called yet */
+};
+
 /* Books attempt `a` (borrowed) in flight at its worst case (a->cost_usd)
  * and sets *row; false (logged) when it cannot be written: then it must not
- * be sent. */
-bool fr_booking_reserve(fr_booking *b, const fr_attempt_rec *a, long long *row);
+ * be sent. With `w` NULL the reservation commits now (one transaction).
+ * With `w` (its go and ud set by the caller) on books attached to a loop it
+ * joins the turn's batch and `w` is parked: its request waits for
+ * w->go, which the books call right after the turn's commit (one commit
+ * for every reservation of the turn, in the turn it was made: the commit
+ * runs before the loop blocks again), never before it. Unattached, it
+ * commits now and `w` is not parked: the request may be sent at once. */
+bool fr_booking_reserve(fr_booking *b, const fr_attempt_rec *a, long long *row, fr_booking_wait *w);
+/* Takes parked `w` back (its request will not be sent: a cancelled task);
+ * go is never called. Its reservation stays booked: the caller settles it.
+ * Nothing to do when `w` is not parked. */
+void fr_booking_unpark(fr_booking *b, fr_booking_wait *w);
 /* Books how attempt `a` (borrowed; its error is redacted here) ended,
  * settling its in-flight `row` (0: a new row). Tells `budget` the month's
  * new total while its monthly alert has not fired, `at_ms` into the run. */

@@ -6,10 +6,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/fs.h>
 #include <limits.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -360,6 +362,23 @@ int fr_output_save_parents(const fr_workflow *wf, size_t task, fr_error *err)
     int rc = fr_output_mkparents(p, err);
     free(p);
     return rc;
+}
+
+int fr_output_runs_folder(const char *dir, fr_error *err)
+{
+    int rc = fr_output_mkdirs(dir, err);
+    if (rc != FR_OK)
+        return rc;
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    int flags = 0;
+    /* A hint only: a file system without the flag, or a refusal, is fine. */
+    if (fd >= 0 && ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0 && !(flags & FS_TOPDIR_FL)) {
+        flags |= FS_TOPDIR_FL;
+        (void)ioctl(fd, FS_IOC_SETFLAGS, &flags);
+    }
+    if (fd >= 0)
+        close(fd);
+    return FR_OK;
 }
 
 int fr_output_prepare(const fr_workflow *wf, const char *out_dir, char **root, fr_error *err)

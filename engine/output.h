@@ -57,6 +57,16 @@ int fr_output_confine_saves(const fr_workflow *wf, char **root, fr_error *err);
 /* Creates the parent folders of task `task`'s save path, if it has one. */
 int fr_output_save_parents(const fr_workflow *wf, size_t task, fr_error *err);
 
+/* Creates `dir` (borrowed), the folder that holds one folder per run
+ * (.flowrun/out), and asks the file system to spread the folders made in
+ * it (ext4's "top of a directory hierarchy", chattr +T): each run's folder
+ * then gets a block group of its own, where creating its files does not
+ * scan past the inodes that other folders' recent deletions left (ext4
+ * without a journal skips each one). The files are the same; where the
+ * flag is not supported nothing changes. Blocking: before the loop runs.
+ * FR_OK or fr_output_mkdirs's error. */
+int fr_output_runs_folder(const char *dir, fr_error *err);
+
 /* Everything a run of `wf` writes into, before the loop runs: the output
  * folder `out_dir` (borrowed; NULL for a plan, which writes nothing), the
  * save paths' confinement (*root, as fr_output_confine_saves) and their

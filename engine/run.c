@@ -602,7 +602,9 @@ int fr_run_new(fr_workflow *wf, const fr_run_opts *opts, fr_run **out, fr_error 
     r->out_dir =
         opts->out_dir ? fr_xstrdup(opts->out_dir) : fr_xasprintf(".flowrun/out/%s", r->run_id);
     r->res.out_dir = r->out_dir;
-    rc = fr_output_prepare(wf, r->plan ? NULL : r->out_dir, &r->save_root, err);
+    rc = opts->out_dir || r->plan ? FR_OK : fr_output_runs_folder(".flowrun/out", err);
+    if (rc == FR_OK)
+        rc = fr_output_prepare(wf, r->plan ? NULL : r->out_dir, &r->save_root, err);
     if (rc != FR_OK)
         goto cleanup;
     fr_store *store = r->books ? fr_booking_store(r->books) : NULL;

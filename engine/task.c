@@ -28,8 +28,12 @@ struct fr_task {
     uint64_t attempt_ns; /* when it was sent */
     double reserved;     /* its worst case, held against the caps while it is out */
     long long row;       /* its row in the state store, booked in flight; 0 for none */
-    char *cache_key;     /* the cache key of its request */
-    bool fd_wait;        /* it found no file descriptor: the task waits to try again */
+    /* The request of an attempt whose reservation waits for the turn's
+     * commit (engine/booking): sent when the books release it. */
+    fr_booking_wait wait;
+    fr_attempt_req req;
+    char *cache_key; /* the cache key of its request */
+    bool fd_wait;    /* it found no file descriptor: the task waits to try again */
     /* The tool loop: how its attempts call back, the conversation a retry
      * on the same endpoint goes on with (owned, NULL for none), and what
      * the attempt's turns before its last used. */
@@ -37,6 +41,8 @@ struct fr_task {
     json_t *conversation;
     fr_usage turn_usage;
 };
+
+static void on_durable(void *ud, bool durable);
 
 fr_task *fr_task_new(fr_task_env *env, size_t idx)
 {
@@ -50,6 +56,7 @@ fr_task *fr_task_new(fr_task_env *env, size_t idx)
     /* Until the run's tools are resolved (never, in a plan), what it names. */
     t->route.ntools = env->wf->tasks[idx].ntools;
     t->route.tried = fr_xcalloc(neps ? neps : 1, 1);
+    t->wait = (fr_booking_wait){.go = on_durable, .ud = t};
     return t;
 }
 
@@ -181,15 +188,19 @@ static fr_attempt_rec attempt_rec(const fr_task *t)
 
 /* Books the attempt in flight at its worst case, before a byte goes out:
  * should the process die, that charge stays. False (logged) when it cannot
- * be written: then the request must not be sent. */
-static bool reserve_attempt(fr_task *t)
+ * be written: then the request must not be sent. With `w` the request
+ * waits for the turn's commit when w->parked (fr_booking_reserve); without,
+ * the reservation is committed when this returns. */
+static bool reserve_attempt(fr_task *t, fr_booking_wait *w)
 {
     t->row = 0;
+    if (w)
+        w->parked = false;
     if (!t->env->books)
         return true;
     fr_attempt_rec a = attempt_rec(t);
     a.cost_usd = t->reserved;
-    return fr_booking_reserve(t->env->books, &a, &t->row);
+    return fr_booking_reserve(t->env->books, &a, &t->row, w);
 }
 
 /* Books how an attempt ended: what it used (`u`, may be NULL), cost,
@@ -222,14 +233,18 @@ static void book_attempt(fr_task *t, const char *outcome, const char *error, con
 void fr_task_cancel(fr_task *t, const char *outcome, const char *error)
 {
     fr_task_env *env = t->env;
-    if (!t->attempt)
+    bool parked = t->wait.parked;
+    if (!t->attempt && !parked)
         return;
-    env->backend.cancel(env->backend.ud, t->attempt);
+    if (parked) /* its request was never sent: it costs nothing */
+        fr_booking_unpark(env->books, &t->wait);
+    else
+        env->backend.cancel(env->backend.ud, t->attempt);
     t->attempt = NULL;
     t->res->attempt_ns = 0;
     env->in_flight--;
     fr_sched_release_slot(env->sched, ep_of(t));
-    double charge = t->reserved;
+    double charge = parked ? 0 : t->reserved;
     settle(t, charge);
     book_attempt(t, outcome, error, NULL, charge,
                  (double)(fr_clock_ns(env->clock) - t->attempt_ns) / 1e6, -1);
@@ -476,7 +491,7 @@ static int turn_begin(void *ud, long est_input, long worst_input, fr_error *err)
     } else {
         t->reserved = worst;
         fr_budget_reserve(env->budget, worst);
-        if (!reserve_attempt(t)) {
+        if (!reserve_attempt(t, NULL)) { /* committed now: the turn goes out next */
             settle(t, 0);
             rc = fr_error_set(err, FR_ESTORE, NULL, 0,
                               "the state store cannot be written; the turn was not sent");
@@ -529,6 +544,39 @@ static void tool_done(void *ud, const fr_toolcall_info *info, const fr_tool_resu
                      info->name, a ? a : "null");
         free(a);
     }
+}
+
+/* Hands the attempt's request (t->req) to the transport once its
+ * reservation is durable (`rc` FR_OK), or fails it (`rc` and `err`: nothing
+ * was sent). True when it is in flight; otherwise its slot is free again and
+ * *now says what follows. */
+static bool send_attempt(fr_task *t, int rc, fr_error *err, fr_task_next *now)
+{
+    fr_task_env *env = t->env;
+    size_t ep = ep_of(t);
+    if (rc == FR_OK)
+        rc = env->backend.start(env->backend.ud, &t->req, on_outcome, t, &t->attempt, err);
+    if (rc == FR_OK) {
+        env->in_flight++;
+        return true;
+    }
+    t->attempt = NULL;
+    fr_sched_release_slot(env->sched, ep);
+    settle(t, 0); /* nothing was sent */
+    fr_route_set_outcome(t->res->decisions, "error", err->msg);
+    log_end(t, "error", err->msg, NULL);
+    if (rc == FR_ESTORE) {
+        /* Without a durable reservation nothing is sent, and no new work
+         * starts: the task fails (a reservation its lost commit held is
+         * settled at no cost, should it be there). */
+        if (t->row)
+            book_attempt(t, "error", err->msg, NULL, 0, 0, -1);
+        *now = next_end(FR_TASK_FAILED, fr_xstrdup(err->msg));
+        return false;
+    }
+    book_attempt(t, "error", err->msg, NULL, 0, 0, -1);
+    *now = attempt_failed(t, rc, 0, -1, err->msg);
+    return false;
 }
 
 bool fr_task_dispatch(fr_task *t, size_t ep, fr_task_next *now)
@@ -602,31 +650,37 @@ bool fr_task_dispatch(fr_task *t, size_t ep, fr_task_next *now)
     t->res->streamed = 0;
     req.streamed = &t->res->streamed;
     fr_results_attempt_begin(t->res, t->res->attempts, s->name, elapsed_ms(t));
+    t->req = req;
     fr_error err = {0};
     int rc = FR_OK;
-    if (!reserve_attempt(t))
+    if (!reserve_attempt(t, &t->wait)) {
         rc = fr_error_set(&err, FR_ESTORE, NULL, 0,
                           "the state store cannot be written; the request was not sent");
-    else
-        rc = env->backend.start(env->backend.ud, &req, on_outcome, t, &t->attempt, &err);
-    if (rc == FR_OK) {
-        env->in_flight++;
+    } else if (t->wait.parked) {
+        env->in_flight++; /* in flight from here on: its request waits for the commit */
         return true;
     }
-    t->attempt = NULL;
-    fr_sched_release_slot(env->sched, ep);
-    settle(t, 0); /* nothing was sent */
-    fr_route_set_outcome(t->res->decisions, "error", err.msg);
-    log_end(t, "error", err.msg, NULL);
-    if (rc == FR_ESTORE) {
-        /* Without a durable reservation nothing is sent, and no new work
-         * starts: the task fails. */
-        *now = next_end(FR_TASK_FAILED, fr_xstrdup(err.msg));
-        return false;
+    return send_attempt(t, rc, &err, now);
+}
+
+/* The turn's commit holds the attempt's reservation (`durable`), or failed:
+ * the request goes out now, or never. */
+static void on_durable(void *ud, bool durable)
+{
+    fr_task *t = ud;
+    fr_task_env *env = t->env;
+    env->in_flight--; /* send_attempt counts it again */
+    fr_error err = {0};
+    int rc = durable ? FR_OK
+                     : fr_error_set(&err, FR_ESTORE, NULL, 0,
+                                    "the state store cannot be written; the request was not sent");
+    if (durable && !env->plan) {
+        fr_clock_refresh(env->clock);
+        t->req.left_ms = t->route.deadline_ms - fr_clock_ms(env->clock);
     }
-    book_attempt(t, "error", err.msg, NULL, 0, 0, -1);
-    *now = attempt_failed(t, rc, 0, -1, err.msg);
-    return false;
+    fr_task_next next;
+    if (!send_attempt(t, rc, &err, &next))
+        env->next(env->ud, t->idx, &next);
 }
 
 /* The object a prompt and a condition read: per dependency its text and

@@ -106,12 +106,17 @@ bool fr_task_fd_wait(const fr_task *t);
  * when it was waiting for a file descriptor, its last error and what to do. */
 char *fr_task_timeout_reason(const fr_task *t);
 
-/* Sends an attempt of the task to endpoint `ep`, whose slot is free.
- * Returns true once it is in flight (its end comes through env->next);
- * false when it could not start: *now (filled) says what follows. */
+/* Sends an attempt of the task to endpoint `ep`, whose slot is free: with
+ * books attached to the loop its reservation joins the turn's commit and
+ * the request goes to the transport right after it (a commit that fails
+ * sends nothing: the task fails through env->next). Returns true once it
+ * is in flight (its end comes through env->next); false when it could not
+ * start: *now (filled) says what follows. */
 bool fr_task_dispatch(fr_task *t, size_t ep, fr_task_next *now);
 
 /* Cancels the attempt in flight, if any (a deadline, a signal): it may have
  * been billed, so it keeps its worst case, booked as `outcome` ("timeout",
- * "cancelled") with `error` (borrowed). */
+ * "cancelled") with `error` (borrowed). One whose request still waited for
+ * its reservation's commit (engine/booking) was never sent: it is taken
+ * back and booked so at no cost. */
 void fr_task_cancel(fr_task *t, const char *outcome, const char *error);

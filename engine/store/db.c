@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,13 +95,36 @@ int fr_store_db_error(const fr_store *st, fr_error *err, const char *what)
                         st->db ? sqlite3_errmsg(st->db) : "out of memory");
 }
 
+/* The forks this process is from: each fork's child counts one more, so a
+ * store opened before a fork tells the child from its parent without a
+ * getpid() per call (every booking asks). */
+static unsigned long fork_gen;
+static pthread_once_t fork_watch = PTHREAD_ONCE_INIT;
+
+static void on_fork_child(void)
+{
+    fork_gen++;
+}
+
+static void watch_forks(void)
+{
+    pthread_atfork(NULL, NULL, on_fork_child);
+}
+
+/* The fork generation of this process; see store_int.h. */
+unsigned long fr_store_fork_gen(void)
+{
+    pthread_once(&fork_watch, watch_forks);
+    return fork_gen;
+}
+
 /* A store is bound to the process that opened it (see fr_store_open);
  * see store_int.h. */
 int fr_store_check_usable(const fr_store *st, fr_error *err)
 {
     if (!st)
         return fr_error_set(err, FR_EINVAL, "state", 0, "no state store");
-    if (getpid() != st->pid)
+    if (fork_gen != st->fork_gen)
         return fr_error_set(err, FR_ESTORE, st->path, 0,
                             "the state store was opened by process %ld: a forked process must "
                             "open its own",
@@ -284,6 +308,8 @@ void fr_store_rollback(fr_store *st)
         sqlite3_step(st->stmt[S_ROLLBACK]);
         fr_store_done(st->stmt[S_ROLLBACK]);
     }
+    if (st->pending)
+        st->lost++;
     st->pending = false;
 }
 
@@ -340,7 +366,7 @@ int fr_store_own_txn(fr_store *st, fr_error *err)
 /* Reads the store's counters; see store.h. */
 void fr_store_stats_get(const fr_store *st, fr_store_stats *out)
 {
-    *out = (fr_store_stats){.commits = st->commits, .prepares = st->prepares};
+    *out = (fr_store_stats){.commits = st->commits, .lost = st->lost, .prepares = st->prepares};
     for (sqlite3_stmt *s = sqlite3_next_stmt(st->db, NULL); s; s = sqlite3_next_stmt(st->db, s))
         out->statements++;
 }

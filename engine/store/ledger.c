@@ -301,8 +301,9 @@ cleanup:
     return rc;
 }
 
-/* Books an attempt in flight; see store.h. */
-int fr_store_reserve(fr_store *st, const fr_attempt_rec *a, long long *id, fr_error *err)
+/* Inserts attempt `a` as in flight, joining the batch when batching, and
+ * sets *id; see fr_store_reserve. */
+static int insert_pending(fr_store *st, const fr_attempt_rec *a, long long *id, fr_error *err)
 {
     fr_attempt_rec pending = a ? *a : (fr_attempt_rec){0};
     pending.outcome = "pending";
@@ -328,11 +329,25 @@ int fr_store_reserve(fr_store *st, const fr_attempt_rec *a, long long *id, fr_er
     fr_store_done(s);
     if (rc == FR_OK)
         *id = (long long)sqlite3_last_insert_rowid(st->db);
+    return rc;
+}
+
+/* Books an attempt in flight; see store.h. */
+int fr_store_reserve(fr_store *st, const fr_attempt_rec *a, long long *id, fr_error *err)
+{
+    int rc = insert_pending(st, a, id, err);
     /* Durable before a byte of the request can go out: the batch commits
      * with it (on a failure the batch is rolled back and the run stops). */
     if (rc == FR_OK)
         rc = fr_store_flush(st, err);
     return rc;
+}
+
+/* Books an attempt in flight in the batch, durable at its flush; see
+ * store.h. */
+int fr_store_reserve_batched(fr_store *st, const fr_attempt_rec *a, long long *id, fr_error *err)
+{
+    return insert_pending(st, a, id, err); /* not batching: it committed alone */
 }
 
 /* Runs the settling UPDATE of attempt `id` to `a`. */

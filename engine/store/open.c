@@ -209,11 +209,31 @@ static const char schema_v5[] =
     "ALTER TABLE attempts ADD COLUMN task_type TEXT;"
     "ALTER TABLE attempts ADD COLUMN ttft_ms REAL;"
     "CREATE INDEX runs_workflow ON runs(workflow, started_at);";
+/* Schema version 6: fewer writes per attempt. attempts_month served the
+ * month's totals, which month_totals (version 4) keeps now: no query needs
+ * it, and every booking and settle wrote it. A settle keeps its month: its
+ * totals change in one UPDATE (a month that changes still takes the old
+ * row's cost off one month and adds the new one's to the other). It drops
+ * what it replaces only if there: a store an older version's tests made by
+ * undoing later migrations migrates too. */
+static const char schema_v6[] =
+    "DROP INDEX IF EXISTS attempts_month;"
+    "DROP TRIGGER IF EXISTS attempts_totals_update;"
+    "DROP TRIGGER IF EXISTS attempts_totals_settle;"
+    "DROP TRIGGER IF EXISTS attempts_totals_move;"
+    "CREATE TRIGGER attempts_totals_settle AFTER UPDATE OF cost_usd, outcome ON attempts"
+    " WHEN OLD.month = NEW.month BEGIN"
+    " UPDATE month_totals SET charged_pusd = charged_pusd - " PUSD("OLD") " + " PUSD("NEW") ","
+    " booked_pusd = booked_pusd - " BOOKED_PUSD("OLD") " + " BOOKED_PUSD("NEW")
+    " WHERE month = NEW.month;"
+    " END;"
+    "CREATE TRIGGER attempts_totals_move AFTER UPDATE OF cost_usd, outcome, month ON attempts"
+    " WHEN OLD.month IS NOT NEW.month BEGIN " SUB_TOTALS("OLD") ADD_TOTALS("NEW") " END;";
 // clang-format on
 
 /* migrations[v] takes a database from version v to v + 1. */
 static const char *const migrations[FR_STORE_SCHEMA_VERSION] = {schema_v1, schema_v2, schema_v3,
-                                                                schema_v4, schema_v5};
+                                                                schema_v4, schema_v5, schema_v6};
 
 /* The SQL of one migration; see store.h. */
 const char *fr_store_migration_sql(int from)
@@ -503,6 +523,7 @@ static fr_store *store_new(const char *path)
     fr_store *st = fr_xcalloc(1, sizeof *st);
     st->path = fr_xstrdup(path);
     st->pid = getpid();
+    st->fork_gen = fr_store_fork_gen();
     return st;
 }
 
@@ -623,7 +644,7 @@ void fr_store_close(fr_store *st)
 {
     if (!st)
         return;
-    if (getpid() == st->pid) {
+    if (fr_store_fork_gen() == st->fork_gen) {
         fr_error err = {0};
         if (fr_store_flush(st, &err) != FR_OK) {
             /* Nobody left to tell but the log: the caller flushes first. */

@@ -18,7 +18,7 @@
 #include <time.h>
 
 /* The schema version this build writes and understands. */
-#define FR_STORE_SCHEMA_VERSION 5
+#define FR_STORE_SCHEMA_VERSION 6
 
 /* Returns the SQL (static) that takes a database from schema version `from`
  * to `from` + 1 (from 0: an empty database to version 1), or NULL for a
@@ -104,7 +104,9 @@ void fr_store_close(fr_store *st);
  * Reading calls on `st` see what the batch holds. The calls that another
  * process must see at once commit the batch first, then run in their own
  * transaction as without batching: fr_store_reserve (a request in flight
- * is durable before it can be sent: it commits the batch with it),
+ * is durable before it can be sent: it commits the batch with it; its
+ * batched form, fr_store_reserve_batched, leaves that commit to the
+ * turn's flush),
  * fr_store_lease, fr_store_release, fr_store_run_begin, fr_store_month_used.
  * A booking that reads its month's total (fr_store_add_attempt_total,
  * fr_store_settle with a total) reads it inside the batch, which holds the
@@ -123,6 +125,7 @@ int fr_store_flush(fr_store *st, fr_error *err);
 /* What a store has done since it was opened, for tests and benchmarks. */
 typedef struct fr_store_stats {
     long commits;   /* transactions committed, single-statement ones included */
+    long lost;      /* batches rolled back (a failed write or commit): their writes are gone */
     long prepares;  /* statements prepared (all at open: each is reused) */
     int statements; /* prepared statements alive on the connection now */
 } fr_store_stats;
@@ -184,6 +187,14 @@ int fr_store_add_attempt_total(fr_store *st, const fr_attempt_rec *a, double *mo
  * marks the run "crashed". One INSERT. Errors as fr_store_add_attempt, and
  * FR_EINVAL for a NULL id. */
 int fr_store_reserve(fr_store *st, const fr_attempt_rec *a, long long *id, fr_error *err);
+/* Books attempt `a` in flight as fr_store_reserve does, but inside the
+ * batch when batching is on: it is durable only once the fr_store_flush
+ * that commits the batch returns FR_OK, and the caller must not send its
+ * request before that (engine/booking parks the request until then; a
+ * flush that fails loses it with the batch, and its request is never
+ * sent). Without batching it commits at once, as fr_store_reserve. One
+ * INSERT; errors as fr_store_reserve. */
+int fr_store_reserve_batched(fr_store *st, const fr_attempt_rec *a, long long *id, fr_error *err);
 
 /* Settles attempt `id`, booked in flight by fr_store_reserve, to `a`
  * (borrowed: what it used and cost, its outcome, error and latency; `a`'s

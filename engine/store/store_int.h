@@ -48,6 +48,7 @@ struct fr_store {
     char *path;
     sqlite3_stmt *stmt[S_COUNT];
     pid_t pid;                    /* the process that opened the store */
+    unsigned long fork_gen;       /* its fork generation (fr_store_fork_gen) */
     unsigned long long pid_start; /* its start time (clock ticks after boot), 0 unknown */
     char boot_id[64];             /* this boot of the host, "" unknown */
     time_t clock;                 /* 0: the real clock */
@@ -57,6 +58,7 @@ struct fr_store {
     void (*on_pending)(void *ud); /* told when it opens */
     void *pending_ud;
     long commits;  /* transactions committed, autocommits included */
+    long lost;     /* batches rolled back */
     long prepares; /* statements prepared since open */
 };
 
@@ -149,6 +151,11 @@ bool fr_store_held_here(const fr_store *st, const fr_store_lease_row *l);
 /* Runs prepared statement `id`, whose parameters are bound, expecting no
  * rows, and resets it. FR_OK, or fr_store_db_error with `what` (borrowed). */
 int fr_store_exec(fr_store *st, enum fr_store_stmt id, const char *what, fr_error *err);
+
+/* How many forks this process is from (each fork's child counts one
+ * more, from the first call on): a store whose generation differs was
+ * opened by an ancestor and must not be used here. */
+unsigned long fr_store_fork_gen(void);
 
 /* With batching on, opens the batch's write transaction when none is open
  * (BEGIN IMMEDIATE: the write lock is taken first, so what a booking reads

@@ -22,6 +22,8 @@
 
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -380,12 +382,48 @@ static void test_check_inside(void **state)
     assert_non_null(strstr(err.msg, "symbolic link"));
 }
 
+/* The folder of runs is created with its parents and, where the file
+ * system has the flag (ext4), marked as the top of a directory hierarchy,
+ * so that each run's folder is spread to a block group of its own; a
+ * second call keeps it; a folder that cannot be made is FR_EIO. */
+static void test_runs_folder(void **state)
+{
+    fx *f = *state;
+    char p[PATH_MAX + 64];
+    fr_error err = {0};
+    snprintf(p, sizeof p, "%s/.flowrun/out", f->root);
+    assert_int_equal(fr_output_runs_folder(p, &err), FR_OK);
+    assert_int_equal(fr_output_runs_folder(p, &err), FR_OK);
+    struct stat st;
+    assert_int_equal(stat(p, &st), 0);
+    assert_true(S_ISDIR(st.st_mode));
+    int fd = open(p, O_RDONLY | O_DIRECTORY);
+    assert_true(fd >= 0);
+    int flags = 0;
+    bool has_flags = ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0;
+    close(fd);
+    if (has_flags) {
+        /* Where the flag can be set, it is (tmpfs keeps only a few). */
+        int probe = open(f->outside, O_RDONLY | O_DIRECTORY);
+        int pf = 0;
+        bool settable = probe >= 0 && ioctl(probe, FS_IOC_GETFLAGS, &pf) == 0 &&
+                        (pf |= FS_TOPDIR_FL, ioctl(probe, FS_IOC_SETFLAGS, &pf) == 0);
+        if (probe >= 0)
+            close(probe);
+        if (settable)
+            assert_true(flags & FS_TOPDIR_FL);
+    }
+    snprintf(p, sizeof p, "%s/file.txt/out", f->root); /* file.txt is a link to a file */
+    assert_int_equal(fr_output_runs_folder(p, &err), FR_EIO);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_write_inside, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_refused_through_links, setup, teardown),
         cmocka_unit_test_setup_teardown(test_check_inside, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_runs_folder, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_at_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unwritable_folder, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_descriptor_waits, setup, teardown),

@@ -228,6 +228,57 @@ static void test_month_totals_follow_the_rows(void **state)
                raw_num(f->path, "SELECT TOTAL(cost_usd) FROM attempts WHERE outcome != 'pending'"));
 }
 
+/* Schema version 6: a store of version 5 loses the index no query uses
+ * (attempts_month), and a settle changes its month's totals in one UPDATE:
+ * the totals still follow every settle and a row moved to another month. */
+static void test_v6_drops_the_month_index(void **state)
+{
+    fx *f = *state;
+    char dir[PATH_MAX];
+    join(dir, f->dir, ".flowrun");
+    assert_int_equal(mkdir(dir, 0700), 0);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    for (int v = 0; v < 5; v++)
+        assert_int_equal(sqlite3_exec(db, fr_store_migration_sql(v), NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "INSERT INTO meta(key, value) VALUES ('schema_version', 5);",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    assert_usd(raw_num(f->path, "SELECT count(*) FROM sqlite_schema WHERE name = 'attempts_month'"),
+               1);
+    batched_store(f);
+    assert_usd(raw_num(f->path, "SELECT value FROM meta WHERE key = 'schema_version'"), 6);
+    assert_usd(raw_num(f->path, "SELECT count(*) FROM sqlite_schema WHERE name = 'attempts_month'"),
+               0);
+    for (int i = 0; i < 10; i++) {
+        fr_attempt_rec a = rec("t", i + 1, "ok", 0.05);
+        long long id = 0;
+        double total = 0;
+        assert_ok(fr_store_reserve(f->st, &a, &id, &e_));
+        a.cost_usd = 0.01 * (i + 1);
+        a.outcome = i % 3 ? "ok" : "error";
+        assert_ok(fr_store_settle(f->st, id, &a, i % 2 ? &total : NULL, &e_));
+    }
+    assert_ok(fr_store_flush(f->st, &e_));
+    assert_usd(raw_num(f->path, "SELECT charged_pusd / 1e12 FROM month_totals"), 0.55);
+    assert_usd(raw_num(f->path, "SELECT booked_pusd / 1e12 FROM month_totals"), 0.55);
+    raw_exec(f->path, "UPDATE attempts SET month = '2027-04', cost_usd = 0.5 WHERE attempt = 10");
+    assert_usd(raw_num(f->path, "SELECT charged_pusd / 1e12 FROM month_totals WHERE month = "
+                                "'2027-03'"),
+               0.45);
+    assert_usd(raw_num(f->path, "SELECT booked_pusd / 1e12 FROM month_totals WHERE month = "
+                                "'2027-04'"),
+               0.5);
+    raw_exec(f->path, "UPDATE attempts SET outcome = 'pending' WHERE attempt = 1");
+    assert_usd(raw_num(f->path, "SELECT charged_pusd / 1e12 FROM month_totals WHERE month = "
+                                "'2027-03'"),
+               0.45);
+    assert_usd(raw_num(f->path, "SELECT booked_pusd / 1e12 FROM month_totals WHERE month = "
+                                "'2027-03'"),
+               0.44);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -236,6 +287,7 @@ int main(void)
         STORE_TEST(test_crash_loses_at_most_the_last_turn),
         STORE_TEST(test_statements_reused),
         STORE_TEST(test_month_totals_follow_the_rows),
+        STORE_TEST(test_v6_drops_the_month_index),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
