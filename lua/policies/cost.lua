@@ -64,11 +64,11 @@ return {
     end
 
     -- One pass finds the cheapest fitting candidate with a free slot (the
-    -- first of the fitting ones in `cheaper` order that is free), whether
-    -- any candidate fits at all, and the strongest candidate of all. Because
-    -- locals come first in `cheaper`, this overflows to a pricier (cloud)
-    -- candidate only when every fitting local one is full.
-    local cheapest_free, any_fits, strongest
+    -- first of the fitting ones in `cheaper` order that is free) and whether
+    -- any candidate fits at all. Because locals come first in `cheaper`,
+    -- this overflows to a pricier (cloud) candidate only when every fitting
+    -- local one is full.
+    local cheapest_free, any_fits
     for i = 1, n do
       local c = candidates[i]
       if c.quality > bar or (c.quality == bar and not escalate) then
@@ -76,9 +76,6 @@ return {
         if c.free > 0 and (cheapest_free == nil or cheaper(c, cheapest_free)) then
           cheapest_free = c
         end
-      end
-      if strongest == nil or stronger(c, strongest) then
-        strongest = c
       end
     end
     if cheapest_free then
@@ -91,8 +88,16 @@ return {
       return nil
     end
 
-    -- Nothing is strong enough: the task needs the strongest we have. If
-    -- that one is full, returning it means "wait for this one".
+    -- Nothing is strong enough: the task needs the strongest we have (the
+    -- first in `stronger` order). If that one is full, returning it means
+    -- "wait for this one".
+    local strongest
+    for i = 1, n do
+      local c = candidates[i]
+      if strongest == nil or stronger(c, strongest) then
+        strongest = c
+      end
+    end
     return strongest
   end,
 }
