@@ -45,8 +45,8 @@ struct fr_policy {
 enum { KEY_FIRST = 0, KEY_LIST(KEY_ENUM) KEY_COUNT };
 static const char *const key_names[] = {"", KEY_LIST(KEY_NAME)};
 
-/* Where push_args keeps the keys table on the stack (after its userdata). */
-#define KEYS_IDX 2
+/* Where call_protected keeps the keys table on the stack (at the bottom). */
+#define KEYS_IDX 1
 
 /* $FLOWRUN_LUA_DIR, or NULL: the built-ins come from the binary. */
 static const char *lua_dir(void)
@@ -475,26 +475,44 @@ static void push_run(lua_State *L, const fr_policy_run *r)
     set_int(L, K_READY, r->ready);
 }
 
-/* Pushes the three arguments of the call_args passed as light userdata.
- * Runs protected (through fr_lua_call), so running out of memory while
- * building them is an error of the call, not an abort. */
-static int push_args(lua_State *L)
+/* Pushes the three arguments of the call_args `a`. [-0, +3] */
+static void push_args(lua_State *L, const call_args *a)
 {
-    const call_args *a = lua_touserdata(L, 1);
     if (!a->task) {
         for (int i = 0; i < 3; i++)
-            fr_lua_push_json(L, a->json[i]); /* [ud, v...] */
-        return 3;
+            fr_lua_push_json(L, a->json[i]); /* [..., v...] */
+        return;
     }
-    luaL_checkstack(L, 10, "policy arguments");
-    lua_rawgetp(L, LUA_REGISTRYINDEX, key_names); /* [ud, keys] */
-    push_task(L, a->task);                        /* [ud, keys, task] */
+    push_task(L, a->task); /* [keys, fn, task] */
     if (a->cands)
         push_cands(L, a->cands);
     else
         push_result(L, a->result);
-    push_run(L, a->run); /* [ud, keys, task, cands|result, run] */
-    return 3;
+    push_run(L, a->run); /* [keys, fn, task, cands|result, run] */
+}
+
+/* What call_protected calls: the function of registry reference `ref`
+ * with the arguments `a`. */
+typedef struct call_ctx {
+    int ref;
+    const call_args *a;
+} call_ctx;
+
+/* The whole call in one protected call (through fr_lua_call): pushes the
+ * function and the arguments of the call_ctx passed as light userdata,
+ * calls it and returns its one result. Running out of memory while
+ * building the arguments is an error of the call, not an abort, and the
+ * instruction budget covers both. */
+static int call_protected(lua_State *L)
+{
+    const call_ctx *c = lua_touserdata(L, 1);
+    lua_settop(L, 0);
+    luaL_checkstack(L, 16, "policy arguments");
+    lua_rawgetp(L, LUA_REGISTRYINDEX, key_names); /* [keys] at KEYS_IDX */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, c->ref);    /* [keys, fn] */
+    push_args(L, c->a);                           /* [keys, fn, a, b, c] */
+    lua_call(L, 3, 1);                            /* [keys, ret] */
+    return 1;
 }
 
 /* The line where the function of registry reference `ref` is defined, for
@@ -508,21 +526,17 @@ static int defined_line(lua_State *L, int ref)
     return ar.linedefined > 0 ? ar.linedefined : 0;
 }
 
-/* Pushes the function of registry reference `ref` and calls it with the
- * arguments `a` (borrowed), leaving one result on FR_OK. */
+/* Calls the function of registry reference `ref` with the arguments `a`
+ * (borrowed), leaving one result on FR_OK. */
 static int call_with(fr_policy *p, int ref, const call_args *a, const char *what, fr_error *err)
 {
     lua_State *L = p->L;
     if (!lua_checkstack(L, 6))
         return fr_error_set(err, FR_ELIMIT, p->path, 0, "%s: Lua stack exhausted", what);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, ref);   /* [fn] */
-    lua_pushcfunction(L, push_args);          /* [fn, push] */
-    lua_pushlightuserdata(L, (void *)a);      /* [fn, push, ud] */
-    int rc = fr_lua_call(L, 1, 3, what, err); /* [fn, a, b, c] */
-    if (rc != FR_OK)
-        lua_pop(L, 1); /* [] */
-    else
-        rc = fr_lua_call(L, 3, 1, what, err); /* [ret] */
+    call_ctx ctx = {ref, a};
+    lua_pushcfunction(L, call_protected);     /* [call] */
+    lua_pushlightuserdata(L, &ctx);           /* [call, ctx] */
+    int rc = fr_lua_call(L, 1, 1, what, err); /* [ret] */
     if (rc != FR_OK && err && !err->source[0]) {
         /* Failed outside any line of the policy (copying the arguments):
          * the function's own line. */

@@ -11,7 +11,12 @@
 
 struct fr_router {
     fr_route_env env;
-    size_t *queued;      /* per endpoint: the tasks of this pass waiting for it */
+    size_t *queued; /* per endpoint: the tasks of this pass waiting for it */
+    /* Room for one decision, per endpoint, made once so that a decision
+     * allocates nothing: the candidates, their views, the names tried. */
+    long *cands;
+    fr_policy_cand *views;
+    const char **tried;
     size_t pass_waiters; /* the tasks of this pass over the ready queue left waiting */
     int policy_errors;
     json_t *policy_sites;      /* set of "file:line:code" already logged */
@@ -25,6 +30,9 @@ fr_router *fr_router_new(const fr_route_env *env)
     rt->env = *env;
     size_t n = env->wf->nendpoints;
     rt->queued = fr_xcalloc(n ? n : 1, sizeof *rt->queued);
+    rt->cands = fr_xcalloc(n ? n : 1, sizeof *rt->cands);
+    rt->views = fr_xcalloc(n ? n : 1, sizeof *rt->views);
+    rt->tried = fr_xcalloc(n ? n : 1, sizeof *rt->tried);
     rt->policy_sites = json_object();
     return rt;
 }
@@ -34,6 +42,9 @@ void fr_router_free(fr_router *rt)
     if (!rt)
         return;
     free(rt->queued);
+    free(rt->cands);
+    free(rt->views);
+    free(rt->tried);
     json_decref(rt->policy_sites);
     free(rt);
 }
@@ -538,12 +549,10 @@ static fr_route_decision ask_policy(fr_router *rt, fr_route_task *t, const long 
 {
     const fr_workflow *wf = rt->env.wf;
     fr_policy *policy = live(rt);
-    size_t m = neps(rt) ? neps(rt) : 1;
-    fr_policy_cand *cv = fr_xmalloc(n * sizeof *cv);
-    const char **tried = fr_xmalloc(m * sizeof *tried);
+    fr_policy_cand *cv = rt->views;
     for (size_t i = 0; i < n; i++)
         cv[i] = cand_view(rt, (size_t)cands[i], t->est_input, wf->tasks[t->idx].max_tokens);
-    fr_policy_task tv = task_view(rt, t, tried);
+    fr_policy_task tv = task_view(rt, t, rt->tried);
     /* The ready tasks waiting for an endpoint, this one included. */
     fr_policy_run rv = run_view(rt, fr_sched_ready(rt->env.sched) + rt->pass_waiters + 1);
     long chosen = -1;
@@ -564,8 +573,6 @@ static fr_route_decision ask_policy(fr_router *rt, fr_route_task *t, const long 
     }
     if (ep >= 0)
         record_decision(rt, t, decided_by, fr_policy_version(policy), (size_t)ep, cands, cv, n);
-    free(tried);
-    free(cv);
     return ep >= 0 ? dispatch_to((size_t)ep) : wait_until(0);
 }
 
@@ -584,7 +591,7 @@ fr_route_decision fr_route(fr_router *rt, fr_route_task *t)
         return route_retry(rt, t);
 
     size_t n = 0, nfree = 0;
-    long *cands = fr_xmalloc((neps(rt) ? neps(rt) : 1) * sizeof *cands);
+    long *cands = rt->cands;
     double soonest = 0;
     bool cooling = false, budget_wait = false;
     char *budget_why = NULL;
@@ -627,7 +634,6 @@ fr_route_decision fr_route(fr_router *rt, fr_route_task *t)
         d = ask_policy(rt, t, cands, n);
     }
     free(budget_why);
-    free(cands);
     return d;
 }
 
@@ -638,8 +644,7 @@ int fr_route_on_result(fr_router *rt, const fr_route_task *t, size_t e, const fr
     if (!fr_policy_has_on_result(policy))
         return FR_OK;
     const fr_endpoint_spec *s = fr_ep_spec(rt->env.eps, e);
-    const char **tried = fr_xmalloc((neps(rt) ? neps(rt) : 1) * sizeof *tried);
-    fr_policy_task tv = task_view(rt, t, tried);
+    fr_policy_task tv = task_view(rt, t, rt->tried);
     fr_policy_run rv = run_view(rt, fr_sched_ready(rt->env.sched) + rt->pass_waiters);
     fr_policy_result result = {
         .endpoint = s->name,
@@ -658,7 +663,6 @@ int fr_route_on_result(fr_router *rt, const fr_route_task *t, size_t e, const fr
         policy_failed(rt, rt->env.wf->tasks[t->idx].name, &perr);
         v = FR_VERDICT_ACCEPT;
     }
-    free(tried);
     if (v == FR_VERDICT_RETRY)
         return fr_error_set(err, FR_ERETRY, NULL, 0, "on_result of policy %s asked for a retry",
                             fr_policy_name(policy));

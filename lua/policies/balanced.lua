@@ -33,6 +33,10 @@ local NO_STEP_UP_PENALTY = 10
 -- a task is no longer among its candidates, so we remember it here.
 local seen_quality = {}
 
+-- math.max, looked up once rather than on every call (the policy runs for
+-- every task, so its loops are numeric `for`s rather than ipairs, too).
+local max = math.max
+
 -- The score of candidate `c` for `task`; `floor` is set after a quality
 -- failure (the quality to beat). Higher is better.
 local function score(task, c, floor)
@@ -41,17 +45,21 @@ local function score(task, c, floor)
     s = s + LOCAL_BONUS
   end
   -- Falling short of the complexity costs; exceeding it earns nothing.
-  s = s - math.max(task.complexity - c.quality, 0) * SHORTFALL_WEIGHT
+  local shortfall = task.complexity - c.quality
+  if shortfall > 0 then
+    s = s - shortfall * SHORTFALL_WEIGHT
+  end
   if floor and c.quality <= floor then
     s = s - NO_STEP_UP_PENALTY
   end
   if c.free > 0 then -- the share of free slots, so load spreads
-    s = s + FREE_WEIGHT * c.free / math.max(c.max_parallel, 1)
+    s = s + FREE_WEIGHT * c.free / max(c.max_parallel, 1)
   else
     s = s - WAIT_PENALTY
   end
-  for _, tag in ipairs(c.tags or {}) do
-    if tag == task.type then
+  local tags = c.tags or {}
+  for i = 1, #tags do
+    if tags[i] == task.type then
       s = s + TAG_BONUS
     end
   end
@@ -60,7 +68,9 @@ end
 
 return {
   route = function(task, candidates, run)
-    for _, c in ipairs(candidates) do -- remember what each endpoint is worth
+    local n = #candidates
+    for i = 1, n do -- remember what each endpoint is worth
+      local c = candidates[i]
       seen_quality[c.name] = c.quality
     end
     -- After a quality failure, the quality to beat: the best that failed, or
@@ -68,12 +78,14 @@ return {
     local floor
     if task.reason == "quality" then
       floor = task.complexity
-      for _, name in ipairs(task.tried) do
-        floor = math.max(floor, seen_quality[name] or floor)
+      local tried = task.tried
+      for i = 1, #tried do
+        floor = max(floor, seen_quality[tried[i]] or floor)
       end
     end
     local best, best_score
-    for _, c in ipairs(candidates) do
+    for i = 1, n do
+      local c = candidates[i]
       local s = score(task, c, floor)
       if best == nil or s > best_score then
         best, best_score = c, s

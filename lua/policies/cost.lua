@@ -39,9 +39,16 @@ local function stronger(a, b)
   return cheaper(a, b)
 end
 
+-- math.max, looked up once rather than on every call.
+local max = math.max
+
 return {
   route = function(task, candidates, run)
-    for _, c in ipairs(candidates) do -- remember what each endpoint is worth
+    -- Numeric loops rather than ipairs: the same order, and cheaper, since
+    -- the policy runs for every task.
+    local n = #candidates
+    for i = 1, n do -- remember what each endpoint is worth
+      local c = candidates[i]
       seen_quality[c.name] = c.quality
     end
 
@@ -50,37 +57,47 @@ return {
     -- endpoint that already failed (or than the complexity, when unknown).
     local bar, escalate = task.complexity, task.reason == "quality"
     if escalate then
-      for _, name in ipairs(task.tried) do
-        bar = math.max(bar, seen_quality[name] or bar)
+      local tried = task.tried
+      for i = 1, #tried do
+        bar = max(bar, seen_quality[tried[i]] or bar)
       end
     end
-    local fitting = {}
-    for _, c in ipairs(candidates) do
-      if c.quality > bar or (c.quality == bar and not escalate) then
-        fitting[#fitting + 1] = c
-      end
-    end
-    table.sort(fitting, cheaper)
 
-    -- The cheapest fitting candidate with a free slot. Because locals sort
-    -- first, this overflows to a pricier (cloud) candidate only when every
-    -- fitting local one is full.
-    for _, c in ipairs(fitting) do
-      if c.free > 0 then
-        return c
+    -- One pass finds the cheapest fitting candidate with a free slot (the
+    -- first of the fitting ones in `cheaper` order that is free) and whether
+    -- any candidate fits at all. Because locals come first in `cheaper`,
+    -- this overflows to a pricier (cloud) candidate only when every fitting
+    -- local one is full.
+    local cheapest_free, any_fits
+    for i = 1, n do
+      local c = candidates[i]
+      if c.quality > bar or (c.quality == bar and not escalate) then
+        any_fits = true
+        if c.free > 0 and (cheapest_free == nil or cheaper(c, cheapest_free)) then
+          cheapest_free = c
+        end
       end
+    end
+    if cheapest_free then
+      return cheapest_free
     end
 
     -- Every fitting candidate is busy: wait for one (nil) rather than pay
     -- for, or fail on, a candidate too weak for the task.
-    if #fitting > 0 then
+    if any_fits then
       return nil
     end
 
     -- Nothing is strong enough: the task needs the strongest we have (the
-    -- candidates are our own copy, so sorting them is fine). If that one is
-    -- full, returning it means "wait for this one".
-    table.sort(candidates, stronger)
-    return candidates[1]
+    -- first in `stronger` order). If that one is full, returning it means
+    -- "wait for this one".
+    local strongest
+    for i = 1, n do
+      local c = candidates[i]
+      if strongest == nil or stronger(c, strongest) then
+        strongest = c
+      end
+    end
+    return strongest
   end,
 }

@@ -34,7 +34,10 @@ end
 return {
   route = function(task, candidates, run)
     local best
-    for _, c in ipairs(candidates) do
+    -- A numeric loop rather than ipairs: the same order, and cheaper, since
+    -- the policy runs for every task.
+    for i = 1, #candidates do
+      local c = candidates[i]
       -- Skip the cloud, and local endpoints without a free slot.
       if c.tier == "local" and c.free > 0 then
         if best == nil or better(task, c, best) then

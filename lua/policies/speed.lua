@@ -16,6 +16,10 @@
 -- token; adjust these to your hardware.
 local PRIOR_MS = { ["local"] = 2000, cloud = 4000 }
 
+-- math's functions, looked up once rather than on every call (the policy
+-- runs for every task, so its loop is a numeric `for` rather than ipairs).
+local max, ceil = math.max, math.ceil
+
 -- How long one answer takes on `c`: the observed median, else the prior.
 local function latency(c)
   return c.latency_p50 or PRIOR_MS[c.tier] or PRIOR_MS.cloud
@@ -32,15 +36,16 @@ local function queue_wait(c, lat)
   if c.free > queued then
     return 0
   end
-  local slots = math.max(c.max_parallel, 1)
-  local k = queued - math.max(c.free, 0) + 1
-  return math.ceil(k / slots) * lat
+  local slots = max(c.max_parallel, 1)
+  local k = queued - max(c.free, 0) + 1
+  return ceil(k / slots) * lat
 end
 
 return {
   route = function(task, candidates, run)
     local best, best_finish
-    for _, c in ipairs(candidates) do
+    for i = 1, #candidates do
+      local c = candidates[i]
       local lat = latency(c)
       local finish = queue_wait(c, lat) + lat
       -- On a tie, prefer a free endpoint, then the cheaper one.

@@ -5,7 +5,10 @@
  * decisions, in ns of this process's CPU time per decision. The decision log each dispatch appends
  * to is cleared between decisions, so it does not grow.
  *
- *   cmake --build build --target bench_route && build/bench_route [N [REPS]]
+ *   cmake --build build --target bench_route && build/bench_route [N [REPS [POLICY]]]
+ *
+ * POLICY runs that one built-in only (for a profiler: valgrind
+ * --tool=callgrind --toggle-collect=fr_route counts its instructions).
  */
 
 #include "dsl/policy.h"
@@ -172,7 +175,7 @@ int main(int argc, char **argv)
     long n = argc > 1 ? atol(argv[1]) : 5000;
     int reps = argc > 2 ? atoi(argv[2]) : 7;
     if (n < 1 || reps < 1 || reps > MAX_REPS) {
-        fprintf(stderr, "usage: bench_route [DECISIONS >= 1 [REPS 1..%d]]\n", MAX_REPS);
+        fprintf(stderr, "usage: bench_route [DECISIONS >= 1 [REPS 1..%d [POLICY]]]\n", MAX_REPS);
         return 2;
     }
     char dir[] = "/tmp/bench_route.XXXXXX", path[64];
@@ -188,9 +191,12 @@ int main(int argc, char **argv)
     if (rc)
         perror("bench_route: writing the workflow");
     static const char *const policies[] = {"cost", "balanced", "speed", "local-only"};
+    const char *only = argc > 3 ? argv[3] : NULL;
     printf("one routing decision (fr_route, policy call included), CPU time, median of %d x %ld\n",
            reps, n);
     for (size_t p = 0; !rc && p < sizeof policies / sizeof *policies; p++) {
+        if (only && strcmp(only, policies[p]) != 0)
+            continue;
         world w;
         if (world_open(&w, path, policies[p]) != 0) {
             rc = 1;

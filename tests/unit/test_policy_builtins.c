@@ -211,6 +211,32 @@ static void test_cost_escalates_on_quality(void **state)
     fr_policy_free(p);
 }
 
+/* Among candidates that are equal in everything cost compares (tier, price,
+ * quality, free slots), the first one listed wins: the endpoints' order in
+ * the workflow, the same every run. The same for the strongest when nothing
+ * fits, where a free one beats a full one of the same quality. */
+static void test_cost_ties_go_to_the_first(void **state)
+{
+    (void)state;
+    fr_policy *p = load_builtin("cost");
+    static const char *const names[] = {"e1", "e2", "e3", "e4", "e5", "e6", "e7"};
+    for (size_t first = 0; first < 7; first++) {
+        json_t *c = json_array();
+        for (size_t i = 0; i < 7; i++)
+            json_array_append_new(c, cand(names[(first + i) % 7], "local", 0.5, 2, 2, 0, 0, -1));
+        expect_route(p, task(0.3, "first", NULL), c, names[first]);
+        c = json_array();
+        for (size_t i = 0; i < 7; i++)
+            json_array_append_new(c, cand(names[(first + i) % 7], "cloud", 0.9, 1, 2, 1, 2, -1));
+        expect_route(p, task(0.99, "first", NULL), c, names[first]);
+    }
+    expect_route(p, task(0.99, "first", NULL),
+                 cands(cand("full", "cloud", 0.9, 0, 2, 1, 2, -1),
+                       cand("free", "cloud", 0.9, 1, 2, 1, 2, -1), NULL),
+                 "free");
+    fr_policy_free(p);
+}
+
 /* ---- speed ----------------------------------------------------------------- */
 
 static void test_speed_lowest_expected_finish(void **state)
@@ -361,6 +387,7 @@ int main(void)
         cmocka_unit_test(test_cost_cheapest_covering),
         cmocka_unit_test(test_cost_overflow_and_wait),
         cmocka_unit_test(test_cost_escalates_on_quality),
+        cmocka_unit_test(test_cost_ties_go_to_the_first),
         cmocka_unit_test(test_speed_lowest_expected_finish),
         cmocka_unit_test(test_balanced_routine_local_hard_strong),
         cmocka_unit_test(test_balanced_tags_and_load),

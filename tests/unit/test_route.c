@@ -322,6 +322,40 @@ static void test_policy_mutation_does_not_leak(void **state)
     world_free(w);
 }
 
+/* A policy that keeps a candidate table from one call to the next keeps a
+ * copy: the next call gets a new table with the new values, and the kept
+ * one still shows what its own call saw (docs/policies.md: the arguments are
+ * copies). A failed check is an error, which the default would decide. */
+static const char keeping_policy[] =
+    "local kept\n"
+    "local function on(cands, tier)\n"
+    "  for i = 1, #cands do if cands[i].tier == tier then return cands[i] end end\n"
+    "end\n"
+    "return {route = function(task, cands, run)\n"
+    "  local c = on(cands, 'local')\n"
+    "  if kept then\n"
+    "    if kept == c then error('the same table twice') end\n"
+    "    if kept.free ~= 1 then error('the kept table changed: ' .. tostring(kept.free)) end\n"
+    "    if c.free ~= 0 then error('the new table is stale: ' .. tostring(c.free)) end\n"
+    "  end\n"
+    "  kept = c\n"
+    "  return on(cands, 'cloud')\n"
+    "end}\n";
+
+static void test_policy_kept_table_is_a_copy(void **state)
+{
+    (void)state;
+    world *w = world_new(NULL, policy_from(keeping_policy));
+    fr_route_task plain = task(w, "plain");
+    assert_string_equal(dispatched(w, &plain), "cloud");
+    assert_true(fr_sched_take_slot(w->sched, w->local)); /* the local one is full now */
+    plain.res->attempts = 0;
+    assert_string_equal(dispatched(w, &plain), "cloud");
+    assert_int_equal(fr_route_policy_errors(w->rt), 0);
+    assert_string_equal(fr_declog_get(plain.res->decisions, 1)->policy, "test");
+    world_free(w);
+}
+
 static void test_privacy_against_the_policy(void **state)
 {
     (void)state;
@@ -617,6 +651,7 @@ int main(void)
         cmocka_unit_test(test_decision_log),
         cmocka_unit_test(test_policy_view),
         cmocka_unit_test(test_policy_mutation_does_not_leak),
+        cmocka_unit_test(test_policy_kept_table_is_a_copy),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
