@@ -169,10 +169,6 @@ static size_t declare(lua_State *L, fr_load_ctx *c, int kind, int line)
     if (kind == FR_DECL_TASK && (strcmp(name, "var") == 0 || strncmp(name, "var.", 4) == 0))
         fr_decl_failc(L, c, line,
                       "task name '%s' is reserved: {{var.NAME}} refers to workflow vars", name);
-    long prev = find_pending(c, kind, name);
-    if (prev >= 0)
-        fr_decl_failc(L, c, line, "duplicate %s '%s' (first declared at %s:%d)", kn, name, c->file,
-                      c->pending[prev].line);
     /* A bare name in tools = { ... } must say one thing: a tool, or a server. */
     long other =
         !tool_like ? -1 : find_pending(c, kind == FR_DECL_MCP ? FR_DECL_TOOL : FR_DECL_MCP, name);
@@ -186,10 +182,18 @@ static size_t declare(lua_State *L, fr_load_ctx *c, int kind, int line)
         c->pending_room = c->pending_room ? 2 * c->pending_room : 16;
         c->pending = fr_xrealloc(c->pending, c->pending_room * sizeof *c->pending);
     }
-    c->pending[c->npending] = (fr_pending){kind, fr_xstrdup(name), line, false};
     if (!c->pending_names[kind])
         c->pending_names[kind] = fr_strmap_new(0);
-    fr_strmap_put(c->pending_names[kind], c->pending[c->npending].name, c->npending);
+    /* One probe finds a duplicate or records the name: the entry is
+     * filled first, since the map borrows its name. */
+    fr_pending *pe = &c->pending[c->npending];
+    *pe = (fr_pending){kind, fr_xstrdup(name), line, false, 0};
+    long prev = fr_strmap_put(c->pending_names[kind], pe->name, c->npending);
+    if (prev >= 0) {
+        free(pe->name); /* the entry was not counted: nothing else holds it */
+        fr_decl_failc(L, c, line, "duplicate %s '%s' (first declared at %s:%d)", kn, name, c->file,
+                      c->pending[prev].line);
+    }
     return c->npending++;
 }
 
@@ -210,8 +214,16 @@ void fr_decl_body_begin(fr_decl *d, lua_State *L, fr_load_ctx *c, size_t p, int 
     };
     fr_pending *pe = &c->pending[p];
     const char *kn = kind_names[pe->kind];
+    /* "task 'b'": built by hand, not snprintf, as it runs once per task. */
     char where[300];
-    snprintf(where, sizeof where, "%s '%s'", pe->kind == FR_DECL_MCP ? "mcp server" : kn, pe->name);
+    const char *label = pe->kind == FR_DECL_MCP ? "mcp server" : kn;
+    size_t ll = strlen(label), nl = strlen(pe->name);
+    if (nl > sizeof where - ll - 4)
+        nl = sizeof where - ll - 4;
+    memcpy(where, label, ll);
+    memcpy(where + ll, " '", 2);
+    memcpy(where + ll + 2, pe->name, nl);
+    memcpy(where + ll + 2 + nl, "'", 2);
     fr_decl_init(d, L, c, pe->line, where);
     if (lua_type(L, t) != LUA_TTABLE)
         fr_decl_fail(d, "%s: expected a table of fields, as in %s \"%s\" { ... }, got %s", where,
@@ -293,6 +305,7 @@ static void task_body(lua_State *L, fr_load_ctx *c, size_t p, int t)
     fr_decl_body_begin(&d, L, c, p, t);
     const char *where = d.where;
     size_t i = append_task(c, &c->pending[p]);
+    c->pending[p].index = i;
     fr_task_spec *ts = &c->wf->tasks[i];
     fr_task_lua *tl = &c->wf->lua->tasks[i];
 
@@ -796,7 +809,8 @@ static void body(lua_State *L, fr_load_ctx *c, int kind, size_t p, int t)
         endpoint_body(L, c, p, t);
 }
 
-/* The function that `kind "name"` returns; upvalues: pending index, kind. */
+/* The function that `kind "name"` returns; upvalues: pending index, kind,
+ * the name (returned as it is, not made again from C). */
 static int l_body(lua_State *L)
 {
     size_t p = (size_t)lua_tointeger(L, lua_upvalueindex(1));
@@ -807,7 +821,7 @@ static int l_body(lua_State *L)
                       kind_names[kind], c->pending[p].name, c->file, c->pending[p].line);
     lua_settop(L, 1); /* [tbl] */
     body(L, c, kind, p, 1);
-    lua_pushstring(L, c->pending[p].name); /* [tbl, name] */
+    lua_pushvalue(L, lua_upvalueindex(3)); /* [tbl, name] */
     return 1;
 }
 
@@ -823,9 +837,11 @@ static int declare_kind(lua_State *L, int kind)
         lua_settop(L, 1); /* [name] */
         return 1;
     }
+    lua_settop(L, 1);                   /* [name] */
     lua_pushinteger(L, (lua_Integer)p); /* [name, p] */
     lua_pushinteger(L, kind);           /* [name, p, kind] */
-    lua_pushcclosure(L, l_body, 2);     /* [name, body] */
+    lua_pushvalue(L, 1);                /* [name, p, kind, name] */
+    lua_pushcclosure(L, l_body, 3);     /* [name, body] */
     return 1;
 }
 

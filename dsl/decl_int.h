@@ -10,6 +10,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+/* The most string keys fr_decl_check_fields remembers for a table. */
+#define FR_DECL_KEYS 24
+
 /* What a declaration's messages need: where it is and how to name it. */
 typedef struct fr_decl {
     lua_State *L;
@@ -18,6 +21,14 @@ typedef struct fr_decl {
     char where[300]; /* "task 'b'", "workflow" */
     char in[320];    /* for unknown fields: "task 'b'", "workflow budget" */
     char prefix[32]; /* "" or "budget." */
+    /* The keys of the table fr_decl_check_fields scanned last, at stack
+     * index keys_t, borrowed from it (it stays on the stack while its
+     * fields are read): a field that is not among them is absent without a
+     * lookup, so a task of 3 fields costs 3 lookups, not 35. nkeys < 0:
+     * not known (no scan yet, or more than FR_DECL_KEYS keys). */
+    int keys_t;
+    int nkeys;
+    const char *keys[FR_DECL_KEYS];
 } fr_decl;
 
 /* Flags of fr_decl_str. */
@@ -52,7 +63,8 @@ const char *fr_decl_text(fr_decl *d, const char *f, size_t pos);
 
 /* Fails on a key of the table at `t` that is not one of the `n` `names`
  * (borrowed), suggesting the closest; the alphabetically first offender is
- * named so the message does not depend on Lua's hash order. */
+ * named so the message does not depend on Lua's hash order. Remembers the
+ * table's keys in `d` for fr_decl_push_field. */
 void fr_decl_check_fields(fr_decl *d, int t, const char *const *names, size_t n);
 
 /* Pushes t[f] without metamethods and returns its type. [-0, +1] */

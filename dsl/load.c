@@ -116,14 +116,6 @@ long fr_workflow_find_endpoint(const fr_workflow *wf, const char *name)
     return -1;
 }
 
-static long find_agent(const fr_workflow *wf, const char *name)
-{
-    for (size_t i = 0; i < wf->nagents; i++)
-        if (strcmp(wf->agents[i].name, name) == 0)
-            return (long)i;
-    return -1;
-}
-
 /* A fresh workflow for `path`: name from the file, dir, empty vars. */
 static fr_workflow *workflow_new(const char *path)
 {
@@ -387,11 +379,13 @@ static void suggestion(char *buf, size_t n, const char *word, const char *const 
         buf[0] = '\0';
 }
 
-static int resolve_agent(fr_workflow *wf, fr_load_ctx *c, size_t i, fr_error *err)
+/* Resolves task `i`'s agent through `agents` (name -> index). */
+static int resolve_agent(fr_workflow *wf, fr_load_ctx *c, const fr_strmap *agents, size_t i,
+                         fr_error *err)
 {
     fr_task_spec *t = &wf->tasks[i];
     const char *name = c->task_agents[i];
-    long a = find_agent(wf, name);
+    long a = fr_strmap_get(agents, name);
     if (a < 0) {
         const char **names = fr_xcalloc(wf->nagents + 1, sizeof *names);
         for (size_t k = 0; k < wf->nagents; k++)
@@ -422,36 +416,50 @@ static int resolve_agent(fr_workflow *wf, fr_load_ctx *c, size_t i, fr_error *er
     return FR_OK;
 }
 
-/* The tasks' names in an index (owned; fr_strmap_free), for lookups that
- * must not scan: a workflow of 10,000 tasks loads in linear time. */
-static fr_strmap *task_index(const fr_workflow *wf)
+/* The agents' names in an index (owned; fr_strmap_free): each task looks
+ * its agent up once, without a scan. */
+static fr_strmap *agent_index(const fr_workflow *wf)
 {
-    fr_strmap *m = fr_strmap_new(wf->ntasks);
-    for (size_t i = 0; i < wf->ntasks; i++)
-        fr_strmap_put(m, wf->tasks[i].name, i); /* duplicates were refused */
+    fr_strmap *m = fr_strmap_new(wf->nagents);
+    for (size_t i = 0; i < wf->nagents; i++)
+        fr_strmap_put(m, wf->agents[i].name, i); /* duplicates were refused */
     return m;
 }
 
-/* Resolves task `i`'s deps through `index`. `seen` (one per task, zero at
- * first) marks with i + 1 the deps task i already listed. */
-static int resolve_deps(fr_workflow *wf, size_t i, const char **names, const fr_strmap *index,
-                        size_t *seen, fr_error *err)
+/* The index in wf->tasks of the task named `name` (borrowed), or -1: a
+ * lookup, not a scan, in the names the declarations recorded while the
+ * file ran (a workflow of 10,000 tasks loads in linear time, without a
+ * second index). Every task's body has run by now. */
+static long task_named(const fr_load_ctx *c, const char *name)
+{
+    const struct fr_strmap *m = c->pending_names[FR_DECL_TASK];
+    long p = m ? fr_strmap_get(m, name) : -1;
+    return p < 0 ? -1 : (long)c->pending[p].index;
+}
+
+/* Resolves task `i`'s deps by name. `seen` (one per task, zero at first)
+ * marks with i + 1 the deps task i already listed. */
+static int resolve_deps(fr_workflow *wf, const fr_load_ctx *c, size_t i, size_t *seen,
+                        fr_error *err)
 {
     fr_task_spec *t = &wf->tasks[i];
     t->dep_index = fr_xcalloc(t->ndeps ? t->ndeps : 1, sizeof *t->dep_index);
     for (size_t k = 0; k < t->ndeps; k++) {
         const char *dep = t->deps[k];
-        if (strcmp(dep, t->name) == 0)
+        long d = task_named(c, dep);
+        if (d == (long)i) /* names are unique: the task's own */
             return fr_error_set(err, FR_EWORKFLOW, t->file, t->line, "task '%s' depends on itself",
                                 t->name);
-        long d = fr_strmap_get(index, dep);
         /* A dep listed twice was found the first time (else that one failed). */
         if (d >= 0 && seen[d] == i + 1)
             return fr_error_set(err, FR_EWORKFLOW, t->file, t->line,
                                 "task '%s': dependency '%s' is listed twice", t->name, dep);
         if (d < 0) {
+            /* The error path alone lists the names for a did-you-mean. */
+            const char **names = task_names(wf);
             char sug[300];
             suggestion(sug, sizeof sug, dep, names, wf->ntasks);
+            free(names);
             return fr_error_set(err, FR_EWORKFLOW, t->file, t->line,
                                 "task '%s': depends on unknown task '%s'%s", t->name, dep, sug);
         }
@@ -666,8 +674,7 @@ static int check_decision(const fr_task_spec *t, const json_t *vars, fr_error *e
 static int resolve_tasks(fr_workflow *wf, fr_load_ctx *c, bool save_anywhere, fr_error *err)
 {
     int rc = FR_OK;
-    const char **names = task_names(wf);
-    fr_strmap *index = task_index(wf);
+    fr_strmap *agents = agent_index(wf);
     size_t *seen = fr_xcalloc(wf->ntasks + 1, sizeof *seen);
     for (size_t i = 0; i < wf->ntasks && rc == FR_OK; i++) {
         fr_task_spec *t = &wf->tasks[i];
@@ -683,9 +690,9 @@ static int resolve_tasks(fr_workflow *wf, fr_load_ctx *c, bool save_anywhere, fr
             t->max_turns = c->defaults.max_turns;
         if (t->max_tool_calls < 0)
             t->max_tool_calls = c->defaults.max_tool_calls;
-        rc = resolve_agent(wf, c, i, err);
+        rc = resolve_agent(wf, c, agents, i, err);
         if (rc == FR_OK)
-            rc = resolve_deps(wf, i, names, index, seen, err);
+            rc = resolve_deps(wf, c, i, seen, err);
         if (rc == FR_OK)
             rc = fr_load_check_foreach(wf, i, err);
         if (rc == FR_OK && t->prompt) {
@@ -703,8 +710,7 @@ static int resolve_tasks(fr_workflow *wf, fr_load_ctx *c, bool save_anywhere, fr
             rc = check_save(wf, t, save_anywhere, err);
     }
     free(seen);
-    fr_strmap_free(index);
-    free(names);
+    fr_strmap_free(agents);
     if (rc == FR_OK) {
         propagate_privacy(wf);
         rc = check_inherited_pins(wf, err);

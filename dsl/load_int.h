@@ -39,6 +39,7 @@ typedef struct fr_pending {
     char *name;
     int line;
     bool done;
+    size_t index; /* a task's index in wf->tasks, once its body ran */
 } fr_pending;
 
 enum { FR_DECL_TASK, FR_DECL_AGENT, FR_DECL_ENDPOINT, FR_DECL_MCP, FR_DECL_TOOL };
@@ -68,7 +69,8 @@ typedef struct fr_load_ctx {
     fr_pending *pending;
     size_t npending;
     size_t pending_room;                /* entries allocated in pending */
-    struct fr_strmap *pending_names[5]; /* per FR_DECL_* kind: name -> index in pending */
+    struct fr_strmap *pending_names[5]; /* per FR_DECL_* kind: name -> index in pending;
+                                           the tasks' one resolves deps after the run */
     size_t task_room; /* tasks allocated in wf->tasks, wf->lua->tasks and the two above */
 } fr_load_ctx;
 

@@ -223,10 +223,12 @@ int fr_load_resolve_tools(fr_workflow *wf, fr_error *err)
     for (size_t i = 0; i < wf->ntasks; i++) {
         fr_task_spec *t = &wf->tasks[i];
         const fr_agent_spec *a = &wf->agents[t->agent];
-        snprintf(where, sizeof where, "task '%s'", t->name);
-        int rc = check_patterns(wf, t->tools, t->ntools, where, t->file, t->line, err);
-        if (rc != FR_OK)
-            return rc;
+        if (t->ntools > 0) { /* most tasks have none: no message to prepare */
+            snprintf(where, sizeof where, "task '%s'", t->name);
+            int rc = check_patterns(wf, t->tools, t->ntools, where, t->file, t->line, err);
+            if (rc != FR_OK)
+                return rc;
+        }
         if (!t->tools && a->ntools > 0) {
             t->tools = copy_strv(a->tools, a->ntools);
             t->ntools = a->ntools;
@@ -241,7 +243,7 @@ int fr_load_resolve_tools(fr_workflow *wf, fr_error *err)
                                 "which says tools = false: pin it to an endpoint whose model can "
                                 "call tools",
                                 t->name, t->endpoint, wf->endpoints[e].file, wf->endpoints[e].line);
-        rc = check_private_servers(wf, t, err);
+        int rc = check_private_servers(wf, t, err);
         if (rc != FR_OK)
             return rc;
     }

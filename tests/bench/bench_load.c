@@ -3,9 +3,12 @@
  * N tasks (each depending on the one before and on the one at half its
  * index, and a last task collecting every tenth), then times
  * fr_workflow_load and fr_graph_from_workflow, the median of 5 loads, for
- * N = 1,000, 10,000 and 20,000 (or the sizes given).
+ * N = 1,000, 10,000 and 20,000 (or the sizes given). An argument that ends
+ * in .lua is a workflow file to time as it is (load.sh writes its fan-out
+ * and layered DAG into one; peer_run.py --write-workflow writes them), with
+ * the free timed apart, and the process's peak RSS.
  *
- *   cmake --build build --target bench_load && build/bench_load [N...]
+ *   cmake --build build --target bench_load && build/bench_load [N... | FILE.lua...]
  */
 
 #include "dsl/workflow.h"
@@ -13,6 +16,7 @@
 #include "engine/util/mem.h"
 
 #include <stdio.h>
+#include <sys/resource.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -59,9 +63,19 @@ static int generate(const char *path, long n)
     return fclose(f);
 }
 
-static int bench(const char *path, long n)
+/* The process's peak resident memory so far, in MB. */
+static double peak_rss_mb(void)
 {
-    double ms[REPEAT];
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_maxrss / 1024;
+}
+
+/* Times loading `path` REPEAT times: load and graph, then the free; `n` is
+ * the task count (0: read from the workflow). `label` names the line. */
+static int bench(const char *path, long n, const char *label)
+{
+    double ms[REPEAT], free_ms[REPEAT];
     for (int r = 0; r < REPEAT; r++) {
         fr_error err = {0};
         fr_workflow *wf = NULL;
@@ -75,12 +89,19 @@ static int bench(const char *path, long n)
             fprintf(stderr, "bench_load: %s:%d: %s\n", err.source, err.line, err.msg);
             return 1;
         }
+        if (n == 0)
+            n = (long)wf->ntasks;
+        t0 = now_ms();
         fr_graph_free(g);
         fr_workflow_free(wf);
+        free_ms[r] = now_ms() - t0;
     }
     qsort(ms, REPEAT, sizeof *ms, cmp_double);
-    printf("%6ld tasks  %8.1f ms  (%.2f us per task; median of %d, min %.1f)\n", n, ms[REPEAT / 2],
-           ms[REPEAT / 2] * 1e3 / (double)n, REPEAT, ms[0]);
+    qsort(free_ms, REPEAT, sizeof *free_ms, cmp_double);
+    printf("%-14s %6ld tasks  %8.1f ms  (%.2f us per task; median of %d, min %.1f); free %.1f "
+           "ms; peak RSS %.1f MB\n",
+           label, n, ms[REPEAT / 2], ms[REPEAT / 2] * 1e3 / (double)n, REPEAT, ms[0],
+           free_ms[REPEAT / 2], peak_rss_mb());
     return 0;
 }
 
@@ -96,8 +117,15 @@ int main(int argc, char **argv)
     int rc = 0;
     int count = argc > 1 ? argc - 1 : 3;
     for (int i = 0; i < count && rc == 0; i++) {
-        long n = argc > 1 ? atol(argv[i + 1]) : sizes[i];
-        rc = generate(path, n) == 0 ? bench(path, n) : 1;
+        const char *arg = argc > 1 ? argv[i + 1] : NULL;
+        size_t al = arg ? strlen(arg) : 0;
+        if (al > 4 && strcmp(arg + al - 4, ".lua") == 0) {
+            const char *base = strrchr(arg, '/');
+            rc = bench(arg, 0, base ? base + 1 : arg);
+            continue;
+        }
+        long n = arg ? atol(arg) : sizes[i];
+        rc = generate(path, n) == 0 ? bench(path, n, "generated") : 1;
     }
     unlink(path);
     rmdir(dir);

@@ -390,6 +390,145 @@ static void test_bytecode_refused(void **state)
     unlink(path);
 }
 
+/* Writes `text` to a fresh file under /tmp and returns its owned path. */
+static char *temp_workflow(const char *text)
+{
+    char tmpl[] = "/tmp/flowrun-test-dsl-load-XXXXXX";
+    int fd = mkstemp(tmpl);
+    assert_true(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    return fr_xstrdup(tmpl);
+}
+
+/* A task with more fields than the loader remembers of a table's keys
+ * (dsl/decl_field.c reads those by lookup) gets every one of them, and
+ * a task of a few fields gets its defaults for the rest. */
+static void test_many_fields(void **state)
+{
+    (void)state;
+    char *path = temp_workflow(
+        "endpoint 'gpu' { tier = 'local', url = 'http://127.0.0.1:9/v1', model = 'm' }\n"
+        "agent 'a' {}\n"
+        "task 'first' { agent = 'a', prompt = 'p' }\n"
+        "task 'wide' { agent = 'a', prompt = 'Use {{first}}.', deps = { 'first' },\n"
+        "  complexity = 0.25, type = 'code', priority = 9, timeout = 42, retries = 7,\n"
+        "  max_tokens = 321, temperature = 1.5, budget = 0.125, min_quality = 0.75,\n"
+        "  check = function() return 1 end, approve = true, allow_truncated = true,\n"
+        "  save = 'out/wide.md', endpoint = 'gpu', max_turns = 4, max_tool_calls = 9,\n"
+        "  cache = false, tier = 'local', seed = 1234, trigger = 'all_done',\n"
+        "  when = '{{first}}', schema = 'json' }\n");
+    fr_workflow *wf = load_ok(path, NULL);
+    assert_int_equal(wf->ntasks, 2);
+    const fr_task_spec *t = &wf->tasks[1];
+    assert_string_equal(t->prompt, "Use {{first}}.");
+    assert_int_equal(t->ndeps, 1);
+    assert_int_equal(t->dep_index[0], 0);
+    assert_true(t->complexity == 0.25);
+    assert_string_equal(t->type, "code");
+    assert_int_equal(t->priority, 9);
+    assert_true(t->timeout_s == 42);
+    assert_int_equal(t->retries, 7);
+    assert_int_equal(t->max_tokens, 321);
+    assert_true(t->temperature == 1.5);
+    assert_true(t->has_budget && t->budget_usd == 0.125);
+    assert_true(t->min_quality == 0.75 && t->has_check);
+    assert_true(t->approve && t->allow_truncated);
+    assert_string_equal(t->save, "out/wide.md");
+    assert_string_equal(t->endpoint, "gpu");
+    assert_int_equal(t->max_turns, 4);
+    assert_int_equal(t->max_tool_calls, 9);
+    assert_true(t->no_cache);
+    assert_int_equal(t->tier, FR_TIER_LOCAL);
+    assert_true(t->has_seed && t->seed == 1234);
+    assert_int_equal(t->trigger, FR_TRIGGER_ALL_DONE);
+    assert_string_equal(t->when, "{{first}}");
+    assert_non_null(t->schema);
+    const fr_task_spec *f = &wf->tasks[0];
+    assert_int_equal(f->priority, 5);
+    assert_int_equal(f->max_tokens, 2048);
+    assert_false(f->no_cache || f->has_seed || f->approve);
+    assert_null(f->save);
+    fr_workflow_free(wf);
+    unlink(path);
+    free(path);
+}
+
+/* Bodies given later than their names, in another order: deps resolve to
+ * the tasks' order of bodies, and a name declared twice is still refused
+ * with the first place. */
+static void test_bodies_out_of_order(void **state)
+{
+    (void)state;
+    char *path = temp_workflow(
+        "endpoint 'gpu' { tier = 'local', url = 'http://127.0.0.1:9/v1', model = 'm' }\n"
+        "local a = task 'a'\n"
+        "local b = task 'b'\n"
+        "agent 'x' {}\n"
+        "b { agent = 'x', prompt = 'B' }\n"
+        "a { agent = 'x', deps = { 'b' }, prompt = '{{b}}' }\n");
+    fr_workflow *wf = load_ok(path, NULL);
+    assert_int_equal(wf->ntasks, 2);
+    assert_string_equal(wf->tasks[0].name, "b");
+    assert_string_equal(wf->tasks[1].name, "a");
+    assert_int_equal(wf->tasks[1].dep_index[0], 0);
+    fr_workflow_free(wf);
+    unlink(path);
+    free(path);
+
+    path = temp_workflow("local a = task 'a'\nagent 'x' {}\ntask 'a' { agent = 'x' }\n");
+    fr_error err;
+    assert_int_equal(load_err(path, NULL, &err), FR_EWORKFLOW);
+    assert_int_equal(err.line, 3);
+    assert_non_null(strstr(err.msg, "duplicate task 'a' (first declared at"));
+    assert_non_null(strstr(err.msg, ":1)"));
+    unlink(path);
+    free(path);
+}
+
+/* Text fields: plain ASCII and UTF-8 pass as written; a NUL byte or a byte
+ * that is not UTF-8 past the first 8 bytes is refused at its offset. */
+static void test_text_fields(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *prompt; /* a Lua string literal */
+        const char *want;   /* the prompt loaded, or NULL for an error */
+        const char *words;  /* in the error */
+    } cases[] = {
+        {"'plain ascii, longer than eight bytes'", "plain ascii, longer than eight bytes", NULL},
+        {"'r\\195\\169sum\\195\\169 \\226\\130\\172 12345678'",
+         "r\xc3\xa9sum\xc3\xa9 \xe2\x82\xac 12345678", NULL},
+        {"'abcdefghij\\0k'", NULL, "field 'prompt' holds a NUL byte at byte 10"},
+        {"'abcdefghi\\255xyz'", NULL, "field 'prompt' is not valid UTF-8 at byte 9"},
+        {"'1234567\\0'", NULL, "holds a NUL byte at byte 7"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char *text = fr_xasprintf(
+            "endpoint 'gpu' { tier = 'local', url = 'http://127.0.0.1:9/v1', model = 'm' }\n"
+            "agent 'a' {}\ntask 't' { agent = 'a', prompt = %s }\n",
+            cases[i].prompt);
+        char *path = temp_workflow(text);
+        if (cases[i].want) {
+            fr_workflow *wf = load_ok(path, NULL);
+            assert_string_equal(wf->tasks[0].prompt, cases[i].want);
+            fr_workflow_free(wf);
+        } else {
+            fr_error err;
+            assert_int_equal(load_err(path, NULL, &err), FR_EWORKFLOW);
+            if (!strstr(err.msg, cases[i].words))
+                print_error("case %zu: %s\n", i, err.msg);
+            assert_non_null(strstr(err.msg, cases[i].words));
+            assert_int_equal(err.line, 3);
+        }
+        unlink(path);
+        free(path);
+        free(text);
+    }
+}
+
 /* Every memory budget either loads the workflow or fails cleanly with
  * FR_ELIMIT: Lua errors raised at any allocation inside the declaration
  * functions leak nothing (run under ASan or valgrind). */
@@ -411,6 +550,8 @@ int main(void)
         cmocka_unit_test(test_privacy_flow),     cmocka_unit_test(test_full_fields),
         cmocka_unit_test(test_minimal_defaults), cmocka_unit_test(test_long_path),
         cmocka_unit_test(test_bytecode_refused), cmocka_unit_test(test_memory_budget_sweep),
+        cmocka_unit_test(test_many_fields),      cmocka_unit_test(test_bodies_out_of_order),
+        cmocka_unit_test(test_text_fields),
     };
     return cmocka_run_group_tests(tests, setup_env, NULL);
 }

@@ -223,6 +223,47 @@ static void test_refs(void **state)
     fr_sandbox_free(L);
 }
 
+/* Blocks that change size class as they grow and shrink (strings, tables
+ * from empty to thousands of slots and back) keep their contents, freed
+ * memory serves again, and the state's count of bytes comes back to where
+ * it was once the garbage is collected. */
+static void test_allocator(void **state)
+{
+    (void)state;
+    lua_State *L = sandbox(0);
+    lua_gc(L, LUA_GCCOLLECT);
+    size_t before = fr_sandbox_mem_used(L);
+    fr_error err;
+    static const char code[] =
+        "local sum = 0\n"
+        "for round = 1, 3 do\n"
+        "  local t, parts = {}, {}\n"
+        "  for i = 1, 3000 do\n"
+        "    t[i] = string.rep(string.char(65 + i % 26), i % 700)\n"
+        "    parts[#parts + 1] = { n = i, s = t[i] }\n"
+        "  end\n"
+        "  for i = 3000, 1, -1 do\n"
+        "    assert(#t[i] == i % 700 and t[i]:byte(1) == (i % 700 > 0 and 65 + i % 26 or nil))\n"
+        "    assert(parts[i].n == i and parts[i].s == t[i])\n"
+        "    sum = sum + #t[i]\n"
+        "    t[i], parts[i] = nil, nil\n"
+        "  end\n"
+        "  local big = table.concat({ string.rep('x', 5000), string.rep('y', 10) })\n"
+        "  assert(#big == 5010 and big:sub(5001) == string.rep('y', 10))\n"
+        "end\n"
+        "return sum\n";
+    assert_int_equal(run(L, code, 1, &err), FR_OK);
+    long expect = 0;
+    for (long i = 1; i <= 3000; i++)
+        expect += i % 700;
+    assert_int_equal(lua_tointeger(L, -1), 3 * expect);
+    lua_pop(L, 1);
+    lua_gc(L, LUA_GCCOLLECT);
+    size_t after = fr_sandbox_mem_used(L);
+    assert_true(after < before + 4096); /* what the chunk's garbage held is counted back */
+    fr_sandbox_free(L);
+}
+
 static void test_error_from_msg(void **state)
 {
     (void)state;
@@ -245,9 +286,8 @@ static void test_error_from_msg(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_sandbox_env),
-        cmocka_unit_test(test_lua_call_limits),
-        cmocka_unit_test(test_refs),
+        cmocka_unit_test(test_sandbox_env),    cmocka_unit_test(test_lua_call_limits),
+        cmocka_unit_test(test_refs),           cmocka_unit_test(test_allocator),
         cmocka_unit_test(test_error_from_msg),
     };
     return cmocka_run_group_tests(tests, setup_env, NULL);
