@@ -71,6 +71,7 @@ static void xfer_destroy(fr_xfer *x)
 
 static void http_release_memory(fr_http *h)
 {
+    fr_nat_release(h);
     for (size_t i = 0; i < h->nurls; i++)
         free(h->urls[i]);
     free(h->socks);
@@ -82,6 +83,23 @@ static void handle_closed(fr_http *h)
     h->open_handles--;
     if (h->shut && h->open_handles == 0)
         http_release_memory(h);
+}
+
+void fr_http_handle_closed(fr_http *h)
+{
+    handle_closed(h);
+}
+
+void fr_http_enter(fr_http *h)
+{
+    h->depth++;
+}
+
+void fr_http_leave(fr_http *h)
+{
+    h->depth--;
+    if (h->closing && h->depth == 0)
+        http_shutdown(h);
 }
 
 static void on_timer_closed(uv_handle_t *handle)
@@ -591,6 +609,7 @@ static void http_shutdown(fr_http *h)
     if (h->shut)
         return;
     h->shut = true;
+    fr_nat_shutdown(h);
     while (h->xfers)
         xfer_release(h->xfers); /* never calls done */
     while (h->spare) {
@@ -648,6 +667,8 @@ fr_http *fr_http_new(uv_loop_t *loop)
     uv_timer_init(loop, &h->timer);
     h->timer.data = h;
     h->open_handles = 1;
+    const char *mode = getenv("FLOWRUN_HTTP");
+    h->only_curl = mode && strcmp(mode, "curl") == 0;
     return h;
 }
 
@@ -742,13 +763,20 @@ int fr_http_submit(fr_http *h, const fr_request *req, const fr_http_opts *opts,
     int rc = FR_EINVAL;
     fr_xfer *x = NULL;
     const char *cached = NULL;
-    if (!h || !req || h->closing || h->in_curl || !fr_http_valid_url(h, req->url, &cached))
+    if (!h || !req || h->closing || h->in_curl || fr_nat_in_data(h))
         goto cleanup;
     if (req->nheaders > 0 && !req->headers)
         goto cleanup;
     for (size_t i = 0; i < req->nheaders; i++)
         if (!fr_http_valid_header(req->headers[i]))
             goto cleanup;
+    bool taken = false;
+    rc = fr_nat_submit(h, req, opts, on_data, on_done, ud, out, &taken);
+    if (taken)
+        return rc;
+    rc = FR_EINVAL;
+    if (!fr_http_valid_url(h, req->url, &cached))
+        goto cleanup;
     if (!opts)
         opts = &no_opts;
 
@@ -818,7 +846,13 @@ cleanup:
  * on_data callback, as soon as curl returns. */
 void fr_http_cancel(fr_http *h, fr_xfer *x)
 {
-    if (!h || !x || h->closing || x->finished || x->cancelled)
+    if (!h || !x || h->closing)
+        return;
+    if (x->base.native) {
+        fr_nat_cancel(h, x);
+        return;
+    }
+    if (x->finished || x->cancelled)
         return;
     h->active--;
     x->reusable = true; /* removed before it ended: nothing of it is left */
@@ -834,13 +868,14 @@ void fr_http_cancel(fr_http *h, fr_xfer *x)
 /* Returns the number of transfers submitted and neither done nor cancelled. */
 size_t fr_http_active(const fr_http *h)
 {
-    return h ? h->active : 0;
+    return h ? h->active + fr_nat_active(h) : 0;
 }
 
 /* Returns how many TCP connections the finished or cancelled transfers
  * opened (CURLINFO_NUM_CONNECTS summed); reused connections count once. */
 void fr_http_set_max_connections(fr_http *h, long n)
 {
+    h->max_conns = n > 0 ? n : 0;
     curl_multi_setopt(h->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, n > 0 ? n : 0L);
     /* curl closes a connection when a transfer ends with more than
      * MAXCONNECTS open: below the transfers at once, every request would
@@ -853,13 +888,13 @@ void fr_http_set_max_connections(fr_http *h, long n)
 
 long fr_http_connections(const fr_http *h)
 {
-    return h ? h->connects : 0;
+    return h ? h->connects + fr_nat_connections(h) : 0;
 }
 
 /* Returns how many easy handles were created (spare ones reused do not count). */
 long fr_http_handles_made(const fr_http *h)
 {
-    return h ? h->easy_made : 0;
+    return h ? h->easy_made + fr_nat_made(h) : 0;
 }
 
 /* Cancels every transfer without done callbacks, cleans up curl and closes

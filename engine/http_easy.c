@@ -163,13 +163,19 @@ static double parse_retry_after(const char *v);
  * (it is the more precise), else Retry-After; -1 when neither. */
 double fr_http_retry_after_s(const fr_xfer *x)
 {
-    if (x->retry_after_ms[0] && isdigit((unsigned char)x->retry_after_ms[0])) {
+    return fr_http_retry_after_parse(x->retry_after, x->retry_after_ms);
+}
+
+/* From the raw values ("" when absent), for both paths. */
+double fr_http_retry_after_parse(const char *retry_after, const char *retry_after_ms)
+{
+    if (retry_after_ms[0] && isdigit((unsigned char)retry_after_ms[0])) {
         char *end = NULL;
-        double ms = strtod(x->retry_after_ms, &end);
+        double ms = strtod(retry_after_ms, &end);
         if (*end == '\0' && isfinite(ms) && ms >= 0)
             return ms / 1000.0;
     }
-    return parse_retry_after(x->retry_after);
+    return parse_retry_after(retry_after);
 }
 
 /* Retry-After is delta-seconds or an HTTP date; returns seconds from now

@@ -39,7 +39,16 @@ typedef struct easy_set {
     bool custom_method; /* CURLOPT_CUSTOMREQUEST is set */
 } easy_set;
 
+/* What both kinds of transfer begin with: fr_http_cancel tells them apart. */
+typedef struct xfer_base {
+    bool native; /* a nat_xfer of http_native.c, else a curl fr_xfer */
+} xfer_base;
+
+/* The native HTTP/1.1 client's state (http_native.c), opaque here. */
+typedef struct fr_nat fr_nat;
+
 struct fr_xfer {
+    xfer_base base; /* first */
     fr_http *h;
     fr_xfer *prev, *next; /* in h->xfers while the easy handle is live */
     unsigned long id;     /* for log lines only */
@@ -107,6 +116,9 @@ struct fr_http {
     bool closing; /* fr_http_free was called */
     bool shut;    /* shutdown ran; memory goes with the last close callback */
     int open_handles;
+    fr_nat *nat;   /* the native client, made at the first plain http:// request */
+    bool only_curl; /* FLOWRUN_HTTP=curl */
+    long max_conns; /* fr_http_set_max_connections, 0 for none */
 };
 
 /* Frees a header list (NULL is fine), wiping each line first: the
@@ -134,3 +146,35 @@ int fr_http_setup_easy(fr_xfer *x, const fr_request *req, const char *cached, si
  * valid (the more precise), else Retry-After (delta-seconds or an HTTP
  * date, 0 for a date past); -1 when neither. */
 double fr_http_retry_after_s(const fr_xfer *x);
+/* The same from the raw header values (each "" when absent): shared by
+ * both paths. */
+double fr_http_retry_after_parse(const char *retry_after, const char *retry_after_ms);
+
+/* ---- http.c's services to http_native.c ---- */
+/* One of fr_http's libuv handles was closed: the memory goes with the last. */
+void fr_http_handle_closed(fr_http *h);
+/* Around a libuv callback that may call done callbacks: fr_http_free from
+ * one of them takes effect at the outermost leave. */
+void fr_http_enter(fr_http *h);
+void fr_http_leave(fr_http *h);
+
+/* ---- http_native.c: plain http:// without a proxy, on libuv streams ---- */
+/* Submits `req` natively when its URL is a plain http:// one that no proxy
+ * applies to (the header lines and h's state already checked): then sets
+ * *taken and returns as fr_http_submit. Leaves *taken false (and returns
+ * FR_OK) when the curl path must carry it. */
+int fr_nat_submit(fr_http *h, const fr_request *req, const fr_http_opts *opts,
+                  fr_http_data_fn on_data, fr_http_done_fn on_done, void *ud, fr_xfer **out,
+                  bool *taken);
+/* fr_http_cancel of a native transfer. */
+void fr_nat_cancel(fr_http *h, fr_xfer *x);
+/* Transfers in flight, TCP connections opened, transfer structs made. */
+size_t fr_nat_active(const fr_http *h);
+long fr_nat_connections(const fr_http *h);
+long fr_nat_made(const fr_http *h);
+/* True while a native data callback runs (no submit then). */
+bool fr_nat_in_data(const fr_http *h);
+/* Cancels every native transfer and closes every handle (fr_http_free). */
+void fr_nat_shutdown(fr_http *h);
+/* Frees what is left once every handle is closed. */
+void fr_nat_release(fr_http *h);
