@@ -116,7 +116,7 @@ struct fr_http {
     bool closing; /* fr_http_free was called */
     bool shut;    /* shutdown ran; memory goes with the last close callback */
     int open_handles;
-    fr_nat *nat;   /* the native client, made at the first plain http:// request */
+    fr_nat *nat;    /* the native client, made at the first plain http:// request */
     bool only_curl; /* FLOWRUN_HTTP=curl */
     long max_conns; /* fr_http_set_max_connections, 0 for none */
 };

@@ -128,8 +128,8 @@ static void conn_close(nat_conn *c);
 
 static bool host_char(char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '.' || c == '_';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '.' || c == '_';
 }
 
 /* True when a proxy variable applies to `host` (curl would use it). */
@@ -541,7 +541,8 @@ static void on_header_field(nat_xfer *x, const fr_h1_event *ev)
     else if (ev->name_len == 14 && strncasecmp(ev->name, "Retry-After-Ms", 14) == 0)
         dst = x->retry_after_ms;
     if (dst) {
-        size_t k = ev->value_len < RETRY_AFTER_MAX_NAT - 1 ? ev->value_len : RETRY_AFTER_MAX_NAT - 1;
+        size_t k =
+            ev->value_len < RETRY_AFTER_MAX_NAT - 1 ? ev->value_len : RETRY_AFTER_MAX_NAT - 1;
         memcpy(dst, ev->value, k);
         dst[k] = '\0';
     }
@@ -723,7 +724,16 @@ static void conn_send(nat_conn *c, nat_xfer *x)
     c->x = x;
     x->conn = c;
     fr_h1_reset(&c->p, x->head_request);
+    /* Most requests fit the socket's buffer at once: written so, they need
+     * no write request, whose completion would touch epoll each time. */
     uv_buf_t b = uv_buf_init(x->req, (unsigned)x->req_len);
+    int sent = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    if (sent == (int)x->req_len) {
+        c->writing = false;
+        return;
+    }
+    if (sent > 0)
+        b = uv_buf_init(x->req + sent, (unsigned)(x->req_len - (size_t)sent));
     c->wreq.data = c;
     int rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_written);
     c->writing = rc == 0;
@@ -918,8 +928,7 @@ static bool empty_value(const char *line)
 }
 
 /* Writes the request (head, then body) into x->req. */
-static void build_request(nat_xfer *x, const nat_url *u, const fr_request *req,
-                          const char *method)
+static void build_request(nat_xfer *x, const nat_url *u, const fr_request *req, const char *method)
 {
     const char *body = req->body ? req->body : "";
     size_t body_len = strlen(body), tl = strlen(u->target), ml = strlen(method);

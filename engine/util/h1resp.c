@@ -53,6 +53,8 @@ static int take_line(fr_h1_resp *p, const char *d, size_t len, size_t *used, con
     size_t take = nl ? (size_t)(nl - d) + 1 : len;
     *used = take;
     if (p->line_len == 0 && nl) {
+        if (take > FR_H1_LINE_MAX)
+            return -1;
         *line = d;
         *n = take - 1;
     } else {

@@ -38,19 +38,19 @@ typedef struct fr_h1_event {
 
 typedef struct fr_h1_resp {
     int state;
-    long status;      /* the final status, once HEAD_END was given */
-    int minor;        /* HTTP/1.<minor> */
-    bool no_body;     /* the request was HEAD: no body whatever the head says */
-    bool chunked;     /* Transfer-Encoding: chunked */
-    bool has_length;  /* Content-Length given */
-    bool keep_alive;  /* the connection may serve another request once DONE */
-    bool got_bytes;   /* any byte of a response arrived */
-    uint64_t length;  /* Content-Length */
+    long status;        /* the final status, once HEAD_END was given */
+    int minor;          /* HTTP/1.<minor> */
+    bool no_body;       /* the request was HEAD: no body whatever the head says */
+    bool chunked;       /* Transfer-Encoding: chunked */
+    bool has_length;    /* Content-Length given */
+    bool keep_alive;    /* the connection may serve another request once DONE */
+    bool got_bytes;     /* any byte of a response arrived */
+    uint64_t length;    /* Content-Length */
     uint64_t remaining; /* of the body with a length, or of the current chunk */
     size_t head_bytes;
     char *line; /* a line split across inputs (owned), NULL until one is */
     size_t line_len, line_cap;
-    bool line_used; /* the buffered line was handed out: drop it on the next call */
+    bool line_used;    /* the buffered line was handed out: drop it on the next call */
     const char *error; /* static text, once ERROR was given */
 } fr_h1_resp;
 

@@ -120,8 +120,8 @@ static void test_content_length(void **state)
 {
     (void)state;
     out o;
-    parse_all_ways("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nRetry-After:  2 \r\n\r\nhelloEXTRA", false,
-                   false, &o);
+    parse_all_ways("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nRetry-After:  2 \r\n\r\nhelloEXTRA",
+                   false, false, &o);
     assert_true(o.done);
     assert_int_equal(o.status, 200);
     assert_string_equal(o.fields, "Content-Length=5;Retry-After=2;");
@@ -299,10 +299,10 @@ static void test_limits(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_content_length),   cmocka_unit_test(test_chunked_extensions_trailers),
-        cmocka_unit_test(test_interim_skipped),  cmocka_unit_test(test_no_body),
-        cmocka_unit_test(test_until_close),      cmocka_unit_test(test_connection_header),
-        cmocka_unit_test(test_malformed),        cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_content_length),  cmocka_unit_test(test_chunked_extensions_trailers),
+        cmocka_unit_test(test_interim_skipped), cmocka_unit_test(test_no_body),
+        cmocka_unit_test(test_until_close),     cmocka_unit_test(test_connection_header),
+        cmocka_unit_test(test_malformed),       cmocka_unit_test(test_limits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
