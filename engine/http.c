@@ -252,23 +252,43 @@ static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
 
 /* ---- per-transfer deadlines ----------------------------------------------- */
 
-static uint64_t next_deadline(const fr_xfer *x, deadline_kind *kind)
+uint64_t fr_http_next_deadline(const http_deadlines *d, deadline_kind *kind)
 {
     uint64_t best = UINT64_MAX;
     *kind = DEADLINE_NONE;
-    if (x->first_byte_ms > 0 && !x->got_body && x->start_ms + (uint64_t)x->first_byte_ms < best) {
-        best = x->start_ms + (uint64_t)x->first_byte_ms;
+    if (d->first_byte_ms > 0 && !d->got_body && d->start_ms + (uint64_t)d->first_byte_ms < best) {
+        best = d->start_ms + (uint64_t)d->first_byte_ms;
         *kind = DEADLINE_FIRST;
     }
-    if (x->idle_ms > 0 && x->headers_done && x->activity_ms + (uint64_t)x->idle_ms < best) {
-        best = x->activity_ms + (uint64_t)x->idle_ms;
+    if (d->idle_ms > 0 && d->headers_done && d->activity_ms + (uint64_t)d->idle_ms < best) {
+        best = d->activity_ms + (uint64_t)d->idle_ms;
         *kind = DEADLINE_IDLE;
     }
-    if (x->total_ms > 0 && x->start_ms + (uint64_t)x->total_ms < best) {
-        best = x->start_ms + (uint64_t)x->total_ms;
+    if (d->total_ms > 0 && d->start_ms + (uint64_t)d->total_ms < best) {
+        best = d->start_ms + (uint64_t)d->total_ms;
         *kind = DEADLINE_TOTAL;
     }
     return best;
+}
+
+void fr_http_deadline_text(const http_deadlines *d, deadline_kind kind, char *msg, size_t size)
+{
+    switch (kind) {
+    case DEADLINE_FIRST:
+        snprintf(msg, size, "no first byte after %ld ms", d->first_byte_ms);
+        break;
+    case DEADLINE_IDLE:
+        snprintf(msg, size, "stream idle for %ld ms", d->idle_ms);
+        break;
+    default:
+        snprintf(msg, size, "total timeout of %ld ms exceeded", d->total_ms);
+        break;
+    }
+}
+
+static uint64_t next_deadline(const fr_xfer *x, deadline_kind *kind)
+{
+    return fr_http_next_deadline(&x->dl, kind);
 }
 
 static void on_xfer_timer(uv_timer_t *t);
@@ -381,7 +401,7 @@ static void xfer_finish(fr_xfer *x, int rc, const char *error)
         .rc = rc,
         .status = 0,
         .retry_after_s = fr_http_retry_after_s(x),
-        .ttfb_ms = x->got_body ? (double)(x->first_ns - x->start_ns) / 1e6 : -1,
+        .ttfb_ms = x->dl.got_body ? (double)(x->first_ns - x->start_ns) / 1e6 : -1,
         .total_ms = (double)(uv_hrtime() - x->start_ns) / 1e6,
         .bytes = x->bytes,
         .error = rc == FR_OK ? NULL : error,
@@ -445,17 +465,7 @@ static void on_xfer_timer(uv_timer_t *t)
         xfer_arm(x);
         return;
     }
-    switch (kind) {
-    case DEADLINE_FIRST:
-        snprintf(x->msg, sizeof x->msg, "no first byte after %ld ms", x->first_byte_ms);
-        break;
-    case DEADLINE_IDLE:
-        snprintf(x->msg, sizeof x->msg, "stream idle for %ld ms", x->idle_ms);
-        break;
-    default:
-        snprintf(x->msg, sizeof x->msg, "total timeout of %ld ms exceeded", x->total_ms);
-        break;
-    }
+    fr_http_deadline_text(&x->dl, kind, x->msg, sizeof x->msg);
     h->depth++;
     xfer_finish(x, FR_ETIMEDOUT, x->msg);
     h->depth--;
@@ -483,11 +493,11 @@ static size_t on_header(char *line, size_t size, size_t nitems, void *ud)
         x->status = status;
         x->retry_after[0] = '\0';
         x->retry_after_ms[0] = '\0';
-        x->headers_done = false;
+        x->dl.headers_done = false;
     } else if (len <= 2 && (len == 0 || line[0] == '\r' || line[0] == '\n')) {
-        if (x->status >= 200 && !x->headers_done) {
-            x->headers_done = true;
-            x->activity_ms = uv_now(x->h->loop);
+        if (x->status >= 200 && !x->dl.headers_done) {
+            x->dl.headers_done = true;
+            x->dl.activity_ms = uv_now(x->h->loop);
             xfer_arm(x);
         }
     } else if ((len > 12 && strncasecmp(line, "Retry-After:", 12) == 0) ||
@@ -524,18 +534,18 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *ud)
     }
     if (len == 0)
         return 0;
-    if (!x->got_body) {
-        x->got_body = true;
+    if (!x->dl.got_body) {
+        x->dl.got_body = true;
         x->first_ns = uv_hrtime();
     }
     x->bytes += len;
     if (!x->on_data)
-        x->activity_ms = uv_now(x->h->loop);
+        x->dl.activity_ms = uv_now(x->h->loop);
     if (x->on_data) {
         int rc = x->on_data(x->ud, x->status, data, len);
         /* Only content moves the idle deadline: a keep-alive does not. */
         if (rc == FR_OK)
-            x->activity_ms = uv_now(x->h->loop);
+            x->dl.activity_ms = uv_now(x->h->loop);
         else if (rc == FR_HTTP_QUIET)
             rc = FR_OK;
         if (rc != FR_OK) {
@@ -787,9 +797,9 @@ int fr_http_submit(fr_http *h, const fr_request *req, const fr_http_opts *opts,
     x->on_done = on_done;
     x->ud = ud;
     x->max_response = opts->max_response ? opts->max_response : DEFAULT_MAX_RESPONSE;
-    x->first_byte_ms = opts->first_byte_timeout_ms;
-    x->idle_ms = opts->idle_timeout_ms;
-    x->total_ms = opts->total_timeout_ms;
+    x->dl.first_byte_ms = opts->first_byte_timeout_ms;
+    x->dl.idle_ms = opts->idle_timeout_ms;
+    x->dl.total_ms = opts->total_timeout_ms;
     if (opts->capture_header)
         x->capture = fr_xstrndup(opts->capture_header, strnlen(opts->capture_header, 63));
     if (opts->method)
@@ -816,7 +826,7 @@ int fr_http_submit(fr_http *h, const fr_request *req, const fr_http_opts *opts,
     h->open_handles++;
     x->id = ++h->next_id;
     x->actions_at_submit = h->actions;
-    x->start_ms = uv_now(h->loop);
+    x->dl.start_ms = uv_now(h->loop);
     x->start_ns = uv_hrtime();
     x->next = h->xfers;
     if (h->xfers)

@@ -74,7 +74,7 @@ bool fr_http_valid_header(const char *line)
     return strpbrk(line, "\r\n") == NULL;
 }
 
-static bool has_header(const fr_request *req, const char *name)
+bool fr_http_has_header(const fr_request *req, const char *name)
 {
     size_t n = strlen(name);
     for (size_t i = 0; i < req->nheaders; i++)
@@ -93,7 +93,7 @@ int fr_http_build_headers(const fr_request *req, struct curl_slist **out)
         list = next;
     }
     /* The body is JSON; without this curl would label it a form. */
-    if (!has_header(req, "Content-Type")) {
+    if (!fr_http_has_header(req, "Content-Type")) {
         if (!(next = curl_slist_append(list, "Content-Type: application/json")))
             goto cleanup;
         list = next;

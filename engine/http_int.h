@@ -28,7 +28,22 @@ typedef struct sock_ctx {
     bool closing;
 } sock_ctx;
 
-typedef enum { DEADLINE_NONE = 0, DEADLINE_FIRST, DEADLINE_IDLE, DEADLINE_TOTAL } deadline_kind;
+typedef enum {
+    DEADLINE_NONE = 0,
+    DEADLINE_FIRST,
+    DEADLINE_IDLE,
+    DEADLINE_TOTAL,
+    DEADLINE_CONNECT /* the native path's own; curl times its connects itself */
+} deadline_kind;
+
+/* A transfer's deadlines and what moves them: the same on both paths. */
+typedef struct http_deadlines {
+    uint64_t start_ms;    /* uv_now at submit */
+    uint64_t activity_ms; /* uv_now at the end of headers or the last body chunk of content */
+    long first_byte_ms, idle_ms, total_ms;
+    bool got_body;     /* at least one body byte arrived */
+    bool headers_done; /* final (non-1xx) headers complete */
+} http_deadlines;
 
 /* What an easy handle was last set to, kept across its reuses so that only
  * what differs is set again. */
@@ -62,21 +77,17 @@ struct fr_xfer {
     fr_http_done_fn on_done;
     void *ud;
 
-    uv_timer_t timer;     /* deadlines; timer.data points back; frees the xfer on close */
-    uint64_t start_ms;    /* uv_now at submit */
-    uint64_t activity_ms; /* uv_now at the end of headers or the last body chunk of content */
-    uint64_t start_ns;    /* uv_hrtime at submit */
-    uint64_t first_ns;    /* uv_hrtime at the first body byte */
-    long first_byte_ms, idle_ms, total_ms;
+    uv_timer_t timer;  /* deadlines; timer.data points back; frees the xfer on close */
+    http_deadlines dl; /* first byte, idle, total */
+    uint64_t start_ns; /* uv_hrtime at submit */
+    uint64_t first_ns; /* uv_hrtime at the first body byte */
     size_t max_response;
 
-    long status;       /* parsed from the status line, for on_data */
-    bool headers_done; /* final (non-1xx) headers complete */
-    bool got_body;     /* at least one body byte arrived */
-    bool cancelled;    /* cancel asked from inside curl; removed after socket_action */
-    bool finished;     /* done delivered or cancelled; memory waits for the close cb */
-    int abort_rc;      /* why the write callback stopped the transfer, 0 if it did not */
-    bool no_fds;       /* socket() failed with EMFILE or ENFILE */
+    long status;    /* parsed from the status line, for on_data */
+    bool cancelled; /* cancel asked from inside curl; removed after socket_action */
+    bool finished;  /* done delivered or cancelled; memory waits for the close cb */
+    int abort_rc;   /* why the write callback stopped the transfer, 0 if it did not */
+    bool no_fds;    /* socket() failed with EMFILE or ENFILE */
     size_t bytes;
 
     char retry_after[RETRY_AFTER_MAX];    /* raw header value of the latest response */
@@ -149,6 +160,14 @@ double fr_http_retry_after_s(const fr_xfer *x);
 /* The same from the raw header values (each "" when absent): shared by
  * both paths. */
 double fr_http_retry_after_parse(const char *retry_after, const char *retry_after_ms);
+
+/* The earliest of d's deadlines (first byte, idle, total), and its kind
+ * in *kind (DEADLINE_NONE and UINT64_MAX when there is none). */
+uint64_t fr_http_next_deadline(const http_deadlines *d, deadline_kind *kind);
+/* The error text of d's deadline of `kind` (not CONNECT) into msg. */
+void fr_http_deadline_text(const http_deadlines *d, deadline_kind kind, char *msg, size_t size);
+/* True when `req` (borrowed) has a header line named `name` (any case). */
+bool fr_http_has_header(const fr_request *req, const char *name);
 
 /* ---- http.c's services to http_native.c ---- */
 /* One of fr_http's libuv handles was closed: the memory goes with the last. */

@@ -50,6 +50,7 @@ struct nat_host {
     uv_getaddrinfo_t gai; /* while HOST_RESOLVING */
     nat_xfer *waiting;    /* transfers waiting for the addresses, by wnext */
     nat_conn *idle;       /* idle connections, by inext (most recent first) */
+    size_t good;          /* the address that connected last: new connections start there */
     size_t nidle;
 };
 
@@ -85,14 +86,17 @@ struct nat_xfer {
     fr_http_done_fn on_done;
     void *ud;
 
-    uv_timer_t timer; /* deadlines and deferred failures; frees the xfer on close */
-    uint64_t start_ms, activity_ms, start_ns, first_ns;
-    long connect_ms, first_byte_ms, idle_ms, total_ms;
+    uv_timer_t timer;  /* deadlines and deferred failures; frees the xfer on close */
+    http_deadlines dl; /* first byte, idle, total */
+    uint64_t start_ns, first_ns;
+    long connect_ms;
     size_t max_response, bytes;
-    size_t addr_index; /* address being tried */
+    size_t addr_index;     /* address being tried */
+    size_t tried;          /* addresses that failed for this connection */
+    uint64_t connect_from; /* uv_now the connect deadline counts from */
     long status;
     bool starting; /* submitted: the next loop turn connects or sends */
-    bool connecting, headers_done, got_body, retried, finished, cancelled, no_fds;
+    bool connecting, retried, finished, cancelled, no_fds;
     int pending_rc; /* a failure to deliver from the timer, 0 if none */
     char retry_after[RETRY_AFTER_MAX_NAT];
     char retry_after_ms[RETRY_AFTER_MAX_NAT];
@@ -395,27 +399,14 @@ static void xfer_release(nat_xfer *x, bool close_conn)
 
 /* ---- deadlines -------------------------------------------------------------- */
 
-enum { DL_NONE = 0, DL_CONNECT, DL_FIRST, DL_IDLE, DL_TOTAL };
-
-static uint64_t next_deadline(const nat_xfer *x, int *kind)
+/* The shared deadlines, and the connect's (curl times its own). */
+static uint64_t next_deadline(const nat_xfer *x, deadline_kind *kind)
 {
-    uint64_t best = UINT64_MAX;
-    *kind = DL_NONE;
-    if (x->connecting && x->start_ms + (uint64_t)x->connect_ms < best) {
-        best = x->start_ms + (uint64_t)x->connect_ms;
-        *kind = DL_CONNECT;
-    }
-    if (x->first_byte_ms > 0 && !x->got_body && x->start_ms + (uint64_t)x->first_byte_ms < best) {
-        best = x->start_ms + (uint64_t)x->first_byte_ms;
-        *kind = DL_FIRST;
-    }
-    if (x->idle_ms > 0 && x->headers_done && x->activity_ms + (uint64_t)x->idle_ms < best) {
-        best = x->activity_ms + (uint64_t)x->idle_ms;
-        *kind = DL_IDLE;
-    }
-    if (x->total_ms > 0 && x->start_ms + (uint64_t)x->total_ms < best) {
-        best = x->start_ms + (uint64_t)x->total_ms;
-        *kind = DL_TOTAL;
+    uint64_t best = fr_http_next_deadline(&x->dl, kind);
+    uint64_t connect_due = x->connect_from + (uint64_t)x->connect_ms;
+    if (x->connecting && connect_due < best) {
+        best = connect_due;
+        *kind = DEADLINE_CONNECT;
     }
     return best;
 }
@@ -424,13 +415,13 @@ static void on_xfer_timer(uv_timer_t *t);
 
 static void xfer_arm(nat_xfer *x)
 {
-    int kind;
+    deadline_kind kind;
     uint64_t due = next_deadline(x, &kind);
     if (x->pending_rc || x->starting) {
         uv_timer_start(&x->timer, on_xfer_timer, 0, 0);
         return;
     }
-    if (kind == DL_NONE) {
+    if (kind == DEADLINE_NONE) {
         uv_timer_stop(&x->timer);
         return;
     }
@@ -447,7 +438,7 @@ static void xfer_finish(nat_xfer *x, int rc, const char *error, bool close_conn)
         .rc = rc,
         .status = x->status,
         .retry_after_s = fr_http_retry_after_parse(x->retry_after, x->retry_after_ms),
-        .ttfb_ms = x->got_body ? (double)(x->first_ns - x->start_ns) / 1e6 : -1,
+        .ttfb_ms = x->dl.got_body ? (double)(x->first_ns - x->start_ns) / 1e6 : -1,
         .total_ms = (double)(uv_hrtime() - x->start_ns) / 1e6,
         .bytes = x->bytes,
         .error = rc == FR_OK ? NULL : error,
@@ -494,29 +485,19 @@ static void on_xfer_timer(uv_timer_t *t)
         xfer_arm(x);
         goto out;
     }
-    int kind;
+    deadline_kind kind;
     uint64_t due = next_deadline(x, &kind);
-    if (kind == DL_NONE)
+    if (kind == DEADLINE_NONE)
         goto out;
     if (due > uv_now(h->loop)) {
         xfer_arm(x);
         goto out;
     }
-    switch (kind) {
-    case DL_CONNECT:
+    if (kind == DEADLINE_CONNECT)
         snprintf(x->msg, sizeof x->msg, "Connection timed out after %ld milliseconds",
                  x->connect_ms);
-        break;
-    case DL_FIRST:
-        snprintf(x->msg, sizeof x->msg, "no first byte after %ld ms", x->first_byte_ms);
-        break;
-    case DL_IDLE:
-        snprintf(x->msg, sizeof x->msg, "stream idle for %ld ms", x->idle_ms);
-        break;
-    default:
-        snprintf(x->msg, sizeof x->msg, "total timeout of %ld ms exceeded", x->total_ms);
-        break;
-    }
+    else
+        fr_http_deadline_text(&x->dl, kind, x->msg, sizeof x->msg);
     xfer_finish(x, FR_ETIMEDOUT, x->msg, true);
 out:
     fr_http_leave(h);
@@ -562,13 +543,13 @@ static int deliver(nat_xfer *x, const char *data, size_t len)
     }
     if (len == 0)
         return FR_OK;
-    if (!x->got_body) {
-        x->got_body = true;
+    if (!x->dl.got_body) {
+        x->dl.got_body = true;
         x->first_ns = uv_hrtime();
     }
     x->bytes += len;
     if (!x->on_data) {
-        x->activity_ms = uv_now(x->h->loop);
+        x->dl.activity_ms = uv_now(x->h->loop);
         return FR_OK;
     }
     fr_nat *n = x->h->nat;
@@ -578,7 +559,7 @@ static int deliver(nat_xfer *x, const char *data, size_t len)
     if (x->cancelled)
         return 1;
     if (rc == FR_OK)
-        x->activity_ms = uv_now(x->h->loop);
+        x->dl.activity_ms = uv_now(x->h->loop);
     else if (rc == FR_HTTP_QUIET)
         rc = FR_OK;
     if (rc != FR_OK)
@@ -625,8 +606,8 @@ static void conn_parse(nat_conn *c, const char *data, size_t len)
             break;
         case FR_H1_HEAD_END:
             x->status = c->p.status;
-            x->headers_done = true;
-            x->activity_ms = uv_now(c->h->loop);
+            x->dl.headers_done = true;
+            x->dl.activity_ms = uv_now(c->h->loop);
             if (c->p.has_length && !c->p.chunked && !c->p.no_body && c->p.status != 204 &&
                 c->p.status != 304 && c->p.length > x->max_response) {
                 snprintf(x->msg, sizeof x->msg, "reply larger than %zu bytes", x->max_response);
@@ -671,7 +652,10 @@ static void conn_lost(nat_conn *c, ssize_t why)
     if (c->served > 0 && fr_h1_nothing(&c->p) && !x->retried) {
         x->retried = true;
         conn_close(c);
+        x->tried = 0;
+        x->connect_from = uv_now(c->h->loop);
         xfer_connect(x, true);
+        xfer_arm(x);
         return;
     }
     if (fr_h1_nothing(&c->p) && why == UV_EOF)
@@ -753,20 +737,20 @@ static void on_connect(uv_connect_t *req, int status)
     nat_xfer *x = c->x;
     fr_http_enter(h);
     if (status < 0) {
-        size_t next = x->addr_index + 1;
-        if (next < c->host->naddrs) {
+        if (++x->tried < c->host->naddrs) {
             conn_close(c);
-            x->addr_index = next;
+            x->addr_index = (x->addr_index + 1) % c->host->naddrs;
             xfer_connect(x, true);
         } else {
             snprintf(x->msg, sizeof x->msg, "Failed to connect to %s port %d after %.0f ms: %s",
-                     c->host->name, c->host->port, (double)(uv_now(h->loop) - x->start_ms),
+                     c->host->name, c->host->port, (double)(uv_now(h->loop) - x->dl.start_ms),
                      strerror(-status));
             xfer_finish(x, FR_ECONNECT, x->msg, true);
         }
         goto out;
     }
     c->connected = true;
+    c->host->good = x->addr_index;
     h->nat->connects++;
     uv_tcp_nodelay(&c->tcp, 1);
     uv_tcp_keepalive(&c->tcp, 1, 30);
@@ -851,7 +835,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         x->wnext = NULL;
         x->waiting = false;
         if (o->state == HOST_READY) {
-            x->addr_index = 0;
+            x->addr_index = o->good;
             conn_open(x);
         } else {
             snprintf(x->msg, sizeof x->msg, "Could not resolve host: %s", o->name);
@@ -876,6 +860,8 @@ static void xfer_connect(nat_xfer *x, bool fresh)
     }
     x->connecting = true;
     if (o->state == HOST_READY) {
+        if (x->tried == 0)
+            x->addr_index = o->good;
         conn_open(x);
         return;
     }
@@ -895,6 +881,7 @@ static void xfer_connect(nat_xfer *x, bool fresh)
     free(o->addrs);
     o->addrs = NULL;
     o->naddrs = 0;
+    o->good = 0;
     /* The host owns the lookup: on_resolved finds it from its member. */
     int rc = uv_getaddrinfo(h->loop, &o->gai, on_resolved, o->name, port, &hints);
     if (rc != 0) {
@@ -908,15 +895,6 @@ static void xfer_connect(nat_xfer *x, bool fresh)
 }
 
 /* ---- the interface (http.c dispatches) ---------------------------------------- */
-
-static bool has_header(const fr_request *req, const char *name)
-{
-    size_t n = strlen(name);
-    for (size_t i = 0; i < req->nheaders; i++)
-        if (strncasecmp(req->headers[i], name, n) == 0 && req->headers[i][n] == ':')
-            return true;
-    return false;
-}
 
 /* True for a header line with an empty value, which curl drops. */
 static bool empty_value(const char *line)
@@ -932,8 +910,8 @@ static void build_request(nat_xfer *x, const nat_url *u, const fr_request *req, 
 {
     const char *body = req->body ? req->body : "";
     size_t body_len = strlen(body), tl = strlen(u->target), ml = strlen(method);
-    bool host = has_header(req, "Host"), ct = has_header(req, "Content-Type"),
-         accept = has_header(req, "Accept"), cl = has_header(req, "Content-Length");
+    bool host = fr_http_has_header(req, "Host"), ct = fr_http_has_header(req, "Content-Type"),
+         accept = fr_http_has_header(req, "Accept"), cl = fr_http_has_header(req, "Content-Length");
     size_t cap = ml + tl + 16 + u->host->host_line_len + 64 + 48 + 2 + body_len;
     for (size_t i = 0; i < req->nheaders; i++)
         cap += strlen(req->headers[i]) + 2;
@@ -1021,9 +999,9 @@ int fr_nat_submit(fr_http *h, const fr_request *req, const fr_http_opts *opts,
     x->ud = ud;
     x->max_response = opts->max_response ? opts->max_response : DEFAULT_MAX_RESPONSE;
     x->connect_ms = opts->connect_timeout_ms > 0 ? opts->connect_timeout_ms : DEFAULT_CONNECT_MS;
-    x->first_byte_ms = opts->first_byte_timeout_ms;
-    x->idle_ms = opts->idle_timeout_ms;
-    x->total_ms = opts->total_timeout_ms;
+    x->dl.first_byte_ms = opts->first_byte_timeout_ms;
+    x->dl.idle_ms = opts->idle_timeout_ms;
+    x->dl.total_ms = opts->total_timeout_ms;
     if (opts->capture_header)
         x->capture = fr_xstrndup(opts->capture_header, strnlen(opts->capture_header, 63));
     char method[16];
@@ -1035,7 +1013,7 @@ int fr_nat_submit(fr_http *h, const fr_request *req, const fr_http_opts *opts,
     x->timer.data = x;
     h->open_handles++;
     x->id = ++h->next_id;
-    x->start_ms = uv_now(h->loop);
+    x->dl.start_ms = x->connect_from = uv_now(h->loop);
     x->start_ns = uv_hrtime();
     x->next = n->xfers;
     if (n->xfers)

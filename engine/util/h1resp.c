@@ -1,6 +1,7 @@
 /* An HTTP/1.x response parser fed in pieces (engine/util/h1resp.h). */
 #include "engine/util/h1resp.h"
 
+#include "engine/util/httphead.h"
 #include "engine/util/mem.h"
 
 #include <stdlib.h>
@@ -120,25 +121,6 @@ static bool parse_status(fr_h1_resp *p, const char *l, size_t n)
     return true;
 }
 
-/* True when the comma-separated list v[0..n) has `token` (any case). */
-static bool has_token(const char *v, size_t n, const char *token)
-{
-    size_t tn = strlen(token), i = 0;
-    while (i < n) {
-        while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
-            i++;
-        size_t start = i;
-        while (i < n && v[i] != ',')
-            i++;
-        size_t end = i;
-        while (end > start && (v[end - 1] == ' ' || v[end - 1] == '\t'))
-            end--;
-        if (end - start == tn && strncasecmp(v + start, token, tn) == 0)
-            return true;
-    }
-    return false;
-}
-
 /* Framing fields of the final response. Returns false for a bad length. */
 static bool note_field(fr_h1_resp *p, const char *name, size_t nn, const char *v, size_t vn)
 {
@@ -156,12 +138,12 @@ static bool note_field(fr_h1_resp *p, const char *name, size_t nn, const char *v
         p->has_length = true;
         p->length = len;
     } else if (nn == 17 && strncasecmp(name, "Transfer-Encoding", 17) == 0) {
-        if (has_token(v, vn, "chunked"))
+        if (fr_httphead_has_token(v, vn, "chunked"))
             p->chunked = true;
     } else if (nn == 10 && strncasecmp(name, "Connection", 10) == 0) {
-        if (has_token(v, vn, "close"))
+        if (fr_httphead_has_token(v, vn, "close"))
             p->keep_alive = false;
-        else if (has_token(v, vn, "keep-alive"))
+        else if (fr_httphead_has_token(v, vn, "keep-alive"))
             p->keep_alive = true;
     }
     return true;

@@ -253,15 +253,8 @@ static void test_connection_cap(void **state)
 static void test_proxy_variables(void **state)
 {
     fx *f = *state;
-    /* A port that was just free: the "proxy" refuses. */
-    uv_tcp_t probe;
-    struct sockaddr_in addr;
-    uv_tcp_init(&f->loop, &probe);
-    uv_ip4_addr("127.0.0.1", 0, &addr);
-    assert_int_equal(uv_tcp_bind(&probe, (const struct sockaddr *)&addr, 0), 0);
-    char proxy[64];
-    snprintf(proxy, sizeof proxy, "http://127.0.0.1:%d", bound_port(&probe));
-    uv_close((uv_handle_t *)&probe, NULL);
+    char proxy[64]; /* a port that was just free: the "proxy" refuses */
+    snprintf(proxy, sizeof proxy, "http://127.0.0.1:%d", free_port());
     setenv("http_proxy", proxy, 1);
     unsetenv("no_proxy");
     unsetenv("NO_PROXY");

@@ -417,6 +417,21 @@ static inline int bound_port(uv_tcp_t *tcp)
     return ntohs(((struct sockaddr_in *)&ss)->sin_port);
 }
 
+/* A port that was just free (bound, noted, closed): a connect to it is
+ * refused. */
+static inline int free_port(void)
+{
+    struct sockaddr_in addr = {.sin_family = AF_INET};
+    socklen_t len = sizeof addr;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&addr, sizeof addr), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&addr, &len), 0);
+    close(fd);
+    return ntohs(addr.sin_port);
+}
+
 static inline void srv_start(srv *s, uv_loop_t *loop)
 {
     struct sockaddr_in addr;
