@@ -98,6 +98,8 @@ void fr_http_enter(fr_http *h)
 void fr_http_leave(fr_http *h)
 {
     h->depth--;
+    if (h->depth == 0 && !h->closing)
+        fr_nat_kick(h);
     if (h->closing && h->depth == 0)
         http_shutdown(h);
 }
@@ -608,6 +610,8 @@ static void sock_action(fr_http *h, curl_socket_t fd, int flags)
         drain(h);
     }
     h->depth--;
+    if (h->depth == 0 && !h->closing)
+        fr_nat_kick(h);
     if (h->closing && h->depth == 0)
         http_shutdown(h);
 }

@@ -185,6 +185,9 @@ void fr_http_leave(fr_http *h);
 int fr_nat_submit(fr_http *h, const fr_request *req, const fr_http_opts *opts,
                   fr_http_data_fn on_data, fr_http_done_fn on_done, void *ud, fr_xfer **out,
                   bool *taken);
+/* Starts the transfers submitted since (connect or send): at the end of
+ * each libuv callback of fr_http's, outside every done and data callback. */
+void fr_nat_kick(fr_http *h);
 /* fr_http_cancel of a native transfer. */
 void fr_nat_cancel(fr_http *h, fr_xfer *x);
 /* Transfers in flight, TCP connections opened, transfer structs made. */

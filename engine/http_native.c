@@ -95,7 +95,8 @@ struct nat_xfer {
     size_t tried;          /* addresses that failed for this connection */
     uint64_t connect_from; /* uv_now the connect deadline counts from */
     long status;
-    bool starting; /* submitted: the next loop turn connects or sends */
+    bool starting;           /* submitted, not yet started: in n->starts */
+    nat_xfer *sprev, *snext; /* in n->starts */
     bool connecting, retried, finished, cancelled, no_fds;
     int pending_rc; /* a failure to deliver from the timer, 0 if none */
     char retry_after[RETRY_AFTER_MAX_NAT];
@@ -116,6 +117,7 @@ struct fr_nat {
     nat_url urls[NAT_URL_MAX];
     size_t nurls;
     nat_xfer *xfers, *spare;
+    nat_xfer *starts, *starts_tail; /* submitted, to start at the end of a callback */
     size_t nspare;
     size_t active;
     long open_conns; /* connections not closing */
@@ -371,6 +373,23 @@ static void wait_remove(nat_xfer *x)
     x->waiting = false;
 }
 
+static void start_remove(nat_xfer *x)
+{
+    if (!x->starting)
+        return;
+    fr_nat *n = x->h->nat;
+    if (x->sprev)
+        x->sprev->snext = x->snext;
+    else
+        n->starts = x->snext;
+    if (x->snext)
+        x->snext->sprev = x->sprev;
+    else
+        n->starts_tail = x->sprev;
+    x->sprev = x->snext = NULL;
+    x->starting = false;
+}
+
 /* Ends x's part in everything (its connection closed when `close_conn` or
  * it is mid-reply) and closes its timer; the struct goes with the timer. */
 static void xfer_release(nat_xfer *x, bool close_conn)
@@ -378,6 +397,7 @@ static void xfer_release(nat_xfer *x, bool close_conn)
     fr_http *h = x->h;
     fr_nat *n = h->nat;
     wait_remove(x);
+    start_remove(x);
     if (x->conn) {
         nat_conn *c = x->conn;
         c->x = NULL;
@@ -480,7 +500,7 @@ static void on_xfer_timer(uv_timer_t *t)
         goto out;
     }
     if (x->starting) {
-        x->starting = false;
+        start_remove(x);
         xfer_connect(x, false);
         xfer_arm(x);
         goto out;
@@ -1022,13 +1042,32 @@ int fr_nat_submit(fr_http *h, const fr_request *req, const fr_http_opts *opts,
     n->active++;
     fr_log_event(FR_LOG_DEBUG, "http", "http.submit", "xfer=%lu submit body_bytes=%zu active=%zu",
                  x->id, x->req_len - x->head_len, n->active);
-    /* Nothing goes out inside submit: a transfer cancelled before the loop
-     * runs opens and sends nothing (as with curl). */
+    /* Nothing goes out inside submit (a transfer cancelled at once opens
+     * and sends nothing, as with curl): it starts at the end of the libuv
+     * callback of ours that is running (fr_nat_kick), as curl starts new
+     * transfers at its next socket action, else from its timer, next turn. */
     x->starting = true;
+    x->sprev = n->starts_tail;
+    if (n->starts_tail)
+        n->starts_tail->snext = x;
+    else
+        n->starts = x;
+    n->starts_tail = x;
     xfer_arm(x);
     if (out)
         *out = (fr_xfer *)(void *)x;
     return FR_OK;
+}
+
+void fr_nat_kick(fr_http *h)
+{
+    fr_nat *n = h->nat;
+    while (n && n->starts && !h->closing) {
+        nat_xfer *x = n->starts;
+        start_remove(x);
+        xfer_connect(x, false);
+        xfer_arm(x);
+    }
 }
 
 void fr_nat_cancel(fr_http *h, fr_xfer *xf)
