@@ -66,7 +66,7 @@ struct nat_conn {
     nat_conn *inext, *iprev;
     fr_h1_resp p;
     long served; /* responses completed on it */
-    bool connected, closing, idle;
+    bool closing, idle;
     bool writing; /* wreq in flight */
 };
 
@@ -769,7 +769,6 @@ static void on_connect(uv_connect_t *req, int status)
         }
         goto out;
     }
-    c->connected = true;
     c->host->good = x->addr_index;
     h->nat->connects++;
     uv_tcp_nodelay(&c->tcp, 1);
