@@ -71,6 +71,7 @@ static void xfer_destroy(fr_xfer *x)
 
 static void http_release_memory(fr_http *h)
 {
+    fr_nat_release(h);
     for (size_t i = 0; i < h->nurls; i++)
         free(h->urls[i]);
     free(h->socks);
@@ -82,6 +83,25 @@ static void handle_closed(fr_http *h)
     h->open_handles--;
     if (h->shut && h->open_handles == 0)
         http_release_memory(h);
+}
+
+void fr_http_handle_closed(fr_http *h)
+{
+    handle_closed(h);
+}
+
+void fr_http_enter(fr_http *h)
+{
+    h->depth++;
+}
+
+void fr_http_leave(fr_http *h)
+{
+    h->depth--;
+    if (h->depth == 0 && !h->closing)
+        fr_nat_kick(h);
+    if (h->closing && h->depth == 0)
+        http_shutdown(h);
 }
 
 static void on_timer_closed(uv_handle_t *handle)
@@ -234,23 +254,43 @@ static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
 
 /* ---- per-transfer deadlines ----------------------------------------------- */
 
-static uint64_t next_deadline(const fr_xfer *x, deadline_kind *kind)
+uint64_t fr_http_next_deadline(const http_deadlines *d, deadline_kind *kind)
 {
     uint64_t best = UINT64_MAX;
     *kind = DEADLINE_NONE;
-    if (x->first_byte_ms > 0 && !x->got_body && x->start_ms + (uint64_t)x->first_byte_ms < best) {
-        best = x->start_ms + (uint64_t)x->first_byte_ms;
+    if (d->first_byte_ms > 0 && !d->got_body && d->start_ms + (uint64_t)d->first_byte_ms < best) {
+        best = d->start_ms + (uint64_t)d->first_byte_ms;
         *kind = DEADLINE_FIRST;
     }
-    if (x->idle_ms > 0 && x->headers_done && x->activity_ms + (uint64_t)x->idle_ms < best) {
-        best = x->activity_ms + (uint64_t)x->idle_ms;
+    if (d->idle_ms > 0 && d->headers_done && d->activity_ms + (uint64_t)d->idle_ms < best) {
+        best = d->activity_ms + (uint64_t)d->idle_ms;
         *kind = DEADLINE_IDLE;
     }
-    if (x->total_ms > 0 && x->start_ms + (uint64_t)x->total_ms < best) {
-        best = x->start_ms + (uint64_t)x->total_ms;
+    if (d->total_ms > 0 && d->start_ms + (uint64_t)d->total_ms < best) {
+        best = d->start_ms + (uint64_t)d->total_ms;
         *kind = DEADLINE_TOTAL;
     }
     return best;
+}
+
+void fr_http_deadline_text(const http_deadlines *d, deadline_kind kind, char *msg, size_t size)
+{
+    switch (kind) {
+    case DEADLINE_FIRST:
+        snprintf(msg, size, "no first byte after %ld ms", d->first_byte_ms);
+        break;
+    case DEADLINE_IDLE:
+        snprintf(msg, size, "stream idle for %ld ms", d->idle_ms);
+        break;
+    default:
+        snprintf(msg, size, "total timeout of %ld ms exceeded", d->total_ms);
+        break;
+    }
+}
+
+static uint64_t next_deadline(const fr_xfer *x, deadline_kind *kind)
+{
+    return fr_http_next_deadline(&x->dl, kind);
 }
 
 static void on_xfer_timer(uv_timer_t *t);
@@ -363,7 +403,7 @@ static void xfer_finish(fr_xfer *x, int rc, const char *error)
         .rc = rc,
         .status = 0,
         .retry_after_s = fr_http_retry_after_s(x),
-        .ttfb_ms = x->got_body ? (double)(x->first_ns - x->start_ns) / 1e6 : -1,
+        .ttfb_ms = x->dl.got_body ? (double)(x->first_ns - x->start_ns) / 1e6 : -1,
         .total_ms = (double)(uv_hrtime() - x->start_ns) / 1e6,
         .bytes = x->bytes,
         .error = rc == FR_OK ? NULL : error,
@@ -427,17 +467,7 @@ static void on_xfer_timer(uv_timer_t *t)
         xfer_arm(x);
         return;
     }
-    switch (kind) {
-    case DEADLINE_FIRST:
-        snprintf(x->msg, sizeof x->msg, "no first byte after %ld ms", x->first_byte_ms);
-        break;
-    case DEADLINE_IDLE:
-        snprintf(x->msg, sizeof x->msg, "stream idle for %ld ms", x->idle_ms);
-        break;
-    default:
-        snprintf(x->msg, sizeof x->msg, "total timeout of %ld ms exceeded", x->total_ms);
-        break;
-    }
+    fr_http_deadline_text(&x->dl, kind, x->msg, sizeof x->msg);
     h->depth++;
     xfer_finish(x, FR_ETIMEDOUT, x->msg);
     h->depth--;
@@ -465,11 +495,11 @@ static size_t on_header(char *line, size_t size, size_t nitems, void *ud)
         x->status = status;
         x->retry_after[0] = '\0';
         x->retry_after_ms[0] = '\0';
-        x->headers_done = false;
+        x->dl.headers_done = false;
     } else if (len <= 2 && (len == 0 || line[0] == '\r' || line[0] == '\n')) {
-        if (x->status >= 200 && !x->headers_done) {
-            x->headers_done = true;
-            x->activity_ms = uv_now(x->h->loop);
+        if (x->status >= 200 && !x->dl.headers_done) {
+            x->dl.headers_done = true;
+            x->dl.activity_ms = uv_now(x->h->loop);
             xfer_arm(x);
         }
     } else if ((len > 12 && strncasecmp(line, "Retry-After:", 12) == 0) ||
@@ -506,18 +536,18 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *ud)
     }
     if (len == 0)
         return 0;
-    if (!x->got_body) {
-        x->got_body = true;
+    if (!x->dl.got_body) {
+        x->dl.got_body = true;
         x->first_ns = uv_hrtime();
     }
     x->bytes += len;
     if (!x->on_data)
-        x->activity_ms = uv_now(x->h->loop);
+        x->dl.activity_ms = uv_now(x->h->loop);
     if (x->on_data) {
         int rc = x->on_data(x->ud, x->status, data, len);
         /* Only content moves the idle deadline: a keep-alive does not. */
         if (rc == FR_OK)
-            x->activity_ms = uv_now(x->h->loop);
+            x->dl.activity_ms = uv_now(x->h->loop);
         else if (rc == FR_HTTP_QUIET)
             rc = FR_OK;
         if (rc != FR_OK) {
@@ -580,6 +610,8 @@ static void sock_action(fr_http *h, curl_socket_t fd, int flags)
         drain(h);
     }
     h->depth--;
+    if (h->depth == 0 && !h->closing)
+        fr_nat_kick(h);
     if (h->closing && h->depth == 0)
         http_shutdown(h);
 }
@@ -591,6 +623,7 @@ static void http_shutdown(fr_http *h)
     if (h->shut)
         return;
     h->shut = true;
+    fr_nat_shutdown(h);
     while (h->xfers)
         xfer_release(h->xfers); /* never calls done */
     while (h->spare) {
@@ -648,6 +681,8 @@ fr_http *fr_http_new(uv_loop_t *loop)
     uv_timer_init(loop, &h->timer);
     h->timer.data = h;
     h->open_handles = 1;
+    const char *mode = getenv("FLOWRUN_HTTP");
+    h->only_curl = mode && strcmp(mode, "curl") == 0;
     return h;
 }
 
@@ -742,13 +777,20 @@ int fr_http_submit(fr_http *h, const fr_request *req, const fr_http_opts *opts,
     int rc = FR_EINVAL;
     fr_xfer *x = NULL;
     const char *cached = NULL;
-    if (!h || !req || h->closing || h->in_curl || !fr_http_valid_url(h, req->url, &cached))
+    if (!h || !req || h->closing || h->in_curl || fr_nat_in_data(h))
         goto cleanup;
     if (req->nheaders > 0 && !req->headers)
         goto cleanup;
     for (size_t i = 0; i < req->nheaders; i++)
         if (!fr_http_valid_header(req->headers[i]))
             goto cleanup;
+    bool taken = false;
+    rc = fr_nat_submit(h, req, opts, on_data, on_done, ud, out, &taken);
+    if (taken)
+        return rc;
+    rc = FR_EINVAL;
+    if (!fr_http_valid_url(h, req->url, &cached))
+        goto cleanup;
     if (!opts)
         opts = &no_opts;
 
@@ -759,9 +801,9 @@ int fr_http_submit(fr_http *h, const fr_request *req, const fr_http_opts *opts,
     x->on_done = on_done;
     x->ud = ud;
     x->max_response = opts->max_response ? opts->max_response : DEFAULT_MAX_RESPONSE;
-    x->first_byte_ms = opts->first_byte_timeout_ms;
-    x->idle_ms = opts->idle_timeout_ms;
-    x->total_ms = opts->total_timeout_ms;
+    x->dl.first_byte_ms = opts->first_byte_timeout_ms;
+    x->dl.idle_ms = opts->idle_timeout_ms;
+    x->dl.total_ms = opts->total_timeout_ms;
     if (opts->capture_header)
         x->capture = fr_xstrndup(opts->capture_header, strnlen(opts->capture_header, 63));
     if (opts->method)
@@ -788,7 +830,7 @@ int fr_http_submit(fr_http *h, const fr_request *req, const fr_http_opts *opts,
     h->open_handles++;
     x->id = ++h->next_id;
     x->actions_at_submit = h->actions;
-    x->start_ms = uv_now(h->loop);
+    x->dl.start_ms = uv_now(h->loop);
     x->start_ns = uv_hrtime();
     x->next = h->xfers;
     if (h->xfers)
@@ -818,7 +860,13 @@ cleanup:
  * on_data callback, as soon as curl returns. */
 void fr_http_cancel(fr_http *h, fr_xfer *x)
 {
-    if (!h || !x || h->closing || x->finished || x->cancelled)
+    if (!h || !x || h->closing)
+        return;
+    if (x->base.native) {
+        fr_nat_cancel(h, x);
+        return;
+    }
+    if (x->finished || x->cancelled)
         return;
     h->active--;
     x->reusable = true; /* removed before it ended: nothing of it is left */
@@ -834,13 +882,14 @@ void fr_http_cancel(fr_http *h, fr_xfer *x)
 /* Returns the number of transfers submitted and neither done nor cancelled. */
 size_t fr_http_active(const fr_http *h)
 {
-    return h ? h->active : 0;
+    return h ? h->active + fr_nat_active(h) : 0;
 }
 
 /* Returns how many TCP connections the finished or cancelled transfers
  * opened (CURLINFO_NUM_CONNECTS summed); reused connections count once. */
 void fr_http_set_max_connections(fr_http *h, long n)
 {
+    h->max_conns = n > 0 ? n : 0;
     curl_multi_setopt(h->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, n > 0 ? n : 0L);
     /* curl closes a connection when a transfer ends with more than
      * MAXCONNECTS open: below the transfers at once, every request would
@@ -853,13 +902,13 @@ void fr_http_set_max_connections(fr_http *h, long n)
 
 long fr_http_connections(const fr_http *h)
 {
-    return h ? h->connects : 0;
+    return h ? h->connects + fr_nat_connections(h) : 0;
 }
 
 /* Returns how many easy handles were created (spare ones reused do not count). */
 long fr_http_handles_made(const fr_http *h)
 {
-    return h ? h->easy_made : 0;
+    return h ? h->easy_made + fr_nat_made(h) : 0;
 }
 
 /* Cancels every transfer without done callbacks, cleans up curl and closes

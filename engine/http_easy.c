@@ -74,7 +74,7 @@ bool fr_http_valid_header(const char *line)
     return strpbrk(line, "\r\n") == NULL;
 }
 
-static bool has_header(const fr_request *req, const char *name)
+bool fr_http_has_header(const fr_request *req, const char *name)
 {
     size_t n = strlen(name);
     for (size_t i = 0; i < req->nheaders; i++)
@@ -93,7 +93,7 @@ int fr_http_build_headers(const fr_request *req, struct curl_slist **out)
         list = next;
     }
     /* The body is JSON; without this curl would label it a form. */
-    if (!has_header(req, "Content-Type")) {
+    if (!fr_http_has_header(req, "Content-Type")) {
         if (!(next = curl_slist_append(list, "Content-Type: application/json")))
             goto cleanup;
         list = next;
@@ -163,13 +163,19 @@ static double parse_retry_after(const char *v);
  * (it is the more precise), else Retry-After; -1 when neither. */
 double fr_http_retry_after_s(const fr_xfer *x)
 {
-    if (x->retry_after_ms[0] && isdigit((unsigned char)x->retry_after_ms[0])) {
+    return fr_http_retry_after_parse(x->retry_after, x->retry_after_ms);
+}
+
+/* From the raw values ("" when absent), for both paths. */
+double fr_http_retry_after_parse(const char *retry_after, const char *retry_after_ms)
+{
+    if (retry_after_ms[0] && isdigit((unsigned char)retry_after_ms[0])) {
         char *end = NULL;
-        double ms = strtod(x->retry_after_ms, &end);
+        double ms = strtod(retry_after_ms, &end);
         if (*end == '\0' && isfinite(ms) && ms >= 0)
             return ms / 1000.0;
     }
-    return parse_retry_after(x->retry_after);
+    return parse_retry_after(retry_after);
 }
 
 /* Retry-After is delta-seconds or an HTTP date; returns seconds from now

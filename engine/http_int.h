@@ -28,7 +28,22 @@ typedef struct sock_ctx {
     bool closing;
 } sock_ctx;
 
-typedef enum { DEADLINE_NONE = 0, DEADLINE_FIRST, DEADLINE_IDLE, DEADLINE_TOTAL } deadline_kind;
+typedef enum {
+    DEADLINE_NONE = 0,
+    DEADLINE_FIRST,
+    DEADLINE_IDLE,
+    DEADLINE_TOTAL,
+    DEADLINE_CONNECT /* the native path's own; curl times its connects itself */
+} deadline_kind;
+
+/* A transfer's deadlines and what moves them: the same on both paths. */
+typedef struct http_deadlines {
+    uint64_t start_ms;    /* uv_now at submit */
+    uint64_t activity_ms; /* uv_now at the end of headers or the last body chunk of content */
+    long first_byte_ms, idle_ms, total_ms;
+    bool got_body;     /* at least one body byte arrived */
+    bool headers_done; /* final (non-1xx) headers complete */
+} http_deadlines;
 
 /* What an easy handle was last set to, kept across its reuses so that only
  * what differs is set again. */
@@ -39,7 +54,16 @@ typedef struct easy_set {
     bool custom_method; /* CURLOPT_CUSTOMREQUEST is set */
 } easy_set;
 
+/* What both kinds of transfer begin with: fr_http_cancel tells them apart. */
+typedef struct xfer_base {
+    bool native; /* a nat_xfer of http_native.c, else a curl fr_xfer */
+} xfer_base;
+
+/* The native HTTP/1.1 client's state (http_native.c), opaque here. */
+typedef struct fr_nat fr_nat;
+
 struct fr_xfer {
+    xfer_base base; /* first */
     fr_http *h;
     fr_xfer *prev, *next; /* in h->xfers while the easy handle is live */
     unsigned long id;     /* for log lines only */
@@ -53,21 +77,17 @@ struct fr_xfer {
     fr_http_done_fn on_done;
     void *ud;
 
-    uv_timer_t timer;     /* deadlines; timer.data points back; frees the xfer on close */
-    uint64_t start_ms;    /* uv_now at submit */
-    uint64_t activity_ms; /* uv_now at the end of headers or the last body chunk of content */
-    uint64_t start_ns;    /* uv_hrtime at submit */
-    uint64_t first_ns;    /* uv_hrtime at the first body byte */
-    long first_byte_ms, idle_ms, total_ms;
+    uv_timer_t timer;  /* deadlines; timer.data points back; frees the xfer on close */
+    http_deadlines dl; /* first byte, idle, total */
+    uint64_t start_ns; /* uv_hrtime at submit */
+    uint64_t first_ns; /* uv_hrtime at the first body byte */
     size_t max_response;
 
-    long status;       /* parsed from the status line, for on_data */
-    bool headers_done; /* final (non-1xx) headers complete */
-    bool got_body;     /* at least one body byte arrived */
-    bool cancelled;    /* cancel asked from inside curl; removed after socket_action */
-    bool finished;     /* done delivered or cancelled; memory waits for the close cb */
-    int abort_rc;      /* why the write callback stopped the transfer, 0 if it did not */
-    bool no_fds;       /* socket() failed with EMFILE or ENFILE */
+    long status;    /* parsed from the status line, for on_data */
+    bool cancelled; /* cancel asked from inside curl; removed after socket_action */
+    bool finished;  /* done delivered or cancelled; memory waits for the close cb */
+    int abort_rc;   /* why the write callback stopped the transfer, 0 if it did not */
+    bool no_fds;    /* socket() failed with EMFILE or ENFILE */
     size_t bytes;
 
     char retry_after[RETRY_AFTER_MAX];    /* raw header value of the latest response */
@@ -107,6 +127,9 @@ struct fr_http {
     bool closing; /* fr_http_free was called */
     bool shut;    /* shutdown ran; memory goes with the last close callback */
     int open_handles;
+    fr_nat *nat;    /* the native client, made at the first plain http:// request */
+    bool only_curl; /* FLOWRUN_HTTP=curl */
+    long max_conns; /* fr_http_set_max_connections, 0 for none */
 };
 
 /* Frees a header list (NULL is fine), wiping each line first: the
@@ -134,3 +157,46 @@ int fr_http_setup_easy(fr_xfer *x, const fr_request *req, const char *cached, si
  * valid (the more precise), else Retry-After (delta-seconds or an HTTP
  * date, 0 for a date past); -1 when neither. */
 double fr_http_retry_after_s(const fr_xfer *x);
+/* The same from the raw header values (each "" when absent): shared by
+ * both paths. */
+double fr_http_retry_after_parse(const char *retry_after, const char *retry_after_ms);
+
+/* The earliest of d's deadlines (first byte, idle, total), and its kind
+ * in *kind (DEADLINE_NONE and UINT64_MAX when there is none). */
+uint64_t fr_http_next_deadline(const http_deadlines *d, deadline_kind *kind);
+/* The error text of d's deadline of `kind` (not CONNECT) into msg. */
+void fr_http_deadline_text(const http_deadlines *d, deadline_kind kind, char *msg, size_t size);
+/* True when `req` (borrowed) has a header line named `name` (any case). */
+bool fr_http_has_header(const fr_request *req, const char *name);
+
+/* ---- http.c's services to http_native.c ---- */
+/* One of fr_http's libuv handles was closed: the memory goes with the last. */
+void fr_http_handle_closed(fr_http *h);
+/* Around a libuv callback that may call done callbacks: fr_http_free from
+ * one of them takes effect at the outermost leave. */
+void fr_http_enter(fr_http *h);
+void fr_http_leave(fr_http *h);
+
+/* ---- http_native.c: plain http:// without a proxy, on libuv streams ---- */
+/* Submits `req` natively when its URL is a plain http:// one that no proxy
+ * applies to (the header lines and h's state already checked): then sets
+ * *taken and returns as fr_http_submit. Leaves *taken false (and returns
+ * FR_OK) when the curl path must carry it. */
+int fr_nat_submit(fr_http *h, const fr_request *req, const fr_http_opts *opts,
+                  fr_http_data_fn on_data, fr_http_done_fn on_done, void *ud, fr_xfer **out,
+                  bool *taken);
+/* Starts the transfers submitted since (connect or send): at the end of
+ * each libuv callback of fr_http's, outside every done and data callback. */
+void fr_nat_kick(fr_http *h);
+/* fr_http_cancel of a native transfer. */
+void fr_nat_cancel(fr_http *h, fr_xfer *x);
+/* Transfers in flight, TCP connections opened, transfer structs made. */
+size_t fr_nat_active(const fr_http *h);
+long fr_nat_connections(const fr_http *h);
+long fr_nat_made(const fr_http *h);
+/* True while a native data callback runs (no submit then). */
+bool fr_nat_in_data(const fr_http *h);
+/* Cancels every native transfer and closes every handle (fr_http_free). */
+void fr_nat_shutdown(fr_http *h);
+/* Frees what is left once every handle is closed. */
+void fr_nat_release(fr_http *h);

@@ -20,14 +20,7 @@
 static void test_connect_refused(void **state)
 {
     fx *f = *state;
-    /* A port that was just free: bind it, note it, close it. */
-    uv_tcp_t probe;
-    struct sockaddr_in addr;
-    uv_tcp_init(&f->loop, &probe);
-    uv_ip4_addr("127.0.0.1", 0, &addr);
-    assert_int_equal(uv_tcp_bind(&probe, (const struct sockaddr *)&addr, 0), 0);
-    int port = bound_port(&probe);
-    uv_close((uv_handle_t *)&probe, NULL);
+    int port = free_port();
 
     char url[96];
     snprintf(url, sizeof url, "http://127.0.0.1:%d/json", port);

@@ -50,7 +50,8 @@ typedef struct conn {
     char path[256];
     int nopen; /* handles not yet closed */
     bool closing;
-    bool parked; /* waiting at the /gate */
+    bool parked;    /* waiting at the /gate */
+    bool drop_next; /* the next request on it is dropped unanswered (/drop-next) */
     tick_mode mode;
     int pieces;
 } conn;
@@ -235,10 +236,19 @@ static inline void http_date(char *out, size_t size, time_t when)
     strftime(out, size, "%a, %d %b %Y %H:%M:%S GMT", &tm);
 }
 
+static inline void on_linger(uv_timer_t *t)
+{
+    conn_close(t->data);
+}
+
 static inline void handle_request(conn *c, const char *body, size_t body_len)
 {
     srv *s = c->s;
     const char *p = c->path;
+    if (c->drop_next) {
+        conn_close(c);
+        return;
+    }
     if (strncmp(p, "/json", 5) == 0) {
         reply_path(c);
     } else if (strcmp(p, "/echo") == 0) {
@@ -279,6 +289,32 @@ static inline void handle_request(conn *c, const char *body, size_t body_len)
         conn_send(c, chunked_head, strlen(chunked_head), false);
     } else if (strcmp(p, "/never") == 0) {
         /* Say nothing at all. */
+    } else if (strcmp(p, "/close") == 0) {
+        send_fmt(c, "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\n");
+        conn_send(c, "{}", 2, true);
+    } else if (strcmp(p, "/linger-close") == 0) {
+        /* A keep-alive reply, then the server closes the idle connection. */
+        reply_path(c);
+        c->mode = TICK_NONE;
+        uv_timer_start(&c->timer, on_linger, 10, 0);
+    } else if (strcmp(p, "/drop-next") == 0) {
+        reply_path(c);
+        c->drop_next = true;
+    } else if (strcmp(p, "/204") == 0) {
+        send_fmt(c, "HTTP/1.1 204 No Content\r\n\r\n");
+    } else if (strcmp(p, "/304") == 0) {
+        send_fmt(c, "HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\nContent-Length: 5\r\n\r\n");
+    } else if (strcmp(p, "/badstatus") == 0) {
+        send_fmt(c, "HTTP/1.1 2x0 OK\r\nContent-Length: 2\r\n\r\n{}");
+    } else if (strcmp(p, "/continue") == 0) {
+        send_fmt(c, "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n"
+                    "\r\n{}");
+    } else if (strcmp(p, "/chunkext") == 0) {
+        send_fmt(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    "5;name=value\r\nhello\r\n1 ; q=\"a;b\"\r\n,\r\n6\r\nworld!\r\n"
+                    "0;end\r\nX-Trailer: t\r\n\r\n");
+    } else if (strcmp(p, "/429ms") == 0) {
+        reply(c, 429, "Too Many Requests", "Retry-After: 9\r\nretry-after-ms: 1500\r\n", "{}", 2);
     } else if (strcmp(p, "/huge") == 0) {
         send_huge(c, false);
     } else if (strcmp(p, "/hugecl") == 0) {
@@ -379,6 +415,21 @@ static inline int bound_port(uv_tcp_t *tcp)
     int len = sizeof ss;
     assert_int_equal(uv_tcp_getsockname(tcp, (struct sockaddr *)&ss, &len), 0);
     return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+}
+
+/* A port that was just free (bound, noted, closed): a connect to it is
+ * refused. */
+static inline int free_port(void)
+{
+    struct sockaddr_in addr = {.sin_family = AF_INET};
+    socklen_t len = sizeof addr;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&addr, sizeof addr), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&addr, &len), 0);
+    close(fd);
+    return ntohs(addr.sin_port);
 }
 
 static inline void srv_start(srv *s, uv_loop_t *loop)
