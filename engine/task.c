@@ -190,13 +190,15 @@ static fr_attempt_rec attempt_rec(const fr_task *t)
  * should the process die, that charge stays. False (logged) when it cannot
  * be written: then the request must not be sent. With `w` the request
  * waits for the turn's commit when w->parked (fr_booking_reserve); without,
- * the reservation is committed when this returns. */
+ * the reservation is committed when this returns. An attempt whose worst
+ * case is $0 (a local endpoint without a price) has no charge to keep: it
+ * goes out at once and is booked once, when it ends (book_attempt). */
 static bool reserve_attempt(fr_task *t, fr_booking_wait *w)
 {
     t->row = 0;
     if (w)
         w->parked = false;
-    if (!t->env->books)
+    if (!t->env->books || t->reserved <= 0)
         return true;
     fr_attempt_rec a = attempt_rec(t);
     a.cost_usd = t->reserved;
