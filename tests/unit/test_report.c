@@ -287,6 +287,7 @@ static void enrich(fixture *fx)
     d->usage.estimated = true;
     d->cached = true;
     d->turns = 2;
+    json_decref(d->tool_calls); /* fr_results_add made an empty one */
     d->tool_calls = json_pack("[{s:s, s:{s:s}, s:s, s:f}, {s:s, s:{}, s:s}]", "name", "search",
                               "arguments", "q", "flowrun", "result", "3 hits", "ms", 12.5, "name",
                               "fetch", "arguments", "error", "HTTP 403 for " KEY);
