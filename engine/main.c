@@ -773,10 +773,16 @@ static int run_workflow(int argc, char **argv, int first, const command *cmd, bo
     if ((a.trace_file || a.html_file) &&
         fr_html_save(fr_run_results(run), a.trace_file, a.html_file) != FR_OK)
         code = FR_EXIT_IOERR;
-    /* One text for --json and the store: `flowrun report --json` is the same bytes. */
-    char *report = a.json || !a.run.plan ? fr_cli_report_json_text(fr_run_results(run)) : NULL;
-    if (!a.run.plan)
-        code = fr_cli_store_report(fr_run_results(run), a.run.state_dir, report, code);
+    /* The store keeps the report compact (half the bytes, and half the
+     * memory at the run's end); --json prints it indented, the bytes
+     * `flowrun report --json` renders from the stored text. One at a time,
+     * so their buffers never stack. */
+    if (!a.run.plan) {
+        char *stored = fr_cli_report_json_text(fr_run_results(run), true);
+        code = fr_cli_store_report(fr_run_results(run), a.run.state_dir, stored, code);
+        free(stored);
+    }
+    char *report = a.json ? fr_cli_report_json_text(fr_run_results(run), false) : NULL;
     if (a.json) {
         if (!report || fputs(report, stdout) == EOF || fflush(stdout) != 0) {
             /* A script that reads the report must not take silence for it. */
@@ -829,6 +835,13 @@ int main(int argc, char **argv)
      * transfer holds sockets, and the scheduler sizes itself by what is
      * left (engine/util/fdlimit.h). */
     fr_fd_raise_limit();
+#ifdef __GLIBC__
+    /* A run allocates and frees in bursts each loop turn: with glibc's
+     * default (128 KiB of padding and trimming) the heap's top moves by a
+     * brk() call about once a task. */
+    mallopt(M_TOP_PAD, 4 << 20);
+    mallopt(M_TRIM_THRESHOLD, 8 << 20);
+#endif
     const command *c = argc > 1 ? find_command(argv[1]) : NULL;
     if (!c)
         return run_main(argc, argv); /* flowrun WORKFLOW.lua [options] */

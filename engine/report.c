@@ -280,10 +280,12 @@ static void w_endpoint(fr_jsonw *w, const fr_results *r, size_t e)
     fr_jsonw_close(w);
 }
 
-int fr_report_text(const fr_results *r, fr_buf *out)
+int fr_report_text(const fr_results *r, fr_buf *out, bool compact)
 {
     totals tt = compute_totals(r);
     fr_jsonw *w = fr_jsonw_new(out);
+    if (compact)
+        fr_jsonw_compact(w, 17); /* %.17g: every real reads back the same */
     fr_jsonw_object(w, NULL);
     fr_jsonw_str(w, "run", r->run_id);
     fr_jsonw_str(w, "workflow", r->wf->name);
@@ -337,10 +339,23 @@ json_t *fr_report_json(const fr_results *r)
     fr_buf text;
     fr_buf_init(&text, 0);
     json_t *o = NULL;
-    if (fr_report_text(r, &text) == FR_OK)
+    if (fr_report_text(r, &text, true) == FR_OK)
         o = json_loadb(text.data, text.len, JSON_ALLOW_NUL, NULL);
     fr_buf_close(&text);
     return o;
+}
+
+int fr_report_reindent(const char *text, fr_buf *out)
+{
+    json_t *o = json_loads(text, JSON_ALLOW_NUL, NULL);
+    if (!o)
+        return FR_EINVAL;
+    fr_jsonw *w = fr_jsonw_new(out);
+    fr_jsonw_value(w, NULL, o);
+    int rc = fr_jsonw_ok(w) ? fr_buf_append(out, "\n", 1) : FR_ETOOBIG;
+    fr_jsonw_free(w);
+    json_decref(o);
+    return rc;
 }
 
 static void fmt_ms(char *buf, size_t n, double ms)

@@ -13,8 +13,17 @@
 
 /* Appends the JSON report of the finished run `r` (borrowed) to `out`
  * (borrowed) as its text: json_dumps(report, JSON_INDENT(2)) and a newline,
- * written without a tree. Returns FR_OK, or FR_ETOOBIG past out's limit. */
-int fr_report_text(const fr_results *r, fr_buf *out);
+ * or with `compact` json_dumps(report, JSON_COMPACT | JSON_REAL_PRECISION(17))
+ * and a newline (what the state store keeps: fr_report_reindent gives the
+ * indented text back byte for byte), written without a tree. Returns FR_OK,
+ * or FR_ETOOBIG past out's limit. */
+int fr_report_text(const fr_results *r, fr_buf *out, bool compact);
+
+/* Appends to `out` (borrowed) the indented text of the report `text`
+ * (borrowed, compact or indented, as fr_report_text writes it): the same
+ * bytes fr_report_text(r, out, false) gives. Returns FR_OK, FR_EINVAL when
+ * `text` is not JSON, or FR_ETOOBIG. */
+int fr_report_reindent(const char *text, fr_buf *out);
 
 /* Returns the JSON report (owned) of the finished run `r` (borrowed): its
  * text parsed, for the HTML report, the trace and the tests; NULL when it

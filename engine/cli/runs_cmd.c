@@ -314,8 +314,20 @@ int fr_cli_report_main(int argc, char **argv)
         if (!o.json) /* the files were asked for: the summary only with --json */
             goto cleanup;
     }
-    const char *text = o.json ? rep.json : rep.summary;
-    if (fputs(text, stdout) == EOF || fflush(stdout) != 0) {
+    /* Stored compact (runs stored by an older flowrun hold it indented):
+     * printed indented, the bytes the run's own --json printed. */
+    fr_buf indented;
+    fr_buf_init(&indented, 0);
+    if (o.json && fr_report_reindent(rep.json, &indented) != FR_OK) {
+        fprintf(stderr, "flowrun: run %s's stored report is not JSON\n", rep.run_id);
+        fr_buf_close(&indented);
+        code = FR_EXIT_IOERR;
+        goto cleanup;
+    }
+    const char *text = o.json ? fr_buf_str(&indented) : rep.summary;
+    int wrote = fputs(text, stdout) != EOF && fflush(stdout) == 0;
+    fr_buf_close(&indented);
+    if (!wrote) {
         fprintf(stderr, "flowrun: cannot write to standard output: %s\n",
                 strerror(errno ? errno : EIO));
         code = FR_EXIT_IOERR;
@@ -431,11 +443,11 @@ cleanup:
 
 /* ---- a run's end ------------------------------------------------------- */
 
-char *fr_cli_report_json_text(const fr_results *r)
+char *fr_cli_report_json_text(const fr_results *r, bool compact)
 {
     fr_buf text;
     fr_buf_init(&text, 0);
-    if (fr_report_text(r, &text) != FR_OK) {
+    if (fr_report_text(r, &text, compact) != FR_OK) {
         fr_buf_close(&text);
         return NULL;
     }

@@ -21,15 +21,16 @@ int fr_cli_runs_main(int argc, char **argv);
 int fr_cli_report_main(int argc, char **argv);
 int fr_cli_stats_main(int argc, char **argv);
 
-/* Returns the text (owned) a run's `--json` prints for the finished run `r`
- * (borrowed): the JSON report indented by 2, with its final newline; NULL
- * when it cannot be encoded. */
-char *fr_cli_report_json_text(const fr_results *r);
+/* Returns the text (owned) of the JSON report of the finished run `r`
+ * (borrowed), with its final newline: what a run's `--json` prints
+ * (indented by 2), or with `compact` what the state store keeps
+ * (fr_report_text); NULL when it cannot be encoded. */
+char *fr_cli_report_json_text(const fr_results *r, bool compact);
 
 /* At the end of run `r` (borrowed, not a plan): stores its report in the
  * state store of `state_dir` (borrowed, may be NULL; the rehearsals' store
- * for a --sim run), `json_text` (borrowed: what --json prints, or NULL when
- * it could not be encoded) and the uncoloured summary, through the store's
+ * for a --sim run), `json_text` (borrowed: the compact report text, or NULL
+ * when it could not be encoded) and the uncoloured summary, through the store's
  * batch, committed before it returns. Returns `code`, the run's exit code,
  * or 74 when a run that succeeded cannot store its report (said on stderr;
  * a run that failed keeps its code and the warning). */
