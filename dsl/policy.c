@@ -17,6 +17,14 @@ struct fr_policy {
     int version;
     int route_ref;
     int on_result_ref;
+    bool keep_args; /* fr_policy_keep_args: route's tables are kept (push_kept_args) */
+    /* The route arguments kept between decisions: */
+    bool args_dirty;              /* the policy added a key to one of them: build anew */
+    size_t ntried;                /* elements written into the kept `tried` */
+    size_t ncands;                /* elements written into the kept candidates array */
+    size_t *ntags;                /* per candidate slot, elements written into its `tags` */
+    size_t nslots;                /* length of ntags */
+    unsigned long metatables_set; /* fr_sandbox_metatables_set when they were checked */
 };
 
 /* The keys of the argument tables, made Lua strings once per policy, so
@@ -45,8 +53,8 @@ struct fr_policy {
 enum { KEY_FIRST = 0, KEY_LIST(KEY_ENUM) KEY_COUNT };
 static const char *const key_names[] = {"", KEY_LIST(KEY_NAME)};
 
-/* Where call_protected keeps the keys table on the stack (at the bottom). */
-#define KEYS_IDX 1
+/* call_protected is a C closure whose upvalue k is the key K_... = k. */
+static int call_protected(lua_State *L);
 
 /* $FLOWRUN_LUA_DIR, or NULL: the built-ins come from the binary. */
 static const char *lua_dir(void)
@@ -164,11 +172,9 @@ static int take_refs(lua_State *L)
     else
         lua_pop(L, 1);
     p->route_ref = fr_sandbox_ref(L); /* [] */
-    lua_createtable(L, KEY_COUNT, 0); /* [keys] */
-    for (int k = 1; k < KEY_COUNT; k++) {
-        lua_pushstring(L, key_names[k]);
-        lua_rawseti(L, -2, k);
-    }
+    for (int k = 1; k < KEY_COUNT; k++)
+        lua_pushstring(L, key_names[k]);                /* [keys...] */
+    lua_pushcclosure(L, call_protected, KEY_COUNT - 1); /* [call] */
     /* Kept in the registry under the address of key_names, out of the
      * policy's reach, for as long as the state lives. */
     lua_rawsetp(L, LUA_REGISTRYINDEX, key_names); /* [] */
@@ -255,6 +261,12 @@ int fr_policy_load(const char *path, const fr_lua_limits *lim, int version, fr_p
         rc = adopt_module(p, err);
     if (rc != FR_OK)
         goto cleanup;
+    if (b) {
+        /* Flowrun's own code: its loops are bounded by the candidates, and
+         * it neither keeps nor changes its arguments (test_policy_builtins). */
+        fr_sandbox_trust(p->L);
+        fr_policy_keep_args(p);
+    }
     *out = p;
     p = NULL;
 cleanup:
@@ -290,9 +302,15 @@ void fr_policy_free(fr_policy *p)
         fr_sandbox_unref(p->L, p->on_result_ref);
         fr_sandbox_free(p->L);
     }
+    free(p->ntags);
     free(p->name);
     free(p->path);
     free(p);
+}
+
+void fr_policy_keep_args(fr_policy *p)
+{
+    p->keep_args = true;
 }
 
 const char *fr_policy_name(const fr_policy *p)
@@ -340,16 +358,17 @@ typedef struct call_args {
     const cand_set *cands;          /* route */
     const fr_policy_result *result; /* on_result */
     const fr_policy_run *run;
+    fr_policy *keep; /* non-NULL: route's tables are the kept ones of this policy */
 } call_args;
 
 /* The fields below are set on a table preallocated for all of them, in the
  * order of the JSON objects they replace, so a policy sees the same table
- * (pairs() included). Each pushes key `k` (a K_ index into the keys table
- * at KEYS_IDX) and its value and sets them raw: the table is new and has no
- * metatable. [-0, +0] on a table at the top. */
+ * (pairs() included). Each pushes key `k` (a K_ index: call_protected's
+ * upvalue k) and its value and sets them raw: no metamethod runs, on a
+ * new table or a kept one. [-0, +0] on a table at the top. */
 static void set_key(lua_State *L, int k)
 {
-    lua_rawgeti(L, KEYS_IDX, k); /* [t, k] */
+    lua_pushvalue(L, lua_upvalueindex(k)); /* [t, k] */
 }
 
 static void set_str(lua_State *L, int k, const char *v)
@@ -399,9 +418,23 @@ static void set_names(lua_State *L, int k, const char *const *v, size_t n)
     lua_rawset(L, -3); /* [t] */
 }
 
-static void push_task(lua_State *L, const fr_policy_task *t)
+/* Sets field `k` to the array at stack index `arr` (absolute), or, when
+ * `arr` is 0, to a new array of the `n` strings `v`. */
+static void set_list(lua_State *L, int k, int arr, const char *const *v, size_t n)
 {
-    lua_createtable(L, 0, 12); /* [task] */
+    if (!arr) {
+        set_names(L, k, v, n);
+        return;
+    }
+    set_key(L, k);
+    lua_pushvalue(L, arr);
+    lua_rawset(L, -3);
+}
+
+/* Sets the fields of task `t` on the table at the top; `tried` is the stack
+ * index (absolute) of the array to set as `tried`, 0: a new one. */
+static void fill_task(lua_State *L, const fr_policy_task *t, int tried)
+{
     set_str(L, K_NAME, t->name);
     set_str(L, K_AGENT, t->agent);
     set_str(L, K_TYPE, t->type);
@@ -412,33 +445,45 @@ static void push_task(lua_State *L, const fr_policy_task *t)
     lua_rawset(L, -3);
     set_int(L, K_ATTEMPT, t->attempt);
     set_str(L, K_REASON, t->reason);
-    set_names(L, K_TRIED, t->tried, t->ntried);
+    set_list(L, K_TRIED, tried, t->tried, t->ntried);
     set_int(L, K_EST_INPUT_TOKENS, t->est_input_tokens);
     set_int(L, K_MAX_TOKENS, t->max_tokens);
     set_int(L, K_TOOLS, t->tools);
+}
+
+static void push_task(lua_State *L, const fr_policy_task *t)
+{
+    lua_createtable(L, 0, 12); /* [task] */
+    fill_task(L, t, 0);
+}
+
+/* Sets the fields of candidate `c` on the table at the top; `tags` as
+ * fill_task's `tried`. */
+static void fill_cand(lua_State *L, const fr_policy_cand *c, int tags)
+{
+    set_str(L, K_NAME, c->name);
+    set_str(L, K_TIER, c->tier);
+    set_str(L, K_PROTOCOL, c->protocol);
+    set_str(L, K_MODEL, c->model);
+    set_int(L, K_IN_FLIGHT, c->in_flight);
+    set_int(L, K_MAX_PARALLEL, c->max_parallel);
+    set_int(L, K_FREE, c->free);
+    set_int(L, K_QUEUED, c->queued);
+    set_num(L, K_QUALITY, c->quality);
+    set_num(L, K_PRICE_IN, c->price_in);
+    set_num(L, K_PRICE_OUT, c->price_out);
+    set_num(L, K_EST_COST, c->est_cost);
+    set_opt_num(L, K_LATENCY_P50, c->latency_p50 >= 0, c->latency_p50);
+    set_list(L, K_TAGS, tags, c->tags, c->ntags);
+    set_int(L, K_CONTEXT, c->context);
 }
 
 static void push_cands(lua_State *L, const cand_set *cs)
 {
     lua_createtable(L, (int)cs->n, 0); /* [cands] */
     for (size_t i = 0; i < cs->n; i++) {
-        const fr_policy_cand *c = &cs->view[i];
         lua_createtable(L, 0, 15); /* [cands, c] */
-        set_str(L, K_NAME, c->name);
-        set_str(L, K_TIER, c->tier);
-        set_str(L, K_PROTOCOL, c->protocol);
-        set_str(L, K_MODEL, c->model);
-        set_int(L, K_IN_FLIGHT, c->in_flight);
-        set_int(L, K_MAX_PARALLEL, c->max_parallel);
-        set_int(L, K_FREE, c->free);
-        set_int(L, K_QUEUED, c->queued);
-        set_num(L, K_QUALITY, c->quality);
-        set_num(L, K_PRICE_IN, c->price_in);
-        set_num(L, K_PRICE_OUT, c->price_out);
-        set_num(L, K_EST_COST, c->est_cost);
-        set_opt_num(L, K_LATENCY_P50, c->latency_p50 >= 0, c->latency_p50);
-        set_names(L, K_TAGS, c->tags, c->ntags);
-        set_int(L, K_CONTEXT, c->context);
+        fill_cand(L, &cs->view[i], 0);
         lua_rawseti(L, -2, (lua_Integer)i + 1); /* [cands] */
     }
 }
@@ -462,9 +507,9 @@ static void push_result(lua_State *L, const fr_policy_result *r)
     set_int(L, K_ATTEMPT, r->attempt);
 }
 
-static void push_run(lua_State *L, const fr_policy_run *r)
+/* Sets the fields of run `r` on the table at the top. */
+static void fill_run(lua_State *L, const fr_policy_run *r)
 {
-    lua_createtable(L, 0, 8); /* [run] */
     set_opt_num(L, K_BUDGET, r->capped, r->budget);
     set_num(L, K_SPENT, r->spent);
     set_num(L, K_RESERVED, r->reserved);
@@ -475,6 +520,179 @@ static void push_run(lua_State *L, const fr_policy_run *r)
     set_int(L, K_READY, r->ready);
 }
 
+static void push_run(lua_State *L, const fr_policy_run *r)
+{
+    lua_createtable(L, 0, 8); /* [run] */
+    fill_run(L, r);
+}
+
+/* ---- the kept route arguments (fr_policy_keep_args) ----
+ * Building route's tables (a task, its tried list, the run, the candidates
+ * and each one's tags: 19 tables and 140 fields for 8 candidates) costs
+ * more than a built-in policy's own Lua. Kept, they are built once and
+ * stay in the registry (under &args_key, out of the policy's reach); each
+ * decision writes every field and element again, so what a policy changed
+ * in one decision is overwritten before the next. Keys it adds are not:
+ * each kept table has a metatable whose __newindex sets them raw and marks
+ * the tables dirty, and the next decision builds all of them anew. So does
+ * a call of setmetatable since the last decision (the policy may have
+ * replaced or removed a kept table's metatable) and a change to the
+ * metatable itself (getmetatable(task).__index = ...). A call that fails
+ * makes them new too (its writes may have stopped half way). What stays
+ * visible: a table kept past its call shows the next call's values, and
+ * getmetatable(task) is not nil. */
+
+/* The registry key of the table of kept arguments, whose slots are: */
+static const char args_key = 'A';
+enum { AC_MT = 1, AC_NEWINDEX, AC_TASK, AC_TRIED, AC_RUN, AC_CANDS, AC_SLOT0 };
+/* candidate i (0-based) at AC_SLOT0 + 2i, its tags at AC_SLOT0 + 2i + 1. */
+
+/* __newindex of the kept tables (upvalues: the policy, the metatable): a
+ * key the policy adds to one of them. */
+static int args_newindex(lua_State *L)
+{
+    fr_policy *p = lua_touserdata(L, lua_upvalueindex(1));
+    luaL_checktype(L, 1, LUA_TTABLE);
+    if (!lua_getmetatable(L, 1) || !lua_rawequal(L, -1, lua_upvalueindex(2)))
+        return luaL_error(L, "this __newindex sets fields of route's own arguments only");
+    lua_settop(L, 3);
+    p->args_dirty = true;
+    lua_rawset(L, 1);
+    return 0;
+}
+
+/* Returns true when the metatable at `mt` holds only __newindex, the
+ * function at `fn` (both absolute). */
+static bool mt_intact(lua_State *L, int mt, int fn)
+{
+    int top = lua_gettop(L);
+    bool ok = false;
+    lua_pushnil(L);        /* [nil] */
+    if (lua_next(L, mt)) { /* [k, v] */
+        ok = lua_type(L, -2) == LUA_TSTRING && strcmp(lua_tostring(L, -2), "__newindex") == 0 &&
+             lua_rawequal(L, -1, fn);
+        lua_pop(L, 1); /* [k] */
+        if (lua_next(L, mt))
+            ok = false; /* a second key */
+    }
+    lua_settop(L, top);
+    return ok;
+}
+
+/* Pushes the table of kept arguments and its metatable: the kept ones, or
+ * new ones when there are none yet or they are no longer clean. Returns
+ * the index (absolute) of the table; the metatable is just above. */
+static int push_arg_cache(lua_State *L, fr_policy *p)
+{
+    int cache = lua_gettop(L) + 1;
+    unsigned long set = fr_sandbox_metatables_set(L);
+    bool clean = !p->args_dirty && set == p->metatables_set;
+    p->metatables_set = set;
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &args_key) == LUA_TTABLE && clean) {
+        lua_rawgeti(L, cache, AC_MT);       /* [cache, mt] */
+        lua_rawgeti(L, cache, AC_NEWINDEX); /* [cache, mt, fn] */
+        bool ok = mt_intact(L, cache + 1, cache + 2);
+        lua_settop(L, cache + 1);
+        if (ok)
+            return cache; /* [cache, mt] */
+    }
+    lua_settop(L, cache - 1);
+    lua_createtable(L, AC_SLOT0 + 16, 0); /* [cache] */
+    lua_createtable(L, 0, 1);             /* [cache, mt] */
+    lua_pushlightuserdata(L, p);
+    lua_pushvalue(L, cache + 1);
+    lua_pushcclosure(L, args_newindex, 2); /* [cache, mt, fn] */
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, cache, AC_NEWINDEX);
+    lua_setfield(L, cache + 1, "__newindex"); /* [cache, mt] */
+    lua_pushvalue(L, cache + 1);
+    lua_rawseti(L, cache, AC_MT);
+    lua_pushvalue(L, cache);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &args_key);
+    p->args_dirty = false;
+    p->ntried = p->ncands = 0;
+    if (p->nslots)
+        memset(p->ntags, 0, p->nslots * sizeof *p->ntags);
+    return cache;
+}
+
+/* Pushes the kept table in `slot` of the cache at `cache` (its metatable
+ * just above), or a new one with `narr` and `nrec` slots when there is none
+ * yet. Returns true when new. */
+static bool kept_table(lua_State *L, int cache, int slot, int narr, int nrec)
+{
+    if (lua_rawgeti(L, cache, slot) == LUA_TTABLE) /* [t] */
+        return false;
+    lua_pop(L, 1);
+    lua_createtable(L, narr, nrec); /* [t] */
+    lua_pushvalue(L, cache + 1);
+    lua_setmetatable(L, -2);
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, cache, slot);
+    return true;
+}
+
+/* Writes the `n` strings `v` into the array at the top, and nil over the
+ * rest of the `*was` it held; *was becomes n (and covers every element
+ * written if an error stops it half way). */
+static void fill_names(lua_State *L, const char *const *v, size_t n, size_t *was)
+{
+    if (n > *was)
+        *was = n;
+    for (size_t i = 0; i < n; i++) {
+        lua_pushstring(L, v[i]);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    for (size_t i = n; i < *was; i++) {
+        lua_pushnil(L);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    *was = n;
+}
+
+/* Pushes route's three arguments for `a`, as the kept tables of `p`. The
+ * cache and its metatable are at `cache`. [-0, +3] */
+static void push_kept_args(lua_State *L, fr_policy *p, int cache, const call_args *a)
+{
+    const cand_set *cs = a->cands;
+    int n = (int)cs->n;
+    if (cs->n > p->nslots) {
+        p->ntags = fr_xrealloc(p->ntags, cs->n * sizeof *p->ntags);
+        memset(p->ntags + p->nslots, 0, (cs->n - p->nslots) * sizeof *p->ntags);
+        p->nslots = cs->n;
+    }
+    if (kept_table(L, cache, AC_TRIED, (int)a->task->ntried, 0)) /* [tried] */
+        p->ntried = 0;
+    fill_names(L, a->task->tried, a->task->ntried, &p->ntried);
+    kept_table(L, cache, AC_TASK, 0, 12); /* [tried, task] */
+    fill_task(L, a->task, lua_gettop(L) - 1);
+    lua_remove(L, -2); /* [task] */
+
+    if (kept_table(L, cache, AC_CANDS, n, 0)) /* [task, cands] */
+        p->ncands = 0;
+    size_t was = p->ncands;
+    if (cs->n > p->ncands)
+        p->ncands = cs->n; /* every slot written, should this stop half way */
+    for (int i = 0; i < n; i++) {
+        const fr_policy_cand *c = &cs->view[i];
+        if (kept_table(L, cache, AC_SLOT0 + 2 * i + 1, (int)c->ntags, 0)) /* [.., tags] */
+            p->ntags[i] = 0;
+        fill_names(L, c->tags, c->ntags, &p->ntags[i]);
+        kept_table(L, cache, AC_SLOT0 + 2 * i, 0, 15); /* [.., cands, tags, c] */
+        fill_cand(L, c, lua_gettop(L) - 1);
+        lua_remove(L, -2);                      /* [.., cands, c] */
+        lua_rawseti(L, -2, (lua_Integer)i + 1); /* [.., cands] */
+    }
+    for (size_t i = cs->n; i < was; i++) {
+        lua_pushnil(L);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    p->ncands = cs->n;
+
+    kept_table(L, cache, AC_RUN, 0, 8); /* [task, cands, run] */
+    fill_run(L, a->run);
+}
+
 /* Pushes the three arguments of the call_args `a`. [-0, +3] */
 static void push_args(lua_State *L, const call_args *a)
 {
@@ -483,12 +701,12 @@ static void push_args(lua_State *L, const call_args *a)
             fr_lua_push_json(L, a->json[i]); /* [..., v...] */
         return;
     }
-    push_task(L, a->task); /* [keys, fn, task] */
+    push_task(L, a->task); /* [fn, task] */
     if (a->cands)
         push_cands(L, a->cands);
     else
         push_result(L, a->result);
-    push_run(L, a->run); /* [keys, fn, task, cands|result, run] */
+    push_run(L, a->run); /* [fn, task, cands|result, run] */
 }
 
 /* What call_protected calls: the function of registry reference `ref`
@@ -498,20 +716,26 @@ typedef struct call_ctx {
     const call_args *a;
 } call_ctx;
 
-/* The whole call in one protected call (through fr_lua_call): pushes the
- * function and the arguments of the call_ctx passed as light userdata,
- * calls it and returns its one result. Running out of memory while
+/* The whole call in one protected call (through fr_lua_call; the closure
+ * take_refs made, whose upvalues are the keys): pushes the function and the
+ * arguments of the call_ctx passed as light userdata, calls it and returns
+ * its one result. Running out of memory while
  * building the arguments is an error of the call, not an abort, and the
  * instruction budget covers both. */
 static int call_protected(lua_State *L)
 {
     const call_ctx *c = lua_touserdata(L, 1);
     lua_settop(L, 0);
-    luaL_checkstack(L, 16, "policy arguments");
-    lua_rawgetp(L, LUA_REGISTRYINDEX, key_names); /* [keys] at KEYS_IDX */
-    lua_rawgeti(L, LUA_REGISTRYINDEX, c->ref);    /* [keys, fn] */
-    push_args(L, c->a);                           /* [keys, fn, a, b, c] */
-    lua_call(L, 3, 1);                            /* [keys, ret] */
+    luaL_checkstack(L, 24, "policy arguments");
+    if (c->a->keep) {
+        int cache = push_arg_cache(L, c->a->keep); /* [cache, mt] */
+        lua_rawgeti(L, LUA_REGISTRYINDEX, c->ref); /* [cache, mt, fn] */
+        push_kept_args(L, c->a->keep, cache, c->a);
+    } else {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, c->ref); /* [fn] */
+        push_args(L, c->a);                        /* [fn, a, b, c] */
+    }
+    lua_call(L, 3, 1); /* [(cache, mt,) ret] */
     return 1;
 }
 
@@ -534,9 +758,11 @@ static int call_with(fr_policy *p, int ref, const call_args *a, const char *what
     if (!lua_checkstack(L, 6))
         return fr_error_set(err, FR_ELIMIT, p->path, 0, "%s: Lua stack exhausted", what);
     call_ctx ctx = {ref, a};
-    lua_pushcfunction(L, call_protected);     /* [call] */
-    lua_pushlightuserdata(L, &ctx);           /* [call, ctx] */
-    int rc = fr_lua_call(L, 1, 1, what, err); /* [ret] */
+    lua_rawgetp(L, LUA_REGISTRYINDEX, key_names); /* [call] (take_refs) */
+    lua_pushlightuserdata(L, &ctx);               /* [call, ctx] */
+    int rc = fr_lua_call(L, 1, 1, what, err);     /* [ret] */
+    if (rc != FR_OK && a->keep)
+        a->keep->args_dirty = true; /* its writes may have stopped half way */
     if (rc != FR_OK && err && !err->source[0]) {
         /* Failed outside any line of the policy (copying the arguments):
          * the function's own line. */
@@ -620,7 +846,7 @@ int fr_policy_route_view(fr_policy *p, const fr_policy_task *task, const fr_poli
 {
     bool not_candidate;
     cand_set cs = {.view = cands, .n = n};
-    call_args a = {.task = task, .cands = &cs, .run = run};
+    call_args a = {.task = task, .cands = &cs, .run = run, .keep = p->keep_args ? p : NULL};
     return route_call(p, &a, choice, &not_candidate, err);
 }
 

@@ -2,9 +2,10 @@
 /* The policy host: loads a routing policy (a Lua file returning a table
  * with `route` and optional `on_result`) into its own sandboxed state and
  * calls it with copies of the task, the candidates and the run: fresh Lua
- * tables built straight from C views (engine/route, each decision) or from
- * JSON values (the self-check, tests). Decides nothing itself: the
- * scheduler owns the fallback when a policy fails. */
+ * tables built straight from C views (engine/route, each decision; a
+ * built-in policy's are kept and rewritten instead) or from JSON values
+ * (the self-check, tests). Decides nothing itself: the scheduler owns the
+ * fallback when a policy fails. */
 
 #include "dsl/sandbox.h"
 #include "engine/util/err.h"
@@ -75,6 +76,16 @@ int fr_policy_load_string(const char *path, const char *code, size_t len, const 
  * that one decision (the built-in default makes it). Returns FR_OK or the
  * failure with `err`. */
 int fr_policy_check(fr_policy *p, const json_t *candidates, fr_error *err);
+
+/* Makes fr_policy_route_view keep route's argument tables from one
+ * decision to the next instead of building new ones, for flowrun's own
+ * policies (fr_policy_load does it for a built-in) and tests. Every field
+ * and element is written again each decision, and a table the policy added
+ * a key to or whose metatable it changed is built anew: nothing one
+ * decision does reaches the next. But the arguments are no longer copies
+ * (docs/policies.md): a table kept past its call shows the next call's
+ * values, and each has a metatable. `p` is borrowed. */
+void fr_policy_keep_args(fr_policy *p);
 
 /* Frees a policy and its state; NULL is fine. */
 void fr_policy_free(fr_policy *p);

@@ -56,9 +56,11 @@ typedef struct sandbox {
     size_t used;  /* bytes currently allocated by Lua */
     size_t limit; /* byte budget */
     long instr_limit;
-    int step;       /* instructions between hook ticks */
-    long remaining; /* instructions left in the current outermost call */
-    int depth;      /* nesting of fr_lua_call */
+    int step;                     /* instructions between hook ticks */
+    long remaining;               /* instructions left in the current outermost call */
+    int depth;                    /* nesting of fr_lua_call */
+    bool trusted;                 /* fr_sandbox_trust: calls run without the count hook */
+    unsigned long metatables_set; /* calls of setmetatable */
     bool instr_tripped;
     bool mem_tripped; /* an allocation was refused during the call */
     int trip_line;    /* where the budget ran out, 0 = unknown */
@@ -393,6 +395,7 @@ static int l_setmetatable(lua_State *L)
             return luaL_error(L, "__gc metamethods are not allowed in flowrun scripts");
         lua_pop(L, 1); /* [t, mt, ...] */
     }
+    sandbox_of(L)->metatables_set++;
     int n = lua_gettop(L);
     lua_pushvalue(L, lua_upvalueindex(1)); /* [t, mt, ..., setmetatable] */
     lua_insert(L, 1);                      /* [setmetatable, t, mt, ...] */
@@ -720,6 +723,16 @@ static int traceback(lua_State *L)
     return 1;
 }
 
+unsigned long fr_sandbox_metatables_set(lua_State *L)
+{
+    return sandbox_of(L)->metatables_set;
+}
+
+void fr_sandbox_trust(lua_State *L)
+{
+    sandbox_of(L)->trusted = true;
+}
+
 /*
  * Calls the function below `nargs` arguments with the traceback handler
  * and the instruction budget (shared by nested calls: only the outermost
@@ -745,7 +758,8 @@ int fr_lua_call(lua_State *L, int nargs, int nresults, const char *what, fr_erro
         sb->instr_tripped = sb->mem_tripped = false;
         sb->trip_line = 0;
         sb->trip_source[0] = '\0';
-        lua_sethook(L, hook, LUA_MASKCOUNT, sb->step);
+        if (!sb->trusted)
+            lua_sethook(L, hook, LUA_MASKCOUNT, sb->step);
     }
     sb->err_line = 0;
     lua_pushcfunction(L, traceback); /* [fn, args..., tb] */

@@ -49,6 +49,20 @@ int fr_sandbox_load_string(lua_State *L, const char *code, size_t len, const cha
  * Nested calls share the outermost call's instruction budget. */
 int fr_lua_call(lua_State *L, int nargs, int nresults, const char *what, fr_error *err);
 
+/* Marks the code of state `L` (borrowed) as flowrun's own, such as the
+ * built-in policies compiled into the binary, whose loops are bounded by
+ * their arguments: from now on fr_lua_call runs it without Lua's count hook,
+ * which costs every Lua instruction a call (half of a built-in policy's
+ * time). The memory budget stays, and so does the instruction budget of
+ * loops inside C functions (string.rep, table.concat, ...). Never for code
+ * read from a file or written by a user. */
+void fr_sandbox_trust(lua_State *L);
+
+/* Returns how many times the scripts of state `L` (borrowed) called
+ * setmetatable so far: a host that keeps tables it gave a script sees
+ * whether their metatables may have changed. */
+unsigned long fr_sandbox_metatables_set(lua_State *L);
+
 /* Extracts "source" and line from a Lua error message "file:12: text" into
  * `err` with `code`. Returns `code`. */
 int fr_lua_error_from_msg(fr_error *err, int code, const char *msg);

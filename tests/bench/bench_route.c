@@ -8,7 +8,9 @@
  *   cmake --build build --target bench_route && build/bench_route [N [REPS [POLICY]]]
  *
  * POLICY runs that one built-in only (for a profiler: valgrind
- * --tool=callgrind --toggle-collect=fr_route counts its instructions).
+ * --tool=callgrind --toggle-collect=fr_route counts its instructions), or,
+ * when it holds a '/', that policy file (lua/policies/cost.lua: a built-in's
+ * code loaded as a user's policy is).
  */
 
 #include "dsl/policy.h"
@@ -190,11 +192,17 @@ int main(int argc, char **argv)
     int rc = write_workflow(path) == 0 ? 0 : 1;
     if (rc)
         perror("bench_route: writing the workflow");
-    static const char *const policies[] = {"cost", "balanced", "speed", "local-only"};
+    static const char *const builtins[] = {"cost", "balanced", "speed", "local-only"};
     const char *only = argc > 3 ? argv[3] : NULL;
+    const char *const *policies = builtins;
+    size_t npolicies = sizeof builtins / sizeof *builtins;
+    if (only && strchr(only, '/')) {
+        policies = &only;
+        npolicies = 1;
+    }
     printf("one routing decision (fr_route, policy call included), CPU time, median of %d x %ld\n",
            reps, n);
-    for (size_t p = 0; !rc && p < sizeof policies / sizeof *policies; p++) {
+    for (size_t p = 0; !rc && p < npolicies; p++) {
         if (only && strcmp(only, policies[p]) != 0)
             continue;
         world w;

@@ -283,11 +283,44 @@ static void test_error_from_msg(void **state)
     assert_int_equal(fr_lua_error_from_msg(NULL, FR_ELUA, "x"), FR_ELUA);
 }
 
+/* A trusted state (the built-in policies) runs its Lua without the count
+ * hook: a loop the budget would stop runs to its end. What C functions do
+ * is still charged, the memory budget still holds, a pcall still cannot
+ * swallow either, and a call after a failed one runs uncounted again. */
+static void test_trusted_runs_uncounted(void **state)
+{
+    (void)state;
+    static const char loop[] = "local n = 0 for i = 1, 100000 do n = n + i end return n";
+    lua_State *L = sandbox(10000);
+    fr_error err;
+    assert_int_equal(run(L, loop, 1, &err), FR_ELIMIT);
+    fr_sandbox_trust(L);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(run(L, loop, 1, &err), FR_OK);
+        assert_int_equal(lua_tointeger(L, -1), 5000050000);
+        lua_pop(L, 1);
+        assert_int_equal(
+            run(L, "local ok = pcall(string.rep, '', 1e15) return 'survived'", 1, &err), FR_ELIMIT);
+        assert_non_null(strstr(err.msg, "instruction limit exceeded"));
+        assert_int_equal(run(L,
+                             "local t = {} local ok = pcall(function() "
+                             "for i = 1, 1e7 do t[i] = i end end) return 'survived'",
+                             1, &err),
+                         FR_ELIMIT);
+        assert_non_null(strstr(err.msg, "memory limit exceeded"));
+        assert_int_equal(lua_gettop(L), 0);
+    }
+    fr_sandbox_free(L);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_sandbox_env),    cmocka_unit_test(test_lua_call_limits),
-        cmocka_unit_test(test_refs),           cmocka_unit_test(test_allocator),
+        cmocka_unit_test(test_sandbox_env),
+        cmocka_unit_test(test_lua_call_limits),
+        cmocka_unit_test(test_trusted_runs_uncounted),
+        cmocka_unit_test(test_refs),
+        cmocka_unit_test(test_allocator),
         cmocka_unit_test(test_error_from_msg),
     };
     return cmocka_run_group_tests(tests, setup_env, NULL);

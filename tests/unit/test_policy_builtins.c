@@ -145,6 +145,87 @@ static void test_builtins_answer_every_shape(void **state)
     }
 }
 
+/* A built-in runs with its arguments kept between decisions and without
+ * the count hook (dsl/policy.c); it must decide exactly as its own code
+ * loaded as a user's file does, with fresh tables, decision after decision:
+ * candidates coming and going, endpoints full, tried ones, every reason. */
+static void test_builtins_kept_decide_as_fresh(void **state)
+{
+    (void)state;
+    static const char *const names[] = {"e0", "e1", "e2", "e3", "e4", "e5", "e6", "e7"};
+    static const char *const reasons[] = {"first", "error", "quality", "budget"};
+    static const char *const tags[] = {"code", "review"};
+    for (size_t b = 0; b < sizeof builtins / sizeof *builtins; b++) {
+        fr_policy *kept = load_builtin(builtins[b]);
+        const fr_policy_builtin *src = fr_policy_builtin_find(builtins[b]);
+        fr_policy *fresh = load_code(src->source, NULL);
+        unsigned long seed = 12345 + b;
+        for (int d = 0; d < 400; d++) {
+#define RND(n) ((seed = seed * 6364136223846793005UL + 1442695040888963407UL), (seed >> 33) % (n))
+            fr_policy_cand c[8];
+            const char *tried[8];
+            size_t n = 0, ntried = 0;
+            for (size_t e = 0; e < 8; e++) {
+                if (RND(4) == 0) {
+                    tried[ntried++] = names[e];
+                    continue;
+                }
+                if (RND(3) == 0)
+                    continue;
+                bool local = e % 2 == 0;
+                int max = 1 + (int)(e % 4), free = (int)RND((unsigned long)max + 1);
+                c[n++] =
+                    (fr_policy_cand){.name = names[e],
+                                     .tier = local ? "local" : "cloud",
+                                     .protocol = "openai",
+                                     .model = names[e],
+                                     .in_flight = max - free,
+                                     .max_parallel = max,
+                                     .free = free,
+                                     .queued = (long)RND(3),
+                                     .quality = 0.4 + 0.075 * (double)e,
+                                     .price_in = local ? 0 : (double)e,
+                                     .price_out = local ? 0 : 2.0 * (double)e,
+                                     .est_cost = local ? 0 : 0.001 * (double)e,
+                                     .latency_p50 = RND(3) == 0 ? -1 : 100.0 + (double)RND(900),
+                                     .tags = tags + RND(2),
+                                     .ntags = RND(2),
+                                     .context = 8192};
+            }
+            fr_policy_task t = {.name = "t",
+                                .agent = "a",
+                                .type = RND(2) ? "code" : NULL,
+                                .complexity = (double)RND(11) / 10,
+                                .priority = 5,
+                                .is_private = false,
+                                .attempt = 1 + (int)ntried,
+                                .reason = reasons[RND(4)],
+                                .tried = tried,
+                                .ntried = ntried,
+                                .est_input_tokens = 1000,
+                                .max_tokens = 500};
+            fr_policy_run r = {.capped = RND(2) == 0,
+                               .budget = 1,
+                               .spent = 0.1,
+                               .remaining = 0.9,
+                               .elapsed = d,
+                               .done = d,
+                               .total = 400,
+                               .ready = 3};
+#undef RND
+            long want = -2, got = -2;
+            fr_error err = {0};
+            assert_int_equal(fr_policy_route_view(fresh, &t, c, n, &r, &want, &err), FR_OK);
+            assert_int_equal(fr_policy_route_view(kept, &t, c, n, &r, &got, &err), FR_OK);
+            if (got != want)
+                print_error("%s, decision %d: %ld, not %ld\n", builtins[b], d, got, want);
+            assert_int_equal(got, want);
+        }
+        fr_policy_free(kept);
+        fr_policy_free(fresh);
+    }
+}
+
 /* ---- cost ------------------------------------------------------------------ */
 
 static void test_cost_cheapest_covering(void **state)
@@ -384,6 +465,7 @@ int main(void)
         cmocka_unit_test(test_unknown_builtin_lists_the_names),
         cmocka_unit_test(test_builtins_are_embedded),
         cmocka_unit_test(test_builtins_answer_every_shape),
+        cmocka_unit_test(test_builtins_kept_decide_as_fresh),
         cmocka_unit_test(test_cost_cheapest_covering),
         cmocka_unit_test(test_cost_overflow_and_wait),
         cmocka_unit_test(test_cost_escalates_on_quality),

@@ -375,6 +375,153 @@ static void test_arguments_are_copies(void **state)
     fr_policy_free(p);
 }
 
+/* Kept arguments (fr_policy_keep_args, as the built-ins have them) show a
+ * policy exactly what a fresh copy would, whatever it did to them in the
+ * decision before: new keys, changed fields and elements, a sorted or
+ * shortened candidates list, metatables set, removed or changed, an error
+ * half way. The policy checks every field and the number of keys against
+ * what the test gives decision d (1 to 4 candidates, tried and tags of
+ * changing lengths, nil fields), then spoils its arguments one way in
+ * nine. The same run without keeping is the reference. */
+static const char leak_policy[] =
+    "local function keys(t)\n"
+    "  local n = 0\n"
+    "  for _ in pairs(t) do n = n + 1 end\n"
+    "  return n\n"
+    "end\n"
+    "local function check(ok, what) if not ok then error('leaked: ' .. what, 2) end end\n"
+    "local function names(a, n, prefix, what)\n"
+    "  check(rawlen(a) == n and keys(a) == n and a.ghost == nil, what .. ' length')\n"
+    "  for j = 1, n do check(a[j] == prefix .. j, what .. '[' .. j .. ']') end\n"
+    "end\n"
+    "return { route = function(task, cands, run)\n"
+    "  local d = task.priority\n"
+    "  check(task.name == 't' and task.agent == 'a' and task.complexity == 0.5 and\n"
+    "        task.private == false and task.attempt == 1 and task.reason == 'first' and\n"
+    "        task.est_input_tokens == 10 and task.max_tokens == 20 and task.tools == 0,\n"
+    "        'task fields')\n"
+    "  check(task.type == (d % 2 == 1 and 'code' or nil), 'task.type')\n"
+    "  check(keys(task) == (d % 2 == 1 and 12 or 11) and task.ghost == nil, 'task keys')\n"
+    "  names(task.tried, d % 3, 'x', 'tried')\n"
+    "  local n = 1 + d % 4\n"
+    "  check(#cands == n and keys(cands) == n and cands.ghost == nil, 'candidates')\n"
+    "  for i = 1, n do\n"
+    "    local c = cands[i]\n"
+    "    check(c.name == 'c' .. i and c.model == 'm' .. i and c.protocol == 'openai' and\n"
+    "          c.tier == (i % 2 == 1 and 'local' or 'cloud'), 'strings of ' .. i)\n"
+    "    check(c.in_flight == d and c.max_parallel == 4 and c.free == (i + d) % 3 and\n"
+    "          c.queued == i and c.quality == i / 10 and c.price_in == 1 and\n"
+    "          c.price_out == 2 and c.est_cost == d / 100 and c.context == 1000 * i,\n"
+    "          'numbers of ' .. i)\n"
+    "    local lat = (i + d) % 2 == 1 and d + i or nil\n"
+    "    check(c.latency_p50 == lat, 'latency of ' .. i)\n"
+    "    check(keys(c) == (lat and 15 or 14) and c.ghost == nil, 'keys of ' .. i)\n"
+    "    names(c.tags, (i + d) % 3, 't', 'tags of ' .. i)\n"
+    "  end\n"
+    "  local capped = d % 2 == 1\n"
+    "  check(run.budget == (capped and 5 or nil) and run.remaining == (capped and 4 or nil)\n"
+    "        and run.spent == 1 and run.reserved == 0 and run.elapsed == 0 and\n"
+    "        run.done == d and run.total == n and run.ready == 1, 'run')\n"
+    "  check(keys(run) == (capped and 8 or 6) and run.ghost == nil, 'run keys')\n"
+    "  local c, mode = cands[1], d % 9\n"
+    "  local choice = c.name\n"
+    "  local function ghost() return 'ghost' end\n"
+    "  if mode == 1 then\n"
+    "    task.ghost = 1; c.ghost = 1; run.ghost = 1; cands.ghost = 1\n"
+    "  elseif mode == 2 then\n"
+    "    task.tried[#task.tried + 1] = 'x9'; c.tags[#c.tags + 1] = 't9'; cands[n + 1] = c\n"
+    "  elseif mode == 3 then\n"
+    "    task.name = 'no'; task.tried = {'q'}; c.free = 99; c.tags = {'z'}; c.name = 'no'\n"
+    "    run.spent = -1; task.type = nil; c.latency_p50 = nil; run.budget = nil\n"
+    "    for j = 1, #task.tried do task.tried[j] = 'no' end\n"
+    "  elseif mode == 4 then\n"
+    "    table.sort(cands, function(a, b) return a.name > b.name end)\n"
+    "    table.remove(cands, 1)\n"
+    "    for j = #c.tags, 1, -1 do c.tags[j] = nil end\n"
+    "  elseif mode == 5 then\n"
+    "    setmetatable(task, {__index = ghost}); setmetatable(c, nil); c.ghost = 1\n"
+    "  elseif mode == 6 then\n"
+    "    local mt = getmetatable(run)\n"
+    "    if mt then mt.__index = ghost else setmetatable(run, {__index = ghost}) end\n"
+    "  elseif mode == 7 then\n"
+    "    local mt = getmetatable(run)\n"
+    "    if mt then mt.__newindex = nil end\n"
+    "    run.ghost = 1; task.ghost = 1\n"
+    "  elseif mode == 8 then\n"
+    "    task.ghost = 1; c.free = 99; error('spoiled, then failed')\n"
+    "  end\n"
+    "  return choice\n"
+    "end }\n";
+
+static void test_kept_arguments_do_not_leak(void **state)
+{
+    (void)state;
+    static const char *const tried[] = {"x1", "x2"}, *const tags[] = {"t1", "t2", "t3"};
+    for (int keep = 0; keep < 2; keep++) {
+        fr_policy *p = load_code(leak_policy, NULL);
+        if (keep)
+            fr_policy_keep_args(p);
+        for (int d = 0; d < 72; d++) {
+            size_t n = 1 + (size_t)d % 4;
+            fr_policy_cand c[4];
+            char names[4][8], models[4][8];
+            for (size_t k = 0; k < n; k++) {
+                int i = (int)k + 1;
+                snprintf(names[k], sizeof names[k], "c%d", i);
+                snprintf(models[k], sizeof models[k], "m%d", i);
+                c[k] = (fr_policy_cand){.name = names[k],
+                                        .tier = i % 2 ? "local" : "cloud",
+                                        .protocol = "openai",
+                                        .model = models[k],
+                                        .in_flight = d,
+                                        .max_parallel = 4,
+                                        .free = (i + d) % 3,
+                                        .queued = i,
+                                        .quality = i / 10.0,
+                                        .price_in = 1,
+                                        .price_out = 2,
+                                        .est_cost = d / 100.0,
+                                        .latency_p50 = (i + d) % 2 ? d + i : -1,
+                                        .tags = tags,
+                                        .ntags = (size_t)((i + d) % 3),
+                                        .context = 1000 * i};
+            }
+            fr_policy_task t = {.name = "t",
+                                .agent = "a",
+                                .type = d % 2 ? "code" : NULL,
+                                .complexity = 0.5,
+                                .priority = d,
+                                .attempt = 1,
+                                .reason = "first",
+                                .tried = tried,
+                                .ntried = (size_t)(d % 3),
+                                .est_input_tokens = 10,
+                                .max_tokens = 20};
+            fr_policy_run r = {.capped = d % 2,
+                               .budget = 5,
+                               .spent = 1,
+                               .remaining = 4,
+                               .done = d,
+                               .total = (long)n,
+                               .ready = 1};
+            long choice = -2;
+            fr_error err = {0};
+            int rc = fr_policy_route_view(p, &t, c, n, &r, &choice, &err);
+            if (d % 9 == 8) {
+                assert_int_equal(rc, FR_ELUA);
+                assert_non_null(strstr(err.msg, "spoiled, then failed"));
+                continue;
+            }
+            if (rc != FR_OK)
+                print_error("keep=%d decision %d: %s:%d: %s\n", keep, d, err.source, err.line,
+                            err.msg);
+            assert_int_equal(rc, FR_OK);
+            assert_int_equal(choice, 0);
+        }
+        fr_policy_free(p);
+    }
+}
+
 /* Checks one policy fixture against its header (see the top of the file);
  * returns the number of mismatches, each printed. */
 static int check_bad_policy(const char *dir, const char *name)
@@ -518,6 +665,7 @@ int main(void)
         cmocka_unit_test(test_check_names_and_real_candidates),
         cmocka_unit_test(test_load_errors_name_the_path),
         cmocka_unit_test(test_arguments_are_copies),
+        cmocka_unit_test(test_kept_arguments_do_not_leak),
         cmocka_unit_test(test_bad_policy_fixtures),
         cmocka_unit_test(test_registry_refs_return_to_zero),
     };
