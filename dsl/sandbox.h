@@ -1,8 +1,9 @@
 #pragma once
 /* Sandboxed Lua states for workflow files, prompt functions and policies:
  * an allow-listed environment, text chunks only, a memory budget per state,
- * an instruction budget per call, and the one helper through which C calls
- * into Lua. Talks to nothing else. */
+ * an instruction budget per call (Lua's own instructions not counted in a
+ * trusted state: flowrun's built-in policies), and the one helper through
+ * which C calls into Lua. Talks to nothing else. */
 
 #include "engine/util/err.h"
 
