@@ -464,7 +464,7 @@ static void test_kept_arguments_do_not_leak(void **state)
         for (int d = 0; d < 72; d++) {
             size_t n = 1 + (size_t)d % 4;
             fr_policy_cand c[4];
-            char names[4][8], models[4][8];
+            char names[4][16], models[4][16];
             for (size_t k = 0; k < n; k++) {
                 int i = (int)k + 1;
                 snprintf(names[k], sizeof names[k], "c%d", i);
