@@ -147,6 +147,40 @@ static void w_decisions(fr_jsonw *w, const fr_results *r, const fr_declog *log)
     fr_jsonw_close(w);
 }
 
+/* Task entry `tr`'s attempt log, as the tree it once was printed (its
+ * error redacted). */
+static void w_attempt_log(fr_jsonw *w, const fr_task_result *tr)
+{
+    fr_jsonw_array(w, "attempt_log");
+    for (size_t i = 0; i < tr->nlog; i++) {
+        const fr_attempt_entry *a = &tr->log[i];
+        fr_jsonw_object(w, NULL);
+        fr_jsonw_int(w, "attempt", a->attempt);
+        fr_jsonw_str(w, "endpoint", a->endpoint);
+        fr_jsonw_real(w, "start_ms", a->start_ms);
+        fr_jsonw_real_or_null(w, "end_ms", a->end_ms, a->ended);
+        fr_jsonw_str_or_null(w, "outcome", a->outcome);
+        w_redacted(w, "error", a->error);
+        fr_jsonw_object(w, "tokens");
+        fr_jsonw_int(w, "input", a->usage.input);
+        fr_jsonw_int(w, "output", a->usage.output);
+        fr_jsonw_int(w, "cached", a->usage.cached);
+        fr_jsonw_close(w);
+        fr_jsonw_real(w, "cost_usd", a->cost_usd);
+        fr_jsonw_array(w, "turns");
+        for (size_t k = 0; k < a->nturns; k++) {
+            const fr_attempt_turn *turn = fr_results_turn(a, k);
+            fr_jsonw_object(w, NULL);
+            fr_jsonw_real(w, "start_ms", turn->start_ms);
+            fr_jsonw_real_or_null(w, "end_ms", turn->end_ms, turn->ended);
+            fr_jsonw_close(w);
+        }
+        fr_jsonw_close(w);
+        fr_jsonw_close(w);
+    }
+    fr_jsonw_close(w);
+}
+
 static void w_task(fr_jsonw *w, const fr_results *r, size_t t)
 {
     const fr_task_result *tr = &r->tasks[t];
@@ -203,7 +237,7 @@ static void w_task(fr_jsonw *w, const fr_results *r, size_t t)
     w_decisions(w, r, tr->decisions);
     fr_jsonw_int(w, "turns", tr->turns);
     w_redact_errors(w, "tool_calls", tr->tool_calls);
-    w_redact_errors(w, "attempt_log", tr->attempt_log);
+    w_attempt_log(w, tr);
     const char *ap = fr_approval_state_name(tr->approval.state);
     const fr_approval *a = &tr->approval;
     if (ap && !r->plan && (!a->by || fr_jsonw_str_valid(a->by)) &&

@@ -12,6 +12,8 @@
 #include "engine/util/redact.h"
 #include "support/engine_fixture.h"
 
+#include <math.h>
+
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -240,6 +242,51 @@ static void test_attempt_log(void **state)
     json_decref(o);
 }
 
+/* The attempt log's other states, printed as its tree once was: a tool
+ * loop's turns, an attempt still in flight (end_ms, outcome null, its turn
+ * open), one dropped (no file descriptor: gone), and what jansson refused
+ * (an error that is not UTF-8 stays null, a NaN end leaves the attempt
+ * open). */
+static void test_attempt_log_states(void **state)
+{
+    fixture *fx = *state;
+    fr_task_result *t = &fx->r.tasks[engine_task(fx->wf, "publish")];
+    fr_results_attempt_begin(t, 1, "cloud", 10);
+    fr_results_turn_end(t, 20);
+    fr_results_turn_begin(t, 30);
+    fr_results_turn_begin(t, 31); /* a turn is open: no second one */
+    fr_results_turn_end(t, 40);
+    fr_results_turn_begin(t, 50);
+    fr_results_attempt_end(t, 60, "error", "bad \xff byte", &(fr_usage){.input = 7, .output = 2});
+    fr_results_attempt_end(t, 70, "ok", NULL, NULL); /* ended already: no change */
+    fr_results_attempt_begin(t, 2, "cloud", 80);
+    fr_results_attempt_drop(t);
+    fr_results_attempt_begin(t, 2, "local", 90);
+    fr_results_attempt_end(t, NAN, "timeout", NULL, NULL);
+    fr_results_attempt_begin(t, 3, "local", 100.5);
+    fr_buf text;
+    fr_buf_init(&text, 0);
+    assert_int_equal(fr_report_text(&fx->r, &text, true), FR_OK);
+    const char *want =
+        "\"attempt_log\":[{\"attempt\":1,\"endpoint\":\"cloud\",\"start_ms\":10.0,"
+        "\"end_ms\":60.0,\"outcome\":\"error\",\"error\":null,"
+        "\"tokens\":{\"input\":7,\"output\":2,\"cached\":0},\"cost_usd\":0.0,"
+        "\"turns\":[{\"start_ms\":10.0,\"end_ms\":20.0},{\"start_ms\":30.0,\"end_ms\":40.0},"
+        "{\"start_ms\":50.0,\"end_ms\":60.0}]},"
+        "{\"attempt\":2,\"endpoint\":\"local\",\"start_ms\":90.0,\"end_ms\":null,"
+        "\"outcome\":\"timeout\",\"error\":null,"
+        "\"tokens\":{\"input\":0,\"output\":0,\"cached\":0},\"cost_usd\":0.0,"
+        "\"turns\":[{\"start_ms\":90.0,\"end_ms\":null}]},"
+        "{\"attempt\":3,\"endpoint\":\"local\",\"start_ms\":100.5,\"end_ms\":null,"
+        "\"outcome\":null,\"error\":null,"
+        "\"tokens\":{\"input\":0,\"output\":0,\"cached\":0},\"cost_usd\":0.0,"
+        "\"turns\":[{\"start_ms\":100.5,\"end_ms\":null}]}]";
+    if (!strstr(fr_buf_str(&text), want))
+        print_error("no such attempt log in:\n%s\n", fr_buf_str(&text));
+    assert_non_null(strstr(fr_buf_str(&text), want));
+    fr_buf_close(&text);
+}
+
 /* A routing decision is rendered as the decision log's JSON always was:
  * its fields in this order, the candidates it saw by name, the error last
  * (redacted); a second decision's candidates are its own. */
@@ -287,7 +334,6 @@ static void enrich(fixture *fx)
     d->usage.estimated = true;
     d->cached = true;
     d->turns = 2;
-    json_decref(d->tool_calls); /* fr_results_add made an empty one */
     d->tool_calls = json_pack("[{s:s, s:{s:s}, s:s, s:f}, {s:s, s:{}, s:s}]", "name", "search",
                               "arguments", "q", "flowrun", "result", "3 hits", "ms", 12.5, "name",
                               "fetch", "arguments", "error", "HTTP 403 for " KEY);
@@ -446,6 +492,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_json_matches_golden, setup, teardown),
         cmocka_unit_test_setup_teardown(test_json_key_points, setup, teardown),
         cmocka_unit_test_setup_teardown(test_attempt_log, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_attempt_log_states, setup, teardown),
         cmocka_unit_test_setup_teardown(test_decisions_rendered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_summary, setup, teardown),
         cmocka_unit_test_setup_teardown(test_text_bytes_rich, setup, teardown),
