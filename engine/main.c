@@ -782,16 +782,15 @@ static int run_workflow(int argc, char **argv, int first, const command *cmd, bo
         code = fr_cli_store_report(fr_run_results(run), a.run.state_dir, stored, code);
         free(stored);
     }
-    char *report = a.json ? fr_cli_report_json_text(fr_run_results(run), false) : NULL;
     if (a.json) {
-        if (!report || fputs(report, stdout) == EOF || fflush(stdout) != 0) {
+        /* Streamed: the indented text is never whole in memory. */
+        if (fr_report_print(fr_run_results(run), stdout) != FR_OK || fflush(stdout) != 0) {
             /* A script that reads the report must not take silence for it. */
             fprintf(stderr, "flowrun: cannot write the JSON report to standard output: %s\n",
                     strerror(errno ? errno : EIO));
             code = FR_EXIT_IOERR;
         }
     }
-    free(report);
 cleanup:
     fr_run_free(run);
     fr_workflow_free(wf);

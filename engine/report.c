@@ -314,7 +314,21 @@ static void w_endpoint(fr_jsonw *w, const fr_results *r, size_t e)
     fr_jsonw_close(w);
 }
 
-int fr_report_text(const fr_results *r, fr_buf *out, bool compact)
+#define DRAIN_AT (64u << 10) /* bytes gathered before they go to a drain */
+
+/* Writes what `out` holds to `drain` and empties it; false once a write
+ * failed (then nothing more is written). */
+static bool drain_out(fr_buf *out, FILE *drain, bool ok)
+{
+    if (ok && out->len && fwrite(out->data, 1, out->len, drain) != out->len)
+        ok = false;
+    fr_buf_reset(out);
+    return ok;
+}
+
+/* fr_report_text into `out`; with a `drain`, the text goes on to it a
+ * chunk at a time, after each task (*drained false once a write failed). */
+static int render(const fr_results *r, fr_buf *out, bool compact, FILE *drain, bool *drained)
 {
     totals tt = compute_totals(r);
     fr_jsonw *w = fr_jsonw_new(out);
@@ -354,8 +368,11 @@ int fr_report_text(const fr_results *r, fr_buf *out, bool compact)
         fr_jsonw_str_or_null(w, "observed_from", r->observed ? r->observed_from : NULL);
     }
     fr_jsonw_array(w, "tasks");
-    for (size_t t = 0; t < r->wf->ntasks; t++)
+    for (size_t t = 0; t < r->wf->ntasks; t++) {
         w_task(w, r, t);
+        if (drain && out->len >= DRAIN_AT && fr_jsonw_ok(w))
+            *drained = drain_out(out, drain, *drained);
+    }
     fr_jsonw_close(w);
     w_redact_errors(w, "policy_reloads", r->reloads);
     fr_jsonw_object(w, "endpoints");
@@ -365,7 +382,24 @@ int fr_report_text(const fr_results *r, fr_buf *out, bool compact)
     fr_jsonw_close(w);
     int rc = fr_jsonw_ok(w) ? fr_buf_append(out, "\n", 1) : FR_ETOOBIG;
     fr_jsonw_free(w);
+    if (drain)
+        *drained = drain_out(out, drain, *drained);
     return rc;
+}
+
+int fr_report_text(const fr_results *r, fr_buf *out, bool compact)
+{
+    return render(r, out, compact, NULL, NULL);
+}
+
+int fr_report_print(const fr_results *r, FILE *f)
+{
+    fr_buf chunk;
+    fr_buf_init(&chunk, 0);
+    bool written = true;
+    int rc = render(r, &chunk, false, f, &written);
+    fr_buf_close(&chunk);
+    return rc != FR_OK ? rc : written ? FR_OK : FR_EIO;
 }
 
 json_t *fr_report_json(const fr_results *r)

@@ -442,6 +442,43 @@ static void test_text_bytes_plan(void **state)
     text_matches(&fx->r, TEXT_PLAN);
 }
 
+/* fr_report_print streams the indented text a chunk at a time: the same
+ * bytes as fr_report_text, over several chunks (a reply of 200 KB); a
+ * stream that cannot be written is FR_EIO. */
+static void test_print_streams_the_same_bytes(void **state)
+{
+    fixture *fx = *state;
+    enrich(fx);
+    fr_task_result *d = &fx->r.tasks[engine_task(fx->wf, "draft")];
+    size_t n = 200u << 10;
+    free(d->reply.text);
+    d->reply.text = fr_xcalloc(n + 1, 1);
+    for (size_t i = 0; i < n; i++)
+        d->reply.text[i] = (char)('a' + i % 26);
+    fr_buf want;
+    fr_buf_init(&want, 0);
+    assert_int_equal(fr_report_text(&fx->r, &want, false), FR_OK);
+    assert_true(want.len > 3 * (64u << 10)); /* several chunks */
+    FILE *f = tmpfile();
+    assert_non_null(f);
+    assert_int_equal(fr_report_print(&fx->r, f), FR_OK);
+    assert_int_equal(fflush(f), 0);
+    long len = ftell(f);
+    assert_int_equal(len, (long)want.len);
+    rewind(f);
+    char *got = fr_xcalloc((size_t)len + 1, 1);
+    assert_int_equal(fread(got, 1, (size_t)len, f), (size_t)len);
+    assert_memory_equal(got, want.data, want.len);
+    free(got);
+    fclose(f);
+    fr_buf_close(&want);
+    FILE *full = fopen("/dev/full", "w");
+    if (full) {
+        assert_int_equal(fr_report_print(&fx->r, full), FR_EIO);
+        fclose(full);
+    }
+}
+
 static void test_text_interrupted_without_budget(void **state)
 {
     /* The status words and a run without cap or baseline: nulls. */
@@ -493,6 +530,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_json_key_points, setup, teardown),
         cmocka_unit_test_setup_teardown(test_attempt_log, setup, teardown),
         cmocka_unit_test_setup_teardown(test_attempt_log_states, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_print_streams_the_same_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_decisions_rendered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_summary, setup, teardown),
         cmocka_unit_test_setup_teardown(test_text_bytes_rich, setup, teardown),
