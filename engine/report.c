@@ -314,21 +314,7 @@ static void w_endpoint(fr_jsonw *w, const fr_results *r, size_t e)
     fr_jsonw_close(w);
 }
 
-#define DRAIN_AT (64u << 10) /* bytes gathered before they go to a drain */
-
-/* Writes what `out` holds to `drain` and empties it; false once a write
- * failed (then nothing more is written). */
-static bool drain_out(fr_buf *out, FILE *drain, bool ok)
-{
-    if (ok && out->len && fwrite(out->data, 1, out->len, drain) != out->len)
-        ok = false;
-    fr_buf_reset(out);
-    return ok;
-}
-
-/* fr_report_text into `out`; with a `drain`, the text goes on to it a
- * chunk at a time, after each task (*drained false once a write failed). */
-static int render(const fr_results *r, fr_buf *out, bool compact, FILE *drain, bool *drained)
+int fr_report_text(const fr_results *r, fr_buf *out, bool compact)
 {
     totals tt = compute_totals(r);
     fr_jsonw *w = fr_jsonw_new(out);
@@ -368,11 +354,8 @@ static int render(const fr_results *r, fr_buf *out, bool compact, FILE *drain, b
         fr_jsonw_str_or_null(w, "observed_from", r->observed ? r->observed_from : NULL);
     }
     fr_jsonw_array(w, "tasks");
-    for (size_t t = 0; t < r->wf->ntasks; t++) {
+    for (size_t t = 0; t < r->wf->ntasks; t++)
         w_task(w, r, t);
-        if (drain && out->len >= DRAIN_AT && fr_jsonw_ok(w))
-            *drained = drain_out(out, drain, *drained);
-    }
     fr_jsonw_close(w);
     w_redact_errors(w, "policy_reloads", r->reloads);
     fr_jsonw_object(w, "endpoints");
@@ -382,24 +365,107 @@ static int render(const fr_results *r, fr_buf *out, bool compact, FILE *drain, b
     fr_jsonw_close(w);
     int rc = fr_jsonw_ok(w) ? fr_buf_append(out, "\n", 1) : FR_ETOOBIG;
     fr_jsonw_free(w);
-    if (drain)
-        *drained = drain_out(out, drain, *drained);
     return rc;
 }
 
-int fr_report_text(const fr_results *r, fr_buf *out, bool compact)
+/* ---- the indented text from the compact one, streamed --------------------
+ *
+ * The compact and the indented text differ only between tokens (reals have
+ * 17 digits in both): jansson's JSON_INDENT(2) puts a newline and two
+ * spaces a level before each member or element and before the close of a
+ * container that has any, ": " after a key, and prints an empty one as {}
+ * or []. */
+
+#define CHUNK (64u << 10) /* bytes gathered before they are written */
+
+typedef struct sink {
+    FILE *f;
+    bool ok; /* false once a write failed (then nothing more is written) */
+    size_t n;
+    char buf[CHUNK];
+} sink;
+
+static void sink_flush(sink *k)
 {
-    return render(r, out, compact, NULL, NULL);
+    k->ok = k->ok && (k->n == 0 || fwrite(k->buf, 1, k->n, k->f) == k->n);
+    k->n = 0;
 }
 
-int fr_report_print(const fr_results *r, FILE *f)
+static void put(sink *k, const char *p, size_t n)
 {
-    fr_buf chunk;
-    fr_buf_init(&chunk, 0);
-    bool written = true;
-    int rc = render(r, &chunk, false, f, &written);
-    fr_buf_close(&chunk);
-    return rc != FR_OK ? rc : written ? FR_OK : FR_EIO;
+    if (k->n + n > CHUNK) {
+        sink_flush(k);
+        if (n > CHUNK) {
+            k->ok = k->ok && fwrite(p, 1, n, k->f) == n;
+            return;
+        }
+    }
+    memcpy(k->buf + k->n, p, n);
+    k->n += n;
+}
+
+/* A newline and the indent of `depth` levels. */
+static void newline(sink *k, size_t depth)
+{
+    static const char spaces[] = "\n                                ";
+    const size_t most = sizeof spaces - 2; /* spaces after the newline */
+    size_t n = 2 * depth;
+    put(k, spaces, 1 + (n < most ? n : most));
+    for (n = n < most ? 0 : n - most; n; n -= n < most ? n : most)
+        put(k, spaces + 1, n < most ? n : most);
+}
+
+int fr_report_print_text(const char *compact, FILE *f)
+{
+    sink *k = fr_xmalloc(sizeof *k);
+    k->f = f;
+    k->ok = true;
+    k->n = 0;
+    size_t depth = 0;
+    for (const char *p = compact; *p;) {
+        size_t n = strcspn(p, "\"{}[],:");
+        if (n) { /* a number, true, false, null, the final newline */
+            put(k, p, n);
+            p += n;
+            continue;
+        }
+        const char *q = p + 1;
+        switch (*p) {
+        case '"':
+            while (*q && *q != '"')
+                q += q[0] == '\\' && q[1] ? 2 : 1;
+            q += *q == '"';
+            put(k, p, (size_t)(q - p));
+            break;
+        case '{':
+        case '[':
+            if (*q == (*p == '{' ? '}' : ']')) {
+                put(k, p, 2);
+                q++;
+            } else {
+                put(k, p, 1);
+                newline(k, ++depth);
+            }
+            break;
+        case '}':
+        case ']':
+            newline(k, depth ? --depth : 0);
+            put(k, p, 1);
+            break;
+        case ',':
+            put(k, ",", 1);
+            newline(k, depth);
+            break;
+        default: /* ':' */
+            put(k, ": ", 2);
+            break;
+        }
+        p = q;
+    }
+    sink_flush(k);
+    bool ok = k->ok;
+    free(k);
+    return ok ? FR_OK : FR_EIO;
 }
 
 json_t *fr_report_json(const fr_results *r)

@@ -370,6 +370,23 @@ static void enrich(fixture *fx)
     r->sim = true;
 }
 
+/* fr_report_print_text of `compact` (borrowed) writes the bytes of `want`. */
+static void assert_printed(const char *compact, const fr_buf *want)
+{
+    FILE *f = tmpfile();
+    assert_non_null(f);
+    assert_int_equal(fr_report_print_text(compact, f), FR_OK);
+    assert_int_equal(fflush(f), 0);
+    long len = ftell(f);
+    assert_int_equal(len, (long)want->len);
+    rewind(f);
+    char *got = fr_xcalloc((size_t)len + 1, 1);
+    assert_int_equal(fread(got, 1, (size_t)len, f), (size_t)len);
+    assert_memory_equal(got, want->data, want->len);
+    free(got);
+    fclose(f);
+}
+
 /* Compares the report's text of the view with file `path`, bytes. */
 static void text_matches(const fr_results *r, const char *path)
 {
@@ -406,6 +423,7 @@ static void text_matches(const fr_results *r, const char *path)
     assert_null(strstr(fr_buf_str(&compact), "\n  "));
     assert_int_equal(fr_report_reindent(fr_buf_str(&compact), &again_text), FR_OK);
     assert_string_equal(fr_buf_str(&again_text), fr_buf_str(&want));
+    assert_printed(fr_buf_str(&compact), &want); /* what flowrun --json prints */
     fr_buf_close(&again_text);
     fr_buf_init(&again_text, 0);
     assert_int_equal(fr_report_reindent(fr_buf_str(&want), &again_text), FR_OK);
@@ -442,9 +460,9 @@ static void test_text_bytes_plan(void **state)
     text_matches(&fx->r, TEXT_PLAN);
 }
 
-/* fr_report_print streams the indented text a chunk at a time: the same
- * bytes as fr_report_text, over several chunks (a reply of 200 KB); a
- * stream that cannot be written is FR_EIO. */
+/* fr_report_print_text indents the compact text as it goes out, 64 KiB at
+ * a time: the bytes of fr_report_text's indented text, over several chunks
+ * (a reply of 200 KB); a stream that cannot be written is FR_EIO. */
 static void test_print_streams_the_same_bytes(void **state)
 {
     fixture *fx = *state;
@@ -455,28 +473,24 @@ static void test_print_streams_the_same_bytes(void **state)
     d->reply.text = fr_xcalloc(n + 1, 1);
     for (size_t i = 0; i < n; i++)
         d->reply.text[i] = (char)('a' + i % 26);
-    fr_buf want;
+    /* Nested 24 levels deep in the report: an indent past 32 spaces. */
+    json_decref(d->reply.json);
+    d->reply.json = json_loads("[[[[[[[[[[[[[[[[[[[[{\"k\": [1, {}]}]]]]]]]]]]]]]]]]]]]]", 0, NULL);
+    assert_non_null(d->reply.json);
+    fr_buf want, compact;
     fr_buf_init(&want, 0);
+    fr_buf_init(&compact, 0);
     assert_int_equal(fr_report_text(&fx->r, &want, false), FR_OK);
+    assert_int_equal(fr_report_text(&fx->r, &compact, true), FR_OK);
     assert_true(want.len > 3 * (64u << 10)); /* several chunks */
-    FILE *f = tmpfile();
-    assert_non_null(f);
-    assert_int_equal(fr_report_print(&fx->r, f), FR_OK);
-    assert_int_equal(fflush(f), 0);
-    long len = ftell(f);
-    assert_int_equal(len, (long)want.len);
-    rewind(f);
-    char *got = fr_xcalloc((size_t)len + 1, 1);
-    assert_int_equal(fread(got, 1, (size_t)len, f), (size_t)len);
-    assert_memory_equal(got, want.data, want.len);
-    free(got);
-    fclose(f);
-    fr_buf_close(&want);
+    assert_printed(fr_buf_str(&compact), &want);
     FILE *full = fopen("/dev/full", "w");
     if (full) {
-        assert_int_equal(fr_report_print(&fx->r, full), FR_EIO);
+        assert_int_equal(fr_report_print_text(fr_buf_str(&compact), full), FR_EIO);
         fclose(full);
     }
+    fr_buf_close(&compact);
+    fr_buf_close(&want);
 }
 
 static void test_text_interrupted_without_budget(void **state)
