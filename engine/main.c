@@ -773,25 +773,23 @@ static int run_workflow(int argc, char **argv, int first, const command *cmd, bo
     if ((a.trace_file || a.html_file) &&
         fr_html_save(fr_run_results(run), a.trace_file, a.html_file) != FR_OK)
         code = FR_EXIT_IOERR;
-    /* The store keeps the report compact (half the bytes, and half the
-     * memory at the run's end); --json prints it indented, the bytes
-     * `flowrun report --json` renders from the stored text. One at a time,
-     * so their buffers never stack. */
-    if (!a.run.plan) {
-        char *stored = fr_cli_report_json_text(fr_run_results(run), true);
-        code = fr_cli_store_report(fr_run_results(run), a.run.state_dir, stored, code);
-        free(stored);
-    }
-    char *report = a.json ? fr_cli_report_json_text(fr_run_results(run), false) : NULL;
+    /* The report is rendered once, compact: the store keeps that text (half
+     * the bytes), and --json prints it indented as it goes out, the bytes
+     * `flowrun report --json` renders from the stored text. */
+    char *compact =
+        !a.run.plan || a.json ? fr_cli_report_json_text(fr_run_results(run), true) : NULL;
+    if (!a.run.plan)
+        code = fr_cli_store_report(fr_run_results(run), a.run.state_dir, compact, code);
     if (a.json) {
-        if (!report || fputs(report, stdout) == EOF || fflush(stdout) != 0) {
+        /* Indented from the compact text as it goes out: never whole. */
+        if (!compact || fr_report_print_text(compact, stdout) != FR_OK || fflush(stdout) != 0) {
             /* A script that reads the report must not take silence for it. */
             fprintf(stderr, "flowrun: cannot write the JSON report to standard output: %s\n",
                     strerror(errno ? errno : EIO));
             code = FR_EXIT_IOERR;
         }
     }
-    free(report);
+    free(compact);
 cleanup:
     fr_run_free(run);
     fr_workflow_free(wf);

@@ -147,6 +147,40 @@ static void w_decisions(fr_jsonw *w, const fr_results *r, const fr_declog *log)
     fr_jsonw_close(w);
 }
 
+/* Task entry `tr`'s attempt log, as the tree it once was printed (its
+ * error redacted). */
+static void w_attempt_log(fr_jsonw *w, const fr_task_result *tr)
+{
+    fr_jsonw_array(w, "attempt_log");
+    for (size_t i = 0; i < tr->nlog; i++) {
+        const fr_attempt_entry *a = &tr->log[i];
+        fr_jsonw_object(w, NULL);
+        fr_jsonw_int(w, "attempt", a->attempt);
+        fr_jsonw_str(w, "endpoint", a->endpoint);
+        fr_jsonw_real(w, "start_ms", a->start_ms);
+        fr_jsonw_real_or_null(w, "end_ms", a->end_ms, a->ended);
+        fr_jsonw_str_or_null(w, "outcome", a->outcome);
+        w_redacted(w, "error", a->error);
+        fr_jsonw_object(w, "tokens");
+        fr_jsonw_int(w, "input", a->usage.input);
+        fr_jsonw_int(w, "output", a->usage.output);
+        fr_jsonw_int(w, "cached", a->usage.cached);
+        fr_jsonw_close(w);
+        fr_jsonw_real(w, "cost_usd", a->cost_usd);
+        fr_jsonw_array(w, "turns");
+        for (size_t k = 0; k < a->nturns; k++) {
+            const fr_attempt_turn *turn = fr_results_turn(a, k);
+            fr_jsonw_object(w, NULL);
+            fr_jsonw_real(w, "start_ms", turn->start_ms);
+            fr_jsonw_real_or_null(w, "end_ms", turn->end_ms, turn->ended);
+            fr_jsonw_close(w);
+        }
+        fr_jsonw_close(w);
+        fr_jsonw_close(w);
+    }
+    fr_jsonw_close(w);
+}
+
 static void w_task(fr_jsonw *w, const fr_results *r, size_t t)
 {
     const fr_task_result *tr = &r->tasks[t];
@@ -203,7 +237,7 @@ static void w_task(fr_jsonw *w, const fr_results *r, size_t t)
     w_decisions(w, r, tr->decisions);
     fr_jsonw_int(w, "turns", tr->turns);
     w_redact_errors(w, "tool_calls", tr->tool_calls);
-    w_redact_errors(w, "attempt_log", tr->attempt_log);
+    w_attempt_log(w, tr);
     const char *ap = fr_approval_state_name(tr->approval.state);
     const fr_approval *a = &tr->approval;
     if (ap && !r->plan && (!a->by || fr_jsonw_str_valid(a->by)) &&
@@ -332,6 +366,106 @@ int fr_report_text(const fr_results *r, fr_buf *out, bool compact)
     int rc = fr_jsonw_ok(w) ? fr_buf_append(out, "\n", 1) : FR_ETOOBIG;
     fr_jsonw_free(w);
     return rc;
+}
+
+/* ---- the indented text from the compact one, streamed --------------------
+ *
+ * The compact and the indented text differ only between tokens (reals have
+ * 17 digits in both): jansson's JSON_INDENT(2) puts a newline and two
+ * spaces a level before each member or element and before the close of a
+ * container that has any, ": " after a key, and prints an empty one as {}
+ * or []. */
+
+#define CHUNK (64u << 10) /* bytes gathered before they are written */
+
+typedef struct sink {
+    FILE *f;
+    bool ok; /* false once a write failed (then nothing more is written) */
+    size_t n;
+    char buf[CHUNK];
+} sink;
+
+static void sink_flush(sink *k)
+{
+    k->ok = k->ok && (k->n == 0 || fwrite(k->buf, 1, k->n, k->f) == k->n);
+    k->n = 0;
+}
+
+static void put(sink *k, const char *p, size_t n)
+{
+    if (k->n + n > CHUNK) {
+        sink_flush(k);
+        if (n > CHUNK) {
+            k->ok = k->ok && fwrite(p, 1, n, k->f) == n;
+            return;
+        }
+    }
+    memcpy(k->buf + k->n, p, n);
+    k->n += n;
+}
+
+/* A newline and the indent of `depth` levels. */
+static void newline(sink *k, size_t depth)
+{
+    static const char spaces[] = "\n                                ";
+    const size_t most = sizeof spaces - 2; /* spaces after the newline */
+    size_t n = 2 * depth;
+    put(k, spaces, 1 + (n < most ? n : most));
+    for (n = n < most ? 0 : n - most; n; n -= n < most ? n : most)
+        put(k, spaces + 1, n < most ? n : most);
+}
+
+int fr_report_print_text(const char *compact, FILE *f)
+{
+    sink *k = fr_xmalloc(sizeof *k);
+    k->f = f;
+    k->ok = true;
+    k->n = 0;
+    size_t depth = 0;
+    for (const char *p = compact; *p;) {
+        size_t n = strcspn(p, "\"{}[],:");
+        if (n) { /* a number, true, false, null, the final newline */
+            put(k, p, n);
+            p += n;
+            continue;
+        }
+        const char *q = p + 1;
+        switch (*p) {
+        case '"':
+            while (*q && *q != '"')
+                q += q[0] == '\\' && q[1] ? 2 : 1;
+            q += *q == '"';
+            put(k, p, (size_t)(q - p));
+            break;
+        case '{':
+        case '[':
+            if (*q == (*p == '{' ? '}' : ']')) {
+                put(k, p, 2);
+                q++;
+            } else {
+                put(k, p, 1);
+                newline(k, ++depth);
+            }
+            break;
+        case '}':
+        case ']':
+            newline(k, depth ? --depth : 0);
+            put(k, p, 1);
+            break;
+        case ',':
+            put(k, ",", 1);
+            newline(k, depth);
+            break;
+        default: /* ':' */
+            put(k, ": ", 2);
+            break;
+        }
+        p = q;
+    }
+    sink_flush(k);
+    bool ok = k->ok;
+    free(k);
+    return ok ? FR_OK : FR_EIO;
 }
 
 json_t *fr_report_json(const fr_results *r)

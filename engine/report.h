@@ -19,6 +19,13 @@
  * or FR_ETOOBIG past out's limit. */
 int fr_report_text(const fr_results *r, fr_buf *out, bool compact);
 
+/* Writes to `f` (borrowed) the indented text of `compact` (borrowed: what
+ * fr_report_text(r, out, true) wrote), the bytes fr_report_text(r, out,
+ * false) gives, a chunk of 64 KiB at a time: the indented text is never
+ * whole in memory, and no real is formatted again. Returns FR_OK, or FR_EIO
+ * when a write failed (errno says why). */
+int fr_report_print_text(const char *compact, FILE *f);
+
 /* Appends to `out` (borrowed) the indented text of the report `text`
  * (borrowed, compact or indented, as fr_report_text writes it): the same
  * bytes fr_report_text(r, out, false) gives. Returns FR_OK, FR_EINVAL when

@@ -1,6 +1,9 @@
 #include "engine/results.h"
 
+#include "engine/util/jsonw.h"
 #include "engine/util/mem.h"
+
+#include <math.h>
 
 #include <stdlib.h>
 #include <string.h>
@@ -25,74 +28,113 @@ void fr_results_add(fr_results *r, size_t idx)
     t->endpoint = t->moved_from = -1;
     t->check_score = -1;
     t->decisions = fr_declog_new();
-    t->tool_calls = json_array();
-    t->attempt_log = json_array();
 }
 
+/* The attempt log keeps what the tree it once was kept, jansson's refusals
+ * included: a string that is not UTF-8 and a NaN or an infinity were never
+ * set (json_string, json_real gave NULL), so the member kept its value. */
+
 /* The latest attempt's entry, NULL before any. */
-static json_t *latest(const fr_task_result *t)
+static fr_attempt_entry *latest(const fr_task_result *t)
 {
-    size_t n = json_array_size(t->attempt_log);
-    return n ? json_array_get(t->attempt_log, n - 1) : NULL;
+    return t->nlog ? &t->log[t->nlog - 1] : NULL;
+}
+
+const fr_attempt_turn *fr_results_turn(const fr_attempt_entry *a, size_t i)
+{
+    return i == 0 ? &a->turn : &a->more[i - 1];
+}
+
+static void rec_clear(fr_attempt_entry *a)
+{
+    free(a->outcome);
+    free(a->error);
+    free(a->more);
+}
+
+/* Replaces *slot by a copy of `s` when jansson would have taken it. */
+static void set_str(char **slot, const char *s)
+{
+    if (!fr_jsonw_str_valid(s))
+        return;
+    free(*slot);
+    *slot = fr_xstrdup(s);
 }
 
 void fr_results_attempt_begin(fr_task_result *t, int attempt, const char *endpoint, double start_ms)
 {
     t->log_cost_base = t->cost;
-    json_t *turn = json_pack("{s:f, s:n}", "start_ms", start_ms, "end_ms");
-    json_array_append_new(t->attempt_log,
-                          json_pack("{s:i, s:s, s:f, s:n, s:n, s:n, s:{s:i, s:i, s:i}, s:f, s:[o]}",
-                                    "attempt", attempt, "endpoint", endpoint, "start_ms", start_ms,
-                                    "end_ms", "outcome", "error", "tokens", "input", 0, "output", 0,
-                                    "cached", 0, "cost_usd", 0.0, "turns", turn));
+    if (!fr_jsonw_str_valid(endpoint) || !isfinite(start_ms))
+        return; /* json_pack refused the entry */
+    if (t->nlog == t->caplog) {
+        t->caplog = t->caplog ? 2 * t->caplog : 1;
+        t->log = fr_xrealloc(t->log, t->caplog * sizeof *t->log);
+    }
+    t->log[t->nlog++] = (fr_attempt_entry){.attempt = attempt,
+                                           .endpoint = endpoint,
+                                           .start_ms = start_ms,
+                                           .turn = {.start_ms = start_ms},
+                                           .nturns = 1};
 }
 
 /* The latest attempt's open turn, NULL for none. */
-static json_t *open_turn(const fr_task_result *t)
+static fr_attempt_turn *open_turn(const fr_task_result *t)
 {
-    json_t *turns = json_object_get(latest(t), "turns");
-    json_t *last = json_array_get(turns, json_array_size(turns) - 1);
-    return json_is_null(json_object_get(last, "end_ms")) ? last : NULL;
+    fr_attempt_entry *a = latest(t);
+    if (!a)
+        return NULL;
+    fr_attempt_turn *last = (fr_attempt_turn *)fr_results_turn(a, a->nturns - 1);
+    return last->ended ? NULL : last;
 }
 
 void fr_results_turn_end(fr_task_result *t, double end_ms)
 {
-    json_t *turn = open_turn(t);
-    if (turn)
-        json_object_set_new(turn, "end_ms", json_real(end_ms));
+    fr_attempt_turn *turn = open_turn(t);
+    if (turn && isfinite(end_ms)) {
+        turn->end_ms = end_ms;
+        turn->ended = true;
+    }
 }
 
 void fr_results_turn_begin(fr_task_result *t, double start_ms)
 {
-    json_t *turns = json_object_get(latest(t), "turns");
-    if (turns && !open_turn(t))
-        json_array_append_new(turns, json_pack("{s:f, s:n}", "start_ms", start_ms, "end_ms"));
+    fr_attempt_entry *a = latest(t);
+    if (!a || open_turn(t) || !isfinite(start_ms))
+        return;
+    a->more = fr_xrealloc(a->more, a->nturns * sizeof *a->more);
+    a->more[a->nturns - 1] = (fr_attempt_turn){.start_ms = start_ms};
+    a->nturns++;
 }
 
 void fr_results_attempt_end(fr_task_result *t, double end_ms, const char *outcome,
                             const char *error, const fr_usage *u)
 {
-    json_t *a = latest(t);
-    if (!a || !json_is_null(json_object_get(a, "end_ms")))
+    fr_attempt_entry *a = latest(t);
+    if (!a || a->ended)
         return;
     fr_results_turn_end(t, end_ms);
-    json_object_set_new(a, "end_ms", json_real(end_ms));
-    json_object_set_new(a, "outcome", json_string(outcome));
-    json_object_set_new(a, "error", error ? json_string(error) : json_null());
+    if (isfinite(end_ms)) {
+        a->end_ms = end_ms;
+        a->ended = true;
+    }
+    set_str(&a->outcome, outcome);
+    if (!error) {
+        free(a->error);
+        a->error = NULL;
+    } else {
+        set_str(&a->error, error);
+    }
     static const fr_usage none = {0};
-    if (!u)
-        u = &none;
-    json_object_set_new(a, "tokens",
-                        json_pack("{s:I, s:I, s:I}", "input", (json_int_t)u->input, "output",
-                                  (json_int_t)u->output, "cached", (json_int_t)u->cached));
-    json_object_set_new(a, "cost_usd", json_real(t->cost - t->log_cost_base));
+    a->usage = u ? *u : none;
+    double cost = t->cost - t->log_cost_base;
+    if (isfinite(cost))
+        a->cost_usd = cost;
 }
 
 void fr_results_attempt_drop(fr_task_result *t)
 {
-    size_t n = json_array_size(t->attempt_log);
-    if (n)
-        json_array_remove(t->attempt_log, n - 1);
+    if (t->nlog)
+        rec_clear(&t->log[--t->nlog]);
 }
 
 void fr_results_endpoints(fr_results *r, const fr_endpoints *eps, const fr_sched *sched)
@@ -136,7 +178,9 @@ void fr_results_close(fr_results *r)
         fr_reply_close(&r->tasks[i].reply);
         fr_declog_free(r->tasks[i].decisions);
         json_decref(r->tasks[i].tool_calls);
-        json_decref(r->tasks[i].attempt_log);
+        for (size_t a = 0; a < r->tasks[i].nlog; a++)
+            rec_clear(&r->tasks[i].log[a]);
+        free(r->tasks[i].log);
         fr_approval_clear(&r->tasks[i].approval);
     }
     free(r->tasks);

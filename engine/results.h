@@ -18,6 +18,29 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+/* One model turn of an attempt: when it went out and, once `ended`, when
+ * its reply came (ms from the run's start). */
+typedef struct fr_attempt_turn {
+    double start_ms, end_ms;
+    bool ended;
+} fr_attempt_turn;
+
+/* One attempt of a task, as its attempt log keeps it. */
+typedef struct fr_attempt_entry {
+    int attempt;
+    const char *endpoint; /* borrowed from the workflow (it outlives the results) */
+    double start_ms, end_ms;
+    bool ended;     /* end_ms, outcome, error, tokens and cost_usd are set */
+    char *outcome;  /* owned; NULL while in flight */
+    char *error;    /* owned; NULL for none */
+    fr_usage usage; /* input, output, cached over all its turns */
+    double cost_usd;
+    /* Its turns: the first inline, the rest in `more` (owned, nturns - 1). */
+    fr_attempt_turn turn;
+    fr_attempt_turn *more;
+    size_t nturns;
+} fr_attempt_entry;
+
 typedef struct fr_task_result {
     fr_task_state state;
     char *reason;       /* why it did not succeed, NULL when it did */
@@ -45,14 +68,17 @@ typedef struct fr_task_result {
     bool obs_latency, obs_output;
     /* The tool loop: model turns of the accepted attempt (0 before one), and
      * every tool call of the task's attempts, in order: {name, source,
-     * server, ms, ok, error, arg_bytes, result_bytes, turn}. */
+     * server, ms, ok, error, arg_bytes, result_bytes, turn}; NULL before the
+     * first (the report prints it empty). */
     int turns;
     json_t *tool_calls;
     /* Every attempt, in order, with its times from the run's start (engine/
-     * task writes it through fr_results_attempt_*): {attempt, endpoint,
-     * start_ms, end_ms, outcome, error, tokens, cost_usd, turns: [{start_ms,
-     * end_ms}]}; end_ms and outcome are null while it is in flight. */
-    json_t *attempt_log;
+     * task writes it through fr_results_attempt_*; the report prints each
+     * as {attempt, endpoint, start_ms, end_ms, outcome, error, tokens,
+     * cost_usd, turns: [{start_ms, end_ms}]}, end_ms and outcome null while
+     * it is in flight): `nlog` of them, room for `caplog` (owned). */
+    fr_attempt_entry *log;
+    size_t nlog, caplog;
     double log_cost_base; /* the task's cost when its latest attempt began */
     /* An approval task's checkpoint (approve = true); state NONE otherwise. */
     fr_approval approval;
@@ -128,8 +154,8 @@ void fr_results_endpoints(fr_results *r, const fr_endpoints *eps, const fr_sched
 void fr_results_skip(fr_results *r, size_t task, size_t cause, fr_task_state cause_state,
                      uint64_t now_ns);
 /* Attempt `attempt` of task entry `t` went to endpoint `endpoint`
- * (borrowed) at `start_ms` from the run's start: a new attempt_log entry
- * with its first model turn open. */
+ * (borrowed; must outlive `t`, as the workflow's names do) at `start_ms` from the run's start: a
+ * new attempt_log entry with its first model turn open. */
 void fr_results_attempt_begin(fr_task_result *t, int attempt, const char *endpoint,
                               double start_ms);
 /* A model turn of `t`'s latest attempt ended at `end_ms` (it asked for
@@ -145,5 +171,7 @@ void fr_results_attempt_end(fr_task_result *t, double end_ms, const char *outcom
 /* Forgets `t`'s latest attempt: it found no file descriptor, so nothing
  * was sent and it does not count. */
 void fr_results_attempt_drop(fr_task_result *t);
+/* Turn `i` of attempt `a` (borrowed; i < a->nturns). */
+const fr_attempt_turn *fr_results_turn(const fr_attempt_entry *a, size_t i);
 /* Frees what `r` owns (the tasks' reasons, replies and decision logs). */
 void fr_results_close(fr_results *r);

@@ -528,6 +528,24 @@ static void on_tools_ready(void *ud, int rc, const fr_error *err)
     pump(r);
 }
 
+/* The run is over and published: what only its tasks' attempts used (each
+ * task's runtime with its prompt and conversation, and the timers once the
+ * loop has closed their handles) goes before the report is rendered and
+ * stored, so that its text does not come on top of them. The results stay
+ * (the report reads them). */
+static void release_runtimes(fr_run *r, bool loop_closed)
+{
+    for (size_t t = 0; t < r->wf->ntasks; t++) {
+        fr_task_free(r->tasks[t].task);
+        r->tasks[t].task = NULL;
+        r->tasks[t].route = NULL;
+    }
+    if (loop_closed) {
+        fr_timers_free(r->timers);
+        r->timers = NULL;
+    }
+}
+
 /* ---- setup -------------------------------------------------------------- */
 
 static void init_tasks(fr_run *r)
@@ -662,9 +680,11 @@ int fr_run_execute(fr_run *r)
     }
     uv_run(&r->loop, UV_RUN_DEFAULT);
     fr_live_stop(r->live); /* clears the block: the summary follows */
-    if (uv_loop_close(&r->loop) != 0)
+    bool closed = uv_loop_close(&r->loop) == 0;
+    if (!closed)
         fr_log_event(FR_LOG_ERROR, "run", "run.error", "error=\"handles left open at exit\"");
     int code = publish(r);
+    release_runtimes(r, closed);
     const char *status = fr_exit_status(code, r->res.interrupted);
     if (r->books && fr_booking_end(r->books, status, code, r->env.spent_usd) != FR_OK && code == 0)
         r->res.exit_code = 74;

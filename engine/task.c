@@ -532,6 +532,8 @@ static void tool_done(void *ud, const fr_toolcall_info *info, const fr_tool_resu
                           "arg_bytes", (json_int_t)info->arg_bytes, "result_bytes",
                           (json_int_t)info->result_bytes, "turn", t->res->turns, "attempt",
                           t->res->attempts, "start_ms", start_ms > 0 ? start_ms : 0);
+    if (c && !t->res->tool_calls)
+        t->res->tool_calls = json_array(); /* none until the first call */
     if (c)
         json_array_append_new(t->res->tool_calls, c);
     snprintf(t->res->tool, sizeof t->res->tool, "%s", info->name);

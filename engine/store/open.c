@@ -229,11 +229,28 @@ static const char schema_v6[] =
     " END;"
     "CREATE TRIGGER attempts_totals_move AFTER UPDATE OF cost_usd, outcome, month ON attempts"
     " WHEN OLD.month IS NOT NEW.month BEGIN " SUB_TOTALS("OLD") ADD_TOTALS("NEW") " END;";
+/* Schema version 7: a report's JSON is its row's last column, so that it
+ * is written in place (a zeroblob the text is then written into, SQLite's
+ * incremental blob I/O) and SQLite holds no record-sized copy of it. The
+ * table is rebuilt with the same columns in that order and its reports
+ * copied as they are: older rows keep their TEXT, newer ones are BLOBs of
+ * the same UTF-8 bytes (readers CAST them to TEXT). */
+static const char schema_v7[] =
+    "CREATE TABLE reports_v7 ("
+    "  run_id    TEXT PRIMARY KEY REFERENCES runs(id),"
+    "  summary   TEXT NOT NULL,"
+    "  stored_at REAL NOT NULL,"
+    "  json      BLOB NOT NULL"
+    ");"
+    "INSERT INTO reports_v7(run_id, summary, stored_at, json)"
+    " SELECT run_id, summary, stored_at, json FROM reports;"
+    "DROP TABLE reports;"
+    "ALTER TABLE reports_v7 RENAME TO reports;";
 // clang-format on
 
 /* migrations[v] takes a database from version v to v + 1. */
-static const char *const migrations[FR_STORE_SCHEMA_VERSION] = {schema_v1, schema_v2, schema_v3,
-                                                                schema_v4, schema_v5, schema_v6};
+static const char *const migrations[FR_STORE_SCHEMA_VERSION] = {
+    schema_v1, schema_v2, schema_v3, schema_v4, schema_v5, schema_v6, schema_v7};
 
 /* The SQL of one migration; see store.h. */
 const char *fr_store_migration_sql(int from)

@@ -1,20 +1,45 @@
-/* The stored reports of finished runs (schema 5's `reports` table), the
- * list of runs and the statistics across them: what `flowrun runs`,
- * `flowrun report` and `flowrun stats` (engine/cli/runs_cmd) read. The
- * report is written once, at a run's end, through the batch; the rest only
- * reads, with statements prepared for the one call (a command, not a run's
- * hot path). */
+/* The stored reports of finished runs (the `reports` table: schema 5, its
+ * JSON the row's last column since schema 7), the list of runs and the
+ * statistics across them: what `flowrun runs`, `flowrun report` and
+ * `flowrun stats` (engine/cli/runs_cmd) read. The report is written once,
+ * at a run's end, through the batch; the rest only reads, with statements
+ * prepared for the one call (a command, not a run's hot path). */
 
 #include "engine/store/store_int.h"
 #include "engine/util/mem.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* ---- writing ----------------------------------------------------------- */
 
-/* Stores a finished run's report; see store.h. */
+/* Writes `len` bytes of `text` (borrowed) into column json of reports row
+ * `rowid`, a zeroblob of that size: page by page, with no copy of the
+ * whole. */
+static int write_json(fr_store *st, sqlite3_int64 rowid, const char *text, size_t len,
+                      fr_error *err)
+{
+    sqlite3_blob *b = NULL;
+    int src = sqlite3_blob_open(st->db, "main", "reports", "json", rowid, 1, &b);
+    for (size_t at = 0; src == SQLITE_OK && at < len;) {
+        int n = len - at > (1u << 20) ? 1 << 20 : (int)(len - at);
+        src = sqlite3_blob_write(b, text + at, n, (int)at);
+        at += (size_t)n;
+    }
+    if (src != SQLITE_OK) {
+        sqlite3_blob_close(b);
+        return fr_store_db_error(st, err, "cannot store the run's report");
+    }
+    return sqlite3_blob_close(b) == SQLITE_OK
+               ? FR_OK
+               : fr_store_db_error(st, err, "cannot store the run's report");
+}
+
+/* Stores a finished run's report; see store.h. The JSON goes in as a
+ * zeroblob, its row's last column (schema 7), and is then written into it:
+ * SQLite's record of the row never holds the text. */
 int fr_store_report_put(fr_store *st, const char *run_id, const char *json, const char *summary,
                         fr_error *err)
 {
@@ -22,23 +47,31 @@ int fr_store_report_put(fr_store *st, const char *run_id, const char *json, cons
     int rc = fr_store_check_usable(st, err);
     if (rc == FR_OK && (!run_id || !json || !summary))
         rc = fr_error_set(err, FR_EINVAL, st->path, 0, "a stored report needs a run id and texts");
+    size_t len = json ? strlen(json) : 0;
+    if (rc == FR_OK && len > INT_MAX)
+        rc = fr_error_set(err, FR_EINVAL, st->path, 0, "the run's report is too large to store");
     if (rc == FR_OK)
         rc = fr_store_batch_join(st, err);
     if (rc != FR_OK)
         return rc;
     if (sqlite3_prepare_v2(st->db,
-                           "INSERT OR REPLACE INTO reports(run_id, json, summary, stored_at)"
+                           "INSERT OR REPLACE INTO reports(run_id, summary, stored_at, json)"
                            " VALUES (?1, ?2, ?3, ?4)",
                            -1, &s, NULL) != SQLITE_OK)
         return fr_store_db_error(st, err, "cannot store the run's report");
     st->prepares++;
     fr_store_bind_text(s, 1, run_id);
-    fr_store_bind_text(s, 2, json);
-    fr_store_bind_text(s, 3, summary);
-    sqlite3_bind_double(s, 4, fr_store_now(st));
+    fr_store_bind_text(s, 2, summary);
+    sqlite3_bind_double(s, 3, fr_store_now(st));
+    if (len)
+        sqlite3_bind_zeroblob(s, 4, (int)len);
+    else
+        fr_store_bind_text(s, 4, json);
     if (sqlite3_step(s) != SQLITE_DONE)
         rc = fr_store_insert_error(st, err, run_id, "cannot store the run's report");
     sqlite3_finalize(s);
+    if (rc == FR_OK && len)
+        rc = write_json(st, sqlite3_last_insert_rowid(st->db), json, len, err);
     return rc;
 }
 
@@ -79,16 +112,17 @@ int fr_store_runs(fr_store *st, const char *workflow, long limit, json_t **out, 
         "cost_usd", "makespan_ms", "report_cost_usd", "local_token_share", "has_report"};
     sqlite3_stmt *s = NULL;
     *out = NULL;
-    int rc = prepare(st,
-                     "SELECT r.id, r.workflow, r.started_at, r.ended_at, r.status, r.exit_code,"
-                     " r.cost_usd, json_extract(p.json, '$.makespan_ms'),"
-                     " json_extract(p.json, '$.cost_usd'),"
-                     " json_extract(p.json, '$.local_token_share'), p.run_id IS NOT NULL,"
-                     " r.id, r.pid, r.pid_start, r.boot_id"
-                     " FROM runs r LEFT JOIN reports p ON p.run_id = r.id"
-                     " WHERE ?1 IS NULL OR r.workflow = ?1"
-                     " ORDER BY r.started_at DESC, r.rowid DESC LIMIT ?2",
-                     &s, "cannot read the runs", err);
+    int rc =
+        prepare(st,
+                "SELECT r.id, r.workflow, r.started_at, r.ended_at, r.status, r.exit_code,"
+                " r.cost_usd, json_extract(CAST(p.json AS TEXT), '$.makespan_ms'),"
+                " json_extract(CAST(p.json AS TEXT), '$.cost_usd'),"
+                " json_extract(CAST(p.json AS TEXT), '$.local_token_share'), p.run_id IS NOT NULL,"
+                " r.id, r.pid, r.pid_start, r.boot_id"
+                " FROM runs r LEFT JOIN reports p ON p.run_id = r.id"
+                " WHERE ?1 IS NULL OR r.workflow = ?1"
+                " ORDER BY r.started_at DESC, r.rowid DESC LIMIT ?2",
+                &s, "cannot read the runs", err);
     if (rc != FR_OK)
         return rc;
     fr_store_bind_text(s, 1, workflow);

@@ -12,6 +12,8 @@
 #include "engine/util/redact.h"
 #include "support/engine_fixture.h"
 
+#include <math.h>
+
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -240,6 +242,51 @@ static void test_attempt_log(void **state)
     json_decref(o);
 }
 
+/* The attempt log's other states, printed as its tree once was: a tool
+ * loop's turns, an attempt still in flight (end_ms, outcome null, its turn
+ * open), one dropped (no file descriptor: gone), and what jansson refused
+ * (an error that is not UTF-8 stays null, a NaN end leaves the attempt
+ * open). */
+static void test_attempt_log_states(void **state)
+{
+    fixture *fx = *state;
+    fr_task_result *t = &fx->r.tasks[engine_task(fx->wf, "publish")];
+    fr_results_attempt_begin(t, 1, "cloud", 10);
+    fr_results_turn_end(t, 20);
+    fr_results_turn_begin(t, 30);
+    fr_results_turn_begin(t, 31); /* a turn is open: no second one */
+    fr_results_turn_end(t, 40);
+    fr_results_turn_begin(t, 50);
+    fr_results_attempt_end(t, 60, "error", "bad \xff byte", &(fr_usage){.input = 7, .output = 2});
+    fr_results_attempt_end(t, 70, "ok", NULL, NULL); /* ended already: no change */
+    fr_results_attempt_begin(t, 2, "cloud", 80);
+    fr_results_attempt_drop(t);
+    fr_results_attempt_begin(t, 2, "local", 90);
+    fr_results_attempt_end(t, NAN, "timeout", NULL, NULL);
+    fr_results_attempt_begin(t, 3, "local", 100.5);
+    fr_buf text;
+    fr_buf_init(&text, 0);
+    assert_int_equal(fr_report_text(&fx->r, &text, true), FR_OK);
+    const char *want =
+        "\"attempt_log\":[{\"attempt\":1,\"endpoint\":\"cloud\",\"start_ms\":10.0,"
+        "\"end_ms\":60.0,\"outcome\":\"error\",\"error\":null,"
+        "\"tokens\":{\"input\":7,\"output\":2,\"cached\":0},\"cost_usd\":0.0,"
+        "\"turns\":[{\"start_ms\":10.0,\"end_ms\":20.0},{\"start_ms\":30.0,\"end_ms\":40.0},"
+        "{\"start_ms\":50.0,\"end_ms\":60.0}]},"
+        "{\"attempt\":2,\"endpoint\":\"local\",\"start_ms\":90.0,\"end_ms\":null,"
+        "\"outcome\":\"timeout\",\"error\":null,"
+        "\"tokens\":{\"input\":0,\"output\":0,\"cached\":0},\"cost_usd\":0.0,"
+        "\"turns\":[{\"start_ms\":90.0,\"end_ms\":null}]},"
+        "{\"attempt\":3,\"endpoint\":\"local\",\"start_ms\":100.5,\"end_ms\":null,"
+        "\"outcome\":null,\"error\":null,"
+        "\"tokens\":{\"input\":0,\"output\":0,\"cached\":0},\"cost_usd\":0.0,"
+        "\"turns\":[{\"start_ms\":100.5,\"end_ms\":null}]}]";
+    if (!strstr(fr_buf_str(&text), want))
+        print_error("no such attempt log in:\n%s\n", fr_buf_str(&text));
+    assert_non_null(strstr(fr_buf_str(&text), want));
+    fr_buf_close(&text);
+}
+
 /* A routing decision is rendered as the decision log's JSON always was:
  * its fields in this order, the candidates it saw by name, the error last
  * (redacted); a second decision's candidates are its own. */
@@ -287,7 +334,6 @@ static void enrich(fixture *fx)
     d->usage.estimated = true;
     d->cached = true;
     d->turns = 2;
-    json_decref(d->tool_calls); /* fr_results_add made an empty one */
     d->tool_calls = json_pack("[{s:s, s:{s:s}, s:s, s:f}, {s:s, s:{}, s:s}]", "name", "search",
                               "arguments", "q", "flowrun", "result", "3 hits", "ms", 12.5, "name",
                               "fetch", "arguments", "error", "HTTP 403 for " KEY);
@@ -322,6 +368,23 @@ static void enrich(fixture *fx)
     r->observed = true;
     r->observed_from = "state.db";
     r->sim = true;
+}
+
+/* fr_report_print_text of `compact` (borrowed) writes the bytes of `want`. */
+static void assert_printed(const char *compact, const fr_buf *want)
+{
+    FILE *f = tmpfile();
+    assert_non_null(f);
+    assert_int_equal(fr_report_print_text(compact, f), FR_OK);
+    assert_int_equal(fflush(f), 0);
+    long len = ftell(f);
+    assert_int_equal(len, (long)want->len);
+    rewind(f);
+    char *got = fr_xcalloc((size_t)len + 1, 1);
+    assert_int_equal(fread(got, 1, (size_t)len, f), (size_t)len);
+    assert_memory_equal(got, want->data, want->len);
+    free(got);
+    fclose(f);
 }
 
 /* Compares the report's text of the view with file `path`, bytes. */
@@ -360,6 +423,7 @@ static void text_matches(const fr_results *r, const char *path)
     assert_null(strstr(fr_buf_str(&compact), "\n  "));
     assert_int_equal(fr_report_reindent(fr_buf_str(&compact), &again_text), FR_OK);
     assert_string_equal(fr_buf_str(&again_text), fr_buf_str(&want));
+    assert_printed(fr_buf_str(&compact), &want); /* what flowrun --json prints */
     fr_buf_close(&again_text);
     fr_buf_init(&again_text, 0);
     assert_int_equal(fr_report_reindent(fr_buf_str(&want), &again_text), FR_OK);
@@ -394,6 +458,39 @@ static void test_text_bytes_plan(void **state)
     fx->r.exit_code = 0;
     fx->r.interrupted = false;
     text_matches(&fx->r, TEXT_PLAN);
+}
+
+/* fr_report_print_text indents the compact text as it goes out, 64 KiB at
+ * a time: the bytes of fr_report_text's indented text, over several chunks
+ * (a reply of 200 KB); a stream that cannot be written is FR_EIO. */
+static void test_print_streams_the_same_bytes(void **state)
+{
+    fixture *fx = *state;
+    enrich(fx);
+    fr_task_result *d = &fx->r.tasks[engine_task(fx->wf, "draft")];
+    size_t n = 200u << 10;
+    free(d->reply.text);
+    d->reply.text = fr_xcalloc(n + 1, 1);
+    for (size_t i = 0; i < n; i++)
+        d->reply.text[i] = (char)('a' + i % 26);
+    /* Nested 24 levels deep in the report: an indent past 32 spaces. */
+    json_decref(d->reply.json);
+    d->reply.json = json_loads("[[[[[[[[[[[[[[[[[[[[{\"k\": [1, {}]}]]]]]]]]]]]]]]]]]]]]", 0, NULL);
+    assert_non_null(d->reply.json);
+    fr_buf want, compact;
+    fr_buf_init(&want, 0);
+    fr_buf_init(&compact, 0);
+    assert_int_equal(fr_report_text(&fx->r, &want, false), FR_OK);
+    assert_int_equal(fr_report_text(&fx->r, &compact, true), FR_OK);
+    assert_true(want.len > 3 * (64u << 10)); /* several chunks */
+    assert_printed(fr_buf_str(&compact), &want);
+    FILE *full = fopen("/dev/full", "w");
+    if (full) {
+        assert_int_equal(fr_report_print_text(fr_buf_str(&compact), full), FR_EIO);
+        fclose(full);
+    }
+    fr_buf_close(&compact);
+    fr_buf_close(&want);
 }
 
 static void test_text_interrupted_without_budget(void **state)
@@ -446,6 +543,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_json_matches_golden, setup, teardown),
         cmocka_unit_test_setup_teardown(test_json_key_points, setup, teardown),
         cmocka_unit_test_setup_teardown(test_attempt_log, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_attempt_log_states, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_print_streams_the_same_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_decisions_rendered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_summary, setup, teardown),
         cmocka_unit_test_setup_teardown(test_text_bytes_rich, setup, teardown),

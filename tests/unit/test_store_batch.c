@@ -248,7 +248,8 @@ static void test_v6_drops_the_month_index(void **state)
     assert_usd(raw_num(f->path, "SELECT count(*) FROM sqlite_schema WHERE name = 'attempts_month'"),
                1);
     batched_store(f);
-    assert_usd(raw_num(f->path, "SELECT value FROM meta WHERE key = 'schema_version'"), 6);
+    assert_usd(raw_num(f->path, "SELECT value FROM meta WHERE key = 'schema_version'"),
+               FR_STORE_SCHEMA_VERSION);
     assert_usd(raw_num(f->path, "SELECT count(*) FROM sqlite_schema WHERE name = 'attempts_month'"),
                0);
     for (int i = 0; i < 10; i++) {

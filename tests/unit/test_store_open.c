@@ -143,9 +143,9 @@ static void test_newer_schema_refused(void **state)
     assert_usd(raw_num(f->path, "SELECT value FROM meta WHERE key = 'schema_version'"), 99);
 
     /* A version written as text is read the same way. */
-    raw_exec(f->path, "UPDATE meta SET value = '7' WHERE key = 'schema_version'");
+    raw_exec(f->path, "UPDATE meta SET value = '8' WHERE key = 'schema_version'");
     assert_int_equal(fr_store_open(f->path, &st, &err), FR_ESTOREVER);
-    assert_non_null(strstr(err.msg, "schema version 7"));
+    assert_non_null(strstr(err.msg, "schema version 8"));
 }
 
 static void test_not_a_database(void **state)

@@ -4,8 +4,10 @@
  * one is refused naming two; runs come newest first, per workflow, with
  * the runs table's figures where there is no report; p50/p95 are exact at
  * the report's index round(q * (n - 1)); a store of schema 4 (made by the
- * released migrations) is upgraded with its runs and attempts. */
+ * released migrations) is upgraded with its runs and attempts, one of
+ * schema 6 with its reports (stored in place since schema 7). */
 
+#include "engine/util/mem.h"
 #include "tests/unit/support/store_fixture.h"
 
 static void begin(fr_store *st, const char *run, const char *wf, time_t at)
@@ -146,14 +148,7 @@ static void test_stats_exact_quantiles(void **state)
 static void test_schema_4_upgrades(void **state)
 {
     fx *f = *state;
-    char dir[PATH_MAX];
-    join(dir, f->dir, ".flowrun");
-    assert_int_equal(mkdir(dir, 0700), 0);
-    sqlite3 *db = NULL;
-    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK); /* creates the file */
-    sqlite3_close(db);
-    for (int v = 0; v < 4; v++)
-        raw_exec(f->path, fr_store_migration_sql(v));
+    raw_store_at(f, 4);
     raw_exec(f->path, "INSERT INTO meta(key, value) VALUES ('schema_version', 4);"
                       "INSERT INTO runs(id, workflow, started_at, status, cost_usd)"
                       " VALUES ('old1', 'wf', 100, 'ok', 0.25), ('old2', 'wf', 200, 'failed', 0);"
@@ -184,12 +179,80 @@ static void test_schema_4_upgrades(void **state)
     fr_store_report_clear(&r);
 }
 
+/* A store of schema 6 (its reports' JSON a TEXT column in the middle of
+ * the row) upgrades to 7 with its report as it was: read back, listed and
+ * replaced; a report stored now is a BLOB of the same bytes (written in
+ * place), read back and listed the same. */
+static void test_schema_6_reports_upgrade(void **state)
+{
+    fx *f = *state;
+    raw_store_at(f, 6);
+    const char *old = "{\n  \"makespan_ms\": 99,\n  \"cost_usd\": 0.125,\n"
+                      "  \"local_token_share\": 1.0\n}\n";
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "INSERT INTO meta(key, value) VALUES ('schema_version', 6);"
+             "INSERT INTO runs(id, workflow, started_at, status, cost_usd)"
+             " VALUES ('old1', 'wf', 100, 'ok', 0.25);"
+             "INSERT INTO reports(run_id, json, summary, stored_at) VALUES ('old1', '%s', 's', 1);",
+             old);
+    raw_exec(f->path, sql);
+    f->st = open_ok(f->path);
+    assert_usd(raw_num(f->path, "SELECT value FROM meta WHERE key = 'schema_version'"), 7);
+    assert_usd(raw_num(f->path, "SELECT typeof(json) = 'text' FROM reports"), 1);
+    fr_store_report r = {0};
+    assert_ok(fr_store_report_get(f->st, "old1", NULL, &r, &e_));
+    assert_string_equal(r.json, old);
+    assert_string_equal(r.summary, "s");
+    fr_store_report_clear(&r);
+
+    begin(f->st, "new1", "wf", utc(2027, 1, 1, 0, 0, 0));
+    /* Larger than a page and than one write: every byte lands. */
+    size_t n = (3u << 20) + 17;
+    char *big = fr_xcalloc(n + 1, 1);
+    int k = snprintf(big, n + 1, "{\"makespan_ms\": 1250, \"cost_usd\": 0.5, \"pad\": \"");
+    for (size_t i = (size_t)k; i < n - 3; i++)
+        big[i] = (char)('a' + i % 26);
+    memcpy(big + n - 3, "\"}\n", 3);
+    assert_ok(fr_store_report_put(f->st, "new1", big, "sum", &e_));
+    assert_usd(raw_num(f->path, "SELECT typeof(json) = 'blob' FROM reports WHERE run_id = 'new1'"),
+               1);
+    assert_usd(raw_num(f->path, "SELECT length(json) FROM reports WHERE run_id = 'new1'"),
+               (double)n);
+    assert_ok(fr_store_report_get(f->st, "new1", NULL, &r, &e_));
+    assert_string_equal(r.json, big);
+    fr_store_report_clear(&r);
+    json_t *runs = NULL;
+    assert_ok(fr_store_runs(f->st, NULL, 0, &runs, &e_));
+    assert_int_equal(json_array_size(runs), 2);
+    json_t *first = json_array_get(runs, 0), *second = json_array_get(runs, 1);
+    assert_string_equal(json_string_value(json_object_get(first, "id")), "new1");
+    assert_usd(json_number_value(json_object_get(first, "makespan_ms")), 1250);
+    assert_usd(json_number_value(json_object_get(first, "cost_usd")), 0.5);
+    assert_usd(json_number_value(json_object_get(second, "makespan_ms")), 99);
+    assert_usd(json_number_value(json_object_get(second, "local_token_share")), 1.0);
+    json_decref(runs);
+    /* A second report of the run replaces the first; an old one too. */
+    assert_ok(fr_store_report_put(f->st, "new1", "{}\n", "b", &e_));
+    assert_ok(fr_store_report_put(f->st, "old1", "{\"cost_usd\": 2}\n", "c", &e_));
+    assert_usd(raw_num(f->path, "SELECT count(*) FROM reports"), 2);
+    assert_ok(fr_store_report_get(f->st, "new1", NULL, &r, &e_));
+    assert_string_equal(r.json, "{}\n");
+    fr_store_report_clear(&r);
+    assert_ok(fr_store_report_get(f->st, "old1", NULL, &r, &e_));
+    assert_string_equal(r.json, "{\"cost_usd\": 2}\n");
+    assert_string_equal(r.summary, "c");
+    fr_store_report_clear(&r);
+    free(big);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         STORE_TEST(test_report_round_trip_and_lookup),
         STORE_TEST(test_stats_exact_quantiles),
         STORE_TEST(test_schema_4_upgrades),
+        STORE_TEST(test_schema_6_reports_upgrade),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -165,6 +165,20 @@ static inline void raw_exec(const char *path, const char *sql)
 
 /* True when SQLite refuses to run `sql` (no values from outside) on its own
  * connection. */
+/* Makes f->path a store of schema `version` as the released migrations
+ * leave it (its .flowrun folder too), with no schema version written. */
+static inline void raw_store_at(fx *f, int version)
+{
+    char dir[PATH_MAX];
+    join(dir, f->dir, ".flowrun");
+    assert_int_equal(mkdir(dir, 0700), 0);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK); /* creates the file */
+    sqlite3_close(db);
+    for (int v = 0; v < version; v++)
+        raw_exec(f->path, fr_store_migration_sql(v));
+}
+
 static inline bool raw_refused(const char *path, const char *sql)
 {
     sqlite3 *db = NULL;
