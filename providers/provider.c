@@ -834,6 +834,8 @@ static int scan_loops(fr_text_acc *a, const char *s, size_t n)
     return 0;
 }
 
+bool fr_provider_tree_only = false;
+
 int fr_text_acc_add(fr_text_acc *a, const char *s, size_t n, char **err_msg)
 {
     if (n == 0)
