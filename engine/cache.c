@@ -24,9 +24,19 @@ static uint64_t fnv1a(const char *s, size_t n, uint64_t h)
 static void put_field(fr_buf *b, const char *name, const char *value)
 {
     const char *v = value ? value : "";
-    fr_buf_printf(b, "%s=%zu:", name, strlen(v));
+    size_t n = strlen(v);
+    char num[24]; /* the length in decimal, written backwards: no printf per field */
+    size_t i = sizeof num;
+    num[--i] = ':';
+    do {
+        num[--i] = (char)('0' + n % 10);
+        n /= 10;
+    } while (n);
+    num[--i] = '=';
+    fr_buf_puts(b, name);
+    fr_buf_append(b, num + i, sizeof num - i);
     fr_buf_puts(b, v);
-    fr_buf_puts(b, ";");
+    fr_buf_append(b, ";", 1);
 }
 
 char *fr_cache_key(const char *workflow, const char *task, const char *endpoint, fr_protocol proto,
@@ -67,7 +77,13 @@ char *fr_cache_key(const char *workflow, const char *task, const char *endpoint,
     uint64_t a = fnv1a(text, n, 0xcbf29ce484222325ULL);
     uint64_t h = fnv1a(text, n, 0x84222325cbf29ce4ULL ^ (uint64_t)n);
     fr_buf_close(&b);
-    return fr_xasprintf("%016llx%016llx", (unsigned long long)a, (unsigned long long)h);
+    char *key = fr_xmalloc(33); /* "%016llx%016llx", without printf */
+    for (int i = 0; i < 16; i++) {
+        key[15 - i] = "0123456789abcdef"[(a >> (4 * i)) & 15];
+        key[31 - i] = "0123456789abcdef"[(h >> (4 * i)) & 15];
+    }
+    key[32] = '\0';
+    return key;
 }
 
 bool fr_cache_may_answer(bool has_store, bool no_cache, const char *const *fresh, size_t nfresh,

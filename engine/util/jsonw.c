@@ -25,8 +25,15 @@ struct fr_jsonw {
 
 fr_jsonw *fr_jsonw_new(fr_buf *out)
 {
-    fr_jsonw *w = fr_xcalloc(1, sizeof *w);
+    /* malloc, not calloc: zeroing the 8 KiB stage cost more than a small
+     * request body's whole writing. Every other field is set here. */
+    fr_jsonw *w = fr_xmalloc(sizeof *w);
     w->out = out;
+    w->staged = 0;
+    w->open = NULL;
+    w->depth = w->cap = 0;
+    w->failed = false;
+    w->compact = false;
     w->precision = 17;
     return w;
 }
