@@ -1,7 +1,6 @@
 #include "providers/openai.h"
 
 #include "engine/util/buf.h"
-#include "engine/util/jscan.h"
 #include "engine/util/mem.h"
 #include "providers/provider_int.h"
 #include "providers/toolcall.h"
@@ -650,8 +649,7 @@ static bool scan_chunk_text(const char *data, size_t n, scan_chunk *c)
     fr_jscan s;
     fr_jval k, v;
     unsigned seen = 0;
-    fr_jscan_init(&s, data, n);
-    if (!fr_jscan_value(&s, &v) || v.kind != FR_JOBJECT)
+    if (!fr_jscan_object(&s, data, n))
         return false;
     while (fr_jscan_member(&s, &k)) {
         bool ok = true;
@@ -699,12 +697,10 @@ static void with_string(fr_reader *rd, const fr_jval *v, void (*use)(fr_reader *
         use(rd, NULL);
         return;
     }
-    char small[128];
-    char *t = v->n < sizeof small ? small : fr_xmalloc(v->n + 1);
-    fr_jscan_unescape(v, t);
-    use(rd, t);
-    if (t != small)
-        free(t);
+    fr_jtext t;
+    fr_jtext_open(&t, v, true);
+    use(rd, t.text);
+    fr_jtext_close(&t);
 }
 
 /* Applies a scanned chunk as the tree code would: read_extras (no tool
@@ -718,20 +714,11 @@ static int apply_chunk(oai *o, const scan_chunk *c)
     if (c->has_choice && c->delta.reasoned)
         rd->reasoned = true;
     if (c->has_choice && c->delta.content.kind == FR_JSTRING && c->delta.content.n > 0) {
-        const fr_jval *t = &c->delta.content;
-        char small[256];
-        char *buf = NULL;
-        const char *text = t->s;
-        size_t len = t->n;
-        if (t->escaped) {
-            buf = t->n < sizeof small ? small : fr_xmalloc(t->n + 1);
-            len = fr_jscan_unescape(t, buf);
-            text = buf;
-        }
+        fr_jtext t;
+        fr_jtext_open(&t, &c->delta.content, false);
         char *msg = NULL;
-        int arc = fr_text_acc_add(&rd->text, text, len, &msg);
-        if (buf != small)
-            free(buf);
+        int arc = fr_text_acc_add(&rd->text, t.text, t.len, &msg);
+        fr_jtext_close(&t);
         if (arc != FR_OK)
             return fail(o, arc, msg, false);
     }

@@ -266,6 +266,13 @@ bool fr_jscan_value(fr_jscan *s, fr_jval *v)
     return ok;
 }
 
+bool fr_jscan_object(fr_jscan *s, const char *text, size_t n)
+{
+    fr_jval v;
+    fr_jscan_init(s, text, n);
+    return fr_jscan_value(s, &v) && (v.kind == FR_JOBJECT || go_bad(s));
+}
+
 /* The common part of member and element: the separator before the next
  * item of the container `c` opened last, or its end. */
 static bool next_item(fr_jscan *s, char c)

@@ -56,6 +56,11 @@ typedef struct fr_jscan {
 /* Starts a scan of the `n` bytes at `text` (borrowed for the scan's life). */
 void fr_jscan_init(fr_jscan *s, const char *text, size_t n);
 
+/* Starts a scan of the `n` bytes at `text` (borrowed) whose top value must
+ * be an object, and opens it: returns false (the scan bad) when it is not
+ * one. Then read its members with fr_jscan_member. */
+bool fr_jscan_object(fr_jscan *s, const char *text, size_t n);
+
 /* Reads the next value into *v: a scalar whole, or the opening of an object
  * or an array (then read its members with fr_jscan_member, its elements
  * with fr_jscan_element, or drop it with fr_jscan_skip). The top value must
