@@ -2,6 +2,7 @@
 
 #include "engine/util/mem.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,15 +37,57 @@ static json_t *latest(const fr_task_result *t)
     return n ? json_array_get(t->attempt_log, n - 1) : NULL;
 }
 
+/* Sets `key` of `obj` to `v` (taken); false when `v` is NULL (a value
+ * jansson refused), as json_pack fails then. */
+static bool put(json_t *obj, const char *key, json_t *v)
+{
+    return v && json_object_set_new(obj, key, v) == 0;
+}
+
+/* {"input": 0, "output": 0, "cached": 0} (owned) for `u` (borrowed). */
+static json_t *tokens(const fr_usage *u)
+{
+    json_t *o = json_object();
+    put(o, "input", json_integer((json_int_t)u->input));
+    put(o, "output", json_integer((json_int_t)u->output));
+    put(o, "cached", json_integer((json_int_t)u->cached));
+    return o;
+}
+
+/* A new turn {"start_ms": start_ms, "end_ms": null} (owned), or NULL when
+ * jansson takes no such real (json_pack("{s:f, s:n}") built it, without
+ * its format parsing). */
+static json_t *new_turn(double start_ms)
+{
+    json_t *turn = json_object();
+    if (!put(turn, "start_ms", json_real(start_ms)) || !put(turn, "end_ms", json_null())) {
+        json_decref(turn);
+        return NULL;
+    }
+    return turn;
+}
+
 void fr_results_attempt_begin(fr_task_result *t, int attempt, const char *endpoint, double start_ms)
 {
     t->log_cost_base = t->cost;
-    json_t *turn = json_pack("{s:f, s:n}", "start_ms", start_ms, "end_ms");
-    json_array_append_new(t->attempt_log,
-                          json_pack("{s:i, s:s, s:f, s:n, s:n, s:n, s:{s:i, s:i, s:i}, s:f, s:[o]}",
-                                    "attempt", attempt, "endpoint", endpoint, "start_ms", start_ms,
-                                    "end_ms", "outcome", "error", "tokens", "input", 0, "output", 0,
-                                    "cached", 0, "cost_usd", 0.0, "turns", turn));
+    static const fr_usage none = {0};
+    /* The tree json_pack("{s:i, s:s, s:f, s:n, s:n, s:n, s:{...}, s:f, s:[o]}") built, member
+     * by member: nothing is added when jansson refuses a value. */
+    json_t *turn = new_turn(start_ms);
+    json_t *turns = json_array();
+    json_t *a = json_object();
+    bool ok = turn && json_array_append_new(turns, turn) == 0 &&
+              put(a, "attempt", json_integer(attempt)) &&
+              put(a, "endpoint", json_string(endpoint)) &&
+              put(a, "start_ms", json_real(start_ms)) && put(a, "end_ms", json_null()) &&
+              put(a, "outcome", json_null()) && put(a, "error", json_null()) &&
+              put(a, "tokens", tokens(&none)) && put(a, "cost_usd", json_real(0.0)) &&
+              put(a, "turns", json_incref(turns));
+    json_decref(turns);
+    if (ok)
+        json_array_append_new(t->attempt_log, a);
+    else
+        json_decref(a);
 }
 
 /* The latest attempt's open turn, NULL for none. */
@@ -66,7 +109,7 @@ void fr_results_turn_begin(fr_task_result *t, double start_ms)
 {
     json_t *turns = json_object_get(latest(t), "turns");
     if (turns && !open_turn(t))
-        json_array_append_new(turns, json_pack("{s:f, s:n}", "start_ms", start_ms, "end_ms"));
+        json_array_append_new(turns, new_turn(start_ms));
 }
 
 void fr_results_attempt_end(fr_task_result *t, double end_ms, const char *outcome,
@@ -82,9 +125,7 @@ void fr_results_attempt_end(fr_task_result *t, double end_ms, const char *outcom
     static const fr_usage none = {0};
     if (!u)
         u = &none;
-    json_object_set_new(a, "tokens",
-                        json_pack("{s:I, s:I, s:I}", "input", (json_int_t)u->input, "output",
-                                  (json_int_t)u->output, "cached", (json_int_t)u->cached));
+    json_object_set_new(a, "tokens", tokens(u));
     json_object_set_new(a, "cost_usd", json_real(t->cost - t->log_cost_base));
 }
 
