@@ -19,14 +19,42 @@ static uint64_t fnv1a(const char *s, size_t n, uint64_t h)
     return fr_fnv1a64(s, n, h);
 }
 
+/* Writes `v` in decimal ending at `end` (as "%lld" prints it), and
+ * returns where it starts: no printf per number. */
+static char *decimal(char *end, long long v)
+{
+    unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
+    do {
+        *--end = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        *--end = '-';
+    return end;
+}
+
 /* Appends field `name` as "name=LEN:bytes;": a length-prefixed form that
  * any bytes fit, so no value can run into the next field. */
 static void put_field(fr_buf *b, const char *name, const char *value)
 {
     const char *v = value ? value : "";
-    fr_buf_printf(b, "%s=%zu:", name, strlen(v));
+    size_t n = strlen(v);
+    char num[24];
+    num[sizeof num - 1] = ':';
+    char *p = decimal(num + sizeof num - 1, (long long)n);
+    *--p = '=';
+    fr_buf_puts(b, name);
+    fr_buf_append(b, p, (size_t)(num + sizeof num - p));
     fr_buf_puts(b, v);
-    fr_buf_puts(b, ";");
+    fr_buf_append(b, ";", 1);
+}
+
+/* Appends field `name` with the number `v` as its value. */
+static void put_number(fr_buf *b, const char *name, long long v)
+{
+    char num[24];
+    num[sizeof num - 1] = '\0';
+    put_field(b, name, decimal(num + sizeof num - 1, v));
 }
 
 char *fr_cache_key(const char *workflow, const char *task, const char *endpoint, fr_protocol proto,
@@ -44,12 +72,13 @@ char *fr_cache_key(const char *workflow, const char *task, const char *endpoint,
     put_field(&b, "model", call->model);
     put_field(&b, "system", call->system);
     put_field(&b, "prompt", call->prompt);
-    snprintf(num, sizeof num, "%d", call->max_tokens);
-    put_field(&b, "max_tokens", num);
+    put_number(&b, "max_tokens", call->max_tokens);
     snprintf(num, sizeof num, "%.17g", call->temperature);
     put_field(&b, "temperature", num);
-    snprintf(num, sizeof num, "%ld", call->seed);
-    put_field(&b, "seed", call->has_seed ? num : NULL);
+    if (call->has_seed)
+        put_number(&b, "seed", call->seed);
+    else
+        put_field(&b, "seed", NULL);
     char *schema = call->schema
                        ? json_dumps(call->schema, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY)
                        : NULL;
@@ -67,7 +96,13 @@ char *fr_cache_key(const char *workflow, const char *task, const char *endpoint,
     uint64_t a = fnv1a(text, n, 0xcbf29ce484222325ULL);
     uint64_t h = fnv1a(text, n, 0x84222325cbf29ce4ULL ^ (uint64_t)n);
     fr_buf_close(&b);
-    return fr_xasprintf("%016llx%016llx", (unsigned long long)a, (unsigned long long)h);
+    char *key = fr_xmalloc(33); /* "%016llx%016llx", without printf */
+    for (int i = 0; i < 16; i++) {
+        key[15 - i] = "0123456789abcdef"[(a >> (4 * i)) & 15];
+        key[31 - i] = "0123456789abcdef"[(h >> (4 * i)) & 15];
+    }
+    key[32] = '\0';
+    return key;
 }
 
 bool fr_cache_may_answer(bool has_store, bool no_cache, const char *const *fresh, size_t nfresh,

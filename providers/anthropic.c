@@ -417,6 +417,49 @@ static bool read_event(const char *name)
     return false;
 }
 
+/* Reads a content_block_delta event's text without a tree: the common
+ * {"delta":{"type":"text_delta","text":"..."}} with the path scanner
+ * (engine/util/jscan.h). Returns 1 when it read the event (*rc its code),
+ * 0 when the event goes to json_loadb and the tree code: another delta
+ * type, a key named twice, a text the scanner is not sure of. */
+static int scan_text_delta(anth *o, const char *data, size_t n, int *rc)
+{
+    fr_jscan s;
+    fr_jval k, v, type = {FR_JNONE, NULL, 0, false, 0}, text = type;
+    bool delta = false, in_delta;
+    if (!fr_jscan_object(&s, data, n))
+        return 0;
+    while (fr_jscan_member(&s, &k)) {
+        in_delta = fr_jscan_is(&k, "delta");
+        if ((in_delta && delta) || !fr_jscan_value(&s, &v))
+            return 0;
+        delta = delta || in_delta;
+        if (!in_delta || v.kind != FR_JOBJECT) {
+            fr_jscan_skip(&s, &v);
+            continue;
+        }
+        while (fr_jscan_member(&s, &k)) {
+            fr_jval *slot = fr_jscan_is(&k, "type")   ? &type
+                            : fr_jscan_is(&k, "text") ? &text
+                                                      : NULL;
+            if ((slot && slot->kind != FR_JNONE) || !fr_jscan_value(&s, slot ? slot : &v))
+                return 0;
+            fr_jscan_skip(&s, slot ? slot : &v);
+        }
+    }
+    if (!fr_jscan_done(&s) || (type.kind == FR_JSTRING && !fr_jscan_is(&type, "text_delta")))
+        return 0;
+    o->rd->parsed++;
+    *rc = FR_OK;
+    if (type.kind == FR_JSTRING && text.kind == FR_JSTRING) {
+        fr_jtext t;
+        fr_jtext_open(&t, &text, false);
+        *rc = fr_reader_add(o->rd, &o->rd->text, t.text, t.len);
+        fr_jtext_close(&t);
+    }
+    return 1;
+}
+
 static int on_event(void *ud, const fr_sse_event *ev)
 {
     anth *o = ud;
@@ -431,6 +474,9 @@ static int on_event(void *ud, const fr_sse_event *ev)
         goto cleanup;
     }
     if (named && !read_event(ev->event))
+        goto cleanup;
+    if (named && !fr_provider_tree_only && strcmp(ev->event, "content_block_delta") == 0 &&
+        scan_text_delta(o, ev->data, ev->data_len, &rc))
         goto cleanup;
     json_error_t je;
     obj = json_loadb(ev->data, ev->data_len, 0, &je);

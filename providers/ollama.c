@@ -223,11 +223,146 @@ static int read_object(oll *o, json_t *obj)
     return FR_OK;
 }
 
+/* A chunk of /api/chat read without a tree, by the path scanner
+ * (engine/util/jscan.h): the message's content and thinking, the model,
+ * the counts, done and done_reason. */
+typedef struct scan_line {
+    fr_jval content, model, reason;
+    bool reasoned, done, seen;
+    long in, out;
+} scan_line;
+
+/* Reads a count as count_field does; a real sends the line to the tree
+ * code. */
+static bool scan_count(fr_jscan *s, long *out, bool *seen)
+{
+    fr_jval v;
+    if (!fr_jscan_value(s, &v) || v.kind == FR_JREAL)
+        return false;
+    fr_jscan_skip(s, &v);
+    if (v.kind == FR_JINT) {
+        *seen = true;
+        *out = v.i >= 0 ? (long)v.i : 0;
+    }
+    return true;
+}
+
+/* Reads the message object just opened into *l; false on tool calls (the
+ * tree code reads them), a key named twice or a bad scan. */
+static bool scan_message(fr_jscan *s, scan_line *l)
+{
+    fr_jval k, v;
+    unsigned seen = 0;
+    while (fr_jscan_member(s, &k)) {
+        unsigned bit = fr_jscan_is(&k, "content")      ? 1
+                       : fr_jscan_is(&k, "thinking")   ? 2
+                       : fr_jscan_is(&k, "tool_calls") ? 4
+                                                       : 0;
+        if ((seen & bit) || !fr_jscan_value(s, &v))
+            return false;
+        seen |= bit;
+        if (bit == 1)
+            l->content = v;
+        else if (bit == 2 && v.kind == FR_JSTRING && v.n > 0)
+            l->reasoned = true;
+        else if (bit == 4 && v.kind == FR_JARRAY && fr_jscan_element(s))
+            return false;
+        fr_jscan_skip(s, &v);
+    }
+    return !s->bad;
+}
+
+/* Scans one line into *l; false sends it to json_loadb and the tree code
+ * (an error member, tool calls, a real count, a key named twice, a text
+ * the scanner is not sure of). */
+static bool scan_line_text(const char *line, size_t len, scan_line *l)
+{
+    fr_jscan s;
+    fr_jval k, v;
+    unsigned seen = 0;
+    if (!fr_jscan_object(&s, line, len))
+        return false;
+    while (fr_jscan_member(&s, &k)) {
+        unsigned bit = fr_jscan_is(&k, "error")               ? 1
+                       : fr_jscan_is(&k, "message")           ? 2
+                       : fr_jscan_is(&k, "model")             ? 4
+                       : fr_jscan_is(&k, "prompt_eval_count") ? 8
+                       : fr_jscan_is(&k, "eval_count")        ? 16
+                       : fr_jscan_is(&k, "done")              ? 32
+                       : fr_jscan_is(&k, "done_reason")       ? 64
+                                                              : 0;
+        if (bit == 1 || (seen & bit))
+            return false;
+        seen |= bit;
+        bool ok = true;
+        if (bit == 8)
+            ok = scan_count(&s, &l->in, &l->seen);
+        else if (bit == 16)
+            ok = scan_count(&s, &l->out, &l->seen);
+        else if (!fr_jscan_value(&s, &v))
+            ok = false;
+        else if (bit == 2 && v.kind == FR_JOBJECT)
+            ok = scan_message(&s, l);
+        else {
+            if (bit == 4)
+                l->model = v;
+            else if (bit == 32)
+                l->done = v.kind == FR_JTRUE;
+            else if (bit == 64)
+                l->reason = v;
+            fr_jscan_skip(&s, &v);
+        }
+        if (!ok)
+            return false;
+    }
+    return fr_jscan_done(&s);
+}
+
+/* Applies a scanned line as read_object would. */
+static int apply_line(oll *o, const scan_line *l)
+{
+    fr_reader *rd = o->g.rd;
+    rd->parsed++;
+    if (l->reasoned)
+        rd->reasoned = true;
+    fr_jtext t;
+    if (l->content.kind == FR_JSTRING && l->content.n > 0) {
+        fr_jtext_open(&t, &l->content, false);
+        int rc = fr_reader_add(rd, &rd->text, t.text, t.len);
+        fr_jtext_close(&t);
+        if (rc != FR_OK)
+            return rd->rc;
+    }
+    if (l->model.kind == FR_JSTRING) {
+        fr_jtext_open(&t, &l->model, true);
+        fr_reader_model(rd, t.text);
+        fr_jtext_close(&t);
+    }
+    if (l->seen) {
+        rd->usage.input = l->in;
+        rd->usage.output = l->out;
+        rd->have_usage = true;
+    }
+    if (l->done) {
+        if (l->reason.kind == FR_JSTRING && l->reason.n > 0) {
+            fr_jtext_open(&t, &l->reason, true);
+            fr_reader_finish_reason(rd, t.text);
+            fr_jtext_close(&t);
+        }
+        rd->done = true;
+    }
+    return FR_OK;
+}
+
 static int on_line(void *ud, const char *line, size_t len)
 {
     oll *o = ud;
     if (o->g.rd->done)
         return FR_OK; /* nothing after the final object counts */
+    scan_line l;
+    memset(&l, 0, sizeof l);
+    if (!fr_provider_tree_only && scan_line_text(line, len, &l))
+        return apply_line(o, &l);
     json_error_t je;
     json_t *obj = json_loadb(line, len, 0, &je);
     int rc = FR_OK;

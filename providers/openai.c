@@ -459,6 +459,282 @@ static bool is_done(const char *s, size_t n)
     return n == 6 && memcmp(s, "[DONE]", 6) == 0;
 }
 
+/* ---- the common chunk, read without a tree ----
+ *
+ * A chat.completion.chunk of text, a finish reason or usage is read with
+ * the path scanner (engine/util/jscan.h); anything else it carries (an
+ * error, tool calls, a real number where a count goes, a key named twice,
+ * an escaped key, a text the scanner is not sure of) sends the event to
+ * json_loadb and the tree code below, which decides as it always did. */
+
+typedef struct scan_usage {
+    bool object; /* the member was an object */
+    long input, output, cached, hit;
+    bool has_cached; /* prompt_tokens_details.cached_tokens is there */
+} scan_usage;
+
+typedef struct scan_delta {
+    fr_jval content; /* FR_JSTRING, else no text */
+    bool refusal, reasoned;
+} scan_delta;
+
+typedef struct scan_chunk {
+    bool has_choice;  /* the first choice (as first_choice picks it) is an object */
+    bool choice_done; /* first_choice has decided (an object picked, or NULL) */
+    scan_delta delta;
+    fr_jval finish, model;
+    scan_usage usage, groq;
+} scan_chunk;
+
+/* Marks member `bit` of `*seen` read; false (a key named twice) sends the
+ * event to the tree code, where the last one wins. */
+static bool once(unsigned *seen, unsigned bit)
+{
+    if (*seen & bit)
+        return false;
+    *seen |= bit;
+    return true;
+}
+
+/* Reads a count as int_field does; a real sends the event to the tree code. */
+static bool scan_count(fr_jscan *s, long *out)
+{
+    fr_jval v;
+    if (!fr_jscan_value(s, &v) || v.kind == FR_JREAL)
+        return false;
+    fr_jscan_skip(s, &v);
+    *out = v.kind == FR_JINT ? (long)v.i : 0;
+    return true;
+}
+
+/* Reads the usage object just opened into *u. */
+static bool scan_usage_obj(fr_jscan *s, scan_usage *u)
+{
+    fr_jval k, v;
+    unsigned seen = 0;
+    u->object = true;
+    while (fr_jscan_member(s, &k)) {
+        bool ok = true;
+        if (fr_jscan_is(&k, "prompt_tokens"))
+            ok = once(&seen, 1) && scan_count(s, &u->input);
+        else if (fr_jscan_is(&k, "completion_tokens"))
+            ok = once(&seen, 2) && scan_count(s, &u->output);
+        else if (fr_jscan_is(&k, "prompt_cache_hit_tokens"))
+            ok = once(&seen, 4) && scan_count(s, &u->hit);
+        else if (fr_jscan_is(&k, "prompt_tokens_details")) {
+            ok = once(&seen, 8) && fr_jscan_value(s, &v);
+            if (ok && v.kind == FR_JOBJECT) {
+                unsigned dseen = 0;
+                while (ok && fr_jscan_member(s, &k)) {
+                    if (fr_jscan_is(&k, "cached_tokens")) {
+                        u->has_cached = true;
+                        ok = once(&dseen, 1) && scan_count(s, &u->cached);
+                    } else if (fr_jscan_value(s, &v)) {
+                        fr_jscan_skip(s, &v);
+                    }
+                }
+            } else if (ok) {
+                fr_jscan_skip(s, &v);
+            }
+        } else if (fr_jscan_value(s, &v)) {
+            fr_jscan_skip(s, &v);
+        }
+        if (!ok)
+            return false;
+    }
+    return !s->bad;
+}
+
+/* Reads the value of a member that may be a usage object. */
+static bool scan_usage_member(fr_jscan *s, scan_usage *u)
+{
+    fr_jval v;
+    if (!fr_jscan_value(s, &v))
+        return false;
+    if (v.kind == FR_JOBJECT)
+        return scan_usage_obj(s, u);
+    fr_jscan_skip(s, &v);
+    return true;
+}
+
+/* Reads a choice's delta object just opened into *d. */
+static bool scan_delta_obj(fr_jscan *s, scan_delta *d)
+{
+    fr_jval k, v;
+    unsigned seen = 0;
+    while (fr_jscan_member(s, &k)) {
+        unsigned bit = 0;
+        if (fr_jscan_is(&k, "content"))
+            bit = 1;
+        else if (fr_jscan_is(&k, "refusal"))
+            bit = 2;
+        else if (fr_jscan_is(&k, "reasoning_content") || fr_jscan_is(&k, "reasoning"))
+            bit = fr_jscan_is(&k, "reasoning") ? 4 : 8;
+        else if (fr_jscan_is(&k, "tool_calls") || fr_jscan_is(&k, "function_call"))
+            bit = fr_jscan_is(&k, "tool_calls") ? 16 : 32;
+        if (bit && !once(&seen, bit))
+            return false;
+        if (!fr_jscan_value(s, &v))
+            return false;
+        if (bit == 1)
+            d->content = v;
+        else if ((bit == 2 || bit == 4 || bit == 8) && v.kind == FR_JSTRING && v.n > 0)
+            *(bit == 2 ? &d->refusal : &d->reasoned) = true;
+        else if (bit == 16 && v.kind == FR_JARRAY && fr_jscan_element(s))
+            return false; /* tool call pieces: the tree code reads them */
+        else if (bit == 32 && v.kind == FR_JOBJECT)
+            return false;
+        fr_jscan_skip(s, &v);
+    }
+    return !s->bad;
+}
+
+/* Reads one element of choices[] (just opened, an object); *picked says
+ * whether first_choice would pick it (no index, or one that is not a
+ * nonzero whole number). */
+static bool scan_choice_obj(fr_jscan *s, scan_chunk *c, bool *picked)
+{
+    fr_jval k, v;
+    unsigned seen = 0;
+    scan_delta d = {{FR_JNONE, NULL, 0, false, 0}, false, false};
+    fr_jval finish = {FR_JNONE, NULL, 0, false, 0};
+    *picked = true;
+    while (fr_jscan_member(s, &k)) {
+        unsigned bit = fr_jscan_is(&k, "index")           ? 1
+                       : fr_jscan_is(&k, "delta")         ? 2
+                       : fr_jscan_is(&k, "finish_reason") ? 4
+                                                          : 0;
+        if ((bit && !once(&seen, bit)) || !fr_jscan_value(s, &v))
+            return false;
+        if (bit == 1)
+            *picked = !(v.kind == FR_JINT && v.i != 0);
+        else if (bit == 2 && v.kind == FR_JOBJECT) {
+            if (!scan_delta_obj(s, &d))
+                return false;
+            continue;
+        } else if (bit == 4)
+            finish = v;
+        fr_jscan_skip(s, &v);
+    }
+    if (*picked) {
+        c->delta = d;
+        c->finish = finish;
+    }
+    return !s->bad;
+}
+
+/* Reads the choices array just opened. */
+static bool scan_choices(fr_jscan *s, scan_chunk *c)
+{
+    fr_jval v;
+    while (fr_jscan_element(s)) {
+        if (!fr_jscan_value(s, &v))
+            return false;
+        if (c->choice_done || v.kind != FR_JOBJECT) {
+            c->choice_done = true; /* first_choice stops at a non-object */
+            fr_jscan_skip(s, &v);
+            continue;
+        }
+        bool picked;
+        if (!scan_choice_obj(s, c, &picked))
+            return false;
+        c->has_choice = c->choice_done = picked;
+    }
+    return !s->bad;
+}
+
+/* Scans a chunk's text `data` into *c; false sends it to the tree code. */
+static bool scan_chunk_text(const char *data, size_t n, scan_chunk *c)
+{
+    fr_jscan s;
+    fr_jval k, v;
+    unsigned seen = 0;
+    if (!fr_jscan_object(&s, data, n))
+        return false;
+    while (fr_jscan_member(&s, &k)) {
+        bool ok = true;
+        if (fr_jscan_is(&k, "error")) {
+            return false;
+        } else if (fr_jscan_is(&k, "choices")) {
+            ok = once(&seen, 1) && fr_jscan_value(&s, &v);
+            if (ok && v.kind == FR_JARRAY)
+                ok = scan_choices(&s, c);
+            else if (ok)
+                fr_jscan_skip(&s, &v);
+        } else if (fr_jscan_is(&k, "model")) {
+            ok = once(&seen, 2) && fr_jscan_value(&s, &c->model);
+            fr_jscan_skip(&s, &c->model);
+        } else if (fr_jscan_is(&k, "usage")) {
+            ok = once(&seen, 4) && scan_usage_member(&s, &c->usage);
+        } else if (fr_jscan_is(&k, "x_groq")) {
+            ok = once(&seen, 8) && fr_jscan_value(&s, &v);
+            unsigned gseen = 0;
+            while (ok && v.kind == FR_JOBJECT && fr_jscan_member(&s, &k)) {
+                if (fr_jscan_is(&k, "usage")) {
+                    ok = once(&gseen, 1) && scan_usage_member(&s, &c->groq);
+                } else {
+                    fr_jval x;
+                    if (fr_jscan_value(&s, &x))
+                        fr_jscan_skip(&s, &x);
+                }
+            }
+            if (ok && v.kind != FR_JOBJECT)
+                fr_jscan_skip(&s, &v);
+        } else if (fr_jscan_value(&s, &v)) {
+            fr_jscan_skip(&s, &v);
+        }
+        if (!ok)
+            return false;
+    }
+    return fr_jscan_done(&s);
+}
+
+/* Calls `use(rd, text)` with the string `v` (borrowed) decoded and
+ * NUL-terminated, or with NULL when it is not a string. */
+static void with_string(fr_reader *rd, const fr_jval *v, void (*use)(fr_reader *, const char *))
+{
+    if (v->kind != FR_JSTRING) {
+        use(rd, NULL);
+        return;
+    }
+    fr_jtext t;
+    fr_jtext_open(&t, v, true);
+    use(rd, t.text);
+    fr_jtext_close(&t);
+}
+
+/* Applies a scanned chunk as the tree code would: read_extras (no tool
+ * calls here), the text, then read_common. */
+static int apply_chunk(oai *o, const scan_chunk *c)
+{
+    fr_reader *rd = o->g.rd;
+    rd->parsed++;
+    if (c->has_choice && c->delta.refusal)
+        o->refused = true;
+    if (c->has_choice && c->delta.reasoned)
+        rd->reasoned = true;
+    if (c->has_choice && c->delta.content.kind == FR_JSTRING && c->delta.content.n > 0) {
+        fr_jtext t;
+        fr_jtext_open(&t, &c->delta.content, false);
+        char *msg = NULL;
+        int arc = fr_text_acc_add(&rd->text, t.text, t.len, &msg);
+        fr_jtext_close(&t);
+        if (arc != FR_OK)
+            return fail(o, arc, msg, false);
+    }
+    with_string(rd, &c->model, fr_reader_model);
+    const scan_usage *u = c->usage.object ? &c->usage : c->groq.object ? &c->groq : NULL;
+    if (u) {
+        rd->usage.input = u->input;
+        rd->usage.output = u->output;
+        rd->usage.cached = u->has_cached ? u->cached : u->hit;
+        rd->have_usage = true;
+    }
+    if (c->has_choice)
+        with_string(rd, &c->finish, fr_reader_finish_reason);
+    return FR_OK;
+}
+
 static int on_event(void *ud, const fr_sse_event *ev)
 {
     oai *o = ud;
@@ -468,6 +744,11 @@ static int on_event(void *ud, const fr_sse_event *ev)
         o->g.rd->done = true;
         return FR_OK;
     }
+    scan_chunk c;
+    memset(&c, 0, sizeof c);
+    if (!fr_provider_tree_only && strcmp(ev->event, "error") != 0 &&
+        scan_chunk_text(ev->data, ev->data_len, &c))
+        return apply_chunk(o, &c);
     json_error_t je;
     json_t *obj = json_loadb(ev->data, ev->data_len, 0, &je);
     int rc = FR_OK;

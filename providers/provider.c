@@ -834,6 +834,27 @@ static int scan_loops(fr_text_acc *a, const char *s, size_t n)
     return 0;
 }
 
+bool fr_provider_tree_only = false;
+
+void fr_jtext_open(fr_jtext *t, const fr_jval *v, bool cstr)
+{
+    t->heap = NULL;
+    if (!v->escaped && !cstr) {
+        t->text = v->s;
+        t->len = v->n;
+        return;
+    }
+    char *out = v->n < sizeof t->small ? t->small : (t->heap = fr_xmalloc(v->n + 1));
+    t->len = fr_jscan_unescape(v, out);
+    t->text = out;
+}
+
+void fr_jtext_close(fr_jtext *t)
+{
+    free(t->heap);
+    t->heap = NULL;
+}
+
 int fr_text_acc_add(fr_text_acc *a, const char *s, size_t n, char **err_msg)
 {
     if (n == 0)

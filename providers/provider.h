@@ -150,3 +150,9 @@ void fr_request_close(fr_request *r);
  * reply carries no usage: about one token per four bytes, at least 1 for
  * non-empty text. */
 long fr_estimate_tokens(const char *text);
+
+/* When true, the adapters read every stream event with json_loadb and the
+ * tree code, never with the path scanner (engine/util/jscan.h). false (the
+ * default) in flowrun; the fuzz targets and the adapter tests set it to
+ * check that both readings end a reply the same way. */
+extern bool fr_provider_tree_only;

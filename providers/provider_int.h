@@ -7,6 +7,7 @@
 
 #include "engine/util/buf.h"
 #include "providers/ndjson.h"
+#include "engine/util/jscan.h"
 #include "providers/provider.h"
 #include "providers/sse.h"
 
@@ -61,6 +62,23 @@ void fr_text_acc_close(fr_text_acc *a);
  * The result depends on the bytes appended so far, not on how they were
  * split across calls. */
 int fr_text_acc_add(fr_text_acc *a, const char *s, size_t n, char **err_msg);
+
+/* A string the path scanner read (engine/util/jscan.h), decoded for use:
+ * `text` points into the scanned bytes when it had no escape, else into
+ * `small` or an allocation (`heap`, owned) that fr_jtext_close frees. */
+typedef struct fr_jtext {
+    const char *text; /* NUL-terminated only when decoded (see fr_jtext_cstr) */
+    size_t len;
+    char small[128];
+    char *heap;
+} fr_jtext;
+
+/* Fills *t with the string `v` (borrowed, FR_JSTRING) decoded; with `cstr`
+ * the text is always a NUL-terminated copy (for fr_reader_model and the
+ * like). */
+void fr_jtext_open(fr_jtext *t, const fr_jval *v, bool cstr);
+/* Frees what fr_jtext_open allocated. */
+void fr_jtext_close(fr_jtext *t);
 
 /* Returns "the reply is over the <cap>-byte cap" (owned), the message of
  * every reply that passes FR_PROVIDER_MAX_REPLY. */

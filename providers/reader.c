@@ -200,8 +200,8 @@ int fr_reader_add(fr_reader *rd, fr_text_acc *acc, const char *s, size_t n)
 
 void fr_reader_model(fr_reader *rd, const char *model)
 {
-    if (!model || !model[0])
-        return;
+    if (!model || !model[0] || (rd->model && strcmp(rd->model, model) == 0))
+        return; /* every chunk names the model: keep the copy we have */
     free(rd->model);
     rd->model = fr_xstrdup(model);
 }

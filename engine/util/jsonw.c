@@ -25,8 +25,15 @@ struct fr_jsonw {
 
 fr_jsonw *fr_jsonw_new(fr_buf *out)
 {
-    fr_jsonw *w = fr_xcalloc(1, sizeof *w);
+    /* malloc, not calloc: zeroing the 8 KiB stage cost more than a small
+     * request body's whole writing. Every other field is set here. */
+    fr_jsonw *w = fr_xmalloc(sizeof *w);
     w->out = out;
+    w->staged = 0;
+    w->open = NULL;
+    w->depth = w->cap = 0;
+    w->failed = false;
+    w->compact = false;
     w->precision = 17;
     return w;
 }
@@ -245,6 +252,108 @@ void fr_jsonw_int(fr_jsonw *w, const char *key, long long v)
     put(w, p, (size_t)(num + sizeof num - p));
 }
 
+/* What snprintf("%.*g", precision, v) prints, computed exactly without
+ * printf for the reals a run's report and request bodies hold (timings in
+ * ms, dollars, temperatures): 1e-3 <= |v| < 1e15, printed in fixed
+ * notation. v = m * 2^e exactly; its `precision` significant digits are
+ * m * 10^s / 2^-e rounded to nearest in 128-bit integers, as glibc rounds
+ * the exact value. Returns the length written into `buf` (at least 40
+ * bytes), or 0 to leave the value to snprintf: out of the range, an
+ * exact tie (glibc's rounding mode decides it), or a precision past 17. */
+__extension__ typedef unsigned __int128 u128; /* GCC and clang: exact 128-bit products */
+
+static size_t fixed_g(char *buf, double v, int precision)
+{
+    double a = fabs(v);
+    if (!(a >= 1e-3 && a < 1e15) || precision < 1 || precision > 17)
+        return 0;
+    int x2;
+    double f = frexp(a, &x2); /* a = f * 2^x2, f in [0.5, 1) */
+    unsigned long long m = (unsigned long long)ldexp(f, 53);
+    int e = x2 - 53; /* a = m * 2^e; -63 <= e < 0 in this range */
+    if (e >= 0 || e < -120)
+        return 0;
+    static const unsigned long long p10[] = {1ull,
+                                             10ull,
+                                             100ull,
+                                             1000ull,
+                                             10000ull,
+                                             100000ull,
+                                             1000000ull,
+                                             10000000ull,
+                                             100000000ull,
+                                             1000000000ull,
+                                             10000000000ull,
+                                             100000000000ull,
+                                             1000000000000ull,
+                                             10000000000000ull,
+                                             100000000000000ull,
+                                             1000000000000000ull,
+                                             10000000000000000ull,
+                                             100000000000000000ull,
+                                             1000000000000000000ull,
+                                             10000000000000000000ull};
+    int x = (int)floor(log10(a)); /* a guess, checked exactly below */
+    u128 den = (u128)1 << -e, q = 0, r = 0;
+    for (int tries = 0; tries < 3; tries++) {
+        int sc = precision - 1 - x;
+        if (sc < 0 || sc > 19)
+            return 0;
+        u128 num = (u128)m * p10[sc];
+        q = num / den;
+        r = num % den;
+        if (q < p10[precision - 1])
+            x--;
+        else if (q >= p10[precision])
+            x++;
+        else
+            break;
+    }
+    if (q < p10[precision - 1] || q >= p10[precision])
+        return 0;
+    if (r * 2 == den)
+        return 0; /* an exact tie */
+    if (r * 2 > den && ++q == p10[precision]) {
+        q = p10[precision - 1];
+        x++;
+    }
+    if (x >= precision || x < -4)
+        return 0; /* %g would print an exponent */
+    char dig[20];
+    unsigned long long d = (unsigned long long)q;
+    for (int i = precision - 1; i >= 0; i--) {
+        dig[i] = (char)('0' + d % 10);
+        d /= 10;
+    }
+    int nd = precision; /* %g drops the fraction's trailing zeros */
+    while (nd > 0 && nd > x + 1 && dig[nd - 1] == '0')
+        nd--;
+    char *o = buf;
+    if (v < 0)
+        *o++ = '-';
+    if (x < 0) {
+        *o++ = '0';
+        *o++ = '.';
+        for (int i = 0; i < -x - 1; i++)
+            *o++ = '0';
+        memcpy(o, dig, (size_t)nd);
+        o += nd;
+    } else {
+        memcpy(o, dig, (size_t)(x + 1));
+        o += x + 1;
+        if (nd > x + 1) {
+            *o++ = '.';
+            memcpy(o, dig + x + 1, (size_t)(nd - x - 1));
+            o += nd - x - 1;
+        } else {
+            memcpy(o, ".0", 2); /* jansson adds ".0" to an integral text */
+            o += 2;
+        }
+    }
+    *o = '\0';
+    return (size_t)(o - buf);
+}
+
 /* As jansson's jsonp_dtostr with `precision` digits. */
 static size_t format_real(char *buf, size_t size, double v, int precision)
 {
@@ -280,6 +389,11 @@ static size_t format_real(char *buf, size_t size, double v, int precision)
         memcpy(q, p, n);
         memcpy(q + n, ".0", 3);
         return (size_t)(q - buf) + n + 2;
+    }
+    if (size >= 40) {
+        size_t n = fixed_g(buf, v, precision);
+        if (n)
+            return n;
     }
     int ret = snprintf(buf, size, "%.*g", precision, v);
     if (ret < 0 || (size_t)ret + 3 > size)

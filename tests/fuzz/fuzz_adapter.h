@@ -14,8 +14,10 @@
  *                   (so tool-call pieces are read into reply.tool_calls)
  *   mode, seed      how the body is cut into chunks (tests/unit/support/split.h)
  *
- * Every input runs twice, body fed whole and body cut; both runs must end
- * the same way, because the network decides the cut, not the server. */
+ * Every input runs three times, body fed whole, body cut, and body cut with
+ * every event read by json_loadb (fr_provider_tree_only); all must end the
+ * same way, because the network decides the cut, not the server, and the
+ * path scanner only ever reads faster what the tree code reads. */
 
 #include "engine/util/err.h"
 #include "engine/util/kinds.h"
@@ -214,8 +216,28 @@ static void attempt(fr_protocol proto, const char *base_url, uint8_t flags, long
     json_decref(conversation);
 }
 
+/* Checks that outcomes `a` and `b` (borrowed) are the same; `why` is the
+ * invariant's name when they are not. */
+static void same_outcome(const outcome *a, const outcome *b, const char *why)
+{
+    if (a->rc != b->rc || a->feed_rc != b->feed_rc || !same_str(a->text, b->text) ||
+        !same_str(a->json, b->json) || !same_str(a->finish_reason, b->finish_reason) ||
+        a->finish != b->finish || !same_str(a->model, b->model) ||
+        !same_str(a->tool_calls, b->tool_calls) || a->usage.input != b->usage.input ||
+        a->usage.output != b->usage.output || a->usage.cached != b->usage.cached ||
+        a->usage.estimated != b->usage.estimated || a->started != b->started ||
+        strcmp(a->msg, b->msg) != 0) {
+        fprintf(stderr, "a: %s feed=%s '%s'\nb: %s feed=%s '%s'\n", fr_err_name(a->rc),
+                fr_err_name(a->feed_rc), a->msg, fr_err_name(b->rc), fr_err_name(b->feed_rc),
+                b->msg);
+        fprintf(stderr, "invariant broken: %s\n", why);
+        abort();
+    }
+}
+
 /* Runs one fuzz input through protocol `proto`'s adapter, whole and cut,
- * and checks both runs end the same way. */
+ * and checks both runs end the same way, and the cut the same again when
+ * every event is read with json_loadb (fr_provider_tree_only). */
 static int fuzz_adapter(fr_protocol proto, const char *base_url, const uint8_t *data, size_t size)
 {
     if (size < 4)
@@ -227,18 +249,15 @@ static int fuzz_adapter(fr_protocol proto, const char *base_url, const uint8_t *
     attempt(proto, base_url, flags, status, final_status, 0, data[2], data + 4, size - 4, &whole);
     attempt(proto, base_url, flags, status, final_status, data[1], data[2], data + 4, size - 4,
             &cut);
-    if (whole.rc != cut.rc || whole.feed_rc != cut.feed_rc || !same_str(whole.text, cut.text) ||
-        !same_str(whole.json, cut.json) || !same_str(whole.finish_reason, cut.finish_reason) ||
-        whole.finish != cut.finish || !same_str(whole.model, cut.model) ||
-        !same_str(whole.tool_calls, cut.tool_calls) || whole.usage.input != cut.usage.input ||
-        whole.usage.output != cut.usage.output || whole.usage.cached != cut.usage.cached ||
-        whole.usage.estimated != cut.usage.estimated || whole.started != cut.started ||
-        strcmp(whole.msg, cut.msg) != 0) {
-        fprintf(stderr, "whole: %s feed=%s '%s'\ncut:   %s feed=%s '%s'\n", fr_err_name(whole.rc),
-                fr_err_name(whole.feed_rc), whole.msg, fr_err_name(cut.rc),
-                fr_err_name(cut.feed_rc), cut.msg);
-        FUZZ_CHECK(!"the cut body ended differently from the whole body");
-    }
+    same_outcome(&whole, &cut, "the cut body ended differently from the whole body");
+    /* The same cut read with json_loadb for every event (no path scanner). */
+    outcome tree;
+    fr_provider_tree_only = true;
+    attempt(proto, base_url, flags, status, final_status, data[1], data[2], data + 4, size - 4,
+            &tree);
+    fr_provider_tree_only = false;
+    same_outcome(&cut, &tree, "the path scanner ended the reply differently from the tree code");
+    outcome_close(&tree);
     /* FUZZ_VERBOSE=1 shows how each input ends, to check what a seed reaches. */
     static int verbose = -1;
     if (verbose < 0)

@@ -315,6 +315,49 @@ static void test_random_trees_compact(void **state)
     assert_null(fr_jsonw_dump_compact(NULL, 15));
 }
 
+/* The reals a report holds (ms with a fraction, dollars, ratios) and
+ * values near every power of ten and rounding edge of 1e-3..1e15, printed
+ * without printf, against snprintf("%.*g") for every precision. */
+static void test_everyday_reals_as_printf_prints_them(void **state)
+{
+    (void)state;
+    rng_state = 7;
+    static const double scale[] = {1e-3, 1e-2, 0.1, 1, 10, 1e3, 1e6, 1e9, 1e12, 1e14};
+    for (int i = 0; i < 120000; i++) {
+        double v;
+        switch (i % 4) {
+        case 0: /* a time in ms with microseconds */
+            v = (double)(next() % 100000000000ull) / 1000.0;
+            break;
+        case 1: /* dollars */
+            v = (double)(next() % 10000000ull) * 1e-6;
+            break;
+        case 2: /* anywhere in the range */
+            v = scale[below(10)] * ((double)(next() >> 11) / 9007199254740992.0 + 0.5);
+            break;
+        default: /* next to a power of ten or a half */
+            v = scale[below(10)] * (below(2) ? 1 : 0.5);
+            for (int k = (int)below(4); k > 0; k--)
+                v = below(2) ? nextafter(v, 0) : nextafter(v, 1e300);
+            break;
+        }
+        if (below(2))
+            v = -v;
+        for (int p = 1; p <= 17; p++) {
+            char want[64];
+            snprintf(want, sizeof want, "%.*g", p, v);
+            if (!strchr(want, '.') && !strchr(want, 'e'))
+                strcat(want, ".0");
+            json_t *j = json_real(v);
+            char *got = fr_jsonw_dump_compact(j, p);
+            json_decref(j);
+            if (!strchr(want, 'e'))
+                assert_string_equal(got, want);
+            free(got);
+        }
+    }
+}
+
 static void test_reals_as_jansson_prints_them(void **state)
 {
     (void)state;
@@ -409,6 +452,7 @@ int main(void)
         cmocka_unit_test(test_random_trees_match_json_dumps),
         cmocka_unit_test(test_random_trees_compact),
         cmocka_unit_test(test_reals_as_jansson_prints_them),
+        cmocka_unit_test(test_everyday_reals_as_printf_prints_them),
         cmocka_unit_test(test_utf8_as_jansson_accepts_it),
         cmocka_unit_test(test_empty_containers_and_top_values),
         cmocka_unit_test(test_buffer_limit_reported),

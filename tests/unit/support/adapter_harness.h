@@ -267,14 +267,18 @@ static inline void adapter_split_one(void *ud, const char *s, const size_t *cuts
 }
 
 /* Runs the body `s` (borrowed) through `proto`'s adapter for `call`
- * (borrowed) whole, split at every offset, then byte by byte; every run
- * must end well and pass `check`. */
+ * (borrowed) whole, split at every offset, then byte by byte, and split at
+ * every offset again with every event read by json_loadb
+ * (fr_provider_tree_only); every run must end well and pass `check`. */
 static inline void adapter_every_split(fr_protocol proto, const fr_call *call, const char *s,
                                        adapter_reply_check check)
 {
     adapter_split_run sr = {proto, call, check};
     split_every(s, adapter_split_one, &sr);
     split_bytes(s, adapter_split_one, &sr);
+    fr_provider_tree_only = true;
+    split_every(s, adapter_split_one, &sr);
+    fr_provider_tree_only = false;
 }
 
 /* What a finished reply must give: its text, reason and model (NULL: not
