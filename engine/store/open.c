@@ -11,6 +11,7 @@
 #include "engine/util/mem.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -559,9 +560,21 @@ static int check_open(const char *path, fr_store **out, bool *marked, fr_error *
     return FR_OK;
 }
 
+/* SQLite's process-wide settings, made once before its first connection:
+ * no memory statistics (nothing reads them, and keeping them takes a mutex
+ * around every allocation SQLite makes). Refused harmlessly when SQLite is
+ * in use already. */
+static pthread_once_t sqlite_configured = PTHREAD_ONCE_INIT;
+
+static void configure_sqlite(void)
+{
+    (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
 /* Returns a new store for `path` (borrowed, copied), of this process. */
 static fr_store *store_new(const char *path)
 {
+    pthread_once(&sqlite_configured, configure_sqlite);
     fr_store *st = fr_xcalloc(1, sizeof *st);
     st->path = fr_xstrdup(path);
     st->pid = getpid();
