@@ -18,7 +18,7 @@
 #include <time.h>
 
 /* The schema version this build writes and understands. */
-#define FR_STORE_SCHEMA_VERSION 7
+#define FR_STORE_SCHEMA_VERSION 8
 
 /* Returns the SQL (static) that takes a database from schema version `from`
  * to `from` + 1 (from 0: an empty database to version 1), or NULL for a

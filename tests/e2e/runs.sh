@@ -200,7 +200,8 @@ expect_rc 0 "runs on a schema-4 store"
 [ "$(jqr 'map(.workflow) | join(",")')" = hang,beta,alpha ] || fail "old runs: $(jqr 'map(.workflow)')"
 [ "$(jqr 'map(.has_report) | any')" = false ] || fail "an old run has a report"
 [ "$(jqr '.[1].cost_usd')" = "$(jq .cost_usd "$WORK/beta.json")" ] || fail "old run's spend from the runs table"
-[ "$(sqlite3 "$WORK/old/state.db" "SELECT value FROM meta WHERE key = 'schema_version'")" = 7 ] ||
+[ "$(sqlite3 "$WORK/old/state.db" "SELECT value FROM meta WHERE key = 'schema_version'")" = \
+  "$(sqlite3 "$STATE/state.db" "SELECT value FROM meta WHERE key = 'schema_version'")" ] ||
   fail "the old store was not upgraded"
 run_flowrun stats --state "$WORK/old" --json
 expect_rc 0 "stats on the upgraded store"

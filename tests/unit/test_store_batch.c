@@ -190,23 +190,11 @@ static void test_statements_reused(void **state)
 static void test_month_totals_follow_the_rows(void **state)
 {
     fx *f = *state;
-    char dir[PATH_MAX];
-    join(dir, f->dir, ".flowrun");
-    assert_int_equal(mkdir(dir, 0700), 0);
-    sqlite3 *db = NULL;
-    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-    for (int v = 0; v < 3; v++)
-        assert_int_equal(sqlite3_exec(db, fr_store_migration_sql(v), NULL, NULL, NULL), SQLITE_OK);
-    assert_int_equal(
-        sqlite3_exec(db,
-                     "INSERT INTO meta(key, value) VALUES ('schema_version', 3);"
-                     "INSERT INTO runs(id, workflow, started_at) VALUES ('old', 'wf', 0);"
-                     "INSERT INTO attempts(run_id, task, attempt, endpoint, tier, cost_usd,"
-                     " outcome, at, month) VALUES ('old', 't', 1, 'e', 'cloud', 0.1, 'ok', 0,"
-                     " '2027-03'), ('old', 't', 2, 'e', 'cloud', 0.2, 'pending', 0, '2027-03');",
-                     NULL, NULL, NULL),
-        SQLITE_OK);
-    sqlite3_close(db);
+    old_store(f, 3,
+              "INSERT INTO runs(id, workflow, started_at) VALUES ('old', 'wf', 0);"
+              "INSERT INTO attempts(run_id, task, attempt, endpoint, tier, cost_usd,"
+              " outcome, at, month) VALUES ('old', 't', 1, 'e', 'cloud', 0.1, 'ok', 0,"
+              " '2027-03'), ('old', 't', 2, 'e', 'cloud', 0.2, 'pending', 0, '2027-03');");
     batched_store(f);
     assert_usd(raw_num(f->path, "SELECT value FROM meta WHERE key = 'schema_version'"),
                FR_STORE_SCHEMA_VERSION);
@@ -234,17 +222,7 @@ static void test_month_totals_follow_the_rows(void **state)
 static void test_v6_drops_the_month_index(void **state)
 {
     fx *f = *state;
-    char dir[PATH_MAX];
-    join(dir, f->dir, ".flowrun");
-    assert_int_equal(mkdir(dir, 0700), 0);
-    sqlite3 *db = NULL;
-    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-    for (int v = 0; v < 5; v++)
-        assert_int_equal(sqlite3_exec(db, fr_store_migration_sql(v), NULL, NULL, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(db, "INSERT INTO meta(key, value) VALUES ('schema_version', 5);",
-                                  NULL, NULL, NULL),
-                     SQLITE_OK);
-    sqlite3_close(db);
+    old_store(f, 5, NULL);
     assert_usd(raw_num(f->path, "SELECT count(*) FROM sqlite_schema WHERE name = 'attempts_month'"),
                1);
     batched_store(f);
@@ -280,6 +258,76 @@ static void test_v6_drops_the_month_index(void **state)
                0.44);
 }
 
+/* True when statement `sql` of the store at `path` (both borrowed) compiles
+ * to a program that opens a temporary b-tree (EXPLAIN's OpenEphemeral). */
+static bool opens_ephemeral(const char *path, const char *sql)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *s = NULL;
+    bool found = false;
+    char *explain = sqlite3_mprintf("EXPLAIN %s", sql);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, explain, -1, &s, NULL), SQLITE_OK);
+    while (sqlite3_step(s) == SQLITE_ROW)
+        found = found || strcmp((const char *)sqlite3_column_text(s, 1), "OpenEphemeral") == 0;
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    sqlite3_free(explain);
+    return found;
+}
+
+/* Schema version 8: a store of version 6 keeps every attempt (its id, its
+ * outcome, the month's totals) when its attempts table is rebuilt with the
+ * outcome checked by comparisons: an attempt's INSERT and settle no longer
+ * fill a temporary b-tree with the list of outcomes, every outcome is still
+ * taken and anything else refused, and the totals follow the new rows. */
+static void test_v8_checks_the_outcome_without_a_temporary_table(void **state)
+{
+    fx *f = *state;
+    old_store(f, 6,
+              "INSERT INTO runs(id, workflow, started_at) VALUES ('old', 'wf', 0);"
+              "INSERT INTO attempts(id, run_id, task, attempt, endpoint, tier, cost_usd,"
+              " outcome, at, month, task_type, ttft_ms) VALUES"
+              " (7, 'old', 't', 1, 'e1', 'cloud', 0.1, 'ok', 0, '2027-03', 'chat', 12.5),"
+              " (9, 'old', 't', 2, 'e1', 'cloud', 0.2, 'pending', 0, '2027-03', NULL, NULL);");
+    static const char insert[] = "INSERT INTO attempts(run_id, task, attempt, endpoint, tier,"
+                                 " cost_usd, outcome, at, month) VALUES ('r1', 'u', 1, 'e1',"
+                                 " 'cloud', 0, 'ok', 0, '2027-03')";
+    static const char settle[] = "UPDATE attempts SET outcome = 'ok' WHERE id = 9";
+    assert_true(opens_ephemeral(f->path, insert)); /* version 6's IN list */
+    batched_store(f);
+    assert_usd(raw_num(f->path, "SELECT value FROM meta WHERE key = 'schema_version'"),
+               FR_STORE_SCHEMA_VERSION);
+    assert_false(opens_ephemeral(f->path, insert));
+    assert_false(opens_ephemeral(f->path, settle));
+    assert_usd(raw_num(f->path, "SELECT count(*) FROM attempts"), 2);
+    assert_usd(raw_num(f->path, "SELECT ttft_ms FROM attempts WHERE id = 7 AND task_type = 'chat'"),
+               12.5);
+    assert_usd(raw_num(f->path, "SELECT count(*) FROM ledger WHERE outcome = 'pending'"), 1);
+    assert_usd(raw_num(f->path, "SELECT charged_pusd / 1e12 FROM month_totals"), 0.3);
+    assert_usd(raw_num(f->path, "SELECT booked_pusd / 1e12 FROM month_totals"), 0.1);
+    /* Every outcome a row may hold is taken; anything else is refused. */
+    static const char *const outcomes[] = {"ok",        "quality",  "error",     "timeout",
+                                           "cancelled", "budget",   "truncated", "refused",
+                                           "tool_call", "no_answer"};
+    for (size_t i = 0; i < sizeof outcomes / sizeof *outcomes; i++) {
+        fr_attempt_rec a = rec("t", (int)i + 3, "ok", 0.01);
+        long long id = 0;
+        assert_ok(fr_store_reserve(f->st, &a, &id, &e_));
+        a.outcome = outcomes[i];
+        assert_ok(fr_store_settle(f->st, id, &a, NULL, &e_));
+    }
+    assert_ok(fr_store_flush(f->st, &e_));
+    assert_true(raw_refused(f->path, "UPDATE attempts SET outcome = 'maybe' WHERE id = 7"));
+    assert_true(raw_refused(f->path, "INSERT INTO attempts(run_id, task, attempt, endpoint, tier,"
+                                     " cost_usd, outcome, at, month) VALUES ('r1', 'v', 1, 'e1',"
+                                     " 'cloud', 0, 'OK', 0, '2027-03')"));
+    assert_usd(raw_num(f->path, "SELECT charged_pusd / 1e12 FROM month_totals"), 0.4);
+    assert_usd(raw_num(f->path, "SELECT booked_pusd / 1e12 FROM month_totals"), 0.2);
+    raw_exec(f->path, "DELETE FROM attempts WHERE id = 9");
+    assert_usd(raw_num(f->path, "SELECT charged_pusd / 1e12 FROM month_totals"), 0.2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -289,6 +337,7 @@ int main(void)
         STORE_TEST(test_statements_reused),
         STORE_TEST(test_month_totals_follow_the_rows),
         STORE_TEST(test_v6_drops_the_month_index),
+        STORE_TEST(test_v8_checks_the_outcome_without_a_temporary_table),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

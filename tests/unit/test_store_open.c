@@ -79,6 +79,17 @@ static void test_readonly_and_observed(void **state)
     assert_usd(raw_num(f->path, "SELECT count(*) FROM runs"), 2);
 }
 
+/* SQLite keeps no memory statistics once a store is open (the first open
+ * of the process turns them off: they take a mutex around every allocation
+ * SQLite makes): the memory in use reads 0 while a connection holds some.
+ * First in the list, before anything else here starts SQLite. */
+static void test_sqlite_keeps_no_memory_statistics(void **state)
+{
+    fx *f = *state;
+    f->st = open_ok(f->path);
+    assert_int_equal(sqlite3_memory_used(), 0);
+}
+
 static void test_open_create_reopen(void **state)
 {
     fx *f = *state;
@@ -143,9 +154,13 @@ static void test_newer_schema_refused(void **state)
     assert_usd(raw_num(f->path, "SELECT value FROM meta WHERE key = 'schema_version'"), 99);
 
     /* A version written as text is read the same way. */
-    raw_exec(f->path, "UPDATE meta SET value = '8' WHERE key = 'schema_version'");
+    char sql[120], said[40];
+    snprintf(sql, sizeof sql, "UPDATE meta SET value = '%d' WHERE key = 'schema_version'",
+             FR_STORE_SCHEMA_VERSION + 1);
+    snprintf(said, sizeof said, "schema version %d", FR_STORE_SCHEMA_VERSION + 1);
+    raw_exec(f->path, sql);
     assert_int_equal(fr_store_open(f->path, &st, &err), FR_ESTOREVER);
-    assert_non_null(strstr(err.msg, "schema version 8"));
+    assert_non_null(strstr(err.msg, said));
 }
 
 static void test_not_a_database(void **state)
@@ -497,11 +512,17 @@ static void test_migrates_v1(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        STORE_TEST(test_open_create_reopen),    STORE_TEST(test_readonly_and_observed),
-        STORE_TEST(test_open_readonly),         STORE_TEST(test_newer_schema_refused),
-        STORE_TEST(test_not_a_database),        STORE_TEST(test_unwritable_places),
-        STORE_TEST(test_forked_child_refused),  STORE_TEST(test_damaged_pages_refused_at_open),
-        STORE_TEST(test_emptied_store_refused), STORE_TEST(test_migrates_v1),
+        STORE_TEST(test_sqlite_keeps_no_memory_statistics),
+        STORE_TEST(test_open_create_reopen),
+        STORE_TEST(test_readonly_and_observed),
+        STORE_TEST(test_open_readonly),
+        STORE_TEST(test_newer_schema_refused),
+        STORE_TEST(test_not_a_database),
+        STORE_TEST(test_unwritable_places),
+        STORE_TEST(test_forked_child_refused),
+        STORE_TEST(test_damaged_pages_refused_at_open),
+        STORE_TEST(test_emptied_store_refused),
+        STORE_TEST(test_migrates_v1),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -148,13 +148,12 @@ static void test_stats_exact_quantiles(void **state)
 static void test_schema_4_upgrades(void **state)
 {
     fx *f = *state;
-    raw_store_at(f, 4);
-    raw_exec(f->path, "INSERT INTO meta(key, value) VALUES ('schema_version', 4);"
-                      "INSERT INTO runs(id, workflow, started_at, status, cost_usd)"
-                      " VALUES ('old1', 'wf', 100, 'ok', 0.25), ('old2', 'wf', 200, 'failed', 0);"
-                      "INSERT INTO attempts(run_id, task, attempt, endpoint, tier, cost_usd,"
-                      " latency_ms, outcome, at, month)"
-                      " VALUES ('old1', 't', 1, 'e', 'cloud', 0.25, 40, 'ok', 100, '1970-01');");
+    old_store(f, 4,
+              "INSERT INTO runs(id, workflow, started_at, status, cost_usd)"
+              " VALUES ('old1', 'wf', 100, 'ok', 0.25), ('old2', 'wf', 200, 'failed', 0);"
+              "INSERT INTO attempts(run_id, task, attempt, endpoint, tier, cost_usd,"
+              " latency_ms, outcome, at, month)"
+              " VALUES ('old1', 't', 1, 'e', 'cloud', 0.25, 40, 'ok', 100, '1970-01');");
     f->st = open_ok(f->path);
     assert_usd(raw_num(f->path, "SELECT value FROM meta WHERE key = 'schema_version'"),
                FR_STORE_SCHEMA_VERSION);
@@ -180,25 +179,24 @@ static void test_schema_4_upgrades(void **state)
 }
 
 /* A store of schema 6 (its reports' JSON a TEXT column in the middle of
- * the row) upgrades to 7 with its report as it was: read back, listed and
+ * the row) upgrades with its report as it was: read back, listed and
  * replaced; a report stored now is a BLOB of the same bytes (written in
  * place), read back and listed the same. */
 static void test_schema_6_reports_upgrade(void **state)
 {
     fx *f = *state;
-    raw_store_at(f, 6);
     const char *old = "{\n  \"makespan_ms\": 99,\n  \"cost_usd\": 0.125,\n"
                       "  \"local_token_share\": 1.0\n}\n";
     char sql[512];
     snprintf(sql, sizeof sql,
-             "INSERT INTO meta(key, value) VALUES ('schema_version', 6);"
              "INSERT INTO runs(id, workflow, started_at, status, cost_usd)"
              " VALUES ('old1', 'wf', 100, 'ok', 0.25);"
              "INSERT INTO reports(run_id, json, summary, stored_at) VALUES ('old1', '%s', 's', 1);",
              old);
-    raw_exec(f->path, sql);
+    old_store(f, 6, sql);
     f->st = open_ok(f->path);
-    assert_usd(raw_num(f->path, "SELECT value FROM meta WHERE key = 'schema_version'"), 7);
+    assert_usd(raw_num(f->path, "SELECT value FROM meta WHERE key = 'schema_version'"),
+               FR_STORE_SCHEMA_VERSION);
     assert_usd(raw_num(f->path, "SELECT typeof(json) = 'text' FROM reports"), 1);
     fr_store_report r = {0};
     assert_ok(fr_store_report_get(f->st, "old1", NULL, &r, &e_));

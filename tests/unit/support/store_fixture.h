@@ -163,22 +163,27 @@ static inline void raw_exec(const char *path, const char *sql)
     sqlite3_close(db);
 }
 
-/* True when SQLite refuses to run `sql` (no values from outside) on its own
- * connection. */
 /* Makes f->path a store of schema `version` as the released migrations
- * leave it (its .flowrun folder too), with no schema version written. */
-static inline void raw_store_at(fx *f, int version)
+ * 0 .. version - 1 left it (its folder created), its meta's schema_version
+ * set and `rows` (SQL, borrowed, NULL for none) run on it. */
+static inline void old_store(fx *f, int version, const char *rows)
 {
-    char dir[PATH_MAX];
+    char dir[PATH_MAX], meta[100];
     join(dir, f->dir, ".flowrun");
     assert_int_equal(mkdir(dir, 0700), 0);
     sqlite3 *db = NULL;
-    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK); /* creates the file */
-    sqlite3_close(db);
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
     for (int v = 0; v < version; v++)
-        raw_exec(f->path, fr_store_migration_sql(v));
+        assert_int_equal(sqlite3_exec(db, fr_store_migration_sql(v), NULL, NULL, NULL), SQLITE_OK);
+    snprintf(meta, sizeof meta, "INSERT INTO meta(key, value) VALUES ('schema_version', %d)",
+             version);
+    assert_int_equal(sqlite3_exec(db, meta, NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, rows ? rows : "", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
 }
 
+/* True when SQLite refuses to run `sql` (no values from outside) on its own
+ * connection. */
 static inline bool raw_refused(const char *path, const char *sql)
 {
     sqlite3 *db = NULL;
