@@ -197,7 +197,7 @@ static void mask_kv(fr_buf *out, const char *s)
         }
         if (*p != '=' || klen == 0) { /* libpq refuses it: show nothing more */
             fr_buf_append(out, start, (size_t)(key - start));
-            fr_buf_puts(out, "***");
+            fr_buf_puts(out, key == start && out->len ? " ***" : "***");
             return;
         }
         p++;
@@ -229,7 +229,9 @@ static void mask_kv(fr_buf *out, const char *s)
         }
         fr_buf_append(out, start, (size_t)(val - start));
         if (klen == 8 && memcmp(key, "password", 8) == 0) {
-            fr_buf_puts(out, "***");
+            /* After a quoted value the next key may follow at once: keep
+             * them apart, as "***" has no quotes to end it. */
+            fr_buf_puts(out, *p && !isspace((unsigned char)*p) ? "*** " : "***");
         } else if (klen == 6 && memcmp(key, "dbname", 6) == 0 &&
                    (is_uri(fr_buf_str(&vb)) || strchr(fr_buf_str(&vb), '='))) {
             fr_buf_puts(out, "'");
@@ -266,9 +268,21 @@ char *fr_pgconn_mask_url(const char *url)
 {
     if (!url)
         return NULL;
-    fr_buf out;
+    fr_buf out, again;
     fr_buf_init(&out, 0);
+    fr_buf_init(&again, 0);
     mask_into(&out, url);
+    /* Text whose masking changes how it reads (a '/' taken out of a value
+     * moves where a URI's user info ends) would mask differently a second
+     * time: shown as its scheme alone instead. */
+    mask_into(&again, fr_buf_str(&out));
+    if (strcmp(fr_buf_str(&again), fr_buf_str(&out)) != 0) {
+        fr_buf_reset(&out);
+        fr_buf_puts(&out, is_uri(url) ? (strncmp(url, "postgres:", 9) == 0 ? "postgres://***"
+                                                                           : "postgresql://***")
+                                      : "***");
+    }
+    fr_buf_close(&again);
     return fr_buf_take(&out);
 }
 

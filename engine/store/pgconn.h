@@ -124,5 +124,8 @@ void fr_pgres_free(fr_pgres *r);
  * parameter (its name percent-decoded, as libpq reads it), a key=value
  * string's password= (quoted or not), and inside a dbname= that is itself a
  * URI or key=value string. Text it cannot parse from some point on is
- * masked from there. NULL gives NULL. */
+ * masked from there; text that would read differently once masked (a
+ * masked value held the '/' where a URI's user info would end) becomes its
+ * scheme and "***" alone. Masking what it returns changes nothing. NULL
+ * gives NULL. */
 char *fr_pgconn_mask_url(const char *url);

@@ -511,6 +511,9 @@ static void test_mask_url(void **state)
     assert_masked("host=h password='unterminated", "host=h password=***");
     assert_masked("flowrun_test", "flowrun_test");
     assert_masked("dbname=postgresql://u:pw@h/db", "dbname='postgresql://u:***@h/db'");
+    /* Masking the password would move where the user info ends. */
+    assert_masked("postgres://h?password=a/b&x=1:z@y", "postgres://***");
+    assert_masked("host=h password='x'port=5", "host=h password=*** port=5");
     assert_null(fr_pgconn_mask_url(NULL));
     /* A URL that does not parse: FR_ECONFIG, masked. */
     uv_loop_t loop;
