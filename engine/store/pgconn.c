@@ -653,6 +653,10 @@ static void connect_step(fr_pgconn *c)
     switch (r) {
     case PGRES_POLLING_READING:
     case PGRES_POLLING_WRITING:
+        /* A new poll at each step: libpq may have closed the socket and
+         * opened another that took the same number, which libuv's watch of
+         * the old one would not see. */
+        watch_drop(c, false);
         if (watch_set(c, pg, r == PGRES_POLLING_READING ? UV_READABLE : UV_WRITABLE) != FR_OK)
             conn_broken(c, "cannot watch the connection's socket");
         return;
