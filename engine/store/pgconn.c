@@ -20,6 +20,9 @@
 #include <string.h>
 
 #include <libpq-fe.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 
 #include "engine/util/buf.h"
 #include "engine/util/log.h"
@@ -809,24 +812,57 @@ static void connect_begin(fr_pgconn *c)
 
 /* ---- the pipeline ---- */
 
+/* Ends a request's pipeline segment. libpq 17's PQsendPipelineSync only
+ * buffers, so a pass's requests go out in the one PQflush after them; before
+ * 17 PQpipelineSync flushes at each request (one write each, still without
+ * waiting for any reply), and the socket is corked meanwhile (cork below) so
+ * that the requests still leave in full packets. */
+static int pipeline_sync(PGconn *pg)
+{
+#ifdef LIBPQ_HAS_SEND_PIPELINE_SYNC
+    return PQsendPipelineSync(pg);
+#else
+    return PQpipelineSync(pg);
+#endif
+}
+
+/* Corks (`on`) or uncorks a TCP socket for the flushes of one pass, where
+ * they are one write each (pipeline_sync). A unix socket refuses: nothing
+ * to do there. */
+static void cork(PGconn *pg, int on)
+{
+#if defined(TCP_CORK) && !defined(LIBPQ_HAS_SEND_PIPELINE_SYNC)
+    setsockopt(PQsocket(pg), IPPROTO_TCP, TCP_CORK, &on, sizeof on);
+#else
+    (void)pg;
+    (void)on;
+#endif
+}
+
 /* Sends what waits, up to the in-flight bound, then flushes. */
 static void send_waiting(fr_pgconn *c, PGconn *pg)
 {
     request *q = c->head;
     for (size_t i = 0; i < c->n_flight; i++)
         q = q->next;
+    bool corked = q && q->next && c->n_flight + 1 < FR_PGCONN_MAX_IN_FLIGHT;
+    if (corked)
+        cork(pg, 1);
     for (; q && c->n_flight < FR_PGCONN_MAX_IN_FLIGHT; q = q->next) {
+        /* In flight from its first statement on: a COMMIT of its own may
+         * take effect before the Sync that ends it is written. */
+        c->n_flight++;
+        c->n_wait--;
         for (int i = 0; i < q->n; i++)
             if (!PQsendQueryParams(pg, q->sql[i], q->np[i], NULL, (const char *const *)q->par[i],
                                    NULL, NULL, 0))
                 goto broken;
-        /* The request is in flight from its first statement on. */
-        c->n_flight++;
-        c->n_wait--;
-        if (!PQpipelineSync(pg))
+        if (!pipeline_sync(pg))
             goto broken;
     }
     int f = PQflush(pg);
+    if (corked)
+        cork(pg, 0);
     if (f < 0)
         goto broken;
     int want = UV_READABLE | (f > 0 || c->n_wait ? UV_WRITABLE : 0);
@@ -1057,7 +1093,8 @@ int fr_pgconn_transaction(fr_pgconn *c, int n, const fr_pgstmt *stmts, fr_pgconn
     if (!c || n < 1 || !stmts || !done)
         return FR_EINVAL;
     for (int i = 0; i < n; i++)
-        if (!stmts[i].sql || stmts[i].nparams < 0 || (stmts[i].nparams && !stmts[i].params))
+        if (!stmts[i].sql || stmts[i].nparams < 0 || stmts[i].nparams > 65535 ||
+            (stmts[i].nparams && !stmts[i].params))
             return FR_EINVAL;
     if (c->st == ST_CLOSING)
         return FR_ECANCELED;

@@ -78,8 +78,8 @@ int fr_pgconn_open(uv_loop_t *loop, const char *url, fr_pgconn_state_fn on_state
  * sent), FR_ECONNECT (the first connection failed). Requests not yet sent
  * when a connection breaks wait for the next one. Returns FR_OK (then `done`
  * will be called), or, without calling `done`: FR_EINVAL (n < 1, a NULL
- * SQL), FR_ECANCELED (the connection is closing), FR_ECONNECT (its first
- * connection failed). */
+ * SQL, more than 65,535 parameters), FR_ECANCELED (the connection is closing), FR_ECONNECT (its
+ * first connection failed). */
 int fr_pgconn_transaction(fr_pgconn *c, int n, const fr_pgstmt *stmts, fr_pgconn_done_fn done,
                           void *ud);
 
