@@ -4,11 +4,14 @@
 # the sanitizers) for the fuzz targets tests/run.sh runs; graphviz, man-db
 # and zsh so that the graph's dot, the man page and the zsh completion are
 # checked by the tools that read them; chromium (headless) for the HTML
-# report test (tests/e2e/trace_html.sh); tmux for the live progress test.
+# report test (tests/e2e/trace_html.sh); tmux for the live progress test;
+# libpq-dev for the PostgreSQL connection (engine/store/pgconn.c), and
+# postgresql, whose initdb and pg_ctl the tests start a server of their own
+# with (tests/unit/support/pg.sh).
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config liblua5.4-dev libjansson-dev libuv1-dev
       libcurl4-openssl-dev libsqlite3-dev libcmocka-dev curl jq sqlite3 python3 clang libclang-rt-dev
-      graphviz man-db zsh chromium tmux)
+      graphviz man-db zsh chromium tmux libpq-dev postgresql)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -38,7 +38,8 @@
     X(FR_EFINISH, -28, "the reply ended without a complete answer")                               \
     X(FR_ETOOL, -29, "a tool call failed")                                                         \
     X(FR_EMCP, -30, "MCP server error")                                                            \
-    X(FR_ETURNS, -31, "the tool loop reached its limit")
+    X(FR_ETURNS, -31, "the tool loop reached its limit")                                           \
+    X(FR_EOUTCOME, -32, "the connection broke before the outcome was known")
 
 typedef enum {
 #define FR_ERR_ENUM(name, val, msg) name = val,
