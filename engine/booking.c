@@ -325,6 +325,25 @@ int fr_booking_end(fr_booking *b, const char *status, int code, double spent)
     return rc;
 }
 
+/* Not a callback the store calls on this path: the report's batch is
+ * flushed at once. */
+static void on_report_pending(void *ud)
+{
+    (void)ud;
+}
+
+int fr_booking_store_report(fr_booking *b, const char *json, const char *summary, fr_error *err)
+{
+    /* Its own batch: the row and the report's text written into it commit
+     * together. */
+    fr_store_batch(b->store, on_report_pending, NULL);
+    int rc = fr_store_report_put(b->store, b->run_id, json, summary, err);
+    if (rc == FR_OK)
+        rc = fr_store_flush(b->store, err);
+    fr_store_batch(b->store, NULL, NULL);
+    return rc;
+}
+
 int fr_booking_open_run(const char *state_dir, bool sim, const char *run_id, fr_budget *budget,
                         bool has_monthly, double monthly_usd, fr_booking **out, fr_error *err)
 {

@@ -11,6 +11,7 @@
  * right after that commit (fr_booking_reserve's wait).
  * A failed write is logged once and remembered: the
  * run then stops admitting work (a run never goes on without durability).
+ * At the run's end they take its report (fr_booking_store_report).
  * Owned by engine/run; it reaches the store (engine/store/store.h) by name, the
  * budget reaches it through the callbacks of fr_booking_ledger. */
 
@@ -118,3 +119,10 @@ void fr_booking_settle(fr_booking *b, long long row, const fr_attempt_rec *a, fr
  * its leases, once the loop has ended: the pending writes are committed
  * first and batching ends. FR_OK or the store's error (logged). */
 int fr_booking_end(fr_booking *b, const char *status, int code, double spent);
+/* Stores the report of the books' run, once it has ended (fr_booking_end):
+ * `json` (its compact JSON text) and `summary` (uncoloured), both borrowed,
+ * through the books' own connection, in one transaction committed before it
+ * returns (the run's store is not opened a second time). FR_OK, or
+ * fr_store_report_put's and fr_store_flush's errors in `err` (not logged:
+ * the caller says it). */
+int fr_booking_store_report(fr_booking *b, const char *json, const char *summary, fr_error *err);

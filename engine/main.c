@@ -779,7 +779,8 @@ static int run_workflow(int argc, char **argv, int first, const command *cmd, bo
     char *compact =
         !a.run.plan || a.json ? fr_cli_report_json_text(fr_run_results(run), true) : NULL;
     if (!a.run.plan)
-        code = fr_cli_store_report(fr_run_results(run), a.run.state_dir, compact, code);
+        code = fr_cli_store_report(fr_run_results(run), fr_run_books(run), a.run.state_dir, compact,
+                                   code);
     if (a.json) {
         /* Indented from the compact text as it goes out: never whole. */
         if (!compact || fr_report_print_text(compact, stdout) != FR_OK || fflush(stdout) != 0) {

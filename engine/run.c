@@ -645,6 +645,11 @@ const fr_results *fr_run_results(const fr_run *r)
     return &r->res;
 }
 
+fr_booking *fr_run_books(const fr_run *r)
+{
+    return r->books;
+}
+
 int fr_run_execute(fr_run *r)
 {
     if (r->plan)

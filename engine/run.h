@@ -7,6 +7,7 @@
  * (engine/results.h) that engine/report renders. Used by engine/main.c. */
 
 #include "dsl/workflow.h"
+#include "engine/booking.h"
 #include "engine/endpoint.h"
 #include "engine/results.h"
 #include "engine/util/err.h"
@@ -61,6 +62,11 @@ int fr_run_execute(fr_run *r);
 /* The results of a finished run (borrowed, valid until fr_run_free): its
  * id and output folder among them. */
 const fr_results *fr_run_results(const fr_run *r);
+
+/* The run's books in the state store (borrowed, valid until fr_run_free;
+ * kept open after fr_run_execute so that the run's report is stored
+ * through them, fr_booking_store_report); NULL for a plan. */
+fr_booking *fr_run_books(const fr_run *r);
 
 /* Frees a run; NULL is fine. */
 void fr_run_free(fr_run *r);

@@ -454,18 +454,11 @@ char *fr_cli_report_json_text(const fr_results *r, bool compact)
     return fr_buf_take(&text);
 }
 
-/* Not a callback the store calls on this path: the batch is flushed at
- * once, below. */
-static void on_pending(void *ud)
-{
-    (void)ud;
-}
-
-int fr_cli_store_report(const fr_results *r, const char *state_dir, const char *json_text, int code)
+int fr_cli_store_report(const fr_results *r, fr_booking *books, const char *state_dir,
+                        const char *json_text, int code)
 {
     char *summary = NULL, *path = fr_booking_state_path(state_dir, r->sim);
     size_t len = 0;
-    fr_store *st = NULL;
     fr_error err = {0};
     FILE *mem = open_memstream(&summary, &len);
     if (mem) {
@@ -474,14 +467,8 @@ int fr_cli_store_report(const fr_results *r, const char *state_dir, const char *
     }
     int rc = !json_text || !summary
                  ? fr_error_set(&err, FR_ENOMEM, path, 0, "cannot render the run's report")
-                 : fr_store_open(path, &st, &err);
-    if (rc == FR_OK) {
-        fr_store_batch(st, on_pending, NULL);
-        rc = fr_store_report_put(st, r->run_id, json_text, summary, &err);
-        if (rc == FR_OK)
-            rc = fr_store_flush(st, &err);
-        fr_store_batch(st, NULL, NULL);
-    }
+             : !books ? fr_error_set(&err, FR_EINVAL, path, 0, "no state store")
+                      : fr_booking_store_report(books, json_text, summary, &err);
     if (rc != FR_OK) {
         char msg[1600];
         fprintf(stderr,
@@ -491,7 +478,6 @@ int fr_cli_store_report(const fr_results *r, const char *state_dir, const char *
         if (code == 0)
             code = FR_EXIT_IOERR;
     }
-    fr_store_close(st);
     free(summary);
     free(path);
     return code;

@@ -3,9 +3,10 @@
  * (a finished run's summary or JSON report as it printed them) and
  * `flowrun stats` (requests, success and quality-gate rates, latencies,
  * tokens, spend and tiers across runs); and the run's end that stores its
- * report. Reads and writes through engine/store (reports.c); used by
- * engine/main.c. */
+ * report (through the run's books, engine/booking). Reads through
+ * engine/store (reports.c); used by engine/main.c. */
 
+#include "engine/booking.h"
 #include "engine/results.h"
 
 #include <stdio.h>
@@ -27,12 +28,13 @@ int fr_cli_stats_main(int argc, char **argv);
  * (fr_report_text); NULL when it cannot be encoded. */
 char *fr_cli_report_json_text(const fr_results *r, bool compact);
 
-/* At the end of run `r` (borrowed, not a plan): stores its report in the
- * state store of `state_dir` (borrowed, may be NULL; the rehearsals' store
- * for a --sim run), `json_text` (borrowed: the compact report text, or NULL
- * when it could not be encoded) and the uncoloured summary, through the store's
- * batch, committed before it returns. Returns `code`, the run's exit code,
- * or 74 when a run that succeeded cannot store its report (said on stderr;
- * a run that failed keeps its code and the warning). */
-int fr_cli_store_report(const fr_results *r, const char *state_dir, const char *json_text,
-                        int code);
+/* At the end of run `r` (borrowed, not a plan): stores its report through
+ * the run's books `books` (borrowed: the run's own connection to its state
+ * store, still open; fr_booking_store_report), `json_text` (borrowed: the
+ * compact report text, or NULL when it could not be encoded) and the
+ * uncoloured summary, committed before it returns. `state_dir` (borrowed,
+ * may be NULL) names the store in a message. Returns `code`, the run's exit
+ * code, or 74 when a run that succeeded cannot store its report (said on
+ * stderr; a run that failed keeps its code and the warning). */
+int fr_cli_store_report(const fr_results *r, fr_booking *books, const char *state_dir,
+                        const char *json_text, int code);

@@ -239,6 +239,42 @@ static void test_unattached_commits_at_once(void **state)
     assert_int_equal(w.calls, 0);
 }
 
+/* At the run's end the books take its report: stored through their own
+ * connection (no second open: no statement prepared again), its row and
+ * text in one commit, seen by another connection once the call returns;
+ * a run the books never began is refused as the store refuses it. */
+static void test_books_store_the_report(void **state)
+{
+    fx *f = *state;
+    fr_booking *b = NULL;
+    fr_error err = {0};
+    assert_int_equal(fr_booking_open(f->path, "r1", &b, &err), FR_OK);
+    fr_booking_begin(b, "wf", NULL);
+    assert_int_equal(fr_booking_end(b, "ok", 0, 0.0), FR_OK);
+    fr_store_stats before, after;
+    fr_store_stats_get(fr_booking_store(b), &before);
+    assert_int_equal(fr_booking_store_report(b, "{\"status\":\"ok\"}\n", "sum\n", &err), FR_OK);
+    fr_store_stats_get(fr_booking_store(b), &after);
+    assert_int_equal(after.commits, before.commits + 1);
+    assert_true(after.prepares - before.prepares <= 1); /* the report's INSERT alone */
+    char text[64];
+    assert_string_equal(raw_text(f->path,
+                                 "SELECT CAST(json AS TEXT) FROM reports WHERE run_id = 'r1'", text,
+                                 sizeof text),
+                        "{\"status\":\"ok\"}\n");
+    assert_string_equal(
+        raw_text(f->path, "SELECT summary FROM reports WHERE run_id = 'r1'", text, sizeof text),
+        "sum\n");
+    fr_booking_free(b);
+
+    b = NULL;
+    assert_int_equal(fr_booking_open(f->path, "never-begun", &b, &err), FR_OK);
+    assert_int_equal(fr_booking_store_report(b, "{}\n", "", &err), FR_EINVAL);
+    assert_false(fr_booking_failed(b)); /* the caller says it, not the books */
+    fr_booking_free(b);
+    assert_int_equal(raw_num(f->path, "SELECT count(*) FROM reports"), 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -247,6 +283,7 @@ int main(void)
         STORE_TEST(test_unparked_is_never_released),
         STORE_TEST(test_reservation_while_releasing_goes_in_the_same_turn),
         STORE_TEST(test_unattached_commits_at_once),
+        STORE_TEST(test_books_store_the_report),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
