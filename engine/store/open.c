@@ -62,62 +62,106 @@
     "         a.cost_usd, a.outcome"                                                               \
     "  FROM attempts a JOIN runs r ON r.id = a.run_id;"
 
+/* The tables, each written once here: a migration and the current schema
+ * (schema_current) name the same text. */
+
+/* The store's own facts (its schema version). */
+#define META_TABLE                                                                                 \
+    "CREATE TABLE meta ("                                                                          \
+    "  key   TEXT PRIMARY KEY,"                                                                    \
+    "  value"                                                                                      \
+    ");"
+/* The runs, with `more` (SQL text: ", column type ...") after cost_usd. */
+#define RUNS_TABLE(more)                                                                           \
+    "CREATE TABLE runs ("                                                                          \
+    "  id         TEXT PRIMARY KEY,"                                                               \
+    "  workflow   TEXT NOT NULL,"                                                                  \
+    "  wf_path    TEXT,"                                                                           \
+    "  started_at REAL NOT NULL,"                                                                  \
+    "  ended_at   REAL,"                                                                           \
+    "  status     TEXT NOT NULL DEFAULT 'running',"                                                \
+    "  exit_code  INTEGER,"                                                                        \
+    "  cost_usd   REAL NOT NULL DEFAULT 0 CHECK (cost_usd >= 0)" more ");"
+/* A lease is a share of one month's cap held by one process for one run.
+ * pid_start (the process's start time in clock ticks after boot, 0 when
+ * unknown) and boot_id tell a live holder from a reused pid or a holder
+ * from before a reboot. spent_usd is what the run had spent when the
+ * lease was closed. With its indexes. */
+#define LEASES_TABLE                                                                               \
+    "CREATE TABLE leases ("                                                                        \
+    "  id        INTEGER PRIMARY KEY,"                                                             \
+    "  run_id    TEXT NOT NULL REFERENCES runs(id),"                                               \
+    "  month     TEXT NOT NULL,"                                                                   \
+    "  amount    REAL NOT NULL CHECK (amount >= 0),"                                               \
+    "  pid       INTEGER NOT NULL,"                                                                \
+    "  pid_start INTEGER NOT NULL DEFAULT 0,"                                                      \
+    "  boot_id   TEXT NOT NULL DEFAULT '',"                                                        \
+    "  opened_at REAL NOT NULL,"                                                                   \
+    "  closed_at REAL,"                                                                            \
+    "  closed_by TEXT CHECK (closed_by IN ('released', 'reclaimed')),"                             \
+    "  spent_usd REAL"                                                                             \
+    ");"                                                                                           \
+    "CREATE INDEX leases_open ON leases(month) WHERE closed_at IS NULL;"                           \
+    "CREATE UNIQUE INDEX leases_one_open ON leases(run_id, month) WHERE closed_at IS NULL;"
+/* The result cache, keyed by a hash of everything that shapes a result. */
+#define CACHE_TABLE                                                                                \
+    "CREATE TABLE cache ("                                                                         \
+    "  key        TEXT PRIMARY KEY,"                                                               \
+    "  endpoint   TEXT NOT NULL,"                                                                  \
+    "  model      TEXT,"                                                                           \
+    "  text       TEXT,"                                                                           \
+    "  json       TEXT,"                                                                           \
+    "  input      INTEGER NOT NULL DEFAULT 0,"                                                     \
+    "  output     INTEGER NOT NULL DEFAULT 0,"                                                     \
+    "  cached     INTEGER NOT NULL DEFAULT 0,"                                                     \
+    "  created_at REAL NOT NULL"                                                                   \
+    ");"
+/* Human approvals (schema 3). */
+#define APPROVALS_TABLE                                                                            \
+    "CREATE TABLE approvals ("                                                                     \
+    "  workflow    TEXT NOT NULL,"                                                                 \
+    "  task        TEXT NOT NULL,"                                                                 \
+    "  output_hash TEXT NOT NULL,"                                                                 \
+    "  state       TEXT NOT NULL CHECK (state IN ('pending', 'approved', 'rejected')),"            \
+    "  run_id      TEXT,"                                                                          \
+    "  output_path TEXT,"                                                                          \
+    "  asked_at    REAL NOT NULL,"                                                                 \
+    "  decided_by  TEXT,"                                                                          \
+    "  decided_at  REAL,"                                                                          \
+    "  note        TEXT,"                                                                          \
+    "  PRIMARY KEY (workflow, task)"                                                               \
+    ");"
+/* Each month's totals (schema 4). */
+#define MONTH_TOTALS_TABLE                                                                         \
+    "CREATE TABLE month_totals ("                                                                  \
+    "  month        TEXT PRIMARY KEY,"                                                             \
+    "  charged_pusd INTEGER NOT NULL DEFAULT 0,"                                                   \
+    "  booked_pusd  INTEGER NOT NULL DEFAULT 0"                                                    \
+    ") WITHOUT ROWID;"
+/* The stored reports as `name`, their JSON the last column (schema 7). */
+#define REPORTS_TABLE(name)                                                                        \
+    "CREATE TABLE " name " ("                                                                      \
+    "  run_id    TEXT PRIMARY KEY REFERENCES runs(id),"                                            \
+    "  summary   TEXT NOT NULL,"                                                                   \
+    "  stored_at REAL NOT NULL,"                                                                   \
+    "  json      BLOB NOT NULL"                                                                    \
+    ");"
+
 /* The schema's text is laid out as SQL, one column a line. */
 // clang-format off
+
 /* Schema version 1. Later versions append a migration to `migrations`. */
 static const char schema_v1[] =
-    "CREATE TABLE meta ("
-    "  key   TEXT PRIMARY KEY,"
-    "  value"
-    ");"
-    "CREATE TABLE runs ("
-    "  id         TEXT PRIMARY KEY,"
-    "  workflow   TEXT NOT NULL,"
-    "  wf_path    TEXT,"
-    "  started_at REAL NOT NULL,"
-    "  ended_at   REAL,"
-    "  status     TEXT NOT NULL DEFAULT 'running',"
-    "  exit_code  INTEGER,"
-    "  cost_usd   REAL NOT NULL DEFAULT 0 CHECK (cost_usd >= 0)"
-    ");"
+    META_TABLE
+    RUNS_TABLE("")
     "CREATE INDEX runs_started ON runs(started_at);"
     ATTEMPTS_TABLE("attempts", "                    ('ok', 'quality', 'error', 'timeout', "
                                "'cancelled', 'budget')")
     "CREATE INDEX attempts_month ON attempts(month);"
     "CREATE INDEX attempts_run ON attempts(run_id, month);"
-    /* A lease is a share of one month's cap held by one process for one run.
-     * pid_start (the process's start time in clock ticks after boot, 0 when
-     * unknown) and boot_id tell a live holder from a reused pid or a holder
-     * from before a reboot. spent_usd is what the run had spent when the
-     * lease was closed. */
-    "CREATE TABLE leases ("
-    "  id        INTEGER PRIMARY KEY,"
-    "  run_id    TEXT NOT NULL REFERENCES runs(id),"
-    "  month     TEXT NOT NULL,"
-    "  amount    REAL NOT NULL CHECK (amount >= 0),"
-    "  pid       INTEGER NOT NULL,"
-    "  pid_start INTEGER NOT NULL DEFAULT 0,"
-    "  boot_id   TEXT NOT NULL DEFAULT '',"
-    "  opened_at REAL NOT NULL,"
-    "  closed_at REAL,"
-    "  closed_by TEXT CHECK (closed_by IN ('released', 'reclaimed')),"
-    "  spent_usd REAL"
-    ");"
-    "CREATE INDEX leases_open ON leases(month) WHERE closed_at IS NULL;"
-    "CREATE UNIQUE INDEX leases_one_open ON leases(run_id, month) WHERE closed_at IS NULL;"
+    LEASES_TABLE
     LEDGER_VIEW
-    /* The result cache, keyed by a hash of everything that shapes a result. */
-    "CREATE TABLE cache ("
-    "  key        TEXT PRIMARY KEY,"
-    "  endpoint   TEXT NOT NULL,"
-    "  model      TEXT,"
-    "  text       TEXT,"
-    "  json       TEXT,"
-    "  input      INTEGER NOT NULL DEFAULT 0,"
-    "  output     INTEGER NOT NULL DEFAULT 0,"
-    "  cached     INTEGER NOT NULL DEFAULT 0,"
-    "  created_at REAL NOT NULL"
-    ");";
+    CACHE_TABLE;
 
 /* Schema version 2: an attempt whose reply did not finish as an answer has
  * its own outcome (truncated, refused, tool_call, no_answer); an attempt is
@@ -151,19 +195,7 @@ static const char schema_v2[] =
  * (a decision holds for that output only), the run that asked, where the
  * whole output is, and who decided, when and why. */
 static const char schema_v3[] =
-    "CREATE TABLE approvals ("
-    "  workflow    TEXT NOT NULL,"
-    "  task        TEXT NOT NULL,"
-    "  output_hash TEXT NOT NULL,"
-    "  state       TEXT NOT NULL CHECK (state IN ('pending', 'approved', 'rejected')),"
-    "  run_id      TEXT,"
-    "  output_path TEXT,"
-    "  asked_at    REAL NOT NULL,"
-    "  decided_by  TEXT,"
-    "  decided_at  REAL,"
-    "  note        TEXT,"
-    "  PRIMARY KEY (workflow, task)"
-    ");";
+    APPROVALS_TABLE;
 
 /* What a row's cost adds to its month's totals, in whole pico-dollars
  * (exact integer sums: a reservation settled to its cost leaves no
@@ -203,11 +235,7 @@ static const char schema_v3[] =
  * booking or a lease reads one row instead of the month's attempts. Built
  * from the rows an older flowrun booked. */
 static const char schema_v4[] =
-    "CREATE TABLE month_totals ("
-    "  month        TEXT PRIMARY KEY,"
-    "  charged_pusd INTEGER NOT NULL DEFAULT 0,"
-    "  booked_pusd  INTEGER NOT NULL DEFAULT 0"
-    ") WITHOUT ROWID;"
+    MONTH_TOTALS_TABLE
     "INSERT INTO month_totals(month, charged_pusd, booked_pusd)"
     " SELECT a.month, SUM(" PUSD("a") "), SUM(" BOOKED_PUSD("a") ") FROM attempts a"
     " GROUP BY a.month;"
@@ -253,12 +281,7 @@ static const char schema_v6[] =
  * copied as they are: older rows keep their TEXT, newer ones are BLOBs of
  * the same UTF-8 bytes (readers CAST them to TEXT). */
 static const char schema_v7[] =
-    "CREATE TABLE reports_v7 ("
-    "  run_id    TEXT PRIMARY KEY REFERENCES runs(id),"
-    "  summary   TEXT NOT NULL,"
-    "  stored_at REAL NOT NULL,"
-    "  json      BLOB NOT NULL"
-    ");"
+    REPORTS_TABLE("reports_v7")
     "INSERT INTO reports_v7(run_id, summary, stored_at, json)"
     " SELECT run_id, summary, stored_at, json FROM reports;"
     "DROP TABLE reports;"
@@ -271,16 +294,18 @@ static const char schema_v7[] =
  * written most often first, costs a few instructions. The table is rebuilt
  * with its rows as in version 2 (its index, the ledger view and the totals'
  * triggers go with it and come back); month_totals keeps its rows. */
+#define ATTEMPTS_TABLE_V8(name)                                                                    \
+    ATTEMPTS_TABLE_AS(name,                                                                        \
+                      "outcome = 'pending' OR outcome = 'ok' OR outcome = 'error'"                 \
+                      " OR outcome = 'timeout' OR outcome = 'cancelled' OR outcome = 'budget'"     \
+                      " OR outcome = 'quality' OR outcome = 'truncated' OR outcome = 'refused'"    \
+                      " OR outcome = 'tool_call' OR outcome = 'no_answer'",                        \
+                      ","                                                                          \
+                      "  task_type       TEXT,"                                                    \
+                      "  ttft_ms         REAL")
 static const char schema_v8[] =
     "DROP VIEW ledger;"
-    ATTEMPTS_TABLE_AS("attempts_v8",
-                      "outcome = 'pending' OR outcome = 'ok' OR outcome = 'error'"
-                      " OR outcome = 'timeout' OR outcome = 'cancelled' OR outcome = 'budget'"
-                      " OR outcome = 'quality' OR outcome = 'truncated' OR outcome = 'refused'"
-                      " OR outcome = 'tool_call' OR outcome = 'no_answer'",
-                      ","
-                      "  task_type       TEXT,"
-                      "  ttft_ms         REAL")
+    ATTEMPTS_TABLE_V8("attempts_v8")
     "INSERT INTO attempts_v8 SELECT * FROM attempts;"
     "DROP TABLE attempts;"
     "ALTER TABLE attempts_v8 RENAME TO attempts;"
@@ -290,11 +315,51 @@ static const char schema_v8[] =
     TOTALS_DELETE_TRIGGER
     TOTALS_SETTLE_TRIGGER
     TOTALS_MOVE_TRIGGER;
+
+/* The current schema (version FR_STORE_SCHEMA_VERSION) as one set of
+ * statements: what a new store is created from, instead of running every
+ * migration (SQLite parsing eight migrations, tables built and rebuilt, was
+ * most of a new store's open). It is the database migrations 0 .. v-1 make,
+ * table for table, column for column, index, view and trigger for each
+ * (tests/unit/test_store_open.c compares the two, so they cannot drift): a
+ * new migration changes it too, in the same change. */
+static const char *const schema_current[] = {
+    META_TABLE
+    RUNS_TABLE(","
+               "  pid        INTEGER,"
+               "  pid_start  INTEGER NOT NULL DEFAULT 0,"
+               "  boot_id    TEXT NOT NULL DEFAULT ''")
+    "CREATE INDEX runs_started ON runs(started_at);"
+    "CREATE INDEX runs_running ON runs(id) WHERE status = 'running';"
+    "CREATE INDEX runs_workflow ON runs(workflow, started_at);"
+    ATTEMPTS_TABLE_V8("attempts")
+    "CREATE INDEX attempts_run ON attempts(run_id, month);",
+    /* (in parts: a C string literal stays within 4,095 bytes) */
+    LEASES_TABLE
+    LEDGER_VIEW
+    CACHE_TABLE
+    APPROVALS_TABLE
+    MONTH_TOTALS_TABLE,
+    TOTALS_INSERT_TRIGGER
+    TOTALS_DELETE_TRIGGER
+    TOTALS_SETTLE_TRIGGER
+    TOTALS_MOVE_TRIGGER
+    REPORTS_TABLE("reports"),
+    NULL};
 // clang-format on
+
+/* How many parts schema_current has. */
+#define SCHEMA_PARTS (sizeof schema_current / sizeof *schema_current - 1)
 
 /* migrations[v] takes a database from version v to v + 1. */
 static const char *const migrations[FR_STORE_SCHEMA_VERSION] = {
     schema_v1, schema_v2, schema_v3, schema_v4, schema_v5, schema_v6, schema_v7, schema_v8};
+
+/* One part of the current schema's SQL; see store.h. */
+const char *fr_store_schema_sql(int part)
+{
+    return part >= 0 && (size_t)part < SCHEMA_PARTS ? schema_current[part] : NULL;
+}
 
 /* The SQL of one migration; see store.h. */
 const char *fr_store_migration_sql(int from)
@@ -498,8 +563,12 @@ static int migrate(fr_store *st, fr_error *err)
     }
     if (version == FR_STORE_SCHEMA_VERSION)
         goto cleanup;
-    for (sqlite3_int64 v = version; v < FR_STORE_SCHEMA_VERSION; v++) {
-        if (sqlite3_exec(st->db, migrations[v], NULL, NULL, NULL) != SQLITE_OK) {
+    /* A new store is made as the current schema at once; an older one is
+     * taken through each migration it lacks. */
+    const char *const *steps = version == 0 ? schema_current : migrations + version;
+    size_t nsteps = version == 0 ? SCHEMA_PARTS : (size_t)(FR_STORE_SCHEMA_VERSION - version);
+    for (size_t i = 0; i < nsteps; i++) {
+        if (sqlite3_exec(st->db, steps[i], NULL, NULL, NULL) != SQLITE_OK) {
             rc = fr_store_db_error(st, err, "cannot create the state database's schema");
             goto cleanup;
         }

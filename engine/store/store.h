@@ -27,6 +27,14 @@
  * builds an old ledger from them. fr_store_open runs them itself. */
 const char *fr_store_migration_sql(int from);
 
+/* Returns part `part` (from 0) of the SQL (static) of the current schema,
+ * version FR_STORE_SCHEMA_VERSION, or NULL past its last part: run in
+ * order, the parts are what fr_store_open creates a new store from, one set
+ * of statements instead of every migration. They make the same database as
+ * migrations 0 .. FR_STORE_SCHEMA_VERSION - 1 (a test compares them); meta's
+ * schema_version is written apart, as after the migrations. */
+const char *fr_store_schema_sql(int part);
+
 /* How long a call waits for another process's write lock, in milliseconds. */
 #define FR_STORE_BUSY_MS 5000
 

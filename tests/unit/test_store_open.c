@@ -5,6 +5,7 @@
  * A real SQLite file in a fresh temporary directory per test; another
  * process is a real forked child with its own store opened after the fork. */
 
+#include "engine/util/buf.h"
 #include "tests/unit/support/store_fixture.h"
 
 /* ---- open, schema, errors ---------------------------------------------------- */
@@ -509,6 +510,109 @@ static void test_migrates_v1(void **state)
     json_decref(j);
 }
 
+/* ---- the current schema and the migrations ------------------------------------ */
+
+/* Appends `sql` (borrowed, may be NULL) to `out` normalised: runs of white
+ * space as one space, none beside a parenthesis, a comma or a semicolon,
+ * and no double quotes (SQLite quotes a table's name in its CREATE text
+ * once an ALTER TABLE renamed it). */
+static void append_normal(fr_buf *out, const char *sql)
+{
+    bool space = false;
+    for (const char *p = sql ? sql : ""; *p; p++) {
+        if (*p == ' ' || *p == '\t' || *p == '\n') {
+            space = true;
+            continue;
+        }
+        if (*p == '"')
+            continue;
+        size_t n = out->len;
+        char prev = n ? out->data[n - 1] : '\0';
+        if (space && !strchr("(),;", *p) && !strchr("(,;", prev) && n)
+            fr_buf_append(out, " ", 1);
+        space = false;
+        fr_buf_append(out, p, 1);
+    }
+}
+
+/* The database at `path` (borrowed) as text (owned): every schema row
+ * (type, name, table, normalised SQL; not the root page) by type and name,
+ * then meta's rows. */
+static char *schema_dump(const char *path)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *s = NULL;
+    fr_buf out;
+    fr_buf_init(&out, 0);
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    static const char *const queries[] = {
+        "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name",
+        "SELECT 'meta', key, typeof(value), value FROM meta ORDER BY key",
+        "SELECT 'pragma', 'user_version', '', user_version FROM pragma_user_version"};
+    for (size_t q = 0; q < sizeof queries / sizeof *queries; q++) {
+        assert_int_equal(sqlite3_prepare_v2(db, queries[q], -1, &s, NULL), SQLITE_OK);
+        while (sqlite3_step(s) == SQLITE_ROW) {
+            for (int c = 0; c < 4; c++) {
+                append_normal(&out, (const char *)sqlite3_column_text(s, c));
+                fr_buf_append(&out, c < 3 ? "|" : "\n", 1);
+            }
+        }
+        sqlite3_finalize(s);
+    }
+    sqlite3_close(db);
+    return fr_buf_take(&out);
+}
+
+/* Makes the database at `path` (borrowed) as migrations 0 .. `version` - 1
+ * make it, with meta's schema_version as fr_store_open writes it. */
+static void migrated_db(const char *path, int version)
+{
+    sqlite3 *db = NULL;
+    char meta[100];
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    for (int v = 0; v < version; v++)
+        assert_int_equal(sqlite3_exec(db, fr_store_migration_sql(v), NULL, NULL, NULL), SQLITE_OK);
+    snprintf(meta, sizeof meta, "INSERT INTO meta(key, value) VALUES ('schema_version', %d)",
+             version);
+    assert_int_equal(sqlite3_exec(db, meta, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+}
+
+/* A new store is created from the current schema in one set of statements,
+ * not through the migrations: it is the same database the migrations make
+ * (every table, column, index, view and trigger, and meta), whether they
+ * run alone or through fr_store_open from version 1; and the comparison
+ * tells a schema one migration short from the current one. */
+static void test_new_store_is_what_migrations_make(void **state)
+{
+    fx *f = *state;
+    char chain[PATH_MAX], short_one[PATH_MAX];
+    assert_non_null(fr_store_schema_sql(0));
+    assert_null(fr_store_schema_sql(-1));
+    f->st = open_ok(f->path);
+    fr_store_close(f->st);
+    f->st = NULL;
+    join(chain, f->dir, "chain.db");
+    migrated_db(chain, FR_STORE_SCHEMA_VERSION);
+    join(short_one, f->dir, "short.db");
+    migrated_db(short_one, FR_STORE_SCHEMA_VERSION - 1);
+    char *fresh = schema_dump(f->path), *want = schema_dump(chain);
+    char *older = schema_dump(short_one);
+    assert_string_equal(fresh, want);
+    assert_string_not_equal(older, want);
+    assert_non_null(strstr(fresh, "table|attempts|attempts|CREATE TABLE attempts("));
+    free(fresh);
+    free(older);
+    tmpdir_remove(f->dir);
+    assert_int_equal(mkdir(f->dir, 0700), 0);
+    old_store(f, 1, NULL); /* version 1, taken to the current one by the open */
+    f->st = open_ok(f->path);
+    char *upgraded = schema_dump(f->path);
+    assert_string_equal(upgraded, want);
+    free(upgraded);
+    free(want);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -523,6 +627,7 @@ int main(void)
         STORE_TEST(test_damaged_pages_refused_at_open),
         STORE_TEST(test_emptied_store_refused),
         STORE_TEST(test_migrates_v1),
+        STORE_TEST(test_new_store_is_what_migrations_make),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
