@@ -5,7 +5,8 @@
 # stats` per endpoint and task type equals a recount from the simulator's
 # counters and the runs' reports (two endpoints, a task type that fails
 # its quality gate locally, a retry on a 500); a store of the previous
-# schema (4) is upgraded and lists its old runs.
+# schema (4) is upgraded and lists its old runs; a report the store refuses
+# is exit 74 with the store's message.
 source "$(dirname "$0")/lib.bash"
 # The cloud model's first request fails (500): the retry goes to it again.
 start_sim --latency 5 --tps 0 --model "cloud-m:faults=500"
@@ -208,3 +209,22 @@ expect_rc 0 "stats on the upgraded store"
 [ "$(jqr '.by_type["-"].requests')" = "$(jq '[.by_endpoint[].requests] | add' "$WORK/stats.json")" ] ||
   fail "old attempts have no type: $(jqr -c .by_type)"
 pass "a schema-4 store upgrades and lists its old runs"
+
+# 7. The report is stored through the run's own connection to its store: a
+# store that refuses it (a trigger on reports) fails a run that succeeded
+# with 74 and says so; the run itself is booked as it ended, and its
+# report still goes to stdout.
+fr_refused() { run_flowrun "$@" --state "$WORK/refuse"; }
+fr_refused "$WORK/beta.lua" --json
+expect_rc 0 "beta, to make the store"
+sqlite3 "$WORK/refuse/state.db" "CREATE TRIGGER no_reports BEFORE INSERT ON reports
+  BEGIN SELECT RAISE(ABORT, 'reports refused'); END;"
+fr_refused "$WORK/beta.lua" --json
+expect_rc 74 "a report the store refuses"
+expect_stderr "reports refused: the run's report is not stored ('flowrun report' will not show it)"
+REFUSED=$(jq -r .run "$WORK/stdout")
+[ "$(sqlite3 "$WORK/refuse/state.db" "SELECT status FROM runs WHERE id = '$REFUSED'")" = ok ] ||
+  fail "the refused report's run is not booked as it ended"
+[ "$(sqlite3 "$WORK/refuse/state.db" "SELECT count(*) FROM reports")" = 1 ] ||
+  fail "a refused report was stored"
+pass "a report the store refuses is exit 74 with the store's message; the run is booked as it ended"
