@@ -1,6 +1,8 @@
 /* Opening and closing the state store: the state folder, the connection
  * (read-write and WAL, or read-only for reports), the damage check, the
- * schema and its versioned migrations, and the store's clock. The marker
+ * schema (the current one, that a new store is created from, and the
+ * versioned migrations that bring an older one to it), and the store's
+ * clock. The marker
  * beside the database is marker.c's; the rows are read and written by the
  * other files of engine/store/, whose statements (db.c) are prepared here,
  * at open. */

@@ -67,8 +67,9 @@ typedef struct fr_attempt_rec {
 /* Opens the database at `path` (borrowed, copied), creating it and any missing
  * directory of its path (mode 0700: the cache will hold replies). Sets WAL
  * mode, synchronous=NORMAL, foreign keys and a busy timeout of
- * FR_STORE_BUSY_MS, then creates or migrates the schema in one transaction.
- * On FR_OK *out is the owned store (fr_store_close).
+ * FR_STORE_BUSY_MS, then creates or migrates the schema in one transaction
+ * (a new database is created as the current schema, fr_store_schema_sql; an
+ * older one runs the migrations it lacks). On FR_OK *out is the owned store (fr_store_close).
  *
  * Errors, each with `path` as err->source: FR_EINVAL for a NULL or empty path;
  * FR_ESTOREVER when the database was written by a newer flowrun (err says both
