@@ -67,11 +67,20 @@ int fr_store_report_put(fr_store *st, const char *run_id, const char *json, cons
         sqlite3_bind_zeroblob(s, 4, (int)len);
     else
         fr_store_bind_text(s, 4, json);
+    /* A savepoint inside the batch: a row whose text could not be written
+     * in full is taken back, never committed half written. */
+    if (sqlite3_exec(st->db, "SAVEPOINT report_put", NULL, NULL, NULL) != SQLITE_OK) {
+        sqlite3_finalize(s);
+        return fr_store_db_error(st, err, "cannot store the run's report");
+    }
     if (sqlite3_step(s) != SQLITE_DONE)
         rc = fr_store_insert_error(st, err, run_id, "cannot store the run's report");
     sqlite3_finalize(s);
     if (rc == FR_OK && len)
         rc = write_json(st, sqlite3_last_insert_rowid(st->db), json, len, err);
+    if (rc != FR_OK)
+        sqlite3_exec(st->db, "ROLLBACK TO report_put", NULL, NULL, NULL);
+    sqlite3_exec(st->db, "RELEASE report_put", NULL, NULL, NULL);
     return rc;
 }
 
