@@ -134,15 +134,40 @@ static void w_redact_errors(fr_jsonw *w, const char *key, const json_t *arr)
     fr_jsonw_close(w);
 }
 
-/* The decisions of log `log` (borrowed), as fr_declog_json renders each,
- * the error redacted. */
+/* The decisions of log `log` (borrowed), each the object fr_declog_json
+ * builds, written from the records: a string jansson refuses (not UTF-8)
+ * leaves its member out, a candidate whose json_pack would fail (its name,
+ * a cost that is not finite) is left out, and the error is redacted. */
 static void w_decisions(fr_jsonw *w, const fr_results *r, const fr_declog *log)
 {
+    const fr_decision_cand *cands = fr_declog_cands(log);
     fr_jsonw_array(w, "decisions");
     for (size_t i = 0; i < fr_declog_count(log); i++) {
-        json_t *o = fr_declog_json(log, i, r->wf);
-        w_redacting_error(w, NULL, o);
-        json_decref(o);
+        const fr_decision *d = fr_declog_get(log, i);
+        fr_jsonw_object(w, NULL);
+        fr_jsonw_str(w, "policy", d->policy);
+        fr_jsonw_int(w, "version", d->version);
+        fr_jsonw_str(w, "reason", d->reason);
+        fr_jsonw_str(w, "endpoint", r->wf->endpoints[d->endpoint].name);
+        fr_jsonw_int(w, "attempt", d->attempt);
+        fr_jsonw_str_or_null(w, "outcome", d->outcome);
+        if (d->has_candidates) {
+            fr_jsonw_array(w, "candidates");
+            for (size_t c = d->first_cand; c < d->first_cand + d->ncands; c++) {
+                const char *name = r->wf->endpoints[cands[c].endpoint].name;
+                if (!fr_jsonw_str_valid(name) || !isfinite(cands[c].est_cost))
+                    continue;
+                fr_jsonw_object(w, NULL);
+                fr_jsonw_str(w, "name", name);
+                fr_jsonw_int(w, "free", cands[c].free);
+                fr_jsonw_real(w, "est_cost", cands[c].est_cost);
+                fr_jsonw_close(w);
+            }
+            fr_jsonw_close(w);
+        }
+        if (fr_jsonw_str_valid(d->error))
+            w_redacted(w, "error", d->error);
+        fr_jsonw_close(w);
     }
     fr_jsonw_close(w);
 }
@@ -404,16 +429,27 @@ static void put(sink *k, const char *p, size_t n)
     k->n += n;
 }
 
-/* A newline and the indent of `depth` levels. */
-static void newline(sink *k, size_t depth)
+/* ",", a newline and the indent of `depth` levels (`comma`), or the newline
+ * and the indent alone: one put up to 32 levels. */
+static void newline(sink *k, size_t depth, bool comma)
 {
-    static const char spaces[] = "\n                                ";
-    const size_t most = sizeof spaces - 2; /* spaces after the newline */
+    static const char spaces[] =
+        ",\n                                                                ";
+    const size_t most = sizeof spaces - 3; /* spaces after the newline */
     size_t n = 2 * depth;
-    put(k, spaces, 1 + (n < most ? n : most));
+    put(k, spaces + !comma, 1 + comma + (n < most ? n : most));
     for (n = n < most ? 0 : n - most; n; n -= n < most ? n : most)
-        put(k, spaces + 1, n < most ? n : most);
+        put(k, spaces + 2, n < most ? n : most);
 }
+
+/* The bytes of compact text that end a run of a number or a word (true,
+ * false, null, the final newline): the tokens, and the text's end. */
+enum { T_RUN, T_END, T_STR, T_OPEN, T_CLOSE, T_COMMA, T_COLON };
+static const unsigned char token[256] = {
+    [0] = T_END,     ['"'] = T_STR,   ['{'] = T_OPEN,  ['['] = T_OPEN,
+    ['}'] = T_CLOSE, [']'] = T_CLOSE, [','] = T_COMMA, [':'] = T_COLON};
+/* The bytes that stop a scan inside a string: its end, an escape, NUL. */
+static const unsigned char str_stop[256] = {[0] = 1, ['"'] = 1, ['\\'] = 1};
 
 int fr_report_print_text(const char *compact, FILE *f)
 {
@@ -422,46 +458,49 @@ int fr_report_print_text(const char *compact, FILE *f)
     k->ok = true;
     k->n = 0;
     size_t depth = 0;
-    for (const char *p = compact; *p;) {
-        size_t n = strcspn(p, "\"{}[],:");
-        if (n) { /* a number, true, false, null, the final newline */
-            put(k, p, n);
-            p += n;
-            continue;
-        }
-        const char *q = p + 1;
-        switch (*p) {
-        case '"':
-            while (*q && *q != '"')
-                q += q[0] == '\\' && q[1] ? 2 : 1;
-            q += *q == '"';
-            put(k, p, (size_t)(q - p));
+    const unsigned char *p = (const unsigned char *)compact, *q;
+    for (;;) {
+        for (q = p; token[*q] == T_RUN; q++)
+            ;
+        if (q != p) /* a number, true, false, null, the final newline */
+            put(k, (const char *)p, (size_t)(q - p));
+        p = q + 1;
+        switch (token[*q]) {
+        case T_END:
+            goto done;
+        case T_STR:
+            for (;;) {
+                while (!str_stop[*p])
+                    p++;
+                if (*p != '\\')
+                    break;
+                p += p[1] ? 2 : 1;
+            }
+            p += *p == '"';
+            put(k, (const char *)q, (size_t)(p - q));
             break;
-        case '{':
-        case '[':
-            if (*q == (*p == '{' ? '}' : ']')) {
-                put(k, p, 2);
-                q++;
+        case T_OPEN:
+            if (*p == (*q == '{' ? '}' : ']')) {
+                put(k, (const char *)q, 2);
+                p++;
             } else {
-                put(k, p, 1);
-                newline(k, ++depth);
+                put(k, (const char *)q, 1);
+                newline(k, ++depth, false);
             }
             break;
-        case '}':
-        case ']':
-            newline(k, depth ? --depth : 0);
-            put(k, p, 1);
+        case T_CLOSE:
+            newline(k, depth ? --depth : 0, false);
+            put(k, (const char *)q, 1);
             break;
-        case ',':
-            put(k, ",", 1);
-            newline(k, depth);
+        case T_COMMA:
+            newline(k, depth, true);
             break;
-        default: /* ':' */
+        default: /* T_COLON */
             put(k, ": ", 2);
             break;
         }
-        p = q;
     }
+done:
     sink_flush(k);
     bool ok = k->ok;
     free(k);
