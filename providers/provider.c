@@ -389,37 +389,53 @@ static const char *bad_message(const json_t *m)
     return NULL;
 }
 
-/* Sets *out (owned) to the messages of `c`: the system prompt first unless
- * it goes apart (or there is none), then the user's prompt, or the call's
- * conversation as spec->add_message writes it. Returns FR_OK, or FR_ECONFIG
+/* A {"role", "content"} message of `role` (borrowed) and `content`
+ * (borrowed; NULL is ""), as json_pack("{s:s,s:o}") built it. */
+static void role_message(fr_jsonw *w, const char *role, const char *content)
+{
+    fr_jsonw_object(w, NULL);
+    fr_jsonw_str(w, "role", role);
+    fr_provider_write_string(w, "content", content);
+    fr_jsonw_close(w);
+}
+
+/* Writes the body's "messages" of `c` into `w`: the system prompt first
+ * unless it goes apart (or there is none), then the user's prompt, or the
+ * call's conversation as spec->add_message builds it (a tree: a protocol
+ * may merge a message into the one before). Returns FR_OK, or FR_ECONFIG
  * with `err` filled for a message that is not well-formed. */
-static int messages(const char *proto, const fr_call *c, const fr_request_spec *spec, json_t **out,
+static int messages(const char *proto, const fr_call *c, const fr_request_spec *spec, fr_jsonw *w,
                     fr_error *err)
 {
-    json_t *msgs = fr_provider_must(json_array());
-    *out = msgs;
+    fr_jsonw_array(w, "messages");
     if (!spec->system_apart && c->system && c->system[0])
-        json_array_append_new(msgs,
-                              fr_provider_must(json_pack("{s:s,s:o}", "role", "system", "content",
-                                                         fr_provider_json_string(c->system))));
+        role_message(w, "system", c->system);
     if (!c->messages) {
-        json_array_append_new(msgs,
-                              fr_provider_must(json_pack("{s:s,s:o}", "role", "user", "content",
-                                                         fr_provider_json_string(c->prompt))));
+        role_message(w, "user", c->prompt);
+        fr_jsonw_close(w);
         return FR_OK;
     }
     if (!json_is_array(c->messages) || json_array_size(c->messages) == 0)
         return fr_error_set(err, FR_ECONFIG, proto, 0, "the conversation has no messages");
+    json_t *msgs = fr_provider_must(json_array());
     size_t i;
     const json_t *m;
     json_array_foreach(c->messages, i, m)
     {
         const char *bad = bad_message(m);
-        if (bad)
+        if (bad) {
+            json_decref(msgs);
             return fr_error_set(err, FR_ECONFIG, proto, 0,
                                 "message %zu of the conversation is malformed: %s", i + 1, bad);
+        }
         spec->add_message(spec->self ? spec->self : c, msgs, m);
     }
+    json_array_foreach(msgs, i, m)
+    {
+        fr_jsonw_value(w, NULL, m);
+    }
+    json_decref(msgs);
+    fr_jsonw_close(w);
     return FR_OK;
 }
 
@@ -473,7 +489,9 @@ json_t *fr_provider_append_calls(json_t *arr, const json_t *calls, json_t *(*one
 int fr_provider_request(const char *proto, const fr_call *c, const fr_request_spec *spec,
                         fr_request *out, fr_error *err)
 {
-    json_t *body = NULL;
+    fr_buf body;
+    fr_buf_init(&body, 0);
+    fr_jsonw *w = NULL;
     int rc = fr_provider_join_url(proto, c->base_url, spec->path, &out->url, err);
     if (rc != FR_OK)
         goto cleanup;
@@ -494,25 +512,28 @@ int fr_provider_request(const char *proto, const fr_call *c, const fr_request_sp
         fr_request_add_header(out, "Accept: %s", spec->accept);
     if (c->api_key && c->api_key[0])
         fr_request_add_header(out, "%s%s", spec->auth, c->api_key);
-    body = fr_provider_must(json_object());
-    json_object_set_new(body, "model", fr_provider_json_string(c->model));
+    /* The bytes json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(15))
+     * printed of the tree the body once was, written without it. */
+    w = fr_jsonw_new(&body);
+    fr_jsonw_compact(w, 15);
+    fr_jsonw_object(w, NULL);
+    fr_provider_write_string(w, "model", c->model);
     if (spec->system_apart && c->system && c->system[0])
-        json_object_set_new(body, "system", fr_provider_json_string(c->system));
-    json_t *msgs = NULL;
-    rc = messages(proto, c, spec, &msgs, err);
-    json_object_set_new(body, "messages", msgs);
+        fr_provider_write_string(w, "system", c->system);
+    rc = messages(proto, c, spec, w, err);
     if (rc != FR_OK)
         goto cleanup;
-    spec->add_members(spec->self ? spec->self : c, body);
-    json_object_set_new(body, "stream", json_boolean(c->stream));
-    /* The bytes json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(15))
-     * printed, written without its per-character UTF-8 walk. */
-    out->body = fr_jsonw_dump_compact(body, 15);
-    rc = out->body ? FR_OK : FR_ENOMEM;
-    if (rc != FR_OK)
+    spec->add_members(spec->self ? spec->self : c, w);
+    fr_jsonw_bool(w, "stream", c->stream);
+    fr_jsonw_close(w);
+    rc = fr_jsonw_ok(w) ? FR_OK : FR_ENOMEM;
+    if (rc == FR_OK)
+        out->body = fr_buf_take(&body);
+    else
         fr_error_set(err, rc, proto, 0, "cannot serialise the request body");
 cleanup:
-    json_decref(body);
+    fr_jsonw_free(w);
+    fr_buf_close(&body);
     return rc;
 }
 
@@ -593,6 +614,18 @@ json_t *fr_provider_json_string(const char *s)
         abort();
     }
     return v;
+}
+
+void fr_provider_write_string(fr_jsonw *w, const char *key, const char *s)
+{
+    if (!fr_jsonw_str(w, key, s ? s : "")) /* not UTF-8: marked, as a tree */
+        fr_provider_write_tree(w, key, fr_provider_json_string(s));
+}
+
+void fr_provider_write_tree(fr_jsonw *w, const char *key, json_t *v)
+{
+    fr_jsonw_value(w, key, v);
+    json_decref(v);
 }
 
 void fr_provider_append_line(fr_buf *out, const char *s, size_t n, size_t max)
