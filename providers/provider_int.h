@@ -97,9 +97,9 @@ bool fr_provider_status_ok(long http_status);
 int fr_provider_join_url(const char *proto, const char *base_url, const char *path, char **out,
                          fr_error *err);
 
-/* Appends "Name: value" built from `fmt` to the request's header list. */
-void fr_request_add_header(fr_request *r, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+/* Appends the header line `head` followed by `tail` (both borrowed; `tail`
+ * NULL for none), "Name: value", to the request's header list. */
+void fr_request_add_header(fr_request *r, const char *head, const char *tail);
 
 /* Returns a new JSON string (owned) holding `s` (borrowed, may be NULL for
  * ""). Bytes that are not valid UTF-8 become U+FFFD instead of making the
