@@ -402,44 +402,38 @@ int fr_report_text(const fr_results *r, fr_buf *out, bool compact)
  * or []. */
 
 #define CHUNK (64u << 10) /* bytes gathered before they are written */
+#define SLACK 16u         /* room past CHUNK: a token's few bytes, 8 of an indent */
 
 typedef struct sink {
     FILE *f;
     bool ok; /* false once a write failed (then nothing more is written) */
-    size_t n;
-    char buf[CHUNK];
+    char buf[CHUNK + SLACK];
 } sink;
 
-static void sink_flush(sink *k)
+/* Writes out the bytes gathered before `o` and returns where the next one
+ * goes: the buffer's start. Every write below checks o against CHUNK first
+ * and puts at most SLACK bytes past it. */
+static char *sink_flush(sink *k, char *o)
 {
-    k->ok = k->ok && (k->n == 0 || fwrite(k->buf, 1, k->n, k->f) == k->n);
-    k->n = 0;
+    size_t n = (size_t)(o - k->buf);
+    k->ok = k->ok && (n == 0 || fwrite(k->buf, 1, n, k->f) == n);
+    return k->buf;
 }
 
-static void put(sink *k, const char *p, size_t n)
+/* A newline and the indent of `depth` levels at `o` (at most 2 bytes past
+ * CHUNK); returns what follows. */
+static char *newline(sink *k, char *o, size_t depth)
 {
-    if (k->n + n > CHUNK) {
-        sink_flush(k);
-        if (n > CHUNK) {
-            k->ok = k->ok && fwrite(p, 1, n, k->f) == n;
-            return;
-        }
+    *o++ = '\n';
+    for (size_t n = 2 * depth; n;) {
+        if (o >= k->buf + CHUNK)
+            o = sink_flush(k, o);
+        size_t m = n < 8 ? n : 8;
+        memcpy(o, "        ", 8); /* 8 at once; the next byte overwrites the rest */
+        o += m;
+        n -= m;
     }
-    memcpy(k->buf + k->n, p, n);
-    k->n += n;
-}
-
-/* ",", a newline and the indent of `depth` levels (`comma`), or the newline
- * and the indent alone: one put up to 32 levels. */
-static void newline(sink *k, size_t depth, bool comma)
-{
-    static const char spaces[] =
-        ",\n                                                                ";
-    const size_t most = sizeof spaces - 3; /* spaces after the newline */
-    size_t n = 2 * depth;
-    put(k, spaces + !comma, 1 + comma + (n < most ? n : most));
-    for (n = n < most ? 0 : n - most; n; n -= n < most ? n : most)
-        put(k, spaces + 2, n < most ? n : most);
+    return o;
 }
 
 /* The bytes of compact text that end a run of a number or a word (true,
@@ -448,7 +442,7 @@ enum { T_RUN, T_END, T_STR, T_OPEN, T_CLOSE, T_COMMA, T_COLON };
 static const unsigned char token[256] = {
     [0] = T_END,     ['"'] = T_STR,   ['{'] = T_OPEN,  ['['] = T_OPEN,
     ['}'] = T_CLOSE, [']'] = T_CLOSE, [','] = T_COMMA, [':'] = T_COLON};
-/* The bytes that stop a scan inside a string: its end, an escape, NUL. */
+/* The bytes that stop a copy inside a string: its end, an escape, NUL. */
 static const unsigned char str_stop[256] = {[0] = 1, ['"'] = 1, ['\\'] = 1};
 
 int fr_report_print_text(const char *compact, FILE *f)
@@ -456,52 +450,71 @@ int fr_report_print_text(const char *compact, FILE *f)
     sink *k = fr_xmalloc(sizeof *k);
     k->f = f;
     k->ok = true;
-    k->n = 0;
+    char *o = k->buf, *const full = k->buf + CHUNK;
     size_t depth = 0;
-    const unsigned char *p = (const unsigned char *)compact, *q;
+    const unsigned char *p = (const unsigned char *)compact;
     for (;;) {
-        for (q = p; token[*q] == T_RUN; q++)
-            ;
-        if (q != p) /* a number, true, false, null, the final newline */
-            put(k, (const char *)p, (size_t)(q - p));
-        p = q + 1;
-        switch (token[*q]) {
+        unsigned char c = *p;
+        /* A number, true, false, null, the final newline: copied as read. */
+        for (; token[c] == T_RUN; c = *++p) {
+            if (o >= full)
+                o = sink_flush(k, o);
+            *o++ = (char)c;
+        }
+        p++;
+        if (o >= full)
+            o = sink_flush(k, o);
+        switch (token[c]) {
         case T_END:
             goto done;
         case T_STR:
+            *o++ = '"';
             for (;;) {
-                while (!str_stop[*p])
+                if (o >= full)
+                    o = sink_flush(k, o);
+                c = *p;
+                if (!str_stop[c]) {
+                    *o++ = (char)c;
                     p++;
-                if (*p != '\\')
+                } else if (c == '\\') { /* the escape and the byte it escapes */
+                    *o++ = '\\';
+                    p++;
+                    if (*p)
+                        *o++ = (char)*p++;
+                } else {
                     break;
-                p += p[1] ? 2 : 1;
+                }
             }
-            p += *p == '"';
-            put(k, (const char *)q, (size_t)(p - q));
+            if (*p == '"') {
+                *o++ = '"';
+                p++;
+            }
             break;
         case T_OPEN:
-            if (*p == (*q == '{' ? '}' : ']')) {
-                put(k, (const char *)q, 2);
-                p++;
-            } else {
-                put(k, (const char *)q, 1);
-                newline(k, ++depth, false);
-            }
+            *o++ = (char)c;
+            if (*p == (c == '{' ? '}' : ']'))
+                *o++ = (char)*p++;
+            else
+                o = newline(k, o, ++depth);
             break;
         case T_CLOSE:
-            newline(k, depth ? --depth : 0, false);
-            put(k, (const char *)q, 1);
+            o = newline(k, o, depth ? --depth : 0);
+            if (o >= full)
+                o = sink_flush(k, o);
+            *o++ = (char)c;
             break;
         case T_COMMA:
-            newline(k, depth, true);
+            *o++ = ',';
+            o = newline(k, o, depth);
             break;
         default: /* T_COLON */
-            put(k, ": ", 2);
+            *o++ = ':';
+            *o++ = ' ';
             break;
         }
     }
 done:
-    sink_flush(k);
+    sink_flush(k, o);
     bool ok = k->ok;
     free(k);
     return ok ? FR_OK : FR_EIO;
