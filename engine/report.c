@@ -134,15 +134,40 @@ static void w_redact_errors(fr_jsonw *w, const char *key, const json_t *arr)
     fr_jsonw_close(w);
 }
 
-/* The decisions of log `log` (borrowed), as fr_declog_json renders each,
- * the error redacted. */
+/* The decisions of log `log` (borrowed), each the object fr_declog_json
+ * builds, written from the records: a string jansson refuses (not UTF-8)
+ * leaves its member out, a candidate whose json_pack would fail (its name,
+ * a cost that is not finite) is left out, and the error is redacted. */
 static void w_decisions(fr_jsonw *w, const fr_results *r, const fr_declog *log)
 {
+    const fr_decision_cand *cands = fr_declog_cands(log);
     fr_jsonw_array(w, "decisions");
     for (size_t i = 0; i < fr_declog_count(log); i++) {
-        json_t *o = fr_declog_json(log, i, r->wf);
-        w_redacting_error(w, NULL, o);
-        json_decref(o);
+        const fr_decision *d = fr_declog_get(log, i);
+        fr_jsonw_object(w, NULL);
+        fr_jsonw_str(w, "policy", d->policy);
+        fr_jsonw_int(w, "version", d->version);
+        fr_jsonw_str(w, "reason", d->reason);
+        fr_jsonw_str(w, "endpoint", r->wf->endpoints[d->endpoint].name);
+        fr_jsonw_int(w, "attempt", d->attempt);
+        fr_jsonw_str_or_null(w, "outcome", d->outcome);
+        if (d->has_candidates) {
+            fr_jsonw_array(w, "candidates");
+            for (size_t c = d->first_cand; c < d->first_cand + d->ncands; c++) {
+                const char *name = r->wf->endpoints[cands[c].endpoint].name;
+                if (!fr_jsonw_str_valid(name) || !isfinite(cands[c].est_cost))
+                    continue;
+                fr_jsonw_object(w, NULL);
+                fr_jsonw_str(w, "name", name);
+                fr_jsonw_int(w, "free", cands[c].free);
+                fr_jsonw_real(w, "est_cost", cands[c].est_cost);
+                fr_jsonw_close(w);
+            }
+            fr_jsonw_close(w);
+        }
+        if (fr_jsonw_str_valid(d->error))
+            w_redacted(w, "error", d->error);
+        fr_jsonw_close(w);
     }
     fr_jsonw_close(w);
 }
@@ -377,92 +402,119 @@ int fr_report_text(const fr_results *r, fr_buf *out, bool compact)
  * or []. */
 
 #define CHUNK (64u << 10) /* bytes gathered before they are written */
+#define SLACK 16u         /* room past CHUNK: a token's few bytes, 8 of an indent */
 
 typedef struct sink {
     FILE *f;
     bool ok; /* false once a write failed (then nothing more is written) */
-    size_t n;
-    char buf[CHUNK];
+    char buf[CHUNK + SLACK];
 } sink;
 
-static void sink_flush(sink *k)
+/* Writes out the bytes gathered before `o` and returns where the next one
+ * goes: the buffer's start. Every write below checks o against CHUNK first
+ * and puts at most SLACK bytes past it. */
+static char *sink_flush(sink *k, char *o)
 {
-    k->ok = k->ok && (k->n == 0 || fwrite(k->buf, 1, k->n, k->f) == k->n);
-    k->n = 0;
+    size_t n = (size_t)(o - k->buf);
+    k->ok = k->ok && (n == 0 || fwrite(k->buf, 1, n, k->f) == n);
+    return k->buf;
 }
 
-static void put(sink *k, const char *p, size_t n)
+/* A newline and the indent of `depth` levels at `o` (at most 2 bytes past
+ * CHUNK); returns what follows. */
+static char *newline(sink *k, char *o, size_t depth)
 {
-    if (k->n + n > CHUNK) {
-        sink_flush(k);
-        if (n > CHUNK) {
-            k->ok = k->ok && fwrite(p, 1, n, k->f) == n;
-            return;
-        }
+    *o++ = '\n';
+    for (size_t n = 2 * depth; n;) {
+        if (o >= k->buf + CHUNK)
+            o = sink_flush(k, o);
+        size_t m = n < 8 ? n : 8;
+        memcpy(o, "        ", 8); /* 8 at once; the next byte overwrites the rest */
+        o += m;
+        n -= m;
     }
-    memcpy(k->buf + k->n, p, n);
-    k->n += n;
+    return o;
 }
 
-/* A newline and the indent of `depth` levels. */
-static void newline(sink *k, size_t depth)
-{
-    static const char spaces[] = "\n                                ";
-    const size_t most = sizeof spaces - 2; /* spaces after the newline */
-    size_t n = 2 * depth;
-    put(k, spaces, 1 + (n < most ? n : most));
-    for (n = n < most ? 0 : n - most; n; n -= n < most ? n : most)
-        put(k, spaces + 1, n < most ? n : most);
-}
+/* The bytes of compact text that end a run of a number or a word (true,
+ * false, null, the final newline): the tokens, and the text's end. */
+enum { T_RUN, T_END, T_STR, T_OPEN, T_CLOSE, T_COMMA, T_COLON };
+static const unsigned char token[256] = {
+    [0] = T_END,     ['"'] = T_STR,   ['{'] = T_OPEN,  ['['] = T_OPEN,
+    ['}'] = T_CLOSE, [']'] = T_CLOSE, [','] = T_COMMA, [':'] = T_COLON};
+/* The bytes that stop a copy inside a string: its end, an escape, NUL. */
+static const unsigned char str_stop[256] = {[0] = 1, ['"'] = 1, ['\\'] = 1};
 
 int fr_report_print_text(const char *compact, FILE *f)
 {
     sink *k = fr_xmalloc(sizeof *k);
     k->f = f;
     k->ok = true;
-    k->n = 0;
+    char *o = k->buf, *const full = k->buf + CHUNK;
     size_t depth = 0;
-    for (const char *p = compact; *p;) {
-        size_t n = strcspn(p, "\"{}[],:");
-        if (n) { /* a number, true, false, null, the final newline */
-            put(k, p, n);
-            p += n;
-            continue;
+    const unsigned char *p = (const unsigned char *)compact;
+    for (;;) {
+        unsigned char c = *p;
+        /* A number, true, false, null, the final newline: copied as read. */
+        for (; token[c] == T_RUN; c = *++p) {
+            if (o >= full)
+                o = sink_flush(k, o);
+            *o++ = (char)c;
         }
-        const char *q = p + 1;
-        switch (*p) {
-        case '"':
-            while (*q && *q != '"')
-                q += q[0] == '\\' && q[1] ? 2 : 1;
-            q += *q == '"';
-            put(k, p, (size_t)(q - p));
-            break;
-        case '{':
-        case '[':
-            if (*q == (*p == '{' ? '}' : ']')) {
-                put(k, p, 2);
-                q++;
-            } else {
-                put(k, p, 1);
-                newline(k, ++depth);
+        p++;
+        if (o >= full)
+            o = sink_flush(k, o);
+        switch (token[c]) {
+        case T_END:
+            goto done;
+        case T_STR:
+            *o++ = '"';
+            for (;;) {
+                if (o >= full)
+                    o = sink_flush(k, o);
+                c = *p;
+                if (!str_stop[c]) {
+                    *o++ = (char)c;
+                    p++;
+                } else if (c == '\\') { /* the escape and the byte it escapes */
+                    *o++ = '\\';
+                    p++;
+                    if (*p)
+                        *o++ = (char)*p++;
+                } else {
+                    break;
+                }
+            }
+            if (*p == '"') {
+                *o++ = '"';
+                p++;
             }
             break;
-        case '}':
-        case ']':
-            newline(k, depth ? --depth : 0);
-            put(k, p, 1);
+        case T_OPEN:
+            *o++ = (char)c;
+            if (*p == (c == '{' ? '}' : ']'))
+                *o++ = (char)*p++;
+            else
+                o = newline(k, o, ++depth);
             break;
-        case ',':
-            put(k, ",", 1);
-            newline(k, depth);
+        case T_CLOSE:
+            o = newline(k, o, depth ? --depth : 0);
+            if (o >= full)
+                o = sink_flush(k, o);
+            *o++ = (char)c;
             break;
-        default: /* ':' */
-            put(k, ": ", 2);
+        case T_COMMA:
+            *o++ = ',';
+            o = newline(k, o, depth);
+            break;
+        default: /* T_COLON */
+            *o++ = ':';
+            *o++ = ' ';
             break;
         }
-        p = q;
     }
-    sink_flush(k);
+done:
+    sink_flush(k, o);
     bool ok = k->ok;
     free(k);
     return ok ? FR_OK : FR_EIO;

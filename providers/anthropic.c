@@ -92,19 +92,17 @@ static json_t *input_schema(const anth *o)
     return must(json_deep_copy(schema));
 }
 
-/* Adds the Messages members of the adapter `self` (borrowed) to `body`.
+/* Writes the Messages members of the adapter `self` (borrowed) into `w`.
  * max_tokens is required by the API, so it is always sent; temperature is
  * clamped to Anthropic's 0..1 and left out when negative, so the server's
  * default applies. */
-static void add_members(const void *self, json_t *body)
+static void add_members(const void *self, fr_jsonw *w)
 {
     const anth *o = self;
     const fr_call *c = o->call;
-    json_object_set_new(body, "max_tokens",
-                        json_integer(c->max_tokens > 0 ? c->max_tokens : DEFAULT_MAX_TOKENS));
+    fr_jsonw_int(w, "max_tokens", c->max_tokens > 0 ? c->max_tokens : DEFAULT_MAX_TOKENS);
     if (c->temperature >= 0)
-        json_object_set_new(body, "temperature",
-                            json_real(c->temperature > 1.0 ? 1.0 : c->temperature));
+        fr_jsonw_real(w, "temperature", c->temperature > 1.0 ? 1.0 : c->temperature);
     json_t *tools = must(json_array());
     size_t i;
     const json_t *t;
@@ -128,15 +126,15 @@ static void add_members(const void *self, json_t *body)
                                              "input_schema", input_schema(o))));
         /* With tools of its own, the model may call them before it answers
          * through the output tool; without, it answers at once. */
-        json_object_set_new(
-            body, "tool_choice",
-            o->offers ? must(json_pack("{s:s}", "type", "any"))
-                      : must(json_pack("{s:s,s:s}", "type", "tool", "name", o->out_name)));
+        fr_jsonw_object(w, "tool_choice");
+        fr_jsonw_str(w, "type", o->offers ? "any" : "tool");
+        if (!o->offers)
+            fr_jsonw_str(w, "name", o->out_name);
+        fr_jsonw_close(w);
     }
     if (json_array_size(tools) > 0)
-        json_object_set_new(body, "tools", tools);
-    else
-        json_decref(tools);
+        fr_jsonw_value(w, "tools", tools);
+    json_decref(tools);
 }
 
 /* Returns the last message of `msgs` (borrowed) when it is a user turn

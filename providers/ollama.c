@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,35 +42,36 @@ static json_t *keep_alive_value(const char *s)
     return fr_provider_json_string(s);
 }
 
-/* Adds the /api/chat members of the call `self` (borrowed) to `body`.
+/* Writes the /api/chat members of the call `self` (borrowed) into `w`.
  * Settings the call leaves unset (max_tokens <= 0, a negative temperature,
  * an unknown context, no seed) are left out, so the model's own defaults
- * apply. */
-static void add_members(const void *self, json_t *body)
+ * apply; "options" only when it has one (a temperature that is not finite
+ * is left out, as json_real refused it). */
+static void add_members(const void *self, fr_jsonw *w)
 {
     const fr_call *c = self;
-    json_t *options = fr_provider_must(json_object());
-    if (c->max_tokens > 0)
-        json_object_set_new(options, "num_predict", json_integer(c->max_tokens));
-    if (c->temperature >= 0)
-        json_object_set_new(options, "temperature", json_real(c->temperature));
-    if (c->context > 0)
-        json_object_set_new(options, "num_ctx", json_integer(c->context));
-    if (c->has_seed)
-        json_object_set_new(options, "seed", json_integer(c->seed));
-    if (json_object_size(options) > 0)
-        json_object_set_new(body, "options", options);
-    else
-        json_decref(options);
+    bool temp = c->temperature >= 0 && isfinite(c->temperature);
+    if (c->max_tokens > 0 || temp || c->context > 0 || c->has_seed) {
+        fr_jsonw_object(w, "options");
+        if (c->max_tokens > 0)
+            fr_jsonw_int(w, "num_predict", c->max_tokens);
+        if (temp)
+            fr_jsonw_real(w, "temperature", c->temperature);
+        if (c->context > 0)
+            fr_jsonw_int(w, "num_ctx", c->context);
+        if (c->has_seed)
+            fr_jsonw_int(w, "seed", c->seed);
+        fr_jsonw_close(w);
+    }
     /* A string schema asks for any JSON object; Ollama calls that "json". */
     if (c->schema && json_is_string(c->schema))
-        json_object_set_new(body, "format", json_string("json"));
-    else if (c->schema) /* the adapter's own copy: sharing a reference is safe */
-        json_object_set_new(body, "format", json_incref((json_t *)c->schema));
+        fr_jsonw_str(w, "format", "json");
+    else if (c->schema)
+        fr_jsonw_value(w, "format", c->schema);
     if (c->keep_alive && c->keep_alive[0])
-        json_object_set_new(body, "keep_alive", keep_alive_value(c->keep_alive));
+        fr_provider_write_tree(w, "keep_alive", keep_alive_value(c->keep_alive));
     if (fr_provider_offers_tools(c))
-        json_object_set_new(body, "tools", fr_provider_function_tools(c));
+        fr_provider_write_tree(w, "tools", fr_provider_function_tools(c));
 }
 
 /* A neutral tool call (borrowed) as /api/chat takes it (owned). */

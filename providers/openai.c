@@ -179,29 +179,39 @@ static const char *limit_field(const fr_call *c)
     return c->max_completion_tokens ? "max_completion_tokens" : "max_tokens";
 }
 
-/* Adds the chat.completions members of the call `self` (borrowed) to
- * `body`. max_tokens <= 0 and a negative temperature are left out, so the
+/* Writes the chat.completions members of the call `self` (borrowed) into
+ * `w`. max_tokens <= 0 and a negative temperature are left out, so the
  * server's defaults apply; the seed is sent only when the task set one. */
-static void add_members(const void *self, json_t *body)
+static void add_members(const void *self, fr_jsonw *w)
 {
     const fr_call *c = self;
     if (c->max_tokens > 0)
-        json_object_set_new(body, limit_field(c), json_integer(c->max_tokens));
+        fr_jsonw_int(w, limit_field(c), c->max_tokens);
     if (c->temperature >= 0)
-        json_object_set_new(body, "temperature", json_real(c->temperature));
+        fr_jsonw_real(w, "temperature", c->temperature);
     if (c->has_seed)
-        json_object_set_new(body, "seed", json_integer(c->seed));
-    if (c->stream)
-        json_object_set_new(body, "stream_options", json_pack("{s:b}", "include_usage", 1));
-    if (c->schema && json_is_string(c->schema))
-        json_object_set_new(body, "response_format", json_pack("{s:s}", "type", "json_object"));
-    else if (c->schema)
-        json_object_set_new(body, "response_format",
-                            json_pack("{s:s,s:{s:s,s:O,s:b}}", "type", "json_schema", "json_schema",
-                                      "name", "output", "schema", c->schema, "strict",
-                                      strict_ok(c->schema)));
+        fr_jsonw_int(w, "seed", c->seed);
+    if (c->stream) {
+        fr_jsonw_object(w, "stream_options");
+        fr_jsonw_bool(w, "include_usage", true);
+        fr_jsonw_close(w);
+    }
+    if (c->schema) {
+        fr_jsonw_object(w, "response_format");
+        if (json_is_string(c->schema)) {
+            fr_jsonw_str(w, "type", "json_object");
+        } else {
+            fr_jsonw_str(w, "type", "json_schema");
+            fr_jsonw_object(w, "json_schema");
+            fr_jsonw_str(w, "name", "output");
+            fr_jsonw_value(w, "schema", c->schema);
+            fr_jsonw_bool(w, "strict", strict_ok(c->schema));
+            fr_jsonw_close(w);
+        }
+        fr_jsonw_close(w);
+    }
     if (fr_provider_offers_tools(c))
-        json_object_set_new(body, "tools", fr_provider_function_tools(c));
+        fr_provider_write_tree(w, "tools", fr_provider_function_tools(c));
 }
 
 /* Returns the arguments of a neutral tool call (borrowed) as the JSON text

@@ -9,7 +9,6 @@
 #include "providers/openai.h"
 #include "providers/provider_int.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -310,6 +309,17 @@ bool fr_provider_has_ctl(const char *s)
     return false;
 }
 
+/* The `an` bytes of `a` then the `bn` of `b` (both borrowed), as an owned
+ * string: one allocation, no format to parse. */
+static char *joined(const char *a, size_t an, const char *b, size_t bn)
+{
+    char *s = fr_xmalloc(an + bn + 1);
+    memcpy(s, a, an);
+    memcpy(s + an, b, bn);
+    s[an + bn] = '\0';
+    return s;
+}
+
 int fr_provider_join_url(const char *proto, const char *base_url, const char *path, char **out,
                          fr_error *err)
 {
@@ -334,7 +344,7 @@ int fr_provider_join_url(const char *proto, const char *base_url, const char *pa
     size_t n = strlen(base_url);
     while (n > skip && base_url[n - 1] == '/')
         n--;
-    *out = fr_xasprintf("%.*s%s", (int)n, base_url, path);
+    *out = joined(base_url, n, path, strlen(path));
     return FR_OK;
 }
 
@@ -389,37 +399,53 @@ static const char *bad_message(const json_t *m)
     return NULL;
 }
 
-/* Sets *out (owned) to the messages of `c`: the system prompt first unless
- * it goes apart (or there is none), then the user's prompt, or the call's
- * conversation as spec->add_message writes it. Returns FR_OK, or FR_ECONFIG
+/* A {"role", "content"} message of `role` (borrowed) and `content`
+ * (borrowed; NULL is ""), as json_pack("{s:s,s:o}") built it. */
+static void role_message(fr_jsonw *w, const char *role, const char *content)
+{
+    fr_jsonw_object(w, NULL);
+    fr_jsonw_str(w, "role", role);
+    fr_provider_write_string(w, "content", content);
+    fr_jsonw_close(w);
+}
+
+/* Writes the body's "messages" of `c` into `w`: the system prompt first
+ * unless it goes apart (or there is none), then the user's prompt, or the
+ * call's conversation as spec->add_message builds it (a tree: a protocol
+ * may merge a message into the one before). Returns FR_OK, or FR_ECONFIG
  * with `err` filled for a message that is not well-formed. */
-static int messages(const char *proto, const fr_call *c, const fr_request_spec *spec, json_t **out,
+static int messages(const char *proto, const fr_call *c, const fr_request_spec *spec, fr_jsonw *w,
                     fr_error *err)
 {
-    json_t *msgs = fr_provider_must(json_array());
-    *out = msgs;
+    fr_jsonw_array(w, "messages");
     if (!spec->system_apart && c->system && c->system[0])
-        json_array_append_new(msgs,
-                              fr_provider_must(json_pack("{s:s,s:o}", "role", "system", "content",
-                                                         fr_provider_json_string(c->system))));
+        role_message(w, "system", c->system);
     if (!c->messages) {
-        json_array_append_new(msgs,
-                              fr_provider_must(json_pack("{s:s,s:o}", "role", "user", "content",
-                                                         fr_provider_json_string(c->prompt))));
+        role_message(w, "user", c->prompt);
+        fr_jsonw_close(w);
         return FR_OK;
     }
     if (!json_is_array(c->messages) || json_array_size(c->messages) == 0)
         return fr_error_set(err, FR_ECONFIG, proto, 0, "the conversation has no messages");
+    json_t *msgs = fr_provider_must(json_array());
     size_t i;
     const json_t *m;
     json_array_foreach(c->messages, i, m)
     {
         const char *bad = bad_message(m);
-        if (bad)
+        if (bad) {
+            json_decref(msgs);
             return fr_error_set(err, FR_ECONFIG, proto, 0,
                                 "message %zu of the conversation is malformed: %s", i + 1, bad);
+        }
         spec->add_message(spec->self ? spec->self : c, msgs, m);
     }
+    json_array_foreach(msgs, i, m)
+    {
+        fr_jsonw_value(w, NULL, m);
+    }
+    json_decref(msgs);
+    fr_jsonw_close(w);
     return FR_OK;
 }
 
@@ -473,7 +499,9 @@ json_t *fr_provider_append_calls(json_t *arr, const json_t *calls, json_t *(*one
 int fr_provider_request(const char *proto, const fr_call *c, const fr_request_spec *spec,
                         fr_request *out, fr_error *err)
 {
-    json_t *body = NULL;
+    fr_buf body;
+    fr_buf_init(&body, 0);
+    fr_jsonw *w = NULL;
     int rc = fr_provider_join_url(proto, c->base_url, spec->path, &out->url, err);
     if (rc != FR_OK)
         goto cleanup;
@@ -487,45 +515,43 @@ int fr_provider_request(const char *proto, const fr_call *c, const fr_request_sp
         fr_error_set(err, rc, proto, 0, "the API key contains a line break or control character");
         goto cleanup;
     }
-    fr_request_add_header(out, "Content-Type: application/json");
+    fr_request_add_header(out, "Content-Type: application/json", NULL);
     if (spec->extra)
-        fr_request_add_header(out, "%s", spec->extra);
+        fr_request_add_header(out, spec->extra, NULL);
     if (c->stream)
-        fr_request_add_header(out, "Accept: %s", spec->accept);
+        fr_request_add_header(out, "Accept: ", spec->accept);
     if (c->api_key && c->api_key[0])
-        fr_request_add_header(out, "%s%s", spec->auth, c->api_key);
-    body = fr_provider_must(json_object());
-    json_object_set_new(body, "model", fr_provider_json_string(c->model));
+        fr_request_add_header(out, spec->auth, c->api_key);
+    /* The bytes json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(15))
+     * printed of the tree the body once was, written without it. */
+    w = fr_jsonw_new(&body);
+    fr_jsonw_compact(w, 15);
+    fr_jsonw_object(w, NULL);
+    fr_provider_write_string(w, "model", c->model);
     if (spec->system_apart && c->system && c->system[0])
-        json_object_set_new(body, "system", fr_provider_json_string(c->system));
-    json_t *msgs = NULL;
-    rc = messages(proto, c, spec, &msgs, err);
-    json_object_set_new(body, "messages", msgs);
+        fr_provider_write_string(w, "system", c->system);
+    rc = messages(proto, c, spec, w, err);
     if (rc != FR_OK)
         goto cleanup;
-    spec->add_members(spec->self ? spec->self : c, body);
-    json_object_set_new(body, "stream", json_boolean(c->stream));
-    /* The bytes json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(15))
-     * printed, written without its per-character UTF-8 walk. */
-    out->body = fr_jsonw_dump_compact(body, 15);
-    rc = out->body ? FR_OK : FR_ENOMEM;
-    if (rc != FR_OK)
+    spec->add_members(spec->self ? spec->self : c, w);
+    fr_jsonw_bool(w, "stream", c->stream);
+    fr_jsonw_close(w);
+    rc = fr_jsonw_ok(w) ? FR_OK : FR_ENOMEM;
+    if (rc == FR_OK)
+        out->body = fr_buf_take(&body);
+    else
         fr_error_set(err, rc, proto, 0, "cannot serialise the request body");
 cleanup:
-    json_decref(body);
+    fr_jsonw_free(w);
+    fr_buf_close(&body);
     return rc;
 }
 
-void fr_request_add_header(fr_request *r, const char *fmt, ...)
+void fr_request_add_header(fr_request *r, const char *head, const char *tail)
 {
-    fr_buf b;
-    fr_buf_init(&b, 0);
-    va_list ap;
-    va_start(ap, fmt);
-    fr_buf_vprintf(&b, fmt, ap);
-    va_end(ap);
     r->headers = fr_xrealloc(r->headers, (r->nheaders + 1) * sizeof *r->headers);
-    r->headers[r->nheaders++] = fr_buf_take(&b);
+    r->headers[r->nheaders++] =
+        joined(head, strlen(head), tail ? tail : "", tail ? strlen(tail) : 0);
 }
 
 /* Returns the length of the valid UTF-8 sequence at `p` (`n` bytes left),
@@ -593,6 +619,18 @@ json_t *fr_provider_json_string(const char *s)
         abort();
     }
     return v;
+}
+
+void fr_provider_write_string(fr_jsonw *w, const char *key, const char *s)
+{
+    if (!fr_jsonw_str(w, key, s ? s : "")) /* not UTF-8: marked, as a tree */
+        fr_provider_write_tree(w, key, fr_provider_json_string(s));
+}
+
+void fr_provider_write_tree(fr_jsonw *w, const char *key, json_t *v)
+{
+    fr_jsonw_value(w, key, v);
+    json_decref(v);
 }
 
 void fr_provider_append_line(fr_buf *out, const char *s, size_t n, size_t max)

@@ -6,6 +6,7 @@
  * providers/ include it; everyone else sees provider.h. */
 
 #include "engine/util/buf.h"
+#include "engine/util/jsonw.h"
 #include "providers/ndjson.h"
 #include "engine/util/jscan.h"
 #include "providers/provider.h"
@@ -96,9 +97,9 @@ bool fr_provider_status_ok(long http_status);
 int fr_provider_join_url(const char *proto, const char *base_url, const char *path, char **out,
                          fr_error *err);
 
-/* Appends "Name: value" built from `fmt` to the request's header list. */
-void fr_request_add_header(fr_request *r, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+/* Appends the header line `head` followed by `tail` (both borrowed; `tail`
+ * NULL for none), "Name: value", to the request's header list. */
+void fr_request_add_header(fr_request *r, const char *head, const char *tail);
 
 /* Returns a new JSON string (owned) holding `s` (borrowed, may be NULL for
  * ""). Bytes that are not valid UTF-8 become U+FFFD instead of making the
@@ -263,8 +264,10 @@ typedef struct fr_request_spec {
     const char *auth;   /* the key's header up to the key: "Authorization: Bearer " */
     const char *extra;  /* NULL, or one more header line ("anthropic-version: ...") */
     bool system_apart;  /* the system prompt is a top-level `system`, not a message */
-    /* Adds the protocol's own members to `body` (borrowed) from `self`. */
-    void (*add_members)(const void *self, json_t *body);
+    /* Writes the protocol's own members from `self` into the body's object
+     * open in `w` (borrowed; compact, reals at 15 digits), as
+     * json_object_set_new on a tree would have added them. */
+    void (*add_members)(const void *self, fr_jsonw *w);
     /* Appends the neutral message `msg` (borrowed, checked well-formed: see
      * fr_call.messages) of a call's conversation to `msgs` (borrowed) in the
      * protocol's own format; it may merge it into the last one there. */
@@ -282,6 +285,14 @@ typedef struct fr_request_spec {
  * filled; `out` may then hold a part, which the caller closes. */
 int fr_provider_request(const char *proto, const fr_call *call, const fr_request_spec *spec,
                         fr_request *out, fr_error *err);
+
+/* Writes the string `s` (borrowed; NULL is "") into `w` (borrowed) under
+ * `key` (borrowed) as fr_provider_json_string's value prints: as it is when
+ * it is UTF-8, else with each invalid byte marked U+FFFD. */
+void fr_provider_write_string(fr_jsonw *w, const char *key, const char *s);
+/* Writes the tree `v` (taken: released here; NULL writes nothing, as
+ * json_object_set_new added nothing) into `w` (borrowed) under `key`. */
+void fr_provider_write_tree(fr_jsonw *w, const char *key, json_t *v);
 
 /* Returns true when `call` (borrowed) offers the model tools. */
 bool fr_provider_offers_tools(const fr_call *call);

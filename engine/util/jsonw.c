@@ -66,15 +66,26 @@ bool fr_jsonw_ok(fr_jsonw *w)
     return !w->failed;
 }
 
-static void put(fr_jsonw *w, const char *p, size_t n)
+/* put's way when the stage is full: flush it, then stage `p` or, larger
+ * than the stage, append it whole. */
+static void put_slow(fr_jsonw *w, const char *p, size_t n)
+{
+    flush(w);
+    if (n > STAGE) {
+        if (fr_buf_append(w->out, p, n) != FR_OK)
+            w->failed = true;
+        return;
+    }
+    memcpy(w->stage, p, n);
+    w->staged = n;
+}
+
+/* Inline: a literal's copy becomes a store or two. */
+static inline void put(fr_jsonw *w, const char *p, size_t n)
 {
     if (w->staged + n > STAGE) {
-        flush(w);
-        if (n > STAGE) {
-            if (fr_buf_append(w->out, p, n) != FR_OK)
-                w->failed = true;
-            return;
-        }
+        put_slow(w, p, n);
+        return;
     }
     memcpy(w->stage + w->staged, p, n);
     w->staged += n;
@@ -96,8 +107,26 @@ static void indent(fr_jsonw *w, size_t depth)
     }
 }
 
-/* The bytes of `s` (valid UTF-8) quoted and escaped as jansson does. */
-static void quoted(fr_jsonw *w, const char *s, size_t n)
+/* The bytes jansson escapes in a string: '"', '\\' and the controls. */
+static const unsigned char escaped[256] = {1, 1, 1, 1, 1, 1, 1, 1, 1,         1,         1, 1,
+                                           1, 1, 1, 1, 1, 1, 1, 1, 1,         1,         1, 1,
+                                           1, 1, 1, 1, 1, 1, 1, 1, ['"'] = 1, ['\\'] = 1};
+
+/* Copies the `n` bytes of `s` to `o` and returns true when none of them
+ * is escaped (then `o` holds them), false at the first that is. */
+static bool copy_plain(char *o, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (escaped[c])
+            return false;
+        o[i] = (char)c;
+    }
+    return true;
+}
+
+/* quoted's way for a string with escapes or past the stage's room. */
+static void quoted_slow(fr_jsonw *w, const char *s, size_t n)
 {
     PUTS(w, "\"");
     size_t run = 0;
@@ -139,23 +168,67 @@ static void quoted(fr_jsonw *w, const char *s, size_t n)
     PUTS(w, "\"");
 }
 
+/* The bytes of `s` (valid UTF-8) quoted and escaped as jansson does:
+ * copied straight into the stage when they fit and need no escape. */
+static void quoted(fr_jsonw *w, const char *s, size_t n)
+{
+    if (w->staged + n + 2 <= STAGE) {
+        char *o = w->stage + w->staged;
+        if (copy_plain(o + 1, s, n)) {
+            o[0] = '"';
+            o[n + 1] = '"';
+            w->staged += n + 2;
+            return;
+        }
+    }
+    quoted_slow(w, s, n);
+}
+
 enum { ITEMS = 1, ARRAY = 2 };
 
 /* What comes before a value: the separator and indent inside a container,
- * then the key in an object. */
-/* As member, with the key's length known (`klen`). */
+ * then the key in an object. The key's length is `klen`. Written straight
+ * into the stage when it fits and the key needs no escape (a member's
+ * prefix is the most frequent piece a writer puts), else piece by piece. */
 static void member_n(fr_jsonw *w, const char *key, size_t klen)
 {
     if (w->depth == 0)
         return;
     unsigned char *top = &w->open[w->depth - 1];
-    if (*top & ITEMS)
-        PUTS(w, ",");
+    unsigned char was = *top;
     *top |= ITEMS;
+    bool named = key && !(was & ARRAY);
+    size_t ind = w->compact ? 0 : 2 * w->depth;
+    size_t most = 1 + (ind ? 1 + ind : 0) + (named ? klen + 4 : 0);
+    if (w->staged + most > STAGE && most <= STAGE)
+        flush(w);
+    if (w->staged + most <= STAGE) {
+        char *o = w->stage + w->staged;
+        *o = ',';
+        o += (was & ITEMS) != 0;
+        if (ind) {
+            *o++ = '\n';
+            memset(o, ' ', ind);
+            o += ind;
+        }
+        if (!named || copy_plain(o + 1, key, klen)) {
+            if (named) {
+                o[0] = '"';
+                o[klen + 1] = '"';
+                o[klen + 2] = ':';
+                o[klen + 3] = ' ';
+                o += klen + 3 + !w->compact;
+            }
+            w->staged = (size_t)(o - w->stage);
+            return;
+        }
+    }
+    if (was & ITEMS)
+        PUTS(w, ",");
     if (!w->compact)
         indent(w, w->depth);
-    if (key && !(*top & ARRAY)) {
-        quoted(w, key, klen);
+    if (named) {
+        quoted_slow(w, key, klen);
         if (w->compact)
             PUTS(w, ":");
         else
@@ -300,8 +373,8 @@ static size_t fixed_g(char *buf, double v, int precision)
         if (sc < 0 || sc > 19)
             return 0;
         u128 num = (u128)m * p10[sc];
-        q = num / den;
-        r = num % den;
+        q = num >> -e; /* den is 2^-e: a shift, not a 128-bit division */
+        r = num & (den - 1);
         if (q < p10[precision - 1])
             x--;
         else if (q >= p10[precision])

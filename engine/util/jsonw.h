@@ -10,7 +10,7 @@
  * jansson's constructor would return NULL (a NULL or non-UTF-8 string, a NaN or an infinite real)
  * and json_object_set_new or json_array_append_new would then add nothing, the writer adds nothing
  * and returns false. Used by the report (engine/report.c), which renders a run's report without a
- * tree. */
+ * tree, and by the request bodies (providers/provider.c and each adapter's members). */
 
 #include "engine/util/buf.h"
 

@@ -314,6 +314,57 @@ static void test_decisions_rendered(void **state)
     json_decref(o);
 }
 
+/* The report writes the decisions from the log's records: the same bytes
+ * as each decision's tree from fr_declog_json with its error redacted (the
+ * tree path it replaced), over decisions with jansson's refusals: an error
+ * that is not UTF-8 (left out), a candidate whose cost is not finite (left
+ * out), an empty candidate list, the cache's decision (no list), an
+ * outcome not known yet, reals of every form. */
+static void test_decisions_as_the_tree_was(void **state)
+{
+    fixture *fx = *state;
+    size_t local = engine_ep(fx->wf, "local"), cloud = engine_ep(fx->wf, "cloud");
+    size_t publish = engine_task(fx->wf, "publish");
+    fr_declog *log = fx->r.tasks[publish].decisions;
+    fr_decision_cand seen[] = {{.endpoint = local, .free = 0, .est_cost = 1e-7},
+                               {.endpoint = cloud, .free = -3, .est_cost = NAN},
+                               {.endpoint = cloud, .free = 7, .est_cost = 123456.789},
+                               {.endpoint = local, .free = 1, .est_cost = INFINITY},
+                               {.endpoint = local, .free = 2, .est_cost = 1e300}};
+    fr_declog_add(log, "cost", 1, "first", cloud, 1, seen, 5);
+    fr_declog_set_outcome(log, "error", "HTTP 500: \xff\xfe not UTF-8");
+    fr_declog_add(log, "speed", 3, "error", local, 2, seen + 2, 0);
+    fr_declog_set_outcome(log, "timeout", "key " KEY " \"quoted\"\n");
+    fr_declog_add(log, "cache", 0, "cached", local, 3, NULL, 0);
+    fr_declog_set_outcome(log, "ok", NULL);
+    fr_declog_add(log, "default", 1, "error", cloud, 4, seen, 1);
+    json_t *want = json_array();
+    for (size_t i = 0; i < fr_declog_count(log); i++) {
+        json_t *d = fr_declog_json(log, i, fx->wf);
+        const char *err = json_string_value(json_object_get(d, "error"));
+        if (err) {
+            char *clean = fr_redact(err);
+            json_object_set_new(d, "error", json_string(clean));
+            free(clean);
+        }
+        json_array_append_new(want, d);
+    }
+    json_t *o = fr_report_json(&fx->r);
+    json_t *got =
+        json_object_get(json_array_get(json_object_get(o, "tasks"), publish), "decisions");
+    char *a = json_dumps(want, JSON_COMPACT | JSON_REAL_PRECISION(17));
+    char *b = json_dumps(got, JSON_COMPACT | JSON_REAL_PRECISION(17));
+    assert_non_null(b);
+    assert_string_equal(b, a);
+    assert_non_null(strstr(b, "e300}")); /* an exponent, not fixed notation */
+    assert_null(strstr(b, "\"free\":-3"));
+    assert_null(strstr(b, "HTTP 500"));
+    free(a);
+    free(b);
+    json_decref(want);
+    json_decref(o);
+}
+
 /* Makes the view carry every field the report has: a JSON reply with
  * escapes and every UTF-8 length, tool calls (one failing with the key),
  * an approval, inherited privacy and a declassification, a fan-out that
@@ -546,6 +597,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_attempt_log_states, setup, teardown),
         cmocka_unit_test_setup_teardown(test_print_streams_the_same_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_decisions_rendered, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_decisions_as_the_tree_was, setup, teardown),
         cmocka_unit_test_setup_teardown(test_summary, setup, teardown),
         cmocka_unit_test_setup_teardown(test_text_bytes_rich, setup, teardown),
         cmocka_unit_test_setup_teardown(test_text_bytes_plan, setup, teardown),
