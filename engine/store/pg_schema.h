@@ -75,7 +75,7 @@ typedef void (*fr_pg_schema_done_fn)(void *ud, int rc, const fr_error *err);
  * once and all succeed. A connection lost mid-way reads again: the check
  * makes a repeat safe. Every step is a request of `c`, so the loop never
  * waits. `source` (borrowed, copied) names the store in errors: the URL
- * with its password masked (fr_pgconn_mask_url). Returns FR_OK, and `done`
+ * with its password masked (fr_pgurl_mask). Returns FR_OK, and `done`
  * is called once on a later turn of the loop with `ud`; or, without calling
  * `done`, FR_EINVAL (a NULL argument) or what fr_pgconn_query refused the
  * first request with (FR_ECANCELED, FR_ECONNECT). */

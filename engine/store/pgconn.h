@@ -2,7 +2,7 @@
 /* One asynchronous PostgreSQL connection on the libuv loop (libpq): it owns
  * the socket's uv_poll_t, the host's resolution (uv_getaddrinfo, so libpq
  * never resolves on the loop), a FIFO of requests sent in pipeline mode,
- * reconnection with backoff and the masking of the URL's password. The
+ * reconnection with backoff; messages name the URL masked (pgurl.h). The
  * PostgreSQL backend of the state store is built on it; nothing
  * else uses it yet. Loop thread only. */
 
@@ -118,14 +118,3 @@ const char *fr_pgres_value(const fr_pgres *r, int row, int col);
 int64_t fr_pgres_affected(const fr_pgres *r);
 /* Frees `r` (taken; NULL is fine). */
 void fr_pgres_free(fr_pgres *r);
-
-/* Returns an owned copy of the connection string `url` (borrowed) with each
- * password replaced by "***": a URI's user:password@ and password=
- * parameter (its name percent-decoded, as libpq reads it), a key=value
- * string's password= (quoted or not), and inside a dbname= that is itself a
- * URI or key=value string. Text it cannot parse from some point on is
- * masked from there; text that would read differently once masked (a
- * masked value held the '/' where a URI's user info would end) becomes its
- * scheme and "***" alone. Masking what it returns changes nothing. NULL
- * gives NULL. */
-char *fr_pgconn_mask_url(const char *url);

@@ -1,4 +1,4 @@
-/* libFuzzer target for fr_pgconn_mask_url (engine/store/pgconn), the
+/* libFuzzer target for fr_pgurl_mask (engine/store/pgurl), the
  * masking of a PostgreSQL connection string's password before the string
  * goes into any message or log.
  *
@@ -8,7 +8,7 @@
  * (PQconninfoParse), libpq reads the masked string as having the password
  * "***" or none, or refuses it; masking a masked string changes nothing. */
 
-#include "engine/store/pgconn.h"
+#include "engine/store/pgurl.h"
 #include "tests/unit/support/split.h"
 
 #include <libpq-fe.h>
@@ -40,14 +40,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char *in = malloc(size + 1);
     memcpy(in, data, size);
     in[size] = '\0';
-    char *masked = fr_pgconn_mask_url(in);
+    char *masked = fr_pgurl_mask(in);
     FUZZ_CHECK(masked != NULL);
     int parsed = 0, parsed_masked = 0;
     char *pw = libpq_password(in, &parsed);
     char *pw_masked = libpq_password(masked, &parsed_masked);
     if (pw)
         FUZZ_CHECK(!pw_masked || strcmp(pw_masked, "***") == 0);
-    char *again = fr_pgconn_mask_url(masked);
+    char *again = fr_pgurl_mask(masked);
     FUZZ_CHECK(strcmp(again, masked) == 0);
     free(again);
     free(pw_masked);

@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "engine/store/pgconn.h"
+#include "engine/store/pgurl.h"
 #include "engine/util/err.h"
 #include "engine/util/log.h"
 #include "tests/unit/support/loop_harness.h"
@@ -492,7 +493,7 @@ static void test_close_while_connecting(void **state)
 
 static void assert_masked(const char *url, const char *want)
 {
-    char *m = fr_pgconn_mask_url(url);
+    char *m = fr_pgurl_mask(url);
     assert_string_equal(m, want);
     free(m);
 }
@@ -514,7 +515,7 @@ static void test_mask_url(void **state)
     /* Masking the password would move where the user info ends. */
     assert_masked("postgres://h?password=a/b&x=1:z@y", "postgres://***");
     assert_masked("host=h password='x'port=5", "host=h password=*** port=5");
-    assert_null(fr_pgconn_mask_url(NULL));
+    assert_null(fr_pgurl_mask(NULL));
     /* A URL that does not parse: FR_ECONFIG, masked. */
     uv_loop_t loop;
     uv_loop_init(&loop);

@@ -1,0 +1,15 @@
+#pragma once
+/* The passwords of a PostgreSQL connection string masked, for every
+ * message that names a database: engine/store/pgconn and the PostgreSQL
+ * backend use it. Talks to nothing. */
+
+/* Returns an owned copy of the connection string `url` (borrowed) with each
+ * password replaced by "***": a URI's user:password@ and password=
+ * parameter (its name percent-decoded, as libpq reads it), a key=value
+ * string's password= (quoted or not), and inside a dbname= that is itself a
+ * URI or key=value string. Text it cannot parse from some point on is
+ * masked from there; text that would read differently once masked (a
+ * masked value held the '/' where a URI's user info would end) becomes its
+ * scheme and "***" alone. Masking what it returns changes nothing. NULL
+ * gives NULL. */
+char *fr_pgurl_mask(const char *url);
