@@ -617,7 +617,10 @@ static void endpoint_body(lua_State *L, fr_load_ctx *c, size_t p, int t)
     lua_pop(L, 1); /* [] */
 
     e->max_parallel = e->tier == FR_TIER_CLOUD ? 4 : 1;
-    fr_decl_int(&d, t, "max_parallel", 1, 1000000, "an integer >= 1", &e->max_parallel);
+    e->shared = fr_decl_int(&d, t, "max_parallel", 1, 1000000, "an integer >= 1", &e->max_parallel);
+    bool shared = true;
+    if (fr_decl_bool(&d, t, "shared", &shared) && !shared)
+        e->shared = false;
     double ctxlen;
     if (fr_decl_num(&d, t, "context", 0, 1e12, FR_FIELD_INTEGER, "an integer number of tokens >= 0",
                     &ctxlen))

@@ -85,6 +85,8 @@
     F("model", "string", "the model name sent in requests (required)")                             \
     F("api_key_env", "string", "the name of the environment variable holding the key")             \
     F("max_parallel", "integer", "requests in flight at once (default 1 local, 4 cloud)")          \
+    F("shared", "boolean",                                                                         \
+      "false: max_parallel holds for this process only, not for all sharing the state store")      \
     F("context", "integer", "the context window in tokens")                                        \
     F("quality", "number", "0..1, a prior for policies: how strong the model is (0.5)")            \
     F("tags", "string[]", "for policies, e.g. the task types it is good at")                       \

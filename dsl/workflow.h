@@ -33,6 +33,8 @@ typedef struct fr_endpoint_spec {
     char *model;
     char *api_key_env; /* name of the variable, NULL for none; never the key */
     int max_parallel;  /* >= 1; default 1 local, 4 cloud */
+    bool shared;       /* max_parallel given, and no `shared = false`: its slots are held
+                          across every process sharing the state store */
     long context;      /* tokens; 0 = unknown */
     double quality;    /* 0..1; default 0.5 */
     char **tags;

@@ -24,7 +24,31 @@ struct fr_booking {
     bool ending; /* the turn's end is committing: new writes join it */
     bool again;  /* a write came while it released: commit once more */
     long lost;   /* the store's lost batches seen so far */
+    /* Shared endpoints (fr_booking_reserve_slot): a queue per endpoint of
+     * the requests waiting for a slot other processes hold, the rows of the
+     * slots this process holds (reserved, not settled yet), and the timer
+     * that retries the queues' heads and beats the owner's heartbeat (open
+     * only while a slot is held or waited for). */
+    struct slot_queue *queues;
+    size_t nqueues;
+    long long *slots;
+    size_t nslots, capslots;
+    size_t queued; /* requests in all the queues */
+    uv_timer_t *tick;
+    uint64_t beat_at; /* uv_now of the last heartbeat */
+    uint32_t jitter;  /* xorshift state of the retries' jitter */
 };
+
+/* The requests waiting for a slot of one shared endpoint, oldest first. */
+struct slot_queue {
+    char *endpoint; /* owned */
+    fr_booking_wait *head, *tail;
+};
+
+/* How long a request refused a slot waits before it asks again: a short
+ * wait with jitter, so that processes waiting together do not ask in step. */
+#define SLOT_RETRY_MS  20
+#define SLOT_JITTER_MS 30
 
 char *fr_booking_state_path(const char *state_dir, bool sim)
 {
@@ -75,7 +99,14 @@ int fr_booking_open(const char *path, const char *run_id, fr_booking **out, fr_e
         free(b);
         return rc;
     }
+    rc = fr_store_owner_begin(b->store, err);
+    if (rc != FR_OK) {
+        fr_store_close(b->store);
+        free(b);
+        return rc;
+    }
     b->run_id = fr_xstrdup(run_id);
+    b->jitter = (uint32_t)getpid() * 2654435761u | 1u;
     time_t now = time(NULL);
     struct tm tm;
     gmtime_r(&now, &tm);
@@ -159,6 +190,74 @@ static void on_pending(void *ud)
     b->armed = h;
 }
 
+/* Links `w` at the end of the list `head` .. `tail`. */
+static void link_tail(fr_booking_wait **head, fr_booking_wait **tail, fr_booking_wait *w)
+{
+    w->prev = *tail;
+    w->next = NULL;
+    if (*tail)
+        (*tail)->next = w;
+    else
+        *head = w;
+    *tail = w;
+}
+
+/* Takes `w` out of the list `head` .. `tail`. */
+static void unlink_wait(fr_booking_wait **head, fr_booking_wait **tail, fr_booking_wait *w)
+{
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        *head = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    else
+        *tail = w->prev;
+    w->prev = w->next = NULL;
+}
+
+/* The queue of `endpoint` (borrowed), made on first use. */
+static struct slot_queue *queue_of(fr_booking *b, const char *endpoint)
+{
+    for (size_t i = 0; i < b->nqueues; i++)
+        if (strcmp(b->queues[i].endpoint, endpoint) == 0)
+            return &b->queues[i];
+    b->queues = fr_xrealloc(b->queues, (b->nqueues + 1) * sizeof *b->queues);
+    struct slot_queue *q = &b->queues[b->nqueues++];
+    *q = (struct slot_queue){.endpoint = fr_xstrdup(endpoint)};
+    return q;
+}
+
+/* Remembers slot `row`, held by this process until it settles. */
+static void hold_slot(fr_booking *b, long long row)
+{
+    if (b->nslots == b->capslots) {
+        b->capslots = b->capslots ? b->capslots * 2 : 8;
+        b->slots = fr_xrealloc(b->slots, b->capslots * sizeof *b->slots);
+    }
+    b->slots[b->nslots++] = row;
+}
+
+/* Forgets slot `row` if it is one; true when it was. */
+static bool drop_slot(fr_booking *b, long long row)
+{
+    for (size_t i = 0; i < b->nslots; i++) {
+        if (b->slots[i] == row) {
+            b->slots[i] = b->slots[--b->nslots];
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Parks `w` until the turn's commit, which holds its reservation. */
+static void park_durable(fr_booking *b, fr_booking_wait *w)
+{
+    link_tail(&b->head, &b->tail, w);
+    w->parked = true;
+    on_pending(b); /* the turn's end releases it (the batch armed it already) */
+}
+
 void fr_booking_attach(fr_booking *b, uv_loop_t *loop)
 {
     if (!b)
@@ -180,9 +279,15 @@ void fr_booking_free(fr_booking *b)
         return;
     if (b->armed) /* the loop did not run to its end: nothing to commit for */
         b->armed->data = NULL;
+    if (b->tick) /* nor any slot to wait for */
+        b->tick->data = NULL;
     b->head = b->tail = NULL; /* nor any request to send (their nodes may be gone) */
     fr_booking_flush(b);
     fr_store_close(b->store);
+    for (size_t i = 0; i < b->nqueues; i++)
+        free(b->queues[i].endpoint);
+    free(b->queues);
+    free(b->slots);
     free(b->run_id);
     free(b);
 }
@@ -254,17 +359,8 @@ bool fr_booking_reserve(fr_booking *b, const fr_attempt_rec *a, long long *row, 
         fr_booking_write_failed(b, &err);
         return false;
     }
-    if (later) {
-        w->prev = b->tail;
-        w->next = NULL;
-        if (b->tail)
-            b->tail->next = w;
-        else
-            b->head = w;
-        b->tail = w;
-        w->parked = true;
-        on_pending(b); /* the turn's end releases it (the batch armed it already) */
-    }
+    if (later)
+        park_durable(b, w);
     return true;
 }
 
@@ -272,16 +368,147 @@ void fr_booking_unpark(fr_booking *b, fr_booking_wait *w)
 {
     if (!w->parked)
         return;
-    if (w->prev)
-        w->prev->next = w->next;
-    else
-        b->head = w->next;
-    if (w->next)
-        w->next->prev = w->prev;
-    else
-        b->tail = w->prev;
-    w->prev = w->next = NULL;
+    if (w->queued) {
+        struct slot_queue *q = queue_of(b, w->rec.endpoint);
+        unlink_wait(&q->head, &q->tail, w);
+        b->queued--;
+        w->queued = false;
+    } else {
+        unlink_wait(&b->head, &b->tail, w);
+    }
     w->parked = false;
+}
+
+/* ---- slots of shared endpoints ---------------------------------------------- */
+
+/* Asks for a slot for `a` (borrowed) of at most `max`; sets *row (0: every
+ * slot is held) and remembers the slot. False (logged) for a failed write. */
+static bool try_slot(fr_booking *b, const fr_attempt_rec *a, int max, long long *row)
+{
+    fr_error err = {0};
+    if (fr_store_reserve_slot(b->store, a, max, row, &err) != FR_OK) {
+        *row = 0;
+        fr_booking_write_failed(b, &err);
+        return false;
+    }
+    if (*row)
+        hold_slot(b, *row);
+    return true;
+}
+
+/* Gives the head of `q` a slot while one is free, each released at the
+ * turn's commit as a reservation is. After a failed write every request
+ * waiting is released (told its reservation is not durable). */
+static void promote(fr_booking *b, struct slot_queue *q)
+{
+    while (q->head) {
+        fr_booking_wait *w = q->head;
+        long long row = 0;
+        if (!b->failed && try_slot(b, &w->rec, w->max, &row) && !row)
+            return; /* still held by others */
+        unlink_wait(&q->head, &q->tail, w);
+        b->queued--;
+        w->queued = false;
+        *w->row = row;
+        w->waited_ms = (double)(uv_now(b->loop) - w->since);
+        if (w->waited_ms <= 0)
+            w->waited_ms = 1; /* it waited, if less than a millisecond of loop time */
+        park_durable(b, w);
+    }
+}
+
+static void tick_arm(fr_booking *b);
+
+static void on_tick_closed(uv_handle_t *h)
+{
+    free(h);
+}
+
+/* The slot timer: the owner's heartbeat when one is due, then every
+ * queue's head asked again; closed once no slot is held or waited for. */
+static void on_tick(uv_timer_t *h)
+{
+    fr_booking *b = h->data;
+    if (!b) {
+        uv_close((uv_handle_t *)h, on_tick_closed);
+        return;
+    }
+    uint64_t now = uv_now(b->loop);
+    if (!b->failed && now - b->beat_at >= FR_STORE_OWNER_BEAT_MS) {
+        fr_error err = {0};
+        b->beat_at = now;
+        if (fr_store_owner_beat(b->store, &err) != FR_OK)
+            fr_booking_write_failed(b, &err);
+    }
+    for (size_t i = 0; i < b->nqueues; i++)
+        promote(b, &b->queues[i]);
+    tick_arm(b);
+}
+
+/* Arms the slot timer for what the books hold and wait for: a retry soon
+ * while a request waits (referenced: the run waits for it), else the next
+ * heartbeat while a slot is held (unreferenced: the attempts in flight keep
+ * the loop); closes it when there is neither. */
+static void tick_arm(fr_booking *b)
+{
+    if (!b->queued && !b->nslots) {
+        if (b->tick) {
+            uv_close((uv_handle_t *)b->tick, on_tick_closed);
+            b->tick = NULL;
+        }
+        return;
+    }
+    if (!b->tick) {
+        b->tick = fr_xmalloc(sizeof *b->tick);
+        uv_timer_init(b->loop, b->tick);
+        b->tick->data = b;
+        b->beat_at = uv_now(b->loop); /* a slot's reservation pushed the lease on */
+    }
+    uint64_t ms;
+    if (b->queued) {
+        b->jitter ^= b->jitter << 13;
+        b->jitter ^= b->jitter >> 17;
+        b->jitter ^= b->jitter << 5;
+        ms = SLOT_RETRY_MS + b->jitter % (SLOT_JITTER_MS + 1);
+        uv_ref((uv_handle_t *)b->tick);
+    } else {
+        uint64_t since = uv_now(b->loop) - b->beat_at;
+        ms = since >= FR_STORE_OWNER_BEAT_MS ? 0 : FR_STORE_OWNER_BEAT_MS - since;
+        uv_unref((uv_handle_t *)b->tick);
+    }
+    uv_timer_start(b->tick, on_tick, ms, 0);
+}
+
+bool fr_booking_reserve_slot(fr_booking *b, const fr_attempt_rec *a, int max, long long *row,
+                             fr_booking_wait *w)
+{
+    if (!w || !b->loop || b->failed)
+        return fr_booking_reserve(b, a, row, w);
+    *row = 0;
+    w->parked = w->queued = false;
+    w->waited_ms = 0;
+    struct slot_queue *q = queue_of(b, a->endpoint);
+    if (!q->head) { /* nobody of this process waits for it before this one */
+        if (!try_slot(b, a, max, row))
+            return false;
+        if (*row) {
+            park_durable(b, w);
+            tick_arm(b);
+            return true;
+        }
+    }
+    w->rec = *a;
+    w->row = row;
+    w->max = max;
+    w->since = uv_now(b->loop);
+    link_tail(&q->head, &q->tail, w);
+    w->queued = w->parked = true;
+    b->queued++;
+    fr_log_event(FR_LOG_DEBUG, "store", "slot.wait",
+                 "task=%s endpoint=%s max_parallel=%d: its slots are held by other processes",
+                 a->task, a->endpoint, max);
+    tick_arm(b);
+    return true;
 }
 
 void fr_booking_settle(fr_booking *b, long long row, const fr_attempt_rec *a, fr_budget *budget,
@@ -301,6 +528,11 @@ void fr_booking_settle(fr_booking *b, long long row, const fr_attempt_rec *a, fr
     free(error);
     if (rc != FR_OK)
         fr_booking_write_failed(b, &err);
+    if (row && b->nslots && drop_slot(b, row)) {
+        /* A slot of ours came free: the next of ours waiting for it asks now. */
+        promote(b, queue_of(b, a->endpoint));
+        tick_arm(b);
+    }
 }
 
 int fr_booking_end(fr_booking *b, const char *status, int code, double spent)
@@ -314,6 +546,8 @@ int fr_booking_end(fr_booking *b, const char *status, int code, double spent)
         rc = fr_store_run_end(b->store, b->run_id, status, code, spent, &err);
     if (rc == FR_OK)
         rc = fr_store_release(b->store, b->run_id, &err);
+    if (rc == FR_OK)
+        rc = fr_store_owner_end(b->store, &err);
     if (rc != FR_OK) {
         char msg[1400];
         fr_log_event(FR_LOG_ERROR, "store", "store.error", "error=\"%s\"",

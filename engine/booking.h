@@ -12,6 +12,10 @@
  * A failed write is logged once and remembered: the
  * run then stops admitting work (a run never goes on without durability).
  * At the run's end they take its report (fr_booking_store_report).
+ * The books register the run's process as an owner of the store at open
+ * and remove it at the end; a shared endpoint's attempt holds one of its
+ * slots across processes (fr_booking_reserve_slot), and one refused waits in
+ * the books' queue of the endpoint until a slot is free.
  * Owned by engine/run; it reaches the store (engine/store/store.h) by name, the
  * budget reaches it through the callbacks of fr_booking_ledger. */
 
@@ -21,6 +25,7 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <time.h>
 #include <uv.h>
 
@@ -94,6 +99,14 @@ struct fr_booking_wait {
     void (*go)(void *ud, bool durable);
     void *ud;
     bool parked; /* linked in: go not called yet */
+    /* A slot of a shared endpoint (fr_booking_reserve_slot): */
+    bool queued;      /* waiting for a slot other processes hold (parked too) */
+    double waited_ms; /* how long it waited for one before it got it, 0 for not at all */
+    /* the books' while it is queued: */
+    fr_attempt_rec rec; /* its strings the caller's, alive while it is parked */
+    long long *row;
+    int max;
+    uint64_t since; /* uv_now when it was queued */
 };
 
 /* Books attempt `a` (borrowed) in flight at its worst case (a->cost_usd)
@@ -106,9 +119,27 @@ struct fr_booking_wait {
  * runs before the loop blocks again), never before it. Unattached, it
  * commits now and `w` is not parked: the request may be sent at once. */
 bool fr_booking_reserve(fr_booking *b, const fr_attempt_rec *a, long long *row, fr_booking_wait *w);
+/* Books attempt `a` (borrowed) in flight as a slot of its shared endpoint
+ * (max_parallel `max` held across every process sharing the store), with
+ * `w` (its go and ud set by the caller; required). When fewer than `max`
+ * of the endpoint's slots are held now, it reserves as fr_booking_reserve
+ * does (parked until the turn's commit). Otherwise `w` waits, queued
+ * (w->queued, parked), in the endpoint's queue of the books, in order; the
+ * books try the queue's head again on a timer (every 20-50 ms) and at once
+ * when this process settles an attempt of the endpoint, and once it holds a
+ * slot it is released as a reservation is (go after the commit that holds
+ * it; *row set then: `row` must stay alive while `w` is parked, like `a`'s
+ * strings); w->waited_ms then says how long it waited. While the books hold
+ * or wait for a slot, a timer of theirs pushes this process's owner lease
+ * on (fr_store_owner_beat) every FR_STORE_OWNER_BEAT_MS; it is closed when
+ * they hold none and none waits. Unattached books, or books that failed,
+ * reserve as fr_booking_reserve. False (logged) when it cannot be written. */
+bool fr_booking_reserve_slot(fr_booking *b, const fr_attempt_rec *a, int max, long long *row,
+                             fr_booking_wait *w);
 /* Takes parked `w` back (its request will not be sent: a cancelled task);
- * go is never called. Its reservation stays booked: the caller settles it.
- * Nothing to do when `w` is not parked. */
+ * go is never called. Its reservation stays booked: the caller settles it
+ * (a queued `w` has none: it leaves its queue). Nothing to do when `w` is
+ * not parked. */
 void fr_booking_unpark(fr_booking *b, fr_booking_wait *w);
 /* Books how attempt `a` (borrowed; its error is redacted here) ended,
  * settling its in-flight `row` (0: a new row). Tells `budget` the month's

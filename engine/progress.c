@@ -114,6 +114,8 @@ static void task_line(const fr_live *l, size_t i, uint64_t now, char *buf, size_
         return;
     if (!t->attempt_ns)
         snprintf(buf + n, cap - (size_t)n, "  waiting to retry");
+    else if (t->capacity_wait)
+        snprintf(buf + n, cap - (size_t)n, "  waiting for a slot another flowrun holds");
     else if (t->streamed > 0)
         n += snprintf(buf + n, cap - (size_t)n, "  %lu tok %.0f tok/s", t->streamed,
                       el > 0 ? (double)t->streamed / el : 0);

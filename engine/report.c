@@ -336,6 +336,11 @@ static void w_endpoint(fr_jsonw *w, const fr_results *r, size_t e)
     fr_jsonw_real(w, "cooldown_ms", er->stats.cooldown_ms);
     fr_jsonw_bool(w, "usable", er->stats.usable);
     fr_jsonw_str_or_null(w, "disabled_reason", why);
+    if (er->capacity_waits > 0 && isfinite(er->capacity_wait_ms)) {
+        /* Only a shared endpoint whose slots other processes held. */
+        fr_jsonw_int(w, "capacity_waits", er->capacity_waits);
+        fr_jsonw_real(w, "capacity_wait_ms", er->capacity_wait_ms);
+    }
     fr_jsonw_close(w);
 }
 
@@ -583,6 +588,24 @@ static void print_unreachable(const fr_results *r, FILE *f)
     }
 }
 
+/* A line per shared endpoint whose requests waited for slots other
+ * processes held: how many waited and how long in all. */
+static void print_capacity_waits(const fr_results *r, FILE *f)
+{
+    for (size_t e = 0; e < r->wf->nendpoints; e++) {
+        const fr_endpoint_result *er = &r->endpoints[e];
+        if (er->capacity_waits <= 0)
+            continue;
+        char ms[32];
+        fmt_ms(ms, sizeof ms, er->capacity_wait_ms);
+        fprintf(f,
+                "endpoint '%s': %d request%s waited %s in all for slots other flowrun "
+                "processes held (max_parallel %d)\n",
+                r->wf->endpoints[e].name, er->capacity_waits, er->capacity_waits == 1 ? "" : "s",
+                ms, r->wf->endpoints[e].max_parallel);
+    }
+}
+
 typedef struct hues {
     const char *bold, *red, *green, *off;
 } hues;
@@ -666,6 +689,7 @@ void fr_report_summary(const fr_results *r, FILE *f, bool color)
                     fr_workflow_privacy_text(r->wf, t, privacy, sizeof privacy));
     }
     print_unreachable(r, f);
+    print_capacity_waits(r, f);
     char mk[32], cp[32], p50s[32], p95s[32];
     fmt_ms(mk, sizeof mk, tt.makespan_ms);
     fmt_ms(cp, sizeof cp, tt.critical_ms);

@@ -145,6 +145,9 @@ void fr_results_endpoints(fr_results *r, const fr_endpoints *eps, const fr_sched
             .model = fr_ep_model(eps, e),
             .peak_in_flight = fr_sched_peak(sched, e),
             .max_parallel = fr_sched_capacity(sched, e),
+            /* engine/task counts these as the run goes */
+            .capacity_wait_ms = r->endpoints[e].capacity_wait_ms,
+            .capacity_waits = r->endpoints[e].capacity_waits,
         };
 }
 

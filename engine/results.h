@@ -94,6 +94,8 @@ typedef struct fr_task_result {
     uint64_t attempt_ns;
     unsigned long streamed;
     char tool[48];
+    bool capacity_wait; /* its request waits for a slot of a shared endpoint that other
+                           processes hold */
 } fr_task_result;
 
 typedef struct fr_endpoint_result {
@@ -101,6 +103,10 @@ typedef struct fr_endpoint_result {
     const char *model; /* the model requests named (borrowed) */
     int peak_in_flight;
     int max_parallel;
+    /* A shared endpoint: how long its requests waited for slots other
+     * processes held, in ms, and how many waited. */
+    double capacity_wait_ms;
+    int capacity_waits;
 } fr_endpoint_result;
 
 typedef struct fr_results {

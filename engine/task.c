@@ -198,11 +198,34 @@ static bool reserve_attempt(fr_task *t, fr_booking_wait *w)
     t->row = 0;
     if (w)
         w->parked = false;
-    if (!t->env->books || t->reserved <= 0)
+    if (!t->env->books)
         return true;
+    const fr_endpoint_spec *s = spec_of(t);
     fr_attempt_rec a = attempt_rec(t);
     a.cost_usd = t->reserved;
+    if (w && s->shared) {
+        /* A shared endpoint's request always holds a slot, $0 or not: it
+         * may wait for one that other processes hold (w->queued). */
+        bool ok = fr_booking_reserve_slot(t->env->books, &a, s->max_parallel, &t->row, w);
+        t->res->capacity_wait = w->queued;
+        return ok;
+    }
+    if (t->reserved <= 0)
+        return true;
     return fr_booking_reserve(t->env->books, &a, &t->row, w);
+}
+
+/* Counts the time the task's request waited for a slot of its endpoint
+ * held by other processes, once it has one (or was cancelled waiting). */
+static void count_capacity_wait(fr_task *t)
+{
+    t->res->capacity_wait = false;
+    if (t->wait.waited_ms <= 0 || t->res->endpoint < 0)
+        return;
+    fr_endpoint_result *er = &t->env->results->endpoints[ep_of(t)];
+    er->capacity_wait_ms += t->wait.waited_ms;
+    er->capacity_waits++;
+    t->wait.waited_ms = 0;
 }
 
 /* Books how an attempt ended: what it used (`u`, may be NULL), cost,
@@ -238,9 +261,13 @@ void fr_task_cancel(fr_task *t, const char *outcome, const char *error)
     bool parked = t->wait.parked;
     if (!t->attempt && !parked)
         return;
-    if (parked) /* its request was never sent: it costs nothing */
+    if (parked) { /* its request was never sent: it costs nothing */
+        if (t->wait.queued)
+            t->wait.waited_ms =
+                (double)(fr_clock_ns(env->clock) - t->attempt_ns) / 1e6; /* waited till now */
         fr_booking_unpark(env->books, &t->wait);
-    else
+        count_capacity_wait(t);
+    } else
         env->backend.cancel(env->backend.ud, t->attempt);
     t->attempt = NULL;
     t->res->attempt_ns = 0;
@@ -674,6 +701,8 @@ static void on_durable(void *ud, bool durable)
     fr_task *t = ud;
     fr_task_env *env = t->env;
     env->in_flight--; /* send_attempt counts it again */
+    bool waited = t->wait.waited_ms > 0;
+    count_capacity_wait(t);
     fr_error err = {0};
     int rc = durable ? FR_OK
                      : fr_error_set(&err, FR_ESTORE, NULL, 0,
@@ -681,6 +710,10 @@ static void on_durable(void *ud, bool durable)
     if (durable && !env->plan) {
         fr_clock_refresh(env->clock);
         t->req.left_ms = t->route.deadline_ms - fr_clock_ms(env->clock);
+        if (waited) { /* its latency is the exchange's, not the wait for a slot */
+            t->attempt_ns = fr_clock_ns(env->clock);
+            t->res->attempt_ns = t->attempt_ns;
+        }
     }
     fr_task_next next;
     if (!send_attempt(t, rc, &err, &next))

@@ -43,6 +43,7 @@
 ---@field model string the model name sent in requests (required)
 ---@field api_key_env? string the name of the environment variable holding the key
 ---@field max_parallel? integer requests in flight at once (default 1 local, 4 cloud)
+---@field shared? boolean false: max_parallel holds for this process only, not for all sharing the state store
 ---@field context? integer the context window in tokens
 ---@field quality? number 0..1, a prior for policies: how strong the model is (0.5)
 ---@field tags? string[] for policies, e.g. the task types it is good at

@@ -37,9 +37,10 @@ static const char *const stmt_sql[S_COUNT] = {
                   " latency_ms, outcome, error, at, month, task_type, ttft_ms)"
                   " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,"
                   " ?17, ?18)",
+    /* ?11, the owner, stays NULL but for a shared endpoint's slot. */
     [S_RESERVE] = "INSERT INTO attempts(run_id, task, attempt, endpoint, tier, model, cost_usd,"
-                  " outcome, at, month, task_type)"
-                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?9, ?10)",
+                  " outcome, at, month, task_type, owner_id)"
+                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?9, ?10, ?11)",
     [S_SETTLE] = "UPDATE attempts SET input_tokens = ?2, output_tokens = ?3, cached_tokens = ?4,"
                  " usage_estimated = ?5, cost_usd = ?6, latency_ms = ?7, outcome = ?8, error = ?9,"
                  " at = ?10, ttft_ms = ?12 WHERE id = ?1 AND run_id = ?11 AND outcome = 'pending'",
@@ -80,6 +81,18 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_CACHE_GET] = "SELECT model, text, json, input, output, cached FROM cache WHERE key = ?1",
     [S_CACHE_PUT] = "INSERT OR REPLACE INTO cache (key, endpoint, model, text, json, input,"
                     " output, cached, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    [S_OWNER_NEW] = "INSERT INTO owners(id, pid, pid_start, boot_id, user_name, host, started,"
+                    " heartbeat, expires) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8)",
+    [S_OWNER_BEAT] = "UPDATE owners SET heartbeat = ?2, expires = ?3 WHERE id = ?1",
+    [S_OWNER_END] = "DELETE FROM owners WHERE id = ?1",
+    /* Owners long dead: their in-flight attempts count for nothing already. */
+    [S_OWNER_PRUNE] = "DELETE FROM owners WHERE expires < ?1",
+    /* The slots of an endpoint and model by owner: its in-flight attempts
+     * of a shared endpoint (the partial index attempts_in_flight). */
+    [S_SLOTS_HELD] = "SELECT o.id, o.pid, o.pid_start, o.boot_id, o.host, o.expires, COUNT(*)"
+                     " FROM attempts a JOIN owners o ON o.id = a.owner_id"
+                     " WHERE a.endpoint = ?1 AND a.model IS ?2 AND a.outcome = 'pending'"
+                     " GROUP BY o.id",
 };
 
 /* ---- errors and checks ------------------------------------------------------ */

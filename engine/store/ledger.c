@@ -301,9 +301,9 @@ cleanup:
     return rc;
 }
 
-/* Inserts attempt `a` as in flight, joining the batch when batching, and
- * sets *id; see fr_store_reserve. */
-static int insert_pending(fr_store *st, const fr_attempt_rec *a, long long *id, fr_error *err)
+/* Checks attempt `a` (borrowed) and the place for its id before it is
+ * booked in flight. */
+static int check_pending(fr_store *st, const fr_attempt_rec *a, long long *id, fr_error *err)
 {
     fr_attempt_rec pending = a ? *a : (fr_attempt_rec){0};
     pending.outcome = "pending";
@@ -312,8 +312,16 @@ static int insert_pending(fr_store *st, const fr_attempt_rec *a, long long *id, 
         rc = check_attempt(st, a ? &pending : NULL, err);
     if (rc == FR_OK && !id)
         rc = fr_error_set(err, FR_EINVAL, st->path, 0, "no place for the attempt's id");
-    if (rc == FR_OK)
-        rc = fr_store_batch_join(st, err);
+    return rc;
+}
+
+/* Inserts the checked attempt `a` as in flight, held by `owner` (borrowed;
+ * NULL: no slot), joining the batch when batching, and sets *id; see
+ * fr_store_reserve. */
+static int insert_pending(fr_store *st, const fr_attempt_rec *a, const char *owner, long long *id,
+                          fr_error *err)
+{
+    int rc = fr_store_batch_join(st, err);
     if (rc != FR_OK)
         return rc;
     char month[FR_STORE_MONTH_LEN];
@@ -323,6 +331,8 @@ static int insert_pending(fr_store *st, const fr_attempt_rec *a, long long *id, 
     sqlite3_bind_double(s, 8, at);
     fr_store_bind_text(s, 9, month);
     fr_store_bind_text(s, 10, a->type);
+    if (owner)
+        fr_store_bind_text(s, 11, owner);
     rc = sqlite3_step(s) == SQLITE_DONE
              ? FR_OK
              : fr_store_insert_error(st, err, a->run_id, "cannot record the attempt in flight");
@@ -335,7 +345,9 @@ static int insert_pending(fr_store *st, const fr_attempt_rec *a, long long *id, 
 /* Books an attempt in flight; see store.h. */
 int fr_store_reserve(fr_store *st, const fr_attempt_rec *a, long long *id, fr_error *err)
 {
-    int rc = insert_pending(st, a, id, err);
+    int rc = check_pending(st, a, id, err);
+    if (rc == FR_OK)
+        rc = insert_pending(st, a, NULL, id, err);
     /* Durable before a byte of the request can go out: the batch commits
      * with it (on a failure the batch is rolled back and the run stops). */
     if (rc == FR_OK)
@@ -347,7 +359,42 @@ int fr_store_reserve(fr_store *st, const fr_attempt_rec *a, long long *id, fr_er
  * store.h. */
 int fr_store_reserve_batched(fr_store *st, const fr_attempt_rec *a, long long *id, fr_error *err)
 {
-    return insert_pending(st, a, id, err); /* not batching: it committed alone */
+    int rc = check_pending(st, a, id, err);
+    return rc == FR_OK ? insert_pending(st, a, NULL, id, err) : rc; /* not batching: it committed
+                                                                        alone */
+}
+
+/* Books an attempt in flight as a slot of its endpoint while one is free;
+ * see store.h. */
+int fr_store_reserve_slot(fr_store *st, const fr_attempt_rec *a, int max, long long *id,
+                          fr_error *err)
+{
+    bool begun = false;
+    long held = 0;
+    int rc = check_pending(st, a, id, err);
+    if (rc == FR_OK && (max < 1 || !st->owner_id[0]))
+        rc = fr_error_set(err, FR_EINVAL, st->path, 0,
+                          "a slot needs an owner and an endpoint's max_parallel >= 1");
+    if (rc != FR_OK)
+        return rc;
+    *id = 0;
+    /* The write lock first: no other process reserves between the count
+     * and the INSERT. */
+    rc = lock_for_total(st, &begun, err);
+    if (rc == FR_OK)
+        rc = fr_store_owner_fresh(st, err);
+    if (rc == FR_OK)
+        rc = fr_store_slots_held(st, a->endpoint, a->model, &held, err);
+    if (rc == FR_OK && held < max)
+        rc = insert_pending(st, a, st->owner_id, id, err);
+    if (rc == FR_OK && begun)
+        rc = fr_store_exec(st, S_COMMIT, "cannot commit the attempt in flight", err);
+    if (rc != FR_OK) {
+        *id = 0;
+        if (begun)
+            fr_store_rollback(st);
+    }
+    return rc;
 }
 
 /* Runs the settling UPDATE of attempt `id` to `a`. */

@@ -296,12 +296,13 @@ static const char schema_v7[] =
  * written most often first, costs a few instructions. The table is rebuilt
  * with its rows as in version 2 (its index, the ledger view and the totals'
  * triggers go with it and come back); month_totals keeps its rows. */
+#define OUTCOME_CHECK_V8                                                                           \
+    "outcome = 'pending' OR outcome = 'ok' OR outcome = 'error'"                                   \
+    " OR outcome = 'timeout' OR outcome = 'cancelled' OR outcome = 'budget'"                       \
+    " OR outcome = 'quality' OR outcome = 'truncated' OR outcome = 'refused'"                      \
+    " OR outcome = 'tool_call' OR outcome = 'no_answer'"
 #define ATTEMPTS_TABLE_V8(name)                                                                    \
-    ATTEMPTS_TABLE_AS(name,                                                                        \
-                      "outcome = 'pending' OR outcome = 'ok' OR outcome = 'error'"                 \
-                      " OR outcome = 'timeout' OR outcome = 'cancelled' OR outcome = 'budget'"     \
-                      " OR outcome = 'quality' OR outcome = 'truncated' OR outcome = 'refused'"    \
-                      " OR outcome = 'tool_call' OR outcome = 'no_answer'",                        \
+    ATTEMPTS_TABLE_AS(name, OUTCOME_CHECK_V8,                                                      \
                       ","                                                                          \
                       "  task_type       TEXT,"                                                    \
                       "  ttft_ms         REAL")
@@ -317,6 +318,37 @@ static const char schema_v8[] =
     TOTALS_DELETE_TRIGGER
     TOTALS_SETTLE_TRIGGER
     TOTALS_MOVE_TRIGGER;
+
+/* The flowrun processes using the store (schema 9): an id the process
+ * made, its pid, start time and boot id (as runs have them), user, host,
+ * and in unix seconds when it started, its last heartbeat and when its
+ * lease runs out. An owner whose `expires` has passed, or whose process is
+ * gone on this host, is dead: its in-flight attempts hold no slot. */
+#define OWNERS_TABLE                                                                               \
+    "CREATE TABLE owners ("                                                                        \
+    "  id        TEXT PRIMARY KEY,"                                                                \
+    "  pid       INTEGER NOT NULL,"                                                                \
+    "  pid_start INTEGER NOT NULL DEFAULT 0,"                                                      \
+    "  boot_id   TEXT NOT NULL DEFAULT '',"                                                        \
+    "  user_name TEXT NOT NULL DEFAULT '',"                                                        \
+    "  host      TEXT NOT NULL DEFAULT '',"                                                        \
+    "  started   REAL NOT NULL,"                                                                   \
+    "  heartbeat REAL NOT NULL,"                                                                   \
+    "  expires   REAL NOT NULL"                                                                    \
+    ");"
+/* The slots held: an in-flight attempt of a shared endpoint names its
+ * owner; the count before a conditional reservation reads this index. */
+#define ATTEMPTS_IN_FLIGHT_INDEX                                                                   \
+    "CREATE INDEX attempts_in_flight ON attempts(endpoint, owner_id) WHERE outcome = 'pending';"
+
+/* Schema version 9: endpoint capacity held across the processes sharing a
+ * store. The owners of in-flight attempts with their heartbeats, and the
+ * owner of an attempt of a shared endpoint (NULL for every other attempt:
+ * it holds no slot across processes). */
+static const char schema_v9[] =
+    OWNERS_TABLE
+    "ALTER TABLE attempts ADD COLUMN owner_id TEXT;"
+    ATTEMPTS_IN_FLIGHT_INDEX;
 
 /* The current schema (version FR_STORE_SCHEMA_VERSION) as one set of
  * statements: what a new store is created from, instead of running every
@@ -334,7 +366,10 @@ static const char *const schema_current[] = {
     "CREATE INDEX runs_started ON runs(started_at);"
     "CREATE INDEX runs_running ON runs(id) WHERE status = 'running';"
     "CREATE INDEX runs_workflow ON runs(workflow, started_at);"
-    ATTEMPTS_TABLE_V8("attempts")
+    ATTEMPTS_TABLE_AS("attempts", OUTCOME_CHECK_V8,
+                      ","
+                      "  task_type       TEXT,"
+                      "  ttft_ms         REAL, owner_id TEXT")
     "CREATE INDEX attempts_run ON attempts(run_id, month);",
     /* (in parts: a C string literal stays within 4,095 bytes) */
     LEASES_TABLE
@@ -347,6 +382,8 @@ static const char *const schema_current[] = {
     TOTALS_SETTLE_TRIGGER
     TOTALS_MOVE_TRIGGER
     REPORTS_TABLE("reports"),
+    OWNERS_TABLE
+    ATTEMPTS_IN_FLIGHT_INDEX,
     NULL};
 // clang-format on
 
@@ -354,8 +391,9 @@ static const char *const schema_current[] = {
 #define SCHEMA_PARTS (sizeof schema_current / sizeof *schema_current - 1)
 
 /* migrations[v] takes a database from version v to v + 1. */
-static const char *const migrations[FR_STORE_SCHEMA_VERSION] = {
-    schema_v1, schema_v2, schema_v3, schema_v4, schema_v5, schema_v6, schema_v7, schema_v8};
+static const char *const migrations[FR_STORE_SCHEMA_VERSION] = {schema_v1, schema_v2, schema_v3,
+                                                                schema_v4, schema_v5, schema_v6,
+                                                                schema_v7, schema_v8, schema_v9};
 
 /* One part of the current schema's SQL; see store.h. */
 const char *fr_store_schema_sql(int part)

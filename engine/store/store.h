@@ -4,8 +4,9 @@
  * the result cache table. engine/run and engine/main talk to it; it talks
  * to nothing else. Calls are synchronous and short (one small transaction
  * each, or, with batching on, one transaction per loop turn: fr_store_batch). Defined by
- * engine/store/: open.c (open, schema, close), ledger.c (runs, attempts), lease.c (leases), spend.c
- * (what was spent and observed), cache_table.c (the result cache's rows), reports.c (the
+ * engine/store/: open.c (open, schema, close), ledger.c (runs, attempts), owners.c (the
+ * processes sharing the store and the slots their in-flight attempts hold), lease.c (leases),
+ * spend.c (what was spent and observed), cache_table.c (the result cache's rows), reports.c (the
  * stored reports, the list of runs and the statistics across them, for engine/cli/runs_cmd). */
 
 #include "engine/util/err.h"
@@ -18,7 +19,7 @@
 #include <time.h>
 
 /* The schema version this build writes and understands. */
-#define FR_STORE_SCHEMA_VERSION 8
+#define FR_STORE_SCHEMA_VERSION 9
 
 /* Returns the SQL (static) that takes a database from schema version `from`
  * to `from` + 1 (from 0: an empty database to version 1), or NULL for a
@@ -204,6 +205,53 @@ int fr_store_reserve(fr_store *st, const fr_attempt_rec *a, long long *id, fr_er
  * sent). Without batching it commits at once, as fr_store_reserve. One
  * INSERT; errors as fr_store_reserve. */
 int fr_store_reserve_batched(fr_store *st, const fr_attempt_rec *a, long long *id, fr_error *err);
+
+/* ---- engine/store/owners.c: the processes sharing the store, their slots -- */
+
+/* An owner's lease: a process pushes its owner row's expiry to now +
+ * FR_STORE_OWNER_LEASE_S every FR_STORE_OWNER_BEAT_MS while it holds or
+ * waits for a slot of a shared endpoint; an owner past its expiry is dead
+ * and its in-flight attempts hold no slot. */
+#define FR_STORE_OWNER_LEASE_S 5
+#define FR_STORE_OWNER_BEAT_MS 1000
+
+/* Registers this process as an owner of the store: a row with an id it
+ * makes (random), its pid, start time and boot id, user ($USER), host,
+ * started and heartbeat now and expires at now + FR_STORE_OWNER_LEASE_S,
+ * by the store's clock, committed at once (the batch first); owners
+ * expired a day ago are removed in the same transaction. A second call
+ * keeps the first owner. FR_ESTORE for a database failure. */
+int fr_store_owner_begin(fr_store *st, fr_error *err);
+
+/* Pushes this process's owner's heartbeat to now and its expiry to now +
+ * FR_STORE_OWNER_LEASE_S (the store's clock); it joins the batch when
+ * batching is on. Nothing to do before fr_store_owner_begin. FR_ESTORE for
+ * a database failure. */
+int fr_store_owner_beat(fr_store *st, fr_error *err);
+
+/* Removes this process's owner row (its slots are free from the commit
+ * on); it joins the batch when batching is on. Nothing to do without one.
+ * FR_ESTORE for a database failure. */
+int fr_store_owner_end(fr_store *st, fr_error *err);
+
+/* This process's owner id (borrowed from `st`), "" before
+ * fr_store_owner_begin. */
+const char *fr_store_owner_id(const fr_store *st);
+
+/* Books attempt `a` (borrowed) in flight as fr_store_reserve_batched does,
+ * as a slot of its endpoint held by this process's owner, only while the
+ * slots of that endpoint held now are fewer than `max` (>= 1): the
+ * in-flight attempts of a shared endpoint of the same name and model
+ * (one endpoint name serving two models is two servers' slots) whose owner
+ * is this process or lives (not expired by the store's clock; on this
+ * host, its process is there). The count and the INSERT run under the write lock (the batch's,
+ * else a BEGIN IMMEDIATE of its own, committed before it returns), so
+ * processes reserving at once are served one after the other. Sets *id to
+ * the attempt's id, or to 0 when every slot is held (nothing written but
+ * this owner's heartbeat, when due). Needs fr_store_owner_begin first.
+ * Errors as fr_store_reserve, and FR_EINVAL for `max` < 1 or no owner. */
+int fr_store_reserve_slot(fr_store *st, const fr_attempt_rec *a, int max, long long *id,
+                          fr_error *err);
 
 /* Settles attempt `id`, booked in flight by fr_store_reserve, to `a`
  * (borrowed: what it used and cost, its outcome, error and latency; `a`'s

@@ -40,6 +40,11 @@ enum fr_store_stmt {
     S_RUN_STATUS,
     S_CACHE_GET,
     S_CACHE_PUT,
+    S_OWNER_NEW,
+    S_OWNER_BEAT,
+    S_OWNER_END,
+    S_OWNER_PRUNE,
+    S_SLOTS_HELD,
     S_COUNT
 };
 
@@ -60,6 +65,10 @@ struct fr_store {
     long commits;  /* transactions committed, autocommits included */
     long lost;     /* batches rolled back */
     long prepares; /* statements prepared since open */
+    /* Its owner row (owners.c), "" before fr_store_owner_begin: */
+    char owner_id[48];
+    char host[256];    /* this host's name, "" unknown */
+    double owner_beat; /* when its expiry was last pushed on (store clock) */
 };
 
 /* The process holding an open lease, or running a run, as read inside a
@@ -206,6 +215,20 @@ int fr_store_crash_run(fr_store *st, const char *run_id, fr_error *err);
 int fr_store_lease_snapshot(fr_store *st, enum fr_store_stmt begin, const char *month,
                             const char *run_id, double *spent, fr_store_lease_row **rows, size_t *n,
                             fr_error *err);
+
+/* owners.c: sets *held to the slots of `endpoint` serving `model` (both
+ * borrowed; model may be NULL) held now: its in-flight attempts whose owner
+ * is this store's or lives (its lease has not expired by the store's clock
+ * and, on this host, its process is there), read inside the caller's write
+ * transaction. FR_OK or FR_ESTORE. */
+int fr_store_slots_held(fr_store *st, const char *endpoint, const char *model, long *held,
+                        fr_error *err);
+
+/* owners.c: pushes this store's owner's expiry on when its last push is a
+ * heartbeat old (FR_STORE_OWNER_BEAT_MS), inside the caller's write
+ * transaction or batch; nothing to do without an owner. FR_OK or
+ * FR_ESTORE. */
+int fr_store_owner_fresh(fr_store *st, fr_error *err);
 
 /* spend.c: sets *total to the one number that statement `id` (S_MONTH_SPENT:
  * every charge of the month; S_MONTH_BOOKED: its booked replies only) reads

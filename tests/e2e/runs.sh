@@ -194,6 +194,7 @@ pass "a killed run is listed with '-' for what only a report has; report last is
 # upgraded and lists its old runs.
 cp -r "$STATE" "$WORK/old"
 sqlite3 "$WORK/old/state.db" "DROP TABLE reports; DROP INDEX runs_workflow;
+  DROP INDEX attempts_in_flight; ALTER TABLE attempts DROP COLUMN owner_id; DROP TABLE owners;
   ALTER TABLE attempts DROP COLUMN task_type; ALTER TABLE attempts DROP COLUMN ttft_ms;
   UPDATE meta SET value = 4 WHERE key = 'schema_version';"
 run_flowrun runs --state "$WORK/old" --json

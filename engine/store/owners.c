@@ -1,0 +1,171 @@
+/* The owners: the flowrun processes using the store, each with a lease of
+ * FR_STORE_OWNER_LEASE_S pushed on by its heartbeat, and the slots of
+ * shared endpoints their in-flight attempts hold. A dead owner (expired,
+ * or its process gone on this host) holds no slot: what its attempts
+ * reserved stays charged until a run or lease reclaims them (ledger.c),
+ * but its capacity is free again. */
+
+#include "engine/store/store_int.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Owners whose lease ran out this long ago are removed at the next
+ * registration: their rows only said who held what. */
+#define OWNER_PRUNE_S 86400.0
+
+/* Makes a new owner id into st->owner_id: 64 random bits and the pid. */
+static void make_owner_id(fr_store *st)
+{
+    uint64_t bits = 0;
+    if (getrandom(&bits, sizeof bits, GRND_NONBLOCK) != (ssize_t)sizeof bits) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        bits = (uint64_t)ts.tv_nsec ^ ((uint64_t)st->pid << 32);
+    }
+    snprintf(st->owner_id, sizeof st->owner_id, "%016llx-%ld", (unsigned long long)bits,
+             (long)st->pid);
+}
+
+/* Registers this process as an owner; see store.h. */
+int fr_store_owner_begin(fr_store *st, fr_error *err)
+{
+    int rc = fr_store_check_usable(st, err);
+    if (rc != FR_OK || st->owner_id[0])
+        return rc;
+    if (gethostname(st->host, sizeof st->host) != 0)
+        st->host[0] = '\0';
+    st->host[sizeof st->host - 1] = '\0';
+    const char *user = getenv("USER");
+    if (!user || !*user)
+        user = getenv("LOGNAME");
+    make_owner_id(st);
+    double now = fr_store_now(st);
+    rc = fr_store_own_txn(st, err);
+    if (rc == FR_OK)
+        rc = fr_store_exec(st, S_BEGIN_IMMEDIATE, "cannot lock the state database", err);
+    if (rc == FR_OK) {
+        sqlite3_bind_double(st->stmt[S_OWNER_PRUNE], 1, now - OWNER_PRUNE_S);
+        rc = fr_store_exec(st, S_OWNER_PRUNE, "cannot remove the owners long gone", err);
+    }
+    if (rc == FR_OK) {
+        sqlite3_stmt *s = st->stmt[S_OWNER_NEW];
+        fr_store_bind_text(s, 1, st->owner_id);
+        sqlite3_bind_int64(s, 2, st->pid);
+        sqlite3_bind_int64(s, 3, (sqlite3_int64)st->pid_start);
+        fr_store_bind_text(s, 4, st->boot_id);
+        fr_store_bind_text(s, 5, user ? user : "");
+        fr_store_bind_text(s, 6, st->host);
+        sqlite3_bind_double(s, 7, now);
+        sqlite3_bind_double(s, 8, now + FR_STORE_OWNER_LEASE_S);
+        rc = fr_store_exec(st, S_OWNER_NEW, "cannot register this process", err);
+    }
+    if (rc == FR_OK)
+        rc = fr_store_exec(st, S_COMMIT, "cannot commit the owner", err);
+    if (rc == FR_OK) {
+        st->owner_beat = now;
+    } else {
+        fr_store_rollback(st);
+        st->owner_id[0] = '\0';
+    }
+    return rc;
+}
+
+/* Writes this owner's heartbeat now, inside whatever transaction is open. */
+static int beat(fr_store *st, fr_error *err)
+{
+    double now = fr_store_now(st);
+    sqlite3_stmt *s = st->stmt[S_OWNER_BEAT];
+    fr_store_bind_text(s, 1, st->owner_id);
+    sqlite3_bind_double(s, 2, now);
+    sqlite3_bind_double(s, 3, now + FR_STORE_OWNER_LEASE_S);
+    int rc = fr_store_exec(st, S_OWNER_BEAT, "cannot write this process's heartbeat", err);
+    if (rc == FR_OK)
+        st->owner_beat = now;
+    return rc;
+}
+
+/* Pushes the owner's expiry on; see store.h. */
+int fr_store_owner_beat(fr_store *st, fr_error *err)
+{
+    int rc = fr_store_check_usable(st, err);
+    if (rc != FR_OK || !st->owner_id[0])
+        return rc;
+    rc = fr_store_batch_join(st, err);
+    return rc == FR_OK ? beat(st, err) : rc;
+}
+
+/* Pushes the owner's expiry on when a heartbeat is due; see store_int.h. */
+int fr_store_owner_fresh(fr_store *st, fr_error *err)
+{
+    if (!st->owner_id[0] || fr_store_now(st) - st->owner_beat < FR_STORE_OWNER_BEAT_MS / 1000.0)
+        return FR_OK;
+    return beat(st, err);
+}
+
+/* Removes the owner row; see store.h. */
+int fr_store_owner_end(fr_store *st, fr_error *err)
+{
+    int rc = fr_store_check_usable(st, err);
+    if (rc != FR_OK || !st->owner_id[0])
+        return rc;
+    rc = fr_store_batch_join(st, err);
+    if (rc == FR_OK) {
+        fr_store_bind_text(st->stmt[S_OWNER_END], 1, st->owner_id);
+        rc = fr_store_exec(st, S_OWNER_END, "cannot remove this process's owner row", err);
+    }
+    if (rc == FR_OK)
+        st->owner_id[0] = '\0';
+    return rc;
+}
+
+/* This process's owner id; see store.h. */
+const char *fr_store_owner_id(const fr_store *st)
+{
+    return st->owner_id;
+}
+
+/* True when the owner of row `s` (columns: id, pid, pid_start, boot_id,
+ * host, expires) holds its slots: it is this store's, or its lease has
+ * not run out and, on this host, its process is there. */
+static bool owner_holds(const fr_store *st, sqlite3_stmt *s, double now)
+{
+    const unsigned char *id = sqlite3_column_text(s, 0);
+    if (id && strcmp((const char *)id, st->owner_id) == 0)
+        return true;
+    if (sqlite3_column_double(s, 5) <= now)
+        return false;
+    const unsigned char *host = sqlite3_column_text(s, 4);
+    if (!st->host[0] || !host || strcmp((const char *)host, st->host) != 0)
+        return true; /* another host's process: its lease alone tells */
+    fr_store_lease_row l = {0};
+    l.pid = sqlite3_column_int64(s, 1);
+    l.start = (unsigned long long)sqlite3_column_int64(s, 2);
+    fr_store_column_copy(s, 3, l.boot, sizeof l.boot);
+    return fr_store_holder_alive(st, &l);
+}
+
+/* Counts the slots of an endpoint held now; see store_int.h. */
+int fr_store_slots_held(fr_store *st, const char *endpoint, const char *model, long *held,
+                        fr_error *err)
+{
+    sqlite3_stmt *s = st->stmt[S_SLOTS_HELD];
+    double now = fr_store_now(st);
+    long n = 0;
+    int step;
+    fr_store_bind_text(s, 1, endpoint);
+    fr_store_bind_text(s, 2, model);
+    while ((step = sqlite3_step(s)) == SQLITE_ROW)
+        if (owner_holds(st, s, now))
+            n += (long)sqlite3_column_int64(s, 6);
+    int rc =
+        step == SQLITE_DONE ? FR_OK : fr_store_db_error(st, err, "cannot count the slots held");
+    fr_store_done(s);
+    *held = n;
+    return rc;
+}
