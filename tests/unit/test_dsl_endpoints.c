@@ -246,6 +246,26 @@ static void test_var_override(void **state)
     assert_string_equal(err.source, "--var");
 }
 
+/* An endpoint's slots are shared across processes when it sets
+ * max_parallel, unless it says shared = false; a default max_parallel is
+ * this process's alone. `shared` is a boolean. */
+static void test_endpoint_shared(void **state)
+{
+    (void)state;
+    fr_workflow *wf = load_ok(FIX "/good_shared.lua", NULL);
+    assert_true(wf->endpoints[fr_workflow_find_endpoint(wf, "gpu")].shared);
+    assert_false(wf->endpoints[fr_workflow_find_endpoint(wf, "mine")].shared);
+    assert_int_equal(wf->endpoints[fr_workflow_find_endpoint(wf, "mine")].max_parallel, 2);
+    assert_false(wf->endpoints[fr_workflow_find_endpoint(wf, "plain")].shared);
+    assert_false(wf->endpoints[fr_workflow_find_endpoint(wf, "cloud")].shared);
+    fr_workflow_free(wf);
+    fr_error err;
+    assert_int_equal(load_err(FIX "/bad_shared_type.lua", NULL, &err), FR_EWORKFLOW);
+    assert_int_equal(err.line, 1);
+    assert_non_null(strstr(err.msg, "'shared'"));
+    assert_non_null(strstr(err.msg, "a boolean (true or false)"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -257,6 +277,7 @@ int main(void)
         cmocka_unit_test(test_openai_base_url),
         cmocka_unit_test(test_default_urls),
         cmocka_unit_test(test_var_override),
+        cmocka_unit_test(test_endpoint_shared),
     };
     return cmocka_run_group_tests(tests, setup_env, NULL);
 }

@@ -561,15 +561,22 @@ static void test_text_interrupted_without_budget(void **state)
     json_decref(o);
 }
 
-static void test_summary(void **state)
+/* The summary of fx's results, uncoloured (owned). */
+static char *summary_text(const fixture *fx)
 {
-    fixture *fx = *state;
     char *text = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&text, &len);
     assert_non_null(f);
     fr_report_summary(&fx->r, f, false);
     assert_int_equal(fclose(f), 0);
+    return text;
+}
+
+static void test_summary(void **state)
+{
+    fixture *fx = *state;
+    char *text = summary_text(fx);
     assert_null(strstr(text, "sk-unit-report"));
     assert_null(strstr(text, "\033[")); /* no colour asked */
     assert_non_null(strstr(text, "\ndone 1/3  makespan 1.50s"));
@@ -588,6 +595,32 @@ static void test_summary(void **state)
     free(text);
 }
 
+/* Waits for capacity other processes held: per endpoint in the JSON report
+ * (absent without any, as the golden file shows) and a line of the
+ * summary; the report's text as jansson prints the tree. */
+static void test_capacity_waits(void **state)
+{
+    fixture *fx = *state;
+    size_t local = (size_t)fr_workflow_find_endpoint(fx->wf, "local");
+    json_t *o = fr_report_json(&fx->r);
+    assert_null(json_object_get(json_object_get(json_object_get(o, "endpoints"), "local"),
+                                "capacity_waits"));
+    json_decref(o);
+    fx->r.endpoints[local].capacity_waits = 3;
+    fx->r.endpoints[local].capacity_wait_ms = 1250.5;
+    o = fr_report_json(&fx->r);
+    json_t *ep = json_object_get(json_object_get(o, "endpoints"), "local");
+    assert_int_equal(json_integer_value(json_object_get(ep, "capacity_waits")), 3);
+    assert_float_equal(json_number_value(json_object_get(ep, "capacity_wait_ms")), 1250.5, 0);
+    assert_null(json_object_get(json_object_get(json_object_get(o, "endpoints"), "cloud"),
+                                "capacity_waits"));
+    json_decref(o);
+    char *text = summary_text(fx);
+    assert_non_null(strstr(text, "\nendpoint 'local': 3 requests waited 1.25s in all for slots "
+                                 "other flowrun processes held (max_parallel 2)\n"));
+    free(text);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -599,6 +632,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_decisions_rendered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_decisions_as_the_tree_was, setup, teardown),
         cmocka_unit_test_setup_teardown(test_summary, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_capacity_waits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_text_bytes_rich, setup, teardown),
         cmocka_unit_test_setup_teardown(test_text_bytes_plan, setup, teardown),
         cmocka_unit_test_setup_teardown(test_text_interrupted_without_budget, setup, teardown),

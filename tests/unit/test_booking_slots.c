@@ -1,0 +1,155 @@
+/* Unit tests of engine/booking's slots of shared endpoints: a request whose
+ * endpoint's slots another process holds waits, queued in order, and goes
+ * only once it holds one (the other's settle frees it; its own settle hands
+ * it on at once); a queued request taken back never goes; the books' timer
+ * closes when nothing is held or waited for, so the loop ends and closes.
+ * Two books on one store file are two processes. */
+
+#include "engine/booking.h"
+#include "tests/unit/support/loop_harness.h"
+#include "tests/unit/support/store_fixture.h"
+
+#include <uv.h>
+
+typedef struct waiter {
+    fr_booking_wait w;
+    fr_attempt_rec a;
+    long long row;
+    int gone;     /* go calls */
+    bool durable; /* what the last said */
+    int order;    /* when it went, from 1 */
+} waiter;
+
+static int went;
+
+static void on_go(void *ud, bool durable)
+{
+    waiter *x = ud;
+    x->gone++;
+    x->durable = durable;
+    x->order = ++went;
+}
+
+/* Asks books `b` for a slot of "gpu" (max_parallel 1) for `task` of `run`. */
+static void ask(fr_booking *b, waiter *x, const char *run, const char *task)
+{
+    memset(x, 0, sizeof *x);
+    x->w = (fr_booking_wait){.go = on_go, .ud = x};
+    x->a = (fr_attempt_rec){.run_id = run,
+                            .task = task,
+                            .endpoint = "gpu",
+                            .tier = "local",
+                            .model = "m",
+                            .attempt = 1};
+    assert_true(fr_booking_reserve_slot(b, &x->a, 1, &x->row, &x->w));
+    assert_true(x->w.parked);
+    fr_booking_flush(b); /* one thread, two "processes": never hold the lock across */
+}
+
+/* Settles x's slot in books `b` as answered. */
+static void done(fr_booking *b, fr_budget *budget, waiter *x)
+{
+    fr_attempt_rec a = x->a;
+    a.outcome = "ok";
+    fr_booking_settle(b, x->row, &a, budget, 0);
+    fr_booking_flush(b);
+    assert_false(fr_booking_failed(b));
+}
+
+typedef struct two {
+    uv_loop_t loop;
+    fr_booking *b1, *b2;
+    fr_budget *budget;
+} two;
+
+static void two_open(two *t, fx *f)
+{
+    fr_error err = {0};
+    went = 0;
+    assert_int_equal(fr_booking_open(f->path, "r1", &t->b1, &err), FR_OK);
+    assert_int_equal(fr_booking_open(f->path, "r2", &t->b2, &err), FR_OK);
+    assert_int_equal(uv_loop_init(&t->loop), 0);
+    fr_booking_attach(t->b1, &t->loop);
+    fr_booking_attach(t->b2, &t->loop);
+    fr_booking_begin(t->b1, "wf", NULL);
+    fr_booking_begin(t->b2, "wf", NULL);
+    t->budget = fr_budget_new(false, 0, false, 0);
+}
+
+/* The loop ends by itself (every handle of the books closed), then the
+ * books end: their owner rows go. */
+static void two_close(two *t, fx *f)
+{
+    assert_int_equal(loop_run_to_end(&t->loop, 10), 0);
+    assert_int_equal(uv_loop_close(&t->loop), 0);
+    assert_int_equal(fr_booking_end(t->b1, "ok", 0, 0), FR_OK);
+    assert_int_equal(fr_booking_end(t->b2, "ok", 0, 0), FR_OK);
+    assert_int_equal(raw_num(f->path, "SELECT count(*) FROM owners"), 0);
+    fr_booking_free(t->b1);
+    fr_booking_free(t->b2);
+    fr_budget_free(t->budget);
+}
+
+static void test_waits_for_a_slot_held_elsewhere(void **state)
+{
+    fx *f = *state;
+    two t;
+    two_open(&t, f);
+    waiter x1, x2, x3;
+    ask(t.b1, &x1, "r1", "a");
+    assert_false(x1.w.queued);
+    ask(t.b2, &x2, "r2", "a");
+    assert_true(x2.w.queued);
+    ask(t.b2, &x3, "r2", "b"); /* behind x2, in order */
+    assert_true(x3.w.queued);
+    LOOP_RUN_UNTIL(&t.loop, x1.gone == 1, 5);
+    assert_true(x1.durable && x1.row > 0);
+    /* b1 holds the slot: b2's requests wait, asking again and again. */
+    loop_watchdog *wd = loop_watchdog_start(&t.loop, 0.3);
+    while (loop_watchdog_step(wd))
+        ;
+    loop_watchdog_end(wd);
+    assert_int_equal(x2.gone + x3.gone, 0);
+    done(t.b1, t.budget, &x1);
+    LOOP_RUN_UNTIL(&t.loop, x2.gone == 1, 5);
+    assert_true(x2.durable && x2.row > 0 && !x2.w.queued && !x2.w.parked);
+    assert_true(x2.w.waited_ms >= 300);
+    assert_int_equal(x3.gone, 0);
+    done(t.b2, t.budget, &x2); /* its own settle hands the slot on at once */
+    LOOP_RUN_UNTIL(&t.loop, x3.gone == 1, 5);
+    assert_true(x3.durable && x3.row > 0);
+    assert_true(x1.order < x2.order && x2.order < x3.order);
+    done(t.b2, t.budget, &x3);
+    assert_int_equal(raw_num(f->path, "SELECT count(*) FROM attempts WHERE outcome = 'pending'"),
+                     0);
+    two_close(&t, f);
+}
+
+static void test_queued_request_taken_back(void **state)
+{
+    fx *f = *state;
+    two t;
+    two_open(&t, f);
+    waiter x1, x2;
+    ask(t.b1, &x1, "r1", "a");
+    ask(t.b2, &x2, "r2", "a");
+    assert_true(x2.w.queued);
+    fr_booking_unpark(t.b2, &x2.w);
+    assert_false(x2.w.parked || x2.w.queued);
+    fr_booking_unpark(t.b2, &x2.w); /* twice is nothing */
+    LOOP_RUN_UNTIL(&t.loop, x1.gone == 1, 5);
+    done(t.b1, t.budget, &x1);
+    loop_spin(&t.loop, 3);
+    assert_int_equal(x2.gone, 0);
+    assert_int_equal(x2.row, 0);
+    two_close(&t, f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        STORE_TEST(test_waits_for_a_slot_held_elsewhere),
+        STORE_TEST(test_queued_request_taken_back),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
