@@ -451,6 +451,8 @@ static void on_tick(uv_timer_t *h)
  * the loop); closes it when there is neither. */
 static void tick_arm(fr_booking *b)
 {
+    if (!b->loop)
+        return; /* unattached: no loop to beat on (a test's, a plan's) */
     if (!b->queued && !b->nslots) {
         if (b->tick) {
             uv_close((uv_handle_t *)b->tick, on_tick_closed);
@@ -482,7 +484,16 @@ static void tick_arm(fr_booking *b)
 bool fr_booking_reserve_slot(fr_booking *b, const fr_attempt_rec *a, int max, long long *row,
                              fr_booking_wait *w)
 {
-    if (!w || !b->loop || b->failed)
+    if (!w) { /* now, in a transaction of its own */
+        bool ok = try_slot(b, a, max, row);
+        if (ok && *row) {
+            fr_booking_flush(b);
+            ok = !b->failed;
+            tick_arm(b);
+        }
+        return ok;
+    }
+    if (!b->loop || b->failed)
         return fr_booking_reserve(b, a, row, w);
     *row = 0;
     w->parked = w->queued = false;

@@ -121,7 +121,7 @@ struct fr_booking_wait {
 bool fr_booking_reserve(fr_booking *b, const fr_attempt_rec *a, long long *row, fr_booking_wait *w);
 /* Books attempt `a` (borrowed) in flight as a slot of its shared endpoint
  * (max_parallel `max` held across every process sharing the store), with
- * `w` (its go and ud set by the caller; required). When fewer than `max`
+ * `w` (its go and ud set by the caller). When fewer than `max`
  * of the endpoint's slots are held now, it reserves as fr_booking_reserve
  * does (parked until the turn's commit). Otherwise `w` waits, queued
  * (w->queued, parked), in the endpoint's queue of the books, in order; the
@@ -133,7 +133,10 @@ bool fr_booking_reserve(fr_booking *b, const fr_attempt_rec *a, long long *row, 
  * or wait for a slot, a timer of theirs pushes this process's owner lease
  * on (fr_store_owner_beat) every FR_STORE_OWNER_BEAT_MS; it is closed when
  * they hold none and none waits. Unattached books, or books that failed,
- * reserve as fr_booking_reserve. False (logged) when it cannot be written. */
+ * reserve as fr_booking_reserve. With `w` NULL (a tool loop's later turn)
+ * nothing waits: the slot is reserved and committed now, or *row is 0 when
+ * every slot is held (the caller asks again later). False (logged) when it
+ * cannot be written. */
 bool fr_booking_reserve_slot(fr_booking *b, const fr_attempt_rec *a, int max, long long *row,
                              fr_booking_wait *w);
 /* Takes parked `w` back (its request will not be sent: a cancelled task);

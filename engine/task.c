@@ -215,6 +215,23 @@ static bool reserve_attempt(fr_task *t, fr_booking_wait *w)
     return fr_booking_reserve(t->env->books, &a, &t->row, w);
 }
 
+/* Books a tool loop's later turn in flight, committed now: on a shared
+ * endpoint as a slot, and *held false (nothing booked) while other
+ * processes hold every slot. False (logged) when it cannot be written. */
+static bool reserve_turn(fr_task *t, bool *held)
+{
+    const fr_endpoint_spec *s = spec_of(t);
+    *held = true;
+    if (!t->env->books || !s->shared)
+        return reserve_attempt(t, NULL);
+    fr_attempt_rec a = attempt_rec(t);
+    a.cost_usd = t->reserved;
+    t->row = 0;
+    bool ok = fr_booking_reserve_slot(t->env->books, &a, s->max_parallel, &t->row, NULL);
+    *held = t->row != 0;
+    return ok;
+}
+
 /* Counts the time the task's request waited for a slot of its endpoint
  * held by other processes, once it has one (or was cancelled waiting). */
 static void count_capacity_wait(fr_task *t)
@@ -520,10 +537,14 @@ static int turn_begin(void *ud, long est_input, long worst_input, fr_error *err)
     } else {
         t->reserved = worst;
         fr_budget_reserve(env->budget, worst);
-        if (!reserve_attempt(t, NULL)) { /* committed now: the turn goes out next */
+        bool held = true;
+        if (!reserve_turn(t, &held)) { /* committed now: the turn goes out next */
             settle(t, 0);
             rc = fr_error_set(err, FR_ESTORE, NULL, 0,
                               "the state store cannot be written; the turn was not sent");
+        } else if (!held) { /* its slot is held by other processes: try again soon */
+            settle(t, 0);
+            rc = 1;
         } else {
             fr_results_turn_begin(t->res, elapsed_ms(t));
         }

@@ -145,11 +145,42 @@ static void test_queued_request_taken_back(void **state)
     two_close(&t, f);
 }
 
+/* A tool loop's later turn asks without waiting: refused while the slot
+ * is held elsewhere (nothing booked), committed at once when it is free. */
+static void test_turn_asks_without_waiting(void **state)
+{
+    fx *f = *state;
+    two t;
+    two_open(&t, f);
+    waiter x1;
+    ask(t.b1, &x1, "r1", "a");
+    LOOP_RUN_UNTIL(&t.loop, x1.gone == 1, 5);
+    fr_attempt_rec turn = {.run_id = "r2",
+                           .task = "tools",
+                           .endpoint = "gpu",
+                           .tier = "local",
+                           .model = "m",
+                           .attempt = 1};
+    long long row = -1;
+    assert_true(fr_booking_reserve_slot(t.b2, &turn, 1, &row, NULL));
+    assert_int_equal(row, 0);
+    fr_booking_flush(t.b2);
+    done(t.b1, t.budget, &x1);
+    assert_true(fr_booking_reserve_slot(t.b2, &turn, 1, &row, NULL));
+    assert_true(row > 0);
+    assert_int_equal(raw_num(f->path, "SELECT count(*) FROM attempts WHERE outcome = 'pending'"),
+                     1); /* committed: another connection sees it */
+    waiter x2 = {.a = turn, .row = row};
+    done(t.b2, t.budget, &x2);
+    two_close(&t, f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         STORE_TEST(test_waits_for_a_slot_held_elsewhere),
         STORE_TEST(test_queued_request_taken_back),
+        STORE_TEST(test_turn_asks_without_waiting),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
