@@ -186,13 +186,23 @@ static fr_attempt_rec attempt_rec(const fr_task *t)
     };
 }
 
+/* Whether the task's endpoint holds its slots across the processes sharing
+ * the state store: it says so, and this is no rehearsal (whose stand-in
+ * server is this process's alone). */
+static bool shared_slots(const fr_task *t)
+{
+    return spec_of(t)->shared && !t->env->results->sim;
+}
+
 /* Books the attempt in flight at its worst case, before a byte goes out:
  * should the process die, that charge stays. False (logged) when it cannot
  * be written: then the request must not be sent. With `w` the request
  * waits for the turn's commit when w->parked (fr_booking_reserve); without,
  * the reservation is committed when this returns. An attempt whose worst
  * case is $0 (a local endpoint without a price) has no charge to keep: it
- * goes out at once and is booked once, when it ends (book_attempt). */
+ * goes out at once and is booked once, when it ends (book_attempt), unless
+ * its endpoint is shared: then every request holds a slot across processes
+ * (fr_booking_reserve_slot) and may wait for one. */
 static bool reserve_attempt(fr_task *t, fr_booking_wait *w)
 {
     t->row = 0;
@@ -203,7 +213,7 @@ static bool reserve_attempt(fr_task *t, fr_booking_wait *w)
     const fr_endpoint_spec *s = spec_of(t);
     fr_attempt_rec a = attempt_rec(t);
     a.cost_usd = t->reserved;
-    if (w && s->shared) {
+    if (w && shared_slots(t)) {
         /* A shared endpoint's request always holds a slot, $0 or not: it
          * may wait for one that other processes hold (w->queued). */
         bool ok = fr_booking_reserve_slot(t->env->books, &a, s->max_parallel, &t->row, w);
@@ -222,7 +232,7 @@ static bool reserve_turn(fr_task *t, bool *held)
 {
     const fr_endpoint_spec *s = spec_of(t);
     *held = true;
-    if (!t->env->books || !s->shared)
+    if (!t->env->books || !shared_slots(t))
         return reserve_attempt(t, NULL);
     fr_attempt_rec a = attempt_rec(t);
     a.cost_usd = t->reserved;
