@@ -316,6 +316,12 @@ static void test_v8_checks_the_outcome_without_a_temporary_table(void **state)
     assert_usd(
         raw_num(f->path, "SELECT booked_pusd / 1e12 FROM period_totals WHERE length(period) = 7"),
         0.1);
+    /* Schema 9 gave the old rows the day of their time, with its totals, and
+     * no user or host. */
+    assert_usd(raw_num(f->path, "SELECT charged_pusd / 1e12 FROM period_totals"
+                                " WHERE period = '1970-01-01'"),
+               0.3);
+    assert_usd(raw_num(f->path, "SELECT count(*) FROM attempts WHERE user_name IS NULL"), 2);
     /* Every outcome a row may hold is taken; anything else is refused. */
     static const char *const outcomes[] = {"ok",        "quality",  "error",     "timeout",
                                            "cancelled", "budget",   "truncated", "refused",
