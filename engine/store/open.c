@@ -343,14 +343,19 @@ static const char schema_v8[] =
     "  charged_pusd INTEGER NOT NULL DEFAULT 0,"                                                   \
     "  booked_pusd  INTEGER NOT NULL DEFAULT 0"                                                    \
     ") WITHOUT ROWID;"
-/* What a row adds to (or takes off) the totals of its period `key` (its
- * month or its day; none when NULL), then of both. One statement a period:
- * `IN (month, day)` would fill a temporary b-tree at every write. */
-#define ADD_PERIOD(r, key)                                                                         \
-    "INSERT INTO period_totals(period, charged_pusd, booked_pusd)"                                 \
-    " SELECT " r "." key ", " PUSD(r) ", " BOOKED_PUSD(r) " WHERE " r "." key " IS NOT NULL"       \
+/* What a row adds to (or takes off) the totals of its month (never NULL)
+ * or its day (none when NULL: a row written without one), then of both. One
+ * statement a period: `IN (month, day)` would fill a temporary b-tree at
+ * every write. */
+#define UPSERT_PERIOD                                                                              \
     " ON CONFLICT(period) DO UPDATE SET charged_pusd = charged_pusd + excluded.charged_pusd,"     \
     " booked_pusd = booked_pusd + excluded.booked_pusd;"
+#define ADD_MONTH(r)                                                                               \
+    "INSERT INTO period_totals(period, charged_pusd, booked_pusd)"                                 \
+    " VALUES (" r ".month, " PUSD(r) ", " BOOKED_PUSD(r) ")" UPSERT_PERIOD
+#define ADD_DAY(r)                                                                                 \
+    "INSERT INTO period_totals(period, charged_pusd, booked_pusd)"                                 \
+    " SELECT " r ".day, " PUSD(r) ", " BOOKED_PUSD(r) " WHERE " r ".day IS NOT NULL" UPSERT_PERIOD
 #define SUB_PERIOD(r, key)                                                                         \
     "UPDATE period_totals SET charged_pusd = charged_pusd - " PUSD(r) ","                         \
     " booked_pusd = booked_pusd - " BOOKED_PUSD(r) " WHERE period = " r "." key ";"
@@ -358,7 +363,7 @@ static const char schema_v8[] =
     " UPDATE period_totals SET charged_pusd = charged_pusd - " PUSD("OLD") " + " PUSD("NEW") ","  \
     " booked_pusd = booked_pusd - " BOOKED_PUSD("OLD") " + " BOOKED_PUSD("NEW")                   \
     " WHERE period = NEW." key ";"
-#define ADD_PERIODS(r) ADD_PERIOD(r, "month") ADD_PERIOD(r, "day")
+#define ADD_PERIODS(r) ADD_MONTH(r) ADD_DAY(r)
 #define SUB_PERIODS(r) SUB_PERIOD(r, "month") SUB_PERIOD(r, "day")
 #define PERIODS_INSERT_TRIGGER                                                                     \
     "CREATE TRIGGER attempts_totals_insert AFTER INSERT ON attempts BEGIN " ADD_PERIODS("NEW")     \
