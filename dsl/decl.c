@@ -753,6 +753,8 @@ static int l_workflow(lua_State *L)
         fr_decl_num(&sub, 2, "alert", 0, 1, 0, "a fraction from 0 to 1", &wf->budget.alert);
         wf->budget.has_monthly = fr_decl_num(&sub, 2, "monthly_usd", 0, HUGE_VAL, 0,
                                              "a number of USD >= 0", &wf->budget.monthly_usd);
+        wf->budget.has_daily = fr_decl_num(&sub, 2, "daily_usd", 0, HUGE_VAL, 0,
+                                           "a number of USD >= 0", &wf->budget.daily_usd);
         fr_decl_bool(&sub, 2, "allow_unpriced", &wf->budget.allow_unpriced);
         lua_pop(L, 1); /* [tbl] */
     }

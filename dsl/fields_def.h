@@ -22,6 +22,7 @@
     F("usd", "number", "cap on the run's spend in USD; 0 lets only free work run")                 \
     F("alert", "number", "fraction 0..1 of a cap at which to warn (default 0.8)")                  \
     F("monthly_usd", "number", "monthly cap in USD, read from the ledger in the state store")      \
+    F("daily_usd", "number", "cap in USD per UTC day, read from the ledger in the state store")    \
     F("allow_unpriced", "boolean", "let a cloud endpoint without a price be used under a cap")
 
 #define FR_DEFAULTS_FIELDS(F)                                                                      \

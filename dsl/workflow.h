@@ -195,6 +195,8 @@ typedef struct fr_workflow {
         double alert;        /* fraction, default 0.8 */
         bool has_monthly;    /* a monthly cap was given; false = none */
         double monthly_usd;  /* the monthly cap when has_monthly: 0 allows only free work */
+        bool has_daily;      /* a daily cap (UTC day, all runs of the store) was given */
+        double daily_usd;    /* the daily cap when has_daily: 0 allows only free work */
         bool allow_unpriced; /* a cloud endpoint without a price may be used under a cap */
     } budget;
     json_t *vars; /* object name -> string: workflow{vars=} overridden by --var */

@@ -15,6 +15,7 @@ struct fr_booking {
     fr_store *store;
     char *run_id;
     char month[FR_STORE_MONTH_LEN]; /* "YYYY-MM" */
+    char day[FR_STORE_DAY_LEN];     /* "YYYY-MM-DD": the periods the run leases in */
     bool failed;
     uv_loop_t *loop;     /* attached: writes are batched per turn */
     uv_prepare_t *armed; /* the handle that commits this turn's writes */
@@ -111,6 +112,7 @@ int fr_booking_open(const char *path, const char *run_id, fr_booking **out, fr_e
     struct tm tm;
     gmtime_r(&now, &tm);
     strftime(b->month, sizeof b->month, "%Y-%m", &tm);
+    strftime(b->day, sizeof b->day, "%Y-%m-%d", &tm);
     *out = b;
     return FR_OK;
 }
@@ -317,25 +319,50 @@ void fr_booking_write_failed(fr_booking *b, const fr_error *err)
     b->failed = true;
 }
 
-static int ledger_lease(void *ud, double cap, double want, double *granted, fr_error *err)
+/* The key of `period` the run leases in now: its month or its day. */
+static char *period_key(fr_booking *b, fr_cap_kind period)
 {
-    fr_booking *b = ud;
-    fr_store_month(b->store, b->month); /* a run may cross into a new month */
-    return fr_store_lease(b->store, b->month, cap, want, b->run_id, granted, err);
+    return period == FR_CAP_DAY ? b->day : b->month;
 }
 
-static int ledger_month(void *ud, double *spent, double *used, fr_error *err)
+static int ledger_lease(void *ud, fr_cap_kind period, double cap, double want, double *granted,
+                        fr_error *err)
 {
     fr_booking *b = ud;
-    int rc = fr_store_month_spent(b->store, b->month, spent, err);
-    if (rc == FR_OK && fr_store_month_used(b->store, b->month, used, err) != FR_OK)
+    return fr_store_lease(b->store, period_key(b, period), cap, want, b->run_id, granted, err);
+}
+
+static int ledger_totals(void *ud, fr_cap_kind period, double *spent, double *used, fr_error *err)
+{
+    fr_booking *b = ud;
+    const char *key = period_key(b, period);
+    int rc = fr_store_month_spent(b->store, key, spent, err);
+    if (rc == FR_OK && fr_store_month_used(b->store, key, used, err) != FR_OK)
         *used = *spent;
     return rc;
 }
 
+/* A run may cross midnight UTC, or into a new month: it leases in the new
+ * period from then on. */
+static bool ledger_turned(void *ud, fr_cap_kind period)
+{
+    fr_booking *b = ud;
+    char now[FR_STORE_DAY_LEN];
+    char *key = period_key(b, period);
+    if (period == FR_CAP_DAY)
+        fr_store_day(b->store, now);
+    else
+        fr_store_month(b->store, now);
+    if (strcmp(now, key) == 0)
+        return false;
+    memcpy(key, now, strlen(now) + 1);
+    return true;
+}
+
 fr_budget_ledger fr_booking_ledger(fr_booking *b)
 {
-    return (fr_budget_ledger){.ud = b, .lease = ledger_lease, .month = ledger_month};
+    return (fr_budget_ledger){
+        .ud = b, .lease = ledger_lease, .totals = ledger_totals, .turned = ledger_turned};
 }
 
 void fr_booking_begin(fr_booking *b, const char *name, const char *path)
@@ -590,14 +617,15 @@ int fr_booking_store_report(fr_booking *b, const char *json, const char *summary
 }
 
 int fr_booking_open_run(const char *state_dir, bool sim, const char *run_id, fr_budget *budget,
-                        bool has_monthly, double monthly_usd, fr_booking **out, fr_error *err)
+                        fr_booking **out, fr_error *err)
 {
     char *path = fr_booking_state_path(state_dir, sim);
     int rc = fr_booking_open(path, run_id, out, err);
     free(path);
-    if (rc == FR_OK && has_monthly) {
+    if (rc == FR_OK &&
+        (fr_budget_has_cap(budget, FR_CAP_MONTH) || fr_budget_has_cap(budget, FR_CAP_DAY))) {
         fr_budget_ledger ledger = fr_booking_ledger(*out);
-        fr_budget_set_month(budget, monthly_usd, &ledger);
+        fr_budget_set_ledger(budget, &ledger);
     }
     return rc;
 }

@@ -54,11 +54,11 @@ json_t *fr_booking_observed(const char *path, const char *workflow);
  * FR_ESTORE / FR_ESTOREVER as fr_store_open. */
 int fr_booking_open(const char *path, const char *run_id, fr_booking **out, fr_error *err);
 /* Opens a run's books: fr_booking_open on the state store of `state_dir`
- * (borrowed; sim.db for a rehearsal, `sim`), then, with `has_monthly`,
- * gives `budget` (borrowed) its monthly cap `monthly_usd` on the books'
- * ledger. On FR_OK *out is owned (fr_booking_free). */
+ * (borrowed; sim.db for a rehearsal, `sim`), then, when `budget`
+ * (borrowed) has a monthly or a daily cap, gives it the books' ledger. On
+ * FR_OK *out is owned (fr_booking_free). */
 int fr_booking_open_run(const char *state_dir, bool sim, const char *run_id, fr_budget *budget,
-                        bool has_monthly, double monthly_usd, fr_booking **out, fr_error *err);
+                        fr_booking **out, fr_error *err);
 /* Batches the books' writes per turn of `loop` (borrowed; it must run
  * until its handles are closed, as a run's does): the first write of a
  * turn starts a prepare handle of the books, which commits the turn's
@@ -76,7 +76,8 @@ void fr_booking_free(fr_booking *b);
 fr_store *fr_booking_store(const fr_booking *b);
 /* The month the run books into, "YYYY-MM" (borrowed). */
 const char *fr_booking_month(const fr_booking *b);
-/* The callbacks through which `budget` takes its share of the monthly cap. */
+/* The callbacks through which a budget takes its shares of the monthly and
+ * the daily cap. */
 fr_budget_ledger fr_booking_ledger(fr_booking *b);
 
 /* True once a write failed. */

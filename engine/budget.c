@@ -17,8 +17,13 @@ struct fr_budget {
     double alert;
     double spent;
     double reserved;
-    double monthly_usd;      /* the monthly cap's amount, for leases and reasons */
-    fr_budget_ledger ledger; /* how to reach the month's ledger; no lease without */
+    /* For the month and the day: the whole cap's amount (cap[] is this run's
+     * allowance of it), for leases and reasons; and what of the allowance
+     * is pinned to reservations made in the period before the current one
+     * (see roll_period). */
+    double period_usd[FR_CAP_COUNT];
+    double pinned[FR_CAP_COUNT];
+    fr_budget_ledger ledger; /* how to reach the periods' ledger; no lease without */
     bool has_ledger;
     bool lease_failed; /* the ledger could not lease: logged once */
     bool muted;        /* no alerts (a plan) */
@@ -40,7 +45,20 @@ fr_budget *fr_budget_for_run(const fr_workflow *wf, bool has_opt, double opt_usd
 {
     bool has = has_opt || wf->budget.has_usd;
     double usd = has_opt ? opt_usd : wf->budget.has_usd ? wf->budget.usd : 0;
-    return fr_budget_new(has, usd, books && wf->budget.has_monthly, wf->budget.alert);
+    fr_budget *b = fr_budget_new(has, usd, false, wf->budget.alert);
+    if (books && wf->budget.has_monthly)
+        fr_budget_set_period(b, FR_CAP_MONTH, wf->budget.monthly_usd);
+    if (books && wf->budget.has_daily)
+        fr_budget_set_period(b, FR_CAP_DAY, wf->budget.daily_usd);
+    return b;
+}
+
+void fr_budget_set_period(fr_budget *b, fr_cap_kind kind, double usd)
+{
+    if (kind != FR_CAP_MONTH && kind != FR_CAP_DAY)
+        return;
+    b->has[kind] = true;
+    b->period_usd[kind] = usd > 0 ? usd : 0;
 }
 
 void fr_budget_free(fr_budget *b)
@@ -56,6 +74,12 @@ static bool has_cap(const fr_budget *b, int k)
     return b->has[k];
 }
 
+/* "monthly" or "daily": the cap of period `kind`, in a reason. */
+static const char *period_adj(int kind)
+{
+    return kind == FR_CAP_DAY ? "daily" : "monthly";
+}
+
 bool fr_budget_has_cap(const fr_budget *b, fr_cap_kind kind)
 {
     return has_cap(b, kind);
@@ -63,7 +87,7 @@ bool fr_budget_has_cap(const fr_budget *b, fr_cap_kind kind)
 
 bool fr_budget_capped(const fr_budget *b)
 {
-    return has_cap(b, FR_CAP_RUN) || has_cap(b, FR_CAP_MONTH);
+    return has_cap(b, FR_CAP_RUN) || has_cap(b, FR_CAP_MONTH) || has_cap(b, FR_CAP_DAY);
 }
 
 static bool fits_with(const fr_budget *b, double used, double amount)
@@ -91,6 +115,18 @@ void fr_budget_reserve(fr_budget *b, double amount)
 
 void fr_budget_settle(fr_budget *b, double reserved, double actual)
 {
+    /* A reservation of a period gone by settles into that period: what it
+     * did not cost is no allowance of the current one. Taken as the first
+     * to settle (a later one may be the old one's: then less is allowed,
+     * never more). */
+    for (int k = FR_CAP_MONTH; k < FR_CAP_COUNT; k++) {
+        if (b->pinned[k] <= 0)
+            continue;
+        double old = reserved < b->pinned[k] ? reserved : b->pinned[k];
+        b->pinned[k] -= old;
+        if (old > actual)
+            b->cap[k] -= old - actual;
+    }
     b->reserved -= reserved;
     if (b->reserved < EPS)
         b->reserved = 0;
@@ -138,20 +174,26 @@ double fr_budget_alert(const fr_budget *b)
 
 const char *fr_cap_name(fr_cap_kind kind)
 {
-    return kind == FR_CAP_RUN ? "run" : "month";
+    return kind == FR_CAP_RUN ? "run" : kind == FR_CAP_MONTH ? "month" : "day";
 }
 
-void fr_budget_add_allowance(fr_budget *b, double usd)
+/* True for the caps whose allowance is leased from the ledger. */
+static bool is_period(int kind)
 {
-    if (has_cap(b, FR_CAP_MONTH) && usd > 0)
-        b->cap[FR_CAP_MONTH] += usd;
+    return kind == FR_CAP_MONTH || kind == FR_CAP_DAY;
 }
 
-double fr_budget_month_shortfall(const fr_budget *b, double amount)
+void fr_budget_add_allowance(fr_budget *b, fr_cap_kind kind, double usd)
 {
-    if (!has_cap(b, FR_CAP_MONTH))
+    if (is_period(kind) && has_cap(b, kind) && usd > 0)
+        b->cap[kind] += usd;
+}
+
+double fr_budget_shortfall(const fr_budget *b, fr_cap_kind kind, double amount)
+{
+    if (!is_period(kind) || !has_cap(b, kind))
         return 0;
-    double need = b->spent + b->reserved + amount - b->cap[FR_CAP_MONTH];
+    double need = b->spent + b->reserved + amount - b->cap[kind];
     return need > 0 ? need : 0;
 }
 
@@ -170,60 +212,74 @@ double fr_price_worst(const fr_endpoint_spec *s, long input, int max_tokens)
     return ((double)input * s->price.input + (double)max_tokens * s->price.output) / 1e6;
 }
 
-void fr_budget_set_month(fr_budget *b, double monthly_usd, const fr_budget_ledger *ledger)
+void fr_budget_set_ledger(fr_budget *b, const fr_budget_ledger *ledger)
 {
-    b->monthly_usd = monthly_usd;
     b->has_ledger = ledger != NULL;
     if (ledger)
         b->ledger = *ledger;
 }
 
-/* Takes more of the monthly cap from the ledger when `amount` does not fit
- * this run's share of the month: the shortfall, or a tenth of the cap when
- * that is more, so the ledger is not asked at every request. */
-static void grow_month_lease(fr_budget *b, double amount)
+/* A new period of cap `kind` began (a run crossing midnight UTC, or a
+ * month's end): what the run was allowed of the old one is not spent in the
+ * new one, whose allowance starts at nothing beyond what the run used; its
+ * reservations still in flight settle into the old period (pinned). */
+static void roll_period(fr_budget *b, int kind)
 {
-    double need = fr_budget_month_shortfall(b, amount);
-    if (need <= 0 || !b->has_ledger)
+    b->cap[kind] = b->spent + b->reserved;
+    b->pinned[kind] = b->reserved;
+}
+
+/* Takes more of the cap of period `kind` from the ledger when `amount` does
+ * not fit this run's share of it: the shortfall, or a tenth of the cap when
+ * that is more, so the ledger is not asked at every request. */
+static void grow_lease(fr_budget *b, int kind, double amount)
+{
+    if (!has_cap(b, kind) || !b->has_ledger)
         return;
-    double want = need > b->monthly_usd / 10 ? need : b->monthly_usd / 10;
+    double need = fr_budget_shortfall(b, (fr_cap_kind)kind, amount);
+    if (need <= 0)
+        return;
+    double tenth = b->period_usd[kind] / 10;
+    double want = need > tenth ? need : tenth;
     double granted = 0;
     fr_error err = {0};
-    if (b->ledger.lease(b->ledger.ud, b->monthly_usd, want, &granted, &err) != FR_OK) {
+    if (b->ledger.lease(b->ledger.ud, (fr_cap_kind)kind, b->period_usd[kind], want, &granted,
+                        &err) != FR_OK) {
         if (!b->lease_failed) {
             char msg[1400];
             fr_log_event(FR_LOG_ERROR, "budget", "budget.error",
-                         "error=\"%s\"; no more of the monthly cap is taken",
-                         fr_error_format(&err, msg, sizeof msg));
+                         "error=\"%s\"; no more of the %s cap is taken",
+                         fr_error_format(&err, msg, sizeof msg), period_adj(kind));
             b->lease_failed = true;
         }
         return;
     }
-    fr_budget_add_allowance(b, granted);
+    fr_budget_add_allowance(b, (fr_cap_kind)kind, granted);
 }
 
 /* Why a worst case of `worst` on endpoint `ep` (borrowed) does not fit the
- * monthly cap, owned, with the month's figures from the ledger: the cap,
- * what every run spent in it so far, and what runs in progress elsewhere
- * hold of it. */
-static char *month_refusal(const fr_budget *b, const char *ep, double worst)
+ * cap of period `kind`, owned, with the period's figures from the ledger:
+ * the cap, what every run spent in it so far, and what runs in progress
+ * elsewhere hold of it. */
+static char *period_refusal(const fr_budget *b, int kind, const char *ep, double worst)
 {
     char w[FR_USD_LEN], cap[FR_USD_LEN], spent[FR_USD_LEN], held[FR_USD_LEN];
     double s = 0, used = 0;
     fr_error err = {0};
+    const char *adj = period_adj(kind), *when = kind == FR_CAP_DAY ? "today" : "this month";
     fr_usd_cost(w, worst);
-    fr_usd_cap(cap, b->monthly_usd);
-    if (!b->has_ledger || b->ledger.month(b->ledger.ud, &s, &used, &err) != FR_OK)
-        return fr_xasprintf("the worst case on '%s' (%s) does not fit the monthly cap (%s)", ep, w,
+    fr_usd_cap(cap, b->period_usd[kind]);
+    if (!b->has_ledger ||
+        b->ledger.totals(b->ledger.ud, (fr_cap_kind)kind, &s, &used, &err) != FR_OK)
+        return fr_xasprintf("the worst case on '%s' (%s) does not fit the %s cap (%s)", ep, w, adj,
                             cap);
     fr_usd_cost(spent, s);
     if (used - s > 1e-9)
-        return fr_xasprintf("the worst case on '%s' (%s) does not fit the monthly cap (%s; %s "
-                            "spent this month, %s held by other runs in progress)",
-                            ep, w, cap, spent, fr_usd_cost(held, used - s));
-    return fr_xasprintf("the worst case on '%s' (%s) does not fit the monthly cap (%s; %s spent "
-                        "this month)",
-                        ep, w, cap, spent);
+        return fr_xasprintf("the worst case on '%s' (%s) does not fit the %s cap (%s; %s "
+                            "spent %s, %s held by other runs in progress)",
+                            ep, w, adj, cap, spent, when, fr_usd_cost(held, used - s));
+    return fr_xasprintf("the worst case on '%s' (%s) does not fit the %s cap (%s; %s spent %s)", ep,
+                        w, adj, cap, spent, when);
 }
 
 fr_admit fr_budget_admit(fr_budget *b, const fr_admit_ask *a, char **why)
@@ -247,8 +303,14 @@ fr_admit fr_budget_admit(fr_budget *b, const fr_admit_ask *a, char **why)
                                 fr_usd_cost(spent, a->task_spent));
         return FR_ADMIT_NEVER;
     }
-    if (!fr_budget_fits(b, worst))
-        grow_month_lease(b, worst);
+    for (int k = FR_CAP_MONTH; k < FR_CAP_COUNT; k++)
+        if (has_cap(b, k) && b->has_ledger && b->ledger.turned &&
+            b->ledger.turned(b->ledger.ud, (fr_cap_kind)k))
+            roll_period(b, k);
+    if (!fr_budget_fits(b, worst)) {
+        grow_lease(b, FR_CAP_MONTH, worst);
+        grow_lease(b, FR_CAP_DAY, worst);
+    }
     if (fr_budget_fits(b, worst))
         return FR_ADMIT_FITS;
     if (fr_budget_may_fit(b, worst))
@@ -257,13 +319,16 @@ fr_admit fr_budget_admit(fr_budget *b, const fr_admit_ask *a, char **why)
         double run_cap = b->cap[FR_CAP_RUN];
         bool over_run = has_cap(b, FR_CAP_RUN) && b->spent + worst > run_cap + EPS;
         char w[FR_USD_LEN], cap[FR_USD_LEN], spent[FR_USD_LEN];
-        if (over_run || !has_cap(b, FR_CAP_MONTH))
+        bool over_month = has_cap(b, FR_CAP_MONTH) && b->spent + worst > b->cap[FR_CAP_MONTH] + EPS;
+        if (over_run || (!has_cap(b, FR_CAP_MONTH) && !has_cap(b, FR_CAP_DAY)))
             *why = fr_xasprintf("the worst case on '%s' (%s) does not fit the run cap (%s; %s "
                                 "spent)",
                                 s->name, fr_usd_cost(w, worst), fr_usd_cap(cap, run_cap),
                                 fr_usd_cost(spent, b->spent));
         else
-            *why = month_refusal(b, s->name, worst);
+            *why =
+                period_refusal(b, over_month || !has_cap(b, FR_CAP_DAY) ? FR_CAP_MONTH : FR_CAP_DAY,
+                               s->name, worst);
     }
     return FR_ADMIT_NEVER;
 }
@@ -297,12 +362,12 @@ bool fr_budget_wants_month_total(const fr_budget *b, double cost)
 
 void fr_budget_month_booked(fr_budget *b, double total, double cost, double at_ms)
 {
-    double at = b->alert * b->monthly_usd;
-    if (b->muted || b->alerted[FR_CAP_MONTH] || b->monthly_usd <= 0)
+    double monthly = b->period_usd[FR_CAP_MONTH], at = b->alert * monthly;
+    if (b->muted || b->alerted[FR_CAP_MONTH] || monthly <= 0)
         return;
     if (total >= at - EPS && total - cost < at - EPS) {
         b->alerted[FR_CAP_MONTH] = true;
-        add_alert(b, FR_CAP_MONTH, b->monthly_usd, total, at_ms);
+        add_alert(b, FR_CAP_MONTH, monthly, total, at_ms);
     }
 }
 

@@ -1,6 +1,7 @@
 #pragma once
-/* Spending caps without I/O: the run cap and this run's share of the
- * monthly cap, each with what is spent and what is reserved by requests in
+/* Spending caps without I/O: the run cap and this run's shares of the
+ * monthly and the daily cap (the period caps, every run of a store
+ * together), each with what is spent and what is reserved by requests in
  * flight, and the run cap's alert threshold. A request is sent only after its
  * worst case is reserved against every cap, so spend can never pass a cap
  * however many requests start at once; its reservation then settles to what
@@ -8,8 +9,8 @@
  * cap (only free work fits), never "no cap". Also prices (what a usage
  * costs on an endpoint, and a request's worst case), admission (fits now,
  * may fit once requests in flight settle, or never, with the reason) and the
- * alerts. engine/run owns one; the monthly allowance comes from the state
- * store through the ledger callbacks it is given (fr_budget_set_month). */
+ * alerts. engine/run owns one; the period allowances come from the state
+ * store through the ledger callbacks it is given (fr_budget_set_ledger). */
 
 #include "dsl/workflow.h"
 #include "engine/util/err.h"
@@ -18,7 +19,9 @@
 #include <jansson.h>
 #include <stdbool.h>
 
-typedef enum { FR_CAP_RUN = 0, FR_CAP_MONTH, FR_CAP_COUNT } fr_cap_kind;
+/* The caps: the run's, and the two periods' (a UTC month, a UTC day), whose
+ * allowance for a run is leased from the ledger. */
+typedef enum { FR_CAP_RUN = 0, FR_CAP_MONTH, FR_CAP_DAY, FR_CAP_COUNT } fr_cap_kind;
 
 typedef struct fr_budget fr_budget;
 
@@ -31,9 +34,14 @@ typedef struct fr_budget fr_budget;
 fr_budget *fr_budget_new(bool has_run_cap, double run_cap, bool has_month, double alert);
 /* The budget of a run of `wf` (borrowed): `--budget` (when `has_opt`, of
  * `opt_usd`) replaces the workflow's run cap, whatever either says (0 is a
- * cap like any other); a run that `books` also has the month's cap, whose
- * ledger it is given once the books are open (fr_budget_set_month). Owned. */
+ * cap like any other); a run that `books` also has the workflow's monthly
+ * and daily caps, whose ledger it is given once the books are open
+ * (fr_budget_set_ledger). Owned. */
 fr_budget *fr_budget_for_run(const fr_workflow *wf, bool has_opt, double opt_usd, bool books);
+/* Gives `b` a cap of period `kind` (FR_CAP_MONTH or FR_CAP_DAY; another is
+ * ignored) of `usd` for every run together; this run's allowance of it
+ * starts at 0 and grows with leases. */
+void fr_budget_set_period(fr_budget *b, fr_cap_kind kind, double usd);
 /* Frees a budget; NULL is fine. */
 void fr_budget_free(fr_budget *b);
 
@@ -58,16 +66,17 @@ double fr_budget_spent(const fr_budget *b);
 double fr_budget_reserved(const fr_budget *b);
 /* True when there is a cap of `kind` (of any amount, 0 included). */
 bool fr_budget_has_cap(const fr_budget *b, fr_cap_kind kind);
-/* The cap of `kind` (for the month, this run's allowance), -1 for none; what
+/* The cap of `kind` (for a period, this run's allowance), -1 for none; what
  * remains of it (spent and reserved taken off), or -1 when there is no cap. */
 double fr_budget_cap(const fr_budget *b, fr_cap_kind kind);
 double fr_budget_remaining(const fr_budget *b, fr_cap_kind kind);
 
-/* Adds `usd` to the month's allowance (a lease taken from the state store). */
-void fr_budget_add_allowance(fr_budget *b, double usd);
-/* How much more month allowance `amount` would need to fit now; 0 when it
- * fits the month, or there is no monthly cap. */
-double fr_budget_month_shortfall(const fr_budget *b, double amount);
+/* Adds `usd` to the allowance of period `kind` (a lease taken from the
+ * state store); nothing for the run cap or a period without a cap. */
+void fr_budget_add_allowance(fr_budget *b, fr_cap_kind kind, double usd);
+/* How much more allowance of period `kind` `amount` would need to fit now;
+ * 0 when it fits, or there is no such cap. */
+double fr_budget_shortfall(const fr_budget *b, fr_cap_kind kind, double amount);
 
 /* Returns FR_CAP_RUN the first time spend reaches the alert fraction of a
  * run cap above 0, marking it reported; -1 otherwise. The monthly alert is
@@ -76,7 +85,7 @@ double fr_budget_month_shortfall(const fr_budget *b, double amount);
 int fr_budget_next_alert(fr_budget *b);
 /* The alert fraction. */
 double fr_budget_alert(const fr_budget *b);
-/* Returns "run" or "month". */
+/* Returns "run", "month" or "day". */
 const char *fr_cap_name(fr_cap_kind kind);
 
 /* ---- prices ----------------------------------------------------------- */
@@ -88,23 +97,30 @@ double fr_price_cost(const fr_endpoint_spec *spec, const fr_usage *u);
  * out on `spec` (borrowed). */
 double fr_price_worst(const fr_endpoint_spec *spec, long input, int max_tokens);
 
-/* ---- the monthly cap's ledger ----------------------------------------- */
+/* ---- the period caps' ledger ------------------------------------------ */
 
-/* How the budget reaches the month's ledger (the state store), given by
- * its owner. Both return FR_OK or a negative code with `err` filled. */
+/* How the budget reaches the periods' ledger (the state store), given by
+ * its owner; `period` is FR_CAP_MONTH (the current UTC month) or FR_CAP_DAY
+ * (the current UTC day). lease and totals return FR_OK or a negative code
+ * with `err` filled. */
 typedef struct fr_budget_ledger {
     void *ud;
-    /* Takes up to `want` USD more of the monthly cap of `cap` USD for this
+    /* Takes up to `want` USD more of the period's cap of `cap` USD for this
      * run; *granted is what it got (maybe 0). */
-    int (*lease)(void *ud, double cap, double want, double *granted, fr_error *err);
-    /* What every run spent this month, and spent plus what runs in
+    int (*lease)(void *ud, fr_cap_kind period, double cap, double want, double *granted,
+                 fr_error *err);
+    /* What every run spent in the period, and spent plus what runs in
      * progress hold of it. */
-    int (*month)(void *ud, double *spent, double *used, fr_error *err);
+    int (*totals)(void *ud, fr_cap_kind period, double *spent, double *used, fr_error *err);
+    /* True, once, when the period is another than when last asked (a run
+     * crossing midnight UTC, or a month's end): the run's allowance of the
+     * old one is not spent in the new one. May be NULL (periods never turn). */
+    bool (*turned)(void *ud, fr_cap_kind period);
 } fr_budget_ledger;
 
-/* Gives a budget made with a monthly cap its amount (`monthly_usd`) and its
- * ledger (borrowed, copied; its ud must outlive the budget). */
-void fr_budget_set_month(fr_budget *b, double monthly_usd, const fr_budget_ledger *ledger);
+/* Gives a budget its ledger (borrowed, copied; its ud must outlive the
+ * budget), for the period caps it has (fr_budget_set_period). */
+void fr_budget_set_ledger(fr_budget *b, const fr_budget_ledger *ledger);
 
 /* ---- admission ---------------------------------------------------------- */
 
@@ -122,8 +138,9 @@ typedef struct fr_admit_ask {
 
 /* Whether `a` (borrowed) fits every cap now, may fit once requests in
  * flight settle, or never will. An endpoint without a price cannot be
- * checked, so under a cap it is kept out unless allowed. Takes more of the
- * monthly cap from the ledger when the run's share is short. On
+ * checked, so under a cap it is kept out unless allowed. Takes more of a
+ * period's cap from the ledger when the run's share is short (after
+ * starting the run's share of a period anew when the ledger says it turned). On
  * FR_ADMIT_NEVER, and when *why is NULL, *why is set (owned) to a reason
  * with the figures. */
 fr_admit fr_budget_admit(fr_budget *b, const fr_admit_ask *a, char **why);

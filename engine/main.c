@@ -44,6 +44,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 typedef struct args {
@@ -167,10 +168,13 @@ static void plan_help(FILE *f)
 
 static void spend_help(FILE *f)
 {
-    fputs("Prints the cost ledger by month, then by tier, endpoint and workflow.\n"
+    fputs("Prints the cost ledger by month (or by UTC day), then by tier, endpoint,\n"
+          "workflow, user and host.\n"
           "\n"
           "options:\n"
           "  --month YYYY-MM       only that month\n"
+          "  --day YYYY-MM-DD      only that UTC day (`today`: the current one)\n"
+          "  --daily               by UTC day instead of by month\n"
           "  --state DIR           state directory (default $FLOWRUN_STATE, else ./.flowrun)\n"
           "  --sim                 the rehearsals' ledger (sim.db) instead of the real one\n"
           "  --json                print the ledger as JSON on stdout\n"
@@ -227,8 +231,10 @@ static const command commands[] = {
      run_help, run_main},
     {"plan", "flowrun plan WORKFLOW.lua [options]",
      "what a run would do: order, endpoints, times, costs; sends nothing", plan_help, plan_main},
-    {"spend", "flowrun spend [--month YYYY-MM] [--state DIR] [--sim] [--json]",
-     "the cost ledger by month, endpoint, tier and workflow", spend_help, spend_main},
+    {"spend",
+     "flowrun spend [--month YYYY-MM | --day YYYY-MM-DD | --daily] [--state DIR] [--sim] [--json]",
+     "the cost ledger by month or day, endpoint, tier, workflow, user and host", spend_help,
+     spend_main},
     {"policy", "flowrun policy list | flowrun policy show NAME",
      "the built-in routing policies, and the source of one to copy", policy_help, policy_main},
     {"tools", "flowrun tools WORKFLOW.lua [--json]",
@@ -515,16 +521,22 @@ static void print_groups(const char *title, const json_t *groups)
     printf("\n");
 }
 
-/* flowrun spend: the ledger by month, endpoint, tier and workflow. */
+/* flowrun spend: the ledger by month or day, endpoint, tier, workflow, user
+ * and host. */
 static int spend_main(int argc, char **argv)
 {
-    const char *month = NULL, *state_dir = NULL;
-    bool json = false, sim = false;
+    const char *month = NULL, *day = NULL, *state_dir = NULL;
+    bool json = false, sim = false, daily = false;
+    char today[FR_STORE_DAY_LEN];
     for (int i = 2; i < argc; i++) {
         if (strcmp(argv[i], "--json") == 0)
             json = true;
         else if (strcmp(argv[i], "--month") == 0 && i + 1 < argc)
             month = argv[++i];
+        else if (strcmp(argv[i], "--day") == 0 && i + 1 < argc)
+            day = argv[++i];
+        else if (strcmp(argv[i], "--daily") == 0)
+            daily = true;
         else if (strcmp(argv[i], "--state") == 0 && i + 1 < argc)
             state_dir = argv[++i];
         else if (strcmp(argv[i], "--sim") == 0)
@@ -532,6 +544,17 @@ static int spend_main(int argc, char **argv)
         else
             return fr_cli_usage_error("spend: unexpected argument '%s'", argv[i]);
     }
+    if ((month != NULL) + (day != NULL) + daily > 1)
+        return fr_cli_usage_error("%s", "spend: one of --month, --day and --daily");
+    if (day && strcmp(day, "today") == 0) {
+        time_t now = time(NULL);
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        strftime(today, sizeof today, "%Y-%m-%d", &tm);
+        day = today;
+    }
+    daily = daily || day;
+    const char *key = daily ? "day" : "month", *list = daily ? "days" : "months";
     char *path = fr_booking_state_path(state_dir, sim);
     fr_store *st = NULL;
     json_t *out = NULL;
@@ -542,14 +565,17 @@ static int spend_main(int argc, char **argv)
     int rc = fr_store_open_readonly(path, &st, &err);
     if (rc == FR_ENOENT) {
         if (json)
-            printf("{\n  \"months\": []\n}\n");
+            printf("{\n  \"%s\": []\n}\n", list);
         else
             printf("no spend recorded: no ledger at %s (--state DIR, else $FLOWRUN_STATE, else "
                    "./.flowrun)\n",
                    path);
         goto cleanup;
     }
-    if (rc != FR_OK || fr_store_spend(st, month, &out, &err) != FR_OK) {
+    if (rc == FR_OK)
+        rc = daily ? fr_store_spend_days(st, day, &out, &err)
+                   : fr_store_spend(st, month, &out, &err);
+    if (rc != FR_OK) {
         fprintf(stderr, "flowrun: %s\n", fr_error_format(&err, msg, sizeof msg));
         code = err.code == FR_EINVAL ? FR_EXIT_USAGE : FR_EXIT_IOERR;
         goto cleanup;
@@ -561,14 +587,14 @@ static int spend_main(int argc, char **argv)
     }
     size_t i;
     json_t *m;
-    if (json_array_size(json_object_get(out, "months")) == 0)
+    if (json_array_size(json_object_get(out, list)) == 0)
         printf("no spend recorded in %s\n", path);
-    json_array_foreach(json_object_get(out, "months"), i, m)
+    json_array_foreach(json_object_get(out, list), i, m)
     {
         const json_t *tok = json_object_get(m, "tokens");
         char usd[FR_USD_LEN];
         printf("%s: %s in %lld attempts (%lld in, %lld out tokens; %lld estimated)\n",
-               json_string_value(json_object_get(m, "month")),
+               json_string_value(json_object_get(m, key)),
                fr_usd_cost(usd, json_number_value(json_object_get(m, "cost_usd"))),
                (long long)json_integer_value(json_object_get(m, "attempts")),
                (long long)json_integer_value(json_object_get(tok, "input")),
@@ -577,6 +603,8 @@ static int spend_main(int argc, char **argv)
         print_groups("by tier", json_object_get(m, "by_tier"));
         print_groups("by endpoint", json_object_get(m, "by_endpoint"));
         print_groups("by workflow", json_object_get(m, "by_workflow"));
+        print_groups("by user", json_object_get(m, "by_user"));
+        print_groups("by host", json_object_get(m, "by_host"));
     }
 cleanup:
     json_decref(out);

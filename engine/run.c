@@ -611,8 +611,7 @@ int fr_run_new(fr_workflow *wf, const fr_run_opts *opts, fr_run **out, fr_error 
             fr_plan_for_run(r->clock, opts->state_dir, opts->sim, wf->name, opts->sim_latency_ms,
                             opts->sim_tps, &r->res, r->budget, &r->env.backend);
     } else {
-        rc = fr_booking_open_run(opts->state_dir, opts->sim, r->run_id, r->budget,
-                                 wf->budget.has_monthly, wf->budget.monthly_usd, &r->books, err);
+        rc = fr_booking_open_run(opts->state_dir, opts->sim, r->run_id, r->budget, &r->books, err);
         if (rc != FR_OK)
             goto cleanup;
         r->env.books = r->books;

@@ -24,6 +24,7 @@
 ---@field usd? number cap on the run's spend in USD; 0 lets only free work run
 ---@field alert? number fraction 0..1 of a cap at which to warn (default 0.8)
 ---@field monthly_usd? number monthly cap in USD, read from the ledger in the state store
+---@field daily_usd? number cap in USD per UTC day, read from the ledger in the state store
 ---@field allow_unpriced? boolean let a cloud endpoint without a price be used under a cap
 
 ---workflow { defaults = { ... } }

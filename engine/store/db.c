@@ -10,6 +10,7 @@
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,10 +18,11 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Sum of a closed or open lease's run's attempts in the lease's month. */
+/* Sum of a closed or open lease's run's attempts in the lease's period (its
+ * `month` column: a month, or a day). */
 #define LEASE_SPENT                                                                                \
-    "(SELECT TOTAL(a.cost_usd) FROM attempts a"                                                    \
-    " WHERE a.run_id = leases.run_id AND a.month = leases.month)"
+    "(SELECT TOTAL(a.cost_usd) FROM attempts a WHERE a.run_id = leases.run_id"                     \
+    " AND (a.month = leases.month OR a.day = leases.month))"
 
 /* The SQL of each statement of enum fr_store_stmt, prepared at open. */
 static const char *const stmt_sql[S_COUNT] = {
@@ -28,28 +30,29 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_BEGIN_IMMEDIATE] = "BEGIN IMMEDIATE",
     [S_COMMIT] = "COMMIT",
     [S_ROLLBACK] = "ROLLBACK",
-    [S_RUN_BEGIN] = "INSERT INTO runs(id, workflow, wf_path, started_at, pid, pid_start, boot_id)"
-                    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [S_RUN_BEGIN] = "INSERT INTO runs(id, workflow, wf_path, started_at, pid, pid_start, boot_id,"
+                    " user_name, host) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     [S_RUN_END] = "UPDATE runs SET ended_at = ?2, status = ?3, exit_code = ?4, cost_usd = ?5"
                   " WHERE id = ?1",
     [S_ATTEMPT] = "INSERT INTO attempts(run_id, task, attempt, endpoint, tier, model,"
                   " input_tokens, output_tokens, cached_tokens, usage_estimated, cost_usd,"
-                  " latency_ms, outcome, error, at, month, task_type, ttft_ms)"
-                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,"
-                  " ?17, ?18)",
-    /* ?11, the owner, stays NULL but for a shared endpoint's slot. */
+                  " latency_ms, outcome, error, at, month, task_type, ttft_ms, day, user_name,"
+                  " host) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,"
+                  " ?16, ?17, ?18, ?19, ?20, ?21)",
+    /* ?14, the owner, stays NULL but for a shared endpoint's slot. */
     [S_RESERVE] = "INSERT INTO attempts(run_id, task, attempt, endpoint, tier, model, cost_usd,"
-                  " outcome, at, month, task_type, owner_id)"
-                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?9, ?10, ?11)",
+                  " outcome, at, month, task_type, day, user_name, host, owner_id)"
+                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
     [S_SETTLE] = "UPDATE attempts SET input_tokens = ?2, output_tokens = ?3, cached_tokens = ?4,"
                  " usage_estimated = ?5, cost_usd = ?6, latency_ms = ?7, outcome = ?8, error = ?9,"
                  " at = ?10, ttft_ms = ?12 WHERE id = ?1 AND run_id = ?11 AND outcome = 'pending'",
     [S_ATTEMPT_MONTH] = "SELECT month FROM attempts WHERE id = ?1",
-    /* What the month is charged: booked attempts and those in flight at
-     * their worst case: one row of month_totals, kept by triggers. */
-    [S_MONTH_SPENT] = "SELECT TOTAL(charged_pusd) / 1e12 FROM month_totals WHERE month = ?1",
-    /* What the month's booked replies cost (the monthly alert's total). */
-    [S_MONTH_BOOKED] = "SELECT TOTAL(booked_pusd) / 1e12 FROM month_totals WHERE month = ?1",
+    /* What the period (a month or a day) is charged: booked attempts and
+     * those in flight at their worst case: one row of period_totals, kept by
+     * triggers. */
+    [S_MONTH_SPENT] = "SELECT TOTAL(charged_pusd) / 1e12 FROM period_totals WHERE period = ?1",
+    /* What the period's booked replies cost (the monthly alert's total). */
+    [S_MONTH_BOOKED] = "SELECT TOTAL(booked_pusd) / 1e12 FROM period_totals WHERE period = ?1",
     [S_RUNNING] = "SELECT id, pid, pid_start, boot_id FROM runs"
                   " WHERE status = 'running' AND pid IS NOT NULL",
     [S_CRASH_PENDING] = "UPDATE attempts SET outcome = 'cancelled', at = ?2, error = 'the run''s"
@@ -72,11 +75,15 @@ static const char *const stmt_sql[S_COUNT] = {
         "UPDATE leases SET closed_at = ?2, closed_by = 'released', spent_usd = " LEASE_SPENT
         " WHERE run_id = ?1 AND closed_at IS NULL"
         " AND pid = ?3 AND pid_start = ?4 AND boot_id = ?5",
-    [S_SPEND] = "SELECT month, workflow, endpoint, tier, COUNT(*), TOTAL(cost_usd),"
-                " SUM(input_tokens), SUM(output_tokens), SUM(cached_tokens), SUM(usage_estimated)"
-                " FROM ledger WHERE ?1 IS NULL OR month = ?1"
-                " GROUP BY month, workflow, endpoint, tier"
-                " ORDER BY month, workflow, endpoint, tier",
+    /* By month (?2 = 0) or by day (?2 = 1); who and where are "-" for rows
+     * booked before schema 10, or without a name. */
+    [S_SPEND] = "SELECT CASE WHEN ?2 THEN day ELSE month END AS period, workflow, endpoint, tier,"
+                " COUNT(*), TOTAL(cost_usd), SUM(input_tokens), SUM(output_tokens),"
+                " SUM(cached_tokens), SUM(usage_estimated), coalesce(nullif(user_name, ''), '-'),"
+                " coalesce(nullif(host, ''), '-')"
+                " FROM ledger WHERE period IS NOT NULL AND (?1 IS NULL OR period = ?1)"
+                " GROUP BY period, workflow, endpoint, tier, user_name, host"
+                " ORDER BY period, workflow, endpoint, tier",
     [S_RUN_STATUS] = "SELECT status, cost_usd FROM runs WHERE id = ?1",
     [S_CACHE_GET] = "SELECT model, text, json, input, output, cached FROM cache WHERE key = ?1",
     [S_CACHE_PUT] = "INSERT OR REPLACE INTO cache (key, endpoint, model, text, json, input,"
@@ -145,23 +152,47 @@ int fr_store_check_usable(const fr_store *st, fr_error *err)
     return FR_OK;
 }
 
-static bool valid_month(const char *m)
+/* True for "YYYY-MM" (a month 01-12), and with `day` for "YYYY-MM-DD" (a
+ * day 01-31) instead. */
+static bool valid_period(const char *m, bool day)
 {
-    if (!m || strlen(m) != 7 || m[4] != '-')
+    size_t n = day ? 10 : 7;
+    if (!m || strlen(m) != n || m[4] != '-' || (day && m[7] != '-'))
         return false;
-    for (int i = 0; i < 7; i++)
-        if (i != 4 && (m[i] < '0' || m[i] > '9'))
+    for (size_t i = 0; i < n; i++)
+        if (i != 4 && i != 7 && (m[i] < '0' || m[i] > '9'))
             return false;
     int mon = (m[5] - '0') * 10 + (m[6] - '0');
-    return mon >= 1 && mon <= 12;
+    int mday = day ? (m[8] - '0') * 10 + (m[9] - '0') : 1;
+    return mon >= 1 && mon <= 12 && mday >= 1 && mday <= 31;
 }
 
 /* Refuses a month that is not "YYYY-MM"; see store_int.h. */
 int fr_store_check_month(const fr_store *st, const char *month, fr_error *err)
 {
-    if (!valid_month(month))
+    if (!valid_period(month, false))
         return fr_error_set(err, FR_EINVAL, st->path, 0, "month must be \"YYYY-MM\", not \"%s\"",
                             month ? month : "(null)");
+    return FR_OK;
+}
+
+/* Refuses a day that is not "YYYY-MM-DD"; see store_int.h. */
+int fr_store_check_day(const fr_store *st, const char *day, fr_error *err)
+{
+    if (!valid_period(day, true))
+        return fr_error_set(err, FR_EINVAL, st->path, 0, "day must be \"YYYY-MM-DD\", not \"%s\"",
+                            day ? day : "(null)");
+    return FR_OK;
+}
+
+/* Refuses a period that is neither; see store_int.h. */
+int fr_store_check_period(const fr_store *st, const char *period, fr_error *err)
+{
+    if (!valid_period(period, false) && !valid_period(period, true))
+        return fr_error_set(err, FR_EINVAL, st->path, 0,
+                            "period must be a month \"YYYY-MM\" or a day \"YYYY-MM-DD\", not "
+                            "\"%s\"",
+                            period ? period : "(null)");
     return FR_OK;
 }
 
@@ -202,6 +233,42 @@ void fr_store_month_of(time_t t, char out[FR_STORE_MONTH_LEN])
     struct tm tm;
     if (!gmtime_r(&t, &tm) || strftime(out, FR_STORE_MONTH_LEN, "%Y-%m", &tm) != 7)
         snprintf(out, FR_STORE_MONTH_LEN, "0000-01");
+}
+
+/* The UTC day of a time; see store_int.h. */
+void fr_store_day_of(time_t t, char out[FR_STORE_DAY_LEN])
+{
+    struct tm tm;
+    if (!gmtime_r(&t, &tm) || strftime(out, FR_STORE_DAY_LEN, "%Y-%m-%d", &tm) != 10)
+        snprintf(out, FR_STORE_DAY_LEN, "0000-01-01");
+}
+
+/* Copies the label `env` names when set and not empty, else `fallback`
+ * (may be NULL: ""), into `out` of `size` bytes. */
+static void label(char *out, size_t size, const char *env, const char *fallback)
+{
+    const char *v = getenv(env);
+    snprintf(out, size, "%s", v && *v ? v : fallback ? fallback : "");
+}
+
+/* Who books and from where: the real uid's name, else $USER, else ""; and
+ * the host's name, else "". FLOWRUN_USER and FLOWRUN_HOST replace them (a
+ * label, for shared CI accounts; nothing is checked against them). */
+static void identify_user(fr_store *st)
+{
+    struct passwd pw, *found = NULL;
+    char buf[1024];
+    const char *user = NULL;
+    if (getpwuid_r(getuid(), &pw, buf, sizeof buf, &found) == 0 && found && found->pw_name)
+        user = found->pw_name;
+    else
+        user = getenv("USER");
+    char host[256] = "";
+    if (gethostname(host, sizeof host - 1) != 0)
+        host[0] = '\0';
+    host[sizeof host - 1] = '\0';
+    label(st->user_name, sizeof st->user_name, "FLOWRUN_USER", user);
+    label(st->host, sizeof st->host, "FLOWRUN_HOST", host);
 }
 
 /* Reads this boot's id (Linux); leaves "" where there is none. */
@@ -288,6 +355,7 @@ void fr_store_identify(fr_store *st)
 {
     st->pid = getpid();
     read_boot_id(st->boot_id, sizeof st->boot_id);
+    identify_user(st);
     char state;
     if (!proc_info((long)st->pid, &state, &st->pid_start))
         st->pid_start = 0;

@@ -1,8 +1,8 @@
-/* The monthly cap's leases: a run leases a share of its month's cap before
- * it spends, in one BEGIN IMMEDIATE transaction, so two processes leasing at
- * once are served one after the other; leases of dead processes are
- * reclaimed (their runs marked crashed), and a run releases what it did not
- * spend when it ends. */
+/* The leases of the monthly and the daily cap: a run leases a share of a
+ * period's cap (a month "YYYY-MM" or a day "YYYY-MM-DD") before it spends, in one BEGIN IMMEDIATE
+ * transaction, so two processes leasing at once are served one after the other; leases of dead
+ * processes are reclaimed (their runs marked crashed), and a run releases what it did not spend
+ * when it ends. */
 
 #include "engine/store/store_int.h"
 #include "engine/util/mem.h"
@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Reads the open leases of `month` into *rows (owned by the caller, free()). */
+/* Reads the open leases of period `month` into *rows (owned by the caller, free()). */
 static int open_leases(fr_store *st, const char *month, const char *run_id,
                        fr_store_lease_row **rows, size_t *n, fr_error *err)
 {
@@ -35,7 +35,7 @@ static int open_leases(fr_store *st, const char *month, const char *run_id,
         l->spent = sqlite3_column_double(s, 6);
     }
     int rc =
-        step == SQLITE_DONE ? FR_OK : fr_store_db_error(st, err, "cannot read the month's leases");
+        step == SQLITE_DONE ? FR_OK : fr_store_db_error(st, err, "cannot read the period's leases");
     fr_store_done(s);
     return rc;
 }
@@ -84,7 +84,7 @@ static int close_lease(fr_store *st, sqlite3_int64 id, const char *how, fr_error
 static int check_lease_args(const fr_store *st, const char *month, double cap, double want,
                             const char *run_id, double *granted, fr_error *err)
 {
-    int rc = fr_store_check_month(st, month, err);
+    int rc = fr_store_check_period(st, month, err);
     if (rc != FR_OK)
         return rc;
     if (!run_id || !*run_id || !granted)
@@ -95,7 +95,7 @@ static int check_lease_args(const fr_store *st, const char *month, double cap, d
     return FR_OK;
 }
 
-/* Leases a share of a month's cap; see store.h. */
+/* Leases a share of a period's cap; see store.h. */
 int fr_store_lease(fr_store *st, const char *month, double cap, double want, const char *run_id,
                    double *granted, fr_error *err)
 {

@@ -82,6 +82,8 @@ int fr_store_run_begin(fr_store *st, const char *run_id, const char *workflow, c
         sqlite3_bind_int64(s, 5, st->pid);
         sqlite3_bind_int64(s, 6, (sqlite3_int64)st->pid_start);
         fr_store_bind_text(s, 7, st->boot_id);
+        fr_store_bind_text(s, 8, st->user_name);
+        fr_store_bind_text(s, 9, st->host);
         rc = sqlite3_step(s) == SQLITE_DONE
                  ? FR_OK
                  : fr_store_insert_error(st, err, run_id, "cannot record the run");
@@ -182,13 +184,18 @@ static int check_attempt(const fr_store *st, const fr_attempt_rec *a, fr_error *
 
 /* Binds what a new attempt row starts with, parameters 1-6 of `s` (run,
  * task, attempt, endpoint, tier, model, borrowed from `a` until `s` is
- * reset), and returns the store's time of the booking, whose month it writes
- * into `month`. */
+ * reset) and, from parameter `more`, its day (`day`, borrowed until `s` is
+ * reset), user and host; returns the store's time of the booking, whose
+ * month it writes into `month` and whose day into `day`. */
 static double bind_new_attempt(fr_store *st, sqlite3_stmt *s, const fr_attempt_rec *a,
-                               char month[FR_STORE_MONTH_LEN])
+                               char month[FR_STORE_MONTH_LEN], char day[FR_STORE_DAY_LEN], int more)
 {
     double at = fr_store_now(st);
     fr_store_month_of((time_t)floor(at), month);
+    fr_store_day_of((time_t)floor(at), day);
+    fr_store_bind_text(s, more, day);
+    fr_store_bind_text(s, more + 1, st->user_name);
+    fr_store_bind_text(s, more + 2, st->host);
     fr_store_bind_text(s, 1, a->run_id);
     fr_store_bind_text(s, 2, a->task);
     sqlite3_bind_int(s, 3, a->attempt);
@@ -213,7 +220,8 @@ static int insert_attempt(fr_store *st, const fr_attempt_rec *a, char month[FR_S
                           fr_error *err)
 {
     sqlite3_stmt *s = st->stmt[S_ATTEMPT];
-    double at = bind_new_attempt(st, s, a, month);
+    char day[FR_STORE_DAY_LEN];
+    double at = bind_new_attempt(st, s, a, month, day, 19);
     sqlite3_bind_int64(s, 7, a->input);
     sqlite3_bind_int64(s, 8, a->output);
     sqlite3_bind_int64(s, 9, a->cached);
@@ -326,13 +334,14 @@ static int insert_pending(fr_store *st, const fr_attempt_rec *a, const char *own
         return rc;
     char month[FR_STORE_MONTH_LEN];
     sqlite3_stmt *s = st->stmt[S_RESERVE];
-    double at = bind_new_attempt(st, s, a, month);
+    char day[FR_STORE_DAY_LEN];
+    double at = bind_new_attempt(st, s, a, month, day, 11);
     sqlite3_bind_double(s, 7, a->cost_usd);
     sqlite3_bind_double(s, 8, at);
     fr_store_bind_text(s, 9, month);
     fr_store_bind_text(s, 10, a->type);
     if (owner)
-        fr_store_bind_text(s, 11, owner);
+        fr_store_bind_text(s, 14, owner);
     rc = sqlite3_step(s) == SQLITE_DONE
              ? FR_OK
              : fr_store_insert_error(st, err, a->run_id, "cannot record the attempt in flight");

@@ -64,6 +64,14 @@
     "         a.cost_usd, a.outcome"                                                               \
     "  FROM attempts a JOIN runs r ON r.id = a.run_id;"
 
+/* The ledger view from version 10: with the attempt's day, user and host. */
+#define LEDGER_VIEW_V9                                                                             \
+    "CREATE VIEW ledger AS"                                                                        \
+    "  SELECT a.month, a.day, a.at, r.workflow, a.run_id, a.task, a.attempt, a.endpoint, a.tier,"  \
+    "         a.model, a.input_tokens, a.output_tokens, a.cached_tokens, a.usage_estimated,"       \
+    "         a.cost_usd, a.outcome, a.user_name, a.host"                                          \
+    "  FROM attempts a JOIN runs r ON r.id = a.run_id;"
+
 /* The tables, each written once here: a migration and the current schema
  * (schema_current) name the same text. */
 
@@ -296,16 +304,16 @@ static const char schema_v7[] =
  * written most often first, costs a few instructions. The table is rebuilt
  * with its rows as in version 2 (its index, the ledger view and the totals'
  * triggers go with it and come back); month_totals keeps its rows. */
-#define OUTCOME_CHECK_V8                                                                           \
+#define ATTEMPTS_OUTCOME_V8                                                                        \
     "outcome = 'pending' OR outcome = 'ok' OR outcome = 'error'"                                   \
     " OR outcome = 'timeout' OR outcome = 'cancelled' OR outcome = 'budget'"                       \
     " OR outcome = 'quality' OR outcome = 'truncated' OR outcome = 'refused'"                      \
     " OR outcome = 'tool_call' OR outcome = 'no_answer'"
-#define ATTEMPTS_TABLE_V8(name)                                                                    \
-    ATTEMPTS_TABLE_AS(name, OUTCOME_CHECK_V8,                                                      \
-                      ","                                                                          \
-                      "  task_type       TEXT,"                                                    \
-                      "  ttft_ms         REAL")
+#define ATTEMPTS_MORE_V8                                                                           \
+    ","                                                                                            \
+    "  task_type       TEXT,"                                                                      \
+    "  ttft_ms         REAL"
+#define ATTEMPTS_TABLE_V8(name) ATTEMPTS_TABLE_AS(name, ATTEMPTS_OUTCOME_V8, ATTEMPTS_MORE_V8)
 static const char schema_v8[] =
     "DROP VIEW ledger;"
     ATTEMPTS_TABLE_V8("attempts_v8")
@@ -350,6 +358,85 @@ static const char schema_v9[] =
     "ALTER TABLE attempts ADD COLUMN owner_id TEXT;"
     ATTEMPTS_IN_FLIGHT_INDEX;
 
+/* Schema version 10: a daily cap beside the monthly one, and who booked what
+ * from where. An attempt books into the UTC day it is reserved in (`day`,
+ * "YYYY-MM-DD"; rows of older versions get the day of their `at`), as into
+ * its month. The totals are kept per period, a month "YYYY-MM" or a day
+ * "YYYY-MM-DD", in period_totals (month_totals' rows, then the days'), by
+ * the same four triggers, each now writing the row's month and its day. A
+ * lease's `month` column holds its period, a month or a day (the keys never
+ * collide: their lengths differ). Runs and attempts get the user and the
+ * host that booked them (NULL in rows booked before: `flowrun spend` shows
+ * "-"). */
+#define PERIOD_TOTALS_TABLE                                                                        \
+    "CREATE TABLE period_totals ("                                                                 \
+    "  period       TEXT PRIMARY KEY,"                                                             \
+    "  charged_pusd INTEGER NOT NULL DEFAULT 0,"                                                   \
+    "  booked_pusd  INTEGER NOT NULL DEFAULT 0"                                                    \
+    ") WITHOUT ROWID;"
+/* What a row adds to (or takes off) the totals of its month (never NULL)
+ * or its day (none when NULL: a row written without one), then of both. One
+ * statement a period: `IN (month, day)` would fill a temporary b-tree at
+ * every write. */
+#define UPSERT_PERIOD                                                                              \
+    " ON CONFLICT(period) DO UPDATE SET charged_pusd = charged_pusd + excluded.charged_pusd,"     \
+    " booked_pusd = booked_pusd + excluded.booked_pusd;"
+#define ADD_MONTH(r)                                                                               \
+    "INSERT INTO period_totals(period, charged_pusd, booked_pusd)"                                 \
+    " VALUES (" r ".month, " PUSD(r) ", " BOOKED_PUSD(r) ")" UPSERT_PERIOD
+#define ADD_DAY(r)                                                                                 \
+    "INSERT INTO period_totals(period, charged_pusd, booked_pusd)"                                 \
+    " SELECT " r ".day, " PUSD(r) ", " BOOKED_PUSD(r) " WHERE " r ".day IS NOT NULL" UPSERT_PERIOD
+#define SUB_PERIOD(r, key)                                                                         \
+    "UPDATE period_totals SET charged_pusd = charged_pusd - " PUSD(r) ","                         \
+    " booked_pusd = booked_pusd - " BOOKED_PUSD(r) " WHERE period = " r "." key ";"
+#define SETTLE_PERIOD(key)                                                                         \
+    " UPDATE period_totals SET charged_pusd = charged_pusd - " PUSD("OLD") " + " PUSD("NEW") ","  \
+    " booked_pusd = booked_pusd - " BOOKED_PUSD("OLD") " + " BOOKED_PUSD("NEW")                   \
+    " WHERE period = NEW." key ";"
+#define ADD_PERIODS(r) ADD_MONTH(r) ADD_DAY(r)
+#define SUB_PERIODS(r) SUB_PERIOD(r, "month") SUB_PERIOD(r, "day")
+#define PERIODS_INSERT_TRIGGER                                                                     \
+    "CREATE TRIGGER attempts_totals_insert AFTER INSERT ON attempts BEGIN " ADD_PERIODS("NEW")     \
+    " END;"
+#define PERIODS_DELETE_TRIGGER                                                                     \
+    "CREATE TRIGGER attempts_totals_delete AFTER DELETE ON attempts BEGIN " SUB_PERIODS("OLD")     \
+    " END;"
+#define PERIODS_SETTLE_TRIGGER                                                                     \
+    "CREATE TRIGGER attempts_totals_settle AFTER UPDATE OF cost_usd, outcome ON attempts"          \
+    " WHEN OLD.month = NEW.month AND OLD.day IS NEW.day BEGIN" SETTLE_PERIOD("month")              \
+    SETTLE_PERIOD("day") " END;"
+#define PERIODS_MOVE_TRIGGER                                                                       \
+    "CREATE TRIGGER attempts_totals_move AFTER UPDATE OF cost_usd, outcome, month, day ON attempts"\
+    " WHEN OLD.month IS NOT NEW.month OR OLD.day IS NOT NEW.day BEGIN " SUB_PERIODS("OLD")         \
+    ADD_PERIODS("NEW") " END;"
+static const char schema_v10[] =
+    "DROP TRIGGER attempts_totals_insert;"
+    "DROP TRIGGER attempts_totals_delete;"
+    "DROP TRIGGER attempts_totals_settle;"
+    "DROP TRIGGER attempts_totals_move;"
+    "ALTER TABLE attempts ADD COLUMN day TEXT;"
+    "ALTER TABLE attempts ADD COLUMN user_name TEXT;"
+    "ALTER TABLE attempts ADD COLUMN host TEXT;"
+    "UPDATE attempts SET day = strftime('%Y-%m-%d', at, 'unixepoch');"
+    "ALTER TABLE runs ADD COLUMN user_name TEXT;"
+    "ALTER TABLE runs ADD COLUMN host TEXT;"
+    PERIOD_TOTALS_TABLE
+    "INSERT INTO period_totals(period, charged_pusd, booked_pusd)"
+    " SELECT month, charged_pusd, booked_pusd FROM month_totals;"
+    "INSERT INTO period_totals(period, charged_pusd, booked_pusd)"
+    " SELECT a.day, SUM(" PUSD("a") "), SUM(" BOOKED_PUSD("a") ") FROM attempts a"
+    " GROUP BY a.day;"
+    "DROP TABLE month_totals;"
+    "DROP VIEW ledger;"
+    LEDGER_VIEW_V9;
+/* (its second part: a C string literal stays within 4,095 bytes) */
+static const char schema_v10_triggers[] =
+    PERIODS_INSERT_TRIGGER
+    PERIODS_DELETE_TRIGGER
+    PERIODS_SETTLE_TRIGGER
+    PERIODS_MOVE_TRIGGER;
+
 /* The current schema (version FR_STORE_SCHEMA_VERSION) as one set of
  * statements: what a new store is created from, instead of running every
  * migration (SQLite parsing eight migrations, tables built and rebuilt, was
@@ -362,25 +449,28 @@ static const char *const schema_current[] = {
     RUNS_TABLE(","
                "  pid        INTEGER,"
                "  pid_start  INTEGER NOT NULL DEFAULT 0,"
-               "  boot_id    TEXT NOT NULL DEFAULT ''")
+               "  boot_id    TEXT NOT NULL DEFAULT '',"
+               "  user_name  TEXT,"
+               "  host       TEXT")
     "CREATE INDEX runs_started ON runs(started_at);"
     "CREATE INDEX runs_running ON runs(id) WHERE status = 'running';"
     "CREATE INDEX runs_workflow ON runs(workflow, started_at);"
-    ATTEMPTS_TABLE_AS("attempts", OUTCOME_CHECK_V8,
-                      ","
-                      "  task_type       TEXT,"
-                      "  ttft_ms         REAL, owner_id TEXT")
+    ATTEMPTS_TABLE_AS("attempts", ATTEMPTS_OUTCOME_V8, ATTEMPTS_MORE_V8 ","
+                      "  owner_id        TEXT,"
+                      "  day             TEXT,"
+                      "  user_name       TEXT,"
+                      "  host            TEXT")
     "CREATE INDEX attempts_run ON attempts(run_id, month);",
     /* (in parts: a C string literal stays within 4,095 bytes) */
     LEASES_TABLE
-    LEDGER_VIEW
+    LEDGER_VIEW_V9
     CACHE_TABLE
     APPROVALS_TABLE
-    MONTH_TOTALS_TABLE,
-    TOTALS_INSERT_TRIGGER
-    TOTALS_DELETE_TRIGGER
-    TOTALS_SETTLE_TRIGGER
-    TOTALS_MOVE_TRIGGER
+    PERIOD_TOTALS_TABLE,
+    PERIODS_INSERT_TRIGGER
+    PERIODS_DELETE_TRIGGER,
+    PERIODS_SETTLE_TRIGGER
+    PERIODS_MOVE_TRIGGER
     REPORTS_TABLE("reports"),
     OWNERS_TABLE
     ATTEMPTS_IN_FLIGHT_INDEX,
@@ -390,10 +480,15 @@ static const char *const schema_current[] = {
 /* How many parts schema_current has. */
 #define SCHEMA_PARTS (sizeof schema_current / sizeof *schema_current - 1)
 
-/* migrations[v] takes a database from version v to v + 1. */
-static const char *const migrations[FR_STORE_SCHEMA_VERSION] = {schema_v1, schema_v2, schema_v3,
-                                                                schema_v4, schema_v5, schema_v6,
-                                                                schema_v7, schema_v8, schema_v9};
+/* The most parts a migration has. */
+#define MIGRATION_PARTS 2
+
+/* migrations[v] takes a database from version v to v + 1: its parts, run
+ * in order (NULL past the last). */
+static const char *const migrations[FR_STORE_SCHEMA_VERSION][MIGRATION_PARTS + 1] = {
+    {schema_v1}, {schema_v2}, {schema_v3},
+    {schema_v4}, {schema_v5}, {schema_v6},
+    {schema_v7}, {schema_v8}, {schema_v9}, {schema_v10, schema_v10_triggers}};
 
 /* One part of the current schema's SQL; see store.h. */
 const char *fr_store_schema_sql(int part)
@@ -401,10 +496,12 @@ const char *fr_store_schema_sql(int part)
     return part >= 0 && (size_t)part < SCHEMA_PARTS ? schema_current[part] : NULL;
 }
 
-/* The SQL of one migration; see store.h. */
-const char *fr_store_migration_sql(int from)
+/* The SQL of one part of one migration; see store.h. */
+const char *fr_store_migration_sql(int from, int part)
 {
-    return from >= 0 && from < FR_STORE_SCHEMA_VERSION ? migrations[from] : NULL;
+    return from >= 0 && from < FR_STORE_SCHEMA_VERSION && part >= 0 && part < MIGRATION_PARTS
+               ? migrations[from][part]
+               : NULL;
 }
 
 /* ---- open and close ----------------------------------------------------------- */
@@ -605,13 +702,16 @@ static int migrate(fr_store *st, fr_error *err)
         goto cleanup;
     /* A new store is made as the current schema at once; an older one is
      * taken through each migration it lacks. */
-    const char *const *steps = version == 0 ? schema_current : migrations + version;
-    size_t nsteps = version == 0 ? SCHEMA_PARTS : (size_t)(FR_STORE_SCHEMA_VERSION - version);
-    for (size_t i = 0; i < nsteps; i++) {
-        if (sqlite3_exec(st->db, steps[i], NULL, NULL, NULL) != SQLITE_OK) {
-            rc = fr_store_db_error(st, err, "cannot create the state database's schema");
-            goto cleanup;
+    for (sqlite3_int64 v = version; v < FR_STORE_SCHEMA_VERSION; v++) {
+        const char *const *steps = version == 0 ? schema_current : migrations[v];
+        for (size_t i = 0; steps[i]; i++) {
+            if (sqlite3_exec(st->db, steps[i], NULL, NULL, NULL) != SQLITE_OK) {
+                rc = fr_store_db_error(st, err, "cannot create the state database's schema");
+                goto cleanup;
+            }
         }
+        if (version == 0)
+            break; /* the current schema is every version at once */
     }
     if (sqlite3_prepare_v2(st->db,
                            "INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', ?1)",
@@ -852,5 +952,12 @@ void fr_store_set_clock(fr_store *st, time_t now)
 char *fr_store_month(const fr_store *st, char out[FR_STORE_MONTH_LEN])
 {
     fr_store_month_of(st->clock ? st->clock : time(NULL), out);
+    return out;
+}
+
+/* Writes the current UTC day; see store.h. */
+char *fr_store_day(const fr_store *st, char out[FR_STORE_DAY_LEN])
+{
+    fr_store_day_of(st->clock ? st->clock : time(NULL), out);
     return out;
 }

@@ -38,12 +38,9 @@ int fr_store_owner_begin(fr_store *st, fr_error *err)
     int rc = fr_store_check_usable(st, err);
     if (rc != FR_OK || st->owner_id[0])
         return rc;
-    if (gethostname(st->host, sizeof st->host) != 0)
-        st->host[0] = '\0';
-    st->host[sizeof st->host - 1] = '\0';
-    const char *user = getenv("USER");
-    if (!user || !*user)
-        user = getenv("LOGNAME");
+    if (gethostname(st->real_host, sizeof st->real_host) != 0)
+        st->real_host[0] = '\0';
+    st->real_host[sizeof st->real_host - 1] = '\0';
     make_owner_id(st);
     double now = fr_store_now(st);
     rc = fr_store_own_txn(st, err);
@@ -59,8 +56,8 @@ int fr_store_owner_begin(fr_store *st, fr_error *err)
         sqlite3_bind_int64(s, 2, st->pid);
         sqlite3_bind_int64(s, 3, (sqlite3_int64)st->pid_start);
         fr_store_bind_text(s, 4, st->boot_id);
-        fr_store_bind_text(s, 5, user ? user : "");
-        fr_store_bind_text(s, 6, st->host);
+        fr_store_bind_text(s, 5, st->user_name);
+        fr_store_bind_text(s, 6, st->real_host);
         sqlite3_bind_double(s, 7, now);
         sqlite3_bind_double(s, 8, now + FR_STORE_OWNER_LEASE_S);
         rc = fr_store_exec(st, S_OWNER_NEW, "cannot register this process", err);
@@ -141,7 +138,7 @@ static bool owner_holds(const fr_store *st, sqlite3_stmt *s, double now)
     if (sqlite3_column_double(s, 5) <= now)
         return false;
     const unsigned char *host = sqlite3_column_text(s, 4);
-    if (!st->host[0] || !host || strcmp((const char *)host, st->host) != 0)
+    if (!st->real_host[0] || !host || strcmp((const char *)host, st->real_host) != 0)
         return true; /* another host's process: its lease alone tells */
     fr_store_lease_row l = {0};
     l.pid = sqlite3_column_int64(s, 1);

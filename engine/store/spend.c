@@ -1,6 +1,7 @@
-/* What the ledger says was spent: a month's total (every charge, or the
- * booked replies only), what of a month's cap others use, the spend report
- * by month, endpoint, tier and workflow (`flowrun spend`), and what earlier
+/* What the ledger says was spent: a period's total (a month's or a day's:
+ * every charge, or the booked replies only), what of a period's cap others
+ * use, the spend report by month or day, endpoint, tier, workflow, user and
+ * host (`flowrun spend`), and what earlier
  * runs of a workflow observed (latency, output) for a plan. Reads only:
  * these work on a store opened read-only too. */
 
@@ -32,7 +33,7 @@ int fr_store_month_spent(fr_store *st, const char *month, double *spent, fr_erro
 {
     int rc = fr_store_check_usable(st, err);
     if (rc == FR_OK)
-        rc = fr_store_check_month(st, month, err);
+        rc = fr_store_check_period(st, month, err);
     if (rc == FR_OK && !spent)
         rc = fr_error_set(err, FR_EINVAL, st->path, 0, "no place for the month's spend");
     if (rc == FR_OK)
@@ -49,7 +50,7 @@ int fr_store_month_used(fr_store *st, const char *month, double *used, fr_error 
     bool begun = false;
     int rc = fr_store_check_usable(st, err);
     if (rc == FR_OK)
-        rc = fr_store_check_month(st, month, err);
+        rc = fr_store_check_period(st, month, err);
     if (rc == FR_OK && !used)
         rc = fr_error_set(err, FR_EINVAL, st->path, 0, "no place for the month's use");
     if (rc != FR_OK)
@@ -121,42 +122,50 @@ static void map_add(json_t *map, const char *key, const spend_row *r)
     group_add(g, r);
 }
 
-/* Returns a new month entry with zeros (owned). */
-static json_t *month_new(const char *month)
+/* Returns a new entry of period `key` ("month" or "day") `period` with
+ * zeros (owned). */
+static json_t *period_new(const char *key, const char *period)
 {
     json_t *m = group_new();
-    json_object_set_new(m, "month", json_string(month));
+    json_object_set_new(m, key, json_string(period));
     json_object_set_new(m, "usage_estimated", json_integer(0));
     json_object_set_new(m, "by_endpoint", json_object());
     json_object_set_new(m, "by_tier",
                         json_pack("{soso}", "local", group_new(), "cloud", group_new()));
     json_object_set_new(m, "by_workflow", json_object());
+    json_object_set_new(m, "by_user", json_object());
+    json_object_set_new(m, "by_host", json_object());
     return m;
 }
 
-/* Reports spend by month; see store.h. */
-int fr_store_spend(fr_store *st, const char *month, json_t **out, fr_error *err)
+/* Reports spend by month, or by day when `by_day`, for `period` (borrowed)
+ * or every one when NULL; see store.h. */
+static int spend_by(fr_store *st, bool by_day, const char *period, json_t **out, fr_error *err)
 {
     json_t *root = NULL, *cur = NULL;
     sqlite3_stmt *s = NULL;
+    const char *key = by_day ? "day" : "month";
     int rc = fr_store_check_usable(st, err);
-    if (rc == FR_OK && month)
-        rc = fr_store_check_month(st, month, err);
+    if (rc == FR_OK && period)
+        rc = by_day ? fr_store_check_day(st, period, err) : fr_store_check_month(st, period, err);
     if (rc == FR_OK && !out)
         rc = fr_error_set(err, FR_EINVAL, st->path, 0, "no place for the spend report");
     if (rc != FR_OK)
         goto cleanup;
     root = json_object();
     json_t *months = json_array();
-    json_object_set_new(root, "months", months);
+    json_object_set_new(root, by_day ? "days" : "months", months);
     s = st->stmt[S_SPEND];
-    fr_store_bind_text(s, 1, month);
+    fr_store_bind_text(s, 1, period);
+    sqlite3_bind_int(s, 2, by_day);
     int step;
     while ((step = sqlite3_step(s)) == SQLITE_ROW) {
         const char *m = (const char *)sqlite3_column_text(s, 0);
         const char *wf = (const char *)sqlite3_column_text(s, 1);
         const char *ep = (const char *)sqlite3_column_text(s, 2);
         const char *tier = (const char *)sqlite3_column_text(s, 3);
+        const char *user = (const char *)sqlite3_column_text(s, 10);
+        const char *host = (const char *)sqlite3_column_text(s, 11);
         spend_row r = {
             .attempts = sqlite3_column_int64(s, 4),
             .cost = sqlite3_column_double(s, 5),
@@ -165,10 +174,10 @@ int fr_store_spend(fr_store *st, const char *month, json_t **out, fr_error *err)
             .cached = sqlite3_column_int64(s, 8),
             .estimated = sqlite3_column_int64(s, 9),
         };
-        if (!m || !wf || !ep || !tier)
+        if (!m || !wf || !ep || !tier || !user || !host)
             continue; /* NOT NULL columns: cannot happen */
-        if (!cur || strcmp(json_string_value(json_object_get(cur, "month")), m) != 0) {
-            cur = month_new(m);
+        if (!cur || strcmp(json_string_value(json_object_get(cur, key)), m) != 0) {
+            cur = period_new(key, m);
             json_array_append_new(months, cur);
         }
         group_add(cur, &r);
@@ -176,13 +185,15 @@ int fr_store_spend(fr_store *st, const char *month, json_t **out, fr_error *err)
         map_add(json_object_get(cur, "by_endpoint"), ep, &r);
         map_add(json_object_get(cur, "by_tier"), tier, &r);
         map_add(json_object_get(cur, "by_workflow"), wf, &r);
+        map_add(json_object_get(cur, "by_user"), user, &r);
+        map_add(json_object_get(cur, "by_host"), host, &r);
     }
     if (step != SQLITE_DONE) {
         rc = fr_store_db_error(st, err, "cannot read the spend");
         goto cleanup;
     }
-    if (month && json_array_size(months) == 0)
-        json_array_append_new(months, month_new(month));
+    if (period && json_array_size(months) == 0)
+        json_array_append_new(months, period_new(key, period));
     *out = root;
     root = NULL;
 cleanup:
@@ -190,6 +201,18 @@ cleanup:
         fr_store_done(s);
     json_decref(root);
     return rc;
+}
+
+/* Reports spend by month; see store.h. */
+int fr_store_spend(fr_store *st, const char *month, json_t **out, fr_error *err)
+{
+    return spend_by(st, false, month, out, err);
+}
+
+/* Reports spend by day; see store.h. */
+int fr_store_spend_days(fr_store *st, const char *day, json_t **out, fr_error *err)
+{
+    return spend_by(st, true, day, out, err);
 }
 
 /* The newest samples per task and endpoint that fr_store_observed keeps. */

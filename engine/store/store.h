@@ -19,14 +19,16 @@
 #include <time.h>
 
 /* The schema version this build writes and understands. */
-#define FR_STORE_SCHEMA_VERSION 9
+#define FR_STORE_SCHEMA_VERSION 10
 
-/* Returns the SQL (static) that takes a database from schema version `from`
- * to `from` + 1 (from 0: an empty database to version 1), or NULL for a
- * version out of range. A released migration never changes: what a flowrun
+/* Returns part `part` (from 0) of the SQL (static) that takes a database
+ * from schema version `from` to `from` + 1 (from 0: an empty database to
+ * version 1), run in order, or NULL past its last part or for a version out
+ * of range (a migration is in parts when its SQL is longer than a C string
+ * literal may be). A released migration never changes: what a flowrun
  * of schema version v wrote is what migrations 0 .. v-1 make, so a test
  * builds an old ledger from them. fr_store_open runs them itself. */
-const char *fr_store_migration_sql(int from);
+const char *fr_store_migration_sql(int from, int part);
 
 /* Returns part `part` (from 0) of the SQL (static) of the current schema,
  * version FR_STORE_SCHEMA_VERSION, or NULL past its last part: run in
@@ -45,6 +47,10 @@ const char *fr_store_schema_sql(int part);
 
 /* Size of a month buffer: "YYYY-MM" and its NUL. */
 #define FR_STORE_MONTH_LEN 8
+/* Size of a day buffer, "YYYY-MM-DD" and its NUL; it holds a month too. A
+ * period of a cap is a month or a day: the leases, the totals and
+ * fr_store_month_spent and fr_store_month_used take either. */
+#define FR_STORE_DAY_LEN 11
 
 typedef struct fr_store fr_store;
 
@@ -151,6 +157,9 @@ void fr_store_set_clock(fr_store *st, time_t now);
 /* Writes the current month ("YYYY-MM", UTC, by the store's clock) into `out`,
  * which holds FR_STORE_MONTH_LEN bytes. Returns `out`. */
 char *fr_store_month(const fr_store *st, char out[FR_STORE_MONTH_LEN]);
+/* Writes the current day ("YYYY-MM-DD", UTC, by the store's clock) into
+ * `out`, which holds FR_STORE_DAY_LEN bytes. Returns `out`. */
+char *fr_store_day(const fr_store *st, char out[FR_STORE_DAY_LEN]);
 
 /* Records the start of run `run_id` of `workflow`, loaded from `wf_path`
  * (all borrowed; wf_path may be NULL), status "running", started now, by
@@ -272,14 +281,16 @@ int fr_store_settle(fr_store *st, long long id, const fr_attempt_rec *a, double 
 int fr_store_run_status(fr_store *st, const char *run_id, char *status, size_t size,
                         double *cost_usd, fr_error *err);
 
-/* Sets *spent to the cost of every attempt booked in `month` ("YYYY-MM",
- * borrowed), by every run and process, those in flight at their worst case
- * (leases not included). FR_EINVAL for
- * a malformed month or a NULL spent, FR_ESTORE for a database failure. */
+/* Sets *spent to the cost of every attempt booked in period `month` (a
+ * month "YYYY-MM" or a day "YYYY-MM-DD", borrowed), by every run and
+ * process, those in flight at their worst case (leases not included).
+ * FR_EINVAL for a malformed period or a NULL spent, FR_ESTORE for a
+ * database failure. */
 int fr_store_month_spent(fr_store *st, const char *month, double *spent, fr_error *err);
 
-/* What `month` ("YYYY-MM", borrowed) of the monthly cap is used, as other
- * processes see it from here: the cost of every attempt booked in the month
+/* What period `month` (a month "YYYY-MM" or a day "YYYY-MM-DD", borrowed)
+ * of its cap is used, as other processes see it from here: the cost of
+ * every attempt booked in the period
  * (those in flight at their worst case), plus the unspent part of each open
  * lease held by another live process (this process's leases are its own
  * business; leases of dead processes count only what their attempts were
@@ -287,7 +298,9 @@ int fr_store_month_spent(fr_store *st, const char *month, double *spent, fr_erro
  * FR_ESTORE for a database failure. */
 int fr_store_month_used(fr_store *st, const char *month, double *used, fr_error *err);
 
-/* Leases up to `want` USD more of `month`'s cap `cap` for run `run_id` (both
+/* Leases up to `want` USD more of period `month`'s cap `cap` (a monthly cap
+ * for a month "YYYY-MM", a daily cap for a day "YYYY-MM-DD"; an attempt
+ * counts in the month and the day it was booked in) for run `run_id` (both
  * borrowed) and this process, in one BEGIN IMMEDIATE transaction, so two
  * processes leasing at once are served one after the other. First closes the
  * open leases of dead processes (the pid is gone or a zombie, its start time
@@ -312,19 +325,28 @@ int fr_store_lease(fr_store *st, const char *month, double cap, double want, con
  * FR_ESTORE for a database failure. */
 int fr_store_release(fr_store *st, const char *run_id, fr_error *err);
 
-/* Spend by month, endpoint, tier and workflow, for `month` ("YYYY-MM",
- * borrowed) or every month with attempts when `month` is NULL, oldest first.
+/* Spend by month, endpoint, tier, workflow, user and host, for `month`
+ * ("YYYY-MM", borrowed) or every month with attempts when `month` is NULL,
+ * oldest first.
  * On FR_OK *out is an owned JSON object:
  *   {"months": [{"month": "2026-11", "cost_usd": 1.25, "attempts": 12,
  *                "usage_estimated": 1,
  *                "tokens": {"input": .., "output": .., "cached": ..},
  *                "by_endpoint": {"<endpoint>": GROUP, ...},
  *                "by_tier": {"local": GROUP, "cloud": GROUP},
- *                "by_workflow": {"<workflow>": GROUP, ...}}]}
- * where GROUP is {"cost_usd", "attempts", "tokens": {...}}. A month asked for
- * by name is listed even without attempts (all zero); by_tier always has both
- * tiers. FR_EINVAL for a malformed month, FR_ESTORE for a database failure. */
+ *                "by_workflow": {"<workflow>": GROUP, ...},
+ *                "by_user": {"<user>": GROUP, ...},
+ *                "by_host": {"<host>": GROUP, ...}}]}
+ * where GROUP is {"cost_usd", "attempts", "tokens": {...}}; the user and the
+ * host are "-" for attempts booked before schema 10 or without a name. A month
+ * asked for by name is listed even without attempts (all zero); by_tier
+ * always has both tiers. FR_EINVAL for a malformed month, FR_ESTORE for a
+ * database failure. */
 int fr_store_spend(fr_store *st, const char *month, json_t **out, fr_error *err);
+/* The same by UTC day (each attempt in the day it was booked in), for `day`
+ * ("YYYY-MM-DD", borrowed) or every day when NULL: {"days": [{"day":
+ * "2026-11-30", ... as a month's entry}]}. FR_EINVAL for a malformed day. */
+int fr_store_spend_days(fr_store *st, const char *day, json_t **out, fr_error *err);
 
 /* What earlier runs of `workflow` (borrowed) observed: for each task and
  * endpoint with successful attempts, the median latency and output tokens of

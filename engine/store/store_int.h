@@ -56,6 +56,8 @@ struct fr_store {
     unsigned long fork_gen;       /* its fork generation (fr_store_fork_gen) */
     unsigned long long pid_start; /* its start time (clock ticks after boot), 0 unknown */
     char boot_id[64];             /* this boot of the host, "" unknown */
+    char user_name[256];          /* who books (fr_store_identify), "" unknown */
+    char host[256];               /* from which host, "" unknown */
     time_t clock;                 /* 0: the real clock */
     /* Write batching (fr_store_batch): */
     bool batching;                /* writes join one open transaction */
@@ -67,7 +69,7 @@ struct fr_store {
     long prepares; /* statements prepared since open */
     /* Its owner row (owners.c), "" before fr_store_owner_begin: */
     char owner_id[48];
-    char host[256];    /* this host's name, "" unknown */
+    char real_host[256]; /* this host's name (gethostname), "" unknown: liveness */
     double owner_beat; /* when its expiry was last pushed on (store clock) */
 };
 
@@ -131,6 +133,14 @@ int fr_store_check_usable(const fr_store *st, fr_error *err);
  * FR_EINVAL in `err`. */
 int fr_store_check_month(const fr_store *st, const char *month, fr_error *err);
 
+/* FR_OK when `day` (borrowed) is "YYYY-MM-DD" with a month 01-12 and a day
+ * 01-31, else FR_EINVAL in `err`. */
+int fr_store_check_day(const fr_store *st, const char *day, fr_error *err);
+
+/* FR_OK when `period` (borrowed) is a month "YYYY-MM" or a day "YYYY-MM-DD"
+ * (the key of a cap's leases and totals), else FR_EINVAL in `err`. */
+int fr_store_check_period(const fr_store *st, const char *period, fr_error *err);
+
 /* True for an amount of money (or milliseconds) a row may hold: finite, >= 0. */
 bool fr_store_valid_usd(double v);
 
@@ -141,8 +151,13 @@ double fr_store_now(const fr_store *st);
  * cannot be converted. */
 void fr_store_month_of(time_t t, char out[FR_STORE_MONTH_LEN]);
 
+/* Writes the UTC day of `t` ("YYYY-MM-DD") into `out`; "0000-01-01" when
+ * `t` cannot be converted. */
+void fr_store_day_of(time_t t, char out[FR_STORE_DAY_LEN]);
+
 /* Sets st->pid, st->pid_start and st->boot_id to this process's identity
- * (0 and "" where the system does not tell). */
+ * (0 and "" where the system does not tell), and st->user_name and st->host
+ * to who books and from where (FLOWRUN_USER and FLOWRUN_HOST replace them). */
 void fr_store_identify(fr_store *st);
 
 /* Reads a holder from columns `col` .. `col + 3` of row `s` (run id, pid,

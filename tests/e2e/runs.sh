@@ -191,11 +191,26 @@ cmp "$WORK/beta.json" "$WORK/stdout" || fail "report last must skip the killed r
 pass "a killed run is listed with '-' for what only a report has; report last is the newest finished run"
 
 # 6. A store of schema version 4 (what the previous flowrun wrote) is
-# upgraded and lists its old runs.
+# upgraded and lists its old runs. (Made from the current one: what
+# versions 5 to 10 added is taken off again, month_totals and the ledger view
+# of version 4 put back.)
 cp -r "$STATE" "$WORK/old"
-sqlite3 "$WORK/old/state.db" "DROP TABLE reports; DROP INDEX runs_workflow;
+sqlite3 "$WORK/old/state.db" "DROP TABLE reports; DROP INDEX runs_workflow; DROP VIEW ledger;
   DROP INDEX attempts_in_flight; ALTER TABLE attempts DROP COLUMN owner_id; DROP TABLE owners;
+  DROP TRIGGER attempts_totals_insert; DROP TRIGGER attempts_totals_delete;
+  DROP TRIGGER attempts_totals_settle; DROP TRIGGER attempts_totals_move;
   ALTER TABLE attempts DROP COLUMN task_type; ALTER TABLE attempts DROP COLUMN ttft_ms;
+  ALTER TABLE attempts DROP COLUMN day; ALTER TABLE attempts DROP COLUMN user_name;
+  ALTER TABLE attempts DROP COLUMN host; ALTER TABLE runs DROP COLUMN user_name;
+  ALTER TABLE runs DROP COLUMN host; DROP TABLE period_totals;
+  CREATE TABLE month_totals (month TEXT PRIMARY KEY, charged_pusd INTEGER NOT NULL DEFAULT 0,
+    booked_pusd INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;
+  INSERT INTO month_totals SELECT month, SUM(CAST(round(cost_usd * 1e12) AS INTEGER)),
+    SUM(CASE WHEN outcome != 'pending' THEN CAST(round(cost_usd * 1e12) AS INTEGER) ELSE 0 END)
+    FROM attempts GROUP BY month;
+  CREATE VIEW ledger AS SELECT a.month, a.at, r.workflow, a.run_id, a.task, a.attempt,
+    a.endpoint, a.tier, a.model, a.input_tokens, a.output_tokens, a.cached_tokens,
+    a.usage_estimated, a.cost_usd, a.outcome FROM attempts a JOIN runs r ON r.id = a.run_id;
   UPDATE meta SET value = 4 WHERE key = 'schema_version';"
 run_flowrun runs --state "$WORK/old" --json
 expect_rc 0 "runs on a schema-4 store"

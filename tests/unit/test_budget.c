@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <cmocka.h>
 
@@ -62,7 +63,7 @@ static void test_month_allowance_and_exact_fill(void **state)
 {
     (void)state;
     fr_budget *b = fr_budget_new(true, 5.0, true, 0);
-    fr_budget_add_allowance(b, 0.30);
+    fr_budget_add_allowance(b, FR_CAP_MONTH, 0.30);
     assert_true(fr_budget_capped(b));
     assert_true(fr_budget_fits(b, 0.1 + 0.2)); /* fills it exactly despite rounding */
     assert_false(fr_budget_fits(b, 0.3000001));
@@ -96,7 +97,7 @@ static void test_alerts_once_per_cap(void **state)
 {
     (void)state;
     fr_budget *b = fr_budget_new(true, 1.0, true, 0.5);
-    fr_budget_add_allowance(b, 2.0);
+    fr_budget_add_allowance(b, FR_CAP_MONTH, 2.0);
     fr_budget_reserve(b, 0.6);
     assert_int_equal(fr_budget_next_alert(b), -1); /* reserved is not spent */
     fr_budget_settle(b, 0.6, 0.6);
@@ -110,6 +111,151 @@ static void test_alerts_once_per_cap(void **state)
     fr_budget_free(b);
 }
 
+/* A ledger of two periods for the tests: each has a cap shared with other
+ * runs, of which `others` is spent; leases are granted from what is left,
+ * and the period turns when the test says so. */
+typedef struct fake_ledger {
+    double left[FR_CAP_COUNT];  /* what a lease may still take */
+    double spent[FR_CAP_COUNT]; /* what the ledger says is spent */
+    int leases[FR_CAP_COUNT];   /* how many times each period was leased */
+    bool turn[FR_CAP_COUNT];    /* the period turns at the next ask */
+} fake_ledger;
+
+static int fake_lease(void *ud, fr_cap_kind period, double cap, double want, double *granted,
+                      fr_error *err)
+{
+    (void)cap;
+    (void)err;
+    fake_ledger *l = ud;
+    *granted = want < l->left[period] ? want : l->left[period];
+    l->left[period] -= *granted;
+    l->leases[period]++;
+    return FR_OK;
+}
+
+static int fake_totals(void *ud, fr_cap_kind period, double *spent, double *used, fr_error *err)
+{
+    (void)err;
+    fake_ledger *l = ud;
+    *spent = l->spent[period];
+    *used = l->spent[period];
+    return FR_OK;
+}
+
+static bool fake_turned(void *ud, fr_cap_kind period)
+{
+    fake_ledger *l = ud;
+    bool t = l->turn[period];
+    l->turn[period] = false;
+    return t;
+}
+
+static fr_budget *period_budget(fake_ledger *l, bool month, double monthly, bool day, double daily)
+{
+    fr_budget *b = fr_budget_new(false, 0, false, 0.8);
+    if (month)
+        fr_budget_set_period(b, FR_CAP_MONTH, monthly);
+    if (day)
+        fr_budget_set_period(b, FR_CAP_DAY, daily);
+    fr_budget_ledger ledger = {
+        .ud = l, .lease = fake_lease, .totals = fake_totals, .turned = fake_turned};
+    fr_budget_set_ledger(b, &ledger);
+    return b;
+}
+
+static fr_endpoint_spec priced(void)
+{
+    fr_endpoint_spec s = {.name = "cloud", .tier = FR_TIER_CLOUD};
+    s.price.set = true;
+    s.price.input = 1;
+    s.price.output = 1;
+    return s;
+}
+
+/* A daily cap alone: the run leases shares of the day, a request fits only
+ * what the day has left, and the refusal names the daily cap with the
+ * day's figures. */
+static void test_daily_cap_leases_and_refuses(void **state)
+{
+    (void)state;
+    fake_ledger l = {.left = {[FR_CAP_DAY] = 0.25}, .spent = {[FR_CAP_DAY] = 0.75}};
+    fr_budget *b = period_budget(&l, false, 0, true, 1.0);
+    fr_endpoint_spec ep = priced();
+    assert_true(fr_budget_capped(b));
+    assert_true(fr_budget_has_cap(b, FR_CAP_DAY));
+    assert_false(fr_budget_has_cap(b, FR_CAP_MONTH));
+    fr_admit_ask a = {.endpoint = &ep, .worst = 0.05};
+    char *why = NULL;
+    assert_int_equal(fr_budget_admit(b, &a, &why), FR_ADMIT_FITS);
+    assert_int_equal(l.leases[FR_CAP_DAY], 1);
+    assert_true(fr_budget_cap(b, FR_CAP_DAY) > 0.099 && fr_budget_cap(b, FR_CAP_DAY) < 0.101);
+    fr_budget_reserve(b, 0.05);
+    fr_budget_settle(b, 0.05, 0.05);
+    a.worst = 0.2; /* 0.25 leased at most: 0.05 spent, 0.2 more fits exactly */
+    assert_int_equal(fr_budget_admit(b, &a, &why), FR_ADMIT_FITS);
+    fr_budget_reserve(b, 0.2);
+    fr_budget_settle(b, 0.2, 0.2);
+    a.worst = 0.01;
+    assert_int_equal(fr_budget_admit(b, &a, &why), FR_ADMIT_NEVER);
+    assert_non_null(why);
+    assert_non_null(strstr(why, "does not fit the daily cap ($1; $0.7500 spent today)"));
+    assert_null(strstr(why, "monthly"));
+    free(why);
+    fr_budget_free(b);
+}
+
+/* Both caps: a request must fit both, and the refusal names the one that
+ * is short. */
+static void test_month_and_day_together(void **state)
+{
+    (void)state;
+    fake_ledger l = {.left = {[FR_CAP_MONTH] = 5, [FR_CAP_DAY] = 0.1},
+                     .spent = {[FR_CAP_MONTH] = 1, [FR_CAP_DAY] = 0.9}};
+    fr_budget *b = period_budget(&l, true, 6, true, 1);
+    fr_endpoint_spec ep = priced();
+    fr_admit_ask a = {.endpoint = &ep, .worst = 0.2};
+    char *why = NULL;
+    assert_int_equal(fr_budget_admit(b, &a, &why), FR_ADMIT_NEVER);
+    assert_non_null(strstr(why, "the daily cap ($1; $0.9000 spent today)"));
+    free(why);
+    why = NULL;
+    fr_budget_free(b);
+    fake_ledger m = {.left = {[FR_CAP_MONTH] = 0.1, [FR_CAP_DAY] = 5},
+                     .spent = {[FR_CAP_MONTH] = 5.9, [FR_CAP_DAY] = 0}};
+    b = period_budget(&m, true, 6, true, 10);
+    assert_int_equal(fr_budget_admit(b, &a, &why), FR_ADMIT_NEVER);
+    assert_non_null(strstr(why, "the monthly cap ($6; $5.9000 spent this month)"));
+    free(why);
+    fr_budget_free(b);
+}
+
+/* Midnight: what the run was allowed of yesterday is not spent today, and
+ * what a reservation of yesterday did not cost is no allowance of today;
+ * today's share is leased anew. */
+static void test_a_new_day_starts_a_new_share(void **state)
+{
+    (void)state;
+    fake_ledger l = {.left = {[FR_CAP_DAY] = 1.0}};
+    fr_budget *b = period_budget(&l, false, 0, true, 1.0);
+    fr_endpoint_spec ep = priced();
+    fr_admit_ask a = {.endpoint = &ep, .worst = 0.3};
+    char *why = NULL;
+    assert_int_equal(fr_budget_admit(b, &a, &why), FR_ADMIT_FITS); /* leases 0.3 */
+    fr_budget_reserve(b, 0.3);
+    a.worst = 0.01;
+    l.left[FR_CAP_DAY] = 0; /* the new day is used up by others */
+    l.turn[FR_CAP_DAY] = true;
+    assert_int_equal(fr_budget_admit(b, &a, &why), FR_ADMIT_WAIT);
+    fr_budget_settle(b, 0.3, 0.1); /* yesterday's request cost less */
+    assert_int_equal(fr_budget_admit(b, &a, &why), FR_ADMIT_NEVER);
+    free(why);
+    why = NULL;
+    l.left[FR_CAP_DAY] = 0.05; /* today's lease is all it may spend */
+    assert_int_equal(fr_budget_admit(b, &a, &why), FR_ADMIT_FITS);
+    assert_true(fr_budget_remaining(b, FR_CAP_DAY) < 0.05 + 1e-9);
+    fr_budget_free(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -119,6 +265,9 @@ int main(void)
         cmocka_unit_test(test_month_allowance_and_exact_fill),
         cmocka_unit_test(test_zero_is_a_cap),
         cmocka_unit_test(test_alerts_once_per_cap),
+        cmocka_unit_test(test_daily_cap_leases_and_refuses),
+        cmocka_unit_test(test_month_and_day_together),
+        cmocka_unit_test(test_a_new_day_starts_a_new_share),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

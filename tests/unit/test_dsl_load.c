@@ -208,6 +208,7 @@ static void test_full_fields(void **state)
     assert_true(wf->budget.usd == 0.5 && wf->budget.has_usd);
     assert_true(wf->budget.alert == 0.9);
     assert_true(wf->budget.monthly_usd == 100 && wf->budget.has_monthly);
+    assert_true(wf->budget.daily_usd == 7.5 && wf->budget.has_daily);
     assert_string_equal(json_string_value(json_object_get(wf->vars, "idea")), "a todo app");
     assert_string_equal(json_string_value(json_object_get(wf->vars, "count")), "3");
     assert_string_equal(json_string_value(json_object_get(wf->vars, "ratio")), "0.25");
@@ -311,6 +312,7 @@ static void test_minimal_defaults(void **state)
     assert_true(wf->budget.usd == 0 && wf->budget.alert == 0.8 && wf->budget.monthly_usd == 0);
     assert_false(wf->budget.has_usd); /* no cap, which is not a cap of 0 */
     assert_false(wf->budget.has_monthly);
+    assert_false(wf->budget.has_daily);
     assert_int_equal(json_object_size(wf->vars), 0);
     assert_null(wf->baseline);
     const fr_task_spec *t = &wf->tasks[0];

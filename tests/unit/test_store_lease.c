@@ -1,5 +1,5 @@
-/* Unit tests of engine/store/'s leases of the monthly cap and requests in
- * flight: month totals, leases in one process and across processes, dead
+/* Unit tests of engine/store/'s leases of the monthly and daily caps and
+ * requests in flight: month and day totals, leases in one process and across processes, dead
  * holders reclaimed, reserving and settling, and crashed runs. Other
  * processes are real forked children, each with its own store opened after
  * the fork (a store, like a SQLite connection, never crosses a fork); the
@@ -58,6 +58,92 @@ static void test_month_totals(void **state)
     assert_int_equal(fr_store_month_spent(f->st, "2026-13", &spent, &err), FR_EINVAL);
     assert_ok(fr_store_month_spent(b, "2026-11", &spent, &e_));
     assert_usd(spent, 0.018);
+    fr_store_close(b);
+}
+
+/* Returns what period `period` (a month or a day) is charged. */
+static double period_spent(fr_store *st, const char *period)
+{
+    double spent = -1;
+    assert_ok(fr_store_month_spent(st, period, &spent, &e_));
+    return spent;
+}
+
+/* A day and a month leased by two runs, across midnight and a month's end:
+ * an attempt counts in the day and the month it was reserved in (settled
+ * after midnight, it stays in the old ones), the new day and month are
+ * leased from nothing, and each lease keeps what its run spent in its own
+ * period. */
+static void test_day_and_month_leases_across_midnight(void **state)
+{
+    fx *f = *state;
+    f->st = open_ok(f->path);
+    fr_store *a = f->st;
+    fr_store *b = open_ok(f->path);
+    fr_store_set_clock(a, utc(2026, 11, 30, 23, 59, 50));
+    fr_store_set_clock(b, utc(2026, 11, 30, 23, 59, 50));
+    char day[FR_STORE_DAY_LEN];
+    assert_string_equal(fr_store_day(a, day), "2026-11-30");
+    assert_ok(fr_store_run_begin(a, "r1", "wf", NULL, &e_));
+    assert_ok(fr_store_run_begin(b, "r2", "wf", NULL, &e_));
+    assert_usd(lease(a, "2026-11-30", 1.0, 0.6, "r1"), 0.6);
+    assert_usd(lease(b, "2026-11-30", 1.0, 0.6, "r2"), 0.4); /* the day's cap is shared */
+    assert_usd(lease(a, "2026-11", 10, 2, "r1"), 2);         /* the month's is another */
+    assert_usd(lease(b, "2026-11", 10, 2, "r2"), 2);
+    fr_attempt_rec r = {.run_id = "r1",
+                        .task = "t",
+                        .endpoint = "e",
+                        .tier = "cloud",
+                        .outcome = "ok",
+                        .attempt = 1,
+                        .cost_usd = 0.5};
+    assert_ok(fr_store_add_attempt(a, &r, &e_));
+    long long id = 0;
+    r.run_id = "r2";
+    r.cost_usd = 0.3; /* its worst case */
+    assert_ok(fr_store_reserve(b, &r, &id, &e_));
+    assert_usd(period_spent(a, "2026-11-30"), 0.8);
+    assert_usd(period_spent(a, "2026-11"), 0.8);
+
+    /* Midnight, and the month's end. */
+    fr_store_set_clock(a, utc(2026, 12, 1, 0, 0, 5));
+    fr_store_set_clock(b, utc(2026, 12, 1, 0, 0, 5));
+    assert_string_equal(fr_store_day(a, day), "2026-12-01");
+    r.cost_usd = 0.2;
+    assert_ok(fr_store_settle(b, id, &r, NULL, &e_)); /* stays in its day and month */
+    r.run_id = "r1";
+    r.attempt = 2;
+    r.cost_usd = 0.1;
+    assert_ok(fr_store_add_attempt(a, &r, &e_));
+    assert_usd(period_spent(a, "2026-11-30"), 0.7);
+    assert_usd(period_spent(a, "2026-11"), 0.7);
+    assert_usd(period_spent(a, "2026-12-01"), 0.1);
+    assert_usd(period_spent(a, "2026-12"), 0.1);
+    /* The new day has its own cap: only its spend and its leases count. */
+    assert_usd(lease(b, "2026-12-01", 1.0, 1.0, "r2"), 0.9);
+    assert_usd(lease(a, "2026-12-01", 1.0, 0.5, "r1"), 0);
+    /* The old day stays used up: spent 0.7, the rest held by the two
+     * leases (r1's 0.6 less its 0.5, r2's 0.4 less its 0.2). */
+    assert_ok(fr_store_run_begin(a, "r3", "wf", NULL, &e_));
+    assert_usd(lease(a, "2026-11-30", 1.0, 0.1, "r3"), 0);
+    /* Each lease keeps what its run spent in its own period. */
+    assert_ok(fr_store_release(a, "r1", &e_));
+    assert_usd(raw_num(f->path, "SELECT spent_usd FROM leases WHERE run_id = 'r1'"
+                                " AND month = '2026-11-30'"),
+               0.5);
+    assert_usd(raw_num(f->path, "SELECT spent_usd FROM leases WHERE run_id = 'r1'"
+                                " AND month = '2026-11'"),
+               0.5);
+    assert_usd(raw_num(f->path, "SELECT spent_usd FROM leases WHERE run_id = 'r1'"
+                                " AND month = '2026-12-01'"),
+               0.1);
+    /* A period is a month or a day, nothing else. */
+    fr_error err = {0};
+    double granted = 0;
+    assert_int_equal(fr_store_lease(a, "2026-12-32", 1, 1, "r1", &granted, &err), FR_EINVAL);
+    assert_int_equal(fr_store_lease(a, "2026-13-01", 1, 1, "r1", &granted, &err), FR_EINVAL);
+    assert_int_equal(fr_store_lease(a, "2026-12-1", 1, 1, "r1", &granted, &err), FR_EINVAL);
+    assert_int_equal(fr_store_month_spent(a, "2026/12/01", &granted, &err), FR_EINVAL);
     fr_store_close(b);
 }
 
@@ -531,6 +617,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         STORE_TEST(test_month_totals),
         STORE_TEST(test_leases_in_one_process),
+        STORE_TEST(test_day_and_month_leases_across_midnight),
         STORE_TEST(test_release_frees_unspent),
         STORE_TEST(test_lease_of_dead_process_reclaimed),
         STORE_TEST(test_lease_of_other_boot_or_reused_pid),

@@ -146,6 +146,78 @@ static void test_spend_round_trip(void **state)
                0.50);
 }
 
+/* Opens a store at `path` (borrowed) as user `user` on host `host` (the
+ * labels FLOWRUN_USER and FLOWRUN_HOST give). */
+static fr_store *open_as(const char *path, const char *user, const char *host)
+{
+    setenv("FLOWRUN_USER", user, 1);
+    setenv("FLOWRUN_HOST", host, 1);
+    fr_store *st = open_ok(path);
+    unsetenv("FLOWRUN_USER");
+    unsetenv("FLOWRUN_HOST");
+    return st;
+}
+
+/* Who booked and from where, captured when the books open, split out in
+ * the spend report by month and by day; a row booked before schema 10 has
+ * neither and shows "-". */
+static void test_spend_by_user_host_and_day(void **state)
+{
+    fx *f = *state;
+    f->st = open_as(f->path, "alice", "build1");
+    fr_store *b = open_as(f->path, "bob", "build2");
+    fr_store_set_clock(f->st, utc(2026, 11, 2, 9, 0, 0));
+    fr_store_set_clock(b, utc(2026, 11, 2, 9, 0, 0));
+    assert_ok(fr_store_run_begin(f->st, "r1", "alpha", NULL, &e_));
+    assert_ok(fr_store_run_begin(b, "r2", "alpha", NULL, &e_));
+    book(f->st, "r1", "a", "sonnet", "cloud", 0.10, 100, 50, 0, false, "ok", NULL);
+    book(b, "r2", "a", "sonnet", "cloud", 0.25, 100, 50, 0, false, "ok", NULL);
+    fr_store_set_clock(f->st, utc(2026, 11, 3, 10, 0, 0));
+    book(f->st, "r1", "b", "sonnet", "cloud", 0.05, 100, 50, 0, false, "ok", NULL);
+    assert_ok(fr_store_flush(f->st, &e_));
+    raw_exec(f->path, "INSERT INTO attempts(run_id, task, attempt, endpoint, tier, cost_usd,"
+                      " outcome, at, month, day) VALUES ('r1', 'old', 1, 'sonnet', 'cloud', 0.01,"
+                      " 'ok', 0, '2026-11', '2026-11-02')");
+    char buf[128];
+    assert_string_equal(raw_text(f->path,
+                                 "SELECT user_name || '@' || host FROM runs WHERE id = 'r2'", buf,
+                                 sizeof buf),
+                        "bob@build2");
+
+    json_t *j = NULL;
+    assert_ok(fr_store_spend(f->st, "2026-11", &j, &e_));
+    json_t *nov = json_array_get(json_object_get(j, "months"), 0);
+    assert_usd(jnum(nov, "cost_usd"), 0.41);
+    assert_usd(jnum(nov, "by_user.alice.cost_usd"), 0.15);
+    assert_usd(jnum(nov, "by_user.alice.attempts"), 2);
+    assert_usd(jnum(nov, "by_user.bob.cost_usd"), 0.25);
+    assert_usd(jnum(nov, "by_user.-.cost_usd"), 0.01);
+    assert_usd(jnum(nov, "by_host.build1.cost_usd"), 0.15);
+    assert_usd(jnum(nov, "by_host.build2.tokens.input"), 100);
+    assert_usd(jnum(nov, "by_host.-.attempts"), 1);
+    json_decref(j);
+
+    assert_ok(fr_store_spend_days(f->st, NULL, &j, &e_));
+    json_t *days = json_object_get(j, "days");
+    assert_int_equal(json_array_size(days), 2);
+    json_t *d2 = json_array_get(days, 0), *d3 = json_array_get(days, 1);
+    assert_string_equal(json_string_value(json_object_get(d2, "day")), "2026-11-02");
+    assert_usd(jnum(d2, "cost_usd"), 0.36);
+    assert_usd(jnum(d2, "by_user.bob.cost_usd"), 0.25);
+    assert_string_equal(json_string_value(json_object_get(d3, "day")), "2026-11-03");
+    assert_usd(jnum(d3, "cost_usd"), 0.05);
+    assert_null(json_object_get(jget(d3, "by_user"), "bob"));
+    json_decref(j);
+    assert_ok(fr_store_spend_days(f->st, "2026-11-04", &j, &e_));
+    assert_usd(jnum(json_array_get(json_object_get(j, "days"), 0), "cost_usd"), 0);
+    json_decref(j);
+    j = NULL;
+    fr_error err = {0};
+    assert_int_equal(fr_store_spend_days(f->st, "2026-11", &j, &err), FR_EINVAL);
+    assert_int_equal(fr_store_spend_days(f->st, "2026-11-3", &j, &err), FR_EINVAL);
+    assert_null(j);
+    fr_store_close(b);
+}
 static void test_bad_records(void **state)
 {
     fx *f = *state;
@@ -266,6 +338,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         STORE_TEST(test_month_and_clock),
         STORE_TEST(test_spend_round_trip),
+        STORE_TEST(test_spend_by_user_host_and_day),
         STORE_TEST(test_bad_records),
         STORE_TEST(test_no_secret_columns),
         STORE_TEST(test_damaged_cache_entry_is_a_miss),
