@@ -280,13 +280,9 @@ int fr_policy_load(const char *path, const fr_lua_limits *lim, int version, fr_p
     if (rc != FR_OK)
         goto cleanup;
     if (b) {
-        /* Flowrun's own code: its loops are bounded by the candidates, and
-         * it neither keeps nor changes its arguments (test_policy_builtins). */
-        fr_sandbox_trust(p->L);
-        fr_policy_keep_args(p);
+        fr_policy_trust(p);
         /* A built-in that never names `history` is spared building it. */
         p->reads_history = strstr(b->source, "history") != NULL;
-        p->trusted = true;
     }
     *out = p;
     p = NULL;
@@ -329,6 +325,15 @@ void fr_policy_free(fr_policy *p)
     free(p->name);
     free(p->path);
     free(p);
+}
+
+void fr_policy_trust(fr_policy *p)
+{
+    /* Flowrun's own code: its loops are bounded by the candidates, and it
+     * neither keeps nor changes its arguments (test_policy_builtins). */
+    fr_sandbox_trust(p->L);
+    fr_policy_keep_args(p);
+    p->trusted = true;
 }
 
 bool fr_policy_reads_history(const fr_policy *p)

@@ -87,6 +87,14 @@ int fr_policy_check(fr_policy *p, const json_t *candidates, fr_error *err);
  * values, and each has a metatable. `p` is borrowed. */
 void fr_policy_keep_args(fr_policy *p);
 
+/* Treats `p` (borrowed) as flowrun's own code, as fr_policy_load does a
+ * built-in: no count hook (fr_sandbox_trust), its arguments kept
+ * (fr_policy_keep_args), and a candidate's history record written into
+ * its kept table again only when it changed, since such a policy never
+ * changes its arguments (test_policy_builtins checks the built-ins). For
+ * the built-ins and for benchmarks of their path with a policy file. */
+void fr_policy_trust(fr_policy *p);
+
 /* Frees a policy and its state; NULL is fine. */
 void fr_policy_free(fr_policy *p);
 
