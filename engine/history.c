@@ -167,12 +167,16 @@ static void on_row(void *ud, const fr_store_history_row *r)
     if (!e)
         return;
     sums *s = find_key(e, r->type, r->band, true);
-    if (r->metric < 0) {
+    if (!r->is_bin) {
         add_row(s, r);
         add_row(&e->all, r);
-    } else {
-        add_bin(s, r->metric, r->bin, r->n);
-        add_bin(&e->all, r->metric, r->bin, r->n);
+        return;
+    }
+    add_bin(s, 0, r->lat_bin, r->n);
+    add_bin(&e->all, 0, r->lat_bin, r->n);
+    if (r->ttft_bin >= 0) {
+        add_bin(s, 1, r->ttft_bin, r->n);
+        add_bin(&e->all, 1, r->ttft_bin, r->n);
     }
 }
 

@@ -265,7 +265,7 @@ static const command commands[] = {
     {"report", "flowrun report [RUN|last] [--workflow NAME] [--json] [--state DIR] [--sim]",
      "a finished run's summary or JSON report, as it printed them", fr_cli_report_help,
      fr_cli_report_main},
-    {"stats", "flowrun stats [--since DATE] [--json] [--state DIR] [--sim]",
+    {"stats", "flowrun stats [--since DATE] [--routing] [--json] [--state DIR] [--sim]",
      "requests, success, quality, latency, tokens, spend, tiers across runs", fr_cli_stats_help,
      fr_cli_stats_main},
     {"help", "flowrun help [COMMAND]", "this list, or a command's help", help_help, help_main},

@@ -82,13 +82,14 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_CACHE_PUT] = "INSERT OR REPLACE INTO cache (key, endpoint, model, text, json, input,"
                     " output, cached, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     /* The routing history of the endpoints named in the JSON array ?1 (NULL:
-     * all): each key's sums (metric -1), then its bins. */
+     * all): each key's sums (kind 0), then its pairs of bins (kind 1:
+     * latency bin, ttft bin, count in the place of settled and passes). */
     [S_HISTORY] =
-        "SELECT endpoint, task_type, band, -1, 0, settled, passes, fails, errors, w_pass,"
+        "SELECT endpoint, task_type, band, 0, 0, settled, passes, fails, errors, w_pass,"
         " w_fail, w_ref, last_at, score_sum, score_n, cost_sum, out_tokens, reply_ms"
         " FROM routing_history"
         " WHERE ?1 IS NULL OR endpoint IN (SELECT value FROM json_each(?1))"
-        " UNION ALL SELECT endpoint, task_type, band, metric, bin, n, 0, 0, 0, 0, 0, NULL,"
+        " UNION ALL SELECT endpoint, task_type, band, 1, lat_bin, n, ttft_bin, 0, 0, 0, 0, NULL,"
         " NULL, 0, 0, 0, 0, 0 FROM routing_bins"
         " WHERE ?1 IS NULL OR endpoint IN (SELECT value FROM json_each(?1))",
 };

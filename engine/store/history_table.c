@@ -32,8 +32,8 @@ int fr_store_history(fr_store *st, const char *const *endpoints, size_t n,
             .endpoint = (const char *)sqlite3_column_text(s, 0),
             .type = (const char *)sqlite3_column_text(s, 1),
             .band = sqlite3_column_int(s, 2),
-            .metric = sqlite3_column_int(s, 3),
-            .bin = sqlite3_column_int(s, 4),
+            .is_bin = sqlite3_column_int(s, 3) == 1,
+            .lat_bin = sqlite3_column_int(s, 4),
             .settled = (long)sqlite3_column_int64(s, 5),
             .passes = (long)sqlite3_column_int64(s, 6),
             .fails = (long)sqlite3_column_int64(s, 7),
@@ -49,9 +49,10 @@ int fr_store_history(fr_store *st, const char *const *endpoints, size_t n,
             .out_tokens = (long)sqlite3_column_int64(s, 16),
             .reply_ms = sqlite3_column_double(s, 17),
         };
-        if (r.metric >= 0) {
-            r.n = r.settled; /* a bin's count is in the settled column */
-            r.settled = 0;
+        if (r.is_bin) { /* its count and ttft bin are in the places of settled and passes */
+            r.n = r.settled;
+            r.ttft_bin = (int)r.passes;
+            r.settled = r.passes = 0;
         }
         if (!r.endpoint || !r.type)
             continue;

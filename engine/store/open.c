@@ -332,7 +332,9 @@ static const char schema_v8[] =
  * sums of 2^((at - w_ref) / half-life) relative to w_ref, the key's first
  * gated attempt (a double holds them for some eighty years), the newest
  * gated attempt, and the sums the means are read from; routing_bins
- * counts the bins. Triggers keep both in the transaction that books or
+ * counts the gated attempts per pair of bins (latency, time to first
+ * content or -1 without one): one row written per attempt, the medians
+ * read from its two margins. Triggers keep both in the transaction that books or
  * settles an attempt (SQLite's math functions: Debian's libsqlite3 has
  * them); the migration sums the attempts booked so far. */
 #define HIST_GATED(r)                                                                              \
@@ -346,7 +348,7 @@ static const char schema_v8[] =
     " a.outcome = 'ok' AS pass, " HIST_GATED("a") " AS gated,"                                     \
     " a.outcome = 'error' OR a.outcome = 'timeout' AS err, a.at, a.score, a.cost_usd,"             \
     " a.output_tokens, a.latency_ms, " HIST_BIN("a.latency_ms") " AS lat_bin,"                     \
-    " CASE WHEN a.ttft_ms IS NOT NULL THEN " HIST_BIN("a.ttft_ms") " END AS ttft_bin"              \
+    " CASE WHEN a.ttft_ms IS NOT NULL THEN " HIST_BIN("a.ttft_ms") " ELSE -1 END AS ttft_bin"      \
     " FROM attempts a WHERE a.outcome != 'pending';"
 #define HISTORY_TABLES                                                                             \
     "CREATE TABLE routing_history ("                                                               \
@@ -372,10 +374,10 @@ static const char schema_v8[] =
     "endpoint TEXT NOT NULL,"                                                                  \
     "task_type TEXT NOT NULL,"                                                                  \
     "band INTEGER NOT NULL,"                                                               \
-    "metric INTEGER NOT NULL,"                                                               \
-    "bin INTEGER NOT NULL,"                                                               \
+    "lat_bin INTEGER NOT NULL,"                                                               \
+    "ttft_bin INTEGER NOT NULL,"                                                               \
     "n INTEGER NOT NULL DEFAULT 0,"                                                     \
-    "PRIMARY KEY (endpoint, task_type, band, metric, bin)"                                       \
+    "PRIMARY KEY (endpoint, task_type, band, lat_bin, ttft_bin)"                                       \
     ") WITHOUT ROWID;"
 #define HIST_COLUMNS                                                                               \
     "INSERT INTO routing_history(endpoint, task_type, band, settled, passes, fails, errors,"       \
@@ -403,10 +405,8 @@ static const char schema_v8[] =
     " IFNULL(excluded.last_at, last_at)), score_sum = score_sum + excluded.score_sum,"             \
     " score_n = score_n + excluded.score_n, cost_sum = cost_sum + excluded.cost_sum,"              \
     " out_tokens = out_tokens + excluded.out_tokens, reply_ms = reply_ms + excluded.reply_ms;"     \
-    "INSERT INTO routing_bins SELECT ep, ty, band, 0, lat_bin, 1 FROM routing_evidence"            \
+    "INSERT INTO routing_bins SELECT ep, ty, band, lat_bin, ttft_bin, 1 FROM routing_evidence"     \
     " WHERE id = NEW.id AND gated ON CONFLICT DO UPDATE SET n = n + 1;"                            \
-    "INSERT INTO routing_bins SELECT ep, ty, band, 1, ttft_bin, 1 FROM routing_evidence"           \
-    " WHERE id = NEW.id AND gated AND ttft_bin IS NOT NULL ON CONFLICT DO UPDATE SET n = n + 1;"   \
     " END;"
 /* The triggers on attempts: one booked settled at once, and one settled
  * from in flight (a crashed run's become 'cancelled': settled too). */

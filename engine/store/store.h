@@ -302,8 +302,8 @@ int fr_store_observed(fr_store *st, const char *workflow, json_t **out, fr_error
 
 /* One row of the routing history as read (strings borrowed for the
  * callback): the sums of one key (endpoint, task type, complexity band
- * 0..4; `metric` -1), or one bin of one key's latencies (`metric` 0) or
- * times to first content (`metric` 1): bin `bin` holds `n` attempts.
+ * 0..4), or (`is_bin`) `n` of the key's gated attempts whose latency was
+ * in bin `lat_bin` and time to first content in `ttft_bin` (-1: none).
  * The sums: `settled` attempts (all outcomes but in flight), of which
  * `passes` and `fails` were gated (replies that passed or failed) and
  * `errors` had no reply (error, timeout); `w_pass` and `w_fail` the gated
@@ -314,7 +314,9 @@ int fr_store_observed(fr_store *st, const char *workflow, json_t **out, fr_error
  * `out_tokens` and `reply_ms` (latency) summed over the gated ones. */
 typedef struct fr_store_history_row {
     const char *endpoint, *type;
-    int band, metric, bin;
+    int band;
+    bool is_bin;
+    int lat_bin, ttft_bin;
     long n;
     long settled, passes, fails, errors, score_n, out_tokens;
     bool has_w_ref;

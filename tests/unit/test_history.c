@@ -153,18 +153,18 @@ static void expect_recount(const char *path, long min_keys, long min_bins)
              " AND abs(h.cost_sum - c.cost_sum) < 1e-12 AND h.out_tokens = c.out_tokens"
              " AND abs(h.reply_ms - c.reply_ms) < 1e-6)");
     expect_matching(path, sql, min_keys);
-    /* The bins: every gated attempt's latency, and its ttft where it had one. */
+    /* The bins: the gated attempts per pair of latency and ttft bins. */
     static const char bins[] =
         "WITH b AS (SELECT endpoint AS ep, COALESCE(task_type, '-') AS ty,"
-        " MIN(4, CAST(COALESCE(complexity, 0.5) * 5 AS INTEGER)) AS band, m.metric,"
-        " MIN(127, CAST(floor(4 * log2(MAX(CASE m.metric WHEN 0 THEN latency_ms ELSE ttft_ms END,"
-        " 1))) AS INTEGER)) AS bin FROM attempts, (SELECT 0 AS metric UNION SELECT 1) m"
-        " WHERE outcome IN ('ok', 'quality', 'truncated', 'refused', 'no_answer', 'tool_call')"
-        " AND (m.metric = 0 OR ttft_ms IS NOT NULL)),"
-        " c AS (SELECT ep, ty, band, metric, bin, COUNT(*) AS n FROM b GROUP BY 1, 2, 3, 4, 5)"
+        " MIN(4, CAST(COALESCE(complexity, 0.5) * 5 AS INTEGER)) AS band,"
+        " MIN(127, CAST(floor(4 * log2(MAX(latency_ms, 1))) AS INTEGER)) AS lb,"
+        " IFNULL(MIN(127, CAST(floor(4 * log2(MAX(ttft_ms, 1))) AS INTEGER)), -1) AS tb"
+        " FROM attempts"
+        " WHERE outcome IN ('ok', 'quality', 'truncated', 'refused', 'no_answer', 'tool_call')),"
+        " c AS (SELECT ep, ty, band, lb, tb, COUNT(*) AS n FROM b GROUP BY 1, 2, 3, 4, 5)"
         " SELECT (SELECT COUNT(*) FROM c), (SELECT COUNT(*) FROM routing_bins),"
         " (SELECT COUNT(*) FROM c JOIN routing_bins r ON r.endpoint = c.ep AND"
-        " r.task_type = c.ty AND r.band = c.band AND r.metric = c.metric AND r.bin = c.bin"
+        " r.task_type = c.ty AND r.band = c.band AND r.lat_bin = c.lb AND r.ttft_bin = c.tb"
         " AND r.n = c.n)";
     expect_matching(path, bins, min_bins);
 }
@@ -175,13 +175,13 @@ static void test_summary_equals_recount(void **state)
     f->st = open_ok(f->path);
     book_mix(f->st, NULL, "r", utc(2026, 9, 1, 8, 0, 0));
     assert_ok(fr_store_flush(f->st, &e_));
-    expect_recount(f->path, 7, 10);
+    expect_recount(f->path, 7, 7);
     /* A crashed run's attempt in flight settles as cancelled: counted. */
     fr_store_set_clock(f->st, utc(2026, 11, 1, 0, 0, 0));
     assert_ok(fr_store_run_begin(f->st, "r4", "wf", NULL, &e_));
     reserve(f->st, "r4", "t", 0.25);
     raw_exec(f->path, "UPDATE attempts SET outcome = 'cancelled' WHERE outcome = 'pending'");
-    expect_recount(f->path, 8, 10);
+    expect_recount(f->path, 8, 7);
     assert_usd(raw_num(f->path, "SELECT settled FROM routing_history WHERE endpoint = 'cloud'"
                                 " AND task_type = '-' AND band = 2"),
                1);
@@ -204,14 +204,14 @@ static void test_migration_summarises_old_attempts(void **state)
               " ('old', 'd', 1, 'api', 'cloud', 0.5, 0, 'pending', 1792000000, '2026-10', NULL,"
               " NULL, 0);");
     f->st = open_ok(f->path);
-    expect_recount(f->path, 2, 3);
+    expect_recount(f->path, 2, 2);
     assert_usd(raw_num(f->path, "SELECT passes + fails FROM routing_history WHERE endpoint = 'gpu'"
                                 " AND task_type = 'code' AND band = 2"),
                2);
     /* Its in flight settles later through the trigger. */
     assert_usd(raw_num(f->path, "SELECT COUNT(*) FROM routing_history WHERE endpoint = 'api'"), 0);
     raw_exec(f->path, "UPDATE attempts SET outcome = 'ok' WHERE outcome = 'pending'");
-    expect_recount(f->path, 3, 4);
+    expect_recount(f->path, 3, 3);
 }
 
 /* Compares two records field by field. */
