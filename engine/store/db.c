@@ -37,15 +37,17 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_ATTEMPT] = "INSERT INTO attempts(run_id, task, attempt, endpoint, tier, model,"
                   " input_tokens, output_tokens, cached_tokens, usage_estimated, cost_usd,"
                   " latency_ms, outcome, error, at, month, task_type, ttft_ms, day, user_name,"
-                  " host) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,"
-                  " ?16, ?17, ?18, ?19, ?20, ?21)",
+                  " host, complexity, score) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11,"
+                  " ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)",
     /* ?14, the owner, stays NULL but for a shared endpoint's slot. */
     [S_RESERVE] = "INSERT INTO attempts(run_id, task, attempt, endpoint, tier, model, cost_usd,"
-                  " outcome, at, month, task_type, day, user_name, host, owner_id)"
-                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                  " outcome, at, month, task_type, day, user_name, host, owner_id, complexity)"
+                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?9, ?10, ?11, ?12, ?13, ?14,"
+                  " ?15)",
     [S_SETTLE] = "UPDATE attempts SET input_tokens = ?2, output_tokens = ?3, cached_tokens = ?4,"
                  " usage_estimated = ?5, cost_usd = ?6, latency_ms = ?7, outcome = ?8, error = ?9,"
-                 " at = ?10, ttft_ms = ?12 WHERE id = ?1 AND run_id = ?11 AND outcome = 'pending'",
+                 " at = ?10, ttft_ms = ?12, score = ?13, complexity = COALESCE(?14, complexity)"
+                 " WHERE id = ?1 AND run_id = ?11 AND outcome = 'pending'",
     [S_ATTEMPT_MONTH] = "SELECT month FROM attempts WHERE id = ?1",
     /* What the period (a month or a day) is charged: booked attempts and
      * those in flight at their worst case: one row of period_totals, kept by
@@ -100,6 +102,17 @@ static const char *const stmt_sql[S_COUNT] = {
                      " FROM attempts a JOIN owners o ON o.id = a.owner_id"
                      " WHERE a.endpoint = ?1 AND a.model IS ?2 AND a.outcome = 'pending'"
                      " GROUP BY o.id",
+    /* The routing history of the endpoints named in the JSON array ?1 (NULL:
+     * all): each key's sums (kind 0), then its pairs of bins (kind 1:
+     * latency bin, ttft bin, count in the place of settled and passes). */
+    [S_HISTORY] =
+        "SELECT endpoint, task_type, band, 0, 0, settled, passes, fails, errors, w_pass,"
+        " w_fail, w_ref, last_at, score_sum, score_n, cost_sum, out_tokens, reply_ms"
+        " FROM routing_history"
+        " WHERE ?1 IS NULL OR endpoint IN (SELECT value FROM json_each(?1))"
+        " UNION ALL SELECT endpoint, task_type, band, 1, lat_bin, n, ttft_bin, 0, 0, 0, 0, NULL,"
+        " NULL, 0, 0, 0, 0, 0 FROM routing_bins"
+        " WHERE ?1 IS NULL OR endpoint IN (SELECT value FROM json_each(?1))",
 };
 
 /* ---- errors and checks ------------------------------------------------------ */
@@ -225,6 +238,12 @@ double fr_store_now(const fr_store *st)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The store's clock for its callers; see store.h. */
+double fr_store_clock(const fr_store *st)
+{
+    return fr_store_now(st);
 }
 
 /* The UTC month of a time; see store_int.h. */

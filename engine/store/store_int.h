@@ -45,6 +45,7 @@ enum fr_store_stmt {
     S_OWNER_END,
     S_OWNER_PRUNE,
     S_SLOTS_HELD,
+    S_HISTORY,
     S_COUNT
 };
 
