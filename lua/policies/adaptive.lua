@@ -1,0 +1,305 @@
+-- adaptive: the cheapest endpoint that has been passing tasks like this one.
+--
+-- Learns from the record. For every candidate, flowrun passes what the state
+-- store knows of it: its passes and fails on tasks of this task's type and
+-- complexity band (`candidate.history`) and over all its work
+-- (`candidate.history_all`), from every earlier run that shares the store
+-- and from this run's attempts as they settle. From that record this policy
+-- estimates p(pass), the chance that the candidate's reply passes the task's
+-- gates, and sends the task to the cheapest candidate whose estimate reaches
+-- TARGET. Where the record is thin the estimate leans on the endpoint's
+-- declared `quality`; with no record at all the policy decides exactly as
+-- `cost` does. A small share of tasks, picked reproducibly, tries a cheaper
+-- endpoint whose record is still thin, so the record grows where it can save
+-- money. Pick it for work you run again and again (the same pipeline on new
+-- input) where the bill matters.
+--
+-- Copy it, change the constants, and run it with `--policy ./my-adaptive.lua`.
+
+-- The p(pass) a candidate needs to get the task. Higher means fewer failed
+-- attempts (and escalations) but more work on dearer endpoints.
+local TARGET = 0.9
+
+-- The prior, before any record: p(pass) from how far the endpoint's quality
+-- is above the task's complexity. An endpoint whose quality equals the
+-- complexity gets exactly TARGET (so, with no record, the candidates that
+-- reach TARGET are the ones `cost` calls good enough); each 0.1 of quality
+-- above or below moves the log-odds by PRIOR_SLOPE / 10 (0.1 below: 0.77,
+-- 0.3 below: 0.31, 0.1 above: 0.96).
+local PRIOR_SLOPE = 10
+
+-- How many attempts the prior from quality is worth against the endpoint's
+-- overall record (history_all), and how many attempts of that overall record
+-- count at most: it tells how reliable an endpoint is, not how it does on
+-- tasks this hard, so it only nudges the prior.
+local QUALITY_STRENGTH = 2
+local ALL_CAP = 1
+
+-- How many attempts that blended prior is worth against the record of this
+-- type and band. With 2, an endpoint needs about 8 straight passes in a band
+-- to go from a prior of 0.5 to 0.9, and a few fails to drop below it.
+local BAND_STRENGTH = 2
+
+-- A failed attempt costs what it cost and a retry on the endpoint that would
+-- have been sure enough. So a cheaper candidate whose record here holds at
+-- least MIN_RECORD attempts is tried first when its expected spend is lower:
+-- its est_cost + (1 - p(pass)) x (the sure one's est_cost) x (1 +
+-- RETRY_WEIGHT), RETRY_WEIGHT pricing the time a retry takes. A free local
+-- endpoint is then worth a try before a paid one from p(pass) 0.5 on (with
+-- RETRY_WEIGHT 1). Only on a record, never on the prior alone.
+local RETRY_WEIGHT = 1
+local MIN_RECORD = 3
+
+-- Exploration: this share of tasks (first attempts only) tries a candidate
+-- cheaper than the one chosen, whose record in this band holds fewer than
+-- UNCERTAIN attempts and whose estimate is at least EXPLORE_FLOOR (hopeless
+-- ones are not worth the failed attempt).
+local EXPLORE_SHARE = 0.1
+local UNCERTAIN = 5
+local EXPLORE_FLOOR = 0.3
+
+-- Comparing an estimate with TARGET tolerates this rounding, so that a
+-- quality equal to the complexity reaches it as in `cost`.
+local EPSILON = 1e-9
+
+local exp, log, max, floor = math.exp, math.log, math.max, math.floor
+local format = string.format
+local LOGIT_TARGET = log(TARGET / (1 - TARGET))
+
+-- The quality of every endpoint seen so far, by name. An endpoint that failed
+-- a task is no longer among that task's candidates, so we remember it here
+-- to know what "stronger than what was tried" means.
+local seen_quality = {}
+
+-- p(pass) before any record, from quality and complexity (see PRIOR_SLOPE).
+local function prior(quality, complexity)
+  return 1 / (1 + exp(-(LOGIT_TARGET + PRIOR_SLOPE * (quality - complexity))))
+end
+
+-- The estimate for candidate `c` on a task of `complexity`, and the number of
+-- attempts of this type and band behind it. A Beta-style update: the prior
+-- counts as QUALITY_STRENGTH attempts against the overall record, and the
+-- result as BAND_STRENGTH attempts against the band's record. Records are
+-- decayed (`weight`: recent attempts count more), so an endpoint that got
+-- better or worse is followed.
+local function estimate(c, complexity)
+  local p = prior(c.quality, complexity)
+  local all = c.history_all
+  if all and all.pass_rate then
+    local a = all.weight < ALL_CAP and all.weight or ALL_CAP
+    p = (QUALITY_STRENGTH * p + a * all.pass_rate) / (QUALITY_STRENGTH + a)
+  end
+  local h = c.history
+  if h and h.pass_rate then
+    p = (BAND_STRENGTH * p + h.weight * h.pass_rate) / (BAND_STRENGTH + h.weight)
+    return p, h.attempts
+  end
+  return p, 0
+end
+
+-- Local first, then the cheapest for this task, then the smaller model (it
+-- leaves the stronger one free for harder work), then the one with more room:
+-- the order of `cost`.
+local function cheaper(a, b)
+  if a.tier ~= b.tier then
+    return a.tier == "local"
+  end
+  if a.est_cost ~= b.est_cost then
+    return a.est_cost < b.est_cost
+  end
+  if a.quality ~= b.quality then
+    return a.quality < b.quality
+  end
+  return a.free > b.free
+end
+
+-- The likeliest to pass first (`pa`, `pb` their estimates), then the one of
+-- higher quality; among equals, one with a free slot, then the cheaper.
+local function stronger(a, pa, b, pb)
+  if pa ~= pb then
+    return pa > pb
+  end
+  if a.quality ~= b.quality then
+    return a.quality > b.quality
+  end
+  if (a.free > 0) ~= (b.free > 0) then
+    return a.free > 0
+  end
+  return cheaper(a, b)
+end
+
+-- A number in [0, 1) from the bytes of `s`: FNV-1a, then a 64-bit finaliser
+-- so that names one letter apart land far apart. Integer arithmetic wraps in
+-- Lua 5.4, as the hash needs; no random state, so a run with the same seed
+-- explores the same tasks.
+local function unit_hash(s)
+  local h = 0xcbf29ce484222325
+  for i = 1, #s do
+    h = (h ~ s:byte(i)) * 0x100000001b3
+  end
+  h = (h ~ (h >> 33)) * 0xff51afd7ed558ccd
+  h = h ~ (h >> 33)
+  return (h >> 11) / 9007199254740992.0
+end
+
+-- Whether this attempt of this task explores: EXPLORE_SHARE of
+-- hash(run.seed, task.name, task.attempt).
+local function explores(task, run)
+  local key = format("%s\0%s\0%s", tostring(run.seed or 0), task.name, tostring(task.attempt))
+  return unit_hash(key) < EXPLORE_SHARE
+end
+
+-- The band of the task, as the record has it ("0.4-0.6").
+local function band(c, complexity)
+  local h = c.history
+  if h and h.band_lo and h.band_hi then
+    return format("%.1f-%.1f", h.band_lo, h.band_hi)
+  end
+  local lo = floor(complexity * 5) / 5
+  if lo > 0.8 then
+    lo = 0.8
+  end
+  return format("%.1f-%.1f", lo, lo + 0.2)
+end
+
+-- The explanation of a choice: "gpu: p(pass) 0.93 from 41 attempts of type
+-- code, complexity 0.4-0.6", or "... from its quality 0.70 (no attempts of
+-- ...)" when the band has no record yet.
+local function why(c, p, n, task, complexity, what)
+  local where = format("type %s, complexity %s", task.type or "-", band(c, complexity))
+  local from
+  if n > 0 then
+    from = format("from %d attempt%s of %s", n, n == 1 and "" or "s", where)
+  else
+    from = format("from its quality %.2f (no attempts of %s)", c.quality, where)
+  end
+  return format("%s%s: p(pass) %.2f %s", what or "", c.name, p, from)
+end
+
+return {
+  route = function(task, candidates, run)
+    -- Numeric loops rather than ipairs: the same order, and cheaper, since
+    -- the policy runs for every task.
+    local n = #candidates
+    for i = 1, n do -- remember what each endpoint is worth
+      local c = candidates[i]
+      seen_quality[c.name] = c.quality
+    end
+
+    -- After a quality failure, like `cost`: only candidates strictly
+    -- stronger than the best endpoint that already failed (or than the
+    -- complexity, when unknown) are worth asking; among them the record
+    -- decides.
+    local complexity, escalate = task.complexity, task.reason == "quality"
+    local bar = complexity
+    if escalate then
+      local tried = task.tried
+      for i = 1, #tried do
+        bar = max(bar, seen_quality[tried[i]] or bar)
+      end
+    end
+
+    -- The estimate of every candidate, and the pool to choose from. A
+    -- private task never goes to the cloud: the engine already leaves cloud
+    -- endpoints out of its candidates, and this rule says so here too.
+    local private = task.private == true
+    local est, evidence, pool, npool, recorded = {}, {}, {}, 0, false
+    for i = 1, n do
+      local c = candidates[i]
+      if not private or c.tier == "local" then
+        est[c], evidence[c] = estimate(c, complexity)
+        recorded = recorded or (c.history_all ~= nil and (c.history_all.attempts or 0) > 0)
+        if not escalate or c.quality > bar then
+          npool = npool + 1
+          pool[npool] = c
+        end
+      end
+    end
+    local stuck = npool == 0
+    if stuck then -- nothing stronger than what failed: the likeliest of all
+      for i = 1, n do
+        local c = candidates[i]
+        if est[c] then
+          npool = npool + 1
+          pool[npool] = c
+        end
+      end
+    end
+    if npool == 0 then
+      return nil, "no candidate may take this private task"
+    end
+
+    -- The cheapest candidate likely enough to pass and free, and whether any
+    -- is likely enough at all. Locals come first in `cheaper`, so this goes
+    -- to a pricier (cloud) candidate only when every good local one is full.
+    local choice, any_fits
+    for i = 1, npool do
+      local c = pool[i]
+      if not stuck and est[c] >= TARGET - EPSILON then
+        any_fits = true
+        if c.free > 0 and (choice == nil or cheaper(c, choice)) then
+          choice = c
+        end
+      end
+    end
+    -- Worth a try first: a cheaper candidate with a record whose expected
+    -- spend, a retry on `choice` included, is lower (see RETRY_WEIGHT).
+    local sure = choice
+    if choice and choice.est_cost > 0 then
+      local best = choice.est_cost
+      for i = 1, npool do
+        local c = pool[i]
+        if c ~= sure and c.free > 0 and evidence[c] >= MIN_RECORD and cheaper(c, sure) then
+          local spend = c.est_cost + (1 - est[c]) * sure.est_cost * (1 + RETRY_WEIGHT)
+          if spend < best then
+            best, choice = spend, c
+          end
+        end
+      end
+      if choice ~= sure then
+        return choice, why(choice, est[choice], evidence[choice], task, complexity)
+            .. format("; worth a try before %s", sure.name)
+      end
+    end
+    if not choice and any_fits then
+      -- Every likely candidate is busy: wait for one rather than pay for,
+      -- or fail on, a worse one.
+      return nil, "waiting for an endpoint likely to pass"
+    end
+    if not choice then
+      -- None is likely enough: the likeliest (waiting for it if it is full).
+      for i = 1, npool do
+        local c = pool[i]
+        if choice == nil or stronger(c, est[c], choice, est[choice]) then
+          choice = c
+        end
+      end
+      if choice.free == 0 then
+        return choice, why(choice, est[choice], evidence[choice], task, complexity, "wait for ")
+      end
+    end
+
+    -- Exploration, on first attempts only and once the store holds a record
+    -- of any candidate (so that with no record at all this is `cost`): a
+    -- cheaper candidate whose record here is thin, never a dearer one (so
+    -- never past a budget the choice fits), never the cloud for a private
+    -- task (see the pool), never beyond what the run has left.
+    if recorded and task.reason == "first" and explores(task, run) then
+      local pick
+      for i = 1, npool do
+        local c = pool[i]
+        if c ~= choice and c.free > 0 and cheaper(c, choice) and c.est_cost <= choice.est_cost
+            and (run.remaining == nil or c.est_cost <= run.remaining)
+            and evidence[c] < UNCERTAIN and est[c] >= EXPLORE_FLOOR
+            and (pick == nil or stronger(c, est[c], pick, est[pick])) then
+          pick = c
+        end
+      end
+      if pick then
+        return pick, why(pick, est[pick], evidence[pick], task, complexity, "explore ")
+            .. format("; instead of %s", choice.name)
+      end
+    end
+    return choice, why(choice, est[choice], evidence[choice], task, complexity)
+  end,
+}
