@@ -71,6 +71,11 @@ local LOGIT_TARGET = log(TARGET / (1 - TARGET))
 -- to know what "stronger than what was tried" means.
 local seen_quality = {}
 
+-- Per decision, for the k-th usable candidate: its index in `candidates`,
+-- its estimate, the attempts behind it, whether it is in the pool. Reused
+-- by every call, so a decision makes no new table.
+local at, p, ev, pooled = {}, {}, {}, {}
+
 -- p(pass) before any record, from quality and complexity (see PRIOR_SLOPE).
 local function prior(quality, complexity)
   return 1 / (1 + exp(-(LOGIT_TARGET + PRIOR_SLOPE * (quality - complexity))))
@@ -83,18 +88,21 @@ end
 -- decayed (`weight`: recent attempts count more), so an endpoint that got
 -- better or worse is followed.
 local function estimate(c, complexity)
-  local p = prior(c.quality, complexity)
+  local e = prior(c.quality, complexity)
   local all = c.history_all
   if all and all.pass_rate then
-    local a = all.weight < ALL_CAP and all.weight or ALL_CAP
-    p = (QUALITY_STRENGTH * p + a * all.pass_rate) / (QUALITY_STRENGTH + a)
+    local a = all.weight or 0
+    if a > ALL_CAP then
+      a = ALL_CAP
+    end
+    e = (QUALITY_STRENGTH * e + a * all.pass_rate) / (QUALITY_STRENGTH + a)
   end
   local h = c.history
   if h and h.pass_rate then
-    p = (BAND_STRENGTH * p + h.weight * h.pass_rate) / (BAND_STRENGTH + h.weight)
-    return p, h.attempts
+    local w = h.weight or 0
+    return (BAND_STRENGTH * e + w * h.pass_rate) / (BAND_STRENGTH + w), h.attempts or 0
   end
-  return p, 0
+  return e, 0
 end
 
 -- Local first, then the cheapest for this task, then the smaller model (it
@@ -164,16 +172,22 @@ end
 
 -- The explanation of a choice: "gpu: p(pass) 0.93 from 41 attempts of type
 -- code, complexity 0.4-0.6", or "... from its quality 0.70 (no attempts of
--- ...)" when the band has no record yet.
-local function why(c, p, n, task, complexity, what)
-  local where = format("type %s, complexity %s", task.type or "-", band(c, complexity))
-  local from
+-- ...)" when the band has no record yet; `what` goes before (may be nil),
+-- `note` and `other` after (both nil, or both strings).
+local function why(c, pp, n, task, complexity, what, note, other)
+  local t, b = task.type or "-", band(c, complexity)
+  local text
   if n > 0 then
-    from = format("from %d attempt%s of %s", n, n == 1 and "" or "s", where)
+    text = format("%s%s: p(pass) %.2f from %d attempt%s of type %s, complexity %s", what or "",
+      c.name, pp, n, n == 1 and "" or "s", t, b)
   else
-    from = format("from its quality %.2f (no attempts of %s)", c.quality, where)
+    text = format("%s%s: p(pass) %.2f from its quality %.2f (no attempts of type %s, complexity %s)",
+      what or "", c.name, pp, c.quality, t, b)
   end
-  return format("%s%s: p(pass) %.2f %s", what or "", c.name, p, from)
+  if note then
+    return text .. note .. other
+  end
+  return text
 end
 
 return {
@@ -199,66 +213,70 @@ return {
       end
     end
 
-    -- The estimate of every candidate, and the pool to choose from. A
-    -- private task never goes to the cloud: the engine already leaves cloud
-    -- endpoints out of its candidates, and this rule says so here too.
+    -- The estimate of every candidate, and the pool to choose from, in
+    -- arrays kept from call to call (no new tables per decision): the k-th
+    -- usable candidate is candidates[at[k]], with estimate p[k], ev[k]
+    -- attempts behind it, and in the pool when pooled[k]. A private task
+    -- never goes to the cloud: the engine already leaves cloud endpoints out
+    -- of its candidates, and this rule says so here too.
     local private = task.private == true
-    local est, evidence, pool, npool, recorded = {}, {}, {}, 0, false
+    local m, npool, recorded = 0, 0, false
     for i = 1, n do
       local c = candidates[i]
       if not private or c.tier == "local" then
-        est[c], evidence[c] = estimate(c, complexity)
-        recorded = recorded or (c.history_all ~= nil and (c.history_all.attempts or 0) > 0)
-        if not escalate or c.quality > bar then
+        m = m + 1
+        at[m] = i
+        p[m], ev[m] = estimate(c, complexity)
+        local all = c.history_all
+        recorded = recorded or (all ~= nil and (all.attempts or 0) > 0)
+        pooled[m] = not escalate or c.quality > bar
+        if pooled[m] then
           npool = npool + 1
-          pool[npool] = c
         end
       end
+    end
+    if m == 0 then
+      return nil, "no candidate may take this private task"
     end
     local stuck = npool == 0
     if stuck then -- nothing stronger than what failed: the likeliest of all
-      for i = 1, n do
-        local c = candidates[i]
-        if est[c] then
-          npool = npool + 1
-          pool[npool] = c
-        end
+      for k = 1, m do
+        pooled[k] = true
       end
-    end
-    if npool == 0 then
-      return nil, "no candidate may take this private task"
     end
 
     -- The cheapest candidate likely enough to pass and free, and whether any
     -- is likely enough at all. Locals come first in `cheaper`, so this goes
     -- to a pricier (cloud) candidate only when every good local one is full.
-    local choice, any_fits
-    for i = 1, npool do
-      local c = pool[i]
-      if not stuck and est[c] >= TARGET - EPSILON then
+    local choice, any_fits -- choice: an index k
+    for k = 1, m do
+      if pooled[k] and not stuck and p[k] >= TARGET - EPSILON then
         any_fits = true
-        if c.free > 0 and (choice == nil or cheaper(c, choice)) then
-          choice = c
+        local c = candidates[at[k]]
+        if c.free > 0 and (choice == nil or cheaper(c, candidates[at[choice]])) then
+          choice = k
         end
       end
     end
+
     -- Worth a try first: a cheaper candidate with a record whose expected
-    -- spend, a retry on `choice` included, is lower (see RETRY_WEIGHT).
-    local sure = choice
-    if choice and choice.est_cost > 0 then
-      local best = choice.est_cost
-      for i = 1, npool do
-        local c = pool[i]
-        if c ~= sure and c.free > 0 and evidence[c] >= MIN_RECORD and cheaper(c, sure) then
-          local spend = c.est_cost + (1 - est[c]) * sure.est_cost * (1 + RETRY_WEIGHT)
+    -- spend, a retry on the sure one included, is lower (see RETRY_WEIGHT).
+    if choice and candidates[at[choice]].est_cost > 0 then
+      local sure = candidates[at[choice]]
+      local best, try = sure.est_cost, nil
+      for k = 1, m do
+        local c = candidates[at[k]]
+        if pooled[k] and k ~= choice and c.free > 0 and ev[k] >= MIN_RECORD and cheaper(c, sure) then
+          local spend = c.est_cost + (1 - p[k]) * sure.est_cost * (1 + RETRY_WEIGHT)
           if spend < best then
-            best, choice = spend, c
+            best, try = spend, k
           end
         end
       end
-      if choice ~= sure then
-        return choice, why(choice, est[choice], evidence[choice], task, complexity)
-            .. format("; worth a try before %s", sure.name)
+      if try then
+        return candidates[at[try]],
+            why(candidates[at[try]], p[try], ev[try], task, complexity, "", "; worth a try before ",
+                sure.name)
       end
     end
     if not choice and any_fits then
@@ -268,16 +286,18 @@ return {
     end
     if not choice then
       -- None is likely enough: the likeliest (waiting for it if it is full).
-      for i = 1, npool do
-        local c = pool[i]
-        if choice == nil or stronger(c, est[c], choice, est[choice]) then
-          choice = c
+      for k = 1, m do
+        if pooled[k] and (choice == nil
+            or stronger(candidates[at[k]], p[k], candidates[at[choice]], p[choice])) then
+          choice = k
         end
       end
-      if choice.free == 0 then
-        return choice, why(choice, est[choice], evidence[choice], task, complexity, "wait for ")
+      local c = candidates[at[choice]]
+      if c.free == 0 then
+        return c, why(c, p[choice], ev[choice], task, complexity, "wait for ")
       end
     end
+    local c = candidates[at[choice]]
 
     -- Exploration, on first attempts only and once the store holds a record
     -- of any candidate (so that with no record at all this is `cost`): a
@@ -286,20 +306,21 @@ return {
     -- task (see the pool), never beyond what the run has left.
     if recorded and task.reason == "first" and explores(task, run) then
       local pick
-      for i = 1, npool do
-        local c = pool[i]
-        if c ~= choice and c.free > 0 and cheaper(c, choice) and c.est_cost <= choice.est_cost
-            and (run.remaining == nil or c.est_cost <= run.remaining)
-            and evidence[c] < UNCERTAIN and est[c] >= EXPLORE_FLOOR
-            and (pick == nil or stronger(c, est[c], pick, est[pick])) then
-          pick = c
+      for k = 1, m do
+        local x = candidates[at[k]]
+        if pooled[k] and k ~= choice and x.free > 0 and cheaper(x, c) and x.est_cost <= c.est_cost
+            and (run.remaining == nil or x.est_cost <= run.remaining)
+            and ev[k] < UNCERTAIN and p[k] >= EXPLORE_FLOOR
+            and (pick == nil or stronger(x, p[k], candidates[at[pick]], p[pick])) then
+          pick = k
         end
       end
       if pick then
-        return pick, why(pick, est[pick], evidence[pick], task, complexity, "explore ")
-            .. format("; instead of %s", choice.name)
+        return candidates[at[pick]],
+            why(candidates[at[pick]], p[pick], ev[pick], task, complexity, "explore ",
+                "; instead of ", c.name)
       end
     end
-    return choice, why(choice, est[choice], evidence[choice], task, complexity)
+    return c, why(c, p[choice], ev[choice], task, complexity)
   end,
 }
