@@ -36,9 +36,10 @@ local QUALITY_STRENGTH = 2
 local ALL_CAP = 1
 
 -- How many attempts that blended prior is worth against the record of this
--- type and band. With 2, an endpoint needs about 8 straight passes in a band
--- to go from a prior of 0.5 to 0.9, and a few fails to drop below it.
-local BAND_STRENGTH = 2
+-- type and band. With 4, an endpoint whose blended prior is 0.7 needs 10
+-- straight passes in a band to reach 0.9; a failure or two among them takes
+-- it back below. Lower learns faster and errs more on a few lucky passes.
+local BAND_STRENGTH = 4
 
 -- A failed attempt costs what it cost and a retry on the endpoint that would
 -- have been sure enough. So a cheaper candidate whose record here holds at
@@ -46,17 +47,18 @@ local BAND_STRENGTH = 2
 -- its est_cost + (1 - p(pass)) x (the sure one's est_cost) x (1 +
 -- RETRY_WEIGHT), RETRY_WEIGHT pricing the time a retry takes. A free local
 -- endpoint is then worth a try before a paid one from p(pass) 0.5 on (with
--- RETRY_WEIGHT 1). Only on a record, never on the prior alone.
+-- RETRY_WEIGHT 1), and worth waiting for when it is full: a slot frees
+-- sooner than a failure costs. Only on a record, never on the prior alone.
 local RETRY_WEIGHT = 1
 local MIN_RECORD = 3
 
--- Exploration: this share of tasks (first attempts only) tries a candidate
--- cheaper than the one chosen, whose record in this band holds fewer than
--- UNCERTAIN attempts and whose estimate is at least EXPLORE_FLOOR (hopeless
--- ones are not worth the failed attempt).
+-- Exploration: this share of tasks (first attempts whose choice costs
+-- money) tries a candidate cheaper than the one chosen, whose record in this
+-- band holds fewer than UNCERTAIN attempts and whose estimate is at least
+-- EXPLORE_FLOOR (hopeless ones are not worth the failed attempt).
 local EXPLORE_SHARE = 0.1
 local UNCERTAIN = 5
-local EXPLORE_FLOOR = 0.3
+local EXPLORE_FLOOR = 0.5
 
 -- Comparing an estimate with TARGET tolerates this rounding, so that a
 -- quality equal to the complexity reaches it as in `cost`.
@@ -266,17 +268,17 @@ return {
       local best, try = sure.est_cost, nil
       for k = 1, m do
         local c = candidates[at[k]]
-        if pooled[k] and k ~= choice and c.free > 0 and ev[k] >= MIN_RECORD and cheaper(c, sure) then
+        if pooled[k] and k ~= choice and ev[k] >= MIN_RECORD and cheaper(c, sure) then
           local spend = c.est_cost + (1 - p[k]) * sure.est_cost * (1 + RETRY_WEIGHT)
           if spend < best then
             best, try = spend, k
           end
         end
       end
-      if try then
-        return candidates[at[try]],
-            why(candidates[at[try]], p[try], ev[try], task, complexity, "", "; worth a try before ",
-                sure.name)
+      if try then -- full, it means "wait for it"
+        local c = candidates[at[try]]
+        return c, why(c, p[try], ev[try], task, complexity, c.free > 0 and "" or "wait for ",
+          "; worth a try before ", sure.name)
       end
     end
     if not choice and any_fits then
@@ -299,12 +301,14 @@ return {
     end
     local c = candidates[at[choice]]
 
-    -- Exploration, on first attempts only and once the store holds a record
-    -- of any candidate (so that with no record at all this is `cost`): a
-    -- cheaper candidate whose record here is thin, never a dearer one (so
-    -- never past a budget the choice fits), never the cloud for a private
-    -- task (see the pool), never beyond what the run has left.
-    if recorded and task.reason == "first" and explores(task, run) then
+    -- Exploration, on first attempts only, once the store holds a record of
+    -- any candidate (so that with no record at all this is `cost`), and only
+    -- when the choice costs something (a free choice leaves nothing to
+    -- save, and a failed try would cost time): a cheaper candidate whose
+    -- record here is thin, never a dearer one (so never past a budget the
+    -- choice fits), never the cloud for a private task (see the pool), never
+    -- beyond what the run has left.
+    if recorded and c.est_cost > 0 and task.reason == "first" and explores(task, run) then
       local pick
       for k = 1, m do
         local x = candidates[at[k]]

@@ -107,15 +107,19 @@ static void test_cheapest_that_passes(void **state)
                  cands(with(SMALL(2), 0, 10, 30, 20), with(MID(4), 30, 1, 60, 5),
                        with(STRONG(4), 30, 0, 30, 0), NULL),
                  "mid");
-    /* The best local is full: overflow to the cloud that passes, never to
-     * the free local that fails; both full: wait. */
+    /* The best local is full: with a record it is worth waiting for rather
+     * than paying the cloud (see test_free_try_before_paid); on its prior
+     * alone, overflow to the cloud that passes as cost does, never to the
+     * free local that fails; every likely one full: wait. */
     expect_route(p, task(0.7, "first", NULL),
                  cands(with(SMALL(2), 0, 10, 10, 10), with(BIG(0), 20, 0, 20, 0),
                        with(STRONG(4), 10, 0, 10, 0), NULL),
+                 "big");
+    expect_route(p, task(0.7, "first", NULL),
+                 cands(with(SMALL(2), 0, 10, 10, 10), BIG(0), with(STRONG(4), 10, 0, 10, 0), NULL),
                  "strong");
     expect_route(p, task(0.7, "first", NULL),
-                 cands(with(SMALL(2), 0, 10, 10, 10), with(BIG(0), 20, 0, 20, 0),
-                       with(STRONG(0), 10, 0, 10, 0), NULL),
+                 cands(with(SMALL(2), 0, 10, 10, 10), BIG(0), with(STRONG(0), 10, 0, 10, 0), NULL),
                  NULL);
     /* Nobody is likely to pass: the likeliest, not the one of highest quality. */
     expect_route(p, task(0.95, "first", NULL),
@@ -158,9 +162,14 @@ static void test_free_try_before_paid(void **state)
                  cands(SMALL(2), with(BIG(2), 1, 1, 1, 1), MID(4), STRONG(4), NULL), "mid");
     expect_route(p, task(0.7, "first", NULL),
                  cands(SMALL(2), with(BIG(2), 2, 8, 2, 8), MID(4), STRONG(4), NULL), "mid");
-    /* Full, it is not waited for: the sure one runs now. */
+    /* Full, it is worth waiting for (returning it means "wait for it"). */
     expect_route(p, task(0.7, "first", NULL),
-                 cands(SMALL(2), with(BIG(0), 6, 4, 6, 4), MID(4), STRONG(4), NULL), "mid");
+                 cands(SMALL(2), with(BIG(0), 6, 4, 6, 4), MID(4), STRONG(4), NULL), "big");
+    /* Between clouds too: the cheap one with a fair record, even full,
+     * before the dear one that is sure. */
+    expect_route(p, task(0.9, "first", NULL),
+                 cands(with(SMALL(2), 0, 10, 0, 10), with(MID(0), 7, 3, 7, 3), STRONG(4), NULL),
+                 "mid");
     /* Among locals nothing is saved: the one sure enough. */
     expect_route(p, task(0.7, "first", NULL),
                  cands(with(SMALL(2), 6, 4, 6, 4), cand("huge", "local", 0.9, 2, 2, 0, 0, -1),
