@@ -2,6 +2,7 @@
 
 #include "dsl/luajson.h"
 #include "dsl/suggest.h"
+#include "engine/util/utf8.h"
 #include "engine/util/mem.h"
 
 #include <lauxlib.h>
@@ -19,11 +20,19 @@ struct fr_policy {
     int on_result_ref;
     bool keep_args; /* fr_policy_keep_args: route's tables are kept (push_kept_args) */
     /* The route arguments kept between decisions: */
-    bool args_dirty;              /* the policy added a key to one of them: build anew */
-    size_t ntried;                /* elements written into the kept `tried` */
-    size_t ncands;                /* elements written into the kept candidates array */
-    size_t *ntags;                /* per candidate slot, elements written into its `tags` */
-    size_t nslots;                /* length of ntags */
+    bool args_dirty;    /* the policy added a key to one of them: build anew */
+    size_t ntried;      /* elements written into the kept `tried` */
+    size_t ncands;      /* elements written into the kept candidates array */
+    size_t *ntags;      /* per candidate slot, elements written into its `tags` */
+    size_t nslots;      /* length of ntags and hist_seen */
+    bool reads_history; /* candidates get history tables (fr_policy_reads_history) */
+    bool trusted;       /* a built-in: it does not change its arguments */
+    /* Per candidate slot, what its kept history and history_all tables
+     * hold (valid when hist_ok): for a trusted built-in, which does not
+     * change its arguments (test_policy_builtins), a record that did not
+     * change is not written again. */
+    fr_policy_hist *hist_seen;
+    bool *hist_ok;
     unsigned long metatables_set; /* fr_sandbox_metatables_set when they were checked */
 };
 
@@ -46,7 +55,14 @@ struct fr_policy {
     X(INPUT, "input") X(OUTPUT, "output") X(COST_USD, "cost_usd")             \
     X(BUDGET, "budget") X(SPENT, "spent") X(RESERVED, "reserved")             \
     X(REMAINING, "remaining") X(ELAPSED, "elapsed") X(DONE, "done")           \
-    X(TOTAL, "total") X(READY, "ready")
+    X(TOTAL, "total") X(READY, "ready") X(SEED, "seed")                       \
+    X(HISTORY, "history") X(HISTORY_ALL, "history_all")                       \
+    X(ATTEMPTS, "attempts") X(PASSES, "passes") X(FAILS, "fails")             \
+    X(ERRORS, "errors") X(WEIGHT, "weight") X(PASS_RATE, "pass_rate")         \
+    X(SCORE_MEAN, "score_mean") X(LATENCY_P50_MS, "latency_p50_ms")           \
+    X(TTFT_P50_MS, "ttft_p50_ms") X(TOKENS_PER_S, "tokens_per_s")             \
+    X(COST_MEAN_USD, "cost_mean_usd") X(AGE_S, "age_s")                       \
+    X(BAND_LO, "band_lo") X(BAND_HI, "band_hi")
 /* clang-format on */
 #define KEY_ENUM(id, s) K_##id,
 #define KEY_NAME(id, s) s,
@@ -172,6 +188,7 @@ static int take_refs(lua_State *L)
     else
         lua_pop(L, 1);
     p->route_ref = fr_sandbox_ref(L); /* [] */
+    luaL_checkstack(L, KEY_COUNT, "policy keys");
     for (int k = 1; k < KEY_COUNT; k++)
         lua_pushstring(L, key_names[k]);                /* [keys...] */
     lua_pushcclosure(L, call_protected, KEY_COUNT - 1); /* [call] */
@@ -234,6 +251,7 @@ static fr_policy *policy_new(const char *path, const fr_lua_limits *lim, int ver
     fr_policy *p = fr_xcalloc(1, sizeof *p);
     p->route_ref = p->on_result_ref = LUA_NOREF;
     p->version = version;
+    p->reads_history = true; /* a built-in that never names it: fr_policy_load */
     p->path = fr_xstrdup(path);
     p->name = base_name(path);
     char *log_name = fr_xasprintf("policy:%s", p->name);
@@ -262,10 +280,9 @@ int fr_policy_load(const char *path, const fr_lua_limits *lim, int version, fr_p
     if (rc != FR_OK)
         goto cleanup;
     if (b) {
-        /* Flowrun's own code: its loops are bounded by the candidates, and
-         * it neither keeps nor changes its arguments (test_policy_builtins). */
-        fr_sandbox_trust(p->L);
-        fr_policy_keep_args(p);
+        fr_policy_trust(p);
+        /* A built-in that never names `history` is spared building it. */
+        p->reads_history = strstr(b->source, "history") != NULL;
     }
     *out = p;
     p = NULL;
@@ -303,9 +320,25 @@ void fr_policy_free(fr_policy *p)
         fr_sandbox_free(p->L);
     }
     free(p->ntags);
+    free(p->hist_seen);
+    free(p->hist_ok);
     free(p->name);
     free(p->path);
     free(p);
+}
+
+void fr_policy_trust(fr_policy *p)
+{
+    /* Flowrun's own code: its loops are bounded by the candidates, and it
+     * neither keeps nor changes its arguments (test_policy_builtins). */
+    fr_sandbox_trust(p->L);
+    fr_policy_keep_args(p);
+    p->trusted = true;
+}
+
+bool fr_policy_reads_history(const fr_policy *p)
+{
+    return p->reads_history;
 }
 
 void fr_policy_keep_args(fr_policy *p)
@@ -457,9 +490,57 @@ static void push_task(lua_State *L, const fr_policy_task *t)
     fill_task(L, t, 0);
 }
 
+/* An endpoint's record without evidence, for a view that has none. */
+static const fr_policy_hist no_history = {
+    .pass_rate = -1,
+    .score_mean = -1,
+    .latency_p50_ms = -1,
+    .ttft_p50_ms = -1,
+    .tokens_per_s = -1,
+    .cost_mean_usd = -1,
+    .age_s = -1,
+    .band_hi = 1,
+};
+
+/* Sets the fields of history record `h` on the table at the top. */
+static void fill_hist(lua_State *L, const fr_policy_hist *h)
+{
+    set_int(L, K_ATTEMPTS, h->attempts);
+    set_int(L, K_PASSES, h->passes);
+    set_int(L, K_FAILS, h->fails);
+    set_int(L, K_ERRORS, h->errors);
+    set_num(L, K_WEIGHT, h->weight);
+    set_opt_num(L, K_PASS_RATE, h->pass_rate >= 0, h->pass_rate);
+    set_opt_num(L, K_SCORE_MEAN, h->score_mean >= 0, h->score_mean);
+    set_opt_num(L, K_LATENCY_P50_MS, h->latency_p50_ms >= 0, h->latency_p50_ms);
+    set_opt_num(L, K_TTFT_P50_MS, h->ttft_p50_ms >= 0, h->ttft_p50_ms);
+    set_opt_num(L, K_TOKENS_PER_S, h->tokens_per_s >= 0, h->tokens_per_s);
+    set_opt_num(L, K_COST_MEAN_USD, h->cost_mean_usd >= 0, h->cost_mean_usd);
+    set_opt_num(L, K_AGE_S, h->age_s >= 0, h->age_s);
+    set_num(L, K_BAND_LO, h->band_lo);
+    set_num(L, K_BAND_HI, h->band_hi);
+    set_str(L, K_TYPE, h->type);
+}
+
+/* Sets field `k` to the table at stack index `t` (absolute), or, when `t`
+ * is 0, to a new table of record `h`. */
+static void set_hist(lua_State *L, int k, int t, const fr_policy_hist *h)
+{
+    set_key(L, k); /* [c, k] */
+    if (t) {
+        lua_pushvalue(L, t);
+    } else {
+        lua_createtable(L, 0, 15); /* [c, k, h] */
+        fill_hist(L, h ? h : &no_history);
+    }
+    lua_rawset(L, -3); /* [c] */
+}
+
 /* Sets the fields of candidate `c` on the table at the top; `tags` as
- * fill_task's `tried`. */
-static void fill_cand(lua_State *L, const fr_policy_cand *c, int tags)
+ * fill_task's `tried`; with `hist`, its history and history_all: the
+ * tables at stack indexes `hist` and `hist` + 1 (absolute), or new ones
+ * when `hist` is -1. */
+static void fill_cand(lua_State *L, const fr_policy_cand *c, int tags, int hist)
 {
     set_str(L, K_NAME, c->name);
     set_str(L, K_TIER, c->tier);
@@ -476,14 +557,18 @@ static void fill_cand(lua_State *L, const fr_policy_cand *c, int tags)
     set_opt_num(L, K_LATENCY_P50, c->latency_p50 >= 0, c->latency_p50);
     set_list(L, K_TAGS, tags, c->tags, c->ntags);
     set_int(L, K_CONTEXT, c->context);
+    if (hist) {
+        set_hist(L, K_HISTORY, hist > 0 ? hist : 0, c->history);
+        set_hist(L, K_HISTORY_ALL, hist > 0 ? hist + 1 : 0, c->history_all);
+    }
 }
 
 static void push_cands(lua_State *L, const cand_set *cs)
 {
     lua_createtable(L, (int)cs->n, 0); /* [cands] */
     for (size_t i = 0; i < cs->n; i++) {
-        lua_createtable(L, 0, 15); /* [cands, c] */
-        fill_cand(L, &cs->view[i], 0);
+        lua_createtable(L, 0, 17); /* [cands, c] */
+        fill_cand(L, &cs->view[i], 0, -1);
         lua_rawseti(L, -2, (lua_Integer)i + 1); /* [cands] */
     }
 }
@@ -518,11 +603,12 @@ static void fill_run(lua_State *L, const fr_policy_run *r)
     set_int(L, K_DONE, r->done);
     set_int(L, K_TOTAL, r->total);
     set_int(L, K_READY, r->ready);
+    set_int(L, K_SEED, (lua_Integer)r->seed);
 }
 
 static void push_run(lua_State *L, const fr_policy_run *r)
 {
-    lua_createtable(L, 0, 8); /* [run] */
+    lua_createtable(L, 0, 9); /* [run] */
     fill_run(L, r);
 }
 
@@ -545,7 +631,8 @@ static void push_run(lua_State *L, const fr_policy_run *r)
 /* The registry key of the table of kept arguments, whose slots are: */
 static const char args_key = 'A';
 enum { AC_MT = 1, AC_NEWINDEX, AC_TASK, AC_TRIED, AC_RUN, AC_CANDS, AC_SLOT0 };
-/* candidate i (0-based) at AC_SLOT0 + 2i, its tags at AC_SLOT0 + 2i + 1. */
+/* candidate i (0-based) at AC_SLOT0 + 4i, its tags at AC_SLOT0 + 4i + 1,
+ * its history and history_all at AC_SLOT0 + 4i + 2 and + 3. */
 
 /* __newindex of the kept tables (upvalues: the policy, the metatable): a
  * key the policy adds to one of them. */
@@ -597,7 +684,7 @@ static int push_arg_cache(lua_State *L, fr_policy *p)
             return cache; /* [cache, mt] */
     }
     lua_settop(L, cache - 1);
-    lua_createtable(L, AC_SLOT0 + 16, 0); /* [cache] */
+    lua_createtable(L, AC_SLOT0 + 32, 0); /* [cache] */
     lua_createtable(L, 0, 1);             /* [cache, mt] */
     lua_pushlightuserdata(L, p);
     lua_pushvalue(L, cache + 1);
@@ -611,8 +698,10 @@ static int push_arg_cache(lua_State *L, fr_policy *p)
     lua_rawsetp(L, LUA_REGISTRYINDEX, &args_key);
     p->args_dirty = false;
     p->ntried = p->ncands = 0;
-    if (p->nslots)
+    if (p->nslots) {
         memset(p->ntags, 0, p->nslots * sizeof *p->ntags);
+        memset(p->hist_ok, 0, 2 * p->nslots * sizeof *p->hist_ok);
+    }
     return cache;
 }
 
@@ -650,17 +739,45 @@ static void fill_names(lua_State *L, const char *const *v, size_t n, size_t *was
     *was = n;
 }
 
+/* Pushes the kept history table in slot `slot` of the cache at `cache`
+ * for candidate slot `i`'s record `which` (0: history, 1: history_all),
+ * writing `h` (NULL: none) into it unless it holds that already. */
+static void kept_hist(lua_State *L, fr_policy *p, int cache, int slot, size_t i, int which,
+                      const fr_policy_hist *h)
+{
+    size_t at = 2 * i + (size_t)which;
+    if (!h)
+        h = &no_history;
+    if (kept_table(L, cache, slot, 0, 15)) /* [.., h] */
+        p->hist_ok[at] = false;
+    if (p->trusted && p->hist_ok[at] && memcmp(&p->hist_seen[at], h, sizeof *h) == 0)
+        return;
+    p->hist_ok[at] = false; /* until written whole */
+    fill_hist(L, h);
+    p->hist_seen[at] = *h;
+    p->hist_ok[at] = true;
+}
+
+/* Makes room in `p` for `n` candidate slots. */
+static void grow_slots(fr_policy *p, size_t n)
+{
+    if (n <= p->nslots)
+        return;
+    p->ntags = fr_xrealloc(p->ntags, n * sizeof *p->ntags);
+    memset(p->ntags + p->nslots, 0, (n - p->nslots) * sizeof *p->ntags);
+    p->hist_seen = fr_xrealloc(p->hist_seen, 2 * n * sizeof *p->hist_seen);
+    p->hist_ok = fr_xrealloc(p->hist_ok, 2 * n * sizeof *p->hist_ok);
+    memset(p->hist_ok + 2 * p->nslots, 0, 2 * (n - p->nslots) * sizeof *p->hist_ok);
+    p->nslots = n;
+}
+
 /* Pushes route's three arguments for `a`, as the kept tables of `p`. The
  * cache and its metatable are at `cache`. [-0, +3] */
 static void push_kept_args(lua_State *L, fr_policy *p, int cache, const call_args *a)
 {
     const cand_set *cs = a->cands;
     int n = (int)cs->n;
-    if (cs->n > p->nslots) {
-        p->ntags = fr_xrealloc(p->ntags, cs->n * sizeof *p->ntags);
-        memset(p->ntags + p->nslots, 0, (cs->n - p->nslots) * sizeof *p->ntags);
-        p->nslots = cs->n;
-    }
+    grow_slots(p, cs->n);
     if (kept_table(L, cache, AC_TRIED, (int)a->task->ntried, 0)) /* [tried] */
         p->ntried = 0;
     fill_names(L, a->task->tried, a->task->ntried, &p->ntried);
@@ -675,12 +792,23 @@ static void push_kept_args(lua_State *L, fr_policy *p, int cache, const call_arg
         p->ncands = cs->n; /* every slot written, should this stop half way */
     for (int i = 0; i < n; i++) {
         const fr_policy_cand *c = &cs->view[i];
-        if (kept_table(L, cache, AC_SLOT0 + 2 * i + 1, (int)c->ntags, 0)) /* [.., tags] */
+        int slot = AC_SLOT0 + 4 * i;
+        int hist = 0;
+        if (p->reads_history) {
+            kept_hist(L, p, cache, slot + 2, (size_t)i, 0, c->history);     /* [.., h] */
+            kept_hist(L, p, cache, slot + 3, (size_t)i, 1, c->history_all); /* [.., h, ha] */
+            hist = lua_gettop(L) - 1;
+        }
+        if (kept_table(L, cache, slot + 1, (int)c->ntags, 0)) /* [.., tags] */
             p->ntags[i] = 0;
         fill_names(L, c->tags, c->ntags, &p->ntags[i]);
-        kept_table(L, cache, AC_SLOT0 + 2 * i, 0, 15); /* [.., cands, tags, c] */
-        fill_cand(L, c, lua_gettop(L) - 1);
-        lua_remove(L, -2);                      /* [.., cands, c] */
+        kept_table(L, cache, slot, 0, 17); /* [.., cands, (h, ha,) tags, c] */
+        fill_cand(L, c, lua_gettop(L) - 1, hist);
+        lua_remove(L, -2); /* [.., cands, (h, ha,) c] */
+        if (hist) {
+            lua_replace(L, hist); /* [.., cands, c, ha] */
+            lua_pop(L, 1);        /* [.., cands, c] */
+        }
         lua_rawseti(L, -2, (lua_Integer)i + 1); /* [.., cands] */
     }
     for (size_t i = cs->n; i < was; i++) {
@@ -689,7 +817,7 @@ static void push_kept_args(lua_State *L, fr_policy *p, int cache, const call_arg
     }
     p->ncands = cs->n;
 
-    kept_table(L, cache, AC_RUN, 0, 8); /* [task, cands, run] */
+    kept_table(L, cache, AC_RUN, 0, 9); /* [task, cands, run] */
     fill_run(L, a->run);
 }
 
@@ -719,7 +847,7 @@ typedef struct call_ctx {
 /* The whole call in one protected call (through fr_lua_call; the closure
  * take_refs made, whose upvalues are the keys): pushes the function and the
  * arguments of the call_ctx passed as light userdata, calls it and returns
- * its one result. Running out of memory while
+ * its first two results (route's second is its explanation). Running out of memory while
  * building the arguments is an error of the call, not an abort, and the
  * instruction budget covers both. */
 static int call_protected(lua_State *L)
@@ -735,8 +863,8 @@ static int call_protected(lua_State *L)
         lua_rawgeti(L, LUA_REGISTRYINDEX, c->ref); /* [fn] */
         push_args(L, c->a);                        /* [fn, a, b, c] */
     }
-    lua_call(L, 3, 1); /* [(cache, mt,) ret] */
-    return 1;
+    lua_call(L, 3, 2); /* [(cache, mt,) ret, ret2] */
+    return 2;
 }
 
 /* The line where the function of registry reference `ref` is defined, for
@@ -751,7 +879,7 @@ static int defined_line(lua_State *L, int ref)
 }
 
 /* Calls the function of registry reference `ref` with the arguments `a`
- * (borrowed), leaving one result on FR_OK. */
+ * (borrowed), leaving two results on FR_OK. */
 static int call_with(fr_policy *p, int ref, const call_args *a, const char *what, fr_error *err)
 {
     lua_State *L = p->L;
@@ -760,7 +888,7 @@ static int call_with(fr_policy *p, int ref, const call_args *a, const char *what
     call_ctx ctx = {ref, a};
     lua_rawgetp(L, LUA_REGISTRYINDEX, key_names); /* [call] (take_refs) */
     lua_pushlightuserdata(L, &ctx);               /* [call, ctx] */
-    int rc = fr_lua_call(L, 1, 1, what, err);     /* [ret] */
+    int rc = fr_lua_call(L, 1, 2, what, err);     /* [ret, ret2] */
     if (rc != FR_OK && a->keep)
         a->keep->args_dirty = true; /* its writes may have stopped half way */
     if (rc != FR_OK && err && !err->source[0]) {
@@ -772,19 +900,48 @@ static int call_with(fr_policy *p, int ref, const call_args *a, const char *what
     return rc;
 }
 
+/* Copies route's second result, at the top, into `why` (`size` bytes) when
+ * it is a string: valid UTF-8 without a NUL byte, cut at a character's
+ * start to FR_POLICY_WHY_MAX bytes. Anything else leaves "". */
+static void read_why(lua_State *L, char *why, size_t size)
+{
+    if (!why || size == 0)
+        return;
+    why[0] = '\0';
+    if (lua_type(L, -1) != LUA_TSTRING)
+        return;
+    size_t len;
+    const char *s = lua_tolstring(L, -1, &len);
+    if (memchr(s, '\0', len) || !fr_utf8_valid(s, len, NULL))
+        return;
+    size_t max = size - 1 < FR_POLICY_WHY_MAX ? size - 1 : FR_POLICY_WHY_MAX;
+    if (len > max) {
+        len = max;
+        while (len > 0 && ((unsigned char)s[len] & 0xC0) == 0x80)
+            len--; /* not inside a character */
+    }
+    memcpy(why, s, len);
+    why[len] = '\0';
+}
+
 /* Calls route with `a`, whose candidates are `a->cands`; see
  * fr_policy_route. On FR_OK *choice is the chosen candidate's index, -1 for
- * nil. Sets *not_candidate when the answer was a name (or a table with a
+ * nil, and `why` (`size` bytes, may be NULL) its explanation ("" for
+ * none). Sets *not_candidate when the answer was a name (or a table with a
  * name) that is none of the candidates. */
 static int route_call(fr_policy *p, const call_args *a, long *choice, bool *not_candidate,
-                      fr_error *err)
+                      char *why, size_t size, fr_error *err)
 {
     lua_State *L = p->L;
     *choice = -1;
     *not_candidate = false;
-    int rc = call_with(p, p->route_ref, a, "route", err); /* [ret] */
+    if (why && size)
+        why[0] = '\0';
+    int rc = call_with(p, p->route_ref, a, "route", err); /* [ret, why] */
     if (rc != FR_OK)
         return rc;
+    read_why(L, why, size);
+    lua_pop(L, 1); /* [ret] */
     /* [ret] Read with raw access only: no metamethod of the answer runs. */
     if (lua_isnil(L, -1)) {
         lua_pop(L, 1);
@@ -825,7 +982,7 @@ static int route_json(fr_policy *p, const json_t *task, const json_t *candidates
 {
     cand_set cs = {.json = candidates};
     call_args a = {.json = {task, candidates, run}, .cands = &cs};
-    return route_call(p, &a, choice, not_candidate, err);
+    return route_call(p, &a, choice, not_candidate, NULL, 0, err);
 }
 
 int fr_policy_route(fr_policy *p, const json_t *task, const json_t *candidates, const json_t *run,
@@ -844,10 +1001,17 @@ int fr_policy_route(fr_policy *p, const json_t *task, const json_t *candidates, 
 int fr_policy_route_view(fr_policy *p, const fr_policy_task *task, const fr_policy_cand *cands,
                          size_t n, const fr_policy_run *run, long *choice, fr_error *err)
 {
+    return fr_policy_route_explain(p, task, cands, n, run, choice, NULL, 0, err);
+}
+
+int fr_policy_route_explain(fr_policy *p, const fr_policy_task *task, const fr_policy_cand *cands,
+                            size_t n, const fr_policy_run *run, long *choice, char *why,
+                            size_t size, fr_error *err)
+{
     bool not_candidate;
     cand_set cs = {.view = cands, .n = n};
     call_args a = {.task = task, .cands = &cs, .run = run, .keep = p->keep_args ? p : NULL};
-    return route_call(p, &a, choice, &not_candidate, err);
+    return route_call(p, &a, choice, &not_candidate, why, size, err);
 }
 
 bool fr_policy_has_on_result(const fr_policy *p)
@@ -862,9 +1026,10 @@ static int on_result_call(fr_policy *p, const call_args *a, fr_verdict *verdict,
     if (!fr_policy_has_on_result(p))
         return FR_OK;
     lua_State *L = p->L;
-    int rc = call_with(p, p->on_result_ref, a, "on_result", err); /* [ret] */
+    int rc = call_with(p, p->on_result_ref, a, "on_result", err); /* [ret, ret2] */
     if (rc != FR_OK)
         return rc;
+    lua_pop(L, 1); /* [ret] */
     const char *s = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
     if (lua_isnil(L, -1) || (s && strcmp(s, "accept") == 0))
         *verdict = FR_VERDICT_ACCEPT;
@@ -895,6 +1060,34 @@ int fr_policy_on_result_view(fr_policy *p, const fr_policy_task *task,
     return on_result_call(p, &a, verdict, err);
 }
 
+/* Sets member `k` of `o` to `v` when >= 0 (nil otherwise). */
+static void put_opt(json_t *o, const char *k, double v)
+{
+    if (v >= 0)
+        json_object_set_new(o, k, json_real(v));
+}
+
+json_t *fr_policy_hist_json(const fr_policy_hist *h)
+{
+    if (!h)
+        h = &no_history;
+    json_t *o = json_pack("{s:I, s:I, s:I, s:I, s:f}", "attempts", (json_int_t)h->attempts,
+                          "passes", (json_int_t)h->passes, "fails", (json_int_t)h->fails, "errors",
+                          (json_int_t)h->errors, "weight", h->weight);
+    put_opt(o, "pass_rate", h->pass_rate);
+    put_opt(o, "score_mean", h->score_mean);
+    put_opt(o, "latency_p50_ms", h->latency_p50_ms);
+    put_opt(o, "ttft_p50_ms", h->ttft_p50_ms);
+    put_opt(o, "tokens_per_s", h->tokens_per_s);
+    put_opt(o, "cost_mean_usd", h->cost_mean_usd);
+    put_opt(o, "age_s", h->age_s);
+    json_object_set_new(o, "band_lo", json_real(h->band_lo));
+    json_object_set_new(o, "band_hi", json_real(h->band_hi));
+    if (h->type)
+        json_object_set_new(o, "type", json_string(h->type));
+    return o;
+}
+
 int fr_policy_check(fr_policy *p, const json_t *candidates, fr_error *err)
 {
     json_t *task =
@@ -915,9 +1108,18 @@ int fr_policy_check(fr_policy *p, const json_t *candidates, fr_error *err)
                         "protocol", "openai", "model", "m", "in_flight", 0, "max_parallel", 4,
                         "free", 4, "queued", 0, "quality", 0.9, "price_in", 3.0, "price_out", 15.0,
                         "est_cost", 0.004, "latency_p50", "tags", "context", 200000);
-    json_t *run =
-        json_pack("{s:n, s:f, s:f, s:n, s:f, s:i, s:i, s:i}", "budget", "spent", 0.0, "reserved",
-                  0.0, "remaining", "elapsed", 0.0, "done", 0, "total", 1, "ready", 1);
+    if (!candidates || json_array_size(candidates) == 0) {
+        size_t i;
+        json_t *c;
+        json_array_foreach(cands, i, c)
+        {
+            json_object_set_new(c, "history", fr_policy_hist_json(NULL));
+            json_object_set_new(c, "history_all", fr_policy_hist_json(NULL));
+        }
+    }
+    json_t *run = json_pack("{s:n, s:f, s:f, s:n, s:f, s:i, s:i, s:i, s:i}", "budget", "spent", 0.0,
+                            "reserved", 0.0, "remaining", "elapsed", 0.0, "done", 0, "total", 1,
+                            "ready", 1, "seed", 1);
     const json_t *first = json_array_get(cands, 0);
     const char *first_name = json_string_value(json_object_get(first, "name"));
     const char *first_tier = json_string_value(json_object_get(first, "tier"));

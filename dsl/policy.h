@@ -87,6 +87,14 @@ int fr_policy_check(fr_policy *p, const json_t *candidates, fr_error *err);
  * values, and each has a metatable. `p` is borrowed. */
 void fr_policy_keep_args(fr_policy *p);
 
+/* Treats `p` (borrowed) as flowrun's own code, as fr_policy_load does a
+ * built-in: no count hook (fr_sandbox_trust), its arguments kept
+ * (fr_policy_keep_args), and a candidate's history record written into
+ * its kept table again only when it changed, since such a policy never
+ * changes its arguments (test_policy_builtins checks the built-ins). For
+ * the built-ins and for benchmarks of their path with a policy file. */
+void fr_policy_trust(fr_policy *p);
+
 /* Frees a policy and its state; NULL is fine. */
 void fr_policy_free(fr_policy *p);
 
@@ -125,6 +133,19 @@ typedef struct fr_policy_task {
     long tools;
 } fr_policy_task;
 
+/* An endpoint's record as a policy sees it (candidate.history and
+ * candidate.history_all; docs/policies.md, HISTORY_SHAPE.md): raw counts,
+ * the decayed weight, and figures that are nil when < 0. `type` NULL is
+ * nil (history_all). */
+typedef struct fr_policy_hist {
+    long attempts, passes, fails, errors;
+    double weight;
+    double pass_rate, score_mean, latency_p50_ms, ttft_p50_ms, tokens_per_s, cost_mean_usd,
+        age_s; /* < 0: nil */
+    double band_lo, band_hi;
+    const char *type;
+} fr_policy_hist;
+
 typedef struct fr_policy_cand {
     const char *name, *tier, *protocol, *model;
     int in_flight, max_parallel, free;
@@ -134,12 +155,17 @@ typedef struct fr_policy_cand {
     const char *const *tags;
     size_t ntags;
     long context;
+    /* Its record for this task's type and band, and over all of them;
+     * NULL: none (the policy sees a table without evidence). Only set for
+     * a policy that reads them (fr_policy_reads_history). */
+    const fr_policy_hist *history, *history_all;
 } fr_policy_cand;
 
 typedef struct fr_policy_run {
     bool capped; /* false: budget and remaining are nil */
     double budget, spent, reserved, remaining, elapsed;
     long done, total, ready;
+    long long seed; /* --seed, else derived from the run id */
 } fr_policy_run;
 
 typedef struct fr_policy_result {
@@ -156,6 +182,27 @@ typedef struct fr_policy_result {
  * chosen one of the `n` candidates, or -1 when the policy returned nil. */
 int fr_policy_route_view(fr_policy *p, const fr_policy_task *task, const fr_policy_cand *cands,
                          size_t n, const fr_policy_run *run, long *choice, fr_error *err);
+
+/* The longest explanation kept of a route call, in bytes. */
+#define FR_POLICY_WHY_MAX 200
+
+/* fr_policy_route_view, and route's second result, its explanation of the
+ * decision: copied into `why` (`size` bytes; NULL: not wanted) when it is
+ * a string of valid UTF-8 without a NUL byte, cut at a character's start
+ * to at most FR_POLICY_WHY_MAX bytes; "" when there is none (nil, another
+ * type, text that is not UTF-8). The same answers and errors. */
+int fr_policy_route_explain(fr_policy *p, const fr_policy_task *task, const fr_policy_cand *cands,
+                            size_t n, const fr_policy_run *run, long *choice, char *why,
+                            size_t size, fr_error *err);
+
+/* Whether route's candidates carry `history` and `history_all` tables
+ * (fr_policy_cand's): every policy file does; a built-in only when its
+ * source names `history` (the others are spared building them). */
+bool fr_policy_reads_history(const fr_policy *p);
+
+/* The JSON form (owned) of record `h` (borrowed; NULL: none), as a
+ * policy sees it: nil figures left out. For the self-check's candidates. */
+json_t *fr_policy_hist_json(const fr_policy_hist *h);
 
 /* fr_policy_on_result with the arguments as C views (borrowed). */
 int fr_policy_on_result_view(fr_policy *p, const fr_policy_task *task,

@@ -1,5 +1,7 @@
 #include "engine/booking.h"
 
+#include "engine/history.h"
+
 #include "engine/util/log.h"
 #include "engine/util/mem.h"
 #include "engine/util/redact.h"
@@ -21,9 +23,10 @@ struct fr_booking {
     /* The requests whose reservations wait for the turn's commit, oldest
      * first (fr_booking_reserve), and what the turn's end knows: */
     fr_booking_wait *head, *tail;
-    bool ending; /* the turn's end is committing: new writes join it */
-    bool again;  /* a write came while it released: commit once more */
-    long lost;   /* the store's lost batches seen so far */
+    bool ending;         /* the turn's end is committing: new writes join it */
+    bool again;          /* a write came while it released: commit once more */
+    long lost;           /* the store's lost batches seen so far */
+    fr_history *history; /* the run's routing history (fr_booking_history), or NULL */
 };
 
 char *fr_booking_state_path(const char *state_dir, bool sim)
@@ -183,8 +186,26 @@ void fr_booking_free(fr_booking *b)
     b->head = b->tail = NULL; /* nor any request to send (their nodes may be gone) */
     fr_booking_flush(b);
     fr_store_close(b->store);
+    fr_history_free(b->history);
     free(b->run_id);
     free(b);
+}
+
+fr_history *fr_booking_history(fr_booking *b, const fr_workflow *wf)
+{
+    if (!b)
+        return NULL;
+    if (!b->history) {
+        b->history = fr_history_for_workflow(wf);
+        fr_error err = {0};
+        if (fr_history_load(b->history, b->store, &err) != FR_OK) {
+            char msg[1400];
+            fr_log_event(FR_LOG_WARN, "store", "store.error",
+                         "error=\"%s\"; routing starts without history",
+                         fr_error_format(&err, msg, sizeof msg));
+        }
+    }
+    return b->history;
 }
 
 fr_store *fr_booking_store(const fr_booking *b)
@@ -298,6 +319,8 @@ void fr_booking_settle(fr_booking *b, long long row, const fr_attempt_rec *a, fr
                           : fr_store_add_attempt(b->store, &clean, &err);
     if (rc == FR_OK && want_total)
         fr_budget_month_booked(budget, total, a->cost_usd, at_ms);
+    if (rc == FR_OK) /* as the store's triggers summed it */
+        fr_history_add(b->history, a, fr_store_clock(b->store));
     free(error);
     if (rc != FR_OK)
         fr_booking_write_failed(b, &err);

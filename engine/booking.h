@@ -15,7 +15,9 @@
  * Owned by engine/run; it reaches the store (engine/store/store.h) by name, the
  * budget reaches it through the callbacks of fr_booking_ledger. */
 
+#include "dsl/workflow.h"
 #include "engine/budget.h"
+#include "engine/history.h"
 #include "engine/store/store.h"
 #include "engine/util/err.h"
 
@@ -67,6 +69,12 @@ void fr_booking_flush(fr_booking *b);
 /* Closes the books (their pending writes committed first); NULL is fine. */
 void fr_booking_free(fr_booking *b);
 
+/* The run's routing history (borrowed, owned by the books): made for the
+ * endpoints of `wf` (borrowed) and loaded from the store's summary (one
+ * query) at the first call; each attempt the books settle from then on
+ * updates it. A store that cannot be read gives an empty one (a warning).
+ * NULL for NULL books. */
+fr_history *fr_booking_history(fr_booking *b, const fr_workflow *wf);
 /* The store (borrowed), for the result cache. */
 fr_store *fr_booking_store(const fr_booking *b);
 /* The month the run books into, "YYYY-MM" (borrowed). */

@@ -5,10 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A decision as stored: fr_decision with an owned error. */
+/* A decision as stored: fr_decision with an owned error and explanation. */
 typedef struct entry {
     fr_decision d;
     char *error;
+    char *explanation;
 } entry;
 
 struct fr_declog {
@@ -27,8 +28,10 @@ fr_declog *fr_declog_new(void)
 
 void fr_declog_clear(fr_declog *log)
 {
-    for (size_t i = 0; i < log->n; i++)
+    for (size_t i = 0; i < log->n; i++) {
         free(log->d[i].error);
+        free(log->d[i].explanation);
+    }
     log->n = log->nc = 0;
 }
 
@@ -98,6 +101,15 @@ void fr_declog_set_outcome(fr_declog *log, const char *outcome, const char *erro
     }
 }
 
+void fr_declog_set_explanation(fr_declog *log, const char *text)
+{
+    if (!log->n || !text)
+        return;
+    entry *e = &log->d[log->n - 1];
+    free(e->explanation);
+    e->d.explanation = e->explanation = fr_xstrdup(text);
+}
+
 size_t fr_declog_count(const fr_declog *log)
 {
     return log->n;
@@ -134,5 +146,7 @@ json_t *fr_declog_json(const fr_declog *log, size_t i, const fr_workflow *wf)
     }
     if (d->error)
         json_object_set_new_nocheck(o, "error", json_string(d->error));
+    if (d->explanation)
+        json_object_set_new_nocheck(o, "explanation", json_string(d->explanation));
     return o;
 }

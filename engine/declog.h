@@ -27,16 +27,17 @@ typedef struct fr_decision_cand {
 /* One decision, as read (strings borrowed from the log; valid until it is
  * cleared or freed). */
 typedef struct fr_decision {
-    const char *policy;  /* "cost", ..., "default" or "cache" */
-    int version;         /* of the policy */
-    const char *reason;  /* why it was routed: "first", "error", ... */
-    size_t endpoint;     /* index into the workflow's endpoints */
-    int attempt;         /* 1-based */
-    const char *outcome; /* NULL until known */
-    const char *error;   /* NULL for none */
-    bool has_candidates; /* false for the cache's decisions */
-    size_t first_cand;   /* its candidates: fr_declog_cands() + first_cand ... */
-    size_t ncands;       /* ... ncands of them */
+    const char *policy;      /* "cost", ..., "default" or "cache" */
+    int version;             /* of the policy */
+    const char *reason;      /* why it was routed: "first", "error", ... */
+    size_t endpoint;         /* index into the workflow's endpoints */
+    int attempt;             /* 1-based */
+    const char *outcome;     /* NULL until known */
+    const char *error;       /* NULL for none */
+    const char *explanation; /* the policy's (route's second result), NULL for none */
+    bool has_candidates;     /* false for the cache's decisions */
+    size_t first_cand;       /* its candidates: fr_declog_cands() + first_cand ... */
+    size_t ncands;           /* ... ncands of them */
 } fr_decision;
 
 /* A new empty log (owned; fr_declog_free). */
@@ -55,6 +56,10 @@ void fr_declog_add(fr_declog *log, const char *policy, int version, const char *
  * log with no decision is left alone. */
 void fr_declog_set_outcome(fr_declog *log, const char *outcome, const char *error);
 
+/* Sets the explanation of the latest decision (`text` borrowed, copied):
+ * what the policy said of it. A log with no decision, or a NULL text, is
+ * left alone. */
+void fr_declog_set_explanation(fr_declog *log, const char *text);
 /* Read access. */
 size_t fr_declog_count(const fr_declog *log);
 const fr_decision *fr_declog_get(const fr_declog *log, size_t i);
@@ -62,6 +67,7 @@ const fr_decision_cand *fr_declog_cands(const fr_declog *log);
 
 /* Decision `i` of `log` as the report's JSON object (owned by the caller):
  * policy, version, reason, endpoint, attempt, outcome (null until known),
- * the candidates it saw by name when it has them, and its error as it is
- * (a caller that shows it redacts it). Names come from `wf` (borrowed). */
+ * the candidates it saw by name when it has them, its error as it is
+ * (a caller that shows it redacts it) and its explanation when it has one. Names come from `wf`
+ * (borrowed). */
 json_t *fr_declog_json(const fr_declog *log, size_t i, const fr_workflow *wf);

@@ -102,11 +102,12 @@ int fr_gate_check(fr_workflow *wf, size_t task, const fr_reply *reply, double *s
         char msg[1400];
         rc = fr_error_set(err, FR_EQUALITY, NULL, 0, "the check did not score the reply: %s",
                           fr_error_format(&cerr, msg, sizeof msg));
-    } else if (s < ts->min_quality || (s <= 0 && ts->min_quality <= 0)) {
-        rc = fr_error_set(err, FR_EQUALITY, NULL, 0, "the check scored %.2f (min_quality %.2f)%s%s",
-                          s, ts->min_quality, why ? ": " : "", why ? why : "");
     } else {
-        *score = s;
+        *score = s; /* failed or not, the attempt's score (the routing history's) */
+        if (s < ts->min_quality || (s <= 0 && ts->min_quality <= 0))
+            rc = fr_error_set(err, FR_EQUALITY, NULL, 0,
+                              "the check scored %.2f (min_quality %.2f)%s%s", s, ts->min_quality,
+                              why ? ": " : "", why ? why : "");
     }
     free(why);
     return rc;

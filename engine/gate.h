@@ -30,7 +30,8 @@ int fr_gate_finish(const fr_task_spec *ts, const fr_reply *reply, const char **o
 int fr_gate_schema(const fr_task_spec *ts, const fr_reply *reply, fr_error *err);
 
 /* The task's check function and min_quality (task `task` of `wf`, borrowed):
- * FR_OK with *score set (untouched without a check), or FR_EQUALITY. */
+ * FR_OK with *score set (untouched without a check), or FR_EQUALITY
+ * (*score set when the check scored the reply below min_quality). */
 int fr_gate_check(fr_workflow *wf, size_t task, const fr_reply *reply, double *score,
                   fr_error *err);
 

@@ -120,8 +120,13 @@ static const struct {
      "  --state DIR           state directory (default $FLOWRUN_STATE, else ./.flowrun\n"
      "                        in the current directory): runs, the cost ledger, the cache\n"},
     {FOR_RUN | FOR_PLAN, "  --progress            a line per task as it finishes\n"},
-    {FOR_RUN | FOR_PLAN, "  --explain             print each routing decision as it is made: the\n"
-                         "                        policy, its version, why, the candidates\n"},
+    {FOR_RUN | FOR_PLAN,
+     "  --explain             print each routing decision as it is made: the\n"
+     "                        policy, its version, why, the candidates, and\n"
+     "                        the policy's own explanation when it gives one\n"},
+    {FOR_RUN | FOR_PLAN, "  --seed N              the integer a policy reads as run.seed (for\n"
+                         "                        reproducible exploration); default: derived\n"
+                         "                        from the run id\n"},
     {FOR_RUN | FOR_PLAN, "  --log-level LEVEL     error, warn (default), info, debug, trace\n"},
     {FOR_RUN | FOR_PLAN, "  --log-format FORMAT   text (default) or json\n"},
     {FOR_RUN | FOR_PLAN, "  -v, --verbose         same as --log-level info\n"},
@@ -459,6 +464,15 @@ static int parse_args(int argc, char **argv, int first, const command *cmd, args
             a->run.progress = true;
         } else if (strcmp(s, "--explain") == 0) {
             a->run.explain = true;
+        } else if (strcmp(s, "--seed") == 0) {
+            NEED_VALUE();
+            char *end = NULL;
+            errno = 0;
+            long long seed = strtoll(val, &end, 10);
+            if (!*val || *end || errno)
+                return fr_cli_usage_error("--seed wants an integer, not '%s'", val);
+            a->run.has_seed = true;
+            a->run.seed = seed;
         } else if (strcmp(s, "--log-level") == 0) {
             NEED_VALUE();
             int lvl = fr_log_level_parse(val);

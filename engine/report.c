@@ -137,7 +137,8 @@ static void w_redact_errors(fr_jsonw *w, const char *key, const json_t *arr)
 /* The decisions of log `log` (borrowed), each the object fr_declog_json
  * builds, written from the records: a string jansson refuses (not UTF-8)
  * leaves its member out, a candidate whose json_pack would fail (its name,
- * a cost that is not finite) is left out, and the error is redacted. */
+ * a cost that is not finite) is left out, and the error and the policy's
+ * explanation (when it gave one) are redacted. */
 static void w_decisions(fr_jsonw *w, const fr_results *r, const fr_declog *log)
 {
     const fr_decision_cand *cands = fr_declog_cands(log);
@@ -167,6 +168,8 @@ static void w_decisions(fr_jsonw *w, const fr_results *r, const fr_declog *log)
         }
         if (fr_jsonw_str_valid(d->error))
             w_redacted(w, "error", d->error);
+        if (d->explanation && fr_jsonw_str_valid(d->explanation))
+            w_redacted(w, "explanation", d->explanation); /* the policy's, only when it gave one */
         fr_jsonw_close(w);
     }
     fr_jsonw_close(w);

@@ -1,5 +1,7 @@
 #include "engine/route.h"
 
+#include "engine/util/hash.h"
+
 #include "engine/util/buf.h"
 #include "engine/util/log.h"
 #include "engine/util/mem.h"
@@ -22,6 +24,9 @@ struct fr_router {
     json_t *policy_sites;      /* set of "file:line:code" already logged */
     void (*swapped)(void *ud); /* fr_route_reload_hooks' */
     void *swapped_ud;
+    fr_history *history;    /* borrowed (the books'), NULL: none */
+    fr_policy_hist *hviews; /* per endpoint: its record for this decision and over all */
+    long long seed;         /* the run's seed (run.seed) */
 };
 
 fr_router *fr_router_new(const fr_route_env *env)
@@ -33,6 +38,7 @@ fr_router *fr_router_new(const fr_route_env *env)
     rt->cands = fr_xcalloc(n ? n : 1, sizeof *rt->cands);
     rt->views = fr_xcalloc(n ? n : 1, sizeof *rt->views);
     rt->tried = fr_xcalloc(n ? n : 1, sizeof *rt->tried);
+    rt->hviews = fr_xcalloc(2 * (n ? n : 1), sizeof *rt->hviews);
     rt->policy_sites = json_object();
     return rt;
 }
@@ -45,6 +51,7 @@ void fr_router_free(fr_router *rt)
     free(rt->cands);
     free(rt->views);
     free(rt->tried);
+    free(rt->hviews);
     json_decref(rt->policy_sites);
     free(rt);
 }
@@ -68,6 +75,24 @@ void fr_route_pass_begin(fr_router *rt)
 void fr_route_pass_waiting(fr_router *rt, size_t waiting)
 {
     rt->pass_waiters = waiting;
+}
+
+void fr_route_set_history(fr_router *rt, fr_history *h)
+{
+    rt->history = h;
+}
+
+void fr_route_set_seed(fr_router *rt, bool has_seed, long long seed, const char *run_id)
+{
+    /* Derived: 31 bits of the run id's hash, so that Lua and JSON hold it exactly. */
+    rt->seed = has_seed ? seed
+               : run_id ? (long long)(fr_fnv1a64(run_id, strlen(run_id), FR_FNV1A64_BASIS) >> 33)
+                        : 0;
+}
+
+long long fr_route_seed(const fr_router *rt)
+{
+    return rt->seed;
 }
 
 int fr_route_policy_errors(const fr_router *rt)
@@ -287,13 +312,15 @@ static json_t *cand_json(const fr_policy_cand *c)
     json_t *tags = json_array();
     for (size_t i = 0; i < c->ntags; i++)
         json_array_append_new(tags, json_string(c->tags[i]));
-    return json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:I, s:f, s:f, s:f, s:f, s:o, s:o, s:I}",
+    return json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:I, s:f, s:f, s:f, s:f, s:o, s:o, s:I,"
+                     " s:o, s:o}",
                      "name", c->name, "tier", c->tier, "protocol", c->protocol, "model", c->model,
                      "in_flight", c->in_flight, "max_parallel", c->max_parallel, "free", c->free,
                      "queued", (json_int_t)c->queued, "quality", c->quality, "price_in",
                      c->price_in, "price_out", c->price_out, "est_cost", c->est_cost, "latency_p50",
                      c->latency_p50 >= 0 ? json_real(c->latency_p50) : json_null(), "tags", tags,
-                     "context", (json_int_t)c->context);
+                     "context", (json_int_t)c->context, "history", fr_policy_hist_json(c->history),
+                     "history_all", fr_policy_hist_json(c->history_all));
 }
 
 json_t *fr_route_check_candidates(const fr_router *rt)
@@ -350,6 +377,7 @@ static fr_policy_run run_view(const fr_router *rt, size_t ready)
         .done = (long)(rt->env.wf->ntasks - fr_sched_unfinished(sc)),
         .total = (long)rt->env.wf->ntasks,
         .ready = (long)ready,
+        .seed = rt->seed,
     };
 }
 
@@ -408,9 +436,11 @@ static void explain_out(const fr_router *rt, const fr_route_task *t, fr_buf *lin
 /* Appends a routing decision to the task's log: who decided (the policy,
  * or "default"), its version, why it was asked, the endpoint, and the
  * candidates it saw (endpoints `eps` and their `n` views `cands`, borrowed:
- * their free slots and estimated costs). With --explain it is printed as it happens. */
+ * their free slots and estimated costs), and the policy's explanation `why`
+ * (borrowed; NULL or "": none). With --explain it is printed as it happens. */
 static void record_decision(fr_router *rt, fr_route_task *t, const char *policy, int version,
-                            size_t ep, const long *eps, const fr_policy_cand *cands, size_t n)
+                            size_t ep, const long *eps, const fr_policy_cand *cands, size_t n,
+                            const char *why)
 {
     const char *name = fr_ep_spec(rt->env.eps, ep)->name;
     fr_decision_cand few[16];
@@ -421,13 +451,15 @@ static void record_decision(fr_router *rt, fr_route_task *t, const char *policy,
     fr_declog_add(t->res->decisions, policy, version, t->reason, ep, t->res->attempts + 1, seen, n);
     if (seen != few)
         free(seen);
+    if (why && *why)
+        fr_declog_set_explanation(t->res->decisions, why);
     if (!rt->env.explain)
         return;
     fr_buf line;
     fr_buf_init(&line, 0);
-    fr_buf_printf(&line,
-                  "explain: %s -> %s  (%s v%d, %s; candidates:", rt->env.wf->tasks[t->idx].name,
-                  name, policy, version, t->reason);
+    fr_buf_printf(
+        &line, "explain: %s -> %s%s%s  (%s v%d, %s; candidates:", rt->env.wf->tasks[t->idx].name,
+        name, why && *why ? ": " : "", why && *why ? why : "", policy, version, t->reason);
     for (size_t i = 0; i < n; i++) {
         char est[FR_USD_LEN];
         fr_buf_printf(&line, " %s free=%d est=%s", cands[i].name, cands[i].free,
@@ -550,20 +582,32 @@ static fr_route_decision ask_policy(fr_router *rt, fr_route_task *t, const long 
     const fr_workflow *wf = rt->env.wf;
     fr_policy *policy = live(rt);
     fr_policy_cand *cv = rt->views;
-    for (size_t i = 0; i < n; i++)
-        cv[i] = cand_view(rt, (size_t)cands[i], t->est_input, wf->tasks[t->idx].max_tokens);
+    const fr_task_spec *ts = &wf->tasks[t->idx];
+    bool history = fr_policy_reads_history(policy);
+    double now = history ? fr_history_now(rt->history) : 0;
+    for (size_t i = 0; i < n; i++) {
+        cv[i] = cand_view(rt, (size_t)cands[i], t->est_input, ts->max_tokens);
+        if (history) {
+            fr_policy_hist *h = &rt->hviews[2 * i];
+            fr_history_view(rt->history, (size_t)cands[i], ts->type, ts->complexity, now, h, h + 1);
+            cv[i].history = h;
+            cv[i].history_all = h + 1;
+        }
+    }
     fr_policy_task tv = task_view(rt, t, rt->tried);
     /* The ready tasks waiting for an endpoint, this one included. */
     fr_policy_run rv = run_view(rt, fr_sched_ready(rt->env.sched) + rt->pass_waiters + 1);
     long chosen = -1;
     fr_error perr = {0};
-    int rc = fr_policy_route_view(policy, &tv, cv, n, &rv, &chosen, &perr);
+    char why[FR_POLICY_WHY_MAX + 1];
+    int rc = fr_policy_route_explain(policy, &tv, cv, n, &rv, &chosen, why, sizeof why, &perr);
     long ep = -1;
     const char *decided_by = fr_policy_name(policy);
     if (rc != FR_OK) {
         policy_failed(rt, wf->tasks[t->idx].name, &perr);
         ep = default_choice(rt, t, cands, n);
         decided_by = "default";
+        why[0] = '\0';
     } else if (chosen >= 0) {
         ep = cands[chosen];
         if (fr_sched_free_slots(rt->env.sched, (size_t)ep) <= 0) {
@@ -572,7 +616,8 @@ static fr_route_decision ask_policy(fr_router *rt, fr_route_task *t, const long 
         }
     }
     if (ep >= 0)
-        record_decision(rt, t, decided_by, fr_policy_version(policy), (size_t)ep, cands, cv, n);
+        record_decision(rt, t, decided_by, fr_policy_version(policy), (size_t)ep, cands, cv, n,
+                        why);
     return ep >= 0 ? dispatch_to((size_t)ep) : wait_until(0);
 }
 

@@ -16,6 +16,7 @@
 #include "engine/budget.h"
 #include "engine/clock.h"
 #include "engine/endpoint.h"
+#include "engine/history.h"
 #include "engine/results.h"
 #include "engine/sched.h"
 #include "providers/provider.h"
@@ -145,5 +146,14 @@ int fr_route_on_result(fr_router *rt, const fr_route_task *t, size_t e, const fr
 /* The candidates of the policy's self-check (owned): every usable endpoint
  * for a made-up task of 100 tokens in and 256 out. */
 json_t *fr_route_check_candidates(const fr_router *rt);
+/* Gives the router the run's routing history (borrowed, NULL: none; it
+ * must outlive the router's decisions): what a policy that reads
+ * candidate.history sees. */
+void fr_route_set_history(fr_router *rt, fr_history *h);
+/* Sets the run's seed (run.seed): `seed` with `has_seed` (--seed), else
+ * one derived from `run_id` (borrowed; 31 bits of its hash). */
+void fr_route_set_seed(fr_router *rt, bool has_seed, long long seed, const char *run_id);
+/* The run's seed. */
+long long fr_route_seed(const fr_router *rt);
 /* Decisions the policy failed to make (the default decided them). */
 int fr_route_policy_errors(const fr_router *rt);

@@ -596,6 +596,7 @@ int fr_run_new(fr_workflow *wf, const fr_run_opts *opts, fr_run **out, fr_error 
     r->fanout_hooks = (fr_fanout_hooks){r, fanout_started, fanout_end};
     r->router = r->env.router = fr_router_for_run(wf, r->eps, r->sched, r->budget, r->clock,
                                                   &r->res.start_ns, live_policy, r, opts->explain);
+    fr_route_set_seed(r->router, opts->has_seed, opts->seed, r->run_id);
     const char *spec = opts->policy ? opts->policy : wf->policy ? wf->policy : "balanced";
     fr_reload_hooks hooks = fr_route_reload_hooks(r->router, reload_swapped, r);
     rc = fr_reload_open(spec, opts->policy ? NULL : wf->dir, &hooks, &r->policy, err);
@@ -616,6 +617,7 @@ int fr_run_new(fr_workflow *wf, const fr_run_opts *opts, fr_run **out, fr_error 
         if (rc != FR_OK)
             goto cleanup;
         r->env.books = r->books;
+        fr_route_set_history(r->router, fr_booking_history(r->books, wf));
     }
     r->out_dir =
         opts->out_dir ? fr_xstrdup(opts->out_dir) : fr_xasprintf(".flowrun/out/%s", r->run_id);

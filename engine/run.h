@@ -34,6 +34,8 @@ typedef struct fr_run_opts {
     bool progress_fallback;    /* `progress` is the info-level fallback of a run without a
                                   terminal: tool lines keep their level */
     bool explain;              /* print each routing decision as it is made */
+    bool has_seed;             /* --seed was given */
+    long long seed;            /* --seed: run.seed (else derived from the run id) */
     bool plan;                 /* send nothing: simulate the run with expected latencies */
     const char *state_dir;     /* --state; NULL: $FLOWRUN_STATE, else ./.flowrun */
     bool no_cache;             /* --no-cache: send every request, even when a result is stored */

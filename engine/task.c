@@ -28,6 +28,7 @@ struct fr_task {
     uint64_t attempt_ns; /* when it was sent */
     double reserved;     /* its worst case, held against the caps while it is out */
     long long row;       /* its row in the state store, booked in flight; 0 for none */
+    double score;        /* the check's score of the attempt's reply, < 0: none */
     /* The request of an attempt whose reservation waits for the turn's
      * commit (engine/booking): sent when the books release it. */
     fr_booking_wait wait;
@@ -183,6 +184,10 @@ static fr_attempt_rec attempt_rec(const fr_task *t)
         .model = fr_ep_model(t->env->eps, ep_of(t)),
         .type = t->env->wf->tasks[t->idx].type,
         .attempt = t->res->attempts,
+        .has_complexity = true,
+        .complexity = t->env->wf->tasks[t->idx].complexity,
+        .has_score = t->score >= 0,
+        .score = t->score,
     };
 }
 
@@ -196,6 +201,7 @@ static fr_attempt_rec attempt_rec(const fr_task *t)
 static bool reserve_attempt(fr_task *t, fr_booking_wait *w)
 {
     t->row = 0;
+    t->score = -1; /* until its reply is checked */
     if (w)
         w->parked = false;
     if (!t->env->books || t->reserved <= 0)
@@ -374,8 +380,13 @@ static int gate_reply(fr_task *t, fr_outcome *o, double *cost, fr_error *err)
     int rc = fr_gate_finish(ts, &o->reply, &t->route.finish_outcome, err);
     if (rc == FR_OK)
         rc = fr_gate_schema(ts, &o->reply, err);
-    if (rc == FR_OK)
-        rc = fr_gate_check(env->wf, t->idx, &o->reply, &t->res->check_score, err);
+    if (rc == FR_OK) {
+        double score = -1;
+        rc = fr_gate_check(env->wf, t->idx, &o->reply, &score, err);
+        t->score = score;
+        if (rc == FR_OK && score >= 0)
+            t->res->check_score = score;
+    }
     if (rc == FR_OK)
         rc = fr_route_on_result(env->router, &t->route, ep_of(t), &o->reply, o->total_ms, *cost,
                                 err);

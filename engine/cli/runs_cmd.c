@@ -7,6 +7,7 @@
 
 #include "engine/booking.h"
 #include "engine/cli/cli.h"
+#include "engine/history.h"
 #include "engine/report.h"
 #include "engine/store/store.h"
 #include "engine/util/err.h"
@@ -15,6 +16,7 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -78,7 +80,12 @@ void fr_cli_stats_help(FILE *f)
           "options:\n"
           "  --since DATE          attempts from DATE on: YYYY-MM-DD (local midnight) or\n"
           "                        YYYY-MM-DDTHH:MM:SS (local, or UTC with a final Z)\n"
-          "  --json                the statistics as JSON on stdout\n",
+          "  --json                the statistics as JSON on stdout\n"
+          "  --routing             what routing learned instead (candidate.history): per\n"
+          "                        endpoint, task type and complexity band, the gated\n"
+          "                        attempts, the pass rate (decayed, half-life 30 days)\n"
+          "                        with its 95% Wilson interval, mean check score, median\n"
+          "                        latency and the age of the newest evidence\n",
           f);
     fputs(state_options, f);
     fputs("\nexit codes: 0 printed, 2 usage, 74 state store error.\n"
@@ -400,6 +407,103 @@ static void print_groups(const char *title, const json_t *groups)
     }
 }
 
+/* The 95% Wilson interval of pass rate `p` over `n` (decayed) attempts
+ * into *lo and *hi. */
+static void wilson(double p, double n, double *lo, double *hi)
+{
+    const double z = 1.96;
+    double d = 1 + z * z / n, c = p + z * z / (2 * n);
+    double r = z * sqrt(p * (1 - p) / n + z * z / (4 * n * n));
+    *lo = (c - r) / d;
+    *hi = (c + r) / d;
+}
+
+/* Record `h` (borrowed) as stats --routing's JSON (owned): what a policy
+ * sees (nil figures left out) and the pass rate's 95% interval. */
+static json_t *routing_json(const fr_policy_hist *h)
+{
+    json_t *o = fr_policy_hist_json(h);
+    if (h->pass_rate >= 0 && h->weight > 0) {
+        double lo, hi;
+        wilson(h->pass_rate, h->weight, &lo, &hi);
+        json_object_set_new(o, "pass_rate_95", json_pack("[f, f]", lo, hi));
+    }
+    return o;
+}
+
+static void routing_row(void *ud, const char *endpoint, const fr_policy_hist *rec,
+                        const fr_policy_hist *all)
+{
+    json_t *eps = ud, *e = json_object_get(eps, endpoint);
+    if (!e) {
+        e = json_pack("{s:o, s:[]}", "all", routing_json(all), "keys");
+        json_object_set_new(eps, endpoint, e);
+    }
+    json_array_append_new(json_object_get(e, "keys"), routing_json(rec));
+}
+
+/* Prints stats --routing's JSON `r` (borrowed) as a table. */
+static void print_routing(const json_t *r)
+{
+    printf("%-20s %-12s %-9s %8s %7s %15s %7s %6s %9s %8s\n", "ENDPOINT", "TASK TYPE", "BAND",
+           "attempts", "pass", "95%", "weight", "score", "p50", "age");
+    const char *ep;
+    const json_t *e;
+    json_object_foreach(json_object_get(r, "endpoints"), ep, e)
+    {
+        size_t i;
+        const json_t *k;
+        json_array_foreach(json_object_get(e, "keys"), i, k)
+        {
+            char b[5][32], band[32], ci[40];
+            const json_t *c = json_object_get(k, "pass_rate_95");
+            snprintf(band, sizeof band, "%.1f-%.1f",
+                     json_number_value(json_object_get(k, "band_lo")),
+                     json_number_value(json_object_get(k, "band_hi")));
+            if (json_is_array(c))
+                snprintf(ci, sizeof ci, "%.0f%%-%.0f%%",
+                         100 * json_number_value(json_array_get(c, 0)),
+                         100 * json_number_value(json_array_get(c, 1)));
+            else
+                snprintf(ci, sizeof ci, "-");
+            printf("%-20s %-12s %-9s %8lld %7s %15s %7.1f %6s %9s %8s\n", ep,
+                   json_string_value(json_object_get(k, "type")), band,
+                   (long long)json_integer_value(json_object_get(k, "attempts")),
+                   num_or_dash(b[0], 32, "%.1f%%", json_object_get(k, "pass_rate"), 100), ci,
+                   json_number_value(json_object_get(k, "weight")),
+                   num_or_dash(b[1], 32, "%.2f", json_object_get(k, "score_mean"), 1),
+                   num_or_dash(b[2], 32, "%.0f ms", json_object_get(k, "latency_p50_ms"), 1),
+                   num_or_dash(b[3], 32, "%.0f s", json_object_get(k, "age_s"), 1));
+        }
+    }
+}
+
+/* flowrun stats --routing on the open store `st` (NULL: none): 0, or the
+ * store's exit code. */
+static int stats_routing(fr_store *st, bool as_json)
+{
+    fr_error err = {0};
+    fr_history *h = fr_history_new(NULL, 0);
+    int code = 0;
+    if (st && fr_history_load(h, st, &err) != FR_OK) {
+        code = store_failed(&err);
+        fr_history_free(h);
+        return code;
+    }
+    double now = fr_history_now(h);
+    json_t *eps = json_object();
+    fr_history_each(h, now, routing_row, eps);
+    json_t *r = json_pack("{s:f, s:f, s:o}", "at", now, "half_life_days",
+                          FR_STORE_HISTORY_HALF_LIFE_S / 86400, "endpoints", eps);
+    if (as_json)
+        code = print_json(r);
+    else
+        print_routing(r);
+    json_decref(r);
+    fr_history_free(h);
+    return code;
+}
+
 int fr_cli_stats_main(int argc, char **argv)
 {
     static const char *const named[] = {"--since", NULL};
@@ -409,11 +513,25 @@ int fr_cli_stats_main(int argc, char **argv)
     json_t *stats = NULL;
     fr_error err = {0};
     double since = 0;
-    int code = parse(argc, argv, named, NULL, &o);
+    /* --routing is taken out before the shared options are parsed. */
+    bool routing = false;
+    char **args = fr_xcalloc((size_t)argc + 1, sizeof *args);
+    int nargs = 0;
+    for (int i = 0; i < argc; i++)
+        if (i >= 2 && strcmp(argv[i], "--routing") == 0)
+            routing = true;
+        else
+            args[nargs++] = argv[i];
+    int code = parse(nargs, args, named, NULL, &o);
+    free(args);
+    if (code < 0 && routing && o.since)
+        code = fr_cli_usage_error("%s reads every attempt: it takes no --since", "--routing");
     if (code < 0 && o.since && parse_since(o.since, &since) != 0)
         code = FR_EXIT_USAGE;
     if (code < 0)
         code = open_state(&o, &st, &path);
+    if (code < 0 && routing)
+        code = stats_routing(st, o.json);
     if (code >= 0)
         goto cleanup;
     if (st && fr_store_run_stats(st, since, &stats, &err) != FR_OK) {

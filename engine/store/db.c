@@ -34,15 +34,16 @@ static const char *const stmt_sql[S_COUNT] = {
                   " WHERE id = ?1",
     [S_ATTEMPT] = "INSERT INTO attempts(run_id, task, attempt, endpoint, tier, model,"
                   " input_tokens, output_tokens, cached_tokens, usage_estimated, cost_usd,"
-                  " latency_ms, outcome, error, at, month, task_type, ttft_ms)"
+                  " latency_ms, outcome, error, at, month, task_type, ttft_ms, complexity, score)"
                   " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,"
-                  " ?17, ?18)",
+                  " ?17, ?18, ?19, ?20)",
     [S_RESERVE] = "INSERT INTO attempts(run_id, task, attempt, endpoint, tier, model, cost_usd,"
-                  " outcome, at, month, task_type)"
-                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?9, ?10)",
+                  " outcome, at, month, task_type, complexity)"
+                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?9, ?10, ?11)",
     [S_SETTLE] = "UPDATE attempts SET input_tokens = ?2, output_tokens = ?3, cached_tokens = ?4,"
                  " usage_estimated = ?5, cost_usd = ?6, latency_ms = ?7, outcome = ?8, error = ?9,"
-                 " at = ?10, ttft_ms = ?12 WHERE id = ?1 AND run_id = ?11 AND outcome = 'pending'",
+                 " at = ?10, ttft_ms = ?12, score = ?13, complexity = COALESCE(?14, complexity)"
+                 " WHERE id = ?1 AND run_id = ?11 AND outcome = 'pending'",
     [S_ATTEMPT_MONTH] = "SELECT month FROM attempts WHERE id = ?1",
     /* What the month is charged: booked attempts and those in flight at
      * their worst case: one row of month_totals, kept by triggers. */
@@ -80,6 +81,16 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_CACHE_GET] = "SELECT model, text, json, input, output, cached FROM cache WHERE key = ?1",
     [S_CACHE_PUT] = "INSERT OR REPLACE INTO cache (key, endpoint, model, text, json, input,"
                     " output, cached, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    /* The routing history of the endpoints named in the JSON array ?1 (NULL:
+     * all): each key's sums (metric -1), then its bins. */
+    [S_HISTORY] =
+        "SELECT endpoint, task_type, band, -1, 0, settled, passes, fails, errors, w_pass,"
+        " w_fail, w_ref, last_at, score_sum, score_n, cost_sum, out_tokens, reply_ms"
+        " FROM routing_history"
+        " WHERE ?1 IS NULL OR endpoint IN (SELECT value FROM json_each(?1))"
+        " UNION ALL SELECT endpoint, task_type, band, metric, bin, n, 0, 0, 0, 0, 0, NULL,"
+        " NULL, 0, 0, 0, 0, 0 FROM routing_bins"
+        " WHERE ?1 IS NULL OR endpoint IN (SELECT value FROM json_each(?1))",
 };
 
 /* ---- errors and checks ------------------------------------------------------ */
@@ -181,6 +192,12 @@ double fr_store_now(const fr_store *st)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The store's clock for its callers; see store.h. */
+double fr_store_clock(const fr_store *st)
+{
+    return fr_store_now(st);
 }
 
 /* The UTC month of a time; see store_int.h. */

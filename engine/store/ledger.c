@@ -198,13 +198,19 @@ static double bind_new_attempt(fr_store *st, sqlite3_stmt *s, const fr_attempt_r
     return at;
 }
 
+/* Binds a's `has` field `v` to parameter `i` of `s`, NULL without it. */
+static void bind_opt(sqlite3_stmt *s, int i, bool has, double v)
+{
+    if (has && isfinite(v))
+        sqlite3_bind_double(s, i, v);
+    else
+        sqlite3_bind_null(s, i);
+}
+
 /* Binds a's time to first content to parameter `i` of `s`, NULL without one. */
 static void bind_ttft(sqlite3_stmt *s, int i, const fr_attempt_rec *a)
 {
-    if (a->has_ttft && fr_store_valid_usd(a->ttft_ms))
-        sqlite3_bind_double(s, i, a->ttft_ms);
-    else
-        sqlite3_bind_null(s, i);
+    bind_opt(s, i, a->has_ttft && fr_store_valid_usd(a->ttft_ms), a->ttft_ms);
 }
 
 /* Inserts the checked attempt `a` at the store's clock and writes its month
@@ -226,6 +232,8 @@ static int insert_attempt(fr_store *st, const fr_attempt_rec *a, char month[FR_S
     fr_store_bind_text(s, 16, month);
     fr_store_bind_text(s, 17, a->type);
     bind_ttft(s, 18, a);
+    bind_opt(s, 19, a->has_complexity, a->complexity);
+    bind_opt(s, 20, a->has_score, a->score);
     int rc = sqlite3_step(s) == SQLITE_DONE
                  ? FR_OK
                  : fr_store_insert_error(st, err, a->run_id, "cannot record the attempt");
@@ -323,6 +331,7 @@ static int insert_pending(fr_store *st, const fr_attempt_rec *a, long long *id, 
     sqlite3_bind_double(s, 8, at);
     fr_store_bind_text(s, 9, month);
     fr_store_bind_text(s, 10, a->type);
+    bind_opt(s, 11, a->has_complexity, a->complexity);
     rc = sqlite3_step(s) == SQLITE_DONE
              ? FR_OK
              : fr_store_insert_error(st, err, a->run_id, "cannot record the attempt in flight");
@@ -366,6 +375,8 @@ static int settle_row(fr_store *st, long long id, const fr_attempt_rec *a, fr_er
     sqlite3_bind_double(s, 10, fr_store_now(st));
     fr_store_bind_text(s, 11, a->run_id);
     bind_ttft(s, 12, a);
+    bind_opt(s, 13, a->has_score, a->score);
+    bind_opt(s, 14, a->has_complexity, a->complexity);
     int rc = fr_store_exec(st, S_SETTLE, "cannot book the attempt", err);
     if (rc == FR_OK && sqlite3_changes(st->db) == 0)
         rc = fr_error_set(err, FR_EINVAL, st->path, 0,

@@ -296,7 +296,7 @@ static const char schema_v7[] =
  * written most often first, costs a few instructions. The table is rebuilt
  * with its rows as in version 2 (its index, the ledger view and the totals'
  * triggers go with it and come back); month_totals keeps its rows. */
-#define ATTEMPTS_TABLE_V8(name)                                                                    \
+#define ATTEMPTS_TABLE_V8_AS(name, more)                                                                    \
     ATTEMPTS_TABLE_AS(name,                                                                        \
                       "outcome = 'pending' OR outcome = 'ok' OR outcome = 'error'"                 \
                       " OR outcome = 'timeout' OR outcome = 'cancelled' OR outcome = 'budget'"     \
@@ -304,7 +304,8 @@ static const char schema_v7[] =
                       " OR outcome = 'tool_call' OR outcome = 'no_answer'",                        \
                       ","                                                                          \
                       "  task_type       TEXT,"                                                    \
-                      "  ttft_ms         REAL")
+                      "  ttft_ms         REAL" more)
+#define ATTEMPTS_TABLE_V8(name) ATTEMPTS_TABLE_V8_AS(name, "")
 static const char schema_v8[] =
     "DROP VIEW ledger;"
     ATTEMPTS_TABLE_V8("attempts_v8")
@@ -317,6 +318,112 @@ static const char schema_v8[] =
     TOTALS_DELETE_TRIGGER
     TOTALS_SETTLE_TRIGGER
     TOTALS_MOVE_TRIGGER;
+
+/* Schema version 9: what a routing policy learns from (candidate.history,
+ * engine/history). An attempt keeps its task's complexity and its check's
+ * score (NULL: none, or booked by an older flowrun). routing_evidence is
+ * each settled attempt as evidence: its key (endpoint, task type, '-' for
+ * none, complexity band 0.2 wide, 0..4, NULL complexity in 0.5's),
+ * whether it passed, was gated (a reply that passed or failed its gates)
+ * or had no reply (error, timeout), and the bins of its latency and time
+ * to first content (a quarter of an octave of milliseconds each, bin =
+ * floor(4 log2(max(ms, 1))), 0..127). routing_history sums it per key: raw
+ * counts, the gated passes and fails decayed (a half-life of 30 days) as
+ * sums of 2^((at - w_ref) / half-life) relative to w_ref, the key's first
+ * gated attempt (a double holds them for some eighty years), the newest
+ * gated attempt, and the sums the means are read from; routing_bins
+ * counts the bins. Triggers keep both in the transaction that books or
+ * settles an attempt (SQLite's math functions: Debian's libsqlite3 has
+ * them); the migration sums the attempts booked so far. */
+#define HIST_GATED(r)                                                                              \
+    "(" r ".outcome = 'ok' OR " r ".outcome = 'quality' OR " r ".outcome = 'truncated' OR "        \
+    r ".outcome = 'refused' OR " r ".outcome = 'no_answer' OR " r ".outcome = 'tool_call')"
+#define HIST_BIN(v) "MIN(127, CAST(floor(4 * log2(MAX(" v ", 1))) AS INTEGER))"
+#define HISTORY_VIEW                                                                               \
+    "CREATE VIEW routing_evidence AS"                                                              \
+    " SELECT a.id, a.endpoint AS ep, COALESCE(a.task_type, '-') AS ty,"                            \
+    " MIN(4, MAX(0, CAST(COALESCE(a.complexity, 0.5) * 5 AS INTEGER))) AS band,"                   \
+    " a.outcome = 'ok' AS pass, " HIST_GATED("a") " AS gated,"                                     \
+    " a.outcome = 'error' OR a.outcome = 'timeout' AS err, a.at, a.score, a.cost_usd,"             \
+    " a.output_tokens, a.latency_ms, " HIST_BIN("a.latency_ms") " AS lat_bin,"                     \
+    " CASE WHEN a.ttft_ms IS NOT NULL THEN " HIST_BIN("a.ttft_ms") " END AS ttft_bin"              \
+    " FROM attempts a WHERE a.outcome != 'pending';"
+#define HISTORY_TABLES                                                                             \
+    "CREATE TABLE routing_history ("                                                               \
+    "endpoint TEXT NOT NULL,"                                                                  \
+    "task_type TEXT NOT NULL,"                                                                  \
+    "band INTEGER NOT NULL,"                                                               \
+    "settled INTEGER NOT NULL DEFAULT 0,"                                                     \
+    "passes INTEGER NOT NULL DEFAULT 0,"                                                     \
+    "fails INTEGER NOT NULL DEFAULT 0,"                                                     \
+    "errors INTEGER NOT NULL DEFAULT 0,"                                                     \
+    "w_pass REAL NOT NULL DEFAULT 0,"                                                        \
+    "w_fail REAL NOT NULL DEFAULT 0,"                                                        \
+    "w_ref REAL,"                                                                           \
+    "last_at REAL,"                                                                           \
+    "score_sum REAL NOT NULL DEFAULT 0,"                                                        \
+    "score_n INTEGER NOT NULL DEFAULT 0,"                                                     \
+    "cost_sum REAL NOT NULL DEFAULT 0,"                                                        \
+    "out_tokens INTEGER NOT NULL DEFAULT 0,"                                                     \
+    "reply_ms REAL NOT NULL DEFAULT 0,"                                                        \
+    "PRIMARY KEY (endpoint, task_type, band)"                                                    \
+    ") WITHOUT ROWID;"                                                                             \
+    "CREATE TABLE routing_bins ("                                                                  \
+    "endpoint TEXT NOT NULL,"                                                                  \
+    "task_type TEXT NOT NULL,"                                                                  \
+    "band INTEGER NOT NULL,"                                                               \
+    "metric INTEGER NOT NULL,"                                                               \
+    "bin INTEGER NOT NULL,"                                                               \
+    "n INTEGER NOT NULL DEFAULT 0,"                                                     \
+    "PRIMARY KEY (endpoint, task_type, band, metric, bin)"                                       \
+    ") WITHOUT ROWID;"
+#define HIST_COLUMNS                                                                               \
+    "INSERT INTO routing_history(endpoint, task_type, band, settled, passes, fails, errors,"       \
+    " w_pass, w_fail, w_ref, last_at, score_sum, score_n, cost_sum, out_tokens, reply_ms)"
+/* A decayed sum `col` of the old row plus excluded's, taken to the row's
+ * reference time. */
+#define HIST_DECAY(col)                                                                            \
+    " " col " = " col " + IFNULL(excluded." col " * pow(2, (excluded.w_ref - IFNULL(w_ref,"        \
+    " excluded.w_ref)) / 2592000.0), 0),"
+/* Inserting an attempt's id into the view routing_settle adds it to its
+ * key's history and bins (its INSTEAD OF trigger): what the triggers on
+ * attempts do, and the migration for each attempt booked before it. */
+#define HISTORY_SETTLE_VIEW                                                                        \
+    "CREATE VIEW routing_settle AS SELECT 0 AS id WHERE 0;"                                        \
+    "CREATE TRIGGER routing_settle_add INSTEAD OF INSERT ON routing_settle BEGIN "                 \
+    HIST_COLUMNS " SELECT ep, ty, band, 1, pass, gated AND NOT pass, err, pass, gated AND NOT pass," \
+    " CASE WHEN gated THEN at END, CASE WHEN gated THEN at END,"                                   \
+    " CASE WHEN gated THEN IFNULL(score, 0) ELSE 0 END, gated AND score IS NOT NULL, cost_usd,"    \
+    " CASE WHEN gated THEN output_tokens ELSE 0 END, CASE WHEN gated THEN latency_ms ELSE 0 END"   \
+    " FROM routing_evidence WHERE id = NEW.id"                                                     \
+    " ON CONFLICT DO UPDATE SET settled = settled + 1, passes = passes + excluded.passes,"         \
+    " fails = fails + excluded.fails, errors = errors + excluded.errors,"                          \
+    HIST_DECAY("w_pass") HIST_DECAY("w_fail")                                                      \
+    " w_ref = IFNULL(w_ref, excluded.w_ref), last_at = MAX(IFNULL(last_at, excluded.last_at),"     \
+    " IFNULL(excluded.last_at, last_at)), score_sum = score_sum + excluded.score_sum,"             \
+    " score_n = score_n + excluded.score_n, cost_sum = cost_sum + excluded.cost_sum,"              \
+    " out_tokens = out_tokens + excluded.out_tokens, reply_ms = reply_ms + excluded.reply_ms;"     \
+    "INSERT INTO routing_bins SELECT ep, ty, band, 0, lat_bin, 1 FROM routing_evidence"            \
+    " WHERE id = NEW.id AND gated ON CONFLICT DO UPDATE SET n = n + 1;"                            \
+    "INSERT INTO routing_bins SELECT ep, ty, band, 1, ttft_bin, 1 FROM routing_evidence"           \
+    " WHERE id = NEW.id AND gated AND ttft_bin IS NOT NULL ON CONFLICT DO UPDATE SET n = n + 1;"   \
+    " END;"
+/* The triggers on attempts: one booked settled at once, and one settled
+ * from in flight (a crashed run's become 'cancelled': settled too). */
+#define HISTORY_TRIGGERS                                                                           \
+    "CREATE TRIGGER attempts_history_insert AFTER INSERT ON attempts"                              \
+    " WHEN NEW.outcome != 'pending' BEGIN INSERT INTO routing_settle VALUES (NEW.id); END;"        \
+    "CREATE TRIGGER attempts_history_settle AFTER UPDATE OF outcome ON attempts"                   \
+    " WHEN OLD.outcome = 'pending' AND NEW.outcome != 'pending' BEGIN"                             \
+    " INSERT INTO routing_settle VALUES (NEW.id); END;"
+static const char schema_v9[] =
+    "ALTER TABLE attempts ADD COLUMN complexity REAL;"
+    "ALTER TABLE attempts ADD COLUMN score REAL;"
+    HISTORY_VIEW
+    HISTORY_TABLES
+    HISTORY_SETTLE_VIEW
+    "INSERT INTO routing_settle SELECT id FROM attempts WHERE outcome != 'pending' ORDER BY id;"
+    HISTORY_TRIGGERS;
 
 /* The current schema (version FR_STORE_SCHEMA_VERSION) as one set of
  * statements: what a new store is created from, instead of running every
@@ -334,7 +441,9 @@ static const char *const schema_current[] = {
     "CREATE INDEX runs_started ON runs(started_at);"
     "CREATE INDEX runs_running ON runs(id) WHERE status = 'running';"
     "CREATE INDEX runs_workflow ON runs(workflow, started_at);"
-    ATTEMPTS_TABLE_V8("attempts")
+    ATTEMPTS_TABLE_V8_AS("attempts", ","
+                         "  complexity      REAL,"
+                         "  score           REAL")
     "CREATE INDEX attempts_run ON attempts(run_id, month);",
     /* (in parts: a C string literal stays within 4,095 bytes) */
     LEASES_TABLE
@@ -347,6 +456,10 @@ static const char *const schema_current[] = {
     TOTALS_SETTLE_TRIGGER
     TOTALS_MOVE_TRIGGER
     REPORTS_TABLE("reports"),
+    HISTORY_VIEW
+    HISTORY_TABLES,
+    HISTORY_SETTLE_VIEW
+    HISTORY_TRIGGERS,
     NULL};
 // clang-format on
 
@@ -354,8 +467,9 @@ static const char *const schema_current[] = {
 #define SCHEMA_PARTS (sizeof schema_current / sizeof *schema_current - 1)
 
 /* migrations[v] takes a database from version v to v + 1. */
-static const char *const migrations[FR_STORE_SCHEMA_VERSION] = {
-    schema_v1, schema_v2, schema_v3, schema_v4, schema_v5, schema_v6, schema_v7, schema_v8};
+static const char *const migrations[FR_STORE_SCHEMA_VERSION] = {schema_v1, schema_v2, schema_v3,
+                                                                schema_v4, schema_v5, schema_v6,
+                                                                schema_v7, schema_v8, schema_v9};
 
 /* One part of the current schema's SQL; see store.h. */
 const char *fr_store_schema_sql(int part)

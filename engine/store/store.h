@@ -18,7 +18,7 @@
 #include <time.h>
 
 /* The schema version this build writes and understands. */
-#define FR_STORE_SCHEMA_VERSION 8
+#define FR_STORE_SCHEMA_VERSION 9
 
 /* Returns the SQL (static) that takes a database from schema version `from`
  * to `from` + 1 (from 0: an empty database to version 1), or NULL for a
@@ -54,14 +54,17 @@ typedef struct fr_store fr_store;
  * stats`) may be NULL. `attempt` counts from 1, tokens and costs are >= 0,
  * `estimated` says the usage was estimated rather than reported by the
  * provider; `ttft_ms` (time to first content) is stored only with
- * `has_ttft`. There is deliberately no field for a prompt, a reply or a
- * key: none of them is ever stored here. */
+ * `has_ttft`; the task's `complexity` (0..1) only with `has_complexity`
+ * and the check's `score` of the reply (0..1) only with `has_score`
+ * (both for the routing history, engine/history). There is deliberately
+ * no field for a prompt, a reply or a key: none of them is ever stored
+ * here. */
 typedef struct fr_attempt_rec {
     const char *run_id, *task, *endpoint, *tier, *model, *outcome, *error, *type;
     int attempt;
     long input, output, cached;
-    bool estimated, has_ttft;
-    double cost_usd, latency_ms, ttft_ms;
+    bool estimated, has_ttft, has_complexity, has_score;
+    double cost_usd, latency_ms, ttft_ms, complexity, score;
 } fr_attempt_rec;
 
 /* Opens the database at `path` (borrowed, copied), creating it and any missing
@@ -287,6 +290,47 @@ int fr_store_spend(fr_store *st, const char *month, json_t **out, fr_error *err)
  * attempts and count for nothing. FR_EINVAL for a missing argument,
  * FR_ESTORE for a database failure. */
 int fr_store_observed(fr_store *st, const char *workflow, json_t **out, fr_error *err);
+
+/* ---- engine/store/history_table.c: the routing history (schema 9) ------- */
+
+/* The routing history's decay: evidence halves every 30 days. */
+#define FR_STORE_HISTORY_HALF_LIFE_S 2592000.0
+/* Its bins: a quarter of an octave of milliseconds each, bin b holding
+ * the values v with floor(4 log2(max(v, 1))) = b, the last one everything
+ * above. */
+#define FR_STORE_HISTORY_BINS 128
+
+/* One row of the routing history as read (strings borrowed for the
+ * callback): the sums of one key (endpoint, task type, complexity band
+ * 0..4; `metric` -1), or one bin of one key's latencies (`metric` 0) or
+ * times to first content (`metric` 1): bin `bin` holds `n` attempts.
+ * The sums: `settled` attempts (all outcomes but in flight), of which
+ * `passes` and `fails` were gated (replies that passed or failed) and
+ * `errors` had no reply (error, timeout); `w_pass` and `w_fail` the gated
+ * ones as sums of 2^((at - w_ref) / FR_STORE_HISTORY_HALF_LIFE_S), `w_ref`
+ * the key's first gated attempt and `last_at` its newest (unix seconds;
+ * `has_w_ref` false: none gated); `score_sum` over `score_n` gated
+ * attempts with a check score; `cost_sum` over all settled attempts;
+ * `out_tokens` and `reply_ms` (latency) summed over the gated ones. */
+typedef struct fr_store_history_row {
+    const char *endpoint, *type;
+    int band, metric, bin;
+    long n;
+    long settled, passes, fails, errors, score_n, out_tokens;
+    bool has_w_ref;
+    double w_pass, w_fail, w_ref, last_at, score_sum, cost_sum, reply_ms;
+} fr_store_history_row;
+
+/* Reads the routing history of the `n` endpoints `endpoints` (borrowed;
+ * NULL: every endpoint) in one query, calling `each(ud, row)` per row
+ * (a key's sums before its bins is not promised). FR_ESTORE for a database
+ * failure. */
+int fr_store_history(fr_store *st, const char *const *endpoints, size_t n,
+                     void (*each)(void *ud, const fr_store_history_row *row), void *ud,
+                     fr_error *err);
+
+/* The store's clock (fr_store_set_clock), or the real one: unix seconds. */
+double fr_store_clock(const fr_store *st);
 
 /* Looks up the result stored under `key` (borrowed). On a hit fills `out`
  * (owned by the caller: fr_reply_close) with the text, JSON, model and

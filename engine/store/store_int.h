@@ -40,6 +40,7 @@ enum fr_store_stmt {
     S_RUN_STATUS,
     S_CACHE_GET,
     S_CACHE_PUT,
+    S_HISTORY,
     S_COUNT
 };
 

@@ -10,7 +10,12 @@
  * POLICY runs that one built-in only (for a profiler: valgrind
  * --tool=callgrind --toggle-collect=fr_route counts its instructions), or,
  * when it holds a '/', that policy file (lua/policies/cost.lua: a built-in's
- * code loaded as a user's policy is).
+ * code loaded as a user's policy is); "keep:FILE" loads it with its
+ * argument tables kept between decisions (fr_policy_keep_args), and
+ * "builtin:FILE" as a built-in is run (fr_policy_trust: kept tables, no
+ * count hook, a history record written again only when it changed). Every endpoint has a routing
+ * history (engine/history: 40 attempts of the task's type and band, 20 of another), so a policy
+ * that reads candidate.history (tests/bench/history_policy.lua) gets figures.
  */
 
 #include "dsl/policy.h"
@@ -19,6 +24,7 @@
 #include "engine/clock.h"
 #include "engine/endpoint.h"
 #include "engine/graph.h"
+#include "engine/history.h"
 #include "engine/results.h"
 #include "engine/route.h"
 #include "engine/sched.h"
@@ -84,6 +90,7 @@ typedef struct world {
     fr_policy *policy;
     fr_results res;
     fr_router *rt;
+    fr_history *history;
     uint64_t start_ns;
 } world;
 
@@ -95,6 +102,7 @@ static fr_policy *policy_of(void *ud)
 static void world_close(world *w)
 {
     fr_router_free(w->rt);
+    fr_history_free(w->history);
     if (w->g)
         fr_results_close(&w->res);
     fr_policy_free(w->policy);
@@ -113,6 +121,9 @@ static int world_open(world *w, const char *path, const char *name)
     fr_error err = {0};
     char *ppath = NULL;
     memset(w, 0, sizeof *w);
+    bool keep = strncmp(name, "keep:", 5) == 0, trust = strncmp(name, "builtin:", 8) == 0;
+    if (keep || trust)
+        name = strchr(name, ':') + 1;
     if (fr_workflow_load(path, NULL, &w->wf, &err) != FR_OK ||
         fr_graph_from_workflow(w->wf, &w->g, &err) != FR_OK ||
         fr_policy_resolve(name, NULL, &ppath, &err) != FR_OK ||
@@ -122,6 +133,10 @@ static int world_open(world *w, const char *path, const char *name)
         return -1;
     }
     free(ppath);
+    if (keep)
+        fr_policy_keep_args(w->policy);
+    if (trust)
+        fr_policy_trust(w->policy);
     w->eps = fr_endpoints_new(w->wf, false);
     w->sched = fr_sched_for_workflow(w->g, w->wf);
     w->budget = fr_budget_new(false, 0, false, 0);
@@ -140,6 +155,28 @@ static int world_open(world *w, const char *path, const char *name)
                         .policy = policy_of,
                         .policy_ud = w};
     w->rt = fr_router_new(&env);
+    /* What earlier runs booked: per endpoint, attempts of the task's key
+     * (no type, complexity 0.5) and of another, passes and fails, up to 40
+     * days old. */
+    w->history = fr_history_for_workflow(w->wf);
+    double now = (double)time(NULL);
+    for (size_t e = 0; e < w->wf->nendpoints; e++)
+        for (int i = 0; i < 60; i++) {
+            fr_attempt_rec a = {.endpoint = w->wf->endpoints[e].name,
+                                .outcome = (i + (int)e) % 4 ? "ok" : "quality",
+                                .type = i < 40 ? NULL : "code",
+                                .has_complexity = true,
+                                .complexity = 0.5,
+                                .has_score = i % 3 == 0,
+                                .score = 0.7,
+                                .output = 100 + i,
+                                .cost_usd = 0.001 * (double)e,
+                                .latency_ms = 300 + 20.0 * i,
+                                .has_ttft = true,
+                                .ttft_ms = 50 + i};
+            fr_history_add(w->history, &a, now - 86400.0 * (60 - i) * 2 / 3);
+        }
+    fr_route_set_history(w->rt, w->history);
     return 0;
 }
 

@@ -193,7 +193,11 @@ pass "a killed run is listed with '-' for what only a report has; report last is
 # 6. A store of schema version 4 (what the previous flowrun wrote) is
 # upgraded and lists its old runs.
 cp -r "$STATE" "$WORK/old"
-sqlite3 "$WORK/old/state.db" "DROP TABLE reports; DROP INDEX runs_workflow;
+sqlite3 "$WORK/old/state.db" "DROP TRIGGER attempts_history_insert;
+  DROP TRIGGER attempts_history_settle; DROP VIEW routing_settle; DROP VIEW routing_evidence;
+  DROP TABLE routing_history; DROP TABLE routing_bins; ALTER TABLE attempts DROP COLUMN score;
+  ALTER TABLE attempts DROP COLUMN complexity;
+  DROP TABLE reports; DROP INDEX runs_workflow;
   ALTER TABLE attempts DROP COLUMN task_type; ALTER TABLE attempts DROP COLUMN ttft_ms;
   UPDATE meta SET value = 4 WHERE key = 'schema_version';"
 run_flowrun runs --state "$WORK/old" --json
