@@ -167,6 +167,9 @@ int fr_sim_set_model(fr_sim *s, const fr_sim_model *m)
     e->max_concurrent = m->max_concurrent;
     e->refuse_max_tokens = m->refuse_max_tokens;
     e->retry_after_s = m->retry_after_s;
+    e->has_skill = m->has_skill;
+    e->skill = m->skill;
+    e->noise = m->noise;
     set_script(e, script, n);
     free(script);
     return FR_OK;

@@ -34,6 +34,10 @@ typedef struct fr_sim_model {
                                answer; max_completion_tokens is served. Named models only. */
     double retry_after_s;   /* the Retry-After its 429 and 503 replies carry, in seconds;
                                0 = the default, 1 */
+    bool has_skill;         /* the model grades a prompt's `@@difficulty D` line (below) */
+    double skill;           /* 0..1 with has_skill: how hard a task it passes */
+    double noise;           /* 0..1 with has_skill: half-width of a deterministic band around
+                               skill (fr_sim_verdict); 0 = none */
 } fr_sim_model;
 
 /* Returns a new simulator listening on `host`:`port` (port 0 picks a free
@@ -93,6 +97,16 @@ void fr_sim_reset(fr_sim *s);
  * max_tokens cut, as a new string owned by the caller. Lets tests predict
  * replies (of requests without a tool script). Never NULL. */
 char *fr_sim_reply_text(const char *model, const json_t *messages);
+
+/* Returns the verdict a model of `skill` and `noise` (see fr_sim_model)
+ * named `model` (borrowed) gives the task in `messages` (borrowed): 1 when
+ * it passes, 0 when it fails, -1 when there is no verdict (`has_skill` is
+ * false, or the last user message has no valid `@@difficulty D` line).
+ * It passes when skill + noise x (2u - 1) >= D, u in [0, 1) a hash of the
+ * model and every message, so the same request always gets the same
+ * verdict. A text reply with a verdict starts "PASS " or "FAIL ". */
+int fr_sim_verdict(const char *model, bool has_skill, double skill, double noise,
+                   const json_t *messages);
 
 /* Returns the structured reply the simulator gives for `model` and
  * `messages` when a request asks for JSON, as new compact JSON text owned by

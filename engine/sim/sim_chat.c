@@ -361,6 +361,24 @@ static void take_calls(reply *r, fr_sim_turn *t)
         r->limit = r->npieces > 1 ? r->npieces / 2 : 1;
 }
 
+/* The text reply to `q` of model `e`: the generated one, after "PASS " or
+ * "FAIL " when the model grades the prompt's @@difficulty line (a REPLY:
+ * line is used as is). */
+static char *graded_text(const fr_sim_entry *e, const fr_sim_req *q)
+{
+    char *text = fr_sim_reply_text(q->model, q->messages);
+    char *scripted = fr_sim_prompt_line(q->messages, REPLY_PREFIX);
+    int verdict =
+        scripted ? -1 : fr_sim_verdict(q->model, e->has_skill, e->skill, e->noise, q->messages);
+    free(scripted);
+    if (verdict >= 0) {
+        char *graded = fr_xasprintf("%s %s", verdict ? "PASS" : "FAIL", text);
+        free(text);
+        text = graded;
+    }
+    return text;
+}
+
 /* Makes the content and its counts for request `q` under the reply's fault;
  * `key` (borrowed) is the key the request sent, for `echookey`; `turn` is what
  * the tool script plays (its calls or final text may be taken). */
@@ -383,7 +401,7 @@ static void make_content(reply *r, const fr_sim_req *q, const char *key, fr_sim_
         r->text = turn->text; /* the script is used up: the answer quotes the results */
         turn->text = NULL;
     } else if (q->format == FR_SIM_TEXT)
-        r->text = fr_sim_reply_text(q->model, q->messages);
+        r->text = graded_text(r->model, q);
     else if (!(r->text = fr_sim_prompt_line(q->messages, REPLY_PREFIX))) /* used as is */
         r->text =
             fr_sim_gen_json(q->model, q->messages, q->schema, r->fault == FR_SIM_FAULT_BADSCHEMA);
@@ -458,8 +476,10 @@ bool fr_sim_chat_handle(conn *c, fr_sim_proto proto, const char *body, size_t le
         goto cleanup;
     }
     int pf;
+    double difficulty;
     if (fr_sim_proto_parse(proto, doc, &q, msg, sizeof msg) != 0 ||
         !prompt_fault(q.messages, &pf, msg, sizeof msg) ||
+        fr_sim_difficulty(q.messages, &difficulty, msg, sizeof msg) < 0 ||
         fr_sim_tools_turn(&q, proto, &turn, msg, sizeof msg) != 0) {
         fr_sim_proto_send_error(c, proto, 400, msg, c->keep_alive);
         goto cleanup;

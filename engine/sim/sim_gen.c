@@ -7,11 +7,14 @@
 #include "engine/util/hash.h"
 #include "engine/util/mem.h"
 
+#include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define REPLY_PREFIX  "REPLY: "
+#define DIFF_PREFIX   "@@difficulty"
 #define MIN_GEN_WORDS 12
 #define MAX_GEN_WORDS 40
 #define MAX_DEPTH     16 /* schema nesting (and $ref chains) followed */
@@ -125,6 +128,40 @@ static uint64_t seed_of(const char *model, const json_t *messages)
     }
     fr_buf_close(&scratch);
     return h;
+}
+
+/* Reads the @@difficulty line; see sim_int.h. */
+int fr_sim_difficulty(const json_t *messages, double *d, char *msg, size_t msg_size)
+{
+    char *line = fr_sim_prompt_line(messages, DIFF_PREFIX);
+    if (!line)
+        return 0;
+    char *end;
+    errno = 0;
+    double v = strtod(line, &end);
+    while (*end == ' ' || *end == '\t')
+        end++;
+    int rc = 1;
+    if (end == line || *end || errno || !isfinite(v) || v < 0 || v > 1) {
+        snprintf(msg, msg_size, "Difficulty: '%.64s' is not a number from 0 to 1.", line);
+        rc = -1;
+    } else
+        *d = v;
+    free(line);
+    return rc;
+}
+
+/* The verdict of a model with a skill; see sim.h. */
+int fr_sim_verdict(const char *model, bool has_skill, double skill, double noise,
+                   const json_t *messages)
+{
+    double d;
+    char msg[128];
+    if (!has_skill || fr_sim_difficulty(messages, &d, msg, sizeof msg) != 1)
+        return -1;
+    uint64_t state = seed_of(model, messages) ^ 0xd1ff1c017ull;         /* not the words' stream */
+    double u = (double)(splitmix64(&state) >> 11) / 9007199254740992.0; /* [0, 1) */
+    return skill + noise * (2 * u - 1) >= d ? 1 : 0;
 }
 
 /* The generated text: "<model> says: " and 12..40 words from a PRNG seeded by

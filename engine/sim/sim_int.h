@@ -99,7 +99,10 @@ typedef struct fr_sim_entry {
     int max_concurrent;
     bool refuse_max_tokens; /* fr_sim_model.refuse_max_tokens */
     double retry_after_s;   /* fr_sim_model.retry_after_s, 0 = 1 s */
-    fr_sim_fault *script;   /* owned; consumed from script_pos */
+    bool has_skill;         /* fr_sim_model.has_skill, skill and noise */
+    double skill;
+    double noise;
+    fr_sim_fault *script; /* owned; consumed from script_pos */
     size_t nscript;
     size_t script_pos;
     long requests;
@@ -331,6 +334,10 @@ size_t fr_sim_content_text(const json_t *content, fr_buf *out);
 /* Returns the text after `prefix` on the first line of the last user
  * message (tool_result messages aside) that starts with it (owned), or NULL. */
 char *fr_sim_prompt_line(const json_t *messages, const char *prefix);
+/* Reads the `@@difficulty D` line of the last user message: returns 1 with
+ * `*d` set, 0 when there is none, -1 with `msg` filled when D is not a
+ * number in 0..1 (a 400). */
+int fr_sim_difficulty(const json_t *messages, double *d, char *msg, size_t msg_size);
 /* Returns generated compact JSON (owned) for `schema` (NULL: any object),
  * seeded by the model and messages; `violate` makes it break the schema. */
 char *fr_sim_gen_json(const char *model, const json_t *messages, const json_t *schema,

@@ -20,7 +20,7 @@
 
 typedef struct model_spec {
     char *name; /* owned copy of the argument, cut at the options' ':' */
-    char *opts; /* "latency=..,tps=..,max=..,faults=.." or NULL; points into `name` */
+    char *opts; /* "latency=..,tps=..,max=..,faults=..,skill=.." or NULL; points into `name` */
 } model_spec;
 
 typedef struct app {
@@ -47,7 +47,7 @@ static void usage(FILE *f)
           "                     (default 200)\n"
           "  --max N            default model: requests in flight before 429, 0 = unlimited\n"
           "                     (default 0)\n"
-          "  --model NAME[:latency=MS,tps=N,max=N,faults=KIND+KIND+...]\n"
+          "  --model NAME[:latency=MS,tps=N,max=N,faults=KIND+KIND+...,skill=X,noise=N]\n"
           "                     set one model (repeatable); keys left out take the default\n"
           "                     model's values. The options follow the last ':' in the\n"
           "                     argument, so names such as qwen2.5:7b work. `faults` is a\n"
@@ -61,6 +61,9 @@ static void usage(FILE *f)
           "                     retry_after=S sets the Retry-After of its 429 and 503\n"
           "                     replies (default 1).\n"
           "                     A line 'FAULT: KIND' in a prompt does the same per request.\n"
+          "                     skill=X (0..1) grades a prompt's '@@difficulty D' line:\n"
+          "                     the reply starts 'PASS ' when X >= D, else 'FAIL ';\n"
+          "                     noise=N moves X by a deterministic -N..N per request.\n"
           "  --key KEY          answer 401 to every model request (chat, /v1/models,\n"
           "                     /api/tags, /api/ps) that does not carry KEY as\n"
           "                     'Authorization: Bearer KEY' or 'x-api-key: KEY'\n"
@@ -136,10 +139,15 @@ static int apply_spec(const model_spec *spec, fr_sim_model *m)
             m->refuse_max_tokens = true;
         else if (strcmp(kv, "refuse") == 0)
             rc = -1; /* max_tokens is the one parameter it can refuse */
+        else if (strcmp(kv, "skill") == 0) {
+            rc = parse_number(val, 1.0, &m->skill);
+            m->has_skill = true;
+        } else if (strcmp(kv, "noise") == 0)
+            rc = parse_number(val, 1.0, &m->noise);
         else
-            return bad_usage(
-                "unknown --model key '%s' (use latency, tps, max, faults, refuse or retry_after)",
-                kv);
+            return bad_usage("unknown --model key '%s' (use latency, tps, max, faults, refuse, "
+                             "retry_after, skill or noise)",
+                             kv);
         if (rc < 0)
             return bad_usage("bad --model value '%s'", val);
     }

@@ -229,7 +229,7 @@ int main(int argc, char **argv)
     int rc = write_workflow(path) == 0 ? 0 : 1;
     if (rc)
         perror("bench_route: writing the workflow");
-    static const char *const builtins[] = {"cost", "balanced", "speed", "local-only"};
+    static const char *const builtins[] = {"cost", "balanced", "speed", "local-only", "adaptive"};
     const char *only = argc > 3 ? argv[3] : NULL;
     const char *const *policies = builtins;
     size_t npolicies = sizeof builtins / sizeof *builtins;

@@ -92,7 +92,7 @@ task "t" { agent = "a", prompt = "hi" }
 LUA
 run_flowrun flows/typo.lua --sim
 expect_rc 78 "unknown policy in the workflow"
-expect_stderr "balanced, cost, local-only, speed"
+expect_stderr "adaptive, balanced, cost, local-only, speed"
 expect_stderr "flows/balance"
 expect_stderr "did you mean 'balanced'?"
 run_flowrun feature-pipeline.lua --sim --policy mine.lua

@@ -1,4 +1,4 @@
-/* Tests of dsl/policy's four built-in policies in lua/policies/: they load
+/* Tests of dsl/policy's five built-in policies in lua/policies/: they load
  * and pass the self-check, are embedded byte for byte, answer every shape
  * of task, and decide as documented on hand-made candidates (cost, speed,
  * balanced, local-only). Runs from the source root (CTest's working
@@ -43,7 +43,7 @@ static void test_unknown_builtin_lists_the_names(void **state)
     /* A near miss names the built-ins, the file it tried beside the
      * workflow, and the name meant. */
     assert_int_equal(fr_policy_resolve("balance", "/nowhere/flows", &path, &err), FR_ENOENT);
-    assert_non_null(strstr(err.msg, "balanced, cost, local-only, speed"));
+    assert_non_null(strstr(err.msg, "adaptive, balanced, cost, local-only, speed"));
     assert_non_null(strstr(err.msg, "/nowhere/flows/balance"));
     assert_non_null(strstr(err.msg, "did you mean 'balanced'?"));
     assert_int_equal(fr_policy_resolve("sped.lua", "/nowhere", &path, &err), FR_ENOENT);

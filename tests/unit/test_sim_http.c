@@ -248,8 +248,9 @@ static void test_concurrency_limit(void **state)
 {
     (void)state;
     fixture *fx = fixture_new();
-    fr_sim_model lim = {"lim", 600000, 0, 2,
-                        NULL,  false,  0}; /* replies never come during the test */
+    fr_sim_model lim = {.name = "lim",
+                        .latency_ms = 600000,
+                        .max_concurrent = 2}; /* replies never come during the test */
     fr_sim_set_model(fx->sim, &lim);
     char *body = chat_body("lim", "REPLY: ok", NULL);
     client *c1 = client_open(fx);
@@ -297,7 +298,7 @@ static void test_concurrency_limit(void **state)
 
     /* The same for a stream cut after its first chunk: 1 token/s, so the
      * rest would take seconds. */
-    fr_sim_model slow = {"slow", 0, 1, 0, NULL, false, 0};
+    fr_sim_model slow = {.name = "slow", .tokens_per_s = 1};
     fr_sim_set_model(fx->sim, &slow);
     body = chat_body("slow", "REPLY: w1 w2 w3 w4 w5 w6 w7 w8 w9", "{\"stream\":true}");
     client *c4 = client_open(fx);
@@ -536,7 +537,9 @@ static void test_latency_lower_bound(void **state)
 {
     (void)state;
     fixture *fx = fixture_new();
-    fr_sim_model m = {"lat", 40, 100, 0, NULL, false, 0}; /* 40 ms + 5 tokens at 100/s = 90 ms */
+    fr_sim_model m = {.name = "lat",
+                      .latency_ms = 40,
+                      .tokens_per_s = 100}; /* 40 ms + 5 tokens at 100/s = 90 ms */
     fr_sim_set_model(fx->sim, &m);
     uint64_t t0 = uv_hrtime();
     json_t *doc = chat(fx, "lat", "REPLY: a b c d e", NULL);
@@ -566,7 +569,7 @@ static void test_free_with_open_connections(void **state)
 {
     (void)state;
     fixture *fx = fixture_new();
-    fr_sim_model m = {"hang", 600000, 0, 0, NULL, false, 0};
+    fr_sim_model m = {.name = "hang", .latency_ms = 600000};
     fr_sim_set_model(fx->sim, &m);
     char *body = chat_body("hang", "REPLY: never", "{\"stream\":true}");
     client *c = client_open(fx);

@@ -25,7 +25,7 @@
 #define EST_INPUT  1000
 #define MAX_TOKENS 500
 
-static const char *const builtins[] = {"balanced", "cost", "speed", "local-only"};
+static const char *const builtins[] = {"adaptive", "balanced", "cost", "speed", "local-only"};
 
 /* The built-ins come from the binary: no policy directory. */
 static inline int setup_env(void **state)

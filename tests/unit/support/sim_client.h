@@ -76,7 +76,7 @@ static inline fixture *fixture_new(void)
     fx->sim = fr_sim_new(&fx->loop, "127.0.0.1", 0, &err);
     assert_non_null(fx->sim);
     assert_true(fr_sim_port(fx->sim) > 0);
-    fr_sim_model dflt = {NULL, 0, 0, 0, NULL, false, 0}; /* instant, so tests never wait on time */
+    fr_sim_model dflt = {.name = NULL}; /* instant, so tests never wait on time */
     fr_sim_set_model(fx->sim, &dflt);
     return fx;
 }

@@ -1,0 +1,330 @@
+-- adaptive: the cheapest endpoint that has been passing tasks like this one.
+--
+-- Learns from the record. For every candidate, flowrun passes what the state
+-- store knows of it: its passes and fails on tasks of this task's type and
+-- complexity band (`candidate.history`) and over all its work
+-- (`candidate.history_all`), from every earlier run that shares the store
+-- and from this run's attempts as they settle. From that record this policy
+-- estimates p(pass), the chance that the candidate's reply passes the task's
+-- gates, and sends the task to the cheapest candidate whose estimate reaches
+-- TARGET. Where the record is thin the estimate leans on the endpoint's
+-- declared `quality`; with no record at all the policy decides exactly as
+-- `cost` does. A small share of tasks, picked reproducibly, tries a cheaper
+-- endpoint whose record is still thin, so the record grows where it can save
+-- money. Pick it for work you run again and again (the same pipeline on new
+-- input) where the bill matters.
+--
+-- Copy it, change the constants, and run it with `--policy ./my-adaptive.lua`.
+
+-- The p(pass) a candidate needs to get the task. Higher means fewer failed
+-- attempts (and escalations) but more work on dearer endpoints.
+local TARGET = 0.9
+
+-- The prior, before any record: p(pass) from how far the endpoint's quality
+-- is above the task's complexity. An endpoint whose quality equals the
+-- complexity gets exactly TARGET (so, with no record, the candidates that
+-- reach TARGET are the ones `cost` calls good enough); each 0.1 of quality
+-- above or below moves the log-odds by PRIOR_SLOPE / 10 (0.1 below: 0.77,
+-- 0.3 below: 0.31, 0.1 above: 0.96).
+local PRIOR_SLOPE = 10
+
+-- How many attempts the prior from quality is worth against the endpoint's
+-- overall record (history_all), and how many attempts of that overall record
+-- count at most: it tells how reliable an endpoint is, not how it does on
+-- tasks this hard, so it only nudges the prior.
+local QUALITY_STRENGTH = 2
+local ALL_CAP = 1
+
+-- How many attempts that blended prior is worth against the record of this
+-- type and band. With 4, an endpoint whose blended prior is 0.7 needs 10
+-- straight passes in a band to reach 0.9; a failure or two among them takes
+-- it back below. Lower learns faster and errs more on a few lucky passes.
+local BAND_STRENGTH = 4
+
+-- A failed attempt costs what it cost and a retry on the endpoint that would
+-- have been sure enough. So a cheaper candidate whose record here holds at
+-- least MIN_RECORD attempts is tried first when its expected spend is lower:
+-- its est_cost + (1 - p(pass)) x (the sure one's est_cost) x (1 +
+-- RETRY_WEIGHT), RETRY_WEIGHT pricing the time a retry takes. A free local
+-- endpoint is then worth a try before a paid one from p(pass) 0.5 on (with
+-- RETRY_WEIGHT 1), and worth waiting for when it is full: a slot frees
+-- sooner than a failure costs. Only on a record, never on the prior alone.
+local RETRY_WEIGHT = 1
+local MIN_RECORD = 3
+
+-- Exploration: this share of tasks (first attempts whose choice costs
+-- money) tries a candidate cheaper than the one chosen, whose record in this
+-- band holds fewer than UNCERTAIN attempts and whose estimate is at least
+-- EXPLORE_FLOOR (hopeless ones are not worth the failed attempt).
+local EXPLORE_SHARE = 0.1
+local UNCERTAIN = 5
+local EXPLORE_FLOOR = 0.5
+
+-- Comparing an estimate with TARGET tolerates this rounding, so that a
+-- quality equal to the complexity reaches it as in `cost`.
+local EPSILON = 1e-9
+
+local exp, log, max, floor = math.exp, math.log, math.max, math.floor
+local format = string.format
+local LOGIT_TARGET = log(TARGET / (1 - TARGET))
+
+-- The quality of every endpoint seen so far, by name. An endpoint that failed
+-- a task is no longer among that task's candidates, so we remember it here
+-- to know what "stronger than what was tried" means.
+local seen_quality = {}
+
+-- Per decision, for the k-th usable candidate: its index in `candidates`,
+-- its estimate, the attempts behind it, whether it is in the pool. Reused
+-- by every call, so a decision makes no new table.
+local at, p, ev, pooled = {}, {}, {}, {}
+
+-- p(pass) before any record, from quality and complexity (see PRIOR_SLOPE).
+local function prior(quality, complexity)
+  return 1 / (1 + exp(-(LOGIT_TARGET + PRIOR_SLOPE * (quality - complexity))))
+end
+
+-- The estimate for candidate `c` on a task of `complexity`, and the number of
+-- attempts of this type and band behind it. A Beta-style update: the prior
+-- counts as QUALITY_STRENGTH attempts against the overall record, and the
+-- result as BAND_STRENGTH attempts against the band's record. Records are
+-- decayed (`weight`: recent attempts count more), so an endpoint that got
+-- better or worse is followed.
+local function estimate(c, complexity)
+  local e = prior(c.quality, complexity)
+  local all = c.history_all
+  if all and all.pass_rate then
+    local a = all.weight or 0
+    if a > ALL_CAP then
+      a = ALL_CAP
+    end
+    e = (QUALITY_STRENGTH * e + a * all.pass_rate) / (QUALITY_STRENGTH + a)
+  end
+  local h = c.history
+  if h and h.pass_rate then
+    local w = h.weight or 0
+    return (BAND_STRENGTH * e + w * h.pass_rate) / (BAND_STRENGTH + w), h.attempts or 0
+  end
+  return e, 0
+end
+
+-- Local first, then the cheapest for this task, then the smaller model (it
+-- leaves the stronger one free for harder work), then the one with more room:
+-- the order of `cost`.
+local function cheaper(a, b)
+  if a.tier ~= b.tier then
+    return a.tier == "local"
+  end
+  if a.est_cost ~= b.est_cost then
+    return a.est_cost < b.est_cost
+  end
+  if a.quality ~= b.quality then
+    return a.quality < b.quality
+  end
+  return a.free > b.free
+end
+
+-- The likeliest to pass first (`pa`, `pb` their estimates), then the one of
+-- higher quality; among equals, one with a free slot, then the cheaper.
+local function stronger(a, pa, b, pb)
+  if pa ~= pb then
+    return pa > pb
+  end
+  if a.quality ~= b.quality then
+    return a.quality > b.quality
+  end
+  if (a.free > 0) ~= (b.free > 0) then
+    return a.free > 0
+  end
+  return cheaper(a, b)
+end
+
+-- A number in [0, 1) from the bytes of `s`: FNV-1a, then a 64-bit finaliser
+-- so that names one letter apart land far apart. Integer arithmetic wraps in
+-- Lua 5.4, as the hash needs; no random state, so a run with the same seed
+-- explores the same tasks.
+local function unit_hash(s)
+  local h = 0xcbf29ce484222325
+  for i = 1, #s do
+    h = (h ~ s:byte(i)) * 0x100000001b3
+  end
+  h = (h ~ (h >> 33)) * 0xff51afd7ed558ccd
+  h = h ~ (h >> 33)
+  return (h >> 11) / 9007199254740992.0
+end
+
+-- Whether this attempt of this task explores: EXPLORE_SHARE of
+-- hash(run.seed, task.name, task.attempt).
+local function explores(task, run)
+  local key = format("%s\0%s\0%s", tostring(run.seed or 0), task.name, tostring(task.attempt))
+  return unit_hash(key) < EXPLORE_SHARE
+end
+
+-- The band of the task, as the record has it ("0.4-0.6").
+local function band(c, complexity)
+  local h = c.history
+  if h and h.band_lo and h.band_hi then
+    return format("%.1f-%.1f", h.band_lo, h.band_hi)
+  end
+  local lo = floor(complexity * 5) / 5
+  if lo > 0.8 then
+    lo = 0.8
+  end
+  return format("%.1f-%.1f", lo, lo + 0.2)
+end
+
+-- The explanation of a choice: "gpu: p(pass) 0.93 from 41 attempts of type
+-- code, complexity 0.4-0.6", or "... from its quality 0.70 (no attempts of
+-- ...)" when the band has no record yet; `what` goes before (may be nil),
+-- `note` and `other` after (both nil, or both strings).
+local function why(c, pp, n, task, complexity, what, note, other)
+  local t, b = task.type or "-", band(c, complexity)
+  local text
+  if n > 0 then
+    text = format("%s%s: p(pass) %.2f from %d attempt%s of type %s, complexity %s", what or "",
+      c.name, pp, n, n == 1 and "" or "s", t, b)
+  else
+    text = format("%s%s: p(pass) %.2f from its quality %.2f (no attempts of type %s, complexity %s)",
+      what or "", c.name, pp, c.quality, t, b)
+  end
+  if note then
+    return text .. note .. other
+  end
+  return text
+end
+
+return {
+  route = function(task, candidates, run)
+    -- Numeric loops rather than ipairs: the same order, and cheaper, since
+    -- the policy runs for every task.
+    local n = #candidates
+    for i = 1, n do -- remember what each endpoint is worth
+      local c = candidates[i]
+      seen_quality[c.name] = c.quality
+    end
+
+    -- After a quality failure, like `cost`: only candidates strictly
+    -- stronger than the best endpoint that already failed (or than the
+    -- complexity, when unknown) are worth asking; among them the record
+    -- decides.
+    local complexity, escalate = task.complexity, task.reason == "quality"
+    local bar = complexity
+    if escalate then
+      local tried = task.tried
+      for i = 1, #tried do
+        bar = max(bar, seen_quality[tried[i]] or bar)
+      end
+    end
+
+    -- The estimate of every candidate, and the pool to choose from, in
+    -- arrays kept from call to call (no new tables per decision): the k-th
+    -- usable candidate is candidates[at[k]], with estimate p[k], ev[k]
+    -- attempts behind it, and in the pool when pooled[k]. A private task
+    -- never goes to the cloud: the engine already leaves cloud endpoints out
+    -- of its candidates, and this rule says so here too.
+    local private = task.private == true
+    local m, npool, recorded = 0, 0, false
+    for i = 1, n do
+      local c = candidates[i]
+      if not private or c.tier == "local" then
+        m = m + 1
+        at[m] = i
+        p[m], ev[m] = estimate(c, complexity)
+        local all = c.history_all
+        recorded = recorded or (all ~= nil and (all.attempts or 0) > 0)
+        pooled[m] = not escalate or c.quality > bar
+        if pooled[m] then
+          npool = npool + 1
+        end
+      end
+    end
+    if m == 0 then
+      return nil, "no candidate may take this private task"
+    end
+    local stuck = npool == 0
+    if stuck then -- nothing stronger than what failed: the likeliest of all
+      for k = 1, m do
+        pooled[k] = true
+      end
+    end
+
+    -- The cheapest candidate likely enough to pass and free, and whether any
+    -- is likely enough at all. Locals come first in `cheaper`, so this goes
+    -- to a pricier (cloud) candidate only when every good local one is full.
+    local choice, any_fits -- choice: an index k
+    for k = 1, m do
+      if pooled[k] and not stuck and p[k] >= TARGET - EPSILON then
+        any_fits = true
+        local c = candidates[at[k]]
+        if c.free > 0 and (choice == nil or cheaper(c, candidates[at[choice]])) then
+          choice = k
+        end
+      end
+    end
+
+    -- Worth a try first: a cheaper candidate with a record whose expected
+    -- spend, a retry on the sure one included, is lower (see RETRY_WEIGHT).
+    if choice and candidates[at[choice]].est_cost > 0 then
+      local sure = candidates[at[choice]]
+      local best, try = sure.est_cost, nil
+      for k = 1, m do
+        local c = candidates[at[k]]
+        if pooled[k] and k ~= choice and ev[k] >= MIN_RECORD and cheaper(c, sure) then
+          local spend = c.est_cost + (1 - p[k]) * sure.est_cost * (1 + RETRY_WEIGHT)
+          if spend < best then
+            best, try = spend, k
+          end
+        end
+      end
+      if try then -- full, it means "wait for it"
+        local c = candidates[at[try]]
+        return c, why(c, p[try], ev[try], task, complexity, c.free > 0 and "" or "wait for ",
+          "; worth a try before ", sure.name)
+      end
+    end
+    if not choice and any_fits then
+      -- Every likely candidate is busy: wait for one rather than pay for,
+      -- or fail on, a worse one.
+      return nil, "waiting for an endpoint likely to pass"
+    end
+    if not choice then
+      -- None is likely enough: the likeliest (waiting for it if it is full).
+      for k = 1, m do
+        if pooled[k] and (choice == nil
+            or stronger(candidates[at[k]], p[k], candidates[at[choice]], p[choice])) then
+          choice = k
+        end
+      end
+      local c = candidates[at[choice]]
+      if c.free == 0 then
+        return c, why(c, p[choice], ev[choice], task, complexity, "wait for ")
+      end
+    end
+    local c = candidates[at[choice]]
+
+    -- Exploration, on first attempts only, once the store holds a record of
+    -- any candidate (so that with no record at all this is `cost`), and only
+    -- when the choice costs something (a free choice leaves nothing to
+    -- save, and a failed try would cost time): a cheaper candidate whose
+    -- record here is thin, never a dearer one (so never past a budget the
+    -- choice fits), never the cloud for a private task (see the pool), never
+    -- beyond what the run has left.
+    if recorded and c.est_cost > 0 and task.reason == "first" and explores(task, run) then
+      local pick
+      for k = 1, m do
+        local x = candidates[at[k]]
+        if pooled[k] and k ~= choice and x.free > 0 and cheaper(x, c) and x.est_cost <= c.est_cost
+            and (run.remaining == nil or x.est_cost <= run.remaining)
+            and ev[k] < UNCERTAIN and p[k] >= EXPLORE_FLOOR
+            and (pick == nil or stronger(x, p[k], candidates[at[pick]], p[pick])) then
+          pick = k
+        end
+      end
+      if pick then
+        return candidates[at[pick]],
+            why(candidates[at[pick]], p[pick], ev[pick], task, complexity, "explore ",
+                "; instead of ", c.name)
+      end
+    end
+    return c, why(c, p[choice], ev[choice], task, complexity)
+  end,
+}

@@ -1,0 +1,396 @@
+/* Tests of the built-in policy `adaptive` (lua/policies/adaptive.lua) on
+ * hand-made candidates carrying `history` and `history_all`: the cheapest
+ * candidate whose record says it passes, thin records falling back to the
+ * quality prior, no record deciding as `cost`, exploration that is
+ * reproducible, cheaper than the choice, within the budget and never the
+ * cloud for a private task, escalation after a quality failure, and the
+ * explanation it returns. Runs from the source root (CTest's working
+ * directory). */
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "tests/unit/support/policy_harness.h"
+
+/* ---- building records -------------------------------------------------------- */
+
+/* Returns an owned record table of `passes` and `fails` (all recent: the
+ * weight is their count), as flowrun passes it (HISTORY_SHAPE). */
+static json_t *record(int passes, int fails, double lo, double hi)
+{
+    int n = passes + fails;
+    json_t *h = json_pack("{s:i, s:i, s:i, s:i, s:f}", "attempts", n, "passes", passes, "fails",
+                          fails, "errors", 0, "weight", (double)n);
+    if (n > 0) {
+        json_object_set_new(h, "pass_rate", json_real((double)passes / n));
+        json_object_set_new(h, "age_s", json_real(3600));
+    }
+    if (lo >= 0) {
+        json_object_set_new(h, "band_lo", json_real(lo));
+        json_object_set_new(h, "band_hi", json_real(hi));
+        json_object_set_new(h, "type", json_string("code"));
+    } else {
+        json_object_set_new(h, "band_lo", json_real(0));
+        json_object_set_new(h, "band_hi", json_real(1));
+    }
+    return h;
+}
+
+/* Gives candidate `c` (returned) a record in the task's band and overall. */
+static json_t *with(json_t *c, int passes, int fails, int all_passes, int all_fails)
+{
+    json_object_set_new(c, "history", record(passes, fails, 0.6, 0.8));
+    json_object_set_new(c, "history_all", record(all_passes, all_fails, -1, -1));
+    return c;
+}
+
+/* A run with `seed` and, when `remaining` >= 0, a budget with that left. */
+static json_t *run_seeded(long long seed, double remaining)
+{
+    json_t *r = json_pack("{s:f, s:f, s:f, s:i, s:i, s:I}", "spent", 0.0, "reserved", 0.0,
+                          "elapsed", 1.0, "done", 0, "total", 4, "seed", (json_int_t)seed);
+    json_object_set_new(r, "budget", remaining >= 0 ? json_real(remaining) : json_null());
+    json_object_set_new(r, "remaining", remaining >= 0 ? json_real(remaining) : json_null());
+    return r;
+}
+
+/* A first-attempt task of `complexity` named `name`, private or not. */
+static json_t *named(const char *name, double complexity, bool is_private)
+{
+    json_t *t = task(complexity, "first", NULL);
+    json_object_set_new(t, "name", json_string(name));
+    json_object_set_new(t, "private", json_boolean(is_private));
+    return t;
+}
+
+/* Routes `t` among `c` (both stolen) with `r` (stolen) and returns the
+ * choice (owned; "(wait)" for nil). */
+static char *route_in(fr_policy *p, json_t *t, json_t *c, json_t *r)
+{
+    char *choice = NULL;
+    fr_error err = {0};
+    int rc = fr_policy_route(p, t, c, r, &choice, &err);
+    if (rc != FR_OK)
+        print_error("%s:%d: %s\n", err.source, err.line, err.msg);
+    assert_int_equal(rc, FR_OK);
+    json_decref(t);
+    json_decref(c);
+    json_decref(r);
+    return choice ? choice : strdup("(wait)");
+}
+
+/* ---- exploiting the record ---------------------------------------------------- */
+
+/* The cheapest candidate whose record says it passes tasks like this one,
+ * even where its quality says it is too weak, and not one whose record
+ * says it fails, even where its quality says it is strong enough. */
+static void test_cheapest_that_passes(void **state)
+{
+    (void)state;
+    fr_policy *p = load_builtin("adaptive");
+    /* cost would take big (0.8 covers 0.7); small passed 20 of 20 here. */
+    expect_route(
+        p, task(0.7, "first", NULL),
+        cands(with(SMALL(2), 20, 0, 40, 5), with(BIG(2), 3, 0, 20, 2), MID(4), STRONG(4), NULL),
+        "small");
+    /* big failed most tasks of this band: over to the cloud that passes. */
+    expect_route(p, task(0.7, "first", NULL),
+                 cands(with(SMALL(2), 0, 12, 30, 20), with(BIG(2), 4, 8, 30, 10),
+                       with(MID(4), 2, 6, 10, 6), with(STRONG(4), 15, 0, 30, 0), NULL),
+                 "strong");
+    /* A cheap cloud with a good record beats the dear one. */
+    expect_route(p, task(0.9, "first", NULL),
+                 cands(with(SMALL(2), 0, 10, 30, 20), with(MID(4), 30, 1, 60, 5),
+                       with(STRONG(4), 30, 0, 30, 0), NULL),
+                 "mid");
+    /* The best local is full: with a record it is worth waiting for rather
+     * than paying the cloud (see test_free_try_before_paid); on its prior
+     * alone, overflow to the cloud that passes as cost does, never to the
+     * free local that fails; every likely one full: wait. */
+    expect_route(p, task(0.7, "first", NULL),
+                 cands(with(SMALL(2), 0, 10, 10, 10), with(BIG(0), 20, 0, 20, 0),
+                       with(STRONG(4), 10, 0, 10, 0), NULL),
+                 "big");
+    expect_route(p, task(0.7, "first", NULL),
+                 cands(with(SMALL(2), 0, 10, 10, 10), BIG(0), with(STRONG(4), 10, 0, 10, 0), NULL),
+                 "strong");
+    expect_route(p, task(0.7, "first", NULL),
+                 cands(with(SMALL(2), 0, 10, 10, 10), BIG(0), with(STRONG(0), 10, 0, 10, 0), NULL),
+                 NULL);
+    /* Nobody is likely to pass: the likeliest, not the one of highest quality. */
+    expect_route(p, task(0.95, "first", NULL),
+                 cands(with(BIG(2), 5, 5, 10, 5), with(STRONG(4), 1, 9, 10, 9), NULL), "big");
+    fr_policy_free(p);
+}
+
+/* A thin record moves the estimate little: a pass or three do not make a
+ * weak model good enough, a long run of passes does. Without a record in
+ * the band, the endpoint's overall record nudges the prior from quality. */
+static void test_thin_record_leans_on_the_prior(void **state)
+{
+    (void)state;
+    fr_policy *p = load_builtin("adaptive");
+    expect_route(p, task(0.7, "first", NULL),
+                 cands(with(SMALL(2), 1, 0, 1, 0), BIG(2), STRONG(4), NULL), "big");
+    expect_route(p, task(0.7, "first", NULL),
+                 cands(with(SMALL(2), 3, 0, 3, 0), BIG(2), STRONG(4), NULL), "big");
+    expect_route(p, task(0.7, "first", NULL),
+                 cands(with(SMALL(2), 10, 0, 10, 0), BIG(2), STRONG(4), NULL), "small");
+    /* big's quality equals the complexity: reliable overall, it stays good
+     * enough; failing overall, it no longer is. */
+    expect_route(p, task(0.8, "first", NULL),
+                 cands(SMALL(2), with(BIG(2), 0, 0, 20, 0), STRONG(4), NULL), "big");
+    expect_route(p, task(0.8, "first", NULL),
+                 cands(SMALL(2), with(BIG(2), 0, 0, 0, 20), STRONG(4), NULL), "strong");
+    fr_policy_free(p);
+}
+
+/* A free local endpoint whose record here is middling is worth a try before
+ * a paid one: a failure costs a retry, a pass the whole cloud price. Only on
+ * a record of MIN_RECORD (3) attempts, and not when the record is poor. */
+static void test_free_try_before_paid(void **state)
+{
+    (void)state;
+    fr_policy *p = load_builtin("adaptive");
+    expect_route(p, task(0.7, "first", NULL),
+                 cands(SMALL(2), with(BIG(2), 6, 4, 6, 4), MID(4), STRONG(4), NULL), "big");
+    expect_route(p, task(0.7, "first", NULL),
+                 cands(SMALL(2), with(BIG(2), 1, 1, 1, 1), MID(4), STRONG(4), NULL), "mid");
+    expect_route(p, task(0.7, "first", NULL),
+                 cands(SMALL(2), with(BIG(2), 2, 8, 2, 8), MID(4), STRONG(4), NULL), "mid");
+    /* Full, it is worth waiting for (returning it means "wait for it"). */
+    expect_route(p, task(0.7, "first", NULL),
+                 cands(SMALL(2), with(BIG(0), 6, 4, 6, 4), MID(4), STRONG(4), NULL), "big");
+    /* Between clouds too: the cheap one with a fair record, even full,
+     * before the dear one that is sure. */
+    expect_route(p, task(0.9, "first", NULL),
+                 cands(with(SMALL(2), 0, 10, 0, 10), with(MID(0), 7, 3, 7, 3), STRONG(4), NULL),
+                 "mid");
+    /* Among locals nothing is saved: the one sure enough. */
+    expect_route(p, task(0.7, "first", NULL),
+                 cands(with(SMALL(2), 6, 4, 6, 4), cand("huge", "local", 0.9, 2, 2, 0, 0, -1),
+                       STRONG(4), NULL),
+                 "huge");
+    fr_policy_free(p);
+}
+
+/* Random fleets, tasks and reasons without any record (no history fields,
+ * or empty ones as flowrun passes them before any attempt): every decision
+ * is the one `cost` makes, both policies seeing the same sequence. */
+static void test_no_record_decides_as_cost(void **state)
+{
+    (void)state;
+    static const char *const names[] = {"e0", "e1", "e2", "e3", "e4", "e5", "e6"};
+    static const char *const reasons[] = {"first", "error", "quality", "truncated"};
+    for (int empty = 0; empty < 2; empty++) {
+        fr_policy *a = load_builtin("adaptive"), *c = load_builtin("cost");
+        unsigned long seed = 99 + (unsigned long)empty;
+        for (int d = 0; d < 600; d++) {
+#define RND(n) ((seed = seed * 6364136223846793005UL + 1442695040888963407UL), (seed >> 33) % (n))
+            json_t *ca = json_array();
+            double cx = (double)RND(21) / 20;
+            json_t *t = task(cx, reasons[RND(4)], NULL);
+            json_object_set_new(t, "name", json_sprintf("t%d", d));
+            for (size_t e = 0; e < 7; e++) {
+                if (RND(4) == 0) {
+                    json_array_append_new(json_object_get(t, "tried"), json_string(names[e]));
+                    continue;
+                }
+                bool local = RND(2) == 0;
+                int max = 1 + (int)RND(3), free = (int)RND((unsigned long)max + 1);
+                double q = (double)RND(11) / 10;
+                json_t *x = cand(names[e], local ? "local" : "cloud", q, free, max, 0, 0, -1);
+                json_object_set_new(x, "est_cost", json_real(local ? 0 : 0.001 * (double)RND(5)));
+                if (empty)
+                    with(x, 0, 0, 0, 0);
+                json_array_append_new(ca, x);
+            }
+#undef RND
+            json_t *r = run_seeded(7, -1);
+            char *shown = json_dumps(t, JSON_COMPACT), *fleet = json_dumps(ca, JSON_COMPACT);
+            char *want = route_in(c, json_incref(t), json_incref(ca), json_incref(r));
+            char *got = route_in(a, json_incref(t), json_incref(ca), r);
+            if (strcmp(got, want) != 0) {
+                print_error("decision %d: adaptive %s, cost %s\ntask %s\n", d, got, want, shown);
+                size_t i;
+                json_t *x;
+                json_array_foreach(ca, i, x) print_error("  %s\n", json_dumps(x, JSON_COMPACT));
+            }
+            free(shown);
+            free(fleet);
+            assert_string_equal(got, want);
+            free(want);
+            free(got);
+            json_decref(t);
+            json_decref(ca);
+        }
+        fr_policy_free(a);
+        fr_policy_free(c);
+    }
+}
+
+/* ---- exploring ------------------------------------------------------------------ */
+
+/* The fleet of the exploration tests: small fails tasks like these (a long
+ * record, so it is certain), mid is untried here, strong passes them. */
+static json_t *explore_fleet(void)
+{
+    return cands(with(SMALL(2), 0, 10, 10, 10), with(MID(4), 0, 0, 10, 2),
+                 with(STRONG(4), 20, 0, 20, 0), NULL);
+}
+
+/* About one task in ten tries the cheaper, untried mid instead of strong;
+ * the rest take strong; never the dearer way round, and never small, whose
+ * record is long. The same seed explores the same tasks, another seed
+ * others. */
+static void test_exploration_is_cheap_and_reproducible(void **state)
+{
+    (void)state;
+    char picks[3][200];
+    static const long long seeds[3] = {7, 7, 8};
+    for (int s = 0; s < 3; s++) {
+        fr_policy *p = load_builtin("adaptive"); /* a fresh state every time */
+        int explored = 0;
+        for (int i = 0; i < 200; i++) {
+            char name[16];
+            snprintf(name, sizeof name, "task%d", i);
+            char *got =
+                route_in(p, named(name, 0.8, false), explore_fleet(), run_seeded(seeds[s], -1));
+            assert_true(strcmp(got, "strong") == 0 || strcmp(got, "mid") == 0);
+            picks[s][i] = got[0];
+            explored += got[0] == 'm';
+            free(got);
+        }
+        fr_policy_free(p);
+        assert_in_range(explored, 8, 40); /* 10% of 200, give or take */
+    }
+    assert_memory_equal(picks[0], picks[1], sizeof picks[0]);
+    assert_memory_not_equal(picks[0], picks[2], sizeof picks[0]);
+}
+
+/* Exploration never leaves what the run can pay: a cheaper candidate whose
+ * worst case exceeds what remains is not tried (the engine removes the
+ * ones that do not fit a cap; this is the policy's own rule). And a retry
+ * (reason "error") or a private task never explores to the cloud. */
+static void test_exploration_within_budget_and_local(void **state)
+{
+    (void)state;
+    fr_policy *p = load_builtin("adaptive");
+    double mid_cost = (EST_INPUT * 0.5 + MAX_TOKENS * 1.5) / 1e6;
+    int explored = 0;
+    for (int i = 0; i < 200; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "task%d", i);
+        /* Budget left: exploring allowed. */
+        char *got = route_in(p, named(name, 0.8, false), explore_fleet(), run_seeded(7, 1.0));
+        explored += strcmp(got, "mid") == 0;
+        free(got);
+        /* Less left than mid's worst case: never mid. */
+        got = route_in(p, named(name, 0.8, false), explore_fleet(), run_seeded(7, mid_cost / 2));
+        assert_string_equal(got, "strong");
+        free(got);
+        /* A private task: the policy's own rule keeps it local, even when
+         * the cloud is among the candidates it is shown. */
+        got = route_in(p, named(name, 0.8, true), explore_fleet(), run_seeded(7, -1));
+        assert_string_equal(got, "small");
+        free(got);
+        json_t *t = named(name, 0.8, true);
+        json_object_set_new(t, "reason", json_string("error"));
+        got = route_in(p, t, cands(with(MID(4), 0, 0, 10, 2), with(STRONG(4), 20, 0, 20, 0), NULL),
+                       run_seeded(7, -1));
+        assert_string_equal(got, "(wait)");
+        free(got);
+        /* A retry after an error does not explore. */
+        t = named(name, 0.8, false);
+        json_object_set_new(t, "reason", json_string("error"));
+        got = route_in(p, t, explore_fleet(), run_seeded(7, -1));
+        assert_string_equal(got, "strong");
+        free(got);
+    }
+    assert_true(explored > 0);
+    fr_policy_free(p);
+}
+
+/* ---- escalating -------------------------------------------------------------------- */
+
+/* After a quality failure, only a candidate stronger than the one that
+ * failed: a weaker one with a perfect record is passed over, and among the
+ * stronger ones the record decides. */
+static void test_quality_failure_escalates(void **state)
+{
+    (void)state;
+    fr_policy *p = load_builtin("adaptive");
+    /* The first decision shows every endpoint: small's record wins. */
+    expect_route(
+        p, task(0.7, "first", NULL),
+        cands(with(SMALL(2), 20, 0, 20, 0), with(BIG(2), 20, 0, 20, 0), MID(4), STRONG(4), NULL),
+        "small");
+    /* small failed it: big (stronger, good record) rather than the cloud. */
+    expect_route(p, task(0.7, "quality", "small", NULL),
+                 cands(with(BIG(2), 20, 0, 20, 0), MID(4), STRONG(4), NULL), "big");
+    /* big failed it: mid (0.7) is weaker than big, whatever its record. */
+    expect_route(p, task(0.7, "quality", "small", "big", NULL),
+                 cands(with(MID(4), 30, 0, 30, 0), STRONG(4), NULL), "strong");
+    /* Among the stronger ones, the one whose record passes. */
+    expect_route(p, task(0.5, "quality", "small", NULL),
+                 cands(with(BIG(2), 0, 10, 5, 10), with(MID(4), 20, 0, 20, 0), STRONG(4), NULL),
+                 "mid");
+    fr_policy_free(p);
+}
+
+/* ---- the explanation ------------------------------------------------------------- */
+
+/* Loads adaptive's source inside a wrapper that returns its choice only when
+ * its explanation (the second value) matches the Lua pattern `want`, and a
+ * number (a policy error) otherwise. */
+static fr_policy *explained(const char *want)
+{
+    const fr_policy_builtin *b = fr_policy_builtin_find("adaptive");
+    assert_non_null(b);
+    size_t size = b->len + strlen(want) + 512;
+    char *code = malloc(size);
+    assert_true(snprintf(code, size,
+                         "local P = (function()\n%s\nend)()\n"
+                         "return { route = function(t, c, r)\n"
+                         "  local choice, why = P.route(t, c, r)\n"
+                         "  if type(why) == 'string' and why:find(%s) then return choice end\n"
+                         "  return 0\n"
+                         "end }\n",
+                         b->source, want) < (int)size);
+    fr_policy *p = load_code(code, NULL);
+    free(code);
+    return p;
+}
+
+static void test_explanation(void **state)
+{
+    (void)state;
+    fr_policy *p = explained("'^small: p%(pass%) 0%.9%d from 20 attempts of type code, "
+                             "complexity 0%.6%-0%.8$'");
+    expect_route(p, task(0.7, "first", NULL),
+                 cands(with(SMALL(2), 20, 0, 20, 0), BIG(2), STRONG(4), NULL), "small");
+    fr_policy_free(p);
+    p = explained("'^big: p%(pass%) 0%.90 from its quality 0%.80 %(no attempts of type code, "
+                  "complexity 0%.8%-1%.0%)$'");
+    expect_route(p, task(0.8, "first", NULL), cands(SMALL(2), BIG(2), STRONG(4), NULL), "big");
+    fr_policy_free(p);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_cheapest_that_passes),
+        cmocka_unit_test(test_thin_record_leans_on_the_prior),
+        cmocka_unit_test(test_free_try_before_paid),
+        cmocka_unit_test(test_no_record_decides_as_cost),
+        cmocka_unit_test(test_exploration_is_cheap_and_reproducible),
+        cmocka_unit_test(test_exploration_within_budget_and_local),
+        cmocka_unit_test(test_quality_failure_escalates),
+        cmocka_unit_test(test_explanation),
+    };
+    return cmocka_run_group_tests(tests, setup_env, NULL);
+}
