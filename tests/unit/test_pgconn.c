@@ -531,15 +531,7 @@ static void test_mask_url(void **state)
 
 int main(void)
 {
-    int rc = pg_server_start(&server);
-    if (rc == PG_SKIP) {
-        printf("SKIP: no PostgreSQL server to test against (bash tests/deps.sh)\n");
-        return PG_SKIP;
-    }
-    if (rc != 0) {
-        fprintf(stderr, "could not start the test's PostgreSQL server\n");
-        return 1;
-    }
+    PG_SERVER_START_OR_RETURN(&server);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_tcp, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unix_socket, setup, teardown),
@@ -556,7 +548,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_restart_mid_pipeline, setup, teardown),
         cmocka_unit_test(test_mask_url),
     };
-    rc = cmocka_run_group_tests(tests, NULL, NULL);
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
     pg_server_stop(&server);
     return rc;
 }
