@@ -265,6 +265,14 @@ size_t fr_pgstore_in_flight(const fr_pgstore *s)
     return (size_t)s->in_flight;
 }
 
+void fr_pgstore_stats_get(const fr_pgstore *s, fr_pgstore_stats *out)
+{
+    out->flushes = s->flushes;
+    out->retries = s->retries;
+    out->heartbeats = s->heartbeats;
+    out->notifies = s->notifies;
+}
+
 /* ---- the owner ------------------------------------------------------------------ */
 
 static op *owner_op(fr_pgstore *s, op_kind k)

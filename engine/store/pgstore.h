@@ -18,9 +18,9 @@
  * Other operations (leases, release, decide, the reads) are sent at once,
  * each its own transaction.
  *
- * Faults. Every write is idempotent, so a transaction in flight when the
- * connection broke (FR_EOUTCOME: committed or not, nobody knows) is sent
- * again once the connection is back, and a deadlock (SQLSTATE 40P01) or a
+ * Faults. Every write is idempotent (leases: safe, see fr_pgstore_lease),
+ * so a transaction in flight when the connection broke (FR_EOUTCOME: committed or not, nobody
+ * knows) is sent again once the connection is back, and a deadlock (SQLSTATE 40P01) or a
  * serialization failure (40001) is retried a few times. Each transaction
  * runs with SET LOCAL lock_timeout and statement_timeout, so a row lock held
  * by another session ends as FR_ETIMEDOUT instead of waiting for ever (the
@@ -107,13 +107,16 @@ typedef struct fr_pgstore_opts {
 
 /* Opens the store at `url` (borrowed; see fr_pgconn_open for its forms) on
  * `loop`: connects, applies the schema (fr_pg_schema_apply), registers
- * this process as an owner and starts the heartbeat. *out is set at once
- * (owned: fr_pgstore_close it, also after a failed open); `done` is called
- * once: FR_OK when the store is usable, else FR_ECONNECT (unreachable: err
- * names the URL masked, never its password), FR_ESTOREVER, FR_ESTORE.
- * Operations may be queued before `done`: they go out after the owner.
- * Returns FR_OK, or without calling `done`: FR_EINVAL (a NULL argument),
- * FR_ECONFIG (a URL that does not parse; err says why, masked). */
+ * this process as an owner and starts the heartbeat. On FR_OK *out is set
+ * (owned: fr_pgstore_close it, also after a failed open) and `done` will
+ * be called once: FR_OK when the store is usable, else FR_ECONNECT
+ * (unreachable: err names the URL masked, never its password),
+ * FR_ESTOREVER, FR_ESTORE, FR_ECANCELED (closed first). Operations may be
+ * queued before `done`: they go out after the owner's row (or fail with
+ * the open's error); after a failed open they are refused with it.
+ * Returns FR_OK, or without calling `done` and with nothing to close (the
+ * loop must still run once for the handles made): FR_EINVAL (a NULL
+ * argument), FR_ECONFIG (a URL that does not parse; err says why, masked). */
 int fr_pgstore_open(uv_loop_t *loop, const char *url, const fr_pgstore_opts *opts,
                     fr_pgstore_done_fn done, void *ud, fr_pgstore **out, fr_error *err);
 
@@ -145,6 +148,17 @@ void fr_pgstore_flush(fr_pgstore *s);
  * answered (borrowed `s`), for tests and the books. */
 size_t fr_pgstore_queued(const fr_pgstore *s);
 size_t fr_pgstore_in_flight(const fr_pgstore *s);
+
+/* What a store has done since it was opened, for tests and benchmarks. */
+typedef struct fr_pgstore_stats {
+    long flushes;    /* batches sent */
+    long retries;    /* transactions sent again (a lost connection, a deadlock) */
+    long heartbeats; /* heartbeats committed */
+    long notifies;   /* notifications received */
+} fr_pgstore_stats;
+
+/* Fills `out` with the counters of `s` (both borrowed). */
+void fr_pgstore_stats_get(const fr_pgstore *s, fr_pgstore_stats *out);
 
 /* ---- batched writes: each queued until fr_pgstore_flush -------------------
  * Each returns FR_OK (then its completion will be called), or, without
@@ -216,10 +230,12 @@ int fr_pgstore_report_put(fr_pgstore *s, const char *run_id, const char *json, c
  * reclaimed (closed, keeping what their attempts were charged; their runs
  * crashed); then granted = min(want, cap - spent - outstanding), never
  * negative, is added to the run's open lease of the period. The value is
- * the grant. FR_EINVAL for bad arguments, a run not begun, or a run whose
- * lease is held by another live owner. Not idempotent (a repeat may grant
- * again), so never sent twice: after a lost connection its completion is
- * FR_EOUTCOME, and what it may have granted is the run's to release. */
+ * the grant. FR_EINVAL (at completion) for a run not begun, or a run whose
+ * lease is held by another live owner. Safe to repeat though not
+ * idempotent: sent again after a lost connection it may grant a second
+ * time, but every grant is taken under the lock from what the cap has
+ * left, so the cap still holds; the run's lease may then hold more than
+ * the completion said, which its release frees. */
 int fr_pgstore_lease(fr_pgstore *s, const char *period, double cap, double want, const char *run_id,
                      fr_pgstore_value_fn done, void *ud);
 

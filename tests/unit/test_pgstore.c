@@ -490,6 +490,9 @@ static void test_capacity_across_two_stores(void **state)
     FLUSH_UNTIL(f, settler, st.calls && wb.wakes > wakes);
     assert_int_equal(st.rc, FR_OK);
     assert_string_equal(wb.last, "ep-cap");
+    fr_pgstore_stats stats;
+    fr_pgstore_stats_get(b, &stats);
+    assert_true(stats.notifies >= 1);
     memset(&again, 0, sizeof again);
     assert_int_equal(
         fr_pgstore_reserve(refused_at < 2 ? a : b, &at[refused_at], 3, on_done, &again), FR_OK);
@@ -629,11 +632,32 @@ static void test_leases_two_owners(void **state)
 
 /* ---- faults ---- */
 
+typedef struct states {
+    int downs, ups;
+    char msg[1024];
+} states;
+
+static void on_store_state(void *ud, fr_pgstore_state st, const fr_error *err)
+{
+    states *t = ud;
+    if (st == FR_PGSTORE_DOWN) {
+        t->downs++;
+        assert_non_null(err);
+        fr_error_format(err, t->msg, sizeof t->msg);
+    } else {
+        t->ups++;
+        assert_null(err);
+    }
+}
+
 static void test_restart_books_once(void **state)
 {
     fx *f = *state;
     fr_pgstore *s = NULL;
+    states ss = {0};
     fr_pgstore_opts o = {0};
+    o.on_state = on_store_state;
+    o.ud = &ss;
     o.lock_timeout_ms = 60000;
     o.stmt_timeout_ms = 60000;
     open_store(f, &o, &s);
@@ -668,6 +692,13 @@ static void test_restart_books_once(void **state)
                    60);
     for (int i = 0; i < N; i++)
         assert_int_equal(r[i].rc, FR_OK);
+    /* The caller was told, both ways; the batch was sent again. */
+    assert_int_equal(ss.downs, 1);
+    assert_int_equal(ss.ups, 1);
+    assert_non_null(strstr(ss.msg, "postgresql://postgres@127.0.0.1:"));
+    fr_pgstore_stats stats;
+    fr_pgstore_stats_get(s, &stats);
+    assert_true(stats.retries >= 1);
     /* The settles' batch, and the server restarted as soon as it is sent:
      * committed or not, it is sent again and books once. */
     for (int i = 0; i < N; i++) {
@@ -690,6 +721,33 @@ static void test_restart_books_once(void **state)
     /* The totals moved once per attempt: this run's day holds its N. */
     assert_true(fabs(sql_num(f, "SELECT sum(cost_usd) FROM attempts WHERE run_id = 'fault-1'") -
                      N * 0.125) < 1e-9);
+    fr_pgstore_close(s);
+}
+
+/* Operations queued before the open is done wait for it, in order. */
+static void test_queued_before_open(void **state)
+{
+    fx *f = *state;
+    fr_pgstore *s = NULL;
+    res op = {0}, rb = {0}, re = {0};
+    fr_error err = {0};
+    assert_int_equal(fr_pgstore_open(&f->loop, server.url, NULL, on_done, &op, &s, &err), FR_OK);
+    assert_int_equal(fr_pgstore_run_begin(s, "early-1", "wf", NULL, on_done, &rb), FR_OK);
+    fr_pgstore_flush(s);
+    assert_int_equal(fr_pgstore_run_end(s, "early-1", "ok", 0, 0, on_done, &re), FR_OK);
+    fr_pgstore_flush(s);
+    LOOP_RUN_UNTIL(&f->loop, op.calls && rb.calls && re.calls, 30);
+    assert_int_equal(op.rc, FR_OK);
+    assert_int_equal(rb.rc, FR_OK);
+    assert_int_equal(re.rc, FR_OK);
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM runs WHERE id = 'early-1' AND status = 'ok' AND owner_id = '%s'",
+             fr_pgstore_owner(s));
+    assert_int_equal(sql_num(f, sql), 1);
+    fr_pgstore_stats stats;
+    fr_pgstore_stats_get(s, &stats);
+    assert_int_equal(stats.flushes, 2);
     fr_pgstore_close(s);
 }
 
@@ -774,6 +832,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_capacity_across_two_stores, setup, teardown),
         cmocka_unit_test_setup_teardown(test_leases_two_owners, setup, teardown),
         cmocka_unit_test_setup_teardown(test_row_lock_keeps_the_loop, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_queued_before_open, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unreachable_open, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart_books_once, setup, teardown),
     };
