@@ -2,9 +2,9 @@
 /* One asynchronous PostgreSQL connection on the libuv loop (libpq): it owns
  * the socket's uv_poll_t, the host's resolution (uv_getaddrinfo, so libpq
  * never resolves on the loop), a FIFO of requests sent in pipeline mode,
- * reconnection with backoff; messages name the URL masked (pgurl.h). The
- * PostgreSQL backend of the state store is built on it; nothing
- * else uses it yet. Loop thread only. */
+ * reconnection with backoff, per-statement results and notifications;
+ * messages name the URL masked (pgurl.h). The PostgreSQL state store
+ * (pgstore.h) is built on it; nothing else uses it. Loop thread only. */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -68,10 +68,12 @@ int fr_pgconn_open(uv_loop_t *loop, const char *url, fr_pgconn_state_fn on_state
 /* Queues a request of `n` statements (borrowed: copied) run as one
  * transaction (one pipeline segment: all committed at its end, or none when
  * one fails; a statement that is itself BEGIN or COMMIT controls the
- * transaction as in psql). Requests go out in the order queued, several in
- * one pass of the loop, and their results come back in that order. `done`
- * is called once, on a later turn of the loop, with the last statement's
- * result, or an error: FR_ESTORE (the server's, with its SQLSTATE: 57014 a
+ * transaction as in psql: after a failure inside a request's own BEGIN the
+ * session stays in the failed block, every later request failing with
+ * SQLSTATE 25P02, until a ROLLBACK). Requests go out in the order queued,
+ * several in one pass of the loop, and their results come back in that
+ * order. `done` is called once, on a later turn of the loop, with the last
+ * statement's result, or an error: FR_ESTORE (the server's, with its SQLSTATE: 57014 a
  * statement timeout, 55P03 a lock timeout...), FR_EOUTCOME (the connection
  * broke while the request was in flight: it may or may not have been
  * committed; it is never repeated), FR_ECANCELED (closed before it was

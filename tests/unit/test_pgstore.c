@@ -724,6 +724,64 @@ static void test_restart_books_once(void **state)
     fr_pgstore_close(s);
 }
 
+/* Two batches that lock endpoints' rows in opposite orders deadlock; the
+ * server aborts one (40P01), which is sent again and books. The test's
+ * session holds two rows first so that each batch holds one row and waits
+ * for the other's. */
+static void test_deadlock_retried(void **state)
+{
+    fx *f = *state;
+    fr_pgstore *a = NULL, *b = NULL;
+    fr_pgstore_opts o = {0};
+    o.lock_timeout_ms = 20000; /* past the server's deadlock_timeout (1 s) */
+    open_store(f, &o, &a);
+    open_store(f, &o, &b);
+    begin_run(f, a, "dl-a");
+    begin_run(f, b, "dl-b");
+    sql_num(f, "INSERT INTO endpoints (name) VALUES ('dl-x'), ('dl-y'), ('dl-za'), ('dl-zb')"
+               " ON CONFLICT DO NOTHING");
+    rawres lock = {0};
+    fr_pgstmt hold[2] = {
+        {"BEGIN", 0, NULL},
+        {"SELECT name FROM endpoints WHERE name IN ('dl-za', 'dl-zb') FOR UPDATE", 0, NULL}};
+    assert_int_equal(fr_pgconn_transaction(f->raw, 2, hold, on_raw, &lock), FR_OK);
+    LOOP_RUN_UNTIL(&f->loop, lock.res != NULL, 30);
+    fr_pgres_free(lock.res);
+    /* a: y, then za (held), then x; b: x, then zb (held), then y. */
+    const char *order[2][3] = {{"dl-y", "dl-za", "dl-x"}, {"dl-x", "dl-zb", "dl-y"}};
+    fr_attempt_rec at[2][3];
+    res r[2][3] = {{{0}}};
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < 3; i++) {
+            at[k][i] = attempt(k ? "dl-b" : "dl-a", "t", i + 1, order[k][i], 1);
+            assert_int_equal(fr_pgstore_reserve(k ? b : a, &at[k][i], 10, on_done, &r[k][i]),
+                             FR_OK);
+        }
+    fr_pgstore_flush(a);
+    fr_pgstore_flush(b);
+    /* Both wait for the test's rows (each holding its first) before they go. */
+    LOOP_RUN_UNTIL(&f->loop, sql_num(f, "SELECT count(*) FROM pg_locks WHERE NOT granted") >= 2,
+                   30);
+    rawres commit = {0};
+    assert_int_equal(fr_pgconn_query(f->raw, "COMMIT", 0, NULL, on_raw, &commit), FR_OK);
+    LOOP_RUN_UNTIL(&f->loop,
+                   commit.res && r[0][2].calls && r[1][2].calls && r[0][0].calls && r[1][0].calls,
+                   60);
+    fr_pgres_free(commit.res);
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < 3; i++)
+            if (r[k][i].rc != FR_OK)
+                fail_msg("%s", r[k][i].msg);
+    fr_pgstore_stats sa, sb;
+    fr_pgstore_stats_get(a, &sa);
+    fr_pgstore_stats_get(b, &sb);
+    assert_true(sa.retries + sb.retries >= 1);
+    assert_int_equal(sql_num(f, "SELECT count(*) FROM attempts WHERE run_id IN ('dl-a', 'dl-b')"),
+                     6);
+    fr_pgstore_close(a);
+    fr_pgstore_close(b);
+}
+
 /* Operations queued before the open is done wait for it, in order. */
 static void test_queued_before_open(void **state)
 {
@@ -832,6 +890,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_capacity_across_two_stores, setup, teardown),
         cmocka_unit_test_setup_teardown(test_leases_two_owners, setup, teardown),
         cmocka_unit_test_setup_teardown(test_row_lock_keeps_the_loop, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deadlock_retried, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queued_before_open, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unreachable_open, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart_books_once, setup, teardown),
