@@ -167,6 +167,21 @@ static double sql_num(fx *f, const char *sql)
     return n;
 }
 
+/* Holds the rows of endpoints `where` (an SQL condition) locked on the
+ * test's session, in a transaction left open until its COMMIT. */
+static void hold_endpoints(fx *f, const char *where)
+{
+    raw_open(f);
+    char sql[256];
+    snprintf(sql, sizeof sql, "SELECT name FROM endpoints WHERE %s FOR UPDATE", where);
+    rawres lock = {0};
+    fr_pgstmt hold[2] = {{"BEGIN", 0, NULL}, {sql, 0, NULL}};
+    assert_int_equal(fr_pgconn_transaction(f->raw, 2, hold, on_raw, &lock), FR_OK);
+    LOOP_RUN_UNTIL(&f->loop, lock.res != NULL, 30);
+    assert_int_equal(fr_pgres_code(lock.res), FR_OK);
+    fr_pgres_free(lock.res);
+}
+
 /* ---- stores ---- */
 
 static void open_store(fx *f, const fr_pgstore_opts *o, fr_pgstore **out)
@@ -665,14 +680,7 @@ static void test_restart_books_once(void **state)
     /* The capped endpoint's row is locked by the test's session: the batch
      * waits on it, surely in flight when the server restarts. */
     sql_num(f, "INSERT INTO endpoints (name) VALUES ('ep-fault') ON CONFLICT DO NOTHING");
-    rawres lock = {0};
-    fr_pgstmt hold[2] = {
-        {"BEGIN", 0, NULL},
-        {"SELECT name FROM endpoints WHERE name = 'ep-fault' FOR UPDATE", 0, NULL}};
-    assert_int_equal(fr_pgconn_transaction(f->raw, 2, hold, on_raw, &lock), FR_OK);
-    LOOP_RUN_UNTIL(&f->loop, lock.res != NULL, 30);
-    assert_int_equal(fr_pgres_code(lock.res), FR_OK);
-    fr_pgres_free(lock.res);
+    hold_endpoints(f, "name = 'ep-fault'");
     enum { N = 10 };
     fr_attempt_rec at[N];
     char task[N][16];
@@ -740,13 +748,7 @@ static void test_deadlock_retried(void **state)
     begin_run(f, b, "dl-b");
     sql_num(f, "INSERT INTO endpoints (name) VALUES ('dl-x'), ('dl-y'), ('dl-za'), ('dl-zb')"
                " ON CONFLICT DO NOTHING");
-    rawres lock = {0};
-    fr_pgstmt hold[2] = {
-        {"BEGIN", 0, NULL},
-        {"SELECT name FROM endpoints WHERE name IN ('dl-za', 'dl-zb') FOR UPDATE", 0, NULL}};
-    assert_int_equal(fr_pgconn_transaction(f->raw, 2, hold, on_raw, &lock), FR_OK);
-    LOOP_RUN_UNTIL(&f->loop, lock.res != NULL, 30);
-    fr_pgres_free(lock.res);
+    hold_endpoints(f, "name IN ('dl-za', 'dl-zb')");
     /* a: y, then za (held), then x; b: x, then zb (held), then y. */
     const char *order[2][3] = {{"dl-y", "dl-za", "dl-x"}, {"dl-x", "dl-zb", "dl-y"}};
     fr_attempt_rec at[2][3];
@@ -847,12 +849,7 @@ static void test_row_lock_keeps_the_loop(void **state)
     open_store(f, &o, &s);
     begin_run(f, s, "lock-1");
     sql_num(f, "INSERT INTO endpoints (name) VALUES ('ep-lock') ON CONFLICT DO NOTHING");
-    rawres lock = {0};
-    fr_pgstmt hold[2] = {{"BEGIN", 0, NULL},
-                         {"SELECT name FROM endpoints WHERE name = 'ep-lock' FOR UPDATE", 0, NULL}};
-    assert_int_equal(fr_pgconn_transaction(f->raw, 2, hold, on_raw, &lock), FR_OK);
-    LOOP_RUN_UNTIL(&f->loop, lock.res != NULL, 30);
-    fr_pgres_free(lock.res);
+    hold_endpoints(f, "name = 'ep-lock'");
     ticker tk = {0};
     uv_timer_init(&f->loop, &tk.t);
     tk.t.data = &tk;
