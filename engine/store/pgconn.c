@@ -716,7 +716,10 @@ static void send_waiting(fr_pgconn *c, PGconn *pg)
         cork(pg, 0);
     if (f < 0)
         goto broken;
-    int want = UV_READABLE | (f > 0 || c->n_wait ? UV_WRITABLE : 0);
+    /* Writable only while libpq holds unsent bytes: requests still waiting
+     * here wait for room (FR_PGCONN_MAX_IN_FLIGHT), which results make, and
+     * a socket always writable would wake the loop in a busy spin. */
+    int want = UV_READABLE | (f > 0 ? UV_WRITABLE : 0);
     if (watch_set(c, pg, want) != FR_OK)
         conn_broken(c, "cannot watch the connection's socket");
     return;
