@@ -83,6 +83,7 @@ int main(int argc, char **argv)
 {
     int n = argc > 1 ? atoi(argv[1]) : 2000;
     int k = argc > 2 ? atoi(argv[2]) : 10;
+    (void)pg_server_restart; /* the fixture's, not needed here */
     PG_SERVER_START_OR_RETURN(&server);
     uv_loop_t loop;
     uv_loop_init(&loop);
