@@ -181,6 +181,14 @@ static const char *const schema_v1[] = {
     "  first_seen timestamptz NOT NULL DEFAULT now()"
     ")",
     /* The slots held: pending attempts of live owners, per endpoint. */
+    /* The notification channel of an endpoint's freed slots, and LISTEN on
+     * it (LISTEN takes a name, not a parameter): a settle of a capped
+     * endpoint's attempt notifies it, with the endpoint as payload. */
+    "CREATE FUNCTION fr_slot_channel(ep text) RETURNS text"
+    " LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE"
+    " AS $$ SELECT 'fr_slot_' || md5(ep) $$",
+    "CREATE FUNCTION fr_slot_listen(ep text) RETURNS void LANGUAGE plpgsql AS $$"
+    " BEGIN EXECUTE format('LISTEN %I', fr_slot_channel(ep)); END $$",
     "CREATE VIEW in_flight AS"
     "  SELECT a.endpoint, count(*) AS held"
     "  FROM attempts a JOIN owners o ON o.id = a.owner_id"

@@ -5,8 +5,7 @@
  * schema (engine/store/open.c) plus what a team's store needs: owners
  * (processes with a heartbeat), users and hosts on runs and attempts, a
  * client-made key per attempt, daily as well as monthly totals and leases.
- * Nothing uses it yet: the PostgreSQL backend of engine/store (booking,
- * cache and approval's requests) will apply it when it opens a store. */
+ * engine/store/pgstore applies it when it opens a store. */
 
 #include "engine/store/pgconn.h"
 #include "engine/util/err.h"
@@ -49,6 +48,9 @@
  *   month or a day), held by an owner;
  * - endpoints: one row per shared endpoint, the row a capacity reservation
  *   locks (SELECT ... FOR UPDATE) while it counts in_flight;
+ *   fr_slot_channel(endpoint) names the channel a settle of its attempt
+ *   notifies (payload: the endpoint) and fr_slot_listen(endpoint) LISTENs
+ *   on it;
  * - cache, approvals, reports and the ledger view, as in SQLite. */
 
 /* The statements of the migration from version `from` to `from + 1`: a

@@ -38,7 +38,9 @@ typedef struct request {
     int *np;     /* parameters per statement */
     char ***par; /* n arrays of np[i] (NULL for SQL NULL), owned */
     PGresult *last;
-    int rc; /* the first error of the request, FR_OK so far */
+    PGresult **parts; /* with fr_pgconn_transaction_each: each statement's last result */
+    int failed;       /* the statement whose error rc is, -1 */
+    int rc;           /* the first error of the request, FR_OK so far */
     char sqlstate[6];
     char *msg; /* owned, with rc */
     fr_pgconn_done_fn done;
@@ -83,6 +85,8 @@ struct fr_pgconn {
     size_t n_flight, n_wait;
     fr_pgconn_state_fn on_state;
     void *ud;
+    fr_pgconn_notify_fn on_notify;
+    void *notify_ud;
 };
 
 struct fr_pgres {
@@ -94,6 +98,9 @@ struct fr_pgres {
     char **cells;  /* rows * cols, NULL for SQL NULL */
     char *storage; /* the names' and cells' bytes */
     int64_t affected;
+    int nparts;       /* with fr_pgconn_transaction_each: one result per statement */
+    fr_pgres **parts; /* owned, an entry NULL for a statement without a result */
+    int failed;       /* the statement the error is of, -1 */
 };
 
 static void connect_begin(fr_pgconn *c);
@@ -131,6 +138,7 @@ static fr_pgres *res_error(int code, const char *sqlstate, const char *msg)
 {
     fr_pgres *r = fr_xcalloc(1, sizeof *r);
     r->code = code;
+    r->failed = -1;
     snprintf(r->sqlstate, sizeof r->sqlstate, "%s", sqlstate ? sqlstate : "");
     r->msg = fr_xstrdup(msg ? msg : fr_strerror(code));
     return r;
@@ -140,6 +148,7 @@ static fr_pgres *res_rows(const PGresult *pr)
 {
     fr_pgres *r = fr_xcalloc(1, sizeof *r);
     r->msg = fr_xstrdup("");
+    r->failed = -1;
     if (!pr)
         return r;
     r->rows = PQntuples(pr);
@@ -217,10 +226,28 @@ int64_t fr_pgres_affected(const fr_pgres *r)
     return r->affected;
 }
 
+int fr_pgres_parts(const fr_pgres *r)
+{
+    return r->nparts;
+}
+
+const fr_pgres *fr_pgres_part(const fr_pgres *r, int i)
+{
+    return i >= 0 && i < r->nparts ? r->parts[i] : NULL;
+}
+
+int fr_pgres_failed(const fr_pgres *r)
+{
+    return r->failed;
+}
+
 void fr_pgres_free(fr_pgres *r)
 {
     if (!r)
         return;
+    for (int i = 0; i < r->nparts; i++)
+        fr_pgres_free(r->parts[i]);
+    free(r->parts);
     free(r->msg);
     free(r->names);
     free(r->cells);
@@ -241,6 +268,10 @@ static void request_free(request *q)
     free(q->sql);
     free(q->np);
     free(q->par);
+    if (q->parts)
+        for (int i = 0; i < q->n; i++)
+            PQclear(q->parts[i]);
+    free(q->parts);
     PQclear(q->last);
     free(q->msg);
     free(q);
@@ -258,8 +289,18 @@ static void request_finish(fr_pgconn *c, fr_pgres *res)
         c->n_flight--;
     else
         c->n_wait--;
-    if (!res)
-        res = q->rc != FR_OK ? res_error(q->rc, q->sqlstate, q->msg) : res_rows(q->last);
+    if (!res && q->rc != FR_OK) {
+        res = res_error(q->rc, q->sqlstate, q->msg);
+        res->failed = q->failed;
+    } else if (!res) {
+        res = res_rows(q->parts ? q->parts[q->n - 1] : q->last);
+        if (q->parts) {
+            res->nparts = q->n;
+            res->parts = fr_xcalloc((size_t)q->n, sizeof *res->parts);
+            for (int i = 0; i < q->n; i++)
+                res->parts[i] = q->parts[i] ? res_rows(q->parts[i]) : NULL;
+        }
+    }
     fr_pgconn_done_fn done = q->done;
     void *ud = q->ud;
     request_free(q);
@@ -675,7 +716,10 @@ static void send_waiting(fr_pgconn *c, PGconn *pg)
         cork(pg, 0);
     if (f < 0)
         goto broken;
-    int want = UV_READABLE | (f > 0 || c->n_wait ? UV_WRITABLE : 0);
+    /* Writable only while libpq holds unsent bytes: requests still waiting
+     * here wait for room (FR_PGCONN_MAX_IN_FLIGHT), which results make, and
+     * a socket always writable would wake the loop in a busy spin. */
+    int want = UV_READABLE | (f > 0 ? UV_WRITABLE : 0);
     if (watch_set(c, pg, want) != FR_OK)
         conn_broken(c, "cannot watch the connection's socket");
     return;
@@ -687,6 +731,7 @@ static void request_error(request *q, const PGresult *r)
 {
     if (q->rc != FR_OK)
         return;
+    q->failed = q->seen;
     const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
     const char *primary = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
     q->rc = FR_ESTORE;
@@ -711,8 +756,13 @@ static void read_results(fr_pgconn *c, PGconn *pg)
             case PGRES_TUPLES_OK:
             case PGRES_COMMAND_OK:
             case PGRES_EMPTY_QUERY:
-                PQclear(q->last);
-                q->last = r;
+                if (q->parts) {
+                    PQclear(q->parts[q->seen]);
+                    q->parts[q->seen] = r;
+                } else {
+                    PQclear(q->last);
+                    q->last = r;
+                }
                 continue;
             case PGRES_PIPELINE_ABORTED:
                 break;
@@ -733,6 +783,18 @@ static void read_results(fr_pgconn *c, PGconn *pg)
         }
         PQclear(r);
         request_finish(c, NULL);
+    }
+}
+
+/* Hands the notifications read to the notify callback, each once; stops
+ * when a callback closed `c`. Without a callback they are dropped. */
+static void deliver_notifies(fr_pgconn *c, PGconn *pg)
+{
+    PGnotify *n;
+    while (c->st == ST_UP && (n = PQnotifies(pg)) != NULL) {
+        if (c->on_notify)
+            c->on_notify(c->notify_ud, n->relname, n->extra ? n->extra : "");
+        PQfreemem(n);
     }
 }
 
@@ -770,6 +832,9 @@ static void on_poll(uv_poll_t *h, int status, int events)
             return;
         }
         read_results(c, pg);
+        if (c->st != ST_UP)
+            return;
+        deliver_notifies(c, pg);
         if (c->st != ST_UP)
             return;
         if (PQstatus(pg) == CONNECTION_BAD) {
@@ -897,8 +962,8 @@ static char *dup_or_null(const char *s)
     return s ? fr_xstrdup(s) : NULL;
 }
 
-int fr_pgconn_transaction(fr_pgconn *c, int n, const fr_pgstmt *stmts, fr_pgconn_done_fn done,
-                          void *ud)
+static int transaction(fr_pgconn *c, int n, const fr_pgstmt *stmts, bool each,
+                       fr_pgconn_done_fn done, void *ud)
 {
     if (!c || n < 1 || !stmts || !done)
         return FR_EINVAL;
@@ -922,6 +987,9 @@ int fr_pgconn_transaction(fr_pgconn *c, int n, const fr_pgstmt *stmts, fr_pgconn
         for (int k = 0; k < stmts[i].nparams; k++)
             q->par[i][k] = dup_or_null(stmts[i].params[k]);
     }
+    q->failed = -1;
+    if (each)
+        q->parts = fr_xcalloc((size_t)n, sizeof *q->parts);
     q->done = done;
     q->ud = ud;
     if (c->tail)
@@ -936,6 +1004,24 @@ int fr_pgconn_transaction(fr_pgconn *c, int n, const fr_pgstmt *stmts, fr_pgconn
         if (watch_set(c, c->w->pg, c->w->events | UV_WRITABLE) != FR_OK)
             conn_broken(c, "cannot watch the socket");
     return FR_OK;
+}
+
+int fr_pgconn_transaction(fr_pgconn *c, int n, const fr_pgstmt *stmts, fr_pgconn_done_fn done,
+                          void *ud)
+{
+    return transaction(c, n, stmts, false, done, ud);
+}
+
+int fr_pgconn_transaction_each(fr_pgconn *c, int n, const fr_pgstmt *stmts, fr_pgconn_done_fn done,
+                               void *ud)
+{
+    return transaction(c, n, stmts, true, done, ud);
+}
+
+void fr_pgconn_on_notify(fr_pgconn *c, fr_pgconn_notify_fn fn, void *ud)
+{
+    c->on_notify = fn;
+    c->notify_ud = ud;
 }
 
 int fr_pgconn_query(fr_pgconn *c, const char *sql, int nparams, const char *const *params,

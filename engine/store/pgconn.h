@@ -2,9 +2,9 @@
 /* One asynchronous PostgreSQL connection on the libuv loop (libpq): it owns
  * the socket's uv_poll_t, the host's resolution (uv_getaddrinfo, so libpq
  * never resolves on the loop), a FIFO of requests sent in pipeline mode,
- * reconnection with backoff; messages name the URL masked (pgurl.h). The
- * PostgreSQL backend of the state store is built on it; nothing
- * else uses it yet. Loop thread only. */
+ * reconnection with backoff, per-statement results and notifications;
+ * messages name the URL masked (pgurl.h). The PostgreSQL state store
+ * (pgstore.h) is built on it; nothing else uses it. Loop thread only. */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -68,10 +68,12 @@ int fr_pgconn_open(uv_loop_t *loop, const char *url, fr_pgconn_state_fn on_state
 /* Queues a request of `n` statements (borrowed: copied) run as one
  * transaction (one pipeline segment: all committed at its end, or none when
  * one fails; a statement that is itself BEGIN or COMMIT controls the
- * transaction as in psql). Requests go out in the order queued, several in
- * one pass of the loop, and their results come back in that order. `done`
- * is called once, on a later turn of the loop, with the last statement's
- * result, or an error: FR_ESTORE (the server's, with its SQLSTATE: 57014 a
+ * transaction as in psql: after a failure inside a request's own BEGIN the
+ * session stays in the failed block, every later request failing with
+ * SQLSTATE 25P02, until a ROLLBACK). Requests go out in the order queued,
+ * several in one pass of the loop, and their results come back in that
+ * order. `done` is called once, on a later turn of the loop, with the last
+ * statement's result, or an error: FR_ESTORE (the server's, with its SQLSTATE: 57014 a
  * statement timeout, 55P03 a lock timeout...), FR_EOUTCOME (the connection
  * broke while the request was in flight: it may or may not have been
  * committed; it is never repeated), FR_ECANCELED (closed before it was
@@ -82,6 +84,27 @@ int fr_pgconn_open(uv_loop_t *loop, const char *url, fr_pgconn_state_fn on_state
  * first connection failed). */
 int fr_pgconn_transaction(fr_pgconn *c, int n, const fr_pgstmt *stmts, fr_pgconn_done_fn done,
                           void *ud);
+
+/* fr_pgconn_transaction, and the result holds every statement's result too:
+ * fr_pgres_part(res, i) is statement i's (its last result; NULL for one
+ * that returned none), so one transaction can carry several callers'
+ * statements and each read its own. On an error, fr_pgres_failed says
+ * which statement failed (the transaction is rolled back as a whole).
+ * Arguments, returns and `done` as fr_pgconn_transaction. */
+int fr_pgconn_transaction_each(fr_pgconn *c, int n, const fr_pgstmt *stmts, fr_pgconn_done_fn done,
+                               void *ud);
+
+/* A notification (LISTEN / NOTIFY) came: its channel and payload (both
+ * borrowed for the call; the payload "" when it has none). */
+typedef void (*fr_pgconn_notify_fn)(void *ud, const char *channel, const char *payload);
+
+/* Sets the callback (NULL: none; then notifications are dropped) and its
+ * `ud` (borrowed until the connection is closed or the callback changes)
+ * that each notification received on `c` is handed to, once, in the turn
+ * that reads it. A LISTEN lasts as long as the server session: after
+ * FR_PGCONN_UP following FR_PGCONN_LOST, the caller LISTENs again (and
+ * assumes it missed some). */
+void fr_pgconn_on_notify(fr_pgconn *c, fr_pgconn_notify_fn fn, void *ud);
 
 /* fr_pgconn_transaction of one statement. */
 int fr_pgconn_query(fr_pgconn *c, const char *sql, int nparams, const char *const *params,
@@ -116,5 +139,13 @@ const char *fr_pgres_value(const fr_pgres *r, int row, int col);
 /* The rows the last statement inserted, updated, deleted or returned (its
  * command tag's count), 0 when it has none. */
 int64_t fr_pgres_affected(const fr_pgres *r);
+/* With fr_pgconn_transaction_each: the number of statements (0 otherwise,
+ * and for an error), and statement `i`'s result (borrowed from `r`: rows,
+ * columns, affected; NULL out of range or for a statement without one). */
+int fr_pgres_parts(const fr_pgres *r);
+const fr_pgres *fr_pgres_part(const fr_pgres *r, int i);
+/* For an error of the server's: the index of the statement that failed,
+ * else -1. */
+int fr_pgres_failed(const fr_pgres *r);
 /* Frees `r` (taken; NULL is fine). */
 void fr_pgres_free(fr_pgres *r);

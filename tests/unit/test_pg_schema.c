@@ -735,15 +735,7 @@ static void test_users_hosts_and_owners(void **state)
 
 int main(void)
 {
-    int rc = pg_server_start(&server);
-    if (rc == PG_SKIP) {
-        printf("SKIP: no PostgreSQL server to test against (bash tests/deps.sh)\n");
-        return PG_SKIP;
-    }
-    if (rc != 0) {
-        fprintf(stderr, "could not start the test's PostgreSQL server\n");
-        return 1;
-    }
+    PG_SERVER_START_OR_RETURN(&server);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_migrations_listed),
         cmocka_unit_test_setup_teardown(test_fresh_database, setup, teardown),
@@ -756,7 +748,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_client_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_users_hosts_and_owners, setup, teardown),
     };
-    rc = cmocka_run_group_tests(tests, NULL, NULL);
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
     pg_server_stop(&server);
     return rc;
 }

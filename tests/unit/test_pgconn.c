@@ -1,6 +1,7 @@
 /* engine/store/pgconn against a real PostgreSQL server of the test's own
  * (tests/unit/support/pg_fixture.h): TCP and the unix socket, a pipeline of
- * 1,000 queries in order, parameters, a transaction, the server restarted
+ * 1,000 queries in order, parameters, a transaction, each statement's
+ * result of one transaction, notifications, the server restarted
  * mid-pipeline, a lock held by another session while the loop keeps
  * running, a statement timeout, an unreachable URL and a wrong password
  * (the password masked everywhere, the log included), closing with
@@ -188,6 +189,89 @@ static void test_environment_and_host_name(void **state)
     fr_pgres *r = run(f, 0, "SELECT host(inet_server_addr()), current_user");
     assert_string_equal(fr_pgres_value(r, 0, 0), "127.0.0.1");
     assert_string_equal(fr_pgres_value(r, 0, 1), "postgres");
+}
+
+/* Each statement's result of one transaction, and which statement failed. */
+static void test_each_statement(void **state)
+{
+    fx *f = *state;
+    open_up(f, server.url);
+    const char *p[1] = {"7"};
+    fr_pgstmt three[3] = {{"SELECT 1 AS one", 0, NULL},
+                          {"SELECT 'x', $1::integer * 2 UNION ALL SELECT 'y', 3", 1, p},
+                          {"SET LOCAL lock_timeout = 100", 0, NULL}};
+    assert_int_equal(fr_pgconn_transaction_each(f->c, 3, three, on_done, &f->slots[0]), FR_OK);
+    fr_pgres *r = wait_slot(f, 0);
+    assert_res_ok(r);
+    assert_int_equal(fr_pgres_parts(r), 3);
+    assert_string_equal(fr_pgres_value(fr_pgres_part(r, 0), 0, 0), "1");
+    assert_int_equal(fr_pgres_rows(fr_pgres_part(r, 1)), 2);
+    assert_string_equal(fr_pgres_value(fr_pgres_part(r, 1), 0, 1), "14");
+    assert_string_equal(fr_pgres_value(fr_pgres_part(r, 1), 1, 0), "y");
+    assert_int_equal(fr_pgres_rows(fr_pgres_part(r, 2)), 0);
+    assert_null(fr_pgres_part(r, 3));
+    assert_int_equal(fr_pgres_failed(r), -1);
+    /* The last statement's result is the request's too. */
+    assert_int_equal(fr_pgres_rows(r), 0);
+    /* A failure names its statement; nothing of the transaction stays. */
+    fr_pgstmt bad[3] = {{"CREATE TABLE each_t (x integer)", 0, NULL},
+                        {"SELECT 1 / 0", 0, NULL},
+                        {"SELECT 3", 0, NULL}};
+    assert_int_equal(fr_pgconn_transaction_each(f->c, 3, bad, on_done, &f->slots[1]), FR_OK);
+    r = wait_slot(f, 1);
+    assert_int_equal(fr_pgres_code(r), FR_ESTORE);
+    assert_string_equal(fr_pgres_sqlstate(r), "22012");
+    assert_int_equal(fr_pgres_failed(r), 1);
+    assert_int_equal(fr_pgres_parts(r), 0);
+    r = run(f, 2, "SELECT to_regclass('each_t') IS NULL");
+    assert_string_equal(fr_pgres_value(r, 0, 0), "t");
+    /* Without _each: no parts, and no failed statement for an error not the server's. */
+    r = run(f, 3, "SELECT 1");
+    assert_int_equal(fr_pgres_parts(r), 0);
+    assert_null(fr_pgres_part(r, 0));
+}
+
+typedef struct heard {
+    int n;
+    char channel[64], payload[64];
+} heard;
+
+static void on_heard(void *ud, const char *channel, const char *payload)
+{
+    heard *h = ud;
+    h->n++;
+    snprintf(h->channel, sizeof h->channel, "%s", channel);
+    snprintf(h->payload, sizeof h->payload, "%s", payload);
+}
+
+/* LISTEN on one connection, NOTIFY from another: the callback hears it once. */
+static void test_notifications(void **state)
+{
+    fx *f = *state;
+    open_up(f, server.url);
+    heard h = {0};
+    fr_pgconn_on_notify(f->c, on_heard, &h);
+    run(f, 0, "LISTEN fr_test_chan");
+    fr_pgconn *other = NULL;
+    fr_error err = {0};
+    assert_int_equal(fr_pgconn_open(&f->loop, server.url, NULL, NULL, &other, &err), FR_OK);
+    slot s = {f, 0, NULL, 0};
+    assert_int_equal(
+        fr_pgconn_query(other, "SELECT pg_notify('fr_test_chan', 'hello')", 0, NULL, on_done, &s),
+        FR_OK);
+    LOOP_RUN_UNTIL(&f->loop, h.n >= 1, 15);
+    assert_int_equal(h.n, 1);
+    assert_string_equal(h.channel, "fr_test_chan");
+    assert_string_equal(h.payload, "hello");
+    LOOP_RUN_UNTIL(&f->loop, s.res != NULL, 15);
+    assert_res_ok(s.res);
+    fr_pgres_free(s.res);
+    fr_pgconn_close(other);
+    /* Without a callback, a notification is dropped. */
+    fr_pgconn_on_notify(f->c, NULL, NULL);
+    run(f, 1, "NOTIFY fr_test_chan");
+    run(f, 2, "SELECT 1");
+    assert_int_equal(h.n, 1);
 }
 
 static void test_pipeline_of_1000_in_order(void **state)
@@ -531,19 +615,13 @@ static void test_mask_url(void **state)
 
 int main(void)
 {
-    int rc = pg_server_start(&server);
-    if (rc == PG_SKIP) {
-        printf("SKIP: no PostgreSQL server to test against (bash tests/deps.sh)\n");
-        return PG_SKIP;
-    }
-    if (rc != 0) {
-        fprintf(stderr, "could not start the test's PostgreSQL server\n");
-        return 1;
-    }
+    PG_SERVER_START_OR_RETURN(&server);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_tcp, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unix_socket, setup, teardown),
         cmocka_unit_test_setup_teardown(test_environment_and_host_name, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_each_statement, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_notifications, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pipeline_of_1000_in_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_parameters, setup, teardown),
         cmocka_unit_test_setup_teardown(test_transaction, setup, teardown),
@@ -556,7 +634,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_restart_mid_pipeline, setup, teardown),
         cmocka_unit_test(test_mask_url),
     };
-    rc = cmocka_run_group_tests(tests, NULL, NULL);
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
     pg_server_stop(&server);
     return rc;
 }

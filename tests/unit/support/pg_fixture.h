@@ -106,6 +106,22 @@ static int pg_server_start(pg_server *s)
     return WIFEXITED(status) && WEXITSTATUS(status) == PG_SKIP ? PG_SKIP : -1;
 }
 
+/* Starts the server into `s` (a pg_server *) from a test's main, or
+ * returns from main: PG_SKIP (CTest's SKIP) without PostgreSQL, 1 when it
+ * would not start. */
+#define PG_SERVER_START_OR_RETURN(s)                                                               \
+    do {                                                                                           \
+        int pg_rc_ = pg_server_start(s);                                                           \
+        if (pg_rc_ == PG_SKIP) {                                                                   \
+            printf("SKIP: no PostgreSQL server to test against (bash tests/deps.sh)\n");           \
+            return PG_SKIP;                                                                        \
+        }                                                                                          \
+        if (pg_rc_ != 0) {                                                                         \
+            fprintf(stderr, "could not start the test's PostgreSQL server\n");                     \
+            return 1;                                                                              \
+        }                                                                                          \
+    } while (0)
+
 /* pg_ctl restart -m fast of `s`'s server (borrowed); blocks until it is up
  * again. Returns whether it worked. */
 static bool pg_server_restart(const pg_server *s)

@@ -1,0 +1,711 @@
+/* The operations of the PostgreSQL state store (pgstore.h): their checks,
+ * their SQL (each idempotent, see pgstore.h), and what their results say. */
+
+#include "engine/store/pgstore_int.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "engine/util/mem.h"
+#include "engine/util/utf8.h"
+
+/* ---- SQL shared by several operations ---- */
+
+/* An attempt's key, parameters $1..$3. */
+#define KEY_WHERE "run_id = $1 AND task = $2 AND attempt = $3::integer"
+
+/* What lease `l`'s run spent in its period (a month or a day). */
+#define RUN_SPENT(l)                                                                               \
+    "coalesce((SELECT sum(a.cost_usd) FROM attempts a WHERE a.run_id = " l ".run_id"               \
+    " AND (a.month = " l ".period OR a.day = " l ".period)), 0)"
+
+/* The unspent part of open lease `l`. */
+#define UNSPENT(l) "greatest(0, " l ".amount - " RUN_SPENT(l) ")"
+
+/* What period $1 is charged: every attempt, in flight at its worst case. */
+#define PERIOD_CHARGED                                                                             \
+    "coalesce((SELECT charged_pusd FROM period_totals WHERE period = $1), 0)::float8 / 1e12"
+
+/* A run found dead becomes "crashed" with what its attempts cost. */
+#define CRASH_SET                                                                                  \
+    "SET status = 'crashed',"                                                                      \
+    " cost_usd = coalesce((SELECT sum(a.cost_usd) FROM attempts a WHERE a.run_id = r.id), 0)"
+
+/* A reservation's insert, with `cond` the capacity's condition: returns
+ * whether the key is booked (now, or by an earlier send of the same). */
+#define RESERVE_SQL(cond)                                                                          \
+    "WITH ins AS (INSERT INTO attempts (run_id, task, attempt, endpoint, tier, model, cost_usd,"   \
+    " outcome, at, month, day, task_type, owner_id, user_name, host)"                              \
+    " SELECT $1, $2, $3::integer, $4, $5, $6, $7::float8, 'pending', $8::float8, $9, $10, $11,"    \
+    " $12, $13, $14" cond " ON CONFLICT (run_id, task, attempt) DO NOTHING RETURNING 1)"           \
+    " SELECT EXISTS (SELECT 1 FROM ins) OR EXISTS (SELECT 1 FROM attempts WHERE " KEY_WHERE ")"
+
+static const char *const RESERVE_FREE = RESERVE_SQL("");
+static const char *const RESERVE_CAPPED =
+    RESERVE_SQL(" WHERE coalesce((SELECT held FROM in_flight WHERE endpoint = $4), 0)"
+                " < $15::integer");
+static const char *const ENDPOINT_ROW =
+    "INSERT INTO endpoints (name) VALUES ($1) ON CONFLICT (name) DO NOTHING";
+static const char *const ENDPOINT_LOCK = "SELECT name FROM endpoints WHERE name = $1 FOR UPDATE";
+
+/* A settle, notifying a capped endpoint's channel; returns the rows
+ * settled and the attempt's outcome as it was before. */
+static const char *const SETTLE_SQL =
+    "WITH u AS (UPDATE attempts SET input_tokens = $4::bigint, output_tokens = $5::bigint,"
+    " cached_tokens = $6::bigint, usage_estimated = $7::boolean, cost_usd = $8::float8,"
+    " latency_ms = $9::float8, outcome = $10, error = $11, at = $12::float8,"
+    " ttft_ms = $13::float8 WHERE " KEY_WHERE " AND outcome = 'pending' RETURNING endpoint),"
+    " n AS (SELECT pg_notify(fr_slot_channel(e.name), e.name) FROM u"
+    " JOIN endpoints e ON e.name = u.endpoint)"
+    " SELECT (SELECT count(*) FROM u), (SELECT count(*) FROM n),"
+    " (SELECT outcome FROM attempts WHERE " KEY_WHERE ")";
+static const char *const SETTLE_TOTAL =
+    "SELECT coalesce((SELECT booked_pusd FROM period_totals WHERE period ="
+    " (SELECT month FROM attempts WHERE " KEY_WHERE ")), 0)::float8 / 1e12";
+
+static const char *const RUN_BEGIN_SQL =
+    "WITH crashed AS (UPDATE runs r " CRASH_SET " WHERE r.status = 'running' AND r.id <> $1"
+    " AND NOT EXISTS (SELECT 1 FROM owners o WHERE o.id = r.owner_id AND o.expires > now())"
+    " RETURNING r.id),"
+    " ins AS (INSERT INTO runs (id, workflow, wf_path, started_at, owner_id, user_name, host, pid)"
+    " VALUES ($1, $2, $3, $4::float8, $5, $6, $7, $8::integer) ON CONFLICT (id) DO NOTHING"
+    " RETURNING id)"
+    " SELECT (SELECT count(*) FROM ins), (SELECT owner_id FROM runs WHERE id = $1),"
+    " (SELECT count(*) FROM crashed)";
+
+static const char *const PERIOD_ROW =
+    "INSERT INTO period_totals (period) VALUES ($1) ON CONFLICT (period) DO NOTHING";
+static const char *const PERIOD_LOCK =
+    "SELECT period FROM period_totals WHERE period = $1 FOR UPDATE";
+/* Closes the period's open leases of dead owners; their runs crashed. */
+static const char *const LEASE_RECLAIM =
+    "WITH d AS (UPDATE leases l SET closed_at = $2::float8, closed_by = 'reclaimed',"
+    " spent_usd = " RUN_SPENT("l") " WHERE l.period = $1 AND l.closed_at IS NULL"
+                                   " AND NOT EXISTS (SELECT 1 FROM owners o WHERE o.id = "
+                                   "l.owner_id AND o.expires > now())"
+                                   " RETURNING l.run_id)"
+                                   " UPDATE runs r " CRASH_SET
+                                   " WHERE r.id IN (SELECT run_id FROM d) AND r.status = 'running'";
+/* The grant; returns it, whether another live owner holds the run's lease,
+ * and whether a lease row was written. */
+static const char *const LEASE_GRANT =
+    "WITH spent AS (SELECT " PERIOD_CHARGED " AS v),"
+    " outstanding AS (SELECT coalesce(sum(" UNSPENT(
+        "l") "), 0) AS v FROM open_leases l"
+             " WHERE l.period = $1),"
+             " other AS (SELECT 1 FROM open_leases l WHERE l.run_id = $2 AND l.period = $1 AND "
+             "l.live"
+             " AND l.owner_id IS DISTINCT FROM $3),"
+             " g AS (SELECT greatest(0, least($4::float8, $5::float8 - spent.v - outstanding.v)) "
+             "AS v"
+             " FROM spent, outstanding),"
+             " w AS (INSERT INTO leases AS l (run_id, period, amount, owner_id, opened_at)"
+             " SELECT $2, $1, g.v, $3, $6::float8 FROM g WHERE NOT EXISTS (SELECT 1 FROM other)"
+             " ON CONFLICT (run_id, period) WHERE closed_at IS NULL"
+             " DO UPDATE SET amount = l.amount + excluded.amount RETURNING 1)"
+             " SELECT (SELECT v FROM g), (SELECT count(*) FROM other), (SELECT count(*) FROM w)";
+static const char *const RELEASE_SQL =
+    "UPDATE leases l SET closed_at = $3::float8, closed_by = 'released',"
+    " spent_usd = " RUN_SPENT("l") " WHERE l.run_id = $1 AND l.owner_id = $2"
+                                   " AND l.closed_at IS NULL";
+static const char *const USED_SQL = "SELECT " PERIOD_CHARGED " + coalesce((SELECT sum(" UNSPENT(
+    "l") ") FROM open_leases l"
+         " WHERE l.period = $1 AND l.live AND l.owner_id IS DISTINCT FROM $2), 0)";
+
+/* ---- checks ---- */
+
+static bool one_of(const char *s, const char *const *list)
+{
+    for (; s && *list; list++)
+        if (strcmp(s, *list) == 0)
+            return true;
+    return false;
+}
+
+static bool valid_usd(double v)
+{
+    return isfinite(v) && v >= 0;
+}
+
+/* Checks an attempt as store.h's; `settle` also wants a final outcome. */
+static bool valid_attempt(const fr_attempt_rec *a, bool settle)
+{
+    static const char *const tiers[] = {"local", "cloud", NULL};
+    static const char *const outcomes[] = {"ok",        "quality",   "error",     "timeout",
+                                           "cancelled", "budget",    "truncated", "refused",
+                                           "tool_call", "no_answer", NULL};
+    return a && a->run_id && a->task && a->endpoint && one_of(a->tier, tiers) &&
+           (!settle || one_of(a->outcome, outcomes)) && a->attempt >= 1 && a->input >= 0 &&
+           a->output >= 0 && a->cached >= 0 && valid_usd(a->cost_usd) && valid_usd(a->latency_ms);
+}
+
+/* A month "YYYY-MM" or a day "YYYY-MM-DD". */
+static bool valid_period(const char *p)
+{
+    static const char shape[] = "dddd-dd-dd";
+    size_t n = p ? strlen(p) : 0;
+    if (n != 7 && n != 10)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (shape[i] == 'd' ? (p[i] < '0' || p[i] > '9') : p[i] != '-')
+            return false;
+    return true;
+}
+
+/* Whether an operation is refused at once: FR_EINVAL for `bad` arguments,
+ * FR_ECANCELED when `s` is closing, the open's error after a failed open. */
+static int refused(const fr_pgstore *s, bool bad)
+{
+    if (!s || bad)
+        return FR_EINVAL;
+    if (s->closing)
+        return FR_ECANCELED;
+    return s->open_rc < 0 ? s->open_rc : FR_OK;
+}
+
+/* The store's time in unix seconds. */
+static double now_of(const fr_pgstore *s)
+{
+    if (s->clock)
+        return (double)s->clock;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* ---- results ---- */
+
+static const char *cell(const fr_pgres *res, int stmt, int col)
+{
+    const fr_pgres *p = fr_pgres_part(res, stmt);
+    return p ? fr_pgres_value(p, 0, col) : NULL;
+}
+
+static double cell_num(const fr_pgres *res, int stmt, int col)
+{
+    const char *v = cell(res, stmt, col);
+    return v ? strtod(v, NULL) : 0;
+}
+
+static long long cell_int(const fr_pgres *res, int stmt, int col)
+{
+    const char *v = cell(res, stmt, col);
+    return v ? strtoll(v, NULL, 10) : 0;
+}
+
+static bool is_true(const char *v)
+{
+    return v && strcmp(v, "t") == 0;
+}
+
+static char *dup_or_null(const char *v)
+{
+    return v ? fr_xstrdup(v) : NULL;
+}
+
+/* A cache row read back, or NULL when it is damaged (a miss). */
+static fr_reply *cache_reply(const fr_pgres *row)
+{
+    const char *model = fr_pgres_value(row, 0, 0), *text = fr_pgres_value(row, 0, 1);
+    const char *json = fr_pgres_value(row, 0, 2);
+    long long use[3];
+    for (int i = 0; i < 3; i++) {
+        const char *v = fr_pgres_value(row, 0, 3 + i);
+        use[i] = v ? strtoll(v, NULL, 10) : -1;
+    }
+    json_t *parsed = NULL;
+    if (!text || fr_utf8_text(text, strlen(text), NULL) ||
+        (model && fr_utf8_text(model, strlen(model), NULL)) || use[0] < 0 || use[1] < 0 ||
+        use[2] < 0 || (json && !(parsed = json_loads(json, JSON_DECODE_ANY, NULL))))
+        return NULL;
+    fr_reply *r = fr_xcalloc(1, sizeof *r);
+    r->text = fr_xstrdup(text);
+    r->json = parsed;
+    r->model = dup_or_null(model);
+    r->finish_reason = fr_xstrdup("cached");
+    r->finish = FR_FINISH_STOP;
+    r->usage.input = use[0];
+    r->usage.output = use[1];
+    r->usage.cached = use[2];
+    return r;
+}
+
+static void approval_done(op *o, const fr_pgres *row)
+{
+    if (fr_pgres_rows(row) < 1) {
+        o->cb.approval(o->ud, FR_OK, NULL, NULL);
+        return;
+    }
+    fr_store_approval a = {0};
+    char **strs[] = {&a.workflow, &a.task, &a.output_hash, &a.state, &a.run_id, &a.output_path};
+    for (int i = 0; i < 6; i++)
+        *strs[i] = dup_or_null(fr_pgres_value(row, 0, i));
+    const char *v = fr_pgres_value(row, 0, 6);
+    a.asked_at = v ? strtod(v, NULL) : 0;
+    a.by = dup_or_null(fr_pgres_value(row, 0, 7));
+    v = fr_pgres_value(row, 0, 8);
+    a.decided_at = v ? strtod(v, NULL) : 0;
+    a.note = dup_or_null(fr_pgres_value(row, 0, 9));
+    o->cb.approval(o->ud, FR_OK, &a, NULL);
+    fr_store_approval_clear(&a);
+}
+
+/* The completion of `o` with an error (rc not FR_OK). */
+static void finish_error(fr_pgstore *s, op *o, int rc, const fr_error *err)
+{
+    switch (o->kind) {
+    case K_OWNER:
+    case K_HEARTBEAT:
+    case K_OWNER_END:
+    case K_LISTEN:
+        fr_pgstore_internal_done(s, o, rc, err);
+        return;
+    case K_SETTLE:
+    case K_LEASE:
+    case K_USED:
+        o->cb.value(o->ud, rc, 0, err);
+        return;
+    case K_CACHE_GET:
+        o->cb.reply(o->ud, rc, NULL, err);
+        return;
+    case K_APPROVAL_GET:
+        o->cb.approval(o->ud, rc, NULL, err);
+        return;
+    case K_STATUS:
+        o->cb.status(o->ud, rc, NULL, 0, err);
+        return;
+    default:
+        o->cb.done(o->ud, rc, err);
+        return;
+    }
+}
+
+void fr_pgstore_op_finish(fr_pgstore *s, op *o, int rc, const fr_error *err, const fr_pgres *res,
+                          int b)
+{
+    if (rc != FR_OK) {
+        finish_error(s, o, rc, err);
+        return;
+    }
+    switch (o->kind) {
+    case K_RUN_BEGIN: {
+        const char *holder = cell(res, b, 1);
+        if (cell_int(res, b, 0) == 1 || (o->resent && holder && strcmp(holder, s->owner) == 0))
+            o->cb.done(o->ud, FR_OK, NULL);
+        else
+            fr_pgstore_fail(s, o, FR_EINVAL, "the run id is already recorded");
+        return;
+    }
+    case K_RUN_END:
+        if (fr_pgres_affected(fr_pgres_part(res, b)) == 1)
+            o->cb.done(o->ud, FR_OK, NULL);
+        else
+            fr_pgstore_fail(s, o, FR_EINVAL, "no such run in the state database");
+        return;
+    case K_RESERVE:
+        if (is_true(cell(res, b + o->n - 1, 0)))
+            o->cb.done(o->ud, FR_OK, NULL);
+        else
+            fr_pgstore_fail(s, o, FR_ELIMIT, "the endpoint's slots are all taken");
+        return;
+    case K_SETTLE: {
+        const char *was = cell(res, b, 2);
+        if (cell_int(res, b, 0) == 1 || (o->resent && was && strcmp(was, "pending") != 0))
+            o->cb.value(o->ud, FR_OK, o->n > 1 ? cell_num(res, b + 1, 0) : 0, NULL);
+        else
+            fr_pgstore_fail(s, o, FR_EINVAL, "the attempt is not in flight");
+        return;
+    }
+    case K_LEASE:
+        if (cell_int(res, b + 3, 1) > 0)
+            fr_pgstore_fail(s, o, FR_EINVAL, "another live process holds the run's lease");
+        else
+            o->cb.value(o->ud, FR_OK, cell_num(res, b + 3, 0), NULL);
+        return;
+    case K_USED:
+        o->cb.value(o->ud, FR_OK, cell_num(res, b, 0), NULL);
+        return;
+    case K_CACHE_GET: {
+        const fr_pgres *row = fr_pgres_part(res, b);
+        o->cb.reply(o->ud, FR_OK, row && fr_pgres_rows(row) ? cache_reply(row) : NULL, NULL);
+        return;
+    }
+    case K_APPROVAL_GET:
+        approval_done(o, fr_pgres_part(res, b));
+        return;
+    case K_DECIDE:
+        if (fr_pgres_affected(fr_pgres_part(res, b)) == 1)
+            o->cb.done(o->ud, FR_OK, NULL);
+        else
+            fr_pgstore_fail(s, o, FR_ENOENT, "nothing was asked for this task");
+        return;
+    case K_STATUS: {
+        const fr_pgres *row = fr_pgres_part(res, b);
+        if (row && fr_pgres_rows(row) == 1)
+            o->cb.status(o->ud, FR_OK, fr_pgres_value(row, 0, 0), cell_num(res, b, 1), NULL);
+        else
+            fr_pgstore_fail(s, o, FR_ENOENT, "no run %s in the state database", o->extra);
+        return;
+    }
+    case K_OWNER:
+    case K_HEARTBEAT:
+    case K_OWNER_END:
+    case K_LISTEN:
+        fr_pgstore_internal_done(s, o, FR_OK, NULL);
+        return;
+    default: /* K_PUT, K_RELEASE */
+        o->cb.done(o->ud, FR_OK, NULL);
+        return;
+    }
+}
+
+/* ---- the operations ---- */
+
+void fr_pgstore_listen(fr_pgstore *s, const char *endpoint)
+{
+    op *o = fr_pgstore_op_new(K_LISTEN, "cannot listen for freed slots", s);
+    fr_pgstore_op_sql(o, "SELECT fr_slot_listen($1)");
+    fr_pgstore_op_str(o, endpoint);
+    fr_pgstore_send(s, o);
+}
+
+int fr_pgstore_run_begin(fr_pgstore *s, const char *run_id, const char *workflow,
+                         const char *wf_path, fr_pgstore_done_fn done, void *ud)
+{
+    int rc = refused(s, !run_id || !*run_id || !workflow || !done);
+    if (rc != FR_OK)
+        return rc;
+    op *o = fr_pgstore_op_new(K_RUN_BEGIN, "cannot record the run", ud);
+    o->cb.done = done;
+    fr_pgstore_op_sql(o, RUN_BEGIN_SQL);
+    fr_pgstore_op_str(o, run_id);
+    fr_pgstore_op_str(o, workflow);
+    fr_pgstore_op_str(o, wf_path);
+    fr_pgstore_op_num(o, now_of(s));
+    fr_pgstore_op_str(o, s->owner);
+    fr_pgstore_op_str(o, s->user);
+    fr_pgstore_op_str(o, s->host);
+    fr_pgstore_op_int(o, (long long)getpid());
+    fr_pgstore_queue(s, o);
+    return FR_OK;
+}
+
+int fr_pgstore_run_end(fr_pgstore *s, const char *run_id, const char *status, int exit_code,
+                       double cost_usd, fr_pgstore_done_fn done, void *ud)
+{
+    int rc = refused(s, !run_id || !status || !valid_usd(cost_usd) || !done);
+    if (rc != FR_OK)
+        return rc;
+    op *o = fr_pgstore_op_new(K_RUN_END, "cannot record the end of the run", ud);
+    o->cb.done = done;
+    fr_pgstore_op_sql(o, "UPDATE runs SET ended_at = $2::float8, status = $3,"
+                         " exit_code = $4::integer, cost_usd = $5::float8 WHERE id = $1");
+    fr_pgstore_op_str(o, run_id);
+    fr_pgstore_op_num(o, now_of(s));
+    fr_pgstore_op_str(o, status);
+    fr_pgstore_op_int(o, exit_code);
+    fr_pgstore_op_num(o, cost_usd);
+    fr_pgstore_queue(s, o);
+    return FR_OK;
+}
+
+/* Adds the parameters $1..$3 of an attempt's key. */
+static void key_params(op *o, const fr_attempt_rec *a)
+{
+    fr_pgstore_op_str(o, a->run_id);
+    fr_pgstore_op_str(o, a->task);
+    fr_pgstore_op_int(o, a->attempt);
+}
+
+int fr_pgstore_reserve(fr_pgstore *s, const fr_attempt_rec *a, int max_parallel,
+                       fr_pgstore_done_fn done, void *ud)
+{
+    int rc = refused(s, !valid_attempt(a, false) || max_parallel < 0 || !done);
+    if (rc != FR_OK)
+        return rc;
+    op *o = fr_pgstore_op_new(K_RESERVE, "cannot book the request in flight", ud);
+    o->cb.done = done;
+    if (max_parallel > 0) {
+        fr_pgstore_op_sql(o, ENDPOINT_ROW);
+        fr_pgstore_op_str(o, a->endpoint);
+        fr_pgstore_op_sql(o, ENDPOINT_LOCK);
+        fr_pgstore_op_str(o, a->endpoint);
+    }
+    double now = now_of(s);
+    time_t t = (time_t)now;
+    struct tm tm;
+    char day[16];
+    gmtime_r(&t, &tm);
+    strftime(day, sizeof day, "%Y-%m-%d", &tm);
+    char month[8];
+    memcpy(month, day, 7);
+    month[7] = '\0';
+    fr_pgstore_op_sql(o, max_parallel > 0 ? RESERVE_CAPPED : RESERVE_FREE);
+    key_params(o, a);
+    fr_pgstore_op_str(o, a->endpoint);
+    fr_pgstore_op_str(o, a->tier);
+    fr_pgstore_op_str(o, a->model);
+    fr_pgstore_op_num(o, a->cost_usd);
+    fr_pgstore_op_num(o, now);
+    fr_pgstore_op_str(o, month);
+    fr_pgstore_op_str(o, day);
+    fr_pgstore_op_str(o, a->type);
+    fr_pgstore_op_str(o, s->owner);
+    fr_pgstore_op_str(o, s->user);
+    fr_pgstore_op_str(o, s->host);
+    if (max_parallel > 0)
+        fr_pgstore_op_int(o, max_parallel);
+    fr_pgstore_queue(s, o);
+    return FR_OK;
+}
+
+int fr_pgstore_settle(fr_pgstore *s, const fr_attempt_rec *a, bool want_total,
+                      fr_pgstore_value_fn done, void *ud)
+{
+    int rc = refused(s, !valid_attempt(a, true) || !done);
+    if (rc != FR_OK)
+        return rc;
+    op *o = fr_pgstore_op_new(K_SETTLE, "cannot book the attempt", ud);
+    o->cb.value = done;
+    fr_pgstore_op_sql(o, SETTLE_SQL);
+    key_params(o, a);
+    fr_pgstore_op_int(o, a->input);
+    fr_pgstore_op_int(o, a->output);
+    fr_pgstore_op_int(o, a->cached);
+    fr_pgstore_op_str(o, a->estimated ? "true" : "false");
+    fr_pgstore_op_num(o, a->cost_usd);
+    fr_pgstore_op_num(o, a->latency_ms);
+    fr_pgstore_op_str(o, a->outcome);
+    fr_pgstore_op_str(o, a->error);
+    fr_pgstore_op_num(o, now_of(s));
+    if (a->has_ttft)
+        fr_pgstore_op_num(o, a->ttft_ms);
+    else
+        fr_pgstore_op_str(o, NULL);
+    if (want_total) {
+        fr_pgstore_op_sql(o, SETTLE_TOTAL);
+        key_params(o, a);
+    }
+    fr_pgstore_queue(s, o);
+    return FR_OK;
+}
+
+int fr_pgstore_cache_put(fr_pgstore *s, const char *key, const char *endpoint, const fr_reply *r,
+                         fr_pgstore_done_fn done, void *ud)
+{
+    int rc = refused(s, !key || !endpoint || !r || !done);
+    if (rc != FR_OK)
+        return rc;
+    op *o = fr_pgstore_op_new(K_PUT, "cannot write the result cache", ud);
+    o->cb.done = done;
+    fr_pgstore_op_sql(o, "INSERT INTO cache (key, endpoint, model, text, json, input, output,"
+                         " cached, created_at) VALUES ($1, $2, $3, $4, $5, $6::bigint,"
+                         " $7::bigint, $8::bigint, $9::float8) ON CONFLICT (key) DO UPDATE SET"
+                         " endpoint = excluded.endpoint, model = excluded.model,"
+                         " text = excluded.text, json = excluded.json, input = excluded.input,"
+                         " output = excluded.output, cached = excluded.cached,"
+                         " created_at = excluded.created_at");
+    fr_pgstore_op_str(o, key);
+    fr_pgstore_op_str(o, endpoint);
+    fr_pgstore_op_str(o, r->model);
+    fr_pgstore_op_str(o, r->text ? r->text : "");
+    char *json = r->json ? json_dumps(r->json, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    fr_pgstore_op_str(o, json);
+    free(json);
+    fr_pgstore_op_int(o, r->usage.input);
+    fr_pgstore_op_int(o, r->usage.output);
+    fr_pgstore_op_int(o, r->usage.cached);
+    fr_pgstore_op_num(o, (double)time(NULL));
+    fr_pgstore_queue(s, o);
+    return FR_OK;
+}
+
+static bool is_decision(const char *state)
+{
+    return state && (strcmp(state, "approved") == 0 || strcmp(state, "rejected") == 0);
+}
+
+int fr_pgstore_approval_put(fr_pgstore *s, const fr_store_approval *a, fr_pgstore_done_fn done,
+                            void *ud)
+{
+    int rc =
+        refused(s, !a || !a->workflow || !a->task || !a->output_hash || !done ||
+                       !(is_decision(a->state) || (a->state && strcmp(a->state, "pending") == 0)));
+    if (rc != FR_OK)
+        return rc;
+    double now = now_of(s);
+    op *o = fr_pgstore_op_new(K_PUT, "cannot write the approval", ud);
+    o->cb.done = done;
+    fr_pgstore_op_sql(o, "INSERT INTO approvals (workflow, task, output_hash, state, run_id,"
+                         " output_path, asked_at, decided_by, decided_at, note) VALUES ($1, $2,"
+                         " $3, $4, $5, $6, $7::float8, $8, $9::float8, $10)"
+                         " ON CONFLICT (workflow, task) DO UPDATE SET"
+                         " output_hash = excluded.output_hash, state = excluded.state,"
+                         " run_id = excluded.run_id, output_path = excluded.output_path,"
+                         " asked_at = excluded.asked_at, decided_by = excluded.decided_by,"
+                         " decided_at = excluded.decided_at, note = excluded.note");
+    fr_pgstore_op_str(o, a->workflow);
+    fr_pgstore_op_str(o, a->task);
+    fr_pgstore_op_str(o, a->output_hash);
+    fr_pgstore_op_str(o, a->state);
+    fr_pgstore_op_str(o, a->run_id);
+    fr_pgstore_op_str(o, a->output_path);
+    fr_pgstore_op_num(o, a->asked_at > 0 ? a->asked_at : now);
+    fr_pgstore_op_str(o, a->by);
+    if (is_decision(a->state))
+        fr_pgstore_op_num(o, a->decided_at > 0 ? a->decided_at : now);
+    else
+        fr_pgstore_op_str(o, NULL);
+    fr_pgstore_op_str(o, a->note);
+    fr_pgstore_queue(s, o);
+    return FR_OK;
+}
+
+int fr_pgstore_report_put(fr_pgstore *s, const char *run_id, const char *json, const char *summary,
+                          fr_pgstore_done_fn done, void *ud)
+{
+    int rc = refused(s, !run_id || !json || !summary || !done);
+    if (rc != FR_OK)
+        return rc;
+    op *o = fr_pgstore_op_new(K_PUT, "cannot store the run's report", ud);
+    o->cb.done = done;
+    fr_pgstore_op_sql(o, "INSERT INTO reports (run_id, summary, stored_at, json)"
+                         " VALUES ($1, $2, $3::float8, $4) ON CONFLICT (run_id) DO UPDATE SET"
+                         " summary = excluded.summary, stored_at = excluded.stored_at,"
+                         " json = excluded.json");
+    fr_pgstore_op_str(o, run_id);
+    fr_pgstore_op_str(o, summary);
+    fr_pgstore_op_num(o, now_of(s));
+    fr_pgstore_op_str(o, json);
+    fr_pgstore_queue(s, o);
+    return FR_OK;
+}
+
+int fr_pgstore_lease(fr_pgstore *s, const char *period, double cap, double want, const char *run_id,
+                     fr_pgstore_value_fn done, void *ud)
+{
+    int rc = refused(s, !valid_period(period) || !valid_usd(cap) || !valid_usd(want) || !run_id ||
+                            !*run_id || !done);
+    if (rc != FR_OK)
+        return rc;
+    double now = now_of(s);
+    op *o = fr_pgstore_op_new(K_LEASE, "cannot lease a share of the cap", ud);
+    o->cb.value = done;
+    fr_pgstore_op_sql(o, PERIOD_ROW);
+    fr_pgstore_op_str(o, period);
+    fr_pgstore_op_sql(o, PERIOD_LOCK);
+    fr_pgstore_op_str(o, period);
+    fr_pgstore_op_sql(o, LEASE_RECLAIM);
+    fr_pgstore_op_str(o, period);
+    fr_pgstore_op_num(o, now);
+    fr_pgstore_op_sql(o, LEASE_GRANT);
+    fr_pgstore_op_str(o, period);
+    fr_pgstore_op_str(o, run_id);
+    fr_pgstore_op_str(o, s->owner);
+    fr_pgstore_op_num(o, want);
+    fr_pgstore_op_num(o, cap);
+    fr_pgstore_op_num(o, now);
+    fr_pgstore_send(s, o);
+    return FR_OK;
+}
+
+int fr_pgstore_release(fr_pgstore *s, const char *run_id, fr_pgstore_done_fn done, void *ud)
+{
+    int rc = refused(s, !run_id || !done);
+    if (rc != FR_OK)
+        return rc;
+    op *o = fr_pgstore_op_new(K_RELEASE, "cannot release the lease", ud);
+    o->cb.done = done;
+    fr_pgstore_op_sql(o, RELEASE_SQL);
+    fr_pgstore_op_str(o, run_id);
+    fr_pgstore_op_str(o, s->owner);
+    fr_pgstore_op_num(o, now_of(s));
+    fr_pgstore_send(s, o);
+    return FR_OK;
+}
+
+int fr_pgstore_period_used(fr_pgstore *s, const char *period, fr_pgstore_value_fn done, void *ud)
+{
+    int rc = refused(s, !valid_period(period) || !done);
+    if (rc != FR_OK)
+        return rc;
+    op *o = fr_pgstore_op_new(K_USED, "cannot read what the period is charged", ud);
+    o->cb.value = done;
+    fr_pgstore_op_sql(o, USED_SQL);
+    fr_pgstore_op_str(o, period);
+    fr_pgstore_op_str(o, s->owner);
+    fr_pgstore_send(s, o);
+    return FR_OK;
+}
+
+int fr_pgstore_cache_get(fr_pgstore *s, const char *key, fr_pgstore_reply_fn done, void *ud)
+{
+    int rc = refused(s, !key || !done);
+    if (rc != FR_OK)
+        return rc;
+    op *o = fr_pgstore_op_new(K_CACHE_GET, "cannot read the result cache", ud);
+    o->cb.reply = done;
+    fr_pgstore_op_sql(o, "SELECT model, text, json, input, output, cached FROM cache"
+                         " WHERE key = $1");
+    fr_pgstore_op_str(o, key);
+    fr_pgstore_send(s, o);
+    return FR_OK;
+}
+
+int fr_pgstore_approval_get(fr_pgstore *s, const char *workflow, const char *task,
+                            fr_pgstore_approval_fn done, void *ud)
+{
+    int rc = refused(s, !workflow || !task || !done);
+    if (rc != FR_OK)
+        return rc;
+    op *o = fr_pgstore_op_new(K_APPROVAL_GET, "cannot read the approvals", ud);
+    o->cb.approval = done;
+    fr_pgstore_op_sql(o, "SELECT workflow, task, output_hash, state, run_id, output_path,"
+                         " asked_at, decided_by, decided_at, note FROM approvals"
+                         " WHERE workflow = $1 AND task = $2");
+    fr_pgstore_op_str(o, workflow);
+    fr_pgstore_op_str(o, task);
+    fr_pgstore_send(s, o);
+    return FR_OK;
+}
+
+int fr_pgstore_approval_decide(fr_pgstore *s, const char *workflow, const char *task,
+                               const char *state, const char *by, const char *note,
+                               fr_pgstore_done_fn done, void *ud)
+{
+    int rc = refused(s, !workflow || !task || !is_decision(state) || !done);
+    if (rc != FR_OK)
+        return rc;
+    op *o = fr_pgstore_op_new(K_DECIDE, "cannot write the approval", ud);
+    o->cb.done = done;
+    fr_pgstore_op_sql(o, "UPDATE approvals SET state = $3, decided_by = $4,"
+                         " decided_at = $5::float8, note = $6 WHERE workflow = $1 AND task = $2");
+    fr_pgstore_op_str(o, workflow);
+    fr_pgstore_op_str(o, task);
+    fr_pgstore_op_str(o, state);
+    fr_pgstore_op_str(o, by);
+    fr_pgstore_op_num(o, now_of(s));
+    fr_pgstore_op_str(o, note);
+    fr_pgstore_send(s, o);
+    return FR_OK;
+}
+
+int fr_pgstore_run_status(fr_pgstore *s, const char *run_id, fr_pgstore_status_fn done, void *ud)
+{
+    int rc = refused(s, !run_id || !done);
+    if (rc != FR_OK)
+        return rc;
+    op *o = fr_pgstore_op_new(K_STATUS, "cannot read the run", ud);
+    o->cb.status = done;
+    o->extra = fr_xstrdup(run_id);
+    fr_pgstore_op_sql(o, "SELECT status, cost_usd FROM runs WHERE id = $1");
+    fr_pgstore_op_str(o, run_id);
+    fr_pgstore_send(s, o);
+    return FR_OK;
+}
