@@ -16,6 +16,11 @@ static bool is_uri(const char *s)
     return strncmp(s, "postgresql://", 13) == 0 || strncmp(s, "postgres://", 11) == 0;
 }
 
+bool fr_pgurl_is_url(const char *state)
+{
+    return state && is_uri(state);
+}
+
 static int hexval(int ch)
 {
     if (ch >= '0' && ch <= '9')

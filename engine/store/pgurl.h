@@ -3,6 +3,8 @@
  * message that names a database: engine/store/pgconn and the PostgreSQL
  * backend use it. Talks to nothing. */
 
+#include <stdbool.h>
+
 /* Returns an owned copy of the connection string `url` (borrowed) with each
  * password replaced by "***": a URI's user:password@ and password=
  * parameter (its name percent-decoded, as libpq reads it), a key=value
@@ -13,3 +15,8 @@
  * scheme and "***" alone. Masking what it returns changes nothing. NULL
  * gives NULL. */
 char *fr_pgurl_mask(const char *url);
+
+/* True when `state` (borrowed, may be NULL) names a PostgreSQL database
+ * rather than a folder: a URI that starts "postgresql://" or
+ * "postgres://", as `--state` and $FLOWRUN_STATE take it. */
+bool fr_pgurl_is_url(const char *state);

@@ -600,6 +600,14 @@ static void test_mask_url(void **state)
     assert_masked("postgres://h?password=a/b&x=1:z@y", "postgres://***");
     assert_masked("host=h password='x'port=5", "host=h password=*** port=5");
     assert_null(fr_pgurl_mask(NULL));
+    /* What --state takes as a database rather than a folder. */
+    assert_true(fr_pgurl_is_url("postgresql://u@h/db"));
+    assert_true(fr_pgurl_is_url("postgres://h"));
+    assert_false(fr_pgurl_is_url("postgresql:/h"));
+    assert_false(fr_pgurl_is_url("./postgresql://x"));
+    assert_false(fr_pgurl_is_url("host=h dbname=d"));
+    assert_false(fr_pgurl_is_url(""));
+    assert_false(fr_pgurl_is_url(NULL));
     /* A URL that does not parse: FR_ECONFIG, masked. */
     uv_loop_t loop;
     uv_loop_init(&loop);
