@@ -412,6 +412,8 @@ bool fr_booking_reserve(fr_booking *b, const fr_attempt_rec *a, long long *row, 
     return true;
 }
 
+static void tick_arm(fr_booking *b);
+
 void fr_booking_unpark(fr_booking *b, fr_booking_wait *w)
 {
     if (!w->parked)
@@ -421,9 +423,11 @@ void fr_booking_unpark(fr_booking *b, fr_booking_wait *w)
         unlink_wait(&q->head, &q->tail, w);
         b->queued--;
         w->queued = false;
-    } else {
-        unlink_wait(&b->head, &b->tail, w);
+        w->parked = false;
+        tick_arm(b); /* nothing else waiting: the timer need not wake the loop */
+        return;
     }
+    unlink_wait(&b->head, &b->tail, w);
     w->parked = false;
 }
 
@@ -464,8 +468,6 @@ static void promote(fr_booking *b, struct slot_queue *q)
         park_durable(b, w);
     }
 }
-
-static void tick_arm(fr_booking *b);
 
 static void on_tick_closed(uv_handle_t *h)
 {

@@ -43,6 +43,7 @@ round() {
       [ "$(cat "$WORK/out$n-$p/t$i.txt")" = "r$i" ] || fail "round $n: process $p: t$i output"
     done
   done
+  ! grep -l "handles left open" "$WORK"/stderr"$n"-* >&2 || fail "round $n: a process left handles open"
   sim_stats | jq --arg m "$model" '.models[$m].peak_in_flight'
 }
 
