@@ -50,11 +50,13 @@ static const char *const stmt_sql[S_COUNT] = {
                  " WHERE id = ?1 AND run_id = ?11 AND outcome = 'pending'",
     [S_ATTEMPT_MONTH] = "SELECT month FROM attempts WHERE id = ?1",
     /* What the period (a month or a day) is charged: booked attempts and
-     * those in flight at their worst case: one row of period_totals, kept by
-     * triggers. */
-    [S_MONTH_SPENT] = "SELECT TOTAL(charged_pusd) / 1e12 FROM period_totals WHERE period = ?1",
+     * those in flight at their worst case: a day's row of day_totals, kept
+     * by triggers, or a month's days ("YYYY-MM-00" to "YYYY-MM-31"). */
+    [S_MONTH_SPENT] = "SELECT TOTAL(charged_pusd) / 1e12 FROM day_totals"
+                      " WHERE day >= ?1 AND day <= ?1 || '-99'",
     /* What the period's booked replies cost (the monthly alert's total). */
-    [S_MONTH_BOOKED] = "SELECT TOTAL(booked_pusd) / 1e12 FROM period_totals WHERE period = ?1",
+    [S_MONTH_BOOKED] = "SELECT TOTAL(booked_pusd) / 1e12 FROM day_totals"
+                       " WHERE day >= ?1 AND day <= ?1 || '-99'",
     [S_RUNNING] = "SELECT id, pid, pid_start, boot_id FROM runs"
                   " WHERE status = 'running' AND pid IS NOT NULL",
     [S_CRASH_PENDING] = "UPDATE attempts SET outcome = 'cancelled', at = ?2, error = 'the run''s"

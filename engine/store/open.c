@@ -360,56 +360,50 @@ static const char schema_v9[] =
 
 /* Schema version 10: a daily cap beside the monthly one, and who booked what
  * from where. An attempt books into the UTC day it is reserved in (`day`,
- * "YYYY-MM-DD"; rows of older versions get the day of their `at`), as into
- * its month. The totals are kept per period, a month "YYYY-MM" or a day
- * "YYYY-MM-DD", in period_totals (month_totals' rows, then the days'), by
- * the same four triggers, each now writing the row's month and its day. A
- * lease's `month` column holds its period, a month or a day (the keys never
- * collide: their lengths differ). Runs and attempts get the user and the
- * host that booked them (NULL in rows booked before: `flowrun spend` shows
- * "-"). */
-#define PERIOD_TOTALS_TABLE                                                                        \
-    "CREATE TABLE period_totals ("                                                                 \
-    "  period       TEXT PRIMARY KEY,"                                                             \
+ * "YYYY-MM-DD"), as into its month. The totals are kept per day in
+ * day_totals, by the same four triggers as month_totals' (one row written a
+ * booking, as before); a month's total is the sum of its days' rows (at
+ * most 32, one range of the key: read at a lease and at a booking that asks
+ * for it). A row without a day (none that flowrun writes) counts in its
+ * month under the key "YYYY-MM-00", on no day; so does a row of an older
+ * version whose time (`at`, its settle's) is not in its month: the others
+ * get the day of their `at`. A lease's `month` column holds its period, a
+ * month or a day (the keys never collide: their lengths differ). Runs and
+ * attempts get the user and the host that booked them (NULL in rows booked
+ * before: `flowrun spend` shows "-"). */
+#define DAY_TOTALS_TABLE                                                                           \
+    "CREATE TABLE day_totals ("                                                                    \
+    "  day          TEXT PRIMARY KEY,"                                                             \
     "  charged_pusd INTEGER NOT NULL DEFAULT 0,"                                                   \
     "  booked_pusd  INTEGER NOT NULL DEFAULT 0"                                                    \
     ") WITHOUT ROWID;"
-/* What a row adds to (or takes off) the totals of its month (never NULL)
- * or its day (none when NULL: a row written without one), then of both. One
- * statement a period: `IN (month, day)` would fill a temporary b-tree at
- * every write. */
-#define UPSERT_PERIOD                                                                              \
-    " ON CONFLICT(period) DO UPDATE SET charged_pusd = charged_pusd + excluded.charged_pusd,"     \
-    " booked_pusd = booked_pusd + excluded.booked_pusd;"
-#define ADD_MONTH(r)                                                                               \
-    "INSERT INTO period_totals(period, charged_pusd, booked_pusd)"                                 \
-    " VALUES (" r ".month, " PUSD(r) ", " BOOKED_PUSD(r) ")" UPSERT_PERIOD
+/* The key of a row's totals: its day, or its month's "YYYY-MM-00". */
+#define DAY_KEY(r) "coalesce(" r ".day, " r ".month || '-00')"
 #define ADD_DAY(r)                                                                                 \
-    "INSERT INTO period_totals(period, charged_pusd, booked_pusd)"                                 \
-    " SELECT " r ".day, " PUSD(r) ", " BOOKED_PUSD(r) " WHERE " r ".day IS NOT NULL" UPSERT_PERIOD
-#define SUB_PERIOD(r, key)                                                                         \
-    "UPDATE period_totals SET charged_pusd = charged_pusd - " PUSD(r) ","                         \
-    " booked_pusd = booked_pusd - " BOOKED_PUSD(r) " WHERE period = " r "." key ";"
-#define SETTLE_PERIOD(key)                                                                         \
-    " UPDATE period_totals SET charged_pusd = charged_pusd - " PUSD("OLD") " + " PUSD("NEW") ","  \
-    " booked_pusd = booked_pusd - " BOOKED_PUSD("OLD") " + " BOOKED_PUSD("NEW")                   \
-    " WHERE period = NEW." key ";"
-#define ADD_PERIODS(r) ADD_MONTH(r) ADD_DAY(r)
-#define SUB_PERIODS(r) SUB_PERIOD(r, "month") SUB_PERIOD(r, "day")
-#define PERIODS_INSERT_TRIGGER                                                                     \
-    "CREATE TRIGGER attempts_totals_insert AFTER INSERT ON attempts BEGIN " ADD_PERIODS("NEW")     \
+    "INSERT INTO day_totals(day, charged_pusd, booked_pusd)"                                       \
+    " VALUES (" DAY_KEY(r) ", " PUSD(r) ", " BOOKED_PUSD(r) ")"                                    \
+    " ON CONFLICT(day) DO UPDATE SET charged_pusd = charged_pusd + excluded.charged_pusd,"        \
+    " booked_pusd = booked_pusd + excluded.booked_pusd;"
+#define SUB_DAY(r)                                                                                 \
+    "UPDATE day_totals SET charged_pusd = charged_pusd - " PUSD(r) ","                            \
+    " booked_pusd = booked_pusd - " BOOKED_PUSD(r) " WHERE day = " DAY_KEY(r) ";"
+#define DAYS_INSERT_TRIGGER                                                                        \
+    "CREATE TRIGGER attempts_totals_insert AFTER INSERT ON attempts BEGIN " ADD_DAY("NEW")         \
     " END;"
-#define PERIODS_DELETE_TRIGGER                                                                     \
-    "CREATE TRIGGER attempts_totals_delete AFTER DELETE ON attempts BEGIN " SUB_PERIODS("OLD")     \
+#define DAYS_DELETE_TRIGGER                                                                        \
+    "CREATE TRIGGER attempts_totals_delete AFTER DELETE ON attempts BEGIN " SUB_DAY("OLD")         \
     " END;"
-#define PERIODS_SETTLE_TRIGGER                                                                     \
+#define DAYS_SETTLE_TRIGGER                                                                        \
     "CREATE TRIGGER attempts_totals_settle AFTER UPDATE OF cost_usd, outcome ON attempts"          \
-    " WHEN OLD.month = NEW.month AND OLD.day IS NEW.day BEGIN" SETTLE_PERIOD("month")              \
-    SETTLE_PERIOD("day") " END;"
-#define PERIODS_MOVE_TRIGGER                                                                       \
+    " WHEN OLD.month = NEW.month AND OLD.day IS NEW.day BEGIN"                                     \
+    " UPDATE day_totals SET charged_pusd = charged_pusd - " PUSD("OLD") " + " PUSD("NEW") ","     \
+    " booked_pusd = booked_pusd - " BOOKED_PUSD("OLD") " + " BOOKED_PUSD("NEW")                   \
+    " WHERE day = " DAY_KEY("NEW") ";"                                                             \
+    " END;"
+#define DAYS_MOVE_TRIGGER                                                                          \
     "CREATE TRIGGER attempts_totals_move AFTER UPDATE OF cost_usd, outcome, month, day ON attempts"\
-    " WHEN OLD.month IS NOT NEW.month OR OLD.day IS NOT NEW.day BEGIN " SUB_PERIODS("OLD")         \
-    ADD_PERIODS("NEW") " END;"
+    " WHEN OLD.month IS NOT NEW.month OR OLD.day IS NOT NEW.day BEGIN " SUB_DAY("OLD")             \
+    ADD_DAY("NEW") " END;"
 static const char schema_v10[] =
     "DROP TRIGGER attempts_totals_insert;"
     "DROP TRIGGER attempts_totals_delete;"
@@ -418,24 +412,21 @@ static const char schema_v10[] =
     "ALTER TABLE attempts ADD COLUMN day TEXT;"
     "ALTER TABLE attempts ADD COLUMN user_name TEXT;"
     "ALTER TABLE attempts ADD COLUMN host TEXT;"
-    "UPDATE attempts SET day = strftime('%Y-%m-%d', at, 'unixepoch');"
+    "UPDATE attempts SET day = strftime('%Y-%m-%d', at, 'unixepoch')"
+    " WHERE strftime('%Y-%m', at, 'unixepoch') = month;"
     "ALTER TABLE runs ADD COLUMN user_name TEXT;"
     "ALTER TABLE runs ADD COLUMN host TEXT;"
-    PERIOD_TOTALS_TABLE
-    "INSERT INTO period_totals(period, charged_pusd, booked_pusd)"
-    " SELECT month, charged_pusd, booked_pusd FROM month_totals;"
-    "INSERT INTO period_totals(period, charged_pusd, booked_pusd)"
-    " SELECT a.day, SUM(" PUSD("a") "), SUM(" BOOKED_PUSD("a") ") FROM attempts a"
-    " GROUP BY a.day;"
+    DAY_TOTALS_TABLE
+    "INSERT INTO day_totals(day, charged_pusd, booked_pusd)"
+    " SELECT " DAY_KEY("a") ", SUM(" PUSD("a") "), SUM(" BOOKED_PUSD("a") ") FROM attempts a"
+    " GROUP BY 1;"
     "DROP TABLE month_totals;"
     "DROP VIEW ledger;"
-    LEDGER_VIEW_V9;
-/* (its second part: a C string literal stays within 4,095 bytes) */
-static const char schema_v10_triggers[] =
-    PERIODS_INSERT_TRIGGER
-    PERIODS_DELETE_TRIGGER
-    PERIODS_SETTLE_TRIGGER
-    PERIODS_MOVE_TRIGGER;
+    LEDGER_VIEW_V9
+    DAYS_INSERT_TRIGGER
+    DAYS_DELETE_TRIGGER
+    DAYS_SETTLE_TRIGGER
+    DAYS_MOVE_TRIGGER;
 
 /* Schema version 11: what a routing policy learns from (candidate.history,
  * engine/history). An attempt keeps its task's complexity and its check's
@@ -574,11 +565,11 @@ static const char *const schema_current[] = {
     LEDGER_VIEW_V9
     CACHE_TABLE
     APPROVALS_TABLE
-    PERIOD_TOTALS_TABLE,
-    PERIODS_INSERT_TRIGGER
-    PERIODS_DELETE_TRIGGER,
-    PERIODS_SETTLE_TRIGGER
-    PERIODS_MOVE_TRIGGER
+    DAY_TOTALS_TABLE,
+    DAYS_INSERT_TRIGGER
+    DAYS_DELETE_TRIGGER
+    DAYS_SETTLE_TRIGGER
+    DAYS_MOVE_TRIGGER
     REPORTS_TABLE("reports"),
     OWNERS_TABLE
     ATTEMPTS_IN_FLIGHT_INDEX,
@@ -592,15 +583,10 @@ static const char *const schema_current[] = {
 /* How many parts schema_current has. */
 #define SCHEMA_PARTS (sizeof schema_current / sizeof *schema_current - 1)
 
-/* The most parts a migration has. */
-#define MIGRATION_PARTS 2
-
-/* migrations[v] takes a database from version v to v + 1: its parts, run
- * in order (NULL past the last). */
-static const char *const migrations[FR_STORE_SCHEMA_VERSION][MIGRATION_PARTS + 1] = {
-    {schema_v1}, {schema_v2}, {schema_v3},
-    {schema_v4}, {schema_v5}, {schema_v6},
-    {schema_v7}, {schema_v8}, {schema_v9}, {schema_v10, schema_v10_triggers}, {schema_v11}};
+/* migrations[v] takes a database from version v to v + 1. */
+static const char *const migrations[FR_STORE_SCHEMA_VERSION] = {
+    schema_v1, schema_v2, schema_v3, schema_v4,  schema_v5, schema_v6,
+    schema_v7, schema_v8, schema_v9, schema_v10, schema_v11};
 
 /* One part of the current schema's SQL; see store.h. */
 const char *fr_store_schema_sql(int part)
@@ -608,12 +594,10 @@ const char *fr_store_schema_sql(int part)
     return part >= 0 && (size_t)part < SCHEMA_PARTS ? schema_current[part] : NULL;
 }
 
-/* The SQL of one part of one migration; see store.h. */
-const char *fr_store_migration_sql(int from, int part)
+/* The SQL of one migration; see store.h. */
+const char *fr_store_migration_sql(int from)
 {
-    return from >= 0 && from < FR_STORE_SCHEMA_VERSION && part >= 0 && part < MIGRATION_PARTS
-               ? migrations[from][part]
-               : NULL;
+    return from >= 0 && from < FR_STORE_SCHEMA_VERSION ? migrations[from] : NULL;
 }
 
 /* ---- open and close ----------------------------------------------------------- */
@@ -814,16 +798,13 @@ static int migrate(fr_store *st, fr_error *err)
         goto cleanup;
     /* A new store is made as the current schema at once; an older one is
      * taken through each migration it lacks. */
-    for (sqlite3_int64 v = version; v < FR_STORE_SCHEMA_VERSION; v++) {
-        const char *const *steps = version == 0 ? schema_current : migrations[v];
-        for (size_t i = 0; steps[i]; i++) {
-            if (sqlite3_exec(st->db, steps[i], NULL, NULL, NULL) != SQLITE_OK) {
-                rc = fr_store_db_error(st, err, "cannot create the state database's schema");
-                goto cleanup;
-            }
+    const char *const *steps = version == 0 ? schema_current : migrations + version;
+    size_t nsteps = version == 0 ? SCHEMA_PARTS : (size_t)(FR_STORE_SCHEMA_VERSION - version);
+    for (size_t i = 0; i < nsteps; i++) {
+        if (sqlite3_exec(st->db, steps[i], NULL, NULL, NULL) != SQLITE_OK) {
+            rc = fr_store_db_error(st, err, "cannot create the state database's schema");
+            goto cleanup;
         }
-        if (version == 0)
-            break; /* the current schema is every version at once */
     }
     if (sqlite3_prepare_v2(st->db,
                            "INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', ?1)",

@@ -21,14 +21,12 @@
 /* The schema version this build writes and understands. */
 #define FR_STORE_SCHEMA_VERSION 11
 
-/* Returns part `part` (from 0) of the SQL (static) that takes a database
- * from schema version `from` to `from` + 1 (from 0: an empty database to
- * version 1), run in order, or NULL past its last part or for a version out
- * of range (a migration is in parts when its SQL is longer than a C string
- * literal may be). A released migration never changes: what a flowrun
+/* Returns the SQL (static) that takes a database from schema version `from`
+ * to `from` + 1 (from 0: an empty database to version 1), or NULL for a
+ * version out of range. A released migration never changes: what a flowrun
  * of schema version v wrote is what migrations 0 .. v-1 make, so a test
  * builds an old ledger from them. fr_store_open runs them itself. */
-const char *fr_store_migration_sql(int from, int part);
+const char *fr_store_migration_sql(int from);
 
 /* Returns part `part` (from 0) of the SQL (static) of the current schema,
  * version FR_STORE_SCHEMA_VERSION, or NULL past its last part: run in

@@ -206,7 +206,7 @@ sqlite3 "$WORK/old/state.db" "DROP TRIGGER attempts_history_insert;
   ALTER TABLE attempts DROP COLUMN task_type; ALTER TABLE attempts DROP COLUMN ttft_ms;
   ALTER TABLE attempts DROP COLUMN day; ALTER TABLE attempts DROP COLUMN user_name;
   ALTER TABLE attempts DROP COLUMN host; ALTER TABLE runs DROP COLUMN user_name;
-  ALTER TABLE runs DROP COLUMN host; DROP TABLE period_totals;
+  ALTER TABLE runs DROP COLUMN host; DROP TABLE day_totals;
   CREATE TABLE month_totals (month TEXT PRIMARY KEY, charged_pusd INTEGER NOT NULL DEFAULT 0,
     booked_pusd INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;
   INSERT INTO month_totals SELECT month, SUM(CAST(round(cost_usd * 1e12) AS INTEGER)),

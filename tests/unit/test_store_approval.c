@@ -96,8 +96,8 @@ static void test_migration_from_v2(void **state)
     assert_true(fd >= 0);
     close(fd);
     raw_exec(f->path, "PRAGMA journal_mode=WAL");
-    raw_exec(f->path, fr_store_migration_sql(0, 0));
-    raw_exec(f->path, fr_store_migration_sql(1, 0));
+    raw_exec(f->path, fr_store_migration_sql(0));
+    raw_exec(f->path, fr_store_migration_sql(1));
     raw_exec(f->path, "INSERT INTO meta VALUES ('schema_version', 2);"
                       "INSERT INTO runs(id, workflow, started_at, status, cost_usd)"
                       "  VALUES ('old', 'wf', 1.0, 'ok', 0.25);");

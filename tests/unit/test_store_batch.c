@@ -210,12 +210,10 @@ static void test_month_totals_follow_the_rows(void **state)
     assert_ok(fr_store_month_spent(f->st, "2027-03", &spent, &e_));
     assert_usd(spent, 0.31);
     assert_ok(fr_store_flush(f->st, &e_));
-    assert_usd(
-        raw_num(f->path, "SELECT charged_pusd / 1e12 FROM period_totals WHERE length(period) = 7"),
-        raw_num(f->path, "SELECT TOTAL(cost_usd) FROM attempts"));
-    assert_usd(
-        raw_num(f->path, "SELECT booked_pusd / 1e12 FROM period_totals WHERE length(period) = 7"),
-        raw_num(f->path, "SELECT TOTAL(cost_usd) FROM attempts WHERE outcome != 'pending'"));
+    assert_usd(raw_num(f->path, "SELECT TOTAL(charged_pusd) / 1e12 FROM day_totals"),
+               raw_num(f->path, "SELECT TOTAL(cost_usd) FROM attempts"));
+    assert_usd(raw_num(f->path, "SELECT TOTAL(booked_pusd) / 1e12 FROM day_totals"),
+               raw_num(f->path, "SELECT TOTAL(cost_usd) FROM attempts WHERE outcome != 'pending'"));
 }
 
 /* Schema version 6: a store of version 5 loses the index no query uses
@@ -242,25 +240,28 @@ static void test_v6_drops_the_month_index(void **state)
         assert_ok(fr_store_settle(f->st, id, &a, i % 2 ? &total : NULL, &e_));
     }
     assert_ok(fr_store_flush(f->st, &e_));
+    assert_usd(raw_num(f->path, "SELECT TOTAL(charged_pusd) / 1e12 FROM day_totals"), 0.55);
+    assert_usd(raw_num(f->path, "SELECT TOTAL(booked_pusd) / 1e12 FROM day_totals"), 0.55);
+    raw_exec(f->path, "UPDATE attempts SET month = '2027-04', day = '2027-04-01', cost_usd = 0.5"
+                      " WHERE attempt = 10");
     assert_usd(
-        raw_num(f->path, "SELECT charged_pusd / 1e12 FROM period_totals WHERE length(period) = 7"),
-        0.55);
-    assert_usd(
-        raw_num(f->path, "SELECT booked_pusd / 1e12 FROM period_totals WHERE length(period) = 7"),
-        0.55);
-    raw_exec(f->path, "UPDATE attempts SET month = '2027-04', cost_usd = 0.5 WHERE attempt = 10");
-    assert_usd(raw_num(f->path, "SELECT charged_pusd / 1e12 FROM period_totals WHERE period = "
-                                "'2027-03'"),
-               0.45);
-    assert_usd(raw_num(f->path, "SELECT booked_pusd / 1e12 FROM period_totals WHERE period = "
-                                "'2027-04'"),
+        raw_num(f->path,
+                "SELECT TOTAL(charged_pusd) / 1e12 FROM day_totals WHERE substr(day, 1, 7) = "
+                "'2027-03'"),
+        0.45);
+    assert_usd(raw_num(f->path,
+                       "SELECT TOTAL(booked_pusd) / 1e12 FROM day_totals WHERE substr(day, 1, 7) = "
+                       "'2027-04'"),
                0.5);
     raw_exec(f->path, "UPDATE attempts SET outcome = 'pending' WHERE attempt = 1");
-    assert_usd(raw_num(f->path, "SELECT charged_pusd / 1e12 FROM period_totals WHERE period = "
-                                "'2027-03'"),
-               0.45);
-    assert_usd(raw_num(f->path, "SELECT booked_pusd / 1e12 FROM period_totals WHERE period = "
-                                "'2027-03'"),
+    assert_usd(
+        raw_num(f->path,
+                "SELECT TOTAL(charged_pusd) / 1e12 FROM day_totals WHERE substr(day, 1, 7) = "
+                "'2027-03'"),
+        0.45);
+    assert_usd(raw_num(f->path,
+                       "SELECT TOTAL(booked_pusd) / 1e12 FROM day_totals WHERE substr(day, 1, 7) = "
+                       "'2027-03'"),
                0.44);
 }
 
@@ -310,18 +311,16 @@ static void test_v8_checks_the_outcome_without_a_temporary_table(void **state)
     assert_usd(raw_num(f->path, "SELECT ttft_ms FROM attempts WHERE id = 7 AND task_type = 'chat'"),
                12.5);
     assert_usd(raw_num(f->path, "SELECT count(*) FROM ledger WHERE outcome = 'pending'"), 1);
-    assert_usd(
-        raw_num(f->path, "SELECT charged_pusd / 1e12 FROM period_totals WHERE length(period) = 7"),
-        0.3);
-    assert_usd(
-        raw_num(f->path, "SELECT booked_pusd / 1e12 FROM period_totals WHERE length(period) = 7"),
-        0.1);
-    /* Schema 10 gave the old rows the day of their time, with its totals, and
-     * no user or host. */
-    assert_usd(raw_num(f->path, "SELECT charged_pusd / 1e12 FROM period_totals"
-                                " WHERE period = '1970-01-01'"),
+    assert_usd(raw_num(f->path, "SELECT TOTAL(charged_pusd) / 1e12 FROM day_totals"), 0.3);
+    assert_usd(raw_num(f->path, "SELECT TOTAL(booked_pusd) / 1e12 FROM day_totals"), 0.1);
+    /* Schema 10 keeps the totals by day: these rows' time (0) is not in their
+     * month, so they count in the month on no day; and they have no user. */
+    assert_usd(raw_num(f->path, "SELECT TOTAL(charged_pusd) / 1e12 FROM day_totals"
+                                " WHERE day = '2027-03-00'"),
                0.3);
-    assert_usd(raw_num(f->path, "SELECT count(*) FROM attempts WHERE user_name IS NULL"), 2);
+    assert_usd(raw_num(f->path, "SELECT count(*) FROM attempts WHERE day IS NULL"
+                                " AND user_name IS NULL"),
+               2);
     /* Every outcome a row may hold is taken; anything else is refused. */
     static const char *const outcomes[] = {"ok",        "quality",  "error",     "timeout",
                                            "cancelled", "budget",   "truncated", "refused",
@@ -338,16 +337,10 @@ static void test_v8_checks_the_outcome_without_a_temporary_table(void **state)
     assert_true(raw_refused(f->path, "INSERT INTO attempts(run_id, task, attempt, endpoint, tier,"
                                      " cost_usd, outcome, at, month) VALUES ('r1', 'v', 1, 'e1',"
                                      " 'cloud', 0, 'OK', 0, '2027-03')"));
-    assert_usd(
-        raw_num(f->path, "SELECT charged_pusd / 1e12 FROM period_totals WHERE length(period) = 7"),
-        0.4);
-    assert_usd(
-        raw_num(f->path, "SELECT booked_pusd / 1e12 FROM period_totals WHERE length(period) = 7"),
-        0.2);
+    assert_usd(raw_num(f->path, "SELECT TOTAL(charged_pusd) / 1e12 FROM day_totals"), 0.4);
+    assert_usd(raw_num(f->path, "SELECT TOTAL(booked_pusd) / 1e12 FROM day_totals"), 0.2);
     raw_exec(f->path, "DELETE FROM attempts WHERE id = 9");
-    assert_usd(
-        raw_num(f->path, "SELECT charged_pusd / 1e12 FROM period_totals WHERE length(period) = 7"),
-        0.2);
+    assert_usd(raw_num(f->path, "SELECT TOTAL(charged_pusd) / 1e12 FROM day_totals"), 0.2);
 }
 
 int main(void)

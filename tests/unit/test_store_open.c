@@ -460,10 +460,10 @@ static void test_migrates_v1(void **state)
     int fd = open(f->path, O_WRONLY | O_CREAT | O_EXCL, 0600);
     assert_true(fd >= 0);
     close(fd);
-    assert_non_null(fr_store_migration_sql(0, 0));
-    assert_null(fr_store_migration_sql(FR_STORE_SCHEMA_VERSION, 0));
+    assert_non_null(fr_store_migration_sql(0));
+    assert_null(fr_store_migration_sql(FR_STORE_SCHEMA_VERSION));
     raw_exec(f->path, "PRAGMA journal_mode=WAL");
-    raw_exec(f->path, fr_store_migration_sql(0, 0));
+    raw_exec(f->path, fr_store_migration_sql(0));
     raw_exec(f->path,
              "INSERT INTO meta VALUES ('schema_version', 1);"
              "INSERT INTO runs(id, workflow, started_at, status, cost_usd)"
@@ -571,9 +571,7 @@ static void migrated_db(const char *path, int version)
     char meta[100];
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
     for (int v = 0; v < version; v++)
-        for (int part = 0; fr_store_migration_sql(v, part); part++)
-            assert_int_equal(sqlite3_exec(db, fr_store_migration_sql(v, part), NULL, NULL, NULL),
-                             SQLITE_OK);
+        assert_int_equal(sqlite3_exec(db, fr_store_migration_sql(v), NULL, NULL, NULL), SQLITE_OK);
     snprintf(meta, sizeof meta, "INSERT INTO meta(key, value) VALUES ('schema_version', %d)",
              version);
     assert_int_equal(sqlite3_exec(db, meta, NULL, NULL, NULL), SQLITE_OK);

@@ -174,9 +174,7 @@ static inline void old_store(fx *f, int version, const char *rows)
     sqlite3 *db = NULL;
     assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
     for (int v = 0; v < version; v++)
-        for (int part = 0; fr_store_migration_sql(v, part); part++)
-            assert_int_equal(sqlite3_exec(db, fr_store_migration_sql(v, part), NULL, NULL, NULL),
-                             SQLITE_OK);
+        assert_int_equal(sqlite3_exec(db, fr_store_migration_sql(v), NULL, NULL, NULL), SQLITE_OK);
     snprintf(meta, sizeof meta, "INSERT INTO meta(key, value) VALUES ('schema_version', %d)",
              version);
     assert_int_equal(sqlite3_exec(db, meta, NULL, NULL, NULL), SQLITE_OK);
