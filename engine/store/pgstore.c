@@ -205,6 +205,40 @@ static bool retryable(const fr_pgres *res)
            (strcmp(st, "40P01") == 0 || strcmp(st, "40001") == 0);
 }
 
+/* One op's statement failed and took the batch `g` (taken) with it: that
+ * op fails, the others go again as one batch. When the failed statement is
+ * not known, each op goes again alone, so that only the faulty one fails. */
+static void split(group *g, const fr_pgres *res)
+{
+    fr_pgstore *s = g->s;
+    int failed = fr_pgres_failed(res), kept = 0;
+    bool known = false;
+    for (int i = 0; i < g->nops; i++)
+        known = known || (failed >= g->ops[i]->base && failed < g->ops[i]->base + g->ops[i]->n);
+    if (failed >= 0 && !known) { /* the group's own statement: no op is to blame */
+        group_fail(g, code_of(res), fr_pgres_message(res));
+        return;
+    }
+    for (int i = 0; i < g->nops; i++) {
+        op *o = g->ops[i];
+        if (failed >= o->base && failed < o->base + o->n) {
+            fr_pgstore_fail(s, o, code_of(res), "%s", fr_pgres_message(res));
+            op_free(o);
+        } else if (failed < 0) {
+            fr_pgstore_send(s, o);
+        } else {
+            g->ops[kept++] = o;
+        }
+    }
+    g->nops = kept;
+    if (kept > 0) {
+        group_send(g);
+        return;
+    }
+    free(g->ops);
+    free(g);
+}
+
 static void on_group(void *ud, fr_pgres *res)
 {
     group *g = ud;
@@ -218,7 +252,7 @@ static void on_group(void *ud, fr_pgres *res)
         }
         free(g->ops);
         free(g);
-    } else if ((rc == FR_EOUTCOME && !s->closing) ||
+    } else if ((rc == FR_EOUTCOME && !s->closing && g->tries < FR_PGSTORE_MAX_RESENDS) ||
                (retryable(res) && g->tries < FR_PGSTORE_MAX_RETRIES)) {
         /* Every op is idempotent: sent again, it books once. A transaction
          * lost with the connection waits in pgconn for the next one. */
@@ -229,12 +263,7 @@ static void on_group(void *ud, fr_pgres *res)
         s->retries++;
         group_send(g);
     } else if (rc == FR_ESTORE && g->nops > 1 && !retryable(res)) {
-        /* One op's statement failed and took the batch with it: each op is
-         * sent again alone, so that only the faulty one fails. */
-        for (int i = 0; i < g->nops; i++)
-            fr_pgstore_send(s, g->ops[i]);
-        free(g->ops);
-        free(g);
+        split(g, res);
     } else {
         group_fail(g, code_of(res), fr_pgres_message(res));
     }

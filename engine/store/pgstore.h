@@ -13,8 +13,8 @@
  * approval puts, report puts) are queued and go out as ONE pipelined
  * transaction at fr_pgstore_flush (the books flush once per turn); each
  * completion is called when that transaction's COMMIT is back (durable) or
- * with its error. A batch refused by the server (a constraint, say) is
- * sent again one write per transaction, so only the faulty write fails.
+ * with its error. A batch refused by the server (a constraint, say) fails
+ * the faulty write only: the others are sent again as one batch.
  * Other operations (leases, release, decide, the reads) are sent at once,
  * each its own transaction.
  *
@@ -55,6 +55,10 @@
 /* How many times a transaction is sent again after a deadlock or a
  * serialization failure before its error is the caller's. */
 #define FR_PGSTORE_MAX_RETRIES 5
+/* How many times a transaction in flight when the connection broke is sent
+ * again (each time the connection is back) before FR_EOUTCOME is the
+ * caller's: a transaction that itself breaks the connection ends. */
+#define FR_PGSTORE_MAX_RESENDS 16
 
 typedef struct fr_pgstore fr_pgstore;
 

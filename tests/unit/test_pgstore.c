@@ -250,15 +250,20 @@ static void test_runs_reserve_settle(void **state)
     fr_attempt_rec bad = attempt("rt-none", "t1", 1, "ep-rt", 0.25);
     res r1 = {0}, r2 = {0}, rb = {0};
     assert_int_equal(fr_pgstore_reserve(s, &a1, 0, on_done, &r1), FR_OK);
-    assert_int_equal(fr_pgstore_reserve(s, &a2, 0, on_done, &r2), FR_OK);
     assert_int_equal(fr_pgstore_reserve(s, &bad, 0, on_done, &rb), FR_OK);
+    assert_int_equal(fr_pgstore_reserve(s, &a2, 0, on_done, &r2), FR_OK);
     assert_int_equal(fr_pgstore_queued(s), 3);
     FLUSH_UNTIL(f, s, r1.calls && r2.calls && rb.calls);
     if (r1.rc != FR_OK)
         fail_msg("%s", r1.msg);
     assert_int_equal(r2.rc, FR_OK);
     assert_int_equal(rb.rc, FR_EINVAL);
+    assert_non_null(strstr(rb.msg, "23503")); /* the run's foreign key */
     assert_int_equal(sql_num(f, "SELECT count(*) FROM attempts WHERE run_id = 'rt-1'"), 2);
+    fr_pgstore_stats stats;
+    fr_pgstore_stats_get(s, &stats);
+    /* The run's, its repeat's, the batch's: its good writes sent again are no flush. */
+    assert_int_equal(stats.flushes, 3);
     /* In flight at the worst case: charged, not booked. */
     res used = {0};
     assert_int_equal(fr_pgstore_period_used(s, "2030-01", on_value, &used), FR_OK);
