@@ -41,6 +41,11 @@ enum fr_store_stmt {
     S_CACHE_GET,
     S_CACHE_PUT,
     S_HISTORY,
+    S_HIST_UPDATE,
+    S_HIST_INSERT,
+    S_BIN_UPDATE,
+    S_BIN_INSERT,
+    S_HIST_CRASH,
     S_COUNT
 };
 
@@ -207,6 +212,12 @@ int fr_store_crash_run(fr_store *st, const char *run_id, fr_error *err);
 int fr_store_lease_snapshot(fr_store *st, enum fr_store_stmt begin, const char *month,
                             const char *run_id, double *spent, fr_store_lease_row **rows, size_t *n,
                             fr_error *err);
+
+/* history_table.c: adds attempt `a` (borrowed), booked or settled at
+ * `at` (unix seconds) inside the caller's write, to the routing history
+ * (routing_history and routing_bins); in flight ("pending") adds nothing.
+ * FR_OK or FR_ESTORE. */
+int fr_store_history_add(fr_store *st, const fr_attempt_rec *a, double at, fr_error *err);
 
 /* spend.c: sets *total to the one number that statement `id` (S_MONTH_SPENT:
  * every charge of the month; S_MONTH_BOOKED: its booked replies only) reads
