@@ -42,10 +42,7 @@ struct fr_history {
 
 int fr_history_band(double complexity)
 {
-    if (!(complexity > 0))
-        return 0;
-    int b = (int)(complexity * FR_HISTORY_BANDS);
-    return b >= FR_HISTORY_BANDS ? FR_HISTORY_BANDS - 1 : b;
+    return fr_store_history_band(true, complexity);
 }
 
 static void add_endpoint(fr_history *h, const char *name)
@@ -193,27 +190,10 @@ int fr_history_load(fr_history *h, fr_store *st, fr_error *err)
     return rc;
 }
 
-/* The bin of `ms`, as the store's HIST_BIN. */
-static int bin_of(double ms)
-{
-    double b = floor(4 * log2(ms > 1 ? ms : 1));
-    return b >= FR_STORE_HISTORY_BINS - 1 ? FR_STORE_HISTORY_BINS - 1 : (int)b;
-}
-
-static bool gated(const char *o)
-{
-    static const char *const list[] = {"ok",      "quality",   "truncated",
-                                       "refused", "no_answer", "tool_call"};
-    for (size_t i = 0; i < sizeof list / sizeof *list; i++)
-        if (strcmp(o, list[i]) == 0)
-            return true;
-    return false;
-}
-
 /* What attempt `a`, settled at `at`, adds to `s`. */
 static void add_attempt(sums *s, const fr_attempt_rec *a, double at)
 {
-    bool g = gated(a->outcome), pass = strcmp(a->outcome, "ok") == 0;
+    bool g = fr_store_outcome_gated(a->outcome), pass = strcmp(a->outcome, "ok") == 0;
     s->settled++;
     s->cost_sum += a->cost_usd;
     if (strcmp(a->outcome, "error") == 0 || strcmp(a->outcome, "timeout") == 0)
@@ -230,9 +210,9 @@ static void add_attempt(sums *s, const fr_attempt_rec *a, double at)
     }
     s->out_tokens += a->output;
     s->reply_ms += a->latency_ms;
-    add_bin(s, 0, bin_of(a->latency_ms), 1);
+    add_bin(s, 0, fr_store_history_bin(a->latency_ms), 1);
     if (a->has_ttft && isfinite(a->ttft_ms) && a->ttft_ms >= 0)
-        add_bin(s, 1, bin_of(a->ttft_ms), 1);
+        add_bin(s, 1, fr_store_history_bin(a->ttft_ms), 1);
 }
 
 void fr_history_add(fr_history *h, const fr_attempt_rec *a, double at)
@@ -242,8 +222,8 @@ void fr_history_add(fr_history *h, const fr_attempt_rec *a, double at)
     endpoint *e = find_endpoint(h, a->endpoint);
     if (!e)
         return;
-    double c = a->has_complexity ? a->complexity : 0.5;
-    add_attempt(find_key(e, a->type ? a->type : "-", fr_history_band(c), true), a, at);
+    int band = fr_store_history_band(a->has_complexity, a->complexity);
+    add_attempt(find_key(e, a->type ? a->type : "-", band, true), a, at);
     add_attempt(&e->all, a, at);
 }
 

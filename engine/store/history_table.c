@@ -6,7 +6,9 @@
 #include "engine/util/mem.h"
 
 #include <jansson.h>
+#include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* Reads the routing history; see store.h. */
 int fr_store_history(fr_store *st, const char *const *endpoints, size_t n,
@@ -63,4 +65,93 @@ int fr_store_history(fr_store *st, const char *const *endpoints, size_t n,
     fr_store_done(s);
     free(names);
     return rc;
+}
+
+bool fr_store_outcome_gated(const char *outcome)
+{
+    static const char *const gated[] = {"ok",      "quality",   "truncated",
+                                        "refused", "no_answer", "tool_call"};
+    for (size_t i = 0; outcome && i < sizeof gated / sizeof *gated; i++)
+        if (strcmp(outcome, gated[i]) == 0)
+            return true;
+    return false;
+}
+
+int fr_store_history_band(bool has_complexity, double complexity)
+{
+    double c = has_complexity && isfinite(complexity) ? complexity : 0.5;
+    if (!(c > 0))
+        return 0;
+    return c * 5 >= 4 ? 4 : (int)(c * 5);
+}
+
+int fr_store_history_bin(double ms)
+{
+    double b = floor(4 * log2(ms > 1 ? ms : 1));
+    return b >= FR_STORE_HISTORY_BINS - 1 ? FR_STORE_HISTORY_BINS - 1 : (int)b;
+}
+
+/* Runs `update` with its parameters bound and, when it changed no row,
+ * `insert` with the same ones (both prepared, reset here). */
+static int update_or_insert(fr_store *st, enum fr_store_stmt update, enum fr_store_stmt insert,
+                            fr_error *err)
+{
+    int rc = sqlite3_step(st->stmt[update]) == SQLITE_DONE
+                 ? FR_OK
+                 : fr_store_db_error(st, err, "cannot add to the routing history");
+    bool found = rc == FR_OK && sqlite3_changes(st->db) > 0;
+    sqlite3_reset(st->stmt[update]);
+    if (rc == FR_OK && !found)
+        rc = sqlite3_step(st->stmt[insert]) == SQLITE_DONE
+                 ? FR_OK
+                 : fr_store_db_error(st, err, "cannot add to the routing history");
+    sqlite3_reset(st->stmt[insert]);
+    return rc;
+}
+
+/* Binds the key of `a` (type `type`, band `band`) to parameters 1-3 of both. */
+static void bind_key(sqlite3_stmt *const s[2], const fr_attempt_rec *a, const char *type, int band)
+{
+    for (int i = 0; i < 2; i++) {
+        fr_store_bind_text(s[i], 1, a->endpoint);
+        fr_store_bind_text(s[i], 2, type);
+        sqlite3_bind_int(s[i], 3, band);
+    }
+}
+
+/* Adds an attempt to the routing history; see store_int.h. */
+int fr_store_history_add(fr_store *st, const fr_attempt_rec *a, double at, fr_error *err)
+{
+    if (strcmp(a->outcome, "pending") == 0)
+        return FR_OK;
+    const char *type = a->type ? a->type : "-";
+    int band = fr_store_history_band(a->has_complexity, a->complexity);
+    bool gated = fr_store_outcome_gated(a->outcome), pass = strcmp(a->outcome, "ok") == 0;
+    bool err_ = strcmp(a->outcome, "error") == 0 || strcmp(a->outcome, "timeout") == 0;
+    bool scored = gated && a->has_score && isfinite(a->score);
+    sqlite3_stmt *const h[2] = {st->stmt[S_HIST_UPDATE], st->stmt[S_HIST_INSERT]};
+    bind_key(h, a, type, band);
+    for (int i = 0; i < 2; i++) {
+        sqlite3_bind_int(h[i], 4, pass);
+        sqlite3_bind_int(h[i], 5, gated && !pass);
+        sqlite3_bind_int(h[i], 6, err_);
+        sqlite3_bind_double(h[i], 7, at);
+        sqlite3_bind_double(h[i], 8, scored ? a->score : 0);
+        sqlite3_bind_int(h[i], 9, scored);
+        sqlite3_bind_double(h[i], 10, a->cost_usd);
+        sqlite3_bind_int64(h[i], 11, gated ? a->output : 0);
+        sqlite3_bind_double(h[i], 12, gated ? a->latency_ms : 0);
+        sqlite3_bind_int(h[i], 13, gated);
+    }
+    int rc = update_or_insert(st, S_HIST_UPDATE, S_HIST_INSERT, err);
+    if (rc != FR_OK || !gated)
+        return rc;
+    bool has_ttft = a->has_ttft && isfinite(a->ttft_ms) && a->ttft_ms >= 0;
+    sqlite3_stmt *const b[2] = {st->stmt[S_BIN_UPDATE], st->stmt[S_BIN_INSERT]};
+    bind_key(b, a, type, band);
+    for (int i = 0; i < 2; i++) {
+        sqlite3_bind_int(b[i], 4, fr_store_history_bin(a->latency_ms));
+        sqlite3_bind_int(b[i], 5, has_ttft ? fr_store_history_bin(a->ttft_ms) : -1);
+    }
+    return update_or_insert(st, S_BIN_UPDATE, S_BIN_INSERT, err);
 }

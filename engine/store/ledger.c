@@ -19,7 +19,8 @@
  * store_int.h. */
 int fr_store_crash_run(fr_store *st, const char *run_id, fr_error *err)
 {
-    static const enum fr_store_stmt steps[] = {S_CRASH_PENDING, S_CRASH_LEASES, S_CRASH_RUN};
+    static const enum fr_store_stmt steps[] = {S_HIST_CRASH, S_CRASH_PENDING, S_CRASH_LEASES,
+                                               S_CRASH_RUN};
     int rc = FR_OK;
     for (size_t i = 0; rc == FR_OK && i < sizeof steps / sizeof *steps; i++) {
         sqlite3_stmt *s = st->stmt[steps[i]];
@@ -246,7 +247,7 @@ static int insert_attempt(fr_store *st, const fr_attempt_rec *a, char month[FR_S
                  ? FR_OK
                  : fr_store_insert_error(st, err, a->run_id, "cannot record the attempt");
     fr_store_done(s);
-    return rc;
+    return rc == FR_OK ? fr_store_history_add(st, a, at, err) : rc;
 }
 
 /* Books an attempt; see store.h. */
@@ -428,7 +429,8 @@ static int settle_row(fr_store *st, long long id, const fr_attempt_rec *a, fr_er
     sqlite3_bind_double(s, 7, a->latency_ms);
     fr_store_bind_text(s, 8, a->outcome);
     fr_store_bind_text(s, 9, a->error);
-    sqlite3_bind_double(s, 10, fr_store_now(st));
+    double at = fr_store_now(st);
+    sqlite3_bind_double(s, 10, at);
     fr_store_bind_text(s, 11, a->run_id);
     bind_ttft(s, 12, a);
     bind_opt(s, 13, a->has_score, a->score);
@@ -438,7 +440,7 @@ static int settle_row(fr_store *st, long long id, const fr_attempt_rec *a, fr_er
         rc = fr_error_set(err, FR_EINVAL, st->path, 0,
                           "attempt %lld of run %s is not in flight in the state database", id,
                           a->run_id);
-    return rc;
+    return rc == FR_OK ? fr_store_history_add(st, a, at, err) : rc;
 }
 
 /* Settles an attempt in flight; see store.h. */

@@ -436,16 +436,17 @@ static const char schema_v10[] =
  * whether it passed, was gated (a reply that passed or failed its gates)
  * or had no reply (error, timeout), and the bins of its latency and time
  * to first content (a quarter of an octave of milliseconds each, bin =
- * floor(4 log2(max(ms, 1))), 0..127). routing_history sums it per key: raw
- * counts, the gated passes and fails decayed (a half-life of 30 days) as
- * sums of 2^((at - w_ref) / half-life) relative to w_ref, the key's first
- * gated attempt (a double holds them for some eighty years), the newest
- * gated attempt, and the sums the means are read from; routing_bins
- * counts the gated attempts per pair of bins (latency, time to first
- * content or -1 without one): one row written per attempt, the medians
- * read from its two margins. Triggers keep both in the transaction that books or
- * settles an attempt (SQLite's math functions: Debian's libsqlite3 has
- * them); the migration sums the attempts booked so far. */
+ * floor(4 log2(max(ms, 1))), 0..127; -1 without one). routing_history sums
+ * it per key: raw counts, the gated passes and fails decayed (a half-life
+ * of 30 days) as sums of 2^((at - w_ref) / half-life) relative to w_ref,
+ * the key's first gated attempt (a double holds them for some eighty
+ * years), the newest gated attempt, and the sums the means are read from;
+ * routing_bins counts the gated attempts per pair of bins, the medians read
+ * from its two margins. The ledger (history_table.c) adds each attempt it
+ * books or settles in the same transaction, one row of each updated (a
+ * trigger cost twice as much per attempt); this migration sums the
+ * attempts booked before it, with SQLite's math functions (Debian's
+ * libsqlite3 has them). */
 #define HIST_GATED(r)                                                                              \
     "(" r ".outcome = 'ok' OR " r ".outcome = 'quality' OR " r ".outcome = 'truncated' OR "        \
     r ".outcome = 'refused' OR " r ".outcome = 'no_answer' OR " r ".outcome = 'tool_call')"
@@ -488,51 +489,25 @@ static const char schema_v10[] =
     "n INTEGER NOT NULL DEFAULT 0,"                                                     \
     "PRIMARY KEY (endpoint, task_type, band, lat_bin, ttft_bin)"                                       \
     ") WITHOUT ROWID;"
-#define HIST_COLUMNS                                                                               \
-    "INSERT INTO routing_history(endpoint, task_type, band, settled, passes, fails, errors,"       \
-    " w_pass, w_fail, w_ref, last_at, score_sum, score_n, cost_sum, out_tokens, reply_ms)"
-/* A decayed sum `col` of the old row plus excluded's, taken to the row's
- * reference time. */
-#define HIST_DECAY(col)                                                                            \
-    " " col " = " col " + IFNULL(excluded." col " * pow(2, (excluded.w_ref - IFNULL(w_ref,"        \
-    " excluded.w_ref)) / 2592000.0), 0),"
-/* Inserting an attempt's id into the view routing_settle adds it to its
- * key's history and bins (its INSTEAD OF trigger): what the triggers on
- * attempts do, and the migration for each attempt booked before it. */
-#define HISTORY_SETTLE_VIEW                                                                        \
-    "CREATE VIEW routing_settle AS SELECT 0 AS id WHERE 0;"                                        \
-    "CREATE TRIGGER routing_settle_add INSTEAD OF INSERT ON routing_settle BEGIN "                 \
-    HIST_COLUMNS " SELECT ep, ty, band, 1, pass, gated AND NOT pass, err, pass, gated AND NOT pass," \
-    " CASE WHEN gated THEN at END, CASE WHEN gated THEN at END,"                                   \
-    " CASE WHEN gated THEN IFNULL(score, 0) ELSE 0 END, gated AND score IS NOT NULL, cost_usd,"    \
-    " CASE WHEN gated THEN output_tokens ELSE 0 END, CASE WHEN gated THEN latency_ms ELSE 0 END"   \
-    " FROM routing_evidence WHERE id = NEW.id"                                                     \
-    " ON CONFLICT DO UPDATE SET settled = settled + 1, passes = passes + excluded.passes,"         \
-    " fails = fails + excluded.fails, errors = errors + excluded.errors,"                          \
-    HIST_DECAY("w_pass") HIST_DECAY("w_fail")                                                      \
-    " w_ref = IFNULL(w_ref, excluded.w_ref), last_at = MAX(IFNULL(last_at, excluded.last_at),"     \
-    " IFNULL(excluded.last_at, last_at)), score_sum = score_sum + excluded.score_sum,"             \
-    " score_n = score_n + excluded.score_n, cost_sum = cost_sum + excluded.cost_sum,"              \
-    " out_tokens = out_tokens + excluded.out_tokens, reply_ms = reply_ms + excluded.reply_ms;"     \
-    "INSERT INTO routing_bins SELECT ep, ty, band, lat_bin, ttft_bin, 1 FROM routing_evidence"     \
-    " WHERE id = NEW.id AND gated ON CONFLICT DO UPDATE SET n = n + 1;"                            \
-    " END;"
-/* The triggers on attempts: one booked settled at once, and one settled
- * from in flight (a crashed run's become 'cancelled': settled too). */
-#define HISTORY_TRIGGERS                                                                           \
-    "CREATE TRIGGER attempts_history_insert AFTER INSERT ON attempts"                              \
-    " WHEN NEW.outcome != 'pending' BEGIN INSERT INTO routing_settle VALUES (NEW.id); END;"        \
-    "CREATE TRIGGER attempts_history_settle AFTER UPDATE OF outcome ON attempts"                   \
-    " WHEN OLD.outcome = 'pending' AND NEW.outcome != 'pending' BEGIN"                             \
-    " INSERT INTO routing_settle VALUES (NEW.id); END;"
+/* The attempts of an older flowrun, summed once (each key's decayed sums
+ * relative to its first gated attempt). */
+#define HISTORY_BACKFILL                                                                           \
+    "INSERT INTO routing_history SELECT ep, ty, band, COUNT(*), SUM(pass), SUM(gated AND NOT pass)," \
+    " SUM(err), TOTAL(CASE WHEN pass THEN pow(2, (at - ref) / 2592000.0) END),"                   \
+    " TOTAL(CASE WHEN gated AND NOT pass THEN pow(2, (at - ref) / 2592000.0) END), MIN(ref),"     \
+    " MAX(CASE WHEN gated THEN at END), TOTAL(CASE WHEN gated THEN score END),"                    \
+    " SUM(gated AND score IS NOT NULL), TOTAL(cost_usd),"                                          \
+    " SUM(CASE WHEN gated THEN output_tokens ELSE 0 END), TOTAL(CASE WHEN gated THEN latency_ms END)" \
+    " FROM (SELECT *, MIN(CASE WHEN gated THEN at END) OVER (PARTITION BY ep, ty, band) AS ref"    \
+    " FROM routing_evidence) GROUP BY ep, ty, band;"                                               \
+    "INSERT INTO routing_bins SELECT ep, ty, band, lat_bin, ttft_bin, COUNT(*) FROM routing_evidence" \
+    " WHERE gated GROUP BY 1, 2, 3, 4, 5;"
 static const char schema_v11[] =
     "ALTER TABLE attempts ADD COLUMN complexity REAL;"
     "ALTER TABLE attempts ADD COLUMN score REAL;"
     HISTORY_VIEW
     HISTORY_TABLES
-    HISTORY_SETTLE_VIEW
-    "INSERT INTO routing_settle SELECT id FROM attempts WHERE outcome != 'pending' ORDER BY id;"
-    HISTORY_TRIGGERS;
+    HISTORY_BACKFILL;
 
 /* The current schema (version FR_STORE_SCHEMA_VERSION) as one set of
  * statements: what a new store is created from, instead of running every
@@ -575,8 +550,6 @@ static const char *const schema_current[] = {
     ATTEMPTS_IN_FLIGHT_INDEX,
     HISTORY_VIEW
     HISTORY_TABLES,
-    HISTORY_SETTLE_VIEW
-    HISTORY_TRIGGERS,
     NULL};
 // clang-format on
 

@@ -399,6 +399,16 @@ int fr_store_history(fr_store *st, const char *const *endpoints, size_t n,
                      void (*each)(void *ud, const fr_store_history_row *row), void *ud,
                      fr_error *err);
 
+/* Whether `outcome` (borrowed) is gated evidence: a reply that passed its
+ * gates ("ok") or failed one or did not finish ("quality", "truncated",
+ * "refused", "no_answer", "tool_call"). */
+bool fr_store_outcome_gated(const char *outcome);
+/* The complexity band (0..4, 0.2 wide, 1.0 in the last) of `complexity`,
+ * 0.5's without `has_complexity`. */
+int fr_store_history_band(bool has_complexity, double complexity);
+/* The bin (0 .. FR_STORE_HISTORY_BINS - 1) of a latency of `ms`. */
+int fr_store_history_bin(double ms);
+
 /* The store's clock (fr_store_set_clock), or the real one: unix seconds. */
 double fr_store_clock(const fr_store *st);
 

@@ -46,6 +46,11 @@ enum fr_store_stmt {
     S_OWNER_PRUNE,
     S_SLOTS_HELD,
     S_HISTORY,
+    S_HIST_UPDATE,
+    S_HIST_INSERT,
+    S_BIN_UPDATE,
+    S_BIN_INSERT,
+    S_HIST_CRASH,
     S_COUNT
 };
 
@@ -245,6 +250,12 @@ int fr_store_slots_held(fr_store *st, const char *endpoint, const char *model, l
  * transaction or batch; nothing to do without an owner. FR_OK or
  * FR_ESTORE. */
 int fr_store_owner_fresh(fr_store *st, fr_error *err);
+
+/* history_table.c: adds attempt `a` (borrowed), booked or settled at
+ * `at` (unix seconds) inside the caller's write, to the routing history
+ * (routing_history and routing_bins); in flight ("pending") adds nothing.
+ * FR_OK or FR_ESTORE. */
+int fr_store_history_add(fr_store *st, const fr_attempt_rec *a, double at, fr_error *err);
 
 /* spend.c: sets *total to the one number that statement `id` (S_MONTH_SPENT:
  * every charge of the month; S_MONTH_BOOKED: its booked replies only) reads

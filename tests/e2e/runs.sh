@@ -195,8 +195,7 @@ pass "a killed run is listed with '-' for what only a report has; report last is
 # versions 5 to 11 added is taken off again, month_totals and the ledger view
 # of version 4 put back.)
 cp -r "$STATE" "$WORK/old"
-sqlite3 "$WORK/old/state.db" "DROP TRIGGER attempts_history_insert;
-  DROP TRIGGER attempts_history_settle; DROP VIEW routing_settle; DROP VIEW routing_evidence;
+sqlite3 "$WORK/old/state.db" "DROP VIEW routing_evidence;
   DROP TABLE routing_history; DROP TABLE routing_bins; ALTER TABLE attempts DROP COLUMN score;
   ALTER TABLE attempts DROP COLUMN complexity;
   DROP TABLE reports; DROP INDEX runs_workflow; DROP VIEW ledger;

@@ -176,15 +176,58 @@ static void test_summary_equals_recount(void **state)
     book_mix(f->st, NULL, "r", utc(2026, 9, 1, 8, 0, 0));
     assert_ok(fr_store_flush(f->st, &e_));
     expect_recount(f->path, 7, 7);
-    /* A crashed run's attempt in flight settles as cancelled: counted. */
+    /* An attempt in flight settled as cancelled: counted, not gated. */
     fr_store_set_clock(f->st, utc(2026, 11, 1, 0, 0, 0));
     assert_ok(fr_store_run_begin(f->st, "r4", "wf", NULL, &e_));
-    reserve(f->st, "r4", "t", 0.25);
-    raw_exec(f->path, "UPDATE attempts SET outcome = 'cancelled' WHERE outcome = 'pending'");
+    long long id = reserve(f->st, "r4", "t", 0.25);
+    fr_attempt_rec c = {.run_id = "r4",
+                        .task = "t",
+                        .endpoint = "cloud",
+                        .tier = "cloud",
+                        .outcome = "cancelled",
+                        .attempt = 1,
+                        .cost_usd = 0.25};
+    assert_ok(fr_store_settle(f->st, id, &c, NULL, &e_));
     expect_recount(f->path, 8, 7);
     assert_usd(raw_num(f->path, "SELECT settled FROM routing_history WHERE endpoint = 'cloud'"
                                 " AND task_type = '-' AND band = 2"),
                1);
+}
+
+/* A run killed with a request in flight: the next run to begin marks it
+ * crashed, and its request, now a cancelled attempt, is counted. */
+/* The child of test_crashed_run_is_counted: a run with a request in
+ * flight on the store at `ud`. */
+static bool dead_in_flight(void *ud)
+{
+    fr_store *st = NULL;
+    fr_error err = {0};
+    long long id = 0;
+    fr_attempt_rec a = {.run_id = "dead",
+                        .task = "t",
+                        .endpoint = "cloud",
+                        .tier = "cloud",
+                        .attempt = 1,
+                        .cost_usd = 0.5,
+                        .type = "code",
+                        .has_complexity = true,
+                        .complexity = 0.3};
+    return fr_store_open(ud, &st, &err) == FR_OK &&
+           fr_store_run_begin(st, "dead", "wf", NULL, &err) == FR_OK &&
+           fr_store_reserve(st, &a, &id, &err) == FR_OK;
+}
+
+static void test_crashed_run_is_counted(void **state)
+{
+    fx *f = *state;
+    fr_store_close(open_ok(f->path));
+    kill_when_ready(dead_in_flight, f->path);
+    f->st = open_ok(f->path);
+    assert_ok(fr_store_run_begin(f->st, "next", "wf", NULL, &e_));
+    expect_recount(f->path, 1, 0);
+    assert_usd(raw_num(f->path, "SELECT settled + cost_sum FROM routing_history"
+                                " WHERE endpoint = 'cloud' AND task_type = 'code' AND band = 1"),
+               1.5);
 }
 
 /* A store of schema 8 with attempts is summarised by the migration. */
@@ -208,9 +251,17 @@ static void test_migration_summarises_old_attempts(void **state)
     assert_usd(raw_num(f->path, "SELECT passes + fails FROM routing_history WHERE endpoint = 'gpu'"
                                 " AND task_type = 'code' AND band = 2"),
                2);
-    /* Its in flight settles later through the trigger. */
+    /* Its request in flight settles later, through the ledger. */
     assert_usd(raw_num(f->path, "SELECT COUNT(*) FROM routing_history WHERE endpoint = 'api'"), 0);
-    raw_exec(f->path, "UPDATE attempts SET outcome = 'ok' WHERE outcome = 'pending'");
+    fr_attempt_rec ok = {.run_id = "old",
+                         .task = "d",
+                         .endpoint = "api",
+                         .tier = "cloud",
+                         .outcome = "ok",
+                         .attempt = 1,
+                         .cost_usd = 0.1,
+                         .latency_ms = 700};
+    assert_ok(fr_store_settle(f->st, 4, &ok, NULL, &e_));
     expect_recount(f->path, 3, 3);
 }
 
@@ -309,7 +360,7 @@ static void test_bands(void **state)
     assert_int_equal(fr_history_band(0.8), 4);
     assert_int_equal(fr_history_band(1.0), 4);
     assert_int_equal(fr_history_band(-1), 0);
-    assert_int_equal(fr_history_band(NAN), 0);
+    assert_int_equal(fr_history_band(NAN), 2); /* as no complexity: 0.5's */
 }
 
 /* The figures of one key booked in memory: three passes and a fail, a
@@ -470,6 +521,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         STORE_TEST(test_summary_equals_recount),
         STORE_TEST(test_migration_summarises_old_attempts),
+        STORE_TEST(test_crashed_run_is_counted),
         STORE_TEST(test_memory_equals_reload),
         cmocka_unit_test(test_bands),
         cmocka_unit_test(test_figures),

@@ -355,11 +355,21 @@ static void test_reserve_and_settle(void **state)
     assert_usd(spent, 0.15);
 }
 
-/* A child that begins a run, books one reply and sends two requests, then
- * says so on `ready` and waits on `hold` to be killed. With `lease_usd`,
- * it leases that much of the month first. */
-static void child_in_flight(const char *path, time_t clock, double lease_usd, int ready, int hold)
+/* What a child in flight is given: the store, its clock, what it leases. */
+typedef struct in_flight {
+    const char *path;
+    time_t clock;
+    double lease_usd;
+} in_flight;
+
+/* A child that begins a run, books one reply and sends two requests (true
+ * when it did). With `lease_usd`, it leases that much of the month first. */
+static bool child_in_flight(void *ud)
 {
+    const in_flight *x = ud;
+    const char *path = x->path;
+    time_t clock = x->clock;
+    double lease_usd = x->lease_usd;
     fr_store *st = NULL;
     fr_error err = {0};
     int ok = fr_store_open(path, &st, &err) == FR_OK;
@@ -386,34 +396,14 @@ static void child_in_flight(const char *path, time_t clock, double lease_usd, in
     a.cost_usd = 0.05;
     if (ok)
         ok = fr_store_reserve(st, &a, &id, &err) == FR_OK;
-    char c = ok ? 'y' : 'n';
-    if (write(ready, &c, 1) != 1)
-        _exit(3);
-    wait_eof(hold);
-    _exit(0);
+    return ok;
 }
 
 /* Forks a child_in_flight, waits until it is in flight, and kills it. */
 static void kill_in_flight(const char *path, time_t clock, double lease_usd)
 {
-    int ready[2], hold[2];
-    assert_int_equal(pipe(ready), 0);
-    assert_int_equal(pipe(hold), 0);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        close(ready[0]);
-        close(hold[1]);
-        child_in_flight(path, clock, lease_usd, ready[1], hold[0]);
-    }
-    close(ready[1]);
-    close(hold[0]);
-    char c = 0;
-    assert_int_equal(read(ready[0], &c, 1), 1);
-    assert_int_equal(c, 'y');
-    crash(pid);
-    close(ready[0]);
-    close(hold[1]);
+    in_flight x = {path, clock, lease_usd};
+    kill_when_ready(child_in_flight, &x);
 }
 
 /* A killed run stays "running" until a later run finds its process gone:

@@ -282,6 +282,35 @@ static inline void crash(pid_t pid)
     assert_int_equal(reap(pid), KILLED);
 }
 
+/* Forks a child that runs `work(ud)`, which leaves the store as a process
+ * killed at that point would (true when it got there), waits until it
+ * has, and kills it (crash). */
+static inline void kill_when_ready(bool (*work)(void *ud), void *ud)
+{
+    int ready[2], hold[2];
+    assert_int_equal(pipe(ready), 0);
+    assert_int_equal(pipe(hold), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(ready[0]);
+        close(hold[1]);
+        char c = work(ud) ? 'y' : 'n';
+        if (write(ready[1], &c, 1) != 1)
+            _exit(3);
+        wait_eof(hold[0]);
+        _exit(0);
+    }
+    close(ready[1]);
+    close(hold[0]);
+    char c = 0;
+    assert_int_equal(read(ready[0], &c, 1), 1);
+    assert_int_equal(c, 'y');
+    crash(pid);
+    close(ready[0]);
+    close(hold[1]);
+}
+
 /* Whether `key` is a hit; frees what the lookup returned. */
 static inline bool cache_hit(fr_store *st, const char *key)
 {
