@@ -160,7 +160,9 @@
     F("est_cost", "number", "the worst case for this task in USD")                                 \
     F("latency_p50", "number?", "the median latency in ms, nil until it has answered")             \
     F("tags", "string[]", "the endpoint's tags")                                                   \
-    F("context", "integer", "the context window in tokens")
+    F("context", "integer", "the context window in tokens")                                        \
+    F("history", "table", "its record for this task's type and complexity band (policies.md)")     \
+    F("history_all", "table", "its record over every type and band")
 
 #define FR_POLICY_RUN_FIELDS(F)                                                                    \
     F("budget", "number?", "the run cap in USD, nil when there is none")                           \
@@ -170,7 +172,8 @@
     F("elapsed", "number", "seconds since the run started")                                        \
     F("done", "integer", "tasks ended")                                                            \
     F("total", "integer", "tasks in the run")                                                      \
-    F("ready", "integer", "ready tasks waiting for an endpoint (in route, this one included)")
+    F("ready", "integer", "ready tasks waiting for an endpoint (in route, this one included)")     \
+    F("seed", "integer", "--seed N, else derived from the run id: for reproducible choices")
 
 #define FR_POLICY_RESULT_FIELDS(F)                                                                 \
     F("endpoint", "string", "the endpoint that answered")                                          \

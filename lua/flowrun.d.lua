@@ -163,6 +163,8 @@
 ---@field latency_p50 number? the median latency in ms, nil until it has answered
 ---@field tags string[] the endpoint's tags
 ---@field context integer the context window in tokens
+---@field history table its record for this task's type and complexity band (policies.md)
+---@field history_all table its record over every type and band
 
 ---route's and on_result's run argument
 ---@class flowrun.RunState
@@ -174,6 +176,7 @@
 ---@field done integer tasks ended
 ---@field total integer tasks in the run
 ---@field ready integer ready tasks waiting for an endpoint (in route, this one included)
+---@field seed integer --seed N, else derived from the run id: for reproducible choices
 
 ---on_result's result: a reply that passed the task's gates
 ---@class flowrun.Result

@@ -36,7 +36,7 @@ local QUALITY_STRENGTH = 2
 local ALL_CAP = 1
 
 -- How many attempts that blended prior is worth against the record of this
--- type and band. With 4, an endpoint whose blended prior is 0.7 needs 10
+-- type and band. With 4, an endpoint whose blended prior is 0.7 needs 8
 -- straight passes in a band to reach 0.9; a failure or two among them takes
 -- it back below. Lower learns faster and errs more on a few lucky passes.
 local BAND_STRENGTH = 4
