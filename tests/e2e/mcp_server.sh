@@ -77,7 +77,9 @@ WORKFLOW="$WORK/wf.lua" sdk run_workflow "${SERVER[@]}"
 [ "$(sj '.result.structuredContent.outputs | keys | join(",")')" = review ] ||
   fail "outputs of: $(sj '.result.structuredContent.outputs | keys | join(",")')"
 [ "$(sim_requests m)" = 5 ] || fail "the simulator got $(sim_requests m) requests, expected 5"
+# Counted as they came on the wire, before the result (none after it).
 [ "$(sj '.progress | length')" = 4 ] || fail "progress notifications: $(sj .progress)"
+[ "$(sj .progress_after_result)" = 0 ] || fail "progress notifications after the result"
 [ "$(sj '[.progress[].progress] | join(",")')" = "1,2,3,4" ] || fail "progress values"
 [ "$(sj '[.progress[].total] | unique | join(",")')" = 4 ] || fail "progress totals"
 [ "$(sj '.progress[0].message')" = "design ok on local-qwen" ] || fail "progress message"

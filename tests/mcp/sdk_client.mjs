@@ -90,6 +90,17 @@ async function main() {
   await client.connect(transport());
   const out = { protocolVersion: client.transport?.protocolVersion ?? null,
                 server: client.getServerVersion()?.name ?? null };
+  // What the server sent, in order, as it arrived: the SDK's onprogress
+  // drops a notification that comes in the same read as its response (it
+  // runs notification handlers a microtask later and forgets the progress
+  // handler at the response), so progress is checked on the wire.
+  const wire = [];
+  const t = client.transport, inner = t.onmessage;
+  t.onmessage = (m, extra) => {
+    if (m?.method === "notifications/progress") wire.push(m.params);
+    else if (m && "id" in m && ("result" in m || "error" in m)) wire.push({ response: m.id });
+    return inner?.call(t, m, extra);
+  };
   const wf = process.env.WORKFLOW;
   try {
     if (scenario === "list") {
@@ -106,9 +117,13 @@ async function main() {
                                          undefined, { timeout: BOUND_MS });
     } else if (scenario === "run_workflow" || scenario === "error") {
       out.progress = [];
+      out.sdk_progress = [];
       out.result = await client.callTool({ name: "run_workflow", arguments: { path: wf } }, undefined,
                                          { timeout: BOUND_MS,
-                                           onprogress: (p) => out.progress.push(p) });
+                                           onprogress: (p) => out.sdk_progress.push(p) });
+      const end = wire.findIndex((m) => "response" in m && !("progress" in m));
+      out.progress = wire.slice(0, end < 0 ? wire.length : end).filter((m) => "progress" in m);
+      out.progress_after_result = wire.slice(end + 1).filter((m) => "progress" in m).length;
     } else if (scenario === "cancel") {
       const ac = new AbortController();
       const call = client.callTool({ name: "run_workflow", arguments: { path: wf } }, undefined,
