@@ -375,7 +375,7 @@ static fr_task_next attempt_no_fds(fr_task *t, const fr_outcome *o)
     fr_task_env *env = t->env;
     const char *name = spec_of(t)->name;
     settle(t, 0);
-    if (t->row && shared_slots(t)) /* never sent: its slot is free again at no cost */
+    if (t->row) /* booked in flight, never sent: no charge, and its slot is free again */
         book_attempt(t, "cancelled", o->err.msg, NULL, 0, 0, -1);
     fr_results_attempt_drop(t->res);
     t->res->attempts--;

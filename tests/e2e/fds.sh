@@ -56,14 +56,16 @@ pass "$N tasks at max_parallel 1000 under ulimit -n 1024 (hard): all written, no
 # anything up to enough. Where the loop and the store fit but the socket
 # does not, the task waits for a descriptor until its timeout and fails
 # saying so; at no limit is the endpoint cooled down, counted unreachable
-# or sent anything it did not answer.
+# or sent anything it did not answer, and an attempt never sent leaves no
+# charge in the ledger.
 start_sim --latency 0
 cat >one.lua <<LUA
-endpoint "e" { tier = "local", url = "$SIM_URL/v1", model = "m", max_parallel = 4 }
+endpoint "e" { tier = "local", url = "$SIM_URL/v1", model = "m", max_parallel = 4,
+               price = { input = 1, output = 2 } }
 agent "a" {}
 task "t1" { agent = "a", prompt = "REPLY: hello", timeout = 1 }
 LUA
-saw_emfile=0 saw_ok=0 seen=""
+saw_emfile=0 saw_ok=0 seen="" emfile_limit=0
 for limit in $(seq 6 80); do
   rm -rf out st
   set +e
@@ -81,8 +83,14 @@ for limit in $(seq 6 80); do
     fail "ulimit -n $limit: the endpoint was cooled down: $(jq -c .endpoints "$WORK/stdout") $(jqr '.tasks[0].reason')"
   ! grep -q 'unreachable' "$WORK/stderr" "$WORK/stdout" ||
     fail "ulimit -n $limit: the endpoint was called unreachable"
+  # Priced, each attempt is booked in flight at its worst case before it
+  # is sent: one that found no descriptor was never sent and must not stay
+  # in flight in the ledger, where it would hold its worst case against
+  # the month.
+  pending=$(sqlite3 st/state.db "SELECT count(*) FROM attempts WHERE outcome = 'pending'")
+  [ "$pending" = 0 ] || fail "ulimit -n $limit: $pending attempts left in flight in the ledger"
   case "$(jqr '.tasks[0].reason // ""')" in
-    *"waiting for a file descriptor"*"out of file descriptors"*) saw_emfile=1 ;;
+    *"waiting for a file descriptor"*"out of file descriptors"*) saw_emfile=1 emfile_limit=$limit ;;
   esac
   if [ "$RC" -eq 0 ]; then
     [ "$(cat out/t1.txt)" = hello ] || fail "ulimit -n $limit: wrong output"
@@ -92,4 +100,16 @@ for limit in $(seq 6 80); do
 done
 [ "$saw_emfile" = 1 ] || fail "no limit made the socket fail with EMFILE: the test proves nothing (limit:exit:$seen)"
 [ "$saw_ok" = 1 ] || fail "no limit up to 80 was enough for one task ($seen)"
-pass "EMFILE on connect: the task waits and says why, the endpoint is never cooled down"
+# The same at a limit that gave EMFILE, on an endpoint that does not share
+# its slots with other processes (its reservations are not slots).
+sed 's/max_parallel = 4,/max_parallel = 4, shared = false,/' one.lua >one_own.lua
+rm -rf out st
+set +e
+( ulimit -n "$emfile_limit" && exec timeout 30 "$FLOWRUN" one_own.lua --json -q --out out --state st ) \
+  >"$WORK/stdout" 2>"$WORK/stderr"
+set -e
+attempts=$(sqlite3 st/state.db "SELECT count(*) FROM attempts")
+pending=$(sqlite3 st/state.db "SELECT count(*) FROM attempts WHERE outcome = 'pending'")
+[ "$attempts" -gt 0 ] || fail "shared = false at ulimit -n $emfile_limit: no attempt was booked"
+[ "$pending" = 0 ] || fail "shared = false at ulimit -n $emfile_limit: $pending of $attempts attempts left in flight in the ledger"
+pass "EMFILE on connect: the task waits and says why, the endpoint is never cooled down, nothing unsent stays charged"
