@@ -54,7 +54,7 @@
     F("budget", "number", "cap in USD for this task; 0 lets it run only on free endpoints")        \
     F("schema", "table|\"json\"",                                                                  \
       "a JSON Schema the reply must match (or \"json\": any JSON object)")                         \
-    F("check", "fun(text: string, json: any, ctx: flowrun.Ctx): number|false, string?",          \
+    F("check", "fun(text: string, json: any, ctx: flowrun.Ctx): number|false, string?",            \
       "scores the output 0..1, or returns false and a reason")                                     \
     F("min_quality", "number", "the lowest acceptable check score, 0..1 (needs check)")            \
     F("approve", "boolean", "a human checkpoint: dependents wait until its output is approved")    \
@@ -157,7 +157,27 @@
     F("est_cost", "number", "the worst case for this task in USD")                                 \
     F("latency_p50", "number?", "the median latency in ms, nil until it has answered")             \
     F("tags", "string[]", "the endpoint's tags")                                                   \
-    F("context", "integer", "the context window in tokens")
+    F("context", "integer", "the context window in tokens")                                        \
+    F("history", "flowrun.History", "its record for this task's type and complexity band")         \
+    F("history_all", "flowrun.History", "its record over every type and band")
+
+/* A candidate's routing history (docs/policies.md, The routing history). */
+#define FR_POLICY_HISTORY_FIELDS(F)                                                                \
+    F("attempts", "integer", "gated attempts (passes + fails)")                                    \
+    F("passes", "integer", "replies that passed every gate")                                       \
+    F("fails", "integer", "replies that failed a gate or did not finish")                          \
+    F("errors", "integer", "attempts without a reply (error, timeout)")                            \
+    F("weight", "number", "the decayed evidence: sum of 2^(-age/30 days) over gated attempts")     \
+    F("pass_rate", "number?", "decayed passes / decayed attempts, nil without evidence")           \
+    F("score_mean", "number?", "the mean check score, nil when none")                              \
+    F("latency_p50_ms", "number?", "the median latency of the replies, nil when none")             \
+    F("ttft_p50_ms", "number?", "the median time to first content, nil when none")                 \
+    F("tokens_per_s", "number?", "output tokens per second of reply, nil when none")               \
+    F("cost_mean_usd", "number?", "the mean cost per attempt, nil when none")                      \
+    F("age_s", "number?", "seconds since the newest evidence, nil when none")                      \
+    F("band_lo", "number", "the complexity band's low end (0 in history_all)")                     \
+    F("band_hi", "number", "the band's high end (1 in history_all)")                               \
+    F("type", "string?", "the task type (\"-\" for none; nil in history_all)")
 
 #define FR_POLICY_RUN_FIELDS(F)                                                                    \
     F("budget", "number?", "the run cap in USD, nil when there is none")                           \
@@ -167,7 +187,8 @@
     F("elapsed", "number", "seconds since the run started")                                        \
     F("done", "integer", "tasks ended")                                                            \
     F("total", "integer", "tasks in the run")                                                      \
-    F("ready", "integer", "ready tasks waiting for an endpoint (in route, this one included)")
+    F("ready", "integer", "ready tasks waiting for an endpoint (in route, this one included)")     \
+    F("seed", "integer", "--seed, else derived from the run id: for reproducible exploration")
 
 #define FR_POLICY_RESULT_FIELDS(F)                                                                 \
     F("endpoint", "string", "the endpoint that answered")                                          \
