@@ -20,6 +20,7 @@ static const fr_field_doc tool_doc[] = {FR_TOOL_FIELDS(ROW)};
 static const fr_field_doc ptask_doc[] = {FR_POLICY_TASK_FIELDS(ROW)};
 static const fr_field_doc pcand_doc[] = {FR_POLICY_CANDIDATE_FIELDS(ROW)};
 static const fr_field_doc prun_doc[] = {FR_POLICY_RUN_FIELDS(ROW)};
+static const fr_field_doc phist_doc[] = {FR_POLICY_HISTORY_FIELDS(ROW)};
 static const fr_field_doc presult_doc[] = {FR_POLICY_RESULT_FIELDS(ROW)};
 static const fr_field_doc ptokens_doc[] = {FR_POLICY_TOKENS_FIELDS(ROW)};
 
@@ -39,8 +40,9 @@ static const fr_field_doc output_doc[] = {
 static const fr_field_doc policy_doc[] = {
     {"route",
      "fun(task: flowrun.PolicyTask, candidates: flowrun.Candidate[], run: flowrun.RunState): "
-     "flowrun.Candidate|string|nil",
-     "picks a candidate (or its name) for the task, or nil to wait (required)"},
+     "flowrun.Candidate|string|nil, string|nil",
+     "picks a candidate (or its name) for the task, or nil to wait; a second value "
+     "explains the decision, for --explain (required)"},
     {"on_result",
      "fun(task: flowrun.PolicyTask, result: flowrun.Result, run: flowrun.RunState): "
      "\"accept\"|\"retry\"|\"escalate\"|nil",
@@ -84,6 +86,8 @@ static const fr_class_doc classes[] = {
     GIVEN("flowrun.PolicyTask", "route's and on_result's task argument (a copy)", ptask_doc),
     GIVEN("flowrun.Candidate", "one of route's candidates: an endpoint this task may use",
           pcand_doc),
+    GIVEN("flowrun.History", "a candidate's routing history: what it did with such tasks",
+          phist_doc),
     GIVEN("flowrun.RunState", "route's and on_result's run argument", prun_doc),
     GIVEN("flowrun.Result", "on_result's result: a reply that passed the task's gates",
           presult_doc),

@@ -22,7 +22,6 @@
     F("usd", "number", "cap on the run's spend in USD; 0 lets only free work run")                 \
     F("alert", "number", "fraction 0..1 of a cap at which to warn (default 0.8)")                  \
     F("monthly_usd", "number", "monthly cap in USD, read from the ledger in the state store")      \
-    F("daily_usd", "number", "cap in USD per UTC day, read from the ledger in the state store")    \
     F("allow_unpriced", "boolean", "let a cloud endpoint without a price be used under a cap")
 
 #define FR_DEFAULTS_FIELDS(F)                                                                      \
@@ -55,7 +54,7 @@
     F("budget", "number", "cap in USD for this task; 0 lets it run only on free endpoints")        \
     F("schema", "table|\"json\"",                                                                  \
       "a JSON Schema the reply must match (or \"json\": any JSON object)")                         \
-    F("check", "fun(text: string, json: any, ctx: flowrun.Ctx): number|false, string?",          \
+    F("check", "fun(text: string, json: any, ctx: flowrun.Ctx): number|false, string?",            \
       "scores the output 0..1, or returns false and a reason")                                     \
     F("min_quality", "number", "the lowest acceptable check score, 0..1 (needs check)")            \
     F("approve", "boolean", "a human checkpoint: dependents wait until its output is approved")    \
@@ -86,8 +85,6 @@
     F("model", "string", "the model name sent in requests (required)")                             \
     F("api_key_env", "string", "the name of the environment variable holding the key")             \
     F("max_parallel", "integer", "requests in flight at once (default 1 local, 4 cloud)")          \
-    F("shared", "boolean",                                                                         \
-      "false: max_parallel holds for this process only, not for all sharing the state store")      \
     F("context", "integer", "the context window in tokens")                                        \
     F("quality", "number", "0..1, a prior for policies: how strong the model is (0.5)")            \
     F("tags", "string[]", "for policies, e.g. the task types it is good at")                       \
@@ -161,8 +158,26 @@
     F("latency_p50", "number?", "the median latency in ms, nil until it has answered")             \
     F("tags", "string[]", "the endpoint's tags")                                                   \
     F("context", "integer", "the context window in tokens")                                        \
-    F("history", "table", "its record for this task's type and complexity band (policies.md)")     \
-    F("history_all", "table", "its record over every type and band")
+    F("history", "flowrun.History", "its record for this task's type and complexity band")         \
+    F("history_all", "flowrun.History", "its record over every type and band")
+
+/* A candidate's routing history (docs/policies.md, The routing history). */
+#define FR_POLICY_HISTORY_FIELDS(F)                                                                \
+    F("attempts", "integer", "gated attempts (passes + fails)")                                    \
+    F("passes", "integer", "replies that passed every gate")                                       \
+    F("fails", "integer", "replies that failed a gate or did not finish")                          \
+    F("errors", "integer", "attempts without a reply (error, timeout)")                            \
+    F("weight", "number", "the decayed evidence: sum of 2^(-age/30 days) over gated attempts")     \
+    F("pass_rate", "number?", "decayed passes / decayed attempts, nil without evidence")           \
+    F("score_mean", "number?", "the mean check score, nil when none")                              \
+    F("latency_p50_ms", "number?", "the median latency of the replies, nil when none")             \
+    F("ttft_p50_ms", "number?", "the median time to first content, nil when none")                 \
+    F("tokens_per_s", "number?", "output tokens per second of reply, nil when none")               \
+    F("cost_mean_usd", "number?", "the mean cost per attempt, nil when none")                      \
+    F("age_s", "number?", "seconds since the newest evidence, nil when none")                      \
+    F("band_lo", "number", "the complexity band's low end (0 in history_all)")                     \
+    F("band_hi", "number", "the band's high end (1 in history_all)")                               \
+    F("type", "string?", "the task type (\"-\" for none; nil in history_all)")
 
 #define FR_POLICY_RUN_FIELDS(F)                                                                    \
     F("budget", "number?", "the run cap in USD, nil when there is none")                           \
@@ -173,7 +188,7 @@
     F("done", "integer", "tasks ended")                                                            \
     F("total", "integer", "tasks in the run")                                                      \
     F("ready", "integer", "ready tasks waiting for an endpoint (in route, this one included)")     \
-    F("seed", "integer", "--seed N, else derived from the run id: for reproducible choices")
+    F("seed", "integer", "--seed, else derived from the run id: for reproducible exploration")
 
 #define FR_POLICY_RESULT_FIELDS(F)                                                                 \
     F("endpoint", "string", "the endpoint that answered")                                          \

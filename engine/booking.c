@@ -586,7 +586,7 @@ void fr_booking_settle(fr_booking *b, long long row, const fr_attempt_rec *a, fr
                           : fr_store_add_attempt(b->store, &clean, &err);
     if (rc == FR_OK && want_total)
         fr_budget_month_booked(budget, total, a->cost_usd, at_ms);
-    if (rc == FR_OK) /* as the store's triggers summed it */
+    if (rc == FR_OK) /* as the store's ledger summed it */
         fr_history_add(b->history, a, fr_store_clock(b->store));
     free(error);
     if (rc != FR_OK)

@@ -23,7 +23,7 @@ typedef struct fr_history fr_history;
 #define FR_HISTORY_BANDS 5
 
 /* The band (0 .. FR_HISTORY_BANDS - 1) of `complexity`; 1.0 and above in
- * the last, below 0 (and NaN) in the first. */
+ * the last, below 0 in the first, NaN in 0.5's (as none). */
 int fr_history_band(double complexity);
 
 /* A new empty history (owned; fr_history_free) for the `n` endpoints named
@@ -41,8 +41,8 @@ void fr_history_free(fr_history *h);
 int fr_history_load(fr_history *h, fr_store *st, fr_error *err);
 
 /* Adds attempt `a` (borrowed), settled at `at` (unix seconds), as the
- * store's triggers do: in flight ("pending") and unknown endpoints are
- * left out. */
+ * ledger adds it to the store's summary: in flight ("pending") and
+ * unknown endpoints are left out. */
 void fr_history_add(fr_history *h, const fr_attempt_rec *a, double at);
 
 /* Fills `key` with endpoint `ep`'s record for task type `type` (borrowed,

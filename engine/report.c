@@ -380,6 +380,8 @@ int fr_report_text(const fr_results *r, fr_buf *out, bool compact)
         fr_jsonw_close(w);
     }
     fr_jsonw_int(w, "policy_errors", r->policy_errors);
+    if (r->has_seed) /* only when asked for: other reports keep their bytes */
+        fr_jsonw_int(w, "seed", r->seed);
     fr_jsonw_value(w, "budget_alerts", r->alerts);
     fr_jsonw_bool(w, "plan", r->plan);
     if (r->plan) {

@@ -124,6 +124,8 @@ typedef struct fr_results {
     double budget_usd;     /* ... of this much */
     long baseline;         /* the baseline endpoint, -1 for none */
     int policy_errors;     /* decisions the policy failed to make */
+    bool has_seed;         /* --seed was given: the report records ... */
+    long long seed;        /* ... the seed the policy read as run.seed */
     const json_t *alerts;  /* budget alerts (borrowed) */
     const json_t *reloads; /* policy reloads (borrowed) */
     /* A plan: where its observations came from and whether it had any. */

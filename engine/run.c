@@ -597,6 +597,8 @@ int fr_run_new(fr_workflow *wf, const fr_run_opts *opts, fr_run **out, fr_error 
     r->router = r->env.router = fr_router_for_run(wf, r->eps, r->sched, r->budget, r->clock,
                                                   &r->res.start_ns, live_policy, r, opts->explain);
     fr_route_set_seed(r->router, opts->has_seed, opts->seed, r->run_id);
+    r->res.has_seed = opts->has_seed;
+    r->res.seed = fr_route_seed(r->router);
     const char *spec = opts->policy ? opts->policy : wf->policy ? wf->policy : "balanced";
     fr_reload_hooks hooks = fr_route_reload_hooks(r->router, reload_swapped, r);
     rc = fr_reload_open(spec, opts->policy ? NULL : wf->dir, &hooks, &r->policy, err);

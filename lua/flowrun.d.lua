@@ -24,7 +24,6 @@
 ---@field usd? number cap on the run's spend in USD; 0 lets only free work run
 ---@field alert? number fraction 0..1 of a cap at which to warn (default 0.8)
 ---@field monthly_usd? number monthly cap in USD, read from the ledger in the state store
----@field daily_usd? number cap in USD per UTC day, read from the ledger in the state store
 ---@field allow_unpriced? boolean let a cloud endpoint without a price be used under a cap
 
 ---workflow { defaults = { ... } }
@@ -44,7 +43,6 @@
 ---@field model string the model name sent in requests (required)
 ---@field api_key_env? string the name of the environment variable holding the key
 ---@field max_parallel? integer requests in flight at once (default 1 local, 4 cloud)
----@field shared? boolean false: max_parallel holds for this process only, not for all sharing the state store
 ---@field context? integer the context window in tokens
 ---@field quality? number 0..1, a prior for policies: how strong the model is (0.5)
 ---@field tags? string[] for policies, e.g. the task types it is good at
@@ -163,8 +161,26 @@
 ---@field latency_p50 number? the median latency in ms, nil until it has answered
 ---@field tags string[] the endpoint's tags
 ---@field context integer the context window in tokens
----@field history table its record for this task's type and complexity band (policies.md)
----@field history_all table its record over every type and band
+---@field history flowrun.History its record for this task's type and complexity band
+---@field history_all flowrun.History its record over every type and band
+
+---a candidate's routing history: what it did with such tasks
+---@class flowrun.History
+---@field attempts integer gated attempts (passes + fails)
+---@field passes integer replies that passed every gate
+---@field fails integer replies that failed a gate or did not finish
+---@field errors integer attempts without a reply (error, timeout)
+---@field weight number the decayed evidence: sum of 2^(-age/30 days) over gated attempts
+---@field pass_rate number? decayed passes / decayed attempts, nil without evidence
+---@field score_mean number? the mean check score, nil when none
+---@field latency_p50_ms number? the median latency of the replies, nil when none
+---@field ttft_p50_ms number? the median time to first content, nil when none
+---@field tokens_per_s number? output tokens per second of reply, nil when none
+---@field cost_mean_usd number? the mean cost per attempt, nil when none
+---@field age_s number? seconds since the newest evidence, nil when none
+---@field band_lo number the complexity band's low end (0 in history_all)
+---@field band_hi number the band's high end (1 in history_all)
+---@field type string? the task type ("-" for none; nil in history_all)
 
 ---route's and on_result's run argument
 ---@class flowrun.RunState
@@ -176,7 +192,7 @@
 ---@field done integer tasks ended
 ---@field total integer tasks in the run
 ---@field ready integer ready tasks waiting for an endpoint (in route, this one included)
----@field seed integer --seed N, else derived from the run id: for reproducible choices
+---@field seed integer --seed, else derived from the run id: for reproducible exploration
 
 ---on_result's result: a reply that passed the task's gates
 ---@class flowrun.Result
@@ -210,7 +226,7 @@
 
 ---what a policy file returns: return { route = ..., on_result = ... }
 ---@class flowrun.Policy
----@field route fun(task: flowrun.PolicyTask, candidates: flowrun.Candidate[], run: flowrun.RunState): flowrun.Candidate|string|nil picks a candidate (or its name) for the task, or nil to wait (required)
+---@field route fun(task: flowrun.PolicyTask, candidates: flowrun.Candidate[], run: flowrun.RunState): flowrun.Candidate|string|nil, string|nil picks a candidate (or its name) for the task, or nil to wait; a second value explains the decision, for --explain (required)
 ---@field on_result? fun(task: flowrun.PolicyTask, result: flowrun.Result, run: flowrun.RunState): "accept"|"retry"|"escalate"|nil judges a reply that passed the task's gates
 
 ---Declares the workflow's settings (once per file).

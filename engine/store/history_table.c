@@ -1,6 +1,7 @@
 /* The routing history's rows (schema 11: routing_history and routing_bins,
- * kept by triggers on attempts, see open.c) read for a run's start and for
- * `flowrun stats --routing`. */
+ * see open.c): each attempt the ledger books or settles added to its key,
+ * in the booking's transaction, and the rows read for a run's start and
+ * for `flowrun stats --routing`. */
 
 #include "engine/store/store_int.h"
 #include "engine/util/mem.h"

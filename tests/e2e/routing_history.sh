@@ -51,6 +51,7 @@ expect_stderr "explain: q1 -> local: saw local review n=0 pass=0 fail=0 all=3 ra
 [ "$(jqr '.tasks[] | select(.name == "w2") | .decisions[0].explanation')" = \
   "saw local write n=1 pass=1 fail=0 all=1 rate=1.00 seed=7" ] ||
   fail "the report's decision keeps the explanation: $(jqr -c '.tasks[1].decisions')"
+[ "$(jqr .seed)" = 7 ] || fail "the report records --seed: $(jqr .seed)"
 pass "a first run's policy sees its own attempts as they settle; --explain prints its explanation"
 
 # 2. A second run sees the first's attempts; its seed comes from its run id.
@@ -63,6 +64,7 @@ SEED=$(grep -o 'w1 -> local: .* seed=[0-9]*' "$WORK/stderr" | sed 's/.*seed=//')
 fr --no-cache --json
 grep -q "explain:" "$WORK/stderr" && fail "without --explain nothing is explained on stderr"
 SEED2=$(jqr '.tasks[0].decisions[0].explanation' | sed 's/.*seed=//')
+[ "$(jqr 'has("seed")')" = false ] || fail "a report without --seed has no seed: its bytes stay"
 [ "$SEED2" != "$SEED" ] || fail "another run id, another seed ($SEED2)"
 pass "a second run's policy sees the first's attempts, per type and band"
 
