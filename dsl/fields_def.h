@@ -22,6 +22,7 @@
     F("usd", "number", "cap on the run's spend in USD; 0 lets only free work run")                 \
     F("alert", "number", "fraction 0..1 of a cap at which to warn (default 0.8)")                  \
     F("monthly_usd", "number", "monthly cap in USD, read from the ledger in the state store")      \
+    F("daily_usd", "number", "cap in USD per UTC day, read from the ledger in the state store")    \
     F("allow_unpriced", "boolean", "let a cloud endpoint without a price be used under a cap")
 
 #define FR_DEFAULTS_FIELDS(F)                                                                      \
@@ -85,6 +86,8 @@
     F("model", "string", "the model name sent in requests (required)")                             \
     F("api_key_env", "string", "the name of the environment variable holding the key")             \
     F("max_parallel", "integer", "requests in flight at once (default 1 local, 4 cloud)")          \
+    F("shared", "boolean",                                                                         \
+      "false: max_parallel holds for this process only, not for all sharing the state store")      \
     F("context", "integer", "the context window in tokens")                                        \
     F("quality", "number", "0..1, a prior for policies: how strong the model is (0.5)")            \
     F("tags", "string[]", "for policies, e.g. the task types it is good at")                       \

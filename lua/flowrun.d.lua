@@ -24,6 +24,7 @@
 ---@field usd? number cap on the run's spend in USD; 0 lets only free work run
 ---@field alert? number fraction 0..1 of a cap at which to warn (default 0.8)
 ---@field monthly_usd? number monthly cap in USD, read from the ledger in the state store
+---@field daily_usd? number cap in USD per UTC day, read from the ledger in the state store
 ---@field allow_unpriced? boolean let a cloud endpoint without a price be used under a cap
 
 ---workflow { defaults = { ... } }
@@ -43,6 +44,7 @@
 ---@field model string the model name sent in requests (required)
 ---@field api_key_env? string the name of the environment variable holding the key
 ---@field max_parallel? integer requests in flight at once (default 1 local, 4 cloud)
+---@field shared? boolean false: max_parallel holds for this process only, not for all sharing the state store
 ---@field context? integer the context window in tokens
 ---@field quality? number 0..1, a prior for policies: how strong the model is (0.5)
 ---@field tags? string[] for policies, e.g. the task types it is good at
