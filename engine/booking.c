@@ -320,6 +320,12 @@ fr_store *fr_booking_store(const fr_booking *b)
     return b->store;
 }
 
+fr_pgstore *fr_booking_pgstore(const fr_booking *b)
+{
+    (void)b; /* the books are on SQLite only, so far */
+    return NULL;
+}
+
 const char *fr_booking_month(const fr_booking *b)
 {
     return b->month;

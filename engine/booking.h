@@ -22,6 +22,7 @@
 #include "dsl/workflow.h"
 #include "engine/budget.h"
 #include "engine/history.h"
+#include "engine/store/pgstore.h"
 #include "engine/store/store.h"
 #include "engine/util/err.h"
 
@@ -80,8 +81,12 @@ void fr_booking_free(fr_booking *b);
  * updates it. A store that cannot be read gives an empty one (a warning).
  * NULL for NULL books. */
 fr_history *fr_booking_history(fr_booking *b, const fr_workflow *wf);
-/* The store (borrowed), for the result cache. */
+/* The store (borrowed), for the result cache; NULL when the books are on
+ * PostgreSQL (fr_booking_pgstore). */
 fr_store *fr_booking_store(const fr_booking *b);
+/* The shared PostgreSQL store the books are on (borrowed), for the result
+ * cache and approvals; NULL for NULL books and books on SQLite. */
+fr_pgstore *fr_booking_pgstore(const fr_booking *b);
 /* The month the run books into, "YYYY-MM" (borrowed). */
 const char *fr_booking_month(const fr_booking *b);
 /* The callbacks through which a budget takes its shares of the monthly and
