@@ -13,10 +13,22 @@
 #include <time.h>
 #include <unistd.h>
 
+/* A read of the shared store's row, still due: its completion holds it. */
+typedef struct shared_read {
+    struct shared_read *prev, *next;
+    fr_approvals *a; /* NULL once the set is gone: the completion only frees */
+    size_t task;
+    bool can_ask;
+    fr_approval *out;
+    fr_approvals_done_fn done;
+    void *ud;
+} shared_read;
+
 struct fr_approvals {
     fr_approvals_opts o;
-    char (*hash)[17]; /* per task: the hash of the output being decided */
-    char **path;      /* per task: the file of that output (owned) */
+    shared_read *reads; /* the reads still due */
+    char (*hash)[17];   /* per task: the hash of the output being decided */
+    char **path;        /* per task: the file of that output (owned) */
 };
 
 /* The state's name; see approval.h. */
@@ -103,6 +115,8 @@ void fr_approvals_free(fr_approvals *a)
 {
     if (!a)
         return;
+    for (shared_read *r = a->reads; r; r = r->next)
+        r->a = NULL; /* their completions, when they come, free them */
     for (size_t t = 0; t < a->o.wf->ntasks; t++)
         free(a->path[t]);
     free(a->path);
@@ -156,7 +170,51 @@ static int put_row(fr_approvals *a, size_t task, fr_approval_state state, const 
     out->by = by ? fr_xstrdup(by) : NULL;
     out->note = note ? fr_xstrdup(note) : NULL;
     out->at = iso_time((double)time(NULL));
-    return fr_store_approval_put(a->o.store, &row, err);
+    if (!a->o.pg)
+        return fr_store_approval_put(a->o.store, &row, err);
+    int rc = fr_pgstore_approval_put(a->o.pg, &row, a->o.pg_put_done, a->o.pg_put_ud);
+    return rc == FR_OK ? FR_OK
+                       : fr_error_set(err, FR_ESTORE, "approval", 0,
+                                      "the checkpoint of '%s' could not be queued for the "
+                                      "shared store",
+                                      row.task);
+}
+
+/* Hashes the output of `task` and names its file. */
+static void prepare(fr_approvals *a, size_t task, const fr_reply *reply)
+{
+    char *text = output_text(reply);
+    snprintf(a->hash[task], sizeof a->hash[task], "%016llx",
+             (unsigned long long)fr_fnv1a64(text, strlen(text), FR_FNV1A64_BASIS));
+    free(text);
+    free(a->path[task]);
+    a->path[task] = fr_approvals_output_path(a, task, reply);
+}
+
+/* Records the decision made in advance for `task`. */
+static int put_in_advance(fr_approvals *a, size_t task, fr_approval *out, fr_error *err)
+{
+    char user[128];
+    return put_row(a, task, FR_APPROVAL_APPROVED, fr_approval_user(user, sizeof user),
+                   a->o.approve_all ? "--approve-all" : "--approve", out, err);
+}
+
+/* Decides from the store's row `row` (borrowed, NULL for none). */
+static int decide_from(fr_approvals *a, size_t task, const fr_store_approval *row, bool can_ask,
+                       fr_approval *out, fr_error *err)
+{
+    fr_approval_state st = row && strcmp(row->output_hash, a->hash[task]) == 0
+                               ? state_of(row->state)
+                               : FR_APPROVAL_NONE;
+    if (st == FR_APPROVAL_APPROVED || st == FR_APPROVAL_REJECTED) {
+        fill_from_row(row, out);
+        return FR_OK;
+    }
+    if (can_ask) {
+        fr_approval_clear(out);
+        return FR_OK;
+    }
+    return put_row(a, task, FR_APPROVAL_PENDING, NULL, NULL, out, err);
 }
 
 /* Decides, or says to ask; see approval.h. */
@@ -164,16 +222,9 @@ int fr_approvals_decide(fr_approvals *a, size_t task, const fr_reply *reply, boo
                         fr_approval *out, fr_error *err)
 {
     const char *name = a->o.wf->tasks[task].name;
-    char *text = output_text(reply);
-    snprintf(a->hash[task], sizeof a->hash[task], "%016llx",
-             (unsigned long long)fr_fnv1a64(text, strlen(text), FR_FNV1A64_BASIS));
-    free(text);
-    free(a->path[task]);
-    a->path[task] = fr_approvals_output_path(a, task, reply);
-    char user[128];
+    prepare(a, task, reply);
     if (approved_in_advance(a, name))
-        return put_row(a, task, FR_APPROVAL_APPROVED, fr_approval_user(user, sizeof user),
-                       a->o.approve_all ? "--approve-all" : "--approve", out, err);
+        return put_in_advance(a, task, out, err);
     fr_store_approval row;
     bool found = false;
     int rc = fr_store_approval_get(a->o.store, a->o.wf->name, name, &row, &found, err);
@@ -182,20 +233,63 @@ int fr_approvals_decide(fr_approvals *a, size_t task, const fr_reply *reply, boo
         out->state = FR_APPROVAL_PENDING;
         return rc;
     }
-    fr_approval_state st = found && strcmp(row.output_hash, a->hash[task]) == 0
-                               ? state_of(row.state)
-                               : FR_APPROVAL_NONE;
-    if (st == FR_APPROVAL_APPROVED || st == FR_APPROVAL_REJECTED) {
-        fill_from_row(&row, out);
-        fr_store_approval_clear(&row);
-        return FR_OK;
-    }
+    rc = decide_from(a, task, found ? &row : NULL, can_ask, out, err);
     fr_store_approval_clear(&row);
-    if (can_ask) {
-        fr_approval_clear(out);
-        return FR_OK;
+    return rc;
+}
+
+/* The shared store's row came (or its error). */
+static void on_shared_row(void *ud, int rc, const fr_store_approval *row, const fr_error *ferr)
+{
+    shared_read *r = ud;
+    fr_approvals *a = r->a;
+    if (!a) {
+        free(r);
+        return;
     }
-    return put_row(a, task, FR_APPROVAL_PENDING, NULL, NULL, out, err);
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        a->reads = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    fr_error err = {0};
+    if (rc == FR_OK) {
+        rc = decide_from(a, r->task, row, r->can_ask, r->out, &err);
+        ferr = rc == FR_OK ? NULL : &err;
+    } else {
+        fr_approval_clear(r->out);
+        r->out->state = FR_APPROVAL_PENDING;
+    }
+    r->done(r->ud, r->task, rc, ferr);
+    free(r);
+}
+
+/* Decides on the shared store; see approval.h. */
+int fr_approvals_decide_shared(fr_approvals *a, size_t task, const fr_reply *reply, bool can_ask,
+                               fr_approval *out, fr_approvals_done_fn done, void *ud, bool *waiting,
+                               fr_error *err)
+{
+    const char *name = a->o.wf->tasks[task].name;
+    *waiting = false;
+    prepare(a, task, reply);
+    if (approved_in_advance(a, name))
+        return put_in_advance(a, task, out, err);
+    shared_read *r = fr_xcalloc(1, sizeof *r);
+    *r = (shared_read){NULL, a->reads, a, task, can_ask, out, done, ud};
+    int rc = fr_pgstore_approval_get(a->o.pg, a->o.wf->name, name, on_shared_row, r);
+    if (rc != FR_OK) {
+        free(r);
+        fr_approval_clear(out);
+        out->state = FR_APPROVAL_PENDING;
+        return fr_error_set(err, FR_ESTORE, "approval", 0,
+                            "the checkpoint of '%s' could not be read from the shared store", name);
+    }
+    if (a->reads)
+        a->reads->prev = r;
+    a->reads = r;
+    *waiting = true;
+    return FR_OK;
 }
 
 /* Records the terminal's answer; see approval.h. */

@@ -8,6 +8,7 @@
  * engine/main.c (`flowrun approve` / `flowrun reject`); talks to
  * engine/store. */
 #include "dsl/workflow.h"
+#include "engine/store/pgstore.h"
 #include "engine/store/store.h"
 #include "engine/util/err.h"
 #include "providers/provider.h"
@@ -50,6 +51,13 @@ typedef struct fr_approvals_opts {
     const char *const *approve; /* --approve TASK names (borrowed, outlive the set) */
     size_t napprove;
     bool approve_all; /* --approve-all */
+    /* The shared store (borrowed, outlives the set), used instead of
+     * `store` when not NULL: rows are read with fr_approvals_decide_shared
+     * and written with the turn's batch; each write's completion goes to
+     * pg_put_done with pg_put_ud (borrowed until the store is closed). */
+    fr_pgstore *pg;
+    fr_pgstore_done_fn pg_put_done;
+    void *pg_put_ud;
 } fr_approvals_opts;
 
 /* Returns a new set of checkpoints for one run (owned; fr_approvals_free).
@@ -69,6 +77,23 @@ void fr_approvals_free(fr_approvals *a);
  * written is FR_ESTORE in `err`, with `out` PENDING. */
 int fr_approvals_decide(fr_approvals *a, size_t task, const fr_reply *reply, bool can_ask,
                         fr_approval *out, fr_error *err);
+
+/* Called when a decision on the shared store is made (`out` filled as
+ * fr_approvals_decide's): `rc` FR_OK or the store's error (`err`, borrowed
+ * for the call; `out` PENDING then). */
+typedef void (*fr_approvals_done_fn)(void *ud, size_t task, int rc, const fr_error *err);
+
+/* fr_approvals_decide on the shared store (o.pg): decided in advance
+ * (--approve, --approve-all: the row is queued), *waiting is false and
+ * `out` filled now; otherwise the store's row is read asynchronously,
+ * *waiting is true, and `done(ud, ...)` is called once on a later turn with
+ * `out` (borrowed, alive until then) filled. `ud` must outlive the set or
+ * the call; fr_approvals_free drops the reads still due (done never
+ * called). FR_OK, or the store's refusal in `err` (`out` PENDING, not
+ * waiting). */
+int fr_approvals_decide_shared(fr_approvals *a, size_t task, const fr_reply *reply, bool can_ask,
+                               fr_approval *out, fr_approvals_done_fn done, void *ud, bool *waiting,
+                               fr_error *err);
 
 /* Records the terminal's answer for `task` (decided before with NONE):
  * `state` APPROVED, REJECTED, or PENDING (no answer: a pending row), with

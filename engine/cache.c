@@ -136,60 +136,250 @@ static void rejected(const fr_cache_ctx *c, fr_route_task *t, size_t e, const ch
     t->reason = "quality";
 }
 
-bool fr_cache_lookup(const fr_cache_ctx *c, fr_route_task *t, const char *prompt, uint64_t now_ns,
-                     char **last_error)
+/* Judges stored reply `reply` (taken) of endpoint `e` for `t` by the gates
+ * as they are now. Returns true on a hit (t->res filled at `now_ns`). */
+static bool judge(const fr_cache_ctx *c, fr_route_task *t, size_t e, fr_reply *reply,
+                  uint64_t now_ns, char **last_error)
 {
     fr_task_result *res = t->res;
     fr_workflow *wf = c->wf;
     const char *task = wf->tasks[t->idx].name;
+    const char *name = fr_ep_spec(c->eps, e)->name;
+    fr_gate_redact(reply, task, name); /* a row an older flowrun stored */
+    fr_error gerr = {0};
+    const char *empty;
+    int grc = fr_gate_empty(reply, &empty, &gerr);
+    if (grc == FR_OK)
+        grc = fr_gate_schema(&wf->tasks[t->idx], reply, &gerr);
+    bool stale = grc != FR_OK; /* empty, or no longer fits the schema: a miss */
+    if (grc == FR_OK)
+        grc = fr_gate_check(wf, t->idx, reply, &res->check_score, &gerr);
+    if (grc != FR_OK) {
+        fr_reply_close(reply);
+        rejected(c, t, e, gerr.msg, stale, last_error);
+        return false;
+    }
+    fr_route_note_cache(c->router, t, e, "cached", NULL);
+    res->endpoint = (long)e;
+    res->cached = true;
+    fr_reply_close(&res->reply);
+    res->reply = *reply;
+    res->usage = reply->usage;
+    res->latency_ms = res->ttft_ms = 0;
+    res->start_ns = now_ns;
+    return true;
+}
+
+/* The key (owned) of `t`'s request to endpoint `e`. */
+static char *key_for(const fr_cache_ctx *c, const fr_route_task *t, size_t e, const char *prompt)
+{
+    fr_workflow *wf = c->wf;
+    fr_call call = fr_attempt_call(wf, t->idx, c->eps, e, prompt, c->tools);
+    return fr_cache_key(wf->name, wf->tasks[t->idx].name, fr_ep_spec(c->eps, e)->name,
+                        fr_ep_protocol(c->eps, e), &call);
+}
+
+static void log_store_error(const fr_error *err)
+{
+    char msg[1400];
+    fr_log_event(FR_LOG_WARN, "cache", "cache.error", "error=\"%s\"",
+                 fr_error_format(err, msg, sizeof msg));
+}
+
+bool fr_cache_lookup(const fr_cache_ctx *c, fr_route_task *t, const char *prompt, uint64_t now_ns,
+                     char **last_error)
+{
     for (size_t e = 0; e < fr_endpoints_count(c->eps); e++) {
         if (!fr_route_allowed(c->router, t, e))
             continue;
-        const char *name = fr_ep_spec(c->eps, e)->name;
-        fr_call call = fr_attempt_call(wf, t->idx, c->eps, e, prompt, c->tools);
-        char *key = fr_cache_key(wf->name, task, name, fr_ep_protocol(c->eps, e), &call);
+        char *key = key_for(c, t, e, prompt);
         fr_reply reply = {0};
         bool hit = false;
         fr_error err = {0};
-        if (fr_store_cache_get(c->store, key, &reply, &hit, &err) != FR_OK) {
-            char msg[1400];
-            fr_log_event(FR_LOG_WARN, "cache", "cache.error", "error=\"%s\"",
-                         fr_error_format(&err, msg, sizeof msg));
-        }
+        if (fr_store_cache_get(c->store, key, &reply, &hit, &err) != FR_OK)
+            log_store_error(&err);
         free(key);
-        if (!hit)
-            continue;
-        fr_gate_redact(&reply, task, name); /* a row an older flowrun stored */
-        fr_error gerr = {0};
-        const char *empty;
-        int grc = fr_gate_empty(&reply, &empty, &gerr);
-        if (grc == FR_OK)
-            grc = fr_gate_schema(&wf->tasks[t->idx], &reply, &gerr);
-        bool stale = grc != FR_OK; /* empty, or no longer fits the schema: a miss */
-        if (grc == FR_OK)
-            grc = fr_gate_check(wf, t->idx, &reply, &res->check_score, &gerr);
-        if (grc != FR_OK) {
-            fr_reply_close(&reply);
-            rejected(c, t, e, gerr.msg, stale, last_error);
-            continue;
-        }
-        fr_route_note_cache(c->router, t, e, "cached", NULL);
-        res->endpoint = (long)e;
-        res->cached = true;
-        fr_reply_close(&res->reply);
-        res->reply = reply;
-        res->usage = reply.usage;
-        res->latency_ms = res->ttft_ms = 0;
-        res->start_ns = now_ns;
-        return true;
+        if (hit && judge(c, t, e, &reply, now_ns, last_error))
+            return true;
     }
     return false;
 }
 
-int fr_cache_put(fr_store *st, const char *key, const char *endpoint, const fr_reply *reply,
-                 fr_error *err)
+/* ---- a lookup on the shared store ---------------------------------------
+ * The store's completions and the timer's close hold the lookup: it is
+ * freed when the last of them is back and it is over (done called, or
+ * cancelled), so a completion never finds it freed. */
+
+typedef struct wait_slot {
+    fr_cache_wait *w;
+    size_t e;        /* the endpoint asked */
+    fr_reply *reply; /* its answer on a hit, owned; NULL otherwise */
+    bool back;
+} wait_slot;
+
+struct fr_cache_wait {
+    fr_cache_ctx c;
+    fr_route_task *t;
+    char **last_error;
+    fr_cache_done_fn done;
+    void *ud;
+    wait_slot *slots;
+    size_t nslots;
+    size_t due;      /* completions not yet back */
+    bool over;       /* done called or cancelled: the task is not touched again */
+    bool timer_open; /* its handle not yet closed */
+    uv_timer_t timer;
+};
+
+static void drop_reply(fr_reply *r)
+{
+    if (r) {
+        fr_reply_close(r);
+        free(r);
+    }
+}
+
+static void wait_maybe_free(fr_cache_wait *w)
+{
+    if (!w->over || w->due > 0 || w->timer_open)
+        return;
+    for (size_t i = 0; i < w->nslots; i++)
+        drop_reply(w->slots[i].reply);
+    free(w->slots);
+    free(w);
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    fr_cache_wait *w = h->data;
+    w->timer_open = false;
+    wait_maybe_free(w);
+}
+
+/* Ends the lookup: the timer goes, and `done` is called unless cancelled. */
+static void wait_over(fr_cache_wait *w, bool call, bool hit)
+{
+    w->over = true;
+    if (w->timer_open && !uv_is_closing((uv_handle_t *)&w->timer))
+        uv_close((uv_handle_t *)&w->timer, on_timer_closed);
+    if (call)
+        w->done(w->ud, hit);
+    wait_maybe_free(w);
+}
+
+/* Every answer is back: judged in the endpoints' order, as on SQLite. */
+static void wait_judge(fr_cache_wait *w)
+{
+    bool hit = false;
+    uint64_t now = fr_clock_ns(w->c.clock);
+    for (size_t i = 0; i < w->nslots && !hit; i++) {
+        wait_slot *s = &w->slots[i];
+        if (!s->reply || !fr_route_allowed(w->c.router, w->t, s->e))
+            continue;
+        fr_reply *r = s->reply;
+        s->reply = NULL;
+        hit = judge(&w->c, w->t, s->e, r, now, w->last_error);
+        free(r); /* its content is the result's now, or was closed */
+    }
+    wait_over(w, true, hit);
+}
+
+static void on_pg_reply(void *ud, int rc, fr_reply *reply, const fr_error *err)
+{
+    wait_slot *s = ud;
+    fr_cache_wait *w = s->w;
+    s->back = true;
+    w->due--;
+    if (rc != FR_OK && rc != FR_ECANCELED && !w->over)
+        log_store_error(err);
+    if (w->over) {
+        drop_reply(reply);
+        wait_maybe_free(w);
+        return;
+    }
+    s->reply = reply;
+    if (w->due == 0)
+        wait_judge(w);
+}
+
+static void on_wait_timeout(uv_timer_t *h)
+{
+    fr_cache_wait *w = h->data;
+    fr_log_event(FR_LOG_WARN, "cache", "cache.timeout",
+                 "task=%s timeout_ms=%d the shared store did not answer: asked as a miss",
+                 w->c.wf->tasks[w->t->idx].name, w->c.timeout_ms);
+    wait_over(w, true, false);
+}
+
+fr_cache_status fr_cache_lookup_start(const fr_cache_ctx *c, fr_route_task *t, const char *prompt,
+                                      char **last_error, fr_cache_done_fn done, void *ud,
+                                      fr_cache_wait **wait)
+{
+    *wait = NULL;
+    if (!c->pg || !c->loop)
+        return fr_cache_lookup(c, t, prompt, fr_clock_ns(c->clock), last_error) ? FR_CACHE_HIT
+                                                                                : FR_CACHE_MISS;
+    size_t n = fr_endpoints_count(c->eps);
+    fr_cache_wait *w = fr_xcalloc(1, sizeof *w);
+    w->c = *c;
+    if (w->c.timeout_ms <= 0)
+        w->c.timeout_ms = FR_CACHE_LOOKUP_TIMEOUT_MS;
+    w->t = t;
+    w->last_error = last_error;
+    w->done = done;
+    w->ud = ud;
+    w->slots = fr_xcalloc(n ? n : 1, sizeof *w->slots);
+    for (size_t e = 0; e < n; e++) {
+        if (!fr_route_allowed(c->router, t, e))
+            continue;
+        wait_slot *s = &w->slots[w->nslots++];
+        *s = (wait_slot){w, e, NULL, false};
+        char *key = key_for(c, t, e, prompt);
+        w->due++;
+        if (fr_pgstore_cache_get(c->pg, key, on_pg_reply, s) != FR_OK) {
+            w->due--; /* refused (closing): a miss */
+            s->back = true;
+        }
+        free(key);
+    }
+    if (w->due == 0) { /* nothing asked: answered now, from nothing */
+        w->over = true;
+        wait_maybe_free(w);
+        return FR_CACHE_MISS;
+    }
+    uv_timer_init(c->loop, &w->timer);
+    w->timer.data = w;
+    w->timer_open = true;
+    uv_timer_start(&w->timer, on_wait_timeout, (uint64_t)w->c.timeout_ms, 0);
+    *wait = w;
+    return FR_CACHE_WAITING;
+}
+
+void fr_cache_wait_cancel(fr_cache_wait *w)
+{
+    if (w && !w->over)
+        wait_over(w, false, false);
+}
+
+static void on_pg_put(void *ud, int rc, const fr_error *err)
+{
+    (void)ud;
+    if (rc != FR_OK && rc != FR_ECANCELED)
+        log_store_error(err);
+}
+
+int fr_cache_put(fr_store *st, fr_pgstore *pg, const char *key, const char *endpoint,
+                 const fr_reply *reply, fr_error *err)
 {
     if (!fr_finish_is_answer(reply->finish))
         return FR_OK;
+    if (pg) {
+        int rc = fr_pgstore_cache_put(pg, key, endpoint, reply, on_pg_put, NULL);
+        return rc == FR_OK || rc == FR_ECANCELED
+                   ? FR_OK
+                   : fr_error_set(err, rc, "cache", 0,
+                                  "the result could not be queued for the "
+                                  "shared store");
+    }
     return fr_store_cache_put(st, key, endpoint, reply, err);
 }

@@ -6,13 +6,18 @@
  * max_tokens, temperature, seed, schema), so a task reuses only its own
  * result for the same request to the same model: two tasks that happen to
  * send the same prompt still get their own samples. The entries live in
- * the state store. */
+ * the state store: SQLite, read at once, or the shared PostgreSQL store,
+ * read asynchronously on the run's loop (fr_cache_lookup_start). */
 
 #include "dsl/workflow.h"
 #include "engine/endpoint.h"
 #include "engine/route.h"
+#include "engine/clock.h"
+#include "engine/store/pgstore.h"
 #include "engine/store/store.h"
 #include "providers/provider.h"
+
+#include <uv.h>
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -31,9 +36,17 @@ char *fr_cache_key(const char *workflow, const char *task, const char *endpoint,
 bool fr_cache_may_answer(bool has_store, bool no_cache, const char *const *fresh, size_t nfresh,
                          const char *task);
 
+/* How long a lookup on the shared store may take before the task goes on
+ * as on a miss: a slow or down database never stalls a run. */
+#define FR_CACHE_LOOKUP_TIMEOUT_MS 3000
+
 /* What a lookup reads (all borrowed). */
 typedef struct fr_cache_ctx {
     fr_store *store;
+    fr_pgstore *pg;  /* the shared store, read instead of `store` when not NULL */
+    uv_loop_t *loop; /* the loop `pg` runs on (its lookup's timer) */
+    int timeout_ms;  /* a lookup on `pg` ends as a miss after this; 0: the default */
+    fr_clock *clock; /* stamps a hit that answers later */
     fr_workflow *wf; /* the check runs the workflow's Lua */
     const fr_endpoints *eps;
     fr_router *router;
@@ -52,8 +65,43 @@ typedef struct fr_cache_ctx {
 bool fr_cache_lookup(const fr_cache_ctx *c, fr_route_task *t, const char *prompt, uint64_t now_ns,
                      char **last_error);
 
+/* A lookup on the shared store, waiting for its answers. */
+typedef struct fr_cache_wait fr_cache_wait;
+
+/* Called once when a waiting lookup is over: `hit` as fr_cache_lookup's
+ * return (t->res filled on a hit). The wait is then no longer the caller's. */
+typedef void (*fr_cache_done_fn)(void *ud, bool hit);
+
+typedef enum {
+    FR_CACHE_MISS = 0, /* answered now: nothing stored that answers */
+    FR_CACHE_HIT,      /* answered now: t->res filled, as fr_cache_lookup */
+    FR_CACHE_WAITING   /* asked the shared store: `done` will say */
+} fr_cache_status;
+
+/* fr_cache_lookup, on whichever store `c` has. On SQLite (c->pg NULL) it
+ * answers now, HIT or MISS, and `done` is never called. On the shared store
+ * it asks for every endpoint's key at once and returns WAITING with *wait
+ * set (owned by the lookup until `done`; fr_cache_wait_cancel takes it back
+ * before): `done(ud, hit)` is called once, on a later loop turn, when every
+ * answer is back (they are judged in the endpoints' order, as
+ * fr_cache_lookup does), or after c->timeout_ms (a miss, logged): an
+ * unreachable, locked or slow store never holds a task longer. An error is
+ * a miss. `c` is copied; `t`, `last_error`, the clock, the workflow, router
+ * and endpoints must stay alive until `done` or the cancel; the loop must
+ * run until the lookup's timer is closed. */
+fr_cache_status fr_cache_lookup_start(const fr_cache_ctx *c, fr_route_task *t, const char *prompt,
+                                      char **last_error, fr_cache_done_fn done, void *ud,
+                                      fr_cache_wait **wait);
+
+/* Takes back waiting lookup `w` (NULL is fine): `done` is never called and
+ * nothing of the task is touched again; the store's answers still due are
+ * dropped when they come (the lookup frees itself then). */
+void fr_cache_wait_cancel(fr_cache_wait *w);
+
 /* Stores `reply` (borrowed) of endpoint `endpoint` under `key` when it is a
- * whole answer (cut text a task accepted is not). FR_OK or the store's
- * error. */
-int fr_cache_put(fr_store *st, const char *key, const char *endpoint, const fr_reply *reply,
-                 fr_error *err);
+ * whole answer (cut text a task accepted is not): in `pg` when not NULL
+ * (queued with the turn's writes, not waited for: a failure is logged, a
+ * cache that misses costs a request, never a result), else in `st`. FR_OK
+ * or the store's error. */
+int fr_cache_put(fr_store *st, fr_pgstore *pg, const char *key, const char *endpoint,
+                 const fr_reply *reply, fr_error *err);

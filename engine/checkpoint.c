@@ -12,6 +12,7 @@ struct fr_checkpoints {
     fr_prompt *prompt;       /* the terminal that answers, NULL without one */
     bool *held;
     size_t nheld;
+    size_t deciding; /* reads of the shared store still due */
     bool stopped;
 };
 
@@ -78,14 +79,51 @@ void fr_checkpoints_start(fr_checkpoints *c, uv_loop_t *loop)
         c->prompt = fr_prompt_new(loop, on_answer, c);
 }
 
+/* The shared store's row of `task` was read and decided from. */
+static void on_decided(void *ud, size_t task, int rc, const fr_error *err)
+{
+    fr_checkpoints *c = ud;
+    c->deciding--;
+    if (rc != FR_OK)
+        fr_booking_write_failed(c->env.books, err);
+    if (c->stopped)
+        return;
+    follow(c, task);
+    c->hooks.answered(c->hooks.ud);
+}
+
+/* A write of a checkpoint's row to the shared store came back. */
+static void on_put(void *ud, int rc, const fr_error *err)
+{
+    if (rc != FR_OK && rc != FR_ECANCELED)
+        fr_booking_write_failed(ud, err);
+}
+
 void fr_checkpoints_reached(fr_checkpoints *c, size_t task)
 {
     fr_error err = {0};
     fr_task_result *res = &c->env.res->tasks[task];
+    if (c->env.decide.pg) {
+        bool waiting = false;
+        if (fr_approvals_decide_shared(c->approvals, task, &res->reply, fr_prompt_open(c->prompt),
+                                       &res->approval, on_decided, c, &waiting, &err) != FR_OK)
+            fr_booking_write_failed(c->env.books, &err);
+        if (waiting) {
+            c->deciding++;
+            return;
+        }
+        follow(c, task);
+        return;
+    }
     if (fr_approvals_decide(c->approvals, task, &res->reply, fr_prompt_open(c->prompt),
                             &res->approval, &err) != FR_OK)
         fr_booking_write_failed(c->env.books, &err);
     follow(c, task);
+}
+
+size_t fr_checkpoints_deciding(const fr_checkpoints *c)
+{
+    return c ? c->deciding : 0;
 }
 
 bool fr_checkpoints_held(const fr_checkpoints *c, size_t task)
@@ -110,8 +148,13 @@ fr_checkpoints *fr_checkpoints_for_run(const fr_workflow *wf, fr_results *res, c
                                        const fr_checkpoint_hooks *hooks)
 {
     fr_store *store = fr_booking_store(books);
-    fr_checkpoint_env env = {
-        wf, res, g, sched, books, {wf, store, run_id, out_dir, approve, napprove, approve_all}};
+    fr_checkpoint_env env = {wf,
+                             res,
+                             g,
+                             sched,
+                             books,
+                             {wf, store, run_id, out_dir, approve, napprove, approve_all,
+                              fr_booking_pgstore(books), on_put, books}};
     return fr_checkpoints_new(&env, hooks);
 }
 

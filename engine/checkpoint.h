@@ -55,8 +55,13 @@ fr_checkpoints *fr_checkpoints_for_run(const fr_workflow *wf, fr_results *res, c
 void fr_checkpoints_start(fr_checkpoints *c, uv_loop_t *loop);
 
 /* Approval task `task` succeeded: decides (or asks) and follows the
- * decision through the hooks. */
+ * decision through the hooks; on the shared store once its row is read
+ * (the loop goes on meanwhile; `answered` is called after it). */
 void fr_checkpoints_reached(fr_checkpoints *c, size_t task);
+
+/* How many checkpoints wait for the shared store's row (their decision
+ * follows when it comes): work in flight for the run. */
+size_t fr_checkpoints_deciding(const fr_checkpoints *c);
 
 /* True while `task` is held at its checkpoint. */
 bool fr_checkpoints_held(const fr_checkpoints *c, size_t task);

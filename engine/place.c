@@ -14,21 +14,30 @@ static fr_placed end(fr_route_decision *d, fr_task_state state, const fr_error *
 }
 
 /* Looks for a stored result of this exact request (engine/cache). */
-static bool try_cache(const fr_place_env *env, size_t idx, fr_task *t)
+static fr_cache_status try_cache(const fr_place_env *env, size_t idx, fr_task *t,
+                                 fr_place_lookup *lk)
 {
     fr_task_env *te = env->tasks;
     const fr_task_spec *ts = &te->wf->tasks[idx];
-    if (te->plan || !fr_cache_may_answer(te->books != NULL, env->no_cache || ts->no_cache,
-                                         env->fresh, env->nfresh, ts->name))
-        return false;
+    if (lk->asked || te->plan ||
+        !fr_cache_may_answer(te->books != NULL, env->no_cache || ts->no_cache, env->fresh,
+                             env->nfresh, ts->name))
+        return FR_CACHE_MISS;
     fr_cache_ctx c = env->cache;
     c.tools = te->tools ? fr_toolset_defs(te->tools, idx) : NULL;
-    return fr_cache_lookup(&c, fr_task_route(t), fr_task_prompt(t), fr_clock_ns(te->clock),
-                           fr_task_last_error_slot(t));
+    c.clock = te->clock;
+    fr_cache_status cs =
+        fr_cache_lookup_start(&c, fr_task_route(t), fr_task_prompt(t), fr_task_last_error_slot(t),
+                              lk->done, lk->ud, &lk->wait);
+    /* On SQLite a task that waits for a slot asks again when it is placed
+     * again (a result stored meanwhile answers it); the shared store is
+     * asked once, and its miss routes. */
+    lk->asked = cs == FR_CACHE_WAITING;
+    return cs;
 }
 
 fr_placed fr_place(const fr_place_env *env, size_t idx, fr_task *t, bool *cleared,
-                   fr_route_decision *d)
+                   fr_place_lookup *lk, fr_route_decision *d)
 {
     fr_task_env *te = env->tasks;
     fr_route_task *rt = fr_task_route(t);
@@ -48,8 +57,12 @@ fr_placed fr_place(const fr_place_env *env, size_t idx, fr_task *t, bool *cleare
     if (rt->retry_ep < 0) {
         if (fr_task_render(t, &err) != FR_OK)
             return end(d, FR_TASK_FAILED, &err, NULL);
-        if (te->results->tasks[idx].attempts == 0 && try_cache(env, idx, t))
+        fr_cache_status cs =
+            te->results->tasks[idx].attempts == 0 ? try_cache(env, idx, t, lk) : FR_CACHE_MISS;
+        if (cs == FR_CACHE_HIT)
             return FR_PLACED_CACHED;
+        if (cs == FR_CACHE_WAITING)
+            return FR_PLACED_LOOKUP;
     }
     *d = fr_route(te->router, rt);
     return FR_PLACED_ROUTED;

@@ -54,9 +54,10 @@ typedef struct task_rt {
     struct fr_run *run;
     size_t idx;
     fr_task *task;
-    fr_route_task *route; /* the task's routing record (borrowed from it) */
-    fr_task_result *res;  /* its entry in the results */
-    bool cleared;         /* its condition was evaluated and lets it run */
+    fr_route_task *route;   /* the task's routing record (borrowed from it) */
+    fr_task_result *res;    /* its entry in the results */
+    bool cleared;           /* its condition was evaluated and lets it run */
+    fr_place_lookup lookup; /* its result cache lookup (a wait on the shared store) */
 } task_rt;
 
 struct fr_run {
@@ -93,10 +94,12 @@ struct fr_run {
     fr_budget *budget;
     fr_booking *books;      /* the run's books in the state store; NULL for a plan */
     fr_checkpoints *checks; /* the tasks held at their checkpoints; NULL for a plan */
+    size_t lookups;         /* tasks waiting for the shared store's cache */
 };
 
 static void pump(fr_run *r);
 static void maybe_finish(fr_run *r);
+static void on_looked_up(void *ud, bool hit);
 
 static uint64_t now_ns(const fr_run *r)
 {
@@ -128,6 +131,17 @@ static void init_task(fr_run *r, size_t i)
     t->task = fr_task_new(&r->env, i);
     t->route = fr_task_route(t->task);
     t->res = &r->res.tasks[i];
+    t->lookup = (fr_place_lookup){.done = on_looked_up, .ud = t};
+}
+
+/* Takes back `t`'s cache lookup while it waits (the task ended first). */
+static void drop_lookup(task_rt *t)
+{
+    if (!t->lookup.wait)
+        return;
+    fr_cache_wait_cancel(t->lookup.wait);
+    t->lookup.wait = NULL;
+    t->run->lookups--;
 }
 
 /* ---- task ends ---------------------------------------------------------- */
@@ -144,6 +158,7 @@ static void on_skip(void *ud, size_t task, size_t cause)
 /* Records task `t`'s end in `state` for `reason` (borrowed, may be NULL). */
 static void end_record(task_rt *t, fr_task_state state, const char *reason)
 {
+    drop_lookup(t);
     fr_timers_stop(t->run->timers, t->idx);
     free(t->res->reason);
     t->res->reason = reason ? fr_xstrdup(reason) : NULL;
@@ -342,9 +357,12 @@ static bool place(fr_run *r, task_rt *t)
     if (!r->plan && t->route->deadline_ms == 0)
         arm_deadline(t);
     fr_route_decision d;
-    switch (fr_place(&r->placer, t->idx, t->task, &t->cleared, &d)) {
+    switch (fr_place(&r->placer, t->idx, t->task, &t->cleared, &t->lookup, &d)) {
     case FR_PLACED_CACHED:
         task_ok(t); /* done without a request and without cost */
+        return true;
+    case FR_PLACED_LOOKUP:
+        r->lookups++; /* out of the queue until the shared store answers */
         return true;
     case FR_PLACED_FANOUT:
         t->res->start_ns = now_ns(r);
@@ -356,14 +374,31 @@ static bool place(fr_run *r, task_rt *t)
     return act(t, &d);
 }
 
+/* The shared store answered `ud`'s lookup (engine/cache): a hit is done as
+ * on SQLite, a miss goes back to the queue to be routed. */
+static void on_looked_up(void *ud, bool hit)
+{
+    task_rt *t = ud;
+    fr_run *r = t->run;
+    t->lookup.wait = NULL;
+    r->lookups--;
+    if (hit)
+        task_ok(t);
+    else
+        fr_sched_requeue(r->sched, t->idx);
+    maybe_finish(r);
+    pump(r);
+}
+
 /* True while something in flight or scheduled may still change what the
  * policy sees. */
 static bool anything_pending(fr_run *r)
 {
     if (r->plan)
         return fr_plan_pending(r->plan) > 0;
-    return fr_http_active(r->http) > 0 || r->env.in_flight > 0 ||
-           fr_timers_retries(r->timers) > 0 || fr_timers_waking(r->timers);
+    return fr_http_active(r->http) > 0 || r->env.in_flight > 0 || r->lookups > 0 ||
+           fr_checkpoints_deciding(r->checks) > 0 || fr_timers_retries(r->timers) > 0 ||
+           fr_timers_waking(r->timers);
 }
 
 /* Places ready tasks while endpoints have free slots. When nothing is in
@@ -427,6 +462,8 @@ static void close_all(fr_run *r)
     r->res.end_ns = now_ns(r);
     if (r->plan)
         return; /* a plan opens no handles */
+    for (size_t t = 0; r->lookups > 0 && t < r->wf->ntasks; t++)
+        drop_lookup(&r->tasks[t]); /* their answers, when they come, find nothing */
     fr_timers_close(r->timers);
     fr_reload_stop(r->policy);
     fr_checkpoints_stop(r->checks);
@@ -457,6 +494,7 @@ static void end_unfinished(fr_run *r, fr_task_state state, const char *reason)
         task_rt *tr = &r->tasks[t];
         if (fr_task_state_terminal(fr_sched_state(r->sched, t)))
             continue;
+        drop_lookup(tr);
         if (state == FR_TASK_CANCELLED) {
             fr_task_cancel(tr->task, "cancelled", reason);
             fr_timers_stop(r->timers, t);
@@ -629,8 +667,13 @@ int fr_run_new(fr_workflow *wf, const fr_run_opts *opts, fr_run **out, fr_error 
     if (rc != FR_OK)
         goto cleanup;
     fr_store *store = r->books ? fr_booking_store(r->books) : NULL;
-    r->placer = (fr_place_env){
-        &r->env, {store, wf, r->eps, r->router, NULL}, opts->no_cache, opts->fresh, opts->nfresh};
+    fr_pgstore *pg = fr_booking_pgstore(r->books);
+    r->placer =
+        (fr_place_env){&r->env,
+                       {store, pg, pg ? &r->loop : NULL, 0, r->clock, wf, r->eps, r->router, NULL},
+                       opts->no_cache,
+                       opts->fresh,
+                       opts->nfresh};
     if (!r->plan)
         r->checks = fr_checkpoints_for_run(
             wf, &r->res, r->g, r->sched, r->books, r->run_id, r->out_dir, opts->approve,
