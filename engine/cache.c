@@ -306,7 +306,7 @@ static void on_wait_timeout(uv_timer_t *h)
 {
     fr_cache_wait *w = h->data;
     fr_log_event(FR_LOG_WARN, "cache", "cache.timeout",
-                 "task=%s timeout_ms=%d the shared store did not answer: asked as a miss",
+                 "task=%s timeout_ms=%d the shared store did not answer in time: a miss",
                  w->c.wf->tasks[w->t->idx].name, w->c.timeout_ms);
     wait_over(w, true, false);
 }
