@@ -292,6 +292,12 @@ int fr_approvals_decide_shared(fr_approvals *a, size_t task, const fr_reply *rep
     return FR_OK;
 }
 
+/* Sets the shared store; see approval.h. */
+void fr_approvals_share(fr_approvals *a, fr_pgstore *pg)
+{
+    a->o.pg = pg;
+}
+
 /* Records the terminal's answer; see approval.h. */
 int fr_approvals_answer(fr_approvals *a, size_t task, fr_approval_state state, const char *note,
                         fr_approval *out, fr_error *err)

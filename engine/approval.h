@@ -95,6 +95,10 @@ int fr_approvals_decide_shared(fr_approvals *a, size_t task, const fr_reply *rep
                                fr_approval *out, fr_approvals_done_fn done, void *ud, bool *waiting,
                                fr_error *err);
 
+/* Sets the shared store the set reads and writes from now on (borrowed,
+ * outlives the set; NULL: back to o.store), as o.pg. */
+void fr_approvals_share(fr_approvals *a, fr_pgstore *pg);
+
 /* Records the terminal's answer for `task` (decided before with NONE):
  * `state` APPROVED, REJECTED, or PENDING (no answer: a pending row), with
  * `note` (borrowed, may be NULL), by this user. Fills `out` as

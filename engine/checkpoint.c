@@ -103,7 +103,10 @@ void fr_checkpoints_reached(fr_checkpoints *c, size_t task)
 {
     fr_error err = {0};
     fr_task_result *res = &c->env.res->tasks[task];
-    if (c->env.decide.pg) {
+    /* The books' shared store as it is now: they may reach it once the loop runs. */
+    fr_pgstore *pg = fr_booking_pgstore(c->env.books);
+    fr_approvals_share(c->approvals, pg);
+    if (pg) {
         bool waiting = false;
         if (fr_approvals_decide_shared(c->approvals, task, &res->reply, fr_prompt_open(c->prompt),
                                        &res->approval, on_decided, c, &waiting, &err) != FR_OK)
@@ -148,13 +151,10 @@ fr_checkpoints *fr_checkpoints_for_run(const fr_workflow *wf, fr_results *res, c
                                        const fr_checkpoint_hooks *hooks)
 {
     fr_store *store = fr_booking_store(books);
-    fr_checkpoint_env env = {wf,
-                             res,
-                             g,
-                             sched,
-                             books,
-                             {wf, store, run_id, out_dir, approve, napprove, approve_all,
-                              fr_booking_pgstore(books), on_put, books}};
+    fr_checkpoint_env env = {
+        wf,    res,
+        g,     sched,
+        books, {wf, store, run_id, out_dir, approve, napprove, approve_all, NULL, on_put, books}};
     return fr_checkpoints_new(&env, hooks);
 }
 

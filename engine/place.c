@@ -1,5 +1,6 @@
 #include "engine/place.h"
 
+#include "engine/booking.h"
 #include "engine/toolset.h"
 #include "engine/util/mem.h"
 
@@ -26,6 +27,7 @@ static fr_cache_status try_cache(const fr_place_env *env, size_t idx, fr_task *t
     fr_cache_ctx c = env->cache;
     c.tools = te->tools ? fr_toolset_defs(te->tools, idx) : NULL;
     c.clock = te->clock;
+    c.pg = fr_booking_pgstore(te->books); /* read now: the books may reach it once the loop runs */
     fr_cache_status cs =
         fr_cache_lookup_start(&c, fr_task_route(t), fr_task_prompt(t), fr_task_last_error_slot(t),
                               lk->done, lk->ud, &lk->wait);

@@ -14,7 +14,8 @@
 /* What placing reads, borrowed from the conductor. */
 typedef struct fr_place_env {
     fr_task_env *tasks;       /* what the tasks share (wf, router, books, tools, plan) */
-    fr_cache_ctx cache;       /* the cache's reading (its tools set per task) */
+    fr_cache_ctx cache;       /* the cache's reading (its tools, clock and shared store set
+                                 per task: the books' shared store as it is then) */
     bool no_cache;            /* --no-cache */
     const char *const *fresh; /* --fresh TASK names */
     size_t nfresh;

@@ -667,13 +667,13 @@ int fr_run_new(fr_workflow *wf, const fr_run_opts *opts, fr_run **out, fr_error 
     if (rc != FR_OK)
         goto cleanup;
     fr_store *store = r->books ? fr_booking_store(r->books) : NULL;
-    fr_pgstore *pg = fr_booking_pgstore(r->books);
-    r->placer =
-        (fr_place_env){&r->env,
-                       {store, pg, pg ? &r->loop : NULL, 0, r->clock, wf, r->eps, r->router, NULL},
-                       opts->no_cache,
-                       opts->fresh,
-                       opts->nfresh};
+    /* The shared store is read at each lookup (engine/place): the books
+     * may reach it only once the loop runs. */
+    r->placer = (fr_place_env){&r->env,
+                               {store, NULL, &r->loop, 0, r->clock, wf, r->eps, r->router, NULL},
+                               opts->no_cache,
+                               opts->fresh,
+                               opts->nfresh};
     if (!r->plan)
         r->checks = fr_checkpoints_for_run(
             wf, &r->res, r->g, r->sched, r->books, r->run_id, r->out_dir, opts->approve,
