@@ -373,13 +373,13 @@ int fr_cache_put(fr_store *st, fr_pgstore *pg, const char *key, const char *endp
 {
     if (!fr_finish_is_answer(reply->finish))
         return FR_OK;
-    if (pg) {
-        int rc = fr_pgstore_cache_put(pg, key, endpoint, reply, on_pg_put, NULL);
-        return rc == FR_OK || rc == FR_ECANCELED
-                   ? FR_OK
-                   : fr_error_set(err, rc, "cache", 0,
-                                  "the result could not be queued for the "
-                                  "shared store");
-    }
-    return fr_store_cache_put(st, key, endpoint, reply, err);
+    if (!pg)
+        return fr_store_cache_put(st, key, endpoint, reply, err);
+    int rc = fr_pgstore_cache_put(pg, key, endpoint, reply, on_pg_put, NULL);
+    if (rc != FR_OK && rc != FR_ECANCELED) /* refused now: the run goes on without it */
+        fr_log_event(
+            FR_LOG_WARN, "cache", "cache.error",
+            "endpoint=%s error=\"the result could not be queued for the shared store: %s\"",
+            endpoint, fr_err_name(rc));
+    return FR_OK;
 }

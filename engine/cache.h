@@ -100,8 +100,8 @@ void fr_cache_wait_cancel(fr_cache_wait *w);
 
 /* Stores `reply` (borrowed) of endpoint `endpoint` under `key` when it is a
  * whole answer (cut text a task accepted is not): in `pg` when not NULL
- * (queued with the turn's writes, not waited for: a failure is logged, a
- * cache that misses costs a request, never a result), else in `st`. FR_OK
- * or the store's error. */
+ * (queued with the turn's writes, not waited for: a failure, then or at
+ * its completion, is logged and is FR_OK here: a cache that misses costs a
+ * request, never a result), else in `st`: FR_OK or the store's error. */
 int fr_cache_put(fr_store *st, fr_pgstore *pg, const char *key, const char *endpoint,
                  const fr_reply *reply, fr_error *err);
