@@ -26,9 +26,9 @@ process() {
   local name=$1 state=$2
   shift 2
   mkdir -p "$WORK/$name"
-  (cd "$WORK/$name" && run_flowrun "$WORK/flow.lua" --state "$state" --out "$WORK/$name/out" \
-    --json "$@" && echo "$RC" >"$WORK/rc")
-  RC=$(cat "$WORK/rc")
+  pushd "$WORK/$name" >/dev/null
+  run_flowrun "$WORK/flow.lua" --state "$state" --out "$WORK/$name/out" --json "$@"
+  popd >/dev/null
 }
 
 # shared STATE WHAT: A runs, B reuses, C with --no-cache asks again.
