@@ -16,12 +16,15 @@
 /* A read of the shared store's row, still due: its completion holds it. */
 typedef struct shared_read {
     struct shared_read *prev, *next;
-    fr_approvals *a; /* NULL once the set is gone: the completion only frees */
+    fr_approvals *a; /* NULL once over (answered, timed out, dropped): linked no more */
     size_t task;
     bool can_ask;
     fr_approval *out;
     fr_approvals_done_fn done;
     void *ud;
+    bool back;       /* the store's completion came */
+    bool timer_open; /* its timer's handle not yet closed */
+    uv_timer_t timer;
 } shared_read;
 
 struct fr_approvals {
@@ -115,8 +118,7 @@ void fr_approvals_free(fr_approvals *a)
 {
     if (!a)
         return;
-    for (shared_read *r = a->reads; r; r = r->next)
-        r->a = NULL; /* their completions, when they come, free them */
+    fr_approvals_drop_reads(a);
     for (size_t t = 0; t < a->o.wf->ntasks; t++)
         free(a->path[t]);
     free(a->path);
@@ -238,21 +240,45 @@ int fr_approvals_decide(fr_approvals *a, size_t task, const fr_reply *reply, boo
     return rc;
 }
 
-/* The shared store's row came (or its error). */
-static void on_shared_row(void *ud, int rc, const fr_store_approval *row, const fr_error *ferr)
+static void read_maybe_free(shared_read *r)
 {
-    shared_read *r = ud;
-    fr_approvals *a = r->a;
-    if (!a) {
+    if (!r->a && r->back && !r->timer_open)
         free(r);
-        return;
-    }
+}
+
+static void on_read_timer_closed(uv_handle_t *h)
+{
+    shared_read *r = h->data;
+    r->timer_open = false;
+    read_maybe_free(r);
+}
+
+/* Ends read `r` for its set: unlinked, its timer closing. */
+static void read_over(shared_read *r)
+{
+    fr_approvals *a = r->a;
     if (r->prev)
         r->prev->next = r->next;
     else
         a->reads = r->next;
     if (r->next)
         r->next->prev = r->prev;
+    r->a = NULL;
+    if (r->timer_open && !uv_is_closing((uv_handle_t *)&r->timer))
+        uv_close((uv_handle_t *)&r->timer, on_read_timer_closed);
+}
+
+/* The shared store's row came (or its error). */
+static void on_shared_row(void *ud, int rc, const fr_store_approval *row, const fr_error *ferr)
+{
+    shared_read *r = ud;
+    fr_approvals *a = r->a;
+    r->back = true;
+    if (!a) { /* timed out or dropped: nobody waits */
+        read_maybe_free(r);
+        return;
+    }
+    read_over(r);
     fr_error err = {0};
     if (rc == FR_OK) {
         rc = decide_from(a, r->task, row, r->can_ask, r->out, &err);
@@ -262,7 +288,34 @@ static void on_shared_row(void *ud, int rc, const fr_store_approval *row, const 
         r->out->state = FR_APPROVAL_PENDING;
     }
     r->done(r->ud, r->task, rc, ferr);
-    free(r);
+    read_maybe_free(r);
+}
+
+/* The shared store did not answer in time: pending, nothing recorded. */
+static void on_read_timeout(uv_timer_t *h)
+{
+    shared_read *r = h->data;
+    fr_approvals *a = r->a;
+    const char *name = a->o.wf->tasks[r->task].name;
+    read_over(r);
+    fr_approval_clear(r->out);
+    r->out->state = FR_APPROVAL_PENDING;
+    fr_error err = {0};
+    fr_error_set(&err, FR_ETIMEDOUT, "approval", 0,
+                 "the checkpoint of '%s' could not be read from the shared store in time: it "
+                 "stays pending in this run, nothing was recorded",
+                 name);
+    r->done(r->ud, r->task, FR_ETIMEDOUT, &err);
+    read_maybe_free(r);
+}
+
+void fr_approvals_drop_reads(fr_approvals *a)
+{
+    while (a && a->reads) {
+        shared_read *r = a->reads;
+        read_over(r);
+        read_maybe_free(r);
+    }
 }
 
 /* Decides on the shared store; see approval.h. */
@@ -276,7 +329,13 @@ int fr_approvals_decide_shared(fr_approvals *a, size_t task, const fr_reply *rep
     if (approved_in_advance(a, name))
         return put_in_advance(a, task, out, err);
     shared_read *r = fr_xcalloc(1, sizeof *r);
-    *r = (shared_read){NULL, a->reads, a, task, can_ask, out, done, ud};
+    *r = (shared_read){.next = a->reads,
+                       .a = a,
+                       .task = task,
+                       .can_ask = can_ask,
+                       .out = out,
+                       .done = done,
+                       .ud = ud};
     int rc = fr_pgstore_approval_get(a->o.pg, a->o.wf->name, name, on_shared_row, r);
     if (rc != FR_OK) {
         free(r);
@@ -288,14 +347,24 @@ int fr_approvals_decide_shared(fr_approvals *a, size_t task, const fr_reply *rep
     if (a->reads)
         a->reads->prev = r;
     a->reads = r;
+    if (a->o.loop) {
+        uv_timer_init(a->o.loop, &r->timer);
+        r->timer.data = r;
+        r->timer_open = true;
+        uv_timer_start(&r->timer, on_read_timeout,
+                       (uint64_t)(a->o.read_timeout_ms > 0 ? a->o.read_timeout_ms
+                                                           : FR_APPROVAL_READ_TIMEOUT_MS),
+                       0);
+    }
     *waiting = true;
     return FR_OK;
 }
 
 /* Sets the shared store; see approval.h. */
-void fr_approvals_share(fr_approvals *a, fr_pgstore *pg)
+void fr_approvals_share(fr_approvals *a, fr_pgstore *pg, uv_loop_t *loop)
 {
     a->o.pg = pg;
+    a->o.loop = loop;
 }
 
 /* Records the terminal's answer; see approval.h. */

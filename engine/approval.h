@@ -15,6 +15,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <uv.h>
 
 typedef enum {
     FR_APPROVAL_NONE = 0, /* not an approval task, or not decided yet: ask */
@@ -58,7 +59,14 @@ typedef struct fr_approvals_opts {
     fr_pgstore *pg;
     fr_pgstore_done_fn pg_put_done;
     void *pg_put_ud;
+    uv_loop_t *loop;     /* pg's loop, for a read's timeout (NULL: none) */
+    int read_timeout_ms; /* 0: FR_APPROVAL_READ_TIMEOUT_MS */
 } fr_approvals_opts;
+
+/* How long a checkpoint's row may take to come from the shared store: past
+ * it, the checkpoint stays pending in this run (nothing is recorded) and
+ * the run goes on; a slow or down database never holds it. */
+#define FR_APPROVAL_READ_TIMEOUT_MS 3000
 
 /* Returns a new set of checkpoints for one run (owned; fr_approvals_free).
  * `o` is borrowed and copied. */
@@ -87,17 +95,25 @@ typedef void (*fr_approvals_done_fn)(void *ud, size_t task, int rc, const fr_err
  * (--approve, --approve-all: the row is queued), *waiting is false and
  * `out` filled now; otherwise the store's row is read asynchronously,
  * *waiting is true, and `done(ud, ...)` is called once on a later turn with
- * `out` (borrowed, alive until then) filled. `ud` must outlive the set or
- * the call; fr_approvals_free drops the reads still due (done never
- * called). FR_OK, or the store's refusal in `err` (`out` PENDING, not
- * waiting). */
+ * `out` (borrowed, alive until then) filled; with o.loop, after
+ * o.read_timeout_ms at the latest (FR_ETIMEDOUT: `out` PENDING, nothing
+ * recorded). `ud` must outlive the set or the call;
+ * fr_approvals_drop_reads (and fr_approvals_free) drop the reads still due
+ * (done never called). FR_OK, or the store's refusal in `err` (`out`
+ * PENDING, not waiting). */
 int fr_approvals_decide_shared(fr_approvals *a, size_t task, const fr_reply *reply, bool can_ask,
                                fr_approval *out, fr_approvals_done_fn done, void *ud, bool *waiting,
                                fr_error *err);
 
-/* Sets the shared store the set reads and writes from now on (borrowed,
- * outlives the set; NULL: back to o.store), as o.pg. */
-void fr_approvals_share(fr_approvals *a, fr_pgstore *pg);
+/* Sets the shared store the set reads and writes from now on and its loop
+ * (both borrowed, outlive the set; NULL: back to o.store), as o.pg and
+ * o.loop. */
+void fr_approvals_share(fr_approvals *a, fr_pgstore *pg, uv_loop_t *loop);
+
+/* Drops the shared store's reads still due (NULL is fine): their `done` is
+ * never called, their timers close (the loop must run on until they have);
+ * the store's late answers free them. Before the loop ends. */
+void fr_approvals_drop_reads(fr_approvals *a);
 
 /* Records the terminal's answer for `task` (decided before with NONE):
  * `state` APPROVED, REJECTED, or PENDING (no answer: a pending row), with

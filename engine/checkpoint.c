@@ -1,6 +1,7 @@
 #include "engine/checkpoint.h"
 
 #include "engine/prompt.h"
+#include "engine/util/log.h"
 #include "engine/util/mem.h"
 
 #include <stdlib.h>
@@ -13,6 +14,7 @@ struct fr_checkpoints {
     bool *held;
     size_t nheld;
     size_t deciding; /* reads of the shared store still due */
+    uv_loop_t *loop; /* the run's, once started */
     bool stopped;
 };
 
@@ -75,6 +77,7 @@ static void on_answer(void *ud, size_t task, fr_approval_state state, const char
 
 void fr_checkpoints_start(fr_checkpoints *c, uv_loop_t *loop)
 {
+    c->loop = loop;
     if (fr_prompt_possible())
         c->prompt = fr_prompt_new(loop, on_answer, c);
 }
@@ -84,7 +87,10 @@ static void on_decided(void *ud, size_t task, int rc, const fr_error *err)
 {
     fr_checkpoints *c = ud;
     c->deciding--;
-    if (rc != FR_OK)
+    if (rc == FR_ETIMEDOUT) /* pending in this run: the run goes on */
+        fr_log_event(FR_LOG_WARN, "checkpoint", "approval.timeout", "task=%s error=\"%s\"",
+                     c->env.wf->tasks[task].name, err->msg);
+    else if (rc != FR_OK)
         fr_booking_write_failed(c->env.books, err);
     if (c->stopped)
         return;
@@ -105,7 +111,7 @@ void fr_checkpoints_reached(fr_checkpoints *c, size_t task)
     fr_task_result *res = &c->env.res->tasks[task];
     /* The books' shared store as it is now: they may reach it once the loop runs. */
     fr_pgstore *pg = fr_booking_pgstore(c->env.books);
-    fr_approvals_share(c->approvals, pg);
+    fr_approvals_share(c->approvals, pg, c->loop);
     if (pg) {
         bool waiting = false;
         if (fr_approvals_decide_shared(c->approvals, task, &res->reply, fr_prompt_open(c->prompt),
@@ -151,10 +157,16 @@ fr_checkpoints *fr_checkpoints_for_run(const fr_workflow *wf, fr_results *res, c
                                        const fr_checkpoint_hooks *hooks)
 {
     fr_store *store = fr_booking_store(books);
-    fr_checkpoint_env env = {
-        wf,    res,
-        g,     sched,
-        books, {wf, store, run_id, out_dir, approve, napprove, approve_all, NULL, on_put, books}};
+    fr_approvals_opts decide = {.wf = wf,
+                                .store = store,
+                                .run_id = run_id,
+                                .out_dir = out_dir,
+                                .approve = approve,
+                                .napprove = napprove,
+                                .approve_all = approve_all,
+                                .pg_put_done = on_put, /* the shared store is set when used */
+                                .pg_put_ud = books};
+    fr_checkpoint_env env = {wf, res, g, sched, books, decide};
     return fr_checkpoints_new(&env, hooks);
 }
 
@@ -187,6 +199,8 @@ void fr_checkpoints_stop(fr_checkpoints *c)
     if (!c)
         return;
     c->stopped = true;
+    fr_approvals_drop_reads(c->approvals); /* their answers, when they come, find nothing */
+    c->deciding = 0;
     fr_prompt_close(c->prompt);
     c->prompt = NULL;
 }

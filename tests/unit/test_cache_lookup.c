@@ -8,7 +8,8 @@
  * runs; a lookup cancelled while its answer is in flight is never
  * completed and its late answer touches nothing (the loop still closes);
  * and a checkpoint's pending row, a decision recorded by another process
- * (`flowrun approve`'s write) and a changed output, as the run sees them.
+ * (`flowrun approve`'s write) and a changed output, as the run sees them;
+ * a checkpoint's read held up by a lock ends pending after its timeout.
  * The PostgreSQL half is skipped (77) where the server is not installed. */
 
 #include <setjmp.h>
@@ -515,7 +516,8 @@ static void test_pg_approvals(void **state)
                            .out_dir = "out",
                            .pg = w->pg,
                            .pg_put_done = on_put,
-                           .pg_put_ud = &failed};
+                           .pg_put_ud = &failed,
+                           .loop = &w->loop};
     fr_approvals *a = fr_approvals_new(&o);
     fr_approval out = {0};
     /* No row: a pending one is recorded, as on SQLite. */
@@ -575,6 +577,55 @@ static void test_pg_approvals(void **state)
     fr_approvals_free(b);
 }
 
+/* The approvals table locked by another session: the checkpoint's read
+ * ends after its timeout, pending and nothing recorded, while the loop
+ * runs; the late answer, once the lock goes, is dropped. */
+static void test_pg_approval_timeout(void **state)
+{
+    NEED_PG();
+    world *w = *state;
+    open_pg(w, 20000);
+    static fr_task_spec specs[1] = {{.name = "review", .approve = true}};
+    static fr_workflow wf = {.name = "wf-locked", .tasks = specs, .ntasks = 1};
+    int failed = 0;
+    fr_approvals_opts o = {.wf = &wf,
+                           .run_id = "r-locked",
+                           .out_dir = "out",
+                           .pg = w->pg,
+                           .pg_put_done = on_put,
+                           .pg_put_ud = &failed,
+                           .loop = &w->loop,
+                           .read_timeout_ms = 300};
+    fr_approvals *a = fr_approvals_new(&o);
+    fr_pgstmt hold[2] = {{"BEGIN", 0, NULL},
+                         {"LOCK TABLE approvals IN ACCESS EXCLUSIVE MODE", 0, NULL}};
+    raw_run(w, 2, hold);
+    fr_reply r = engine_reply("the review", FR_FINISH_STOP, NULL);
+    fr_approval out = {0};
+    decided d = {0};
+    bool waiting = false;
+    fr_error err = {0};
+    uint64_t t0 = uv_hrtime();
+    assert_int_equal(
+        fr_approvals_decide_shared(a, 0, &r, false, &out, on_decided, &d, &waiting, &err), FR_OK);
+    assert_true(waiting);
+    LOOP_RUN_UNTIL(&w->loop, d.calls == 1, 30);
+    assert_true((double)(uv_hrtime() - t0) / 1e6 < 5000); /* not the lock's 20 s */
+    assert_int_equal(d.rc, FR_ETIMEDOUT);
+    assert_int_equal(out.state, FR_APPROVAL_PENDING);
+    raw_sql(w, "COMMIT");
+    LOOP_RUN_UNTIL(&w->loop, fr_pgstore_in_flight(w->pg) == 0, 30);
+    fr_pgstore_flush(w->pg);
+    LOOP_RUN_UNTIL(&w->loop, fr_pgstore_queued(w->pg) == 0 && fr_pgstore_in_flight(w->pg) == 0, 30);
+    loop_spin(&w->loop, 3);
+    assert_int_equal(d.calls, 1);
+    assert_int_equal(failed, 0);
+    assert_true(raw_count(w, "SELECT count(*) FROM approvals WHERE workflow = 'wf-locked'") == 0);
+    fr_reply_close(&r);
+    fr_approval_clear(&out);
+    fr_approvals_free(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -585,6 +636,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pg_timeout_is_a_miss, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pg_cancel_in_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pg_approvals, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pg_approval_timeout, setup, teardown),
     };
     (void)pg_server_restart; /* the fixture's, unused here */
     int rc = pg_server_start(&server);
