@@ -11,6 +11,27 @@
 #include <string.h>
 #include <sys/stat.h>
 
+/* What a trusted built-in's kept task, run and candidate tables hold
+ * (valid when `ok`), so that a decision writes only the fields that
+ * changed (push_kept_args). The strings are copies: a view's are borrowed
+ * for one call. */
+typedef struct seen_task {
+    bool ok;
+    char *name, *agent, *type, *reason;
+    fr_policy_task v; /* the numbers (its pointers unused) */
+} seen_task;
+
+typedef struct seen_run {
+    bool ok;
+    fr_policy_run v;
+} seen_run;
+
+typedef struct seen_cand {
+    bool ok;
+    char *name, *tier, *protocol, *model;
+    fr_policy_cand v; /* the numbers (its pointers unused) */
+} seen_cand;
+
 struct fr_policy {
     lua_State *L;
     char *name;
@@ -33,6 +54,11 @@ struct fr_policy {
      * change is not written again. */
     fr_policy_hist *hist_seen;
     bool *hist_ok;
+    /* The same for what the kept task, run and candidate tables hold (for
+     * a trusted built-in): a field is written only when it changed. */
+    seen_task task_seen;
+    seen_run run_seen;
+    seen_cand *cand_seen;         /* per candidate slot */
     unsigned long metatables_set; /* fr_sandbox_metatables_set when they were checked */
 };
 
@@ -68,6 +94,8 @@ struct fr_policy {
 #define KEY_NAME(id, s) s,
 enum { KEY_FIRST = 0, KEY_LIST(KEY_ENUM) KEY_COUNT };
 static const char *const key_names[] = {"", KEY_LIST(KEY_NAME)};
+
+static void seen_free(fr_policy *p);
 
 /* call_protected is a C closure whose upvalue k is the key K_... = k. */
 static int call_protected(lua_State *L);
@@ -322,6 +350,7 @@ void fr_policy_free(fr_policy *p)
     free(p->ntags);
     free(p->hist_seen);
     free(p->hist_ok);
+    seen_free(p);
     free(p->name);
     free(p->path);
     free(p);
@@ -701,7 +730,10 @@ static int push_arg_cache(lua_State *L, fr_policy *p)
     if (p->nslots) {
         memset(p->ntags, 0, p->nslots * sizeof *p->ntags);
         memset(p->hist_ok, 0, 2 * p->nslots * sizeof *p->hist_ok);
+        for (size_t i = 0; i < p->nslots; i++)
+            p->cand_seen[i].ok = false;
     }
+    p->task_seen.ok = p->run_seen.ok = false;
     return cache;
 }
 
@@ -741,21 +773,24 @@ static void fill_names(lua_State *L, const char *const *v, size_t n, size_t *was
 
 /* Pushes the kept history table in slot `slot` of the cache at `cache`
  * for candidate slot `i`'s record `which` (0: history, 1: history_all),
- * writing `h` (NULL: none) into it unless it holds that already. */
-static void kept_hist(lua_State *L, fr_policy *p, int cache, int slot, size_t i, int which,
+ * writing `h` (NULL: none) into it unless it holds that already. Returns
+ * true when the table is new. */
+static bool kept_hist(lua_State *L, fr_policy *p, int cache, int slot, size_t i, int which,
                       const fr_policy_hist *h)
 {
     size_t at = 2 * i + (size_t)which;
     if (!h)
         h = &no_history;
-    if (kept_table(L, cache, slot, 0, 15)) /* [.., h] */
+    bool fresh = kept_table(L, cache, slot, 0, 15); /* [.., h] */
+    if (fresh)
         p->hist_ok[at] = false;
     if (p->trusted && p->hist_ok[at] && memcmp(&p->hist_seen[at], h, sizeof *h) == 0)
-        return;
+        return false;
     p->hist_ok[at] = false; /* until written whole */
     fill_hist(L, h);
     p->hist_seen[at] = *h;
     p->hist_ok[at] = true;
+    return fresh;
 }
 
 /* Makes room in `p` for `n` candidate slots. */
@@ -768,7 +803,170 @@ static void grow_slots(fr_policy *p, size_t n)
     p->hist_seen = fr_xrealloc(p->hist_seen, 2 * n * sizeof *p->hist_seen);
     p->hist_ok = fr_xrealloc(p->hist_ok, 2 * n * sizeof *p->hist_ok);
     memset(p->hist_ok + 2 * p->nslots, 0, 2 * (n - p->nslots) * sizeof *p->hist_ok);
+    p->cand_seen = fr_xrealloc(p->cand_seen, n * sizeof *p->cand_seen);
+    memset(p->cand_seen + p->nslots, 0, (n - p->nslots) * sizeof *p->cand_seen);
     p->nslots = n;
+}
+
+/* ---- a trusted built-in's kept tables: only what changed ----
+ * A trusted built-in does not change its arguments (test_policy_builtins
+ * checks it decides as its code with fresh tables does), so a kept table
+ * still holds what the decision before wrote into it; each field is
+ * written again only when its value changed (seen_task, seen_run,
+ * seen_cand). A policy file, or one kept by fr_policy_keep_args alone,
+ * gets every field written every decision (fill_task etc.). */
+
+/* Whether `v` (may be NULL) differs from the copy `*seen`, which then
+ * becomes a copy of `v`. */
+static bool str_changed(char **seen, const char *v)
+{
+    if (*seen ? v && strcmp(*seen, v) == 0 : !v)
+        return false;
+    free(*seen);
+    *seen = v ? fr_xstrdup(v) : NULL;
+    return true;
+}
+
+/* The same for numbers, bit for bit (0.0 and -0.0 differ; a NaN equals
+ * itself). */
+static bool num_changed(double *seen, double v)
+{
+    if (memcmp(seen, &v, sizeof v) == 0)
+        return false;
+    *seen = v;
+    return true;
+}
+
+static void seen_free(fr_policy *p)
+{
+    char **t[] = {&p->task_seen.name, &p->task_seen.agent, &p->task_seen.type,
+                  &p->task_seen.reason};
+    for (size_t i = 0; i < sizeof t / sizeof *t; i++) {
+        free(*t[i]);
+        *t[i] = NULL;
+    }
+    for (size_t i = 0; i < p->nslots; i++) {
+        seen_cand *c = &p->cand_seen[i];
+        char **cs[] = {&c->name, &c->tier, &c->protocol, &c->model};
+        for (size_t j = 0; j < sizeof cs / sizeof *cs; j++) {
+            free(*cs[j]);
+            *cs[j] = NULL;
+        }
+    }
+    free(p->cand_seen);
+    p->cand_seen = NULL;
+}
+
+/* Field `f` of the view `v` against the seen copy `s` (all: written
+ * whatever it was). The non-short-circuit | updates the copy either way. */
+#define CHG_STR(f) ((int)all | (int)str_changed(&s->f, v->f))
+#define CHG_NUM(f) ((int)all | (int)num_changed(&s->v.f, v->f))
+#define CHG_INT(f) ((int)all | (s->v.f != v->f ? (s->v.f = v->f, 1) : 0))
+
+/* fill_task for a trusted built-in's kept task table (at the top), its
+ * tried list the kept array at `tried` (absolute). */
+static void refill_task(lua_State *L, const fr_policy_task *v, int tried, seen_task *s)
+{
+    bool all = !s->ok;
+    s->ok = false; /* until every field is written */
+    if (CHG_STR(name))
+        set_str(L, K_NAME, v->name);
+    if (CHG_STR(agent))
+        set_str(L, K_AGENT, v->agent);
+    if (CHG_STR(type))
+        set_str(L, K_TYPE, v->type);
+    if (CHG_NUM(complexity))
+        set_num(L, K_COMPLEXITY, v->complexity);
+    if (CHG_INT(priority))
+        set_int(L, K_PRIORITY, v->priority);
+    if (CHG_INT(is_private)) {
+        set_key(L, K_PRIVATE);
+        lua_pushboolean(L, v->is_private);
+        lua_rawset(L, -3);
+    }
+    if (CHG_INT(attempt))
+        set_int(L, K_ATTEMPT, v->attempt);
+    if (CHG_STR(reason))
+        set_str(L, K_REASON, v->reason);
+    if (all)
+        set_list(L, K_TRIED, tried, NULL, 0);
+    if (CHG_INT(est_input_tokens))
+        set_int(L, K_EST_INPUT_TOKENS, v->est_input_tokens);
+    if (CHG_INT(max_tokens))
+        set_int(L, K_MAX_TOKENS, v->max_tokens);
+    if (CHG_INT(tools))
+        set_int(L, K_TOOLS, v->tools);
+    s->ok = true;
+}
+
+/* fill_run for a trusted built-in's kept run table (at the top). */
+static void refill_run(lua_State *L, const fr_policy_run *v, seen_run *s)
+{
+    bool all = !s->ok;
+    s->ok = false;
+    bool capped = CHG_INT(capped);
+    if (CHG_NUM(budget) | capped)
+        set_opt_num(L, K_BUDGET, v->capped, v->budget);
+    if (CHG_NUM(spent))
+        set_num(L, K_SPENT, v->spent);
+    if (CHG_NUM(reserved))
+        set_num(L, K_RESERVED, v->reserved);
+    if (CHG_NUM(remaining) | capped)
+        set_opt_num(L, K_REMAINING, v->capped, v->remaining);
+    if (CHG_NUM(elapsed))
+        set_num(L, K_ELAPSED, v->elapsed);
+    if (CHG_INT(done))
+        set_int(L, K_DONE, v->done);
+    if (CHG_INT(total))
+        set_int(L, K_TOTAL, v->total);
+    if (CHG_INT(ready))
+        set_int(L, K_READY, v->ready);
+    if (CHG_INT(seed))
+        set_int(L, K_SEED, (lua_Integer)v->seed);
+    s->ok = true;
+}
+
+/* fill_cand for a trusted built-in's kept candidate table (at the top):
+ * `tags` and `hist` as there, both kept tables. */
+static void refill_cand(lua_State *L, const fr_policy_cand *v, int tags, int hist, seen_cand *s)
+{
+    bool all = !s->ok;
+    s->ok = false;
+    if (CHG_STR(name))
+        set_str(L, K_NAME, v->name);
+    if (CHG_STR(tier))
+        set_str(L, K_TIER, v->tier);
+    if (CHG_STR(protocol))
+        set_str(L, K_PROTOCOL, v->protocol);
+    if (CHG_STR(model))
+        set_str(L, K_MODEL, v->model);
+    if (CHG_INT(in_flight))
+        set_int(L, K_IN_FLIGHT, v->in_flight);
+    if (CHG_INT(max_parallel))
+        set_int(L, K_MAX_PARALLEL, v->max_parallel);
+    if (CHG_INT(free))
+        set_int(L, K_FREE, v->free);
+    if (CHG_INT(queued))
+        set_int(L, K_QUEUED, v->queued);
+    if (CHG_NUM(quality))
+        set_num(L, K_QUALITY, v->quality);
+    if (CHG_NUM(price_in))
+        set_num(L, K_PRICE_IN, v->price_in);
+    if (CHG_NUM(price_out))
+        set_num(L, K_PRICE_OUT, v->price_out);
+    if (CHG_NUM(est_cost))
+        set_num(L, K_EST_COST, v->est_cost);
+    if (CHG_NUM(latency_p50))
+        set_opt_num(L, K_LATENCY_P50, v->latency_p50 >= 0, v->latency_p50);
+    if (all)
+        set_list(L, K_TAGS, tags, NULL, 0);
+    if (CHG_INT(context))
+        set_int(L, K_CONTEXT, v->context);
+    if (all && hist) {
+        set_hist(L, K_HISTORY, hist, NULL);
+        set_hist(L, K_HISTORY_ALL, hist + 1, NULL);
+    }
+    s->ok = true;
 }
 
 /* Pushes route's three arguments for `a`, as the kept tables of `p`. The
@@ -781,8 +979,12 @@ static void push_kept_args(lua_State *L, fr_policy *p, int cache, const call_arg
     if (kept_table(L, cache, AC_TRIED, (int)a->task->ntried, 0)) /* [tried] */
         p->ntried = 0;
     fill_names(L, a->task->tried, a->task->ntried, &p->ntried);
-    kept_table(L, cache, AC_TASK, 0, 12); /* [tried, task] */
-    fill_task(L, a->task, lua_gettop(L) - 1);
+    if (kept_table(L, cache, AC_TASK, 0, 12)) /* [tried, task] */
+        p->task_seen.ok = false;
+    if (p->trusted)
+        refill_task(L, a->task, lua_gettop(L) - 1, &p->task_seen);
+    else
+        fill_task(L, a->task, lua_gettop(L) - 1);
     lua_remove(L, -2); /* [task] */
 
     if (kept_table(L, cache, AC_CANDS, n, 0)) /* [task, cands] */
@@ -794,16 +996,25 @@ static void push_kept_args(lua_State *L, fr_policy *p, int cache, const call_arg
         const fr_policy_cand *c = &cs->view[i];
         int slot = AC_SLOT0 + 4 * i;
         int hist = 0;
+        seen_cand *seen = &p->cand_seen[i];
         if (p->reads_history) {
-            kept_hist(L, p, cache, slot + 2, (size_t)i, 0, c->history);     /* [.., h] */
-            kept_hist(L, p, cache, slot + 3, (size_t)i, 1, c->history_all); /* [.., h, ha] */
+            if (kept_hist(L, p, cache, slot + 2, (size_t)i, 0, c->history)) /* [.., h] */
+                seen->ok = false;
+            if (kept_hist(L, p, cache, slot + 3, (size_t)i, 1, c->history_all)) /* [.., h, ha] */
+                seen->ok = false;
             hist = lua_gettop(L) - 1;
         }
-        if (kept_table(L, cache, slot + 1, (int)c->ntags, 0)) /* [.., tags] */
+        if (kept_table(L, cache, slot + 1, (int)c->ntags, 0)) { /* [.., tags] */
             p->ntags[i] = 0;
+            seen->ok = false;
+        }
         fill_names(L, c->tags, c->ntags, &p->ntags[i]);
-        kept_table(L, cache, slot, 0, 17); /* [.., cands, (h, ha,) tags, c] */
-        fill_cand(L, c, lua_gettop(L) - 1, hist);
+        if (kept_table(L, cache, slot, 0, 17)) /* [.., cands, (h, ha,) tags, c] */
+            seen->ok = false;
+        if (p->trusted)
+            refill_cand(L, c, lua_gettop(L) - 1, hist, seen);
+        else
+            fill_cand(L, c, lua_gettop(L) - 1, hist);
         lua_remove(L, -2); /* [.., cands, (h, ha,) c] */
         if (hist) {
             lua_replace(L, hist); /* [.., cands, c, ha] */
@@ -817,8 +1028,12 @@ static void push_kept_args(lua_State *L, fr_policy *p, int cache, const call_arg
     }
     p->ncands = cs->n;
 
-    kept_table(L, cache, AC_RUN, 0, 9); /* [task, cands, run] */
-    fill_run(L, a->run);
+    if (kept_table(L, cache, AC_RUN, 0, 9)) /* [task, cands, run] */
+        p->run_seen.ok = false;
+    if (p->trusted)
+        refill_run(L, a->run, &p->run_seen);
+    else
+        fill_run(L, a->run);
 }
 
 /* Pushes the three arguments of the call_args `a`. [-0, +3] */
