@@ -64,7 +64,7 @@ local EXPLORE_FLOOR <const> = 0.5
 -- quality equal to the complexity reaches it as in `cost`.
 local EPSILON <const> = 1e-9
 
-local exp, log, max, floor = math.exp, math.log, math.max, math.floor
+local exp, log, max, floor, math_type = math.exp, math.log, math.max, math.floor, math.type
 local format, byte = string.format, string.byte
 local LOGIT_TARGET = log(TARGET / (1 - TARGET))
 
@@ -109,34 +109,52 @@ local function stronger(a, pa, b, pb)
   return cheaper(a, b)
 end
 
--- A number in [0, 1) from the bytes of `s`: FNV-1a, then a 64-bit finaliser
--- so that names one letter apart land far apart. Integer arithmetic wraps in
--- Lua 5.4, as the hash needs; no random state, so a run with the same seed
--- explores the same tasks.
-local function unit_hash(s)
-  local h = 0xcbf29ce484222325
-  for i = 1, #s, 4 do -- four bytes a call: string.byte is a C call
+-- A number in [0, 1) from the bytes of hash(run.seed, task.name,
+-- task.attempt) joined by "\0": FNV-1a, then a 64-bit finaliser so that
+-- names one letter apart land far apart. Integer arithmetic wraps in Lua 5.4,
+-- as the hash needs; no random state, so a run with the same seed explores
+-- the same tasks.
+local FNV_OFFSET <const>, FNV_PRIME <const> = 0xcbf29ce484222325, 0x100000001b3
+
+-- FNV-1a state `h` carried over the bytes of `s`, four a call (string.byte
+-- is a C call).
+local function fnv(h, s)
+  for i = 1, #s, 4 do
     local a, b, c, d = byte(s, i, i + 3)
-    h = (h ~ a) * 0x100000001b3
+    h = (h ~ a) * FNV_PRIME
     if d then
-      h = (((h ~ b) * 0x100000001b3 ~ c) * 0x100000001b3 ~ d) * 0x100000001b3
+      h = (((h ~ b) * FNV_PRIME ~ c) * FNV_PRIME ~ d) * FNV_PRIME
     elseif b then
-      h = (h ~ b) * 0x100000001b3
+      h = (h ~ b) * FNV_PRIME
       if c then
-        h = (h ~ c) * 0x100000001b3
+        h = (h ~ c) * FNV_PRIME
       end
     end
   end
-  h = (h ~ (h >> 33)) * 0xff51afd7ed558ccd
-  h = h ~ (h >> 33)
-  return (h >> 11) / 9007199254740992.0
+  return h
 end
 
--- Whether this attempt of this task explores: EXPLORE_SHARE of
--- hash(run.seed, task.name, task.attempt).
+-- The seed last hashed, its math.type, and the state after its text and
+-- "\0": the same for a whole run, so hashed once.
+local hashed_seed, hashed_seed_type, seed_state
+
+-- Whether this attempt of this task explores: EXPLORE_SHARE of the hash.
 local function explores(task, run)
-  local key = tostring(run.seed or 0) .. "\0" .. task.name .. "\0" .. tostring(task.attempt)
-  return unit_hash(key) < EXPLORE_SHARE
+  local seed = run.seed or 0
+  local seed_type = math_type(seed)
+  if seed ~= hashed_seed or seed_type ~= hashed_seed_type then
+    hashed_seed, hashed_seed_type = seed, seed_type
+    seed_state = fnv(FNV_OFFSET, tostring(seed)) * FNV_PRIME -- and "\0"
+  end
+  local h, attempt = fnv(seed_state, task.name) * FNV_PRIME, task.attempt
+  if math_type(attempt) == "integer" and attempt >= 0 and attempt <= 9 then
+    h = (h ~ (48 + attempt)) * FNV_PRIME -- its one digit, without tostring
+  else
+    h = fnv(h, tostring(attempt))
+  end
+  h = (h ~ (h >> 33)) * 0xff51afd7ed558ccd
+  h = h ~ (h >> 33)
+  return (h >> 11) / 9007199254740992.0 < EXPLORE_SHARE
 end
 
 -- The text of the band from `lo` to `hi` ("0.4-0.6"), formatted once per
@@ -173,18 +191,15 @@ end
 -- `note` and `other` after (both nil, or both strings).
 local function why(c, pp, n, task, complexity, what, note, other)
   local t, b = task.type or "-", band(c, complexity)
-  local text
+  -- Joined with `..` (one concatenation), only the numbers formatted: the
+  -- same text as a single format for less work, as this runs every decision.
   if n > 0 then
-    text = format("%s%s: p(pass) %.2f from %d attempt%s of type %s, complexity %s", what or "",
-      c.name, pp, n, n == 1 and "" or "s", t, b)
-  else
-    text = format("%s%s: p(pass) %.2f from its quality %.2f (no attempts of type %s, complexity %s)",
-      what or "", c.name, pp, c.quality, t, b)
+    return (what or "") .. c.name .. format(": p(pass) %.2f from %d attempt", pp, n)
+      .. (n == 1 and "" or "s") .. " of type " .. t .. ", complexity " .. b .. (note or "")
+      .. (other or "")
   end
-  if note then
-    return text .. note .. other
-  end
-  return text
+  return (what or "") .. c.name .. format(": p(pass) %.2f from its quality %.2f", pp, c.quality)
+    .. " (no attempts of type " .. t .. ", complexity " .. b .. ")" .. (note or "") .. (other or "")
 end
 
 return {
@@ -192,23 +207,8 @@ return {
     -- Numeric loops rather than ipairs: the same order, and cheaper, since
     -- the policy runs for every task.
     local n = #candidates
-    for i = 1, n do -- remember what each endpoint is worth
-      local c = candidates[i]
-      seen_quality[c.name] = c.quality
-    end
-
-    -- After a quality failure, like `cost`: only candidates strictly
-    -- stronger than the best endpoint that already failed (or than the
-    -- complexity, when unknown) are worth asking; among them the record
-    -- decides.
     local complexity, escalate = task.complexity, task.reason == "quality"
-    local bar = complexity
-    if escalate then
-      local tried = task.tried
-      for i = 1, #tried do
-        bar = max(bar, seen_quality[tried[i]] or bar)
-      end
-    end
+    local cs, p, ev, pooled, exp = cs, p, ev, pooled, exp -- locals are faster than upvalues
 
     -- The estimate of every candidate, and the pool to choose from, in
     -- arrays kept from call to call (no new tables per decision): the k-th
@@ -217,9 +217,11 @@ return {
     -- cloud: the engine already leaves cloud endpoints out of its
     -- candidates, and this rule says so here too.
     local private = task.private == true
-    local m, npool, recorded = 0, 0, false
+    local m, recorded = 0, false
     for i = 1, n do
       local c = candidates[i]
+      local quality = c.quality
+      seen_quality[c.name] = quality -- remember what each endpoint is worth
       if not private or c.tier == "local" then
         m = m + 1
         cs[m] = c
@@ -230,7 +232,7 @@ return {
         -- BAND_STRENGTH attempts against the record of this type and band.
         -- Records are decayed (`weight`: recent attempts count more), so an
         -- endpoint that got better or worse is followed.
-        local quality, all, h = c.quality, c.history_all, c.history
+        local all, h = c.history_all, c.history
         local e = 1 / (1 + exp(-(LOGIT_TARGET + PRIOR_SLOPE * (quality - complexity))))
         if all then
           local rate = all.pass_rate
@@ -250,14 +252,30 @@ return {
         else
           p[m], ev[m] = e, 0
         end
-        pooled[m] = not escalate or quality > bar
-        if pooled[m] then
-          npool = npool + 1
-        end
+        pooled[m] = true
       end
     end
     if m == 0 then
       return nil, "no candidate may take this private task"
+    end
+
+    -- After a quality failure, like `cost`: only candidates strictly
+    -- stronger than the best endpoint that already failed (or than the
+    -- complexity, when unknown) are worth asking; among them the record
+    -- decides.
+    local npool = m
+    if escalate then
+      local bar, tried = complexity, task.tried
+      for i = 1, #tried do
+        bar = max(bar, seen_quality[tried[i]] or bar)
+      end
+      npool = 0
+      for k = 1, m do
+        pooled[k] = cs[k].quality > bar
+        if pooled[k] then
+          npool = npool + 1
+        end
+      end
     end
     local stuck = npool == 0
     if stuck then -- nothing stronger than what failed: the likeliest of all
@@ -287,9 +305,9 @@ return {
       local best, try = sure.est_cost, nil
       for k = 1, m do
         local c = cs[k]
-        if pooled[k] and k ~= choice and ev[k] >= MIN_RECORD and cheaper(c, sure) then
+        if pooled[k] and k ~= choice and ev[k] >= MIN_RECORD then
           local spend = c.est_cost + (1 - p[k]) * sure.est_cost * (1 + RETRY_WEIGHT)
-          if spend < best then
+          if spend < best and cheaper(c, sure) then
             best, try = spend, k
           end
         end
