@@ -969,6 +969,43 @@ static void refill_cand(lua_State *L, const fr_policy_cand *v, int tags, int his
     s->ok = true;
 }
 
+static bool same_str(const char *seen, const char *v)
+{
+    return seen ? v && strcmp(seen, v) == 0 : !v;
+}
+
+static bool same_num(double seen, double v)
+{
+    return memcmp(&seen, &v, sizeof v) == 0;
+}
+
+/* Whether record `at` (2i + 0 or 1) of candidate slot i holds `h` (NULL:
+ * none) already. */
+static bool hist_same(const fr_policy *p, size_t at, const fr_policy_hist *h)
+{
+    return p->hist_ok[at] && memcmp(&p->hist_seen[at], h ? h : &no_history, sizeof *h) == 0;
+}
+
+/* Whether a trusted built-in's candidate slot `i`, element i + 1 of the
+ * kept candidates array (`was` of them written), holds candidate `c`
+ * whole already (its records included): then nothing of it is pushed. */
+static bool cand_unchanged(const fr_policy *p, size_t i, const fr_policy_cand *c, size_t was)
+{
+    const seen_cand *s = &p->cand_seen[i];
+    if (!p->trusted || i >= was || !s->ok || c->ntags > 0 || p->ntags[i] > 0)
+        return false;
+    if (p->reads_history &&
+        !(hist_same(p, 2 * i, c->history) && hist_same(p, 2 * i + 1, c->history_all)))
+        return false;
+    return same_str(s->name, c->name) && same_str(s->tier, c->tier) &&
+           same_str(s->protocol, c->protocol) && same_str(s->model, c->model) &&
+           s->v.in_flight == c->in_flight && s->v.max_parallel == c->max_parallel &&
+           s->v.free == c->free && s->v.queued == c->queued && s->v.context == c->context &&
+           same_num(s->v.quality, c->quality) && same_num(s->v.price_in, c->price_in) &&
+           same_num(s->v.price_out, c->price_out) && same_num(s->v.est_cost, c->est_cost) &&
+           same_num(s->v.latency_p50, c->latency_p50);
+}
+
 /* Pushes route's three arguments for `a`, as the kept tables of `p`. The
  * cache and its metatable are at `cache`. [-0, +3] */
 static void push_kept_args(lua_State *L, fr_policy *p, int cache, const call_args *a)
@@ -994,6 +1031,8 @@ static void push_kept_args(lua_State *L, fr_policy *p, int cache, const call_arg
         p->ncands = cs->n; /* every slot written, should this stop half way */
     for (int i = 0; i < n; i++) {
         const fr_policy_cand *c = &cs->view[i];
+        if (cand_unchanged(p, (size_t)i, c, was))
+            continue;
         int slot = AC_SLOT0 + 4 * i;
         int hist = 0;
         seen_cand *seen = &p->cand_seen[i];
