@@ -157,10 +157,21 @@ local function explores(task, run)
   return (h >> 11) / 9007199254740992.0 < EXPLORE_SHARE
 end
 
--- The text of the band from `lo` to `hi` ("0.4-0.6"), formatted once per
--- band: a few bands, which every explanation names.
+-- The band of the task, as the record has it ("0.4-0.6"). Its text is
+-- formatted once per band (`band_text`, by its lo; `band_hi`, its hi): a few
+-- bands, which every explanation names.
 local band_text, band_hi = {}, {}
-local function band_format(lo, hi)
+local function band(c, complexity)
+  local h = c.history
+  local lo = h and h.band_lo
+  local hi = lo and h.band_hi
+  if not hi then
+    lo = floor(complexity * 5) / 5
+    if lo > 0.8 then
+      lo = 0.8
+    end
+    hi = lo + 0.2
+  end
   local text = band_text[lo]
   if text and band_hi[lo] == hi then
     return text
@@ -170,19 +181,6 @@ local function band_format(lo, hi)
     band_text[lo], band_hi[lo] = text, hi
   end
   return text
-end
-
--- The band of the task, as the record has it ("0.4-0.6").
-local function band(c, complexity)
-  local h = c.history
-  if h and h.band_lo and h.band_hi then
-    return band_format(h.band_lo, h.band_hi)
-  end
-  local lo = floor(complexity * 5) / 5
-  if lo > 0.8 then
-    lo = 0.8
-  end
-  return band_format(lo, lo + 0.2)
 end
 
 -- The explanation of a choice: "gpu: p(pass) 0.93 from 41 attempts of type
@@ -210,11 +208,10 @@ return {
     local complexity, escalate = task.complexity, task.reason == "quality"
     local cs, p, ev, pooled, exp = cs, p, ev, pooled, exp -- locals are faster than upvalues
 
-    -- The estimate of every candidate, and the pool to choose from, in
-    -- arrays kept from call to call (no new tables per decision): the k-th
-    -- usable candidate is cs[k], with estimate p[k], ev[k] attempts behind
-    -- it, and in the pool when pooled[k]. A private task never goes to the
-    -- cloud: the engine already leaves cloud endpoints out of its
+    -- The estimate of every candidate, in arrays kept from call to call
+    -- (no new tables per decision): the k-th usable candidate is cs[k], with
+    -- estimate p[k] and ev[k] attempts behind it. A private task never goes
+    -- to the cloud: the engine already leaves cloud endpoints out of its
     -- candidates, and this rule says so here too.
     local private = task.private == true
     local m, recorded = 0, false
@@ -252,7 +249,6 @@ return {
         else
           p[m], ev[m] = e, 0
         end
-        pooled[m] = true
       end
     end
     if m == 0 then
@@ -263,25 +259,22 @@ return {
     -- stronger than the best endpoint that already failed (or than the
     -- complexity, when unknown) are worth asking; among them the record
     -- decides.
-    local npool = m
+    -- Candidate k is in the pool when `everyone` or pooled[k].
+    local everyone, stuck = not escalate, false
     if escalate then
       local bar, tried = complexity, task.tried
       for i = 1, #tried do
         bar = max(bar, seen_quality[tried[i]] or bar)
       end
-      npool = 0
+      local npool = 0
       for k = 1, m do
         pooled[k] = cs[k].quality > bar
         if pooled[k] then
           npool = npool + 1
         end
       end
-    end
-    local stuck = npool == 0
-    if stuck then -- nothing stronger than what failed: the likeliest of all
-      for k = 1, m do
-        pooled[k] = true
-      end
+      stuck = npool == 0
+      everyone = stuck -- nothing stronger than what failed: the likeliest of all
     end
 
     -- The cheapest candidate likely enough to pass and free, and whether any
@@ -289,7 +282,7 @@ return {
     -- to a pricier (cloud) candidate only when every good local one is full.
     local choice, any_fits -- choice: an index k
     for k = 1, m do
-      if pooled[k] and not stuck and p[k] >= TARGET - EPSILON then
+      if (everyone or pooled[k]) and not stuck and p[k] >= TARGET - EPSILON then
         any_fits = true
         local c = cs[k]
         if c.free > 0 and (choice == nil or cheaper(c, cs[choice])) then
@@ -305,7 +298,7 @@ return {
       local best, try = sure.est_cost, nil
       for k = 1, m do
         local c = cs[k]
-        if pooled[k] and k ~= choice and ev[k] >= MIN_RECORD then
+        if (everyone or pooled[k]) and k ~= choice and ev[k] >= MIN_RECORD then
           local spend = c.est_cost + (1 - p[k]) * sure.est_cost * (1 + RETRY_WEIGHT)
           if spend < best and cheaper(c, sure) then
             best, try = spend, k
@@ -326,9 +319,12 @@ return {
     if not choice then
       -- None is likely enough: the likeliest (waiting for it if it is full).
       for k = 1, m do
-        if pooled[k] and (choice == nil
-            or stronger(cs[k], p[k], cs[choice], p[choice])) then
-          choice = k
+        if everyone or pooled[k] then
+          local pk, pc = p[k], choice and p[choice]
+          if choice == nil or (pk ~= pc and pk > pc)
+              or (pk == pc and stronger(cs[k], pk, cs[choice], pc)) then
+            choice = k
+          end
         end
       end
       local c = cs[choice]
@@ -349,7 +345,7 @@ return {
       local pick
       for k = 1, m do
         local x = cs[k]
-        if pooled[k] and k ~= choice and x.free > 0 and cheaper(x, c) and x.est_cost <= c.est_cost
+        if (everyone or pooled[k]) and k ~= choice and x.free > 0 and cheaper(x, c) and x.est_cost <= c.est_cost
             and (run.remaining == nil or x.est_cost <= run.remaining)
             and ev[k] < UNCERTAIN and p[k] >= EXPLORE_FLOOR
             and (pick == nil or stronger(x, p[k], cs[pick], p[pick])) then
