@@ -206,7 +206,8 @@ return {
     -- the policy runs for every task.
     local n = #candidates
     local complexity, escalate = task.complexity, task.reason == "quality"
-    local cs, p, ev, pooled, exp = cs, p, ev, pooled, exp -- locals are faster than upvalues
+    -- Locals are faster than upvalues in the loops below.
+    local cs, p, ev, exp, seen, logit = cs, p, ev, exp, seen_quality, LOGIT_TARGET
 
     -- The estimate of every candidate, in arrays kept from call to call
     -- (no new tables per decision): the k-th usable candidate is cs[k], with
@@ -218,7 +219,7 @@ return {
     for i = 1, n do
       local c = candidates[i]
       local quality = c.quality
-      seen_quality[c.name] = quality -- remember what each endpoint is worth
+      seen[c.name] = quality -- remember what each endpoint is worth
       if not private or c.tier == "local" then
         m = m + 1
         cs[m] = c
@@ -230,7 +231,7 @@ return {
         -- Records are decayed (`weight`: recent attempts count more), so an
         -- endpoint that got better or worse is followed.
         local all, h = c.history_all, c.history
-        local e = 1 / (1 + exp(-(LOGIT_TARGET + PRIOR_SLOPE * (quality - complexity))))
+        local e = 1 / (1 + exp(-(logit + PRIOR_SLOPE * (quality - complexity))))
         if all then
           local rate = all.pass_rate
           if rate then
