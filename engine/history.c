@@ -18,11 +18,12 @@ typedef struct sums {
     uint32_t bins[2][FR_STORE_HISTORY_BINS]; /* latency, time to first content */
     bool stale;                              /* p50 to compute again */
     double p50[2];                           /* < 0: none */
-    /* The decay factor last computed (view_of): for time decay_at and
-     * reference decay_ref, valid when has_decay. A decision's views are
-     * taken at whole seconds, so most reuse it. */
-    bool has_decay;
-    double decay_at, decay_ref, decay;
+    /* The view last computed (view_of), as of view_at, valid when
+     * has_view and not stale: every change of the sums sets stale, and a
+     * decision's views are taken at whole seconds, so most reuse it. */
+    bool has_view;
+    double view_at;
+    fr_policy_hist view;
 } sums;
 
 typedef struct hkey {
@@ -250,6 +251,10 @@ static double median(const sums *s, int m)
 /* `s` as a policy sees it at `now`. */
 static void view_of(sums *s, double now, fr_policy_hist *out)
 {
+    if (!s->stale && s->has_view && s->view_at == now) {
+        *out = s->view;
+        return;
+    }
     if (s->stale) {
         s->p50[0] = median(s, 0);
         s->p50[1] = median(s, 1);
@@ -257,18 +262,12 @@ static void view_of(sums *s, double now, fr_policy_hist *out)
     }
     long gated_n = s->passes + s->fails;
     double w = s->w_pass + s->w_fail;
-    if (s->has_ref && !(s->has_decay && s->decay_at == now && s->decay_ref == s->w_ref)) {
-        s->decay = exp2((s->w_ref - now) / FR_STORE_HISTORY_HALF_LIFE_S);
-        s->decay_at = now;
-        s->decay_ref = s->w_ref;
-        s->has_decay = true;
-    }
     *out = (fr_policy_hist){
         .attempts = gated_n,
         .passes = s->passes,
         .fails = s->fails,
         .errors = s->errors,
-        .weight = s->has_ref ? w * s->decay : 0,
+        .weight = s->has_ref ? w * exp2((s->w_ref - now) / FR_STORE_HISTORY_HALF_LIFE_S) : 0,
         .pass_rate = gated_n > 0 && w > 0 ? s->w_pass / w : -1,
         .score_mean = s->score_n > 0 ? s->score_sum / (double)s->score_n : -1,
         .latency_p50_ms = s->p50[0],
@@ -280,6 +279,9 @@ static void view_of(sums *s, double now, fr_policy_hist *out)
         .band_lo = 0,
         .band_hi = 1,
     };
+    s->view = *out;
+    s->view_at = now;
+    s->has_view = true;
 }
 
 static void band_of(fr_policy_hist *out, int band, const char *type)
