@@ -187,17 +187,35 @@ end
 -- code, complexity 0.4-0.6", or "... from its quality 0.70 (no attempts of
 -- ...)" when the band has no record yet; `what` goes before (may be nil),
 -- `note` and `other` after (both nil, or both strings).
+--
+-- The last explanation made, and what it was made of: a decision like the one
+-- before (a task that waits and is asked again, the next task of the same
+-- kind to the same endpoint) reuses its text rather than format it again.
+local last_text, last_name, last_pp, last_n, last_type, last_band, last_quality
+local last_what, last_note, last_other
 local function why(c, pp, n, task, complexity, what, note, other)
-  local t, b = task.type or "-", band(c, complexity)
+  local name, t, b = c.name, task.type or "-", band(c, complexity)
+  local quality = n > 0 or c.quality -- only shown without attempts
+  if name == last_name and pp == last_pp and n == last_n and t == last_type and b == last_band
+      and quality == last_quality and what == last_what and note == last_note
+      and other == last_other then
+    return last_text
+  end
   -- Joined with `..` (one concatenation), only the numbers formatted: the
-  -- same text as a single format for less work, as this runs every decision.
+  -- same text as a single format for less work.
+  local text
   if n > 0 then
-    return (what or "") .. c.name .. format(": p(pass) %.2f from %d attempt", pp, n)
+    text = (what or "") .. name .. format(": p(pass) %.2f from %d attempt", pp, n)
       .. (n == 1 and "" or "s") .. " of type " .. t .. ", complexity " .. b .. (note or "")
       .. (other or "")
+  else
+    text = (what or "") .. name .. format(": p(pass) %.2f from its quality %.2f", pp, quality)
+      .. " (no attempts of type " .. t .. ", complexity " .. b .. ")" .. (note or "")
+      .. (other or "")
   end
-  return (what or "") .. c.name .. format(": p(pass) %.2f from its quality %.2f", pp, c.quality)
-    .. " (no attempts of type " .. t .. ", complexity " .. b .. ")" .. (note or "") .. (other or "")
+  last_text, last_name, last_pp, last_n, last_type, last_band = text, name, pp, n, t, b
+  last_quality, last_what, last_note, last_other = quality, what, note, other
+  return text
 end
 
 return {
