@@ -258,8 +258,9 @@ static void push_run(lua_State *L, const fr_policy_run *r)
 /* The registry key of the table of kept arguments, whose slots are: */
 static const char args_key = 'A';
 enum { AC_MT = 1, AC_NEWINDEX, AC_TASK, AC_TRIED, AC_RUN, AC_CANDS, AC_SLOT0 };
-/* candidate i (0-based) at AC_SLOT0 + 4i, its tags at AC_SLOT0 + 4i + 1,
- * its history and history_all at AC_SLOT0 + 4i + 2 and + 3. */
+/* candidate i (0-based) at AC_SLOT0 + AC_STRIDE i, its tags at + 1, its
+ * record tables (history_all, then the variants of history) at + 2 ... */
+#define AC_STRIDE (2 + FR_POLICY_NREC)
 
 /* __newindex of the kept tables (upvalues: the policy, the metatable): a
  * key the policy adds to one of them. */
@@ -311,8 +312,8 @@ static int push_arg_cache(lua_State *L, fr_policy *p)
             return cache; /* [cache, mt] */
     }
     lua_settop(L, cache - 1);
-    lua_createtable(L, AC_SLOT0 + 32, 0); /* [cache] */
-    lua_createtable(L, 0, 1);             /* [cache, mt] */
+    lua_createtable(L, AC_SLOT0 + 8 * AC_STRIDE, 0); /* [cache] */
+    lua_createtable(L, 0, 1);                        /* [cache, mt] */
     lua_pushlightuserdata(L, p);
     lua_pushvalue(L, cache + 1);
     lua_pushcclosure(L, args_newindex, 2); /* [cache, mt, fn] */
@@ -327,7 +328,9 @@ static int push_arg_cache(lua_State *L, fr_policy *p)
     p->ntried = p->ncands = 0;
     if (p->nslots) {
         memset(p->ntags, 0, p->nslots * sizeof *p->ntags);
-        memset(p->hist_ok, 0, 2 * p->nslots * sizeof *p->hist_ok);
+        memset(p->hist_ok, 0, FR_POLICY_NREC * p->nslots * sizeof *p->hist_ok);
+        for (size_t i = 0; i < p->nslots; i++)
+            p->hist_cur[i] = -1;
         for (size_t i = 0; i < p->nslots; i++)
             p->cand_seen[i].ok = false;
     }
@@ -369,14 +372,12 @@ static void fill_names(lua_State *L, const char *const *v, size_t n, size_t *was
     *was = n;
 }
 
-/* Pushes the kept history table in slot `slot` of the cache at `cache`
- * for candidate slot `i`'s record `which` (0: history, 1: history_all),
- * writing `h` (NULL: none) into it unless it holds that already. Returns
- * true when the table is new. */
-static bool kept_hist(lua_State *L, fr_policy *p, int cache, int slot, size_t i, int which,
+/* Pushes the kept record table in slot `slot` of the cache at `cache`,
+ * record `at` of hist_seen, writing `h` (NULL: none) into it unless it
+ * holds that already. Returns true when the table is new. */
+static bool kept_hist(lua_State *L, fr_policy *p, int cache, int slot, size_t at,
                       const fr_policy_hist *h)
 {
-    size_t at = 2 * i + (size_t)which;
     if (!h)
         h = &no_history;
     bool fresh = kept_table(L, cache, slot, 0, 15); /* [.., h] */
@@ -391,6 +392,31 @@ static bool kept_hist(lua_State *L, fr_policy *p, int cache, int slot, size_t i,
     return fresh;
 }
 
+/* The variant of slot `i`'s history tables for record `h` (NULL: none):
+ * one that holds it already, else the one used longest ago (rewritten).
+ * Always 0 for a policy that is not trusted (written every call). */
+static int hist_variant(fr_policy *p, size_t i, const fr_policy_hist *h)
+{
+    if (!p->trusted)
+        return 0;
+    if (!h)
+        h = &no_history;
+    size_t base = i * FR_POLICY_NREC + 1;
+    int v = 0;
+    for (int k = 0; k < FR_POLICY_HIST_VARIANTS; k++) {
+        size_t at = base + (size_t)k;
+        if (p->hist_ok[at] && memcmp(&p->hist_seen[at], h, sizeof *h) == 0) {
+            v = k;
+            break;
+        }
+        if (!p->hist_ok[at] ? p->hist_ok[base + (size_t)v]
+                            : p->hist_tick[at] < p->hist_tick[base + (size_t)v])
+            v = k; /* unused, or used longer ago */
+    }
+    p->hist_tick[base + (size_t)v] = ++p->tick;
+    return v;
+}
+
 /* Makes room in `p` for `n` candidate slots. */
 static void grow_slots(fr_policy *p, size_t n)
 {
@@ -398,9 +424,15 @@ static void grow_slots(fr_policy *p, size_t n)
         return;
     p->ntags = fr_xrealloc(p->ntags, n * sizeof *p->ntags);
     memset(p->ntags + p->nslots, 0, (n - p->nslots) * sizeof *p->ntags);
-    p->hist_seen = fr_xrealloc(p->hist_seen, 2 * n * sizeof *p->hist_seen);
-    p->hist_ok = fr_xrealloc(p->hist_ok, 2 * n * sizeof *p->hist_ok);
-    memset(p->hist_ok + 2 * p->nslots, 0, 2 * (n - p->nslots) * sizeof *p->hist_ok);
+    size_t was = FR_POLICY_NREC * p->nslots, now = FR_POLICY_NREC * n;
+    p->hist_seen = fr_xrealloc(p->hist_seen, now * sizeof *p->hist_seen);
+    p->hist_ok = fr_xrealloc(p->hist_ok, now * sizeof *p->hist_ok);
+    memset(p->hist_ok + was, 0, (now - was) * sizeof *p->hist_ok);
+    p->hist_tick = fr_xrealloc(p->hist_tick, now * sizeof *p->hist_tick);
+    memset(p->hist_tick + was, 0, (now - was) * sizeof *p->hist_tick);
+    p->hist_cur = fr_xrealloc(p->hist_cur, n * sizeof *p->hist_cur);
+    for (size_t i = p->nslots; i < n; i++)
+        p->hist_cur[i] = -1;
     p->cand_seen = fr_xrealloc(p->cand_seen, n * sizeof *p->cand_seen);
     memset(p->cand_seen + p->nslots, 0, (n - p->nslots) * sizeof *p->cand_seen);
     p->nslots = n;
@@ -526,7 +558,8 @@ static void refill_run(lua_State *L, const fr_policy_run *v, seen_run *s)
 
 /* fill_cand for a trusted built-in's kept candidate table (at the top):
  * `tags` and `hist` as there, both kept tables. */
-static void refill_cand(lua_State *L, const fr_policy_cand *v, int tags, int hist, seen_cand *s)
+static void refill_cand(lua_State *L, const fr_policy_cand *v, int tags, int hist, bool hist_moved,
+                        seen_cand *s)
 {
     bool all = !s->ok;
     s->ok = false;
@@ -560,10 +593,10 @@ static void refill_cand(lua_State *L, const fr_policy_cand *v, int tags, int his
         set_list(L, K_TAGS, tags, NULL, 0);
     if (CHG_INT(context))
         set_int(L, K_CONTEXT, v->context);
-    if (all && hist) {
+    if ((all || hist_moved) && hist)
         set_hist(L, K_HISTORY, hist, NULL);
+    if (all && hist)
         set_hist(L, K_HISTORY_ALL, hist + 1, NULL);
-    }
     s->ok = true;
 }
 
@@ -592,8 +625,10 @@ static bool cand_unchanged(const fr_policy *p, size_t i, const fr_policy_cand *c
     const seen_cand *s = &p->cand_seen[i];
     if (!p->trusted || i >= was || !s->ok || c->ntags > 0 || p->ntags[i] > 0)
         return false;
+    size_t base = i * FR_POLICY_NREC;
     if (p->reads_history &&
-        !(hist_same(p, 2 * i, c->history) && hist_same(p, 2 * i + 1, c->history_all)))
+        !(p->hist_cur[i] >= 0 && hist_same(p, base + 1 + (size_t)p->hist_cur[i], c->history) &&
+          hist_same(p, base, c->history_all)))
         return false;
     return same_str(s->name, c->name) && same_str(s->tier, c->tier) &&
            same_str(s->protocol, c->protocol) && same_str(s->model, c->model) &&
@@ -631,15 +666,22 @@ static void push_kept_args(lua_State *L, fr_policy *p, int cache, const fr_polic
         const fr_policy_cand *c = &cs->view[i];
         if (cand_unchanged(p, (size_t)i, c, was))
             continue;
-        int slot = AC_SLOT0 + 4 * i;
+        int slot = AC_SLOT0 + AC_STRIDE * i;
         int hist = 0;
+        bool hist_moved = false;
         seen_cand *seen = &p->cand_seen[i];
         if (p->reads_history) {
-            if (kept_hist(L, p, cache, slot + 2, (size_t)i, 0, c->history)) /* [.., h] */
+            size_t base = (size_t)i * FR_POLICY_NREC;
+            int v = hist_variant(p, (size_t)i, c->history);
+            hist_moved = v != p->hist_cur[i];
+            p->hist_cur[i] = -1; /* until the field is set */
+            if (kept_hist(L, p, cache, slot + 3 + v, base + 1 + (size_t)v,
+                          c->history)) /* [.., h] */
                 seen->ok = false;
-            if (kept_hist(L, p, cache, slot + 3, (size_t)i, 1, c->history_all)) /* [.., h, ha] */
+            if (kept_hist(L, p, cache, slot + 2, base, c->history_all)) /* [.., h, ha] */
                 seen->ok = false;
             hist = lua_gettop(L) - 1;
+            p->hist_cur[i] = v; /* set below: refill_cand on a move, else with all fields */
         }
         if (kept_table(L, cache, slot + 1, (int)c->ntags, 0)) { /* [.., tags] */
             p->ntags[i] = 0;
@@ -649,7 +691,7 @@ static void push_kept_args(lua_State *L, fr_policy *p, int cache, const fr_polic
         if (kept_table(L, cache, slot, 0, 17)) /* [.., cands, (h, ha,) tags, c] */
             seen->ok = false;
         if (p->trusted)
-            refill_cand(L, c, lua_gettop(L) - 1, hist, seen);
+            refill_cand(L, c, lua_gettop(L) - 1, hist, hist_moved, seen);
         else
             fill_cand(L, c, lua_gettop(L) - 1, hist);
         lua_remove(L, -2); /* [.., cands, (h, ha,) c] */
@@ -706,6 +748,8 @@ void fr_policy_args_free(fr_policy *p)
     free(p->ntags);
     free(p->hist_seen);
     free(p->hist_ok);
+    free(p->hist_tick);
+    free(p->hist_cur);
     seen_free(p);
 }
 

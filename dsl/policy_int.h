@@ -44,15 +44,22 @@ struct fr_policy {
     size_t ntried;      /* elements written into the kept `tried` */
     size_t ncands;      /* elements written into the kept candidates array */
     size_t *ntags;      /* per candidate slot, elements written into its `tags` */
-    size_t nslots;      /* length of ntags and hist_seen */
+    size_t nslots;      /* length of ntags and cand_seen */
     bool reads_history; /* candidates get history tables (fr_policy_reads_history) */
     bool trusted;       /* a built-in: it does not change its arguments */
-    /* Per candidate slot, what its kept history and history_all tables
-     * hold (valid when hist_ok): for a trusted built-in, which does not
-     * change its arguments (test_policy_builtins), a record that did not
-     * change is not written again. */
+    /* Per candidate slot, FR_POLICY_NREC kept record tables: its
+     * history_all, then FR_POLICY_HIST_VARIANTS tables for `history` (one
+     * per record lately seen there: tasks of other types and bands take
+     * turns), what each holds (hist_seen, valid when hist_ok), when it was
+     * last used (hist_tick), and which variant the candidate's `history`
+     * field holds (hist_cur, -1: none). For a trusted built-in, which does
+     * not change its arguments (test_policy_builtins), a record that did
+     * not change is not written again, and one seen lately is pointed at
+     * again; any other policy kept has one variant, written every call. */
     fr_policy_hist *hist_seen;
     bool *hist_ok;
+    unsigned long *hist_tick, tick;
+    int *hist_cur;
     /* The same for what the kept task, run and candidate tables hold (for
      * a trusted built-in): a field is written only when it changed. */
     seen_task task_seen;
@@ -60,6 +67,11 @@ struct fr_policy {
     seen_cand *cand_seen;         /* per candidate slot */
     unsigned long metatables_set; /* fr_sandbox_metatables_set when they were checked */
 };
+
+/* Kept record tables per candidate slot: history_all and the variants of
+ * history. */
+#define FR_POLICY_HIST_VARIANTS 4
+#define FR_POLICY_NREC          (1 + FR_POLICY_HIST_VARIANTS)
 
 /* The keys of the argument tables, made Lua strings once per policy, so
  * building an argument sets a field without hashing or comparing its key

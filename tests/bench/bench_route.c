@@ -7,10 +7,12 @@
  *
  *   cmake --build build --target bench_route && build/bench_route [N [REPS [POLICY]]]
  *
- * BENCH_ROUTE_VARY=1 gives each decision's task another prompt size (one of
- * 7), so the cloud candidates' est_cost changes between decisions as it does
- * between the tasks of a run; without it the decisions are all alike (only
- * run.elapsed moves), so a built-in's kept tables are rewritten little.
+ * BENCH_ROUTE_VARY=1 makes each decision another task's (four tasks: two
+ * types, three complexity bands) with another prompt size (one of 7), so the
+ * task, the cloud candidates' est_cost, the records and the explanation
+ * change between decisions as between the tasks of a run; without it the
+ * decisions are all alike (only run.elapsed moves), so a built-in's kept
+ * tables are rewritten little and adaptive's explanation is reused.
  *
  * POLICY runs that one built-in only (for a profiler: valgrind
  * --tool=callgrind --toggle-collect=fr_route counts its instructions), or,
@@ -79,9 +81,13 @@ static int write_workflow(const char *path)
                 "model = \"big%d\", api_key_env = \"FLOWRUN_BENCH_ROUTE_KEY\", max_parallel = %d, "
                 "quality = %.2f, price = { input = %.1f, output = %.1f } }\n",
                 i, i, 4 + i, 0.8 + 0.05 * i, 1.0 + i, 2.0 + 2 * i);
-    fputs("agent \"a\" { system = \"You are terse.\" }\n"
-          "task \"t\" { agent = \"a\", prompt = \"Say hello.\", complexity = 0.5 }\n",
-          f);
+    fputs(
+        "agent \"a\" { system = \"You are terse.\" }\n"
+        "task \"t\" { agent = \"a\", prompt = \"Say hello.\", complexity = 0.5 }\n"
+        "task \"u\" { agent = \"a\", prompt = \"Say hi.\", complexity = 0.5, type = \"code\" }\n"
+        "task \"v\" { agent = \"a\", prompt = \"Say yes.\", complexity = 0.3 }\n"
+        "task \"x\" { agent = \"a\", prompt = \"Say no.\", complexity = 0.85, type = \"code\" }\n",
+        f);
     return fclose(f) == 0 ? 0 : -1;
 }
 
@@ -186,9 +192,12 @@ static int world_open(world *w, const char *path, const char *name)
 }
 
 /* Makes `n` decisions; returns ns per decision, or -1 if one did not dispatch.
- * With `vary`, each decision's task has another prompt size (one of 7), so
- * the cloud candidates' est_cost changes from one decision to the next, as
- * between the tasks of a run. */
+ * Without `vary` every decision is task t's, alike; with it, the decisions go
+ * round the workflow's four tasks (two types, three complexity bands, two
+ * of them without a record in their band) with one of 7 prompt sizes, so
+ * the task, the cloud candidates' est_cost, the records and the
+ * explanation change from one decision to the next, as between the tasks
+ * of a run. */
 static double decide(world *w, long n, size_t *candidates, bool vary)
 {
     unsigned char tried[NLOCAL + NCLOUD] = {0};
@@ -201,8 +210,11 @@ static double decide(world *w, long n, size_t *candidates, bool vary)
                        .worst_input = 40};
     double t0 = now_ns();
     for (long i = 0; i < n; i++) {
-        if (vary)
+        if (vary) {
+            t.idx = (size_t)(i % 4);
+            t.res = &w->res.tasks[t.idx];
             t.est_input = t.worst_input = 10 + 300 * (i % 7);
+        }
         fr_route_pass_begin(w->rt);
         fr_route_decision d = fr_route(w->rt, &t);
         if (d.kind != FR_ROUTE_DISPATCH) {
@@ -251,7 +263,7 @@ int main(int argc, char **argv)
     }
     printf(
         "one routing decision (fr_route, policy call included), CPU time, median of %d x %ld%s\n",
-        reps, n, vary ? ", prompt sizes varying" : "");
+        reps, n, vary ? ", tasks varying" : "");
     for (size_t p = 0; !rc && p < npolicies; p++) {
         if (only && strcmp(only, policies[p]) != 0)
             continue;

@@ -162,14 +162,15 @@ static void test_builtins_kept_decide_as_fresh(void **state)
         const fr_policy_builtin *src = fr_policy_builtin_find(builtins[b]);
         fr_policy *fresh = load_code(src->source, NULL);
         unsigned long seed = 12345 + b;
-        fr_policy_hist h[16] = {0};
+        fr_policy_hist h[32] = {0};
         for (int d = 0; d < 400; d++) {
 #define RND(n) ((seed = seed * 6364136223846793005UL + 1442695040888963407UL), (seed >> 33) % (n))
             fr_policy_cand c[8];
-            /* Records of the task's key and overall, one in four changed
-             * each decision (the others stay, as between two settles). */
-            for (size_t r = 0; r < 16; r++) {
-                if (d > 0 && RND(4) != 0)
+            /* Per endpoint three records of a task's key (tasks of three
+             * kinds take turns) and one overall, one in six changed each
+             * decision (the others stay, as between two settles). */
+            for (size_t r = 0; r < 32; r++) {
+                if (d > 0 && RND(6) != 0)
                     continue;
                 long tries = (long)RND(30),
                      passes = tries ? (long)RND((unsigned long)tries + 1) : 0;
@@ -184,9 +185,9 @@ static void test_builtins_kept_decide_as_fresh(void **state)
                                         .tokens_per_s = -1,
                                         .cost_mean_usd = -1,
                                         .age_s = tries ? 60 : -1,
-                                        .band_lo = r % 2 ? 0 : 0.4,
-                                        .band_hi = r % 2 ? 1 : 0.6,
-                                        .type = r % 2 ? NULL : "code"};
+                                        .band_lo = r % 4 == 3 ? 0 : 0.2 * (double)(r % 4),
+                                        .band_hi = r % 4 == 3 ? 1 : 0.2 * (double)(r % 4) + 0.2,
+                                        .type = r % 4 == 3 ? NULL : "code"};
             }
             const char *tried[8];
             size_t n = 0, ntried = 0;
@@ -216,8 +217,8 @@ static void test_builtins_kept_decide_as_fresh(void **state)
                                      .tags = tags + RND(2),
                                      .ntags = RND(2),
                                      .context = 8192,
-                                     .history = RND(8) ? &h[2 * e] : NULL,
-                                     .history_all = &h[2 * e + 1]};
+                                     .history = RND(8) ? &h[4 * e + RND(3)] : NULL,
+                                     .history_all = &h[4 * e + 3]};
             }
             static const char *const tasks[] = {"t", "t", "u", "v7"};
             fr_policy_task t = {.name = tasks[RND(4)],
