@@ -1,6 +1,5 @@
-#include "dsl/policy.h"
+#include "dsl/policy_int.h"
 
-#include "dsl/luajson.h"
 #include "dsl/suggest.h"
 #include "engine/util/utf8.h"
 #include "engine/util/mem.h"
@@ -11,63 +10,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-struct fr_policy {
-    lua_State *L;
-    char *name;
-    char *path;
-    int version;
-    int route_ref;
-    int on_result_ref;
-    bool keep_args; /* fr_policy_keep_args: route's tables are kept (push_kept_args) */
-    /* The route arguments kept between decisions: */
-    bool args_dirty;    /* the policy added a key to one of them: build anew */
-    size_t ntried;      /* elements written into the kept `tried` */
-    size_t ncands;      /* elements written into the kept candidates array */
-    size_t *ntags;      /* per candidate slot, elements written into its `tags` */
-    size_t nslots;      /* length of ntags and hist_seen */
-    bool reads_history; /* candidates get history tables (fr_policy_reads_history) */
-    bool trusted;       /* a built-in: it does not change its arguments */
-    /* Per candidate slot, what its kept history and history_all tables
-     * hold (valid when hist_ok): for a trusted built-in, which does not
-     * change its arguments (test_policy_builtins), a record that did not
-     * change is not written again. */
-    fr_policy_hist *hist_seen;
-    bool *hist_ok;
-    unsigned long metatables_set; /* fr_sandbox_metatables_set when they were checked */
-};
-
-/* The keys of the argument tables, made Lua strings once per policy, so
- * building an argument sets a field without hashing or comparing its key
- * again (lua_setfield looks a C string up in the string cache each time). */
-/* clang-format off */
-#define KEY_LIST(X)                                                           \
-    X(NAME, "name") X(AGENT, "agent") X(TYPE, "type")                         \
-    X(COMPLEXITY, "complexity") X(PRIORITY, "priority") X(PRIVATE, "private") \
-    X(ATTEMPT, "attempt") X(REASON, "reason") X(TRIED, "tried")               \
-    X(EST_INPUT_TOKENS, "est_input_tokens")                                   \
-    X(MAX_TOKENS, "max_tokens") X(TOOLS, "tools") X(TIER, "tier")             \
-    X(PROTOCOL, "protocol") X(MODEL, "model") X(IN_FLIGHT, "in_flight")       \
-    X(MAX_PARALLEL, "max_parallel") X(FREE, "free") X(QUEUED, "queued")       \
-    X(QUALITY, "quality") X(PRICE_IN, "price_in") X(PRICE_OUT, "price_out")   \
-    X(EST_COST, "est_cost") X(LATENCY_P50, "latency_p50") X(TAGS, "tags")     \
-    X(CONTEXT, "context") X(ENDPOINT, "endpoint") X(TEXT, "text")             \
-    X(JSON, "json") X(LATENCY_MS, "latency_ms") X(TOKENS, "tokens")           \
-    X(INPUT, "input") X(OUTPUT, "output") X(COST_USD, "cost_usd")             \
-    X(BUDGET, "budget") X(SPENT, "spent") X(RESERVED, "reserved")             \
-    X(REMAINING, "remaining") X(ELAPSED, "elapsed") X(DONE, "done")           \
-    X(TOTAL, "total") X(READY, "ready") X(SEED, "seed")                       \
-    X(HISTORY, "history") X(HISTORY_ALL, "history_all")                       \
-    X(ATTEMPTS, "attempts") X(PASSES, "passes") X(FAILS, "fails")             \
-    X(ERRORS, "errors") X(WEIGHT, "weight") X(PASS_RATE, "pass_rate")         \
-    X(SCORE_MEAN, "score_mean") X(LATENCY_P50_MS, "latency_p50_ms")           \
-    X(TTFT_P50_MS, "ttft_p50_ms") X(TOKENS_PER_S, "tokens_per_s")             \
-    X(COST_MEAN_USD, "cost_mean_usd") X(AGE_S, "age_s")                       \
-    X(BAND_LO, "band_lo") X(BAND_HI, "band_hi")
-/* clang-format on */
-#define KEY_ENUM(id, s) K_##id,
-#define KEY_NAME(id, s) s,
-enum { KEY_FIRST = 0, KEY_LIST(KEY_ENUM) KEY_COUNT };
-static const char *const key_names[] = {"", KEY_LIST(KEY_NAME)};
+/* The registry key of the closure that runs a call (take_refs). */
+static const char call_key = 'C';
 
 /* call_protected is a C closure whose upvalue k is the key K_... = k. */
 static int call_protected(lua_State *L);
@@ -187,14 +131,12 @@ static int take_refs(lua_State *L)
         p->on_result_ref = fr_sandbox_ref(L); /* [route] */
     else
         lua_pop(L, 1);
-    p->route_ref = fr_sandbox_ref(L); /* [] */
-    luaL_checkstack(L, KEY_COUNT, "policy keys");
-    for (int k = 1; k < KEY_COUNT; k++)
-        lua_pushstring(L, key_names[k]);                /* [keys...] */
-    lua_pushcclosure(L, call_protected, KEY_COUNT - 1); /* [call] */
-    /* Kept in the registry under the address of key_names, out of the
+    p->route_ref = fr_sandbox_ref(L);           /* [] */
+    int nkeys = fr_policy_push_keys(L);         /* [keys...] */
+    lua_pushcclosure(L, call_protected, nkeys); /* [call] */
+    /* Kept in the registry under the address of call_key, out of the
      * policy's reach, for as long as the state lives. */
-    lua_rawsetp(L, LUA_REGISTRYINDEX, key_names); /* [] */
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &call_key); /* [] */
     return 0;
 }
 
@@ -319,9 +261,7 @@ void fr_policy_free(fr_policy *p)
         fr_sandbox_unref(p->L, p->on_result_ref);
         fr_sandbox_free(p->L);
     }
-    free(p->ntags);
-    free(p->hist_seen);
-    free(p->hist_ok);
+    fr_policy_args_free(p);
     free(p->name);
     free(p->path);
     free(p);
@@ -356,16 +296,8 @@ int fr_policy_version(const fr_policy *p)
     return p->version;
 }
 
-/* The candidates of one call: a JSON array of objects with "name", or `n`
- * C views. */
-typedef struct cand_set {
-    const json_t *json;
-    const fr_policy_cand *view;
-    size_t n;
-} cand_set;
-
 /* Returns the index (0-based) of the candidate named `name`, or -1. */
-static long find_candidate(const cand_set *cs, const char *name)
+static long find_candidate(const fr_policy_cands *cs, const char *name)
 {
     if (cs->view) {
         for (size_t i = 0; i < cs->n; i++)
@@ -384,464 +316,11 @@ static long find_candidate(const cand_set *cs, const char *name)
     return -1;
 }
 
-/* The three arguments of one call, as JSON values or as C views. */
-typedef struct call_args {
-    const json_t *json[3];
-    const fr_policy_task *task;
-    const cand_set *cands;          /* route */
-    const fr_policy_result *result; /* on_result */
-    const fr_policy_run *run;
-    fr_policy *keep; /* non-NULL: route's tables are the kept ones of this policy */
-} call_args;
-
-/* The fields below are set on a table preallocated for all of them, in the
- * order of the JSON objects they replace, so a policy sees the same table
- * (pairs() included). Each pushes key `k` (a K_ index: call_protected's
- * upvalue k) and its value and sets them raw: no metamethod runs, on a
- * new table or a kept one. [-0, +0] on a table at the top. */
-static void set_key(lua_State *L, int k)
-{
-    lua_pushvalue(L, lua_upvalueindex(k)); /* [t, k] */
-}
-
-static void set_str(lua_State *L, int k, const char *v)
-{
-    set_key(L, k);
-    if (v)
-        lua_pushstring(L, v);
-    else
-        lua_pushnil(L);
-    lua_rawset(L, -3);
-}
-
-static void set_int(lua_State *L, int k, lua_Integer v)
-{
-    set_key(L, k);
-    lua_pushinteger(L, v);
-    lua_rawset(L, -3);
-}
-
-static void set_num(lua_State *L, int k, double v)
-{
-    set_key(L, k);
-    lua_pushnumber(L, v);
-    lua_rawset(L, -3);
-}
-
-/* Sets field `k` to `v` when `has`, else to nil (as a JSON null did). */
-static void set_opt_num(lua_State *L, int k, bool has, double v)
-{
-    set_key(L, k);
-    if (has)
-        lua_pushnumber(L, v);
-    else
-        lua_pushnil(L);
-    lua_rawset(L, -3);
-}
-
-/* Sets field `k` to an array of the `n` strings `v`. */
-static void set_names(lua_State *L, int k, const char *const *v, size_t n)
-{
-    set_key(L, k);                 /* [t, k] */
-    lua_createtable(L, (int)n, 0); /* [t, k, a] */
-    for (size_t i = 0; i < n; i++) {
-        lua_pushstring(L, v[i]);
-        lua_rawseti(L, -2, (lua_Integer)i + 1);
-    }
-    lua_rawset(L, -3); /* [t] */
-}
-
-/* Sets field `k` to the array at stack index `arr` (absolute), or, when
- * `arr` is 0, to a new array of the `n` strings `v`. */
-static void set_list(lua_State *L, int k, int arr, const char *const *v, size_t n)
-{
-    if (!arr) {
-        set_names(L, k, v, n);
-        return;
-    }
-    set_key(L, k);
-    lua_pushvalue(L, arr);
-    lua_rawset(L, -3);
-}
-
-/* Sets the fields of task `t` on the table at the top; `tried` is the stack
- * index (absolute) of the array to set as `tried`, 0: a new one. */
-static void fill_task(lua_State *L, const fr_policy_task *t, int tried)
-{
-    set_str(L, K_NAME, t->name);
-    set_str(L, K_AGENT, t->agent);
-    set_str(L, K_TYPE, t->type);
-    set_num(L, K_COMPLEXITY, t->complexity);
-    set_int(L, K_PRIORITY, t->priority);
-    set_key(L, K_PRIVATE);
-    lua_pushboolean(L, t->is_private);
-    lua_rawset(L, -3);
-    set_int(L, K_ATTEMPT, t->attempt);
-    set_str(L, K_REASON, t->reason);
-    set_list(L, K_TRIED, tried, t->tried, t->ntried);
-    set_int(L, K_EST_INPUT_TOKENS, t->est_input_tokens);
-    set_int(L, K_MAX_TOKENS, t->max_tokens);
-    set_int(L, K_TOOLS, t->tools);
-}
-
-static void push_task(lua_State *L, const fr_policy_task *t)
-{
-    lua_createtable(L, 0, 12); /* [task] */
-    fill_task(L, t, 0);
-}
-
-/* An endpoint's record without evidence, for a view that has none. */
-static const fr_policy_hist no_history = {
-    .pass_rate = -1,
-    .score_mean = -1,
-    .latency_p50_ms = -1,
-    .ttft_p50_ms = -1,
-    .tokens_per_s = -1,
-    .cost_mean_usd = -1,
-    .age_s = -1,
-    .band_hi = 1,
-};
-
-/* Sets the fields of history record `h` on the table at the top. */
-static void fill_hist(lua_State *L, const fr_policy_hist *h)
-{
-    set_int(L, K_ATTEMPTS, h->attempts);
-    set_int(L, K_PASSES, h->passes);
-    set_int(L, K_FAILS, h->fails);
-    set_int(L, K_ERRORS, h->errors);
-    set_num(L, K_WEIGHT, h->weight);
-    set_opt_num(L, K_PASS_RATE, h->pass_rate >= 0, h->pass_rate);
-    set_opt_num(L, K_SCORE_MEAN, h->score_mean >= 0, h->score_mean);
-    set_opt_num(L, K_LATENCY_P50_MS, h->latency_p50_ms >= 0, h->latency_p50_ms);
-    set_opt_num(L, K_TTFT_P50_MS, h->ttft_p50_ms >= 0, h->ttft_p50_ms);
-    set_opt_num(L, K_TOKENS_PER_S, h->tokens_per_s >= 0, h->tokens_per_s);
-    set_opt_num(L, K_COST_MEAN_USD, h->cost_mean_usd >= 0, h->cost_mean_usd);
-    set_opt_num(L, K_AGE_S, h->age_s >= 0, h->age_s);
-    set_num(L, K_BAND_LO, h->band_lo);
-    set_num(L, K_BAND_HI, h->band_hi);
-    set_str(L, K_TYPE, h->type);
-}
-
-/* Sets field `k` to the table at stack index `t` (absolute), or, when `t`
- * is 0, to a new table of record `h`. */
-static void set_hist(lua_State *L, int k, int t, const fr_policy_hist *h)
-{
-    set_key(L, k); /* [c, k] */
-    if (t) {
-        lua_pushvalue(L, t);
-    } else {
-        lua_createtable(L, 0, 15); /* [c, k, h] */
-        fill_hist(L, h ? h : &no_history);
-    }
-    lua_rawset(L, -3); /* [c] */
-}
-
-/* Sets the fields of candidate `c` on the table at the top; `tags` as
- * fill_task's `tried`; with `hist`, its history and history_all: the
- * tables at stack indexes `hist` and `hist` + 1 (absolute), or new ones
- * when `hist` is -1. */
-static void fill_cand(lua_State *L, const fr_policy_cand *c, int tags, int hist)
-{
-    set_str(L, K_NAME, c->name);
-    set_str(L, K_TIER, c->tier);
-    set_str(L, K_PROTOCOL, c->protocol);
-    set_str(L, K_MODEL, c->model);
-    set_int(L, K_IN_FLIGHT, c->in_flight);
-    set_int(L, K_MAX_PARALLEL, c->max_parallel);
-    set_int(L, K_FREE, c->free);
-    set_int(L, K_QUEUED, c->queued);
-    set_num(L, K_QUALITY, c->quality);
-    set_num(L, K_PRICE_IN, c->price_in);
-    set_num(L, K_PRICE_OUT, c->price_out);
-    set_num(L, K_EST_COST, c->est_cost);
-    set_opt_num(L, K_LATENCY_P50, c->latency_p50 >= 0, c->latency_p50);
-    set_list(L, K_TAGS, tags, c->tags, c->ntags);
-    set_int(L, K_CONTEXT, c->context);
-    if (hist) {
-        set_hist(L, K_HISTORY, hist > 0 ? hist : 0, c->history);
-        set_hist(L, K_HISTORY_ALL, hist > 0 ? hist + 1 : 0, c->history_all);
-    }
-}
-
-static void push_cands(lua_State *L, const cand_set *cs)
-{
-    lua_createtable(L, (int)cs->n, 0); /* [cands] */
-    for (size_t i = 0; i < cs->n; i++) {
-        lua_createtable(L, 0, 17); /* [cands, c] */
-        fill_cand(L, &cs->view[i], 0, -1);
-        lua_rawseti(L, -2, (lua_Integer)i + 1); /* [cands] */
-    }
-}
-
-static void push_result(lua_State *L, const fr_policy_result *r)
-{
-    lua_createtable(L, 0, 8); /* [result] */
-    set_str(L, K_ENDPOINT, r->endpoint);
-    set_str(L, K_TIER, r->tier);
-    set_str(L, K_TEXT, r->text);
-    set_key(L, K_JSON);           /* [result, "json"] */
-    fr_lua_push_json(L, r->json); /* [result, "json", json] */
-    lua_rawset(L, -3);
-    set_num(L, K_LATENCY_MS, r->latency_ms);
-    set_key(L, K_TOKENS);     /* [result, "tokens"] */
-    lua_createtable(L, 0, 2); /* [result, "tokens", tokens] */
-    set_int(L, K_INPUT, r->input_tokens);
-    set_int(L, K_OUTPUT, r->output_tokens);
-    lua_rawset(L, -3);
-    set_num(L, K_COST_USD, r->cost_usd);
-    set_int(L, K_ATTEMPT, r->attempt);
-}
-
-/* Sets the fields of run `r` on the table at the top. */
-static void fill_run(lua_State *L, const fr_policy_run *r)
-{
-    set_opt_num(L, K_BUDGET, r->capped, r->budget);
-    set_num(L, K_SPENT, r->spent);
-    set_num(L, K_RESERVED, r->reserved);
-    set_opt_num(L, K_REMAINING, r->capped, r->remaining);
-    set_num(L, K_ELAPSED, r->elapsed);
-    set_int(L, K_DONE, r->done);
-    set_int(L, K_TOTAL, r->total);
-    set_int(L, K_READY, r->ready);
-    set_int(L, K_SEED, (lua_Integer)r->seed);
-}
-
-static void push_run(lua_State *L, const fr_policy_run *r)
-{
-    lua_createtable(L, 0, 9); /* [run] */
-    fill_run(L, r);
-}
-
-/* ---- the kept route arguments (fr_policy_keep_args) ----
- * Building route's tables (a task, its tried list, the run, the candidates
- * and each one's tags: 19 tables and 140 fields for 8 candidates) costs
- * more than a built-in policy's own Lua. Kept, they are built once and
- * stay in the registry (under &args_key, out of the policy's reach); each
- * decision writes every field and element again, so what a policy changed
- * in one decision is overwritten before the next. Keys it adds are not:
- * each kept table has a metatable whose __newindex sets them raw and marks
- * the tables dirty, and the next decision builds all of them anew. So does
- * a call of setmetatable since the last decision (the policy may have
- * replaced or removed a kept table's metatable) and a change to the
- * metatable itself (getmetatable(task).__index = ...). A call that fails
- * makes them new too (its writes may have stopped half way). What stays
- * visible: a table kept past its call shows the next call's values, and
- * getmetatable(task) is not nil. */
-
-/* The registry key of the table of kept arguments, whose slots are: */
-static const char args_key = 'A';
-enum { AC_MT = 1, AC_NEWINDEX, AC_TASK, AC_TRIED, AC_RUN, AC_CANDS, AC_SLOT0 };
-/* candidate i (0-based) at AC_SLOT0 + 4i, its tags at AC_SLOT0 + 4i + 1,
- * its history and history_all at AC_SLOT0 + 4i + 2 and + 3. */
-
-/* __newindex of the kept tables (upvalues: the policy, the metatable): a
- * key the policy adds to one of them. */
-static int args_newindex(lua_State *L)
-{
-    fr_policy *p = lua_touserdata(L, lua_upvalueindex(1));
-    luaL_checktype(L, 1, LUA_TTABLE);
-    if (!lua_getmetatable(L, 1) || !lua_rawequal(L, -1, lua_upvalueindex(2)))
-        return luaL_error(L, "this __newindex sets fields of route's own arguments only");
-    lua_settop(L, 3);
-    p->args_dirty = true;
-    lua_rawset(L, 1);
-    return 0;
-}
-
-/* Returns true when the metatable at `mt` holds only __newindex, the
- * function at `fn` (both absolute). */
-static bool mt_intact(lua_State *L, int mt, int fn)
-{
-    int top = lua_gettop(L);
-    bool ok = false;
-    lua_pushnil(L);        /* [nil] */
-    if (lua_next(L, mt)) { /* [k, v] */
-        ok = lua_type(L, -2) == LUA_TSTRING && strcmp(lua_tostring(L, -2), "__newindex") == 0 &&
-             lua_rawequal(L, -1, fn);
-        lua_pop(L, 1); /* [k] */
-        if (lua_next(L, mt))
-            ok = false; /* a second key */
-    }
-    lua_settop(L, top);
-    return ok;
-}
-
-/* Pushes the table of kept arguments and its metatable: the kept ones, or
- * new ones when there are none yet or they are no longer clean. Returns
- * the index (absolute) of the table; the metatable is just above. */
-static int push_arg_cache(lua_State *L, fr_policy *p)
-{
-    int cache = lua_gettop(L) + 1;
-    unsigned long set = fr_sandbox_metatables_set(L);
-    bool clean = !p->args_dirty && set == p->metatables_set;
-    p->metatables_set = set;
-    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &args_key) == LUA_TTABLE && clean) {
-        lua_rawgeti(L, cache, AC_MT);       /* [cache, mt] */
-        lua_rawgeti(L, cache, AC_NEWINDEX); /* [cache, mt, fn] */
-        bool ok = mt_intact(L, cache + 1, cache + 2);
-        lua_settop(L, cache + 1);
-        if (ok)
-            return cache; /* [cache, mt] */
-    }
-    lua_settop(L, cache - 1);
-    lua_createtable(L, AC_SLOT0 + 32, 0); /* [cache] */
-    lua_createtable(L, 0, 1);             /* [cache, mt] */
-    lua_pushlightuserdata(L, p);
-    lua_pushvalue(L, cache + 1);
-    lua_pushcclosure(L, args_newindex, 2); /* [cache, mt, fn] */
-    lua_pushvalue(L, -1);
-    lua_rawseti(L, cache, AC_NEWINDEX);
-    lua_setfield(L, cache + 1, "__newindex"); /* [cache, mt] */
-    lua_pushvalue(L, cache + 1);
-    lua_rawseti(L, cache, AC_MT);
-    lua_pushvalue(L, cache);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &args_key);
-    p->args_dirty = false;
-    p->ntried = p->ncands = 0;
-    if (p->nslots) {
-        memset(p->ntags, 0, p->nslots * sizeof *p->ntags);
-        memset(p->hist_ok, 0, 2 * p->nslots * sizeof *p->hist_ok);
-    }
-    return cache;
-}
-
-/* Pushes the kept table in `slot` of the cache at `cache` (its metatable
- * just above), or a new one with `narr` and `nrec` slots when there is none
- * yet. Returns true when new. */
-static bool kept_table(lua_State *L, int cache, int slot, int narr, int nrec)
-{
-    if (lua_rawgeti(L, cache, slot) == LUA_TTABLE) /* [t] */
-        return false;
-    lua_pop(L, 1);
-    lua_createtable(L, narr, nrec); /* [t] */
-    lua_pushvalue(L, cache + 1);
-    lua_setmetatable(L, -2);
-    lua_pushvalue(L, -1);
-    lua_rawseti(L, cache, slot);
-    return true;
-}
-
-/* Writes the `n` strings `v` into the array at the top, and nil over the
- * rest of the `*was` it held; *was becomes n (and covers every element
- * written if an error stops it half way). */
-static void fill_names(lua_State *L, const char *const *v, size_t n, size_t *was)
-{
-    if (n > *was)
-        *was = n;
-    for (size_t i = 0; i < n; i++) {
-        lua_pushstring(L, v[i]);
-        lua_rawseti(L, -2, (lua_Integer)i + 1);
-    }
-    for (size_t i = n; i < *was; i++) {
-        lua_pushnil(L);
-        lua_rawseti(L, -2, (lua_Integer)i + 1);
-    }
-    *was = n;
-}
-
-/* Pushes the kept history table in slot `slot` of the cache at `cache`
- * for candidate slot `i`'s record `which` (0: history, 1: history_all),
- * writing `h` (NULL: none) into it unless it holds that already. */
-static void kept_hist(lua_State *L, fr_policy *p, int cache, int slot, size_t i, int which,
-                      const fr_policy_hist *h)
-{
-    size_t at = 2 * i + (size_t)which;
-    if (!h)
-        h = &no_history;
-    if (kept_table(L, cache, slot, 0, 15)) /* [.., h] */
-        p->hist_ok[at] = false;
-    if (p->trusted && p->hist_ok[at] && memcmp(&p->hist_seen[at], h, sizeof *h) == 0)
-        return;
-    p->hist_ok[at] = false; /* until written whole */
-    fill_hist(L, h);
-    p->hist_seen[at] = *h;
-    p->hist_ok[at] = true;
-}
-
-/* Makes room in `p` for `n` candidate slots. */
-static void grow_slots(fr_policy *p, size_t n)
-{
-    if (n <= p->nslots)
-        return;
-    p->ntags = fr_xrealloc(p->ntags, n * sizeof *p->ntags);
-    memset(p->ntags + p->nslots, 0, (n - p->nslots) * sizeof *p->ntags);
-    p->hist_seen = fr_xrealloc(p->hist_seen, 2 * n * sizeof *p->hist_seen);
-    p->hist_ok = fr_xrealloc(p->hist_ok, 2 * n * sizeof *p->hist_ok);
-    memset(p->hist_ok + 2 * p->nslots, 0, 2 * (n - p->nslots) * sizeof *p->hist_ok);
-    p->nslots = n;
-}
-
-/* Pushes route's three arguments for `a`, as the kept tables of `p`. The
- * cache and its metatable are at `cache`. [-0, +3] */
-static void push_kept_args(lua_State *L, fr_policy *p, int cache, const call_args *a)
-{
-    const cand_set *cs = a->cands;
-    int n = (int)cs->n;
-    grow_slots(p, cs->n);
-    if (kept_table(L, cache, AC_TRIED, (int)a->task->ntried, 0)) /* [tried] */
-        p->ntried = 0;
-    fill_names(L, a->task->tried, a->task->ntried, &p->ntried);
-    kept_table(L, cache, AC_TASK, 0, 12); /* [tried, task] */
-    fill_task(L, a->task, lua_gettop(L) - 1);
-    lua_remove(L, -2); /* [task] */
-
-    if (kept_table(L, cache, AC_CANDS, n, 0)) /* [task, cands] */
-        p->ncands = 0;
-    size_t was = p->ncands;
-    if (cs->n > p->ncands)
-        p->ncands = cs->n; /* every slot written, should this stop half way */
-    for (int i = 0; i < n; i++) {
-        const fr_policy_cand *c = &cs->view[i];
-        int slot = AC_SLOT0 + 4 * i;
-        int hist = 0;
-        if (p->reads_history) {
-            kept_hist(L, p, cache, slot + 2, (size_t)i, 0, c->history);     /* [.., h] */
-            kept_hist(L, p, cache, slot + 3, (size_t)i, 1, c->history_all); /* [.., h, ha] */
-            hist = lua_gettop(L) - 1;
-        }
-        if (kept_table(L, cache, slot + 1, (int)c->ntags, 0)) /* [.., tags] */
-            p->ntags[i] = 0;
-        fill_names(L, c->tags, c->ntags, &p->ntags[i]);
-        kept_table(L, cache, slot, 0, 17); /* [.., cands, (h, ha,) tags, c] */
-        fill_cand(L, c, lua_gettop(L) - 1, hist);
-        lua_remove(L, -2); /* [.., cands, (h, ha,) c] */
-        if (hist) {
-            lua_replace(L, hist); /* [.., cands, c, ha] */
-            lua_pop(L, 1);        /* [.., cands, c] */
-        }
-        lua_rawseti(L, -2, (lua_Integer)i + 1); /* [.., cands] */
-    }
-    for (size_t i = cs->n; i < was; i++) {
-        lua_pushnil(L);
-        lua_rawseti(L, -2, (lua_Integer)i + 1);
-    }
-    p->ncands = cs->n;
-
-    kept_table(L, cache, AC_RUN, 0, 9); /* [task, cands, run] */
-    fill_run(L, a->run);
-}
-
-/* Pushes the three arguments of the call_args `a`. [-0, +3] */
-static void push_args(lua_State *L, const call_args *a)
-{
-    if (!a->task) {
-        for (int i = 0; i < 3; i++)
-            fr_lua_push_json(L, a->json[i]); /* [..., v...] */
-        return;
-    }
-    push_task(L, a->task); /* [fn, task] */
-    if (a->cands)
-        push_cands(L, a->cands);
-    else
-        push_result(L, a->result);
-    push_run(L, a->run); /* [fn, task, cands|result, run] */
-}
-
 /* What call_protected calls: the function of registry reference `ref`
  * with the arguments `a`. */
 typedef struct call_ctx {
     int ref;
-    const call_args *a;
+    const fr_policy_args *a;
 } call_ctx;
 
 /* The whole call in one protected call (through fr_lua_call; the closure
@@ -855,15 +334,8 @@ static int call_protected(lua_State *L)
     const call_ctx *c = lua_touserdata(L, 1);
     lua_settop(L, 0);
     luaL_checkstack(L, 24, "policy arguments");
-    if (c->a->keep) {
-        int cache = push_arg_cache(L, c->a->keep); /* [cache, mt] */
-        lua_rawgeti(L, LUA_REGISTRYINDEX, c->ref); /* [cache, mt, fn] */
-        push_kept_args(L, c->a->keep, cache, c->a);
-    } else {
-        lua_rawgeti(L, LUA_REGISTRYINDEX, c->ref); /* [fn] */
-        push_args(L, c->a);                        /* [fn, a, b, c] */
-    }
-    lua_call(L, 3, 2); /* [(cache, mt,) ret, ret2] */
+    fr_policy_push_call(L, c->ref, c->a); /* [(cache, mt,) fn, a, b, c] */
+    lua_call(L, 3, 2);                    /* [(cache, mt,) ret, ret2] */
     return 2;
 }
 
@@ -880,13 +352,14 @@ static int defined_line(lua_State *L, int ref)
 
 /* Calls the function of registry reference `ref` with the arguments `a`
  * (borrowed), leaving two results on FR_OK. */
-static int call_with(fr_policy *p, int ref, const call_args *a, const char *what, fr_error *err)
+static int call_with(fr_policy *p, int ref, const fr_policy_args *a, const char *what,
+                     fr_error *err)
 {
     lua_State *L = p->L;
     if (!lua_checkstack(L, 6))
         return fr_error_set(err, FR_ELIMIT, p->path, 0, "%s: Lua stack exhausted", what);
     call_ctx ctx = {ref, a};
-    lua_rawgetp(L, LUA_REGISTRYINDEX, key_names); /* [call] (take_refs) */
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &call_key); /* [call] (take_refs) */
     lua_pushlightuserdata(L, &ctx);               /* [call, ctx] */
     int rc = fr_lua_call(L, 1, 2, what, err);     /* [ret, ret2] */
     if (rc != FR_OK && a->keep)
@@ -929,7 +402,7 @@ static void read_why(lua_State *L, char *why, size_t size)
  * nil, and `why` (`size` bytes, may be NULL) its explanation ("" for
  * none). Sets *not_candidate when the answer was a name (or a table with a
  * name) that is none of the candidates. */
-static int route_call(fr_policy *p, const call_args *a, long *choice, bool *not_candidate,
+static int route_call(fr_policy *p, const fr_policy_args *a, long *choice, bool *not_candidate,
                       char *why, size_t size, fr_error *err)
 {
     lua_State *L = p->L;
@@ -980,8 +453,8 @@ static int route_call(fr_policy *p, const call_args *a, long *choice, bool *not_
 static int route_json(fr_policy *p, const json_t *task, const json_t *candidates, const json_t *run,
                       long *choice, bool *not_candidate, fr_error *err)
 {
-    cand_set cs = {.json = candidates};
-    call_args a = {.json = {task, candidates, run}, .cands = &cs};
+    fr_policy_cands cs = {.json = candidates};
+    fr_policy_args a = {.json = {task, candidates, run}, .cands = &cs};
     return route_call(p, &a, choice, not_candidate, NULL, 0, err);
 }
 
@@ -1009,8 +482,8 @@ int fr_policy_route_explain(fr_policy *p, const fr_policy_task *task, const fr_p
                             size_t size, fr_error *err)
 {
     bool not_candidate;
-    cand_set cs = {.view = cands, .n = n};
-    call_args a = {.task = task, .cands = &cs, .run = run, .keep = p->keep_args ? p : NULL};
+    fr_policy_cands cs = {.view = cands, .n = n};
+    fr_policy_args a = {.task = task, .cands = &cs, .run = run, .keep = p->keep_args ? p : NULL};
     return route_call(p, &a, choice, &not_candidate, why, size, err);
 }
 
@@ -1020,7 +493,7 @@ bool fr_policy_has_on_result(const fr_policy *p)
 }
 
 /* Calls on_result with `a` (borrowed); see fr_policy_on_result. */
-static int on_result_call(fr_policy *p, const call_args *a, fr_verdict *verdict, fr_error *err)
+static int on_result_call(fr_policy *p, const fr_policy_args *a, fr_verdict *verdict, fr_error *err)
 {
     *verdict = FR_VERDICT_ACCEPT;
     if (!fr_policy_has_on_result(p))
@@ -1048,7 +521,7 @@ static int on_result_call(fr_policy *p, const call_args *a, fr_verdict *verdict,
 int fr_policy_on_result(fr_policy *p, const json_t *task, const json_t *result, const json_t *run,
                         fr_verdict *verdict, fr_error *err)
 {
-    call_args a = {.json = {task, result, run}};
+    fr_policy_args a = {.json = {task, result, run}};
     return on_result_call(p, &a, verdict, err);
 }
 
@@ -1056,36 +529,8 @@ int fr_policy_on_result_view(fr_policy *p, const fr_policy_task *task,
                              const fr_policy_result *result, const fr_policy_run *run,
                              fr_verdict *verdict, fr_error *err)
 {
-    call_args a = {.task = task, .result = result, .run = run};
+    fr_policy_args a = {.task = task, .result = result, .run = run};
     return on_result_call(p, &a, verdict, err);
-}
-
-/* Sets member `k` of `o` to `v` when >= 0 (nil otherwise). */
-static void put_opt(json_t *o, const char *k, double v)
-{
-    if (v >= 0)
-        json_object_set_new(o, k, json_real(v));
-}
-
-json_t *fr_policy_hist_json(const fr_policy_hist *h)
-{
-    if (!h)
-        h = &no_history;
-    json_t *o = json_pack("{s:I, s:I, s:I, s:I, s:f}", "attempts", (json_int_t)h->attempts,
-                          "passes", (json_int_t)h->passes, "fails", (json_int_t)h->fails, "errors",
-                          (json_int_t)h->errors, "weight", h->weight);
-    put_opt(o, "pass_rate", h->pass_rate);
-    put_opt(o, "score_mean", h->score_mean);
-    put_opt(o, "latency_p50_ms", h->latency_p50_ms);
-    put_opt(o, "ttft_p50_ms", h->ttft_p50_ms);
-    put_opt(o, "tokens_per_s", h->tokens_per_s);
-    put_opt(o, "cost_mean_usd", h->cost_mean_usd);
-    put_opt(o, "age_s", h->age_s);
-    json_object_set_new(o, "band_lo", json_real(h->band_lo));
-    json_object_set_new(o, "band_hi", json_real(h->band_hi));
-    if (h->type)
-        json_object_set_new(o, "type", json_string(h->type));
-    return o;
 }
 
 int fr_policy_check(fr_policy *p, const json_t *candidates, fr_error *err)

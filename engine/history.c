@@ -18,6 +18,12 @@ typedef struct sums {
     uint32_t bins[2][FR_STORE_HISTORY_BINS]; /* latency, time to first content */
     bool stale;                              /* p50 to compute again */
     double p50[2];                           /* < 0: none */
+    /* The view last computed (view_of), as of view_at, valid when
+     * has_view and not stale: every change of the sums sets stale, and a
+     * decision's views are taken at whole seconds, so most reuse it. */
+    bool has_view;
+    double view_at;
+    fr_policy_hist view;
 } sums;
 
 typedef struct hkey {
@@ -245,6 +251,10 @@ static double median(const sums *s, int m)
 /* `s` as a policy sees it at `now`. */
 static void view_of(sums *s, double now, fr_policy_hist *out)
 {
+    if (!s->stale && s->has_view && s->view_at == now) {
+        *out = s->view;
+        return;
+    }
     if (s->stale) {
         s->p50[0] = median(s, 0);
         s->p50[1] = median(s, 1);
@@ -269,6 +279,9 @@ static void view_of(sums *s, double now, fr_policy_hist *out)
         .band_lo = 0,
         .band_hi = 1,
     };
+    s->view = *out;
+    s->view_at = now;
+    s->has_view = true;
 }
 
 static void band_of(fr_policy_hist *out, int band, const char *type)

@@ -18,7 +18,7 @@
 
 -- The p(pass) a candidate needs to get the task. Higher means fewer failed
 -- attempts (and escalations) but more work on dearer endpoints.
-local TARGET = 0.9
+local TARGET <const> = 0.9
 
 -- The prior, before any record: p(pass) from how far the endpoint's quality
 -- is above the task's complexity. An endpoint whose quality equals the
@@ -26,20 +26,20 @@ local TARGET = 0.9
 -- reach TARGET are the ones `cost` calls good enough); each 0.1 of quality
 -- above or below moves the log-odds by PRIOR_SLOPE / 10 (0.1 below: 0.77,
 -- 0.3 below: 0.31, 0.1 above: 0.96).
-local PRIOR_SLOPE = 10
+local PRIOR_SLOPE <const> = 10
 
 -- How many attempts the prior from quality is worth against the endpoint's
 -- overall record (history_all), and how many attempts of that overall record
 -- count at most: it tells how reliable an endpoint is, not how it does on
 -- tasks this hard, so it only nudges the prior.
-local QUALITY_STRENGTH = 2
-local ALL_CAP = 1
+local QUALITY_STRENGTH <const> = 2
+local ALL_CAP <const> = 1
 
 -- How many attempts that blended prior is worth against the record of this
 -- type and band. With 4, an endpoint whose blended prior is 0.7 needs 8
 -- straight passes in a band to reach 0.9; a failure or two among them takes
 -- it back below. Lower learns faster and errs more on a few lucky passes.
-local BAND_STRENGTH = 4
+local BAND_STRENGTH <const> = 4
 
 -- A failed attempt costs what it cost and a retry on the endpoint that would
 -- have been sure enough. So a cheaper candidate whose record here holds at
@@ -49,23 +49,23 @@ local BAND_STRENGTH = 4
 -- endpoint is then worth a try before a paid one from p(pass) 0.5 on (with
 -- RETRY_WEIGHT 1), and worth waiting for when it is full: a slot frees
 -- sooner than a failure costs. Only on a record, never on the prior alone.
-local RETRY_WEIGHT = 1
-local MIN_RECORD = 3
+local RETRY_WEIGHT <const> = 1
+local MIN_RECORD <const> = 3
 
 -- Exploration: this share of tasks (first attempts whose choice costs
 -- money) tries a candidate cheaper than the one chosen, whose record in this
 -- band holds fewer than UNCERTAIN attempts and whose estimate is at least
 -- EXPLORE_FLOOR (hopeless ones are not worth the failed attempt).
-local EXPLORE_SHARE = 0.1
-local UNCERTAIN = 5
-local EXPLORE_FLOOR = 0.5
+local EXPLORE_SHARE <const> = 0.1
+local UNCERTAIN <const> = 5
+local EXPLORE_FLOOR <const> = 0.5
 
 -- Comparing an estimate with TARGET tolerates this rounding, so that a
 -- quality equal to the complexity reaches it as in `cost`.
-local EPSILON = 1e-9
+local EPSILON <const> = 1e-9
 
-local exp, log, max, floor = math.exp, math.log, math.max, math.floor
-local format = string.format
+local exp, log, max, floor, math_type = math.exp, math.log, math.max, math.floor, math.type
+local format, byte = string.format, string.byte
 local LOGIT_TARGET = log(TARGET / (1 - TARGET))
 
 -- The quality of every endpoint seen so far, by name. An endpoint that failed
@@ -73,39 +73,10 @@ local LOGIT_TARGET = log(TARGET / (1 - TARGET))
 -- to know what "stronger than what was tried" means.
 local seen_quality = {}
 
--- Per decision, for the k-th usable candidate: its index in `candidates`,
--- its estimate, the attempts behind it, whether it is in the pool. Reused
--- by every call, so a decision makes no new table.
-local at, p, ev, pooled = {}, {}, {}, {}
-
--- p(pass) before any record, from quality and complexity (see PRIOR_SLOPE).
-local function prior(quality, complexity)
-  return 1 / (1 + exp(-(LOGIT_TARGET + PRIOR_SLOPE * (quality - complexity))))
-end
-
--- The estimate for candidate `c` on a task of `complexity`, and the number of
--- attempts of this type and band behind it. A Beta-style update: the prior
--- counts as QUALITY_STRENGTH attempts against the overall record, and the
--- result as BAND_STRENGTH attempts against the band's record. Records are
--- decayed (`weight`: recent attempts count more), so an endpoint that got
--- better or worse is followed.
-local function estimate(c, complexity)
-  local e = prior(c.quality, complexity)
-  local all = c.history_all
-  if all and all.pass_rate then
-    local a = all.weight or 0
-    if a > ALL_CAP then
-      a = ALL_CAP
-    end
-    e = (QUALITY_STRENGTH * e + a * all.pass_rate) / (QUALITY_STRENGTH + a)
-  end
-  local h = c.history
-  if h and h.pass_rate then
-    local w = h.weight or 0
-    return (BAND_STRENGTH * e + w * h.pass_rate) / (BAND_STRENGTH + w), h.attempts or 0
-  end
-  return e, 0
-end
+-- Per decision, for the k-th usable candidate: the candidate, its estimate,
+-- the attempts behind it, whether it is in the pool. Reused by every call,
+-- so a decision makes no new table.
+local cs, p, ev, pooled = {}, {}, {}, {}
 
 -- Local first, then the cheapest for this task, then the smaller model (it
 -- leaves the stronger one free for harder work), then the one with more room:
@@ -138,57 +109,112 @@ local function stronger(a, pa, b, pb)
   return cheaper(a, b)
 end
 
--- A number in [0, 1) from the bytes of `s`: FNV-1a, then a 64-bit finaliser
--- so that names one letter apart land far apart. Integer arithmetic wraps in
--- Lua 5.4, as the hash needs; no random state, so a run with the same seed
--- explores the same tasks.
-local function unit_hash(s)
-  local h = 0xcbf29ce484222325
-  for i = 1, #s do
-    h = (h ~ s:byte(i)) * 0x100000001b3
+-- A number in [0, 1) from the bytes of hash(run.seed, task.name,
+-- task.attempt) joined by "\0": FNV-1a, then a 64-bit finaliser so that
+-- names one letter apart land far apart. Integer arithmetic wraps in Lua 5.4,
+-- as the hash needs; no random state, so a run with the same seed explores
+-- the same tasks.
+local FNV_OFFSET <const>, FNV_PRIME <const> = 0xcbf29ce484222325, 0x100000001b3
+
+-- FNV-1a state `h` carried over the bytes of `s`, four a call (string.byte
+-- is a C call).
+local function fnv(h, s)
+  for i = 1, #s, 4 do
+    local a, b, c, d = byte(s, i, i + 3)
+    h = (h ~ a) * FNV_PRIME
+    if d then
+      h = (((h ~ b) * FNV_PRIME ~ c) * FNV_PRIME ~ d) * FNV_PRIME
+    elseif b then
+      h = (h ~ b) * FNV_PRIME
+      if c then
+        h = (h ~ c) * FNV_PRIME
+      end
+    end
+  end
+  return h
+end
+
+-- The seed last hashed, its math.type, and the state after its text and
+-- "\0": the same for a whole run, so hashed once.
+local hashed_seed, hashed_seed_type, seed_state
+
+-- Whether this attempt of this task explores: EXPLORE_SHARE of the hash.
+local function explores(task, run)
+  local seed = run.seed or 0
+  local seed_type = math_type(seed)
+  if seed ~= hashed_seed or seed_type ~= hashed_seed_type then
+    hashed_seed, hashed_seed_type = seed, seed_type
+    seed_state = fnv(FNV_OFFSET, tostring(seed)) * FNV_PRIME -- and "\0"
+  end
+  local h, attempt = fnv(seed_state, task.name) * FNV_PRIME, task.attempt
+  if math_type(attempt) == "integer" and attempt >= 0 and attempt <= 9 then
+    h = (h ~ (48 + attempt)) * FNV_PRIME -- its one digit, without tostring
+  else
+    h = fnv(h, tostring(attempt))
   end
   h = (h ~ (h >> 33)) * 0xff51afd7ed558ccd
   h = h ~ (h >> 33)
-  return (h >> 11) / 9007199254740992.0
+  return (h >> 11) / 9007199254740992.0 < EXPLORE_SHARE
 end
 
--- Whether this attempt of this task explores: EXPLORE_SHARE of
--- hash(run.seed, task.name, task.attempt).
-local function explores(task, run)
-  local key = format("%s\0%s\0%s", tostring(run.seed or 0), task.name, tostring(task.attempt))
-  return unit_hash(key) < EXPLORE_SHARE
-end
-
--- The band of the task, as the record has it ("0.4-0.6").
+-- The band of the task, as the record has it ("0.4-0.6"). Its text is
+-- formatted once per band (`band_text`, by its lo; `band_hi`, its hi): a few
+-- bands, which every explanation names.
+local band_text, band_hi = {}, {}
 local function band(c, complexity)
   local h = c.history
-  if h and h.band_lo and h.band_hi then
-    return format("%.1f-%.1f", h.band_lo, h.band_hi)
+  local lo = h and h.band_lo
+  local hi = lo and h.band_hi
+  if not hi then
+    lo = floor(complexity * 5) / 5
+    if lo > 0.8 then
+      lo = 0.8
+    end
+    hi = lo + 0.2
   end
-  local lo = floor(complexity * 5) / 5
-  if lo > 0.8 then
-    lo = 0.8
+  local text = band_text[lo]
+  if text and band_hi[lo] == hi then
+    return text
   end
-  return format("%.1f-%.1f", lo, lo + 0.2)
+  text = format("%.1f-%.1f", lo, hi)
+  if band_hi[lo] == nil and lo == lo then -- the first seen (not NaN): kept
+    band_text[lo], band_hi[lo] = text, hi
+  end
+  return text
 end
 
 -- The explanation of a choice: "gpu: p(pass) 0.93 from 41 attempts of type
 -- code, complexity 0.4-0.6", or "... from its quality 0.70 (no attempts of
 -- ...)" when the band has no record yet; `what` goes before (may be nil),
 -- `note` and `other` after (both nil, or both strings).
+--
+-- The last explanation made, and what it was made of: a decision like the one
+-- before (a task that waits and is asked again, the next task of the same
+-- kind to the same endpoint) reuses its text rather than format it again.
+local last_text, last_name, last_pp, last_n, last_type, last_band, last_quality
+local last_what, last_note, last_other
 local function why(c, pp, n, task, complexity, what, note, other)
-  local t, b = task.type or "-", band(c, complexity)
+  local name, t, b = c.name, task.type or "-", band(c, complexity)
+  local quality = n > 0 or c.quality -- only shown without attempts
+  if name == last_name and pp == last_pp and n == last_n and t == last_type and b == last_band
+      and quality == last_quality and what == last_what and note == last_note
+      and other == last_other then
+    return last_text
+  end
+  -- Joined with `..` (one concatenation), only the numbers formatted: the
+  -- same text as a single format for less work.
   local text
   if n > 0 then
-    text = format("%s%s: p(pass) %.2f from %d attempt%s of type %s, complexity %s", what or "",
-      c.name, pp, n, n == 1 and "" or "s", t, b)
+    text = (what or "") .. name .. format(": p(pass) %.2f from %d attempt", pp, n)
+      .. (n == 1 and "" or "s") .. " of type " .. t .. ", complexity " .. b .. (note or "")
+      .. (other or "")
   else
-    text = format("%s%s: p(pass) %.2f from its quality %.2f (no attempts of type %s, complexity %s)",
-      what or "", c.name, pp, c.quality, t, b)
+    text = (what or "") .. name .. format(": p(pass) %.2f from its quality %.2f", pp, quality)
+      .. " (no attempts of type " .. t .. ", complexity " .. b .. ")" .. (note or "")
+      .. (other or "")
   end
-  if note then
-    return text .. note .. other
-  end
+  last_text, last_name, last_pp, last_n, last_type, last_band = text, name, pp, n, t, b
+  last_quality, last_what, last_note, last_other = quality, what, note, other
   return text
 end
 
@@ -197,54 +223,77 @@ return {
     -- Numeric loops rather than ipairs: the same order, and cheaper, since
     -- the policy runs for every task.
     local n = #candidates
-    for i = 1, n do -- remember what each endpoint is worth
-      local c = candidates[i]
-      seen_quality[c.name] = c.quality
-    end
-
-    -- After a quality failure, like `cost`: only candidates strictly
-    -- stronger than the best endpoint that already failed (or than the
-    -- complexity, when unknown) are worth asking; among them the record
-    -- decides.
     local complexity, escalate = task.complexity, task.reason == "quality"
-    local bar = complexity
-    if escalate then
-      local tried = task.tried
-      for i = 1, #tried do
-        bar = max(bar, seen_quality[tried[i]] or bar)
-      end
-    end
+    -- Locals are faster than upvalues in the loops below.
+    local cs, p, ev, exp, seen, logit = cs, p, ev, exp, seen_quality, LOGIT_TARGET
 
-    -- The estimate of every candidate, and the pool to choose from, in
-    -- arrays kept from call to call (no new tables per decision): the k-th
-    -- usable candidate is candidates[at[k]], with estimate p[k], ev[k]
-    -- attempts behind it, and in the pool when pooled[k]. A private task
-    -- never goes to the cloud: the engine already leaves cloud endpoints out
-    -- of its candidates, and this rule says so here too.
+    -- The estimate of every candidate, in arrays kept from call to call
+    -- (no new tables per decision): the k-th usable candidate is cs[k], with
+    -- estimate p[k] and ev[k] attempts behind it. A private task never goes
+    -- to the cloud: the engine already leaves cloud endpoints out of its
+    -- candidates, and this rule says so here too.
     local private = task.private == true
-    local m, npool, recorded = 0, 0, false
+    local m, recorded = 0, false
     for i = 1, n do
       local c = candidates[i]
+      local quality = c.quality
+      seen[c.name] = quality -- remember what each endpoint is worth
       if not private or c.tier == "local" then
         m = m + 1
-        at[m] = i
-        p[m], ev[m] = estimate(c, complexity)
-        local all = c.history_all
-        recorded = recorded or (all ~= nil and (all.attempts or 0) > 0)
-        pooled[m] = not escalate or c.quality > bar
-        if pooled[m] then
-          npool = npool + 1
+        cs[m] = c
+        -- The estimate, a Beta-style update written out here (this loop
+        -- runs for every candidate of every task): the prior from quality
+        -- and complexity (see PRIOR_SLOPE) counts as QUALITY_STRENGTH
+        -- attempts against the overall record, and the result as
+        -- BAND_STRENGTH attempts against the record of this type and band.
+        -- Records are decayed (`weight`: recent attempts count more), so an
+        -- endpoint that got better or worse is followed.
+        local all, h = c.history_all, c.history
+        local e = 1 / (1 + exp(-(logit + PRIOR_SLOPE * (quality - complexity))))
+        if all then
+          local rate = all.pass_rate
+          if rate then
+            local a = all.weight or 0
+            if a > ALL_CAP then
+              a = ALL_CAP
+            end
+            e = (QUALITY_STRENGTH * e + a * rate) / (QUALITY_STRENGTH + a)
+          end
+          recorded = recorded or (all.attempts or 0) > 0
+        end
+        local rate = h and h.pass_rate
+        if rate then
+          local w = h.weight or 0
+          p[m], ev[m] = (BAND_STRENGTH * e + w * rate) / (BAND_STRENGTH + w), h.attempts or 0
+        else
+          p[m], ev[m] = e, 0
         end
       end
     end
     if m == 0 then
       return nil, "no candidate may take this private task"
     end
-    local stuck = npool == 0
-    if stuck then -- nothing stronger than what failed: the likeliest of all
-      for k = 1, m do
-        pooled[k] = true
+
+    -- After a quality failure, like `cost`: only candidates strictly
+    -- stronger than the best endpoint that already failed (or than the
+    -- complexity, when unknown) are worth asking; among them the record
+    -- decides.
+    -- Candidate k is in the pool when `everyone` or pooled[k].
+    local everyone, stuck = not escalate, false
+    if escalate then
+      local bar, tried = complexity, task.tried
+      for i = 1, #tried do
+        bar = max(bar, seen_quality[tried[i]] or bar)
       end
+      local npool = 0
+      for k = 1, m do
+        pooled[k] = cs[k].quality > bar
+        if pooled[k] then
+          npool = npool + 1
+        end
+      end
+      stuck = npool == 0
+      everyone = stuck -- nothing stronger than what failed: the likeliest of all
     end
 
     -- The cheapest candidate likely enough to pass and free, and whether any
@@ -252,10 +301,10 @@ return {
     -- to a pricier (cloud) candidate only when every good local one is full.
     local choice, any_fits -- choice: an index k
     for k = 1, m do
-      if pooled[k] and not stuck and p[k] >= TARGET - EPSILON then
+      if (everyone or pooled[k]) and not stuck and p[k] >= TARGET - EPSILON then
         any_fits = true
-        local c = candidates[at[k]]
-        if c.free > 0 and (choice == nil or cheaper(c, candidates[at[choice]])) then
+        local c = cs[k]
+        if c.free > 0 and (choice == nil or cheaper(c, cs[choice])) then
           choice = k
         end
       end
@@ -263,20 +312,20 @@ return {
 
     -- Worth a try first: a cheaper candidate with a record whose expected
     -- spend, a retry on the sure one included, is lower (see RETRY_WEIGHT).
-    if choice and candidates[at[choice]].est_cost > 0 then
-      local sure = candidates[at[choice]]
+    if choice and cs[choice].est_cost > 0 then
+      local sure = cs[choice]
       local best, try = sure.est_cost, nil
       for k = 1, m do
-        local c = candidates[at[k]]
-        if pooled[k] and k ~= choice and ev[k] >= MIN_RECORD and cheaper(c, sure) then
+        local c = cs[k]
+        if (everyone or pooled[k]) and k ~= choice and ev[k] >= MIN_RECORD then
           local spend = c.est_cost + (1 - p[k]) * sure.est_cost * (1 + RETRY_WEIGHT)
-          if spend < best then
+          if spend < best and cheaper(c, sure) then
             best, try = spend, k
           end
         end
       end
       if try then -- full, it means "wait for it"
-        local c = candidates[at[try]]
+        local c = cs[try]
         return c, why(c, p[try], ev[try], task, complexity, c.free > 0 and "" or "wait for ",
           "; worth a try before ", sure.name)
       end
@@ -289,17 +338,20 @@ return {
     if not choice then
       -- None is likely enough: the likeliest (waiting for it if it is full).
       for k = 1, m do
-        if pooled[k] and (choice == nil
-            or stronger(candidates[at[k]], p[k], candidates[at[choice]], p[choice])) then
-          choice = k
+        if everyone or pooled[k] then
+          local pk, pc = p[k], choice and p[choice]
+          if choice == nil or (pk ~= pc and pk > pc)
+              or (pk == pc and stronger(cs[k], pk, cs[choice], pc)) then
+            choice = k
+          end
         end
       end
-      local c = candidates[at[choice]]
+      local c = cs[choice]
       if c.free == 0 then
         return c, why(c, p[choice], ev[choice], task, complexity, "wait for ")
       end
     end
-    local c = candidates[at[choice]]
+    local c = cs[choice]
 
     -- Exploration, on first attempts only, once the store holds a record of
     -- any candidate (so that with no record at all this is `cost`), and only
@@ -311,17 +363,17 @@ return {
     if recorded and c.est_cost > 0 and task.reason == "first" and explores(task, run) then
       local pick
       for k = 1, m do
-        local x = candidates[at[k]]
-        if pooled[k] and k ~= choice and x.free > 0 and cheaper(x, c) and x.est_cost <= c.est_cost
+        local x = cs[k]
+        if (everyone or pooled[k]) and k ~= choice and x.free > 0 and cheaper(x, c) and x.est_cost <= c.est_cost
             and (run.remaining == nil or x.est_cost <= run.remaining)
             and ev[k] < UNCERTAIN and p[k] >= EXPLORE_FLOOR
-            and (pick == nil or stronger(x, p[k], candidates[at[pick]], p[pick])) then
+            and (pick == nil or stronger(x, p[k], cs[pick], p[pick])) then
           pick = k
         end
       end
       if pick then
-        return candidates[at[pick]],
-            why(candidates[at[pick]], p[pick], ev[pick], task, complexity, "explore ",
+        return cs[pick],
+            why(cs[pick], p[pick], ev[pick], task, complexity, "explore ",
                 "; instead of ", c.name)
       end
     end

@@ -11,23 +11,23 @@
 
 -- Scores are in "cents": a cent of worst-case spend (est_cost) lowers the
 -- score by 1, and every weight below is what that preference is worth.
-local CENTS_PER_USD = 100
+local CENTS_PER_USD <const> = 100
 -- Keeping a task on your own hardware is worth 2 cents.
-local LOCAL_BONUS = 2
+local LOCAL_BONUS <const> = 2
 -- Each 0.05 that a model's quality falls short of the task's complexity
 -- costs 2 cents: a local model 0.05 short has already lost its bonus, since
 -- a weak answer costs a retry (time, and maybe a cloud call after all).
-local SHORTFALL_WEIGHT = 40
+local SHORTFALL_WEIGHT <const> = 40
 -- An endpoint with all its slots free earns 0.5, so load spreads evenly.
-local FREE_WEIGHT = 0.5
+local FREE_WEIGHT <const> = 0.5
 -- An endpoint tagged with the task's type ("code", "review", ...) earns 0.5.
-local TAG_BONUS = 0.5
+local TAG_BONUS <const> = 0.5
 -- Waiting for a full endpoint costs 3 cents: worth it for a much better
 -- fit, not to save a cloud call on routine work.
-local WAIT_PENALTY = 3
+local WAIT_PENALTY <const> = 3
 -- After a quality failure, a model no stronger than the one that failed
 -- would likely fail again: 10 cents against it.
-local NO_STEP_UP_PENALTY = 10
+local NO_STEP_UP_PENALTY <const> = 10
 
 -- The quality of every endpoint seen so far, by name. An endpoint that failed
 -- a task is no longer among its candidates, so we remember it here.

@@ -7,6 +7,13 @@
  *
  *   cmake --build build --target bench_route && build/bench_route [N [REPS [POLICY]]]
  *
+ * BENCH_ROUTE_VARY=1 makes each decision another task's (four tasks: two
+ * types, three complexity bands) with another prompt size (one of 7), so the
+ * task, the cloud candidates' est_cost, the records and the explanation
+ * change between decisions as between the tasks of a run; without it the
+ * decisions are all alike (only run.elapsed moves), so a built-in's kept
+ * tables are rewritten little and adaptive's explanation is reused.
+ *
  * POLICY runs that one built-in only (for a profiler: valgrind
  * --tool=callgrind --toggle-collect=fr_route counts its instructions), or,
  * when it holds a '/', that policy file (lua/policies/cost.lua: a built-in's
@@ -74,9 +81,13 @@ static int write_workflow(const char *path)
                 "model = \"big%d\", api_key_env = \"FLOWRUN_BENCH_ROUTE_KEY\", max_parallel = %d, "
                 "quality = %.2f, price = { input = %.1f, output = %.1f } }\n",
                 i, i, 4 + i, 0.8 + 0.05 * i, 1.0 + i, 2.0 + 2 * i);
-    fputs("agent \"a\" { system = \"You are terse.\" }\n"
-          "task \"t\" { agent = \"a\", prompt = \"Say hello.\", complexity = 0.5 }\n",
-          f);
+    fputs(
+        "agent \"a\" { system = \"You are terse.\" }\n"
+        "task \"t\" { agent = \"a\", prompt = \"Say hello.\", complexity = 0.5 }\n"
+        "task \"u\" { agent = \"a\", prompt = \"Say hi.\", complexity = 0.5, type = \"code\" }\n"
+        "task \"v\" { agent = \"a\", prompt = \"Say yes.\", complexity = 0.3 }\n"
+        "task \"x\" { agent = \"a\", prompt = \"Say no.\", complexity = 0.85, type = \"code\" }\n",
+        f);
     return fclose(f) == 0 ? 0 : -1;
 }
 
@@ -180,8 +191,14 @@ static int world_open(world *w, const char *path, const char *name)
     return 0;
 }
 
-/* Makes `n` decisions; returns ns per decision, or -1 if one did not dispatch. */
-static double decide(world *w, long n, size_t *candidates)
+/* Makes `n` decisions; returns ns per decision, or -1 if one did not dispatch.
+ * Without `vary` every decision is task t's, alike; with it, the decisions go
+ * round the workflow's four tasks (two types, three complexity bands, two
+ * of them without a record in their band) with one of 7 prompt sizes, so
+ * the task, the cloud candidates' est_cost, the records and the
+ * explanation change from one decision to the next, as between the tasks
+ * of a run. */
+static double decide(world *w, long n, size_t *candidates, bool vary)
 {
     unsigned char tried[NLOCAL + NCLOUD] = {0};
     fr_route_task t = {.idx = 0,
@@ -193,6 +210,11 @@ static double decide(world *w, long n, size_t *candidates)
                        .worst_input = 40};
     double t0 = now_ns();
     for (long i = 0; i < n; i++) {
+        if (vary) {
+            t.idx = (size_t)(i % 4);
+            t.res = &w->res.tasks[t.idx];
+            t.est_input = t.worst_input = 10 + 300 * (i % 7);
+        }
         fr_route_pass_begin(w->rt);
         fr_route_decision d = fr_route(w->rt, &t);
         if (d.kind != FR_ROUTE_DISPATCH) {
@@ -231,14 +253,17 @@ int main(int argc, char **argv)
         perror("bench_route: writing the workflow");
     static const char *const builtins[] = {"cost", "balanced", "speed", "local-only", "adaptive"};
     const char *only = argc > 3 ? argv[3] : NULL;
+    const char *vary_env = getenv("BENCH_ROUTE_VARY");
+    bool vary = vary_env && *vary_env && strcmp(vary_env, "0") != 0;
     const char *const *policies = builtins;
     size_t npolicies = sizeof builtins / sizeof *builtins;
     if (only && strchr(only, '/')) {
         policies = &only;
         npolicies = 1;
     }
-    printf("one routing decision (fr_route, policy call included), CPU time, median of %d x %ld\n",
-           reps, n);
+    printf(
+        "one routing decision (fr_route, policy call included), CPU time, median of %d x %ld%s\n",
+        reps, n, vary ? ", tasks varying" : "");
     for (size_t p = 0; !rc && p < npolicies; p++) {
         if (only && strcmp(only, policies[p]) != 0)
             continue;
@@ -250,9 +275,9 @@ int main(int argc, char **argv)
         }
         double ns[MAX_REPS];
         size_t cands = 0;
-        decide(&w, n / 10 + 1, &cands); /* warm-up */
+        decide(&w, n / 10 + 1, &cands, vary); /* warm-up */
         for (int r = 0; r < reps && !rc; r++)
-            if ((ns[r] = decide(&w, n, &cands)) < 0)
+            if ((ns[r] = decide(&w, n, &cands, vary)) < 0)
                 rc = 1;
         if (!rc) {
             qsort(ns, (size_t)reps, sizeof *ns, cmp_double);

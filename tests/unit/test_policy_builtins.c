@@ -145,10 +145,12 @@ static void test_builtins_answer_every_shape(void **state)
     }
 }
 
-/* A built-in runs with its arguments kept between decisions and without
- * the count hook (dsl/policy.c); it must decide exactly as its own code
+/* A built-in runs with its arguments kept between decisions, only the
+ * fields that changed written again, and without the count hook
+ * (dsl/policy.c); it must decide and explain exactly as its own code
  * loaded as a user's file does, with fresh tables, decision after decision:
- * candidates coming and going, endpoints full, tried ones, every reason. */
+ * candidates coming and going, endpoints full, tried ones, every reason,
+ * records changing or staying as they were. */
 static void test_builtins_kept_decide_as_fresh(void **state)
 {
     (void)state;
@@ -160,9 +162,33 @@ static void test_builtins_kept_decide_as_fresh(void **state)
         const fr_policy_builtin *src = fr_policy_builtin_find(builtins[b]);
         fr_policy *fresh = load_code(src->source, NULL);
         unsigned long seed = 12345 + b;
+        fr_policy_hist h[32] = {0};
         for (int d = 0; d < 400; d++) {
 #define RND(n) ((seed = seed * 6364136223846793005UL + 1442695040888963407UL), (seed >> 33) % (n))
             fr_policy_cand c[8];
+            /* Per endpoint three records of a task's key (tasks of three
+             * kinds take turns) and one overall, one in six changed each
+             * decision (the others stay, as between two settles). */
+            for (size_t r = 0; r < 32; r++) {
+                if (d > 0 && RND(6) != 0)
+                    continue;
+                long tries = (long)RND(30),
+                     passes = tries ? (long)RND((unsigned long)tries + 1) : 0;
+                h[r] = (fr_policy_hist){.attempts = tries,
+                                        .passes = passes,
+                                        .fails = tries - passes,
+                                        .weight = (double)tries * 0.9,
+                                        .pass_rate = tries ? (double)passes / (double)tries : -1,
+                                        .score_mean = -1,
+                                        .latency_p50_ms = tries ? 200 : -1,
+                                        .ttft_p50_ms = -1,
+                                        .tokens_per_s = -1,
+                                        .cost_mean_usd = -1,
+                                        .age_s = tries ? 60 : -1,
+                                        .band_lo = r % 4 == 3 ? 0 : 0.2 * (double)(r % 4),
+                                        .band_hi = r % 4 == 3 ? 1 : 0.2 * (double)(r % 4) + 0.2,
+                                        .type = r % 4 == 3 ? NULL : "code"};
+            }
             const char *tried[8];
             size_t n = 0, ntried = 0;
             for (size_t e = 0; e < 8; e++) {
@@ -190,9 +216,12 @@ static void test_builtins_kept_decide_as_fresh(void **state)
                                      .latency_p50 = RND(3) == 0 ? -1 : 100.0 + (double)RND(900),
                                      .tags = tags + RND(2),
                                      .ntags = RND(2),
-                                     .context = 8192};
+                                     .context = 8192,
+                                     .history = RND(8) ? &h[4 * e + RND(3)] : NULL,
+                                     .history_all = &h[4 * e + 3]};
             }
-            fr_policy_task t = {.name = "t",
+            static const char *const tasks[] = {"t", "t", "u", "v7"};
+            fr_policy_task t = {.name = tasks[RND(4)],
                                 .agent = "a",
                                 .type = RND(2) ? "code" : NULL,
                                 .complexity = (double)RND(11) / 10,
@@ -211,15 +240,22 @@ static void test_builtins_kept_decide_as_fresh(void **state)
                                .elapsed = d,
                                .done = d,
                                .total = 400,
-                               .ready = 3};
+                               .ready = 3,
+                               .seed = (long long)RND(3)};
 #undef RND
             long want = -2, got = -2;
+            char why_want[FR_POLICY_WHY_MAX + 1], why_got[FR_POLICY_WHY_MAX + 1];
             fr_error err = {0};
-            assert_int_equal(fr_policy_route_view(fresh, &t, c, n, &r, &want, &err), FR_OK);
-            assert_int_equal(fr_policy_route_view(kept, &t, c, n, &r, &got, &err), FR_OK);
+            assert_int_equal(fr_policy_route_explain(fresh, &t, c, n, &r, &want, why_want,
+                                                     sizeof why_want, &err),
+                             FR_OK);
+            assert_int_equal(
+                fr_policy_route_explain(kept, &t, c, n, &r, &got, why_got, sizeof why_got, &err),
+                FR_OK);
             if (got != want)
                 print_error("%s, decision %d: %ld, not %ld\n", builtins[b], d, got, want);
             assert_int_equal(got, want);
+            assert_string_equal(why_got, why_want);
         }
         fr_policy_free(kept);
         fr_policy_free(fresh);
