@@ -237,7 +237,8 @@ static const command commands[] = {
     {"plan", "flowrun plan WORKFLOW.lua [options]",
      "what a run would do: order, endpoints, times, costs; sends nothing", plan_help, plan_main},
     {"spend",
-     "flowrun spend [--month YYYY-MM | --day YYYY-MM-DD | --daily] [--state DIR] [--sim] [--json]",
+     "flowrun spend [--month YYYY-MM | --day YYYY-MM-DD | --daily] [--state DIR|URL] [--sim] "
+     "[--json]",
      "the cost ledger by month or day, endpoint, tier, workflow, user and host", spend_help,
      spend_main},
     {"policy", "flowrun policy list | flowrun policy show NAME",
@@ -569,7 +570,7 @@ static int spend_main(int argc, char **argv)
     }
     daily = daily || day;
     const char *key = daily ? "day" : "month", *list = daily ? "days" : "months";
-    char *path = fr_booking_state_path(state_dir, sim);
+    char *path = fr_cli_state_path(state_dir, sim), *shown = fr_cli_state_shown(path);
     fr_store *st = NULL;
     json_t *out = NULL;
     fr_error err = {0};
@@ -581,9 +582,9 @@ static int spend_main(int argc, char **argv)
         if (json)
             printf("{\n  \"%s\": []\n}\n", list);
         else
-            printf("no spend recorded: no ledger at %s (--state DIR, else $FLOWRUN_STATE, else "
-                   "./.flowrun)\n",
-                   path);
+            printf("no spend recorded: no ledger at %s (--state DIR or URL, else $FLOWRUN_STATE, "
+                   "else ./.flowrun)\n",
+                   shown);
         goto cleanup;
     }
     if (rc == FR_OK)
@@ -602,7 +603,7 @@ static int spend_main(int argc, char **argv)
     size_t i;
     json_t *m;
     if (json_array_size(json_object_get(out, list)) == 0)
-        printf("no spend recorded in %s\n", path);
+        printf("no spend recorded in %s\n", shown);
     json_array_foreach(json_object_get(out, list), i, m)
     {
         const json_t *tok = json_object_get(m, "tokens");
@@ -623,6 +624,7 @@ static int spend_main(int argc, char **argv)
 cleanup:
     json_decref(out);
     fr_store_close(st);
+    free(shown);
     free(path);
     return code;
 }
