@@ -312,6 +312,178 @@ int fr_pgread_observed(fr_pgread *r, const char *workflow, json_t **out, fr_erro
     return FR_OK;
 }
 
+/* ---- the runs, a stored report, statistics ------------------------------ */
+
+/* Column `c` of row `i` as a JSON value (owned): null, or as `kind` says:
+ * 's' a string, 'r' a real, 'i' an integer, 'j' a JSON text parsed. */
+static json_t *value(const PGresult *res, int i, int c, char kind)
+{
+    const char *v = text(res, i, c);
+    if (!v)
+        return json_null();
+    if (kind == 's')
+        return json_string(v);
+    if (kind == 'r')
+        return json_real(strtod(v, NULL));
+    if (kind == 'i')
+        return json_integer(strtoll(v, NULL, 10));
+    json_t *j = json_loads(v, JSON_DECODE_ANY, NULL);
+    return j ? j : json_null();
+}
+
+int fr_pgread_runs(fr_pgread *r, const char *workflow, long limit, json_t **out, fr_error *err)
+{
+    static const char kinds[FR_STORE_RUNS_COLUMNS + 1] = "ssrrsirjjjb";
+    PGresult *res = NULL;
+    *out = NULL;
+    char lim[32];
+    snprintf(lim, sizeof lim, "%ld", limit);
+    const char *const params[] = {workflow, limit > 0 ? lim : NULL};
+    int rc = query(r,
+                   "SELECT r.id, r.workflow, r.started_at, r.ended_at, r.status, r.exit_code,"
+                   " r.cost_usd, p.json::json -> 'makespan_ms', p.json::json -> 'cost_usd',"
+                   " p.json::json -> 'local_token_share', p.run_id IS NOT NULL,"
+                   " NOT EXISTS (SELECT 1 FROM owners o WHERE o.id = r.owner_id"
+                   " AND o.expires > now())"
+                   " FROM runs r LEFT JOIN reports p ON p.run_id = r.id"
+                   " WHERE $1::text IS NULL OR r.workflow = $1"
+                   " ORDER BY r.started_at DESC, r.id COLLATE \"C\" DESC LIMIT $2::bigint",
+                   2, params, &res, "cannot read the runs", err);
+    if (rc != FR_OK)
+        return rc;
+    json_t *runs = json_array();
+    for (int i = 0; i < PQntuples(res); i++) {
+        json_t *v[FR_STORE_RUNS_COLUMNS];
+        for (int c = 0; c < FR_STORE_RUNS_COLUMNS; c++)
+            v[c] = kinds[c] == 'b' ? json_boolean(strcmp(PQgetvalue(res, i, c), "t") == 0)
+                                   : value(res, i, c, kinds[c]);
+        json_array_append_new(runs, fr_store_runs_row(v, strcmp(PQgetvalue(res, i, 11), "t") == 0));
+    }
+    PQclear(res);
+    *out = runs;
+    return FR_OK;
+}
+
+int fr_pgread_report_get(fr_pgread *r, const char *ref, const char *workflow, fr_store_report *out,
+                         fr_error *err)
+{
+    PGresult *res = NULL;
+    memset(out, 0, sizeof *out);
+    bool last = strcmp(ref, "last") == 0;
+    const char *const params[] = {workflow, ref};
+    int rc = query(r,
+                   last ? "SELECT r.id, r.workflow, r.status, p.json, p.summary"
+                          " FROM runs r JOIN reports p ON p.run_id = r.id"
+                          " WHERE $1::text IS NULL OR r.workflow = $1"
+                          " ORDER BY r.started_at DESC, r.id COLLATE \"C\" DESC LIMIT 1"
+                        : "SELECT r.id, r.workflow, r.status, p.json, p.summary"
+                          " FROM runs r LEFT JOIN reports p ON p.run_id = r.id"
+                          " WHERE (r.id = $2 OR left(r.id, length($2)) = $2)"
+                          " AND ($1::text IS NULL OR r.workflow = $1)"
+                          " ORDER BY r.id = $2 DESC, r.started_at DESC LIMIT 3",
+                   last ? 1 : 2, params, &res, "cannot read the runs", err);
+    if (rc != FR_OK)
+        return rc;
+    int n = 0;
+    char other[256] = "";
+    while (n < PQntuples(res)) {
+        const char *v[5];
+        for (int c = 0; c < 5; c++)
+            v[c] = text(res, n, c);
+        if (fr_store_report_pick(out, other, n++, ref, v))
+            break;
+    }
+    PQclear(res);
+    return fr_store_report_found(out, other, n, r->source, ref, workflow, err);
+}
+
+/* The replies: attempts that got one. */
+#define REPLIED "a.outcome IN ('ok', 'quality', 'truncated', 'refused', 'tool_call', 'no_answer')"
+
+/* The groups of fr_store_run_stats by endpoint (`by` 0) or task type (1)
+ * into *out (owned). */
+static int read_groups(fr_pgread *r, int by, const char *since, json_t **out, fr_error *err)
+{
+    static const char *const group_sql[] = {"a.endpoint", "coalesce(a.task_type, '-')"};
+    PGresult *res = NULL;
+    const char *const params[] = {since};
+    char *sql = fr_xasprintf(
+        "SELECT %s AS g, count(*), count(*) FILTER (WHERE a.outcome = 'ok'),"
+        " count(*) FILTER (WHERE " REPLIED "), count(*) FILTER (WHERE a.outcome = 'quality'),"
+        " coalesce(sum(a.input_tokens), 0), coalesce(sum(a.output_tokens), 0),"
+        " coalesce(sum(a.cached_tokens), 0), coalesce(sum(a.cost_usd), 0),"
+        " count(*) FILTER (WHERE a.tier = 'local'),"
+        " coalesce(sum(a.input_tokens + a.output_tokens) FILTER (WHERE a.tier = 'local'), 0),"
+        " min(a.tier COLLATE \"C\")"
+        " FROM attempts a WHERE a.at >= $1::float8 AND a.outcome <> 'pending'"
+        " GROUP BY g ORDER BY %s COLLATE \"C\"",
+        group_sql[by], group_sql[by]);
+    int rc = query(r, sql, 1, params, &res, "cannot read the attempts", err);
+    free(sql);
+    if (rc != FR_OK)
+        return rc;
+    json_t *groups = json_object();
+    for (int i = 0; i < PQntuples(res); i++) {
+        double v[FR_STORE_STATS_SUMS];
+        for (int c = 0; c < FR_STORE_STATS_SUMS; c++)
+            v[c] = num(res, i, c + 1);
+        fr_store_stats_group(groups, text(res, i, 0), v, by == 0 ? text(res, i, 11) : NULL);
+    }
+    PQclear(res);
+    /* The quantiles as a report's: the sorted value at round(q (n - 1)),
+     * in double precision as SQLite computes it. */
+    static const char *const metrics[] = {"latency_ms", "ttft_ms"};
+    for (int m = 0; rc == FR_OK && m < 2; m++) {
+        sql = fr_xasprintf(
+            "WITH v AS (SELECT %s AS g, a.%s AS x FROM attempts a"
+            " WHERE a.at >= $1::float8 AND a.%s IS NOT NULL AND " REPLIED "),"
+            " q AS (SELECT g, x, row_number() OVER (PARTITION BY g ORDER BY x) AS rn,"
+            " count(*) OVER (PARTITION BY g) AS n FROM v)"
+            " SELECT g, max(CASE WHEN rn = floor(0.5::float8 * (n - 1) + 0.5::float8) + 1"
+            " THEN x END), max(CASE WHEN rn = floor(0.95::float8 * (n - 1) + 0.5::float8) + 1"
+            " THEN x END) FROM q GROUP BY g",
+            group_sql[by], metrics[m], metrics[m]);
+        rc = query(r, sql, 1, params, &res, "cannot read the attempts", err);
+        free(sql);
+        for (int i = 0; rc == FR_OK && i < PQntuples(res); i++)
+            fr_store_stats_quantiles(groups, text(res, i, 0), metrics[m], value(res, i, 1, 'r'),
+                                     value(res, i, 2, 'r'));
+        PQclear(res);
+        res = NULL;
+    }
+    if (rc == FR_OK)
+        *out = groups;
+    else
+        json_decref(groups);
+    return rc;
+}
+
+int fr_pgread_run_stats(fr_pgread *r, double since, json_t **out, fr_error *err)
+{
+    json_t *by_endpoint = NULL, *by_type = NULL;
+    PGresult *res = NULL;
+    *out = NULL;
+    char from[32];
+    snprintf(from, sizeof from, "%.17g", since);
+    const char *const params[] = {from};
+    int rc = read_groups(r, 0, from, &by_endpoint, err);
+    if (rc == FR_OK)
+        rc = read_groups(r, 1, from, &by_type, err);
+    if (rc == FR_OK)
+        rc = query(r,
+                   "SELECT count(DISTINCT a.run_id) FROM attempts a"
+                   " WHERE a.at >= $1::float8 AND a.outcome <> 'pending'",
+                   1, params, &res, "cannot read the attempts", err);
+    if (rc == FR_OK) {
+        *out = fr_store_stats_doc(since, integer(res, 0, 0), by_endpoint, by_type);
+        by_endpoint = by_type = NULL;
+    }
+    PQclear(res);
+    json_decref(by_endpoint);
+    json_decref(by_type);
+    return rc;
+}
+
 /* ---- a decision on an approval ------------------------------------------ */
 
 int fr_pgread_approval_decide(fr_pgread *r, const char *workflow, const char *task,

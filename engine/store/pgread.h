@@ -1,7 +1,8 @@
 #pragma once
 /* The read side of the PostgreSQL state store, for the commands that run no
- * loop (flowrun spend, stats --routing, graph --run, approve and reject,
- * whose decision is its one write) and for a run's start: one
+ * loop (flowrun spend, runs, report, stats and stats --routing, graph --run,
+ * a plan's observed figures, approve and reject, whose decision is its one
+ * write) and for a run's start: one
  * synchronous libpq connection. Its readers build the same documents as the
  * SQLite store's (engine/store/spend.c, runs_read.c, history_table.c share
  * their builders with it: only the query differs), and fr_store_open_readonly
@@ -64,6 +65,24 @@ int fr_pgread_history(fr_pgread *r, const char *const *endpoints, size_t n,
 /* fr_store_observed: the same document for `workflow` (borrowed).
  * FR_EINVAL for a NULL argument, FR_ESTORE for a database failure. */
 int fr_pgread_observed(fr_pgread *r, const char *workflow, json_t **out, fr_error *err);
+
+/* fr_store_runs: the same document for the runs of `workflow` (borrowed;
+ * NULL: every workflow), newest first, at most `limit` (<= 0: all); a run
+ * still "running" whose owner's lease expired is "crashed". FR_ESTORE for
+ * a database failure. */
+int fr_pgread_runs(fr_pgread *r, const char *workflow, long limit, json_t **out, fr_error *err);
+
+/* fr_store_report_get: the run `ref` names ("last", an id or a prefix of
+ * one), of `workflow` (may be NULL), both borrowed, into `out` (owned by
+ * the caller: fr_store_report_clear). FR_ENOENT, FR_EINVAL and FR_ESTORE
+ * as there. */
+int fr_pgread_report_get(fr_pgread *r, const char *ref, const char *workflow, fr_store_report *out,
+                         fr_error *err);
+
+/* fr_store_run_stats: the same document over the attempts settled at or
+ * after `since` (unix seconds; 0: all). FR_ESTORE for a database
+ * failure. */
+int fr_pgread_run_stats(fr_pgread *r, double since, json_t **out, fr_error *err);
 
 /* fr_store_approval_decide: records `state` ("approved" or "rejected"),
  * `by` and `note` (may be NULL) at `at` (unix seconds) on the row of

@@ -97,9 +97,10 @@ typedef struct fr_attempt_rec {
  * A `path` that is a PostgreSQL URL (fr_pgurl_is_url) opens the shared
  * store for the commands instead (engine/store/pgread: one synchronous
  * connection, never for a run's loop): fr_store_spend, fr_store_spend_days,
- * fr_store_observed, fr_store_run_tasks, fr_store_history and
- * fr_store_approval_decide read or write the database; every other call
- * fails with FR_ESTORE. Its errors name the URL with the password masked:
+ * fr_store_observed, fr_store_run_tasks, fr_store_history, fr_store_runs,
+ * fr_store_report_get, fr_store_run_stats (the same documents as from
+ * SQLite) and fr_store_approval_decide (a write) ask the database; every
+ * other call fails with FR_ESTORE. Its errors name the URL with the password masked:
  * FR_ECONNECT when the server cannot be reached, FR_ENOENT for a database
  * without flowrun's schema, FR_ESTOREVER for a newer one. */
 int fr_store_open(const char *path, fr_store **out, fr_error *err);

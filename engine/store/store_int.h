@@ -313,6 +313,40 @@ void fr_store_observed_add(json_t *acc, const char *task, const char *endpoint, 
                            long long output_tokens);
 json_t *fr_store_observed_end(json_t *acc);
 
+/* fr_store_runs' entries: the query's first FR_STORE_RUNS_COLUMNS
+ * columns (id, workflow, started_at, ended_at, status, exit_code, cost_usd,
+ * makespan_ms, the report's cost_usd, local_token_share, has_report), as
+ * JSON values, taken; `gone` says the run's process is gone (a run still
+ * "running" is then "crashed"). Returns the owned entry. */
+#define FR_STORE_RUNS_COLUMNS 11
+json_t *fr_store_runs_row(json_t *v[FR_STORE_RUNS_COLUMNS], bool gone);
+
+/* fr_store_report_get's rows, best first (the whole id, else the newest):
+ * row `n` (from 0) of the query, its id, workflow, status, json and
+ * summary (borrowed), goes into `out` (the first) or names the second
+ * match in `other` (256 bytes); returns true when no further row matters
+ * (the whole id matched). Then fr_store_report_found says what the `n`
+ * rows read mean: FR_OK, FR_ENOENT for none, FR_EINVAL for an ambiguous
+ * prefix (`out` cleared on an error; `source` names the store). */
+bool fr_store_report_pick(fr_store_report *out, char other[256], int n, const char *ref,
+                          const char *const v[5]);
+int fr_store_report_found(fr_store_report *out, const char *other, int n, const char *source,
+                          const char *ref, const char *workflow, fr_error *err);
+
+/* fr_store_run_stats' groups: group `key` (borrowed) of `groups` from its
+ * sums `v`: requests, ok, replies, quality failures, input, output and
+ * cached tokens, cost, local attempts, local tokens; with `tier` (an
+ * endpoint's; NULL for a task type). Then its quantiles: `p50` and `p95`
+ * (taken, JSON numbers or null) of metric `key` ("latency_ms" or
+ * "ttft_ms") of group `group`. The document: `by_endpoint` and `by_type`
+ * taken. */
+#define FR_STORE_STATS_SUMS 10
+void fr_store_stats_group(json_t *groups, const char *key, const double v[FR_STORE_STATS_SUMS],
+                          const char *tier);
+void fr_store_stats_quantiles(json_t *groups, const char *group, const char *key, json_t *p50,
+                              json_t *p95);
+json_t *fr_store_stats_doc(double since, long long runs, json_t *by_endpoint, json_t *by_type);
+
 /* The `n` names `endpoints` (borrowed) as a compact JSON array (owned:
  * free), the routing history's query parameter; NULL for NULL (every
  * endpoint). */
