@@ -12,6 +12,7 @@
 
 #include <libpq-fe.h>
 #include <sqlite3.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
