@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # flowrun's read commands on the shared PostgreSQL store: runs booked in a
-# SQLite state folder (two users on two hosts, escalations, a failed check, a pending
-# approval) are put into a real PostgreSQL server (tests/unit/support/pg.sh)
-# by the test's helper pg_ledger, as a run books them there (in flight,
-# then settled); then spend (by month, day, --daily, --json), runs, report,
-# stats, stats --routing and graph --run print the same bytes from
-# `--state URL` and `FLOWRUN_STATE=URL` as from `--state DIR`; approve
-# writes its decision into PostgreSQL; and an unreachable server or a
-# refused password is exit 74 with the URL's password masked.
+# SQLite state folder (two users on two hosts, escalations, a failed
+# check, a pending approval) are put into a real PostgreSQL server
+# (tests/unit/support/pg.sh) by the test's helper pg_ledger, as a run books
+# them there (in flight, then settled); then spend (by month, day, --daily,
+# --json), runs, report, stats, stats --routing and graph --run print the
+# same bytes from `--state URL` and `FLOWRUN_STATE=URL` as from `--state
+# DIR`, and plan estimates the same; approve writes its decision into
+# PostgreSQL; an unreachable server or a refused password is exit 74 with
+# the URL's password masked.
 source "$(dirname "$0")/lib.bash"
 source "$SRC/tests/unit/support/pg.sh"
 pg_start
@@ -103,6 +104,23 @@ same graph "$WORK/flow.lua" --run last --format mermaid
 [ "$("$FLOWRUN" stats --routing --json --state "$PG_URL" | jq '[.. | objects | select(has("attempts"))] | length')" -gt 0 ] ||
   fail "stats --routing on PostgreSQL shows learned records"
 pass "runs, report, stats, stats --routing and graph --run print the same from PostgreSQL"
+
+# plan: its estimates from what the team's runs observed; the URL it names
+# has its password masked.
+PW_URL="postgresql://postgres:pw-PLAN-SECRET@127.0.0.1:$PG_PORT/flowrun_test"
+estimates() { jq -c '[.tasks[] | {name, estimate, latency_ms, tokens}]' "$WORK/stdout"; }
+run_flowrun plan "$WORK/flow.lua" --state "$STATE" --json
+expect_rc 0 "plan from SQLite"
+from_sqlite=$(estimates)
+run_flowrun plan "$WORK/flow.lua" --state "$PW_URL" --json
+expect_rc 0 "plan from PostgreSQL"
+[ "$(estimates)" = "$from_sqlite" ] || fail "the plan's estimates differ: $(estimates) vs $from_sqlite"
+[ "$(jq '[.tasks[].estimate.latency | select(. == "observed")] | length' "$WORK/stdout")" -ge 3 ] ||
+  fail "the plan uses observed latencies: $(estimates)"
+[ "$(jqr .observed_from)" = "postgresql://postgres:***@127.0.0.1:$PG_PORT/flowrun_test" ] ||
+  fail "observed_from: $(jqr .observed_from)"
+! grep -q "PLAN-SECRET" "$WORK/stdout" "$WORK/stderr" || fail "the plan printed the password"
+pass "flowrun plan estimates from the shared store as from SQLite, naming it masked"
 
 # approve writes its decision into the shared store.
 run_flowrun approve "$WORK/gate.lua" draft --note "looks right" --state "$PG_URL"
