@@ -180,7 +180,8 @@ static void spend_help(FILE *f)
           "  --month YYYY-MM       only that month\n"
           "  --day YYYY-MM-DD      only that UTC day (`today`: the current one)\n"
           "  --daily               by UTC day instead of by month\n"
-          "  --state DIR           state directory (default $FLOWRUN_STATE, else ./.flowrun)\n"
+          "  --state DIR|URL       state directory or PostgreSQL URL (default $FLOWRUN_STATE,\n"
+          "                        else ./.flowrun)\n"
           "  --sim                 the rehearsals' ledger (sim.db) instead of the real one\n"
           "  --json                print the ledger as JSON on stdout\n"
           "  -h, --help            this help\n"
@@ -246,9 +247,9 @@ static const command commands[] = {
     {"tools", "flowrun tools WORKFLOW.lua [--json]",
      "the tools a workflow's agents may use, asking its MCP servers", fr_cli_tools_help,
      fr_cli_tools_main},
-    {"approve", "flowrun approve WORKFLOW.lua TASK [--note TEXT] [--state DIR] [--sim]",
+    {"approve", "flowrun approve WORKFLOW.lua TASK [--note TEXT] [--state DIR|URL] [--sim]",
      "approve a checkpoint a run left pending", fr_cli_approve_help, fr_cli_approve_main},
-    {"reject", "flowrun reject WORKFLOW.lua TASK [--note TEXT] [--state DIR] [--sim]",
+    {"reject", "flowrun reject WORKFLOW.lua TASK [--note TEXT] [--state DIR|URL] [--sim]",
      "reject a checkpoint a run left pending", fr_cli_approve_help, fr_cli_approve_main},
     {"mcp", "flowrun mcp [--endpoints F] [--policy P] [--state DIR] [--sim] [options]",
      "serve run_task, run_workflow, plan, spend and approve to an MCP client", fr_cli_mcp_help,
@@ -267,12 +268,12 @@ static const command commands[] = {
     {"graph", "flowrun graph WORKFLOW.lua [--format dot|mermaid] [--run RUN|last]",
      "the task graph as Graphviz dot or Mermaid, coloured by a past run", fr_cli_graph_help,
      fr_cli_graph_main},
-    {"runs", "flowrun runs [WORKFLOW] [--limit N] [--state DIR] [--sim] [--json]",
+    {"runs", "flowrun runs [WORKFLOW] [--limit N] [--state DIR|URL] [--sim] [--json]",
      "the runs in the state store, newest first", fr_cli_runs_help, fr_cli_runs_main},
-    {"report", "flowrun report [RUN|last] [--workflow NAME] [--json] [--state DIR] [--sim]",
+    {"report", "flowrun report [RUN|last] [--workflow NAME] [--json] [--state DIR|URL] [--sim]",
      "a finished run's summary or JSON report, as it printed them", fr_cli_report_help,
      fr_cli_report_main},
-    {"stats", "flowrun stats [--since DATE] [--routing] [--json] [--state DIR] [--sim]",
+    {"stats", "flowrun stats [--since DATE] [--routing] [--json] [--state DIR|URL] [--sim]",
      "requests, success, quality, latency, tokens, spend, tiers across runs", fr_cli_stats_help,
      fr_cli_stats_main},
     {"help", "flowrun help [COMMAND]", "this list, or a command's help", help_help, help_main},
