@@ -196,6 +196,18 @@ int fr_history_load(fr_history *h, fr_store *st, fr_error *err)
     return rc;
 }
 
+int fr_history_load_from(fr_history *h, const char *state, fr_error *err)
+{
+    fr_store *st = NULL;
+    int rc = fr_store_open_readonly(state, &st, err);
+    if (rc == FR_OK)
+        rc = fr_history_load(h, st, err);
+    else if (rc == FR_ENOENT)
+        rc = FR_OK;
+    fr_store_close(st);
+    return rc;
+}
+
 /* What attempt `a`, settled at `at`, adds to `s`. */
 static void add_attempt(sums *s, const fr_attempt_rec *a, double at)
 {

@@ -40,6 +40,17 @@ void fr_history_free(fr_history *h);
  * FR_OK or the store's error. */
 int fr_history_load(fr_history *h, fr_store *st, fr_error *err);
 
+/* Adds the routing history of h's endpoints from the state store `state`
+ * (borrowed: a PostgreSQL URL, the shared store, or a SQLite database's
+ * path) to `h`, as fr_history_load does from an open store: it opens the
+ * store for reading (fr_store_open_readonly), runs its one query and closes
+ * it, blocking the caller meanwhile. A run on the shared store calls it once
+ * at its start, before its loop runs, never on it. A store without
+ * flowrun's schema yet is an empty history (FR_OK); else FR_OK or the
+ * store's error (FR_ECONNECT, the URL masked, when the server cannot be
+ * reached). */
+int fr_history_load_from(fr_history *h, const char *state, fr_error *err);
+
 /* Adds attempt `a` (borrowed), settled at `at` (unix seconds), as the
  * ledger adds it to the store's summary: in flight ("pending") and
  * unknown endpoints are left out. */

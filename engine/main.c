@@ -180,7 +180,8 @@ static void spend_help(FILE *f)
           "  --month YYYY-MM       only that month\n"
           "  --day YYYY-MM-DD      only that UTC day (`today`: the current one)\n"
           "  --daily               by UTC day instead of by month\n"
-          "  --state DIR           state directory (default $FLOWRUN_STATE, else ./.flowrun)\n"
+          "  --state DIR|URL       state directory or PostgreSQL URL (default $FLOWRUN_STATE,\n"
+          "                        else ./.flowrun)\n"
           "  --sim                 the rehearsals' ledger (sim.db) instead of the real one\n"
           "  --json                print the ledger as JSON on stdout\n"
           "  -h, --help            this help\n"
@@ -237,7 +238,8 @@ static const command commands[] = {
     {"plan", "flowrun plan WORKFLOW.lua [options]",
      "what a run would do: order, endpoints, times, costs; sends nothing", plan_help, plan_main},
     {"spend",
-     "flowrun spend [--month YYYY-MM | --day YYYY-MM-DD | --daily] [--state DIR] [--sim] [--json]",
+     "flowrun spend [--month YYYY-MM | --day YYYY-MM-DD | --daily] [--state DIR|URL] [--sim] "
+     "[--json]",
      "the cost ledger by month or day, endpoint, tier, workflow, user and host", spend_help,
      spend_main},
     {"policy", "flowrun policy list | flowrun policy show NAME",
@@ -245,9 +247,9 @@ static const command commands[] = {
     {"tools", "flowrun tools WORKFLOW.lua [--json]",
      "the tools a workflow's agents may use, asking its MCP servers", fr_cli_tools_help,
      fr_cli_tools_main},
-    {"approve", "flowrun approve WORKFLOW.lua TASK [--note TEXT] [--state DIR] [--sim]",
+    {"approve", "flowrun approve WORKFLOW.lua TASK [--note TEXT] [--state DIR|URL] [--sim]",
      "approve a checkpoint a run left pending", fr_cli_approve_help, fr_cli_approve_main},
-    {"reject", "flowrun reject WORKFLOW.lua TASK [--note TEXT] [--state DIR] [--sim]",
+    {"reject", "flowrun reject WORKFLOW.lua TASK [--note TEXT] [--state DIR|URL] [--sim]",
      "reject a checkpoint a run left pending", fr_cli_approve_help, fr_cli_approve_main},
     {"mcp", "flowrun mcp [--endpoints F] [--policy P] [--state DIR] [--sim] [options]",
      "serve run_task, run_workflow, plan, spend and approve to an MCP client", fr_cli_mcp_help,
@@ -266,12 +268,12 @@ static const command commands[] = {
     {"graph", "flowrun graph WORKFLOW.lua [--format dot|mermaid] [--run RUN|last]",
      "the task graph as Graphviz dot or Mermaid, coloured by a past run", fr_cli_graph_help,
      fr_cli_graph_main},
-    {"runs", "flowrun runs [WORKFLOW] [--limit N] [--state DIR] [--sim] [--json]",
+    {"runs", "flowrun runs [WORKFLOW] [--limit N] [--state DIR|URL] [--sim] [--json]",
      "the runs in the state store, newest first", fr_cli_runs_help, fr_cli_runs_main},
-    {"report", "flowrun report [RUN|last] [--workflow NAME] [--json] [--state DIR] [--sim]",
+    {"report", "flowrun report [RUN|last] [--workflow NAME] [--json] [--state DIR|URL] [--sim]",
      "a finished run's summary or JSON report, as it printed them", fr_cli_report_help,
      fr_cli_report_main},
-    {"stats", "flowrun stats [--since DATE] [--routing] [--json] [--state DIR] [--sim]",
+    {"stats", "flowrun stats [--since DATE] [--routing] [--json] [--state DIR|URL] [--sim]",
      "requests, success, quality, latency, tokens, spend, tiers across runs", fr_cli_stats_help,
      fr_cli_stats_main},
     {"help", "flowrun help [COMMAND]", "this list, or a command's help", help_help, help_main},
@@ -569,7 +571,7 @@ static int spend_main(int argc, char **argv)
     }
     daily = daily || day;
     const char *key = daily ? "day" : "month", *list = daily ? "days" : "months";
-    char *path = fr_booking_state_path(state_dir, sim);
+    char *path = fr_cli_state_path(state_dir, sim), *shown = fr_cli_state_shown(path);
     fr_store *st = NULL;
     json_t *out = NULL;
     fr_error err = {0};
@@ -581,9 +583,9 @@ static int spend_main(int argc, char **argv)
         if (json)
             printf("{\n  \"%s\": []\n}\n", list);
         else
-            printf("no spend recorded: no ledger at %s (--state DIR, else $FLOWRUN_STATE, else "
-                   "./.flowrun)\n",
-                   path);
+            printf("no spend recorded: no ledger at %s (--state DIR or URL, else $FLOWRUN_STATE, "
+                   "else ./.flowrun)\n",
+                   shown);
         goto cleanup;
     }
     if (rc == FR_OK)
@@ -602,7 +604,7 @@ static int spend_main(int argc, char **argv)
     size_t i;
     json_t *m;
     if (json_array_size(json_object_get(out, list)) == 0)
-        printf("no spend recorded in %s\n", path);
+        printf("no spend recorded in %s\n", shown);
     json_array_foreach(json_object_get(out, list), i, m)
     {
         const json_t *tok = json_object_get(m, "tokens");
@@ -623,6 +625,7 @@ static int spend_main(int argc, char **argv)
 cleanup:
     json_decref(out);
     fr_store_close(st);
+    free(shown);
     free(path);
     return code;
 }

@@ -2,6 +2,7 @@
 
 #include "engine/booking.h"
 #include "engine/budget.h"
+#include "engine/store/pgurl.h"
 #include "engine/util/heap.h"
 #include "engine/util/mem.h"
 
@@ -134,8 +135,14 @@ fr_plan *fr_plan_for_run(fr_clock *clock, const char *state_dir, bool sim, const
                          double sim_latency_ms, double sim_tps, fr_results *res, fr_budget *budget,
                          fr_attempt_backend *backend)
 {
-    char *from = fr_booking_state_path(state_dir, sim);
+    /* A shared store (a PostgreSQL URL) is read as it is and named masked. */
+    const char *url = fr_pgurl_state(state_dir);
+    char *from = url ? fr_xstrdup(url) : fr_booking_state_path(state_dir, sim);
     fr_plan *p = fr_plan_new(clock, fr_booking_observed(from, workflow), sim_latency_ms, sim_tps);
+    if (url) {
+        free(from);
+        from = fr_pgurl_mask(url);
+    }
     p->observed_from = from;
     res->observed = fr_plan_observed(p);
     res->observed_from = p->observed_from;

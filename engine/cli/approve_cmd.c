@@ -7,6 +7,7 @@
 #include "engine/approval.h"
 #include "engine/booking.h"
 #include "engine/cli/cli.h"
+#include "engine/store/pgurl.h"
 #include "engine/store/store.h"
 #include "engine/util/err.h"
 #include "engine/util/mem.h"
@@ -34,7 +35,8 @@ void fr_cli_approve_help(FILE *f)
           "\n"
           "options:\n"
           "  --note TEXT           why (shown in the report; a rejection's reason)\n"
-          "  --state DIR           state directory (default $FLOWRUN_STATE, else ./.flowrun)\n"
+          "  --state DIR|URL       state directory or PostgreSQL URL (default $FLOWRUN_STATE,\n"
+          "                        else ./.flowrun)\n"
           "  --sim                 a checkpoint of a rehearsal (a run with --sim keeps its own\n"
           "                        store beside the real one)\n"
           "  --endpoints FILE      endpoints file, as for run (repeatable)\n"
@@ -133,8 +135,8 @@ int fr_cli_approve_main(int argc, char **argv)
         code = FR_EXIT_INVALID;
         goto cleanup;
     }
-    db = fr_booking_state_path(state_dir, sim);
-    if (access(db, F_OK) != 0) {
+    db = fr_cli_state_path(state_dir, sim);
+    if (!fr_pgurl_is_url(db) && access(db, F_OK) != 0) {
         fprintf(stderr,
                 "flowrun: no approval of task '%s' is pending: no state store at %s (--state "
                 "DIR, else $FLOWRUN_STATE, else ./.flowrun%s); run the workflow first: without a "

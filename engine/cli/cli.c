@@ -2,7 +2,10 @@
 
 #include "engine/cli/cli.h"
 
+#include "engine/booking.h"
+#include "engine/store/pgurl.h"
 #include "engine/util/err.h"
+#include "engine/util/mem.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -70,4 +73,15 @@ int fr_cli_load_workflow(const char *path, const char **endpoints, size_t nendpo
         return 0;
     fprintf(stderr, "flowrun: %s\n", fr_error_format(&err, msg, sizeof msg));
     return fr_cli_load_exit(rc);
+}
+
+char *fr_cli_state_path(const char *state_dir, bool sim)
+{
+    const char *url = fr_pgurl_state(state_dir);
+    return url ? fr_xstrdup(url) : fr_booking_state_path(state_dir, sim);
+}
+
+char *fr_cli_state_shown(const char *path)
+{
+    return fr_pgurl_is_url(path) ? fr_pgurl_mask(path) : fr_xstrdup(path);
 }

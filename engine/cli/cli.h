@@ -6,6 +6,7 @@
 
 #include "dsl/workflow.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 
 enum {
@@ -36,3 +37,14 @@ void fr_cli_load_warning(void *ud, const char *msg);
  * code with the error printed on stderr. */
 int fr_cli_load_workflow(const char *path, const char **endpoints, size_t nendpoints,
                          const char **vars, size_t nvars, fr_workflow **wf);
+
+/* The state a command reads (owned): the PostgreSQL URL that --state
+ * `state_dir` (borrowed, may be NULL) or else $FLOWRUN_STATE names, as it
+ * is (the shared store: the same whether `sim` or not), or the SQLite
+ * database of the state folder (engine/booking's fr_booking_state_path).
+ * To print it, fr_cli_state_shown. */
+char *fr_cli_state_path(const char *state_dir, bool sim);
+
+/* What a message may say of the state `path` (borrowed): an owned copy, a
+ * URL's password masked. */
+char *fr_cli_state_shown(const char *path);

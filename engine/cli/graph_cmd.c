@@ -33,7 +33,8 @@ void fr_cli_graph_help(FILE *f)
           "                        from the cache, skipped or never reached) and label it\n"
           "                        with its endpoint and cost; `last` is the newest run\n"
           "                        of this workflow\n"
-          "  --state DIR           state directory (default $FLOWRUN_STATE, else ./.flowrun)\n"
+          "  --state DIR|URL       state directory or PostgreSQL URL (default $FLOWRUN_STATE,\n"
+          "                        else ./.flowrun)\n"
           "  --sim                 read the rehearsals' store (runs with --sim)\n"
           "  --endpoints FILE      endpoints file, as for run (repeatable)\n"
           "  --var NAME=VALUE      set a workflow variable (repeatable)\n"
@@ -226,7 +227,7 @@ static void print_graph(const fr_workflow *wf, graph_format fmt, const json_t *r
 static int read_run(const fr_workflow *wf, const char *state_dir, bool sim, const char *run_id,
                     json_t **out)
 {
-    char *path = fr_booking_state_path(state_dir, sim);
+    char *path = fr_cli_state_path(state_dir, sim), *shown = fr_cli_state_shown(path);
     fr_store *st = NULL;
     fr_error err = {0};
     char msg[1600];
@@ -235,14 +236,15 @@ static int read_run(const fr_workflow *wf, const char *state_dir, bool sim, cons
     if (rc == FR_ENOENT) {
         fprintf(stderr,
                 "flowrun: graph: no state store at %s: run the workflow first, or give "
-                "--state DIR\n",
-                path);
+                "--state DIR or URL\n",
+                shown);
         code = FR_EXIT_IOERR;
     } else if (rc != FR_OK || fr_store_run_tasks(st, wf->name, run_id, out, &err) != FR_OK) {
         fprintf(stderr, "flowrun: graph: %s\n", fr_error_format(&err, msg, sizeof msg));
         code = FR_EXIT_IOERR;
     }
     fr_store_close(st);
+    free(shown);
     free(path);
     return code;
 }

@@ -9,6 +9,7 @@
 #include "engine/cli/cli.h"
 #include "engine/history.h"
 #include "engine/report.h"
+#include "engine/store/pgurl.h"
 #include "engine/store/store.h"
 #include "engine/util/err.h"
 #include "engine/util/mem.h"
@@ -25,7 +26,8 @@
 #include <time.h>
 
 static const char state_options[] =
-    "  --state DIR           state directory (default $FLOWRUN_STATE, else ./.flowrun)\n"
+    "  --state DIR|URL       state directory or PostgreSQL URL (default $FLOWRUN_STATE,\n"
+    "                        else ./.flowrun)\n"
     "  --sim                 the rehearsals' store (runs with --sim keep their own)\n"
     "  -h, --help            this help\n";
 
@@ -152,21 +154,23 @@ static int parse(int argc, char **argv, const char *const *named, const char **w
  * store of an older schema, opened to be upgraded (what its old runs had
  * stays; they have no stored report). Returns -1 with *st owned or NULL
  * (there is no store: *path says where it would be), or the exit code with
- * the error printed. *path is owned. */
+ * the error printed. *path is owned, a URL's password masked. */
 static int open_state(const opts *o, fr_store **st, char **path)
 {
     fr_error err = {0};
     char msg[1600];
     struct stat sb;
     *st = NULL;
-    *path = fr_booking_state_path(o->state_dir, o->sim);
-    if (stat(*path, &sb) != 0)
-        return -1;
-    int rc = fr_store_open_readonly(*path, st, &err);
-    if (rc == FR_ESTORE) {
+    char *state = fr_cli_state_path(o->state_dir, o->sim);
+    *path = fr_cli_state_shown(state); /* what messages say: a password masked */
+    int rc = FR_ENOENT;
+    if (fr_pgurl_is_url(state) || stat(state, &sb) == 0)
+        rc = fr_store_open_readonly(state, st, &err);
+    if (rc == FR_ESTORE && !fr_pgurl_is_url(state)) {
         err = (fr_error){0};
-        rc = fr_store_open(*path, st, &err);
+        rc = fr_store_open(state, st, &err);
     }
+    free(state);
     if (rc == FR_ENOENT)
         return -1;
     if (rc != FR_OK) {

@@ -2,6 +2,7 @@
  * output's hash, who decided and why. A statement is prepared per call: a
  * checkpoint is asked or decided a few times per run at most. */
 
+#include "engine/store/pgread.h"
 #include "engine/store/store_int.h"
 #include "engine/util/mem.h"
 
@@ -123,12 +124,15 @@ int fr_store_approval_decide(fr_store *st, const char *workflow, const char *tas
                              const char *state, const char *by, const char *note, fr_error *err)
 {
     sqlite3_stmt *s = NULL;
-    int rc = fr_store_check_usable(st, err);
+    int rc = fr_store_check_readable(st, err);
     if (rc != FR_OK)
         return rc;
     if (!workflow || !task || !is_decision(state))
         return fr_error_set(err, FR_EINVAL, st->path, 0,
                             "a decision is 'approved' or 'rejected', for a workflow and a task");
+    if (st->pg)
+        return fr_pgread_approval_decide(st->pg, workflow, task, state, by, note, fr_store_now(st),
+                                         err);
     if (sqlite3_prepare_v2(st->db,
                            "UPDATE approvals SET state = ?, decided_by = ?, decided_at = ?, "
                            "note = ? WHERE workflow = ? AND task = ?",

@@ -87,7 +87,7 @@ static const char *const stmt_sql[S_COUNT] = {
                 " coalesce(nullif(host, ''), '-')"
                 " FROM ledger WHERE period IS NOT NULL AND (?1 IS NULL OR period = ?1)"
                 " GROUP BY period, workflow, endpoint, tier, user_name, host"
-                " ORDER BY period, workflow, endpoint, tier",
+                " ORDER BY period, workflow, endpoint, tier, user_name, host",
     [S_RUN_STATUS] = "SELECT status, cost_usd FROM runs WHERE id = ?1",
     [S_CACHE_GET] = "SELECT model, text, json, input, output, cached FROM cache WHERE key = ?1",
     [S_CACHE_PUT] = "INSERT OR REPLACE INTO cache (key, endpoint, model, text, json, input,"
@@ -193,12 +193,21 @@ int fr_store_check_usable(const fr_store *st, fr_error *err)
                             "the state store was opened by process %ld: a forked process must "
                             "open its own",
                             (long)st->pid);
+    if (st->pg)
+        return fr_error_set(err, FR_ESTORE, st->path, 0,
+                            "this command does not read a PostgreSQL state store yet");
     return FR_OK;
 }
 
-/* True for "YYYY-MM" (a month 01-12), and with `day` for "YYYY-MM-DD" (a
- * day 01-31) instead. */
-static bool valid_period(const char *m, bool day)
+/* fr_store_check_usable for the readers a PostgreSQL store answers too;
+ * see store_int.h. */
+int fr_store_check_readable(const fr_store *st, fr_error *err)
+{
+    return st && st->pg ? FR_OK : fr_store_check_usable(st, err);
+}
+
+/* Whether `m` is a month "YYYY-MM" (a day "YYYY-MM-DD" with `day`); see store_int.h. */
+bool fr_store_period_valid(const char *m, bool day)
 {
     size_t n = day ? 10 : 7;
     if (!m || strlen(m) != n || m[4] != '-' || (day && m[7] != '-'))
@@ -214,7 +223,7 @@ static bool valid_period(const char *m, bool day)
 /* Refuses a month that is not "YYYY-MM"; see store_int.h. */
 int fr_store_check_month(const fr_store *st, const char *month, fr_error *err)
 {
-    if (!valid_period(month, false))
+    if (!fr_store_period_valid(month, false))
         return fr_error_set(err, FR_EINVAL, st->path, 0, "month must be \"YYYY-MM\", not \"%s\"",
                             month ? month : "(null)");
     return FR_OK;
@@ -223,7 +232,7 @@ int fr_store_check_month(const fr_store *st, const char *month, fr_error *err)
 /* Refuses a day that is not "YYYY-MM-DD"; see store_int.h. */
 int fr_store_check_day(const fr_store *st, const char *day, fr_error *err)
 {
-    if (!valid_period(day, true))
+    if (!fr_store_period_valid(day, true))
         return fr_error_set(err, FR_EINVAL, st->path, 0, "day must be \"YYYY-MM-DD\", not \"%s\"",
                             day ? day : "(null)");
     return FR_OK;
@@ -232,7 +241,7 @@ int fr_store_check_day(const fr_store *st, const char *day, fr_error *err)
 /* Refuses a period that is neither; see store_int.h. */
 int fr_store_check_period(const fr_store *st, const char *period, fr_error *err)
 {
-    if (!valid_period(period, false) && !valid_period(period, true))
+    if (!fr_store_period_valid(period, false) && !fr_store_period_valid(period, true))
         return fr_error_set(err, FR_EINVAL, st->path, 0,
                             "period must be a month \"YYYY-MM\" or a day \"YYYY-MM-DD\", not "
                             "\"%s\"",

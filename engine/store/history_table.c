@@ -3,6 +3,7 @@
  * in the booking's transaction, and the rows read for a run's start and
  * for `flowrun stats --routing`. */
 
+#include "engine/store/pgread.h"
 #include "engine/store/store_int.h"
 #include "engine/util/mem.h"
 
@@ -16,17 +17,12 @@ int fr_store_history(fr_store *st, const char *const *endpoints, size_t n,
                      void (*each)(void *ud, const fr_store_history_row *row), void *ud,
                      fr_error *err)
 {
-    int rc = fr_store_check_usable(st, err);
+    int rc = fr_store_check_readable(st, err);
     if (rc != FR_OK)
         return rc;
-    char *names = NULL;
-    if (endpoints) {
-        json_t *a = json_array();
-        for (size_t i = 0; i < n; i++)
-            json_array_append_new(a, json_string(endpoints[i]));
-        names = json_dumps(a, JSON_COMPACT);
-        json_decref(a);
-    }
+    if (st->pg)
+        return fr_pgread_history(st->pg, endpoints, n, each, ud, err);
+    char *names = fr_store_names_json(endpoints, n);
     sqlite3_stmt *s = st->stmt[S_HISTORY];
     fr_store_bind_text(s, 1, names);
     int step;
@@ -52,11 +48,7 @@ int fr_store_history(fr_store *st, const char *const *endpoints, size_t n,
             .out_tokens = (long)sqlite3_column_int64(s, 16),
             .reply_ms = sqlite3_column_double(s, 17),
         };
-        if (r.is_bin) { /* its count and ttft bin are in the places of settled and passes */
-            r.n = r.settled;
-            r.ttft_bin = (int)r.passes;
-            r.settled = r.passes = 0;
-        }
+        fr_store_history_row_fix(&r);
         if (!r.endpoint || !r.type)
             continue;
         each(ud, &r);
@@ -66,6 +58,29 @@ int fr_store_history(fr_store *st, const char *const *endpoints, size_t n,
     fr_store_done(s);
     free(names);
     return rc;
+}
+
+/* The endpoints' names as a JSON array; see store_int.h. */
+char *fr_store_names_json(const char *const *endpoints, size_t n)
+{
+    if (!endpoints)
+        return NULL;
+    json_t *a = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(a, json_string(endpoints[i]));
+    char *names = json_dumps(a, JSON_COMPACT);
+    json_decref(a);
+    return names;
+}
+
+/* Moves a bin row's count and ttft bin; see store_int.h. */
+void fr_store_history_row_fix(fr_store_history_row *r)
+{
+    if (!r->is_bin)
+        return;
+    r->n = r->settled;
+    r->ttft_bin = (int)r->passes;
+    r->settled = r->passes = 0;
 }
 
 bool fr_store_outcome_gated(const char *outcome)

@@ -7,6 +7,8 @@
  * other files of engine/store/, whose statements (db.c) are prepared here,
  * at open. */
 
+#include "engine/store/pgread.h"
+#include "engine/store/pgurl.h"
 #include "engine/store/store_int.h"
 #include "engine/util/fs.h"
 #include "engine/util/log.h"
@@ -875,11 +877,29 @@ static fr_store *store_new(const char *path)
     return st;
 }
 
+/* fr_store_open or fr_store_open_readonly of a PostgreSQL URL: a store
+ * whose readers (and an approval's decision) ask the database through
+ * engine/store/pgread, named by the masked URL; see store.h. */
+static int open_pg(const char *url, fr_store **out, fr_error *err)
+{
+    *out = NULL;
+    fr_pgread *pg = NULL;
+    int rc = fr_pgread_open(url, &pg, err);
+    if (rc != FR_OK)
+        return rc;
+    fr_store *st = store_new(fr_pgread_source(pg));
+    st->pg = pg;
+    *out = st;
+    return FR_OK;
+}
+
 /* Opens, creates or migrates the state database; see store.h. */
 int fr_store_open(const char *path, fr_store **out, fr_error *err)
 {
     fr_store *st = NULL;
     bool marked = false;
+    if (fr_pgurl_is_url(path) && out)
+        return open_pg(path, out, err);
     int rc = check_open(path, out, &marked, err);
     if (rc == FR_OK)
         rc = make_state_dir(path, err);
@@ -928,6 +948,8 @@ int fr_store_open_readonly(const char *path, fr_store **out, fr_error *err)
     sqlite3_int64 version = 0;
     struct stat sb;
     bool marked = false;
+    if (fr_pgurl_is_url(path) && out)
+        return open_pg(path, out, err);
     int rc = check_open(path, out, &marked, err);
     if (rc != FR_OK)
         goto cleanup;
@@ -992,7 +1014,9 @@ void fr_store_close(fr_store *st)
 {
     if (!st)
         return;
-    if (fr_store_fork_gen() == st->fork_gen) {
+    if (st->pg) {
+        fr_pgread_close(st->pg);
+    } else if (fr_store_fork_gen() == st->fork_gen) {
         fr_error err = {0};
         if (fr_store_flush(st, &err) != FR_OK) {
             /* Nobody left to tell but the log: the caller flushes first. */

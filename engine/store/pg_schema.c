@@ -99,6 +99,8 @@ static const char *const schema_v1[] = {
     "  owner_id        text REFERENCES owners(id) ON DELETE SET NULL,"
     "  user_name       text NOT NULL DEFAULT '',"
     "  host            text NOT NULL DEFAULT '',"
+    "  complexity      double precision,"
+    "  score           double precision,"
     "  CONSTRAINT attempts_key UNIQUE (run_id, task, attempt)"
     ")",
     "CREATE INDEX attempts_run ON attempts(run_id, month)",
@@ -151,6 +153,94 @@ static const char *const schema_v1[] = {
     " WHEN (OLD.cost_usd IS DISTINCT FROM NEW.cost_usd OR OLD.outcome IS DISTINCT FROM"
     " NEW.outcome OR OLD.month IS DISTINCT FROM NEW.month OR OLD.day IS DISTINCT FROM NEW.day)"
     " EXECUTE FUNCTION attempts_totals()",
+    /* The routing history (engine/history, `flowrun stats --routing`), the
+     * same figures as SQLite's routing_history and routing_bins
+     * (engine/store/open.c, schema 11): per key (endpoint, task type, '-'
+     * for none, complexity band 0.2 wide, 0..4, none in 0.5's) the settled
+     * attempts, the gated passes and fails raw and decayed (a half-life of
+     * 30 days, as sums of 2^((at - w_ref) / half-life) relative to the
+     * key's first gated attempt), and the sums the means are read from;
+     * routing_bins counts the gated attempts per pair of latency and time
+     * to first content bins. Triggers add each attempt as it settles, in
+     * the settle's transaction. */
+    "CREATE TABLE routing_history ("
+    "  endpoint   text NOT NULL,"
+    "  task_type  text NOT NULL,"
+    "  band       integer NOT NULL,"
+    "  settled    bigint NOT NULL DEFAULT 0,"
+    "  passes     bigint NOT NULL DEFAULT 0,"
+    "  fails      bigint NOT NULL DEFAULT 0,"
+    "  errors     bigint NOT NULL DEFAULT 0,"
+    "  w_pass     double precision NOT NULL DEFAULT 0,"
+    "  w_fail     double precision NOT NULL DEFAULT 0,"
+    "  w_ref      double precision,"
+    "  last_at    double precision,"
+    "  score_sum  double precision NOT NULL DEFAULT 0,"
+    "  score_n    bigint NOT NULL DEFAULT 0,"
+    "  cost_sum   double precision NOT NULL DEFAULT 0,"
+    "  out_tokens bigint NOT NULL DEFAULT 0,"
+    "  reply_ms   double precision NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY (endpoint, task_type, band)"
+    ")",
+    "CREATE TABLE routing_bins ("
+    "  endpoint  text NOT NULL,"
+    "  task_type text NOT NULL,"
+    "  band      integer NOT NULL,"
+    "  lat_bin   integer NOT NULL,"
+    "  ttft_bin  integer NOT NULL,"
+    "  n         bigint NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY (endpoint, task_type, band, lat_bin, ttft_bin)"
+    ")",
+    /* An attempt's complexity band (fr_store_history_band): none or not
+     * finite is 0.5's. */
+    "CREATE FUNCTION fr_band(c double precision) RETURNS integer"
+    " LANGUAGE sql IMMUTABLE PARALLEL SAFE"
+    " AS $$ SELECT CASE WHEN c IS NULL OR c IN ('NaN', 'Infinity', '-Infinity') THEN 2"
+    " WHEN NOT c > 0 THEN 0 WHEN c * 5 >= 4 THEN 4 ELSE trunc(c * 5)::integer END $$",
+    /* A latency's bin (fr_store_history_bin): floor(4 log2(max(ms, 1))),
+     * 127 at most, in numeric so that a power of two is exact. */
+    "CREATE FUNCTION fr_bin(ms double precision) RETURNS integer"
+    " LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE"
+    " AS $$ SELECT least(127, floor(4 * log(2::numeric,"
+    " greatest(ms, 1)::numeric)))::integer $$",
+    /* An attempt settled (inserted settled, or from 'pending' to an
+     * outcome) added to its key and, gated, to its bins. */
+    "CREATE FUNCTION attempts_history() RETURNS trigger LANGUAGE plpgsql AS $$"
+    " DECLARE"
+    "  ty text := coalesce(NEW.task_type, '-'); b integer := fr_band(NEW.complexity);"
+    "  g boolean := NEW.outcome IN ('ok', 'quality', 'truncated', 'refused', 'no_answer',"
+    "   'tool_call');"
+    "  p integer := (NEW.outcome = 'ok')::integer; f integer; e integer; sc boolean;"
+    " BEGIN"
+    "  f := (g AND NEW.outcome <> 'ok')::integer;"
+    "  e := (NEW.outcome IN ('error', 'timeout'))::integer;"
+    "  sc := g AND NEW.score IS NOT NULL AND NEW.score NOT IN ('NaN', 'Infinity', '-Infinity');"
+    "  INSERT INTO routing_history AS h VALUES (NEW.endpoint, ty, b, 1, p, f, e, p, f,"
+    "   CASE WHEN g THEN NEW.at END, CASE WHEN g THEN NEW.at END,"
+    "   CASE WHEN sc THEN NEW.score ELSE 0 END, sc::integer, NEW.cost_usd,"
+    "   CASE WHEN g THEN NEW.output_tokens ELSE 0 END, CASE WHEN g THEN NEW.latency_ms ELSE 0 END)"
+    "  ON CONFLICT (endpoint, task_type, band) DO UPDATE SET settled = h.settled + 1,"
+    "   passes = h.passes + p, fails = h.fails + f, errors = h.errors + e,"
+    "   w_pass = h.w_pass + p * power(2::float8, (NEW.at - coalesce(h.w_ref, NEW.at)) / 2592000.0),"
+    "   w_fail = h.w_fail + f * power(2::float8, (NEW.at - coalesce(h.w_ref, NEW.at)) / 2592000.0),"
+    "   w_ref = CASE WHEN g THEN coalesce(h.w_ref, NEW.at) ELSE h.w_ref END,"
+    "   last_at = CASE WHEN g THEN greatest(coalesce(h.last_at, NEW.at), NEW.at) ELSE h.last_at END,"
+    "   score_sum = h.score_sum + excluded.score_sum, score_n = h.score_n + excluded.score_n,"
+    "   cost_sum = h.cost_sum + excluded.cost_sum, out_tokens = h.out_tokens + excluded.out_tokens,"
+    "   reply_ms = h.reply_ms + excluded.reply_ms;"
+    "  IF g THEN"
+    "   INSERT INTO routing_bins AS r VALUES (NEW.endpoint, ty, b, fr_bin(NEW.latency_ms),"
+    "    CASE WHEN NEW.ttft_ms >= 0 AND NEW.ttft_ms < 'Infinity' THEN fr_bin(NEW.ttft_ms)"
+    "    ELSE -1 END, 1)"
+    "   ON CONFLICT (endpoint, task_type, band, lat_bin, ttft_bin) DO UPDATE SET n = r.n + 1;"
+    "  END IF;"
+    "  RETURN NULL;"
+    " END $$",
+    "CREATE TRIGGER attempts_history_insert AFTER INSERT ON attempts"
+    " FOR EACH ROW WHEN (NEW.outcome <> 'pending') EXECUTE FUNCTION attempts_history()",
+    "CREATE TRIGGER attempts_history_update AFTER UPDATE OF outcome ON attempts"
+    " FOR EACH ROW WHEN (OLD.outcome = 'pending' AND NEW.outcome <> 'pending')"
+    " EXECUTE FUNCTION attempts_history()",
     /* A share of one period's cap (a month's or a day's) held by an owner
      * for one run, as engine/store/lease.c's. spent_usd is what the run had
      * spent in the period when the lease was closed. */

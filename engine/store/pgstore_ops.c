@@ -41,15 +41,16 @@
  * whether the key is booked (now, or by an earlier send of the same). */
 #define RESERVE_SQL(cond)                                                                          \
     "WITH ins AS (INSERT INTO attempts (run_id, task, attempt, endpoint, tier, model, cost_usd,"   \
-    " outcome, at, month, day, task_type, owner_id, user_name, host)"                              \
+    " outcome, at, month, day, task_type, owner_id, user_name, host, complexity)"                  \
     " SELECT $1, $2, $3::integer, $4, $5, $6, $7::float8, 'pending', $8::float8, $9, $10, $11,"    \
-    " $12, $13, $14" cond " ON CONFLICT (run_id, task, attempt) DO NOTHING RETURNING 1)"           \
+    " $12, $13, $14, $15::float8" cond                                                             \
+    " ON CONFLICT (run_id, task, attempt) DO NOTHING RETURNING 1)"                                 \
     " SELECT EXISTS (SELECT 1 FROM ins) OR EXISTS (SELECT 1 FROM attempts WHERE " KEY_WHERE ")"
 
 static const char *const RESERVE_FREE = RESERVE_SQL("");
 static const char *const RESERVE_CAPPED =
     RESERVE_SQL(" WHERE coalesce((SELECT held FROM in_flight WHERE endpoint = $4), 0)"
-                " < $15::integer");
+                " < $16::integer");
 static const char *const ENDPOINT_ROW =
     "INSERT INTO endpoints (name) VALUES ($1) ON CONFLICT (name) DO NOTHING";
 static const char *const ENDPOINT_LOCK = "SELECT name FROM endpoints WHERE name = $1 FOR UPDATE";
@@ -60,7 +61,9 @@ static const char *const SETTLE_SQL =
     "WITH u AS (UPDATE attempts SET input_tokens = $4::bigint, output_tokens = $5::bigint,"
     " cached_tokens = $6::bigint, usage_estimated = $7::boolean, cost_usd = $8::float8,"
     " latency_ms = $9::float8, outcome = $10, error = $11, at = $12::float8,"
-    " ttft_ms = $13::float8 WHERE " KEY_WHERE " AND outcome = 'pending' RETURNING endpoint),"
+    " ttft_ms = $13::float8, score = $14::float8,"
+    " complexity = coalesce($15::float8, complexity) WHERE " KEY_WHERE
+    " AND outcome = 'pending' RETURNING endpoint),"
     " n AS (SELECT pg_notify(fr_slot_channel(e.name), e.name) FROM u"
     " JOIN endpoints e ON e.name = u.endpoint)"
     " SELECT (SELECT count(*) FROM u), (SELECT count(*) FROM n),"
@@ -416,6 +419,15 @@ int fr_pgstore_run_end(fr_pgstore *s, const char *run_id, const char *status, in
 }
 
 /* Adds the parameters $1..$3 of an attempt's key. */
+/* Adds `v` as a parameter when `has`, else NULL. */
+static void opt_num(op *o, bool has, double v)
+{
+    if (has)
+        fr_pgstore_op_num(o, v);
+    else
+        fr_pgstore_op_str(o, NULL);
+}
+
 static void key_params(op *o, const fr_attempt_rec *a)
 {
     fr_pgstore_op_str(o, a->run_id);
@@ -459,6 +471,7 @@ int fr_pgstore_reserve(fr_pgstore *s, const fr_attempt_rec *a, int max_parallel,
     fr_pgstore_op_str(o, s->owner);
     fr_pgstore_op_str(o, s->user);
     fr_pgstore_op_str(o, s->host);
+    opt_num(o, a->has_complexity, a->complexity);
     if (max_parallel > 0)
         fr_pgstore_op_int(o, max_parallel);
     fr_pgstore_queue(s, o);
@@ -484,10 +497,9 @@ int fr_pgstore_settle(fr_pgstore *s, const fr_attempt_rec *a, bool want_total,
     fr_pgstore_op_str(o, a->outcome);
     fr_pgstore_op_str(o, a->error);
     fr_pgstore_op_num(o, now_of(s));
-    if (a->has_ttft)
-        fr_pgstore_op_num(o, a->ttft_ms);
-    else
-        fr_pgstore_op_str(o, NULL);
+    opt_num(o, a->has_ttft, a->ttft_ms);
+    opt_num(o, a->has_score, a->score);
+    opt_num(o, a->has_complexity, a->complexity);
     if (want_total) {
         fr_pgstore_op_sql(o, SETTLE_TOTAL);
         key_params(o, a);

@@ -21,6 +21,12 @@ bool fr_pgurl_is_url(const char *state)
     return state && is_uri(state);
 }
 
+const char *fr_pgurl_state(const char *state_dir)
+{
+    const char *s = state_dir && *state_dir ? state_dir : getenv("FLOWRUN_STATE");
+    return fr_pgurl_is_url(s) ? s : NULL;
+}
+
 static int hexval(int ch)
 {
     if (ch >= '0' && ch <= '9')

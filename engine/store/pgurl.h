@@ -20,3 +20,9 @@ char *fr_pgurl_mask(const char *url);
  * rather than a folder: a URI that starts "postgresql://" or
  * "postgres://", as `--state` and $FLOWRUN_STATE take it. */
 bool fr_pgurl_is_url(const char *state);
+
+/* The PostgreSQL URL a command's state names (borrowed from the argument
+ * or the environment): `state_dir` (its --state, may be NULL) when it is
+ * one, else $FLOWRUN_STATE when --state is not given and that is one; NULL
+ * when the state is a folder. */
+const char *fr_pgurl_state(const char *state_dir);

@@ -5,11 +5,13 @@
  * at a run's end, through the batch; the rest only reads, with statements
  * prepared for the one call (a command, not a run's hot path). */
 
+#include "engine/store/pgread.h"
 #include "engine/store/store_int.h"
 #include "engine/util/mem.h"
 
 #include <limits.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -114,13 +116,32 @@ static json_t *column_json(sqlite3_stmt *s, int i)
 }
 
 /* Lists runs; see store.h. */
-int fr_store_runs(fr_store *st, const char *workflow, long limit, json_t **out, fr_error *err)
+/* One run's entry of fr_store_runs; see store_int.h. */
+json_t *fr_store_runs_row(json_t *v[FR_STORE_RUNS_COLUMNS], bool gone)
 {
-    static const char *const names[] = {
+    static const char *const names[FR_STORE_RUNS_COLUMNS] = {
         "id",       "workflow",    "started_at",      "ended_at",          "status",    "exit_code",
         "cost_usd", "makespan_ms", "report_cost_usd", "local_token_share", "has_report"};
+    json_t *row = json_object();
+    for (int i = 0; i < FR_STORE_RUNS_COLUMNS; i++)
+        json_object_set_new(row, names[i], v[i]);
+    /* A stored report's cost is the run's own figure; without one the
+     * runs table's is what there is. */
+    if (json_is_true(json_object_get(row, "has_report")))
+        json_object_set(row, "cost_usd", json_object_get(row, "report_cost_usd"));
+    json_object_del(row, "report_cost_usd");
+    if (gone && json_is_string(json_object_get(row, "status")) &&
+        strcmp(json_string_value(json_object_get(row, "status")), "running") == 0)
+        json_object_set_new(row, "status", json_string("crashed"));
+    return row;
+}
+
+int fr_store_runs(fr_store *st, const char *workflow, long limit, json_t **out, fr_error *err)
+{
     sqlite3_stmt *s = NULL;
     *out = NULL;
+    if (st && st->pg)
+        return fr_pgread_runs(st->pg, workflow, limit, out, err);
     int rc =
         prepare(st,
                 "SELECT r.id, r.workflow, r.started_at, r.ended_at, r.status, r.exit_code,"
@@ -139,24 +160,16 @@ int fr_store_runs(fr_store *st, const char *workflow, long limit, json_t **out, 
     json_t *runs = json_array();
     int step;
     while ((step = sqlite3_step(s)) == SQLITE_ROW) {
-        json_t *row = json_object();
-        for (int i = 0; i < (int)(sizeof names / sizeof *names); i++)
-            json_object_set_new(row, names[i],
-                                i == 10 ? json_boolean(sqlite3_column_int(s, i))
-                                        : column_json(s, i));
-        /* A stored report's cost is the run's own figure; without one the
-         * runs table's is what there is. */
-        if (sqlite3_column_int(s, 10))
-            json_object_set(row, "cost_usd", json_object_get(row, "report_cost_usd"));
-        json_object_del(row, "report_cost_usd");
+        json_t *v[FR_STORE_RUNS_COLUMNS];
+        for (int i = 0; i < FR_STORE_RUNS_COLUMNS; i++)
+            v[i] = i == 10 ? json_boolean(sqlite3_column_int(s, i)) : column_json(s, i);
         /* A run still "running" whose process is gone crashed: the next run
          * or lease will record it so; say it now. */
         fr_store_lease_row holder = {0};
         fr_store_read_holder(s, 11, &holder);
-        if (strcmp(json_string_value(json_object_get(row, "status")), "running") == 0 &&
-            sqlite3_column_type(s, 12) != SQLITE_NULL && !fr_store_holder_alive(st, &holder))
-            json_object_set_new(row, "status", json_string("crashed"));
-        json_array_append_new(runs, row);
+        bool gone =
+            sqlite3_column_type(s, 12) != SQLITE_NULL && !fr_store_holder_alive(st, &holder);
+        json_array_append_new(runs, fr_store_runs_row(v, gone));
     }
     if (step != SQLITE_DONE) {
         rc = fr_store_db_error(st, err, "cannot read the runs");
@@ -182,11 +195,6 @@ void fr_store_report_clear(fr_store_report *r)
 }
 
 /* Returns an owned copy of column `i` of `s`, NULL for NULL. */
-static char *column_dup(sqlite3_stmt *s, int i)
-{
-    const unsigned char *t = sqlite3_column_text(s, i);
-    return t ? fr_xstrdup((const char *)t) : NULL;
-}
 
 /* Finds the run `ref` names and reads its report; see store.h. */
 int fr_store_report_get(fr_store *st, const char *ref, const char *workflow, fr_store_report *out,
@@ -195,6 +203,8 @@ int fr_store_report_get(fr_store *st, const char *ref, const char *workflow, fr_
     sqlite3_stmt *s = NULL;
     memset(out, 0, sizeof *out);
     bool last = strcmp(ref, "last") == 0;
+    if (st && st->pg)
+        return fr_pgread_report_get(st->pg, ref, workflow, out, err);
     int rc = prepare(st,
                      last ? "SELECT r.id, r.workflow, r.status, p.json, p.summary"
                             " FROM runs r JOIN reports p ON p.run_id = r.id"
@@ -211,34 +221,54 @@ int fr_store_report_get(fr_store *st, const char *ref, const char *workflow, fr_
     fr_store_bind_text(s, 1, workflow);
     if (!last)
         fr_store_bind_text(s, 2, ref);
-    int step = sqlite3_step(s), n = 0;
-    char ids[2][256] = {"", ""};
-    while (step == SQLITE_ROW) {
-        if (n == 0) {
-            out->run_id = column_dup(s, 0);
-            out->workflow = column_dup(s, 1);
-            out->status = column_dup(s, 2);
-            out->json = column_dup(s, 3);
-            out->summary = column_dup(s, 4);
-            if (strcmp(out->run_id, ref) == 0)
-                break; /* the whole id: no prefix question */
-        }
-        if (n < 2)
-            fr_store_column_copy(s, 0, ids[n], sizeof ids[n]);
-        n++;
-        step = sqlite3_step(s);
+    int step, n = 0;
+    char other[256] = "";
+    while ((step = sqlite3_step(s)) == SQLITE_ROW && n < 3) {
+        const char *v[5];
+        for (int i = 0; i < 5; i++)
+            v[i] = (const char *)sqlite3_column_text(s, i);
+        if (fr_store_report_pick(out, other, n++, ref, v))
+            break;
     }
     if (step != SQLITE_ROW && step != SQLITE_DONE)
         rc = fr_store_db_error(st, err, "cannot read the runs");
-    else if (!out->run_id)
+    else
+        rc = fr_store_report_found(out, other, n, st->path, ref, workflow, err);
+    sqlite3_finalize(s);
+    return rc;
+}
+
+/* Takes row `n` of a report's query; see store_int.h. */
+bool fr_store_report_pick(fr_store_report *out, char other[256], int n, const char *ref,
+                          const char *const v[5])
+{
+    if (n == 0) {
+        out->run_id = v[0] ? fr_xstrdup(v[0]) : fr_xstrdup("");
+        out->workflow = v[1] ? fr_xstrdup(v[1]) : NULL;
+        out->status = v[2] ? fr_xstrdup(v[2]) : NULL;
+        out->json = v[3] ? fr_xstrdup(v[3]) : NULL;
+        out->summary = v[4] ? fr_xstrdup(v[4]) : NULL;
+        return strcmp(out->run_id, ref) == 0; /* the whole id: no prefix question */
+    }
+    if (n == 1)
+        snprintf(other, 256, "%s", v[0] ? v[0] : "");
+    return false;
+}
+
+/* What the rows picked say; see store_int.h. */
+int fr_store_report_found(fr_store_report *out, const char *other, int n, const char *source,
+                          const char *ref, const char *workflow, fr_error *err)
+{
+    bool last = strcmp(ref, "last") == 0;
+    int rc = FR_OK;
+    if (!out->run_id)
         rc =
-            fr_error_set(err, FR_ENOENT, st->path, 0, "%s%s%s", last ? "no finished run" : "",
+            fr_error_set(err, FR_ENOENT, source, 0, "%s%s%s", last ? "no finished run" : "",
                          last && workflow ? " of workflow " : "", last && workflow ? workflow : "");
     else if (n > 1)
-        rc = fr_error_set(err, FR_EINVAL, st->path, 0,
-                          "run id prefix '%s' is ambiguous: it matches %s, %s%s", ref, ids[0],
-                          ids[1], n > 2 ? " and more" : "");
-    sqlite3_finalize(s);
+        rc = fr_error_set(err, FR_EINVAL, source, 0,
+                          "run id prefix '%s' is ambiguous: it matches %s, %s%s", ref, out->run_id,
+                          other, n > 2 ? " and more" : "");
     if (rc != FR_OK)
         fr_store_report_clear(out);
     return rc;
@@ -275,14 +305,9 @@ static int add_quantiles(fr_store *st, int by, const char *col, const char *key,
         return rc;
     sqlite3_bind_double(s, 1, since);
     int step;
-    while ((step = sqlite3_step(s)) == SQLITE_ROW) {
-        json_t *q =
-            json_object_get(json_object_get(groups, (const char *)sqlite3_column_text(s, 0)), key);
-        if (q) {
-            json_object_set_new(q, "p50", column_json(s, 1));
-            json_object_set_new(q, "p95", column_json(s, 2));
-        }
-    }
+    while ((step = sqlite3_step(s)) == SQLITE_ROW)
+        fr_store_stats_quantiles(groups, (const char *)sqlite3_column_text(s, 0), key,
+                                 column_json(s, 1), column_json(s, 2));
     if (step != SQLITE_DONE)
         rc = fr_store_db_error(st, err, "cannot read the attempts");
     sqlite3_finalize(s);
@@ -297,6 +322,45 @@ static json_t *share(double part, double all)
 
 /* Reads one grouping (`by`: 0 endpoints, 1 task types) into *out, an owned
  * object of group name to figures. */
+/* Adds a group of the statistics; see store_int.h. */
+void fr_store_stats_group(json_t *groups, const char *key, const double v[FR_STORE_STATS_SUMS],
+                          const char *tier)
+{
+    double req = v[0], ok = v[1], replied = v[2], quality = v[3], in = v[4], outt = v[5];
+    double local = v[8], local_tok = v[9];
+    json_t *g = json_pack(
+        "{s:I, s:I, s:o, s:I, s:o, s:{s:n, s:n}, s:{s:n, s:n},"
+        " s:{s:I, s:I, s:I}, s:f, s:{s:o, s:o}}",
+        "requests", (json_int_t)req, "ok", (json_int_t)ok, "success_rate", share(ok, req),
+        "replies", (json_int_t)replied, "quality_pass_rate", share(replied - quality, replied),
+        "latency_ms", "p50", "p95", "ttft_ms", "p50", "p95", "tokens", "input", (json_int_t)in,
+        "output", (json_int_t)outt, "cached", (json_int_t)v[6], "cost_usd", v[7], "local_share",
+        "attempts", share(local, req), "tokens", share(local_tok, in + outt));
+    if (tier) /* an endpoint is of one tier */
+        json_object_set_new(g, "tier", json_string(tier));
+    json_object_set_new(groups, key ? key : "", g);
+}
+
+/* Sets a group's quantiles; see store_int.h. */
+void fr_store_stats_quantiles(json_t *groups, const char *group, const char *key, json_t *p50,
+                              json_t *p95)
+{
+    json_t *q = json_object_get(json_object_get(groups, group ? group : ""), key);
+    if (q) {
+        json_object_set(q, "p50", p50);
+        json_object_set(q, "p95", p95);
+    }
+    json_decref(p50);
+    json_decref(p95);
+}
+
+/* The statistics' document; see store_int.h. */
+json_t *fr_store_stats_doc(double since, long long runs, json_t *by_endpoint, json_t *by_type)
+{
+    return json_pack("{s:o, s:I, s:o, s:o}", "since", since > 0 ? json_real(since) : json_null(),
+                     "runs", (json_int_t)runs, "by_endpoint", by_endpoint, "by_type", by_type);
+}
+
 static int read_groups(fr_store *st, int by, double since, json_t **out, fr_error *err)
 {
     char *sql = fr_xasprintf(
@@ -316,22 +380,11 @@ static int read_groups(fr_store *st, int by, double since, json_t **out, fr_erro
     json_t *groups = json_object();
     int step;
     while ((step = sqlite3_step(s)) == SQLITE_ROW) {
-        double req = sqlite3_column_double(s, 1), ok = sqlite3_column_double(s, 2);
-        double replied = sqlite3_column_double(s, 3), quality = sqlite3_column_double(s, 4);
-        double in = sqlite3_column_double(s, 5), outt = sqlite3_column_double(s, 6);
-        double local = sqlite3_column_double(s, 9), local_tok = sqlite3_column_double(s, 10);
-        json_t *g = json_pack("{s:I, s:I, s:o, s:I, s:o, s:{s:n, s:n}, s:{s:n, s:n},"
-                              " s:{s:I, s:I, s:I}, s:f, s:{s:o, s:o}}",
-                              "requests", (json_int_t)req, "ok", (json_int_t)ok, "success_rate",
-                              share(ok, req), "replies", (json_int_t)replied, "quality_pass_rate",
-                              share(replied - quality, replied), "latency_ms", "p50", "p95",
-                              "ttft_ms", "p50", "p95", "tokens", "input", (json_int_t)in, "output",
-                              (json_int_t)outt, "cached", (json_int_t)sqlite3_column_double(s, 7),
-                              "cost_usd", sqlite3_column_double(s, 8), "local_share", "attempts",
-                              share(local, req), "tokens", share(local_tok, in + outt));
-        if (by == 0) /* an endpoint is of one tier */
-            json_object_set_new(g, "tier", column_json(s, 11));
-        json_object_set_new(groups, (const char *)sqlite3_column_text(s, 0), g);
+        double v[FR_STORE_STATS_SUMS];
+        for (int i = 0; i < FR_STORE_STATS_SUMS; i++)
+            v[i] = sqlite3_column_double(s, i + 1);
+        fr_store_stats_group(groups, (const char *)sqlite3_column_text(s, 0), v,
+                             by == 0 ? (const char *)sqlite3_column_text(s, 11) : NULL);
     }
     if (step != SQLITE_DONE)
         rc = fr_store_db_error(st, err, "cannot read the attempts");
@@ -352,6 +405,8 @@ int fr_store_run_stats(fr_store *st, double since, json_t **out, fr_error *err)
 {
     json_t *by_endpoint = NULL, *by_type = NULL;
     *out = NULL;
+    if (st && st->pg)
+        return fr_pgread_run_stats(st->pg, since, out, err);
     int rc = read_groups(st, 0, since, &by_endpoint, err);
     if (rc == FR_OK)
         rc = read_groups(st, 1, since, &by_type, err);
@@ -367,9 +422,7 @@ int fr_store_run_stats(fr_store *st, double since, json_t **out, fr_error *err)
             rc = fr_store_db_error(st, err, "cannot read the attempts");
     }
     if (rc == FR_OK) {
-        *out = json_pack(
-            "{s:o, s:I, s:o, s:o}", "since", since > 0 ? json_real(since) : json_null(), "runs",
-            (json_int_t)sqlite3_column_int64(s, 0), "by_endpoint", by_endpoint, "by_type", by_type);
+        *out = fr_store_stats_doc(since, sqlite3_column_int64(s, 0), by_endpoint, by_type);
         by_endpoint = by_type = NULL;
     }
     sqlite3_finalize(s);

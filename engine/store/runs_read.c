@@ -3,6 +3,7 @@
  * only; works on a store opened read-only. Its statements are prepared per
  * call: it runs once per command, never on a run's path. */
 
+#include "engine/store/pgread.h"
 #include "engine/store/store_int.h"
 
 #include <stdlib.h>
@@ -21,22 +22,30 @@ static const char *column(sqlite3_stmt *s, int i)
     return v ? (const char *)v : "";
 }
 
-/* Adds one attempt row of `s` to `tasks`. */
-static void add_attempt(json_t *tasks, sqlite3_stmt *s)
+/* A new document of a run; see store_int.h. */
+json_t *fr_store_run_doc_new(const char *run_id, const char *workflow, const char *status,
+                             double cost_usd)
 {
-    const char *task = column(s, 0);
+    return json_pack("{s:s,s:s,s:s,s:f,s:{}}", "run", run_id, "workflow", workflow, "status",
+                     status, "cost_usd", cost_usd, "tasks");
+}
+
+/* Adds one attempt of the run; see store_int.h. */
+void fr_store_run_doc_add(json_t *doc, const char *task, const char *endpoint, const char *outcome,
+                          double cost_usd)
+{
+    json_t *tasks = json_object_get(doc, "tasks");
     json_t *t = json_object_get(tasks, task);
     if (!t) {
         t = json_pack("{s:I,s:f}", "attempts", (json_int_t)0, "cost_usd", 0.0);
         json_object_set_new(tasks, task, t);
     }
-    json_object_set_new(t, "endpoint", json_string(column(s, 1)));
-    json_object_set_new(t, "outcome", json_string(column(s, 2)));
+    json_object_set_new(t, "endpoint", json_string(endpoint));
+    json_object_set_new(t, "outcome", json_string(outcome));
     json_object_set_new(t, "attempts",
                         json_integer(json_integer_value(json_object_get(t, "attempts")) + 1));
-    json_object_set_new(
-        t, "cost_usd",
-        json_real(json_number_value(json_object_get(t, "cost_usd")) + sqlite3_column_double(s, 3)));
+    json_object_set_new(t, "cost_usd",
+                        json_real(json_number_value(json_object_get(t, "cost_usd")) + cost_usd));
 }
 
 int fr_store_run_tasks(fr_store *st, const char *workflow, const char *run_id, json_t **out,
@@ -46,11 +55,15 @@ int fr_store_run_tasks(fr_store *st, const char *workflow, const char *run_id, j
     json_t *doc = NULL;
     *out = NULL;
     bool last = !run_id || strcmp(run_id, "last") == 0;
-    int rc = fr_store_check_usable(st, err);
+    int rc = fr_store_check_readable(st, err);
     if (rc == FR_OK && last && !workflow)
         rc = fr_error_set(err, FR_EINVAL, st->path, 0, "no workflow for the last run");
     if (rc != FR_OK)
         goto cleanup;
+    if (st->pg) {
+        rc = fr_pgread_run_tasks(st->pg, workflow, run_id, out, err);
+        goto cleanup;
+    }
     if (sqlite3_prepare_v2(st->db, last ? run_last : run_by_id, -1, &s, NULL) != SQLITE_OK) {
         rc = fr_store_db_error(st, err, "cannot read the runs");
         goto cleanup;
@@ -69,8 +82,8 @@ int fr_store_run_tasks(fr_store *st, const char *workflow, const char *run_id, j
         rc = fr_store_db_error(st, err, "cannot read the runs");
         goto cleanup;
     }
-    doc = json_pack("{s:s,s:s,s:s,s:f,s:{}}", "run", column(s, 0), "workflow", column(s, 1),
-                    "status", column(s, 2), "cost_usd", sqlite3_column_double(s, 3), "tasks");
+    doc =
+        fr_store_run_doc_new(column(s, 0), column(s, 1), column(s, 2), sqlite3_column_double(s, 3));
     sqlite3_finalize(s);
     s = NULL;
     if (sqlite3_prepare_v2(st->db, run_attempts, -1, &s, NULL) != SQLITE_OK) {
@@ -78,9 +91,9 @@ int fr_store_run_tasks(fr_store *st, const char *workflow, const char *run_id, j
         goto cleanup;
     }
     fr_store_bind_text(s, 1, json_string_value(json_object_get(doc, "run")));
-    json_t *tasks = json_object_get(doc, "tasks");
     while ((step = sqlite3_step(s)) == SQLITE_ROW)
-        add_attempt(tasks, s);
+        fr_store_run_doc_add(doc, column(s, 0), column(s, 1), column(s, 2),
+                             sqlite3_column_double(s, 3));
     if (step != SQLITE_DONE) {
         rc = fr_store_db_error(st, err, "cannot read the run's attempts");
         goto cleanup;

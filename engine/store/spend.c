@@ -5,6 +5,7 @@
  * runs of a workflow observed (latency, output) for a plan. Reads only:
  * these work on a store opened read-only too. */
 
+#include "engine/store/pgread.h"
 #include "engine/store/store_int.h"
 
 #include <math.h>
@@ -94,13 +95,7 @@ static void add_int(json_t *obj, const char *key, json_int_t v)
     json_integer_set(n, json_integer_value(n) + v);
 }
 
-/* One row of the spend query: a (month, workflow, endpoint, tier) group. */
-typedef struct spend_row {
-    json_int_t attempts, input, output, cached, estimated;
-    double cost;
-} spend_row;
-
-static void group_add(json_t *g, const spend_row *r)
+static void group_add(json_t *g, const fr_store_spend_row *r)
 {
     json_t *cost = json_object_get(g, "cost_usd");
     json_real_set(cost, json_real_value(cost) + r->cost);
@@ -112,7 +107,7 @@ static void group_add(json_t *g, const spend_row *r)
 }
 
 /* Adds `r` to the group `key` of `map`, creating it. */
-static void map_add(json_t *map, const char *key, const spend_row *r)
+static void map_add(json_t *map, const char *key, const fr_store_spend_row *r)
 {
     json_t *g = json_object_get(map, key);
     if (!g) {
@@ -138,62 +133,85 @@ static json_t *period_new(const char *key, const char *period)
     return m;
 }
 
+/* A new spend document; see store_int.h. */
+json_t *fr_store_spend_doc_new(bool by_day)
+{
+    return json_pack("{s:[]}", by_day ? "days" : "months");
+}
+
+/* Adds a row to a spend document; see store_int.h. */
+void fr_store_spend_doc_add(json_t *doc, bool by_day, const fr_store_spend_row *r)
+{
+    const char *key = by_day ? "day" : "month";
+    json_t *list = json_object_get(doc, by_day ? "days" : "months");
+    json_t *cur = json_array_get(list, json_array_size(list) - 1);
+    if (!cur || strcmp(json_string_value(json_object_get(cur, key)), r->period) != 0) {
+        cur = period_new(key, r->period);
+        json_array_append_new(list, cur);
+    }
+    group_add(cur, r);
+    add_int(cur, "usage_estimated", r->estimated);
+    map_add(json_object_get(cur, "by_endpoint"), r->endpoint, r);
+    map_add(json_object_get(cur, "by_tier"), r->tier, r);
+    map_add(json_object_get(cur, "by_workflow"), r->workflow, r);
+    map_add(json_object_get(cur, "by_user"), r->user, r);
+    map_add(json_object_get(cur, "by_host"), r->host, r);
+}
+
+/* Ends a spend document; see store_int.h. */
+void fr_store_spend_doc_end(json_t *doc, bool by_day, const char *period)
+{
+    json_t *list = json_object_get(doc, by_day ? "days" : "months");
+    if (period && json_array_size(list) == 0)
+        json_array_append_new(list, period_new(by_day ? "day" : "month", period));
+}
+
 /* Reports spend by month, or by day when `by_day`, for `period` (borrowed)
  * or every one when NULL; see store.h. */
 static int spend_by(fr_store *st, bool by_day, const char *period, json_t **out, fr_error *err)
 {
-    json_t *root = NULL, *cur = NULL;
+    json_t *root = NULL;
     sqlite3_stmt *s = NULL;
-    const char *key = by_day ? "day" : "month";
-    int rc = fr_store_check_usable(st, err);
+    int rc = fr_store_check_readable(st, err);
     if (rc == FR_OK && period)
         rc = by_day ? fr_store_check_day(st, period, err) : fr_store_check_month(st, period, err);
     if (rc == FR_OK && !out)
         rc = fr_error_set(err, FR_EINVAL, st->path, 0, "no place for the spend report");
     if (rc != FR_OK)
         goto cleanup;
-    root = json_object();
-    json_t *months = json_array();
-    json_object_set_new(root, by_day ? "days" : "months", months);
+    if (st->pg) {
+        rc = fr_pgread_spend(st->pg, by_day, period, out, err);
+        goto cleanup;
+    }
+    root = fr_store_spend_doc_new(by_day);
     s = st->stmt[S_SPEND];
     fr_store_bind_text(s, 1, period);
     sqlite3_bind_int(s, 2, by_day);
     int step;
     while ((step = sqlite3_step(s)) == SQLITE_ROW) {
-        const char *m = (const char *)sqlite3_column_text(s, 0);
-        const char *wf = (const char *)sqlite3_column_text(s, 1);
-        const char *ep = (const char *)sqlite3_column_text(s, 2);
-        const char *tier = (const char *)sqlite3_column_text(s, 3);
-        const char *user = (const char *)sqlite3_column_text(s, 10);
-        const char *host = (const char *)sqlite3_column_text(s, 11);
-        spend_row r = {
+        fr_store_spend_row r = {
+            .period = (const char *)sqlite3_column_text(s, 0),
+            .workflow = (const char *)sqlite3_column_text(s, 1),
+            .endpoint = (const char *)sqlite3_column_text(s, 2),
+            .tier = (const char *)sqlite3_column_text(s, 3),
             .attempts = sqlite3_column_int64(s, 4),
             .cost = sqlite3_column_double(s, 5),
             .input = sqlite3_column_int64(s, 6),
             .output = sqlite3_column_int64(s, 7),
             .cached = sqlite3_column_int64(s, 8),
             .estimated = sqlite3_column_int64(s, 9),
+            .user = (const char *)sqlite3_column_text(s, 10),
+            .host = (const char *)sqlite3_column_text(s, 11),
         };
-        if (!m || !wf || !ep || !tier || !user || !host)
+        if (!r.period || !r.workflow || !r.endpoint || !r.tier || !r.user || !r.host)
             continue; /* NOT NULL columns: cannot happen */
-        if (!cur || strcmp(json_string_value(json_object_get(cur, key)), m) != 0) {
-            cur = period_new(key, m);
-            json_array_append_new(months, cur);
-        }
-        group_add(cur, &r);
-        add_int(cur, "usage_estimated", r.estimated);
-        map_add(json_object_get(cur, "by_endpoint"), ep, &r);
-        map_add(json_object_get(cur, "by_tier"), tier, &r);
-        map_add(json_object_get(cur, "by_workflow"), wf, &r);
-        map_add(json_object_get(cur, "by_user"), user, &r);
-        map_add(json_object_get(cur, "by_host"), host, &r);
+        fr_store_spend_doc_add(root, by_day, &r);
     }
     if (step != SQLITE_DONE) {
         rc = fr_store_db_error(st, err, "cannot read the spend");
         goto cleanup;
     }
-    if (period && json_array_size(months) == 0)
-        json_array_append_new(months, period_new(key, period));
+    fr_store_spend_doc_end(root, by_day, period);
     *out = root;
     root = NULL;
 cleanup:
@@ -235,58 +253,37 @@ static double median(const json_t *a)
     return n == 0 ? 0 : n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
-/* What earlier runs of a workflow observed; see store.h. */
-int fr_store_observed(fr_store *st, const char *workflow, json_t **out, fr_error *err)
+/* A new observed accumulator; see store_int.h. */
+json_t *fr_store_observed_new(void)
 {
-    json_t *root = NULL;
-    sqlite3_stmt *s = NULL;
-    int rc = fr_store_check_usable(st, err);
-    if (rc == FR_OK && (!workflow || !out))
-        rc = fr_error_set(err, FR_EINVAL, st->path, 0, "no workflow or no place for the result");
-    if (rc != FR_OK)
-        goto cleanup;
-    if (sqlite3_prepare_v2(st->db,
-                           "SELECT a.task, a.endpoint, a.latency_ms, a.output_tokens"
-                           " FROM attempts a JOIN runs r ON r.id = a.run_id"
-                           " WHERE r.workflow = ?1 AND a.outcome = 'ok' AND a.latency_ms > 0"
-                           " ORDER BY a.at DESC, a.id DESC",
-                           -1, &s, NULL) != SQLITE_OK) {
-        rc = fr_store_db_error(st, err, "cannot read the attempts");
-        goto cleanup;
+    return json_object();
+}
+
+/* Adds one sample, newest first; see store_int.h. */
+void fr_store_observed_add(json_t *acc, const char *task, const char *endpoint, double latency_ms,
+                           long long output_tokens)
+{
+    json_t *per_task = json_object_get(acc, task);
+    if (!per_task) {
+        per_task = json_object();
+        json_object_set_new(acc, task, per_task);
     }
-    fr_store_bind_text(s, 1, workflow);
-    /* First the newest samples, as arrays: {task: {endpoint: {lat, out}}}. */
-    json_t *samples = json_object();
-    int step;
-    while ((step = sqlite3_step(s)) == SQLITE_ROW) {
-        const char *task = (const char *)sqlite3_column_text(s, 0);
-        const char *ep = (const char *)sqlite3_column_text(s, 1);
-        if (!task || !ep)
-            continue; /* NOT NULL columns: cannot happen */
-        json_t *per_task = json_object_get(samples, task);
-        if (!per_task) {
-            per_task = json_object();
-            json_object_set_new(samples, task, per_task);
-        }
-        json_t *pair = json_object_get(per_task, ep);
-        if (!pair) {
-            pair = json_pack("{s:[], s:[]}", "lat", "out");
-            json_object_set_new(per_task, ep, pair);
-        }
-        json_t *lat = json_object_get(pair, "lat");
-        if (json_array_size(lat) >= OBSERVED_SAMPLES)
-            continue;
-        json_array_append_new(lat, json_real(sqlite3_column_double(s, 2)));
-        json_array_append_new(json_object_get(pair, "out"),
-                              json_real((double)sqlite3_column_int64(s, 3)));
+    json_t *pair = json_object_get(per_task, endpoint);
+    if (!pair) {
+        pair = json_pack("{s:[], s:[]}", "lat", "out");
+        json_object_set_new(per_task, endpoint, pair);
     }
-    if (step != SQLITE_DONE) {
-        json_decref(samples);
-        rc = fr_store_db_error(st, err, "cannot read the attempts");
-        goto cleanup;
-    }
-    /* Then their medians. */
-    root = json_object();
+    json_t *lat = json_object_get(pair, "lat");
+    if (json_array_size(lat) >= OBSERVED_SAMPLES)
+        return;
+    json_array_append_new(lat, json_real(latency_ms));
+    json_array_append_new(json_object_get(pair, "out"), json_real((double)output_tokens));
+}
+
+/* The medians of the samples; see store_int.h. */
+json_t *fr_store_observed_end(json_t *samples)
+{
+    json_t *root = json_object();
     const char *task, *ep;
     json_t *per_task, *pair;
     json_object_foreach(samples, task, per_task)
@@ -304,10 +301,52 @@ int fr_store_observed(fr_store *st, const char *workflow, json_t **out, fr_error
         json_object_set_new(root, task, o);
     }
     json_decref(samples);
-    *out = root;
-    root = NULL;
+    return root;
+}
+
+/* What earlier runs of a workflow observed; see store.h. */
+int fr_store_observed(fr_store *st, const char *workflow, json_t **out, fr_error *err)
+{
+    json_t *samples = NULL;
+    sqlite3_stmt *s = NULL;
+    int rc = fr_store_check_readable(st, err);
+    if (rc == FR_OK && (!workflow || !out))
+        rc = fr_error_set(err, FR_EINVAL, st->path, 0, "no workflow or no place for the result");
+    if (rc != FR_OK)
+        goto cleanup;
+    if (st->pg) {
+        rc = fr_pgread_observed(st->pg, workflow, out, err);
+        goto cleanup;
+    }
+    if (sqlite3_prepare_v2(st->db,
+                           "SELECT a.task, a.endpoint, a.latency_ms, a.output_tokens"
+                           " FROM attempts a JOIN runs r ON r.id = a.run_id"
+                           " WHERE r.workflow = ?1 AND a.outcome = 'ok' AND a.latency_ms > 0"
+                           " ORDER BY a.at DESC, a.id DESC",
+                           -1, &s, NULL) != SQLITE_OK) {
+        rc = fr_store_db_error(st, err, "cannot read the attempts");
+        goto cleanup;
+    }
+    fr_store_bind_text(s, 1, workflow);
+    /* First the newest samples, then their medians. */
+    samples = fr_store_observed_new();
+    int step;
+    while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+        const char *task = (const char *)sqlite3_column_text(s, 0);
+        const char *ep = (const char *)sqlite3_column_text(s, 1);
+        if (!task || !ep)
+            continue; /* NOT NULL columns: cannot happen */
+        fr_store_observed_add(samples, task, ep, sqlite3_column_double(s, 2),
+                              sqlite3_column_int64(s, 3));
+    }
+    if (step != SQLITE_DONE) {
+        rc = fr_store_db_error(st, err, "cannot read the attempts");
+        goto cleanup;
+    }
+    *out = fr_store_observed_end(samples);
+    samples = NULL;
 cleanup:
     sqlite3_finalize(s);
-    json_decref(root);
+    json_decref(samples);
     return rc;
 }

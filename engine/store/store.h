@@ -92,7 +92,17 @@ typedef struct fr_attempt_rec {
  * carries sqlite3_errmsg).
  *
  * A store belongs to the process that opened it: after fork(), the child opens
- * its own; a parent's store used in a child fails with FR_ESTORE. */
+ * its own; a parent's store used in a child fails with FR_ESTORE.
+ *
+ * A `path` that is a PostgreSQL URL (fr_pgurl_is_url) opens the shared
+ * store for the commands instead (engine/store/pgread: one synchronous
+ * connection, never for a run's loop): fr_store_spend, fr_store_spend_days,
+ * fr_store_observed, fr_store_run_tasks, fr_store_history, fr_store_runs,
+ * fr_store_report_get, fr_store_run_stats (the same documents as from
+ * SQLite) and fr_store_approval_decide (a write) ask the database; every
+ * other call fails with FR_ESTORE. Its errors name the URL with the password masked:
+ * FR_ECONNECT when the server cannot be reached, FR_ENOENT for a database
+ * without flowrun's schema, FR_ESTOREVER for a newer one. */
 int fr_store_open(const char *path, fr_store **out, fr_error *err);
 
 /* Opens the existing database at `path` (borrowed, copied) for reading only,
@@ -104,7 +114,8 @@ int fr_store_open(const char *path, fr_store **out, fr_error *err);
  * Errors, each with `path` as err->source: FR_EINVAL for a NULL or empty
  * path; FR_ENOENT when there is no such file (or one without flowrun's schema yet); FR_ESTOREVER
  * for a newer schema; FR_ESTORE for an older schema (a run migrates it), a file that is not
- * flowrun's database, and any other SQLite failure. */
+ * flowrun's database, and any other SQLite failure.
+ * A PostgreSQL URL opens the shared store as fr_store_open does. */
 int fr_store_open_readonly(const char *path, fr_store **out, fr_error *err);
 
 /* Closes the database and frees the store; NULL is fine. Called in a forked

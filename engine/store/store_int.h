@@ -13,6 +13,8 @@
 #include <sys/types.h>
 #include <time.h>
 
+#include <jansson.h>
+
 /* The statements prepared once at open (fr_store_prepare_all) and reused. */
 enum fr_store_stmt {
     S_BEGIN,
@@ -76,7 +78,10 @@ struct fr_store {
     /* Its owner row (owners.c), "" before fr_store_owner_begin: */
     char owner_id[48];
     char real_host[256]; /* this host's name (gethostname), "" unknown: liveness */
-    double owner_beat; /* when its expiry was last pushed on (store clock) */
+    double owner_beat;   /* when its expiry was last pushed on (store clock) */
+    /* A PostgreSQL store opened for reading (fr_store_open_readonly of a
+     * URL): the readers ask it instead of SQLite; `db` is NULL. */
+    struct fr_pgread *pg;
 };
 
 /* The process holding an open lease, or running a run, as read inside a
@@ -134,6 +139,10 @@ int fr_store_insert_error(fr_store *st, fr_error *err, const char *run_id, const
 /* FR_OK when `st` may be used by this process: it exists and was opened by
  * this process, not inherited through fork(). Otherwise fills `err`. */
 int fr_store_check_usable(const fr_store *st, fr_error *err);
+/* fr_store_check_usable for a reader that a PostgreSQL store opened by
+ * fr_store_open_readonly answers too (it dispatches to engine/store/pgread);
+ * fr_store_check_usable refuses such a store for everything else. */
+int fr_store_check_readable(const fr_store *st, fr_error *err);
 
 /* FR_OK when `month` (borrowed) is "YYYY-MM" with a month 01-12, else
  * FR_EINVAL in `err`. */
@@ -262,3 +271,87 @@ int fr_store_history_add(fr_store *st, const fr_attempt_rec *a, double at, fr_er
  * for `month` (borrowed). FR_OK or FR_ESTORE. */
 int fr_store_month_total(fr_store *st, enum fr_store_stmt id, const char *month, double *total,
                          fr_error *err);
+
+/* Whether `m` (borrowed, may be NULL) is a month "YYYY-MM", or with `day`
+ * a day "YYYY-MM-DD" (month 01-12, day 01-31). */
+bool fr_store_period_valid(const char *m, bool day);
+
+/* ---- the documents the readers build, shared by the SQLite store and the
+ * PostgreSQL read side (pgread.c): only the queries differ ---------------- */
+
+/* One row of a spend query: the attempts of a (period, workflow, endpoint,
+ * tier, user, host) group; the strings borrowed. */
+typedef struct fr_store_spend_row {
+    const char *period, *workflow, *endpoint, *tier, *user, *host;
+    long long attempts, input, output, cached, estimated;
+    double cost;
+} fr_store_spend_row;
+
+/* A new spend document (owned): {"months": []}, or {"days": []} with
+ * `by_day`. */
+json_t *fr_store_spend_doc_new(bool by_day);
+/* Adds row `r` (borrowed) to `doc`: rows come ordered by period. */
+void fr_store_spend_doc_add(json_t *doc, bool by_day, const fr_store_spend_row *r);
+/* Ends `doc`: the period asked for by name (`period`, may be NULL) is
+ * listed with zeros when no row had it. */
+void fr_store_spend_doc_end(json_t *doc, bool by_day, const char *period);
+
+/* A new document of a run for fr_store_run_tasks (owned), tasks empty;
+ * the strings borrowed. */
+json_t *fr_store_run_doc_new(const char *run_id, const char *workflow, const char *status,
+                             double cost_usd);
+/* Adds one attempt of the run, in booking order, to `doc`; strings
+ * borrowed. */
+void fr_store_run_doc_add(json_t *doc, const char *task, const char *endpoint, const char *outcome,
+                          double cost_usd);
+
+/* The observed samples of fr_store_observed: a new accumulator (owned),
+ * one sample added per successful attempt, newest first (strings
+ * borrowed), and its end: the owned document (the accumulator taken). */
+json_t *fr_store_observed_new(void);
+void fr_store_observed_add(json_t *acc, const char *task, const char *endpoint, double latency_ms,
+                           long long output_tokens);
+json_t *fr_store_observed_end(json_t *acc);
+
+/* fr_store_runs' entries: the query's first FR_STORE_RUNS_COLUMNS
+ * columns (id, workflow, started_at, ended_at, status, exit_code, cost_usd,
+ * makespan_ms, the report's cost_usd, local_token_share, has_report), as
+ * JSON values, taken; `gone` says the run's process is gone (a run still
+ * "running" is then "crashed"). Returns the owned entry. */
+#define FR_STORE_RUNS_COLUMNS 11
+json_t *fr_store_runs_row(json_t *v[FR_STORE_RUNS_COLUMNS], bool gone);
+
+/* fr_store_report_get's rows, best first (the whole id, else the newest):
+ * row `n` (from 0) of the query, its id, workflow, status, json and
+ * summary (borrowed), goes into `out` (the first) or names the second
+ * match in `other` (256 bytes); returns true when no further row matters
+ * (the whole id matched). Then fr_store_report_found says what the `n`
+ * rows read mean: FR_OK, FR_ENOENT for none, FR_EINVAL for an ambiguous
+ * prefix (`out` cleared on an error; `source` names the store). */
+bool fr_store_report_pick(fr_store_report *out, char other[256], int n, const char *ref,
+                          const char *const v[5]);
+int fr_store_report_found(fr_store_report *out, const char *other, int n, const char *source,
+                          const char *ref, const char *workflow, fr_error *err);
+
+/* fr_store_run_stats' groups: group `key` (borrowed) of `groups` from its
+ * sums `v`: requests, ok, replies, quality failures, input, output and
+ * cached tokens, cost, local attempts, local tokens; with `tier` (an
+ * endpoint's; NULL for a task type). Then its quantiles: `p50` and `p95`
+ * (taken, JSON numbers or null) of metric `key` ("latency_ms" or
+ * "ttft_ms") of group `group`. The document: `by_endpoint` and `by_type`
+ * taken. */
+#define FR_STORE_STATS_SUMS 10
+void fr_store_stats_group(json_t *groups, const char *key, const double v[FR_STORE_STATS_SUMS],
+                          const char *tier);
+void fr_store_stats_quantiles(json_t *groups, const char *group, const char *key, json_t *p50,
+                              json_t *p95);
+json_t *fr_store_stats_doc(double since, long long runs, json_t *by_endpoint, json_t *by_type);
+
+/* The `n` names `endpoints` (borrowed) as a compact JSON array (owned:
+ * free), the routing history's query parameter; NULL for NULL (every
+ * endpoint). */
+char *fr_store_names_json(const char *const *endpoints, size_t n);
+
+/* The routing history's query gives a bin row's count and ttft bin in the
+ * places of `settled` and `passes`: moves them to `n` and `ttft_bin`. */
+void fr_store_history_row_fix(fr_store_history_row *r);

@@ -733,6 +733,44 @@ static void test_users_hosts_and_owners(void **state)
                      4);
 }
 
+/* The routing history: an attempt settled from in flight adds to its
+ * key (endpoint, type, band) and, gated, to its bins; a repeated settle
+ * and an attempt in flight add nothing; a cancelled one (no reply) counts
+ * as settled with its cost only. */
+static void test_routing_history(void **state)
+{
+    fx *f = *state;
+    conn *k = store_with_run(f);
+    assert_int_equal(reserve(f, k, "r1", "a", 1, 0.5, "o1", "u", "h"), 1);
+    assert_int_equal(reserve(f, k, "r1", "b", 1, 0.25, "o1", "u", "h"), 1);
+    exec_ok(f, k,
+            "UPDATE attempts SET complexity = 0.45, task_type = 'code' WHERE task IN ('a', 'b')", 0,
+            NULL);
+    assert_int_equal(query_int(f, k, "SELECT count(*) FROM routing_history", 0, NULL), 0);
+    static const char settle[] =
+        "UPDATE attempts SET outcome = $2, cost_usd = 0.125, latency_ms = 8, ttft_ms = 1024,"
+        " output_tokens = 30, score = 0.75, at = 1000 WHERE task = $1 AND outcome = 'pending'";
+    const char *pa[2] = {"a", "ok"}, *pb[2] = {"b", "cancelled"};
+    assert_int_equal(exec_ok(f, k, settle, 2, pa), 1);
+    assert_int_equal(exec_ok(f, k, settle, 2, pa), 0); /* repeated: nothing */
+    assert_int_equal(exec_ok(f, k, settle, 2, pb), 1);
+    assert_int_equal(
+        query_int(f, k,
+                  "SELECT count(*) FROM routing_history WHERE endpoint = 'gpu' AND task_type ="
+                  " 'code' AND band = 2 AND settled = 2 AND passes = 1 AND fails = 0 AND errors = 0"
+                  " AND w_pass = 1 AND w_ref = 1000 AND last_at = 1000 AND score_sum = 0.75"
+                  " AND score_n = 1 AND cost_sum = 0.25 AND out_tokens = 30 AND reply_ms = 8",
+                  0, NULL),
+        1);
+    /* 8 ms is bin 12 (4 log2 8), 1024 ms bin 40; the cancelled one has none. */
+    assert_int_equal(query_int(f, k,
+                               "SELECT count(*) FROM routing_bins WHERE lat_bin = 12"
+                               " AND ttft_bin = 40 AND n = 1",
+                               0, NULL),
+                     1);
+    assert_int_equal(query_int(f, k, "SELECT count(*) FROM routing_bins", 0, NULL), 1);
+}
+
 int main(void)
 {
     PG_SERVER_START_OR_RETURN(&server);
@@ -747,6 +785,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_totals_equal_a_recount, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_users_hosts_and_owners, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_routing_history, setup, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     pg_server_stop(&server);

@@ -346,6 +346,49 @@ static void test_runs_reserve_settle(void **state)
     fr_pgstore_close(s);
 }
 
+/* A reservation books the task's complexity and a settle the check's
+ * score, capped or not; the routing history counts the settled attempt in
+ * its complexity band. */
+static void test_complexity_and_score(void **state)
+{
+    fx *f = *state;
+    fr_pgstore *s = NULL;
+    open_store(f, NULL, &s);
+    begin_run(f, s, "cx-1");
+    fr_attempt_rec a = attempt("cx-1", "t1", 1, "ep-cx", 0.5);
+    fr_attempt_rec b = attempt("cx-1", "t2", 1, "ep-cx", 0.5);
+    a.type = b.type = "code";
+    a.has_complexity = true;
+    a.complexity = 0.65;
+    res ra = {0}, rb = {0};
+    assert_int_equal(fr_pgstore_reserve(s, &a, 2, on_done, &ra), FR_OK);
+    assert_int_equal(fr_pgstore_reserve(s, &b, 0, on_done, &rb), FR_OK);
+    FLUSH_UNTIL(f, s, ra.calls && rb.calls);
+    assert_int_equal(ra.rc, FR_OK);
+    assert_int_equal(rb.rc, FR_OK);
+    a.has_score = true;
+    a.score = 0.8;
+    a.has_ttft = true;
+    a.ttft_ms = 9;
+    res sa = {0}, sb = {0};
+    assert_int_equal(fr_pgstore_settle(s, &a, false, on_value, &sa), FR_OK);
+    assert_int_equal(fr_pgstore_settle(s, &b, false, on_value, &sb), FR_OK);
+    FLUSH_UNTIL(f, s, sa.calls && sb.calls);
+    assert_int_equal(sa.rc, FR_OK);
+    assert_int_equal(sb.rc, FR_OK);
+    assert_int_equal(sql_num(f, "SELECT count(*) FROM attempts WHERE task = 't1'"
+                                " AND complexity = 0.65 AND score = 0.8 AND ttft_ms = 9"),
+                     1);
+    assert_int_equal(sql_num(f, "SELECT count(*) FROM attempts WHERE run_id = 'cx-1'"
+                                " AND task = 't2' AND complexity IS NULL AND score IS NULL"),
+                     1);
+    assert_int_equal(sql_num(f, "SELECT count(*) FROM routing_history WHERE endpoint = 'ep-cx'"
+                                " AND ((band = 3 AND score_n = 1 AND score_sum = 0.8)"
+                                " OR (band = 2 AND score_n = 0)) AND settled = 1 AND passes = 1"),
+                     2);
+    fr_pgstore_close(s);
+}
+
 static void test_cache_and_approvals(void **state)
 {
     fx *f = *state;
@@ -888,6 +931,7 @@ int main(void)
     PG_SERVER_START_OR_RETURN(&server);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_runs_reserve_settle, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_complexity_and_score, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cache_and_approvals, setup, teardown),
         cmocka_unit_test_setup_teardown(test_capacity_across_two_stores, setup, teardown),
         cmocka_unit_test_setup_teardown(test_leases_two_owners, setup, teardown),
