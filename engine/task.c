@@ -486,7 +486,7 @@ static fr_task_next judge(fr_task *t, fr_outcome *o)
     book_attempt(t, outcome, rc == FR_OK ? NULL : err->msg, &used, cost, o->total_ms, ttft);
     log_end(t, outcome, rc == FR_OK ? NULL : err->msg, &used);
     fr_error cerr = {0};
-    if (rc == FR_OK && env->books && t->cache_key &&
+    if (rc == FR_OK && env->books && fr_booking_store(env->books) && t->cache_key &&
         fr_cache_put(fr_booking_store(env->books), t->cache_key, spec_of(t)->name, &o->reply,
                      &cerr) != FR_OK)
         fr_booking_write_failed(env->books, &cerr);
