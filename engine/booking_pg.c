@@ -43,6 +43,8 @@ struct op {
     fr_cap_kind period;  /* OP_LEASE */
     char key[16];
     double cap, want;
+    bool deferred;         /* OP_SETTLE: sent at the turn's end, after its reservations */
+    bool held;             /* OP_LEASE: sent once the run's row is durable */
     int tries;             /* sent again after a lock timeout so far */
     uint64_t due;          /* uv_now of the private loop when it is sent again; 0: not waiting */
     enum write_kind write; /* OP_WRITE: which, its strings in strs */
@@ -83,6 +85,7 @@ struct fr_pgbooks {
     } lease[FR_CAP_COUNT];
     long long next_row;
     uint32_t jitter;
+    bool begun; /* the run's row is durable */
     bool down;
     uint64_t down_since;
     fr_store_info info;
@@ -182,6 +185,16 @@ static void slot_later(op *o)
     rearm(p);
 }
 
+/* True when `rc` (with `err`, may be NULL) says a lock held by another
+ * session got in the way: the lock or statement timeout, or a deadlock or
+ * serialization failure the store's own retries did not get past. Nothing
+ * of the transaction was written: it may be sent again. */
+static bool lock_conflict(int rc, const fr_error *err)
+{
+    return rc == FR_ETIMEDOUT ||
+           (rc != FR_OK && err && (strstr(err->msg, "40P01") || strstr(err->msg, "40001")));
+}
+
 static void failed(fr_pgbooks *p, int rc, const fr_error *err)
 {
     fr_error e = {0};
@@ -195,9 +208,17 @@ static void failed(fr_pgbooks *p, int rc, const fr_error *err)
 static void on_write(void *ud, int rc, const fr_error *err)
 {
     op *o = ud;
-    if (rc == FR_ETIMEDOUT) {
+    if (lock_conflict(rc, err)) {
         retry_later(o);
         return;
+    }
+    if (rc == FR_OK && o->write == W_BEGIN) {
+        o->p->begun = true;
+        for (op *l = o->p->head; l; l = l->next)
+            if (l->kind == OP_LEASE && l->held) {
+                l->held = false;
+                send_op(l);
+            }
     }
     o->rc = rc;
     if (rc != FR_OK) {
@@ -215,7 +236,7 @@ static void on_reserved(void *ud, int rc, const fr_error *err)
 {
     op *o = ud;
     fr_pgbooks *p = o->p;
-    if (rc == FR_ETIMEDOUT) {
+    if (lock_conflict(rc, err)) {
         retry_later(o);
         return;
     }
@@ -256,7 +277,7 @@ static void on_settled(void *ud, int rc, double total, const fr_error *err)
 {
     op *o = ud;
     fr_pgbooks *p = o->p;
-    if (rc == FR_ETIMEDOUT) {
+    if (lock_conflict(rc, err)) {
         retry_later(o);
         return;
     }
@@ -276,7 +297,7 @@ static void on_lease(void *ud, int rc, double granted, const fr_error *err)
 {
     op *o = ud;
     fr_pgbooks *p = o->p;
-    if (rc == FR_ETIMEDOUT) {
+    if (lock_conflict(rc, err)) {
         retry_later(o);
         return;
     }
@@ -355,7 +376,7 @@ static void on_retry(uv_timer_t *h)
     uint64_t now = uv_now(&p->inner);
     for (op *o = p->head, *next; o; o = next) {
         next = o->next;
-        if (o->due && o->due <= now)
+        if (o->due && o->due <= now && !o->held && !o->deferred)
             send_op(o);
     }
     rearm(p);
@@ -425,10 +446,26 @@ static void on_timer(uv_timer_t *h)
     drive(h->data);
 }
 
+/* Queues the turn's settles after its reservations: a batch takes an
+ * endpoint's row lock (a reservation) before a period's (a settle), in the
+ * order every other process takes them too, so that their batches do not
+ * deadlock. */
+static void send_deferred(fr_pgbooks *p)
+{
+    for (op *o = p->head, *next; o; o = next) {
+        next = o->next;
+        if (o->deferred) {
+            o->deferred = false;
+            send_op(o);
+        }
+    }
+}
+
 /* The loop is about to block: the turn's writes go out as one transaction. */
 static void on_prepare(uv_prepare_t *h)
 {
     fr_pgbooks *p = h->data;
+    send_deferred(p);
     if (fr_pgstore_queued(p->s) > 0)
         fr_pgstore_flush(p->s);
     drive(p);
@@ -467,6 +504,7 @@ static bool run_out(fr_pgbooks *p, uint64_t ms)
     uv_update_time(&p->inner);
     uv_timer_start(&p->deadline, on_deadline, ms, 0);
     while (!p->expired) {
+        send_deferred(p);
         if (fr_pgstore_queued(p->s) > 0)
             fr_pgstore_flush(p->s);
         bool pending = false;
@@ -574,6 +612,7 @@ fr_pgstore *fr_pgbooks_store(const fr_pgbooks *p)
 
 void fr_pgbooks_flush(fr_pgbooks *p)
 {
+    send_deferred(p);
     if (fr_pgstore_queued(p->s) > 0)
         fr_pgstore_flush(p->s);
 }
@@ -672,7 +711,10 @@ void fr_pgbooks_settle(fr_pgbooks *p, long long row, const fr_attempt_rec *a, fr
     o->want_total = fr_budget_wants_month_total(budget, a->cost_usd);
     o->at_ms = at_ms;
     o->history = history;
-    send_op(o);
+    if (live(p))
+        o->deferred = true; /* at the turn's end */
+    else
+        send_op(o);
 }
 
 int fr_pgbooks_lease(fr_pgbooks *p, fr_cap_kind kind, const char *period, double cap, double want,
@@ -696,6 +738,10 @@ int fr_pgbooks_lease(fr_pgbooks *p, fr_cap_kind kind, const char *period, double
         o->cap = cap;
         o->want = want;
         p->lease[kind].state = LEASE_ASKING;
+        if (!p->begun) {
+            o->held = true; /* the lease's row refers to the run's */
+            return FR_BUDGET_ASKED;
+        }
         send_op(o);
         if (p->lease[kind].state == LEASE_ANSWERED) /* refused at once */
             return fr_pgbooks_lease(p, kind, period, cap, want, granted, err);
@@ -707,6 +753,11 @@ int fr_pgbooks_end(fr_pgbooks *p, const char *status, int code, double spent, fr
 {
     fr_pgbooks_detach(p);
     sweep(p);
+    for (op *o = p->head, *next; o; o = next) {
+        next = o->next;
+        if (o->kind == OP_LEASE && o->held)
+            op_free(o); /* never sent: the run's row is not there */
+    }
     op *end = write_op(p, W_END, status, NULL);
     end->code = code;
     end->want = spent;

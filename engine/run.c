@@ -638,8 +638,12 @@ int fr_run_new(fr_workflow *wf, const fr_run_opts *opts, fr_run **out, fr_error 
     if (rc != FR_OK)
         goto cleanup;
     fr_store *store = r->books ? fr_booking_store(r->books) : NULL;
-    r->placer = (fr_place_env){
-        &r->env, {store, wf, r->eps, r->router, NULL}, opts->no_cache, opts->fresh, opts->nfresh};
+    r->placer = (fr_place_env){&r->env,
+                               {store, wf, r->eps, r->router, NULL},
+                               /* books on a shared store: no result cache on them yet */
+                               opts->no_cache || (r->books && !store),
+                               opts->fresh,
+                               opts->nfresh};
     if (!r->plan)
         r->checks = fr_checkpoints_for_run(
             wf, &r->res, r->g, r->sched, r->books, r->run_id, r->out_dir, opts->approve,
