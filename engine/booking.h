@@ -16,6 +16,10 @@
  * and remove it at the end; a shared endpoint's attempt holds one of its
  * slots across processes (fr_booking_reserve_slot), and one refused waits in
  * the books' queue of the endpoint until a slot is free.
+ * The books may instead be on a team's shared PostgreSQL store (a --state
+ * URL, fr_booking_state_url): the same contracts, every write asynchronous
+ * (engine/booking_int.h says how), a request released once its
+ * reservation's commit came back.
  * Owned by engine/run; it reaches the store (engine/store/store.h) by name, the
  * budget reaches it through the callbacks of fr_booking_ledger. */
 

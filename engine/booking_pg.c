@@ -1,7 +1,6 @@
 #include "engine/booking_int.h"
 
 #include "engine/history.h"
-#include "engine/store/pgurl.h"
 #include "engine/util/log.h"
 #include "engine/util/mem.h"
 
@@ -34,9 +33,10 @@ struct op {
     fr_booking_wait *w; /* OP_RESERVE: the parked request, NULL once taken back */
     long long *row;     /* ... and where its row goes */
     bool refused;       /* OP_RESERVE: refused for capacity, waits for a slot */
-    uint64_t since;     /* uv_now of the run's loop when first refused */
-    fr_budget *budget;  /* OP_SETTLE: told the month's total */
-    bool want_total;    /* ... when it asked for it */
+    bool turn; /* ... a tool loop's later turn: its answer is kept (rc) for the caller's next ask */
+    uint64_t since;    /* uv_now of the run's loop when first refused */
+    fr_budget *budget; /* OP_SETTLE: told the month's total */
+    bool want_total;   /* ... when it asked for it */
     double at_ms;
     fr_history *history; /* ... and the routing history, once durable */
     bool with_reserve;   /* OP_SETTLE of an attempt not reserved before: both, in order */
@@ -242,6 +242,13 @@ static void on_reserved(void *ud, int rc, const fr_error *err)
     }
     if (rc == FR_ELIMIT && o->w) {
         slot_later(o);
+        return;
+    }
+    if (o->turn) {
+        if (rc != FR_OK && rc != FR_ELIMIT)
+            failed(p, rc, err);
+        o->rc = rc;
+        o->done = true; /* the turn asks again (fr_pgbooks_reserve) */
         return;
     }
     fr_booking_wait *w = o->w;
@@ -651,6 +658,41 @@ void fr_pgbooks_begin(fr_pgbooks *p, const char *name, const char *path)
     send_op(write_op(p, W_BEGIN, name, path));
 }
 
+/* A tool loop's later turn on a shared endpoint: nothing waits, so the
+ * first ask sends the reservation and says every slot is held (*row 0);
+ * the caller asks again soon and gets the answer then: a row once it is
+ * durable, 0 again when it was refused (and a new reservation is sent). */
+static bool reserve_turn(fr_pgbooks *p, const fr_attempt_rec *a, int max, long long *row)
+{
+    for (op *o = p->head; o; o = o->next) {
+        if (o->kind != OP_RESERVE || !o->turn || o->rec.attempt != a->attempt ||
+            strcmp(o->rec.task, a->task) != 0)
+            continue;
+        if (!o->done)
+            return true; /* asked, not answered yet */
+        int rc = o->rc;
+        op_free(o);
+        if (rc == FR_OK) {
+            *row = ++p->next_row;
+            return true;
+        }
+        if (rc != FR_ELIMIT)
+            return false;
+        break; /* refused: ask again */
+    }
+    op *o = op_new(p, OP_RESERVE);
+    op_keep(o, a);
+    o->max = max;
+    o->turn = true;
+    int rc = fr_pgstore_reserve(p->s, &o->rec, o->max, on_reserved, o);
+    if (rc != FR_OK) {
+        op_free(o);
+        failed(p, rc, NULL);
+        return false;
+    }
+    return true;
+}
+
 bool fr_pgbooks_reserve(fr_pgbooks *p, const fr_attempt_rec *a, int max, long long *row,
                         fr_booking_wait *w)
 {
@@ -662,6 +704,8 @@ bool fr_pgbooks_reserve(fr_pgbooks *p, const fr_attempt_rec *a, int max, long lo
     }
     if (fr_booking_failed(p->owner))
         return false;
+    if (!w && max > 0)
+        return reserve_turn(p, a, max, row);
     op *o = op_new(p, OP_RESERVE);
     op_keep(o, a);
     o->max = max;
@@ -676,8 +720,9 @@ bool fr_pgbooks_reserve(fr_pgbooks *p, const fr_attempt_rec *a, int max, long lo
         o->row = row;
         w->parked = true;
     } else {
-        /* Nothing to wait with (a tool loop's later turn): booked as soon as
-         * the store answers; the request does not wait for it. */
+        /* Nothing to wait with (a tool loop's later turn on an endpoint not
+         * shared): booked as soon as the store answers; the request does
+         * not wait for it. */
         *row = ++p->next_row;
     }
     return true;

@@ -709,7 +709,7 @@ void fr_report_summary(const fr_results *r, FILE *f, bool color)
         fmt_ms(down, sizeof down, r->store.down_ms);
         fprintf(f,
                 "state store: the connection to the shared %s store was lost and came back %ld "
-                "time%s (down %s in all); admitted work finished, nothing was booked twice\n",
+                "time%s (down %s in all); what was in flight was sent again once it was back\n",
                 r->store.kind, r->store.reconnects, r->store.reconnects == 1 ? "" : "s", down);
     }
     char mk[32], cp[32], p50s[32], p95s[32];
