@@ -6,11 +6,13 @@
 # simulator's own counts), spend stays under the monthly cap, and each run's
 # report has a store block counting the reconnection. A database that
 # cannot be reached at start: exit 74, the URL named with its password
-# masked, the password nowhere in what flowrun wrote. Skipped (77) where
-# PostgreSQL cannot be installed.
+# masked, the password nowhere in what flowrun wrote (nor in the database).
+# A process killed with requests in flight: the next run marks its run
+# crashed and those requests cancelled, their worst case kept. Skipped (77)
+# where PostgreSQL cannot be installed.
 source "$(dirname "$0")/lib.bash"
 pg_store_start
-start_sim --latency 150 --tps 0
+start_sim --latency 150 --tps 0 --model mk:latency=3000
 TASKS=40
 CAP=5
 PRICE_IN=200
@@ -40,7 +42,7 @@ for n in 1 2; do
   pids+=($!)
 done
 wait_for requests_at_least 6
-bash "$SRC/tests/unit/support/pg.sh" restart "$PG_DIR"
+(cd / && bash "$SRC/tests/unit/support/pg.sh" restart "$PG_DIR") # from a folder the server's user may enter
 for n in 1 2; do
   rc=0
   wait "${pids[$((n - 1))]}" || rc=$?
@@ -90,3 +92,30 @@ psql -q "$PG_URL" -c "CREATE DATABASE pwdb OWNER pwuser" >/dev/null
   grep -q -F -e "$PG_PASSWORD" ||
   fail "the password is in the database"
 pass "unreachable at start: exit 74 naming the URL with its password masked; the password nowhere"
+
+# A process killed with requests in flight: once its owner's lease (5 s) has
+# passed, the next run to begin marks its run crashed and its requests in
+# flight cancelled, their worst case kept (as the SQLite store does).
+{
+  echo 'workflow { name = "killed" }'
+  echo "endpoint \"slow\" { tier = \"local\", url = \"$SIM_URL/v1\", model = \"mk\", max_parallel = 2 }"
+  echo 'agent "a" {}'
+  for i in 1 2 3 4; do echo "task \"k$i\" { agent = \"a\", prompt = \"REPLY: k$i\" }"; done
+} >"$WORK/k.lua"
+"$FLOWRUN" "$WORK/k.lua" --state "$PG_URL" --out "$WORK/ok" --json --no-cache >"$WORK/k.json" 2>"$WORK/k.err" &
+pid=$!
+wait_for in_flight_at_least mk 2
+kill -9 "$pid"
+wait "$pid" 2>/dev/null || true
+killed=$(q "SELECT id FROM runs WHERE workflow = 'killed'")
+[ "$(q "SELECT count(*) FROM attempts WHERE run_id = '$killed' AND outcome = 'pending'")" -ge 1 ] ||
+  fail "the killed run has no request in flight in the ledger"
+sleep 6 # its owner's lease passes
+"$FLOWRUN" "$WORK/f3.lua" --state "$PG_URL" --out "$WORK/of4" --json --no-cache >"$WORK/f4.json" 2>"$WORK/f4.err" ||
+  { cat "$WORK/f4.err" >&2; fail "the run after the kill"; }
+[ "$(q "SELECT status FROM runs WHERE id = '$killed'")" = crashed ] || fail "the killed run is not crashed"
+[ "$(q "SELECT count(*) FROM attempts WHERE run_id = '$killed' AND outcome = 'pending'")" = 0 ] ||
+  fail "the killed run's requests are still in flight in the ledger"
+q "SELECT error FROM attempts WHERE run_id = '$killed' AND outcome = 'cancelled'" | grep -q "worst case is kept" ||
+  fail "the killed run's requests are not cancelled: $(q "SELECT task, outcome FROM attempts WHERE run_id = '$killed'")"
+pass "a process killed mid-run: the next run marks its run crashed and its requests in flight cancelled"
