@@ -33,6 +33,7 @@ struct op {
     fr_booking_wait *w; /* OP_RESERVE: the parked request, NULL once taken back */
     long long *row;     /* ... and where its row goes */
     bool refused;       /* OP_RESERVE: refused for capacity, waits for a slot */
+    bool counted;       /* ... for slots other processes hold (a capacity wait) */
     bool turn; /* ... a tool loop's later turn: its answer is kept (rc) for the caller's next ask */
     uint64_t since;    /* uv_now of the run's loop when first refused */
     fr_budget *budget; /* OP_SETTLE: told the month's total */
@@ -164,6 +165,16 @@ static void retry_later(op *o)
 }
 
 /* A slot refused: asked again on the store's wake, or soon. */
+/* True while a settle of this process on `endpoint` is unanswered: the
+ * slot it frees is not free in the store yet. */
+static bool settling(const fr_pgbooks *p, const char *endpoint)
+{
+    for (const op *o = p->head; o; o = o->next)
+        if (o->kind == OP_SETTLE && strcmp(o->rec.endpoint, endpoint) == 0)
+            return true;
+    return false;
+}
+
 static void slot_later(op *o)
 {
     fr_pgbooks *p = o->p;
@@ -173,11 +184,16 @@ static void slot_later(op *o)
     o->due = uv_now(&p->inner) + SLOT_RETRY_MS + p->jitter % (SLOT_JITTER_MS + 1);
     if (!o->refused) {
         o->refused = true;
+        fr_pgstore_wait(p->s, o->rec.endpoint);
+    }
+    if (!o->counted && !settling(p, o->rec.endpoint)) {
+        /* Not a slot of this process's own that is being settled: other
+         * processes hold them, and the wait counts from here. */
+        o->counted = true;
         o->since = p->outer ? uv_now(p->outer) : 0;
         if (o->w)
             o->w->queued = true;
         p->info.capacity_waits++;
-        fr_pgstore_wait(p->s, o->rec.endpoint);
         fr_log_event(FR_LOG_DEBUG, "store", "slot.wait",
                      "task=%s endpoint=%s max_parallel=%d: its slots are held by other processes",
                      o->rec.task, o->rec.endpoint, o->max);
@@ -258,7 +274,7 @@ static void on_reserved(void *ud, int rc, const fr_error *err)
         w->parked = w->queued = false;
         if (rc == FR_OK)
             *o->row = ++p->next_row;
-        if (o->refused && p->outer) {
+        if (o->counted && p->outer) {
             w->waited_ms = (double)(uv_now(p->outer) - o->since);
             if (w->waited_ms <= 0)
                 w->waited_ms = 1;
