@@ -120,7 +120,7 @@ static const struct {
     {FOR_RUN | FOR_PLAN,
      "  --state DIR           state directory (default $FLOWRUN_STATE, else ./.flowrun\n"
      "                        in the current directory): runs, the cost ledger, the cache;\n"
-     "                        or a postgresql:// URL, a team's shared store (docs/team.md)\n"},
+     "                        or a postgresql:// URL: a team's shared store\n"},
     {FOR_RUN | FOR_PLAN, "  --progress            a line per task as it finishes\n"},
     {FOR_RUN | FOR_PLAN,
      "  --explain             print each routing decision as it is made: the\n"
