@@ -63,7 +63,7 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 pg_store_start() {
   source "$SRC/tests/unit/support/pg.sh"
   pg_start
-  trap '_rc=$?; pg_stop; (exit $_rc); cleanup' EXIT
+  trap '_rc=$?; set +e; pg_stop; (exit $_rc); cleanup' EXIT
 }
 pass() { echo "ok - $*"; }
 
