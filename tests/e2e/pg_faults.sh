@@ -7,6 +7,7 @@
 # report has a store block counting the reconnection. A database that
 # cannot be reached at start: exit 74, the URL named with its password
 # masked, the password nowhere in what flowrun wrote (nor in the database).
+# A row lock held by another session past the lock timeout: sent again.
 # A process killed with requests in flight: the next run marks its run
 # crashed and those requests cancelled, their worst case kept. Skipped (77)
 # where PostgreSQL cannot be installed.
@@ -70,6 +71,22 @@ for n in 1 2; do
     "$WORK/f$n.err" || fail "run $n: the summary does not say the store came back"
 done
 pass "PostgreSQL restarted under two runs: both ok, $served requests booked once each (\$$spent of a \$$CAP cap), the reports count the reconnection"
+
+# A lock held by another session past the lock timeout (2 s): the run's
+# reservations time out, are sent again, and the run ends ok.
+psql -q "$PG_URL" -c "BEGIN" -c "SELECT name FROM endpoints WHERE name = 'cloud' FOR UPDATE" \
+  -c "SELECT pg_sleep(3.5)" -c "COMMIT" >/dev/null &
+locker=$!
+sleep 0.5
+flow "$WORK/f5.lua" 5
+"$FLOWRUN" "$WORK/f5.lua" --state "$PG_URL" --out "$WORK/of5" --json --no-cache >"$WORK/f5.json" 2>"$WORK/f5.err" ||
+  { cat "$WORK/f5.err" >&2; fail "a run behind a lock held elsewhere"; }
+wait "$locker"
+jq -e '.store.lock_retries >= 1' "$WORK/f5.json" >/dev/null ||
+  fail "no lock retry counted: $(jq -c .store "$WORK/f5.json")"
+[ "$(q "SELECT count(*) FROM attempts WHERE run_id = '$(jq -r .run "$WORK/f5.json")' AND outcome = 'ok'")" = "$TASKS" ] ||
+  fail "the run behind the lock did not book every task"
+pass "a lock held by another session past the lock timeout: sent again, the run ends ok ($(jq .store.lock_retries "$WORK/f5.json") retries)"
 
 # Unreachable at start: a port nobody listens on, a password in the URL.
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
