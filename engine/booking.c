@@ -1,6 +1,8 @@
 #include "engine/booking.h"
+#include "engine/booking_int.h"
 
 #include "engine/history.h"
+#include "engine/store/pgurl.h"
 
 #include "engine/util/log.h"
 #include "engine/util/mem.h"
@@ -14,7 +16,10 @@
 #include <time.h>
 
 struct fr_booking {
-    fr_store *store;
+    fr_store *store;        /* SQLite, or NULL: */
+    fr_pgbooks *pg;         /* the books on a shared PostgreSQL store */
+    void (*wake)(void *ud); /* fr_booking_on_wake's */
+    void *wake_ud;
     char *run_id;
     char month[FR_STORE_MONTH_LEN]; /* "YYYY-MM" */
     char day[FR_STORE_DAY_LEN];     /* "YYYY-MM-DD": the periods the run leases in */
@@ -38,8 +43,8 @@ struct fr_booking {
     size_t nslots, capslots;
     size_t queued; /* requests in all the queues */
     uv_timer_t *tick;
-    uint64_t beat_at; /* uv_now of the last heartbeat */
-    uint32_t jitter;  /* xorshift state of the retries' jitter */
+    uint64_t beat_at;    /* uv_now of the last heartbeat */
+    uint32_t jitter;     /* xorshift state of the retries' jitter */
     fr_history *history; /* the run's routing history (fr_booking_history), or NULL */
 };
 
@@ -54,11 +59,25 @@ struct slot_queue {
 #define SLOT_RETRY_MS  20
 #define SLOT_JITTER_MS 30
 
-char *fr_booking_state_path(const char *state_dir, bool sim)
+/* The --state value or $FLOWRUN_STATE (borrowed), NULL for neither. */
+static const char *state_of(const char *state_dir)
 {
     const char *env = getenv("FLOWRUN_STATE");
-    const char *dir = state_dir && *state_dir ? state_dir : env && *env ? env : ".flowrun";
+    return state_dir && *state_dir ? state_dir : env && *env ? env : NULL;
+}
+
+char *fr_booking_state_path(const char *state_dir, bool sim)
+{
+    const char *dir = state_of(state_dir);
+    if (!dir || fr_pgurl_is_url(dir))
+        dir = ".flowrun";
     return fr_xasprintf("%s/%s", dir, sim ? "sim.db" : "state.db");
+}
+
+const char *fr_booking_state_url(const char *state_dir, bool sim)
+{
+    const char *state = state_of(state_dir);
+    return !sim && fr_pgurl_is_url(state) ? state : NULL;
 }
 
 char *fr_booking_run_id(time_t now)
@@ -268,11 +287,51 @@ void fr_booking_attach(fr_booking *b, uv_loop_t *loop)
     if (!b)
         return;
     b->loop = loop;
+    if (b->pg) {
+        fr_pgbooks_attach(b->pg, loop);
+        return;
+    }
     fr_store_batch(b->store, on_pending, b);
+}
+
+void fr_booking_detach(fr_booking *b)
+{
+    if (b && b->pg)
+        fr_pgbooks_detach(b->pg);
+}
+
+bool fr_booking_busy(const fr_booking *b)
+{
+    return b && b->pg && fr_pgbooks_busy(b->pg);
+}
+
+void fr_booking_on_wake(fr_booking *b, void (*fn)(void *ud), void *ud)
+{
+    if (!b)
+        return;
+    b->wake = fn;
+    b->wake_ud = ud;
+}
+
+void fr_booking_woken(fr_booking *b)
+{
+    if (b->wake)
+        b->wake(b->wake_ud);
+}
+
+void fr_booking_store_info(const fr_booking *b, fr_store_info *out)
+{
+    *out = (fr_store_info){0};
+    if (b && b->pg)
+        fr_pgbooks_info(b->pg, out);
 }
 
 void fr_booking_flush(fr_booking *b)
 {
+    if (b->pg) {
+        fr_pgbooks_flush(b->pg);
+        return;
+    }
     fr_error err = {0};
     if (fr_store_flush(b->store, &err) != FR_OK)
         fr_booking_write_failed(b, &err);
@@ -287,8 +346,12 @@ void fr_booking_free(fr_booking *b)
     if (b->tick) /* nor any slot to wait for */
         b->tick->data = NULL;
     b->head = b->tail = NULL; /* nor any request to send (their nodes may be gone) */
-    fr_booking_flush(b);
-    fr_store_close(b->store);
+    if (b->pg)
+        fr_pgbooks_free(b->pg);
+    else {
+        fr_booking_flush(b);
+        fr_store_close(b->store);
+    }
     for (size_t i = 0; i < b->nqueues; i++)
         free(b->queues[i].endpoint);
     free(b->queues);
@@ -305,6 +368,8 @@ fr_history *fr_booking_history(fr_booking *b, const fr_workflow *wf)
     if (!b->history) {
         b->history = fr_history_for_workflow(wf);
         fr_error err = {0};
+        if (b->pg)
+            return b->history; /* the shared store's summary is not read in a run */
         if (fr_history_load(b->history, b->store, &err) != FR_OK) {
             char msg[1400];
             fr_log_event(FR_LOG_WARN, "store", "store.error",
@@ -322,8 +387,7 @@ fr_store *fr_booking_store(const fr_booking *b)
 
 fr_pgstore *fr_booking_pgstore(const fr_booking *b)
 {
-    (void)b; /* the books are on SQLite only, so far */
-    return NULL;
+    return b && b->pg ? fr_pgbooks_store(b->pg) : NULL;
 }
 
 const char *fr_booking_month(const fr_booking *b)
@@ -356,6 +420,8 @@ static int ledger_lease(void *ud, fr_cap_kind period, double cap, double want, d
                         fr_error *err)
 {
     fr_booking *b = ud;
+    if (b->pg)
+        return fr_pgbooks_lease(b->pg, period, period_key(b, period), cap, want, granted, err);
     return fr_store_lease(b->store, period_key(b, period), cap, want, b->run_id, granted, err);
 }
 
@@ -363,6 +429,8 @@ static int ledger_totals(void *ud, fr_cap_kind period, double *spent, double *us
 {
     fr_booking *b = ud;
     const char *key = period_key(b, period);
+    if (b->pg) /* not read on the loop: a refusal says the cap alone */
+        return fr_error_set(err, FR_EINVAL, NULL, 0, "the shared ledger's totals are not read");
     int rc = fr_store_month_spent(b->store, key, spent, err);
     if (rc == FR_OK && fr_store_month_used(b->store, key, used, err) != FR_OK)
         *used = *spent;
@@ -376,7 +444,12 @@ static bool ledger_turned(void *ud, fr_cap_kind period)
     fr_booking *b = ud;
     char now[FR_STORE_DAY_LEN];
     char *key = period_key(b, period);
-    if (period == FR_CAP_DAY)
+    if (b->pg) {
+        time_t t = time(NULL);
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        strftime(now, sizeof now, period == FR_CAP_DAY ? "%Y-%m-%d" : "%Y-%m", &tm);
+    } else if (period == FR_CAP_DAY)
         fr_store_day(b->store, now);
     else
         fr_store_month(b->store, now);
@@ -394,6 +467,10 @@ fr_budget_ledger fr_booking_ledger(fr_booking *b)
 
 void fr_booking_begin(fr_booking *b, const char *name, const char *path)
 {
+    if (b->pg) {
+        fr_pgbooks_begin(b->pg, name, path);
+        return;
+    }
     fr_error err = {0};
     if (fr_store_run_begin(b->store, b->run_id, name, path, &err) != FR_OK)
         fr_booking_write_failed(b, &err);
@@ -401,6 +478,8 @@ void fr_booking_begin(fr_booking *b, const char *name, const char *path)
 
 bool fr_booking_reserve(fr_booking *b, const fr_attempt_rec *a, long long *row, fr_booking_wait *w)
 {
+    if (b->pg)
+        return fr_pgbooks_reserve(b->pg, a, 0, row, w);
     fr_error err = {0};
     bool later = w && b->loop && !b->failed;
     *row = 0;
@@ -424,6 +503,10 @@ void fr_booking_unpark(fr_booking *b, fr_booking_wait *w)
 {
     if (!w->parked)
         return;
+    if (b->pg) {
+        fr_pgbooks_unpark(b->pg, w);
+        return;
+    }
     if (w->queued) {
         struct slot_queue *q = queue_of(b, w->rec.endpoint);
         unlink_wait(&q->head, &q->tail, w);
@@ -540,6 +623,8 @@ static void tick_arm(fr_booking *b)
 bool fr_booking_reserve_slot(fr_booking *b, const fr_attempt_rec *a, int max, long long *row,
                              fr_booking_wait *w)
 {
+    if (b->pg)
+        return fr_pgbooks_reserve(b->pg, a, max, row, w);
     if (!w) { /* now, in a transaction of its own */
         bool ok = try_slot(b, a, max, row);
         if (ok && *row) {
@@ -584,6 +669,11 @@ void fr_booking_settle(fr_booking *b, long long row, const fr_attempt_rec *a, fr
     fr_attempt_rec clean = *a;
     char *error = fr_redact(a->error); /* a server may echo the key */
     clean.error = error;
+    if (b->pg) {
+        fr_pgbooks_settle(b->pg, row, &clean, budget, at_ms, b->history);
+        free(error);
+        return;
+    }
     fr_error err = {0};
     double total = 0;
     bool want_total = fr_budget_wants_month_total(budget, a->cost_usd);
@@ -607,6 +697,15 @@ void fr_booking_settle(fr_booking *b, long long row, const fr_attempt_rec *a, fr
 int fr_booking_end(fr_booking *b, const char *status, int code, double spent)
 {
     fr_error err = {0};
+    if (b->pg) {
+        int prc = fr_pgbooks_end(b->pg, status, code, spent, &err);
+        if (prc != FR_OK) {
+            char msg[1400];
+            fr_log_event(FR_LOG_ERROR, "store", "store.error", "error=\"%s\"",
+                         fr_error_format(&err, msg, sizeof msg));
+        }
+        return prc != FR_OK ? prc : b->failed ? FR_ESTORE : FR_OK;
+    }
     /* The loop has ended: what follows is written at once. */
     int rc = fr_store_flush(b->store, &err);
     if (rc == FR_OK)
@@ -637,6 +736,8 @@ static void on_report_pending(void *ud)
 
 int fr_booking_store_report(fr_booking *b, const char *json, const char *summary, fr_error *err)
 {
+    if (b->pg)
+        return fr_pgbooks_report(b->pg, json, summary, err);
     /* Its own batch: the row and the report's text written into it commit
      * together. */
     fr_store_batch(b->store, on_report_pending, NULL);
@@ -647,12 +748,38 @@ int fr_booking_store_report(fr_booking *b, const char *json, const char *summary
     return rc;
 }
 
+/* fr_booking_open on the shared PostgreSQL store at `url` (borrowed). */
+static int open_pg(const char *url, const char *run_id, fr_booking **out, fr_error *err)
+{
+    fr_booking *b = fr_xcalloc(1, sizeof *b);
+    b->run_id = fr_xstrdup(run_id);
+    int rc = fr_pgbooks_open(b, url, run_id, &b->pg, err);
+    if (rc != FR_OK) {
+        free(b->run_id);
+        free(b);
+        return rc;
+    }
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(b->month, sizeof b->month, "%Y-%m", &tm);
+    strftime(b->day, sizeof b->day, "%Y-%m-%d", &tm);
+    *out = b;
+    return FR_OK;
+}
+
 int fr_booking_open_run(const char *state_dir, bool sim, const char *run_id, fr_budget *budget,
                         fr_booking **out, fr_error *err)
 {
-    char *path = fr_booking_state_path(state_dir, sim);
-    int rc = fr_booking_open(path, run_id, out, err);
-    free(path);
+    const char *url = fr_booking_state_url(state_dir, sim);
+    int rc;
+    if (url) {
+        rc = open_pg(url, run_id, out, err);
+    } else {
+        char *path = fr_booking_state_path(state_dir, sim);
+        rc = fr_booking_open(path, run_id, out, err);
+        free(path);
+    }
     if (rc == FR_OK &&
         (fr_budget_has_cap(budget, FR_CAP_MONTH) || fr_budget_has_cap(budget, FR_CAP_DAY))) {
         fr_budget_ledger ledger = fr_booking_ledger(*out);

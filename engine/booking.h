@@ -16,12 +16,17 @@
  * and remove it at the end; a shared endpoint's attempt holds one of its
  * slots across processes (fr_booking_reserve_slot), and one refused waits in
  * the books' queue of the endpoint until a slot is free.
+ * The books may instead be on a team's shared PostgreSQL store (a --state
+ * URL, fr_booking_state_url): the same contracts, every write asynchronous
+ * (engine/booking_int.h says how), a request released once its
+ * reservation's commit came back.
  * Owned by engine/run; it reaches the store (engine/store/store.h) by name, the
  * budget reaches it through the callbacks of fr_booking_ledger. */
 
 #include "dsl/workflow.h"
 #include "engine/budget.h"
 #include "engine/history.h"
+#include "engine/results.h"
 #include "engine/store/pgstore.h"
 #include "engine/store/store.h"
 #include "engine/util/err.h"
@@ -41,6 +46,13 @@ typedef struct fr_booking fr_booking;
  * with `sim`, the rehearsals' sim.db beside it (their pretend costs never
  * count against a monthly cap). */
 char *fr_booking_state_path(const char *state_dir, bool sim);
+/* The PostgreSQL store a run's books go to (borrowed from `state_dir` or
+ * the environment): `state_dir`, else $FLOWRUN_STATE, when it is a
+ * postgresql:// or postgres:// URL (fr_pgurl_is_url); NULL when the books
+ * are on SQLite (a folder) and always for a rehearsal (`sim`: its sim.db
+ * stays local, in .flowrun/ when the state is a URL, as
+ * fr_booking_state_path says). */
+const char *fr_booking_state_url(const char *state_dir, bool sim);
 
 /* Returns a new run id (owned): the UTC time `now` as
  * "YYYY-MM-DDTHH:MM:SSZ" and 32 random bits in hex, so that runs begun in
@@ -56,7 +68,11 @@ json_t *fr_booking_observed(const char *path, const char *workflow);
  * (borrowed; created if missing). On FR_OK *out is owned (fr_booking_free).
  * FR_ESTORE / FR_ESTOREVER as fr_store_open. */
 int fr_booking_open(const char *path, const char *run_id, fr_booking **out, fr_error *err);
-/* Opens a run's books: fr_booking_open on the state store of `state_dir`
+/* Opens a run's books: on the PostgreSQL store of fr_booking_state_url
+ * (connected, its schema applied and this process registered as an owner
+ * before it returns, on a private loop of the books run to completion; an
+ * unreachable database is FR_ESTORE naming the URL with its password
+ * masked), else fr_booking_open on the state store of `state_dir`
  * (borrowed; sim.db for a rehearsal, `sim`), then, when `budget`
  * (borrowed) has a monthly or a daily cap, gives it the books' ledger. On
  * FR_OK *out is owned (fr_booking_free). */
@@ -68,6 +84,25 @@ int fr_booking_open_run(const char *state_dir, bool sim, const char *run_id, fr_
  * writes before the loop blocks again and then closes itself, so it never
  * outlives the loop's work. A failed commit counts as a failed write. */
 void fr_booking_attach(fr_booking *b, uv_loop_t *loop);
+/* Books on PostgreSQL are driven from `loop` instead: its writes of a turn
+ * go out as one transaction before the loop blocks, completions come on
+ * later turns; the loop is referenced while an operation of the books is
+ * unanswered. Until fr_booking_detach, which the run calls when it closes
+ * its handles: what is still due then completes at fr_booking_end. Nothing
+ * to do for books on SQLite or NULL books. */
+void fr_booking_detach(fr_booking *b);
+/* True while books on PostgreSQL wait for the store on the run's behalf (a
+ * reservation, a settle, a lease asked and unanswered): the run is not
+ * stalled. False for NULL books and books on SQLite. */
+bool fr_booking_busy(const fr_booking *b);
+/* Sets the hook (`fn`, `ud` borrowed while the books live) the books call
+ * when an answer the run may wait for came: a lease of a period's cap on
+ * PostgreSQL (the run pumps again). NULL books: nothing. */
+void fr_booking_on_wake(fr_booking *b, void (*fn)(void *ud), void *ud);
+/* Fills `out` with the report's store block of books on PostgreSQL
+ * (reconnects, time down, capacity waits, lock retries); kind NULL for
+ * books on SQLite and NULL books. */
+void fr_booking_store_info(const fr_booking *b, fr_store_info *out);
 /* Commits the writes of the current turn now (fr_store_flush); a failure
  * is a failed write. For a point that must see them durable before the
  * turn ends. */

@@ -231,20 +231,24 @@ static void roll_period(fr_budget *b, int kind)
 
 /* Takes more of the cap of period `kind` from the ledger when `amount` does
  * not fit this run's share of it: the shortfall, or a tenth of the cap when
- * that is more, so the ledger is not asked at every request. */
-static void grow_lease(fr_budget *b, int kind, double amount)
+ * that is more, so the ledger is not asked at every request. True while
+ * the lease is asked and unanswered (FR_BUDGET_ASKED). */
+static bool grow_lease(fr_budget *b, int kind, double amount)
 {
     if (!has_cap(b, kind) || !b->has_ledger)
-        return;
+        return false;
     double need = fr_budget_shortfall(b, (fr_cap_kind)kind, amount);
     if (need <= 0)
-        return;
+        return false;
     double tenth = b->period_usd[kind] / 10;
     double want = need > tenth ? need : tenth;
     double granted = 0;
     fr_error err = {0};
-    if (b->ledger.lease(b->ledger.ud, (fr_cap_kind)kind, b->period_usd[kind], want, &granted,
-                        &err) != FR_OK) {
+    int rc =
+        b->ledger.lease(b->ledger.ud, (fr_cap_kind)kind, b->period_usd[kind], want, &granted, &err);
+    if (rc == FR_BUDGET_ASKED)
+        return true;
+    if (rc != FR_OK) {
         if (!b->lease_failed) {
             char msg[1400];
             fr_log_event(FR_LOG_ERROR, "budget", "budget.error",
@@ -252,9 +256,10 @@ static void grow_lease(fr_budget *b, int kind, double amount)
                          fr_error_format(&err, msg, sizeof msg), period_adj(kind));
             b->lease_failed = true;
         }
-        return;
+        return false;
     }
     fr_budget_add_allowance(b, (fr_cap_kind)kind, granted);
+    return false;
 }
 
 /* Why a worst case of `worst` on endpoint `ep` (borrowed) does not fit the
@@ -307,13 +312,14 @@ fr_admit fr_budget_admit(fr_budget *b, const fr_admit_ask *a, char **why)
         if (has_cap(b, k) && b->has_ledger && b->ledger.turned &&
             b->ledger.turned(b->ledger.ud, (fr_cap_kind)k))
             roll_period(b, k);
+    bool asked = false;
     if (!fr_budget_fits(b, worst)) {
-        grow_lease(b, FR_CAP_MONTH, worst);
-        grow_lease(b, FR_CAP_DAY, worst);
+        asked = grow_lease(b, FR_CAP_MONTH, worst);
+        asked = grow_lease(b, FR_CAP_DAY, worst) || asked;
     }
     if (fr_budget_fits(b, worst))
         return FR_ADMIT_FITS;
-    if (fr_budget_may_fit(b, worst))
+    if (asked || fr_budget_may_fit(b, worst))
         return FR_ADMIT_WAIT;
     if (why && !*why) {
         double run_cap = b->cap[FR_CAP_RUN];

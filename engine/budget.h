@@ -99,10 +99,17 @@ double fr_price_worst(const fr_endpoint_spec *spec, long input, int max_tokens);
 
 /* ---- the period caps' ledger ------------------------------------------ */
 
+/* What a lease returns when the ledger is asynchronous (a shared store on
+ * another host) and the answer is not in yet: the lease is asked, the
+ * admission says FR_ADMIT_WAIT, the ledger's owner pumps the run again when
+ * the answer is in, and the next lease call of that period returns it (its
+ * grant, or its error), whatever `want` then is. */
+#define FR_BUDGET_ASKED 1
+
 /* How the budget reaches the periods' ledger (the state store), given by
  * its owner; `period` is FR_CAP_MONTH (the current UTC month) or FR_CAP_DAY
  * (the current UTC day). lease and totals return FR_OK or a negative code
- * with `err` filled. */
+ * with `err` filled; lease also FR_BUDGET_ASKED. */
 typedef struct fr_budget_ledger {
     void *ud;
     /* Takes up to `want` USD more of the period's cap of `cap` USD for this
@@ -137,12 +144,11 @@ typedef struct fr_admit_ask {
 } fr_admit_ask;
 
 /* Whether `a` (borrowed) fits every cap now, may fit once requests in
- * flight settle, or never will. An endpoint without a price cannot be
- * checked, so under a cap it is kept out unless allowed. Takes more of a
- * period's cap from the ledger when the run's share is short (after
- * starting the run's share of a period anew when the ledger says it turned). On
- * FR_ADMIT_NEVER, and when *why is NULL, *why is set (owned) to a reason
- * with the figures. */
+ * flight settle or a lease asked is answered (FR_BUDGET_ASKED), or never will. An endpoint without
+ * a price cannot be checked, so under a cap it is kept out unless allowed. Takes more of a period's
+ * cap from the ledger when the run's share is short (after starting the run's share of a period
+ * anew when the ledger says it turned). On FR_ADMIT_NEVER, and when *why is NULL, *why is set
+ * (owned) to a reason with the figures. */
 fr_admit fr_budget_admit(fr_budget *b, const fr_admit_ask *a, char **why);
 
 /* ---- settling and alerts ---------------------------------------------- */

@@ -119,7 +119,8 @@ static const struct {
      "                        such a workflow is refused (65)\n"},
     {FOR_RUN | FOR_PLAN,
      "  --state DIR           state directory (default $FLOWRUN_STATE, else ./.flowrun\n"
-     "                        in the current directory): runs, the cost ledger, the cache\n"},
+     "                        in the current directory): runs, the cost ledger, the cache;\n"
+     "                        or a postgresql:// URL: a team's shared store\n"},
     {FOR_RUN | FOR_PLAN, "  --progress            a line per task as it finishes\n"},
     {FOR_RUN | FOR_PLAN,
      "  --explain             print each routing decision as it is made: the\n"

@@ -383,6 +383,15 @@ int fr_report_text(const fr_results *r, fr_buf *out, bool compact)
     if (r->has_seed) /* only when asked for: other reports keep their bytes */
         fr_jsonw_int(w, "seed", r->seed);
     fr_jsonw_value(w, "budget_alerts", r->alerts);
+    if (r->store.kind) { /* a shared store only: other reports keep their bytes */
+        fr_jsonw_object(w, "store");
+        fr_jsonw_str(w, "kind", r->store.kind);
+        fr_jsonw_int(w, "reconnects", r->store.reconnects);
+        fr_jsonw_real(w, "down_ms", r->store.down_ms);
+        fr_jsonw_int(w, "capacity_waits", r->store.capacity_waits);
+        fr_jsonw_int(w, "lock_retries", r->store.lock_retries);
+        fr_jsonw_close(w);
+    }
     fr_jsonw_bool(w, "plan", r->plan);
     if (r->plan) {
         fr_jsonw_real(w, "worst_case_usd", worst_case(r));
@@ -695,6 +704,14 @@ void fr_report_summary(const fr_results *r, FILE *f, bool color)
     }
     print_unreachable(r, f);
     print_capacity_waits(r, f);
+    if (r->store.kind && r->store.reconnects > 0) {
+        char down[32];
+        fmt_ms(down, sizeof down, r->store.down_ms);
+        fprintf(f,
+                "state store: the connection to the shared %s store was lost and came back %ld "
+                "time%s (down %s in all); what was in flight was sent again once it was back\n",
+                r->store.kind, r->store.reconnects, r->store.reconnects == 1 ? "" : "s", down);
+    }
     char mk[32], cp[32], p50s[32], p95s[32];
     fmt_ms(mk, sizeof mk, tt.makespan_ms);
     fmt_ms(cp, sizeof cp, tt.critical_ms);

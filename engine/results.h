@@ -109,6 +109,17 @@ typedef struct fr_endpoint_result {
     int capacity_waits;
 } fr_endpoint_result;
 
+/* What the run saw of a shared state store (the report's "store" block):
+ * `kind` "postgresql" (static), NULL for a run whose books are on SQLite
+ * (no block). */
+typedef struct fr_store_info {
+    const char *kind;
+    long reconnects;     /* times the connection came back after a loss */
+    double down_ms;      /* how long it was unreachable in all */
+    long capacity_waits; /* reservations refused for a shared endpoint's slots, asked again */
+    long lock_retries;   /* operations sent again after a lock held elsewhere timed out */
+} fr_store_info;
+
 typedef struct fr_results {
     const fr_workflow *wf; /* the workflow run (borrowed) */
     const fr_graph *g;     /* its graph: levels and the critical path */
@@ -133,6 +144,7 @@ typedef struct fr_results {
     bool observed;
     fr_task_result *tasks;         /* wf->ntasks of them, room for wf->tasks_cap */
     fr_endpoint_result *endpoints; /* wf->nendpoints of them */
+    fr_store_info store;           /* the shared store's block, if any */
 } fr_results;
 
 /* Sets `r` up for workflow `wf` and its graph `g` (both borrowed, outlive

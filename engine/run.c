@@ -398,7 +398,7 @@ static bool anything_pending(fr_run *r)
         return fr_plan_pending(r->plan) > 0;
     return fr_http_active(r->http) > 0 || r->env.in_flight > 0 || r->lookups > 0 ||
            fr_checkpoints_deciding(r->checks) > 0 || fr_timers_retries(r->timers) > 0 ||
-           fr_timers_waking(r->timers);
+           fr_timers_waking(r->timers) || fr_booking_busy(r->books);
 }
 
 /* Places ready tasks while endpoints have free slots. When nothing is in
@@ -476,6 +476,7 @@ static void close_all(fr_run *r)
     if (r->standin_started)
         r->opts.standin->stop(r->opts.standin->ud);
     r->standin_started = false;
+    fr_booking_detach(r->books); /* what the shared store still owes completes at the end */
 }
 
 static void maybe_finish(fr_run *r)
@@ -602,6 +603,12 @@ static void init_tasks(fr_run *r)
         init_task(r, i);
 }
 
+/* The shared store answered what the run may wait for (a lease). */
+static void on_books_wake(void *ud)
+{
+    pump(ud);
+}
+
 int fr_run_new(fr_workflow *wf, const fr_run_opts *opts, fr_run **out, fr_error *err)
 {
     int rc;
@@ -656,6 +663,7 @@ int fr_run_new(fr_workflow *wf, const fr_run_opts *opts, fr_run **out, fr_error 
         if (rc != FR_OK)
             goto cleanup;
         r->env.books = r->books;
+        fr_booking_on_wake(r->books, on_books_wake, r);
         fr_route_set_history(r->router, fr_booking_history(r->books, wf));
     }
     r->out_dir =
@@ -734,6 +742,7 @@ int fr_run_execute(fr_run *r)
     bool closed = uv_loop_close(&r->loop) == 0;
     if (!closed)
         fr_log_event(FR_LOG_ERROR, "run", "run.error", "error=\"handles left open at exit\"");
+    fr_booking_store_info(r->books, &r->res.store);
     int code = publish(r);
     release_runtimes(r, closed);
     const char *status = fr_exit_status(code, r->res.interrupted);

@@ -76,6 +76,10 @@ static const char *const RUN_BEGIN_SQL =
     "WITH crashed AS (UPDATE runs r " CRASH_SET " WHERE r.status = 'running' AND r.id <> $1"
     " AND NOT EXISTS (SELECT 1 FROM owners o WHERE o.id = r.owner_id AND o.expires > now())"
     " RETURNING r.id),"
+    /* its requests in flight end cancelled, their worst case kept (as on SQLite) */
+    " cancelled AS (UPDATE attempts SET outcome = 'cancelled', at = $4::float8,"
+    " error = 'the run''s process died with the request in flight: its worst case is kept'"
+    " WHERE run_id IN (SELECT id FROM crashed) AND outcome = 'pending' RETURNING 1),"
     " ins AS (INSERT INTO runs (id, workflow, wf_path, started_at, owner_id, user_name, host, pid)"
     " VALUES ($1, $2, $3, $4::float8, $5, $6, $7, $8::integer) ON CONFLICT (id) DO NOTHING"
     " RETURNING id)"

@@ -8,7 +8,15 @@
 # monthly cap, then 6 with a daily cap alone. One repetition without a cap
 # spends above it (the cap is what holds them back). The ledger splits the
 # spend by user and host (FLOWRUN_USER and FLOWRUN_HOST label each process).
+# With BUDGET_STORE=postgresql (tests/e2e/pg_budget.sh) each repetition's
+# store is a database of a PostgreSQL server of the test's own, its ledger
+# read with psql, and BUDGET_REPS repetitions with a monthly cap (20).
 source "$(dirname "$0")/lib.bash"
+PG=false
+if [ "${BUDGET_STORE:-}" = postgresql ]; then
+  pg_store_start
+  PG=true
+fi
 start_sim --latency 20 --tps 0
 
 PROCS=6
@@ -46,14 +54,21 @@ served() {
     "((.models[\$m].input_tokens // 0) * $PRICE_IN + (.models[\$m].output_tokens // 0) * $PRICE_OUT) / 1e6"
 }
 
+# state_of REP: the state store of repetition REP (a folder, or a database
+# made for it).
+state_of() {
+  if $PG; then echo "${PG_URL%/*}/s$1"; else echo "$WORK/s$1"; fi
+}
+
 # round REP BUDGET: the six processes of repetition REP at once on a state
 # directory of their own; each must end 0 (all ran) or 3 (stopped by the cap).
 round() {
   local rep=$1 n pids=() rc
   flows "$rep" "$2"
+  if $PG; then psql -q "$PG_URL" -c "CREATE DATABASE s$rep" >/dev/null; fi
   for n in $(seq 1 $PROCS); do
     FLOWRUN_USER="user$n" FLOWRUN_HOST="host$((n % 2))" \
-      "$FLOWRUN" "$WORK/r$rep-$n.lua" --state "$WORK/s$rep" --out "$WORK/o$rep-$n" --json \
+      "$FLOWRUN" "$WORK/r$rep-$n.lua" --state "$(state_of "$rep")" --out "$WORK/o$rep-$n" --json \
       >"$WORK/r$rep-$n.json" 2>"$WORK/e$rep-$n" &
     pids+=($!)
   done
@@ -66,6 +81,10 @@ round() {
 # ledger REP [--daily]: the ledger's total of repetition REP, all periods.
 ledger() {
   local list=months
+  if $PG; then
+    psql -At "$(state_of "$1")" -c "SELECT coalesce(sum(cost_usd), 0) FROM attempts"
+    return
+  fi
   [ "${2:-}" = --daily ] && list=days
   run_flowrun spend --state "$WORK/s$1" --json ${2:-}
   expect_rc 0 "spend of repetition $1"
@@ -97,22 +116,25 @@ check_round() {
 }
 
 low=""
-for rep in $(seq 1 20); do
+for rep in $(seq 1 "${BUDGET_REPS:-20}"); do
   round "$rep" "{ monthly_usd = $CAP }"
   check_round "$rep" monthly
   low=$(awk -v s="$(served "$rep")" -v l="${low:-$CAP}" 'BEGIN { print (s < l ? s : l) }')
 done
 # The cap is used, not merely respected: every repetition spent most of it.
 awk -v l="$low" -v c="$CAP" 'BEGIN { exit !(l >= 0.5 * c) }' || fail "a repetition spent only \$$low"
-pass "20 repetitions of six processes under a monthly cap of \$$CAP: never above it (least \$$low), the ledger equal to the simulator"
+pass "${BUDGET_REPS:-20} repetitions of six processes under a monthly cap of \$$CAP: never above it (least \$$low), the ledger equal to the simulator"
 
-for rep in $(seq 21 26); do
+$PG && [ "${BUDGET_DAILY_REPS:-6}" = 0 ] && exit 0
+for rep in $(seq 21 $((20 + ${BUDGET_DAILY_REPS:-6}))); do
   round "$rep" "{ daily_usd = $CAP }"
   check_round "$rep" daily --daily
 done
-pass "6 repetitions of six processes under a daily cap of \$$CAP alone: never above it, the ledger equal to the simulator"
+pass "${BUDGET_DAILY_REPS:-6} repetitions of six processes under a daily cap of \$$CAP alone: never above it, the ledger equal to the simulator"
 
-# Who spent what, from where: the last repetition's day by user and host.
+# Who spent what, from where: the last repetition's day by user and host
+# (flowrun spend reads a folder's ledger here).
+$PG && exit 0
 run_flowrun spend --state "$WORK/s26" --daily --json
 expect_rc 0 "spend by user"
 total=$(jqr '[.days[].cost_usd] | add')

@@ -6,9 +6,15 @@
 # ten times over, and every process succeeds with the right outputs. With
 # `shared = false` the same runs go past 3 (the check can fail). A process
 # killed with SIGKILL mid-run leaves its slots to the others: they finish.
+# With CAPACITY_STORE=postgresql (tests/e2e/pg_capacity.sh) the store is a
+# PostgreSQL server of the test's own, the same checks.
 source "$(dirname "$0")/lib.bash"
-start_sim --latency 200 --tps 0
 STATE="$WORK/state"
+if [ "${CAPACITY_STORE:-}" = postgresql ]; then
+  pg_store_start
+  STATE=$PG_URL
+fi
+start_sim --latency 200 --tps 0
 PROCS=6
 TASKS=6
 

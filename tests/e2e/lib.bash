@@ -55,6 +55,16 @@ trap cleanup EXIT
 cd "$WORK"
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
+
+# pg_store_start: a PostgreSQL server of the test's own for a shared state
+# store (tests/unit/support/pg.sh: PG_URL, PG_PASSWORD_URL, PG_DIR...; SKIP
+# and exit 77 where the server cannot be installed), stopped at exit before
+# the rest of cleanup.
+pg_store_start() {
+  source "$SRC/tests/unit/support/pg.sh"
+  pg_start
+  trap '_rc=$?; set +e; pg_stop; (exit $_rc); cleanup' EXIT
+}
 pass() { echo "ok - $*"; }
 
 # start_sim [flowrun-sim options...]: starts a simulator on a free port and

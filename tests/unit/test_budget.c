@@ -256,6 +256,72 @@ static void test_a_new_day_starts_a_new_share(void **state)
     fr_budget_free(b);
 }
 
+/* An asynchronous ledger (a shared store): a lease asked is answered later. */
+typedef struct async_ledger {
+    bool asked, answered;
+    double grant; /* what the answer grants */
+    int leases;   /* lease calls */
+} async_ledger;
+
+static int async_lease(void *ud, fr_cap_kind period, double cap, double want, double *granted,
+                       fr_error *err)
+{
+    (void)period;
+    (void)cap;
+    (void)want;
+    (void)err;
+    async_ledger *l = ud;
+    l->leases++;
+    if (l->answered) {
+        l->answered = l->asked = false;
+        *granted = l->grant;
+        return FR_OK;
+    }
+    l->asked = true;
+    return FR_BUDGET_ASKED;
+}
+
+static int async_totals(void *ud, fr_cap_kind period, double *spent, double *used, fr_error *err)
+{
+    (void)ud;
+    (void)period;
+    (void)spent;
+    (void)used;
+    return fr_error_set(err, FR_EINVAL, NULL, 0, "not read");
+}
+
+/* While its lease is unanswered a request that needs it waits (never
+ * refused); the answer lets it in, and a grant too small refuses it then. */
+static void test_lease_asked_waits_for_its_answer(void **state)
+{
+    (void)state;
+    async_ledger l = {.grant = 0.5};
+    fr_budget *b = fr_budget_new(false, 0, false, 0.8);
+    fr_budget_set_period(b, FR_CAP_MONTH, 1.0);
+    fr_budget_ledger ledger = {.ud = &l, .lease = async_lease, .totals = async_totals};
+    fr_budget_set_ledger(b, &ledger);
+    fr_endpoint_spec ep = priced();
+    fr_admit_ask a = {.endpoint = &ep, .worst = 0.3};
+    char *why = NULL;
+    assert_int_equal(fr_budget_admit(b, &a, &why), FR_ADMIT_WAIT);
+    assert_true(l.asked);
+    assert_null(why);
+    assert_int_equal(fr_budget_admit(b, &a, &why), FR_ADMIT_WAIT); /* still unanswered */
+    l.answered = true;
+    assert_int_equal(fr_budget_admit(b, &a, &why), FR_ADMIT_FITS);
+    fr_budget_reserve(b, 0.3);
+    fr_budget_settle(b, 0.3, 0.3);
+    a.worst = 0.4; /* 0.2 left of the grant: asks again */
+    assert_int_equal(fr_budget_admit(b, &a, &why), FR_ADMIT_WAIT);
+    l.grant = 0; /* the cap is gone: the answer grants nothing */
+    l.answered = true;
+    assert_int_equal(fr_budget_admit(b, &a, &why), FR_ADMIT_NEVER);
+    assert_non_null(why);
+    assert_non_null(strstr(why, "monthly cap"));
+    free(why);
+    fr_budget_free(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -268,6 +334,7 @@ int main(void)
         cmocka_unit_test(test_daily_cap_leases_and_refuses),
         cmocka_unit_test(test_month_and_day_together),
         cmocka_unit_test(test_a_new_day_starts_a_new_share),
+        cmocka_unit_test(test_lease_asked_waits_for_its_answer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
