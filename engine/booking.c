@@ -46,6 +46,7 @@ struct fr_booking {
     uint64_t beat_at;    /* uv_now of the last heartbeat */
     uint32_t jitter;     /* xorshift state of the retries' jitter */
     fr_history *history; /* the run's routing history (fr_booking_history), or NULL */
+    char *pg_url;        /* the shared store's URL (owned), or NULL on SQLite */
 };
 
 /* The requests waiting for a slot of one shared endpoint, oldest first. */
@@ -357,6 +358,7 @@ void fr_booking_free(fr_booking *b)
     free(b->queues);
     free(b->slots);
     fr_history_free(b->history);
+    free(b->pg_url);
     free(b->run_id);
     free(b);
 }
@@ -368,9 +370,11 @@ fr_history *fr_booking_history(fr_booking *b, const fr_workflow *wf)
     if (!b->history) {
         b->history = fr_history_for_workflow(wf);
         fr_error err = {0};
-        if (b->pg)
-            return b->history; /* the shared store's summary is not read in a run */
-        if (fr_history_load(b->history, b->store, &err) != FR_OK) {
+        /* On the shared store the summary is read once, here, at the run's
+         * setup (before its loop runs): every host's attempts teach it. */
+        int rc = b->pg ? fr_history_load_from(b->history, b->pg_url, &err)
+                       : fr_history_load(b->history, b->store, &err);
+        if (rc != FR_OK) {
             char msg[1400];
             fr_log_event(FR_LOG_WARN, "store", "store.error",
                          "error=\"%s\"; routing starts without history",
@@ -759,6 +763,7 @@ static int open_pg(const char *url, const char *run_id, fr_booking **out, fr_err
         free(b);
         return rc;
     }
+    b->pg_url = fr_xstrdup(url);
     time_t now = time(NULL);
     struct tm tm;
     gmtime_r(&now, &tm);

@@ -112,8 +112,10 @@ void fr_booking_free(fr_booking *b);
 
 /* The run's routing history (borrowed, owned by the books): made for the
  * endpoints of `wf` (borrowed) and loaded from the store's summary (one
- * query) at the first call; each attempt the books settle from then on
- * updates it. A store that cannot be read gives an empty one (a warning).
+ * query) at the first call; on the shared PostgreSQL store that query is
+ * synchronous (fr_history_load_from), so the first call belongs to the
+ * run's setup, before its loop runs. Each attempt the books settle from
+ * then on updates it. A store that cannot be read gives an empty one (a warning).
  * NULL for NULL books. */
 fr_history *fr_booking_history(fr_booking *b, const fr_workflow *wf);
 /* The store (borrowed), for the result cache; NULL when the books are on

@@ -10,10 +10,7 @@
 # PostgreSQL; an unreachable server or a refused password is exit 74 with
 # the URL's password masked.
 source "$(dirname "$0")/lib.bash"
-source "$SRC/tests/unit/support/pg.sh"
-pg_start
-# pg_start's trap stops the server; lib.bash's cleans the work folder.
-trap 'rc_=$?; pg_stop; (exit "$rc_"); cleanup' EXIT
+pg_store_start
 start_sim --latency 5 --tps 0
 STATE="$WORK/state"
 PSQL=("$PG_BIN/psql" -X -q -A -t -h "$PG_SOCKET" -p "$PG_PORT" -U postgres -d flowrun_test)
@@ -73,7 +70,7 @@ same() {
   [ "$ra" -eq 0 ] || fail "flowrun $* on SQLite: exit $ra: $a"
   [ "$ra" = "$rb" ] && [ "$ra" = "$rc" ] || fail "flowrun $*: exit $ra on SQLite, $rb and $rc on PostgreSQL: $b"
   [ "$a" = "$b" ] || { diff <(echo "$a") <(echo "$b") >&2; fail "flowrun $* --state URL differs"; }
-  [ "$a" = "$c" ] || fail "flowrun $* with FLOWRUN_STATE=URL differs"
+  [ "$a" = "$c" ] || { diff <(echo "$a") <(echo "$c") >&2; fail "flowrun $* with FLOWRUN_STATE=URL differs"; }
   [ -n "$a" ] || fail "flowrun $* printed something"
 }
 month=$(date -u +%Y-%m)
@@ -97,8 +94,17 @@ same report last --json
 same report last --workflow team
 same stats
 same stats --json
-same stats --routing
-same stats --routing --json
+# What routing learned decays with the second it is read at: under load
+# the three reads may fall in two seconds, so they are read again then.
+same_routing() {
+  local try
+  for try in 1 2 3; do
+    if (same "$@") 2>/dev/null; then return 0; fi
+  done
+  same "$@"
+}
+same_routing stats --routing
+same_routing stats --routing --json
 same graph "$WORK/flow.lua" --run last
 same graph "$WORK/flow.lua" --run last --format mermaid
 [ "$("$FLOWRUN" stats --routing --json --state "$PG_URL" | jq '[.. | objects | select(has("attempts"))] | length')" -gt 0 ] ||
