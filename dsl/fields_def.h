@@ -180,7 +180,11 @@
     F("age_s", "number?", "seconds since the newest evidence, nil when none")                      \
     F("band_lo", "number", "the complexity band's low end (0 in history_all)")                     \
     F("band_hi", "number", "the band's high end (1 in history_all)")                               \
-    F("type", "string?", "the task type (\"-\" for none; nil in history_all)")
+    F("type", "string?", "the task type (\"-\" for none; nil in history_all)")                     \
+    F("p_pass", "number?",                                                                         \
+      "adaptive's p(pass) estimate for this task (its constants), nil in history_all")             \
+    F("p_pass_n", "integer?",                                                                      \
+      "the attempts behind p_pass (attempts when pass_rate is set, else 0), nil in history_all")
 
 #define FR_POLICY_RUN_FIELDS(F)                                                                    \
     F("budget", "number?", "the run cap in USD, nil when there is none")                           \

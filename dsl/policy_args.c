@@ -8,6 +8,7 @@
 #include "engine/util/mem.h"
 
 #include <lauxlib.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -129,6 +130,40 @@ static const fr_policy_hist no_history = {
     .band_hi = 1,
 };
 
+/* lua/policies/adaptive.lua's estimate of p(pass) for candidate `c` on a
+ * task of `complexity`, with that file's constants (TARGET 0.9,
+ * PRIOR_SLOPE 10, QUALITY_STRENGTH 2, ALL_CAP 1, BAND_STRENGTH 4): the
+ * prior from quality, blended with the record over all work, then with the
+ * record of the task's type and band. The operations of the file, in its
+ * order, so the figure is the one it computes, bit for bit. */
+static double p_pass_of(const fr_policy_cand *c, double complexity)
+{
+    const fr_policy_hist *all = c->history_all ? c->history_all : &no_history;
+    const fr_policy_hist *h = c->history ? c->history : &no_history;
+    volatile double target = 0.9; /* log() at run time, as Lua calls it */
+    double logit = log(target / (1 - target));
+    double e = 1 / (1 + exp(-(logit + 10 * (c->quality - complexity))));
+    if (all->pass_rate >= 0) {
+        double a = all->weight;
+        if (a > 1)
+            a = 1;
+        e = (2 * e + a * all->pass_rate) / (2 + a);
+    }
+    if (h->pass_rate >= 0)
+        return (4 * e + h->weight * h->pass_rate) / (4 + h->weight);
+    return e;
+}
+
+/* Sets p_pass (`pp`) and p_pass_n, the attempts behind it, on the record
+ * table at the top for record `h` (NULL: none). */
+static void set_p_pass(lua_State *L, const fr_policy_hist *h, double pp)
+{
+    if (!h)
+        h = &no_history;
+    set_num(L, K_P_PASS, pp);
+    set_int(L, K_P_PASS_N, h->pass_rate >= 0 ? h->attempts : 0);
+}
+
 /* Sets the fields of history record `h` on the table at the top. */
 static void fill_hist(lua_State *L, const fr_policy_hist *h)
 {
@@ -157,7 +192,7 @@ static void set_hist(lua_State *L, int k, int t, const fr_policy_hist *h)
     if (t) {
         lua_pushvalue(L, t);
     } else {
-        lua_createtable(L, 0, 15); /* [c, k, h] */
+        lua_createtable(L, 0, 17); /* [c, k, h] */
         fill_hist(L, h ? h : &no_history);
     }
     lua_rawset(L, -3); /* [c] */
@@ -167,7 +202,7 @@ static void set_hist(lua_State *L, int k, int t, const fr_policy_hist *h)
  * fill_task's `tried`; with `hist`, its history and history_all: the
  * tables at stack indexes `hist` and `hist` + 1 (absolute), or new ones
  * when `hist` is -1. */
-static void fill_cand(lua_State *L, const fr_policy_cand *c, int tags, int hist)
+static void fill_cand(lua_State *L, const fr_policy_cand *c, int tags, int hist, double complexity)
 {
     set_str(L, K_NAME, c->name);
     set_str(L, K_TIER, c->tier);
@@ -186,16 +221,22 @@ static void fill_cand(lua_State *L, const fr_policy_cand *c, int tags, int hist)
     set_int(L, K_CONTEXT, c->context);
     if (hist) {
         set_hist(L, K_HISTORY, hist > 0 ? hist : 0, c->history);
+        if (hist < 0) { /* a new table: its estimate too */
+            set_key(L, K_HISTORY);
+            lua_rawget(L, -2); /* [c, h] */
+            set_p_pass(L, c->history, p_pass_of(c, complexity));
+            lua_pop(L, 1); /* [c] */
+        }
         set_hist(L, K_HISTORY_ALL, hist > 0 ? hist + 1 : 0, c->history_all);
     }
 }
 
-static void push_cands(lua_State *L, const fr_policy_cands *cs)
+static void push_cands(lua_State *L, const fr_policy_cands *cs, double complexity)
 {
     lua_createtable(L, (int)cs->n, 0); /* [cands] */
     for (size_t i = 0; i < cs->n; i++) {
         lua_createtable(L, 0, 17); /* [cands, c] */
-        fill_cand(L, &cs->view[i], 0, -1);
+        fill_cand(L, &cs->view[i], 0, -1, complexity);
         lua_rawseti(L, -2, (lua_Integer)i + 1); /* [cands] */
     }
 }
@@ -329,6 +370,7 @@ static int push_arg_cache(lua_State *L, fr_policy *p)
     if (p->nslots) {
         memset(p->ntags, 0, p->nslots * sizeof *p->ntags);
         memset(p->hist_ok, 0, FR_POLICY_NREC * p->nslots * sizeof *p->hist_ok);
+        memset(p->hist_p_ok, 0, FR_POLICY_NREC * p->nslots * sizeof *p->hist_p_ok);
         for (size_t i = 0; i < p->nslots; i++)
             p->hist_cur[i] = -1;
         for (size_t i = 0; i < p->nslots; i++)
@@ -380,12 +422,13 @@ static bool kept_hist(lua_State *L, fr_policy *p, int cache, int slot, size_t at
 {
     if (!h)
         h = &no_history;
-    bool fresh = kept_table(L, cache, slot, 0, 15); /* [.., h] */
+    bool fresh = kept_table(L, cache, slot, 0, 17); /* [.., h] */
     if (fresh)
         p->hist_ok[at] = false;
     if (p->trusted && p->hist_ok[at] && memcmp(&p->hist_seen[at], h, sizeof *h) == 0)
         return false;
     p->hist_ok[at] = false; /* until written whole */
+    p->hist_p_ok[at] = false;
     fill_hist(L, h);
     p->hist_seen[at] = *h;
     p->hist_ok[at] = true;
@@ -430,6 +473,9 @@ static void grow_slots(fr_policy *p, size_t n)
     memset(p->hist_ok + was, 0, (now - was) * sizeof *p->hist_ok);
     p->hist_tick = fr_xrealloc(p->hist_tick, now * sizeof *p->hist_tick);
     memset(p->hist_tick + was, 0, (now - was) * sizeof *p->hist_tick);
+    p->hist_p = fr_xrealloc(p->hist_p, now * sizeof *p->hist_p);
+    p->hist_p_ok = fr_xrealloc(p->hist_p_ok, now * sizeof *p->hist_p_ok);
+    memset(p->hist_p_ok + was, 0, (now - was) * sizeof *p->hist_p_ok);
     p->hist_cur = fr_xrealloc(p->hist_cur, n * sizeof *p->hist_cur);
     for (size_t i = p->nslots; i < n; i++)
         p->hist_cur[i] = -1;
@@ -620,7 +666,8 @@ static bool hist_same(const fr_policy *p, size_t at, const fr_policy_hist *h)
 /* Whether a trusted built-in's candidate slot `i`, element i + 1 of the
  * kept candidates array (`was` of them written), holds candidate `c`
  * whole already (its records included): then nothing of it is pushed. */
-static bool cand_unchanged(const fr_policy *p, size_t i, const fr_policy_cand *c, size_t was)
+static bool cand_unchanged(const fr_policy *p, size_t i, const fr_policy_cand *c, size_t was,
+                           double pp)
 {
     const seen_cand *s = &p->cand_seen[i];
     if (!p->trusted || i >= was || !s->ok || c->ntags > 0 || p->ntags[i] > 0)
@@ -628,7 +675,8 @@ static bool cand_unchanged(const fr_policy *p, size_t i, const fr_policy_cand *c
     size_t base = i * FR_POLICY_NREC;
     if (p->reads_history &&
         !(p->hist_cur[i] >= 0 && hist_same(p, base + 1 + (size_t)p->hist_cur[i], c->history) &&
-          hist_same(p, base, c->history_all)))
+          hist_same(p, base, c->history_all) && p->hist_p_ok[base + 1 + (size_t)p->hist_cur[i]] &&
+          same_num(p->hist_p[base + 1 + (size_t)p->hist_cur[i]], pp)))
         return false;
     return same_str(s->name, c->name) && same_str(s->tier, c->tier) &&
            same_str(s->protocol, c->protocol) && same_str(s->model, c->model) &&
@@ -664,7 +712,8 @@ static void push_kept_args(lua_State *L, fr_policy *p, int cache, const fr_polic
         p->ncands = cs->n; /* every slot written, should this stop half way */
     for (int i = 0; i < n; i++) {
         const fr_policy_cand *c = &cs->view[i];
-        if (cand_unchanged(p, (size_t)i, c, was))
+        double pp = p->reads_history ? p_pass_of(c, a->task->complexity) : 0;
+        if (cand_unchanged(p, (size_t)i, c, was, pp))
             continue;
         int slot = AC_SLOT0 + AC_STRIDE * i;
         int hist = 0;
@@ -675,9 +724,14 @@ static void push_kept_args(lua_State *L, fr_policy *p, int cache, const fr_polic
             int v = hist_variant(p, (size_t)i, c->history);
             hist_moved = v != p->hist_cur[i];
             p->hist_cur[i] = -1; /* until the field is set */
-            if (kept_hist(L, p, cache, slot + 3 + v, base + 1 + (size_t)v,
-                          c->history)) /* [.., h] */
+            size_t at = base + 1 + (size_t)v;
+            if (kept_hist(L, p, cache, slot + 3 + v, at, c->history)) /* [.., h] */
                 seen->ok = false;
+            if (!p->trusted || !p->hist_p_ok[at] || !same_num(p->hist_p[at], pp)) {
+                set_p_pass(L, c->history, pp);
+                p->hist_p[at] = pp;
+                p->hist_p_ok[at] = true;
+            }
             if (kept_hist(L, p, cache, slot + 2, base, c->history_all)) /* [.., h, ha] */
                 seen->ok = false;
             hist = lua_gettop(L) - 1;
@@ -693,7 +747,7 @@ static void push_kept_args(lua_State *L, fr_policy *p, int cache, const fr_polic
         if (p->trusted)
             refill_cand(L, c, lua_gettop(L) - 1, hist, hist_moved, seen);
         else
-            fill_cand(L, c, lua_gettop(L) - 1, hist);
+            fill_cand(L, c, lua_gettop(L) - 1, hist, a->task->complexity);
         lua_remove(L, -2); /* [.., cands, (h, ha,) c] */
         if (hist) {
             lua_replace(L, hist); /* [.., cands, c, ha] */
@@ -725,7 +779,7 @@ static void push_args(lua_State *L, const fr_policy_args *a)
     }
     push_task(L, a->task); /* [fn, task] */
     if (a->cands)
-        push_cands(L, a->cands);
+        push_cands(L, a->cands, a->task->complexity);
     else
         push_result(L, a->result);
     push_run(L, a->run); /* [fn, task, cands|result, run] */
@@ -750,6 +804,8 @@ void fr_policy_args_free(fr_policy *p)
     free(p->hist_ok);
     free(p->hist_tick);
     free(p->hist_cur);
+    free(p->hist_p);
+    free(p->hist_p_ok);
     seen_free(p);
 }
 

@@ -60,6 +60,10 @@ struct fr_policy {
     bool *hist_ok;
     unsigned long *hist_tick, tick;
     int *hist_cur;
+    /* Per record table, the p_pass it holds (hist_p, valid when hist_p_ok):
+     * written again only when it changed. */
+    double *hist_p;
+    bool *hist_p_ok;
     /* The same for what the kept task, run and candidate tables hold (for
      * a trusted built-in): a field is written only when it changed. */
     seen_task task_seen;
@@ -99,7 +103,8 @@ struct fr_policy {
     X(SCORE_MEAN, "score_mean") X(LATENCY_P50_MS, "latency_p50_ms")           \
     X(TTFT_P50_MS, "ttft_p50_ms") X(TOKENS_PER_S, "tokens_per_s")             \
     X(COST_MEAN_USD, "cost_mean_usd") X(AGE_S, "age_s")                       \
-    X(BAND_LO, "band_lo") X(BAND_HI, "band_hi")
+    X(BAND_LO, "band_lo") X(BAND_HI, "band_hi") X(P_PASS, "p_pass")          \
+    X(P_PASS_N, "p_pass_n")
 /* clang-format on */
 #define KEY_ENUM(id, s) K_##id,
 #define KEY_NAME(id, s) s,

@@ -183,6 +183,8 @@
 ---@field band_lo number the complexity band's low end (0 in history_all)
 ---@field band_hi number the band's high end (1 in history_all)
 ---@field type string? the task type ("-" for none; nil in history_all)
+---@field p_pass number? adaptive's p(pass) estimate for this task (its constants), nil in history_all
+---@field p_pass_n integer? the attempts behind p_pass (attempts when pass_rate is set, else 0), nil in history_all
 
 ---route's and on_result's run argument
 ---@class flowrun.RunState

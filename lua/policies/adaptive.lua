@@ -218,6 +218,55 @@ local function why(c, pp, n, task, complexity, what, note, other)
   return text
 end
 
+-- The estimate of p(pass) for candidate `c` (its `quality`) on a task of
+-- `complexity`, and the attempts of its type and band behind it: a
+-- Beta-style update. The prior from quality and complexity (see
+-- PRIOR_SLOPE) counts as QUALITY_STRENGTH attempts against the overall
+-- record, and the result as BAND_STRENGTH attempts against the record of
+-- this type and band. Records are decayed (`weight`: recent attempts count
+-- more), so an endpoint that got better or worse is followed.
+--
+-- flowrun computes this same figure in C, with this file's constants, when
+-- a candidate's record is read (candidate.history.p_pass, and p_pass_n the
+-- attempts behind it: docs/policies.md), so a decision only reads it. A
+-- copy that changes TARGET, PRIOR_SLOPE, QUALITY_STRENGTH, ALL_CAP or
+-- BAND_STRENGTH gets its own from this function, from the raw fields.
+local function estimate(c, quality, complexity)
+  local all, h = c.history_all, c.history
+  local e = 1 / (1 + exp(-(LOGIT_TARGET + PRIOR_SLOPE * (quality - complexity))))
+  if all then
+    local rate = all.pass_rate
+    if rate then
+      local a = all.weight or 0
+      if a > ALL_CAP then
+        a = ALL_CAP
+      end
+      e = (QUALITY_STRENGTH * e + a * rate) / (QUALITY_STRENGTH + a)
+    end
+  end
+  local rate = h and h.pass_rate
+  if rate then
+    local w = h.weight or 0
+    return (BAND_STRENGTH * e + w * rate) / (BAND_STRENGTH + w), h.attempts or 0
+  end
+  return e, 0
+end
+
+-- Whether flowrun's p_pass is this file's estimate: its constants unchanged.
+local FLOWRUN_ESTIMATE = TARGET == 0.9 and PRIOR_SLOPE == 10 and QUALITY_STRENGTH == 2
+    and ALL_CAP == 1 and BAND_STRENGTH == 4
+
+-- Whether the store holds a record of any of the m usable candidates (cs).
+local function recorded(m)
+  for k = 1, m do
+    local all = cs[k].history_all
+    if all and (all.attempts or 0) > 0 then
+      return true
+    end
+  end
+  return false
+end
+
 return {
   route = function(task, candidates, run)
     -- Numeric loops rather than ipairs: the same order, and cheaper, since
@@ -225,7 +274,8 @@ return {
     local n = #candidates
     local complexity, escalate = task.complexity, task.reason == "quality"
     -- Locals are faster than upvalues in the loops below.
-    local cs, p, ev, exp, seen, logit = cs, p, ev, exp, seen_quality, LOGIT_TARGET
+    local cs, p, ev, seen, estimate = cs, p, ev, seen_quality, estimate
+    local flowrun_estimate = FLOWRUN_ESTIMATE
 
     -- The estimate of every candidate, in arrays kept from call to call
     -- (no new tables per decision): the k-th usable candidate is cs[k], with
@@ -233,7 +283,7 @@ return {
     -- to the cloud: the engine already leaves cloud endpoints out of its
     -- candidates, and this rule says so here too.
     local private = task.private == true
-    local m, recorded = 0, false
+    local m = 0
     for i = 1, n do
       local c = candidates[i]
       local quality = c.quality
@@ -241,32 +291,14 @@ return {
       if not private or c.tier == "local" then
         m = m + 1
         cs[m] = c
-        -- The estimate, a Beta-style update written out here (this loop
-        -- runs for every candidate of every task): the prior from quality
-        -- and complexity (see PRIOR_SLOPE) counts as QUALITY_STRENGTH
-        -- attempts against the overall record, and the result as
-        -- BAND_STRENGTH attempts against the record of this type and band.
-        -- Records are decayed (`weight`: recent attempts count more), so an
-        -- endpoint that got better or worse is followed.
-        local all, h = c.history_all, c.history
-        local e = 1 / (1 + exp(-(logit + PRIOR_SLOPE * (quality - complexity))))
-        if all then
-          local rate = all.pass_rate
-          if rate then
-            local a = all.weight or 0
-            if a > ALL_CAP then
-              a = ALL_CAP
-            end
-            e = (QUALITY_STRENGTH * e + a * rate) / (QUALITY_STRENGTH + a)
-          end
-          recorded = recorded or (all.attempts or 0) > 0
-        end
-        local rate = h and h.pass_rate
-        if rate then
-          local w = h.weight or 0
-          p[m], ev[m] = (BAND_STRENGTH * e + w * rate) / (BAND_STRENGTH + w), h.attempts or 0
+        -- The estimate (see `estimate` above): flowrun's, computed with
+        -- this file's constants, else this file's own.
+        local h = c.history
+        local pp = h and flowrun_estimate and h.p_pass
+        if pp then
+          p[m], ev[m] = pp, h.p_pass_n
         else
-          p[m], ev[m] = e, 0
+          p[m], ev[m] = estimate(c, quality, complexity)
         end
       end
     end
@@ -360,7 +392,7 @@ return {
     -- record here is thin, never a dearer one (so never past a budget the
     -- choice fits), never the cloud for a private task (see the pool), never
     -- beyond what the run has left.
-    if recorded and c.est_cost > 0 and task.reason == "first" and explores(task, run) then
+    if c.est_cost > 0 and task.reason == "first" and explores(task, run) and recorded(m) then
       local pick
       for k = 1, m do
         local x = cs[k]

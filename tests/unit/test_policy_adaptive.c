@@ -14,7 +14,10 @@
 
 #include <cmocka.h>
 
+#include "engine/history.h"
 #include "tests/unit/support/policy_harness.h"
+
+#include <math.h>
 
 /* ---- building records -------------------------------------------------------- */
 
@@ -380,6 +383,146 @@ static void test_explanation(void **state)
     fr_policy_free(p);
 }
 
+/* ---- candidate.history.p_pass ------------------------------------------------ */
+
+/* Prints every candidate's p_pass and p_pass_n (history_all has neither). */
+static const char p_pass_policy[] =
+    "return { route = function(task, cands)\n"
+    "  local out = {}\n"
+    "  for i = 1, #cands do\n"
+    "    local h, a = cands[i].history, cands[i].history_all\n"
+    "    if a.p_pass ~= nil or a.p_pass_n ~= nil then error('p_pass in history_all') end\n"
+    "    out[#out + 1] = string.format('%.17g %d', h.p_pass, h.p_pass_n)\n"
+    "  end\n"
+    "  return cands[1], table.concat(out, ';')\n"
+    "end }\n";
+
+/* One settled attempt of the recount. */
+typedef struct settled {
+    int ep;
+    double complexity, at;
+    bool pass;
+} settled;
+
+/* adaptive's estimate for endpoint `ep` of quality `q` on a task of
+ * `complexity` at `now`, recounted from the raw attempts `s` (n of them):
+ * decayed weights, pass rates, then the blend of docs/policies.md. *attempts:
+ * the band's attempts behind it (0 without a pass rate). */
+static double recount(const settled *s, size_t n, int ep, double q, double complexity, double now,
+                      long *attempts)
+{
+    int band = fr_history_band(complexity);
+    double w = 0, wp = 0, wa = 0, wap = 0;
+    long nb = 0, na = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i].ep != ep)
+            continue;
+        double f = exp2((s[i].at - now) / FR_STORE_HISTORY_HALF_LIFE_S);
+        na++;
+        wa += f;
+        wap += s[i].pass ? f : 0;
+        if (fr_history_band(s[i].complexity) == band) {
+            nb++;
+            w += f;
+            wp += s[i].pass ? f : 0;
+        }
+    }
+    double e = 1 / (1 + exp(-(log(0.9 / (1 - 0.9)) + 10 * (q - complexity))));
+    if (na > 0) {
+        double a = wa > 1 ? 1 : wa;
+        e = (2 * e + a * (wap / wa)) / (2 + a);
+    }
+    *attempts = nb;
+    return nb > 0 ? (4 * e + w * (wp / w)) / (4 + w) : e;
+}
+
+/* The p_pass a policy reads equals adaptive's estimate recounted from the
+ * raw attempts, decision after decision through a real routing history and
+ * kept, trusted tables (as a built-in has them): attempts settling, the
+ * complexity moving within a band with the records unchanged (the kept
+ * record table must get the new figure), other bands taking turns, an
+ * endpoint without any record. */
+static void test_p_pass_is_the_recount(void **state)
+{
+    (void)state;
+    static const char *const names[] = {"gpu", "api", "new"};
+    static const double quality[] = {0.55, 0.9, 0.7};
+    static const double complexity[] = {0.41, 0.45, 0.59, 0.2, 0.45, 0.9, 0.45, 0.5};
+    fr_history *h = fr_history_new(names, 3);
+    fr_policy *p = load_code(p_pass_policy, NULL);
+    fr_policy_keep_args(p);
+    fr_policy_trust(p);
+    settled s[64];
+    size_t ns = 0;
+    double t0 = 1.8e9;
+    for (int d = 0; d < 40; d++) {
+        double c = complexity[d % 8], now = t0 + 3600.0 * d;
+        fr_history_set_clock(h, now);
+        assert_true(fr_history_now(h) == now);
+        if (d % 3 == 0 && ns < 64) { /* an attempt settles on gpu or api */
+            settled x = {.ep = d % 2, .complexity = c, .at = now - 60, .pass = d % 5 != 0};
+            s[ns++] = x;
+            fr_attempt_rec a = {.run_id = "r",
+                                .task = "t",
+                                .endpoint = names[x.ep],
+                                .outcome = x.pass ? "ok" : "quality",
+                                .type = "code",
+                                .has_complexity = true,
+                                .complexity = c,
+                                .latency_ms = 100};
+            fr_history_add(h, &a, x.at);
+        }
+        fr_policy_hist key[3], all[3];
+        fr_policy_cand cs[3];
+        for (int e = 0; e < 3; e++) {
+            fr_history_view(h, (size_t)e, "code", c, now, &key[e], &all[e]);
+            cs[e] = (fr_policy_cand){.name = names[e],
+                                     .tier = e == 1 ? "cloud" : "local",
+                                     .protocol = "openai",
+                                     .model = names[e],
+                                     .max_parallel = 1,
+                                     .free = 1,
+                                     .quality = quality[e],
+                                     .latency_p50 = -1,
+                                     .context = 8192,
+                                     .history = &key[e],
+                                     .history_all = &all[e]};
+        }
+        fr_policy_task t = {.name = "t",
+                            .agent = "a",
+                            .type = "code",
+                            .complexity = c,
+                            .priority = 5,
+                            .attempt = 1,
+                            .reason = "first",
+                            .est_input_tokens = EST_INPUT,
+                            .max_tokens = MAX_TOKENS};
+        fr_policy_run r = {.done = d, .total = 40, .ready = 1};
+        long choice = -2;
+        char why[FR_POLICY_WHY_MAX + 1];
+        fr_error err = {0};
+        assert_int_equal(fr_policy_route_explain(p, &t, cs, 3, &r, &choice, why, sizeof why, &err),
+                         FR_OK);
+        const char *at = why;
+        for (int e = 0; e < 3; e++) {
+            double got;
+            long n, want_n;
+            int used = 0;
+            assert_int_equal(sscanf(at, "%lf %ld;%n", &got, &n, &used), 2);
+            double want = recount(s, ns, e, quality[e], c, now, &want_n);
+            if (fabs(got - want) > 1e-12 || n != want_n)
+                print_error("decision %d, %s: p_pass %.17g/%ld, recount %.17g/%ld\n", d, names[e],
+                            got, n, want, want_n);
+            assert_true(fabs(got - want) <= 1e-12);
+            assert_int_equal(n, want_n);
+            at += used;
+        }
+    }
+    assert_true(ns > 10);
+    fr_policy_free(p);
+    fr_history_free(h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -391,6 +534,7 @@ int main(void)
         cmocka_unit_test(test_exploration_within_budget_and_local),
         cmocka_unit_test(test_quality_failure_escalates),
         cmocka_unit_test(test_explanation),
+        cmocka_unit_test(test_p_pass_is_the_recount),
     };
     return cmocka_run_group_tests(tests, setup_env, NULL);
 }

@@ -418,7 +418,7 @@ static const char leak_policy[] =
     "    check(keys(c) == (lat and 17 or 16) and c.ghost == nil, 'keys of ' .. i)\n"
     "    check(c.history.attempts == 0 and c.history.pass_rate == nil and\n"
     "          c.history.type == nil and c.history_all.weight == 0 and\n"
-    "          keys(c.history) == 7 and keys(c.history_all) == 7, 'history of ' .. i)\n"
+    "          keys(c.history) == 9 and keys(c.history_all) == 7, 'history of ' .. i)\n"
     "    names(c.tags, (i + d) % 3, 't', 'tags of ' .. i)\n"
     "  end\n"
     "  local capped = d % 2 == 1\n"
