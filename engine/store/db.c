@@ -310,24 +310,21 @@ static void label(char *out, size_t size, const char *env, const char *fallback)
     snprintf(out, size, "%s", v && *v ? v : fallback ? fallback : "");
 }
 
-/* Who books and from where: the real uid's name, else $USER, else ""; and
- * the host's name, else "". FLOWRUN_USER and FLOWRUN_HOST replace them (a
- * label, for shared CI accounts; nothing is checked against them). */
-static void identify_user(fr_store *st)
+void fr_store_identity(char *user, size_t usize, char *host, size_t hsize)
 {
     struct passwd pw, *found = NULL;
     char buf[1024];
-    const char *user = NULL;
+    const char *who = NULL;
     if (getpwuid_r(getuid(), &pw, buf, sizeof buf, &found) == 0 && found && found->pw_name)
-        user = found->pw_name;
+        who = found->pw_name;
     else
-        user = getenv("USER");
-    char host[256] = "";
-    if (gethostname(host, sizeof host - 1) != 0)
-        host[0] = '\0';
-    host[sizeof host - 1] = '\0';
-    label(st->user_name, sizeof st->user_name, "FLOWRUN_USER", user);
-    label(st->host, sizeof st->host, "FLOWRUN_HOST", host);
+        who = getenv("USER");
+    char name[256] = "";
+    if (gethostname(name, sizeof name - 1) != 0)
+        name[0] = '\0';
+    name[sizeof name - 1] = '\0';
+    label(user, usize, "FLOWRUN_USER", who);
+    label(host, hsize, "FLOWRUN_HOST", name);
 }
 
 /* Reads this boot's id (Linux); leaves "" where there is none. */
@@ -414,7 +411,7 @@ void fr_store_identify(fr_store *st)
 {
     st->pid = getpid();
     read_boot_id(st->boot_id, sizeof st->boot_id);
-    identify_user(st);
+    fr_store_identity(st->user_name, sizeof st->user_name, st->host, sizeof st->host);
     char state;
     if (!proc_info((long)st->pid, &state, &st->pid_start))
         st->pid_start = 0;

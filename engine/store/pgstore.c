@@ -566,12 +566,9 @@ int fr_pgstore_open(uv_loop_t *loop, const char *url, const fr_pgstore_opts *opt
     s->opts.wake_fallback_ms = or_default(s->opts.wake_fallback_ms, FR_PGSTORE_WAKE_FALLBACK_MS);
     snprintf(s->lock_timeout, sizeof s->lock_timeout, "%d", s->opts.lock_timeout_ms);
     snprintf(s->stmt_timeout, sizeof s->stmt_timeout, "%d", s->opts.stmt_timeout_ms);
-    char host[256] = "";
-    size_t hlen = sizeof host;
-    if (uv_os_gethostname(host, &hlen) != 0)
-        snprintf(host, sizeof host, "unknown");
-    const char *user = getenv("USER");
-    s->user = fr_xstrdup(s->opts.user ? s->opts.user : user ? user : "");
+    char user[256], host[256];
+    fr_store_identity(user, sizeof user, host, sizeof host); /* labelled as on SQLite */
+    s->user = fr_xstrdup(s->opts.user ? s->opts.user : user);
     s->host = fr_xstrdup(s->opts.host ? s->opts.host : host);
     s->opts.user = s->opts.host = NULL;
     s->owner = make_owner_id(s->host);

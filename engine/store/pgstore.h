@@ -103,7 +103,7 @@ typedef struct fr_pgstore_opts {
     int lock_timeout_ms;     /* SET LOCAL lock_timeout of every transaction */
     int stmt_timeout_ms;     /* SET LOCAL statement_timeout of every transaction */
     int wake_fallback_ms;    /* the wake callback at least this often while waiting */
-    const char *user, *host; /* the owner's (borrowed, copied); NULL: $USER, the host name */
+    const char *user, *host; /* the owner's (borrowed, copied); NULL: fr_store_identity's */
     fr_pgstore_state_fn on_state;
     fr_pgstore_wake_fn on_wake;
     void *ud;

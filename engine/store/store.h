@@ -43,6 +43,13 @@ const char *fr_store_schema_sql(int part);
  * fr_store_open); a bigger one has its ledger tables checked. */
 #define FR_STORE_CHECK_BYTES (256LL * 1024 * 1024)
 
+/* Who books and from where, as every store labels runs and attempts: the
+ * real uid's name (else $USER, else "") into `user` and the host's name
+ * (else "") into `host`, of `usize` and `hsize` bytes; FLOWRUN_USER and
+ * FLOWRUN_HOST, when set and not empty, replace them (labels, for shared
+ * CI accounts; nothing is checked against them). */
+void fr_store_identity(char *user, size_t usize, char *host, size_t hsize);
+
 /* Size of a month buffer: "YYYY-MM" and its NUL. */
 #define FR_STORE_MONTH_LEN 8
 /* Size of a day buffer, "YYYY-MM-DD" and its NUL; it holds a month too. A

@@ -139,6 +139,22 @@ run_flowrun approve "$WORK/gate.lua" ship --state "$PG_URL"
 expect_rc 65 "a task without a checkpoint"
 pass "approve records its decision in PostgreSQL"
 
+# A run booked straight on the shared store is split by the labels a CI
+# account sets (FLOWRUN_USER, FLOWRUN_HOST), as on SQLite, and what routing
+# learned from it is there for the next run on any host.
+before=$("$FLOWRUN" stats --routing --json --state "$PG_URL" | jq '[.endpoints[] | .all.attempts // 0] | add // 0')
+FLOWRUN_USER=ci-bot FLOWRUN_HOST=ci-runner-7 run_flowrun "$WORK/flow.lua" --state "$PG_URL" --no-cache
+expect_rc 0 "a run on the shared store"
+[ "$("${PSQL[@]}" -c "SELECT count(*) FROM attempts WHERE user_name = 'ci-bot' AND host = 'ci-runner-7'")" -ge 4 ] ||
+  fail "the run's attempts carry FLOWRUN_USER and FLOWRUN_HOST: $("${PSQL[@]}" -c "SELECT DISTINCT user_name, host FROM attempts")"
+[ "$("${PSQL[@]}" -c "SELECT count(*) FROM runs WHERE user_name = 'ci-bot' AND host = 'ci-runner-7'")" = 1 ] ||
+  fail "the run's row carries FLOWRUN_USER and FLOWRUN_HOST"
+out=$("$FLOWRUN" spend --state "$PG_URL")
+grep -q "ci-bot" <<<"$out" && grep -q "ci-runner-7" <<<"$out" || fail "spend splits by the labels: $out"
+after=$("$FLOWRUN" stats --routing --json --state "$PG_URL" | jq '[.endpoints[] | .all.attempts // 0] | add // 0')
+[ "$after" -gt "$before" ] || fail "the run's attempts teach the shared routing history ($before -> $after)"
+pass "a run on the shared store is split by FLOWRUN_USER and FLOWRUN_HOST, and teaches the routing history"
+
 # An unreachable server, a refused password: 74, the password masked.
 DOWN="postgresql://flowrun:pw-NEVER-SHOWN@127.0.0.1:1/flowrun_test"
 for cmd in "spend" "runs" "report last" "stats" "stats --routing" \
