@@ -162,7 +162,10 @@ struct fr_booking_wait {
 
 /* Books attempt `a` (borrowed) in flight at its worst case (a->cost_usd)
  * and sets *row; false (logged) when it cannot be written: then it must not
- * be sent. With `w` NULL the reservation commits now (one transaction).
+ * be sent. With `w` NULL the reservation commits now (one transaction); on
+ * a shared PostgreSQL store it is sent and *row stays 0 until it is durable:
+ * the caller asks again later with the same attempt, and may send once *row
+ * is set.
  * With `w` (its go and ud set by the caller) on books attached to a loop it
  * joins the turn's batch and `w` is parked: its request waits for
  * w->go, which the books call right after the turn's commit (one commit

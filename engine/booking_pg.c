@@ -682,7 +682,7 @@ static bool reserve_turn(fr_pgbooks *p, const fr_attempt_rec *a, int max, long l
 {
     for (op *o = p->head; o; o = o->next) {
         if (o->kind != OP_RESERVE || !o->turn || o->rec.attempt != a->attempt ||
-            strcmp(o->rec.task, a->task) != 0)
+            o->rec.turn != a->turn || strcmp(o->rec.task, a->task) != 0)
             continue;
         if (!o->done)
             return true; /* asked, not answered yet */
@@ -720,7 +720,7 @@ bool fr_pgbooks_reserve(fr_pgbooks *p, const fr_attempt_rec *a, int max, long lo
     }
     if (fr_booking_failed(p->owner))
         return false;
-    if (!w && max > 0)
+    if (!w) /* a tool loop's later turn: held once durable, asked again till then */
         return reserve_turn(p, a, max, row);
     op *o = op_new(p, OP_RESERVE);
     op_keep(o, a);
@@ -731,14 +731,13 @@ bool fr_pgbooks_reserve(fr_pgbooks *p, const fr_attempt_rec *a, int max, long lo
         failed(p, rc, NULL);
         return false;
     }
-    if (w && live(p)) {
+    if (live(p)) {
         o->w = w;
         o->row = row;
         w->parked = true;
     } else {
-        /* Nothing to wait with (a tool loop's later turn on an endpoint not
-         * shared): booked as soon as the store answers; the request does
-         * not wait for it. */
+        /* The loop is not running (the run's setup or end): booked as soon
+         * as the store answers. */
         *row = ++p->next_row;
     }
     return true;

@@ -184,6 +184,7 @@ static fr_attempt_rec attempt_rec(const fr_task *t)
         .model = fr_ep_model(t->env->eps, ep_of(t)),
         .type = t->env->wf->tasks[t->idx].type,
         .attempt = t->res->attempts,
+        .turn = t->res->turns, /* tool turns ended: this request's turn */
         .has_complexity = true,
         .complexity = t->env->wf->tasks[t->idx].complexity,
         .has_score = t->score >= 0,
@@ -231,15 +232,19 @@ static bool reserve_attempt(fr_task *t, fr_booking_wait *w)
     return fr_booking_reserve(t->env->books, &a, &t->row, w);
 }
 
-/* Books a tool loop's later turn in flight, committed now: on a shared
- * endpoint as a slot, and *held false (nothing booked) while other
- * processes hold every slot. False (logged) when it cannot be written. */
+/* Books a tool loop's later turn in flight: on a shared endpoint as a
+ * slot, and *held false (nothing booked yet) while other processes hold
+ * every slot or, on a shared store, until its reservation is durable (the
+ * caller asks again soon). False (logged) when it cannot be written. */
 static bool reserve_turn(fr_task *t, bool *held)
 {
     const fr_endpoint_spec *s = spec_of(t);
     *held = true;
-    if (!t->env->books || !shared_slots(t))
-        return reserve_attempt(t, NULL);
+    if (!t->env->books || !shared_slots(t)) {
+        bool ok = reserve_attempt(t, NULL);
+        *held = t->reserved <= 0 || t->row != 0;
+        return ok;
+    }
     fr_attempt_rec a = attempt_rec(t);
     a.cost_usd = t->reserved;
     t->row = 0;

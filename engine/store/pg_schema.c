@@ -101,7 +101,9 @@ static const char *const schema_v1[] = {
     "  host            text NOT NULL DEFAULT '',"
     "  complexity      double precision,"
     "  score           double precision,"
-    "  CONSTRAINT attempts_key UNIQUE (run_id, task, attempt)"
+    /* a tool loop's turns: the requests of one attempt, 0 for the first */
+    "  turn            integer NOT NULL DEFAULT 0 CHECK (turn >= 0),"
+    "  CONSTRAINT attempts_key UNIQUE (run_id, task, attempt, turn)"
     ")",
     "CREATE INDEX attempts_run ON attempts(run_id, month)",
     "CREATE INDEX attempts_month ON attempts(month)",

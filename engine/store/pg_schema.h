@@ -33,8 +33,9 @@
  *   in_flight) and its open budget leases stop counting (view open_leases,
  *   `live`), whoever reclaims them next;
  * - runs and attempts: the ledger, with owner, user and host. An attempt's
- *   key is (run_id, task, attempt), made by the client: a reservation is
- *   INSERT ... ON CONFLICT (run_id, task, attempt) DO NOTHING (not an
+ *   key is (run_id, task, attempt, turn), made by the client (turn: the
+ *   request's turn in a tool loop, 0 for the first): a reservation is
+ *   INSERT ... ON CONFLICT (run_id, task, attempt, turn) DO NOTHING (not an
  *   upsert: a reservation repeated after a lost connection must not undo a
  *   settle that came after it), and a settle is an UPDATE ... WHERE
  *   outcome = 'pending', so repeated it changes nothing. Each attempt has

@@ -194,7 +194,7 @@ int fr_pgstore_run_end(fr_pgstore *s, const char *run_id, const char *status, in
  * (nothing booked: reserve again later, on the wake callback), FR_EINVAL
  * for a run not begun, FR_ETIMEDOUT when the endpoint's row stayed locked
  * past the lock timeout, or another error. Idempotent: INSERT ... ON
- * CONFLICT (run_id, task, attempt) DO NOTHING, and the completion says
+ * CONFLICT (run_id, task, attempt, turn) DO NOTHING, and the completion says
  * reserved whenever the key is booked, so a repeat books once and never
  * undoes a later settle. */
 int fr_pgstore_reserve(fr_pgstore *s, const fr_attempt_rec *a, int max_parallel,

@@ -17,8 +17,9 @@
 
 /* ---- SQL shared by several operations ---- */
 
-/* An attempt's key, parameters $1..$3. */
-#define KEY_WHERE "run_id = $1 AND task = $2 AND attempt = $3::integer"
+/* An attempt's key, parameters $1..$4: a tool loop's turns are requests of
+ * one attempt, each booked on its own row. */
+#define KEY_WHERE "run_id = $1 AND task = $2 AND attempt = $3::integer AND turn = $4::integer"
 
 /* What lease `l`'s run spent in its period (a month or a day). */
 #define RUN_SPENT(l)                                                                               \
@@ -40,17 +41,19 @@
 /* A reservation's insert, with `cond` the capacity's condition: returns
  * whether the key is booked (now, or by an earlier send of the same). */
 #define RESERVE_SQL(cond)                                                                          \
-    "WITH ins AS (INSERT INTO attempts (run_id, task, attempt, endpoint, tier, model, cost_usd,"   \
+    "WITH ins AS (INSERT INTO attempts (run_id, task, attempt, turn, endpoint, tier, model, "      \
+    "cost_usd,"                                                                                    \
     " outcome, at, month, day, task_type, owner_id, user_name, host, complexity)"                  \
-    " SELECT $1, $2, $3::integer, $4, $5, $6, $7::float8, 'pending', $8::float8, $9, $10, $11,"    \
-    " $12, $13, $14, $15::float8" cond                                                             \
-    " ON CONFLICT (run_id, task, attempt) DO NOTHING RETURNING 1)"                                 \
+    " SELECT $1, $2, $3::integer, $4::integer, $5, $6, $7, $8::float8, 'pending', $9::float8, "    \
+    "$10, $11, $12,"                                                                               \
+    " $13, $14, $15, $16::float8" cond                                                             \
+    " ON CONFLICT (run_id, task, attempt, turn) DO NOTHING RETURNING 1)"                           \
     " SELECT EXISTS (SELECT 1 FROM ins) OR EXISTS (SELECT 1 FROM attempts WHERE " KEY_WHERE ")"
 
 static const char *const RESERVE_FREE = RESERVE_SQL("");
 static const char *const RESERVE_CAPPED =
-    RESERVE_SQL(" WHERE coalesce((SELECT held FROM in_flight WHERE endpoint = $4), 0)"
-                " < $16::integer");
+    RESERVE_SQL(" WHERE coalesce((SELECT held FROM in_flight WHERE endpoint = $5), 0)"
+                " < $17::integer");
 static const char *const ENDPOINT_ROW =
     "INSERT INTO endpoints (name) VALUES ($1) ON CONFLICT (name) DO NOTHING";
 static const char *const ENDPOINT_LOCK = "SELECT name FROM endpoints WHERE name = $1 FOR UPDATE";
@@ -58,11 +61,11 @@ static const char *const ENDPOINT_LOCK = "SELECT name FROM endpoints WHERE name 
 /* A settle, notifying a capped endpoint's channel; returns the rows
  * settled and the attempt's outcome as it was before. */
 static const char *const SETTLE_SQL =
-    "WITH u AS (UPDATE attempts SET input_tokens = $4::bigint, output_tokens = $5::bigint,"
-    " cached_tokens = $6::bigint, usage_estimated = $7::boolean, cost_usd = $8::float8,"
-    " latency_ms = $9::float8, outcome = $10, error = $11, at = $12::float8,"
-    " ttft_ms = $13::float8, score = $14::float8,"
-    " complexity = coalesce($15::float8, complexity) WHERE " KEY_WHERE
+    "WITH u AS (UPDATE attempts SET input_tokens = $5::bigint, output_tokens = $6::bigint,"
+    " cached_tokens = $7::bigint, usage_estimated = $8::boolean, cost_usd = $9::float8,"
+    " latency_ms = $10::float8, outcome = $11, error = $12, at = $13::float8,"
+    " ttft_ms = $14::float8, score = $15::float8,"
+    " complexity = coalesce($16::float8, complexity) WHERE " KEY_WHERE
     " AND outcome = 'pending' RETURNING endpoint),"
     " n AS (SELECT pg_notify(fr_slot_channel(e.name), e.name) FROM u"
     " JOIN endpoints e ON e.name = u.endpoint)"
@@ -148,8 +151,9 @@ static bool valid_attempt(const fr_attempt_rec *a, bool settle)
                                            "cancelled", "budget",    "truncated", "refused",
                                            "tool_call", "no_answer", NULL};
     return a && a->run_id && a->task && a->endpoint && one_of(a->tier, tiers) &&
-           (!settle || one_of(a->outcome, outcomes)) && a->attempt >= 1 && a->input >= 0 &&
-           a->output >= 0 && a->cached >= 0 && valid_usd(a->cost_usd) && valid_usd(a->latency_ms);
+           (!settle || one_of(a->outcome, outcomes)) && a->attempt >= 1 && a->turn >= 0 &&
+           a->input >= 0 && a->output >= 0 && a->cached >= 0 && valid_usd(a->cost_usd) &&
+           valid_usd(a->latency_ms);
 }
 
 /* A month "YYYY-MM" or a day "YYYY-MM-DD". */
@@ -422,7 +426,6 @@ int fr_pgstore_run_end(fr_pgstore *s, const char *run_id, const char *status, in
     return FR_OK;
 }
 
-/* Adds the parameters $1..$3 of an attempt's key. */
 /* Adds `v` as a parameter when `has`, else NULL. */
 static void opt_num(op *o, bool has, double v)
 {
@@ -432,11 +435,13 @@ static void opt_num(op *o, bool has, double v)
         fr_pgstore_op_str(o, NULL);
 }
 
+/* Adds the parameters $1..$4 of an attempt's key. */
 static void key_params(op *o, const fr_attempt_rec *a)
 {
     fr_pgstore_op_str(o, a->run_id);
     fr_pgstore_op_str(o, a->task);
     fr_pgstore_op_int(o, a->attempt);
+    fr_pgstore_op_int(o, a->turn);
 }
 
 int fr_pgstore_reserve(fr_pgstore *s, const fr_attempt_rec *a, int max_parallel,

@@ -74,6 +74,8 @@ typedef struct fr_store fr_store;
 typedef struct fr_attempt_rec {
     const char *run_id, *task, *endpoint, *tier, *model, *outcome, *error, *type;
     int attempt;
+    int turn; /* the request's turn in its attempt's tool loop, 0 for the first (a key
+                 on the shared store; SQLite's rows have ids of their own) */
     long input, output, cached;
     bool estimated, has_ttft, has_complexity, has_score;
     double cost_usd, latency_ms, ttft_ms, complexity, score;

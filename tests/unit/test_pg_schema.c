@@ -397,7 +397,7 @@ static void test_newer_version_refused(void **state)
     "INSERT INTO attempts(run_id, task, attempt, endpoint, tier, cost_usd, outcome, at, month,"    \
     " day, owner_id, user_name, host)"                                                             \
     " VALUES ($1, $2, $3, $4, 'local', $5, 'pending', 0, left($6, 7), $6, $7, $8, $9)"             \
-    " ON CONFLICT (run_id, task, attempt) DO NOTHING"
+    " ON CONFLICT (run_id, task, attempt, turn) DO NOTHING"
 #define SETTLE_SQL                                                                                 \
     "UPDATE attempts SET cost_usd = $4, outcome = $5"                                              \
     " WHERE run_id = $1 AND task = $2 AND attempt = $3 AND outcome = 'pending'"

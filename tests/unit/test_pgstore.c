@@ -389,6 +389,52 @@ static void test_complexity_and_score(void **state)
     fr_pgstore_close(s);
 }
 
+/* A tool loop's turns are requests of one attempt: each is reserved and
+ * settled on a row of its own (the key has the turn), a turn settled twice
+ * books once, and a turn never settles another's row. */
+static void test_turns_of_one_attempt(void **state)
+{
+    fx *f = *state;
+    fr_pgstore *s = NULL;
+    open_store(f, NULL, &s);
+    begin_run(f, s, "turns-1");
+    fr_attempt_rec t0 = attempt("turns-1", "loop", 1, "ep-turns", 0.5);
+    fr_attempt_rec t1 = t0;
+    t1.turn = 1;
+    res r0 = {0}, r1 = {0};
+    assert_int_equal(fr_pgstore_reserve(s, &t0, 2, on_done, &r0), FR_OK);
+    FLUSH_UNTIL(f, s, r0.calls);
+    assert_int_equal(r0.rc, FR_OK);
+    t0.outcome = "tool_call";
+    t0.input = 10;
+    t0.cost_usd = 0.1;
+    res s0 = {0};
+    assert_int_equal(fr_pgstore_settle(s, &t0, false, on_value, &s0), FR_OK);
+    FLUSH_UNTIL(f, s, s0.calls);
+    assert_int_equal(s0.rc, FR_OK);
+    /* the next turn of the same attempt: a row of its own */
+    assert_int_equal(fr_pgstore_reserve(s, &t1, 2, on_done, &r1), FR_OK);
+    FLUSH_UNTIL(f, s, r1.calls);
+    assert_int_equal(r1.rc, FR_OK);
+    t1.outcome = "ok";
+    t1.input = 20;
+    t1.cost_usd = 0.2;
+    res s1 = {0}, again = {0};
+    assert_int_equal(fr_pgstore_settle(s, &t1, false, on_value, &s1), FR_OK);
+    assert_int_equal(fr_pgstore_settle(s, &t1, false, on_value, &again), FR_OK);
+    FLUSH_UNTIL(f, s, s1.calls && again.calls);
+    assert_int_equal(s1.rc, FR_OK);
+    assert_int_equal(sql_num(f, "SELECT count(*) FROM attempts WHERE run_id = 'turns-1'"), 2);
+    assert_int_equal(sql_num(f, "SELECT count(*) FROM attempts WHERE run_id = 'turns-1'"
+                                " AND ((turn = 0 AND outcome = 'tool_call' AND input_tokens = 10)"
+                                " OR (turn = 1 AND outcome = 'ok' AND input_tokens = 20))"),
+                     2);
+    assert_int_equal(sql_num(f, "SELECT round(sum(cost_usd) * 1000) FROM attempts"
+                                " WHERE run_id = 'turns-1'"),
+                     300);
+    fr_pgstore_close(s);
+}
+
 static void test_cache_and_approvals(void **state)
 {
     fx *f = *state;
@@ -932,6 +978,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_runs_reserve_settle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_complexity_and_score, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_turns_of_one_attempt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cache_and_approvals, setup, teardown),
         cmocka_unit_test_setup_teardown(test_capacity_across_two_stores, setup, teardown),
         cmocka_unit_test_setup_teardown(test_leases_two_owners, setup, teardown),

@@ -146,10 +146,14 @@ static int pgc_copy(const char *path, PGconn *c)
     if (rc == 0)
         rc = pgc_exec(c,
                       "DO $$ DECLARE a record; BEGIN"
-                      " FOR a IN SELECT * FROM copy_attempts ORDER BY ord LOOP"
-                      "  INSERT INTO attempts (run_id, task, attempt, endpoint, tier, model,"
+                      /* a tool loop's turns: the rows of one attempt, in order */
+                      " FOR a IN SELECT *, (row_number() OVER (PARTITION BY run_id, task,"
+                      "   attempt ORDER BY ord) - 1)::integer AS turn FROM copy_attempts"
+                      "   ORDER BY ord LOOP"
+                      "  INSERT INTO attempts (run_id, task, attempt, turn, endpoint, tier, model,"
                       "   cost_usd, outcome, at, month, day, task_type, user_name, host,"
-                      "   complexity) VALUES (a.run_id, a.task, a.attempt, a.endpoint, a.tier,"
+                      "   complexity) VALUES (a.run_id, a.task, a.attempt, a.turn, a.endpoint,"
+                      "   a.tier,"
                       "   a.model, a.cost_usd, 'pending', a.at, a.month, a.day, a.task_type,"
                       "   a.user_name, a.host, a.complexity);"
                       "  UPDATE attempts SET input_tokens = a.input_tokens,"
@@ -157,7 +161,7 @@ static int pgc_copy(const char *path, PGconn *c)
                       "   usage_estimated = a.usage_estimated <> 0, latency_ms = a.latency_ms,"
                       "   outcome = a.outcome, error = a.error, ttft_ms = a.ttft_ms,"
                       "   score = a.score WHERE run_id = a.run_id AND task = a.task"
-                      "   AND attempt = a.attempt AND a.outcome <> 'pending';"
+                      "   AND attempt = a.attempt AND turn = a.turn AND a.outcome <> 'pending';"
                       " END LOOP; END $$",
                       0, NULL);
     if (rc == 0)
