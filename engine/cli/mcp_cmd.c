@@ -6,6 +6,7 @@
 #include "engine/mcpd/http_serve.h"
 #include "engine/mcpd/mcpd.h"
 #include "engine/mcpd/stdio_serve.h"
+#include "engine/store/pgurl.h"
 #include "engine/util/err.h"
 #include "engine/util/log.h"
 #include "engine/util/mem.h"
@@ -267,7 +268,7 @@ int fr_cli_mcp_main(int argc, char **argv)
     if (a.work_dir)
         work_dir =
             a.work_dir[0] == '/' ? fr_xstrdup(a.work_dir) : fr_xasprintf("%s/%s", cwd, a.work_dir);
-    else if (base && *base)
+    else if (base && *base && !fr_pgurl_is_url(base)) /* a shared store's runs: ./.flowrun/mcp */
         work_dir =
             base[0] == '/' ? fr_xasprintf("%s/mcp", base) : fr_xasprintf("%s/%s/mcp", cwd, base);
     else

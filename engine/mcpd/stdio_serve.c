@@ -39,10 +39,16 @@ typedef struct write_req {
     char *data;
 } write_req;
 
+/* Opens `fd` as a stream: a terminal or a pipe (a socket too). A file or a
+ * device to read from is refused (UV_EINVAL): libuv cannot poll one and
+ * would abort the process at its first read. */
 static int open_stream(uv_loop_t *loop, int fd, any_stream *st, bool readable)
 {
-    if (uv_guess_handle(fd) == UV_TTY)
+    uv_handle_type kind = uv_guess_handle(fd);
+    if (kind == UV_TTY)
         return uv_tty_init(loop, &st->tty, fd, readable);
+    if (readable && kind != UV_NAMED_PIPE && kind != UV_TCP && kind != UV_UDP)
+        return UV_EINVAL;
     int rc = uv_pipe_init(loop, &st->pipe, 0);
     if (rc == 0 && (rc = uv_pipe_open(&st->pipe, fd)) != 0)
         uv_close(&st->h, NULL);
@@ -164,10 +170,17 @@ int fr_mcpd_stdio_start(uv_loop_t *loop, fr_mcpd *d, int in_fd, int out_fd,
     fr_buf_init(&s->line, LINE_MAX_BYTES);
     int rc = open_stream(loop, in_fd, &s->in, true);
     if (rc != 0) {
-        fr_error_set(err, FR_EIO, "stdin", 0,
-                     "cannot read standard input as a pipe or terminal: %s (flowrun mcp is "
-                     "started by an MCP client, which writes to its standard input)",
-                     uv_strerror(rc));
+        if (rc == UV_EINVAL)
+            fr_error_set(err, FR_EIO, "stdin", 0,
+                         "standard input is not a pipe or a terminal (a file or a device): "
+                         "flowrun mcp is started by an MCP client, which writes to its "
+                         "standard input; to replay requests from a file, pipe them: "
+                         "cat requests.jsonl | flowrun mcp");
+        else
+            fr_error_set(err, FR_EIO, "stdin", 0,
+                         "cannot read standard input as a pipe or terminal: %s (flowrun mcp is "
+                         "started by an MCP client, which writes to its standard input)",
+                         uv_strerror(rc));
         fr_buf_close(&s->line);
         free(s);
         return FR_EIO;

@@ -17,7 +17,8 @@ typedef struct fr_mcpd_stdio fr_mcpd_stdio;
 /* Starts reading `in_fd` and writing `out_fd` (pipes or terminals, not
  * regular files) on `loop` (borrowed) for server `d` (borrowed, outlives
  * it). `on_eof(ud)` is called once when the input ends or fails. FR_EIO
- * with `err` filled when a descriptor cannot be used. On FR_OK *out is
+ * with `err` filled when a descriptor cannot be used (an input that is a
+ * file or a device: err says to pipe it). On FR_OK *out is
  * owned (fr_mcpd_stdio_close). */
 int fr_mcpd_stdio_start(uv_loop_t *loop, fr_mcpd *d, int in_fd, int out_fd,
                         void (*on_eof)(void *ud), void *ud, fr_mcpd_stdio **out, fr_error *err);

@@ -223,3 +223,29 @@ for how in eof sigterm; do
     fail "$how: stdout: $(cat "$WORK/out-$how")"
   pass "$how with a run in flight: the child is stopped first, exit 0, no reply to it"
 done
+
+# Standard input that is a file or a device, not a pipe: a clear error and
+# exit 74, never an abort (libuv cannot poll a file).
+printf '%s\n' "$INIT" >"$WORK/requests.jsonl"
+for input in /dev/null "$WORK/requests.jsonl"; do
+  set +e
+  "$FLOWRUN" mcp --endpoints "$WORK/endpoints.lua" --state "$WORK/state" <"$input" \
+    >"$WORK/out-file" 2>"$WORK/err-file"
+  rc=$?
+  set -e
+  [ "$rc" = 74 ] || fail "stdin $input: exit $rc, want 74: $(cat "$WORK/err-file")"
+  grep -q "standard input is not a pipe" "$WORK/err-file" && grep -q "| flowrun mcp" "$WORK/err-file" ||
+    fail "stdin $input: the message says to pipe it: $(cat "$WORK/err-file")"
+done
+pass "standard input from a file or /dev/null: exit 74, saying to pipe it"
+
+# A shared store's URL as the state: the runs' work folder is ./.flowrun/mcp,
+# not a folder named after the URL.
+mkdir -p "$WORK/url-cwd"
+(cd "$WORK/url-cwd" && printf '%s\n' "$INIT" |
+  FLOWRUN_STATE="postgresql://flowrun@127.0.0.1:1/flowrun" "$FLOWRUN" mcp \
+    --endpoints "$WORK/endpoints.lua" >"$WORK/out-url" 2>"$WORK/err-url") ||
+  fail "flowrun mcp with FLOWRUN_STATE=URL: $(cat "$WORK/err-url")"
+[ -d "$WORK/url-cwd/.flowrun/mcp" ] && [ ! -e "$WORK/url-cwd/postgresql:" ] ||
+  fail "the work folder under a URL state: $(cd "$WORK/url-cwd" && find . -maxdepth 3)"
+pass "FLOWRUN_STATE=URL: the MCP runs' work folder is ./.flowrun/mcp"
