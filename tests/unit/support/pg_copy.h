@@ -79,10 +79,11 @@ static int pgc_copy_rows(sqlite3 *db, PGconn *c, const char *select, const char 
                 snprintf(num, sizeof num, "%.17g", sqlite3_column_double(s, i));
             else if (type == SQLITE_INTEGER)
                 snprintf(num, sizeof num, "%lld", (long long)sqlite3_column_int64(s, i));
-            vals[i] = type == SQLITE_FLOAT || type == SQLITE_INTEGER
-                          ? strdup(num)
-                          : strndup((const char *)sqlite3_column_blob(s, i),
-                                    (size_t)sqlite3_column_bytes(s, i));
+            /* an empty text or blob is a NULL pointer of 0 bytes */
+            const char *bytes = (const char *)sqlite3_column_blob(s, i);
+            vals[i] = type == SQLITE_FLOAT || type == SQLITE_INTEGER ? strdup(num)
+                      : bytes ? strndup(bytes, (size_t)sqlite3_column_bytes(s, i))
+                              : strdup("");
         }
         rc = pgc_exec(c, insert, n, (const char *const *)vals);
     }
