@@ -102,10 +102,38 @@ awk -v s="$free" -v c="$CAP" 'BEGIN { exit !(s > 2 * c) }' ||
 same "$(ledger 0)" "$free" || fail "without a cap: the ledger says \$$(ledger 0), the simulator \$$free"
 pass "without a cap: \$$free served and booked"
 
+# diagnose REP: what a failed repetition left, for the one who reads the
+# log: each process's report totals and stderr, and on PostgreSQL the
+# ledger per run and the leases.
+diagnose() {
+  local rep=$1 n
+  for n in $(seq 1 $PROCS); do
+    echo "# process $n: $(jq -c '{status, cost_usd, store, tasks: (.tasks | length), stopped: ([.tasks[] | select(.status == "budget")] | length)}' "$WORK/r$rep-$n.json" 2>/dev/null)" >&2
+    sed 's/^/#   /' "$WORK/e$rep-$n" | tail -n 20 >&2
+  done
+  $PG || return 0
+  psql -At "$(state_of "$rep")" >&2 <<'SQL'
+SELECT '# run ' || r.id || ' ' || r.status || ' owner ' || coalesce(r.owner_id, '-') || ' booked '
+       || coalesce((SELECT round(sum(a.cost_usd)::numeric, 4) FROM attempts a WHERE a.run_id = r.id), 0)
+       || ' in ' || (SELECT count(*) FROM attempts a WHERE a.run_id = r.id) || ' attempts'
+  FROM runs r ORDER BY r.started_at;
+SELECT '# lease ' || run_id || ' ' || period || ' amount ' || round(amount::numeric, 4) || ' '
+       || coalesce(closed_by, 'open') || ' spent ' || coalesce(round(spent_usd::numeric, 4)::text, '-')
+       || ' at ' || round((opened_at - (SELECT min(opened_at) FROM leases))::numeric, 3) || '..'
+       || coalesce(round((closed_at - (SELECT min(opened_at) FROM leases))::numeric, 3)::text, '-')
+  FROM leases ORDER BY opened_at;
+SELECT '# outcomes ' || outcome || ' ' || count(*) || ' $' || round(sum(cost_usd)::numeric, 4)
+  FROM attempts GROUP BY outcome;
+SQL
+}
+
 check_round() {
   local rep=$1 kind=$2 spent stopped
   spent=$(served "$rep")
-  within "$spent" "$CAP" || fail "repetition $rep ($kind): six processes spent \$$spent against a cap of \$$CAP"
+  within "$spent" "$CAP" || {
+    diagnose "$rep"
+    fail "repetition $rep ($kind): six processes spent \$$spent against a cap of \$$CAP (the ledger: \$$(ledger "$rep" "${3:-}"))"
+  }
   same "$(ledger "$rep" "${3:-}")" "$spent" ||
     fail "repetition $rep ($kind): the ledger says \$$(ledger "$rep" "${3:-}"), the simulator \$$spent"
   stopped=$(cat "$WORK"/r"$rep"-*.json | jq -s "[.[].tasks[] | select(.status == \"budget\")] | length")
