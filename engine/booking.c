@@ -503,6 +503,11 @@ bool fr_booking_reserve(fr_booking *b, const fr_attempt_rec *a, long long *row, 
 
 static void tick_arm(fr_booking *b);
 
+int fr_booking_over_cap(fr_booking *b)
+{
+    return b && b->pg ? fr_pgbooks_over_cap(b->pg) : 0;
+}
+
 void fr_booking_unpark(fr_booking *b, fr_booking_wait *w)
 {
     if (!w->parked)

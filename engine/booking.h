@@ -150,6 +150,10 @@ struct fr_booking_wait {
     void (*go)(void *ud, bool durable);
     void *ud;
     bool parked; /* linked in: go not called yet */
+    /* Set with go(ud, false) when the request was refused as over a cap,
+     * not for a failed write: a shared cap had too little left for it;
+     * which: FR_OVER_MONTH, FR_OVER_DAY or both. */
+    int over_cap;
     /* A slot of a shared endpoint (fr_booking_reserve_slot): */
     bool queued;      /* waiting for a slot other processes hold (parked too) */
     double waited_ms; /* how long it waited for one before it got it, 0 for not at all */
@@ -193,6 +197,14 @@ bool fr_booking_reserve(fr_booking *b, const fr_attempt_rec *a, long long *row, 
  * cannot be written. */
 bool fr_booking_reserve_slot(fr_booking *b, const fr_attempt_rec *a, int max, long long *row,
                              fr_booking_wait *w);
+/* The caps a request was refused over (fr_booking_wait.over_cap). */
+#define FR_OVER_MONTH 1
+#define FR_OVER_DAY   2
+
+/* Non-zero (once: FR_OVER_*) when the last fr_booking_reserve_slot with `w` NULL that
+ * returned false was refused as over a cap rather than for a failed write
+ * (a shared PostgreSQL store's fence: docs/team.md). */
+int fr_booking_over_cap(fr_booking *b);
 /* Takes parked `w` back (its request will not be sent: a cancelled task);
  * go is never called. Its reservation stays booked: the caller settles it
  * (a queued `w` has none: it leaves its queue). Nothing to do when `w` is

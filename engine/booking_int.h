@@ -60,6 +60,10 @@ void fr_pgbooks_settle(fr_pgbooks *p, long long row, const fr_attempt_rec *a, fr
  * while one is asked (sent now when none was), or the answer's error. */
 int fr_pgbooks_lease(fr_pgbooks *p, fr_cap_kind kind, const char *period, double cap, double want,
                      double *granted, fr_error *err);
+/* Non-zero (once: FR_OVER_*) when a tool loop's later turn was refused as
+ * over a cap: the fence refused its reservation and the cap had too little
+ * left. */
+int fr_pgbooks_over_cap(fr_pgbooks *p);
 /* fr_booking_end and fr_booking_store_report, each run to completion on
  * the private loop (bounded: FR_BOOKING_PG_END_MS). */
 int fr_pgbooks_end(fr_pgbooks *p, const char *status, int code, double spent, fr_error *err);

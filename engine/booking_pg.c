@@ -15,8 +15,11 @@
 #define LOCK_BACKOFF_MAX_MS 1000
 #define SLOT_RETRY_MS       20
 #define SLOT_JITTER_MS      30
+/* How many times a reservation the fence refused leases again before it is
+ * refused as over the cap (each lease asks for its worst case). */
+#define RELET_ROUNDS 3
 
-enum op_kind { OP_WRITE, OP_RESERVE, OP_SETTLE, OP_LEASE };
+enum op_kind { OP_WRITE, OP_RESERVE, OP_SETTLE, OP_LEASE, OP_RELET };
 /* The books' own writes (OP_WRITE). */
 enum write_kind { W_BEGIN, W_END, W_RELEASE, W_REPORT };
 
@@ -41,10 +44,13 @@ struct op {
     double at_ms;
     fr_history *history; /* ... and the routing history, once durable */
     bool with_reserve;   /* OP_SETTLE of an attempt not reserved before: both, in order */
-    fr_cap_kind period;  /* OP_LEASE */
+    fr_cap_kind period;  /* OP_LEASE, OP_RELET */
+    op *of;              /* OP_RELET: the reservation it leases for */
+    int relets;          /* OP_RESERVE: leases asked for it and unanswered */
+    int rounds;          /* ... rounds of them so far */
+    bool short_of;       /* ... one granted less than its worst case */
     char key[16];
     double cap, want;
-    bool deferred;         /* OP_SETTLE: sent at the turn's end, after its reservations */
     bool held;             /* OP_LEASE: sent once the run's row is durable */
     int tries;             /* sent again after a lock timeout so far */
     uint64_t due;          /* uv_now of the private loop when it is sent again; 0: not waiting */
@@ -84,6 +90,12 @@ struct fr_pgbooks {
         int rc;
         fr_error err;
     } lease[FR_CAP_COUNT];
+    /* The periods whose caps the run leased (FR_PGSTORE_FENCE_*): its
+     * reservations are fenced by its shares of them. */
+    int fence;
+    char period_key[FR_CAP_COUNT][16];
+    double period_cap[FR_CAP_COUNT];
+    int over_cap; /* a later turn was refused as over these caps (fr_pgbooks_over_cap) */
     long long next_row;
     uint32_t jitter;
     bool begun; /* the run's row is durable */
@@ -248,6 +260,22 @@ static void on_write(void *ud, int rc, const fr_error *err)
     o->done = true; /* its maker reads rc, then it is swept */
 }
 
+static void relet(op *o);
+
+/* The caps a refused reservation was over: the run's fenced periods. */
+static int over_of(const fr_pgbooks *p)
+{
+    return ((p->fence & FR_PGSTORE_FENCE_MONTH) ? FR_OVER_MONTH : 0) |
+           ((p->fence & FR_PGSTORE_FENCE_DAY) ? FR_OVER_DAY : 0);
+}
+
+/* The fence of a reservation: the run's shares of its leased periods
+ * cover a paid request; a request of $0 spends none of them. */
+static int fence_of(const fr_pgbooks *p, const fr_attempt_rec *a)
+{
+    return a->cost_usd > 0 ? p->fence : 0;
+}
+
 static void on_reserved(void *ud, int rc, const fr_error *err)
 {
     op *o = ud;
@@ -260,18 +288,24 @@ static void on_reserved(void *ud, int rc, const fr_error *err)
         slot_later(o);
         return;
     }
+    if (rc == FR_EBUDGET && !o->short_of && o->rounds < RELET_ROUNDS) {
+        relet(o);
+        return;
+    }
+    bool other = rc != FR_OK && rc != FR_ELIMIT && rc != FR_EBUDGET;
     if (o->turn) {
-        if (rc != FR_OK && rc != FR_ELIMIT)
+        if (other)
             failed(p, rc, err);
         o->rc = rc;
         o->done = true; /* the turn asks again (fr_pgbooks_reserve) */
         return;
     }
     fr_booking_wait *w = o->w;
-    if (rc != FR_OK && rc != FR_ELIMIT)
+    if (other)
         failed(p, rc, err);
     if (w) {
         w->parked = w->queued = false;
+        w->over_cap = rc == FR_EBUDGET ? over_of(p) : 0;
         if (rc == FR_OK)
             *o->row = ++p->next_row;
         if (o->counted && p->outer) {
@@ -338,6 +372,70 @@ static void on_lease(void *ud, int rc, double granted, const fr_error *err)
         fr_booking_woken(p->owner);
 }
 
+/* A lease asked again for a reservation the fence refused came back: once
+ * every one is, the reservation is sent again, or refused as over the cap
+ * when a period had less left than its worst case. */
+static void on_relet(void *ud, int rc, double granted, const fr_error *err)
+{
+    op *l = ud;
+    if (lock_conflict(rc, err)) {
+        retry_later(l);
+        return;
+    }
+    op *o = l->of;
+    if (rc != FR_OK || granted + 1e-9 < o->rec.cost_usd)
+        o->short_of = true;
+    if (rc != FR_OK)
+        fr_log_event(FR_LOG_WARN, "budget", "budget.error",
+                     "error=\"%s\"; the request waits no more", err ? err->msg : fr_strerror(rc));
+    op_free(l);
+    if (--o->relets > 0)
+        return;
+    if (!o->w && !o->turn) { /* taken back meanwhile: nothing waits for it */
+        op_free(o);
+        return;
+    }
+    if (o->short_of) {
+        fr_error e = {0};
+        fr_error_set(&e, FR_EBUDGET, NULL, 0, "over the cap");
+        on_reserved(o, FR_EBUDGET, &e);
+    } else {
+        send_op(o);
+    }
+}
+
+/* The fence refused reservation `o`: the run's share of a capped period no
+ * longer covers it (another process reclaimed the share while this one
+ * looked dead, or it was spent): each fenced period is leased again for
+ * its worst case, then `o` is sent again. */
+static void relet(op *o)
+{
+    fr_pgbooks *p = o->p;
+    o->rounds++;
+    fr_log_event(FR_LOG_WARN, "budget", "budget.relet",
+                 "task=%s endpoint=%s: the run's share of the shared cap does not cover the "
+                 "request (taken back while this process looked dead, or spent); leasing again",
+                 o->rec.task, o->rec.endpoint);
+    for (int k = FR_CAP_MONTH; k < FR_CAP_COUNT; k++) {
+        if (!(p->fence & (k == FR_CAP_MONTH ? FR_PGSTORE_FENCE_MONTH : FR_PGSTORE_FENCE_DAY)))
+            continue;
+        op *l = op_new(p, OP_RELET);
+        l->of = o;
+        l->period = (fr_cap_kind)k;
+        snprintf(l->key, sizeof l->key, "%s", p->period_key[k]);
+        l->cap = p->period_cap[k];
+        l->want = o->rec.cost_usd;
+        o->relets++;
+        send_op(l);
+    }
+    if (o->relets == 0) { /* nothing fenced: cannot be */
+        o->short_of = true;
+        fr_error e = {0};
+        fr_error_set(&e, FR_EBUDGET, NULL, 0, "over the cap");
+        on_reserved(o, FR_EBUDGET, &e);
+    }
+}
+
 /* The reserve half of a settle without a reservation: its completion is
  * the settle's (same transaction, in order). */
 static void on_pre_reserve(void *ud, int rc, const fr_error *err)
@@ -355,7 +453,7 @@ static int send_op(op *o)
     o->due = 0;
     switch (o->kind) {
     case OP_RESERVE:
-        rc = fr_pgstore_reserve(p->s, &o->rec, o->max, on_reserved, o);
+        rc = fr_pgstore_reserve_fenced(p->s, &o->rec, o->max, fence_of(p, &o->rec), on_reserved, o);
         break;
     case OP_SETTLE:
         if (o->with_reserve)
@@ -364,7 +462,9 @@ static int send_op(op *o)
             rc = fr_pgstore_settle(p->s, &o->rec, o->want_total, on_settled, o);
         break;
     case OP_LEASE:
-        rc = fr_pgstore_lease(p->s, o->key, o->cap, o->want, p->run_id, on_lease, o);
+    case OP_RELET:
+        rc = fr_pgstore_lease(p->s, o->key, o->cap, o->want, p->run_id,
+                              o->kind == OP_LEASE ? on_lease : on_relet, o);
         break;
     case OP_WRITE:
         rc = o->write == W_BEGIN
@@ -386,6 +486,8 @@ static int send_op(op *o)
             on_settled(o, rc, 0, &err);
         else if (o->kind == OP_LEASE)
             on_lease(o, rc, 0, &err);
+        else if (o->kind == OP_RELET)
+            on_relet(o, rc, 0, &err);
         else
             on_write(o, rc, &err);
     }
@@ -399,7 +501,7 @@ static void on_retry(uv_timer_t *h)
     uint64_t now = uv_now(&p->inner);
     for (op *o = p->head, *next; o; o = next) {
         next = o->next;
-        if (o->due && o->due <= now && !o->held && !o->deferred)
+        if (o->due && o->due <= now && !o->held)
             send_op(o);
     }
     rearm(p);
@@ -469,26 +571,10 @@ static void on_timer(uv_timer_t *h)
     drive(h->data);
 }
 
-/* Queues the turn's settles after its reservations: a batch takes an
- * endpoint's row lock (a reservation) before a period's (a settle), in the
- * order every other process takes them too, so that their batches do not
- * deadlock. */
-static void send_deferred(fr_pgbooks *p)
-{
-    for (op *o = p->head, *next; o; o = next) {
-        next = o->next;
-        if (o->deferred) {
-            o->deferred = false;
-            send_op(o);
-        }
-    }
-}
-
 /* The loop is about to block: the turn's writes go out as one transaction. */
 static void on_prepare(uv_prepare_t *h)
 {
     fr_pgbooks *p = h->data;
-    send_deferred(p);
     if (fr_pgstore_queued(p->s) > 0)
         fr_pgstore_flush(p->s);
     drive(p);
@@ -527,7 +613,6 @@ static bool run_out(fr_pgbooks *p, uint64_t ms)
     uv_update_time(&p->inner);
     uv_timer_start(&p->deadline, on_deadline, ms, 0);
     while (!p->expired) {
-        send_deferred(p);
         if (fr_pgstore_queued(p->s) > 0)
             fr_pgstore_flush(p->s);
         bool pending = false;
@@ -635,7 +720,6 @@ fr_pgstore *fr_pgbooks_store(const fr_pgbooks *p)
 
 void fr_pgbooks_flush(fr_pgbooks *p)
 {
-    send_deferred(p);
     if (fr_pgstore_queued(p->s) > 0)
         fr_pgstore_flush(p->s);
 }
@@ -692,6 +776,8 @@ static bool reserve_turn(fr_pgbooks *p, const fr_attempt_rec *a, int max, long l
             *row = ++p->next_row;
             return true;
         }
+        if (rc == FR_EBUDGET)
+            p->over_cap = over_of(p);
         if (rc != FR_ELIMIT)
             return false;
         break; /* refused: ask again */
@@ -700,7 +786,7 @@ static bool reserve_turn(fr_pgbooks *p, const fr_attempt_rec *a, int max, long l
     op_keep(o, a);
     o->max = max;
     o->turn = true;
-    int rc = fr_pgstore_reserve(p->s, &o->rec, o->max, on_reserved, o);
+    int rc = fr_pgstore_reserve_fenced(p->s, &o->rec, o->max, fence_of(p, &o->rec), on_reserved, o);
     if (rc != FR_OK) {
         op_free(o);
         failed(p, rc, NULL);
@@ -725,7 +811,7 @@ bool fr_pgbooks_reserve(fr_pgbooks *p, const fr_attempt_rec *a, int max, long lo
     op *o = op_new(p, OP_RESERVE);
     op_keep(o, a);
     o->max = max;
-    int rc = fr_pgstore_reserve(p->s, &o->rec, o->max, on_reserved, o);
+    int rc = fr_pgstore_reserve_fenced(p->s, &o->rec, o->max, fence_of(p, &o->rec), on_reserved, o);
     if (rc != FR_OK) {
         op_free(o);
         failed(p, rc, NULL);
@@ -771,10 +857,11 @@ void fr_pgbooks_settle(fr_pgbooks *p, long long row, const fr_attempt_rec *a, fr
     o->want_total = fr_budget_wants_month_total(budget, a->cost_usd);
     o->at_ms = at_ms;
     o->history = history;
-    if (live(p))
-        o->deferred = true; /* at the turn's end */
-    else
-        send_op(o);
+    /* Queued in the turn's batch in the order it happened: the budget
+     * counted what it did not cost from now on, and a reservation after it
+     * in the batch is fenced by the same figures (pgstore.h: every
+     * transaction locks a period's row before an endpoint's). */
+    send_op(o);
 }
 
 int fr_pgbooks_lease(fr_pgbooks *p, fr_cap_kind kind, const char *period, double cap, double want,
@@ -782,6 +869,11 @@ int fr_pgbooks_lease(fr_pgbooks *p, fr_cap_kind kind, const char *period, double
 {
     if (kind <= FR_CAP_RUN || kind >= FR_CAP_COUNT)
         return fr_error_set(err, FR_EINVAL, NULL, 0, "no such period");
+    /* From the first lease of a period on, the run's reservations are
+     * fenced by its share of that period's cap. */
+    p->fence |= kind == FR_CAP_MONTH ? FR_PGSTORE_FENCE_MONTH : FR_PGSTORE_FENCE_DAY;
+    snprintf(p->period_key[kind], sizeof p->period_key[kind], "%s", period);
+    p->period_cap[kind] = cap;
     if (p->lease[kind].state == LEASE_ANSWERED) {
         p->lease[kind].state = LEASE_IDLE;
         if (p->lease[kind].rc != FR_OK) {
@@ -807,6 +899,13 @@ int fr_pgbooks_lease(fr_pgbooks *p, fr_cap_kind kind, const char *period, double
             return fr_pgbooks_lease(p, kind, period, cap, want, granted, err);
     }
     return FR_BUDGET_ASKED;
+}
+
+int fr_pgbooks_over_cap(fr_pgbooks *p)
+{
+    int was = p->over_cap;
+    p->over_cap = 0;
+    return was;
 }
 
 int fr_pgbooks_end(fr_pgbooks *p, const char *status, int code, double spent, fr_error *err)

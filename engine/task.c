@@ -123,6 +123,21 @@ static const fr_endpoint_spec *spec_of(const fr_task *t)
     return fr_ep_spec(t->env->eps, ep_of(t));
 }
 
+/* Sets `err` to why a request the shared store's fence refused was not
+ * sent, over the caps `over` (FR_OVER_*), after `prefix` (may be NULL);
+ * returns FR_EBUDGET. */
+static int over_error(const fr_task *t, int over, fr_error *err, const char *prefix)
+{
+    return fr_error_set(err, FR_EBUDGET, NULL, 0,
+                        "%sthe worst case on '%s' does not fit the %s: the shared ledger has too "
+                        "little left for it (this run's share was taken back while the shared "
+                        "store had not heard from this process, or spent)",
+                        prefix ? prefix : "", spec_of(t)->name,
+                        over == (FR_OVER_MONTH | FR_OVER_DAY) ? "monthly cap or the daily cap"
+                        : over == FR_OVER_DAY                 ? "daily cap"
+                                                              : "monthly cap");
+}
+
 /* Replaces the task's last error by `msg` (taken). */
 static void set_last_error(fr_task *t, char *msg)
 {
@@ -568,8 +583,10 @@ static int turn_begin(void *ud, long est_input, long worst_input, fr_error *err)
         bool held = true;
         if (!reserve_turn(t, &held)) { /* committed now: the turn goes out next */
             settle(t, 0);
-            rc = fr_error_set(err, FR_ESTORE, NULL, 0,
-                              "the state store cannot be written; the turn was not sent");
+            int over = fr_booking_over_cap(env->books);
+            rc = over ? over_error(t, over, err, "budget: the tool loop's turn does not fit: ")
+                      : fr_error_set(err, FR_ESTORE, NULL, 0,
+                                     "the state store cannot be written; the turn was not sent");
         } else if (!held) { /* its slot is held by other processes: try again soon */
             settle(t, 0);
             rc = 1;
@@ -645,13 +662,16 @@ static bool send_attempt(fr_task *t, int rc, fr_error *err, fr_task_next *now)
     settle(t, 0); /* nothing was sent */
     fr_route_set_outcome(t->res->decisions, "error", err->msg);
     log_end(t, "error", err->msg, NULL);
-    if (rc == FR_ESTORE) {
+    if (rc == FR_ESTORE || rc == FR_EBUDGET) {
         /* Without a durable reservation nothing is sent, and no new work
          * starts: the task fails (a reservation its lost commit held is
-         * settled at no cost, should it be there). */
+         * settled at no cost, should it be there); one the shared cap
+         * refused stops as a budget stop. */
         if (t->row)
             book_attempt(t, "error", err->msg, NULL, 0, 0, -1);
-        *now = next_end(FR_TASK_FAILED, fr_xstrdup(err->msg));
+        if (rc == FR_EBUDGET)
+            set_last_error(t, fr_xasprintf("%s: %s", spec_of(t)->name, err->msg));
+        *now = next_end(rc == FR_EBUDGET ? FR_TASK_BUDGET : FR_TASK_FAILED, fr_xstrdup(err->msg));
         return false;
     }
     book_attempt(t, "error", err->msg, NULL, 0, 0, -1);
@@ -754,8 +774,11 @@ static void on_durable(void *ud, bool durable)
     count_capacity_wait(t);
     fr_error err = {0};
     int rc = durable ? FR_OK
-                     : fr_error_set(&err, FR_ESTORE, NULL, 0,
-                                    "the state store cannot be written; the request was not sent");
+             : t->wait.over_cap
+                 ? over_error(t, t->wait.over_cap, &err, NULL)
+                 : fr_error_set(&err, FR_ESTORE, NULL, 0,
+                                "the state store cannot be written; the request was not sent");
+    t->wait.over_cap = 0;
     if (durable && !env->plan) {
         fr_clock_refresh(env->clock);
         t->req.left_ms = t->route.deadline_ms - fr_clock_ms(env->clock);

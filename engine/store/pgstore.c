@@ -18,6 +18,7 @@
 #include "engine/store/pgstore_int.h"
 #include "engine/store/pgurl.h"
 
+#include <assert.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,24 +51,28 @@ op *fr_pgstore_op_new(op_kind k, const char *what, void *ud)
 
 void fr_pgstore_op_sql(op *o, const char *sql)
 {
+    assert(o->n < OP_MAX_STMTS);
     o->sql[o->n++] = sql;
 }
 
 void fr_pgstore_op_str(op *o, const char *v)
 {
     int i = o->n - 1;
+    assert(i >= 0 && o->np[i] < OP_MAX_PARAMS);
     o->par[i][o->np[i]++] = v ? fr_xstrdup(v) : NULL;
 }
 
 void fr_pgstore_op_num(op *o, double v)
 {
     int i = o->n - 1;
+    assert(i >= 0 && o->np[i] < OP_MAX_PARAMS);
     o->par[i][o->np[i]++] = fr_xasprintf("%.17g", v);
 }
 
 void fr_pgstore_op_int(op *o, long long v)
 {
     int i = o->n - 1;
+    assert(i >= 0 && o->np[i] < OP_MAX_PARAMS);
     o->par[i][o->np[i]++] = fr_xasprintf("%lld", v);
 }
 

@@ -200,6 +200,21 @@ int fr_pgstore_run_end(fr_pgstore *s, const char *run_id, const char *status, in
 int fr_pgstore_reserve(fr_pgstore *s, const fr_attempt_rec *a, int max_parallel,
                        fr_pgstore_done_fn done, void *ud);
 
+/* The periods whose caps fence a reservation (fr_pgstore_reserve_fenced). */
+#define FR_PGSTORE_FENCE_MONTH 1
+#define FR_PGSTORE_FENCE_DAY   2
+
+/* fr_pgstore_reserve, fenced by the run's shares of the caps of the
+ * periods in `fence` (FR_PGSTORE_FENCE_MONTH | _DAY, 0 for none): the
+ * attempt is booked only while this owner holds an open lease of each
+ * (fr_pgstore_lease) covering what the run spent in it plus a->cost_usd,
+ * checked under the periods' row locks, so a share another process
+ * reclaimed while this one looked dead is never spent again; else
+ * FR_EBUDGET at completion and nothing is booked (lease again, then book).
+ * A repeat of a key already booked stays booked. */
+int fr_pgstore_reserve_fenced(fr_pgstore *s, const fr_attempt_rec *a, int max_parallel, int fence,
+                              fr_pgstore_done_fn done, void *ud);
+
 /* fr_store_settle of the attempt keyed (a->run_id, a->task, a->attempt): its
  * usage, cost, outcome (not "pending"), error and latency; it keeps its
  * month and day. When its endpoint has a row (it is capped) a freed slot
@@ -233,13 +248,13 @@ int fr_pgstore_report_put(fr_pgstore *s, const char *run_id, const char *json, c
  * host are served one after the other; open leases of dead owners are
  * reclaimed (closed, keeping what their attempts were charged; their runs
  * crashed); then granted = min(want, cap - spent - outstanding), never
- * negative, is added to the run's open lease of the period. The value is
- * the grant. FR_EINVAL (at completion) for a run not begun, or a run whose
- * lease is held by another live owner. Safe to repeat though not
- * idempotent: sent again after a lost connection it may grant a second
- * time, but every grant is taken under the lock from what the cap has
- * left, so the cap still holds; the run's lease may then hold more than
- * the completion said, which its release frees. */
+ * negative, is added to the run's open lease of the period (a new lease,
+ * as after one reclaimed, starts at what the run already spent in the
+ * period, so that it covers the grant and no more). The value is the grant. FR_EINVAL (at
+ * completion) for a run not begun, or a run whose lease is held by another live owner. Safe to
+ * repeat though not idempotent: sent again after a lost connection it may grant a second time, but
+ * every grant is taken under the lock from what the cap has left, so the cap still holds; the run's
+ * lease may then hold more than the completion said, which its release frees. */
 int fr_pgstore_lease(fr_pgstore *s, const char *period, double cap, double want, const char *run_id,
                      fr_pgstore_value_fn done, void *ud);
 

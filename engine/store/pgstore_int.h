@@ -9,8 +9,11 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define OP_MAX_STMTS  4
-#define OP_MAX_PARAMS 16
+/* The most statements and parameters of one op: a reservation on a capped
+ * endpoint fenced by a month and a day (2 + 2 + 2 + 1 statements, 17
+ * parameters), a settle (17). */
+#define OP_MAX_STMTS  8
+#define OP_MAX_PARAMS 17
 
 /* open_rc while the store opens; then FR_OK or the open's error. */
 #define OPENING 1

@@ -33,27 +33,50 @@
 #define PERIOD_CHARGED                                                                             \
     "coalesce((SELECT charged_pusd FROM period_totals WHERE period = $1), 0)::float8 / 1e12"
 
+/* The error of a request in flight whose process was found dead. */
+#define DIED_IN_FLIGHT                                                                             \
+    "'the run''s process died with the request in flight: its worst case is kept'"
+
 /* A run found dead becomes "crashed" with what its attempts cost. */
 #define CRASH_SET                                                                                  \
     "SET status = 'crashed',"                                                                      \
     " cost_usd = coalesce((SELECT sum(a.cost_usd) FROM attempts a WHERE a.run_id = r.id), 0)"
 
-/* A reservation's insert, with `cond` the capacity's condition: returns
- * whether the key is booked (now, or by an earlier send of the same). */
-#define RESERVE_SQL(cond)                                                                          \
+/* A reservation's insert, with `cond` the condition of its capacity and
+ * `fence` that of the run's shares of its capped periods: returns 1 when
+ * the key is booked (now, or by an earlier send of the same), 2 when the
+ * fence refused it, else 0 (no slot). */
+#define RESERVE_SQL(cond, fence)                                                                   \
     "WITH ins AS (INSERT INTO attempts (run_id, task, attempt, turn, endpoint, tier, model, "      \
     "cost_usd,"                                                                                    \
     " outcome, at, month, day, task_type, owner_id, user_name, host, complexity)"                  \
     " SELECT $1, $2, $3::integer, $4::integer, $5, $6, $7, $8::float8, 'pending', $9::float8, "    \
     "$10, $11, $12,"                                                                               \
-    " $13, $14, $15, $16::float8" cond                                                             \
+    " $13, $14, $15, $16::float8 WHERE " cond " AND " fence                                        \
     " ON CONFLICT (run_id, task, attempt, turn) DO NOTHING RETURNING 1)"                           \
-    " SELECT EXISTS (SELECT 1 FROM ins) OR EXISTS (SELECT 1 FROM attempts WHERE " KEY_WHERE ")"
+    " SELECT CASE WHEN EXISTS (SELECT 1 FROM ins) OR EXISTS (SELECT 1 FROM attempts "              \
+    "WHERE " KEY_WHERE ") THEN 1 WHEN NOT (" fence ") THEN 2 ELSE 0 END"
 
-static const char *const RESERVE_FREE = RESERVE_SQL("");
-static const char *const RESERVE_CAPPED =
-    RESERVE_SQL(" WHERE coalesce((SELECT held FROM in_flight WHERE endpoint = $5), 0)"
-                " < $17::integer");
+/* A capped endpoint's condition: a slot is free among its max_parallel ($17). */
+#define SLOT_FREE "coalesce((SELECT held FROM in_flight WHERE endpoint = $5), 0) < $17::integer"
+/* The fence of period `per` (the attempt's month $10 or day $11): this
+ * owner ($13) holds an open lease of the run's share of that period's cap
+ * that covers what the run spent in it and this worst case ($8). A lease
+ * another process reclaimed (its owner looked dead) covers nothing more:
+ * the run leases again before it books. */
+#define FENCE(per)                                                                                 \
+    "EXISTS (SELECT 1 FROM leases l WHERE l.run_id = $1 AND l.period = " per                       \
+    " AND l.closed_at IS NULL AND l.owner_id = $13"                                                \
+    " AND " RUN_SPENT("l") " + $8::float8 <= l.amount + 1e-9)"
+
+/* Indexed by [capped][fence bits]: FR_PGSTORE_FENCE_MONTH, _DAY. */
+static const char *const RESERVE[2][4] = {
+    {RESERVE_SQL("true", "true"), RESERVE_SQL("true", FENCE("$10")),
+     RESERVE_SQL("true", FENCE("$11")), RESERVE_SQL("true", FENCE("$10") " AND " FENCE("$11"))},
+    {RESERVE_SQL(SLOT_FREE, "true"), RESERVE_SQL(SLOT_FREE, FENCE("$10")),
+     RESERVE_SQL(SLOT_FREE, FENCE("$11")),
+     RESERVE_SQL(SLOT_FREE, FENCE("$10") " AND " FENCE("$11"))},
+};
 static const char *const ENDPOINT_ROW =
     "INSERT INTO endpoints (name) VALUES ($1) ON CONFLICT (name) DO NOTHING";
 static const char *const ENDPOINT_LOCK = "SELECT name FROM endpoints WHERE name = $1 FOR UPDATE";
@@ -66,7 +89,10 @@ static const char *const SETTLE_SQL =
     " latency_ms = $10::float8, outcome = $11, error = $12, at = $13::float8,"
     " ttft_ms = $14::float8, score = $15::float8,"
     " complexity = coalesce($16::float8, complexity) WHERE " KEY_WHERE
-    " AND outcome = 'pending' RETURNING endpoint),"
+    /* in flight, or cancelled at its worst case while its process looked
+     * dead: the process lived on, and books what it really cost */
+    " AND (outcome = 'pending' OR (outcome = 'cancelled' AND error = " DIED_IN_FLIGHT
+    " AND owner_id = $17)) RETURNING endpoint),"
     " n AS (SELECT pg_notify(fr_slot_channel(e.name), e.name) FROM u"
     " JOIN endpoints e ON e.name = u.endpoint)"
     " SELECT (SELECT count(*) FROM u), (SELECT count(*) FROM n),"
@@ -81,7 +107,7 @@ static const char *const RUN_BEGIN_SQL =
     " RETURNING r.id),"
     /* its requests in flight end cancelled, their worst case kept (as on SQLite) */
     " cancelled AS (UPDATE attempts SET outcome = 'cancelled', at = $4::float8,"
-    " error = 'the run''s process died with the request in flight: its worst case is kept'"
+    " error = " DIED_IN_FLIGHT
     " WHERE run_id IN (SELECT id FROM crashed) AND outcome = 'pending' RETURNING 1),"
     " ins AS (INSERT INTO runs (id, workflow, wf_path, started_at, owner_id, user_name, host, pid)"
     " VALUES ($1, $2, $3, $4::float8, $5, $6, $7, $8::integer) ON CONFLICT (id) DO NOTHING"
@@ -116,10 +142,14 @@ static const char *const LEASE_GRANT =
              "AS v"
              " FROM spent, outstanding),"
              " w AS (INSERT INTO leases AS l (run_id, period, amount, owner_id, opened_at)"
-             " SELECT $2, $1, g.v, $3, $6::float8 FROM g WHERE NOT EXISTS (SELECT 1 FROM other)"
-             " ON CONFLICT (run_id, period) WHERE closed_at IS NULL"
-             " DO UPDATE SET amount = l.amount + excluded.amount RETURNING 1)"
-             " SELECT (SELECT v FROM g), (SELECT count(*) FROM other), (SELECT count(*) FROM w)";
+             " SELECT $2, $1, g.v + " RUN_SPENT(
+                 "n") ", $3, $6::float8"
+                      " FROM g, (SELECT $2::text AS run_id, $1::text AS period) n"
+                      " WHERE NOT EXISTS (SELECT 1 FROM other)"
+                      " ON CONFLICT (run_id, period) WHERE closed_at IS NULL"
+                      " DO UPDATE SET amount = l.amount + (SELECT v FROM g) RETURNING 1)"
+                      " SELECT (SELECT v FROM g), (SELECT count(*) FROM other), (SELECT count(*) "
+                      "FROM w)";
 static const char *const RELEASE_SQL =
     "UPDATE leases l SET closed_at = $3::float8, closed_by = 'released',"
     " spent_usd = " RUN_SPENT("l") " WHERE l.run_id = $1 AND l.owner_id = $2"
@@ -208,11 +238,6 @@ static long long cell_int(const fr_pgres *res, int stmt, int col)
 {
     const char *v = cell(res, stmt, col);
     return v ? strtoll(v, NULL, 10) : 0;
-}
-
-static bool is_true(const char *v)
-{
-    return v && strcmp(v, "t") == 0;
 }
 
 static char *dup_or_null(const char *v)
@@ -320,11 +345,18 @@ void fr_pgstore_op_finish(fr_pgstore *s, op *o, int rc, const fr_error *err, con
             fr_pgstore_fail(s, o, FR_EINVAL, "no such run in the state database");
         return;
     case K_RESERVE:
-        if (is_true(cell(res, b + o->n - 1, 0)))
+        switch (cell_int(res, b + o->n - 1, 0)) {
+        case 1:
             o->cb.done(o->ud, FR_OK, NULL);
-        else
+            return;
+        case 2:
+            fr_pgstore_fail(s, o, FR_EBUDGET,
+                            "the run's share of a capped period does not cover the request");
+            return;
+        default:
             fr_pgstore_fail(s, o, FR_ELIMIT, "the endpoint's slots are all taken");
-        return;
+            return;
+        }
     case K_SETTLE: {
         const char *was = cell(res, b, 2);
         if (cell_int(res, b, 0) == 1 || (o->resent && was && strcmp(was, "pending") != 0))
@@ -447,17 +479,27 @@ static void key_params(op *o, const fr_attempt_rec *a)
 int fr_pgstore_reserve(fr_pgstore *s, const fr_attempt_rec *a, int max_parallel,
                        fr_pgstore_done_fn done, void *ud)
 {
-    int rc = refused(s, !valid_attempt(a, false) || max_parallel < 0 || !done);
+    return fr_pgstore_reserve_fenced(s, a, max_parallel, 0, done, ud);
+}
+
+/* Locks period `key`'s totals row (made when missing) in `o`'s transaction. */
+static void lock_period(op *o, const char *key)
+{
+    fr_pgstore_op_sql(o, PERIOD_ROW);
+    fr_pgstore_op_str(o, key);
+    fr_pgstore_op_sql(o, PERIOD_LOCK);
+    fr_pgstore_op_str(o, key);
+}
+
+int fr_pgstore_reserve_fenced(fr_pgstore *s, const fr_attempt_rec *a, int max_parallel, int fence,
+                              fr_pgstore_done_fn done, void *ud)
+{
+    int rc = refused(s, !valid_attempt(a, false) || max_parallel < 0 || fence < 0 ||
+                            fence > (FR_PGSTORE_FENCE_MONTH | FR_PGSTORE_FENCE_DAY) || !done);
     if (rc != FR_OK)
         return rc;
     op *o = fr_pgstore_op_new(K_RESERVE, "cannot book the request in flight", ud);
     o->cb.done = done;
-    if (max_parallel > 0) {
-        fr_pgstore_op_sql(o, ENDPOINT_ROW);
-        fr_pgstore_op_str(o, a->endpoint);
-        fr_pgstore_op_sql(o, ENDPOINT_LOCK);
-        fr_pgstore_op_str(o, a->endpoint);
-    }
     double now = now_of(s);
     time_t t = (time_t)now;
     struct tm tm;
@@ -467,7 +509,24 @@ int fr_pgstore_reserve(fr_pgstore *s, const fr_attempt_rec *a, int max_parallel,
     char month[8];
     memcpy(month, day, 7);
     month[7] = '\0';
-    fr_pgstore_op_sql(o, max_parallel > 0 ? RESERVE_CAPPED : RESERVE_FREE);
+    /* Every transaction takes its row locks in one order: a period's
+     * totals (a month before its day, as the totals' trigger and a lease
+     * do), then an endpoint's. A paid reservation locks its periods first,
+     * before its endpoint; a fence then reads the run's leases once no
+     * lease can change under it, so a share reclaimed or granted elsewhere
+     * is wholly before this insert or after it. A turn's settles may then
+     * go before its reservations in one batch, as they happened. */
+    if (a->cost_usd > 0 || fence) {
+        lock_period(o, month);
+        lock_period(o, day);
+    }
+    if (max_parallel > 0) {
+        fr_pgstore_op_sql(o, ENDPOINT_ROW);
+        fr_pgstore_op_str(o, a->endpoint);
+        fr_pgstore_op_sql(o, ENDPOINT_LOCK);
+        fr_pgstore_op_str(o, a->endpoint);
+    }
+    fr_pgstore_op_sql(o, RESERVE[max_parallel > 0][fence]);
     key_params(o, a);
     fr_pgstore_op_str(o, a->endpoint);
     fr_pgstore_op_str(o, a->tier);
@@ -509,6 +568,7 @@ int fr_pgstore_settle(fr_pgstore *s, const fr_attempt_rec *a, bool want_total,
     opt_num(o, a->has_ttft, a->ttft_ms);
     opt_num(o, a->has_score, a->score);
     opt_num(o, a->has_complexity, a->complexity);
+    fr_pgstore_op_str(o, s->owner);
     if (want_total) {
         fr_pgstore_op_sql(o, SETTLE_TOTAL);
         key_params(o, a);
@@ -618,10 +678,7 @@ int fr_pgstore_lease(fr_pgstore *s, const char *period, double cap, double want,
     double now = now_of(s);
     op *o = fr_pgstore_op_new(K_LEASE, "cannot lease a share of the cap", ud);
     o->cb.value = done;
-    fr_pgstore_op_sql(o, PERIOD_ROW);
-    fr_pgstore_op_str(o, period);
-    fr_pgstore_op_sql(o, PERIOD_LOCK);
-    fr_pgstore_op_str(o, period);
+    lock_period(o, period);
     fr_pgstore_op_sql(o, LEASE_RECLAIM);
     fr_pgstore_op_str(o, period);
     fr_pgstore_op_num(o, now);

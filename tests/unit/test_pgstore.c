@@ -739,6 +739,92 @@ static void test_leases_two_owners(void **state)
     fr_pgstore_close(b);
 }
 
+/* Reserves `a` on `s` fenced by the month, and returns how it ended. */
+static int reserve_fenced(fx *f, fr_pgstore *s, const fr_attempt_rec *a)
+{
+    res r = {0};
+    assert_int_equal(fr_pgstore_reserve_fenced(s, a, 0, FR_PGSTORE_FENCE_MONTH, on_done, &r),
+                     FR_OK);
+    FLUSH_UNTIL(f, s, r.calls);
+    return r.rc;
+}
+
+static double lease_of(fx *f, fr_pgstore *s, const char *run, double want)
+{
+    leaser l = LEASER(s, run, "2031-04", 0.3);
+    assert_int_equal(fr_pgstore_lease(s, "2031-04", 0.3, want, run, on_leased, &l), FR_OK);
+    LOOP_RUN_UNTIL(&f->loop, l.back == 1, 30);
+    assert_int_equal(l.errors, 0);
+    return l.granted;
+}
+
+/* A reservation fenced by the run's share of the month's cap: booked only
+ * while the share covers it; once another process reclaimed the share (its
+ * owner looked dead while it still ran), nothing more is booked on it, and
+ * a new lease covers what it grants, no more, no less. */
+static void test_fence_after_reclaim(void **state)
+{
+    fx *f = *state;
+    fr_pgstore *a = NULL, *b = NULL;
+    fr_pgstore_opts oa = {0};
+    oa.lease_ms = 1000;
+    oa.heartbeat_ms = 200;
+    open_store(f, &oa, &a);
+    open_store(f, NULL, &b);
+    begin_run(f, a, "fence-a");
+    begin_run(f, b, "fence-b");
+    fr_pgstore_set_clock(a, 1933027200); /* 2031-04-03: the lease's month */
+    fr_pgstore_set_clock(b, 1933027200);
+    assert_true(fabs(lease_of(f, a, "fence-a", 0.1) - 0.1) < 1e-9);
+    fr_attempt_rec x1 = attempt("fence-a", "t", 1, "ep-fence", 0.06);
+    fr_attempt_rec x2 = attempt("fence-a", "t", 2, "ep-fence", 0.06);
+    assert_int_equal(reserve_fenced(f, a, &x1), FR_OK);
+    assert_int_equal(reserve_fenced(f, a, &x1), FR_OK);      /* a repeat stays booked */
+    assert_int_equal(reserve_fenced(f, a, &x2), FR_EBUDGET); /* 0.12 > its 0.1 */
+    assert_int_equal(sql_num(f, "SELECT count(*) FROM attempts WHERE run_id = 'fence-a'"), 1);
+    /* Unfenced, the same books (the caller has no period cap). */
+    fr_attempt_rec free1 = attempt("fence-b", "t", 1, "ep-fence", 0);
+    res rf = {0};
+    assert_int_equal(fr_pgstore_reserve(b, &free1, 0, on_done, &rf), FR_OK);
+    FLUSH_UNTIL(f, b, rf.calls);
+    assert_int_equal(rf.rc, FR_OK);
+
+    /* a's heartbeat stops; once it looks dead b's lease reclaims a's share
+     * and takes the rest of the cap. */
+    char dead[512];
+    snprintf(dead, sizeof dead, "SELECT count(*) FROM owners WHERE id = '%s' AND expires <= now()",
+             fr_pgstore_owner(a));
+    fr_pgstore_stop_heartbeat(a);
+    LOOP_RUN_UNTIL(&f->loop, sql_num(f, dead) == 1, 30);
+    assert_true(fabs(lease_of(f, b, "fence-b", 1) - 0.24) < 1e-9);
+    assert_int_equal(sql_num(f, "SELECT count(*) FROM leases WHERE run_id = 'fence-a'"
+                                " AND closed_by = 'reclaimed'"),
+                     1);
+    /* a still runs and still thinks it holds 0.04: the fence refuses. */
+    fr_attempt_rec x3 = attempt("fence-a", "t", 3, "ep-fence", 0.03);
+    assert_int_equal(reserve_fenced(f, a, &x3), FR_EBUDGET);
+    assert_true(lease_of(f, a, "fence-a", 0.03) < 1e-9); /* nothing left */
+    assert_int_equal(reserve_fenced(f, a, &x3), FR_EBUDGET);
+    assert_true(sql_num(f, "SELECT sum(cost_usd) FROM attempts WHERE month = '2031-04'") +
+                    sql_num(f, "SELECT sum(amount) FROM leases WHERE run_id = 'fence-b'"
+                               " AND closed_at IS NULL") <=
+                0.3 + 1e-9);
+    /* b releases its share: a's new lease covers its grant on top of what
+     * its run spent (0.06), so the request it was granted for books. */
+    res rel = {0};
+    assert_int_equal(fr_pgstore_release(b, "fence-b", on_done, &rel), FR_OK);
+    LOOP_RUN_UNTIL(&f->loop, rel.calls, 30);
+    assert_true(fabs(lease_of(f, a, "fence-a", 0.03) - 0.03) < 1e-9);
+    assert_true(fabs(sql_num(f, "SELECT amount FROM leases WHERE run_id = 'fence-a'"
+                                " AND closed_at IS NULL") -
+                     0.09) < 1e-9);
+    assert_int_equal(reserve_fenced(f, a, &x3), FR_OK);
+    fr_attempt_rec x4 = attempt("fence-a", "t", 4, "ep-fence", 0.01);
+    assert_int_equal(reserve_fenced(f, a, &x4), FR_EBUDGET); /* 0.09 of 0.09 spent */
+    fr_pgstore_close(a);
+    fr_pgstore_close(b);
+}
+
 /* ---- faults ---- */
 
 typedef struct states {
@@ -849,7 +935,9 @@ static void test_deadlock_retried(void **state)
     res r[2][3] = {{{0}}};
     for (int k = 0; k < 2; k++)
         for (int i = 0; i < 3; i++) {
-            at[k][i] = attempt(k ? "dl-b" : "dl-a", "t", i + 1, order[k][i], 1);
+            /* $0 each: a paid one locks its period's row before any
+             * endpoint's, and the two would wait in line, not in a cycle */
+            at[k][i] = attempt(k ? "dl-b" : "dl-a", "t", i + 1, order[k][i], 0);
             assert_int_equal(fr_pgstore_reserve(k ? b : a, &at[k][i], 10, on_done, &r[k][i]),
                              FR_OK);
         }
@@ -982,6 +1070,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cache_and_approvals, setup, teardown),
         cmocka_unit_test_setup_teardown(test_capacity_across_two_stores, setup, teardown),
         cmocka_unit_test_setup_teardown(test_leases_two_owners, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fence_after_reclaim, setup, teardown),
         cmocka_unit_test_setup_teardown(test_row_lock_keeps_the_loop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deadlock_retried, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queued_before_open, setup, teardown),
