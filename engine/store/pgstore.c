@@ -1,5 +1,6 @@
-/* The state store on PostgreSQL (pgstore.h): the owner and its heartbeat,
- * the turn's batch, sending, retrying and finishing transactions, the wake
+/* The state store on PostgreSQL (pgstore.h): the owner and its heartbeat
+ * (on a connection of its own, so that no transaction delays it), the
+ * turn's batch, sending, retrying and finishing transactions, the wake
  * path. The operations' SQL and what their results say are in
  * pgstore_ops.c; both share pgstore_int.h.
  *
@@ -29,12 +30,17 @@
 #include "engine/util/mem.h"
 
 /* The owner's row, written at open and at each heartbeat: an upsert, so a
- * row removed by hand comes back. */
+ * row removed by hand comes back, but an ended owner (OWNER_END_SQL: its
+ * expires is its heartbeat; a live or expired owner's is its heartbeat plus
+ * the lease) stays ended: the heartbeat's connection is not the end's, and a
+ * heartbeat in flight at close may run on the server after the end. */
 static const char *const OWNER_SQL =
-    "INSERT INTO owners (id, user_name, host, pid, expires)"
+    "INSERT INTO owners AS o (id, user_name, host, pid, expires)"
     " VALUES ($1, $2, $3, $4::integer, now() + make_interval(secs => $5::float8 / 1000))"
-    " ON CONFLICT (id) DO UPDATE SET heartbeat = now(), expires = excluded.expires";
-/* Ends the owner at close: its slots and leases free at once. */
+    " ON CONFLICT (id) DO UPDATE SET heartbeat = now(), expires = excluded.expires"
+    " WHERE o.expires > o.heartbeat";
+/* Ends the owner at close: its slots and leases free at once, and later
+ * heartbeats leave it so (expires = heartbeat marks the end). */
 static const char *const OWNER_END_SQL =
     "UPDATE owners SET heartbeat = now(), expires = now() WHERE id = $1";
 
@@ -309,9 +315,10 @@ void fr_pgstore_stats_get(const fr_pgstore *s, fr_pgstore_stats *out)
 
 /* ---- the owner ------------------------------------------------------------------ */
 
-static op *owner_op(fr_pgstore *s, op_kind k)
+/* The owner's registration at open, on the main connection. */
+static op *owner_op(fr_pgstore *s)
 {
-    op *o = fr_pgstore_op_new(k, k == K_OWNER ? "cannot register this process" : "heartbeat", s);
+    op *o = fr_pgstore_op_new(K_OWNER, "cannot register this process", s);
     fr_pgstore_op_sql(o, OWNER_SQL);
     fr_pgstore_op_str(o, s->owner);
     fr_pgstore_op_str(o, s->user);
@@ -328,13 +335,73 @@ static void send_internal(fr_pgstore *s, op *o)
     group_send(g);
 }
 
+/* The heartbeat's connection: its losses need nothing of the store's (it
+ * reconnects by itself, and a heartbeat is no one's to retry but the next
+ * tick's); a first connection that failed is opened again at the next tick. */
+static void on_hb_state(void *ud, fr_pgconn_event ev, const fr_error *err)
+{
+    fr_pgstore *s = ud;
+    if (ev == FR_PGCONN_FAILED)
+        s->hb_failed = true;
+    static const char *const names[] = {
+        [FR_PGCONN_UP] = "up", [FR_PGCONN_LOST] = "lost", [FR_PGCONN_FAILED] = "failed"};
+    fr_log(FR_LOG_DEBUG, "pgstore", "heartbeat connection owner=%s state=%s%s%s", s->owner,
+           names[ev], err ? " " : "", err ? err->msg : "");
+}
+
+static void hb_open(fr_pgstore *s)
+{
+    fr_error err = {0};
+    s->hb_failed = false;
+    if (fr_pgconn_open(s->heartbeat.loop, s->url, on_hb_state, s, &s->hb, &err) != FR_OK) {
+        s->hb = NULL; /* not expected: the same URL opened the main connection */
+        fr_log(FR_LOG_DEBUG, "pgstore", "heartbeat connection owner=%s: %s", s->owner, err.msg);
+    }
+}
+
+static void on_beat(void *ud, fr_pgres *res)
+{
+    fr_pgstore *s = ud;
+    int rc = fr_pgres_code(res);
+    s->beating = false;
+    if (rc == FR_OK) {
+        s->heartbeats++;
+    } else {
+        s->hb_failed = s->hb_failed || rc == FR_ECONNECT;
+        fr_log(FR_LOG_DEBUG, "pgstore", "heartbeat owner=%s failed: %s", s->owner,
+               fr_pgres_message(res));
+    }
+    fr_pgres_free(res);
+}
+
+/* Pushes the owner's expires on, on the heartbeat's connection: nothing
+ * queued on the main one (a transaction waiting on a row lock up to its
+ * timeouts, more behind it) can make it late past the lease. */
 static void on_heartbeat(uv_timer_t *t)
 {
     fr_pgstore *s = t->data;
     if (s->beating || s->closing || !s->ready)
         return; /* the last one is still on its way */
+    if (s->hb_failed) {
+        fr_pgconn_close(s->hb);
+        s->hb = NULL;
+    }
+    if (!s->hb)
+        hb_open(s);
+    if (!s->hb)
+        return;
+    char pid[24], lease[24];
+    snprintf(pid, sizeof pid, "%ld", (long)getpid());
+    snprintf(lease, sizeof lease, "%d", s->opts.lease_ms);
+    const char *params[5] = {s->owner, s->user, s->host, pid, lease};
+    int rc = fr_pgconn_query(s->hb, OWNER_SQL, 5, params, on_beat, s);
+    if (rc != FR_OK) {
+        s->hb_failed = rc == FR_ECONNECT;
+        fr_log(FR_LOG_DEBUG, "pgstore", "heartbeat owner=%s not sent: %s", s->owner,
+               fr_strerror(rc));
+        return;
+    }
     s->beating = true;
-    send_internal(s, owner_op(s, K_HEARTBEAT));
 }
 
 void fr_pgstore_stop_heartbeat(fr_pgstore *s)
@@ -352,6 +419,8 @@ static void open_finish(fr_pgstore *s, int rc, const fr_error *err)
 {
     s->open_rc = rc;
     s->ready = rc == FR_OK;
+    if (rc == FR_OK && !s->torn)
+        hb_open(s);
     if (rc == FR_OK)
         uv_timer_start(&s->heartbeat, on_heartbeat, (uint64_t)s->opts.heartbeat_ms,
                        (uint64_t)s->opts.heartbeat_ms);
@@ -378,11 +447,6 @@ void fr_pgstore_internal_done(fr_pgstore *s, op *o, int rc, const fr_error *err)
     if (o->kind == K_OWNER) {
         if (s->open_rc == OPENING)
             open_finish(s, rc, err);
-    } else if (o->kind == K_HEARTBEAT) {
-        s->beating = false;
-        s->heartbeats += rc == FR_OK;
-        if (rc != FR_OK)
-            fr_log(FR_LOG_DEBUG, "pgstore", "%s", err ? err->msg : "heartbeat failed");
     } else if (o->kind == K_OWNER_END) {
         s->end_sent = true;
     }
@@ -402,7 +466,7 @@ static void on_schema(void *ud, int rc, const fr_error *err)
         open_finish(s, FR_ECANCELED, NULL);
         return;
     }
-    send_internal(s, owner_op(s, K_OWNER));
+    send_internal(s, owner_op(s));
 }
 
 /* ---- the connection's state, the wake path ---------------------------------- */
@@ -486,6 +550,8 @@ static void handle_closed(uv_handle_t *h)
     free(s->waits);
     free(s->batch);
     free(s->masked);
+    fr_wipe(s->url, strlen(s->url));
+    free(s->url);
     free(s->owner);
     free(s->user);
     free(s->host);
@@ -497,6 +563,8 @@ void fr_pgstore_teardown(fr_pgstore *s)
     if (s->torn)
         return;
     s->torn = true;
+    fr_pgconn_close(s->hb); /* a heartbeat in flight: on_beat, FR_EOUTCOME */
+    s->hb = NULL;
     fr_pgconn *c = s->c;
     s->c = NULL;
     if (s->open_rc == OPENING)
@@ -525,6 +593,10 @@ void fr_pgstore_close(fr_pgstore *s)
     s->closing = true;
     uv_timer_stop(&s->heartbeat);
     uv_timer_stop(&s->wake);
+    /* No heartbeat after this one: should it reach the server after the
+     * end below, OWNER_SQL leaves the ended owner ended. */
+    fr_pgconn_close(s->hb);
+    s->hb = NULL;
     if (!s->c) {
         fr_pgstore_teardown(s);
         return;
@@ -578,6 +650,7 @@ int fr_pgstore_open(uv_loop_t *loop, const char *url, const fr_pgstore_opts *opt
     s->opts.user = s->opts.host = NULL;
     s->owner = make_owner_id(s->host);
     s->masked = url[0] ? fr_pgurl_mask(url) : fr_xstrdup("postgresql:");
+    s->url = fr_xstrdup(url);
     s->open_done = done;
     s->open_ud = ud;
     s->open_rc = OPENING;

@@ -3,7 +3,8 @@
  * processes on many hosts: runs, the attempts ledger with reservations
  * that share an endpoint's capacity across processes, settles, budget
  * leases by month or day, the result cache, approvals and reports. One
- * fr_pgstore is one fr_pgconn (pgconn.h) on the loop, loop thread only;
+ * fr_pgstore is one fr_pgconn (pgconn.h) on the loop for its operations,
+ * and one more for its heartbeat (see Owners), loop thread only;
  * every operation is asynchronous: it queues its SQL and returns, and its
  * completion is called once, on a later turn of the loop, never blocking
  * it. The contracts are those of the SQLite store's functions (store.h)
@@ -33,8 +34,16 @@
  * pushes on. An owner whose `expires` has passed is dead: its pending
  * attempts stop holding its endpoints' slots and its open leases stop
  * counting (beyond what their attempts were charged), whoever looks next.
- * A heartbeat that comes back after the owner was found dead makes it live
- * again; what others reclaimed meanwhile stays reclaimed. */
+ * The heartbeat has a connection of its own, one statement at a time: on
+ * the operations' connection it would wait behind every transaction sent
+ * before it, and one waiting on another session's row lock (up to its lock
+ * and statement timeouts, with more behind it) could make it later than
+ * the lease, so that others found a live owner dead and reclaimed its
+ * slots and leases while it still spent them. A heartbeat that comes back
+ * after the owner was found dead makes it live again; what others
+ * reclaimed meanwhile stays reclaimed. An owner ended at close stays ended:
+ * a heartbeat still in flight then, run by the server after the end,
+ * leaves it so. */
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -100,8 +109,8 @@ typedef void (*fr_pgstore_status_fn)(void *ud, int rc, const char *status, doubl
 typedef struct fr_pgstore_opts {
     int heartbeat_ms;        /* how often the owner's expires is pushed on */
     int lease_ms;            /* how far: expires = server now() + lease_ms */
-    int lock_timeout_ms;     /* SET LOCAL lock_timeout of every transaction */
-    int stmt_timeout_ms;     /* SET LOCAL statement_timeout of every transaction */
+    int lock_timeout_ms;     /* SET LOCAL lock_timeout of every transaction but heartbeats */
+    int stmt_timeout_ms;     /* SET LOCAL statement_timeout of the same */
     int wake_fallback_ms;    /* the wake callback at least this often while waiting */
     const char *user, *host; /* the owner's (borrowed, copied); NULL: fr_store_identity's */
     fr_pgstore_state_fn on_state;
@@ -109,7 +118,8 @@ typedef struct fr_pgstore_opts {
     void *ud;
 } fr_pgstore_opts;
 
-/* Opens the store at `url` (borrowed; see fr_pgconn_open for its forms) on
+/* Opens the store at `url` (borrowed, a copy kept for the heartbeat's
+ * connection and wiped at the end; see fr_pgconn_open for its forms) on
  * `loop`: connects, applies the schema (fr_pg_schema_apply), registers
  * this process as an owner and starts the heartbeat. On FR_OK *out is set
  * (owned: fr_pgstore_close it, also after a failed open) and `done` will
@@ -124,12 +134,13 @@ typedef struct fr_pgstore_opts {
 int fr_pgstore_open(uv_loop_t *loop, const char *url, const fr_pgstore_opts *opts,
                     fr_pgstore_done_fn done, void *ud, fr_pgstore **out, fr_error *err);
 
-/* Closes `s` (taken; NULL is fine): stops the heartbeat and the wake
- * timer, flushes the writes queued, ends the owner (expires = now(): its
- * slots and leases free at once) when the connection is up, then closes
- * the connection; completions still due are called (FR_ECANCELED for what
- * was not sent, FR_EOUTCOME for what was in flight) before the memory
- * goes. The loop must run on until its handles are closed. */
+/* Closes `s` (taken; NULL is fine): stops the heartbeat (closing its
+ * connection) and the wake timer, flushes the writes queued, ends the owner
+ * (expires = now(): its slots and leases free at once; no heartbeat undoes
+ * it) when the connection is up, then closes the connection; completions
+ * still due are called (FR_ECANCELED for what was not sent, FR_EOUTCOME
+ * for what was in flight) before the memory goes. The loop must run on
+ * until its handles are closed. */
 void fr_pgstore_close(fr_pgstore *s);
 
 /* The owner id this process registered as (borrowed from `s`). */

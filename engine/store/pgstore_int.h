@@ -21,7 +21,6 @@
 /* What an op's results mean (pgstore_ops.c reads them). */
 typedef enum {
     K_OWNER,     /* internal: the owner at open */
-    K_HEARTBEAT, /* internal */
     K_OWNER_END, /* internal: at close */
     K_LISTEN,    /* internal: LISTEN on a waited endpoint's channel */
     K_RUN_BEGIN,
@@ -61,14 +60,18 @@ typedef struct op {
 } op;
 
 struct fr_pgstore {
-    fr_pgconn *c;
+    fr_pgconn *c;         /* every transaction but the heartbeat */
+    fr_pgconn *hb;        /* the heartbeat's own, once the owner is registered */
+    char *url;            /* owned, wiped at the end: to open hb (again) */
     fr_pgstore_opts opts; /* defaults filled; user and host not kept here */
     char lock_timeout[16], stmt_timeout[16];
     char *masked; /* the URL as messages show it */
     char *owner, *user, *host;
     time_t clock;
     int open_rc; /* OPENING, FR_OK, or the open's error */
-    bool ready, down, closing, end_sent, torn, beating;
+    bool ready, down, closing, end_sent, torn;
+    bool beating;   /* a heartbeat is in flight on hb */
+    bool hb_failed; /* hb's first connection failed: opened again at the next beat */
     fr_pgstore_done_fn open_done;
     void *open_ud;
     struct group *parked, **parked_tail; /* sent once open */
@@ -108,5 +111,6 @@ void fr_pgstore_fail(fr_pgstore *s, op *o, int rc, const char *fmt, ...)
 void fr_pgstore_internal_done(fr_pgstore *s, op *o, int rc, const fr_error *err);
 /* LISTEN on `endpoint`'s channel (borrowed) (pgstore_ops.c). */
 void fr_pgstore_listen(fr_pgstore *s, const char *endpoint);
-/* Closes the connection and the timers; the memory goes with the last. */
+/* Closes both connections and the timers; the memory goes with the last
+ * timer's close callback. */
 void fr_pgstore_teardown(fr_pgstore *s);

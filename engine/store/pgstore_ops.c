@@ -297,7 +297,6 @@ static void finish_error(fr_pgstore *s, op *o, int rc, const fr_error *err)
 {
     switch (o->kind) {
     case K_OWNER:
-    case K_HEARTBEAT:
     case K_OWNER_END:
     case K_LISTEN:
         fr_pgstore_internal_done(s, o, rc, err);
@@ -397,7 +396,6 @@ void fr_pgstore_op_finish(fr_pgstore *s, op *o, int rc, const fr_error *err, con
         return;
     }
     case K_OWNER:
-    case K_HEARTBEAT:
     case K_OWNER_END:
     case K_LISTEN:
         fr_pgstore_internal_done(s, o, FR_OK, NULL);

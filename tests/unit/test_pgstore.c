@@ -6,7 +6,9 @@
  * slots freed by the server's clock; two owners leasing a month and a day
  * at once never past either cap; the server restarted while batches are in
  * flight (each write booked once); an unreachable server (the URL masked);
- * a row lock held by another session while the loop keeps running.
+ * a row lock held by another session while the loop keeps running; the
+ * heartbeat beside a transaction waiting on a row lock, and the owner ended
+ * at close with a heartbeat in flight.
  * Skipped (77) where PostgreSQL's server is not installed. */
 
 #include <setjmp.h>
@@ -29,6 +31,7 @@ static pg_server server;
 typedef struct fx {
     uv_loop_t loop;
     fr_pgconn *raw; /* the test's own connection: counts rows, holds locks */
+    fr_pgconn *lk;  /* a second one of the test's, for locks (other_session) */
 } fx;
 
 /* What one completion said. */
@@ -125,6 +128,7 @@ static int teardown(void **state)
 {
     fx *f = *state;
     fr_pgconn_close(f->raw);
+    fr_pgconn_close(f->lk); /* a failed test's locks go with it */
     char why[384];
     bool ok = loop_drain(&f->loop, 15, why, sizeof why);
     free(f);
@@ -1060,6 +1064,165 @@ static void test_row_lock_keeps_the_loop(void **state)
     loop_spin(&f->loop, 3); /* the ticker's close, before its memory goes */
 }
 
+/* ---- the heartbeat ---- */
+
+/* Runs the loop for `secs` seconds. */
+static void loop_for(fx *f, double secs)
+{
+    loop_watchdog *wd = loop_watchdog_start(&f->loop, secs);
+    while (loop_watchdog_step(wd))
+        ;
+    loop_watchdog_end(wd);
+}
+
+/* Runs `n` statements on `c` (borrowed) as one request; fails the test
+ * unless they succeed. */
+static void conn_exec(fx *f, fr_pgconn *c, int n, const fr_pgstmt *stmts)
+{
+    rawres r = {0};
+    assert_int_equal(fr_pgconn_transaction(c, n, stmts, on_raw, &r), FR_OK);
+    LOOP_RUN_UNTIL(&f->loop, r.res != NULL, 30);
+    if (fr_pgres_code(r.res) != FR_OK)
+        fail_msg("%s: %s", stmts[n - 1].sql, fr_pgres_message(r.res));
+    fr_pgres_free(r.res);
+}
+
+/* A session of the test's own besides f->raw (whose transaction would
+ * freeze now() and pg_stat_activity for sql_num), f->lk: borrowed, the
+ * fixture's teardown closes it. */
+static fr_pgconn *other_session(fx *f)
+{
+    fr_error err = {0};
+    if (!f->lk)
+        assert_int_equal(fr_pgconn_open(&f->loop, server.url, NULL, NULL, &f->lk, &err), FR_OK);
+    return f->lk;
+}
+
+/* Locks `sql`'s rows (SELECT ... FOR UPDATE) on `c` in a transaction left
+ * open until its COMMIT. */
+static void hold_rows(fx *f, fr_pgconn *c, const char *sql)
+{
+    fr_pgstmt hold[2] = {{"BEGIN", 0, NULL}, {sql, 0, NULL}};
+    conn_exec(f, c, 2, hold);
+}
+
+static void commit(fx *f, fr_pgconn *c)
+{
+    fr_pgstmt st = {"COMMIT", 0, NULL};
+    conn_exec(f, c, 1, &st);
+}
+
+static fr_pgstore_opts heartbeat_opts(void)
+{
+    fr_pgstore_opts o = {0};
+    o.heartbeat_ms = 200;
+    o.lease_ms = 1000; /* the owner dies 1 s after its last heartbeat */
+    o.lock_timeout_ms = 10000;
+    o.stmt_timeout_ms = 10000; /* a transaction waits on a row lock for 10 s */
+    return o;
+}
+
+/* A heartbeat of the store's waits on the owner's row lock. */
+static const char *const HEARTBEAT_WAITING =
+    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+    " AND query LIKE 'INSERT INTO owners%'";
+
+/* A lease waiting on a period's row lock held by another session does not
+ * hold up the heartbeat: the owner stays live throughout the wait, though
+ * it is longer than the lease of the owner. */
+static void test_heartbeat_beside_a_lock_wait(void **state)
+{
+    fx *f = *state;
+    fr_pgstore *a = NULL;
+    fr_pgstore_opts o = heartbeat_opts();
+    open_store(f, &o, &a);
+    begin_run(f, a, "hb-lock");
+    leaser first = LEASER(a, "hb-lock", "2032-01", 5);
+    assert_int_equal(fr_pgstore_lease(a, "2032-01", 5, 1, "hb-lock", on_leased, &first), FR_OK);
+    LOOP_RUN_UNTIL(&f->loop, first.back == 1, 30);
+    assert_int_equal(first.errors, 0);
+    char live[512];
+    snprintf(live, sizeof live, "SELECT count(*) FROM owners WHERE id = '%s' AND expires > now()",
+             fr_pgstore_owner(a));
+    assert_int_equal(sql_num(f, live), 1);
+
+    fr_pgconn *lk = other_session(f);
+    hold_rows(f, lk, "SELECT period FROM period_totals WHERE period = '2032-01' FOR UPDATE");
+    leaser waiting = LEASER(a, "hb-lock", "2032-01", 5);
+    assert_int_equal(fr_pgstore_lease(a, "2032-01", 5, 1, "hb-lock", on_leased, &waiting), FR_OK);
+    fr_pgstore_stats before, after;
+    fr_pgstore_stats_get(a, &before);
+    for (int i = 1; i <= 25; i++) { /* 2.5 s: two and a half leases of the owner */
+        loop_for(f, 0.1);
+        assert_int_equal(waiting.back, 0); /* the lease still waits */
+        if (sql_num(f, live) != 1)
+            fail_msg("the owner expired %d ms into its lease's wait for a row lock", i * 100);
+    }
+    fr_pgstore_stats_get(a, &after);
+    assert_true(after.heartbeats >= before.heartbeats + 5);
+    commit(f, lk);
+    LOOP_RUN_UNTIL(&f->loop, waiting.back == 1, 30);
+    assert_int_equal(waiting.errors, 0);
+    assert_true(fabs(first.granted + waiting.granted - 2) < 1e-9);
+    fr_pgstore_close(a);
+}
+
+/* The owner's end at close is not undone by a heartbeat in flight then,
+ * nor by one that runs after an end committed. */
+static void test_close_ends_owner_with_heartbeat_in_flight(void **state)
+{
+    fx *f = *state;
+    fr_pgstore_opts o = heartbeat_opts();
+    fr_pgconn *lk = other_session(f);
+    char sql[512], ended[512];
+
+    /* A heartbeat waits on the owner's row, locked by the test, at close. */
+    fr_pgstore *a = NULL;
+    open_store(f, &o, &a);
+    snprintf(ended, sizeof ended,
+             "SELECT count(*) FROM owners WHERE id = '%s' AND expires <= now()",
+             fr_pgstore_owner(a));
+    snprintf(sql, sizeof sql, "SELECT id FROM owners WHERE id = '%s' FOR UPDATE",
+             fr_pgstore_owner(a));
+    hold_rows(f, lk, sql);
+    LOOP_RUN_UNTIL(&f->loop, sql_num(f, HEARTBEAT_WAITING) == 1, 30);
+    fr_pgstore_close(a);
+    a = NULL;
+    commit(f, lk);
+    LOOP_RUN_UNTIL(&f->loop, sql_num(f, ended) == 1, 30);
+    loop_for(f, 1.5); /* past the lease a late heartbeat would have given */
+    assert_int_equal(sql_num(f, ended), 1);
+    assert_int_equal(sql_num(f, HEARTBEAT_WAITING), 0);
+
+    /* An end that committed while a heartbeat waited: the heartbeat, once
+     * it runs, does not make the owner live again. */
+    fr_pgstore *b = NULL;
+    open_store(f, &o, &b);
+    snprintf(ended, sizeof ended,
+             "SELECT count(*) FROM owners WHERE id = '%s' AND expires <= now()",
+             fr_pgstore_owner(b));
+    snprintf(sql, sizeof sql, "SELECT id FROM owners WHERE id = '%s' FOR UPDATE",
+             fr_pgstore_owner(b));
+    hold_rows(f, lk, sql);
+    LOOP_RUN_UNTIL(&f->loop, sql_num(f, HEARTBEAT_WAITING) == 1, 30);
+    fr_pgstore_stats before, after;
+    fr_pgstore_stats_get(b, &before);
+    snprintf(sql, sizeof sql,
+             "UPDATE owners SET heartbeat = now(), expires = now() WHERE id = '%s'",
+             fr_pgstore_owner(b)); /* as fr_pgstore_close ends it */
+    fr_pgstmt end = {sql, 0, NULL};
+    conn_exec(f, lk, 1, &end);
+    commit(f, lk);
+    LOOP_RUN_UNTIL(&f->loop,
+                   (fr_pgstore_stats_get(b, &after), after.heartbeats > before.heartbeats), 30);
+    assert_int_equal(sql_num(f, ended), 1);
+    loop_for(f, 0.5); /* more heartbeats */
+    fr_pgstore_stats_get(b, &after);
+    assert_true(after.heartbeats >= before.heartbeats + 2);
+    assert_int_equal(sql_num(f, ended), 1);
+    fr_pgstore_close(b);
+}
+
 int main(void)
 {
     PG_SERVER_START_OR_RETURN(&server);
@@ -1072,6 +1235,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_leases_two_owners, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fence_after_reclaim, setup, teardown),
         cmocka_unit_test_setup_teardown(test_row_lock_keeps_the_loop, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_heartbeat_beside_a_lock_wait, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_close_ends_owner_with_heartbeat_in_flight, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_deadlock_retried, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queued_before_open, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unreachable_open, setup, teardown),
