@@ -115,6 +115,14 @@ json_t *fr_booking_observed(const char *path, const char *workflow)
     return observed;
 }
 
+/* The periods the run leases in: this month and this day, UTC. */
+static void stamp_periods(fr_booking *b)
+{
+    time_t now = time(NULL);
+    fr_store_month_of(now, b->month);
+    fr_store_day_of(now, b->day);
+}
+
 int fr_booking_open(const char *path, const char *run_id, fr_booking **out, fr_error *err)
 {
     fr_booking *b = fr_xcalloc(1, sizeof *b);
@@ -131,11 +139,7 @@ int fr_booking_open(const char *path, const char *run_id, fr_booking **out, fr_e
     }
     b->run_id = fr_xstrdup(run_id);
     b->jitter = (uint32_t)getpid() * 2654435761u | 1u;
-    time_t now = time(NULL);
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    strftime(b->month, sizeof b->month, "%Y-%m", &tm);
-    strftime(b->day, sizeof b->day, "%Y-%m-%d", &tm);
+    stamp_periods(b);
     *out = b;
     return FR_OK;
 }
@@ -433,8 +437,10 @@ static int ledger_totals(void *ud, fr_cap_kind period, double *spent, double *us
 {
     fr_booking *b = ud;
     const char *key = period_key(b, period);
-    if (b->pg) /* not read on the loop: a refusal says the cap alone */
-        return fr_error_set(err, FR_EINVAL, NULL, 0, "the shared ledger's totals are not read");
+    if (b->pg) /* never read on the loop: what the last lease of the period read */
+        return fr_pgstore_period_figures(fr_pgbooks_store(b->pg), key, spent, used) == FR_OK
+                   ? FR_OK
+                   : fr_error_set(err, FR_ENOENT, NULL, 0, "no lease of %s came back yet", key);
     int rc = fr_store_month_spent(b->store, key, spent, err);
     if (rc == FR_OK && fr_store_month_used(b->store, key, used, err) != FR_OK)
         *used = *spent;
@@ -448,12 +454,11 @@ static bool ledger_turned(void *ud, fr_cap_kind period)
     fr_booking *b = ud;
     char now[FR_STORE_DAY_LEN];
     char *key = period_key(b, period);
-    if (b->pg) {
-        time_t t = time(NULL);
-        struct tm tm;
-        gmtime_r(&t, &tm);
-        strftime(now, sizeof now, period == FR_CAP_DAY ? "%Y-%m-%d" : "%Y-%m", &tm);
-    } else if (period == FR_CAP_DAY)
+    if (b->pg && period == FR_CAP_DAY)
+        fr_store_day_of(time(NULL), now);
+    else if (b->pg)
+        fr_store_month_of(time(NULL), now);
+    else if (period == FR_CAP_DAY)
         fr_store_day(b->store, now);
     else
         fr_store_month(b->store, now);
@@ -769,11 +774,7 @@ static int open_pg(const char *url, const char *run_id, fr_booking **out, fr_err
         return rc;
     }
     b->pg_url = fr_xstrdup(url);
-    time_t now = time(NULL);
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    strftime(b->month, sizeof b->month, "%Y-%m", &tm);
-    strftime(b->day, sizeof b->day, "%Y-%m-%d", &tm);
+    stamp_periods(b);
     *out = b;
     return FR_OK;
 }

@@ -278,6 +278,12 @@ int fr_pgstore_release(fr_pgstore *s, const char *run_id, fr_pgstore_done_fn don
  * open leases. */
 int fr_pgstore_period_used(fr_pgstore *s, const char *period, fr_pgstore_value_fn done, void *ud);
 
+/* The figures of `period` (borrowed) as the last lease of it read them,
+ * without a query (a refusal quotes them): *spent as fr_store_month_spent,
+ * *used as fr_store_month_used. FR_OK, FR_ENOENT when no lease of it has
+ * come back yet, FR_EINVAL for a NULL argument. */
+int fr_pgstore_period_figures(const fr_pgstore *s, const char *period, double *spent, double *used);
+
 /* fr_store_cache_get: a damaged entry (text or model not valid UTF-8, JSON
  * that does not parse, a negative count) is a miss. */
 int fr_pgstore_cache_get(fr_pgstore *s, const char *key, fr_pgstore_reply_fn done, void *ud);

@@ -83,6 +83,10 @@ struct fr_pgstore {
     uv_timer_t heartbeat, wake;
     int handles;
     long flushes, retries, heartbeats, notifies;
+    struct {
+        char key[16]; /* a period, "" for none */
+        double spent, used;
+    } figures[4]; /* the periods' figures the last leases read */
 };
 
 /* A new op of kind `k` (owned: it goes to fr_pgstore_send or

@@ -129,7 +129,8 @@ static const char *const LEASE_RECLAIM =
                                    " UPDATE runs r " CRASH_SET
                                    " WHERE r.id IN (SELECT run_id FROM d) AND r.status = 'running'";
 /* The grant; returns it, whether another live owner holds the run's lease,
- * and whether a lease row was written. */
+ * whether a lease row was written, and the period's figures as
+ * fr_store_month_spent and fr_store_month_used give them. */
 static const char *const LEASE_GRANT =
     "WITH spent AS (SELECT " PERIOD_CHARGED " AS v),"
     " outstanding AS (SELECT coalesce(sum(" UNSPENT(
@@ -149,7 +150,9 @@ static const char *const LEASE_GRANT =
                       " ON CONFLICT (run_id, period) WHERE closed_at IS NULL"
                       " DO UPDATE SET amount = l.amount + (SELECT v FROM g) RETURNING 1)"
                       " SELECT (SELECT v FROM g), (SELECT count(*) FROM other), (SELECT count(*) "
-                      "FROM w)";
+                      "FROM w), (SELECT v FROM spent), (SELECT v FROM spent) + coalesce((SELECT"
+                      " sum(" UNSPENT("l") ") FROM open_leases l WHERE l.period = $1 AND l.live"
+                                           " AND l.owner_id IS DISTINCT FROM $3), 0)";
 static const char *const RELEASE_SQL =
     "UPDATE leases l SET closed_at = $3::float8, closed_by = 'released',"
     " spent_usd = " RUN_SPENT("l") " WHERE l.run_id = $1 AND l.owner_id = $2"
@@ -292,6 +295,32 @@ static void approval_done(op *o, const fr_pgres *row)
     fr_store_approval_clear(&a);
 }
 
+/* Keeps period `key`'s figures a lease read, for refusals to quote. */
+static void keep_figures(fr_pgstore *s, const char *key, double spent, double used)
+{
+    size_t n = sizeof s->figures / sizeof s->figures[0], i = 0;
+    while (i < n && s->figures[i].key[0] && strcmp(s->figures[i].key, key) != 0)
+        i++;
+    if (i == n)
+        i = 0; /* more periods than a run leases in: the first makes room */
+    snprintf(s->figures[i].key, sizeof s->figures[i].key, "%s", key);
+    s->figures[i].spent = spent;
+    s->figures[i].used = used;
+}
+
+int fr_pgstore_period_figures(const fr_pgstore *s, const char *period, double *spent, double *used)
+{
+    if (!s || !period || !spent || !used)
+        return FR_EINVAL;
+    for (size_t i = 0; i < sizeof s->figures / sizeof s->figures[0]; i++)
+        if (strcmp(s->figures[i].key, period) == 0) {
+            *spent = s->figures[i].spent;
+            *used = s->figures[i].used;
+            return FR_OK;
+        }
+    return FR_ENOENT;
+}
+
 /* The completion of `o` with an error (rc not FR_OK). */
 static void finish_error(fr_pgstore *s, op *o, int rc, const fr_error *err)
 {
@@ -365,10 +394,12 @@ void fr_pgstore_op_finish(fr_pgstore *s, op *o, int rc, const fr_error *err, con
         return;
     }
     case K_LEASE:
-        if (cell_int(res, b + 3, 1) > 0)
+        if (cell_int(res, b + 3, 1) > 0) {
             fr_pgstore_fail(s, o, FR_EINVAL, "another live process holds the run's lease");
-        else
-            o->cb.value(o->ud, FR_OK, cell_num(res, b + 3, 0), NULL);
+            return;
+        }
+        keep_figures(s, o->extra, cell_num(res, b + 3, 3), cell_num(res, b + 3, 4));
+        o->cb.value(o->ud, FR_OK, cell_num(res, b + 3, 0), NULL);
         return;
     case K_USED:
         o->cb.value(o->ud, FR_OK, cell_num(res, b, 0), NULL);
@@ -499,14 +530,9 @@ int fr_pgstore_reserve_fenced(fr_pgstore *s, const fr_attempt_rec *a, int max_pa
     op *o = fr_pgstore_op_new(K_RESERVE, "cannot book the request in flight", ud);
     o->cb.done = done;
     double now = now_of(s);
-    time_t t = (time_t)now;
-    struct tm tm;
-    char day[16];
-    gmtime_r(&t, &tm);
-    strftime(day, sizeof day, "%Y-%m-%d", &tm);
-    char month[8];
-    memcpy(month, day, 7);
-    month[7] = '\0';
+    char month[FR_STORE_MONTH_LEN], day[FR_STORE_DAY_LEN];
+    fr_store_month_of((time_t)now, month);
+    fr_store_day_of((time_t)now, day);
     /* Every transaction takes its row locks in one order: a period's
      * totals (a month before its day, as the totals' trigger and a lease
      * do), then an endpoint's. A paid reservation locks its periods first,
@@ -676,6 +702,7 @@ int fr_pgstore_lease(fr_pgstore *s, const char *period, double cap, double want,
     double now = now_of(s);
     op *o = fr_pgstore_op_new(K_LEASE, "cannot lease a share of the cap", ud);
     o->cb.value = done;
+    o->extra = fr_xstrdup(period);
     lock_period(o, period);
     fr_pgstore_op_sql(o, LEASE_RECLAIM);
     fr_pgstore_op_str(o, period);

@@ -162,14 +162,6 @@ bool fr_store_valid_usd(double v);
 /* The store's clock in unix seconds: its set clock, or the real one. */
 double fr_store_now(const fr_store *st);
 
-/* Writes the UTC month of `t` ("YYYY-MM") into `out`; "0000-01" when `t`
- * cannot be converted. */
-void fr_store_month_of(time_t t, char out[FR_STORE_MONTH_LEN]);
-
-/* Writes the UTC day of `t` ("YYYY-MM-DD") into `out`; "0000-01-01" when
- * `t` cannot be converted. */
-void fr_store_day_of(time_t t, char out[FR_STORE_DAY_LEN]);
-
 /* Sets st->pid, st->pid_start and st->boot_id to this process's identity
  * (0 and "" where the system does not tell), and st->user_name and st->host
  * to who books and from where (FLOWRUN_USER and FLOWRUN_HOST replace them). */

@@ -140,6 +140,11 @@ check_round() {
   [ "$stopped" -gt 0 ] || fail "repetition $rep ($kind): no task was stopped by the cap"
   cat "$WORK"/r"$rep"-*.json | jq -r -s '.[].tasks[] | select(.status == "budget") | .reason' |
     grep -v -q "$kind cap" && fail "repetition $rep: a task stopped for another reason than the $kind cap"
+  # On PostgreSQL too a refusal quotes the period's figures (as the last
+  # lease read them).
+  $PG && cat "$WORK"/r"$rep"-*.json | jq -r -s '.[].tasks[] | select(.status == "budget") | .reason' |
+    grep -v -E -q 'spent (this month|today)|shared ledger has too little' &&
+    fail "repetition $rep: a refusal without the period's figures: $(cat "$WORK"/r"$rep"-*.json | jq -r -s '[.[].tasks[] | select(.status == "budget") | .reason] | unique')"
   echo "# repetition $rep: \$$spent of the \$$CAP $kind cap, $stopped tasks stopped"
 }
 
