@@ -500,6 +500,17 @@ static void test_lease_of_other_boot_or_reused_pid(void **state)
  * 25 times and spends half of each grant. Writes its total grant, waits for
  * the end (so no share is released while others still lease; the parent
  * kills some children there), and then releases its lease. */
+/* A child that cannot go on tells the parent (a negative total: the parent
+ * reads one total per child and would wait for ever for a missing one,
+ * the other children holding the pipe open) and exits `code`. */
+static _Noreturn void child_failed(int out_fd, int code)
+{
+    double total = -code;
+    if (write(out_fd, &total, sizeof total) != sizeof total)
+        _exit(14);
+    _exit(code);
+}
+
 static void child_race(const char *path, time_t clock, const char *run, double cap, int go_fd,
                        int out_fd, int end_fd)
 {
@@ -507,16 +518,16 @@ static void child_race(const char *path, time_t clock, const char *run, double c
     char month[FR_STORE_MONTH_LEN];
     double total = 0;
     if (fr_store_open(path, &st, NULL) != FR_OK)
-        _exit(10);
+        child_failed(out_fd, 10);
     fr_store_set_clock(st, clock);
     fr_store_month(st, month);
     if (fr_store_run_begin(st, run, "race", NULL, NULL) != FR_OK)
-        _exit(11);
+        child_failed(out_fd, 11);
     wait_eof(go_fd);
     for (int i = 0; i < 25; i++) {
         double g = 0;
         if (fr_store_lease(st, month, cap, 0.07, run, &g, NULL) != FR_OK)
-            _exit(12);
+            child_failed(out_fd, 12);
         total += g;
         fr_attempt_rec a = {.run_id = run,
                             .task = "t",
@@ -526,7 +537,7 @@ static void child_race(const char *path, time_t clock, const char *run, double c
                             .attempt = i + 1,
                             .cost_usd = g / 2};
         if (g > 0 && fr_store_add_attempt(st, &a, NULL) != FR_OK)
-            _exit(13);
+            child_failed(out_fd, 13);
     }
     if (write(out_fd, &total, sizeof total) != sizeof total)
         _exit(14);
@@ -569,6 +580,10 @@ static void test_concurrent_processes_respect_cap(void **state)
         for (int k = 0; k < KIDS; k++) {
             double total = 0;
             assert_int_equal(read(out[0], &total, sizeof total), (ssize_t)sizeof total);
+            if (total < 0)
+                fail_msg("a leasing child failed with exit code %d (10 open, 11 run begin, 12 "
+                         "lease, 13 attempt)",
+                         (int)-total);
             sum += total;
         }
         close(out[0]);
