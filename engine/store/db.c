@@ -98,12 +98,12 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_OWNER_END] = "DELETE FROM owners WHERE id = ?1",
     /* Owners long dead: their in-flight attempts count for nothing already. */
     [S_OWNER_PRUNE] = "DELETE FROM owners WHERE expires < ?1",
-    /* The slots of an endpoint and model by owner: its in-flight attempts
-     * of a shared endpoint (the partial index attempts_in_flight). */
-    [S_SLOTS_HELD] = "SELECT o.id, o.pid, o.pid_start, o.boot_id, o.host, o.expires, COUNT(*)"
-                     " FROM attempts a JOIN owners o ON o.id = a.owner_id"
-                     " WHERE a.endpoint = ?1 AND a.model IS ?2 AND a.outcome = 'pending'"
-                     " GROUP BY o.id",
+    /* The slots of an endpoint and model held by each owner: its in-flight
+     * attempts of a shared endpoint, counted in the partial index
+     * attempts_slots (a range of it per owner; owners are few). */
+    [S_SLOTS_HELD] = "SELECT o.id, o.pid, o.pid_start, o.boot_id, o.host, o.expires,"
+                     " (SELECT COUNT(*) FROM attempts a WHERE a.endpoint = ?1 AND a.model IS ?2"
+                     " AND a.owner_id = o.id AND a.outcome = 'pending') FROM owners o",
     /* The routing history of the endpoints named in the JSON array ?1 (NULL:
      * all): each key's sums (kind 0), then its pairs of bins (kind 1:
      * latency bin, ttft bin, count in the place of settled and passes). */

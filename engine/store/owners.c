@@ -157,9 +157,11 @@ int fr_store_slots_held(fr_store *st, const char *endpoint, const char *model, l
     int step;
     fr_store_bind_text(s, 1, endpoint);
     fr_store_bind_text(s, 2, model);
-    while ((step = sqlite3_step(s)) == SQLITE_ROW)
-        if (owner_holds(st, s, now))
-            n += (long)sqlite3_column_int64(s, 6);
+    while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+        long k = (long)sqlite3_column_int64(s, 6);
+        if (k > 0 && owner_holds(st, s, now))
+            n += k;
+    }
     int rc =
         step == SQLITE_DONE ? FR_OK : fr_store_db_error(st, err, "cannot count the slots held");
     fr_store_done(s);

@@ -192,14 +192,14 @@ pass "a killed run is listed with '-' for what only a report has; report last is
 
 # 6. A store of schema version 4 (what the previous flowrun wrote) is
 # upgraded and lists its old runs. (Made from the current one: what
-# versions 5 to 11 added is taken off again, month_totals and the ledger view
+# versions 5 to 12 added is taken off again, month_totals and the ledger view
 # of version 4 put back.)
 cp -r "$STATE" "$WORK/old"
 sqlite3 "$WORK/old/state.db" "DROP VIEW routing_evidence;
   DROP TABLE routing_history; DROP TABLE routing_bins; ALTER TABLE attempts DROP COLUMN score;
   ALTER TABLE attempts DROP COLUMN complexity;
   DROP TABLE reports; DROP INDEX runs_workflow; DROP VIEW ledger;
-  DROP INDEX attempts_in_flight; ALTER TABLE attempts DROP COLUMN owner_id; DROP TABLE owners;
+  DROP INDEX attempts_slots; ALTER TABLE attempts DROP COLUMN owner_id; DROP TABLE owners;
   DROP TRIGGER attempts_totals_insert; DROP TRIGGER attempts_totals_delete;
   DROP TRIGGER attempts_totals_settle; DROP TRIGGER attempts_totals_move;
   ALTER TABLE attempts DROP COLUMN task_type; ALTER TABLE attempts DROP COLUMN ttft_ms;
