@@ -143,7 +143,9 @@
     F("tried", "string[]", "the endpoints that already failed this task")                          \
     F("est_input_tokens", "integer", "the estimated prompt size")                                  \
     F("max_tokens", "integer", "the reply's cap")                                                  \
-    F("tools", "integer", "how many tools the task may call (0 for none)")
+    F("tools", "integer", "how many tools the task may call (0 for none)")                         \
+    F("draw", "number",                                                                            \
+      "0..1, drawn for this attempt of this task from run.seed: the same seed, the same draws")
 
 #define FR_POLICY_CANDIDATE_FIELDS(F)                                                              \
     F("name", "string", "the endpoint's name")                                                     \

@@ -1,6 +1,7 @@
 #include "dsl/policy_int.h"
 
 #include "dsl/suggest.h"
+#include "engine/util/hash.h"
 #include "engine/util/utf8.h"
 #include "engine/util/mem.h"
 
@@ -535,11 +536,11 @@ int fr_policy_on_result_view(fr_policy *p, const fr_policy_task *task,
 
 int fr_policy_check(fr_policy *p, const json_t *candidates, fr_error *err)
 {
-    json_t *task =
-        json_pack("{s:s, s:s, s:s, s:f, s:i, s:b, s:i, s:s, s:[], s:i, s:i, s:i}", "name",
-                  "self-check", "agent", "self-check", "type", "code", "complexity", 0.5,
-                  "priority", 5, "private", 0, "attempt", 1, "reason", "first", "tried",
-                  "est_input_tokens", 100, "max_tokens", 256, "tools", 0);
+    json_t *task = json_pack("{s:s, s:s, s:s, s:f, s:i, s:b, s:i, s:s, s:[], s:i, s:i, s:i, s:f}",
+                             "name", "self-check", "agent", "self-check", "type", "code",
+                             "complexity", 0.5, "priority", 5, "private", 0, "attempt", 1, "reason",
+                             "first", "tried", "est_input_tokens", 100, "max_tokens", 256, "tools",
+                             0, "draw", fr_policy_draw(fr_policy_draw_seed(0), "self-check", 1));
     json_t *cands =
         candidates && json_array_size(candidates) > 0
             ? json_incref((json_t *)candidates)
@@ -601,4 +602,24 @@ int fr_policy_check(fr_policy *p, const json_t *candidates, fr_error *err)
         memcpy(err->msg + sizeof prefix - 1, old, strlen(old) + 1);
     }
     return rc;
+}
+
+/* ---- task.draw ------------------------------------------------------------ */
+
+uint64_t fr_policy_draw_seed(long long seed)
+{
+    char text[24];
+    int n = snprintf(text, sizeof text, "%lld", seed);        /* Lua's tostring */
+    return fr_fnv1a64(text, (size_t)n + 1, FR_FNV1A64_BASIS); /* and its "\0" */
+}
+
+double fr_policy_draw(uint64_t seed_state, const char *name, int attempt)
+{
+    char text[16];
+    int n = snprintf(text, sizeof text, "%d", attempt);
+    uint64_t h = fr_fnv1a64(name, strlen(name) + 1, seed_state); /* and "\0" */
+    h = fr_fnv1a64(text, (size_t)n, h);
+    h = (h ^ (h >> 33)) * 0xff51afd7ed558ccdULL; /* names a letter apart land far apart */
+    h ^= h >> 33;
+    return (double)(h >> 11) / 9007199254740992.0; /* 53 bits: exact in a double */
 }

@@ -13,6 +13,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct fr_policy fr_policy;
 
@@ -131,6 +132,10 @@ typedef struct fr_policy_task {
     long est_input_tokens;
     int max_tokens;
     long tools;
+    /* The field `draw` when has_draw (else nil): fr_policy_draw's number
+     * for this attempt of this task. */
+    bool has_draw;
+    double draw;
 } fr_policy_task;
 
 /* An endpoint's record as a policy sees it (candidate.history and
@@ -159,6 +164,11 @@ typedef struct fr_policy_cand {
      * NULL: none (the policy sees a table without evidence). Only set for
      * a policy that reads them (fr_policy_reads_history). */
     const fr_policy_hist *history, *history_all;
+    /* True when name, tier, protocol and model point at texts that stay
+     * where they are, unchanged, as long as the policy lives (an
+     * endpoint's declaration): a kept table then takes a text at the
+     * address it saw before for the same, without comparing it. */
+    bool stable_strings;
 } fr_policy_cand;
 
 typedef struct fr_policy_run {
@@ -203,6 +213,15 @@ bool fr_policy_reads_history(const fr_policy *p);
 /* The JSON form (owned) of record `h` (borrowed; NULL: none), as a
  * policy sees it: nil figures left out. For the self-check's candidates. */
 json_t *fr_policy_hist_json(const fr_policy_hist *h);
+
+/* A policy's reproducible draw (task.draw, docs/policies.md): a number in
+ * [0, 1) fixed by the run's seed, the task's name and its attempt, the
+ * bytes of their texts joined by "\0" hashed by FNV-1a 64 and a
+ * finaliser (lua/policies/adaptive.lua computes the same in Lua for a
+ * host that gives none). fr_policy_draw_seed returns the hash's state
+ * after the seed, for every draw of the run; `name` is borrowed. */
+uint64_t fr_policy_draw_seed(long long seed);
+double fr_policy_draw(uint64_t seed_state, const char *name, int attempt);
 
 /* fr_policy_on_result with the arguments as C views (borrowed). */
 int fr_policy_on_result_view(fr_policy *p, const fr_policy_task *task,

@@ -110,11 +110,12 @@ static void fill_task(lua_State *L, const fr_policy_task *t, int tried)
     set_int(L, K_EST_INPUT_TOKENS, t->est_input_tokens);
     set_int(L, K_MAX_TOKENS, t->max_tokens);
     set_int(L, K_TOOLS, t->tools);
+    set_opt_num(L, K_DRAW, t->has_draw, t->draw);
 }
 
 static void push_task(lua_State *L, const fr_policy_task *t)
 {
-    lua_createtable(L, 0, 12); /* [task] */
+    lua_createtable(L, 0, 13); /* [task] */
     fill_task(L, t, 0);
 }
 
@@ -130,18 +131,24 @@ static const fr_policy_hist no_history = {
     .band_hi = 1,
 };
 
+/* The log-odds of adaptive.lua's TARGET, as the file computes it once. */
+static double target_logit(void)
+{
+    volatile double target = 0.9; /* log() at run time, as Lua calls it */
+    return log(target / (1 - target));
+}
+
 /* lua/policies/adaptive.lua's estimate of p(pass) for candidate `c` on a
  * task of `complexity`, with that file's constants (TARGET 0.9,
  * PRIOR_SLOPE 10, QUALITY_STRENGTH 2, ALL_CAP 1, BAND_STRENGTH 4): the
  * prior from quality, blended with the record over all work, then with the
  * record of the task's type and band. The operations of the file, in its
- * order, so the figure is the one it computes, bit for bit. */
-static double p_pass_of(const fr_policy_cand *c, double complexity)
+ * order, so the figure is the one it computes, bit for bit; `logit` is
+ * target_logit()'s. */
+static double p_pass_of(const fr_policy_cand *c, double complexity, double logit)
 {
     const fr_policy_hist *all = c->history_all ? c->history_all : &no_history;
     const fr_policy_hist *h = c->history ? c->history : &no_history;
-    volatile double target = 0.9; /* log() at run time, as Lua calls it */
-    double logit = log(target / (1 - target));
     double e = 1 / (1 + exp(-(logit + 10 * (c->quality - complexity))));
     if (all->pass_rate >= 0) {
         double a = all->weight;
@@ -224,7 +231,7 @@ static void fill_cand(lua_State *L, const fr_policy_cand *c, int tags, int hist,
         if (hist < 0) { /* a new table: its estimate too */
             set_key(L, K_HISTORY);
             lua_rawget(L, -2); /* [c, h] */
-            set_p_pass(L, c->history, p_pass_of(c, complexity));
+            set_p_pass(L, c->history, p_pass_of(c, complexity, target_logit()));
             lua_pop(L, 1); /* [c] */
         }
         set_hist(L, K_HISTORY_ALL, hist > 0 ? hist + 1 : 0, c->history_all);
@@ -416,16 +423,17 @@ static void fill_names(lua_State *L, const char *const *v, size_t n, size_t *was
 
 /* Pushes the kept record table in slot `slot` of the cache at `cache`,
  * record `at` of hist_seen, writing `h` (NULL: none) into it unless it
- * holds that already. Returns true when the table is new. */
+ * holds that already: `held`, hist_same's answer for a trusted built-in
+ * (false for any other policy). Returns true when the table is new. */
 static bool kept_hist(lua_State *L, fr_policy *p, int cache, int slot, size_t at,
-                      const fr_policy_hist *h)
+                      const fr_policy_hist *h, bool held)
 {
     if (!h)
         h = &no_history;
     bool fresh = kept_table(L, cache, slot, 0, 17); /* [.., h] */
     if (fresh)
         p->hist_ok[at] = false;
-    if (p->trusted && p->hist_ok[at] && memcmp(&p->hist_seen[at], h, sizeof *h) == 0)
+    else if (held)
         return false;
     p->hist_ok[at] = false; /* until written whole */
     p->hist_p_ok[at] = false;
@@ -436,10 +444,12 @@ static bool kept_hist(lua_State *L, fr_policy *p, int cache, int slot, size_t at
 }
 
 /* The variant of slot `i`'s history tables for record `h` (NULL: none):
- * one that holds it already, else the one used longest ago (rewritten).
- * Always 0 for a policy that is not trusted (written every call). */
-static int hist_variant(fr_policy *p, size_t i, const fr_policy_hist *h)
+ * one that holds it already (*held set), else the one used longest ago
+ * (rewritten). Always 0 for a policy that is not trusted (written every
+ * call, *held false). */
+static int hist_variant(fr_policy *p, size_t i, const fr_policy_hist *h, bool *held)
 {
+    *held = false;
     if (!p->trusted)
         return 0;
     if (!h)
@@ -450,6 +460,7 @@ static int hist_variant(fr_policy *p, size_t i, const fr_policy_hist *h)
         size_t at = base + (size_t)k;
         if (p->hist_ok[at] && memcmp(&p->hist_seen[at], h, sizeof *h) == 0) {
             v = k;
+            *held = true;
             break;
         }
         if (!p->hist_ok[at] ? p->hist_ok[base + (size_t)v]
@@ -503,6 +514,19 @@ static bool str_changed(char **seen, const char *v)
     return true;
 }
 
+/* str_changed for a text that, when `stable`, stays at its address
+ * unchanged (fr_policy_cand.stable_strings): one at the address `*at` seen
+ * last is the same without a comparison. *at becomes `v`'s address when
+ * stable, else NULL. */
+static bool str_changed_at(char **seen, const char **at, const char *v, bool stable)
+{
+    if (stable && v && v == *at)
+        return false;
+    bool changed = str_changed(seen, v);
+    *at = stable ? v : NULL;
+    return changed;
+}
+
 /* The same for numbers, bit for bit (0.0 and -0.0 differ; a NaN equals
  * itself). */
 static bool num_changed(double *seen, double v)
@@ -536,6 +560,7 @@ static void seen_free(fr_policy *p)
 /* Field `f` of the view `v` against the seen copy `s` (all: written
  * whatever it was). The non-short-circuit | updates the copy either way. */
 #define CHG_STR(f) ((int)all | (int)str_changed(&s->f, v->f))
+#define CHG_TXT(f) ((int)all | (int)str_changed_at(&s->f, &s->f##_at, v->f, v->stable_strings))
 #define CHG_NUM(f) ((int)all | (int)num_changed(&s->v.f, v->f))
 #define CHG_INT(f) ((int)all | (s->v.f != v->f ? (s->v.f = v->f, 1) : 0))
 
@@ -572,6 +597,9 @@ static void refill_task(lua_State *L, const fr_policy_task *v, int tried, seen_t
         set_int(L, K_MAX_TOKENS, v->max_tokens);
     if (CHG_INT(tools))
         set_int(L, K_TOOLS, v->tools);
+    bool has_draw = CHG_INT(has_draw);
+    if (CHG_NUM(draw) | has_draw)
+        set_opt_num(L, K_DRAW, v->has_draw, v->draw);
     s->ok = true;
 }
 
@@ -603,19 +631,20 @@ static void refill_run(lua_State *L, const fr_policy_run *v, seen_run *s)
 }
 
 /* fill_cand for a trusted built-in's kept candidate table (at the top):
- * `tags` and `hist` as there, both kept tables. */
-static void refill_cand(lua_State *L, const fr_policy_cand *v, int tags, int hist, bool hist_moved,
-                        seen_cand *s)
+ * `tags`, `hist` and `hist_all` the stack indexes (absolute) of its kept
+ * tables, 0 for one not pushed (the field holds it already). */
+static void refill_cand(lua_State *L, const fr_policy_cand *v, int tags, int hist, int hist_all,
+                        bool hist_moved, seen_cand *s)
 {
     bool all = !s->ok;
     s->ok = false;
-    if (CHG_STR(name))
+    if (CHG_TXT(name))
         set_str(L, K_NAME, v->name);
-    if (CHG_STR(tier))
+    if (CHG_TXT(tier))
         set_str(L, K_TIER, v->tier);
-    if (CHG_STR(protocol))
+    if (CHG_TXT(protocol))
         set_str(L, K_PROTOCOL, v->protocol);
-    if (CHG_STR(model))
+    if (CHG_TXT(model))
         set_str(L, K_MODEL, v->model);
     if (CHG_INT(in_flight))
         set_int(L, K_IN_FLIGHT, v->in_flight);
@@ -641,14 +670,20 @@ static void refill_cand(lua_State *L, const fr_policy_cand *v, int tags, int his
         set_int(L, K_CONTEXT, v->context);
     if ((all || hist_moved) && hist)
         set_hist(L, K_HISTORY, hist, NULL);
-    if (all && hist)
-        set_hist(L, K_HISTORY_ALL, hist + 1, NULL);
+    if (all && hist_all)
+        set_hist(L, K_HISTORY_ALL, hist_all, NULL);
     s->ok = true;
 }
 
 static bool same_str(const char *seen, const char *v)
 {
     return seen ? v && strcmp(seen, v) == 0 : !v;
+}
+
+/* same_str for a text seen last at `at` (see str_changed_at). */
+static bool same_txt(const char *seen, const char *at, const char *v, bool stable)
+{
+    return (stable && v && v == at) || same_str(seen, v);
 }
 
 static bool same_num(double seen, double v)
@@ -678,13 +713,93 @@ static bool cand_unchanged(const fr_policy *p, size_t i, const fr_policy_cand *c
           hist_same(p, base, c->history_all) && p->hist_p_ok[base + 1 + (size_t)p->hist_cur[i]] &&
           same_num(p->hist_p[base + 1 + (size_t)p->hist_cur[i]], pp)))
         return false;
-    return same_str(s->name, c->name) && same_str(s->tier, c->tier) &&
-           same_str(s->protocol, c->protocol) && same_str(s->model, c->model) &&
-           s->v.in_flight == c->in_flight && s->v.max_parallel == c->max_parallel &&
-           s->v.free == c->free && s->v.queued == c->queued && s->v.context == c->context &&
+    bool st = c->stable_strings;
+    return same_txt(s->name, s->name_at, c->name, st) &&
+           same_txt(s->tier, s->tier_at, c->tier, st) &&
+           same_txt(s->protocol, s->protocol_at, c->protocol, st) &&
+           same_txt(s->model, s->model_at, c->model, st) && s->v.in_flight == c->in_flight &&
+           s->v.max_parallel == c->max_parallel && s->v.free == c->free &&
+           s->v.queued == c->queued && s->v.context == c->context &&
            same_num(s->v.quality, c->quality) && same_num(s->v.price_in, c->price_in) &&
            same_num(s->v.price_out, c->price_out) && same_num(s->v.est_cost, c->est_cost) &&
            same_num(s->v.latency_p50, c->latency_p50);
+}
+
+/* Pushes the kept table of candidate `c` (p_pass `pp` when the policy reads
+ * history), slot `i` of the cache at `cache`, its fields written as
+ * fill_cand or, for a trusted built-in, refill_cand does. A trusted
+ * built-in's slot that holds a candidate whole already (cand_seen[i].ok)
+ * does not push a record or tags table its field holds as it should; should
+ * one of its tables turn out new, it is pushed again whole. Returns true
+ * when the candidate's table is new. [-0, +1] */
+static bool push_kept_cand(lua_State *L, fr_policy *p, int cache, int i, const fr_policy_cand *c,
+                           double pp)
+{
+    int top = lua_gettop(L), slot = AC_SLOT0 + AC_STRIDE * i;
+    seen_cand *seen = &p->cand_seen[i];
+    size_t base = (size_t)i * FR_POLICY_NREC, at = 0;
+    int v = 0;
+    bool hist_moved = false, held = false, fresh;
+    if (p->reads_history) {
+        v = hist_variant(p, (size_t)i, c->history, &held);
+        at = base + 1 + (size_t)v;
+        hist_moved = v != p->hist_cur[i];
+        p->hist_cur[i] = -1; /* until the field is set */
+    }
+    int hist, hist_all, tags;
+    for (;;) {
+        bool whole = p->trusted && seen->ok;
+        hist = hist_all = tags = 0;
+        if (p->reads_history) {
+            bool p_same = p->trusted && p->hist_p_ok[at] && same_num(p->hist_p[at], pp);
+            if (!whole || hist_moved || !p_same || !held) {
+                if (kept_hist(L, p, cache, slot + 3 + v, at, c->history, held)) /* [.., h] */
+                    seen->ok = false;
+                held = true; /* written: the loop's second round finds it */
+                /* p_pass_n is the record's: written with it (which
+                 * unsets hist_p_ok); p_pass where it changed. */
+                if (!p->trusted || !p->hist_p_ok[at]) {
+                    set_p_pass(L, c->history, pp);
+                } else if (!same_num(p->hist_p[at], pp)) {
+                    set_num(L, K_P_PASS, pp);
+                }
+                p->hist_p[at] = pp;
+                p->hist_p_ok[at] = true;
+                hist = lua_gettop(L);
+            }
+            bool all_held = p->trusted && hist_same(p, base, c->history_all);
+            if (!whole || !all_held) {
+                if (kept_hist(L, p, cache, slot + 2, base, c->history_all, all_held)) /* [.., ha] */
+                    seen->ok = false;
+                hist_all = lua_gettop(L);
+            }
+        }
+        if (!whole || c->ntags > 0 || p->ntags[i] > 0) {
+            if (kept_table(L, cache, slot + 1, (int)c->ntags, 0)) { /* [.., tags] */
+                p->ntags[i] = 0;
+                seen->ok = false;
+            }
+            fill_names(L, c->tags, c->ntags, &p->ntags[i]);
+            tags = lua_gettop(L);
+        }
+        fresh = kept_table(L, cache, slot, 0, 17); /* [.., c] */
+        if (fresh)
+            seen->ok = false;
+        if (!whole || seen->ok)
+            break;
+        lua_settop(L, top); /* a table was new: every one, every field */
+    }
+    if (p->reads_history)
+        p->hist_cur[i] = v; /* set below: refill_cand on a move, else with all fields */
+    if (p->trusted)
+        refill_cand(L, c, tags, hist, hist_all, hist_moved, seen);
+    else
+        fill_cand(L, c, tags, hist, 0); /* hist_all is hist + 1 */
+    if (lua_gettop(L) > top + 1) {
+        lua_replace(L, top + 1); /* [.., c, ...] */
+        lua_settop(L, top + 1);  /* [.., c] */
+    }
+    return fresh;
 }
 
 /* Pushes route's three arguments for `a`, as the kept tables of `p`. The
@@ -697,7 +812,7 @@ static void push_kept_args(lua_State *L, fr_policy *p, int cache, const fr_polic
     if (kept_table(L, cache, AC_TRIED, (int)a->task->ntried, 0)) /* [tried] */
         p->ntried = 0;
     fill_names(L, a->task->tried, a->task->ntried, &p->ntried);
-    if (kept_table(L, cache, AC_TASK, 0, 12)) /* [tried, task] */
+    if (kept_table(L, cache, AC_TASK, 0, 13)) /* [tried, task] */
         p->task_seen.ok = false;
     if (p->trusted)
         refill_task(L, a->task, lua_gettop(L) - 1, &p->task_seen);
@@ -707,53 +822,23 @@ static void push_kept_args(lua_State *L, fr_policy *p, int cache, const fr_polic
 
     if (kept_table(L, cache, AC_CANDS, n, 0)) /* [task, cands] */
         p->ncands = 0;
+    int cands = lua_gettop(L);
     size_t was = p->ncands;
+    double logit = p->reads_history ? target_logit() : 0;
     if (cs->n > p->ncands)
         p->ncands = cs->n; /* every slot written, should this stop half way */
     for (int i = 0; i < n; i++) {
         const fr_policy_cand *c = &cs->view[i];
-        double pp = p->reads_history ? p_pass_of(c, a->task->complexity) : 0;
+        double pp = p->reads_history ? p_pass_of(c, a->task->complexity, logit) : 0;
         if (cand_unchanged(p, (size_t)i, c, was, pp))
             continue;
-        int slot = AC_SLOT0 + AC_STRIDE * i;
-        int hist = 0;
-        bool hist_moved = false;
-        seen_cand *seen = &p->cand_seen[i];
-        if (p->reads_history) {
-            size_t base = (size_t)i * FR_POLICY_NREC;
-            int v = hist_variant(p, (size_t)i, c->history);
-            hist_moved = v != p->hist_cur[i];
-            p->hist_cur[i] = -1; /* until the field is set */
-            size_t at = base + 1 + (size_t)v;
-            if (kept_hist(L, p, cache, slot + 3 + v, at, c->history)) /* [.., h] */
-                seen->ok = false;
-            if (!p->trusted || !p->hist_p_ok[at] || !same_num(p->hist_p[at], pp)) {
-                set_p_pass(L, c->history, pp);
-                p->hist_p[at] = pp;
-                p->hist_p_ok[at] = true;
-            }
-            if (kept_hist(L, p, cache, slot + 2, base, c->history_all)) /* [.., h, ha] */
-                seen->ok = false;
-            hist = lua_gettop(L) - 1;
-            p->hist_cur[i] = v; /* set below: refill_cand on a move, else with all fields */
-        }
-        if (kept_table(L, cache, slot + 1, (int)c->ntags, 0)) { /* [.., tags] */
-            p->ntags[i] = 0;
-            seen->ok = false;
-        }
-        fill_names(L, c->tags, c->ntags, &p->ntags[i]);
-        if (kept_table(L, cache, slot, 0, 17)) /* [.., cands, (h, ha,) tags, c] */
-            seen->ok = false;
-        if (p->trusted)
-            refill_cand(L, c, lua_gettop(L) - 1, hist, hist_moved, seen);
+        bool fresh = push_kept_cand(L, p, cache, i, c, pp); /* [.., cands, c] */
+        /* A trusted built-in's element i + 1 holds slot i's table already,
+         * once written and while the slot is not new. */
+        if (!p->trusted || (size_t)i >= was || fresh)
+            lua_rawseti(L, cands, (lua_Integer)i + 1); /* [.., cands] */
         else
-            fill_cand(L, c, lua_gettop(L) - 1, hist, a->task->complexity);
-        lua_remove(L, -2); /* [.., cands, (h, ha,) c] */
-        if (hist) {
-            lua_replace(L, hist); /* [.., cands, c, ha] */
-            lua_pop(L, 1);        /* [.., cands, c] */
-        }
-        lua_rawseti(L, -2, (lua_Integer)i + 1); /* [.., cands] */
+            lua_pop(L, 1);
     }
     for (size_t i = cs->n; i < was; i++) {
         lua_pushnil(L);

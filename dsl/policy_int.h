@@ -28,6 +28,9 @@ typedef struct seen_run {
 typedef struct seen_cand {
     bool ok;
     char *name, *tier, *protocol, *model;
+    /* Where the view's texts were, when they were stable (stable_strings),
+     * else NULL: */
+    const char *name_at, *tier_at, *protocol_at, *model_at;
     fr_policy_cand v; /* the numbers (its pointers unused) */
 } seen_cand;
 
@@ -104,7 +107,7 @@ struct fr_policy {
     X(TTFT_P50_MS, "ttft_p50_ms") X(TOKENS_PER_S, "tokens_per_s")             \
     X(COST_MEAN_USD, "cost_mean_usd") X(AGE_S, "age_s")                       \
     X(BAND_LO, "band_lo") X(BAND_HI, "band_hi") X(P_PASS, "p_pass")          \
-    X(P_PASS_N, "p_pass_n")
+    X(P_PASS_N, "p_pass_n") X(DRAW, "draw")
 /* clang-format on */
 #define KEY_ENUM(id, s) K_##id,
 #define KEY_NAME(id, s) s,

@@ -27,6 +27,7 @@ struct fr_router {
     fr_history *history;    /* borrowed (the books'), NULL: none */
     fr_policy_hist *hviews; /* per endpoint: its record for this decision and over all */
     long long seed;         /* the run's seed (run.seed) */
+    uint64_t draw_seed;     /* fr_policy_draw_seed of it */
 };
 
 fr_router *fr_router_new(const fr_route_env *env)
@@ -39,6 +40,7 @@ fr_router *fr_router_new(const fr_route_env *env)
     rt->views = fr_xcalloc(n ? n : 1, sizeof *rt->views);
     rt->tried = fr_xcalloc(n ? n : 1, sizeof *rt->tried);
     rt->hviews = fr_xcalloc(2 * (n ? n : 1), sizeof *rt->hviews);
+    rt->draw_seed = fr_policy_draw_seed(0); /* seed 0 until fr_route_set_seed */
     rt->policy_sites = json_object();
     return rt;
 }
@@ -88,6 +90,7 @@ void fr_route_set_seed(fr_router *rt, bool has_seed, long long seed, const char 
     rt->seed = has_seed ? seed
                : run_id ? (long long)(fr_fnv1a64(run_id, strlen(run_id), FR_FNV1A64_BASIS) >> 33)
                         : 0;
+    rt->draw_seed = fr_policy_draw_seed(rt->seed);
 }
 
 long long fr_route_seed(const fr_router *rt)
@@ -303,6 +306,7 @@ static fr_policy_cand cand_view(const fr_router *rt, size_t e, long est_input, i
         .tags = (const char *const *)s->tags,
         .ntags = s->ntags,
         .context = s->context,
+        .stable_strings = true, /* the endpoint's, kept for the run */
     };
 }
 
@@ -358,6 +362,8 @@ static fr_policy_task task_view(const fr_router *rt, const fr_route_task *t, con
         .est_input_tokens = t->est_input,
         .max_tokens = ts->max_tokens,
         .tools = (long)t->ntools,
+        .has_draw = true,
+        .draw = fr_policy_draw(rt->draw_seed, ts->name, t->res->attempts + 1),
     };
 }
 

@@ -145,6 +145,7 @@
 ---@field est_input_tokens integer the estimated prompt size
 ---@field max_tokens integer the reply's cap
 ---@field tools integer how many tools the task may call (0 for none)
+---@field draw number 0..1, drawn for this attempt of this task from run.seed: the same seed, the same draws
 
 ---one of route's candidates: an endpoint this task may use
 ---@class flowrun.Candidate

@@ -109,11 +109,13 @@ local function stronger(a, pa, b, pb)
   return cheaper(a, b)
 end
 
--- A number in [0, 1) from the bytes of hash(run.seed, task.name,
--- task.attempt) joined by "\0": FNV-1a, then a 64-bit finaliser so that
--- names one letter apart land far apart. Integer arithmetic wraps in Lua 5.4,
--- as the hash needs; no random state, so a run with the same seed explores
--- the same tasks.
+-- Whether a task explores is decided by task.draw, a number in [0, 1) that
+-- flowrun draws for each attempt of each task from run.seed (the same seed,
+-- the same draws: docs/policies.md). A host that gives none (candidates as
+-- JSON) gets the same number from here: the bytes of run.seed, task.name
+-- and task.attempt joined by "\0", hashed by FNV-1a, then a 64-bit
+-- finaliser so that names one letter apart land far apart. Integer
+-- arithmetic wraps in Lua 5.4, as the hash needs; no random state.
 local FNV_OFFSET <const>, FNV_PRIME <const> = 0xcbf29ce484222325, 0x100000001b3
 
 -- FNV-1a state `h` carried over the bytes of `s`, four a call (string.byte
@@ -138,8 +140,12 @@ end
 -- "\0": the same for a whole run, so hashed once.
 local hashed_seed, hashed_seed_type, seed_state
 
--- Whether this attempt of this task explores: EXPLORE_SHARE of the hash.
+-- Whether this attempt of this task explores: EXPLORE_SHARE of the draws.
 local function explores(task, run)
+  local draw = task.draw
+  if draw then
+    return draw < EXPLORE_SHARE
+  end
   local seed = run.seed or 0
   local seed_type = math_type(seed)
   if seed ~= hashed_seed or seed_type ~= hashed_seed_type then
@@ -183,6 +189,41 @@ local function band(c, complexity)
   return text
 end
 
+-- string.format("%.2f", x), for less work when x is in (0, 1] (estimates,
+-- qualities): the nearest hundredth's text read from a table of them. x *
+-- 100 is within 2^-46 of its exact value, so the nearest integer to it is
+-- the exact value's, which "%.2f" prints, unless it lies that close to a
+-- half; those, and anything else (0 and -0.0 included), go to
+-- string.format. The same text either way.
+local HUNDREDTHS = {}
+for q = 0, 100 do
+  HUNDREDTHS[q] = format("%.2f", q / 100)
+end
+local function hundredths(x)
+  if x > 0 and x <= 1 then
+    local y = x * 100
+    local q = (y + 0.5) // 1
+    local d = y - q
+    if d > -0.4999999 and d < 0.4999999 then
+      return HUNDREDTHS[q]
+    end
+  end
+  return format("%.2f", x)
+end
+
+-- string.format("%d", n), the texts of the counts up to 4095 kept.
+local COUNT_TEXTS = {}
+local function count_text(n)
+  local s = COUNT_TEXTS[n]
+  if not s then
+    s = format("%d", n)
+    if n >= 0 and n < 4096 then
+      COUNT_TEXTS[n] = s
+    end
+  end
+  return s
+end
+
 -- The explanation of a choice: "gpu: p(pass) 0.93 from 41 attempts of type
 -- code, complexity 0.4-0.6", or "... from its quality 0.70 (no attempts of
 -- ...)" when the band has no record yet; `what` goes before (may be nil),
@@ -201,15 +242,16 @@ local function why(c, pp, n, task, complexity, what, note, other)
       and other == last_other then
     return last_text
   end
-  -- Joined with `..` (one concatenation), only the numbers formatted: the
-  -- same text as a single format for less work.
+  -- Joined with `..` (one concatenation), the numbers' texts mostly read
+  -- from tables: the same text as a single format for less work.
   local text
   if n > 0 then
-    text = (what or "") .. name .. format(": p(pass) %.2f from %d attempt", pp, n)
-      .. (n == 1 and "" or "s") .. " of type " .. t .. ", complexity " .. b .. (note or "")
-      .. (other or "")
+    text = (what or "") .. name .. ": p(pass) " .. hundredths(pp) .. " from " .. count_text(n)
+      .. (n == 1 and " attempt" or " attempts") .. " of type " .. t .. ", complexity " .. b
+      .. (note or "") .. (other or "")
   else
-    text = (what or "") .. name .. format(": p(pass) %.2f from its quality %.2f", pp, quality)
+    text = (what or "") .. name .. ": p(pass) " .. hundredths(pp) .. " from its quality "
+      .. hundredths(quality)
       .. " (no attempts of type " .. t .. ", complexity " .. b .. ")" .. (note or "")
       .. (other or "")
   end

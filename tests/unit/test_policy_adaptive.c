@@ -275,6 +275,41 @@ static void test_exploration_is_cheap_and_reproducible(void **state)
     assert_memory_not_equal(picks[0], picks[2], sizeof picks[0]);
 }
 
+/* flowrun's task.draw is the number adaptive draws itself when a host gives
+ * none: the same tasks explore with it as without it, over seeds (negative
+ * ones too), names and attempts of one digit and more. */
+static void test_draw_is_the_hash(void **state)
+{
+    (void)state;
+    static const long long seeds[] = {0, 7, -3, 1234567890123LL};
+    int explored = 0, n = 0;
+    for (size_t s = 0; s < sizeof seeds / sizeof *seeds; s++) {
+        fr_policy *p = load_builtin("adaptive");
+        uint64_t seed = fr_policy_draw_seed(seeds[s]);
+        for (int i = 0; i < 300; i++) {
+            char name[24];
+            snprintf(name, sizeof name, i % 3 ? "task%d" : "t-%d.é", i);
+            int attempt = i % 13;
+            json_t *t = named(name, 0.8, false);
+            json_object_set_new(t, "attempt", json_integer(attempt));
+            json_t *drawn = json_deep_copy(t);
+            json_object_set_new(drawn, "draw", json_real(fr_policy_draw(seed, name, attempt)));
+            char *own = route_in(p, t, explore_fleet(), run_seeded(seeds[s], -1));
+            char *given = route_in(p, drawn, explore_fleet(), run_seeded(seeds[s], -1));
+            if (strcmp(own, given) != 0)
+                print_error("seed %lld, %s attempt %d: %s, with task.draw %s\n", seeds[s], name,
+                            attempt, own, given);
+            assert_string_equal(own, given);
+            explored += own[0] == 'm';
+            n++;
+            free(own);
+            free(given);
+        }
+        fr_policy_free(p);
+    }
+    assert_in_range(explored, n / 20, n / 5); /* about 10%: the draws decide */
+}
+
 /* Exploration never leaves what the run can pay: a cheaper candidate whose
  * worst case exceeds what remains is not tried (the engine removes the
  * ones that do not fit a cap; this is the policy's own rule). And a retry
@@ -380,6 +415,82 @@ static void test_explanation(void **state)
     p = explained("'^big: p%(pass%) 0%.90 from its quality 0%.80 %(no attempts of type code, "
                   "complexity 0%.8%-1%.0%)$'");
     expect_route(p, task(0.8, "first", NULL), cands(SMALL(2), BIG(2), STRONG(4), NULL), "big");
+    fr_policy_free(p);
+}
+
+/* Wraps adaptive's source: with one candidate, route returns it only when
+ * the explanation's numbers are string.format's ("%.2f" of its p_pass, or
+ * of its quality when p_pass_n is 0; "%d" of p_pass_n), else a number (a
+ * policy error). adaptive reads most of them from tables of texts. */
+static const char numbers_wrapper[] =
+    "local P = (function()\n%s\nend)()\n"
+    "return { route = function(t, c, r)\n"
+    "  local choice, why = P.route(t, c, r)\n"
+    "  local h = c[1].history\n"
+    "  local want = h.p_pass_n > 0\n"
+    "    and string.format('x: p(pass) %%.2f from %%d attempt%%s of type code, complexity "
+    "0.6-0.8',\n"
+    "      h.p_pass, h.p_pass_n, h.p_pass_n == 1 and '' or 's')\n"
+    "    or string.format('x: p(pass) %%.2f from its quality %%.2f (no attempts of type code,'\n"
+    "      .. ' complexity 0.6-0.8)', h.p_pass, c[1].quality)\n"
+    "  if why == want then return choice end\n"
+    "  return 0\n"
+    "end }\n";
+
+/* Routes one candidate of quality `q` whose record gives p_pass `pp` from
+ * `n` attempts through the wrapper `p`: its numbers must be format's. */
+static void expect_numbers(fr_policy *p, double pp, long n, double q)
+{
+    json_t *c = cand("x", "local", q, 1, 2, 0, 0, -1);
+    json_t *h = record(n > 0 ? 1 : 0, 0, 0.6, 0.8);
+    json_object_set_new(h, "p_pass", json_real(pp));
+    json_object_set_new(h, "p_pass_n", json_integer(n));
+    json_object_set_new(c, "history", h);
+    json_object_set_new(c, "history_all", record(0, 0, -1, -1));
+    char *got = route_in(p, task(0.7, "first", NULL), cands(c, NULL), run_seeded(1, -1));
+    if (strcmp(got, "x") != 0)
+        print_error("p_pass %.17g, %ld attempts, quality %.17g: not format's text\n", pp, n, q);
+    assert_string_equal(got, "x");
+    free(got);
+}
+
+/* The explanation's numbers are string.format's for estimates and qualities
+ * anywhere in [0, 1], next to every half of a hundredth most of all (where
+ * a table of hundredths would round the wrong way), and beyond; counts of
+ * every size. */
+static void test_explanation_numbers(void **state)
+{
+    (void)state;
+    const fr_policy_builtin *b = fr_policy_builtin_find("adaptive");
+    assert_non_null(b);
+    size_t size = b->len + sizeof numbers_wrapper;
+    char *code = malloc(size);
+    assert_true(snprintf(code, size, numbers_wrapper, b->source) < (int)size);
+    fr_policy *p = load_code(code, NULL);
+    free(code);
+    static const long counts[] = {0, 1, 2, 9, 10, 41, 4095, 4096, 123456};
+    for (int k = 0; k <= 200; k++) {
+        double x = k / 200.0;
+        double near[] = {x, nextafter(x, 0), nextafter(x, 2), nextafter(nextafter(x, 0), 0),
+                         nextafter(nextafter(x, 2), 2)};
+        for (size_t i = 0; i < sizeof near / sizeof *near; i++) {
+            long n = counts[(size_t)k % (sizeof counts / sizeof *counts)];
+            expect_numbers(p, near[i], n, 0.5);
+            expect_numbers(p, 0.9, 0, near[i]); /* the quality's text */
+        }
+    }
+    uint64_t r = 88172645463325252u;
+    for (int i = 0; i < 3000; i++) {
+        r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+        double x = (double)(r >> 11) / 9007199254740992.0;
+        expect_numbers(p, x, (long)(r % 5000), 0.5);
+        expect_numbers(p, 0.9, 0, x);
+    }
+    static const double odd[] = {0.0, -0.0, 1.0, 1.005, 1.5, -0.25, 2.0, 1e-300};
+    for (size_t i = 0; i < sizeof odd / sizeof *odd; i++) {
+        expect_numbers(p, odd[i], 3, 0.5);
+        expect_numbers(p, 0.9, 0, odd[i]);
+    }
     fr_policy_free(p);
 }
 
@@ -531,9 +642,11 @@ int main(void)
         cmocka_unit_test(test_free_try_before_paid),
         cmocka_unit_test(test_no_record_decides_as_cost),
         cmocka_unit_test(test_exploration_is_cheap_and_reproducible),
+        cmocka_unit_test(test_draw_is_the_hash),
         cmocka_unit_test(test_exploration_within_budget_and_local),
         cmocka_unit_test(test_quality_failure_escalates),
         cmocka_unit_test(test_explanation),
+        cmocka_unit_test(test_explanation_numbers),
         cmocka_unit_test(test_p_pass_is_the_recount),
     };
     return cmocka_run_group_tests(tests, setup_env, NULL);

@@ -218,7 +218,8 @@ static void test_builtins_kept_decide_as_fresh(void **state)
                                      .ntags = RND(2),
                                      .context = 8192,
                                      .history = RND(8) ? &h[4 * e + RND(3)] : NULL,
-                                     .history_all = &h[4 * e + 3]};
+                                     .history_all = &h[4 * e + 3],
+                                     .stable_strings = RND(4) != 0};
             }
             static const char *const tasks[] = {"t", "t", "u", "v7"};
             fr_policy_task t = {.name = tasks[RND(4)],
