@@ -615,10 +615,15 @@ uint64_t fr_policy_draw_seed(long long seed)
 
 double fr_policy_draw(uint64_t seed_state, const char *name, int attempt)
 {
-    char text[16];
-    int n = snprintf(text, sizeof text, "%d", attempt);
+    char text[16], *at = text + sizeof text; /* "%d" of attempt, written backwards */
+    unsigned long v = attempt < 0 ? 0UL - (unsigned long)attempt : (unsigned long)attempt;
+    do
+        *--at = (char)('0' + v % 10);
+    while ((v /= 10) > 0);
+    if (attempt < 0)
+        *--at = '-';
     uint64_t h = fr_fnv1a64(name, strlen(name) + 1, seed_state); /* and "\0" */
-    h = fr_fnv1a64(text, (size_t)n, h);
+    h = fr_fnv1a64(at, (size_t)(text + sizeof text - at), h);
     h = (h ^ (h >> 33)) * 0xff51afd7ed558ccdULL; /* names a letter apart land far apart */
     h ^= h >> 33;
     return (double)(h >> 11) / 9007199254740992.0; /* 53 bits: exact in a double */
