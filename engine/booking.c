@@ -33,14 +33,17 @@ struct fr_booking {
     bool again;  /* a write came while it released: commit once more */
     long lost;   /* the store's lost batches seen so far */
     /* Shared endpoints (fr_booking_reserve_slot): a queue per endpoint of
-     * the requests waiting for a slot other processes hold, the rows of the
-     * slots this process holds (reserved, not settled yet), and the timer
-     * that retries the queues' heads and beats the owner's heartbeat (open
-     * only while a slot is held or waited for). */
+     * the requests waiting for a slot other processes hold, the slots this
+     * process holds (reserved, not settled yet) and how many per endpoint
+     * and model (what the store is told it holds), and the timer that
+     * retries the queues' heads and beats the owner's heartbeat (open only
+     * while a slot is held or waited for). */
     struct slot_queue *queues;
     size_t nqueues;
-    long long *slots;
+    struct held_slot *slots;
     size_t nslots, capslots;
+    struct slot_count *counts;
+    size_t ncounts;
     size_t queued; /* requests in all the queues */
     uv_timer_t *tick;
     uint64_t beat_at;    /* uv_now of the last heartbeat */
@@ -53,6 +56,21 @@ struct fr_booking {
 struct slot_queue {
     char *endpoint; /* owned */
     fr_booking_wait *head, *tail;
+};
+
+/* The slots this process holds of one shared endpoint serving one model:
+ * one endpoint name serving two models is two servers' slots, counted
+ * apart, as the store counts the other owners'. */
+struct slot_count {
+    char *endpoint, *model; /* owned; model NULL for none */
+    long held;              /* slots reserved and not settled yet */
+};
+
+/* A slot this process holds: its attempt's row, and its count in
+ * fr_booking.counts. */
+struct held_slot {
+    long long row;
+    size_t count;
 };
 
 /* How long a request refused a slot waits before it asks again: a short
@@ -150,21 +168,27 @@ static void on_commit_closed(uv_handle_t *h)
     free(h);
 }
 
-/* Commits the turn's batch and tells whether every write of the run so far
- * is durable: the commit succeeded, no write failed and no batch was lost
- * (rolled back by a failure inside the store). */
-static bool commit_turn(fr_booking *b)
+/* Tells whether every write of the run so far is durable: no write failed
+ * and no batch was lost (rolled back by a failure inside the store; that
+ * fails the run here). */
+static bool writes_durable(fr_booking *b)
 {
-    fr_booking_flush(b);
-    fr_store_stats st;
-    fr_store_stats_get(b->store, &st);
-    if (st.lost != b->lost && !b->failed) {
+    long lost = fr_store_lost(b->store);
+    if (lost != b->lost && !b->failed) {
         fr_error err = {0};
         fr_error_set(&err, FR_ESTORE, NULL, 0, "a batch of writes to the state store was lost");
         fr_booking_write_failed(b, &err);
     }
-    b->lost = st.lost;
+    b->lost = lost;
     return !b->failed;
+}
+
+/* Commits the turn's batch and tells whether every write of the run so far
+ * is durable (writes_durable). */
+static bool commit_turn(fr_booking *b)
+{
+    fr_booking_flush(b);
+    return writes_durable(b);
 }
 
 /* The loop is about to block: commit the turn's writes, then release the
@@ -257,21 +281,48 @@ static struct slot_queue *queue_of(fr_booking *b, const char *endpoint)
     return q;
 }
 
-/* Remembers slot `row`, held by this process until it settles. */
-static void hold_slot(fr_booking *b, long long row)
+/* True when models `x` and `y` (either may be NULL) are the same, as the
+ * store's `IS` compares them. */
+static bool same_model(const char *x, const char *y)
+{
+    return x && y ? strcmp(x, y) == 0 : x == y;
+}
+
+/* The index in b->counts of the slots of `a`'s endpoint and model
+ * (borrowed), made on first use (endpoints and models are few). */
+static size_t count_of(fr_booking *b, const fr_attempt_rec *a)
+{
+    for (size_t i = 0; i < b->ncounts; i++)
+        if (strcmp(b->counts[i].endpoint, a->endpoint) == 0 &&
+            same_model(b->counts[i].model, a->model))
+            return i;
+    b->counts = fr_xrealloc(b->counts, (b->ncounts + 1) * sizeof *b->counts);
+    b->counts[b->ncounts] = (struct slot_count){.endpoint = fr_xstrdup(a->endpoint),
+                                                .model = a->model ? fr_xstrdup(a->model) : NULL};
+    return b->ncounts++;
+}
+
+/* Remembers slot `row` of count `count`, held by this process until it
+ * settles. */
+static void hold_slot(fr_booking *b, size_t count, long long row)
 {
     if (b->nslots == b->capslots) {
         b->capslots = b->capslots ? b->capslots * 2 : 8;
         b->slots = fr_xrealloc(b->slots, b->capslots * sizeof *b->slots);
     }
-    b->slots[b->nslots++] = row;
+    b->slots[b->nslots++] = (struct held_slot){.row = row, .count = count};
+    b->counts[count].held++;
 }
 
-/* Forgets slot `row` if it is one; true when it was. */
+/* Forgets slot `row` if it is one, one fewer held of its endpoint and
+ * model; true when it was. Its settle, booked or failed, calls this: after
+ * a failed write (the run stops, no slot is reserved again) the count need
+ * not match the table. */
 static bool drop_slot(fr_booking *b, long long row)
 {
     for (size_t i = 0; i < b->nslots; i++) {
-        if (b->slots[i] == row) {
+        if (b->slots[i].row == row) {
+            b->counts[b->slots[i].count].held--;
             b->slots[i] = b->slots[--b->nslots];
             return true;
         }
@@ -360,6 +411,11 @@ void fr_booking_free(fr_booking *b)
     for (size_t i = 0; i < b->nqueues; i++)
         free(b->queues[i].endpoint);
     free(b->queues);
+    for (size_t i = 0; i < b->ncounts; i++) {
+        free(b->counts[i].endpoint);
+        free(b->counts[i].model);
+    }
+    free(b->counts);
     free(b->slots);
     fr_history_free(b->history);
     free(b->pg_url);
@@ -537,17 +593,30 @@ void fr_booking_unpark(fr_booking *b, fr_booking_wait *w)
 /* ---- slots of shared endpoints ---------------------------------------------- */
 
 /* Asks for a slot for `a` (borrowed) of at most `max`; sets *row (0: every
- * slot is held) and remembers the slot. False (logged) for a failed write. */
+ * slot is held) and remembers the slot. The store is told how many slots
+ * of a's endpoint and model this process holds, from the books' count (it
+ * counts only the other owners' rows), which is never smaller than this
+ * owner's pending rows in the table while no write has failed: a slot
+ * counts from its reservation to its settle. It may be larger, the safe
+ * side (fewer slots taken than allowed): another process that took this
+ * one for dead cancelled its rows, or a reservation was rolled back with
+ * its batch (a failed write). False (logged) for a failed write, and after
+ * one without asking: the run stops, and a settle rolled back with its
+ * batch left its row pending in the table but no longer counted here. */
 static bool try_slot(fr_booking *b, const fr_attempt_rec *a, int max, long long *row)
 {
     fr_error err = {0};
-    if (fr_store_reserve_slot(b->store, a, max, row, &err) != FR_OK) {
+    *row = 0;
+    if (!writes_durable(b))
+        return false;
+    size_t count = count_of(b, a);
+    if (fr_store_reserve_slot(b->store, a, max, b->counts[count].held, row, &err) != FR_OK) {
         *row = 0;
         fr_booking_write_failed(b, &err);
         return false;
     }
     if (*row)
-        hold_slot(b, *row);
+        hold_slot(b, count, *row);
     return true;
 }
 

@@ -14,8 +14,9 @@
  * At the run's end they take its report (fr_booking_store_report).
  * The books register the run's process as an owner of the store at open
  * and remove it at the end; a shared endpoint's attempt holds one of its
- * slots across processes (fr_booking_reserve_slot), and one refused waits in
- * the books' queue of the endpoint until a slot is free.
+ * slots across processes (fr_booking_reserve_slot; the books count the
+ * slots the process holds, the store the other processes'), and one refused
+ * waits in the books' queue of the endpoint until a slot is free.
  * The books may instead be on a team's shared PostgreSQL store (a --state
  * URL, fr_booking_state_url): the same contracts, every write asynchronous
  * (engine/booking_int.h says how), a request released once its
@@ -181,7 +182,11 @@ bool fr_booking_reserve(fr_booking *b, const fr_attempt_rec *a, long long *row, 
  * (max_parallel `max` held across every process sharing the store), with
  * `w` (its go and ud set by the caller). When fewer than `max`
  * of the endpoint's slots are held now, it reserves as fr_booking_reserve
- * does (parked until the turn's commit). Otherwise `w` waits, queued
+ * does (parked until the turn's commit): the slots this process holds are
+ * the books' count per endpoint and model (one endpoint name serving two
+ * models is two servers' slots), up at a slot's reservation and down at
+ * its settle (fr_booking_settle, booked or failed), and the store adds the
+ * other processes' (fr_store_reserve_slot). Otherwise `w` waits, queued
  * (w->queued, parked), in the endpoint's queue of the books, in order; the
  * books try the queue's head again on a timer (every 20-50 ms) and at once
  * when this process settles an attempt of the endpoint, and once it holds a
@@ -194,7 +199,8 @@ bool fr_booking_reserve(fr_booking *b, const fr_attempt_rec *a, long long *row, 
  * reserve as fr_booking_reserve. With `w` NULL (a tool loop's later turn)
  * nothing waits: the slot is reserved and committed now, or *row is 0 when
  * every slot is held (the caller asks again later). False (logged) when it
- * cannot be written. */
+ * cannot be written, and with `w` NULL after any failed write (the run
+ * stops; the books' count may then miss a settle its batch lost). */
 bool fr_booking_reserve_slot(fr_booking *b, const fr_attempt_rec *a, int max, long long *row,
                              fr_booking_wait *w);
 /* The caps a request was refused over (fr_booking_wait.over_cap). */

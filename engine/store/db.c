@@ -98,12 +98,14 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_OWNER_END] = "DELETE FROM owners WHERE id = ?1",
     /* Owners long dead: their in-flight attempts count for nothing already. */
     [S_OWNER_PRUNE] = "DELETE FROM owners WHERE expires < ?1",
-    /* The slots of an endpoint and model held by each owner: its in-flight
-     * attempts of a shared endpoint, counted in the partial index
-     * attempts_slots (a range of it per owner; owners are few). */
+    /* The slots of an endpoint and model held by each owner but ?3 (this
+     * store's, whose own slots its caller counts: fr_store_reserve_slot):
+     * its in-flight attempts of a shared endpoint, counted in the partial
+     * index attempts_slots (a range of it per owner; owners are few). */
     [S_SLOTS_HELD] = "SELECT o.id, o.pid, o.pid_start, o.boot_id, o.host, o.expires,"
                      " (SELECT COUNT(*) FROM attempts a WHERE a.endpoint = ?1 AND a.model IS ?2"
-                     " AND a.owner_id = o.id AND a.outcome = 'pending') FROM owners o",
+                     " AND a.owner_id = o.id AND a.outcome = 'pending') FROM owners o"
+                     " WHERE o.id IS NOT ?3",
     /* The routing history of the endpoints named in the JSON array ?1 (NULL:
      * all): each key's sums (kind 0), then its pairs of bins (kind 1:
      * latency bin, ttft bin, count in the place of settled and passes). */
@@ -506,6 +508,12 @@ void fr_store_stats_get(const fr_store *st, fr_store_stats *out)
     *out = (fr_store_stats){.commits = st->commits, .lost = st->lost, .prepares = st->prepares};
     for (sqlite3_stmt *s = sqlite3_next_stmt(st->db, NULL); s; s = sqlite3_next_stmt(st->db, s))
         out->statements++;
+}
+
+/* The batches rolled back so far; see store.h. */
+long fr_store_lost(const fr_store *st)
+{
+    return st->lost;
 }
 
 /* Prepares every statement once, for the store's life; see store_int.h. */

@@ -385,15 +385,16 @@ int fr_store_reserve_batched(fr_store *st, const fr_attempt_rec *a, long long *i
 
 /* Books an attempt in flight as a slot of its endpoint while one is free;
  * see store.h. */
-int fr_store_reserve_slot(fr_store *st, const fr_attempt_rec *a, int max, long long *id,
+int fr_store_reserve_slot(fr_store *st, const fr_attempt_rec *a, int max, long own, long long *id,
                           fr_error *err)
 {
     bool begun = false;
-    long held = 0;
+    long others = 0;
     int rc = check_pending(st, a, id, err);
-    if (rc == FR_OK && (max < 1 || !st->owner_id[0]))
+    if (rc == FR_OK && (max < 1 || own < 0 || !st->owner_id[0]))
         rc = fr_error_set(err, FR_EINVAL, st->path, 0,
-                          "a slot needs an owner and an endpoint's max_parallel >= 1");
+                          "a slot needs an owner, an endpoint's max_parallel >= 1 and its own"
+                          " slots counted (>= 0)");
     if (rc != FR_OK)
         return rc;
     *id = 0;
@@ -402,9 +403,11 @@ int fr_store_reserve_slot(fr_store *st, const fr_attempt_rec *a, int max, long l
     rc = lock_for_total(st, &begun, err);
     if (rc == FR_OK)
         rc = fr_store_owner_fresh(st, err);
-    if (rc == FR_OK)
-        rc = fr_store_slots_held(st, a->endpoint, a->model, &held, err);
-    if (rc == FR_OK && held < max)
+    /* This owner's slots come from its caller (`own`): counting its own
+     * rows here read every one of them at each reservation. */
+    if (rc == FR_OK && own < max)
+        rc = fr_store_slots_held(st, a->endpoint, a->model, &others, err);
+    if (rc == FR_OK && own < max && others < max - own)
         rc = insert_pending(st, a, st->owner_id, id, err);
     if (rc == FR_OK && begun)
         rc = fr_store_exec(st, S_COMMIT, "cannot commit the attempt in flight", err);

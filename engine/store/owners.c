@@ -128,13 +128,10 @@ const char *fr_store_owner_id(const fr_store *st)
 }
 
 /* True when the owner of row `s` (columns: id, pid, pid_start, boot_id,
- * host, expires) holds its slots: it is this store's, or its lease has
- * not run out and, on this host, its process is there. */
+ * host, expires), another process's, holds its slots: its lease has not
+ * run out and, on this host, its process is there. */
 static bool owner_holds(const fr_store *st, sqlite3_stmt *s, double now)
 {
-    const unsigned char *id = sqlite3_column_text(s, 0);
-    if (id && strcmp((const char *)id, st->owner_id) == 0)
-        return true;
     if (sqlite3_column_double(s, 5) <= now)
         return false;
     const unsigned char *host = sqlite3_column_text(s, 4);
@@ -147,7 +144,8 @@ static bool owner_holds(const fr_store *st, sqlite3_stmt *s, double now)
     return fr_store_holder_alive(st, &l);
 }
 
-/* Counts the slots of an endpoint held now; see store_int.h. */
+/* Counts the slots of an endpoint held now by the other owners; see
+ * store_int.h. */
 int fr_store_slots_held(fr_store *st, const char *endpoint, const char *model, long *held,
                         fr_error *err)
 {
@@ -157,6 +155,7 @@ int fr_store_slots_held(fr_store *st, const char *endpoint, const char *model, l
     int step;
     fr_store_bind_text(s, 1, endpoint);
     fr_store_bind_text(s, 2, model);
+    fr_store_bind_text(s, 3, st->owner_id); /* this owner's rows: its caller counts them */
     while ((step = sqlite3_step(s)) == SQLITE_ROW) {
         long k = (long)sqlite3_column_int64(s, 6);
         if (k > 0 && owner_holds(st, s, now))

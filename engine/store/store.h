@@ -170,6 +170,11 @@ typedef struct fr_store_stats {
 /* Fills `out` with st's counters. */
 void fr_store_stats_get(const fr_store *st, fr_store_stats *out);
 
+/* The batches st has rolled back so far (fr_store_stats' `lost`), read
+ * without walking the connection's statements: cheap enough to ask before
+ * every write that relies on the earlier ones. */
+long fr_store_lost(const fr_store *st);
+
 /* Sets the clock every timestamp and month is taken from: `now` in unix
  * seconds, or 0 to go back to the real clock (the default). For tests, which
  * book attempts in chosen months. */
@@ -277,17 +282,25 @@ const char *fr_store_owner_id(const fr_store *st);
 
 /* Books attempt `a` (borrowed) in flight as fr_store_reserve_batched does,
  * as a slot of its endpoint held by this process's owner, only while the
- * slots of that endpoint held now are fewer than `max` (>= 1): the
- * in-flight attempts of a shared endpoint of the same name and model
- * (one endpoint name serving two models is two servers' slots) whose owner
- * is this process or lives (not expired by the store's clock; on this
- * host, its process is there). The count and the INSERT run under the write lock (the batch's,
- * else a BEGIN IMMEDIATE of its own, committed before it returns), so
- * processes reserving at once are served one after the other. Sets *id to
- * the attempt's id, or to 0 when every slot is held (nothing written but
- * this owner's heartbeat, when due). Needs fr_store_owner_begin first.
- * Errors as fr_store_reserve, and FR_EINVAL for `max` < 1 or no owner. */
-int fr_store_reserve_slot(fr_store *st, const fr_attempt_rec *a, int max, long long *id,
+ * slots of that endpoint held now are fewer than `max` (>= 1): `own` plus
+ * the other owners' slots. `own` (>= 0) is the slots of `a`'s endpoint
+ * and model this store's owner holds, as its caller counts them (the slots
+ * it reserved here and has not settled yet); the store does not count this
+ * owner's rows itself. The other owners' slots are their in-flight
+ * attempts of a shared endpoint of the same name and model (one endpoint
+ * name serving two models is two servers' slots) whose owner lives (not
+ * expired by the store's clock; on this host, its process is there). A
+ * caller whose count is larger than the table's (its rows cancelled by
+ * another process that took it for dead) is refused early, the safe side;
+ * one whose count is smaller would let more than `max` be held. The count
+ * and the INSERT run under the write lock (the batch's, else a BEGIN
+ * IMMEDIATE of its own, committed before it returns), so processes
+ * reserving at once are served one after the other. Sets *id to the
+ * attempt's id, or to 0 when every slot is held (nothing written but this
+ * owner's heartbeat, when due). Needs fr_store_owner_begin first. Errors
+ * as fr_store_reserve, and FR_EINVAL for `max` < 1, `own` < 0 or no
+ * owner. */
+int fr_store_reserve_slot(fr_store *st, const fr_attempt_rec *a, int max, long own, long long *id,
                           fr_error *err);
 
 /* Settles attempt `id`, booked in flight by fr_store_reserve, to `a`

@@ -239,10 +239,12 @@ int fr_store_lease_snapshot(fr_store *st, enum fr_store_stmt begin, const char *
                             fr_error *err);
 
 /* owners.c: sets *held to the slots of `endpoint` serving `model` (both
- * borrowed; model may be NULL) held now: its in-flight attempts whose owner
- * is this store's or lives (its lease has not expired by the store's clock
- * and, on this host, its process is there), read inside the caller's write
- * transaction. FR_OK or FR_ESTORE. */
+ * borrowed; model may be NULL) held now by the other owners: its in-flight
+ * attempts whose owner is not this store's and lives (its lease has not
+ * expired by the store's clock and, on this host, its process is there),
+ * read inside the caller's write transaction. This owner's own rows are
+ * left out: fr_store_reserve_slot's caller counts them. FR_OK or
+ * FR_ESTORE. */
 int fr_store_slots_held(fr_store *st, const char *endpoint, const char *model, long *held,
                         fr_error *err);
 

@@ -1,9 +1,11 @@
 /* Unit tests of engine/booking's slots of shared endpoints: a request whose
  * endpoint's slots another process holds waits, queued in order, and goes
  * only once it holds one (the other's settle frees it; its own settle hands
- * it on at once); a queued request taken back never goes; the books' timer
- * closes when nothing is held or waited for, so the loop ends and closes.
- * Two books on one store file are two processes. */
+ * it on at once); a queued request taken back never goes; the slots a
+ * process holds itself are counted by its books per endpoint and model, up
+ * on a slot and down on its settle; the books' timer closes when nothing is
+ * held or waited for, so the loop ends and closes. Two books on one store
+ * file are two processes. */
 
 #include "engine/booking.h"
 #include "tests/unit/support/loop_harness.h"
@@ -30,8 +32,10 @@ static void on_go(void *ud, bool durable)
     x->order = ++went;
 }
 
-/* Asks books `b` for a slot of "gpu" (max_parallel 1) for `task` of `run`. */
-static void ask(fr_booking *b, waiter *x, const char *run, const char *task)
+/* Asks books `b` for a slot of "gpu" serving `model` (max_parallel `max`)
+ * for `task` of `run`. */
+static void ask_on(fr_booking *b, waiter *x, const char *run, const char *task, const char *model,
+                   int max)
 {
     memset(x, 0, sizeof *x);
     x->w = (fr_booking_wait){.go = on_go, .ud = x};
@@ -39,11 +43,17 @@ static void ask(fr_booking *b, waiter *x, const char *run, const char *task)
                             .task = task,
                             .endpoint = "gpu",
                             .tier = "local",
-                            .model = "m",
+                            .model = model,
                             .attempt = 1};
-    assert_true(fr_booking_reserve_slot(b, &x->a, 1, &x->row, &x->w));
+    assert_true(fr_booking_reserve_slot(b, &x->a, max, &x->row, &x->w));
     assert_true(x->w.parked);
     fr_booking_flush(b); /* one thread, two "processes": never hold the lock across */
+}
+
+/* Asks books `b` for a slot of "gpu" (max_parallel 1) for `task` of `run`. */
+static void ask(fr_booking *b, waiter *x, const char *run, const char *task)
+{
+    ask_on(b, x, run, task, "m", 1);
 }
 
 typedef struct two {
@@ -180,12 +190,59 @@ static void test_turn_asks_without_waiting(void **state)
     two_close(&t, f);
 }
 
+/* The slots one process holds are its books' count, per endpoint and
+ * model: "gpu" serving "m" and serving "m2" are two servers' slots; a slot
+ * counts up when reserved and down when it settles (its own settle hands
+ * it to the next of its requests queued), and another model's settle
+ * frees none of "m"'s. */
+static void test_own_slots_counted_per_model(void **state)
+{
+    fx *f = *state;
+    two t;
+    two_open(&t, f);
+    waiter x1, x2, x3, y1;
+    ask_on(t.b1, &x1, "r1", "a", "m", 2);
+    ask_on(t.b1, &x2, "r1", "b", "m", 2);
+    assert_false(x1.w.queued || x2.w.queued);
+    ask_on(t.b1, &y1, "r1", "y", "m2", 2); /* "m"'s two are not "m2"'s */
+    assert_false(y1.w.queued);
+    ask_on(t.b1, &x3, "r1", "c", "m", 2); /* its own two of "m" held */
+    assert_true(x3.w.queued);
+    LOOP_RUN_UNTIL(&t.loop, x1.gone + x2.gone + y1.gone == 3, 5);
+    assert_int_equal(x3.gone, 0);
+    done(&t, t.b1, &x1); /* one fewer of "m": x3 holds it */
+    LOOP_RUN_UNTIL(&t.loop, x3.gone == 1, 5);
+    assert_true(x3.durable && x3.row > 0);
+    /* Two of "m" held (x2, x3): a turn that does not wait is refused, also
+     * after "m2"'s slot settles, and granted once one of "m" does. */
+    fr_attempt_rec turn = x1.a;
+    turn.task = "tools";
+    long long row = -1;
+    assert_true(fr_booking_reserve_slot(t.b1, &turn, 2, &row, NULL));
+    assert_int_equal(row, 0);
+    done(&t, t.b1, &y1);
+    assert_true(fr_booking_reserve_slot(t.b1, &turn, 2, &row, NULL));
+    assert_int_equal(row, 0);
+    done(&t, t.b1, &x2);
+    assert_true(fr_booking_reserve_slot(t.b1, &turn, 2, &row, NULL));
+    assert_true(row > 0);
+    assert_int_equal(raw_num(f->path, "SELECT count(*) FROM attempts WHERE outcome = 'pending'"),
+                     2); /* x3 and the turn */
+    waiter x4 = {.a = turn, .row = row};
+    done(&t, t.b1, &x3);
+    done(&t, t.b1, &x4);
+    assert_int_equal(raw_num(f->path, "SELECT count(*) FROM attempts WHERE outcome = 'pending'"),
+                     0);
+    two_close(&t, f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         STORE_TEST(test_waits_for_a_slot_held_elsewhere),
         STORE_TEST(test_queued_request_taken_back),
         STORE_TEST(test_turn_asks_without_waiting),
+        STORE_TEST(test_own_slots_counted_per_model),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

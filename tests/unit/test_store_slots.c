@@ -1,9 +1,10 @@
 /* Unit tests of engine/store/owners.c and the conditional reservation of
  * ledger.c: a shared endpoint's slot is reserved only while fewer than its
- * max_parallel are held by live owners; an owner whose lease expired (the
- * store's clock moved past it) or whose process is gone holds none; its own
- * rows always count; the owner row goes at the end. Two stores on one file
- * are two owners, as two processes are. */
+ * max_parallel are held: the slots its caller says this owner holds (`own`,
+ * as the books count them) plus the other live owners'; an owner whose
+ * lease expired (the store's clock moved past it) or whose process is gone
+ * holds none; the owner row goes at the end. Two stores on one file are two
+ * owners, as two processes are. */
 
 #include "tests/unit/support/store_fixture.h"
 
@@ -19,13 +20,15 @@ static fr_attempt_rec slot_rec(const char *run, const char *task, const char *mo
                             .cost_usd = 0};
 }
 
-/* Reserves a slot of "gpu" (max `max`) for `task` of `run`; returns its id,
- * 0 when every slot is held. */
-static long long slot(fr_store *st, const char *run, const char *task, const char *model, int max)
+/* Reserves a slot of "gpu" (max `max`) for `task` of `run` on `model`,
+ * its owner holding `own` slots of it; returns its id, 0 when every slot
+ * is held. */
+static long long slot(fr_store *st, const char *run, const char *task, const char *model, int max,
+                      long own)
 {
     fr_attempt_rec a = slot_rec(run, task, model);
     long long id = -1;
-    assert_ok(fr_store_reserve_slot(st, &a, max, &id, &e_));
+    assert_ok(fr_store_reserve_slot(st, &a, max, own, &id, &e_));
     assert_true(id >= 0);
     return id;
 }
@@ -50,31 +53,42 @@ static fr_store *owner(const char *path, const char *run, time_t now)
     return st;
 }
 
+/* Two owners on f's file at `now`, of runs "ra" and "rb": returns the
+ * first (f's store, closed by the fixture) and sets *b to the second
+ * (returns owned: the test closes it). */
+static fr_store *two_owners(fx *f, time_t now, fr_store **b)
+{
+    fr_store *a = owner(f->path, "ra", now);
+    f->st = a;
+    *b = owner(f->path, "rb", now);
+    return a;
+}
+
 /* max_parallel holds across owners: the slots held by one refuse the
  * other's; a settled slot is free again; another model's slots and an
- * attempt of an endpoint that is not shared count for nothing. */
+ * attempt of an endpoint that is not shared count for nothing. Each owner's
+ * own count is passed as its books keep it. */
 static void test_slots_are_shared(void **state)
 {
     fx *f = *state;
     time_t now = utc(2027, 3, 10, 12, 0, 0);
-    fr_store *a = owner(f->path, "ra", now), *b = owner(f->path, "rb", now);
-    f->st = a;
+    fr_store *b = NULL, *a = two_owners(f, now, &b);
     assert_string_not_equal(fr_store_owner_id(a), fr_store_owner_id(b));
-    long long a1 = slot(a, "ra", "t1", "m", 2);
-    long long a2 = slot(a, "ra", "t2", "m", 2);
+    long long a1 = slot(a, "ra", "t1", "m", 2, 0);
+    long long a2 = slot(a, "ra", "t2", "m", 2, 1);
     assert_true(a1 > 0 && a2 > 0 && a1 != a2);
-    assert_int_equal(slot(a, "ra", "t3", "m", 2), 0); /* its own count too */
-    assert_int_equal(slot(b, "rb", "t1", "m", 2), 0);
+    assert_int_equal(slot(a, "ra", "t3", "m", 2, 2), 0); /* its own count too */
+    assert_int_equal(slot(b, "rb", "t1", "m", 2, 0), 0);
     /* Not a slot: a reservation of today's kind, and another model. */
     reserve(b, "rb", "x", 0.01);
-    long long other = slot(b, "rb", "t9", "other-model", 1);
+    long long other = slot(b, "rb", "t9", "other-model", 1, 0);
     assert_true(other > 0);
     assert_int_equal(raw_num(f->path, "SELECT count(*) FROM attempts WHERE outcome = 'pending'"),
                      4);
     settle_ok(a, a1, "ra", "t1");
-    long long b1 = slot(b, "rb", "t1", "m", 2);
+    long long b1 = slot(b, "rb", "t1", "m", 2, 0);
     assert_true(b1 > 0);
-    assert_int_equal(slot(a, "ra", "t3", "m", 2), 0);
+    assert_int_equal(slot(a, "ra", "t3", "m", 2, 1), 0);
     char who[64];
     assert_string_equal(raw_text(f->path,
                                  "SELECT owner_id FROM attempts WHERE task = 't1' AND"
@@ -85,28 +99,27 @@ static void test_slots_are_shared(void **state)
     assert_string_equal(fr_store_owner_id(b), "");
     assert_int_equal(raw_num(f->path, "SELECT count(*) FROM owners"), 1);
     /* Its rows left: they hold no slot without an owner. */
-    assert_true(slot(a, "ra", "t3", "m", 2) > 0);
+    assert_true(slot(a, "ra", "t3", "m", 2, 1) > 0);
     fr_store_close(b);
 }
 
 /* An owner whose lease has run out holds no slot, by the clock of the one
- * counting; its heartbeat brings it back; one's own slots count whatever
- * its own lease says. */
+ * counting; its heartbeat brings it back; one's own slots (its caller's
+ * count) count whatever its own lease says. */
 static void test_expired_owner_stops_counting(void **state)
 {
     fx *f = *state;
     time_t now = utc(2027, 3, 10, 12, 0, 0);
-    fr_store *a = owner(f->path, "ra", now), *b = owner(f->path, "rb", now);
-    f->st = a;
-    assert_true(slot(a, "ra", "t1", "m", 2) > 0);
-    assert_true(slot(a, "ra", "t2", "m", 2) > 0);
+    fr_store *b = NULL, *a = two_owners(f, now, &b);
+    assert_true(slot(a, "ra", "t1", "m", 2, 0) > 0);
+    assert_true(slot(a, "ra", "t2", "m", 2, 1) > 0);
     fr_store_set_clock(b, now + FR_STORE_OWNER_LEASE_S - 1);
-    assert_int_equal(slot(b, "rb", "t1", "m", 2), 0); /* still a's */
+    assert_int_equal(slot(b, "rb", "t1", "m", 2, 0), 0); /* still a's */
     fr_store_set_clock(b, now + FR_STORE_OWNER_LEASE_S + 1);
-    long long b1 = slot(b, "rb", "t1", "m", 2); /* a is dead: its two slots free */
+    long long b1 = slot(b, "rb", "t1", "m", 2, 0); /* a is dead: its two slots free */
     assert_true(b1 > 0);
-    assert_true(slot(b, "rb", "t2", "m", 2) > 0);
-    assert_int_equal(slot(b, "rb", "t3", "m", 2), 0); /* b's own two */
+    assert_true(slot(b, "rb", "t2", "m", 2, 1) > 0);
+    assert_int_equal(slot(b, "rb", "t3", "m", 2, 2), 0); /* b's own two */
     /* a beats: alive again, its two count, b's two too. */
     fr_store_set_clock(a, now + FR_STORE_OWNER_LEASE_S + 1);
     assert_ok(fr_store_owner_beat(a, &e_));
@@ -115,8 +128,8 @@ static void test_expired_owner_stops_counting(void **state)
     assert_usd(raw_num(f->path, sql), (double)(now + 2 * FR_STORE_OWNER_LEASE_S + 1));
     fr_store_set_clock(b, now + FR_STORE_OWNER_LEASE_S + 2);
     settle_ok(b, b1, "rb", "t1");
-    assert_int_equal(slot(b, "rb", "t4", "m", 3), 0); /* a's 2 + b's 1 */
-    assert_true(slot(b, "rb", "t4", "m", 4) > 0);
+    assert_int_equal(slot(b, "rb", "t4", "m", 3, 1), 0); /* a's 2 + b's 1 */
+    assert_true(slot(b, "rb", "t4", "m", 4, 1) > 0);
     fr_store_close(b);
 }
 
@@ -141,7 +154,7 @@ static void test_dead_process_stops_counting(void **state)
         for (int i = 0; ok && i < 2; i++) {
             fr_attempt_rec a = slot_rec("rc", i ? "t2" : "t1", "m");
             long long id = 0;
-            ok = fr_store_reserve_slot(c, &a, 2, &id, &err) == FR_OK && id > 0;
+            ok = fr_store_reserve_slot(c, &a, 2, i, &id, &err) == FR_OK && id > 0;
         }
         char c1 = ok ? 'y' : 'n';
         if (write(ready[1], &c1, 1) != 1)
@@ -157,16 +170,17 @@ static void test_dead_process_stops_counting(void **state)
     f->st = open_ok(f->path);
     assert_ok(fr_store_owner_begin(f->st, &e_));
     assert_ok(fr_store_run_begin(f->st, "rp", "wf", NULL, &e_));
-    assert_int_equal(slot(f->st, "rp", "t1", "m", 2), 0);
+    assert_int_equal(slot(f->st, "rp", "t1", "m", 2, 0), 0);
     crash(pid);
     close(ready[0]);
     close(hold[1]);
-    assert_true(slot(f->st, "rp", "t1", "m", 2) > 0);
-    assert_true(slot(f->st, "rp", "t2", "m", 2) > 0);
+    assert_true(slot(f->st, "rp", "t1", "m", 2, 0) > 0);
+    assert_true(slot(f->st, "rp", "t2", "m", 2, 1) > 0);
 }
 
 /* Batched, the count and the INSERT are the batch's: another connection
- * sees the slot only after the flush. Bad arguments are refused. */
+ * sees the slot only after the flush. Bad arguments are refused: no owner,
+ * `max` < 1, a negative count of one's own. */
 static void pending(void *ud)
 {
     (*(int *)ud)++;
@@ -180,22 +194,52 @@ static void test_batched_and_refused(void **state)
     long long id = 0;
     fr_error err = {0};
     assert_ok(fr_store_run_begin(f->st, "r", "wf", NULL, &e_));
-    assert_int_equal(fr_store_reserve_slot(f->st, &a, 1, &id, &err), FR_EINVAL); /* no owner */
+    assert_int_equal(fr_store_reserve_slot(f->st, &a, 1, 0, &id, &err), FR_EINVAL); /* no owner */
     assert_ok(fr_store_owner_begin(f->st, &e_));
     char first[48];
     snprintf(first, sizeof first, "%s", fr_store_owner_id(f->st));
     assert_ok(fr_store_owner_begin(f->st, &e_)); /* keeps the first */
     assert_string_equal(fr_store_owner_id(f->st), first);
-    assert_int_equal(fr_store_reserve_slot(f->st, &a, 0, &id, &err), FR_EINVAL);
+    assert_int_equal(fr_store_reserve_slot(f->st, &a, 0, 0, &id, &err), FR_EINVAL);
+    assert_int_equal(fr_store_reserve_slot(f->st, &a, 1, -1, &id, &err), FR_EINVAL);
     int opened = 0;
     fr_store_batch(f->st, pending, &opened);
-    assert_true(slot(f->st, "r", "t1", "m", 1) > 0);
+    assert_true(slot(f->st, "r", "t1", "m", 1, 0) > 0);
     assert_int_equal(opened, 1);
     assert_int_equal(raw_num(f->path, "SELECT count(*) FROM attempts"), 0);
-    assert_int_equal(slot(f->st, "r", "t2", "m", 1), 0);
+    assert_int_equal(slot(f->st, "r", "t2", "m", 1, 1), 0);
     assert_ok(fr_store_flush(f->st, &e_));
     assert_int_equal(raw_num(f->path, "SELECT count(*) FROM attempts"), 1);
     fr_store_batch(f->st, NULL, NULL);
+}
+
+/* The store counts this owner's slots from its caller's `own`, never from
+ * its own rows, and adds the other owners' rows of the same endpoint and
+ * model: another owner holding 2 of max 3 refuses own 1 and grants own 0
+ * (this owner's rows in the table left out); own at max refuses on a model
+ * nobody holds a slot of. */
+static void test_own_count_from_the_caller(void **state)
+{
+    fx *f = *state;
+    time_t now = utc(2027, 3, 10, 12, 0, 0);
+    fr_store *b = NULL, *a = two_owners(f, now, &b);
+    const char *const tasks[] = {"t1", "t2"};
+    for (long i = 0; i < 2; i++) /* b holds 2 of "m", counting its own */
+        assert_true(slot(b, "rb", tasks[i], "m", 3, i) > 0);
+    assert_int_equal(slot(a, "ra", "t1", "m", 3, 1), 0); /* 1 + b's 2 */
+    assert_true(slot(a, "ra", "t1", "m", 3, 0) > 0);     /* 0 + b's 2 */
+    /* a's row is in the table, but a's count is what its caller says. */
+    assert_true(slot(a, "ra", "t2", "m", 3, 0) > 0);
+    char sql[200];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM attempts WHERE owner_id = '%s' AND outcome = 'pending'",
+             fr_store_owner_id(a));
+    assert_int_equal(raw_num(f->path, sql), 2);
+    /* Nobody holds a slot of "m2" (b's two of "m" are another server's):
+     * a's own count alone refuses at max, and grants below it. */
+    assert_int_equal(slot(a, "ra", "t3", "m2", 3, 3), 0);
+    assert_true(slot(a, "ra", "t3", "m2", 3, 2) > 0);
+    fr_store_close(b);
 }
 
 int main(void)
@@ -205,6 +249,7 @@ int main(void)
         STORE_TEST(test_expired_owner_stops_counting),
         STORE_TEST(test_dead_process_stops_counting),
         STORE_TEST(test_batched_and_refused),
+        STORE_TEST(test_own_count_from_the_caller),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
