@@ -324,8 +324,16 @@ return {
     -- estimate p[k] and ev[k] attempts behind it. A private task never goes
     -- to the cloud: the engine already leaves cloud endpoints out of its
     -- candidates, and this rule says so here too.
+    --
+    -- The same loop finds, on a first attempt or a retry (every candidate in
+    -- the pool), the cheapest candidate likely enough to pass and free, and
+    -- whether any is likely enough at all. Locals come first in `cheaper`,
+    -- so this goes to a pricier (cloud) candidate only when every good
+    -- local one is full. After a quality failure the pool is narrowed first
+    -- (below) and a loop of its own does the same.
     local private = task.private == true
     local m = 0
+    local choice, any_fits -- choice: an index k
     for i = 1, n do
       local c = candidates[i]
       local quality = c.quality
@@ -340,7 +348,14 @@ return {
         if pp then
           p[m], ev[m] = pp, h.p_pass_n
         else
-          p[m], ev[m] = estimate(c, quality, complexity)
+          pp, ev[m] = estimate(c, quality, complexity)
+          p[m] = pp
+        end
+        if not escalate and pp >= TARGET - EPSILON then
+          any_fits = true
+          if c.free > 0 and (choice == nil or cheaper(c, cs[choice])) then
+            choice = m
+          end
         end
       end
     end
@@ -370,11 +385,10 @@ return {
       everyone = stuck -- nothing stronger than what failed: the likeliest of all
     end
 
-    -- The cheapest candidate likely enough to pass and free, and whether any
-    -- is likely enough at all. Locals come first in `cheaper`, so this goes
-    -- to a pricier (cloud) candidate only when every good local one is full.
-    local choice, any_fits -- choice: an index k
-    for k = 1, m do
+    -- After a quality failure, the cheapest candidate of the pool likely
+    -- enough to pass and free, and whether any is likely enough at all (as
+    -- the loop above does for every candidate otherwise).
+    for k = 1, escalate and m or 0 do
       if (everyone or pooled[k]) and not stuck and p[k] >= TARGET - EPSILON then
         any_fits = true
         local c = cs[k]
