@@ -727,7 +727,16 @@ bool fr_booking_reserve_slot(fr_booking *b, const fr_attempt_rec *a, int max, lo
         if (!try_slot(b, a, max, row))
             return false;
         if (*row) {
-            park_durable(b, w);
+            /* A priced slot waits for the turn's commit: its charge is
+             * durable before a byte goes out. A $0 one goes now (w not
+             * parked): its row is in the turn's batch, whose write lock no
+             * other process counts slots without (fr_store_reserve_slot),
+             * so none sees it free before the commit; and a crash before
+             * the commit leaves nothing to keep, a dead owner's slots
+             * counting for nothing. Should the commit fail, the run stops
+             * with the request in flight and its slot no longer counted. */
+            if (a->cost_usd > 0)
+                park_durable(b, w);
             tick_arm(b);
             return true;
         }

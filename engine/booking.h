@@ -182,7 +182,10 @@ bool fr_booking_reserve(fr_booking *b, const fr_attempt_rec *a, long long *row, 
  * (max_parallel `max` held across every process sharing the store), with
  * `w` (its go and ud set by the caller). When fewer than `max`
  * of the endpoint's slots are held now, it reserves as fr_booking_reserve
- * does (parked until the turn's commit): the slots this process holds are
+ * does (parked until the turn's commit) a priced attempt (a->cost_usd > 0),
+ * and a $0 one without parking `w` (it may go now: no other process counts
+ * slots before that commit, under the write lock the batch holds; a crash
+ * before it loses no charge): the slots this process holds are
  * the books' count per endpoint and model (one endpoint name serving two
  * models is two servers' slots), up at a slot's reservation and down at
  * its settle (fr_booking_settle, booked or failed), and the store adds the

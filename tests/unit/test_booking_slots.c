@@ -33,7 +33,9 @@ static void on_go(void *ud, bool durable)
 }
 
 /* Asks books `b` for a slot of "gpu" serving `model` (max_parallel `max`)
- * for `task` of `run`. */
+ * for `task` of `run`, a priced attempt: released at the turn's commit,
+ * whose go these tests follow (a $0 one goes at once:
+ * test_free_slot_goes_at_once). */
 static void ask_on(fr_booking *b, waiter *x, const char *run, const char *task, const char *model,
                    int max)
 {
@@ -44,7 +46,8 @@ static void ask_on(fr_booking *b, waiter *x, const char *run, const char *task, 
                             .endpoint = "gpu",
                             .tier = "local",
                             .model = model,
-                            .attempt = 1};
+                            .attempt = 1,
+                            .cost_usd = 0.001};
     assert_true(fr_booking_reserve_slot(b, &x->a, max, &x->row, &x->w));
     assert_true(x->w.parked);
     fr_booking_flush(b); /* one thread, two "processes": never hold the lock across */
@@ -236,6 +239,40 @@ static void test_own_slots_counted_per_model(void **state)
     two_close(&t, f);
 }
 
+/* A $0 request that gets its slot goes at once (not parked: no go to
+ * wait for), its row in the turn's batch; once that commits, another
+ * process counts it (max_parallel 1: refused, queued) until it settles. */
+static void test_free_slot_goes_at_once(void **state)
+{
+    fx *f = *state;
+    two t;
+    two_open(&t, f);
+    waiter x1, x2;
+    memset(&x1, 0, sizeof x1);
+    x1.w = (fr_booking_wait){.go = on_go, .ud = &x1};
+    x1.a = (fr_attempt_rec){.run_id = "r1",
+                            .task = "a",
+                            .endpoint = "gpu",
+                            .tier = "local",
+                            .model = "m",
+                            .attempt = 1};
+    assert_true(fr_booking_reserve_slot(t.b1, &x1.a, 1, &x1.row, &x1.w));
+    assert_false(x1.w.parked || x1.w.queued);
+    assert_true(x1.row > 0);
+    fr_booking_flush(t.b1); /* the turn's commit */
+    assert_int_equal(raw_num(f->path, "SELECT count(*) FROM attempts WHERE outcome = 'pending'"),
+                     1);
+    ask(t.b2, &x2, "r2", "a");
+    assert_true(x2.w.queued);
+    loop_spin(&t.loop, 3);
+    assert_int_equal(x1.gone + x2.gone, 0); /* x1 never waited; x2 waits */
+    done(&t, t.b1, &x1);
+    LOOP_RUN_UNTIL(&t.loop, x2.gone == 1, 5);
+    assert_true(x2.durable && x2.row > 0);
+    done(&t, t.b2, &x2);
+    two_close(&t, f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -243,6 +280,7 @@ int main(void)
         STORE_TEST(test_queued_request_taken_back),
         STORE_TEST(test_turn_asks_without_waiting),
         STORE_TEST(test_own_slots_counted_per_model),
+        STORE_TEST(test_free_slot_goes_at_once),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
