@@ -120,23 +120,23 @@ static const char *const stmt_sql[S_COUNT] = {
     /* An attempt added to its key (?1-?3): passes ?4, fails ?5, errors ?6
      * at ?7, score ?8 over ?9, cost ?10, output tokens ?11, latency ?12,
      * gated ?13; the decayed sums relative to the key's first gated
-     * attempt. The INSERT when the UPDATE found no row. */
-    [S_HIST_UPDATE] =
-        "UPDATE routing_history SET settled = settled + 1, passes = passes + ?4,"
-        " fails = fails + ?5, errors = errors + ?6,"
-        " w_pass = w_pass + ?4 * pow(2, (?7 - IFNULL(w_ref, ?7)) / 2592000.0),"
-        " w_fail = w_fail + ?5 * pow(2, (?7 - IFNULL(w_ref, ?7)) / 2592000.0),"
-        " w_ref = CASE WHEN ?13 THEN IFNULL(w_ref, ?7) ELSE w_ref END,"
-        " last_at = CASE WHEN ?13 THEN MAX(IFNULL(last_at, ?7), ?7) ELSE last_at END,"
-        " score_sum = score_sum + ?8, score_n = score_n + ?9, cost_sum = cost_sum + ?10,"
-        " out_tokens = out_tokens + ?11, reply_ms = reply_ms + ?12"
-        " WHERE endpoint = ?1 AND task_type = ?2 AND band = ?3",
-    [S_HIST_INSERT] = "INSERT INTO routing_history VALUES (?1, ?2, ?3, 1, ?4, ?5, ?6, ?4, ?5,"
-                      " CASE WHEN ?13 THEN ?7 END, CASE WHEN ?13 THEN ?7 END, ?8, ?9, ?10, ?11,"
-                      " ?12)",
-    [S_BIN_UPDATE] = "UPDATE routing_bins SET n = n + 1 WHERE endpoint = ?1 AND task_type = ?2"
-                     " AND band = ?3 AND lat_bin = ?4 AND ttft_bin = ?5",
-    [S_BIN_INSERT] = "INSERT INTO routing_bins VALUES (?1, ?2, ?3, ?4, ?5, 1)",
+     * attempt. One statement, a new key's row or the sums of its row: a
+     * key's first attempts booked by two processes at once both count
+     * (an UPDATE, then an INSERT when it found no row, had the second
+     * fail on the row the first added in between). */
+    [S_HIST_ADD] = "INSERT INTO routing_history VALUES (?1, ?2, ?3, 1, ?4, ?5, ?6, ?4, ?5,"
+                   " CASE WHEN ?13 THEN ?7 END, CASE WHEN ?13 THEN ?7 END, ?8, ?9, ?10, ?11, ?12)"
+                   " ON CONFLICT (endpoint, task_type, band) DO UPDATE SET settled = settled + 1,"
+                   " passes = passes + ?4, fails = fails + ?5, errors = errors + ?6,"
+                   " w_pass = w_pass + ?4 * pow(2, (?7 - IFNULL(w_ref, ?7)) / 2592000.0),"
+                   " w_fail = w_fail + ?5 * pow(2, (?7 - IFNULL(w_ref, ?7)) / 2592000.0),"
+                   " w_ref = CASE WHEN ?13 THEN IFNULL(w_ref, ?7) ELSE w_ref END,"
+                   " last_at = CASE WHEN ?13 THEN MAX(IFNULL(last_at, ?7), ?7) ELSE last_at END,"
+                   " score_sum = score_sum + ?8, score_n = score_n + ?9, cost_sum = cost_sum + ?10,"
+                   " out_tokens = out_tokens + ?11, reply_ms = reply_ms + ?12",
+    [S_BIN_ADD] = "INSERT INTO routing_bins VALUES (?1, ?2, ?3, ?4, ?5, 1)"
+                  " ON CONFLICT (endpoint, task_type, band, lat_bin, ttft_bin)"
+                  " DO UPDATE SET n = n + 1",
     /* A crashed run's requests in flight, about to be settled as
      * cancelled (S_CRASH_PENDING): settled attempts and cost of their keys. */
     [S_HIST_CRASH] =

@@ -107,32 +107,22 @@ int fr_store_history_bin(double ms)
     return b >= FR_STORE_HISTORY_BINS - 1 ? FR_STORE_HISTORY_BINS - 1 : (int)b;
 }
 
-/* Runs `update` with its parameters bound and, when it changed no row,
- * `insert` with the same ones (both prepared, reset here). */
-static int update_or_insert(fr_store *st, enum fr_store_stmt update, enum fr_store_stmt insert,
-                            fr_error *err)
+/* Runs statement `k` with its parameters bound (reset here). */
+static int add_row(fr_store *st, enum fr_store_stmt k, fr_error *err)
 {
-    int rc = sqlite3_step(st->stmt[update]) == SQLITE_DONE
+    int rc = sqlite3_step(st->stmt[k]) == SQLITE_DONE
                  ? FR_OK
                  : fr_store_db_error(st, err, "cannot add to the routing history");
-    bool found = rc == FR_OK && sqlite3_changes(st->db) > 0;
-    sqlite3_reset(st->stmt[update]);
-    if (rc == FR_OK && !found)
-        rc = sqlite3_step(st->stmt[insert]) == SQLITE_DONE
-                 ? FR_OK
-                 : fr_store_db_error(st, err, "cannot add to the routing history");
-    sqlite3_reset(st->stmt[insert]);
+    sqlite3_reset(st->stmt[k]);
     return rc;
 }
 
-/* Binds the key of `a` (type `type`, band `band`) to parameters 1-3 of both. */
-static void bind_key(sqlite3_stmt *const s[2], const fr_attempt_rec *a, const char *type, int band)
+/* Binds the key of `a` (type `type`, band `band`) to parameters 1-3 of `s`. */
+static void bind_key(sqlite3_stmt *s, const fr_attempt_rec *a, const char *type, int band)
 {
-    for (int i = 0; i < 2; i++) {
-        fr_store_bind_text(s[i], 1, a->endpoint);
-        fr_store_bind_text(s[i], 2, type);
-        sqlite3_bind_int(s[i], 3, band);
-    }
+    fr_store_bind_text(s, 1, a->endpoint);
+    fr_store_bind_text(s, 2, type);
+    sqlite3_bind_int(s, 3, band);
 }
 
 /* Adds an attempt to the routing history; see store_int.h. */
@@ -145,29 +135,25 @@ int fr_store_history_add(fr_store *st, const fr_attempt_rec *a, double at, fr_er
     bool gated = fr_store_outcome_gated(a->outcome), pass = strcmp(a->outcome, "ok") == 0;
     bool err_ = strcmp(a->outcome, "error") == 0 || strcmp(a->outcome, "timeout") == 0;
     bool scored = gated && a->has_score && isfinite(a->score);
-    sqlite3_stmt *const h[2] = {st->stmt[S_HIST_UPDATE], st->stmt[S_HIST_INSERT]};
+    sqlite3_stmt *h = st->stmt[S_HIST_ADD];
     bind_key(h, a, type, band);
-    for (int i = 0; i < 2; i++) {
-        sqlite3_bind_int(h[i], 4, pass);
-        sqlite3_bind_int(h[i], 5, gated && !pass);
-        sqlite3_bind_int(h[i], 6, err_);
-        sqlite3_bind_double(h[i], 7, at);
-        sqlite3_bind_double(h[i], 8, scored ? a->score : 0);
-        sqlite3_bind_int(h[i], 9, scored);
-        sqlite3_bind_double(h[i], 10, a->cost_usd);
-        sqlite3_bind_int64(h[i], 11, gated ? a->output : 0);
-        sqlite3_bind_double(h[i], 12, gated ? a->latency_ms : 0);
-        sqlite3_bind_int(h[i], 13, gated);
-    }
-    int rc = update_or_insert(st, S_HIST_UPDATE, S_HIST_INSERT, err);
+    sqlite3_bind_int(h, 4, pass);
+    sqlite3_bind_int(h, 5, gated && !pass);
+    sqlite3_bind_int(h, 6, err_);
+    sqlite3_bind_double(h, 7, at);
+    sqlite3_bind_double(h, 8, scored ? a->score : 0);
+    sqlite3_bind_int(h, 9, scored);
+    sqlite3_bind_double(h, 10, a->cost_usd);
+    sqlite3_bind_int64(h, 11, gated ? a->output : 0);
+    sqlite3_bind_double(h, 12, gated ? a->latency_ms : 0);
+    sqlite3_bind_int(h, 13, gated);
+    int rc = add_row(st, S_HIST_ADD, err);
     if (rc != FR_OK || !gated)
         return rc;
     bool has_ttft = a->has_ttft && isfinite(a->ttft_ms) && a->ttft_ms >= 0;
-    sqlite3_stmt *const b[2] = {st->stmt[S_BIN_UPDATE], st->stmt[S_BIN_INSERT]};
+    sqlite3_stmt *b = st->stmt[S_BIN_ADD];
     bind_key(b, a, type, band);
-    for (int i = 0; i < 2; i++) {
-        sqlite3_bind_int(b[i], 4, fr_store_history_bin(a->latency_ms));
-        sqlite3_bind_int(b[i], 5, has_ttft ? fr_store_history_bin(a->ttft_ms) : -1);
-    }
-    return update_or_insert(st, S_BIN_UPDATE, S_BIN_INSERT, err);
+    sqlite3_bind_int(b, 4, fr_store_history_bin(a->latency_ms));
+    sqlite3_bind_int(b, 5, has_ttft ? fr_store_history_bin(a->ttft_ms) : -1);
+    return add_row(st, S_BIN_ADD, err);
 }

@@ -250,19 +250,6 @@ static int insert_attempt(fr_store *st, const fr_attempt_rec *a, char month[FR_S
     return rc == FR_OK ? fr_store_history_add(st, a, at, err) : rc;
 }
 
-/* Books an attempt; see store.h. */
-int fr_store_add_attempt(fr_store *st, const fr_attempt_rec *a, fr_error *err)
-{
-    int rc = fr_store_check_usable(st, err);
-    if (rc == FR_OK)
-        rc = check_attempt(st, a, err);
-    if (rc != FR_OK)
-        return rc;
-    rc = fr_store_batch_join(st, err);
-    char month[FR_STORE_MONTH_LEN];
-    return rc == FR_OK ? insert_attempt(st, a, month, err) : rc;
-}
-
 /* Takes the write lock before a booking reads its month's total: the
  * batch's transaction when batching (it holds the lock already), else one
  * of its own (*begun). */
@@ -273,6 +260,35 @@ static int lock_for_total(fr_store *st, bool *begun, fr_error *err)
     int rc = fr_store_exec(st, S_BEGIN_IMMEDIATE, "cannot lock the state database", err);
     *begun = rc == FR_OK;
     return rc;
+}
+
+/* Ends the write transaction lock_for_total began (`begun`; a batch's is
+ * left to its flush): committed when `rc` is FR_OK, else rolled back.
+ * Returns `rc`, or the commit's failure. */
+static int end_own(fr_store *st, bool begun, int rc, fr_error *err)
+{
+    if (rc == FR_OK && begun)
+        rc = fr_store_exec(st, S_COMMIT, "cannot commit the state database", err);
+    if (rc != FR_OK && begun)
+        fr_store_rollback(st);
+    return rc;
+}
+
+/* Books an attempt; see store.h. Its row and its routing history's are
+ * one transaction: the batch's, else one of its own. */
+int fr_store_add_attempt(fr_store *st, const fr_attempt_rec *a, fr_error *err)
+{
+    bool begun = false;
+    int rc = fr_store_check_usable(st, err);
+    if (rc == FR_OK)
+        rc = check_attempt(st, a, err);
+    if (rc != FR_OK)
+        return rc;
+    rc = lock_for_total(st, &begun, err);
+    char month[FR_STORE_MONTH_LEN];
+    if (rc == FR_OK)
+        rc = insert_attempt(st, a, month, err);
+    return end_own(st, begun, rc, err);
 }
 
 /* Ends a booking's write transaction: reads the cost of the booked attempts
@@ -458,9 +474,12 @@ int fr_store_settle(fr_store *st, long long id, const fr_attempt_rec *a, double 
         rc = fr_error_set(err, FR_EINVAL, st->path, 0, "a settled attempt is not pending");
     if (rc != FR_OK)
         return rc;
-    if (!month_total) { /* one statement: its own transaction, or the batch's */
-        rc = fr_store_batch_join(st, err);
-        return rc == FR_OK ? settle_row(st, id, a, err) : rc;
+    if (!month_total) { /* the row and its routing history: the batch's transaction, or one of
+                           its own */
+        rc = lock_for_total(st, &begun, err);
+        if (rc == FR_OK)
+            rc = settle_row(st, id, a, err);
+        return end_own(st, begun, rc, err);
     }
     /* The write lock first: no other booking comes between this one and the
      * total it reads (see fr_store_add_attempt_total). */

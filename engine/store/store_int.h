@@ -48,10 +48,8 @@ enum fr_store_stmt {
     S_OWNER_PRUNE,
     S_SLOTS_HELD,
     S_HISTORY,
-    S_HIST_UPDATE,
-    S_HIST_INSERT,
-    S_BIN_UPDATE,
-    S_BIN_INSERT,
+    S_HIST_ADD,
+    S_BIN_ADD,
     S_HIST_CRASH,
     S_COUNT
 };

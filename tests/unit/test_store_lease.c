@@ -503,8 +503,10 @@ static void test_lease_of_other_boot_or_reused_pid(void **state)
 /* A child that cannot go on tells the parent (a negative total: the parent
  * reads one total per child and would wait for ever for a missing one,
  * the other children holding the pipe open) and exits `code`. */
-static _Noreturn void child_failed(int out_fd, int code)
+static _Noreturn void child_failed(int out_fd, int code, const fr_error *err)
 {
+    fprintf(stderr, "leasing child %d: exit %d: %s\n", (int)getpid(), code,
+            err && err->msg[0] ? err->msg : "(no message)");
     double total = -code;
     if (write(out_fd, &total, sizeof total) != sizeof total)
         _exit(14);
@@ -515,19 +517,20 @@ static void child_race(const char *path, time_t clock, const char *run, double c
                        int out_fd, int end_fd)
 {
     fr_store *st = NULL;
+    fr_error err = {0};
     char month[FR_STORE_MONTH_LEN];
     double total = 0;
-    if (fr_store_open(path, &st, NULL) != FR_OK)
-        child_failed(out_fd, 10);
+    if (fr_store_open(path, &st, &err) != FR_OK)
+        child_failed(out_fd, 10, &err);
     fr_store_set_clock(st, clock);
     fr_store_month(st, month);
-    if (fr_store_run_begin(st, run, "race", NULL, NULL) != FR_OK)
-        child_failed(out_fd, 11);
+    if (fr_store_run_begin(st, run, "race", NULL, &err) != FR_OK)
+        child_failed(out_fd, 11, &err);
     wait_eof(go_fd);
     for (int i = 0; i < 25; i++) {
         double g = 0;
-        if (fr_store_lease(st, month, cap, 0.07, run, &g, NULL) != FR_OK)
-            child_failed(out_fd, 12);
+        if (fr_store_lease(st, month, cap, 0.07, run, &g, &err) != FR_OK)
+            child_failed(out_fd, 12, &err);
         total += g;
         fr_attempt_rec a = {.run_id = run,
                             .task = "t",
@@ -536,8 +539,8 @@ static void child_race(const char *path, time_t clock, const char *run, double c
                             .outcome = "ok",
                             .attempt = i + 1,
                             .cost_usd = g / 2};
-        if (g > 0 && fr_store_add_attempt(st, &a, NULL) != FR_OK)
-            child_failed(out_fd, 13);
+        if (g > 0 && fr_store_add_attempt(st, &a, &err) != FR_OK)
+            child_failed(out_fd, 13, &err);
     }
     if (write(out_fd, &total, sizeof total) != sizeof total)
         _exit(14);

@@ -333,6 +333,76 @@ static void test_damaged_cache_entry_is_a_miss(void **state)
     json_decref(j);
 }
 
+/* ---- processes booking the first attempts of the same keys ----------------- */
+
+enum { BOOKERS = 4, KEYS = 150 };
+
+/* A child that books, outside any batch, one attempt of each of KEYS new
+ * routing-history keys (endpoints "e0".."e149"), in order, once `go`
+ * closes; exits 0, or 1 naming the write that failed. */
+static _Noreturn void child_books(const char *path, int k, int go_fd)
+{
+    fr_store *st = NULL;
+    fr_error err = {0};
+    if (fr_store_open(path, &st, &err) != FR_OK)
+        goto failed;
+    char run[16];
+    snprintf(run, sizeof run, "r%d", k);
+    if (fr_store_run_begin(st, run, "wf", NULL, &err) != FR_OK)
+        goto failed;
+    wait_eof(go_fd);
+    for (int i = 0; i < KEYS; i++) {
+        char ep[16];
+        snprintf(ep, sizeof ep, "e%d", i);
+        fr_attempt_rec a = {.run_id = run,
+                            .task = "t",
+                            .endpoint = ep,
+                            .tier = "local",
+                            .outcome = i % 3 ? "ok" : "quality",
+                            .attempt = i + 1,
+                            .latency_ms = 100 + i,
+                            .has_ttft = true,
+                            .ttft_ms = 10};
+        if (fr_store_add_attempt(st, &a, &err) != FR_OK)
+            goto failed;
+    }
+    fr_store_close(st);
+    _exit(0);
+failed:
+    fprintf(stderr, "booking child %d: %s\n", k, err.msg);
+    _exit(1);
+}
+
+/* Processes that book the first attempts of the same keys at once, each
+ * in a transaction of its own, all succeed (one adding a key's row while
+ * another found none did fail on the row's key), and every key's summary
+ * counts every process's attempt, with its latency bins. */
+static void test_first_attempts_of_a_key_at_once(void **state)
+{
+    fx *f = *state;
+    fr_store_close(open_ok(f->path));
+    int go[2];
+    assert_int_equal(pipe(go), 0);
+    pid_t kids[BOOKERS];
+    for (int k = 0; k < BOOKERS; k++) {
+        kids[k] = fork();
+        assert_true(kids[k] >= 0);
+        if (kids[k] == 0) {
+            close(go[1]);
+            child_books(f->path, k, go[0]);
+        }
+    }
+    close(go[0]);
+    close(go[1]); /* every child books now */
+    for (int k = 0; k < BOOKERS; k++)
+        assert_int_equal(reap(kids[k]), 0);
+    assert_int_equal(raw_num(f->path, "SELECT count(*) FROM routing_history"), KEYS);
+    assert_int_equal(raw_num(f->path, "SELECT count(*) FROM routing_history WHERE settled = 4"
+                                      " AND passes + fails = 4"),
+                     KEYS);
+    assert_int_equal(raw_num(f->path, "SELECT TOTAL(n) FROM routing_bins"), BOOKERS * KEYS);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -342,6 +412,7 @@ int main(void)
         STORE_TEST(test_bad_records),
         STORE_TEST(test_no_secret_columns),
         STORE_TEST(test_damaged_cache_entry_is_a_miss),
+        STORE_TEST(test_first_attempts_of_a_key_at_once),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
