@@ -32,12 +32,9 @@ static void on_go(void *ud, bool durable)
     x->order = ++went;
 }
 
-/* Asks books `b` for a slot of "gpu" serving `model` (max_parallel `max`)
- * for `task` of `run`, a priced attempt: released at the turn's commit,
- * whose go these tests follow (a $0 one goes at once:
- * test_free_slot_goes_at_once). */
-static void ask_on(fr_booking *b, waiter *x, const char *run, const char *task, const char *model,
-                   int max)
+/* Makes `x` a request of `task` of `run` for "gpu" serving `model`, at
+ * worst `cost` USD, its go counted in `x`. */
+static void waiter_on(waiter *x, const char *run, const char *task, const char *model, double cost)
 {
     memset(x, 0, sizeof *x);
     x->w = (fr_booking_wait){.go = on_go, .ud = x};
@@ -47,7 +44,17 @@ static void ask_on(fr_booking *b, waiter *x, const char *run, const char *task, 
                             .tier = "local",
                             .model = model,
                             .attempt = 1,
-                            .cost_usd = 0.001};
+                            .cost_usd = cost};
+}
+
+/* Asks books `b` for a slot of "gpu" serving `model` (max_parallel `max`)
+ * for `task` of `run`, a priced attempt: released at the turn's commit,
+ * whose go these tests follow (a $0 one goes at once:
+ * test_free_slot_goes_at_once). */
+static void ask_on(fr_booking *b, waiter *x, const char *run, const char *task, const char *model,
+                   int max)
+{
+    waiter_on(x, run, task, model, 0.001);
     assert_true(fr_booking_reserve_slot(b, &x->a, max, &x->row, &x->w));
     assert_true(x->w.parked);
     fr_booking_flush(b); /* one thread, two "processes": never hold the lock across */
@@ -248,14 +255,7 @@ static void test_free_slot_goes_at_once(void **state)
     two t;
     two_open(&t, f);
     waiter x1, x2;
-    memset(&x1, 0, sizeof x1);
-    x1.w = (fr_booking_wait){.go = on_go, .ud = &x1};
-    x1.a = (fr_attempt_rec){.run_id = "r1",
-                            .task = "a",
-                            .endpoint = "gpu",
-                            .tier = "local",
-                            .model = "m",
-                            .attempt = 1};
+    waiter_on(&x1, "r1", "a", "m", 0);
     assert_true(fr_booking_reserve_slot(t.b1, &x1.a, 1, &x1.row, &x1.w));
     assert_false(x1.w.parked || x1.w.queued);
     assert_true(x1.row > 0);
