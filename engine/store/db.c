@@ -117,26 +117,36 @@ static const char *const stmt_sql[S_COUNT] = {
         " UNION ALL SELECT endpoint, task_type, band, 1, lat_bin, n, ttft_bin, 0, 0, 0, 0, NULL,"
         " NULL, 0, 0, 0, 0, 0 FROM routing_bins"
         " WHERE ?1 IS NULL OR endpoint IN (SELECT value FROM json_each(?1))",
-    /* An attempt added to its key (?1-?3): passes ?4, fails ?5, errors ?6
-     * at ?7, score ?8 over ?9, cost ?10, output tokens ?11, latency ?12,
-     * gated ?13; the decayed sums relative to the key's first gated
-     * attempt. One statement, a new key's row or the sums of its row: a
-     * key's first attempts booked by two processes at once both count
-     * (an UPDATE, then an INSERT when it found no row, had the second
-     * fail on the row the first added in between). */
-    [S_HIST_ADD] = "INSERT INTO routing_history VALUES (?1, ?2, ?3, 1, ?4, ?5, ?6, ?4, ?5,"
-                   " CASE WHEN ?13 THEN ?7 END, CASE WHEN ?13 THEN ?7 END, ?8, ?9, ?10, ?11, ?12)"
-                   " ON CONFLICT (endpoint, task_type, band) DO UPDATE SET settled = settled + 1,"
-                   " passes = passes + ?4, fails = fails + ?5, errors = errors + ?6,"
-                   " w_pass = w_pass + ?4 * pow(2, (?7 - IFNULL(w_ref, ?7)) / 2592000.0),"
-                   " w_fail = w_fail + ?5 * pow(2, (?7 - IFNULL(w_ref, ?7)) / 2592000.0),"
-                   " w_ref = CASE WHEN ?13 THEN IFNULL(w_ref, ?7) ELSE w_ref END,"
-                   " last_at = CASE WHEN ?13 THEN MAX(IFNULL(last_at, ?7), ?7) ELSE last_at END,"
-                   " score_sum = score_sum + ?8, score_n = score_n + ?9, cost_sum = cost_sum + ?10,"
-                   " out_tokens = out_tokens + ?11, reply_ms = reply_ms + ?12",
-    [S_BIN_ADD] = "INSERT INTO routing_bins VALUES (?1, ?2, ?3, ?4, ?5, 1)"
+    /* A key's attempts of one write (?1-?3), summed by history_table.c:
+     * settled ?4, passes ?5, fails ?6, errors ?7, the decayed sums of its
+     * passes ?8 and fails ?9 relative to ?10 (its first gated attempt's
+     * time, NULL when none was gated), its last gated attempt's time ?11,
+     * scores ?12 over ?13, cost ?14, output tokens ?15, latency ?16. The
+     * decayed sums are carried over to the row's reference (w_ref, the
+     * key's first gated attempt ever). One statement, a new key's row or
+     * the sums of its row: a key's first attempts booked by two processes
+     * at once both count (an UPDATE, then an INSERT when it found no row,
+     * had the second fail on the row the first added in between). */
+    [S_HIST_ADD] = "INSERT INTO routing_history VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,"
+                   " ?11, ?12, ?13, ?14, ?15, ?16)"
+                   " ON CONFLICT (endpoint, task_type, band) DO UPDATE SET"
+                   " settled = settled + excluded.settled, passes = passes + excluded.passes,"
+                   " fails = fails + excluded.fails, errors = errors + excluded.errors,"
+                   " w_pass = w_pass + IFNULL(excluded.w_pass"
+                   " * pow(2, (excluded.w_ref - IFNULL(w_ref, excluded.w_ref)) / 2592000.0), 0),"
+                   " w_fail = w_fail + IFNULL(excluded.w_fail"
+                   " * pow(2, (excluded.w_ref - IFNULL(w_ref, excluded.w_ref)) / 2592000.0), 0),"
+                   " w_ref = IFNULL(w_ref, excluded.w_ref),"
+                   " last_at = CASE WHEN excluded.last_at IS NULL THEN last_at"
+                   " ELSE MAX(IFNULL(last_at, excluded.last_at), excluded.last_at) END,"
+                   " score_sum = score_sum + excluded.score_sum,"
+                   " score_n = score_n + excluded.score_n, cost_sum = cost_sum + excluded.cost_sum,"
+                   " out_tokens = out_tokens + excluded.out_tokens,"
+                   " reply_ms = reply_ms + excluded.reply_ms",
+    /* A key's replies of one write in a pair of bins (?1-?5): ?6 more. */
+    [S_BIN_ADD] = "INSERT INTO routing_bins VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
                   " ON CONFLICT (endpoint, task_type, band, lat_bin, ttft_bin)"
-                  " DO UPDATE SET n = n + 1",
+                  " DO UPDATE SET n = n + excluded.n",
     /* A crashed run's requests in flight, about to be settled as
      * cancelled (S_CRASH_PENDING): settled attempts and cost of their keys. */
     [S_HIST_CRASH] =
@@ -450,6 +460,7 @@ void fr_store_rollback(fr_store *st)
     if (st->pending)
         st->lost++;
     st->pending = false;
+    fr_store_history_forget(st, false);
 }
 
 /* ---- write batching ---------------------------------------------------------- */
@@ -489,7 +500,9 @@ int fr_store_flush(fr_store *st, fr_error *err)
     int rc = fr_store_check_usable(st, err);
     if (rc != FR_OK || !st->pending)
         return rc;
-    rc = fr_store_exec(st, S_COMMIT, "cannot commit the state database", err);
+    rc = fr_store_history_write(st, err);
+    if (rc == FR_OK)
+        rc = fr_store_exec(st, S_COMMIT, "cannot commit the state database", err);
     if (rc != FR_OK)
         fr_store_rollback(st);
     st->pending = false;

@@ -22,6 +22,9 @@ int fr_store_history(fr_store *st, const char *const *endpoints, size_t n,
         return rc;
     if (st->pg)
         return fr_pgread_history(st->pg, endpoints, n, each, ud, err);
+    /* What the open batch summed is read too. */
+    if (st->nhist > 0 && (rc = fr_store_history_write(st, err)) != FR_OK)
+        return rc;
     char *names = fr_store_names_json(endpoints, n);
     sqlite3_stmt *s = st->stmt[S_HISTORY];
     fr_store_bind_text(s, 1, names);
@@ -117,12 +120,52 @@ static int add_row(fr_store *st, enum fr_store_stmt k, fr_error *err)
     return rc;
 }
 
-/* Binds the key of `a` (type `type`, band `band`) to parameters 1-3 of `s`. */
-static void bind_key(sqlite3_stmt *s, const fr_attempt_rec *a, const char *type, int band)
+/* Binds key `h` to parameters 1-3 of `s`. */
+static void bind_key(sqlite3_stmt *s, const fr_store_hist_sum *h)
 {
-    fr_store_bind_text(s, 1, a->endpoint);
-    fr_store_bind_text(s, 2, type);
-    sqlite3_bind_int(s, 3, band);
+    fr_store_bind_text(s, 1, h->endpoint);
+    fr_store_bind_text(s, 2, h->type);
+    sqlite3_bind_int(s, 3, h->band);
+}
+
+/* The sums of key (endpoint, type, band) in the open write, a new one
+ * when it has none yet. */
+static fr_store_hist_sum *sum_of(fr_store *st, const char *endpoint, const char *type, int band,
+                                 size_t *idx)
+{
+    for (size_t i = 0; i < st->nhist; i++) {
+        fr_store_hist_sum *h = &st->hist[i];
+        if (h->band == band && strcmp(h->endpoint, endpoint) == 0 && strcmp(h->type, type) == 0) {
+            *idx = i;
+            return h;
+        }
+    }
+    if (st->nhist == st->caphist) {
+        st->caphist = st->caphist ? 2 * st->caphist : 4;
+        st->hist = fr_xrealloc(st->hist, st->caphist * sizeof *st->hist);
+    }
+    *idx = st->nhist;
+    fr_store_hist_sum *h = &st->hist[st->nhist++];
+    *h = (fr_store_hist_sum){
+        .endpoint = fr_xstrdup(endpoint), .type = fr_xstrdup(type), .band = band};
+    return h;
+}
+
+/* Counts one reply of key `key` in bins (lat_bin, ttft_bin). */
+static void add_bin(fr_store *st, size_t key, int lat_bin, int ttft_bin)
+{
+    for (size_t i = 0; i < st->nbins; i++) {
+        fr_store_bin_sum *b = &st->bins[i];
+        if (b->key == key && b->lat_bin == lat_bin && b->ttft_bin == ttft_bin) {
+            b->n++;
+            return;
+        }
+    }
+    if (st->nbins == st->capbins) {
+        st->capbins = st->capbins ? 2 * st->capbins : 8;
+        st->bins = fr_xrealloc(st->bins, st->capbins * sizeof *st->bins);
+    }
+    st->bins[st->nbins++] = (fr_store_bin_sum){key, lat_bin, ttft_bin, 1};
 }
 
 /* Adds an attempt to the routing history; see store_int.h. */
@@ -130,30 +173,92 @@ int fr_store_history_add(fr_store *st, const fr_attempt_rec *a, double at, fr_er
 {
     if (strcmp(a->outcome, "pending") == 0)
         return FR_OK;
-    const char *type = a->type ? a->type : "-";
-    int band = fr_store_history_band(a->has_complexity, a->complexity);
+    size_t key;
+    fr_store_hist_sum *h = sum_of(st, a->endpoint, a->type ? a->type : "-",
+                                  fr_store_history_band(a->has_complexity, a->complexity), &key);
     bool gated = fr_store_outcome_gated(a->outcome), pass = strcmp(a->outcome, "ok") == 0;
-    bool err_ = strcmp(a->outcome, "error") == 0 || strcmp(a->outcome, "timeout") == 0;
-    bool scored = gated && a->has_score && isfinite(a->score);
-    sqlite3_stmt *h = st->stmt[S_HIST_ADD];
-    bind_key(h, a, type, band);
-    sqlite3_bind_int(h, 4, pass);
-    sqlite3_bind_int(h, 5, gated && !pass);
-    sqlite3_bind_int(h, 6, err_);
-    sqlite3_bind_double(h, 7, at);
-    sqlite3_bind_double(h, 8, scored ? a->score : 0);
-    sqlite3_bind_int(h, 9, scored);
-    sqlite3_bind_double(h, 10, a->cost_usd);
-    sqlite3_bind_int64(h, 11, gated ? a->output : 0);
-    sqlite3_bind_double(h, 12, gated ? a->latency_ms : 0);
-    sqlite3_bind_int(h, 13, gated);
-    int rc = add_row(st, S_HIST_ADD, err);
-    if (rc != FR_OK || !gated)
-        return rc;
-    bool has_ttft = a->has_ttft && isfinite(a->ttft_ms) && a->ttft_ms >= 0;
-    sqlite3_stmt *b = st->stmt[S_BIN_ADD];
-    bind_key(b, a, type, band);
-    sqlite3_bind_int(b, 4, fr_store_history_bin(a->latency_ms));
-    sqlite3_bind_int(b, 5, has_ttft ? fr_store_history_bin(a->ttft_ms) : -1);
-    return add_row(st, S_BIN_ADD, err);
+    h->settled++;
+    h->errors += strcmp(a->outcome, "error") == 0 || strcmp(a->outcome, "timeout") == 0;
+    h->cost_sum += a->cost_usd;
+    if (gated) {
+        if (!h->has_ref) {
+            h->has_ref = true;
+            h->ref = h->last_at = at;
+        }
+        double w = exp2((at - h->ref) / FR_STORE_HISTORY_HALF_LIFE_S);
+        h->passes += pass;
+        h->fails += !pass;
+        h->w_pass += pass ? w : 0;
+        h->w_fail += pass ? 0 : w;
+        h->last_at = fmax(h->last_at, at);
+        if (a->has_score && isfinite(a->score)) {
+            h->score_sum += a->score;
+            h->score_n++;
+        }
+        h->out_tokens += a->output;
+        h->reply_ms += a->latency_ms;
+        bool has_ttft = a->has_ttft && isfinite(a->ttft_ms) && a->ttft_ms >= 0;
+        add_bin(st, key, fr_store_history_bin(a->latency_ms),
+                has_ttft ? fr_store_history_bin(a->ttft_ms) : -1);
+    }
+    /* In the batch: written at its flush, with the turn's others. */
+    return st->batching && st->pending ? FR_OK : fr_store_history_write(st, err);
+}
+
+/* Writes the summed routing history; see store_int.h. */
+int fr_store_history_write(fr_store *st, fr_error *err)
+{
+    int rc = FR_OK;
+    for (size_t i = 0; i < st->nhist && rc == FR_OK; i++) {
+        const fr_store_hist_sum *h = &st->hist[i];
+        sqlite3_stmt *s = st->stmt[S_HIST_ADD];
+        bind_key(s, h);
+        sqlite3_bind_int64(s, 4, h->settled);
+        sqlite3_bind_int64(s, 5, h->passes);
+        sqlite3_bind_int64(s, 6, h->fails);
+        sqlite3_bind_int64(s, 7, h->errors);
+        sqlite3_bind_double(s, 8, h->w_pass);
+        sqlite3_bind_double(s, 9, h->w_fail);
+        if (h->has_ref) {
+            sqlite3_bind_double(s, 10, h->ref);
+            sqlite3_bind_double(s, 11, h->last_at);
+        } else {
+            sqlite3_bind_null(s, 10);
+            sqlite3_bind_null(s, 11);
+        }
+        sqlite3_bind_double(s, 12, h->score_sum);
+        sqlite3_bind_int64(s, 13, h->score_n);
+        sqlite3_bind_double(s, 14, h->cost_sum);
+        sqlite3_bind_int64(s, 15, h->out_tokens);
+        sqlite3_bind_double(s, 16, h->reply_ms);
+        rc = add_row(st, S_HIST_ADD, err);
+    }
+    for (size_t i = 0; i < st->nbins && rc == FR_OK; i++) {
+        const fr_store_bin_sum *b = &st->bins[i];
+        sqlite3_stmt *s = st->stmt[S_BIN_ADD];
+        bind_key(s, &st->hist[b->key]);
+        sqlite3_bind_int(s, 4, b->lat_bin);
+        sqlite3_bind_int(s, 5, b->ttft_bin);
+        sqlite3_bind_int64(s, 6, b->n);
+        rc = add_row(st, S_BIN_ADD, err);
+    }
+    fr_store_history_forget(st, false);
+    return rc;
+}
+
+/* Forgets the summed routing history; see store_int.h. */
+void fr_store_history_forget(fr_store *st, bool free_all)
+{
+    for (size_t i = 0; i < st->nhist; i++) {
+        free(st->hist[i].endpoint);
+        free(st->hist[i].type);
+    }
+    st->nhist = st->nbins = 0;
+    if (free_all) {
+        free(st->hist);
+        free(st->bins);
+        st->hist = NULL;
+        st->bins = NULL;
+        st->caphist = st->capbins = 0;
+    }
 }

@@ -1063,6 +1063,7 @@ void fr_store_close(fr_store *st)
             sqlite3_finalize(st->stmt[i]);
         sqlite3_close(st->db);
     }
+    fr_store_history_forget(st, true);
     free(st->path);
     free(st);
 }

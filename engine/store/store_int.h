@@ -54,6 +54,26 @@ enum fr_store_stmt {
     S_COUNT
 };
 
+/* A routing history key's attempts added in the open write, not yet in its
+ * row (history_table.c): counts and sums as S_HIST_ADD binds them. */
+typedef struct fr_store_hist_sum {
+    char *endpoint, *type; /* owned */
+    int band;
+    long settled, passes, fails, errors, score_n, out_tokens;
+    bool has_ref;  /* a gated attempt was added: ref and last_at are set */
+    double ref;    /* the first gated attempt's time: w_pass and w_fail are relative to it */
+    double w_pass; /* sums of 2^((at - ref) / FR_STORE_HISTORY_HALF_LIFE_S) */
+    double w_fail;
+    double last_at, score_sum, cost_sum, reply_ms;
+} fr_store_hist_sum;
+
+/* A key's replies added in the open write in one pair of latency bins. */
+typedef struct fr_store_bin_sum {
+    size_t key; /* its key's index in fr_store.hist */
+    int lat_bin, ttft_bin;
+    long n;
+} fr_store_bin_sum;
+
 struct fr_store {
     sqlite3 *db;
     char *path;
@@ -73,6 +93,12 @@ struct fr_store {
     long commits;  /* transactions committed, autocommits included */
     long lost;     /* batches rolled back */
     long prepares; /* statements prepared since open */
+    /* The routing history added in the batch, written at its flush: a
+     * turn's attempts of one key are one row's UPSERT, not one each. */
+    fr_store_hist_sum *hist;
+    size_t nhist, caphist;
+    fr_store_bin_sum *bins;
+    size_t nbins, capbins;
     /* Its owner row (owners.c), "" before fr_store_owner_begin: */
     char owner_id[48];
     char real_host[256]; /* this host's name (gethostname), "" unknown: liveness */
@@ -255,8 +281,20 @@ int fr_store_owner_fresh(fr_store *st, fr_error *err);
 /* history_table.c: adds attempt `a` (borrowed), booked or settled at
  * `at` (unix seconds) inside the caller's write, to the routing history
  * (routing_history and routing_bins); in flight ("pending") adds nothing.
- * FR_OK or FR_ESTORE. */
+ * In the batch's transaction it is summed with the batch's other attempts
+ * of its key and written by fr_store_history_write at the flush; else it
+ * is written at once. FR_OK or FR_ESTORE. */
 int fr_store_history_add(fr_store *st, const fr_attempt_rec *a, double at, fr_error *err);
+
+/* history_table.c: writes the routing history summed in the open
+ * transaction (one UPSERT per key and per pair of bins) and forgets it.
+ * FR_OK or FR_ESTORE (the transaction is then the caller's to roll
+ * back). */
+int fr_store_history_write(fr_store *st, fr_error *err);
+
+/* history_table.c: forgets the routing history summed in a transaction
+ * rolled back, or of a store being freed (then also its memory). */
+void fr_store_history_forget(fr_store *st, bool free_all);
 
 /* spend.c: sets *total to the one number that statement `id` (S_MONTH_SPENT:
  * every charge of the month; S_MONTH_BOOKED: its booked replies only) reads

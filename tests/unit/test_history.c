@@ -13,6 +13,7 @@
 #include "tests/unit/support/policy_harness.h"
 
 #include "engine/history.h"
+#include "engine/store/store_int.h" /* fr_store_rollback */
 #include "engine/util/utf8.h"
 
 #define DAY 86400.0
@@ -192,6 +193,57 @@ static void test_summary_equals_recount(void **state)
     assert_usd(raw_num(f->path, "SELECT settled FROM routing_history WHERE endpoint = 'cloud'"
                                 " AND task_type = '-' AND band = 2"),
                1);
+}
+
+static int batch_opened;
+
+static void on_batch(void *ud)
+{
+    (void)ud;
+    batch_opened++;
+}
+
+/* In the batch of a loop turn, a key's attempts are summed and written at
+ * the flush as one row's UPSERT: the summary equals the recount as when
+ * each was written alone, turns of one to four attempts, a reservation
+ * committing the batch with it in between (fr_store_reserve), and a batch
+ * rolled back leaves no sums behind. */
+static void test_batched_summary_equals_recount(void **state)
+{
+    fx *f = *state;
+    f->st = open_ok(f->path);
+    batch_opened = 0;
+    fr_store_batch(f->st, on_batch, NULL);
+    time_t from = utc(2026, 9, 1, 8, 0, 0);
+    for (size_t r = 0; r < 3; r++) {
+        char run[16];
+        snprintf(run, sizeof run, "b%zu", r + 1);
+        fr_store_set_clock(f->st, from + (time_t)(r * 20 * DAY));
+        assert_ok(fr_store_run_begin(f->st, run, "wf", NULL, &e_));
+        for (size_t i = 0; i < NMIX; i++) {
+            fr_store_set_clock(f->st, from + (time_t)(r * 20 * DAY + i * 3600));
+            book_att(f->st, NULL, run, &mix[i]);
+            book_att(f->st, NULL, run, &mix[(i + r) % NMIX]); /* a key twice in a turn */
+            if ((i + r) % 4 == 3)
+                assert_ok(fr_store_flush(f->st, &e_));
+        }
+        assert_ok(fr_store_flush(f->st, &e_));
+    }
+    assert_true(batch_opened > 3);
+    expect_recount(f->path, 7, 7);
+    /* A turn rolled back: its attempts and their sums are gone together. */
+    long before = (long)raw_num(f->path, "SELECT TOTAL(settled) FROM routing_history");
+    fr_attempt_rec a = rec_of("b3", &mix[0]);
+    assert_ok(fr_store_add_attempt(f->st, &a, &e_));
+    assert_ok(fr_store_add_attempt(f->st, &a, &e_));
+    fr_store_rollback(f->st);
+    assert_ok(fr_store_flush(f->st, &e_));
+    assert_int_equal((long)raw_num(f->path, "SELECT TOTAL(settled) FROM routing_history"), before);
+    assert_ok(fr_store_add_attempt(f->st, &a, &e_));
+    assert_ok(fr_store_flush(f->st, &e_));
+    assert_int_equal((long)raw_num(f->path, "SELECT TOTAL(settled) FROM routing_history"),
+                     before + 1);
+    expect_recount(f->path, 7, 7);
 }
 
 /* A run killed with a request in flight: the next run to begin marks it
@@ -520,6 +572,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         STORE_TEST(test_summary_equals_recount),
+        STORE_TEST(test_batched_summary_equals_recount),
         STORE_TEST(test_migration_summarises_old_attempts),
         STORE_TEST(test_crashed_run_is_counted),
         STORE_TEST(test_memory_equals_reload),
