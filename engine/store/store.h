@@ -19,7 +19,7 @@
 #include <time.h>
 
 /* The schema version this build writes and understands. */
-#define FR_STORE_SCHEMA_VERSION 12
+#define FR_STORE_SCHEMA_VERSION 13
 
 /* Returns the SQL (static) that takes a database from schema version `from`
  * to `from` + 1 (from 0: an empty database to version 1), or NULL for a

@@ -265,22 +265,29 @@ static void test_v6_drops_the_month_index(void **state)
                0.44);
 }
 
-/* True when statement `sql` of the store at `path` (both borrowed) compiles
- * to a program that opens a temporary b-tree (EXPLAIN's OpenEphemeral). */
-static bool opens_ephemeral(const char *path, const char *sql)
+/* How many instructions `op` the program of statement `sql` of the store
+ * at `path` (both borrowed) holds, as EXPLAIN lists them. */
+static long count_ops(const char *path, const char *sql, const char *op)
 {
     sqlite3 *db = NULL;
     sqlite3_stmt *s = NULL;
-    bool found = false;
+    long n = 0;
     char *explain = sqlite3_mprintf("EXPLAIN %s", sql);
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
     assert_int_equal(sqlite3_prepare_v2(db, explain, -1, &s, NULL), SQLITE_OK);
     while (sqlite3_step(s) == SQLITE_ROW)
-        found = found || strcmp((const char *)sqlite3_column_text(s, 1), "OpenEphemeral") == 0;
+        n += strcmp((const char *)sqlite3_column_text(s, 1), op) == 0;
     sqlite3_finalize(s);
     sqlite3_close(db);
     sqlite3_free(explain);
-    return found;
+    return n;
+}
+
+/* True when statement `sql` of the store at `path` (both borrowed) compiles
+ * to a program that opens a temporary b-tree (EXPLAIN's OpenEphemeral). */
+static bool opens_ephemeral(const char *path, const char *sql)
+{
+    return count_ops(path, sql, "OpenEphemeral") > 0;
 }
 
 /* Schema version 8: a store of version 6 keeps every attempt (its id, its
@@ -343,6 +350,43 @@ static void test_v8_checks_the_outcome_without_a_temporary_table(void **state)
     assert_usd(raw_num(f->path, "SELECT TOTAL(charged_pusd) / 1e12 FROM day_totals"), 0.2);
 }
 
+/* Schema version 13: a settle (cost and outcome set) runs the day totals'
+ * settle trigger only, not the move trigger too (it lists month and day
+ * now); and the totals still follow a settle of $0, one at a cost, a row
+ * moved to another day and a deleted one. */
+static void test_v13_settle_runs_one_trigger(void **state)
+{
+    fx *f = *state;
+    old_store(f, 12, NULL);
+    static const char settle[] = "UPDATE attempts SET cost_usd = 0.5, outcome = 'ok' WHERE id = 1";
+    assert_int_equal(count_ops(f->path, settle, "Program"), 2);
+    batched_store(f);
+    assert_usd(raw_num(f->path, "SELECT value FROM meta WHERE key = 'schema_version'"),
+               FR_STORE_SCHEMA_VERSION);
+    assert_int_equal(count_ops(f->path, settle, "Program"), 1);
+    double costs[][2] = {{0, 0}, {0.05, 0.01}, {0.02, 0}, {0, 0}};
+    for (size_t i = 0; i < sizeof costs / sizeof *costs; i++) {
+        fr_attempt_rec a = rec("t", (int)i + 1, "ok", costs[i][0]);
+        long long id = 0;
+        assert_ok(fr_store_reserve(f->st, &a, &id, &e_));
+        a.cost_usd = costs[i][1];
+        assert_ok(fr_store_settle(f->st, id, &a, NULL, &e_));
+    }
+    fr_attempt_rec p = rec("t", 9, "ok", 0.3);
+    long long id = 0;
+    assert_ok(fr_store_reserve(f->st, &p, &id, &e_));
+    assert_ok(fr_store_flush(f->st, &e_));
+    assert_usd(raw_num(f->path, "SELECT TOTAL(charged_pusd) / 1e12 FROM day_totals"), 0.31);
+    assert_usd(raw_num(f->path, "SELECT TOTAL(booked_pusd) / 1e12 FROM day_totals"), 0.01);
+    raw_exec(f->path, "UPDATE attempts SET day = '2027-03-11' WHERE attempt = 9");
+    raw_exec(f->path, "DELETE FROM attempts WHERE attempt = 2");
+    assert_usd(raw_num(f->path, "SELECT TOTAL(charged_pusd) / 1e12 FROM day_totals"), 0.3);
+    assert_usd(raw_num(f->path, "SELECT charged_pusd / 1e12 FROM day_totals"
+                                " WHERE day = '2027-03-11'"),
+               0.3);
+    assert_usd(raw_num(f->path, "SELECT TOTAL(booked_pusd) / 1e12 FROM day_totals"), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -353,6 +397,7 @@ int main(void)
         STORE_TEST(test_month_totals_follow_the_rows),
         STORE_TEST(test_v6_drops_the_month_index),
         STORE_TEST(test_v8_checks_the_outcome_without_a_temporary_table),
+        STORE_TEST(test_v13_settle_runs_one_trigger),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
