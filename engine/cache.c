@@ -179,6 +179,28 @@ static char *key_for(const fr_cache_ctx *c, const fr_route_task *t, size_t e, co
                         fr_ep_protocol(c->eps, e), &call);
 }
 
+/* Hands `key` (owned) of endpoint `e` to the lookup's memo, or frees it. */
+static void keep_key(const fr_cache_ctx *c, size_t e, char *key)
+{
+    if (!c->memo) {
+        free(key);
+        return;
+    }
+    free(c->memo->key);
+    *c->memo = (fr_cache_memo){key, e};
+}
+
+char *fr_cache_memo_take(fr_cache_memo *m, size_t ep)
+{
+    char *key = m->key;
+    if (key && m->ep != ep) {
+        free(key);
+        key = NULL;
+    }
+    m->key = NULL;
+    return key;
+}
+
 static void log_store_error(const fr_error *err)
 {
     char msg[1400];
@@ -198,7 +220,7 @@ bool fr_cache_lookup(const fr_cache_ctx *c, fr_route_task *t, const char *prompt
         fr_error err = {0};
         if (fr_store_cache_get(c->store, key, &reply, &hit, &err) != FR_OK)
             log_store_error(&err);
-        free(key);
+        keep_key(c, e, key);
         if (hit && judge(c, t, e, &reply, now_ns, last_error))
             return true;
     }
@@ -340,7 +362,7 @@ fr_cache_status fr_cache_lookup_start(const fr_cache_ctx *c, fr_route_task *t, c
             w->due--; /* refused (closing): a miss */
             s->back = true;
         }
-        free(key);
+        keep_key(c, e, key);
     }
     if (w->due == 0) { /* nothing asked: answered now, from nothing */
         w->over = true;

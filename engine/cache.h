@@ -41,6 +41,18 @@ bool fr_cache_may_answer(bool has_store, bool no_cache, const char *const *fresh
 #define FR_CACHE_LOOKUP_TIMEOUT_MS 3000
 
 /* What a lookup reads (all borrowed). */
+/* The key (owned) a lookup computed for the request to endpoint `ep`, kept
+ * for the dispatch that follows: the same request's key is not computed
+ * again. Empty: key NULL. */
+typedef struct fr_cache_memo {
+    char *key;
+    size_t ep;
+} fr_cache_memo;
+
+/* Empties `m`; returns its key (owned by the caller) when it is endpoint
+ * `ep`'s, else frees it and returns NULL. */
+char *fr_cache_memo_take(fr_cache_memo *m, size_t ep);
+
 typedef struct fr_cache_ctx {
     fr_store *store;
     fr_pgstore *pg;  /* the shared store, read instead of `store` when not NULL */
@@ -51,6 +63,7 @@ typedef struct fr_cache_ctx {
     const fr_endpoints *eps;
     fr_router *router;
     const json_t *tools; /* the task's tool definitions (part of the request), NULL for none */
+    fr_cache_memo *memo; /* given the key of the last endpoint asked (replaced), NULL: none */
 } fr_cache_ctx;
 
 /* Looks for a stored result of the request task `t` (its rendered `prompt`,

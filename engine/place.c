@@ -28,6 +28,7 @@ static fr_cache_status try_cache(const fr_place_env *env, size_t idx, fr_task *t
     c.tools = te->tools ? fr_toolset_defs(te->tools, idx) : NULL;
     c.clock = te->clock;
     c.pg = fr_booking_pgstore(te->books); /* read now: the books may reach it once the loop runs */
+    c.memo = fr_task_cache_memo(t);
     fr_cache_status cs =
         fr_cache_lookup_start(&c, fr_task_route(t), fr_task_prompt(t), fr_task_last_error_slot(t),
                               lk->done, lk->ud, &lk->wait);

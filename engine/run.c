@@ -678,7 +678,12 @@ int fr_run_new(fr_workflow *wf, const fr_run_opts *opts, fr_run **out, fr_error 
     /* The shared store is read at each lookup (engine/place): the books
      * may reach it only once the loop runs. */
     r->placer = (fr_place_env){&r->env,
-                               {store, NULL, &r->loop, 0, r->clock, wf, r->eps, r->router, NULL},
+                               {.store = store,
+                                .loop = &r->loop,
+                                .clock = r->clock,
+                                .wf = wf,
+                                .eps = r->eps,
+                                .router = r->router},
                                opts->no_cache,
                                opts->fresh,
                                opts->nfresh};

@@ -33,8 +33,9 @@ struct fr_task {
      * commit (engine/booking): sent when the books release it. */
     fr_booking_wait wait;
     fr_attempt_req req;
-    char *cache_key; /* the cache key of its request */
-    bool fd_wait;    /* it found no file descriptor: the task waits to try again */
+    char *cache_key;    /* the cache key of its request */
+    fr_cache_memo memo; /* the key its cache lookup computed, for the dispatch */
+    bool fd_wait;       /* it found no file descriptor: the task waits to try again */
     /* The tool loop: how its attempts call back, the conversation a retry
      * on the same endpoint goes on with (owned, NULL for none), and what
      * the attempt's turns before its last used. */
@@ -69,6 +70,7 @@ void fr_task_free(fr_task *t)
     free(t->prompt);
     free(t->last_error);
     free(t->cache_key);
+    free(t->memo.key);
     json_decref(t->conversation);
     free(t);
 }
@@ -86,6 +88,11 @@ const char *fr_task_prompt(const fr_task *t)
 const char *fr_task_last_error(const fr_task *t)
 {
     return t->last_error;
+}
+
+fr_cache_memo *fr_task_cache_memo(fr_task *t)
+{
+    return &t->memo;
 }
 
 char **fr_task_last_error_slot(fr_task *t)
@@ -735,10 +742,15 @@ bool fr_task_dispatch(fr_task *t, size_t ep, fr_task_next *now)
         req.tools = &t->loop;
     }
     if (!env->plan) {
+        /* The key the cache lookup computed for this request, when it did. */
         free(t->cache_key);
-        t->cache_key =
-            ts->no_cache ? NULL
-                         : fr_cache_key(env->wf->name, ts->name, s->name, req.protocol, &req.call);
+        t->cache_key = fr_cache_memo_take(&t->memo, ep);
+        if (ts->no_cache) {
+            free(t->cache_key);
+            t->cache_key = NULL;
+        } else if (!t->cache_key) {
+            t->cache_key = fr_cache_key(env->wf->name, ts->name, s->name, req.protocol, &req.call);
+        }
         fr_log_event(FR_LOG_INFO, "sched", "task.dispatch",
                      "task=%s endpoint=%s tier=%s attempt=%d dispatch", ts->name, s->name,
                      fr_tier_name(s->tier), t->res->attempts);

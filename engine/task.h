@@ -14,6 +14,7 @@
 #include "engine/attempt.h"
 #include "engine/booking.h"
 #include "engine/budget.h"
+#include "engine/cache.h"
 #include "engine/clock.h"
 #include "engine/endpoint.h"
 #include "engine/results.h"
@@ -100,6 +101,11 @@ const char *fr_task_prompt(const fr_task *t);
  * (the result cache replaces it). */
 const char *fr_task_last_error(const fr_task *t);
 char **fr_task_last_error_slot(fr_task *t);
+
+/* Where the task's cache lookup leaves the key of its request (borrowed,
+ * the task's), for its dispatch to the same endpoint. */
+fr_cache_memo *fr_task_cache_memo(fr_task *t);
+
 /* True while its latest attempt found no file descriptor. */
 bool fr_task_fd_wait(const fr_task *t);
 /* Why the task failed when its timeout passed (owned): the timeout, and

@@ -41,6 +41,41 @@ expect_rc 0 "--no-cache"
 [ "$(sim_requests)" = 7 ] || fail "--no-cache sent $(( $(sim_requests) - 4 )) requests"
 pass "--fresh TASK and --no-cache send new requests"
 
+# Two endpoints, in either order: the lookup asks both and keeps the key it
+# computed last for the dispatch; the tasks go to both (the endpoint asked
+# last, whose key is kept, and the other), and the rerun finds every result
+# under its key.
+for order in local,cloud cloud,local; do
+    {
+        echo "workflow { name = \"two_$order\" }"
+        for ep in ${order/,/ }; do
+            if [ "$ep" = local ]; then
+                echo "endpoint \"local\" { tier = \"local\", url = \"$SIM_URL/v1\", model = \"l\" }"
+            else
+                echo "endpoint \"cloud\" { tier = \"cloud\", url = \"$SIM_URL/v1\", model = \"c\","
+                echo "                   price = { input = 1, output = 2 } }"
+            fi
+        done
+        echo 'agent "a" {}'
+        for i in 1 2 3 4; do echo "task \"t$i\" { agent = \"a\", prompt = \"REPLY: t$i\" }"; done
+    } >"$WORK/two_$order.lua"
+    before=$(sim_requests)
+    run_flowrun "$WORK/two_$order.lua" --out "$WORK/two1_$order" --json
+    expect_rc 0 "two endpoints ($order)"
+    [ "$(jqr '[.tasks[].endpoint] | unique | length')" = 2 ] ||
+        fail "two endpoints ($order): the tasks went to $(jqr '[.tasks[].endpoint] | unique') only"
+    [ "$(sim_requests)" = $((before + 4)) ] || fail "two endpoints ($order): $(( $(sim_requests) - before )) requests"
+    placed=$(jq -c '[.tasks[] | [.name, .endpoint]]' "$WORK/stdout")
+    run_flowrun "$WORK/two_$order.lua" --out "$WORK/two2_$order" --json
+    expect_rc 0 "two endpoints ($order), rerun"
+    [ "$(jq -c '[.tasks[] | [.name, .endpoint]]' "$WORK/stdout")" = "$placed" ] ||
+        fail "two endpoints ($order): the rerun found results under another endpoint's key: $placed, then $(jq -c '[.tasks[] | [.name, .endpoint]]' "$WORK/stdout")"
+    [ "$(sim_requests)" = $((before + 4)) ] ||
+        fail "two endpoints ($order): the rerun sent $(( $(sim_requests) - before - 4 )) requests"
+    [ "$(jqr '[.tasks[] | select(.cached)] | length')" = 4 ] || fail "two endpoints ($order): not every task was cached"
+done
+pass "two endpoints in either order: each result is found again under its request's key"
+
 # A failed result is never cached: the rerun tries again.
 cat >"$WORK/fails.lua" <<LUA
 workflow { name = "fails", defaults = { retries = 0 } }
