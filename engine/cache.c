@@ -2,7 +2,6 @@
 
 #include "engine/attempt.h"
 #include "engine/gate.h"
-#include "engine/util/buf.h"
 #include "engine/util/hash.h"
 #include "engine/util/log.h"
 #include "engine/util/mem.h"
@@ -11,13 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* FNV-1a over the canonical text, twice with different offsets, for a
- * 128-bit key. Not a defence against a forger: the cache is the user's own. */
-static uint64_t fnv1a(const char *s, size_t n, uint64_t h)
-{
-    return fr_fnv1a64(s, n, h);
-}
 
 /* Writes `v` in decimal ending at `end` (as "%lld" prints it), and
  * returns where it starts: no printf per number. */
@@ -33,73 +25,76 @@ static char *decimal(char *end, long long v)
     return end;
 }
 
-/* Appends field `name` as "name=LEN:bytes;": a length-prefixed form that
- * any bytes fit, so no value can run into the next field. */
-static void put_field(fr_buf *b, const char *name, const char *value)
-{
-    const char *v = value ? value : "";
-    size_t n = strlen(v);
-    char num[24];
-    num[sizeof num - 1] = ':';
-    char *p = decimal(num + sizeof num - 1, (long long)n);
-    *--p = '=';
-    fr_buf_puts(b, name);
-    fr_buf_append(b, p, (size_t)(num + sizeof num - p));
-    fr_buf_puts(b, v);
-    fr_buf_append(b, ";", 1);
-}
+/* A field of the key's canonical text: "name=LEN:bytes;", a length-prefixed
+ * form that any bytes fit, so no value can run into the next field. */
+typedef struct key_field {
+    const char *name, *value; /* borrowed */
+    size_t name_len, len;
+    char num[24]; /* "=LEN:", ending at num + sizeof num */
+    char *num_at;
+} key_field;
 
-/* Appends field `name` with the number `v` as its value. */
-static void put_number(fr_buf *b, const char *name, long long v)
+/* Sets `f` to field `name` of `value` (NULL: empty); returns its bytes. */
+static size_t set_field(key_field *f, const char *name, const char *value)
 {
-    char num[24];
-    num[sizeof num - 1] = '\0';
-    put_field(b, name, decimal(num + sizeof num - 1, v));
+    f->name = name;
+    f->value = value ? value : "";
+    f->name_len = strlen(name);
+    f->len = strlen(f->value);
+    f->num[sizeof f->num - 1] = ':';
+    f->num_at = decimal(f->num + sizeof f->num - 1, (long long)f->len);
+    *--f->num_at = '=';
+    return f->name_len + (size_t)(f->num + sizeof f->num - f->num_at) + f->len + 1;
 }
 
 char *fr_cache_key(const char *workflow, const char *task, const char *endpoint, fr_protocol proto,
                    const fr_call *call)
 {
     /* Canonical bytes, not JSON: every field is carried whatever its bytes,
-     * so text that JSON refuses can never break (or crash) the key. */
-    fr_buf b;
-    fr_buf_init(&b, 0);
-    char num[64];
-    put_field(&b, "workflow", workflow);
-    put_field(&b, "task", task);
-    put_field(&b, "endpoint", endpoint);
-    put_field(&b, "protocol", fr_protocol_name(proto));
-    put_field(&b, "model", call->model);
-    put_field(&b, "system", call->system);
-    put_field(&b, "prompt", call->prompt);
-    put_number(&b, "max_tokens", call->max_tokens);
-    snprintf(num, sizeof num, "%.17g", call->temperature);
-    put_field(&b, "temperature", num);
-    if (call->has_seed)
-        put_number(&b, "seed", call->seed);
-    else
-        put_field(&b, "seed", NULL);
+     * so text that JSON refuses can never break (or crash) the key. The
+     * fields are hashed where they are, not joined into one text first. */
+    key_field f[12];
+    size_t nf = 0, n = 0;
+    char max_tokens[24], temperature[64], seed[24];
+    max_tokens[sizeof max_tokens - 1] = seed[sizeof seed - 1] = '\0';
+    snprintf(temperature, sizeof temperature, "%.17g", call->temperature);
     char *schema = call->schema
                        ? json_dumps(call->schema, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY)
                        : NULL;
-    put_field(&b, "schema", schema);
-    free(schema);
     /* The tools offered are part of the request: other tools, another
      * answer. A call without tools keeps the key it always had. */
-    if (call->tools) {
-        char *tools = json_dumps(call->tools, JSON_COMPACT | JSON_SORT_KEYS);
-        put_field(&b, "tools", tools);
-        free(tools);
+    char *tools = call->tools ? json_dumps(call->tools, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    n += set_field(&f[nf++], "workflow", workflow);
+    n += set_field(&f[nf++], "task", task);
+    n += set_field(&f[nf++], "endpoint", endpoint);
+    n += set_field(&f[nf++], "protocol", fr_protocol_name(proto));
+    n += set_field(&f[nf++], "model", call->model);
+    n += set_field(&f[nf++], "system", call->system);
+    n += set_field(&f[nf++], "prompt", call->prompt);
+    n += set_field(&f[nf++], "max_tokens",
+                   decimal(max_tokens + sizeof max_tokens - 1, call->max_tokens));
+    n += set_field(&f[nf++], "temperature", temperature);
+    n += set_field(&f[nf++], "seed",
+                   call->has_seed ? decimal(seed + sizeof seed - 1, call->seed) : NULL);
+    n += set_field(&f[nf++], "schema", schema);
+    if (tools)
+        n += set_field(&f[nf++], "tools", tools);
+    /* FNV-1a twice with different offsets, for a 128-bit key; the second's
+     * offset holds the text's length. Not a defence against a forger: the
+     * cache is the user's own. */
+    uint64_t h[2] = {FR_FNV1A64_BASIS, 0x84222325cbf29ce4ULL ^ (uint64_t)n};
+    for (size_t i = 0; i < nf; i++) {
+        fr_fnv1a64_pair(f[i].name, f[i].name_len, h);
+        fr_fnv1a64_pair(f[i].num_at, (size_t)(f[i].num + sizeof f[i].num - f[i].num_at), h);
+        fr_fnv1a64_pair(f[i].value, f[i].len, h);
+        fr_fnv1a64_pair(";", 1, h);
     }
-    const char *text = fr_buf_str(&b);
-    size_t n = b.len;
-    uint64_t a = fnv1a(text, n, 0xcbf29ce484222325ULL);
-    uint64_t h = fnv1a(text, n, 0x84222325cbf29ce4ULL ^ (uint64_t)n);
-    fr_buf_close(&b);
+    free(schema);
+    free(tools);
     char *key = fr_xmalloc(33); /* "%016llx%016llx", without printf */
     for (int i = 0; i < 16; i++) {
-        key[15 - i] = "0123456789abcdef"[(a >> (4 * i)) & 15];
-        key[31 - i] = "0123456789abcdef"[(h >> (4 * i)) & 15];
+        key[15 - i] = "0123456789abcdef"[(h[0] >> (4 * i)) & 15];
+        key[31 - i] = "0123456789abcdef"[(h[1] >> (4 * i)) & 15];
     }
     key[32] = '\0';
     return key;

@@ -69,6 +69,26 @@ static void test_cache_keys_unchanged(void **state)
     k = fr_cache_key("", "t", "e", FR_PROTO_ANTHROPIC, &call);
     assert_string_equal(k, "2ef10fd108fab73f885b69a3a2c9523f");
     free(k);
+    /* With tools, a negative seed, a prompt of 10,000 bytes (a length of
+     * five digits) and high bytes, as the key was before it hashed its
+     * fields without joining them first. */
+    char *big = malloc(10001);
+    for (size_t i = 0; i < 10000; i++)
+        big[i] = (char)(i % 7 == 0 ? 0xc3 : 'a' + i % 26);
+    big[10000] = '\0';
+    json_t *tools = json_pack("[{s:s, s:s}]", "name", "grep", "description", "search files");
+    call = (fr_call){.model = "m",
+                     .prompt = big,
+                     .max_tokens = -1,
+                     .temperature = 1e-300,
+                     .seed = -42,
+                     .has_seed = true,
+                     .tools = tools};
+    k = fr_cache_key("w", "t", "e", FR_PROTO_OLLAMA, &call);
+    assert_string_equal(k, "049ef9500f2a764cba09704fda11f104");
+    free(k);
+    free(big);
+    json_decref(tools);
     json_decref(schema);
 }
 
