@@ -126,6 +126,11 @@ int fr_sse_feed(fr_sse *s, const void *p, size_t len)
 {
     const char *c = p;
     const char *end = c + len;
+    /* Lines are found with memchr rather than byte by byte: the next LF at
+     * or after `c` (or `end` when there is none), then a CR before it. The
+     * LF is looked up again only once `c` has passed it, so a stream of
+     * CR-only lines is still read in one pass. */
+    const char *lf = NULL;
     while (s->rc == FR_OK && c < end) {
         if (s->after_cr) {
             s->after_cr = false;
@@ -134,9 +139,14 @@ int fr_sse_feed(fr_sse *s, const void *p, size_t len)
                 continue;
             }
         }
-        const char *stop = c;
-        while (stop < end && *stop != '\n' && *stop != '\r')
-            stop++;
+        if (!lf || lf < c) {
+            lf = memchr(c, '\n', (size_t)(end - c));
+            if (!lf)
+                lf = end;
+        }
+        const char *stop = memchr(c, '\r', (size_t)(lf - c));
+        if (!stop)
+            stop = lf;
         size_t n = (size_t)(stop - c);
         if (n > 0) {
             /* The cap counts the pending data plus the line being read, so

@@ -1,5 +1,6 @@
 #include "engine/util/jscan.h"
 
+#include <stdint.h>
 #include <string.h>
 
 /* The longest number text taken on: beyond it jansson might overflow. */
@@ -12,8 +13,12 @@ static bool go_bad(fr_jscan *s)
     return false;
 }
 
-static void skip_ws(fr_jscan *s)
+static inline void skip_ws(fr_jscan *s)
 {
+    /* Compact JSON (what servers stream) has no whitespace between tokens:
+     * one test settles the common case. */
+    if (s->p < s->end && (unsigned char)*s->p > ' ')
+        return;
     while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r'))
         s->p++;
 }
@@ -82,55 +87,113 @@ static size_t utf8_len(const unsigned char *p, size_t left)
     return n;
 }
 
-/* Reads a string whose opening quote is behind the cursor into *v. */
-static bool read_string(fr_jscan *s, fr_jval *v)
+/* Whether a string may hold `c` as it is: printable ASCII but '"' (the end)
+ * and '\\' (an escape). Control bytes go bad; bytes >= 0x80 start a UTF-8
+ * sequence, checked whole. */
+static bool plain_byte(unsigned char c)
 {
-    const char *start = s->p;
-    v->escaped = false;
-    while (s->p < s->end) {
-        unsigned char c = (unsigned char)*s->p;
-        if (c == '"') {
-            v->kind = FR_JSTRING;
-            v->s = start;
-            v->n = (size_t)(s->p - start);
-            s->p++;
-            return true;
-        }
+    return c >= 0x20 && c < 0x80 && c != '"' && c != '\\';
+}
+
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define PLAIN_BY_WORD 1
+/* Bit 7 of a byte of the result is set where `w` (8 bytes, the first one
+ * lowest) holds a byte that is not plain: '"', '\\', below 0x20 (the
+ * subtraction wraps), or at or above 0x80. A borrow or carry can only flag
+ * bytes above a flagged one, so the lowest flag is exact. */
+static uint64_t not_plain8(uint64_t w)
+{
+    const uint64_t ones = 0x0101010101010101u;
+    uint64_t q = w ^ (ones * '"'), b = w ^ (ones * '\\');
+    return (((q - ones) & ~q) | ((b - ones) & ~b) | (w - ones * 0x20) | w) & (ones * 0x80);
+}
+#endif
+
+/* The first byte at or after `p` (before `end`) that is not plain, or end.
+ * Stream events are mostly plain strings: on a little-endian machine with
+ * GCC's builtins (all we build on) eight bytes are tested at a time. */
+static inline const char *plain_run(const char *p, const char *end)
+{
+#ifdef PLAIN_BY_WORD
+    for (; end - p >= 8; p += 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        uint64_t m = not_plain8(w);
+        if (m)
+            return p + __builtin_ctzll(m) / 8;
+    }
+#endif
+    while (p < end && plain_byte((unsigned char)*p))
+        p++;
+    return p;
+}
+
+/* Ends the string `v` at the closing quote `p`. */
+static bool end_string(fr_jscan *s, fr_jval *v, const char *start, const char *p)
+{
+    v->kind = FR_JSTRING;
+    v->s = start;
+    v->n = (size_t)(p - start);
+    s->p = p + 1;
+    return true;
+}
+
+/* Reads on from `p`, the first byte that is not plain, of the string that
+ * starts at `start`: checks each such byte as jansson does, and passes the
+ * runs of plain ones between them. */
+static bool read_string_rest(fr_jscan *s, fr_jval *v, const char *start, const char *p)
+{
+    const char *end = s->end;
+    for (;;) {
+        if (p >= end)
+            return go_bad(s);
+        unsigned char c = (unsigned char)*p;
+        if (c == '"')
+            return end_string(s, v, start, p);
         if (c < 0x20)
             return go_bad(s);
         if (c == '\\') {
             v->escaped = true;
-            if (s->end - s->p < 2)
+            if (end - p < 2)
                 return go_bad(s);
-            c = (unsigned char)s->p[1];
+            c = (unsigned char)p[1];
             if (c != 'u') {
                 if (!strchr("\"\\/bfnrt", c) || c == '\0')
                     return go_bad(s);
-                s->p += 2;
+                p = plain_run(p + 2, end);
                 continue;
             }
             unsigned u, u2;
-            if (s->end - s->p < 6 || !hex4(s->p + 2, &u) || u == 0 || (u >= 0xDC00 && u <= 0xDFFF))
+            if (end - p < 6 || !hex4(p + 2, &u) || u == 0 || (u >= 0xDC00 && u <= 0xDFFF))
                 return go_bad(s);
-            s->p += 6;
+            p += 6;
             if (u >= 0xD800 && u <= 0xDBFF) {
-                if (s->end - s->p < 6 || s->p[0] != '\\' || s->p[1] != 'u' ||
-                    !hex4(s->p + 2, &u2) || u2 < 0xDC00 || u2 > 0xDFFF)
+                if (end - p < 6 || p[0] != '\\' || p[1] != 'u' || !hex4(p + 2, &u2) ||
+                    u2 < 0xDC00 || u2 > 0xDFFF)
                     return go_bad(s);
-                s->p += 6;
+                p += 6;
             }
+            p = plain_run(p, end);
             continue;
         }
-        if (c >= 0x80) {
-            size_t n = utf8_len((const unsigned char *)s->p, (size_t)(s->end - s->p));
-            if (!n)
-                return go_bad(s);
-            s->p += n;
-            continue;
-        }
-        s->p++;
+        /* c >= 0x80 */
+        size_t n = utf8_len((const unsigned char *)p, (size_t)(end - p));
+        if (!n)
+            return go_bad(s);
+        p = plain_run(p + n, end);
     }
-    return go_bad(s);
+}
+
+/* Reads a string whose opening quote is behind the cursor into *v. Inline,
+ * and apart from the rest: most strings are plain bytes to their quote,
+ * and that case needs no registers saved for escapes and UTF-8. */
+static inline bool read_string(fr_jscan *s, fr_jval *v)
+{
+    const char *start = s->p, *p = plain_run(s->p, s->end);
+    v->escaped = false;
+    if (p < s->end && *p == '"')
+        return end_string(s, v, start, p);
+    return read_string_rest(s, v, start, p);
 }
 
 static bool is_digit(const char *p, const char *end)
@@ -346,16 +409,6 @@ bool fr_jscan_done(fr_jscan *s)
 {
     skip_ws(s);
     return !s->bad && s->top && s->depth == 0 && s->p == s->end;
-}
-
-bool fr_jscan_is(const fr_jval *v, const char *lit)
-{
-    if (v->kind != FR_JSTRING || v->escaped)
-        return false; /* an escaped string is never compared: keys with escapes go bad */
-    if (v->n == 0 || v->s[0] != lit[0]) /* most keys differ at once */
-        return v->n == 0 && lit[0] == '\0';
-    size_t n = strlen(lit);
-    return v->n == n && memcmp(v->s, lit, n) == 0;
 }
 
 /* Writes code point `u` as UTF-8 at `out`; returns the bytes written. */
