@@ -713,6 +713,15 @@ static void with_string(fr_reader *rd, const fr_jval *v, void (*use)(fr_reader *
     fr_jtext_close(&t);
 }
 
+/* Whether `v` (borrowed) is the model the reader holds already (every chunk
+ * names it): then fr_reader_model would keep its copy, and the string need
+ * not be decoded to learn that. */
+static bool same_model(const fr_reader *rd, const fr_jval *v)
+{
+    return rd->model && v->kind == FR_JSTRING && !v->escaped && strlen(rd->model) == v->n &&
+           memcmp(rd->model, v->s, v->n) == 0;
+}
+
 /* Applies a scanned chunk as the tree code would: read_extras (no tool
  * calls here), the text, then read_common. */
 static int apply_chunk(oai *o, const scan_chunk *c)
@@ -732,7 +741,8 @@ static int apply_chunk(oai *o, const scan_chunk *c)
         if (arc != FR_OK)
             return fail(o, arc, msg, false);
     }
-    with_string(rd, &c->model, fr_reader_model);
+    if (!same_model(rd, &c->model))
+        with_string(rd, &c->model, fr_reader_model);
     const scan_usage *u = c->usage.object ? &c->usage : c->groq.object ? &c->groq : NULL;
     if (u) {
         rd->usage.input = u->input;

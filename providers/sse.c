@@ -126,11 +126,12 @@ int fr_sse_feed(fr_sse *s, const void *p, size_t len)
 {
     const char *c = p;
     const char *end = c + len;
-    /* Lines are found with memchr rather than byte by byte: the next LF at
-     * or after `c` (or `end` when there is none), then a CR before it. The
-     * LF is looked up again only once `c` has passed it, so a stream of
-     * CR-only lines is still read in one pass. */
-    const char *lf = NULL;
+    /* Lines are found with memchr rather than byte by byte: the next LF and
+     * the next CR at or after `c` (`end` when there is none); a line ends at
+     * the nearer. Each is looked up again only once `c` has passed it, so
+     * the chunk is read about twice whatever its line ends (most streams
+     * have no CR at all: one lookup for the whole chunk). */
+    const char *lf = NULL, *cr = NULL;
     while (s->rc == FR_OK && c < end) {
         if (s->after_cr) {
             s->after_cr = false;
@@ -144,9 +145,12 @@ int fr_sse_feed(fr_sse *s, const void *p, size_t len)
             if (!lf)
                 lf = end;
         }
-        const char *stop = memchr(c, '\r', (size_t)(lf - c));
-        if (!stop)
-            stop = lf;
+        if (!cr || cr < c) {
+            cr = memchr(c, '\r', (size_t)(end - c));
+            if (!cr)
+                cr = end;
+        }
+        const char *stop = cr < lf ? cr : lf;
         size_t n = (size_t)(stop - c);
         if (n > 0) {
             /* The cap counts the pending data plus the line being read, so

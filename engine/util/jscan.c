@@ -210,13 +210,15 @@ static bool read_number(fr_jscan *s, fr_jval *v)
         p++;
     if (!is_digit(p, end))
         return go_bad(s);
+    const char *digits = p;
+    unsigned long long x = 0; /* wraps past 20 digits, but then it is not used */
     if (*p == '0') {
         p++;
         if (is_digit(p, end))
             return go_bad(s);
     } else {
         while (is_digit(p, end))
-            p++;
+            x = x * 10 + (unsigned)(*p++ - '0');
     }
     const char *int_end = p;
     bool real = false;
@@ -250,14 +252,10 @@ static bool read_number(fr_jscan *s, fr_jval *v)
         v->kind = FR_JREAL;
         return true;
     }
-    const char *d = neg ? start + 1 : start;
-    if (int_end - d > 18)
+    if (int_end - digits > 18)
         return go_bad(s); /* jansson may take it or call it too big: not ours to say */
-    long long x = 0;
-    for (; d < int_end; d++)
-        x = x * 10 + (*d - '0');
     v->kind = FR_JINT;
-    v->i = neg ? -x : x;
+    v->i = neg ? -(long long)x : (long long)x;
     return true;
 }
 
@@ -389,7 +387,7 @@ bool fr_jscan_element(fr_jscan *s)
     return true;
 }
 
-void fr_jscan_skip(fr_jscan *s, const fr_jval *v)
+void fr_jscan_skip_container(fr_jscan *s, const fr_jval *v)
 {
     fr_jval k, x;
     if (v->kind == FR_JOBJECT) {

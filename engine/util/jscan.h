@@ -80,9 +80,18 @@ bool fr_jscan_member(fr_jscan *s, fr_jval *key);
  * scan is bad. */
 bool fr_jscan_element(fr_jscan *s);
 
+/* Skips what remains of the object or array `v` (borrowed) just opened,
+ * checked to its end; nothing for a scalar. Callers use fr_jscan_skip. */
+void fr_jscan_skip_container(fr_jscan *s, const fr_jval *v);
+
 /* Skips what remains of the value `v` (borrowed) just read: the rest of an
- * object or an array, checked to its end; nothing for a scalar. */
-void fr_jscan_skip(fr_jscan *s, const fr_jval *v);
+ * object or an array, checked to its end; nothing for a scalar. Inline:
+ * most values skipped are scalars, and then it costs no call. */
+static inline void fr_jscan_skip(fr_jscan *s, const fr_jval *v)
+{
+    if (v->kind == FR_JOBJECT || v->kind == FR_JARRAY)
+        fr_jscan_skip_container(s, v);
+}
 
 /* Returns true when the scan ended well: the top value read, nothing but
  * whitespace after it, never bad. */
