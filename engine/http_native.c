@@ -964,8 +964,20 @@ static void build_request(nat_xfer *x, const nat_url *u, const fr_request *req, 
         memcpy(w, json, sizeof json - 1);
         w += sizeof json - 1;
     }
-    if (!cl)
-        w += sprintf(w, "Content-Length: %zu\r\n", body_len);
+    if (!cl) {
+        /* As sprintf's "Content-Length: %zu\r\n", without printf per request. */
+        char num[24], *d = num + sizeof num;
+        size_t v = body_len;
+        do
+            *--d = (char)('0' + v % 10);
+        while ((v /= 10) != 0);
+        memcpy(w, "Content-Length: ", 16);
+        w += 16;
+        memcpy(w, d, (size_t)(num + sizeof num - d));
+        w += num + sizeof num - d;
+        *w++ = '\r';
+        *w++ = '\n';
+    }
     *w++ = '\r';
     *w++ = '\n';
     x->head_len = (size_t)(w - p);
@@ -1023,8 +1035,11 @@ int fr_nat_submit(fr_http *h, const fr_request *req, const fr_http_opts *opts,
     x->dl.total_ms = opts->total_timeout_ms;
     if (opts->capture_header)
         x->capture = fr_xstrndup(opts->capture_header, strnlen(opts->capture_header, 63));
-    char method[16];
-    snprintf(method, sizeof method, "%s", opts->method ? opts->method : "POST");
+    char method[16]; /* cut to 15 bytes, as snprintf(method, 16, "%s", ...) would */
+    const char *m = opts->method ? opts->method : "POST";
+    size_t mlen = strnlen(m, sizeof method - 1);
+    memcpy(method, m, mlen);
+    method[mlen] = '\0';
     x->head_request = strcasecmp(method, "HEAD") == 0;
     build_request(x, u, req, method);
 
