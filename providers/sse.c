@@ -62,8 +62,10 @@ static bool all_digits(const char *v, size_t n)
     return true;
 }
 
-/* Interprets one complete line (without its terminator). */
-static int process_line(fr_sse *s, const char *line, size_t n)
+/* Interprets one complete line (without its terminator). `lf_after`: the
+ * byte at line[n] is the LF that ended it, so a data line's value and the
+ * "\n" that follows it in the event are copied in one piece. */
+static int process_line(fr_sse *s, const char *line, size_t n, bool lf_after)
 {
     if (s->first_line) {
         s->first_line = false;
@@ -88,8 +90,12 @@ static int process_line(fr_sse *s, const char *line, size_t n)
 
     if (flen == 4 && memcmp(line, "data", 4) == 0) {
         /* Within the cap: fr_sse_feed counted the whole line against it. */
-        fr_buf_append(&s->data, value, vlen);
-        fr_buf_append(&s->data, "\n", 1);
+        if (lf_after) {
+            fr_buf_append(&s->data, value, vlen + 1);
+        } else {
+            fr_buf_append(&s->data, value, vlen);
+            fr_buf_append(&s->data, "\n", 1);
+        }
     } else if (flen == 5 && memcmp(line, "event", 5) == 0) {
         fr_buf_reset(&s->event);
         fr_buf_append(&s->event, value, vlen);
@@ -117,7 +123,7 @@ static int process_line(fr_sse *s, const char *line, size_t n)
 /* Processes the line held in s->line, then empties it. */
 static int end_line(fr_sse *s)
 {
-    int rc = process_line(s, s->line.data ? s->line.data : "", s->line.len);
+    int rc = process_line(s, s->line.data ? s->line.data : "", s->line.len, false);
     fr_buf_reset(&s->line);
     return rc;
 }
@@ -164,7 +170,7 @@ int fr_sse_feed(fr_sse *s, const void *p, size_t len)
                 c = stop;
                 s->after_cr = *c == '\r';
                 c++;
-                s->rc = process_line(s, stop - n, n);
+                s->rc = process_line(s, stop - n, n, *stop == '\n');
                 continue;
             }
             fr_buf_append(&s->line, c, n);

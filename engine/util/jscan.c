@@ -98,14 +98,18 @@ static bool plain_byte(unsigned char c)
 #if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
 #define PLAIN_BY_WORD 1
 /* Bit 7 of a byte of the result is set where `w` (8 bytes, the first one
- * lowest) holds a byte that is not plain: '"', '\\', below 0x20 (the
- * subtraction wraps), or at or above 0x80. A borrow or carry can only flag
- * bytes above a flagged one, so the lowest flag is exact. */
+ * lowest) holds a byte that is not plain, and no other bit: each test works
+ * on the low 7 bits of a byte, where adding 0x7F or 0x60 carries into bit 7
+ * of that byte only (never into the next): t ^ c + 0x7F sets it unless t is
+ * c, t + 0x60 sets it when t >= 0x20; bit 7 of `w` itself marks >= 0x80. */
 static uint64_t not_plain8(uint64_t w)
 {
-    const uint64_t ones = 0x0101010101010101u;
-    uint64_t q = w ^ (ones * '"'), b = w ^ (ones * '\\');
-    return (((q - ones) & ~q) | ((b - ones) & ~b) | (w - ones * 0x20) | w) & (ones * 0x80);
+    const uint64_t ones = 0x0101010101010101u, low7 = ones * 0x7F;
+    uint64_t t = w & low7;
+    uint64_t not_quote = (t ^ (ones * '"')) + low7;
+    uint64_t not_escape = (t ^ (ones * '\\')) + low7;
+    uint64_t not_control = t + ones * 0x60;
+    return ~(not_quote & not_escape & not_control & ~w) & ~low7;
 }
 #endif
 
