@@ -418,10 +418,15 @@ int fr_report_text(const fr_results *r, fr_buf *out, bool compact)
  * 17 digits in both): jansson's JSON_INDENT(2) puts a newline and two
  * spaces a level before each member or element and before the close of a
  * container that has any, ": " after a key, and prints an empty one as {}
- * or []. */
+ * or []. Half of the indented text is that whitespace and most of the rest
+ * is strings, so both go out as spans: an indent of up to 32 spaces is one
+ * fixed-size copy, and a string's bytes are copied 8 at a time while the
+ * same 8 are searched for its end or an escape (a byte per byte copy with a
+ * flush check each cost 7 instructions a byte). */
 
-#define CHUNK (64u << 10) /* bytes gathered before they are written */
-#define SLACK 16u         /* room past CHUNK: a token's few bytes, 8 of an indent */
+#define CHUNK  (64u << 10) /* bytes gathered before they are written */
+#define SLACK  64u         /* room past CHUNK: what one token puts (a run of 32, an indent) */
+#define INDENT 32u         /* the widest indent written by one copy */
 
 typedef struct sink {
     FILE *f;
@@ -430,8 +435,8 @@ typedef struct sink {
 } sink;
 
 /* Writes out the bytes gathered before `o` and returns where the next one
- * goes: the buffer's start. Every write below checks o against CHUNK first
- * and puts at most SLACK bytes past it. */
+ * goes: the buffer's start. Every token below starts below CHUNK and puts
+ * at most SLACK bytes past it, or flushes on the way. */
 static char *sink_flush(sink *k, char *o)
 {
     size_t n = (size_t)(o - k->buf);
@@ -439,20 +444,31 @@ static char *sink_flush(sink *k, char *o)
     return k->buf;
 }
 
-/* A newline and the indent of `depth` levels at `o` (at most 2 bytes past
- * CHUNK); returns what follows. */
-static char *newline(sink *k, char *o, size_t depth)
+/* newline's way for an indent past INDENT: piece by piece, flushing. */
+static char *deep_indent(sink *k, char *o, size_t n)
 {
-    *o++ = '\n';
-    for (size_t n = 2 * depth; n;) {
+    while (n) {
         if (o >= k->buf + CHUNK)
             o = sink_flush(k, o);
-        size_t m = n < 8 ? n : 8;
-        memcpy(o, "        ", 8); /* 8 at once; the next byte overwrites the rest */
+        size_t m = n < INDENT ? n : INDENT;
+        memset(o, ' ', m);
         o += m;
         n -= m;
     }
     return o;
+}
+
+/* A newline and the indent of `depth` levels at `o` (below CHUNK + 2);
+ * returns what follows. Inline: it comes with every member. */
+static inline char *newline(sink *k, char *o, size_t depth)
+{
+    static const char spaces[INDENT] = "                                ";
+    size_t n = 2 * depth;
+    *o++ = '\n';
+    if (n > INDENT)
+        return deep_indent(k, o, n);
+    memcpy(o, spaces, INDENT); /* all of it at once; the next bytes overwrite the rest */
+    return o + n;
 }
 
 /* The bytes of compact text that end a run of a number or a word (true,
@@ -461,8 +477,61 @@ enum { T_RUN, T_END, T_STR, T_OPEN, T_CLOSE, T_COMMA, T_COLON };
 static const unsigned char token[256] = {
     [0] = T_END,     ['"'] = T_STR,   ['{'] = T_OPEN,  ['['] = T_OPEN,
     ['}'] = T_CLOSE, [']'] = T_CLOSE, [','] = T_COMMA, [':'] = T_COLON};
-/* The bytes that stop a copy inside a string: its end, an escape, NUL. */
-static const unsigned char str_stop[256] = {[0] = 1, ['"'] = 1, ['\\'] = 1};
+
+#define ONES 0x0101010101010101ull
+/* A mask with the high bit of each byte of `v` equal to `b` (and maybe of
+ * bytes after such a byte, never before: the first set bit is exact). */
+#define BYTES_EQ(v, b) ((((v) ^ (ONES * (b))) - ONES) & ~((v) ^ (ONES * (b))) & (ONES << 7))
+
+/* How many of the 8 bytes of `v` (as read from memory) come before the
+ * first one `m` (BYTES_EQ's) marks; `m` is not 0. */
+static inline size_t first_marked(unsigned long long m)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    return (size_t)__builtin_clzll(m) >> 3;
+#else
+    return (size_t)__builtin_ctzll(m) >> 3;
+#endif
+}
+
+/* Copies a string's bytes from `*pp` (just past its opening quote) to `o`
+ * up to its closing quote, which it copies too, or the text's `end`;
+ * escapes are copied as they are. Returns what follows in the sink. */
+static char *copy_string(sink *k, char *o, const char **pp, const char *end)
+{
+    const char *p = *pp;
+    for (;;) {
+        if (o >= k->buf + CHUNK)
+            o = sink_flush(k, o);
+        if (end - p >= 8) {
+            unsigned long long v;
+            memcpy(&v, p, 8);
+            memcpy(o, &v, 8); /* all 8; the next bytes overwrite what is past the end */
+            unsigned long long m = BYTES_EQ(v, '"') | BYTES_EQ(v, '\\');
+            if (!m) {
+                o += 8;
+                p += 8;
+                continue;
+            }
+            size_t n = first_marked(m);
+            o += n;
+            p += n;
+        } else {
+            while (p < end && *p != '"' && *p != '\\')
+                *o++ = *p++; /* under 8 bytes: within SLACK */
+            if (p == end)
+                break;
+        }
+        /* At the closing quote, or an escape and the byte it escapes. */
+        *o++ = *p++;
+        if (p[-1] == '"')
+            break;
+        if (p < end)
+            *o++ = *p++;
+    }
+    *pp = p;
+    return o;
+}
 
 int fr_report_print_text(const char *compact, FILE *f)
 {
@@ -471,48 +540,44 @@ int fr_report_print_text(const char *compact, FILE *f)
     k->ok = true;
     char *o = k->buf, *const full = k->buf + CHUNK;
     size_t depth = 0;
-    const unsigned char *p = (const unsigned char *)compact;
+    const char *p = compact, *const end = compact + strlen(compact);
     for (;;) {
-        unsigned char c = *p;
-        /* A number, true, false, null, the final newline: copied as read. */
-        for (; token[c] == T_RUN; c = *++p) {
-            if (o >= full)
-                o = sink_flush(k, o);
-            *o++ = (char)c;
-        }
-        p++;
         if (o >= full)
             o = sink_flush(k, o);
+        unsigned char c = (unsigned char)*p++;
         switch (token[c]) {
+        case T_RUN: { /* a number, true, false, null, the final newline */
+            const char *s = p - 1;
+            while (token[(unsigned char)*p] == T_RUN)
+                p++;
+            size_t n = (size_t)(p - s);
+            if (n <= 32 && end - s >= 32) {
+                memcpy(o, s, 32); /* one fixed copy; the next bytes overwrite the rest */
+                o += n;
+            } else {
+                for (; s < p; s++) {
+                    if (o >= full)
+                        o = sink_flush(k, o);
+                    *o++ = *s;
+                }
+            }
+            break;
+        }
         case T_END:
             goto done;
         case T_STR:
             *o++ = '"';
-            for (;;) {
-                if (o >= full)
-                    o = sink_flush(k, o);
-                c = *p;
-                if (!str_stop[c]) {
-                    *o++ = (char)c;
-                    p++;
-                } else if (c == '\\') { /* the escape and the byte it escapes */
-                    *o++ = '\\';
-                    p++;
-                    if (*p)
-                        *o++ = (char)*p++;
-                } else {
-                    break;
-                }
-            }
-            if (*p == '"') {
-                *o++ = '"';
+            o = copy_string(k, o, &p, end);
+            if (*p == ':') { /* a key: its colon now, not another turn */
                 p++;
+                *o++ = ':';
+                *o++ = ' ';
             }
             break;
         case T_OPEN:
             *o++ = (char)c;
             if (*p == (c == '{' ? '}' : ']'))
-                *o++ = (char)*p++;
+                *o++ = *p++;
             else
                 o = newline(k, o, ++depth);
             break;
