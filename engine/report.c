@@ -3,12 +3,14 @@
 #include "engine/budget.h"
 
 #include "engine/util/err.h"
+#include "engine/util/fixed.h"
 #include "engine/util/jsonw.h"
 #include "engine/util/mem.h"
 #include "engine/util/money.h"
 #include "engine/util/redact.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,22 +20,22 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* The q-quantile (0..1) of the successful tasks' latencies, -1 if none. */
-static double latency_quantile(const fr_results *r, double q)
+/* The median and the 95th percentile of the successful tasks' latencies
+ * into *p50 and *p95, -1 if none: one sort for both. */
+static void latency_quantiles(const fr_results *r, double *p50, double *p95)
 {
     size_t n = 0;
     double *v = fr_xmalloc((r->wf->ntasks ? r->wf->ntasks : 1) * sizeof *v);
     for (size_t t = 0; t < r->wf->ntasks; t++)
         if (r->tasks[t].state == FR_TASK_OK && r->tasks[t].endpoint >= 0)
             v[n++] = r->tasks[t].latency_ms;
-    double out = -1;
+    *p50 = *p95 = -1;
     if (n) {
         qsort(v, n, sizeof *v, cmp_double);
-        size_t i = (size_t)(q * (double)(n - 1) + 0.5);
-        out = v[i];
+        *p50 = v[(size_t)(0.5 * (double)(n - 1) + 0.5)];
+        *p95 = v[(size_t)(0.95 * (double)(n - 1) + 0.5)];
     }
     free(v);
-    return out;
 }
 
 typedef struct totals {
@@ -372,7 +374,8 @@ int fr_report_text(const fr_results *r, fr_buf *out, bool compact)
     fr_jsonw_real_or_null(w, "savings_pct", 100.0 * (tt.baseline_cost - tt.cost) / tt.baseline_cost,
                           has_base && tt.baseline_cost > 0);
     fr_jsonw_real(w, "local_token_share", tt.local_share);
-    double p50 = latency_quantile(r, 0.5), p95 = latency_quantile(r, 0.95);
+    double p50, p95;
+    latency_quantiles(r, &p50, &p95);
     if (!isinf(p50) && !isinf(p95)) { /* json_pack refused an infinite real */
         fr_jsonw_object(w, "latency_ms");
         fr_jsonw_real_or_null(w, "p50", p50, p50 >= 0);
@@ -628,12 +631,22 @@ int fr_report_reindent(const char *text, fr_buf *out)
     return rc;
 }
 
+/* `ms` as a person reads it into `buf` (`n` bytes, at least FR_FIXED_LEN):
+ * "-" when negative, "%.0fms" below a second, else "%.2fs" of seconds;
+ * fr_fixed writes the number (a table row's printf cost more than the rest
+ * of its row), snprintf what it leaves. */
 static void fmt_ms(char *buf, size_t n, double ms)
 {
+    size_t k;
     if (ms < 0)
         snprintf(buf, n, "-");
-    else if (ms < 1000)
-        snprintf(buf, n, "%.0fms", ms);
+    else if (ms < 1000) {
+        if ((k = fr_fixed(buf, ms, 0)) != 0 && k + 3 <= n)
+            memcpy(buf + k, "ms", 3);
+        else
+            snprintf(buf, n, "%.0fms", ms);
+    } else if ((k = fr_fixed(buf, ms / 1000, 2)) != 0 && k + 2 <= n)
+        memcpy(buf + k, "s", 2);
     else
         snprintf(buf, n, "%.2fs", ms / 1000);
 }
@@ -689,7 +702,30 @@ typedef struct hues {
     const char *bold, *red, *green, *off;
 } hues;
 
-/* One row of the summary's table: task `t`, its name cut to `w`. */
+/* Puts at `o` what printf's "%-W.Ps" (`left`) or "%W.Ps" puts for `s`: at
+ * most `prec` of its bytes, padded with spaces to `width`; returns what
+ * follows. The caller made room for max(width, strlen(s)) bytes. */
+static char *pad(char *o, const char *s, size_t width, size_t prec, bool left)
+{
+    size_t n = strnlen(s, prec), fill = n < width ? width - n : 0;
+    if (!left) {
+        memset(o, ' ', fill);
+        o += fill;
+    }
+    memcpy(o, s, n);
+    o += n;
+    if (left) {
+        memset(o, ' ', fill);
+        o += fill;
+    }
+    return o;
+}
+
+/* One row of the summary's table: task `t`, its name cut to `w`. The row is
+ * put together in a buffer and written at once: the bytes of
+ *   "%-*.*s  %s%-9s%s %-16.16s %-5s %3d %9s %15s %10s\n"
+ * (fprintf of that format was most of the summary's cost), through fprintf
+ * itself when its strings would not fit the buffer. */
 static void summary_row(const fr_results *r, size_t t, FILE *f, size_t w, hues c)
 {
     const fr_task_result *tr = &r->tasks[t];
@@ -697,15 +733,51 @@ static void summary_row(const fr_results *r, size_t t, FILE *f, size_t w, hues c
     bool ok = st == FR_TASK_OK;
     const fr_endpoint_spec *e = tr->endpoint >= 0 ? &r->wf->endpoints[tr->endpoint] : NULL;
     const char *hue = ok ? c.green : tr->decided ? "" : c.red; /* a decided skip is no error */
-    char lat[32], tokens[48], cost[FR_USD_LEN];
+    char lat[FR_FIXED_LEN], tokens[2 * FR_FIXED_LEN], cost[FR_USD_LEN], att[FR_FIXED_LEN];
     bool sent = ok && tr->endpoint >= 0; /* a fan-out sends nothing itself */
     fmt_ms(lat, sizeof lat, sent ? tr->latency_ms : -1);
-    snprintf(tokens, sizeof tokens, sent ? "%ld/%ld%s" : "-", tr->usage.input, tr->usage.output,
-             tr->usage.estimated ? "~" : "");
-    fprintf(f, "%-*.*s  %s%-9s%s %-16.16s %-5s %3d %9s %15s %10s\n", (int)w, (int)w,
-            r->wf->tasks[t].name, hue, fr_task_state_name(st), c.off, e ? e->name : "-",
-            e ? fr_tier_name(e->tier) : "-", tr->attempts, lat, tokens,
-            fr_usd_cost(cost, tr->cost));
+    if (sent) { /* "%ld/%ld%s" */
+        size_t k = fr_fixed_int(tokens, tr->usage.input);
+        tokens[k++] = '/';
+        k += fr_fixed_int(tokens + k, tr->usage.output);
+        if (tr->usage.estimated)
+            tokens[k++] = '~';
+        tokens[k] = '\0';
+    } else {
+        memcpy(tokens, "-", 2);
+    }
+    fr_fixed_int(att, tr->attempts);
+    const char *name = r->wf->tasks[t].name, *state = fr_task_state_name(st);
+    const char *ep = e ? e->name : "-", *tier = e ? fr_tier_name(e->tier) : "-";
+    fr_usd_cost(cost, tr->cost);
+    char row[512];
+    size_t most = w + 2 + strlen(hue) + strlen(state) + 9 + strlen(c.off) + 17 + strlen(tier) + 5 +
+                  strlen(att) + 3 + sizeof lat + sizeof tokens + sizeof cost + 40;
+    if (most > sizeof row) {
+        fprintf(f, "%-*.*s  %s%-9s%s %-16.16s %-5s %3s %9s %15s %10s\n", (int)w, (int)w, name, hue,
+                state, c.off, ep, tier, att, lat, tokens, cost);
+        return;
+    }
+    char *o = pad(row, name, w, w, true);
+    *o++ = ' ';
+    *o++ = ' ';
+    o = pad(o, hue, 0, SIZE_MAX, true);
+    o = pad(o, state, 9, SIZE_MAX, true);
+    o = pad(o, c.off, 0, SIZE_MAX, true);
+    *o++ = ' ';
+    o = pad(o, ep, 16, 16, true);
+    *o++ = ' ';
+    o = pad(o, tier, 5, SIZE_MAX, true);
+    *o++ = ' ';
+    o = pad(o, att, 3, SIZE_MAX, false);
+    *o++ = ' ';
+    o = pad(o, lat, 9, SIZE_MAX, false);
+    *o++ = ' ';
+    o = pad(o, tokens, 15, SIZE_MAX, false);
+    *o++ = ' ';
+    o = pad(o, cost, 10, SIZE_MAX, false);
+    *o++ = '\n';
+    fwrite(row, 1, (size_t)(o - row), f);
 }
 
 void fr_report_summary(const fr_results *r, FILE *f, bool color)
@@ -780,8 +852,10 @@ void fr_report_summary(const fr_results *r, FILE *f, bool color)
     char mk[32], cp[32], p50s[32], p95s[32];
     fmt_ms(mk, sizeof mk, tt.makespan_ms);
     fmt_ms(cp, sizeof cp, tt.critical_ms);
-    fmt_ms(p50s, sizeof p50s, latency_quantile(r, 0.5));
-    fmt_ms(p95s, sizeof p95s, latency_quantile(r, 0.95));
+    double p50, p95;
+    latency_quantiles(r, &p50, &p95);
+    fmt_ms(p50s, sizeof p50s, p50);
+    fmt_ms(p95s, sizeof p95s, p95);
     fprintf(f, "\n%sdone %zu/%zu%s  makespan %s (critical path %s)  latency p50 %s p95 %s\n", bold,
             tt.ok, r->wf->ntasks, off, mk, cp, p50s, p95s);
     char spent[FR_USD_LEN], cap[FR_USD_LEN], base[FR_USD_LEN];

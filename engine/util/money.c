@@ -1,5 +1,7 @@
 #include "engine/util/money.h"
 
+#include "engine/util/fixed.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,8 +22,18 @@ char *fr_usd_cost(char buf[FR_USD_LEN], double usd)
         snprintf(buf, FR_USD_LEN, "$0");
         return buf;
     }
-    if (a >= 0.01) {
-        snprintf(buf, FR_USD_LEN, "%s$%.4f", sign, a);
+    if (a >= 0.01) { /* "%s$%.4f", its number without printf when fr_fixed can */
+        char num[FR_FIXED_LEN];
+        size_t n = fr_fixed(num, a, 4);
+        if (n && n + 3 <= FR_USD_LEN) {
+            char *o = buf;
+            if (usd < 0)
+                *o++ = '-';
+            *o++ = '$';
+            memcpy(o, num, n + 1);
+        } else {
+            snprintf(buf, FR_USD_LEN, "%s$%.4f", sign, a);
+        }
         return buf;
     }
     int decimals = 3 - (int)floor(log10(a));
