@@ -6,6 +6,7 @@
 
 #include <locale.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -340,12 +341,12 @@ static size_t fixed_g(char *buf, double v, int precision)
     double a = fabs(v);
     if (!(a >= 1e-3 && a < 1e15) || precision < 1 || precision > 17)
         return 0;
-    int x2;
-    double f = frexp(a, &x2); /* a = f * 2^x2, f in [0.5, 1) */
-    unsigned long long m = (unsigned long long)ldexp(f, 53);
-    int e = x2 - 53; /* a = m * 2^e; -63 <= e < 0 in this range */
-    if (e >= 0 || e < -120)
-        return 0;
+    /* a = m * 2^e exactly, read from its bits (a is normal here), and
+     * 2^e2 <= a < 2^(e2+1). */
+    uint64_t bits;
+    memcpy(&bits, &a, sizeof bits);
+    int e2 = (int)(bits >> 52) - 1023, e = e2 - 52; /* -63 <= e < 0 in this range */
+    unsigned long long m = (bits & ((1ull << 52) - 1)) | (1ull << 52);
     static const unsigned long long p10[] = {1ull,
                                              10ull,
                                              100ull,
@@ -366,7 +367,10 @@ static size_t fixed_g(char *buf, double v, int precision)
                                              100000000000000000ull,
                                              1000000000000000000ull,
                                              10000000000000000000ull};
-    int x = (int)floor(log10(a)); /* a guess, checked exactly below */
+    /* floor(log10(a)) or one more: floor((e2 + 1) * log10(2)), 1233 / 4096
+     * being log10(2) close enough for these exponents; checked exactly
+     * below. */
+    int x = ((e2 + 1) * 1233) >> 12;
     u128 den = (u128)1 << -e, q = 0, r = 0;
     for (int tries = 0; tries < 3; tries++) {
         int sc = precision - 1 - x;
@@ -392,12 +396,20 @@ static size_t fixed_g(char *buf, double v, int precision)
     }
     if (x >= precision || x < -4)
         return 0; /* %g would print an exponent */
+    /* The digits two at a time: half the divisions. */
+    static const char pairs[] = "00010203040506070809101112131415161718192021222324"
+                                "25262728293031323334353637383940414243444546474849"
+                                "50515253545556575859606162636465666768697071727374"
+                                "75767778798081828384858687888990919293949596979899";
     char dig[20];
     unsigned long long d = (unsigned long long)q;
-    for (int i = precision - 1; i >= 0; i--) {
-        dig[i] = (char)('0' + d % 10);
-        d /= 10;
+    int left = precision;
+    for (; left >= 2; left -= 2) {
+        memcpy(dig + left - 2, pairs + 2 * (d % 100), 2);
+        d /= 100;
     }
+    if (left == 1)
+        dig[0] = (char)('0' + d);
     int nd = precision; /* %g drops the fraction's trailing zeros */
     while (nd > 0 && nd > x + 1 && dig[nd - 1] == '0')
         nd--;
