@@ -349,9 +349,21 @@ static void w_endpoint(fr_jsonw *w, const fr_results *r, size_t e)
     fr_jsonw_close(w);
 }
 
+/* About the bytes of a task's entry without its output text: a
+ * successful task of one attempt is 880 compact, 1,600 indented. */
+#define TASK_BYTES_COMPACT  1024
+#define TASK_BYTES_INDENTED 2048
+
 int fr_report_text(const fr_results *r, fr_buf *out, bool compact)
 {
     totals tt = compute_totals(r);
+    /* Room for the whole text at once (growth by doubling copied it a
+     * dozen times over); a text that outgrows it grows as before. */
+    size_t room = 4096;
+    for (size_t t = 0; t < r->wf->ntasks; t++)
+        room += (compact ? TASK_BYTES_COMPACT : TASK_BYTES_INDENTED) +
+                (r->tasks[t].reply.text ? strlen(r->tasks[t].reply.text) : 0);
+    fr_buf_reserve(out, room); /* past out's limit: the writer says so */
     fr_jsonw *w = fr_jsonw_new(out);
     if (compact)
         fr_jsonw_compact(w, 17); /* %.17g: every real reads back the same */

@@ -51,6 +51,20 @@ int fr_buf_append(fr_buf *b, const void *p, size_t n)
     return FR_OK;
 }
 
+int fr_buf_reserve(fr_buf *b, size_t extra)
+{
+    if (b->limit && b->len + extra > b->limit)
+        return FR_ETOOBIG;
+    size_t need = b->len + extra + 1;
+    if (need > b->cap) {
+        b->data = fr_xrealloc(b->data, need);
+        if (b->cap == 0)
+            b->data[0] = '\0';
+        b->cap = need;
+    }
+    return FR_OK;
+}
+
 int fr_buf_puts(fr_buf *b, const char *s)
 {
     return fr_buf_append(b, s, strlen(s));

@@ -22,6 +22,11 @@ void fr_buf_reset(fr_buf *b);
 /* Appends `n` bytes of `p` (borrowed). Returns FR_OK, or FR_ETOOBIG when the
  * limit would be passed (the buffer is then unchanged). */
 int fr_buf_append(fr_buf *b, const void *p, size_t n);
+/* Makes room for `extra` more bytes at once, so that appends up to them do
+ * not grow the buffer by doubling (each growth a copy). Returns FR_OK, or
+ * FR_ETOOBIG when the limit would be passed (the buffer is then unchanged;
+ * appends still work up to the limit). */
+int fr_buf_reserve(fr_buf *b, size_t extra);
 /* Appends a NUL-terminated string. Same returns as fr_buf_append. */
 int fr_buf_puts(fr_buf *b, const char *s);
 /* Appends printf-formatted text. Same returns as fr_buf_append. */
