@@ -144,26 +144,26 @@ static void w_redact_errors(fr_jsonw *w, const char *key, const json_t *arr)
 static void w_decisions(fr_jsonw *w, const fr_results *r, const fr_declog *log)
 {
     const fr_decision_cand *cands = fr_declog_cands(log);
-    fr_jsonw_array(w, "decisions");
+    fr_jsonw_array_k(w, FR_JSONW_KEY("decisions"));
     for (size_t i = 0; i < fr_declog_count(log); i++) {
         const fr_decision *d = fr_declog_get(log, i);
         fr_jsonw_object(w, NULL);
-        fr_jsonw_str(w, "policy", d->policy);
-        fr_jsonw_int(w, "version", d->version);
-        fr_jsonw_str(w, "reason", d->reason);
-        fr_jsonw_str(w, "endpoint", r->wf->endpoints[d->endpoint].name);
-        fr_jsonw_int(w, "attempt", d->attempt);
-        fr_jsonw_str_or_null(w, "outcome", d->outcome);
+        fr_jsonw_str_k(w, FR_JSONW_KEY("policy"), d->policy);
+        fr_jsonw_int_k(w, FR_JSONW_KEY("version"), d->version);
+        fr_jsonw_str_k(w, FR_JSONW_KEY("reason"), d->reason);
+        fr_jsonw_str_k(w, FR_JSONW_KEY("endpoint"), r->wf->endpoints[d->endpoint].name);
+        fr_jsonw_int_k(w, FR_JSONW_KEY("attempt"), d->attempt);
+        fr_jsonw_str_or_null_k(w, FR_JSONW_KEY("outcome"), d->outcome);
         if (d->has_candidates) {
-            fr_jsonw_array(w, "candidates");
+            fr_jsonw_array_k(w, FR_JSONW_KEY("candidates"));
             for (size_t c = d->first_cand; c < d->first_cand + d->ncands; c++) {
                 const char *name = r->wf->endpoints[cands[c].endpoint].name;
                 if (!fr_jsonw_str_valid(name) || !isfinite(cands[c].est_cost))
                     continue;
                 fr_jsonw_object(w, NULL);
-                fr_jsonw_str(w, "name", name);
-                fr_jsonw_int(w, "free", cands[c].free);
-                fr_jsonw_real(w, "est_cost", cands[c].est_cost);
+                fr_jsonw_str_k(w, FR_JSONW_KEY("name"), name);
+                fr_jsonw_int_k(w, FR_JSONW_KEY("free"), cands[c].free);
+                fr_jsonw_real_k(w, FR_JSONW_KEY("est_cost"), cands[c].est_cost);
                 fr_jsonw_close(w);
             }
             fr_jsonw_close(w);
@@ -181,28 +181,28 @@ static void w_decisions(fr_jsonw *w, const fr_results *r, const fr_declog *log)
  * error redacted). */
 static void w_attempt_log(fr_jsonw *w, const fr_task_result *tr)
 {
-    fr_jsonw_array(w, "attempt_log");
+    fr_jsonw_array_k(w, FR_JSONW_KEY("attempt_log"));
     for (size_t i = 0; i < tr->nlog; i++) {
         const fr_attempt_entry *a = &tr->log[i];
         fr_jsonw_object(w, NULL);
-        fr_jsonw_int(w, "attempt", a->attempt);
-        fr_jsonw_str(w, "endpoint", a->endpoint);
-        fr_jsonw_real(w, "start_ms", a->start_ms);
-        fr_jsonw_real_or_null(w, "end_ms", a->end_ms, a->ended);
-        fr_jsonw_str_or_null(w, "outcome", a->outcome);
+        fr_jsonw_int_k(w, FR_JSONW_KEY("attempt"), a->attempt);
+        fr_jsonw_str_k(w, FR_JSONW_KEY("endpoint"), a->endpoint);
+        fr_jsonw_real_k(w, FR_JSONW_KEY("start_ms"), a->start_ms);
+        fr_jsonw_real_or_null_k(w, FR_JSONW_KEY("end_ms"), a->end_ms, a->ended);
+        fr_jsonw_str_or_null_k(w, FR_JSONW_KEY("outcome"), a->outcome);
         w_redacted(w, "error", a->error);
-        fr_jsonw_object(w, "tokens");
-        fr_jsonw_int(w, "input", a->usage.input);
-        fr_jsonw_int(w, "output", a->usage.output);
-        fr_jsonw_int(w, "cached", a->usage.cached);
+        fr_jsonw_object_k(w, FR_JSONW_KEY("tokens"));
+        fr_jsonw_int_k(w, FR_JSONW_KEY("input"), a->usage.input);
+        fr_jsonw_int_k(w, FR_JSONW_KEY("output"), a->usage.output);
+        fr_jsonw_int_k(w, FR_JSONW_KEY("cached"), a->usage.cached);
         fr_jsonw_close(w);
-        fr_jsonw_real(w, "cost_usd", a->cost_usd);
-        fr_jsonw_array(w, "turns");
+        fr_jsonw_real_k(w, FR_JSONW_KEY("cost_usd"), a->cost_usd);
+        fr_jsonw_array_k(w, FR_JSONW_KEY("turns"));
         for (size_t k = 0; k < a->nturns; k++) {
             const fr_attempt_turn *turn = fr_results_turn(a, k);
             fr_jsonw_object(w, NULL);
-            fr_jsonw_real(w, "start_ms", turn->start_ms);
-            fr_jsonw_real_or_null(w, "end_ms", turn->end_ms, turn->ended);
+            fr_jsonw_real_k(w, FR_JSONW_KEY("start_ms"), turn->start_ms);
+            fr_jsonw_real_or_null_k(w, FR_JSONW_KEY("end_ms"), turn->end_ms, turn->ended);
             fr_jsonw_close(w);
         }
         fr_jsonw_close(w);
@@ -219,94 +219,97 @@ static void w_task(fr_jsonw *w, const fr_results *r, size_t t)
     bool ok = st == FR_TASK_OK;
     const fr_endpoint_spec *e = tr->endpoint >= 0 ? &r->wf->endpoints[tr->endpoint] : NULL;
     fr_jsonw_object(w, NULL);
-    fr_jsonw_str(w, "name", ts->name);
-    fr_jsonw_str(w, "status", fr_task_state_name(st));
-    fr_jsonw_array(w, "deps");
+    fr_jsonw_str_k(w, FR_JSONW_KEY("name"), ts->name);
+    fr_jsonw_str_k(w, FR_JSONW_KEY("status"), fr_task_state_name(st));
+    fr_jsonw_array_k(w, FR_JSONW_KEY("deps"));
     for (size_t i = 0; i < ts->ndeps; i++)
         fr_jsonw_str(w, NULL, ts->deps[i]);
     fr_jsonw_close(w);
     w_redacted(w, "reason", tr->reason);
-    fr_jsonw_str_or_null(w, "endpoint", e ? e->name : NULL);
-    fr_jsonw_str_or_null(w, "tier", e ? fr_tier_name(e->tier) : NULL);
+    fr_jsonw_str_or_null_k(w, FR_JSONW_KEY("endpoint"), e ? e->name : NULL);
+    fr_jsonw_str_or_null_k(w, FR_JSONW_KEY("tier"), e ? fr_tier_name(e->tier) : NULL);
     const char *model = ok && tr->reply.model ? tr->reply.model
                         : e                   ? r->endpoints[tr->endpoint].model
                                               : NULL;
-    fr_jsonw_str_or_null(w, "model", model);
-    fr_jsonw_int(w, "attempts", tr->attempts);
-    fr_jsonw_bool(w, "cached", tr->cached);
-    fr_jsonw_bool(w, "private", ts->is_private);
-    fr_jsonw_str_or_null(w, "private_from",
-                         ts->private_from >= 0 ? r->wf->tasks[ts->private_from].name : NULL);
-    fr_jsonw_str_or_null(w, "declassified_from",
-                         ts->declassified_from >= 0 ? r->wf->tasks[ts->declassified_from].name
-                                                    : NULL);
-    fr_jsonw_str_or_null(w, "finish", ok && !r->plan ? fr_finish_name(tr->reply.finish) : NULL);
-    fr_jsonw_real_or_null(w, "latency_ms", tr->latency_ms, ok);
-    fr_jsonw_real_or_null(w, "ttft_ms", tr->ttft_ms, ok && tr->ttft_ms >= 0);
-    fr_jsonw_real(w, "cost_usd", tr->cost);
+    fr_jsonw_str_or_null_k(w, FR_JSONW_KEY("model"), model);
+    fr_jsonw_int_k(w, FR_JSONW_KEY("attempts"), tr->attempts);
+    fr_jsonw_bool_k(w, FR_JSONW_KEY("cached"), tr->cached);
+    fr_jsonw_bool_k(w, FR_JSONW_KEY("private"), ts->is_private);
+    fr_jsonw_str_or_null_k(w, FR_JSONW_KEY("private_from"),
+                           ts->private_from >= 0 ? r->wf->tasks[ts->private_from].name : NULL);
+    fr_jsonw_str_or_null_k(w, FR_JSONW_KEY("declassified_from"),
+                           ts->declassified_from >= 0 ? r->wf->tasks[ts->declassified_from].name
+                                                      : NULL);
+    fr_jsonw_str_or_null_k(w, FR_JSONW_KEY("finish"),
+                           ok && !r->plan ? fr_finish_name(tr->reply.finish) : NULL);
+    fr_jsonw_real_or_null_k(w, FR_JSONW_KEY("latency_ms"), tr->latency_ms, ok);
+    fr_jsonw_real_or_null_k(w, FR_JSONW_KEY("ttft_ms"), tr->ttft_ms, ok && tr->ttft_ms >= 0);
+    fr_jsonw_real_k(w, FR_JSONW_KEY("cost_usd"), tr->cost);
     bool base = r->baseline >= 0 && ok;
-    fr_jsonw_real_or_null(w, "baseline_cost_usd",
-                          base ? fr_price_cost(&r->wf->endpoints[r->baseline], &tr->usage) : 0,
-                          base);
-    fr_jsonw_bool(w, "usage_estimated", ok && tr->usage.estimated);
-    fr_jsonw_real_or_null(w, "check_score", tr->check_score, ok && tr->check_score >= 0);
-    fr_jsonw_object(w, "tokens");
-    fr_jsonw_int(w, "input", tr->usage.input);
-    fr_jsonw_int(w, "output", tr->usage.output);
-    fr_jsonw_int(w, "cached", tr->usage.cached);
+    fr_jsonw_real_or_null_k(w, FR_JSONW_KEY("baseline_cost_usd"),
+                            base ? fr_price_cost(&r->wf->endpoints[r->baseline], &tr->usage) : 0,
+                            base);
+    fr_jsonw_bool_k(w, FR_JSONW_KEY("usage_estimated"), ok && tr->usage.estimated);
+    fr_jsonw_real_or_null_k(w, FR_JSONW_KEY("check_score"), tr->check_score,
+                            ok && tr->check_score >= 0);
+    fr_jsonw_object_k(w, FR_JSONW_KEY("tokens"));
+    fr_jsonw_int_k(w, FR_JSONW_KEY("input"), tr->usage.input);
+    fr_jsonw_int_k(w, FR_JSONW_KEY("output"), tr->usage.output);
+    fr_jsonw_int_k(w, FR_JSONW_KEY("cached"), tr->usage.cached);
     fr_jsonw_close(w);
     /* "output" once, where it was first set: a fan-out's and a plan's are
      * null; a success without text (a fan-out's) had none there. */
     bool has_output;
     if (ok && !ts->foreach && !r->plan)
-        has_output = fr_jsonw_str(w, "output", tr->reply.text);
+        has_output = fr_jsonw_str_k(w, FR_JSONW_KEY("output"), tr->reply.text);
     else if ((has_output = !ok || fr_jsonw_str_valid(tr->reply.text)))
-        fr_jsonw_null(w, "output");
+        fr_jsonw_null_k(w, FR_JSONW_KEY("output"));
     if (!fr_jsonw_value(w, "json", ok && tr->reply.json ? tr->reply.json : NULL))
-        fr_jsonw_null(w, "json");
+        fr_jsonw_null_k(w, FR_JSONW_KEY("json"));
     w_decisions(w, r, tr->decisions);
-    fr_jsonw_int(w, "turns", tr->turns);
+    fr_jsonw_int_k(w, FR_JSONW_KEY("turns"), tr->turns);
     w_redact_errors(w, "tool_calls", tr->tool_calls);
     w_attempt_log(w, tr);
     const char *ap = fr_approval_state_name(tr->approval.state);
     const fr_approval *a = &tr->approval;
     if (ap && !r->plan && (!a->by || fr_jsonw_str_valid(a->by)) &&
         (!a->at || fr_jsonw_str_valid(a->at)) && (!a->note || fr_jsonw_str_valid(a->note))) {
-        fr_jsonw_object(w, "approval");
-        fr_jsonw_str(w, "state", ap);
-        fr_jsonw_str_or_null(w, "by", a->by);
-        fr_jsonw_str_or_null(w, "at", a->at);
-        fr_jsonw_str_or_null(w, "note", a->note);
+        fr_jsonw_object_k(w, FR_JSONW_KEY("approval"));
+        fr_jsonw_str_k(w, FR_JSONW_KEY("state"), ap);
+        fr_jsonw_str_or_null_k(w, FR_JSONW_KEY("by"), a->by);
+        fr_jsonw_str_or_null_k(w, FR_JSONW_KEY("at"), a->at);
+        fr_jsonw_str_or_null_k(w, FR_JSONW_KEY("note"), a->note);
         fr_jsonw_close(w);
     }
     if (ts->is_instance) {
-        fr_jsonw_str(w, "instance_of", r->wf->tasks[ts->instance_of].name);
-        fr_jsonw_int(w, "index", (long long)ts->index);
+        fr_jsonw_str_k(w, FR_JSONW_KEY("instance_of"), r->wf->tasks[ts->instance_of].name);
+        fr_jsonw_int_k(w, FR_JSONW_KEY("index"), (long long)ts->index);
     }
     if (ts->foreach) {
-        fr_jsonw_str(w, "foreach", ts->foreach);
-        fr_jsonw_int(w, "instances", (long long)tr->instances);
+        fr_jsonw_str_k(w, FR_JSONW_KEY("foreach"), ts->foreach);
+        fr_jsonw_int_k(w, FR_JSONW_KEY("instances"), (long long)tr->instances);
         if (!has_output)
-            fr_jsonw_null(w, "output");
+            fr_jsonw_null_k(w, FR_JSONW_KEY("output"));
         has_output = true;
         if (r->plan)
-            fr_jsonw_bool(w, "instances_known", ts->plan_items >= 0);
+            fr_jsonw_bool_k(w, FR_JSONW_KEY("instances_known"), ts->plan_items >= 0);
     }
     if (r->plan) {
         /* A plan's estimates: when the task would run and its worst case. */
         if (!has_output)
-            fr_jsonw_null(w, "output");
-        fr_jsonw_int(w, "level", (long long)fr_graph_level(r->g, t));
-        fr_jsonw_real_or_null(w, "start_ms", (double)tr->start_ns / 1e6, ok);
-        fr_jsonw_real_or_null(w, "end_ms", (double)tr->end_ns / 1e6, ok);
-        fr_jsonw_real(w, "worst_cost_usd", tr->worst_cost);
+            fr_jsonw_null_k(w, FR_JSONW_KEY("output"));
+        fr_jsonw_int_k(w, FR_JSONW_KEY("level"), (long long)fr_graph_level(r->g, t));
+        fr_jsonw_real_or_null_k(w, FR_JSONW_KEY("start_ms"), (double)tr->start_ns / 1e6, ok);
+        fr_jsonw_real_or_null_k(w, FR_JSONW_KEY("end_ms"), (double)tr->end_ns / 1e6, ok);
+        fr_jsonw_real_k(w, FR_JSONW_KEY("worst_cost_usd"), tr->worst_cost);
         if (ok) {
-            fr_jsonw_object(w, "estimate");
-            fr_jsonw_str(w, "latency", tr->obs_latency ? "observed" : "default");
-            fr_jsonw_str(w, "output_tokens", tr->obs_output ? "observed" : "default");
+            fr_jsonw_object_k(w, FR_JSONW_KEY("estimate"));
+            fr_jsonw_str_k(w, FR_JSONW_KEY("latency"), tr->obs_latency ? "observed" : "default");
+            fr_jsonw_str_k(w, FR_JSONW_KEY("output_tokens"),
+                           tr->obs_output ? "observed" : "default");
             fr_jsonw_close(w);
         } else {
-            fr_jsonw_null(w, "estimate");
+            fr_jsonw_null_k(w, FR_JSONW_KEY("estimate"));
         }
     }
     fr_jsonw_close(w);
@@ -332,19 +335,19 @@ static void w_endpoint(fr_jsonw *w, const fr_results *r, size_t e)
         (why && !fr_jsonw_str_valid(why)))
         return;
     fr_jsonw_object(w, r->wf->endpoints[e].name);
-    fr_jsonw_str(w, "tier", fr_tier_name(r->wf->endpoints[e].tier));
-    fr_jsonw_int(w, "requests", (long long)er->stats.requests);
-    fr_jsonw_int(w, "failures", (long long)er->stats.failures);
-    fr_jsonw_int(w, "peak_in_flight", er->peak_in_flight);
-    fr_jsonw_int(w, "max_parallel", er->max_parallel);
-    fr_jsonw_int(w, "cooldowns", (long long)er->stats.cooldowns);
-    fr_jsonw_real(w, "cooldown_ms", er->stats.cooldown_ms);
-    fr_jsonw_bool(w, "usable", er->stats.usable);
-    fr_jsonw_str_or_null(w, "disabled_reason", why);
+    fr_jsonw_str_k(w, FR_JSONW_KEY("tier"), fr_tier_name(r->wf->endpoints[e].tier));
+    fr_jsonw_int_k(w, FR_JSONW_KEY("requests"), (long long)er->stats.requests);
+    fr_jsonw_int_k(w, FR_JSONW_KEY("failures"), (long long)er->stats.failures);
+    fr_jsonw_int_k(w, FR_JSONW_KEY("peak_in_flight"), er->peak_in_flight);
+    fr_jsonw_int_k(w, FR_JSONW_KEY("max_parallel"), er->max_parallel);
+    fr_jsonw_int_k(w, FR_JSONW_KEY("cooldowns"), (long long)er->stats.cooldowns);
+    fr_jsonw_real_k(w, FR_JSONW_KEY("cooldown_ms"), er->stats.cooldown_ms);
+    fr_jsonw_bool_k(w, FR_JSONW_KEY("usable"), er->stats.usable);
+    fr_jsonw_str_or_null_k(w, FR_JSONW_KEY("disabled_reason"), why);
     if (er->capacity_waits > 0 && isfinite(er->capacity_wait_ms)) {
         /* Only a shared endpoint whose slots other processes held. */
-        fr_jsonw_int(w, "capacity_waits", er->capacity_waits);
-        fr_jsonw_real(w, "capacity_wait_ms", er->capacity_wait_ms);
+        fr_jsonw_int_k(w, FR_JSONW_KEY("capacity_waits"), er->capacity_waits);
+        fr_jsonw_real_k(w, FR_JSONW_KEY("capacity_wait_ms"), er->capacity_wait_ms);
     }
     fr_jsonw_close(w);
 }
@@ -368,56 +371,59 @@ int fr_report_text(const fr_results *r, fr_buf *out, bool compact)
     if (compact)
         fr_jsonw_compact(w, 17); /* %.17g: every real reads back the same */
     fr_jsonw_object(w, NULL);
-    fr_jsonw_str(w, "run", r->run_id);
-    fr_jsonw_str(w, "workflow", r->wf->name);
-    fr_jsonw_str(w, "status", run_status(r));
-    fr_jsonw_int(w, "exit_code", r->exit_code);
-    fr_jsonw_bool(w, "sim", r->sim);
-    fr_jsonw_str(w, "policy", r->policy);
-    fr_jsonw_str(w, "out_dir", r->out_dir);
-    fr_jsonw_real(w, "makespan_ms", tt.makespan_ms);
-    fr_jsonw_real(w, "critical_path_ms", tt.critical_ms);
-    fr_jsonw_real(w, "cost_usd", tt.cost);
+    fr_jsonw_str_k(w, FR_JSONW_KEY("run"), r->run_id);
+    fr_jsonw_str_k(w, FR_JSONW_KEY("workflow"), r->wf->name);
+    fr_jsonw_str_k(w, FR_JSONW_KEY("status"), run_status(r));
+    fr_jsonw_int_k(w, FR_JSONW_KEY("exit_code"), r->exit_code);
+    fr_jsonw_bool_k(w, FR_JSONW_KEY("sim"), r->sim);
+    fr_jsonw_str_k(w, FR_JSONW_KEY("policy"), r->policy);
+    fr_jsonw_str_k(w, FR_JSONW_KEY("out_dir"), r->out_dir);
+    fr_jsonw_real_k(w, FR_JSONW_KEY("makespan_ms"), tt.makespan_ms);
+    fr_jsonw_real_k(w, FR_JSONW_KEY("critical_path_ms"), tt.critical_ms);
+    fr_jsonw_real_k(w, FR_JSONW_KEY("cost_usd"), tt.cost);
     /* Always present: null when there is no run cap, 0 for a cap of 0. */
-    fr_jsonw_real_or_null(w, "budget_usd", r->budget_usd, r->has_budget);
+    fr_jsonw_real_or_null_k(w, FR_JSONW_KEY("budget_usd"), r->budget_usd, r->has_budget);
     bool has_base = r->baseline >= 0;
-    fr_jsonw_str_or_null(w, "baseline", has_base ? r->wf->endpoints[r->baseline].name : NULL);
-    fr_jsonw_real_or_null(w, "baseline_cost_usd", tt.baseline_cost, has_base);
-    fr_jsonw_real_or_null(w, "savings_pct", 100.0 * (tt.baseline_cost - tt.cost) / tt.baseline_cost,
-                          has_base && tt.baseline_cost > 0);
-    fr_jsonw_real(w, "local_token_share", tt.local_share);
+    fr_jsonw_str_or_null_k(w, FR_JSONW_KEY("baseline"),
+                           has_base ? r->wf->endpoints[r->baseline].name : NULL);
+    fr_jsonw_real_or_null_k(w, FR_JSONW_KEY("baseline_cost_usd"), tt.baseline_cost, has_base);
+    fr_jsonw_real_or_null_k(w, FR_JSONW_KEY("savings_pct"),
+                            100.0 * (tt.baseline_cost - tt.cost) / tt.baseline_cost,
+                            has_base && tt.baseline_cost > 0);
+    fr_jsonw_real_k(w, FR_JSONW_KEY("local_token_share"), tt.local_share);
     double p50, p95;
     latency_quantiles(r, &p50, &p95);
     if (!isinf(p50) && !isinf(p95)) { /* json_pack refused an infinite real */
-        fr_jsonw_object(w, "latency_ms");
-        fr_jsonw_real_or_null(w, "p50", p50, p50 >= 0);
-        fr_jsonw_real_or_null(w, "p95", p95, p95 >= 0);
+        fr_jsonw_object_k(w, FR_JSONW_KEY("latency_ms"));
+        fr_jsonw_real_or_null_k(w, FR_JSONW_KEY("p50"), p50, p50 >= 0);
+        fr_jsonw_real_or_null_k(w, FR_JSONW_KEY("p95"), p95, p95 >= 0);
         fr_jsonw_close(w);
     }
-    fr_jsonw_int(w, "policy_errors", r->policy_errors);
+    fr_jsonw_int_k(w, FR_JSONW_KEY("policy_errors"), r->policy_errors);
     if (r->has_seed) /* only when asked for: other reports keep their bytes */
-        fr_jsonw_int(w, "seed", r->seed);
+        fr_jsonw_int_k(w, FR_JSONW_KEY("seed"), r->seed);
     fr_jsonw_value(w, "budget_alerts", r->alerts);
     if (r->store.kind) { /* a shared store only: other reports keep their bytes */
-        fr_jsonw_object(w, "store");
-        fr_jsonw_str(w, "kind", r->store.kind);
-        fr_jsonw_int(w, "reconnects", r->store.reconnects);
-        fr_jsonw_real(w, "down_ms", r->store.down_ms);
-        fr_jsonw_int(w, "capacity_waits", r->store.capacity_waits);
-        fr_jsonw_int(w, "lock_retries", r->store.lock_retries);
+        fr_jsonw_object_k(w, FR_JSONW_KEY("store"));
+        fr_jsonw_str_k(w, FR_JSONW_KEY("kind"), r->store.kind);
+        fr_jsonw_int_k(w, FR_JSONW_KEY("reconnects"), r->store.reconnects);
+        fr_jsonw_real_k(w, FR_JSONW_KEY("down_ms"), r->store.down_ms);
+        fr_jsonw_int_k(w, FR_JSONW_KEY("capacity_waits"), r->store.capacity_waits);
+        fr_jsonw_int_k(w, FR_JSONW_KEY("lock_retries"), r->store.lock_retries);
         fr_jsonw_close(w);
     }
-    fr_jsonw_bool(w, "plan", r->plan);
+    fr_jsonw_bool_k(w, FR_JSONW_KEY("plan"), r->plan);
     if (r->plan) {
-        fr_jsonw_real(w, "worst_case_usd", worst_case(r));
-        fr_jsonw_str_or_null(w, "observed_from", r->observed ? r->observed_from : NULL);
+        fr_jsonw_real_k(w, FR_JSONW_KEY("worst_case_usd"), worst_case(r));
+        fr_jsonw_str_or_null_k(w, FR_JSONW_KEY("observed_from"),
+                               r->observed ? r->observed_from : NULL);
     }
-    fr_jsonw_array(w, "tasks");
+    fr_jsonw_array_k(w, FR_JSONW_KEY("tasks"));
     for (size_t t = 0; t < r->wf->ntasks; t++)
         w_task(w, r, t);
     fr_jsonw_close(w);
     w_redact_errors(w, "policy_reloads", r->reloads);
-    fr_jsonw_object(w, "endpoints");
+    fr_jsonw_object_k(w, FR_JSONW_KEY("endpoints"));
     for (size_t e = 0; e < r->wf->nendpoints; e++)
         w_endpoint(w, r, e);
     fr_jsonw_close(w);

@@ -253,22 +253,6 @@ static void push(fr_jsonw *w, unsigned char kind)
     w->open[w->depth++] = kind;
 }
 
-static void open_container(fr_jsonw *w, const char *key, unsigned char kind)
-{
-    member(w, key);
-    push(w, kind);
-}
-
-void fr_jsonw_object(fr_jsonw *w, const char *key)
-{
-    open_container(w, key, 0);
-}
-
-void fr_jsonw_array(fr_jsonw *w, const char *key)
-{
-    open_container(w, key, ARRAY);
-}
-
 void fr_jsonw_close(fr_jsonw *w)
 {
     if (w->depth == 0)
@@ -284,24 +268,11 @@ bool fr_jsonw_str_valid(const char *s)
     return s && fr_utf8_valid(s, strlen(s), NULL);
 }
 
-bool fr_jsonw_str(fr_jsonw *w, const char *key, const char *s)
+/* Whether jansson's json_string takes `s` (not NULL, UTF-8); its length
+ * into *n. */
+static bool str_taken(const char *s, size_t *n)
 {
-    if (!s)
-        return false;
-    size_t n = strlen(s);
-    if (!fr_utf8_valid(s, n, NULL))
-        return false;
-    member(w, key);
-    quoted(w, s, n);
-    return true;
-}
-
-bool fr_jsonw_str_or_null(fr_jsonw *w, const char *key, const char *s)
-{
-    if (s)
-        return fr_jsonw_str(w, key, s);
-    fr_jsonw_null(w, key);
-    return true;
+    return s && fr_utf8_valid(s, *n = strlen(s), NULL);
 }
 
 /* The decimal digits of `v` (as %lld) ending at `end`; returns where
@@ -316,14 +287,6 @@ static char *digits(char *end, long long v)
     if (v < 0)
         *--p = '-';
     return p;
-}
-
-void fr_jsonw_int(fr_jsonw *w, const char *key, long long v)
-{
-    char num[24];
-    char *p = digits(num + sizeof num, v);
-    member(w, key);
-    put(w, p, (size_t)(num + sizeof num - p));
 }
 
 /* What snprintf("%.*g", precision, v) prints, computed exactly without
@@ -518,38 +481,217 @@ size_t fr_jsonw_format_real(char *buf, size_t size, double v)
     return format_real(buf, size, v, 17);
 }
 
-bool fr_jsonw_real(fr_jsonw *w, const char *key, double v)
+/* ---- members under a key known when compiling (FR_JSONW_KEY) ----------
+ *
+ * member_n's bytes for a name that needs no escape, its prefix rendered:
+ * the separator, the indent, then the prefix by one copy. */
+static void member_k(fr_jsonw *w, fr_jsonw_key k)
+{
+    if (w->depth == 0)
+        return;
+    unsigned char *top = &w->open[w->depth - 1];
+    size_t ind = w->compact ? 0 : 2 * w->depth, n = k.len - w->compact; /* compact: no space */
+    size_t most = 2 + ind + n;
+    if ((*top & ARRAY) || most > STAGE) { /* an element has no name; a huge name, piece by piece */
+        member_n(w, k.prefix + 1, k.len - 4);
+        return;
+    }
+    if (w->staged + most > STAGE)
+        flush(w);
+    char *o = w->stage + w->staged;
+    *o = ',';
+    o += (*top & ITEMS) != 0;
+    *top |= ITEMS;
+    if (ind) {
+        *o++ = '\n';
+        memset(o, ' ', ind);
+        o += ind;
+    }
+    memcpy(o, k.prefix, n);
+    w->staged = (size_t)(o + n - w->stage);
+}
+
+/* A member's name as the writers below get it: a key to measure and scan
+ * (NULL for an element), or a prefix rendered by FR_JSONW_KEY. The writers
+ * are inline: each serves a public writer of either kind, and a call more
+ * per member cost 4% of the report. */
+typedef struct name {
+    const char *key;
+    fr_jsonw_key k;
+} name;
+
+static inline name by_key(const char *key)
+{
+    return (name){key, {NULL, 0}};
+}
+
+static inline name by_k(fr_jsonw_key k)
+{
+    return (name){NULL, k};
+}
+
+static inline void member_name(fr_jsonw *w, name nm)
+{
+    if (nm.k.prefix)
+        member_k(w, nm.k);
+    else
+        member(w, nm.key);
+}
+
+static inline void w_open(fr_jsonw *w, name nm, unsigned char kind)
+{
+    member_name(w, nm);
+    push(w, kind);
+}
+
+static inline void w_null(fr_jsonw *w, name nm)
+{
+    member_name(w, nm);
+    PUTS(w, "null");
+}
+
+static inline bool w_str(fr_jsonw *w, name nm, const char *s)
+{
+    size_t n;
+    if (!str_taken(s, &n))
+        return false;
+    member_name(w, nm);
+    quoted(w, s, n);
+    return true;
+}
+
+static inline bool w_str_or_null(fr_jsonw *w, name nm, const char *s)
+{
+    if (s)
+        return w_str(w, nm, s);
+    w_null(w, nm);
+    return true;
+}
+
+static inline void w_int(fr_jsonw *w, name nm, long long v)
+{
+    char num[24];
+    char *p = digits(num + sizeof num, v);
+    member_name(w, nm);
+    put(w, p, (size_t)(num + sizeof num - p));
+}
+
+static inline bool w_real(fr_jsonw *w, name nm, double v)
 {
     char num[48];
     size_t n = format_real(num, sizeof num, v, w->precision);
     if (n == 0)
         return false;
-    member(w, key);
+    member_name(w, nm);
     put(w, num, n);
     return true;
 }
 
-bool fr_jsonw_real_or_null(fr_jsonw *w, const char *key, double v, bool present)
+static inline bool w_real_or_null(fr_jsonw *w, name nm, double v, bool present)
 {
     if (present)
-        return fr_jsonw_real(w, key, v);
-    fr_jsonw_null(w, key);
+        return w_real(w, nm, v);
+    w_null(w, nm);
     return true;
 }
 
-void fr_jsonw_bool(fr_jsonw *w, const char *key, bool v)
+static inline void w_bool(fr_jsonw *w, name nm, bool v)
 {
-    member(w, key);
+    member_name(w, nm);
     if (v)
         PUTS(w, "true");
     else
         PUTS(w, "false");
 }
 
+void fr_jsonw_object(fr_jsonw *w, const char *key)
+{
+    w_open(w, by_key(key), 0);
+}
+
+void fr_jsonw_array(fr_jsonw *w, const char *key)
+{
+    w_open(w, by_key(key), ARRAY);
+}
+
+bool fr_jsonw_str(fr_jsonw *w, const char *key, const char *s)
+{
+    return w_str(w, by_key(key), s);
+}
+
+bool fr_jsonw_str_or_null(fr_jsonw *w, const char *key, const char *s)
+{
+    return w_str_or_null(w, by_key(key), s);
+}
+
+void fr_jsonw_int(fr_jsonw *w, const char *key, long long v)
+{
+    w_int(w, by_key(key), v);
+}
+
+bool fr_jsonw_real(fr_jsonw *w, const char *key, double v)
+{
+    return w_real(w, by_key(key), v);
+}
+
+bool fr_jsonw_real_or_null(fr_jsonw *w, const char *key, double v, bool present)
+{
+    return w_real_or_null(w, by_key(key), v, present);
+}
+
+void fr_jsonw_bool(fr_jsonw *w, const char *key, bool v)
+{
+    w_bool(w, by_key(key), v);
+}
+
 void fr_jsonw_null(fr_jsonw *w, const char *key)
 {
-    member(w, key);
-    PUTS(w, "null");
+    w_null(w, by_key(key));
+}
+
+void fr_jsonw_object_k(fr_jsonw *w, fr_jsonw_key k)
+{
+    w_open(w, by_k(k), 0);
+}
+
+void fr_jsonw_array_k(fr_jsonw *w, fr_jsonw_key k)
+{
+    w_open(w, by_k(k), ARRAY);
+}
+
+bool fr_jsonw_str_k(fr_jsonw *w, fr_jsonw_key k, const char *s)
+{
+    return w_str(w, by_k(k), s);
+}
+
+bool fr_jsonw_str_or_null_k(fr_jsonw *w, fr_jsonw_key k, const char *s)
+{
+    return w_str_or_null(w, by_k(k), s);
+}
+
+void fr_jsonw_int_k(fr_jsonw *w, fr_jsonw_key k, long long v)
+{
+    w_int(w, by_k(k), v);
+}
+
+bool fr_jsonw_real_k(fr_jsonw *w, fr_jsonw_key k, double v)
+{
+    return w_real(w, by_k(k), v);
+}
+
+bool fr_jsonw_real_or_null_k(fr_jsonw *w, fr_jsonw_key k, double v, bool present)
+{
+    return w_real_or_null(w, by_k(k), v, present);
+}
+
+void fr_jsonw_bool_k(fr_jsonw *w, fr_jsonw_key k, bool v)
+{
+    w_bool(w, by_k(k), v);
+}
+
+void fr_jsonw_null_k(fr_jsonw *w, fr_jsonw_key k)
+{
+    w_null(w, by_k(k));
 }
 
 char *fr_jsonw_dump_compact(const json_t *v, int precision)

@@ -63,6 +63,28 @@ void fr_jsonw_null(fr_jsonw *w, const char *key);
  * depth. NULL writes nothing and returns false. */
 bool fr_jsonw_value(fr_jsonw *w, const char *key, const json_t *v);
 
+/* A member's name known when compiling: FR_JSONW_KEY("name") holds the
+ * member's prefix "\"name\": " and its length, so that the writers below
+ * put it with one copy, without measuring or scanning the name (a report
+ * writes some sixty members a task). `lit` must be a string literal that
+ * needs no escape: no '"', no '\\', no control byte. */
+typedef struct fr_jsonw_key {
+    const char *prefix;
+    size_t len;
+} fr_jsonw_key;
+#define FR_JSONW_KEY(lit) ((fr_jsonw_key){"\"" lit "\": ", sizeof(lit) + 3})
+
+/* As the writers above, under the key `k`, the same bytes. */
+void fr_jsonw_object_k(fr_jsonw *w, fr_jsonw_key k);
+void fr_jsonw_array_k(fr_jsonw *w, fr_jsonw_key k);
+bool fr_jsonw_str_k(fr_jsonw *w, fr_jsonw_key k, const char *s);
+bool fr_jsonw_str_or_null_k(fr_jsonw *w, fr_jsonw_key k, const char *s);
+void fr_jsonw_int_k(fr_jsonw *w, fr_jsonw_key k, long long v);
+bool fr_jsonw_real_k(fr_jsonw *w, fr_jsonw_key k, double v);
+bool fr_jsonw_real_or_null_k(fr_jsonw *w, fr_jsonw_key k, double v, bool present);
+void fr_jsonw_bool_k(fr_jsonw *w, fr_jsonw_key k, bool v);
+void fr_jsonw_null_k(fr_jsonw *w, fr_jsonw_key k);
+
 /* Returns json_dumps(v, JSON_COMPACT | JSON_REAL_PRECISION(precision)) of
  * `v` (borrowed) as an owned string, written by a compact writer; NULL for
  * a NULL `v`. */

@@ -446,6 +446,68 @@ static void test_buffer_limit_reported(void **state)
     fr_buf_close(&out);
 }
 
+/* Writes one object's members, each under `name` or its FR_JSONW_KEY form
+ * (`lit`), with the writer indented or compact; returns the owned text. */
+static char *members(bool by_key, bool compact)
+{
+    fr_buf out;
+    fr_buf_init(&out, 0);
+    fr_jsonw *w = fr_jsonw_new(&out);
+    if (compact)
+        fr_jsonw_compact(w, 17);
+#define BOTH(fn, lit, ...)                                                                         \
+    (by_key ? fr_jsonw_##fn(w, lit, __VA_ARGS__)                                                   \
+            : fr_jsonw_##fn##_k(w, FR_JSONW_KEY(lit), __VA_ARGS__))
+    fr_jsonw_str_k(w, FR_JSONW_KEY("top"), "a top value has no name");
+    fr_jsonw_object(w, NULL);
+    BOTH(str, "s", "x\"y");
+    BOTH(str, "bad", "\xff"); /* refused: left out */
+    BOTH(str_or_null, "n", NULL);
+    BOTH(int, "i", -42);
+    BOTH(real, "r", 217.128566);
+    BOTH(real, "inf", INFINITY); /* refused */
+    BOTH(real_or_null, "rn", 1.0, false);
+    BOTH(bool, "b", true);
+    if (by_key) {
+        fr_jsonw_null(w, "z");
+        fr_jsonw_array(w, "a");
+    } else {
+        fr_jsonw_null_k(w, FR_JSONW_KEY("z"));
+        fr_jsonw_array_k(w, FR_JSONW_KEY("a"));
+    }
+    BOTH(int, "ignored in an array", 1);
+    if (by_key)
+        fr_jsonw_object(w, "o");
+    else
+        fr_jsonw_object_k(w, FR_JSONW_KEY("o"));
+    BOTH(real, "deep", 0.1);
+    fr_jsonw_close(w);
+    fr_jsonw_close(w);
+    fr_jsonw_close(w);
+#undef BOTH
+    assert_true(fr_jsonw_ok(w));
+    fr_jsonw_free(w);
+    return fr_buf_take(&out);
+}
+
+static void test_keys_known_when_compiling(void **state)
+{
+    (void)state;
+    for (int compact = 0; compact < 2; compact++) {
+        char *want = members(true, compact), *got = members(false, compact);
+        assert_string_equal(got, want);
+        free(want);
+        free(got);
+    }
+    char *indented = members(false, false);
+    assert_string_equal(indented,
+                        "\"a top value has no name\"{\n  \"s\": \"x\\\"y\",\n  \"n\": null,\n"
+                        "  \"i\": -42,\n  \"r\": 217.12856600000001,\n  \"rn\": null,\n"
+                        "  \"b\": true,\n  \"z\": null,\n  \"a\": [\n    1,\n    {\n"
+                        "      \"deep\": 0.10000000000000001\n    }\n  ]\n}");
+    free(indented);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -456,6 +518,7 @@ int main(void)
         cmocka_unit_test(test_utf8_as_jansson_accepts_it),
         cmocka_unit_test(test_empty_containers_and_top_values),
         cmocka_unit_test(test_buffer_limit_reported),
+        cmocka_unit_test(test_keys_known_when_compiling),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
