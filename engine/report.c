@@ -14,6 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -441,8 +445,8 @@ int fr_report_text(const fr_results *r, fr_buf *out, bool compact)
  * container that has any, ": " after a key, and prints an empty one as {}
  * or []. Half of the indented text is that whitespace and most of the rest
  * is strings, so both go out as spans: an indent of up to 32 spaces is one
- * fixed-size copy, and a string's bytes are copied 8 at a time while the
- * same 8 are searched for its end or an escape (a byte per byte copy with a
+ * fixed-size copy, and a string's bytes are copied 16 (or 8) at a time while
+ * the same bytes are searched for its end or an escape (a byte per byte copy with a
  * flush check each cost 7 instructions a byte). */
 
 #define CHUNK  (64u << 10) /* bytes gathered before they are written */
@@ -499,21 +503,41 @@ static const unsigned char token[256] = {
     [0] = T_END,     ['"'] = T_STR,   ['{'] = T_OPEN,  ['['] = T_OPEN,
     ['}'] = T_CLOSE, [']'] = T_CLOSE, [','] = T_COMMA, [':'] = T_COLON};
 
-#define ONES 0x0101010101010101ull
+/* copy_block(o, p): copies the BLOCK bytes at `p` to `o` and returns how
+ * many of them come before the first '"' or '\\' (BLOCK when none): SSE2's
+ * 16 at a time where there is SSE2 (every x86-64), else 8 in a 64-bit word. */
+#if defined(__SSE2__)
+#define BLOCK 16
+static inline size_t copy_block(char *o, const char *p)
+{
+    __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+    _mm_storeu_si128((__m128i *)(void *)o, v);
+    __m128i stop =
+        _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')), _mm_cmpeq_epi8(v, _mm_set1_epi8('\\')));
+    unsigned m = (unsigned)_mm_movemask_epi8(stop);
+    return m ? (size_t)__builtin_ctz(m) : BLOCK;
+}
+#else
+#define BLOCK          8
+#define ONES           0x0101010101010101ull
 /* A mask with the high bit of each byte of `v` equal to `b` (and maybe of
  * bytes after such a byte, never before: the first set bit is exact). */
 #define BYTES_EQ(v, b) ((((v) ^ (ONES * (b))) - ONES) & ~((v) ^ (ONES * (b))) & (ONES << 7))
-
-/* How many of the 8 bytes of `v` (as read from memory) come before the
- * first one `m` (BYTES_EQ's) marks; `m` is not 0. */
-static inline size_t first_marked(unsigned long long m)
+static inline size_t copy_block(char *o, const char *p)
 {
+    unsigned long long v;
+    memcpy(&v, p, 8);
+    memcpy(o, &v, 8);
+    unsigned long long m = BYTES_EQ(v, '"') | BYTES_EQ(v, '\\');
+    if (!m)
+        return BLOCK;
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
     return (size_t)__builtin_clzll(m) >> 3;
 #else
     return (size_t)__builtin_ctzll(m) >> 3;
 #endif
 }
+#endif
 
 /* Copies a string's bytes from `*pp` (just past its opening quote) to `o`
  * up to its closing quote, which it copies too, or the text's `end`;
@@ -524,22 +548,15 @@ static char *copy_string(sink *k, char *o, const char **pp, const char *end)
     for (;;) {
         if (o >= k->buf + CHUNK)
             o = sink_flush(k, o);
-        if (end - p >= 8) {
-            unsigned long long v;
-            memcpy(&v, p, 8);
-            memcpy(o, &v, 8); /* all 8; the next bytes overwrite what is past the end */
-            unsigned long long m = BYTES_EQ(v, '"') | BYTES_EQ(v, '\\');
-            if (!m) {
-                o += 8;
-                p += 8;
-                continue;
-            }
-            size_t n = first_marked(m);
+        if (end - p >= BLOCK) {
+            size_t n = copy_block(o, p); /* all BLOCK; what follows overwrites the rest */
             o += n;
             p += n;
+            if (n == BLOCK)
+                continue;
         } else {
             while (p < end && *p != '"' && *p != '\\')
-                *o++ = *p++; /* under 8 bytes: within SLACK */
+                *o++ = *p++; /* under BLOCK bytes: within SLACK */
             if (p == end)
                 break;
         }
