@@ -58,6 +58,7 @@ void fr_decl_init(fr_decl *d, lua_State *L, fr_load_ctx *c, int line, const char
     d->prefix[0] = '\0';
     d->keys_t = 0;
     d->nkeys = -1;
+    d->keyset = 0;
 }
 
 /* Describes the value on top for "got ...": its value for scalars. */
@@ -153,6 +154,7 @@ void fr_decl_check_fields(fr_decl *d, int t, const char *const *names, size_t n)
     t = lua_absindex(L, t);
     d->keys_t = t;
     d->nkeys = 0;
+    d->keyset = 0;
     lua_pushnil(L); /* [nil] */
     while (lua_next(L, t)) {
         /* [k, v] */
@@ -165,6 +167,7 @@ void fr_decl_check_fields(fr_decl *d, int t, const char *const *names, size_t n)
                     bad = k;
             } else if (d->nkeys >= 0 && d->nkeys < FR_DECL_KEYS) {
                 d->keys[d->nkeys++] = k;
+                d->keyset |= fr_decl_key_bit(k);
             } else {
                 d->nkeys = -1;
             }
@@ -180,48 +183,68 @@ void fr_decl_check_fields(fr_decl *d, int t, const char *const *names, size_t n)
         fr_decl_fail(d, "%s: found a value without a field name; write name = value", d->in);
 }
 
+/* Whether `f` is not among the keys fr_decl_check_fields remembered. */
+bool fr_decl_absent_named(const fr_decl *d, const char *f)
+{
+    for (int i = 0; i < d->nkeys; i++)
+        if (d->keys[i][0] == f[0] && strcmp(d->keys[i], f) == 0)
+            return false;
+    return true;
+}
+
 /* Pushes t[f] without metamethods and returns its type. [-0, +1] A field
  * of the table fr_decl_check_fields scanned is looked up only when it was
  * among its keys: most of a declaration's known fields are absent. */
 int fr_decl_push_field(fr_decl *d, int t, const char *f)
 {
     lua_State *L = d->L;
-    if (d->nkeys >= 0 && (t > 0 ? t : lua_absindex(L, t)) == d->keys_t) {
-        int i = 0;
-        while (i < d->nkeys && (d->keys[i][0] != f[0] || strcmp(d->keys[i], f) != 0))
-            i++;
-        if (i == d->nkeys) {
-            lua_pushnil(L); /* [nil] */
-            return LUA_TNIL;
-        }
+    if (fr_decl_absent(d, t, f)) {
+        lua_pushnil(L); /* [nil] */
+        return LUA_TNIL;
     }
     lua_pushstring(L, f);    /* [f] */
     return lua_rawget(L, t); /* [v] */
 }
 
+/* Pushes t[f] and returns its type when it is present; returns LUA_TNIL,
+ * pushing nothing, when it is absent. Absence is asked first, before any
+ * Lua call: a task's readers ask for 30 fields and most are absent, so an
+ * absent one costs a bit test (fr_decl_absent), not a push and a pop.
+ * [-0, +(0|1)] */
+static inline int push_present(fr_decl *d, int t, const char *f)
+{
+    if (fr_decl_absent(d, t, f))
+        return LUA_TNIL;
+    lua_pushstring(d->L, f);      /* [f] */
+    int ty = lua_rawget(d->L, t); /* [v] */
+    if (ty == LUA_TNIL)
+        lua_pop(d->L, 1); /* [] */
+    return ty;
+}
+
 /* Pushes field `f` when it is present, failing with `desc` unless it has
  * the Lua type `want`; returns false, pushing nothing, when it is absent.
  * [-0, +(0|1)] */
-static bool push_typed(fr_decl *d, int t, const char *f, int want, const char *desc)
+static inline bool push_typed(fr_decl *d, int t, const char *f, int want, const char *desc)
 {
-    int ty = fr_decl_push_field(d, t, f); /* [v] */
-    if (ty == LUA_TNIL) {
-        lua_pop(d->L, 1);
+    int ty = push_present(d, t, f); /* [v?] */
+    if (ty == LUA_TNIL)
         return false;
-    }
     if (ty != want)
         fr_decl_fail_type(d, f, desc);
     return true;
 }
 
+/* The readers' bodies, once fr_decl_absent (inline, in dsl/decl_int.h)
+ * did not rule the field out. */
+
 /* Reads string field `f` into *out (freeing what was there). Returns false
  * when absent. */
-bool fr_decl_str(fr_decl *d, int t, const char *f, int flags, char **out)
+bool fr_decl_read_str(fr_decl *d, int t, const char *f, int flags, char **out)
 {
     lua_State *L = d->L;
-    int ty = fr_decl_push_field(d, t, f); /* [v] */
+    int ty = push_present(d, t, f); /* [v?] */
     if (ty == LUA_TNIL) {
-        lua_pop(L, 1);
         if (flags & FR_FIELD_REQUIRED)
             fr_decl_fail(d, "%s: missing required field '%s%s'", d->where, d->prefix, f);
         return false;
@@ -240,8 +263,8 @@ bool fr_decl_str(fr_decl *d, int t, const char *f, int flags, char **out)
 
 /* Reads number field `f` into *out when it is in [lo, hi] (lo excluded with
  * FR_FIELD_LO_OPEN, integral with FR_FIELD_INTEGER). `desc` says so in the message. */
-bool fr_decl_num(fr_decl *d, int t, const char *f, double lo, double hi, int flags,
-                 const char *desc, double *out)
+bool fr_decl_read_num(fr_decl *d, int t, const char *f, double lo, double hi, int flags,
+                      const char *desc, double *out)
 {
     lua_State *L = d->L;
     if (!push_typed(d, t, f, LUA_TNUMBER, desc))
@@ -256,18 +279,18 @@ bool fr_decl_num(fr_decl *d, int t, const char *f, double lo, double hi, int fla
     return true;
 }
 
-/* fr_decl_num for an integer field that fits an int. */
-bool fr_decl_int(fr_decl *d, int t, const char *f, int lo, int hi, const char *desc, int *out)
+/* fr_decl_read_num for an integer field that fits an int. */
+bool fr_decl_read_int(fr_decl *d, int t, const char *f, int lo, int hi, const char *desc, int *out)
 {
     double v;
-    if (!fr_decl_num(d, t, f, lo, hi, FR_FIELD_INTEGER, desc, &v))
+    if (!fr_decl_read_num(d, t, f, lo, hi, FR_FIELD_INTEGER, desc, &v))
         return false;
     *out = (int)v;
     return true;
 }
 
 /* Reads boolean field `f` into *out. Returns false when absent. */
-bool fr_decl_bool(fr_decl *d, int t, const char *f, bool *out)
+bool fr_decl_read_bool(fr_decl *d, int t, const char *f, bool *out)
 {
     if (!push_typed(d, t, f, LUA_TBOOLEAN, "a boolean (true or false)"))
         return false; /* [v] */
@@ -278,7 +301,7 @@ bool fr_decl_bool(fr_decl *d, int t, const char *f, bool *out)
 
 /* Reads an array of strings; *out is attached (with NULL entries) before it
  * is filled. */
-bool fr_decl_str_array(fr_decl *d, int t, const char *f, char ***out, size_t *n)
+bool fr_decl_read_str_array(fr_decl *d, int t, const char *f, char ***out, size_t *n)
 {
     lua_State *L = d->L;
     const char *desc = "an array of strings, as in { \"a\", \"b\" }";

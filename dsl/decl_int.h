@@ -9,6 +9,7 @@
 #include <lua.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* The most string keys fr_decl_check_fields remembers for a table. */
 #define FR_DECL_KEYS 24
@@ -29,6 +30,9 @@ typedef struct fr_decl {
     int keys_t;
     int nkeys;
     const char *keys[FR_DECL_KEYS];
+    /* fr_decl_key_bit of each of those keys: a field whose bit is not set
+     * is absent without comparing a name (fr_decl_absent). */
+    uint64_t keyset;
 } fr_decl;
 
 /* Flags of fr_decl_str. */
@@ -67,6 +71,31 @@ const char *fr_decl_text(fr_decl *d, const char *f, size_t pos);
  * table's keys in `d` for fr_decl_push_field. */
 void fr_decl_check_fields(fr_decl *d, int t, const char *const *names, size_t n);
 
+/* A bit of a 64-bit set for the name `f` (borrowed), from its first three
+ * bytes (fewer when it is shorter): two names with different bits differ. */
+static inline uint64_t fr_decl_key_bit(const char *f)
+{
+    unsigned h = (unsigned char)f[0];
+    for (int i = 1; i < 3 && f[i - 1]; i++)
+        h = h * 31 + (unsigned char)f[i];
+    return (uint64_t)1 << (h & 63);
+}
+
+/* fr_decl_absent once `f`'s bit is among the keys': compares the names. */
+bool fr_decl_absent_named(const fr_decl *d, const char *f);
+
+/* Whether field `f` of the table at `t` is known to be absent without a
+ * lookup: `t` is the table fr_decl_check_fields scanned last for `d` and `f`
+ * (borrowed) is not among its keys. False when not known. Inline, and most
+ * often answered by one bit test, since a declaration's readers ask it for
+ * every known field (30 for a task) and most are absent. */
+static inline bool fr_decl_absent(const fr_decl *d, int t, const char *f)
+{
+    if (d->nkeys < 0 || (t > 0 ? t : lua_absindex(d->L, t)) != d->keys_t)
+        return false;
+    return !(d->keyset & fr_decl_key_bit(f)) || fr_decl_absent_named(d, f);
+}
+
 /* Pushes t[f] without metamethods and returns its type. [-0, +1] */
 int fr_decl_push_field(fr_decl *d, int t, const char *f);
 
@@ -77,12 +106,44 @@ int fr_decl_push_field(fr_decl *d, int t, const char *f);
  * excluded with FR_FIELD_LO_OPEN, integral with FR_FIELD_INTEGER), `desc`
  * saying so in the message; fr_decl_str_array attaches an owned array of
  * owned strings to *out (with NULL entries) before filling it. */
-bool fr_decl_str(fr_decl *d, int t, const char *f, int flags, char **out);
-bool fr_decl_num(fr_decl *d, int t, const char *f, double lo, double hi, int flags,
-                 const char *desc, double *out);
-bool fr_decl_int(fr_decl *d, int t, const char *f, int lo, int hi, const char *desc, int *out);
-bool fr_decl_bool(fr_decl *d, int t, const char *f, bool *out);
-bool fr_decl_str_array(fr_decl *d, int t, const char *f, char ***out, size_t *n);
+/* Inline, each asks fr_decl_absent first, in the caller: a task's readers
+ * ask for 30 fields and most are absent, which then costs a bit test and
+ * no call; the fr_decl_read_* bodies (dsl/decl_field.c) read the others. */
+bool fr_decl_read_str(fr_decl *d, int t, const char *f, int flags, char **out);
+bool fr_decl_read_num(fr_decl *d, int t, const char *f, double lo, double hi, int flags,
+                      const char *desc, double *out);
+bool fr_decl_read_int(fr_decl *d, int t, const char *f, int lo, int hi, const char *desc, int *out);
+bool fr_decl_read_bool(fr_decl *d, int t, const char *f, bool *out);
+bool fr_decl_read_str_array(fr_decl *d, int t, const char *f, char ***out, size_t *n);
+
+static inline bool fr_decl_str(fr_decl *d, int t, const char *f, int flags, char **out)
+{
+    if (!(flags & FR_FIELD_REQUIRED) && fr_decl_absent(d, t, f))
+        return false;
+    return fr_decl_read_str(d, t, f, flags, out); /* fails on a missing required field */
+}
+
+static inline bool fr_decl_num(fr_decl *d, int t, const char *f, double lo, double hi, int flags,
+                               const char *desc, double *out)
+{
+    return !fr_decl_absent(d, t, f) && fr_decl_read_num(d, t, f, lo, hi, flags, desc, out);
+}
+
+static inline bool fr_decl_int(fr_decl *d, int t, const char *f, int lo, int hi, const char *desc,
+                               int *out)
+{
+    return !fr_decl_absent(d, t, f) && fr_decl_read_int(d, t, f, lo, hi, desc, out);
+}
+
+static inline bool fr_decl_bool(fr_decl *d, int t, const char *f, bool *out)
+{
+    return !fr_decl_absent(d, t, f) && fr_decl_read_bool(d, t, f, out);
+}
+
+static inline bool fr_decl_str_array(fr_decl *d, int t, const char *f, char ***out, size_t *n)
+{
+    return !fr_decl_absent(d, t, f) && fr_decl_read_str_array(d, t, f, out, n);
+}
 
 /* Pushes the sub-table field `f` and prepares `sub` for its fields
  * ("budget.usd"), returning true, or pushes nothing and returns false when
