@@ -79,7 +79,8 @@ void fr_load_ctx_close(fr_load_ctx *c)
     free(c->task_private_given);
     c->task_private_given = NULL;
     for (size_t i = 0; i < c->npending; i++)
-        free(c->pending[i].name);
+        if (!c->pending[i].moved)
+            free(c->pending[i].name);
     free(c->pending);
     for (size_t k = 0; k < sizeof c->pending_names / sizeof c->pending_names[0]; k++) {
         fr_strmap_free(c->pending_names[k]);
@@ -187,7 +188,7 @@ static size_t declare(lua_State *L, fr_load_ctx *c, int kind, int line)
     /* One probe finds a duplicate or records the name: the entry is
      * filled first, since the map borrows its name. */
     fr_pending *pe = &c->pending[c->npending];
-    *pe = (fr_pending){kind, fr_xstrdup(name), line, false, 0};
+    *pe = (fr_pending){kind, fr_xstrdup(name), line, false, 0, false};
     long prev = fr_strmap_put(c->pending_names[kind], pe->name, c->npending);
     if (prev >= 0) {
         free(pe->name); /* the entry was not counted: nothing else holds it */
@@ -234,7 +235,10 @@ void fr_decl_body_begin(fr_decl *d, lua_State *L, fr_load_ctx *c, size_t p, int 
 
 /* ---- task ---- */
 
-static size_t append_task(fr_load_ctx *c, const fr_pending *p)
+/* Appends the task of pending declaration `p`, moving its name to the task:
+ * the workflow outlives the context, and a copy would be a malloc and a
+ * free per task. */
+static size_t append_task(fr_load_ctx *c, fr_pending *p)
 {
     fr_workflow *wf = c->wf;
     size_t i = wf->ntasks;
@@ -250,7 +254,8 @@ static size_t append_task(fr_load_ctx *c, const fr_pending *p)
     c->task_private_given[i] = false;
     fr_task_spec *t = &wf->tasks[i];
     memset(t, 0, sizeof *t);
-    t->name = fr_xstrdup(p->name);
+    t->name = p->name; /* moved: p (and the pending names map) borrow it now */
+    p->moved = true;
     t->file = fr_xstrdup(c->file);
     t->line = p->line;
     t->complexity = 0.5;
@@ -276,7 +281,7 @@ static size_t append_task(fr_load_ctx *c, const fr_pending *p)
 static void trigger_field(fr_decl *d, int t, fr_task_spec *ts)
 {
     static const char *const names[] = {"all_ok", "all_done", "any_failed"};
-    int ty = fr_decl_push_field(d, t, "trigger"); /* [trigger] */
+    int ty = fr_decl_push_present(d, t, "trigger"); /* [trigger?] */
     if (ty != LUA_TNIL) {
         const char *desc = "\"all_ok\", \"all_done\" or \"any_failed\"";
         if (ty != LUA_TSTRING)
@@ -295,8 +300,8 @@ static void trigger_field(fr_decl *d, int t, fr_task_spec *ts)
             fr_decl_fail_value(d, "trigger", desc);
         }
         ts->trigger = (fr_trigger)k; /* names[] is in the enum's order */
+        lua_pop(d->L, 1);            /* [] */
     }
-    lua_pop(d->L, 1); /* [] */
 }
 
 static void task_body(lua_State *L, fr_load_ctx *c, size_t p, int t)
@@ -353,14 +358,14 @@ static void task_body(lua_State *L, fr_load_ctx *c, size_t p, int t)
     fr_decl_bool(&d, t, "cache", &cache);
     ts->no_cache = !cache;
 
-    ty = fr_decl_push_field(&d, t, "tier"); /* [tier] */
+    ty = fr_decl_push_present(&d, t, "tier"); /* [tier?] */
     if (ty != LUA_TNIL) {
         if (ty != LUA_TSTRING)
             fr_decl_fail_type(&d, "tier", "\"local\" or \"cloud\"");
         if (fr_tier_parse(lua_tostring(L, -1), &ts->tier) != 0)
             fr_decl_fail_value(&d, "tier", "\"local\" or \"cloud\"");
+        lua_pop(L, 1); /* [] */
     }
-    lua_pop(L, 1); /* [] */
 
     double seed;
     if (fr_decl_num(&d, t, "seed", -9.2e18, 9.2e18, FR_FIELD_INTEGER, "an integer", &seed)) {
@@ -368,7 +373,7 @@ static void task_body(lua_State *L, fr_load_ctx *c, size_t p, int t)
         ts->seed = (long)seed;
     }
 
-    ty = fr_decl_push_field(&d, t, "schema"); /* [schema] */
+    ty = fr_decl_push_present(&d, t, "schema"); /* [schema?] */
     if (ty == LUA_TSTRING) {
         if (strcmp(lua_tostring(L, -1), "json") != 0)
             fr_decl_fail_value(&d, "schema",
@@ -383,11 +388,12 @@ static void task_body(lua_State *L, fr_load_ctx *c, size_t p, int t)
         if (fr_schema_check(ts->schema, "", why, sizeof why) != 0)
             fr_decl_fail(&d, "%s: field 'schema' is not a valid JSON Schema: %s", where, why);
     }
-    lua_pop(L, 1); /* [] */
+    if (ty != LUA_TNIL)
+        lua_pop(L, 1); /* [] */
 
     trigger_field(&d, t, ts);
     fr_decl_foreach_fields(&d, t, ts);
-    ty = fr_decl_push_field(&d, t, "when"); /* [when] */
+    ty = fr_decl_push_present(&d, t, "when"); /* [when?] */
     if (ty == LUA_TFUNCTION) {
         lua_Debug ar;
         lua_pushvalue(L, -1);      /* [when, when] */
@@ -404,18 +410,14 @@ static void task_body(lua_State *L, fr_load_ctx *c, size_t p, int t)
         fr_decl_fail_type(&d, "when",
                           "a function of ctx returning true or false, or a placeholder "
                           "expression such as \"{{review.json.ok}}\"");
-    } else {
-        lua_pop(L, 1); /* [] */
     }
 
-    ty = fr_decl_push_field(&d, t, "check"); /* [check] */
+    ty = fr_decl_push_present(&d, t, "check"); /* [check?] */
     if (ty == LUA_TFUNCTION) {
         tl->check_ref = fr_sandbox_ref(L); /* [] */
         ts->has_check = true;
     } else if (ty != LUA_TNIL) {
         fr_decl_fail_type(&d, "check", "a function of the output");
-    } else {
-        lua_pop(L, 1); /* [] */
     }
     /* Only a check gives a score: min_quality alone would enforce nothing. */
     if (has_min_quality && !ts->has_check)

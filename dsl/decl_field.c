@@ -206,28 +206,12 @@ int fr_decl_push_field(fr_decl *d, int t, const char *f)
     return lua_rawget(L, t); /* [v] */
 }
 
-/* Pushes t[f] and returns its type when it is present; returns LUA_TNIL,
- * pushing nothing, when it is absent. Absence is asked first, before any
- * Lua call: a task's readers ask for 30 fields and most are absent, so an
- * absent one costs a bit test (fr_decl_absent), not a push and a pop.
- * [-0, +(0|1)] */
-static inline int push_present(fr_decl *d, int t, const char *f)
-{
-    if (fr_decl_absent(d, t, f))
-        return LUA_TNIL;
-    lua_pushstring(d->L, f);      /* [f] */
-    int ty = lua_rawget(d->L, t); /* [v] */
-    if (ty == LUA_TNIL)
-        lua_pop(d->L, 1); /* [] */
-    return ty;
-}
-
 /* Pushes field `f` when it is present, failing with `desc` unless it has
  * the Lua type `want`; returns false, pushing nothing, when it is absent.
  * [-0, +(0|1)] */
 static inline bool push_typed(fr_decl *d, int t, const char *f, int want, const char *desc)
 {
-    int ty = push_present(d, t, f); /* [v?] */
+    int ty = fr_decl_push_present(d, t, f); /* [v?] */
     if (ty == LUA_TNIL)
         return false;
     if (ty != want)
@@ -243,7 +227,7 @@ static inline bool push_typed(fr_decl *d, int t, const char *f, int want, const 
 bool fr_decl_read_str(fr_decl *d, int t, const char *f, int flags, char **out)
 {
     lua_State *L = d->L;
-    int ty = push_present(d, t, f); /* [v?] */
+    int ty = fr_decl_push_present(d, t, f); /* [v?] */
     if (ty == LUA_TNIL) {
         if (flags & FR_FIELD_REQUIRED)
             fr_decl_fail(d, "%s: missing required field '%s%s'", d->where, d->prefix, f);

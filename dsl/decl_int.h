@@ -106,6 +106,20 @@ int fr_decl_push_field(fr_decl *d, int t, const char *f);
  * excluded with FR_FIELD_LO_OPEN, integral with FR_FIELD_INTEGER), `desc`
  * saying so in the message; fr_decl_str_array attaches an owned array of
  * owned strings to *out (with NULL entries) before filling it. */
+/* Pushes t[f] and returns its type when it is present; returns LUA_TNIL,
+ * pushing nothing, when it is absent, which fr_decl_absent answers first,
+ * before any Lua call. [-0, +(0|1)] */
+static inline int fr_decl_push_present(fr_decl *d, int t, const char *f)
+{
+    if (fr_decl_absent(d, t, f))
+        return LUA_TNIL;
+    lua_pushstring(d->L, f);      /* [f] */
+    int ty = lua_rawget(d->L, t); /* [v] */
+    if (ty == LUA_TNIL)
+        lua_pop(d->L, 1); /* [] */
+    return ty;
+}
+
 /* Inline, each asks fr_decl_absent first, in the caller: a task's readers
  * ask for 30 fields and most are absent, which then costs a bit test and
  * no call; the fr_decl_read_* bodies (dsl/decl_field.c) read the others. */

@@ -35,11 +35,12 @@ struct fr_workflow_lua {
 
 /* A name given to task/agent/endpoint whose body may not have come yet. */
 typedef struct fr_pending {
-    int kind; /* FR_DECL_* */
-    char *name;
+    int kind;   /* FR_DECL_* */
+    char *name; /* owned, unless moved */
     int line;
     bool done;
     size_t index; /* a task's index in wf->tasks, once its body ran */
+    bool moved;   /* name was moved to wf->tasks[index].name (outlives the context) */
 } fr_pending;
 
 enum { FR_DECL_TASK, FR_DECL_AGENT, FR_DECL_ENDPOINT, FR_DECL_MCP, FR_DECL_TOOL };
