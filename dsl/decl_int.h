@@ -99,13 +99,6 @@ static inline bool fr_decl_absent(const fr_decl *d, int t, const char *f)
 /* Pushes t[f] without metamethods and returns its type. [-0, +1] */
 int fr_decl_push_field(fr_decl *d, int t, const char *f);
 
-/* Each reads field `f` of the table at `t` into *out and returns true, or
- * returns false when it is absent; a wrong type or value fails.
- * fr_decl_str frees what *out held and stores an owned copy (flags:
- * FR_FIELD_REQUIRED, FR_FIELD_NONEMPTY); fr_decl_num wants [lo, hi] (lo
- * excluded with FR_FIELD_LO_OPEN, integral with FR_FIELD_INTEGER), `desc`
- * saying so in the message; fr_decl_str_array attaches an owned array of
- * owned strings to *out (with NULL entries) before filling it. */
 /* Pushes t[f] and returns its type when it is present; returns LUA_TNIL,
  * pushing nothing, when it is absent, which fr_decl_absent answers first,
  * before any Lua call. [-0, +(0|1)] */
@@ -120,9 +113,16 @@ static inline int fr_decl_push_present(fr_decl *d, int t, const char *f)
     return ty;
 }
 
-/* Inline, each asks fr_decl_absent first, in the caller: a task's readers
- * ask for 30 fields and most are absent, which then costs a bit test and
- * no call; the fr_decl_read_* bodies (dsl/decl_field.c) read the others. */
+/* Each reads field `f` of the table at `t` into *out and returns true, or
+ * returns false when it is absent; a wrong type or value fails.
+ * fr_decl_str frees what *out held and stores an owned copy (flags:
+ * FR_FIELD_REQUIRED, FR_FIELD_NONEMPTY); fr_decl_num wants [lo, hi] (lo
+ * excluded with FR_FIELD_LO_OPEN, integral with FR_FIELD_INTEGER), `desc`
+ * saying so in the message; fr_decl_str_array attaches an owned array of
+ * owned strings to *out (with NULL entries) before filling it. They are
+ * inline and ask fr_decl_absent first, in the caller: a task's readers ask
+ * for 30 fields and most are absent, which then costs a bit test and no
+ * call; the fr_decl_read_* bodies (dsl/decl_field.c) read the others. */
 bool fr_decl_read_str(fr_decl *d, int t, const char *f, int flags, char **out);
 bool fr_decl_read_num(fr_decl *d, int t, const char *f, double lo, double hi, int flags,
                       const char *desc, double *out);
