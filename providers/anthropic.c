@@ -100,9 +100,11 @@ static void add_members(const void *self, fr_jsonw *w)
 {
     const anth *o = self;
     const fr_call *c = o->call;
-    fr_jsonw_int(w, "max_tokens", c->max_tokens > 0 ? c->max_tokens : DEFAULT_MAX_TOKENS);
+    fr_jsonw_int_k(w, FR_JSONW_KEY("max_tokens"),
+                   c->max_tokens > 0 ? c->max_tokens : DEFAULT_MAX_TOKENS);
     if (c->temperature >= 0)
-        fr_jsonw_real(w, "temperature", c->temperature > 1.0 ? 1.0 : c->temperature);
+        fr_jsonw_real_k(w, FR_JSONW_KEY("temperature"),
+                        c->temperature > 1.0 ? 1.0 : c->temperature);
     json_t *tools = must(json_array());
     size_t i;
     const json_t *t;

@@ -52,15 +52,15 @@ static void add_members(const void *self, fr_jsonw *w)
     const fr_call *c = self;
     bool temp = c->temperature >= 0 && isfinite(c->temperature);
     if (c->max_tokens > 0 || temp || c->context > 0 || c->has_seed) {
-        fr_jsonw_object(w, "options");
+        fr_jsonw_object_k(w, FR_JSONW_KEY("options"));
         if (c->max_tokens > 0)
-            fr_jsonw_int(w, "num_predict", c->max_tokens);
+            fr_jsonw_int_k(w, FR_JSONW_KEY("num_predict"), c->max_tokens);
         if (temp)
-            fr_jsonw_real(w, "temperature", c->temperature);
+            fr_jsonw_real_k(w, FR_JSONW_KEY("temperature"), c->temperature);
         if (c->context > 0)
-            fr_jsonw_int(w, "num_ctx", c->context);
+            fr_jsonw_int_k(w, FR_JSONW_KEY("num_ctx"), c->context);
         if (c->has_seed)
-            fr_jsonw_int(w, "seed", c->seed);
+            fr_jsonw_int_k(w, FR_JSONW_KEY("seed"), c->seed);
         fr_jsonw_close(w);
     }
     /* A string schema asks for any JSON object; Ollama calls that "json". */

@@ -186,14 +186,17 @@ static void add_members(const void *self, fr_jsonw *w)
 {
     const fr_call *c = self;
     if (c->max_tokens > 0)
-        fr_jsonw_int(w, limit_field(c), c->max_tokens);
+        fr_jsonw_int_k(w,
+                       c->max_completion_tokens ? FR_JSONW_KEY("max_completion_tokens")
+                                                : FR_JSONW_KEY("max_tokens"),
+                       c->max_tokens); /* limit_field's name */
     if (c->temperature >= 0)
-        fr_jsonw_real(w, "temperature", c->temperature);
+        fr_jsonw_real_k(w, FR_JSONW_KEY("temperature"), c->temperature);
     if (c->has_seed)
-        fr_jsonw_int(w, "seed", c->seed);
+        fr_jsonw_int_k(w, FR_JSONW_KEY("seed"), c->seed);
     if (c->stream) {
-        fr_jsonw_object(w, "stream_options");
-        fr_jsonw_bool(w, "include_usage", true);
+        fr_jsonw_object_k(w, FR_JSONW_KEY("stream_options"));
+        fr_jsonw_bool_k(w, FR_JSONW_KEY("include_usage"), true);
         fr_jsonw_close(w);
     }
     if (c->schema) {

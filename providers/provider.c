@@ -404,8 +404,8 @@ static const char *bad_message(const json_t *m)
 static void role_message(fr_jsonw *w, const char *role, const char *content)
 {
     fr_jsonw_object(w, NULL);
-    fr_jsonw_str(w, "role", role);
-    fr_provider_write_string(w, "content", content);
+    fr_jsonw_str_k(w, FR_JSONW_KEY("role"), role);
+    fr_provider_write_string(w, FR_JSONW_KEY("content"), content);
     fr_jsonw_close(w);
 }
 
@@ -417,7 +417,7 @@ static void role_message(fr_jsonw *w, const char *role, const char *content)
 static int messages(const char *proto, const fr_call *c, const fr_request_spec *spec, fr_jsonw *w,
                     fr_error *err)
 {
-    fr_jsonw_array(w, "messages");
+    fr_jsonw_array_k(w, FR_JSONW_KEY("messages"));
     if (!spec->system_apart && c->system && c->system[0])
         role_message(w, "system", c->system);
     if (!c->messages) {
@@ -527,14 +527,14 @@ int fr_provider_request(const char *proto, const fr_call *c, const fr_request_sp
     w = fr_jsonw_new(&body);
     fr_jsonw_compact(w, 15);
     fr_jsonw_object(w, NULL);
-    fr_provider_write_string(w, "model", c->model);
+    fr_provider_write_string(w, FR_JSONW_KEY("model"), c->model);
     if (spec->system_apart && c->system && c->system[0])
-        fr_provider_write_string(w, "system", c->system);
+        fr_provider_write_string(w, FR_JSONW_KEY("system"), c->system);
     rc = messages(proto, c, spec, w, err);
     if (rc != FR_OK)
         goto cleanup;
     spec->add_members(spec->self ? spec->self : c, w);
-    fr_jsonw_bool(w, "stream", c->stream);
+    fr_jsonw_bool_k(w, FR_JSONW_KEY("stream"), c->stream);
     fr_jsonw_close(w);
     rc = fr_jsonw_ok(w) ? FR_OK : FR_ENOMEM;
     if (rc == FR_OK)
@@ -547,9 +547,18 @@ cleanup:
     return rc;
 }
 
+/* The headers a request starts with room for: fr_provider_request adds at
+ * most four, so their array is allocated once, not once a header. */
+#define HEADERS_FIRST 4
+
 void fr_request_add_header(fr_request *r, const char *head, const char *tail)
 {
-    r->headers = fr_xrealloc(r->headers, (r->nheaders + 1) * sizeof *r->headers);
+    /* The array's room is implicit: HEADERS_FIRST, doubled each time it is
+     * full (nheaders a power of two from there); only this function grows
+     * it. */
+    size_t n = r->nheaders;
+    if (n == 0 || (n >= HEADERS_FIRST && (n & (n - 1)) == 0))
+        r->headers = fr_xrealloc(r->headers, (n ? 2 * n : HEADERS_FIRST) * sizeof *r->headers);
     r->headers[r->nheaders++] =
         joined(head, strlen(head), tail ? tail : "", tail ? strlen(tail) : 0);
 }
@@ -621,10 +630,13 @@ json_t *fr_provider_json_string(const char *s)
     return v;
 }
 
-void fr_provider_write_string(fr_jsonw *w, const char *key, const char *s)
+void fr_provider_write_string(fr_jsonw *w, fr_jsonw_key k, const char *s)
 {
-    if (!fr_jsonw_str(w, key, s ? s : "")) /* not UTF-8: marked, as a tree */
-        fr_provider_write_tree(w, key, fr_provider_json_string(s));
+    if (!fr_jsonw_str_k(w, k, s ? s : "")) { /* not UTF-8: marked, as a tree */
+        json_t *v = fr_provider_json_string(s);
+        fr_jsonw_value_k(w, k, v);
+        json_decref(v);
+    }
 }
 
 void fr_provider_write_tree(fr_jsonw *w, const char *key, json_t *v)

@@ -287,9 +287,9 @@ int fr_provider_request(const char *proto, const fr_call *call, const fr_request
                         fr_request *out, fr_error *err);
 
 /* Writes the string `s` (borrowed; NULL is "") into `w` (borrowed) under
- * `key` (borrowed) as fr_provider_json_string's value prints: as it is when
- * it is UTF-8, else with each invalid byte marked U+FFFD. */
-void fr_provider_write_string(fr_jsonw *w, const char *key, const char *s);
+ * the key `k` (FR_JSONW_KEY) as fr_provider_json_string's value prints: as
+ * it is when it is UTF-8, else with each invalid byte marked U+FFFD. */
+void fr_provider_write_string(fr_jsonw *w, fr_jsonw_key k, const char *s);
 /* Writes the tree `v` (taken: released here; NULL writes nothing, as
  * json_object_set_new added nothing) into `w` (borrowed) under `key`. */
 void fr_provider_write_tree(fr_jsonw *w, const char *key, json_t *v);

@@ -901,3 +901,11 @@ bool fr_jsonw_value(fr_jsonw *w, const char *key, const json_t *v)
     value_n(w, key, key ? strlen(key) : 0, v);
     return true;
 }
+
+bool fr_jsonw_value_k(fr_jsonw *w, fr_jsonw_key k, const json_t *v)
+{
+    if (!v)
+        return false;
+    value_n(w, k.prefix + 1, k.len - 4, v); /* the name between the prefix's quotes */
+    return true;
+}

@@ -84,6 +84,7 @@ bool fr_jsonw_real_k(fr_jsonw *w, fr_jsonw_key k, double v);
 bool fr_jsonw_real_or_null_k(fr_jsonw *w, fr_jsonw_key k, double v, bool present);
 void fr_jsonw_bool_k(fr_jsonw *w, fr_jsonw_key k, bool v);
 void fr_jsonw_null_k(fr_jsonw *w, fr_jsonw_key k);
+bool fr_jsonw_value_k(fr_jsonw *w, fr_jsonw_key k, const json_t *v);
 
 /* Returns json_dumps(v, JSON_COMPACT | JSON_REAL_PRECISION(precision)) of
  * `v` (borrowed) as an owned string, written by a compact writer; NULL for
