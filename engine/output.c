@@ -415,6 +415,20 @@ static void on_task_written(void *ud, int rc, const char *path)
         free(w);
 }
 
+/* "dir/name.ext" of the three (borrowed) as an owned string, by three
+ * copies: fr_xasprintf's vasprintf cost some 2,300 instructions a task. */
+static char *task_path(const char *dir, const char *name, const char *ext)
+{
+    size_t dl = strlen(dir), nl = strlen(name), el = strlen(ext);
+    char *p = fr_xmalloc(dl + nl + el + 3);
+    memcpy(p, dir, dl);
+    p[dl] = '/';
+    memcpy(p + dl + 1, name, nl);
+    p[dl + 1 + nl] = '.';
+    memcpy(p + dl + nl + 2, ext, el + 1);
+    return p;
+}
+
 void fr_output_task(uv_loop_t *loop, const fr_workflow *wf, size_t task, const char *out_dir,
                     const char *root, const fr_reply *reply, fr_output_done_fn done, void *ud)
 {
@@ -429,7 +443,7 @@ void fr_output_task(uv_loop_t *loop, const fr_workflow *wf, size_t task, const c
     w->done = done;
     w->ud = ud;
     w->pending = ts->save ? 2 : 1;
-    char *path = fr_xasprintf("%s/%s.%s", out_dir, ts->name, json_text ? "json" : "txt");
+    char *path = task_path(out_dir, ts->name, json_text ? "json" : "txt");
     if (fr_output_write(loop, path, data, strlen(data), on_task_written, w) != FR_OK)
         on_task_written(w, FR_EIO, path);
     free(path);
