@@ -17,8 +17,9 @@ struct fr_jsonw {
     fr_buf *out;
     char stage[STAGE];
     size_t staged;
-    unsigned char *open; /* per open container: ITEMS | ARRAY */
+    unsigned char *open; /* per open container: ITEMS | ARRAY; first `shallow` */
     size_t depth, cap;
+    unsigned char shallow[16]; /* a request body's or a report's depth: no allocation */
     bool failed;
     bool compact;  /* JSON_COMPACT: no newlines, no spaces */
     int precision; /* of reals: 17, or JSON_REAL_PRECISION's */
@@ -31,8 +32,9 @@ fr_jsonw *fr_jsonw_new(fr_buf *out)
     fr_jsonw *w = fr_xmalloc(sizeof *w);
     w->out = out;
     w->staged = 0;
-    w->open = NULL;
-    w->depth = w->cap = 0;
+    w->open = w->shallow;
+    w->depth = 0;
+    w->cap = sizeof w->shallow;
     w->failed = false;
     w->compact = false;
     w->precision = 17;
@@ -51,7 +53,8 @@ void fr_jsonw_free(fr_jsonw *w)
     if (!w)
         return;
     flush(w);
-    free(w->open);
+    if (w->open != w->shallow)
+        free(w->open);
     free(w);
 }
 
@@ -247,8 +250,11 @@ static void push(fr_jsonw *w, unsigned char kind)
 {
     put(w, kind == ARRAY ? "[" : "{", 1);
     if (w->depth == w->cap) {
-        w->cap = w->cap ? 2 * w->cap : 16;
-        w->open = fr_xrealloc(w->open, w->cap);
+        w->cap *= 2;
+        if (w->open == w->shallow)
+            w->open = memcpy(fr_xmalloc(w->cap), w->shallow, sizeof w->shallow);
+        else
+            w->open = fr_xrealloc(w->open, w->cap);
     }
     w->open[w->depth++] = kind;
 }
