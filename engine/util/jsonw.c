@@ -608,44 +608,61 @@ static inline unsigned scan(const char *s, size_t n)
     return ((high & HIGHS) != 0) | (unsigned)(esc != 0) << 1;
 }
 
-/* Writes the `n` bytes of `s` escaped as quoted_slow writes them at `o`
- * (room for 6 * n bytes) and returns the end: the words without an escape
- * copied whole, the others a byte at a time. */
-static char *escape_into(char *o, const char *s, size_t n)
+/* Writes the escape of the byte `c` (one jansson escapes) at `o` as
+ * quoted_slow writes it and returns the end. */
+static char *escape_one(char *o, unsigned char c)
 {
     static const char hex[] = "0123456789ABCDEF";
     static const char shortcut[32] = {
         ['\b'] = 'b', ['\f'] = 'f', ['\n'] = 'n', ['\r'] = 'r', ['\t'] = 't'};
+    if (c == '"' || c == '\\') {
+        *o++ = '\\';
+        *o++ = (char)c;
+    } else if (shortcut[c]) {
+        *o++ = '\\';
+        *o++ = shortcut[c];
+    } else {
+        memcpy(o, "\\u00", 4);
+        o[4] = hex[c >> 4];
+        o[5] = hex[c & 15];
+        o += 6;
+    }
+    return o;
+}
+
+/* Writes the `n` bytes of `s` escaped as quoted_slow writes them at `o`
+ * (room for 6 * n bytes) and returns the end. A word of 8 bytes is copied
+ * whole, then, when it holds an escape, kept up to its first one: on a
+ * little-endian machine the lowest byte esc_bits marks is a true escape
+ * (a borrow only runs upwards), so a newline costs a few instructions, not
+ * a loop over its word's bytes. Elsewhere a word with an escape goes a byte
+ * at a time. The last bytes, under a word, go a byte at a time. */
+static char *escape_into(char *o, const char *s, size_t n)
+{
     size_t i = 0;
     while (i < n) {
         if (i + 8 <= n) {
             uint64_t x;
             memcpy(&x, s + i, 8);
-            if (!esc_bits(x)) {
-                memcpy(o, &x, 8);
+            uint64_t m = esc_bits(x);
+            memcpy(o, &x, 8); /* room: at least 6 * 8 bytes are left */
+            if (!m) {
                 o += 8;
                 i += 8;
                 continue;
             }
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+            size_t k = (size_t)__builtin_ctzll(m) / 8;
+            o = escape_one(o + k, (unsigned char)s[i + k]);
+            i += k + 1;
+            continue;
+#endif
         }
-        size_t end = i + 8 < n ? i + 8 : n;
-        for (; i < end; i++) {
-            unsigned char c = (unsigned char)s[i];
-            if (!escaped[c]) {
-                *o++ = (char)c;
-            } else if (c == '"' || c == '\\') {
-                *o++ = '\\';
-                *o++ = (char)c;
-            } else if (shortcut[c]) {
-                *o++ = '\\';
-                *o++ = shortcut[c];
-            } else {
-                memcpy(o, "\\u00", 4);
-                o[4] = hex[c >> 4];
-                o[5] = hex[c & 15];
-                o += 6;
-            }
-        }
+        unsigned char c = (unsigned char)s[i++];
+        if (escaped[c])
+            o = escape_one(o, c);
+        else
+            *o++ = (char)c;
     }
     return o;
 }
