@@ -1,5 +1,6 @@
 #include "engine/util/utf8.h"
 
+#include <stdint.h>
 #include <string.h>
 
 bool fr_utf8_valid(const char *s, size_t n, size_t *bad)
@@ -7,6 +8,16 @@ bool fr_utf8_valid(const char *s, size_t n, size_t *bad)
     const unsigned char *p = (const unsigned char *)s;
     size_t i = 0;
     while (i < n) {
+        /* Eight ASCII bytes a step (prompts and names are mostly ASCII): a
+         * word without a high bit holds no sequence to check. */
+        if (n - i >= 8) {
+            uint64_t x;
+            memcpy(&x, p + i, 8);
+            if (!(x & 0x8080808080808080ull)) {
+                i += 8;
+                continue;
+            }
+        }
         unsigned c = p[i];
         size_t len;
         unsigned min, cp;
