@@ -815,7 +815,8 @@ static void on_durable(void *ud, bool durable)
  * dependency of each task, three quarters of the context's cost. */
 static json_t *dep_entry(const char *text, json_t *json, const char *status, const char *reason)
 {
-    json_t *o = json_object(), *t = json_string(text), *s = json_string(status),
+    /* The status is a state's static ASCII name: no UTF-8 check. */
+    json_t *o = json_object(), *t = json_string(text), *s = json_string_nocheck(status),
            *r = json_string(reason);
     if (t && s && r) {
         json_object_set_new_nocheck(o, "text", t);
@@ -842,17 +843,19 @@ static json_t *deps_ctx(const fr_task *t)
         fr_task_state st = fr_sched_state(env->sched, ts->dep_index[d]);
         bool ok = st == FR_TASK_OK;
         const fr_reply *dep = &dr->reply;
+        /* _nocheck: a dependency is a task's name, which the load checked
+         * (letters, digits, '_', '.', '-'): no UTF-8 check of the key. */
         if (wf->tasks[ts->dep_index[d]].foreach) {
-            json_object_set_new(ctx, ts->deps[d],
-                                fr_fanout_list(wf, env->results, env->sched, ts->dep_index[d]));
+            json_object_set_new_nocheck(
+                ctx, ts->deps[d], fr_fanout_list(wf, env->results, env->sched, ts->dep_index[d]));
             continue;
         }
-        json_object_set_new(ctx, ts->deps[d],
-                            dep_entry(ok && dep->text ? dep->text : "",
-                                      ok && dep->json ? dep->json : json_null(),
-                                      fr_task_state_name(st), !ok && dr->reason ? dr->reason : ""));
+        json_object_set_new_nocheck(
+            ctx, ts->deps[d],
+            dep_entry(ok && dep->text ? dep->text : "", ok && dep->json ? dep->json : json_null(),
+                      fr_task_state_name(st), !ok && dr->reason ? dr->reason : ""));
     }
-    json_object_set_new(ctx, "var", wf->vars ? json_incref(wf->vars) : json_object());
+    json_object_set_new_nocheck(ctx, "var", wf->vars ? json_incref(wf->vars) : json_object());
     fr_fanout_item_ctx(wf, t->idx, ctx);
     return ctx;
 }
