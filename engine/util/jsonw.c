@@ -245,17 +245,23 @@ static void member(fr_jsonw *w, const char *key)
     member_n(w, key, key ? strlen(key) : 0);
 }
 
+/* push's way past the levels the writer holds: onto the heap, doubling.
+ * Out of line, so that push stays small enough to be inlined. */
+__attribute__((noinline)) static void deepen(fr_jsonw *w)
+{
+    w->cap *= 2;
+    if (w->open == w->shallow)
+        w->open = memcpy(fr_xmalloc(w->cap), w->shallow, sizeof w->shallow);
+    else
+        w->open = fr_xrealloc(w->open, w->cap);
+}
+
 /* Opens a container of `kind` where a member's prefix was written. */
-static void push(fr_jsonw *w, unsigned char kind)
+static inline void push(fr_jsonw *w, unsigned char kind)
 {
     put(w, kind == ARRAY ? "[" : "{", 1);
-    if (w->depth == w->cap) {
-        w->cap *= 2;
-        if (w->open == w->shallow)
-            w->open = memcpy(fr_xmalloc(w->cap), w->shallow, sizeof w->shallow);
-        else
-            w->open = fr_xrealloc(w->open, w->cap);
-    }
+    if (w->depth == w->cap)
+        deepen(w);
     w->open[w->depth++] = kind;
 }
 
