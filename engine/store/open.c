@@ -395,17 +395,25 @@ static const char schema_v9[] =
 #define DAYS_DELETE_TRIGGER                                                                        \
     "CREATE TRIGGER attempts_totals_delete AFTER DELETE ON attempts BEGIN " SUB_DAY("OLD")         \
     " END;"
-#define DAYS_SETTLE_TRIGGER                                                                        \
-    "CREATE TRIGGER attempts_totals_settle AFTER UPDATE OF cost_usd, outcome ON attempts"          \
-    " WHEN OLD.month = NEW.month AND OLD.day IS NEW.day BEGIN"                                     \
+/* The settle trigger's body: the day's totals take the row's new cost and
+ * booking for its old ones. */
+#define DAYS_SETTLE_BODY                                                                           \
+    " BEGIN"                                                                                       \
     " UPDATE day_totals SET charged_pusd = charged_pusd - " PUSD("OLD") " + " PUSD("NEW") ","     \
     " booked_pusd = booked_pusd - " BOOKED_PUSD("OLD") " + " BOOKED_PUSD("NEW")                   \
     " WHERE day = " DAY_KEY("NEW") ";"                                                             \
     " END;"
-#define DAYS_MOVE_TRIGGER                                                                          \
-    "CREATE TRIGGER attempts_totals_move AFTER UPDATE OF cost_usd, outcome, month, day ON attempts"\
+/* The move trigger's condition and body: the old day's totals lose the
+ * row, the new day's take it. */
+#define DAYS_MOVE_BODY                                                                             \
     " WHEN OLD.month IS NOT NEW.month OR OLD.day IS NOT NEW.day BEGIN " SUB_DAY("OLD")             \
     ADD_DAY("NEW") " END;"
+#define DAYS_SETTLE_TRIGGER                                                                        \
+    "CREATE TRIGGER attempts_totals_settle AFTER UPDATE OF cost_usd, outcome ON attempts"          \
+    " WHEN OLD.month = NEW.month AND OLD.day IS NEW.day" DAYS_SETTLE_BODY
+#define DAYS_MOVE_TRIGGER                                                                          \
+    "CREATE TRIGGER attempts_totals_move AFTER UPDATE OF cost_usd, outcome, month, day ON attempts"\
+    DAYS_MOVE_BODY
 static const char schema_v10[] =
     "DROP TRIGGER attempts_totals_insert;"
     "DROP TRIGGER attempts_totals_delete;"
@@ -531,14 +539,12 @@ static const char schema_v11[] =
 #define DAYS_DELETE_TRIGGER_V12                                                                    \
     "CREATE TRIGGER attempts_totals_delete AFTER DELETE ON attempts"                               \
     " WHEN " PUSD("OLD") " != 0 BEGIN " SUB_DAY("OLD") " END;"
+/* Whether an attempt's charge or booking changed. */
+#define DAYS_TOTALS_CHANGE                                                                         \
+    "(" PUSD("OLD") " != " PUSD("NEW") " OR " BOOKED_PUSD("OLD") " != " BOOKED_PUSD("NEW") ")"
 #define DAYS_SETTLE_TRIGGER_V12                                                                    \
     "CREATE TRIGGER attempts_totals_settle AFTER UPDATE OF cost_usd, outcome ON attempts"          \
-    " WHEN OLD.month = NEW.month AND OLD.day IS NEW.day AND (" PUSD("OLD") " != " PUSD("NEW")      \
-    " OR " BOOKED_PUSD("OLD") " != " BOOKED_PUSD("NEW") ") BEGIN"                                  \
-    " UPDATE day_totals SET charged_pusd = charged_pusd - " PUSD("OLD") " + " PUSD("NEW") ","     \
-    " booked_pusd = booked_pusd - " BOOKED_PUSD("OLD") " + " BOOKED_PUSD("NEW")                   \
-    " WHERE day = " DAY_KEY("NEW") ";"                                                             \
-    " END;"
+    " WHEN OLD.month = NEW.month AND OLD.day IS NEW.day AND " DAYS_TOTALS_CHANGE DAYS_SETTLE_BODY
 static const char schema_v12[] = "DROP INDEX attempts_in_flight;" ATTEMPTS_SLOTS_INDEX
                                  "DROP TRIGGER attempts_totals_insert;"
                                  "DROP TRIGGER attempts_totals_delete;"
@@ -568,16 +574,9 @@ static const char schema_v12[] = "DROP INDEX attempts_in_flight;" ATTEMPTS_SLOTS
 #define DAYS_SETTLE_TRIGGER_V13                                                                    \
     "CREATE TRIGGER attempts_totals_settle AFTER UPDATE OF cost_usd, outcome ON attempts"          \
     " WHEN (" COST_NONZERO("OLD") " OR " COST_NONZERO("NEW") ") AND OLD.month = NEW.month"         \
-    " AND OLD.day IS NEW.day AND (" PUSD("OLD") " != " PUSD("NEW")                                 \
-    " OR " BOOKED_PUSD("OLD") " != " BOOKED_PUSD("NEW") ") BEGIN"                                  \
-    " UPDATE day_totals SET charged_pusd = charged_pusd - " PUSD("OLD") " + " PUSD("NEW") ","     \
-    " booked_pusd = booked_pusd - " BOOKED_PUSD("OLD") " + " BOOKED_PUSD("NEW")                   \
-    " WHERE day = " DAY_KEY("NEW") ";"                                                             \
-    " END;"
+    " AND OLD.day IS NEW.day AND " DAYS_TOTALS_CHANGE DAYS_SETTLE_BODY
 #define DAYS_MOVE_TRIGGER_V13                                                                      \
-    "CREATE TRIGGER attempts_totals_move AFTER UPDATE OF month, day ON attempts"                   \
-    " WHEN OLD.month IS NOT NEW.month OR OLD.day IS NOT NEW.day BEGIN " SUB_DAY("OLD")             \
-    ADD_DAY("NEW") " END;"
+    "CREATE TRIGGER attempts_totals_move AFTER UPDATE OF month, day ON attempts" DAYS_MOVE_BODY
 static const char schema_v13[] = "DROP TRIGGER attempts_totals_insert;"
                                  "DROP TRIGGER attempts_totals_delete;"
                                  "DROP TRIGGER attempts_totals_settle;"
