@@ -101,11 +101,18 @@ static const char *const stmt_sql[S_COUNT] = {
     /* The slots of an endpoint and model held by each owner but ?3 (this
      * store's, whose own slots its caller counts: fr_store_reserve_slot):
      * its in-flight attempts of a shared endpoint, counted in the partial
-     * index attempts_slots (a range of it per owner; owners are few). */
+     * index attempts_slots (a range of it per owner; owners are few), and
+     * its count of $0 slots. */
     [S_SLOTS_HELD] = "SELECT o.id, o.pid, o.pid_start, o.boot_id, o.host, o.expires,"
                      " (SELECT COUNT(*) FROM attempts a WHERE a.endpoint = ?1 AND a.model IS ?2"
-                     " AND a.owner_id = o.id AND a.outcome = 'pending') FROM owners o"
+                     " AND a.owner_id = o.id AND a.outcome = 'pending')"
+                     " + coalesce((SELECT held FROM owner_slots s WHERE s.owner_id = o.id"
+                     " AND s.endpoint = ?1 AND s.model = coalesce(?2, '')), 0) FROM owners o"
                      " WHERE o.id IS NOT ?3",
+    /* This owner's count of the $0 slots of an endpoint and model it
+     * holds (owners.c: fr_store_slots_write). */
+    [S_SLOTS_SET] = "INSERT INTO owner_slots VALUES (?1, ?2, coalesce(?3, ''), ?4)"
+                    " ON CONFLICT (owner_id, endpoint, model) DO UPDATE SET held = excluded.held",
     /* The routing history of the endpoints named in the JSON array ?1 (NULL:
      * all): each key's sums (kind 0), then its pairs of bins (kind 1:
      * latency bin, ttft bin, count in the place of settled and passes). */
@@ -461,6 +468,7 @@ void fr_store_rollback(fr_store *st)
         st->lost++;
     st->pending = false;
     fr_store_history_forget(st, false);
+    fr_store_slots_forget(st, false); /* the counts as they are now, at the next commit */
 }
 
 /* ---- write batching ---------------------------------------------------------- */
@@ -501,6 +509,8 @@ int fr_store_flush(fr_store *st, fr_error *err)
     if (rc != FR_OK || !st->pending)
         return rc;
     rc = fr_store_history_write(st, err);
+    if (rc == FR_OK)
+        rc = fr_store_slots_write(st, err);
     if (rc == FR_OK)
         rc = fr_store_exec(st, S_COMMIT, "cannot commit the state database", err);
     if (rc != FR_OK)

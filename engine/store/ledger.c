@@ -423,8 +423,11 @@ int fr_store_reserve_slot(fr_store *st, const fr_attempt_rec *a, int max, long o
      * rows here read every one of them at each reservation. */
     if (rc == FR_OK && own < max)
         rc = fr_store_slots_held(st, a->endpoint, a->model, &others, err);
+    /* A $0 slot has no charge to keep in flight: one in this owner's count
+     * (its row is booked when it ends, at its settle). */
     if (rc == FR_OK && own < max && others < max - own)
-        rc = insert_pending(st, a, st->owner_id, id, err);
+        rc = a->cost_usd > 0 ? insert_pending(st, a, st->owner_id, id, err)
+                             : fr_store_slot_take(st, a, id, err);
     if (rc == FR_OK && begun)
         rc = fr_store_exec(st, S_COMMIT, "cannot commit the attempt in flight", err);
     if (rc != FR_OK) {
@@ -462,6 +465,15 @@ static int settle_row(fr_store *st, long long id, const fr_attempt_rec *a, fr_er
     return rc == FR_OK ? fr_store_history_add(st, a, at, err) : rc;
 }
 
+/* Books $0 slot `handle`'s attempt `a` as it ended, its slot freed, and
+ * sets `month` to its month. */
+static int settle_slot(fr_store *st, long long handle, const fr_attempt_rec *a,
+                       char month[FR_STORE_MONTH_LEN], fr_error *err)
+{
+    int rc = fr_store_slot_give(st, handle, err);
+    return rc == FR_OK ? insert_attempt(st, a, month, err) : rc;
+}
+
 /* Settles an attempt in flight; see store.h. */
 int fr_store_settle(fr_store *st, long long id, const fr_attempt_rec *a, double *month_total,
                     fr_error *err)
@@ -474,11 +486,12 @@ int fr_store_settle(fr_store *st, long long id, const fr_attempt_rec *a, double 
         rc = fr_error_set(err, FR_EINVAL, st->path, 0, "a settled attempt is not pending");
     if (rc != FR_OK)
         return rc;
+    char month[FR_STORE_MONTH_LEN] = "";
     if (!month_total) { /* the row and its routing history: the batch's transaction, or one of
                            its own */
         rc = lock_for_total(st, &begun, err);
         if (rc == FR_OK)
-            rc = settle_row(st, id, a, err);
+            rc = id < 0 ? settle_slot(st, id, a, month, err) : settle_row(st, id, a, err);
         return end_own(st, begun, rc, err);
     }
     /* The write lock first: no other booking comes between this one and the
@@ -486,10 +499,9 @@ int fr_store_settle(fr_store *st, long long id, const fr_attempt_rec *a, double 
     rc = lock_for_total(st, &begun, err);
     if (rc != FR_OK)
         goto cleanup;
-    rc = settle_row(st, id, a, err);
-    char month[FR_STORE_MONTH_LEN] = "";
+    rc = id < 0 ? settle_slot(st, id, a, month, err) : settle_row(st, id, a, err);
     sqlite3_stmt *s = st->stmt[S_ATTEMPT_MONTH];
-    if (rc == FR_OK) {
+    if (rc == FR_OK && id > 0) {
         sqlite3_bind_int64(s, 1, id);
         if (sqlite3_step(s) == SQLITE_ROW)
             fr_store_column_copy(s, 0, month, sizeof month);

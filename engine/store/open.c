@@ -584,6 +584,26 @@ static const char schema_v13[] = "DROP TRIGGER attempts_totals_insert;"
                                  DAYS_INSERT_TRIGGER_V13 DAYS_DELETE_TRIGGER_V13
                                  DAYS_SETTLE_TRIGGER_V13 DAYS_MOVE_TRIGGER_V13;
 
+/* Schema version 14: the slots of a shared endpoint's $0 requests
+ * counted per owner. Such a request has no charge to keep, so it is booked
+ * once, when it ends, like any $0 attempt: its slot is one in its owner's
+ * count of the endpoint and model (written with the turn's commit, the
+ * count of the turn's end), not an in-flight row inserted at dispatch and
+ * updated at its reply (62k instructions of SQLite a request, and the pages
+ * of both rows and of the slots index written by two commits). A priced
+ * request's slot is still its in-flight row, the charge a crash keeps. An
+ * owner's counts go with its row. */
+#define OWNER_SLOTS_TABLE                                                                          \
+    "CREATE TABLE owner_slots ("                                                                   \
+    "  owner_id TEXT NOT NULL,"                                                                    \
+    "  endpoint TEXT NOT NULL,"                                                                    \
+    "  model    TEXT NOT NULL," /* '' for none */                                                  \
+    "  held     INTEGER NOT NULL CHECK (held >= 0),"                                               \
+    "  PRIMARY KEY (owner_id, endpoint, model)) WITHOUT ROWID;"                                    \
+    "CREATE TRIGGER owners_slots_end AFTER DELETE ON owners"                                       \
+    " BEGIN DELETE FROM owner_slots WHERE owner_id = OLD.id; END;"
+static const char schema_v14[] = OWNER_SLOTS_TABLE;
+
 /* The current schema (version FR_STORE_SCHEMA_VERSION) as one set of
  * statements: what a new store is created from, instead of running every
  * migration (SQLite parsing eight migrations, tables built and rebuilt, was
@@ -625,6 +645,7 @@ static const char *const schema_current[] = {
     ATTEMPTS_SLOTS_INDEX,
     HISTORY_VIEW
     HISTORY_TABLES,
+    OWNER_SLOTS_TABLE,
     NULL};
 // clang-format on
 
@@ -633,8 +654,8 @@ static const char *const schema_current[] = {
 
 /* migrations[v] takes a database from version v to v + 1. */
 static const char *const migrations[FR_STORE_SCHEMA_VERSION] = {
-    schema_v1, schema_v2, schema_v3,  schema_v4,  schema_v5,  schema_v6, schema_v7,
-    schema_v8, schema_v9, schema_v10, schema_v11, schema_v12, schema_v13};
+    schema_v1, schema_v2, schema_v3,  schema_v4,  schema_v5,  schema_v6,  schema_v7,
+    schema_v8, schema_v9, schema_v10, schema_v11, schema_v12, schema_v13, schema_v14};
 
 /* One part of the current schema's SQL; see store.h. */
 const char *fr_store_schema_sql(int part)
@@ -1102,6 +1123,7 @@ void fr_store_close(fr_store *st)
         sqlite3_close(st->db);
     }
     fr_store_history_forget(st, true);
+    fr_store_slots_forget(st, true);
     free(st->path);
     free(st);
 }

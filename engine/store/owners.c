@@ -1,11 +1,14 @@
 /* The owners: the flowrun processes using the store, each with a lease of
  * FR_STORE_OWNER_LEASE_S pushed on by its heartbeat, and the slots of
- * shared endpoints their in-flight attempts hold. A dead owner (expired,
+ * shared endpoints they hold: a priced request's is its in-flight attempt,
+ * a $0 one's is in its owner's count of the endpoint and model
+ * (owner_slots; its row is booked when it ends). A dead owner (expired,
  * or its process gone on this host) holds no slot: what its attempts
  * reserved stays charged until a run or lease reclaims them (ledger.c),
  * but its capacity is free again. */
 
 #include "engine/store/store_int.h"
+#include "engine/util/mem.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -116,8 +119,10 @@ int fr_store_owner_end(fr_store *st, fr_error *err)
         fr_store_bind_text(st->stmt[S_OWNER_END], 1, st->owner_id);
         rc = fr_store_exec(st, S_OWNER_END, "cannot remove this process's owner row", err);
     }
-    if (rc == FR_OK)
+    if (rc == FR_OK) {
         st->owner_id[0] = '\0';
+        fr_store_slots_forget(st, true); /* its counts went with its row */
+    }
     return rc;
 }
 
@@ -166,4 +171,98 @@ int fr_store_slots_held(fr_store *st, const char *endpoint, const char *model, l
     fr_store_done(s);
     *held = n;
     return rc;
+}
+
+/* ---- $0 slots: counted per owner ------------------------------------------ */
+
+/* A handle is -(seq << 16 | index + 1): the slot's count at index. */
+#define SLOT_INDEX_BITS 16
+#define SLOT_INDEX_MAX  ((1 << SLOT_INDEX_BITS) - 1)
+
+static bool same_model(const char *a, const char *b)
+{
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/* The written count of this owner's $0 slots, or the caller's write now
+ * when no batch holds it (then written with the caller's transaction). */
+static int slots_written(fr_store *st, fr_error *err)
+{
+    return st->batching && st->pending ? FR_OK : fr_store_slots_write(st, err);
+}
+
+/* Takes a $0 slot; see store_int.h. */
+int fr_store_slot_take(fr_store *st, const fr_attempt_rec *a, long long *handle, fr_error *err)
+{
+    size_t i = 0;
+    while (i < st->nslot_sums && !(strcmp(st->slot_sums[i].endpoint, a->endpoint) == 0 &&
+                                   same_model(st->slot_sums[i].model, a->model)))
+        i++;
+    if (i == st->nslot_sums) {
+        if (i >= SLOT_INDEX_MAX)
+            return fr_error_set(err, FR_ELIMIT, st->path, 0,
+                                "more than %d shared endpoints and models hold slots",
+                                SLOT_INDEX_MAX);
+        if (st->nslot_sums == st->capslot_sums) {
+            st->capslot_sums = st->capslot_sums ? st->capslot_sums * 2 : 4;
+            st->slot_sums = fr_xrealloc(st->slot_sums, st->capslot_sums * sizeof *st->slot_sums);
+        }
+        st->slot_sums[st->nslot_sums++] = (fr_store_slot_sum){
+            .endpoint = fr_xstrdup(a->endpoint), .model = a->model ? fr_xstrdup(a->model) : NULL};
+    }
+    st->slot_sums[i].held++;
+    st->slot_sums[i].dirty = true;
+    st->slot_seq++;
+    *handle = -(((st->slot_seq & 0x7fffffffffffLL) << SLOT_INDEX_BITS) | (long long)(i + 1));
+    return slots_written(st, err);
+}
+
+/* Frees a $0 slot; see store_int.h. */
+int fr_store_slot_give(fr_store *st, long long handle, fr_error *err)
+{
+    size_t i = handle < 0 ? (size_t)((-handle) & SLOT_INDEX_MAX) : 0;
+    if (i == 0 || i > st->nslot_sums || st->slot_sums[i - 1].held <= 0)
+        return fr_error_set(err, FR_EINVAL, st->path, 0, "slot %lld is not held by this process",
+                            handle);
+    st->slot_sums[i - 1].held--;
+    st->slot_sums[i - 1].dirty = true;
+    return slots_written(st, err);
+}
+
+/* Writes the changed counts; see store_int.h. */
+int fr_store_slots_write(fr_store *st, fr_error *err)
+{
+    int rc = FR_OK;
+    if (!st->owner_id[0])
+        return rc; /* no owner row: nothing counts them */
+    for (size_t i = 0; i < st->nslot_sums && rc == FR_OK; i++) {
+        fr_store_slot_sum *c = &st->slot_sums[i];
+        if (!c->dirty)
+            continue;
+        sqlite3_stmt *s = st->stmt[S_SLOTS_SET];
+        fr_store_bind_text(s, 1, st->owner_id);
+        fr_store_bind_text(s, 2, c->endpoint);
+        fr_store_bind_text(s, 3, c->model);
+        sqlite3_bind_int64(s, 4, c->held);
+        rc = fr_store_exec(st, S_SLOTS_SET, "cannot count this process's slots", err);
+        c->dirty = rc != FR_OK;
+    }
+    return rc;
+}
+
+/* Forgets or marks the counts for writing again; see store_int.h. */
+void fr_store_slots_forget(fr_store *st, bool free_all)
+{
+    for (size_t i = 0; i < st->nslot_sums; i++) {
+        st->slot_sums[i].dirty = true;
+        if (free_all) {
+            free(st->slot_sums[i].endpoint);
+            free(st->slot_sums[i].model);
+        }
+    }
+    if (free_all) {
+        free(st->slot_sums);
+        st->slot_sums = NULL;
+        st->nslot_sums = st->capslot_sums = 0;
+    }
 }

@@ -19,7 +19,7 @@
 #include <time.h>
 
 /* The schema version this build writes and understands. */
-#define FR_STORE_SCHEMA_VERSION 13
+#define FR_STORE_SCHEMA_VERSION 14
 
 /* Returns the SQL (static) that takes a database from schema version `from`
  * to `from` + 1 (from 0: an empty database to version 1), or NULL for a
@@ -295,8 +295,13 @@ const char *fr_store_owner_id(const fr_store *st);
  * one whose count is smaller would let more than `max` be held. The count
  * and the INSERT run under the write lock (the batch's, else a BEGIN
  * IMMEDIATE of its own, committed before it returns), so processes
- * reserving at once are served one after the other. Sets *id to the
- * attempt's id, or to 0 when every slot is held (nothing written but this
+ * reserving at once are served one after the other. A priced attempt's
+ * slot (a's cost_usd, its worst case, > 0) is its in-flight row: sets *id
+ * to the attempt's id. A $0 one has no charge to keep in flight: its slot
+ * is one more in this owner's count of the endpoint and model (the
+ * owner_slots row other owners count, written with the transaction), *id
+ * is the slot's handle (< 0), and the attempt is booked once, by its
+ * settle. *id is 0 when every slot is held (nothing written but this
  * owner's heartbeat, when due). Needs fr_store_owner_begin first. Errors
  * as fr_store_reserve, and FR_EINVAL for `max` < 1, `own` < 0 or no
  * owner. */
@@ -305,13 +310,16 @@ int fr_store_reserve_slot(fr_store *st, const fr_attempt_rec *a, int max, long o
 
 /* Settles attempt `id`, booked in flight by fr_store_reserve, to `a`
  * (borrowed: what it used and cost, its outcome, error and latency; `a`'s
- * run id must be the attempt's). It keeps its month. With `month_total`
- * NULL it is one UPDATE; otherwise, like fr_store_add_attempt_total, it runs
+ * run id must be the attempt's). It keeps its month. A $0 slot's handle
+ * (< 0, fr_store_reserve_slot) books `a` as fr_store_add_attempt does and
+ * frees the slot. With `month_total`
+ * NULL it is one write; otherwise, like fr_store_add_attempt_total, it runs
  * in a BEGIN IMMEDIATE transaction that sets *month_total to the cost of
  * every booked attempt of the attempt's month, this one included and those
  * still in flight left out. FR_EINVAL for an invalid `a`, a "pending"
  * outcome, or an attempt that is not in flight (settled already, or of
- * another run); FR_ESTORE for a database failure. */
+ * another run; a handle that holds no slot); FR_ESTORE for a database
+ * failure. */
 int fr_store_settle(fr_store *st, long long id, const fr_attempt_rec *a, double *month_total,
                     fr_error *err);
 

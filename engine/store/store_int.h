@@ -47,6 +47,7 @@ enum fr_store_stmt {
     S_OWNER_END,
     S_OWNER_PRUNE,
     S_SLOTS_HELD,
+    S_SLOTS_SET,
     S_HISTORY,
     S_HIST_ADD,
     S_BIN_ADD,
@@ -73,6 +74,14 @@ typedef struct fr_store_bin_sum {
     int lat_bin, ttft_bin;
     long n;
 } fr_store_bin_sum;
+
+/* The $0 slots of a shared endpoint and model this owner holds (owners.c),
+ * the count its owner_slots row is given at the next commit when `dirty`. */
+typedef struct fr_store_slot_sum {
+    char *endpoint, *model; /* owned; model NULL for none */
+    long held;
+    bool dirty;
+} fr_store_slot_sum;
 
 struct fr_store {
     sqlite3 *db;
@@ -101,8 +110,11 @@ struct fr_store {
     size_t nbins, capbins;
     /* Its owner row (owners.c), "" before fr_store_owner_begin: */
     char owner_id[48];
-    char real_host[256]; /* this host's name (gethostname), "" unknown: liveness */
-    double owner_beat;   /* when its expiry was last pushed on (store clock) */
+    char real_host[256];          /* this host's name (gethostname), "" unknown: liveness */
+    double owner_beat;            /* when its expiry was last pushed on (store clock) */
+    fr_store_slot_sum *slot_sums; /* its $0 slots, by endpoint and model */
+    size_t nslot_sums, capslot_sums;
+    long long slot_seq; /* the $0 slots taken so far (their handles) */
     /* A PostgreSQL store opened for reading (fr_store_open_readonly of a
      * URL): the readers ask it instead of SQLite; `db` is NULL. */
     struct fr_pgread *pg;
@@ -271,6 +283,27 @@ int fr_store_lease_snapshot(fr_store *st, enum fr_store_stmt begin, const char *
  * FR_ESTORE. */
 int fr_store_slots_held(fr_store *st, const char *endpoint, const char *model, long *held,
                         fr_error *err);
+
+/* owners.c: takes a $0 slot of a's endpoint and model (borrowed) for this
+ * owner, inside the caller's write transaction: one more in its count,
+ * written at the batch's flush (fr_store_slots_write), else at once. Sets
+ * *handle to the slot's handle (< 0: no attempt row is its). FR_OK,
+ * FR_ELIMIT past 65,535 endpoints and models, FR_ESTORE. */
+int fr_store_slot_take(fr_store *st, const fr_attempt_rec *a, long long *handle, fr_error *err);
+
+/* owners.c: frees the $0 slot `handle` (fr_store_slot_take's) inside the
+ * caller's write transaction, as fr_store_slot_take writes it. FR_EINVAL
+ * for a handle that holds no slot, FR_ESTORE. */
+int fr_store_slot_give(fr_store *st, long long handle, fr_error *err);
+
+/* owners.c: writes this owner's changed counts of $0 slots into
+ * owner_slots, in the open write transaction. FR_OK or FR_ESTORE. */
+int fr_store_slots_write(fr_store *st, fr_error *err);
+
+/* owners.c: the counts are to be written again at the next commit (the
+ * transaction that held them rolled back); with `free_all` forgets them
+ * (the owner ended, or the store closes). */
+void fr_store_slots_forget(fr_store *st, bool free_all);
 
 /* owners.c: pushes this store's owner's expiry on when its last push is a
  * heartbeat old (FR_STORE_OWNER_BEAT_MS), inside the caller's write

@@ -192,10 +192,11 @@ pass "a killed run is listed with '-' for what only a report has; report last is
 
 # 6. A store of schema version 4 (what the previous flowrun wrote) is
 # upgraded and lists its old runs. (Made from the current one: what
-# versions 5 to 12 added is taken off again, month_totals and the ledger view
+# versions 5 to 14 added is taken off again, month_totals and the ledger view
 # of version 4 put back.)
 cp -r "$STATE" "$WORK/old"
-sqlite3 "$WORK/old/state.db" "DROP VIEW routing_evidence;
+sqlite3 "$WORK/old/state.db" "DROP TRIGGER owners_slots_end; DROP TABLE owner_slots;
+  DROP VIEW routing_evidence;
   DROP TABLE routing_history; DROP TABLE routing_bins; ALTER TABLE attempts DROP COLUMN score;
   ALTER TABLE attempts DROP COLUMN complexity;
   DROP TABLE reports; DROP INDEX runs_workflow; DROP VIEW ledger;

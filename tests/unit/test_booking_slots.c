@@ -192,9 +192,8 @@ static void test_turn_asks_without_waiting(void **state)
     fr_booking_flush(t.b2);
     done(&t, t.b1, &x1);
     assert_true(fr_booking_reserve_slot(t.b2, &turn, 1, &row, NULL));
-    assert_true(row > 0);
-    assert_int_equal(raw_num(f->path, "SELECT count(*) FROM attempts WHERE outcome = 'pending'"),
-                     1); /* committed: another connection sees it */
+    assert_true(row < 0);                               /* a $0 slot: its owner's count */
+    assert_int_equal(slots_recorded(f->path, NULL), 1); /* committed: another connection sees it */
     waiter x2 = {.a = turn, .row = row};
     done(&t, t.b2, &x2);
     two_close(&t, f);
@@ -235,20 +234,21 @@ static void test_own_slots_counted_per_model(void **state)
     assert_int_equal(row, 0);
     done(&t, t.b1, &x2);
     assert_true(fr_booking_reserve_slot(t.b1, &turn, 2, &row, NULL));
-    assert_true(row > 0);
-    assert_int_equal(raw_num(f->path, "SELECT count(*) FROM attempts WHERE outcome = 'pending'"),
-                     2); /* x3 and the turn */
+    assert_true(row > 0);                               /* priced: its row in flight */
+    assert_int_equal(slots_recorded(f->path, NULL), 2); /* x3 and the turn */
     waiter x4 = {.a = turn, .row = row};
     done(&t, t.b1, &x3);
     done(&t, t.b1, &x4);
+    assert_int_equal(slots_recorded(f->path, NULL), 0);
     assert_int_equal(raw_num(f->path, "SELECT count(*) FROM attempts WHERE outcome = 'pending'"),
                      0);
     two_close(&t, f);
 }
 
 /* A $0 request that gets its slot goes at once (not parked: no go to
- * wait for), its row in the turn's batch; once that commits, another
- * process counts it (max_parallel 1: refused, queued) until it settles. */
+ * wait for), its owner's count in the turn's batch; once that commits,
+ * another process counts it (max_parallel 1: refused, queued) until it
+ * settles, when its attempt is booked. */
 static void test_free_slot_goes_at_once(void **state)
 {
     fx *f = *state;
@@ -258,10 +258,10 @@ static void test_free_slot_goes_at_once(void **state)
     waiter_on(&x1, "r1", "a", "m", 0);
     assert_true(fr_booking_reserve_slot(t.b1, &x1.a, 1, &x1.row, &x1.w));
     assert_false(x1.w.parked || x1.w.queued);
-    assert_true(x1.row > 0);
-    fr_booking_flush(t.b1); /* the turn's commit */
-    assert_int_equal(raw_num(f->path, "SELECT count(*) FROM attempts WHERE outcome = 'pending'"),
-                     1);
+    assert_true(x1.row < 0); /* no row in flight: its owner's count */
+    fr_booking_flush(t.b1);  /* the turn's commit */
+    assert_int_equal(slots_recorded(f->path, NULL), 1);
+    assert_int_equal(raw_num(f->path, "SELECT count(*) FROM attempts"), 0);
     ask(t.b2, &x2, "r2", "a");
     assert_true(x2.w.queued);
     loop_spin(&t.loop, 3);

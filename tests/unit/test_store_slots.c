@@ -4,9 +4,15 @@
  * as the books count them) plus the other live owners'; an owner whose
  * lease expired (the store's clock moved past it) or whose process is gone
  * holds none; the owner row goes at the end. Two stores on one file are two
- * owners, as two processes are. */
+ * owners, as two processes are. Each test runs twice: with $0 requests,
+ * whose slots are counts in their owner's owner_slots rows (their handle
+ * < 0, a row booked when each ends), and with priced ones, whose slots are
+ * their in-flight rows. */
 
 #include "tests/unit/support/store_fixture.h"
+
+/* The worst case of the requests of the test running: 0 or a price. */
+static double slot_cost;
 
 /* A shared endpoint's attempt of run `run`, task `task`, on model `model`. */
 static fr_attempt_rec slot_rec(const char *run, const char *task, const char *model)
@@ -17,19 +23,19 @@ static fr_attempt_rec slot_rec(const char *run, const char *task, const char *mo
                             .tier = "local",
                             .model = model,
                             .attempt = 1,
-                            .cost_usd = 0};
+                            .cost_usd = slot_cost};
 }
 
 /* Reserves a slot of "gpu" (max `max`) for `task` of `run` on `model`,
- * its owner holding `own` slots of it; returns its id, 0 when every slot
- * is held. */
+ * its owner holding `own` slots of it; returns its id (a handle < 0 for a
+ * $0 slot), 0 when every slot is held. */
 static long long slot(fr_store *st, const char *run, const char *task, const char *model, int max,
                       long own)
 {
     fr_attempt_rec a = slot_rec(run, task, model);
     long long id = -1;
     assert_ok(fr_store_reserve_slot(st, &a, max, own, &id, &e_));
-    assert_true(id >= 0);
+    assert_true(slot_cost > 0 ? id >= 0 : id <= 0);
     return id;
 }
 
@@ -76,30 +82,42 @@ static void test_slots_are_shared(void **state)
     assert_string_not_equal(fr_store_owner_id(a), fr_store_owner_id(b));
     long long a1 = slot(a, "ra", "t1", "m", 2, 0);
     long long a2 = slot(a, "ra", "t2", "m", 2, 1);
-    assert_true(a1 > 0 && a2 > 0 && a1 != a2);
+    assert_true(a1 != 0 && a2 != 0 && a1 != a2);
     assert_int_equal(slot(a, "ra", "t3", "m", 2, 2), 0); /* its own count too */
     assert_int_equal(slot(b, "rb", "t1", "m", 2, 0), 0);
     /* Not a slot: a reservation of today's kind, and another model. */
     reserve(b, "rb", "x", 0.01);
     long long other = slot(b, "rb", "t9", "other-model", 1, 0);
-    assert_true(other > 0);
-    assert_int_equal(raw_num(f->path, "SELECT count(*) FROM attempts WHERE outcome = 'pending'"),
-                     4);
+    assert_true(other != 0);
+    assert_int_equal(slots_recorded(f->path, NULL), 3);
+    assert_int_equal(raw_num(f->path, "SELECT count(*) FROM attempts WHERE outcome = 'pending'"
+                                      " AND owner_id IS NULL"),
+                     1);
+    /* A $0 slot's attempt has no row in flight: it is booked as it ends. */
+    assert_int_equal(raw_num(f->path, "SELECT count(*) FROM attempts WHERE run_id = 'ra'"),
+                     slot_cost > 0 ? 2 : 0);
     settle_ok(a, a1, "ra", "t1");
-    long long b1 = slot(b, "rb", "t1", "m", 2, 0);
-    assert_true(b1 > 0);
-    assert_int_equal(slot(a, "ra", "t3", "m", 2, 1), 0);
-    char who[64];
+    char out[64];
     assert_string_equal(raw_text(f->path,
-                                 "SELECT owner_id FROM attempts WHERE task = 't1' AND"
-                                 " run_id = 'rb'",
-                                 who, sizeof who),
-                        fr_store_owner_id(b));
+                                 "SELECT group_concat(outcome) FROM attempts WHERE"
+                                 " run_id = 'ra' AND task = 't1'",
+                                 out, sizeof out),
+                        "ok");
+    long long b1 = slot(b, "rb", "t1", "m", 2, 0);
+    assert_true(b1 != 0);
+    assert_int_equal(slot(a, "ra", "t3", "m", 2, 1), 0);
+    char b_id[48];
+    snprintf(b_id, sizeof b_id, "%s", fr_store_owner_id(b));
+    assert_int_equal(slots_recorded(f->path, b_id), 2);
     assert_ok(fr_store_owner_end(b, &e_));
     assert_string_equal(fr_store_owner_id(b), "");
     assert_int_equal(raw_num(f->path, "SELECT count(*) FROM owners"), 1);
-    /* Its rows left: they hold no slot without an owner. */
-    assert_true(slot(a, "ra", "t3", "m", 2, 1) > 0);
+    /* Its in-flight rows are left, its counts went with its row: neither
+     * holds a slot without an owner. */
+    char sql[160];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM owner_slots WHERE owner_id = '%s'", b_id);
+    assert_int_equal(raw_num(f->path, sql), 0);
+    assert_true(slot(a, "ra", "t3", "m", 2, 1) != 0);
     fr_store_close(b);
 }
 
@@ -111,14 +129,14 @@ static void test_expired_owner_stops_counting(void **state)
     fx *f = *state;
     time_t now = utc(2027, 3, 10, 12, 0, 0);
     fr_store *b = NULL, *a = two_owners(f, now, &b);
-    assert_true(slot(a, "ra", "t1", "m", 2, 0) > 0);
-    assert_true(slot(a, "ra", "t2", "m", 2, 1) > 0);
+    assert_true(slot(a, "ra", "t1", "m", 2, 0) != 0);
+    assert_true(slot(a, "ra", "t2", "m", 2, 1) != 0);
     fr_store_set_clock(b, now + FR_STORE_OWNER_LEASE_S - 1);
     assert_int_equal(slot(b, "rb", "t1", "m", 2, 0), 0); /* still a's */
     fr_store_set_clock(b, now + FR_STORE_OWNER_LEASE_S + 1);
     long long b1 = slot(b, "rb", "t1", "m", 2, 0); /* a is dead: its two slots free */
-    assert_true(b1 > 0);
-    assert_true(slot(b, "rb", "t2", "m", 2, 1) > 0);
+    assert_true(b1 != 0);
+    assert_true(slot(b, "rb", "t2", "m", 2, 1) != 0);
     assert_int_equal(slot(b, "rb", "t3", "m", 2, 2), 0); /* b's own two */
     /* a beats: alive again, its two count, b's two too. */
     fr_store_set_clock(a, now + FR_STORE_OWNER_LEASE_S + 1);
@@ -129,7 +147,7 @@ static void test_expired_owner_stops_counting(void **state)
     fr_store_set_clock(b, now + FR_STORE_OWNER_LEASE_S + 2);
     settle_ok(b, b1, "rb", "t1");
     assert_int_equal(slot(b, "rb", "t4", "m", 3, 1), 0); /* a's 2 + b's 1 */
-    assert_true(slot(b, "rb", "t4", "m", 4, 1) > 0);
+    assert_true(slot(b, "rb", "t4", "m", 4, 1) != 0);
     fr_store_close(b);
 }
 
@@ -154,7 +172,7 @@ static void test_dead_process_stops_counting(void **state)
         for (int i = 0; ok && i < 2; i++) {
             fr_attempt_rec a = slot_rec("rc", i ? "t2" : "t1", "m");
             long long id = 0;
-            ok = fr_store_reserve_slot(c, &a, 2, i, &id, &err) == FR_OK && id > 0;
+            ok = fr_store_reserve_slot(c, &a, 2, i, &id, &err) == FR_OK && id != 0;
         }
         char c1 = ok ? 'y' : 'n';
         if (write(ready[1], &c1, 1) != 1)
@@ -174,8 +192,8 @@ static void test_dead_process_stops_counting(void **state)
     crash(pid);
     close(ready[0]);
     close(hold[1]);
-    assert_true(slot(f->st, "rp", "t1", "m", 2, 0) > 0);
-    assert_true(slot(f->st, "rp", "t2", "m", 2, 1) > 0);
+    assert_true(slot(f->st, "rp", "t1", "m", 2, 0) != 0);
+    assert_true(slot(f->st, "rp", "t2", "m", 2, 1) != 0);
 }
 
 /* Batched, the count and the INSERT are the batch's: another connection
@@ -204,12 +222,12 @@ static void test_batched_and_refused(void **state)
     assert_int_equal(fr_store_reserve_slot(f->st, &a, 1, -1, &id, &err), FR_EINVAL);
     int opened = 0;
     fr_store_batch(f->st, pending, &opened);
-    assert_true(slot(f->st, "r", "t1", "m", 1, 0) > 0);
+    assert_true(slot(f->st, "r", "t1", "m", 1, 0) != 0);
     assert_int_equal(opened, 1);
-    assert_int_equal(raw_num(f->path, "SELECT count(*) FROM attempts"), 0);
+    assert_int_equal(slots_recorded(f->path, NULL), 0);
     assert_int_equal(slot(f->st, "r", "t2", "m", 1, 1), 0);
     assert_ok(fr_store_flush(f->st, &e_));
-    assert_int_equal(raw_num(f->path, "SELECT count(*) FROM attempts"), 1);
+    assert_int_equal(slots_recorded(f->path, NULL), 1);
     fr_store_batch(f->st, NULL, NULL);
 }
 
@@ -225,31 +243,85 @@ static void test_own_count_from_the_caller(void **state)
     fr_store *b = NULL, *a = two_owners(f, now, &b);
     const char *const tasks[] = {"t1", "t2"};
     for (long i = 0; i < 2; i++) /* b holds 2 of "m", counting its own */
-        assert_true(slot(b, "rb", tasks[i], "m", 3, i) > 0);
+        assert_true(slot(b, "rb", tasks[i], "m", 3, i) != 0);
     assert_int_equal(slot(a, "ra", "t1", "m", 3, 1), 0); /* 1 + b's 2 */
-    assert_true(slot(a, "ra", "t1", "m", 3, 0) > 0);     /* 0 + b's 2 */
+    assert_true(slot(a, "ra", "t1", "m", 3, 0) != 0);    /* 0 + b's 2 */
     /* a's row is in the table, but a's count is what its caller says. */
-    assert_true(slot(a, "ra", "t2", "m", 3, 0) > 0);
-    char sql[200];
-    snprintf(sql, sizeof sql,
-             "SELECT count(*) FROM attempts WHERE owner_id = '%s' AND outcome = 'pending'",
-             fr_store_owner_id(a));
-    assert_int_equal(raw_num(f->path, sql), 2);
+    assert_true(slot(a, "ra", "t2", "m", 3, 0) != 0);
+    assert_int_equal(slots_recorded(f->path, fr_store_owner_id(a)), 2);
     /* Nobody holds a slot of "m2" (b's two of "m" are another server's):
      * a's own count alone refuses at max, and grants below it. */
     assert_int_equal(slot(a, "ra", "t3", "m2", 3, 3), 0);
-    assert_true(slot(a, "ra", "t3", "m2", 3, 2) > 0);
+    assert_true(slot(a, "ra", "t3", "m2", 3, 2) != 0);
     fr_store_close(b);
+}
+
+static int setup_free(void **state)
+{
+    slot_cost = 0;
+    return setup(state);
+}
+
+static int setup_priced(void **state)
+{
+    slot_cost = 0.01;
+    return setup(state);
+}
+
+#define BOTH(test)                                                                                 \
+    {#test " ($0)", test, setup_free, teardown, NULL},                                             \
+    {                                                                                              \
+#test " (priced)", test, setup_priced, teardown, NULL                                      \
+    }
+
+/* A $0 slot: its attempt is booked once, as it ends, and its slot freed
+ * with it; a handle that holds no slot (settled already, or never given)
+ * is refused and books nothing. Batched, the owner's count is written at
+ * the flush as the turn left it. */
+static void test_free_slot_settled_once(void **state)
+{
+    fx *f = *state;
+    slot_cost = 0;
+    f->st = owner(f->path, "r", utc(2027, 3, 10, 12, 0, 0));
+    long long h = slot(f->st, "r", "t1", "m", 4, 0);
+    assert_true(h < 0);
+    assert_int_equal(slots_recorded(f->path, NULL), 1);
+    assert_int_equal(raw_num(f->path, "SELECT count(*) FROM attempts"), 0);
+    settle_ok(f->st, h, "r", "t1");
+    assert_int_equal(slots_recorded(f->path, NULL), 0);
+    assert_int_equal(raw_num(f->path, "SELECT count(*) FROM attempts WHERE outcome = 'ok'"
+                                      " AND cost_usd = 0 AND task = 't1'"),
+                     1);
+    fr_attempt_rec a = slot_rec("r", "t1", "m");
+    a.outcome = "ok";
+    fr_error err = {0};
+    assert_int_equal(fr_store_settle(f->st, h, &a, NULL, &err), FR_EINVAL);
+    assert_int_equal(fr_store_settle(f->st, -5, &a, NULL, &err), FR_EINVAL);
+    assert_int_equal(raw_num(f->path, "SELECT count(*) FROM attempts"), 1);
+    int opened = 0;
+    fr_store_batch(f->st, pending, &opened);
+    long long t[3];
+    const char *const names[] = {"b1", "b2", "b3"};
+    for (int i = 0; i < 3; i++)
+        t[i] = slot(f->st, "r", names[i], "m", 4, i);
+    settle_ok(f->st, t[0], "r", "b1");
+    settle_ok(f->st, t[2], "r", "b3");
+    assert_int_equal(slots_recorded(f->path, NULL), 0); /* not yet committed */
+    assert_ok(fr_store_flush(f->st, &e_));
+    assert_int_equal(slots_recorded(f->path, NULL), 1);
+    assert_int_equal(raw_num(f->path, "SELECT count(*) FROM attempts"), 3);
+    fr_store_batch(f->st, NULL, NULL);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        STORE_TEST(test_slots_are_shared),
-        STORE_TEST(test_expired_owner_stops_counting),
-        STORE_TEST(test_dead_process_stops_counting),
-        STORE_TEST(test_batched_and_refused),
-        STORE_TEST(test_own_count_from_the_caller),
+        BOTH(test_slots_are_shared),
+        BOTH(test_expired_owner_stops_counting),
+        BOTH(test_dead_process_stops_counting),
+        BOTH(test_batched_and_refused),
+        BOTH(test_own_count_from_the_caller),
+        STORE_TEST(test_free_slot_settled_once),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -343,3 +343,16 @@ static inline void run_status(fr_store *st, const char *run, char *status, size_
 {
     assert_ok(fr_store_run_status(st, run, status, size, cost, &e_));
 }
+
+/* The slots of shared endpoints the table at `path` records as held by
+ * owner `owner` (NULL: by any): priced in-flight rows and $0 counts. */
+static inline long long slots_recorded(const char *path, const char *owner)
+{
+    char sql[400];
+    snprintf(sql, sizeof sql,
+             "SELECT (SELECT count(*) FROM attempts WHERE outcome = 'pending' AND"
+             " owner_id IS NOT NULL AND (%d OR owner_id = '%s'))"
+             " + (SELECT TOTAL(held) FROM owner_slots WHERE %d OR owner_id = '%s')",
+             !owner, owner ? owner : "", !owner, owner ? owner : "");
+    return (long long)raw_num(path, sql);
+}
