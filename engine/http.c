@@ -16,7 +16,6 @@
 #include "engine/util/mem.h"
 
 #include <ctype.h>
-#include <curl/curl.h>
 #include <inttypes.h>
 #include <errno.h>
 #include <math.h>
@@ -46,8 +45,6 @@
 #define CURL_WRITEFUNC_ERROR 0
 #endif
 
-static bool g_curl_ready;
-
 static void http_shutdown(fr_http *h);
 
 /* ---- memory and handle lifetimes ---------------------------------------- */
@@ -65,7 +62,7 @@ static void xfer_destroy(fr_xfer *x)
 {
     xfer_drop_strings(x);
     if (x->easy)
-        curl_easy_cleanup(x->easy);
+        fr_curl.easy_cleanup(x->easy);
     free(x);
 }
 
@@ -332,15 +329,15 @@ static void xfer_release(fr_xfer *x)
     /* Until curl has run since the submit, a reused handle's count is still
      * its last transfer's. */
     if (h->actions != x->actions_at_submit &&
-        curl_easy_getinfo(x->easy, CURLINFO_NUM_CONNECTS, &n) == CURLE_OK && n > 0)
+        fr_curl.easy_getinfo(x->easy, CURLINFO_NUM_CONNECTS, &n) == CURLE_OK && n > 0)
         h->connects += n;
-    curl_multi_remove_handle(h->multi, x->easy);
+    fr_curl.multi_remove_handle(h->multi, x->easy);
     if (x->reusable) {
         /* A spare handle points at no header list or body: both go now. */
-        curl_easy_setopt(x->easy, CURLOPT_HTTPHEADER, NULL);
-        curl_easy_setopt(x->easy, CURLOPT_POSTFIELDS, NULL);
+        fr_curl.easy_setopt(x->easy, CURLOPT_HTTPHEADER, NULL);
+        fr_curl.easy_setopt(x->easy, CURLOPT_POSTFIELDS, NULL);
     } else {
-        curl_easy_cleanup(x->easy);
+        fr_curl.easy_cleanup(x->easy);
         x->easy = NULL;
     }
     fr_http_free_headers(x->headers);
@@ -411,13 +408,13 @@ static void xfer_finish(fr_xfer *x, int rc, const char *error)
     /* A reused handle still answers for its last transfer until this one
      * has a status line of its own. */
     if (x->status == 0 ||
-        curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &res.status) != CURLE_OK)
+        fr_curl.easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &res.status) != CURLE_OK)
         res.status = 0;
     /* Out of descriptors: our own socket callback saw it, or curl's errno
      * says so (a descriptor curl opens itself, such as a resolver's). */
     long os_errno = 0;
     if (rc == FR_ECONNECT &&
-        (x->no_fds || (curl_easy_getinfo(x->easy, CURLINFO_OS_ERRNO, &os_errno) == CURLE_OK &&
+        (x->no_fds || (fr_curl.easy_getinfo(x->easy, CURLINFO_OS_ERRNO, &os_errno) == CURLE_OK &&
                        fr_fd_exhausted((int)os_errno)))) {
         res.no_fds = true;
         snprintf(x->msg, sizeof x->msg,
@@ -427,7 +424,7 @@ static void xfer_finish(fr_xfer *x, int rc, const char *error)
     }
     struct curl_header *ch = NULL;
     if (x->capture && x->status != 0 &&
-        curl_easy_header(x->easy, x->capture, 0, CURLH_HEADER, -1, &ch) == CURLHE_OK) {
+        fr_curl.easy_header(x->easy, x->capture, 0, CURLH_HEADER, -1, &ch) == CURLHE_OK) {
         res.captured = x->captured = fr_xstrndup(ch->value, strnlen(ch->value, 255));
     }
     /* Only a handle whose transfer ended cleanly serves another: curl keeps
@@ -444,7 +441,7 @@ static void xfer_finish(fr_xfer *x, int rc, const char *error)
 static void xfer_complete(fr_xfer *x, CURLcode cc)
 {
     int rc = map_curl_error(cc);
-    const char *error = x->errbuf[0] ? x->errbuf : curl_easy_strerror(cc);
+    const char *error = x->errbuf[0] ? x->errbuf : fr_curl.easy_strerror(cc);
     if (x->abort_rc != 0) {
         rc = x->abort_rc;
         error = x->msg;
@@ -581,12 +578,12 @@ static void drain(fr_http *h)
 {
     CURLMsg *msg;
     int left = 0;
-    while (!h->closing && (msg = curl_multi_info_read(h->multi, &left)) != NULL) {
+    while (!h->closing && (msg = fr_curl.multi_info_read(h->multi, &left)) != NULL) {
         if (msg->msg != CURLMSG_DONE)
             continue;
         CURLcode cc = msg->data.result;
         char *priv = NULL;
-        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &priv);
+        fr_curl.easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &priv);
         fr_xfer *x = (fr_xfer *)(void *)priv;
         if (x->cancelled)
             xfer_release(x);
@@ -603,7 +600,7 @@ static void sock_action(fr_http *h, curl_socket_t fd, int flags)
     h->depth++;
     h->in_curl = true;
     h->actions++;
-    curl_multi_socket_action(h->multi, fd, flags, &running);
+    fr_curl.multi_socket_action(h->multi, fd, flags, &running);
     h->in_curl = false;
     if (!h->closing) {
         reap_cancelled(h);
@@ -638,65 +635,93 @@ static void http_shutdown(fr_http *h)
             sock_close(h, h->socks[fd]);
     h->timer_closed = true;
     uv_close((uv_handle_t *)&h->timer, on_timer_closed);
-    curl_multi_cleanup(h->multi);
+    if (h->multi)
+        fr_curl.multi_cleanup(h->multi);
     h->multi = NULL;
 }
 
 /* ---- public API ----------------------------------------------------------- */
 
 /* Returns a new engine on `loop` (borrowed; it must outlive the engine and be
- * run after fr_http_free until empty). Initialises libcurl's global state
- * once per process (not thread-safe: call from the loop thread). Returns NULL
- * when curl cannot be initialised. */
+ * run after fr_http_free until empty). libcurl and its global state come
+ * with the first transfer through curl (curl_ready: the loop thread). */
 uv_loop_t *fr_http_loop(const fr_http *h)
 {
     return h->loop;
 }
 
+static int curl_ready(fr_http *h);
+
 fr_http *fr_http_new(uv_loop_t *loop)
 {
     if (!loop)
         return NULL;
-    if (!g_curl_ready) {
-        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-            return NULL;
-        g_curl_ready = true;
-    }
-    CURLM *multi = curl_multi_init();
-    if (!multi)
-        return NULL;
     fr_http *h = fr_xcalloc(1, sizeof *h);
     h->loop = loop;
-    h->multi = multi;
-    curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
-    curl_multi_setopt(multi, CURLMOPT_SOCKETDATA, h);
-    curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
-    curl_multi_setopt(multi, CURLMOPT_TIMERDATA, h);
-    /* Admission is the scheduler's job: curl must never hold a transfer back. */
-    curl_multi_setopt(multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, 0L);
-    curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS, 0L);
-    curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, MAX_CACHED_CONNS);
     h->cache_size = MAX_CACHED_CONNS;
-    curl_multi_setopt(multi, CURLMOPT_PIPELINING, (long)CURLPIPE_NOTHING);
     uv_timer_init(loop, &h->timer);
     h->timer.data = h;
     h->open_handles = 1;
     const char *mode = getenv("FLOWRUN_HTTP");
     h->only_curl = mode && strcmp(mode, "curl") == 0;
+    if (h->only_curl)
+        (void)curl_ready(h); /* every transfer will need it; a failure is logged */
     return h;
+}
+
+int fr_http_prepare(fr_http *h, const char *url)
+{
+    if (!h || h->closing)
+        return FR_EINVAL;
+    return fr_nat_carries(h, url) ? FR_OK : curl_ready(h);
+}
+
+/* curl's multi handle, made at the first transfer that goes through curl
+ * (libcurl loaded then: a run over plain HTTP never loads it). FR_OK, or
+ * the load's error (logged once: the transfer fails with it). */
+static int curl_ready(fr_http *h)
+{
+    if (h->multi)
+        return FR_OK;
+    fr_error err = {0};
+    int rc = fr_curl_load(&err);
+    if (rc != FR_OK) {
+        if (!h->curl_refused) {
+            char msg[1400];
+            fr_log_event(FR_LOG_ERROR, "http", "http.curl", "error=\"%s\"",
+                         fr_error_format(&err, msg, sizeof msg));
+            h->curl_refused = true;
+        }
+        return rc;
+    }
+    CURLM *multi = fr_curl.multi_init();
+    if (!multi)
+        return FR_ENOMEM;
+    h->multi = multi;
+    fr_curl.multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
+    fr_curl.multi_setopt(multi, CURLMOPT_SOCKETDATA, h);
+    fr_curl.multi_setopt(multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
+    fr_curl.multi_setopt(multi, CURLMOPT_TIMERDATA, h);
+    /* Admission is the scheduler's job: curl must never hold a transfer
+     * back, but for the cap fr_http_set_max_connections gave. */
+    fr_curl.multi_setopt(multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, h->max_conns);
+    fr_curl.multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS, 0L);
+    fr_curl.multi_setopt(multi, CURLMOPT_MAXCONNECTS, h->cache_size);
+    fr_curl.multi_setopt(multi, CURLMOPT_PIPELINING, (long)CURLPIPE_NOTHING);
+    return FR_OK;
 }
 
 #define SET(opt, val)                                                                              \
     do {                                                                                           \
         if (cc == CURLE_OK)                                                                        \
-            cc = curl_easy_setopt(e, opt, val);                                                    \
+            cc = fr_curl.easy_setopt(e, opt, val);                                                 \
     } while (0)
 
 /* A new easy handle for `x` with what every transfer shares: set once, as
  * the callbacks' pointers to x, which keeps its handle for life. */
 static int new_easy(fr_http *h, fr_xfer *x)
 {
-    CURL *e = x->easy = curl_easy_init();
+    CURL *e = x->easy = fr_curl.easy_init();
     if (!e)
         return FR_ENOMEM;
     h->easy_made++;
@@ -760,7 +785,7 @@ static void grow_cache(fr_http *h)
     if (n < (long)h->peak)
         n = (long)h->peak;
     h->cache_size = n;
-    curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, n);
+    fr_curl.multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, n);
 }
 
 /* Starts a POST of `req` (borrowed; url, headers and body are copied) with
@@ -788,6 +813,9 @@ int fr_http_submit(fr_http *h, const fr_request *req, const fr_http_opts *opts,
     rc = fr_nat_submit(h, req, opts, on_data, on_done, ud, out, &taken);
     if (taken)
         return rc;
+    rc = curl_ready(h);
+    if (rc != FR_OK)
+        goto cleanup;
     rc = FR_EINVAL;
     if (!fr_http_valid_url(h, req->url, &cached))
         goto cleanup;
@@ -818,7 +846,7 @@ int fr_http_submit(fr_http *h, const fr_request *req, const fr_http_opts *opts,
     rc = fr_http_setup_easy(x, req, cached, body_len, connect_ms);
     if (rc != FR_OK)
         goto cleanup;
-    CURLMcode mc = curl_multi_add_handle(h->multi, x->easy);
+    CURLMcode mc = fr_curl.multi_add_handle(h->multi, x->easy);
     if (mc != CURLM_OK) {
         rc = mc == CURLM_OUT_OF_MEMORY ? FR_ENOMEM : FR_EINVAL;
         goto cleanup;
@@ -890,14 +918,16 @@ size_t fr_http_active(const fr_http *h)
 void fr_http_set_max_connections(fr_http *h, long n)
 {
     h->max_conns = n > 0 ? n : 0;
-    curl_multi_setopt(h->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, n > 0 ? n : 0L);
     /* curl closes a connection when a transfer ends with more than
      * MAXCONNECTS open: below the transfers at once, every request would
      * open a new one (and a peer's end of each closed one lingers). The
      * cache grows with the transfers at once (grow_cache); with a cap it
      * never needs to be larger than the cap. */
     h->cache_size = n > MAX_CACHED_CONNS ? n : MAX_CACHED_CONNS;
-    curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, h->cache_size);
+    if (h->multi) { /* else set when curl is first needed */
+        fr_curl.multi_setopt(h->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, h->max_conns);
+        fr_curl.multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, h->cache_size);
+    }
 }
 
 long fr_http_connections(const fr_http *h)

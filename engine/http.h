@@ -56,14 +56,23 @@ typedef int (*fr_http_data_fn)(void *ud, long status, const char *data, size_t l
 typedef void (*fr_http_done_fn)(void *ud, const fr_http_result *res);
 
 /* Returns a new HTTP engine on `loop` (borrowed, must outlive it), or NULL
- * if curl cannot be initialised. */
+ * without a loop. libcurl is loaded at its first transfer that plain HTTP
+ * cannot carry (engine/curlfns.h); should it be missing, that transfer
+ * fails at submit (FR_ENOENT, logged once with the package to install). */
 fr_http *fr_http_new(uv_loop_t *loop);
+
+/* Readies `h` for transfers to `url` (borrowed; NULL when it is not known
+ * yet): when they will go through curl, libcurl is loaded now, at a run's
+ * setup, not at the first such transfer on the running loop. FR_OK, or the
+ * load's error (logged; such transfers fail at submit). */
+int fr_http_prepare(fr_http *h, const char *url);
 
 /* Starts a transfer (a POST unless opts->method says otherwise) of `req`
  * (borrowed, copied) with `opts` (borrowed, may be NULL). `ud` is passed
  * back to both callbacks. On FR_OK, *out (optional) receives a borrowed
  * handle valid until done is called or it is cancelled.
- * Errors: FR_EINVAL for a bad request, FR_ENOMEM. */
+ * Errors: FR_EINVAL for a bad request, FR_ENOMEM, FR_ENOENT when the
+ * transfer needs libcurl and it cannot be loaded. */
 int fr_http_submit(fr_http *h, const fr_request *req, const fr_http_opts *opts,
                    fr_http_data_fn on_data, fr_http_done_fn on_done, void *ud, fr_xfer **out);
 

@@ -18,24 +18,24 @@ void fr_http_free_headers(struct curl_slist *list)
 {
     for (struct curl_slist *l = list; l; l = l->next)
         fr_wipe(l->data, strlen(l->data));
-    curl_slist_free_all(list);
+    fr_curl.slist_free_all(list);
 }
 
 static bool check_url(const char *url)
 {
     bool ok = false;
     char *scheme = NULL;
-    CURLU *u = curl_url();
+    CURLU *u = fr_curl.url();
     if (!u)
         goto cleanup;
-    if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK)
+    if (fr_curl.url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK)
         goto cleanup;
-    if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK)
+    if (fr_curl.url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK)
         goto cleanup;
     ok = strcasecmp(scheme, "http") == 0 || strcasecmp(scheme, "https") == 0;
 cleanup:
-    curl_free(scheme);
-    curl_url_cleanup(u);
+    fr_curl.free(scheme);
+    fr_curl.url_cleanup(u);
     return ok;
 }
 
@@ -88,18 +88,18 @@ int fr_http_build_headers(const fr_request *req, struct curl_slist **out)
     struct curl_slist *list = NULL, *next;
     int rc = FR_ENOMEM;
     for (size_t i = 0; i < req->nheaders; i++) {
-        if (!(next = curl_slist_append(list, req->headers[i])))
+        if (!(next = fr_curl.slist_append(list, req->headers[i])))
             goto cleanup;
         list = next;
     }
     /* The body is JSON; without this curl would label it a form. */
     if (!fr_http_has_header(req, "Content-Type")) {
-        if (!(next = curl_slist_append(list, "Content-Type: application/json")))
+        if (!(next = fr_curl.slist_append(list, "Content-Type: application/json")))
             goto cleanup;
         list = next;
     }
     /* An empty value removes the header curl would add: no 100-continue round trip. */
-    if (!(next = curl_slist_append(list, "Expect:")))
+    if (!(next = fr_curl.slist_append(list, "Expect:")))
         goto cleanup;
     list = next;
     *out = list;
@@ -120,7 +120,7 @@ int fr_http_curl_rc(CURLcode cc)
 #define SET(opt, val)                                                                              \
     do {                                                                                           \
         if (cc == CURLE_OK)                                                                        \
-            cc = curl_easy_setopt(e, opt, val);                                                    \
+            cc = fr_curl.easy_setopt(e, opt, val);                                                 \
     } while (0)
 
 /* Sets what this request has of its own, and of what a reused handle was
@@ -178,6 +178,53 @@ double fr_http_retry_after_parse(const char *retry_after, const char *retry_afte
     return parse_retry_after(retry_after);
 }
 
+/* The month of a three-letter name ("Jan" 0 .. "Dec" 11), or -1. */
+static int month_of(const char *m)
+{
+    static const char names[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
+    for (int i = 0; i < 12; i++)
+        if (strncmp(m, names + 3 * i, 3) == 0 && m[3] == '\0')
+            return i;
+    return -1;
+}
+
+/* An HTTP date (RFC 9110 5.6.7) as Unix time, or -1: the IMF-fixdate
+ * "Sun, 06 Nov 1994 08:49:37 GMT" and the obsolete RFC 850
+ * ("Sunday, 06-Nov-94 08:49:37 GMT") and asctime ("Sun Nov  6 08:49:37
+ * 1994") forms a recipient must accept. */
+time_t fr_http_date_parse(const char *v)
+{
+    char wday[16], mon[4], zone[4];
+    int day, year, hh, mm, ss, n = 0;
+    struct tm tm = {0};
+    if (sscanf(v, "%15[A-Za-z], %2d %3s %4d %2d:%2d:%2d %3s%n", wday, &day, mon, &year, &hh, &mm,
+               &ss, zone, &n) == 8 &&
+        strlen(wday) == 3) {
+        /* IMF-fixdate */
+    } else if (sscanf(v, "%15[A-Za-z], %2d-%3s-%2d %2d:%2d:%2d %3s%n", wday, &day, mon, &year, &hh,
+                      &mm, &ss, zone, &n) == 8) {
+        mon[3] = '\0';
+        year += year < 70 ? 2000 : 1900; /* RFC 850's two digits */
+    } else if (sscanf(v, "%3[A-Za-z] %3s %2d %2d:%2d:%2d %4d%n", wday, mon, &day, &hh, &mm, &ss,
+                      &year, &n) == 7) {
+        snprintf(zone, sizeof zone, "GMT"); /* asctime's is UTC */
+    } else {
+        return (time_t)-1;
+    }
+    while (v[n] == ' ' || v[n] == '\t')
+        n++;
+    tm.tm_mon = month_of(mon);
+    if (v[n] || strcmp(zone, "GMT") != 0 || tm.tm_mon < 0 || day < 1 || day > 31 || hh > 23 ||
+        mm > 59 || ss > 60 || year < 1970)
+        return (time_t)-1;
+    tm.tm_mday = day;
+    tm.tm_year = year - 1900;
+    tm.tm_hour = hh;
+    tm.tm_min = mm;
+    tm.tm_sec = ss;
+    return timegm(&tm);
+}
+
 /* Retry-After is delta-seconds or an HTTP date; returns seconds from now
  * (0 for a date in the past), or -1 when absent or unreadable. */
 static double parse_retry_after(const char *v)
@@ -191,7 +238,7 @@ static double parse_retry_after(const char *v)
             end++;
         return (*end == '\0' && isfinite(d) && d >= 0) ? d : -1;
     }
-    time_t when = curl_getdate(v, NULL);
+    time_t when = fr_http_date_parse(v);
     if (when == (time_t)-1)
         return -1;
     double d = difftime(when, time(NULL));

@@ -8,8 +8,9 @@
 
 #include "engine/http.h"
 
-#include <curl/curl.h>
+#include "engine/curlfns.h"
 #include <stdbool.h>
+#include <time.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
@@ -127,9 +128,10 @@ struct fr_http {
     bool closing; /* fr_http_free was called */
     bool shut;    /* shutdown ran; memory goes with the last close callback */
     int open_handles;
-    fr_nat *nat;    /* the native client, made at the first plain http:// request */
-    bool only_curl; /* FLOWRUN_HTTP=curl */
-    long max_conns; /* fr_http_set_max_connections, 0 for none */
+    fr_nat *nat;       /* the native client, made at the first plain http:// request */
+    bool only_curl;    /* FLOWRUN_HTTP=curl */
+    bool curl_refused; /* libcurl could not be loaded (logged once) */
+    long max_conns;    /* fr_http_set_max_connections, 0 for none */
 };
 
 /* Frees a header list (NULL is fine), wiping each line first: the
@@ -157,6 +159,10 @@ int fr_http_setup_easy(fr_xfer *x, const fr_request *req, const char *cached, si
  * valid (the more precise), else Retry-After (delta-seconds or an HTTP
  * date, 0 for a date past); -1 when neither. */
 double fr_http_retry_after_s(const fr_xfer *x);
+/* http_easy.c: an HTTP date (IMF-fixdate, RFC 850 or asctime, GMT) as Unix
+ * time, or (time_t)-1 for anything else (`v` borrowed, whole). */
+time_t fr_http_date_parse(const char *v);
+
 /* The same from the raw header values (each "" when absent): shared by
  * both paths. */
 double fr_http_retry_after_parse(const char *retry_after, const char *retry_after_ms);
@@ -178,6 +184,10 @@ void fr_http_enter(fr_http *h);
 void fr_http_leave(fr_http *h);
 
 /* ---- http_native.c: plain http:// without a proxy, on libuv streams ---- */
+/* http_native.c: whether the native client carries requests to `url`
+ * (borrowed; NULL: no), as fr_nat_submit would take them. */
+bool fr_nat_carries(fr_http *h, const char *url);
+
 /* Submits `req` natively when its URL is a plain http:// one that no proxy
  * applies to (the header lines and h's state already checked): then sets
  * *taken and returns as fr_http_submit. Leaves *taken false (and returns

@@ -1032,6 +1032,18 @@ static nat_xfer *xfer_take(fr_http *h)
     return x;
 }
 
+bool fr_nat_carries(fr_http *h, const char *url)
+{
+    if (h->only_curl || !url)
+        return false;
+    if (!h->nat)
+        h->nat = fr_xcalloc(1, sizeof *h->nat);
+    nat_url u = {0};
+    url_parse(h->nat, url, &u);
+    free(u.target);
+    return u.native;
+}
+
 int fr_nat_submit(fr_http *h, const fr_request *req, const fr_http_opts *opts,
                   fr_http_data_fn on_data, fr_http_done_fn on_done, void *ud, fr_xfer **out,
                   bool *taken)

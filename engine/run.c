@@ -730,9 +730,15 @@ int fr_run_execute(fr_run *r)
         fr_progress_started(r->wf->ntasks);
     if (r->opts.live)
         r->live = fr_live_start(&r->loop, &r->res, r->sched, r->eps, r->clock);
-    if (!r->http ||
-        (r->opts.sim && fr_endpoints_standin(r->eps, r->opts.standin, &r->loop,
-                                             r->opts.sim_latency_ms, r->opts.sim_tps) != FR_OK)) {
+    bool started =
+        r->http &&
+        (!r->opts.sim || fr_endpoints_standin(r->eps, r->opts.standin, &r->loop,
+                                              r->opts.sim_latency_ms, r->opts.sim_tps) == FR_OK);
+    /* libcurl, should an endpoint need it, loaded now rather than at its
+     * first request on the running loop. */
+    for (size_t e = 0; started && e < fr_endpoints_count(r->eps); e++)
+        (void)fr_http_prepare(r->http, fr_ep_url(r->eps, e));
+    if (!started) {
         end_unfinished(r, FR_TASK_FAILED, "the run could not start");
         close_all(r);
     } else if (fr_toolset_needed(r->wf)) {

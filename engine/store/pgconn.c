@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <libpq-fe.h>
+#include "engine/store/pqfns.h"
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -151,32 +151,32 @@ static fr_pgres *res_rows(const PGresult *pr)
     r->failed = -1;
     if (!pr)
         return r;
-    r->rows = PQntuples(pr);
-    r->cols = PQnfields(pr);
-    r->affected = strtoll(PQcmdTuples((PGresult *)pr), NULL, 10);
+    r->rows = fr_pq.ntuples(pr);
+    r->cols = fr_pq.nfields(pr);
+    r->affected = strtoll(fr_pq.cmdTuples((PGresult *)pr), NULL, 10);
     size_t bytes = 0;
     for (int j = 0; j < r->cols; j++)
-        bytes += strlen(PQfname(pr, j)) + 1;
+        bytes += strlen(fr_pq.fname(pr, j)) + 1;
     for (int i = 0; i < r->rows; i++)
         for (int j = 0; j < r->cols; j++)
-            if (!PQgetisnull(pr, i, j))
-                bytes += (size_t)PQgetlength(pr, i, j) + 1;
+            if (!fr_pq.getisnull(pr, i, j))
+                bytes += (size_t)fr_pq.getlength(pr, i, j) + 1;
     r->storage = fr_xmalloc(bytes ? bytes : 1);
     r->names = fr_xcalloc((size_t)r->cols + 1, sizeof *r->names);
     r->cells = fr_xcalloc((size_t)r->rows * (size_t)r->cols + 1, sizeof *r->cells);
     char *p = r->storage;
     for (int j = 0; j < r->cols; j++) {
-        size_t n = strlen(PQfname(pr, j)) + 1;
-        memcpy(p, PQfname(pr, j), n);
+        size_t n = strlen(fr_pq.fname(pr, j)) + 1;
+        memcpy(p, fr_pq.fname(pr, j), n);
         r->names[j] = p;
         p += n;
     }
     for (int i = 0; i < r->rows; i++)
         for (int j = 0; j < r->cols; j++) {
-            if (PQgetisnull(pr, i, j))
+            if (fr_pq.getisnull(pr, i, j))
                 continue;
-            size_t n = (size_t)PQgetlength(pr, i, j);
-            memcpy(p, PQgetvalue(pr, i, j), n);
+            size_t n = (size_t)fr_pq.getlength(pr, i, j);
+            memcpy(p, fr_pq.getvalue(pr, i, j), n);
             p[n] = '\0';
             r->cells[(size_t)i * (size_t)r->cols + (size_t)j] = p;
             p += n + 1;
@@ -270,9 +270,9 @@ static void request_free(request *q)
     free(q->par);
     if (q->parts)
         for (int i = 0; i < q->n; i++)
-            PQclear(q->parts[i]);
+            fr_pq.clear(q->parts[i]);
     free(q->parts);
-    PQclear(q->last);
+    fr_pq.clear(q->last);
     free(q->msg);
     free(q);
 }
@@ -352,7 +352,7 @@ static void watch_closed(uv_handle_t *h)
 {
     watch *w = (watch *)(void *)h;
     fr_pgconn *c = w->c;
-    PQfinish(w->pg);
+    fr_pq.finish(w->pg);
     free(w);
     release(c);
 }
@@ -385,11 +385,11 @@ static PGconn *watch_drop(fr_pgconn *c, bool finish)
  * caller must not use it after an error. */
 static int watch_set(fr_pgconn *c, PGconn *pg, int events)
 {
-    int fd = PQsocket(pg);
+    int fd = fr_pq.socket(pg);
     if (c->w && c->w->fd != fd)
         watch_drop(c, false);
     if (fd < 0) {
-        PQfinish(pg);
+        fr_pq.finish(pg);
         return FR_ECONNECT;
     }
     if (!c->w) {
@@ -399,7 +399,7 @@ static int watch_set(fr_pgconn *c, PGconn *pg, int events)
         w->fd = fd;
         if (uv_poll_init(c->loop, &w->poll, fd) != 0) {
             free(w);
-            PQfinish(pg);
+            fr_pq.finish(pg);
             return FR_ECONNECT;
         }
         c->live++;
@@ -485,8 +485,8 @@ static void on_deadline(uv_timer_t *t)
 static void conn_up(fr_pgconn *c, PGconn *pg)
 {
     uv_timer_stop(&c->timer);
-    if (PQsetnonblocking(pg, 1) != 0 || PQenterPipelineMode(pg) != 1) {
-        conn_broken(c, PQerrorMessage(pg));
+    if (fr_pq.setnonblocking(pg, 1) != 0 || fr_pq.enterPipelineMode(pg) != 1) {
+        conn_broken(c, fr_pq.errorMessage(pg));
         return;
     }
     c->st = ST_UP;
@@ -503,7 +503,7 @@ static void conn_up(fr_pgconn *c, PGconn *pg)
 static void connect_step(fr_pgconn *c)
 {
     PGconn *pg = current(c);
-    PostgresPollingStatusType r = PQconnectPoll(pg);
+    PostgresPollingStatusType r = fr_pq.connectPoll(pg);
     switch (r) {
     case PGRES_POLLING_READING:
     case PGRES_POLLING_WRITING:
@@ -518,7 +518,7 @@ static void connect_step(fr_pgconn *c)
         conn_up(c, pg);
         return;
     default:
-        conn_broken(c, PQerrorMessage(pg));
+        conn_broken(c, fr_pq.errorMessage(pg));
         return;
     }
 }
@@ -544,16 +544,16 @@ static void connect_start(fr_pgconn *c)
             vals[4] = fr_buf_str(&c->portlist);
         }
     }
-    PGconn *pg = PQconnectStartParams(keys, vals, 1);
+    PGconn *pg = fr_pq.connectStartParams(keys, vals, 1);
     if (!pg) {
         conn_broken(c, "out of memory");
         return;
     }
-    PQsetNoticeProcessor(pg, notice_quiet, NULL);
+    fr_pq.setNoticeProcessor(pg, notice_quiet, NULL);
     c->st = ST_CONNECT;
-    if (PQstatus(pg) == CONNECTION_BAD) {
-        char *why = fr_xstrdup(PQerrorMessage(pg));
-        PQfinish(pg);
+    if (fr_pq.status(pg) == CONNECTION_BAD) {
+        char *why = fr_xstrdup(fr_pq.errorMessage(pg));
+        fr_pq.finish(pg);
         conn_broken(c, why);
         free(why);
     } else if (watch_set(c, pg, UV_WRITABLE) != FR_OK) {
@@ -671,9 +671,9 @@ static void connect_begin(fr_pgconn *c)
 static int pipeline_sync(PGconn *pg)
 {
 #ifdef LIBPQ_HAS_SEND_PIPELINE_SYNC
-    return PQsendPipelineSync(pg);
+    return fr_pq.sendPipelineSync(pg);
 #else
-    return PQpipelineSync(pg);
+    return fr_pq.pipelineSync(pg);
 #endif
 }
 
@@ -683,7 +683,7 @@ static int pipeline_sync(PGconn *pg)
 static void cork(PGconn *pg, int on)
 {
 #if defined(TCP_CORK) && !defined(LIBPQ_HAS_SEND_PIPELINE_SYNC)
-    setsockopt(PQsocket(pg), IPPROTO_TCP, TCP_CORK, &on, sizeof on);
+    setsockopt(fr_pq.socket(pg), IPPROTO_TCP, TCP_CORK, &on, sizeof on);
 #else
     (void)pg;
     (void)on;
@@ -705,13 +705,13 @@ static void send_waiting(fr_pgconn *c, PGconn *pg)
         c->n_flight++;
         c->n_wait--;
         for (int i = 0; i < q->n; i++)
-            if (!PQsendQueryParams(pg, q->sql[i], q->np[i], NULL, (const char *const *)q->par[i],
-                                   NULL, NULL, 0))
+            if (!fr_pq.sendQueryParams(pg, q->sql[i], q->np[i], NULL,
+                                       (const char *const *)q->par[i], NULL, NULL, 0))
                 goto broken;
         if (!pipeline_sync(pg))
             goto broken;
     }
-    int f = PQflush(pg);
+    int f = fr_pq.flush(pg);
     if (corked)
         cork(pg, 0);
     if (f < 0)
@@ -724,7 +724,7 @@ static void send_waiting(fr_pgconn *c, PGconn *pg)
         conn_broken(c, "cannot watch the connection's socket");
     return;
 broken:
-    conn_broken(c, PQerrorMessage(pg));
+    conn_broken(c, fr_pq.errorMessage(pg));
 }
 
 static void request_error(request *q, const PGresult *r)
@@ -732,35 +732,36 @@ static void request_error(request *q, const PGresult *r)
     if (q->rc != FR_OK)
         return;
     q->failed = q->seen;
-    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-    const char *primary = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+    const char *state = fr_pq.resultErrorField(r, PG_DIAG_SQLSTATE);
+    const char *primary = fr_pq.resultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
     q->rc = FR_ESTORE;
     snprintf(q->sqlstate, sizeof q->sqlstate, "%s", state ? state : "");
     q->msg = fr_xasprintf("SQLSTATE %s: %s", state ? state : "?????",
-                          primary ? primary : PQresultErrorMessage(r));
+                          primary ? primary : fr_pq.resultErrorMessage(r));
 }
 
 /* Reads what has come: each request's statements' results, then its Sync.
  * Stops at what has not come yet, at a loss, or when a callback closed `c`. */
 static void read_results(fr_pgconn *c, PGconn *pg)
 {
-    while (c->n_flight && c->st == ST_UP && PQstatus(pg) == CONNECTION_OK && !PQisBusy(pg)) {
+    while (c->n_flight && c->st == ST_UP && fr_pq.status(pg) == CONNECTION_OK &&
+           !fr_pq.isBusy(pg)) {
         request *q = c->head;
-        PGresult *r = PQgetResult(pg);
+        PGresult *r = fr_pq.getResult(pg);
         if (q->seen < q->n) {
             if (!r) {
                 q->seen++;
                 continue;
             }
-            switch (PQresultStatus(r)) {
+            switch (fr_pq.resultStatus(r)) {
             case PGRES_TUPLES_OK:
             case PGRES_COMMAND_OK:
             case PGRES_EMPTY_QUERY:
                 if (q->parts) {
-                    PQclear(q->parts[q->seen]);
+                    fr_pq.clear(q->parts[q->seen]);
                     q->parts[q->seen] = r;
                 } else {
-                    PQclear(q->last);
+                    fr_pq.clear(q->last);
                     q->last = r;
                 }
                 continue;
@@ -770,18 +771,18 @@ static void read_results(fr_pgconn *c, PGconn *pg)
                 request_error(q, r);
                 break;
             }
-            PQclear(r);
+            fr_pq.clear(r);
             continue;
         }
         if (!r)
             return; /* the Sync has not been read yet */
-        ExecStatusType st = PQresultStatus(r);
+        ExecStatusType st = fr_pq.resultStatus(r);
         if (st != PGRES_PIPELINE_SYNC) { /* out of step: nothing is certain any more */
-            PQclear(r);
+            fr_pq.clear(r);
             conn_broken(c, "the server's replies are out of step with the requests");
             return;
         }
-        PQclear(r);
+        fr_pq.clear(r);
         request_finish(c, NULL);
     }
 }
@@ -791,10 +792,10 @@ static void read_results(fr_pgconn *c, PGconn *pg)
 static void deliver_notifies(fr_pgconn *c, PGconn *pg)
 {
     PGnotify *n;
-    while (c->st == ST_UP && (n = PQnotifies(pg)) != NULL) {
+    while (c->st == ST_UP && (n = fr_pq.notifies(pg)) != NULL) {
         if (c->on_notify)
             c->on_notify(c->notify_ud, n->relname, n->extra ? n->extra : "");
-        PQfreemem(n);
+        fr_pq.freemem(n);
     }
 }
 
@@ -819,16 +820,16 @@ static void on_poll(uv_poll_t *h, int status, int events)
     }
     if (c->st != ST_UP)
         return;
-    if (status < 0 || PQsocket(pg) != w->fd) { /* libpq dropped the socket, or it failed */
-        if (PQsocket(pg) == w->fd)
-            PQconsumeInput(pg); /* libpq's words for the socket's error */
-        const char *why = PQerrorMessage(pg);
+    if (status < 0 || fr_pq.socket(pg) != w->fd) { /* libpq dropped the socket, or it failed */
+        if (fr_pq.socket(pg) == w->fd)
+            fr_pq.consumeInput(pg); /* libpq's words for the socket's error */
+        const char *why = fr_pq.errorMessage(pg);
         conn_broken(c, why && *why ? why : uv_strerror(status));
         return;
     }
     if (events & UV_READABLE) {
-        if (!PQconsumeInput(pg)) {
-            conn_broken(c, PQerrorMessage(pg));
+        if (!fr_pq.consumeInput(pg)) {
+            conn_broken(c, fr_pq.errorMessage(pg));
             return;
         }
         read_results(c, pg);
@@ -837,8 +838,8 @@ static void on_poll(uv_poll_t *h, int status, int events)
         deliver_notifies(c, pg);
         if (c->st != ST_UP)
             return;
-        if (PQstatus(pg) == CONNECTION_BAD) {
-            conn_broken(c, PQerrorMessage(pg));
+        if (fr_pq.status(pg) == CONNECTION_BAD) {
+            conn_broken(c, fr_pq.errorMessage(pg));
             return;
         }
     }
@@ -872,12 +873,12 @@ static int read_url(fr_pgconn *c, fr_error *err)
     char *errmsg = NULL;
     PQconninfoOption *opts = NULL;
     if (c->url[0] != '\0')
-        opts = PQconninfoParse(c->url, &errmsg);
+        opts = fr_pq.conninfoParse(c->url, &errmsg);
     if (c->url[0] != '\0' && !opts) {
         char *why = scrubbed(c, errmsg ? errmsg : "out of memory");
         fr_error_set(err, FR_ECONFIG, "postgresql", 0, "%s: %s", c->masked, why);
         free(why);
-        PQfreemem(errmsg);
+        fr_pq.freemem(errmsg);
         return FR_ECONFIG;
     }
     const char *host = NULL, *port = NULL, *password = NULL;
@@ -907,7 +908,7 @@ static int read_url(fr_pgconn *c, fr_error *err)
         for (PQconninfoOption *o = opts; o->keyword; o++)
             if (o->val)
                 fr_wipe(o->val, strlen(o->val));
-        PQconninfoFree(opts);
+        fr_pq.conninfoFree(opts);
     }
     return FR_OK;
 }
@@ -933,6 +934,9 @@ int fr_pgconn_open(uv_loop_t *loop, const char *url, fr_pgconn_state_fn on_state
 {
     if (!loop || !url || !out)
         return fr_error_set(err, FR_EINVAL, "postgresql", 0, "no loop, URL or result");
+    int rc = fr_pq_load(err);
+    if (rc != FR_OK)
+        return rc;
     fr_pgconn *c = fr_xcalloc(1, sizeof *c);
     c->loop = loop;
     c->url = fr_xstrdup(url);
@@ -946,7 +950,7 @@ int fr_pgconn_open(uv_loop_t *loop, const char *url, fr_pgconn_state_fn on_state
     uv_timer_init(loop, &c->timer);
     c->timer.data = c;
     c->live = 1;
-    int rc = read_url(c, err);
+    rc = read_url(c, err);
     if (rc != FR_OK) {
         c->st = ST_CLOSING;
         uv_close((uv_handle_t *)&c->timer, timer_closed);

@@ -11,7 +11,7 @@
 #include "engine/store/store_int.h"
 #include "engine/util/mem.h"
 
-#include <libpq-fe.h>
+#include "engine/store/pqfns.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,7 +30,7 @@ void fr_pgread_close(fr_pgread *r)
 {
     if (!r)
         return;
-    PQfinish(r->conn);
+    fr_pq.finish(r->conn);
     free(r->source);
     free(r);
 }
@@ -39,7 +39,7 @@ void fr_pgread_close(fr_pgread *r)
  * last newline cut. */
 static int db_error(const fr_pgread *r, fr_error *err, int code, const char *what)
 {
-    const char *m = PQerrorMessage(r->conn);
+    const char *m = fr_pq.errorMessage(r->conn);
     int len = (int)strcspn(m, "\n");
     return fr_error_set(err, code, r->source, 0, "%s: %.*s", what, len, m);
 }
@@ -49,11 +49,12 @@ static int db_error(const fr_pgread *r, fr_error *err, int code, const char *wha
 static int query(fr_pgread *r, const char *sql, int n, const char *const *params, PGresult **res,
                  const char *what, fr_error *err)
 {
-    *res = PQexecParams(r->conn, sql, n, NULL, params, NULL, NULL, 0);
-    if (*res && PQresultStatus(*res) == PGRES_TUPLES_OK)
+    *res = fr_pq.execParams(r->conn, sql, n, NULL, params, NULL, NULL, 0);
+    if (*res && fr_pq.resultStatus(*res) == PGRES_TUPLES_OK)
         return FR_OK;
-    int rc = db_error(r, err, PQstatus(r->conn) == CONNECTION_OK ? FR_ESTORE : FR_ECONNECT, what);
-    PQclear(*res);
+    int rc =
+        db_error(r, err, fr_pq.status(r->conn) == CONNECTION_OK ? FR_ESTORE : FR_ECONNECT, what);
+    fr_pq.clear(*res);
     *res = NULL;
     return rc;
 }
@@ -61,7 +62,7 @@ static int query(fr_pgread *r, const char *sql, int n, const char *const *params
 /* Column `c` of row `i` as text (borrowed from `res`), NULL for SQL NULL. */
 static const char *text(const PGresult *res, int i, int c)
 {
-    return PQgetisnull(res, i, c) ? NULL : PQgetvalue(res, i, c);
+    return fr_pq.getisnull(res, i, c) ? NULL : fr_pq.getvalue(res, i, c);
 }
 
 static double num(const PGresult *res, int i, int c)
@@ -85,6 +86,9 @@ int fr_pgread_open(const char *url, fr_pgread **out, fr_error *err)
     *out = NULL;
     if (!url || !*url)
         return fr_error_set(err, FR_EINVAL, "state", 0, "no state database URL");
+    rc = fr_pq_load(err);
+    if (rc != FR_OK)
+        return rc;
     r = fr_xcalloc(1, sizeof *r);
     r->source = fr_pgurl_mask(url);
     /* The URL's own settings win over the defaults before it. */
@@ -92,12 +96,12 @@ int fr_pgread_open(const char *url, fr_pgread **out, fr_error *err)
     char timeout[16];
     snprintf(timeout, sizeof timeout, "%d", FR_PGREAD_CONNECT_S);
     const char *const values[] = {timeout, "flowrun", url, NULL};
-    r->conn = PQconnectdbParams(keys, values, 1);
+    r->conn = fr_pq.connectdbParams(keys, values, 1);
     if (!r->conn) {
         rc = fr_error_set(err, FR_ECONNECT, r->source, 0, "cannot reach the state database");
         goto cleanup;
     }
-    if (PQstatus(r->conn) != CONNECTION_OK) {
+    if (fr_pq.status(r->conn) != CONNECTION_OK) {
         rc = db_error(r, err, FR_ECONNECT, "cannot reach the state database");
         goto cleanup;
     }
@@ -106,15 +110,15 @@ int fr_pgread_open(const char *url, fr_pgread **out, fr_error *err)
                "SELECT set_config('statement_timeout', '30s', false),"
                " to_regclass('meta') IS NOT NULL",
                0, NULL, &res, "cannot read the state database's schema", err);
-    bool has_meta = rc == FR_OK && strcmp(PQgetvalue(res, 0, 1), "t") == 0;
-    PQclear(res);
+    bool has_meta = rc == FR_OK && strcmp(fr_pq.getvalue(res, 0, 1), "t") == 0;
+    fr_pq.clear(res);
     res = NULL;
     if (rc == FR_OK && has_meta)
         rc = query(r, "SELECT value FROM meta WHERE key = 'schema_version'", 0, NULL, &res,
                    "cannot read the state database's schema", err);
     if (rc != FR_OK)
         goto cleanup;
-    const char *v = res && PQntuples(res) > 0 ? text(res, 0, 0) : NULL;
+    const char *v = res && fr_pq.ntuples(res) > 0 ? text(res, 0, 0) : NULL;
     long version = v ? strtol(v, NULL, 10) : 0;
     if (version == 0)
         rc = fr_error_set(err, FR_ENOENT, r->source, 0,
@@ -134,7 +138,7 @@ int fr_pgread_open(const char *url, fr_pgread **out, fr_error *err)
     *out = r;
     r = NULL;
 cleanup:
-    PQclear(res);
+    fr_pq.clear(res);
     fr_pgread_close(r);
     return rc;
 }
@@ -163,7 +167,7 @@ int fr_pgread_spend(fr_pgread *r, bool by_day, const char *period, json_t **out,
     if (rc != FR_OK)
         return rc;
     json_t *doc = fr_store_spend_doc_new(by_day);
-    for (int i = 0; i < PQntuples(res); i++) {
+    for (int i = 0; i < fr_pq.ntuples(res); i++) {
         fr_store_spend_row row = {
             .period = text(res, i, 0),
             .workflow = text(res, i, 1),
@@ -181,7 +185,7 @@ int fr_pgread_spend(fr_pgread *r, bool by_day, const char *period, json_t **out,
         fr_store_spend_doc_add(doc, by_day, &row);
     }
     fr_store_spend_doc_end(doc, by_day, period);
-    PQclear(res);
+    fr_pq.clear(res);
     *out = doc;
     return FR_OK;
 }
@@ -205,7 +209,7 @@ int fr_pgread_run_tasks(fr_pgread *r, const char *workflow, const char *run_id, 
                    1, p1, &res, "cannot read the runs", err);
     if (rc != FR_OK)
         goto cleanup;
-    if (PQntuples(res) == 0) {
+    if (fr_pq.ntuples(res) == 0) {
         rc = last ? fr_error_set(err, FR_ENOENT, r->source, 0,
                                  "no run of workflow '%s' is recorded in this state database",
                                  workflow)
@@ -214,7 +218,7 @@ int fr_pgread_run_tasks(fr_pgread *r, const char *workflow, const char *run_id, 
         goto cleanup;
     }
     doc = fr_store_run_doc_new(text(res, 0, 0), text(res, 0, 1), text(res, 0, 2), num(res, 0, 3));
-    PQclear(res);
+    fr_pq.clear(res);
     const char *const p2[] = {json_string_value(json_object_get(doc, "run"))};
     rc = query(r,
                "SELECT task, endpoint, outcome, cost_usd FROM attempts WHERE run_id = $1"
@@ -222,13 +226,13 @@ int fr_pgread_run_tasks(fr_pgread *r, const char *workflow, const char *run_id, 
                1, p2, &res, "cannot read the run's attempts", err);
     if (rc != FR_OK)
         goto cleanup;
-    for (int i = 0; i < PQntuples(res); i++)
+    for (int i = 0; i < fr_pq.ntuples(res); i++)
         fr_store_run_doc_add(doc, text(res, i, 0), text(res, i, 1), text(res, i, 2),
                              num(res, i, 3));
     *out = doc;
     doc = NULL;
 cleanup:
-    PQclear(res);
+    fr_pq.clear(res);
     json_decref(doc);
     return rc;
 }
@@ -256,7 +260,7 @@ int fr_pgread_history(fr_pgread *r, const char *const *endpoints, size_t n,
     free(names);
     if (rc != FR_OK)
         return rc;
-    for (int i = 0; i < PQntuples(res); i++) {
+    for (int i = 0; i < fr_pq.ntuples(res); i++) {
         fr_store_history_row row = {
             .endpoint = text(res, i, 0),
             .type = text(res, i, 1),
@@ -269,7 +273,7 @@ int fr_pgread_history(fr_pgread *r, const char *const *endpoints, size_t n,
             .errors = (long)integer(res, i, 8),
             .w_pass = num(res, i, 9),
             .w_fail = num(res, i, 10),
-            .has_w_ref = !PQgetisnull(res, i, 11),
+            .has_w_ref = !fr_pq.getisnull(res, i, 11),
             .w_ref = num(res, i, 11),
             .last_at = num(res, i, 12),
             .score_sum = num(res, i, 13),
@@ -282,7 +286,7 @@ int fr_pgread_history(fr_pgread *r, const char *const *endpoints, size_t n,
         if (row.endpoint && row.type)
             each(ud, &row);
     }
-    PQclear(res);
+    fr_pq.clear(res);
     return FR_OK;
 }
 
@@ -304,10 +308,10 @@ int fr_pgread_observed(fr_pgread *r, const char *workflow, json_t **out, fr_erro
     if (rc != FR_OK)
         return rc;
     json_t *samples = fr_store_observed_new();
-    for (int i = 0; i < PQntuples(res); i++)
+    for (int i = 0; i < fr_pq.ntuples(res); i++)
         fr_store_observed_add(samples, text(res, i, 0), text(res, i, 1), num(res, i, 2),
                               integer(res, i, 3));
-    PQclear(res);
+    fr_pq.clear(res);
     *out = fr_store_observed_end(samples);
     return FR_OK;
 }
@@ -352,14 +356,15 @@ int fr_pgread_runs(fr_pgread *r, const char *workflow, long limit, json_t **out,
     if (rc != FR_OK)
         return rc;
     json_t *runs = json_array();
-    for (int i = 0; i < PQntuples(res); i++) {
+    for (int i = 0; i < fr_pq.ntuples(res); i++) {
         json_t *v[FR_STORE_RUNS_COLUMNS];
         for (int c = 0; c < FR_STORE_RUNS_COLUMNS; c++)
-            v[c] = kinds[c] == 'b' ? json_boolean(strcmp(PQgetvalue(res, i, c), "t") == 0)
+            v[c] = kinds[c] == 'b' ? json_boolean(strcmp(fr_pq.getvalue(res, i, c), "t") == 0)
                                    : value(res, i, c, kinds[c]);
-        json_array_append_new(runs, fr_store_runs_row(v, strcmp(PQgetvalue(res, i, 11), "t") == 0));
+        json_array_append_new(runs,
+                              fr_store_runs_row(v, strcmp(fr_pq.getvalue(res, i, 11), "t") == 0));
     }
-    PQclear(res);
+    fr_pq.clear(res);
     *out = runs;
     return FR_OK;
 }
@@ -386,14 +391,14 @@ int fr_pgread_report_get(fr_pgread *r, const char *ref, const char *workflow, fr
         return rc;
     int n = 0;
     char other[256] = "";
-    while (n < PQntuples(res)) {
+    while (n < fr_pq.ntuples(res)) {
         const char *v[5];
         for (int c = 0; c < 5; c++)
             v[c] = text(res, n, c);
         if (fr_store_report_pick(out, other, n++, ref, v))
             break;
     }
-    PQclear(res);
+    fr_pq.clear(res);
     return fr_store_report_found(out, other, n, r->source, ref, workflow, err);
 }
 
@@ -423,13 +428,13 @@ static int read_groups(fr_pgread *r, int by, const char *since, json_t **out, fr
     if (rc != FR_OK)
         return rc;
     json_t *groups = json_object();
-    for (int i = 0; i < PQntuples(res); i++) {
+    for (int i = 0; i < fr_pq.ntuples(res); i++) {
         double v[FR_STORE_STATS_SUMS];
         for (int c = 0; c < FR_STORE_STATS_SUMS; c++)
             v[c] = num(res, i, c + 1);
         fr_store_stats_group(groups, text(res, i, 0), v, by == 0 ? text(res, i, 11) : NULL);
     }
-    PQclear(res);
+    fr_pq.clear(res);
     /* The quantiles as a report's: the sorted value at round(q (n - 1)),
      * in double precision as SQLite computes it. */
     static const char *const metrics[] = {"latency_ms", "ttft_ms"};
@@ -445,10 +450,10 @@ static int read_groups(fr_pgread *r, int by, const char *since, json_t **out, fr
             group_sql[by], metrics[m], metrics[m]);
         rc = query(r, sql, 1, params, &res, "cannot read the attempts", err);
         free(sql);
-        for (int i = 0; rc == FR_OK && i < PQntuples(res); i++)
+        for (int i = 0; rc == FR_OK && i < fr_pq.ntuples(res); i++)
             fr_store_stats_quantiles(groups, text(res, i, 0), metrics[m], value(res, i, 1, 'r'),
                                      value(res, i, 2, 'r'));
-        PQclear(res);
+        fr_pq.clear(res);
         res = NULL;
     }
     if (rc == FR_OK)
@@ -478,7 +483,7 @@ int fr_pgread_run_stats(fr_pgread *r, double since, json_t **out, fr_error *err)
         *out = fr_store_stats_doc(since, integer(res, 0, 0), by_endpoint, by_type);
         by_endpoint = by_type = NULL;
     }
-    PQclear(res);
+    fr_pq.clear(res);
     json_decref(by_endpoint);
     json_decref(by_type);
     return rc;
@@ -498,10 +503,10 @@ int fr_pgread_approval_decide(fr_pgread *r, const char *workflow, const char *ta
                    "UPDATE approvals SET state = $1, decided_by = $2, decided_at = $3::float8,"
                    " note = $4 WHERE workflow = $5 AND task = $6 RETURNING 1",
                    6, params, &res, "cannot write the approval", err);
-    if (rc == FR_OK && PQntuples(res) == 0)
+    if (rc == FR_OK && fr_pq.ntuples(res) == 0)
         rc = fr_error_set(err, FR_ENOENT, r->source, 0,
                           "no approval of task '%s' of workflow '%s' was ever asked", task,
                           workflow);
-    PQclear(res);
+    fr_pq.clear(res);
     return rc;
 }
