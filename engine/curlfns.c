@@ -4,10 +4,7 @@
 
 fr_curl_fns fr_curl;
 
-#define FN(name)                                                                                   \
-    {                                                                                              \
-        "curl_" #name, (void **)&fr_curl.name                                                      \
-    }
+#define FN(name) FR_DLIB_FN("curl_", fr_curl, name)
 static const fr_dlib_fn fns[] = {
     FN(global_init),
     FN(multi_init),

@@ -207,11 +207,12 @@ int fr_store_slot_take(fr_store *st, const fr_attempt_rec *a, long long *handle,
             st->capslot_sums = st->capslot_sums ? st->capslot_sums * 2 : 4;
             st->slot_sums = fr_xrealloc(st->slot_sums, st->capslot_sums * sizeof *st->slot_sums);
         }
-        st->slot_sums[st->nslot_sums++] = (fr_store_slot_sum){
-            .endpoint = fr_xstrdup(a->endpoint), .model = a->model ? fr_xstrdup(a->model) : NULL};
+        st->slot_sums[st->nslot_sums++] =
+            (fr_store_slot_sum){.endpoint = fr_xstrdup(a->endpoint),
+                                .model = a->model ? fr_xstrdup(a->model) : NULL,
+                                .written = -1};
     }
     st->slot_sums[i].held++;
-    st->slot_sums[i].dirty = true;
     st->slot_seq++;
     *handle = -(((st->slot_seq & 0x7fffffffffffLL) << SLOT_INDEX_BITS) | (long long)(i + 1));
     return slots_written(st, err);
@@ -225,7 +226,6 @@ int fr_store_slot_give(fr_store *st, long long handle, fr_error *err)
         return fr_error_set(err, FR_EINVAL, st->path, 0, "slot %lld is not held by this process",
                             handle);
     st->slot_sums[i - 1].held--;
-    st->slot_sums[i - 1].dirty = true;
     return slots_written(st, err);
 }
 
@@ -237,15 +237,15 @@ int fr_store_slots_write(fr_store *st, fr_error *err)
         return rc; /* no owner row: nothing counts them */
     for (size_t i = 0; i < st->nslot_sums && rc == FR_OK; i++) {
         fr_store_slot_sum *c = &st->slot_sums[i];
-        if (!c->dirty)
-            continue;
+        if (c->held == c->written)
+            continue; /* its row holds it already */
         sqlite3_stmt *s = st->stmt[S_SLOTS_SET];
         fr_store_bind_text(s, 1, st->owner_id);
         fr_store_bind_text(s, 2, c->endpoint);
         fr_store_bind_text(s, 3, c->model);
         sqlite3_bind_int64(s, 4, c->held);
         rc = fr_store_exec(st, S_SLOTS_SET, "cannot count this process's slots", err);
-        c->dirty = rc != FR_OK;
+        c->written = rc == FR_OK ? c->held : -1;
     }
     return rc;
 }
@@ -254,7 +254,7 @@ int fr_store_slots_write(fr_store *st, fr_error *err)
 void fr_store_slots_forget(fr_store *st, bool free_all)
 {
     for (size_t i = 0; i < st->nslot_sums; i++) {
-        st->slot_sums[i].dirty = true;
+        st->slot_sums[i].written = -1;
         if (free_all) {
             free(st->slot_sums[i].endpoint);
             free(st->slot_sums[i].model);

@@ -4,10 +4,7 @@
 
 fr_pq_fns fr_pq;
 
-#define FN(name)                                                                                   \
-    {                                                                                              \
-        "PQ" #name, (void **)&fr_pq.name                                                           \
-    }
+#define FN(name) FR_DLIB_FN("PQ", fr_pq, name)
 static const fr_dlib_fn fns[] = {
     FN(clear),
     FN(cmdTuples),

@@ -76,11 +76,12 @@ typedef struct fr_store_bin_sum {
 } fr_store_bin_sum;
 
 /* The $0 slots of a shared endpoint and model this owner holds (owners.c),
- * the count its owner_slots row is given at the next commit when `dirty`. */
+ * and the count its owner_slots row holds (-1: not known, written at the
+ * next commit): a turn that leaves the count as it was writes nothing. */
 typedef struct fr_store_slot_sum {
     char *endpoint, *model; /* owned; model NULL for none */
     long held;
-    bool dirty;
+    long written;
 } fr_store_slot_sum;
 
 struct fr_store {

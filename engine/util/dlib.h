@@ -15,6 +15,13 @@ typedef struct fr_dlib_fn {
     void **slot;
 } fr_dlib_fn;
 
+/* The fr_dlib_fn of function `prefix name` (string literals) into member
+ * `name` of `table`, a struct of function pointers. */
+#define FR_DLIB_FN(prefix, table, name)                                                            \
+    {                                                                                              \
+        prefix #name, (void **)&(table).name                                                       \
+    }
+
 /* A library and what it provides, loaded once by fr_dlib_load. */
 typedef struct fr_dlib {
     const char *soname;  /* "libcurl.so.4" */
