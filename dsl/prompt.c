@@ -115,6 +115,10 @@ int fr_workflow_render_prompt(fr_workflow *wf, size_t task, const json_t *ctx, c
     const fr_task_spec *t = &wf->tasks[task];
     if (!t->prompt)
         return render_function(wf, task, ctx, out, err);
+    if (fr_template_is_plain(t->prompt)) {
+        *out = fr_xstrdup(t->prompt); /* its text was checked at load */
+        return FR_OK;
+    }
     fr_error terr = {0};
     int rc = fr_template_render(t->prompt, ctx, out, &terr);
     size_t at = 0;
@@ -131,6 +135,12 @@ int fr_workflow_render_prompt(fr_workflow *wf, size_t task, const json_t *ctx, c
         *out = NULL;
     }
     return rc;
+}
+
+bool fr_workflow_prompt_uses_ctx(const fr_workflow *wf, size_t task)
+{
+    const char *p = wf->tasks[task].prompt;
+    return !p || !fr_template_is_plain(p);
 }
 
 /* Pushes the check's arguments: the output text, its JSON and, for a

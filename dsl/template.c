@@ -291,6 +291,11 @@ int fr_template_check_item(const char *tmpl, const char *const *deps, size_t nde
     return FR_OK;
 }
 
+bool fr_template_is_plain(const char *tmpl)
+{
+    return !strstr(tmpl, "{{"); /* `{{` always opens a placeholder */
+}
+
 /* Whether `tmpl` has a {{var.NAME}} placeholder for `name`. Borrows both. */
 bool fr_template_uses_var(const char *tmpl, const char *name)
 {

@@ -23,6 +23,10 @@ int fr_template_check(const char *tmpl, const char *const *deps, size_t ndeps, c
 int fr_template_check_item(const char *tmpl, const char *const *deps, size_t ndeps,
                            const json_t *vars, bool item, fr_error *err);
 
+/* Whether `tmpl` (borrowed) has no placeholder at all: it renders as
+ * itself, whatever the context. */
+bool fr_template_is_plain(const char *tmpl);
+
 /* Whether `tmpl` (borrowed) has a {{var.NAME}} placeholder for `name`
  * (borrowed). An unterminated placeholder ends the search. */
 bool fr_template_uses_var(const char *tmpl, const char *name);

@@ -265,9 +265,13 @@ int fr_workflow_subset(fr_workflow *wf, const char *const *names, size_t n, fr_e
  * {{dep.status}}, {{dep.reason}} and {{var.name}}; function prompts are called with ctx as a Lua table, under
  * the sandbox's limits. On FR_OK *out is an owned string. Errors (a missing
  * JSON field, a function that fails or returns a non-string) return FR_ELUA
- * or FR_EWORKFLOW with `err` filled. */
+ * or FR_EWORKFLOW with `err` filled. `ctx` may be NULL when
+ * fr_workflow_prompt_uses_ctx says the prompt does not read it. */
 int fr_workflow_render_prompt(fr_workflow *wf, size_t task, const json_t *ctx, char **out,
                               fr_error *err);
+/* Whether task `task`'s prompt reads the context: false for a template
+ * without placeholders, which renders as itself; true for a function. */
+bool fr_workflow_prompt_uses_ctx(const fr_workflow *wf, size_t task);
 
 /* Runs task `task`'s check function on its output: check(text, json) with
  * `text` and `json` (borrowed; json may be NULL), under the sandbox's

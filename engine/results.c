@@ -181,6 +181,7 @@ void fr_results_close(fr_results *r)
         fr_reply_close(&r->tasks[i].reply);
         fr_declog_free(r->tasks[i].decisions);
         json_decref(r->tasks[i].tool_calls);
+        json_decref(r->tasks[i].as_dep);
         for (size_t a = 0; a < r->tasks[i].nlog; a++)
             rec_clear(&r->tasks[i].log[a]);
         free(r->tasks[i].log);

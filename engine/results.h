@@ -96,6 +96,13 @@ typedef struct fr_task_result {
     char tool[48];
     bool capacity_wait; /* its request waits for a slot of a shared endpoint that other
                            processes hold */
+    /* Its entry in a dependent's template context, made by engine/task
+     * once it has ended (in state `as_dep_state`) and shared by its
+     * dependents (owned, NULL until made); let go when the last of
+     * `as_dep_left` dependents has rendered its prompt. */
+    json_t *as_dep;
+    fr_task_state as_dep_state;
+    size_t as_dep_left;
 } fr_task_result;
 
 typedef struct fr_endpoint_result {

@@ -804,11 +804,6 @@ static void on_durable(void *ud, bool durable)
         env->next(env->ud, t->idx, &next);
 }
 
-/* The object a prompt and a condition read: per dependency its text and
- * JSON ("" and null unless it succeeded), its status and its reason ("" for
- * none), or for a fan-out the list of its instances' (engine/fanout); the
- * workflow's vars under "var"; an instance's item and index. Returns it
- * owned. */
 /* A dependency's entry of the template context: {text, json (borrowed,
  * referenced), status, reason}; NULL when a text is not UTF-8 (the entry is
  * left out). Built member by member: json_pack parsed its format for each
@@ -832,28 +827,71 @@ static json_t *dep_entry(const char *text, json_t *json, const char *status, con
     return NULL;
 }
 
-static json_t *deps_ctx(const fr_task *t)
+/* Dependency `dep`'s entry, borrowed: made once it has ended and kept in
+ * its result for its other dependents (a layered DAG's task is read by
+ * two or three; a fan-in's by all of them), NULL when its text is not
+ * UTF-8. Sets *drop when it was not kept (the dependency has not ended):
+ * the caller then owns it. */
+static json_t *dep_ctx_entry(const fr_task_env *env, size_t dep, bool *drop)
+{
+    fr_task_result *dr = &env->results->tasks[dep];
+    fr_task_state st = fr_sched_state(env->sched, dep);
+    *drop = false;
+    if (dr->as_dep && dr->as_dep_state == st)
+        return dr->as_dep;
+    json_decref(dr->as_dep);
+    dr->as_dep = NULL;
+    bool ok = st == FR_TASK_OK;
+    const fr_reply *r = &dr->reply;
+    json_t *e = dep_entry(ok && r->text ? r->text : "", ok && r->json ? r->json : json_null(),
+                          fr_task_state_name(st), !ok && dr->reason ? dr->reason : "");
+    if (e && fr_task_state_terminal(st)) {
+        size_t n = 0;
+        (void)fr_graph_dependents(env->results->g, dep, &n);
+        dr->as_dep = e;
+        dr->as_dep_state = st;
+        dr->as_dep_left = n;
+    } else {
+        *drop = true; /* not kept: the caller's context takes the only reference */
+    }
+    return e;
+}
+
+/* The object a prompt and a condition read: per dependency its text and
+ * JSON ("" and null unless it succeeded), its status and its reason ("" for
+ * none), or for a fan-out the list of its instances' (engine/fanout); the
+ * workflow's vars under "var"; an instance's item and index. Returns it
+ * owned. With `last_read` (a dependent renders its prompt, the last time it
+ * reads the context) a kept entry is let go once every dependent has. */
+static json_t *deps_ctx(const fr_task *t, bool last_read)
 {
     const fr_task_env *env = t->env;
     const fr_workflow *wf = env->wf;
     const fr_task_spec *ts = &wf->tasks[t->idx];
     json_t *ctx = json_object();
     for (size_t d = 0; d < ts->ndeps; d++) {
-        const fr_task_result *dr = &env->results->tasks[ts->dep_index[d]];
-        fr_task_state st = fr_sched_state(env->sched, ts->dep_index[d]);
-        bool ok = st == FR_TASK_OK;
-        const fr_reply *dep = &dr->reply;
+        size_t di = ts->dep_index[d];
         /* _nocheck: a dependency is a task's name, which the load checked
          * (letters, digits, '_', '.', '-'): no UTF-8 check of the key. */
-        if (wf->tasks[ts->dep_index[d]].foreach) {
-            json_object_set_new_nocheck(
-                ctx, ts->deps[d], fr_fanout_list(wf, env->results, env->sched, ts->dep_index[d]));
+        if (wf->tasks[di].foreach) {
+            json_object_set_new_nocheck(ctx, ts->deps[d],
+                                        fr_fanout_list(wf, env->results, env->sched, di));
             continue;
         }
-        json_object_set_new_nocheck(
-            ctx, ts->deps[d],
-            dep_entry(ok && dep->text ? dep->text : "", ok && dep->json ? dep->json : json_null(),
-                      fr_task_state_name(st), !ok && dr->reason ? dr->reason : ""));
+        bool drop;
+        json_t *e = dep_ctx_entry(env, di, &drop);
+        if (!e)
+            continue; /* text that is not UTF-8: the entry is left out */
+        if (drop) {
+            json_object_set_new_nocheck(ctx, ts->deps[d], e);
+            continue;
+        }
+        json_object_set_nocheck(ctx, ts->deps[d], e);
+        fr_task_result *dr = &env->results->tasks[di];
+        if (last_read && dr->as_dep_left && --dr->as_dep_left == 0) {
+            json_decref(dr->as_dep); /* ctx keeps its own reference */
+            dr->as_dep = NULL;
+        }
     }
     json_object_set_new_nocheck(ctx, "var", wf->vars ? json_incref(wf->vars) : json_object());
     fr_fanout_item_ctx(wf, t->idx, ctx);
@@ -868,7 +906,7 @@ int fr_task_decide(fr_task *t, bool *run, fr_error *err)
         return FR_OK; /* a plan cannot know a condition: it plans the task as if it runs */
     if (ts->foreach)
         return FR_OK; /* a fan-out's condition is its instances', each with its item */
-    json_t *ctx = deps_ctx(t);
+    json_t *ctx = deps_ctx(t, false);
     int rc = fr_workflow_when(t->env->wf, t->idx, ctx, run, err);
     json_decref(ctx);
     return rc;
@@ -889,7 +927,8 @@ int fr_task_render(fr_task *t, fr_error *err)
     }
     if (t->prompt)
         return FR_OK;
-    json_t *ctx = deps_ctx(t);
+    /* A prompt without placeholders renders as itself: no context. */
+    json_t *ctx = fr_workflow_prompt_uses_ctx(wf, t->idx) ? deps_ctx(t, true) : NULL;
     int rc = fr_workflow_render_prompt(wf, t->idx, ctx, &t->prompt, err);
     json_decref(ctx);
     if (rc == FR_OK) {

@@ -44,7 +44,7 @@ typedef struct fr_task_next {
  * outlive the tasks). */
 typedef struct fr_task_env {
     fr_workflow *wf;
-    fr_results *results; /* each task writes its own entry */
+    fr_results *results; /* each task writes its own entry and its deps' kept context entries */
     fr_endpoints *eps;
     fr_sched *sched;
     fr_budget *budget;
