@@ -305,20 +305,65 @@ double fr_store_clock(const fr_store *st)
     return fr_store_now(st);
 }
 
-/* The UTC month of a time; see store_int.h. */
-void fr_store_month_of(time_t t, char out[FR_STORE_MONTH_LEN])
+/* The UTC date of `t` in the proleptic Gregorian calendar, as gmtime
+ * gives it, by arithmetic on days (gmtime and strftime cost more than the
+ * attempt's row they label): false outside years 1000-9999, which the
+ * labels' four digits cannot hold. */
+static bool utc_date(time_t t, int *year, int *month, int *day)
 {
-    struct tm tm;
-    if (!gmtime_r(&t, &tm) || strftime(out, FR_STORE_MONTH_LEN, "%Y-%m", &tm) != 7)
-        snprintf(out, FR_STORE_MONTH_LEN, "0000-01");
+    /* 1000-01-01T00:00:00Z and 10000-01-01T00:00:00Z */
+    if (t < (time_t)-30610224000LL || t >= (time_t)253402300800LL)
+        return false;
+    long long days = (long long)t / 86400 - ((long long)t % 86400 < 0);
+    /* Days counted from 0000-03-01, so a leap day ends its year; an era is
+     * the 400 years (146,097 days) after which the calendar repeats. */
+    long long z = days + 719468;
+    long long era = z / 146097;
+    long long doe = z - era * 146097;                                      /* 0 .. 146096 */
+    long long yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365; /* 0 .. 399 */
+    long long doy = doe - (365 * yoe + yoe / 4 - yoe / 100); /* 0 .. 365, from March */
+    long long mp = (5 * doy + 2) / 153;                      /* 0 = March .. 11 = February */
+    *day = (int)(doy - (153 * mp + 2) / 5 + 1);
+    *month = (int)(mp < 10 ? mp + 3 : mp - 9);
+    *year = (int)(yoe + era * 400 + (*month <= 2));
+    return *year >= 1000 && *year <= 9999;
 }
 
-/* The UTC day of a time; see store_int.h. */
+/* Writes `v` (0 .. 10^width - 1) as `width` digits at `out`. */
+static void digits(char *out, int v, int width)
+{
+    for (int i = width - 1; i >= 0; i--, v /= 10)
+        out[i] = (char)('0' + v % 10);
+}
+
+/* The UTC month of a time; see store.h. */
+void fr_store_month_of(time_t t, char out[FR_STORE_MONTH_LEN])
+{
+    int y, m, d;
+    if (!utc_date(t, &y, &m, &d)) {
+        memcpy(out, "0000-01", 8);
+        return;
+    }
+    digits(out, y, 4);
+    out[4] = '-';
+    digits(out + 5, m, 2);
+    out[7] = '\0';
+}
+
+/* The UTC day of a time; see store.h. */
 void fr_store_day_of(time_t t, char out[FR_STORE_DAY_LEN])
 {
-    struct tm tm;
-    if (!gmtime_r(&t, &tm) || strftime(out, FR_STORE_DAY_LEN, "%Y-%m-%d", &tm) != 10)
-        snprintf(out, FR_STORE_DAY_LEN, "0000-01-01");
+    int y, m, d;
+    if (!utc_date(t, &y, &m, &d)) {
+        memcpy(out, "0000-01-01", 11);
+        return;
+    }
+    digits(out, y, 4);
+    out[4] = '-';
+    digits(out + 5, m, 2);
+    out[7] = '-';
+    digits(out + 8, d, 2);
+    out[10] = '\0';
 }
 
 /* Copies the label `env` names when set and not empty, else `fallback`

@@ -187,11 +187,11 @@ char *fr_store_month(const fr_store *st, char out[FR_STORE_MONTH_LEN]);
  * `out`, which holds FR_STORE_DAY_LEN bytes. Returns `out`. */
 char *fr_store_day(const fr_store *st, char out[FR_STORE_DAY_LEN]);
 /* Writes the UTC month of `t` ("YYYY-MM") into `out`; "0000-01" when `t`
- * cannot be converted. */
+ * falls outside the years 1000-9999, which four digits hold. */
 void fr_store_month_of(time_t t, char out[FR_STORE_MONTH_LEN]);
 
 /* Writes the UTC day of `t` ("YYYY-MM-DD") into `out`; "0000-01-01" when
- * `t` cannot be converted. */
+ * `t` falls outside the years 1000-9999. */
 void fr_store_day_of(time_t t, char out[FR_STORE_DAY_LEN]);
 
 /* Records the start of run `run_id` of `workflow`, loaded from `wf_path`
