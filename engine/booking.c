@@ -47,6 +47,7 @@ struct fr_booking {
     size_t queued; /* requests in all the queues */
     uv_timer_t *tick;
     uint64_t beat_at;    /* uv_now of the last heartbeat */
+    uint64_t tick_beat;  /* the heartbeat's uv_now the tick is armed for, 0 for none */
     uint32_t jitter;     /* xorshift state of the retries' jitter */
     fr_history *history; /* the run's routing history (fr_booking_history), or NULL */
     char *pg_url;        /* the shared store's URL (owned), or NULL on SQLite */
@@ -695,10 +696,18 @@ static void tick_arm(fr_booking *b)
         b->jitter ^= b->jitter << 5;
         ms = SLOT_RETRY_MS + b->jitter % (SLOT_JITTER_MS + 1);
         uv_ref((uv_handle_t *)b->tick);
+        b->tick_beat = 0;
     } else {
-        uint64_t since = uv_now(b->loop) - b->beat_at;
-        ms = since >= FR_STORE_OWNER_BEAT_MS ? 0 : FR_STORE_OWNER_BEAT_MS - since;
+        uint64_t now = uv_now(b->loop), due = b->beat_at + FR_STORE_OWNER_BEAT_MS;
+        if (due < now)
+            due = now;
+        /* Each slot taken and given back arms it: for the same heartbeat
+         * while none is due, so it stays as it is. */
+        if (b->tick_beat == due && uv_is_active((uv_handle_t *)b->tick))
+            return;
+        ms = due - now;
         uv_unref((uv_handle_t *)b->tick);
+        b->tick_beat = due;
     }
     uv_timer_start(b->tick, on_tick, ms, 0);
 }

@@ -86,8 +86,9 @@ struct nat_xfer {
     fr_http_done_fn on_done;
     void *ud;
 
-    uv_timer_t timer;  /* deadlines and deferred failures; frees the xfer on close */
-    http_deadlines dl; /* first byte, idle, total */
+    uv_timer_t timer;   /* deadlines and deferred failures; frees the xfer on close */
+    uint64_t armed_due; /* the uv_now a deadline armed the timer for, 0 for none */
+    http_deadlines dl;  /* first byte, idle, total */
     uint64_t start_ns, first_ns;
     long connect_ms;
     size_t max_response, bytes;
@@ -439,14 +440,24 @@ static void xfer_arm(nat_xfer *x)
     uint64_t due = next_deadline(x, &kind);
     if (x->pending_rc || x->starting) {
         uv_timer_start(&x->timer, on_xfer_timer, 0, 0);
+        x->armed_due = 0;
         return;
     }
     if (kind == DEADLINE_NONE) {
         uv_timer_stop(&x->timer);
+        x->armed_due = 0;
         return;
     }
     uint64_t now = uv_now(x->h->loop);
-    uv_timer_start(&x->timer, on_xfer_timer, due > now ? due - now : 0, 0);
+    if (due < now)
+        due = now;
+    /* A deadline that moved later (each read pushes the idle one on) keeps
+     * the timer armed as it is: it fires no later than needed, and
+     * on_xfer_timer arms it again for what is then due. */
+    if (x->armed_due && x->armed_due <= due && uv_is_active((uv_handle_t *)&x->timer))
+        return;
+    uv_timer_start(&x->timer, on_xfer_timer, due - now, 0);
+    x->armed_due = due;
 }
 
 /* ---- completion ------------------------------------------------------------- */
