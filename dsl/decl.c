@@ -913,7 +913,7 @@ int fr_load_run(lua_State *L, fr_load_ctx *c, fr_error *err)
     rc = fr_lua_call(L, 1, 0, NULL, err); /* [] */
     if (rc != FR_OK)
         goto cleanup;
-    rc = fr_sandbox_load_file(L, c->file, err); /* [chunk] */
+    rc = fr_sandbox_load_file_cached(L, c->file, c->keep_compiled, err); /* [chunk] */
     if (rc != FR_OK)
         goto cleanup;
     rc = fr_lua_call(L, 0, 0, NULL, err); /* [] */

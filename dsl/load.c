@@ -779,6 +779,7 @@ int fr_workflow_load(const char *path, const fr_load_opts *opts, fr_workflow **o
     fr_workflow *wf = workflow_new(path);
     fr_load_ctx c;
     fr_load_ctx_init(&c, wf, wf->path, FR_EWORKFLOW, false);
+    c.keep_compiled = opts && opts->keep_compiled;
     wf->lua = fr_xcalloc(1, sizeof *wf->lua);
     wf->lua->L = fr_sandbox_new(lim, wf->name);
     if (!wf->lua->L) {

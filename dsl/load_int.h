@@ -53,6 +53,7 @@ typedef struct fr_load_ctx {
     const char *file;    /* borrowed: the file being run */
     int code;            /* FR_EWORKFLOW, or FR_ECONFIG for the endpoints file */
     bool endpoints_only; /* only endpoint and baseline exist */
+    bool keep_compiled;  /* fr_load_opts.keep_compiled: the file may be kept compiled */
     fr_error err;        /* the first declaration error; err.code != 0 once set */
     int workflow_line;   /* line of workflow{}, 0 if none */
     int baseline_line;   /* line of baseline, 0 if none */

@@ -5,6 +5,8 @@
 
 #include "dsl/sandbox.h"
 
+#include "dsl/chunkcache.h"
+
 #include "engine/util/log.h"
 #include "engine/util/mem.h"
 
@@ -617,9 +619,12 @@ static int load_chunk(lua_State *L, const char *code, size_t len, const char *ch
  * sandbox environment, pushing the function [-0, +1 on FR_OK]. Bytecode is
  * refused (FR_ESYNTAX). Returns FR_ENOENT when the file cannot be read,
  * FR_ESYNTAX with err's source/line at the error, FR_ELIMIT when parsing
- * runs out of memory. A first line starting with '#' is skipped.
+ * runs out of memory. A first line starting with '#' is skipped. With
+ * `cache`, through dsl/chunkcache (and kept there with `keep`): a file's
+ * bytecode is what flowrun itself compiled from the same text, never the
+ * file's own.
  */
-int fr_sandbox_load_file(lua_State *L, const char *path, fr_error *err)
+static int load_file(lua_State *L, const char *path, bool cache, bool keep, fr_error *err)
 {
     int rc = FR_OK;
     char *data = NULL;
@@ -657,13 +662,31 @@ int fr_sandbox_load_file(lua_State *L, const char *path, fr_error *err)
             skip++;
     remember_path(sandbox_of(L), path);
     char *chunkname = fr_xasprintf("@%s", path);
-    rc = load_chunk(L, data + skip, len - skip, chunkname, path, err);
+    if (cache && lua_checkstack(L, 2) &&
+        fr_chunkcache_load(L, path, chunkname, data + skip, len - skip)) { /* [fn] */
+        fr_sandbox_push_env(L);                                            /* [fn, env] */
+        lua_setupvalue(L, -2, 1);                                          /* [fn] */
+    } else {
+        rc = load_chunk(L, data + skip, len - skip, chunkname, path, err);
+        if (rc == FR_OK && cache && keep)
+            fr_chunkcache_store(L, path, chunkname, data + skip, len - skip);
+    }
     free(chunkname);
 cleanup:
     if (f)
         fclose(f);
     free(data);
     return rc;
+}
+
+int fr_sandbox_load_file(lua_State *L, const char *path, fr_error *err)
+{
+    return load_file(L, path, false, false, err);
+}
+
+int fr_sandbox_load_file_cached(lua_State *L, const char *path, bool keep, fr_error *err)
+{
+    return load_file(L, path, true, keep, err);
 }
 
 /*

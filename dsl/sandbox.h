@@ -8,6 +8,7 @@
 #include "engine/util/err.h"
 
 #include <lua.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 typedef struct fr_lua_limits {
@@ -34,6 +35,12 @@ void fr_sandbox_push_env(lua_State *L);
  * environment as its _ENV, and pushes the function. Bytecode is refused.
  * Errors: FR_ENOENT (cannot read), FR_ESYNTAX (err has file and line). */
 int fr_sandbox_load_file(lua_State *L, const char *path, fr_error *err);
+/* fr_sandbox_load_file through the cache of compiled files (dsl/chunkcache):
+ * a file of FR_CHUNKCACHE_MIN bytes or more whose text is kept compiled is
+ * loaded as the bytecode it compiled to, and with `keep` one that is not is
+ * kept once it compiles. The same function, errors and lines either way.
+ * Blocking file I/O: for a workflow's load, before the loop runs. */
+int fr_sandbox_load_file_cached(lua_State *L, const char *path, bool keep, fr_error *err);
 
 /* Like fr_sandbox_load_file for a string `code` of `len` bytes named `name`. */
 int fr_sandbox_load_string(lua_State *L, const char *code, size_t len, const char *name,

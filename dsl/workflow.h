@@ -237,6 +237,8 @@ typedef struct fr_load_opts {
      * it at warn level. */
     void (*warn)(void *ud, const char *msg);
     void *warn_ud;
+    bool keep_compiled; /* a run's load: keep a workflow file of 64 KiB or more compiled for
+                           the next load (dsl/chunkcache); every load reads what is kept */
 } fr_load_opts;
 
 /* Loads and validates the workflow at `path` (borrowed) with `opts`

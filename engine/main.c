@@ -767,6 +767,7 @@ static int run_workflow(int argc, char **argv, int first, const command *cmd, bo
         .nvars = a.nvars,
         .allow_save_anywhere = a.save_anywhere,
         .warn = fr_cli_load_warning,
+        .keep_compiled = !plan, /* a plan writes nothing */
     };
     int rc = fr_workflow_load(a.workflow, &lo, &wf, &err);
     if (rc != FR_OK) {

@@ -490,6 +490,9 @@ int fr_cli_man_main(int argc, char **argv, const fr_cli_command_doc *cmds, size_
           ".TP\n.B FLOWRUN_STATE\nthe state directory when \\-\\-state is not given\n"
           ".TP\n.B XDG_CONFIG_HOME\nflowrun/endpoints.lua under it is the last endpoints "
           "file looked for\n"
+          ".TP\n.B XDG_CACHE_HOME\nflowrun/chunks under it (else ~/.cache/flowrun/chunks) "
+          "keeps workflow files of 64 KiB or more compiled\n"
+          ".TP\n.B FLOWRUN_CHUNK_CACHE\n0 keeps no workflow compiled\n"
           ".SH SEE ALSO\n"
           "The documentation under share/doc/flowrun: docs/cli.md, docs/dsl.md, "
           "docs/policies.md, docs/report.md, docs/editors.md.\n",

@@ -26,7 +26,7 @@ for _v in FLOWRUN_SENTINEL_KEY OPENAI_API_KEY ANTHROPIC_API_KEY OPENROUTER_API_K
 done
 unset _v
 WORK=$(mktemp -d)
-export XDG_CONFIG_HOME="$WORK/.config" HOME="$WORK"
+export XDG_CONFIG_HOME="$WORK/.config" XDG_CACHE_HOME="$WORK/.cache" HOME="$WORK"
 SIM_PID=""
 # leak_check PATH...: returns 1, saying where (key masked), if the sentinel
 # key or its first 12 bytes is in a file under PATH (binary files too).
