@@ -14,6 +14,7 @@
 #include "engine/util/hash.h"
 #include "engine/util/log.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -170,6 +171,62 @@ cleanup:
     return ok;
 }
 
+typedef struct {
+    char name[32];
+    struct timespec mtime;
+} kept_file;
+
+static int older_first(const void *a, const void *b)
+{
+    const struct timespec *x = &((const kept_file *)a)->mtime, *y = &((const kept_file *)b)->mtime;
+    if (x->tv_sec != y->tv_sec)
+        return x->tv_sec < y->tv_sec ? -1 : 1;
+    return x->tv_nsec < y->tv_nsec ? -1 : x->tv_nsec > y->tv_nsec;
+}
+
+/* Removes the least recently written files of the cache folder of `file`
+ * (borrowed, just written: never removed) past FR_CHUNKCACHE_FILES. */
+static void prune(const char *file)
+{
+    char dir[PATH_MAX];
+    const char *slash = strrchr(file, '/');
+    if (!slash || (size_t)(slash - file) >= sizeof dir)
+        return;
+    memcpy(dir, file, (size_t)(slash - file));
+    dir[slash - file] = '\0';
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    kept_file *files = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        size_t len = strlen(e->d_name);
+        struct stat st;
+        if (len != 22 || strcmp(e->d_name + 16, ".chunk") != 0 ||
+            strcmp(e->d_name, slash + 1) == 0 ||
+            fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 64;
+            kept_file *more = realloc(files, cap * sizeof *files);
+            if (!more)
+                break;
+            files = more;
+        }
+        memcpy(files[n].name, e->d_name, len + 1);
+        files[n++].mtime = st.st_mtim;
+    }
+    /* The file just written is one of the FR_CHUNKCACHE_FILES kept. */
+    if (n + 1 > FR_CHUNKCACHE_FILES) {
+        qsort(files, n, sizeof *files, older_first);
+        for (size_t i = 0; i < n + 1 - FR_CHUNKCACHE_FILES; i++)
+            unlinkat(dirfd(d), files[i].name, 0);
+    }
+    free(files);
+    closedir(d);
+}
+
 static int dump_to(lua_State *L, const void *p, size_t n, void *ud)
 {
     (void)L;
@@ -209,6 +266,8 @@ void fr_chunkcache_store(lua_State *L, const char *path, const char *chunkname, 
     ok = ok && rename(tmp, file) == 0;
     if (!ok)
         unlink(tmp);
+    else
+        prune(file);
 cleanup:
     if (fd >= 0)
         close(fd);

@@ -3,7 +3,8 @@
  * from the cache while its text is the same; a changed text, a damaged or
  * swapped cache file, a folder others may write, a small file and
  * FLOWRUN_CHUNK_CACHE=0 all compile from the text, with the same results
- * and the same error lines. The debug log says which way each load went. */
+ * and the same error lines; past FR_CHUNKCACHE_FILES the oldest go. The debug log says which way
+ * each load went. */
 
 #include "dsl/chunkcache.h"
 #include "dsl/sandbox.h"
@@ -258,6 +259,30 @@ static void test_reading_load_keeps_nothing(void **state)
     log_stop();
 }
 
+static void test_oldest_removed_past_the_limit(void **state)
+{
+    (void)state;
+    char first[300];
+    snprintf(first, sizeof first, "%s", g_file);
+    for (int i = 0; i < FR_CHUNKCACHE_FILES + 2; i++) {
+        snprintf(g_file, sizeof g_file, "%s/wf%02d.lua", g_dir, i);
+        write_chunk(2000, "one");
+        load_and_check(2000, "one");
+        usleep(10000); /* each kept a clock tick after the one before */
+    }
+    assert_int_equal(count_chunks(NULL, 0), FR_CHUNKCACHE_FILES);
+    log_start();
+    load_and_check(2000, "one"); /* the last one kept is there */
+    assert_true(log_has("chunk cache hit"));
+    log_stop();
+    snprintf(g_file, sizeof g_file, "%s/wf%02d.lua", g_dir, 0);
+    log_start();
+    load_and_check(2000, "one"); /* the first, the oldest, was removed */
+    assert_true(log_has("chunk cache miss"));
+    log_stop();
+    snprintf(g_file, sizeof g_file, "%s", first);
+}
+
 static void test_plain_load_never_uses_it(void **state)
 {
     (void)state;
@@ -279,6 +304,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_folder_others_may_write_is_not_used, setup, teardown),
         cmocka_unit_test_setup_teardown(test_small_file_and_off_not_kept, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reading_load_keeps_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_oldest_removed_past_the_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_plain_load_never_uses_it, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
