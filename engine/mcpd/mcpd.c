@@ -6,6 +6,7 @@
 #include "engine/mcpd/mcpd_int.h"
 #include "engine/util/fs.h"
 #include "engine/util/mem.h"
+#include "engine/util/utf8.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -260,7 +261,16 @@ void fr_mcpd_peer_input(fr_mcpd_peer *p, const char *text, size_t n, void *tag)
     json_t *msg = json_loadb(text, n, JSON_REJECT_DUPLICATES, &je);
     char why[400];
     if (!msg) {
-        snprintf(why, sizeof why, "Parse error: %s at byte %d", je.text, je.position);
+        /* jansson's text quotes the bytes near the error, which may not be
+         * UTF-8: a JSON string cannot carry those, so it ends before them. */
+        snprintf(why, sizeof why, "Parse error: %s", je.text); /* je.text: under 160 bytes */
+        size_t len = strlen(why), bad = 0;
+        if (!fr_utf8_valid(why, len, &bad)) {
+            why[bad] = '\0';
+            strcat(why, "... (bytes that are not UTF-8)");
+            len = strlen(why);
+        }
+        snprintf(why + len, sizeof why - len, " at byte %d", je.position);
         send_error(p, tag, NULL, -32700, why);
         return;
     }

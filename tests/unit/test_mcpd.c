@@ -233,6 +233,13 @@ static void test_errors_survived(void **state)
     } cases[] = {
         {"{\"jsonrpc\":\"2.0\",\"id\":1,", -32700, true},
         {"not json at all", -32700, true},
+        /* jansson's message quotes the bytes near the error: here not UTF-8 */
+        {"{\"jsonr\\"
+         "\xdd\x92\x9a"
+         "thod\":a0\x1c"
+         "\xe0"
+         "@ist\"}",
+         -32700, true},
         {"[]", -32600, true},
         {"{\"jsonrpc\":\"2.0\",\"id\":5}", -32600, false},
         {"{\"jsonrpc\":\"1.0\",\"id\":5,\"method\":\"ping\"}", -32600, false},
