@@ -163,6 +163,8 @@ bool fr_chunkcache_load(lua_State *L, const char *path, const char *chunkname, c
         goto cleanup;
     }
     ok = true;
+    /* Used now: the pruning removes the least recently used first. */
+    futimens(fd, NULL);
 cleanup:
     if (fd >= 0)
         close(fd);
@@ -184,8 +186,9 @@ static int older_first(const void *a, const void *b)
     return x->tv_nsec < y->tv_nsec ? -1 : x->tv_nsec > y->tv_nsec;
 }
 
-/* Removes the least recently written files of the cache folder of `file`
- * (borrowed, just written: never removed) past FR_CHUNKCACHE_FILES. */
+/* Removes the least recently used files (loaded or written: their mtime)
+ * of the cache folder of `file` (borrowed, just written: never removed)
+ * past FR_CHUNKCACHE_FILES. */
 static void prune(const char *file)
 {
     char dir[PATH_MAX];

@@ -18,7 +18,8 @@
 /* Smaller files compile in under 3 ms: they are not kept. */
 #define FR_CHUNKCACHE_MIN 65536
 /* The files kept at most: keeping one more removes the least recently
- * written (a workflow used again compiles once more and is kept again). */
+ * used, loaded or written (a workflow used again compiles once more and is
+ * kept again). */
 #define FR_CHUNKCACHE_FILES 32
 
 /* Pushes the compiled chunk of the `len` bytes of `code` read from the file
@@ -32,7 +33,8 @@ bool fr_chunkcache_load(lua_State *L, const char *path, const char *chunkname, c
  * `len` bytes of `code` of the file at `path` as `chunkname` (all
  * borrowed), for the next load of that file. Written to a new file renamed
  * over the old, so a reader sees the old one or the new one whole; a
- * failure leaves the cache as it was. Then the least recently written files
- * past FR_CHUNKCACHE_FILES are removed. */
+ * failure leaves the cache as it was. Then the least recently used files
+ * past FR_CHUNKCACHE_FILES are removed (a load that uses a file marks it
+ * used). */
 void fr_chunkcache_store(lua_State *L, const char *path, const char *chunkname, const char *code,
                          size_t len);

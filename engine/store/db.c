@@ -336,34 +336,36 @@ static void digits(char *out, int v, int width)
         out[i] = (char)('0' + v % 10);
 }
 
-/* The UTC month of a time; see store.h. */
-void fr_store_month_of(time_t t, char out[FR_STORE_MONTH_LEN])
+/* Writes the UTC date of `t` into `out`: "YYYY-MM", then "-DD" with
+ * `with_day`; the fallback ("0000-01", "0000-01-01") outside years
+ * 1000-9999. `out` holds FR_STORE_DAY_LEN bytes with `with_day`, else
+ * FR_STORE_MONTH_LEN. */
+static void write_date(time_t t, char *out, bool with_day)
 {
-    int y, m, d;
-    if (!utc_date(t, &y, &m, &d)) {
-        memcpy(out, "0000-01", 8);
-        return;
-    }
+    int y = 0, m = 1, d = 1;
+    if (!utc_date(t, &y, &m, &d))
+        y = 0, m = 1, d = 1;
     digits(out, y, 4);
     out[4] = '-';
     digits(out + 5, m, 2);
     out[7] = '\0';
+    if (with_day) {
+        out[7] = '-';
+        digits(out + 8, d, 2);
+        out[10] = '\0';
+    }
+}
+
+/* The UTC month of a time; see store.h. */
+void fr_store_month_of(time_t t, char out[FR_STORE_MONTH_LEN])
+{
+    write_date(t, out, false);
 }
 
 /* The UTC day of a time; see store.h. */
 void fr_store_day_of(time_t t, char out[FR_STORE_DAY_LEN])
 {
-    int y, m, d;
-    if (!utc_date(t, &y, &m, &d)) {
-        memcpy(out, "0000-01-01", 11);
-        return;
-    }
-    digits(out, y, 4);
-    out[4] = '-';
-    digits(out + 5, m, 2);
-    out[7] = '-';
-    digits(out + 8, d, 2);
-    out[10] = '\0';
+    write_date(t, out, true);
 }
 
 /* Copies the label `env` names when set and not empty, else `fallback`

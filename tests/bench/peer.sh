@@ -45,10 +45,13 @@ RUNNER=""
 trap '[ -z "$RUNNER" ] || kill "$RUNNER" 2>/dev/null; rm -rf "$WORK"' EXIT
 trap 'exit 143' TERM
 trap 'exit 130' INT
-"${CC:-cc}" -O2 -o "$WORK/rusage" "$SRC/tests/bench/rusage.c" ||
-  { echo "peer.sh: cannot compile tests/bench/rusage.c (set CC)" >&2; exit 2; }
+for prog in rusage files_floor; do
+  "${CC:-cc}" -O2 -o "$WORK/$prog" "$SRC/tests/bench/$prog.c" ||
+    { echo "peer.sh: cannot compile tests/bench/$prog.c (set CC)" >&2; exit 2; }
+done
 # The runner stops the simulator and the run in progress when it is signalled.
 python3 "$SRC/tests/bench/peer_run.py" --build "$BUILD" --peer "$(realpath "$PEER")" --rusage "$WORK/rusage" \
+  --files-floor "$WORK/files_floor" \
   --reps "$REPS" "${QUICK[@]}" --latency "${LATENCY:-50}" --timeout "${TIMEOUT:-300}" \
   --only "${ONLY:-}" --disk "${BENCH_DISK:-}" ${JSON_OUT:+--json-out "$JSON_OUT"} &
 RUNNER=$!

@@ -180,26 +180,37 @@ class Bench:
                 "first_request_ms": (first / 1e6 - t0) * 1000 if first else None}
 
     def run_flowrun(self, shape, wf, base):
+        # Each run's folder stays until the bench ends (Bench.cleanup removes `base`): on ext4, a file
+        # created while thousands were deleted moments before costs up to 0.6 ms more system time
+        # (the inode allocator steps over each recently deleted inode of its group), so deleting a
+        # run's outputs here would charge the next run for them.
         cwd = tempfile.mkdtemp(prefix="run-", dir=base)
         env = {k: v for k, v in os.environ.items() if k not in ("FLOWRUN_STATE", "FLOWRUN_LUA_DIR")}
         env["XDG_CONFIG_HOME"] = os.path.join(base, "xdg")  # no user endpoints file joins in
-        try:
-            r = self.measure([os.path.join(self.args.build, "flowrun"), wf, "--json", "-q"], cwd, env,
-                             os.path.join(base, "report.json"))
-            rep = json.load(open(os.path.join(base, "report.json")))
-            bad = [t["name"] for t in rep["tasks"] if t["status"] != "ok"]
-            outs = [f for d in os.listdir(os.path.join(cwd, ".flowrun", "out"))
-                    for f in os.listdir(os.path.join(cwd, ".flowrun", "out", d))]
-            if rep["status"] != "ok" or bad or len(rep["tasks"]) != shape["info"]["nodes"]:
-                raise RuntimeError("flowrun: status %s, %d tasks, not ok: %s" % (
-                    rep["status"], len(rep["tasks"]), bad[:5]))
-            if len(outs) != shape["info"]["nodes"] or r["requests"] != shape["info"]["nodes"]:
-                raise RuntimeError("flowrun: %d outputs and %d requests for %d tasks" % (
-                    len(outs), r["requests"], shape["info"]["nodes"]))
-            r["makespan_ms"] = rep["makespan_ms"]
-            return r
-        finally:
-            shutil.rmtree(cwd, ignore_errors=True)
+        r = self.measure([os.path.join(self.args.build, "flowrun"), wf, "--json", "-q"], cwd, env,
+                         os.path.join(base, "report.json"))
+        rep = json.load(open(os.path.join(base, "report.json")))
+        bad = [t["name"] for t in rep["tasks"] if t["status"] != "ok"]
+        outs = [f for d in os.listdir(os.path.join(cwd, ".flowrun", "out"))
+                for f in os.listdir(os.path.join(cwd, ".flowrun", "out", d))]
+        if rep["status"] != "ok" or bad or len(rep["tasks"]) != shape["info"]["nodes"]:
+            raise RuntimeError("flowrun: status %s, %d tasks, not ok: %s" % (
+                rep["status"], len(rep["tasks"]), bad[:5]))
+        if len(outs) != shape["info"]["nodes"] or r["requests"] != shape["info"]["nodes"]:
+            raise RuntimeError("flowrun: %d outputs and %d requests for %d tasks" % (
+                len(outs), r["requests"], shape["info"]["nodes"]))
+        r["makespan_ms"] = rep["makespan_ms"]
+        return r
+
+    def run_floor(self, shape, base):
+        """The CPU of creating the shape's output files alone in a new folder under `base`
+        (files_floor.c): the part of a run's CPU per task the filesystem takes, whatever the
+        engine. The folder stays, as a run's does."""
+        d = os.path.join(tempfile.mkdtemp(prefix="floor-", dir=base), "out")
+        line = subprocess.run([self.args.files_floor, d, str(shape["info"]["nodes"])], check=True,
+                              capture_output=True, text=True, timeout=self.args.timeout).stdout
+        user, sys_ = map(float, line.split())
+        return {"cpu_s": user + sys_, "user_s": user, "sys_s": sys_}
 
     def run_peer(self, shape, base):
         cmd = [sys.executable, self.args.peer, "--server", self.url, "--model", "peer",
@@ -286,6 +297,7 @@ def main():
     ap.add_argument("--build", required=True)
     ap.add_argument("--peer", required=True)
     ap.add_argument("--rusage", required=True, help="the tests/bench/rusage.c wrapper, compiled")
+    ap.add_argument("--files-floor", required=True, help="the tests/bench/files_floor.c program, compiled")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--latency", type=float, default=50)
@@ -319,7 +331,7 @@ def main():
             with open(wf, "w") as f:
                 f.write(workflow_lua(nodes, b.url, cap))
             res = {"info": info, "dag": dag, "cap": cap, "bound_ms": lower_bound(info, args.latency, cap),
-                   "peer": [], **{k: [] for k in bases}}
+                   "peer": [], **{k: [] for k in bases}, **{"files " + k: [] for k in bases}}
             shape = {"info": info, "dag": dag, "cap": cap}
             for rep in range(args.reps):
                 for variant in ["disk", "peer", "tmpfs"]:
@@ -328,16 +340,34 @@ def main():
                     r = (b.run_peer(shape, work) if variant == "peer"
                          else b.run_flowrun(shape, wf, bases[variant]))
                     res[variant].append(r)
-                    print("%-23s rep %d %-5s makespan %7.0f ms  wall %7.0f ms  cpu %6.3f s  rss %5.0f MB  "
+                    print("%-23s rep %d %-5s makespan %7.0f ms  wall %7.0f ms  cpu %6.3f s (sys %5.3f)  rss %5.0f MB  "
                           "first request %s ms" % (name, rep + 1, variant, r["makespan_ms"], r["wall_ms"],
-                                                  r["cpu_s"], r["rss_mb"], fmt(r["first_request_ms"], "%.0f", 0)),
+                                                  r["cpu_s"], r["sys_s"], r["rss_mb"],
+                                                  fmt(r["first_request_ms"], "%.0f", 0)),
                           file=sys.stderr, flush=True)
+                for variant in bases:
+                    f = b.run_floor(shape, bases[variant])
+                    res["files " + variant].append(f)
+                    print("%-23s rep %d files %-5s cpu %6.3f s (sys %5.3f): the output files alone" % (
+                        name, rep + 1, variant, f["cpu_s"], f["sys_s"]), file=sys.stderr, flush=True)
             results.append((name, res))
         print("\nflowrun beside the asyncio peer: %d rep(s), medians, latency %g ms, %d cores, load %s" % (
             args.reps, args.latency, os.cpu_count(), " ".join(open("/proc/loadavg").read().split()[:3])))
         table(results, "disk", "flowrun's state and outputs on disk (the default ./.flowrun/), ratios flowrun / peer", sys.stdout)
         if "tmpfs" in bases:
             table(results, "tmpfs", "flowrun's state and outputs on tmpfs (/dev/shm)", sys.stdout)
+        print("\nthe output files alone (files_floor.c: open, write, close of one file per task in a new"
+              " folder),\nCPU per task (the least of the reps, us) on disk / tmpfs, and as a share of the peer's CPU per task")
+        for name, res in results:
+            n = res["info"]["nodes"]
+            # The least of the reps: a folder that lands where thousands of files were deleted
+            # in the last minutes (another bench's cleanup) costs up to 30 times more.
+            fd, ft = (min((f["cpu_s"] for f in res.get("files " + v, [])), default=None)
+                      for v in ("disk", "tmpfs"))
+            pc = med(res["peer"], "cpu_s")
+            print("  %-23s %s / %s us, %s / %s of the peer's" % (
+                name, fmt(fd and fd * 1e6 / n, "%.1f", 0), fmt(ft and ft * 1e6 / n, "%.1f", 0),
+                fmt(ratio(fd, pc), "%.2f", 0), fmt(ratio(ft, pc), "%.2f", 0)))
         print("\nfirst request on the wire, from process start (median ms): flowrun disk / tmpfs / peer")
         for name, res in results:
             print("  %-23s %s / %s / %s" % (name, fmt(med(res["disk"], "first_request_ms"), "%.0f", 0),

@@ -38,3 +38,13 @@ got=$(jq -r 'select(.body.messages[-1].content | startswith("task n119\n")) | .b
   "$WORK/requests.jsonl")
 [ "$got" = "$want" ] || fail "n119's prompt: [$got], expected [$want]"
 pass "a peer.sh workflow runs on flowrun-sim with the peer's prompts"
+
+# The floor peer.sh prints beside each shape: the output files alone, made
+# the way a run makes them, left in place, with its CPU on one line.
+"${CC:-cc}" -O2 -o "$WORK/files_floor" "$SRC/tests/bench/files_floor.c" || fail "files_floor.c does not compile"
+line=$("$WORK/files_floor" "$WORK/floor" 50) || fail "files_floor failed"
+[[ $line =~ ^[0-9]+\.[0-9]{6}\ [0-9]+\.[0-9]{6}$ ]] || fail "files_floor printed [$line]"
+[ "$(ls "$WORK/floor" | wc -l)" = 50 ] || fail "files_floor left $(ls "$WORK/floor" | wc -l) files, not 50"
+for i in 0 49; do [ "$(cat "$WORK/floor/n$i.txt")" = "out-n$i" ] || fail "n$i.txt holds the wrong text"; done
+"$WORK/files_floor" "$WORK/floor" 50 2>/dev/null && fail "files_floor wrote into a folder that was there"
+pass "files_floor makes one output file per task and prints its CPU"

@@ -283,6 +283,41 @@ static void test_oldest_removed_past_the_limit(void **state)
     snprintf(g_file, sizeof g_file, "%s", first);
 }
 
+static void test_used_file_outlives_newer_ones(void **state)
+{
+    (void)state;
+    char first[300];
+    snprintf(first, sizeof first, "%s", g_file);
+    for (int i = 0; i < FR_CHUNKCACHE_FILES; i++) {
+        snprintf(g_file, sizeof g_file, "%s/wf%02d.lua", g_dir, i);
+        write_chunk(2000, "one");
+        load_and_check(2000, "one");
+        usleep(10000); /* each kept a clock tick after the one before */
+    }
+    /* wf00, kept first, is used again: wf01 is now the least recently used. */
+    snprintf(g_file, sizeof g_file, "%s/wf%02d.lua", g_dir, 0);
+    log_start();
+    load_and_check(2000, "one");
+    assert_true(log_has("chunk cache hit"));
+    log_stop();
+    usleep(10000);
+    snprintf(g_file, sizeof g_file, "%s/wf%02d.lua", g_dir, FR_CHUNKCACHE_FILES);
+    write_chunk(2000, "one");
+    load_and_check(2000, "one"); /* one more kept: one goes */
+    assert_int_equal(count_chunks(NULL, 0), FR_CHUNKCACHE_FILES);
+    snprintf(g_file, sizeof g_file, "%s/wf%02d.lua", g_dir, 0);
+    log_start();
+    load_and_check(2000, "one");
+    assert_true(log_has("chunk cache hit"));
+    log_stop();
+    snprintf(g_file, sizeof g_file, "%s/wf%02d.lua", g_dir, 1);
+    log_start();
+    load_and_check(2000, "one");
+    assert_true(log_has("chunk cache miss"));
+    log_stop();
+    snprintf(g_file, sizeof g_file, "%s", first);
+}
+
 static void test_plain_load_never_uses_it(void **state)
 {
     (void)state;
@@ -305,6 +340,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_small_file_and_off_not_kept, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reading_load_keeps_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_oldest_removed_past_the_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_used_file_outlives_newer_ones, setup, teardown),
         cmocka_unit_test_setup_teardown(test_plain_load_never_uses_it, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
