@@ -131,6 +131,36 @@ static int teardown(void **state)
     return system(cmd) == 0 ? 0 : -1;
 }
 
+/* Loads g_file as load_and_check(rows, word) does and asserts that the
+ * cache's log says `what` ("hit" or "miss") for that load. */
+static void load_expect(size_t rows, const char *word, const char *what)
+{
+    char line[64];
+    snprintf(line, sizeof line, "chunk cache %s", what);
+    log_start();
+    load_and_check(rows, word);
+    assert_true(log_has(line));
+    log_stop();
+}
+
+/* Points g_file at workflow `i` of the folder (wfNN.lua). */
+static void use_workflow(int i)
+{
+    snprintf(g_file, sizeof g_file, "%s/wf%02d.lua", g_dir, i);
+}
+
+/* Writes and loads workflows 0 .. n-1, each kept a clock tick after the one
+ * before; g_file is left at the last. */
+static void keep_workflows(int n)
+{
+    for (int i = 0; i < n; i++) {
+        use_workflow(i);
+        write_chunk(2000, "one");
+        load_and_check(2000, "one");
+        usleep(10000);
+    }
+}
+
 static void test_kept_then_loaded_compiled(void **state)
 {
     (void)state;
@@ -189,25 +219,16 @@ static void test_damaged_file_compiles_again(void **state)
     assert_int_equal(count_chunks(one, sizeof one), 1);
     for (long at = 1; at < 4000; at += 397) { /* bytes of its bytecode */
         flip(one, at);
-        log_start();
-        load_and_check(2000, "one");
-        assert_true(log_has("chunk cache miss"));
-        log_stop();
+        load_expect(2000, "one", "miss");
     }
     assert_int_equal(truncate(one, 100), 0);
-    log_start();
-    load_and_check(2000, "one");
-    assert_true(log_has("chunk cache miss"));
-    log_stop();
+    load_expect(2000, "one", "miss");
     /* A link in its place, even to a good file, is not followed. */
     char good[700];
     snprintf(good, sizeof good, "%s/good", g_dir);
     assert_int_equal(rename(one, good), 0);
     assert_int_equal(symlink(good, one), 0);
-    log_start();
-    load_and_check(2000, "one");
-    assert_true(log_has("chunk cache miss"));
-    log_stop();
+    load_expect(2000, "one", "miss");
 }
 
 static void test_folder_others_may_write_is_not_used(void **state)
@@ -224,10 +245,7 @@ static void test_folder_others_may_write_is_not_used(void **state)
     log_stop();
     assert_int_equal(chmod(g_chunks, 0700), 0);
     assert_int_equal(chmod(one, 0666), 0); /* the file itself */
-    log_start();
-    load_and_check(2000, "one");
-    assert_true(log_has("chunk cache miss"));
-    log_stop();
+    load_expect(2000, "one", "miss");
 }
 
 static void test_small_file_and_off_not_kept(void **state)
@@ -253,10 +271,7 @@ static void test_reading_load_keeps_nothing(void **state)
     g_keep = true;
     load_and_check(2000, "one");
     g_keep = false;
-    log_start();
-    load_and_check(2000, "one");
-    assert_true(log_has("chunk cache hit"));
-    log_stop();
+    load_expect(2000, "one", "hit");
 }
 
 static void test_oldest_removed_past_the_limit(void **state)
@@ -264,22 +279,11 @@ static void test_oldest_removed_past_the_limit(void **state)
     (void)state;
     char first[300];
     snprintf(first, sizeof first, "%s", g_file);
-    for (int i = 0; i < FR_CHUNKCACHE_FILES + 2; i++) {
-        snprintf(g_file, sizeof g_file, "%s/wf%02d.lua", g_dir, i);
-        write_chunk(2000, "one");
-        load_and_check(2000, "one");
-        usleep(10000); /* each kept a clock tick after the one before */
-    }
+    keep_workflows(FR_CHUNKCACHE_FILES + 2);
     assert_int_equal(count_chunks(NULL, 0), FR_CHUNKCACHE_FILES);
-    log_start();
-    load_and_check(2000, "one"); /* the last one kept is there */
-    assert_true(log_has("chunk cache hit"));
-    log_stop();
-    snprintf(g_file, sizeof g_file, "%s/wf%02d.lua", g_dir, 0);
-    log_start();
-    load_and_check(2000, "one"); /* the first, the oldest, was removed */
-    assert_true(log_has("chunk cache miss"));
-    log_stop();
+    load_expect(2000, "one", "hit"); /* the last one kept is there */
+    use_workflow(0);
+    load_expect(2000, "one", "miss"); /* the first, the oldest, was removed */
     snprintf(g_file, sizeof g_file, "%s", first);
 }
 
@@ -288,33 +292,19 @@ static void test_used_file_outlives_newer_ones(void **state)
     (void)state;
     char first[300];
     snprintf(first, sizeof first, "%s", g_file);
-    for (int i = 0; i < FR_CHUNKCACHE_FILES; i++) {
-        snprintf(g_file, sizeof g_file, "%s/wf%02d.lua", g_dir, i);
-        write_chunk(2000, "one");
-        load_and_check(2000, "one");
-        usleep(10000); /* each kept a clock tick after the one before */
-    }
+    keep_workflows(FR_CHUNKCACHE_FILES);
     /* wf00, kept first, is used again: wf01 is now the least recently used. */
-    snprintf(g_file, sizeof g_file, "%s/wf%02d.lua", g_dir, 0);
-    log_start();
-    load_and_check(2000, "one");
-    assert_true(log_has("chunk cache hit"));
-    log_stop();
+    use_workflow(0);
+    load_expect(2000, "one", "hit");
     usleep(10000);
-    snprintf(g_file, sizeof g_file, "%s/wf%02d.lua", g_dir, FR_CHUNKCACHE_FILES);
+    use_workflow(FR_CHUNKCACHE_FILES);
     write_chunk(2000, "one");
     load_and_check(2000, "one"); /* one more kept: one goes */
     assert_int_equal(count_chunks(NULL, 0), FR_CHUNKCACHE_FILES);
-    snprintf(g_file, sizeof g_file, "%s/wf%02d.lua", g_dir, 0);
-    log_start();
-    load_and_check(2000, "one");
-    assert_true(log_has("chunk cache hit"));
-    log_stop();
-    snprintf(g_file, sizeof g_file, "%s/wf%02d.lua", g_dir, 1);
-    log_start();
-    load_and_check(2000, "one");
-    assert_true(log_has("chunk cache miss"));
-    log_stop();
+    use_workflow(0);
+    load_expect(2000, "one", "hit");
+    use_workflow(1);
+    load_expect(2000, "one", "miss");
     snprintf(g_file, sizeof g_file, "%s", first);
 }
 
