@@ -3,6 +3,7 @@
 
 #include "engine/history.h"
 #include "engine/store/pgurl.h"
+#include "engine/walckpt.h"
 
 #include "engine/util/log.h"
 #include "engine/util/mem.h"
@@ -26,6 +27,7 @@ struct fr_booking {
     bool failed;
     uv_loop_t *loop;     /* attached: writes are batched per turn */
     uv_prepare_t *armed; /* the handle that commits this turn's writes */
+    fr_walckpt *ckpt; /* the store's checkpoints in the pool, once attached (NULL: SQLite's own) */
     /* The requests whose reservations wait for the turn's commit, oldest
      * first (fr_booking_reserve), and what the turn's end knows: */
     fr_booking_wait *head, *tail;
@@ -203,6 +205,7 @@ static void end_turn(fr_booking *b)
     do {
         b->again = false;
         bool durable = commit_turn(b);
+        fr_walckpt_committed(b->ckpt);
         fr_booking_wait *w = b->head;
         b->head = b->tail = NULL;
         while (w) {
@@ -349,6 +352,14 @@ void fr_booking_attach(fr_booking *b, uv_loop_t *loop)
         return;
     }
     fr_store_batch(b->store, on_pending, b);
+    fr_error err = {0};
+    if (!b->ckpt && fr_walckpt_open(loop, b->store, &b->ckpt, &err) != FR_OK) {
+        /* SQLite checkpoints after the commits, as it does by default. */
+        char msg[1400];
+        fr_log_event(FR_LOG_WARN, "store", "store.checkpoint_failed",
+                     "error=\"%s\" note=\"the loop's commits checkpoint the log themselves\"",
+                     fr_error_format(&err, msg, sizeof msg));
+    }
 }
 
 void fr_booking_detach(fr_booking *b)
@@ -407,6 +418,7 @@ void fr_booking_free(fr_booking *b)
         fr_pgbooks_free(b->pg);
     else {
         fr_booking_flush(b);
+        fr_walckpt_close(b->ckpt); /* before the store: its close checkpoints what is left */
         fr_store_close(b->store);
     }
     for (size_t i = 0; i < b->nqueues; i++)
@@ -824,7 +836,12 @@ int fr_booking_end(fr_booking *b, const char *status, int code, double spent)
     }
     fr_store_stats st;
     fr_store_stats_get(b->store, &st);
-    fr_log_event(FR_LOG_DEBUG, "store", "store.stats", "commits=%ld lost=%ld", st.commits, st.lost);
+    fr_walckpt_stats ck;
+    fr_walckpt_stats_get(b->ckpt, &ck);
+    fr_log_event(FR_LOG_DEBUG, "store", "store.stats",
+                 "commits=%ld lost=%ld checkpoints=%ld checkpoints_on_loop=%ld "
+                 "checkpoints_failed=%ld log_most=%ld log_restarts=%ld",
+                 st.commits, st.lost, ck.runs, ck.on_loop, ck.failed, ck.most, ck.restarts);
     return rc;
 }
 

@@ -968,6 +968,7 @@ static fr_store *store_new(const char *path)
     st->path = fr_xstrdup(path);
     st->pid = getpid();
     st->fork_gen = fr_store_fork_gen();
+    st->wal_frames = -1; /* not counted: SQLite checkpoints after the commits */
     return st;
 }
 

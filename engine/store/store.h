@@ -7,7 +7,8 @@
  * engine/store/: open.c (open, schema, close), ledger.c (runs, attempts), owners.c (the
  * processes sharing the store and the slots their in-flight attempts hold), lease.c (leases),
  * spend.c (what was spent and observed), cache_table.c (the result cache's rows), reports.c (the
- * stored reports, the list of runs and the statistics across them, for engine/cli/runs_cmd). */
+ * stored reports, the list of runs and the statistics across them, for engine/cli/runs_cmd), wal.c
+ * (the write-ahead log's checkpoints, made apart from the connection that writes). */
 
 #include "engine/util/err.h"
 
@@ -158,6 +159,62 @@ void fr_store_batch(fr_store *st, void (*on_pending)(void *ud), void *ud);
  * and the caller must stop as after any failed write). fr_store_close
  * flushes too. */
 int fr_store_flush(fr_store *st, fr_error *err);
+
+/* ---- engine/store/wal.c: checkpoints apart from the writing connection --- */
+
+/* Frames (pages) the write-ahead log may gain past its last checkpoint
+ * before the next is due: SQLite's own automatic threshold. */
+#define FR_STORE_CKPT_FRAMES 1000
+/* Frames past which a writer that outpaces the checkpoints apart
+ * checkpoints itself (engine/walckpt): the log's bound, 16 MiB of pages. */
+#define FR_STORE_WAL_LIMIT (4 * FR_STORE_CKPT_FRAMES)
+
+/* From now on, st's commits no longer checkpoint the write-ahead log
+ * themselves (SQLite would, on the committing thread, once the log holds
+ * FR_STORE_CKPT_FRAMES frames: page writes and two fdatasyncs in a commit);
+ * they only count its frames (fr_store_wal_frames), and the caller has them
+ * checkpointed by a fr_store_ckpt, off its thread. Closing st still
+ * checkpoints all and removes the log, as before. Nothing to do for a store
+ * on PostgreSQL. */
+void fr_store_checkpoint_apart(fr_store *st);
+
+/* Frames in st's write-ahead log after its last commit (0 before the first,
+ * and after a commit that started the log again from its beginning). Counted
+ * only once fr_store_checkpoint_apart is on: -1 before. */
+long fr_store_wal_frames(const fr_store *st);
+
+/* Checkpoints st's log on st's own connection, in the caller's thread
+ * (blocking: the page copies and the fdatasyncs happen here), without
+ * waiting for anyone: one passive pass, `*log` and `*done` as
+ * fr_store_ckpt_run sets them. Called after a commit, with no transaction
+ * open, the next commit starts the log again. FR_OK (another connection
+ * checkpointing at the moment included: nothing done), or FR_ESTORE.
+ * Nothing to do (FR_OK, zeros) for a store on PostgreSQL. */
+int fr_store_checkpoint(fr_store *st, long *log, long *done, fr_error *err);
+
+/* A second connection to st's database that only checkpoints its
+ * write-ahead log. */
+typedef struct fr_store_ckpt fr_store_ckpt;
+
+/* Opens a checkpointer for `st`'s database into `*out` (owned by the caller:
+ * fr_store_ckpt_close); `st` is borrowed for the call only. FR_EINVAL for a
+ * store on PostgreSQL or one opened read-only, FR_ESTORE when the database
+ * cannot be opened again. */
+int fr_store_ckpt_open(const fr_store *st, fr_store_ckpt **out, fr_error *err);
+
+/* Copies the log's committed frames into the database without waiting for
+ * anyone (SQLite's passive checkpoint: writers go on meanwhile; the log
+ * starts again from its beginning at the first commit after a checkpoint
+ * that left nothing behind), again while frames committed during the pass
+ * remain, up to `passes` passes. Sets `*log` to the frames in the log and
+ * `*done` to those checkpointed, as of the last pass. FR_OK, or FR_ESTORE
+ * (`err` set) when a pass failed. Safe on any one thread at a time while
+ * the store's own connection writes on another: it touches only its own
+ * connection. */
+int fr_store_ckpt_run(fr_store_ckpt *c, int passes, long *log, long *done, fr_error *err);
+
+/* Closes the checkpointer; NULL is fine. Not while fr_store_ckpt_run runs. */
+void fr_store_ckpt_close(fr_store_ckpt *c);
 
 /* What a store has done since it was opened, for tests and benchmarks. */
 typedef struct fr_store_stats {

@@ -100,9 +100,11 @@ struct fr_store {
     bool pending;                 /* that transaction is open (BEGIN IMMEDIATE) */
     void (*on_pending)(void *ud); /* told when it opens */
     void *pending_ud;
-    long commits;  /* transactions committed, autocommits included */
-    long lost;     /* batches rolled back */
-    long prepares; /* statements prepared since open */
+    long commits;    /* transactions committed, autocommits included */
+    long lost;       /* batches rolled back */
+    long prepares;   /* statements prepared since open */
+    long wal_frames; /* the log's frames after the last commit, -1 until
+                        fr_store_checkpoint_apart (engine/store/wal.c) */
     /* The routing history added in the batch, written at its flush: a
      * turn's attempts of one key are one row's UPSERT, not one each. */
     fr_store_hist_sum *hist;
