@@ -73,11 +73,22 @@ done
 pass "PostgreSQL restarted under two runs: both ok, $served requests booked once each (\$$spent of a \$$CAP cap), the reports count the reconnection"
 
 # A lock held by another session past the lock timeout (2 s): the run's
-# reservations time out, are sent again, and the run ends ok.
-psql -q "$PG_URL" -c "BEGIN" -c "SELECT name FROM endpoints WHERE name = 'cloud' FOR UPDATE" \
-  -c "SELECT pg_sleep(3.5)" -c "COMMIT" >/dev/null &
+# reservations time out, are sent again, and the run ends ok. The run
+# starts once the lock is held (the session sleeps with it), and the lock
+# outlasts the timeout by 2.5 s, however long a loaded machine takes to
+# start flowrun.
+PGAPPNAME=flowrun-test-locker psql -q "$PG_URL" -c "BEGIN" \
+  -c "SELECT name FROM endpoints WHERE name = 'cloud' FOR UPDATE" \
+  -c "SELECT pg_sleep(4.5)" -c "COMMIT" >/dev/null &
 locker=$!
-sleep 0.5
+held=0
+for _ in $(seq 1 100); do
+  held=$(q "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'flowrun-test-locker'
+            AND state = 'active' AND query LIKE '%pg_sleep%'")
+  [ "$held" = 1 ] && break
+  sleep 0.05
+done
+[ "$held" = 1 ] || fail "the locking session did not take its lock within 5 s"
 flow "$WORK/f5.lua" 5
 "$FLOWRUN" "$WORK/f5.lua" --state "$PG_URL" --out "$WORK/of5" --json --no-cache >"$WORK/f5.json" 2>"$WORK/f5.err" ||
   { cat "$WORK/f5.err" >&2; fail "a run behind a lock held elsewhere"; }
