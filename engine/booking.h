@@ -9,6 +9,8 @@
  * pending), and a request in flight is committed before it can be sent:
  * the turn's reservations commit together and their requests are released
  * right after that commit (fr_booking_reserve's wait).
+ * On SQLite the log's checkpoints run off the loop (engine/walckpt), told
+ * of each commit the books make (fr_walckpt_committed).
  * A failed write is logged once and remembered: the
  * run then stops admitting work (a run never goes on without durability).
  * At the run's end they take its report (fr_booking_store_report).
