@@ -19,13 +19,14 @@ CAP=5
 PRICE_IN=200
 PRICE_OUT=1000
 
-# flow FILE N: TASKS tasks on a priced endpoint of max_parallel 3 under a
-# monthly cap, each reply of 1-30 random words.
+# flow FILE N [ENDPOINT]: TASKS tasks on a priced endpoint (cloud unless
+# named) of max_parallel 3 under a monthly cap, each reply of 1-30 random
+# words.
 flow() {
-  local i k
+  local i k ep=${3:-cloud}
   {
     echo "workflow { name = \"fault$2\", budget = { monthly_usd = $CAP }, defaults = { max_tokens = 40 } }"
-    echo "endpoint \"cloud\" { tier = \"cloud\", url = \"$SIM_URL/v1\", model = \"mf\","
+    echo "endpoint \"$ep\" { tier = \"cloud\", url = \"$SIM_URL/v1\", model = \"mf\","
     echo "                   max_parallel = 3, price = { input = $PRICE_IN, output = $PRICE_OUT } }"
     echo 'agent "a" {}'
     for i in $(seq 1 $TASKS); do
@@ -35,13 +36,24 @@ flow() {
   } >"$1"
 }
 
+# Each run on an endpoint of its own (the same model), so that both have
+# requests in flight at once: on one shared endpoint the second would wait
+# for the first's slots.
 pids=()
+eps=(cloud cloud2)
 for n in 1 2; do
-  flow "$WORK/f$n.lua" "$n"
+  flow "$WORK/f$n.lua" "$n" "${eps[$((n - 1))]}"
   "$FLOWRUN" "$WORK/f$n.lua" --state "$PG_URL" --out "$WORK/of$n" --json --no-cache \
     >"$WORK/f$n.json" 2>"$WORK/f$n.err" &
   pids+=($!)
 done
+# Both runs past their start (each has booked an attempt, so its store is
+# open) and requests on the wire: the restart comes in the middle of both,
+# however slowly one of them starts.
+runs_booking() {
+  [ "$(psql -At "$PG_URL" -c "SELECT count(DISTINCT run_id) FROM attempts" 2>/dev/null)" = 2 ]
+}
+wait_for runs_booking
 wait_for requests_at_least 6
 (cd / && bash "$SRC/tests/unit/support/pg.sh" restart "$PG_DIR") # from a folder the server's user may enter
 for n in 1 2; do
