@@ -3,6 +3,7 @@
 #include "engine/util/mem.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 typedef struct one {
     fr_timers *tm;
@@ -30,7 +31,13 @@ fr_timers *fr_timers_new(uv_loop_t *loop, size_t cap, const fr_timer_hooks *hook
     fr_timers *tm = fr_xcalloc(1, sizeof *tm);
     tm->loop = loop;
     tm->cap = cap;
+    /* Written once here although calloc zeroed it: a large calloc is fresh
+     * zero pages, and get() reads an entry before it writes it, so each page
+     * would fault twice, the second a copy of the zero page with a TLB flush
+     * on every core while the pool's threads run. Written here, a page
+     * faults once. */
     tm->t = fr_xcalloc(cap ? cap : 1, sizeof *tm->t);
+    memset(tm->t, 0, (cap ? cap : 1) * sizeof *tm->t);
     tm->h = *hooks;
     return tm;
 }
