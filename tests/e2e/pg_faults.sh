@@ -13,17 +13,19 @@
 # where PostgreSQL cannot be installed.
 source "$(dirname "$0")/lib.bash"
 pg_store_start
-start_sim --latency 150 --tps 0 --model mk:latency=3000
+start_sim --latency 150 --tps 0 --model mk:latency=3000 --model ms:latency=6000
 TASKS=40
 CAP=5
 PRICE_IN=200
 PRICE_OUT=1000
 
-# flow FILE N [ENDPOINT]: TASKS tasks on a priced endpoint (cloud unless
-# named) of max_parallel 3 under a monthly cap, each reply of 1-30 random
-# words.
+# flow FILE N [ENDPOINT [SLOW]]: TASKS tasks on a priced endpoint (cloud
+# unless named) of max_parallel 3 under a monthly cap, each reply of 1-30
+# random words; with SLOW, one more task on endpoint SLOW (model ms, 6 s),
+# so that the run lasts 6 s from its first request however fast the others
+# go.
 flow() {
-  local i k ep=${3:-cloud}
+  local i k ep=${3:-cloud} slow=${4:-}
   {
     echo "workflow { name = \"fault$2\", budget = { monthly_usd = $CAP }, defaults = { max_tokens = 40 } }"
     echo "endpoint \"$ep\" { tier = \"cloud\", url = \"$SIM_URL/v1\", model = \"mf\","
@@ -31,18 +33,25 @@ flow() {
     echo 'agent "a" {}'
     for i in $(seq 1 $TASKS); do
       k=$((RANDOM % 30 + 1))
-      echo "task \"t$i\" { agent = \"a\", prompt = \"REPLY: $(seq -f "w%g" 1 $k | tr '\n' ' ')\" }"
+      echo "task \"t$i\" { agent = \"a\", endpoint = \"$ep\", prompt = \"REPLY: $(seq -f "w%g" 1 $k | tr '\n' ' ')\" }"
     done
+    if [ -n "$slow" ]; then
+      echo "endpoint \"$slow\" { tier = \"cloud\", url = \"$SIM_URL/v1\", model = \"ms\","
+      echo "                   max_parallel = 1, price = { input = $PRICE_IN, output = $PRICE_OUT } }"
+      echo "task \"slow\" { agent = \"a\", endpoint = \"$slow\", prompt = \"REPLY: slow\" }"
+    fi
   } >"$1"
 }
 
 # Each run on an endpoint of its own (the same model), so that both have
 # requests in flight at once: on one shared endpoint the second would wait
-# for the first's slots.
+# for the first's slots. Each also has a 6 s task, so that the first run
+# is still going when the second, started late on a loaded machine, has
+# booked its first attempt and the restart comes.
 pids=()
 eps=(cloud cloud2)
 for n in 1 2; do
-  flow "$WORK/f$n.lua" "$n" "${eps[$((n - 1))]}"
+  flow "$WORK/f$n.lua" "$n" "${eps[$((n - 1))]}" "slow$n"
   "$FLOWRUN" "$WORK/f$n.lua" --state "$PG_URL" --out "$WORK/of$n" --json --no-cache \
     >"$WORK/f$n.json" 2>"$WORK/f$n.err" &
   pids+=($!)
@@ -55,12 +64,14 @@ runs_booking() {
 }
 wait_for runs_booking
 wait_for requests_at_least 6
+running=$(psql -At "$PG_URL" -c "SELECT count(*) FROM runs WHERE status = 'running'")
+[ "$running" = 2 ] || fail "$running runs still going when the restart was to come, not 2"
 (cd / && bash "$SRC/tests/unit/support/pg.sh" restart "$PG_DIR") # from a folder the server's user may enter
 for n in 1 2; do
   rc=0
   wait "${pids[$((n - 1))]}" || rc=$?
   [ "$rc" = 0 ] || { cat "$WORK/f$n.err" >&2; fail "run $n exited $rc after the restart"; }
-  [ "$(jq '[.tasks[] | select(.status == "ok")] | length' "$WORK/f$n.json")" = "$TASKS" ] ||
+  [ "$(jq '[.tasks[] | select(.status == "ok")] | length' "$WORK/f$n.json")" = $((TASKS + 1)) ] ||
     fail "run $n: not every task ended ok"
 done
 served=$(sim_requests mf)
