@@ -29,17 +29,15 @@ static long long now_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Sends SIGKILL to every other process of the guard's group and to its
- * children that left the group (the guard is their subreaper): SIGKILL
- * cannot be blocked, so the group is walked by hand, the guard spared. */
-static void kill_all(void)
+/* Sends `sig` to every other process of the guard's group and to its
+ * children that left the group (the guard is their subreaper). Returns
+ * false when /proc cannot be read. */
+static bool signal_members(int sig)
 {
     pid_t self = getpid();
     DIR *d = opendir("/proc");
-    if (!d) {
-        kill(-self, SIGKILL); /* no /proc: the guard goes down with its group */
-        return;
-    }
+    if (!d)
+        return false;
     struct dirent *e;
     while ((e = readdir(d))) {
         char path[300], line[1024];
@@ -58,9 +56,21 @@ static void kill_all(void)
         long ppid, pgrp;
         if (rest && sscanf(rest + 1, " %c %ld %ld", &state, &ppid, &pgrp) == 3 &&
             (pgrp == self || ppid == self))
-            kill((pid_t)pid, SIGKILL);
+            kill((pid_t)pid, sig);
     }
     closedir(d);
+    return true;
+}
+
+/* Kills everything the guard watches over, the guard spared. SIGKILL to
+ * the group would take the guard too, so the members are signalled one by
+ * one: all of them stopped first, then killed, so that none runs between
+ * two kills (a parent that sees its child die and exits 0, a watcher that
+ * writes a file). Neither signal can be blocked or caught. */
+static void kill_all(void)
+{
+    if (!signal_members(SIGSTOP) || !signal_members(SIGKILL))
+        kill(-getpid(), SIGKILL); /* no /proc: the guard goes down with its group */
 }
 
 /* The guard's exit: the command's status, its signal raised again so that

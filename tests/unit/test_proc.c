@@ -311,6 +311,41 @@ static void test_kill_escalates_to_sigkill(void **state)
     fr_proc_free(r.p);
 }
 
+static void test_sigkill_leaves_no_time_to_react(void **state)
+{
+    /* Once the grace is over nothing in the group runs again: a watcher
+     * that writes a file as soon as its sibling is dead never gets to. The
+     * sibling comes first in /proc, many sleeps between them, so killing
+     * one after another would leave the watcher milliseconds to see it. */
+    char mark[] = "/tmp/flowrun-proc-mark-XXXXXX";
+    char *dir = mkdtemp(mark);
+    assert_non_null(dir);
+    char path[256], script[1024];
+    snprintf(path, sizeof path, "%s/reacted", dir);
+    snprintf(script, sizeof script,
+             "trap '' TERM; sleep 300 & s=$!; i=0;"
+             " while [ $i -lt 150 ]; do sleep 300 & i=$((i+1)); done;"
+             " ( while read st < /proc/$s/stat; do"
+             " case \"$st\" in *') Z '*) break;; esac; done 2>/dev/null; : > '%s' ) &"
+             " echo started; wait",
+             path);
+    run r = {0};
+    const char *argv[] = {"sh", "-c", script, NULL};
+    fr_proc_opts o = {.argv = argv, .grace_s = 0.3};
+    spawn(*state, &r, &o);
+    int pgid = fr_proc_pid(r.p);
+    LOOP_RUN_UNTIL(*state, strstr(r.out, "started") != NULL, WAIT_S);
+    fr_proc_kill(r.p);
+    LOOP_RUN_UNTIL(*state, r.exits == 1, WAIT_S);
+    assert_int_equal(r.sig, SIGKILL);
+    assert_int_equal(group_members(pgid), 0);
+    bool reacted = access(path, F_OK) == 0;
+    unlink(path);
+    rmdir(dir);
+    assert_false(reacted);
+    fr_proc_free(r.p);
+}
+
 static void test_leftovers_end_with_the_command(void **state)
 {
     /* The command exits, leaving a background child that holds stdout: it
@@ -437,6 +472,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_exec_failure_after_start, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kill_ends_the_group, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kill_escalates_to_sigkill, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sigkill_leaves_no_time_to_react, setup, teardown),
         cmocka_unit_test_setup_teardown(test_leftovers_end_with_the_command, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_while_running, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_at_once, setup, teardown),
