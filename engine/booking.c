@@ -59,6 +59,10 @@ struct fr_booking {
 struct slot_queue {
     char *endpoint; /* owned */
     fr_booking_wait *head, *tail;
+    /* What the store was told of its head (publish_wait): the model, owned,
+     * and since when it waits; 0 once none does. */
+    char *told_model;
+    double told_since;
 };
 
 /* The slots this process holds of one shared endpoint serving one model:
@@ -285,6 +289,8 @@ static struct slot_queue *queue_of(fr_booking *b, const char *endpoint)
     return q;
 }
 
+static void publish_wait(fr_booking *b, struct slot_queue *q);
+
 /* True when models `x` and `y` (either may be NULL) are the same, as the
  * store's `IS` compares them. */
 static bool same_model(const char *x, const char *y)
@@ -421,8 +427,10 @@ void fr_booking_free(fr_booking *b)
         fr_walckpt_close(b->ckpt); /* before the store: its close checkpoints what is left */
         fr_store_close(b->store);
     }
-    for (size_t i = 0; i < b->nqueues; i++)
+    for (size_t i = 0; i < b->nqueues; i++) {
         free(b->queues[i].endpoint);
+        free(b->queues[i].told_model);
+    }
     free(b->queues);
     for (size_t i = 0; i < b->ncounts; i++) {
         free(b->counts[i].endpoint);
@@ -596,6 +604,7 @@ void fr_booking_unpark(fr_booking *b, fr_booking_wait *w)
         b->queued--;
         w->queued = false;
         w->parked = false;
+        publish_wait(b, q);
         tick_arm(b); /* nothing else waiting: the timer need not wake the loop */
         return;
     }
@@ -605,8 +614,10 @@ void fr_booking_unpark(fr_booking *b, fr_booking_wait *w)
 
 /* ---- slots of shared endpoints ---------------------------------------------- */
 
-/* Asks for a slot for `a` (borrowed) of at most `max`; sets *row (0: every
- * slot is held) and remembers the slot. The store is told how many slots
+/* Asks for a slot for `a` (borrowed) of at most `max`, a request waiting
+ * since `since` (the store's clock; 0: now); sets *row (0: every slot is
+ * held, or the free one goes to a process that waits) and remembers the
+ * slot. The store is told how many slots
  * of a's endpoint and model this process holds, from the books' count (it
  * counts only the other owners' rows), which is never smaller than this
  * owner's pending rows in the table while no write has failed: a slot
@@ -616,14 +627,14 @@ void fr_booking_unpark(fr_booking *b, fr_booking_wait *w)
  * its batch (a failed write). False (logged) for a failed write, and after
  * one without asking: the run stops, and a settle rolled back with its
  * batch left its row pending in the table but no longer counted here. */
-static bool try_slot(fr_booking *b, const fr_attempt_rec *a, int max, long long *row)
+static bool try_slot(fr_booking *b, const fr_attempt_rec *a, int max, double since, long long *row)
 {
     fr_error err = {0};
     *row = 0;
     if (!writes_durable(b))
         return false;
     size_t count = count_of(b, a);
-    if (fr_store_reserve_slot(b->store, a, max, b->counts[count].held, row, &err) != FR_OK) {
+    if (fr_store_reserve_slot(b->store, a, max, b->counts[count].held, since, row, &err) != FR_OK) {
         *row = 0;
         fr_booking_write_failed(b, &err);
         return false;
@@ -631,6 +642,34 @@ static bool try_slot(fr_booking *b, const fr_attempt_rec *a, int max, long long 
     if (*row)
         hold_slot(b, count, *row);
     return true;
+}
+
+/* Tells the store since when the head of `q` waits, or that none does,
+ * when that changed: the other processes sharing the endpoint leave a free
+ * slot to a process that waits and holds fewer (fr_store_reserve_slot). */
+static void publish_wait(fr_booking *b, struct slot_queue *q)
+{
+    const fr_booking_wait *h = q->head;
+    double since = h ? h->since_unix : 0;
+    const char *model = h ? h->rec.model : q->told_model;
+    fr_error err = {0};
+    if (b->failed || (q->told_since == since && same_model(model, q->told_model)))
+        return;
+    /* A head of another model: the one told before waits no more. */
+    if (q->told_since > 0 && !same_model(model, q->told_model) &&
+        fr_store_slot_waiting(b->store, q->endpoint, q->told_model, 0, &err) != FR_OK) {
+        fr_booking_write_failed(b, &err);
+        return;
+    }
+    if (fr_store_slot_waiting(b->store, q->endpoint, model, since, &err) != FR_OK) {
+        fr_booking_write_failed(b, &err);
+        return;
+    }
+    if (!same_model(model, q->told_model)) {
+        free(q->told_model);
+        q->told_model = model ? fr_xstrdup(model) : NULL;
+    }
+    q->told_since = since;
 }
 
 /* Gives the head of `q` a slot while one is free, each released at the
@@ -641,8 +680,8 @@ static void promote(fr_booking *b, struct slot_queue *q)
     while (q->head) {
         fr_booking_wait *w = q->head;
         long long row = 0;
-        if (!b->failed && try_slot(b, &w->rec, w->max, &row) && !row)
-            return; /* still held by others */
+        if (!b->failed && try_slot(b, &w->rec, w->max, w->since_unix, &row) && !row)
+            break; /* still held by others */
         unlink_wait(&q->head, &q->tail, w);
         b->queued--;
         w->queued = false;
@@ -652,6 +691,7 @@ static void promote(fr_booking *b, struct slot_queue *q)
             w->waited_ms = 1; /* it waited, if less than a millisecond of loop time */
         park_durable(b, w);
     }
+    publish_wait(b, q);
 }
 
 static void on_tick_closed(uv_handle_t *h)
@@ -730,7 +770,7 @@ bool fr_booking_reserve_slot(fr_booking *b, const fr_attempt_rec *a, int max, lo
     if (b->pg)
         return fr_pgbooks_reserve(b->pg, a, max, row, w);
     if (!w) { /* now, in a transaction of its own */
-        bool ok = try_slot(b, a, max, row);
+        bool ok = try_slot(b, a, max, 0, row);
         if (ok && *row) {
             fr_booking_flush(b);
             ok = !b->failed;
@@ -745,7 +785,7 @@ bool fr_booking_reserve_slot(fr_booking *b, const fr_attempt_rec *a, int max, lo
     w->waited_ms = 0;
     struct slot_queue *q = queue_of(b, a->endpoint);
     if (!q->head) { /* nobody of this process waits for it before this one */
-        if (!try_slot(b, a, max, row))
+        if (!try_slot(b, a, max, 0, row))
             return false;
         if (*row) {
             /* A priced slot waits for the turn's commit: its charge is
@@ -766,9 +806,11 @@ bool fr_booking_reserve_slot(fr_booking *b, const fr_attempt_rec *a, int max, lo
     w->row = row;
     w->max = max;
     w->since = uv_now(b->loop);
+    w->since_unix = fr_store_clock(b->store);
     link_tail(&q->head, &q->tail, w);
     w->queued = w->parked = true;
     b->queued++;
+    publish_wait(b, q);
     fr_log_event(FR_LOG_DEBUG, "store", "slot.wait",
                  "task=%s endpoint=%s max_parallel=%d: its slots are held by other processes",
                  a->task, a->endpoint, max);

@@ -164,7 +164,8 @@ struct fr_booking_wait {
     fr_attempt_rec rec; /* its strings the caller's, alive while it is parked */
     long long *row;
     int max;
-    uint64_t since; /* uv_now when it was queued */
+    uint64_t since;    /* uv_now when it was queued */
+    double since_unix; /* the store's clock then (unix seconds): other processes compare it */
 };
 
 /* Books attempt `a` (borrowed) in flight at its worst case (a->cost_usd)

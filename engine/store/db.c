@@ -102,17 +102,19 @@ static const char *const stmt_sql[S_COUNT] = {
      * store's, whose own slots its caller counts: fr_store_reserve_slot):
      * its in-flight attempts of a shared endpoint, counted in the partial
      * index attempts_slots (a range of it per owner; owners are few), and
-     * its count of $0 slots. */
+     * its count of $0 slots; and since when its oldest request waits for
+     * one (NULL: none waits). */
     [S_SLOTS_HELD] = "SELECT o.id, o.pid, o.pid_start, o.boot_id, o.host, o.expires,"
                      " (SELECT COUNT(*) FROM attempts a WHERE a.endpoint = ?1 AND a.model IS ?2"
-                     " AND a.owner_id = o.id AND a.outcome = 'pending')"
-                     " + coalesce((SELECT held FROM owner_slots s WHERE s.owner_id = o.id"
-                     " AND s.endpoint = ?1 AND s.model = coalesce(?2, '')), 0) FROM owners o"
-                     " WHERE o.id IS NOT ?3",
+                     " AND a.owner_id = o.id AND a.outcome = 'pending') + coalesce(s.held, 0),"
+                     " s.waiting_since FROM owners o LEFT JOIN owner_slots s ON s.owner_id = o.id"
+                     " AND s.endpoint = ?1 AND s.model = coalesce(?2, '') WHERE o.id IS NOT ?3",
     /* This owner's count of the $0 slots of an endpoint and model it
-     * holds (owners.c: fr_store_slots_write). */
-    [S_SLOTS_SET] = "INSERT INTO owner_slots VALUES (?1, ?2, coalesce(?3, ''), ?4)"
-                    " ON CONFLICT (owner_id, endpoint, model) DO UPDATE SET held = excluded.held",
+     * holds, and since when it waits for one (owners.c:
+     * fr_store_slots_write). */
+    [S_SLOTS_SET] = "INSERT INTO owner_slots VALUES (?1, ?2, coalesce(?3, ''), ?4, ?5)"
+                    " ON CONFLICT (owner_id, endpoint, model) DO UPDATE SET held = excluded.held,"
+                    " waiting_since = excluded.waiting_since",
     /* The routing history of the endpoints named in the JSON array ?1 (NULL:
      * all): each key's sums (kind 0), then its pairs of bins (kind 1:
      * latency bin, ttft bin, count in the place of settled and passes). */

@@ -401,10 +401,10 @@ int fr_store_reserve_batched(fr_store *st, const fr_attempt_rec *a, long long *i
 
 /* Books an attempt in flight as a slot of its endpoint while one is free;
  * see store.h. */
-int fr_store_reserve_slot(fr_store *st, const fr_attempt_rec *a, int max, long own, long long *id,
-                          fr_error *err)
+int fr_store_reserve_slot(fr_store *st, const fr_attempt_rec *a, int max, long own, double since,
+                          long long *id, fr_error *err)
 {
-    bool begun = false;
+    bool begun = false, yield = false;
     long others = 0;
     int rc = check_pending(st, a, id, err);
     if (rc == FR_OK && (max < 1 || own < 0 || !st->owner_id[0]))
@@ -422,10 +422,15 @@ int fr_store_reserve_slot(fr_store *st, const fr_attempt_rec *a, int max, long o
     /* This owner's slots come from its caller (`own`): counting its own
      * rows here read every one of them at each reservation. */
     if (rc == FR_OK && own < max)
-        rc = fr_store_slots_held(st, a->endpoint, a->model, &others, err);
-    /* A $0 slot has no charge to keep in flight: one in this owner's count
+        rc = fr_store_slots_held(st, a->endpoint, a->model, own,
+                                 since > 0 ? since : fr_store_now(st), &others, &yield, err);
+    /* A free slot goes to another owner that waits and holds fewer (or as
+     * many and waited longer): this request waits, and that owner, asking
+     * again, finds the slot free. Without it, a run with a queue takes
+     * every slot it frees before a waiting process asks again.
+     * A $0 slot has no charge to keep in flight: one in this owner's count
      * (its row is booked when it ends, at its settle). */
-    if (rc == FR_OK && own < max && others < max - own)
+    if (rc == FR_OK && own < max && others < max - own && !yield)
         rc = a->cost_usd > 0 ? insert_pending(st, a, st->owner_id, id, err)
                              : fr_store_slot_take(st, a, id, err);
     if (rc == FR_OK && begun)

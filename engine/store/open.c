@@ -593,16 +593,23 @@ static const char schema_v13[] = "DROP TRIGGER attempts_totals_insert;"
  * of both rows and of the slots index written by two commits). A priced
  * request's slot is still its in-flight row, the charge a crash keeps. An
  * owner's counts go with its row. */
-#define OWNER_SLOTS_TABLE                                                                          \
+#define OWNER_SLOTS_TABLE_AS(more)                                                                 \
     "CREATE TABLE owner_slots ("                                                                   \
     "  owner_id TEXT NOT NULL,"                                                                    \
     "  endpoint TEXT NOT NULL,"                                                                    \
     "  model    TEXT NOT NULL," /* '' for none */                                                  \
-    "  held     INTEGER NOT NULL CHECK (held >= 0),"                                               \
+    "  held     INTEGER NOT NULL CHECK (held >= 0)," more                                          \
     "  PRIMARY KEY (owner_id, endpoint, model)) WITHOUT ROWID;"                                    \
     "CREATE TRIGGER owners_slots_end AFTER DELETE ON owners"                                       \
     " BEGIN DELETE FROM owner_slots WHERE owner_id = OLD.id; END;"
-static const char schema_v14[] = OWNER_SLOTS_TABLE;
+static const char schema_v14[] = OWNER_SLOTS_TABLE_AS("");
+/* Schema 15: when the owner's oldest request waiting for a slot of the
+ * endpoint and model began to wait (unix seconds), NULL while none waits.
+ * A process taking a slot leaves it to an owner that waits and holds fewer
+ * (fr_store_reserve_slot), so that one run's queue does not keep every slot
+ * it frees from another process. */
+#define OWNER_SLOTS_WAITING " waiting_since REAL,"
+static const char schema_v15[] = "ALTER TABLE owner_slots ADD COLUMN waiting_since REAL;";
 
 /* The current schema (version FR_STORE_SCHEMA_VERSION) as one set of
  * statements: what a new store is created from, instead of running every
@@ -645,7 +652,7 @@ static const char *const schema_current[] = {
     ATTEMPTS_SLOTS_INDEX,
     HISTORY_VIEW
     HISTORY_TABLES,
-    OWNER_SLOTS_TABLE,
+    OWNER_SLOTS_TABLE_AS(OWNER_SLOTS_WAITING),
     NULL};
 // clang-format on
 
@@ -654,8 +661,8 @@ static const char *const schema_current[] = {
 
 /* migrations[v] takes a database from version v to v + 1. */
 static const char *const migrations[FR_STORE_SCHEMA_VERSION] = {
-    schema_v1, schema_v2, schema_v3,  schema_v4,  schema_v5,  schema_v6,  schema_v7,
-    schema_v8, schema_v9, schema_v10, schema_v11, schema_v12, schema_v13, schema_v14};
+    schema_v1, schema_v2,  schema_v3,  schema_v4,  schema_v5,  schema_v6,  schema_v7, schema_v8,
+    schema_v9, schema_v10, schema_v11, schema_v12, schema_v13, schema_v14, schema_v15};
 
 /* One part of the current schema's SQL; see store.h. */
 const char *fr_store_schema_sql(int part)

@@ -149,22 +149,33 @@ static bool owner_holds(const fr_store *st, sqlite3_stmt *s, double now)
     return fr_store_holder_alive(st, &l);
 }
 
-/* Counts the slots of an endpoint held now by the other owners; see
- * store_int.h. */
-int fr_store_slots_held(fr_store *st, const char *endpoint, const char *model, long *held,
-                        fr_error *err)
+/* Counts the slots of an endpoint held now by the other owners, and
+ * whether one that waits comes first; see store_int.h. */
+int fr_store_slots_held(fr_store *st, const char *endpoint, const char *model, long own,
+                        double since, long *held, bool *yield, fr_error *err)
 {
     sqlite3_stmt *s = st->stmt[S_SLOTS_HELD];
     double now = fr_store_now(st);
     long n = 0;
     int step;
+    *yield = false;
     fr_store_bind_text(s, 1, endpoint);
     fr_store_bind_text(s, 2, model);
     fr_store_bind_text(s, 3, st->owner_id); /* this owner's rows: its caller counts them */
     while ((step = sqlite3_step(s)) == SQLITE_ROW) {
         long k = (long)sqlite3_column_int64(s, 6);
-        if (k > 0 && owner_holds(st, s, now))
+        bool waits = sqlite3_column_type(s, 7) != SQLITE_NULL;
+        if ((k <= 0 && !waits) || !owner_holds(st, s, now))
+            continue;
+        if (k > 0)
             n += k;
+        if (waits && !*yield) {
+            double other = sqlite3_column_double(s, 7);
+            const char *id = (const char *)sqlite3_column_text(s, 0);
+            *yield = k < own ||
+                     (k == own &&
+                      (other < since || (other == since && id && strcmp(id, st->owner_id) < 0)));
+        }
     }
     int rc =
         step == SQLITE_DONE ? FR_OK : fr_store_db_error(st, err, "cannot count the slots held");
@@ -191,12 +202,14 @@ static int slots_written(fr_store *st, fr_error *err)
     return st->batching && st->pending ? FR_OK : fr_store_slots_write(st, err);
 }
 
-/* Takes a $0 slot; see store_int.h. */
-int fr_store_slot_take(fr_store *st, const fr_attempt_rec *a, long long *handle, fr_error *err)
+/* Sets *index to the count of `endpoint` and `model` (borrowed), made
+ * when there is none. FR_OK, or FR_ELIMIT past SLOT_INDEX_MAX of them. */
+static int sum_of(fr_store *st, const char *endpoint, const char *model, size_t *index,
+                  fr_error *err)
 {
     size_t i = 0;
-    while (i < st->nslot_sums && !(strcmp(st->slot_sums[i].endpoint, a->endpoint) == 0 &&
-                                   same_model(st->slot_sums[i].model, a->model)))
+    while (i < st->nslot_sums && !(strcmp(st->slot_sums[i].endpoint, endpoint) == 0 &&
+                                   same_model(st->slot_sums[i].model, model)))
         i++;
     if (i == st->nslot_sums) {
         if (i >= SLOT_INDEX_MAX)
@@ -208,10 +221,22 @@ int fr_store_slot_take(fr_store *st, const fr_attempt_rec *a, long long *handle,
             st->slot_sums = fr_xrealloc(st->slot_sums, st->capslot_sums * sizeof *st->slot_sums);
         }
         st->slot_sums[st->nslot_sums++] =
-            (fr_store_slot_sum){.endpoint = fr_xstrdup(a->endpoint),
-                                .model = a->model ? fr_xstrdup(a->model) : NULL,
-                                .written = -1};
+            (fr_store_slot_sum){.endpoint = fr_xstrdup(endpoint),
+                                .model = model ? fr_xstrdup(model) : NULL,
+                                .written = -1,
+                                .since_written = -1};
     }
+    *index = i;
+    return FR_OK;
+}
+
+/* Takes a $0 slot; see store_int.h. */
+int fr_store_slot_take(fr_store *st, const fr_attempt_rec *a, long long *handle, fr_error *err)
+{
+    size_t i = 0;
+    int rc = sum_of(st, a->endpoint, a->model, &i, err);
+    if (rc != FR_OK)
+        return rc;
     st->slot_sums[i].held++;
     st->slot_seq++;
     *handle = -(((st->slot_seq & 0x7fffffffffffLL) << SLOT_INDEX_BITS) | (long long)(i + 1));
@@ -229,6 +254,21 @@ int fr_store_slot_give(fr_store *st, long long handle, fr_error *err)
     return slots_written(st, err);
 }
 
+/* Says since when this owner waits for a slot; see store.h. */
+int fr_store_slot_waiting(fr_store *st, const char *endpoint, const char *model, double since,
+                          fr_error *err)
+{
+    size_t i = 0;
+    if (!st->owner_id[0])
+        return FR_OK; /* no owner row: nobody reads it */
+    int rc = sum_of(st, endpoint, model, &i, err);
+    if (rc != FR_OK)
+        return rc;
+    st->slot_sums[i].since = since > 0 ? since : 0;
+    return st->slot_sums[i].since == st->slot_sums[i].since_written ? FR_OK
+                                                                    : slots_written(st, err);
+}
+
 /* Writes the changed counts; see store_int.h. */
 int fr_store_slots_write(fr_store *st, fr_error *err)
 {
@@ -237,15 +277,20 @@ int fr_store_slots_write(fr_store *st, fr_error *err)
         return rc; /* no owner row: nothing counts them */
     for (size_t i = 0; i < st->nslot_sums && rc == FR_OK; i++) {
         fr_store_slot_sum *c = &st->slot_sums[i];
-        if (c->held == c->written)
+        if (c->held == c->written && c->since == c->since_written)
             continue; /* its row holds it already */
         sqlite3_stmt *s = st->stmt[S_SLOTS_SET];
         fr_store_bind_text(s, 1, st->owner_id);
         fr_store_bind_text(s, 2, c->endpoint);
         fr_store_bind_text(s, 3, c->model);
         sqlite3_bind_int64(s, 4, c->held);
+        if (c->since > 0)
+            sqlite3_bind_double(s, 5, c->since);
+        else
+            sqlite3_bind_null(s, 5);
         rc = fr_store_exec(st, S_SLOTS_SET, "cannot count this process's slots", err);
         c->written = rc == FR_OK ? c->held : -1;
+        c->since_written = rc == FR_OK ? c->since : -1;
     }
     return rc;
 }
@@ -255,6 +300,7 @@ void fr_store_slots_forget(fr_store *st, bool free_all)
 {
     for (size_t i = 0; i < st->nslot_sums; i++) {
         st->slot_sums[i].written = -1;
+        st->slot_sums[i].since_written = -1;
         if (free_all) {
             free(st->slot_sums[i].endpoint);
             free(st->slot_sums[i].model);

@@ -20,7 +20,7 @@
 #include <time.h>
 
 /* The schema version this build writes and understands. */
-#define FR_STORE_SCHEMA_VERSION 14
+#define FR_STORE_SCHEMA_VERSION 15
 
 /* Returns the SQL (static) that takes a database from schema version `from`
  * to `from` + 1 (from 0: an empty database to version 1), or NULL for a
@@ -358,11 +358,24 @@ const char *fr_store_owner_id(const fr_store *st);
  * is one more in this owner's count of the endpoint and model (the
  * owner_slots row other owners count, written with the transaction), *id
  * is the slot's handle (< 0), and the attempt is booked once, by its
- * settle. *id is 0 when every slot is held (nothing written but this
- * owner's heartbeat, when due). Needs fr_store_owner_begin first. Errors
+ * settle. *id is 0 when every slot is held, or when a free one goes to
+ * another owner: one that waits for a slot (fr_store_slot_waiting) and
+ * holds fewer than `own`, or as many and has waited since before `since`
+ * (unix seconds: when this request began to wait; 0 for now). Nothing is
+ * written then but this owner's heartbeat, when due. Needs
+ * fr_store_owner_begin first. Errors
  * as fr_store_reserve, and FR_EINVAL for `max` < 1, `own` < 0 or no
  * owner. */
-int fr_store_reserve_slot(fr_store *st, const fr_attempt_rec *a, int max, long own, long long *id,
+int fr_store_reserve_slot(fr_store *st, const fr_attempt_rec *a, int max, long own, double since,
+                          long long *id, fr_error *err);
+
+/* Tells the other owners since when this owner's oldest request for a slot
+ * of `endpoint` and `model` (borrowed; model NULL for none) waits, in unix
+ * seconds (0: none waits any more). Written with the batch's commit, else
+ * at once. A slot an owner frees while another waits and holds fewer goes
+ * to that one (fr_store_reserve_slot). FR_OK, FR_ELIMIT past 65,535
+ * endpoints and models, FR_ESTORE. */
+int fr_store_slot_waiting(fr_store *st, const char *endpoint, const char *model, double since,
                           fr_error *err);
 
 /* Settles attempt `id`, booked in flight by fr_store_reserve, to `a`

@@ -82,6 +82,8 @@ typedef struct fr_store_slot_sum {
     char *endpoint, *model; /* owned; model NULL for none */
     long held;
     long written;
+    double since;         /* when its oldest request waiting began to (unix s), 0: none waits */
+    double since_written; /* what the row holds, -1: not known */
 } fr_store_slot_sum;
 
 struct fr_store {
@@ -277,15 +279,15 @@ int fr_store_lease_snapshot(fr_store *st, enum fr_store_stmt begin, const char *
                             const char *run_id, double *spent, fr_store_lease_row **rows, size_t *n,
                             fr_error *err);
 
-/* owners.c: sets *held to the slots of `endpoint` serving `model` (both
- * borrowed; model may be NULL) held now by the other owners: its in-flight
- * attempts whose owner is not this store's and lives (its lease has not
- * expired by the store's clock and, on this host, its process is there),
- * read inside the caller's write transaction. This owner's own rows are
- * left out: fr_store_reserve_slot's caller counts them. FR_OK or
- * FR_ESTORE. */
-int fr_store_slots_held(fr_store *st, const char *endpoint, const char *model, long *held,
-                        fr_error *err);
+/* owners.c: counts in *held the slots of an endpoint and model held now by
+ * the other owners (the live ones: a lease not run out and, on this host,
+ * a process that is there), and sets *yield when one of them waits for a
+ * slot and should have the next before this owner, which holds `own` and
+ * asks for a request waiting since `since` (unix seconds): it holds fewer,
+ * or as many and has waited longer (the owner's id breaks a tie). Inside
+ * the caller's write transaction. FR_OK or FR_ESTORE. */
+int fr_store_slots_held(fr_store *st, const char *endpoint, const char *model, long own,
+                        double since, long *held, bool *yield, fr_error *err);
 
 /* owners.c: takes a $0 slot of a's endpoint and model (borrowed) for this
  * owner, inside the caller's write transaction: one more in its count,

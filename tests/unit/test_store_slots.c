@@ -34,7 +34,7 @@ static long long slot(fr_store *st, const char *run, const char *task, const cha
 {
     fr_attempt_rec a = slot_rec(run, task, model);
     long long id = -1;
-    assert_ok(fr_store_reserve_slot(st, &a, max, own, &id, &e_));
+    assert_ok(fr_store_reserve_slot(st, &a, max, own, 0, &id, &e_));
     assert_true(slot_cost > 0 ? id >= 0 : id <= 0);
     return id;
 }
@@ -172,7 +172,7 @@ static void test_dead_process_stops_counting(void **state)
         for (int i = 0; ok && i < 2; i++) {
             fr_attempt_rec a = slot_rec("rc", i ? "t2" : "t1", "m");
             long long id = 0;
-            ok = fr_store_reserve_slot(c, &a, 2, i, &id, &err) == FR_OK && id != 0;
+            ok = fr_store_reserve_slot(c, &a, 2, i, 0, &id, &err) == FR_OK && id != 0;
         }
         char c1 = ok ? 'y' : 'n';
         if (write(ready[1], &c1, 1) != 1)
@@ -212,14 +212,15 @@ static void test_batched_and_refused(void **state)
     long long id = 0;
     fr_error err = {0};
     assert_ok(fr_store_run_begin(f->st, "r", "wf", NULL, &e_));
-    assert_int_equal(fr_store_reserve_slot(f->st, &a, 1, 0, &id, &err), FR_EINVAL); /* no owner */
+    assert_int_equal(fr_store_reserve_slot(f->st, &a, 1, 0, 0, &id, &err),
+                     FR_EINVAL); /* no owner */
     assert_ok(fr_store_owner_begin(f->st, &e_));
     char first[48];
     snprintf(first, sizeof first, "%s", fr_store_owner_id(f->st));
     assert_ok(fr_store_owner_begin(f->st, &e_)); /* keeps the first */
     assert_string_equal(fr_store_owner_id(f->st), first);
-    assert_int_equal(fr_store_reserve_slot(f->st, &a, 0, 0, &id, &err), FR_EINVAL);
-    assert_int_equal(fr_store_reserve_slot(f->st, &a, 1, -1, &id, &err), FR_EINVAL);
+    assert_int_equal(fr_store_reserve_slot(f->st, &a, 0, 0, 0, &id, &err), FR_EINVAL);
+    assert_int_equal(fr_store_reserve_slot(f->st, &a, 1, -1, 0, &id, &err), FR_EINVAL);
     int opened = 0;
     fr_store_batch(f->st, pending, &opened);
     assert_true(slot(f->st, "r", "t1", "m", 1, 0) != 0);
@@ -313,6 +314,53 @@ static void test_free_slot_settled_once(void **state)
     fr_store_batch(f->st, NULL, NULL);
 }
 
+/* Reserves as slot() does, for a request waiting since `since`. */
+static long long slot_since(fr_store *st, const char *run, const char *task, int max, long own,
+                            double since)
+{
+    fr_attempt_rec a = slot_rec(run, task, "m");
+    long long id = -1;
+    assert_ok(fr_store_reserve_slot(st, &a, max, own, since, &id, &e_));
+    return id;
+}
+
+/* A free slot goes to an owner that waits and holds fewer, or as many and
+ * has waited longer: the other owner's request is refused though the slot
+ * is free, and the one that waits gets it. An owner that waits no more, or
+ * whose lease ran out, is passed over. */
+static void test_free_slot_goes_to_the_owner_that_waits(void **state)
+{
+    fx *f = *state;
+    time_t now = utc(2027, 3, 10, 12, 0, 0);
+    fr_store *b = NULL, *a = two_owners(f, now, &b);
+    long long a1 = slot(a, "ra", "t1", "m", 3, 0);
+    long long a2 = slot(a, "ra", "t2", "m", 3, 1);
+    assert_true(a1 != 0 && a2 != 0);
+    /* b waits (its request was refused earlier): a, holding 2, leaves the
+     * third slot to b, which holds none. */
+    assert_ok(fr_store_slot_waiting(b, "gpu", "m", (double)now - 1, &e_));
+    assert_int_equal(slot(a, "ra", "t3", "m", 3, 2), 0);
+    long long b1 = slot_since(b, "rb", "t1", 3, 0, (double)now - 1);
+    assert_true(b1 != 0);
+    /* Both hold what is left to share: a (2) holds more than b (1), so a
+     * slot a frees goes to b while b waits. */
+    settle_ok(a, a2, "ra", "t2");
+    assert_int_equal(slot(a, "ra", "t3", "m", 3, 1), 0); /* 1 = b's 1, b waited first */
+    assert_ok(fr_store_slot_waiting(a, "gpu", "m", (double)now - 5, &e_));
+    assert_true(slot_since(a, "ra", "t3", 3, 1, (double)now - 5) != 0); /* a waited longer */
+    /* b waits no more: nothing is left to it. */
+    settle_ok(a, a1, "ra", "t1");
+    assert_int_equal(slot_since(a, "ra", "t4", 3, 1, (double)now), 0); /* b waits, holds 1 */
+    assert_ok(fr_store_slot_waiting(b, "gpu", "m", 0, &e_));
+    assert_true(slot_since(a, "ra", "t4", 3, 1, (double)now) != 0);
+    /* One that waits but whose lease ran out holds and waits for nothing. */
+    assert_ok(fr_store_slot_waiting(b, "gpu", "m", (double)now - 9, &e_));
+    fr_store_set_clock(a, now + FR_STORE_OWNER_LEASE_S + 1);
+    assert_ok(fr_store_owner_beat(a, &e_));
+    assert_true(slot_since(a, "ra", "t5", 4, 2, (double)now) != 0);
+    fr_store_close(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -321,6 +369,7 @@ int main(void)
         BOTH(test_dead_process_stops_counting),
         BOTH(test_batched_and_refused),
         BOTH(test_own_count_from_the_caller),
+        BOTH(test_free_slot_goes_to_the_owner_that_waits),
         STORE_TEST(test_free_slot_settled_once),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
