@@ -39,6 +39,7 @@ struct op {
     bool counted;       /* ... for slots other processes hold (a capacity wait) */
     bool turn; /* ... a tool loop's later turn: its answer is kept (rc) for the caller's next ask */
     uint64_t since;    /* uv_now of the run's loop when first refused */
+    double wait_unix;  /* ... and the store's clock then, when counted (slot_waits) */
     fr_budget *budget; /* OP_SETTLE: told the month's total */
     bool want_total;   /* ... when it asked for it */
     double at_ms;
@@ -121,9 +122,18 @@ static op *op_new(fr_pgbooks *p, enum op_kind kind)
     return o;
 }
 
+static void publish_wait(fr_pgbooks *p, const char *endpoint);
+static void failed(fr_pgbooks *p, int rc, const fr_error *err);
+
 static void op_free(op *o)
 {
     fr_pgbooks *p = o->p;
+    /* A request that waited for slots others hold waits no more. */
+    char *waited = NULL;
+    if (o->kind == OP_RESERVE && o->counted && !o->done) {
+        waited = o->strs[2]; /* rec.endpoint's copy (op_keep) */
+        o->strs[2] = NULL;
+    }
     if (o->prev)
         o->prev->next = o->next;
     else
@@ -136,6 +146,9 @@ static void op_free(op *o)
     for (size_t i = 0; i < sizeof o->strs / sizeof o->strs[0]; i++)
         free(o->strs[i]);
     free(o);
+    if (waited)
+        publish_wait(p, waited);
+    free(waited);
 }
 
 /* Copies `a` (borrowed) into `o`, its strings too. */
@@ -159,6 +172,24 @@ static bool live(const fr_pgbooks *p)
 static void rearm(fr_pgbooks *p);
 static int send_op(op *o);
 static void sweep(fr_pgbooks *p);
+
+/* Tells the store since when this process's oldest request for a slot of
+ * `endpoint` (borrowed) waits for slots other processes hold, or that none
+ * does: another process that frees a slot leaves it to one that waits and
+ * holds fewer (fr_pgstore_slot_waiting). */
+static void publish_wait(fr_pgbooks *p, const char *endpoint)
+{
+    if (!p->s)
+        return; /* the store is closed: its owner's rows went with it */
+    double since = 0;
+    for (const op *o = p->head; o; o = o->next)
+        if (o->kind == OP_RESERVE && o->counted && !o->done &&
+            strcmp(o->rec.endpoint, endpoint) == 0 && (since == 0 || o->wait_unix < since))
+            since = o->wait_unix;
+    int rc = fr_pgstore_slot_waiting(p->s, endpoint, since);
+    if (rc != FR_OK && rc != FR_ECANCELED)
+        failed(p, rc, NULL);
+}
 
 /* A lock held by another session outlived the lock or statement timeout:
  * the operation is sent again after a short backoff (nothing was written). */
@@ -203,6 +234,8 @@ static void slot_later(op *o)
          * processes hold them, and the wait counts from here. */
         o->counted = true;
         o->since = p->outer ? uv_now(p->outer) : 0;
+        o->wait_unix = fr_pgstore_clock(p->s);
+        publish_wait(p, o->rec.endpoint);
         if (o->w)
             o->w->queued = true;
         p->info.capacity_waits++;
@@ -298,6 +331,8 @@ static void on_reserved(void *ud, int rc, const fr_error *err)
             failed(p, rc, err);
         o->rc = rc;
         o->done = true; /* the turn asks again (fr_pgbooks_reserve) */
+        if (o->counted)
+            publish_wait(p, o->rec.endpoint);
         return;
     }
     fr_booking_wait *w = o->w;

@@ -291,14 +291,20 @@ int fr_store_insert_error(fr_store *st, fr_error *err, const char *run_id, const
 
 /* ---- clock and processes ----------------------------------------------------- */
 
-/* The store's clock; see store_int.h. */
-double fr_store_now(const fr_store *st)
+/* A set clock or the real one; see store.h. */
+double fr_store_unix_now(time_t clock)
 {
-    if (st->clock)
-        return (double)st->clock;
+    if (clock)
+        return (double)clock;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The store's clock; see store_int.h. */
+double fr_store_now(const fr_store *st)
+{
+    return fr_store_unix_now(st->clock);
 }
 
 /* The store's clock for its callers; see store.h. */

@@ -329,8 +329,20 @@ static const char *const schema_v1[] = {
     NULL};
 // clang-format on
 
+/* Schema version 2: since when each owner's oldest request for a slot of
+ * an endpoint waits (fr_pgstore_slot_waiting). A reservation leaves a free
+ * slot to a live owner that waits and holds fewer, so that one run's queue
+ * does not keep every slot it frees from another process. */
+static const char *const schema_v2[] = {"CREATE TABLE slot_waits ("
+                                        "  owner_id text NOT NULL,"
+                                        "  endpoint text NOT NULL,"
+                                        "  since    double precision NOT NULL,"
+                                        "  PRIMARY KEY (owner_id, endpoint)"
+                                        ")",
+                                        NULL};
+
 /* migrations[v] takes a database from version v to v + 1. */
-static const char *const *const migrations[FR_PG_SCHEMA_VERSION] = {schema_v1};
+static const char *const *const migrations[FR_PG_SCHEMA_VERSION] = {schema_v1, schema_v2};
 
 /* The statements of one migration; see pg_schema.h. */
 const char *const *fr_pg_schema_sql(int from)

@@ -11,7 +11,7 @@
 #include "engine/util/err.h"
 
 /* The schema version this flowrun writes. */
-#define FR_PG_SCHEMA_VERSION 1
+#define FR_PG_SCHEMA_VERSION 2
 
 /* The key of the transaction-level advisory lock (pg_advisory_xact_lock)
  * that serialises migrations: "flowrun" in ASCII (0x666c6f7772756e), as a

@@ -437,8 +437,11 @@ static void open_finish(fr_pgstore *s, int rc, const fr_error *err)
         group_send(g);
         g = next;
     }
-    for (size_t i = 0; rc == FR_OK && i < s->nwaits; i++)
+    for (size_t i = 0; rc == FR_OK && i < s->nwaits; i++) {
         fr_pgstore_listen(s, s->waits[i]);
+        if (s->wait_since[i] > 0)
+            fr_pgstore_send_waiting(s, s->waits[i], s->wait_since[i]);
+    }
 }
 
 /* What an internal op's result means. */
@@ -494,8 +497,11 @@ static void on_conn_state(void *ud, fr_pgconn_event ev, const fr_error *err)
         s->down = false;
         /* A new session: LISTEN again, and whatever was notified meanwhile
          * was missed. */
-        for (size_t i = 0; i < s->nwaits && s->ready; i++)
+        for (size_t i = 0; i < s->nwaits && s->ready; i++) {
             fr_pgstore_listen(s, s->waits[i]);
+            if (s->wait_since[i] > 0)
+                fr_pgstore_send_waiting(s, s->waits[i], s->wait_since[i]);
+        }
         if (s->opts.on_state)
             s->opts.on_state(s->opts.ud, FR_PGSTORE_UP, NULL);
         wake_all(s);
@@ -529,6 +535,8 @@ int fr_pgstore_wait(fr_pgstore *s, const char *endpoint)
         if (strcmp(s->waits[i], endpoint) == 0)
             return FR_OK;
     s->waits = fr_xrealloc(s->waits, (s->nwaits + 1) * sizeof *s->waits);
+    s->wait_since = fr_xrealloc(s->wait_since, (s->nwaits + 1) * sizeof *s->wait_since);
+    s->wait_since[s->nwaits] = 0;
     s->waits[s->nwaits++] = fr_xstrdup(endpoint);
     if (s->ready)
         fr_pgstore_listen(s, endpoint);
@@ -536,6 +544,28 @@ int fr_pgstore_wait(fr_pgstore *s, const char *endpoint)
         uv_timer_start(&s->wake, on_wake_timer, (uint64_t)s->opts.wake_fallback_ms,
                        (uint64_t)s->opts.wake_fallback_ms);
     return FR_OK;
+}
+
+int fr_pgstore_slot_waiting(fr_pgstore *s, const char *endpoint, double since)
+{
+    int rc = fr_pgstore_wait(s, endpoint);
+    if (rc != FR_OK)
+        return rc;
+    size_t i = 0;
+    while (strcmp(s->waits[i], endpoint) != 0)
+        i++;
+    since = since > 0 ? since : 0;
+    if (s->wait_since[i] == since)
+        return FR_OK;
+    s->wait_since[i] = since;
+    if (s->ready && !s->down)
+        fr_pgstore_send_waiting(s, endpoint, since);
+    return FR_OK;
+}
+
+double fr_pgstore_clock(const fr_pgstore *s)
+{
+    return fr_store_unix_now(s->clock);
 }
 
 /* ---- open and close --------------------------------------------------------------- */
@@ -548,6 +578,7 @@ static void handle_closed(uv_handle_t *h)
     for (size_t i = 0; i < s->nwaits; i++)
         free(s->waits[i]);
     free(s->waits);
+    free(s->wait_since);
     free(s->batch);
     free(s->masked);
     fr_wipe(s->url, strlen(s->url));
@@ -605,6 +636,8 @@ void fr_pgstore_close(fr_pgstore *s)
     if (s->ready && !s->down) {
         op *o = fr_pgstore_op_new(K_OWNER_END, "cannot end this process's lease", s);
         fr_pgstore_op_sql(o, OWNER_END_SQL);
+        fr_pgstore_op_str(o, s->owner);
+        fr_pgstore_op_sql(o, "DELETE FROM slot_waits WHERE owner_id = $1");
         fr_pgstore_op_str(o, s->owner);
         send_internal(s, o);
         return; /* fr_pgstore_teardown when every transaction is back */

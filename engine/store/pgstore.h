@@ -200,7 +200,9 @@ int fr_pgstore_run_end(fr_pgstore *s, const char *run_id, const char *status, in
  * by this owner. With `max_parallel` > 0 the endpoint's row is locked
  * (endpoints, created on demand; SELECT ... FOR UPDATE) and the attempt is
  * booked only while fewer than max_parallel attempts of a->endpoint are
- * pending among live owners (view in_flight), across every process.
+ * pending among live owners (view in_flight), across every process, and
+ * no other live owner that waits for a slot (fr_pgstore_slot_waiting)
+ * holds fewer, or as many and has waited longer.
  * Completion: FR_OK reserved (durable), FR_ELIMIT refused for capacity
  * (nothing booked: reserve again later, on the wake callback), FR_EINVAL
  * for a run not begun, FR_ETIMEDOUT when the endpoint's row stayed locked
@@ -305,3 +307,16 @@ int fr_pgstore_run_status(fr_pgstore *s, const char *run_id, fr_pgstore_status_f
  * its channel (again after each reconnection), and the fallback timer.
  * Asking twice is once. FR_EINVAL, FR_ECANCELED as the writes. */
 int fr_pgstore_wait(fr_pgstore *s, const char *endpoint);
+
+/* Tells the other processes since when this owner's oldest request for a
+ * slot of `endpoint` (borrowed) waits, in unix seconds of the store's clock
+ * (fr_pgstore_clock), or that none does (0); waits on it as
+ * fr_pgstore_wait does. Written at once when it changed (slot_waits, one
+ * row per owner and endpoint), again after a reconnection; the owner's
+ * rows go at its end. A reservation of a capped endpoint leaves a free
+ * slot to a live owner that waits and holds fewer, or as many and waited
+ * longer (fr_pgstore_reserve). FR_EINVAL, FR_ECANCELED as the writes. */
+int fr_pgstore_slot_waiting(fr_pgstore *s, const char *endpoint, double since);
+
+/* The store's clock (fr_pgstore_set_clock), or the real one: unix seconds. */
+double fr_pgstore_clock(const fr_pgstore *s);

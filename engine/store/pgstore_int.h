@@ -23,6 +23,7 @@ typedef enum {
     K_OWNER,     /* internal: the owner at open */
     K_OWNER_END, /* internal: at close */
     K_LISTEN,    /* internal: LISTEN on a waited endpoint's channel */
+    K_WAITING,   /* internal: since when this owner waits for a slot (slot_waits) */
     K_RUN_BEGIN,
     K_RUN_END,
     K_RESERVE,
@@ -80,6 +81,8 @@ struct fr_pgstore {
     int in_flight; /* groups sent and not yet back */
     char **waits;  /* endpoints waited on */
     size_t nwaits;
+    double *wait_since; /* beside each: since when this owner waits for one of its slots
+                           (fr_pgstore_slot_waiting, unix seconds), 0 while none waits */
     uv_timer_t heartbeat, wake;
     int handles;
     long flushes, retries, heartbeats, notifies;
@@ -101,6 +104,9 @@ void fr_pgstore_op_int(op *o, long long v);
 
 /* Sends `o` (taken) alone, as its own transaction, at once. */
 void fr_pgstore_send(fr_pgstore *s, op *o);
+/* pgstore_ops.c: writes into slot_waits since when this owner waits for a
+ * slot of `endpoint` (borrowed), or that it does not (since 0). */
+void fr_pgstore_send_waiting(fr_pgstore *s, const char *endpoint, double since);
 /* Queues `o` (taken) in the turn's batch (fr_pgstore_flush sends it). */
 void fr_pgstore_queue(fr_pgstore *s, op *o);
 

@@ -57,8 +57,26 @@
     " SELECT CASE WHEN EXISTS (SELECT 1 FROM ins) OR EXISTS (SELECT 1 FROM attempts "              \
     "WHERE " KEY_WHERE ") THEN 1 WHEN NOT (" fence ") THEN 2 ELSE 0 END"
 
-/* A capped endpoint's condition: a slot is free among its max_parallel ($17). */
-#define SLOT_FREE "coalesce((SELECT held FROM in_flight WHERE endpoint = $5), 0) < $17::integer"
+/* The slots of endpoint $5 this owner, or owner `who`, holds: its attempts
+ * in flight there. */
+#define HELD_BY(who)                                                                               \
+    "(SELECT count(*) FROM attempts x WHERE x.endpoint = $5 AND x.outcome = 'pending'"             \
+    " AND x.owner_id = " who ")"
+/* A capped endpoint's condition: a slot is free among its max_parallel
+ * ($17), and no other live owner that waits for one comes first: one that
+ * holds fewer than this owner ($13), or as many and has waited since
+ * earlier (this owner: since its oldest request waits, else now, $9), the
+ * owner id breaking a tie. Without it, a run with a queue takes every slot
+ * it frees before a waiting process asks again. */
+#define SLOT_FREE                                                                                  \
+    "coalesce((SELECT held FROM in_flight WHERE endpoint = $5), 0) < $17::integer"                 \
+    " AND NOT EXISTS (SELECT 1 FROM slot_waits w JOIN owners o ON o.id = w.owner_id"               \
+    " AND o.expires > now() WHERE w.endpoint = $5 AND w.owner_id <> $13"                           \
+    " AND (" HELD_BY("w.owner_id") ", w.since, w.owner_id) < (" HELD_BY(                           \
+        "$13") ","                                                                                 \
+               " coalesce((SELECT m.since FROM slot_waits m WHERE m.owner_id = $13 AND "           \
+               "m.endpoint = $5),"                                                                 \
+               " $9::float8), $13))"
 /* The fence of period `per` (the attempt's month $10 or day $11): this
  * owner ($13) holds an open lease of the run's share of that period's cap
  * that covers what the run spent in it and this worst case ($8). A lease
@@ -216,11 +234,7 @@ static int refused(const fr_pgstore *s, bool bad)
 /* The store's time in unix seconds. */
 static double now_of(const fr_pgstore *s)
 {
-    if (s->clock)
-        return (double)s->clock;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    return fr_pgstore_clock(s);
 }
 
 /* ---- results ---- */
@@ -328,6 +342,7 @@ static void finish_error(fr_pgstore *s, op *o, int rc, const fr_error *err)
     case K_OWNER:
     case K_OWNER_END:
     case K_LISTEN:
+    case K_WAITING:
         fr_pgstore_internal_done(s, o, rc, err);
         return;
     case K_SETTLE:
@@ -429,6 +444,7 @@ void fr_pgstore_op_finish(fr_pgstore *s, op *o, int rc, const fr_error *err, con
     case K_OWNER:
     case K_OWNER_END:
     case K_LISTEN:
+    case K_WAITING:
         fr_pgstore_internal_done(s, o, FR_OK, NULL);
         return;
     default: /* K_PUT, K_RELEASE */
@@ -444,6 +460,24 @@ void fr_pgstore_listen(fr_pgstore *s, const char *endpoint)
     op *o = fr_pgstore_op_new(K_LISTEN, "cannot listen for freed slots", s);
     fr_pgstore_op_sql(o, "SELECT fr_slot_listen($1)");
     fr_pgstore_op_str(o, endpoint);
+    fr_pgstore_send(s, o);
+}
+
+void fr_pgstore_send_waiting(fr_pgstore *s, const char *endpoint, double since)
+{
+    op *o = fr_pgstore_op_new(K_WAITING, "cannot say this process waits for a slot", s);
+    if (since > 0) {
+        fr_pgstore_op_sql(o, "INSERT INTO slot_waits (owner_id, endpoint, since)"
+                             " VALUES ($1, $2, $3::float8) ON CONFLICT (owner_id, endpoint)"
+                             " DO UPDATE SET since = excluded.since");
+        fr_pgstore_op_str(o, s->owner);
+        fr_pgstore_op_str(o, endpoint);
+        fr_pgstore_op_num(o, since);
+    } else {
+        fr_pgstore_op_sql(o, "DELETE FROM slot_waits WHERE owner_id = $1 AND endpoint = $2");
+        fr_pgstore_op_str(o, s->owner);
+        fr_pgstore_op_str(o, endpoint);
+    }
     fr_pgstore_send(s, o);
 }
 

@@ -243,6 +243,10 @@ char *fr_store_month(const fr_store *st, char out[FR_STORE_MONTH_LEN]);
 /* Writes the current day ("YYYY-MM-DD", UTC, by the store's clock) into
  * `out`, which holds FR_STORE_DAY_LEN bytes. Returns `out`. */
 char *fr_store_day(const fr_store *st, char out[FR_STORE_DAY_LEN]);
+/* Now in unix seconds: `clock` when it is set (not 0: a store's test
+ * clock), else the real time. Both stores' clocks read it. */
+double fr_store_unix_now(time_t clock);
+
 /* Writes the UTC month of `t` ("YYYY-MM") into `out`; "0000-01" when `t`
  * falls outside the years 1000-9999, which four digits hold. */
 void fr_store_month_of(time_t t, char out[FR_STORE_MONTH_LEN]);

@@ -7,11 +7,15 @@
 # before A has sent 6 more (A frees a slot every ~33 ms; B asks again every
 # 20-50 ms): a process that waits is served next, the one holding fewer
 # slots first (31 of A's went first before). Both finish with the right
-# outputs and the model never sees more than 3 at once. (The SQLite store;
-# on the PostgreSQL store a process still serves its own next request
-# first.)
+# outputs and the model never sees more than 3 at once. With
+# CAPACITY_STORE=postgresql (tests/e2e/pg_capacity_fair.sh) the store is a
+# PostgreSQL server of the test's own, the same checks.
 source "$(dirname "$0")/lib.bash"
 STATE="$WORK/state"
+if [ "${CAPACITY_STORE:-}" = postgresql ]; then
+  pg_store_start
+  STATE=$PG_URL
+fi
 record="$WORK/record.jsonl"
 start_sim --latency 100 --tps 0 --record "$record"
 

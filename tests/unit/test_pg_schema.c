@@ -237,21 +237,27 @@ static void test_migrations_listed(void **state)
     assert_int_equal(strtoll(FR_PG_SCHEMA_LOCK_KEY_SQL, NULL, 10), FR_PG_SCHEMA_LOCK_KEY);
 }
 
-static void test_fresh_database(void **state)
+/* meta's schema_version, as k reads it, is this flowrun's. */
+static void assert_current_version(fx *f, conn *k)
 {
-    fx *f = *state;
-    conn *k = open_conn(f, 0, f->url);
-    apply_ok(f, k);
     fr_pgres *r = query(f, k, "SELECT value FROM meta WHERE key = 'schema_version'", 0, NULL);
     char want[16];
     snprintf(want, sizeof want, "%d", FR_PG_SCHEMA_VERSION);
     assert_string_equal(fr_pgres_value(r, 0, 0), want);
     fr_pgres_free(r);
+}
+
+static void test_fresh_database(void **state)
+{
+    fx *f = *state;
+    conn *k = open_conn(f, 0, f->url);
+    apply_ok(f, k);
+    assert_current_version(f, k);
     /* Every table of the schema, in the test's schema. */
-    static const char *const tables[] = {"meta",      "schema_log",    "owners",  "runs",
-                                         "attempts",  "period_totals", "leases",  "endpoints",
-                                         "cache",     "approvals",     "reports", "ledger",
-                                         "in_flight", "open_leases"};
+    static const char *const tables[] = {"meta",      "schema_log",    "owners",    "runs",
+                                         "attempts",  "period_totals", "leases",    "endpoints",
+                                         "cache",     "approvals",     "reports",   "ledger",
+                                         "in_flight", "open_leases",   "slot_waits"};
     for (size_t i = 0; i < sizeof tables / sizeof *tables; i++) {
         const char *p[2] = {f->schema, tables[i]};
         assert_int_equal(query_int(f, k,
@@ -268,6 +274,30 @@ static void test_fresh_database(void **state)
                      1);
     /* Applied again: nothing to do. */
     apply_ok(f, k);
+    assert_int_equal(query_int(f, k, "SELECT count(*) FROM schema_log", 0, NULL),
+                     FR_PG_SCHEMA_VERSION);
+}
+
+/* A database a flowrun of schema version 1 made (its statements, its
+ * version and log) is taken to the current version, its rows kept: an
+ * owner row stays, slot_waits is there and empty, the log has a row per
+ * migration. */
+static void test_version_1_migrates(void **state)
+{
+    fx *f = *state;
+    conn *k = open_conn(f, 0, f->url);
+    for (const char *const *q = fr_pg_schema_sql(0); *q; q++)
+        exec_ok(f, k, *q, 0, NULL);
+    exec_ok(f, k, "INSERT INTO schema_log(version) VALUES (1)", 0, NULL);
+    exec_ok(f, k, "INSERT INTO meta(key, value) VALUES ('schema_version', '1')", 0, NULL);
+    exec_ok(f, k,
+            "INSERT INTO owners (id, user_name, host, pid, expires)"
+            " VALUES ('o1', 'u', 'h', 1, now() + interval '1 hour')",
+            0, NULL);
+    apply_ok(f, k);
+    assert_current_version(f, k);
+    assert_int_equal(query_int(f, k, "SELECT count(*) FROM owners WHERE id = 'o1'", 0, NULL), 1);
+    assert_int_equal(query_int(f, k, "SELECT count(*) FROM slot_waits", 0, NULL), 0);
     assert_int_equal(query_int(f, k, "SELECT count(*) FROM schema_log", 0, NULL),
                      FR_PG_SCHEMA_VERSION);
 }
@@ -313,7 +343,8 @@ static void test_waits_for_the_lock(void **state)
     exec_ok(f, holder, "COMMIT", 0, NULL);
     LOOP_RUN_UNTIL(&f->loop, k->applied, 60);
     assert_int_equal(k->apply_rc, FR_OK);
-    assert_int_equal(query_int(f, k, "SELECT count(*) FROM schema_log", 0, NULL), 1);
+    assert_int_equal(query_int(f, k, "SELECT count(*) FROM schema_log", 0, NULL),
+                     FR_PG_SCHEMA_VERSION);
 }
 
 /* The server restarts while the migration is in flight: its outcome is
@@ -328,7 +359,8 @@ static void test_restart_mid_migration(void **state)
     LOOP_RUN_UNTIL(&f->loop, k->applied, 60);
     if (k->apply_rc != FR_OK)
         fail_msg("apply: %s: %s", fr_err_name(k->apply_rc), k->apply_err.msg);
-    assert_int_equal(query_int(f, k, "SELECT count(*) FROM schema_log", 0, NULL), 1);
+    assert_int_equal(query_int(f, k, "SELECT count(*) FROM schema_log", 0, NULL),
+                     FR_PG_SCHEMA_VERSION);
     apply_ok(f, k);
 }
 
@@ -384,7 +416,8 @@ static void test_newer_version_refused(void **state)
              FR_PG_SCHEMA_VERSION + 1, FR_PG_SCHEMA_VERSION);
     assert_string_equal(k->apply_err.msg, want);
     /* Nothing was applied or changed. */
-    assert_int_equal(query_int(f, k, "SELECT count(*) FROM schema_log", 0, NULL), 1);
+    assert_int_equal(query_int(f, k, "SELECT count(*) FROM schema_log", 0, NULL),
+                     FR_PG_SCHEMA_VERSION);
     /* A meta table without a valid version is not flowrun's. */
     exec_ok(f, k, "UPDATE meta SET value = 'x' WHERE key = 'schema_version'", 0, NULL);
     assert_int_equal(apply(f, k), FR_ESTORE);
@@ -777,6 +810,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_migrations_listed),
         cmocka_unit_test_setup_teardown(test_fresh_database, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_version_1_migrates, setup, teardown),
         cmocka_unit_test_setup_teardown(test_waits_for_the_lock, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart_mid_migration, setup, teardown),
         cmocka_unit_test_setup_teardown(test_eight_at_once, setup, teardown),
