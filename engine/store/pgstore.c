@@ -499,8 +499,10 @@ static void on_conn_state(void *ud, fr_pgconn_event ev, const fr_error *err)
          * was missed. */
         for (size_t i = 0; i < s->nwaits && s->ready; i++) {
             fr_pgstore_listen(s, s->waits[i]);
-            if (s->wait_since[i] > 0)
-                fr_pgstore_send_waiting(s, s->waits[i], s->wait_since[i]);
+            /* Whether or not it still waits: a row written or deleted
+             * while the connection was down (or as it went) is not known
+             * to have reached the server. */
+            fr_pgstore_send_waiting(s, s->waits[i], s->wait_since[i]);
         }
         if (s->opts.on_state)
             s->opts.on_state(s->opts.ud, FR_PGSTORE_UP, NULL);
